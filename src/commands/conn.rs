@@ -1,0 +1,492 @@
+//! Connection commands (Redis's networking.c / server.c parts): PING, ECHO, QUIT, HELLO,
+//! SELECT, RESET and CLIENT. They run on the connection's own shard; CLIENT LIST/KILL visit
+//! every shard, since each shard owns the connections it accepted.
+
+use bytes::Bytes;
+
+use super::args::{arg, is, text};
+use super::keys::all_shards;
+use super::table::{CommandSpec, Exec, KeySpec, FAST, LOADING, NOAUTH, NOSCRIPT, STALE};
+use super::ConnCtx;
+use crate::error::{CmdError, CmdResult};
+use crate::protocol::parse_i64;
+use crate::protocol::reply::Reply;
+use crate::server::connection::Conn;
+use crate::server::worker::Worker;
+
+const C: &str = "connection";
+
+/// The Redis version we answer with (HELLO, INFO): the command set and reply formats we
+/// match are those of Redis 7.0.
+pub const REDIS_COMPAT_VERSION: &str = "7.0.15";
+
+#[rustfmt::skip]
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec::new("ping", -1, FAST | STALE, KeySpec::none(), Exec::Conn(ping))
+        .doc(C, "1.0.0", "Returns the server's liveliness response.", "[message]"),
+    CommandSpec::new("echo", 2, FAST, KeySpec::none(), Exec::Conn(echo))
+        .doc(C, "1.0.0", "Returns the given string.", "message"),
+    CommandSpec::new("quit", -1, NOSCRIPT | LOADING | STALE | FAST | NOAUTH, KeySpec::none(), Exec::Conn(quit))
+        .doc(C, "1.0.0", "Closes the connection.", ""),
+    CommandSpec::new("select", 2, LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(select))
+        .doc(C, "1.0.0", "Changes the selected database.", "index"),
+    CommandSpec::new("hello", -1, NOSCRIPT | LOADING | STALE | FAST | NOAUTH, KeySpec::none(), Exec::Conn(hello))
+        .doc(C, "6.0.0", "Handshakes with the Redis server.",
+             "[protover [AUTH username password] [SETNAME clientname]]"),
+    CommandSpec::new("reset", 1, NOSCRIPT | LOADING | STALE | FAST | NOAUTH, KeySpec::none(), Exec::Conn(reset))
+        .doc(C, "6.2.0", "Resets the connection.", ""),
+    CommandSpec::new("auth", -2, NOSCRIPT | LOADING | STALE | FAST | NOAUTH, KeySpec::none(), Exec::Conn(auth))
+        .doc(C, "1.0.0", "Authenticates the connection.", "[username] password"),
+    CommandSpec::new("client", -2, NOSCRIPT | LOADING | STALE, KeySpec::none(), Exec::Conn(client))
+        .doc(C, "2.4.0", "A container for client connection commands.", "subcommand [argument ...]")
+        .subs(&[
+            ("id", 2, ""),
+            ("getname", 2, ""),
+            ("setname", 3, "connection-name"),
+            ("list", -2, "[TYPE <NORMAL | MASTER | REPLICA | PUBSUB>] [ID client-id [client-id ...]]"),
+            ("info", 2, ""),
+            ("kill", -3, "<ip:port | <[ID client-id] | [TYPE <NORMAL | MASTER | SLAVE | REPLICA | PUBSUB>] | [USER username] | [ADDR ip:port] | [LADDR ip:port] | [SKIPME <YES | NO>]> [[ID client-id] | [TYPE <NORMAL | MASTER | SLAVE | REPLICA | PUBSUB>] | [USER username] | [ADDR ip:port] | [LADDR ip:port] | [SKIPME <YES | NO>] ...]>"),
+            ("setinfo", 4, "<LIB-NAME libname | LIB-VER libver>"),
+            ("no-evict", 3, "<ON | OFF>"),
+            ("no-touch", 3, "<ON | OFF>"),
+            ("help", 2, ""),
+        ]),
+];
+
+fn ping(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    match argv.len() {
+        1 => Ok(Reply::status("PONG")),
+        2 => Ok(Reply::Bulk(arg(argv, 1)?.clone())),
+        _ => {
+            let _ = ctx;
+            Err(CmdError::WrongArity("ping".into()))
+        }
+    }
+}
+
+fn echo(_ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    Ok(Reply::Bulk(arg(argv, 1)?.clone()))
+}
+
+fn quit(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+    if let Some(c) = ctx.w.conns.get_mut(ctx.conn) {
+        c.closing = true;
+    }
+    Ok(Reply::Ok)
+}
+
+fn select(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let n = parse_i64(arg(argv, 1)?).ok_or(CmdError::NotInteger)?;
+    if n < 0 || n as usize >= ctx.w.shared.cfg.databases || n > i32::MAX as i64 {
+        return Err(CmdError::DbIndex);
+    }
+    ctx.client().db = n as usize;
+    Ok(Reply::Ok)
+}
+
+/// AUTH: no password is configured, so the default user has none (Redis without
+/// requirepass answers AUTH <password> with this error).
+fn auth(_ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    if argv.len() > 3 {
+        return Err(CmdError::Syntax);
+    }
+    if argv.len() == 2 {
+        return Err(CmdError::err(
+            "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+        ));
+    }
+    if is(arg(argv, 1)?, "default") {
+        Ok(Reply::Ok)
+    } else {
+        Err(CmdError::coded(
+            "WRONGPASS invalid username-password pair or user is disabled.",
+        ))
+    }
+}
+
+fn hello(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let mut proto = None;
+    let mut i = 1;
+    if argv.len() >= 2 {
+        let v = parse_i64(&argv[1]).ok_or_else(|| {
+            CmdError::err("Protocol version is not an integer or out of range")
+        })?;
+        if v != 2 && v != 3 {
+            return Err(CmdError::coded("NOPROTO unsupported protocol version"));
+        }
+        proto = Some(v as u8);
+        i = 2;
+    }
+    let mut name = None;
+    while i < argv.len() {
+        let more = argv.len() - i - 1;
+        if is(&argv[i], "auth") && more >= 2 {
+            if !is(&argv[i + 1], "default") {
+                return Err(CmdError::coded(
+                    "WRONGPASS invalid username-password pair or user is disabled.",
+                ));
+            }
+            i += 3;
+        } else if is(&argv[i], "setname") && more >= 1 {
+            let n = argv[i + 1].clone();
+            validate_name(&n)?;
+            name = Some(n);
+            i += 2;
+        } else {
+            return Err(CmdError::err(format!(
+                "Syntax error in HELLO option '{}'",
+                text(&argv[i])
+            )));
+        }
+    }
+    let c = ctx.client();
+    if let Some(p) = proto {
+        c.resp = p;
+    }
+    if let Some(n) = name {
+        c.name = if n.is_empty() { None } else { Some(n) };
+    }
+    let (id, resp) = (c.id, c.resp);
+    Ok(Reply::Map(vec![
+        (Reply::bulk("server"), Reply::bulk("redis")),
+        (Reply::bulk("version"), Reply::bulk(REDIS_COMPAT_VERSION)),
+        (Reply::bulk("proto"), Reply::Int(resp as i64)),
+        (Reply::bulk("id"), Reply::Int(id as i64)),
+        (Reply::bulk("mode"), Reply::bulk("standalone")),
+        (Reply::bulk("role"), Reply::bulk("master")),
+        (Reply::bulk("modules"), Reply::Array(Vec::new())),
+    ]))
+}
+
+fn reset(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+    let c = ctx.client();
+    c.db = 0;
+    c.resp = 2;
+    c.name = None;
+    c.no_evict = false;
+    c.no_touch = false;
+    Ok(Reply::status("RESET"))
+}
+
+fn validate_name(n: &[u8]) -> Result<(), CmdError> {
+    if n.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+        return Err(CmdError::err(
+            "Client names cannot contain spaces, newlines or special characters.",
+        ));
+    }
+    Ok(())
+}
+
+/// One CLIENT LIST line (Redis 7.0 field order), without the trailing newline.
+pub fn client_line(c: &Conn) -> String {
+    let ci = &c.client;
+    let qbuf = c.rbuf.as_ref().map_or(0, |b| b.len());
+    let qfree = c.rbuf.as_ref().map_or(0, |b| b.capacity() - b.len());
+    let lossy = |b: &Option<Bytes>| b.as_ref().map(|v| text(v)).unwrap_or_default();
+    format!(
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+        ci.id,
+        ci.addr,
+        ci.laddr,
+        c.fd,
+        lossy(&ci.name),
+        ci.created.elapsed().as_secs(),
+        ci.last_active.elapsed().as_secs(),
+        if ci.no_evict { "e" } else { "N" },
+        ci.db,
+        qbuf,
+        qfree,
+        qbuf + qfree,
+        c.out.len(),
+        c.slots.len(),
+        c.out.capacity(),
+        qbuf + qfree + c.out.capacity() + 1024,
+        ci.last_cmd,
+        ci.resp,
+        lossy(&ci.lib_name),
+        lossy(&ci.lib_ver),
+    )
+}
+
+const CLIENT_HELP: &[&str] = &[
+    "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GETNAME",
+    "    Return the name of the current connection.",
+    "ID",
+    "    Return the ID of the current connection.",
+    "INFO",
+    "    Return information about the current client connection.",
+    "KILL <ip:port>",
+    "    Kill connection made from <ip:port>.",
+    "KILL <option> <value> [<option> <value> [...]]",
+    "    Kill connections. Options are:",
+    "    * ADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made from the specified address",
+    "    * LADDR (<ip:port>|<unixsocket>:0)",
+    "      Kill connections made to specified local address",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Kill connections by type.",
+    "    * USER <username>",
+    "      Kill connections authenticated by <username>.",
+    "    * SKIPME (YES|NO)",
+    "      Skip killing current connection (default: yes).",
+    "    * ID <client-id>",
+    "      Kill connections by client id.",
+    "LIST [options ...]",
+    "    Return information about client connections. Options:",
+    "    * TYPE (NORMAL|MASTER|REPLICA|PUBSUB)",
+    "      Return clients of specified type.",
+    "    * ID <client-id> [<client-id> ...]",
+    "      Return clients with the given ids.",
+    "SETNAME <name>",
+    "    Assign the name <name> to the current connection.",
+    "SETINFO <LIB-NAME|LIB-VER> <value>",
+    "    Set client library name or version.",
+    "NO-EVICT (ON|OFF)",
+    "    Protect current client connection from eviction.",
+    "NO-TOUCH (ON|OFF)",
+    "    Do not update the access time of keys this client reads.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// Which connections a CLIENT LIST / KILL filter selects.
+#[derive(Clone, Default)]
+struct Filter {
+    ids: Option<Vec<u64>>,
+    addr: Option<String>,
+    laddr: Option<String>,
+    /// TYPE filter; every client is "normal" for now.
+    type_normal: Option<bool>,
+    user_default: Option<bool>,
+    skip_id: Option<u64>,
+}
+
+impl Filter {
+    fn matches(&self, c: &Conn) -> bool {
+        let ci = &c.client;
+        self.ids.as_ref().is_none_or(|ids| ids.contains(&ci.id))
+            && self.addr.as_ref().is_none_or(|a| *a == ci.addr)
+            && self.laddr.as_ref().is_none_or(|a| *a == ci.laddr)
+            && self.type_normal.unwrap_or(true)
+            && self.user_default.unwrap_or(true)
+            && self.skip_id != Some(ci.id)
+    }
+}
+
+fn client_type_ok(t: &[u8]) -> Result<bool, CmdError> {
+    if is(t, "normal") {
+        Ok(true)
+    } else if is(t, "master") || is(t, "replica") || is(t, "slave") || is(t, "pubsub") {
+        Ok(false)
+    } else {
+        Err(CmdError::err(format!("Unknown client type '{}'", text(t))))
+    }
+}
+
+fn client(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let sub = text(arg(argv, 1)?).to_lowercase();
+    let arity_err = || CmdError::WrongArity(format!("client|{sub}"));
+    match sub.as_str() {
+        "id" if argv.len() == 2 => Ok(Reply::Int(ctx.client().id as i64)),
+        "getname" if argv.len() == 2 => Ok(Reply::bulk_opt(ctx.client().name.clone())),
+        "setname" if argv.len() == 3 => {
+            let n = argv[2].clone();
+            validate_name(&n)?;
+            ctx.client().name = if n.is_empty() { None } else { Some(n) };
+            Ok(Reply::Ok)
+        }
+        "info" if argv.len() == 2 => {
+            let line = ctx
+                .w
+                .conns
+                .get(ctx.conn)
+                .map(client_line)
+                .unwrap_or_default();
+            Ok(Reply::Verbatim(Bytes::from(line + "\n")))
+        }
+        "setinfo" if argv.len() == 4 => {
+            let v = argv[3].clone();
+            if v.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
+                return Err(CmdError::err(format!(
+                    "{} cannot contain spaces, newlines or special characters.",
+                    text(&argv[2]).to_lowercase()
+                )));
+            }
+            if is(&argv[2], "lib-name") {
+                ctx.client().lib_name = Some(v);
+            } else if is(&argv[2], "lib-ver") {
+                ctx.client().lib_ver = Some(v);
+            } else {
+                return Err(CmdError::err(format!(
+                    "Unrecognized option '{}'",
+                    text(&argv[2])
+                )));
+            }
+            Ok(Reply::Ok)
+        }
+        "no-evict" | "no-touch" if argv.len() == 3 => {
+            let on = if is(&argv[2], "on") {
+                true
+            } else if is(&argv[2], "off") {
+                false
+            } else {
+                return Err(CmdError::Syntax);
+            };
+            if sub == "no-evict" {
+                ctx.client().no_evict = on;
+            } else {
+                ctx.client().no_touch = on;
+            }
+            Ok(Reply::Ok)
+        }
+        "list" => client_list(ctx, argv),
+        "kill" if argv.len() >= 3 => client_kill(ctx, argv),
+        "help" if argv.len() == 2 => Ok(Reply::Array(
+            CLIENT_HELP
+                .iter()
+                .map(|l| Reply::Status(Bytes::from_static(l.as_bytes())))
+                .collect(),
+        )),
+        "id" | "getname" | "setname" | "info" | "setinfo" | "no-evict" | "no-touch" | "kill"
+        | "help" => Err(arity_err()),
+        _ => Err(CmdError::UnknownSubcommand {
+            sub: text(&argv[1]),
+            cmd: "client".into(),
+        }),
+    }
+}
+
+fn client_list(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let mut f = Filter::default();
+    let mut i = 2;
+    while i < argv.len() {
+        if is(&argv[i], "type") && i + 1 < argv.len() {
+            f.type_normal = Some(client_type_ok(&argv[i + 1])?);
+            i += 2;
+        } else if is(&argv[i], "id") && i + 1 < argv.len() {
+            let mut ids = Vec::new();
+            for a in &argv[i + 1..] {
+                match parse_i64(a) {
+                    Some(n) if n > 0 => ids.push(n as u64),
+                    _ => return Err(CmdError::err("Invalid client ID")),
+                }
+            }
+            f.ids = Some(ids);
+            i = argv.len();
+        } else {
+            return Err(CmdError::Syntax);
+        }
+    }
+    let ticket = ctx.defer();
+    all_shards(
+        ctx.w,
+        move |tw: &mut Worker| {
+            tw.conns
+                .iter()
+                .filter(|(_, c)| f.matches(c))
+                .map(|(_, c)| (c.client.id, client_line(c)))
+                .collect::<Vec<_>>()
+        },
+        move |w, parts| {
+            let mut all: Vec<(u64, String)> = parts.into_iter().flatten().collect();
+            all.sort_by_key(|(id, _)| *id);
+            let mut s = String::new();
+            for (_, l) in all {
+                s.push_str(&l);
+                s.push('\n');
+            }
+            w.complete(ticket, Reply::Verbatim(Bytes::from(s)));
+        },
+    );
+    Ok(Reply::Ok)
+}
+
+fn client_kill(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let my_id = ctx.client().id;
+    let mut f = Filter::default();
+    let old_style = argv.len() == 3;
+    if old_style {
+        f.addr = Some(text(&argv[2]));
+    } else {
+        let mut skipme = true;
+        let mut i = 2;
+        while i < argv.len() {
+            if i + 1 >= argv.len() {
+                return Err(CmdError::Syntax);
+            }
+            let (opt, val) = (&argv[i], &argv[i + 1]);
+            if is(opt, "id") {
+                match parse_i64(val) {
+                    Some(n) if n > 0 => f.ids = Some(vec![n as u64]),
+                    _ => {
+                        return Err(CmdError::err(
+                            "client-id should be greater than 0",
+                        ))
+                    }
+                }
+            } else if is(opt, "type") {
+                f.type_normal = Some(client_type_ok(val)?);
+            } else if is(opt, "addr") {
+                f.addr = Some(text(val));
+            } else if is(opt, "laddr") {
+                f.laddr = Some(text(val));
+            } else if is(opt, "user") {
+                f.user_default = Some(is(val, "default"));
+            } else if is(opt, "skipme") {
+                if is(val, "yes") {
+                    skipme = true;
+                } else if is(val, "no") {
+                    skipme = false;
+                } else {
+                    return Err(CmdError::Syntax);
+                }
+            } else {
+                return Err(CmdError::Syntax);
+            }
+            i += 2;
+        }
+        if skipme {
+            f.skip_id = Some(my_id);
+        }
+    }
+    let ticket = ctx.defer();
+    all_shards(
+        ctx.w,
+        move |tw: &mut Worker| {
+            let victims: Vec<(usize, u64)> = tw
+                .conns
+                .iter()
+                .filter(|(_, c)| f.matches(c))
+                .map(|(i, c)| (i, c.client.id))
+                .collect();
+            let n = victims.len();
+            for (idx, id) in victims {
+                if id == my_id {
+                    // Killing ourselves: reply first, then close (CLOSE_AFTER_REPLY).
+                    if let Some(c) = tw.conns.get_mut(idx) {
+                        c.closing = true;
+                    }
+                    tw.mark_dirty(idx);
+                } else {
+                    tw.close_conn(idx);
+                }
+            }
+            n
+        },
+        move |w, counts: Vec<usize>| {
+            let n: usize = counts.iter().sum();
+            let reply = if old_style {
+                if n == 0 {
+                    CmdError::err("No such client").into_reply()
+                } else {
+                    Reply::Ok
+                }
+            } else {
+                Reply::Int(n as i64)
+            };
+            w.complete(ticket, reply);
+        },
+    );
+    Ok(Reply::Ok)
+}

@@ -1,0 +1,624 @@
+//! Generic key commands (Redis's db.c / expire.c / object.c): DEL, EXISTS, TYPE, TTLs,
+//! RENAME, COPY, KEYS, SCAN, RANDOMKEY, OBJECT. Key handlers run on the owner shard; KEYS,
+//! SCAN and RANDOMKEY run on the connection's shard and visit the others by message.
+
+use bytes::Bytes;
+
+use super::args::{arg, glob_match, int, is, text};
+use super::table::{
+    CommandSpec, Exec, KeySpec, Merge, MultiSpec, FAST, READONLY, WRITE,
+};
+use super::{ConnCtx, KeyCtx};
+use crate::coord::multi::{move_key, MoveCheck};
+use crate::error::{CmdError, CmdResult};
+use crate::protocol::parse_i64;
+use crate::protocol::reply::Reply;
+use crate::server::worker::Worker;
+use crate::shard::route::shard_of;
+
+const G: &str = "generic";
+
+#[rustfmt::skip]
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec::new("del", -2, WRITE, KeySpec::range(1, -1, 1),
+        Exec::Multi(MultiSpec { sub: del, step: 1, merge: Merge::Sum, atomic: false, nx: false }))
+        .doc(G, "1.0.0", "Deletes one or more keys.", "key [key ...]"),
+    CommandSpec::new("unlink", -2, WRITE | FAST, KeySpec::range(1, -1, 1),
+        Exec::Multi(MultiSpec { sub: del, step: 1, merge: Merge::Sum, atomic: false, nx: false }))
+        .doc(G, "4.0.0", "Asynchronously deletes one or more keys.", "key [key ...]"),
+    CommandSpec::new("exists", -2, READONLY | FAST, KeySpec::range(1, -1, 1),
+        Exec::Multi(MultiSpec { sub: exists, step: 1, merge: Merge::Sum, atomic: false, nx: false }))
+        .doc(G, "1.0.0", "Determines whether one or more keys exist.", "key [key ...]"),
+    CommandSpec::new("touch", -2, READONLY | FAST, KeySpec::range(1, -1, 1),
+        Exec::Multi(MultiSpec { sub: touch, step: 1, merge: Merge::Sum, atomic: false, nx: false }))
+        .doc(G, "3.2.1", "Returns the number of existing keys out of those specified after updating the time they were last accessed.", "key [key ...]"),
+    CommandSpec::new("type", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(type_))
+        .doc(G, "1.0.0", "Determines the type of value stored at a key.", "key"),
+    CommandSpec::new("expire", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(expire))
+        .doc(G, "1.0.0", "Sets the expiration time of a key in seconds.", "key seconds [NX | XX | GT | LT]"),
+    CommandSpec::new("pexpire", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(pexpire))
+        .doc(G, "2.6.0", "Sets the expiration time of a key in milliseconds.", "key milliseconds [NX | XX | GT | LT]"),
+    CommandSpec::new("expireat", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(expireat))
+        .doc(G, "1.2.0", "Sets the expiration time of a key to a Unix timestamp.", "key unix-time-seconds [NX | XX | GT | LT]"),
+    CommandSpec::new("pexpireat", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(pexpireat))
+        .doc(G, "2.6.0", "Sets the expiration time of a key to a Unix milliseconds timestamp.", "key unix-time-milliseconds [NX | XX | GT | LT]"),
+    CommandSpec::new("ttl", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(ttl))
+        .doc(G, "1.0.0", "Returns the expiration time in seconds of a key.", "key"),
+    CommandSpec::new("pttl", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(pttl))
+        .doc(G, "2.6.0", "Returns the expiration time in milliseconds of a key.", "key"),
+    CommandSpec::new("expiretime", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(expiretime))
+        .doc(G, "7.0.0", "Returns the expiration time of a key as a Unix timestamp.", "key"),
+    CommandSpec::new("pexpiretime", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(pexpiretime))
+        .doc(G, "7.0.0", "Returns the expiration time of a key as a Unix milliseconds timestamp.", "key"),
+    CommandSpec::new("persist", 2, WRITE | FAST, KeySpec::single(1), Exec::Key(persist))
+        .doc(G, "2.2.0", "Removes the expiration time of a key.", "key"),
+    CommandSpec::new("rename", 3, WRITE, KeySpec::range(1, 2, 1), Exec::Key(rename))
+        .cross(rename_cross)
+        .doc(G, "1.0.0", "Renames a key and overwrites the destination.", "key newkey"),
+    CommandSpec::new("renamenx", 3, WRITE | FAST, KeySpec::range(1, 2, 1), Exec::Key(renamenx))
+        .cross(rename_cross)
+        .doc(G, "1.0.0", "Renames a key only when the target key name doesn't exist.", "key newkey"),
+    CommandSpec::new("copy", -3, WRITE, KeySpec::range(1, 2, 1), Exec::Key(copy))
+        .cross(copy_cross)
+        .doc(G, "6.2.0", "Copies the value of a key to a new key.", "source destination [DB destination-db] [REPLACE]"),
+    CommandSpec::new("keys", 2, READONLY, KeySpec::none(), Exec::Conn(keys))
+        .doc(G, "1.0.0", "Returns all key names that match a pattern.", "pattern"),
+    CommandSpec::new("scan", -2, READONLY, KeySpec::none(), Exec::Conn(scan))
+        .doc(G, "2.8.0", "Iterates over the key names in the database.", "cursor [MATCH pattern] [COUNT count] [TYPE type]"),
+    CommandSpec::new("randomkey", 1, READONLY, KeySpec::none(), Exec::Conn(randomkey))
+        .doc(G, "1.0.0", "Returns a random key name from the database.", ""),
+    CommandSpec::new("object", -2, READONLY, KeySpec::single(2), Exec::Key(object))
+        .doc("generic", "2.2.3", "A container for object introspection commands.", "subcommand [key]")
+        .subs(&[
+            ("encoding", 3, "key"),
+            ("freq", 3, "key"),
+            ("idletime", 3, "key"),
+            ("refcount", 3, "key"),
+            ("help", 2, ""),
+        ]),
+];
+
+fn del(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let now = ctx.now();
+    let db = ctx.db();
+    let mut n = 0;
+    for k in argv.iter().skip(1) {
+        db.expire_if_needed(k, now);
+        if db.remove(k).is_some() {
+            n += 1;
+        }
+    }
+    Ok(Reply::Int(n))
+}
+
+fn exists(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let now = ctx.now();
+    let db = ctx.db();
+    Ok(Reply::Int(
+        argv.iter()
+            .skip(1)
+            .filter(|k| db.peek(k, now).is_some())
+            .count() as i64,
+    ))
+}
+
+fn touch(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let now = ctx.now();
+    let db = ctx.db();
+    Ok(Reply::Int(
+        argv.iter()
+            .skip(1)
+            .filter(|k| db.lookup_write(k, now).is_some())
+            .count() as i64,
+    ))
+}
+
+fn type_(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let now = ctx.now();
+    let name = ctx
+        .db()
+        .peek(arg(argv, 1)?, now)
+        .map_or("none", |e| e.val.type_name());
+    Ok(Reply::status(name))
+}
+
+/// EXPIRE family (Redis's expireGenericCommand).
+fn expire_generic(
+    ctx: &mut KeyCtx,
+    argv: &[Bytes],
+    secs: bool,
+    absolute: bool,
+    name: &str,
+) -> CmdResult {
+    let key = arg(argv, 1)?;
+    let mut when = int(argv, 2)?;
+    let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
+    for opt in argv.iter().skip(3) {
+        if is(opt, "nx") {
+            nx = true;
+        } else if is(opt, "xx") {
+            xx = true;
+        } else if is(opt, "gt") {
+            gt = true;
+        } else if is(opt, "lt") {
+            lt = true;
+        } else {
+            return Err(CmdError::err(format!("Unsupported option {}", text(opt))));
+        }
+    }
+    if nx && (xx || gt || lt) {
+        return Err(CmdError::err(
+            "NX and XX, GT or LT options at the same time are not compatible",
+        ));
+    }
+    if gt && lt {
+        return Err(CmdError::err(
+            "GT and LT options at the same time are not compatible",
+        ));
+    }
+    let invalid = || CmdError::InvalidExpire(name.to_string());
+    if secs {
+        if when > i64::MAX / 1000 || when < i64::MIN / 1000 {
+            return Err(invalid());
+        }
+        when *= 1000;
+    }
+    let now = ctx.now();
+    if !absolute {
+        when = when.checked_add(now as i64).ok_or_else(invalid)?;
+    }
+    let db = ctx.db();
+    let Some(e) = db.peek(key, now) else {
+        return Ok(Reply::Int(0));
+    };
+    let current: i64 = if e.expire_at == 0 {
+        -1
+    } else {
+        e.expire_at as i64
+    };
+    if (nx && current != -1)
+        || (xx && current == -1)
+        || (gt && (current == -1 || when <= current))
+        || (lt && current != -1 && when >= current)
+    {
+        return Ok(Reply::Int(0));
+    }
+    if when <= now as i64 {
+        db.remove(key);
+        db.stats.expired_keys += 0;
+        return Ok(Reply::Int(1));
+    }
+    db.set_expire(key, when as u64);
+    Ok(Reply::Int(1))
+}
+
+fn expire(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    expire_generic(ctx, argv, true, false, "expire")
+}
+
+fn pexpire(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    expire_generic(ctx, argv, false, false, "pexpire")
+}
+
+fn expireat(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    expire_generic(ctx, argv, true, true, "expireat")
+}
+
+fn pexpireat(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    expire_generic(ctx, argv, false, true, "pexpireat")
+}
+
+/// TTL-family reply: -2 missing, -1 no TTL, else the value `f` computes.
+fn ttl_generic(ctx: &mut KeyCtx, argv: &[Bytes], f: fn(u64, u64) -> i64) -> CmdResult {
+    let now = ctx.now();
+    match ctx.db().peek(arg(argv, 1)?, now) {
+        None => Ok(Reply::Int(-2)),
+        Some(e) if e.expire_at == 0 => Ok(Reply::Int(-1)),
+        Some(e) => Ok(Reply::Int(f(e.expire_at, now))),
+    }
+}
+
+fn ttl(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    ttl_generic(ctx, argv, |at, now| (at.saturating_sub(now) as i64 + 500) / 1000)
+}
+
+fn pttl(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    ttl_generic(ctx, argv, |at, now| at.saturating_sub(now) as i64)
+}
+
+fn expiretime(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    ttl_generic(ctx, argv, |at, _| (at / 1000) as i64)
+}
+
+fn pexpiretime(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    ttl_generic(ctx, argv, |at, _| at as i64)
+}
+
+fn persist(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let key = arg(argv, 1)?;
+    let now = ctx.now();
+    let db = ctx.db();
+    match db.peek(key, now) {
+        Some(e) if e.expire_at != 0 => {
+            db.set_expire(key, 0);
+            Ok(Reply::Int(1))
+        }
+        _ => Ok(Reply::Int(0)),
+    }
+}
+
+/// RENAME / RENAMENX when both keys live on this shard.
+fn rename_local(ctx: &mut KeyCtx, argv: &[Bytes], nx: bool) -> CmdResult {
+    let (src, dst) = (arg(argv, 1)?, arg(argv, 2)?);
+    let now = ctx.now();
+    let db = ctx.db();
+    if db.peek(src, now).is_none() {
+        return Err(CmdError::NoSuchKey);
+    }
+    if src == dst {
+        return Ok(if nx { Reply::Int(0) } else { Reply::Ok });
+    }
+    if nx && db.peek(dst, now).is_some() {
+        return Ok(Reply::Int(0));
+    }
+    let Some(entry) = db.remove(src) else {
+        return Err(CmdError::NoSuchKey);
+    };
+    db.remove(dst);
+    db.insert_entry(Bytes::copy_from_slice(dst), entry);
+    Ok(if nx { Reply::Int(1) } else { Reply::Ok })
+}
+
+fn rename(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    rename_local(ctx, argv, false)
+}
+
+fn renamenx(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    rename_local(ctx, argv, true)
+}
+
+/// RENAME / RENAMENX with the keys on two shards: atomic through `move_key`.
+fn rename_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
+    let nx = argv.first().is_some_and(|n| is(n, "renamenx"));
+    let src = arg(&argv, 1)?.clone();
+    let dst = Bytes::copy_from_slice(arg(&argv, 2)?);
+    let db = ctx.client().db;
+    let ticket = ctx.defer();
+    move_key(
+        ctx.w,
+        src,
+        db,
+        dst,
+        db,
+        move |c: &MoveCheck| match (&c.src, nx && c.dst_exists) {
+            (None, _) => (CmdError::NoSuchKey.into_reply(), None),
+            (Some(_), true) => (Reply::Int(0), None),
+            (Some(_), false) => (if nx { Reply::Int(1) } else { Reply::Ok }, Some(true)),
+        },
+        move |w: &mut Worker, r| w.complete(ticket, r),
+    );
+    Ok(Reply::Ok)
+}
+
+/// COPY options: destination db and REPLACE.
+fn copy_opts(argv: &[Bytes], cur_db: usize, databases: usize) -> Result<(usize, bool), CmdError> {
+    let mut db = cur_db;
+    let mut replace = false;
+    let mut i = 3;
+    while i < argv.len() {
+        if is(&argv[i], "replace") {
+            replace = true;
+        } else if is(&argv[i], "db") && i + 1 < argv.len() {
+            i += 1;
+            let n = parse_i64(&argv[i]).ok_or(CmdError::NotInteger)?;
+            if n < 0 || n as usize >= databases || n > i32::MAX as i64 {
+                return Err(CmdError::DbIndex);
+            }
+            db = n as usize;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+        i += 1;
+    }
+    Ok((db, replace))
+}
+
+fn copy(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let (src, dst) = (arg(argv, 1)?, arg(argv, 2)?);
+    let (dst_db, replace) = copy_opts(argv, ctx.db, ctx.shard.dbs.len())?;
+    if src == dst && dst_db == ctx.db {
+        return Err(CmdError::err(
+            "source and destination objects are the same",
+        ));
+    }
+    let now = ctx.now();
+    let Some(entry) = ctx.db().peek(src, now).cloned() else {
+        return Ok(Reply::Int(0));
+    };
+    let Some(target) = ctx.shard.dbs.get_mut(dst_db) else {
+        return Err(CmdError::DbIndex);
+    };
+    if target.peek(dst, now).is_some() {
+        if !replace {
+            return Ok(Reply::Int(0));
+        }
+        target.remove(dst);
+    }
+    target.insert_entry(Bytes::copy_from_slice(dst), entry);
+    Ok(Reply::Int(1))
+}
+
+fn copy_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
+    let cur = ctx.client().db;
+    let (dst_db, replace) = copy_opts(&argv, cur, ctx.w.shared.cfg.databases)?;
+    let src = arg(&argv, 1)?.clone();
+    let dst = Bytes::copy_from_slice(arg(&argv, 2)?);
+    let ticket = ctx.defer();
+    move_key(
+        ctx.w,
+        src,
+        cur,
+        dst,
+        dst_db,
+        move |c: &MoveCheck| match (&c.src, c.dst_exists && !replace) {
+            (None, _) => (Reply::Int(0), None),
+            (Some(_), true) => (Reply::Int(0), None),
+            (Some(_), false) => (Reply::Int(1), Some(false)),
+        },
+        move |w: &mut Worker, r| w.complete(ticket, r),
+    );
+    Ok(Reply::Ok)
+}
+
+/// Runs `f` on every shard (respecting locks) and hands the results to `done` here.
+pub fn all_shards<T: Send + 'static>(
+    w: &mut Worker,
+    f: impl Fn(&mut Worker) -> T + Send + Clone + 'static,
+    done: impl FnOnce(&mut Worker, Vec<T>) + 'static,
+) {
+    let jobs = (0..w.nshards)
+        .map(|s| {
+            let f = f.clone();
+            let job: Box<dyn FnOnce(&mut Worker) -> T + Send> = Box::new(move |tw| f(tw));
+            (s, job)
+        })
+        .collect();
+    w.fan_out(jobs, true, done);
+}
+
+fn keys(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let pattern = arg(argv, 1)?.clone();
+    let db = ctx.client().db;
+    let ticket = ctx.defer();
+    all_shards(
+        ctx.w,
+        move |tw| {
+            let now = tw.shard.now_ms;
+            let all = pattern.as_ref() == b"*";
+            let Some(d) = tw.shard.dbs.get(db) else {
+                return Vec::new();
+            };
+            d.main
+                .iter()
+                .filter(|(k, e)| {
+                    (e.expire_at == 0 || e.expire_at > now) && (all || glob_match(&pattern, k, false))
+                })
+                .map(|(k, _)| k.clone())
+                .collect::<Vec<Bytes>>()
+        },
+        move |w, parts| {
+            let keys = parts.into_iter().flatten().map(Reply::Bulk).collect();
+            w.complete(ticket, Reply::Array(keys));
+        },
+    );
+    Ok(Reply::Ok)
+}
+
+fn randomkey(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+    let db = ctx.client().db;
+    let ticket = ctx.defer();
+    all_shards(
+        ctx.w,
+        move |tw| {
+            let now = tw.shard.now_ms;
+            // A few tries to skip keys that are logically expired.
+            for _ in 0..16 {
+                let seed = tw.shard.next_rand();
+                let Some(d) = tw.shard.dbs.get_mut(db) else {
+                    return (0, None);
+                };
+                let len = d.len();
+                let pick = d.main.random(seed).map(|(k, e)| (k.clone(), e.expire_at));
+                match pick {
+                    None => return (0, None),
+                    Some((k, at)) if at != 0 && at <= now => {
+                        d.expire_if_needed(&k, now);
+                    }
+                    Some((k, _)) => return (len, Some(k)),
+                }
+            }
+            (0, None)
+        },
+        move |w, parts: Vec<(usize, Option<Bytes>)>| {
+            let total: usize = parts.iter().map(|p| p.0).sum();
+            let mut reply = Reply::Null;
+            if total > 0 {
+                // Pick a shard with probability proportional to its size.
+                let mut r = (w.shard.next_rand() as usize) % total;
+                for (n, k) in parts {
+                    if r < n {
+                        reply = Reply::bulk_opt(k);
+                        break;
+                    }
+                    r -= n;
+                }
+            }
+            w.complete(ticket, reply);
+        },
+    );
+    Ok(Reply::Ok)
+}
+
+/// Global SCAN cursor: the shard in the low 8 bits, that shard's table cursor above.
+const SHARD_BITS: u32 = 8;
+
+fn scan(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let cursor = std::str::from_utf8(arg(argv, 1)?)
+        .ok()
+        .and_then(|s| s.parse::<u64>().ok())
+        .ok_or_else(|| CmdError::err("invalid cursor"))?;
+    let mut pattern: Option<Bytes> = None;
+    let mut count: usize = 10;
+    let mut type_filter: Option<Bytes> = None;
+    let mut i = 2;
+    while i < argv.len() {
+        let has_next = i + 1 < argv.len();
+        if is(&argv[i], "count") && has_next {
+            let n = int(argv, i + 1)?;
+            if n < 1 {
+                return Err(CmdError::Syntax);
+            }
+            count = n as usize;
+            i += 2;
+        } else if is(&argv[i], "match") && has_next {
+            let p = argv[i + 1].clone();
+            pattern = if p.as_ref() == b"*" { None } else { Some(p) };
+            i += 2;
+        } else if is(&argv[i], "type") && has_next {
+            type_filter = Some(argv[i + 1].clone());
+            i += 2;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+    }
+    let nshards = ctx.w.nshards;
+    let shard = (cursor & ((1 << SHARD_BITS) - 1)) as usize;
+    let table_cursor = cursor >> SHARD_BITS;
+    if shard >= nshards {
+        // A cursor we never issued: Redis would just continue; we end the scan.
+        return Ok(Reply::Array(vec![
+            Reply::bulk("0"),
+            Reply::Array(Vec::new()),
+        ]));
+    }
+    let db = ctx.client().db;
+    let ticket = ctx.defer();
+    let job: Box<dyn FnOnce(&mut Worker) -> (Vec<Bytes>, u64) + Send> = Box::new(move |tw| {
+        let now = tw.shard.now_ms;
+        let Some(d) = tw.shard.dbs.get(db) else {
+            return (Vec::new(), 0);
+        };
+        let mut found = Vec::new();
+        let mut c = table_cursor;
+        let mut budget = count.saturating_mul(10).max(10);
+        loop {
+            c = d.main.scan(c, |k, e| {
+                if e.expire_at != 0 && e.expire_at <= now {
+                    return;
+                }
+                if let Some(p) = &pattern {
+                    if !glob_match(p, k, false) {
+                        return;
+                    }
+                }
+                if let Some(t) = &type_filter {
+                    if !t.eq_ignore_ascii_case(e.val.type_name().as_bytes()) {
+                        return;
+                    }
+                }
+                found.push(k.clone());
+            });
+            budget -= 1;
+            if c == 0 || found.len() >= count || budget == 0 {
+                break;
+            }
+        }
+        (found, c)
+    });
+    ctx.w.fan_out(vec![(shard, job)], true, move |w, mut res| {
+        let (keys, next) = res.pop().unwrap_or_default();
+        let next_cursor = if next != 0 {
+            (next << SHARD_BITS) | shard as u64
+        } else if shard + 1 < nshards {
+            (shard + 1) as u64
+        } else {
+            0
+        };
+        w.complete(
+            ticket,
+            Reply::Array(vec![
+                Reply::bulk(next_cursor.to_string()),
+                Reply::Array(keys.into_iter().map(Reply::Bulk).collect()),
+            ]),
+        );
+    });
+    Ok(Reply::Ok)
+}
+
+const OBJECT_HELP: &[&str] = &[
+    "OBJECT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "ENCODING <key>",
+    "    Return the kind of internal representation used in order to store the value",
+    "    associated with a <key>.",
+    "FREQ <key>",
+    "    Return the access frequency index of the <key>. The returned integer is",
+    "    proportional to the logarithm of the recent access frequency of the key.",
+    "IDLETIME <key>",
+    "    Return the idle time of the <key>, that is the approximated number of",
+    "    seconds elapsed since the last access to the key.",
+    "REFCOUNT <key>",
+    "    Return the number of references of the value associated with the specified",
+    "    <key>.",
+    "HELP",
+    "    Prints this help.",
+];
+
+fn object(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let sub = arg(argv, 1)?;
+    let subname = text(sub).to_lowercase();
+    let known = ["encoding", "freq", "idletime", "refcount", "help"];
+    if !known.contains(&subname.as_str()) {
+        return Err(CmdError::UnknownSubcommand {
+            sub: text(sub),
+            cmd: "object".into(),
+        });
+    }
+    let want = if subname == "help" { 2 } else { 3 };
+    if argv.len() != want {
+        return Err(CmdError::WrongArity(format!("object|{subname}")));
+    }
+    if subname == "help" {
+        return Ok(Reply::Array(
+            OBJECT_HELP
+                .iter()
+                .map(|l| Reply::Status(Bytes::from_static(l.as_bytes())))
+                .collect(),
+        ));
+    }
+    let key = arg(argv, 2)?;
+    let now = ctx.now();
+    let Some(e) = ctx.db().peek(key, now) else {
+        return Ok(Reply::Null);
+    };
+    match subname.as_str() {
+        "encoding" => Ok(Reply::bulk(e.encoding())),
+        "refcount" => {
+            // Redis shares the objects for the integers 0..9999.
+            let shared = match &e.val {
+                crate::shard::value::Value::Str(b) => {
+                    e.encoding() == "int" && parse_i64(b).is_some_and(|v| (0..10000).contains(&v))
+                }
+            };
+            Ok(Reply::Int(if shared { i32::MAX as i64 } else { 1 }))
+        }
+        "idletime" => Ok(Reply::Int(((now / 1000) as i64 - e.atime as i64).max(0))),
+        _ => Err(CmdError::err(
+            "An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+        )),
+    }
+}
+
+/// The owner shard of a key (used by tests and tools).
+pub fn owner(key: &[u8], shards: usize) -> usize {
+    shard_of(key, shards)
+}

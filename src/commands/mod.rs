@@ -1,0 +1,176 @@
+//! Redis command semantics, grouped by family. Each family file ends with a `COMMANDS` slice
+//! (see `table.rs`); this module holds the contexts handlers receive and the shared checks
+//! (arity, routing, statistics) the dispatcher applies before any handler runs.
+//!
+//! `Key` handlers run on the shard that owns their keys and see only that shard's data.
+//! `Conn` handlers run on the connection's shard and may start cross-shard work.
+
+pub mod args;
+pub mod conn;
+pub mod docs;
+pub mod keys;
+pub mod server;
+pub mod strings;
+pub mod table;
+
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::error::{CmdError, CmdResult};
+use crate::protocol::reply::Reply;
+use crate::server::connection::ClientInfo;
+use crate::server::worker::{Ticket, Worker};
+use crate::shard::db::Db;
+use crate::shard::route::shard_of;
+use crate::shard::Shard;
+use table::{CommandSpec, KeySpec};
+
+/// Every family's rows; `table()` concatenates them.
+pub const FAMILIES: &[&[CommandSpec]] = &[
+    strings::COMMANDS,
+    keys::COMMANDS,
+    conn::COMMANDS,
+    server::COMMANDS,
+];
+
+/// What a `Key` handler sees: the owning shard, the selected database, the client's protocol.
+pub struct KeyCtx<'a> {
+    pub shard: &'a mut Shard,
+    pub db: usize,
+    pub resp: u8,
+}
+
+impl KeyCtx<'_> {
+    /// The selected database.
+    pub fn db(&mut self) -> &mut Db {
+        self.shard.db_mut(self.db)
+    }
+
+    pub fn now(&self) -> u64 {
+        self.shard.now_ms
+    }
+}
+
+/// What a `Conn` handler sees: the whole worker and which connection is asking.
+pub struct ConnCtx<'a> {
+    pub w: &'a mut Worker,
+    pub conn: usize,
+    /// Set by `defer`: the reply will be delivered later through this ticket.
+    pub deferred: Option<Ticket>,
+}
+
+impl ConnCtx<'_> {
+    pub fn client(&mut self) -> &mut ClientInfo {
+        &mut self.w.conns[self.conn].client
+    }
+
+    /// Reserves this command's reply slot and pauses the client until it is filled.
+    /// The handler's own return value is then ignored.
+    pub fn defer(&mut self) -> Ticket {
+        if let Some(t) = self.deferred {
+            return t;
+        }
+        let t = self.w.defer(self.conn);
+        self.deferred = Some(t);
+        t
+    }
+}
+
+/// Checks Redis arity rules; the error names the command (or `container|sub`).
+pub fn check_arity(spec: &CommandSpec, argv: &[Bytes]) -> Result<(), CmdError> {
+    let n = argv.len() as i32;
+    let ok = if spec.arity > 0 {
+        n == spec.arity
+    } else {
+        n >= -spec.arity
+    };
+    // Key-value pair commands (MSET, MSETNX) need an even number of pair arguments.
+    let pairs_ok = match spec.exec {
+        table::Exec::Multi(m) if m.step > 1 => (argv.len().saturating_sub(1)) % m.step == 0,
+        _ => true,
+    };
+    if ok && pairs_ok {
+        Ok(())
+    } else {
+        Err(CmdError::WrongArity(spec.name.to_string()))
+    }
+}
+
+/// Where a command's keys live.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Route {
+    /// No keys: run where the connection is.
+    NoKeys,
+    /// Every key on one shard.
+    One(usize),
+    /// Keys on several shards.
+    Many,
+}
+
+pub fn route(keys: &KeySpec, argv: &[Bytes], nshards: usize) -> Route {
+    let mut owner = None;
+    for i in keys.positions(argv.len()) {
+        let Some(k) = argv.get(i) else { break };
+        let s = shard_of(k, nshards);
+        match owner {
+            None => owner = Some(s),
+            Some(o) if o != s => return Route::Many,
+            _ => {}
+        }
+    }
+    owner.map_or(Route::NoKeys, Route::One)
+}
+
+/// Runs a key handler on this shard with statistics; errors become error replies.
+pub fn run_key(
+    shard: &mut Shard,
+    id: usize,
+    f: table::KeyFn,
+    db: usize,
+    resp: u8,
+    argv: &[Bytes],
+) -> Reply {
+    let start = Instant::now();
+    let res = f(&mut KeyCtx { shard, db, resp }, argv);
+    let reply = finish(shard, id, res);
+    if let Some(st) = shard.cmd_stats.get_mut(id) {
+        st.usec += start.elapsed().as_micros() as u64;
+    }
+    reply
+}
+
+/// Counts a call (and a failure) and turns the result into a reply.
+pub fn finish(shard: &mut Shard, id: usize, res: CmdResult) -> Reply {
+    shard.commands_processed += 1;
+    if let Some(st) = shard.cmd_stats.get_mut(id) {
+        st.calls += 1;
+    }
+    match res {
+        Ok(r) => {
+            if let Reply::Error(e) = &r {
+                count_error(shard, e);
+            }
+            r
+        }
+        Err(e) => {
+            if let Some(st) = shard.cmd_stats.get_mut(id) {
+                st.failed += 1;
+            }
+            let text = e.to_string();
+            count_error(shard, &text);
+            Reply::Error(text)
+        }
+    }
+}
+
+/// Counts an error reply by its code (INFO errorstats).
+pub fn count_error(shard: &mut Shard, text: &str) {
+    let code = text.split(' ').next().unwrap_or("ERR");
+    match shard.error_stats.get_mut(code) {
+        Some(n) => *n += 1,
+        None => {
+            shard.error_stats.insert(code.to_string(), 1);
+        }
+    }
+}

@@ -1,0 +1,304 @@
+//! The command table: every command is one `CommandSpec` row in its family's `COMMANDS`
+//! slice, holding Redis's declarative fields (arity, flags, key positions) and the handler.
+//! `table()` concatenates the families once; COMMAND, COMMAND INFO/DOCS, routing and the
+//! arity checks all read the same rows. Read-only after startup, shared by every shard.
+
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+
+use super::{ConnCtx, KeyCtx};
+use crate::error::CmdResult;
+use crate::protocol::reply::Reply;
+
+pub const WRITE: u32 = 1 << 0;
+pub const READONLY: u32 = 1 << 1;
+pub const DENYOOM: u32 = 1 << 2;
+pub const FAST: u32 = 1 << 3;
+pub const ADMIN: u32 = 1 << 4;
+pub const NOSCRIPT: u32 = 1 << 5;
+pub const LOADING: u32 = 1 << 6;
+pub const STALE: u32 = 1 << 7;
+pub const PUBSUB: u32 = 1 << 8;
+pub const NOAUTH: u32 = 1 << 9;
+pub const BLOCKING: u32 = 1 << 10;
+pub const ALLOW_BUSY: u32 = 1 << 11;
+pub const SKIP_SLOWLOG: u32 = 1 << 12;
+pub const NO_MULTI: u32 = 1 << 13;
+
+/// Flag bits and the names COMMAND INFO prints for them.
+pub const FLAG_NAMES: &[(u32, &str)] = &[
+    (WRITE, "write"),
+    (READONLY, "readonly"),
+    (DENYOOM, "denyoom"),
+    (ADMIN, "admin"),
+    (PUBSUB, "pubsub"),
+    (NOSCRIPT, "noscript"),
+    (BLOCKING, "blocking"),
+    (LOADING, "loading"),
+    (STALE, "stale"),
+    (SKIP_SLOWLOG, "skip_slowlog"),
+    (NO_MULTI, "no_multi"),
+    (NOAUTH, "no_auth"),
+    (ALLOW_BUSY, "allow_busy"),
+    (FAST, "fast"),
+];
+
+/// Key positions as Redis declares them: first, last (negative counts from the end), step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct KeySpec {
+    pub first: i32,
+    pub last: i32,
+    pub step: i32,
+}
+
+impl KeySpec {
+    pub const fn none() -> KeySpec {
+        KeySpec {
+            first: 0,
+            last: 0,
+            step: 0,
+        }
+    }
+    pub const fn single(pos: i32) -> KeySpec {
+        KeySpec {
+            first: pos,
+            last: pos,
+            step: 1,
+        }
+    }
+    pub const fn range(first: i32, last: i32, step: i32) -> KeySpec {
+        KeySpec { first, last, step }
+    }
+
+    /// Argument indexes that hold keys in `argc` arguments.
+    pub fn positions(&self, argc: usize) -> impl Iterator<Item = usize> {
+        let (first, step) = (self.first.max(0) as usize, self.step.max(1) as usize);
+        let last = if self.first <= 0 {
+            0
+        } else if self.last < 0 {
+            (argc as i64 + self.last as i64).max(0) as usize
+        } else {
+            (self.last as usize).min(argc.saturating_sub(1))
+        };
+        let active = self.first > 0;
+        (first..=last)
+            .step_by(step)
+            .filter(move |&i| active && i < argc)
+    }
+}
+
+/// Runs on the shard that owns the command's keys. Never sees the connection.
+pub type KeyFn = fn(&mut KeyCtx, &[Bytes]) -> CmdResult;
+/// Runs on the connection's own shard (connection state, server-wide fan-outs).
+pub type ConnFn = fn(&mut ConnCtx, &[Bytes]) -> CmdResult;
+
+/// How the per-shard results of a split multi-key command combine.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Merge {
+    /// Integer replies are added (DEL, EXISTS, TOUCH, UNLINK).
+    Sum,
+    /// Array replies are put back in argument order (MGET).
+    InOrder,
+    /// Every part said OK (MSET).
+    Ok,
+}
+
+/// A multi-key command the coordinator may split by shard.
+#[derive(Clone, Copy)]
+pub struct MultiSpec {
+    /// Handler that does the whole command for keys that all live on one shard; also run
+    /// per shard on each part.
+    pub sub: KeyFn,
+    /// Arguments per key (1 for keys, 2 for key-value pairs).
+    pub step: usize,
+    pub merge: Merge,
+    /// Parts must become visible all at once (MSET, MSETNX, MGET's snapshot).
+    pub atomic: bool,
+    /// MSETNX: only write if no key exists on any shard.
+    pub nx: bool,
+}
+
+/// What executes the command.
+#[derive(Clone, Copy)]
+pub enum Exec {
+    Key(KeyFn),
+    Conn(ConnFn),
+    Multi(MultiSpec),
+}
+
+/// Cross-shard variant of a `Key` command whose keys may live on different shards
+/// (RENAME, COPY...). Receives the coordinator context.
+pub type CrossFn = fn(&mut ConnCtx, Vec<Bytes>) -> CmdResult;
+
+#[derive(Clone, Copy)]
+pub struct CommandSpec {
+    pub name: &'static str,
+    pub arity: i32,
+    pub flags: u32,
+    pub keys: KeySpec,
+    pub exec: Exec,
+    pub cross: Option<CrossFn>,
+    pub group: &'static str,
+    pub since: &'static str,
+    pub summary: &'static str,
+    /// Argument synopsis as in Redis docs, e.g. `key value [NX | XX]`.
+    pub syntax: &'static str,
+    /// Subcommands (name, arity, synopsis) for COMMAND INFO/DOCS of container commands.
+    pub subcommands: &'static [(&'static str, i32, &'static str)],
+}
+
+impl CommandSpec {
+    pub const fn new(
+        name: &'static str,
+        arity: i32,
+        flags: u32,
+        keys: KeySpec,
+        exec: Exec,
+    ) -> CommandSpec {
+        CommandSpec {
+            name,
+            arity,
+            flags,
+            keys,
+            exec,
+            cross: None,
+            group: "generic",
+            since: "1.0.0",
+            summary: "",
+            syntax: "",
+            subcommands: &[],
+        }
+    }
+
+    /// Documentation fields for COMMAND DOCS (group, since, summary, argument synopsis).
+    pub const fn doc(
+        mut self,
+        group: &'static str,
+        since: &'static str,
+        summary: &'static str,
+        syntax: &'static str,
+    ) -> CommandSpec {
+        self.group = group;
+        self.since = since;
+        self.summary = summary;
+        self.syntax = syntax;
+        self
+    }
+
+    pub const fn cross(mut self, f: CrossFn) -> CommandSpec {
+        self.cross = Some(f);
+        self
+    }
+
+    pub const fn subs(mut self, s: &'static [(&'static str, i32, &'static str)]) -> CommandSpec {
+        self.subcommands = s;
+        self
+    }
+
+    pub fn has(&self, flag: u32) -> bool {
+        self.flags & flag != 0
+    }
+
+    pub fn flag_names(&self) -> Vec<Reply> {
+        FLAG_NAMES
+            .iter()
+            .filter(|(bit, _)| self.flags & bit != 0)
+            .map(|(_, n)| Reply::status(n))
+            .collect()
+    }
+}
+
+pub struct Table {
+    pub specs: Vec<CommandSpec>,
+    index: ahash::AHashMap<Vec<u8>, usize>,
+}
+
+impl Table {
+    fn build() -> Table {
+        let mut specs = Vec::new();
+        for family in super::FAMILIES {
+            specs.extend_from_slice(family);
+        }
+        let index = specs
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.name.as_bytes().to_vec(), i))
+            .collect();
+        Table { specs, index }
+    }
+
+    /// Finds a command by name, case-insensitively, without allocating for short names.
+    #[inline]
+    pub fn lookup(&self, name: &[u8]) -> Option<(usize, &CommandSpec)> {
+        let mut buf = [0u8; 32];
+        let id = if name.len() <= buf.len() {
+            let lower = &mut buf[..name.len()];
+            lower.copy_from_slice(name);
+            lower.make_ascii_lowercase();
+            *self.index.get(&lower[..])?
+        } else {
+            *self.index.get(&name.to_ascii_lowercase())?
+        };
+        self.specs.get(id).map(|s| (id, s))
+    }
+
+    pub fn get(&self, id: usize) -> Option<&CommandSpec> {
+        self.specs.get(id)
+    }
+
+    pub fn len(&self) -> usize {
+        self.specs.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+}
+
+static TABLE: OnceLock<Table> = OnceLock::new();
+
+/// The command table, built on first use.
+pub fn table() -> &'static Table {
+    TABLE.get_or_init(Table::build)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_is_sane() {
+        let t = table();
+        let mut seen = std::collections::HashSet::new();
+        for s in &t.specs {
+            assert!(seen.insert(s.name), "duplicate command {}", s.name);
+            assert_eq!(s.name, s.name.to_lowercase(), "{} not lowercase", s.name);
+            assert!(s.arity != 0, "{} has arity 0", s.name);
+            if s.keys.first > 0 {
+                assert!(s.keys.step > 0, "{} bad key step", s.name);
+                if s.arity > 0 {
+                    assert!(s.keys.first < s.arity, "{} key beyond arity", s.name);
+                }
+            }
+            if let Exec::Multi(m) = s.exec {
+                assert!(m.step == s.keys.step as usize, "{} multi step", s.name);
+            }
+            assert!(!s.summary.is_empty(), "{} has no summary", s.name);
+        }
+        assert!(t.lookup(b"GeT").is_some());
+        assert!(t.lookup(b"nosuchcommand").is_none());
+    }
+
+    #[test]
+    fn key_positions() {
+        let k = KeySpec::range(1, -1, 2);
+        assert_eq!(k.positions(5).collect::<Vec<_>>(), vec![1, 3]);
+        let k = KeySpec::range(1, -1, 1);
+        assert_eq!(k.positions(4).collect::<Vec<_>>(), vec![1, 2, 3]);
+        assert_eq!(KeySpec::none().positions(4).count(), 0);
+        assert_eq!(KeySpec::single(1).positions(3).collect::<Vec<_>>(), vec![1]);
+        let k = KeySpec::range(1, 2, 1);
+        assert_eq!(k.positions(5).collect::<Vec<_>>(), vec![1, 2]);
+    }
+}

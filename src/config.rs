@@ -1,0 +1,531 @@
+//! Command-line flags (clap, redis-server style), the optional redis.conf-style file, and the
+//! CONFIG GET/SET parameter table. `Cli` is parsed on the main thread; the resulting `Config`
+//! is shared read-only, and the few parameters CONFIG SET may change at run time live in
+//! atomics (`Tunables`) that every shard reads without locking.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+
+use clap::Parser;
+
+pub const DEFAULT_PORT: u16 = 6379;
+pub const DEFAULT_DATABASES: usize = 16;
+pub const DEFAULT_MAXCLIENTS: usize = 10000;
+pub const DEFAULT_PROTO_MAX_BULK_LEN: u64 = 512 * 1024 * 1024;
+pub const DEFAULT_QUERY_BUFFER_LIMIT: u64 = 1024 * 1024 * 1024;
+pub const DEFAULT_RING_ENTRIES: u32 = 4096;
+pub const DEFAULT_RECV_BUFFER: usize = 16 * 1024;
+pub const DEFAULT_BACKLOG: i32 = 511;
+
+/// shardis: a Redis-compatible in-memory store, thread-per-core on io_uring.
+#[derive(Parser, Debug, Clone, Default)]
+#[command(name = "shardis", version, about, long_about = None)]
+pub struct Cli {
+    /// TCP port to listen on.
+    #[arg(long)]
+    pub port: Option<u16>,
+    /// Address to bind (default 127.0.0.1; binding elsewhere must be explicit).
+    #[arg(long)]
+    pub bind: Option<String>,
+    /// Number of shards (threads, one per core). Default: one per available core.
+    #[arg(long)]
+    pub shards: Option<usize>,
+    /// Cores to pin shards to, e.g. "0,1" or "0-3" (shard i runs on the i-th core listed).
+    #[arg(long)]
+    pub cores: Option<String>,
+    /// Number of logical databases (SELECT 0..N-1).
+    #[arg(long)]
+    pub databases: Option<usize>,
+    /// Maximum number of connected clients.
+    #[arg(long)]
+    pub maxclients: Option<usize>,
+    /// Maximum size of one bulk string argument (e.g. 512mb).
+    #[arg(long = "proto-max-bulk-len")]
+    pub proto_max_bulk_len: Option<String>,
+    /// Maximum size of one client's unparsed query buffer (e.g. 1gb).
+    #[arg(long = "client-query-buffer-limit")]
+    pub client_query_buffer_limit: Option<String>,
+    /// Log level: debug, verbose, notice, warning.
+    #[arg(long)]
+    pub loglevel: Option<String>,
+    /// A redis.conf-style file (`name value` lines) with the same parameter names.
+    #[arg(long)]
+    pub config: Option<String>,
+    /// io_uring submission queue entries per shard.
+    #[arg(long = "ring-entries")]
+    pub ring_entries: Option<u32>,
+    /// Bytes reserved for each receive on a connection.
+    #[arg(long = "recv-buffer")]
+    pub recv_buffer: Option<String>,
+    /// Listen backlog (tcp-backlog).
+    #[arg(long = "tcp-backlog")]
+    pub tcp_backlog: Option<i32>,
+    /// Set TCP_NODELAY on client sockets (yes/no).
+    #[arg(long = "tcp-nodelay")]
+    pub tcp_nodelay: Option<String>,
+    /// Spin this many microseconds looking for work before sleeping (0 = never spin).
+    #[arg(long = "busy-poll-us")]
+    pub busy_poll_us: Option<u64>,
+    /// Close idle clients after this many seconds (0 = never).
+    #[arg(long)]
+    pub timeout: Option<u64>,
+}
+
+/// Resolved, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub port: u16,
+    pub bind: IpAddr,
+    pub shards: usize,
+    pub cores: Vec<usize>,
+    pub databases: usize,
+    pub maxclients: usize,
+    pub proto_max_bulk_len: u64,
+    pub client_query_buffer_limit: u64,
+    pub loglevel: String,
+    pub config_file: Option<String>,
+    pub ring_entries: u32,
+    pub recv_buffer: usize,
+    pub tcp_backlog: i32,
+    pub tcp_nodelay: bool,
+    pub busy_poll_us: u64,
+    pub timeout: u64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        let cores = available_cores();
+        Config {
+            port: DEFAULT_PORT,
+            bind: IpAddr::from([127, 0, 0, 1]),
+            shards: cores.len().max(1),
+            cores,
+            databases: DEFAULT_DATABASES,
+            maxclients: DEFAULT_MAXCLIENTS,
+            proto_max_bulk_len: DEFAULT_PROTO_MAX_BULK_LEN,
+            client_query_buffer_limit: DEFAULT_QUERY_BUFFER_LIMIT,
+            loglevel: "notice".into(),
+            config_file: None,
+            ring_entries: DEFAULT_RING_ENTRIES,
+            recv_buffer: DEFAULT_RECV_BUFFER,
+            tcp_backlog: DEFAULT_BACKLOG,
+            tcp_nodelay: true,
+            busy_poll_us: 0,
+            timeout: 0,
+        }
+    }
+}
+
+/// Cores this process may run on.
+pub fn available_cores() -> Vec<usize> {
+    core_affinity::get_core_ids()
+        .map(|ids| ids.into_iter().map(|c| c.id).collect::<Vec<_>>())
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| {
+            let n = std::thread::available_parallelism().map_or(1, |n| n.get());
+            (0..n).collect()
+        })
+}
+
+/// Parses Redis memory units: `1k`=1000, `1kb`=1024, `1m`, `1mb`, `1g`, `1gb`, plain bytes.
+pub fn parse_memory(s: &str) -> Result<u64, String> {
+    let l = s.trim().to_ascii_lowercase();
+    let (num, mul) = [
+        ("kb", 1024u64),
+        ("mb", 1024 * 1024),
+        ("gb", 1024 * 1024 * 1024),
+        ("k", 1000),
+        ("m", 1000 * 1000),
+        ("g", 1000 * 1000 * 1000),
+        ("b", 1),
+    ]
+    .iter()
+    .find_map(|(suf, m)| l.strip_suffix(suf).map(|n| (n.to_string(), *m)))
+    .unwrap_or((l.clone(), 1));
+    num.parse::<u64>()
+        .ok()
+        .and_then(|n| n.checked_mul(mul))
+        .ok_or_else(|| format!("argument must be a memory value: '{s}'"))
+}
+
+/// Parses a core list: "0,2,3", "0-3", "0-1,4".
+pub fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let bad = || format!("invalid core list '{s}' (expected e.g. 0,1 or 0-3)");
+        if let Some((a, b)) = part.split_once('-') {
+            let (a, b) = (
+                a.trim().parse::<usize>().map_err(|_| bad())?,
+                b.trim().parse::<usize>().map_err(|_| bad())?,
+            );
+            if a > b {
+                return Err(bad());
+            }
+            out.extend(a..=b);
+        } else {
+            out.push(part.parse::<usize>().map_err(|_| bad())?);
+        }
+    }
+    if out.is_empty() {
+        return Err(format!("invalid core list '{s}': no cores"));
+    }
+    Ok(out)
+}
+
+fn parse_yes_no(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "yes" | "true" | "1" => Ok(true),
+        "no" | "false" | "0" => Ok(false),
+        _ => Err(format!("argument must be 'yes' or 'no': '{s}'")),
+    }
+}
+
+fn parse_num<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, String> {
+    v.trim()
+        .parse::<T>()
+        .map_err(|_| format!("invalid value for '{name}': '{v}'"))
+}
+
+impl Config {
+    /// Builds the configuration: defaults, then the config file, then flags.
+    pub fn from_cli(cli: &Cli) -> Result<Config, String> {
+        let mut cfg = Config::default();
+        let mut explicit_shards = false;
+        if let Some(path) = &cli.config {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read config file '{path}': {e}"))?;
+            for (lineno, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() || line.starts_with('#') {
+                    continue;
+                }
+                let (name, value) = line
+                    .split_once(char::is_whitespace)
+                    .map(|(n, v)| (n, v.trim().trim_matches('"')))
+                    .unwrap_or((line, ""));
+                if name.eq_ignore_ascii_case("shards") {
+                    explicit_shards = true;
+                }
+                cfg.apply(&name.to_ascii_lowercase(), value).map_err(|e| {
+                    format!("config file '{path}' line {}: {e}", lineno + 1)
+                })?;
+            }
+            cfg.config_file = Some(path.clone());
+        }
+        let flags: [(&str, Option<String>); 15] = [
+            ("port", cli.port.map(|v| v.to_string())),
+            ("bind", cli.bind.clone()),
+            ("shards", cli.shards.map(|v| v.to_string())),
+            ("cores", cli.cores.clone()),
+            ("databases", cli.databases.map(|v| v.to_string())),
+            ("maxclients", cli.maxclients.map(|v| v.to_string())),
+            ("proto-max-bulk-len", cli.proto_max_bulk_len.clone()),
+            (
+                "client-query-buffer-limit",
+                cli.client_query_buffer_limit.clone(),
+            ),
+            ("loglevel", cli.loglevel.clone()),
+            ("ring-entries", cli.ring_entries.map(|v| v.to_string())),
+            ("recv-buffer", cli.recv_buffer.clone()),
+            ("tcp-backlog", cli.tcp_backlog.map(|v| v.to_string())),
+            ("tcp-nodelay", cli.tcp_nodelay.clone()),
+            ("busy-poll-us", cli.busy_poll_us.map(|v| v.to_string())),
+            ("timeout", cli.timeout.map(|v| v.to_string())),
+        ];
+        for (name, value) in flags {
+            if let Some(v) = value {
+                if name == "shards" {
+                    explicit_shards = true;
+                }
+                cfg.apply(name, &v)?;
+            }
+        }
+        // Shards default to one per listed core.
+        if !explicit_shards {
+            cfg.shards = cfg.cores.len().max(1);
+        }
+        if cfg.shards == 0 || cfg.shards > 256 {
+            return Err(format!("shards must be between 1 and 256 (got {})", cfg.shards));
+        }
+        Ok(cfg)
+    }
+
+    /// Applies one `name value` setting (flag, config file line).
+    pub fn apply(&mut self, name: &str, v: &str) -> Result<(), String> {
+        match name {
+            "port" => self.port = parse_num(name, v)?,
+            "bind" => {
+                let first = v.split_whitespace().next().unwrap_or("");
+                let first = if first == "localhost" { "127.0.0.1" } else { first };
+                self.bind = first
+                    .trim_start_matches('-')
+                    .parse()
+                    .map_err(|_| format!("invalid bind address '{v}'"))?;
+            }
+            "shards" => self.shards = parse_num(name, v)?,
+            "cores" => self.cores = parse_cores(v)?,
+            "databases" => {
+                let n: usize = parse_num(name, v)?;
+                if n == 0 || n > 1_000_000 {
+                    return Err(format!("invalid number of databases '{v}'"));
+                }
+                self.databases = n;
+            }
+            "maxclients" => {
+                let n: usize = parse_num(name, v)?;
+                if n == 0 {
+                    return Err("maxclients must be at least 1".into());
+                }
+                self.maxclients = n;
+            }
+            "proto-max-bulk-len" => {
+                let n = parse_memory(v)?;
+                if n < 1024 * 1024 {
+                    return Err("proto-max-bulk-len must be at least 1mb".into());
+                }
+                self.proto_max_bulk_len = n;
+            }
+            "client-query-buffer-limit" => {
+                let n = parse_memory(v)?;
+                if n < 1024 * 1024 {
+                    return Err("client-query-buffer-limit must be at least 1mb".into());
+                }
+                self.client_query_buffer_limit = n;
+            }
+            "loglevel" => {
+                let l = v.to_ascii_lowercase();
+                if !["debug", "verbose", "notice", "warning", "nothing"].contains(&l.as_str()) {
+                    return Err(format!("invalid loglevel '{v}'"));
+                }
+                self.loglevel = l;
+            }
+            "ring-entries" => {
+                let n: u32 = parse_num(name, v)?;
+                if !(8..=32768).contains(&n) {
+                    return Err("ring-entries must be between 8 and 32768".into());
+                }
+                self.ring_entries = n;
+            }
+            "recv-buffer" => {
+                let n = parse_memory(v)? as usize;
+                if !(512..=64 * 1024 * 1024).contains(&n) {
+                    return Err("recv-buffer must be between 512 bytes and 64mb".into());
+                }
+                self.recv_buffer = n;
+            }
+            "tcp-backlog" => self.tcp_backlog = parse_num(name, v)?,
+            "tcp-nodelay" => self.tcp_nodelay = parse_yes_no(v)?,
+            "busy-poll-us" => self.busy_poll_us = parse_num(name, v)?,
+            "timeout" => self.timeout = parse_num(name, v)?,
+            // Accepted in config files for compatibility with redis.conf; not used yet.
+            other if PASSIVE_PARAMS.iter().any(|(n, _)| *n == other) => {}
+            other => return Err(format!("unknown parameter '{other}'")),
+        }
+        Ok(())
+    }
+}
+
+/// Parameters CONFIG GET reports (with their default values) that shardis accepts but does
+/// not act on yet: persistence and memory settings that clients and tools read at startup.
+pub const PASSIVE_PARAMS: &[(&str, &str)] = &[
+    ("save", ""),
+    ("appendonly", "no"),
+    ("appendfsync", "everysec"),
+    ("dir", "."),
+    ("dbfilename", "dump.rdb"),
+    ("maxmemory", "0"),
+    ("maxmemory-policy", "noeviction"),
+    ("maxmemory-samples", "5"),
+    ("hz", "10"),
+    ("daemonize", "no"),
+    ("protected-mode", "no"),
+    ("tcp-keepalive", "300"),
+    ("requirepass", ""),
+    ("slowlog-log-slower-than", "10000"),
+    ("slowlog-max-len", "128"),
+    ("lua-time-limit", "5000"),
+    ("notify-keyspace-events", ""),
+    ("lazyfree-lazy-user-del", "no"),
+    ("lazyfree-lazy-user-flush", "no"),
+    ("list-max-listpack-size", "-2"),
+    ("hash-max-listpack-entries", "128"),
+    ("set-max-intset-entries", "512"),
+    ("zset-max-listpack-entries", "128"),
+    ("replica-read-only", "yes"),
+    ("replica-priority", "100"),
+    ("min-replicas-to-write", "0"),
+    ("repl-backlog-size", "1048576"),
+    ("client-output-buffer-limit", "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60"),
+    ("latency-tracking", "yes"),
+    ("cluster-enabled", "no"),
+    ("logfile", ""),
+    ("pidfile", ""),
+    ("io-threads", "1"),
+    ("enable-debug-command", "yes"),
+];
+
+/// Values CONFIG SET may change while running, read lock-free by every shard.
+pub struct Tunables {
+    pub maxclients: AtomicUsize,
+    pub proto_max_bulk_len: AtomicU64,
+    pub client_query_buffer_limit: AtomicU64,
+    pub timeout: AtomicU64,
+    /// Everything else CONFIG GET/SET knows, as text. Touched only by CONFIG, never on the
+    /// request path.
+    pub text: Mutex<BTreeMap<String, String>>,
+}
+
+impl Tunables {
+    pub fn new(cfg: &Config) -> Tunables {
+        let mut text: BTreeMap<String, String> = PASSIVE_PARAMS
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        text.insert("port".into(), cfg.port.to_string());
+        text.insert("bind".into(), cfg.bind.to_string());
+        text.insert("databases".into(), cfg.databases.to_string());
+        text.insert("loglevel".into(), cfg.loglevel.clone());
+        text.insert("tcp-backlog".into(), cfg.tcp_backlog.to_string());
+        text.insert(
+            "tcp-nodelay".into(),
+            if cfg.tcp_nodelay { "yes" } else { "no" }.into(),
+        );
+        text.insert("shards".into(), cfg.shards.to_string());
+        Tunables {
+            maxclients: AtomicUsize::new(cfg.maxclients),
+            proto_max_bulk_len: AtomicU64::new(cfg.proto_max_bulk_len),
+            client_query_buffer_limit: AtomicU64::new(cfg.client_query_buffer_limit),
+            timeout: AtomicU64::new(cfg.timeout),
+            text: Mutex::new(text),
+        }
+    }
+
+    /// Every parameter and its current value, sorted by name.
+    pub fn all(&self) -> Vec<(String, String)> {
+        let mut out: BTreeMap<String, String> = self
+            .text
+            .lock()
+            .map(|m| m.clone())
+            .unwrap_or_default();
+        out.insert(
+            "maxclients".into(),
+            self.maxclients.load(Ordering::Relaxed).to_string(),
+        );
+        out.insert(
+            "proto-max-bulk-len".into(),
+            self.proto_max_bulk_len.load(Ordering::Relaxed).to_string(),
+        );
+        out.insert(
+            "client-query-buffer-limit".into(),
+            self.client_query_buffer_limit
+                .load(Ordering::Relaxed)
+                .to_string(),
+        );
+        out.insert(
+            "timeout".into(),
+            self.timeout.load(Ordering::Relaxed).to_string(),
+        );
+        out.into_iter().collect()
+    }
+
+    /// CONFIG SET one parameter. Errors carry Redis's wording after
+    /// `ERR CONFIG SET failed (possibly related to argument '<name>') - `.
+    pub fn set(&self, name: &str, value: &str) -> Result<(), String> {
+        match name {
+            "maxclients" => {
+                let n: usize = value
+                    .parse()
+                    .map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
+                if n == 0 {
+                    return Err("argument must be between 1 and 4294967295 inclusive".into());
+                }
+                self.maxclients.store(n, Ordering::Relaxed);
+            }
+            "proto-max-bulk-len" => {
+                let n = parse_memory(value).map_err(|_| "argument must be a memory value".to_string())?;
+                if n < 1024 * 1024 {
+                    return Err("argument must be between 1048576 and 9223372036854775807 inclusive".into());
+                }
+                self.proto_max_bulk_len.store(n, Ordering::Relaxed);
+            }
+            "client-query-buffer-limit" => {
+                let n = parse_memory(value).map_err(|_| "argument must be a memory value".to_string())?;
+                if n < 1024 * 1024 {
+                    return Err("argument must be between 1048576 and 9223372036854775807 inclusive".into());
+                }
+                self.client_query_buffer_limit.store(n, Ordering::Relaxed);
+            }
+            "timeout" => {
+                let n: u64 = value
+                    .parse()
+                    .map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
+                self.timeout.store(n, Ordering::Relaxed);
+            }
+            "loglevel" => {
+                let l = value.to_ascii_lowercase();
+                if !["debug", "verbose", "notice", "warning", "nothing"].contains(&l.as_str()) {
+                    return Err("argument(s) must be one of the following: debug, verbose, notice, warning, nothing".into());
+                }
+                if let Ok(mut m) = self.text.lock() {
+                    m.insert(name.into(), l);
+                }
+            }
+            "port" | "bind" | "databases" | "shards" | "tcp-backlog" | "daemonize" => {
+                return Err("can't set immutable config".into());
+            }
+            other => {
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                match m.get_mut(other) {
+                    Some(slot) => *slot = value.to_string(),
+                    None => return Err("Unknown option or number of arguments for CONFIG SET".into()),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(parse_memory("512mb").unwrap(), 512 * 1024 * 1024);
+        assert_eq!(parse_memory("1k").unwrap(), 1000);
+        assert_eq!(parse_memory("1GB").unwrap(), 1 << 30);
+        assert_eq!(parse_memory("77").unwrap(), 77);
+        assert!(parse_memory("lots").is_err());
+    }
+
+    #[test]
+    fn core_lists() {
+        assert_eq!(parse_cores("0-2,5").unwrap(), vec![0, 1, 2, 5]);
+        assert!(parse_cores("3-1").is_err());
+        assert!(parse_cores("x").is_err());
+    }
+
+    #[test]
+    fn flags_override_file_and_validate() {
+        let dir = std::env::temp_dir().join(format!("shardis-cfg-{}", std::process::id()));
+        std::fs::write(&dir, "# comment\nport 7001\nmaxclients 5\nsave \"\"\n").unwrap();
+        let cli = Cli {
+            config: Some(dir.to_string_lossy().into()),
+            maxclients: Some(9),
+            shards: Some(3),
+            ..Default::default()
+        };
+        let cfg = Config::from_cli(&cli).unwrap();
+        assert_eq!((cfg.port, cfg.maxclients, cfg.shards), (7001, 9, 3));
+        std::fs::write(&dir, "nosuchthing 1\n").unwrap();
+        assert!(Config::from_cli(&cli).unwrap_err().contains("nosuchthing"));
+        let _ = std::fs::remove_file(&dir);
+        let bad = Cli {
+            shards: Some(0),
+            ..Default::default()
+        };
+        assert!(Config::from_cli(&bad).is_err());
+    }
+}

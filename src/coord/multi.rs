@@ -1,0 +1,236 @@
+//! Atomic multi-shard commands. The scheme: a command that must look atomic takes a lock on
+//! every shard it touches, one shard after another in shard-index order (a global order, so
+//! two such commands can never wait for each other in a cycle), runs its steps on the locked
+//! shards with `Control` jobs, and releases each shard in its last step. While a shard is
+//! locked, every other job for it (`Work`: batches, fan-out parts, other lock requests) waits
+//! in a FIFO, so no client can observe some keys written and others not. Single-shard
+//! commands never take a lock and pay nothing for this beyond one branch.
+//!
+//! Runs on the coordinating shard; the steps run on their owners.
+
+use bytes::Bytes;
+
+use super::fanout::{run_part, Part};
+use crate::commands::table::KeyFn;
+use crate::protocol::reply::Reply;
+use crate::server::worker::{Msg, Worker};
+use crate::shard::value::Entry;
+
+type Body = Box<dyn FnOnce(&mut Worker, u64) + Send>;
+
+/// Locks `shards` (sorted and deduplicated here) in order, then runs `body` on this shard
+/// with the transaction id. Every step run afterwards must release its shard with `unlock`.
+pub fn lock_all(w: &mut Worker, mut shards: Vec<usize>, body: Body) {
+    shards.sort_unstable();
+    shards.dedup();
+    let txid = w
+        .shared
+        .next_tx_id
+        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    lock_step(w, txid, shards, 0, body);
+}
+
+fn lock_step(w: &mut Worker, txid: u64, shards: Vec<usize>, i: usize, body: Body) {
+    let Some(&target) = shards.get(i) else {
+        body(w, txid);
+        return;
+    };
+    let origin = w.id;
+    w.post(
+        target,
+        Msg::Work(Box::new(move |tw: &mut Worker| {
+            tw.lock = Some(txid);
+            tw.post(
+                origin,
+                Msg::Control(Box::new(move |ow: &mut Worker| {
+                    lock_step(ow, txid, shards, i + 1, body)
+                })),
+            );
+        })),
+    );
+}
+
+/// Releases this shard if `txid` holds it.
+pub fn unlock(w: &mut Worker, txid: u64) {
+    if w.lock == Some(txid) {
+        w.lock = None;
+    }
+}
+
+/// Runs each part under the lock and releases each shard as its part finishes; `done` gets
+/// the replies in `parts` order.
+pub fn locked_parts(
+    w: &mut Worker,
+    parts: Vec<Part>,
+    db: usize,
+    resp: u8,
+    f: KeyFn,
+    done: impl FnOnce(&mut Worker, Vec<Reply>) + Send + 'static,
+) {
+    let shards = parts.iter().map(|p| p.shard).collect();
+    lock_all(
+        w,
+        shards,
+        Box::new(move |w, txid| {
+            let jobs = parts
+                .into_iter()
+                .map(|p| {
+                    let job: Box<dyn FnOnce(&mut Worker) -> Reply + Send> = Box::new(move |tw| {
+                        let r = run_part(tw, f, db, resp, &p.argv);
+                        unlock(tw, txid);
+                        r
+                    });
+                    (p.shard, job)
+                })
+                .collect();
+            w.fan_out(jobs, false, done);
+        }),
+    );
+}
+
+/// MSETNX across shards: under the lock, check every key; write all only if none exists.
+pub fn msetnx(
+    w: &mut Worker,
+    parts: Vec<Part>,
+    db: usize,
+    resp: u8,
+    f: KeyFn,
+    finish: impl FnOnce(&mut Worker, Reply) + Send + 'static,
+) {
+    let shards = parts.iter().map(|p| p.shard).collect();
+    lock_all(
+        w,
+        shards,
+        Box::new(move |w, txid| {
+            let checks = parts
+                .iter()
+                .map(|p| {
+                    let keys: Vec<Bytes> = p.argv.iter().skip(1).step_by(2).cloned().collect();
+                    let job: Box<dyn FnOnce(&mut Worker) -> bool + Send> = Box::new(move |tw| {
+                        let now = tw.shard.now_ms;
+                        let d = tw.shard.db_mut(db);
+                        keys.iter().any(|k| d.peek(k, now).is_some())
+                    });
+                    (p.shard, job)
+                })
+                .collect();
+            w.fan_out(checks, false, move |w, exists: Vec<bool>| {
+                let any = exists.iter().any(|e| *e);
+                let jobs = parts
+                    .into_iter()
+                    .map(|p| {
+                        let job: Box<dyn FnOnce(&mut Worker) -> Reply + Send> =
+                            Box::new(move |tw| {
+                                let r = if any {
+                                    Reply::Int(0)
+                                } else {
+                                    run_part(tw, f, db, resp, &p.argv)
+                                };
+                                unlock(tw, txid);
+                                r
+                            });
+                        (p.shard, job)
+                    })
+                    .collect();
+                w.fan_out(jobs, false, move |w, replies| {
+                    let r = match replies.iter().find(|r| r.is_error()) {
+                        Some(e) => e.clone(),
+                        None => Reply::Int(if any { 0 } else { 1 }),
+                    };
+                    finish(w, r)
+                });
+            });
+        }),
+    );
+}
+
+/// What a two-key move (RENAME, RENAMENX, COPY) found under the lock.
+pub struct MoveCheck {
+    pub src: Option<Entry>,
+    pub dst_exists: bool,
+}
+
+/// Two-key atomic move across shards: reads `src` (in `src_db`) and checks `dst` (in
+/// `dst_db`) under the lock, lets `decide` choose, then writes and releases both shards.
+/// `decide` returns the reply and whether to write (`Some(remove_src)`).
+#[allow(clippy::too_many_arguments)]
+pub fn move_key(
+    w: &mut Worker,
+    src: Bytes,
+    src_db: usize,
+    dst: Bytes,
+    dst_db: usize,
+    decide: impl FnOnce(&MoveCheck) -> (Reply, Option<bool>) + Send + 'static,
+    finish: impl FnOnce(&mut Worker, Reply) + Send + 'static,
+) {
+    let (ss, ds) = (
+        crate::shard::route::shard_of(&src, w.nshards),
+        crate::shard::route::shard_of(&dst, w.nshards),
+    );
+    lock_all(
+        w,
+        vec![ss, ds],
+        Box::new(move |w, txid| {
+            let s2 = src.clone();
+            let d2 = dst.clone();
+            let jobs: Vec<(usize, Box<dyn FnOnce(&mut Worker) -> MoveCheck + Send>)> = vec![
+                (
+                    ss,
+                    Box::new(move |tw| {
+                        let now = tw.shard.now_ms;
+                        let d = tw.shard.db_mut(src_db);
+                        MoveCheck {
+                            src: d.peek(&s2, now).cloned(),
+                            dst_exists: false,
+                        }
+                    }),
+                ),
+                (
+                    ds,
+                    Box::new(move |tw| {
+                        let now = tw.shard.now_ms;
+                        let d = tw.shard.db_mut(dst_db);
+                        MoveCheck {
+                            src: None,
+                            dst_exists: d.peek(&d2, now).is_some(),
+                        }
+                    }),
+                ),
+            ];
+            w.fan_out(jobs, false, move |w, checks: Vec<MoveCheck>| {
+                let mut it = checks.into_iter();
+                let (a, b) = (it.next(), it.next());
+                let check = MoveCheck {
+                    src: a.and_then(|c| c.src),
+                    dst_exists: b.is_some_and(|c| c.dst_exists),
+                };
+                let (reply, write) = decide(&check);
+                let entry = check.src;
+                let jobs: Vec<(usize, Box<dyn FnOnce(&mut Worker) + Send>)> = vec![
+                    (
+                        ss,
+                        Box::new(move |tw| {
+                            if write == Some(true) {
+                                let d = tw.shard.db_mut(src_db);
+                                d.remove(&src);
+                            }
+                            unlock(tw, txid);
+                        }),
+                    ),
+                    (
+                        ds,
+                        Box::new(move |tw| {
+                            if let (Some(_), Some(e)) = (write, entry) {
+                                let d = tw.shard.db_mut(dst_db);
+                                d.remove(&dst);
+                                d.insert_entry(dst, e);
+                            }
+                            unlock(tw, txid);
+                        }),
+                    ),
+                ];
+                w.fan_out(jobs, false, move |w, _: Vec<()>| finish(w, reply));
+            });
+        }),
+    );
+}

@@ -1,0 +1,144 @@
+//! Command errors and their exact Redis texts (checked against redis-server 7.0.15). Every
+//! error literal a client can see lives here. Used on every shard thread.
+
+use std::fmt;
+
+use crate::protocol::reply::Reply;
+
+/// An error a command reports to its client; the connection stays open.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CmdError {
+    /// `ERR unknown command 'foo', with args beginning with: 'a' 'b' `
+    UnknownCommand { name: String, args: Vec<String> },
+    /// `ERR wrong number of arguments for 'get' command`
+    WrongArity(String),
+    /// `ERR unknown subcommand 'foo'. Try OBJECT HELP.`
+    UnknownSubcommand { sub: String, cmd: String },
+    WrongType,
+    Syntax,
+    NotInteger,
+    NotFloat,
+    Overflow,
+    /// `ERR invalid expire time in 'set' command`
+    InvalidExpire(String),
+    DbIndex,
+    NoSuchKey,
+    Index,
+    /// Any other text, already carrying its code (`ERR ...`, `NOPROTO ...`).
+    Other(String),
+}
+
+/// Shorthand for results of command handlers.
+pub type CmdResult = Result<Reply, CmdError>;
+
+impl CmdError {
+    /// An `ERR <msg>` error.
+    pub fn err(msg: impl fmt::Display) -> CmdError {
+        CmdError::Other(format!("ERR {msg}"))
+    }
+
+    /// An error whose text already starts with its code.
+    pub fn coded(msg: impl Into<String>) -> CmdError {
+        CmdError::Other(msg.into())
+    }
+
+    /// The error code (first word), as counted in INFO errorstats.
+    pub fn code(&self) -> String {
+        let s = self.to_string();
+        s.split(' ').next().unwrap_or("ERR").to_string()
+    }
+
+    pub fn into_reply(self) -> Reply {
+        Reply::Error(self.to_string())
+    }
+}
+
+fn lossy(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+impl CmdError {
+    /// Builds the unknown-command error from raw argv, as Redis does (at most 128 bytes of
+    /// each argument shown, the whole list bounded).
+    pub fn unknown_command(argv: &[bytes::Bytes]) -> CmdError {
+        let name = argv.first().map(|n| lossy(&n[..n.len().min(128)])).unwrap_or_default();
+        let mut args = Vec::new();
+        let mut total = 0;
+        for a in argv.iter().skip(1) {
+            if total >= 128 {
+                break;
+            }
+            let shown = &a[..a.len().min(128 - total)];
+            total += shown.len();
+            args.push(lossy(shown));
+        }
+        CmdError::UnknownCommand { name, args }
+    }
+}
+
+impl fmt::Display for CmdError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CmdError::UnknownCommand { name, args } => {
+                write!(f, "ERR unknown command '{name}', with args beginning with: ")?;
+                for a in args {
+                    write!(f, "'{a}' ")?;
+                }
+                Ok(())
+            }
+            CmdError::WrongArity(cmd) => {
+                write!(f, "ERR wrong number of arguments for '{cmd}' command")
+            }
+            CmdError::UnknownSubcommand { sub, cmd } => write!(
+                f,
+                "ERR unknown subcommand '{sub}'. Try {} HELP.",
+                cmd.to_uppercase()
+            ),
+            CmdError::WrongType => f.write_str(
+                "WRONGTYPE Operation against a key holding the wrong kind of value",
+            ),
+            CmdError::Syntax => f.write_str("ERR syntax error"),
+            CmdError::NotInteger => f.write_str("ERR value is not an integer or out of range"),
+            CmdError::NotFloat => f.write_str("ERR value is not a valid float"),
+            CmdError::Overflow => f.write_str("ERR increment or decrement would overflow"),
+            CmdError::InvalidExpire(cmd) => write!(f, "ERR invalid expire time in '{cmd}' command"),
+            CmdError::DbIndex => f.write_str("ERR DB index is out of range"),
+            CmdError::NoSuchKey => f.write_str("ERR no such key"),
+            CmdError::Index => f.write_str("ERR index out of range"),
+            CmdError::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::Bytes;
+
+    #[test]
+    fn texts() {
+        let e = CmdError::unknown_command(&[
+            Bytes::from("foo"),
+            Bytes::from("a"),
+            Bytes::from("b"),
+        ]);
+        assert_eq!(
+            e.to_string(),
+            "ERR unknown command 'foo', with args beginning with: 'a' 'b' "
+        );
+        assert_eq!(
+            CmdError::unknown_command(&[Bytes::from("x")]).to_string(),
+            "ERR unknown command 'x', with args beginning with: "
+        );
+        assert_eq!(
+            CmdError::UnknownSubcommand {
+                sub: "foo".into(),
+                cmd: "object".into()
+            }
+            .to_string(),
+            "ERR unknown subcommand 'foo'. Try OBJECT HELP."
+        );
+        assert_eq!(CmdError::WrongType.code(), "WRONGTYPE");
+        assert_eq!(CmdError::err("boom").to_string(), "ERR boom");
+    }
+}

@@ -1,0 +1,33 @@
+//! shardis: a Redis-compatible in-memory store, thread-per-core on io_uring.
+//!
+//! ```text
+//!            SO_REUSEPORT :6379 (one listening socket per shard)
+//!    ┌──────────────┬──────────────┬──────────────┐
+//!    │ shard 0      │ shard 1      │ shard N-1    │  one io_uring loop per core, pinned
+//!    │ connections  │ connections  │ connections  │  a connection lives where it was accepted
+//!    │ keyspace 0   │ keyspace 1   │ keyspace N-1 │  each key has exactly one owner shard
+//!    └──────┬───────┴──────┬───────┴──────┬───────┘
+//!           └── SPSC mesh (lock-free, one queue per shard pair) ──┘
+//! ```
+//!
+//! - `config`: flags, config file, CONFIG parameters.
+//! - `error`: every error text a client can see.
+//! - `log`: Redis-style log lines.
+//! - `protocol`: RESP parsing and reply encoding.
+//! - `runtime`: our per-core io_uring runtime (ring, ops, timers, mesh); all `unsafe` lives here.
+//! - `server`: per-shard event loop, connections, startup and shutdown.
+//! - `shard`: data one core owns (databases, hash table, expiry, routing).
+//! - `commands`: Redis command semantics, one table row per command.
+//! - `coord`: cross-shard fan-out and atomic multi-shard commands.
+
+#![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
+
+pub mod commands;
+pub mod config;
+pub mod coord;
+pub mod error;
+pub mod log;
+pub mod protocol;
+pub mod runtime;
+pub mod server;
+pub mod shard;

@@ -1,0 +1,251 @@
+//! Raw socket, descriptor and rlimit calls (libc), wrapped so the rest of shardis stays safe.
+//! Called from shard threads at startup (listen) and per connection (accept setup, close).
+
+use std::io;
+use std::net::{IpAddr, SocketAddr};
+use std::os::fd::RawFd;
+
+fn cvt(r: libc::c_int) -> io::Result<libc::c_int> {
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+fn setsockopt_int(fd: RawFd, level: i32, name: i32, v: i32) -> io::Result<()> {
+    // SAFETY: passes a pointer to a live i32 and its size.
+    cvt(unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (&v as *const i32).cast(),
+            std::mem::size_of::<i32>() as libc::socklen_t,
+        )
+    })
+    .map(|_| ())
+}
+
+fn to_sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+    // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
+    let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+    let len = match addr {
+        SocketAddr::V4(a) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in.
+            let sin = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in) };
+            sin.sin_family = libc::AF_INET as libc::sa_family_t;
+            sin.sin_port = a.port().to_be();
+            sin.sin_addr.s_addr = u32::from(*a.ip()).to_be();
+            std::mem::size_of::<libc::sockaddr_in>()
+        }
+        SocketAddr::V6(a) => {
+            // SAFETY: sockaddr_storage is large and aligned enough for sockaddr_in6.
+            let sin6 = unsafe { &mut *(&mut ss as *mut _ as *mut libc::sockaddr_in6) };
+            sin6.sin6_family = libc::AF_INET6 as libc::sa_family_t;
+            sin6.sin6_port = a.port().to_be();
+            sin6.sin6_addr.s6_addr = a.ip().octets();
+            std::mem::size_of::<libc::sockaddr_in6>()
+        }
+    };
+    (ss, len as libc::socklen_t)
+}
+
+fn from_sockaddr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
+    match ss.ss_family as i32 {
+        libc::AF_INET => {
+            // SAFETY: family says this storage holds a sockaddr_in.
+            let sin = unsafe { &*(ss as *const _ as *const libc::sockaddr_in) };
+            let ip = std::net::Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr));
+            Some(SocketAddr::new(IpAddr::V4(ip), u16::from_be(sin.sin_port)))
+        }
+        libc::AF_INET6 => {
+            // SAFETY: family says this storage holds a sockaddr_in6.
+            let sin6 = unsafe { &*(ss as *const _ as *const libc::sockaddr_in6) };
+            let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
+            Some(SocketAddr::new(IpAddr::V6(ip), u16::from_be(sin6.sin6_port)))
+        }
+        _ => None,
+    }
+}
+
+/// A listening TCP socket with SO_REUSEADDR and SO_REUSEPORT, so every shard binds the same
+/// port and the kernel spreads new connections over them.
+pub fn listen_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<RawFd> {
+    let family = if addr.is_ipv4() {
+        libc::AF_INET
+    } else {
+        libc::AF_INET6
+    };
+    // SAFETY: plain socket(2) call.
+    let fd = cvt(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
+    let setup = || -> io::Result<()> {
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
+        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+        let (ss, len) = to_sockaddr(addr);
+        // SAFETY: `ss` is a valid sockaddr of length `len`.
+        cvt(unsafe { libc::bind(fd, (&ss as *const libc::sockaddr_storage).cast(), len) })?;
+        // SAFETY: plain listen(2) on our socket.
+        cvt(unsafe { libc::listen(fd, backlog) })?;
+        Ok(())
+    };
+    if let Err(e) = setup() {
+        close(fd);
+        return Err(e);
+    }
+    Ok(fd)
+}
+
+/// Per-connection socket options: TCP_NODELAY (replies must not wait for Nagle).
+pub fn setup_conn(fd: RawFd, nodelay: bool) {
+    if nodelay {
+        let _ = setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+    }
+}
+
+/// The peer and local addresses of a connected socket.
+pub fn addrs(fd: RawFd) -> (Option<SocketAddr>, Option<SocketAddr>) {
+    let get = |peer: bool| {
+        // SAFETY: zeroed sockaddr_storage is valid; the kernel fills at most `len` bytes.
+        let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        let p = (&mut ss as *mut libc::sockaddr_storage).cast();
+        // SAFETY: `p` points to `len` writable bytes.
+        let r = unsafe {
+            if peer {
+                libc::getpeername(fd, p, &mut len)
+            } else {
+                libc::getsockname(fd, p, &mut len)
+            }
+        };
+        if r < 0 {
+            None
+        } else {
+            from_sockaddr(&ss)
+        }
+    };
+    (get(true), get(false))
+}
+
+/// Shuts a socket down both ways: any receive in flight on the ring completes with 0.
+pub fn shutdown(fd: RawFd) {
+    // SAFETY: shutdown(2) on a descriptor we own; errors are harmless here.
+    unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+}
+
+/// Closes a descriptor we own.
+pub fn close(fd: RawFd) {
+    // SAFETY: the caller owns `fd` and never uses it again.
+    unsafe { libc::close(fd) };
+}
+
+/// Current and maximum RLIMIT_MEMLOCK in bytes (`u64::MAX` for unlimited).
+pub fn memlock_limit() -> (u64, u64) {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut rl) } != 0 {
+        return (0, 0);
+    }
+    (rl.rlim_cur as u64, rl.rlim_max as u64)
+}
+
+/// Tries to raise RLIMIT_MEMLOCK's soft limit to `want` bytes (bounded by the hard limit).
+pub fn raise_memlock(want: u64) -> u64 {
+    let (cur, max) = memlock_limit();
+    if cur >= want {
+        return cur;
+    }
+    let target = want.min(max);
+    let rl = libc::rlimit {
+        rlim_cur: target as libc::rlim_t,
+        rlim_max: max as libc::rlim_t,
+    };
+    // SAFETY: setrlimit reads the struct we pass.
+    if unsafe { libc::setrlimit(libc::RLIMIT_MEMLOCK, &rl) } == 0 {
+        target
+    } else {
+        cur
+    }
+}
+
+/// Raises RLIMIT_NOFILE toward `want` and returns the resulting soft limit.
+pub fn raise_nofile(want: u64) -> u64 {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we pass.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
+        return 1024;
+    }
+    if (rl.rlim_cur as u64) < want {
+        let target = want.min(rl.rlim_max as u64);
+        let new = libc::rlimit {
+            rlim_cur: target as libc::rlim_t,
+            rlim_max: rl.rlim_max,
+        };
+        // SAFETY: setrlimit reads the struct we pass.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
+            return target;
+        }
+    }
+    rl.rlim_cur as u64
+}
+
+/// Process CPU time (user, system) in seconds, for INFO's used_cpu_* fields.
+pub fn cpu_times() -> (f64, f64) {
+    // SAFETY: zeroed rusage is valid; getrusage fills it.
+    let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: valid pointer to a live rusage.
+    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+        return (0.0, 0.0);
+    }
+    let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;
+    (t(ru.ru_utime), t(ru.ru_stime))
+}
+
+/// Blocks SIGINT/SIGTERM/SIGPIPE in the calling thread (and threads it spawns later), so a
+/// dedicated thread can wait for them with `wait_signal`.
+pub fn block_signals() {
+    // SAFETY: sigset manipulation on a local set, then pthread_sigmask on this thread.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        libc::sigaddset(&mut set, libc::SIGPIPE);
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+    }
+}
+
+/// Waits for SIGINT or SIGTERM (which must be blocked) and returns the signal number.
+pub fn wait_signal() -> i32 {
+    // SAFETY: sigwait on a local set of blocked signals.
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigaddset(&mut set, libc::SIGINT);
+        libc::sigaddset(&mut set, libc::SIGTERM);
+        let mut sig = 0;
+        libc::sigwait(&set, &mut sig);
+        sig
+    }
+}
+
+/// Sends SIGTERM to our own process (SHUTDOWN command).
+pub fn terminate_self() {
+    // SAFETY: kill(2) on our own pid.
+    unsafe { libc::kill(libc::getpid(), libc::SIGTERM) };
+}
+
+/// Writes a short message to a fresh socket and closes it (rejecting a client).
+pub fn write_and_close(fd: RawFd, msg: &[u8]) {
+    // SAFETY: writes from a live slice to a descriptor we own, then closes it.
+    unsafe {
+        let _ = libc::send(fd, msg.as_ptr().cast(), msg.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT);
+    }
+    close(fd);
+}

@@ -1,0 +1,164 @@
+//! One client connection's state on the shard that accepted it: read buffer, output buffer,
+//! the ordered reply slots that let replies from other shards arrive out of order yet go out
+//! in request order, and the client attributes CLIENT LIST shows. Touched only by its shard.
+
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::protocol::reply::Reply;
+
+/// Client attributes (CLIENT LIST / INFO / HELLO).
+#[derive(Debug, Clone)]
+pub struct ClientInfo {
+    pub id: u64,
+    pub name: Option<Bytes>,
+    pub db: usize,
+    pub resp: u8,
+    pub addr: String,
+    pub laddr: String,
+    pub created: Instant,
+    pub last_active: Instant,
+    pub last_cmd: &'static str,
+    pub lib_name: Option<Bytes>,
+    pub lib_ver: Option<Bytes>,
+    pub no_evict: bool,
+    pub no_touch: bool,
+}
+
+impl ClientInfo {
+    pub fn new(id: u64, addr: String, laddr: String) -> ClientInfo {
+        let now = Instant::now();
+        ClientInfo {
+            id,
+            name: None,
+            db: 0,
+            resp: 2,
+            addr,
+            laddr,
+            created: now,
+            last_active: now,
+            last_cmd: "NULL",
+            lib_name: None,
+            lib_ver: None,
+            no_evict: false,
+            no_touch: false,
+        }
+    }
+}
+
+pub struct Conn {
+    pub fd: RawFd,
+    pub gen: u32,
+    /// The read buffer; `None` while a receive owns it.
+    pub rbuf: Option<BytesMut>,
+    /// Encoded replies not yet handed to the kernel.
+    pub out: Vec<u8>,
+    /// A spare buffer returned by the last finished send, reused to avoid allocating.
+    pub spare: Vec<u8>,
+    pub sending: bool,
+    /// Replies waiting for an earlier one (from another shard) before they can go out.
+    pub slots: VecDeque<Option<Bytes>>,
+    /// Sequence number of `slots[0]`.
+    pub slot_base: u64,
+    /// Parsing is paused until the reply with this sequence number arrives (a multi-shard
+    /// command must finish before the next command of this client starts).
+    pub blocked_on: Option<u64>,
+    /// Stop reading; close once every reply has been sent.
+    pub closing: bool,
+    /// Queued in the worker's dirty list for this pass.
+    pub dirty: bool,
+    pub client: ClientInfo,
+}
+
+impl Conn {
+    pub fn new(fd: RawFd, gen: u32, client: ClientInfo) -> Conn {
+        Conn {
+            fd,
+            gen,
+            rbuf: Some(BytesMut::new()),
+            out: Vec::new(),
+            spare: Vec::new(),
+            sending: false,
+            slots: VecDeque::new(),
+            slot_base: 0,
+            blocked_on: None,
+            closing: false,
+            dirty: false,
+            client,
+        }
+    }
+
+    /// Appends a finished reply in request order.
+    pub fn push_reply(&mut self, r: &Reply) {
+        if self.slots.is_empty() {
+            r.encode(self.client.resp, &mut self.out);
+        } else {
+            let mut v = Vec::new();
+            r.encode(self.client.resp, &mut v);
+            self.slots.push_back(Some(Bytes::from(v)));
+        }
+    }
+
+    /// Appends raw, already-encoded bytes in request order.
+    pub fn push_raw(&mut self, b: &[u8]) {
+        if self.slots.is_empty() {
+            self.out.extend_from_slice(b);
+        } else {
+            self.slots.push_back(Some(Bytes::copy_from_slice(b)));
+        }
+    }
+
+    /// Reserves a place for a reply that will arrive later; returns its sequence number.
+    pub fn reserve(&mut self) -> u64 {
+        self.slots.push_back(None);
+        self.slot_base + self.slots.len() as u64 - 1
+    }
+
+    /// Fills a reserved place and moves every reply now in order to the output buffer.
+    pub fn fill(&mut self, seq: u64, bytes: Bytes) {
+        let Some(idx) = seq.checked_sub(self.slot_base) else {
+            return;
+        };
+        if let Some(slot) = self.slots.get_mut(idx as usize) {
+            *slot = Some(bytes);
+        }
+        while let Some(Some(_)) = self.slots.front() {
+            if let Some(Some(b)) = self.slots.pop_front() {
+                self.out.extend_from_slice(&b);
+            }
+            self.slot_base += 1;
+        }
+        if self.blocked_on.is_some_and(|b| b == seq) {
+            self.blocked_on = None;
+        }
+    }
+
+    /// Every reply is out of our hands (sent or in the kernel's send).
+    pub fn drained(&self) -> bool {
+        self.out.is_empty() && self.slots.is_empty() && !self.sending
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_leave_in_request_order() {
+        let mut c = Conn::new(-1, 0, ClientInfo::new(1, String::new(), String::new()));
+        c.push_reply(&Reply::Int(1));
+        let a = c.reserve();
+        c.push_reply(&Reply::Int(3));
+        let b = c.reserve();
+        c.fill(b, Bytes::from_static(b":4\r\n"));
+        assert_eq!(c.out, b":1\r\n");
+        c.fill(a, Bytes::from_static(b":2\r\n"));
+        assert_eq!(c.out, b":1\r\n:2\r\n:3\r\n:4\r\n");
+        assert!(c.slots.is_empty());
+        c.push_reply(&Reply::Ok);
+        assert!(c.out.ends_with(b"+OK\r\n"));
+    }
+}

@@ -1,0 +1,890 @@
+//! The per-shard event loop: one `Worker` per pinned core owns its ring, its listening socket,
+//! the connections it accepted, its slice of the keyspace and its end of the shard mesh.
+//!
+//! One loop pass: collect completions (accepts, receives, sends, wakeups) → parse and run every
+//! complete command of each readable connection (local keys inline, remote keys batched: one
+//! message per remote shard per read) → run messages from other shards → timers → one send per
+//! connection carrying every reply that is ready, in request order → one `io_uring_enter`.
+//!
+//! Cross-shard work is a closure (`Job`) sent to the owner shard. `Work` jobs respect a shard
+//! lock taken by multi-shard atomic commands (they wait, FIFO, while the shard is locked);
+//! `Control` jobs (replies, the lock holder's own steps) always run.
+
+use std::any::Any;
+use std::collections::VecDeque;
+use std::os::fd::RawFd;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use slab::Slab;
+
+use super::connection::{ClientInfo, Conn};
+use super::Shared;
+use crate::commands::table::{table, Exec};
+use crate::commands::{self, ConnCtx, Route};
+use crate::coord;
+use crate::error::CmdError;
+use crate::protocol::parser::{self, Arg};
+use crate::protocol::reply::Reply;
+use crate::runtime::mesh::Endpoint;
+use crate::runtime::ring::{Completion, OpBuf, Ring};
+use crate::runtime::sys;
+use crate::runtime::timer::Timers;
+use crate::shard::{now_ms, Shard};
+
+/// Work shipped to another shard (or queued for our own).
+pub type Job = Box<dyn FnOnce(&mut Worker) + Send>;
+
+pub enum Msg {
+    /// Keyspace work: waits while the shard is locked by a multi-shard command.
+    Work(Job),
+    /// Replies and a lock holder's own steps: always run at once.
+    Control(Job),
+}
+
+/// Where a deferred reply goes: a connection (by token) and its reply slot.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ticket {
+    pub shard: usize,
+    pub token: u64,
+    pub seq: u64,
+}
+
+/// One command bound for another shard inside a batch.
+pub struct BatchCmd {
+    pub seq: u64,
+    pub id: usize,
+    pub db: usize,
+    pub argv: Vec<Bytes>,
+}
+
+type GatherDone = Box<dyn FnOnce(&mut Worker, Vec<Box<dyn Any + Send>>)>;
+
+/// Results of a fan-out being collected on the origin shard.
+pub struct Gather {
+    remaining: usize,
+    results: Vec<Option<Box<dyn Any + Send>>>,
+    done: Option<GatherDone>,
+}
+
+/// Per-shard network and connection counters, aggregated by INFO.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct NetStats {
+    pub net_input_bytes: u64,
+    pub net_output_bytes: u64,
+    pub connections_received: u64,
+    pub rejected_connections: u64,
+}
+
+enum TimerKind {
+    ActiveExpire,
+    ClientTimeout,
+}
+
+const TAG_ACCEPT: u64 = 1;
+const TAG_RECV: u64 = 2;
+const TAG_SEND: u64 = 3;
+const TAG_WAKE: u64 = 4;
+
+fn tag(kind: u64, token: u64) -> u64 {
+    (kind << 56) | (token & ((1 << 56) - 1))
+}
+
+fn token_of(idx: usize, gen: u32) -> u64 {
+    ((gen as u64 & 0xFF_FFFF) << 32) | idx as u64
+}
+
+fn split_token(token: u64) -> (usize, u32) {
+    ((token & 0xFFFF_FFFF) as usize, ((token >> 32) & 0xFF_FFFF) as u32)
+}
+
+pub struct Worker {
+    pub id: usize,
+    pub nshards: usize,
+    pub shard: Shard,
+    pub shared: Arc<Shared>,
+    pub conns: Slab<Conn>,
+    pub net: NetStats,
+    /// Held by a multi-shard atomic command while it runs (its transaction id).
+    pub lock: Option<u64>,
+    pub gathers: Slab<Gather>,
+    ring: Ring,
+    mesh: Endpoint<Msg>,
+    local: VecDeque<Msg>,
+    parked: VecDeque<Job>,
+    dirty: Vec<usize>,
+    batches: Vec<Vec<BatchCmd>>,
+    batch_targets: Vec<usize>,
+    args_scratch: Vec<Arg>,
+    completions: Vec<Completion>,
+    timers: Timers<TimerKind>,
+    listen_fd: RawFd,
+    next_gen: u32,
+}
+
+impl Worker {
+    pub fn new(
+        id: usize,
+        shared: Arc<Shared>,
+        mesh: Endpoint<Msg>,
+        listen_fd: RawFd,
+    ) -> std::io::Result<Worker> {
+        let cfg = &shared.cfg;
+        let ring = Ring::new(cfg.ring_entries)?;
+        let nshards = cfg.shards;
+        Ok(Worker {
+            id,
+            nshards,
+            shard: Shard::new(id, nshards, cfg.databases, table().len()),
+            conns: Slab::with_capacity(256),
+            net: NetStats::default(),
+            lock: None,
+            gathers: Slab::new(),
+            ring,
+            mesh,
+            local: VecDeque::new(),
+            parked: VecDeque::new(),
+            dirty: Vec::new(),
+            batches: (0..nshards).map(|_| Vec::new()).collect(),
+            batch_targets: Vec::new(),
+            args_scratch: Vec::new(),
+            completions: Vec::with_capacity(256),
+            timers: Timers::default(),
+            listen_fd,
+            next_gen: 1,
+            shared,
+        })
+    }
+
+    pub fn ring_setup(&self) -> &'static str {
+        self.ring.setup
+    }
+
+    /// Runs the loop until shutdown.
+    pub fn run(&mut self) {
+        self.ring.accept_multi(self.listen_fd, tag(TAG_ACCEPT, 0));
+        let wake_fd = self.mesh.waker().fd();
+        self.ring.read_eventfd(wake_fd, tag(TAG_WAKE, 0));
+        let now = Instant::now();
+        self.timers
+            .add(now + Duration::from_millis(100), TimerKind::ActiveExpire);
+        self.timers
+            .add(now + Duration::from_secs(1), TimerKind::ClientTimeout);
+        let busy_poll = Duration::from_micros(self.shared.cfg.busy_poll_us);
+        let mut fired = Vec::new();
+        loop {
+            if self.shared.shutdown.load(Ordering::Relaxed) {
+                break;
+            }
+            self.shard.now_ms = now_ms();
+            let mut comps = std::mem::take(&mut self.completions);
+            self.ring.drain(&mut comps);
+            for c in comps.drain(..) {
+                self.on_completion(c, wake_fd);
+            }
+            self.completions = comps;
+
+            self.run_messages();
+
+            let now = Instant::now();
+            self.timers.expired(now, &mut fired);
+            for t in fired.drain(..) {
+                self.on_timer(t, now);
+            }
+
+            self.flush_dirty();
+            let backlog = self.mesh.flush();
+
+            let busy = backlog
+                || !self.local.is_empty()
+                || (self.lock.is_none() && !self.parked.is_empty());
+            let res = if busy {
+                self.ring.submit_and_wait(false, None)
+            } else if !busy_poll.is_zero() && self.spin(busy_poll) {
+                self.ring.submit_and_wait(false, None)
+            } else if self.mesh.prepare_sleep() {
+                let timeout = self
+                    .timers
+                    .next_deadline()
+                    .map(|d| d.saturating_duration_since(Instant::now()))
+                    .unwrap_or(Duration::from_millis(100));
+                let r = self.ring.submit_and_wait(true, Some(timeout));
+                self.mesh.awake();
+                r
+            } else {
+                self.ring.submit_and_wait(false, None)
+            };
+            if let Err(e) = res {
+                crate::log::warning(&format!("shard {}: io_uring_enter failed: {e}", self.id));
+                std::thread::sleep(Duration::from_millis(1));
+            }
+        }
+        self.shutdown_conns();
+    }
+
+    /// Busy-poll: look for completions or messages for up to `d` before sleeping.
+    fn spin(&mut self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            if self.ring.submit_and_wait(false, None).is_err() {
+                return false;
+            }
+            let mut comps = std::mem::take(&mut self.completions);
+            self.ring.drain(&mut comps);
+            let got = !comps.is_empty();
+            self.completions = comps;
+            if got || !self.mesh.prepare_sleep() {
+                self.mesh.awake();
+                // Completions already drained are handled at the top of the next pass.
+                let mut comps = std::mem::take(&mut self.completions);
+                let wake_fd = self.mesh.waker().fd();
+                for c in comps.drain(..) {
+                    self.on_completion(c, wake_fd);
+                }
+                self.completions = comps;
+                return true;
+            }
+            self.mesh.awake();
+            std::hint::spin_loop();
+        }
+        false
+    }
+
+    fn shutdown_conns(&mut self) {
+        let idxs: Vec<usize> = self.conns.iter().map(|(i, _)| i).collect();
+        for i in idxs {
+            self.close_conn(i);
+        }
+        sys::close(self.listen_fd);
+    }
+
+    // ----- completions -------------------------------------------------------------------
+
+    fn on_completion(&mut self, c: Completion, wake_fd: RawFd) {
+        let kind = c.tag >> 56;
+        let token = c.tag & ((1 << 56) - 1);
+        match kind {
+            TAG_ACCEPT => {
+                if c.result >= 0 {
+                    self.on_accept(c.result);
+                } else if c.result != -libc::ECANCELED {
+                    crate::log::verbose(&format!(
+                        "shard {}: accept error {}",
+                        self.id,
+                        std::io::Error::from_raw_os_error(-c.result)
+                    ));
+                }
+                if !c.more && !self.shared.shutdown.load(Ordering::Relaxed) {
+                    self.ring.accept_multi(self.listen_fd, tag(TAG_ACCEPT, 0));
+                }
+            }
+            TAG_RECV => self.on_recv(token, c),
+            TAG_SEND => self.on_send(token, c),
+            TAG_WAKE => self.ring.read_eventfd(wake_fd, tag(TAG_WAKE, 0)),
+            _ => {}
+        }
+    }
+
+    fn on_accept(&mut self, fd: RawFd) {
+        self.net.connections_received += 1;
+        let max = self.shared.tun.maxclients.load(Ordering::Relaxed);
+        let prev = self.shared.clients.fetch_add(1, Ordering::AcqRel);
+        if prev >= max {
+            self.shared.clients.fetch_sub(1, Ordering::AcqRel);
+            self.net.rejected_connections += 1;
+            sys::write_and_close(fd, b"-ERR max number of clients reached\r\n");
+            return;
+        }
+        sys::setup_conn(fd, self.shared.cfg.tcp_nodelay);
+        let (peer, local) = sys::addrs(fd);
+        let show = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+        let id = self.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+        let gen = self.next_gen;
+        self.next_gen = (self.next_gen + 1) & 0xFF_FFFF;
+        let idx = self
+            .conns
+            .insert(Conn::new(fd, gen, ClientInfo::new(id, show(peer), show(local))));
+        self.arm_recv(idx);
+    }
+
+    fn arm_recv(&mut self, idx: usize) {
+        let min_free = self.shared.cfg.recv_buffer;
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        if conn.closing || conn.blocked_on.is_some() {
+            return;
+        }
+        // Back-pressure: a client that does not read its replies stops being read.
+        if conn.out.len() > 8 << 20 || conn.slots.len() > 100_000 {
+            return;
+        }
+        let Some(mut buf) = conn.rbuf.take() else {
+            return;
+        };
+        if buf.is_empty() && buf.capacity() > 4 * min_free.max(64 * 1024) {
+            buf = BytesMut::new();
+        }
+        let t = tag(TAG_RECV, token_of(idx, conn.gen));
+        self.ring.recv(conn.fd, buf, min_free, t);
+    }
+
+    fn conn_by_token(&mut self, token: u64) -> Option<usize> {
+        let (idx, gen) = split_token(token);
+        match self.conns.get(idx) {
+            Some(c) if c.gen == gen => Some(idx),
+            _ => None,
+        }
+    }
+
+    fn on_recv(&mut self, token: u64, c: Completion) {
+        let Some(idx) = self.conn_by_token(token) else {
+            return;
+        };
+        if c.result <= 0 {
+            if c.result == -libc::ENOBUFS || c.result == -libc::EINTR {
+                if let OpBuf::Recv(b) = c.buf {
+                    self.conns[idx].rbuf = Some(b);
+                }
+                self.arm_recv(idx);
+                return;
+            }
+            self.close_conn(idx);
+            return;
+        }
+        self.net.net_input_bytes += c.result as u64;
+        if let OpBuf::Recv(b) = c.buf {
+            let conn = &mut self.conns[idx];
+            conn.rbuf = Some(b);
+            conn.client.last_active = Instant::now();
+        }
+        self.process_input(idx);
+        self.arm_recv(idx);
+    }
+
+    fn on_send(&mut self, token: u64, c: Completion) {
+        let Some(idx) = self.conn_by_token(token) else {
+            return;
+        };
+        let OpBuf::Send { buf, off } = c.buf else {
+            return;
+        };
+        if c.result < 0 {
+            self.close_conn(idx);
+            return;
+        }
+        self.net.net_output_bytes += c.result as u64;
+        let off = off + c.result as usize;
+        let conn = &mut self.conns[idx];
+        if off < buf.len() {
+            let t = tag(TAG_SEND, token_of(idx, conn.gen));
+            self.ring.send(conn.fd, buf, off, t);
+            return;
+        }
+        conn.sending = false;
+        let mut buf = buf;
+        buf.clear();
+        if buf.capacity() <= 1 << 20 {
+            conn.spare = buf;
+        }
+        if conn.closing && conn.drained() {
+            self.close_conn(idx);
+            return;
+        }
+        self.mark_dirty(idx);
+        // Reading may have paused for back-pressure.
+        if conn_rbuf_idle(&self.conns[idx]) {
+            self.arm_recv(idx);
+        }
+    }
+
+    pub fn mark_dirty(&mut self, idx: usize) {
+        if let Some(c) = self.conns.get_mut(idx) {
+            if !c.dirty {
+                c.dirty = true;
+                self.dirty.push(idx);
+            }
+        }
+    }
+
+    /// One send per connection per pass, carrying every reply that is ready.
+    fn flush_dirty(&mut self) {
+        let dirty = std::mem::take(&mut self.dirty);
+        for &idx in &dirty {
+            let Some(conn) = self.conns.get_mut(idx) else {
+                continue;
+            };
+            conn.dirty = false;
+            if conn.sending || conn.out.is_empty() {
+                if conn.closing && conn.drained() {
+                    self.close_conn(idx);
+                }
+                continue;
+            }
+            let next = std::mem::take(&mut conn.spare);
+            let buf = std::mem::replace(&mut conn.out, next);
+            conn.sending = true;
+            let t = tag(TAG_SEND, token_of(idx, conn.gen));
+            self.ring.send(conn.fd, buf, 0, t);
+        }
+        let mut dirty = dirty;
+        dirty.clear();
+        if self.dirty.is_empty() {
+            self.dirty = dirty;
+        }
+    }
+
+    pub fn close_conn(&mut self, idx: usize) {
+        if let Some(conn) = self.conns.try_remove(idx) {
+            // Shutdown first: a receive in flight completes (with 0) and releases its buffer.
+            sys::shutdown(conn.fd);
+            sys::close(conn.fd);
+            self.shared.clients.fetch_sub(1, Ordering::AcqRel);
+        }
+    }
+
+    // ----- requests ----------------------------------------------------------------------
+
+    /// Parses and runs every complete command in the connection's read buffer.
+    fn process_input(&mut self, idx: usize) {
+        let max_bulk = self.shared.tun.proto_max_bulk_len.load(Ordering::Relaxed) as usize;
+        let qlimit = self.shared.tun.client_query_buffer_limit.load(Ordering::Relaxed) as usize;
+        let mut args = std::mem::take(&mut self.args_scratch);
+        loop {
+            let Some(conn) = self.conns.get_mut(idx) else {
+                break;
+            };
+            if conn.closing || conn.blocked_on.is_some() {
+                break;
+            }
+            let Some(rbuf) = conn.rbuf.as_mut() else {
+                break;
+            };
+            match parser::parse(rbuf, max_bulk, &mut args) {
+                Err(e) => {
+                    crate::log::verbose(&format!(
+                        "Protocol error ({e}) from client: id={} addr={}",
+                        conn.client.id, conn.client.addr
+                    ));
+                    conn.push_reply(&Reply::Error(e.to_string()));
+                    conn.closing = true;
+                    self.mark_dirty(idx);
+                    break;
+                }
+                Ok(None) => {
+                    if rbuf.len() > qlimit {
+                        crate::log::warning(&format!(
+                            "Closing client that reached max query buffer length: id={} addr={} (qbuf size={})",
+                            conn.client.id, conn.client.addr, rbuf.len()
+                        ));
+                        self.flush_batches(idx);
+                        self.close_conn(idx);
+                        self.args_scratch = args;
+                        return;
+                    }
+                    break;
+                }
+                Ok(Some(n)) => {
+                    let chunk = rbuf.split_to(n).freeze();
+                    if args.is_empty() {
+                        continue;
+                    }
+                    let argv: Vec<Bytes> = args
+                        .drain(..)
+                        .map(|a| match a {
+                            Arg::Range(s, e) => chunk.slice(s..e),
+                            Arg::Owned(v) => Bytes::from(v),
+                        })
+                        .collect();
+                    self.dispatch(idx, argv);
+                }
+            }
+        }
+        self.args_scratch = args;
+        self.flush_batches(idx);
+        self.mark_dirty(idx);
+    }
+
+    /// Runs one command: checks, then inline, batched to its owner, or coordinated.
+    fn dispatch(&mut self, idx: usize, argv: Vec<Bytes>) {
+        let t = table();
+        let name = argv.first().cloned().unwrap_or_default();
+        let Some((id, spec)) = t.lookup(&name) else {
+            let e = CmdError::unknown_command(&argv).to_string();
+            commands::count_error(&mut self.shard, &e);
+            self.conns[idx].push_reply(&Reply::Error(e));
+            return;
+        };
+        if let Err(e) = commands::check_arity(spec, &argv) {
+            if let Some(st) = self.shard.cmd_stats.get_mut(id) {
+                st.rejected += 1;
+            }
+            let e = e.to_string();
+            commands::count_error(&mut self.shard, &e);
+            self.conns[idx].push_reply(&Reply::Error(e));
+            return;
+        }
+        let (db, resp) = {
+            let c = &mut self.conns[idx].client;
+            c.last_cmd = spec.name;
+            (c.db, c.resp)
+        };
+        match spec.exec {
+            Exec::Conn(f) => {
+                // Earlier commands of this client bound for other shards go first.
+                self.flush_batches(idx);
+                let start = Instant::now();
+                let mut ctx = ConnCtx {
+                    w: self,
+                    conn: idx,
+                    deferred: None,
+                };
+                let res = f(&mut ctx, &argv);
+                let deferred = ctx.deferred.is_some();
+                if !deferred {
+                    let reply = commands::finish(&mut self.shard, id, res);
+                    if let Some(st) = self.shard.cmd_stats.get_mut(id) {
+                        st.usec += start.elapsed().as_micros() as u64;
+                    }
+                    if let Some(c) = self.conns.get_mut(idx) {
+                        c.push_reply(&reply);
+                    }
+                } else {
+                    self.shard.commands_processed += 1;
+                    if let Some(st) = self.shard.cmd_stats.get_mut(id) {
+                        st.calls += 1;
+                    }
+                }
+            }
+            Exec::Key(f) => match commands::route(&spec.keys, &argv, self.nshards) {
+                Route::NoKeys => {
+                    let r = commands::run_key(&mut self.shard, id, f, db, resp, &argv);
+                    self.conns[idx].push_reply(&r);
+                }
+                Route::One(s) => self.run_or_batch(idx, s, id, f, db, resp, argv),
+                Route::Many => match spec.cross {
+                    Some(cross) => {
+                        self.flush_batches(idx);
+                        let mut ctx = ConnCtx {
+                            w: self,
+                            conn: idx,
+                            deferred: None,
+                        };
+                        let res = cross(&mut ctx, argv);
+                        if ctx.deferred.is_none() {
+                            let reply = commands::finish(&mut self.shard, id, res);
+                            self.conns[idx].push_reply(&reply);
+                        }
+                    }
+                    None => self.conns[idx].push_reply(&Reply::error(
+                        "CROSSSLOT Keys in request don't hash to the same slot",
+                    )),
+                },
+            },
+            Exec::Multi(m) => match commands::route(&spec.keys, &argv, self.nshards) {
+                Route::One(s) => self.run_or_batch(idx, s, id, m.sub, db, resp, argv),
+                Route::NoKeys => {
+                    let r = commands::run_key(&mut self.shard, id, m.sub, db, resp, &argv);
+                    self.conns[idx].push_reply(&r);
+                }
+                Route::Many => {
+                    self.flush_batches(idx);
+                    let mut ctx = ConnCtx {
+                        w: self,
+                        conn: idx,
+                        deferred: None,
+                    };
+                    coord::fanout::multi_key(&mut ctx, id, m, argv);
+                }
+            },
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_or_batch(
+        &mut self,
+        idx: usize,
+        s: usize,
+        id: usize,
+        f: crate::commands::table::KeyFn,
+        db: usize,
+        resp: u8,
+        argv: Vec<Bytes>,
+    ) {
+        if s == self.id && self.lock.is_none() {
+            let r = commands::run_key(&mut self.shard, id, f, db, resp, &argv);
+            self.conns[idx].push_reply(&r);
+            return;
+        }
+        let seq = self.conns[idx].reserve();
+        if self.batches[s].is_empty() {
+            self.batch_targets.push(s);
+        }
+        self.batches[s].push(BatchCmd { seq, id, db, argv });
+    }
+
+    /// Sends this connection's commands for other shards: one message per shard.
+    fn flush_batches(&mut self, idx: usize) {
+        if self.batch_targets.is_empty() {
+            return;
+        }
+        let (token, resp) = match self.conns.get(idx) {
+            Some(c) => (token_of(idx, c.gen), c.client.resp),
+            None => (u64::MAX, 2),
+        };
+        let origin = self.id;
+        let targets = std::mem::take(&mut self.batch_targets);
+        for &s in &targets {
+            let cmds = std::mem::take(&mut self.batches[s]);
+            self.post(
+                s,
+                Msg::Work(Box::new(move |tw: &mut Worker| {
+                    exec_batch(tw, origin, token, resp, cmds)
+                })),
+            );
+        }
+        let mut targets = targets;
+        targets.clear();
+        self.batch_targets = targets;
+    }
+
+    // ----- deferred replies --------------------------------------------------------------
+
+    /// Reserves a reply slot for connection `idx` and pauses its parsing until filled.
+    pub fn defer(&mut self, idx: usize) -> Ticket {
+        let conn = &mut self.conns[idx];
+        let seq = conn.reserve();
+        conn.blocked_on = Some(seq);
+        Ticket {
+            shard: self.id,
+            token: token_of(idx, conn.gen),
+            seq,
+        }
+    }
+
+    /// Delivers a deferred reply (on the connection's shard).
+    pub fn complete(&mut self, t: Ticket, reply: Reply) {
+        let Some(idx) = self.conn_by_token(t.token) else {
+            return;
+        };
+        let mut v = Vec::new();
+        reply.encode(self.conns[idx].client.resp, &mut v);
+        self.fill(idx, t.seq, Bytes::from(v));
+    }
+
+    fn fill(&mut self, idx: usize, seq: u64, bytes: Bytes) {
+        let conn = &mut self.conns[idx];
+        let was_blocked = conn.blocked_on.is_some();
+        conn.fill(seq, bytes);
+        let unblocked = was_blocked && conn.blocked_on.is_none();
+        self.mark_dirty(idx);
+        if unblocked {
+            // Resume the commands that arrived behind the blocking one.
+            self.process_input(idx);
+            self.arm_recv(idx);
+        }
+    }
+
+    fn fill_batch(&mut self, token: u64, buf: Bytes, marks: Vec<(u64, usize)>) {
+        let Some(idx) = self.conn_by_token(token) else {
+            return;
+        };
+        let mut start = 0;
+        for (seq, end) in marks {
+            let part = buf.slice(start..end);
+            start = end;
+            self.fill(idx, seq, part);
+            if !self.conns.contains(idx) {
+                return;
+            }
+        }
+    }
+
+    // ----- messages ----------------------------------------------------------------------
+
+    /// Sends a job to shard `to` (our own shard included: it runs later this pass).
+    pub fn post(&mut self, to: usize, msg: Msg) {
+        if to == self.id {
+            self.local.push_back(msg);
+        } else {
+            self.mesh.send(to, msg);
+        }
+    }
+
+    fn run_messages(&mut self) {
+        let mut inbox: Vec<Msg> = Vec::new();
+        self.mesh.recv_all(|_, m| inbox.push(m));
+        for m in inbox {
+            self.handle_msg(m);
+        }
+        // Local jobs may queue more local jobs; bound the rounds so the loop keeps turning.
+        for _ in 0..64 {
+            let Some(m) = self.local.pop_front() else {
+                break;
+            };
+            self.handle_msg(m);
+        }
+        self.run_parked();
+    }
+
+    fn handle_msg(&mut self, m: Msg) {
+        match m {
+            Msg::Work(j) => {
+                if self.lock.is_some() {
+                    self.parked.push_back(j);
+                } else {
+                    j(self);
+                }
+            }
+            Msg::Control(j) => {
+                j(self);
+                self.run_parked();
+            }
+        }
+    }
+
+    fn run_parked(&mut self) {
+        while self.lock.is_none() {
+            let Some(j) = self.parked.pop_front() else {
+                break;
+            };
+            j(self);
+        }
+    }
+
+    /// Runs `f` on every shard in `targets` and calls `done` here with the results in
+    /// `targets` order. `work` jobs wait for shard locks; control jobs do not.
+    pub fn fan_out<T: Send + 'static>(
+        &mut self,
+        targets: Vec<(usize, Box<dyn FnOnce(&mut Worker) -> T + Send>)>,
+        work: bool,
+        done: impl FnOnce(&mut Worker, Vec<T>) + 'static,
+    ) {
+        let n = targets.len();
+        let gid = self.gathers.insert(Gather {
+            remaining: n,
+            results: (0..n).map(|_| None).collect(),
+            done: Some(Box::new(move |w, v| {
+                let typed: Vec<T> = v
+                    .into_iter()
+                    .filter_map(|b| b.downcast::<T>().ok().map(|b| *b))
+                    .collect();
+                done(w, typed)
+            })),
+        });
+        if n == 0 {
+            self.gather_finish(gid);
+            return;
+        }
+        let origin = self.id;
+        for (i, (target, f)) in targets.into_iter().enumerate() {
+            let job: Job = Box::new(move |tw: &mut Worker| {
+                let r: Box<dyn Any + Send> = Box::new(f(tw));
+                tw.post(
+                    origin,
+                    Msg::Control(Box::new(move |ow: &mut Worker| ow.gather_put(gid, i, r))),
+                );
+            });
+            self.post(target, if work { Msg::Work(job) } else { Msg::Control(job) });
+        }
+    }
+
+    fn gather_put(&mut self, gid: usize, i: usize, r: Box<dyn Any + Send>) {
+        let Some(g) = self.gathers.get_mut(gid) else {
+            return;
+        };
+        if let Some(slot) = g.results.get_mut(i) {
+            *slot = Some(r);
+        }
+        g.remaining = g.remaining.saturating_sub(1);
+        if g.remaining == 0 {
+            self.gather_finish(gid);
+        }
+    }
+
+    fn gather_finish(&mut self, gid: usize) {
+        if let Some(mut g) = self.gathers.try_remove(gid) {
+            let results = g.results.drain(..).flatten().collect();
+            if let Some(done) = g.done.take() {
+                done(self, results);
+            }
+        }
+    }
+
+    /// Asks every shard's loop to stop (SHUTDOWN, signals).
+    pub fn request_shutdown(&self) {
+        self.shared.shutdown.store(true, Ordering::SeqCst);
+        self.mesh.wake_all();
+    }
+
+    // ----- timers ------------------------------------------------------------------------
+
+    fn on_timer(&mut self, t: TimerKind, now: Instant) {
+        match t {
+            TimerKind::ActiveExpire => {
+                let deadline = Instant::now() + Duration::from_millis(2);
+                let now_ms = self.shard.now_ms;
+                for db in self.shard.dbs.iter_mut() {
+                    // Keep going while a good share of what we look at is expired, within
+                    // the time budget (Redis's active expire cycle, simplified).
+                    while db.active_expire(now_ms, 64) > 8 && Instant::now() < deadline {}
+                    if Instant::now() >= deadline {
+                        break;
+                    }
+                }
+                self.timers
+                    .add(now + Duration::from_millis(100), TimerKind::ActiveExpire);
+            }
+            TimerKind::ClientTimeout => {
+                let secs = self.shared.tun.timeout.load(Ordering::Relaxed);
+                if secs > 0 {
+                    let limit = Duration::from_secs(secs);
+                    let idle: Vec<usize> = self
+                        .conns
+                        .iter()
+                        .filter(|(_, c)| {
+                            c.blocked_on.is_none() && c.client.last_active.elapsed() > limit
+                        })
+                        .map(|(i, _)| i)
+                        .collect();
+                    for i in idle {
+                        self.close_conn(i);
+                    }
+                }
+                self.timers
+                    .add(now + Duration::from_secs(1), TimerKind::ClientTimeout);
+            }
+        }
+    }
+}
+
+fn conn_rbuf_idle(c: &Conn) -> bool {
+    c.rbuf.is_some() && !c.closing && c.blocked_on.is_none()
+}
+
+/// Runs a batch of commands on their owner shard and ships the encoded replies back.
+fn exec_batch(tw: &mut Worker, origin: usize, token: u64, resp: u8, cmds: Vec<BatchCmd>) {
+    let t = table();
+    let mut buf = Vec::with_capacity(cmds.len() * 16);
+    let mut marks = Vec::with_capacity(cmds.len());
+    for c in cmds {
+        let reply = match t.get(c.id).map(|s| s.exec) {
+            Some(Exec::Key(f)) => commands::run_key(&mut tw.shard, c.id, f, c.db, resp, &c.argv),
+            Some(Exec::Multi(m)) => {
+                commands::run_key(&mut tw.shard, c.id, m.sub, c.db, resp, &c.argv)
+            }
+            _ => Reply::error("ERR internal routing error"),
+        };
+        reply.encode(resp, &mut buf);
+        marks.push((c.seq, buf.len()));
+    }
+    let buf = Bytes::from(buf);
+    tw.post(
+        origin,
+        Msg::Control(Box::new(move |ow: &mut Worker| {
+            ow.fill_batch(token, buf, marks)
+        })),
+    );
+}

@@ -1,0 +1,77 @@
+//! Data owned by exactly one shard (one core): its databases and per-command statistics.
+//! `!Send` by design in spirit: it is created on, and only ever touched by, its own thread.
+//! Networking lives in `server/`; RESP knows nothing of this module.
+
+pub mod db;
+pub mod dict;
+pub mod route;
+pub mod value;
+
+use db::Db;
+
+/// Per-command counters on one shard, aggregated by INFO commandstats.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct CmdStat {
+    pub calls: u64,
+    pub usec: u64,
+    pub rejected: u64,
+    pub failed: u64,
+}
+
+/// One shard's keyspace and counters.
+pub struct Shard {
+    pub id: usize,
+    pub nshards: usize,
+    pub dbs: Vec<Db>,
+    /// Unix milliseconds, refreshed once per loop pass (Redis caches its clock per command).
+    pub now_ms: u64,
+    /// Indexed by command id (position in the command table).
+    pub cmd_stats: Vec<CmdStat>,
+    /// Errors by code (first word), for INFO errorstats.
+    pub error_stats: ahash::AHashMap<String, u64>,
+    pub commands_processed: u64,
+    /// xorshift state for random choices (RANDOMKEY, sampling).
+    pub rng: u64,
+}
+
+impl Shard {
+    pub fn new(id: usize, nshards: usize, databases: usize, ncommands: usize) -> Shard {
+        Shard {
+            id,
+            nshards,
+            dbs: (0..databases).map(|_| Db::default()).collect(),
+            now_ms: now_ms(),
+            cmd_stats: vec![CmdStat::default(); ncommands],
+            error_stats: Default::default(),
+            commands_processed: 0,
+            rng: 0x2545F4914F6CDD1D ^ ((id as u64 + 1) * 0x9E3779B97F4A7C15),
+        }
+    }
+
+    pub fn next_rand(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
+
+    /// Database `i`, clamped to the configured range (indexes are validated at SELECT).
+    pub fn db_mut(&mut self, i: usize) -> &mut Db {
+        let last = self.dbs.len().saturating_sub(1);
+        &mut self.dbs[i.min(last)]
+    }
+
+    pub fn keys(&self) -> usize {
+        self.dbs.iter().map(|d| d.len()).sum()
+    }
+}
+
+/// Wall-clock Unix milliseconds.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
