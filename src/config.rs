@@ -208,9 +208,8 @@ impl Config {
                 if name.eq_ignore_ascii_case("shards") {
                     explicit_shards = true;
                 }
-                cfg.apply(&name.to_ascii_lowercase(), value).map_err(|e| {
-                    format!("config file '{path}' line {}: {e}", lineno + 1)
-                })?;
+                cfg.apply(&name.to_ascii_lowercase(), value)
+                    .map_err(|e| format!("config file '{path}' line {}: {e}", lineno + 1))?;
             }
             cfg.config_file = Some(path.clone());
         }
@@ -247,7 +246,10 @@ impl Config {
             cfg.shards = cfg.cores.len().max(1);
         }
         if cfg.shards == 0 || cfg.shards > 256 {
-            return Err(format!("shards must be between 1 and 256 (got {})", cfg.shards));
+            return Err(format!(
+                "shards must be between 1 and 256 (got {})",
+                cfg.shards
+            ));
         }
         Ok(cfg)
     }
@@ -258,7 +260,11 @@ impl Config {
             "port" => self.port = parse_num(name, v)?,
             "bind" => {
                 let first = v.split_whitespace().next().unwrap_or("");
-                let first = if first == "localhost" { "127.0.0.1" } else { first };
+                let first = if first == "localhost" {
+                    "127.0.0.1"
+                } else {
+                    first
+                };
                 self.bind = first
                     .trim_start_matches('-')
                     .parse()
@@ -357,7 +363,10 @@ pub const PASSIVE_PARAMS: &[(&str, &str)] = &[
     ("replica-priority", "100"),
     ("min-replicas-to-write", "0"),
     ("repl-backlog-size", "1048576"),
-    ("client-output-buffer-limit", "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60"),
+    (
+        "client-output-buffer-limit",
+        "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60",
+    ),
     ("latency-tracking", "yes"),
     ("cluster-enabled", "no"),
     ("logfile", ""),
@@ -404,11 +413,8 @@ impl Tunables {
 
     /// Every parameter and its current value, sorted by name.
     pub fn all(&self) -> Vec<(String, String)> {
-        let mut out: BTreeMap<String, String> = self
-            .text
-            .lock()
-            .map(|m| m.clone())
-            .unwrap_or_default();
+        let mut out: BTreeMap<String, String> =
+            self.text.lock().map(|m| m.clone()).unwrap_or_default();
         out.insert(
             "maxclients".into(),
             self.maxclients.load(Ordering::Relaxed).to_string(),
@@ -444,16 +450,22 @@ impl Tunables {
                 self.maxclients.store(n, Ordering::Relaxed);
             }
             "proto-max-bulk-len" => {
-                let n = parse_memory(value).map_err(|_| "argument must be a memory value".to_string())?;
+                let n = parse_memory(value)
+                    .map_err(|_| "argument must be a memory value".to_string())?;
                 if n < 1024 * 1024 {
-                    return Err("argument must be between 1048576 and 9223372036854775807 inclusive".into());
+                    return Err(
+                        "argument must be between 1048576 and 9223372036854775807 inclusive".into(),
+                    );
                 }
                 self.proto_max_bulk_len.store(n, Ordering::Relaxed);
             }
             "client-query-buffer-limit" => {
-                let n = parse_memory(value).map_err(|_| "argument must be a memory value".to_string())?;
+                let n = parse_memory(value)
+                    .map_err(|_| "argument must be a memory value".to_string())?;
                 if n < 1024 * 1024 {
-                    return Err("argument must be between 1048576 and 9223372036854775807 inclusive".into());
+                    return Err(
+                        "argument must be between 1048576 and 9223372036854775807 inclusive".into(),
+                    );
                 }
                 self.client_query_buffer_limit.store(n, Ordering::Relaxed);
             }
@@ -479,7 +491,9 @@ impl Tunables {
                 let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
                 match m.get_mut(other) {
                     Some(slot) => *slot = value.to_string(),
-                    None => return Err("Unknown option or number of arguments for CONFIG SET".into()),
+                    None => {
+                        return Err("Unknown option or number of arguments for CONFIG SET".into())
+                    }
                 }
             }
         }

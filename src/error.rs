@@ -9,11 +9,17 @@ use crate::protocol::reply::Reply;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CmdError {
     /// `ERR unknown command 'foo', with args beginning with: 'a' 'b' `
-    UnknownCommand { name: String, args: Vec<String> },
+    UnknownCommand {
+        name: String,
+        args: Vec<String>,
+    },
     /// `ERR wrong number of arguments for 'get' command`
     WrongArity(String),
     /// `ERR unknown subcommand 'foo'. Try OBJECT HELP.`
-    UnknownSubcommand { sub: String, cmd: String },
+    UnknownSubcommand {
+        sub: String,
+        cmd: String,
+    },
     WrongType,
     Syntax,
     NotInteger,
@@ -61,7 +67,10 @@ impl CmdError {
     /// Builds the unknown-command error from raw argv, as Redis does (at most 128 bytes of
     /// each argument shown, the whole list bounded).
     pub fn unknown_command(argv: &[bytes::Bytes]) -> CmdError {
-        let name = argv.first().map(|n| lossy(&n[..n.len().min(128)])).unwrap_or_default();
+        let name = argv
+            .first()
+            .map(|n| lossy(&n[..n.len().min(128)]))
+            .unwrap_or_default();
         let mut args = Vec::new();
         let mut total = 0;
         for a in argv.iter().skip(1) {
@@ -80,7 +89,10 @@ impl fmt::Display for CmdError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CmdError::UnknownCommand { name, args } => {
-                write!(f, "ERR unknown command '{name}', with args beginning with: ")?;
+                write!(
+                    f,
+                    "ERR unknown command '{name}', with args beginning with: "
+                )?;
                 for a in args {
                     write!(f, "'{a}' ")?;
                 }
@@ -94,9 +106,9 @@ impl fmt::Display for CmdError {
                 "ERR unknown subcommand '{sub}'. Try {} HELP.",
                 cmd.to_uppercase()
             ),
-            CmdError::WrongType => f.write_str(
-                "WRONGTYPE Operation against a key holding the wrong kind of value",
-            ),
+            CmdError::WrongType => {
+                f.write_str("WRONGTYPE Operation against a key holding the wrong kind of value")
+            }
             CmdError::Syntax => f.write_str("ERR syntax error"),
             CmdError::NotInteger => f.write_str("ERR value is not an integer or out of range"),
             CmdError::NotFloat => f.write_str("ERR value is not a valid float"),
@@ -117,11 +129,8 @@ mod tests {
 
     #[test]
     fn texts() {
-        let e = CmdError::unknown_command(&[
-            Bytes::from("foo"),
-            Bytes::from("a"),
-            Bytes::from("b"),
-        ]);
+        let e =
+            CmdError::unknown_command(&[Bytes::from("foo"), Bytes::from("a"), Bytes::from("b")]);
         assert_eq!(
             e.to_string(),
             "ERR unknown command 'foo', with args beginning with: 'a' 'b' "

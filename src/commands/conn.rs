@@ -108,9 +108,8 @@ fn hello(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let mut proto = None;
     let mut i = 1;
     if argv.len() >= 2 {
-        let v = parse_i64(&argv[1]).ok_or_else(|| {
-            CmdError::err("Protocol version is not an integer or out of range")
-        })?;
+        let v = parse_i64(&argv[1])
+            .ok_or_else(|| CmdError::err("Protocol version is not an integer or out of range"))?;
         if v != 2 && v != 3 {
             return Err(CmdError::coded("NOPROTO unsupported protocol version"));
         }
@@ -419,11 +418,7 @@ fn client_kill(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             if is(opt, "id") {
                 match parse_i64(val) {
                     Some(n) if n > 0 => f.ids = Some(vec![n as u64]),
-                    _ => {
-                        return Err(CmdError::err(
-                            "client-id should be greater than 0",
-                        ))
-                    }
+                    _ => return Err(CmdError::err("client-id should be greater than 0")),
                 }
             } else if is(opt, "type") {
                 f.type_normal = Some(client_type_ok(val)?);

@@ -5,16 +5,13 @@
 use bytes::Bytes;
 
 use super::args::{arg, glob_match, int, is, text};
-use super::table::{
-    CommandSpec, Exec, KeySpec, Merge, MultiSpec, FAST, READONLY, WRITE,
-};
+use super::table::{CommandSpec, Exec, KeySpec, Merge, MultiSpec, FAST, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
 use crate::coord::multi::{move_key, MoveCheck};
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
-use crate::server::worker::Worker;
-use crate::shard::route::shard_of;
+use crate::server::worker::{ShardFn, Worker};
 
 const G: &str = "generic";
 
@@ -158,7 +155,7 @@ fn expire_generic(
     }
     let invalid = || CmdError::InvalidExpire(name.to_string());
     if secs {
-        if when > i64::MAX / 1000 || when < i64::MIN / 1000 {
+        if !(i64::MIN / 1000..=i64::MAX / 1000).contains(&when) {
             return Err(invalid());
         }
         when *= 1000;
@@ -185,7 +182,6 @@ fn expire_generic(
     }
     if when <= now as i64 {
         db.remove(key);
-        db.stats.expired_keys += 0;
         return Ok(Reply::Int(1));
     }
     db.set_expire(key, when as u64);
@@ -219,7 +215,9 @@ fn ttl_generic(ctx: &mut KeyCtx, argv: &[Bytes], f: fn(u64, u64) -> i64) -> CmdR
 }
 
 fn ttl(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
-    ttl_generic(ctx, argv, |at, now| (at.saturating_sub(now) as i64 + 500) / 1000)
+    ttl_generic(ctx, argv, |at, now| {
+        (at.saturating_sub(now) as i64 + 500) / 1000
+    })
 }
 
 fn pttl(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
@@ -327,9 +325,7 @@ fn copy(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let (src, dst) = (arg(argv, 1)?, arg(argv, 2)?);
     let (dst_db, replace) = copy_opts(argv, ctx.db, ctx.shard.dbs.len())?;
     if src == dst && dst_db == ctx.db {
-        return Err(CmdError::err(
-            "source and destination objects are the same",
-        ));
+        return Err(CmdError::err("source and destination objects are the same"));
     }
     let now = ctx.now();
     let Some(entry) = ctx.db().peek(src, now).cloned() else {
@@ -379,7 +375,7 @@ pub fn all_shards<T: Send + 'static>(
     let jobs = (0..w.nshards)
         .map(|s| {
             let f = f.clone();
-            let job: Box<dyn FnOnce(&mut Worker) -> T + Send> = Box::new(move |tw| f(tw));
+            let job: ShardFn<T> = Box::new(move |tw| f(tw));
             (s, job)
         })
         .collect();
@@ -401,7 +397,8 @@ fn keys(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             d.main
                 .iter()
                 .filter(|(k, e)| {
-                    (e.expire_at == 0 || e.expire_at > now) && (all || glob_match(&pattern, k, false))
+                    (e.expire_at == 0 || e.expire_at > now)
+                        && (all || glob_match(&pattern, k, false))
                 })
                 .map(|(k, _)| k.clone())
                 .collect::<Vec<Bytes>>()
@@ -503,7 +500,7 @@ fn scan(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     }
     let db = ctx.client().db;
     let ticket = ctx.defer();
-    let job: Box<dyn FnOnce(&mut Worker) -> (Vec<Bytes>, u64) + Send> = Box::new(move |tw| {
+    let job: ShardFn<(Vec<Bytes>, u64)> = Box::new(move |tw| {
         let now = tw.shard.now_ms;
         let Some(d) = tw.shard.dbs.get(db) else {
             return (Vec::new(), 0);
@@ -616,9 +613,4 @@ fn object(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
             "An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
         )),
     }
-}
-
-/// The owner shard of a key (used by tests and tools).
-pub fn owner(key: &[u8], shards: usize) -> usize {
-    shard_of(key, shards)
 }

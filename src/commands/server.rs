@@ -6,7 +6,9 @@ use bytes::Bytes;
 
 use super::args::{arg, is, text};
 use super::keys::all_shards;
-use super::table::{CommandSpec, Exec, KeySpec, ADMIN, FAST, LOADING, NOSCRIPT, READONLY, STALE, WRITE};
+use super::table::{
+    CommandSpec, Exec, KeySpec, ADMIN, FAST, LOADING, NOSCRIPT, READONLY, STALE, WRITE,
+};
 use super::ConnCtx;
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::reply::Reply;

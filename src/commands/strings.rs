@@ -155,7 +155,11 @@ fn set(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     };
     let exists = db.peek(key, now).is_some();
     if (cond == Cond::Nx && exists) || (cond == Cond::Xx && !exists) {
-        return Ok(if want_get { Reply::bulk_opt(old) } else { Reply::Null });
+        return Ok(if want_get {
+            Reply::bulk_opt(old)
+        } else {
+            Reply::Null
+        });
     }
     let key = owned(key);
     match ttl {
@@ -167,7 +171,11 @@ fn set(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
         Ttl::At(at) => db.set(key, Value::Str(owned(val)), at as u64, now),
         _ => db.set(key, Value::Str(owned(val)), 0, now),
     }
-    Ok(if want_get { Reply::bulk_opt(old) } else { Reply::Ok })
+    Ok(if want_get {
+        Reply::bulk_opt(old)
+    } else {
+        Reply::Ok
+    })
 }
 
 fn setnx(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
@@ -185,7 +193,8 @@ fn setex_generic(ctx: &mut KeyCtx, argv: &[Bytes], secs: bool, name: &str) -> Cm
     let (key, ttl, val) = (arg(argv, 1)?, arg(argv, 2)?, arg(argv, 3)?);
     let now = ctx.now();
     let at = expire_at(ttl, secs, false, now, name)?;
-    ctx.db().set(owned(key), Value::Str(owned(val)), at as u64, now);
+    ctx.db()
+        .set(owned(key), Value::Str(owned(val)), at as u64, now);
     Ok(Reply::Ok)
 }
 

@@ -8,7 +8,7 @@ use super::multi;
 use crate::commands::table::{KeyFn, Merge, MultiSpec};
 use crate::commands::{self, ConnCtx, KeyCtx};
 use crate::protocol::reply::Reply;
-use crate::server::worker::Worker;
+use crate::server::worker::{ShardFn, Worker};
 use crate::shard::route::shard_of;
 
 /// One shard's share of a split command.
@@ -112,8 +112,7 @@ pub fn multi_key(ctx: &mut ConnCtx, id: usize, m: MultiSpec, argv: Vec<Bytes>) {
             .into_iter()
             .map(|p| {
                 let f = m.sub;
-                let job: Box<dyn FnOnce(&mut Worker) -> Reply + Send> =
-                    Box::new(move |tw| run_part(tw, f, db, resp, &p.argv));
+                let job: ShardFn<Reply> = Box::new(move |tw| run_part(tw, f, db, resp, &p.argv));
                 (p.shard, job)
             })
             .collect();

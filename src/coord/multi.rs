@@ -13,7 +13,7 @@ use bytes::Bytes;
 use super::fanout::{run_part, Part};
 use crate::commands::table::KeyFn;
 use crate::protocol::reply::Reply;
-use crate::server::worker::{Msg, Worker};
+use crate::server::worker::{Msg, ShardFn, Worker};
 use crate::shard::value::Entry;
 
 type Body = Box<dyn FnOnce(&mut Worker, u64) + Send>;
@@ -75,7 +75,7 @@ pub fn locked_parts(
             let jobs = parts
                 .into_iter()
                 .map(|p| {
-                    let job: Box<dyn FnOnce(&mut Worker) -> Reply + Send> = Box::new(move |tw| {
+                    let job: ShardFn<Reply> = Box::new(move |tw| {
                         let r = run_part(tw, f, db, resp, &p.argv);
                         unlock(tw, txid);
                         r
@@ -106,7 +106,7 @@ pub fn msetnx(
                 .iter()
                 .map(|p| {
                     let keys: Vec<Bytes> = p.argv.iter().skip(1).step_by(2).cloned().collect();
-                    let job: Box<dyn FnOnce(&mut Worker) -> bool + Send> = Box::new(move |tw| {
+                    let job: ShardFn<bool> = Box::new(move |tw| {
                         let now = tw.shard.now_ms;
                         let d = tw.shard.db_mut(db);
                         keys.iter().any(|k| d.peek(k, now).is_some())
@@ -119,16 +119,15 @@ pub fn msetnx(
                 let jobs = parts
                     .into_iter()
                     .map(|p| {
-                        let job: Box<dyn FnOnce(&mut Worker) -> Reply + Send> =
-                            Box::new(move |tw| {
-                                let r = if any {
-                                    Reply::Int(0)
-                                } else {
-                                    run_part(tw, f, db, resp, &p.argv)
-                                };
-                                unlock(tw, txid);
-                                r
-                            });
+                        let job: ShardFn<Reply> = Box::new(move |tw| {
+                            let r = if any {
+                                Reply::Int(0)
+                            } else {
+                                run_part(tw, f, db, resp, &p.argv)
+                            };
+                            unlock(tw, txid);
+                            r
+                        });
                         (p.shard, job)
                     })
                     .collect();
@@ -173,7 +172,7 @@ pub fn move_key(
         Box::new(move |w, txid| {
             let s2 = src.clone();
             let d2 = dst.clone();
-            let jobs: Vec<(usize, Box<dyn FnOnce(&mut Worker) -> MoveCheck + Send>)> = vec![
+            let jobs: Vec<(usize, ShardFn<MoveCheck>)> = vec![
                 (
                     ss,
                     Box::new(move |tw| {
@@ -206,7 +205,7 @@ pub fn move_key(
                 };
                 let (reply, write) = decide(&check);
                 let entry = check.src;
-                let jobs: Vec<(usize, Box<dyn FnOnce(&mut Worker) + Send>)> = vec![
+                let jobs: Vec<(usize, ShardFn<()>)> = vec![
                     (
                         ss,
                         Box::new(move |tw| {

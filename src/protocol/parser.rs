@@ -285,11 +285,17 @@ mod tests {
     #[test]
     fn parses_valid_commands() {
         assert_eq!(parse_all(VALID[0]).unwrap(), vec![v(&["PING"])]);
-        assert_eq!(parse_all(VALID[1]).unwrap(), vec![v(&["SET", "k", "hello"])]);
+        assert_eq!(
+            parse_all(VALID[1]).unwrap(),
+            vec![v(&["SET", "k", "hello"])]
+        );
         assert_eq!(parse_all(VALID[2]).unwrap(), vec![v(&["GET", ""])]);
         assert_eq!(parse_all(VALID[3]).unwrap(), vec![v(&["ECHO", "a\r\nb"])]);
         assert_eq!(parse_all(VALID[4]).unwrap(), vec![v(&["PING"])]);
-        assert_eq!(parse_all(VALID[5]).unwrap(), vec![v(&["SET", "k", "a bA\n"])]);
+        assert_eq!(
+            parse_all(VALID[5]).unwrap(),
+            vec![v(&["SET", "k", "a bA\n"])]
+        );
         assert_eq!(parse_all(VALID[6]).unwrap(), vec![v(&["ECHO", "it's"])]);
     }
 
@@ -339,8 +345,14 @@ mod tests {
             err(b"*abc\r\n"),
             "ERR Protocol error: invalid multibulk length"
         );
-        assert_eq!(err(b"*1\r\n$x\r\n"), "ERR Protocol error: invalid bulk length");
-        assert_eq!(err(b"*1\r\n$-1\r\n"), "ERR Protocol error: invalid bulk length");
+        assert_eq!(
+            err(b"*1\r\n$x\r\n"),
+            "ERR Protocol error: invalid bulk length"
+        );
+        assert_eq!(
+            err(b"*1\r\n$-1\r\n"),
+            "ERR Protocol error: invalid bulk length"
+        );
         assert_eq!(
             err(b"*1\r\n:1\r\n"),
             "ERR Protocol error: expected '$', got ':'"

@@ -70,7 +70,10 @@ impl Reply {
             Reply::Error(e) => {
                 out.push(b'-');
                 // Error lines cannot carry newlines; Redis replaces them with spaces.
-                out.extend(e.bytes().map(|c| if c == b'\r' || c == b'\n' { b' ' } else { c }));
+                out.extend(
+                    e.bytes()
+                        .map(|c| if c == b'\r' || c == b'\n' { b' ' } else { c }),
+                );
                 out.extend_from_slice(b"\r\n");
             }
             Reply::Int(i) => {

@@ -47,6 +47,8 @@ pub struct Completion {
     pub buf: OpBuf,
 }
 
+type SetupFn = fn(&mut io_uring::Builder);
+
 /// A per-core ring and the table of its in-flight operations.
 pub struct Ring {
     uring: IoUring,
@@ -59,7 +61,7 @@ impl Ring {
     /// Builds a ring with SINGLE_ISSUER + DEFER_TASKRUN + COOP_TASKRUN, falling back to
     /// COOP_TASKRUN alone and then to no flags where the kernel refuses them.
     pub fn new(entries: u32) -> io::Result<Ring> {
-        let attempts: [(&'static str, fn(&mut io_uring::Builder)); 3] = [
+        let attempts: [(&'static str, SetupFn); 3] = [
             ("single_issuer+defer_taskrun+coop_taskrun", |b| {
                 b.setup_single_issuer()
                     .setup_defer_taskrun()
@@ -160,12 +162,7 @@ impl Ring {
             // SAFETY: plain io_uring_enter with no extra argument; GETEVENTS makes the
             // kernel run deferred task work (DEFER_TASKRUN) so completions are posted.
             unsafe {
-                submitter.enter::<libc::sigset_t>(
-                    to_submit as u32,
-                    0,
-                    IORING_ENTER_GETEVENTS,
-                    None,
-                )
+                submitter.enter::<libc::sigset_t>(to_submit as u32, 0, IORING_ENTER_GETEVENTS, None)
             }
         } else if let Some(t) = timeout {
             let ts = types::Timespec::from(t);

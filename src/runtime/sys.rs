@@ -63,7 +63,10 @@ fn from_sockaddr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
             // SAFETY: family says this storage holds a sockaddr_in6.
             let sin6 = unsafe { &*(ss as *const _ as *const libc::sockaddr_in6) };
             let ip = std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr);
-            Some(SocketAddr::new(IpAddr::V6(ip), u16::from_be(sin6.sin6_port)))
+            Some(SocketAddr::new(
+                IpAddr::V6(ip),
+                u16::from_be(sin6.sin6_port),
+            ))
         }
         _ => None,
     }
@@ -149,7 +152,7 @@ pub fn memlock_limit() -> (u64, u64) {
     if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut rl) } != 0 {
         return (0, 0);
     }
-    (rl.rlim_cur as u64, rl.rlim_max as u64)
+    (rl.rlim_cur, rl.rlim_max)
 }
 
 /// Tries to raise RLIMIT_MEMLOCK's soft limit to `want` bytes (bounded by the hard limit).
@@ -181,8 +184,8 @@ pub fn raise_nofile(want: u64) -> u64 {
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
         return 1024;
     }
-    if (rl.rlim_cur as u64) < want {
-        let target = want.min(rl.rlim_max as u64);
+    if rl.rlim_cur < want {
+        let target = want.min(rl.rlim_max);
         let new = libc::rlimit {
             rlim_cur: target as libc::rlim_t,
             rlim_max: rl.rlim_max,
@@ -192,7 +195,7 @@ pub fn raise_nofile(want: u64) -> u64 {
             return target;
         }
     }
-    rl.rlim_cur as u64
+    rl.rlim_cur
 }
 
 /// Process CPU time (user, system) in seconds, for INFO's used_cpu_* fields.
@@ -245,7 +248,12 @@ pub fn terminate_self() {
 pub fn write_and_close(fd: RawFd, msg: &[u8]) {
     // SAFETY: writes from a live slice to a descriptor we own, then closes it.
     unsafe {
-        let _ = libc::send(fd, msg.as_ptr().cast(), msg.len(), libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT);
+        let _ = libc::send(
+            fd,
+            msg.as_ptr().cast(),
+            msg.len(),
+            libc::MSG_NOSIGNAL | libc::MSG_DONTWAIT,
+        );
     }
     close(fd);
 }

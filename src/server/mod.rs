@@ -52,6 +52,14 @@ fn memlock_needed(cfg: &Config) -> u64 {
 /// Starts the server and blocks until it stops. Errors are startup errors (exit code 1).
 pub fn run(cfg: Config) -> Result<(), String> {
     crate::log::set_level(&cfg.loglevel);
+    // A bug that panics a shard must not leave a half-alive server behind: report and stop
+    // the whole process, as Redis does on an assertion failure.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        default_hook(info);
+        crate::log::warning("=== shardis BUG: a shard thread panicked; stopping the server ===");
+        std::process::abort();
+    }));
     sys::block_signals();
     let want = memlock_needed(&cfg);
     let got = sys::raise_memlock(want.max(64 << 20));
@@ -176,7 +184,11 @@ pub fn run(cfg: Config) -> Result<(), String> {
             let sig = sys::wait_signal();
             crate::log::notice(&format!(
                 "Received {}, scheduling shutdown...",
-                if sig == libc::SIGINT { "SIGINT" } else { "SIGTERM" }
+                if sig == libc::SIGINT {
+                    "SIGINT"
+                } else {
+                    "SIGTERM"
+                }
             ));
             sig_shared.shutdown.store(true, Ordering::SeqCst);
             sig_wakers.iter().for_each(|w| w.wake());

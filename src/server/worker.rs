@@ -37,6 +37,9 @@ use crate::shard::{now_ms, Shard};
 /// Work shipped to another shard (or queued for our own).
 pub type Job = Box<dyn FnOnce(&mut Worker) + Send>;
 
+/// A job run on some shard that produces a value for a fan-out.
+pub type ShardFn<T> = Box<dyn FnOnce(&mut Worker) -> T + Send>;
+
 pub enum Msg {
     /// Keyspace work: waits while the shard is locked by a multi-shard command.
     Work(Job),
@@ -97,7 +100,10 @@ fn token_of(idx: usize, gen: u32) -> u64 {
 }
 
 fn split_token(token: u64) -> (usize, u32) {
-    ((token & 0xFFFF_FFFF) as usize, ((token >> 32) & 0xFF_FFFF) as u32)
+    (
+        (token & 0xFFFF_FFFF) as usize,
+        ((token >> 32) & 0xFF_FFFF) as u32,
+    )
 }
 
 pub struct Worker {
@@ -200,9 +206,8 @@ impl Worker {
             let busy = backlog
                 || !self.local.is_empty()
                 || (self.lock.is_none() && !self.parked.is_empty());
-            let res = if busy {
-                self.ring.submit_and_wait(false, None)
-            } else if !busy_poll.is_zero() && self.spin(busy_poll) {
+            let poll_only = busy || (!busy_poll.is_zero() && self.spin(busy_poll));
+            let res = if poll_only {
                 self.ring.submit_and_wait(false, None)
             } else if self.mesh.prepare_sleep() {
                 let timeout = self
@@ -303,9 +308,11 @@ impl Worker {
         let id = self.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
         let gen = self.next_gen;
         self.next_gen = (self.next_gen + 1) & 0xFF_FFFF;
-        let idx = self
-            .conns
-            .insert(Conn::new(fd, gen, ClientInfo::new(id, show(peer), show(local))));
+        let idx = self.conns.insert(Conn::new(
+            fd,
+            gen,
+            ClientInfo::new(id, show(peer), show(local)),
+        ));
         self.arm_recv(idx);
     }
 
@@ -450,12 +457,13 @@ impl Worker {
     /// Parses and runs every complete command in the connection's read buffer.
     fn process_input(&mut self, idx: usize) {
         let max_bulk = self.shared.tun.proto_max_bulk_len.load(Ordering::Relaxed) as usize;
-        let qlimit = self.shared.tun.client_query_buffer_limit.load(Ordering::Relaxed) as usize;
+        let qlimit = self
+            .shared
+            .tun
+            .client_query_buffer_limit
+            .load(Ordering::Relaxed) as usize;
         let mut args = std::mem::take(&mut self.args_scratch);
-        loop {
-            let Some(conn) = self.conns.get_mut(idx) else {
-                break;
-            };
+        while let Some(conn) = self.conns.get_mut(idx) {
             if conn.closing || conn.blocked_on.is_some() {
                 break;
             }
@@ -758,7 +766,7 @@ impl Worker {
     /// `targets` order. `work` jobs wait for shard locks; control jobs do not.
     pub fn fan_out<T: Send + 'static>(
         &mut self,
-        targets: Vec<(usize, Box<dyn FnOnce(&mut Worker) -> T + Send>)>,
+        targets: Vec<(usize, ShardFn<T>)>,
         work: bool,
         done: impl FnOnce(&mut Worker, Vec<T>) + 'static,
     ) {
@@ -787,7 +795,14 @@ impl Worker {
                     Msg::Control(Box::new(move |ow: &mut Worker| ow.gather_put(gid, i, r))),
                 );
             });
-            self.post(target, if work { Msg::Work(job) } else { Msg::Control(job) });
+            self.post(
+                target,
+                if work {
+                    Msg::Work(job)
+                } else {
+                    Msg::Control(job)
+                },
+            );
         }
     }
 

@@ -99,7 +99,8 @@ impl Db {
                 had
             }
             None => {
-                self.main.insert(key.clone(), Entry::new(val, expire_at, now));
+                self.main
+                    .insert(key.clone(), Entry::new(val, expire_at, now));
                 false
             }
         };

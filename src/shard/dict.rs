@@ -182,7 +182,9 @@ impl<V> Dict<V> {
         let n = self.buckets.len();
         let mut s = seed;
         for _ in 0..(n * 2).max(64) {
-            s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             let b = ((s >> 17) as usize) & (n - 1);
             if let Some(head) = self.buckets[b].as_deref() {
                 let mut chain = 0;

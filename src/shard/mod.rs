@@ -44,7 +44,7 @@ impl Shard {
             cmd_stats: vec![CmdStat::default(); ncommands],
             error_stats: Default::default(),
             commands_processed: 0,
-            rng: 0x2545F4914F6CDD1D ^ ((id as u64 + 1) * 0x9E3779B97F4A7C15),
+            rng: 0x2545F4914F6CDD1D ^ (id as u64 + 1).wrapping_mul(0x9E3779B97F4A7C15),
         }
     }
 

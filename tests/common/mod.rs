@@ -1,0 +1,196 @@
+//! Shared integration-test harness: starts the real `shardis` binary on a free loopback port,
+//! waits until it answers PING, and kills it on drop. Every test runs against both shard
+//! counts from `shard_counts()` (default `[1, 4]`, override with SHARDIS_TEST_SHARDS=1,4).
+
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The shard counts every test runs under.
+pub fn shard_counts() -> Vec<usize> {
+    std::env::var("SHARDIS_TEST_SHARDS")
+        .ok()
+        .map(|s| s.split(',').filter_map(|x| x.trim().parse().ok()).collect())
+        .filter(|v: &Vec<usize>| !v.is_empty())
+        .unwrap_or_else(|| vec![1, 4])
+}
+
+/// A free TCP port on 127.0.0.1 (the OS picks it; we release it right away).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("no free port")
+}
+
+/// Polls `f` until it returns true or `timeout` passes.
+pub fn wait_for(timeout: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + timeout;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    f()
+}
+
+pub struct Server {
+    pub port: u16,
+    pub shards: usize,
+    child: Child,
+}
+
+impl Server {
+    /// Starts shardis with `--shards n` and default settings.
+    pub fn start(shards: usize) -> Server {
+        Server::start_with(shards, &[])
+    }
+
+    /// Starts shardis with `--shards n` plus extra flags.
+    pub fn start_with(shards: usize, extra: &[&str]) -> Server {
+        for _ in 0..5 {
+            let port = free_port();
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardis"));
+            cmd.args(["--port", &port.to_string(), "--shards", &shards.to_string()])
+                .args(extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null());
+            if std::env::var_os("SHARDIS_TEST_LOG").is_none() {
+                cmd.stderr(Stdio::null());
+            }
+            let mut child = cmd.spawn().expect("cannot start shardis");
+            let up = wait_for(Duration::from_secs(10), || {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return true;
+                }
+                ping(port)
+            });
+            if up && child.try_wait().ok().flatten().is_none() {
+                return Server {
+                    port,
+                    shards,
+                    child,
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("shardis did not start");
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// A `redis` crate connection.
+    pub fn client(&self) -> redis::Connection {
+        redis::Client::open(self.url())
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(5)))
+            .expect("connect")
+    }
+
+    /// A raw TCP connection with a read timeout.
+    pub fn raw(&self) -> TcpStream {
+        let s = TcpStream::connect(("127.0.0.1", self.port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+        s.set_nodelay(true).ok();
+        s
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Whether the process is still running.
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<i32> {
+        let end = Instant::now() + timeout;
+        while Instant::now() < end {
+            if let Ok(Some(st)) = self.child.try_wait() {
+                return st.code();
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        None
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ping(port: u16) -> bool {
+    let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else {
+        return false;
+    };
+    s.set_read_timeout(Some(Duration::from_millis(500))).ok();
+    if s.write_all(b"PING\r\n").is_err() {
+        return false;
+    }
+    let mut buf = [0u8; 7];
+    s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+}
+
+/// Sends raw bytes and reads until `expect_len` bytes arrive or the peer closes.
+pub fn roundtrip(s: &mut TcpStream, req: &[u8], expect_len: usize) -> Vec<u8> {
+    s.write_all(req).expect("write");
+    read_n(s, expect_len)
+}
+
+/// Reads up to `n` bytes (stops early on EOF or timeout).
+pub fn read_n(s: &mut TcpStream, n: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(n);
+    let mut buf = [0u8; 65536];
+    while out.len() < n {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(k) => out.extend_from_slice(&buf[..k]),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
+/// True when the peer has closed the connection (read returns EOF).
+pub fn closed_by_peer(s: &mut TcpStream) -> bool {
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+    let mut b = [0u8; 1];
+    matches!(s.read(&mut b), Ok(0))
+        || matches!(s.read(&mut b), Err(ref e) if e.kind() == std::io::ErrorKind::ConnectionReset)
+}
+
+/// Path of redis-cli if installed.
+pub fn redis_cli() -> Option<&'static str> {
+    ["/usr/bin/redis-cli", "/usr/local/bin/redis-cli"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+}
+
+/// Path of redis-server if installed.
+pub fn redis_server() -> Option<&'static str> {
+    ["/usr/bin/redis-server", "/usr/local/bin/redis-server"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+}
+
+/// Runs redis-cli against the server with `args`; returns stdout.
+pub fn cli(port: u16, args: &[&str]) -> String {
+    let bin = redis_cli().expect("redis-cli is required (the test command installs redis-tools)");
+    let out = Command::new(bin)
+        .args(["-p", &port.to_string()])
+        .args(args)
+        .output()
+        .expect("run redis-cli");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
