@@ -1,0 +1,428 @@
+#!/usr/bin/env python3
+"""Side-by-side benchmark: shardis against stock Redis on this machine.
+
+Starts shardis (release build) and Debian's redis-server with persistence off, each pinned to
+the server cores, runs the same workloads against both with the load generator pinned to the
+client cores, reads each server's CPU time from /proc before and after every run, and writes
+bench-results/<date>_<commit>_<scenario>.{md,json,svg}.
+
+Modes:
+  compare  (default) redis-benchmark SET/GET at each pipeline depth, memtier_benchmark when it
+           is on PATH, and a memory load of N keys; both servers.
+  scaling  shardis at 1..N shards (on the given server cores), uniform random keys, CPU per
+           request per shard count (the cost of cross-shard hops), with Redis as the baseline.
+
+Only the Python standard library is used.
+"""
+
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TICK = os.sysconf("SC_CLK_TCK")
+PAGE = os.sysconf("SC_PAGE_SIZE")
+
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def ensure_tools():
+    need = []
+    if not shutil.which("redis-server"):
+        need.append("redis-server")
+    if not shutil.which("redis-benchmark") or not shutil.which("redis-cli"):
+        need.append("redis-tools")
+    if need:
+        log(f"installing {' '.join(need)} (apt-get)")
+        sudo = [] if os.geteuid() == 0 else ["sudo"]
+        subprocess.run(sudo + ["apt-get", "update", "-qq"], check=True)
+        subprocess.run(sudo + ["apt-get", "install", "-y", "-qq"] + need, check=True,
+                       env=dict(os.environ, DEBIAN_FRONTEND="noninteractive"))
+
+
+def cpu_seconds(pid):
+    """utime + stime of the whole process (all threads), in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss_bytes(pid):
+    with open(f"/proc/{pid}/statm") as f:
+        return int(f.read().split()[1]) * PAGE
+
+
+def wait_ping(port, proc, timeout=15):
+    end = time.time() + timeout
+    while time.time() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server on port {port} exited with {proc.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5) as s:
+                s.sendall(b"PING\r\n")
+                if s.recv(16).startswith(b"+PONG"):
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"server on port {port} did not answer PING")
+
+
+class Server:
+    def __init__(self, name, cmd, port):
+        self.name, self.cmd, self.port = name, cmd, port
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_ping(port, self.proc)
+        self.pid = self.proc.pid
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def start_shardis(binary, shards, cores):
+    port = free_port()
+    cmd = [binary, "--port", str(port), "--shards", str(shards), "--cores", cores,
+           "--loglevel", "warning"]
+    return Server(f"shardis-{shards}sh", cmd, port)
+
+
+def start_redis(cores):
+    port = free_port()
+    cmd = ["taskset", "-c", cores, "redis-server", "--port", str(port), "--save", "",
+           "--appendonly", "no", "--bind", "127.0.0.1", "--loglevel", "warning"]
+    return Server("redis", cmd, port)
+
+
+def parse_benchmark(out):
+    """rps and latency percentiles (ms) from redis-benchmark's non-quiet output."""
+    rps = None
+    m = re.search(r"throughput summary:\s*([\d.]+) requests per second", out)
+    if m:
+        rps = float(m.group(1))
+    pct = {}
+    for p, ms in re.findall(r"^\s*([\d.]+)% <= ([\d.]+) milliseconds", out, re.M):
+        pct[float(p)] = float(ms)
+
+    def at(q):
+        for p in sorted(pct):
+            if p >= q:
+                return pct[p]
+        return pct[max(pct)] if pct else None
+
+    return rps, at(50.0), at(99.0), at(99.9)
+
+
+def run_redis_benchmark(server, test, pipeline, args):
+    cmd = ["taskset", "-c", args.client_cores, "redis-benchmark", "-p", str(server.port),
+           "-c", str(args.clients), "-n", str(args.requests), "-P", str(pipeline),
+           "-t", test, "-d", str(args.value_size), "-r", str(args.keyspace), "--precision", "3"]
+    before = cpu_seconds(server.pid)
+    t0 = time.time()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    wall = time.time() - t0
+    cpu = cpu_seconds(server.pid) - before
+    rps, p50, p99, p999 = parse_benchmark(out)
+    return {
+        "tool": "redis-benchmark", "test": test.upper(), "clients": args.clients,
+        "pipeline": pipeline, "value": args.value_size, "requests": args.requests,
+        "ops": rps, "p50_ms": p50, "p99_ms": p99, "p999_ms": p999,
+        "server_cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
+        "cpu_us_per_req": round(cpu * 1e6 / args.requests, 3),
+        "command": " ".join(cmd),
+    }
+
+
+def run_memtier(server, args):
+    cmd = ["taskset", "-c", args.client_cores, "memtier_benchmark", "-s", "127.0.0.1",
+           "-p", str(server.port), "--protocol=redis", "--ratio=1:10", "-d", str(args.value_size),
+           "--key-maximum", str(args.keyspace), "-c", str(max(1, args.clients // 4)), "-t", "4",
+           "--pipeline=1", "-n", str(max(1, args.requests // args.clients)), "--hide-histogram"]
+    before = cpu_seconds(server.pid)
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(server.pid) - before
+    total = None
+    for line in out.splitlines():
+        if line.startswith("Totals"):
+            parts = line.split()
+            total = parts
+    ops = float(total[1]) if total else None
+    reqs = max(1, args.requests // args.clients) * max(1, args.clients // 4) * 4
+    return {"tool": "memtier_benchmark", "test": "SET:GET 1:10", "clients": args.clients,
+            "pipeline": 1, "value": args.value_size, "requests": reqs, "ops": ops,
+            "p50_ms": None, "p99_ms": float(total[6]) if total and len(total) > 6 else None,
+            "p999_ms": float(total[7]) if total and len(total) > 7 else None,
+            "server_cpu_s": round(cpu, 3), "cpu_us_per_req": round(cpu * 1e6 / reqs, 3),
+            "command": " ".join(cmd)}
+
+
+def info_used_memory(port):
+    out = subprocess.run(["redis-cli", "-p", str(port), "info", "memory"], capture_output=True,
+                         text=True).stdout
+    m = re.search(r"^used_memory:(\d+)", out, re.M)
+    return int(m.group(1)) if m else None
+
+
+def memory_load(server, args):
+    n = args.mem_keys
+    rss0 = rss_bytes(server.pid)
+    used0 = info_used_memory(server.port)
+    value = "v" * args.value_size
+    payload = "".join(
+        f"*3\r\n$3\r\nSET\r\n$14\r\nk{i:013d}\r\n${len(value)}\r\n{value}\r\n" for i in range(n)
+    ).encode()
+    cmd = ["taskset", "-c", args.client_cores, "redis-cli", "-p", str(server.port), "--pipe"]
+    t0 = time.time()
+    subprocess.run(cmd, input=payload, capture_output=True, check=True)
+    wall = time.time() - t0
+    time.sleep(0.5)
+    rss1 = rss_bytes(server.pid)
+    used1 = info_used_memory(server.port)
+    dbsize = subprocess.run(["redis-cli", "-p", str(server.port), "dbsize"], capture_output=True,
+                            text=True).stdout.strip()
+    return {
+        "keys": n, "dbsize": int(dbsize) if dbsize.isdigit() else None,
+        "rss_before": rss0, "rss_after": rss1,
+        "rss_per_key": round((rss1 - rss0) / n, 1),
+        "used_memory_per_key": round((used1 - used0) / n, 1) if used0 is not None and used1 is not None else None,
+        "load_s": round(wall, 2),
+        "command": f"redis-cli --pipe < {n} x SET k%013d <{args.value_size} bytes>",
+    }
+
+
+def git(*a):
+    try:
+        return subprocess.run(["git", "-C", ROOT] + list(a), capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except Exception:
+        return "unknown"
+
+
+def machine():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+    redis_v = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.strip()
+    return {"cpu": cpu, "cores": os.cpu_count(), "kernel": platform.release(), "rustc": rustc,
+            "redis": redis_v, "commit": git("rev-parse", "--short=7", "HEAD"),
+            "dirty": bool(git("status", "--porcelain", "--untracked-files=no"))}
+
+
+def svg_chart(rows, path):
+    """Two grouped bar charts: ops/s and CPU µs per request, per workload, per server."""
+    work = []
+    for r in rows:
+        key = f"{r['test']} P{r['pipeline']}"
+        if key not in work:
+            work.append(key)
+    servers = []
+    for r in rows:
+        if r["server"] not in servers:
+            servers.append(r["server"])
+    colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+    W, H, pad = 760, 300, 50
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{2 * H + 40}" '
+           f'font-family="sans-serif" font-size="11">']
+    for panel, (metric, title) in enumerate([("ops", "ops/s (higher is better)"),
+                                             ("cpu_us_per_req", "server CPU µs per request (lower is better)")]):
+        y0 = panel * (H + 20) + 20
+        vals = [r[metric] or 0 for r in rows]
+        top = max(vals) if vals and max(vals) > 0 else 1
+        out.append(f'<text x="{pad}" y="{y0}" font-size="13" font-weight="bold">{title}</text>')
+        gw = (W - 2 * pad) / max(1, len(work))
+        bw = gw * 0.8 / max(1, len(servers))
+        for wi, w in enumerate(work):
+            gx = pad + wi * gw
+            out.append(f'<text x="{gx + gw * 0.4:.0f}" y="{y0 + H - 5}" text-anchor="middle">{w}</text>')
+            for si, s in enumerate(servers):
+                r = next((r for r in rows if r["server"] == s and f"{r['test']} P{r['pipeline']}" == w), None)
+                if not r or not r[metric]:
+                    continue
+                h = (H - 50) * r[metric] / top
+                x = gx + si * bw
+                y = y0 + H - 20 - h
+                out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bw * 0.9:.1f}" height="{h:.1f}" fill="{colors[si % len(colors)]}"/>')
+                label = f"{r[metric]:.0f}" if metric == "ops" else f"{r[metric]:.2f}"
+                out.append(f'<text x="{x + bw * 0.45:.1f}" y="{y - 3:.1f}" text-anchor="middle" font-size="9">{label}</text>')
+        for si, s in enumerate(servers):
+            out.append(f'<rect x="{W - 150}" y="{y0 + 10 + si * 14}" width="10" height="10" fill="{colors[si % len(colors)]}"/>')
+            out.append(f'<text x="{W - 135}" y="{y0 + 19 + si * 14}">{s}</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out))
+
+
+def fmt(v, nd=2):
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.{nd}f}"
+    return f"{v:,}"
+
+
+def write_results(args, meta, rows, mem, notes, commands):
+    os.makedirs(os.path.join(ROOT, "bench-results"), exist_ok=True)
+    stem = f"{dt.date.today().isoformat()}_{meta['commit']}_{args.scenario}"
+    base = os.path.join(ROOT, "bench-results", stem)
+    data = {"meta": meta, "args": vars(args), "rows": rows, "memory": mem, "notes": notes,
+            "server_commands": commands}
+    with open(base + ".json", "w") as f:
+        json.dump(data, f, indent=2)
+    svg_chart(rows, base + ".svg")
+    ref = {(r["test"], r["pipeline"]): r for r in rows if r["server"] == "redis"}
+    lines = [f"# {args.scenario}: shardis vs Redis", "",
+             f"- commit: `{meta['commit']}`{' (uncommitted changes)' if meta['dirty'] else ''}",
+             f"- machine: {meta['cpu']}, {meta['cores']} cores, kernel {meta['kernel']}",
+             f"- {meta['rustc']}; {meta['redis']}",
+             f"- server cores: `{args.server_cores}`, client cores: `{args.client_cores}`",
+             f"- tool: `tools/bench.sh {' '.join(sys.argv[1:])}`", "",
+             "Server commands:", ""]
+    lines += [f"- `{c}`" for c in commands]
+    lines += ["", "| server | workload | clients | pipeline | value | ops/s | p50 ms | p99 ms | p99.9 ms | CPU µs/req | CPU ratio vs Redis | ops ratio vs Redis |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        b = ref.get((r["test"], r["pipeline"]))
+        cr = r["cpu_us_per_req"] / b["cpu_us_per_req"] if b and b["cpu_us_per_req"] else None
+        orr = r["ops"] / b["ops"] if b and b["ops"] and r["ops"] else None
+        lines.append(f"| {r['server']} | {r['test']} | {r['clients']} | {r['pipeline']} | {r['value']} | "
+                     f"{fmt(r['ops'], 0)} | {fmt(r['p50_ms'], 3)} | {fmt(r['p99_ms'], 3)} | {fmt(r['p999_ms'], 3)} | "
+                     f"{fmt(r['cpu_us_per_req'], 3)} | {fmt(cr, 2) if cr else '-'} | {fmt(orr, 2) if orr else '-'} |")
+    if mem:
+        lines += ["", "Memory after loading the same keys:", "",
+                  "| server | keys | RSS bytes/key | used_memory bytes/key | ratio (RSS) vs Redis |", "|---|---|---|---|---|"]
+        rm = next((m for m in mem if m["server"] == "redis"), None)
+        for m in mem:
+            ratio = m["rss_per_key"] / rm["rss_per_key"] if rm and rm["rss_per_key"] else None
+            lines.append(f"| {m['server']} | {m['keys']:,} | {m['rss_per_key']} | {m['used_memory_per_key']} | {fmt(ratio, 2) if ratio else '-'} |")
+    lines += ["", "Load generator command lines:", ""]
+    for r in rows:
+        lines.append(f"- {r['server']}: `{r['command']}`")
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    lines += ["", f"Chart: `{stem}.svg`; raw data: `{stem}.json`.", ""]
+    with open(base + ".md", "w") as f:
+        f.write("\n".join(lines))
+    return base
+
+
+def summary(rows, mem):
+    ref = {(r["test"], r["pipeline"]): r for r in rows if r["server"] == "redis"}
+    print()
+    print(f"{'server':<14} {'workload':<14} {'P':>3} {'ops/s':>12} {'p99 ms':>8} {'CPU us/req':>11} {'CPU x Redis':>12}")
+    for r in rows:
+        b = ref.get((r["test"], r["pipeline"]))
+        cr = r["cpu_us_per_req"] / b["cpu_us_per_req"] if b and b["cpu_us_per_req"] else None
+        print(f"{r['server']:<14} {r['test']:<14} {r['pipeline']:>3} {fmt(r['ops'], 0):>12} "
+              f"{fmt(r['p99_ms'], 3):>8} {r['cpu_us_per_req']:>11.3f} {fmt(cr, 2) if cr else '-':>12}")
+    for m in mem:
+        print(f"{m['server']:<14} memory: {m['rss_per_key']} RSS bytes/key, {m['used_memory_per_key']} used_memory bytes/key")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--mode", choices=["compare", "scaling"], default="compare")
+    ap.add_argument("--scenario", default=None, help="name used in the results file (default: the mode)")
+    ap.add_argument("--server-cores", default="0", help="cores for the servers (shardis --cores, taskset for Redis)")
+    ap.add_argument("--client-cores", default="1", help="cores for the load generator (taskset)")
+    ap.add_argument("--clients", type=int, default=50)
+    ap.add_argument("--requests", type=int, default=200000)
+    ap.add_argument("--pipelines", default="1,16")
+    ap.add_argument("--tests", default="set,get")
+    ap.add_argument("--value-size", type=int, default=32)
+    ap.add_argument("--keyspace", type=int, default=100000, help="redis-benchmark -r (random keys)")
+    ap.add_argument("--mem-keys", type=int, default=1000000, help="keys for the memory load (0 = skip)")
+    ap.add_argument("--shards", default=None, help="shardis shard counts: compare uses the first (default: number of server cores); scaling uses each (default 1..number of server cores)")
+    ap.add_argument("--repeat", type=int, default=1, help="runs per workload; the median CPU/req is kept")
+    ap.add_argument("--no-build", action="store_true")
+    ap.add_argument("--no-redis", action="store_true", help="skip the stock Redis baseline")
+    args = ap.parse_args()
+    args.scenario = args.scenario or args.mode
+    ensure_tools()
+    binary = os.path.join(ROOT, "target", "release", "shardis")
+    if not args.no_build:
+        log("building shardis (cargo build --release)")
+        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    ncores = len(args.server_cores.replace("-", ",").split(","))
+    if args.shards:
+        shard_counts = [int(x) for x in args.shards.split(",")]
+    elif args.mode == "scaling":
+        shard_counts = list(range(1, max(2, ncores) + 1))
+    else:
+        shard_counts = [ncores]
+    if args.mode == "compare":
+        shard_counts = shard_counts[:1]
+    pipelines = [int(p) for p in args.pipelines.split(",")]
+    tests = [t.strip() for t in args.tests.split(",") if t.strip()]
+    meta = machine()
+    rows, mem, notes, commands = [], [], [], []
+    servers = [("redis", None)] if not args.no_redis else []
+    servers += [(f"shardis-{n}sh", n) for n in shard_counts]
+    total = len(servers) * len(pipelines) * len(tests) * args.repeat
+    done = 0
+    for name, shards in servers:
+        srv = start_redis(args.server_cores) if shards is None else start_shardis(binary, shards, args.server_cores)
+        commands.append(" ".join(srv.cmd))
+        try:
+            for p in pipelines:
+                for t in tests:
+                    runs = []
+                    for _ in range(args.repeat):
+                        done += 1
+                        log(f"[{done}/{total}] {name}: redis-benchmark {t.upper()} P{p} ({args.requests} requests)")
+                        runs.append(run_redis_benchmark(srv, t, p, args))
+                    runs.sort(key=lambda r: r["cpu_us_per_req"])
+                    r = runs[len(runs) // 2]
+                    r["server"] = name
+                    rows.append(r)
+            if args.mode == "compare":
+                if shutil.which("memtier_benchmark"):
+                    log(f"{name}: memtier_benchmark 1:10 SET:GET")
+                    r = run_memtier(srv, args)
+                    r["server"] = name
+                    rows.append(r)
+                elif name == "redis" or args.no_redis:
+                    notes.append("memtier_benchmark is not on PATH (Debian does not package it): memtier rows skipped.")
+                if args.mem_keys > 0:
+                    log(f"{name}: memory load of {args.mem_keys} keys")
+                    m = memory_load(srv, args)
+                    m["server"] = name
+                    mem.append(m)
+        finally:
+            srv.stop()
+    base = write_results(args, meta, rows, mem, notes, commands)
+    summary(rows, mem)
+    print(f"\nresults: {os.path.relpath(base, ROOT)}.md (.json, .svg)")
+
+
+if __name__ == "__main__":
+    main()
