@@ -52,23 +52,30 @@ impl Db {
 
     /// Looks a key up for reading: lazy expiry, hit/miss stats, access time.
     pub fn lookup_read(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
-        self.expire_if_needed(key, now);
-        match self.main.get_mut(key) {
-            Some(e) => {
-                self.stats.hits += 1;
-                e.atime = (now / 1000) as u32;
-                Some(e)
-            }
-            None => {
-                self.stats.misses += 1;
-                None
-            }
-        }
+        self.lookup(key, now, true)
     }
 
     /// Looks a key up for writing (lazy expiry, no stats).
     pub fn lookup_write(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
-        self.expire_if_needed(key, now);
+        self.lookup(key, now, false)
+    }
+
+    fn lookup(&mut self, key: &[u8], now: u64, count: bool) -> Option<&mut Entry> {
+        let expired = match self.main.get(key) {
+            None => {
+                self.stats.misses += count as u64;
+                return None;
+            }
+            Some(e) => Self::is_expired(e, now),
+        };
+        if expired {
+            self.remove(key);
+            self.stats.expired_keys += 1;
+            self.stats.misses += count as u64;
+            return None;
+        }
+        self.stats.hits += count as u64;
+        // The chain was just walked, so this second probe hits cache.
         let e = self.main.get_mut(key)?;
         e.atime = (now / 1000) as u32;
         Some(e)
