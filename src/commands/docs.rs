@@ -499,7 +499,11 @@ pub fn command_docs(spec: &CommandSpec) -> Reply {
             .subcommands
             .iter()
             .map(|(sub, _, syntax)| {
-                let summary = format!("{} {} subcommand.", spec.name, sub).to_ascii_uppercase();
+                let summary = format!(
+                    "The {} {} subcommand.",
+                    spec.name.to_ascii_uppercase(),
+                    sub.to_ascii_uppercase()
+                );
                 (
                     Reply::bulk(format!("{}|{}", spec.name, sub)),
                     Reply::Map(doc_map(&summary, spec.since, spec.group, syntax)),

@@ -208,11 +208,14 @@ fn config_set(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let current: std::collections::BTreeMap<String, String> = tun.all().into_iter().collect();
     let mut todo: Vec<(String, String)> = Vec::with_capacity(pairs.len() / 2);
     for pair in pairs.chunks_exact(2) {
-        let (name, value) = (text(&pair[0]).to_ascii_lowercase(), text(&pair[1]));
+        let [raw_name, raw_value] = pair else {
+            return Err(CmdError::Syntax);
+        };
+        let (name, value) = (text(raw_name).to_ascii_lowercase(), text(raw_value));
         if !current.contains_key(&name) {
             return Err(CmdError::err(format!(
                 "Unknown option or number of arguments for CONFIG SET - '{}'",
-                text(&pair[0])
+                text(raw_name)
             )));
         }
         if todo.iter().any(|(n, _)| *n == name) {
@@ -468,7 +471,7 @@ fn command(_ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
                 .iter()
                 .map(|n| {
                     t.lookup(n)
-                        .map_or(Reply::NullArray, |(_, s)| docs::command_info(s))
+                        .map_or(Reply::Null, |(_, s)| docs::command_info(s))
                 })
                 .collect(),
         )),
