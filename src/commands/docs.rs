@@ -88,6 +88,25 @@ fn join_names(items: &[DocArg]) -> String {
         .join("_")
 }
 
+/// Redis's names for the common alternatives (`[NX | XX]` is `condition`); otherwise the
+/// alternatives' names joined with `_`.
+fn oneof_name(children: &[DocArg]) -> String {
+    let has = |set: &[&str]| {
+        children
+            .iter()
+            .any(|c| c.token.as_deref().is_some_and(|t| set.contains(&t)))
+    };
+    if has(&["NX", "XX", "GT", "LT"]) {
+        "condition".into()
+    } else if has(&["EX", "PX", "EXAT", "PXAT"]) {
+        "expiration".into()
+    } else if has(&["ASYNC", "SYNC"]) {
+        "flush-type".into()
+    } else {
+        join_names(children)
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 enum Tok<'a> {
     Open(u8),
@@ -199,7 +218,7 @@ fn flatten_alts(mut alts: Vec<Vec<DocArg>>) -> Vec<DocArg> {
     }
     let children: Vec<DocArg> = alts.into_iter().filter_map(DocArg::group).collect();
     vec![DocArg {
-        name: join_names(&children),
+        name: oneof_name(&children),
         kind: ArgType::OneOf,
         token: None,
         optional: false,
@@ -533,12 +552,9 @@ mod tests {
             vec![
                 ("key", "key"),
                 ("value", "string"),
-                ("nx_xx", "oneof"),
+                ("condition", "oneof"),
                 ("get", "pure-token"),
-                (
-                    "seconds_milliseconds_unix-time-seconds_unix-time-milliseconds_keepttl",
-                    "oneof"
-                )
+                ("expiration", "oneof")
             ]
         );
         assert!(a[2].optional && !a[2].multiple);
@@ -576,6 +592,7 @@ mod tests {
         assert!(a[0].optional);
         let a = parse_syntax("[TYPE <NORMAL | MASTER>]");
         assert_eq!(a[0].kind, ArgType::OneOf);
+        assert_eq!(a[0].name, "normal_master");
         assert_eq!(a[0].token.as_deref(), Some("TYPE"));
         assert!(parse_syntax("").is_empty());
         // Unbalanced input does not panic.

@@ -66,7 +66,8 @@ pub fn used() -> u64 {
     v
 }
 
-/// The highest `used()` observed so far (sampled by INFO and by the shards' timers).
+/// The highest `used()` observed so far (sampled by INFO and every 100 ms by shard 0's
+/// active-expire timer, so short spikes between samples are missed).
 pub fn peak() -> u64 {
     PEAK.load(Ordering::Relaxed).max(used())
 }
