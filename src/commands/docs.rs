@@ -449,7 +449,7 @@ fn key_specs(spec: &CommandSpec) -> Vec<Reply> {
 
 /// COMMAND INFO's 10-element array for one command, subcommands included.
 pub fn command_info(spec: &CommandSpec) -> Reply {
-    let subs = spec
+    let subs: Vec<Reply> = spec
         .subcommands
         .iter()
         .map(|(sub, arity, _)| {
@@ -461,9 +461,9 @@ pub fn command_info(spec: &CommandSpec) -> Reply {
                 Reply::Int(0),
                 Reply::Int(0),
                 Reply::Set(acl_categories(spec.flags, spec.group)),
-                Reply::Array(Vec::new()),
-                Reply::Array(Vec::new()),
-                Reply::Array(Vec::new()),
+                Reply::Set(Vec::new()),
+                Reply::Set(Vec::new()),
+                Reply::Set(Vec::new()),
             ])
         })
         .collect();
@@ -486,9 +486,14 @@ pub fn command_info(spec: &CommandSpec) -> Reply {
         Reply::Int(last as i64),
         Reply::Int(step as i64),
         Reply::Set(cats),
-        Reply::Array(Vec::new()),
-        Reply::Array(key_specs(spec)),
-        Reply::Array(subs),
+        Reply::Set(Vec::new()),
+        Reply::Set(key_specs(spec)),
+        // Redis writes an empty set when there are none, an array otherwise.
+        if subs.is_empty() {
+            Reply::Set(subs)
+        } else {
+            Reply::Array(subs)
+        },
     ])
 }
 
