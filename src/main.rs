@@ -3,6 +3,10 @@
 use clap::Parser;
 use shardis::config::{Cli, Config};
 
+/// Counts live heap bytes for INFO memory (see `runtime::alloc`).
+#[global_allocator]
+static ALLOC: shardis::runtime::alloc::Counting = shardis::runtime::alloc::Counting;
+
 fn main() {
     let cli = match Cli::try_parse() {
         Ok(c) => c,

@@ -1,18 +1,29 @@
-//! Server commands (Redis's server.c / config.c / db.c parts): INFO, DBSIZE, FLUSHDB,
-//! FLUSHALL, TIME, CONFIG, COMMAND, SHUTDOWN, DEBUG, SWAPDB. They run on the connection's
-//! shard and fan out to every shard where the answer spans the keyspace.
+//! Server commands (Redis's server.c / config.c / db.c / debug.c parts): INFO, DBSIZE,
+//! FLUSHDB, FLUSHALL, TIME, CONFIG, COMMAND, SHUTDOWN, DEBUG, SWAPDB. They run on the
+//! connection's shard and fan out to every shard where the answer spans the keyspace
+//! (INFO's counters, CONFIG RESETSTAT, SWAPDB under a lock on every shard).
+
+use std::fmt::Write as _;
+use std::sync::atomic::Ordering;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::args::{arg, is, text};
+use super::args::{arg, glob_match, is, text};
+use super::docs;
 use super::keys::all_shards;
 use super::table::{
-    CommandSpec, Exec, KeySpec, ADMIN, FAST, LOADING, NOSCRIPT, READONLY, STALE, WRITE,
+    table, CommandSpec, Exec, KeySpec, ADMIN, FAST, LOADING, NOSCRIPT, READONLY, STALE, WRITE,
 };
 use super::ConnCtx;
+use crate::coord::multi;
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::reply::Reply;
-use crate::server::worker::Worker;
+use crate::protocol::{parse_f64, parse_i64};
+use crate::runtime::{alloc, sys};
+use crate::server::worker::{NetStats, ShardFn, Worker};
+use crate::shard::CmdStat;
 
 const SV: &str = "server";
 
@@ -30,12 +41,33 @@ pub const COMMANDS: &[CommandSpec] = &[
             ("get", -3, "parameter [parameter ...]"),
             ("set", -4, "parameter value [parameter value ...]"),
             ("resetstat", 2, ""),
+            ("rewrite", 2, ""),
             ("help", 2, ""),
         ]),
     CommandSpec::new("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE, KeySpec::none(), Exec::Conn(shutdown))
         .doc(SV, "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server.",
              "[NOSAVE | SAVE] [NOW] [FORCE] [ABORT]"),
+    CommandSpec::new("info", -1, LOADING | STALE, KeySpec::none(), Exec::Conn(info))
+        .doc(SV, "1.0.0", "Returns information and statistics about the server.", "[section [section ...]]"),
+    CommandSpec::new("command", -1, LOADING | STALE, KeySpec::none(), Exec::Conn(command))
+        .doc(SV, "2.8.13", "Returns detailed information about all commands.", "subcommand [argument ...]")
+        .subs(&[
+            ("count", 2, ""),
+            ("list", -2, "[FILTERBY <MODULE module-name | ACLCAT category | PATTERN pattern>]"),
+            ("info", -2, "[command-name [command-name ...]]"),
+            ("docs", -2, "[command-name [command-name ...]]"),
+            ("getkeys", -4, "command [arg [arg ...]]"),
+            ("help", 2, ""),
+        ]),
+    CommandSpec::new("time", 1, LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(time))
+        .doc(SV, "2.6.0", "Returns the server time.", ""),
+    CommandSpec::new("debug", -2, ADMIN | NOSCRIPT | LOADING | STALE, KeySpec::none(), Exec::Conn(debug))
+        .doc(SV, "1.0.0", "A container for debugging commands.", "subcommand [argument ...]"),
+    CommandSpec::new("swapdb", 3, WRITE | FAST, KeySpec::none(), Exec::Conn(swapdb))
+        .doc(SV, "4.0.0", "Swaps two Redis databases.", "index1 index2"),
 ];
+
+// ----- DBSIZE / FLUSHDB / FLUSHALL ----------------------------------------------------------
 
 fn dbsize(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     let db = ctx.client().db;
@@ -51,9 +83,9 @@ fn dbsize(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
 }
 
 fn flush_mode(argv: &[Bytes]) -> Result<(), CmdError> {
-    match argv.len() {
-        1 => Ok(()),
-        2 if is(&argv[1], "async") || is(&argv[1], "sync") => Ok(()),
+    match argv {
+        [_] => Ok(()),
+        [_, m] if is(m, "async") || is(m, "sync") => Ok(()),
         _ => Err(CmdError::Syntax),
     }
 }
@@ -85,29 +117,221 @@ fn flushall(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Ok)
 }
 
+// ----- subcommand helpers -------------------------------------------------------------------
+
+/// Looks up `argv[1]` among the container's declared subcommands and checks its arity,
+/// with Redis's errors (`unknown subcommand`, `wrong number of arguments for 'config|get'`).
+fn subcommand(container: &str, argv: &[Bytes]) -> Result<String, CmdError> {
+    let sub = text(arg(argv, 1)?).to_ascii_lowercase();
+    let spec = table()
+        .lookup(container.as_bytes())
+        .map(|(_, s)| s)
+        .ok_or(CmdError::Syntax)?;
+    let Some((_, arity, _)) = spec.subcommands.iter().find(|(n, _, _)| *n == sub) else {
+        return Err(CmdError::UnknownSubcommand {
+            sub: text(arg(argv, 1)?),
+            cmd: container.into(),
+        });
+    };
+    let n = argv.len() as i32;
+    let ok = if *arity > 0 { n == *arity } else { n >= -arity };
+    if !ok {
+        return Err(CmdError::WrongArity(format!("{container}|{sub}")));
+    }
+    Ok(sub)
+}
+
+fn help(lines: &'static [&'static str]) -> Reply {
+    Reply::Array(
+        lines
+            .iter()
+            .map(|l| Reply::Status(Bytes::from_static(l.as_bytes())))
+            .collect(),
+    )
+}
+
+// ----- CONFIG -------------------------------------------------------------------------------
+
+const CONFIG_HELP: &[&str] = &[
+    "CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GET <pattern>",
+    "    Return parameters matching the glob-like <pattern> and their values.",
+    "SET <directive> <value>",
+    "    Set the configuration <directive> to <value>.",
+    "RESETSTAT",
+    "    Reset statistics reported by the INFO command.",
+    "REWRITE",
+    "    Rewrite the configuration file.",
+    "HELP",
+    "    Prints this help.",
+];
+
 fn config(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
-    let sub = text(arg(argv, 1)?).to_lowercase();
-    match sub.as_str() {
-        "get" if argv.len() >= 3 => {
-            let all = ctx.w.shared.tun.all();
-            let mut out = Vec::new();
-            for (k, v) in all {
-                if argv[2..]
-                    .iter()
-                    .any(|p| super::args::glob_match(p, k.as_bytes(), true))
-                {
-                    out.push((Reply::bulk(k), Reply::bulk(v)));
-                }
-            }
-            Ok(Reply::Map(out))
-        }
-        "get" => Err(CmdError::WrongArity("config|get".into())),
-        _ => Err(CmdError::UnknownSubcommand {
-            sub: text(&argv[1]),
-            cmd: "config".into(),
-        }),
+    match subcommand("config", argv)?.as_str() {
+        "get" => config_get(ctx, argv),
+        "set" => config_set(ctx, argv),
+        "resetstat" => config_resetstat(ctx),
+        "rewrite" => config_rewrite(ctx),
+        _ => Ok(help(CONFIG_HELP)),
     }
 }
+
+fn config_get(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let patterns = argv.get(2..).unwrap_or_default();
+    let out = ctx
+        .w
+        .shared
+        .tun
+        .all()
+        .into_iter()
+        .filter(|(k, _)| patterns.iter().any(|p| glob_match(p, k.as_bytes(), true)))
+        .map(|(k, v)| (Reply::bulk(k), Reply::bulk(v)))
+        .collect();
+    Ok(Reply::Map(out))
+}
+
+fn set_failed(name: &str, why: &str) -> CmdError {
+    CmdError::err(format!(
+        "CONFIG SET failed (possibly related to argument '{name}') - {why}"
+    ))
+}
+
+/// CONFIG SET p v [p v ...]: all or nothing. Every name is checked first; then the values
+/// are applied in order, and if one is rejected the ones already applied get their old
+/// values back (Redis's restore-on-failure).
+fn config_set(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let pairs = argv.get(2..).unwrap_or_default();
+    if pairs.len() % 2 != 0 {
+        return Err(CmdError::Syntax);
+    }
+    let tun = &ctx.w.shared.tun;
+    let current: std::collections::BTreeMap<String, String> = tun.all().into_iter().collect();
+    let mut todo: Vec<(String, String)> = Vec::with_capacity(pairs.len() / 2);
+    for pair in pairs.chunks_exact(2) {
+        let [raw_name, raw_value] = pair else {
+            return Err(CmdError::Syntax);
+        };
+        let (name, value) = (text(raw_name).to_ascii_lowercase(), text(raw_value));
+        if !current.contains_key(&name) {
+            return Err(CmdError::err(format!(
+                "Unknown option or number of arguments for CONFIG SET - '{}'",
+                text(raw_name)
+            )));
+        }
+        if todo.iter().any(|(n, _)| *n == name) {
+            return Err(set_failed(&name, "duplicate parameter"));
+        }
+        todo.push((name, value));
+    }
+    for (i, (name, value)) in todo.iter().enumerate() {
+        if let Err(why) = tun.set(name, value) {
+            for (prev, _) in todo.iter().take(i) {
+                if let Some(old) = current.get(prev) {
+                    let _ = tun.set(prev, old);
+                }
+            }
+            return Err(set_failed(name, &why));
+        }
+    }
+    if let Some((_, l)) = todo.iter().find(|(n, _)| n == "loglevel") {
+        crate::log::set_level(&l.to_ascii_lowercase());
+    }
+    Ok(Reply::Ok)
+}
+
+fn config_resetstat(ctx: &mut ConnCtx) -> CmdResult {
+    let ticket = ctx.defer();
+    all_shards(
+        ctx.w,
+        |tw: &mut Worker| {
+            let s = &mut tw.shard;
+            s.cmd_stats.iter_mut().for_each(|c| *c = CmdStat::default());
+            s.error_stats.clear();
+            s.commands_processed = 0;
+            for d in s.dbs.iter_mut() {
+                d.stats = Default::default();
+            }
+            tw.net = NetStats::default();
+        },
+        move |w, _: Vec<()>| w.complete(ticket, Reply::Ok),
+    );
+    Ok(Reply::Ok)
+}
+
+/// Renders a config file: the original lines with known parameters updated in place, then
+/// every other parameter whose value differs from its default. Pure, for testing.
+fn rewrite_text(
+    original: &str,
+    current: &[(String, String)],
+    defaults: &[(String, String)],
+) -> String {
+    let quote = |v: &str| {
+        if v.is_empty() || v.contains(char::is_whitespace) {
+            format!("\"{v}\"")
+        } else {
+            v.to_string()
+        }
+    };
+    let value_of = |name: &str| current.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+    let mut seen = std::collections::HashSet::new();
+    let mut out = String::new();
+    for line in original.lines() {
+        let t = line.trim();
+        let name = t
+            .split_whitespace()
+            .next()
+            .unwrap_or("")
+            .to_ascii_lowercase();
+        if !t.starts_with('#') && !name.is_empty() {
+            if let Some(v) = value_of(&name) {
+                if seen.insert(name.clone()) {
+                    let _ = writeln!(out, "{name} {}", quote(v));
+                }
+                continue;
+            }
+        }
+        let _ = writeln!(out, "{line}");
+    }
+    let mut header = false;
+    for (k, v) in current {
+        if seen.contains(k) || k == "shards" {
+            continue;
+        }
+        let default = defaults.iter().find(|(d, _)| d == k).map(|(_, v)| v);
+        if default == Some(v) {
+            continue;
+        }
+        if !header {
+            out.push_str("# Generated by CONFIG REWRITE\n");
+            header = true;
+        }
+        let _ = writeln!(out, "{k} {}", quote(v));
+    }
+    out
+}
+
+/// CONFIG REWRITE: rewrites the `--config` file (temp file + rename, so a crash never leaves
+/// half a file). A short blocking file write on this shard, as in Redis's main thread.
+fn config_rewrite(ctx: &mut ConnCtx) -> CmdResult {
+    let shared = &ctx.w.shared;
+    let Some(path) = shared.cfg.config_file.clone() else {
+        return Err(CmdError::err("The server is running without a config file"));
+    };
+    let original = std::fs::read_to_string(&path).unwrap_or_default();
+    let defaults = crate::config::Tunables::new(&crate::config::Config::default()).all();
+    let body = rewrite_text(&original, &shared.tun.all(), &defaults);
+    let tmp = format!("{path}.tmp-{}", std::process::id());
+    std::fs::write(&tmp, body)
+        .and_then(|_| std::fs::rename(&tmp, &path))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&tmp);
+            CmdError::err(format!("Rewriting config file: {e}"))
+        })?;
+    crate::log::notice("CONFIG REWRITE executed with success.");
+    Ok(Reply::Ok)
+}
+
+// ----- SHUTDOWN -----------------------------------------------------------------------------
 
 fn shutdown(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     for a in argv.iter().skip(1) {
@@ -123,4 +347,801 @@ fn shutdown(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     // Redis closes the connection without a reply when the shutdown goes ahead.
     ctx.defer();
     Ok(Reply::Ok)
+}
+
+// ----- TIME / DEBUG / SWAPDB ----------------------------------------------------------------
+
+fn time(_ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    Ok(Reply::Array(vec![
+        Reply::bulk(now.as_secs().to_string()),
+        Reply::bulk(now.subsec_micros().to_string()),
+    ]))
+}
+
+const DEBUG_HELP: &[&str] = &[
+    "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "SLEEP <seconds>",
+    "    Stop the server for <seconds>. Decimals allowed.",
+    "HELP",
+    "    Prints this help.",
+];
+
+fn debug(_ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let sub = arg(argv, 1)?;
+    if is(sub, "help") && argv.len() == 2 {
+        return Ok(help(DEBUG_HELP));
+    }
+    if is(sub, "sleep") && argv.len() == 3 {
+        // Redis parses with atof: anything unparsable sleeps 0 seconds.
+        let secs = argv.get(2).and_then(|a| parse_f64(a)).unwrap_or(0.0);
+        let d = Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO);
+        // Deliberately blocks this shard's thread, as DEBUG SLEEP blocks Redis's server:
+        // tests use it to make the server unresponsive.
+        std::thread::sleep(d);
+        return Ok(Reply::Ok);
+    }
+    Err(CmdError::err(format!(
+        "unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
+        text(sub)
+    )))
+}
+
+/// SWAPDB a b: locks every shard (in shard order, see `coord::multi`), swaps the two
+/// databases on each under the lock, and unlocks; no client sees a half-swapped keyspace.
+fn swapdb(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let parse = |i: usize, which: &str| {
+        argv.get(i)
+            .and_then(|a| parse_i64(a))
+            .ok_or_else(|| CmdError::err(format!("invalid {which} DB index")))
+    };
+    let (a, b) = (parse(1, "first")?, parse(2, "second")?);
+    let n = ctx.w.shared.cfg.databases as i64;
+    if !(0..n).contains(&a) || !(0..n).contains(&b) {
+        return Err(CmdError::DbIndex);
+    }
+    let (a, b) = (a as usize, b as usize);
+    let ticket = ctx.defer();
+    let shards = (0..ctx.w.nshards).collect();
+    multi::lock_all(
+        ctx.w,
+        shards,
+        Box::new(move |w: &mut Worker, txid| {
+            let jobs = (0..w.nshards)
+                .map(|s| {
+                    let job: ShardFn<()> = Box::new(move |tw: &mut Worker| {
+                        let len = tw.shard.dbs.len();
+                        if a < len && b < len {
+                            tw.shard.dbs.swap(a, b);
+                        }
+                        multi::unlock(tw, txid);
+                    });
+                    (s, job)
+                })
+                .collect();
+            w.fan_out(jobs, false, move |w, _: Vec<()>| {
+                w.complete(ticket, Reply::Ok)
+            });
+        }),
+    );
+    Ok(Reply::Ok)
+}
+
+// ----- COMMAND ------------------------------------------------------------------------------
+
+const COMMAND_HELP: &[&str] = &[
+    "COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "(no subcommand)",
+    "    Return details about all Redis commands.",
+    "COUNT",
+    "    Return the total number of commands in this Redis server.",
+    "LIST",
+    "    Return a list of all commands in this Redis server.",
+    "INFO [<command-name> ...]",
+    "    Return details about multiple Redis commands.",
+    "    If no command names are given, documentation details for all",
+    "    commands are returned.",
+    "DOCS [<command-name> ...]",
+    "    Return documentation details about multiple Redis commands.",
+    "    If no command names are given, documentation details for all",
+    "    commands are returned.",
+    "GETKEYS <full-command>",
+    "    Return the keys from a full Redis command.",
+    "HELP",
+    "    Prints this help.",
+];
+
+fn command(_ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let t = table();
+    if argv.len() == 1 {
+        return Ok(Reply::Array(
+            t.specs.iter().map(docs::command_info).collect(),
+        ));
+    }
+    let names = argv.get(2..).unwrap_or_default();
+    match subcommand("command", argv)?.as_str() {
+        "count" => Ok(Reply::Int(t.len() as i64)),
+        "info" if names.is_empty() => Ok(Reply::Array(
+            t.specs.iter().map(docs::command_info).collect(),
+        )),
+        "info" => Ok(Reply::Array(
+            names
+                .iter()
+                .map(|n| {
+                    t.lookup(n)
+                        .map_or(Reply::Null, |(_, s)| docs::command_info(s))
+                })
+                .collect(),
+        )),
+        "docs" => {
+            let specs: Vec<&CommandSpec> = if names.is_empty() {
+                t.specs.iter().collect()
+            } else {
+                names
+                    .iter()
+                    .filter_map(|n| t.lookup(n).map(|(_, s)| s))
+                    .collect()
+            };
+            Ok(Reply::Map(
+                specs
+                    .into_iter()
+                    .map(|s| (Reply::bulk(s.name), docs::command_docs(s)))
+                    .collect(),
+            ))
+        }
+        "list" => command_list(argv),
+        "getkeys" => command_getkeys(names),
+        _ => Ok(help(COMMAND_HELP)),
+    }
+}
+
+/// Every command name, subcommands as `container|sub`, as COMMAND LIST prints them.
+fn all_names() -> impl Iterator<Item = (String, &'static CommandSpec)> {
+    table().specs.iter().flat_map(|s| {
+        std::iter::once((s.name.to_string(), s)).chain(
+            s.subcommands
+                .iter()
+                .map(move |(sub, _, _)| (format!("{}|{}", s.name, sub), s)),
+        )
+    })
+}
+
+fn command_list(argv: &[Bytes]) -> CmdResult {
+    let names: Vec<Reply> = match argv {
+        [_, _] => all_names().map(|(n, _)| Reply::bulk(n)).collect(),
+        [_, _, f, kind, value] if is(f, "filterby") => {
+            if is(kind, "pattern") {
+                all_names()
+                    .filter(|(n, _)| glob_match(value, n.as_bytes(), true))
+                    .map(|(n, _)| Reply::bulk(n))
+                    .collect()
+            } else if is(kind, "aclcat") {
+                let cat = text(value);
+                all_names()
+                    .filter(|(_, s)| docs::in_category(s, &cat))
+                    .map(|(n, _)| Reply::bulk(n))
+                    .collect()
+            } else if is(kind, "module") {
+                Vec::new()
+            } else {
+                return Err(CmdError::Syntax);
+            }
+        }
+        _ => return Err(CmdError::Syntax),
+    };
+    Ok(Reply::Array(names))
+}
+
+fn command_getkeys(cmd: &[Bytes]) -> CmdResult {
+    let name = cmd.first().ok_or(CmdError::Syntax)?;
+    let Some((_, spec)) = table().lookup(name) else {
+        return Err(CmdError::err("Invalid command specified"));
+    };
+    if spec.keys.first <= 0 {
+        return Err(CmdError::err("The command has no key arguments"));
+    }
+    if super::check_arity(spec, cmd).is_err() {
+        return Err(CmdError::err(
+            "Invalid number of arguments specified for command",
+        ));
+    }
+    let keys: Vec<Reply> = spec
+        .keys
+        .positions(cmd.len())
+        .filter_map(|i| cmd.get(i).cloned().map(Reply::Bulk))
+        .collect();
+    if keys.is_empty() {
+        return Err(CmdError::err("The command has no key arguments"));
+    }
+    Ok(Reply::Array(keys))
+}
+
+// ----- INFO ---------------------------------------------------------------------------------
+
+/// INFO sections in Redis's order, and which of them `INFO` / `INFO default` prints.
+const SECTIONS: &[(&str, bool)] = &[
+    ("server", true),
+    ("clients", true),
+    ("memory", true),
+    ("persistence", true),
+    ("stats", true),
+    ("replication", true),
+    ("cpu", true),
+    ("modules", true),
+    ("commandstats", false),
+    ("errorstats", true),
+    ("cluster", true),
+    ("keyspace", true),
+];
+
+/// Which sections the arguments ask for (`INFO`, `INFO default|all|everything`, or names).
+fn wanted_sections(args: &[Bytes]) -> Vec<&'static str> {
+    let mut want = vec![false; SECTIONS.len()];
+    if args.is_empty() {
+        for (w, (_, d)) in want.iter_mut().zip(SECTIONS) {
+            *w = *d;
+        }
+    }
+    for a in args {
+        if is(a, "all") || is(a, "everything") {
+            want.iter_mut().for_each(|w| *w = true);
+        } else if is(a, "default") {
+            for (w, (_, d)) in want.iter_mut().zip(SECTIONS) {
+                *w |= *d;
+            }
+        } else if let Some(i) = SECTIONS.iter().position(|(n, _)| is(a, n)) {
+            if let Some(w) = want.get_mut(i) {
+                *w = true;
+            }
+        }
+    }
+    SECTIONS
+        .iter()
+        .zip(want)
+        .filter(|(_, w)| *w)
+        .map(|((n, _), _)| *n)
+        .collect()
+}
+
+/// One shard's share of INFO, gathered on that shard.
+#[derive(Default, Clone, Debug)]
+pub struct ShardInfo {
+    /// Per database: (keys, keys with a TTL).
+    pub dbs: Vec<(u64, u64)>,
+    pub cmd: Vec<CmdStat>,
+    pub errors: Vec<(String, u64)>,
+    pub processed: u64,
+    pub expired: u64,
+    pub hits: u64,
+    pub misses: u64,
+    pub net: NetStats,
+}
+
+fn gather(tw: &mut Worker) -> ShardInfo {
+    let s = &tw.shard;
+    ShardInfo {
+        dbs: s
+            .dbs
+            .iter()
+            .map(|d| (d.len() as u64, d.expires.len() as u64))
+            .collect(),
+        cmd: s.cmd_stats.clone(),
+        errors: s.error_stats.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+        processed: s.commands_processed,
+        expired: s.dbs.iter().map(|d| d.stats.expired_keys).sum(),
+        hits: s.dbs.iter().map(|d| d.stats.hits).sum(),
+        misses: s.dbs.iter().map(|d| d.stats.misses).sum(),
+        net: tw.net,
+    }
+}
+
+/// Adds shard `b`'s counters into `a`.
+fn merge(mut a: ShardInfo, b: ShardInfo) -> ShardInfo {
+    if a.dbs.len() < b.dbs.len() {
+        a.dbs.resize(b.dbs.len(), (0, 0));
+    }
+    for (x, y) in a.dbs.iter_mut().zip(&b.dbs) {
+        x.0 += y.0;
+        x.1 += y.1;
+    }
+    if a.cmd.len() < b.cmd.len() {
+        a.cmd.resize(b.cmd.len(), CmdStat::default());
+    }
+    for (x, y) in a.cmd.iter_mut().zip(&b.cmd) {
+        x.calls += y.calls;
+        x.usec += y.usec;
+        x.rejected += y.rejected;
+        x.failed += y.failed;
+    }
+    for (code, n) in b.errors {
+        match a.errors.iter_mut().find(|(c, _)| *c == code) {
+            Some((_, m)) => *m += n,
+            None => a.errors.push((code, n)),
+        }
+    }
+    a.processed += b.processed;
+    a.expired += b.expired;
+    a.hits += b.hits;
+    a.misses += b.misses;
+    a.net.net_input_bytes += b.net.net_input_bytes;
+    a.net.net_output_bytes += b.net.net_output_bytes;
+    a.net.connections_received += b.net.connections_received;
+    a.net.rejected_connections += b.net.rejected_connections;
+    a
+}
+
+/// Server-wide facts INFO prints next to the shard counters (read on the origin shard).
+#[derive(Clone, Debug, Default)]
+pub struct Meta {
+    pub run_id: String,
+    pub replid: String,
+    pub port: u16,
+    pub shards: usize,
+    pub uptime_secs: u64,
+    pub started_unix: u64,
+    pub now_usec: u64,
+    pub clients: usize,
+    pub maxclients: usize,
+    pub config_file: String,
+    pub executable: String,
+    pub os: String,
+    pub used_memory: u64,
+    pub peak_memory: u64,
+    pub rss: u64,
+    pub total_memory: u64,
+    pub maxmemory: u64,
+    pub maxmemory_policy: String,
+    pub cpu_user: f64,
+    pub cpu_sys: f64,
+}
+
+/// The replication id this server reports (40 hex digits, fixed for the process lifetime).
+pub fn master_replid() -> &'static str {
+    static ID: OnceLock<String> = OnceLock::new();
+    ID.get_or_init(|| {
+        let mut seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(7)
+            ^ (std::process::id() as u64).rotate_left(17)
+            ^ 0x9E37_79B9_7F4A_7C15;
+        (0..40)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                char::from_digit((seed % 16) as u32, 16).unwrap_or('0')
+            })
+            .collect()
+    })
+}
+
+fn meta(w: &Worker) -> Meta {
+    let sh = &w.shared;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let uptime = sh.started.elapsed();
+    let tun = sh.tun.all();
+    let param = |n: &str| tun.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
+    let (cpu_user, cpu_sys) = sys::cpu_times();
+    let read = |p: &str| {
+        std::fs::read_to_string(p)
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default()
+    };
+    Meta {
+        run_id: sh.run_id.clone(),
+        replid: master_replid().to_string(),
+        port: sh.port,
+        shards: w.nshards,
+        uptime_secs: uptime.as_secs(),
+        started_unix: now.saturating_sub(uptime).as_secs(),
+        now_usec: now.as_micros() as u64,
+        clients: sh.clients.load(Ordering::Relaxed),
+        maxclients: sh.tun.maxclients.load(Ordering::Relaxed),
+        config_file: sh.cfg.config_file.clone().unwrap_or_default(),
+        executable: std::env::current_exe()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default(),
+        os: format!(
+            "{} {} {}",
+            read("/proc/sys/kernel/ostype"),
+            read("/proc/sys/kernel/osrelease"),
+            std::env::consts::ARCH
+        ),
+        used_memory: alloc::used(),
+        peak_memory: alloc::peak(),
+        rss: alloc::rss(),
+        total_memory: alloc::total_system_memory(),
+        maxmemory: param("maxmemory")
+            .and_then(|v| crate::config::parse_memory(&v).ok())
+            .unwrap_or(0),
+        maxmemory_policy: param("maxmemory-policy").unwrap_or_else(|| "noeviction".into()),
+        cpu_user,
+        cpu_sys,
+    }
+}
+
+/// Redis's `bytesToHuman`: `943.16K`, `6.58M`, `200B`.
+pub fn human_bytes(n: u64) -> String {
+    let f = n as f64;
+    const K: f64 = 1024.0;
+    if f < K {
+        format!("{n}B")
+    } else if f < K * K {
+        format!("{:.2}K", f / K)
+    } else if f < K * K * K {
+        format!("{:.2}M", f / (K * K))
+    } else if f < K * K * K * K {
+        format!("{:.2}G", f / (K * K * K))
+    } else if f < K * K * K * K * K {
+        format!("{:.2}T", f / (K * K * K * K))
+    } else {
+        format!("{:.2}P", f / (K * K * K * K * K))
+    }
+}
+
+fn ratio(a: u64, b: u64) -> f64 {
+    if b == 0 {
+        0.0
+    } else {
+        a as f64 / b as f64
+    }
+}
+
+/// Renders the INFO text: `# Section` headers, `field:value` lines, CRLF line ends, a blank
+/// line between sections. Pure, so the format is unit-tested.
+pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
+    let mut out = String::new();
+    for (i, sec) in sections.iter().enumerate() {
+        if i > 0 {
+            out.push_str("\r\n");
+        }
+        let mut lines: Vec<String> = Vec::new();
+        let mut f = |k: &str, v: &dyn std::fmt::Display| lines.push(format!("{k}:{v}"));
+        let title = match *sec {
+            "server" => {
+                f("redis_version", &super::conn::REDIS_COMPAT_VERSION);
+                f("redis_git_sha1", &"00000000");
+                f("redis_git_dirty", &0);
+                f("redis_build_id", &"0");
+                f("redis_mode", &"standalone");
+                f("os", &m.os);
+                f("arch_bits", &(usize::BITS));
+                f("monotonic_clock", &"POSIX clock_gettime");
+                f("multiplexing_api", &"io_uring");
+                f("atomicvar_api", &"c11-builtin");
+                f("gcc_version", &"0.0.0");
+                f("process_id", &std::process::id());
+                f("process_supervised", &"no");
+                f("run_id", &m.run_id);
+                f("tcp_port", &m.port);
+                f("server_time_usec", &m.now_usec);
+                f("uptime_in_seconds", &m.uptime_secs);
+                f("uptime_in_days", &(m.uptime_secs / 86400));
+                f("hz", &10);
+                f("configured_hz", &10);
+                f("lru_clock", &((m.now_usec / 1_000_000) & ((1 << 24) - 1)));
+                f("executable", &m.executable);
+                f("config_file", &m.config_file);
+                f("io_threads_active", &0);
+                f("shardis_version", &env!("CARGO_PKG_VERSION"));
+                f("shards", &m.shards);
+                "Server"
+            }
+            "clients" => {
+                f("connected_clients", &m.clients);
+                f("cluster_connections", &0);
+                f("maxclients", &m.maxclients);
+                f("client_recent_max_input_buffer", &0);
+                f("client_recent_max_output_buffer", &0);
+                f("blocked_clients", &0);
+                f("tracking_clients", &0);
+                f("clients_in_timeout_table", &0);
+                "Clients"
+            }
+            "memory" => {
+                let peak = m.peak_memory.max(m.used_memory);
+                f("used_memory", &m.used_memory);
+                f("used_memory_human", &human_bytes(m.used_memory));
+                f("used_memory_rss", &m.rss);
+                f("used_memory_rss_human", &human_bytes(m.rss));
+                f("used_memory_peak", &peak);
+                f("used_memory_peak_human", &human_bytes(peak));
+                let perc = format!("{:.2}%", 100.0 * ratio(m.used_memory, peak));
+                f("used_memory_peak_perc", &perc);
+                f("total_system_memory", &m.total_memory);
+                f("total_system_memory_human", &human_bytes(m.total_memory));
+                f("maxmemory", &m.maxmemory);
+                f("maxmemory_human", &human_bytes(m.maxmemory));
+                f("maxmemory_policy", &m.maxmemory_policy);
+                let frag = format!("{:.2}", ratio(m.rss, m.used_memory));
+                f("mem_fragmentation_ratio", &frag);
+                f(
+                    "mem_fragmentation_bytes",
+                    &(m.rss as i64 - m.used_memory as i64),
+                );
+                f("mem_allocator", &"libc");
+                f("lazyfree_pending_objects", &0);
+                f("lazyfreed_objects", &0);
+                "Memory"
+            }
+            "persistence" => {
+                f("loading", &0);
+                f("async_loading", &0);
+                f("current_cow_peak", &0);
+                f("current_cow_size", &0);
+                f("current_cow_size_age", &0);
+                f("current_fork_perc", &"0.00");
+                f("current_save_keys_processed", &0);
+                f("current_save_keys_total", &0);
+                f("rdb_changes_since_last_save", &0);
+                f("rdb_bgsave_in_progress", &0);
+                f("rdb_last_save_time", &m.started_unix);
+                f("rdb_last_bgsave_status", &"ok");
+                f("rdb_last_bgsave_time_sec", &-1);
+                f("rdb_current_bgsave_time_sec", &-1);
+                f("rdb_saves", &0);
+                f("rdb_last_cow_size", &0);
+                f("rdb_last_load_keys_expired", &0);
+                f("rdb_last_load_keys_loaded", &0);
+                f("aof_enabled", &0);
+                f("aof_rewrite_in_progress", &0);
+                f("aof_rewrite_scheduled", &0);
+                f("aof_last_rewrite_time_sec", &-1);
+                f("aof_current_rewrite_time_sec", &-1);
+                f("aof_last_bgrewrite_status", &"ok");
+                f("aof_rewrites", &0);
+                f("aof_rewrites_consecutive_failures", &0);
+                f("aof_last_write_status", &"ok");
+                f("aof_last_cow_size", &0);
+                f("module_fork_in_progress", &0);
+                f("module_fork_last_cow_size", &0);
+                "Persistence"
+            }
+            "stats" => {
+                let errors: u64 = s.errors.iter().map(|(_, n)| n).sum();
+                f("total_connections_received", &s.net.connections_received);
+                f("total_commands_processed", &s.processed);
+                f("instantaneous_ops_per_sec", &0);
+                f("total_net_input_bytes", &s.net.net_input_bytes);
+                f("total_net_output_bytes", &s.net.net_output_bytes);
+                f("total_net_repl_input_bytes", &0);
+                f("total_net_repl_output_bytes", &0);
+                f("instantaneous_input_kbps", &"0.00");
+                f("instantaneous_output_kbps", &"0.00");
+                f("instantaneous_input_repl_kbps", &"0.00");
+                f("instantaneous_output_repl_kbps", &"0.00");
+                f("rejected_connections", &s.net.rejected_connections);
+                f("sync_full", &0);
+                f("sync_partial_ok", &0);
+                f("sync_partial_err", &0);
+                f("expired_keys", &s.expired);
+                f("expired_stale_perc", &"0.00");
+                f("expired_time_cap_reached_count", &0);
+                f("expire_cycle_cpu_milliseconds", &0);
+                f("evicted_keys", &0);
+                f("evicted_clients", &0);
+                f("total_eviction_exceeded_time", &0);
+                f("current_eviction_exceeded_time", &0);
+                f("keyspace_hits", &s.hits);
+                f("keyspace_misses", &s.misses);
+                f("pubsub_channels", &0);
+                f("pubsub_patterns", &0);
+                f("pubsubshard_channels", &0);
+                f("latest_fork_usec", &0);
+                f("total_forks", &0);
+                f("migrate_cached_sockets", &0);
+                f("slave_expires_tracked_keys", &0);
+                f("active_defrag_hits", &0);
+                f("active_defrag_misses", &0);
+                f("active_defrag_key_hits", &0);
+                f("active_defrag_key_misses", &0);
+                f("total_active_defrag_time", &0);
+                f("current_active_defrag_time", &0);
+                f("tracking_total_keys", &0);
+                f("tracking_total_items", &0);
+                f("tracking_total_prefixes", &0);
+                f("unexpected_error_replies", &0);
+                f("total_error_replies", &errors);
+                f("dump_payload_sanitizations", &0);
+                "Stats"
+            }
+            "replication" => {
+                f("role", &"master");
+                f("connected_slaves", &0);
+                f("master_failover_state", &"no-failover");
+                f("master_replid", &m.replid);
+                f("master_replid2", &"0".repeat(40));
+                f("master_repl_offset", &0);
+                f("second_repl_offset", &-1);
+                f("repl_backlog_active", &0);
+                f("repl_backlog_size", &1048576);
+                f("repl_backlog_first_byte_offset", &0);
+                f("repl_backlog_histlen", &0);
+                "Replication"
+            }
+            "cpu" => {
+                f("used_cpu_sys", &format!("{:.6}", m.cpu_sys));
+                f("used_cpu_user", &format!("{:.6}", m.cpu_user));
+                f("used_cpu_sys_children", &"0.000000");
+                f("used_cpu_user_children", &"0.000000");
+                "CPU"
+            }
+            "modules" => "Modules",
+            "commandstats" => {
+                for (spec, st) in table().specs.iter().zip(&s.cmd) {
+                    if st.calls == 0 && st.failed == 0 && st.rejected == 0 {
+                        continue;
+                    }
+                    let per = ratio(st.usec, st.calls);
+                    let v = format!(
+                        "calls={},usec={},usec_per_call={per:.2},rejected_calls={},failed_calls={}",
+                        st.calls, st.usec, st.rejected, st.failed
+                    );
+                    f(&format!("cmdstat_{}", spec.name), &v);
+                }
+                "Commandstats"
+            }
+            "errorstats" => {
+                let mut errs = s.errors.clone();
+                errs.sort();
+                for (code, n) in errs {
+                    f(&format!("errorstat_{code}"), &format!("count={n}"));
+                }
+                "Errorstats"
+            }
+            "cluster" => {
+                f("cluster_enabled", &0);
+                "Cluster"
+            }
+            "keyspace" => {
+                for (i, (keys, expires)) in s.dbs.iter().enumerate() {
+                    if *keys > 0 {
+                        let v = format!("keys={keys},expires={expires},avg_ttl=0");
+                        f(&format!("db{i}"), &v);
+                    }
+                }
+                "Keyspace"
+            }
+            _ => continue,
+        };
+        let _ = write!(out, "# {title}\r\n");
+        for l in lines {
+            out.push_str(&l);
+            out.push_str("\r\n");
+        }
+    }
+    out
+}
+
+fn info(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let sections = wanted_sections(argv.get(1..).unwrap_or_default());
+    let ticket = ctx.defer();
+    all_shards(ctx.w, gather, move |w, parts: Vec<ShardInfo>| {
+        let total = parts.into_iter().fold(ShardInfo::default(), merge);
+        let text = render(&sections, &meta(w), &total);
+        w.complete(ticket, Reply::Verbatim(Bytes::from(text)));
+    });
+    Ok(Reply::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn section_selection() {
+        let d = wanted_sections(&[]);
+        assert!(d.contains(&"server") && d.contains(&"keyspace"));
+        assert!(!d.contains(&"commandstats"));
+        let all = wanted_sections(&[b("ALL")]);
+        assert_eq!(all.len(), SECTIONS.len());
+        assert_eq!(
+            wanted_sections(&[b("keyspace"), b("Server")]),
+            vec!["server", "keyspace"]
+        );
+        assert!(wanted_sections(&[b("nosuch")]).is_empty());
+        let dc = wanted_sections(&[b("default"), b("commandstats")]);
+        assert_eq!(dc.len(), SECTIONS.len());
+    }
+
+    #[test]
+    fn human() {
+        assert_eq!(human_bytes(200), "200B");
+        assert_eq!(human_bytes(965792), "943.16K");
+        assert_eq!(human_bytes(6901760), "6.58M");
+        assert_eq!(human_bytes(0), "0B");
+    }
+
+    #[test]
+    fn render_format() {
+        let table_len = table().len();
+        let get_id = table().lookup(b"get").map(|(i, _)| i).unwrap();
+        let mut s = ShardInfo {
+            dbs: vec![(3, 1), (0, 0), (2, 0)],
+            cmd: vec![CmdStat::default(); table_len],
+            errors: vec![("WRONGTYPE".into(), 2), ("ERR".into(), 1)],
+            ..Default::default()
+        };
+        s.cmd[get_id] = CmdStat {
+            calls: 4,
+            usec: 10,
+            rejected: 1,
+            failed: 0,
+        };
+        let m = Meta {
+            run_id: "a".repeat(40),
+            port: 7000,
+            ..Default::default()
+        };
+        let t = render(
+            &["server", "commandstats", "errorstats", "keyspace"],
+            &m,
+            &s,
+        );
+        assert!(t.starts_with("# Server\r\nredis_version:7.0.15\r\n"), "{t}");
+        assert!(t.contains("\r\ntcp_port:7000\r\n"));
+        assert!(t.contains(&format!("\r\nrun_id:{}\r\n", "a".repeat(40))));
+        assert!(t.contains("\r\n\r\n# Commandstats\r\ncmdstat_get:calls=4,usec=10,usec_per_call=2.50,rejected_calls=1,failed_calls=0\r\n\r\n# Errorstats\r\n"), "{t}");
+        assert!(
+            t.contains("# Errorstats\r\nerrorstat_ERR:count=1\r\nerrorstat_WRONGTYPE:count=2\r\n")
+        );
+        assert!(t.ends_with(
+            "# Keyspace\r\ndb0:keys=3,expires=1,avg_ttl=0\r\ndb2:keys=2,expires=0,avg_ttl=0\r\n"
+        ));
+        assert!(!t.contains("db1:"));
+        assert!(!t.contains('\n') || t.matches('\n').count() == t.matches("\r\n").count());
+        // An empty keyspace still prints its header, as Redis does.
+        let e = render(&["keyspace"], &m, &ShardInfo::default());
+        assert_eq!(e, "# Keyspace\r\n");
+    }
+
+    #[test]
+    fn merge_adds() {
+        let a = ShardInfo {
+            dbs: vec![(1, 0)],
+            errors: vec![("ERR".into(), 1)],
+            hits: 2,
+            ..Default::default()
+        };
+        let c = ShardInfo {
+            dbs: vec![(2, 1), (5, 0)],
+            errors: vec![("ERR".into(), 2), ("X".into(), 1)],
+            hits: 3,
+            ..Default::default()
+        };
+        let m = merge(merge(ShardInfo::default(), a), c);
+        assert_eq!(m.dbs, vec![(3, 1), (5, 0)]);
+        assert_eq!(m.hits, 5);
+        assert_eq!(m.errors, vec![("ERR".into(), 3), ("X".into(), 1)]);
+    }
+
+    #[test]
+    fn rewrite_updates_in_place() {
+        let cur = vec![
+            ("maxclients".to_string(), "5".to_string()),
+            ("timeout".to_string(), "9".to_string()),
+            ("save".to_string(), "".to_string()),
+            ("port".to_string(), "7001".to_string()),
+        ];
+        let def = vec![
+            ("maxclients".to_string(), "10000".to_string()),
+            ("timeout".to_string(), "0".to_string()),
+            ("save".to_string(), "".to_string()),
+            ("port".to_string(), "6379".to_string()),
+        ];
+        let out = rewrite_text("# hi\nport 7001\nmaxclients 7\n", &cur, &def);
+        assert_eq!(
+            out,
+            "# hi\nport 7001\nmaxclients 5\n# Generated by CONFIG REWRITE\ntimeout 9\n"
+        );
+    }
 }

@@ -6,7 +6,9 @@
 //! - `mesh`: lock-free SPSC queues between shards and eventfd wakeups.
 //! - `timer`: deadlines checked every pass.
 //! - `sys`: the few raw socket and rlimit calls we need.
+//! - `alloc`: the counting global allocator behind INFO's used_memory.
 
+pub mod alloc;
 pub mod mesh;
 pub mod ring;
 pub mod sys;

@@ -839,6 +839,10 @@ impl Worker {
     fn on_timer(&mut self, t: TimerKind, now: Instant) {
         match t {
             TimerKind::ActiveExpire => {
+                if self.id == 0 {
+                    // Samples live heap bytes so INFO's used_memory_peak sees peaks between calls.
+                    crate::runtime::alloc::used();
+                }
                 let deadline = Instant::now() + Duration::from_millis(2);
                 let now_ms = self.shard.now_ms;
                 for db in self.shard.dbs.iter_mut() {

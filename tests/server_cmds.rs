@@ -1,0 +1,477 @@
+//! Server commands against the real binary: INFO (aggregated over every shard), CONFIG,
+//! COMMAND, SWAPDB, TIME, DEBUG, for every shard count in `common::shard_counts()`.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use redis::{Connection, RedisResult, Value};
+
+fn info(c: &mut Connection, section: &str) -> HashMap<String, String> {
+    let text: String = redis::cmd("INFO").arg(section).query(c).unwrap();
+    text.split("\r\n")
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn is_hex40(s: &str) -> bool {
+    s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn err_text<T: std::fmt::Debug>(r: RedisResult<T>) -> String {
+    match r {
+        Ok(v) => panic!("expected an error, got {v:?}"),
+        Err(e) => {
+            let code = e.code().unwrap_or("").to_string();
+            let detail = e.detail().unwrap_or("").to_string();
+            format!("{code} {detail}")
+        }
+    }
+}
+
+#[test]
+fn info_aggregates_every_shard() {
+    for n in common::shard_counts() {
+        let s = common::Server::start(n);
+        let mut c = s.client();
+        for i in 0..100 {
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(format!("key:{i}")).arg(i);
+            if i % 10 == 0 {
+                cmd.arg("EX").arg(1000);
+            }
+            let _: () = cmd.query(&mut c).unwrap();
+        }
+        for i in 0..7 {
+            let _: Option<String> = redis::cmd("GET")
+                .arg(format!("key:{i}"))
+                .query(&mut c)
+                .unwrap();
+        }
+        let _: Option<String> = redis::cmd("GET").arg("missing").query(&mut c).unwrap();
+        let _: () = redis::cmd("SELECT").arg(2).query(&mut c).unwrap();
+        for i in 0..5 {
+            let _: () = redis::cmd("SET")
+                .arg(format!("o{i}"))
+                .arg(1)
+                .query(&mut c)
+                .unwrap();
+        }
+        let _: () = redis::cmd("SELECT").arg(0).query(&mut c).unwrap();
+        let _ = err_text(redis::cmd("NOSUCHCMD").query::<()>(&mut c));
+        let _ = err_text(redis::cmd("GET").query::<()>(&mut c));
+
+        let ks = info(&mut c, "keyspace");
+        assert_eq!(
+            ks.get("db0").map(String::as_str),
+            Some("keys=100,expires=10,avg_ttl=0"),
+            "shards={n}"
+        );
+        assert_eq!(
+            ks.get("db2").map(String::as_str),
+            Some("keys=5,expires=0,avg_ttl=0")
+        );
+        assert!(!ks.contains_key("db1"));
+
+        let cs = info(&mut c, "commandstats");
+        let set = cs.get("cmdstat_set").cloned().unwrap_or_default();
+        assert!(set.starts_with("calls=105,usec="), "{set}");
+        assert!(set.ends_with(",rejected_calls=0,failed_calls=0"), "{set}");
+        let get = cs.get("cmdstat_get").cloned().unwrap_or_default();
+        assert!(get.starts_with("calls=8,"), "{get}");
+        assert!(get.contains("rejected_calls=1,"), "{get}");
+
+        let es = info(&mut c, "errorstats");
+        assert_eq!(es.get("errorstat_ERR").map(String::as_str), Some("count=2"));
+
+        let st = info(&mut c, "stats");
+        assert_eq!(st["keyspace_hits"], "7");
+        assert_eq!(st["keyspace_misses"], "1");
+        assert_eq!(st["total_error_replies"], "2");
+        assert!(st["total_commands_processed"].parse::<u64>().unwrap() >= 115);
+        assert!(st["total_net_input_bytes"].parse::<u64>().unwrap() > 1000);
+
+        let sv = info(&mut c, "server");
+        assert_eq!(sv["redis_version"], "7.0.15");
+        assert_eq!(sv["tcp_port"], s.port.to_string());
+        assert_eq!(sv["shards"], n.to_string());
+        assert!(is_hex40(&sv["run_id"]), "{}", sv["run_id"]);
+        assert!(sv.contains_key("shardis_version"));
+        let cl = info(&mut c, "clients");
+        let mut c2 = s.client();
+        let _: String = redis::cmd("PING").query(&mut c2).unwrap();
+        let cl2 = info(&mut c, "clients");
+        assert_eq!(
+            cl2["connected_clients"].parse::<u64>().unwrap(),
+            cl["connected_clients"].parse::<u64>().unwrap() + 1
+        );
+        let rp = info(&mut c, "replication");
+        assert_eq!(rp["role"], "master");
+        assert_eq!(rp["master_repl_offset"], "0");
+        assert!(is_hex40(&rp["master_replid"]));
+
+        // Default INFO has the default sections in Redis's order, not commandstats.
+        let all: String = redis::cmd("INFO").query(&mut c).unwrap();
+        let heads: Vec<&str> = all.split("\r\n").filter(|l| l.starts_with("# ")).collect();
+        assert_eq!(
+            heads,
+            [
+                "# Server",
+                "# Clients",
+                "# Memory",
+                "# Persistence",
+                "# Stats",
+                "# Replication",
+                "# CPU",
+                "# Modules",
+                "# Errorstats",
+                "# Cluster",
+                "# Keyspace"
+            ]
+        );
+        let every: String = redis::cmd("INFO").arg("everything").query(&mut c).unwrap();
+        assert!(every.contains("# Commandstats\r\ncmdstat_"));
+        let none: String = redis::cmd("INFO")
+            .arg("nosuchsection")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(none, "");
+    }
+}
+
+#[test]
+fn info_memory_is_measured() {
+    for n in common::shard_counts() {
+        let s = common::Server::start(n);
+        let mut c = s.client();
+        let before: u64 = info(&mut c, "memory")["used_memory"].parse().unwrap();
+        assert!(before > 0);
+        let big = "x".repeat(4096);
+        for i in 0..1000 {
+            let _: () = redis::cmd("SET")
+                .arg(format!("m{i}"))
+                .arg(&big)
+                .query(&mut c)
+                .unwrap();
+        }
+        let m = info(&mut c, "memory");
+        let after: u64 = m["used_memory"].parse().unwrap();
+        assert!(after >= before + 4_000_000, "before={before} after={after}");
+        assert!(m["used_memory_rss"].parse::<u64>().unwrap() >= 4_000_000);
+        assert!(m["used_memory_peak"].parse::<u64>().unwrap() >= after);
+        assert_eq!(m["maxmemory"], "0");
+        assert_eq!(m["maxmemory_policy"], "noeviction");
+        assert_eq!(m["mem_allocator"], "libc");
+        assert!(
+            m["used_memory_human"].ends_with('M'),
+            "{}",
+            m["used_memory_human"]
+        );
+        let _: () = redis::cmd("FLUSHALL").query(&mut c).unwrap();
+        let freed: u64 = info(&mut c, "memory")["used_memory"].parse().unwrap();
+        assert!(freed + 3_000_000 < after, "after={after} freed={freed}");
+    }
+}
+
+#[test]
+fn config_set_get_resetstat() {
+    for n in common::shard_counts() {
+        let s = common::Server::start(n);
+        let mut c = s.client();
+        let _: () = redis::cmd("CONFIG")
+            .arg(&["SET", "maxclients", "50", "timeout", "3"])
+            .query(&mut c)
+            .unwrap();
+        let got: HashMap<String, String> = redis::cmd("CONFIG")
+            .arg(&["GET", "maxclients", "time*"])
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(got.get("maxclients").map(String::as_str), Some("50"));
+        assert_eq!(got.get("timeout").map(String::as_str), Some("3"));
+        assert_eq!(
+            info(&mut c, "clients")["maxclients"],
+            "50",
+            "INFO reads the live value"
+        );
+
+        // All or nothing: the bad maxclients undoes the timeout change.
+        let e = err_text(
+            redis::cmd("CONFIG")
+                .arg(&["SET", "timeout", "9", "maxclients", "abc"])
+                .query::<()>(&mut c),
+        );
+        assert_eq!(e, "ERR CONFIG SET failed (possibly related to argument 'maxclients') - argument couldn't be parsed into an integer");
+        let t: Vec<String> = redis::cmd("CONFIG")
+            .arg(&["GET", "timeout"])
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(t, ["timeout", "3"]);
+        let e = err_text(
+            redis::cmd("CONFIG")
+                .arg(&["SET", "foo", "bar"])
+                .query::<()>(&mut c),
+        );
+        assert_eq!(
+            e,
+            "ERR Unknown option or number of arguments for CONFIG SET - 'foo'"
+        );
+        let e = err_text(
+            redis::cmd("CONFIG")
+                .arg(&["SET", "timeout", "1", "timeout", "2"])
+                .query::<()>(&mut c),
+        );
+        assert!(e.ends_with("- duplicate parameter"), "{e}");
+        let e = err_text(redis::cmd("CONFIG").arg("REWRITE").query::<()>(&mut c));
+        assert_eq!(e, "ERR The server is running without a config file");
+        let e = err_text(redis::cmd("CONFIG").arg("GET").query::<()>(&mut c));
+        assert_eq!(e, "ERR wrong number of arguments for 'config|get' command");
+        let help: Vec<String> = redis::cmd("CONFIG").arg("HELP").query(&mut c).unwrap();
+        assert!(help.iter().any(|l| l == "RESETSTAT"));
+
+        for i in 0..20 {
+            let _: Option<String> = redis::cmd("GET")
+                .arg(format!("k{i}"))
+                .query(&mut c)
+                .unwrap();
+        }
+        assert!(info(&mut c, "commandstats").contains_key("cmdstat_get"));
+        let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(&mut c).unwrap();
+        let cs = info(&mut c, "commandstats");
+        assert!(!cs.contains_key("cmdstat_get"), "{cs:?}");
+        let st = info(&mut c, "stats");
+        assert_eq!(st["keyspace_misses"], "0");
+        assert_eq!(st["total_error_replies"], "0");
+        assert!(info(&mut c, "errorstats").is_empty());
+    }
+}
+
+#[test]
+fn config_rewrite_updates_the_file() {
+    let n = common::shard_counts()[0];
+    let path = std::env::temp_dir().join(format!("shardis-rewrite-{}.conf", std::process::id()));
+    std::fs::write(&path, "# my config\nmaxclients 100\n").unwrap();
+    let p = path.to_string_lossy().to_string();
+    let s = common::Server::start_with(n, &["--config", &p]);
+    let mut c = s.client();
+    let _: () = redis::cmd("CONFIG")
+        .arg(&["SET", "maxclients", "77", "timeout", "12"])
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("CONFIG").arg("REWRITE").query(&mut c).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    let _ = std::fs::remove_file(&path);
+    assert!(text.starts_with("# my config\nmaxclients 77\n"), "{text}");
+    assert!(text.contains("\ntimeout 12\n"), "{text}");
+    assert!(!text.contains("maxclients 100"));
+    assert!(info(&mut c, "server")["config_file"].ends_with(".conf"));
+}
+
+#[test]
+fn command_introspection() {
+    for n in common::shard_counts() {
+        let s = common::Server::start(n);
+        let mut c = s.client();
+        let count: usize = redis::cmd("COMMAND").arg("COUNT").query(&mut c).unwrap();
+        assert_eq!(count, shardis::commands::table::table().len());
+        let all: Vec<Value> = redis::cmd("COMMAND").query(&mut c).unwrap();
+        assert_eq!(all.len(), count);
+
+        let infos: Vec<Value> = redis::cmd("COMMAND")
+            .arg(&["INFO", "get", "nosuch", "mset"])
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(infos.len(), 3);
+        let Value::Array(get) = &infos[0] else {
+            panic!("{:?}", infos[0])
+        };
+        assert_eq!(get.len(), 10);
+        assert_eq!(get[0], Value::BulkString(b"get".to_vec()));
+        assert_eq!(get[1], Value::Int(2));
+        assert_eq!(
+            (&get[3], &get[4], &get[5]),
+            (&Value::Int(1), &Value::Int(1), &Value::Int(1))
+        );
+        assert_eq!(infos[1], Value::Nil);
+        let Value::Array(mset) = &infos[2] else {
+            panic!("{:?}", infos[2])
+        };
+        assert_eq!(
+            (&mset[1], &mset[4], &mset[5]),
+            (&Value::Int(-3), &Value::Int(-1), &Value::Int(2))
+        );
+
+        // COMMAND DOCS set: arguments parsed from the synopsis.
+        let docs: HashMap<String, HashMap<String, Value>> = redis::cmd("COMMAND")
+            .arg(&["DOCS", "set"])
+            .query(&mut c)
+            .unwrap();
+        let set = &docs["set"];
+        assert_eq!(set["group"], Value::BulkString(b"string".to_vec()));
+        assert_eq!(set["since"], Value::BulkString(b"1.0.0".to_vec()));
+        let Value::Array(args) = &set["arguments"] else {
+            panic!("{:?}", set["arguments"])
+        };
+        assert_eq!(args.len(), 5);
+        let first: HashMap<String, Value> = redis::from_redis_value(&args[0]).unwrap();
+        assert_eq!(first["name"], Value::BulkString(b"key".to_vec()));
+        assert_eq!(first["type"], Value::BulkString(b"key".to_vec()));
+        let get_tok: HashMap<String, Value> = redis::from_redis_value(&args[3]).unwrap();
+        assert_eq!(get_tok["type"], Value::BulkString(b"pure-token".to_vec()));
+        assert_eq!(get_tok["token"], Value::BulkString(b"GET".to_vec()));
+        let cfg: HashMap<String, HashMap<String, Value>> = redis::cmd("COMMAND")
+            .arg(&["DOCS", "config", "nosuch"])
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(cfg.len(), 1);
+        let subs: HashMap<String, Value> =
+            redis::from_redis_value(&cfg["config"]["subcommands"]).unwrap();
+        assert!(subs.contains_key("config|set") && subs.contains_key("config|rewrite"));
+
+        let keys: Vec<String> = redis::cmd("COMMAND")
+            .arg(&["GETKEYS", "MSET", "a", "1", "b", "2"])
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(keys, ["a", "b"]);
+        let e = err_text(
+            redis::cmd("COMMAND")
+                .arg(&["GETKEYS", "PING", "x"])
+                .query::<()>(&mut c),
+        );
+        assert_eq!(e, "ERR The command has no key arguments");
+        let e = err_text(
+            redis::cmd("COMMAND")
+                .arg(&["GETKEYS", "GET", "a", "b"])
+                .query::<()>(&mut c),
+        );
+        assert_eq!(e, "ERR Invalid number of arguments specified for command");
+        let e = err_text(
+            redis::cmd("COMMAND")
+                .arg(&["GETKEYS", "get"])
+                .query::<()>(&mut c),
+        );
+        assert_eq!(
+            e,
+            "ERR wrong number of arguments for 'command|getkeys' command"
+        );
+
+        let list: Vec<String> = redis::cmd("COMMAND")
+            .arg(&["LIST", "FILTERBY", "PATTERN", "conf*"])
+            .query(&mut c)
+            .unwrap();
+        assert!(list.contains(&"config".to_string()) && list.contains(&"config|get".to_string()));
+        assert!(list.iter().all(|n| n.starts_with("config")));
+        let list: Vec<String> = redis::cmd("COMMAND")
+            .arg(&["LIST", "FILTERBY", "ACLCAT", "string"])
+            .query(&mut c)
+            .unwrap();
+        assert!(list.contains(&"set".to_string()) && !list.contains(&"del".to_string()));
+        let e = err_text(redis::cmd("COMMAND").arg("NOPE").query::<()>(&mut c));
+        assert_eq!(e, "ERR unknown subcommand 'NOPE'. Try COMMAND HELP.");
+    }
+}
+
+#[test]
+fn swapdb_moves_keys_on_every_shard() {
+    for n in common::shard_counts() {
+        let s = common::Server::start(n);
+        let mut c = s.client();
+        for i in 0..60 {
+            let _: () = redis::cmd("SET")
+                .arg(format!("a{i}"))
+                .arg(i)
+                .query(&mut c)
+                .unwrap();
+        }
+        let _: () = redis::cmd("SELECT").arg(1).query(&mut c).unwrap();
+        for i in 0..3 {
+            let _: () = redis::cmd("SET")
+                .arg(format!("b{i}"))
+                .arg(i)
+                .query(&mut c)
+                .unwrap();
+        }
+        let _: () = redis::cmd("SWAPDB").arg(0).arg(1).query(&mut c).unwrap();
+        let in1: usize = redis::cmd("DBSIZE").query(&mut c).unwrap();
+        assert_eq!(in1, 60, "shards={n}");
+        for i in 0..60 {
+            let v: Option<i64> = redis::cmd("GET")
+                .arg(format!("a{i}"))
+                .query(&mut c)
+                .unwrap();
+            assert_eq!(v, Some(i), "a{i} shards={n}");
+        }
+        let _: () = redis::cmd("SELECT").arg(0).query(&mut c).unwrap();
+        let in0: usize = redis::cmd("DBSIZE").query(&mut c).unwrap();
+        assert_eq!(in0, 3);
+        let e = err_text(redis::cmd("SWAPDB").arg("x").arg(1).query::<()>(&mut c));
+        assert_eq!(e, "ERR invalid first DB index");
+        let e = err_text(redis::cmd("SWAPDB").arg(0).arg("y").query::<()>(&mut c));
+        assert_eq!(e, "ERR invalid second DB index");
+        let e = err_text(redis::cmd("SWAPDB").arg(0).arg(16).query::<()>(&mut c));
+        assert_eq!(e, "ERR DB index is out of range");
+        // FLUSHDB / FLUSHALL still reach every shard.
+        let _: () = redis::cmd("FLUSHDB").query(&mut c).unwrap();
+        let in0: usize = redis::cmd("DBSIZE").query(&mut c).unwrap();
+        assert_eq!(in0, 0);
+        let _: () = redis::cmd("FLUSHALL").query(&mut c).unwrap();
+        let _: () = redis::cmd("SELECT").arg(1).query(&mut c).unwrap();
+        let in1: usize = redis::cmd("DBSIZE").query(&mut c).unwrap();
+        assert_eq!(in1, 0);
+    }
+}
+
+#[test]
+fn time_and_debug() {
+    for n in common::shard_counts() {
+        let s = common::Server::start(n);
+        let mut c = s.client();
+        let t: Vec<String> = redis::cmd("TIME").query(&mut c).unwrap();
+        assert_eq!(t.len(), 2);
+        let secs: u64 = t[0].parse().unwrap();
+        let usecs: u64 = t[1].parse().unwrap();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        assert!(secs.abs_diff(now) <= 2, "server {secs} vs {now}");
+        assert!(usecs < 1_000_000);
+
+        let start = Instant::now();
+        let _: () = redis::cmd("DEBUG")
+            .arg(&["SLEEP", "0.3"])
+            .query(&mut c)
+            .unwrap();
+        assert!(start.elapsed() >= Duration::from_millis(300));
+        let e = err_text(redis::cmd("DEBUG").arg("nope").query::<()>(&mut c));
+        assert_eq!(
+            e,
+            "ERR unknown subcommand or wrong number of arguments for 'nope'. Try DEBUG HELP."
+        );
+    }
+}
+
+#[test]
+fn redis_cli_reads_info() {
+    if common::redis_cli().is_none() {
+        eprintln!("redis-cli not installed; skipping");
+        return;
+    }
+    for n in common::shard_counts() {
+        let s = common::Server::start(n);
+        let mut c = s.client();
+        for i in 0..10 {
+            let _: () = redis::cmd("SET")
+                .arg(format!("z{i}"))
+                .arg(i)
+                .query(&mut c)
+                .unwrap();
+        }
+        let out = common::cli(s.port, &["info", "keyspace"]);
+        assert!(out.contains("db0:keys=10,expires=0,avg_ttl=0"), "{out}");
+        let out = common::cli(s.port, &["-3", "info", "server"]);
+        assert!(out.contains(&format!("tcp_port:{}", s.port)), "{out}");
+    }
+}
