@@ -128,7 +128,6 @@ fn expire_generic(
     name: &str,
 ) -> CmdResult {
     let key = arg(argv, 1)?;
-    let mut when = int(argv, 2)?;
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     for opt in argv.iter().skip(3) {
         if is(opt, "nx") {
@@ -153,6 +152,8 @@ fn expire_generic(
             "GT and LT options at the same time are not compatible",
         ));
     }
+    // Options are checked before the time (Redis's parseExtendedExpireArgumentsOrReply).
+    let mut when = int(argv, 2)?;
     let invalid = || CmdError::InvalidExpire(name.to_string());
     if secs {
         if !(i64::MIN / 1000..=i64::MAX / 1000).contains(&when) {
@@ -225,7 +226,7 @@ fn pttl(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn expiretime(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
-    ttl_generic(ctx, argv, |at, _| (at / 1000) as i64)
+    ttl_generic(ctx, argv, |at, _| ((at + 500) / 1000) as i64)
 }
 
 fn pexpiretime(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
@@ -459,11 +460,31 @@ fn randomkey(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
 /// Global SCAN cursor: the shard in the low 8 bits, that shard's table cursor above.
 const SHARD_BITS: u32 = 8;
 
+/// Reads a SCAN cursor as Redis's parseScanCursorOrReply does with strtoul: an optional
+/// sign (a negative cursor wraps), digits, no leading space, no overflow; "" reads as 0.
+fn parse_cursor(b: &[u8]) -> Option<u64> {
+    let Some(&first) = b.first() else {
+        return Some(0);
+    };
+    if first.is_ascii_whitespace() {
+        return None;
+    }
+    let (neg, digits) = match first {
+        b'-' => (true, b.get(1..)?),
+        b'+' => (false, b.get(1..)?),
+        _ => (false, b),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let v = digits.iter().try_fold(0u64, |acc, &d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })?;
+    Some(if neg { v.wrapping_neg() } else { v })
+}
+
 fn scan(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
-    let cursor = std::str::from_utf8(arg(argv, 1)?)
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| CmdError::err("invalid cursor"))?;
+    let cursor = parse_cursor(arg(argv, 1)?).ok_or_else(|| CmdError::err("invalid cursor"))?;
     let mut pattern: Option<Bytes> = None;
     let mut count: usize = 10;
     let mut type_filter: Option<Bytes> = None;

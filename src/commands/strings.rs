@@ -9,7 +9,7 @@ use super::KeyCtx;
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::reply::Reply;
 use crate::protocol::{parse_f64, parse_i64};
-use crate::shard::value::Value;
+use crate::shard::value::{StrEnc, Value};
 
 const S: &str = "string";
 
@@ -72,41 +72,73 @@ fn get(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     Ok(Reply::bulk_opt(ctx.db().get_str(arg(argv, 1)?, now)?))
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Cond {
-    None,
-    Nx,
-    Xx,
+/// SET / GETEX options as Redis's parseExtendedStringArgumentsOrReply reads them. An
+/// option may repeat (the last expire value wins), but two different expire kinds, NX with
+/// XX, or KEEPTTL/PERSIST with an expire are a syntax error. The expire value itself is
+/// only checked after every option parsed, so a syntax error wins over a bad number.
+#[derive(Default)]
+struct StrOpts<'a> {
+    nx: bool,
+    xx: bool,
+    get: bool,
+    keepttl: bool,
+    persist: bool,
+    /// The expire kind (`ex`, `px`, `exat`, `pxat`) and its raw value.
+    expire: Option<(&'static str, &'a [u8])>,
 }
 
+/// Which command's options `parse_str_opts` reads: SET or GETEX.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Ttl {
-    /// Clear any TTL (plain SET).
-    Clear,
-    /// Keep the existing TTL (KEEPTTL, or GETEX without options).
-    Keep,
-    /// Absolute Unix milliseconds.
-    At(i64),
-    /// GETEX PERSIST.
-    Persist,
+enum OptsFor {
+    Set,
+    Getex,
+}
+
+fn parse_str_opts(argv: &[Bytes], cmd: OptsFor) -> Result<StrOpts<'_>, CmdError> {
+    let mut o = StrOpts::default();
+    let set = cmd == OptsFor::Set;
+    let mut i = if set { 3 } else { 2 };
+    while let Some(opt) = argv.get(i) {
+        let next = argv.get(i + 1);
+        let kind = ["ex", "px", "exat", "pxat"]
+            .into_iter()
+            .find(|k| is(opt, k));
+        let other_expire = |k: &str| o.expire.is_some_and(|(cur, _)| cur != k);
+        if set && is(opt, "nx") && !o.xx {
+            o.nx = true;
+        } else if set && is(opt, "xx") && !o.nx {
+            o.xx = true;
+        } else if set && is(opt, "get") {
+            o.get = true;
+        } else if set && is(opt, "keepttl") && o.expire.is_none() {
+            o.keepttl = true;
+        } else if !set && is(opt, "persist") && o.expire.is_none() {
+            o.persist = true;
+        } else if let (Some(k), Some(v)) = (kind, next) {
+            if o.keepttl || o.persist || other_expire(k) {
+                return Err(CmdError::Syntax);
+            }
+            o.expire = Some((k, v));
+            i += 1;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+        i += 1;
+    }
+    Ok(o)
 }
 
 /// Turns an EX/PX/EXAT/PXAT argument into absolute milliseconds (Redis's
 /// getExpireMillisecondsOrReply), with the command's name in the error.
-fn expire_at(
-    raw: &[u8],
-    unit_secs: bool,
-    absolute: bool,
-    now: u64,
-    cmd: &str,
-) -> Result<i64, CmdError> {
+fn expire_at(kind: &str, raw: &[u8], now: u64, cmd: &str) -> Result<i64, CmdError> {
     let v = parse_i64(raw).ok_or(CmdError::NotInteger)?;
     let invalid = || CmdError::InvalidExpire(cmd.to_string());
-    if v <= 0 || (unit_secs && v > i64::MAX / 1000) {
+    let secs = kind == "ex" || kind == "exat";
+    if v <= 0 || (secs && v > i64::MAX / 1000) {
         return Err(invalid());
     }
-    let ms = if unit_secs { v * 1000 } else { v };
-    if absolute {
+    let ms = if secs { v * 1000 } else { v };
+    if kind == "exat" || kind == "pxat" {
         Ok(ms)
     } else {
         ms.checked_add(now as i64).ok_or_else(invalid)
@@ -116,62 +148,32 @@ fn expire_at(
 fn set(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let (key, val) = (arg(argv, 1)?, arg(argv, 2)?);
     let now = ctx.now();
-    let mut cond = Cond::None;
-    let mut want_get = false;
-    let mut ttl = Ttl::Clear;
-    let mut ttl_kind_set = false;
-    let mut i = 3;
-    while i < argv.len() {
-        let opt = &argv[i];
-        let has_next = i + 1 < argv.len();
-        if is(opt, "nx") && cond != Cond::Xx {
-            cond = Cond::Nx;
-        } else if is(opt, "xx") && cond != Cond::Nx {
-            cond = Cond::Xx;
-        } else if is(opt, "get") {
-            want_get = true;
-        } else if is(opt, "keepttl") && !ttl_kind_set {
-            ttl = Ttl::Keep;
-            ttl_kind_set = true;
-        } else if (is(opt, "ex") || is(opt, "px") || is(opt, "exat") || is(opt, "pxat"))
-            && !ttl_kind_set
-            && has_next
-        {
-            let secs = is(opt, "ex") || is(opt, "exat");
-            let abs = is(opt, "exat") || is(opt, "pxat");
-            i += 1;
-            ttl = Ttl::At(expire_at(&argv[i], secs, abs, now, "set")?);
-            ttl_kind_set = true;
-        } else {
-            return Err(CmdError::Syntax);
-        }
-        i += 1;
-    }
-    let db = ctx.db();
-    let old = if want_get {
-        db.get_str(key, now)?
-    } else {
-        None
+    let o = parse_str_opts(argv, OptsFor::Set)?;
+    let at = match o.expire {
+        Some((kind, raw)) => Some(expire_at(kind, raw, now, "set")?),
+        None => None,
     };
+    let db = ctx.db();
+    let old = if o.get { db.get_str(key, now)? } else { None };
     let exists = db.peek(key, now).is_some();
-    if (cond == Cond::Nx && exists) || (cond == Cond::Xx && !exists) {
-        return Ok(if want_get {
+    if (o.nx && exists) || (o.xx && !exists) {
+        return Ok(if o.get {
             Reply::bulk_opt(old)
         } else {
             Reply::Null
         });
     }
     let key = owned(key);
-    match ttl {
-        Ttl::Keep => db.set_keep_ttl(key, Value::Str(owned(val)), now),
-        Ttl::At(at) if at <= now as i64 => {
-            // Already expired: Redis stores nothing (and deletes any old value).
+    match at {
+        None if o.keepttl => db.set_keep_ttl(key, Value::Str(owned(val)), now),
+        None => db.set(key, Value::Str(owned(val)), 0, now),
+        Some(at) if at <= now as i64 => {
+            // Already expired: Redis's value would never be seen again; drop any old one.
             db.remove(&key);
         }
-        Ttl::At(at) => db.set(key, Value::Str(owned(val)), at as u64, now),
-        _ => db.set(key, Value::Str(owned(val)), 0, now),
+        Some(at) => db.set(key, Value::Str(owned(val)), at as u64, now),
     }
-    Ok(if want_get {
+    Ok(if o.get {
         Reply::bulk_opt(old)
     } else {
         Reply::Ok
@@ -189,21 +191,21 @@ fn setnx(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Int(1))
 }
 
-fn setex_generic(ctx: &mut KeyCtx, argv: &[Bytes], secs: bool, name: &str) -> CmdResult {
+fn setex_generic(ctx: &mut KeyCtx, argv: &[Bytes], kind: &str, name: &str) -> CmdResult {
     let (key, ttl, val) = (arg(argv, 1)?, arg(argv, 2)?, arg(argv, 3)?);
     let now = ctx.now();
-    let at = expire_at(ttl, secs, false, now, name)?;
+    let at = expire_at(kind, ttl, now, name)?;
     ctx.db()
         .set(owned(key), Value::Str(owned(val)), at as u64, now);
     Ok(Reply::Ok)
 }
 
 fn setex(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
-    setex_generic(ctx, argv, true, "setex")
+    setex_generic(ctx, argv, "ex", "setex")
 }
 
 fn psetex(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
-    setex_generic(ctx, argv, false, "psetex")
+    setex_generic(ctx, argv, "px", "psetex")
 }
 
 fn getset(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
@@ -226,47 +228,32 @@ fn getdel(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     Ok(Reply::bulk_opt(old))
 }
 
+/// GETEX (Redis's getexCommand): options, then the lookup (a missing key is nil even
+/// with a bad expire value), then the expire value.
 fn getex(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let key = arg(argv, 1)?;
     let now = ctx.now();
-    let mut ttl = Ttl::Keep;
-    let mut set_once = false;
-    let mut i = 2;
-    while i < argv.len() {
-        let opt = &argv[i];
-        let has_next = i + 1 < argv.len();
-        if is(opt, "persist") && !set_once {
-            ttl = Ttl::Persist;
-            set_once = true;
-        } else if (is(opt, "ex") || is(opt, "px") || is(opt, "exat") || is(opt, "pxat"))
-            && !set_once
-            && has_next
-        {
-            let secs = is(opt, "ex") || is(opt, "exat");
-            let abs = is(opt, "exat") || is(opt, "pxat");
-            i += 1;
-            ttl = Ttl::At(expire_at(&argv[i], secs, abs, now, "getex")?);
-            set_once = true;
-        } else {
-            return Err(CmdError::Syntax);
-        }
-        i += 1;
-    }
+    let o = parse_str_opts(argv, OptsFor::Getex)?;
     let db = ctx.db();
     let Some(val) = db.get_str(key, now)? else {
         return Ok(Reply::Null);
     };
-    match ttl {
-        Ttl::At(at) if at <= now as i64 => {
+    let at = match o.expire {
+        Some((kind, raw)) => Some(expire_at(kind, raw, now, "getex")?),
+        None => None,
+    };
+    let db = ctx.db();
+    match at {
+        Some(at) if at <= now as i64 => {
             db.remove(key);
         }
-        Ttl::At(at) => {
+        Some(at) => {
             db.set_expire(key, at as u64);
         }
-        Ttl::Persist => {
+        None if o.persist => {
             db.set_expire(key, 0);
         }
-        _ => {}
+        None => {}
     }
     Ok(Reply::Bulk(val))
 }
@@ -287,11 +274,19 @@ fn mget(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Array(out))
 }
 
+/// The key-value pairs of MSET/MSETNX (arity checked an odd argument count already).
+fn pairs(argv: &[Bytes]) -> impl Iterator<Item = (&Bytes, &Bytes)> {
+    argv.get(1..)
+        .unwrap_or_default()
+        .chunks_exact(2)
+        .filter_map(|p| Some((p.first()?, p.get(1)?)))
+}
+
 fn mset(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let now = ctx.now();
     let db = ctx.db();
-    for pair in argv[1..].chunks_exact(2) {
-        db.set(owned(&pair[0]), Value::Str(owned(&pair[1])), 0, now);
+    for (k, v) in pairs(argv) {
+        db.set(owned(k), Value::Str(owned(v)), 0, now);
     }
     Ok(Reply::Ok)
 }
@@ -299,14 +294,11 @@ fn mset(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 fn msetnx(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let now = ctx.now();
     let db = ctx.db();
-    if argv[1..]
-        .chunks_exact(2)
-        .any(|p| db.peek(&p[0], now).is_some())
-    {
+    if pairs(argv).any(|(k, _)| db.peek(k, now).is_some()) {
         return Ok(Reply::Int(0));
     }
-    for pair in argv[1..].chunks_exact(2) {
-        db.set(owned(&pair[0]), Value::Str(owned(&pair[1])), 0, now);
+    for (k, v) in pairs(argv) {
+        db.set(owned(k), Value::Str(owned(v)), 0, now);
     }
     Ok(Reply::Int(1))
 }
@@ -332,7 +324,7 @@ fn append(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
             b.extend_from_slice(val);
             let len = b.len();
             e.val = Value::Str(b.freeze());
-            e.raw = true;
+            e.enc = StrEnc::Raw;
             Ok(Reply::Int(len as i64))
         }
     }
@@ -417,6 +409,10 @@ fn incrbyfloat(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     }
     let s = Bytes::from(fmt_human(new));
     db.set_keep_ttl(owned(key), Value::Str(s.clone()), now);
+    // Redis builds the result with createStringObjectFromLongDouble: never int-encoded.
+    if let Some(e) = db.lookup_write(key, now) {
+        e.enc = StrEnc::NoInt;
+    }
     Ok(Reply::Bulk(s))
 }
 
@@ -470,7 +466,7 @@ fn setrange(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
             let len = b.len();
             db.set(owned(key), Value::Str(Bytes::from(b)), 0, now);
             if let Some(e) = db.lookup_write(key, now) {
-                e.raw = true;
+                e.enc = StrEnc::Raw;
             }
             Ok(Reply::Int(len as i64))
         }
@@ -490,7 +486,7 @@ fn setrange(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
             b[off..off + val.len()].copy_from_slice(val);
             let len = b.len();
             e.val = Value::Str(Bytes::from(b));
-            e.raw = true;
+            e.enc = StrEnc::Raw;
             Ok(Reply::Int(len as i64))
         }
     }
