@@ -635,3 +635,191 @@ fn object(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
         )),
     }
 }
+
+/// Key family tests through the in-process kit (3 shards): values and exact error texts.
+#[cfg(test)]
+mod family {
+    use crate::commands::testkit::{bulk, err, Kit};
+    use crate::protocol::reply::Reply;
+
+    const NOT_INT: &str = "ERR value is not an integer or out of range";
+
+    #[test]
+    fn del_unlink_exists_type_across_shards() {
+        let mut k = Kit::new();
+        k.run(&["MSET", "a", "1", "k1", "2", "k2", "3"]);
+        assert_eq!(
+            k.run(&["EXISTS", "a", "a", "k1", "nokey", "k2"]),
+            Reply::Int(4)
+        );
+        assert_eq!(k.run(&["TYPE", "a"]), Reply::status("string"));
+        assert_eq!(k.run(&["TYPE", "nokey"]), Reply::status("none"));
+        assert_eq!(k.run(&["DEL", "a", "k1", "nokey", "a"]), Reply::Int(2));
+        assert_eq!(k.run(&["UNLINK", "k2", "k2"]), Reply::Int(1));
+        assert_eq!(k.run(&["EXISTS", "a", "k1", "k2"]), Reply::Int(0));
+        k.run(&["SET", "t", "v", "PX", "10"]);
+        k.advance(10);
+        assert_eq!(
+            k.run(&["DEL", "t"]),
+            Reply::Int(0),
+            "expired keys do not count"
+        );
+    }
+
+    #[test]
+    fn ttl_family_on_missing_and_persistent_keys() {
+        let mut k = Kit::new();
+        k.run(&["SET", "a", "v"]);
+        for cmd in ["TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME"] {
+            assert_eq!(k.run(&[cmd, "nokey"]), Reply::Int(-2), "{cmd}");
+            assert_eq!(k.run(&[cmd, "a"]), Reply::Int(-1), "{cmd}");
+        }
+        assert_eq!(k.run(&["PERSIST", "a"]), Reply::Int(0));
+        assert_eq!(k.run(&["PERSIST", "nokey"]), Reply::Int(0));
+        assert_eq!(k.run(&["EXPIRE", "nokey", "10"]), Reply::Int(0));
+    }
+
+    #[test]
+    fn expire_values_and_rounding() {
+        let mut k = Kit::new();
+        k.run(&["SET", "a", "v"]);
+        assert_eq!(k.run(&["PEXPIREAT", "a", "4102444800999"]), Reply::Int(1));
+        assert_eq!(k.run(&["EXPIRETIME", "a"]), Reply::Int(4102444801));
+        assert_eq!(k.run(&["PEXPIRETIME", "a"]), Reply::Int(4102444800999));
+        assert_eq!(k.run(&["EXPIRE", "a", "100"]), Reply::Int(1));
+        assert_eq!(k.run(&["TTL", "a"]), Reply::Int(100));
+        assert_eq!(k.run(&["PTTL", "a"]), Reply::Int(100_000));
+        k.advance(400);
+        assert_eq!(k.run(&["TTL", "a"]), Reply::Int(100), "rounded to nearest");
+        assert_eq!(k.run(&["PERSIST", "a"]), Reply::Int(1));
+        assert_eq!(k.run(&["TTL", "a"]), Reply::Int(-1));
+        assert_eq!(k.run(&["EXPIRE", "a", "0"]), Reply::Int(1));
+        assert_eq!(k.run(&["EXISTS", "a"]), Reply::Int(0));
+        k.run(&["SET", "a", "v"]);
+        assert_eq!(k.run(&["PEXPIRE", "a", "-1"]), Reply::Int(1));
+        assert_eq!(k.run(&["EXISTS", "a"]), Reply::Int(0));
+    }
+
+    #[test]
+    fn expire_conditions() {
+        let mut k = Kit::new();
+        k.run(&["SET", "a", "v"]);
+        let at = |k: &mut Kit| k.run(&["EXPIRETIME", "a"]);
+        assert_eq!(k.run(&["EXPIREAT", "a", "4102444800", "XX"]), Reply::Int(0));
+        assert_eq!(k.run(&["EXPIREAT", "a", "4102444800", "GT"]), Reply::Int(0));
+        assert_eq!(k.run(&["EXPIREAT", "a", "4102444800", "LT"]), Reply::Int(1));
+        assert_eq!(k.run(&["PERSIST", "a"]), Reply::Int(1));
+        assert_eq!(k.run(&["EXPIREAT", "a", "4102444800", "NX"]), Reply::Int(1));
+        assert_eq!(k.run(&["EXPIREAT", "a", "4102444900", "NX"]), Reply::Int(0));
+        assert_eq!(k.run(&["EXPIREAT", "a", "4102444900", "xx"]), Reply::Int(1));
+        assert_eq!(k.run(&["EXPIREAT", "a", "4102444800", "GT"]), Reply::Int(0));
+        assert_eq!(k.run(&["EXPIREAT", "a", "4102445000", "gt"]), Reply::Int(1));
+        assert_eq!(k.run(&["EXPIREAT", "a", "4102445100", "LT"]), Reply::Int(0));
+        assert_eq!(
+            k.run(&["EXPIREAT", "a", "4102444000", "LT", "XX"]),
+            Reply::Int(1)
+        );
+        assert_eq!(at(&mut k), Reply::Int(4102444000));
+    }
+
+    #[test]
+    fn expire_errors_in_redis_order() {
+        let mut k = Kit::new();
+        k.run(&["SET", "a", "v"]);
+        let nx = err("ERR NX and XX, GT or LT options at the same time are not compatible");
+        let gtlt = err("ERR GT and LT options at the same time are not compatible");
+        assert_eq!(k.run(&["EXPIRE", "a", "10", "NX", "XX"]), nx);
+        assert_eq!(k.run(&["EXPIRE", "a", "10", "NX", "LT"]), nx);
+        assert_eq!(k.run(&["EXPIRE", "a", "10", "GT", "LT"]), gtlt);
+        assert_eq!(
+            k.run(&["EXPIRE", "a", "10", "FOO", "NX", "XX"]),
+            err("ERR Unsupported option FOO")
+        );
+        // Options are checked before the number.
+        assert_eq!(k.run(&["EXPIRE", "a", "abc", "NX", "XX"]), nx);
+        assert_eq!(k.run(&["EXPIRE", "a", "abc"]), err(NOT_INT));
+        assert_eq!(k.run(&["PEXPIRE", "a", "1.5"]), err(NOT_INT));
+        assert_eq!(
+            k.run(&["EXPIRE", "a", "9223372036854775807"]),
+            err("ERR invalid expire time in 'expire' command")
+        );
+        assert_eq!(
+            k.run(&["PEXPIRE", "a", "9223372036854775807"]),
+            err("ERR invalid expire time in 'pexpire' command")
+        );
+        assert_eq!(
+            k.run(&["TTL", "a"]),
+            Reply::Int(-1),
+            "errors changed nothing"
+        );
+    }
+
+    #[test]
+    fn rename_and_copy_on_one_shard() {
+        let mut k = Kit::new();
+        // Hash tags keep both keys on one shard (cross-shard moves need a worker).
+        assert_eq!(k.run(&["RENAME", "{t}a", "{t}b"]), err("ERR no such key"));
+        assert_eq!(k.run(&["RENAMENX", "{t}a", "{t}b"]), err("ERR no such key"));
+        k.run(&["SET", "{t}a", "v", "EXAT", "4102444800"]);
+        assert_eq!(k.run(&["RENAME", "{t}a", "{t}a"]), Reply::Ok);
+        assert_eq!(k.run(&["RENAMENX", "{t}a", "{t}a"]), Reply::Int(0));
+        assert_eq!(k.run(&["RENAME", "{t}a", "{t}b"]), Reply::Ok);
+        assert_eq!(k.run(&["EXPIRETIME", "{t}b"]), Reply::Int(4102444800));
+        assert_eq!(k.run(&["EXISTS", "{t}a"]), Reply::Int(0));
+        k.run(&["SET", "{t}c", "c"]);
+        assert_eq!(k.run(&["RENAMENX", "{t}b", "{t}c"]), Reply::Int(0));
+        assert_eq!(k.run(&["RENAMENX", "{t}b", "{t}d"]), Reply::Int(1));
+        assert_eq!(k.run(&["GET", "{t}d"]), bulk("v"));
+
+        assert_eq!(k.run(&["COPY", "{t}d", "{t}c"]), Reply::Int(0));
+        assert_eq!(k.run(&["COPY", "{t}d", "{t}c", "REPLACE"]), Reply::Int(1));
+        assert_eq!(k.run(&["GET", "{t}c"]), bulk("v"));
+        assert_eq!(k.run(&["EXPIRETIME", "{t}c"]), Reply::Int(4102444800));
+        assert_eq!(k.run(&["COPY", "nokey", "{t}c"]), Reply::Int(0));
+        assert_eq!(
+            k.run(&["COPY", "{t}d", "{t}d"]),
+            err("ERR source and destination objects are the same")
+        );
+        assert_eq!(k.run(&["COPY", "{t}d", "{t}d", "DB", "1"]), Reply::Int(1));
+        assert_eq!(
+            k.run(&["COPY", "{t}d", "{t}x", "DB", "16"]),
+            err("ERR DB index is out of range")
+        );
+        assert_eq!(k.run(&["COPY", "{t}d", "{t}x", "DB", "x"]), err(NOT_INT));
+        assert_eq!(
+            k.run(&["COPY", "{t}d", "{t}x", "FOO"]),
+            err("ERR syntax error")
+        );
+        k.db = 1;
+        assert_eq!(k.run(&["GET", "{t}d"]), bulk("v"));
+    }
+
+    #[test]
+    fn object_subcommands() {
+        let mut k = Kit::new();
+        k.run(&["SET", "a", "100"]);
+        k.run(&["SET", "b", "hello"]);
+        assert_eq!(
+            k.run(&["OBJECT", "REFCOUNT", "a"]),
+            Reply::Int(i32::MAX as i64)
+        );
+        assert_eq!(k.run(&["OBJECT", "REFCOUNT", "b"]), Reply::Int(1));
+        assert_eq!(k.run(&["OBJECT", "IDLETIME", "b"]), Reply::Int(0));
+        assert_eq!(k.run(&["OBJECT", "IDLETIME", "nokey"]), Reply::Null);
+        assert_eq!(
+            k.run(&["OBJECT", "NOPE", "b"]),
+            err("ERR unknown subcommand 'NOPE'. Try OBJECT HELP.")
+        );
+        assert_eq!(
+            k.run(&["OBJECT", "ENCODING"]),
+            err("ERR wrong number of arguments for 'object|encoding' command")
+        );
+        assert!(
+            matches!(k.run(&["OBJECT", "FREQ", "b"]), Reply::Error(e) if e.starts_with("ERR An LFU maxmemory policy is not selected"))
+        );
+        let Reply::Array(help) = k.run(&["OBJECT", "HELP"]) else {
+            panic!("OBJECT HELP is not an array");
+        };
+        assert_eq!(help.len(), 15);
+    }
+}

@@ -12,6 +12,8 @@ pub mod keys;
 pub mod server;
 pub mod strings;
 pub mod table;
+#[cfg(test)]
+mod testkit;
 
 use std::time::Instant;
 

@@ -506,3 +506,276 @@ mod tests {
         assert_eq!(fmt_human(3.0e-5), "0.00003");
     }
 }
+
+/// String family tests through the in-process kit (3 shards): values and exact error texts.
+#[cfg(test)]
+mod family {
+    use crate::commands::testkit::{bulk, bulks, err, Kit};
+    use crate::protocol::reply::Reply;
+
+    const SYNTAX: &str = "ERR syntax error";
+    const NOT_INT: &str = "ERR value is not an integer or out of range";
+    const NOT_FLOAT: &str = "ERR value is not a valid float";
+
+    #[test]
+    fn get_set_and_conditions() {
+        let mut k = Kit::new();
+        assert_eq!(k.run(&["GET", "a"]), Reply::Null);
+        assert_eq!(k.run(&["SET", "a", "1"]), Reply::Ok);
+        assert_eq!(k.run(&["GET", "a"]), bulk("1"));
+        assert_eq!(k.run(&["SET", "a", "2", "NX"]), Reply::Null);
+        assert_eq!(k.run(&["SET", "b", "2", "XX"]), Reply::Null);
+        assert_eq!(k.run(&["GET", "b"]), Reply::Null);
+        assert_eq!(k.run(&["SET", "a", "3", "xx", "GET"]), bulk("1"));
+        assert_eq!(k.run(&["SET", "n", "x", "NX", "GET"]), Reply::Null);
+        assert_eq!(k.run(&["GET", "n"]), bulk("x"));
+        assert_eq!(k.run(&["SET", "a", "4", "NX", "GET"]), bulk("3"));
+        assert_eq!(k.run(&["GET", "a"]), bulk("3"));
+        // Repeating an option is allowed; the last expire value wins.
+        assert_eq!(
+            k.run(&["SET", "a", "v", "EX", "10", "EX", "20", "GET", "GET"]),
+            bulk("3")
+        );
+        assert_eq!(k.run(&["TTL", "a"]), Reply::Int(20));
+        assert_eq!(k.run(&["SET", "a", "w", "KEEPTTL", "KEEPTTL"]), Reply::Ok);
+        assert_eq!(k.run(&["TTL", "a"]), Reply::Int(20));
+        assert_eq!(k.run(&["SET", "a", "w"]), Reply::Ok);
+        assert_eq!(k.run(&["TTL", "a"]), Reply::Int(-1));
+    }
+
+    #[test]
+    fn set_option_errors_in_redis_order() {
+        let mut k = Kit::new();
+        for bad in [
+            &["NX", "XX"][..],
+            &["EX", "10", "PX", "10"],
+            &["KEEPTTL", "EX", "10"],
+            &["EX", "10", "KEEPTTL"],
+            &["EXAT", "10", "PXAT", "10"],
+            &["EX"],
+            &["FOO"],
+            // Option syntax is checked before the expire value.
+            &["EX", "abc", "NX", "XX"],
+            &["EX", "0", "FOO"],
+        ] {
+            let mut argv = vec!["SET", "a", "v"];
+            argv.extend_from_slice(bad);
+            assert_eq!(k.run(&argv), err(SYNTAX), "{argv:?}");
+        }
+        let inv = err("ERR invalid expire time in 'set' command");
+        for (opt, v) in [
+            ("EX", "0"),
+            ("EX", "-1"),
+            ("PX", "0"),
+            ("EXAT", "0"),
+            ("EX", "9223372036854775807"),
+            ("PX", "9223372036854775807"),
+        ] {
+            assert_eq!(k.run(&["SET", "a", "v", opt, v]), inv, "{opt} {v}");
+        }
+        assert_eq!(k.run(&["SET", "a", "v", "EX", "1.5"]), err(NOT_INT));
+        assert_eq!(
+            k.run(&["GET", "a"]),
+            Reply::Null,
+            "failed SETs wrote nothing"
+        );
+    }
+
+    #[test]
+    fn expiry_options_and_time() {
+        let mut k = Kit::new();
+        let now_s = k.now() / 1000;
+        let at = (now_s + 100).to_string();
+        assert_eq!(k.run(&["SET", "a", "v", "EXAT", &at]), Reply::Ok);
+        assert_eq!(k.run(&["EXPIRETIME", "a"]), Reply::Int(now_s as i64 + 100));
+        assert_eq!(k.run(&["SET", "b", "v", "PX", "1500"]), Reply::Ok);
+        assert_eq!(k.run(&["PTTL", "b"]), Reply::Int(1500));
+        k.advance(1499);
+        assert_eq!(k.run(&["GET", "b"]), bulk("v"));
+        k.advance(1);
+        assert_eq!(k.run(&["GET", "b"]), Reply::Null);
+        assert_eq!(k.run(&["SET", "c", "v", "PXAT", "1"]), Reply::Ok);
+        assert_eq!(k.run(&["EXISTS", "c"]), Reply::Int(0));
+    }
+
+    #[test]
+    fn setnx_setex_getset_getdel() {
+        let mut k = Kit::new();
+        assert_eq!(k.run(&["SETNX", "a", "1"]), Reply::Int(1));
+        assert_eq!(k.run(&["SETNX", "a", "2"]), Reply::Int(0));
+        assert_eq!(k.run(&["SETEX", "b", "100", "v"]), Reply::Ok);
+        assert_eq!(k.run(&["TTL", "b"]), Reply::Int(100));
+        assert_eq!(
+            k.run(&["SETEX", "b", "0", "v"]),
+            err("ERR invalid expire time in 'setex' command")
+        );
+        assert_eq!(
+            k.run(&["PSETEX", "b", "-5", "v"]),
+            err("ERR invalid expire time in 'psetex' command")
+        );
+        assert_eq!(k.run(&["SETEX", "b", "x", "v"]), err(NOT_INT));
+        assert_eq!(k.run(&["GETSET", "b", "w"]), bulk("v"));
+        assert_eq!(
+            k.run(&["TTL", "b"]),
+            Reply::Int(-1),
+            "GETSET clears the TTL"
+        );
+        assert_eq!(k.run(&["GETSET", "new", "w"]), Reply::Null);
+        assert_eq!(k.run(&["GETDEL", "b"]), bulk("w"));
+        assert_eq!(k.run(&["GETDEL", "b"]), Reply::Null);
+        assert_eq!(k.run(&["EXISTS", "b"]), Reply::Int(0));
+    }
+
+    #[test]
+    fn getex_options() {
+        let mut k = Kit::new();
+        assert_eq!(k.run(&["SET", "a", "v"]), Reply::Ok);
+        assert_eq!(k.run(&["GETEX", "a", "EX", "100"]), bulk("v"));
+        assert_eq!(k.run(&["TTL", "a"]), Reply::Int(100));
+        assert_eq!(k.run(&["GETEX", "a", "PERSIST", "PERSIST"]), bulk("v"));
+        assert_eq!(k.run(&["TTL", "a"]), Reply::Int(-1));
+        assert_eq!(k.run(&["GETEX", "a", "EX", "10", "PERSIST"]), err(SYNTAX));
+        assert_eq!(k.run(&["GETEX", "a", "EX", "abc", "PERSIST"]), err(SYNTAX));
+        assert_eq!(k.run(&["GETEX", "a", "NX"]), err(SYNTAX));
+        assert_eq!(
+            k.run(&["GETEX", "a", "EX", "0"]),
+            err("ERR invalid expire time in 'getex' command")
+        );
+        // A missing key is nil before the expire value is looked at.
+        assert_eq!(k.run(&["GETEX", "nokey", "EX", "0"]), Reply::Null);
+        assert_eq!(k.run(&["GETEX", "a", "PXAT", "1"]), bulk("v"));
+        assert_eq!(k.run(&["EXISTS", "a"]), Reply::Int(0));
+    }
+
+    #[test]
+    fn mget_mset_msetnx_across_shards() {
+        let mut k = Kit::new();
+        assert_eq!(
+            k.run(&["MSET", "a", "1", "k1", "2", "k2", "3", "a", "4"]),
+            Reply::Ok
+        );
+        assert_eq!(
+            k.run(&["MGET", "k2", "a", "nokey", "k1"]),
+            bulks(&[Some("3"), Some("4"), None, Some("2")])
+        );
+        assert_eq!(
+            k.run(&["MSET", "a", "1", "k1"]),
+            err("ERR wrong number of arguments for 'mset' command")
+        );
+        assert_eq!(
+            k.run(&["MSETNX", "x", "1", "k2", "9"]),
+            Reply::Int(0),
+            "k2 exists on another shard"
+        );
+        assert_eq!(k.run(&["EXISTS", "x"]), Reply::Int(0));
+        assert_eq!(
+            k.run(&["MSETNX", "x", "1", "k3", "2", "k4", "3"]),
+            Reply::Int(1)
+        );
+        assert_eq!(
+            k.run(&["MGET", "x", "k3", "k4"]),
+            bulks(&[Some("1"), Some("2"), Some("3")])
+        );
+    }
+
+    #[test]
+    fn append_strlen_ranges() {
+        let mut k = Kit::new();
+        assert_eq!(k.run(&["APPEND", "a", "Hello"]), Reply::Int(5));
+        assert_eq!(k.run(&["APPEND", "a", " World"]), Reply::Int(11));
+        assert_eq!(k.run(&["STRLEN", "a"]), Reply::Int(11));
+        assert_eq!(k.run(&["STRLEN", "nokey"]), Reply::Int(0));
+        assert_eq!(k.run(&["GETRANGE", "a", "0", "4"]), bulk("Hello"));
+        assert_eq!(k.run(&["GETRANGE", "a", "-5", "-1"]), bulk("World"));
+        assert_eq!(k.run(&["GETRANGE", "a", "-100", "2"]), bulk("Hel"));
+        assert_eq!(k.run(&["GETRANGE", "a", "5", "2"]), bulk(""));
+        assert_eq!(k.run(&["GETRANGE", "a", "-1", "-5"]), bulk(""));
+        assert_eq!(k.run(&["GETRANGE", "a", "100", "200"]), bulk(""));
+        assert_eq!(k.run(&["SUBSTR", "a", "6", "100"]), bulk("World"));
+        assert_eq!(k.run(&["GETRANGE", "nokey", "0", "-1"]), bulk(""));
+        assert_eq!(k.run(&["GETRANGE", "a", "x", "1"]), err(NOT_INT));
+        assert_eq!(k.run(&["SETRANGE", "a", "6", "Redis"]), Reply::Int(11));
+        assert_eq!(k.run(&["GET", "a"]), bulk("Hello Redis"));
+        assert_eq!(k.run(&["SETRANGE", "b", "3", "x"]), Reply::Int(4));
+        assert_eq!(k.run(&["GET", "b"]), bulk("\0\0\0x"));
+        assert_eq!(k.run(&["SETRANGE", "c", "3", ""]), Reply::Int(0));
+        assert_eq!(k.run(&["EXISTS", "c"]), Reply::Int(0));
+        assert_eq!(
+            k.run(&["SETRANGE", "a", "-1", "x"]),
+            err("ERR offset is out of range")
+        );
+        assert_eq!(
+            k.run(&["SETRANGE", "a", "536870912", "x"]),
+            err("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+        );
+    }
+
+    #[test]
+    fn counters_and_overflow() {
+        let mut k = Kit::new();
+        assert_eq!(k.run(&["INCR", "n"]), Reply::Int(1));
+        assert_eq!(k.run(&["INCRBY", "n", "-11"]), Reply::Int(-10));
+        assert_eq!(k.run(&["DECRBY", "n", "-3"]), Reply::Int(-7));
+        assert_eq!(k.run(&["DECR", "n"]), Reply::Int(-8));
+        for bad in ["abc", "1.5", "", " 1", "+1", "01", "9223372036854775808"] {
+            assert_eq!(k.run(&["INCRBY", "n", bad]), err(NOT_INT), "{bad:?}");
+        }
+        assert_eq!(k.run(&["SET", "n", "9223372036854775807"]), Reply::Ok);
+        let ovf = err("ERR increment or decrement would overflow");
+        assert_eq!(k.run(&["INCR", "n"]), ovf);
+        assert_eq!(k.run(&["SET", "n", "-9223372036854775808"]), Reply::Ok);
+        assert_eq!(k.run(&["DECR", "n"]), ovf);
+        assert_eq!(
+            k.run(&["DECRBY", "n", "-9223372036854775808"]),
+            err("ERR decrement would overflow")
+        );
+        assert_eq!(k.run(&["SET", "n", "x"]), Reply::Ok);
+        assert_eq!(k.run(&["INCR", "n"]), err(NOT_INT));
+        assert_eq!(k.run(&["SET", "t", "5", "EX", "100"]), Reply::Ok);
+        assert_eq!(k.run(&["INCR", "t"]), Reply::Int(6));
+        assert_eq!(k.run(&["TTL", "t"]), Reply::Int(100), "INCR keeps the TTL");
+    }
+
+    #[test]
+    fn incrbyfloat() {
+        let mut k = Kit::new();
+        assert_eq!(k.run(&["INCRBYFLOAT", "f", "0.1"]), bulk("0.1"));
+        assert_eq!(k.run(&["INCRBYFLOAT", "f", "0.2"]), bulk("0.3"));
+        assert_eq!(k.run(&["INCRBYFLOAT", "g", "5.0e3"]), bulk("5000"));
+        assert_eq!(k.run(&["INCRBYFLOAT", "g", "-5000"]), bulk("0"));
+        assert_eq!(k.run(&["INCRBYFLOAT", "h", "1.5e-7"]), bulk("0.00000015"));
+        assert_eq!(k.run(&["OBJECT", "ENCODING", "g"]), bulk("embstr"));
+        for bad in ["abc", "", " 1", "nan", "1e4933"] {
+            assert_eq!(k.run(&["INCRBYFLOAT", "f", bad]), err(NOT_FLOAT), "{bad:?}");
+        }
+        assert_eq!(
+            k.run(&["INCRBYFLOAT", "f", "inf"]),
+            err("ERR increment would produce NaN or Infinity")
+        );
+        assert_eq!(k.run(&["SET", "s", "1e4933"]), Reply::Ok);
+        assert_eq!(k.run(&["INCRBYFLOAT", "s", "1"]), err(NOT_FLOAT));
+    }
+
+    #[test]
+    fn object_encodings() {
+        let mut k = Kit::new();
+        let enc = |k: &mut Kit, key: &str| k.run(&["OBJECT", "ENCODING", key]);
+        k.run(&["SET", "i", "12345"]);
+        assert_eq!(enc(&mut k, "i"), bulk("int"));
+        k.run(&["SET", "s", "hello"]);
+        assert_eq!(enc(&mut k, "s"), bulk("embstr"));
+        k.run(&["SET", "l", &"x".repeat(45)]);
+        assert_eq!(enc(&mut k, "l"), bulk("raw"));
+        k.run(&["APPEND", "i", "6"]);
+        assert_eq!(
+            enc(&mut k, "i"),
+            bulk("raw"),
+            "APPEND makes even digits raw"
+        );
+        k.run(&["INCR", "i"]);
+        assert_eq!(enc(&mut k, "i"), bulk("int"));
+        k.run(&["SETRANGE", "r", "1", "x"]);
+        assert_eq!(enc(&mut k, "r"), bulk("raw"));
+        assert_eq!(enc(&mut k, "nokey"), Reply::Null);
+    }
+}
