@@ -305,11 +305,11 @@ fn copy_opts(argv: &[Bytes], cur_db: usize, databases: usize) -> Result<(usize, 
     let mut replace = false;
     let mut i = 3;
     while i < argv.len() {
-        if is(&argv[i], "replace") {
+        if is(arg(argv, i)?, "replace") {
             replace = true;
-        } else if is(&argv[i], "db") && i + 1 < argv.len() {
+        } else if is(arg(argv, i)?, "db") && i + 1 < argv.len() {
             i += 1;
-            let n = parse_i64(&argv[i]).ok_or(CmdError::NotInteger)?;
+            let n = parse_i64(arg(argv, i)?).ok_or(CmdError::NotInteger)?;
             if n < 0 || n as usize >= databases || n > i32::MAX as i64 {
                 return Err(CmdError::DbIndex);
             }
@@ -491,19 +491,19 @@ fn scan(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let mut i = 2;
     while i < argv.len() {
         let has_next = i + 1 < argv.len();
-        if is(&argv[i], "count") && has_next {
+        if is(arg(argv, i)?, "count") && has_next {
             let n = int(argv, i + 1)?;
             if n < 1 {
                 return Err(CmdError::Syntax);
             }
             count = n as usize;
             i += 2;
-        } else if is(&argv[i], "match") && has_next {
-            let p = argv[i + 1].clone();
+        } else if is(arg(argv, i)?, "match") && has_next {
+            let p = arg(argv, i + 1)?.clone();
             pattern = if p.as_ref() == b"*" { None } else { Some(p) };
             i += 2;
-        } else if is(&argv[i], "type") && has_next {
-            type_filter = Some(argv[i + 1].clone());
+        } else if is(arg(argv, i)?, "type") && has_next {
+            type_filter = Some(arg(argv, i + 1)?.clone());
             i += 2;
         } else {
             return Err(CmdError::Syntax);

@@ -9,6 +9,7 @@ pub mod args;
 pub mod conn;
 pub mod docs;
 pub mod keys;
+pub mod ldouble;
 pub mod server;
 pub mod strings;
 pub mod table;

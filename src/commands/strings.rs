@@ -4,11 +4,12 @@
 use bytes::{Bytes, BytesMut};
 
 use super::args::{arg, int, is, owned};
+use super::ldouble;
 use super::table::{CommandSpec, Exec, KeySpec, Merge, MultiSpec, DENYOOM, FAST, READONLY, WRITE};
 use super::KeyCtx;
 use crate::error::{CmdError, CmdResult};
+use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
-use crate::protocol::{parse_f64, parse_i64};
 use crate::shard::value::{StrEnc, Value};
 
 const S: &str = "string";
@@ -371,43 +372,24 @@ fn decrby(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     incr_by(ctx, arg(argv, 1)?, -by)
 }
 
-/// Formats an INCRBYFLOAT result the way Redis's human long-double format reads: fixed
-/// notation, no exponent, trailing zeros trimmed. We compute in f64, so we print 15
-/// significant digits (what f64 carries exactly), which hides binary noise such as
-/// 0.1 + 0.2 = 0.30000000000000004 just as Redis's long double arithmetic does.
-pub fn fmt_human(d: f64) -> String {
-    if d == 0.0 {
-        return "0".into();
-    }
-    let mag = d.abs().log10().floor() as i32;
-    let decimals = (14 - mag).clamp(0, 17) as usize;
-    let s = format!("{:.*}", decimals, d);
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    };
-    if s == "-0" {
-        "0".into()
-    } else {
-        s
-    }
-}
-
+/// INCRBYFLOAT in `long double`, as Redis computes it (see `ldouble`).
 fn incrbyfloat(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let key = arg(argv, 1)?;
-    let by = parse_f64(arg(argv, 2)?).ok_or(CmdError::NotFloat)?;
+    let by = ldouble::parse(arg(argv, 2)?).ok_or(CmdError::NotFloat)?;
     let now = ctx.now();
     let db = ctx.db();
     let cur = match db.get_str(key, now)? {
-        None => 0.0,
-        Some(b) => parse_f64(&b).ok_or(CmdError::NotFloat)?,
+        None => ldouble::Ld::Finite {
+            neg: false,
+            mant: 0,
+            exp: 0,
+        },
+        Some(b) => ldouble::parse(&b).ok_or(CmdError::NotFloat)?,
     };
-    let new = cur + by;
-    if new.is_nan() || new.is_infinite() {
-        return Err(CmdError::err("increment would produce NaN or Infinity"));
-    }
-    let s = Bytes::from(fmt_human(new));
+    let new = ldouble::add(cur, by)
+        .filter(|v| !v.is_inf())
+        .ok_or_else(|| CmdError::err("increment would produce NaN or Infinity"))?;
+    let s = Bytes::from(ldouble::fmt_human(new));
     db.set_keep_ttl(owned(key), Value::Str(s.clone()), now);
     // Redis builds the result with createStringObjectFromLongDouble: never int-encoded.
     if let Some(e) = db.lookup_write(key, now) {
@@ -489,21 +471,6 @@ fn setrange(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
             e.enc = StrEnc::Raw;
             Ok(Reply::Int(len as i64))
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::fmt_human;
-
-    #[test]
-    fn human_floats() {
-        assert_eq!(fmt_human(10.5), "10.5");
-        assert_eq!(fmt_human(0.1 + 0.2), "0.3");
-        assert_eq!(fmt_human(5000.0), "5000");
-        assert_eq!(fmt_human(-3.25), "-3.25");
-        assert_eq!(fmt_human(1e20), "100000000000000000000");
-        assert_eq!(fmt_human(3.0e-5), "0.00003");
     }
 }
 
@@ -744,6 +711,18 @@ mod family {
         assert_eq!(k.run(&["INCRBYFLOAT", "g", "5.0e3"]), bulk("5000"));
         assert_eq!(k.run(&["INCRBYFLOAT", "g", "-5000"]), bulk("0"));
         assert_eq!(k.run(&["INCRBYFLOAT", "h", "1.5e-7"]), bulk("0.00000015"));
+        // long double precision and range, as Redis.
+        assert_eq!(
+            k.run(&["INCRBYFLOAT", "big", "12345678901234567890"]),
+            bulk("12345678901234567890")
+        );
+        assert_eq!(k.run(&["INCRBYFLOAT", "hex", "0x10"]), bulk("16"));
+        assert_eq!(k.run(&["SET", "huge", "1e308"]), Reply::Ok);
+        let Reply::Bulk(v) = k.run(&["INCRBYFLOAT", "huge", "1e308"]) else {
+            panic!("1e308 + 1e308 is finite in long double");
+        };
+        assert!(v.starts_with(b"1999999999999999999933717"), "{v:?}");
+        assert_eq!(v.len(), 309);
         assert_eq!(k.run(&["OBJECT", "ENCODING", "g"]), bulk("embstr"));
         for bad in ["abc", "", " 1", "nan", "1e4933"] {
             assert_eq!(k.run(&["INCRBYFLOAT", "f", bad]), err(NOT_FLOAT), "{bad:?}");
