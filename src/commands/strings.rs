@@ -6,7 +6,7 @@ use bytes::{Bytes, BytesMut};
 use super::args::{arg, int, is, owned};
 use super::ldouble;
 use super::table::{CommandSpec, Exec, KeySpec, Merge, MultiSpec, DENYOOM, FAST, READONLY, WRITE};
-use super::KeyCtx;
+use super::{ConnCtx, KeyCtx};
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
@@ -63,6 +63,9 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(S, "1.0.0", "Returns a substring from a string value.", "key start end"),
     CommandSpec::new("setrange", 4, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(setrange))
         .doc(S, "2.2.0", "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.", "key offset value"),
+    CommandSpec::new("lcs", -3, READONLY, KeySpec::range(1, 2, 1), Exec::Key(lcs))
+        .cross(lcs_cross)
+        .doc(S, "7.0.0", "Finds the longest common substring.", "key1 key2 [LEN] [IDX] [MINMATCHLEN min-match-len] [WITHMATCHLEN]"),
 ];
 
 /// Largest string a command may build (Redis's checkStringLength: proto-max-bulk-len default).
@@ -474,6 +477,156 @@ fn setrange(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     }
 }
 
+/// LCS with both keys on this shard.
+fn lcs(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let now = ctx.now();
+    let db = ctx.db();
+    let a = db.get_str(arg(argv, 1)?, now)?.unwrap_or_default();
+    let b = db.get_str(arg(argv, 2)?, now)?.unwrap_or_default();
+    lcs_reply(&a, &b, argv)
+}
+
+/// LCS with the keys on two shards: read both values, then compute here.
+fn lcs_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
+    let db = ctx.client().db;
+    let nshards = ctx.w.nshards;
+    let keys = [arg(&argv, 1)?.clone(), arg(&argv, 2)?.clone()];
+    let ticket = ctx.defer();
+    let jobs = keys
+        .into_iter()
+        .map(|k| {
+            let owner = crate::shard::route::shard_of(&k, nshards);
+            let job: crate::server::worker::ShardFn<Result<Option<Bytes>, CmdError>> =
+                Box::new(move |tw| {
+                    let now = tw.shard.now_ms;
+                    tw.shard.db_mut(db).get_str(&k, now)
+                });
+            (owner, job)
+        })
+        .collect();
+    ctx.w.fan_out(jobs, true, move |w, vals| {
+        let reply = (|| {
+            let mut vals = vals.into_iter();
+            let a = vals.next().transpose()?.flatten().unwrap_or_default();
+            let b = vals.next().transpose()?.flatten().unwrap_or_default();
+            lcs_reply(&a, &b, &argv)
+        })()
+        .unwrap_or_else(CmdError::into_reply);
+        w.complete(ticket, reply);
+    });
+    Ok(Reply::Ok)
+}
+
+/// Redis's lcsCommand after the lookups: options, the DP table, then the walk back that
+/// builds the string and the match ranges (in Redis's order: from the strings' ends).
+fn lcs_reply(a: &[u8], b: &[u8], argv: &[Bytes]) -> CmdResult {
+    let (mut getlen, mut getidx, mut withmatchlen, mut minmatchlen) = (false, false, false, 0i64);
+    let mut j = 3;
+    while let Some(opt) = argv.get(j) {
+        if is(opt, "idx") {
+            getidx = true;
+        } else if is(opt, "len") {
+            getlen = true;
+        } else if is(opt, "withmatchlen") {
+            withmatchlen = true;
+        } else if is(opt, "minmatchlen") && j + 1 < argv.len() {
+            minmatchlen = int(argv, j + 1)?.max(0);
+            j += 1;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+        j += 1;
+    }
+    if getidx && getlen {
+        return Err(CmdError::err(
+            "If you want both the length and indexes, please just use IDX.",
+        ));
+    }
+    let (alen, blen) = (a.len(), b.len());
+    let cells = (alen as u64 + 1) * (blen as u64 + 1);
+    if cells.saturating_mul(4) > MAX_STRING {
+        return Err(CmdError::err(
+            "Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len",
+        ));
+    }
+    let w = blen + 1;
+    let mut t = vec![0u32; cells as usize];
+    let at = |t: &[u32], i: usize, j: usize| t.get(j + i * w).copied().unwrap_or(0);
+    for (i, &ca) in a.iter().enumerate() {
+        for (j, &cb) in b.iter().enumerate() {
+            let v = if ca == cb {
+                at(&t, i, j) + 1
+            } else {
+                at(&t, i, j + 1).max(at(&t, i + 1, j))
+            };
+            if let Some(slot) = t.get_mut(j + 1 + (i + 1) * w) {
+                *slot = v;
+            }
+        }
+    }
+    let total = at(&t, alen, blen);
+    if getlen {
+        return Ok(Reply::Int(i64::from(total)));
+    }
+    let mut result = vec![0u8; total as usize];
+    let mut matches = Vec::new();
+    let (mut i, mut j, mut idx) = (alen, blen, total as usize);
+    // `None`: no range open (Redis uses arange_start == alen for that).
+    let mut range: Option<(usize, usize, usize, usize)> = None;
+    while i > 0 && j > 0 {
+        let mut emit = false;
+        let (ca, cb) = (a.get(i - 1), b.get(j - 1));
+        if ca == cb {
+            if let (Some(slot), Some(&c)) = (result.get_mut(idx.wrapping_sub(1)), ca) {
+                *slot = c;
+            }
+            range = Some(match range {
+                None => (i - 1, i - 1, j - 1, j - 1),
+                Some((as_, ae, bs, be)) if as_ == i && bs == j => (as_ - 1, ae, bs - 1, be),
+                Some(r) => {
+                    emit = true;
+                    r
+                }
+            });
+            if range.is_some_and(|(as_, _, bs, _)| as_ == 0 || bs == 0) {
+                emit = true;
+            }
+            idx = idx.saturating_sub(1);
+            i -= 1;
+            j -= 1;
+        } else {
+            if at(&t, i - 1, j) > at(&t, i, j - 1) {
+                i -= 1;
+            } else {
+                j -= 1;
+            }
+            emit = range.is_some();
+        }
+        if emit {
+            if let Some((as_, ae, bs, be)) = range.take() {
+                let len = (ae - as_ + 1) as i64;
+                if minmatchlen == 0 || len >= minmatchlen {
+                    let mut m = vec![
+                        Reply::Array(vec![Reply::Int(as_ as i64), Reply::Int(ae as i64)]),
+                        Reply::Array(vec![Reply::Int(bs as i64), Reply::Int(be as i64)]),
+                    ];
+                    if withmatchlen {
+                        m.push(Reply::Int(len));
+                    }
+                    matches.push(Reply::Array(m));
+                }
+            }
+        }
+    }
+    if getidx {
+        return Ok(Reply::Map(vec![
+            (Reply::bulk("matches"), Reply::Array(matches)),
+            (Reply::bulk("len"), Reply::Int(i64::from(total))),
+        ]));
+    }
+    Ok(Reply::Bulk(Bytes::from(result)))
+}
+
 /// String family tests through the in-process kit (3 shards): values and exact error texts.
 #[cfg(test)]
 mod family {
@@ -756,5 +909,46 @@ mod family {
         k.run(&["SETRANGE", "r", "1", "x"]);
         assert_eq!(enc(&mut k, "r"), bulk("raw"));
         assert_eq!(enc(&mut k, "nokey"), Reply::Null);
+    }
+
+    #[test]
+    fn lcs_on_one_shard() {
+        let mut k = Kit::new();
+        k.run(&["MSET", "{l}a", "ohmytext", "{l}b", "mynewtext"]);
+        assert_eq!(k.run(&["LCS", "{l}a", "{l}b"]), bulk("mytext"));
+        assert_eq!(k.run(&["LCS", "{l}a", "{l}b", "LEN"]), Reply::Int(6));
+        let pair = |x: i64, y: i64| Reply::Array(vec![Reply::Int(x), Reply::Int(y)]);
+        assert_eq!(
+            k.run(&[
+                "LCS",
+                "{l}a",
+                "{l}b",
+                "IDX",
+                "MINMATCHLEN",
+                "4",
+                "WITHMATCHLEN"
+            ]),
+            Reply::Map(vec![
+                (
+                    bulk("matches"),
+                    Reply::Array(vec![Reply::Array(vec![
+                        pair(4, 7),
+                        pair(5, 8),
+                        Reply::Int(4)
+                    ])])
+                ),
+                (bulk("len"), Reply::Int(6)),
+            ])
+        );
+        assert_eq!(
+            k.run(&["LCS", "{l}a", "{l}b", "LEN", "IDX"]),
+            err("ERR If you want both the length and indexes, please just use IDX.")
+        );
+        assert_eq!(
+            k.run(&["LCS", "{l}a", "{l}b", "MINMATCHLEN", "x"]),
+            err(NOT_INT)
+        );
+        assert_eq!(k.run(&["LCS", "{l}a", "{l}b", "FOO"]), err(SYNTAX));
+        assert_eq!(k.run(&["LCS", "{l}a", "{l}none"]), bulk(""));
     }
 }
