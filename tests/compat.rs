@@ -402,23 +402,43 @@ fn request(step: &Step) -> Vec<u8> {
     }
 }
 
-/// Runs every step against both servers; returns a description of each mismatch.
-fn run_script(steps: &[Step], redis_port: u16, ours_port: u16, shards: usize) -> Vec<String> {
+/// Runs every step against both servers; returns a description of each mismatch. When
+/// `pipelined`, every request is written before any reply is read (one write per server),
+/// which drives shardis's batching of commands bound for other shards.
+fn run_script(
+    steps: &[Step],
+    redis_port: u16,
+    ours_port: u16,
+    shards: usize,
+    pipelined: bool,
+) -> Vec<String> {
     let mut theirs = Client::connect(redis_port);
     let mut ours = Client::connect(ours_port);
+    let mode = if pipelined { " pipelined" } else { "" };
+    if pipelined {
+        let all: Vec<u8> = steps.iter().flat_map(request).collect();
+        theirs.send(&all).expect("write to redis-server");
+        ours.send(&all).expect("write to shardis");
+    }
     let mut bad = Vec::new();
     for step in steps {
         let req = request(step);
-        let want = theirs
-            .send(&req)
-            .and_then(|_| theirs.read_reply())
-            .unwrap_or_else(|e| panic!("redis-server, line {}: {e}", step.line));
-        let got = ours.send(&req).and_then(|_| ours.read_reply());
+        let want = if pipelined {
+            theirs.read_reply()
+        } else {
+            theirs.send(&req).and_then(|_| theirs.read_reply())
+        }
+        .unwrap_or_else(|e| panic!("redis-server, line {}: {e}", step.line));
+        let got = if pipelined {
+            ours.read_reply()
+        } else {
+            ours.send(&req).and_then(|_| ours.read_reply())
+        };
         let got = match got {
             Ok(g) => g,
             Err(e) => {
                 bad.push(format!(
-                    "shards={shards} line {}: {}\n    redis:   {}\n    shardis: <{e}>",
+                    "shards={shards}{mode} line {}: {}\n    redis:   {}\n    shardis: <{e}>",
                     step.line,
                     step.text,
                     escape(&want)
@@ -439,7 +459,7 @@ fn run_script(steps: &[Step], redis_port: u16, ours_port: u16, shards: usize) ->
                 String::new()
             };
             bad.push(format!(
-                "shards={shards} line {}: {}\n    redis:   {}\n    shardis: {}{extra}",
+                "shards={shards}{mode} line {}: {}\n    redis:   {}\n    shardis: {}{extra}",
                 step.line,
                 step.text,
                 escape(&want),
@@ -450,7 +470,7 @@ fn run_script(steps: &[Step], redis_port: u16, ours_port: u16, shards: usize) ->
             assert!(theirs.closed(), "redis-server kept the connection open");
             if !ours.closed() {
                 bad.push(format!(
-                    "shards={shards} line {}: {}: shardis kept the connection open",
+                    "shards={shards}{mode} line {}: {}: shardis kept the connection open",
                     step.line, step.text
                 ));
             }
@@ -460,15 +480,18 @@ fn run_script(steps: &[Step], redis_port: u16, ours_port: u16, shards: usize) ->
     bad
 }
 
-#[test]
-fn script_matches_redis() {
+fn check_script(pipelined: bool) {
     let steps = load_script();
     assert!(steps.len() > 100, "script too short: {}", steps.len());
+    assert!(
+        steps.last().is_some_and(|s| s.closes),
+        "the script must end with @closes QUIT"
+    );
     let mut bad = Vec::new();
     for n in common::shard_counts() {
         let redis = Redis::start();
         let ours = common::Server::start(n);
-        bad.extend(run_script(&steps, redis.port, ours.port, n));
+        bad.extend(run_script(&steps, redis.port, ours.port, n, pipelined));
     }
     assert!(
         bad.is_empty(),
@@ -476,6 +499,16 @@ fn script_matches_redis() {
         bad.len(),
         bad.join("\n")
     );
+}
+
+#[test]
+fn script_matches_redis() {
+    check_script(false);
+}
+
+#[test]
+fn script_pipelined_matches_redis() {
+    check_script(true);
 }
 
 // ---------------------------------------------------------------------------------------------
