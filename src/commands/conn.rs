@@ -116,7 +116,8 @@ fn hello(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         proto = Some(v as u8);
         i = 2;
     }
-    let mut name = None;
+    // As in Redis 7.0, AUTH and SETNAME take effect as they are read: a later bad option
+    // still leaves the name set. The protocol switches only when every option was good.
     while i < argv.len() {
         let more = argv.len() - i - 1;
         if is(arg(argv, i)?, "auth") && more >= 2 {
@@ -129,7 +130,7 @@ fn hello(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         } else if is(arg(argv, i)?, "setname") && more >= 1 {
             let n = arg(argv, i + 1)?.clone();
             validate_name(&n)?;
-            name = Some(n);
+            ctx.client().name = if n.is_empty() { None } else { Some(n) };
             i += 2;
         } else {
             return Err(CmdError::err(format!(
@@ -141,9 +142,6 @@ fn hello(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let c = ctx.client();
     if let Some(p) = proto {
         c.resp = p;
-    }
-    if let Some(n) = name {
-        c.name = if n.is_empty() { None } else { Some(n) };
     }
     let (id, resp) = (c.id, c.resp);
     Ok(Reply::Map(vec![
