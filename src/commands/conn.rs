@@ -354,26 +354,23 @@ fn client(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     }
 }
 
+/// CLIENT LIST [TYPE type | ID id [id ...]]: the two filters exclude each other, as in
+/// Redis 7.0; any integer is a valid ID (it just matches nobody when there is no such client).
 fn client_list(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let mut f = Filter::default();
-    let mut i = 2;
-    while i < argv.len() {
-        if is(arg(argv, i)?, "type") && i + 1 < argv.len() {
-            f.type_normal = Some(client_type_ok(arg(argv, i + 1)?)?);
-            i += 2;
-        } else if is(arg(argv, i)?, "id") && i + 1 < argv.len() {
-            let mut ids = Vec::new();
-            for a in argv.get(i + 1..).unwrap_or_default() {
-                match parse_i64(a) {
-                    Some(n) if n > 0 => ids.push(n as u64),
-                    _ => return Err(CmdError::err("Invalid client ID")),
-                }
-            }
-            f.ids = Some(ids);
-            i = argv.len();
-        } else {
-            return Err(CmdError::Syntax);
+    let opt = argv.get(2);
+    if argv.len() == 4 && opt.is_some_and(|o| is(o, "type")) {
+        f.type_normal = Some(client_type_ok(arg(argv, 3)?)?);
+    } else if argv.len() > 3 && opt.is_some_and(|o| is(o, "id")) {
+        let mut ids = Vec::new();
+        for a in argv.get(3..).unwrap_or_default() {
+            let n = parse_i64(a).ok_or_else(|| CmdError::err("Invalid client ID"))?;
+            // Client ids start at 1: other integers select no client.
+            ids.push(u64::try_from(n).unwrap_or(0));
         }
+        f.ids = Some(ids);
+    } else if argv.len() != 2 {
+        return Err(CmdError::Syntax);
     }
     let ticket = ctx.defer();
     all_shards(
@@ -425,7 +422,11 @@ fn client_kill(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             } else if is(opt, "laddr") {
                 f.laddr = Some(text(val));
             } else if is(opt, "user") {
-                f.user_default = Some(is(val, "default"));
+                // The only user is "default" (ACL user names are case-sensitive).
+                if val.as_ref() != b"default" {
+                    return Err(CmdError::err(format!("No such user '{}'", text(val))));
+                }
+                f.user_default = Some(true);
             } else if is(opt, "skipme") {
                 if is(val, "yes") {
                     skipme = true;
