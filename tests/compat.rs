@@ -650,3 +650,62 @@ fn reader_and_helpers() {
     );
     assert!(split_words("\"open").is_err());
 }
+
+// ---------------------------------------------------------------------------------------------
+// Protocol errors: Redis replies once and closes the connection; each case gets fresh ones.
+
+/// Sends `req` and returns everything received until the peer closes (or `None` if it does
+/// not close within the timeout).
+fn until_close(port: u16, req: &[u8]) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok();
+    // The server may close before reading everything; a failed write is part of the case.
+    let _ = s.write_all(req);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(out),
+            Err(_) => return None,
+        }
+    }
+}
+
+#[test]
+fn protocol_errors_match_redis() {
+    let big_inline = vec![b'a'; 70 * 1024];
+    let big_count = [b"*".as_slice(), &vec![b'1'; 70 * 1024]].concat();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("bad multibulk length", b"*abc\r\n".to_vec()),
+        ("multibulk too long", b"*2147483648\r\n".to_vec()),
+        ("bad bulk length", b"*1\r\n$abc\r\n".to_vec()),
+        ("negative bulk length", b"*1\r\n$-5\r\n".to_vec()),
+        ("bulk too long", b"*1\r\n$536870913\r\n".to_vec()),
+        ("not a bulk", b"*1\r\n:5\r\n".to_vec()),
+        ("unbalanced quotes", b"SET a \"b\r\n".to_vec()),
+        ("unbalanced single quote", b"ECHO 'x\r\n".to_vec()),
+        (
+            "reply after good ones",
+            b"PING\r\n*1\r\n$4\r\nPING\r\n*x\r\n".to_vec(),
+        ),
+        ("too big inline", big_inline),
+        ("too big multibulk count", big_count),
+        ("quit", b"QUIT\r\nPING\r\n".to_vec()),
+    ];
+    for n in common::shard_counts() {
+        let redis = Redis::start();
+        let ours = common::Server::start(n);
+        for (name, req) in &cases {
+            let want = until_close(redis.port, req)
+                .unwrap_or_else(|| panic!("{name}: redis-server did not close"));
+            let got = until_close(ours.port, req);
+            assert_eq!(
+                got.as_deref().map(escape),
+                Some(escape(&want)),
+                "shards={n} {name}: shardis (None: kept the connection open) vs redis"
+            );
+        }
+    }
+}
