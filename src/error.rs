@@ -64,12 +64,13 @@ fn lossy(b: &[u8]) -> String {
 }
 
 impl CmdError {
-    /// Builds the unknown-command error from raw argv, as Redis does (at most 128 bytes of
-    /// each argument shown, the whole list bounded).
+    /// Builds the unknown-command error from raw argv as Redis's processCommand does: the
+    /// name as `%.128s`, then `'arg' ` pieces while the list is under 128 bytes, each piece
+    /// cut to what is left of that budget. Both are C strings there, so a NUL ends them.
     pub fn unknown_command(argv: &[bytes::Bytes]) -> CmdError {
         let name = argv
             .first()
-            .map(|n| lossy(&n[..n.len().min(128)]))
+            .map(|n| lossy(c_str(n, 128)))
             .unwrap_or_default();
         let mut args = Vec::new();
         let mut total = 0;
@@ -77,12 +78,19 @@ impl CmdError {
             if total >= 128 {
                 break;
             }
-            let shown = &a[..a.len().min(128 - total)];
-            total += shown.len();
+            let shown = c_str(a, 128 - total);
+            // The quotes and the trailing space count towards the 128 bytes too.
+            total += shown.len() + 3;
             args.push(lossy(shown));
         }
         CmdError::UnknownCommand { name, args }
     }
+}
+
+/// The first `max` bytes of `b`, stopping at a NUL as C's `%.*s` does.
+fn c_str(b: &[u8], max: usize) -> &[u8] {
+    let end = b.iter().position(|&c| c == 0).unwrap_or(b.len()).min(max);
+    b.get(..end).unwrap_or_default()
 }
 
 impl fmt::Display for CmdError {
@@ -146,6 +154,26 @@ mod tests {
             }
             .to_string(),
             "ERR unknown subcommand 'foo'. Try OBJECT HELP."
+        );
+        // Redis's 128-byte budget counts the quotes and spaces; a NUL ends an argument.
+        let long = Bytes::from("a".repeat(121));
+        let e = CmdError::unknown_command(&[
+            Bytes::from("x"),
+            long.clone(),
+            Bytes::from("b"),
+            Bytes::from("c"),
+        ]);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "ERR unknown command 'x', with args beginning with: '{}' 'b' ",
+                "a".repeat(121)
+            )
+        );
+        let e = CmdError::unknown_command(&[Bytes::from("x"), Bytes::from_static(b"n\0ul")]);
+        assert_eq!(
+            e.to_string(),
+            "ERR unknown command 'x', with args beginning with: 'n' "
         );
         assert_eq!(CmdError::WrongType.code(), "WRONGTYPE");
         assert_eq!(CmdError::err("boom").to_string(), "ERR boom");

@@ -108,7 +108,7 @@ fn hello(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let mut proto = None;
     let mut i = 1;
     if argv.len() >= 2 {
-        let v = parse_i64(&argv[1])
+        let v = parse_i64(arg(argv, 1)?)
             .ok_or_else(|| CmdError::err("Protocol version is not an integer or out of range"))?;
         if v != 2 && v != 3 {
             return Err(CmdError::coded("NOPROTO unsupported protocol version"));
@@ -116,34 +116,32 @@ fn hello(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         proto = Some(v as u8);
         i = 2;
     }
-    let mut name = None;
+    // As in Redis 7.0, AUTH and SETNAME take effect as they are read: a later bad option
+    // still leaves the name set. The protocol switches only when every option was good.
     while i < argv.len() {
         let more = argv.len() - i - 1;
-        if is(&argv[i], "auth") && more >= 2 {
-            if !is(&argv[i + 1], "default") {
+        if is(arg(argv, i)?, "auth") && more >= 2 {
+            if !is(arg(argv, i + 1)?, "default") {
                 return Err(CmdError::coded(
                     "WRONGPASS invalid username-password pair or user is disabled.",
                 ));
             }
             i += 3;
-        } else if is(&argv[i], "setname") && more >= 1 {
-            let n = argv[i + 1].clone();
+        } else if is(arg(argv, i)?, "setname") && more >= 1 {
+            let n = arg(argv, i + 1)?.clone();
             validate_name(&n)?;
-            name = Some(n);
+            ctx.client().name = if n.is_empty() { None } else { Some(n) };
             i += 2;
         } else {
             return Err(CmdError::err(format!(
                 "Syntax error in HELLO option '{}'",
-                text(&argv[i])
+                text(arg(argv, i)?)
             )));
         }
     }
     let c = ctx.client();
     if let Some(p) = proto {
         c.resp = p;
-    }
-    if let Some(n) = name {
-        c.name = if n.is_empty() { None } else { Some(n) };
     }
     let (id, resp) = (c.id, c.resp);
     Ok(Reply::Map(vec![
@@ -290,7 +288,7 @@ fn client(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         "id" if argv.len() == 2 => Ok(Reply::Int(ctx.client().id as i64)),
         "getname" if argv.len() == 2 => Ok(Reply::bulk_opt(ctx.client().name.clone())),
         "setname" if argv.len() == 3 => {
-            let n = argv[2].clone();
+            let n = arg(argv, 2)?.clone();
             validate_name(&n)?;
             ctx.client().name = if n.is_empty() { None } else { Some(n) };
             Ok(Reply::Ok)
@@ -305,29 +303,29 @@ fn client(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             Ok(Reply::Verbatim(Bytes::from(line + "\n")))
         }
         "setinfo" if argv.len() == 4 => {
-            let v = argv[3].clone();
+            let v = arg(argv, 3)?.clone();
             if v.iter().any(|&b| !(b'!'..=b'~').contains(&b)) {
                 return Err(CmdError::err(format!(
                     "{} cannot contain spaces, newlines or special characters.",
-                    text(&argv[2]).to_lowercase()
+                    text(arg(argv, 2)?).to_lowercase()
                 )));
             }
-            if is(&argv[2], "lib-name") {
+            if is(arg(argv, 2)?, "lib-name") {
                 ctx.client().lib_name = Some(v);
-            } else if is(&argv[2], "lib-ver") {
+            } else if is(arg(argv, 2)?, "lib-ver") {
                 ctx.client().lib_ver = Some(v);
             } else {
                 return Err(CmdError::err(format!(
                     "Unrecognized option '{}'",
-                    text(&argv[2])
+                    text(arg(argv, 2)?)
                 )));
             }
             Ok(Reply::Ok)
         }
         "no-evict" | "no-touch" if argv.len() == 3 => {
-            let on = if is(&argv[2], "on") {
+            let on = if is(arg(argv, 2)?, "on") {
                 true
-            } else if is(&argv[2], "off") {
+            } else if is(arg(argv, 2)?, "off") {
                 false
             } else {
                 return Err(CmdError::Syntax);
@@ -350,32 +348,29 @@ fn client(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         "id" | "getname" | "setname" | "info" | "setinfo" | "no-evict" | "no-touch" | "kill"
         | "help" => Err(arity_err()),
         _ => Err(CmdError::UnknownSubcommand {
-            sub: text(&argv[1]),
+            sub: text(arg(argv, 1)?),
             cmd: "client".into(),
         }),
     }
 }
 
+/// CLIENT LIST [TYPE type | ID id [id ...]]: the two filters exclude each other, as in
+/// Redis 7.0; any integer is a valid ID (it just matches nobody when there is no such client).
 fn client_list(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let mut f = Filter::default();
-    let mut i = 2;
-    while i < argv.len() {
-        if is(&argv[i], "type") && i + 1 < argv.len() {
-            f.type_normal = Some(client_type_ok(&argv[i + 1])?);
-            i += 2;
-        } else if is(&argv[i], "id") && i + 1 < argv.len() {
-            let mut ids = Vec::new();
-            for a in &argv[i + 1..] {
-                match parse_i64(a) {
-                    Some(n) if n > 0 => ids.push(n as u64),
-                    _ => return Err(CmdError::err("Invalid client ID")),
-                }
-            }
-            f.ids = Some(ids);
-            i = argv.len();
-        } else {
-            return Err(CmdError::Syntax);
+    let opt = argv.get(2);
+    if argv.len() == 4 && opt.is_some_and(|o| is(o, "type")) {
+        f.type_normal = Some(client_type_ok(arg(argv, 3)?)?);
+    } else if argv.len() > 3 && opt.is_some_and(|o| is(o, "id")) {
+        let mut ids = Vec::new();
+        for a in argv.get(3..).unwrap_or_default() {
+            let n = parse_i64(a).ok_or_else(|| CmdError::err("Invalid client ID"))?;
+            // Client ids start at 1: other integers select no client.
+            ids.push(u64::try_from(n).unwrap_or(0));
         }
+        f.ids = Some(ids);
+    } else if argv.len() != 2 {
+        return Err(CmdError::Syntax);
     }
     let ticket = ctx.defer();
     all_shards(
@@ -406,7 +401,7 @@ fn client_kill(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let mut f = Filter::default();
     let old_style = argv.len() == 3;
     if old_style {
-        f.addr = Some(text(&argv[2]));
+        f.addr = Some(text(arg(argv, 2)?));
     } else {
         let mut skipme = true;
         let mut i = 2;
@@ -414,7 +409,7 @@ fn client_kill(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             if i + 1 >= argv.len() {
                 return Err(CmdError::Syntax);
             }
-            let (opt, val) = (&argv[i], &argv[i + 1]);
+            let (opt, val) = (arg(argv, i)?, arg(argv, i + 1)?);
             if is(opt, "id") {
                 match parse_i64(val) {
                     Some(n) if n > 0 => f.ids = Some(vec![n as u64]),
@@ -427,7 +422,11 @@ fn client_kill(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             } else if is(opt, "laddr") {
                 f.laddr = Some(text(val));
             } else if is(opt, "user") {
-                f.user_default = Some(is(val, "default"));
+                // The only user is "default" (ACL user names are case-sensitive).
+                if val.as_ref() != b"default" {
+                    return Err(CmdError::err(format!("No such user '{}'", text(val))));
+                }
+                f.user_default = Some(true);
             } else if is(opt, "skipme") {
                 if is(val, "yes") {
                     skipme = true;

@@ -128,7 +128,6 @@ fn expire_generic(
     name: &str,
 ) -> CmdResult {
     let key = arg(argv, 1)?;
-    let mut when = int(argv, 2)?;
     let (mut nx, mut xx, mut gt, mut lt) = (false, false, false, false);
     for opt in argv.iter().skip(3) {
         if is(opt, "nx") {
@@ -153,6 +152,8 @@ fn expire_generic(
             "GT and LT options at the same time are not compatible",
         ));
     }
+    // Options are checked before the time (Redis's parseExtendedExpireArgumentsOrReply).
+    let mut when = int(argv, 2)?;
     let invalid = || CmdError::InvalidExpire(name.to_string());
     if secs {
         if !(i64::MIN / 1000..=i64::MAX / 1000).contains(&when) {
@@ -225,7 +226,7 @@ fn pttl(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn expiretime(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
-    ttl_generic(ctx, argv, |at, _| (at / 1000) as i64)
+    ttl_generic(ctx, argv, |at, _| ((at + 500) / 1000) as i64)
 }
 
 fn pexpiretime(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
@@ -304,11 +305,11 @@ fn copy_opts(argv: &[Bytes], cur_db: usize, databases: usize) -> Result<(usize, 
     let mut replace = false;
     let mut i = 3;
     while i < argv.len() {
-        if is(&argv[i], "replace") {
+        if is(arg(argv, i)?, "replace") {
             replace = true;
-        } else if is(&argv[i], "db") && i + 1 < argv.len() {
+        } else if is(arg(argv, i)?, "db") && i + 1 < argv.len() {
             i += 1;
-            let n = parse_i64(&argv[i]).ok_or(CmdError::NotInteger)?;
+            let n = parse_i64(arg(argv, i)?).ok_or(CmdError::NotInteger)?;
             if n < 0 || n as usize >= databases || n > i32::MAX as i64 {
                 return Err(CmdError::DbIndex);
             }
@@ -459,30 +460,50 @@ fn randomkey(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
 /// Global SCAN cursor: the shard in the low 8 bits, that shard's table cursor above.
 const SHARD_BITS: u32 = 8;
 
+/// Reads a SCAN cursor as Redis's parseScanCursorOrReply does with strtoul: an optional
+/// sign (a negative cursor wraps), digits, no leading space, no overflow; "" reads as 0.
+fn parse_cursor(b: &[u8]) -> Option<u64> {
+    let Some(&first) = b.first() else {
+        return Some(0);
+    };
+    if first.is_ascii_whitespace() {
+        return None;
+    }
+    let (neg, digits) = match first {
+        b'-' => (true, b.get(1..)?),
+        b'+' => (false, b.get(1..)?),
+        _ => (false, b),
+    };
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    let v = digits.iter().try_fold(0u64, |acc, &d| {
+        acc.checked_mul(10)?.checked_add(u64::from(d - b'0'))
+    })?;
+    Some(if neg { v.wrapping_neg() } else { v })
+}
+
 fn scan(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
-    let cursor = std::str::from_utf8(arg(argv, 1)?)
-        .ok()
-        .and_then(|s| s.parse::<u64>().ok())
-        .ok_or_else(|| CmdError::err("invalid cursor"))?;
+    let cursor = parse_cursor(arg(argv, 1)?).ok_or_else(|| CmdError::err("invalid cursor"))?;
     let mut pattern: Option<Bytes> = None;
     let mut count: usize = 10;
     let mut type_filter: Option<Bytes> = None;
     let mut i = 2;
     while i < argv.len() {
         let has_next = i + 1 < argv.len();
-        if is(&argv[i], "count") && has_next {
+        if is(arg(argv, i)?, "count") && has_next {
             let n = int(argv, i + 1)?;
             if n < 1 {
                 return Err(CmdError::Syntax);
             }
             count = n as usize;
             i += 2;
-        } else if is(&argv[i], "match") && has_next {
-            let p = argv[i + 1].clone();
+        } else if is(arg(argv, i)?, "match") && has_next {
+            let p = arg(argv, i + 1)?.clone();
             pattern = if p.as_ref() == b"*" { None } else { Some(p) };
             i += 2;
-        } else if is(&argv[i], "type") && has_next {
-            type_filter = Some(argv[i + 1].clone());
+        } else if is(arg(argv, i)?, "type") && has_next {
+            type_filter = Some(arg(argv, i + 1)?.clone());
             i += 2;
         } else {
             return Err(CmdError::Syntax);
@@ -612,5 +633,193 @@ fn object(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
         _ => Err(CmdError::err(
             "An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
         )),
+    }
+}
+
+/// Key family tests through the in-process kit (3 shards): values and exact error texts.
+#[cfg(test)]
+mod family {
+    use crate::commands::testkit::{bulk, err, Kit};
+    use crate::protocol::reply::Reply;
+
+    const NOT_INT: &str = "ERR value is not an integer or out of range";
+
+    #[test]
+    fn del_unlink_exists_type_across_shards() {
+        let mut k = Kit::new();
+        k.run(&["MSET", "a", "1", "k1", "2", "k2", "3"]);
+        assert_eq!(
+            k.run(&["EXISTS", "a", "a", "k1", "nokey", "k2"]),
+            Reply::Int(4)
+        );
+        assert_eq!(k.run(&["TYPE", "a"]), Reply::status("string"));
+        assert_eq!(k.run(&["TYPE", "nokey"]), Reply::status("none"));
+        assert_eq!(k.run(&["DEL", "a", "k1", "nokey", "a"]), Reply::Int(2));
+        assert_eq!(k.run(&["UNLINK", "k2", "k2"]), Reply::Int(1));
+        assert_eq!(k.run(&["EXISTS", "a", "k1", "k2"]), Reply::Int(0));
+        k.run(&["SET", "t", "v", "PX", "10"]);
+        k.advance(10);
+        assert_eq!(
+            k.run(&["DEL", "t"]),
+            Reply::Int(0),
+            "expired keys do not count"
+        );
+    }
+
+    #[test]
+    fn ttl_family_on_missing_and_persistent_keys() {
+        let mut k = Kit::new();
+        k.run(&["SET", "a", "v"]);
+        for cmd in ["TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME"] {
+            assert_eq!(k.run(&[cmd, "nokey"]), Reply::Int(-2), "{cmd}");
+            assert_eq!(k.run(&[cmd, "a"]), Reply::Int(-1), "{cmd}");
+        }
+        assert_eq!(k.run(&["PERSIST", "a"]), Reply::Int(0));
+        assert_eq!(k.run(&["PERSIST", "nokey"]), Reply::Int(0));
+        assert_eq!(k.run(&["EXPIRE", "nokey", "10"]), Reply::Int(0));
+    }
+
+    #[test]
+    fn expire_values_and_rounding() {
+        let mut k = Kit::new();
+        k.run(&["SET", "a", "v"]);
+        assert_eq!(k.run(&["PEXPIREAT", "a", "4102444800999"]), Reply::Int(1));
+        assert_eq!(k.run(&["EXPIRETIME", "a"]), Reply::Int(4102444801));
+        assert_eq!(k.run(&["PEXPIRETIME", "a"]), Reply::Int(4102444800999));
+        assert_eq!(k.run(&["EXPIRE", "a", "100"]), Reply::Int(1));
+        assert_eq!(k.run(&["TTL", "a"]), Reply::Int(100));
+        assert_eq!(k.run(&["PTTL", "a"]), Reply::Int(100_000));
+        k.advance(400);
+        assert_eq!(k.run(&["TTL", "a"]), Reply::Int(100), "rounded to nearest");
+        assert_eq!(k.run(&["PERSIST", "a"]), Reply::Int(1));
+        assert_eq!(k.run(&["TTL", "a"]), Reply::Int(-1));
+        assert_eq!(k.run(&["EXPIRE", "a", "0"]), Reply::Int(1));
+        assert_eq!(k.run(&["EXISTS", "a"]), Reply::Int(0));
+        k.run(&["SET", "a", "v"]);
+        assert_eq!(k.run(&["PEXPIRE", "a", "-1"]), Reply::Int(1));
+        assert_eq!(k.run(&["EXISTS", "a"]), Reply::Int(0));
+    }
+
+    #[test]
+    fn expire_conditions() {
+        let mut k = Kit::new();
+        k.run(&["SET", "a", "v"]);
+        let at = |k: &mut Kit| k.run(&["EXPIRETIME", "a"]);
+        assert_eq!(k.run(&["EXPIREAT", "a", "4102444800", "XX"]), Reply::Int(0));
+        assert_eq!(k.run(&["EXPIREAT", "a", "4102444800", "GT"]), Reply::Int(0));
+        assert_eq!(k.run(&["EXPIREAT", "a", "4102444800", "LT"]), Reply::Int(1));
+        assert_eq!(k.run(&["PERSIST", "a"]), Reply::Int(1));
+        assert_eq!(k.run(&["EXPIREAT", "a", "4102444800", "NX"]), Reply::Int(1));
+        assert_eq!(k.run(&["EXPIREAT", "a", "4102444900", "NX"]), Reply::Int(0));
+        assert_eq!(k.run(&["EXPIREAT", "a", "4102444900", "xx"]), Reply::Int(1));
+        assert_eq!(k.run(&["EXPIREAT", "a", "4102444800", "GT"]), Reply::Int(0));
+        assert_eq!(k.run(&["EXPIREAT", "a", "4102445000", "gt"]), Reply::Int(1));
+        assert_eq!(k.run(&["EXPIREAT", "a", "4102445100", "LT"]), Reply::Int(0));
+        assert_eq!(
+            k.run(&["EXPIREAT", "a", "4102444000", "LT", "XX"]),
+            Reply::Int(1)
+        );
+        assert_eq!(at(&mut k), Reply::Int(4102444000));
+    }
+
+    #[test]
+    fn expire_errors_in_redis_order() {
+        let mut k = Kit::new();
+        k.run(&["SET", "a", "v"]);
+        let nx = err("ERR NX and XX, GT or LT options at the same time are not compatible");
+        let gtlt = err("ERR GT and LT options at the same time are not compatible");
+        assert_eq!(k.run(&["EXPIRE", "a", "10", "NX", "XX"]), nx);
+        assert_eq!(k.run(&["EXPIRE", "a", "10", "NX", "LT"]), nx);
+        assert_eq!(k.run(&["EXPIRE", "a", "10", "GT", "LT"]), gtlt);
+        assert_eq!(
+            k.run(&["EXPIRE", "a", "10", "FOO", "NX", "XX"]),
+            err("ERR Unsupported option FOO")
+        );
+        // Options are checked before the number.
+        assert_eq!(k.run(&["EXPIRE", "a", "abc", "NX", "XX"]), nx);
+        assert_eq!(k.run(&["EXPIRE", "a", "abc"]), err(NOT_INT));
+        assert_eq!(k.run(&["PEXPIRE", "a", "1.5"]), err(NOT_INT));
+        assert_eq!(
+            k.run(&["EXPIRE", "a", "9223372036854775807"]),
+            err("ERR invalid expire time in 'expire' command")
+        );
+        assert_eq!(
+            k.run(&["PEXPIRE", "a", "9223372036854775807"]),
+            err("ERR invalid expire time in 'pexpire' command")
+        );
+        assert_eq!(
+            k.run(&["TTL", "a"]),
+            Reply::Int(-1),
+            "errors changed nothing"
+        );
+    }
+
+    #[test]
+    fn rename_and_copy_on_one_shard() {
+        let mut k = Kit::new();
+        // Hash tags keep both keys on one shard (cross-shard moves need a worker).
+        assert_eq!(k.run(&["RENAME", "{t}a", "{t}b"]), err("ERR no such key"));
+        assert_eq!(k.run(&["RENAMENX", "{t}a", "{t}b"]), err("ERR no such key"));
+        k.run(&["SET", "{t}a", "v", "EXAT", "4102444800"]);
+        assert_eq!(k.run(&["RENAME", "{t}a", "{t}a"]), Reply::Ok);
+        assert_eq!(k.run(&["RENAMENX", "{t}a", "{t}a"]), Reply::Int(0));
+        assert_eq!(k.run(&["RENAME", "{t}a", "{t}b"]), Reply::Ok);
+        assert_eq!(k.run(&["EXPIRETIME", "{t}b"]), Reply::Int(4102444800));
+        assert_eq!(k.run(&["EXISTS", "{t}a"]), Reply::Int(0));
+        k.run(&["SET", "{t}c", "c"]);
+        assert_eq!(k.run(&["RENAMENX", "{t}b", "{t}c"]), Reply::Int(0));
+        assert_eq!(k.run(&["RENAMENX", "{t}b", "{t}d"]), Reply::Int(1));
+        assert_eq!(k.run(&["GET", "{t}d"]), bulk("v"));
+
+        assert_eq!(k.run(&["COPY", "{t}d", "{t}c"]), Reply::Int(0));
+        assert_eq!(k.run(&["COPY", "{t}d", "{t}c", "REPLACE"]), Reply::Int(1));
+        assert_eq!(k.run(&["GET", "{t}c"]), bulk("v"));
+        assert_eq!(k.run(&["EXPIRETIME", "{t}c"]), Reply::Int(4102444800));
+        assert_eq!(k.run(&["COPY", "nokey", "{t}c"]), Reply::Int(0));
+        assert_eq!(
+            k.run(&["COPY", "{t}d", "{t}d"]),
+            err("ERR source and destination objects are the same")
+        );
+        assert_eq!(k.run(&["COPY", "{t}d", "{t}d", "DB", "1"]), Reply::Int(1));
+        assert_eq!(
+            k.run(&["COPY", "{t}d", "{t}x", "DB", "16"]),
+            err("ERR DB index is out of range")
+        );
+        assert_eq!(k.run(&["COPY", "{t}d", "{t}x", "DB", "x"]), err(NOT_INT));
+        assert_eq!(
+            k.run(&["COPY", "{t}d", "{t}x", "FOO"]),
+            err("ERR syntax error")
+        );
+        k.db = 1;
+        assert_eq!(k.run(&["GET", "{t}d"]), bulk("v"));
+    }
+
+    #[test]
+    fn object_subcommands() {
+        let mut k = Kit::new();
+        k.run(&["SET", "a", "100"]);
+        k.run(&["SET", "b", "hello"]);
+        assert_eq!(
+            k.run(&["OBJECT", "REFCOUNT", "a"]),
+            Reply::Int(i32::MAX as i64)
+        );
+        assert_eq!(k.run(&["OBJECT", "REFCOUNT", "b"]), Reply::Int(1));
+        assert_eq!(k.run(&["OBJECT", "IDLETIME", "b"]), Reply::Int(0));
+        assert_eq!(k.run(&["OBJECT", "IDLETIME", "nokey"]), Reply::Null);
+        assert_eq!(
+            k.run(&["OBJECT", "NOPE", "b"]),
+            err("ERR unknown subcommand 'NOPE'. Try OBJECT HELP.")
+        );
+        assert_eq!(
+            k.run(&["OBJECT", "ENCODING"]),
+            err("ERR wrong number of arguments for 'object|encoding' command")
+        );
+        assert!(
+            matches!(k.run(&["OBJECT", "FREQ", "b"]), Reply::Error(e) if e.starts_with("ERR An LFU maxmemory policy is not selected"))
+        );
+        let Reply::Array(help) = k.run(&["OBJECT", "HELP"]) else {
+            panic!("OBJECT HELP is not an array");
+        };
+        assert_eq!(help.len(), 15);
     }
 }

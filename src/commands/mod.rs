@@ -9,9 +9,12 @@ pub mod args;
 pub mod conn;
 pub mod docs;
 pub mod keys;
+pub mod ldouble;
 pub mod server;
 pub mod strings;
 pub mod table;
+#[cfg(test)]
+mod testkit;
 
 use std::time::Instant;
 

@@ -4,12 +4,13 @@
 use bytes::{Bytes, BytesMut};
 
 use super::args::{arg, int, is, owned};
+use super::ldouble;
 use super::table::{CommandSpec, Exec, KeySpec, Merge, MultiSpec, DENYOOM, FAST, READONLY, WRITE};
-use super::KeyCtx;
+use super::{ConnCtx, KeyCtx};
 use crate::error::{CmdError, CmdResult};
+use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
-use crate::protocol::{parse_f64, parse_i64};
-use crate::shard::value::Value;
+use crate::shard::value::{StrEnc, Value};
 
 const S: &str = "string";
 
@@ -62,6 +63,9 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(S, "1.0.0", "Returns a substring from a string value.", "key start end"),
     CommandSpec::new("setrange", 4, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(setrange))
         .doc(S, "2.2.0", "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.", "key offset value"),
+    CommandSpec::new("lcs", -3, READONLY, KeySpec::range(1, 2, 1), Exec::Key(lcs))
+        .cross(lcs_cross)
+        .doc(S, "7.0.0", "Finds the longest common substring.", "key1 key2 [LEN] [IDX] [MINMATCHLEN min-match-len] [WITHMATCHLEN]"),
 ];
 
 /// Largest string a command may build (Redis's checkStringLength: proto-max-bulk-len default).
@@ -72,41 +76,73 @@ fn get(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     Ok(Reply::bulk_opt(ctx.db().get_str(arg(argv, 1)?, now)?))
 }
 
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Cond {
-    None,
-    Nx,
-    Xx,
+/// SET / GETEX options as Redis's parseExtendedStringArgumentsOrReply reads them. An
+/// option may repeat (the last expire value wins), but two different expire kinds, NX with
+/// XX, or KEEPTTL/PERSIST with an expire are a syntax error. The expire value itself is
+/// only checked after every option parsed, so a syntax error wins over a bad number.
+#[derive(Default)]
+struct StrOpts<'a> {
+    nx: bool,
+    xx: bool,
+    get: bool,
+    keepttl: bool,
+    persist: bool,
+    /// The expire kind (`ex`, `px`, `exat`, `pxat`) and its raw value.
+    expire: Option<(&'static str, &'a [u8])>,
 }
 
+/// Which command's options `parse_str_opts` reads: SET or GETEX.
 #[derive(Clone, Copy, PartialEq, Eq)]
-enum Ttl {
-    /// Clear any TTL (plain SET).
-    Clear,
-    /// Keep the existing TTL (KEEPTTL, or GETEX without options).
-    Keep,
-    /// Absolute Unix milliseconds.
-    At(i64),
-    /// GETEX PERSIST.
-    Persist,
+enum OptsFor {
+    Set,
+    Getex,
+}
+
+fn parse_str_opts(argv: &[Bytes], cmd: OptsFor) -> Result<StrOpts<'_>, CmdError> {
+    let mut o = StrOpts::default();
+    let set = cmd == OptsFor::Set;
+    let mut i = if set { 3 } else { 2 };
+    while let Some(opt) = argv.get(i) {
+        let next = argv.get(i + 1);
+        let kind = ["ex", "px", "exat", "pxat"]
+            .into_iter()
+            .find(|k| is(opt, k));
+        let other_expire = |k: &str| o.expire.is_some_and(|(cur, _)| cur != k);
+        if set && is(opt, "nx") && !o.xx {
+            o.nx = true;
+        } else if set && is(opt, "xx") && !o.nx {
+            o.xx = true;
+        } else if set && is(opt, "get") {
+            o.get = true;
+        } else if set && is(opt, "keepttl") && o.expire.is_none() {
+            o.keepttl = true;
+        } else if !set && is(opt, "persist") && o.expire.is_none() {
+            o.persist = true;
+        } else if let (Some(k), Some(v)) = (kind, next) {
+            if o.keepttl || o.persist || other_expire(k) {
+                return Err(CmdError::Syntax);
+            }
+            o.expire = Some((k, v));
+            i += 1;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+        i += 1;
+    }
+    Ok(o)
 }
 
 /// Turns an EX/PX/EXAT/PXAT argument into absolute milliseconds (Redis's
 /// getExpireMillisecondsOrReply), with the command's name in the error.
-fn expire_at(
-    raw: &[u8],
-    unit_secs: bool,
-    absolute: bool,
-    now: u64,
-    cmd: &str,
-) -> Result<i64, CmdError> {
+fn expire_at(kind: &str, raw: &[u8], now: u64, cmd: &str) -> Result<i64, CmdError> {
     let v = parse_i64(raw).ok_or(CmdError::NotInteger)?;
     let invalid = || CmdError::InvalidExpire(cmd.to_string());
-    if v <= 0 || (unit_secs && v > i64::MAX / 1000) {
+    let secs = kind == "ex" || kind == "exat";
+    if v <= 0 || (secs && v > i64::MAX / 1000) {
         return Err(invalid());
     }
-    let ms = if unit_secs { v * 1000 } else { v };
-    if absolute {
+    let ms = if secs { v * 1000 } else { v };
+    if kind == "exat" || kind == "pxat" {
         Ok(ms)
     } else {
         ms.checked_add(now as i64).ok_or_else(invalid)
@@ -116,62 +152,32 @@ fn expire_at(
 fn set(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let (key, val) = (arg(argv, 1)?, arg(argv, 2)?);
     let now = ctx.now();
-    let mut cond = Cond::None;
-    let mut want_get = false;
-    let mut ttl = Ttl::Clear;
-    let mut ttl_kind_set = false;
-    let mut i = 3;
-    while i < argv.len() {
-        let opt = &argv[i];
-        let has_next = i + 1 < argv.len();
-        if is(opt, "nx") && cond != Cond::Xx {
-            cond = Cond::Nx;
-        } else if is(opt, "xx") && cond != Cond::Nx {
-            cond = Cond::Xx;
-        } else if is(opt, "get") {
-            want_get = true;
-        } else if is(opt, "keepttl") && !ttl_kind_set {
-            ttl = Ttl::Keep;
-            ttl_kind_set = true;
-        } else if (is(opt, "ex") || is(opt, "px") || is(opt, "exat") || is(opt, "pxat"))
-            && !ttl_kind_set
-            && has_next
-        {
-            let secs = is(opt, "ex") || is(opt, "exat");
-            let abs = is(opt, "exat") || is(opt, "pxat");
-            i += 1;
-            ttl = Ttl::At(expire_at(&argv[i], secs, abs, now, "set")?);
-            ttl_kind_set = true;
-        } else {
-            return Err(CmdError::Syntax);
-        }
-        i += 1;
-    }
-    let db = ctx.db();
-    let old = if want_get {
-        db.get_str(key, now)?
-    } else {
-        None
+    let o = parse_str_opts(argv, OptsFor::Set)?;
+    let at = match o.expire {
+        Some((kind, raw)) => Some(expire_at(kind, raw, now, "set")?),
+        None => None,
     };
+    let db = ctx.db();
+    let old = if o.get { db.get_str(key, now)? } else { None };
     let exists = db.peek(key, now).is_some();
-    if (cond == Cond::Nx && exists) || (cond == Cond::Xx && !exists) {
-        return Ok(if want_get {
+    if (o.nx && exists) || (o.xx && !exists) {
+        return Ok(if o.get {
             Reply::bulk_opt(old)
         } else {
             Reply::Null
         });
     }
     let key = owned(key);
-    match ttl {
-        Ttl::Keep => db.set_keep_ttl(key, Value::Str(owned(val)), now),
-        Ttl::At(at) if at <= now as i64 => {
-            // Already expired: Redis stores nothing (and deletes any old value).
+    match at {
+        None if o.keepttl => db.set_keep_ttl(key, Value::Str(owned(val)), now),
+        None => db.set(key, Value::Str(owned(val)), 0, now),
+        Some(at) if at <= now as i64 => {
+            // Already expired: Redis's value would never be seen again; drop any old one.
             db.remove(&key);
         }
-        Ttl::At(at) => db.set(key, Value::Str(owned(val)), at as u64, now),
-        _ => db.set(key, Value::Str(owned(val)), 0, now),
+        Some(at) => db.set(key, Value::Str(owned(val)), at as u64, now),
     }
-    Ok(if want_get {
+    Ok(if o.get {
         Reply::bulk_opt(old)
     } else {
         Reply::Ok
@@ -189,21 +195,21 @@ fn setnx(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Int(1))
 }
 
-fn setex_generic(ctx: &mut KeyCtx, argv: &[Bytes], secs: bool, name: &str) -> CmdResult {
+fn setex_generic(ctx: &mut KeyCtx, argv: &[Bytes], kind: &str, name: &str) -> CmdResult {
     let (key, ttl, val) = (arg(argv, 1)?, arg(argv, 2)?, arg(argv, 3)?);
     let now = ctx.now();
-    let at = expire_at(ttl, secs, false, now, name)?;
+    let at = expire_at(kind, ttl, now, name)?;
     ctx.db()
         .set(owned(key), Value::Str(owned(val)), at as u64, now);
     Ok(Reply::Ok)
 }
 
 fn setex(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
-    setex_generic(ctx, argv, true, "setex")
+    setex_generic(ctx, argv, "ex", "setex")
 }
 
 fn psetex(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
-    setex_generic(ctx, argv, false, "psetex")
+    setex_generic(ctx, argv, "px", "psetex")
 }
 
 fn getset(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
@@ -226,47 +232,32 @@ fn getdel(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     Ok(Reply::bulk_opt(old))
 }
 
+/// GETEX (Redis's getexCommand): options, then the lookup (a missing key is nil even
+/// with a bad expire value), then the expire value.
 fn getex(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let key = arg(argv, 1)?;
     let now = ctx.now();
-    let mut ttl = Ttl::Keep;
-    let mut set_once = false;
-    let mut i = 2;
-    while i < argv.len() {
-        let opt = &argv[i];
-        let has_next = i + 1 < argv.len();
-        if is(opt, "persist") && !set_once {
-            ttl = Ttl::Persist;
-            set_once = true;
-        } else if (is(opt, "ex") || is(opt, "px") || is(opt, "exat") || is(opt, "pxat"))
-            && !set_once
-            && has_next
-        {
-            let secs = is(opt, "ex") || is(opt, "exat");
-            let abs = is(opt, "exat") || is(opt, "pxat");
-            i += 1;
-            ttl = Ttl::At(expire_at(&argv[i], secs, abs, now, "getex")?);
-            set_once = true;
-        } else {
-            return Err(CmdError::Syntax);
-        }
-        i += 1;
-    }
+    let o = parse_str_opts(argv, OptsFor::Getex)?;
     let db = ctx.db();
     let Some(val) = db.get_str(key, now)? else {
         return Ok(Reply::Null);
     };
-    match ttl {
-        Ttl::At(at) if at <= now as i64 => {
+    let at = match o.expire {
+        Some((kind, raw)) => Some(expire_at(kind, raw, now, "getex")?),
+        None => None,
+    };
+    let db = ctx.db();
+    match at {
+        Some(at) if at <= now as i64 => {
             db.remove(key);
         }
-        Ttl::At(at) => {
+        Some(at) => {
             db.set_expire(key, at as u64);
         }
-        Ttl::Persist => {
+        None if o.persist => {
             db.set_expire(key, 0);
         }
-        _ => {}
+        None => {}
     }
     Ok(Reply::Bulk(val))
 }
@@ -287,11 +278,19 @@ fn mget(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Array(out))
 }
 
+/// The key-value pairs of MSET/MSETNX (arity checked an odd argument count already).
+fn pairs(argv: &[Bytes]) -> impl Iterator<Item = (&Bytes, &Bytes)> {
+    argv.get(1..)
+        .unwrap_or_default()
+        .chunks_exact(2)
+        .filter_map(|p| Some((p.first()?, p.get(1)?)))
+}
+
 fn mset(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let now = ctx.now();
     let db = ctx.db();
-    for pair in argv[1..].chunks_exact(2) {
-        db.set(owned(&pair[0]), Value::Str(owned(&pair[1])), 0, now);
+    for (k, v) in pairs(argv) {
+        db.set(owned(k), Value::Str(owned(v)), 0, now);
     }
     Ok(Reply::Ok)
 }
@@ -299,14 +298,11 @@ fn mset(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 fn msetnx(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let now = ctx.now();
     let db = ctx.db();
-    if argv[1..]
-        .chunks_exact(2)
-        .any(|p| db.peek(&p[0], now).is_some())
-    {
+    if pairs(argv).any(|(k, _)| db.peek(k, now).is_some()) {
         return Ok(Reply::Int(0));
     }
-    for pair in argv[1..].chunks_exact(2) {
-        db.set(owned(&pair[0]), Value::Str(owned(&pair[1])), 0, now);
+    for (k, v) in pairs(argv) {
+        db.set(owned(k), Value::Str(owned(v)), 0, now);
     }
     Ok(Reply::Int(1))
 }
@@ -332,7 +328,7 @@ fn append(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
             b.extend_from_slice(val);
             let len = b.len();
             e.val = Value::Str(b.freeze());
-            e.raw = true;
+            e.enc = StrEnc::Raw;
             Ok(Reply::Int(len as i64))
         }
     }
@@ -379,44 +375,29 @@ fn decrby(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     incr_by(ctx, arg(argv, 1)?, -by)
 }
 
-/// Formats an INCRBYFLOAT result the way Redis's human long-double format reads: fixed
-/// notation, no exponent, trailing zeros trimmed. We compute in f64, so we print 15
-/// significant digits (what f64 carries exactly), which hides binary noise such as
-/// 0.1 + 0.2 = 0.30000000000000004 just as Redis's long double arithmetic does.
-pub fn fmt_human(d: f64) -> String {
-    if d == 0.0 {
-        return "0".into();
-    }
-    let mag = d.abs().log10().floor() as i32;
-    let decimals = (14 - mag).clamp(0, 17) as usize;
-    let s = format!("{:.*}", decimals, d);
-    let s = if s.contains('.') {
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    } else {
-        s
-    };
-    if s == "-0" {
-        "0".into()
-    } else {
-        s
-    }
-}
-
+/// INCRBYFLOAT in `long double`, as Redis computes it (see `ldouble`).
 fn incrbyfloat(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let key = arg(argv, 1)?;
-    let by = parse_f64(arg(argv, 2)?).ok_or(CmdError::NotFloat)?;
+    let by = ldouble::parse(arg(argv, 2)?).ok_or(CmdError::NotFloat)?;
     let now = ctx.now();
     let db = ctx.db();
     let cur = match db.get_str(key, now)? {
-        None => 0.0,
-        Some(b) => parse_f64(&b).ok_or(CmdError::NotFloat)?,
+        None => ldouble::Ld::Finite {
+            neg: false,
+            mant: 0,
+            exp: 0,
+        },
+        Some(b) => ldouble::parse(&b).ok_or(CmdError::NotFloat)?,
     };
-    let new = cur + by;
-    if new.is_nan() || new.is_infinite() {
-        return Err(CmdError::err("increment would produce NaN or Infinity"));
-    }
-    let s = Bytes::from(fmt_human(new));
+    let new = ldouble::add(cur, by)
+        .filter(|v| !v.is_inf())
+        .ok_or_else(|| CmdError::err("increment would produce NaN or Infinity"))?;
+    let s = Bytes::from(ldouble::fmt_human(new));
     db.set_keep_ttl(owned(key), Value::Str(s.clone()), now);
+    // Redis builds the result with createStringObjectFromLongDouble: never int-encoded.
+    if let Some(e) = db.lookup_write(key, now) {
+        e.enc = StrEnc::NoInt;
+    }
     Ok(Reply::Bulk(s))
 }
 
@@ -470,7 +451,7 @@ fn setrange(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
             let len = b.len();
             db.set(owned(key), Value::Str(Bytes::from(b)), 0, now);
             if let Some(e) = db.lookup_write(key, now) {
-                e.raw = true;
+                e.enc = StrEnc::Raw;
             }
             Ok(Reply::Int(len as i64))
         }
@@ -490,23 +471,484 @@ fn setrange(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
             b[off..off + val.len()].copy_from_slice(val);
             let len = b.len();
             e.val = Value::Str(Bytes::from(b));
-            e.raw = true;
+            e.enc = StrEnc::Raw;
             Ok(Reply::Int(len as i64))
         }
     }
 }
 
+/// LCS with both keys on this shard.
+fn lcs(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let now = ctx.now();
+    let db = ctx.db();
+    let a = db.get_str(arg(argv, 1)?, now)?.unwrap_or_default();
+    let b = db.get_str(arg(argv, 2)?, now)?.unwrap_or_default();
+    lcs_reply(&a, &b, argv)
+}
+
+/// LCS with the keys on two shards: read both values, then compute here.
+fn lcs_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
+    let db = ctx.client().db;
+    let nshards = ctx.w.nshards;
+    let keys = [arg(&argv, 1)?.clone(), arg(&argv, 2)?.clone()];
+    let ticket = ctx.defer();
+    let jobs = keys
+        .into_iter()
+        .map(|k| {
+            let owner = crate::shard::route::shard_of(&k, nshards);
+            let job: crate::server::worker::ShardFn<Result<Option<Bytes>, CmdError>> =
+                Box::new(move |tw| {
+                    let now = tw.shard.now_ms;
+                    tw.shard.db_mut(db).get_str(&k, now)
+                });
+            (owner, job)
+        })
+        .collect();
+    ctx.w.fan_out(jobs, true, move |w, vals| {
+        let reply = (|| {
+            let mut vals = vals.into_iter();
+            let a = vals.next().transpose()?.flatten().unwrap_or_default();
+            let b = vals.next().transpose()?.flatten().unwrap_or_default();
+            lcs_reply(&a, &b, &argv)
+        })()
+        .unwrap_or_else(CmdError::into_reply);
+        w.complete(ticket, reply);
+    });
+    Ok(Reply::Ok)
+}
+
+/// Redis's lcsCommand after the lookups: options, the DP table, then the walk back that
+/// builds the string and the match ranges (in Redis's order: from the strings' ends).
+fn lcs_reply(a: &[u8], b: &[u8], argv: &[Bytes]) -> CmdResult {
+    let (mut getlen, mut getidx, mut withmatchlen, mut minmatchlen) = (false, false, false, 0i64);
+    let mut j = 3;
+    while let Some(opt) = argv.get(j) {
+        if is(opt, "idx") {
+            getidx = true;
+        } else if is(opt, "len") {
+            getlen = true;
+        } else if is(opt, "withmatchlen") {
+            withmatchlen = true;
+        } else if is(opt, "minmatchlen") && j + 1 < argv.len() {
+            minmatchlen = int(argv, j + 1)?.max(0);
+            j += 1;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+        j += 1;
+    }
+    if getidx && getlen {
+        return Err(CmdError::err(
+            "If you want both the length and indexes, please just use IDX.",
+        ));
+    }
+    let (alen, blen) = (a.len(), b.len());
+    let cells = (alen as u64 + 1) * (blen as u64 + 1);
+    if cells.saturating_mul(4) > MAX_STRING {
+        return Err(CmdError::err(
+            "Insufficient memory, transient memory for LCS exceeds proto-max-bulk-len",
+        ));
+    }
+    let w = blen + 1;
+    let mut t = vec![0u32; cells as usize];
+    let at = |t: &[u32], i: usize, j: usize| t.get(j + i * w).copied().unwrap_or(0);
+    for (i, &ca) in a.iter().enumerate() {
+        for (j, &cb) in b.iter().enumerate() {
+            let v = if ca == cb {
+                at(&t, i, j) + 1
+            } else {
+                at(&t, i, j + 1).max(at(&t, i + 1, j))
+            };
+            if let Some(slot) = t.get_mut(j + 1 + (i + 1) * w) {
+                *slot = v;
+            }
+        }
+    }
+    let total = at(&t, alen, blen);
+    if getlen {
+        return Ok(Reply::Int(i64::from(total)));
+    }
+    let mut result = vec![0u8; total as usize];
+    let mut matches = Vec::new();
+    let (mut i, mut j, mut idx) = (alen, blen, total as usize);
+    // `None`: no range open (Redis uses arange_start == alen for that).
+    let mut range: Option<(usize, usize, usize, usize)> = None;
+    while i > 0 && j > 0 {
+        let mut emit = false;
+        let (ca, cb) = (a.get(i - 1), b.get(j - 1));
+        if ca == cb {
+            if let (Some(slot), Some(&c)) = (result.get_mut(idx.wrapping_sub(1)), ca) {
+                *slot = c;
+            }
+            range = Some(match range {
+                None => (i - 1, i - 1, j - 1, j - 1),
+                Some((as_, ae, bs, be)) if as_ == i && bs == j => (as_ - 1, ae, bs - 1, be),
+                Some(r) => {
+                    emit = true;
+                    r
+                }
+            });
+            if range.is_some_and(|(as_, _, bs, _)| as_ == 0 || bs == 0) {
+                emit = true;
+            }
+            idx = idx.saturating_sub(1);
+            i -= 1;
+            j -= 1;
+        } else {
+            if at(&t, i - 1, j) > at(&t, i, j - 1) {
+                i -= 1;
+            } else {
+                j -= 1;
+            }
+            emit = range.is_some();
+        }
+        if emit {
+            if let Some((as_, ae, bs, be)) = range.take() {
+                let len = (ae - as_ + 1) as i64;
+                if minmatchlen == 0 || len >= minmatchlen {
+                    let mut m = vec![
+                        Reply::Array(vec![Reply::Int(as_ as i64), Reply::Int(ae as i64)]),
+                        Reply::Array(vec![Reply::Int(bs as i64), Reply::Int(be as i64)]),
+                    ];
+                    if withmatchlen {
+                        m.push(Reply::Int(len));
+                    }
+                    matches.push(Reply::Array(m));
+                }
+            }
+        }
+    }
+    if getidx {
+        return Ok(Reply::Map(vec![
+            (Reply::bulk("matches"), Reply::Array(matches)),
+            (Reply::bulk("len"), Reply::Int(i64::from(total))),
+        ]));
+    }
+    Ok(Reply::Bulk(Bytes::from(result)))
+}
+
+/// String family tests through the in-process kit (3 shards): values and exact error texts.
 #[cfg(test)]
-mod tests {
-    use super::fmt_human;
+mod family {
+    use crate::commands::testkit::{bulk, bulks, err, Kit};
+    use crate::protocol::reply::Reply;
+
+    const SYNTAX: &str = "ERR syntax error";
+    const NOT_INT: &str = "ERR value is not an integer or out of range";
+    const NOT_FLOAT: &str = "ERR value is not a valid float";
 
     #[test]
-    fn human_floats() {
-        assert_eq!(fmt_human(10.5), "10.5");
-        assert_eq!(fmt_human(0.1 + 0.2), "0.3");
-        assert_eq!(fmt_human(5000.0), "5000");
-        assert_eq!(fmt_human(-3.25), "-3.25");
-        assert_eq!(fmt_human(1e20), "100000000000000000000");
-        assert_eq!(fmt_human(3.0e-5), "0.00003");
+    fn get_set_and_conditions() {
+        let mut k = Kit::new();
+        assert_eq!(k.run(&["GET", "a"]), Reply::Null);
+        assert_eq!(k.run(&["SET", "a", "1"]), Reply::Ok);
+        assert_eq!(k.run(&["GET", "a"]), bulk("1"));
+        assert_eq!(k.run(&["SET", "a", "2", "NX"]), Reply::Null);
+        assert_eq!(k.run(&["SET", "b", "2", "XX"]), Reply::Null);
+        assert_eq!(k.run(&["GET", "b"]), Reply::Null);
+        assert_eq!(k.run(&["SET", "a", "3", "xx", "GET"]), bulk("1"));
+        assert_eq!(k.run(&["SET", "n", "x", "NX", "GET"]), Reply::Null);
+        assert_eq!(k.run(&["GET", "n"]), bulk("x"));
+        assert_eq!(k.run(&["SET", "a", "4", "NX", "GET"]), bulk("3"));
+        assert_eq!(k.run(&["GET", "a"]), bulk("3"));
+        // Repeating an option is allowed; the last expire value wins.
+        assert_eq!(
+            k.run(&["SET", "a", "v", "EX", "10", "EX", "20", "GET", "GET"]),
+            bulk("3")
+        );
+        assert_eq!(k.run(&["TTL", "a"]), Reply::Int(20));
+        assert_eq!(k.run(&["SET", "a", "w", "KEEPTTL", "KEEPTTL"]), Reply::Ok);
+        assert_eq!(k.run(&["TTL", "a"]), Reply::Int(20));
+        assert_eq!(k.run(&["SET", "a", "w"]), Reply::Ok);
+        assert_eq!(k.run(&["TTL", "a"]), Reply::Int(-1));
+    }
+
+    #[test]
+    fn set_option_errors_in_redis_order() {
+        let mut k = Kit::new();
+        for bad in [
+            &["NX", "XX"][..],
+            &["EX", "10", "PX", "10"],
+            &["KEEPTTL", "EX", "10"],
+            &["EX", "10", "KEEPTTL"],
+            &["EXAT", "10", "PXAT", "10"],
+            &["EX"],
+            &["FOO"],
+            // Option syntax is checked before the expire value.
+            &["EX", "abc", "NX", "XX"],
+            &["EX", "0", "FOO"],
+        ] {
+            let mut argv = vec!["SET", "a", "v"];
+            argv.extend_from_slice(bad);
+            assert_eq!(k.run(&argv), err(SYNTAX), "{argv:?}");
+        }
+        let inv = err("ERR invalid expire time in 'set' command");
+        for (opt, v) in [
+            ("EX", "0"),
+            ("EX", "-1"),
+            ("PX", "0"),
+            ("EXAT", "0"),
+            ("EX", "9223372036854775807"),
+            ("PX", "9223372036854775807"),
+        ] {
+            assert_eq!(k.run(&["SET", "a", "v", opt, v]), inv, "{opt} {v}");
+        }
+        assert_eq!(k.run(&["SET", "a", "v", "EX", "1.5"]), err(NOT_INT));
+        assert_eq!(
+            k.run(&["GET", "a"]),
+            Reply::Null,
+            "failed SETs wrote nothing"
+        );
+    }
+
+    #[test]
+    fn expiry_options_and_time() {
+        let mut k = Kit::new();
+        let now_s = k.now() / 1000;
+        let at = (now_s + 100).to_string();
+        assert_eq!(k.run(&["SET", "a", "v", "EXAT", &at]), Reply::Ok);
+        assert_eq!(k.run(&["EXPIRETIME", "a"]), Reply::Int(now_s as i64 + 100));
+        assert_eq!(k.run(&["SET", "b", "v", "PX", "1500"]), Reply::Ok);
+        assert_eq!(k.run(&["PTTL", "b"]), Reply::Int(1500));
+        k.advance(1499);
+        assert_eq!(k.run(&["GET", "b"]), bulk("v"));
+        k.advance(1);
+        assert_eq!(k.run(&["GET", "b"]), Reply::Null);
+        assert_eq!(k.run(&["SET", "c", "v", "PXAT", "1"]), Reply::Ok);
+        assert_eq!(k.run(&["EXISTS", "c"]), Reply::Int(0));
+    }
+
+    #[test]
+    fn setnx_setex_getset_getdel() {
+        let mut k = Kit::new();
+        assert_eq!(k.run(&["SETNX", "a", "1"]), Reply::Int(1));
+        assert_eq!(k.run(&["SETNX", "a", "2"]), Reply::Int(0));
+        assert_eq!(k.run(&["SETEX", "b", "100", "v"]), Reply::Ok);
+        assert_eq!(k.run(&["TTL", "b"]), Reply::Int(100));
+        assert_eq!(
+            k.run(&["SETEX", "b", "0", "v"]),
+            err("ERR invalid expire time in 'setex' command")
+        );
+        assert_eq!(
+            k.run(&["PSETEX", "b", "-5", "v"]),
+            err("ERR invalid expire time in 'psetex' command")
+        );
+        assert_eq!(k.run(&["SETEX", "b", "x", "v"]), err(NOT_INT));
+        assert_eq!(k.run(&["GETSET", "b", "w"]), bulk("v"));
+        assert_eq!(
+            k.run(&["TTL", "b"]),
+            Reply::Int(-1),
+            "GETSET clears the TTL"
+        );
+        assert_eq!(k.run(&["GETSET", "new", "w"]), Reply::Null);
+        assert_eq!(k.run(&["GETDEL", "b"]), bulk("w"));
+        assert_eq!(k.run(&["GETDEL", "b"]), Reply::Null);
+        assert_eq!(k.run(&["EXISTS", "b"]), Reply::Int(0));
+    }
+
+    #[test]
+    fn getex_options() {
+        let mut k = Kit::new();
+        assert_eq!(k.run(&["SET", "a", "v"]), Reply::Ok);
+        assert_eq!(k.run(&["GETEX", "a", "EX", "100"]), bulk("v"));
+        assert_eq!(k.run(&["TTL", "a"]), Reply::Int(100));
+        assert_eq!(k.run(&["GETEX", "a", "PERSIST", "PERSIST"]), bulk("v"));
+        assert_eq!(k.run(&["TTL", "a"]), Reply::Int(-1));
+        assert_eq!(k.run(&["GETEX", "a", "EX", "10", "PERSIST"]), err(SYNTAX));
+        assert_eq!(k.run(&["GETEX", "a", "EX", "abc", "PERSIST"]), err(SYNTAX));
+        assert_eq!(k.run(&["GETEX", "a", "NX"]), err(SYNTAX));
+        assert_eq!(
+            k.run(&["GETEX", "a", "EX", "0"]),
+            err("ERR invalid expire time in 'getex' command")
+        );
+        // A missing key is nil before the expire value is looked at.
+        assert_eq!(k.run(&["GETEX", "nokey", "EX", "0"]), Reply::Null);
+        assert_eq!(k.run(&["GETEX", "a", "PXAT", "1"]), bulk("v"));
+        assert_eq!(k.run(&["EXISTS", "a"]), Reply::Int(0));
+    }
+
+    #[test]
+    fn mget_mset_msetnx_across_shards() {
+        let mut k = Kit::new();
+        assert_eq!(
+            k.run(&["MSET", "a", "1", "k1", "2", "k2", "3", "a", "4"]),
+            Reply::Ok
+        );
+        assert_eq!(
+            k.run(&["MGET", "k2", "a", "nokey", "k1"]),
+            bulks(&[Some("3"), Some("4"), None, Some("2")])
+        );
+        assert_eq!(
+            k.run(&["MSET", "a", "1", "k1"]),
+            err("ERR wrong number of arguments for 'mset' command")
+        );
+        assert_eq!(
+            k.run(&["MSETNX", "x", "1", "k2", "9"]),
+            Reply::Int(0),
+            "k2 exists on another shard"
+        );
+        assert_eq!(k.run(&["EXISTS", "x"]), Reply::Int(0));
+        assert_eq!(
+            k.run(&["MSETNX", "x", "1", "k3", "2", "k4", "3"]),
+            Reply::Int(1)
+        );
+        assert_eq!(
+            k.run(&["MGET", "x", "k3", "k4"]),
+            bulks(&[Some("1"), Some("2"), Some("3")])
+        );
+    }
+
+    #[test]
+    fn append_strlen_ranges() {
+        let mut k = Kit::new();
+        assert_eq!(k.run(&["APPEND", "a", "Hello"]), Reply::Int(5));
+        assert_eq!(k.run(&["APPEND", "a", " World"]), Reply::Int(11));
+        assert_eq!(k.run(&["STRLEN", "a"]), Reply::Int(11));
+        assert_eq!(k.run(&["STRLEN", "nokey"]), Reply::Int(0));
+        assert_eq!(k.run(&["GETRANGE", "a", "0", "4"]), bulk("Hello"));
+        assert_eq!(k.run(&["GETRANGE", "a", "-5", "-1"]), bulk("World"));
+        assert_eq!(k.run(&["GETRANGE", "a", "-100", "2"]), bulk("Hel"));
+        assert_eq!(k.run(&["GETRANGE", "a", "5", "2"]), bulk(""));
+        assert_eq!(k.run(&["GETRANGE", "a", "-1", "-5"]), bulk(""));
+        assert_eq!(k.run(&["GETRANGE", "a", "100", "200"]), bulk(""));
+        assert_eq!(k.run(&["SUBSTR", "a", "6", "100"]), bulk("World"));
+        assert_eq!(k.run(&["GETRANGE", "nokey", "0", "-1"]), bulk(""));
+        assert_eq!(k.run(&["GETRANGE", "a", "x", "1"]), err(NOT_INT));
+        assert_eq!(k.run(&["SETRANGE", "a", "6", "Redis"]), Reply::Int(11));
+        assert_eq!(k.run(&["GET", "a"]), bulk("Hello Redis"));
+        assert_eq!(k.run(&["SETRANGE", "b", "3", "x"]), Reply::Int(4));
+        assert_eq!(k.run(&["GET", "b"]), bulk("\0\0\0x"));
+        assert_eq!(k.run(&["SETRANGE", "c", "3", ""]), Reply::Int(0));
+        assert_eq!(k.run(&["EXISTS", "c"]), Reply::Int(0));
+        assert_eq!(
+            k.run(&["SETRANGE", "a", "-1", "x"]),
+            err("ERR offset is out of range")
+        );
+        assert_eq!(
+            k.run(&["SETRANGE", "a", "536870912", "x"]),
+            err("ERR string exceeds maximum allowed size (proto-max-bulk-len)")
+        );
+    }
+
+    #[test]
+    fn counters_and_overflow() {
+        let mut k = Kit::new();
+        assert_eq!(k.run(&["INCR", "n"]), Reply::Int(1));
+        assert_eq!(k.run(&["INCRBY", "n", "-11"]), Reply::Int(-10));
+        assert_eq!(k.run(&["DECRBY", "n", "-3"]), Reply::Int(-7));
+        assert_eq!(k.run(&["DECR", "n"]), Reply::Int(-8));
+        for bad in ["abc", "1.5", "", " 1", "+1", "01", "9223372036854775808"] {
+            assert_eq!(k.run(&["INCRBY", "n", bad]), err(NOT_INT), "{bad:?}");
+        }
+        assert_eq!(k.run(&["SET", "n", "9223372036854775807"]), Reply::Ok);
+        let ovf = err("ERR increment or decrement would overflow");
+        assert_eq!(k.run(&["INCR", "n"]), ovf);
+        assert_eq!(k.run(&["SET", "n", "-9223372036854775808"]), Reply::Ok);
+        assert_eq!(k.run(&["DECR", "n"]), ovf);
+        assert_eq!(
+            k.run(&["DECRBY", "n", "-9223372036854775808"]),
+            err("ERR decrement would overflow")
+        );
+        assert_eq!(k.run(&["SET", "n", "x"]), Reply::Ok);
+        assert_eq!(k.run(&["INCR", "n"]), err(NOT_INT));
+        assert_eq!(k.run(&["SET", "t", "5", "EX", "100"]), Reply::Ok);
+        assert_eq!(k.run(&["INCR", "t"]), Reply::Int(6));
+        assert_eq!(k.run(&["TTL", "t"]), Reply::Int(100), "INCR keeps the TTL");
+    }
+
+    #[test]
+    fn incrbyfloat() {
+        let mut k = Kit::new();
+        assert_eq!(k.run(&["INCRBYFLOAT", "f", "0.1"]), bulk("0.1"));
+        assert_eq!(k.run(&["INCRBYFLOAT", "f", "0.2"]), bulk("0.3"));
+        assert_eq!(k.run(&["INCRBYFLOAT", "g", "5.0e3"]), bulk("5000"));
+        assert_eq!(k.run(&["INCRBYFLOAT", "g", "-5000"]), bulk("0"));
+        assert_eq!(k.run(&["INCRBYFLOAT", "h", "1.5e-7"]), bulk("0.00000015"));
+        // long double precision and range, as Redis.
+        assert_eq!(
+            k.run(&["INCRBYFLOAT", "big", "12345678901234567890"]),
+            bulk("12345678901234567890")
+        );
+        assert_eq!(k.run(&["INCRBYFLOAT", "hex", "0x10"]), bulk("16"));
+        assert_eq!(k.run(&["SET", "huge", "1e308"]), Reply::Ok);
+        let Reply::Bulk(v) = k.run(&["INCRBYFLOAT", "huge", "1e308"]) else {
+            panic!("1e308 + 1e308 is finite in long double");
+        };
+        assert!(v.starts_with(b"1999999999999999999933717"), "{v:?}");
+        assert_eq!(v.len(), 309);
+        assert_eq!(k.run(&["OBJECT", "ENCODING", "g"]), bulk("embstr"));
+        for bad in ["abc", "", " 1", "nan", "1e4933"] {
+            assert_eq!(k.run(&["INCRBYFLOAT", "f", bad]), err(NOT_FLOAT), "{bad:?}");
+        }
+        assert_eq!(
+            k.run(&["INCRBYFLOAT", "f", "inf"]),
+            err("ERR increment would produce NaN or Infinity")
+        );
+        assert_eq!(k.run(&["SET", "s", "1e4933"]), Reply::Ok);
+        assert_eq!(k.run(&["INCRBYFLOAT", "s", "1"]), err(NOT_FLOAT));
+    }
+
+    #[test]
+    fn object_encodings() {
+        let mut k = Kit::new();
+        let enc = |k: &mut Kit, key: &str| k.run(&["OBJECT", "ENCODING", key]);
+        k.run(&["SET", "i", "12345"]);
+        assert_eq!(enc(&mut k, "i"), bulk("int"));
+        k.run(&["SET", "s", "hello"]);
+        assert_eq!(enc(&mut k, "s"), bulk("embstr"));
+        k.run(&["SET", "l", &"x".repeat(45)]);
+        assert_eq!(enc(&mut k, "l"), bulk("raw"));
+        k.run(&["APPEND", "i", "6"]);
+        assert_eq!(
+            enc(&mut k, "i"),
+            bulk("raw"),
+            "APPEND makes even digits raw"
+        );
+        k.run(&["INCR", "i"]);
+        assert_eq!(enc(&mut k, "i"), bulk("int"));
+        k.run(&["SETRANGE", "r", "1", "x"]);
+        assert_eq!(enc(&mut k, "r"), bulk("raw"));
+        assert_eq!(enc(&mut k, "nokey"), Reply::Null);
+    }
+
+    #[test]
+    fn lcs_on_one_shard() {
+        let mut k = Kit::new();
+        k.run(&["MSET", "{l}a", "ohmytext", "{l}b", "mynewtext"]);
+        assert_eq!(k.run(&["LCS", "{l}a", "{l}b"]), bulk("mytext"));
+        assert_eq!(k.run(&["LCS", "{l}a", "{l}b", "LEN"]), Reply::Int(6));
+        let pair = |x: i64, y: i64| Reply::Array(vec![Reply::Int(x), Reply::Int(y)]);
+        assert_eq!(
+            k.run(&[
+                "LCS",
+                "{l}a",
+                "{l}b",
+                "IDX",
+                "MINMATCHLEN",
+                "4",
+                "WITHMATCHLEN"
+            ]),
+            Reply::Map(vec![
+                (
+                    bulk("matches"),
+                    Reply::Array(vec![Reply::Array(vec![
+                        pair(4, 7),
+                        pair(5, 8),
+                        Reply::Int(4)
+                    ])])
+                ),
+                (bulk("len"), Reply::Int(6)),
+            ])
+        );
+        assert_eq!(
+            k.run(&["LCS", "{l}a", "{l}b", "LEN", "IDX"]),
+            err("ERR If you want both the length and indexes, please just use IDX.")
+        );
+        assert_eq!(
+            k.run(&["LCS", "{l}a", "{l}b", "MINMATCHLEN", "x"]),
+            err(NOT_INT)
+        );
+        assert_eq!(k.run(&["LCS", "{l}a", "{l}b", "FOO"]), err(SYNTAX));
+        assert_eq!(k.run(&["LCS", "{l}a", "{l}none"]), bulk(""));
     }
 }

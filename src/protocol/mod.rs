@@ -60,7 +60,8 @@ pub fn parse_f64(s: &[u8]) -> Option<f64> {
             if lower.starts_with("0x") || lower.starts_with("-0x") || lower.starts_with("+0x") {
                 return None;
             }
-            text.parse::<f64>().ok()?
+            // strtod reports ERANGE on overflow and Redis rejects the number.
+            Some(text.parse::<f64>().ok()?).filter(|v| v.is_finite())?
         }
     };
     if v.is_nan() {
@@ -167,6 +168,8 @@ mod tests {
         assert_eq!(parse_f64(b"nan"), None);
         assert_eq!(parse_f64(b" 1"), None);
         assert_eq!(parse_f64(b"abc"), None);
+        assert_eq!(parse_f64(b"1e400"), None, "overflow is not infinity");
+        assert_eq!(parse_f64(b"inf"), Some(f64::INFINITY));
     }
 
     #[test]

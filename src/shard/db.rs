@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use super::dict::Dict;
-use super::value::{Entry, Value};
+use super::value::{Entry, StrEnc, Value};
 use crate::error::CmdError;
 
 #[derive(Default)]
@@ -119,7 +119,7 @@ impl Db {
         match self.main.get_mut(&key) {
             Some(e) => {
                 e.val = val;
-                e.raw = false;
+                e.enc = StrEnc::Auto;
                 e.atime = (now / 1000) as u32;
             }
             None => {

@@ -27,8 +27,20 @@ pub struct Entry {
     pub expire_at: u64,
     /// Last access, Unix seconds (truncated), for OBJECT IDLETIME.
     pub atime: u32,
-    /// The string was modified in place (APPEND/SETRANGE): Redis reports "raw" then.
-    pub raw: bool,
+    /// How Redis would have encoded the string object (OBJECT ENCODING).
+    pub enc: StrEnc,
+}
+
+/// The string encoding Redis would report, where it does not follow from the bytes alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum StrEnc {
+    /// Redis's tryObjectEncoding rules: `int` if it reads as an integer, else by length.
+    #[default]
+    Auto,
+    /// Modified in place (APPEND, SETRANGE): always `raw`.
+    Raw,
+    /// Built without integer encoding (INCRBYFLOAT): `embstr` up to 44 bytes, else `raw`.
+    NoInt,
 }
 
 impl Entry {
@@ -37,7 +49,7 @@ impl Entry {
             val,
             expire_at,
             atime: (now_ms / 1000) as u32,
-            raw: false,
+            enc: StrEnc::Auto,
         }
     }
 
@@ -45,9 +57,9 @@ impl Entry {
     pub fn encoding(&self) -> &'static str {
         match &self.val {
             Value::Str(b) => {
-                if b.len() <= 20 && parse_i64(b).is_some() {
+                if self.enc == StrEnc::Auto && b.len() <= 20 && parse_i64(b).is_some() {
                     "int"
-                } else if self.raw || b.len() > 44 {
+                } else if self.enc == StrEnc::Raw || b.len() > 44 {
                     "raw"
                 } else {
                     "embstr"

@@ -1,0 +1,711 @@
+//! Differential compatibility test: the same scripted command sequence goes to a real
+//! `redis-server` and to shardis (`--shards 1` and `--shards 4`) over raw TCP, and the replies
+//! are compared byte for byte. The script lives in `tests/compat/script.txt`, one command per
+//! line (shell-like quoting, `#` comments); see the header of that file for the markers.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+// ---------------------------------------------------------------------------------------------
+// The reference server.
+
+/// A real redis-server on a free loopback port, without persistence; killed on drop.
+struct Redis {
+    port: u16,
+    child: Child,
+}
+
+impl Redis {
+    fn start() -> Redis {
+        let bin = common::redis_server()
+            .expect("redis-server is required for the compat test (tools/test.sh installs it)");
+        for _ in 0..5 {
+            let port = common::free_port();
+            let mut child = Command::new(bin)
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                    "--appendonly",
+                    "no",
+                    "--daemonize",
+                    "no",
+                    "--dir",
+                    &std::env::temp_dir().to_string_lossy(),
+                ])
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .expect("cannot start redis-server");
+            let up = common::wait_for(Duration::from_secs(10), || {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return true;
+                }
+                TcpStream::connect(("127.0.0.1", port)).is_ok_and(|mut s| {
+                    s.set_read_timeout(Some(Duration::from_millis(500))).ok();
+                    let mut b = [0u8; 7];
+                    s.write_all(b"PING\r\n").is_ok()
+                        && s.read_exact(&mut b).is_ok()
+                        && &b == b"+PONG\r\n"
+                })
+            });
+            if up && child.try_wait().ok().flatten().is_none() {
+                return Redis { port, child };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        panic!("redis-server did not start");
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// RESP: request encoding and a reply reader returning the exact bytes of one reply.
+
+fn encode_command(args: &[Vec<u8>]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+        out.extend_from_slice(a);
+        out.extend_from_slice(b"\r\n");
+    }
+    out
+}
+
+/// A connection that reads whole replies.
+struct Client {
+    r: BufReader<TcpStream>,
+    w: TcpStream,
+}
+
+impl Client {
+    fn connect(port: u16) -> Client {
+        let s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        s.set_read_timeout(Some(Duration::from_secs(5))).ok();
+        s.set_nodelay(true).ok();
+        let w = s.try_clone().expect("clone socket");
+        Client {
+            r: BufReader::new(s),
+            w,
+        }
+    }
+
+    fn send(&mut self, bytes: &[u8]) -> Result<(), String> {
+        self.w.write_all(bytes).map_err(|e| format!("write: {e}"))
+    }
+
+    /// Reads one complete reply and returns its bytes.
+    fn read_reply(&mut self) -> Result<Vec<u8>, String> {
+        let mut out = Vec::new();
+        read_one(&mut self.r, &mut out)?;
+        Ok(out)
+    }
+
+    /// True when the peer closed the connection (EOF) within the read timeout.
+    fn closed(&mut self) -> bool {
+        let mut b = [0u8; 1];
+        matches!(self.r.read(&mut b), Ok(0))
+    }
+}
+
+fn read_line(r: &mut impl BufRead, out: &mut Vec<u8>) -> Result<Vec<u8>, String> {
+    let mut line = Vec::new();
+    let n = r
+        .read_until(b'\n', &mut line)
+        .map_err(|e| format!("read: {e}"))?;
+    if n == 0 {
+        return Err("connection closed".into());
+    }
+    if !line.ends_with(b"\r\n") {
+        return Err(format!("line without CRLF: {}", escape(&line)));
+    }
+    out.extend_from_slice(&line);
+    line.truncate(line.len() - 2);
+    Ok(line)
+}
+
+fn read_one(r: &mut impl BufRead, out: &mut Vec<u8>) -> Result<(), String> {
+    let line = read_line(r, out)?;
+    let Some((&tag, rest)) = line.split_first() else {
+        return Err("empty reply line".into());
+    };
+    let num = || -> Result<i64, String> {
+        std::str::from_utf8(rest)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| format!("bad length in {}", escape(&line)))
+    };
+    match tag {
+        b'+' | b'-' | b':' | b'_' | b'#' | b',' | b'(' => Ok(()),
+        b'$' | b'=' | b'!' => {
+            let n = num()?;
+            if n < 0 {
+                return Ok(());
+            }
+            let mut body = vec![0u8; n as usize + 2];
+            r.read_exact(&mut body).map_err(|e| format!("read: {e}"))?;
+            if !body.ends_with(b"\r\n") {
+                return Err("bulk without CRLF".into());
+            }
+            out.extend_from_slice(&body);
+            Ok(())
+        }
+        b'*' | b'~' | b'>' | b'%' | b'|' => {
+            let n = num()?;
+            let items = if matches!(tag, b'%' | b'|') { n * 2 } else { n };
+            for _ in 0..items.max(0) {
+                read_one(r, out)?;
+            }
+            if tag == b'|' {
+                // An attribute precedes the reply it describes.
+                read_one(r, out)?;
+            }
+            Ok(())
+        }
+        _ => Err(format!("unknown reply type in {}", escape(&line))),
+    }
+}
+
+/// A reply split into its type tag and parts, for shape and unordered comparisons.
+fn parse(b: &[u8]) -> Option<(Node, usize)> {
+    let end = b.windows(2).position(|w| w == b"\r\n")?;
+    let (&tag, rest) = b.first().map(|t| (t, &b[1..end]))?;
+    let n: i64 = std::str::from_utf8(rest).ok()?.parse().unwrap_or(0);
+    let mut pos = end + 2;
+    match tag {
+        b'$' | b'=' | b'!' if n >= 0 => {
+            pos += n as usize + 2;
+            Some((Node::Scalar(tag, b[..pos].to_vec()), pos))
+        }
+        b'*' | b'~' | b'>' | b'%' if n >= 0 => {
+            let items = if tag == b'%' { n * 2 } else { n };
+            let mut kids = Vec::new();
+            for _ in 0..items {
+                let (k, used) = parse(b.get(pos..)?)?;
+                kids.push(k);
+                pos += used;
+            }
+            Some((Node::Agg(tag, kids), pos))
+        }
+        _ => Some((Node::Scalar(tag, b[..pos].to_vec()), pos)),
+    }
+}
+
+enum Node {
+    Scalar(u8, Vec<u8>),
+    Agg(u8, Vec<Node>),
+}
+
+/// The reply's type structure: tags and element counts, no values.
+fn shape(b: &[u8]) -> String {
+    fn go(n: &Node, out: &mut String) {
+        match n {
+            Node::Scalar(t, _) => out.push(*t as char),
+            Node::Agg(t, kids) => {
+                out.push(*t as char);
+                out.push_str(&format!("{}[", kids.len()));
+                for k in kids {
+                    go(k, out);
+                }
+                out.push(']');
+            }
+        }
+    }
+    let mut s = String::new();
+    match parse(b) {
+        Some((n, _)) => go(&n, &mut s),
+        None => s.push_str("<unparsable>"),
+    }
+    s
+}
+
+/// The reply with the elements of its top-level aggregate sorted.
+fn sorted(b: &[u8]) -> Vec<u8> {
+    fn flat(n: &Node) -> Vec<u8> {
+        match n {
+            Node::Scalar(_, b) => b.clone(),
+            Node::Agg(t, kids) => {
+                let mut out = format!("{}{}\r\n", *t as char, kids.len()).into_bytes();
+                for k in kids {
+                    out.extend(flat(k));
+                }
+                out
+            }
+        }
+    }
+    match parse(b) {
+        Some((Node::Agg(t, kids), _)) => {
+            let mut items: Vec<Vec<u8>> = kids.iter().map(flat).collect();
+            items.sort();
+            let mut out = format!("{}{}\r\n", t as char, items.len()).into_bytes();
+            items.into_iter().for_each(|i| out.extend(i));
+            out
+        }
+        _ => b.to_vec(),
+    }
+}
+
+fn escape(b: &[u8]) -> String {
+    b.iter()
+        .flat_map(|&c| std::ascii::escape_default(c))
+        .map(char::from)
+        .collect()
+}
+
+// ---------------------------------------------------------------------------------------------
+// The script.
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Compare {
+    Exact,
+    /// Top-level elements compared as a multiset (KEYS).
+    Sorted,
+    /// Only types and element counts (RANDOMKEY, TIME, CLIENT ID, HELLO's id).
+    Shape,
+}
+
+#[derive(Debug)]
+struct Step {
+    line: usize,
+    text: String,
+    compare: Compare,
+    /// Sent as an inline command (the raw text and CRLF) instead of a multibulk.
+    inline: bool,
+    /// After the reply, both servers must close the connection (QUIT).
+    closes: bool,
+    args: Vec<Vec<u8>>,
+}
+
+/// Splits a line shell-style: whitespace separates words; `"..."` understands `\"`, `\\`,
+/// `\n`, `\r`, `\t` and `\xHH`; `'...'` is literal.
+fn split_words(line: &str) -> Result<Vec<Vec<u8>>, String> {
+    let mut words = Vec::new();
+    let mut cur: Option<Vec<u8>> = None;
+    let b = line.as_bytes();
+    let mut i = 0;
+    while i < b.len() {
+        let c = b[i];
+        match c {
+            b' ' | b'\t' => {
+                if let Some(w) = cur.take() {
+                    words.push(w);
+                }
+                i += 1;
+            }
+            b'"' => {
+                let w = cur.get_or_insert_with(Vec::new);
+                i += 1;
+                loop {
+                    match b.get(i) {
+                        None => return Err("unbalanced double quote".into()),
+                        Some(b'"') => break,
+                        Some(b'\\') => {
+                            let e = *b.get(i + 1).ok_or("dangling backslash")?;
+                            i += 2;
+                            match e {
+                                b'n' => w.push(b'\n'),
+                                b'r' => w.push(b'\r'),
+                                b't' => w.push(b'\t'),
+                                b'x' => {
+                                    let hex = line.get(i..i + 2).ok_or("short \\x escape")?;
+                                    w.push(u8::from_str_radix(hex, 16).map_err(|e| e.to_string())?);
+                                    i += 2;
+                                }
+                                other => w.push(other),
+                            }
+                        }
+                        Some(&o) => {
+                            w.push(o);
+                            i += 1;
+                        }
+                    }
+                }
+                i += 1;
+            }
+            b'\'' => {
+                let w = cur.get_or_insert_with(Vec::new);
+                let end = b[i + 1..]
+                    .iter()
+                    .position(|&x| x == b'\'')
+                    .ok_or("unbalanced single quote")?;
+                w.extend_from_slice(&b[i + 1..i + 1 + end]);
+                i += end + 2;
+            }
+            _ => {
+                cur.get_or_insert_with(Vec::new).push(c);
+                i += 1;
+            }
+        }
+    }
+    if let Some(w) = cur {
+        words.push(w);
+    }
+    Ok(words)
+}
+
+fn load_script() -> Vec<Step> {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/compat/script.txt");
+    let src = std::fs::read_to_string(path).expect("read tests/compat/script.txt");
+    let mut steps = Vec::new();
+    for (n, raw) in src.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let mut rest = line;
+        let (mut compare, mut inline, mut closes) = (Compare::Exact, false, false);
+        while let Some(m) = rest.strip_prefix('@') {
+            let (marker, tail) = m.split_once(' ').unwrap_or((m, ""));
+            match marker {
+                "sorted" => compare = Compare::Sorted,
+                "shape" => compare = Compare::Shape,
+                "inline" => inline = true,
+                "closes" => closes = true,
+                other => panic!("script line {}: unknown marker @{other}", n + 1),
+            }
+            rest = tail.trim_start();
+        }
+        let args = split_words(rest).unwrap_or_else(|e| panic!("script line {}: {e}", n + 1));
+        assert!(!args.is_empty(), "script line {}: no command", n + 1);
+        steps.push(Step {
+            line: n + 1,
+            text: rest.to_string(),
+            compare,
+            inline,
+            closes,
+            args,
+        });
+    }
+    steps
+}
+
+fn request(step: &Step) -> Vec<u8> {
+    if step.inline {
+        format!("{}\r\n", step.text).into_bytes()
+    } else {
+        encode_command(&step.args)
+    }
+}
+
+/// Runs every step against both servers; returns a description of each mismatch. When
+/// `pipelined`, every request is written before any reply is read (one write per server),
+/// which drives shardis's batching of commands bound for other shards.
+fn run_script(
+    steps: &[Step],
+    redis_port: u16,
+    ours_port: u16,
+    shards: usize,
+    pipelined: bool,
+) -> Vec<String> {
+    let mut theirs = Client::connect(redis_port);
+    let mut ours = Client::connect(ours_port);
+    let mode = if pipelined { " pipelined" } else { "" };
+    if pipelined {
+        let all: Vec<u8> = steps.iter().flat_map(request).collect();
+        theirs.send(&all).expect("write to redis-server");
+        ours.send(&all).expect("write to shardis");
+    }
+    let mut bad = Vec::new();
+    for step in steps {
+        let req = request(step);
+        let want = if pipelined {
+            theirs.read_reply()
+        } else {
+            theirs.send(&req).and_then(|_| theirs.read_reply())
+        }
+        .unwrap_or_else(|e| panic!("redis-server, line {}: {e}", step.line));
+        let got = if pipelined {
+            ours.read_reply()
+        } else {
+            ours.send(&req).and_then(|_| ours.read_reply())
+        };
+        let got = match got {
+            Ok(g) => g,
+            Err(e) => {
+                bad.push(format!(
+                    "shards={shards}{mode} line {}: {}\n    redis:   {}\n    shardis: <{e}>",
+                    step.line,
+                    step.text,
+                    escape(&want)
+                ));
+                // The connection is unusable; nothing after this can be compared.
+                return bad;
+            }
+        };
+        let same = match step.compare {
+            Compare::Exact => want == got,
+            Compare::Sorted => sorted(&want) == sorted(&got),
+            Compare::Shape => shape(&want) == shape(&got),
+        };
+        if !same {
+            let extra = if step.compare == Compare::Shape {
+                format!("\n    shapes:  {} vs {}", shape(&want), shape(&got))
+            } else {
+                String::new()
+            };
+            bad.push(format!(
+                "shards={shards}{mode} line {}: {}\n    redis:   {}\n    shardis: {}{extra}",
+                step.line,
+                step.text,
+                escape(&want),
+                escape(&got)
+            ));
+        }
+        if step.closes {
+            assert!(theirs.closed(), "redis-server kept the connection open");
+            if !ours.closed() {
+                bad.push(format!(
+                    "shards={shards}{mode} line {}: {}: shardis kept the connection open",
+                    step.line, step.text
+                ));
+            }
+            break;
+        }
+    }
+    bad
+}
+
+fn check_script(pipelined: bool) {
+    let steps = load_script();
+    assert!(steps.len() > 100, "script too short: {}", steps.len());
+    assert!(
+        steps.last().is_some_and(|s| s.closes),
+        "the script must end with @closes QUIT"
+    );
+    let mut bad = Vec::new();
+    for n in common::shard_counts() {
+        let redis = Redis::start();
+        let ours = common::Server::start(n);
+        bad.extend(run_script(&steps, redis.port, ours.port, n, pipelined));
+    }
+    assert!(
+        bad.is_empty(),
+        "{} mismatch(es) against redis-server:\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
+}
+
+#[test]
+fn script_matches_redis() {
+    check_script(false);
+}
+
+#[test]
+fn script_pipelined_matches_redis() {
+    check_script(true);
+}
+
+// ---------------------------------------------------------------------------------------------
+// SCAN: cursors differ between implementations, so compare the keys a full iteration returns.
+
+fn command(c: &mut Client, args: &[&str]) -> Vec<u8> {
+    let args: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
+    c.send(&encode_command(&args)).expect("send");
+    c.read_reply().expect("reply")
+}
+
+/// Iterates SCAN to the end with the given options; returns the sorted keys (deduplicated,
+/// since SCAN may return a key twice) and the number of calls.
+fn scan_all(c: &mut Client, opts: &[&str]) -> (Vec<Vec<u8>>, usize) {
+    let mut cursor = "0".to_string();
+    let mut keys = Vec::new();
+    let mut calls = 0;
+    loop {
+        let mut args = vec!["SCAN", cursor.as_str()];
+        args.extend_from_slice(opts);
+        let reply = command(c, &args);
+        calls += 1;
+        assert!(calls < 10_000, "SCAN does not terminate");
+        let Some((Node::Agg(b'*', kids), _)) = parse(&reply) else {
+            panic!("SCAN reply is not an array: {}", escape(&reply));
+        };
+        let [Node::Scalar(b'$', cur), Node::Agg(b'*', found)] = kids.as_slice() else {
+            panic!("SCAN reply has the wrong shape: {}", escape(&reply));
+        };
+        for k in found {
+            let Node::Scalar(b'$', k) = k else {
+                panic!("SCAN key is not a bulk: {}", escape(&reply));
+            };
+            keys.push(bulk_body(k));
+        }
+        cursor = String::from_utf8(bulk_body(cur)).expect("cursor is text");
+        if cursor == "0" {
+            break;
+        }
+    }
+    keys.sort();
+    keys.dedup();
+    (keys, calls)
+}
+
+fn bulk_body(b: &[u8]) -> Vec<u8> {
+    let start = b.windows(2).position(|w| w == b"\r\n").map_or(0, |p| p + 2);
+    b.get(start..b.len().saturating_sub(2))
+        .unwrap_or_default()
+        .to_vec()
+}
+
+#[test]
+fn scan_returns_the_same_keys() {
+    for n in common::shard_counts() {
+        let redis = Redis::start();
+        let ours = common::Server::start(n);
+        let mut theirs = Client::connect(redis.port);
+        let mut mine = Client::connect(ours.port);
+        for c in [&mut theirs, &mut mine] {
+            for i in 0..60 {
+                let k = format!("scan:{i}");
+                assert_eq!(command(c, &["SET", &k, "v"]), b"+OK\r\n");
+            }
+            assert_eq!(command(c, &["SET", "other", "v"]), b"+OK\r\n");
+        }
+        for opts in [
+            &[][..],
+            &["COUNT", "3"][..],
+            &["MATCH", "scan:1*"][..],
+            &["MATCH", "scan:?", "COUNT", "1"][..],
+            &["MATCH", "nomatch*"][..],
+            &["TYPE", "string", "COUNT", "7"][..],
+        ] {
+            let (want, _) = scan_all(&mut theirs, opts);
+            let (got, calls) = scan_all(&mut mine, opts);
+            assert!(
+                !opts.is_empty() || want.len() == 61,
+                "redis: {}",
+                want.len()
+            );
+            assert_eq!(
+                got.iter().map(|k| escape(k)).collect::<Vec<_>>(),
+                want.iter().map(|k| escape(k)).collect::<Vec<_>>(),
+                "shards={n} SCAN {opts:?} after {calls} calls"
+            );
+        }
+        // Errors are compared byte for byte.
+        for args in [
+            &["SCAN", "abc"][..],
+            &["SCAN", "0", "COUNT", "0"][..],
+            &["SCAN", "0", "COUNT", "x"][..],
+            &["SCAN", "0", "MATCH"][..],
+            &["SCAN", "0", "FOO", "bar"][..],
+        ] {
+            let want = command(&mut theirs, args);
+            let got = command(&mut mine, args);
+            assert_eq!(
+                escape(&got),
+                escape(&want),
+                "shards={n} {args:?}: shardis vs redis"
+            );
+        }
+    }
+}
+
+#[test]
+fn reader_and_helpers() {
+    // The reply reader keeps the exact bytes of nested and RESP3 replies.
+    let wire = b"*3\r\n$-1\r\n%1\r\n+a\r\n~2\r\n:1\r\n_\r\n=7\r\ntxt:abc\r\n:9\r\n";
+    let mut r = BufReader::new(&wire[..]);
+    let mut out = Vec::new();
+    read_one(&mut r, &mut out).unwrap();
+    assert_eq!(&out[..], &wire[..wire.len() - 4]);
+    let mut out2 = Vec::new();
+    read_one(&mut r, &mut out2).unwrap();
+    assert_eq!(out2, b":9\r\n");
+    assert!(
+        read_one(&mut r, &mut Vec::new()).is_err(),
+        "EOF is an error"
+    );
+    let mut r = BufReader::new(&b"$5\r\nab"[..]);
+    assert!(read_one(&mut r, &mut Vec::new()).is_err(), "short bulk");
+    assert_eq!(shape(b"*2\r\n$1\r\na\r\n:3\r\n"), "*2[$:]");
+    assert_eq!(
+        sorted(b"*2\r\n$1\r\nb\r\n$1\r\na\r\n"),
+        b"*2\r\n$1\r\na\r\n$1\r\nb\r\n"
+    );
+    assert_ne!(shape(b"$-1\r\n"), shape(b"*0\r\n"));
+    assert_eq!(
+        split_words(r#"SET "a b" 'c d' "\x41\n" x"#).unwrap(),
+        vec![
+            b"SET".to_vec(),
+            b"a b".to_vec(),
+            b"c d".to_vec(),
+            b"A\n".to_vec(),
+            b"x".to_vec()
+        ]
+    );
+    assert!(split_words("\"open").is_err());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Protocol errors: Redis replies once and closes the connection; each case gets fresh ones.
+
+/// Sends `req` and returns everything received until the peer closes (or `None` if it does
+/// not close within the timeout).
+fn until_close(port: u16, req: &[u8]) -> Option<Vec<u8>> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    s.set_read_timeout(Some(Duration::from_secs(3))).ok();
+    // The server may close before reading everything; a failed write is part of the case.
+    let _ = s.write_all(req);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return Some(out),
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return Some(out),
+            Err(_) => return None,
+        }
+    }
+}
+
+#[test]
+fn protocol_errors_match_redis() {
+    let big_inline = vec![b'a'; 70 * 1024];
+    let big_count = [b"*".as_slice(), &vec![b'1'; 70 * 1024]].concat();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("bad multibulk length", b"*abc\r\n".to_vec()),
+        ("multibulk too long", b"*2147483648\r\n".to_vec()),
+        ("bad bulk length", b"*1\r\n$abc\r\n".to_vec()),
+        ("negative bulk length", b"*1\r\n$-5\r\n".to_vec()),
+        ("bulk too long", b"*1\r\n$536870913\r\n".to_vec()),
+        ("not a bulk", b"*1\r\n:5\r\n".to_vec()),
+        ("unbalanced quotes", b"SET a \"b\r\n".to_vec()),
+        ("unbalanced single quote", b"ECHO 'x\r\n".to_vec()),
+        (
+            "reply after good ones",
+            b"PING\r\n*1\r\n$4\r\nPING\r\n*x\r\n".to_vec(),
+        ),
+        ("too big inline", big_inline),
+        ("too big multibulk count", big_count),
+        ("quit", b"QUIT\r\nPING\r\n".to_vec()),
+    ];
+    for n in common::shard_counts() {
+        let redis = Redis::start();
+        let ours = common::Server::start(n);
+        for (name, req) in &cases {
+            let want = until_close(redis.port, req)
+                .unwrap_or_else(|| panic!("{name}: redis-server did not close"));
+            let got = until_close(ours.port, req);
+            assert_eq!(
+                got.as_deref().map(escape),
+                Some(escape(&want)),
+                "shards={n} {name}: shardis (None: kept the connection open) vs redis"
+            );
+        }
+    }
+}
