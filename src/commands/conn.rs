@@ -198,7 +198,11 @@ pub fn client_line(c: &Conn) -> String {
         c.slots.len(),
         c.out.capacity(),
         qbuf + qfree + c.out.capacity() + 1024,
-        ci.last_cmd,
+        if ci.last_sub.is_empty() {
+            ci.last_cmd.to_string()
+        } else {
+            format!("{}|{}", ci.last_cmd, ci.last_sub)
+        },
         ci.resp,
         lossy(&ci.lib_name),
         lossy(&ci.lib_ver),

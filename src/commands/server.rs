@@ -178,15 +178,28 @@ fn config(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 
 fn config_get(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let patterns = argv.get(2..).unwrap_or_default();
-    let out = ctx
-        .w
-        .shared
-        .tun
-        .all()
-        .into_iter()
-        .filter(|(k, _)| patterns.iter().any(|p| glob_match(p, k.as_bytes(), true)))
-        .map(|(k, v)| (Reply::bulk(k), Reply::bulk(v)))
-        .collect();
+    let all = ctx.w.shared.tun.all();
+    let mut out = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    for p in patterns {
+        let is_glob = p.iter().any(|c| matches!(c, b'*' | b'?' | b'['));
+        for (k, v) in &all {
+            let hit = if is_glob {
+                glob_match(p, k.as_bytes(), true)
+            } else {
+                p.eq_ignore_ascii_case(k.as_bytes())
+            };
+            if hit && seen.insert(k.clone()) {
+                // Redis echoes an exact name as the client typed it.
+                let name = if is_glob {
+                    Bytes::from(k.clone())
+                } else {
+                    p.clone()
+                };
+                out.push((Reply::Bulk(name), Reply::bulk(v.clone())));
+            }
+        }
+    }
     Ok(Reply::Map(out))
 }
 

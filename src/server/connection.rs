@@ -22,6 +22,8 @@ pub struct ClientInfo {
     pub created: Instant,
     pub last_active: Instant,
     pub last_cmd: &'static str,
+    /// Subcommand of a container command (`client|list`), empty otherwise.
+    pub last_sub: &'static str,
     pub lib_name: Option<Bytes>,
     pub lib_ver: Option<Bytes>,
     pub no_evict: bool,
@@ -41,6 +43,7 @@ impl ClientInfo {
             created: now,
             last_active: now,
             last_cmd: "NULL",
+            last_sub: "",
             lib_name: None,
             lib_ver: None,
             no_evict: false,

@@ -537,6 +537,14 @@ impl Worker {
         let (db, resp) = {
             let c = &mut self.conns[idx].client;
             c.last_cmd = spec.name;
+            c.last_sub = match argv.get(1) {
+                Some(sub) if !spec.subcommands.is_empty() => spec
+                    .subcommands
+                    .iter()
+                    .find(|(n, _, _)| sub.eq_ignore_ascii_case(n.as_bytes()))
+                    .map_or("", |(n, _, _)| *n),
+                _ => "",
+            };
             (c.db, c.resp)
         };
         match spec.exec {
@@ -560,9 +568,12 @@ impl Worker {
                         c.push_reply(&reply);
                     }
                 } else {
+                    // Counted here; the time is the handler's own (the fan-out it started
+                    // runs on other shards and is not attributed).
                     self.shard.commands_processed += 1;
                     if let Some(st) = self.shard.cmd_stats.get_mut(id) {
                         st.calls += 1;
+                        st.usec += start.elapsed().as_micros() as u64;
                     }
                 }
             }
