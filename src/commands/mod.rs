@@ -16,7 +16,7 @@ pub mod table;
 #[cfg(test)]
 mod testkit;
 
-use std::time::Instant;
+use crate::runtime::clock;
 
 use bytes::Bytes;
 
@@ -134,11 +134,11 @@ pub fn run_key(
     resp: u8,
     argv: &[Bytes],
 ) -> Reply {
-    let start = Instant::now();
+    let start = clock::ticks();
     let res = f(&mut KeyCtx { shard, db, resp }, argv);
     let reply = finish(shard, id, res);
     if let Some(st) = shard.cmd_stats.get_mut(id) {
-        st.usec += start.elapsed().as_micros() as u64;
+        st.nanos += clock::to_nanos(clock::ticks().wrapping_sub(start));
     }
     reply
 }

@@ -664,7 +664,7 @@ fn merge(mut a: ShardInfo, b: ShardInfo) -> ShardInfo {
     }
     for (x, y) in a.cmd.iter_mut().zip(&b.cmd) {
         x.calls += y.calls;
-        x.usec += y.usec;
+        x.nanos += y.nanos;
         x.rejected += y.rejected;
         x.failed += y.failed;
     }
@@ -990,10 +990,11 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                     if st.calls == 0 && st.failed == 0 && st.rejected == 0 {
                         continue;
                     }
-                    let per = ratio(st.usec, st.calls);
+                    let usec = st.nanos / 1000;
+                    let per = st.nanos as f64 / 1000.0 / (st.calls.max(1) as f64);
                     let v = format!(
                         "calls={},usec={},usec_per_call={per:.2},rejected_calls={},failed_calls={}",
-                        st.calls, st.usec, st.rejected, st.failed
+                        st.calls, usec, st.rejected, st.failed
                     );
                     f(&format!("cmdstat_{}", spec.name), &v);
                 }
@@ -1086,7 +1087,7 @@ mod tests {
         };
         s.cmd[get_id] = CmdStat {
             calls: 4,
-            usec: 10,
+            nanos: 10_000,
             rejected: 1,
             failed: 0,
         };

@@ -9,6 +9,7 @@
 //! - `alloc`: the counting global allocator behind INFO's used_memory.
 
 pub mod alloc;
+pub mod clock;
 pub mod mesh;
 pub mod ring;
 pub mod sys;

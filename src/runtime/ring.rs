@@ -29,6 +29,8 @@ pub enum OpBuf {
     Send { buf: Vec<u8>, off: usize },
     /// Eventfd counter the kernel writes 8 bytes into.
     Counter(Box<u64>),
+    /// Timeout duration the kernel reads when it prepares the timeout.
+    Timespec(Box<types::Timespec>),
 }
 
 struct InFlight {
@@ -151,6 +153,15 @@ impl Ring {
         let ptr = (&mut *counter) as *mut u64 as *mut u8;
         let e = opcode::Read::new(types::Fd(fd), ptr, 8).build();
         self.push(e, tag, OpBuf::Counter(counter));
+    }
+
+    /// A one-shot timeout that completes (with -ETIME) after `after`: how the loop sleeps
+    /// until its next timer without arming a timer on every wait.
+    pub fn timeout(&mut self, after: Duration, tag: u64) {
+        let ts = Box::new(types::Timespec::from(after));
+        let ptr: *const types::Timespec = &*ts;
+        let e = opcode::Timeout::new(ptr).build();
+        self.push(e, tag, OpBuf::Timespec(ts));
     }
 
     /// Submits queued operations and collects completions. Waits for at least one completion
@@ -296,6 +307,17 @@ mod tests {
         let mut got = [0u8; 4];
         std::io::Read::read_exact(&mut &b, &mut got).unwrap();
         assert_eq!(&got, b"ping");
+    }
+
+    #[test]
+    fn timeout_fires_after_its_duration() {
+        let mut ring = Ring::new(64).unwrap();
+        let start = std::time::Instant::now();
+        ring.timeout(Duration::from_millis(30), 11);
+        let c = wait_one(&mut ring);
+        assert_eq!(c.tag, 11);
+        assert_eq!(c.result, -libc::ETIME);
+        assert!(start.elapsed() >= Duration::from_millis(25));
     }
 
     #[test]

@@ -61,6 +61,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         std::process::abort();
     }));
     sys::block_signals();
+    crate::runtime::clock::calibrate();
     let want = memlock_needed(&cfg);
     let got = sys::raise_memlock(want.max(64 << 20));
     sys::raise_nofile(cfg.maxclients as u64 + 64 + cfg.shards as u64 * 4);

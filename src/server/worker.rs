@@ -28,6 +28,7 @@ use crate::coord;
 use crate::error::CmdError;
 use crate::protocol::parser::{self, Arg};
 use crate::protocol::reply::Reply;
+use crate::runtime::clock;
 use crate::runtime::mesh::Endpoint;
 use crate::runtime::ring::{Completion, OpBuf, Ring};
 use crate::runtime::sys;
@@ -90,6 +91,7 @@ const TAG_ACCEPT: u64 = 1;
 const TAG_RECV: u64 = 2;
 const TAG_SEND: u64 = 3;
 const TAG_WAKE: u64 = 4;
+const TAG_TIMER: u64 = 5;
 
 fn tag(kind: u64, token: u64) -> u64 {
     (kind << 56) | (token & ((1 << 56) - 1))
@@ -124,10 +126,15 @@ pub struct Worker {
     batches: Vec<Vec<BatchCmd>>,
     batch_targets: Vec<usize>,
     args_scratch: Vec<Arg>,
+    argv_scratch: Vec<Bytes>,
     completions: Vec<Completion>,
     timers: Timers<TimerKind>,
     listen_fd: RawFd,
     next_gen: u32,
+    /// Deadline of the timeout operation in flight, if any (one at a time).
+    timer_armed: Option<Instant>,
+    /// The loop pass's clock reading (connection idle times).
+    pass_now: Instant,
 }
 
 impl Worker {
@@ -156,10 +163,13 @@ impl Worker {
             batches: (0..nshards).map(|_| Vec::new()).collect(),
             batch_targets: Vec::new(),
             args_scratch: Vec::new(),
+            argv_scratch: Vec::new(),
             completions: Vec::with_capacity(256),
             timers: Timers::default(),
             listen_fd,
             next_gen: 1,
+            timer_armed: None,
+            pass_now: Instant::now(),
             shared,
         })
     }
@@ -185,6 +195,7 @@ impl Worker {
                 break;
             }
             self.shard.now_ms = now_ms();
+            self.pass_now = Instant::now();
             let mut comps = std::mem::take(&mut self.completions);
             self.ring.drain(&mut comps);
             for c in comps.drain(..) {
@@ -194,7 +205,7 @@ impl Worker {
 
             self.run_messages();
 
-            let now = Instant::now();
+            let now = self.pass_now;
             self.timers.expired(now, &mut fired);
             for t in fired.drain(..) {
                 self.on_timer(t, now);
@@ -210,12 +221,22 @@ impl Worker {
             let res = if poll_only {
                 self.ring.submit_and_wait(false, None)
             } else if self.mesh.prepare_sleep() {
-                let timeout = self
-                    .timers
-                    .next_deadline()
-                    .map(|d| d.saturating_duration_since(Instant::now()))
-                    .unwrap_or(Duration::from_millis(100));
-                let r = self.ring.submit_and_wait(true, Some(timeout));
+                // Sleep until a completion; the next timer is a timeout operation armed
+                // once per deadline (not a timer set up on every wait).
+                if let Some(next) = self.timers.next_deadline() {
+                    // Re-arm when nothing is armed, the new deadline is sooner, or the armed
+                    // one is already due (its completion may not have been seen yet).
+                    let now = Instant::now();
+                    if self
+                        .timer_armed
+                        .is_none_or(|armed| next < armed || armed <= now)
+                    {
+                        let after = next.saturating_duration_since(now);
+                        self.ring.timeout(after, tag(TAG_TIMER, 0));
+                        self.timer_armed = Some(next);
+                    }
+                }
+                let r = self.ring.submit_and_wait(true, None);
                 self.mesh.awake();
                 r
             } else {
@@ -288,6 +309,16 @@ impl Worker {
             TAG_RECV => self.on_recv(token, c),
             TAG_SEND => self.on_send(token, c),
             TAG_WAKE => self.ring.read_eventfd(wake_fd, tag(TAG_WAKE, 0)),
+            TAG_TIMER => {
+                // Only the latest armed timeout clears the mark; an older one that fires
+                // later just wakes the loop once.
+                if self
+                    .timer_armed
+                    .is_some_and(|d| d <= Instant::now() + Duration::from_millis(1))
+                {
+                    self.timer_armed = None;
+                }
+            }
             _ => {}
         }
     }
@@ -365,7 +396,7 @@ impl Worker {
         if let OpBuf::Recv(b) = c.buf {
             let conn = &mut self.conns[idx];
             conn.rbuf = Some(b);
-            conn.client.last_active = Instant::now();
+            conn.client.last_active = self.pass_now;
         }
         self.process_input(idx);
         self.arm_recv(idx);
@@ -499,14 +530,16 @@ impl Worker {
                     if args.is_empty() {
                         continue;
                     }
-                    let argv: Vec<Bytes> = args
-                        .drain(..)
-                        .map(|a| match a {
-                            Arg::Range(s, e) => chunk.slice(s..e),
-                            Arg::Owned(v) => Bytes::from(v),
-                        })
-                        .collect();
-                    self.dispatch(idx, argv);
+                    // The argument vector is reused across commands; paths that keep it
+                    // (batches for other shards) take it and leave an empty one behind.
+                    let mut argv = std::mem::take(&mut self.argv_scratch);
+                    argv.extend(args.drain(..).map(|a| match a {
+                        Arg::Range(s, e) => chunk.slice(s..e),
+                        Arg::Owned(v) => Bytes::from(v),
+                    }));
+                    self.dispatch(idx, &mut argv);
+                    argv.clear();
+                    self.argv_scratch = argv;
                 }
             }
         }
@@ -516,16 +549,16 @@ impl Worker {
     }
 
     /// Runs one command: checks, then inline, batched to its owner, or coordinated.
-    fn dispatch(&mut self, idx: usize, argv: Vec<Bytes>) {
+    fn dispatch(&mut self, idx: usize, argv: &mut Vec<Bytes>) {
         let t = table();
         let name = argv.first().cloned().unwrap_or_default();
         let Some((id, spec)) = t.lookup(&name) else {
-            let e = CmdError::unknown_command(&argv).to_string();
+            let e = CmdError::unknown_command(argv).to_string();
             commands::count_error(&mut self.shard, &e);
             self.conns[idx].push_reply(&Reply::Error(e));
             return;
         };
-        if let Err(e) = commands::check_arity(spec, &argv) {
+        if let Err(e) = commands::check_arity(spec, argv) {
             if let Some(st) = self.shard.cmd_stats.get_mut(id) {
                 st.rejected += 1;
             }
@@ -551,18 +584,18 @@ impl Worker {
             Exec::Conn(f) => {
                 // Earlier commands of this client bound for other shards go first.
                 self.flush_batches(idx);
-                let start = Instant::now();
+                let start = clock::ticks();
                 let mut ctx = ConnCtx {
                     w: self,
                     conn: idx,
                     deferred: None,
                 };
-                let res = f(&mut ctx, &argv);
+                let res = f(&mut ctx, argv);
                 let deferred = ctx.deferred.is_some();
                 if !deferred {
                     let reply = commands::finish(&mut self.shard, id, res);
                     if let Some(st) = self.shard.cmd_stats.get_mut(id) {
-                        st.usec += start.elapsed().as_micros() as u64;
+                        st.nanos += clock::to_nanos(clock::ticks().wrapping_sub(start));
                     }
                     if let Some(c) = self.conns.get_mut(idx) {
                         c.push_reply(&reply);
@@ -573,13 +606,13 @@ impl Worker {
                     self.shard.commands_processed += 1;
                     if let Some(st) = self.shard.cmd_stats.get_mut(id) {
                         st.calls += 1;
-                        st.usec += start.elapsed().as_micros() as u64;
+                        st.nanos += clock::to_nanos(clock::ticks().wrapping_sub(start));
                     }
                 }
             }
-            Exec::Key(f) => match commands::route(&spec.keys, &argv, self.nshards) {
+            Exec::Key(f) => match commands::route(&spec.keys, argv, self.nshards) {
                 Route::NoKeys => {
-                    let r = commands::run_key(&mut self.shard, id, f, db, resp, &argv);
+                    let r = commands::run_key(&mut self.shard, id, f, db, resp, argv);
                     self.conns[idx].push_reply(&r);
                 }
                 Route::One(s) => self.run_or_batch(idx, s, id, f, db, resp, argv),
@@ -591,7 +624,7 @@ impl Worker {
                             conn: idx,
                             deferred: None,
                         };
-                        let res = cross(&mut ctx, argv);
+                        let res = cross(&mut ctx, std::mem::take(argv));
                         if ctx.deferred.is_none() {
                             let reply = commands::finish(&mut self.shard, id, res);
                             self.conns[idx].push_reply(&reply);
@@ -602,10 +635,10 @@ impl Worker {
                     )),
                 },
             },
-            Exec::Multi(m) => match commands::route(&spec.keys, &argv, self.nshards) {
+            Exec::Multi(m) => match commands::route(&spec.keys, argv, self.nshards) {
                 Route::One(s) => self.run_or_batch(idx, s, id, m.sub, db, resp, argv),
                 Route::NoKeys => {
-                    let r = commands::run_key(&mut self.shard, id, m.sub, db, resp, &argv);
+                    let r = commands::run_key(&mut self.shard, id, m.sub, db, resp, argv);
                     self.conns[idx].push_reply(&r);
                 }
                 Route::Many => {
@@ -615,7 +648,7 @@ impl Worker {
                         conn: idx,
                         deferred: None,
                     };
-                    coord::fanout::multi_key(&mut ctx, id, m, argv);
+                    coord::fanout::multi_key(&mut ctx, id, m, std::mem::take(argv));
                 }
             },
         }
@@ -630,10 +663,10 @@ impl Worker {
         f: crate::commands::table::KeyFn,
         db: usize,
         resp: u8,
-        argv: Vec<Bytes>,
+        argv: &mut Vec<Bytes>,
     ) {
         if s == self.id && self.lock.is_none() {
-            let r = commands::run_key(&mut self.shard, id, f, db, resp, &argv);
+            let r = commands::run_key(&mut self.shard, id, f, db, resp, argv);
             self.conns[idx].push_reply(&r);
             return;
         }
@@ -641,6 +674,7 @@ impl Worker {
         if self.batches[s].is_empty() {
             self.batch_targets.push(s);
         }
+        let argv = std::mem::take(argv);
         self.batches[s].push(BatchCmd { seq, id, db, argv });
     }
 

@@ -13,7 +13,8 @@ use db::Db;
 #[derive(Default, Clone, Copy, Debug)]
 pub struct CmdStat {
     pub calls: u64,
-    pub usec: u64,
+    /// Time spent in the handler, nanoseconds (INFO shows microseconds).
+    pub nanos: u64,
     pub rejected: u64,
     pub failed: u64,
 }
