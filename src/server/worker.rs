@@ -309,15 +309,14 @@ impl Worker {
             TAG_RECV => self.on_recv(token, c),
             TAG_SEND => self.on_send(token, c),
             TAG_WAKE => self.ring.read_eventfd(wake_fd, tag(TAG_WAKE, 0)),
-            TAG_TIMER => {
-                // Only the latest armed timeout clears the mark; an older one that fires
-                // later just wakes the loop once.
+            // Only the latest armed timeout clears the mark; an older one that fires later
+            // just wakes the loop once.
+            TAG_TIMER
                 if self
                     .timer_armed
-                    .is_some_and(|d| d <= Instant::now() + Duration::from_millis(1))
-                {
-                    self.timer_armed = None;
-                }
+                    .is_some_and(|d| d <= Instant::now() + Duration::from_millis(1)) =>
+            {
+                self.timer_armed = None;
             }
             _ => {}
         }
