@@ -18,6 +18,7 @@ pub const DEFAULT_QUERY_BUFFER_LIMIT: u64 = 1024 * 1024 * 1024;
 pub const DEFAULT_RING_ENTRIES: u32 = 4096;
 pub const DEFAULT_RECV_BUFFER: usize = 16 * 1024;
 pub const DEFAULT_BACKLOG: i32 = 511;
+pub const DEFAULT_HOP_SPIN_US: u64 = 20;
 
 /// shardis: a Redis-compatible in-memory store, thread-per-core on io_uring.
 #[derive(Parser, Debug, Clone, Default)]
@@ -68,6 +69,10 @@ pub struct Cli {
     /// Spin this many microseconds looking for work before sleeping (0 = never spin).
     #[arg(long = "busy-poll-us")]
     pub busy_poll_us: Option<u64>,
+    /// While replies from other shards are due, wait this many microseconds for them
+    /// (yielding the core) before sleeping (0 = sleep at once).
+    #[arg(long = "hop-spin-us")]
+    pub hop_spin_us: Option<u64>,
     /// Close idle clients after this many seconds (0 = never).
     #[arg(long)]
     pub timeout: Option<u64>,
@@ -91,6 +96,7 @@ pub struct Config {
     pub tcp_backlog: i32,
     pub tcp_nodelay: bool,
     pub busy_poll_us: u64,
+    pub hop_spin_us: u64,
     pub timeout: u64,
 }
 
@@ -113,6 +119,7 @@ impl Default for Config {
             tcp_backlog: DEFAULT_BACKLOG,
             tcp_nodelay: true,
             busy_poll_us: 0,
+            hop_spin_us: DEFAULT_HOP_SPIN_US,
             timeout: 0,
         }
     }
@@ -213,7 +220,7 @@ impl Config {
             }
             cfg.config_file = Some(path.clone());
         }
-        let flags: [(&str, Option<String>); 15] = [
+        let flags: [(&str, Option<String>); 16] = [
             ("port", cli.port.map(|v| v.to_string())),
             ("bind", cli.bind.clone()),
             ("shards", cli.shards.map(|v| v.to_string())),
@@ -231,6 +238,7 @@ impl Config {
             ("tcp-backlog", cli.tcp_backlog.map(|v| v.to_string())),
             ("tcp-nodelay", cli.tcp_nodelay.clone()),
             ("busy-poll-us", cli.busy_poll_us.map(|v| v.to_string())),
+            ("hop-spin-us", cli.hop_spin_us.map(|v| v.to_string())),
             ("timeout", cli.timeout.map(|v| v.to_string())),
         ];
         for (name, value) in flags {
@@ -324,6 +332,7 @@ impl Config {
             "tcp-backlog" => self.tcp_backlog = parse_num(name, v)?,
             "tcp-nodelay" => self.tcp_nodelay = parse_yes_no(v)?,
             "busy-poll-us" => self.busy_poll_us = parse_num(name, v)?,
+            "hop-spin-us" => self.hop_spin_us = parse_num(name, v)?,
             "timeout" => self.timeout = parse_num(name, v)?,
             // Accepted in config files for compatibility with redis.conf; not used yet.
             other if PASSIVE_PARAMS.iter().any(|(n, _)| *n == other) => {}

@@ -280,6 +280,11 @@ impl<T> Endpoint<T> {
         !waiting
     }
 
+    /// True when a message from some shard is waiting.
+    pub fn has_mail(&self) -> bool {
+        self.inboxes.iter().flatten().any(|c| !c.is_empty())
+    }
+
     /// Called after waking up.
     pub fn awake(&self) {
         self.wakers[self.id].sleeping.store(false, Ordering::SeqCst);

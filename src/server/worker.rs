@@ -131,6 +131,8 @@ pub struct Worker {
     timers: Timers<TimerKind>,
     listen_fd: RawFd,
     next_gen: u32,
+    /// Batches sent to other shards whose replies have not arrived yet.
+    awaiting: usize,
     /// Deadline of the timeout operation in flight, if any (one at a time).
     timer_armed: Option<Instant>,
     /// The loop pass's clock reading (connection idle times).
@@ -168,6 +170,7 @@ impl Worker {
             timers: Timers::default(),
             listen_fd,
             next_gen: 1,
+            awaiting: 0,
             timer_armed: None,
             pass_now: Instant::now(),
             shared,
@@ -189,6 +192,7 @@ impl Worker {
         self.timers
             .add(now + Duration::from_secs(1), TimerKind::ClientTimeout);
         let busy_poll = Duration::from_micros(self.shared.cfg.busy_poll_us);
+        let hop_spin = Duration::from_micros(self.shared.cfg.hop_spin_us);
         let mut fired = Vec::new();
         loop {
             if self.shared.shutdown.load(Ordering::Relaxed) {
@@ -217,7 +221,13 @@ impl Worker {
             let busy = backlog
                 || !self.local.is_empty()
                 || (self.lock.is_none() && !self.parked.is_empty());
-            let poll_only = busy || (!busy_poll.is_zero() && self.spin(busy_poll));
+            // While replies from other shards are due, wait for them briefly instead of
+            // sleeping: a hop usually answers within microseconds, and a sleep costs two
+            // context switches and an eventfd write. Idle shards never spin.
+            let awaiting = self.awaiting > 0 || !self.gathers.is_empty();
+            let poll_only = busy
+                || (!busy_poll.is_zero() && self.spin(busy_poll))
+                || (awaiting && !hop_spin.is_zero() && self.wait_for_mail(hop_spin));
             let res = if poll_only {
                 self.ring.submit_and_wait(false, None)
             } else if self.mesh.prepare_sleep() {
@@ -248,6 +258,20 @@ impl Worker {
             }
         }
         self.shutdown_conns();
+    }
+
+    /// Yields the core (so a shard sharing it can run) until a message arrives or `d` passes.
+    fn wait_for_mail(&self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        loop {
+            if self.mesh.has_mail() {
+                return true;
+            }
+            if Instant::now() >= until {
+                return false;
+            }
+            std::thread::yield_now();
+        }
     }
 
     /// Busy-poll: look for completions or messages for up to `d` before sleeping.
@@ -689,6 +713,9 @@ impl Worker {
         let origin = self.id;
         let targets = std::mem::take(&mut self.batch_targets);
         for &s in &targets {
+            if s != origin {
+                self.awaiting += 1;
+            }
             let cmds = std::mem::take(&mut self.batches[s]);
             self.post(
                 s,
@@ -739,7 +766,10 @@ impl Worker {
         }
     }
 
-    fn fill_batch(&mut self, token: u64, buf: Bytes, marks: Vec<(u64, usize)>) {
+    fn fill_batch(&mut self, token: u64, buf: Bytes, marks: Vec<(u64, usize)>, remote: bool) {
+        if remote {
+            self.awaiting = self.awaiting.saturating_sub(1);
+        }
         let Some(idx) = self.conn_by_token(token) else {
             return;
         };
@@ -944,10 +974,11 @@ fn exec_batch(tw: &mut Worker, origin: usize, token: u64, resp: u8, cmds: Vec<Ba
         marks.push((c.seq, buf.len()));
     }
     let buf = Bytes::from(buf);
+    let remote = tw.id != origin;
     tw.post(
         origin,
         Msg::Control(Box::new(move |ow: &mut Worker| {
-            ow.fill_batch(token, buf, marks)
+            ow.fill_batch(token, buf, marks, remote)
         })),
     );
 }
