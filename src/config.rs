@@ -375,12 +375,53 @@ pub const PASSIVE_PARAMS: &[(&str, &str)] = &[
     ("enable-debug-command", "yes"),
 ];
 
+/// `client-output-buffer-limit` defaults per class (normal, replica, pubsub): hard bytes,
+/// soft bytes, soft seconds, as in Redis.
+pub const DEFAULT_OBUF_LIMITS: [[u64; 3]; 3] = [
+    [0, 0, 0],
+    [256 << 20, 64 << 20, 60],
+    [32 << 20, 8 << 20, 60],
+];
+
+/// Parses `<class> <hard> <soft> <soft-seconds> [<class> ...]` (Redis's CONFIG SET form):
+/// class `normal`, `replica`/`slave` or `pubsub` (index 0, 1, 2), sizes with memory units.
+/// Only the classes named are returned; an empty value names none. Errors carry Redis's text.
+pub fn parse_obuf_limits(v: &str) -> Result<Vec<(usize, [u64; 3])>, String> {
+    let words: Vec<&str> = v.split_whitespace().collect();
+    if !words.len().is_multiple_of(4) {
+        return Err("Wrong number of arguments in buffer limit configuration.".into());
+    }
+    let mut out = Vec::new();
+    for group in words.chunks_exact(4) {
+        let [class, hard, soft, secs] = group else {
+            continue;
+        };
+        let class = match class.to_ascii_lowercase().as_str() {
+            "normal" => 0,
+            "replica" | "slave" => 1,
+            "pubsub" => 2,
+            _ => {
+                return Err("Invalid client class specified in buffer limit configuration.".into())
+            }
+        };
+        let bad = || "Error in hard, soft or soft_seconds setting in buffer limit configuration.";
+        let hard = parse_memory(hard).map_err(|_| bad())?;
+        let soft = parse_memory(soft).map_err(|_| bad())?;
+        let secs: u64 = secs.parse().map_err(|_| bad())?;
+        out.push((class, [hard, soft, secs]));
+    }
+    Ok(out)
+}
+
 /// Values CONFIG SET may change while running, read lock-free by every shard.
 pub struct Tunables {
     pub maxclients: AtomicUsize,
     pub proto_max_bulk_len: AtomicU64,
     pub client_query_buffer_limit: AtomicU64,
     pub timeout: AtomicU64,
+    /// `client-output-buffer-limit`'s pubsub class: hard bytes, soft bytes, soft seconds
+    /// (0 disables a limit). The other classes are only kept as text.
+    pub pubsub_obuf_limit: [AtomicU64; 3],
     /// Everything else CONFIG GET/SET knows, as text. Touched only by CONFIG, never on the
     /// request path.
     pub text: Mutex<BTreeMap<String, String>>,
@@ -407,6 +448,7 @@ impl Tunables {
             proto_max_bulk_len: AtomicU64::new(cfg.proto_max_bulk_len),
             client_query_buffer_limit: AtomicU64::new(cfg.client_query_buffer_limit),
             timeout: AtomicU64::new(cfg.timeout),
+            pubsub_obuf_limit: DEFAULT_OBUF_LIMITS[2].map(AtomicU64::new),
             text: Mutex::new(text),
         }
     }
@@ -484,6 +526,33 @@ impl Tunables {
                     m.insert(name.into(), l);
                 }
             }
+            "client-output-buffer-limit" => {
+                let updates = parse_obuf_limits(value)?;
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                let mut classes = m
+                    .get(name)
+                    .and_then(|cur| parse_obuf_limits(cur).ok())
+                    .into_iter()
+                    .flatten()
+                    .fold(DEFAULT_OBUF_LIMITS, |mut acc, (class, l)| {
+                        acc[class] = l;
+                        acc
+                    });
+                for (class, l) in updates {
+                    classes[class] = l;
+                }
+                for (slot, v) in self.pubsub_obuf_limit.iter().zip(classes[2]) {
+                    slot.store(v, Ordering::Relaxed);
+                }
+                let [n, r, p] = classes;
+                m.insert(
+                    name.into(),
+                    format!(
+                        "normal {} {} {} slave {} {} {} pubsub {} {} {}",
+                        n[0], n[1], n[2], r[0], r[1], r[2], p[0], p[1], p[2]
+                    ),
+                );
+            }
             "port" | "bind" | "databases" | "shards" | "tcp-backlog" | "daemonize" => {
                 return Err("can't set immutable config".into());
             }
@@ -512,6 +581,34 @@ mod tests {
         assert_eq!(parse_memory("1GB").unwrap(), 1 << 30);
         assert_eq!(parse_memory("77").unwrap(), 77);
         assert!(parse_memory("lots").is_err());
+    }
+
+    #[test]
+    fn obuf_limits() {
+        assert_eq!(
+            parse_obuf_limits("pubsub 1mb 512kb 60").unwrap(),
+            vec![(2, [1 << 20, 512 << 10, 60])]
+        );
+        assert_eq!(parse_obuf_limits("").unwrap(), vec![]);
+        assert!(parse_obuf_limits("pubsub 1 1")
+            .unwrap_err()
+            .contains("Wrong number"));
+        assert!(parse_obuf_limits("master 1 1 1")
+            .unwrap_err()
+            .contains("class"));
+        assert!(parse_obuf_limits("pubsub 1 1 -1")
+            .unwrap_err()
+            .contains("soft_seconds"));
+        let t = Tunables::new(&Config::default());
+        t.set("client-output-buffer-limit", "PUBSUB 2mb 1mb 10")
+            .unwrap();
+        assert_eq!(t.pubsub_obuf_limit[0].load(Ordering::Relaxed), 2 << 20);
+        let all = t.all();
+        let v = all.iter().find(|(k, _)| k == "client-output-buffer-limit");
+        assert_eq!(
+            v.map(|(_, v)| v.as_str()),
+            Some("normal 0 0 0 slave 268435456 67108864 60 pubsub 2097152 1048576 10")
+        );
     }
 
     #[test]
