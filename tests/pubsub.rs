@@ -572,3 +572,30 @@ fn pubsub_command_errors() {
         );
     }
 }
+
+#[test]
+fn idle_timeout_spares_subscribers() {
+    for n in common::shard_counts() {
+        let s = Server::start(n);
+        let mut p = s.client();
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("timeout")
+            .arg("1")
+            .query(&mut p)
+            .unwrap();
+        let mut sub = Raw::new(&s);
+        sub.cmd(&[b"SUBSCRIBE", b"idle"], 1);
+        let mut idle = Raw::new(&s);
+        assert_eq!(idle.cmd(&[b"PING"], 1), b"+PONG\r\n");
+        // The plain idle client goes; the subscriber stays.
+        assert!(idle.closed(), "shards={n}: idle client kept");
+        let mut p = s.client();
+        assert_eq!(numsub(&mut p, "idle"), 1, "shards={n}");
+        assert_eq!(
+            sub.cmd(&[b"PING"], 1),
+            b"*2\r\n$4\r\npong\r\n$0\r\n\r\n",
+            "shards={n}"
+        );
+    }
+}

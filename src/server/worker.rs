@@ -935,8 +935,11 @@ impl Worker {
                     let idle: Vec<usize> = self
                         .conns
                         .iter()
+                        // Subscribers wait for messages by design: never idle (as in Redis).
                         .filter(|(_, c)| {
-                            c.blocked_on.is_none() && c.client.last_active.elapsed() > limit
+                            c.blocked_on.is_none()
+                                && !c.subs.active()
+                                && c.client.last_active.elapsed() > limit
                         })
                         .map(|(i, _)| i)
                         .collect();
