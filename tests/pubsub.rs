@@ -153,6 +153,9 @@ fn publish_reaches_subscribers_on_every_shard() {
         assert_eq!(channels(&mut p, None), vec!["news"], "shards={n}");
         assert_eq!(channels(&mut p, Some("ne*")), vec!["news"], "shards={n}");
         assert!(channels(&mut p, Some("x*")).is_empty(), "shards={n}");
+        let stats: String = redis::cmd("INFO").arg("stats").query(&mut p).unwrap();
+        assert!(stats.contains("\r\npubsub_channels:1\r\n"), "shards={n}");
+        assert!(stats.contains("\r\npubsub_patterns:1\r\n"), "shards={n}");
 
         // 16 channel subscribers + 1 pattern subscriber, wherever they live.
         assert_eq!(publish(&mut p, "news", "hello"), 17, "shards={n}");
