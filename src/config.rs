@@ -92,6 +92,8 @@ pub struct Config {
     pub tcp_nodelay: bool,
     pub busy_poll_us: u64,
     pub timeout: u64,
+    /// `client-output-buffer-limit` lines from the config file, applied in order at startup.
+    pub obuf_limits: Vec<String>,
 }
 
 impl Default for Config {
@@ -114,6 +116,7 @@ impl Default for Config {
             tcp_nodelay: true,
             busy_poll_us: 0,
             timeout: 0,
+            obuf_limits: Vec::new(),
         }
     }
 }
@@ -325,6 +328,10 @@ impl Config {
             "tcp-nodelay" => self.tcp_nodelay = parse_yes_no(v)?,
             "busy-poll-us" => self.busy_poll_us = parse_num(name, v)?,
             "timeout" => self.timeout = parse_num(name, v)?,
+            "client-output-buffer-limit" => {
+                parse_obuf_limits(v)?;
+                self.obuf_limits.push(v.to_string());
+            }
             // Accepted in config files for compatibility with redis.conf; not used yet.
             other if PASSIVE_PARAMS.iter().any(|(n, _)| *n == other) => {}
             other => return Err(format!("unknown parameter '{other}'")),
@@ -443,14 +450,19 @@ impl Tunables {
             if cfg.tcp_nodelay { "yes" } else { "no" }.into(),
         );
         text.insert("shards".into(), cfg.shards.to_string());
-        Tunables {
+        let t = Tunables {
             maxclients: AtomicUsize::new(cfg.maxclients),
             proto_max_bulk_len: AtomicU64::new(cfg.proto_max_bulk_len),
             client_query_buffer_limit: AtomicU64::new(cfg.client_query_buffer_limit),
             timeout: AtomicU64::new(cfg.timeout),
             pubsub_obuf_limit: DEFAULT_OBUF_LIMITS[2].map(AtomicU64::new),
             text: Mutex::new(text),
+        };
+        for v in &cfg.obuf_limits {
+            // Validated when the file was read.
+            let _ = t.set("client-output-buffer-limit", v);
         }
+        t
     }
 
     /// Every parameter and its current value, sorted by name.
@@ -621,7 +633,11 @@ mod tests {
     #[test]
     fn flags_override_file_and_validate() {
         let dir = std::env::temp_dir().join(format!("shardis-cfg-{}", std::process::id()));
-        std::fs::write(&dir, "# comment\nport 7001\nmaxclients 5\nsave \"\"\n").unwrap();
+        std::fs::write(
+            &dir,
+            "# comment\nport 7001\nmaxclients 5\nsave \"\"\nclient-output-buffer-limit pubsub 1mb 1kb 5\n",
+        )
+        .unwrap();
         let cli = Cli {
             config: Some(dir.to_string_lossy().into()),
             maxclients: Some(9),
@@ -630,6 +646,9 @@ mod tests {
         };
         let cfg = Config::from_cli(&cli).unwrap();
         assert_eq!((cfg.port, cfg.maxclients, cfg.shards), (7001, 9, 3));
+        let t = Tunables::new(&cfg);
+        assert_eq!(t.pubsub_obuf_limit[0].load(Ordering::Relaxed), 1 << 20);
+        assert_eq!(t.pubsub_obuf_limit[1].load(Ordering::Relaxed), 1024);
         std::fs::write(&dir, "nosuchthing 1\n").unwrap();
         assert!(Config::from_cli(&cli).unwrap_err().contains("nosuchthing"));
         let _ = std::fs::remove_file(&dir);
