@@ -20,7 +20,7 @@ use bytes::Bytes;
 use super::connection::Conn;
 use super::worker::Worker;
 use crate::commands::args::glob_match;
-use crate::protocol::reply::Reply;
+use crate::protocol::reply::encode_bulk;
 
 /// One connection's subscriptions. The values are insertion ticks, so "unsubscribe from
 /// everything" confirms in subscription order.
@@ -187,13 +187,15 @@ impl<'a> Frame<'a> {
             .get_mut(i)
             .map(|slot| {
                 slot.get_or_insert_with(|| {
-                    let items = parts
-                        .iter()
-                        .take(len)
-                        .map(|p| Reply::Bulk(Bytes::copy_from_slice(p)))
-                        .collect();
-                    let mut out = Vec::new();
-                    Reply::Push(items).encode(resp, &mut out);
+                    // `Reply::Push` framing, written directly: no copy of the parts first.
+                    let body: usize = parts.iter().take(len).map(|p| p.len() + 16).sum();
+                    let mut out = Vec::with_capacity(body + 8);
+                    out.push(if resp >= 3 { b'>' } else { b'*' });
+                    crate::protocol::write_i64(&mut out, len as i64);
+                    out.extend_from_slice(b"\r\n");
+                    for p in parts.iter().take(len) {
+                        encode_bulk(&mut out, p);
+                    }
                     Bytes::from(out)
                 })
                 .clone()
