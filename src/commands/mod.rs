@@ -80,9 +80,7 @@ impl ConnCtx<'_> {
         self.deferred = Some(t);
         t
     }
-}
 
-impl ConnCtx<'_> {
     /// Like `defer`, but the client is not paused: its next commands run meanwhile and
     /// their replies queue behind this one (PUBLISH's fan-out).
     pub fn reply_later(&mut self) -> Ticket {

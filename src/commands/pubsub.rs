@@ -39,8 +39,8 @@ pub const COMMANDS: &[CommandSpec] = &[
             ("numsub", -2, "[channel [channel ...]]"),
             ("channels", -2, "[pattern]"),
             ("numpat", 2, ""),
-            ("shardchannels", -2, "[pattern]"),
             ("shardnumsub", -2, "[shardchannel [shardchannel ...]]"),
+            ("shardchannels", -2, "[pattern]"),
         ]),
 ];
 

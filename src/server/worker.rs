@@ -586,6 +586,7 @@ impl Worker {
             };
             (c.db, c.resp)
         };
+        // RESP2 subscribed mode allows only (P)(UN)SUBSCRIBE, PING, QUIT, RESET.
         if let Some(e) = commands::pubsub::refused_when_subscribed(&self.conns[idx], spec, argv) {
             if let Some(st) = self.shard.cmd_stats.get_mut(id) {
                 st.rejected += 1;
