@@ -98,6 +98,8 @@ pub struct Config {
     pub busy_poll_us: u64,
     pub hop_spin_us: u64,
     pub timeout: u64,
+    /// `client-output-buffer-limit` lines from the config file, applied in order at startup.
+    pub obuf_limits: Vec<String>,
 }
 
 impl Default for Config {
@@ -121,6 +123,7 @@ impl Default for Config {
             busy_poll_us: 0,
             hop_spin_us: DEFAULT_HOP_SPIN_US,
             timeout: 0,
+            obuf_limits: Vec::new(),
         }
     }
 }
@@ -334,6 +337,10 @@ impl Config {
             "busy-poll-us" => self.busy_poll_us = parse_num(name, v)?,
             "hop-spin-us" => self.hop_spin_us = parse_num(name, v)?,
             "timeout" => self.timeout = parse_num(name, v)?,
+            "client-output-buffer-limit" => {
+                parse_obuf_limits(v)?;
+                self.obuf_limits.push(v.to_string());
+            }
             // Accepted in config files for compatibility with redis.conf; not used yet.
             other if PASSIVE_PARAMS.iter().any(|(n, _)| *n == other) => {}
             other => return Err(format!("unknown parameter '{other}'")),
@@ -384,12 +391,53 @@ pub const PASSIVE_PARAMS: &[(&str, &str)] = &[
     ("enable-debug-command", "yes"),
 ];
 
+/// `client-output-buffer-limit` defaults per class (normal, replica, pubsub): hard bytes,
+/// soft bytes, soft seconds, as in Redis.
+pub const DEFAULT_OBUF_LIMITS: [[u64; 3]; 3] = [
+    [0, 0, 0],
+    [256 << 20, 64 << 20, 60],
+    [32 << 20, 8 << 20, 60],
+];
+
+/// Parses `<class> <hard> <soft> <soft-seconds> [<class> ...]` (Redis's CONFIG SET form):
+/// class `normal`, `replica`/`slave` or `pubsub` (index 0, 1, 2), sizes with memory units.
+/// Only the classes named are returned; an empty value names none. Errors carry Redis's text.
+pub fn parse_obuf_limits(v: &str) -> Result<Vec<(usize, [u64; 3])>, String> {
+    let words: Vec<&str> = v.split_whitespace().collect();
+    if !words.len().is_multiple_of(4) {
+        return Err("Wrong number of arguments in buffer limit configuration.".into());
+    }
+    let mut out = Vec::new();
+    for group in words.chunks_exact(4) {
+        let [class, hard, soft, secs] = group else {
+            continue;
+        };
+        let class = match class.to_ascii_lowercase().as_str() {
+            "normal" => 0,
+            "replica" | "slave" => 1,
+            "pubsub" => 2,
+            _ => {
+                return Err("Invalid client class specified in buffer limit configuration.".into())
+            }
+        };
+        let bad = || "Error in hard, soft or soft_seconds setting in buffer limit configuration.";
+        let hard = parse_memory(hard).map_err(|_| bad())?;
+        let soft = parse_memory(soft).map_err(|_| bad())?;
+        let secs: u64 = secs.parse().map_err(|_| bad())?;
+        out.push((class, [hard, soft, secs]));
+    }
+    Ok(out)
+}
+
 /// Values CONFIG SET may change while running, read lock-free by every shard.
 pub struct Tunables {
     pub maxclients: AtomicUsize,
     pub proto_max_bulk_len: AtomicU64,
     pub client_query_buffer_limit: AtomicU64,
     pub timeout: AtomicU64,
+    /// `client-output-buffer-limit`'s pubsub class: hard bytes, soft bytes, soft seconds
+    /// (0 disables a limit). The other classes are only kept as text.
+    pub pubsub_obuf_limit: [AtomicU64; 3],
     /// Everything else CONFIG GET/SET knows, as text. Touched only by CONFIG, never on the
     /// request path.
     pub text: Mutex<BTreeMap<String, String>>,
@@ -411,13 +459,19 @@ impl Tunables {
             if cfg.tcp_nodelay { "yes" } else { "no" }.into(),
         );
         text.insert("shards".into(), cfg.shards.to_string());
-        Tunables {
+        let t = Tunables {
             maxclients: AtomicUsize::new(cfg.maxclients),
             proto_max_bulk_len: AtomicU64::new(cfg.proto_max_bulk_len),
             client_query_buffer_limit: AtomicU64::new(cfg.client_query_buffer_limit),
             timeout: AtomicU64::new(cfg.timeout),
+            pubsub_obuf_limit: DEFAULT_OBUF_LIMITS[2].map(AtomicU64::new),
             text: Mutex::new(text),
+        };
+        for v in &cfg.obuf_limits {
+            // Validated when the file was read.
+            let _ = t.set("client-output-buffer-limit", v);
         }
+        t
     }
 
     /// Every parameter and its current value, sorted by name.
@@ -493,6 +547,33 @@ impl Tunables {
                     m.insert(name.into(), l);
                 }
             }
+            "client-output-buffer-limit" => {
+                let updates = parse_obuf_limits(value)?;
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                let mut classes = m
+                    .get(name)
+                    .and_then(|cur| parse_obuf_limits(cur).ok())
+                    .into_iter()
+                    .flatten()
+                    .fold(DEFAULT_OBUF_LIMITS, |mut acc, (class, l)| {
+                        acc[class] = l;
+                        acc
+                    });
+                for (class, l) in updates {
+                    classes[class] = l;
+                }
+                for (slot, v) in self.pubsub_obuf_limit.iter().zip(classes[2]) {
+                    slot.store(v, Ordering::Relaxed);
+                }
+                let [n, r, p] = classes;
+                m.insert(
+                    name.into(),
+                    format!(
+                        "normal {} {} {} slave {} {} {} pubsub {} {} {}",
+                        n[0], n[1], n[2], r[0], r[1], r[2], p[0], p[1], p[2]
+                    ),
+                );
+            }
             "port" | "bind" | "databases" | "shards" | "tcp-backlog" | "daemonize" => {
                 return Err("can't set immutable config".into());
             }
@@ -524,6 +605,34 @@ mod tests {
     }
 
     #[test]
+    fn obuf_limits() {
+        assert_eq!(
+            parse_obuf_limits("pubsub 1mb 512kb 60").unwrap(),
+            vec![(2, [1 << 20, 512 << 10, 60])]
+        );
+        assert_eq!(parse_obuf_limits("").unwrap(), vec![]);
+        assert!(parse_obuf_limits("pubsub 1 1")
+            .unwrap_err()
+            .contains("Wrong number"));
+        assert!(parse_obuf_limits("master 1 1 1")
+            .unwrap_err()
+            .contains("class"));
+        assert!(parse_obuf_limits("pubsub 1 1 -1")
+            .unwrap_err()
+            .contains("soft_seconds"));
+        let t = Tunables::new(&Config::default());
+        t.set("client-output-buffer-limit", "PUBSUB 2mb 1mb 10")
+            .unwrap();
+        assert_eq!(t.pubsub_obuf_limit[0].load(Ordering::Relaxed), 2 << 20);
+        let all = t.all();
+        let v = all.iter().find(|(k, _)| k == "client-output-buffer-limit");
+        assert_eq!(
+            v.map(|(_, v)| v.as_str()),
+            Some("normal 0 0 0 slave 268435456 67108864 60 pubsub 2097152 1048576 10")
+        );
+    }
+
+    #[test]
     fn core_lists() {
         assert_eq!(parse_cores("0-2,5").unwrap(), vec![0, 1, 2, 5]);
         assert!(parse_cores("3-1").is_err());
@@ -533,7 +642,11 @@ mod tests {
     #[test]
     fn flags_override_file_and_validate() {
         let dir = std::env::temp_dir().join(format!("shardis-cfg-{}", std::process::id()));
-        std::fs::write(&dir, "# comment\nport 7001\nmaxclients 5\nsave \"\"\n").unwrap();
+        std::fs::write(
+            &dir,
+            "# comment\nport 7001\nmaxclients 5\nsave \"\"\nclient-output-buffer-limit pubsub 1mb 1kb 5\n",
+        )
+        .unwrap();
         let cli = Cli {
             config: Some(dir.to_string_lossy().into()),
             maxclients: Some(9),
@@ -542,6 +655,9 @@ mod tests {
         };
         let cfg = Config::from_cli(&cli).unwrap();
         assert_eq!((cfg.port, cfg.maxclients, cfg.shards), (7001, 9, 3));
+        let t = Tunables::new(&cfg);
+        assert_eq!(t.pubsub_obuf_limit[0].load(Ordering::Relaxed), 1 << 20);
+        assert_eq!(t.pubsub_obuf_limit[1].load(Ordering::Relaxed), 1024);
         std::fs::write(&dir, "nosuchthing 1\n").unwrap();
         assert!(Config::from_cli(&cli).unwrap_err().contains("nosuchthing"));
         let _ = std::fs::remove_file(&dir);

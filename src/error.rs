@@ -57,6 +57,21 @@ impl CmdError {
     pub fn into_reply(self) -> Reply {
         Reply::Error(self.to_string())
     }
+
+    /// A RESP2 client in subscribed mode ran something else (`name` is `cmd` or `cmd|sub`).
+    pub fn subscribed_context(name: &str) -> CmdError {
+        CmdError::err(format!(
+            "Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / RESET are allowed in this context"
+        ))
+    }
+
+    /// Redis's `addReplySubcommandSyntaxError`: `sub` as the client typed it.
+    pub fn subcommand_syntax(sub: &str, cmd: &str) -> CmdError {
+        CmdError::err(format!(
+            "unknown subcommand or wrong number of arguments for '{sub}'. Try {} HELP.",
+            cmd.to_uppercase()
+        ))
+    }
 }
 
 fn lossy(b: &[u8]) -> String {

@@ -15,7 +15,7 @@
 //! - `log`: Redis-style log lines.
 //! - `protocol`: RESP parsing and reply encoding.
 //! - `runtime`: our per-core io_uring runtime (ring, ops, timers, mesh); all `unsafe` lives here.
-//! - `server`: per-shard event loop, connections, startup and shutdown.
+//! - `server`: per-shard event loop, connections, pub/sub subscribers, startup and shutdown.
 //! - `shard`: data one core owns (databases, hash table, expiry, routing).
 //! - `commands`: Redis command semantics, one table row per command.
 //! - `coord`: cross-shard fan-out and atomic multi-shard commands.

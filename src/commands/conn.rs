@@ -12,6 +12,7 @@ use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
 use crate::server::connection::Conn;
+use crate::server::pubsub;
 use crate::server::worker::Worker;
 
 const C: &str = "connection";
@@ -53,15 +54,25 @@ pub const COMMANDS: &[CommandSpec] = &[
         ]),
 ];
 
+/// PING; a RESP2 client in subscribed mode gets `["pong", message-or-""]` instead.
 fn ping(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
-    match argv.len() {
-        1 => Ok(Reply::status("PONG")),
-        2 => Ok(Reply::Bulk(arg(argv, 1)?.clone())),
-        _ => {
-            let _ = ctx;
-            Err(CmdError::WrongArity("ping".into()))
-        }
+    if argv.len() > 2 {
+        return Err(CmdError::WrongArity("ping".into()));
     }
+    let subscribed = ctx
+        .w
+        .conns
+        .get(ctx.conn)
+        .is_some_and(|c| c.client.resp == 2 && c.subs.active());
+    let msg = argv.get(1).cloned();
+    Ok(match (subscribed, msg) {
+        (true, m) => Reply::Array(vec![
+            Reply::bulk("pong"),
+            Reply::Bulk(m.unwrap_or_default()),
+        ]),
+        (false, None) => Reply::status("PONG"),
+        (false, Some(m)) => Reply::Bulk(m),
+    })
 }
 
 fn echo(_ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
@@ -69,6 +80,7 @@ fn echo(_ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn quit(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+    pubsub::clear(ctx.w, ctx.conn);
     if let Some(c) = ctx.w.conns.get_mut(ctx.conn) {
         c.closing = true;
     }
@@ -156,6 +168,7 @@ fn hello(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn reset(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+    pubsub::clear(ctx.w, ctx.conn);
     let c = ctx.client();
     c.db = 0;
     c.resp = 2;
@@ -181,7 +194,7 @@ pub fn client_line(c: &Conn) -> String {
     let qfree = c.rbuf.as_ref().map_or(0, |b| b.capacity() - b.len());
     let lossy = |b: &Option<Bytes>| b.as_ref().map(|v| text(v)).unwrap_or_default();
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
         ci.id,
         ci.addr,
         ci.laddr,
@@ -189,8 +202,10 @@ pub fn client_line(c: &Conn) -> String {
         lossy(&ci.name),
         ci.created.elapsed().as_secs(),
         ci.last_active.elapsed().as_secs(),
-        if ci.no_evict { "e" } else { "N" },
+        client_flags(c),
         ci.db,
+        c.subs.channels.len(),
+        c.subs.patterns.len(),
         qbuf,
         qfree,
         qbuf + qfree,
@@ -207,6 +222,22 @@ pub fn client_line(c: &Conn) -> String {
         lossy(&ci.lib_name),
         lossy(&ci.lib_ver),
     )
+}
+
+/// CLIENT LIST `flags=`: Redis's letters in its order (`P` subscribed, `e` no-evict), `N`
+/// when none applies.
+fn client_flags(c: &Conn) -> String {
+    let mut f = String::new();
+    if c.subs.active() {
+        f.push('P');
+    }
+    if c.client.no_evict {
+        f.push('e');
+    }
+    if f.is_empty() {
+        f.push('N');
+    }
+    f
 }
 
 const CLIENT_HELP: &[&str] = &[
@@ -257,8 +288,8 @@ struct Filter {
     ids: Option<Vec<u64>>,
     addr: Option<String>,
     laddr: Option<String>,
-    /// TYPE filter; every client is "normal" for now.
-    type_normal: Option<bool>,
+    /// TYPE filter; clients are "normal" or, while subscribed, "pubsub".
+    kind: Option<ClientKind>,
     user_default: Option<bool>,
     skip_id: Option<u64>,
 }
@@ -269,17 +300,37 @@ impl Filter {
         self.ids.as_ref().is_none_or(|ids| ids.contains(&ci.id))
             && self.addr.as_ref().is_none_or(|a| *a == ci.addr)
             && self.laddr.as_ref().is_none_or(|a| *a == ci.laddr)
-            && self.type_normal.unwrap_or(true)
+            && self.kind.is_none_or(|k| k == ClientKind::of(c))
             && self.user_default.unwrap_or(true)
             && self.skip_id != Some(ci.id)
     }
 }
 
-fn client_type_ok(t: &[u8]) -> Result<bool, CmdError> {
+/// Client classes of CLIENT LIST/KILL TYPE (there are no replica or master links yet).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum ClientKind {
+    Normal,
+    PubSub,
+    Replication,
+}
+
+impl ClientKind {
+    fn of(c: &Conn) -> ClientKind {
+        if c.subs.active() {
+            ClientKind::PubSub
+        } else {
+            ClientKind::Normal
+        }
+    }
+}
+
+fn client_type(t: &[u8]) -> Result<ClientKind, CmdError> {
     if is(t, "normal") {
-        Ok(true)
-    } else if is(t, "master") || is(t, "replica") || is(t, "slave") || is(t, "pubsub") {
-        Ok(false)
+        Ok(ClientKind::Normal)
+    } else if is(t, "pubsub") {
+        Ok(ClientKind::PubSub)
+    } else if is(t, "master") || is(t, "replica") || is(t, "slave") {
+        Ok(ClientKind::Replication)
     } else {
         Err(CmdError::err(format!("Unknown client type '{}'", text(t))))
     }
@@ -364,7 +415,7 @@ fn client_list(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let mut f = Filter::default();
     let opt = argv.get(2);
     if argv.len() == 4 && opt.is_some_and(|o| is(o, "type")) {
-        f.type_normal = Some(client_type_ok(arg(argv, 3)?)?);
+        f.kind = Some(client_type(arg(argv, 3)?)?);
     } else if argv.len() > 3 && opt.is_some_and(|o| is(o, "id")) {
         let mut ids = Vec::new();
         for a in argv.get(3..).unwrap_or_default() {
@@ -420,7 +471,7 @@ fn client_kill(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
                     _ => return Err(CmdError::err("client-id should be greater than 0")),
                 }
             } else if is(opt, "type") {
-                f.type_normal = Some(client_type_ok(val)?);
+                f.kind = Some(client_type(val)?);
             } else if is(opt, "addr") {
                 f.addr = Some(text(val));
             } else if is(opt, "laddr") {

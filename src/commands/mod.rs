@@ -10,6 +10,7 @@ pub mod conn;
 pub mod docs;
 pub mod keys;
 pub mod ldouble;
+pub mod pubsub;
 pub mod server;
 pub mod strings;
 pub mod table;
@@ -34,6 +35,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     strings::COMMANDS,
     keys::COMMANDS,
     conn::COMMANDS,
+    pubsub::COMMANDS,
     server::COMMANDS,
 ];
 
@@ -75,6 +77,17 @@ impl ConnCtx<'_> {
             return t;
         }
         let t = self.w.defer(self.conn);
+        self.deferred = Some(t);
+        t
+    }
+
+    /// Like `defer`, but the client is not paused: its next commands run meanwhile and
+    /// their replies queue behind this one (PUBLISH's fan-out).
+    pub fn reply_later(&mut self) -> Ticket {
+        if let Some(t) = self.deferred {
+            return t;
+        }
+        let t = self.w.reserve(self.conn);
         self.deferred = Some(t);
         t
     }

@@ -630,6 +630,9 @@ pub struct ShardInfo {
     pub hits: u64,
     pub misses: u64,
     pub net: NetStats,
+    /// Channels and patterns with subscribers on this shard (names, since a channel with
+    /// subscribers on several shards counts once).
+    pub pubsub: (Vec<bytes::Bytes>, Vec<bytes::Bytes>),
 }
 
 fn gather(tw: &mut Worker) -> ShardInfo {
@@ -647,6 +650,7 @@ fn gather(tw: &mut Worker) -> ShardInfo {
         hits: s.dbs.iter().map(|d| d.stats.hits).sum(),
         misses: s.dbs.iter().map(|d| d.stats.misses).sum(),
         net: tw.net,
+        pubsub: (tw.pubsub.channels_matching(None), tw.pubsub.pattern_names()),
     }
 }
 
@@ -682,7 +686,14 @@ fn merge(mut a: ShardInfo, b: ShardInfo) -> ShardInfo {
     a.net.net_output_bytes += b.net.net_output_bytes;
     a.net.connections_received += b.net.connections_received;
     a.net.rejected_connections += b.net.rejected_connections;
+    a.pubsub.0.extend(b.pubsub.0);
+    a.pubsub.1.extend(b.pubsub.1);
     a
+}
+
+/// Distinct names in a merged list.
+fn distinct(v: &[bytes::Bytes]) -> usize {
+    v.iter().collect::<std::collections::HashSet<_>>().len()
 }
 
 /// Server-wide facts INFO prints next to the shard counters (read on the origin shard).
@@ -942,8 +953,8 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 f("current_eviction_exceeded_time", &0);
                 f("keyspace_hits", &s.hits);
                 f("keyspace_misses", &s.misses);
-                f("pubsub_channels", &0);
-                f("pubsub_patterns", &0);
+                f("pubsub_channels", &distinct(&s.pubsub.0));
+                f("pubsub_patterns", &distinct(&s.pubsub.1));
                 f("pubsubshard_channels", &0);
                 f("latest_fork_usec", &0);
                 f("total_forks", &0);

@@ -34,6 +34,8 @@ pub enum Reply {
     Verbatim(Bytes),
     /// Already-encoded bytes, copied as they are.
     Raw(Bytes),
+    /// RESP3 out-of-band push (`>`: pub/sub messages and confirmations); an array in RESP2.
+    Push(Vec<Reply>),
 }
 
 impl Reply {
@@ -135,6 +137,12 @@ impl Reply {
                 }
             }
             Reply::Raw(b) => out.extend_from_slice(b),
+            Reply::Push(items) => {
+                header(out, if r3 { b'>' } else { b'*' }, items.len());
+                for i in items {
+                    i.encode(resp, out);
+                }
+            }
         }
     }
 }
@@ -180,5 +188,8 @@ mod tests {
         assert_eq!(enc(&Reply::Verbatim("hi".into()), 3), "=6\r\ntxt:hi\r\n");
         assert_eq!(enc(&Reply::Set(vec![]), 3), "~0\r\n");
         assert_eq!(enc(&Reply::Array(vec![]), 2), "*0\r\n");
+        let p = Reply::Push(vec![Reply::bulk("message"), Reply::Null]);
+        assert_eq!(enc(&p, 3), ">2\r\n$7\r\nmessage\r\n_\r\n");
+        assert_eq!(enc(&p, 2), "*2\r\n$7\r\nmessage\r\n$-1\r\n");
     }
 }

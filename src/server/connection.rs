@@ -8,6 +8,7 @@ use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
 
+use super::pubsub::Subs;
 use crate::protocol::reply::Reply;
 
 /// Client attributes (CLIENT LIST / INFO / HELLO).
@@ -62,6 +63,8 @@ pub struct Conn {
     /// A spare buffer returned by the last finished send, reused to avoid allocating.
     pub spare: Vec<u8>,
     pub sending: bool,
+    /// Bytes of the send in flight not yet taken by the kernel.
+    pub inflight: usize,
     /// Replies waiting for an earlier one (from another shard) before they can go out.
     pub slots: VecDeque<Option<Bytes>>,
     /// Sequence number of `slots[0]`.
@@ -74,6 +77,10 @@ pub struct Conn {
     /// Queued in the worker's dirty list for this pass.
     pub dirty: bool,
     pub client: ClientInfo,
+    /// Pub/Sub subscriptions (this shard's `pubsub::Registry` points back here).
+    pub subs: Subs,
+    /// When the unsent output first reached the pubsub soft limit (cleared once below).
+    pub soft_since: Option<Instant>,
 }
 
 impl Conn {
@@ -85,13 +92,22 @@ impl Conn {
             out: Vec::new(),
             spare: Vec::new(),
             sending: false,
+            inflight: 0,
             slots: VecDeque::new(),
             slot_base: 0,
             blocked_on: None,
             closing: false,
             dirty: false,
             client,
+            subs: Subs::default(),
+            soft_since: None,
         }
+    }
+
+    /// Output not yet taken by the kernel: buffered replies plus the rest of the send in
+    /// flight (replies waiting in slots are not counted).
+    pub fn pending_output(&self) -> usize {
+        self.out.len() + self.inflight
     }
 
     /// Appends a finished reply in request order.

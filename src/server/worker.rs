@@ -118,6 +118,8 @@ pub struct Worker {
     /// Held by a multi-shard atomic command while it runs (its transaction id).
     pub lock: Option<u64>,
     pub gathers: Slab<Gather>,
+    /// This shard's channel and pattern subscribers.
+    pub pubsub: super::pubsub::Registry,
     ring: Ring,
     mesh: Endpoint<Msg>,
     local: VecDeque<Msg>,
@@ -157,6 +159,7 @@ impl Worker {
             net: NetStats::default(),
             lock: None,
             gathers: Slab::new(),
+            pubsub: Default::default(),
             ring,
             mesh,
             local: VecDeque::new(),
@@ -439,6 +442,8 @@ impl Worker {
         self.net.net_output_bytes += c.result as u64;
         let off = off + c.result as usize;
         let conn = &mut self.conns[idx];
+        conn.inflight = buf.len().saturating_sub(off);
+        super::pubsub::on_sent(conn, &self.shared.tun);
         if off < buf.len() {
             let t = tag(TAG_SEND, token_of(idx, conn.gen));
             self.ring.send(conn.fd, buf, off, t);
@@ -487,6 +492,7 @@ impl Worker {
             let next = std::mem::take(&mut conn.spare);
             let buf = std::mem::replace(&mut conn.out, next);
             conn.sending = true;
+            conn.inflight = buf.len();
             let t = tag(TAG_SEND, token_of(idx, conn.gen));
             self.ring.send(conn.fd, buf, 0, t);
         }
@@ -499,6 +505,7 @@ impl Worker {
 
     pub fn close_conn(&mut self, idx: usize) {
         if let Some(conn) = self.conns.try_remove(idx) {
+            self.pubsub.forget(idx, &conn.subs);
             // Shutdown first: a receive in flight completes (with 0) and releases its buffer.
             sys::shutdown(conn.fd);
             sys::close(conn.fd);
@@ -603,6 +610,16 @@ impl Worker {
             };
             (c.db, c.resp)
         };
+        // RESP2 subscribed mode allows only (P)(UN)SUBSCRIBE, PING, QUIT, RESET.
+        if let Some(e) = commands::pubsub::refused_when_subscribed(&self.conns[idx], spec, argv) {
+            if let Some(st) = self.shard.cmd_stats.get_mut(id) {
+                st.rejected += 1;
+            }
+            let e = e.to_string();
+            commands::count_error(&mut self.shard, &e);
+            self.conns[idx].push_reply(&Reply::Error(e));
+            return;
+        }
         match spec.exec {
             Exec::Conn(f) => {
                 // Earlier commands of this client bound for other shards go first.
@@ -736,6 +753,18 @@ impl Worker {
         let conn = &mut self.conns[idx];
         let seq = conn.reserve();
         conn.blocked_on = Some(seq);
+        Ticket {
+            shard: self.id,
+            token: token_of(idx, conn.gen),
+            seq,
+        }
+    }
+
+    /// Reserves a reply slot for connection `idx` without pausing it: later commands run
+    /// at once, and their replies wait behind this one.
+    pub fn reserve(&mut self, idx: usize) -> Ticket {
+        let conn = &mut self.conns[idx];
+        let seq = conn.reserve();
         Ticket {
             shard: self.id,
             token: token_of(idx, conn.gen),
@@ -937,8 +966,11 @@ impl Worker {
                     let idle: Vec<usize> = self
                         .conns
                         .iter()
+                        // Subscribers wait for messages by design: never idle (as in Redis).
                         .filter(|(_, c)| {
-                            c.blocked_on.is_none() && c.client.last_active.elapsed() > limit
+                            c.blocked_on.is_none()
+                                && !c.subs.active()
+                                && c.client.last_active.elapsed() > limit
                         })
                         .map(|(i, _)| i)
                         .collect();
@@ -946,6 +978,7 @@ impl Worker {
                         self.close_conn(i);
                     }
                 }
+                super::pubsub::sweep(self);
                 self.timers
                     .add(now + Duration::from_secs(1), TimerKind::ClientTimeout);
             }
