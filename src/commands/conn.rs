@@ -156,6 +156,7 @@ fn hello(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn reset(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+    crate::coord::tx::reset(ctx.w, ctx.conn);
     let c = ctx.client();
     c.db = 0;
     c.resp = 2;
@@ -180,8 +181,18 @@ pub fn client_line(c: &Conn) -> String {
     let qbuf = c.rbuf.as_ref().map_or(0, |b| b.len());
     let qfree = c.rbuf.as_ref().map_or(0, |b| b.capacity() - b.len());
     let lossy = |b: &Option<Bytes>| b.as_ref().map(|v| text(v)).unwrap_or_default();
+    let mut flags = String::new();
+    if crate::coord::tx::in_multi(c) {
+        flags.push('x');
+    }
+    if ci.no_evict {
+        flags.push('e');
+    }
+    if flags.is_empty() {
+        flags.push('N');
+    }
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub=0 psub=0 ssub=0 multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
         ci.id,
         ci.addr,
         ci.laddr,
@@ -189,8 +200,9 @@ pub fn client_line(c: &Conn) -> String {
         lossy(&ci.name),
         ci.created.elapsed().as_secs(),
         ci.last_active.elapsed().as_secs(),
-        if ci.no_evict { "e" } else { "N" },
+        flags,
         ci.db,
+        crate::coord::tx::queued_len(c),
         qbuf,
         qfree,
         qbuf + qfree,

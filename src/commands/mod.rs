@@ -10,6 +10,7 @@ pub mod conn;
 pub mod docs;
 pub mod keys;
 pub mod ldouble;
+pub mod multi;
 pub mod server;
 pub mod strings;
 pub mod table;
@@ -35,6 +36,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     keys::COMMANDS,
     conn::COMMANDS,
     server::COMMANDS,
+    multi::COMMANDS,
 ];
 
 /// What a `Key` handler sees: the owning shard, the selected database, the client's protocol.
@@ -139,6 +141,11 @@ pub fn run_key(
     let reply = finish(shard, id, res);
     if let Some(st) = shard.cmd_stats.get_mut(id) {
         st.nanos += clock::to_nanos(clock::ticks().wrapping_sub(start));
+    }
+    if !shard.watches.is_empty() {
+        if let Some(spec) = table::table().get(id) {
+            multi::after_write(shard, spec, db, argv, &reply);
+        }
     }
     reply
 }

@@ -74,6 +74,8 @@ pub struct Conn {
     /// Queued in the worker's dirty list for this pass.
     pub dirty: bool,
     pub client: ClientInfo,
+    /// MULTI queue and WATCHed keys; `None` for the common client that uses neither.
+    pub tx: Option<Box<crate::coord::tx::ConnTx>>,
 }
 
 impl Conn {
@@ -91,6 +93,7 @@ impl Conn {
             closing: false,
             dirty: false,
             client,
+            tx: None,
         }
     }
 
