@@ -134,6 +134,16 @@ struct ExecRun {
     early: Option<Reply>,
 }
 
+impl ExecRun {
+    /// Records a command's reply, encoded with the protocol in force when it was produced
+    /// (a HELLO inside the transaction changes it for the replies after it, as in Redis).
+    fn add(&mut self, r: Reply) {
+        let mut v = Vec::new();
+        r.encode(self.resp, &mut v);
+        self.replies.push(Reply::Raw(Bytes::from(v)));
+    }
+}
+
 /// Where a queued command runs.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Plan {
@@ -577,7 +587,7 @@ fn advance(w: &mut Worker, rid: usize) {
         };
         let Some(spec) = table().get(first.id) else {
             run.cmds.pop_front();
-            run.replies.push(Reply::error("ERR internal routing error"));
+            run.add(Reply::error("ERR internal routing error"));
             continue;
         };
         match plan(spec, &first.argv, nshards, home) {
@@ -599,7 +609,7 @@ fn advance(w: &mut Worker, rid: usize) {
                 if s == home {
                     let replies = run_batch(w, &batch, db, resp);
                     if let Some(run) = w.tx.runs.get_mut(rid) {
-                        run.replies.extend(replies);
+                        replies.into_iter().for_each(|r| run.add(r));
                     }
                     continue;
                 }
@@ -627,7 +637,7 @@ fn advance(w: &mut Worker, rid: usize) {
                 if w.conn_token(idx) != Some(token) {
                     // Cannot happen (a running EXEC keeps its connection); answer, go on.
                     if let Some(run) = w.tx.runs.get_mut(rid) {
-                        run.replies.push(Reply::error("ERR connection closed"));
+                        run.add(Reply::error("ERR connection closed"));
                     }
                     continue;
                 }
@@ -643,7 +653,7 @@ fn advance(w: &mut Worker, rid: usize) {
                 run.db = db;
                 run.resp = resp;
                 match reply.or_else(|| run.early.take()) {
-                    Some(r) => run.replies.push(r),
+                    Some(r) => run.add(r),
                     None => {
                         run.waiting = true;
                         return;
@@ -671,7 +681,7 @@ fn batch_done(w: &mut Worker, rid: usize, replies: Vec<Reply>) {
         return;
     };
     run.waiting = false;
-    run.replies.extend(replies);
+    replies.into_iter().for_each(|r| run.add(r));
     advance(w, rid);
 }
 
@@ -745,7 +755,7 @@ pub fn captured(w: &mut Worker, t: Ticket, reply: Reply) {
     }
     if run.waiting {
         run.waiting = false;
-        run.replies.push(reply);
+        run.add(reply);
         advance(w, rid);
     } else {
         // The handler has not returned yet (it completed synchronously).
