@@ -418,8 +418,8 @@ pub fn live(d: &mut Db, key: &[u8], now: u64) -> bool {
     d.peek(key, now).is_some()
 }
 
-/// Drops registry entries and (with `txid`) shard locks: one `Control` job per shard, the
-/// connection's own shard inline.
+/// Drops registry entries and (with `txid`, at the end of EXEC) shard locks: one job per
+/// shard; under a transaction a `Control` job (the connection's own shard inline).
 fn release(
     w: &mut Worker,
     home: usize,
@@ -448,7 +448,11 @@ fn release(
                 multi::unlock(tw, t);
             }
         };
-        if s == w.id {
+        if txid.is_none() {
+            // After this connection's WATCH registrations on that shard, which are `Work`
+            // and may still be parked behind another transaction's lock.
+            w.post(s, Msg::Work(Box::new(job)));
+        } else if s == w.id {
             job(w);
         } else {
             w.post(s, Msg::Control(Box::new(job)));
