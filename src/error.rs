@@ -102,6 +102,30 @@ impl CmdError {
     }
 }
 
+/// MULTI inside MULTI (the transaction stays open and clean).
+pub const MULTI_NESTED: &str = "ERR MULTI calls can not be nested";
+/// EXEC outside a transaction.
+pub const EXEC_WITHOUT_MULTI: &str = "ERR EXEC without MULTI";
+/// DISCARD outside a transaction.
+pub const DISCARD_WITHOUT_MULTI: &str = "ERR DISCARD without MULTI";
+/// WATCH inside MULTI (the transaction stays clean).
+pub const WATCH_INSIDE_MULTI: &str = "ERR WATCH inside MULTI is not allowed";
+/// A `no-multi` command queued inside MULTI (the transaction is flagged).
+pub const NOT_ALLOWED_IN_MULTI: &str = "ERR Command not allowed inside a transaction";
+/// A key command whose keys live on several shards and that cannot be split.
+pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
+/// EXEC of a transaction flagged by an error while queuing.
+pub const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
+
+/// EXEC itself rejected inside MULTI (wrong arity): the transaction is discarded and the
+/// reason follows, without its `ERR ` code, as in Redis's `execCommandAbort`.
+pub fn exec_abort_because(err: &str) -> String {
+    format!(
+        "EXECABORT Transaction discarded because of: {}",
+        err.strip_prefix("ERR ").unwrap_or(err)
+    )
+}
+
 /// The first `max` bytes of `b`, stopping at a NUL as C's `%.*s` does.
 fn c_str(b: &[u8], max: usize) -> &[u8] {
     let end = b.iter().position(|&c| c == 0).unwrap_or(b.len()).min(max);
@@ -192,5 +216,9 @@ mod tests {
         );
         assert_eq!(CmdError::WrongType.code(), "WRONGTYPE");
         assert_eq!(CmdError::err("boom").to_string(), "ERR boom");
+        assert_eq!(
+            exec_abort_because(&CmdError::WrongArity("exec".into()).to_string()),
+            "EXECABORT Transaction discarded because of: wrong number of arguments for 'exec' command"
+        );
     }
 }

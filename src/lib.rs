@@ -18,7 +18,7 @@
 //! - `server`: per-shard event loop, connections, pub/sub subscribers, startup and shutdown.
 //! - `shard`: data one core owns (databases, hash table, expiry, routing).
 //! - `commands`: Redis command semantics, one table row per command.
-//! - `coord`: cross-shard fan-out and atomic multi-shard commands.
+//! - `coord`: cross-shard fan-out, atomic multi-shard commands, MULTI/EXEC transactions.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 

@@ -169,6 +169,7 @@ fn hello(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 
 fn reset(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     pubsub::clear(ctx.w, ctx.conn);
+    crate::coord::tx::reset(ctx.w, ctx.conn);
     let c = ctx.client();
     c.db = 0;
     c.resp = 2;
@@ -194,7 +195,7 @@ pub fn client_line(c: &Conn) -> String {
     let qfree = c.rbuf.as_ref().map_or(0, |b| b.capacity() - b.len());
     let lossy = |b: &Option<Bytes>| b.as_ref().map(|v| text(v)).unwrap_or_default();
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi=-1 qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
         ci.id,
         ci.addr,
         ci.laddr,
@@ -206,6 +207,7 @@ pub fn client_line(c: &Conn) -> String {
         ci.db,
         c.subs.channels.len(),
         c.subs.patterns.len(),
+        crate::coord::tx::queued_len(c),
         qbuf,
         qfree,
         qbuf + qfree,
@@ -230,6 +232,9 @@ fn client_flags(c: &Conn) -> String {
     let mut f = String::new();
     if c.subs.active() {
         f.push('P');
+    }
+    if crate::coord::tx::in_multi(c) {
+        f.push('x');
     }
     if c.client.no_evict {
         f.push('e');

@@ -10,6 +10,7 @@ pub mod conn;
 pub mod docs;
 pub mod keys;
 pub mod ldouble;
+pub mod multi;
 pub mod pubsub;
 pub mod server;
 pub mod strings;
@@ -37,6 +38,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     conn::COMMANDS,
     pubsub::COMMANDS,
     server::COMMANDS,
+    multi::COMMANDS,
 ];
 
 /// What a `Key` handler sees: the owning shard, the selected database, the client's protocol.
@@ -152,6 +154,11 @@ pub fn run_key(
     let reply = finish(shard, id, res);
     if let Some(st) = shard.cmd_stats.get_mut(id) {
         st.nanos += clock::to_nanos(clock::ticks().wrapping_sub(start));
+    }
+    if !shard.watches.is_empty() {
+        if let Some(spec) = table::table().get(id) {
+            multi::after_write(shard, spec, db, argv, &reply);
+        }
     }
     reply
 }

@@ -97,6 +97,7 @@ fn flushdb(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     all_shards(
         ctx.w,
         move |tw: &mut Worker| {
+            super::multi::before_flush(&mut tw.shard, db);
             if let Some(d) = tw.shard.dbs.get_mut(db) {
                 d.clear();
             }
@@ -111,7 +112,12 @@ fn flushall(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let ticket = ctx.defer();
     all_shards(
         ctx.w,
-        |tw: &mut Worker| tw.shard.dbs.iter_mut().for_each(|d| d.clear()),
+        |tw: &mut Worker| {
+            for db in 0..tw.shard.dbs.len() {
+                super::multi::before_flush(&mut tw.shard, db);
+            }
+            tw.shard.dbs.iter_mut().for_each(|d| d.clear())
+        },
         move |w, _: Vec<()>| w.complete(ticket, Reply::Ok),
     );
     Ok(Reply::Ok)
@@ -427,6 +433,7 @@ fn swapdb(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
                     let job: ShardFn<()> = Box::new(move |tw: &mut Worker| {
                         let len = tw.shard.dbs.len();
                         if a < len && b < len {
+                            super::multi::before_swap(&mut tw.shard, a, b);
                             tw.shard.dbs.swap(a, b);
                         }
                         multi::unlock(tw, txid);

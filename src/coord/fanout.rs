@@ -5,7 +5,7 @@
 use bytes::Bytes;
 
 use super::multi;
-use crate::commands::table::{KeyFn, Merge, MultiSpec};
+use crate::commands::table::{table, KeyFn, Merge, MultiSpec};
 use crate::commands::{self, ConnCtx, KeyCtx};
 use crate::protocol::reply::Reply;
 use crate::server::worker::{ShardFn, Worker};
@@ -50,7 +50,7 @@ pub fn split(argv: &[Bytes], step: usize, nshards: usize) -> Vec<Part> {
 
 /// Runs a handler on this shard without touching statistics (parts of one command).
 pub fn run_part(w: &mut Worker, f: KeyFn, db: usize, resp: u8, argv: &[Bytes]) -> Reply {
-    match f(
+    let reply = match f(
         &mut KeyCtx {
             shard: &mut w.shard,
             db,
@@ -60,7 +60,14 @@ pub fn run_part(w: &mut Worker, f: KeyFn, db: usize, resp: u8, argv: &[Bytes]) -
     ) {
         Ok(r) => r,
         Err(e) => e.into_reply(),
+    };
+    if !w.shard.watches.is_empty() {
+        let name = argv.first().map(|n| n.as_ref()).unwrap_or_default();
+        if let Some((_, spec)) = table().lookup(name) {
+            commands::multi::after_write(&mut w.shard, spec, db, argv, &reply);
+        }
     }
+    reply
 }
 
 /// Merges per-part replies (in `parts` order) into the command's reply.

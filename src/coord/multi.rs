@@ -18,9 +18,18 @@ use crate::shard::value::Entry;
 
 type Body = Box<dyn FnOnce(&mut Worker, u64) + Send>;
 
+/// The transaction id a command nested in EXEC runs under: never a real lock holder.
+const NESTED_TX: u64 = u64::MAX;
+
 /// Locks `shards` (sorted and deduplicated here) in order, then runs `body` on this shard
 /// with the transaction id. Every step run afterwards must release its shard with `unlock`.
 pub fn lock_all(w: &mut Worker, mut shards: Vec<usize>, body: Body) {
+    if w.tx.nested() {
+        // Inside EXEC: the transaction already holds every shard this command touches.
+        // Run at once, with an id that matches no lock (so its `unlock`s do nothing).
+        body(w, NESTED_TX);
+        return;
+    }
     shards.sort_unstable();
     shards.dedup();
     let txid = w
@@ -210,6 +219,7 @@ pub fn move_key(
                         ss,
                         Box::new(move |tw| {
                             if write == Some(true) {
+                                tw.shard.watches.touch(src_db, &src);
                                 let d = tw.shard.db_mut(src_db);
                                 d.remove(&src);
                             }
@@ -220,6 +230,7 @@ pub fn move_key(
                         ds,
                         Box::new(move |tw| {
                             if let (Some(_), Some(e)) = (write, entry) {
+                                tw.shard.watches.touch(dst_db, &dst);
                                 let d = tw.shard.db_mut(dst_db);
                                 d.remove(&dst);
                                 d.insert_entry(dst, e);

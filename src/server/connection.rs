@@ -81,6 +81,8 @@ pub struct Conn {
     pub subs: Subs,
     /// When the unsent output first reached the pubsub soft limit (cleared once below).
     pub soft_since: Option<Instant>,
+    /// MULTI queue and WATCHed keys; `None` for the common client that uses neither.
+    pub tx: Option<Box<crate::coord::tx::ConnTx>>,
 }
 
 impl Conn {
@@ -101,6 +103,7 @@ impl Conn {
             client,
             subs: Subs::default(),
             soft_since: None,
+            tx: None,
         }
     }
 

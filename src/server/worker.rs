@@ -120,6 +120,8 @@ pub struct Worker {
     pub gathers: Slab<Gather>,
     /// This shard's channel and pattern subscribers.
     pub pubsub: super::pubsub::Registry,
+    /// MULTI/EXEC runs coordinated from this shard (`coord::tx`).
+    pub tx: coord::tx::TxRuns,
     ring: Ring,
     mesh: Endpoint<Msg>,
     local: VecDeque<Msg>,
@@ -160,6 +162,7 @@ impl Worker {
             lock: None,
             gathers: Slab::new(),
             pubsub: Default::default(),
+            tx: Default::default(),
             ring,
             mesh,
             local: VecDeque::new(),
@@ -201,7 +204,11 @@ impl Worker {
             if self.shared.shutdown.load(Ordering::Relaxed) {
                 break;
             }
-            self.shard.now_ms = now_ms();
+            // A locked shard keeps its clock: keys do not expire in the middle of an atomic
+            // command or transaction (Redis freezes time for EXEC too).
+            if self.lock.is_none() {
+                self.shard.now_ms = now_ms();
+            }
             self.pass_now = Instant::now();
             let mut comps = std::mem::take(&mut self.completions);
             self.ring.drain(&mut comps);
@@ -395,7 +402,12 @@ impl Worker {
         self.ring.recv(conn.fd, buf, min_free, t);
     }
 
-    fn conn_by_token(&mut self, token: u64) -> Option<usize> {
+    /// The token of connection `idx` (tickets, watch registrations).
+    pub fn conn_token(&self, idx: usize) -> Option<u64> {
+        self.conns.get(idx).map(|c| token_of(idx, c.gen))
+    }
+
+    pub fn conn_by_token(&self, token: u64) -> Option<usize> {
         let (idx, gen) = split_token(token);
         match self.conns.get(idx) {
             Some(c) if c.gen == gen => Some(idx),
@@ -504,6 +516,9 @@ impl Worker {
     }
 
     pub fn close_conn(&mut self, idx: usize) {
+        if self.conns.get(idx).is_some_and(|c| c.tx.is_some()) && coord::tx::on_close(self, idx) {
+            return;
+        }
         if let Some(conn) = self.conns.try_remove(idx) {
             self.pubsub.forget(idx, &conn.subs);
             // Shutdown first: a receive in flight completes (with 0) and releases its buffer.
@@ -580,6 +595,9 @@ impl Worker {
 
     /// Runs one command: checks, then inline, batched to its owner, or coordinated.
     fn dispatch(&mut self, idx: usize, argv: &mut Vec<Bytes>) {
+        if coord::tx::in_multi(&self.conns[idx]) && coord::tx::queue(self, idx, argv) {
+            return;
+        }
         let t = table();
         let name = argv.first().cloned().unwrap_or_default();
         let Some((id, spec)) = t.lookup(&name) else {
@@ -750,6 +768,9 @@ impl Worker {
 
     /// Reserves a reply slot for connection `idx` and pauses its parsing until filled.
     pub fn defer(&mut self, idx: usize) -> Ticket {
+        if let Some(t) = coord::tx::capture_ticket(self) {
+            return t;
+        }
         let conn = &mut self.conns[idx];
         let seq = conn.reserve();
         conn.blocked_on = Some(seq);
@@ -774,6 +795,10 @@ impl Worker {
 
     /// Delivers a deferred reply (on the connection's shard).
     pub fn complete(&mut self, t: Ticket, reply: Reply) {
+        if coord::tx::is_capture(&t) {
+            coord::tx::captured(self, t, reply);
+            return;
+        }
         let Some(idx) = self.conn_by_token(t.token) else {
             return;
         };
@@ -873,6 +898,8 @@ impl Worker {
         work: bool,
         done: impl FnOnce(&mut Worker, Vec<T>) + 'static,
     ) {
+        // Inside EXEC the targets are locked by the transaction itself: don't wait for them.
+        let work = work && !self.tx.nested();
         let n = targets.len();
         let gid = self.gathers.insert(Gather {
             remaining: n,

@@ -6,6 +6,7 @@ pub mod db;
 pub mod dict;
 pub mod route;
 pub mod value;
+pub mod watch;
 
 use db::Db;
 
@@ -33,6 +34,8 @@ pub struct Shard {
     pub commands_processed: u64,
     /// xorshift state for random choices (RANDOMKEY, sampling).
     pub rng: u64,
+    /// Keys of this shard under WATCH (see `watch.rs`).
+    pub watches: watch::Watches,
 }
 
 impl Shard {
@@ -46,6 +49,7 @@ impl Shard {
             error_stats: Default::default(),
             commands_processed: 0,
             rng: 0x2545F4914F6CDD1D ^ (id as u64 + 1).wrapping_mul(0x9E3779B97F4A7C15),
+            watches: watch::Watches::default(),
         }
     }
 

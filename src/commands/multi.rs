@@ -1,0 +1,189 @@
+//! Transaction commands (Redis's multi.c): MULTI, EXEC, DISCARD, WATCH, UNWATCH, and the write
+//! hooks that make WATCH see modifications. The handlers run on the connection's shard and
+//! hand the cross-shard work to `coord::tx`; the hooks run on the shard that owns the keys.
+
+use bytes::Bytes;
+
+use super::table::{
+    CommandSpec, Exec, KeySpec, ALLOW_BUSY, FAST, LOADING, NOSCRIPT, SKIP_SLOWLOG, STALE, WRITE,
+};
+use super::ConnCtx;
+use crate::coord::tx;
+use crate::error::{self, CmdError, CmdResult};
+use crate::protocol::parse_i64;
+use crate::protocol::reply::Reply;
+use crate::shard::Shard;
+
+const T: &str = "transactions";
+
+#[rustfmt::skip]
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec::new("multi", 1, NOSCRIPT | LOADING | STALE | FAST | ALLOW_BUSY, KeySpec::none(), Exec::Conn(multi))
+        .doc(T, "1.2.0", "Mark the start of a transaction block", ""),
+    CommandSpec::new("exec", 1, NOSCRIPT | LOADING | STALE | SKIP_SLOWLOG, KeySpec::none(), Exec::Conn(exec))
+        .doc(T, "1.2.0", "Execute all commands issued after MULTI", ""),
+    CommandSpec::new("discard", 1, NOSCRIPT | LOADING | STALE | FAST | ALLOW_BUSY, KeySpec::none(), Exec::Conn(discard))
+        .doc(T, "2.0.0", "Discard all commands issued after MULTI", ""),
+    CommandSpec::new("watch", -2, NOSCRIPT | LOADING | STALE | FAST | ALLOW_BUSY, KeySpec::range(1, -1, 1), Exec::Conn(watch))
+        .doc(T, "2.2.0", "Watch the given keys to determine execution of the MULTI/EXEC block", "key [key ...]"),
+    CommandSpec::new("unwatch", 1, NOSCRIPT | LOADING | STALE | FAST | ALLOW_BUSY, KeySpec::none(), Exec::Conn(unwatch))
+        .doc(T, "2.2.0", "Forget about all watched keys", ""),
+];
+
+fn multi(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+    tx::multi(ctx.w, ctx.conn)?;
+    Ok(Reply::Ok)
+}
+
+fn exec(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+    // `None`: deferred, the reply comes through the ticket (this value is ignored).
+    Ok(tx::exec(ctx)?.unwrap_or(Reply::Ok))
+}
+
+fn discard(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+    if !ctx.w.conns.get(ctx.conn).is_some_and(tx::in_multi) {
+        return Err(CmdError::coded(error::DISCARD_WITHOUT_MULTI));
+    }
+    tx::discard(ctx.w, ctx.conn);
+    Ok(Reply::Ok)
+}
+
+fn watch(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    Ok(tx::watch(ctx, argv)?.unwrap_or(Reply::Ok))
+}
+
+fn unwatch(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+    tx::unwatch_all(ctx.w, ctx.conn);
+    Ok(Reply::Ok)
+}
+
+// ----- write hooks (run on the shard that owns the keys) ------------------------------------
+
+/// After a command ran on this shard: a successful write to a watched key makes every
+/// watcher's EXEC fail. Called only when something is watched here. Replies that mean
+/// "nothing changed" (DEL of a missing key, a SETNX that did not set...) touch nothing, as
+/// Redis only signals real modifications; anything else that succeeded counts.
+pub fn after_write(
+    shard: &mut Shard,
+    spec: &CommandSpec,
+    db: usize,
+    argv: &[Bytes],
+    reply: &Reply,
+) {
+    if !spec.has(WRITE) || reply.is_error() || unchanged(spec.name, argv, reply) {
+        return;
+    }
+    for i in spec.keys.positions(argv.len()) {
+        let Some(k) = argv.get(i) else {
+            continue;
+        };
+        // COPY's destination may be in another database (COPY src dst DB n).
+        let kdb = if spec.name == "copy" && i == 2 {
+            copy_db(argv).unwrap_or(db)
+        } else {
+            db
+        };
+        shard.watches.touch(kdb, k);
+    }
+}
+
+/// The reply says the write changed nothing.
+fn unchanged(name: &str, argv: &[Bytes], reply: &Reply) -> bool {
+    match (name, reply) {
+        (
+            "del" | "unlink" | "expire" | "pexpire" | "expireat" | "pexpireat" | "persist"
+            | "setnx" | "msetnx" | "renamenx" | "copy",
+            Reply::Int(0),
+        ) => true,
+        ("rename" | "renamenx", _) => argv.get(1) == argv.get(2),
+        ("getdel" | "getex", Reply::Null) => true,
+        // GETEX without options only reads.
+        ("getex", _) => argv.len() == 2,
+        // SET ... NX/XX that did not set (with GET, a null reply only means "was missing").
+        ("set", Reply::Null) => !argv.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"get")),
+        _ => false,
+    }
+}
+
+/// The `DB n` option of COPY.
+fn copy_db(argv: &[Bytes]) -> Option<usize> {
+    let i = argv.iter().position(|a| a.eq_ignore_ascii_case(b"db"))?;
+    let n = parse_i64(argv.get(i + 1)?)?;
+    usize::try_from(n).ok()
+}
+
+/// Before FLUSHDB/FLUSHALL empties `db` on this shard: watched keys that exist change.
+pub fn before_flush(shard: &mut Shard, db: usize) {
+    if shard.watches.is_empty() {
+        return;
+    }
+    let now = shard.now_ms;
+    let keys = shard.watches.keys_in(db);
+    for k in keys {
+        if shard.dbs.get_mut(db).is_some_and(|d| tx::live(d, &k, now)) {
+            shard.watches.touch(db, &k);
+        }
+    }
+}
+
+/// Before SWAPDB `a` `b` on this shard: a watched key changes when it exists in either
+/// database (watches stay with the database index, as in Redis).
+pub fn before_swap(shard: &mut Shard, a: usize, b: usize) {
+    if shard.watches.is_empty() {
+        return;
+    }
+    let now = shard.now_ms;
+    for (db, other) in [(a, b), (b, a)] {
+        for k in shard.watches.keys_in(db) {
+            let exists = [db, other]
+                .iter()
+                .any(|&d| shard.dbs.get_mut(d).is_some_and(|d| tx::live(d, &k, now)));
+            if exists {
+                shard.watches.touch(db, &k);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn argv(a: &[&str]) -> Vec<Bytes> {
+        a.iter().map(|s| Bytes::from(s.to_string())).collect()
+    }
+
+    #[test]
+    fn unchanged_replies() {
+        assert!(unchanged("del", &argv(&["del", "k"]), &Reply::Int(0)));
+        assert!(!unchanged("del", &argv(&["del", "k"]), &Reply::Int(1)));
+        assert!(!unchanged("incr", &argv(&["incr", "k"]), &Reply::Int(0)));
+        assert!(unchanged(
+            "set",
+            &argv(&["set", "k", "v", "NX"]),
+            &Reply::Null
+        ));
+        assert!(!unchanged(
+            "set",
+            &argv(&["set", "k", "v", "get"]),
+            &Reply::Null
+        ));
+        assert!(unchanged(
+            "rename",
+            &argv(&["rename", "k", "k"]),
+            &Reply::Ok
+        ));
+        assert!(!unchanged(
+            "rename",
+            &argv(&["rename", "k", "j"]),
+            &Reply::Ok
+        ));
+        assert!(unchanged(
+            "getex",
+            &argv(&["getex", "k"]),
+            &Reply::bulk("v")
+        ));
+        assert_eq!(copy_db(&argv(&["copy", "a", "b", "db", "3"])), Some(3));
+        assert_eq!(copy_db(&argv(&["copy", "a", "b"])), None);
+    }
+}

@@ -1,0 +1,831 @@
+//! Transactions (MULTI/EXEC/DISCARD/WATCH/UNWATCH) that stay atomic when their keys live on
+//! several shards. Runs on the shard that owns the connection (the coordinator); the queued
+//! commands run on the shards that own their keys.
+//!
+//! - **Queuing.** While a connection is in MULTI, `dispatch` hands every command to `queue`:
+//!   it is looked up and arity-checked now (a failure flags the transaction: EXEC answers
+//!   EXECABORT), then stored with `+QUEUED`. EXEC, DISCARD, MULTI, WATCH, QUIT and RESET run
+//!   at once, as in Redis.
+//! - **EXEC.** The shards to lock are those of every queued command's keys, of every watched
+//!   key, and all shards when a queued command is a server-wide one (FLUSHALL, CLIENT KILL,
+//!   CONFIG...). `multi::lock_all` takes them in shard order (the global order every atomic
+//!   command uses, so no cycle). Then, under the locks: the WATCH check on each watched key's
+//!   shard, and the commands in order, each on its owner as a `Control` job (consecutive
+//!   commands for one shard travel together); the reply of one comes back before the next is
+//!   sent. Last, every shard is unlocked. Other clients' jobs for a locked shard wait
+//!   (`Msg::Work` is parked), so nobody sees part of a transaction.
+//! - **Coordinated commands inside EXEC** (MSET/DEL/MGET across shards, cross-shard RENAME,
+//!   connection and server commands) run their normal handler with the worker's `nest` mark
+//!   set: while it is set, `lock_all` does not lock again (the transaction already holds every
+//!   shard the command touches) and `fan_out` sends `Control` jobs, so nothing waits for the
+//!   transaction's own locks. A handler that defers its reply gets a *capture* ticket: its
+//!   reply comes back here (`captured`) instead of to the socket, and the next command starts
+//!   then. The `nest` mark only lasts for the synchronous handler call; every handler's later
+//!   steps use `Control` jobs already (checked for all current ones).
+//! - **WATCH.** Registers `(db, key) → watcher` on the key's shard (`shard::watch`). Writes
+//!   remove the key's watchers there (`commands::multi::after_write`, hooked in `run_key`,
+//!   fan-out parts, cross-shard moves and flushes); EXEC asks each watched shard, under the
+//!   lock, whether its entries are still present and unexpired. No message is sent on a write.
+//!
+//! A connection stays open until its running EXEC finishes (a peer close or CLIENT KILL only
+//! marks it closing), so the transaction's steps always find it.
+
+use ahash::AHashSet;
+use bytes::Bytes;
+use slab::Slab;
+
+use super::multi;
+use crate::commands::table::{table, CommandSpec, Exec, NO_MULTI};
+use crate::commands::{self, ConnCtx, Route};
+use crate::error::{self, CmdError};
+use crate::protocol::reply::Reply;
+use crate::server::connection::Conn;
+use crate::server::worker::{Msg, ShardFn, Ticket, Worker};
+use crate::shard::db::Db;
+use crate::shard::route::shard_of;
+use crate::shard::watch::Watcher;
+
+/// A command queued between MULTI and EXEC.
+pub struct Queued {
+    pub id: usize,
+    pub argv: Vec<Bytes>,
+}
+
+/// One connection's transaction state (boxed in `Conn::tx`, absent for most clients).
+#[derive(Default)]
+pub struct ConnTx {
+    /// Commands queued since MULTI; `None` outside MULTI.
+    pub queue: Option<Vec<Queued>>,
+    /// A command was rejected while queuing: EXEC answers EXECABORT.
+    pub aborted: bool,
+    /// WATCHed `(db, key)` pairs (the owner shard follows from the key).
+    pub watched: AHashSet<(usize, Bytes)>,
+    /// Generation of the watches: bumped whenever they are dropped, so registry entries of
+    /// an older generation never count.
+    pub epoch: u64,
+    /// EXEC is running: the connection must stay open until it finishes.
+    pub running: bool,
+}
+
+impl ConnTx {
+    fn idle(&self) -> bool {
+        self.queue.is_none() && self.watched.is_empty() && !self.running
+    }
+}
+
+/// The connection is between MULTI and EXEC/DISCARD.
+#[inline]
+pub fn in_multi(c: &Conn) -> bool {
+    c.tx.as_ref().is_some_and(|t| t.queue.is_some())
+}
+
+/// Number of queued commands, or -1 outside MULTI (CLIENT LIST's `multi=`).
+pub fn queued_len(c: &Conn) -> i64 {
+    c.tx.as_ref()
+        .and_then(|t| t.queue.as_ref())
+        .map_or(-1, |q| q.len() as i64)
+}
+
+/// Token bit marking a ticket that delivers to a running EXEC, not to a reply slot.
+/// Connection tokens use the low 56 bits.
+const CAPTURE: u64 = 1 << 62;
+
+/// EXECs in progress on this (coordinating) shard.
+#[derive(Default)]
+pub struct TxRuns {
+    runs: Slab<ExecRun>,
+    /// Set while a queued command's handler runs synchronously inside EXEC: (run, step).
+    nest: Option<(usize, u64)>,
+    /// The reply of an EXEC that finished before its handler returned.
+    finished: Option<(usize, Reply)>,
+}
+
+impl TxRuns {
+    /// A queued command's handler is running inside EXEC: its shards are already locked.
+    #[inline]
+    pub fn nested(&self) -> bool {
+        self.nest.is_some()
+    }
+
+    /// EXECs in progress here (tests, INFO).
+    pub fn running(&self) -> usize {
+        self.runs.len()
+    }
+}
+
+struct ExecRun {
+    idx: usize,
+    token: u64,
+    /// Where the EXEC reply goes; `None` until the EXEC handler defers.
+    ticket: Option<Ticket>,
+    txid: Option<u64>,
+    locked: Vec<usize>,
+    cmds: std::collections::VecDeque<Queued>,
+    replies: Vec<Reply>,
+    db: usize,
+    resp: u8,
+    watched: Vec<(usize, Bytes)>,
+    epoch: u64,
+    /// Counts coordinated commands; a capture ticket names the step it belongs to.
+    step: u64,
+    /// A reply is on its way (a shard's batch or a captured deferred reply).
+    waiting: bool,
+    /// A captured reply that arrived before its handler returned.
+    early: Option<Reply>,
+}
+
+impl ExecRun {
+    /// Records a command's reply, encoded with the protocol in force when it was produced
+    /// (a HELLO inside the transaction changes it for the replies after it, as in Redis).
+    fn add(&mut self, r: Reply) {
+        let mut v = Vec::new();
+        r.encode(self.resp, &mut v);
+        self.replies.push(Reply::Raw(Bytes::from(v)));
+    }
+}
+
+/// Where a queued command runs.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Plan {
+    /// A key command whose keys all live on this shard (keyless: the connection's shard).
+    On(usize),
+    /// A connection command that touches no other shard (PING, SELECT...).
+    Local,
+    /// A command with its own coordination: keys on several shards, or server-wide.
+    Coord,
+}
+
+fn plan(spec: &CommandSpec, argv: &[Bytes], nshards: usize, home: usize) -> Plan {
+    match spec.exec {
+        Exec::Key(_) | Exec::Multi(_) => match commands::route(&spec.keys, argv, nshards) {
+            Route::NoKeys => Plan::On(home),
+            Route::One(s) => Plan::On(s),
+            Route::Many => Plan::Coord,
+        },
+        Exec::Conn(_) if conn_is_local(spec, argv) => Plan::Local,
+        Exec::Conn(_) => Plan::Coord,
+    }
+}
+
+/// Connection commands that read or change only this connection's state. Any other
+/// connection command inside EXEC locks every shard first (it may visit them all).
+fn conn_is_local(spec: &CommandSpec, argv: &[Bytes]) -> bool {
+    match spec.name {
+        "ping" | "echo" | "select" | "unwatch" | "time" | "hello" | "auth" | "quit" => true,
+        "client" => argv
+            .get(1)
+            .is_some_and(|s| !s.eq_ignore_ascii_case(b"list") && !s.eq_ignore_ascii_case(b"kill")),
+        _ => false,
+    }
+}
+
+/// The shards an EXEC must lock, sorted and deduplicated.
+fn shards_to_lock(
+    cmds: &[Queued],
+    watched: &[(usize, Bytes)],
+    nshards: usize,
+    home: usize,
+) -> Vec<usize> {
+    let mut out: Vec<usize> = watched.iter().map(|(_, k)| shard_of(k, nshards)).collect();
+    for q in cmds {
+        let Some(spec) = table().get(q.id) else {
+            continue;
+        };
+        match plan(spec, &q.argv, nshards, home) {
+            Plan::On(s) => out.push(s),
+            Plan::Local => {}
+            Plan::Coord => match spec.exec {
+                Exec::Conn(_) => return (0..nshards).collect(),
+                _ => out.extend(
+                    spec.keys
+                        .positions(q.argv.len())
+                        .filter_map(|i| q.argv.get(i))
+                        .map(|k| shard_of(k, nshards)),
+                ),
+            },
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
+// ----- queuing -----------------------------------------------------------------------------
+
+/// Called by `dispatch` for a connection in MULTI. Returns false for the commands that run
+/// at once (EXEC, DISCARD, MULTI, WATCH, QUIT, RESET); otherwise queues or rejects.
+pub fn queue(w: &mut Worker, idx: usize, argv: &mut Vec<Bytes>) -> bool {
+    let name = argv.first().map(|b| b.as_ref()).unwrap_or_default();
+    let Some((id, spec)) = table().lookup(name) else {
+        let e = CmdError::unknown_command(argv).to_string();
+        reject(w, idx, e);
+        return true;
+    };
+    if let Err(e) = commands::check_arity(spec, argv) {
+        if let Some(st) = w.shard.cmd_stats.get_mut(id) {
+            st.rejected += 1;
+        }
+        let e = e.to_string();
+        if spec.name == "exec" {
+            // A rejected EXEC ends the transaction (Redis's execCommandAbort).
+            discard(w, idx);
+            let e = error::exec_abort_because(&e);
+            commands::count_error(&mut w.shard, &e);
+            if let Some(c) = w.conns.get_mut(idx) {
+                c.push_reply(&Reply::Error(e));
+            }
+            return true;
+        }
+        reject(w, idx, e);
+        return true;
+    }
+    if matches!(
+        spec.name,
+        "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
+    ) {
+        return false;
+    }
+    if spec.has(NO_MULTI) {
+        reject(w, idx, error::NOT_ALLOWED_IN_MULTI.to_string());
+        return true;
+    }
+    let Some(c) = w.conns.get_mut(idx) else {
+        return true;
+    };
+    if let Some(q) = c.tx.as_mut().and_then(|t| t.queue.as_mut()) {
+        q.push(Queued {
+            id,
+            argv: std::mem::take(argv),
+        });
+    }
+    c.push_reply(&Reply::status("QUEUED"));
+    true
+}
+
+/// Answers an error while queuing and flags the transaction (EXEC will abort).
+fn reject(w: &mut Worker, idx: usize, e: String) {
+    commands::count_error(&mut w.shard, &e);
+    let Some(c) = w.conns.get_mut(idx) else {
+        return;
+    };
+    if let Some(t) = c.tx.as_mut() {
+        t.aborted = true;
+    }
+    c.push_reply(&Reply::Error(e));
+}
+
+// ----- MULTI / DISCARD / WATCH / UNWATCH / RESET / close ------------------------------------
+
+/// MULTI.
+pub fn multi(w: &mut Worker, idx: usize) -> Result<(), CmdError> {
+    let Some(c) = w.conns.get_mut(idx) else {
+        return Ok(());
+    };
+    let t = c.tx.get_or_insert_with(Default::default);
+    if t.queue.is_some() {
+        return Err(CmdError::coded(error::MULTI_NESTED));
+    }
+    t.queue = Some(Vec::new());
+    t.aborted = false;
+    Ok(())
+}
+
+/// DISCARD (and the discarding half of EXECABORT, RESET): drops the queue and the watches.
+pub fn discard(w: &mut Worker, idx: usize) {
+    if let Some(t) = w.conns.get_mut(idx).and_then(|c| c.tx.as_mut()) {
+        t.queue = None;
+        t.aborted = false;
+    }
+    unwatch_all(w, idx);
+}
+
+/// UNWATCH: forgets every watched key (the registry entries go with a message to each
+/// owner shard).
+pub fn unwatch_all(w: &mut Worker, idx: usize) {
+    let home = w.id;
+    let Some(token) = w.conn_token(idx) else {
+        return;
+    };
+    let Some(c) = w.conns.get_mut(idx) else {
+        return;
+    };
+    let Some(t) = c.tx.as_mut() else {
+        return;
+    };
+    let keys: Vec<(usize, Bytes)> = t.watched.drain().collect();
+    let epoch = t.epoch;
+    t.epoch += 1;
+    if t.idle() {
+        c.tx = None;
+    }
+    release(w, home, token, epoch, keys, &[], None);
+}
+
+/// RESET: leaves MULTI and drops the watches.
+pub fn reset(w: &mut Worker, idx: usize) {
+    if w.conns.get(idx).is_some_and(|c| c.tx.is_some()) {
+        discard(w, idx);
+    }
+}
+
+/// The connection is closing. Returns true when it must stay open for now (its EXEC is
+/// running; it is marked closing and goes once the EXEC reply is out).
+pub fn on_close(w: &mut Worker, idx: usize) -> bool {
+    let running = w
+        .conns
+        .get(idx)
+        .and_then(|c| c.tx.as_ref())
+        .is_some_and(|t| t.running);
+    if running {
+        if let Some(c) = w.conns.get_mut(idx) {
+            c.closing = true;
+        }
+        return true;
+    }
+    discard(w, idx);
+    false
+}
+
+/// WATCH key [key ...]: registers the keys on their shards; answers once all are in.
+pub fn watch(ctx: &mut ConnCtx, argv: &[Bytes]) -> Result<Option<Reply>, CmdError> {
+    let w = &mut *ctx.w;
+    let idx = ctx.conn;
+    let (home, nshards) = (w.id, w.nshards);
+    let Some(token) = w.conn_token(idx) else {
+        return Ok(Some(Reply::Ok));
+    };
+    let Some(c) = w.conns.get_mut(idx) else {
+        return Ok(Some(Reply::Ok));
+    };
+    if in_multi(c) {
+        return Err(CmdError::coded(error::WATCH_INSIDE_MULTI));
+    }
+    let db = c.client.db;
+    let t = c.tx.get_or_insert_with(Default::default);
+    let epoch = t.epoch;
+    let mut groups: Vec<(usize, Vec<Bytes>)> = Vec::new();
+    for key in argv.iter().skip(1) {
+        if !t.watched.insert((db, key.clone())) {
+            continue;
+        }
+        let s = shard_of(key, nshards);
+        match groups.iter_mut().find(|(g, _)| *g == s) {
+            Some((_, keys)) => keys.push(key.clone()),
+            None => groups.push((s, vec![key.clone()])),
+        }
+    }
+    if groups.is_empty() {
+        return Ok(Some(Reply::Ok));
+    }
+    let ticket = ctx.defer();
+    let jobs = groups
+        .into_iter()
+        .map(|(s, keys)| {
+            let job: ShardFn<()> = Box::new(move |tw: &mut Worker| {
+                let now = tw.shard.now_ms;
+                for k in keys {
+                    let deadline = tw
+                        .shard
+                        .dbs
+                        .get_mut(db)
+                        .map_or(0, |d| live_deadline(d, &k, now));
+                    let who = Watcher {
+                        shard: home,
+                        token,
+                        epoch,
+                        deadline,
+                    };
+                    tw.shard.watches.add(db, k, who);
+                }
+            });
+            (s, job)
+        })
+        .collect();
+    ctx.w.fan_out(jobs, true, move |w, _: Vec<()>| {
+        w.complete(ticket, Reply::Ok)
+    });
+    Ok(None)
+}
+
+/// The expiry of `key` if it is live and volatile, else 0. The only keyspace read WATCH
+/// needs (kept in one place for the keyspace rewrite).
+fn live_deadline(d: &mut Db, key: &[u8], now: u64) -> u64 {
+    d.peek(key, now).map_or(0, |e| e.expire_at)
+}
+
+/// Whether `key` exists (not expired) in `d`: what a flush or swap changes.
+pub fn live(d: &mut Db, key: &[u8], now: u64) -> bool {
+    d.peek(key, now).is_some()
+}
+
+/// Drops registry entries and (with `txid`, at the end of EXEC) shard locks: one job per
+/// shard; under a transaction a `Control` job (the connection's own shard inline).
+fn release(
+    w: &mut Worker,
+    home: usize,
+    token: u64,
+    epoch: u64,
+    keys: Vec<(usize, Bytes)>,
+    locked: &[usize],
+    txid: Option<u64>,
+) {
+    let nshards = w.nshards;
+    let mut groups: Vec<(usize, Vec<(usize, Bytes)>)> =
+        locked.iter().map(|&s| (s, Vec::new())).collect();
+    for (db, k) in keys {
+        let s = shard_of(&k, nshards);
+        match groups.iter_mut().find(|(g, _)| *g == s) {
+            Some((_, v)) => v.push((db, k)),
+            None => groups.push((s, vec![(db, k)])),
+        }
+    }
+    for (s, keys) in groups {
+        let job = move |tw: &mut Worker| {
+            for (db, k) in &keys {
+                tw.shard.watches.remove(*db, k, home, token, epoch);
+            }
+            if let Some(t) = txid {
+                multi::unlock(tw, t);
+            }
+        };
+        if txid.is_none() {
+            // After this connection's WATCH registrations on that shard, which are `Work`
+            // and may still be parked behind another transaction's lock.
+            w.post(s, Msg::Work(Box::new(job)));
+        } else if s == w.id {
+            job(w);
+        } else {
+            w.post(s, Msg::Control(Box::new(job)));
+        }
+    }
+}
+
+// ----- EXEC ----------------------------------------------------------------------------------
+
+/// EXEC. Returns the reply when it is ready at once; `None` when it was deferred.
+pub fn exec(ctx: &mut ConnCtx) -> Result<Option<Reply>, CmdError> {
+    let idx = ctx.conn;
+    let w = &mut *ctx.w;
+    let (home, nshards) = (w.id, w.nshards);
+    let Some(token) = w.conn_token(idx) else {
+        return Ok(Some(Reply::NullArray));
+    };
+    let Some(c) = w.conns.get_mut(idx) else {
+        return Ok(Some(Reply::NullArray));
+    };
+    let (db, resp) = (c.client.db, c.client.resp);
+    let Some(t) = c.tx.as_mut() else {
+        return Err(CmdError::coded(error::EXEC_WITHOUT_MULTI));
+    };
+    let Some(cmds) = t.queue.take() else {
+        return Err(CmdError::coded(error::EXEC_WITHOUT_MULTI));
+    };
+    if std::mem::take(&mut t.aborted) {
+        unwatch_all(w, idx);
+        return Err(CmdError::coded(error::EXECABORT));
+    }
+    // Redis unwatches at EXEC: the watches are checked once, below, under the locks.
+    let watched: Vec<(usize, Bytes)> = t.watched.drain().collect();
+    let epoch = t.epoch;
+    t.epoch += 1;
+    t.running = true;
+    let locked = shards_to_lock(&cmds, &watched, nshards, home);
+    let rid = w.tx.runs.insert(ExecRun {
+        idx,
+        token,
+        ticket: None,
+        txid: None,
+        locked: locked.clone(),
+        replies: Vec::with_capacity(cmds.len()),
+        cmds: cmds.into(),
+        db,
+        resp,
+        watched,
+        epoch,
+        step: 0,
+        waiting: false,
+        early: None,
+    });
+    if locked.is_empty() {
+        // Nothing but connection-local commands: run them now.
+        advance(w, rid);
+        if let Some((r, reply)) = w.tx.finished.take() {
+            if r == rid {
+                return Ok(Some(reply));
+            }
+            w.tx.finished = Some((r, reply));
+        }
+        let ticket = ctx.defer();
+        if let Some(run) = ctx.w.tx.runs.get_mut(rid) {
+            run.ticket = Some(ticket);
+        }
+        return Ok(None);
+    }
+    let ticket = ctx.defer();
+    let w = &mut *ctx.w;
+    if let Some(run) = w.tx.runs.get_mut(rid) {
+        run.ticket = Some(ticket);
+    }
+    multi::lock_all(
+        w,
+        locked,
+        Box::new(move |w: &mut Worker, txid| locked_run(w, rid, txid)),
+    );
+    Ok(None)
+}
+
+/// Every shard is locked: check the watches, then run the commands.
+fn locked_run(w: &mut Worker, rid: usize, txid: u64) {
+    let home = w.id;
+    let nshards = w.nshards;
+    let Some(run) = w.tx.runs.get_mut(rid) else {
+        return;
+    };
+    run.txid = Some(txid);
+    if run.watched.is_empty() {
+        advance(w, rid);
+        return;
+    }
+    let (token, epoch) = (run.token, run.epoch);
+    let mut groups: Vec<(usize, Vec<(usize, Bytes)>)> = Vec::new();
+    for (db, k) in &run.watched {
+        let s = shard_of(k, nshards);
+        match groups.iter_mut().find(|(g, _)| *g == s) {
+            Some((_, v)) => v.push((*db, k.clone())),
+            None => groups.push((s, vec![(*db, k.clone())])),
+        }
+    }
+    let jobs = groups
+        .into_iter()
+        .map(|(s, keys)| {
+            let job: ShardFn<bool> = Box::new(move |tw: &mut Worker| {
+                let now = tw.shard.now_ms;
+                keys.iter()
+                    .any(|(db, k)| tw.shard.watches.changed(*db, k, home, token, epoch, now))
+            });
+            (s, job)
+        })
+        .collect();
+    w.fan_out(jobs, false, move |w, changed: Vec<bool>| {
+        if changed.iter().any(|c| *c) {
+            finish(w, rid, Some(Reply::NullArray));
+        } else {
+            advance(w, rid);
+        }
+    });
+}
+
+/// Runs queued commands until one must wait for a reply from elsewhere, or all are done.
+fn advance(w: &mut Worker, rid: usize) {
+    let (home, nshards) = (w.id, w.nshards);
+    loop {
+        let Some(run) = w.tx.runs.get_mut(rid) else {
+            return;
+        };
+        if run.waiting {
+            return;
+        }
+        let Some(first) = run.cmds.front() else {
+            finish(w, rid, None);
+            return;
+        };
+        let Some(spec) = table().get(first.id) else {
+            run.cmds.pop_front();
+            run.add(Reply::error("ERR internal routing error"));
+            continue;
+        };
+        match plan(spec, &first.argv, nshards, home) {
+            Plan::On(s) => {
+                // This command and the following ones for the same shard travel together.
+                let mut batch = Vec::new();
+                while let Some(q) = run.cmds.front() {
+                    let same = table()
+                        .get(q.id)
+                        .is_some_and(|sp| plan(sp, &q.argv, nshards, home) == Plan::On(s));
+                    if !same {
+                        break;
+                    }
+                    if let Some(q) = run.cmds.pop_front() {
+                        batch.push(q);
+                    }
+                }
+                let (db, resp) = (run.db, run.resp);
+                if s == home {
+                    let replies = run_batch(w, &batch, db, resp);
+                    if let Some(run) = w.tx.runs.get_mut(rid) {
+                        replies.into_iter().for_each(|r| run.add(r));
+                    }
+                    continue;
+                }
+                run.waiting = true;
+                w.post(
+                    s,
+                    Msg::Control(Box::new(move |tw: &mut Worker| {
+                        let replies = run_batch(tw, &batch, db, resp);
+                        tw.post(
+                            home,
+                            Msg::Control(Box::new(move |ow: &mut Worker| {
+                                batch_done(ow, rid, replies)
+                            })),
+                        );
+                    })),
+                );
+                return;
+            }
+            Plan::Local | Plan::Coord => {
+                let Some(q) = run.cmds.pop_front() else {
+                    continue;
+                };
+                run.step += 1;
+                let (step, idx, token) = (run.step, run.idx, run.token);
+                if w.conn_token(idx) != Some(token) {
+                    // Cannot happen (a running EXEC keeps its connection); answer, go on.
+                    if let Some(run) = w.tx.runs.get_mut(rid) {
+                        run.add(Reply::error("ERR connection closed"));
+                    }
+                    continue;
+                }
+                let reply = run_nested(w, rid, step, idx, q);
+                let (db, resp) = w
+                    .conns
+                    .get(idx)
+                    .map_or((0, 2), |c| (c.client.db, c.client.resp));
+                let Some(run) = w.tx.runs.get_mut(rid) else {
+                    return;
+                };
+                // SELECT / HELLO inside the transaction apply to the commands after them.
+                run.db = db;
+                run.resp = resp;
+                match reply.or_else(|| run.early.take()) {
+                    Some(r) => run.add(r),
+                    None => {
+                        run.waiting = true;
+                        return;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Runs key commands on this shard (each with statistics and the WATCH hook).
+fn run_batch(w: &mut Worker, batch: &[Queued], db: usize, resp: u8) -> Vec<Reply> {
+    batch
+        .iter()
+        .map(|q| match table().get(q.id).map(|s| s.exec) {
+            Some(Exec::Key(f)) => commands::run_key(&mut w.shard, q.id, f, db, resp, &q.argv),
+            Some(Exec::Multi(m)) => commands::run_key(&mut w.shard, q.id, m.sub, db, resp, &q.argv),
+            _ => Reply::error("ERR internal routing error"),
+        })
+        .collect()
+}
+
+fn batch_done(w: &mut Worker, rid: usize, replies: Vec<Reply>) {
+    let Some(run) = w.tx.runs.get_mut(rid) else {
+        return;
+    };
+    run.waiting = false;
+    replies.into_iter().for_each(|r| run.add(r));
+    advance(w, rid);
+}
+
+/// Runs a coordinated or connection command through its normal handler, inside the
+/// transaction's locks. `None`: the handler deferred; its reply will be captured.
+fn run_nested(w: &mut Worker, rid: usize, step: u64, idx: usize, q: Queued) -> Option<Reply> {
+    let spec = table().get(q.id)?;
+    let start = crate::runtime::clock::ticks();
+    w.tx.nest = Some((rid, step));
+    let mut ctx = ConnCtx {
+        w,
+        conn: idx,
+        deferred: None,
+    };
+    let res = match spec.exec {
+        Exec::Conn(f) => f(&mut ctx, &q.argv),
+        Exec::Multi(m) => {
+            super::fanout::multi_key(&mut ctx, q.id, m, q.argv);
+            Ok(Reply::Ok)
+        }
+        Exec::Key(_) => match spec.cross {
+            Some(cross) => cross(&mut ctx, q.argv),
+            None => Err(CmdError::coded(error::CROSSSLOT)),
+        },
+    };
+    let deferred = ctx.deferred.is_some();
+    w.tx.nest = None;
+    let nanos = crate::runtime::clock::to_nanos(crate::runtime::clock::ticks().wrapping_sub(start));
+    if deferred {
+        // Counted here (the fan-out's completion does not count connection commands).
+        if matches!(spec.exec, Exec::Conn(_)) {
+            w.shard.commands_processed += 1;
+            if let Some(st) = w.shard.cmd_stats.get_mut(q.id) {
+                st.calls += 1;
+                st.nanos += nanos;
+            }
+        }
+        return None;
+    }
+    let reply = commands::finish(&mut w.shard, q.id, res);
+    if let Some(st) = w.shard.cmd_stats.get_mut(q.id) {
+        st.nanos += nanos;
+    }
+    Some(reply)
+}
+
+/// `Worker::defer` hook: inside EXEC, a handler's deferred reply is captured.
+#[inline]
+pub fn capture_ticket(w: &Worker) -> Option<Ticket> {
+    w.tx.nest.map(|(rid, step)| Ticket {
+        shard: w.id,
+        token: CAPTURE | rid as u64,
+        seq: step,
+    })
+}
+
+/// The ticket delivers to a running EXEC.
+#[inline]
+pub fn is_capture(t: &Ticket) -> bool {
+    t.token & CAPTURE != 0
+}
+
+/// `Worker::complete` hook: a captured reply arrives; the transaction goes on.
+pub fn captured(w: &mut Worker, t: Ticket, reply: Reply) {
+    let rid = (t.token & !CAPTURE) as usize;
+    let Some(run) = w.tx.runs.get_mut(rid) else {
+        return;
+    };
+    if run.step != t.seq {
+        return;
+    }
+    if run.waiting {
+        run.waiting = false;
+        run.add(reply);
+        advance(w, rid);
+    } else {
+        // The handler has not returned yet (it completed synchronously).
+        run.early = Some(reply);
+    }
+}
+
+/// Ends an EXEC: releases the locks and the watch entries, answers the client.
+fn finish(w: &mut Worker, rid: usize, reply: Option<Reply>) {
+    let Some(run) = w.tx.runs.try_remove(rid) else {
+        return;
+    };
+    let home = w.id;
+    release(
+        w,
+        home,
+        run.token,
+        run.epoch,
+        run.watched,
+        &run.locked,
+        run.txid,
+    );
+    let reply = reply.unwrap_or(Reply::Array(run.replies));
+    if w.conn_token(run.idx) == Some(run.token) {
+        if let Some(c) = w.conns.get_mut(run.idx) {
+            if let Some(t) = c.tx.as_mut() {
+                t.running = false;
+                if t.idle() {
+                    c.tx = None;
+                }
+            }
+        }
+    }
+    match run.ticket {
+        Some(t) => w.complete(t, reply),
+        None => w.tx.finished = Some((rid, reply)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::commands::table::table;
+
+    fn q(args: &[&str]) -> Queued {
+        let argv: Vec<Bytes> = args.iter().map(|a| Bytes::from(a.to_string())).collect();
+        let id = table().lookup(&argv[0]).map(|(i, _)| i).unwrap();
+        Queued { id, argv }
+    }
+
+    #[test]
+    fn lock_sets() {
+        // With 4 shards: a->3, b->0, c->1, d->2.
+        let cmds = vec![q(&["set", "a", "1"]), q(&["ping"]), q(&["get", "b"])];
+        assert_eq!(shards_to_lock(&cmds, &[], 4, 2), vec![0, 3]);
+        let cmds = vec![q(&["mset", "a", "1", "c", "2"])];
+        assert_eq!(shards_to_lock(&cmds, &[], 4, 2), vec![1, 3]);
+        let cmds = vec![q(&["select", "1"]), q(&["echo", "x"])];
+        assert!(shards_to_lock(&cmds, &[], 4, 2).is_empty());
+        let watched = vec![(0, Bytes::from("d"))];
+        assert_eq!(shards_to_lock(&cmds, &watched, 4, 0), vec![2]);
+        let cmds = vec![q(&["flushall"])];
+        assert_eq!(shards_to_lock(&cmds, &[], 4, 2), vec![0, 1, 2, 3]);
+        let cmds = vec![q(&["client", "kill", "id", "1"])];
+        assert_eq!(shards_to_lock(&cmds, &[], 4, 2).len(), 4);
+        let cmds = vec![q(&["client", "setname", "x"])];
+        assert!(shards_to_lock(&cmds, &[], 4, 2).is_empty());
+    }
+}
