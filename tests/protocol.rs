@@ -7,6 +7,8 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use common::Server;
@@ -547,4 +549,104 @@ fn resp3_via_hello() {
         assert_eq!(String::from_utf8_lossy(&got), want);
         assert_quiet(&mut raw);
     }
+}
+
+/// Connections killed while busy (their receive re-armed, sends in flight) must not
+/// disturb connections accepted meanwhile, on any shard: a descriptor number freed by one
+/// shard is reused at once by another shard's accept, so an operation still queued for the
+/// old socket would land on the new one (it used to steal new clients' requests).
+#[test]
+fn killing_busy_clients_never_disturbs_new_ones() {
+    let s = Server::start(4);
+    let port = s.port;
+    let stop = Arc::new(AtomicBool::new(false));
+    let failures = Arc::new(Mutex::new(Vec::<String>::new()));
+    let (checked, kills) = (Arc::new(AtomicU64::new(0)), Arc::new(AtomicU64::new(0)));
+    let connect = move || {
+        let c = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+        c.set_read_timeout(Some(Duration::from_secs(3))).ok();
+        c.set_nodelay(true).ok();
+        c
+    };
+    let fail = |f: &Arc<Mutex<Vec<String>>>, stop: &AtomicBool, msg: String| {
+        f.lock().unwrap().push(msg);
+        stop.store(true, Ordering::Relaxed);
+    };
+    let mut threads = Vec::new();
+    // Victims: pipeline PINGs flat out until CLIENT KILL (from another connection) ends them.
+    for _ in 0..2 {
+        let (stop, failures, kills) = (stop.clone(), failures.clone(), kills.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut killer = connect();
+            while !stop.load(Ordering::Relaxed) {
+                let mut v = connect();
+                let id = roundtrip(&mut v, b"CLIENT ID\r\n", 1);
+                let mut line = id;
+                while !line.ends_with(b"\r\n") {
+                    let b = read_upto(&mut v, 1);
+                    if b.is_empty() {
+                        fail(&failures, &stop, "victim: no CLIENT ID reply".into());
+                        return;
+                    }
+                    line.extend(b);
+                }
+                let id = String::from_utf8_lossy(&line[1..line.len() - 2]).to_string();
+                let mut vw = v.try_clone().unwrap();
+                let flood = std::thread::spawn(move || {
+                    let req = b"PING\r\n".repeat(64);
+                    while vw.write_all(&req).is_ok() {}
+                });
+                let drain = std::thread::spawn(move || {
+                    let mut b = [0u8; 8192];
+                    while matches!(v.read(&mut b), Ok(k) if k > 0) {}
+                    // Killed: unblock the flooder even if the server's last advertised
+                    // window was zero (the kernel then answers only after its FIN timeout).
+                    let _ = v.shutdown(std::net::Shutdown::Both);
+                });
+                std::thread::sleep(Duration::from_millis(1));
+                let r = roundtrip(
+                    &mut killer,
+                    format!("CLIENT KILL ID {id}\r\n").as_bytes(),
+                    4,
+                );
+                if r != b":1\r\n" {
+                    fail(&failures, &stop, format!("CLIENT KILL replied {r:?}"));
+                }
+                kills.fetch_add(1, Ordering::Relaxed);
+                flood.join().unwrap();
+                drain.join().unwrap();
+            }
+        }));
+    }
+    // Bystanders: fresh connections, each must get exactly its own reply.
+    for t in 0..3 {
+        let (stop, failures, checked) = (stop.clone(), failures.clone(), checked.clone());
+        threads.push(std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                let mut c = connect();
+                let msg = format!("t{t}-{i:08}");
+                let want = format!("${}\r\n{msg}\r\n", msg.len());
+                let got = roundtrip(&mut c, format!("ECHO {msg}\r\n").as_bytes(), want.len());
+                if got != want.as_bytes() {
+                    let got = String::from_utf8_lossy(&got).into_owned();
+                    fail(&failures, &stop, format!("want {want:?}, got {got:?}"));
+                }
+                checked.fetch_add(1, Ordering::Relaxed);
+                i += 1;
+            }
+        }));
+    }
+    let end = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < end && !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for t in threads {
+        t.join().unwrap();
+    }
+    let failures = failures.lock().unwrap();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert!(kills.load(Ordering::Relaxed) > 20, "too few kills");
+    assert!(checked.load(Ordering::Relaxed) > 100, "too few bystanders");
 }

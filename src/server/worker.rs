@@ -128,6 +128,9 @@ pub struct Worker {
     timers: Timers<TimerKind>,
     listen_fd: RawFd,
     next_gen: u32,
+    /// Sockets shut down by `close_conn` whose descriptors are closed only once every queued
+    /// submission has reached the kernel (see `close_pending`).
+    pending_close: Vec<RawFd>,
 }
 
 impl Worker {
@@ -160,6 +163,7 @@ impl Worker {
             timers: Timers::default(),
             listen_fd,
             next_gen: 1,
+            pending_close: Vec::new(),
             shared,
         })
     }
@@ -225,8 +229,26 @@ impl Worker {
                 crate::log::warning(&format!("shard {}: io_uring_enter failed: {e}", self.id));
                 std::thread::sleep(Duration::from_millis(1));
             }
+            self.close_pending();
         }
         self.shutdown_conns();
+    }
+
+    /// Closes the descriptors `close_conn` shut down, once the submission ring is empty.
+    ///
+    /// Closing earlier is unsafe even though nothing of ours is freed: the descriptor number
+    /// is process-wide, so another shard's accept can reuse it at once, and an operation we
+    /// queued for the old socket (a receive re-armed earlier in the same pass, a partial
+    /// send's remainder) would then be submitted against the new client's socket, stealing
+    /// its request bytes or sending it someone else's replies. Once submitted, the kernel
+    /// holds its own reference to the old socket, and the shutdown makes it complete.
+    fn close_pending(&mut self) {
+        if self.pending_close.is_empty() || self.ring.unsubmitted() > 0 {
+            return;
+        }
+        for fd in self.pending_close.drain(..) {
+            sys::close(fd);
+        }
     }
 
     /// Busy-poll: look for completions or messages for up to `d` before sleeping.
@@ -236,6 +258,7 @@ impl Worker {
             if self.ring.submit_and_wait(false, None).is_err() {
                 return false;
             }
+            self.close_pending();
             let mut comps = std::mem::take(&mut self.completions);
             self.ring.drain(&mut comps);
             let got = !comps.is_empty();
@@ -261,6 +284,11 @@ impl Worker {
         let idxs: Vec<usize> = self.conns.iter().map(|(i, _)| i).collect();
         for i in idxs {
             self.close_conn(i);
+        }
+        // Hand any queued operations to the kernel before the descriptors go away.
+        let _ = self.ring.submit_and_wait(false, None);
+        for fd in self.pending_close.drain(..) {
+            sys::close(fd);
         }
         sys::close(self.listen_fd);
     }
@@ -445,9 +473,12 @@ impl Worker {
 
     pub fn close_conn(&mut self, idx: usize) {
         if let Some(conn) = self.conns.try_remove(idx) {
-            // Shutdown first: a receive in flight completes (with 0) and releases its buffer.
+            // Shutdown now: the peer sees the close, and a receive or send in flight (or
+            // still queued) completes and releases its buffer. The descriptor itself is
+            // closed after the next submit (`close_pending`), so its number cannot be reused
+            // while an operation for this socket is still queued.
             sys::shutdown(conn.fd);
-            sys::close(conn.fd);
+            self.pending_close.push(conn.fd);
             self.shared.clients.fetch_sub(1, Ordering::AcqRel);
         }
     }
