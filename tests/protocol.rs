@@ -650,3 +650,35 @@ fn killing_busy_clients_never_disturbs_new_ones() {
     assert!(kills.load(Ordering::Relaxed) > 20, "too few kills");
     assert!(checked.load(Ordering::Relaxed) > 100, "too few bystanders");
 }
+
+/// A client that sends its commands and then half-closes (`cmds | nc`) still gets every
+/// reply, including those computed on other shards, and then the server closes.
+#[test]
+fn half_closed_client_gets_every_reply() {
+    for n in common::shard_counts() {
+        let s = Server::start(n);
+        let mut c = s.client();
+        let mut req = Vec::new();
+        let mut want = Vec::new();
+        for i in 0..300 {
+            let _: () = c.set(format!("hc:{i}"), format!("v{i}")).unwrap();
+            req.extend(format!("GET hc:{i}\r\n").as_bytes());
+            want.extend(bulk(format!("v{i}").as_bytes()));
+        }
+        req.extend(b"MGET hc:1 hc:2\r\nGET hc:3\r\n");
+        want.extend(b"*2\r\n$2\r\nv1\r\n$2\r\nv2\r\n$2\r\nv3\r\n");
+        for trial in 0..5 {
+            let mut raw = s.raw();
+            raw.write_all(&req).unwrap();
+            raw.shutdown(std::net::Shutdown::Write).unwrap();
+            let (got, closed) = read_until_close(&mut raw);
+            assert!(
+                got == want,
+                "shards={n} trial {trial}: got {} of {} reply bytes",
+                got.len(),
+                want.len()
+            );
+            assert!(closed);
+        }
+    }
+}

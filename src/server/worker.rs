@@ -386,6 +386,19 @@ impl Worker {
                 self.arm_recv(idx);
                 return;
             }
+            if c.result == 0 {
+                // The peer half-closed (`cmds | nc`, a client's shutdown(SHUT_WR)): answer
+                // everything it sent, including replies still on other shards, then close.
+                // Redis behaves the same way: it writes pending replies before it reads EOF.
+                let conn = &mut self.conns[idx];
+                conn.closing = true;
+                if conn.drained() {
+                    self.close_conn(idx);
+                } else {
+                    self.mark_dirty(idx);
+                }
+                return;
+            }
             self.close_conn(idx);
             return;
         }
