@@ -120,6 +120,10 @@ fn expect_protocol_error(s: &Server, req: &[u8], reply: &[u8]) {
 #[test]
 fn protocol_errors_reply_once_and_close_that_connection_only() {
     let long_inline = vec![b'a'; 70_000];
+    // A complete inline line over 64 KB fails too (Redis reads 16 KB at a time).
+    let mut long_line = b"SET k ".to_vec();
+    long_line.extend(std::iter::repeat_n(b'x', 100_000));
+    long_line.extend(b"\r\n");
     let mut long_mbulk = b"*".to_vec();
     long_mbulk.extend(std::iter::repeat_n(b'1', 70_000));
     let mut long_bulk = b"*1\r\n$".to_vec();
@@ -175,6 +179,10 @@ fn protocol_errors_reply_once_and_close_that_connection_only() {
         ),
         (
             &long_inline,
+            b"-ERR Protocol error: too big inline request\r\n",
+        ),
+        (
+            &long_line,
             b"-ERR Protocol error: too big inline request\r\n",
         ),
         (
