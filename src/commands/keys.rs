@@ -18,16 +18,16 @@ const G: &str = "generic";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("del", -2, WRITE, KeySpec::range(1, -1, 1),
-        Exec::Multi(MultiSpec { sub: del, step: 1, merge: Merge::Sum, atomic: false, nx: false }))
+        Exec::Multi(MultiSpec { sub: del, step: 1, merge: Merge::Sum, atomic: true, nx: false }))
         .doc(G, "1.0.0", "Deletes one or more keys.", "key [key ...]"),
     CommandSpec::new("unlink", -2, WRITE | FAST, KeySpec::range(1, -1, 1),
-        Exec::Multi(MultiSpec { sub: del, step: 1, merge: Merge::Sum, atomic: false, nx: false }))
+        Exec::Multi(MultiSpec { sub: del, step: 1, merge: Merge::Sum, atomic: true, nx: false }))
         .doc(G, "4.0.0", "Asynchronously deletes one or more keys.", "key [key ...]"),
     CommandSpec::new("exists", -2, READONLY | FAST, KeySpec::range(1, -1, 1),
-        Exec::Multi(MultiSpec { sub: exists, step: 1, merge: Merge::Sum, atomic: false, nx: false }))
+        Exec::Multi(MultiSpec { sub: exists, step: 1, merge: Merge::Sum, atomic: true, nx: false }))
         .doc(G, "1.0.0", "Determines whether one or more keys exist.", "key [key ...]"),
     CommandSpec::new("touch", -2, READONLY | FAST, KeySpec::range(1, -1, 1),
-        Exec::Multi(MultiSpec { sub: touch, step: 1, merge: Merge::Sum, atomic: false, nx: false }))
+        Exec::Multi(MultiSpec { sub: touch, step: 1, merge: Merge::Sum, atomic: true, nx: false }))
         .doc(G, "3.2.1", "Returns the number of existing keys out of those specified after updating the time they were last accessed.", "key [key ...]"),
     CommandSpec::new("type", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(type_))
         .doc(G, "1.0.0", "Determines the type of value stored at a key.", "key"),

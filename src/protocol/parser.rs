@@ -136,6 +136,11 @@ fn parse_inline(buf: &[u8], args: &mut Vec<Arg>) -> Result<Option<usize>, Protoc
         }
         return Ok(None);
     };
+    // Redis reads 16 KB at a time and gives up once 64 KB hold no newline, so a longer line
+    // fails there whatever its ending; fail it here too, however the bytes were chunked.
+    if nl > INLINE_MAX {
+        return Err(ProtocolError::TooBigInline);
+    }
     let mut line = &buf[..nl];
     if line.last() == Some(&b'\r') {
         line = &line[..line.len() - 1];
@@ -374,6 +379,17 @@ mod tests {
             parse(&big, 1 << 20, &mut a).unwrap_err(),
             ProtocolError::TooBigInline
         );
+        // Complete but too long: still too big, as Redis sees it in 16 KB reads.
+        let mut line = vec![b'a'; INLINE_MAX + 10];
+        line.extend_from_slice(b"\r\n");
+        assert_eq!(
+            parse(&line, 1 << 20, &mut a).unwrap_err(),
+            ProtocolError::TooBigInline
+        );
+        let mut ok = b"ECHO ".to_vec();
+        ok.extend(vec![b'a'; INLINE_MAX - 10]);
+        ok.extend_from_slice(b"\r\n");
+        assert_eq!(parse(&ok, 1 << 20, &mut a), Ok(Some(ok.len())));
     }
 
     #[test]

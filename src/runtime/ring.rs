@@ -98,6 +98,11 @@ impl Ring {
         self.ops.len()
     }
 
+    /// Entries queued in the submission ring that the kernel has not consumed yet.
+    pub fn unsubmitted(&mut self) -> usize {
+        self.uring.submission().len()
+    }
+
     fn push(&mut self, entry: squeue::Entry, tag: u64, buf: OpBuf) {
         let idx = self.ops.insert(InFlight { tag, buf });
         let entry = entry.user_data(idx as u64);

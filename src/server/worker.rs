@@ -141,6 +141,9 @@ pub struct Worker {
     timer_armed: Option<Instant>,
     /// The loop pass's clock reading (connection idle times).
     pass_now: Instant,
+    /// Sockets shut down by `close_conn` whose descriptors are closed only once every queued
+    /// submission has reached the kernel (see `close_pending`).
+    pending_close: Vec<RawFd>,
 }
 
 impl Worker {
@@ -179,6 +182,7 @@ impl Worker {
             awaiting: 0,
             timer_armed: None,
             pass_now: Instant::now(),
+            pending_close: Vec::new(),
             shared,
         })
     }
@@ -266,6 +270,7 @@ impl Worker {
                 crate::log::warning(&format!("shard {}: io_uring_enter failed: {e}", self.id));
                 std::thread::sleep(Duration::from_millis(1));
             }
+            self.close_pending();
         }
         self.shutdown_conns();
     }
@@ -284,6 +289,23 @@ impl Worker {
         }
     }
 
+    /// Closes the descriptors `close_conn` shut down, once the submission ring is empty.
+    ///
+    /// Closing earlier is unsafe even though nothing of ours is freed: the descriptor number
+    /// is process-wide, so another shard's accept can reuse it at once, and an operation we
+    /// queued for the old socket (a receive re-armed earlier in the same pass, a partial
+    /// send's remainder) would then be submitted against the new client's socket, stealing
+    /// its request bytes or sending it someone else's replies. Once submitted, the kernel
+    /// holds its own reference to the old socket, and the shutdown makes it complete.
+    fn close_pending(&mut self) {
+        if self.pending_close.is_empty() || self.ring.unsubmitted() > 0 {
+            return;
+        }
+        for fd in self.pending_close.drain(..) {
+            sys::close(fd);
+        }
+    }
+
     /// Busy-poll: look for completions or messages for up to `d` before sleeping.
     fn spin(&mut self, d: Duration) -> bool {
         let until = Instant::now() + d;
@@ -291,6 +313,7 @@ impl Worker {
             if self.ring.submit_and_wait(false, None).is_err() {
                 return false;
             }
+            self.close_pending();
             let mut comps = std::mem::take(&mut self.completions);
             self.ring.drain(&mut comps);
             let got = !comps.is_empty();
@@ -316,6 +339,11 @@ impl Worker {
         let idxs: Vec<usize> = self.conns.iter().map(|(i, _)| i).collect();
         for i in idxs {
             self.close_conn(i);
+        }
+        // Hand any queued operations to the kernel before the descriptors go away.
+        let _ = self.ring.submit_and_wait(false, None);
+        for fd in self.pending_close.drain(..) {
+            sys::close(fd);
         }
         sys::close(self.listen_fd);
     }
@@ -427,6 +455,19 @@ impl Worker {
                 self.arm_recv(idx);
                 return;
             }
+            if c.result == 0 {
+                // The peer half-closed (`cmds | nc`, a client's shutdown(SHUT_WR)): answer
+                // everything it sent, including replies still on other shards, then close.
+                // Redis behaves the same way: it writes pending replies before it reads EOF.
+                let conn = &mut self.conns[idx];
+                conn.closing = true;
+                if conn.drained() {
+                    self.close_conn(idx);
+                } else {
+                    self.mark_dirty(idx);
+                }
+                return;
+            }
             self.close_conn(idx);
             return;
         }
@@ -521,9 +562,12 @@ impl Worker {
         }
         if let Some(conn) = self.conns.try_remove(idx) {
             self.pubsub.forget(idx, &conn.subs);
-            // Shutdown first: a receive in flight completes (with 0) and releases its buffer.
+            // Shutdown now: the peer sees the close, and a receive or send in flight (or
+            // still queued) completes and releases its buffer. The descriptor itself is
+            // closed after the next submit (`close_pending`), so its number cannot be reused
+            // while an operation for this socket is still queued.
             sys::shutdown(conn.fd);
-            sys::close(conn.fd);
+            self.pending_close.push(conn.fd);
             self.shared.clients.fetch_sub(1, Ordering::AcqRel);
         }
     }
