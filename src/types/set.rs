@@ -95,6 +95,11 @@ impl Set {
         }
     }
 
+    /// SMISMEMBER: one flag per member.
+    pub fn contains_many<'a, I: IntoIterator<Item = &'a [u8]>>(&self, members: I) -> Vec<bool> {
+        members.into_iter().map(|m| self.contains(m)).collect()
+    }
+
     fn convert_to_table(&mut self, extra: usize) {
         let mut t = Table::with_capacity(self.len() + extra);
         for m in self.iter() {
@@ -443,6 +448,15 @@ mod tests {
         }
         assert_eq!(hist.len(), 200);
         assert!(hist.values().all(|&c| (800..1200).contains(&c)));
+    }
+
+    #[test]
+    fn smismember() {
+        let s = set(&["1", "a"]);
+        assert_eq!(
+            s.contains_many([&b"1"[..], b"2", b"a"]),
+            vec![true, false, true]
+        );
     }
 
     #[test]

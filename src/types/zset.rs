@@ -16,7 +16,9 @@ use bytes::Bytes;
 
 use super::limits::{ZSET_MAX_LISTPACK_ENTRIES, ZSET_MAX_LISTPACK_VALUE};
 use super::set::Set;
+use super::table::Table;
 use super::{bytes_heap, err, norm_range, random_positions, Rng};
+use crate::commands::args::glob_match;
 
 /// `-0.0` is stored as `0.0` (Redis's listpack stores scores via `d2string`, which prints it
 /// as `0`).
@@ -488,7 +490,8 @@ impl Treap {
 #[derive(Debug, Clone)]
 struct Big {
     tree: Treap,
-    scores: HashMap<Bytes, f64, ahash::RandomState>,
+    /// member → score; a [`Table`] so ZSCAN gets its no-miss cursor.
+    scores: Table<f64>,
 }
 
 #[derive(Debug, Clone)]
@@ -538,11 +541,13 @@ impl ZSet {
             }
         } else {
             let mut tree = Treap::new();
-            for (m, &s) in &map {
+            let mut scores = Table::with_capacity(map.len());
+            for (m, s) in map {
                 tree.insert(s, m.clone());
+                scores.insert(m, s);
             }
             ZSet {
-                repr: Repr::Skiplist(Box::new(Big { tree, scores: map })),
+                repr: Repr::Skiplist(Box::new(Big { tree, scores })),
             }
         }
     }
@@ -570,7 +575,7 @@ impl ZSet {
     pub fn heap_bytes(&self) -> usize {
         match &self.repr {
             Repr::Listpack(v) => v.capacity() * 40 + v.iter().map(|(_, m)| m.len()).sum::<usize>(),
-            Repr::Skiplist(b) => b.tree.heap_bytes() + b.scores.capacity() * (32 + 8 + 8),
+            Repr::Skiplist(b) => b.tree.heap_bytes() + b.scores.len() * (32 + 8 + 48 + 8),
         }
     }
 
@@ -585,7 +590,7 @@ impl ZSet {
     fn convert_to_skiplist(&mut self) {
         if let Repr::Listpack(v) = &mut self.repr {
             let mut tree = Treap::new();
-            let mut scores = HashMap::with_capacity_and_hasher(v.len() + 1, Default::default());
+            let mut scores = Table::with_capacity(v.len() + 1);
             for (s, m) in v.drain(..) {
                 scores.insert(m.clone(), s);
                 tree.insert(s, m);
@@ -907,6 +912,42 @@ impl ZSet {
             .into_iter()
             .filter_map(|i| self.at(i).map(|(s, m)| (m.clone(), s)))
             .collect()
+    }
+
+    /// ZMSCORE: one optional score per member.
+    pub fn mscore<'a, I: IntoIterator<Item = &'a [u8]>>(&self, members: I) -> Vec<Option<f64>> {
+        members.into_iter().map(|m| self.score(m)).collect()
+    }
+
+    /// ZSCAN: visits at least `count` members from `cursor`; returns the next cursor (0 when
+    /// done) and the (member, score) pairs whose member matches `pattern`. The listpack form
+    /// comes whole in one call (as in Redis); the skiplist form never misses a member present
+    /// for the whole scan (see `table.rs`).
+    pub fn scan(
+        &self,
+        cursor: u64,
+        count: usize,
+        pattern: Option<&[u8]>,
+    ) -> (u64, Vec<(Bytes, f64)>) {
+        let keep = |m: &[u8]| pattern.is_none_or(|p| glob_match(p, m, false));
+        match &self.repr {
+            Repr::Listpack(v) => (
+                0,
+                v.iter()
+                    .filter(|(_, m)| keep(m))
+                    .map(|(s, m)| (m.clone(), *s))
+                    .collect(),
+            ),
+            Repr::Skiplist(b) => {
+                let mut out = Vec::new();
+                let next = b.scores.scan(cursor, count, |m, &s| {
+                    if keep(m) {
+                        out.push((m.clone(), s));
+                    }
+                });
+                (next, out)
+            }
+        }
     }
 
     /// ZUNION / ZUNIONSTORE. `weights` is empty (all 1) or one per input.

@@ -529,3 +529,36 @@ fn skiplist_matches_model() {
     }
     assert_eq!(s.len(), model.len());
 }
+
+#[test]
+fn mscore_and_scan() {
+    let s = z(&[(1.0, "a"), (2.0, "b")]);
+    assert_eq!(
+        s.mscore([&b"a"[..], b"x", b"b"]),
+        vec![Some(1.0), None, Some(2.0)]
+    );
+    assert_eq!(s.scan(0, 1, None), (0, vec![(b("a"), 1.0), (b("b"), 2.0)]));
+    assert_eq!(s.scan(0, 1, Some(b"b*")), (0, vec![(b("b"), 2.0)]));
+    let mut s = big(1000);
+    let mut seen = std::collections::HashSet::new();
+    let mut cursor = 0;
+    let mut n = 0;
+    loop {
+        let (c, page) = s.scan(cursor, 10, None);
+        for (m, sc) in page {
+            assert_eq!(s.score(&m), Some(sc));
+            seen.insert(m);
+        }
+        n += 1;
+        s.remove(format!("m{:04}", 999 - n).as_bytes());
+        s.add(-1.0, b(&format!("new{n}")), ZAddFlags::default())
+            .unwrap();
+        cursor = c;
+        if cursor == 0 {
+            break;
+        }
+    }
+    for i in 0..800 {
+        assert!(seen.contains(&b(&format!("m{i:04}"))), "m{i:04}");
+    }
+}
