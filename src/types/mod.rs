@@ -11,6 +11,13 @@
 //! | [`set`] | [`set::Set`] | `intset` (sorted `Vec<i64>`), `listpack` | `hashtable` | intset: non-integer member or > 512 entries; listpack: > 128 members or a member > 64 bytes |
 //! | [`zset`] | [`zset::ZSet`] | `listpack` (sorted Vec) | `skiplist` (treap with subtree counts + member→score map) | > 128 members or a member > 64 bytes |
 //!
+//! Complexity of the big forms: list push/pop/index O(1), insert/remove in the middle
+//! O(min(i, n-i)); hash and set lookup/insert/remove/random O(1) (dense `Vec` + position index,
+//! see `table.rs`); zset score O(1), insert/remove/rank/select O(log n) expected (treap with
+//! subtree sizes), range reads O(log n + k). SCAN over a `hashtable`/`skiplist` form never
+//! misses an element present for the whole scan (compact forms are returned whole with
+//! cursor 0, as Redis does).
+//!
 //! Big forms never convert back to compact ones on removal (Redis doesn't either), except that
 //! store operations (ZUNIONSTORE and friends) build their result in the smallest fitting form.
 //!

@@ -562,3 +562,26 @@ fn mscore_and_scan() {
         assert!(seen.contains(&b(&format!("m{i:04}"))), "m{i:04}");
     }
 }
+
+/// Scale check (run with `--ignored`): ranks and inserts on a big set stay logarithmic.
+#[test]
+#[ignore]
+fn big_zset_scale() {
+    let t = std::time::Instant::now();
+    let mut rng = Rng::new(1);
+    let mut s = ZSet::new();
+    for i in 0..200_000u64 {
+        let sc = rng.below(1_000_000) as f64;
+        s.add(sc, Bytes::from(format!("m{i}")), ZAddFlags::default())
+            .unwrap();
+    }
+    for i in 0..200_000u64 {
+        assert!(s.rank(format!("m{i}").as_bytes(), false).is_some());
+    }
+    for i in 0..100_000u64 {
+        assert!(s.remove(format!("m{i}").as_bytes()));
+    }
+    assert_eq!(s.len(), 100_000);
+    assert_eq!(s.range_by_rank(50_000, 50_009, false).len(), 10);
+    eprintln!("big_zset_scale: {:?}", t.elapsed());
+}
