@@ -79,6 +79,26 @@ pub mod err {
     pub const LPOS_RANK_ZERO: &str = "ERR RANK can't be zero: use 1 to start from the first match, 2 from the second ... or use negative to start from the end of the list";
     pub const LPOS_COUNT_NEGATIVE: &str = "ERR COUNT can't be negative";
     pub const LPOS_MAXLEN_NEGATIVE: &str = "ERR MAXLEN can't be negative";
+    /// SRANDMEMBER/HRANDFIELD/ZRANDMEMBER count of `i64::MIN`.
+    pub const RAND_COUNT_RANGE: &str = "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807";
+    /// HRANDFIELD WITHVALUES / ZRANDMEMBER WITHSCORES count below `-LONG_MAX/2`.
+    pub const OUT_OF_RANGE: &str = "ERR value is out of range";
+    /// Negative count of SPOP, LPOP/RPOP, ZPOPMIN/ZPOPMAX.
+    pub const MUST_BE_POSITIVE: &str = "ERR value is out of range, must be positive";
+    /// SINTERCARD/ZINTERCARD LIMIT below 0.
+    pub const LIMIT_NEGATIVE: &str = "ERR LIMIT can't be negative";
+}
+
+/// The range checks SRANDMEMBER/HRANDFIELD/ZRANDMEMBER apply to their count (redis-server
+/// 7.0.15), `with_values` for WITHVALUES/WITHSCORES, whose reply is twice as long.
+pub fn check_rand_count(count: i64, with_values: bool) -> Result<(), &'static str> {
+    if count == i64::MIN {
+        return Err(err::RAND_COUNT_RANGE);
+    }
+    if with_values && count < -(i64::MAX / 2) {
+        return Err(err::OUT_OF_RANGE);
+    }
+    Ok(())
 }
 
 /// A small, fast, non-cryptographic PRNG (splitmix64) for SPOP/SRANDMEMBER/HRANDFIELD/
@@ -220,6 +240,22 @@ mod tests {
             d.dedup();
             assert_eq!(d.len(), count as usize, "distinct");
         }
+    }
+
+    #[test]
+    fn rand_count_checks() {
+        assert_eq!(
+            check_rand_count(i64::MIN, false),
+            Err(err::RAND_COUNT_RANGE)
+        );
+        assert_eq!(check_rand_count(i64::MIN, true), Err(err::RAND_COUNT_RANGE));
+        assert_eq!(check_rand_count(-i64::MAX, false), Ok(()));
+        assert_eq!(
+            check_rand_count(-4611686018427387904, true),
+            Err(err::OUT_OF_RANGE)
+        );
+        assert_eq!(check_rand_count(-4611686018427387903, true), Ok(()));
+        assert_eq!(check_rand_count(i64::MAX, true), Ok(()));
     }
 
     #[test]
