@@ -31,3 +31,4 @@ pub mod protocol;
 pub mod runtime;
 pub mod server;
 pub mod shard;
+pub mod types;

@@ -1,0 +1,391 @@
+//! Hash values: field → value, binary safe. Compact form `listpack` (a `Vec` of pairs in
+//! insertion order, linear lookup) while there are at most 128 fields and every field and value
+//! is at most 64 bytes; otherwise `hashtable` ([`Table`]: O(1) lookup, O(1) random field,
+//! no-miss SCAN). Never converts back. Owned by the key's shard thread.
+
+use bytes::Bytes;
+
+use super::limits::{HASH_MAX_LISTPACK_ENTRIES, HASH_MAX_LISTPACK_VALUE};
+use super::table::Table;
+use super::{bytes_heap, err, random_positions, Rng};
+use crate::commands::args::glob_match;
+use crate::commands::ldouble;
+use crate::protocol::parse_i64;
+
+#[derive(Debug, Clone)]
+enum Repr {
+    Listpack(Vec<(Bytes, Bytes)>),
+    Table(Table<Bytes>),
+}
+
+/// A Redis hash.
+#[derive(Debug, Clone)]
+pub struct Hash {
+    repr: Repr,
+}
+
+impl Default for Hash {
+    fn default() -> Self {
+        Hash::new()
+    }
+}
+
+impl Hash {
+    pub fn new() -> Hash {
+        Hash {
+            repr: Repr::Listpack(Vec::new()),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.repr {
+            Repr::Listpack(v) => v.len(),
+            Repr::Table(t) => t.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// OBJECT ENCODING name.
+    pub fn encoding(&self) -> &'static str {
+        match self.repr {
+            Repr::Listpack(_) => "listpack",
+            Repr::Table(_) => "hashtable",
+        }
+    }
+
+    /// Approximate heap bytes (INFO memory, maxmemory accounting).
+    pub fn heap_bytes(&self) -> usize {
+        match &self.repr {
+            Repr::Listpack(v) => {
+                v.capacity() * 64 + v.iter().map(|(f, x)| f.len() + x.len()).sum::<usize>()
+            }
+            Repr::Table(t) => {
+                t.len() * (64 + 48)
+                    + t.iter()
+                        .map(|(f, x)| bytes_heap(f) + bytes_heap(x))
+                        .sum::<usize>()
+            }
+        }
+    }
+
+    pub fn get(&self, field: &[u8]) -> Option<&Bytes> {
+        match &self.repr {
+            Repr::Listpack(v) => v.iter().find(|(f, _)| f[..] == *field).map(|(_, x)| x),
+            Repr::Table(t) => t.get(field),
+        }
+    }
+
+    pub fn contains(&self, field: &[u8]) -> bool {
+        self.get(field).is_some()
+    }
+
+    /// HSTRLEN: length of the value, 0 when absent.
+    pub fn strlen(&self, field: &[u8]) -> usize {
+        self.get(field).map_or(0, |v| v.len())
+    }
+
+    fn convert_if_needed(&mut self, field_len: usize, value_len: usize, adding: bool) {
+        if let Repr::Listpack(v) = &mut self.repr {
+            let too_many = adding && v.len() >= HASH_MAX_LISTPACK_ENTRIES;
+            let too_big =
+                field_len > HASH_MAX_LISTPACK_VALUE || value_len > HASH_MAX_LISTPACK_VALUE;
+            if too_many || too_big {
+                let mut t = Table::with_capacity(v.len() + 1);
+                for (f, x) in v.drain(..) {
+                    t.insert(f, x);
+                }
+                self.repr = Repr::Table(t);
+            }
+        }
+    }
+
+    /// HSET one pair; true when the field is new.
+    pub fn insert(&mut self, field: Bytes, value: Bytes) -> bool {
+        let adding = !self.contains(&field);
+        self.convert_if_needed(field.len(), value.len(), adding);
+        match &mut self.repr {
+            Repr::Listpack(v) => {
+                if let Some(slot) = v.iter_mut().find(|(f, _)| *f == field) {
+                    slot.1 = value;
+                    false
+                } else {
+                    v.push((field, value));
+                    true
+                }
+            }
+            Repr::Table(t) => t.insert(field, value).is_none(),
+        }
+    }
+
+    /// HSETNX: sets only a new field; true when set.
+    pub fn insert_nx(&mut self, field: Bytes, value: Bytes) -> bool {
+        if self.contains(&field) {
+            return false;
+        }
+        self.insert(field, value)
+    }
+
+    /// HDEL one field; true when it existed.
+    pub fn remove(&mut self, field: &[u8]) -> bool {
+        match &mut self.repr {
+            Repr::Listpack(v) => match v.iter().position(|(f, _)| f[..] == *field) {
+                Some(i) => {
+                    v.remove(i);
+                    true
+                }
+                None => false,
+            },
+            Repr::Table(t) => t.remove(field).is_some(),
+        }
+    }
+
+    /// Pairs in storage order (HGETALL, HKEYS, HVALS).
+    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> + '_ {
+        let (a, b) = match &self.repr {
+            Repr::Listpack(v) => (Some(v.iter().map(|(f, x)| (f, x))), None),
+            Repr::Table(t) => (None, Some(t.iter())),
+        };
+        a.into_iter().flatten().chain(b.into_iter().flatten())
+    }
+
+    fn at(&self, i: usize) -> Option<(&Bytes, &Bytes)> {
+        match &self.repr {
+            Repr::Listpack(v) => v.get(i).map(|(f, x)| (f, x)),
+            Repr::Table(t) => t.at(i),
+        }
+    }
+
+    /// HINCRBY: adds `by` to the integer in `field` (0 when absent) and stores it.
+    pub fn incr_by(&mut self, field: Bytes, by: i64) -> Result<i64, &'static str> {
+        let cur = match self.get(&field) {
+            None => 0,
+            Some(v) => parse_i64(v).ok_or(err::HASH_NOT_INT)?,
+        };
+        let new = cur.checked_add(by).ok_or(err::OVERFLOW)?;
+        self.insert(field, Bytes::from(new.to_string()));
+        Ok(new)
+    }
+
+    /// HINCRBYFLOAT with the raw increment argument, in `long double` as Redis does; returns
+    /// the stored text (`ld2string` human form), which is also the reply.
+    pub fn incr_by_float(&mut self, field: Bytes, incr: &[u8]) -> Result<Bytes, &'static str> {
+        let by = ldouble::parse(incr).ok_or(err::NOT_FLOAT)?;
+        if by.is_inf() {
+            return Err(err::VALUE_NAN_INF);
+        }
+        let cur = match self.get(&field) {
+            None => ldouble::Ld::Finite {
+                neg: false,
+                mant: 0,
+                exp: 0,
+            },
+            Some(v) => ldouble::parse(v).ok_or(err::HASH_NOT_FLOAT)?,
+        };
+        let sum = ldouble::add(cur, by).ok_or(err::INCR_NAN_INF)?;
+        if sum.is_inf() {
+            return Err(err::INCR_NAN_INF);
+        }
+        let text = Bytes::from(ldouble::fmt_human(sum));
+        self.insert(field, text.clone());
+        Ok(text)
+    }
+
+    /// HRANDFIELD without count: one random field and its value.
+    pub fn random_field(&self, rng: &mut Rng) -> Option<(Bytes, Bytes)> {
+        self.at(rng.below(self.len()))
+            .map(|(f, v)| (f.clone(), v.clone()))
+    }
+
+    /// HRANDFIELD with count: positive gives distinct fields (all when `count >= len`),
+    /// negative gives `|count|` fields with repetition. The caller bounds `|count|`.
+    pub fn random_fields(&self, rng: &mut Rng, count: i64) -> Vec<(Bytes, Bytes)> {
+        random_positions(rng, self.len(), count)
+            .into_iter()
+            .filter_map(|i| self.at(i).map(|(f, v)| (f.clone(), v.clone())))
+            .collect()
+    }
+
+    /// HSCAN: visits at least `count` fields from `cursor` and returns the next cursor (0 when
+    /// done) with the pairs whose field matches `pattern`. The listpack form is returned whole
+    /// in one call, as Redis does; the hashtable form never misses a field present for the
+    /// whole scan (see `table.rs`).
+    pub fn scan(
+        &self,
+        cursor: u64,
+        count: usize,
+        pattern: Option<&[u8]>,
+    ) -> (u64, Vec<(Bytes, Bytes)>) {
+        let keep = |f: &[u8]| pattern.is_none_or(|p| glob_match(p, f, false));
+        let mut out = Vec::new();
+        match &self.repr {
+            Repr::Listpack(v) => {
+                out.extend(v.iter().filter(|(f, _)| keep(f)).cloned());
+                (0, out)
+            }
+            Repr::Table(t) => {
+                let next = t.scan(cursor, count, |f, v| {
+                    if keep(f) {
+                        out.push((f.clone(), v.clone()));
+                    }
+                });
+                (next, out)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn set_get_del() {
+        let mut h = Hash::new();
+        assert!(h.insert(b("f"), b("v")));
+        assert!(!h.insert(b("f"), b("w")));
+        assert_eq!(h.get(b"f"), Some(&b("w")));
+        assert!(!h.insert_nx(b("f"), b("x")));
+        assert!(h.insert_nx(b("g"), b("x")));
+        assert_eq!(h.strlen(b"g"), 1);
+        assert_eq!(h.strlen(b"zz"), 0);
+        assert_eq!(h.len(), 2);
+        let fields: Vec<_> = h.iter().map(|(f, _)| f.clone()).collect();
+        assert_eq!(fields, vec![b("f"), b("g")]);
+        assert!(h.remove(b"f"));
+        assert!(!h.remove(b"f"));
+        assert_eq!(h.len(), 1);
+        assert_eq!(h.encoding(), "listpack");
+        h.insert(Bytes::from_static(b"bin\0\xff"), b(""));
+        assert_eq!(h.get(b"bin\0\xff"), Some(&b("")));
+    }
+
+    #[test]
+    fn converts_at_128_entries() {
+        let mut h = Hash::new();
+        for i in 0..128 {
+            h.insert(b(&format!("f{i}")), b("v"));
+        }
+        assert_eq!(h.encoding(), "listpack");
+        h.insert(b("f0"), b("updated")); // update does not count as an entry
+        assert_eq!(h.encoding(), "listpack");
+        h.insert(b("f128"), b("v"));
+        assert_eq!(h.encoding(), "hashtable");
+        assert_eq!(h.len(), 129);
+        assert_eq!(h.get(b"f0"), Some(&b("updated")));
+        h.remove(b"f128");
+        assert_eq!(h.encoding(), "hashtable", "never converts back");
+    }
+
+    #[test]
+    fn converts_at_65_bytes() {
+        let mut h = Hash::new();
+        h.insert(b(&"f".repeat(64)), b(&"v".repeat(64)));
+        assert_eq!(h.encoding(), "listpack");
+        let mut h2 = h.clone();
+        h.insert(b("x"), b(&"v".repeat(65)));
+        assert_eq!(h.encoding(), "hashtable");
+        h2.insert(b(&"f".repeat(65)), b("v"));
+        assert_eq!(h2.encoding(), "hashtable");
+        assert_eq!(h2.len(), 2);
+        assert!(h2.heap_bytes() > 130);
+    }
+
+    #[test]
+    fn incr_by_rules() {
+        let mut h = Hash::new();
+        assert_eq!(h.incr_by(b("n"), 5), Ok(5));
+        assert_eq!(h.incr_by(b("n"), -7), Ok(-2));
+        assert_eq!(h.get(b"n"), Some(&b("-2")));
+        h.insert(b("s"), b("abc"));
+        assert_eq!(h.incr_by(b("s"), 1), Err(err::HASH_NOT_INT));
+        h.insert(b("sp"), b(" 1"));
+        assert_eq!(h.incr_by(b("sp"), 1), Err(err::HASH_NOT_INT));
+        h.insert(b("max"), b("9223372036854775807"));
+        assert_eq!(h.incr_by(b("max"), 1), Err(err::OVERFLOW));
+        assert_eq!(h.get(b"max"), Some(&b("9223372036854775807")));
+        h.insert(b("min"), b("-9223372036854775808"));
+        assert_eq!(h.incr_by(b("min"), -1), Err(err::OVERFLOW));
+    }
+
+    #[test]
+    fn incr_by_float_rules() {
+        let mut h = Hash::new();
+        assert_eq!(h.incr_by_float(b("f"), b"10.5"), Ok(b("10.5")));
+        assert_eq!(h.incr_by_float(b("f"), b"0.1"), Ok(b("10.6")));
+        assert_eq!(h.incr_by_float(b("f"), b"-10.6"), Ok(b("0")));
+        assert_eq!(h.incr_by_float(b("f"), b"5.0e3"), Ok(b("5000")));
+        assert_eq!(h.incr_by_float(b("f"), b"abc"), Err(err::NOT_FLOAT));
+        assert_eq!(h.incr_by_float(b("f"), b"inf"), Err(err::VALUE_NAN_INF));
+        h.insert(b("s"), b("abc"));
+        assert_eq!(h.incr_by_float(b("s"), b"1"), Err(err::HASH_NOT_FLOAT));
+        h.insert(b("i"), b("inf"));
+        assert_eq!(h.incr_by_float(b("i"), b"1"), Err(err::INCR_NAN_INF));
+        assert_eq!(h.get(b"i"), Some(&b("inf")));
+    }
+
+    #[test]
+    fn random_fields_count_rules() {
+        let mut rng = Rng::new(7);
+        let mut h = Hash::new();
+        assert!(h.random_field(&mut rng).is_none());
+        assert!(h.random_fields(&mut rng, -5).is_empty());
+        for i in 0..10 {
+            h.insert(b(&format!("f{i}")), b(&i.to_string()));
+        }
+        assert!(h.random_field(&mut rng).is_some());
+        assert_eq!(h.random_fields(&mut rng, 100).len(), 10);
+        let mut d: Vec<_> = h
+            .random_fields(&mut rng, 4)
+            .into_iter()
+            .map(|p| p.0)
+            .collect();
+        d.sort();
+        d.dedup();
+        assert_eq!(d.len(), 4);
+        let rep = h.random_fields(&mut rng, -30);
+        assert_eq!(rep.len(), 30);
+        for (f, v) in rep {
+            assert_eq!(h.get(&f), Some(&v));
+        }
+        assert!(h.random_fields(&mut rng, 0).is_empty());
+    }
+
+    #[test]
+    fn scan_small_and_big() {
+        let mut h = Hash::new();
+        for i in 0..10 {
+            h.insert(b(&format!("f{i}")), b("v"));
+        }
+        let (c, all) = h.scan(0, 2, None);
+        assert_eq!((c, all.len()), (0, 10), "listpack is returned whole");
+        let (_, some) = h.scan(0, 10, Some(b"f1*"));
+        assert_eq!(some, vec![(b("f1"), b("v"))]);
+        for i in 10..300 {
+            h.insert(b(&format!("f{i}")), b("v"));
+        }
+        let mut seen = std::collections::HashSet::new();
+        let mut cursor = 0;
+        let mut calls = 0;
+        loop {
+            let (c, page) = h.scan(cursor, 10, None);
+            seen.extend(page.into_iter().map(|p| p.0));
+            calls += 1;
+            h.remove(format!("f{}", 299 - calls).as_bytes());
+            cursor = c;
+            if cursor == 0 {
+                break;
+            }
+        }
+        assert!(calls > 10);
+        for i in 0..200 {
+            assert!(seen.contains(&b(&format!("f{i}"))));
+        }
+    }
+}

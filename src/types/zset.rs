@@ -1,0 +1,1036 @@
+//! Sorted set values: members (binary safe) ordered by score (f64, never NaN) then by member
+//! bytes. Compact form `listpack`: a `Vec<(score, member)>` kept sorted (binary-search insert,
+//! linear member lookup), while at most 128 members of at most 64 bytes each. Big form
+//! `skiplist`: a member → score `HashMap` (O(1) ZSCORE) plus an order-statistics **treap**
+//! (randomized balanced BST in an index arena, each node carrying its subtree size) instead of
+//! Redis's indexable skiplist: expected O(log n) insert, remove, rank (ZRANK) and select by
+//! rank, O(log n + k) range reads. Chosen over a `BTreeMap` because `BTreeMap` cannot answer
+//! "how many keys are below x" in less than O(n). Never converts back, except that
+//! [`ZSet::from_pairs`] (store results) picks the smallest fitting form. Owned by the key's
+//! shard thread.
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+
+use bytes::Bytes;
+
+use super::limits::{ZSET_MAX_LISTPACK_ENTRIES, ZSET_MAX_LISTPACK_VALUE};
+use super::set::Set;
+use super::table::Table;
+use super::{bytes_heap, err, norm_range, random_positions, Rng};
+use crate::commands::args::glob_match;
+
+/// `-0.0` is stored as `0.0` (Redis's listpack stores scores via `d2string`, which prints it
+/// as `0`).
+fn canon(score: f64) -> f64 {
+    if score == 0.0 {
+        0.0
+    } else {
+        score
+    }
+}
+
+/// Redis's element order: score, then member bytes. Scores are never NaN.
+fn cmp_key(a_score: f64, a_member: &[u8], b_score: f64, b_member: &[u8]) -> Ordering {
+    match a_score.partial_cmp(&b_score) {
+        Some(Ordering::Equal) | None => a_member.cmp(b_member),
+        Some(o) => o,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Score and lex bounds
+// ---------------------------------------------------------------------------------------
+
+/// One end of a score range (`1.5`, `(1.5`, `-inf`, `+inf`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoreBound {
+    pub value: f64,
+    pub exclusive: bool,
+}
+
+/// `min max` of ZRANGEBYSCORE/ZCOUNT/ZREMRANGEBYSCORE (for the REV forms the handler passes
+/// the arguments swapped, as Redis does).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ScoreRange {
+    pub min: ScoreBound,
+    pub max: ScoreBound,
+}
+
+/// `strtod` as Redis's `zslParseRange` uses it: leading spaces skipped, the empty string is
+/// 0, overflow is ±inf, hex integers accepted, trailing bytes and NaN rejected.
+fn strtod(s: &[u8]) -> Option<f64> {
+    let text = std::str::from_utf8(s).ok()?;
+    let t = text.trim_start_matches([' ', '\t', '\n', '\r', '\x0b', '\x0c']);
+    if t.is_empty() {
+        return Some(0.0);
+    }
+    let (neg, body) = match t.as_bytes().first() {
+        Some(b'-') => (true, t.get(1..)?),
+        Some(b'+') => (false, t.get(1..)?),
+        _ => (false, t),
+    };
+    if let Some(hex) = body.strip_prefix("0x").or_else(|| body.strip_prefix("0X")) {
+        let v = u64::from_str_radix(hex, 16).ok()? as f64;
+        return Some(if neg { -v } else { v });
+    }
+    if !body.starts_with(|c: char| c.is_ascii_digit() || c == '.' || c == 'i' || c == 'I') {
+        return None;
+    }
+    let v: f64 = t.parse().ok()?;
+    (!v.is_nan()).then_some(v)
+}
+
+/// Parses one score bound; `ERR min or max is not a float` on failure.
+pub fn parse_score_bound(s: &[u8]) -> Result<ScoreBound, &'static str> {
+    let (exclusive, body) = match s.split_first() {
+        Some((b'(', rest)) => (true, rest),
+        _ => (false, s),
+    };
+    let value = strtod(body).ok_or(err::MIN_MAX_NOT_FLOAT)?;
+    Ok(ScoreBound { value, exclusive })
+}
+
+/// Parses `min max` score bounds.
+pub fn parse_score_range(min: &[u8], max: &[u8]) -> Result<ScoreRange, &'static str> {
+    Ok(ScoreRange {
+        min: parse_score_bound(min)?,
+        max: parse_score_bound(max)?,
+    })
+}
+
+/// One end of a lex range (`[a`, `(a`, `-`, `+`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LexBound {
+    /// `-`: below every member.
+    Min,
+    /// `+`: above every member.
+    Max,
+    Incl(Bytes),
+    Excl(Bytes),
+}
+
+/// `min max` of ZRANGEBYLEX/ZLEXCOUNT/ZREMRANGEBYLEX.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LexRange {
+    pub min: LexBound,
+    pub max: LexBound,
+}
+
+/// Parses one lex bound; `ERR min or max not valid string range item` on failure.
+pub fn parse_lex_bound(s: &[u8]) -> Result<LexBound, &'static str> {
+    match s.split_first() {
+        Some((b'+', [])) => Ok(LexBound::Max),
+        Some((b'-', [])) => Ok(LexBound::Min),
+        Some((b'[', rest)) => Ok(LexBound::Incl(Bytes::copy_from_slice(rest))),
+        Some((b'(', rest)) => Ok(LexBound::Excl(Bytes::copy_from_slice(rest))),
+        _ => Err(err::MIN_MAX_NOT_LEX),
+    }
+}
+
+/// Parses `min max` lex bounds.
+pub fn parse_lex_range(min: &[u8], max: &[u8]) -> Result<LexRange, &'static str> {
+    Ok(LexRange {
+        min: parse_lex_bound(min)?,
+        max: parse_lex_bound(max)?,
+    })
+}
+
+/// LIMIT offset count as Redis reads it: a negative offset gives nothing, a negative count
+/// means "all the rest".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limit {
+    pub offset: i64,
+    pub count: i64,
+}
+
+// ---------------------------------------------------------------------------------------
+// ZADD flags and outcome
+// ---------------------------------------------------------------------------------------
+
+/// ZADD's NX/XX/GT/LT/INCR (CH only changes what the handler counts).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ZAddFlags {
+    pub nx: bool,
+    pub xx: bool,
+    pub gt: bool,
+    pub lt: bool,
+    pub incr: bool,
+}
+
+impl ZAddFlags {
+    /// Redis's option compatibility checks, given how many score-member pairs follow.
+    pub fn validate(&self, pairs: usize) -> Result<(), &'static str> {
+        if self.nx && self.xx {
+            return Err(err::ZADD_XX_NX);
+        }
+        if [self.gt, self.lt, self.nx].iter().filter(|&&f| f).count() > 1 {
+            return Err(err::ZADD_GT_LT_NX);
+        }
+        if self.incr && pairs > 1 {
+            return Err(err::ZADD_INCR_PAIR);
+        }
+        Ok(())
+    }
+}
+
+/// What one ZADD pair did (Redis's `ZADD_OUT_*`).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ZAddOutcome {
+    /// New member with this score.
+    Added(f64),
+    /// Existing member, score changed to this.
+    Updated(f64),
+    /// Existing member, same score (INCR by 0, or ZADD with the current score).
+    Unchanged(f64),
+    /// Not applied (NX on existing, XX on missing, GT/LT condition false): INCR replies nil.
+    Nop,
+}
+
+impl ZAddOutcome {
+    /// The score INCR replies with (`None` → nil).
+    pub fn score(&self) -> Option<f64> {
+        match *self {
+            ZAddOutcome::Added(s) | ZAddOutcome::Updated(s) | ZAddOutcome::Unchanged(s) => Some(s),
+            ZAddOutcome::Nop => None,
+        }
+    }
+}
+
+/// AGGREGATE of ZUNION/ZINTER.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Aggregate {
+    #[default]
+    Sum,
+    Min,
+    Max,
+}
+
+impl Aggregate {
+    fn apply(self, acc: f64, v: f64) -> f64 {
+        match self {
+            Aggregate::Sum => {
+                let s = acc + v;
+                // +inf + -inf: Redis stores 0.
+                if s.is_nan() {
+                    0.0
+                } else {
+                    s
+                }
+            }
+            Aggregate::Min => acc.min(v),
+            Aggregate::Max => acc.max(v),
+        }
+    }
+}
+
+/// One source of ZUNION/ZINTER/ZDIFF: a sorted set, a plain set (every score 1), or a
+/// missing key (empty).
+#[derive(Debug, Clone, Copy)]
+pub enum ZInput<'a> {
+    ZSet(&'a ZSet),
+    Set(&'a Set),
+    Missing,
+}
+
+impl ZInput<'_> {
+    fn len(&self) -> usize {
+        match self {
+            ZInput::ZSet(z) => z.len(),
+            ZInput::Set(s) => s.len(),
+            ZInput::Missing => 0,
+        }
+    }
+
+    fn score(&self, member: &[u8]) -> Option<f64> {
+        match self {
+            ZInput::ZSet(z) => z.score(member),
+            ZInput::Set(s) => s.contains(member).then_some(1.0),
+            ZInput::Missing => None,
+        }
+    }
+
+    fn pairs(&self) -> Vec<(Bytes, f64)> {
+        match self {
+            ZInput::ZSet(z) => z.to_vec(),
+            ZInput::Set(s) => s.iter().map(|m| (m, 1.0)).collect(),
+            ZInput::Missing => Vec::new(),
+        }
+    }
+}
+
+/// `weight * score` with Redis's rule that `inf * 0` is 0.
+fn weighted(score: f64, weight: f64) -> f64 {
+    let v = score * weight;
+    if v.is_nan() {
+        0.0
+    } else {
+        v
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// The order-statistics treap
+// ---------------------------------------------------------------------------------------
+
+const NIL: u32 = u32::MAX;
+
+#[derive(Debug, Clone)]
+struct Node {
+    score: f64,
+    member: Bytes,
+    prio: u64,
+    left: u32,
+    right: u32,
+    size: u32,
+}
+
+/// Arena-allocated treap ordered by (score, member), max-heap on `prio`, with subtree sizes.
+/// Invariants: every reachable index is in `nodes`; `size` = 1 + sizes of children.
+#[derive(Debug, Clone)]
+struct Treap {
+    nodes: Vec<Node>,
+    free: Vec<u32>,
+    root: u32,
+    rng: Rng,
+}
+
+impl Treap {
+    fn new() -> Treap {
+        Treap {
+            nodes: Vec::new(),
+            free: Vec::new(),
+            root: NIL,
+            rng: Rng::from_entropy(),
+        }
+    }
+
+    fn node(&self, n: u32) -> Option<&Node> {
+        self.nodes.get(n as usize)
+    }
+
+    fn size(&self, n: u32) -> usize {
+        self.node(n).map_or(0, |x| x.size as usize)
+    }
+
+    fn len(&self) -> usize {
+        self.size(self.root)
+    }
+
+    fn fix(&mut self, n: u32) {
+        let (l, r) = match self.node(n) {
+            Some(x) => (x.left, x.right),
+            None => return,
+        };
+        let s = 1 + self.size(l) + self.size(r);
+        if let Some(x) = self.nodes.get_mut(n as usize) {
+            x.size = s as u32;
+        }
+    }
+
+    fn set_left(&mut self, n: u32, c: u32) {
+        if let Some(x) = self.nodes.get_mut(n as usize) {
+            x.left = c;
+        }
+        self.fix(n);
+    }
+
+    fn set_right(&mut self, n: u32, c: u32) {
+        if let Some(x) = self.nodes.get_mut(n as usize) {
+            x.right = c;
+        }
+        self.fix(n);
+    }
+
+    /// Splits `t` into (keys before (score, member), the rest); with `inclusive` the key
+    /// itself goes left.
+    fn split(&mut self, t: u32, score: f64, member: &[u8], inclusive: bool) -> (u32, u32) {
+        let Some(x) = self.node(t) else {
+            return (NIL, NIL);
+        };
+        let o = cmp_key(x.score, &x.member, score, member);
+        let goes_left = o == Ordering::Less || (inclusive && o == Ordering::Equal);
+        let (l, r) = (x.left, x.right);
+        if goes_left {
+            let (a, b) = self.split(r, score, member, inclusive);
+            self.set_right(t, a);
+            (t, b)
+        } else {
+            let (a, b) = self.split(l, score, member, inclusive);
+            self.set_left(t, b);
+            (a, t)
+        }
+    }
+
+    /// Joins two treaps where every key of `a` is below every key of `b`.
+    fn merge(&mut self, a: u32, b: u32) -> u32 {
+        let (Some(x), Some(y)) = (self.node(a), self.node(b)) else {
+            return if a == NIL { b } else { a };
+        };
+        if x.prio > y.prio {
+            let r = x.right;
+            let m = self.merge(r, b);
+            self.set_right(a, m);
+            a
+        } else {
+            let l = y.left;
+            let m = self.merge(a, l);
+            self.set_left(b, m);
+            b
+        }
+    }
+
+    fn insert(&mut self, score: f64, member: Bytes) {
+        let node = Node {
+            score,
+            member,
+            prio: self.rng.next_u64(),
+            left: NIL,
+            right: NIL,
+            size: 1,
+        };
+        let idx = match self.free.pop() {
+            Some(i) => {
+                if let Some(slot) = self.nodes.get_mut(i as usize) {
+                    *slot = node;
+                }
+                i
+            }
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as u32
+            }
+        };
+        let (member, score) = match self.node(idx) {
+            Some(x) => (x.member.clone(), x.score),
+            None => return,
+        };
+        let root = self.root;
+        let (l, r) = self.split(root, score, &member, false);
+        let l = self.merge(l, idx);
+        self.root = self.merge(l, r);
+    }
+
+    fn remove(&mut self, score: f64, member: &[u8]) -> bool {
+        let root = self.root;
+        let (l, r) = self.split(root, score, member, false);
+        let (m, r) = self.split(r, score, member, true);
+        let found = m != NIL;
+        if found {
+            if let Some(x) = self.nodes.get_mut(m as usize) {
+                x.member = Bytes::new();
+                x.left = NIL;
+                x.right = NIL;
+                x.size = 0;
+            }
+            self.free.push(m);
+        }
+        self.root = self.merge(l, r);
+        found
+    }
+
+    /// How many elements satisfy `pred`, which must hold for a prefix of the order.
+    fn count_prefix(&self, pred: &dyn Fn(f64, &[u8]) -> bool) -> usize {
+        let mut n = self.root;
+        let mut count = 0;
+        while let Some(x) = self.node(n) {
+            if pred(x.score, &x.member) {
+                count += self.size(x.left) + 1;
+                n = x.right;
+            } else {
+                n = x.left;
+            }
+        }
+        count
+    }
+
+    /// The element of rank `k` (0-based).
+    fn select(&self, mut k: usize) -> Option<(f64, &Bytes)> {
+        let mut n = self.root;
+        while let Some(x) = self.node(n) {
+            let ls = self.size(x.left);
+            match k.cmp(&ls) {
+                Ordering::Less => n = x.left,
+                Ordering::Equal => return Some((x.score, &x.member)),
+                Ordering::Greater => {
+                    k -= ls + 1;
+                    n = x.right;
+                }
+            }
+        }
+        None
+    }
+
+    /// Elements of ranks `lo..hi` in order, appended to `out`.
+    fn collect(&self, n: u32, base: usize, lo: usize, hi: usize, out: &mut Vec<(Bytes, f64)>) {
+        let Some(x) = self.node(n) else { return };
+        let size = x.size as usize;
+        if base >= hi || base + size <= lo {
+            return;
+        }
+        let ls = self.size(x.left);
+        self.collect(x.left, base, lo, hi, out);
+        let me = base + ls;
+        if (lo..hi).contains(&me) {
+            out.push((x.member.clone(), x.score));
+        }
+        self.collect(x.right, me + 1, lo, hi, out);
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.nodes.capacity() * std::mem::size_of::<Node>()
+            + self
+                .nodes
+                .iter()
+                .map(|x| if x.size > 0 { bytes_heap(&x.member) } else { 0 })
+                .sum::<usize>()
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Big {
+    tree: Treap,
+    /// member → score; a [`Table`] so ZSCAN gets its no-miss cursor.
+    scores: Table<f64>,
+}
+
+#[derive(Debug, Clone)]
+enum Repr {
+    /// Sorted by (score, member).
+    Listpack(Vec<(f64, Bytes)>),
+    Skiplist(Box<Big>),
+}
+
+// ---------------------------------------------------------------------------------------
+// ZSet
+// ---------------------------------------------------------------------------------------
+
+/// A Redis sorted set.
+#[derive(Debug, Clone)]
+pub struct ZSet {
+    repr: Repr,
+}
+
+impl Default for ZSet {
+    fn default() -> Self {
+        ZSet::new()
+    }
+}
+
+impl ZSet {
+    pub fn new() -> ZSet {
+        ZSet {
+            repr: Repr::Listpack(Vec::new()),
+        }
+    }
+
+    /// Builds a sorted set from (member, score) pairs (later duplicates win) in the smallest
+    /// form that fits, as Redis's store commands do (`zsetConvertToListpackIfNeeded`).
+    pub fn from_pairs<I: IntoIterator<Item = (Bytes, f64)>>(pairs: I) -> ZSet {
+        let mut map: HashMap<Bytes, f64, ahash::RandomState> = HashMap::default();
+        for (m, s) in pairs {
+            map.insert(m, canon(s));
+        }
+        let small = map.len() <= ZSET_MAX_LISTPACK_ENTRIES
+            && map.keys().all(|m| m.len() <= ZSET_MAX_LISTPACK_VALUE);
+        if small {
+            let mut v: Vec<(f64, Bytes)> = map.into_iter().map(|(m, s)| (s, m)).collect();
+            v.sort_by(|a, b| cmp_key(a.0, &a.1, b.0, &b.1));
+            ZSet {
+                repr: Repr::Listpack(v),
+            }
+        } else {
+            let mut tree = Treap::new();
+            let mut scores = Table::with_capacity(map.len());
+            for (m, s) in map {
+                tree.insert(s, m.clone());
+                scores.insert(m, s);
+            }
+            ZSet {
+                repr: Repr::Skiplist(Box::new(Big { tree, scores })),
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        match &self.repr {
+            Repr::Listpack(v) => v.len(),
+            Repr::Skiplist(b) => b.tree.len(),
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// OBJECT ENCODING name.
+    pub fn encoding(&self) -> &'static str {
+        match self.repr {
+            Repr::Listpack(_) => "listpack",
+            Repr::Skiplist(_) => "skiplist",
+        }
+    }
+
+    /// Approximate heap bytes.
+    pub fn heap_bytes(&self) -> usize {
+        match &self.repr {
+            Repr::Listpack(v) => v.capacity() * 40 + v.iter().map(|(_, m)| m.len()).sum::<usize>(),
+            Repr::Skiplist(b) => b.tree.heap_bytes() + b.scores.len() * (32 + 8 + 48 + 8),
+        }
+    }
+
+    /// ZSCORE / ZMSCORE.
+    pub fn score(&self, member: &[u8]) -> Option<f64> {
+        match &self.repr {
+            Repr::Listpack(v) => v.iter().find(|(_, m)| m[..] == *member).map(|p| p.0),
+            Repr::Skiplist(b) => b.scores.get(member).copied(),
+        }
+    }
+
+    fn convert_to_skiplist(&mut self) {
+        if let Repr::Listpack(v) = &mut self.repr {
+            let mut tree = Treap::new();
+            let mut scores = Table::with_capacity(v.len() + 1);
+            for (s, m) in v.drain(..) {
+                scores.insert(m.clone(), s);
+                tree.insert(s, m);
+            }
+            self.repr = Repr::Skiplist(Box::new(Big { tree, scores }));
+        }
+    }
+
+    /// Inserts a member known to be absent.
+    fn insert_new(&mut self, score: f64, member: Bytes) {
+        if let Repr::Listpack(v) = &self.repr {
+            if v.len() >= ZSET_MAX_LISTPACK_ENTRIES || member.len() > ZSET_MAX_LISTPACK_VALUE {
+                self.convert_to_skiplist();
+            }
+        }
+        match &mut self.repr {
+            Repr::Listpack(v) => {
+                let pos = v
+                    .binary_search_by(|(s, m)| cmp_key(*s, m, score, &member))
+                    .unwrap_or_else(|p| p);
+                v.insert(pos, (score, member));
+            }
+            Repr::Skiplist(b) => {
+                b.scores.insert(member.clone(), score);
+                b.tree.insert(score, member);
+            }
+        }
+    }
+
+    /// Removes a member with its known score.
+    fn remove_known(&mut self, score: f64, member: &[u8]) -> bool {
+        match &mut self.repr {
+            Repr::Listpack(v) => match v.binary_search_by(|(s, m)| cmp_key(*s, m, score, member)) {
+                Ok(pos) => {
+                    v.remove(pos);
+                    true
+                }
+                Err(_) => false,
+            },
+            Repr::Skiplist(b) => {
+                b.scores.remove(member);
+                b.tree.remove(score, member)
+            }
+        }
+    }
+
+    /// ZADD one score-member pair (Redis's `zsetAdd`). `Err` only for a NaN result of INCR
+    /// (`ERR resulting score is not a number (NaN)`); a NaN input score is rejected by the
+    /// parser before this.
+    pub fn add(
+        &mut self,
+        score: f64,
+        member: Bytes,
+        flags: ZAddFlags,
+    ) -> Result<ZAddOutcome, &'static str> {
+        if score.is_nan() {
+            return Err(err::ZSCORE_NAN);
+        }
+        match self.score(&member) {
+            Some(cur) => {
+                if flags.nx {
+                    return Ok(ZAddOutcome::Nop);
+                }
+                let new = if flags.incr { score + cur } else { score };
+                if new.is_nan() {
+                    return Err(err::ZSCORE_NAN);
+                }
+                if (flags.lt && new >= cur) || (flags.gt && new <= cur) {
+                    return Ok(ZAddOutcome::Nop);
+                }
+                if new == cur {
+                    return Ok(ZAddOutcome::Unchanged(cur));
+                }
+                let new = canon(new);
+                self.remove_known(cur, &member);
+                self.insert_new(new, member);
+                Ok(ZAddOutcome::Updated(new))
+            }
+            None if flags.xx => Ok(ZAddOutcome::Nop),
+            None => {
+                let s = canon(score);
+                self.insert_new(s, member);
+                Ok(ZAddOutcome::Added(s))
+            }
+        }
+    }
+
+    /// ZINCRBY: the new score.
+    pub fn incr_by(&mut self, member: Bytes, by: f64) -> Result<f64, &'static str> {
+        let flags = ZAddFlags {
+            incr: true,
+            ..ZAddFlags::default()
+        };
+        self.add(by, member, flags)?.score().ok_or(err::ZSCORE_NAN)
+    }
+
+    /// ZREM one member; true when it existed.
+    pub fn remove(&mut self, member: &[u8]) -> bool {
+        match self.score(member) {
+            Some(s) => self.remove_known(s, member),
+            None => false,
+        }
+    }
+
+    /// How many leading elements satisfy `pred` (a prefix predicate of the order).
+    fn count_prefix(&self, pred: &dyn Fn(f64, &[u8]) -> bool) -> usize {
+        match &self.repr {
+            Repr::Listpack(v) => v.partition_point(|(s, m)| pred(*s, m)),
+            Repr::Skiplist(b) => b.tree.count_prefix(pred),
+        }
+    }
+
+    fn at(&self, rank: usize) -> Option<(f64, &Bytes)> {
+        match &self.repr {
+            Repr::Listpack(v) => v.get(rank).map(|(s, m)| (*s, m)),
+            Repr::Skiplist(b) => b.tree.select(rank),
+        }
+    }
+
+    /// Elements of ranks `lo..hi`, ascending.
+    fn slice(&self, lo: usize, hi: usize) -> Vec<(Bytes, f64)> {
+        let hi = hi.min(self.len());
+        if lo >= hi {
+            return Vec::new();
+        }
+        match &self.repr {
+            Repr::Listpack(v) => v
+                .get(lo..hi)
+                .unwrap_or_default()
+                .iter()
+                .map(|(s, m)| (m.clone(), *s))
+                .collect(),
+            Repr::Skiplist(b) => {
+                let mut out = Vec::with_capacity(hi - lo);
+                b.tree.collect(b.tree.root, 0, lo, hi, &mut out);
+                out
+            }
+        }
+    }
+
+    /// Ranks `lo..hi` in forward or reverse order with LIMIT applied.
+    fn window(&self, lo: usize, hi: usize, rev: bool, limit: Option<Limit>) -> Vec<(Bytes, f64)> {
+        if lo >= hi {
+            return Vec::new();
+        }
+        let (offset, count) = match limit {
+            None => (0, usize::MAX),
+            Some(l) if l.offset < 0 => return Vec::new(),
+            Some(l) => (
+                usize::try_from(l.offset).unwrap_or(usize::MAX),
+                if l.count < 0 {
+                    usize::MAX
+                } else {
+                    usize::try_from(l.count).unwrap_or(usize::MAX)
+                },
+            ),
+        };
+        let n = hi - lo;
+        if offset >= n || count == 0 {
+            return Vec::new();
+        }
+        let take = count.min(n - offset);
+        if rev {
+            let end = hi - offset;
+            let mut v = self.slice(end - take, end);
+            v.reverse();
+            v
+        } else {
+            let start = lo + offset;
+            self.slice(start, start + take)
+        }
+    }
+
+    /// All elements ascending (ZRANGE 0 -1).
+    pub fn to_vec(&self) -> Vec<(Bytes, f64)> {
+        self.slice(0, self.len())
+    }
+
+    /// ZRANK (`rev`: ZREVRANK).
+    pub fn rank(&self, member: &[u8], rev: bool) -> Option<usize> {
+        let score = self.score(member)?;
+        let r = self.count_prefix(&|s, m| cmp_key(s, m, score, member) == Ordering::Less);
+        Some(if rev { self.len() - 1 - r } else { r })
+    }
+
+    /// ZRANGE by index (negative from the end); `rev` indexes the reversed order.
+    pub fn range_by_rank(&self, start: i64, stop: i64, rev: bool) -> Vec<(Bytes, f64)> {
+        let len = self.len();
+        let Some((s, e)) = norm_range(start, stop, len) else {
+            return Vec::new();
+        };
+        if rev {
+            let mut v = self.slice(len - 1 - e, len - s);
+            v.reverse();
+            v
+        } else {
+            self.slice(s, e + 1)
+        }
+    }
+
+    fn score_ranks(&self, r: &ScoreRange) -> (usize, usize) {
+        let (min, max) = (r.min, r.max);
+        let lo = self.count_prefix(&|s, _| {
+            if min.exclusive {
+                s <= min.value
+            } else {
+                s < min.value
+            }
+        });
+        let hi = self.count_prefix(&|s, _| {
+            if max.exclusive {
+                s < max.value
+            } else {
+                s <= max.value
+            }
+        });
+        (lo, hi.max(lo))
+    }
+
+    fn lex_ranks(&self, r: &LexRange) -> (usize, usize) {
+        let below = |b: &LexBound, upper: bool| -> usize {
+            match b {
+                LexBound::Min => 0,
+                LexBound::Max => self.len(),
+                LexBound::Incl(x) if upper => self.count_prefix(&|_, m| m <= &x[..]),
+                LexBound::Incl(x) => self.count_prefix(&|_, m| m < &x[..]),
+                LexBound::Excl(x) if upper => self.count_prefix(&|_, m| m < &x[..]),
+                LexBound::Excl(x) => self.count_prefix(&|_, m| m <= &x[..]),
+            }
+        };
+        let lo = below(&r.min, false);
+        let hi = below(&r.max, true);
+        (lo, hi.max(lo))
+    }
+
+    /// ZRANGEBYSCORE / ZREVRANGEBYSCORE (`rev`: descending from `range.max`).
+    pub fn range_by_score(
+        &self,
+        range: &ScoreRange,
+        rev: bool,
+        limit: Option<Limit>,
+    ) -> Vec<(Bytes, f64)> {
+        let (lo, hi) = self.score_ranks(range);
+        self.window(lo, hi, rev, limit)
+    }
+
+    /// ZRANGEBYLEX / ZREVRANGEBYLEX (meaningful when all scores are equal, as in Redis).
+    pub fn range_by_lex(&self, range: &LexRange, rev: bool, limit: Option<Limit>) -> Vec<Bytes> {
+        let (lo, hi) = self.lex_ranks(range);
+        self.window(lo, hi, rev, limit)
+            .into_iter()
+            .map(|p| p.0)
+            .collect()
+    }
+
+    /// ZCOUNT.
+    pub fn count_in_score(&self, range: &ScoreRange) -> usize {
+        let (lo, hi) = self.score_ranks(range);
+        hi - lo
+    }
+
+    /// ZLEXCOUNT.
+    pub fn count_in_lex(&self, range: &LexRange) -> usize {
+        let (lo, hi) = self.lex_ranks(range);
+        hi - lo
+    }
+
+    fn remove_pairs(&mut self, pairs: &[(Bytes, f64)]) -> usize {
+        pairs
+            .iter()
+            .filter(|(m, s)| self.remove_known(*s, m))
+            .count()
+    }
+
+    /// ZREMRANGEBYRANK.
+    pub fn remove_range_by_rank(&mut self, start: i64, stop: i64) -> usize {
+        let v = self.range_by_rank(start, stop, false);
+        self.remove_pairs(&v)
+    }
+
+    /// ZREMRANGEBYSCORE.
+    pub fn remove_range_by_score(&mut self, range: &ScoreRange) -> usize {
+        let v = self.range_by_score(range, false, None);
+        self.remove_pairs(&v)
+    }
+
+    /// ZREMRANGEBYLEX.
+    pub fn remove_range_by_lex(&mut self, range: &LexRange) -> usize {
+        let (lo, hi) = self.lex_ranks(range);
+        let v = self.slice(lo, hi);
+        self.remove_pairs(&v)
+    }
+
+    /// ZPOPMIN (`max` false) / ZPOPMAX: up to `count` elements in pop order.
+    pub fn pop(&mut self, max: bool, count: usize) -> Vec<(Bytes, f64)> {
+        let len = self.len();
+        let n = count.min(len);
+        let v = if max {
+            let mut v = self.slice(len - n, len);
+            v.reverse();
+            v
+        } else {
+            self.slice(0, n)
+        };
+        self.remove_pairs(&v);
+        v
+    }
+
+    /// ZRANDMEMBER without count.
+    pub fn random_member(&self, rng: &mut Rng) -> Option<(Bytes, f64)> {
+        self.at(rng.below(self.len())).map(|(s, m)| (m.clone(), s))
+    }
+
+    /// ZRANDMEMBER with count: positive gives distinct members (all, ascending, when
+    /// `count >= len`), negative `|count|` with repetition. The caller bounds `|count|`
+    /// (Redis: `-LONG_MAX..=LONG_MAX`, half that WITHSCORES).
+    pub fn random_members(&self, rng: &mut Rng, count: i64) -> Vec<(Bytes, f64)> {
+        random_positions(rng, self.len(), count)
+            .into_iter()
+            .filter_map(|i| self.at(i).map(|(s, m)| (m.clone(), s)))
+            .collect()
+    }
+
+    /// ZMSCORE: one optional score per member.
+    pub fn mscore<'a, I: IntoIterator<Item = &'a [u8]>>(&self, members: I) -> Vec<Option<f64>> {
+        members.into_iter().map(|m| self.score(m)).collect()
+    }
+
+    /// ZSCAN: visits at least `count` members from `cursor`; returns the next cursor (0 when
+    /// done) and the (member, score) pairs whose member matches `pattern`. The listpack form
+    /// comes whole in one call (as in Redis); the skiplist form never misses a member present
+    /// for the whole scan (see `table.rs`).
+    pub fn scan(
+        &self,
+        cursor: u64,
+        count: usize,
+        pattern: Option<&[u8]>,
+    ) -> (u64, Vec<(Bytes, f64)>) {
+        let keep = |m: &[u8]| pattern.is_none_or(|p| glob_match(p, m, false));
+        match &self.repr {
+            Repr::Listpack(v) => (
+                0,
+                v.iter()
+                    .filter(|(_, m)| keep(m))
+                    .map(|(s, m)| (m.clone(), *s))
+                    .collect(),
+            ),
+            Repr::Skiplist(b) => {
+                let mut out = Vec::new();
+                let next = b.scores.scan(cursor, count, |m, &s| {
+                    if keep(m) {
+                        out.push((m.clone(), s));
+                    }
+                });
+                (next, out)
+            }
+        }
+    }
+
+    /// ZUNION / ZUNIONSTORE. `weights` is empty (all 1) or one per input.
+    pub fn union(inputs: &[ZInput], weights: &[f64], agg: Aggregate) -> ZSet {
+        let mut order: Vec<usize> = (0..inputs.len()).collect();
+        order.sort_by_key(|&i| inputs.get(i).map_or(0, |z| z.len()));
+        let mut acc: HashMap<Bytes, f64, ahash::RandomState> = HashMap::default();
+        for i in order {
+            let Some(input) = inputs.get(i) else { continue };
+            let w = weights.get(i).copied().unwrap_or(1.0);
+            for (m, s) in input.pairs() {
+                let v = weighted(s, w);
+                match acc.get_mut(&m) {
+                    Some(cur) => *cur = agg.apply(*cur, v),
+                    None => {
+                        acc.insert(m, v);
+                    }
+                }
+            }
+        }
+        ZSet::from_pairs(acc)
+    }
+
+    /// ZINTER / ZINTERSTORE / the pairs ZINTERCARD counts. `weights` as for [`ZSet::union`].
+    pub fn inter(inputs: &[ZInput], weights: &[f64], agg: Aggregate) -> ZSet {
+        let mut order: Vec<usize> = (0..inputs.len()).collect();
+        order.sort_by_key(|&i| inputs.get(i).map_or(0, |z| z.len()));
+        let Some((&first, rest)) = order.split_first() else {
+            return ZSet::new();
+        };
+        let Some(base) = inputs.get(first) else {
+            return ZSet::new();
+        };
+        let w0 = weights.get(first).copied().unwrap_or(1.0);
+        let mut out = Vec::new();
+        'members: for (m, s) in base.pairs() {
+            let mut score = weighted(s, w0);
+            for &j in rest {
+                let w = weights.get(j).copied().unwrap_or(1.0);
+                match inputs.get(j).and_then(|z| z.score(&m)) {
+                    Some(s) => score = agg.apply(score, weighted(s, w)),
+                    None => continue 'members,
+                }
+            }
+            out.push((m, score));
+        }
+        ZSet::from_pairs(out)
+    }
+
+    /// ZINTERCARD: the intersection's size, stopping at `limit` (0 = no limit).
+    pub fn intercard(inputs: &[ZInput], limit: usize) -> usize {
+        let limit = if limit == 0 { usize::MAX } else { limit };
+        let mut order: Vec<&ZInput> = inputs.iter().collect();
+        order.sort_by_key(|z| z.len());
+        let Some((base, rest)) = order.split_first() else {
+            return 0;
+        };
+        let mut n = 0;
+        for (m, _) in base.pairs() {
+            if n >= limit {
+                break;
+            }
+            if rest.iter().all(|z| z.score(&m).is_some()) {
+                n += 1;
+            }
+        }
+        n
+    }
+
+    /// ZDIFF / ZDIFFSTORE: members of the first input in none of the others, with their
+    /// scores from the first.
+    pub fn diff(inputs: &[ZInput]) -> ZSet {
+        let Some((first, rest)) = inputs.split_first() else {
+            return ZSet::new();
+        };
+        ZSet::from_pairs(
+            first
+                .pairs()
+                .into_iter()
+                .filter(|(m, _)| rest.iter().all(|z| z.score(m).is_none())),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests;
