@@ -24,5 +24,8 @@ cargo fmt --all -- --check
 echo "==> cargo clippy"
 cargo clippy --all-targets -- -D warnings
 echo "==> cargo test (shards: ${SHARDIS_TEST_SHARDS:-1,4})"
-cargo test --all-targets -- --test-threads "${TEST_THREADS:-4}"
+# Unit and integration tests; benches are compiled by clippy above and smoke-run below
+# (criterion's harness does not take libtest flags such as --test-threads).
+cargo test --lib --bins --tests -- --test-threads "${TEST_THREADS:-4}"
+cargo test --bench mesh_rtt
 echo "==> all tests passed"
