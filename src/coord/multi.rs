@@ -14,7 +14,7 @@ use super::fanout::{run_part, Part};
 use crate::commands::table::KeyFn;
 use crate::protocol::reply::Reply;
 use crate::server::worker::{Msg, ShardFn, Worker};
-use crate::shard::value::Entry;
+use crate::shard::value::Exported;
 
 type Body = Box<dyn FnOnce(&mut Worker, u64) + Send>;
 
@@ -109,7 +109,7 @@ pub fn msetnx(
                     let job: ShardFn<bool> = Box::new(move |tw| {
                         let now = tw.shard.now_ms;
                         let d = tw.shard.db_mut(db);
-                        keys.iter().any(|k| d.peek(k, now).is_some())
+                        keys.iter().any(|k| d.exists(k, now))
                     });
                     (p.shard, job)
                 })
@@ -145,7 +145,7 @@ pub fn msetnx(
 
 /// What a two-key move (RENAME, RENAMENX, COPY) found under the lock.
 pub struct MoveCheck {
-    pub src: Option<Entry>,
+    pub src: Option<Exported>,
     pub dst_exists: bool,
 }
 
@@ -179,7 +179,7 @@ pub fn move_key(
                         let now = tw.shard.now_ms;
                         let d = tw.shard.db_mut(src_db);
                         MoveCheck {
-                            src: d.peek(&s2, now).cloned(),
+                            src: d.export(&s2, now),
                             dst_exists: false,
                         }
                     }),
@@ -191,7 +191,7 @@ pub fn move_key(
                         let d = tw.shard.db_mut(dst_db);
                         MoveCheck {
                             src: None,
-                            dst_exists: d.peek(&d2, now).is_some(),
+                            dst_exists: d.exists(&d2, now),
                         }
                     }),
                 ),
@@ -222,7 +222,7 @@ pub fn move_key(
                             if let (Some(_), Some(e)) = (write, entry) {
                                 let d = tw.shard.db_mut(dst_db);
                                 d.remove(&dst);
-                                d.insert_entry(dst, e);
+                                d.import(&dst, e);
                             }
                             unlock(tw, txid);
                         }),
