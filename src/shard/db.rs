@@ -857,4 +857,90 @@ mod tests {
         assert!(db.is_empty());
         assert_eq!(db.arena.reserved_bytes(), 0);
     }
+
+    #[test]
+    fn random_ops_match_a_model() {
+        use std::collections::HashMap;
+        let mut db = Db::default();
+        let mut model: HashMap<Vec<u8>, (Vec<u8>, u64)> = HashMap::new();
+        let mut x = 0x9E3779B97F4A7C15u64;
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for step in 0..20_000 {
+            let key = format!("k{}", rnd(300)).into_bytes();
+            let vlen = match rnd(10) {
+                0 => rnd(MAX_CLASS_BYTES as u64 * 2),
+                1..=3 => rnd(200),
+                _ => rnd(40),
+            } as usize;
+            let val = vec![b'a' + (step % 26) as u8; vlen];
+            match rnd(8) {
+                0 | 1 => {
+                    let at = if rnd(2) == 0 { 0 } else { 1 + rnd(1000) };
+                    db.set(&key, &val, at, 0);
+                    model.insert(key.clone(), (val, at));
+                }
+                2 => {
+                    db.set_keep_ttl(&key, &val, 0);
+                    let at = model.get(&key).map_or(0, |m| m.1);
+                    model.insert(key.clone(), (val, at));
+                }
+                3 => assert_eq!(db.remove(&key), model.remove(&key).is_some()),
+                4 => {
+                    let at = rnd(3) * (1 + rnd(1000));
+                    let had = model.get_mut(&key).map(|m| m.1 = at).is_some();
+                    assert_eq!(db.set_expire(&key, at), had);
+                }
+                5 => {
+                    let dst = format!("k{}", rnd(300)).into_bytes();
+                    if let Some(e) = db.take(&key) {
+                        let m = model.remove(&key).unwrap();
+                        assert_eq!(
+                            (e.val.clone(), e.expire_at),
+                            (Value::Str(m.0.clone().into()), m.1)
+                        );
+                        db.import(&dst, e);
+                        model.insert(dst, m);
+                    }
+                }
+                _ => {
+                    let got = db.get_str(&key, 0).unwrap();
+                    assert_eq!(
+                        got.as_deref(),
+                        model.get(&key).map(|m| &m.0[..]),
+                        "step {step}"
+                    );
+                }
+            }
+        }
+        assert_eq!(db.len(), model.len());
+        assert_eq!(
+            db.expires_len(),
+            model.values().filter(|m| m.1 != 0).count()
+        );
+        for (k, (v, at)) in &model {
+            assert_eq!(db.meta(k, 0).unwrap().expire_at, *at);
+            assert_eq!(db.get_str(k, 0).unwrap().as_deref(), Some(&v[..]));
+        }
+        let mut scanned = std::collections::HashSet::new();
+        let mut c = 0;
+        loop {
+            c = db.scan(c, |k, _| {
+                scanned.insert(k.to_vec());
+            });
+            if c == 0 {
+                break;
+            }
+        }
+        assert_eq!(scanned.len(), model.len());
+        // Expire everything with a TTL through the active cycle.
+        while db.active_expire(5000, 64) > 0 {}
+        assert_eq!(db.len(), model.values().filter(|m| m.1 == 0).count());
+        db.clear();
+        assert!(db.is_empty() && db.expires_len() == 0);
+    }
 }

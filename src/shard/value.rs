@@ -1,5 +1,8 @@
-//! Stored values. Strings only in this wave; lists, hashes, sets and sorted sets join this
-//! enum (with their compact encodings) in the data-types issue. Owned by one shard thread.
+//! Values as commands see them. The keyspace stores strings inline in its arena (see
+//! `db.rs`); `Value` is the owned form carried between databases and shards
+//! ([`Exported`]) and, for the types that join in the data-types issue (lists, hashes,
+//! sets, sorted sets, with their compact encodings), the boxed object an entry points to.
+//! Owned by one shard thread.
 
 use bytes::Bytes;
 
