@@ -4,7 +4,7 @@
 //! top 6 bits, slot index below). Entries larger than the biggest class get a plain
 //! `Box<[u8]>` of their own (the `BOXED` class). Owned by one shard thread, like its `Db`.
 //!
-//! Pages are kept until their class is empty (then all of them are dropped at once), as a
+//! Pages are kept until their class is empty (then all but one are dropped at once), as a
 //! slab allocator does; freed slots are reused first.
 
 /// Where an entry lives: `class << IDX_BITS | index`. `u32::MAX` is never handed out.
@@ -91,8 +91,9 @@ impl Class {
     fn free(&mut self, idx: u32) {
         self.live -= 1;
         if self.live == 0 {
-            // Empty class: give every page back.
-            self.pages = Vec::new();
+            // Empty class: give every page back but the first, so a key that keeps coming
+            // and going (SET then DEL) does not allocate and free a page each time.
+            self.pages.truncate(1);
             self.free = Vec::new();
             self.next = 0;
         } else {
@@ -131,7 +132,7 @@ fn split(loc: Loc) -> (u32, u32) {
 }
 
 impl Arena {
-    /// A slot of at least `len` bytes (zeroed the first time a page is used).
+    /// A slot of at least `len` bytes (contents unspecified).
     pub fn alloc(&mut self, len: usize) -> Loc {
         if let Some(c) = class_of(len) {
             // A full class (2^26 slots) spills into the next larger ones, then to boxes.
@@ -305,7 +306,9 @@ mod tests {
         for l in locs {
             a.free(l);
         }
-        assert_eq!(a.reserved_bytes(), 0);
+        assert!(a.reserved_bytes() <= PAGE, "all pages but one released");
+        let l = a.alloc(20);
+        assert_eq!(l & IDX_MASK, 0, "an emptied class starts over");
     }
 
     #[test]

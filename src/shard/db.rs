@@ -785,8 +785,8 @@ mod tests {
         db.set(b"k", b"tiny", 0, 0);
         assert_eq!(db.get_str(b"k", 0).unwrap(), Some(b("tiny")));
         assert_eq!(db.len(), 1);
-        // The 1000-byte class emptied and gave its page back.
-        assert_eq!(db.reserved_bytes(), before);
+        // The 1000-byte class emptied and kept at most one page.
+        assert!(db.reserved_bytes() <= before + 64 * 1024);
     }
 
     #[test]
@@ -855,7 +855,8 @@ mod tests {
             assert!(db.remove(format!("key:{i}").as_bytes()));
         }
         assert!(db.is_empty());
-        assert_eq!(db.arena.reserved_bytes(), 0);
+        // At most one page kept per class used (two here: 12- and 16-byte entries).
+        assert!(db.arena.reserved_bytes() <= 2 * 64 * 1024);
     }
 
     #[test]
