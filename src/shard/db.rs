@@ -15,7 +15,7 @@
 //! Entries move (new loc) only when their size class changes; the table slot and the
 //! `ttls` element follow.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::arena::{Arena, Loc};
 use super::dict::Table;
@@ -43,6 +43,8 @@ pub struct Db {
     pub stats: DbStats,
     /// Where the active expiry cycle resumes its walk of `ttls`.
     expire_cursor: usize,
+    /// The chunk small values are copied into for replies (see `copy_out`).
+    out: BytesMut,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -224,6 +226,24 @@ fn view(b: &[u8]) -> View<'_> {
     }
 }
 
+/// Values up to this size are copied out through a shared chunk.
+const OUT_SMALL: usize = 512;
+const OUT_CHUNK: usize = 16 * 1024;
+
+/// An owned copy of a value for a reply. Small values are appended to a 16 KiB chunk and
+/// split off it, so a GET costs a memcpy and a reference count instead of a malloc and a
+/// free; a chunk is freed when the last reply cut from it is gone.
+fn copy_out(out: &mut BytesMut, v: &[u8]) -> Bytes {
+    if v.len() > OUT_SMALL {
+        return Bytes::copy_from_slice(v);
+    }
+    if out.capacity() < v.len() {
+        *out = BytesMut::with_capacity(OUT_CHUNK);
+    }
+    out.extend_from_slice(v);
+    out.split().freeze()
+}
+
 fn expire_of(b: &[u8]) -> u64 {
     if b.first().is_some_and(|f| f & HAS_TTL != 0) {
         le_u64(b, 4)
@@ -233,8 +253,13 @@ fn expire_of(b: &[u8]) -> u64 {
 }
 
 fn set_atime(b: &mut [u8], now_ms: u64) {
+    let t = clock(now_ms).to_le_bytes();
+    // Only write when the second changed: a hot key read over and over in the same second
+    // does not dirty its cache line.
     if let Some(d) = b.get_mut(1..4) {
-        d.copy_from_slice(&clock(now_ms).to_le_bytes()[..3]);
+        if d != &t[..3] {
+            d.copy_from_slice(&t[..3]);
+        }
     }
 }
 
@@ -253,6 +278,7 @@ impl Default for Db {
             ),
             stats: DbStats::default(),
             expire_cursor: 0,
+            out: BytesMut::new(),
         }
     }
 }
@@ -324,10 +350,10 @@ impl Db {
         Some(loc)
     }
 
-    fn str_at(&self, loc: Loc) -> Result<Bytes, CmdError> {
+    fn str_at(&mut self, loc: Loc) -> Result<Bytes, CmdError> {
         let v = view(self.arena.get(loc));
         if v.kind() == KIND_STR {
-            return Ok(Bytes::copy_from_slice(v.val));
+            return Ok(copy_out(&mut self.out, v.val));
         }
         match self.objs.get(v.obj_idx()) {
             Some(Value::Str(b)) => Ok(b.clone()),
