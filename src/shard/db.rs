@@ -350,32 +350,47 @@ impl Db {
         Some(loc)
     }
 
-    fn str_at(&mut self, loc: Loc) -> Result<Bytes, CmdError> {
-        let v = view(self.arena.get(loc));
-        if v.kind() == KIND_STR {
-            return Ok(copy_out(&mut self.out, v.val));
+    /// The string at `key` (lazy expiry, access time; hit/miss if `count`), in one pass
+    /// over the entry: the hot path of GET.
+    fn read_str(&mut self, key: &[u8], now: u64, count: bool) -> Result<Option<Bytes>, CmdError> {
+        let Some((pos, loc)) = self.find(key) else {
+            self.stats.misses += count as u64;
+            return Ok(None);
+        };
+        let b = self.arena.get(loc);
+        let at = expire_of(b);
+        if at != 0 && at <= now {
+            self.remove_at(pos, loc, true);
+            self.stats.expired_keys += 1;
+            self.stats.misses += count as u64;
+            return Ok(None);
         }
-        match self.objs.get(v.obj_idx()) {
-            Some(Value::Str(b)) => Ok(b.clone()),
-            None => Err(CmdError::WrongType),
+        self.stats.hits += count as u64;
+        let v = view(b);
+        let stale = v.atime != clock(now);
+        let out = if v.kind() == KIND_STR {
+            copy_out(&mut self.out, v.val)
+        } else {
+            match self.objs.get(v.obj_idx()) {
+                Some(Value::Str(s)) => s.clone(),
+                None => return Err(CmdError::WrongType),
+            }
+        };
+        if stale {
+            set_atime(self.arena.get_mut(loc), now);
         }
+        Ok(Some(out))
     }
 
     /// The string at `key` (a copy), WRONGTYPE for other types. Counts a hit or miss and
     /// refreshes the access time, as a read command does.
     pub fn get_str(&mut self, key: &[u8], now: u64) -> Result<Option<Bytes>, CmdError> {
-        match self.lookup(key, now, true, true) {
-            None => Ok(None),
-            Some(loc) => self.str_at(loc).map(Some),
-        }
+        self.read_str(key, now, true)
     }
 
     /// The string at `key` for a write command: lazy expiry and access time, no hit/miss.
     pub fn get_str_for_write(&mut self, key: &[u8], now: u64) -> Result<Option<Bytes>, CmdError> {
-        match self.lookup(key, now, false, true) {
-            None => Ok(None),
-            Some(loc) => self.str_at(loc).map(Some),
-        }
+        self.read_str(key, now, false)
     }
 
     /// True if `key` exists (lazy expiry; no stats, access time untouched).
@@ -539,8 +554,9 @@ impl Db {
 
     /// Frees the boxed value of an object entry (strings have none).
     fn drop_obj(&mut self, loc: Loc) {
-        let v = view(self.arena.get(loc));
-        if v.kind() == KIND_OBJ {
+        let b = self.arena.get(loc);
+        if b.first().is_some_and(|f| f & KIND_MASK == KIND_OBJ) {
+            let v = view(b);
             let idx = v.obj_idx();
             self.objs.try_remove(idx);
         }
