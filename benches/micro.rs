@@ -10,7 +10,6 @@ use shardis::protocol::parser::{parse, Arg};
 use shardis::protocol::reply::Reply;
 use shardis::shard::db::Db;
 use shardis::shard::route::shard_of;
-use shardis::shard::value::Value;
 
 fn pipelined(n: usize) -> Vec<u8> {
     let mut buf = Vec::new();
@@ -79,7 +78,7 @@ fn db_ops(c: &mut Criterion) {
         .collect();
     let val = Bytes::from(vec![b'v'; 32]);
     for k in &keys {
-        db.set(k.clone(), Value::Str(val.clone()), 0, 0);
+        db.set(k, &val, 0, 0);
     }
     let mut g = c.benchmark_group("db_ops");
     let mut i = 0usize;
@@ -95,7 +94,7 @@ fn db_ops(c: &mut Criterion) {
     g.bench_function("set_overwrite_100k", |b| {
         b.iter(|| {
             i = (i + 7919) % keys.len();
-            db.set(keys[i].clone(), Value::Str(val.clone()), 0, 0)
+            db.set(&keys[i], &val, 0, 0)
         })
     });
     g.finish();

@@ -81,7 +81,7 @@ fn del(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let mut n = 0;
     for k in argv.iter().skip(1) {
         db.expire_if_needed(k, now);
-        if db.remove(k).is_some() {
+        if db.remove(k) {
             n += 1;
         }
     }
@@ -92,10 +92,7 @@ fn exists(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let now = ctx.now();
     let db = ctx.db();
     Ok(Reply::Int(
-        argv.iter()
-            .skip(1)
-            .filter(|k| db.peek(k, now).is_some())
-            .count() as i64,
+        argv.iter().skip(1).filter(|k| db.exists(k, now)).count() as i64,
     ))
 }
 
@@ -103,10 +100,7 @@ fn touch(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let now = ctx.now();
     let db = ctx.db();
     Ok(Reply::Int(
-        argv.iter()
-            .skip(1)
-            .filter(|k| db.lookup_write(k, now).is_some())
-            .count() as i64,
+        argv.iter().skip(1).filter(|k| db.touch(k, now)).count() as i64,
     ))
 }
 
@@ -114,8 +108,8 @@ fn type_(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let now = ctx.now();
     let name = ctx
         .db()
-        .peek(arg(argv, 1)?, now)
-        .map_or("none", |e| e.val.type_name());
+        .meta(arg(argv, 1)?, now)
+        .map_or("none", |m| m.type_name);
     Ok(Reply::status(name))
 }
 
@@ -166,7 +160,7 @@ fn expire_generic(
         when = when.checked_add(now as i64).ok_or_else(invalid)?;
     }
     let db = ctx.db();
-    let Some(e) = db.peek(key, now) else {
+    let Some(e) = db.meta(key, now) else {
         return Ok(Reply::Int(0));
     };
     let current: i64 = if e.expire_at == 0 {
@@ -208,7 +202,7 @@ fn pexpireat(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 /// TTL-family reply: -2 missing, -1 no TTL, else the value `f` computes.
 fn ttl_generic(ctx: &mut KeyCtx, argv: &[Bytes], f: fn(u64, u64) -> i64) -> CmdResult {
     let now = ctx.now();
-    match ctx.db().peek(arg(argv, 1)?, now) {
+    match ctx.db().meta(arg(argv, 1)?, now) {
         None => Ok(Reply::Int(-2)),
         Some(e) if e.expire_at == 0 => Ok(Reply::Int(-1)),
         Some(e) => Ok(Reply::Int(f(e.expire_at, now))),
@@ -237,7 +231,7 @@ fn persist(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let key = arg(argv, 1)?;
     let now = ctx.now();
     let db = ctx.db();
-    match db.peek(key, now) {
+    match db.meta(key, now) {
         Some(e) if e.expire_at != 0 => {
             db.set_expire(key, 0);
             Ok(Reply::Int(1))
@@ -251,20 +245,20 @@ fn rename_local(ctx: &mut KeyCtx, argv: &[Bytes], nx: bool) -> CmdResult {
     let (src, dst) = (arg(argv, 1)?, arg(argv, 2)?);
     let now = ctx.now();
     let db = ctx.db();
-    if db.peek(src, now).is_none() {
+    if !db.exists(src, now) {
         return Err(CmdError::NoSuchKey);
     }
     if src == dst {
         return Ok(if nx { Reply::Int(0) } else { Reply::Ok });
     }
-    if nx && db.peek(dst, now).is_some() {
+    if nx && db.exists(dst, now) {
         return Ok(Reply::Int(0));
     }
-    let Some(entry) = db.remove(src) else {
+    let Some(entry) = db.take(src) else {
         return Err(CmdError::NoSuchKey);
     };
     db.remove(dst);
-    db.insert_entry(Bytes::copy_from_slice(dst), entry);
+    db.import(dst, entry);
     Ok(if nx { Reply::Int(1) } else { Reply::Ok })
 }
 
@@ -329,19 +323,19 @@ fn copy(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
         return Err(CmdError::err("source and destination objects are the same"));
     }
     let now = ctx.now();
-    let Some(entry) = ctx.db().peek(src, now).cloned() else {
+    let Some(entry) = ctx.db().export(src, now) else {
         return Ok(Reply::Int(0));
     };
     let Some(target) = ctx.shard.dbs.get_mut(dst_db) else {
         return Err(CmdError::DbIndex);
     };
-    if target.peek(dst, now).is_some() {
+    if target.exists(dst, now) {
         if !replace {
             return Ok(Reply::Int(0));
         }
         target.remove(dst);
     }
-    target.insert_entry(Bytes::copy_from_slice(dst), entry);
+    target.import(dst, entry);
     Ok(Reply::Int(1))
 }
 
@@ -395,14 +389,15 @@ fn keys(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             let Some(d) = tw.shard.dbs.get(db) else {
                 return Vec::new();
             };
-            d.main
-                .iter()
-                .filter(|(k, e)| {
-                    (e.expire_at == 0 || e.expire_at > now)
-                        && (all || glob_match(&pattern, k, false))
-                })
-                .map(|(k, _)| k.clone())
-                .collect::<Vec<Bytes>>()
+            let mut out = Vec::new();
+            d.for_each(|k, e| {
+                if (e.expire_at == 0 || e.expire_at > now)
+                    && (all || glob_match(&pattern, k, false))
+                {
+                    out.push(Bytes::copy_from_slice(k));
+                }
+            });
+            out
         },
         move |w, parts| {
             let keys = parts.into_iter().flatten().map(Reply::Bulk).collect();
@@ -426,7 +421,7 @@ fn randomkey(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
                     return (0, None);
                 };
                 let len = d.len();
-                let pick = d.main.random(seed).map(|(k, e)| (k.clone(), e.expire_at));
+                let pick = d.random(seed);
                 match pick {
                     None => return (0, None),
                     Some((k, at)) if at != 0 && at <= now => {
@@ -530,7 +525,7 @@ fn scan(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         let mut c = table_cursor;
         let mut budget = count.saturating_mul(10).max(10);
         loop {
-            c = d.main.scan(c, |k, e| {
+            c = d.scan(c, |k, e| {
                 if e.expire_at != 0 && e.expire_at <= now {
                     return;
                 }
@@ -540,11 +535,11 @@ fn scan(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
                     }
                 }
                 if let Some(t) = &type_filter {
-                    if !t.eq_ignore_ascii_case(e.val.type_name().as_bytes()) {
+                    if !t.eq_ignore_ascii_case(e.type_name.as_bytes()) {
                         return;
                     }
                 }
-                found.push(k.clone());
+                found.push(Bytes::copy_from_slice(k));
             });
             budget -= 1;
             if c == 0 || found.len() >= count || budget == 0 {
@@ -615,21 +610,16 @@ fn object(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     }
     let key = arg(argv, 2)?;
     let now = ctx.now();
-    let Some(e) = ctx.db().peek(key, now) else {
+    let Some(e) = ctx.db().meta(key, now) else {
         return Ok(Reply::Null);
     };
     match subname.as_str() {
-        "encoding" => Ok(Reply::bulk(e.encoding())),
+        "encoding" => Ok(Reply::bulk(e.encoding)),
         "refcount" => {
             // Redis shares the objects for the integers 0..9999.
-            let shared = match &e.val {
-                crate::shard::value::Value::Str(b) => {
-                    e.encoding() == "int" && parse_i64(b).is_some_and(|v| (0..10000).contains(&v))
-                }
-            };
-            Ok(Reply::Int(if shared { i32::MAX as i64 } else { 1 }))
+            Ok(Reply::Int(if e.shared { i32::MAX as i64 } else { 1 }))
         }
-        "idletime" => Ok(Reply::Int(((now / 1000) as i64 - e.atime as i64).max(0))),
+        "idletime" => Ok(Reply::Int(e.idle_secs(now))),
         _ => Err(CmdError::err(
             "An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
         )),

@@ -648,7 +648,7 @@ fn gather(tw: &mut Worker) -> ShardInfo {
         dbs: s
             .dbs
             .iter()
-            .map(|d| (d.len() as u64, d.expires.len() as u64))
+            .map(|d| (d.len() as u64, d.expires_len() as u64))
             .collect(),
         cmd: s.cmd_stats.clone(),
         errors: s.error_stats.iter().map(|(k, v)| (k.clone(), *v)).collect(),

@@ -1,16 +1,16 @@
 //! String commands (Redis's t_string.c): GET/SET and friends, counters, ranges, MGET/MSET.
 //! Handlers run on the shard that owns their key(s).
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
-use super::args::{arg, int, is, owned};
+use super::args::{arg, int, is};
 use super::ldouble;
 use super::table::{CommandSpec, Exec, KeySpec, Merge, MultiSpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
-use crate::shard::value::{StrEnc, Value};
+use crate::shard::value::StrEnc;
 
 const S: &str = "string";
 
@@ -159,7 +159,7 @@ fn set(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     };
     let db = ctx.db();
     let old = if o.get { db.get_str(key, now)? } else { None };
-    let exists = db.peek(key, now).is_some();
+    let exists = db.exists(key, now);
     if (o.nx && exists) || (o.xx && !exists) {
         return Ok(if o.get {
             Reply::bulk_opt(old)
@@ -167,15 +167,14 @@ fn set(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
             Reply::Null
         });
     }
-    let key = owned(key);
     match at {
-        None if o.keepttl => db.set_keep_ttl(key, Value::Str(owned(val)), now),
-        None => db.set(key, Value::Str(owned(val)), 0, now),
+        None if o.keepttl => db.set_keep_ttl(key, val, now),
+        None => db.set(key, val, 0, now),
         Some(at) if at <= now as i64 => {
             // Already expired: Redis's value would never be seen again; drop any old one.
-            db.remove(&key);
+            db.remove(key);
         }
-        Some(at) => db.set(key, Value::Str(owned(val)), at as u64, now),
+        Some(at) => db.set(key, val, at as u64, now),
     }
     Ok(if o.get {
         Reply::bulk_opt(old)
@@ -188,10 +187,10 @@ fn setnx(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let (key, val) = (arg(argv, 1)?, arg(argv, 2)?);
     let now = ctx.now();
     let db = ctx.db();
-    if db.peek(key, now).is_some() {
+    if db.exists(key, now) {
         return Ok(Reply::Int(0));
     }
-    db.set(owned(key), Value::Str(owned(val)), 0, now);
+    db.set(key, val, 0, now);
     Ok(Reply::Int(1))
 }
 
@@ -199,8 +198,7 @@ fn setex_generic(ctx: &mut KeyCtx, argv: &[Bytes], kind: &str, name: &str) -> Cm
     let (key, ttl, val) = (arg(argv, 1)?, arg(argv, 2)?, arg(argv, 3)?);
     let now = ctx.now();
     let at = expire_at(kind, ttl, now, name)?;
-    ctx.db()
-        .set(owned(key), Value::Str(owned(val)), at as u64, now);
+    ctx.db().set(key, val, at as u64, now);
     Ok(Reply::Ok)
 }
 
@@ -217,7 +215,7 @@ fn getset(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let now = ctx.now();
     let db = ctx.db();
     let old = db.get_str(key, now)?;
-    db.set(owned(key), Value::Str(owned(val)), 0, now);
+    db.set(key, val, 0, now);
     Ok(Reply::bulk_opt(old))
 }
 
@@ -290,7 +288,7 @@ fn mset(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let now = ctx.now();
     let db = ctx.db();
     for (k, v) in pairs(argv) {
-        db.set(owned(k), Value::Str(owned(v)), 0, now);
+        db.set(k, v, 0, now);
     }
     Ok(Reply::Ok)
 }
@@ -298,11 +296,11 @@ fn mset(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 fn msetnx(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let now = ctx.now();
     let db = ctx.db();
-    if pairs(argv).any(|(k, _)| db.peek(k, now).is_some()) {
+    if pairs(argv).any(|(k, _)| db.exists(k, now)) {
         return Ok(Reply::Int(0));
     }
     for (k, v) in pairs(argv) {
-        db.set(owned(k), Value::Str(owned(v)), 0, now);
+        db.set(k, v, 0, now);
     }
     Ok(Reply::Int(1))
 }
@@ -311,25 +309,22 @@ fn append(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let (key, val) = (arg(argv, 1)?, arg(argv, 2)?);
     let now = ctx.now();
     let db = ctx.db();
-    match db.lookup_write(key, now) {
+    match db.get_str_for_write(key, now)? {
         None => {
-            db.set(owned(key), Value::Str(owned(val)), 0, now);
+            db.set(key, val, 0, now);
             Ok(Reply::Int(val.len() as i64))
         }
-        Some(e) => {
-            let Value::Str(cur) = &e.val;
+        Some(cur) => {
             if cur.len() as u64 + val.len() as u64 > MAX_STRING {
                 return Err(CmdError::err(
                     "string exceeds maximum allowed size (proto-max-bulk-len)",
                 ));
             }
-            let mut b = BytesMut::with_capacity(cur.len() + val.len());
-            b.extend_from_slice(cur);
+            let mut b = Vec::with_capacity(cur.len() + val.len());
+            b.extend_from_slice(&cur);
             b.extend_from_slice(val);
-            let len = b.len();
-            e.val = Value::Str(b.freeze());
-            e.enc = StrEnc::Raw;
-            Ok(Reply::Int(len as i64))
+            db.set_keep_ttl_enc(key, &b, StrEnc::Raw, now);
+            Ok(Reply::Int(b.len() as i64))
         }
     }
 }
@@ -350,7 +345,7 @@ fn incr_by(ctx: &mut KeyCtx, key: &Bytes, by: i64) -> CmdResult {
     let new = cur.checked_add(by).ok_or(CmdError::Overflow)?;
     let mut s = Vec::with_capacity(20);
     crate::protocol::write_i64(&mut s, new);
-    db.set_keep_ttl(owned(key), Value::Str(Bytes::from(s)), now);
+    db.set_keep_ttl(key, &s, now);
     Ok(Reply::Int(new))
 }
 
@@ -393,11 +388,8 @@ fn incrbyfloat(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
         .filter(|v| !v.is_inf())
         .ok_or_else(|| CmdError::err("increment would produce NaN or Infinity"))?;
     let s = Bytes::from(ldouble::fmt_human(new));
-    db.set_keep_ttl(owned(key), Value::Str(s.clone()), now);
     // Redis builds the result with createStringObjectFromLongDouble: never int-encoded.
-    if let Some(e) = db.lookup_write(key, now) {
-        e.enc = StrEnc::NoInt;
-    }
+    db.set_keep_ttl_enc(key, &s, StrEnc::NoInt, now);
     Ok(Reply::Bulk(s))
 }
 
@@ -438,43 +430,23 @@ fn setrange(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let now = ctx.now();
     let db = ctx.db();
     let too_big = || CmdError::err("string exceeds maximum allowed size (proto-max-bulk-len)");
-    match db.lookup_write(key, now) {
-        None => {
-            if val.is_empty() {
-                return Ok(Reply::Int(0));
-            }
-            if offset as u64 + val.len() as u64 > MAX_STRING {
-                return Err(too_big());
-            }
-            let mut b = vec![0u8; offset as usize + val.len()];
-            b[offset as usize..].copy_from_slice(val);
-            let len = b.len();
-            db.set(owned(key), Value::Str(Bytes::from(b)), 0, now);
-            if let Some(e) = db.lookup_write(key, now) {
-                e.enc = StrEnc::Raw;
-            }
-            Ok(Reply::Int(len as i64))
-        }
-        Some(e) => {
-            let Value::Str(cur) = &e.val;
-            if val.is_empty() {
-                return Ok(Reply::Int(cur.len() as i64));
-            }
-            if offset as u64 + val.len() as u64 > MAX_STRING {
-                return Err(too_big());
-            }
-            let off = offset as usize;
-            let mut b = cur.to_vec();
-            if b.len() < off + val.len() {
-                b.resize(off + val.len(), 0);
-            }
-            b[off..off + val.len()].copy_from_slice(val);
-            let len = b.len();
-            e.val = Value::Str(Bytes::from(b));
-            e.enc = StrEnc::Raw;
-            Ok(Reply::Int(len as i64))
-        }
+    let cur = db.get_str_for_write(key, now)?;
+    if val.is_empty() {
+        return Ok(Reply::Int(cur.map_or(0, |c| c.len() as i64)));
     }
+    if offset as u64 + val.len() as u64 > MAX_STRING {
+        return Err(too_big());
+    }
+    let off = offset as usize;
+    let mut b = cur.map(|c| c.to_vec()).unwrap_or_default();
+    if b.len() < off + val.len() {
+        b.resize(off + val.len(), 0);
+    }
+    if let Some(dst) = b.get_mut(off..off + val.len()) {
+        dst.copy_from_slice(val);
+    }
+    db.set_keep_ttl_enc(key, &b, StrEnc::Raw, now);
+    Ok(Reply::Int(b.len() as i64))
 }
 
 /// LCS with both keys on this shard.

@@ -133,11 +133,7 @@ impl Kit {
             let any = parts.iter().any(|p| {
                 self.shards.get_mut(p.shard).is_some_and(|s| {
                     let d = s.db_mut(db);
-                    p.argv
-                        .iter()
-                        .skip(1)
-                        .step_by(2)
-                        .any(|k| d.peek(k, now).is_some())
+                    p.argv.iter().skip(1).step_by(2).any(|k| d.exists(k, now))
                 })
             });
             if any {
@@ -193,7 +189,7 @@ mod tests {
         for (key, owner) in [("a", 0), ("k1", 1), ("k2", 2)] {
             let now = k.now();
             for (i, s) in k.shards.iter_mut().enumerate() {
-                let here = s.db_mut(0).peek(key.as_bytes(), now).is_some();
+                let here = s.db_mut(0).exists(key.as_bytes(), now);
                 assert_eq!(here, i == owner, "{key} on shard {i}");
             }
         }

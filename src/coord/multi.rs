@@ -14,7 +14,7 @@ use super::fanout::{run_part, Part};
 use crate::commands::table::KeyFn;
 use crate::protocol::reply::Reply;
 use crate::server::worker::{Msg, ShardFn, Worker};
-use crate::shard::value::Entry;
+use crate::shard::value::Exported;
 
 type Body = Box<dyn FnOnce(&mut Worker, u64) + Send>;
 
@@ -118,7 +118,7 @@ pub fn msetnx(
                     let job: ShardFn<bool> = Box::new(move |tw| {
                         let now = tw.shard.now_ms;
                         let d = tw.shard.db_mut(db);
-                        keys.iter().any(|k| d.peek(k, now).is_some())
+                        keys.iter().any(|k| d.exists(k, now))
                     });
                     (p.shard, job)
                 })
@@ -154,7 +154,7 @@ pub fn msetnx(
 
 /// What a two-key move (RENAME, RENAMENX, COPY) found under the lock.
 pub struct MoveCheck {
-    pub src: Option<Entry>,
+    pub src: Option<Exported>,
     pub dst_exists: bool,
 }
 
@@ -188,7 +188,7 @@ pub fn move_key(
                         let now = tw.shard.now_ms;
                         let d = tw.shard.db_mut(src_db);
                         MoveCheck {
-                            src: d.peek(&s2, now).cloned(),
+                            src: d.export(&s2, now),
                             dst_exists: false,
                         }
                     }),
@@ -200,7 +200,7 @@ pub fn move_key(
                         let d = tw.shard.db_mut(dst_db);
                         MoveCheck {
                             src: None,
-                            dst_exists: d.peek(&d2, now).is_some(),
+                            dst_exists: d.exists(&d2, now),
                         }
                     }),
                 ),
@@ -233,7 +233,7 @@ pub fn move_key(
                                 tw.shard.watches.touch(dst_db, &dst);
                                 let d = tw.shard.db_mut(dst_db);
                                 d.remove(&dst);
-                                d.insert_entry(dst, e);
+                                d.import(&dst, e);
                             }
                             unlock(tw, txid);
                         }),

@@ -1,21 +1,50 @@
-//! One logical database (SELECT index) of one shard: the main table, the set of keys with a
-//! TTL (sampled by active expiry), lazy expiry on access, and hit/miss counters.
-//! Owned by one shard thread; knows nothing of RESP.
+//! One logical database (SELECT index) of one shard: the keyspace, lazy and active expiry,
+//! and hit/miss counters. Owned by one shard thread; knows nothing of RESP.
+//!
+//! Layout (about 70 bytes per small key, against ~220 for a boxed node + two `Bytes`):
+//! - `table` ([`Table`]): open addressing, one 8-byte slot (hash, loc) per key.
+//! - `arena` ([`Arena`]): every entry as one run of bytes in a size-class page, no
+//!   malloc header, no pointers:
+//!   `[flags u8][atime u24][expire_at u64, ttl index u32: only if HAS_TTL]`
+//!   `[key len varint][key][value len varint][value]`.
+//!   Strings are stored inline. Other types (lists, hashes, ...) set `KIND_OBJ` and the
+//!   value is the 4-byte index of a boxed [`Value`] in `objs`.
+//! - `ttls`: the locs of the entries that have a TTL, dense, sampled by active expiry; an
+//!   entry with a TTL records its index here, so removal is a swap_remove.
+//!
+//! Entries move (new loc) only when their size class changes; the table slot and the
+//! `ttls` element follow.
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
-use super::dict::Dict;
-use super::value::{Entry, StrEnc, Value};
+use super::arena::{Arena, Loc};
+use super::dict::Table;
+use super::value::{str_encoding, Exported, StrEnc, Value};
 use crate::error::CmdError;
+use crate::protocol::parse_i64;
 
-#[derive(Default)]
+const KIND_MASK: u8 = 0b11;
+const KIND_STR: u8 = 0;
+const KIND_OBJ: u8 = 1;
+const ENC_SHIFT: u8 = 2;
+const HAS_TTL: u8 = 1 << 4;
+/// Offset of the key length: after flags + atime, and after expire_at + ttl index.
+const HEAD: usize = 4;
+const HEAD_TTL: usize = 16;
+
 pub struct Db {
-    pub main: Dict<Entry>,
-    /// Keys that carry a TTL (the key bytes are shared with `main`, not copied).
-    pub expires: Dict<()>,
+    table: Table,
+    arena: Arena,
+    /// Values that are not stored inline (non-string types), by index.
+    objs: slab::Slab<Value>,
+    /// Locs of the entries with a TTL.
+    ttls: Vec<Loc>,
+    hasher: ahash::RandomState,
     pub stats: DbStats,
-    /// Where the active expiry cycle resumes its walk of `expires`.
-    expire_cursor: u64,
+    /// Where the active expiry cycle resumes its walk of `ttls`.
+    expire_cursor: usize,
+    /// The chunk small values are copied into for replies (see `copy_out`).
+    out: BytesMut,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -25,24 +54,275 @@ pub struct DbStats {
     pub misses: u64,
 }
 
+/// What TYPE, OBJECT and the TTL commands read about a key.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Meta {
+    pub type_name: &'static str,
+    /// OBJECT ENCODING.
+    pub encoding: &'static str,
+    /// Absolute expiry in Unix milliseconds; 0 means none.
+    pub expire_at: u64,
+    /// Last access, Unix seconds, low 24 bits (Redis's LRU clock).
+    pub atime: u32,
+    /// An integer Redis would serve from its shared objects (OBJECT REFCOUNT).
+    pub shared: bool,
+}
+
+impl Meta {
+    /// OBJECT IDLETIME: seconds since the last access, modulo the 24-bit clock as Redis.
+    pub fn idle_secs(&self, now_ms: u64) -> i64 {
+        i64::from(clock(now_ms).wrapping_sub(self.atime) & 0xFF_FFFF)
+    }
+}
+
+/// What SCAN, KEYS and RANDOMKEY see of an entry.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyInfo {
+    pub expire_at: u64,
+    pub type_name: &'static str,
+}
+
+/// The 24-bit seconds clock kept per entry.
+fn clock(now_ms: u64) -> u32 {
+    (now_ms / 1000) as u32 & 0xFF_FFFF
+}
+
+// ---- entry encoding ----
+
+fn varint_len(v: usize) -> usize {
+    1 + (usize::BITS - 1 - (v | 1).leading_zeros()) as usize / 7
+}
+
+fn read_varint(b: &[u8], pos: &mut usize) -> usize {
+    let mut v = 0usize;
+    let mut shift = 0;
+    while let Some(&x) = b.get(*pos) {
+        *pos += 1;
+        v |= usize::from(x & 0x7f) << shift;
+        shift += 7;
+        if x < 0x80 || shift >= usize::BITS {
+            break;
+        }
+    }
+    v
+}
+
+fn put(b: &mut [u8], pos: &mut usize, src: &[u8]) {
+    if let Some(d) = b.get_mut(*pos..*pos + src.len()) {
+        d.copy_from_slice(src);
+    }
+    *pos += src.len();
+}
+
+fn put_varint(b: &mut [u8], pos: &mut usize, mut v: usize) {
+    loop {
+        let byte = (v & 0x7f) as u8;
+        v >>= 7;
+        if v == 0 {
+            put(b, pos, &[byte]);
+            return;
+        }
+        put(b, pos, &[byte | 0x80]);
+    }
+}
+
+fn le_u32(b: &[u8], at: usize) -> u32 {
+    b.get(at..at + 4)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u32::from_le_bytes)
+}
+
+fn le_u64(b: &[u8], at: usize) -> u64 {
+    b.get(at..at + 8)
+        .and_then(|s| s.try_into().ok())
+        .map_or(0, u64::from_le_bytes)
+}
+
+fn encoded_len(klen: usize, vlen: usize, ttl: bool) -> usize {
+    (if ttl { HEAD_TTL } else { HEAD }) + varint_len(klen) + klen + varint_len(vlen) + vlen
+}
+
+/// Writes a whole entry into `b` (at least `encoded_len` bytes).
+fn write_entry(
+    b: &mut [u8],
+    flags: u8,
+    atime: u32,
+    ttl: Option<(u64, u32)>,
+    key: &[u8],
+    val: &[u8],
+) {
+    let mut p = 0;
+    put(
+        b,
+        &mut p,
+        &[flags | if ttl.is_some() { HAS_TTL } else { 0 }],
+    );
+    put(b, &mut p, &atime.to_le_bytes()[..3]);
+    if let Some((at, tidx)) = ttl {
+        put(b, &mut p, &at.to_le_bytes());
+        put(b, &mut p, &tidx.to_le_bytes());
+    }
+    put_varint(b, &mut p, key.len());
+    put(b, &mut p, key);
+    put_varint(b, &mut p, val.len());
+    put(b, &mut p, val);
+}
+
+/// A decoded entry, borrowing the arena.
+struct View<'a> {
+    flags: u8,
+    atime: u32,
+    expire_at: u64,
+    key: &'a [u8],
+    val: &'a [u8],
+}
+
+impl View<'_> {
+    fn kind(&self) -> u8 {
+        self.flags & KIND_MASK
+    }
+
+    fn enc(&self) -> StrEnc {
+        StrEnc::from_bits(self.flags >> ENC_SHIFT)
+    }
+
+    fn obj_idx(&self) -> usize {
+        le_u32(self.val, 0) as usize
+    }
+}
+
+fn head_len(flags: u8) -> usize {
+    if flags & HAS_TTL != 0 {
+        HEAD_TTL
+    } else {
+        HEAD
+    }
+}
+
+#[inline]
+fn key_of(b: &[u8]) -> &[u8] {
+    let mut p = head_len(b.first().copied().unwrap_or(0));
+    let klen = read_varint(b, &mut p);
+    b.get(p..p + klen).unwrap_or_default()
+}
+
+fn view(b: &[u8]) -> View<'_> {
+    let flags = b.first().copied().unwrap_or(0);
+    let atime = le_u32(b, 0) >> 8;
+    let ttl = flags & HAS_TTL != 0;
+    let expire_at = if ttl { le_u64(b, 4) } else { 0 };
+    let mut p = head_len(flags);
+    let klen = read_varint(b, &mut p);
+    let key = b.get(p..p + klen).unwrap_or_default();
+    p += klen;
+    let vlen = read_varint(b, &mut p);
+    let val = b.get(p..p + vlen).unwrap_or_default();
+    View {
+        flags,
+        atime,
+        expire_at,
+        key,
+        val,
+    }
+}
+
+/// Values up to this size are copied out through a shared chunk.
+const OUT_SMALL: usize = 512;
+const OUT_CHUNK: usize = 16 * 1024;
+
+/// An owned copy of a value for a reply. Small values are appended to a 16 KiB chunk and
+/// split off it, so a GET costs a memcpy and a reference count instead of a malloc and a
+/// free; a chunk is freed when the last reply cut from it is gone.
+fn copy_out(out: &mut BytesMut, v: &[u8]) -> Bytes {
+    if v.len() > OUT_SMALL {
+        return Bytes::copy_from_slice(v);
+    }
+    if out.capacity() < v.len() {
+        *out = BytesMut::with_capacity(OUT_CHUNK);
+    }
+    out.extend_from_slice(v);
+    out.split().freeze()
+}
+
+fn expire_of(b: &[u8]) -> u64 {
+    if b.first().is_some_and(|f| f & HAS_TTL != 0) {
+        le_u64(b, 4)
+    } else {
+        0
+    }
+}
+
+fn set_atime(b: &mut [u8], now_ms: u64) {
+    let t = clock(now_ms).to_le_bytes();
+    // Only write when the second changed: a hot key read over and over in the same second
+    // does not dirty its cache line.
+    if let Some(d) = b.get_mut(1..4) {
+        if d != &t[..3] {
+            d.copy_from_slice(&t[..3]);
+        }
+    }
+}
+
+impl Default for Db {
+    fn default() -> Self {
+        Db {
+            table: Table::new(),
+            arena: Arena::default(),
+            objs: slab::Slab::new(),
+            ttls: Vec::new(),
+            hasher: ahash::RandomState::with_seeds(
+                0x243f6a8885a308d3,
+                0x13198a2e03707344,
+                0xa4093822299f31d0,
+                0x082efa98ec4e6c89,
+            ),
+            stats: DbStats::default(),
+            expire_cursor: 0,
+            out: BytesMut::new(),
+        }
+    }
+}
+
 impl Db {
     pub fn len(&self) -> usize {
-        self.main.len()
+        self.table.len()
     }
 
     pub fn is_empty(&self) -> bool {
-        self.main.is_empty()
+        self.table.is_empty()
     }
 
-    fn is_expired(e: &Entry, now: u64) -> bool {
-        e.expire_at != 0 && e.expire_at <= now
+    /// Number of keys with a TTL (INFO keyspace `expires=`).
+    pub fn expires_len(&self) -> usize {
+        self.ttls.len()
+    }
+
+    #[inline]
+    fn hash(&self, key: &[u8]) -> u32 {
+        self.hasher.hash_one(key) as u32
+    }
+
+    #[inline]
+    fn find_h(&self, h: u32, key: &[u8]) -> Option<(usize, Loc)> {
+        let arena = &self.arena;
+        self.table.find(h, |loc| key_of(arena.get(loc)) == key)
+    }
+
+    #[inline]
+    fn find(&self, key: &[u8]) -> Option<(usize, Loc)> {
+        self.find_h(self.hash(key), key)
+    }
+
+    fn expired(&self, loc: Loc, now: u64) -> bool {
+        let at = expire_of(self.arena.get(loc));
+        at != 0 && at <= now
     }
 
     /// Deletes `key` if its TTL has passed. Returns true if it did.
     pub fn expire_if_needed(&mut self, key: &[u8], now: u64) -> bool {
-        match self.main.get(key) {
-            Some(e) if Self::is_expired(e, now) => {
-                self.remove(key);
+        match self.find(key) {
+            Some((pos, loc)) if self.expired(loc, now) => {
+                self.remove_at(pos, loc, true);
                 self.stats.expired_keys += 1;
                 true
             }
@@ -50,164 +330,421 @@ impl Db {
         }
     }
 
-    /// Looks a key up for reading: lazy expiry, hit/miss stats, access time.
-    pub fn lookup_read(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
-        self.lookup(key, now, true)
-    }
-
-    /// Looks a key up for writing (lazy expiry, no stats).
-    pub fn lookup_write(&mut self, key: &[u8], now: u64) -> Option<&mut Entry> {
-        self.lookup(key, now, false)
-    }
-
-    fn lookup(&mut self, key: &[u8], now: u64, count: bool) -> Option<&mut Entry> {
-        let expired = match self.main.get(key) {
-            None => {
-                self.stats.misses += count as u64;
-                return None;
-            }
-            Some(e) => Self::is_expired(e, now),
+    /// The live entry at `key` (lazy expiry), counting a hit or miss if `count`, and
+    /// refreshing its access time if `touch`.
+    fn lookup(&mut self, key: &[u8], now: u64, count: bool, touch: bool) -> Option<Loc> {
+        let Some((pos, loc)) = self.find(key) else {
+            self.stats.misses += count as u64;
+            return None;
         };
-        if expired {
-            self.remove(key);
+        if self.expired(loc, now) {
+            self.remove_at(pos, loc, true);
             self.stats.expired_keys += 1;
             self.stats.misses += count as u64;
             return None;
         }
         self.stats.hits += count as u64;
-        // The chain was just walked, so this second probe hits cache.
-        let e = self.main.get_mut(key)?;
-        e.atime = (now / 1000) as u32;
-        Some(e)
-    }
-
-    /// Looks a key up without touching stats or access time (TYPE, EXISTS-like checks).
-    pub fn peek(&mut self, key: &[u8], now: u64) -> Option<&Entry> {
-        self.expire_if_needed(key, now);
-        self.main.get(key)
-    }
-
-    /// The string at `key`, WRONGTYPE for other types.
-    pub fn get_str(&mut self, key: &[u8], now: u64) -> Result<Option<Bytes>, CmdError> {
-        match self.lookup_read(key, now) {
-            None => Ok(None),
-            Some(e) => match &e.val {
-                Value::Str(b) => Ok(Some(b.clone())),
-            },
+        if touch {
+            set_atime(self.arena.get_mut(loc), now);
         }
+        Some(loc)
     }
 
-    /// Stores `val` at `key`, replacing any value and setting the TTL to `expire_at` (0: none).
-    pub fn set(&mut self, key: Bytes, val: Value, expire_at: u64, now: u64) {
-        let had_ttl = match self.main.get_mut(&key) {
-            Some(e) => {
-                let had = e.expire_at != 0;
-                *e = Entry::new(val, expire_at, now);
-                had
-            }
-            None => {
-                self.main
-                    .insert(key.clone(), Entry::new(val, expire_at, now));
-                false
+    /// The string at `key` (lazy expiry, access time; hit/miss if `count`), in one pass
+    /// over the entry: the hot path of GET.
+    fn read_str(&mut self, key: &[u8], now: u64, count: bool) -> Result<Option<Bytes>, CmdError> {
+        let Some((pos, loc)) = self.find(key) else {
+            self.stats.misses += count as u64;
+            return Ok(None);
+        };
+        let b = self.arena.get(loc);
+        let at = expire_of(b);
+        if at != 0 && at <= now {
+            self.remove_at(pos, loc, true);
+            self.stats.expired_keys += 1;
+            self.stats.misses += count as u64;
+            return Ok(None);
+        }
+        self.stats.hits += count as u64;
+        let v = view(b);
+        let stale = v.atime != clock(now);
+        let out = if v.kind() == KIND_STR {
+            copy_out(&mut self.out, v.val)
+        } else {
+            match self.objs.get(v.obj_idx()) {
+                Some(Value::Str(s)) => s.clone(),
+                None => return Err(CmdError::WrongType),
             }
         };
-        self.sync_expires(key, had_ttl, expire_at != 0);
+        if stale {
+            set_atime(self.arena.get_mut(loc), now);
+        }
+        Ok(Some(out))
+    }
+
+    /// The string at `key` (a copy), WRONGTYPE for other types. Counts a hit or miss and
+    /// refreshes the access time, as a read command does.
+    pub fn get_str(&mut self, key: &[u8], now: u64) -> Result<Option<Bytes>, CmdError> {
+        self.read_str(key, now, true)
+    }
+
+    /// The string at `key` for a write command: lazy expiry and access time, no hit/miss.
+    pub fn get_str_for_write(&mut self, key: &[u8], now: u64) -> Result<Option<Bytes>, CmdError> {
+        self.read_str(key, now, false)
+    }
+
+    /// True if `key` exists (lazy expiry; no stats, access time untouched).
+    pub fn exists(&mut self, key: &[u8], now: u64) -> bool {
+        self.lookup(key, now, false, false).is_some()
+    }
+
+    /// True if `key` exists, refreshing its access time (TOUCH).
+    pub fn touch(&mut self, key: &[u8], now: u64) -> bool {
+        self.lookup(key, now, false, true).is_some()
+    }
+
+    /// Type, encoding, TTL and access time of `key`, without touching stats or access time.
+    pub fn meta(&mut self, key: &[u8], now: u64) -> Option<Meta> {
+        let loc = self.lookup(key, now, false, false)?;
+        let v = view(self.arena.get(loc));
+        let (type_name, s) = if v.kind() == KIND_STR {
+            ("string", v.val)
+        } else {
+            match self.objs.get(v.obj_idx()) {
+                Some(Value::Str(b)) => ("string", &b[..]),
+                None => ("none", &[][..]),
+            }
+        };
+        let encoding = str_encoding(s, v.enc());
+        Some(Meta {
+            type_name,
+            encoding,
+            expire_at: v.expire_at,
+            atime: v.atime,
+            shared: encoding == "int" && parse_i64(s).is_some_and(|n| (0..10000).contains(&n)),
+        })
+    }
+
+    /// Stores the string `val` at `key`, replacing any value and setting the TTL to
+    /// `expire_at` (0: none).
+    pub fn set(&mut self, key: &[u8], val: &[u8], expire_at: u64, now: u64) {
+        self.write_str(key, val, Some(expire_at), StrEnc::Auto, now);
     }
 
     /// Replaces the value but keeps the TTL (SET KEEPTTL, INCR, APPEND...).
-    pub fn set_keep_ttl(&mut self, key: Bytes, val: Value, now: u64) {
-        match self.main.get_mut(&key) {
-            Some(e) => {
-                e.val = val;
-                e.enc = StrEnc::Auto;
-                e.atime = (now / 1000) as u32;
+    pub fn set_keep_ttl(&mut self, key: &[u8], val: &[u8], now: u64) {
+        self.write_str(key, val, None, StrEnc::Auto, now);
+    }
+
+    /// Like `set_keep_ttl`, with the encoding OBJECT ENCODING will report (APPEND and
+    /// SETRANGE make strings `raw`, INCRBYFLOAT never `int`).
+    pub fn set_keep_ttl_enc(&mut self, key: &[u8], val: &[u8], enc: StrEnc, now: u64) {
+        self.write_str(key, val, None, enc, now);
+    }
+
+    /// Stores any value as a boxed object (the path of the non-string types): the key
+    /// stays inline, the value lives in `objs`.
+    pub fn set_value(&mut self, key: &[u8], val: Value, expire_at: u64, now: u64) {
+        let h = self.hash(key);
+        let slot = self.find_h(h, key);
+        if let Some((_, loc)) = slot {
+            self.drop_obj(loc);
+        }
+        let idx = self.objs.insert(val) as u32;
+        self.store(
+            h,
+            slot,
+            key,
+            KIND_OBJ,
+            &idx.to_le_bytes(),
+            clock(now),
+            expire_at,
+        );
+    }
+
+    fn write_str(&mut self, key: &[u8], val: &[u8], ttl: Option<u64>, enc: StrEnc, now: u64) {
+        let h = self.hash(key);
+        let slot = self.find_h(h, key);
+        let at = match (ttl, slot) {
+            (Some(at), _) => at,
+            (None, Some((_, loc))) => expire_of(self.arena.get(loc)),
+            (None, None) => 0,
+        };
+        if let Some((_, loc)) = slot {
+            self.drop_obj(loc);
+        }
+        let flags = KIND_STR | enc.to_bits() << ENC_SHIFT;
+        self.store(h, slot, key, flags, val, clock(now), at);
+    }
+
+    /// Writes an entry for `key` (hash `h`), replacing the one at `slot` if given: in place
+    /// when the size class stays, else in a new slot that the table and `ttls` follow.
+    #[allow(clippy::too_many_arguments)]
+    fn store(
+        &mut self,
+        h: u32,
+        slot: Option<(usize, Loc)>,
+        key: &[u8],
+        flags: u8,
+        val: &[u8],
+        atime: u32,
+        at: u64,
+    ) {
+        let has = at != 0;
+        let len = encoded_len(key.len(), val.len(), has);
+        match slot {
+            Some((pos, old)) => {
+                let b = self.arena.get(old);
+                let (had, tidx) = (expire_of(b) != 0, le_u32(b, 12));
+                let loc = if self.arena.fits(old, len) {
+                    old
+                } else {
+                    let n = self.arena.alloc(len);
+                    self.table.set_loc(pos, n);
+                    n
+                };
+                let tidx = match (had, has) {
+                    (true, true) => {
+                        if let Some(t) = self.ttls.get_mut(tidx as usize) {
+                            *t = loc;
+                        }
+                        tidx
+                    }
+                    (true, false) => {
+                        self.ttl_remove(tidx);
+                        0
+                    }
+                    (false, true) => {
+                        self.ttls.push(loc);
+                        (self.ttls.len() - 1) as u32
+                    }
+                    (false, false) => 0,
+                };
+                let ttl = has.then_some((at, tidx));
+                write_entry(self.arena.get_mut(loc), flags, atime, ttl, key, val);
+                if loc != old {
+                    self.arena.free(old);
+                }
             }
             None => {
-                self.main.insert(key, Entry::new(val, 0, now));
+                let loc = self.arena.alloc(len);
+                let ttl = has.then(|| {
+                    self.ttls.push(loc);
+                    (at, (self.ttls.len() - 1) as u32)
+                });
+                write_entry(self.arena.get_mut(loc), flags, atime, ttl, key, val);
+                self.table.insert(h, loc);
             }
         }
     }
 
-    fn sync_expires(&mut self, key: Bytes, had: bool, has: bool) {
-        match (had, has) {
-            (false, true) => {
-                let shared = self.main.get_key_value(&key).map(|(k, _)| k.clone());
-                self.expires.insert(shared.unwrap_or(key), ());
+    /// Drops `ttls[tidx]`, moving the last element into its place (and telling its entry).
+    fn ttl_remove(&mut self, tidx: u32) {
+        let i = tidx as usize;
+        if i >= self.ttls.len() {
+            return;
+        }
+        self.ttls.swap_remove(i);
+        if let Some(&moved) = self.ttls.get(i) {
+            if let Some(d) = self.arena.get_mut(moved).get_mut(12..16) {
+                d.copy_from_slice(&tidx.to_le_bytes());
             }
-            (true, false) => {
-                self.expires.remove(&key);
+        }
+    }
+
+    /// Frees the boxed value of an object entry (strings have none).
+    fn drop_obj(&mut self, loc: Loc) {
+        let b = self.arena.get(loc);
+        if b.first().is_some_and(|f| f & KIND_MASK == KIND_OBJ) {
+            let v = view(b);
+            let idx = v.obj_idx();
+            self.objs.try_remove(idx);
+        }
+    }
+
+    /// Sets the encoding flag of an existing string (no expiry check).
+    pub fn set_enc(&mut self, key: &[u8], enc: StrEnc) {
+        if let Some((_, loc)) = self.find(key) {
+            if let Some(f) = self.arena.get_mut(loc).first_mut() {
+                *f = (*f & !(3 << ENC_SHIFT)) | enc.to_bits() << ENC_SHIFT;
             }
-            _ => {}
         }
     }
 
     /// Sets or clears (0) the TTL of an existing key. Returns false if the key is missing.
     pub fn set_expire(&mut self, key: &[u8], expire_at: u64) -> bool {
-        let Some((k, e)) = self.main.get_key_value(key) else {
+        let h = self.hash(key);
+        let Some((pos, loc)) = self.find_h(h, key) else {
             return false;
         };
-        let (k, had) = (k.clone(), e.expire_at != 0);
-        if let Some(e) = self.main.get_mut(key) {
-            e.expire_at = expire_at;
+        let b = self.arena.get(loc);
+        if expire_at != 0 && expire_of(b) != 0 {
+            // Same layout: overwrite the time in place.
+            if let Some(d) = self.arena.get_mut(loc).get_mut(4..12) {
+                d.copy_from_slice(&expire_at.to_le_bytes());
+            }
+            return true;
         }
-        self.sync_expires(k, had, expire_at != 0);
+        // The header grows or shrinks: rewrite from a copy of the entry.
+        let copy = b.to_vec();
+        let v = view(&copy);
+        let flags = v.flags & !HAS_TTL;
+        self.store(h, Some((pos, loc)), v.key, flags, v.val, v.atime, expire_at);
         true
     }
 
-    pub fn remove(&mut self, key: &[u8]) -> Option<Entry> {
-        let (_, e) = self.main.remove(key)?;
-        if e.expire_at != 0 {
-            self.expires.remove(key);
+    /// Deletes `key` (no expiry check). Returns true if it was there.
+    pub fn remove(&mut self, key: &[u8]) -> bool {
+        match self.find(key) {
+            Some((pos, loc)) => {
+                self.remove_at(pos, loc, true);
+                true
+            }
+            None => false,
         }
+    }
+
+    fn remove_at(&mut self, pos: usize, loc: Loc, drop_obj: bool) {
+        let b = self.arena.get(loc);
+        if expire_of(b) != 0 {
+            let tidx = le_u32(b, 12);
+            self.ttl_remove(tidx);
+        }
+        if drop_obj {
+            self.drop_obj(loc);
+        }
+        self.arena.free(loc);
+        self.table.remove_at(pos);
+    }
+
+    fn export_at(&mut self, loc: Loc, take: bool) -> Exported {
+        let v = view(self.arena.get(loc));
+        let val = if v.kind() == KIND_STR {
+            Some(Value::Str(Bytes::copy_from_slice(v.val)))
+        } else if take {
+            self.objs.try_remove(v.obj_idx())
+        } else {
+            self.objs.get(v.obj_idx()).cloned()
+        };
+        Exported {
+            val: val.unwrap_or(Value::Str(Bytes::new())),
+            expire_at: v.expire_at,
+            atime: v.atime,
+            enc: v.enc(),
+        }
+    }
+
+    /// A copy of the live entry at `key` (COPY, cross-shard RENAME), no stats.
+    pub fn export(&mut self, key: &[u8], now: u64) -> Option<Exported> {
+        let loc = self.lookup(key, now, false, false)?;
+        Some(self.export_at(loc, false))
+    }
+
+    /// Removes `key` and returns its entry (no expiry check: callers looked first).
+    pub fn take(&mut self, key: &[u8]) -> Option<Exported> {
+        let (pos, loc) = self.find(key)?;
+        let e = self.export_at(loc, true);
+        self.remove_at(pos, loc, false);
         Some(e)
     }
 
-    /// Inserts an entry as it is (RENAME/COPY/MOVE keep the TTL).
-    pub fn insert_entry(&mut self, key: Bytes, entry: Entry) {
-        let has = entry.expire_at != 0;
-        let had = match self.main.insert(key.clone(), entry) {
-            Some(old) => old.expire_at != 0,
-            None => false,
-        };
-        self.sync_expires(key, had, has);
+    /// Stores an exported entry as it is (RENAME/COPY/MOVE keep the TTL), replacing `key`.
+    pub fn import(&mut self, key: &[u8], e: Exported) {
+        let h = self.hash(key);
+        let slot = self.find_h(h, key);
+        if let Some((_, loc)) = slot {
+            self.drop_obj(loc);
+        }
+        match e.val {
+            Value::Str(b) => {
+                let flags = KIND_STR | e.enc.to_bits() << ENC_SHIFT;
+                self.store(h, slot, key, flags, &b, e.atime, e.expire_at);
+            }
+        }
     }
 
     pub fn clear(&mut self) {
-        self.main.clear();
-        self.expires.clear();
+        self.table.clear();
+        self.arena = Arena::default();
+        self.objs = slab::Slab::new();
+        self.ttls = Vec::new();
+        self.expire_cursor = 0;
     }
 
-    /// One step of active expiry: walks up to `budget` buckets of the TTL set and deletes
-    /// keys whose time has passed. Returns the number deleted.
+    /// One step of active expiry: looks at up to `budget` keys with a TTL, resuming where
+    /// the last step stopped, and deletes those whose time has passed. Returns how many.
     pub fn active_expire(&mut self, now: u64, budget: usize) -> usize {
-        if self.expires.is_empty() {
-            return 0;
-        }
-        let mut dead: Vec<Bytes> = Vec::new();
-        let mut cursor = self.expire_cursor;
-        for _ in 0..budget {
-            let main = &self.main;
-            cursor = self.expires.scan(cursor, |k, _| {
-                if main.get(k).is_some_and(|e| Self::is_expired(e, now)) {
-                    dead.push(k.clone());
-                }
-            });
-            if cursor == 0 {
-                break;
+        let n = budget.min(self.ttls.len());
+        let mut dead: Vec<Loc> = Vec::new();
+        let mut c = self.expire_cursor;
+        for _ in 0..n {
+            if c >= self.ttls.len() {
+                c = 0;
             }
+            if let Some(&loc) = self.ttls.get(c) {
+                if self.expired(loc, now) {
+                    dead.push(loc);
+                }
+            }
+            c += 1;
         }
-        self.expire_cursor = cursor;
-        for k in &dead {
-            self.remove(k);
+        self.expire_cursor = c;
+        for &loc in &dead {
+            let h = self.hash(key_of(self.arena.get(loc)));
+            if let Some((pos, _)) = self.table.find(h, |l| l == loc) {
+                self.remove_at(pos, loc, true);
+            }
         }
         self.stats.expired_keys += dead.len() as u64;
         dead.len()
+    }
+
+    fn info(&self, v: &View) -> KeyInfo {
+        let type_name = if v.kind() == KIND_STR {
+            "string"
+        } else {
+            self.objs.get(v.obj_idx()).map_or("none", Value::type_name)
+        };
+        KeyInfo {
+            expire_at: v.expire_at,
+            type_name,
+        }
+    }
+
+    /// Visits the keys of one home bucket named by `cursor` (see [`Table::scan`]) and
+    /// returns the next cursor, 0 when done. Expired keys are visited too.
+    pub fn scan(&self, cursor: u64, mut f: impl FnMut(&[u8], &KeyInfo)) -> u64 {
+        self.table.scan(cursor, |loc| {
+            let v = view(self.arena.get(loc));
+            f(v.key, &self.info(&v));
+        })
+    }
+
+    /// Every key (expired ones included), in table order.
+    pub fn for_each(&self, mut f: impl FnMut(&[u8], &KeyInfo)) {
+        for loc in self.table.iter() {
+            let v = view(self.arena.get(loc));
+            f(v.key, &self.info(&v));
+        }
+    }
+
+    /// A pseudo-random key chosen from `seed`, with its expiry time (0: none).
+    pub fn random(&self, seed: u64) -> Option<(Bytes, u64)> {
+        let loc = self.table.random(seed)?;
+        let v = view(self.arena.get(loc));
+        Some((Bytes::copy_from_slice(v.key), v.expire_at))
+    }
+
+    /// Bytes reserved by the table and arena (tests, memory accounting).
+    pub fn reserved_bytes(&self) -> usize {
+        self.table.buckets() * 8 + self.arena.reserved_bytes() + self.ttls.capacity() * 4
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::shard::arena::MAX_CLASS_BYTES;
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
@@ -216,31 +753,237 @@ mod tests {
     #[test]
     fn lazy_and_active_expiry() {
         let mut db = Db::default();
-        db.set(b("a"), Value::Str(b("1")), 100, 0);
-        db.set(b("b"), Value::Str(b("2")), 0, 0);
-        db.set(b("c"), Value::Str(b("3")), 50, 0);
-        assert_eq!(db.expires.len(), 2);
+        db.set(b"a", b"1", 100, 0);
+        db.set(b"b", b"2", 0, 0);
+        db.set(b"c", b"3", 50, 0);
+        assert_eq!(db.expires_len(), 2);
         assert_eq!(db.get_str(b"a", 99).unwrap(), Some(b("1")));
         assert_eq!(db.get_str(b"a", 100).unwrap(), None);
         assert_eq!(db.stats.expired_keys, 1);
         assert_eq!(db.active_expire(60, 100), 1);
         assert_eq!(db.len(), 1);
-        assert!(db.expires.is_empty());
+        assert_eq!(db.expires_len(), 0);
+        assert_eq!((db.stats.hits, db.stats.misses), (1, 1));
     }
 
     #[test]
     fn set_clears_ttl_and_keep_ttl_keeps_it() {
         let mut db = Db::default();
-        db.set(b("a"), Value::Str(b("1")), 100, 0);
-        db.set_keep_ttl(b("a"), Value::Str(b("2")), 0);
-        assert_eq!(db.peek(b"a", 0).unwrap().expire_at, 100);
-        db.set(b("a"), Value::Str(b("3")), 0, 0);
-        assert_eq!(db.peek(b"a", 0).unwrap().expire_at, 0);
-        assert!(db.expires.is_empty());
+        db.set(b"a", b"1", 100, 0);
+        db.set_keep_ttl(b"a", b"2", 0);
+        assert_eq!(db.meta(b"a", 0).unwrap().expire_at, 100);
+        db.set(b"a", b"3", 0, 0);
+        assert_eq!(db.meta(b"a", 0).unwrap().expire_at, 0);
+        assert_eq!(db.expires_len(), 0);
         assert!(db.set_expire(b"a", 500));
-        assert_eq!(db.expires.len(), 1);
+        assert_eq!(db.expires_len(), 1);
+        assert!(db.set_expire(b"a", 600));
+        assert_eq!(db.meta(b"a", 0).unwrap().expire_at, 600);
         assert!(db.set_expire(b"a", 0));
-        assert!(db.expires.is_empty());
+        assert_eq!(db.expires_len(), 0);
         assert!(!db.set_expire(b"zz", 5));
+        assert_eq!(db.get_str(b"a", 0).unwrap(), Some(b("3")));
+    }
+
+    #[test]
+    fn ttl_index_follows_swap_remove_and_moves() {
+        let mut db = Db::default();
+        let key = |i: usize| format!("k{i}");
+        for i in 0..200 {
+            db.set(key(i).as_bytes(), b"v", 1000 + i as u64, 0);
+        }
+        // Remove every third (swap_remove shuffles `ttls`), grow some values (class moves).
+        for i in (0..200).step_by(3) {
+            assert!(db.remove(key(i).as_bytes()));
+        }
+        for i in (1..200).step_by(3) {
+            db.set_keep_ttl(key(i).as_bytes(), &[b'x'; 300], 0);
+        }
+        for i in 0..200 {
+            let m = db.meta(key(i).as_bytes(), 0);
+            if i % 3 == 0 {
+                assert!(m.is_none());
+            } else {
+                assert_eq!(m.unwrap().expire_at, 1000 + i as u64, "{i}");
+            }
+        }
+        // Everything expires through the active cycle alone.
+        let mut n = 0;
+        while db.expires_len() > 0 {
+            n += db.active_expire(5000, 16);
+        }
+        assert_eq!(n, 133);
+        assert!(db.is_empty());
+    }
+
+    #[test]
+    fn values_change_size_class_and_keep_their_key() {
+        let mut db = Db::default();
+        db.set(b"k", b"small", 0, 0);
+        let before = db.reserved_bytes();
+        let big = vec![b'y'; 1000];
+        db.set_keep_ttl(b"k", &big, 0);
+        assert_eq!(db.get_str(b"k", 0).unwrap().unwrap(), &big[..]);
+        db.set(b"k", b"tiny", 0, 0);
+        assert_eq!(db.get_str(b"k", 0).unwrap(), Some(b("tiny")));
+        assert_eq!(db.len(), 1);
+        // The 1000-byte class emptied and kept at most one page.
+        assert!(db.reserved_bytes() <= before + 64 * 1024);
+    }
+
+    #[test]
+    fn huge_values_and_keys_are_boxed() {
+        let mut db = Db::default();
+        let huge = vec![b'h'; MAX_CLASS_BYTES * 3];
+        db.set(b"big", &huge, 0, 0);
+        db.set(&huge, b"v", 0, 0);
+        assert_eq!(db.get_str(b"big", 0).unwrap().unwrap(), &huge[..]);
+        assert_eq!(db.get_str(&huge, 0).unwrap(), Some(b("v")));
+        assert_eq!(db.meta(b"big", 0).unwrap().encoding, "raw");
+        db.set(b"big", b"1", 0, 0);
+        assert_eq!(db.meta(b"big", 0).unwrap().encoding, "int");
+        assert!(db.remove(&huge));
+        assert_eq!(db.len(), 1);
+    }
+
+    #[test]
+    fn export_take_import_keep_everything() {
+        let mut db = Db::default();
+        db.set(b"a", b"12", 500, 7000);
+        db.set_enc(b"a", StrEnc::Raw);
+        let e = db.export(b"a", 0).unwrap();
+        assert_eq!(e.val, Value::Str(b("12")));
+        assert_eq!((e.expire_at, e.atime, e.enc), (500, 7, StrEnc::Raw));
+        let t = db.take(b"a").unwrap();
+        assert_eq!(t, e);
+        assert!(db.is_empty() && db.expires_len() == 0);
+        db.set(b"b", b"old", 0, 0);
+        db.import(b"b", t);
+        let m = db.meta(b"b", 0).unwrap();
+        assert_eq!((m.encoding, m.expire_at, m.atime), ("raw", 500, 7));
+        assert_eq!(db.expires_len(), 1);
+    }
+
+    #[test]
+    fn object_values_live_in_the_side_slab() {
+        let mut db = Db::default();
+        db.set_value(b"o", Value::Str(b("boxed")), 0, 0);
+        assert_eq!(db.get_str(b"o", 0).unwrap(), Some(b("boxed")));
+        assert_eq!(db.meta(b"o", 0).unwrap().type_name, "string");
+        assert_eq!(db.objs.len(), 1);
+        db.set_value(b"o", Value::Str(b("again")), 100, 0);
+        assert_eq!(db.objs.len(), 1, "the old object was dropped");
+        assert!(db.set_expire(b"o", 0));
+        assert_eq!(db.get_str(b"o", 0).unwrap(), Some(b("again")));
+        let e = db.take(b"o").unwrap();
+        assert_eq!(e.val, Value::Str(b("again")));
+        assert_eq!(db.objs.len(), 0);
+        db.set_value(b"p", Value::Str(b("x")), 0, 0);
+        db.set(b"p", b"inline", 0, 0);
+        assert_eq!(db.objs.len(), 0);
+    }
+
+    #[test]
+    fn many_keys_scan_random_and_remove() {
+        let mut db = Db::default();
+        for i in 0..5000 {
+            db.set(format!("key:{i}").as_bytes(), b"v", 0, 0);
+        }
+        let mut n = 0;
+        db.for_each(|_, _| n += 1);
+        assert_eq!(n, 5000);
+        assert!(db.random(3).is_some());
+        for i in 0..5000 {
+            assert!(db.remove(format!("key:{i}").as_bytes()));
+        }
+        assert!(db.is_empty());
+        // At most one page kept per class used (two here: 12- and 16-byte entries).
+        assert!(db.arena.reserved_bytes() <= 2 * 64 * 1024);
+    }
+
+    #[test]
+    fn random_ops_match_a_model() {
+        use std::collections::HashMap;
+        let mut db = Db::default();
+        let mut model: HashMap<Vec<u8>, (Vec<u8>, u64)> = HashMap::new();
+        let mut x = 0x9E3779B97F4A7C15u64;
+        let mut rnd = |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        };
+        for step in 0..20_000 {
+            let key = format!("k{}", rnd(300)).into_bytes();
+            let vlen = match rnd(10) {
+                0 => rnd(MAX_CLASS_BYTES as u64 * 2),
+                1..=3 => rnd(200),
+                _ => rnd(40),
+            } as usize;
+            let val = vec![b'a' + (step % 26) as u8; vlen];
+            match rnd(8) {
+                0 | 1 => {
+                    let at = if rnd(2) == 0 { 0 } else { 1 + rnd(1000) };
+                    db.set(&key, &val, at, 0);
+                    model.insert(key.clone(), (val, at));
+                }
+                2 => {
+                    db.set_keep_ttl(&key, &val, 0);
+                    let at = model.get(&key).map_or(0, |m| m.1);
+                    model.insert(key.clone(), (val, at));
+                }
+                3 => assert_eq!(db.remove(&key), model.remove(&key).is_some()),
+                4 => {
+                    let at = rnd(3) * (1 + rnd(1000));
+                    let had = model.get_mut(&key).map(|m| m.1 = at).is_some();
+                    assert_eq!(db.set_expire(&key, at), had);
+                }
+                5 => {
+                    let dst = format!("k{}", rnd(300)).into_bytes();
+                    if let Some(e) = db.take(&key) {
+                        let m = model.remove(&key).unwrap();
+                        assert_eq!(
+                            (e.val.clone(), e.expire_at),
+                            (Value::Str(m.0.clone().into()), m.1)
+                        );
+                        db.import(&dst, e);
+                        model.insert(dst, m);
+                    }
+                }
+                _ => {
+                    let got = db.get_str(&key, 0).unwrap();
+                    assert_eq!(
+                        got.as_deref(),
+                        model.get(&key).map(|m| &m.0[..]),
+                        "step {step}"
+                    );
+                }
+            }
+        }
+        assert_eq!(db.len(), model.len());
+        assert_eq!(
+            db.expires_len(),
+            model.values().filter(|m| m.1 != 0).count()
+        );
+        for (k, (v, at)) in &model {
+            assert_eq!(db.meta(k, 0).unwrap().expire_at, *at);
+            assert_eq!(db.get_str(k, 0).unwrap().as_deref(), Some(&v[..]));
+        }
+        let mut scanned = std::collections::HashSet::new();
+        let mut c = 0;
+        loop {
+            c = db.scan(c, |k, _| {
+                scanned.insert(k.to_vec());
+            });
+            if c == 0 {
+                break;
+            }
+        }
+        assert_eq!(scanned.len(), model.len());
+        // Expire everything with a TTL through the active cycle.
+        while db.active_expire(5000, 64) > 0 {}
+        assert_eq!(db.len(), model.values().filter(|m| m.1 == 0).count());
+        db.clear();
+        assert!(db.is_empty() && db.expires_len() == 0);
     }
 }

@@ -1,45 +1,50 @@
-//! The keyspace hash table: separate chaining over a power-of-two bucket array, like Redis's
-//! dict. We own it (rather than using a std map) for two things a store needs: a SCAN cursor
-//! that never misses an element present for the whole scan, across resizes (Redis's
-//! reverse-binary cursor), and cheap random sampling (RANDOMKEY, active expiry, eviction).
-//! Owned by one shard thread.
+//! The keyspace index: open addressing with linear probing over a power-of-two array of
+//! 8-byte slots, each `(loc + 1) << 32 | hash32` (0 is an empty slot). The table holds no
+//! keys: it names entries by their arena [`Loc`](super::arena::Loc) and asks the caller to
+//! compare keys, so one probe costs one slot read plus, only on a hash match, one entry
+//! read. Owned by one shard thread.
 //!
-//! Resizing rehashes the whole table at once (Redis does it incrementally); fine for the
-//! sizes we run today and noted in the README as a known pause at very large tables.
+//! What a store needs beyond a map, kept from the chained dict this replaces:
+//! - SCAN never misses an element present for the whole scan, across resizes: the cursor
+//!   walks *home* buckets in Redis's reverse-binary order, and visiting home `i` means
+//!   walking the run from slot `i` and reporting the entries whose home is `i` (linear
+//!   probing keeps every entry between its home and the next empty slot). Deletion shifts
+//!   entries back (no tombstones), which never moves one before its home.
+//! - Cheap random sampling (RANDOMKEY, eviction): random slots until a full one.
+//!
+//! Resizing rehashes at once from the stored hashes (no entry is touched).
 
-use bytes::Bytes;
+/// Load above which the table doubles (4/5).
+const GROW_NUM: usize = 4;
+const GROW_DEN: usize = 5;
+const MIN_SLOTS: usize = 8;
 
-struct Node<V> {
-    key: Bytes,
-    val: V,
-    next: Option<Box<Node<V>>>,
-}
-
-pub struct Dict<V> {
-    buckets: Vec<Option<Box<Node<V>>>>,
+pub struct Table {
+    slots: Vec<u64>,
     len: usize,
-    hasher: ahash::RandomState,
 }
 
-impl<V> Default for Dict<V> {
+impl Default for Table {
     fn default() -> Self {
         Self::new()
     }
 }
 
-const MIN_BUCKETS: usize = 4;
+#[inline]
+fn pack(hash: u32, loc: u32) -> u64 {
+    (u64::from(loc) + 1) << 32 | u64::from(hash)
+}
 
-impl<V> Dict<V> {
+#[inline]
+fn loc_of(s: u64) -> u32 {
+    ((s >> 32) - 1) as u32
+}
+
+impl Table {
     pub fn new() -> Self {
-        Dict {
-            buckets: (0..MIN_BUCKETS).map(|_| None).collect(),
+        Table {
+            slots: vec![0; MIN_SLOTS],
             len: 0,
-            hasher: ahash::RandomState::with_seeds(
-                0x243f6a8885a308d3,
-                0x13198a2e03707344,
-                0xa4093822299f31d0,
-                0x082efa98ec4e6c89,
-            ),
         }
     }
 
@@ -51,232 +56,253 @@ impl<V> Dict<V> {
         self.len == 0
     }
 
-    /// Number of buckets (for memory accounting and tests).
+    /// Number of slots (for memory accounting and tests).
     pub fn buckets(&self) -> usize {
-        self.buckets.len()
+        self.slots.len()
     }
 
     #[inline]
-    fn index(&self, key: &[u8]) -> usize {
-        (self.hasher.hash_one(key) as usize) & (self.buckets.len() - 1)
+    fn mask(&self) -> usize {
+        self.slots.len() - 1
     }
 
-    pub fn get(&self, key: &[u8]) -> Option<&V> {
-        let mut cur = self.buckets[self.index(key)].as_deref();
-        while let Some(n) = cur {
-            if n.key[..] == *key {
-                return Some(&n.val);
-            }
-            cur = n.next.as_deref();
-        }
-        None
-    }
-
-    pub fn get_key_value(&self, key: &[u8]) -> Option<(&Bytes, &V)> {
-        let mut cur = self.buckets[self.index(key)].as_deref();
-        while let Some(n) = cur {
-            if n.key[..] == *key {
-                return Some((&n.key, &n.val));
-            }
-            cur = n.next.as_deref();
-        }
-        None
-    }
-
-    pub fn get_mut(&mut self, key: &[u8]) -> Option<&mut V> {
-        let idx = self.index(key);
-        let mut cur = self.buckets[idx].as_deref_mut();
-        while let Some(n) = cur {
-            if n.key[..] == *key {
-                return Some(&mut n.val);
-            }
-            cur = n.next.as_deref_mut();
-        }
-        None
-    }
-
-    pub fn contains_key(&self, key: &[u8]) -> bool {
-        self.get(key).is_some()
-    }
-
-    /// Inserts or replaces; returns the old value.
-    pub fn insert(&mut self, key: Bytes, val: V) -> Option<V> {
-        if let Some(slot) = self.get_mut(&key) {
-            return Some(std::mem::replace(slot, val));
-        }
-        if self.len >= self.buckets.len() {
-            self.resize(self.buckets.len() * 2);
-        }
-        let idx = self.index(&key);
-        let next = self.buckets[idx].take();
-        self.buckets[idx] = Some(Box::new(Node { key, val, next }));
-        self.len += 1;
-        None
-    }
-
-    pub fn remove(&mut self, key: &[u8]) -> Option<(Bytes, V)> {
-        let idx = self.index(key);
-        let mut link = &mut self.buckets[idx];
+    /// The slot position and loc of the entry with `hash` for which `eq(loc)` holds.
+    #[inline]
+    pub fn find(&self, hash: u32, mut eq: impl FnMut(u32) -> bool) -> Option<(usize, u32)> {
+        let mask = self.mask();
+        let mut i = hash as usize & mask;
         loop {
-            match link {
-                None => return None,
-                Some(n) if n.key[..] == *key => {
-                    let mut node = link.take()?;
-                    *link = node.next.take();
-                    self.len -= 1;
-                    self.maybe_shrink();
-                    return Some((node.key, node.val));
-                }
-                Some(n) => link = &mut n.next,
+            let s = *self.slots.get(i)?;
+            if s == 0 {
+                return None;
             }
+            if s as u32 == hash && eq(loc_of(s)) {
+                return Some((i, loc_of(s)));
+            }
+            i = (i + 1) & mask;
         }
     }
 
-    fn maybe_shrink(&mut self) {
+    /// Adds an entry the caller knows is absent.
+    pub fn insert(&mut self, hash: u32, loc: u32) {
+        if (self.len + 1) * GROW_DEN > self.slots.len() * GROW_NUM {
+            self.resize(self.slots.len() * 2);
+        }
+        self.place(pack(hash, loc));
+        self.len += 1;
+    }
+
+    fn place(&mut self, s: u64) {
+        let mask = self.mask();
+        let mut i = s as u32 as usize & mask;
+        while let Some(slot) = self.slots.get_mut(i) {
+            if *slot == 0 {
+                *slot = s;
+                return;
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Points the slot at `pos` to a new loc (the entry moved in the arena).
+    pub fn set_loc(&mut self, pos: usize, loc: u32) {
+        if let Some(s) = self.slots.get_mut(pos) {
+            *s = pack(*s as u32, loc);
+        }
+    }
+
+    /// Removes the entry at slot `pos` (backward-shift deletion), then maybe shrinks.
+    pub fn remove_at(&mut self, pos: usize) {
+        let mask = self.mask();
+        let mut hole = pos;
+        let mut j = (pos + 1) & mask;
+        loop {
+            let s = self.slots.get(j).copied().unwrap_or(0);
+            if s == 0 {
+                break;
+            }
+            let home = s as u32 as usize & mask;
+            // Move `s` into the hole unless its home lies cyclically in (hole, j].
+            if (j.wrapping_sub(home) & mask) >= (j.wrapping_sub(hole) & mask) {
+                if let Some(h) = self.slots.get_mut(hole) {
+                    *h = s;
+                }
+                hole = j;
+            }
+            j = (j + 1) & mask;
+        }
+        if let Some(h) = self.slots.get_mut(hole) {
+            *h = 0;
+        }
+        self.len -= 1;
         // Shrink below 1/8 fill, as Redis's HT_MIN_FILL-style resize.
-        if self.buckets.len() > MIN_BUCKETS && self.len * 8 < self.buckets.len() {
-            let target = (self.len.max(1) * 2).next_power_of_two().max(MIN_BUCKETS);
-            if target < self.buckets.len() {
+        if self.slots.len() > MIN_SLOTS && self.len * 8 < self.slots.len() {
+            let target = (self.len.max(1) * 2).next_power_of_two().max(MIN_SLOTS);
+            if target < self.slots.len() {
                 self.resize(target);
             }
         }
     }
 
     fn resize(&mut self, n: usize) {
-        let old = std::mem::replace(&mut self.buckets, (0..n).map(|_| None).collect());
-        for mut head in old {
-            while let Some(mut node) = head {
-                head = node.next.take();
-                let idx = self.index(&node.key);
-                node.next = self.buckets[idx].take();
-                self.buckets[idx] = Some(node);
+        let old = std::mem::replace(&mut self.slots, vec![0; n]);
+        for s in old {
+            if s != 0 {
+                self.place(s);
             }
         }
     }
 
     pub fn clear(&mut self) {
-        *self = Dict::new();
+        *self = Table::new();
     }
 
-    /// Visits one bucket chosen by `cursor` and returns the next cursor (0 when done).
-    /// Reverse-binary increments (Redis's dictScan): an element present for the whole scan
-    /// is returned at least once, even if the table grows or shrinks in between.
-    pub fn scan(&self, cursor: u64, mut f: impl FnMut(&Bytes, &V)) -> u64 {
-        let mask = (self.buckets.len() - 1) as u64;
-        let mut cur = self.buckets[(cursor & mask) as usize].as_deref();
-        while let Some(n) = cur {
-            f(&n.key, &n.val);
-            cur = n.next.as_deref();
+    /// Visits the entries whose home is the bucket `cursor` names and returns the next
+    /// cursor (0 when done). Reverse-binary increments (Redis's dictScan): an element
+    /// present for the whole scan is returned at least once, even if the table grows or
+    /// shrinks in between.
+    pub fn scan(&self, cursor: u64, mut f: impl FnMut(u32)) -> u64 {
+        let mask = self.mask();
+        let home = (cursor & mask as u64) as usize;
+        let mut j = home;
+        loop {
+            let s = self.slots.get(j).copied().unwrap_or(0);
+            if s == 0 {
+                break;
+            }
+            if s as u32 as usize & mask == home {
+                f(loc_of(s));
+            }
+            j = (j + 1) & mask;
+            if j == home {
+                break;
+            }
         }
-        let mut v = cursor | !mask;
+        let mut v = cursor | !(mask as u64);
         v = v.reverse_bits();
         v = v.wrapping_add(1);
         v.reverse_bits()
     }
 
-    /// A pseudo-random element, chosen from `seed` (random bucket, then random chain link).
-    pub fn random(&self, seed: u64) -> Option<(&Bytes, &V)> {
+    /// A pseudo-random entry, chosen from `seed`: random slots until a full one.
+    pub fn random(&self, seed: u64) -> Option<u32> {
         if self.len == 0 {
             return None;
         }
-        let n = self.buckets.len();
+        let mask = self.mask();
         let mut s = seed;
-        for _ in 0..(n * 2).max(64) {
+        let mut i = 0;
+        for _ in 0..64 {
             s = s
                 .wrapping_mul(6364136223846793005)
                 .wrapping_add(1442695040888963407);
-            let b = ((s >> 17) as usize) & (n - 1);
-            if let Some(head) = self.buckets[b].as_deref() {
-                let mut chain = 0;
-                let mut cur = Some(head);
-                while let Some(x) = cur {
-                    chain += 1;
-                    cur = x.next.as_deref();
-                }
-                let mut pick = ((s >> 40) as usize) % chain;
-                let mut cur = head;
-                while pick > 0 {
-                    cur = cur.next.as_deref()?;
-                    pick -= 1;
-                }
-                return Some((&cur.key, &cur.val));
+            i = ((s >> 17) as usize) & mask;
+            match self.slots.get(i) {
+                Some(&v) if v != 0 => return Some(loc_of(v)),
+                _ => {}
             }
         }
-        self.iter().next()
+        // Very sparse table: the next full slot after the last guess.
+        (0..self.slots.len())
+            .map(|k| self.slots.get((i + k) & mask).copied().unwrap_or(0))
+            .find(|&v| v != 0)
+            .map(loc_of)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &V)> {
-        self.buckets.iter().flat_map(|b| {
-            let mut cur = b.as_deref();
-            std::iter::from_fn(move || {
-                let n = cur?;
-                cur = n.next.as_deref();
-                Some((&n.key, &n.val))
-            })
-        })
-    }
-}
-
-impl<V> Drop for Dict<V> {
-    fn drop(&mut self) {
-        // Unlink chains iteratively so a long chain cannot overflow the stack.
-        for b in self.buckets.iter_mut() {
-            let mut head = b.take();
-            while let Some(mut n) = head {
-                head = n.next.take();
-            }
-        }
+    /// Every entry's loc, in slot order.
+    pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
+        self.slots.iter().filter(|&&s| s != 0).map(|&s| loc_of(s))
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::collections::HashSet;
+    use std::collections::{HashMap, HashSet};
 
-    fn key(i: usize) -> Bytes {
-        Bytes::from(format!("key:{i}"))
+    /// A table over a side map of loc → key, as `Db` uses it over the arena.
+    #[derive(Default)]
+    struct Map {
+        t: Table,
+        keys: HashMap<u32, String>,
+        next: u32,
+    }
+
+    fn h(k: &str) -> u32 {
+        ahash::RandomState::with_seeds(1, 2, 3, 4).hash_one(k) as u32
+    }
+
+    impl Map {
+        fn get(&self, k: &str) -> Option<u32> {
+            self.t.find(h(k), |l| self.keys[&l] == k).map(|(_, l)| l)
+        }
+        fn insert(&mut self, k: &str) -> bool {
+            if self.get(k).is_some() {
+                return false;
+            }
+            self.next += 1;
+            self.keys.insert(self.next, k.to_string());
+            self.t.insert(h(k), self.next);
+            true
+        }
+        fn remove(&mut self, k: &str) -> bool {
+            match self.t.find(h(k), |l| self.keys[&l] == k) {
+                Some((pos, l)) => {
+                    self.t.remove_at(pos);
+                    self.keys.remove(&l);
+                    true
+                }
+                None => false,
+            }
+        }
+    }
+
+    fn key(i: usize) -> String {
+        format!("key:{i}")
     }
 
     #[test]
     fn insert_get_remove() {
-        let mut d = Dict::new();
+        let mut d = Map::default();
         for i in 0..1000 {
-            assert!(d.insert(key(i), i).is_none());
+            assert!(d.insert(&key(i)));
         }
-        assert_eq!(d.insert(key(5), 55), Some(5));
-        assert_eq!(d.len(), 1000);
-        assert_eq!(d.get(b"key:5"), Some(&55));
-        *d.get_mut(b"key:6").unwrap() = 66;
-        assert_eq!(d.get(b"key:6"), Some(&66));
+        assert!(!d.insert(&key(5)));
+        assert_eq!(d.t.len(), 1000);
         for i in 0..990 {
-            assert!(d.remove(&key(i)).is_some());
+            assert!(d.remove(&key(i)), "{i}");
+            // Everything not yet removed is still reachable after each backward shift.
+            if i % 97 == 0 {
+                for j in i + 1..1000 {
+                    assert!(d.get(&key(j)).is_some(), "lost {j} after removing {i}");
+                }
+            }
         }
-        assert_eq!(d.len(), 10);
-        assert!(d.buckets() < 1024, "table shrank");
-        assert!(d.get(b"key:1").is_none());
-        assert_eq!(d.get(b"key:995"), Some(&995));
-        assert_eq!(d.iter().count(), 10);
+        assert_eq!(d.t.len(), 10);
+        assert!(d.t.buckets() < 1024, "table shrank");
+        assert!(d.get("key:1").is_none());
+        assert!(d.get("key:995").is_some());
+        assert_eq!(d.t.iter().count(), 10);
     }
 
     #[test]
     fn scan_never_misses_stable_keys_across_resizes() {
-        let mut d = Dict::new();
+        let mut d = Map::default();
         for i in 0..500 {
-            d.insert(key(i), ());
+            d.insert(&key(i));
         }
         let mut seen = HashSet::new();
         let mut cursor = 0;
         let mut step = 0;
         loop {
-            cursor = d.scan(cursor, |k, _| {
-                seen.insert(k.clone());
+            cursor = d.t.scan(cursor, |l| {
+                seen.insert(d.keys[&l].clone());
             });
             step += 1;
             // Grow, then shrink, while scanning. Keys 0..100 stay throughout.
             if step == 20 {
                 for i in 500..5000 {
-                    d.insert(key(i), ());
+                    d.insert(&key(i));
                 }
             }
             if step == 200 {
@@ -294,17 +320,39 @@ mod tests {
     }
 
     #[test]
+    fn full_scan_reports_each_key_once_without_changes() {
+        let mut d = Map::default();
+        for i in 0..3000 {
+            d.insert(&key(i));
+        }
+        let mut seen = Vec::new();
+        let mut cursor = 0;
+        loop {
+            cursor = d.t.scan(cursor, |l| seen.push(l));
+            if cursor == 0 {
+                break;
+            }
+        }
+        assert_eq!(seen.len(), 3000);
+        assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 3000);
+    }
+
+    #[test]
     fn random_finds_elements() {
-        let mut d = Dict::new();
-        assert!(d.random(1).is_none());
+        let mut d = Map::default();
+        assert!(d.t.random(1).is_none());
         for i in 0..100 {
-            d.insert(key(i), i);
+            d.insert(&key(i));
         }
         let mut seen = HashSet::new();
         for s in 0..500 {
-            let (k, _) = d.random(s).unwrap();
-            seen.insert(k.clone());
+            seen.insert(d.t.random(s).unwrap());
         }
         assert!(seen.len() > 50);
+        // Sparse after removals: still finds the survivor.
+        for i in 1..100 {
+            d.remove(&key(i));
+        }
+        assert_eq!(d.t.random(7), d.get(&key(0)));
     }
 }

@@ -2,6 +2,7 @@
 //! `!Send` by design in spirit: it is created on, and only ever touched by, its own thread.
 //! Networking lives in `server/`; RESP knows nothing of this module.
 
+pub mod arena;
 pub mod db;
 pub mod dict;
 pub mod route;

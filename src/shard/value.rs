@@ -1,5 +1,8 @@
-//! Stored values. Strings only in this wave; lists, hashes, sets and sorted sets join this
-//! enum (with their compact encodings) in the data-types issue. Owned by one shard thread.
+//! Values as commands see them. The keyspace stores strings inline in its arena (see
+//! `db.rs`); `Value` is the owned form carried between databases and shards
+//! ([`Exported`]) and, for the types that join in the data-types issue (lists, hashes,
+//! sets, sorted sets, with their compact encodings), the boxed object an entry points to.
+//! Owned by one shard thread.
 
 use bytes::Bytes;
 
@@ -19,15 +22,15 @@ impl Value {
     }
 }
 
-/// One key's slot in the keyspace.
-#[derive(Debug, Clone)]
-pub struct Entry {
+/// A whole entry taken out of a `Db`, owned and `Send`: what RENAME, COPY and MOVE carry
+/// from one database or shard to another.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exported {
     pub val: Value,
     /// Absolute expiry in Unix milliseconds; 0 means none.
     pub expire_at: u64,
-    /// Last access, Unix seconds (truncated), for OBJECT IDLETIME.
+    /// Last access, Unix seconds (low 24 bits, as Redis's LRU clock).
     pub atime: u32,
-    /// How Redis would have encoded the string object (OBJECT ENCODING).
     pub enc: StrEnc,
 }
 
@@ -43,35 +46,31 @@ pub enum StrEnc {
     NoInt,
 }
 
-impl Entry {
-    pub fn new(val: Value, expire_at: u64, now_ms: u64) -> Entry {
-        Entry {
-            val,
-            expire_at,
-            atime: (now_ms / 1000) as u32,
-            enc: StrEnc::Auto,
+/// The encoding name OBJECT ENCODING reports for a string, following Redis's rules.
+pub fn str_encoding(b: &[u8], enc: StrEnc) -> &'static str {
+    if enc == StrEnc::Auto && b.len() <= 20 && parse_i64(b).is_some() {
+        "int"
+    } else if enc == StrEnc::Raw || b.len() > 44 {
+        "raw"
+    } else {
+        "embstr"
+    }
+}
+
+impl StrEnc {
+    pub fn to_bits(self) -> u8 {
+        match self {
+            StrEnc::Auto => 0,
+            StrEnc::Raw => 1,
+            StrEnc::NoInt => 2,
         }
     }
 
-    /// The encoding name OBJECT ENCODING reports, following Redis's rules for strings.
-    pub fn encoding(&self) -> &'static str {
-        match &self.val {
-            Value::Str(b) => {
-                if self.enc == StrEnc::Auto && b.len() <= 20 && parse_i64(b).is_some() {
-                    "int"
-                } else if self.enc == StrEnc::Raw || b.len() > 44 {
-                    "raw"
-                } else {
-                    "embstr"
-                }
-            }
-        }
-    }
-
-    /// Approximate heap bytes held by this entry's value (for INFO and, later, maxmemory).
-    pub fn value_bytes(&self) -> usize {
-        match &self.val {
-            Value::Str(b) => b.len(),
+    pub fn from_bits(b: u8) -> StrEnc {
+        match b & 3 {
+            1 => StrEnc::Raw,
+            2 => StrEnc::NoInt,
+            _ => StrEnc::Auto,
         }
     }
 }
