@@ -410,12 +410,12 @@ pub fn watch(ctx: &mut ConnCtx, argv: &[Bytes]) -> Result<Option<Reply>, CmdErro
 /// The expiry of `key` if it is live and volatile, else 0. The only keyspace read WATCH
 /// needs (kept in one place for the keyspace rewrite).
 fn live_deadline(d: &mut Db, key: &[u8], now: u64) -> u64 {
-    d.peek(key, now).map_or(0, |e| e.expire_at)
+    d.meta(key, now).map_or(0, |m| m.expire_at)
 }
 
 /// Whether `key` exists (not expired) in `d`: what a flush or swap changes.
 pub fn live(d: &mut Db, key: &[u8], now: u64) -> bool {
-    d.peek(key, now).is_some()
+    d.exists(key, now)
 }
 
 /// Drops registry entries and (with `txid`, at the end of EXEC) shard locks: one job per
