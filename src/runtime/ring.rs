@@ -17,6 +17,8 @@ use slab::Slab;
 
 /// `IORING_ENTER_GETEVENTS` from the kernel ABI (the crate does not re-export it).
 const IORING_ENTER_GETEVENTS: u32 = 1;
+/// `IORING_RECVSEND_POLL_FIRST` (kernel 5.19+; older kernels ignore the hint).
+const IORING_RECVSEND_POLL_FIRST: u16 = 1;
 
 /// What the kernel may be reading or writing while an operation is in flight.
 #[derive(Debug)]
@@ -137,7 +139,11 @@ impl Ring {
         }
         let spare = buf.spare_capacity_mut();
         let (ptr, len) = (spare.as_mut_ptr() as *mut u8, spare.len() as u32);
-        let e = opcode::Recv::new(types::Fd(fd), ptr, len).build();
+        // POLL_FIRST: we only re-arm after draining the socket, so data is rarely waiting;
+        // arming the poll straight away skips a receive attempt that would find nothing.
+        let e = opcode::Recv::new(types::Fd(fd), ptr, len)
+            .ioprio(IORING_RECVSEND_POLL_FIRST)
+            .build();
         // The BytesMut moves into the slab; its heap allocation (and so `ptr`) does not move.
         self.push(e, tag, OpBuf::Recv(buf));
     }
