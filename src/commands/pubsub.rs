@@ -174,14 +174,7 @@ fn gather<T: Send + 'static>(
     f: impl Fn(&mut Worker) -> T + Send + Clone + 'static,
     done: impl FnOnce(&mut Worker, Vec<T>) + 'static,
 ) {
-    let jobs = (0..w.nshards)
-        .map(|s| {
-            let f = f.clone();
-            let job: ShardFn<T> = Box::new(move |tw| f(tw));
-            (s, job)
-        })
-        .collect();
-    w.fan_out(jobs, false, done);
+    w.on_all_shards(f, false, done);
 }
 
 const PUBSUB_HELP: &[&str] = &[

@@ -645,18 +645,11 @@ impl Worker {
         let t = table();
         let name = argv.first().cloned().unwrap_or_default();
         let Some((id, spec)) = t.lookup(&name) else {
-            let e = CmdError::unknown_command(argv).to_string();
-            commands::count_error(&mut self.shard, &e);
-            self.conns[idx].push_reply(&Reply::Error(e));
+            self.reject(idx, None, CmdError::unknown_command(argv));
             return;
         };
         if let Err(e) = commands::check_arity(spec, argv) {
-            if let Some(st) = self.shard.cmd_stats.get_mut(id) {
-                st.rejected += 1;
-            }
-            let e = e.to_string();
-            commands::count_error(&mut self.shard, &e);
-            self.conns[idx].push_reply(&Reply::Error(e));
+            self.reject(idx, Some(id), e);
             return;
         }
         let (db, resp) = {
@@ -674,12 +667,7 @@ impl Worker {
         };
         // RESP2 subscribed mode allows only (P)(UN)SUBSCRIBE, PING, QUIT, RESET.
         if let Some(e) = commands::pubsub::refused_when_subscribed(&self.conns[idx], spec, argv) {
-            if let Some(st) = self.shard.cmd_stats.get_mut(id) {
-                st.rejected += 1;
-            }
-            let e = e.to_string();
-            commands::count_error(&mut self.shard, &e);
-            self.conns[idx].push_reply(&Reply::Error(e));
+            self.reject(idx, Some(id), e);
             return;
         }
         match spec.exec {
@@ -754,6 +742,16 @@ impl Worker {
                 }
             },
         }
+    }
+
+    /// Replies with an error to a command that did not run, counting it as rejected.
+    fn reject(&mut self, idx: usize, id: Option<usize>, e: CmdError) {
+        if let Some(st) = id.and_then(|id| self.shard.cmd_stats.get_mut(id)) {
+            st.rejected += 1;
+        }
+        let e = e.to_string();
+        commands::count_error(&mut self.shard, &e);
+        self.conns[idx].push_reply(&Reply::Error(e));
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -978,6 +976,24 @@ impl Worker {
                 },
             );
         }
+    }
+
+    /// Runs `f` on every shard and hands the results, in shard order, to `done` here.
+    /// `work` jobs wait for shard locks (keyspace reads); control jobs do not.
+    pub fn on_all_shards<T: Send + 'static>(
+        &mut self,
+        f: impl Fn(&mut Worker) -> T + Send + Clone + 'static,
+        work: bool,
+        done: impl FnOnce(&mut Worker, Vec<T>) + 'static,
+    ) {
+        let jobs = (0..self.nshards)
+            .map(|s| {
+                let f = f.clone();
+                let job: ShardFn<T> = Box::new(move |tw| f(tw));
+                (s, job)
+            })
+            .collect();
+        self.fan_out(jobs, work, done);
     }
 
     fn gather_put(&mut self, gid: usize, i: usize, r: Box<dyn Any + Send>) {
