@@ -18,7 +18,7 @@ pub const DEFAULT_QUERY_BUFFER_LIMIT: u64 = 1024 * 1024 * 1024;
 pub const DEFAULT_RING_ENTRIES: u32 = 4096;
 pub const DEFAULT_RECV_BUFFER: usize = 16 * 1024;
 pub const DEFAULT_BACKLOG: i32 = 511;
-pub const DEFAULT_HOP_SPIN_US: u64 = 20;
+pub const DEFAULT_HOP_SPIN_US: u64 = 0;
 
 /// shardis: a Redis-compatible in-memory store, thread-per-core on io_uring.
 #[derive(Parser, Debug, Clone, Default)]
