@@ -2,9 +2,13 @@
 //! io_uring"). Everything `unsafe` in shardis lives in this module.
 //!
 //! - `ring`: ring setup with SINGLE_ISSUER + DEFER_TASKRUN and fallbacks, the table of
-//!   in-flight operations that owns their buffers, one `io_uring_enter` per pass.
+//!   in-flight operations that owns their buffers (accept, recv, send, connect, timeout,
+//!   eventfd read, file read/write/fsync), one `io_uring_enter` per pass.
 //! - `mesh`: lock-free SPSC queues between shards and eventfd wakeups.
-//! - `timer`: deadlines checked every pass.
+//! - `timer`: deadlines (a min-heap) checked every pass; the nearest one is armed as a single
+//!   io_uring timeout so a sleeping loop wakes for it.
+//! - `clock`: TSC ticks for cheap per-command timing.
+//! - `alloc`: the counting global allocator behind INFO's used_memory.
 //! - `sys`: the few raw socket and rlimit calls we need.
 //! - `alloc`: the counting global allocator behind INFO's used_memory.
 

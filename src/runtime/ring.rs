@@ -33,6 +33,10 @@ pub enum OpBuf {
     Counter(Box<u64>),
     /// Timeout duration the kernel reads when it prepares the timeout.
     Timespec(Box<types::Timespec>),
+    /// Peer address for a connect.
+    Addr(Box<libc::sockaddr_storage>),
+    /// File read buffer; the kernel writes into its spare capacity.
+    Read(Vec<u8>),
 }
 
 struct InFlight {
@@ -166,6 +170,42 @@ impl Ring {
         self.push(e, tag, OpBuf::Counter(counter));
     }
 
+    /// Connects a socket from `sys::tcp_socket` to `addr` (replication and sentinel links).
+    pub fn connect(&mut self, fd: RawFd, addr: std::net::SocketAddr, tag: u64) {
+        let (ss, len) = super::sys::to_sockaddr(addr);
+        let ss = Box::new(ss);
+        let ptr = (&*ss as *const libc::sockaddr_storage).cast::<libc::sockaddr>();
+        let e = opcode::Connect::new(types::Fd(fd), ptr, len).build();
+        self.push(e, tag, OpBuf::Addr(ss));
+    }
+
+    /// Reads up to `len` bytes at `offset` into the spare capacity of `buf` (persistence).
+    pub fn read_at(&mut self, fd: RawFd, mut buf: Vec<u8>, len: usize, offset: u64, tag: u64) {
+        buf.reserve(len);
+        let spare = buf.spare_capacity_mut();
+        let (ptr, n) = (spare.as_mut_ptr() as *mut u8, spare.len().min(len) as u32);
+        let e = opcode::Read::new(types::Fd(fd), ptr, n)
+            .offset(offset)
+            .build();
+        self.push(e, tag, OpBuf::Read(buf));
+    }
+
+    /// Writes `buf[off..]` at file `offset` (persistence); the result counts bytes written.
+    pub fn write_at(&mut self, fd: RawFd, buf: Vec<u8>, off: usize, offset: u64, tag: u64) {
+        let rest = &buf[off.min(buf.len())..];
+        let (ptr, len) = (rest.as_ptr(), rest.len() as u32);
+        let e = opcode::Write::new(types::Fd(fd), ptr, len)
+            .offset(offset)
+            .build();
+        self.push(e, tag, OpBuf::Send { buf, off });
+    }
+
+    /// Flushes a file's data and metadata to stable storage.
+    pub fn fsync(&mut self, fd: RawFd, tag: u64) {
+        let e = opcode::Fsync::new(types::Fd(fd)).build();
+        self.push(e, tag, OpBuf::None);
+    }
+
     /// A one-shot timeout that completes (with -ETIME) after `after`: how the loop sleeps
     /// until its next timer without arming a timer on every wait.
     pub fn timeout(&mut self, after: Duration, tag: u64) {
@@ -226,14 +266,21 @@ impl Ring {
                 }
             };
             let mut buf = buf;
-            if let OpBuf::Recv(b) = &mut buf {
-                let n = cqe.result();
-                if n > 0 {
+            let n = cqe.result();
+            match &mut buf {
+                OpBuf::Recv(b) if n > 0 => {
                     let new_len = b.len() + n as usize;
                     // SAFETY: the kernel reported writing `n` bytes into the spare capacity
                     // that `recv` handed it, starting at the old length.
                     unsafe { b.set_len(new_len.min(b.capacity())) };
                 }
+                OpBuf::Read(b) if n > 0 => {
+                    let new_len = b.len() + n as usize;
+                    // SAFETY: the kernel reported writing `n` bytes into the spare capacity
+                    // that `read_at` handed it, starting at the old length.
+                    unsafe { b.set_len(new_len.min(b.capacity())) };
+                }
+                _ => {}
             }
             out.push(Completion {
                 tag,
@@ -318,6 +365,47 @@ mod tests {
         let mut got = [0u8; 4];
         std::io::Read::read_exact(&mut &b, &mut got).unwrap();
         assert_eq!(&got, b"ping");
+    }
+
+    #[test]
+    fn connect_reaches_a_listener() {
+        let mut ring = Ring::new(64).unwrap();
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = l.local_addr().unwrap();
+        let fd = crate::runtime::sys::tcp_socket(false).unwrap();
+        ring.connect(fd, addr, 21);
+        let c = wait_one(&mut ring);
+        assert_eq!((c.tag, c.result), (21, 0));
+        let (_peer, from) = l.accept().unwrap();
+        assert_eq!(crate::runtime::sys::addrs(fd).1, Some(from));
+        crate::runtime::sys::close(fd);
+    }
+
+    #[test]
+    fn file_write_fsync_read_round_trip() {
+        use std::os::fd::AsRawFd;
+        let path = std::env::temp_dir().join(format!("shardis-ring-{}", std::process::id()));
+        let f = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let mut ring = Ring::new(64).unwrap();
+        ring.write_at(f.as_raw_fd(), b"xxsnapshot".to_vec(), 2, 4, 1);
+        let c = wait_one(&mut ring);
+        assert_eq!((c.tag, c.result), (1, 8));
+        ring.fsync(f.as_raw_fd(), 2);
+        assert_eq!(wait_one(&mut ring).result, 0);
+        ring.read_at(f.as_raw_fd(), b"pre:".to_vec(), 64, 4, 3);
+        let c = wait_one(&mut ring);
+        assert_eq!(c.result, 8);
+        match c.buf {
+            OpBuf::Read(b) => assert_eq!(&b[..], b"pre:snapshot"),
+            other => panic!("unexpected {other:?}"),
+        }
+        let _ = std::fs::remove_file(&path);
     }
 
     #[test]

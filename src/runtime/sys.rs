@@ -27,7 +27,7 @@ fn setsockopt_int(fd: RawFd, level: i32, name: i32, v: i32) -> io::Result<()> {
     .map(|_| ())
 }
 
-fn to_sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
+pub(crate) fn to_sockaddr(addr: SocketAddr) -> (libc::sockaddr_storage, libc::socklen_t) {
     // SAFETY: sockaddr_storage is plain old data; all-zero is a valid value.
     let mut ss: libc::sockaddr_storage = unsafe { std::mem::zeroed() };
     let len = match addr {
@@ -70,6 +70,14 @@ fn from_sockaddr(ss: &libc::sockaddr_storage) -> Option<SocketAddr> {
         }
         _ => None,
     }
+}
+
+/// A non-blocking-agnostic TCP socket for an outgoing connection (replication links,
+/// sentinel probes): connect it with `Ring::connect`.
+pub fn tcp_socket(ipv6: bool) -> io::Result<RawFd> {
+    let family = if ipv6 { libc::AF_INET6 } else { libc::AF_INET };
+    // SAFETY: plain socket(2) call.
+    cvt(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })
 }
 
 /// A listening TCP socket with SO_REUSEADDR and SO_REUSEPORT, so every shard binds the same
