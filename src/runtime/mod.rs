@@ -10,7 +10,6 @@
 //! - `clock`: TSC ticks for cheap per-command timing.
 //! - `alloc`: the counting global allocator behind INFO's used_memory.
 //! - `sys`: the few raw socket and rlimit calls we need.
-//! - `alloc`: the counting global allocator behind INFO's used_memory.
 
 pub mod alloc;
 pub mod clock;
