@@ -113,6 +113,8 @@ pub const WATCH_INSIDE_MULTI: &str = "ERR WATCH inside MULTI is not allowed";
 /// A `no-multi` command queued inside MULTI (the transaction is flagged).
 pub const NOT_ALLOWED_IN_MULTI: &str = "ERR Command not allowed inside a transaction";
 /// A key command whose keys live on several shards and that cannot be split.
+/// LCS on a key that holds another type than a string.
+pub const LCS_NOT_STRING: &str = "ERR The specified keys must contain string values";
 pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 /// EXEC of a transaction flagged by an error while queuing.
 pub const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";

@@ -7,7 +7,7 @@
 //! | module | type | compact form | big form | converts when |
 //! |---|---|---|---|---|
 //! | [`list`] | [`list::List`] | `listpack` | `quicklist` | total bytes > 8 KiB (`list-max-listpack-size -2`) |
-//! | [`hash`] | [`hash::Hash`] | `listpack` (Vec of pairs) | `hashtable` | > 128 fields or a field/value > 64 bytes |
+//! | [`hash`] | [`hash::Hash`] | `listpack` (Vec of pairs) | `hashtable` | > 512 fields or a field/value > 64 bytes |
 //! | [`set`] | [`set::Set`] | `intset` (sorted `Vec<i64>`), `listpack` | `hashtable` | intset: non-integer member or > 512 entries; listpack: > 128 members or a member > 64 bytes |
 //! | [`zset`] | [`zset::ZSet`] | `listpack` (sorted Vec) | `skiplist` (treap with subtree counts + member→score map) | > 128 members or a member > 64 bytes |
 //!
@@ -40,10 +40,12 @@ pub mod set;
 mod table;
 pub mod zset;
 
-/// Redis's default thresholds (redis.conf 7.x).
+/// Redis's default thresholds: redis-server 7.0.15's compiled-in defaults, which is what a
+/// server started without a config file (our compat target) uses. Note the shipped
+/// redis.conf lowers `hash-max-listpack-entries` to 128; the compiled default is 512.
 pub mod limits {
-    /// `hash-max-listpack-entries`
-    pub const HASH_MAX_LISTPACK_ENTRIES: usize = 128;
+    /// `hash-max-listpack-entries` (compiled default; redis.conf says 128)
+    pub const HASH_MAX_LISTPACK_ENTRIES: usize = 512;
     /// `hash-max-listpack-value`
     pub const HASH_MAX_LISTPACK_VALUE: usize = 64;
     /// `set-max-intset-entries`
