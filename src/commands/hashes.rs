@@ -205,9 +205,10 @@ pub(super) fn rand_count(argv: &[Bytes], i: usize) -> Result<i64, CmdError> {
     Ok(n)
 }
 
-/// The shared guard against absurd reply sizes (see `MAX_RAND_COUNT`).
+/// The shared guard against absurd reply sizes (see `MAX_RAND_COUNT`): negative counts only.
 pub(super) fn bounded(n: i64) -> Result<i64, CmdError> {
-    if n.unsigned_abs() > MAX_RAND_COUNT {
+    // A positive count is capped by the collection's size; only repetition can be long.
+    if n < 0 && n.unsigned_abs() > MAX_RAND_COUNT {
         return Err(CmdError::coded(types::err::OUT_OF_RANGE));
     }
     Ok(n)

@@ -83,7 +83,7 @@ pub mod err {
     pub const LPOS_MAXLEN_NEGATIVE: &str = "ERR MAXLEN can't be negative";
     /// SRANDMEMBER/HRANDFIELD/ZRANDMEMBER count of `i64::MIN`.
     pub const RAND_COUNT_RANGE: &str = "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807";
-    /// HRANDFIELD WITHVALUES / ZRANDMEMBER WITHSCORES count below `-LONG_MAX/2`.
+    /// HRANDFIELD WITHVALUES / ZRANDMEMBER WITHSCORES count outside `±LONG_MAX/2`.
     pub const OUT_OF_RANGE: &str = "ERR value is out of range";
     /// Negative count of SPOP, LPOP/RPOP, ZPOPMIN/ZPOPMAX.
     pub const MUST_BE_POSITIVE: &str = "ERR value is out of range, must be positive";
@@ -97,7 +97,7 @@ pub fn check_rand_count(count: i64, with_values: bool) -> Result<(), &'static st
     if count == i64::MIN {
         return Err(err::RAND_COUNT_RANGE);
     }
-    if with_values && count < -(i64::MAX / 2) {
+    if with_values && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&count) {
         return Err(err::OUT_OF_RANGE);
     }
     Ok(())
@@ -257,7 +257,13 @@ mod tests {
             Err(err::OUT_OF_RANGE)
         );
         assert_eq!(check_rand_count(-4611686018427387903, true), Ok(()));
-        assert_eq!(check_rand_count(i64::MAX, true), Ok(()));
+        assert_eq!(check_rand_count(i64::MAX, true), Err(err::OUT_OF_RANGE));
+        assert_eq!(check_rand_count(i64::MAX / 2, true), Ok(()));
+        assert_eq!(
+            check_rand_count(i64::MAX / 2 + 1, true),
+            Err(err::OUT_OF_RANGE)
+        );
+        assert_eq!(check_rand_count(i64::MAX, false), Ok(()));
     }
 
     #[test]
