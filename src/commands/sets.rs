@@ -517,3 +517,64 @@ fn sscan(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
         items.into_iter().map(Reply::Bulk).collect(),
     ))
 }
+
+/// Set family tests through the in-process kit (3 shards; `{t}` keeps multi-key forms on
+/// one shard, the cross-shard forms are covered by tests/cross_shard.rs and compat).
+#[cfg(test)]
+mod family {
+    use crate::commands::testkit::{bulk, err, Kit};
+    use crate::protocol::reply::Reply;
+
+    const WRONGTYPE: &str = "WRONGTYPE Operation against a key holding the wrong kind of value";
+
+    fn sorted(r: Reply) -> Vec<Reply> {
+        let (Reply::Set(mut v) | Reply::Array(mut v)) = r else {
+            panic!("not a collection: {r:?}");
+        };
+        v.sort_by_key(|r| format!("{r:?}"));
+        v
+    }
+
+    #[test]
+    fn members_encodings_and_algebra_on_one_shard() {
+        let mut k = Kit::new();
+        assert_eq!(k.run(&["SADD", "{t}a", "1", "2", "3"]), Reply::Int(3));
+        assert_eq!(k.run(&["OBJECT", "ENCODING", "{t}a"]), bulk("intset"));
+        assert_eq!(k.run(&["SADD", "{t}b", "2", "3", "x"]), Reply::Int(3));
+        assert_eq!(k.run(&["OBJECT", "ENCODING", "{t}b"]), bulk("hashtable"));
+        assert_eq!(k.run(&["TYPE", "{t}b"]), Reply::status("set"));
+        assert_eq!(
+            sorted(k.run(&["SINTER", "{t}a", "{t}b"])),
+            vec![bulk("2"), bulk("3")]
+        );
+        // (With LIMIT the option words count as keys for routing: that form goes cross-shard.)
+        assert_eq!(k.run(&["SINTERCARD", "2", "{t}a", "{t}b"]), Reply::Int(2));
+        assert_eq!(
+            k.run(&["SUNIONSTORE", "{t}d", "{t}a", "{t}b"]),
+            Reply::Int(4)
+        );
+        assert_eq!(
+            k.run(&["SDIFFSTORE", "{t}d", "{t}a", "{t}b"]),
+            Reply::Int(1)
+        );
+        assert_eq!(sorted(k.run(&["SMEMBERS", "{t}d"])), vec![bulk("1")]);
+        assert_eq!(k.run(&["SMOVE", "{t}a", "{t}d", "2"]), Reply::Int(1));
+        assert_eq!(k.run(&["SCARD", "{t}d"]), Reply::Int(2));
+        k.run(&["SET", "{t}s", "v"]);
+        assert_eq!(k.run(&["SINTER", "{t}nokey", "{t}s"]), err(WRONGTYPE));
+        assert_eq!(k.run(&["SMOVE", "{t}a", "{t}s", "1"]), err(WRONGTYPE));
+        assert_eq!(k.run(&["SMOVE", "{t}nokey", "{t}s", "1"]), Reply::Int(0));
+        assert_eq!(k.run(&["SREM", "{t}d", "1", "2"]), Reply::Int(2));
+        assert_eq!(k.run(&["EXISTS", "{t}d"]), Reply::Int(0));
+        assert_eq!(
+            k.run(&["SPOP", "{t}a", "-1"]),
+            err("ERR value is out of range, must be positive")
+        );
+        assert_eq!(k.run(&["SPOP", "{t}a", "0"]), Reply::Set(vec![]));
+        assert_eq!(
+            k.run(&["SPOP", "{t}a", "10"]).clone(),
+            Reply::Set(vec![bulk("1"), bulk("3")])
+        );
+        assert_eq!(k.run(&["EXISTS", "{t}a"]), Reply::Int(0));
+    }
+}
