@@ -9,7 +9,7 @@ use super::keys::parse_cursor;
 use super::ldouble;
 use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
 use super::KeyCtx;
-use crate::error::{CmdError, CmdResult};
+use crate::error::{self, CmdError, CmdResult};
 use crate::protocol::reply::Reply;
 use crate::types::{self, Rng};
 
@@ -279,7 +279,7 @@ pub(super) fn scan_opts(argv: &[Bytes]) -> Result<(usize, Option<Bytes>), CmdErr
 
 /// The SCAN cursor argument (`ERR invalid cursor`).
 pub(super) fn cursor_arg(argv: &[Bytes]) -> Result<u64, CmdError> {
-    parse_cursor(arg(argv, 2)?).ok_or_else(|| CmdError::err("invalid cursor"))
+    parse_cursor(arg(argv, 2)?).ok_or_else(|| CmdError::coded(error::INVALID_CURSOR))
 }
 
 /// A SCAN-family reply: the next cursor and the elements.

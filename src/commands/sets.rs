@@ -11,7 +11,7 @@ use super::hashes::{bounded, cursor_arg, rand_count, scan_opts, scan_reply};
 use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
 use crate::coord::multi::{gather, WriteFn};
-use crate::error::{CmdError, CmdResult};
+use crate::error::{self, CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
 use crate::server::worker::Worker;
@@ -293,7 +293,7 @@ struct Algebra {
 
 /// SINTERCARD's `numkeys key... [LIMIT n]`, checked in Redis's order.
 fn parse_intercard(argv: &[Bytes]) -> Result<(Vec<Bytes>, usize), CmdError> {
-    let numkeys_err = || CmdError::err("numkeys should be greater than 0");
+    let numkeys_err = || CmdError::coded(error::NUMKEYS_POSITIVE);
     let n = parse_i64(arg(argv, 1)?).ok_or_else(numkeys_err)?;
     if n < 1 {
         return Err(numkeys_err());
@@ -301,9 +301,7 @@ fn parse_intercard(argv: &[Bytes]) -> Result<(Vec<Bytes>, usize), CmdError> {
     let avail = argv.len().saturating_sub(2);
     let n = usize::try_from(n).unwrap_or(usize::MAX);
     if n > avail {
-        return Err(CmdError::err(
-            "Number of keys can't be greater than number of args",
-        ));
+        return Err(CmdError::coded(error::NUMKEYS_TOO_MANY));
     }
     let keys = argv.get(2..2 + n).unwrap_or_default().to_vec();
     let mut limit = 0usize;
