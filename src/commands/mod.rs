@@ -132,7 +132,7 @@ pub enum Route {
 
 pub fn route(keys: &KeySpec, argv: &[Bytes], nshards: usize) -> Route {
     let mut owner = None;
-    for i in keys.positions(argv.len()) {
+    for i in keys.key_positions(argv) {
         let Some(k) = argv.get(i) else { break };
         let s = shard_of(k, nshards);
         match owner {

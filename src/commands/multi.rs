@@ -73,7 +73,7 @@ pub fn after_write(
     if !spec.has(WRITE) || reply.is_error() || unchanged(spec.name, argv, reply) {
         return;
     }
-    for i in spec.keys.positions(argv.len()) {
+    for i in spec.keys.key_positions(argv) {
         let Some(k) = argv.get(i) else {
             continue;
         };

@@ -47,7 +47,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("sinter", -2, READONLY, KeySpec::range(1, -1, 1), Exec::Key(sinter))
         .cross(algebra_cross)
         .doc(S, "1.0.0", "Returns the intersect of multiple sets.", "key [key ...]"),
-    CommandSpec::new("sintercard", -3, READONLY, KeySpec::range(2, -1, 1), Exec::Key(sintercard))
+    CommandSpec::new("sintercard", -3, READONLY, KeySpec::numkeys(1), Exec::Key(sintercard))
         .cross(algebra_cross)
         .doc(S, "7.0.0", "Returns the number of members of the intersect of multiple sets.", "numkeys key [key ...] [LIMIT limit]"),
     CommandSpec::new("sunion", -2, READONLY, KeySpec::range(1, -1, 1), Exec::Key(sunion))
@@ -545,8 +545,11 @@ mod family {
             sorted(k.run(&["SINTER", "{t}a", "{t}b"])),
             vec![bulk("2"), bulk("3")]
         );
-        // (With LIMIT the option words count as keys for routing: that form goes cross-shard.)
         assert_eq!(k.run(&["SINTERCARD", "2", "{t}a", "{t}b"]), Reply::Int(2));
+        assert_eq!(
+            k.run(&["SINTERCARD", "2", "{t}a", "{t}b", "LIMIT", "1"]),
+            Reply::Int(1)
+        );
         assert_eq!(
             k.run(&["SUNIONSTORE", "{t}d", "{t}a", "{t}b"]),
             Reply::Int(4)
