@@ -113,6 +113,14 @@ pub const WATCH_INSIDE_MULTI: &str = "ERR WATCH inside MULTI is not allowed";
 /// A `no-multi` command queued inside MULTI (the transaction is flagged).
 pub const NOT_ALLOWED_IN_MULTI: &str = "ERR Command not allowed inside a transaction";
 /// A key command whose keys live on several shards and that cannot be split.
+/// SINTERCARD (and the other numkeys commands) with numkeys < 1 or not a number.
+pub const NUMKEYS_POSITIVE: &str = "ERR numkeys should be greater than 0";
+/// numkeys larger than the arguments that follow it.
+pub const NUMKEYS_TOO_MANY: &str = "ERR Number of keys can't be greater than number of args";
+/// A SCAN-family cursor that is not an unsigned number.
+pub const INVALID_CURSOR: &str = "ERR invalid cursor";
+/// LCS on a key that holds another type than a string.
+pub const LCS_NOT_STRING: &str = "ERR The specified keys must contain string values";
 pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 /// EXEC of a transaction flagged by an error while queuing.
 pub const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";

@@ -763,3 +763,76 @@ fn clients_vanishing_mid_transaction_leave_no_locks() {
         assert_eq!(got, vec!["final"; 4]);
     }
 }
+
+/// SMOVE between sets on four shards never loses or duplicates a member for SUNION readers
+/// (both lock every shard involved), and SUNIONSTORE/SINTERSTORE/SDIFFSTORE into a key on
+/// yet another shard store what the sources held.
+#[test]
+fn smove_is_never_torn_for_set_algebra_readers() {
+    for n in common::shard_counts() {
+        let s = Server::start(n);
+        let sets = four_shard_keys("sm");
+        let mut c = s.client();
+        for m in 0..40 {
+            let _: i64 = c.sadd(&sets[m % 4], format!("m{m}")).unwrap();
+        }
+        let (ws, rs) = (sets.clone(), sets.clone());
+        hammer(
+            &s,
+            Duration::from_millis(if n > 1 { 1500 } else { 400 }),
+            2,
+            2,
+            move |c, w, i| {
+                let from = &ws[(w + i as usize) % 4];
+                let to = &ws[(w + 1 + i as usize * 3) % 4];
+                let m = format!("m{}", (i as usize * 7 + w) % 40);
+                let _: i64 = redis::cmd("SMOVE")
+                    .arg(from)
+                    .arg(to)
+                    .arg(m)
+                    .query(c)
+                    .unwrap();
+            },
+            move |c| {
+                let all: Vec<String> = redis::cmd("SUNION").arg(&rs).query(c).unwrap();
+                let card: i64 = redis::cmd("SINTERCARD")
+                    .arg(2)
+                    .arg(&rs[0])
+                    .arg(&rs[1])
+                    .query(c)
+                    .unwrap();
+                if all.len() != 40 || card != 0 {
+                    return Err(format!(
+                        "torn SMOVE: union {} members, overlap {card}",
+                        all.len()
+                    ));
+                }
+                Ok(())
+            },
+        );
+        let dst = "smdst".to_string();
+        let stored: i64 = redis::cmd("SUNIONSTORE")
+            .arg(&dst)
+            .arg(&sets)
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(stored, 40);
+        let none: i64 = redis::cmd("SINTERSTORE")
+            .arg(&dst)
+            .arg(&sets[0])
+            .arg(&sets[1])
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(none, 0);
+        let exists: i64 = c.exists(&dst).unwrap();
+        assert_eq!(exists, 0, "an empty STORE result deletes the destination");
+        let rest: i64 = redis::cmd("SDIFFSTORE")
+            .arg(&dst)
+            .arg(&sets[2])
+            .arg(&sets[3])
+            .query(&mut c)
+            .unwrap();
+        let card2: i64 = c.scard(&sets[2]).unwrap();
+        assert_eq!(rest, card2);
+    }
+}

@@ -419,24 +419,41 @@ fn key_specs(spec: &CommandSpec) -> Vec<Reply> {
     };
     // Redis's lastkey is relative to the first key (or negative: from the end).
     let lastkey = if k.last < 0 { k.last } else { k.last - k.first };
+    // A numkeys command searches from its count argument and finds `keynum` keys.
+    let begin = if k.numkeys > 0 { k.numkeys } else { k.first };
     let bs = Reply::Map(vec![
         (Reply::bulk("type"), Reply::bulk("index")),
         (
             Reply::bulk("spec"),
-            Reply::Map(vec![(Reply::bulk("index"), Reply::Int(k.first as i64))]),
+            Reply::Map(vec![(Reply::bulk("index"), Reply::Int(begin as i64))]),
         ),
     ]);
-    let fk = Reply::Map(vec![
-        (Reply::bulk("type"), Reply::bulk("range")),
+    let keynum = Reply::Map(vec![
+        (Reply::bulk("type"), Reply::bulk("keynum")),
         (
             Reply::bulk("spec"),
             Reply::Map(vec![
-                (Reply::bulk("lastkey"), Reply::Int(lastkey as i64)),
+                (Reply::bulk("keynumidx"), Reply::Int(0)),
+                (Reply::bulk("firstkey"), Reply::Int(1)),
                 (Reply::bulk("keystep"), Reply::Int(k.step as i64)),
-                (Reply::bulk("limit"), Reply::Int(0)),
             ]),
         ),
     ]);
+    let fk = if k.numkeys > 0 {
+        keynum
+    } else {
+        Reply::Map(vec![
+            (Reply::bulk("type"), Reply::bulk("range")),
+            (
+                Reply::bulk("spec"),
+                Reply::Map(vec![
+                    (Reply::bulk("lastkey"), Reply::Int(lastkey as i64)),
+                    (Reply::bulk("keystep"), Reply::Int(k.step as i64)),
+                    (Reply::bulk("limit"), Reply::Int(0)),
+                ]),
+            ),
+        ])
+    };
     vec![Reply::Map(vec![
         (
             Reply::bulk("flags"),
@@ -473,7 +490,8 @@ pub fn command_info(spec: &CommandSpec) -> Reply {
     } else {
         (Vec::new(), vec![Reply::status("@slow")])
     };
-    let (first, last, step) = if spec.keys.first > 0 {
+    // Movable-key commands report 0 0 0 (and the `movablekeys` flag), as Redis does.
+    let (first, last, step) = if spec.keys.first > 0 && spec.keys.numkeys == 0 {
         (spec.keys.first, spec.keys.last, spec.keys.step)
     } else {
         (0, 0, 0)

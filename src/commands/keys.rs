@@ -450,7 +450,7 @@ const SHARD_BITS: u32 = 8;
 
 /// Reads a SCAN cursor as Redis's parseScanCursorOrReply does with strtoul: an optional
 /// sign (a negative cursor wraps), digits, no leading space, no overflow; "" reads as 0.
-fn parse_cursor(b: &[u8]) -> Option<u64> {
+pub(crate) fn parse_cursor(b: &[u8]) -> Option<u64> {
     let Some(&first) = b.first() else {
         return Some(0);
     };

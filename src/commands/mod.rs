@@ -8,11 +8,13 @@
 pub mod args;
 pub mod conn;
 pub mod docs;
+pub mod hashes;
 pub mod keys;
 pub mod ldouble;
 pub mod multi;
 pub mod pubsub;
 pub mod server;
+pub mod sets;
 pub mod strings;
 pub mod table;
 #[cfg(test)]
@@ -35,6 +37,8 @@ use table::{CommandSpec, KeySpec};
 pub const FAMILIES: &[&[CommandSpec]] = &[
     strings::COMMANDS,
     keys::COMMANDS,
+    hashes::COMMANDS,
+    sets::COMMANDS,
     conn::COMMANDS,
     pubsub::COMMANDS,
     server::COMMANDS,
@@ -128,7 +132,7 @@ pub enum Route {
 
 pub fn route(keys: &KeySpec, argv: &[Bytes], nshards: usize) -> Route {
     let mut owner = None;
-    for i in keys.positions(argv.len()) {
+    for i in keys.key_positions(argv) {
         let Some(k) = argv.get(i) else { break };
         let s = shard_of(k, nshards);
         match owner {

@@ -73,10 +73,14 @@ pub fn after_write(
     if !spec.has(WRITE) || reply.is_error() || unchanged(spec.name, argv, reply) {
         return;
     }
-    for i in spec.keys.positions(argv.len()) {
+    for i in spec.keys.key_positions(argv) {
         let Some(k) = argv.get(i) else {
             continue;
         };
+        // The STORE forms of set algebra only modify their destination.
+        if i != 1 && matches!(spec.name, "sinterstore" | "sunionstore" | "sdiffstore") {
+            continue;
+        }
         // COPY's destination may be in another database (COPY src dst DB n).
         let kdb = if spec.name == "copy" && i == 2 {
             copy_db(argv).unwrap_or(db)
@@ -92,9 +96,12 @@ fn unchanged(name: &str, argv: &[Bytes], reply: &Reply) -> bool {
     match (name, reply) {
         (
             "del" | "unlink" | "expire" | "pexpire" | "expireat" | "pexpireat" | "persist"
-            | "setnx" | "msetnx" | "renamenx" | "copy",
+            | "setnx" | "msetnx" | "renamenx" | "copy" | "hsetnx" | "hdel" | "sadd" | "srem"
+            | "smove",
             Reply::Int(0),
         ) => true,
+        ("spop", Reply::Null) => true,
+        ("spop", Reply::Set(v)) => v.is_empty(),
         ("rename" | "renamenx", _) => argv.get(1) == argv.get(2),
         ("getdel" | "getex", Reply::Null) => true,
         // GETEX without options only reads.

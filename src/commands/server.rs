@@ -567,9 +567,17 @@ fn command_getkeys(cmd: &[Bytes]) -> CmdResult {
             "Invalid number of arguments specified for command",
         ));
     }
+    if spec.keys.numkeys > 0 {
+        // Redis's keynum key spec: the count must be a number whose keys all follow.
+        let at = spec.keys.numkeys as usize;
+        let n = cmd.get(at).and_then(|b| crate::protocol::parse_i64(b));
+        if !n.is_some_and(|n| n >= 0 && (n as u64) < cmd.len().saturating_sub(at) as u64) {
+            return Err(CmdError::err("Invalid arguments specified for command"));
+        }
+    }
     let keys: Vec<Reply> = spec
         .keys
-        .positions(cmd.len())
+        .key_positions(cmd)
         .filter_map(|i| cmd.get(i).cloned().map(Reply::Bulk))
         .collect();
     if keys.is_empty() {

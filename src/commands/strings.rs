@@ -453,9 +453,18 @@ fn setrange(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 fn lcs(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let now = ctx.now();
     let db = ctx.db();
-    let a = db.get_str(arg(argv, 1)?, now)?.unwrap_or_default();
-    let b = db.get_str(arg(argv, 2)?, now)?.unwrap_or_default();
+    let a = db.get_str(arg(argv, 1)?, now).map_err(lcs_type)?;
+    let b = db.get_str(arg(argv, 2)?, now).map_err(lcs_type)?;
+    let (a, b) = (a.unwrap_or_default(), b.unwrap_or_default());
     lcs_reply(&a, &b, argv)
+}
+
+/// LCS reports other types with its own text instead of WRONGTYPE.
+fn lcs_type(e: CmdError) -> CmdError {
+    match e {
+        CmdError::WrongType => CmdError::coded(crate::error::LCS_NOT_STRING),
+        e => e,
+    }
 }
 
 /// LCS with the keys on two shards: read both values, then compute here.
@@ -471,7 +480,7 @@ fn lcs_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
             let job: crate::server::worker::ShardFn<Result<Option<Bytes>, CmdError>> =
                 Box::new(move |tw| {
                     let now = tw.shard.now_ms;
-                    tw.shard.db_mut(db).get_str(&k, now)
+                    tw.shard.db_mut(db).get_str(&k, now).map_err(lcs_type)
                 });
             (owner, job)
         })

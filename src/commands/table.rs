@@ -50,6 +50,9 @@ pub struct KeySpec {
     pub first: i32,
     pub last: i32,
     pub step: i32,
+    /// For `numkeys` commands (SINTERCARD): the argument index holding the key count, so
+    /// the options after the keys are not taken for keys; 0 for the others.
+    pub numkeys: i32,
 }
 
 impl KeySpec {
@@ -58,6 +61,7 @@ impl KeySpec {
             first: 0,
             last: 0,
             step: 0,
+            numkeys: 0,
         }
     }
     pub const fn single(pos: i32) -> KeySpec {
@@ -65,10 +69,44 @@ impl KeySpec {
             first: pos,
             last: pos,
             step: 1,
+            numkeys: 0,
         }
     }
     pub const fn range(first: i32, last: i32, step: i32) -> KeySpec {
-        KeySpec { first, last, step }
+        KeySpec {
+            first,
+            last,
+            step,
+            numkeys: 0,
+        }
+    }
+
+    /// `numkeys key [key ...] [options]` with the count at argument `at` (movable keys).
+    pub const fn numkeys(at: i32) -> KeySpec {
+        KeySpec {
+            first: at + 1,
+            last: -1,
+            step: 1,
+            numkeys: at,
+        }
+    }
+
+    /// Argument indexes that hold keys in `argv`: as `positions`, but a `numkeys` command
+    /// stops after its counted keys (an unreadable count leaves every argument a key,
+    /// which only makes routing more conservative; the handler reports the error).
+    pub fn key_positions(&self, argv: &[Bytes]) -> impl Iterator<Item = usize> {
+        let mut argc = argv.len();
+        if self.numkeys > 0 {
+            let at = self.numkeys as usize;
+            let n = argv
+                .get(at)
+                .and_then(|b| crate::protocol::parse_i64(b))
+                .and_then(|n| usize::try_from(n).ok());
+            if let Some(n) = n.filter(|&n| n >= 1 && at + n < argc) {
+                argc = at + n + 1;
+            }
+        }
+        self.positions(argc)
     }
 
     /// Argument indexes that hold keys in `argc` arguments.
@@ -201,11 +239,16 @@ impl CommandSpec {
     }
 
     pub fn flag_names(&self) -> Vec<Reply> {
-        FLAG_NAMES
+        let mut out: Vec<Reply> = FLAG_NAMES
             .iter()
             .filter(|(bit, _)| self.flags & bit != 0)
             .map(|(_, n)| Reply::status(n))
-            .collect()
+            .collect();
+        // Redis lists it last, derived from the key specs.
+        if self.keys.numkeys > 0 {
+            out.push(Reply::status("movablekeys"));
+        }
+        out
     }
 }
 
@@ -300,5 +343,17 @@ mod tests {
         assert_eq!(KeySpec::single(1).positions(3).collect::<Vec<_>>(), vec![1]);
         let k = KeySpec::range(1, 2, 1);
         assert_eq!(k.positions(5).collect::<Vec<_>>(), vec![1, 2]);
+        let argv = |a: &[&str]| -> Vec<Bytes> {
+            a.iter()
+                .map(|s| Bytes::copy_from_slice(s.as_bytes()))
+                .collect()
+        };
+        let k = KeySpec::numkeys(1);
+        let sic = argv(&["sintercard", "2", "a", "b", "LIMIT", "1"]);
+        assert_eq!(k.key_positions(&sic).collect::<Vec<_>>(), vec![2, 3]);
+        let bad = argv(&["sintercard", "x", "a", "LIMIT"]);
+        assert_eq!(k.key_positions(&bad).collect::<Vec<_>>(), vec![2, 3]);
+        let many = argv(&["sintercard", "5", "a"]);
+        assert_eq!(k.key_positions(&many).collect::<Vec<_>>(), vec![2]);
     }
 }

@@ -244,3 +244,66 @@ pub fn move_key(
         }),
     );
 }
+
+/// One shard's write step of a [`gather`] command, run under the lock.
+pub type WriteFn = Box<dyn FnOnce(&mut Worker) + Send>;
+
+/// A multi-key read-compute-write across shards (set algebra, SMOVE): locks the owners of
+/// `keys` and `extra` (the shards written), runs `read` on each key's owner (results in
+/// `keys` order), lets `decide` compute the reply and the writes here, runs every write on
+/// its shard, releases every shard, and hands the reply to `finish`. Nothing is visible to
+/// other clients between the reads and the writes.
+pub fn gather<T: Send + 'static>(
+    w: &mut Worker,
+    keys: Vec<Bytes>,
+    extra: Vec<usize>,
+    read: impl Fn(&mut Worker, &Bytes) -> T + Send + Clone + 'static,
+    decide: impl FnOnce(Vec<T>) -> (Reply, Vec<(usize, WriteFn)>) + Send + 'static,
+    finish: impl FnOnce(&mut Worker, Reply) + Send + 'static,
+) {
+    let n = w.nshards;
+    let owners: Vec<usize> = keys
+        .iter()
+        .map(|k| crate::shard::route::shard_of(k, n))
+        .collect();
+    let mut shards: Vec<usize> = owners.iter().copied().chain(extra).collect();
+    shards.sort_unstable();
+    shards.dedup();
+    lock_all(
+        w,
+        shards.clone(),
+        Box::new(move |w, txid| {
+            let jobs: Vec<(usize, ShardFn<T>)> = keys
+                .into_iter()
+                .zip(owners)
+                .map(|(k, s)| {
+                    let read = read.clone();
+                    let job: ShardFn<T> = Box::new(move |tw| read(tw, &k));
+                    (s, job)
+                })
+                .collect();
+            w.fan_out(jobs, false, move |w, results: Vec<T>| {
+                let (reply, mut writes) = decide(results);
+                let jobs: Vec<(usize, ShardFn<()>)> = shards
+                    .into_iter()
+                    .map(|s| {
+                        let mine: Vec<WriteFn> = {
+                            let (m, rest): (Vec<_>, Vec<_>) =
+                                writes.drain(..).partition(|(ws, _)| *ws == s);
+                            writes = rest;
+                            m.into_iter().map(|(_, f)| f).collect()
+                        };
+                        let job: ShardFn<()> = Box::new(move |tw| {
+                            for f in mine {
+                                f(tw);
+                            }
+                            unlock(tw, txid);
+                        });
+                        (s, job)
+                    })
+                    .collect();
+                w.fan_out(jobs, false, move |w, _: Vec<()>| finish(w, reply));
+            });
+        }),
+    );
+}

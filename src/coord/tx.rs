@@ -198,7 +198,7 @@ fn shards_to_lock(
                 Exec::Conn(_) => return (0..nshards).collect(),
                 _ => out.extend(
                     spec.keys
-                        .positions(q.argv.len())
+                        .key_positions(&q.argv)
                         .filter_map(|i| q.argv.get(i))
                         .map(|k| shard_of(k, nshards)),
                 ),

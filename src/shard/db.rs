@@ -22,6 +22,8 @@ use super::dict::Table;
 use super::value::{str_encoding, Exported, StrEnc, Value};
 use crate::error::CmdError;
 use crate::protocol::parse_i64;
+use crate::types::hash::Hash;
+use crate::types::set::Set;
 
 const KIND_MASK: u8 = 0b11;
 const KIND_STR: u8 = 0;
@@ -373,7 +375,7 @@ impl Db {
         } else {
             match self.objs.get(v.obj_idx()) {
                 Some(Value::Str(s)) => s.clone(),
-                None => return Err(CmdError::WrongType),
+                _ => return Err(CmdError::WrongType),
             }
         };
         if stale {
@@ -412,6 +414,15 @@ impl Db {
         } else {
             match self.objs.get(v.obj_idx()) {
                 Some(Value::Str(b)) => ("string", &b[..]),
+                Some(obj) => {
+                    return Some(Meta {
+                        type_name: obj.type_name(),
+                        encoding: obj.obj_encoding().unwrap_or("raw"),
+                        expire_at: v.expire_at,
+                        atime: v.atime,
+                        shared: false,
+                    })
+                }
                 None => ("none", &[][..]),
             }
         };
@@ -660,7 +671,120 @@ impl Db {
                 let flags = KIND_STR | e.enc.to_bits() << ENC_SHIFT;
                 self.store(h, slot, key, flags, &b, e.atime, e.expire_at);
             }
+            obj => {
+                let idx = self.objs.insert(obj) as u32;
+                let bytes = idx.to_le_bytes();
+                self.store(h, slot, key, KIND_OBJ, &bytes, e.atime, e.expire_at);
+            }
         }
+    }
+
+    /// The boxed value at `key` for a command (lazy expiry; hit/miss if `count`, access
+    /// time refreshed): `Ok(None)` when missing, WRONGTYPE for an inline string.
+    fn obj_mut(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        count: bool,
+    ) -> Result<Option<&mut Value>, CmdError> {
+        let Some(loc) = self.lookup(key, now, count, true) else {
+            return Ok(None);
+        };
+        let v = view(self.arena.get(loc));
+        if v.kind() == KIND_STR {
+            return Err(CmdError::WrongType);
+        }
+        let idx = v.obj_idx();
+        Ok(self.objs.get_mut(idx))
+    }
+
+    /// The boxed value at `key` without side effects (an expired key reads as missing).
+    fn obj_ref(&self, key: &[u8], now: u64) -> Result<Option<&Value>, CmdError> {
+        let Some((_, loc)) = self.find(key) else {
+            return Ok(None);
+        };
+        if self.expired(loc, now) {
+            return Ok(None);
+        }
+        let v = view(self.arena.get(loc));
+        if v.kind() == KIND_STR {
+            return Err(CmdError::WrongType);
+        }
+        Ok(self.objs.get(v.obj_idx()))
+    }
+
+    /// The hash at `key` for a read command (counts a hit or miss), WRONGTYPE for others.
+    pub fn get_hash(&mut self, key: &[u8], now: u64) -> Result<Option<&Hash>, CmdError> {
+        match self.obj_mut(key, now, true)? {
+            None => Ok(None),
+            Some(Value::Hash(h)) => Ok(Some(h)),
+            Some(_) => Err(CmdError::WrongType),
+        }
+    }
+
+    /// The hash at `key` for a write command, WRONGTYPE for other types.
+    pub fn get_hash_mut(&mut self, key: &[u8], now: u64) -> Result<Option<&mut Hash>, CmdError> {
+        match self.obj_mut(key, now, false)? {
+            None => Ok(None),
+            Some(Value::Hash(h)) => Ok(Some(h)),
+            Some(_) => Err(CmdError::WrongType),
+        }
+    }
+
+    /// The hash at `key`, created empty when missing; WRONGTYPE for other types. A caller
+    /// that may leave it empty must call `remove_if_empty`.
+    pub fn hash_or_create(&mut self, key: &[u8], now: u64) -> Result<&mut Hash, CmdError> {
+        if self.get_hash_mut(key, now)?.is_none() {
+            self.set_value(key, Value::Hash(Box::default()), 0, now);
+        }
+        self.get_hash_mut(key, now)?.ok_or(CmdError::WrongType)
+    }
+
+    /// The set at `key` for a read command (counts a hit or miss), WRONGTYPE for others.
+    pub fn get_set(&mut self, key: &[u8], now: u64) -> Result<Option<&Set>, CmdError> {
+        match self.obj_mut(key, now, true)? {
+            None => Ok(None),
+            Some(Value::Set(s)) => Ok(Some(s)),
+            Some(_) => Err(CmdError::WrongType),
+        }
+    }
+
+    /// The set at `key` for a write command, WRONGTYPE for other types.
+    pub fn get_set_mut(&mut self, key: &[u8], now: u64) -> Result<Option<&mut Set>, CmdError> {
+        match self.obj_mut(key, now, false)? {
+            None => Ok(None),
+            Some(Value::Set(s)) => Ok(Some(s)),
+            Some(_) => Err(CmdError::WrongType),
+        }
+    }
+
+    /// The set at `key`, created empty when missing; WRONGTYPE for other types.
+    pub fn set_or_create(&mut self, key: &[u8], now: u64) -> Result<&mut Set, CmdError> {
+        if self.get_set_mut(key, now)?.is_none() {
+            self.set_value(key, Value::Set(Box::default()), 0, now);
+        }
+        self.get_set_mut(key, now)?.ok_or(CmdError::WrongType)
+    }
+
+    /// The set at `key` without side effects (multi-key reads borrow several at once;
+    /// callers run `expire_if_needed` on each key first). WRONGTYPE for other types.
+    pub fn peek_set(&self, key: &[u8], now: u64) -> Result<Option<&Set>, CmdError> {
+        match self.obj_ref(key, now)? {
+            None => Ok(None),
+            Some(Value::Set(s)) => Ok(Some(s)),
+            Some(_) => Err(CmdError::WrongType),
+        }
+    }
+
+    /// Deletes `key` if it holds an empty collection (Redis never keeps empty ones).
+    /// Returns true if it did.
+    pub fn remove_if_empty(&mut self, key: &[u8]) -> bool {
+        let empty = match self.obj_ref(key, 0) {
+            Ok(Some(Value::Hash(h))) => h.is_empty(),
+            Ok(Some(Value::Set(s))) => s.is_empty(),
+            _ => false,
+        };
+        empty && self.remove(key)
     }
 
     pub fn clear(&mut self) {
@@ -881,6 +1005,41 @@ mod tests {
         db.set_value(b"p", Value::Str(b("x")), 0, 0);
         db.set(b"p", b"inline", 0, 0);
         assert_eq!(db.objs.len(), 0);
+    }
+
+    #[test]
+    fn typed_accessors_and_empty_collections() {
+        let mut db = Db::default();
+        db.set(b"s", b"str", 0, 0);
+        assert_eq!(db.get_hash(b"s", 0).err(), Some(CmdError::WrongType));
+        assert_eq!(db.set_or_create(b"s", 0).err(), Some(CmdError::WrongType));
+        assert!(db.get_hash(b"h", 0).unwrap().is_none());
+        db.hash_or_create(b"h", 0).unwrap().insert(b("f"), b("v"));
+        assert_eq!(db.get_str(b"h", 0), Err(CmdError::WrongType));
+        assert_eq!(db.get_set_mut(b"h", 0).err(), Some(CmdError::WrongType));
+        let m = db.meta(b"h", 0).unwrap();
+        assert_eq!((m.type_name, m.encoding), ("hash", "listpack"));
+        db.set_or_create(b"t", 0).unwrap().add(b("x"));
+        let m = db.meta(b"t", 0).unwrap();
+        assert_eq!((m.type_name, m.encoding), ("set", "hashtable"), "7.0 names");
+        // Export is a deep copy: changing the copy leaves the original alone.
+        let e = db.export(b"t", 0).unwrap();
+        db.import(b"u", e);
+        db.get_set_mut(b"u", 0).unwrap().unwrap().add(b("y"));
+        assert_eq!(db.peek_set(b"t", 0).unwrap().unwrap().len(), 1);
+        assert!(!db.remove_if_empty(b"t"));
+        db.get_set_mut(b"t", 0).unwrap().unwrap().remove(b"x");
+        assert!(db.remove_if_empty(b"t"));
+        assert!(!db.exists(b"t", 0));
+        let t = db.take(b"h").unwrap();
+        assert_eq!(t.val.type_name(), "hash");
+        db.import(b"h2", t);
+        assert_eq!(
+            db.get_hash(b"h2", 0).unwrap().unwrap().get(b"f"),
+            Some(&b("v"))
+        );
+        db.set(b"h2", b"over", 0, 0);
+        assert_eq!(db.objs.len(), 1, "only u's set is boxed");
     }
 
     #[test]

@@ -7,10 +7,32 @@
 use bytes::Bytes;
 
 use crate::protocol::parse_i64;
+use crate::types::hash::Hash;
+use crate::types::set::Set;
 
-#[derive(Debug, Clone, PartialEq)]
+/// A value as a whole. Collections are boxed so a `Value` stays two words for strings;
+/// cloning one deep-copies it (COPY relies on that).
+#[derive(Debug, Clone)]
 pub enum Value {
     Str(Bytes),
+    Hash(Box<Hash>),
+    Set(Box<Set>),
+}
+
+impl PartialEq for Value {
+    /// Content equality: collections compare as unordered (field, value) pairs / members.
+    fn eq(&self, other: &Value) -> bool {
+        match (self, other) {
+            (Value::Str(a), Value::Str(b)) => a == b,
+            (Value::Hash(a), Value::Hash(b)) => {
+                a.len() == b.len() && a.iter().all(|(f, v)| b.get(f) == Some(v))
+            }
+            (Value::Set(a), Value::Set(b)) => {
+                a.len() == b.len() && a.iter().all(|m| b.contains(&m))
+            }
+            _ => false,
+        }
+    }
 }
 
 impl Value {
@@ -18,6 +40,22 @@ impl Value {
     pub fn type_name(&self) -> &'static str {
         match self {
             Value::Str(_) => "string",
+            Value::Hash(_) => "hash",
+            Value::Set(_) => "set",
+        }
+    }
+
+    /// The name OBJECT ENCODING reports for a collection, as redis-server 7.0.15 says it:
+    /// 7.0 has no listpack sets (that arrived in 7.2), so a small non-integer set is a
+    /// `hashtable` there. `None` for strings (their encoding depends on flags in the entry).
+    pub fn obj_encoding(&self) -> Option<&'static str> {
+        match self {
+            Value::Str(_) => None,
+            Value::Hash(h) => Some(h.encoding()),
+            Value::Set(s) => Some(match s.encoding() {
+                "listpack" => "hashtable",
+                e => e,
+            }),
         }
     }
 }

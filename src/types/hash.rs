@@ -1,5 +1,5 @@
 //! Hash values: field → value, binary safe. Compact form `listpack` (a `Vec` of pairs in
-//! insertion order, linear lookup) while there are at most 128 fields and every field and value
+//! insertion order, linear lookup) while there are at most 512 fields (`HASH_MAX_LISTPACK_ENTRIES`) and every field and value
 //! is at most 64 bytes; otherwise `hashtable` ([`Table`]: O(1) lookup, O(1) random field,
 //! no-miss SCAN). Never converts back. Owned by the key's shard thread.
 
@@ -267,19 +267,19 @@ mod tests {
     }
 
     #[test]
-    fn converts_at_128_entries() {
+    fn converts_at_513_entries() {
         let mut h = Hash::new();
-        for i in 0..128 {
+        for i in 0..512 {
             h.insert(b(&format!("f{i}")), b("v"));
         }
         assert_eq!(h.encoding(), "listpack");
         h.insert(b("f0"), b("updated")); // update does not count as an entry
         assert_eq!(h.encoding(), "listpack");
-        h.insert(b("f128"), b("v"));
+        h.insert(b("f512"), b("v"));
         assert_eq!(h.encoding(), "hashtable");
-        assert_eq!(h.len(), 129);
+        assert_eq!(h.len(), 513);
         assert_eq!(h.get(b"f0"), Some(&b("updated")));
-        h.remove(b"f128");
+        h.remove(b"f512");
         assert_eq!(h.encoding(), "hashtable", "never converts back");
     }
 
@@ -367,9 +367,10 @@ mod tests {
         assert_eq!((c, all.len()), (0, 10), "listpack is returned whole");
         let (_, some) = h.scan(0, 10, Some(b"f1*"));
         assert_eq!(some, vec![(b("f1"), b("v"))]);
-        for i in 10..300 {
+        for i in 10..700 {
             h.insert(b(&format!("f{i}")), b("v"));
         }
+        assert_eq!(h.encoding(), "hashtable");
         let mut seen = std::collections::HashSet::new();
         let mut cursor = 0;
         let mut calls = 0;
@@ -377,7 +378,7 @@ mod tests {
             let (c, page) = h.scan(cursor, 10, None);
             seen.extend(page.into_iter().map(|p| p.0));
             calls += 1;
-            h.remove(format!("f{}", 299 - calls).as_bytes());
+            h.remove(format!("f{}", 699 - calls).as_bytes());
             cursor = c;
             if cursor == 0 {
                 break;

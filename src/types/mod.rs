@@ -7,7 +7,7 @@
 //! | module | type | compact form | big form | converts when |
 //! |---|---|---|---|---|
 //! | [`list`] | [`list::List`] | `listpack` | `quicklist` | total bytes > 8 KiB (`list-max-listpack-size -2`) |
-//! | [`hash`] | [`hash::Hash`] | `listpack` (Vec of pairs) | `hashtable` | > 128 fields or a field/value > 64 bytes |
+//! | [`hash`] | [`hash::Hash`] | `listpack` (Vec of pairs) | `hashtable` | > 512 fields or a field/value > 64 bytes |
 //! | [`set`] | [`set::Set`] | `intset` (sorted `Vec<i64>`), `listpack` | `hashtable` | intset: non-integer member or > 512 entries; listpack: > 128 members or a member > 64 bytes |
 //! | [`zset`] | [`zset::ZSet`] | `listpack` (sorted Vec) | `skiplist` (treap with subtree counts + member→score map) | > 128 members or a member > 64 bytes |
 //!
@@ -40,10 +40,12 @@ pub mod set;
 mod table;
 pub mod zset;
 
-/// Redis's default thresholds (redis.conf 7.x).
+/// Redis's default thresholds: redis-server 7.0.15's compiled-in defaults, which is what a
+/// server started without a config file (our compat target) uses. Note the shipped
+/// redis.conf lowers `hash-max-listpack-entries` to 128; the compiled default is 512.
 pub mod limits {
-    /// `hash-max-listpack-entries`
-    pub const HASH_MAX_LISTPACK_ENTRIES: usize = 128;
+    /// `hash-max-listpack-entries` (compiled default; redis.conf says 128)
+    pub const HASH_MAX_LISTPACK_ENTRIES: usize = 512;
     /// `hash-max-listpack-value`
     pub const HASH_MAX_LISTPACK_VALUE: usize = 64;
     /// `set-max-intset-entries`
@@ -81,7 +83,7 @@ pub mod err {
     pub const LPOS_MAXLEN_NEGATIVE: &str = "ERR MAXLEN can't be negative";
     /// SRANDMEMBER/HRANDFIELD/ZRANDMEMBER count of `i64::MIN`.
     pub const RAND_COUNT_RANGE: &str = "ERR value is out of range, value must between -9223372036854775807 and 9223372036854775807";
-    /// HRANDFIELD WITHVALUES / ZRANDMEMBER WITHSCORES count below `-LONG_MAX/2`.
+    /// HRANDFIELD WITHVALUES / ZRANDMEMBER WITHSCORES count outside `±LONG_MAX/2`.
     pub const OUT_OF_RANGE: &str = "ERR value is out of range";
     /// Negative count of SPOP, LPOP/RPOP, ZPOPMIN/ZPOPMAX.
     pub const MUST_BE_POSITIVE: &str = "ERR value is out of range, must be positive";
@@ -95,7 +97,7 @@ pub fn check_rand_count(count: i64, with_values: bool) -> Result<(), &'static st
     if count == i64::MIN {
         return Err(err::RAND_COUNT_RANGE);
     }
-    if with_values && count < -(i64::MAX / 2) {
+    if with_values && !(-(i64::MAX / 2)..=i64::MAX / 2).contains(&count) {
         return Err(err::OUT_OF_RANGE);
     }
     Ok(())
@@ -255,7 +257,13 @@ mod tests {
             Err(err::OUT_OF_RANGE)
         );
         assert_eq!(check_rand_count(-4611686018427387903, true), Ok(()));
-        assert_eq!(check_rand_count(i64::MAX, true), Ok(()));
+        assert_eq!(check_rand_count(i64::MAX, true), Err(err::OUT_OF_RANGE));
+        assert_eq!(check_rand_count(i64::MAX / 2, true), Ok(()));
+        assert_eq!(
+            check_rand_count(i64::MAX / 2 + 1, true),
+            Err(err::OUT_OF_RANGE)
+        );
+        assert_eq!(check_rand_count(i64::MAX, false), Ok(()));
     }
 
     #[test]
