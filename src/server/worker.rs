@@ -56,12 +56,28 @@ pub struct Ticket {
     pub seq: u64,
 }
 
-/// One command bound for another shard inside a batch.
+/// One command bound for another shard inside a batch; its arguments are
+/// `Batch::args[start..end]`.
 pub struct BatchCmd {
     pub seq: u64,
     pub id: usize,
     pub db: usize,
-    pub argv: Vec<Bytes>,
+    pub start: usize,
+    pub end: usize,
+}
+
+/// Commands of one connection's read for one other shard: one message, one argument vector
+/// for all of them (no allocation per command).
+#[derive(Default)]
+pub struct Batch {
+    pub cmds: Vec<BatchCmd>,
+    pub args: Vec<Bytes>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.cmds.is_empty()
+    }
 }
 
 type GatherDone = Box<dyn FnOnce(&mut Worker, Vec<Box<dyn Any + Send>>)>;
@@ -127,7 +143,7 @@ pub struct Worker {
     local: VecDeque<Msg>,
     parked: VecDeque<Job>,
     dirty: Vec<usize>,
-    batches: Vec<Vec<BatchCmd>>,
+    batches: Vec<Batch>,
     batch_targets: Vec<usize>,
     args_scratch: Vec<Arg>,
     argv_scratch: Vec<Bytes>,
@@ -171,7 +187,7 @@ impl Worker {
             local: VecDeque::new(),
             parked: VecDeque::new(),
             dirty: Vec::new(),
-            batches: (0..nshards).map(|_| Vec::new()).collect(),
+            batches: (0..nshards).map(|_| Batch::default()).collect(),
             batch_targets: Vec::new(),
             args_scratch: Vec::new(),
             argv_scratch: Vec::new(),
@@ -774,8 +790,18 @@ impl Worker {
         if self.batches[s].is_empty() {
             self.batch_targets.push(s);
         }
-        let argv = std::mem::take(argv);
-        self.batches[s].push(BatchCmd { seq, id, db, argv });
+        let batch = &mut self.batches[s];
+        let start = batch.args.len();
+        // Moving the arguments out keeps `argv`'s capacity for the next command.
+        batch.args.append(argv);
+        let end = batch.args.len();
+        batch.cmds.push(BatchCmd {
+            seq,
+            id,
+            db,
+            start,
+            end,
+        });
     }
 
     /// Sends this connection's commands for other shards: one message per shard.
@@ -793,11 +819,11 @@ impl Worker {
             if s != origin {
                 self.awaiting += 1;
             }
-            let cmds = std::mem::take(&mut self.batches[s]);
+            let batch = std::mem::take(&mut self.batches[s]);
             self.post(
                 s,
                 Msg::Work(Box::new(move |tw: &mut Worker| {
-                    exec_batch(tw, origin, token, resp, cmds)
+                    exec_batch(tw, origin, token, resp, batch)
                 })),
             );
         }
@@ -1078,16 +1104,15 @@ fn conn_rbuf_idle(c: &Conn) -> bool {
 }
 
 /// Runs a batch of commands on their owner shard and ships the encoded replies back.
-fn exec_batch(tw: &mut Worker, origin: usize, token: u64, resp: u8, cmds: Vec<BatchCmd>) {
+fn exec_batch(tw: &mut Worker, origin: usize, token: u64, resp: u8, batch: Batch) {
     let t = table();
-    let mut buf = Vec::with_capacity(cmds.len() * 16);
-    let mut marks = Vec::with_capacity(cmds.len());
-    for c in cmds {
+    let mut buf = Vec::with_capacity(batch.cmds.len() * 16);
+    let mut marks = Vec::with_capacity(batch.cmds.len());
+    for c in &batch.cmds {
+        let argv = batch.args.get(c.start..c.end).unwrap_or_default();
         let reply = match t.get(c.id).map(|s| s.exec) {
-            Some(Exec::Key(f)) => commands::run_key(&mut tw.shard, c.id, f, c.db, resp, &c.argv),
-            Some(Exec::Multi(m)) => {
-                commands::run_key(&mut tw.shard, c.id, m.sub, c.db, resp, &c.argv)
-            }
+            Some(Exec::Key(f)) => commands::run_key(&mut tw.shard, c.id, f, c.db, resp, argv),
+            Some(Exec::Multi(m)) => commands::run_key(&mut tw.shard, c.id, m.sub, c.db, resp, argv),
             _ => Reply::error("ERR internal routing error"),
         };
         reply.encode(resp, &mut buf);
