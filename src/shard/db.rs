@@ -23,6 +23,7 @@ use super::value::{str_encoding, Exported, StrEnc, Value};
 use crate::error::CmdError;
 use crate::protocol::parse_i64;
 use crate::types::hash::Hash;
+use crate::types::list::List;
 use crate::types::set::Set;
 
 const KIND_MASK: u8 = 0b11;
@@ -776,12 +777,40 @@ impl Db {
         }
     }
 
+    /// The list at `key` for a read command (counts a hit or miss), WRONGTYPE for others.
+    pub fn get_list(&mut self, key: &[u8], now: u64) -> Result<Option<&List>, CmdError> {
+        match self.obj_mut(key, now, true)? {
+            None => Ok(None),
+            Some(Value::List(l)) => Ok(Some(l)),
+            Some(_) => Err(CmdError::WrongType),
+        }
+    }
+
+    /// The list at `key` for a write command, WRONGTYPE for other types.
+    pub fn get_list_mut(&mut self, key: &[u8], now: u64) -> Result<Option<&mut List>, CmdError> {
+        match self.obj_mut(key, now, false)? {
+            None => Ok(None),
+            Some(Value::List(l)) => Ok(Some(l)),
+            Some(_) => Err(CmdError::WrongType),
+        }
+    }
+
+    /// The list at `key`, created empty when missing; WRONGTYPE for other types. A caller
+    /// that may leave it empty must call `remove_if_empty`.
+    pub fn list_or_create(&mut self, key: &[u8], now: u64) -> Result<&mut List, CmdError> {
+        if self.get_list_mut(key, now)?.is_none() {
+            self.set_value(key, Value::List(Box::default()), 0, now);
+        }
+        self.get_list_mut(key, now)?.ok_or(CmdError::WrongType)
+    }
+
     /// Deletes `key` if it holds an empty collection (Redis never keeps empty ones).
     /// Returns true if it did.
     pub fn remove_if_empty(&mut self, key: &[u8]) -> bool {
         let empty = match self.obj_ref(key, 0) {
             Ok(Some(Value::Hash(h))) => h.is_empty(),
             Ok(Some(Value::Set(s))) => s.is_empty(),
+            Ok(Some(Value::List(l))) => l.is_empty(),
             _ => false,
         };
         empty && self.remove(key)
