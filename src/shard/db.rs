@@ -1037,6 +1037,29 @@ mod tests {
     }
 
     #[test]
+    fn list_accessors_wrongtype_and_empty_removal() {
+        use crate::types::list::End;
+        let mut db = Db::default();
+        db.set(b"s", b"str", 0, 0);
+        assert_eq!(db.get_list(b"s", 0).err(), Some(CmdError::WrongType));
+        assert_eq!(db.list_or_create(b"s", 0).err(), Some(CmdError::WrongType));
+        db.set_or_create(b"set", 0).unwrap().add(b("m"));
+        assert_eq!(db.get_list_mut(b"set", 0).err(), Some(CmdError::WrongType));
+        assert!(db.get_list(b"l", 0).unwrap().is_none());
+        db.list_or_create(b"l", 0).unwrap().push(End::Tail, b("x"));
+        assert_eq!(db.meta(b"l", 0).unwrap().type_name, "list");
+        assert_eq!(db.meta(b"l", 0).unwrap().encoding, "quicklist");
+        assert_eq!(db.get_set(b"l", 0).err(), Some(CmdError::WrongType));
+        let copy = db.export(b"l", 0).unwrap();
+        assert!(!db.remove_if_empty(b"l"));
+        db.get_list_mut(b"l", 0).unwrap().unwrap().pop(End::Head);
+        assert!(db.remove_if_empty(b"l"));
+        assert!(!db.exists(b"l", 0));
+        db.import(b"l2", copy);
+        assert_eq!(db.get_list(b"l2", 0).unwrap().map(|l| l.len()), Some(1));
+    }
+
+    #[test]
     fn typed_accessors_and_empty_collections() {
         let mut db = Db::default();
         db.set(b"s", b"str", 0, 0);
