@@ -836,3 +836,84 @@ fn smove_is_never_torn_for_set_algebra_readers() {
         assert_eq!(rest, card2);
     }
 }
+
+/// LMOVE/RPOPLPUSH rotate elements through lists on four shards (also inside MULTI) without
+/// losing or duplicating any; LMPOP works with its keys on one shard and answers CROSSSLOT
+/// across shards.
+#[test]
+fn list_moves_across_shards_and_lmpop_crossslot() {
+    for n in common::shard_counts() {
+        let s = Server::start(n);
+        let lists = four_shard_keys("lm");
+        let mut c = s.client();
+        let _: i64 = c.rpush(&lists[0], (0..20).collect::<Vec<i64>>()).unwrap();
+        for i in 0..60usize {
+            let (from, to) = (&lists[i % 4], &lists[(i + 1) % 4]);
+            let _: Option<String> = if i % 2 == 0 {
+                redis::cmd("LMOVE")
+                    .arg(from)
+                    .arg(to)
+                    .arg("LEFT")
+                    .arg("RIGHT")
+                    .query(&mut c)
+                    .unwrap()
+            } else {
+                redis::cmd("RPOPLPUSH")
+                    .arg(from)
+                    .arg(to)
+                    .query(&mut c)
+                    .unwrap()
+            };
+        }
+        let (a, b): (Option<String>, Option<String>) = redis::pipe()
+            .atomic()
+            .cmd("LMOVE")
+            .arg(&lists[0])
+            .arg(&lists[3])
+            .arg("RIGHT")
+            .arg("LEFT")
+            .cmd("RPOPLPUSH")
+            .arg(&lists[1])
+            .arg(&lists[2])
+            .query(&mut c)
+            .unwrap();
+        let mut all: Vec<i64> = Vec::new();
+        for l in &lists {
+            let items: Vec<i64> = c.lrange(l, 0, -1).unwrap();
+            all.extend(items);
+        }
+        all.sort_unstable();
+        assert_eq!(
+            all,
+            (0..20).collect::<Vec<i64>>(),
+            "shards={n} a={a:?} b={b:?}"
+        );
+        let r: redis::RedisResult<redis::Value> = redis::cmd("LMPOP")
+            .arg(2)
+            .arg(&lists[0])
+            .arg(&lists[1])
+            .arg("LEFT")
+            .query(&mut c);
+        if n > 1 {
+            let e = r.unwrap_err();
+            assert_eq!(e.code(), Some("CROSSSLOT"), "shards={n}: {e}");
+        } else {
+            assert!(r.is_ok(), "shards={n}: {r:?}");
+        }
+        let one: redis::Value = redis::cmd("LMPOP")
+            .arg(1)
+            .arg(&lists[2])
+            .arg("RIGHT")
+            .arg("COUNT")
+            .arg(100)
+            .query(&mut c)
+            .unwrap();
+        assert!(
+            matches!(one, redis::Value::Array(ref v) if v.len() == 2)
+                || matches!(one, redis::Value::Nil),
+            "{one:?}"
+        );
+        let exists: i64 = c.exists(&lists[2]).unwrap();
+        assert_eq!(exists, 0, "LMPOP COUNT 100 emptied and deleted the list");
+    }
+}

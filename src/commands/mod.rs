@@ -11,6 +11,7 @@ pub mod docs;
 pub mod hashes;
 pub mod keys;
 pub mod ldouble;
+pub mod lists;
 pub mod multi;
 pub mod pubsub;
 pub mod server;
@@ -39,6 +40,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     keys::COMMANDS,
     hashes::COMMANDS,
     sets::COMMANDS,
+    lists::COMMANDS,
     conn::COMMANDS,
     pubsub::COMMANDS,
     server::COMMANDS,

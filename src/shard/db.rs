@@ -23,6 +23,7 @@ use super::value::{str_encoding, Exported, StrEnc, Value};
 use crate::error::CmdError;
 use crate::protocol::parse_i64;
 use crate::types::hash::Hash;
+use crate::types::list::List;
 use crate::types::set::Set;
 
 const KIND_MASK: u8 = 0b11;
@@ -776,12 +777,40 @@ impl Db {
         }
     }
 
+    /// The list at `key` for a read command (counts a hit or miss), WRONGTYPE for others.
+    pub fn get_list(&mut self, key: &[u8], now: u64) -> Result<Option<&List>, CmdError> {
+        match self.obj_mut(key, now, true)? {
+            None => Ok(None),
+            Some(Value::List(l)) => Ok(Some(l)),
+            Some(_) => Err(CmdError::WrongType),
+        }
+    }
+
+    /// The list at `key` for a write command, WRONGTYPE for other types.
+    pub fn get_list_mut(&mut self, key: &[u8], now: u64) -> Result<Option<&mut List>, CmdError> {
+        match self.obj_mut(key, now, false)? {
+            None => Ok(None),
+            Some(Value::List(l)) => Ok(Some(l)),
+            Some(_) => Err(CmdError::WrongType),
+        }
+    }
+
+    /// The list at `key`, created empty when missing; WRONGTYPE for other types. A caller
+    /// that may leave it empty must call `remove_if_empty`.
+    pub fn list_or_create(&mut self, key: &[u8], now: u64) -> Result<&mut List, CmdError> {
+        if self.get_list_mut(key, now)?.is_none() {
+            self.set_value(key, Value::List(Box::default()), 0, now);
+        }
+        self.get_list_mut(key, now)?.ok_or(CmdError::WrongType)
+    }
+
     /// Deletes `key` if it holds an empty collection (Redis never keeps empty ones).
     /// Returns true if it did.
     pub fn remove_if_empty(&mut self, key: &[u8]) -> bool {
         let empty = match self.obj_ref(key, 0) {
             Ok(Some(Value::Hash(h))) => h.is_empty(),
             Ok(Some(Value::Set(s))) => s.is_empty(),
+            Ok(Some(Value::List(l))) => l.is_empty(),
             _ => false,
         };
         empty && self.remove(key)
@@ -1005,6 +1034,29 @@ mod tests {
         db.set_value(b"p", Value::Str(b("x")), 0, 0);
         db.set(b"p", b"inline", 0, 0);
         assert_eq!(db.objs.len(), 0);
+    }
+
+    #[test]
+    fn list_accessors_wrongtype_and_empty_removal() {
+        use crate::types::list::End;
+        let mut db = Db::default();
+        db.set(b"s", b"str", 0, 0);
+        assert_eq!(db.get_list(b"s", 0).err(), Some(CmdError::WrongType));
+        assert_eq!(db.list_or_create(b"s", 0).err(), Some(CmdError::WrongType));
+        db.set_or_create(b"set", 0).unwrap().add(b("m"));
+        assert_eq!(db.get_list_mut(b"set", 0).err(), Some(CmdError::WrongType));
+        assert!(db.get_list(b"l", 0).unwrap().is_none());
+        db.list_or_create(b"l", 0).unwrap().push(End::Tail, b("x"));
+        assert_eq!(db.meta(b"l", 0).unwrap().type_name, "list");
+        assert_eq!(db.meta(b"l", 0).unwrap().encoding, "quicklist");
+        assert_eq!(db.get_set(b"l", 0).err(), Some(CmdError::WrongType));
+        let copy = db.export(b"l", 0).unwrap();
+        assert!(!db.remove_if_empty(b"l"));
+        db.get_list_mut(b"l", 0).unwrap().unwrap().pop(End::Head);
+        assert!(db.remove_if_empty(b"l"));
+        assert!(!db.exists(b"l", 0));
+        db.import(b"l2", copy);
+        assert_eq!(db.get_list(b"l2", 0).unwrap().map(|l| l.len()), Some(1));
     }
 
     #[test]

@@ -8,6 +8,7 @@ use bytes::Bytes;
 
 use crate::protocol::parse_i64;
 use crate::types::hash::Hash;
+use crate::types::list::List;
 use crate::types::set::Set;
 
 /// A value as a whole. Collections are boxed so a `Value` stays two words for strings;
@@ -17,6 +18,7 @@ pub enum Value {
     Str(Bytes),
     Hash(Box<Hash>),
     Set(Box<Set>),
+    List(Box<List>),
 }
 
 impl PartialEq for Value {
@@ -30,6 +32,7 @@ impl PartialEq for Value {
             (Value::Set(a), Value::Set(b)) => {
                 a.len() == b.len() && a.iter().all(|m| b.contains(&m))
             }
+            (Value::List(a), Value::List(b)) => a.len() == b.len() && a.iter().eq(b.iter()),
             _ => false,
         }
     }
@@ -42,6 +45,7 @@ impl Value {
             Value::Str(_) => "string",
             Value::Hash(_) => "hash",
             Value::Set(_) => "set",
+            Value::List(_) => "list",
         }
     }
 
@@ -56,6 +60,8 @@ impl Value {
                 "listpack" => "hashtable",
                 e => e,
             }),
+            // 7.0 stores every list as a quicklist (listpack lists arrived in 7.2).
+            Value::List(_) => Some("quicklist"),
         }
     }
 }
