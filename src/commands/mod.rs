@@ -20,6 +20,7 @@ pub mod strings;
 pub mod table;
 #[cfg(test)]
 mod testkit;
+pub mod zsets;
 
 use crate::runtime::clock;
 
@@ -41,6 +42,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     hashes::COMMANDS,
     sets::COMMANDS,
     lists::COMMANDS,
+    zsets::COMMANDS,
     conn::COMMANDS,
     pubsub::COMMANDS,
     server::COMMANDS,

@@ -25,6 +25,7 @@ use crate::protocol::parse_i64;
 use crate::types::hash::Hash;
 use crate::types::list::List;
 use crate::types::set::Set;
+use crate::types::zset::ZSet;
 
 const KIND_MASK: u8 = 0b11;
 const KIND_STR: u8 = 0;
@@ -804,6 +805,33 @@ impl Db {
         self.get_list_mut(key, now)?.ok_or(CmdError::WrongType)
     }
 
+    /// The sorted set at `key` for a read command (counts a hit or miss), WRONGTYPE for others.
+    pub fn get_zset(&mut self, key: &[u8], now: u64) -> Result<Option<&ZSet>, CmdError> {
+        match self.obj_mut(key, now, true)? {
+            None => Ok(None),
+            Some(Value::ZSet(z)) => Ok(Some(z)),
+            Some(_) => Err(CmdError::WrongType),
+        }
+    }
+
+    /// The sorted set at `key` for a write command, WRONGTYPE for other types.
+    pub fn get_zset_mut(&mut self, key: &[u8], now: u64) -> Result<Option<&mut ZSet>, CmdError> {
+        match self.obj_mut(key, now, false)? {
+            None => Ok(None),
+            Some(Value::ZSet(z)) => Ok(Some(z)),
+            Some(_) => Err(CmdError::WrongType),
+        }
+    }
+
+    /// The sorted set at `key`, created empty when missing; WRONGTYPE for other types. A
+    /// caller that may leave it empty must call `remove_if_empty`.
+    pub fn zset_or_create(&mut self, key: &[u8], now: u64) -> Result<&mut ZSet, CmdError> {
+        if self.get_zset_mut(key, now)?.is_none() {
+            self.set_value(key, Value::ZSet(Box::default()), 0, now);
+        }
+        self.get_zset_mut(key, now)?.ok_or(CmdError::WrongType)
+    }
+
     /// Deletes `key` if it holds an empty collection (Redis never keeps empty ones).
     /// Returns true if it did.
     pub fn remove_if_empty(&mut self, key: &[u8]) -> bool {
@@ -811,6 +839,7 @@ impl Db {
             Ok(Some(Value::Hash(h))) => h.is_empty(),
             Ok(Some(Value::Set(s))) => s.is_empty(),
             Ok(Some(Value::List(l))) => l.is_empty(),
+            Ok(Some(Value::ZSet(z))) => z.is_empty(),
             _ => false,
         };
         empty && self.remove(key)
@@ -1015,6 +1044,28 @@ mod tests {
         let m = db.meta(b"b", 0).unwrap();
         assert_eq!((m.encoding, m.expire_at, m.atime), ("raw", 500, 7));
         assert_eq!(db.expires_len(), 1);
+    }
+
+    #[test]
+    fn zset_accessors_wrongtype_encoding_and_empty_removal() {
+        use crate::types::zset::ZAddFlags;
+        let mut db = Db::default();
+        db.set(b"s", b"v", 0, 0);
+        assert_eq!(db.get_zset(b"s", 0).err(), Some(CmdError::WrongType));
+        assert_eq!(db.zset_or_create(b"s", 0).err(), Some(CmdError::WrongType));
+        assert!(db.get_zset(b"z", 0).unwrap().is_none());
+        let z = db.zset_or_create(b"z", 0).unwrap();
+        z.add(1.0, b("a"), ZAddFlags::default()).unwrap();
+        let m = db.meta(b"z", 0).unwrap();
+        assert_eq!((m.type_name, m.encoding), ("zset", "listpack"));
+        assert_eq!(db.get_list(b"z", 0).err(), Some(CmdError::WrongType));
+        let e = db.export(b"z", 0).unwrap();
+        db.import(b"z2", e);
+        assert_eq!(db.get_zset(b"z2", 0).unwrap().map(|z| z.len()), Some(1));
+        assert!(!db.remove_if_empty(b"z"));
+        db.get_zset_mut(b"z", 0).unwrap().unwrap().remove(b"a");
+        assert!(db.remove_if_empty(b"z"));
+        assert!(!db.exists(b"z", 0));
     }
 
     #[test]

@@ -10,6 +10,7 @@ use crate::protocol::parse_i64;
 use crate::types::hash::Hash;
 use crate::types::list::List;
 use crate::types::set::Set;
+use crate::types::zset::ZSet;
 
 /// A value as a whole. Collections are boxed so a `Value` stays two words for strings;
 /// cloning one deep-copies it (COPY relies on that).
@@ -19,6 +20,7 @@ pub enum Value {
     Hash(Box<Hash>),
     Set(Box<Set>),
     List(Box<List>),
+    ZSet(Box<ZSet>),
 }
 
 impl PartialEq for Value {
@@ -33,6 +35,7 @@ impl PartialEq for Value {
                 a.len() == b.len() && a.iter().all(|m| b.contains(&m))
             }
             (Value::List(a), Value::List(b)) => a.len() == b.len() && a.iter().eq(b.iter()),
+            (Value::ZSet(a), Value::ZSet(b)) => a.to_vec() == b.to_vec(),
             _ => false,
         }
     }
@@ -46,6 +49,7 @@ impl Value {
             Value::Hash(_) => "hash",
             Value::Set(_) => "set",
             Value::List(_) => "list",
+            Value::ZSet(_) => "zset",
         }
     }
 
@@ -62,6 +66,8 @@ impl Value {
             }),
             // 7.0 stores every list as a quicklist (listpack lists arrived in 7.2).
             Value::List(_) => Some("quicklist"),
+            // `listpack` up to 128 members of at most 64 bytes (7.0's compiled defaults).
+            Value::ZSet(z) => Some(z.encoding()),
         }
     }
 }

@@ -1,0 +1,491 @@
+//! Sorted set commands (Redis's t_zset.c), single-key ones: every command here runs on the
+//! key's shard. Scores reply as `Reply::Double` (RESP2: `%.17g` bulk strings; RESP3:
+//! doubles); the ZRANGE family WITHSCORES replies flat in RESP2 and as [member, score]
+//! pairs in RESP3, as Redis 7.0 does. The multi-key commands (ZUNION/ZINTER/ZDIFF and
+//! their STORE forms, ZINTERCARD, ZRANGESTORE, ZMPOP) are not wired yet.
+
+use bytes::Bytes;
+
+use super::args::{arg, int, is, owned};
+use super::hashes::{bounded, cursor_arg, scan_opts, scan_reply};
+use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
+use super::KeyCtx;
+use crate::error::{CmdError, CmdResult};
+use crate::protocol::reply::Reply;
+use crate::protocol::{fmt_g17, parse_f64, parse_i64};
+use crate::types::zset::{parse_lex_range, parse_score_range, Limit, ZAddFlags, ZAddOutcome, ZSet};
+use crate::types::{self, Rng};
+
+const Z: &str = "sorted-set";
+
+#[rustfmt::skip]
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec::new("zadd", -4, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(zadd))
+        .doc(Z, "1.2.0", "Adds one or more members to a sorted set, or updates their scores. Creates the key if it doesn't exist.", "key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...]"),
+    CommandSpec::new("zincrby", 4, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(zincrby))
+        .doc(Z, "1.2.0", "Increments the score of a member in a sorted set.", "key increment member"),
+    CommandSpec::new("zrem", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(zrem))
+        .doc(Z, "1.2.0", "Removes one or more members from a sorted set. Deletes the sorted set if all members were removed.", "key member [member ...]"),
+    CommandSpec::new("zcard", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(zcard))
+        .doc(Z, "1.2.0", "Returns the number of members in a sorted set.", "key"),
+    CommandSpec::new("zcount", 4, READONLY | FAST, KeySpec::single(1), Exec::Key(zcount))
+        .doc(Z, "2.0.0", "Returns the count of members in a sorted set that have scores within a range.", "key min max"),
+    CommandSpec::new("zlexcount", 4, READONLY | FAST, KeySpec::single(1), Exec::Key(zlexcount))
+        .doc(Z, "2.8.9", "Returns the number of members in a sorted set within a lexicographical range.", "key min max"),
+    CommandSpec::new("zscore", 3, READONLY | FAST, KeySpec::single(1), Exec::Key(zscore))
+        .doc(Z, "1.2.0", "Returns the score of a member in a sorted set.", "key member"),
+    CommandSpec::new("zmscore", -3, READONLY | FAST, KeySpec::single(1), Exec::Key(zmscore))
+        .doc(Z, "6.2.0", "Returns the score of one or more members in a sorted set.", "key member [member ...]"),
+    CommandSpec::new("zrank", 3, READONLY | FAST, KeySpec::single(1), Exec::Key(zrank))
+        .doc(Z, "2.0.0", "Returns the index of a member in a sorted set ordered by ascending scores.", "key member"),
+    CommandSpec::new("zrevrank", 3, READONLY | FAST, KeySpec::single(1), Exec::Key(zrevrank))
+        .doc(Z, "2.0.0", "Returns the index of a member in a sorted set ordered by descending scores.", "key member"),
+    CommandSpec::new("zrange", -4, READONLY, KeySpec::single(1), Exec::Key(zrange))
+        .doc(Z, "1.2.0", "Returns members in a sorted set within a range of indexes.", "key start stop [BYSCORE|BYLEX] [REV] [LIMIT offset count] [WITHSCORES]"),
+    CommandSpec::new("zrangebyscore", -4, READONLY, KeySpec::single(1), Exec::Key(zrangebyscore))
+        .doc(Z, "1.0.5", "Returns members in a sorted set within a range of scores.", "key min max [WITHSCORES] [LIMIT offset count]"),
+    CommandSpec::new("zrevrangebyscore", -4, READONLY, KeySpec::single(1), Exec::Key(zrevrangebyscore))
+        .doc(Z, "2.2.0", "Returns members in a sorted set within a range of scores in reverse order.", "key max min [WITHSCORES] [LIMIT offset count]"),
+    CommandSpec::new("zrangebylex", -4, READONLY, KeySpec::single(1), Exec::Key(zrangebylex))
+        .doc(Z, "2.8.9", "Returns members in a sorted set within a lexicographical range.", "key min max [LIMIT offset count]"),
+    CommandSpec::new("zrevrangebylex", -4, READONLY, KeySpec::single(1), Exec::Key(zrevrangebylex))
+        .doc(Z, "2.8.9", "Returns members in a sorted set within a lexicographical range in reverse order.", "key max min [LIMIT offset count]"),
+    CommandSpec::new("zrevrange", -4, READONLY, KeySpec::single(1), Exec::Key(zrevrange))
+        .doc(Z, "1.2.0", "Returns members in a sorted set within a range of indexes in reverse order.", "key start stop [WITHSCORES]"),
+    CommandSpec::new("zpopmin", -2, WRITE | FAST, KeySpec::single(1), Exec::Key(zpopmin))
+        .doc(Z, "5.0.0", "Returns the lowest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", "key [count]"),
+    CommandSpec::new("zpopmax", -2, WRITE | FAST, KeySpec::single(1), Exec::Key(zpopmax))
+        .doc(Z, "5.0.0", "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", "key [count]"),
+    CommandSpec::new("zrandmember", -2, READONLY, KeySpec::single(1), Exec::Key(zrandmember))
+        .doc(Z, "6.2.0", "Returns one or more random members from a sorted set.", "key [count [WITHSCORES]]"),
+    CommandSpec::new("zremrangebyscore", 4, WRITE, KeySpec::single(1), Exec::Key(zremrangebyscore))
+        .doc(Z, "1.2.0", "Removes members in a sorted set within a range of scores. Deletes the sorted set if all members were removed.", "key min max"),
+    CommandSpec::new("zremrangebyrank", 4, WRITE, KeySpec::single(1), Exec::Key(zremrangebyrank))
+        .doc(Z, "2.0.0", "Removes members in a sorted set within a range of indexes. Deletes the sorted set if all members were removed.", "key start stop"),
+    CommandSpec::new("zremrangebylex", 4, WRITE, KeySpec::single(1), Exec::Key(zremrangebylex))
+        .doc(Z, "2.8.9", "Removes members in a sorted set within a lexicographical range. Deletes the sorted set if all members were removed.", "key min max"),
+    CommandSpec::new("zscan", -3, READONLY, KeySpec::single(1), Exec::Key(zscan))
+        .doc(Z, "2.8.0", "Iterates over members and scores of a sorted set.", "key cursor [MATCH pattern] [COUNT count]"),
+];
+
+const LIMIT_ONLY_SCORE_LEX: &str =
+    "ERR syntax error, LIMIT is only supported in combination with either BYSCORE or BYLEX";
+const WITHSCORES_NOT_LEX: &str =
+    "ERR syntax error, WITHSCORES not supported in combination with BYLEX";
+
+/// (member, score) pairs as the ZRANGE family replies: flat in RESP2, pairs in RESP3.
+fn pairs_reply(v: Vec<(Bytes, f64)>, withscores: bool, resp: u8) -> Reply {
+    if !withscores {
+        return Reply::Array(v.into_iter().map(|(m, _)| Reply::Bulk(m)).collect());
+    }
+    if resp > 2 {
+        Reply::Array(
+            v.into_iter()
+                .map(|(m, s)| Reply::Array(vec![Reply::Bulk(m), Reply::Double(s)]))
+                .collect(),
+        )
+    } else {
+        let mut out = Vec::with_capacity(v.len() * 2);
+        for (m, s) in v {
+            out.push(Reply::Bulk(m));
+            out.push(Reply::Double(s));
+        }
+        Reply::Array(out)
+    }
+}
+
+fn zadd(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let key = arg(argv, 1)?;
+    let mut flags = ZAddFlags::default();
+    let mut ch = false;
+    let mut i = 2;
+    while let Some(a) = argv.get(i) {
+        if is(a, "nx") {
+            flags.nx = true;
+        } else if is(a, "xx") {
+            flags.xx = true;
+        } else if is(a, "ch") {
+            ch = true;
+        } else if is(a, "incr") {
+            flags.incr = true;
+        } else if is(a, "gt") {
+            flags.gt = true;
+        } else if is(a, "lt") {
+            flags.lt = true;
+        } else {
+            break;
+        }
+        i += 1;
+    }
+    let rest = argv.get(i..).unwrap_or(&[]);
+    if rest.is_empty() || rest.len() % 2 != 0 {
+        return Err(CmdError::Syntax);
+    }
+    flags.validate(rest.len() / 2).map_err(CmdError::coded)?;
+    let mut pairs = Vec::with_capacity(rest.len() / 2);
+    for p in rest.chunks_exact(2) {
+        if let [s, m] = p {
+            pairs.push((parse_f64(s).ok_or(CmdError::NotFloat)?, m));
+        }
+    }
+    let now = ctx.now();
+    let db = ctx.db();
+    let z = if flags.xx {
+        match db.get_zset_mut(key, now)? {
+            Some(z) => z,
+            None => {
+                return Ok(if flags.incr {
+                    Reply::Null
+                } else {
+                    Reply::Int(0)
+                })
+            }
+        }
+    } else {
+        db.zset_or_create(key, now)?
+    };
+    let (mut added, mut updated, mut processed) = (0i64, 0i64, 0i64);
+    let mut last = None;
+    for (s, m) in pairs {
+        let out = match z.add(s, owned(m), flags) {
+            Ok(o) => o,
+            Err(e) => {
+                db.remove_if_empty(key);
+                return Err(CmdError::coded(e));
+            }
+        };
+        match out {
+            ZAddOutcome::Added(_) => added += 1,
+            ZAddOutcome::Updated(_) => updated += 1,
+            _ => {}
+        }
+        if out != ZAddOutcome::Nop {
+            processed += 1;
+        }
+        last = out.score();
+    }
+    db.remove_if_empty(key);
+    Ok(if flags.incr {
+        match (processed, last) {
+            (p, Some(s)) if p > 0 => Reply::Double(s),
+            _ => Reply::Null,
+        }
+    } else if ch {
+        Reply::Int(added + updated)
+    } else {
+        Reply::Int(added)
+    })
+}
+
+fn zincrby(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let (key, m) = (arg(argv, 1)?, arg(argv, 3)?);
+    let by = parse_f64(arg(argv, 2)?).ok_or(CmdError::NotFloat)?;
+    let now = ctx.now();
+    let db = ctx.db();
+    let z = db.zset_or_create(key, now)?;
+    let res = z.incr_by(owned(m), by);
+    db.remove_if_empty(key);
+    Ok(Reply::Double(res.map_err(CmdError::coded)?))
+}
+
+fn zrem(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let key = arg(argv, 1)?;
+    let now = ctx.now();
+    let db = ctx.db();
+    let Some(z) = db.get_zset_mut(key, now)? else {
+        return Ok(Reply::Int(0));
+    };
+    let n = argv.iter().skip(2).filter(|m| z.remove(m)).count();
+    db.remove_if_empty(key);
+    Ok(Reply::Int(n as i64))
+}
+
+fn zcard(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let now = ctx.now();
+    let z = ctx.db().get_zset(arg(argv, 1)?, now)?;
+    Ok(Reply::Int(z.map_or(0, |z| z.len() as i64)))
+}
+
+fn zcount(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let key = arg(argv, 1)?;
+    let range = parse_score_range(arg(argv, 2)?, arg(argv, 3)?).map_err(CmdError::coded)?;
+    let now = ctx.now();
+    let z = ctx.db().get_zset(key, now)?;
+    Ok(Reply::Int(z.map_or(0, |z| z.count_in_score(&range) as i64)))
+}
+
+fn zlexcount(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let key = arg(argv, 1)?;
+    let range = parse_lex_range(arg(argv, 2)?, arg(argv, 3)?).map_err(CmdError::coded)?;
+    let now = ctx.now();
+    let z = ctx.db().get_zset(key, now)?;
+    Ok(Reply::Int(z.map_or(0, |z| z.count_in_lex(&range) as i64)))
+}
+
+fn zscore(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let (key, m) = (arg(argv, 1)?, arg(argv, 2)?);
+    let now = ctx.now();
+    let z = ctx.db().get_zset(key, now)?;
+    Ok(z.and_then(|z| z.score(m))
+        .map_or(Reply::Null, Reply::Double))
+}
+
+fn zmscore(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let key = arg(argv, 1)?;
+    let now = ctx.now();
+    let z = ctx.db().get_zset(key, now)?;
+    let members = argv.iter().skip(2);
+    Ok(Reply::Array(match z {
+        None => members.map(|_| Reply::Null).collect(),
+        Some(z) => z
+            .mscore(members.map(|m| m.as_ref()))
+            .into_iter()
+            .map(|s| s.map_or(Reply::Null, Reply::Double))
+            .collect(),
+    }))
+}
+
+fn rank(ctx: &mut KeyCtx, argv: &[Bytes], rev: bool) -> CmdResult {
+    let (key, m) = (arg(argv, 1)?, arg(argv, 2)?);
+    let now = ctx.now();
+    let z = ctx.db().get_zset(key, now)?;
+    Ok(z.and_then(|z| z.rank(m, rev))
+        .map_or(Reply::Null, |r| Reply::Int(r as i64)))
+}
+
+fn zrank(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    rank(ctx, argv, false)
+}
+
+fn zrevrank(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    rank(ctx, argv, true)
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RangeType {
+    Auto,
+    Rank,
+    Score,
+    Lex,
+}
+
+/// Redis's `zrangeGenericCommand`: `ty`/`rev` are fixed by the legacy commands (`None`/
+/// `Auto` for ZRANGE, which takes BYSCORE/BYLEX/REV as options).
+fn range_generic(ctx: &mut KeyCtx, argv: &[Bytes], ty: RangeType, rev: Option<bool>) -> CmdResult {
+    let key = arg(argv, 1)?;
+    let (mut ty, mut dir) = (ty, rev);
+    let (mut withscores, mut limit) = (false, None);
+    let mut j = 4;
+    while let Some(a) = argv.get(j) {
+        let left = argv.len() - j - 1;
+        if is(a, "withscores") {
+            withscores = true;
+        } else if is(a, "limit") && left >= 2 {
+            let (offset, count) = (int(argv, j + 1)?, int(argv, j + 2)?);
+            limit = Some(Limit { offset, count });
+            j += 2;
+        } else if dir.is_none() && is(a, "rev") {
+            dir = Some(true);
+        } else if ty == RangeType::Auto && is(a, "bylex") {
+            ty = RangeType::Lex;
+        } else if ty == RangeType::Auto && is(a, "byscore") {
+            ty = RangeType::Score;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+        j += 1;
+    }
+    let rev = dir.unwrap_or(false);
+    if ty == RangeType::Auto {
+        ty = RangeType::Rank;
+    }
+    if limit.is_some_and(|l: Limit| l.count != -1) && ty == RangeType::Rank {
+        return Err(CmdError::coded(LIMIT_ONLY_SCORE_LEX));
+    }
+    if withscores && ty == RangeType::Lex {
+        return Err(CmdError::coded(WITHSCORES_NOT_LEX));
+    }
+    let (mut lo, mut hi) = (arg(argv, 2)?, arg(argv, 3)?);
+    if rev && ty != RangeType::Rank {
+        std::mem::swap(&mut lo, &mut hi);
+    }
+    let resp = ctx.resp;
+    let now = ctx.now();
+    match ty {
+        RangeType::Score => {
+            let range = parse_score_range(lo, hi).map_err(CmdError::coded)?;
+            let Some(z) = ctx.db().get_zset(key, now)? else {
+                return Ok(Reply::Array(Vec::new()));
+            };
+            Ok(pairs_reply(
+                z.range_by_score(&range, rev, limit),
+                withscores,
+                resp,
+            ))
+        }
+        RangeType::Lex => {
+            let range = parse_lex_range(lo, hi).map_err(CmdError::coded)?;
+            let Some(z) = ctx.db().get_zset(key, now)? else {
+                return Ok(Reply::Array(Vec::new()));
+            };
+            Ok(Reply::Array(
+                z.range_by_lex(&range, rev, limit)
+                    .into_iter()
+                    .map(Reply::Bulk)
+                    .collect(),
+            ))
+        }
+        _ => {
+            let start = parse_i64(lo).ok_or(CmdError::NotInteger)?;
+            let stop = parse_i64(hi).ok_or(CmdError::NotInteger)?;
+            let Some(z) = ctx.db().get_zset(key, now)? else {
+                return Ok(Reply::Array(Vec::new()));
+            };
+            Ok(pairs_reply(
+                z.range_by_rank(start, stop, rev),
+                withscores,
+                resp,
+            ))
+        }
+    }
+}
+
+fn zrange(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    range_generic(ctx, argv, RangeType::Auto, None)
+}
+
+fn zrevrange(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    range_generic(ctx, argv, RangeType::Rank, Some(true))
+}
+
+fn zrangebyscore(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    range_generic(ctx, argv, RangeType::Score, Some(false))
+}
+
+fn zrevrangebyscore(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    range_generic(ctx, argv, RangeType::Score, Some(true))
+}
+
+fn zrangebylex(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    range_generic(ctx, argv, RangeType::Lex, Some(false))
+}
+
+fn zrevrangebylex(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    range_generic(ctx, argv, RangeType::Lex, Some(true))
+}
+
+fn zpop(ctx: &mut KeyCtx, argv: &[Bytes], max: bool) -> CmdResult {
+    let key = arg(argv, 1)?;
+    if argv.len() > 3 {
+        return Err(CmdError::Syntax);
+    }
+    let count = match argv.get(2) {
+        None => None,
+        Some(c) => {
+            let n = parse_i64(c)
+                .filter(|n| *n >= 0)
+                .ok_or_else(|| CmdError::coded(types::err::MUST_BE_POSITIVE))?;
+            Some(usize::try_from(n).unwrap_or(usize::MAX))
+        }
+    };
+    let nested = ctx.resp > 2 && count.is_some();
+    let now = ctx.now();
+    let db = ctx.db();
+    let Some(z) = db.get_zset_mut(key, now)? else {
+        return Ok(Reply::Array(Vec::new()));
+    };
+    // Redis checks the type before answering a zero count.
+    if count == Some(0) {
+        return Ok(Reply::Array(Vec::new()));
+    }
+    let v = z.pop(max, count.unwrap_or(1));
+    db.remove_if_empty(key);
+    Ok(if nested {
+        pairs_reply(v, true, 3)
+    } else {
+        pairs_reply(v, true, 2)
+    })
+}
+
+fn zpopmin(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    zpop(ctx, argv, false)
+}
+
+fn zpopmax(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    zpop(ctx, argv, true)
+}
+
+fn zrandmember(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let key = arg(argv, 1)?;
+    let now = ctx.now();
+    let mut rng = Rng::new(ctx.shard.next_rand());
+    if argv.len() == 2 {
+        let z = ctx.db().get_zset(key, now)?;
+        return Ok(Reply::bulk_opt(
+            z.and_then(|z| z.random_member(&mut rng)).map(|p| p.0),
+        ));
+    }
+    let withscores = match argv.get(3) {
+        None => false,
+        Some(a) if is(a, "withscores") && argv.len() == 4 => true,
+        Some(_) => return Err(CmdError::Syntax),
+    };
+    let count = int(argv, 2)?;
+    types::check_rand_count(count, withscores).map_err(CmdError::coded)?;
+    let resp = ctx.resp;
+    let Some(z) = ctx.db().get_zset(key, now)? else {
+        return Ok(Reply::Array(Vec::new()));
+    };
+    let count = bounded(count)?;
+    Ok(pairs_reply(
+        z.random_members(&mut rng, count),
+        withscores,
+        resp,
+    ))
+}
+
+fn zremrangebyscore(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let key = arg(argv, 1)?;
+    let range = parse_score_range(arg(argv, 2)?, arg(argv, 3)?).map_err(CmdError::coded)?;
+    rem_with(ctx, key, |z| z.remove_range_by_score(&range))
+}
+
+fn zremrangebyrank(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let key = arg(argv, 1)?;
+    let (start, stop) = (int(argv, 2)?, int(argv, 3)?);
+    rem_with(ctx, key, |z| z.remove_range_by_rank(start, stop))
+}
+
+fn zremrangebylex(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let key = arg(argv, 1)?;
+    let range = parse_lex_range(arg(argv, 2)?, arg(argv, 3)?).map_err(CmdError::coded)?;
+    rem_with(ctx, key, |z| z.remove_range_by_lex(&range))
+}
+
+fn rem_with(ctx: &mut KeyCtx, key: &[u8], f: impl FnOnce(&mut ZSet) -> usize) -> CmdResult {
+    let now = ctx.now();
+    let db = ctx.db();
+    let Some(z) = db.get_zset_mut(key, now)? else {
+        return Ok(Reply::Int(0));
+    };
+    let n = f(z);
+    db.remove_if_empty(key);
+    Ok(Reply::Int(n as i64))
+}
+
+fn zscan(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let key = arg(argv, 1)?;
+    let cursor = cursor_arg(argv)?;
+    let now = ctx.now();
+    let Some(z) = ctx.db().get_zset(key, now)? else {
+        return Ok(scan_reply(0, Vec::new()));
+    };
+    let (count, pattern) = scan_opts(argv)?;
+    let (next, pairs) = z.scan(cursor, count, pattern.as_deref());
+    let mut items = Vec::with_capacity(pairs.len() * 2);
+    for (m, s) in pairs {
+        items.push(Reply::Bulk(m));
+        items.push(Reply::bulk(fmt_g17(s)));
+    }
+    Ok(scan_reply(next, items))
+}
