@@ -9,11 +9,17 @@ use bytes::Bytes;
 use super::args::{arg, int, is, owned};
 use super::hashes::{bounded, cursor_arg, scan_opts, scan_reply};
 use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
-use super::KeyCtx;
+use super::{ConnCtx, KeyCtx};
+use crate::coord::multi::{gather, WriteFn};
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::reply::Reply;
 use crate::protocol::{fmt_g17, parse_f64, parse_i64};
-use crate::types::zset::{parse_lex_range, parse_score_range, Limit, ZAddFlags, ZAddOutcome, ZSet};
+use crate::server::worker::Worker;
+use crate::shard::db::Db;
+use crate::shard::value::Value;
+use crate::types::zset::{
+    parse_lex_range, parse_score_range, Aggregate, Limit, ZAddFlags, ZAddOutcome, ZInput, ZSet,
+};
 use crate::types::{self, Rng};
 
 const Z: &str = "sorted-set";
@@ -66,6 +72,18 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(Z, "2.8.9", "Removes members in a sorted set within a lexicographical range. Deletes the sorted set if all members were removed.", "key min max"),
     CommandSpec::new("zscan", -3, READONLY, KeySpec::single(1), Exec::Key(zscan))
         .doc(Z, "2.8.0", "Iterates over members and scores of a sorted set.", "key cursor [MATCH pattern] [COUNT count]"),
+    CommandSpec::new("zunion", -3, READONLY, KeySpec::numkeys(1), Exec::Key(zalgebra))
+        .cross(zalgebra_cross)
+        .doc(Z, "6.2.0", "Returns the union of multiple sorted sets.", "numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]"),
+    CommandSpec::new("zinter", -3, READONLY, KeySpec::numkeys(1), Exec::Key(zalgebra))
+        .cross(zalgebra_cross)
+        .doc(Z, "6.2.0", "Returns the intersect of multiple sorted sets.", "numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE SUM|MIN|MAX] [WITHSCORES]"),
+    CommandSpec::new("zdiff", -3, READONLY, KeySpec::numkeys(1), Exec::Key(zalgebra))
+        .cross(zalgebra_cross)
+        .doc(Z, "6.2.0", "Returns the difference between multiple sorted sets.", "numkeys key [key ...] [WITHSCORES]"),
+    CommandSpec::new("zintercard", -3, READONLY, KeySpec::numkeys(1), Exec::Key(zalgebra))
+        .cross(zalgebra_cross)
+        .doc(Z, "7.0.0", "Returns the number of members of the intersect of multiple sorted sets.", "numkeys key [key ...] [LIMIT limit]"),
 ];
 
 const LIMIT_ONLY_SCORE_LEX: &str =
@@ -488,4 +506,193 @@ fn zscan(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
         items.push(Reply::bulk(fmt_g17(s)));
     }
     Ok(scan_reply(next, items))
+}
+
+// ---- ZUNION / ZINTER / ZDIFF / ZINTERCARD -------------------------------------------------
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Op {
+    Union,
+    Inter,
+    Diff,
+}
+
+/// The options after the keys; parsed up front but reported after the type checks, as
+/// Redis reads (and type-checks) the keys before the options.
+struct ZOpts {
+    weights: Vec<f64>,
+    agg: Aggregate,
+    withscores: bool,
+    limit: usize,
+}
+
+struct ZAlgebra {
+    op: Op,
+    card: bool,
+    srcs: Vec<Bytes>,
+    opts: Result<ZOpts, CmdError>,
+}
+
+fn parse_zalgebra(argv: &[Bytes]) -> Result<ZAlgebra, CmdError> {
+    let name = argv
+        .first()
+        .map(|n| String::from_utf8_lossy(n).to_ascii_lowercase())
+        .unwrap_or_default();
+    let (op, card) = match name.as_str() {
+        "zunion" => (Op::Union, false),
+        "zinter" => (Op::Inter, false),
+        "zdiff" => (Op::Diff, false),
+        "zintercard" => (Op::Inter, true),
+        _ => return Err(CmdError::Syntax),
+    };
+    let n = int(argv, 1)?;
+    if n < 1 {
+        return Err(CmdError::coded(format!(
+            "ERR at least 1 input key is needed for '{name}' command"
+        )));
+    }
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
+    if n > argv.len().saturating_sub(2) {
+        return Err(CmdError::Syntax);
+    }
+    let srcs = argv.get(2..2 + n).unwrap_or_default().to_vec();
+    let opts = parse_zopts(argv, 2 + n, n, op, card);
+    Ok(ZAlgebra {
+        op,
+        card,
+        srcs,
+        opts,
+    })
+}
+
+fn parse_zopts(
+    argv: &[Bytes],
+    mut j: usize,
+    n: usize,
+    op: Op,
+    card: bool,
+) -> Result<ZOpts, CmdError> {
+    let mut o = ZOpts {
+        weights: Vec::new(),
+        agg: Aggregate::Sum,
+        withscores: false,
+        limit: 0,
+    };
+    while let Some(a) = argv.get(j) {
+        let remaining = argv.len() - j;
+        if op != Op::Diff && !card && remaining > n && is(a, "weights") {
+            o.weights.clear();
+            for k in 0..n {
+                let w = parse_f64(arg(argv, j + 1 + k)?)
+                    .ok_or_else(|| CmdError::coded("ERR weight value is not a float"))?;
+                o.weights.push(w);
+            }
+            j += 1 + n;
+        } else if op != Op::Diff && !card && remaining >= 2 && is(a, "aggregate") {
+            let v = arg(argv, j + 1)?;
+            o.agg = if is(v, "sum") {
+                Aggregate::Sum
+            } else if is(v, "min") {
+                Aggregate::Min
+            } else if is(v, "max") {
+                Aggregate::Max
+            } else {
+                return Err(CmdError::Syntax);
+            };
+            j += 2;
+        } else if !card && is(a, "withscores") {
+            o.withscores = true;
+            j += 1;
+        } else if card && remaining >= 2 && is(a, "limit") {
+            let l = parse_i64(arg(argv, j + 1)?)
+                .filter(|l| *l >= 0)
+                .ok_or_else(|| CmdError::coded(types::err::LIMIT_NEGATIVE))?;
+            o.limit = usize::try_from(l).unwrap_or(usize::MAX);
+            j += 2;
+        } else {
+            return Err(CmdError::Syntax);
+        }
+    }
+    Ok(o)
+}
+
+/// A source as read: a sorted set, a plain set (scores 1), missing, or WRONGTYPE.
+fn peek_input<'a>(db: &'a Db, key: &[u8], now: u64) -> Result<ZInput<'a>, CmdError> {
+    match db.peek_value(key, now)? {
+        None => Ok(ZInput::Missing),
+        Some(Value::ZSet(z)) => Ok(ZInput::ZSet(z)),
+        Some(Value::Set(s)) => Ok(ZInput::Set(s)),
+        Some(_) => Err(CmdError::WrongType),
+    }
+}
+
+fn zcompute(a: &ZAlgebra, inputs: &[Result<ZInput, CmdError>], resp: u8) -> CmdResult {
+    let mut ins = Vec::with_capacity(inputs.len());
+    for i in inputs {
+        ins.push(*i.as_ref().map_err(Clone::clone)?);
+    }
+    let o = a.opts.as_ref().map_err(Clone::clone)?;
+    if a.card {
+        return Ok(Reply::Int(ZSet::intercard(&ins, o.limit) as i64));
+    }
+    let z = match a.op {
+        Op::Union => ZSet::union(&ins, &o.weights, o.agg),
+        Op::Inter => ZSet::inter(&ins, &o.weights, o.agg),
+        Op::Diff => ZSet::diff(&ins),
+    };
+    Ok(pairs_reply(z.to_vec(), o.withscores, resp))
+}
+
+fn zalgebra(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let a = parse_zalgebra(argv)?;
+    let resp = ctx.resp;
+    let now = ctx.now();
+    let db = ctx.db();
+    for k in &a.srcs {
+        db.expire_if_needed(k, now);
+    }
+    let db = &*db;
+    let inputs: Vec<_> = a.srcs.iter().map(|k| peek_input(db, k, now)).collect();
+    zcompute(&a, &inputs, resp)
+}
+
+/// ZUNION/ZINTER/ZDIFF/ZINTERCARD with keys on several shards: every source is read (a
+/// clone) under the shards' locks and the result computed here.
+fn zalgebra_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
+    let a = parse_zalgebra(&argv)?;
+    let db = ctx.client().db;
+    let resp = ctx.client().resp;
+    let ticket = ctx.defer();
+    let srcs = a.srcs.clone();
+    gather(
+        ctx.w,
+        srcs,
+        Vec::new(),
+        move |w: &mut Worker, k: &Bytes| -> Result<Option<Value>, CmdError> {
+            let now = w.shard.now_ms;
+            let d = w.shard.db_mut(db);
+            d.expire_if_needed(k, now);
+            match d.peek_value(k, now)? {
+                None => Ok(None),
+                Some(v @ (Value::ZSet(_) | Value::Set(_))) => Ok(Some(v.clone())),
+                Some(_) => Err(CmdError::WrongType),
+            }
+        },
+        move |read| {
+            let inputs: Vec<Result<ZInput, CmdError>> = read
+                .iter()
+                .map(|r| match r {
+                    Err(e) => Err(e.clone()),
+                    Ok(None) => Ok(ZInput::Missing),
+                    Ok(Some(Value::ZSet(z))) => Ok(ZInput::ZSet(z)),
+                    Ok(Some(Value::Set(s))) => Ok(ZInput::Set(s)),
+                    Ok(Some(_)) => Err(CmdError::WrongType),
+                })
+                .collect();
+            let reply = zcompute(&a, &inputs, resp).unwrap_or_else(CmdError::into_reply);
+            (reply, Vec::<(usize, WriteFn)>::new())
+        },
+        move |w, r| w.complete(ticket, r),
+    );
+    Ok(Reply::Ok)
 }

@@ -778,6 +778,12 @@ impl Db {
         }
     }
 
+    /// The collection at `key` without side effects (multi-key reads borrow several at
+    /// once; callers run `expire_if_needed` on each key first). WRONGTYPE for a string.
+    pub fn peek_value(&self, key: &[u8], now: u64) -> Result<Option<&Value>, CmdError> {
+        self.obj_ref(key, now)
+    }
+
     /// The list at `key` for a read command (counts a hit or miss), WRONGTYPE for others.
     pub fn get_list(&mut self, key: &[u8], now: u64) -> Result<Option<&List>, CmdError> {
         match self.obj_mut(key, now, true)? {
