@@ -491,11 +491,13 @@ pub fn command_info(spec: &CommandSpec) -> Reply {
         (Vec::new(), vec![Reply::status("@slow")])
     };
     // Movable-key commands report 0 0 0 (and the `movablekeys` flag), as Redis does.
-    let (first, last, step) = if spec.keys.first > 0 && spec.keys.numkeys == 0 {
-        (spec.keys.first, spec.keys.last, spec.keys.step)
-    } else {
-        (0, 0, 0)
-    };
+    // A destination before the count (ZUNIONSTORE) is reported as `1 1 1`, as Redis does.
+    let (first, last, step) =
+        if spec.keys.first > 0 && (spec.keys.numkeys == 0 || spec.keys.first < spec.keys.numkeys) {
+            (spec.keys.first, spec.keys.last, spec.keys.step)
+        } else {
+            (0, 0, 0)
+        };
     Reply::Array(vec![
         Reply::bulk(spec.name),
         Reply::Int(spec.arity as i64),

@@ -91,11 +91,23 @@ impl KeySpec {
         }
     }
 
+    /// A destination key at `dst` followed by `numkeys key [key ...]` with the count at `at`
+    /// (ZUNIONSTORE and friends: `dst < at`).
+    pub const fn dst_numkeys(dst: i32, at: i32) -> KeySpec {
+        KeySpec {
+            first: dst,
+            last: dst,
+            step: 1,
+            numkeys: at,
+        }
+    }
+
     /// Argument indexes that hold keys in `argv`: as `positions`, but a `numkeys` command
     /// stops after its counted keys (an unreadable count leaves every argument a key,
     /// which only makes routing more conservative; the handler reports the error).
     pub fn key_positions(&self, argv: &[Bytes]) -> impl Iterator<Item = usize> {
         let mut argc = argv.len();
+        let mut counted = 0..0;
         if self.numkeys > 0 {
             let at = self.numkeys as usize;
             let n = argv
@@ -103,10 +115,15 @@ impl KeySpec {
                 .and_then(|b| crate::protocol::parse_i64(b))
                 .and_then(|n| usize::try_from(n).ok());
             if let Some(n) = n.filter(|&n| n >= 1 && at + n < argc) {
-                argc = at + n + 1;
+                if self.first < self.numkeys {
+                    // `dst_numkeys`: the destination, then the counted keys.
+                    counted = at + 1..at + n + 1;
+                } else {
+                    argc = at + n + 1;
+                }
             }
         }
-        self.positions(argc)
+        self.positions(argc).chain(counted)
     }
 
     /// Argument indexes that hold keys in `argc` arguments.
@@ -340,6 +357,12 @@ mod tests {
         let k = KeySpec::range(1, -1, 1);
         assert_eq!(k.positions(4).collect::<Vec<_>>(), vec![1, 2, 3]);
         assert_eq!(KeySpec::none().positions(4).count(), 0);
+        let zs: Vec<Bytes> = ["zunionstore", "d", "2", "a", "b", "WEIGHTS", "1", "2"]
+            .iter()
+            .map(|s| Bytes::from_static(s.as_bytes()))
+            .collect();
+        let k = KeySpec::dst_numkeys(1, 2);
+        assert_eq!(k.key_positions(&zs).collect::<Vec<_>>(), vec![1, 3, 4]);
         assert_eq!(KeySpec::single(1).positions(3).collect::<Vec<_>>(), vec![1]);
         let k = KeySpec::range(1, 2, 1);
         assert_eq!(k.positions(5).collect::<Vec<_>>(), vec![1, 2]);

@@ -16,6 +16,7 @@ use crate::protocol::reply::Reply;
 use crate::protocol::{fmt_g17, parse_f64, parse_i64};
 use crate::server::worker::Worker;
 use crate::shard::db::Db;
+use crate::shard::route::shard_of;
 use crate::shard::value::Value;
 use crate::types::zset::{
     parse_lex_range, parse_score_range, Aggregate, Limit, ZAddFlags, ZAddOutcome, ZInput, ZSet,
@@ -84,6 +85,15 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("zintercard", -3, READONLY, KeySpec::numkeys(1), Exec::Key(zalgebra))
         .cross(zalgebra_cross)
         .doc(Z, "7.0.0", "Returns the number of members of the intersect of multiple sorted sets.", "numkeys key [key ...] [LIMIT limit]"),
+    CommandSpec::new("zunionstore", -4, WRITE | DENYOOM, KeySpec::dst_numkeys(1, 2), Exec::Key(zalgebra))
+        .cross(zalgebra_cross)
+        .doc(Z, "2.0.0", "Stores the union of multiple sorted sets in a key.", "destination numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE SUM|MIN|MAX]"),
+    CommandSpec::new("zinterstore", -4, WRITE | DENYOOM, KeySpec::dst_numkeys(1, 2), Exec::Key(zalgebra))
+        .cross(zalgebra_cross)
+        .doc(Z, "2.0.0", "Stores the intersect of multiple sorted sets in a key.", "destination numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE SUM|MIN|MAX]"),
+    CommandSpec::new("zdiffstore", -4, WRITE | DENYOOM, KeySpec::dst_numkeys(1, 2), Exec::Key(zalgebra))
+        .cross(zalgebra_cross)
+        .doc(Z, "6.2.0", "Stores the difference of multiple sorted sets in a key.", "destination numkeys key [key ...]"),
 ];
 
 const LIMIT_ONLY_SCORE_LEX: &str =
@@ -529,6 +539,7 @@ struct ZOpts {
 struct ZAlgebra {
     op: Op,
     card: bool,
+    dst: Option<Bytes>,
     srcs: Vec<Bytes>,
     opts: Result<ZOpts, CmdError>,
 }
@@ -543,23 +554,33 @@ fn parse_zalgebra(argv: &[Bytes]) -> Result<ZAlgebra, CmdError> {
         "zinter" => (Op::Inter, false),
         "zdiff" => (Op::Diff, false),
         "zintercard" => (Op::Inter, true),
+        "zunionstore" => (Op::Union, false),
+        "zinterstore" => (Op::Inter, false),
+        "zdiffstore" => (Op::Diff, false),
         _ => return Err(CmdError::Syntax),
     };
-    let n = int(argv, 1)?;
+    let dst = name.ends_with("store").then(|| argv.get(1).map(owned));
+    let dst = match dst {
+        Some(d) => Some(d.ok_or(CmdError::Syntax)?),
+        None => None,
+    };
+    let ni = if dst.is_some() { 2 } else { 1 };
+    let n = int(argv, ni)?;
     if n < 1 {
         return Err(CmdError::coded(format!(
             "ERR at least 1 input key is needed for '{name}' command"
         )));
     }
     let n = usize::try_from(n).unwrap_or(usize::MAX);
-    if n > argv.len().saturating_sub(2) {
+    if n > argv.len().saturating_sub(ni + 1) {
         return Err(CmdError::Syntax);
     }
-    let srcs = argv.get(2..2 + n).unwrap_or_default().to_vec();
-    let opts = parse_zopts(argv, 2 + n, n, op, card);
+    let srcs = argv.get(ni + 1..ni + 1 + n).unwrap_or_default().to_vec();
+    let opts = parse_zopts(argv, ni + 1 + n, n, op, card, dst.is_some());
     Ok(ZAlgebra {
         op,
         card,
+        dst,
         srcs,
         opts,
     })
@@ -571,6 +592,7 @@ fn parse_zopts(
     n: usize,
     op: Op,
     card: bool,
+    store: bool,
 ) -> Result<ZOpts, CmdError> {
     let mut o = ZOpts {
         weights: Vec::new(),
@@ -600,7 +622,7 @@ fn parse_zopts(
                 return Err(CmdError::Syntax);
             };
             j += 2;
-        } else if !card && is(a, "withscores") {
+        } else if !card && !store && is(a, "withscores") {
             o.withscores = true;
             j += 1;
         } else if card && remaining >= 2 && is(a, "limit") {
@@ -626,21 +648,44 @@ fn peek_input<'a>(db: &'a Db, key: &[u8], now: u64) -> Result<ZInput<'a>, CmdErr
     }
 }
 
-fn zcompute(a: &ZAlgebra, inputs: &[Result<ZInput, CmdError>], resp: u8) -> CmdResult {
+/// What an algebra command produced: a reply, or for a STORE form the set to store.
+enum ZOut {
+    Reply(Reply),
+    Store(ZSet),
+}
+
+fn zcompute(a: &ZAlgebra, inputs: &[Result<ZInput, CmdError>], resp: u8) -> Result<ZOut, CmdError> {
     let mut ins = Vec::with_capacity(inputs.len());
     for i in inputs {
         ins.push(*i.as_ref().map_err(Clone::clone)?);
     }
     let o = a.opts.as_ref().map_err(Clone::clone)?;
     if a.card {
-        return Ok(Reply::Int(ZSet::intercard(&ins, o.limit) as i64));
+        return Ok(ZOut::Reply(Reply::Int(
+            ZSet::intercard(&ins, o.limit) as i64
+        )));
     }
     let z = match a.op {
         Op::Union => ZSet::union(&ins, &o.weights, o.agg),
         Op::Inter => ZSet::inter(&ins, &o.weights, o.agg),
         Op::Diff => ZSet::diff(&ins),
     };
-    Ok(pairs_reply(z.to_vec(), o.withscores, resp))
+    Ok(if a.dst.is_some() {
+        ZOut::Store(z)
+    } else {
+        ZOut::Reply(pairs_reply(z.to_vec(), o.withscores, resp))
+    })
+}
+
+/// Stores a STORE result at `dst` (replacing any value and TTL; an empty result deletes
+/// the key) and returns its cardinality.
+fn store_zset(db: &mut Db, dst: &[u8], z: ZSet, now: u64) -> i64 {
+    let n = z.len() as i64;
+    db.remove(dst);
+    if n > 0 {
+        db.set_value(dst, Value::ZSet(Box::new(z)), 0, now);
+    }
+    n
 }
 
 fn zalgebra(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
@@ -651,9 +696,15 @@ fn zalgebra(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     for k in &a.srcs {
         db.expire_if_needed(k, now);
     }
-    let db = &*db;
-    let inputs: Vec<_> = a.srcs.iter().map(|k| peek_input(db, k, now)).collect();
-    zcompute(&a, &inputs, resp)
+    let rdb = &*db;
+    let inputs: Vec<_> = a.srcs.iter().map(|k| peek_input(rdb, k, now)).collect();
+    let out = zcompute(&a, &inputs, resp)?;
+    drop(inputs);
+    match (out, &a.dst) {
+        (ZOut::Store(z), Some(dst)) => Ok(Reply::Int(store_zset(db, dst, z, now))),
+        (ZOut::Store(z), None) => Ok(pairs_reply(z.to_vec(), false, resp)),
+        (ZOut::Reply(r), _) => Ok(r),
+    }
 }
 
 /// ZUNION/ZINTER/ZDIFF/ZINTERCARD with keys on several shards: every source is read (a
@@ -663,11 +714,14 @@ fn zalgebra_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let db = ctx.client().db;
     let resp = ctx.client().resp;
     let ticket = ctx.defer();
+    let n = ctx.w.nshards;
+    let extra = a.dst.iter().map(|d| shard_of(d, n)).collect();
+    let dst_owner = a.dst.as_ref().map_or(0, |d| shard_of(d, n));
     let srcs = a.srcs.clone();
     gather(
         ctx.w,
         srcs,
-        Vec::new(),
+        extra,
         move |w: &mut Worker, k: &Bytes| -> Result<Option<Value>, CmdError> {
             let now = w.shard.now_ms;
             let d = w.shard.db_mut(db);
@@ -689,8 +743,23 @@ fn zalgebra_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                     Ok(Some(_)) => Err(CmdError::WrongType),
                 })
                 .collect();
-            let reply = zcompute(&a, &inputs, resp).unwrap_or_else(CmdError::into_reply);
-            (reply, Vec::<(usize, WriteFn)>::new())
+            let out = match zcompute(&a, &inputs, resp) {
+                Ok(o) => o,
+                Err(e) => return (e.into_reply(), Vec::new()),
+            };
+            match (out, a.dst) {
+                (ZOut::Store(z), Some(dst)) => {
+                    let reply = Reply::Int(z.len() as i64);
+                    let write: WriteFn = Box::new(move |tw: &mut Worker| {
+                        tw.shard.watches.touch(db, &dst);
+                        let now = tw.shard.now_ms;
+                        store_zset(tw.shard.db_mut(db), &dst, z, now);
+                    });
+                    (reply, vec![(dst_owner, write)])
+                }
+                (ZOut::Store(z), None) => (pairs_reply(z.to_vec(), false, resp), Vec::new()),
+                (ZOut::Reply(r), _) => (r, Vec::new()),
+            }
         },
         move |w, r| w.complete(ticket, r),
     );
