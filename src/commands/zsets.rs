@@ -19,7 +19,8 @@ use crate::shard::db::Db;
 use crate::shard::route::shard_of;
 use crate::shard::value::Value;
 use crate::types::zset::{
-    parse_lex_range, parse_score_range, Aggregate, Limit, ZAddFlags, ZAddOutcome, ZInput, ZSet,
+    parse_lex_range, parse_score_range, Aggregate, LexRange, Limit, ScoreRange, ZAddFlags,
+    ZAddOutcome, ZInput, ZSet,
 };
 use crate::types::{self, Rng};
 
@@ -49,6 +50,9 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(Z, "2.0.0", "Returns the index of a member in a sorted set ordered by descending scores.", "key member"),
     CommandSpec::new("zrange", -4, READONLY, KeySpec::single(1), Exec::Key(zrange))
         .doc(Z, "1.2.0", "Returns members in a sorted set within a range of indexes.", "key start stop [BYSCORE|BYLEX] [REV] [LIMIT offset count] [WITHSCORES]"),
+    CommandSpec::new("zrangestore", -5, WRITE | DENYOOM, KeySpec::range(1, 2, 1), Exec::Key(zrangestore))
+        .cross(zrangestore_cross)
+        .doc(Z, "6.2.0", "Stores a range of members from sorted set in a key.", "dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]"),
     CommandSpec::new("zrangebyscore", -4, READONLY, KeySpec::single(1), Exec::Key(zrangebyscore))
         .doc(Z, "1.0.5", "Returns members in a sorted set within a range of scores.", "key min max [WITHSCORES] [LIMIT offset count]"),
     CommandSpec::new("zrevrangebyscore", -4, READONLY, KeySpec::single(1), Exec::Key(zrevrangebyscore))
@@ -297,16 +301,38 @@ enum RangeType {
     Lex,
 }
 
-/// Redis's `zrangeGenericCommand`: `ty`/`rev` are fixed by the legacy commands (`None`/
-/// `Auto` for ZRANGE, which takes BYSCORE/BYLEX/REV as options).
-fn range_generic(ctx: &mut KeyCtx, argv: &[Bytes], ty: RangeType, rev: Option<bool>) -> CmdResult {
-    let key = arg(argv, 1)?;
+#[derive(Clone)]
+enum RangeBy {
+    Rank(i64, i64),
+    Score(ScoreRange),
+    Lex(LexRange),
+}
+
+/// A parsed ZRANGE-family request (Redis's `zrangeGenericCommand` steps 1 and 2).
+#[derive(Clone)]
+struct RangeReq {
+    by: RangeBy,
+    rev: bool,
+    limit: Option<Limit>,
+    withscores: bool,
+}
+
+/// Parses the range at `argv[base..]` (`key start stop options...`): `ty`/`rev` are fixed by
+/// the legacy commands (`Auto`/`None` for ZRANGE and ZRANGESTORE, which take
+/// BYSCORE/BYLEX/REV as options); `store` refuses WITHSCORES.
+fn parse_range(
+    argv: &[Bytes],
+    base: usize,
+    ty: RangeType,
+    rev: Option<bool>,
+    store: bool,
+) -> Result<RangeReq, CmdError> {
     let (mut ty, mut dir) = (ty, rev);
     let (mut withscores, mut limit) = (false, None);
-    let mut j = 4;
+    let mut j = base + 3;
     while let Some(a) = argv.get(j) {
         let left = argv.len() - j - 1;
-        if is(a, "withscores") {
+        if !store && is(a, "withscores") {
             withscores = true;
         } else if is(a, "limit") && left >= 2 {
             let (offset, count) = (int(argv, j + 1)?, int(argv, j + 2)?);
@@ -333,49 +359,104 @@ fn range_generic(ctx: &mut KeyCtx, argv: &[Bytes], ty: RangeType, rev: Option<bo
     if withscores && ty == RangeType::Lex {
         return Err(CmdError::coded(WITHSCORES_NOT_LEX));
     }
-    let (mut lo, mut hi) = (arg(argv, 2)?, arg(argv, 3)?);
+    let (mut lo, mut hi) = (arg(argv, base + 1)?, arg(argv, base + 2)?);
     if rev && ty != RangeType::Rank {
         std::mem::swap(&mut lo, &mut hi);
     }
+    let by = match ty {
+        RangeType::Score => RangeBy::Score(parse_score_range(lo, hi).map_err(CmdError::coded)?),
+        RangeType::Lex => RangeBy::Lex(parse_lex_range(lo, hi).map_err(CmdError::coded)?),
+        _ => RangeBy::Rank(
+            parse_i64(lo).ok_or(CmdError::NotInteger)?,
+            parse_i64(hi).ok_or(CmdError::NotInteger)?,
+        ),
+    };
+    Ok(RangeReq {
+        by,
+        rev,
+        limit,
+        withscores,
+    })
+}
+
+/// The (member, score) pairs a range request selects.
+fn run_range(z: &ZSet, r: &RangeReq) -> Vec<(Bytes, f64)> {
+    match &r.by {
+        RangeBy::Rank(start, stop) => z.range_by_rank(*start, *stop, r.rev),
+        RangeBy::Score(range) => z.range_by_score(range, r.rev, r.limit),
+        RangeBy::Lex(range) => z
+            .range_by_lex(range, r.rev, r.limit)
+            .into_iter()
+            .map(|m| {
+                let s = z.score(&m).unwrap_or(0.0);
+                (m, s)
+            })
+            .collect(),
+    }
+}
+
+fn range_generic(ctx: &mut KeyCtx, argv: &[Bytes], ty: RangeType, rev: Option<bool>) -> CmdResult {
+    let key = arg(argv, 1)?;
+    let r = parse_range(argv, 1, ty, rev, false)?;
     let resp = ctx.resp;
     let now = ctx.now();
-    match ty {
-        RangeType::Score => {
-            let range = parse_score_range(lo, hi).map_err(CmdError::coded)?;
-            let Some(z) = ctx.db().get_zset(key, now)? else {
-                return Ok(Reply::Array(Vec::new()));
+    let Some(z) = ctx.db().get_zset(key, now)? else {
+        return Ok(Reply::Array(Vec::new()));
+    };
+    Ok(pairs_reply(run_range(z, &r), r.withscores, resp))
+}
+
+/// ZRANGESTORE with both keys on this shard.
+fn zrangestore(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let (dst, src) = (arg(argv, 1)?, arg(argv, 2)?);
+    let r = parse_range(argv, 2, RangeType::Auto, None, true)?;
+    let now = ctx.now();
+    let db = ctx.db();
+    let v = match db.get_zset(src, now)? {
+        Some(z) => run_range(z, &r),
+        None => Vec::new(),
+    };
+    Ok(Reply::Int(store_zset(db, dst, ZSet::from_pairs(v), now)))
+}
+
+/// ZRANGESTORE with the keys on two shards: the source range is read under both locks and
+/// written to the destination's shard before they go.
+fn zrangestore_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
+    let dst = owned(arg(&argv, 1)?);
+    let src = owned(arg(&argv, 2)?);
+    let r = parse_range(&argv, 2, RangeType::Auto, None, true)?;
+    let db = ctx.client().db;
+    let n = ctx.w.nshards;
+    let ticket = ctx.defer();
+    let dst_owner = shard_of(&dst, n);
+    gather(
+        ctx.w,
+        vec![src],
+        vec![dst_owner],
+        move |w: &mut Worker, k: &Bytes| -> Result<Vec<(Bytes, f64)>, CmdError> {
+            let now = w.shard.now_ms;
+            let d = w.shard.db_mut(db);
+            Ok(d.get_zset(k, now)?
+                .map_or_else(Vec::new, |z| run_range(z, &r)))
+        },
+        move |read| {
+            let v = match read.into_iter().next() {
+                Some(Ok(v)) => v,
+                Some(Err(e)) => return (e.into_reply(), Vec::new()),
+                None => Vec::new(),
             };
-            Ok(pairs_reply(
-                z.range_by_score(&range, rev, limit),
-                withscores,
-                resp,
-            ))
-        }
-        RangeType::Lex => {
-            let range = parse_lex_range(lo, hi).map_err(CmdError::coded)?;
-            let Some(z) = ctx.db().get_zset(key, now)? else {
-                return Ok(Reply::Array(Vec::new()));
-            };
-            Ok(Reply::Array(
-                z.range_by_lex(&range, rev, limit)
-                    .into_iter()
-                    .map(Reply::Bulk)
-                    .collect(),
-            ))
-        }
-        _ => {
-            let start = parse_i64(lo).ok_or(CmdError::NotInteger)?;
-            let stop = parse_i64(hi).ok_or(CmdError::NotInteger)?;
-            let Some(z) = ctx.db().get_zset(key, now)? else {
-                return Ok(Reply::Array(Vec::new()));
-            };
-            Ok(pairs_reply(
-                z.range_by_rank(start, stop, rev),
-                withscores,
-                resp,
-            ))
-        }
-    }
+            let z = ZSet::from_pairs(v);
+            let reply = Reply::Int(z.len() as i64);
+            let write: WriteFn = Box::new(move |tw: &mut Worker| {
+                tw.shard.watches.touch(db, &dst);
+                let now = tw.shard.now_ms;
+                store_zset(tw.shard.db_mut(db), &dst, z, now);
+            });
+            (reply, vec![(dst_owner, write)])
+        },
+        move |w, r| w.complete(ticket, r),
+    );
+    Ok(Reply::Ok)
 }
 
 fn zrange(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
