@@ -67,6 +67,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(Z, "5.0.0", "Returns the lowest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", "key [count]"),
     CommandSpec::new("zpopmax", -2, WRITE | FAST, KeySpec::single(1), Exec::Key(zpopmax))
         .doc(Z, "5.0.0", "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", "key [count]"),
+    CommandSpec::new("zmpop", -4, WRITE, KeySpec::numkeys(1), Exec::Key(zmpop))
+        .doc(Z, "7.0.0", "Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. Deletes the sorted set if the last member was popped.", "numkeys key [key ...] MIN|MAX [COUNT count]"),
     CommandSpec::new("zrandmember", -2, READONLY, KeySpec::single(1), Exec::Key(zrandmember))
         .doc(Z, "6.2.0", "Returns one or more random members from a sorted set.", "key [count [WITHSCORES]]"),
     CommandSpec::new("zremrangebyscore", 4, WRITE, KeySpec::single(1), Exec::Key(zremrangebyscore))
@@ -514,6 +516,57 @@ fn zpop(ctx: &mut KeyCtx, argv: &[Bytes], max: bool) -> CmdResult {
     } else {
         pairs_reply(v, true, 2)
     })
+}
+
+/// ZMPOP: every key on this shard (keys on several shards answer CROSSSLOT, as LMPOP).
+fn zmpop(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let numkeys_err = || CmdError::coded(crate::error::NUMKEYS_POSITIVE);
+    let n = parse_i64(arg(argv, 1)?)
+        .filter(|n| *n >= 1)
+        .ok_or_else(numkeys_err)?;
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
+    let where_idx = n.saturating_add(2);
+    let Some(wh) = argv.get(where_idx) else {
+        return Err(CmdError::Syntax);
+    };
+    let max = if is(wh, "min") {
+        false
+    } else if is(wh, "max") {
+        true
+    } else {
+        return Err(CmdError::Syntax);
+    };
+    let mut count: Option<usize> = None;
+    let mut i = where_idx + 1;
+    while let Some(opt) = argv.get(i) {
+        match argv.get(i + 1) {
+            Some(c) if count.is_none() && is(opt, "count") => {
+                let c = parse_i64(c)
+                    .filter(|c| *c >= 1)
+                    .ok_or_else(|| CmdError::coded("ERR count should be greater than 0"))?;
+                count = Some(usize::try_from(c).unwrap_or(usize::MAX));
+                i += 2;
+            }
+            _ => return Err(CmdError::Syntax),
+        }
+    }
+    let count = count.unwrap_or(1);
+    let keys = argv.get(2..where_idx).unwrap_or_default();
+    let now = ctx.now();
+    let db = ctx.db();
+    for key in keys {
+        let Some(z) = db.get_zset_mut(key, now)? else {
+            continue;
+        };
+        let v = z.pop(max, count);
+        db.remove_if_empty(key);
+        // Always nested [member, score] pairs, in RESP2 too.
+        return Ok(Reply::Array(vec![
+            Reply::Bulk(key.clone()),
+            pairs_reply(v, true, 3),
+        ]));
+    }
+    Ok(Reply::NullArray)
 }
 
 fn zpopmin(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
