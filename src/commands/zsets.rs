@@ -1,9 +1,11 @@
-//! Sorted set commands (Redis's t_zset.c), single-key ones: every command here runs on the
-//! key's shard. Scores reply as `Reply::Double` (RESP2: `%.17g` bulk strings; RESP3:
+//! Sorted set commands (Redis's t_zset.c), non-blocking ones. Single-key commands run on
+//! the key's shard. Scores reply as `Reply::Double` (RESP2: `%.17g` bulk strings; RESP3:
 //! doubles); the ZRANGE family WITHSCORES replies flat in RESP2 and as [member, score]
-//! pairs in RESP3, as Redis 7.0 does. The multi-key commands (ZUNION/ZINTER/ZDIFF and
-//! their STORE forms, ZINTERCARD, ZRANGESTORE, ZMPOP) are not wired yet.
-
+//! pairs in RESP3, as Redis 7.0 does. ZUNION/ZINTER/ZDIFF, their STORE forms, ZINTERCARD
+//! and ZRANGESTORE run on one shard when all their keys do, and otherwise through
+//! `coord::multi::gather` (as SINTERSTORE): the sources are read (cloned) under the shards'
+//! locks and the destination written on its shard before they go. ZMPOP needs its keys on
+//! one shard (CROSSSLOT otherwise, as LMPOP).
 use bytes::Bytes;
 
 use super::args::{arg, int, is, owned};
