@@ -39,6 +39,37 @@ pub fn owned(b: &Bytes) -> Bytes {
     Bytes::copy_from_slice(b)
 }
 
+/// The arguments of LMPOP / ZMPOP (`numkeys key [key ...] <where> [COUNT count]`) in Redis's
+/// check order: numkeys, then the where word (`parse_where`), then COUNT. Returns the keys,
+/// the parsed where and the count (1 by default).
+pub fn mpop_args<W>(
+    argv: &[Bytes],
+    parse_where: impl Fn(&Bytes) -> Result<W, CmdError>,
+) -> Result<(&[Bytes], W, usize), CmdError> {
+    let n = parse_i64(arg(argv, 1)?)
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| CmdError::coded(crate::error::NUMKEYS_POSITIVE))?;
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
+    let where_idx = n.saturating_add(2);
+    let wh = parse_where(argv.get(where_idx).ok_or(CmdError::Syntax)?)?;
+    let mut count: Option<usize> = None;
+    let mut i = where_idx + 1;
+    while let Some(opt) = argv.get(i) {
+        match argv.get(i + 1) {
+            Some(c) if count.is_none() && is(opt, "count") => {
+                let c = parse_i64(c)
+                    .filter(|c| *c >= 1)
+                    .ok_or_else(|| CmdError::err("count should be greater than 0"))?;
+                count = Some(usize::try_from(c).unwrap_or(usize::MAX));
+                i += 2;
+            }
+            _ => return Err(CmdError::Syntax),
+        }
+    }
+    let keys = argv.get(2..where_idx).unwrap_or_default();
+    Ok((keys, wh, count.unwrap_or(1)))
+}
+
 /// Redis glob matching (`stringmatchlen`): `*`, `?`, `[abc]`, `[^a]`, `[a-z]`, `\x`.
 pub fn glob_match(pattern: &[u8], s: &[u8], nocase: bool) -> bool {
     glob(pattern, s, nocase, 0)

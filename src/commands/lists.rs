@@ -10,7 +10,7 @@ use super::args::{arg, int, is, owned};
 use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
 use crate::coord::multi::{gather, WriteFn};
-use crate::error::{self, CmdError, CmdResult};
+use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
 use crate::server::worker::Worker;
@@ -374,32 +374,7 @@ fn move_cross(ctx: &mut ConnCtx, argv: &[Bytes], from: End, to: End) -> CmdResul
 }
 
 fn lmpop(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
-    let numkeys_err = || CmdError::coded(error::NUMKEYS_POSITIVE);
-    let n = parse_i64(arg(argv, 1)?)
-        .filter(|n| *n >= 1)
-        .ok_or_else(numkeys_err)?;
-    let n = usize::try_from(n).unwrap_or(usize::MAX);
-    let where_idx = n.saturating_add(2);
-    let Some(wh) = argv.get(where_idx) else {
-        return Err(CmdError::Syntax);
-    };
-    let end = end_arg(wh)?;
-    let mut count: Option<usize> = None;
-    let mut i = where_idx + 1;
-    while let Some(opt) = argv.get(i) {
-        match argv.get(i + 1) {
-            Some(c) if count.is_none() && is(opt, "count") => {
-                let c = parse_i64(c)
-                    .filter(|c| *c >= 1)
-                    .ok_or_else(|| CmdError::coded(COUNT_POSITIVE))?;
-                count = Some(usize::try_from(c).unwrap_or(usize::MAX));
-                i += 2;
-            }
-            _ => return Err(CmdError::Syntax),
-        }
-    }
-    let count = count.unwrap_or(1);
-    let keys = argv.get(2..where_idx).unwrap_or_default();
+    let (keys, end, count) = super::args::mpop_args(argv, |wh| end_arg(wh))?;
     let now = ctx.now();
     let db = ctx.db();
     for key in keys {
@@ -415,6 +390,3 @@ fn lmpop(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     }
     Ok(Reply::NullArray)
 }
-
-/// LMPOP's COUNT check (Redis's getRangeLongFromObjectOrReply message).
-const COUNT_POSITIVE: &str = "ERR count should be greater than 0";

@@ -522,38 +522,15 @@ fn zpop(ctx: &mut KeyCtx, argv: &[Bytes], max: bool) -> CmdResult {
 
 /// ZMPOP: every key on this shard (keys on several shards answer CROSSSLOT, as LMPOP).
 fn zmpop(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
-    let numkeys_err = || CmdError::coded(crate::error::NUMKEYS_POSITIVE);
-    let n = parse_i64(arg(argv, 1)?)
-        .filter(|n| *n >= 1)
-        .ok_or_else(numkeys_err)?;
-    let n = usize::try_from(n).unwrap_or(usize::MAX);
-    let where_idx = n.saturating_add(2);
-    let Some(wh) = argv.get(where_idx) else {
-        return Err(CmdError::Syntax);
-    };
-    let max = if is(wh, "min") {
-        false
-    } else if is(wh, "max") {
-        true
-    } else {
-        return Err(CmdError::Syntax);
-    };
-    let mut count: Option<usize> = None;
-    let mut i = where_idx + 1;
-    while let Some(opt) = argv.get(i) {
-        match argv.get(i + 1) {
-            Some(c) if count.is_none() && is(opt, "count") => {
-                let c = parse_i64(c)
-                    .filter(|c| *c >= 1)
-                    .ok_or_else(|| CmdError::coded("ERR count should be greater than 0"))?;
-                count = Some(usize::try_from(c).unwrap_or(usize::MAX));
-                i += 2;
-            }
-            _ => return Err(CmdError::Syntax),
+    let (keys, max, count) = super::args::mpop_args(argv, |wh| {
+        if is(wh, "min") {
+            Ok(false)
+        } else if is(wh, "max") {
+            Ok(true)
+        } else {
+            Err(CmdError::Syntax)
         }
-    }
-    let count = count.unwrap_or(1);
-    let keys = argv.get(2..where_idx).unwrap_or_default();
+    })?;
     let now = ctx.now();
     let db = ctx.db();
     for key in keys {
