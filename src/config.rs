@@ -76,6 +76,10 @@ pub struct Cli {
     /// Close idle clients after this many seconds (0 = never).
     #[arg(long)]
     pub timeout: Option<u64>,
+    /// Memory limit (e.g. 2gb; 0 = none). Over it, commands that may grow memory get an OOM
+    /// error (noeviction; eviction policies are not implemented yet).
+    #[arg(long)]
+    pub maxmemory: Option<String>,
 }
 
 /// Resolved, validated configuration.
@@ -98,6 +102,7 @@ pub struct Config {
     pub busy_poll_us: u64,
     pub hop_spin_us: u64,
     pub timeout: u64,
+    pub maxmemory: u64,
     /// `client-output-buffer-limit` lines from the config file, applied in order at startup.
     pub obuf_limits: Vec<String>,
 }
@@ -123,6 +128,7 @@ impl Default for Config {
             busy_poll_us: 0,
             hop_spin_us: DEFAULT_HOP_SPIN_US,
             timeout: 0,
+            maxmemory: 0,
             obuf_limits: Vec::new(),
         }
     }
@@ -223,7 +229,7 @@ impl Config {
             }
             cfg.config_file = Some(path.clone());
         }
-        let flags: [(&str, Option<String>); 16] = [
+        let flags: [(&str, Option<String>); 17] = [
             ("port", cli.port.map(|v| v.to_string())),
             ("bind", cli.bind.clone()),
             ("shards", cli.shards.map(|v| v.to_string())),
@@ -243,6 +249,7 @@ impl Config {
             ("busy-poll-us", cli.busy_poll_us.map(|v| v.to_string())),
             ("hop-spin-us", cli.hop_spin_us.map(|v| v.to_string())),
             ("timeout", cli.timeout.map(|v| v.to_string())),
+            ("maxmemory", cli.maxmemory.clone()),
         ];
         for (name, value) in flags {
             if let Some(v) = value {
@@ -337,6 +344,7 @@ impl Config {
             "busy-poll-us" => self.busy_poll_us = parse_num(name, v)?,
             "hop-spin-us" => self.hop_spin_us = parse_num(name, v)?,
             "timeout" => self.timeout = parse_num(name, v)?,
+            "maxmemory" => self.maxmemory = parse_memory(v)?,
             "client-output-buffer-limit" => {
                 parse_obuf_limits(v)?;
                 self.obuf_limits.push(v.to_string());
@@ -435,6 +443,8 @@ pub struct Tunables {
     pub proto_max_bulk_len: AtomicU64,
     pub client_query_buffer_limit: AtomicU64,
     pub timeout: AtomicU64,
+    /// Bytes; 0 = no limit. Read on every DENYOOM command when set.
+    pub maxmemory: AtomicU64,
     /// `client-output-buffer-limit`'s pubsub class: hard bytes, soft bytes, soft seconds
     /// (0 disables a limit). The other classes are only kept as text.
     pub pubsub_obuf_limit: [AtomicU64; 3],
@@ -464,6 +474,7 @@ impl Tunables {
             proto_max_bulk_len: AtomicU64::new(cfg.proto_max_bulk_len),
             client_query_buffer_limit: AtomicU64::new(cfg.client_query_buffer_limit),
             timeout: AtomicU64::new(cfg.timeout),
+            maxmemory: AtomicU64::new(cfg.maxmemory),
             pubsub_obuf_limit: DEFAULT_OBUF_LIMITS[2].map(AtomicU64::new),
             text: Mutex::new(text),
         };
@@ -495,6 +506,10 @@ impl Tunables {
         out.insert(
             "timeout".into(),
             self.timeout.load(Ordering::Relaxed).to_string(),
+        );
+        out.insert(
+            "maxmemory".into(),
+            self.maxmemory.load(Ordering::Relaxed).to_string(),
         );
         out.into_iter().collect()
     }
@@ -531,6 +546,11 @@ impl Tunables {
                     );
                 }
                 self.client_query_buffer_limit.store(n, Ordering::Relaxed);
+            }
+            "maxmemory" => {
+                let n = parse_memory(value)
+                    .map_err(|_| "argument must be a memory value".to_string())?;
+                self.maxmemory.store(n, Ordering::Relaxed);
             }
             "timeout" => {
                 let n: u64 = value

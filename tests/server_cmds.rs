@@ -475,3 +475,55 @@ fn redis_cli_reads_info() {
         assert!(out.contains(&format!("tcp_port:{}", s.port)), "{out}");
     }
 }
+
+/// maxmemory with the noeviction policy: above the limit, commands that may grow memory get
+/// Redis's OOM error, reads and deletes still work, and lifting the limit restores writes.
+#[test]
+fn maxmemory_noeviction_refuses_writes_over_the_limit() {
+    for n in common::shard_counts() {
+        let s = common::Server::start(n);
+        let mut c = s.client();
+        let big = "x".repeat(3 << 20);
+        let _: () = redis::cmd("SET")
+            .arg("big")
+            .arg(&big)
+            .query(&mut c)
+            .unwrap();
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg("1mb")
+            .query(&mut c)
+            .unwrap();
+        let got: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg("maxmemory")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(got, vec!["maxmemory".to_string(), "1048576".to_string()]);
+        let err = redis::cmd("SET")
+            .arg("k")
+            .arg("v")
+            .query::<()>(&mut c)
+            .unwrap_err();
+        assert_eq!(err.code(), Some("OOM"), "shards={n}: {err}");
+        assert!(
+            err.to_string()
+                .contains("command not allowed when used memory > 'maxmemory'."),
+            "{err}"
+        );
+        let len: usize = redis::cmd("STRLEN").arg("big").query(&mut c).unwrap();
+        assert_eq!(len, big.len());
+        let info: String = redis::cmd("INFO").arg("memory").query(&mut c).unwrap();
+        assert!(info.contains("maxmemory:1048576\r\n"), "{info}");
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory")
+            .arg("0")
+            .query(&mut c)
+            .unwrap();
+        let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut c).unwrap();
+        let v: String = redis::cmd("GET").arg("k").query(&mut c).unwrap();
+        assert_eq!(v, "v");
+    }
+}

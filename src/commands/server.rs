@@ -795,9 +795,11 @@ fn meta(w: &Worker) -> Meta {
         peak_memory: alloc::peak(),
         rss: alloc::rss(),
         total_memory: alloc::total_system_memory(),
-        maxmemory: param("maxmemory")
-            .and_then(|v| crate::config::parse_memory(&v).ok())
-            .unwrap_or(0),
+        maxmemory: w
+            .shared
+            .tun
+            .maxmemory
+            .load(std::sync::atomic::Ordering::Relaxed),
         maxmemory_policy: param("maxmemory-policy").unwrap_or_else(|| "noeviction".into()),
         cpu_user,
         cpu_sys,

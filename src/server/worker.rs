@@ -668,6 +668,18 @@ impl Worker {
             self.reject(idx, Some(id), e);
             return;
         }
+        // maxmemory (noeviction): commands that may grow memory are refused above the limit.
+        if spec.has(crate::commands::table::DENYOOM) {
+            let max = self.shared.tun.maxmemory.load(Ordering::Relaxed);
+            if max > 0 && crate::runtime::alloc::used() > max {
+                self.reject(
+                    idx,
+                    Some(id),
+                    CmdError::coded("OOM command not allowed when used memory > 'maxmemory'."),
+                );
+                return;
+            }
+        }
         let (db, resp) = {
             let c = &mut self.conns[idx].client;
             c.last_cmd = spec.name;
