@@ -207,37 +207,41 @@ impl<'a> Frame<'a> {
 /// Delivers `msg` on `channel` to this shard's subscribers (channel and matching pattern
 /// subscriptions); returns how many deliveries were made. Subscribers pushed over their
 /// output limit are closed.
+/// Appends `frame` to every live subscriber in `subs`; returns how many got it and records
+/// them in `touched` (their output limits are checked once per publish).
+fn deliver(
+    conns: &mut slab::Slab<Conn>,
+    subs: &[usize],
+    frame: &mut Frame,
+    touched: &mut Vec<usize>,
+) -> usize {
+    let mut n = 0;
+    for &idx in subs {
+        if let Some(c) = conns.get_mut(idx) {
+            if c.closing {
+                continue;
+            }
+            c.push_raw(&frame.get(c.client.resp));
+            n += 1;
+            touched.push(idx);
+        }
+    }
+    n
+}
+
 pub fn publish(w: &mut Worker, channel: &[u8], msg: &[u8]) -> usize {
     let mut touched: Vec<usize> = Vec::new();
     let mut count = 0;
     if let Some(subs) = w.pubsub.channels.get(channel) {
         let mut frame = Frame::new([b"message", channel, msg, b""], 3);
-        for &idx in subs {
-            if let Some(c) = w.conns.get_mut(idx) {
-                if c.closing {
-                    continue;
-                }
-                c.push_raw(&frame.get(c.client.resp));
-                count += 1;
-                touched.push(idx);
-            }
-        }
+        count += deliver(&mut w.conns, subs, &mut frame, &mut touched);
     }
     for (pat, subs) in &w.pubsub.patterns {
         if !glob_match(pat, channel, false) {
             continue;
         }
         let mut frame = Frame::new([b"pmessage", pat, channel, msg], 4);
-        for &idx in subs {
-            if let Some(c) = w.conns.get_mut(idx) {
-                if c.closing {
-                    continue;
-                }
-                c.push_raw(&frame.get(c.client.resp));
-                count += 1;
-                touched.push(idx);
-            }
-        }
+        count += deliver(&mut w.conns, subs, &mut frame, &mut touched);
     }
     if touched.is_empty() {
         return 0;
