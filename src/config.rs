@@ -10,6 +10,8 @@ use std::sync::Mutex;
 
 use clap::Parser;
 
+use crate::shard::evict::{EvictCfg, Policy};
+
 pub const DEFAULT_PORT: u16 = 6379;
 pub const DEFAULT_DATABASES: usize = 16;
 pub const DEFAULT_MAXCLIENTS: usize = 10000;
@@ -76,10 +78,17 @@ pub struct Cli {
     /// Close idle clients after this many seconds (0 = never).
     #[arg(long)]
     pub timeout: Option<u64>,
-    /// Memory limit (e.g. 2gb; 0 = none). Over it, commands that may grow memory get an OOM
-    /// error (noeviction; eviction policies are not implemented yet).
+    /// Memory limit (e.g. 2gb; 0 = none). Over it, keys are evicted by --maxmemory-policy;
+    /// when nothing can be, commands that may grow memory get an OOM error.
     #[arg(long)]
     pub maxmemory: Option<String>,
+    /// Eviction policy: noeviction, allkeys-lru, volatile-lru, allkeys-lfu, volatile-lfu,
+    /// allkeys-random, volatile-random, volatile-ttl.
+    #[arg(long = "maxmemory-policy")]
+    pub maxmemory_policy: Option<String>,
+    /// Keys sampled per eviction round (approximate LRU/LFU/TTL), default 5.
+    #[arg(long = "maxmemory-samples")]
+    pub maxmemory_samples: Option<u64>,
 }
 
 /// Resolved, validated configuration.
@@ -103,6 +112,8 @@ pub struct Config {
     pub hop_spin_us: u64,
     pub timeout: u64,
     pub maxmemory: u64,
+    /// maxmemory-policy, maxmemory-samples, lfu-log-factor, lfu-decay-time.
+    pub evict: EvictCfg,
     /// `client-output-buffer-limit` lines from the config file, applied in order at startup.
     pub obuf_limits: Vec<String>,
 }
@@ -129,6 +140,7 @@ impl Default for Config {
             hop_spin_us: DEFAULT_HOP_SPIN_US,
             timeout: 0,
             maxmemory: 0,
+            evict: EvictCfg::default(),
             obuf_limits: Vec::new(),
         }
     }
@@ -229,7 +241,7 @@ impl Config {
             }
             cfg.config_file = Some(path.clone());
         }
-        let flags: [(&str, Option<String>); 17] = [
+        let flags: [(&str, Option<String>); 19] = [
             ("port", cli.port.map(|v| v.to_string())),
             ("bind", cli.bind.clone()),
             ("shards", cli.shards.map(|v| v.to_string())),
@@ -250,6 +262,11 @@ impl Config {
             ("hop-spin-us", cli.hop_spin_us.map(|v| v.to_string())),
             ("timeout", cli.timeout.map(|v| v.to_string())),
             ("maxmemory", cli.maxmemory.clone()),
+            ("maxmemory-policy", cli.maxmemory_policy.clone()),
+            (
+                "maxmemory-samples",
+                cli.maxmemory_samples.map(|v| v.to_string()),
+            ),
         ];
         for (name, value) in flags {
             if let Some(v) = value {
@@ -345,6 +362,10 @@ impl Config {
             "hop-spin-us" => self.hop_spin_us = parse_num(name, v)?,
             "timeout" => self.timeout = parse_num(name, v)?,
             "maxmemory" => self.maxmemory = parse_memory(v)?,
+            "maxmemory-policy" | "maxmemory-samples" | "lfu-log-factor" | "lfu-decay-time" => {
+                set_evict_param(&mut self.evict, name, v)
+                    .map_err(|e| format!("invalid value for '{name}': {e}"))?;
+            }
             "client-output-buffer-limit" => {
                 parse_obuf_limits(v)?;
                 self.obuf_limits.push(v.to_string());
@@ -366,8 +387,6 @@ pub const PASSIVE_PARAMS: &[(&str, &str)] = &[
     ("dir", "."),
     ("dbfilename", "dump.rdb"),
     ("maxmemory", "0"),
-    ("maxmemory-policy", "noeviction"),
-    ("maxmemory-samples", "5"),
     ("hz", "10"),
     ("daemonize", "no"),
     ("protected-mode", "no"),
@@ -437,6 +456,35 @@ pub fn parse_obuf_limits(v: &str) -> Result<Vec<(usize, [u64; 3])>, String> {
     Ok(out)
 }
 
+/// Redis's text for a bad `maxmemory-policy` (after CONFIG SET's prefix).
+pub const POLICY_ERROR: &str = "argument(s) must be one of the following: volatile-lru, volatile-lfu, volatile-random, volatile-ttl, allkeys-lru, allkeys-lfu, allkeys-random, noeviction";
+
+/// Parses one eviction parameter into `cfg`; errors carry Redis's CONFIG SET wording.
+fn set_evict_param(cfg: &mut EvictCfg, name: &str, v: &str) -> Result<(), String> {
+    let int = |min: i64| -> Result<u32, String> {
+        let n: i64 = v
+            .trim()
+            .parse()
+            .map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
+        if n < min || n > i64::from(i32::MAX) {
+            return Err(format!(
+                "argument must be between {min} and 2147483647 inclusive"
+            ));
+        }
+        Ok(n as u32)
+    };
+    match name {
+        "maxmemory-policy" => {
+            cfg.policy = Policy::parse(v.trim()).ok_or_else(|| POLICY_ERROR.to_string())?
+        }
+        "maxmemory-samples" => cfg.samples = int(1)? as usize,
+        "lfu-log-factor" => cfg.lfu_log_factor = int(0)?,
+        "lfu-decay-time" => cfg.lfu_decay_time = int(0)?,
+        _ => {}
+    }
+    Ok(())
+}
+
 /// Values CONFIG SET may change while running, read lock-free by every shard.
 pub struct Tunables {
     pub maxclients: AtomicUsize,
@@ -445,6 +493,12 @@ pub struct Tunables {
     pub timeout: AtomicU64,
     /// Bytes; 0 = no limit. Read on every DENYOOM command when set.
     pub maxmemory: AtomicU64,
+    /// `Policy::code()` of maxmemory-policy; shards read it (and the three below) once per
+    /// loop pass (`evict_cfg`).
+    pub maxmemory_policy: AtomicU64,
+    pub maxmemory_samples: AtomicU64,
+    pub lfu_log_factor: AtomicU64,
+    pub lfu_decay_time: AtomicU64,
     /// `client-output-buffer-limit`'s pubsub class: hard bytes, soft bytes, soft seconds
     /// (0 disables a limit). The other classes are only kept as text.
     pub pubsub_obuf_limit: [AtomicU64; 3],
@@ -475,6 +529,10 @@ impl Tunables {
             client_query_buffer_limit: AtomicU64::new(cfg.client_query_buffer_limit),
             timeout: AtomicU64::new(cfg.timeout),
             maxmemory: AtomicU64::new(cfg.maxmemory),
+            maxmemory_policy: AtomicU64::new(cfg.evict.policy.code()),
+            maxmemory_samples: AtomicU64::new(cfg.evict.samples as u64),
+            lfu_log_factor: AtomicU64::new(cfg.evict.lfu_log_factor.into()),
+            lfu_decay_time: AtomicU64::new(cfg.evict.lfu_decay_time.into()),
             pubsub_obuf_limit: DEFAULT_OBUF_LIMITS[2].map(AtomicU64::new),
             text: Mutex::new(text),
         };
@@ -483,6 +541,16 @@ impl Tunables {
             let _ = t.set("client-output-buffer-limit", v);
         }
         t
+    }
+
+    /// The eviction settings now in force.
+    pub fn evict_cfg(&self) -> EvictCfg {
+        EvictCfg {
+            policy: Policy::from_code(self.maxmemory_policy.load(Ordering::Relaxed)),
+            samples: self.maxmemory_samples.load(Ordering::Relaxed) as usize,
+            lfu_log_factor: self.lfu_log_factor.load(Ordering::Relaxed) as u32,
+            lfu_decay_time: self.lfu_decay_time.load(Ordering::Relaxed) as u32,
+        }
     }
 
     /// Every parameter and its current value, sorted by name.
@@ -511,6 +579,11 @@ impl Tunables {
             "maxmemory".into(),
             self.maxmemory.load(Ordering::Relaxed).to_string(),
         );
+        let e = self.evict_cfg();
+        out.insert("maxmemory-policy".into(), e.policy.name().into());
+        out.insert("maxmemory-samples".into(), e.samples.to_string());
+        out.insert("lfu-log-factor".into(), e.lfu_log_factor.to_string());
+        out.insert("lfu-decay-time".into(), e.lfu_decay_time.to_string());
         out.into_iter().collect()
     }
 
@@ -551,6 +624,18 @@ impl Tunables {
                 let n = parse_memory(value)
                     .map_err(|_| "argument must be a memory value".to_string())?;
                 self.maxmemory.store(n, Ordering::Relaxed);
+            }
+            "maxmemory-policy" | "maxmemory-samples" | "lfu-log-factor" | "lfu-decay-time" => {
+                let mut e = self.evict_cfg();
+                set_evict_param(&mut e, name, value)?;
+                self.maxmemory_policy
+                    .store(e.policy.code(), Ordering::Relaxed);
+                self.maxmemory_samples
+                    .store(e.samples as u64, Ordering::Relaxed);
+                self.lfu_log_factor
+                    .store(e.lfu_log_factor.into(), Ordering::Relaxed);
+                self.lfu_decay_time
+                    .store(e.lfu_decay_time.into(), Ordering::Relaxed);
             }
             "timeout" => {
                 let n: u64 = value
@@ -653,6 +738,34 @@ mod tests {
     }
 
     #[test]
+    fn eviction_params_validate_with_redis_texts() {
+        let t = Tunables::new(&Config::default());
+        assert_eq!(t.evict_cfg(), EvictCfg::default());
+        assert_eq!(
+            t.set("maxmemory-policy", "bogus").unwrap_err(),
+            POLICY_ERROR
+        );
+        t.set("maxmemory-policy", "ALLKEYS-LFU").unwrap();
+        t.set("lfu-log-factor", "0").unwrap();
+        assert_eq!(
+            t.set("maxmemory-samples", "0").unwrap_err(),
+            "argument must be between 1 and 2147483647 inclusive"
+        );
+        assert_eq!(
+            t.set("lfu-decay-time", "x").unwrap_err(),
+            "argument couldn't be parsed into an integer"
+        );
+        let all = t.all();
+        let get = |k: &str| all.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("maxmemory-policy"), Some("allkeys-lfu"));
+        assert_eq!(get("maxmemory-samples"), Some("5"));
+        assert_eq!(get("lfu-log-factor"), Some("0"));
+        assert_eq!(get("lfu-decay-time"), Some("1"));
+        let mut cfg = Config::default();
+        assert!(cfg.apply("maxmemory-policy", "lru").is_err());
+    }
+
+    #[test]
     fn core_lists() {
         assert_eq!(parse_cores("0-2,5").unwrap(), vec![0, 1, 2, 5]);
         assert!(parse_cores("3-1").is_err());
@@ -664,19 +777,22 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("shardis-cfg-{}", std::process::id()));
         std::fs::write(
             &dir,
-            "# comment\nport 7001\nmaxclients 5\nsave \"\"\nclient-output-buffer-limit pubsub 1mb 1kb 5\n",
+            "# comment\nport 7001\nmaxclients 5\nsave \"\"\nclient-output-buffer-limit pubsub 1mb 1kb 5\nmaxmemory-policy volatile-ttl\nmaxmemory-samples 3\n",
         )
         .unwrap();
         let cli = Cli {
             config: Some(dir.to_string_lossy().into()),
             maxclients: Some(9),
             shards: Some(3),
+            maxmemory_samples: Some(7),
             ..Default::default()
         };
         let cfg = Config::from_cli(&cli).unwrap();
         assert_eq!((cfg.port, cfg.maxclients, cfg.shards), (7001, 9, 3));
         let t = Tunables::new(&cfg);
         assert_eq!(t.pubsub_obuf_limit[0].load(Ordering::Relaxed), 1 << 20);
+        assert_eq!(t.evict_cfg().policy, Policy::VolatileTtl);
+        assert_eq!(t.evict_cfg().samples, 7, "the flag beats the file");
         assert_eq!(t.pubsub_obuf_limit[1].load(Ordering::Relaxed), 1024);
         std::fs::write(&dir, "nosuchthing 1\n").unwrap();
         assert!(Config::from_cli(&cli).unwrap_err().contains("nosuchthing"));

@@ -12,6 +12,7 @@ use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
 use crate::server::worker::{ShardFn, Worker};
+use crate::shard::evict::lfu_decayed;
 
 const G: &str = "generic";
 
@@ -603,6 +604,7 @@ fn object(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     }
     let key = arg(argv, 2)?;
     let now = ctx.now();
+    let cfg = ctx.shard.evict.cfg;
     let Some(e) = ctx.db().meta(key, now) else {
         return Ok(Reply::Null);
     };
@@ -612,7 +614,15 @@ fn object(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
             // Redis shares the objects for the integers 0..9999.
             Ok(Reply::Int(if e.shared { i32::MAX as i64 } else { 1 }))
         }
-        "idletime" => Ok(Reply::Int(e.idle_secs(now))),
+        "idletime" if !cfg.policy.is_lfu() => Ok(Reply::Int(e.idle_secs(now))),
+        "idletime" => Err(CmdError::err(
+            "An LFU maxmemory policy is selected, idle time not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
+        )),
+        _ if cfg.policy.is_lfu() => Ok(Reply::Int(i64::from(lfu_decayed(
+            e.atime,
+            now,
+            cfg.lfu_decay_time,
+        )))),
         _ => Err(CmdError::err(
             "An LFU maxmemory policy is not selected, access frequency not tracked. Please note that when switching between policies at runtime LRU and LFU data will take some time to adjust.",
         )),

@@ -59,7 +59,10 @@ pub struct KeyCtx<'a> {
 impl KeyCtx<'_> {
     /// The selected database.
     pub fn db(&mut self) -> &mut Db {
-        self.shard.db_mut(self.db)
+        let no_touch = self.shard.no_touch;
+        let db = self.shard.db_mut(self.db);
+        db.no_touch = no_touch;
+        db
     }
 
     pub fn now(&self) -> u64 {
@@ -159,6 +162,10 @@ pub fn run_key(
 ) -> Reply {
     let start = clock::ticks();
     let res = f(&mut KeyCtx { shard, db, resp }, argv);
+    if shard.no_touch {
+        // Paths that reach a Db without `KeyCtx::db` must not inherit the flag.
+        shard.dbs.iter_mut().for_each(|d| d.no_touch = false);
+    }
     let reply = finish(shard, id, res);
     if let Some(st) = shard.cmd_stats.get_mut(id) {
         st.nanos += clock::to_nanos(clock::ticks().wrapping_sub(start));

@@ -255,6 +255,9 @@ fn config_set(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     if let Some((_, l)) = todo.iter().find(|(n, _)| n == "loglevel") {
         crate::log::set_level(&l.to_ascii_lowercase());
     }
+    // This shard's next command already sees a new eviction policy (others: next loop pass).
+    let cfg = ctx.w.shared.tun.evict_cfg();
+    ctx.w.shard.set_evict_cfg(cfg);
     Ok(Reply::Ok)
 }
 
@@ -267,6 +270,7 @@ fn config_resetstat(ctx: &mut ConnCtx) -> CmdResult {
             s.cmd_stats.iter_mut().for_each(|c| *c = CmdStat::default());
             s.error_stats.clear();
             s.commands_processed = 0;
+            s.evict.evicted_keys = 0;
             for d in s.dbs.iter_mut() {
                 d.stats = Default::default();
             }
@@ -642,6 +646,7 @@ pub struct ShardInfo {
     pub errors: Vec<(String, u64)>,
     pub processed: u64,
     pub expired: u64,
+    pub evicted: u64,
     pub hits: u64,
     pub misses: u64,
     pub net: NetStats,
@@ -662,6 +667,7 @@ fn gather(tw: &mut Worker) -> ShardInfo {
         errors: s.error_stats.iter().map(|(k, v)| (k.clone(), *v)).collect(),
         processed: s.commands_processed,
         expired: s.dbs.iter().map(|d| d.stats.expired_keys).sum(),
+        evicted: s.evict.evicted_keys,
         hits: s.dbs.iter().map(|d| d.stats.hits).sum(),
         misses: s.dbs.iter().map(|d| d.stats.misses).sum(),
         net: tw.net,
@@ -695,6 +701,7 @@ fn merge(mut a: ShardInfo, b: ShardInfo) -> ShardInfo {
     }
     a.processed += b.processed;
     a.expired += b.expired;
+    a.evicted += b.evicted;
     a.hits += b.hits;
     a.misses += b.misses;
     a.net.net_input_bytes += b.net.net_input_bytes;
@@ -964,7 +971,7 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 f("expired_stale_perc", &"0.00");
                 f("expired_time_cap_reached_count", &0);
                 f("expire_cycle_cpu_milliseconds", &0);
-                f("evicted_keys", &0);
+                f("evicted_keys", &s.evicted);
                 f("evicted_clients", &0);
                 f("total_eviction_exceeded_time", &0);
                 f("current_eviction_exceeded_time", &0);

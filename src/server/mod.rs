@@ -27,6 +27,22 @@ pub struct Shared {
     pub shutdown: AtomicBool,
     /// The port actually bound (differs from cfg.port when it was 0).
     pub port: u16,
+    /// What each shard publishes for the others' eviction decisions (indexed by shard).
+    pub mem: Vec<ShardMem>,
+}
+
+/// One shard's memory figures as the other shards see them (`Worker::memory_check`):
+/// written only by that shard, read by all; stale by at most one active-expire tick
+/// (100 ms), or less while memory is over the limit (then every command refreshes them).
+#[repr(align(128))]
+#[derive(Default)]
+pub struct ShardMem {
+    /// Spare arena bytes (heap held by the shard's arenas that new entries reuse).
+    pub spare: AtomicU64,
+    /// Keys the shard could evict under the current policy.
+    pub candidates: AtomicU64,
+    /// Another shard asked this one to evict and the request has not run yet.
+    pub nudged: AtomicBool,
 }
 
 fn run_id() -> String {
@@ -93,6 +109,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         next_tx_id: AtomicU64::new(1),
         shutdown: AtomicBool::new(false),
         port,
+        mem: (0..cfg.shards).map(|_| ShardMem::default()).collect(),
         cfg,
     });
     let cfg = &shared.cfg;

@@ -22,7 +22,7 @@ use slab::Slab;
 
 use super::connection::{ClientInfo, Conn};
 use super::Shared;
-use crate::commands::table::{table, Exec};
+use crate::commands::table::{table, Exec, DENYOOM};
 use crate::commands::{self, ConnCtx, Route};
 use crate::coord;
 use crate::error::CmdError;
@@ -33,6 +33,7 @@ use crate::runtime::mesh::Endpoint;
 use crate::runtime::ring::{Completion, OpBuf, Ring};
 use crate::runtime::sys;
 use crate::runtime::timer::Timers;
+use crate::shard::evict::{self, Outcome};
 use crate::shard::{now_ms, Shard};
 
 /// Work shipped to another shard (or queued for our own).
@@ -64,6 +65,8 @@ pub struct BatchCmd {
     pub db: usize,
     pub start: usize,
     pub end: usize,
+    /// The client is in CLIENT NO-TOUCH mode.
+    pub no_touch: bool,
 }
 
 /// Commands of one connection's read for one other shard: one message, one argument vector
@@ -229,6 +232,7 @@ impl Worker {
             if self.lock.is_none() {
                 self.shard.now_ms = now_ms();
             }
+            self.shard.set_evict_cfg(self.shared.tun.evict_cfg());
             self.pass_now = Instant::now();
             let mut comps = std::mem::take(&mut self.completions);
             self.ring.drain(&mut comps);
@@ -668,16 +672,18 @@ impl Worker {
             self.reject(idx, Some(id), e);
             return;
         }
-        // maxmemory (noeviction): commands that may grow memory are refused above the limit.
-        if spec.has(crate::commands::table::DENYOOM) {
-            let max = self.shared.tun.maxmemory.load(Ordering::Relaxed);
-            if max > 0 && crate::runtime::alloc::used() > max {
-                self.reject(
-                    idx,
-                    Some(id),
-                    CmdError::coded("OOM command not allowed when used memory > 'maxmemory'."),
-                );
-                return;
+        // maxmemory: evict, or refuse commands that may grow memory when nothing can be
+        // evicted. A command bound for one other shard (or for this one while it is locked)
+        // is checked there, by the shard whose keys it writes (`exec_batch`).
+        if self.shared.tun.maxmemory.load(Ordering::Relaxed) > 0 {
+            let elsewhere = matches!(spec.exec, Exec::Key(_) | Exec::Multi(_))
+                && matches!(commands::route(&spec.keys, argv, self.nshards),
+                            Route::One(s) if s != self.id || self.lock.is_some());
+            if !elsewhere {
+                if let Err(e) = self.memory_check(spec.has(DENYOOM)) {
+                    self.reject(idx, Some(id), e);
+                    return;
+                }
             }
         }
         let (db, resp) = {
@@ -730,7 +736,7 @@ impl Worker {
             }
             Exec::Key(f) => match commands::route(&spec.keys, argv, self.nshards) {
                 Route::NoKeys => {
-                    let r = commands::run_key(&mut self.shard, id, f, db, resp, argv);
+                    let r = self.run_here(idx, id, f, db, resp, argv);
                     self.conns[idx].push_reply(&r);
                 }
                 Route::One(s) => self.run_or_batch(idx, s, id, f, db, resp, argv),
@@ -756,7 +762,7 @@ impl Worker {
             Exec::Multi(m) => match commands::route(&spec.keys, argv, self.nshards) {
                 Route::One(s) => self.run_or_batch(idx, s, id, m.sub, db, resp, argv),
                 Route::NoKeys => {
-                    let r = commands::run_key(&mut self.shard, id, m.sub, db, resp, argv);
+                    let r = self.run_here(idx, id, m.sub, db, resp, argv);
                     self.conns[idx].push_reply(&r);
                 }
                 Route::Many => {
@@ -794,10 +800,11 @@ impl Worker {
         argv: &mut Vec<Bytes>,
     ) {
         if s == self.id && self.lock.is_none() {
-            let r = commands::run_key(&mut self.shard, id, f, db, resp, argv);
+            let r = self.run_here(idx, id, f, db, resp, argv);
             self.conns[idx].push_reply(&r);
             return;
         }
+        let no_touch = self.conns[idx].client.no_touch;
         let seq = self.conns[idx].reserve();
         if self.batches[s].is_empty() {
             self.batch_targets.push(s);
@@ -813,7 +820,96 @@ impl Worker {
             db,
             start,
             end,
+            no_touch,
         });
+    }
+
+    /// Runs a key command on this shard for connection `idx` (its NO-TOUCH mode applies).
+    fn run_here(
+        &mut self,
+        idx: usize,
+        id: usize,
+        f: crate::commands::table::KeyFn,
+        db: usize,
+        resp: u8,
+        argv: &[Bytes],
+    ) -> Reply {
+        self.shard.no_touch = self.conns.get(idx).is_some_and(|c| c.client.no_touch);
+        let r = commands::run_key(&mut self.shard, id, f, db, resp, argv);
+        self.shard.no_touch = false;
+        r
+    }
+
+    // ----- maxmemory -----------------------------------------------------------------------
+
+    /// Redis's performEvictions, per shard (scheme in `shard::evict`): when the memory in use
+    /// (heap minus every shard's spare arena bytes) is over `maxmemory`, evict keys of this
+    /// shard, at most `evict::MAX_KEYS_PER_CALL`. If this shard has nothing to evict, ask the
+    /// shards that do; `Err(OOM)` for a command that may grow memory (`denyoom`) when no
+    /// shard has anything.
+    pub fn memory_check(&mut self, denyoom: bool) -> Result<(), CmdError> {
+        let max = self.shared.tun.maxmemory.load(Ordering::Relaxed);
+        if max == 0 {
+            return Ok(());
+        }
+        let me = self.id;
+        let others: u64 = self
+            .shared
+            .mem
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != me)
+            .map(|(_, m)| m.spare.load(Ordering::Relaxed))
+            .sum();
+        let over = |s: &Shard| {
+            crate::runtime::alloc::used().saturating_sub(others + s.spare_bytes()) > max
+        };
+        if !over(&self.shard) {
+            return Ok(());
+        }
+        let outcome = evict::evict(&mut self.shard, over);
+        self.publish_mem();
+        if outcome != Outcome::Nothing {
+            return Ok(());
+        }
+        let mut elsewhere = false;
+        for j in (0..self.nshards).filter(|&j| j != me) {
+            let Some(m) = self.shared.mem.get(j) else {
+                continue;
+            };
+            if m.candidates.load(Ordering::Relaxed) == 0 {
+                continue;
+            }
+            elsewhere = true;
+            if !m.nudged.swap(true, Ordering::Relaxed) {
+                self.post(
+                    j,
+                    Msg::Work(Box::new(|tw: &mut Worker| {
+                        if let Some(m) = tw.shared.mem.get(tw.id) {
+                            m.nudged.store(false, Ordering::Relaxed);
+                        }
+                        let _ = tw.memory_check(false);
+                        tw.publish_mem();
+                    })),
+                );
+            }
+        }
+        if elsewhere || !denyoom {
+            Ok(())
+        } else {
+            Err(CmdError::coded(
+                "OOM command not allowed when used memory > 'maxmemory'.",
+            ))
+        }
+    }
+
+    /// Publishes this shard's spare arena bytes and evictable key count (`Shared::mem`).
+    pub fn publish_mem(&self) {
+        if let Some(m) = self.shared.mem.get(self.id) {
+            m.spare.store(self.shard.spare_bytes(), Ordering::Relaxed);
+            m.candidates
+                .store(evict::candidates(&self.shard), Ordering::Relaxed);
+        }
     }
 
     /// Sends this connection's commands for other shards: one message per shard.
@@ -1071,6 +1167,7 @@ impl Worker {
                     // Samples live heap bytes so INFO's used_memory_peak sees peaks between calls.
                     crate::runtime::alloc::used();
                 }
+                self.publish_mem();
                 let deadline = Instant::now() + Duration::from_millis(2);
                 let now_ms = self.shard.now_ms;
                 for db in self.shard.dbs.iter_mut() {
@@ -1122,11 +1219,25 @@ fn exec_batch(tw: &mut Worker, origin: usize, token: u64, resp: u8, batch: Batch
     let mut marks = Vec::with_capacity(batch.cmds.len());
     for c in &batch.cmds {
         let argv = batch.args.get(c.start..c.end).unwrap_or_default();
-        let reply = match t.get(c.id).map(|s| s.exec) {
+        let spec = t.get(c.id);
+        // The owner of the keys evicts (and refuses) for the commands it runs.
+        if let Err(e) = tw.memory_check(spec.is_some_and(|s| s.has(DENYOOM))) {
+            if let Some(st) = tw.shard.cmd_stats.get_mut(c.id) {
+                st.rejected += 1;
+            }
+            let e = e.to_string();
+            commands::count_error(&mut tw.shard, &e);
+            Reply::Error(e).encode(resp, &mut buf);
+            marks.push((c.seq, buf.len()));
+            continue;
+        }
+        tw.shard.no_touch = c.no_touch;
+        let reply = match spec.map(|s| s.exec) {
             Some(Exec::Key(f)) => commands::run_key(&mut tw.shard, c.id, f, c.db, resp, argv),
             Some(Exec::Multi(m)) => commands::run_key(&mut tw.shard, c.id, m.sub, c.db, resp, argv),
             _ => Reply::error("ERR internal routing error"),
         };
+        tw.shard.no_touch = false;
         reply.encode(resp, &mut buf);
         marks.push((c.seq, buf.len()));
     }

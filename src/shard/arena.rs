@@ -5,7 +5,11 @@
 //! `Box<[u8]>` of their own (the `BOXED` class). Owned by one shard thread, like its `Db`.
 //!
 //! Pages are kept until their class is empty (then all but one are dropped at once), as a
-//! slab allocator does; freed slots are reused first.
+//! slab allocator does; freed slots are reused first. The arena counts its spare bytes
+//! (slots held in pages but not in use): heap the allocator sees as used, but that new
+//! entries of the same class take without allocating. Eviction subtracts it from the
+//! process's used memory (see `shard::evict`), since deleting a small key frees a slot,
+//! not heap.
 
 /// Where an entry lives: `class << IDX_BITS | index`. `u32::MAX` is never handed out.
 pub type Loc = u32;
@@ -101,6 +105,11 @@ impl Class {
         }
     }
 
+    /// Bytes of the slots held in pages but not in use.
+    fn spare(&self) -> usize {
+        ((self.pages.len() << self.shift) - self.live as usize) * self.size
+    }
+
     #[inline]
     fn range(&self, idx: u32) -> (usize, usize) {
         let page = (idx >> self.shift) as usize;
@@ -114,6 +123,8 @@ pub struct Arena {
     classes: Vec<Class>,
     boxed: Vec<Option<Box<[u8]>>>,
     boxed_free: Vec<u32>,
+    /// Sum of the classes' `spare()`, kept up to date by `alloc` and `free`.
+    spare: usize,
 }
 
 impl Default for Arena {
@@ -122,6 +133,7 @@ impl Default for Arena {
             classes: (0..NCLASSES).map(Class::new).collect(),
             boxed: Vec::new(),
             boxed_free: Vec::new(),
+            spare: 0,
         }
     }
 }
@@ -137,7 +149,9 @@ impl Arena {
         if let Some(c) = class_of(len) {
             // A full class (2^26 slots) spills into the next larger ones, then to boxes.
             for (i, class) in self.classes.iter_mut().enumerate().skip(c) {
+                let before = class.spare();
                 if let Some(idx) = class.alloc() {
+                    self.spare = self.spare + class.spare() - before;
                     return (i as u32) << IDX_BITS | idx;
                 }
             }
@@ -176,7 +190,9 @@ impl Arena {
                 self.boxed_free.push(idx);
             }
         } else if let Some(class) = self.classes.get_mut(c as usize) {
+            let before = class.spare();
             class.free(idx);
+            self.spare = self.spare + class.spare() - before;
         }
     }
 
@@ -243,6 +259,11 @@ impl Arena {
         split(loc).0 == BOXED
     }
 
+    /// Bytes of page slots not in use: reusable without allocating.
+    pub fn spare_bytes(&self) -> usize {
+        self.spare
+    }
+
     /// Bytes held in pages and boxes (for tests and memory accounting).
     pub fn reserved_bytes(&self) -> usize {
         let pages: usize = self
@@ -283,8 +304,10 @@ mod tests {
         a.get_mut(y)[..3].copy_from_slice(b"xyz");
         assert_eq!(&a.get(x)[..3], b"abc");
         a.free(x);
+        let spare = a.spare_bytes();
         let z = a.alloc(49);
         assert_eq!(z, x, "a freed slot of the same class is reused first");
+        assert_eq!(a.spare_bytes(), spare - 52);
         assert_eq!(&a.get(y)[..3], b"xyz");
         assert!(a.fits(z, 52) && !a.fits(z, 53));
     }
@@ -307,6 +330,11 @@ mod tests {
             a.free(l);
         }
         assert!(a.reserved_bytes() <= PAGE, "all pages but one released");
+        assert_eq!(
+            a.spare_bytes(),
+            a.reserved_bytes(),
+            "the kept page is all spare"
+        );
         let l = a.alloc(20);
         assert_eq!(l & IDX_MASK, 0, "an emptied class starts over");
     }

@@ -14,11 +14,17 @@
 //!
 //! Entries move (new loc) only when their size class changes; the table slot and the
 //! `ttls` element follow.
+//!
+//! The 24 `atime` bits follow the shard's eviction policy (`access`): the seconds clock of
+//! the last access under LRU (and no policy), or LFU's decay minutes and counter (see
+//! `shard::evict`). Reads and writes refresh them unless the command runs for a client in
+//! CLIENT NO-TOUCH mode (`no_touch`); OBJECT, EXISTS, TTL and friends never do.
 
 use bytes::{Bytes, BytesMut};
 
 use super::arena::{Arena, Loc};
 use super::dict::Table;
+use super::evict::{self, Access, EvictCfg, Policy};
 use super::value::{str_encoding, Exported, StrEnc, Value};
 use crate::error::CmdError;
 use crate::protocol::parse_i64;
@@ -49,6 +55,12 @@ pub struct Db {
     expire_cursor: usize,
     /// The chunk small values are copied into for replies (see `copy_out`).
     out: BytesMut,
+    /// What the access bits mean (set by the shard when the policy changes).
+    access: Access,
+    /// Set for the command of a CLIENT NO-TOUCH client: reads leave the access bits alone.
+    pub no_touch: bool,
+    /// xorshift state for LFU's probabilistic increment.
+    rng: u64,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -256,9 +268,13 @@ fn expire_of(b: &[u8]) -> u64 {
     }
 }
 
-fn set_atime(b: &mut [u8], now_ms: u64) {
-    let t = clock(now_ms).to_le_bytes();
-    // Only write when the second changed: a hot key read over and over in the same second
+fn atime_of(b: &[u8]) -> u32 {
+    le_u32(b, 0) >> 8
+}
+
+fn set_atime(b: &mut [u8], bits: u32) {
+    let t = bits.to_le_bytes();
+    // Only write when the bits changed: a hot key read over and over in the same second
     // does not dirty its cache line.
     if let Some(d) = b.get_mut(1..4) {
         if d != &t[..3] {
@@ -283,11 +299,68 @@ impl Default for Db {
             stats: DbStats::default(),
             expire_cursor: 0,
             out: BytesMut::new(),
+            access: Access::Lru,
+            no_touch: false,
+            rng: 0x9E37_79B9_7F4A_7C15,
         }
     }
 }
 
 impl Db {
+    /// Sets what the access bits mean (the shard's policy changed between LRU and LFU).
+    pub fn set_access(&mut self, a: Access) {
+        self.access = a;
+    }
+
+    /// The access bits of a key created now.
+    fn fresh_atime(&self, now: u64) -> u32 {
+        match self.access {
+            Access::Lru => clock(now),
+            Access::Lfu { .. } => evict::lfu_init(now),
+        }
+    }
+
+    /// The access bits after an access to an entry whose bits were `old`.
+    fn touched_atime(&mut self, old: u32, now: u64) -> u32 {
+        match self.access {
+            Access::Lru => clock(now),
+            Access::Lfu {
+                log_factor,
+                decay_time,
+            } => {
+                let mut x = self.rng;
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                self.rng = x;
+                let r = (x >> 11) as f64 / (1u64 << 53) as f64;
+                evict::lfu_touch(old, now, log_factor, decay_time, r)
+            }
+        }
+    }
+
+    /// Refreshes the access bits of the entry at `loc` (an access by a command).
+    fn touch_loc(&mut self, loc: Loc, now: u64) {
+        let old = atime_of(self.arena.get(loc));
+        let new = self.touched_atime(old, now);
+        if new != old {
+            set_atime(self.arena.get_mut(loc), new);
+        }
+    }
+
+    /// Access bits for a write of `key` that found `slot`: an overwrite counts as an access
+    /// (LFU keeps and bumps the old counter, as Redis's lookup-then-overwrite does); a new
+    /// key starts fresh.
+    fn write_atime(&mut self, slot: Option<(usize, Loc)>, now: u64) -> u32 {
+        match slot {
+            Some((_, loc)) if self.access != Access::Lru => {
+                let old = atime_of(self.arena.get(loc));
+                self.touched_atime(old, now)
+            }
+            _ => self.fresh_atime(now),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.table.len()
     }
@@ -348,8 +421,8 @@ impl Db {
             return None;
         }
         self.stats.hits += count as u64;
-        if touch {
-            set_atime(self.arena.get_mut(loc), now);
+        if touch && !self.no_touch {
+            self.touch_loc(loc, now);
         }
         Some(loc)
     }
@@ -371,7 +444,7 @@ impl Db {
         }
         self.stats.hits += count as u64;
         let v = view(b);
-        let stale = v.atime != clock(now);
+        let stale = !self.no_touch && (self.access != Access::Lru || v.atime != clock(now));
         let out = if v.kind() == KIND_STR {
             copy_out(&mut self.out, v.val)
         } else {
@@ -381,7 +454,7 @@ impl Db {
             }
         };
         if stale {
-            set_atime(self.arena.get_mut(loc), now);
+            self.touch_loc(loc, now);
         }
         Ok(Some(out))
     }
@@ -402,9 +475,13 @@ impl Db {
         self.lookup(key, now, false, false).is_some()
     }
 
-    /// True if `key` exists, refreshing its access time (TOUCH).
+    /// True if `key` exists, refreshing its access time (TOUCH: even for a NO-TOUCH client,
+    /// as Redis).
     pub fn touch(&mut self, key: &[u8], now: u64) -> bool {
-        self.lookup(key, now, false, true).is_some()
+        let no_touch = std::mem::replace(&mut self.no_touch, false);
+        let found = self.lookup(key, now, false, true).is_some();
+        self.no_touch = no_touch;
+        found
     }
 
     /// Type, encoding, TTL and access time of `key`, without touching stats or access time.
@@ -464,15 +541,8 @@ impl Db {
             self.drop_obj(loc);
         }
         let idx = self.objs.insert(val) as u32;
-        self.store(
-            h,
-            slot,
-            key,
-            KIND_OBJ,
-            &idx.to_le_bytes(),
-            clock(now),
-            expire_at,
-        );
+        let atime = self.write_atime(slot, now);
+        self.store(h, slot, key, KIND_OBJ, &idx.to_le_bytes(), atime, expire_at);
     }
 
     fn write_str(&mut self, key: &[u8], val: &[u8], ttl: Option<u64>, enc: StrEnc, now: u64) {
@@ -487,7 +557,8 @@ impl Db {
             self.drop_obj(loc);
         }
         let flags = KIND_STR | enc.to_bits() << ENC_SHIFT;
-        self.store(h, slot, key, flags, val, clock(now), at);
+        let atime = self.write_atime(slot, now);
+        self.store(h, slot, key, flags, val, atime, at);
     }
 
     /// Writes an entry for `key` (hash `h`), replacing the one at `slot` if given: in place
@@ -921,6 +992,84 @@ impl Db {
         let loc = self.table.random(seed)?;
         let v = view(self.arena.get(loc));
         Some((Bytes::copy_from_slice(v.key), v.expire_at))
+    }
+
+    // ---- eviction (see `shard::evict`) ----
+
+    /// Arena bytes held but unused: new entries take them without allocating.
+    pub fn spare_bytes(&self) -> usize {
+        self.arena.spare_bytes()
+    }
+
+    /// Up to `n` random entries (slots), of all keys or only those with a TTL.
+    pub fn sample(&self, volatile: bool, n: usize, seed: u64, out: &mut Vec<Loc>) {
+        if volatile {
+            let len = self.ttls.len() as u64;
+            let mut s = seed;
+            for _ in 0..n.min(self.ttls.len()) {
+                s = s
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                if let Some(&loc) = self.ttls.get(((s >> 17) % len.max(1)) as usize) {
+                    out.push(loc);
+                }
+            }
+        } else {
+            self.table.sample(seed, n, |loc| out.push(loc));
+        }
+    }
+
+    /// One random entry of all keys or of those with a TTL.
+    pub fn random_loc(&self, volatile: bool, seed: u64) -> Option<Loc> {
+        if volatile {
+            let n = self.ttls.len() as u64;
+            (n > 0)
+                .then(|| {
+                    self.ttls
+                        .get((seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 17) as usize % n as usize)
+                })
+                .flatten()
+                .copied()
+        } else {
+            self.table.random(seed)
+        }
+    }
+
+    /// How good an eviction candidate the entry at `loc` is: higher goes first (idle
+    /// seconds under LRU, 255 minus the decayed counter under LFU, nearness of the expiry
+    /// under volatile-ttl).
+    pub fn evict_score(&self, loc: Loc, cfg: EvictCfg, now: u64) -> u64 {
+        let b = self.arena.get(loc);
+        let bits = atime_of(b);
+        match cfg.policy {
+            Policy::VolatileTtl => u64::MAX - expire_of(b),
+            p if p.is_lfu() => 255 - u64::from(evict::lfu_decayed(bits, now, cfg.lfu_decay_time)),
+            _ => u64::from(clock(now).wrapping_sub(bits) & 0xFF_FFFF),
+        }
+    }
+
+    /// The table position of the entry at `loc`, if `loc` still holds a live entry.
+    fn pos_of(&self, loc: Loc) -> Option<usize> {
+        let h = self.hash(key_of(self.arena.get(loc)));
+        self.table.find(h, |l| l == loc).map(|(pos, _)| pos)
+    }
+
+    /// True if `loc` names an entry of this database (a sampled slot may have been freed).
+    pub fn is_live(&self, loc: Loc) -> bool {
+        self.pos_of(loc).is_some()
+    }
+
+    /// True if the entry at `loc` has a TTL.
+    pub fn has_ttl(&self, loc: Loc) -> bool {
+        expire_of(self.arena.get(loc)) != 0
+    }
+
+    /// Deletes the entry at `loc` (eviction) and returns its key, if it is live.
+    pub fn evict_at(&mut self, loc: Loc) -> Option<Bytes> {
+        let pos = self.pos_of(loc)?;
+        let key = Bytes::copy_from_slice(key_of(self.arena.get(loc)));
+        self.remove_at(pos, loc, true);
+        Some(key)
     }
 
     /// Bytes reserved by the table and arena (tests, memory accounting).

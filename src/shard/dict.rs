@@ -209,6 +209,30 @@ impl Table {
             .map(loc_of)
     }
 
+    /// Visits up to `n` pseudo-random entries chosen from `seed` (eviction sampling): each
+    /// draw is a random slot, moved forward to the next full one. The table is kept at least
+    /// 1/8 full (above its minimum size), so a draw reads a few slots. An entry right after
+    /// a long empty run is drawn more often; eviction only needs rough uniformity.
+    pub fn sample(&self, seed: u64, n: usize, mut f: impl FnMut(u32)) {
+        if self.len == 0 {
+            return;
+        }
+        let mask = self.mask();
+        let mut s = seed;
+        for _ in 0..n.min(self.len) {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let start = ((s >> 17) as usize) & mask;
+            if let Some(v) = (0..self.slots.len())
+                .map(|k| self.slots.get((start + k) & mask).copied().unwrap_or(0))
+                .find(|&v| v != 0)
+            {
+                f(loc_of(v));
+            }
+        }
+    }
+
     /// Every entry's loc, in slot order.
     pub fn iter(&self) -> impl Iterator<Item = u32> + '_ {
         self.slots.iter().filter(|&&s| s != 0).map(|&s| loc_of(s))
@@ -335,6 +359,33 @@ mod tests {
         }
         assert_eq!(seen.len(), 3000);
         assert_eq!(seen.iter().collect::<HashSet<_>>().len(), 3000);
+    }
+
+    #[test]
+    fn sample_draws_spread_over_the_table() {
+        let mut d = Map::default();
+        let mut got = Vec::new();
+        d.t.sample(1, 5, |l| got.push(l));
+        assert!(got.is_empty(), "empty table");
+        for i in 0..1000 {
+            d.insert(&key(i));
+        }
+        let mut seen = HashSet::new();
+        for seed in 0..200 {
+            got.clear();
+            d.t.sample(seed, 5, |l| got.push(l));
+            assert_eq!(got.len(), 5);
+            seen.extend(got.iter().copied());
+        }
+        // 1000 draws over 1000 keys: a uniform sampler sees ~63% of them; demand half.
+        assert!(seen.len() > 500, "only {} distinct", seen.len());
+        // Never more draws than entries, and a lone survivor is found.
+        for i in 1..1000 {
+            d.remove(&key(i));
+        }
+        got.clear();
+        d.t.sample(9, 5, |l| got.push(l));
+        assert_eq!(got, vec![d.get(&key(0)).unwrap()]);
     }
 
     #[test]

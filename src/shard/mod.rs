@@ -5,6 +5,7 @@
 pub mod arena;
 pub mod db;
 pub mod dict;
+pub mod evict;
 pub mod route;
 pub mod value;
 pub mod watch;
@@ -37,6 +38,11 @@ pub struct Shard {
     pub rng: u64,
     /// Keys of this shard under WATCH (see `watch.rs`).
     pub watches: watch::Watches,
+    /// maxmemory-policy settings, candidate pool and counters (see `evict.rs`).
+    pub evict: evict::State,
+    /// The running command comes from a CLIENT NO-TOUCH client (copied into the `Db` the
+    /// command uses by `KeyCtx::db`).
+    pub no_touch: bool,
 }
 
 impl Shard {
@@ -51,7 +57,30 @@ impl Shard {
             commands_processed: 0,
             rng: 0x2545F4914F6CDD1D ^ (id as u64 + 1).wrapping_mul(0x9E3779B97F4A7C15),
             watches: watch::Watches::default(),
+            evict: evict::State::default(),
+            no_touch: false,
         }
+    }
+
+    /// Applies new eviction settings (the worker calls this when `Tunables` changed).
+    pub fn set_evict_cfg(&mut self, cfg: evict::EvictCfg) {
+        if self.evict.cfg == cfg {
+            return;
+        }
+        let access = cfg.access();
+        if self.evict.cfg.access() != access {
+            self.dbs.iter_mut().for_each(|d| d.set_access(access));
+        }
+        if self.evict.cfg.policy != cfg.policy {
+            // Scores of another policy mean nothing.
+            self.evict.pool.clear();
+        }
+        self.evict.cfg = cfg;
+    }
+
+    /// Spare arena bytes of all databases (see `arena.rs`).
+    pub fn spare_bytes(&self) -> u64 {
+        self.dbs.iter().map(|d| d.spare_bytes() as u64).sum()
     }
 
     pub fn next_rand(&mut self) -> u64 {
