@@ -1088,6 +1088,76 @@ mod tests {
     }
 
     #[test]
+    fn access_bits_follow_lru_lfu_and_no_touch() {
+        let mut db = Db::default();
+        db.set(b"a", b"1", 0, 5_000);
+        assert_eq!(db.meta(b"a", 9_000).unwrap().idle_secs(9_000), 4);
+        db.get_str(b"a", 7_000).unwrap();
+        assert_eq!(db.meta(b"a", 9_000).unwrap().idle_secs(9_000), 2);
+        db.no_touch = true;
+        db.get_str(b"a", 8_000).unwrap();
+        assert_eq!(db.meta(b"a", 9_000).unwrap().idle_secs(9_000), 2);
+        assert!(db.touch(b"a", 9_000), "TOUCH touches even in NO-TOUCH mode");
+        assert_eq!(db.meta(b"a", 9_000).unwrap().idle_secs(9_000), 0);
+        db.no_touch = false;
+        db.set_access(Access::Lfu {
+            log_factor: 10,
+            decay_time: 1,
+        });
+        let freq = |db: &mut Db, k: &[u8]| evict::lfu_decayed(db.meta(k, 0).unwrap().atime, 0, 1);
+        db.set(b"n", b"1", 0, 0);
+        assert_eq!(freq(&mut db, b"n"), evict::LFU_INIT_VAL);
+        db.get_str(b"n", 0).unwrap();
+        assert_eq!(
+            freq(&mut db, b"n"),
+            evict::LFU_INIT_VAL + 1,
+            "the first hit always counts"
+        );
+        db.set(b"n", b"2", 0, 0);
+        assert!(
+            freq(&mut db, b"n") >= evict::LFU_INIT_VAL + 1,
+            "an overwrite keeps the counter"
+        );
+        for _ in 0..2000 {
+            db.get_str(b"n", 0).unwrap();
+        }
+        let f = freq(&mut db, b"n");
+        assert!((10..40).contains(&f), "log counter after 2000 hits: {f}");
+    }
+
+    #[test]
+    fn eviction_helpers_sample_score_and_delete() {
+        let mut db = Db::default();
+        for i in 0..100u64 {
+            let at = if i < 10 { 50_000 + i } else { 0 };
+            db.set(format!("k{i}").as_bytes(), b"v", at, i * 1000);
+        }
+        let mut out = Vec::new();
+        db.sample(true, 5, 7, &mut out);
+        assert_eq!(out.len(), 5);
+        assert!(out.iter().all(|&l| db.has_ttl(l) && db.is_live(l)));
+        out.clear();
+        db.sample(false, 5, 7, &mut out);
+        assert_eq!(out.len(), 5);
+        let cfg = EvictCfg {
+            policy: Policy::AllkeysLru,
+            ..EvictCfg::default()
+        };
+        let (mut best, mut best_score) = (0, 0);
+        for loc in db.table.iter() {
+            let sc = db.evict_score(loc, cfg, 200_000);
+            if sc > best_score {
+                (best, best_score) = (loc, sc);
+            }
+        }
+        assert_eq!(best_score, 200, "k0: idle 200 s");
+        assert_eq!(db.evict_at(best).as_deref(), Some(&b"k0"[..]));
+        assert!(!db.is_live(best) && db.evict_at(best).is_none());
+        assert_eq!((db.len(), db.expires_len()), (99, 9));
+        assert!(db.random_loc(true, 3).is_some_and(|l| db.has_ttl(l)));
+    }
+
+    #[test]
     fn lazy_and_active_expiry() {
         let mut db = Db::default();
         db.set(b"a", b"1", 100, 0);

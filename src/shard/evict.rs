@@ -401,6 +401,86 @@ mod tests {
         assert!(p.is_empty());
     }
 
+    /// A shard with `n` keys `k0..` in db 0, every other one (the even ones) with a TTL of
+    /// `1000 + i` ms, key `i` last accessed at second `i / 10`.
+    fn shard(n: u64, policy: Policy) -> Shard {
+        let mut s = Shard::new(0, 1, 2, 0);
+        s.set_evict_cfg(EvictCfg {
+            policy,
+            ..EvictCfg::default()
+        });
+        for i in 0..n {
+            let at = if i % 2 == 0 { 1000 + i } else { 0 };
+            s.db_mut(0)
+                .set(format!("k{i}").as_bytes(), b"v", at, i / 10 * 1000);
+        }
+        s.now_ms = 500;
+        s
+    }
+
+    fn alive(s: &mut Shard, i: u64) -> bool {
+        s.db_mut(0).exists(format!("k{i}").as_bytes(), 0)
+    }
+
+    #[test]
+    fn volatile_policies_evict_only_ttl_keys_then_give_up() {
+        for p in [
+            Policy::VolatileLru,
+            Policy::VolatileLfu,
+            Policy::VolatileRandom,
+            Policy::VolatileTtl,
+        ] {
+            let mut s = shard(100, p);
+            assert_eq!(candidates(&s), 50);
+            assert_eq!(evict(&mut s, |s| s.keys() > 10), Outcome::Nothing, "{p:?}");
+            assert_eq!(s.evict.evicted_keys, 50);
+            assert_eq!(candidates(&s), 0);
+            assert!((0..100).filter(|i| i % 2 == 1).all(|i| alive(&mut s, i)));
+        }
+        let mut s = shard(10, Policy::NoEviction);
+        assert_eq!(evict(&mut s, |_| true), Outcome::Nothing);
+        assert_eq!((s.keys(), candidates(&s)), (10, 0));
+    }
+
+    #[test]
+    fn lru_prefers_idle_keys_and_ttl_the_soonest() {
+        // 200 keys accessed at seconds 0..19; evict half: the older half should go.
+        let mut s = shard(200, Policy::AllkeysLru);
+        s.now_ms = 30_000;
+        assert_eq!(evict(&mut s, |s| s.keys() > 100), Outcome::Done);
+        let old_gone = (0..100).filter(|&i| !alive(&mut s, i)).count();
+        assert!(old_gone >= 85, "only {old_gone} of the 100 oldest evicted");
+        // volatile-ttl: TTLs 1000 + i; evicting 10 of 100 takes from the soonest.
+        let mut s = shard(200, Policy::VolatileTtl);
+        assert_eq!(evict(&mut s, |s| s.keys() > 190), Outcome::Done);
+        let soonest = (0..60).filter(|&i| !alive(&mut s, i)).count();
+        assert!(soonest >= 8, "{soonest} of 10 among the 30 soonest");
+    }
+
+    #[test]
+    fn eviction_is_capped_per_call_and_touches_watchers() {
+        let mut s = shard(1000, Policy::AllkeysRandom);
+        assert_eq!(evict(&mut s, |_| true), Outcome::Capped);
+        assert_eq!(s.keys(), 1000 - MAX_KEYS_PER_CALL);
+        let w = crate::shard::watch::Watcher {
+            shard: 0,
+            token: 1,
+            epoch: 1,
+            deadline: 0,
+        };
+        let live: Vec<u64> = (0..1000).filter(|&i| alive(&mut s, i)).collect();
+        for i in &live {
+            s.watches.add(0, bytes::Bytes::from(format!("k{i}")), w);
+        }
+        while evict(&mut s, |s| s.keys() > 0) != Outcome::Done {}
+        assert_eq!(s.keys(), 0);
+        assert!(
+            s.watches.is_empty(),
+            "every evicted key's watchers were told"
+        );
+        assert_eq!(s.evict.evicted_keys, 1000);
+    }
+
     #[test]
     fn lfu_counter_grows_logarithmically_and_decays() {
         let now = 10 * 60_000;
