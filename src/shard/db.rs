@@ -1115,7 +1115,7 @@ mod tests {
         );
         db.set(b"n", b"2", 0, 0);
         assert!(
-            freq(&mut db, b"n") >= evict::LFU_INIT_VAL + 1,
+            freq(&mut db, b"n") > evict::LFU_INIT_VAL,
             "an overwrite keeps the counter"
         );
         for _ in 0..2000 {
