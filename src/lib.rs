@@ -16,7 +16,7 @@
 //! - `protocol`: RESP parsing and reply encoding.
 //! - `runtime`: our per-core io_uring runtime (ring, ops, timers, mesh); all `unsafe` lives here.
 //! - `server`: per-shard event loop, connections, pub/sub subscribers, startup and shutdown.
-//! - `shard`: data one core owns (databases, hash table, expiry, routing).
+//! - `shard`: data one core owns (databases, hash table, expiry, eviction, routing).
 //! - `commands`: Redis command semantics, one table row per command.
 //! - `coord`: cross-shard fan-out, atomic multi-shard commands, MULTI/EXEC transactions.
 

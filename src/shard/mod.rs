@@ -1,4 +1,5 @@
-//! Data owned by exactly one shard (one core): its databases and per-command statistics.
+//! Data owned by exactly one shard (one core): its databases, eviction state and per-command
+//! statistics.
 //! `!Send` by design in spirit: it is created on, and only ever touched by, its own thread.
 //! Networking lives in `server/`; RESP knows nothing of this module.
 
