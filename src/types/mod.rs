@@ -36,6 +36,7 @@
 
 pub mod hash;
 pub mod list;
+mod pack;
 pub mod set;
 mod table;
 pub mod zset;
