@@ -27,6 +27,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -749,7 +750,8 @@ def memtypes_main(args, binary, meta):
                 srv = start_redis(args.server_cores)
             else:
                 srv = start_shardis(binary, int(name.split("-")[1][:-2]), args.server_cores)
-            cmd = " ".join(re.sub(r"--port \d+", "--port PORT", " ".join(srv.cmd)).split())
+            shown = ["PORT" if a == str(srv.port) else a for a in srv.cmd]
+            cmd = shlex.join(shown)
             if cmd not in commands:
                 commands.append(cmd)
             try:
