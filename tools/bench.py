@@ -11,6 +11,12 @@ Modes:
            is on PATH, and a memory load of N keys; both servers.
   scaling  shardis at 1..N shards (on the given server cores), uniform random keys, CPU per
            request per shard count (the cost of cross-shard hops), with Redis as the baseline.
+  memory-types
+           memory per key by data type: for each dataset (1M strings, 100k hashes of 10
+           fields, 100k sets of 10 members, 100k sorted sets of 10 members, then all four
+           together) a fresh server of each kind is started, the data is streamed in with
+           `redis-cli --pipe` (RESP generated here), DBSIZE and a few values are checked, and
+           the VmRSS and INFO used_memory deltas are reported per key, with shardis/Redis ratios.
 
 Only the Python standard library is used.
 """
@@ -21,6 +27,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -362,10 +369,423 @@ def summary(rows, mem):
     for m in mem:
         print(f"{m['server']:<14} memory: {m['rss_per_key']} RSS bytes/key, {m['used_memory_per_key']} used_memory bytes/key")
 
+# ---------------------------------------------------------------------------------------------
+# memory-types mode: bytes per key by data type (issue 3).
+
+
+def vm_rss(pid):
+    """Resident set size in bytes, from /proc/<pid>/status VmRSS (kB)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+def resp_cmd(*args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+
+class Resp:
+    """A minimal blocking RESP2 client for the checks (stdlib only)."""
+
+    def __init__(self, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=30)
+        self.buf = b""
+
+    def close(self):
+        self.sock.close()
+
+    def _line(self):
+        while b"\r\n" not in self.buf:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise RuntimeError("connection closed")
+            self.buf += chunk
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _exact(self, n):
+        while len(self.buf) < n + 2:
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                raise RuntimeError("connection closed")
+            self.buf += chunk
+        data, self.buf = self.buf[:n], self.buf[n + 2:]
+        return data
+
+    def _reply(self):
+        line = self._line()
+        t, rest = line[:1], line[1:]
+        if t == b"+":
+            return rest.decode()
+        if t == b"-":
+            raise RuntimeError(rest.decode())
+        if t == b":":
+            return int(rest)
+        if t == b"$":
+            n = int(rest)
+            return None if n < 0 else self._exact(n)
+        if t == b"*":
+            n = int(rest)
+            return None if n < 0 else [self._reply() for _ in range(n)]
+        raise RuntimeError(f"unexpected reply {line!r}")
+
+    def __call__(self, *args):
+        self.sock.sendall(resp_cmd(*args))
+        return self._reply()
+
+
+def info_field(conn, section, name):
+    text = conn("INFO", section).decode()
+    m = re.search(rf"^{name}:(\S+)", text, re.M)
+    return m.group(1) if m else None
+
+
+# Each dataset: key count, a RESP generator over chunks of commands, a check per sampled index.
+# Keys are 14 bytes in every dataset (as the compare mode's 1M-key load), in disjoint
+# namespaces so the combined run loads all four side by side.
+
+
+def _str_key(i):
+    return b"key:%010d" % i
+
+
+def _str_val(i, size):
+    v = b"v%d:" % i
+    return (v + b"x" * size)[:size]
+
+
+def _hash_key(i):
+    return b"hash:%09d" % i
+
+
+def _hash_val(i, j):
+    return b"value-%d-%07d" % (j, i)  # 15 bytes
+
+
+def _set_key(i):
+    return b"set:%010d" % i
+
+
+def _set_member(i, j):
+    return b"member-%d-%07d" % (j, i)  # 16 bytes, not an integer (no intset)
+
+
+def _zset_key(i):
+    return b"zset:%09d" % i
+
+
+def _zset_member(i, j):
+    return b"member-%d-%07d" % (j, i)
+
+
+def _zset_score(i, j):
+    return b"%d.5" % ((i * 7 + j * 13) % 100000)
+
+
+def memtypes_datasets(args):
+    """name -> (keys, elements per key, chunk generator, checker)."""
+    n_str, n_coll, m = args.string_keys, args.coll_keys, args.coll_members
+    vs = args.value_size
+
+    def gen_strings(step=20000):
+        for lo in range(0, n_str, step):
+            yield b"".join(resp_cmd(b"SET", _str_key(i), _str_val(i, vs))
+                           for i in range(lo, min(n_str, lo + step)))
+
+    def gen_hashes(step=5000):
+        for lo in range(0, n_coll, step):
+            parts = []
+            for i in range(lo, min(n_coll, lo + step)):
+                a = [b"HSET", _hash_key(i)]
+                for j in range(m):
+                    a += [b"f%d" % j, _hash_val(i, j)]
+                parts.append(resp_cmd(*a))
+            yield b"".join(parts)
+
+    def gen_sets(step=5000):
+        for lo in range(0, n_coll, step):
+            yield b"".join(resp_cmd(b"SADD", _set_key(i), *[_set_member(i, j) for j in range(m)])
+                           for i in range(lo, min(n_coll, lo + step)))
+
+    def gen_zsets(step=5000):
+        for lo in range(0, n_coll, step):
+            parts = []
+            for i in range(lo, min(n_coll, lo + step)):
+                a = [b"ZADD", _zset_key(i)]
+                for j in range(m):
+                    a += [_zset_score(i, j), _zset_member(i, j)]
+                parts.append(resp_cmd(*a))
+            yield b"".join(parts)
+
+    def check_strings(c, i):
+        got = c("GET", _str_key(i))
+        assert got == _str_val(i, vs), f"GET {_str_key(i)!r} = {got!r}"
+
+    def check_hashes(c, i):
+        k = _hash_key(i)
+        assert c("HLEN", k) == m, f"HLEN {k!r}"
+        j = i % m
+        got = c("HGET", k, b"f%d" % j)
+        assert got == _hash_val(i, j), f"HGET {k!r} f{j} = {got!r}"
+
+    def check_sets(c, i):
+        k = _set_key(i)
+        assert c("SCARD", k) == m, f"SCARD {k!r}"
+        assert c("SISMEMBER", k, _set_member(i, i % m)) == 1, f"SISMEMBER {k!r}"
+
+    def check_zsets(c, i):
+        k = _zset_key(i)
+        assert c("ZCARD", k) == m, f"ZCARD {k!r}"
+        j = i % m
+        got = c("ZSCORE", k, _zset_member(i, j))
+        assert float(got) == float(_zset_score(i, j)), f"ZSCORE {k!r} = {got!r}"
+
+    return {
+        "strings": (n_str, 1, gen_strings, check_strings, _str_key,
+                    f"SET key:%010d <{vs}-byte value>"),
+        "hashes": (n_coll, m, gen_hashes, check_hashes, _hash_key,
+                   f"HSET hash:%09d f0 <15 bytes> .. f{m - 1} <15 bytes>"),
+        "sets": (n_coll, m, gen_sets, check_sets, _set_key,
+                 f"SADD set:%010d <{m} members of 16 bytes>"),
+        "zsets": (n_coll, m, gen_zsets, check_zsets, _zset_key,
+                  f"ZADD zset:%09d <{m} score/member pairs, 16-byte members>"),
+    }
+
+
+def pipe_load(port, chunks, client_cores):
+    """Streams RESP chunks into `redis-cli --pipe`; returns (replies, errors, seconds)."""
+    cmd = ["taskset", "-c", client_cores, "redis-cli", "-p", str(port), "--pipe"]
+    t0 = time.time()
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT)
+    for chunk in chunks:
+        proc.stdin.write(chunk)
+    proc.stdin.close()
+    out = proc.stdout.read().decode(errors="replace")
+    proc.wait()
+    wall = time.time() - t0
+    m = re.search(r"errors:\s*(\d+),\s*replies:\s*(\d+)", out)
+    if proc.returncode != 0 or not m:
+        raise RuntimeError(f"redis-cli --pipe failed ({proc.returncode}): {out[-500:]}")
+    return int(m.group(2)), int(m.group(1)), wall
+
+
+def settle(pid, conn):
+    """Waits until RSS stops moving (at most ~3 s) so both servers are read at rest."""
+    last = vm_rss(pid)
+    for _ in range(12):
+        time.sleep(0.25)
+        conn("PING")
+        now = vm_rss(pid)
+        if abs(now - last) < 64 * 1024:
+            return now
+        last = now
+    return last
+
+
+def memtypes_run(srv, name, dsets, args):
+    """Loads the named datasets into a fresh server; one result row (all datasets summed)."""
+    conn = Resp(srv.port)
+    try:
+        rss0 = settle(srv.pid, conn)
+        used0 = int(info_field(conn, "memory", "used_memory"))
+        keys = elems = replies = errors = 0
+        wall = 0.0
+        for d in dsets:
+            n, per, gen, _, _, _ = args.datasets[d]
+            r, e, w = pipe_load(srv.port, gen(), args.client_cores)
+            replies += r
+            errors += e
+            wall += w
+            keys += n
+            elems += n * per
+        rss1 = settle(srv.pid, conn)
+        used1 = int(info_field(conn, "memory", "used_memory"))
+        dbsize = conn("DBSIZE")
+        if errors or replies != keys:
+            raise RuntimeError(f"{name}: redis-cli --pipe gave {errors} errors, {replies} replies for {keys} commands")
+        if dbsize != keys:
+            raise RuntimeError(f"{name}: DBSIZE {dbsize}, expected {keys}")
+        checked, encodings = 0, {}
+        for d in dsets:
+            n, _, _, check, keyf, _ = args.datasets[d]
+            for i in sorted({0, 1, n // 3, n // 2, n - 1, (n * 7) // 11}):
+                check(conn, i)
+                checked += 1
+            enc = conn("OBJECT", "ENCODING", keyf(n // 2))
+            encodings[d] = enc.decode() if isinstance(enc, bytes) else str(enc)
+    finally:
+        conn.close()
+    return {
+        "server": name, "dataset": "+".join(dsets) if len(dsets) > 1 else dsets[0],
+        "keys": keys, "elements": elems, "dbsize": dbsize, "spot_checks": checked,
+        "encodings": encodings,
+        "rss_before": rss0, "rss_after": rss1, "used_before": used0, "used_after": used1,
+        "rss_per_key": round((rss1 - rss0) / keys, 1),
+        "used_per_key": round((used1 - used0) / keys, 1),
+        "load_s": round(wall, 2),
+    }
+
+
+def memtypes_svg(rows, servers, path):
+    """Grouped bars: RSS bytes per key per dataset, one bar per server."""
+    dsets = []
+    for r in rows:
+        if r["dataset"] not in dsets:
+            dsets.append(r["dataset"])
+    colors = ["#d62728", "#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b"]
+    W, H, pad = 760, 320, 50
+    top = max([r["rss_per_key"] for r in rows] + [1])
+    out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H + 40}" '
+           f'font-family="sans-serif" font-size="11">',
+           f'<text x="{pad}" y="20" font-size="13" font-weight="bold">RSS bytes per key '
+           f'(lower is better)</text>']
+    gw = (W - 2 * pad) / max(1, len(dsets))
+    bw = gw * 0.8 / max(1, len(servers))
+    for di, d in enumerate(dsets):
+        gx = pad + di * gw
+        label = "all four" if "+" in d else d
+        out.append(f'<text x="{gx + gw * 0.4:.0f}" y="{H + 15}" text-anchor="middle">{label}</text>')
+        for si, s in enumerate(servers):
+            r = next((r for r in rows if r["server"] == s and r["dataset"] == d), None)
+            if not r:
+                continue
+            h = max(0.0, (H - 60) * r["rss_per_key"] / top)
+            x = gx + si * bw
+            y = H - h
+            out.append(f'<rect x="{x:.1f}" y="{y:.1f}" width="{bw * 0.9:.1f}" height="{h:.1f}" '
+                       f'fill="{colors[si % len(colors)]}"/>')
+            out.append(f'<text x="{x + bw * 0.45:.1f}" y="{y - 3:.1f}" text-anchor="middle" '
+                       f'font-size="9">{r["rss_per_key"]:.0f}</text>')
+    for si, s in enumerate(servers):
+        out.append(f'<rect x="{W - 150}" y="{30 + si * 14}" width="10" height="10" '
+                   f'fill="{colors[si % len(colors)]}"/>')
+        out.append(f'<text x="{W - 135}" y="{39 + si * 14}">{s}</text>')
+    out.append("</svg>")
+    with open(path, "w") as f:
+        f.write("\n".join(out))
+
+
+def memtypes_write(args, meta, rows, servers, commands, notes):
+    os.makedirs(os.path.join(ROOT, "bench-results"), exist_ok=True)
+    stem = f"{dt.date.today().isoformat()}_{meta['commit']}_{args.scenario}"
+    base = os.path.join(ROOT, "bench-results", stem)
+    plain_args = {k: v for k, v in vars(args).items() if k != "datasets"}
+    with open(base + ".json", "w") as f:
+        json.dump({"meta": meta, "args": plain_args, "memory_types": rows, "notes": notes,
+                   "server_commands": commands}, f, indent=2)
+    memtypes_svg(rows, servers, base + ".svg")
+    ref = {r["dataset"]: r for r in rows if r["server"] == "redis"}
+    lines = [f"# {args.scenario}: memory per key by data type, shardis vs Redis", "",
+             f"- commit: `{meta['commit']}`{' (uncommitted changes)' if meta['dirty'] else ''}",
+             f"- machine: {meta['cpu']}, {meta['cores']} cores, kernel {meta['kernel']}",
+             f"- {meta['rustc']}; {meta['redis']}",
+             f"- server cores: `{args.server_cores}`, client cores: `{args.client_cores}`",
+             f"- tool: `tools/bench.sh {' '.join(sys.argv[1:])}`", "",
+             "Every row is a fresh server: VmRSS (`/proc/<pid>/status`) and INFO `used_memory` "
+             "are read before and after loading (after RSS settles), DBSIZE must equal the key "
+             "count and a few values are read back (GET / HLEN+HGET / SCARD+SISMEMBER / "
+             "ZCARD+ZSCORE). Bytes per key = delta / keys; ratios are shardis / Redis for the "
+             "same dataset.", "",
+             "Server commands (ports differ per run):", ""]
+    lines += [f"- `{c}`" for c in commands]
+    lines += ["", "Datasets (RESP generated by tools/bench.py, streamed into "
+              f"`taskset -c {args.client_cores} redis-cli -p PORT --pipe`):", ""]
+    for d in DATASET_ORDER:
+        n, per, _, _, _, desc = args.datasets[d]
+        lines.append(f"- {d}: {n:,} x `{desc}`")
+    lines += ["", "| dataset | server | keys | encoding | RSS delta MB | RSS B/key | used_memory B/key | "
+              "RSS ratio vs Redis | used_memory ratio vs Redis |",
+              "|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        b = ref.get(r["dataset"])
+        rr = r["rss_per_key"] / b["rss_per_key"] if b and b["rss_per_key"] > 0 else None
+        ur = r["used_per_key"] / b["used_per_key"] if b and b["used_per_key"] > 0 else None
+        enc = ", ".join(f"{v}" for v in r["encodings"].values()) if len(r["encodings"]) == 1 \
+            else "mixed"
+        label = "all four" if "+" in r["dataset"] else r["dataset"]
+        lines.append(f"| {label} | {r['server']} | {r['keys']:,} | {enc} | "
+                     f"{(r['rss_after'] - r['rss_before']) / 1e6:.1f} | {r['rss_per_key']:.1f} | "
+                     f"{r['used_per_key']:.1f} | {fmt(rr, 2) if rr else '-'} | {fmt(ur, 2) if ur else '-'} |")
+    if notes:
+        lines += ["", "Notes:", ""] + [f"- {n}" for n in notes]
+    lines += ["", f"Chart: `{stem}.svg`; raw data: `{stem}.json`.", ""]
+    with open(base + ".md", "w") as f:
+        f.write("\n".join(lines))
+    return base
+
+
+DATASET_ORDER = ["strings", "hashes", "sets", "zsets"]
+
+
+def memtypes_main(args, binary, meta):
+    args.datasets = memtypes_datasets(args)
+    wanted = [d.strip() for d in args.datasets_sel.split(",") if d.strip()]
+    plan = []
+    for d in wanted:
+        if d == "all":
+            plan.append(list(DATASET_ORDER))
+        elif d in DATASET_ORDER:
+            plan.append([d])
+        else:
+            raise SystemExit(f"unknown dataset {d!r} (strings, hashes, sets, zsets, all)")
+    if args.shards:
+        shard_counts = [int(x) for x in args.shards.split(",")]
+    else:
+        shard_counts = sorted({1, os.cpu_count() or 1})
+    servers = ([] if args.no_redis else ["redis"]) + [f"shardis-{n}sh" for n in shard_counts]
+    rows, commands, notes = [], [], []
+    total, done = len(plan) * len(servers), 0
+    for dsets in plan:
+        for name in servers:
+            done += 1
+            log(f"[{done}/{total}] {name}: fresh server, load {'+'.join(dsets)}")
+            if name == "redis":
+                srv = start_redis(args.server_cores)
+            else:
+                srv = start_shardis(binary, int(name.split("-")[1][:-2]), args.server_cores)
+            shown = ["PORT" if a == str(srv.port) else a for a in srv.cmd]
+            cmd = shlex.join(shown)
+            if cmd not in commands:
+                commands.append(cmd)
+            try:
+                r = memtypes_run(srv, name, dsets, args)
+            finally:
+                srv.stop()
+            log(f"    {r['keys']:,} keys in {r['load_s']} s: {r['rss_per_key']} RSS B/key, "
+                f"{r['used_per_key']} used_memory B/key, encodings {r['encodings']}")
+            rows.append(r)
+    notes.append("used_memory is what each server reports: jemalloc's allocated bytes for Redis, "
+                 "the counting allocator's requested bytes for shardis (glibc malloc's per-block "
+                 "overhead shows in RSS only).")
+    notes.append("Redis 7.0 has no listpack sets: a set of non-integer members is a hashtable "
+                 "there whatever its size; shardis reports the same name (OBJECT ENCODING "
+                 "follows 7.0) but stores small sets in its compact form.")
+    base = memtypes_write(args, meta, rows, servers, commands, notes)
+    print()
+    print(f"{'dataset':<10} {'server':<13} {'keys':>9} {'RSS B/key':>10} {'used B/key':>11} "
+          f"{'RSS x Redis':>12} {'used x Redis':>13}")
+    ref = {r["dataset"]: r for r in rows if r["server"] == "redis"}
+    for r in rows:
+        b = ref.get(r["dataset"])
+        rr = r["rss_per_key"] / b["rss_per_key"] if b and b["rss_per_key"] > 0 else None
+        ur = r["used_per_key"] / b["used_per_key"] if b and b["used_per_key"] > 0 else None
+        label = "all four" if "+" in r["dataset"] else r["dataset"]
+        print(f"{label:<10} {r['server']:<13} {r['keys']:>9,} {r['rss_per_key']:>10.1f} "
+              f"{r['used_per_key']:>11.1f} {fmt(rr, 2) if rr else '-':>12} {fmt(ur, 2) if ur else '-':>13}")
+    print(f"\nresults: {os.path.relpath(base, ROOT)}.md (.json, .svg)")
+
+
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mode", choices=["compare", "scaling"], default="compare")
+    ap.add_argument("--mode", choices=["compare", "scaling", "memory-types"], default="compare")
     ap.add_argument("--scenario", default=None, help="name used in the results file (default: the mode)")
     ap.add_argument("--server-cores", default="0", help="cores for the servers (shardis --cores, taskset for Redis)")
     ap.add_argument("--client-cores", default="1", help="cores for the load generator (taskset)")
@@ -376,7 +796,12 @@ def main():
     ap.add_argument("--value-size", type=int, default=32)
     ap.add_argument("--keyspace", type=int, default=100000, help="redis-benchmark -r (random keys)")
     ap.add_argument("--mem-keys", type=int, default=1000000, help="keys for the memory load (0 = skip)")
-    ap.add_argument("--shards", default=None, help="shardis shard counts: compare uses the first (default: number of server cores); scaling uses each (default 1..number of server cores)")
+    ap.add_argument("--shards", default=None, help="shardis shard counts: compare uses the first (default: number of server cores); scaling uses each (default 1..number of server cores); memory-types uses each (default 1 and the number of cores, shardis's own default)")
+    ap.add_argument("--datasets", dest="datasets_sel", default="strings,hashes,sets,zsets,all",
+                    help="memory-types: datasets to load, each into fresh servers (all = the four together)")
+    ap.add_argument("--string-keys", type=int, default=1000000, help="memory-types: string keys")
+    ap.add_argument("--coll-keys", type=int, default=100000, help="memory-types: hash/set/zset keys")
+    ap.add_argument("--coll-members", type=int, default=10, help="memory-types: fields/members per collection")
     ap.add_argument("--repeat", type=int, default=1, help="runs per workload; the median CPU/req is kept")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--no-redis", action="store_true", help="skip the stock Redis baseline")
@@ -387,6 +812,9 @@ def main():
     if not args.no_build:
         log("building shardis (cargo build --release)")
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+    if args.mode == "memory-types":
+        memtypes_main(args, binary, machine())
+        return
     ncores = len(args.server_cores.replace("-", ",").split(","))
     if args.shards:
         shard_counts = [int(x) for x in args.shards.split(",")]

@@ -99,7 +99,7 @@ fn hget(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let (key, f) = (arg(argv, 1)?, arg(argv, 2)?);
     let now = ctx.now();
     let h = ctx.db().get_hash(key, now)?;
-    Ok(Reply::bulk_opt(h.and_then(|h| h.get(f)).cloned()))
+    Ok(Reply::bulk_opt(h.and_then(|h| h.get_bytes(f))))
 }
 
 fn hmget(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
@@ -109,7 +109,7 @@ fn hmget(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Array(
         argv.iter()
             .skip(2)
-            .map(|f| Reply::bulk_opt(h.and_then(|h| h.get(f)).cloned()))
+            .map(|f| Reply::bulk_opt(h.and_then(|h| h.get_bytes(f))))
             .collect(),
     ))
 }
@@ -150,7 +150,9 @@ fn hkeys(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let now = ctx.now();
     let h = ctx.db().get_hash(arg(argv, 1)?, now)?;
     Ok(Reply::Array(h.map_or_else(Vec::new, |h| {
-        h.iter().map(|(f, _)| Reply::Bulk(f.clone())).collect()
+        h.iter()
+            .map(|(f, _)| Reply::Bulk(Bytes::copy_from_slice(f)))
+            .collect()
     })))
 }
 
@@ -158,7 +160,9 @@ fn hvals(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let now = ctx.now();
     let h = ctx.db().get_hash(arg(argv, 1)?, now)?;
     Ok(Reply::Array(h.map_or_else(Vec::new, |h| {
-        h.iter().map(|(_, v)| Reply::Bulk(v.clone())).collect()
+        h.iter()
+            .map(|(_, v)| Reply::Bulk(Bytes::copy_from_slice(v)))
+            .collect()
     })))
 }
 
@@ -167,7 +171,12 @@ fn hgetall(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let h = ctx.db().get_hash(arg(argv, 1)?, now)?;
     Ok(Reply::Map(h.map_or_else(Vec::new, |h| {
         h.iter()
-            .map(|(f, v)| (Reply::Bulk(f.clone()), Reply::Bulk(v.clone())))
+            .map(|(f, v)| {
+                (
+                    Reply::Bulk(Bytes::copy_from_slice(f)),
+                    Reply::Bulk(Bytes::copy_from_slice(v)),
+                )
+            })
             .collect()
     })))
 }

@@ -1364,7 +1364,7 @@ mod tests {
         db.import(b"h2", t);
         assert_eq!(
             db.get_hash(b"h2", 0).unwrap().unwrap().get(b"f"),
-            Some(&b("v"))
+            Some(&b"v"[..])
         );
         db.set(b"h2", b"over", 0, 0);
         assert_eq!(db.objs.len(), 1, "only u's set is boxed");

@@ -1,11 +1,12 @@
-//! Hash values: field → value, binary safe. Compact form `listpack` (a `Vec` of pairs in
-//! insertion order, linear lookup) while there are at most 512 fields (`HASH_MAX_LISTPACK_ENTRIES`) and every field and value
+//! Hash values: field → value, binary safe. Compact form `listpack` (a [`Pack`] of
+//! field, value, field, value ... in insertion order, one heap block, linear lookup) while there are at most 512 fields (`HASH_MAX_LISTPACK_ENTRIES`) and every field and value
 //! is at most 64 bytes; otherwise `hashtable` ([`Table`]: O(1) lookup, O(1) random field,
 //! no-miss SCAN). Never converts back. Owned by the key's shard thread.
 
 use bytes::Bytes;
 
 use super::limits::{HASH_MAX_LISTPACK_ENTRIES, HASH_MAX_LISTPACK_VALUE};
+use super::pack::Pack;
 use super::table::Table;
 use super::{bytes_heap, err, random_positions, Rng};
 use crate::commands::args::glob_match;
@@ -14,8 +15,10 @@ use crate::protocol::parse_i64;
 
 #[derive(Debug, Clone)]
 enum Repr {
-    Listpack(Vec<(Bytes, Bytes)>),
-    Table(Table<Bytes>),
+    /// Fields and values alternating.
+    Listpack(Pack),
+    /// Boxed so a small hash stays three words.
+    Table(Box<Table<Bytes>>),
 }
 
 /// A Redis hash.
@@ -33,13 +36,13 @@ impl Default for Hash {
 impl Hash {
     pub fn new() -> Hash {
         Hash {
-            repr: Repr::Listpack(Vec::new()),
+            repr: Repr::Listpack(Pack::new()),
         }
     }
 
     pub fn len(&self) -> usize {
         match &self.repr {
-            Repr::Listpack(v) => v.len(),
+            Repr::Listpack(p) => p.len() / 2,
             Repr::Table(t) => t.len(),
         }
     }
@@ -59,9 +62,7 @@ impl Hash {
     /// Approximate heap bytes (INFO memory, maxmemory accounting).
     pub fn heap_bytes(&self) -> usize {
         match &self.repr {
-            Repr::Listpack(v) => {
-                v.capacity() * 64 + v.iter().map(|(f, x)| f.len() + x.len()).sum::<usize>()
-            }
+            Repr::Listpack(p) => p.heap_bytes(),
             Repr::Table(t) => {
                 t.len() * (64 + 48)
                     + t.iter()
@@ -71,10 +72,18 @@ impl Hash {
         }
     }
 
-    pub fn get(&self, field: &[u8]) -> Option<&Bytes> {
+    pub fn get(&self, field: &[u8]) -> Option<&[u8]> {
         match &self.repr {
-            Repr::Listpack(v) => v.iter().find(|(f, _)| f[..] == *field).map(|(_, x)| x),
-            Repr::Table(t) => t.get(field),
+            Repr::Listpack(p) => lp_find(p, field).map(|(_, _, v)| v),
+            Repr::Table(t) => t.get(field).map(|v| &v[..]),
+        }
+    }
+
+    /// The value of `field` as owned bytes (a copy from the compact form).
+    pub fn get_bytes(&self, field: &[u8]) -> Option<Bytes> {
+        match &self.repr {
+            Repr::Listpack(p) => lp_find(p, field).map(|(_, _, v)| Bytes::copy_from_slice(v)),
+            Repr::Table(t) => t.get(field).cloned(),
         }
     }
 
@@ -88,16 +97,17 @@ impl Hash {
     }
 
     fn convert_if_needed(&mut self, field_len: usize, value_len: usize, adding: bool) {
-        if let Repr::Listpack(v) = &mut self.repr {
-            let too_many = adding && v.len() >= HASH_MAX_LISTPACK_ENTRIES;
+        if let Repr::Listpack(p) = &self.repr {
+            let pairs = p.len() / 2;
+            let too_many = adding && pairs >= HASH_MAX_LISTPACK_ENTRIES;
             let too_big =
                 field_len > HASH_MAX_LISTPACK_VALUE || value_len > HASH_MAX_LISTPACK_VALUE;
             if too_many || too_big {
-                let mut t = Table::with_capacity(v.len() + 1);
-                for (f, x) in v.drain(..) {
-                    t.insert(f, x);
+                let mut t = Table::with_capacity(pairs + 1);
+                for (f, x) in lp_pairs(p) {
+                    t.insert(Bytes::copy_from_slice(f), Bytes::copy_from_slice(x));
                 }
-                self.repr = Repr::Table(t);
+                self.repr = Repr::Table(Box::new(t));
             }
         }
     }
@@ -107,15 +117,17 @@ impl Hash {
         let adding = !self.contains(&field);
         self.convert_if_needed(field.len(), value.len(), adding);
         match &mut self.repr {
-            Repr::Listpack(v) => {
-                if let Some(slot) = v.iter_mut().find(|(f, _)| *f == field) {
-                    slot.1 = value;
+            Repr::Listpack(p) => match lp_find(p, &field) {
+                Some((_, voff, _)) => {
+                    let end = p.next_offset(voff);
+                    p.splice(voff, end, 1, &[&value]);
                     false
-                } else {
-                    v.push((field, value));
+                }
+                None => {
+                    p.push(&[&field, &value]);
                     true
                 }
-            }
+            },
             Repr::Table(t) => t.insert(field, value).is_none(),
         }
     }
@@ -131,9 +143,9 @@ impl Hash {
     /// HDEL one field; true when it existed.
     pub fn remove(&mut self, field: &[u8]) -> bool {
         match &mut self.repr {
-            Repr::Listpack(v) => match v.iter().position(|(f, _)| f[..] == *field) {
-                Some(i) => {
-                    v.remove(i);
+            Repr::Listpack(p) => match lp_find(p, field) {
+                Some((foff, _, _)) => {
+                    p.remove_at(foff, 2);
                     true
                 }
                 None => false,
@@ -143,18 +155,20 @@ impl Hash {
     }
 
     /// Pairs in storage order (HGETALL, HKEYS, HVALS).
-    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &Bytes)> + '_ {
+    pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
         let (a, b) = match &self.repr {
-            Repr::Listpack(v) => (Some(v.iter().map(|(f, x)| (f, x))), None),
-            Repr::Table(t) => (None, Some(t.iter())),
+            Repr::Listpack(p) => (Some(lp_pairs(p)), None),
+            Repr::Table(t) => (None, Some(t.iter().map(|(f, x)| (&f[..], &x[..])))),
         };
         a.into_iter().flatten().chain(b.into_iter().flatten())
     }
 
-    fn at(&self, i: usize) -> Option<(&Bytes, &Bytes)> {
+    fn at(&self, i: usize) -> Option<(Bytes, Bytes)> {
         match &self.repr {
-            Repr::Listpack(v) => v.get(i).map(|(f, x)| (f, x)),
-            Repr::Table(t) => t.at(i),
+            Repr::Listpack(p) => lp_pairs(p)
+                .nth(i)
+                .map(|(f, x)| (Bytes::copy_from_slice(f), Bytes::copy_from_slice(x))),
+            Repr::Table(t) => t.at(i).map(|(f, x)| (f.clone(), x.clone())),
         }
     }
 
@@ -196,7 +210,6 @@ impl Hash {
     /// HRANDFIELD without count: one random field and its value.
     pub fn random_field(&self, rng: &mut Rng) -> Option<(Bytes, Bytes)> {
         self.at(rng.below(self.len()))
-            .map(|(f, v)| (f.clone(), v.clone()))
     }
 
     /// HRANDFIELD with count: positive gives distinct fields (all when `count >= len`),
@@ -204,7 +217,7 @@ impl Hash {
     pub fn random_fields(&self, rng: &mut Rng, count: i64) -> Vec<(Bytes, Bytes)> {
         random_positions(rng, self.len(), count)
             .into_iter()
-            .filter_map(|i| self.at(i).map(|(f, v)| (f.clone(), v.clone())))
+            .filter_map(|i| self.at(i))
             .collect()
     }
 
@@ -221,8 +234,12 @@ impl Hash {
         let keep = |f: &[u8]| pattern.is_none_or(|p| glob_match(p, f, false));
         let mut out = Vec::new();
         match &self.repr {
-            Repr::Listpack(v) => {
-                out.extend(v.iter().filter(|(f, _)| keep(f)).cloned());
+            Repr::Listpack(p) => {
+                out.extend(
+                    lp_pairs(p)
+                        .filter(|(f, _)| keep(f))
+                        .map(|(f, x)| (Bytes::copy_from_slice(f), Bytes::copy_from_slice(x))),
+                );
                 (0, out)
             }
             Repr::Table(t) => {
@@ -235,6 +252,24 @@ impl Hash {
             }
         }
     }
+}
+
+/// (field, value) pairs of a compact hash.
+fn lp_pairs(p: &Pack) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
+    let mut it = p.iter();
+    std::iter::from_fn(move || Some((it.next()?, it.next()?)))
+}
+
+/// Finds `field` in a compact hash: (field offset, value offset, value).
+fn lp_find<'a>(p: &'a Pack, field: &[u8]) -> Option<(usize, usize, &'a [u8])> {
+    let mut it = p.iter_at();
+    while let Some((foff, f)) = it.next() {
+        let (voff, v) = it.next()?;
+        if f == field {
+            return Some((foff, voff, v));
+        }
+    }
+    None
 }
 
 #[cfg(test)]
@@ -250,20 +285,20 @@ mod tests {
         let mut h = Hash::new();
         assert!(h.insert(b("f"), b("v")));
         assert!(!h.insert(b("f"), b("w")));
-        assert_eq!(h.get(b"f"), Some(&b("w")));
+        assert_eq!(h.get(b"f"), Some(&b"w"[..]));
         assert!(!h.insert_nx(b("f"), b("x")));
         assert!(h.insert_nx(b("g"), b("x")));
         assert_eq!(h.strlen(b"g"), 1);
         assert_eq!(h.strlen(b"zz"), 0);
         assert_eq!(h.len(), 2);
-        let fields: Vec<_> = h.iter().map(|(f, _)| f.clone()).collect();
+        let fields: Vec<_> = h.iter().map(|(f, _)| Bytes::copy_from_slice(f)).collect();
         assert_eq!(fields, vec![b("f"), b("g")]);
         assert!(h.remove(b"f"));
         assert!(!h.remove(b"f"));
         assert_eq!(h.len(), 1);
         assert_eq!(h.encoding(), "listpack");
         h.insert(Bytes::from_static(b"bin\0\xff"), b(""));
-        assert_eq!(h.get(b"bin\0\xff"), Some(&b("")));
+        assert_eq!(h.get(b"bin\0\xff"), Some(&b""[..]));
     }
 
     #[test]
@@ -278,7 +313,7 @@ mod tests {
         h.insert(b("f512"), b("v"));
         assert_eq!(h.encoding(), "hashtable");
         assert_eq!(h.len(), 513);
-        assert_eq!(h.get(b"f0"), Some(&b("updated")));
+        assert_eq!(h.get(b"f0"), Some(&b"updated"[..]));
         h.remove(b"f512");
         assert_eq!(h.encoding(), "hashtable", "never converts back");
     }
@@ -302,14 +337,14 @@ mod tests {
         let mut h = Hash::new();
         assert_eq!(h.incr_by(b("n"), 5), Ok(5));
         assert_eq!(h.incr_by(b("n"), -7), Ok(-2));
-        assert_eq!(h.get(b"n"), Some(&b("-2")));
+        assert_eq!(h.get(b"n"), Some(&b"-2"[..]));
         h.insert(b("s"), b("abc"));
         assert_eq!(h.incr_by(b("s"), 1), Err(err::HASH_NOT_INT));
         h.insert(b("sp"), b(" 1"));
         assert_eq!(h.incr_by(b("sp"), 1), Err(err::HASH_NOT_INT));
         h.insert(b("max"), b("9223372036854775807"));
         assert_eq!(h.incr_by(b("max"), 1), Err(err::OVERFLOW));
-        assert_eq!(h.get(b"max"), Some(&b("9223372036854775807")));
+        assert_eq!(h.get(b"max"), Some(&b"9223372036854775807"[..]));
         h.insert(b("min"), b("-9223372036854775808"));
         assert_eq!(h.incr_by(b("min"), -1), Err(err::OVERFLOW));
     }
@@ -327,7 +362,7 @@ mod tests {
         assert_eq!(h.incr_by_float(b("s"), b"1"), Err(err::HASH_NOT_FLOAT));
         h.insert(b("i"), b("inf"));
         assert_eq!(h.incr_by_float(b("i"), b"1"), Err(err::INCR_NAN_INF));
-        assert_eq!(h.get(b"i"), Some(&b("inf")));
+        assert_eq!(h.get(b"i"), Some(&b"inf"[..]));
     }
 
     #[test]
@@ -352,7 +387,7 @@ mod tests {
         let rep = h.random_fields(&mut rng, -30);
         assert_eq!(rep.len(), 30);
         for (f, v) in rep {
-            assert_eq!(h.get(&f), Some(&v));
+            assert_eq!(h.get(&f), Some(&v[..]));
         }
         assert!(h.random_fields(&mut rng, 0).is_empty());
     }

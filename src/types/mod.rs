@@ -7,9 +7,9 @@
 //! | module | type | compact form | big form | converts when |
 //! |---|---|---|---|---|
 //! | [`list`] | [`list::List`] | `listpack` | `quicklist` | total bytes > 8 KiB (`list-max-listpack-size -2`) |
-//! | [`hash`] | [`hash::Hash`] | `listpack` (Vec of pairs) | `hashtable` | > 512 fields or a field/value > 64 bytes |
-//! | [`set`] | [`set::Set`] | `intset` (sorted `Vec<i64>`), `listpack` | `hashtable` | intset: non-integer member or > 512 entries; listpack: > 128 members or a member > 64 bytes |
-//! | [`zset`] | [`zset::ZSet`] | `listpack` (sorted Vec) | `skiplist` (treap with subtree counts + member→score map) | > 128 members or a member > 64 bytes |
+//! | [`hash`] | [`hash::Hash`] | `listpack` (`pack.rs`: fields and values in one block) | `hashtable` | > 512 fields or a field/value > 64 bytes |
+//! | [`set`] | [`set::Set`] | `intset` (sorted `Vec<i64>`), `listpack` (`pack.rs`) | `hashtable` | intset: non-integer member or > 512 entries; listpack: > 128 members or a member > 64 bytes |
+//! | [`zset`] | [`zset::ZSet`] | `listpack` (`pack.rs`: score, member ... sorted) | `skiplist` (treap with subtree counts + member→score map) | > 128 members or a member > 64 bytes |
 //!
 //! Complexity of the big forms: list push/pop/index O(1), insert/remove in the middle
 //! O(min(i, n-i)); hash and set lookup/insert/remove/random O(1) (dense `Vec` + position index,
@@ -36,6 +36,7 @@
 
 pub mod hash;
 pub mod list;
+mod pack;
 pub mod set;
 mod table;
 pub mod zset;

@@ -1,6 +1,6 @@
 //! Set values, binary safe. Three forms, as Redis 7.2: `intset` (sorted `Vec<i64>`) while every
-//! member is an integer in `string2ll` form and there are at most 512; `listpack` (`Vec` in
-//! insertion order) for small non-integer sets (at most 128 members, each at most 64 bytes);
+//! member is an integer in `string2ll` form and there are at most 512; `listpack` (a
+//! [`Pack`]: one heap block, insertion order) for small non-integer sets (at most 128 members, each at most 64 bytes);
 //! `hashtable` ([`Table`]) otherwise. Conversions only go towards `hashtable`. Also the set
 //! algebra over several sets (SINTER/SUNION/SDIFF/SINTERCARD) and SCAN. Owned by the key's
 //! shard thread.
@@ -8,6 +8,7 @@
 use bytes::Bytes;
 
 use super::limits::{SET_MAX_INTSET_ENTRIES, SET_MAX_LISTPACK_ENTRIES, SET_MAX_LISTPACK_VALUE};
+use super::pack::Pack;
 use super::table::Table;
 use super::{bytes_heap, random_positions, Rng};
 use crate::commands::args::glob_match;
@@ -16,8 +17,9 @@ use crate::protocol::parse_i64;
 #[derive(Debug, Clone)]
 enum Repr {
     Intset(Vec<i64>),
-    Listpack(Vec<Bytes>),
-    Table(Table<()>),
+    Listpack(Pack),
+    /// Boxed so a small set stays three words.
+    Table(Box<Table<()>>),
 }
 
 /// A Redis set.
@@ -79,7 +81,7 @@ impl Set {
     pub fn heap_bytes(&self) -> usize {
         match &self.repr {
             Repr::Intset(v) => v.capacity() * 8,
-            Repr::Listpack(v) => v.capacity() * 32 + v.iter().map(|m| m.len()).sum::<usize>(),
+            Repr::Listpack(p) => p.heap_bytes(),
             Repr::Table(t) => {
                 t.len() * (32 + 48) + t.iter().map(|(m, _)| bytes_heap(m)).sum::<usize>()
             }
@@ -90,7 +92,7 @@ impl Set {
     pub fn contains(&self, member: &[u8]) -> bool {
         match &self.repr {
             Repr::Intset(v) => parse_i64(member).is_some_and(|i| v.binary_search(&i).is_ok()),
-            Repr::Listpack(v) => v.iter().any(|m| m[..] == *member),
+            Repr::Listpack(p) => p.iter().any(|m| m == member),
             Repr::Table(t) => t.contains(member),
         }
     }
@@ -105,7 +107,7 @@ impl Set {
         for m in self.iter() {
             t.insert(m, ());
         }
-        self.repr = Repr::Table(t);
+        self.repr = Repr::Table(Box::new(t));
     }
 
     /// SADD one member; true when it was new.
@@ -125,18 +127,21 @@ impl Set {
             }
             // A non-integer member: listpack if it still fits, else hashtable.
             if v.len() < SET_MAX_LISTPACK_ENTRIES && member.len() <= SET_MAX_LISTPACK_VALUE {
-                let lp = v.iter().map(|&i| int_bytes(i)).collect();
+                let mut lp = Pack::new();
+                let ints: Vec<Bytes> = v.iter().map(|&i| int_bytes(i)).collect();
+                let refs: Vec<&[u8]> = ints.iter().map(|b| &b[..]).collect();
+                lp.push(&refs);
                 self.repr = Repr::Listpack(lp);
             } else {
                 self.convert_to_table(1);
             }
         }
-        if let Repr::Listpack(v) = &mut self.repr {
-            if v.contains(&member) {
+        if let Repr::Listpack(p) = &mut self.repr {
+            if p.iter().any(|m| m == member) {
                 return false;
             }
-            if v.len() < SET_MAX_LISTPACK_ENTRIES && member.len() <= SET_MAX_LISTPACK_VALUE {
-                v.push(member);
+            if p.len() < SET_MAX_LISTPACK_ENTRIES && member.len() <= SET_MAX_LISTPACK_VALUE {
+                p.push(&[&member]);
                 return true;
             }
             self.convert_to_table(1);
@@ -165,13 +170,16 @@ impl Set {
                 }
                 _ => false,
             },
-            Repr::Listpack(v) => match v.iter().position(|m| m[..] == *member) {
-                Some(pos) => {
-                    v.remove(pos);
-                    true
+            Repr::Listpack(p) => {
+                let found = p.iter_at().find(|(_, m)| *m == member).map(|e| e.0);
+                match found {
+                    Some(off) => {
+                        p.remove_at(off, 1);
+                        true
+                    }
+                    None => false,
                 }
-                None => false,
-            },
+            }
             Repr::Table(t) => t.remove(member).is_some(),
         }
     }
@@ -179,7 +187,7 @@ impl Set {
     fn at(&self, i: usize) -> Option<Bytes> {
         match &self.repr {
             Repr::Intset(v) => v.get(i).map(|&x| int_bytes(x)),
-            Repr::Listpack(v) => v.get(i).cloned(),
+            Repr::Listpack(p) => p.iter().nth(i).map(Bytes::copy_from_slice),
             Repr::Table(t) => t.at(i).map(|(m, _)| m.clone()),
         }
     }
@@ -187,7 +195,12 @@ impl Set {
     fn remove_at(&mut self, i: usize) -> Option<Bytes> {
         match &mut self.repr {
             Repr::Intset(v) => (i < v.len()).then(|| int_bytes(v.remove(i))),
-            Repr::Listpack(v) => (i < v.len()).then(|| v.remove(i)),
+            Repr::Listpack(p) => {
+                let (off, m) = p.iter_at().nth(i)?;
+                let m = Bytes::copy_from_slice(m);
+                p.remove_at(off, 1);
+                Some(m)
+            }
             Repr::Table(t) => t.remove_at(i).map(|(m, _)| m),
         }
     }
@@ -196,7 +209,7 @@ impl Set {
     pub fn iter(&self) -> impl Iterator<Item = Bytes> + '_ {
         let (a, b, c) = match &self.repr {
             Repr::Intset(v) => (Some(v.iter().map(|&i| int_bytes(i))), None, None),
-            Repr::Listpack(v) => (None, Some(v.iter().cloned()), None),
+            Repr::Listpack(p) => (None, Some(p.iter().map(Bytes::copy_from_slice)), None),
             Repr::Table(t) => (None, None, Some(t.iter().map(|(m, _)| m.clone()))),
         };
         a.into_iter()

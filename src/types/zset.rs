@@ -1,6 +1,6 @@
 //! Sorted set values: members (binary safe) ordered by score (f64, never NaN) then by member
-//! bytes. Compact form `listpack`: a `Vec<(score, member)>` kept sorted (binary-search insert,
-//! linear member lookup), while at most 128 members of at most 64 bytes each. Big form
+//! bytes. Compact form `listpack`: a [`Pack`] of score (8 bytes), member, score, member ...
+//! kept sorted (one heap block, linear lookup and insert, as Redis's listpack), while at most 128 members of at most 64 bytes each. Big form
 //! `skiplist`: a member → score `HashMap` (O(1) ZSCORE) plus an order-statistics **treap**
 //! (randomized balanced BST in an index arena, each node carrying its subtree size) instead of
 //! Redis's indexable skiplist: expected O(log n) insert, remove, rank (ZRANK) and select by
@@ -15,6 +15,7 @@ use std::collections::HashMap;
 use bytes::Bytes;
 
 use super::limits::{ZSET_MAX_LISTPACK_ENTRIES, ZSET_MAX_LISTPACK_VALUE};
+use super::pack::Pack;
 use super::set::Set;
 use super::table::Table;
 use super::{bytes_heap, err, norm_range, random_positions, Rng};
@@ -36,6 +37,30 @@ fn cmp_key(a_score: f64, a_member: &[u8], b_score: f64, b_member: &[u8]) -> Orde
         Some(Ordering::Equal) | None => a_member.cmp(b_member),
         Some(o) => o,
     }
+}
+
+/// (offset, score, member) of each element of a compact sorted set, in order.
+fn lp_pairs(p: &Pack) -> impl Iterator<Item = (usize, f64, &[u8])> + '_ {
+    let mut it = p.iter_at();
+    std::iter::from_fn(move || {
+        let (off, s) = it.next()?;
+        let (_, m) = it.next()?;
+        let score = <[u8; 8]>::try_from(s).map_or(0.0, f64::from_le_bytes);
+        Some((off, score, m))
+    })
+}
+
+/// A compact sorted set holding `v` (already sorted).
+fn lp_build(v: &[(f64, Bytes)]) -> Pack {
+    let scores: Vec<[u8; 8]> = v.iter().map(|(s, _)| s.to_le_bytes()).collect();
+    let mut items: Vec<&[u8]> = Vec::with_capacity(v.len() * 2);
+    for (sc, (_, m)) in scores.iter().zip(v) {
+        items.push(sc);
+        items.push(m);
+    }
+    let mut p = Pack::new();
+    p.push(&items);
+    p
 }
 
 // ---------------------------------------------------------------------------------------
@@ -497,7 +522,7 @@ struct Big {
 #[derive(Debug, Clone)]
 enum Repr {
     /// Sorted by (score, member).
-    Listpack(Vec<(f64, Bytes)>),
+    Listpack(Pack),
     Skiplist(Box<Big>),
 }
 
@@ -520,7 +545,7 @@ impl Default for ZSet {
 impl ZSet {
     pub fn new() -> ZSet {
         ZSet {
-            repr: Repr::Listpack(Vec::new()),
+            repr: Repr::Listpack(Pack::new()),
         }
     }
 
@@ -537,7 +562,7 @@ impl ZSet {
             let mut v: Vec<(f64, Bytes)> = map.into_iter().map(|(m, s)| (s, m)).collect();
             v.sort_by(|a, b| cmp_key(a.0, &a.1, b.0, &b.1));
             ZSet {
-                repr: Repr::Listpack(v),
+                repr: Repr::Listpack(lp_build(&v)),
             }
         } else {
             let mut tree = Treap::new();
@@ -554,7 +579,7 @@ impl ZSet {
 
     pub fn len(&self) -> usize {
         match &self.repr {
-            Repr::Listpack(v) => v.len(),
+            Repr::Listpack(p) => p.len() / 2,
             Repr::Skiplist(b) => b.tree.len(),
         }
     }
@@ -574,7 +599,7 @@ impl ZSet {
     /// Approximate heap bytes.
     pub fn heap_bytes(&self) -> usize {
         match &self.repr {
-            Repr::Listpack(v) => v.capacity() * 40 + v.iter().map(|(_, m)| m.len()).sum::<usize>(),
+            Repr::Listpack(p) => p.heap_bytes(),
             Repr::Skiplist(b) => b.tree.heap_bytes() + b.scores.len() * (32 + 8 + 48 + 8),
         }
     }
@@ -582,16 +607,17 @@ impl ZSet {
     /// ZSCORE / ZMSCORE.
     pub fn score(&self, member: &[u8]) -> Option<f64> {
         match &self.repr {
-            Repr::Listpack(v) => v.iter().find(|(_, m)| m[..] == *member).map(|p| p.0),
+            Repr::Listpack(p) => lp_pairs(p).find(|e| e.2 == member).map(|e| e.1),
             Repr::Skiplist(b) => b.scores.get(member).copied(),
         }
     }
 
     fn convert_to_skiplist(&mut self) {
-        if let Repr::Listpack(v) = &mut self.repr {
+        if let Repr::Listpack(p) = &self.repr {
             let mut tree = Treap::new();
-            let mut scores = Table::with_capacity(v.len() + 1);
-            for (s, m) in v.drain(..) {
+            let mut scores = Table::with_capacity(p.len() / 2 + 1);
+            for (_, s, m) in lp_pairs(p) {
+                let m = Bytes::copy_from_slice(m);
                 scores.insert(m.clone(), s);
                 tree.insert(s, m);
             }
@@ -601,17 +627,17 @@ impl ZSet {
 
     /// Inserts a member known to be absent.
     fn insert_new(&mut self, score: f64, member: Bytes) {
-        if let Repr::Listpack(v) = &self.repr {
-            if v.len() >= ZSET_MAX_LISTPACK_ENTRIES || member.len() > ZSET_MAX_LISTPACK_VALUE {
+        if let Repr::Listpack(p) = &self.repr {
+            if p.len() / 2 >= ZSET_MAX_LISTPACK_ENTRIES || member.len() > ZSET_MAX_LISTPACK_VALUE {
                 self.convert_to_skiplist();
             }
         }
         match &mut self.repr {
-            Repr::Listpack(v) => {
-                let pos = v
-                    .binary_search_by(|(s, m)| cmp_key(*s, m, score, &member))
-                    .unwrap_or_else(|p| p);
-                v.insert(pos, (score, member));
+            Repr::Listpack(p) => {
+                let pos = lp_pairs(p)
+                    .find(|&(_, s, m)| cmp_key(s, m, score, &member) == Ordering::Greater)
+                    .map_or(p.heap_bytes(), |e| e.0);
+                p.splice(pos, pos, 0, &[&score.to_le_bytes(), &member]);
             }
             Repr::Skiplist(b) => {
                 b.scores.insert(member.clone(), score);
@@ -623,13 +649,19 @@ impl ZSet {
     /// Removes a member with its known score.
     fn remove_known(&mut self, score: f64, member: &[u8]) -> bool {
         match &mut self.repr {
-            Repr::Listpack(v) => match v.binary_search_by(|(s, m)| cmp_key(*s, m, score, member)) {
-                Ok(pos) => {
-                    v.remove(pos);
-                    true
+            Repr::Listpack(p) => {
+                let found = lp_pairs(p)
+                    .find(|&(_, s, m)| cmp_key(s, m, score, member) != Ordering::Less)
+                    .filter(|&(_, s, m)| cmp_key(s, m, score, member) == Ordering::Equal)
+                    .map(|e| e.0);
+                match found {
+                    Some(off) => {
+                        p.remove_at(off, 2);
+                        true
+                    }
+                    None => false,
                 }
-                Err(_) => false,
-            },
+            }
             Repr::Skiplist(b) => {
                 b.scores.remove(member);
                 b.tree.remove(score, member)
@@ -698,15 +730,15 @@ impl ZSet {
     /// How many leading elements satisfy `pred` (a prefix predicate of the order).
     fn count_prefix(&self, pred: &dyn Fn(f64, &[u8]) -> bool) -> usize {
         match &self.repr {
-            Repr::Listpack(v) => v.partition_point(|(s, m)| pred(*s, m)),
+            Repr::Listpack(p) => lp_pairs(p).take_while(|&(_, s, m)| pred(s, m)).count(),
             Repr::Skiplist(b) => b.tree.count_prefix(pred),
         }
     }
 
-    fn at(&self, rank: usize) -> Option<(f64, &Bytes)> {
+    fn at(&self, rank: usize) -> Option<(f64, &[u8])> {
         match &self.repr {
-            Repr::Listpack(v) => v.get(rank).map(|(s, m)| (*s, m)),
-            Repr::Skiplist(b) => b.tree.select(rank),
+            Repr::Listpack(p) => lp_pairs(p).nth(rank).map(|(_, s, m)| (s, m)),
+            Repr::Skiplist(b) => b.tree.select(rank).map(|(s, m)| (s, &m[..])),
         }
     }
 
@@ -717,11 +749,10 @@ impl ZSet {
             return Vec::new();
         }
         match &self.repr {
-            Repr::Listpack(v) => v
-                .get(lo..hi)
-                .unwrap_or_default()
-                .iter()
-                .map(|(s, m)| (m.clone(), *s))
+            Repr::Listpack(p) => lp_pairs(p)
+                .skip(lo)
+                .take(hi - lo)
+                .map(|(_, s, m)| (Bytes::copy_from_slice(m), s))
                 .collect(),
             Repr::Skiplist(b) => {
                 let mut out = Vec::with_capacity(hi - lo);
@@ -901,7 +932,8 @@ impl ZSet {
 
     /// ZRANDMEMBER without count.
     pub fn random_member(&self, rng: &mut Rng) -> Option<(Bytes, f64)> {
-        self.at(rng.below(self.len())).map(|(s, m)| (m.clone(), s))
+        self.at(rng.below(self.len()))
+            .map(|(s, m)| (Bytes::copy_from_slice(m), s))
     }
 
     /// ZRANDMEMBER with count: positive gives distinct members (all, ascending, when
@@ -910,7 +942,7 @@ impl ZSet {
     pub fn random_members(&self, rng: &mut Rng, count: i64) -> Vec<(Bytes, f64)> {
         random_positions(rng, self.len(), count)
             .into_iter()
-            .filter_map(|i| self.at(i).map(|(s, m)| (m.clone(), s)))
+            .filter_map(|i| self.at(i).map(|(s, m)| (Bytes::copy_from_slice(m), s)))
             .collect()
     }
 
@@ -931,11 +963,11 @@ impl ZSet {
     ) -> (u64, Vec<(Bytes, f64)>) {
         let keep = |m: &[u8]| pattern.is_none_or(|p| glob_match(p, m, false));
         match &self.repr {
-            Repr::Listpack(v) => (
+            Repr::Listpack(p) => (
                 0,
-                v.iter()
-                    .filter(|(_, m)| keep(m))
-                    .map(|(s, m)| (m.clone(), *s))
+                lp_pairs(p)
+                    .filter(|&(_, _, m)| keep(m))
+                    .map(|(_, s, m)| (Bytes::copy_from_slice(m), s))
                     .collect(),
             ),
             Repr::Skiplist(b) => {
