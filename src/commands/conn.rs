@@ -48,6 +48,7 @@ pub const COMMANDS: &[CommandSpec] = &[
             ("info", 2, ""),
             ("kill", -3, "<ip:port | <[ID client-id] | [TYPE <NORMAL | MASTER | SLAVE | REPLICA | PUBSUB>] | [USER username] | [ADDR ip:port] | [LADDR ip:port] | [SKIPME <YES | NO>]> [[ID client-id] | [TYPE <NORMAL | MASTER | SLAVE | REPLICA | PUBSUB>] | [USER username] | [ADDR ip:port] | [LADDR ip:port] | [SKIPME <YES | NO>] ...]>"),
             ("setinfo", 4, "<LIB-NAME libname | LIB-VER libver>"),
+            ("unblock", -3, "client-id [TIMEOUT | ERROR]"),
             ("no-evict", 3, "<ON | OFF>"),
             ("no-touch", 3, "<ON | OFF>"),
             ("help", 2, ""),
@@ -236,6 +237,9 @@ fn client_flags(c: &Conn) -> String {
     if crate::coord::tx::in_multi(c) {
         f.push('x');
     }
+    if c.waiting.is_some() {
+        f.push('b');
+    }
     if c.client.no_evict {
         f.push('e');
     }
@@ -279,6 +283,8 @@ const CLIENT_HELP: &[&str] = &[
     "    Assign the name <name> to the current connection.",
     "SETINFO <LIB-NAME|LIB-VER> <value>",
     "    Set client library name or version.",
+    "UNBLOCK <clientid> [TIMEOUT|ERROR]",
+    "    Unblock the specified blocked client.",
     "NO-EVICT (ON|OFF)",
     "    Protect current client connection from eviction.",
     "NO-TOUCH (ON|OFF)",
@@ -399,6 +405,7 @@ fn client(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         }
         "list" => client_list(ctx, argv),
         "kill" if argv.len() >= 3 => client_kill(ctx, argv),
+        "unblock" if argv.len() == 3 || argv.len() == 4 => client_unblock(ctx, argv),
         "help" if argv.len() == 2 => Ok(Reply::Array(
             CLIENT_HELP
                 .iter()
@@ -406,7 +413,7 @@ fn client(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
                 .collect(),
         )),
         "id" | "getname" | "setname" | "info" | "setinfo" | "no-evict" | "no-touch" | "kill"
-        | "help" => Err(arity_err()),
+        | "unblock" | "help" => Err(arity_err()),
         _ => Err(CmdError::UnknownSubcommand {
             sub: text(arg(argv, 1)?),
             cmd: "client".into(),
@@ -451,6 +458,32 @@ fn client_list(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
                 s.push('\n');
             }
             w.complete(ticket, Reply::Verbatim(Bytes::from(s)));
+        },
+    );
+    Ok(Reply::Ok)
+}
+
+/// CLIENT UNBLOCK id [TIMEOUT|ERROR]: ends a blocking command's wait (on the client's shard).
+fn client_unblock(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let id = parse_i64(arg(argv, 2)?).ok_or(CmdError::NotInteger)?;
+    let error = match argv.get(3) {
+        Some(r) => crate::coord::block::unblock_reason(r)?,
+        None => false,
+    };
+    let ticket = ctx.defer();
+    all_shards(
+        ctx.w,
+        move |tw: &mut Worker| {
+            let wid = tw
+                .conns
+                .iter()
+                .find(|(_, c)| c.client.id as i64 == id)
+                .and_then(|(_, c)| c.waiting);
+            wid.is_some_and(|wid| crate::coord::block::unblock(tw, wid, error))
+        },
+        move |w, found: Vec<bool>| {
+            let n = found.iter().filter(|f| **f).count();
+            w.complete(ticket, Reply::Int(n as i64));
         },
     );
     Ok(Reply::Ok)

@@ -235,6 +235,28 @@ pub fn add(a: Ld, b: Ld) -> Option<Ld> {
     })
 }
 
+/// The nearest `f64` (infinite beyond its range).
+pub fn to_f64(v: Ld) -> f64 {
+    match v {
+        Ld::Inf { neg } => {
+            if neg {
+                f64::NEG_INFINITY
+            } else {
+                f64::INFINITY
+            }
+        }
+        Ld::Finite { neg, mant, exp } => {
+            let e = exp.clamp(-2000, 2000) as i32;
+            let m = mant as f64 * 2f64.powi(e);
+            if neg {
+                -m
+            } else {
+                m
+            }
+        }
+    }
+}
+
 /// `%.17Lf` with trailing zeros (and a bare point) removed, "-0" as "0": Redis's
 /// `ld2string(..., LD_STR_HUMAN)`. Infinities print as Redis would never store them.
 pub fn fmt_human(v: Ld) -> String {

@@ -255,7 +255,7 @@ fn lpos(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     })
 }
 
-fn end_arg(b: &[u8]) -> Result<End, CmdError> {
+pub(crate) fn end_arg(b: &[u8]) -> Result<End, CmdError> {
     if is(b, "left") {
         Ok(End::Head)
     } else if is(b, "right") {
@@ -346,7 +346,7 @@ fn move_cross(ctx: &mut ConnCtx, argv: &[Bytes], from: End, to: End) -> CmdResul
                 (
                     shard_of(&src, n),
                     Box::new(move |tw: &mut Worker| {
-                        tw.shard.watches.touch(db, &s1);
+                        tw.shard.touch(db, &s1);
                         let now = tw.shard.now_ms;
                         let d = tw.shard.db_mut(db);
                         if let Ok(Some(l)) = d.get_list_mut(&s1, now) {
@@ -358,7 +358,7 @@ fn move_cross(ctx: &mut ConnCtx, argv: &[Bytes], from: End, to: End) -> CmdResul
                 (
                     shard_of(&dst, n),
                     Box::new(move |tw: &mut Worker| {
-                        tw.shard.watches.touch(db, &d1);
+                        tw.shard.touch(db, &d1);
                         let now = tw.shard.now_ms;
                         if let Ok(l) = tw.shard.db_mut(db).list_or_create(&d1, now) {
                             l.push(to, v1);

@@ -6,6 +6,7 @@
 //! `Conn` handlers run on the connection's shard and may start cross-shard work.
 
 pub mod args;
+pub mod blocking;
 pub mod conn;
 pub mod docs;
 pub mod hashes;
@@ -42,6 +43,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     hashes::COMMANDS,
     sets::COMMANDS,
     lists::COMMANDS,
+    blocking::COMMANDS,
     zsets::COMMANDS,
     conn::COMMANDS,
     pubsub::COMMANDS,
@@ -170,7 +172,7 @@ pub fn run_key(
     if let Some(st) = shard.cmd_stats.get_mut(id) {
         st.nanos += clock::to_nanos(clock::ticks().wrapping_sub(start));
     }
-    if !shard.watches.is_empty() {
+    if !shard.watches.is_empty() || !shard.blocked.is_empty() {
         if let Some(spec) = table::table().get(id) {
             multi::after_write(shard, spec, db, argv, &reply);
         }

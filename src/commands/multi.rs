@@ -87,7 +87,7 @@ pub fn after_write(
         } else {
             db
         };
-        shard.watches.touch(kdb, k);
+        shard.touch(kdb, k);
     }
 }
 
@@ -128,7 +128,7 @@ pub fn before_flush(shard: &mut Shard, db: usize) {
     let keys = shard.watches.keys_in(db);
     for k in keys {
         if shard.dbs.get_mut(db).is_some_and(|d| tx::live(d, &k, now)) {
-            shard.watches.touch(db, &k);
+            shard.touch(db, &k);
         }
     }
 }
@@ -136,6 +136,9 @@ pub fn before_flush(shard: &mut Shard, db: usize) {
 /// Before SWAPDB `a` `b` on this shard: a watched key changes when it exists in either
 /// database (watches stay with the database index, as in Redis).
 pub fn before_swap(shard: &mut Shard, a: usize, b: usize) {
+    // Clients blocked on keys of either database may find their keys there now.
+    shard.blocked.signal_db(a);
+    shard.blocked.signal_db(b);
     if shard.watches.is_empty() {
         return;
     }
@@ -146,7 +149,7 @@ pub fn before_swap(shard: &mut Shard, a: usize, b: usize) {
                 .iter()
                 .any(|&d| shard.dbs.get_mut(d).is_some_and(|d| tx::live(d, &k, now)));
             if exists {
-                shard.watches.touch(db, &k);
+                shard.touch(db, &k);
             }
         }
     }

@@ -729,6 +729,7 @@ pub struct Meta {
     pub started_unix: u64,
     pub now_usec: u64,
     pub clients: usize,
+    pub blocked_clients: usize,
     pub maxclients: usize,
     pub config_file: String,
     pub executable: String,
@@ -787,6 +788,7 @@ fn meta(w: &Worker) -> Meta {
         started_unix: now.saturating_sub(uptime).as_secs(),
         now_usec: now.as_micros() as u64,
         clients: sh.clients.load(Ordering::Relaxed),
+        blocked_clients: sh.blocked_clients.load(Ordering::Relaxed),
         maxclients: sh.tun.maxclients.load(Ordering::Relaxed),
         config_file: sh.cfg.config_file.clone().unwrap_or_default(),
         executable: std::env::current_exe()
@@ -886,7 +888,7 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 f("maxclients", &m.maxclients);
                 f("client_recent_max_input_buffer", &0);
                 f("client_recent_max_output_buffer", &0);
-                f("blocked_clients", &0);
+                f("blocked_clients", &m.blocked_clients);
                 f("tracking_clients", &0);
                 f("clients_in_timeout_table", &0);
                 "Clients"

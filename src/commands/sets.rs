@@ -245,7 +245,7 @@ fn smove_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                 (
                     shard_of(&src, n),
                     Box::new(move |tw: &mut Worker| {
-                        tw.shard.watches.touch(db, &s1);
+                        tw.shard.touch(db, &s1);
                         let now = tw.shard.now_ms;
                         let d = tw.shard.db_mut(db);
                         if let Ok(Some(s)) = d.get_set_mut(&s1, now) {
@@ -257,7 +257,7 @@ fn smove_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                 (
                     shard_of(&dst, n),
                     Box::new(move |tw: &mut Worker| {
-                        tw.shard.watches.touch(db, &d1);
+                        tw.shard.touch(db, &d1);
                         let now = tw.shard.now_ms;
                         if let Ok(s) = tw.shard.db_mut(db).set_or_create(&d1, now) {
                             s.add(m);
@@ -487,7 +487,7 @@ fn algebra_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                 (Some(dst), Outcome::Members(s)) => {
                     let reply = Reply::Int(s.len() as i64);
                     let write: WriteFn = Box::new(move |tw: &mut Worker| {
-                        tw.shard.watches.touch(db, &dst);
+                        tw.shard.touch(db, &dst);
                         let now = tw.shard.now_ms;
                         store_result(tw.shard.db_mut(db), &dst, s, now);
                     });

@@ -110,7 +110,7 @@ const WITHSCORES_NOT_LEX: &str =
     "ERR syntax error, WITHSCORES not supported in combination with BYLEX";
 
 /// (member, score) pairs as the ZRANGE family replies: flat in RESP2, pairs in RESP3.
-fn pairs_reply(v: Vec<(Bytes, f64)>, withscores: bool, resp: u8) -> Reply {
+pub(crate) fn pairs_reply(v: Vec<(Bytes, f64)>, withscores: bool, resp: u8) -> Reply {
     if !withscores {
         return Reply::Array(v.into_iter().map(|(m, _)| Reply::Bulk(m)).collect());
     }
@@ -452,7 +452,7 @@ fn zrangestore_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
             let z = ZSet::from_pairs(v);
             let reply = Reply::Int(z.len() as i64);
             let write: WriteFn = Box::new(move |tw: &mut Worker| {
-                tw.shard.watches.touch(db, &dst);
+                tw.shard.touch(db, &dst);
                 let now = tw.shard.now_ms;
                 store_zset(tw.shard.db_mut(db), &dst, z, now);
             });
@@ -864,7 +864,7 @@ fn zalgebra_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                 (ZOut::Store(z), Some(dst)) => {
                     let reply = Reply::Int(z.len() as i64);
                     let write: WriteFn = Box::new(move |tw: &mut Worker| {
-                        tw.shard.watches.touch(db, &dst);
+                        tw.shard.touch(db, &dst);
                         let now = tw.shard.now_ms;
                         store_zset(tw.shard.db_mut(db), &dst, z, now);
                     });

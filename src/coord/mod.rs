@@ -3,6 +3,7 @@
 //! (`tx`: MULTI/EXEC/WATCH). Runs on the
 //! coordinating connection's shard; the per-shard parts run on their owners.
 
+pub mod block;
 pub mod fanout;
 pub mod multi;
 pub mod tx;

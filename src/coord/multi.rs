@@ -219,7 +219,7 @@ pub fn move_key(
                         ss,
                         Box::new(move |tw| {
                             if write == Some(true) {
-                                tw.shard.watches.touch(src_db, &src);
+                                tw.shard.touch(src_db, &src);
                                 let d = tw.shard.db_mut(src_db);
                                 d.remove(&src);
                             }
@@ -230,7 +230,7 @@ pub fn move_key(
                         ds,
                         Box::new(move |tw| {
                             if let (Some(_), Some(e)) = (write, entry) {
-                                tw.shard.watches.touch(dst_db, &dst);
+                                tw.shard.touch(dst_db, &dst);
                                 let d = tw.shard.db_mut(dst_db);
                                 d.remove(&dst);
                                 d.import(&dst, e);

@@ -72,6 +72,9 @@ pub struct Conn {
     /// Parsing is paused until the reply with this sequence number arrives (a multi-shard
     /// command must finish before the next command of this client starts).
     pub blocked_on: Option<u64>,
+    /// Waiting in a blocking command (BLPOP...): the waiter id (`coord::block`). The socket
+    /// is still read meanwhile, so a disconnect ends the wait.
+    pub waiting: Option<u64>,
     /// Stop reading; close once every reply has been sent.
     pub closing: bool,
     /// Queued in the worker's dirty list for this pass.
@@ -98,6 +101,7 @@ impl Conn {
             slots: VecDeque::new(),
             slot_base: 0,
             blocked_on: None,
+            waiting: None,
             closing: false,
             dirty: false,
             client,

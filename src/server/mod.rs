@@ -22,6 +22,8 @@ pub struct Shared {
     pub run_id: String,
     pub started: Instant,
     pub clients: AtomicUsize,
+    /// Clients waiting in a blocking command (INFO blocked_clients).
+    pub blocked_clients: AtomicUsize,
     pub next_client_id: AtomicU64,
     pub next_tx_id: AtomicU64,
     pub shutdown: AtomicBool,
@@ -105,6 +107,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         run_id: run_id(),
         started: Instant::now(),
         clients: AtomicUsize::new(0),
+        blocked_clients: AtomicUsize::new(0),
         next_client_id: AtomicU64::new(1),
         next_tx_id: AtomicU64::new(1),
         shutdown: AtomicBool::new(false),

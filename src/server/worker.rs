@@ -22,7 +22,7 @@ use slab::Slab;
 
 use super::connection::{ClientInfo, Conn};
 use super::Shared;
-use crate::commands::table::{table, Exec, DENYOOM};
+use crate::commands::table::{table, Exec, BLOCKING, DENYOOM};
 use crate::commands::{self, ConnCtx, Route};
 use crate::coord;
 use crate::error::CmdError;
@@ -104,6 +104,8 @@ pub struct NetStats {
 enum TimerKind {
     ActiveExpire,
     ClientTimeout,
+    /// A blocked client's timeout (waiter id).
+    Block(u64),
 }
 
 const TAG_ACCEPT: u64 = 1;
@@ -141,6 +143,8 @@ pub struct Worker {
     pub pubsub: super::pubsub::Registry,
     /// MULTI/EXEC runs coordinated from this shard (`coord::tx`).
     pub tx: coord::tx::TxRuns,
+    /// Clients of this shard waiting in blocking commands (`coord::block`).
+    pub waiters: coord::block::Waiters,
     ring: Ring,
     mesh: Endpoint<Msg>,
     local: VecDeque<Msg>,
@@ -185,6 +189,7 @@ impl Worker {
             gathers: Slab::new(),
             pubsub: Default::default(),
             tx: Default::default(),
+            waiters: Default::default(),
             ring,
             mesh,
             local: VecDeque::new(),
@@ -247,6 +252,11 @@ impl Worker {
             self.timers.expired(now, &mut fired);
             for t in fired.drain(..) {
                 self.on_timer(t, now);
+            }
+
+            // Keys written by jobs and unlocked shards: serve their blocked clients.
+            if self.shard.blocked.has_ready() {
+                coord::block::serve_ready(self);
             }
 
             self.flush_dirty();
@@ -433,7 +443,12 @@ impl Worker {
         let Some(conn) = self.conns.get_mut(idx) else {
             return;
         };
-        if conn.closing || conn.blocked_on.is_some() {
+        if conn.closing || (conn.blocked_on.is_some() && conn.waiting.is_none()) {
+            return;
+        }
+        // A blocked client is read only to notice a disconnect. Once it has sent more
+        // commands, they wait in its buffer (not in a receive) for the wait to end.
+        if conn.waiting.is_some() && conn.rbuf.as_ref().is_some_and(|b| !b.is_empty()) {
             return;
         }
         // Back-pressure: a client that does not read its replies stops being read.
@@ -473,6 +488,11 @@ impl Worker {
                     self.conns[idx].rbuf = Some(b);
                 }
                 self.arm_recv(idx);
+                return;
+            }
+            if c.result == 0 && self.conns[idx].waiting.is_some() {
+                // A blocked client went away: nothing will be sent to it.
+                self.close_conn(idx);
                 return;
             }
             if c.result == 0 {
@@ -579,6 +599,9 @@ impl Worker {
     pub fn close_conn(&mut self, idx: usize) {
         if self.conns.get(idx).is_some_and(|c| c.tx.is_some()) && coord::tx::on_close(self, idx) {
             return;
+        }
+        if let Some(wid) = self.conns.get(idx).and_then(|c| c.waiting) {
+            coord::block::on_close(self, wid);
         }
         if let Some(conn) = self.conns.try_remove(idx) {
             self.pubsub.forget(idx, &conn.subs);
@@ -704,6 +727,12 @@ impl Worker {
             self.reject(idx, Some(id), e);
             return;
         }
+        if spec.has(BLOCKING) {
+            if let Some(start_fn) = spec.cross {
+                self.start_blocking(idx, id, start_fn, argv);
+                return;
+            }
+        }
         match spec.exec {
             Exec::Conn(f) => {
                 // Earlier commands of this client bound for other shards go first.
@@ -825,6 +854,38 @@ impl Worker {
     }
 
     /// Runs a key command on this shard for connection `idx` (its NO-TOUCH mode applies).
+    /// A blocking command (outside MULTI): `coord::block::start` replies now or waits.
+    fn start_blocking(
+        &mut self,
+        idx: usize,
+        id: usize,
+        f: crate::commands::table::CrossFn,
+        argv: &mut Vec<Bytes>,
+    ) {
+        self.flush_batches(idx);
+        let start = clock::ticks();
+        let mut ctx = ConnCtx {
+            w: self,
+            conn: idx,
+            deferred: None,
+        };
+        let res = f(&mut ctx, std::mem::take(argv));
+        if ctx.deferred.is_none() {
+            let reply = commands::finish(&mut self.shard, id, res);
+            if let Some(c) = self.conns.get_mut(idx) {
+                c.push_reply(&reply);
+            }
+        } else {
+            self.shard.commands_processed += 1;
+            if let Some(st) = self.shard.cmd_stats.get_mut(id) {
+                st.calls += 1;
+            }
+        }
+        if let Some(st) = self.shard.cmd_stats.get_mut(id) {
+            st.nanos += clock::to_nanos(clock::ticks().wrapping_sub(start));
+        }
+    }
+
     fn run_here(
         &mut self,
         idx: usize,
@@ -837,6 +898,10 @@ impl Worker {
         self.shard.no_touch = self.conns.get(idx).is_some_and(|c| c.client.no_touch);
         let r = commands::run_key(&mut self.shard, id, f, db, resp, argv);
         self.shard.no_touch = false;
+        // A push may have fed blocked clients: they are served before the next command.
+        if self.shard.blocked.has_ready() {
+            coord::block::serve_ready(self);
+        }
         r
     }
 
@@ -1160,6 +1225,11 @@ impl Worker {
 
     // ----- timers ------------------------------------------------------------------------
 
+    /// Arms a blocked client's timeout.
+    pub fn add_block_timer(&mut self, at: Instant, wid: u64) {
+        self.timers.add(at, TimerKind::Block(wid));
+    }
+
     fn on_timer(&mut self, t: TimerKind, now: Instant) {
         match t {
             TimerKind::ActiveExpire => {
@@ -1181,6 +1251,7 @@ impl Worker {
                 self.timers
                     .add(now + Duration::from_millis(100), TimerKind::ActiveExpire);
             }
+            TimerKind::Block(wid) => coord::block::on_timeout(self, wid),
             TimerKind::ClientTimeout => {
                 let secs = self.shared.tun.timeout.load(Ordering::Relaxed);
                 if secs > 0 {
@@ -1238,6 +1309,9 @@ fn exec_batch(tw: &mut Worker, origin: usize, token: u64, resp: u8, batch: Batch
             _ => Reply::error("ERR internal routing error"),
         };
         tw.shard.no_touch = false;
+        if tw.shard.blocked.has_ready() {
+            coord::block::serve_ready(tw);
+        }
         reply.encode(resp, &mut buf);
         marks.push((c.seq, buf.len()));
     }

@@ -4,6 +4,7 @@
 //! Networking lives in `server/`; RESP knows nothing of this module.
 
 pub mod arena;
+pub mod blocking;
 pub mod db;
 pub mod dict;
 pub mod evict;
@@ -39,6 +40,8 @@ pub struct Shard {
     pub rng: u64,
     /// Keys of this shard under WATCH (see `watch.rs`).
     pub watches: watch::Watches,
+    /// Clients blocked on keys of this shard (see `blocking.rs`).
+    pub blocked: blocking::Registry<std::sync::Arc<crate::commands::blocking::BlockOp>>,
     /// maxmemory-policy settings, candidate pool and counters (see `evict.rs`).
     pub evict: evict::State,
     /// The running command comes from a CLIENT NO-TOUCH client (copied into the `Db` the
@@ -58,6 +61,7 @@ impl Shard {
             commands_processed: 0,
             rng: 0x2545F4914F6CDD1D ^ (id as u64 + 1).wrapping_mul(0x9E3779B97F4A7C15),
             watches: watch::Watches::default(),
+            blocked: Default::default(),
             evict: evict::State::default(),
             no_touch: false,
         }
@@ -77,6 +81,13 @@ impl Shard {
             self.evict.pool.clear();
         }
         self.evict.cfg = cfg;
+    }
+
+    /// A write changed `key` of `db`: WATCHers lose, and clients blocked on it may proceed.
+    #[inline]
+    pub fn touch(&mut self, db: usize, key: &[u8]) {
+        self.watches.touch(db, key);
+        self.blocked.signal(db, key);
     }
 
     /// Spare arena bytes of all databases (see `arena.rs`).
