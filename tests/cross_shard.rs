@@ -838,10 +838,10 @@ fn smove_is_never_torn_for_set_algebra_readers() {
 }
 
 /// LMOVE/RPOPLPUSH rotate elements through lists on four shards (also inside MULTI) without
-/// losing or duplicating any; LMPOP works with its keys on one shard and answers CROSSSLOT
-/// across shards.
+/// losing or duplicating any; LMPOP and ZMPOP take from the first key in order that has
+/// data, whichever shards the keys are on.
 #[test]
-fn list_moves_across_shards_and_lmpop_crossslot() {
+fn list_moves_across_shards_and_mpop_across_shards() {
     for n in common::shard_counts() {
         let s = Server::start(n);
         let lists = four_shard_keys("lm");
@@ -888,18 +888,63 @@ fn list_moves_across_shards_and_lmpop_crossslot() {
             (0..20).collect::<Vec<i64>>(),
             "shards={n} a={a:?} b={b:?}"
         );
+        // The first of the two keys with data is taken (lists[0] may be empty by now).
+        let first = lists[..2]
+            .iter()
+            .find(|l| c.llen::<_, i64>(*l).unwrap() > 0)
+            .cloned();
         let r: redis::RedisResult<redis::Value> = redis::cmd("LMPOP")
             .arg(2)
             .arg(&lists[0])
             .arg(&lists[1])
             .arg("LEFT")
             .query(&mut c);
-        if n > 1 {
-            let e = r.unwrap_err();
-            assert_eq!(e.code(), Some("CROSSSLOT"), "shards={n}: {e}");
-        } else {
-            assert!(r.is_ok(), "shards={n}: {r:?}");
+        match (r, first) {
+            (Ok(redis::Value::Array(v)), Some(k)) => {
+                assert_eq!(
+                    v.first(),
+                    Some(&redis::Value::BulkString(k.into_bytes())),
+                    "shards={n}"
+                )
+            }
+            (r, first) => panic!("shards={n}: {r:?} (first with data: {first:?})"),
         }
+        let mut all: Vec<i64> = Vec::new();
+        for l in &lists {
+            let items: Vec<i64> = c.lrange(l, 0, -1).unwrap();
+            all.extend(items);
+        }
+        assert_eq!(all.len(), 19, "LMPOP took exactly one element, shards={n}");
+        // Empty keys on other shards are skipped; nothing at all answers a null array.
+        let zs = four_shard_keys("zm");
+        let _: i64 = c.zadd(&zs[3], "m", 1).unwrap();
+        let v: redis::Value = redis::cmd("ZMPOP")
+            .arg(3)
+            .arg(&zs[0])
+            .arg(&zs[1])
+            .arg(&zs[3])
+            .arg("MAX")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(
+            v,
+            redis::Value::Array(vec![
+                redis::Value::BulkString(zs[3].clone().into_bytes()),
+                redis::Value::Array(vec![redis::Value::Array(vec![
+                    redis::Value::BulkString(b"m".to_vec()),
+                    redis::Value::BulkString(b"1".to_vec())
+                ])])
+            ]),
+            "shards={n}"
+        );
+        let v: redis::Value = redis::cmd("ZMPOP")
+            .arg(2)
+            .arg(&zs[0])
+            .arg(&zs[3])
+            .arg("MIN")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(v, redis::Value::Nil, "shards={n}");
         let one: redis::Value = redis::cmd("LMPOP")
             .arg(1)
             .arg(&lists[2])

@@ -168,6 +168,15 @@ pub fn parse(argv: &[Bytes], db: usize) -> Result<BlockOp, CmdError> {
             let dst = owned(arg(argv, 2)?);
             (Kind::Move { dst, from, to }, vec![arg(argv, 1)?.clone()], t)
         }
+        // The non-blocking forms, for their multi-shard path (`coord::block::mpop_cross`).
+        b"lmpop" => {
+            let (keys, end, count) = mpop_args(argv, |w| end_arg(w))?;
+            (Kind::MPop(end, count), keys.to_vec(), 0)
+        }
+        b"zmpop" => {
+            let (keys, max, count) = mpop_args(argv, zwhere)?;
+            (Kind::ZMPop(max, count), keys.to_vec(), 0)
+        }
         b"blmpop" | b"bzmpop" => {
             // `mpop_args` expects numkeys at index 1: skip the command name.
             let rest = argv.get(1..).unwrap_or_default();

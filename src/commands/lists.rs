@@ -2,7 +2,8 @@
 //! key's shard. LMOVE and RPOPLPUSH run on one shard when both keys do, and otherwise
 //! through `coord::multi::gather` (as SMOVE): both shards are locked, the source's end
 //! element and the destination's type are read, and the pop and push are written before
-//! the locks go. LMPOP needs its keys on one shard (CROSSSLOT otherwise).
+//! the locks go. LMPOP with keys on several shards takes the first key with data under the
+//! shards' locks (`coord::block::mpop_cross`).
 
 use bytes::Bytes;
 
@@ -57,6 +58,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .cross(rpoplpush_cross)
         .doc(L, "1.2.0", "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.", "source destination"),
     CommandSpec::new("lmpop", -4, WRITE, KeySpec::numkeys(1), Exec::Key(lmpop))
+        .cross(crate::coord::block::mpop_cross)
         .doc(L, "7.0.0", "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.", "numkeys key [key ...] LEFT|RIGHT [COUNT count]"),
 ];
 

@@ -4,8 +4,8 @@
 //! pairs in RESP3, as Redis 7.0 does. ZUNION/ZINTER/ZDIFF, their STORE forms, ZINTERCARD
 //! and ZRANGESTORE run on one shard when all their keys do, and otherwise through
 //! `coord::multi::gather` (as SINTERSTORE): the sources are read (cloned) under the shards'
-//! locks and the destination written on its shard before they go. ZMPOP needs its keys on
-//! one shard (CROSSSLOT otherwise, as LMPOP).
+//! locks and the destination written on its shard before they go. ZMPOP with keys on
+//! several shards runs as LMPOP does (`coord::block::mpop_cross`).
 use bytes::Bytes;
 
 use super::args::{arg, int, is, owned};
@@ -70,6 +70,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("zpopmax", -2, WRITE | FAST, KeySpec::single(1), Exec::Key(zpopmax))
         .doc(Z, "5.0.0", "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", "key [count]"),
     CommandSpec::new("zmpop", -4, WRITE, KeySpec::numkeys(1), Exec::Key(zmpop))
+        .cross(crate::coord::block::mpop_cross)
         .doc(Z, "7.0.0", "Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. Deletes the sorted set if the last member was popped.", "numkeys key [key ...] MIN|MAX [COUNT count]"),
     CommandSpec::new("zrandmember", -2, READONLY, KeySpec::single(1), Exec::Key(zrandmember))
         .doc(Z, "6.2.0", "Returns one or more random members from a sorted set.", "key [count [WITHSCORES]]"),
@@ -520,7 +521,7 @@ fn zpop(ctx: &mut KeyCtx, argv: &[Bytes], max: bool) -> CmdResult {
     })
 }
 
-/// ZMPOP: every key on this shard (keys on several shards answer CROSSSLOT, as LMPOP).
+/// ZMPOP with every key on this shard.
 fn zmpop(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let (keys, max, count) = super::args::mpop_args(argv, |wh| {
         if is(wh, "min") {

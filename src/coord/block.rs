@@ -705,6 +705,20 @@ fn register_everywhere(w: &mut Worker, all: Vec<usize>, txid: u64, op: Arc<Block
     });
 }
 
+/// LMPOP / ZMPOP with keys on several shards: the locked attempt of the blocking forms,
+/// without waiting (the first key in order with data is popped, under the shards' locks).
+pub fn mpop_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
+    let db = ctx.client().db;
+    let op = blocking::parse(&argv, db)?;
+    let n = ctx.w.nshards;
+    let mut shards: Vec<usize> = op.keys.iter().map(|k| shard_of(k, n)).collect();
+    shards.sort_unstable();
+    shards.dedup();
+    let ticket = ctx.defer();
+    locked_attempt(ctx.w, shards, Arc::new(op), ticket, None);
+    Ok(Reply::Ok)
+}
+
 /// CLIENT UNBLOCK's error when the reason is neither TIMEOUT nor ERROR.
 pub fn unblock_reason(b: &[u8]) -> Result<bool, CmdError> {
     if b.eq_ignore_ascii_case(b"timeout") {
