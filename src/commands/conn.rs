@@ -213,7 +213,8 @@ pub fn client_line(c: &Conn) -> String {
         qfree,
         qbuf + qfree,
         c.out.len(),
-        c.slots.len(),
+        // Replies waiting behind a pending one (a reserved slot is not output yet).
+        c.slots.iter().filter(|s| s.is_some()).count(),
         c.out.capacity(),
         qbuf + qfree + c.out.capacity() + 1024,
         if ci.last_sub.is_empty() {
