@@ -7,6 +7,7 @@ pub mod arena;
 pub mod db;
 pub mod dict;
 pub mod evict;
+pub mod objs;
 pub mod route;
 pub mod value;
 pub mod watch;
