@@ -19,7 +19,7 @@ use crate::protocol::{fmt_g17, parse_f64, parse_i64};
 use crate::server::worker::Worker;
 use crate::shard::db::Db;
 use crate::shard::route::shard_of;
-use crate::shard::value::Value;
+use crate::shard::value::{ObjRef, Value};
 use crate::types::zset::{
     parse_lex_range, parse_score_range, Aggregate, LexRange, Limit, ScoreRange, ZAddFlags,
     ZAddOutcome, ZInput, ZSet,
@@ -756,8 +756,8 @@ fn parse_zopts(
 fn peek_input<'a>(db: &'a Db, key: &[u8], now: u64) -> Result<ZInput<'a>, CmdError> {
     match db.peek_value(key, now)? {
         None => Ok(ZInput::Missing),
-        Some(Value::ZSet(z)) => Ok(ZInput::ZSet(z)),
-        Some(Value::Set(s)) => Ok(ZInput::Set(s)),
+        Some(ObjRef::ZSet(z)) => Ok(ZInput::ZSet(z)),
+        Some(ObjRef::Set(s)) => Ok(ZInput::Set(s)),
         Some(_) => Err(CmdError::WrongType),
     }
 }
@@ -842,7 +842,7 @@ fn zalgebra_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
             d.expire_if_needed(k, now);
             match d.peek_value(k, now)? {
                 None => Ok(None),
-                Some(v @ (Value::ZSet(_) | Value::Set(_))) => Ok(Some(v.clone())),
+                Some(o @ (ObjRef::ZSet(_) | ObjRef::Set(_))) => Ok(Some(o.to_value())),
                 Some(_) => Err(CmdError::WrongType),
             }
         },

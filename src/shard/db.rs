@@ -7,8 +7,10 @@
 //!   malloc header, no pointers:
 //!   `[flags u8][atime u24][expire_at u64, ttl index u32: only if HAS_TTL]`
 //!   `[key len varint][key][value len varint][value]`.
-//!   Strings are stored inline. Other types (lists, hashes, ...) set `KIND_OBJ` and the
-//!   value is the 4-byte index of a boxed [`Value`] in `objs`.
+//!   Strings are stored inline. Other types (lists, hashes, ...) set `KIND_OBJ`, the two
+//!   encoding bits name the type ([`ObjKind`]) and the value is the 4-byte index of the
+//!   collection in that type's vector in `objs` ([`Objs`]: unboxed, 16 bytes a small hash
+//!   or sorted set).
 //! - `ttls`: the locs of the entries that have a TTL, dense, sampled by active expiry; an
 //!   entry with a TTL records its index here, so removal is a swap_remove.
 //!
@@ -25,7 +27,8 @@ use bytes::{Bytes, BytesMut};
 use super::arena::{Arena, Loc};
 use super::dict::Table;
 use super::evict::{self, Access, EvictCfg, Policy};
-use super::value::{str_encoding, Exported, StrEnc, Value};
+use super::objs::{ObjKind, Objs};
+use super::value::{str_encoding, Exported, ObjMut, ObjRef, StrEnc, Value};
 use crate::error::CmdError;
 use crate::protocol::parse_i64;
 use crate::types::hash::Hash;
@@ -36,6 +39,7 @@ use crate::types::zset::ZSet;
 const KIND_MASK: u8 = 0b11;
 const KIND_STR: u8 = 0;
 const KIND_OBJ: u8 = 1;
+/// String entries: the [`StrEnc`] bits; object entries: the [`ObjKind`] bits.
 const ENC_SHIFT: u8 = 2;
 const HAS_TTL: u8 = 1 << 4;
 /// Offset of the key length: after flags + atime, and after expire_at + ttl index.
@@ -45,8 +49,8 @@ const HEAD_TTL: usize = 16;
 pub struct Db {
     table: Table,
     arena: Arena,
-    /// Values that are not stored inline (non-string types), by index.
-    objs: slab::Slab<Value>,
+    /// Values that are not stored inline (non-string types), by type and index.
+    objs: Objs,
     /// Locs of the entries with a TTL.
     ttls: Vec<Loc>,
     hasher: ahash::RandomState,
@@ -202,9 +206,18 @@ impl View<'_> {
         StrEnc::from_bits(self.flags >> ENC_SHIFT)
     }
 
-    fn obj_idx(&self) -> usize {
-        le_u32(self.val, 0) as usize
+    fn obj_idx(&self) -> u32 {
+        le_u32(self.val, 0)
     }
+
+    fn obj_kind(&self) -> ObjKind {
+        ObjKind::from_bits(self.flags >> ENC_SHIFT)
+    }
+}
+
+/// The flags of an object entry holding a `kind` collection.
+fn obj_flags(kind: ObjKind) -> u8 {
+    KIND_OBJ | kind.to_bits() << ENC_SHIFT
 }
 
 fn head_len(flags: u8) -> usize {
@@ -288,7 +301,7 @@ impl Default for Db {
         Db {
             table: Table::new(),
             arena: Arena::default(),
-            objs: slab::Slab::new(),
+            objs: Objs::default(),
             ttls: Vec::new(),
             hasher: ahash::RandomState::with_seeds(
                 0x243f6a8885a308d3,
@@ -445,14 +458,10 @@ impl Db {
         self.stats.hits += count as u64;
         let v = view(b);
         let stale = !self.no_touch && (self.access != Access::Lru || v.atime != clock(now));
-        let out = if v.kind() == KIND_STR {
-            copy_out(&mut self.out, v.val)
-        } else {
-            match self.objs.get(v.obj_idx()) {
-                Some(Value::Str(s)) => s.clone(),
-                _ => return Err(CmdError::WrongType),
-            }
-        };
+        if v.kind() != KIND_STR {
+            return Err(CmdError::WrongType);
+        }
+        let out = copy_out(&mut self.out, v.val);
         if stale {
             self.touch_loc(loc, now);
         }
@@ -488,26 +497,20 @@ impl Db {
     pub fn meta(&mut self, key: &[u8], now: u64) -> Option<Meta> {
         let loc = self.lookup(key, now, false, false)?;
         let v = view(self.arena.get(loc));
-        let (type_name, s) = if v.kind() == KIND_STR {
-            ("string", v.val)
-        } else {
-            match self.objs.get(v.obj_idx()) {
-                Some(Value::Str(b)) => ("string", &b[..]),
-                Some(obj) => {
-                    return Some(Meta {
-                        type_name: obj.type_name(),
-                        encoding: obj.obj_encoding().unwrap_or("raw"),
-                        expire_at: v.expire_at,
-                        atime: v.atime,
-                        shared: false,
-                    })
-                }
-                None => ("none", &[][..]),
-            }
-        };
+        if v.kind() != KIND_STR {
+            let obj = self.objs.get(v.obj_kind(), v.obj_idx());
+            return Some(Meta {
+                type_name: obj.map_or("none", ObjRef::type_name),
+                encoding: obj.map_or("raw", ObjRef::obj_encoding),
+                expire_at: v.expire_at,
+                atime: v.atime,
+                shared: false,
+            });
+        }
+        let s = v.val;
         let encoding = str_encoding(s, v.enc());
         Some(Meta {
-            type_name,
+            type_name: "string",
             encoding,
             expire_at: v.expire_at,
             atime: v.atime,
@@ -532,17 +535,35 @@ impl Db {
         self.write_str(key, val, None, enc, now);
     }
 
-    /// Stores any value as a boxed object (the path of the non-string types): the key
-    /// stays inline, the value lives in `objs`.
+    /// Stores any value, replacing `key` (the path of the non-string types): the key
+    /// stays inline, a collection goes to `objs`; a string is stored inline as by `set`.
     pub fn set_value(&mut self, key: &[u8], val: Value, expire_at: u64, now: u64) {
         let h = self.hash(key);
         let slot = self.find_h(h, key);
         if let Some((_, loc)) = slot {
             self.drop_obj(loc);
         }
-        let idx = self.objs.insert(val) as u32;
         let atime = self.write_atime(slot, now);
-        self.store(h, slot, key, KIND_OBJ, &idx.to_le_bytes(), atime, expire_at);
+        match self.objs.insert(val) {
+            Ok((kind, idx)) => {
+                let flags = obj_flags(kind);
+                self.store(h, slot, key, flags, &idx.to_le_bytes(), atime, expire_at);
+            }
+            Err(Value::Str(b)) => self.store(h, slot, key, KIND_STR, &b, atime, expire_at),
+            Err(_) => {}
+        }
+    }
+
+    /// Stores a new empty collection of `kind` at `key` (no TTL), replacing any value.
+    fn create(&mut self, key: &[u8], kind: ObjKind, now: u64) {
+        let h = self.hash(key);
+        let slot = self.find_h(h, key);
+        if let Some((_, loc)) = slot {
+            self.drop_obj(loc);
+        }
+        let atime = self.write_atime(slot, now);
+        let idx = self.objs.insert_empty(kind);
+        self.store(h, slot, key, obj_flags(kind), &idx.to_le_bytes(), atime, 0);
     }
 
     fn write_str(&mut self, key: &[u8], val: &[u8], ttl: Option<u64>, enc: StrEnc, now: u64) {
@@ -636,13 +657,12 @@ impl Db {
         }
     }
 
-    /// Frees the boxed value of an object entry (strings have none).
+    /// Drops the collection of an object entry (strings have none).
     fn drop_obj(&mut self, loc: Loc) {
         let b = self.arena.get(loc);
         if b.first().is_some_and(|f| f & KIND_MASK == KIND_OBJ) {
             let v = view(b);
-            let idx = v.obj_idx();
-            self.objs.try_remove(idx);
+            self.objs.remove(v.obj_kind(), v.obj_idx());
         }
     }
 
@@ -650,7 +670,9 @@ impl Db {
     pub fn set_enc(&mut self, key: &[u8], enc: StrEnc) {
         if let Some((_, loc)) = self.find(key) {
             if let Some(f) = self.arena.get_mut(loc).first_mut() {
-                *f = (*f & !(3 << ENC_SHIFT)) | enc.to_bits() << ENC_SHIFT;
+                if *f & KIND_MASK == KIND_STR {
+                    *f = (*f & !(3 << ENC_SHIFT)) | enc.to_bits() << ENC_SHIFT;
+                }
             }
         }
     }
@@ -703,18 +725,19 @@ impl Db {
 
     fn export_at(&mut self, loc: Loc, take: bool) -> Exported {
         let v = view(self.arena.get(loc));
-        let val = if v.kind() == KIND_STR {
-            Some(Value::Str(Bytes::copy_from_slice(v.val)))
+        let (val, enc) = if v.kind() == KIND_STR {
+            (Some(Value::Str(Bytes::copy_from_slice(v.val))), v.enc())
         } else if take {
-            self.objs.try_remove(v.obj_idx())
+            (self.objs.take(v.obj_kind(), v.obj_idx()), StrEnc::Auto)
         } else {
-            self.objs.get(v.obj_idx()).cloned()
+            let obj = self.objs.get(v.obj_kind(), v.obj_idx());
+            (obj.map(ObjRef::to_value), StrEnc::Auto)
         };
         Exported {
             val: val.unwrap_or(Value::Str(Bytes::new())),
             expire_at: v.expire_at,
             atime: v.atime,
-            enc: v.enc(),
+            enc,
         }
     }
 
@@ -739,27 +762,27 @@ impl Db {
         if let Some((_, loc)) = slot {
             self.drop_obj(loc);
         }
-        match e.val {
-            Value::Str(b) => {
+        match self.objs.insert(e.val) {
+            Ok((kind, idx)) => {
+                let bytes = idx.to_le_bytes();
+                self.store(h, slot, key, obj_flags(kind), &bytes, e.atime, e.expire_at);
+            }
+            Err(Value::Str(b)) => {
                 let flags = KIND_STR | e.enc.to_bits() << ENC_SHIFT;
                 self.store(h, slot, key, flags, &b, e.atime, e.expire_at);
             }
-            obj => {
-                let idx = self.objs.insert(obj) as u32;
-                let bytes = idx.to_le_bytes();
-                self.store(h, slot, key, KIND_OBJ, &bytes, e.atime, e.expire_at);
-            }
+            Err(_) => {}
         }
     }
 
-    /// The boxed value at `key` for a command (lazy expiry; hit/miss if `count`, access
-    /// time refreshed): `Ok(None)` when missing, WRONGTYPE for an inline string.
+    /// The collection at `key` for a command (lazy expiry; hit/miss if `count`, access
+    /// time refreshed): `Ok(None)` when missing, WRONGTYPE for a string.
     fn obj_mut(
         &mut self,
         key: &[u8],
         now: u64,
         count: bool,
-    ) -> Result<Option<&mut Value>, CmdError> {
+    ) -> Result<Option<ObjMut<'_>>, CmdError> {
         let Some(loc) = self.lookup(key, now, count, true) else {
             return Ok(None);
         };
@@ -767,12 +790,12 @@ impl Db {
         if v.kind() == KIND_STR {
             return Err(CmdError::WrongType);
         }
-        let idx = v.obj_idx();
-        Ok(self.objs.get_mut(idx))
+        let (kind, idx) = (v.obj_kind(), v.obj_idx());
+        Ok(self.objs.get_mut(kind, idx))
     }
 
-    /// The boxed value at `key` without side effects (an expired key reads as missing).
-    fn obj_ref(&self, key: &[u8], now: u64) -> Result<Option<&Value>, CmdError> {
+    /// The collection at `key` without side effects (an expired key reads as missing).
+    fn obj_ref(&self, key: &[u8], now: u64) -> Result<Option<ObjRef<'_>>, CmdError> {
         let Some((_, loc)) = self.find(key) else {
             return Ok(None);
         };
@@ -783,14 +806,14 @@ impl Db {
         if v.kind() == KIND_STR {
             return Err(CmdError::WrongType);
         }
-        Ok(self.objs.get(v.obj_idx()))
+        Ok(self.objs.get(v.obj_kind(), v.obj_idx()))
     }
 
     /// The hash at `key` for a read command (counts a hit or miss), WRONGTYPE for others.
     pub fn get_hash(&mut self, key: &[u8], now: u64) -> Result<Option<&Hash>, CmdError> {
         match self.obj_mut(key, now, true)? {
             None => Ok(None),
-            Some(Value::Hash(h)) => Ok(Some(h)),
+            Some(ObjMut::Hash(h)) => Ok(Some(h)),
             Some(_) => Err(CmdError::WrongType),
         }
     }
@@ -799,7 +822,7 @@ impl Db {
     pub fn get_hash_mut(&mut self, key: &[u8], now: u64) -> Result<Option<&mut Hash>, CmdError> {
         match self.obj_mut(key, now, false)? {
             None => Ok(None),
-            Some(Value::Hash(h)) => Ok(Some(h)),
+            Some(ObjMut::Hash(h)) => Ok(Some(h)),
             Some(_) => Err(CmdError::WrongType),
         }
     }
@@ -808,7 +831,7 @@ impl Db {
     /// that may leave it empty must call `remove_if_empty`.
     pub fn hash_or_create(&mut self, key: &[u8], now: u64) -> Result<&mut Hash, CmdError> {
         if self.get_hash_mut(key, now)?.is_none() {
-            self.set_value(key, Value::Hash(Box::default()), 0, now);
+            self.create(key, ObjKind::Hash, now);
         }
         self.get_hash_mut(key, now)?.ok_or(CmdError::WrongType)
     }
@@ -817,7 +840,7 @@ impl Db {
     pub fn get_set(&mut self, key: &[u8], now: u64) -> Result<Option<&Set>, CmdError> {
         match self.obj_mut(key, now, true)? {
             None => Ok(None),
-            Some(Value::Set(s)) => Ok(Some(s)),
+            Some(ObjMut::Set(s)) => Ok(Some(s)),
             Some(_) => Err(CmdError::WrongType),
         }
     }
@@ -826,7 +849,7 @@ impl Db {
     pub fn get_set_mut(&mut self, key: &[u8], now: u64) -> Result<Option<&mut Set>, CmdError> {
         match self.obj_mut(key, now, false)? {
             None => Ok(None),
-            Some(Value::Set(s)) => Ok(Some(s)),
+            Some(ObjMut::Set(s)) => Ok(Some(s)),
             Some(_) => Err(CmdError::WrongType),
         }
     }
@@ -834,7 +857,7 @@ impl Db {
     /// The set at `key`, created empty when missing; WRONGTYPE for other types.
     pub fn set_or_create(&mut self, key: &[u8], now: u64) -> Result<&mut Set, CmdError> {
         if self.get_set_mut(key, now)?.is_none() {
-            self.set_value(key, Value::Set(Box::default()), 0, now);
+            self.create(key, ObjKind::Set, now);
         }
         self.get_set_mut(key, now)?.ok_or(CmdError::WrongType)
     }
@@ -844,14 +867,14 @@ impl Db {
     pub fn peek_set(&self, key: &[u8], now: u64) -> Result<Option<&Set>, CmdError> {
         match self.obj_ref(key, now)? {
             None => Ok(None),
-            Some(Value::Set(s)) => Ok(Some(s)),
+            Some(ObjRef::Set(s)) => Ok(Some(s)),
             Some(_) => Err(CmdError::WrongType),
         }
     }
 
     /// The collection at `key` without side effects (multi-key reads borrow several at
     /// once; callers run `expire_if_needed` on each key first). WRONGTYPE for a string.
-    pub fn peek_value(&self, key: &[u8], now: u64) -> Result<Option<&Value>, CmdError> {
+    pub fn peek_value(&self, key: &[u8], now: u64) -> Result<Option<ObjRef<'_>>, CmdError> {
         self.obj_ref(key, now)
     }
 
@@ -859,7 +882,7 @@ impl Db {
     pub fn get_list(&mut self, key: &[u8], now: u64) -> Result<Option<&List>, CmdError> {
         match self.obj_mut(key, now, true)? {
             None => Ok(None),
-            Some(Value::List(l)) => Ok(Some(l)),
+            Some(ObjMut::List(l)) => Ok(Some(l)),
             Some(_) => Err(CmdError::WrongType),
         }
     }
@@ -868,7 +891,7 @@ impl Db {
     pub fn get_list_mut(&mut self, key: &[u8], now: u64) -> Result<Option<&mut List>, CmdError> {
         match self.obj_mut(key, now, false)? {
             None => Ok(None),
-            Some(Value::List(l)) => Ok(Some(l)),
+            Some(ObjMut::List(l)) => Ok(Some(l)),
             Some(_) => Err(CmdError::WrongType),
         }
     }
@@ -877,7 +900,7 @@ impl Db {
     /// that may leave it empty must call `remove_if_empty`.
     pub fn list_or_create(&mut self, key: &[u8], now: u64) -> Result<&mut List, CmdError> {
         if self.get_list_mut(key, now)?.is_none() {
-            self.set_value(key, Value::List(Box::default()), 0, now);
+            self.create(key, ObjKind::List, now);
         }
         self.get_list_mut(key, now)?.ok_or(CmdError::WrongType)
     }
@@ -886,7 +909,7 @@ impl Db {
     pub fn get_zset(&mut self, key: &[u8], now: u64) -> Result<Option<&ZSet>, CmdError> {
         match self.obj_mut(key, now, true)? {
             None => Ok(None),
-            Some(Value::ZSet(z)) => Ok(Some(z)),
+            Some(ObjMut::ZSet(z)) => Ok(Some(z)),
             Some(_) => Err(CmdError::WrongType),
         }
     }
@@ -895,7 +918,7 @@ impl Db {
     pub fn get_zset_mut(&mut self, key: &[u8], now: u64) -> Result<Option<&mut ZSet>, CmdError> {
         match self.obj_mut(key, now, false)? {
             None => Ok(None),
-            Some(Value::ZSet(z)) => Ok(Some(z)),
+            Some(ObjMut::ZSet(z)) => Ok(Some(z)),
             Some(_) => Err(CmdError::WrongType),
         }
     }
@@ -904,7 +927,7 @@ impl Db {
     /// caller that may leave it empty must call `remove_if_empty`.
     pub fn zset_or_create(&mut self, key: &[u8], now: u64) -> Result<&mut ZSet, CmdError> {
         if self.get_zset_mut(key, now)?.is_none() {
-            self.set_value(key, Value::ZSet(Box::default()), 0, now);
+            self.create(key, ObjKind::ZSet, now);
         }
         self.get_zset_mut(key, now)?.ok_or(CmdError::WrongType)
     }
@@ -912,20 +935,14 @@ impl Db {
     /// Deletes `key` if it holds an empty collection (Redis never keeps empty ones).
     /// Returns true if it did.
     pub fn remove_if_empty(&mut self, key: &[u8]) -> bool {
-        let empty = match self.obj_ref(key, 0) {
-            Ok(Some(Value::Hash(h))) => h.is_empty(),
-            Ok(Some(Value::Set(s))) => s.is_empty(),
-            Ok(Some(Value::List(l))) => l.is_empty(),
-            Ok(Some(Value::ZSet(z))) => z.is_empty(),
-            _ => false,
-        };
+        let empty = matches!(self.obj_ref(key, 0), Ok(Some(o)) if o.is_empty());
         empty && self.remove(key)
     }
 
     pub fn clear(&mut self) {
         self.table.clear();
         self.arena = Arena::default();
-        self.objs = slab::Slab::new();
+        self.objs = Objs::default();
         self.ttls = Vec::new();
         self.expire_cursor = 0;
     }
@@ -962,7 +979,9 @@ impl Db {
         let type_name = if v.kind() == KIND_STR {
             "string"
         } else {
-            self.objs.get(v.obj_idx()).map_or("none", Value::type_name)
+            self.objs
+                .get(v.obj_kind(), v.obj_idx())
+                .map_or("none", ObjRef::type_name)
         };
         KeyInfo {
             expire_at: v.expire_at,
@@ -1072,9 +1091,12 @@ impl Db {
         Some(key)
     }
 
-    /// Bytes reserved by the table and arena (tests, memory accounting).
+    /// Bytes reserved by the table, arena and object slots (tests, memory accounting).
     pub fn reserved_bytes(&self) -> usize {
-        self.table.buckets() * 8 + self.arena.reserved_bytes() + self.ttls.capacity() * 4
+        self.table.buckets() * 8
+            + self.arena.reserved_bytes()
+            + self.ttls.capacity() * 4
+            + self.objs.slot_bytes()
     }
 }
 
@@ -1294,22 +1316,106 @@ mod tests {
     }
 
     #[test]
-    fn object_values_live_in_the_side_slab() {
+    fn collections_live_unboxed_in_objs_and_go_with_their_key() {
         let mut db = Db::default();
-        db.set_value(b"o", Value::Str(b("boxed")), 0, 0);
-        assert_eq!(db.get_str(b"o", 0).unwrap(), Some(b("boxed")));
-        assert_eq!(db.meta(b"o", 0).unwrap().type_name, "string");
-        assert_eq!(db.objs.len(), 1);
-        db.set_value(b"o", Value::Str(b("again")), 100, 0);
-        assert_eq!(db.objs.len(), 1, "the old object was dropped");
-        assert!(db.set_expire(b"o", 0));
-        assert_eq!(db.get_str(b"o", 0).unwrap(), Some(b("again")));
-        let e = db.take(b"o").unwrap();
-        assert_eq!(e.val, Value::Str(b("again")));
+        // A string handed to set_value is stored inline, as by SET.
+        db.set_value(b"o", Value::Str(b("plain")), 0, 0);
+        assert_eq!(db.get_str(b"o", 0).unwrap(), Some(b("plain")));
+        assert_eq!(db.meta(b"o", 0).unwrap().encoding, "embstr");
         assert_eq!(db.objs.len(), 0);
-        db.set_value(b"p", Value::Str(b("x")), 0, 0);
+        // Overwrites, SET over a collection, take/import, expiry, eviction, clear.
+        db.set_value(b"o", Value::Hash(Box::default()), 0, 0);
+        db.get_hash_mut(b"o", 0)
+            .unwrap()
+            .unwrap()
+            .insert(b("f"), b("v"));
+        assert_eq!(db.meta(b"o", 0).unwrap().type_name, "hash");
+        assert_eq!(db.get_str(b"o", 0), Err(CmdError::WrongType));
+        db.set_value(b"o", Value::ZSet(Box::default()), 100, 0);
+        assert_eq!(db.objs.len(), 1, "the old object was dropped");
+        assert_eq!(db.meta(b"o", 0).unwrap().type_name, "zset");
+        assert!(
+            db.set_expire(b"o", 0),
+            "rewriting the header keeps the type bits"
+        );
+        assert_eq!(db.meta(b"o", 0).unwrap().type_name, "zset");
+        db.set_enc(b"o", StrEnc::Raw);
+        assert_eq!(
+            db.meta(b"o", 0).unwrap().type_name,
+            "zset",
+            "set_enc leaves objects"
+        );
+        let e = db.take(b"o").unwrap();
+        assert_eq!(e.val.type_name(), "zset");
+        assert_eq!(db.objs.len(), 0);
+        db.import(b"p", e);
         db.set(b"p", b"inline", 0, 0);
         assert_eq!(db.objs.len(), 0);
+        db.set_or_create(b"s", 0).unwrap().add(b("m"));
+        db.list_or_create(b"l", 0).unwrap();
+        db.zset_or_create(b"z", 0).unwrap();
+        assert!(db.set_expire(b"z", 10));
+        assert!(db.remove_if_empty(b"l") && db.remove_if_empty(b"z"));
+        db.hash_or_create(b"h", 0).unwrap().insert(b("f"), b("v"));
+        assert!(db.set_expire(b"h", 10));
+        assert_eq!(db.active_expire(20, 10), 1);
+        assert_eq!(db.objs.len(), 1);
+        let loc = db.find(b"s").unwrap().1;
+        assert_eq!(db.evict_at(loc), Some(b("s")));
+        assert_eq!(db.objs.len(), 0);
+        db.set_or_create(b"s2", 0).unwrap().add(b("m"));
+        db.clear();
+        assert_eq!(db.objs.len(), 0);
+    }
+
+    #[test]
+    fn thousands_of_collections_keep_their_own_values() {
+        let mut db = Db::default();
+        for i in 0..3000u32 {
+            let k = format!("k{i}");
+            let f = Bytes::from(format!("v{i}"));
+            match i % 4 {
+                0 => drop(
+                    db.hash_or_create(k.as_bytes(), 0)
+                        .unwrap()
+                        .insert(b("f"), f),
+                ),
+                1 => drop(db.set_or_create(k.as_bytes(), 0).unwrap().add(f)),
+                2 => db.set(k.as_bytes(), &f, 0, 0),
+                _ => drop(db.zset_or_create(k.as_bytes(), 0).unwrap().len()),
+            }
+        }
+        // Delete every third key, then refill: freed slots are reused.
+        for i in (0..3000u32).step_by(3) {
+            assert!(db.remove(format!("k{i}").as_bytes()));
+        }
+        for i in (0..3000u32).step_by(3) {
+            let k = format!("n{i}");
+            db.hash_or_create(k.as_bytes(), 0)
+                .unwrap()
+                .insert(b("f"), b("n"));
+        }
+        for i in 0..3000u32 {
+            let k = format!("k{i}");
+            let kb = k.as_bytes();
+            if i % 3 == 0 {
+                assert!(!db.exists(kb, 0));
+                let n = format!("n{i}");
+                let h = db.get_hash(n.as_bytes(), 0).unwrap().unwrap();
+                assert_eq!(h.get(b"f"), Some(&b"n"[..]));
+                continue;
+            }
+            let v = format!("v{i}");
+            match i % 4 {
+                0 => assert_eq!(
+                    db.get_hash(kb, 0).unwrap().unwrap().get(b"f"),
+                    Some(v.as_bytes())
+                ),
+                1 => assert!(db.get_set(kb, 0).unwrap().unwrap().contains(v.as_bytes())),
+                2 => assert_eq!(db.get_str(kb, 0).unwrap(), Some(Bytes::from(v))),
+                _ => assert_eq!(db.meta(kb, 0).unwrap().type_name, "zset"),
+            }
+        }
     }
 
     #[test]
@@ -1367,7 +1473,7 @@ mod tests {
             Some(&b"v"[..])
         );
         db.set(b"h2", b"over", 0, 0);
-        assert_eq!(db.objs.len(), 1, "only u's set is boxed");
+        assert_eq!(db.objs.len(), 1, "only u's set is an object");
     }
 
     #[test]

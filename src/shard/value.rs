@@ -1,7 +1,9 @@
 //! Values as commands see them. The keyspace stores strings inline in its arena (see
 //! `db.rs`); `Value` is the owned form carried between databases and shards
 //! ([`Exported`]) and, for the types that join in the data-types issue (lists, hashes,
-//! sets, sorted sets, with their compact encodings), the boxed object an entry points to.
+//! sets, sorted sets, with their compact encodings) what `Db::set_value` stores; the
+//! keyspace keeps collections unboxed (`shard::objs`) and lends them as [`ObjRef`] /
+//! [`ObjMut`].
 //! Owned by one shard thread.
 
 use bytes::Bytes;
@@ -12,7 +14,7 @@ use crate::types::list::List;
 use crate::types::set::Set;
 use crate::types::zset::ZSet;
 
-/// A value as a whole. Collections are boxed so a `Value` stays two words for strings;
+/// A value as a whole, owned (what crosses databases and shards). Collections are boxed;
 /// cloning one deep-copies it (COPY relies on that).
 #[derive(Debug, Clone)]
 pub enum Value {
@@ -44,30 +46,90 @@ impl PartialEq for Value {
 impl Value {
     /// The name `TYPE` reports.
     pub fn type_name(&self) -> &'static str {
+        self.as_obj().map_or("string", |o| o.type_name())
+    }
+
+    /// The name OBJECT ENCODING reports for a collection (see [`ObjRef::obj_encoding`]);
+    /// `None` for strings (their encoding depends on flags in the entry).
+    pub fn obj_encoding(&self) -> Option<&'static str> {
+        self.as_obj().map(|o| o.obj_encoding())
+    }
+
+    /// The collection, borrowed; `None` for a string.
+    pub fn as_obj(&self) -> Option<ObjRef<'_>> {
+        Some(match self {
+            Value::Str(_) => return None,
+            Value::Hash(h) => ObjRef::Hash(h),
+            Value::Set(s) => ObjRef::Set(s),
+            Value::List(l) => ObjRef::List(l),
+            Value::ZSet(z) => ObjRef::ZSet(z),
+        })
+    }
+}
+
+/// A collection as the keyspace lends it (it stores them unboxed, see `shard::objs`).
+#[derive(Debug, Clone, Copy)]
+pub enum ObjRef<'a> {
+    Hash(&'a Hash),
+    Set(&'a Set),
+    List(&'a List),
+    ZSet(&'a ZSet),
+}
+
+/// A collection lent for a write.
+#[derive(Debug)]
+pub enum ObjMut<'a> {
+    Hash(&'a mut Hash),
+    Set(&'a mut Set),
+    List(&'a mut List),
+    ZSet(&'a mut ZSet),
+}
+
+impl ObjRef<'_> {
+    /// The name `TYPE` reports.
+    pub fn type_name(self) -> &'static str {
         match self {
-            Value::Str(_) => "string",
-            Value::Hash(_) => "hash",
-            Value::Set(_) => "set",
-            Value::List(_) => "list",
-            Value::ZSet(_) => "zset",
+            ObjRef::Hash(_) => "hash",
+            ObjRef::Set(_) => "set",
+            ObjRef::List(_) => "list",
+            ObjRef::ZSet(_) => "zset",
         }
     }
 
-    /// The name OBJECT ENCODING reports for a collection, as redis-server 7.0.15 says it:
-    /// 7.0 has no listpack sets (that arrived in 7.2), so a small non-integer set is a
-    /// `hashtable` there. `None` for strings (their encoding depends on flags in the entry).
-    pub fn obj_encoding(&self) -> Option<&'static str> {
+    /// The name OBJECT ENCODING reports, as redis-server 7.0.15 says it: 7.0 has no
+    /// listpack sets (that arrived in 7.2), so a small non-integer set is a `hashtable`
+    /// there.
+    pub fn obj_encoding(self) -> &'static str {
         match self {
-            Value::Str(_) => None,
-            Value::Hash(h) => Some(h.encoding()),
-            Value::Set(s) => Some(match s.encoding() {
+            ObjRef::Hash(h) => h.encoding(),
+            ObjRef::Set(s) => match s.encoding() {
                 "listpack" => "hashtable",
                 e => e,
-            }),
+            },
             // 7.0 stores every list as a quicklist (listpack lists arrived in 7.2).
-            Value::List(_) => Some("quicklist"),
+            ObjRef::List(_) => "quicklist",
             // `listpack` up to 128 members of at most 64 bytes (7.0's compiled defaults).
-            Value::ZSet(z) => Some(z.encoding()),
+            ObjRef::ZSet(z) => z.encoding(),
+        }
+    }
+
+    /// An owned deep copy.
+    pub fn to_value(self) -> Value {
+        match self {
+            ObjRef::Hash(h) => Value::Hash(Box::new(h.clone())),
+            ObjRef::Set(s) => Value::Set(Box::new(s.clone())),
+            ObjRef::List(l) => Value::List(Box::new(l.clone())),
+            ObjRef::ZSet(z) => Value::ZSet(Box::new(z.clone())),
+        }
+    }
+
+    /// True if the collection is empty (Redis never keeps empty ones).
+    pub fn is_empty(self) -> bool {
+        match self {
+            ObjRef::Hash(h) => h.is_empty(),
+            ObjRef::Set(s) => s.is_empty(),
+            ObjRef::List(l) => l.is_empty(),
+            ObjRef::ZSet(z) => z.is_empty(),
         }
     }
 }

@@ -25,12 +25,11 @@
 //! never `listpack` for sets (that arrived in 7.2); the names here follow 7.2. If the compat
 //! script checks OBJECT ENCODING of small lists/sets against 7.0.15, map them in the handler.
 //!
-//! Hooking into the keyspace (next session): add one boxed variant per type to
-//! `shard::value::Value` — `List(Box<List>)`, `Hash(Box<Hash>)`, `Set(Box<Set>)`,
-//! `ZSet(Box<ZSet>)` (boxed so `Value` stays small for strings) — with `type_name` `"list"`,
-//! `"hash"`, `"set"`, `"zset"`, `Entry::encoding` delegating to `.encoding()` and
-//! `Entry::value_bytes` to `.heap_bytes()`. Typed accessors on `Db` (`get_list_mut` …) return
-//! WrongType for other variants; handlers delete the key when a structure becomes empty.
+//! In the keyspace: `shard::value::Value` carries one boxed variant per type between
+//! databases and shards; a `Db` stores them unboxed in one vector per type (`shard::objs`),
+//! which is why the compact forms keep their handle to one fat pointer (`Hash`, `ZSet`: 16
+//! bytes; `Set`: 24). Typed accessors on `Db` (`get_list_mut` …) return WrongType for other
+//! types; handlers delete the key when a structure becomes empty.
 //! The error texts in [`err`] should move into `error.rs` when the handlers are written.
 //! Randomness comes from a caller-owned [`Rng`] (one per shard), so tests are deterministic.
 

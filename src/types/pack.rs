@@ -6,16 +6,24 @@
 //! hash costs one ~200-byte block instead of a `Vec` of `Bytes` (32 bytes each plus one
 //! allocation per field and value, plus the `Vec`'s doubling slack).
 //!
-//! Positions handed out by [`Pack::iter_at`] are byte offsets of an entry's header; they
-//! stay valid until the next change. Owned by the key's shard thread.
+//! The entry count lives in the block too (a 4-byte little-endian prefix; an empty pack
+//! has no block at all), so a `Pack` is one fat pointer, 16 bytes: the keyspace stores
+//! small collections unboxed in dense per-type vectors (see `shard::db`), where every
+//! word of the handle counts once per key.
+//!
+//! Positions handed out by [`Pack::iter_at`] are byte offsets of an entry's header (past
+//! the count prefix); they stay valid until the next change. An offset before the first
+//! entry (0 included) names the first entry. Owned by the key's shard thread.
 
-/// A sequence of byte strings packed into one exact-size block.
+/// A sequence of byte strings packed into one exact-size block:
+/// `[count u32 LE][len varint][bytes]...`, or no block when empty.
 #[derive(Clone, Default, PartialEq, Eq)]
 pub(crate) struct Pack {
     buf: Box<[u8]>,
-    /// Number of entries.
-    n: u32,
 }
+
+/// Bytes of the count prefix.
+const HDR: usize = 4;
 
 impl std::fmt::Debug for Pack {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -54,7 +62,10 @@ impl Pack {
 
     /// Entries.
     pub fn len(&self) -> usize {
-        self.n as usize
+        self.buf
+            .get(..HDR)
+            .and_then(|b| b.try_into().ok())
+            .map_or(0, |b| u32::from_le_bytes(b) as usize)
     }
 
     /// Bytes of the block (its heap size).
@@ -66,7 +77,7 @@ impl Pack {
     fn read(&self, off: usize) -> Option<(&[u8], usize)> {
         let mut len = 0usize;
         let mut shift = 0;
-        let mut p = off;
+        let mut p = off.max(HDR);
         loop {
             let b = *self.buf.get(p)?;
             p += 1;
@@ -90,7 +101,7 @@ impl Pack {
 
     /// Entries in order with the offset of each one's header.
     pub fn iter_at(&self) -> impl Iterator<Item = (usize, &[u8])> + '_ {
-        let mut off = 0;
+        let mut off = HDR;
         std::iter::from_fn(move || {
             let (e, next) = self.read(off)?;
             let at = off;
@@ -112,19 +123,25 @@ impl Pack {
 
     /// Replaces the bytes `start..end` (whole entries, `removed` of them) with `items`.
     pub fn splice(&mut self, start: usize, end: usize, removed: usize, items: &[&[u8]]) {
-        let start = start.min(self.buf.len());
-        let end = end.clamp(start, self.buf.len());
+        let body = self.buf.get(HDR..).unwrap_or_default();
+        let start = start.saturating_sub(HDR).min(body.len());
+        let end = end.saturating_sub(HDR).clamp(start, body.len());
         let add: usize = items.iter().map(|i| encoded_len(i)).sum();
-        let mut v = Vec::with_capacity(self.buf.len() - (end - start) + add);
-        v.extend_from_slice(&self.buf[..start]);
+        let len = body.len() - (end - start) + add;
+        if len == 0 {
+            self.buf = Box::default();
+            return;
+        }
+        let n = self.len().saturating_sub(removed) + items.len();
+        let mut v = Vec::with_capacity(HDR + len);
+        v.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
+        v.extend_from_slice(&body[..start]);
         for it in items {
             put_len(&mut v, it.len());
             v.extend_from_slice(it);
         }
-        v.extend_from_slice(&self.buf[end..]);
+        v.extend_from_slice(&body[end..]);
         self.buf = v.into_boxed_slice();
-        let n = (self.n as usize).saturating_sub(removed) + items.len();
-        self.n = u32::try_from(n).unwrap_or(u32::MAX);
     }
 
     /// Appends entries.
@@ -155,7 +172,8 @@ mod tests {
         let long = vec![7u8; 300];
         p.push(&[b"a", b"", &long, b"bc"]);
         assert_eq!(p.len(), 4);
-        assert_eq!(p.heap_bytes(), 2 + 1 + (2 + 300) + 3);
+        assert_eq!(p.heap_bytes(), 4 + 2 + 1 + (2 + 300) + 3);
+        assert_eq!(std::mem::size_of::<Pack>(), 16);
         let all: Vec<&[u8]> = p.iter().collect();
         assert_eq!(all, vec![&b"a"[..], b"", &long[..], b"bc"]);
         // Replace the long entry with two short ones.
