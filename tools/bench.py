@@ -11,6 +11,16 @@ Modes:
            is on PATH, and a memory load of N keys; both servers.
   scaling  shardis at 1..N shards (on the given server cores), uniform random keys, CPU per
            request per shard count (the cost of cross-shard hops), with Redis as the baseline.
+  ab       paired A/B of shardis builds or flags: every `--shardis NAME=CMD` (and Redis unless
+           --no-redis) is started once, then each repeat runs every workload on each server
+           back to back (the order rotates per repeat), so slow drifts in machine load hit all
+           servers alike. Reports the median CPU/req per server and the median of the per-repeat
+           ratios against the first `--shardis` (the paired figure to quote). Writes no
+           results file unless --scenario is given.
+
+`--shardis NAME=CMD` (repeatable) names a shardis binary plus extra flags, e.g.
+`--shardis old=target/ab/shardis-a00eb0a --shardis 'new=target/release/shardis --recv-mode single'`;
+the port, shard and core flags are added. Default: this tree's release build.
 
 Only the Python standard library is used.
 """
@@ -21,6 +31,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -116,11 +127,11 @@ class Server:
                 self.proc.wait()
 
 
-def start_shardis(binary, shards, cores):
+def start_shardis(binary, shards, cores, name=None, extra=()):
     port = free_port()
     cmd = [binary, "--port", str(port), "--shards", str(shards), "--cores", cores,
-           "--loglevel", "warning"]
-    return Server(f"shardis-{shards}sh", cmd, port)
+           "--loglevel", "warning"] + list(extra)
+    return Server(name or f"shardis-{shards}sh", cmd, port)
 
 
 def start_redis(cores):
@@ -363,9 +374,88 @@ def summary(rows, mem):
         print(f"{m['server']:<14} memory: {m['rss_per_key']} RSS bytes/key, {m['used_memory_per_key']} used_memory bytes/key")
 
 
+def uptime_load():
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[0]
+    except OSError:
+        return "?"
+
+
+def run_ab(args, meta, variants, shards, pipelines, tests, write_file):
+    """Paired, interleaved runs: all servers up at once, each workload run on each server in
+    turn, order rotated per repeat; ratios are computed per repeat against the first variant."""
+    servers = []
+    try:
+        if not args.no_redis:
+            servers.append(start_redis(args.server_cores))
+        for name, binary, extra in variants:
+            servers.append(start_shardis(binary, shards, args.server_cores, name or "shardis", extra))
+        runs = {}  # (server, test, pipeline) -> [row per repeat]
+        total = args.repeat * len(pipelines) * len(tests) * len(servers)
+        done = 0
+        for rep in range(args.repeat):
+            for p in pipelines:
+                for t in tests:
+                    k = rep % len(servers)
+                    order = servers[k:] + servers[:k]
+                    for srv in order:
+                        done += 1
+                        r = run_redis_benchmark(srv, t, p, args)
+                        r["server"] = srv.name
+                        r["repeat"] = rep
+                        r["load"] = uptime_load()
+                        runs.setdefault((srv.name, t.upper(), p), []).append(r)
+                        log(f"[{done}/{total}] rep {rep} {srv.name:<10} {t.upper()} P{p}: "
+                            f"{r['cpu_us_per_req']:.3f} us/req, {fmt(r['ops'], 0)} ops/s, load {r['load']}")
+    finally:
+        for srv in servers:
+            srv.stop()
+    base_name = servers[1 if not args.no_redis else 0].name
+    names = [s.name for s in servers]
+    med = lambda v: sorted(v)[len(v) // 2] if v else None
+    print()
+    print(f"{'workload':<10} {'server':<12} {'median us/req':>13} {'all runs (us/req)':<40} {'x ' + base_name + ' (median of paired)':>28} {'x redis':>8}")
+    rows, lines = [], []
+    for p in pipelines:
+        for t in tests:
+            T = t.upper()
+            for n in names:
+                rs = runs[(n, T, p)]
+                cpu = [r["cpu_us_per_req"] for r in rs]
+                base = runs[(base_name, T, p)]
+                paired = [a["cpu_us_per_req"] / b["cpu_us_per_req"] for a, b in zip(rs, base)]
+                vs_redis = None
+                if not args.no_redis:
+                    red = runs[("redis", T, p)]
+                    vs_redis = med([a["cpu_us_per_req"] / b["cpu_us_per_req"] for a, b in zip(rs, red)])
+                line = (f"{T + ' P' + str(p):<10} {n:<12} {med(cpu):>13.3f} "
+                        f"{' '.join(f'{c:.3f}' for c in cpu):<40} {med(paired):>28.3f} "
+                        f"{fmt(vs_redis, 3) if vs_redis else '-':>8}")
+                print(line)
+                lines.append(line)
+                rows.append({"server": n, "test": T, "pipeline": p, "cpu_us_per_req": med(cpu),
+                             "runs": rs, "paired_vs_first": med(paired), "vs_redis": vs_redis})
+    if write_file:
+        os.makedirs(os.path.join(ROOT, "bench-results"), exist_ok=True)
+        stem = f"{dt.date.today().isoformat()}_{meta['commit']}_{args.scenario}"
+        base = os.path.join(ROOT, "bench-results", stem)
+        with open(base + ".json", "w") as f:
+            json.dump({"meta": meta, "args": vars(args), "rows": rows,
+                       "server_commands": [" ".join(s.cmd) for s in servers]}, f, indent=2)
+        md = [f"# {args.scenario}: paired A/B", "", f"- commit: `{meta['commit']}`",
+              f"- machine: {meta['cpu']}, {meta['cores']} cores, kernel {meta['kernel']}",
+              f"- tool: `tools/bench.sh {' '.join(sys.argv[1:])}`", "", "Servers:", ""]
+        md += [f"- `{' '.join(s.cmd)}`" for s in servers]
+        md += ["", "```"] + lines + ["```", ""]
+        with open(base + ".md", "w") as f:
+            f.write("\n".join(md))
+        print(f"\nresults: {os.path.relpath(base, ROOT)}.md (.json)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mode", choices=["compare", "scaling"], default="compare")
+    ap.add_argument("--mode", choices=["compare", "scaling", "ab"], default="compare")
     ap.add_argument("--scenario", default=None, help="name used in the results file (default: the mode)")
     ap.add_argument("--server-cores", default="0", help="cores for the servers (shardis --cores, taskset for Redis)")
     ap.add_argument("--client-cores", default="1", help="cores for the load generator (taskset)")
@@ -380,7 +470,10 @@ def main():
     ap.add_argument("--repeat", type=int, default=1, help="runs per workload; the median CPU/req is kept")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--no-redis", action="store_true", help="skip the stock Redis baseline")
+    ap.add_argument("--shardis", action="append", default=[], metavar="NAME=CMD",
+                    help="a shardis binary (plus extra flags) to run under NAME; repeatable")
     args = ap.parse_args()
+    write_file = args.mode != "ab" or args.scenario is not None
     args.scenario = args.scenario or args.mode
     ensure_tools()
     binary = os.path.join(ROOT, "target", "release", "shardis")
@@ -399,13 +492,26 @@ def main():
     pipelines = [int(p) for p in args.pipelines.split(",")]
     tests = [t.strip() for t in args.tests.split(",") if t.strip()]
     meta = machine()
+    variants = []
+    for spec in args.shardis:
+        name, _, cmd = spec.partition("=")
+        parts = shlex.split(cmd)
+        if not name or not parts:
+            sys.exit(f"--shardis wants NAME=CMD, got {spec!r}")
+        variants.append((name, os.path.join(ROOT, parts[0]) if not os.path.isabs(parts[0]) else parts[0], parts[1:]))
+    if not variants:
+        variants = [(None, binary, [])]
+    if args.mode == "ab":
+        run_ab(args, meta, variants, shard_counts[0], pipelines, tests, write_file)
+        return
     rows, mem, notes, commands = [], [], [], []
     servers = [("redis", None)] if not args.no_redis else []
     servers += [(f"shardis-{n}sh", n) for n in shard_counts]
     total = len(servers) * len(pipelines) * len(tests) * args.repeat
     done = 0
     for name, shards in servers:
-        srv = start_redis(args.server_cores) if shards is None else start_shardis(binary, shards, args.server_cores)
+        vname, vbin, vextra = variants[0]
+        srv = start_redis(args.server_cores) if shards is None else start_shardis(vbin, shards, args.server_cores, vname, vextra)
         commands.append(" ".join(srv.cmd))
         try:
             for p in pipelines:
