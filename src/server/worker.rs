@@ -112,7 +112,7 @@ const TAG_TIMER: u64 = 5;
 /// Provided buffers per shard for multishot receives (each `--recv-buffer` bytes, at most
 /// `POOL_BUF_MAX`). A pass that needs more gets `-ENOBUFS` for the rest, which fall back
 /// to one one-shot receive each.
-const POOL_BUFS: u16 = 256;
+const POOL_BUFS: u16 = 64;
 const POOL_BUF_MAX: usize = 64 * 1024;
 /// Output buffered for a client above which we stop reading it (back-pressure).
 const MAX_PENDING_OUT: usize = 8 << 20;
