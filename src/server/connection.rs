@@ -88,6 +88,10 @@ pub struct Conn {
     pub blocked_on: Option<u64>,
     /// Stop reading; close once every reply has been sent.
     pub closing: bool,
+    /// The peer half-closed while input behind a blocking command was still unparsed
+    /// (a multishot receive can see the end before we parse everything): `closing` is set
+    /// once that input has run.
+    pub eof: bool,
     /// Queued in the worker's dirty list for this pass.
     pub dirty: bool,
     pub client: ClientInfo,
@@ -114,6 +118,7 @@ impl Conn {
             slot_base: 0,
             blocked_on: None,
             closing: false,
+            eof: false,
             dirty: false,
             client,
             subs: Subs::default(),

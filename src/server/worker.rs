@@ -541,6 +541,12 @@ impl Worker {
                 // everything it sent, including replies still on other shards, then close.
                 // Redis behaves the same way: it writes pending replies before it reads EOF.
                 let conn = &mut self.conns[idx];
+                if conn.blocked_on.is_some() {
+                    // Input after the blocking command still has to run (`process_input`
+                    // sets `closing` once it has).
+                    conn.eof = true;
+                    return;
+                }
                 conn.closing = true;
                 if conn.drained() {
                     self.close_conn(idx);
@@ -721,6 +727,11 @@ impl Worker {
         }
         self.args_scratch = args;
         self.flush_batches(idx);
+        if let Some(conn) = self.conns.get_mut(idx) {
+            if conn.eof && conn.blocked_on.is_none() {
+                conn.closing = true;
+            }
+        }
         self.mark_dirty(idx);
     }
 
@@ -1187,6 +1198,7 @@ impl Worker {
 /// stops being read).
 fn conn_readable(c: &Conn) -> bool {
     !c.closing
+        && !c.eof
         && c.blocked_on.is_none()
         && c.out.len() <= MAX_PENDING_OUT
         && c.slots.len() <= MAX_PENDING_SLOTS
