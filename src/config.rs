@@ -62,6 +62,11 @@ pub struct Cli {
     /// Bytes reserved for each receive on a connection.
     #[arg(long = "recv-buffer")]
     pub recv_buffer: Option<String>,
+    /// How connections receive: multishot (one receive armed per connection, filling a
+    /// per-shard pool of provided buffers) or single (one receive per read into the
+    /// connection's own buffer).
+    #[arg(long = "recv-mode")]
+    pub recv_mode: Option<String>,
     /// Listen backlog (tcp-backlog).
     #[arg(long = "tcp-backlog")]
     pub tcp_backlog: Option<i32>,
@@ -91,6 +96,17 @@ pub struct Cli {
     pub maxmemory_samples: Option<u64>,
 }
 
+/// How client connections receive (`--recv-mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RecvMode {
+    /// One multishot receive per connection over a per-shard provided-buffer pool; falls
+    /// back to `Single` where the kernel lacks buffer rings.
+    #[default]
+    Multishot,
+    /// One receive per read, into the connection's own buffer, re-armed after each.
+    Single,
+}
+
 /// Resolved, validated configuration.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -106,6 +122,7 @@ pub struct Config {
     pub config_file: Option<String>,
     pub ring_entries: u32,
     pub recv_buffer: usize,
+    pub recv_mode: RecvMode,
     pub tcp_backlog: i32,
     pub tcp_nodelay: bool,
     pub busy_poll_us: u64,
@@ -134,6 +151,7 @@ impl Default for Config {
             config_file: None,
             ring_entries: DEFAULT_RING_ENTRIES,
             recv_buffer: DEFAULT_RECV_BUFFER,
+            recv_mode: RecvMode::default(),
             tcp_backlog: DEFAULT_BACKLOG,
             tcp_nodelay: true,
             busy_poll_us: 0,
@@ -241,7 +259,7 @@ impl Config {
             }
             cfg.config_file = Some(path.clone());
         }
-        let flags: [(&str, Option<String>); 19] = [
+        let flags: [(&str, Option<String>); 20] = [
             ("port", cli.port.map(|v| v.to_string())),
             ("bind", cli.bind.clone()),
             ("shards", cli.shards.map(|v| v.to_string())),
@@ -256,6 +274,7 @@ impl Config {
             ("loglevel", cli.loglevel.clone()),
             ("ring-entries", cli.ring_entries.map(|v| v.to_string())),
             ("recv-buffer", cli.recv_buffer.clone()),
+            ("recv-mode", cli.recv_mode.clone()),
             ("tcp-backlog", cli.tcp_backlog.map(|v| v.to_string())),
             ("tcp-nodelay", cli.tcp_nodelay.clone()),
             ("busy-poll-us", cli.busy_poll_us.map(|v| v.to_string())),
@@ -355,6 +374,13 @@ impl Config {
                     return Err("recv-buffer must be between 512 bytes and 64mb".into());
                 }
                 self.recv_buffer = n;
+            }
+            "recv-mode" => {
+                self.recv_mode = match v.to_ascii_lowercase().as_str() {
+                    "multishot" => RecvMode::Multishot,
+                    "single" => RecvMode::Single,
+                    _ => return Err(format!("invalid recv-mode '{v}' (multishot or single)")),
+                }
             }
             "tcp-backlog" => self.tcp_backlog = parse_num(name, v)?,
             "tcp-nodelay" => self.tcp_nodelay = parse_yes_no(v)?,

@@ -17,6 +17,16 @@ Modes:
            together) a fresh server of each kind is started, the data is streamed in with
            `redis-cli --pipe` (RESP generated here), DBSIZE and a few values are checked, and
            the VmRSS and INFO used_memory deltas are reported per key, with shardis/Redis ratios.
+  ab       paired A/B of shardis builds or flags: every `--shardis NAME=CMD` (and Redis unless
+           --no-redis) is started once, then each repeat runs every workload on each server
+           back to back (the order rotates per repeat), so slow drifts in machine load hit all
+           servers alike. Reports the median CPU/req per server and the median of the per-repeat
+           ratios against the first `--shardis` (the paired figure to quote). Writes no
+           results file unless --scenario is given.
+
+`--shardis NAME=CMD` (repeatable) names a shardis binary plus extra flags, e.g.
+`--shardis old=target/ab/shardis-a00eb0a --shardis 'new=target/release/shardis --recv-mode single'`;
+the port, shard and core flags are added. Default: this tree's release build.
 
 Only the Python standard library is used.
 """
@@ -85,6 +95,20 @@ def cpu_seconds(pid):
         return (int(fields[11]) + int(fields[12])) / TICK
 
 
+def ctx_switches(pid):
+    """Voluntary + involuntary context switches of all the process's threads."""
+    total = 0
+    try:
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{tid}/status") as f:
+                for line in f:
+                    if line.startswith(("voluntary_ctxt_switches", "nonvoluntary_ctxt_switches")):
+                        total += int(line.split()[1])
+    except (OSError, ValueError):
+        pass
+    return total
+
+
 def rss_bytes(pid):
     with open(f"/proc/{pid}/statm") as f:
         return int(f.read().split()[1]) * PAGE
@@ -107,8 +131,12 @@ def wait_ping(port, proc, timeout=15):
 
 
 class Server:
+    nice = 0
+
     def __init__(self, name, cmd, port):
         self.name, self.cmd, self.port = name, cmd, port
+        if Server.nice:
+            cmd = ["nice", "-n", str(Server.nice)] + cmd
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_ping(port, self.proc)
         self.pid = self.proc.pid
@@ -123,11 +151,11 @@ class Server:
                 self.proc.wait()
 
 
-def start_shardis(binary, shards, cores):
+def start_shardis(binary, shards, cores, name=None, extra=()):
     port = free_port()
-    cmd = [binary, "--port", str(port), "--shards", str(shards), "--cores", cores,
-           "--loglevel", "warning"]
-    return Server(f"shardis-{shards}sh", cmd, port)
+    cmd = [binary] + list(extra) + ["--port", str(port), "--shards", str(shards), "--cores",
+                                    cores, "--loglevel", "warning"]
+    return Server(name or f"shardis-{shards}sh", cmd, port)
 
 
 def start_redis(cores):
@@ -162,11 +190,15 @@ def run_redis_benchmark(server, test, pipeline, args):
     cmd = ["taskset", "-c", args.client_cores, "redis-benchmark", "-p", str(server.port),
            "-c", str(args.clients), "-n", str(n), "-P", str(pipeline),
            "-t", test, "-d", str(args.value_size), "-r", str(args.keyspace), "--precision", "3"]
+    if getattr(args, "nice", 0):
+        cmd = ["nice", "-n", str(args.nice)] + cmd
     before = cpu_seconds(server.pid)
+    cs0 = ctx_switches(server.pid)
     t0 = time.time()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     wall = time.time() - t0
     cpu = cpu_seconds(server.pid) - before
+    cs = ctx_switches(server.pid) - cs0
     rps, p50, p99, p999 = parse_benchmark(out)
     return {
         "tool": "redis-benchmark", "test": test.upper(), "clients": args.clients,
@@ -174,6 +206,7 @@ def run_redis_benchmark(server, test, pipeline, args):
         "ops": rps, "p50_ms": p50, "p99_ms": p99, "p999_ms": p999,
         "server_cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
         "cpu_us_per_req": round(cpu * 1e6 / n, 3),
+        "ctx_switches_per_req": round(cs / n, 4),
         "command": " ".join(cmd),
     }
 
@@ -783,9 +816,91 @@ def memtypes_main(args, binary, meta):
 
 
 
+def uptime_load():
+    try:
+        with open("/proc/loadavg") as f:
+            return f.read().split()[0]
+    except OSError:
+        return "?"
+
+
+def run_ab(args, meta, variants, shards, pipelines, tests, write_file):
+    """Paired, interleaved runs: all servers up at once, each workload run on each server in
+    turn, order rotated per repeat; ratios are computed per repeat against the first variant."""
+    servers = []
+    try:
+        if not args.no_redis:
+            servers.append(start_redis(args.server_cores))
+        for name, binary, extra in variants:
+            servers.append(start_shardis(binary, shards, args.server_cores, name or "shardis", extra))
+        runs = {}  # (server, test, pipeline) -> [row per repeat]
+        total = args.repeat * len(pipelines) * len(tests) * len(servers)
+        done = 0
+        for rep in range(args.repeat):
+            for p in pipelines:
+                for t in tests:
+                    k = rep % len(servers)
+                    order = servers[k:] + servers[:k]
+                    for srv in order:
+                        done += 1
+                        r = run_redis_benchmark(srv, t, p, args)
+                        r["server"] = srv.name
+                        r["repeat"] = rep
+                        r["load"] = uptime_load()
+                        runs.setdefault((srv.name, t.upper(), p), []).append(r)
+                        log(f"[{done}/{total}] rep {rep} {srv.name:<10} {t.upper()} P{p}: "
+                            f"{r['cpu_us_per_req']:.3f} us/req, {fmt(r['ops'], 0)} ops/s, load {r['load']}")
+    finally:
+        for srv in servers:
+            srv.stop()
+    base_name = servers[1 if not args.no_redis else 0].name
+    names = [s.name for s in servers]
+    med = lambda v: sorted(v)[len(v) // 2] if v else None
+    print()
+    print(f"{'workload':<10} {'server':<12} {'median us/req':>13} {'all runs (us/req)':<40} {'x ' + base_name + ' (median of paired)':>28} {'x redis':>8} {'ops/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'cs/req':>7}")
+    rows, lines = [], []
+    for p in pipelines:
+        for t in tests:
+            T = t.upper()
+            for n in names:
+                rs = runs[(n, T, p)]
+                cpu = [r["cpu_us_per_req"] for r in rs]
+                base = runs[(base_name, T, p)]
+                paired = [a["cpu_us_per_req"] / b["cpu_us_per_req"] for a, b in zip(rs, base)]
+                vs_redis = None
+                if not args.no_redis:
+                    red = runs[("redis", T, p)]
+                    vs_redis = med([a["cpu_us_per_req"] / b["cpu_us_per_req"] for a, b in zip(rs, red)])
+                line = (f"{T + ' P' + str(p):<10} {n:<12} {med(cpu):>13.3f} "
+                        f"{' '.join(f'{c:.3f}' for c in cpu):<40} {med(paired):>28.3f} "
+                        f"{fmt(vs_redis, 3) if vs_redis else '-':>8} "
+                        f"{med([r['ops'] or 0 for r in rs]):>9.0f} {med([r['p50_ms'] or 0 for r in rs]):>7.3f} "
+                        f"{med([r['p99_ms'] or 0 for r in rs]):>7.3f} "
+                        f"{med([r['ctx_switches_per_req'] for r in rs]):>7.3f}")
+                print(line)
+                lines.append(line)
+                rows.append({"server": n, "test": T, "pipeline": p, "cpu_us_per_req": med(cpu),
+                             "runs": rs, "paired_vs_first": med(paired), "vs_redis": vs_redis})
+    if write_file:
+        os.makedirs(os.path.join(ROOT, "bench-results"), exist_ok=True)
+        stem = f"{dt.date.today().isoformat()}_{meta['commit']}_{args.scenario}"
+        base = os.path.join(ROOT, "bench-results", stem)
+        with open(base + ".json", "w") as f:
+            json.dump({"meta": meta, "args": vars(args), "rows": rows,
+                       "server_commands": [" ".join(s.cmd) for s in servers]}, f, indent=2)
+        md = [f"# {args.scenario}: paired A/B", "", f"- commit: `{meta['commit']}`",
+              f"- machine: {meta['cpu']}, {meta['cores']} cores, kernel {meta['kernel']}",
+              f"- tool: `tools/bench.sh {' '.join(sys.argv[1:])}`", "", "Servers:", ""]
+        md += [f"- `{' '.join(s.cmd)}`" for s in servers]
+        md += ["", "```"] + lines + ["```", ""]
+        with open(base + ".md", "w") as f:
+            f.write("\n".join(md))
+        print(f"\nresults: {os.path.relpath(base, ROOT)}.md (.json)")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mode", choices=["compare", "scaling", "memory-types"], default="compare")
+    ap.add_argument("--mode", choices=["compare", "scaling", "memory-types", "ab"], default="compare")
     ap.add_argument("--scenario", default=None, help="name used in the results file (default: the mode)")
     ap.add_argument("--server-cores", default="0", help="cores for the servers (shardis --cores, taskset for Redis)")
     ap.add_argument("--client-cores", default="1", help="cores for the load generator (taskset)")
@@ -805,7 +920,14 @@ def main():
     ap.add_argument("--repeat", type=int, default=1, help="runs per workload; the median CPU/req is kept")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--no-redis", action="store_true", help="skip the stock Redis baseline")
+    ap.add_argument("--nice", type=int, default=0,
+                    help="run servers and load generator at this nice value (e.g. -10 on a "
+                         "machine shared with other jobs; A/B runs only, never for published figures)")
+    ap.add_argument("--shardis", action="append", default=[], metavar="NAME=CMD",
+                    help="a shardis binary (plus extra flags) to run under NAME; repeatable")
     args = ap.parse_args()
+    write_file = args.mode != "ab" or args.scenario is not None
+    Server.nice = args.nice
     args.scenario = args.scenario or args.mode
     ensure_tools()
     binary = os.path.join(ROOT, "target", "release", "shardis")
@@ -827,13 +949,29 @@ def main():
     pipelines = [int(p) for p in args.pipelines.split(",")]
     tests = [t.strip() for t in args.tests.split(",") if t.strip()]
     meta = machine()
+    variants = []
+    for spec in args.shardis:
+        name, _, cmd = spec.partition("=")
+        parts = shlex.split(cmd)
+        if not name or not parts:
+            sys.exit(f"--shardis wants NAME=CMD, got {spec!r}")
+        exe = parts[0]
+        if not os.path.isabs(exe) and os.path.exists(os.path.join(ROOT, exe)):
+            exe = os.path.join(ROOT, exe)
+        variants.append((name, exe, parts[1:]))
+    if not variants:
+        variants = [(None, binary, [])]
+    if args.mode == "ab":
+        run_ab(args, meta, variants, shard_counts[0], pipelines, tests, write_file)
+        return
     rows, mem, notes, commands = [], [], [], []
     servers = [("redis", None)] if not args.no_redis else []
     servers += [(f"shardis-{n}sh", n) for n in shard_counts]
     total = len(servers) * len(pipelines) * len(tests) * args.repeat
     done = 0
     for name, shards in servers:
-        srv = start_redis(args.server_cores) if shards is None else start_shardis(binary, shards, args.server_cores)
+        vname, vbin, vextra = variants[0]
+        srv = start_redis(args.server_cores) if shards is None else start_shardis(vbin, shards, args.server_cores, vname, vextra)
         commands.append(" ".join(srv.cmd))
         try:
             for p in pipelines:

@@ -4,6 +4,8 @@
 //! - `ring`: ring setup with SINGLE_ISSUER + DEFER_TASKRUN and fallbacks, the table of
 //!   in-flight operations that owns their buffers (accept, recv, send, connect, timeout,
 //!   eventfd read, file read/write/fsync), one `io_uring_enter` per pass.
+//! - `bufring`: the provided-buffer pool multishot receives fill (lent to the loop for one
+//!   pass, then handed back to the kernel).
 //! - `mesh`: lock-free SPSC queues between shards and eventfd wakeups.
 //! - `timer`: deadlines (a min-heap) checked every pass; the nearest one is armed as a single
 //!   io_uring timeout so a sleeping loop wakes for it.
@@ -12,6 +14,7 @@
 //! - `sys`: the few raw socket and rlimit calls we need.
 
 pub mod alloc;
+pub mod bufring;
 pub mod clock;
 pub mod mesh;
 pub mod ring;

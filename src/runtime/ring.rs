@@ -15,10 +15,16 @@ use bytes::BytesMut;
 use io_uring::{cqueue, opcode, squeue, types, IoUring};
 use slab::Slab;
 
+use super::bufring::{BufRing, Provided};
+
 /// `IORING_ENTER_GETEVENTS` from the kernel ABI (the crate does not re-export it).
 const IORING_ENTER_GETEVENTS: u32 = 1;
 /// `IORING_RECVSEND_POLL_FIRST` (kernel 5.19+; older kernels ignore the hint).
 const IORING_RECVSEND_POLL_FIRST: u16 = 1;
+/// Buffer group id of the ring's provided-buffer pool (one pool per ring).
+const RECV_BGID: u16 = 0;
+/// `user_data` of cancel requests: their completions are dropped in `drain`.
+const CANCEL_UD: u64 = u64::MAX;
 
 /// What the kernel may be reading or writing while an operation is in flight.
 #[derive(Debug)]
@@ -37,11 +43,16 @@ pub enum OpBuf {
     Addr(Box<libc::sockaddr_storage>),
     /// File read buffer; the kernel writes into its spare capacity.
     Read(Vec<u8>),
+    /// A buffer from the provided-buffer pool that a multishot receive filled; its bytes
+    /// are readable through [`Ring::provided`] until the next `drain`.
+    Provided(Provided),
 }
 
 struct InFlight {
     tag: u64,
     buf: OpBuf,
+    /// The `user_data` this operation was submitted with (slot index and a generation).
+    ud: u64,
 }
 
 /// A finished operation: the caller's tag, the kernel's result, and the buffer handed back.
@@ -58,11 +69,27 @@ pub struct Completion {
 type SetupFn = fn(&mut io_uring::Builder);
 
 /// A per-core ring and the table of its in-flight operations.
+///
+/// Field order matters on drop: `Drop` unregisters the buffer pool, then `uring` closes
+/// before `pbuf` unmaps its memory.
 pub struct Ring {
     uring: IoUring,
     ops: Slab<InFlight>,
+    /// Generation stamped into each operation's `user_data`, so that a completion or a
+    /// cancel naming an older operation in a reused slot never matches the new one.
+    next_gen: u32,
+    /// Provided buffers for multishot receives, when set up and supported.
+    pbuf: Option<BufRing>,
     /// Which setup flags the kernel accepted, for the startup log and INFO.
     pub setup: &'static str,
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        if let Some(p) = self.pbuf.as_mut() {
+            p.unregister(&self.uring.submitter());
+        }
+    }
 }
 
 impl Ring {
@@ -90,6 +117,8 @@ impl Ring {
                     return Ok(Ring {
                         uring,
                         ops: Slab::with_capacity(1024),
+                        next_gen: 0,
+                        pbuf: None,
                         setup: name,
                     })
                 }
@@ -109,14 +138,48 @@ impl Ring {
         self.uring.submission().len()
     }
 
-    fn push(&mut self, entry: squeue::Entry, tag: u64, buf: OpBuf) {
-        let idx = self.ops.insert(InFlight { tag, buf });
-        let entry = entry.user_data(idx as u64);
+    /// Sets up a pool of `count` provided buffers of `size` bytes for `recv_multi`.
+    /// Errors when the kernel lacks buffer rings (5.19+) or the memory cannot be mapped.
+    pub fn setup_buf_ring(&mut self, count: u16, size: u32) -> io::Result<()> {
+        if self.pbuf.is_none() {
+            self.pbuf = Some(BufRing::new(
+                &self.uring.submitter(),
+                RECV_BGID,
+                count,
+                size,
+            )?);
+        }
+        Ok(())
+    }
+
+    /// Whether `recv_multi` can be used.
+    pub fn has_buf_ring(&self) -> bool {
+        self.pbuf.is_some()
+    }
+
+    /// Bytes of a provided buffer handed back by a completion of this pass (`None` once
+    /// the next `drain` has returned it to the kernel).
+    pub fn provided(&self, p: &Provided) -> Option<&[u8]> {
+        self.pbuf.as_ref().and_then(|b| b.data(p))
+    }
+
+    fn push(&mut self, entry: squeue::Entry, tag: u64, buf: OpBuf) -> u64 {
+        let slot = self.ops.vacant_key();
+        let ud = (u64::from(self.next_gen) << 32) | (slot as u64 & 0xFFFF_FFFF);
+        self.next_gen = self.next_gen.wrapping_add(1);
+        let idx = self.ops.insert(InFlight { tag, buf, ud });
+        debug_assert_eq!(idx, slot);
+        self.push_raw(entry.user_data(ud));
+        ud
+    }
+
+    fn push_raw(&mut self, entry: squeue::Entry) {
         loop {
-            // SAFETY: every pointer in `entry` points into memory owned by `self.ops[idx]`
-            // (or a socket fd the caller keeps open until completion); that slab entry is
-            // removed only in `drain` when the completion for `idx` arrives, so the memory
-            // outlives the kernel's use of it.
+            // SAFETY: every pointer in `entry` points into memory owned by its `self.ops`
+            // entry (or a socket fd the caller keeps open until completion, or the buffer
+            // pool, which outlives the ring's registration); that slab entry is removed only
+            // in `drain` when the operation's final completion arrives, so the memory
+            // outlives the kernel's use of it. Cancel entries carry no pointers.
             let pushed = unsafe { self.uring.submission().push(&entry) };
             if pushed.is_ok() {
                 return;
@@ -137,19 +200,50 @@ impl Ring {
     }
 
     /// Receives into the spare capacity of `buf` (reserving `min_free` bytes first).
-    pub fn recv(&mut self, fd: RawFd, mut buf: BytesMut, min_free: usize, tag: u64) {
+    /// `poll_first` when no data is expected to be waiting.
+    pub fn recv(
+        &mut self,
+        fd: RawFd,
+        mut buf: BytesMut,
+        min_free: usize,
+        tag: u64,
+        poll_first: bool,
+    ) {
         if buf.capacity() - buf.len() < min_free {
             buf.reserve(min_free);
         }
         let spare = buf.spare_capacity_mut();
         let (ptr, len) = (spare.as_mut_ptr() as *mut u8, spare.len() as u32);
-        // POLL_FIRST: we only re-arm after draining the socket, so data is rarely waiting;
+        // POLL_FIRST: we usually re-arm after draining the socket, so data is rarely waiting;
         // arming the poll straight away skips a receive attempt that would find nothing.
+        let prio = if poll_first {
+            IORING_RECVSEND_POLL_FIRST
+        } else {
+            0
+        };
         let e = opcode::Recv::new(types::Fd(fd), ptr, len)
-            .ioprio(IORING_RECVSEND_POLL_FIRST)
+            .ioprio(prio)
             .build();
         // The BytesMut moves into the slab; its heap allocation (and so `ptr`) does not move.
         self.push(e, tag, OpBuf::Recv(buf));
+    }
+
+    /// Multishot receive into the provided-buffer pool: one submission, a completion per
+    /// chunk received (each naming its buffer, see [`OpBuf::Provided`]) until one arrives
+    /// without `more` (peer closed, error, `-ENOBUFS` when the pool ran dry, or cancelled).
+    /// Returns the operation's id for [`Ring::cancel`], or `None` without a pool.
+    pub fn recv_multi(&mut self, fd: RawFd, tag: u64) -> Option<u64> {
+        let bgid = self.pbuf.as_ref()?.bgid();
+        let e = opcode::RecvMulti::new(types::Fd(fd), bgid).build();
+        Some(self.push(e, tag, OpBuf::None))
+    }
+
+    /// Asks the kernel to cancel operation `op` (an id from `recv_multi`). The operation
+    /// still ends with its own final completion (`-ECANCELED`, or whatever it finished with
+    /// first); until then its entry, and everything it owns, stays in the table.
+    pub fn cancel(&mut self, op: u64) {
+        let e = opcode::AsyncCancel::new(op).build().user_data(CANCEL_UD);
+        self.push_raw(e);
     }
 
     /// Sends `buf[off..]`.
@@ -248,12 +342,31 @@ impl Ring {
     }
 
     /// Moves every available completion into `out`, releasing finished operations' slots.
+    ///
+    /// Provided buffers lent by the previous drain go back to the kernel first: callers
+    /// must be done with the completions of one drain before calling the next.
     pub fn drain(&mut self, out: &mut Vec<Completion>) {
+        if let Some(p) = self.pbuf.as_mut() {
+            p.recycle();
+        }
         let mut cq = self.uring.completion();
         cq.sync();
         for cqe in &mut cq {
-            let idx = cqe.user_data() as usize;
+            let ud = cqe.user_data();
             let more = cqueue::more(cqe.flags());
+            // A completion that names a pool buffer lends it to us, whoever it is for; it
+            // goes back to the kernel at the next drain even if nobody reads it.
+            let lent = cqueue::buffer_select(cqe.flags()).and_then(|bid| {
+                let len = u32::try_from(cqe.result()).unwrap_or(0);
+                self.pbuf.as_mut().and_then(|p| p.lend(bid, len))
+            });
+            if ud == CANCEL_UD {
+                continue;
+            }
+            let idx = (ud & 0xFFFF_FFFF) as usize;
+            if self.ops.get(idx).is_none_or(|op| op.ud != ud) {
+                continue;
+            }
             let (tag, buf) = if more {
                 match self.ops.get(idx) {
                     Some(op) => (op.tag, OpBuf::None),
@@ -265,7 +378,10 @@ impl Ring {
                     None => continue,
                 }
             };
-            let mut buf = buf;
+            let mut buf = match lent {
+                Some(p) => OpBuf::Provided(p),
+                None => buf,
+            };
             let n = cqe.result();
             match &mut buf {
                 OpBuf::Recv(b) if n > 0 => {
@@ -338,7 +454,7 @@ mod tests {
         let (a, mut b) = UnixStream::pair().unwrap();
         let mut buf = BytesMut::with_capacity(64);
         buf.extend_from_slice(b"old:");
-        ring.recv(a.as_raw_fd(), buf, 64, 7);
+        ring.recv(a.as_raw_fd(), buf, 64, 7, true);
         ring.submit_and_wait(false, None).unwrap();
         assert_eq!(ring.in_flight(), 1);
         // Churn the allocator: if the buffer had been freed, these would likely reuse it.
@@ -352,6 +468,121 @@ mod tests {
             OpBuf::Recv(got) => assert_eq!(&got[..], b"old:hello"),
             other => panic!("unexpected {other:?}"),
         }
+        assert_eq!(ring.in_flight(), 0);
+    }
+
+    /// Submits and collects completions until `n` have arrived (without draining twice
+    /// more than needed: every drain returns the previous drain's pool buffers).
+    fn wait_n(ring: &mut Ring, n: usize) -> Vec<Completion> {
+        let mut out = Vec::new();
+        for _ in 0..1000 {
+            if out.len() >= n {
+                break;
+            }
+            ring.submit_and_wait(true, Some(Duration::from_millis(10)))
+                .unwrap();
+            ring.drain(&mut out);
+        }
+        assert!(out.len() >= n, "got {out:?}");
+        out
+    }
+
+    fn provided(c: &Completion) -> Provided {
+        match &c.buf {
+            OpBuf::Provided(p) => *p,
+            other => panic!(
+                "expected a pool buffer, got {other:?} (result {})",
+                c.result
+            ),
+        }
+    }
+
+    /// A pool buffer named by a completion is ours until the next drain: while we hold it
+    /// the kernel fills the other buffer and then, rather than reuse ours, ends the
+    /// multishot receive with -ENOBUFS. The next drain hands it back (the loan goes stale)
+    /// and a new receive can use it again.
+    #[test]
+    fn provided_buffer_owned_until_next_drain() {
+        let mut ring = Ring::new(64).unwrap();
+        ring.setup_buf_ring(2, 64).unwrap();
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let op = ring.recv_multi(a.as_raw_fd(), 5).unwrap();
+        assert!(op != CANCEL_UD);
+        b.write_all(b"hello").unwrap();
+        let c = wait_one(&mut ring);
+        assert_eq!((c.tag, c.result, c.more), (5, 5, true));
+        let first = provided(&c);
+        assert_eq!(ring.provided(&first), Some(&b"hello"[..]));
+
+        // No drain from here on: the kernel must not touch `first`.
+        let mut out = Vec::new();
+        b.write_all(b"world").unwrap();
+        ring.submit_and_wait(true, Some(Duration::from_millis(100)))
+            .unwrap();
+        b.write_all(b"third").unwrap();
+        for _ in 0..20 {
+            ring.submit_and_wait(true, Some(Duration::from_millis(10)))
+                .unwrap();
+        }
+        assert_eq!(ring.provided(&first), Some(&b"hello"[..]));
+
+        ring.drain(&mut out);
+        assert!(
+            ring.provided(&first).is_none(),
+            "loan must end at the next drain"
+        );
+        assert_eq!(out.len(), 2, "{out:?}");
+        let second = provided(&out[0]);
+        assert_ne!(second.bid, first.bid);
+        assert_eq!((out[0].result, out[0].more), (5, true));
+        assert_eq!(ring.provided(&second), Some(&b"world"[..]));
+        assert_eq!((out[1].result, out[1].more), (-libc::ENOBUFS, false));
+        assert_eq!(ring.in_flight(), 0);
+
+        // Both buffers are back after the next drain; a new receive gets the waiting bytes.
+        ring.recv_multi(a.as_raw_fd(), 6).unwrap();
+        let c = wait_one(&mut ring);
+        assert_eq!((c.tag, c.result), (6, 5));
+        let p = provided(&c);
+        assert_eq!(ring.provided(&p), Some(&b"third"[..]));
+    }
+
+    /// A cancelled multishot receive keeps its table entry until its final completion,
+    /// which arrives exactly once; the cancel's own completion is not reported.
+    #[test]
+    fn multishot_cancel_ends_with_one_final_completion() {
+        let mut ring = Ring::new(64).unwrap();
+        ring.setup_buf_ring(4, 64).unwrap();
+        let (a, mut b) = UnixStream::pair().unwrap();
+        let op = ring.recv_multi(a.as_raw_fd(), 8).unwrap();
+        b.write_all(b"x").unwrap();
+        let c = wait_one(&mut ring);
+        assert_eq!((c.result, c.more), (1, true));
+        ring.cancel(op);
+        let c = wait_one(&mut ring);
+        assert_eq!((c.tag, c.result, c.more), (8, -libc::ECANCELED, false));
+        assert_eq!(ring.in_flight(), 0);
+        // A stale cancel naming the finished operation does not touch a new one in its slot.
+        let op2 = ring.recv_multi(a.as_raw_fd(), 9).unwrap();
+        assert_ne!(op, op2);
+        ring.cancel(op);
+        b.write_all(b"yz").unwrap();
+        let out = wait_n(&mut ring, 1);
+        assert_eq!((out[0].tag, out[0].result, out[0].more), (9, 2, true));
+        assert_eq!(ring.in_flight(), 1);
+    }
+
+    /// Shutting the socket down ends a multishot receive (how `close_conn` stops one).
+    #[test]
+    fn shutdown_ends_multishot_recv() {
+        let mut ring = Ring::new(64).unwrap();
+        ring.setup_buf_ring(4, 64).unwrap();
+        let (a, _b) = UnixStream::pair().unwrap();
+        ring.recv_multi(a.as_raw_fd(), 10).unwrap();
+        ring.submit_and_wait(false, None).unwrap();
+        a.shutdown(std::net::Shutdown::Both).unwrap();
+        let c = wait_one(&mut ring);
+        assert_eq!((c.tag, c.result, c.more), (10, 0, false));
         assert_eq!(ring.in_flight(), 0);
     }
 
@@ -423,7 +654,7 @@ mod tests {
     fn shutdown_completes_pending_recv() {
         let mut ring = Ring::new(64).unwrap();
         let (a, _b) = UnixStream::pair().unwrap();
-        ring.recv(a.as_raw_fd(), BytesMut::new(), 16, 9);
+        ring.recv(a.as_raw_fd(), BytesMut::new(), 16, 9, true);
         ring.submit_and_wait(false, None).unwrap();
         // SAFETY-free: shutdown through std.
         a.shutdown(std::net::Shutdown::Both).unwrap();

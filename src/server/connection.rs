@@ -53,11 +53,25 @@ impl ClientInfo {
     }
 }
 
+/// The receive a connection has in the ring, if any.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RecvState {
+    /// Nothing armed.
+    Idle,
+    /// A one-shot receive owns `rbuf`.
+    Single,
+    /// A multishot receive (its ring operation id) fills pool buffers; `rbuf` stays here.
+    Multi(u64),
+    /// The multishot receive was asked to stop; its final completion is still due.
+    Cancelling,
+}
+
 pub struct Conn {
     pub fd: RawFd,
     pub gen: u32,
-    /// The read buffer; `None` while a receive owns it.
+    /// The read buffer; `None` while a one-shot receive owns it.
     pub rbuf: Option<BytesMut>,
+    pub recv: RecvState,
     /// Encoded replies not yet handed to the kernel.
     pub out: Vec<u8>,
     /// A spare buffer returned by the last finished send, reused to avoid allocating.
@@ -77,6 +91,10 @@ pub struct Conn {
     pub waiting: Option<u64>,
     /// Stop reading; close once every reply has been sent.
     pub closing: bool,
+    /// The peer half-closed while input behind a blocking command was still unparsed
+    /// (a multishot receive can see the end before we parse everything): `closing` is set
+    /// once that input has run.
+    pub eof: bool,
     /// Queued in the worker's dirty list for this pass.
     pub dirty: bool,
     pub client: ClientInfo,
@@ -94,6 +112,7 @@ impl Conn {
             fd,
             gen,
             rbuf: Some(BytesMut::new()),
+            recv: RecvState::Idle,
             out: Vec::new(),
             spare: Vec::new(),
             sending: false,
@@ -103,6 +122,7 @@ impl Conn {
             blocked_on: None,
             waiting: None,
             closing: false,
+            eof: false,
             dirty: false,
             client,
             subs: Subs::default(),

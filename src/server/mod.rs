@@ -119,7 +119,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let endpoints = mesh::mesh::<Msg>(cfg.shards, 4096).map_err(|e| format!("mesh: {e}"))?;
     let wakers: Vec<_> = endpoints.iter().map(|e| e.waker().clone()).collect();
 
-    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<&'static str, String>>();
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel::<Result<String, String>>();
     let mut threads = Vec::new();
     for ((i, ep), fd) in endpoints.into_iter().enumerate().zip(listeners) {
         let shared = shared.clone();
@@ -156,7 +156,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         threads.push(t);
     }
     drop(ready_tx);
-    let mut setup = "";
+    let mut setup = String::new();
     for _ in 0..cfg.shards {
         match ready_rx.recv() {
             Ok(Ok(s)) => setup = s,

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use slab::Slab;
 
-use super::connection::{ClientInfo, Conn};
+use super::connection::{ClientInfo, Conn, RecvState};
 use super::Shared;
 use crate::commands::table::{table, Exec, BLOCKING, DENYOOM};
 use crate::commands::{self, ConnCtx, Route};
@@ -114,6 +114,15 @@ const TAG_SEND: u64 = 3;
 const TAG_WAKE: u64 = 4;
 const TAG_TIMER: u64 = 5;
 
+/// Provided buffers per shard for multishot receives (each `--recv-buffer` bytes, at most
+/// `POOL_BUF_MAX`). A pass that needs more gets `-ENOBUFS` for the rest, which fall back
+/// to one one-shot receive each.
+const POOL_BUFS: u16 = 64;
+const POOL_BUF_MAX: usize = 64 * 1024;
+/// Output buffered for a client above which we stop reading it (back-pressure).
+const MAX_PENDING_OUT: usize = 8 << 20;
+const MAX_PENDING_SLOTS: usize = 100_000;
+
 fn tag(kind: u64, token: u64) -> u64 {
     (kind << 56) | (token & ((1 << 56) - 1))
 }
@@ -146,6 +155,8 @@ pub struct Worker {
     /// Clients of this shard waiting in blocking commands (`coord::block`).
     pub waiters: coord::block::Waiters,
     ring: Ring,
+    /// How connections receive (startup log).
+    recv_path: String,
     mesh: Endpoint<Msg>,
     local: VecDeque<Msg>,
     parked: VecDeque<Job>,
@@ -177,7 +188,17 @@ impl Worker {
         listen_fd: RawFd,
     ) -> std::io::Result<Worker> {
         let cfg = &shared.cfg;
-        let ring = Ring::new(cfg.ring_entries)?;
+        let mut ring = Ring::new(cfg.ring_entries)?;
+        let recv_path = match cfg.recv_mode {
+            crate::config::RecvMode::Single => "single".to_string(),
+            crate::config::RecvMode::Multishot => {
+                let size = cfg.recv_buffer.min(POOL_BUF_MAX) as u32;
+                match ring.setup_buf_ring(POOL_BUFS, size) {
+                    Ok(()) => "multishot".to_string(),
+                    Err(e) => format!("single (no provided-buffer ring: {e})"),
+                }
+            }
+        };
         let nshards = cfg.shards;
         Ok(Worker {
             id,
@@ -191,6 +212,7 @@ impl Worker {
             tx: Default::default(),
             waiters: Default::default(),
             ring,
+            recv_path,
             mesh,
             local: VecDeque::new(),
             parked: VecDeque::new(),
@@ -211,8 +233,9 @@ impl Worker {
         })
     }
 
-    pub fn ring_setup(&self) -> &'static str {
-        self.ring.setup
+    /// The ring's setup flags and the receive path, for the startup log.
+    pub fn ring_setup(&self) -> String {
+        format!("{} recv={}", self.ring.setup, self.recv_path)
     }
 
     /// Runs the loop until shutdown.
@@ -438,21 +461,33 @@ impl Worker {
         self.arm_recv(idx);
     }
 
+    /// Arms a receive for a connection that wants input and has none armed: multishot
+    /// when the ring has a buffer pool, else one-shot.
     fn arm_recv(&mut self, idx: usize) {
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        if conn.recv != RecvState::Idle || !conn_readable(conn) {
+            return;
+        }
+        let t = tag(TAG_RECV, token_of(idx, conn.gen));
+        if let Some(op) = self.ring.recv_multi(conn.fd, t) {
+            conn.recv = RecvState::Multi(op);
+            return;
+        }
+        self.arm_single(idx, true);
+    }
+
+    /// One-shot receive into the connection's own buffer. `poll_first` when data is not
+    /// expected to be waiting (we just drained the socket).
+    fn arm_single(&mut self, idx: usize, poll_first: bool) {
         let min_free = self.shared.cfg.recv_buffer;
         let Some(conn) = self.conns.get_mut(idx) else {
             return;
         };
-        if conn.closing || (conn.blocked_on.is_some() && conn.waiting.is_none()) {
-            return;
-        }
         // A blocked client is read only to notice a disconnect. Once it has sent more
-        // commands, they wait in its buffer (not in a receive) for the wait to end.
+        // commands, they wait in its buffer (not in a one-shot receive) for the wait to end.
         if conn.waiting.is_some() && conn.rbuf.as_ref().is_some_and(|b| !b.is_empty()) {
-            return;
-        }
-        // Back-pressure: a client that does not read its replies stops being read.
-        if conn.out.len() > 8 << 20 || conn.slots.len() > 100_000 {
             return;
         }
         let Some(mut buf) = conn.rbuf.take() else {
@@ -462,7 +497,8 @@ impl Worker {
             buf = BytesMut::new();
         }
         let t = tag(TAG_RECV, token_of(idx, conn.gen));
-        self.ring.recv(conn.fd, buf, min_free, t);
+        self.ring.recv(conn.fd, buf, min_free, t, poll_first);
+        conn.recv = RecvState::Single;
     }
 
     /// The token of connection `idx` (tickets, watch registrations).
@@ -482,11 +518,40 @@ impl Worker {
         let Some(idx) = self.conn_by_token(token) else {
             return;
         };
-        if c.result <= 0 {
-            if c.result == -libc::ENOBUFS || c.result == -libc::EINTR {
-                if let OpBuf::Recv(b) = c.buf {
-                    self.conns[idx].rbuf = Some(b);
+        let min_free = self.shared.cfg.recv_buffer;
+        let conn = &mut self.conns[idx];
+        match c.buf {
+            // A one-shot receive hands the read buffer back (with the new bytes in it).
+            OpBuf::Recv(b) => {
+                conn.rbuf = Some(b);
+                conn.recv = RecvState::Idle;
+            }
+            // A multishot chunk: copy it to the read buffer; the pool buffer goes back to
+            // the kernel at the next drain.
+            OpBuf::Provided(p) => {
+                if let Some(data) = self.ring.provided(&p) {
+                    let rbuf = conn.rbuf.get_or_insert_with(BytesMut::new);
+                    if rbuf.capacity() - rbuf.len() < data.len() {
+                        rbuf.reserve(data.len().max(min_free));
+                    }
+                    rbuf.extend_from_slice(data);
                 }
+            }
+            _ => {}
+        }
+        if !c.more && matches!(conn.recv, RecvState::Multi(_) | RecvState::Cancelling) {
+            conn.recv = RecvState::Idle;
+        }
+        if c.result <= 0 {
+            if c.result == -libc::ENOBUFS {
+                // The pool ran dry this pass: data is waiting, take it with a one-shot
+                // receive (multishot again after that).
+                if conn_readable(conn) {
+                    self.arm_single(idx, false);
+                }
+                return;
+            }
+            if c.result == -libc::EINTR || c.result == -libc::ECANCELED {
                 self.arm_recv(idx);
                 return;
             }
@@ -500,6 +565,12 @@ impl Worker {
                 // everything it sent, including replies still on other shards, then close.
                 // Redis behaves the same way: it writes pending replies before it reads EOF.
                 let conn = &mut self.conns[idx];
+                if conn.blocked_on.is_some() {
+                    // Input after the blocking command still has to run (`process_input`
+                    // sets `closing` once it has).
+                    conn.eof = true;
+                    return;
+                }
                 conn.closing = true;
                 if conn.drained() {
                     self.close_conn(idx);
@@ -512,12 +583,20 @@ impl Worker {
             return;
         }
         self.net.net_input_bytes += c.result as u64;
-        if let OpBuf::Recv(b) = c.buf {
-            let conn = &mut self.conns[idx];
-            conn.rbuf = Some(b);
-            conn.client.last_active = self.pass_now;
-        }
+        self.conns[idx].client.last_active = self.pass_now;
         self.process_input(idx);
+        // A multishot receive keeps delivering; stop it when this client must not be
+        // read (back-pressure, a blocking command, closing). It is re-armed by `arm_recv`
+        // once the client is readable again.
+        if let Some(conn) = self.conns.get_mut(idx) {
+            if let RecvState::Multi(op) = conn.recv {
+                if !conn_readable(conn) {
+                    self.ring.cancel(op);
+                    conn.recv = RecvState::Cancelling;
+                }
+                return;
+            }
+        }
         self.arm_recv(idx);
     }
 
@@ -554,9 +633,7 @@ impl Worker {
         }
         self.mark_dirty(idx);
         // Reading may have paused for back-pressure.
-        if conn_rbuf_idle(&self.conns[idx]) {
-            self.arm_recv(idx);
-        }
+        self.arm_recv(idx);
     }
 
     pub fn mark_dirty(&mut self, idx: usize) {
@@ -677,6 +754,11 @@ impl Worker {
         }
         self.args_scratch = args;
         self.flush_batches(idx);
+        if let Some(conn) = self.conns.get_mut(idx) {
+            if conn.eof && conn.blocked_on.is_none() {
+                conn.closing = true;
+            }
+        }
         self.mark_dirty(idx);
     }
 
@@ -1279,8 +1361,18 @@ impl Worker {
     }
 }
 
-fn conn_rbuf_idle(c: &Conn) -> bool {
-    c.rbuf.is_some() && !c.closing && c.blocked_on.is_none()
+/// Whether a connection's input should be read: not closing, not paused behind a blocking
+/// command, and not over the back-pressure limits (a client that does not read its replies
+/// stops being read).
+fn conn_readable(c: &Conn) -> bool {
+    // A client waiting in BLPOP & co stays read (up to a bound) so a disconnect ends the
+    // wait; what it sends meanwhile runs once the wait is over.
+    let waiting_ok = c.waiting.is_some() && c.rbuf.as_ref().is_none_or(|b| b.len() < 1 << 20);
+    !c.closing
+        && !c.eof
+        && (c.blocked_on.is_none() || waiting_ok)
+        && c.out.len() <= MAX_PENDING_OUT
+        && c.slots.len() <= MAX_PENDING_SLOTS
 }
 
 /// Runs a batch of commands on their owner shard and ships the encoded replies back.
