@@ -80,6 +80,11 @@ pub struct Cli {
     /// (yielding the core) before sleeping (0 = sleep at once).
     #[arg(long = "hop-spin-us")]
     pub hop_spin_us: Option<u64>,
+    /// Scheduling policy of the shard threads: batch (a woken shard does not preempt the
+    /// running one; fewer switches when shards share a core), other (the normal policy), or
+    /// auto (default: batch when two shards share a core).
+    #[arg(long = "sched-policy")]
+    pub sched_policy: Option<String>,
     /// Close idle clients after this many seconds (0 = never).
     #[arg(long)]
     pub timeout: Option<u64>,
@@ -123,6 +128,9 @@ pub struct Config {
     pub ring_entries: u32,
     pub recv_buffer: usize,
     pub recv_mode: RecvMode,
+    /// Shard threads run under SCHED_BATCH (`--sched-policy`; `None` = auto: when shards
+    /// share a core).
+    pub sched_batch: Option<bool>,
     pub tcp_backlog: i32,
     pub tcp_nodelay: bool,
     pub busy_poll_us: u64,
@@ -152,6 +160,7 @@ impl Default for Config {
             ring_entries: DEFAULT_RING_ENTRIES,
             recv_buffer: DEFAULT_RECV_BUFFER,
             recv_mode: RecvMode::default(),
+            sched_batch: None,
             tcp_backlog: DEFAULT_BACKLOG,
             tcp_nodelay: true,
             busy_poll_us: 0,
@@ -259,7 +268,7 @@ impl Config {
             }
             cfg.config_file = Some(path.clone());
         }
-        let flags: [(&str, Option<String>); 20] = [
+        let flags: [(&str, Option<String>); 21] = [
             ("port", cli.port.map(|v| v.to_string())),
             ("bind", cli.bind.clone()),
             ("shards", cli.shards.map(|v| v.to_string())),
@@ -275,6 +284,7 @@ impl Config {
             ("ring-entries", cli.ring_entries.map(|v| v.to_string())),
             ("recv-buffer", cli.recv_buffer.clone()),
             ("recv-mode", cli.recv_mode.clone()),
+            ("sched-policy", cli.sched_policy.clone()),
             ("tcp-backlog", cli.tcp_backlog.map(|v| v.to_string())),
             ("tcp-nodelay", cli.tcp_nodelay.clone()),
             ("busy-poll-us", cli.busy_poll_us.map(|v| v.to_string())),
@@ -380,6 +390,14 @@ impl Config {
                     "multishot" => RecvMode::Multishot,
                     "single" => RecvMode::Single,
                     _ => return Err(format!("invalid recv-mode '{v}' (multishot or single)")),
+                }
+            }
+            "sched-policy" => {
+                self.sched_batch = match v.to_ascii_lowercase().as_str() {
+                    "auto" => None,
+                    "batch" => Some(true),
+                    "other" | "normal" => Some(false),
+                    _ => return Err(format!("invalid sched-policy '{v}' (auto, batch or other)")),
                 }
             }
             "tcp-backlog" => self.tcp_backlog = parse_num(name, v)?,
@@ -733,6 +751,20 @@ mod tests {
         assert_eq!(parse_memory("1GB").unwrap(), 1 << 30);
         assert_eq!(parse_memory("77").unwrap(), 77);
         assert!(parse_memory("lots").is_err());
+    }
+
+    #[test]
+    fn sched_policy_values() {
+        let mut c = Config::default();
+        assert_eq!(c.sched_batch, None);
+        c.apply("sched-policy", "BATCH").unwrap();
+        assert_eq!(c.sched_batch, Some(true));
+        c.apply("sched-policy", "other").unwrap();
+        assert_eq!(c.sched_batch, Some(false));
+        c.apply("sched-policy", "auto").unwrap();
+        assert_eq!(c.sched_batch, None);
+        let e = c.apply("sched-policy", "fifo").unwrap_err();
+        assert_eq!(e, "invalid sched-policy 'fifo' (auto, batch or other)");
     }
 
     #[test]

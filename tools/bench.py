@@ -153,8 +153,10 @@ class Server:
 
 def start_shardis(binary, shards, cores, name=None, extra=()):
     port = free_port()
-    cmd = [binary] + list(extra) + ["--port", str(port), "--shards", str(shards), "--cores",
-                                    cores, "--loglevel", "warning"]
+    extra = list(extra)
+    # A variant may name its own shard count (`--shardis 'two=PATH --shards 2'`).
+    own = ["--shards", str(shards)] if "--shards" not in extra else []
+    cmd = [binary] + extra + ["--port", str(port)] + own + ["--cores", cores, "--loglevel", "warning"]
     return Server(name or f"shardis-{shards}sh", cmd, port)
 
 

@@ -206,6 +206,19 @@ pub fn raise_nofile(want: u64) -> u64 {
     rl.rlim_cur
 }
 
+/// Puts the calling thread under SCHED_BATCH: like the normal policy, but a wakeup never
+/// preempts the running thread (the woken one waits for the tick or for the runner to
+/// sleep). Shards that share a core then hand work over once per loop pass instead of
+/// switching on every message.
+pub fn set_sched_batch() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 = the calling thread; `param` is a valid sched_param for SCHED_BATCH.
+    if unsafe { libc::sched_setscheduler(0, libc::SCHED_BATCH, &param) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// Process CPU time (user, system) in seconds, for INFO's used_cpu_* fields.
 pub fn cpu_times() -> (f64, f64) {
     // SAFETY: zeroed rusage is valid; getrusage fills it.
