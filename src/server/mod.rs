@@ -202,14 +202,15 @@ pub fn run(cfg: Config) -> Result<(), String> {
         .map(|c| c.to_string())
         .collect();
     crate::log::notice(&format!(
-        "shardis {} started: pid={} port={} bind={} shards={} cores={} io_uring={}",
+        "shardis {} started: pid={} port={} bind={} shards={} cores={} io_uring={} sched={}",
         env!("CARGO_PKG_VERSION"),
         std::process::id(),
         port,
         cfg.bind,
         cfg.shards,
         cores.join(","),
-        setup
+        setup,
+        if batch { "batch" } else { "other" }
     ));
     crate::log::notice("Ready to accept connections tcp");
 
