@@ -21,6 +21,7 @@ use bytes::{Bytes, BytesMut};
 use slab::Slab;
 
 use super::connection::{ClientInfo, Conn, RecvState};
+use super::lookahead;
 use super::Shared;
 use crate::commands::table::{table, Exec, BLOCKING, DENYOOM};
 use crate::commands::{self, ConnCtx, Route};
@@ -34,6 +35,7 @@ use crate::runtime::ring::{Completion, OpBuf, Ring};
 use crate::runtime::sys;
 use crate::runtime::timer::Timers;
 use crate::shard::evict::{self, Outcome};
+use crate::shard::route::shard_of;
 use crate::shard::{now_ms, Shard};
 
 /// Work shipped to another shard (or queued for our own).
@@ -165,6 +167,8 @@ pub struct Worker {
     batch_targets: Vec<usize>,
     args_scratch: Vec<Arg>,
     argv_scratch: Vec<Bytes>,
+    /// The look-ahead's own parse scratch (`lookahead::prefetch_window`).
+    ahead_scratch: Vec<Arg>,
     completions: Vec<Completion>,
     timers: Timers<TimerKind>,
     listen_fd: RawFd,
@@ -221,6 +225,7 @@ impl Worker {
             batch_targets: Vec::new(),
             args_scratch: Vec::new(),
             argv_scratch: Vec::new(),
+            ahead_scratch: Vec::new(),
             completions: Vec::with_capacity(256),
             timers: Timers::default(),
             listen_fd,
@@ -703,6 +708,8 @@ impl Worker {
             .client_query_buffer_limit
             .load(Ordering::Relaxed) as usize;
         let mut args = std::mem::take(&mut self.args_scratch);
+        // Commands left in the current look-ahead window (see `lookahead`).
+        let mut ahead = 0usize;
         while let Some(conn) = self.conns.get_mut(idx) {
             if conn.closing || conn.blocked_on.is_some() {
                 break;
@@ -735,6 +742,21 @@ impl Worker {
                     break;
                 }
                 Ok(Some(n)) => {
+                    // More commands behind this one: warm the keyspace for the next
+                    // window of them (this one included) before running them in order.
+                    if ahead == 0 && rbuf.len() > n && !args.is_empty() {
+                        let (id, nshards, locked) = (self.id, self.nshards, self.lock.is_some());
+                        if let Some(db) = self.shard.dbs.get(conn.client.db) {
+                            ahead = lookahead::prefetch_window(
+                                db,
+                                rbuf,
+                                max_bulk,
+                                &mut self.ahead_scratch,
+                                |k| !locked && shard_of(k, nshards) == id,
+                            );
+                        }
+                    }
+                    ahead = ahead.saturating_sub(1);
                     let chunk = rbuf.split_to(n).freeze();
                     if args.is_empty() {
                         continue;
