@@ -167,8 +167,8 @@ pub struct Worker {
     batch_targets: Vec<usize>,
     args_scratch: Vec<Arg>,
     argv_scratch: Vec<Bytes>,
-    /// The look-ahead's own parse scratch (`lookahead::prefetch_window`).
-    ahead_scratch: Vec<Arg>,
+    /// The look-ahead window of `process_input` (kept for its allocations).
+    window: lookahead::Window,
     completions: Vec<Completion>,
     timers: Timers<TimerKind>,
     listen_fd: RawFd,
@@ -225,7 +225,7 @@ impl Worker {
             batch_targets: Vec::new(),
             args_scratch: Vec::new(),
             argv_scratch: Vec::new(),
-            ahead_scratch: Vec::new(),
+            window: lookahead::Window::default(),
             completions: Vec::with_capacity(256),
             timers: Timers::default(),
             listen_fd,
@@ -708,8 +708,9 @@ impl Worker {
             .client_query_buffer_limit
             .load(Ordering::Relaxed) as usize;
         let mut args = std::mem::take(&mut self.args_scratch);
-        // Commands left in the current look-ahead window (see `lookahead`).
-        let mut ahead = 0usize;
+        // Commands parsed ahead, with their keys prefetched (see `lookahead`).
+        let mut win = std::mem::take(&mut self.window);
+        win.clear();
         while let Some(conn) = self.conns.get_mut(idx) {
             if conn.closing || conn.blocked_on.is_some() {
                 break;
@@ -717,7 +718,11 @@ impl Worker {
             let Some(rbuf) = conn.rbuf.as_mut() else {
                 break;
             };
-            match parser::parse(rbuf, max_bulk, &mut args) {
+            let (parsed, hint) = match win.pop(rbuf, &mut args) {
+                Some((n, id)) => (Ok(Some(n)), Some(id)),
+                None => (parser::parse(rbuf, max_bulk, &mut args), None),
+            };
+            match parsed {
                 Err(e) => {
                     crate::log::verbose(&format!(
                         "Protocol error ({e}) from client: id={} addr={}",
@@ -737,26 +742,30 @@ impl Worker {
                         self.flush_batches(idx);
                         self.close_conn(idx);
                         self.args_scratch = args;
+                        self.window = win;
                         return;
                     }
                     break;
                 }
                 Ok(Some(n)) => {
-                    // More commands behind this one: warm the keyspace for the next
-                    // window of them (this one included) before running them in order.
-                    if ahead == 0 && rbuf.len() > n && !args.is_empty() {
+                    // More commands behind this one: parse the next window of them and
+                    // warm the keyspace for it (this one included) before running them.
+                    if hint.is_none() && rbuf.len() > n && !args.is_empty() {
                         let (id, nshards, locked) = (self.id, self.nshards, self.lock.is_some());
-                        if let Some(db) = self.shard.dbs.get(conn.client.db) {
-                            ahead = lookahead::prefetch_window(
+                        if let (Some(db), Some((cur, rest))) =
+                            (self.shard.dbs.get(conn.client.db), rbuf.split_at_checked(n))
+                        {
+                            lookahead::prefetch_window(
                                 db,
-                                rbuf,
+                                &mut win,
+                                cur,
+                                &args,
+                                rest,
                                 max_bulk,
-                                &mut self.ahead_scratch,
                                 |k| !locked && shard_of(k, nshards) == id,
                             );
                         }
                     }
-                    ahead = ahead.saturating_sub(1);
                     let chunk = rbuf.split_to(n).freeze();
                     if args.is_empty() {
                         continue;
@@ -768,13 +777,15 @@ impl Worker {
                         Arg::Range(s, e) => chunk.slice(s..e),
                         Arg::Owned(v) => Bytes::from(v),
                     }));
-                    self.dispatch(idx, &mut argv);
+                    self.dispatch(idx, &mut argv, hint.flatten());
                     argv.clear();
                     self.argv_scratch = argv;
                 }
             }
         }
         self.args_scratch = args;
+        win.clear();
+        self.window = win;
         self.flush_batches(idx);
         if let Some(conn) = self.conns.get_mut(idx) {
             if conn.eof && conn.blocked_on.is_none() {
@@ -785,13 +796,18 @@ impl Worker {
     }
 
     /// Runs one command: checks, then inline, batched to its owner, or coordinated.
-    fn dispatch(&mut self, idx: usize, argv: &mut Vec<Bytes>) {
+    /// `known`: the command's table id, when the look-ahead already looked it up.
+    fn dispatch(&mut self, idx: usize, argv: &mut Vec<Bytes>, known: Option<usize>) {
         if coord::tx::in_multi(&self.conns[idx]) && coord::tx::queue(self, idx, argv) {
             return;
         }
         let t = table();
         let name = argv.first().cloned().unwrap_or_default();
-        let Some((id, spec)) = t.lookup(&name) else {
+        let found = match known {
+            Some(id) => t.get(id).map(|s| (id, s)),
+            None => t.lookup(&name),
+        };
+        let Some((id, spec)) = found else {
             self.reject(idx, None, CmdError::unknown_command(argv));
             return;
         };
