@@ -690,3 +690,48 @@ fn half_closed_client_gets_every_reply() {
         }
     }
 }
+
+/// One write holding commands whose meaning depends on the ones before them (SELECT, MULTI,
+/// a push then a blocking pop, errors, then a protocol error): the keyspace look-ahead over
+/// pipelined commands must not change what any of them sees.
+#[test]
+fn pipelined_commands_see_the_effects_of_earlier_ones() {
+    for n in common::shard_counts() {
+        let s = Server::start(n);
+        let mut req = Vec::new();
+        for c in [
+            &[&b"SET"[..], b"w:k1", b"v1"][..],
+            &[b"SET", b"w:k2", b"v2"],
+            &[b"GET", b"w:k1"],
+            &[b"SELECT", b"1"],
+            &[b"GET", b"w:k1"],
+            &[b"SET", b"w:k1", b"db1"],
+            &[b"GET", b"w:k1"],
+            &[b"SELECT", b"0"],
+            &[b"GET", b"w:k1"],
+            &[b"MULTI"],
+            &[b"GET", b"w:k2"],
+            &[b"INCR", b"w:k2"],
+            &[b"EXEC"],
+            &[b"LPUSH", b"w:l", b"a"],
+            &[b"BLPOP", b"w:l", b"0"],
+            &[b"GET", b"w:k1"],
+            &[b"NOSUCH", b"a"],
+            &[b"GET"],
+            &[b"DEL", b"w:k1"],
+            &[b"GET", b"w:k1"],
+        ] {
+            req.extend(resp(c));
+        }
+        req.extend(b"*1\r\n#3\r\n");
+        req.extend(resp(&[b"GET", b"w:k2"]));
+        let want: &[u8] = b"+OK\r\n+OK\r\n$2\r\nv1\r\n+OK\r\n$-1\r\n+OK\r\n$3\r\ndb1\r\n+OK\r\n\
+            $2\r\nv1\r\n+OK\r\n+QUEUED\r\n+QUEUED\r\n\
+            *2\r\n$2\r\nv2\r\n-ERR value is not an integer or out of range\r\n\
+            :1\r\n*2\r\n$3\r\nw:l\r\n$1\r\na\r\n$2\r\nv1\r\n\
+            -ERR unknown command 'NOSUCH', with args beginning with: 'a' \r\n\
+            -ERR wrong number of arguments for 'get' command\r\n:1\r\n$-1\r\n\
+            -ERR Protocol error: expected '$', got '#'\r\n";
+        expect_protocol_error(&s, &req, want);
+    }
+}

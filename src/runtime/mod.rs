@@ -11,12 +11,14 @@
 //!   io_uring timeout so a sleeping loop wakes for it.
 //! - `clock`: TSC ticks for cheap per-command timing.
 //! - `alloc`: the counting global allocator behind INFO's used_memory.
+//! - `prefetch`: the software prefetch hint behind the keyspace look-ahead.
 //! - `sys`: the few raw socket and rlimit calls we need.
 
 pub mod alloc;
 pub mod bufring;
 pub mod clock;
 pub mod mesh;
+pub mod prefetch;
 pub mod ring;
 pub mod sys;
 pub mod timer;

@@ -3,6 +3,7 @@
 //! SIGTERM (or SHUTDOWN) to stop them all. Runs on the main thread.
 
 pub mod connection;
+pub mod lookahead;
 pub mod pubsub;
 pub mod worker;
 

@@ -21,6 +21,7 @@ use bytes::{Bytes, BytesMut};
 use slab::Slab;
 
 use super::connection::{ClientInfo, Conn, RecvState};
+use super::lookahead;
 use super::Shared;
 use crate::commands::table::{table, Exec, BLOCKING, DENYOOM};
 use crate::commands::{self, ConnCtx, Route};
@@ -34,6 +35,7 @@ use crate::runtime::ring::{Completion, OpBuf, Ring};
 use crate::runtime::sys;
 use crate::runtime::timer::Timers;
 use crate::shard::evict::{self, Outcome};
+use crate::shard::route::shard_of;
 use crate::shard::{now_ms, Shard};
 
 /// Work shipped to another shard (or queued for our own).
@@ -165,6 +167,8 @@ pub struct Worker {
     batch_targets: Vec<usize>,
     args_scratch: Vec<Arg>,
     argv_scratch: Vec<Bytes>,
+    /// The look-ahead window of `process_input` (kept for its allocations).
+    window: lookahead::Window,
     completions: Vec<Completion>,
     timers: Timers<TimerKind>,
     listen_fd: RawFd,
@@ -221,6 +225,7 @@ impl Worker {
             batch_targets: Vec::new(),
             args_scratch: Vec::new(),
             argv_scratch: Vec::new(),
+            window: lookahead::Window::default(),
             completions: Vec::with_capacity(256),
             timers: Timers::default(),
             listen_fd,
@@ -703,6 +708,9 @@ impl Worker {
             .client_query_buffer_limit
             .load(Ordering::Relaxed) as usize;
         let mut args = std::mem::take(&mut self.args_scratch);
+        // Commands parsed ahead, with their keys prefetched (see `lookahead`).
+        let mut win = std::mem::take(&mut self.window);
+        win.clear();
         while let Some(conn) = self.conns.get_mut(idx) {
             if conn.closing || conn.blocked_on.is_some() {
                 break;
@@ -710,7 +718,11 @@ impl Worker {
             let Some(rbuf) = conn.rbuf.as_mut() else {
                 break;
             };
-            match parser::parse(rbuf, max_bulk, &mut args) {
+            let (parsed, hint) = match win.pop(rbuf, &mut args) {
+                Some((n, id)) => (Ok(Some(n)), Some(id)),
+                None => (parser::parse(rbuf, max_bulk, &mut args), None),
+            };
+            match parsed {
                 Err(e) => {
                     crate::log::verbose(&format!(
                         "Protocol error ({e}) from client: id={} addr={}",
@@ -730,11 +742,30 @@ impl Worker {
                         self.flush_batches(idx);
                         self.close_conn(idx);
                         self.args_scratch = args;
+                        self.window = win;
                         return;
                     }
                     break;
                 }
                 Ok(Some(n)) => {
+                    // More commands behind this one: parse the next window of them and
+                    // warm the keyspace for it (this one included) before running them.
+                    if hint.is_none() && rbuf.len() > n && !args.is_empty() {
+                        let (id, nshards, locked) = (self.id, self.nshards, self.lock.is_some());
+                        if let (Some(db), Some((cur, rest))) =
+                            (self.shard.dbs.get(conn.client.db), rbuf.split_at_checked(n))
+                        {
+                            lookahead::prefetch_window(
+                                db,
+                                &mut win,
+                                cur,
+                                &args,
+                                rest,
+                                max_bulk,
+                                |k| !locked && shard_of(k, nshards) == id,
+                            );
+                        }
+                    }
                     let chunk = rbuf.split_to(n).freeze();
                     if args.is_empty() {
                         continue;
@@ -746,13 +777,15 @@ impl Worker {
                         Arg::Range(s, e) => chunk.slice(s..e),
                         Arg::Owned(v) => Bytes::from(v),
                     }));
-                    self.dispatch(idx, &mut argv);
+                    self.dispatch(idx, &mut argv, hint.flatten());
                     argv.clear();
                     self.argv_scratch = argv;
                 }
             }
         }
         self.args_scratch = args;
+        win.clear();
+        self.window = win;
         self.flush_batches(idx);
         if let Some(conn) = self.conns.get_mut(idx) {
             if conn.eof && conn.blocked_on.is_none() {
@@ -763,13 +796,18 @@ impl Worker {
     }
 
     /// Runs one command: checks, then inline, batched to its owner, or coordinated.
-    fn dispatch(&mut self, idx: usize, argv: &mut Vec<Bytes>) {
+    /// `known`: the command's table id, when the look-ahead already looked it up.
+    fn dispatch(&mut self, idx: usize, argv: &mut Vec<Bytes>, known: Option<usize>) {
         if coord::tx::in_multi(&self.conns[idx]) && coord::tx::queue(self, idx, argv) {
             return;
         }
         let t = table();
         let name = argv.first().cloned().unwrap_or_default();
-        let Some((id, spec)) = t.lookup(&name) else {
+        let found = match known {
+            Some(id) => t.get(id).map(|s| (id, s)),
+            None => t.lookup(&name),
+        };
+        let Some((id, spec)) = found else {
             self.reject(idx, None, CmdError::unknown_command(argv));
             return;
         };

@@ -232,6 +232,15 @@ impl Arena {
             .unwrap_or_default()
     }
 
+    /// Starts loading the first cache line of the entry at `loc` (a hint).
+    #[inline]
+    pub fn prefetch(&self, loc: Loc) {
+        let b = self.get(loc);
+        if !b.is_empty() {
+            crate::runtime::prefetch::prefetch(b.as_ptr());
+        }
+    }
+
     #[inline]
     pub fn get_mut(&mut self, loc: Loc) -> &mut [u8] {
         let (c, idx) = split(loc);

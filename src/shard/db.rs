@@ -398,6 +398,24 @@ impl Db {
         self.table.find(h, |loc| key_of(arena.get(loc)) == key)
     }
 
+    /// First stage of a look-ahead over pipelined commands: hashes `key` (the hash `find`
+    /// uses) and starts loading its table slot. Returns the hash for `prefetch_entry`.
+    #[inline]
+    pub fn prefetch_slot(&self, key: &[u8]) -> u32 {
+        let h = self.hash(key);
+        self.table.prefetch(h);
+        h
+    }
+
+    /// Second stage: reads the slot `prefetch_slot` warmed and starts loading the entry it
+    /// most likely names, so the command's `find` finds both in cache. Changes nothing.
+    #[inline]
+    pub fn prefetch_entry(&self, h: u32) {
+        if let Some(loc) = self.table.peek(h) {
+            self.arena.prefetch(loc);
+        }
+    }
+
     #[inline]
     fn find(&self, key: &[u8]) -> Option<(usize, Loc)> {
         self.find_h(self.hash(key), key)

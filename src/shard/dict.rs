@@ -83,6 +83,33 @@ impl Table {
         }
     }
 
+    /// Starts loading the home slot of `hash` into the cache (a hint; see `peek`).
+    #[inline]
+    pub fn prefetch(&self, hash: u32) {
+        let i = hash as usize & self.mask();
+        crate::runtime::prefetch::prefetch(self.slots.as_ptr().wrapping_add(i).cast());
+    }
+
+    /// The loc of the first entry near the home of `hash` whose stored hash matches (a few
+    /// slots at most; no key compared): where a later `find` will most likely read, for
+    /// prefetching the entry.
+    #[inline]
+    pub fn peek(&self, hash: u32) -> Option<u32> {
+        let mask = self.mask();
+        let mut i = hash as usize & mask;
+        for _ in 0..4 {
+            let s = *self.slots.get(i)?;
+            if s == 0 {
+                return None;
+            }
+            if s as u32 == hash {
+                return Some(loc_of(s));
+            }
+            i = (i + 1) & mask;
+        }
+        None
+    }
+
     /// Adds an entry the caller knows is absent.
     pub fn insert(&mut self, hash: u32, loc: u32) {
         if (self.len + 1) * GROW_DEN > self.slots.len() * GROW_NUM {
