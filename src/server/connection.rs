@@ -89,6 +89,10 @@ pub struct Conn {
     /// Waiting in a blocking command (BLPOP...): the waiter id (`coord::block`). The socket
     /// is still read meanwhile, so a disconnect ends the wait.
     pub waiting: Option<u64>,
+    /// Batches of this client's commands sent to other shards whose replies are due.
+    pub batches_out: u32,
+    /// Ready output was held back once for those replies (`Worker::flush_dirty`).
+    pub held: bool,
     /// Stop reading; close once every reply has been sent.
     pub closing: bool,
     /// The peer half-closed while input behind a blocking command was still unparsed
@@ -121,6 +125,8 @@ impl Conn {
             slot_base: 0,
             blocked_on: None,
             waiting: None,
+            batches_out: 0,
+            held: false,
             closing: false,
             eof: false,
             dirty: false,

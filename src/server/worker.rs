@@ -664,6 +664,15 @@ impl Worker {
                 }
                 continue;
             }
+            // Replies from other shards are due behind these: hold the ready prefix until
+            // they arrive (their arrival marks the connection dirty again), so a pipelined
+            // read is answered with one send instead of one per shard. Held once at most,
+            // and never for much output.
+            if conn.batches_out > 0 && !conn.held && conn.out.len() < HOLD_MAX && !conn.closing {
+                conn.held = true;
+                continue;
+            }
+            conn.held = false;
             let next = std::mem::take(&mut conn.spare);
             let buf = std::mem::replace(&mut conn.out, next);
             conn.sending = true;
@@ -1108,6 +1117,9 @@ impl Worker {
         };
         let origin = self.id;
         let targets = std::mem::take(&mut self.batch_targets);
+        if let Some(c) = self.conns.get_mut(idx) {
+            c.batches_out += targets.len() as u32;
+        }
         for &s in &targets {
             if s != origin {
                 self.awaiting += 1;
@@ -1188,6 +1200,8 @@ impl Worker {
         let Some(idx) = self.conn_by_token(token) else {
             return;
         };
+        let c = &mut self.conns[idx];
+        c.batches_out = c.batches_out.saturating_sub(1);
         let mut start = 0;
         for (seq, end) in marks {
             let part = buf.slice(start..end);
@@ -1402,6 +1416,9 @@ impl Worker {
 /// Whether a connection's input should be read: not closing, not paused behind a blocking
 /// command, and not over the back-pressure limits (a client that does not read its replies
 /// stops being read).
+/// Output held back for replies due from other shards (`flush_dirty`) stays under this.
+const HOLD_MAX: usize = 64 * 1024;
+
 fn conn_readable(c: &Conn) -> bool {
     // A client waiting in BLPOP & co stays read (up to a bound) so a disconnect ends the
     // wait; what it sends meanwhile runs once the wait is over.
@@ -1413,11 +1430,42 @@ fn conn_readable(c: &Conn) -> bool {
         && c.slots.len() <= MAX_PENDING_SLOTS
 }
 
+/// Warms the table slots, then the entries, of a batch's single-key commands (as the
+/// look-ahead does for local pipelines), so running them in order finds them in cache.
+fn prefetch_batch(tw: &mut Worker, batch: &Batch) {
+    const MAX: usize = 32;
+    let t = table();
+    let mut hashes = [(0usize, 0u32); MAX];
+    let mut m = 0;
+    for c in batch.cmds.iter().take(MAX) {
+        let Some(spec) = t.get(c.id) else { continue };
+        if !matches!(spec.exec, Exec::Key(_)) || spec.keys.first <= 0 || spec.keys.numkeys != 0 {
+            continue;
+        }
+        let Some(k) = batch.args.get(c.start + spec.keys.first as usize) else {
+            continue;
+        };
+        if c.start + (spec.keys.first as usize) >= c.end {
+            continue;
+        }
+        if let Some(slot) = hashes.get_mut(m) {
+            *slot = (c.db, tw.shard.db_mut(c.db).prefetch_slot(k));
+            m += 1;
+        }
+    }
+    for &(db, h) in hashes.iter().take(m) {
+        tw.shard.db_mut(db).prefetch_entry(h);
+    }
+}
+
 /// Runs a batch of commands on their owner shard and ships the encoded replies back.
 fn exec_batch(tw: &mut Worker, origin: usize, token: u64, resp: u8, batch: Batch) {
     let t = table();
     let mut buf = Vec::with_capacity(batch.cmds.len() * 16);
     let mut marks = Vec::with_capacity(batch.cmds.len());
+    if batch.cmds.len() > 1 {
+        prefetch_batch(tw, &batch);
+    }
     for c in &batch.cmds {
         let argv = batch.args.get(c.start..c.end).unwrap_or_default();
         let spec = t.get(c.id);
