@@ -892,8 +892,11 @@ def run_ab(args, meta, variants, shards, pipelines, tests, write_file):
                        "server_commands": [" ".join(s.cmd) for s in servers]}, f, indent=2)
         md = [f"# {args.scenario}: paired A/B", "", f"- commit: `{meta['commit']}`",
               f"- machine: {meta['cpu']}, {meta['cores']} cores, kernel {meta['kernel']}",
-              f"- tool: `tools/bench.sh {' '.join(sys.argv[1:])}`", "", "Servers:", ""]
-        md += [f"- `{' '.join(s.cmd)}`" for s in servers]
+              f"- tool: `tools/bench.sh {shlex.join(sys.argv[1:])}`", "", "Servers:", ""]
+        md += [f"- `{shlex.join(s.cmd)}`" for s in servers]
+        md += ["", "Load generator, per workload and round (N = requests, x4 at pipeline >= 8):", "",
+               f"- `taskset -c {args.client_cores} redis-benchmark -p PORT -c {args.clients} -n N -P P "
+               f"-t set|get -d {args.value_size} -r {args.keyspace} --precision 3`"]
         md += ["", "```"] + lines + ["```", ""]
         with open(base + ".md", "w") as f:
             f.write("\n".join(md))
