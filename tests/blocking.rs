@@ -514,3 +514,114 @@ fn redis_cli_blocks_and_times_out() {
         assert_eq!(h.join().unwrap(), "cliq\nv1\n", "shards={n}");
     }
 }
+
+/// Chaos, bounded (about 3 s): consumers block on random keys over every shard and hang up
+/// at random moments (often while blocked, sometimes just as they are served) while
+/// producers push unique elements and transactions move things around. The server must
+/// stay up, forget every gone client (INFO blocked_clients back to 0), and never hand an
+/// element out twice; what no live client received is either still in a list or was
+/// answered to a client that hung up just then (as with Redis).
+#[test]
+fn clients_hanging_up_while_blocked_never_duplicate_elements() {
+    for n in common::shard_counts() {
+        let s = common::Server::start(n);
+        let keys: Vec<String> = (0..6).map(|i| key_on(i, n, &format!("ch{i}_"))).collect();
+        let stop = Instant::now() + Duration::from_millis(2500);
+        let seen = Arc::new(Mutex::new(Vec::<String>::new()));
+        let mut hs = Vec::new();
+        for ci in 0..12u64 {
+            let (keys, seen, port) = (keys.clone(), seen.clone(), s.port);
+            hs.push(thread::spawn(move || {
+                let mut rng = ci.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+                let mut next = move |m: u64| {
+                    rng ^= rng << 13;
+                    rng ^= rng >> 7;
+                    rng ^= rng << 17;
+                    rng % m
+                };
+                while Instant::now() < stop {
+                    let mut c = match redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+                        .and_then(|c| c.get_connection())
+                    {
+                        Ok(c) => c,
+                        Err(_) => continue,
+                    };
+                    c.set_read_timeout(Some(Duration::from_millis(20 + next(60))))
+                        .unwrap();
+                    for _ in 0..next(8) + 1 {
+                        let k1 = &keys[next(6) as usize];
+                        let k2 = &keys[next(6) as usize];
+                        let r: redis::RedisResult<Option<(String, String)>> =
+                            redis::cmd(if next(2) == 0 { "BLPOP" } else { "BRPOP" })
+                                .arg(k1)
+                                .arg(k2)
+                                .arg("0")
+                                .query(&mut c);
+                        match r {
+                            Ok(Some((_, e))) => seen.lock().unwrap().push(e),
+                            Ok(None) => {}
+                            // The read timed out: hang up while blocked.
+                            Err(_) => break,
+                        }
+                    }
+                }
+            }));
+        }
+        let produced = Arc::new(Mutex::new(0usize));
+        for p in 0..3usize {
+            let (keys, produced) = (keys.clone(), produced.clone());
+            let mut c = s.client();
+            hs.push(thread::spawn(move || {
+                let mut i = 0usize;
+                while Instant::now() < stop {
+                    let k = &keys[(i * 7 + p) % keys.len()];
+                    let _: i64 = redis::cmd("RPUSH")
+                        .arg(k)
+                        .arg(format!("{p}:{i}"))
+                        .query(&mut c)
+                        .unwrap();
+                    i += 1;
+                    if i % 50 == 0 {
+                        thread::sleep(Duration::from_millis(5));
+                    }
+                }
+                *produced.lock().unwrap() += i;
+            }));
+        }
+        for h in hs {
+            h.join().unwrap();
+        }
+        let mut c = s.client();
+        wait_blocked(&mut c, 0);
+        let mut got = seen.lock().unwrap().clone();
+        let delivered = got.len();
+        for k in &keys {
+            let rest: Vec<String> = redis::cmd("LRANGE")
+                .arg(&[k, "0", "-1"])
+                .query(&mut c)
+                .unwrap();
+            got.extend(rest);
+        }
+        let total = got.len();
+        got.sort();
+        got.dedup();
+        assert_eq!(
+            got.len(),
+            total,
+            "shards={n}: an element was handed out twice"
+        );
+        let produced = *produced.lock().unwrap();
+        assert!(
+            total <= produced,
+            "shards={n}: {total} > {produced} produced"
+        );
+        assert!(delivered > 0, "shards={n}: consumers received something");
+        eprintln!(
+            "shards={n}: produced {produced}, delivered {delivered}, left {}, answered to clients that hung up {}",
+            total - delivered,
+            produced - total
+        );
+        let pong: String = redis::cmd("PING").query(&mut c).unwrap();
+        assert_eq!(pong, "PONG");
+    }
+}
