@@ -581,7 +581,7 @@ fn clients_hanging_up_while_blocked_never_duplicate_elements() {
                         .query(&mut c)
                         .unwrap();
                     i += 1;
-                    if i % 50 == 0 {
+                    if i.is_multiple_of(50) {
                         thread::sleep(Duration::from_millis(5));
                     }
                 }
