@@ -50,7 +50,6 @@ pub struct Waiter {
     pub op: Arc<BlockOp>,
     /// Shards holding (or about to hold) a registration.
     pub owners: Vec<usize>,
-    pub started: Instant,
 }
 
 /// The home side: this shard's blocked clients by waiter id.
@@ -156,7 +155,6 @@ fn new_waiter(
             ticket,
             op: Arc::new(op.clone()),
             owners,
-            started: Instant::now(),
         },
     );
     if let Some(c) = w.conns.get_mut(conn) {
