@@ -365,9 +365,9 @@ pub fn restore(db: &mut Db, now: u64, s: Served) -> bool {
     }
 }
 
-/// Inside MULTI/EXEC (or when every key is on one shard and nothing may wait): pop now or
-/// answer the timeout reply.
-fn now(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+/// Pops now or answers the no-data reply: the blocking forms inside MULTI/EXEC, and LMPOP /
+/// ZMPOP (their keys on this shard).
+pub(crate) fn now(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let op = parse(argv, ctx.db)?;
     let t = ctx.now();
     let db = ctx.db;

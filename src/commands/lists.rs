@@ -57,7 +57,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("rpoplpush", 3, WRITE | DENYOOM, KeySpec::range(1, 2, 1), Exec::Key(rpoplpush))
         .cross(rpoplpush_cross)
         .doc(L, "1.2.0", "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.", "source destination"),
-    CommandSpec::new("lmpop", -4, WRITE, KeySpec::numkeys(1), Exec::Key(lmpop))
+    CommandSpec::new("lmpop", -4, WRITE, KeySpec::numkeys(1), Exec::Key(super::blocking::now))
         .cross(crate::coord::block::mpop_cross)
         .doc(L, "7.0.0", "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.", "numkeys key [key ...] LEFT|RIGHT [COUNT count]"),
 ];
@@ -375,20 +375,3 @@ fn move_cross(ctx: &mut ConnCtx, argv: &[Bytes], from: End, to: End) -> CmdResul
     Ok(Reply::Ok)
 }
 
-fn lmpop(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
-    let (keys, end, count) = super::args::mpop_args(argv, |wh| end_arg(wh))?;
-    let now = ctx.now();
-    let db = ctx.db();
-    for key in keys {
-        let Some(l) = db.get_list_mut(key, now)? else {
-            continue;
-        };
-        let items = l.pop_count(end, count);
-        db.remove_if_empty(key);
-        return Ok(Reply::Array(vec![
-            Reply::Bulk(key.clone()),
-            Reply::Array(items.into_iter().map(Reply::Bulk).collect()),
-        ]));
-    }
-    Ok(Reply::NullArray)
-}

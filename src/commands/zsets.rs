@@ -69,7 +69,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(Z, "5.0.0", "Returns the lowest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", "key [count]"),
     CommandSpec::new("zpopmax", -2, WRITE | FAST, KeySpec::single(1), Exec::Key(zpopmax))
         .doc(Z, "5.0.0", "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", "key [count]"),
-    CommandSpec::new("zmpop", -4, WRITE, KeySpec::numkeys(1), Exec::Key(zmpop))
+    CommandSpec::new("zmpop", -4, WRITE, KeySpec::numkeys(1), Exec::Key(super::blocking::now))
         .cross(crate::coord::block::mpop_cross)
         .doc(Z, "7.0.0", "Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. Deletes the sorted set if the last member was popped.", "numkeys key [key ...] MIN|MAX [COUNT count]"),
     CommandSpec::new("zrandmember", -2, READONLY, KeySpec::single(1), Exec::Key(zrandmember))
@@ -521,33 +521,6 @@ fn zpop(ctx: &mut KeyCtx, argv: &[Bytes], max: bool) -> CmdResult {
     })
 }
 
-/// ZMPOP with every key on this shard.
-fn zmpop(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
-    let (keys, max, count) = super::args::mpop_args(argv, |wh| {
-        if is(wh, "min") {
-            Ok(false)
-        } else if is(wh, "max") {
-            Ok(true)
-        } else {
-            Err(CmdError::Syntax)
-        }
-    })?;
-    let now = ctx.now();
-    let db = ctx.db();
-    for key in keys {
-        let Some(z) = db.get_zset_mut(key, now)? else {
-            continue;
-        };
-        let v = z.pop(max, count);
-        db.remove_if_empty(key);
-        // Always nested [member, score] pairs, in RESP2 too.
-        return Ok(Reply::Array(vec![
-            Reply::Bulk(key.clone()),
-            pairs_reply(v, true, 3),
-        ]));
-    }
-    Ok(Reply::NullArray)
-}
 
 fn zpopmin(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     zpop(ctx, argv, false)
