@@ -12,7 +12,7 @@ use bytes::Bytes;
 
 use super::args::{arg, is, mpop_args, owned};
 use super::lists::end_arg;
-use super::table::{CommandSpec, Exec, KeySpec, BLOCKING, DENYOOM, FAST, WRITE};
+use super::table::{CommandSpec, Exec, KeySpec, BLOCKING, DENYOOM, FAST, NOSCRIPT, WRITE};
 use super::zsets::pairs_reply;
 use super::KeyCtx;
 use crate::error::{CmdError, CmdResult};
@@ -26,25 +26,25 @@ const Z: &str = "sorted-set";
 
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("blpop", -3, WRITE | BLOCKING, KeySpec::range(1, -2, 1), Exec::Key(now))
+    CommandSpec::new("blpop", -3, WRITE | NOSCRIPT | BLOCKING, KeySpec::range(1, -2, 1), Exec::Key(now))
         .cross(crate::coord::block::start)
         .doc(L, "2.0.0", "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", "key [key ...] timeout"),
-    CommandSpec::new("brpop", -3, WRITE | BLOCKING, KeySpec::range(1, -2, 1), Exec::Key(now))
+    CommandSpec::new("brpop", -3, WRITE | NOSCRIPT | BLOCKING, KeySpec::range(1, -2, 1), Exec::Key(now))
         .cross(crate::coord::block::start)
         .doc(L, "2.0.0", "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", "key [key ...] timeout"),
-    CommandSpec::new("brpoplpush", 4, WRITE | DENYOOM | BLOCKING, KeySpec::range(1, 2, 1), Exec::Key(now))
+    CommandSpec::new("brpoplpush", 4, WRITE | DENYOOM | NOSCRIPT | BLOCKING, KeySpec::range(1, 2, 1), Exec::Key(now))
         .cross(crate::coord::block::start)
         .doc(L, "2.2.0", "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped.", "source destination timeout"),
-    CommandSpec::new("blmove", 6, WRITE | DENYOOM | BLOCKING, KeySpec::range(1, 2, 1), Exec::Key(now))
+    CommandSpec::new("blmove", 6, WRITE | DENYOOM | NOSCRIPT | BLOCKING, KeySpec::range(1, 2, 1), Exec::Key(now))
         .cross(crate::coord::block::start)
         .doc(L, "6.2.0", "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.", "source destination LEFT|RIGHT LEFT|RIGHT timeout"),
     CommandSpec::new("blmpop", -5, WRITE | BLOCKING, KeySpec::numkeys(2), Exec::Key(now))
         .cross(crate::coord::block::start)
         .doc(L, "7.0.0", "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", "timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]"),
-    CommandSpec::new("bzpopmin", -3, WRITE | FAST | BLOCKING, KeySpec::range(1, -2, 1), Exec::Key(now))
+    CommandSpec::new("bzpopmin", -3, WRITE | FAST | NOSCRIPT | BLOCKING, KeySpec::range(1, -2, 1), Exec::Key(now))
         .cross(crate::coord::block::start)
         .doc(Z, "5.0.0", "Removes and returns the member with the lowest score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.", "key [key ...] timeout"),
-    CommandSpec::new("bzpopmax", -3, WRITE | FAST | BLOCKING, KeySpec::range(1, -2, 1), Exec::Key(now))
+    CommandSpec::new("bzpopmax", -3, WRITE | FAST | NOSCRIPT | BLOCKING, KeySpec::range(1, -2, 1), Exec::Key(now))
         .cross(crate::coord::block::start)
         .doc(Z, "5.0.0", "Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member available otherwise.  Deletes the sorted set if the last element was popped.", "key [key ...] timeout"),
     CommandSpec::new("bzmpop", -5, WRITE | BLOCKING, KeySpec::numkeys(2), Exec::Key(now))
