@@ -374,4 +374,3 @@ fn move_cross(ctx: &mut ConnCtx, argv: &[Bytes], from: End, to: End) -> CmdResul
     );
     Ok(Reply::Ok)
 }
-

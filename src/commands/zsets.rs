@@ -521,7 +521,6 @@ fn zpop(ctx: &mut KeyCtx, argv: &[Bytes], max: bool) -> CmdResult {
     })
 }
 
-
 fn zpopmin(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     zpop(ctx, argv, false)
 }
