@@ -39,6 +39,18 @@ pub fn owned(b: &Bytes) -> Bytes {
     Bytes::copy_from_slice(b)
 }
 
+/// The optional non-negative count at `i` (LPOP, SPOP, ZPOPMIN ...): Redis's
+/// getPositiveLongFromObjectOrReply, one error text for both failures.
+pub fn opt_count(argv: &[Bytes], i: usize) -> Result<Option<usize>, CmdError> {
+    let Some(c) = argv.get(i) else {
+        return Ok(None);
+    };
+    let n = parse_i64(c)
+        .filter(|n| *n >= 0)
+        .ok_or_else(|| CmdError::coded(crate::types::err::MUST_BE_POSITIVE))?;
+    Ok(Some(usize::try_from(n).unwrap_or(usize::MAX)))
+}
+
 /// The arguments of LMPOP / ZMPOP (`numkeys key [key ...] <where> [COUNT count]`) in Redis's
 /// check order: numkeys, then the where word (`parse_where`), then COUNT. Returns the keys,
 /// the parsed where and the count (1 by default).

@@ -17,7 +17,6 @@ use crate::protocol::reply::Reply;
 use crate::server::worker::Worker;
 use crate::shard::route::shard_of;
 use crate::types::list::{End, LposOpts};
-use crate::types::{self};
 
 const L: &str = "list";
 
@@ -107,15 +106,7 @@ fn pop(ctx: &mut KeyCtx, argv: &[Bytes], end: End) -> CmdResult {
     if argv.len() > 3 {
         return Err(CmdError::WrongArity(cmd_name(argv)));
     }
-    let count = match argv.get(2) {
-        None => None,
-        Some(c) => {
-            let n = parse_i64(c)
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| CmdError::coded(types::err::MUST_BE_POSITIVE))?;
-            Some(usize::try_from(n).unwrap_or(usize::MAX))
-        }
-    };
+    let count = super::args::opt_count(argv, 2)?;
     let now = ctx.now();
     let db = ctx.db();
     let Some(l) = db.get_list_mut(key, now)? else {

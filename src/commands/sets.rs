@@ -129,16 +129,7 @@ fn spop(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     if argv.len() > 3 {
         return Err(CmdError::Syntax);
     }
-    let count = match argv.get(2) {
-        None => None,
-        Some(c) => {
-            // Redis's getPositiveLongFromObjectOrReply: one text for both failures.
-            let n = parse_i64(c)
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| CmdError::coded(types::err::MUST_BE_POSITIVE))?;
-            Some(usize::try_from(n).unwrap_or(usize::MAX))
-        }
-    };
+    let count = super::args::opt_count(argv, 2)?;
     let now = ctx.now();
     let mut rng = Rng::new(ctx.shard.next_rand());
     let db = ctx.db();

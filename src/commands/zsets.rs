@@ -493,15 +493,7 @@ fn zpop(ctx: &mut KeyCtx, argv: &[Bytes], max: bool) -> CmdResult {
     if argv.len() > 3 {
         return Err(CmdError::Syntax);
     }
-    let count = match argv.get(2) {
-        None => None,
-        Some(c) => {
-            let n = parse_i64(c)
-                .filter(|n| *n >= 0)
-                .ok_or_else(|| CmdError::coded(types::err::MUST_BE_POSITIVE))?;
-            Some(usize::try_from(n).unwrap_or(usize::MAX))
-        }
-    };
+    let count = super::args::opt_count(argv, 2)?;
     let nested = ctx.resp > 2 && count.is_some();
     let now = ctx.now();
     let db = ctx.db();
