@@ -271,7 +271,25 @@ impl CommandSpec {
 
 pub struct Table {
     pub specs: Vec<CommandSpec>,
-    index: ahash::AHashMap<Vec<u8>, usize>,
+    /// Open-addressing index by [`name_hash`]: `id + 1` per slot, 0 = empty. Probed
+    /// linearly, each candidate compared case-insensitively (no lowercased copy, no map).
+    index: Box<[u16]>,
+    /// Length of the longest command name: longer names are not looked up at all.
+    longest: usize,
+}
+
+/// Slots of the command index (a power of two, over four times the command count).
+const INDEX_SLOTS: usize = 1024;
+
+/// Case-insensitive hash of a command name (ASCII letters fold to lower case; other bytes
+/// may collide with them, which the exact comparison afterwards sorts out).
+#[inline]
+fn name_hash(name: &[u8]) -> usize {
+    let mut h: u32 = name.len() as u32;
+    for &b in name {
+        h = h.wrapping_mul(31).wrapping_add(u32::from(b | 0x20));
+    }
+    (h.wrapping_mul(0x9E37_79B1) >> 16) as usize
 }
 
 impl Table {
@@ -280,27 +298,40 @@ impl Table {
         for family in super::FAMILIES {
             specs.extend_from_slice(family);
         }
-        let index = specs
-            .iter()
-            .enumerate()
-            .map(|(i, s)| (s.name.as_bytes().to_vec(), i))
-            .collect();
-        Table { specs, index }
+        assert!(specs.len() * 4 < INDEX_SLOTS, "command index too small");
+        let mut index = vec![0u16; INDEX_SLOTS].into_boxed_slice();
+        let mut longest = 0;
+        for (i, s) in specs.iter().enumerate() {
+            longest = longest.max(s.name.len());
+            let mut at = name_hash(s.name.as_bytes()) & (INDEX_SLOTS - 1);
+            while index[at] != 0 {
+                at = (at + 1) & (INDEX_SLOTS - 1);
+            }
+            index[at] = (i + 1) as u16;
+        }
+        Table {
+            specs,
+            index,
+            longest,
+        }
     }
 
     /// Finds a command by name, case-insensitively, without allocating for short names.
     #[inline]
     pub fn lookup(&self, name: &[u8]) -> Option<(usize, &CommandSpec)> {
-        let mut buf = [0u8; 32];
-        let id = if name.len() <= buf.len() {
-            let lower = &mut buf[..name.len()];
-            lower.copy_from_slice(name);
-            lower.make_ascii_lowercase();
-            *self.index.get(&lower[..])?
-        } else {
-            *self.index.get(&name.to_ascii_lowercase())?
-        };
-        self.specs.get(id).map(|s| (id, s))
+        if name.len() > self.longest {
+            return None;
+        }
+        let mut at = name_hash(name);
+        loop {
+            at &= INDEX_SLOTS - 1;
+            let id = usize::from(*self.index.get(at)?).checked_sub(1)?;
+            let spec = self.specs.get(id)?;
+            if spec.name.as_bytes().eq_ignore_ascii_case(name) {
+                return Some((id, spec));
+            }
+            at += 1;
+        }
     }
 
     pub fn get(&self, id: usize) -> Option<&CommandSpec> {
@@ -348,6 +379,47 @@ mod tests {
         }
         assert!(t.lookup(b"GeT").is_some());
         assert!(t.lookup(b"nosuchcommand").is_none());
+    }
+
+    #[test]
+    fn lookup_finds_every_name_in_any_case_and_nothing_else() {
+        let t = table();
+        for (i, s) in t.specs.iter().enumerate() {
+            let upper = s.name.to_uppercase();
+            let mixed: String = s
+                .name
+                .chars()
+                .enumerate()
+                .map(|(j, c)| {
+                    if j % 2 == 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            for n in [s.name.to_string(), upper, mixed] {
+                assert_eq!(t.lookup(n.as_bytes()).map(|f| f.0), Some(i), "{n}");
+            }
+            // One byte changed, one byte more or less: not this command.
+            let mut b = s.name.as_bytes().to_vec();
+            b.push(b'x');
+            assert_ne!(t.lookup(&b).map(|f| f.0), Some(i));
+            b.truncate(b.len() - 2);
+            assert_ne!(t.lookup(&b).map(|f| f.0), Some(i));
+            let mut c = s.name.as_bytes().to_vec();
+            c[0] ^= 0x01;
+            assert_ne!(t.lookup(&c).map(|f| f.0), Some(i));
+            // Bytes that fold like letters (`|0x20`) but are not: no match.
+            let d: Vec<u8> = s.name.bytes().map(|x| x & !0x20 & 0x7f ^ 0x40).collect();
+            assert!(t
+                .lookup(&d)
+                .is_none_or(|f| f.1.name.as_bytes().eq_ignore_ascii_case(&d)));
+        }
+        assert!(t.lookup(b"").is_none());
+        assert!(t.lookup(&[b'a'; 100_000]).is_none());
+        assert!(t.lookup(b"get\0").is_none());
+        assert!(t.lookup(b"g\xc5t").is_none());
     }
 
     #[test]

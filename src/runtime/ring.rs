@@ -8,7 +8,7 @@
 //! can write into it, whatever the caller does in between (close, drop its connection).
 
 use std::io;
-use std::os::fd::RawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -19,6 +19,20 @@ use super::bufring::{BufRing, Provided};
 
 /// `IORING_ENTER_GETEVENTS` from the kernel ABI (the crate does not re-export it).
 const IORING_ENTER_GETEVENTS: u32 = 1;
+/// `IORING_ENTER_REGISTERED_RING`: the fd argument is an index into the thread's registered
+/// ring table (kernel 5.18+), which saves the file lookup and refcount of every enter.
+const IORING_ENTER_REGISTERED_RING: u32 = 1 << 4;
+/// `IORING_REGISTER_RING_FDS` / `IORING_UNREGISTER_RING_FDS`.
+const IORING_REGISTER_RING_FDS: libc::c_uint = 20;
+const IORING_UNREGISTER_RING_FDS: libc::c_uint = 21;
+
+/// `struct io_uring_rsrc_update` of the kernel ABI.
+#[repr(C)]
+struct RsrcUpdate {
+    offset: u32,
+    resv: u32,
+    data: u64,
+}
 /// `IORING_RECVSEND_POLL_FIRST` (kernel 5.19+; older kernels ignore the hint).
 const IORING_RECVSEND_POLL_FIRST: u16 = 1;
 /// Buffer group id of the ring's provided-buffer pool (one pool per ring).
@@ -82,12 +96,34 @@ pub struct Ring {
     pbuf: Option<BufRing>,
     /// Which setup flags the kernel accepted, for the startup log and INFO.
     pub setup: &'static str,
+    /// Index of this ring in the creating thread's registered-ring table, when the kernel
+    /// took the registration: `io_uring_enter` then names the ring by index.
+    reg_index: Option<u32>,
 }
 
 impl Drop for Ring {
     fn drop(&mut self) {
         if let Some(p) = self.pbuf.as_mut() {
             p.unregister(&self.uring.submitter());
+        }
+        if let Some(i) = self.reg_index.take() {
+            let mut up = RsrcUpdate {
+                offset: i,
+                resv: 0,
+                data: 0,
+            };
+            // SAFETY: `up` is a valid io_uring_rsrc_update that lives across the call; the
+            // kernel only reads it. Failure (another thread dropping the ring) just leaves
+            // the registration to be released when the registering thread exits.
+            unsafe {
+                libc::syscall(
+                    libc::SYS_io_uring_register,
+                    self.uring.as_raw_fd(),
+                    IORING_UNREGISTER_RING_FDS,
+                    &mut up as *mut RsrcUpdate,
+                    1,
+                )
+            };
         }
     }
 }
@@ -114,18 +150,25 @@ impl Ring {
             apply(&mut builder);
             match builder.build(entries) {
                 Ok(uring) => {
+                    let reg_index = register_ring_fd(uring.as_raw_fd());
                     return Ok(Ring {
                         uring,
                         ops: Slab::with_capacity(1024),
                         next_gen: 0,
                         pbuf: None,
                         setup: name,
-                    })
+                        reg_index,
+                    });
                 }
                 Err(e) => last_err = Some(e),
             }
         }
         Err(last_err.unwrap_or_else(|| io::Error::other("io_uring setup failed")))
+    }
+
+    /// Whether `io_uring_enter` names this ring by its registered index.
+    pub fn registered(&self) -> bool {
+        self.reg_index.is_some()
     }
 
     /// Operations submitted and not yet completed.
@@ -314,7 +357,33 @@ impl Ring {
     pub fn submit_and_wait(&mut self, wait: bool, timeout: Option<Duration>) -> io::Result<()> {
         let to_submit = self.uring.submission_shared_len();
         let submitter = self.uring.submitter();
-        let res = if !wait {
+        let res = if let (Some(idx), None) = (self.reg_index, timeout) {
+            // SAFETY: io_uring_enter on this thread's registered ring index with no extra
+            // argument (null sigmask, size 0); GETEVENTS makes the kernel run deferred task
+            // work (DEFER_TASKRUN) so completions are posted. Every queued entry's memory is
+            // owned by `self.ops` (see `push_raw`).
+            let r = unsafe {
+                libc::syscall(
+                    libc::SYS_io_uring_enter,
+                    idx,
+                    to_submit as u32,
+                    u32::from(wait),
+                    IORING_ENTER_GETEVENTS | IORING_ENTER_REGISTERED_RING,
+                    std::ptr::null::<libc::c_void>(),
+                    0usize,
+                )
+            };
+            if r < 0 {
+                let e = io::Error::last_os_error();
+                if e.raw_os_error() == Some(libc::EBADF) {
+                    // Not the registering thread: name the ring by its fd from now on.
+                    self.reg_index = None;
+                }
+                Err(e)
+            } else {
+                Ok(r as usize)
+            }
+        } else if !wait {
             // SAFETY: plain io_uring_enter with no extra argument; GETEVENTS makes the
             // kernel run deferred task work (DEFER_TASKRUN) so completions are posted.
             unsafe {
@@ -408,6 +477,28 @@ impl Ring {
     }
 }
 
+/// Registers `fd` in the calling thread's registered-ring table (kernel 5.18+). Returns
+/// its index, or `None` when the kernel refuses (older kernel, table full).
+fn register_ring_fd(fd: RawFd) -> Option<u32> {
+    let mut up = RsrcUpdate {
+        offset: u32::MAX,
+        resv: 0,
+        data: fd as u64,
+    };
+    // SAFETY: `up` is a valid io_uring_rsrc_update that lives across the call; the kernel
+    // reads the fd and writes the chosen index back into `offset`.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_io_uring_register,
+            fd,
+            IORING_REGISTER_RING_FDS,
+            &mut up as *mut RsrcUpdate,
+            1,
+        )
+    };
+    (r == 1).then_some(up.offset)
+}
+
 /// Submission-side length helper kept out of the public API.
 trait SubmissionLen {
     fn submission_shared_len(&mut self) -> usize;
@@ -444,6 +535,30 @@ mod tests {
         let ring = Ring::new(64).unwrap();
         assert!(!ring.setup.is_empty());
         assert_eq!(ring.in_flight(), 0);
+    }
+
+    /// On kernels with registered rings (5.18+, as here) `io_uring_enter` names the ring by
+    /// index, and the plain waits (no timeout) go through that path and see completions.
+    #[test]
+    fn registered_ring_enter_submits_and_waits() {
+        let mut ring = Ring::new(64).unwrap();
+        assert!(ring.registered(), "kernel refused IORING_REGISTER_RING_FDS");
+        let (a, mut b) = UnixStream::pair().unwrap();
+        ring.recv(a.as_raw_fd(), BytesMut::with_capacity(64), 64, 9, true);
+        ring.submit_and_wait(false, None).unwrap();
+        assert_eq!(
+            ring.unsubmitted(),
+            0,
+            "submitted through the registered index"
+        );
+        b.write_all(b"ping").unwrap();
+        let mut out = Vec::new();
+        while out.is_empty() {
+            ring.submit_and_wait(true, None).unwrap();
+            ring.drain(&mut out);
+        }
+        assert_eq!((out[0].tag, out[0].result), (9, 4));
+        assert!(ring.registered());
     }
 
     /// The ring owns a receive buffer until the completion arrives: the caller drops every

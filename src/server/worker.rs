@@ -240,7 +240,12 @@ impl Worker {
 
     /// The ring's setup flags and the receive path, for the startup log.
     pub fn ring_setup(&self) -> String {
-        format!("{} recv={}", self.ring.setup, self.recv_path)
+        let reg = if self.ring.registered() {
+            "+registered_fd"
+        } else {
+            ""
+        };
+        format!("{}{reg} recv={}", self.ring.setup, self.recv_path)
     }
 
     /// Runs the loop until shutdown.
