@@ -38,6 +38,33 @@ use crate::shard::evict::{self, Outcome};
 use crate::shard::route::shard_of;
 use crate::shard::{now_ms, Shard};
 
+/// Wall-clock milliseconds from the pass's monotonic reading: re-based on the system clock
+/// once a second, so each pass reads one clock instead of two (a wall-clock step shows
+/// within a second, as Redis's cached time does at its next cron).
+struct PassClock {
+    base: Instant,
+    base_ms: u64,
+}
+
+impl PassClock {
+    fn new() -> PassClock {
+        PassClock {
+            base: Instant::now(),
+            base_ms: now_ms(),
+        }
+    }
+
+    fn ms(&mut self, now: Instant) -> u64 {
+        let since = now.saturating_duration_since(self.base);
+        if since >= Duration::from_secs(1) {
+            self.base = now;
+            self.base_ms = now_ms();
+            return self.base_ms;
+        }
+        self.base_ms + since.as_millis() as u64
+    }
+}
+
 /// Work shipped to another shard (or queued for our own).
 pub type Job = Box<dyn FnOnce(&mut Worker) + Send>;
 
@@ -179,6 +206,8 @@ pub struct Worker {
     timer_armed: Option<Instant>,
     /// The loop pass's clock reading (connection idle times).
     pass_now: Instant,
+    /// Wall-clock milliseconds derived from `pass_now`.
+    clock: PassClock,
     /// Sockets shut down by `close_conn` whose descriptors are closed only once every queued
     /// submission has reached the kernel (see `close_pending`).
     pending_close: Vec<RawFd>,
@@ -233,6 +262,7 @@ impl Worker {
             awaiting: 0,
             timer_armed: None,
             pass_now: Instant::now(),
+            clock: PassClock::new(),
             pending_close: Vec::new(),
             shared,
         })
@@ -267,13 +297,15 @@ impl Worker {
             }
             // A locked shard keeps its clock: keys do not expire in the middle of an atomic
             // command or transaction (Redis freezes time for EXEC too).
+            // One clock reading per pass (the wall clock follows from it, see `PassClock`).
+            self.pass_now = Instant::now();
             if self.lock.is_none() {
-                self.shard.now_ms = now_ms();
+                self.shard.now_ms = self.clock.ms(self.pass_now);
             }
             self.shard.set_evict_cfg(self.shared.tun.evict_cfg());
-            self.pass_now = Instant::now();
             let mut comps = std::mem::take(&mut self.completions);
             self.ring.drain(&mut comps);
+            self.prefetch_received(&comps);
             for c in comps.drain(..) {
                 self.on_completion(c, wake_fd);
             }
@@ -312,8 +344,9 @@ impl Worker {
                 // once per deadline (not a timer set up on every wait).
                 if let Some(next) = self.timers.next_deadline() {
                     // Re-arm when nothing is armed, the new deadline is sooner, or the armed
-                    // one is already due (its completion may not have been seen yet).
-                    let now = Instant::now();
+                    // one is already due (its completion may not have been seen yet). The
+                    // pass's clock is a few µs old at most: a timer fires that much late.
+                    let now = self.pass_now;
                     if self
                         .timer_armed
                         .is_none_or(|armed| next < armed || armed <= now)
@@ -336,6 +369,48 @@ impl Worker {
             self.close_pending();
         }
         self.shutdown_conns();
+    }
+
+    /// For each receive of this pass that starts a connection's input afresh (its read
+    /// buffer empty, as unpipelined clients always are), parses the first command and starts
+    /// loading its key's table slot, so the slot arrives while the completion is handled
+    /// and the command parsed and routed instead of stalling the lookup (one command per
+    /// pass leaves nothing for the pipeline look-ahead to overlap). Changes nothing.
+    fn prefetch_received(&mut self, comps: &[Completion]) {
+        if self.lock.is_some() {
+            return;
+        }
+        let max_bulk = self.shared.tun.proto_max_bulk_len.load(Ordering::Relaxed) as usize;
+        let mut args = std::mem::take(&mut self.args_scratch);
+        for c in comps {
+            let OpBuf::Provided(p) = &c.buf else { continue };
+            if c.tag >> 56 != TAG_RECV {
+                continue;
+            }
+            let Some(conn) = self
+                .conn_by_token(c.tag & ((1 << 56) - 1))
+                .and_then(|i| self.conns.get(i))
+            else {
+                continue;
+            };
+            if conn.rbuf.as_ref().is_some_and(|b| !b.is_empty()) {
+                continue;
+            }
+            let (Some(data), Some(db)) =
+                (self.ring.provided(p), self.shard.dbs.get(conn.client.db))
+            else {
+                continue;
+            };
+            if let Ok(Some(_)) = parser::parse(data, max_bulk, &mut args) {
+                if let Some(k) = lookahead::key_of(data, &args) {
+                    if shard_of(k, self.nshards) == self.id {
+                        db.prefetch_slot(k);
+                    }
+                }
+            }
+            args.clear();
+        }
+        self.args_scratch = args;
     }
 
     /// Yields the core (so a shard sharing it can run) until a message arrives or `d` passes.
