@@ -7,7 +7,8 @@ client cores, reads each server's CPU time from /proc before and after every run
 bench-results/<date>_<commit>_<scenario>.{md,json,svg}.
 
 Modes:
-  compare  (default) redis-benchmark SET/GET at each pipeline depth, memtier_benchmark when it
+  compare  (default) redis-benchmark SET/GET and a SET:GET 1:10 mix (two concurrent
+           redis-benchmark processes) at each pipeline depth, memtier_benchmark when it
            is on PATH, and a memory load of N keys; both servers.
   scaling  shardis at 1..N shards (on the given server cores), uniform random keys, CPU per
            request per shard count (the cost of cross-shard hops), with Redis as the baseline.
@@ -186,7 +187,55 @@ def parse_benchmark(out):
     return rps, at(50.0), at(99.0), at(99.9)
 
 
+def run_mixed(server, pipeline, args):
+    """SET:GET 1:10 without memtier: two redis-benchmark processes at once on the client
+    cores, one SET client for every ten GET clients and one SET request for every ten GETs
+    (so both finish together), over the same key space. Server CPU covers both."""
+    n = args.requests * (4 if pipeline >= 8 else 1)
+    c_set = max(1, args.clients // 11)
+    c_get = 10 * c_set
+    n_set = max(c_set, n // 11)
+    n_get = 10 * n_set
+
+    def cmd(test, c, reqs):
+        return ["taskset", "-c", args.client_cores, "redis-benchmark", "-p", str(server.port),
+                "-c", str(c), "-n", str(reqs), "-P", str(pipeline), "-t", test,
+                "-d", str(args.value_size), "-r", str(args.keyspace), "--precision", "3"]
+
+    cmds = [cmd("set", c_set, n_set), cmd("get", c_get, n_get)]
+    before = cpu_seconds(server.pid)
+    cs0 = ctx_switches(server.pid)
+    t0 = time.time()
+    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+             for c in cmds]
+    outs = [p.communicate()[0] for p in procs]
+    wall = time.time() - t0
+    cpu = cpu_seconds(server.pid) - before
+    cs = ctx_switches(server.pid) - cs0
+    if any(p.returncode != 0 for p in procs):
+        raise RuntimeError("redis-benchmark failed in the mixed workload")
+    parsed = [parse_benchmark(o) for o in outs]
+    reqs = n_set + n_get
+
+    def worst(i):
+        vals = [r[i] for r in parsed if r[i] is not None]
+        return max(vals) if vals else None
+
+    ops = sum(r[0] for r in parsed if r[0]) if all(r[0] for r in parsed) else None
+    return {
+        "tool": "redis-benchmark x2", "test": "MIXED", "clients": c_set + c_get,
+        "pipeline": pipeline, "value": args.value_size, "requests": reqs,
+        "ops": ops, "p50_ms": worst(1), "p99_ms": worst(2), "p999_ms": worst(3),
+        "server_cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
+        "cpu_us_per_req": round(cpu * 1e6 / reqs, 3),
+        "ctx_switches_per_req": round(cs / reqs, 4),
+        "command": " & ".join(" ".join(c) for c in cmds),
+    }
+
+
 def run_redis_benchmark(server, test, pipeline, args):
+    if test.lower() == "mixed":
+        return run_mixed(server, pipeline, args)
     # Pipelined runs are 4x longer so the CPU reading stays well above timer noise.
     n = args.requests * (4 if pipeline >= 8 else 1)
     cmd = ["taskset", "-c", args.client_cores, "redis-benchmark", "-p", str(server.port),
@@ -912,7 +961,10 @@ def main():
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--requests", type=int, default=200000)
     ap.add_argument("--pipelines", default="1,16")
-    ap.add_argument("--tests", default="set,get")
+    ap.add_argument("--tests", default="set,get,mixed",
+                    help="redis-benchmark tests (-t names such as set, get, incr), and 'mixed': "
+                         "SET:GET 1:10 from two concurrent redis-benchmark processes (1 SET "
+                         "client per 10 GET clients), the memtier ratio without memtier")
     ap.add_argument("--value-size", type=int, default=32)
     ap.add_argument("--keyspace", type=int, default=100000, help="redis-benchmark -r (random keys)")
     ap.add_argument("--mem-keys", type=int, default=1000000, help="keys for the memory load (0 = skip)")

@@ -144,6 +144,26 @@ pub fn shutdown(fd: RawFd) {
     unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
 }
 
+/// Fills `buf` from the kernel's random source (getrandom(2)). False if it could not.
+pub fn random_bytes(buf: &mut [u8]) -> bool {
+    let mut got = 0;
+    while got < buf.len() {
+        let Some(rest) = buf.get_mut(got..) else {
+            return false;
+        };
+        // SAFETY: `rest` is a valid writable buffer of `rest.len()` bytes for the call.
+        let n = unsafe { libc::getrandom(rest.as_mut_ptr().cast(), rest.len(), 0) };
+        if n <= 0 {
+            if n < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::EINTR) {
+                continue;
+            }
+            return false;
+        }
+        got += n as usize;
+    }
+    true
+}
+
 /// Closes a descriptor we own.
 pub fn close(fd: RawFd) {
     // SAFETY: the caller owns `fd` and never uses it again.

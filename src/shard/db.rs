@@ -296,6 +296,32 @@ fn set_atime(b: &mut [u8], bits: u32) {
     }
 }
 
+/// The keyspace hasher: seeded once per process from the kernel's random source, so key
+/// names a client chooses cannot be aimed at one run of the table (Redis seeds its
+/// siphash the same way). Every db of every shard shares the seed, so a stored hash means
+/// the same thing wherever an entry moves.
+fn key_hasher() -> ahash::RandomState {
+    static SEEDS: std::sync::OnceLock<[u64; 4]> = std::sync::OnceLock::new();
+    let s = SEEDS.get_or_init(|| {
+        let mut seeds = [
+            0x243f_6a88_85a3_08d3u64,
+            0x1319_8a2e_0370_7344,
+            0xa409_3822_299f_31d0,
+            0x082e_fa98_ec4e_6c89,
+        ];
+        let mut buf = [0u8; 32];
+        if crate::runtime::sys::random_bytes(&mut buf) {
+            for (seed, c) in seeds.iter_mut().zip(buf.chunks_exact(8)) {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(c);
+                *seed ^= u64::from_le_bytes(b);
+            }
+        }
+        seeds
+    });
+    ahash::RandomState::with_seeds(s[0], s[1], s[2], s[3])
+}
+
 impl Default for Db {
     fn default() -> Self {
         Db {
@@ -303,12 +329,7 @@ impl Default for Db {
             arena: Arena::default(),
             objs: Objs::default(),
             ttls: Vec::new(),
-            hasher: ahash::RandomState::with_seeds(
-                0x243f6a8885a308d3,
-                0x13198a2e03707344,
-                0xa4093822299f31d0,
-                0x082efa98ec4e6c89,
-            ),
+            hasher: key_hasher(),
             stats: DbStats::default(),
             expire_cursor: 0,
             out: BytesMut::new(),
@@ -1125,6 +1146,32 @@ mod tests {
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    /// Every db hashes a key alike within the process (stored hashes stay valid when an
+    /// entry moves between dbs), and the seed comes from the kernel's random source.
+    #[test]
+    fn key_hash_is_shared_and_randomly_seeded() {
+        let (a, c) = (Db::default(), Db::default());
+        for k in [&b"k"[..], b"", b"another key"] {
+            assert_eq!(a.hash(k), c.hash(k));
+        }
+        let mut buf = [0u8; 32];
+        assert!(crate::runtime::sys::random_bytes(&mut buf));
+        assert_ne!(buf, [0u8; 32]);
+        let fixed = ahash::RandomState::with_seeds(
+            0x243f_6a88_85a3_08d3,
+            0x1319_8a2e_0370_7344,
+            0xa409_3822_299f_31d0,
+            0x082e_fa98_ec4e_6c89,
+        );
+        let same = (0..8)
+            .filter(|i| {
+                a.hash(format!("key:{i}").as_bytes())
+                    == fixed.hash_one(format!("key:{i}").as_bytes()) as u32
+            })
+            .count();
+        assert!(same < 8, "seeded with the fixed constants only");
     }
 
     #[test]
