@@ -22,6 +22,8 @@ const IORING_ENTER_GETEVENTS: u32 = 1;
 /// `IORING_ENTER_REGISTERED_RING`: the fd argument is an index into the thread's registered
 /// ring table (kernel 5.18+), which saves the file lookup and refcount of every enter.
 const IORING_ENTER_REGISTERED_RING: u32 = 1 << 4;
+/// `IORING_ENTER_NO_IOWAIT` (kernel 6.15+, see `IORING_FEAT_NO_IOWAIT`).
+const IORING_ENTER_NO_IOWAIT: u32 = 1 << 7;
 /// `IORING_REGISTER_RING_FDS` / `IORING_UNREGISTER_RING_FDS`.
 const IORING_REGISTER_RING_FDS: libc::c_uint = 20;
 const IORING_UNREGISTER_RING_FDS: libc::c_uint = 21;
@@ -99,6 +101,9 @@ pub struct Ring {
     /// Index of this ring in the creating thread's registered-ring table, when the kernel
     /// took the registration: `io_uring_enter` then names the ring by index.
     reg_index: Option<u32>,
+    /// `IORING_ENTER_NO_IOWAIT` where the kernel has it (6.15+), else 0: a shard waiting for
+    /// its clients is idle, not waiting for a disk, and must not show as iowait in top.
+    no_iowait: u32,
 }
 
 impl Drop for Ring {
@@ -151,6 +156,11 @@ impl Ring {
             match builder.build(entries) {
                 Ok(uring) => {
                     let reg_index = register_ring_fd(uring.as_raw_fd());
+                    let no_iowait = if uring.params().is_feature_no_iowait() {
+                        IORING_ENTER_NO_IOWAIT
+                    } else {
+                        0
+                    };
                     return Ok(Ring {
                         uring,
                         ops: Slab::with_capacity(1024),
@@ -158,12 +168,22 @@ impl Ring {
                         pbuf: None,
                         setup: name,
                         reg_index,
+                        no_iowait,
                     });
                 }
                 Err(e) => last_err = Some(e),
             }
         }
         Err(last_err.unwrap_or_else(|| io::Error::other("io_uring setup failed")))
+    }
+
+    /// Extra flags for a waiting enter through the crate's API.
+    fn enter_flags(&self) -> io_uring::EnterFlags {
+        if self.no_iowait != 0 {
+            io_uring::EnterFlags::NO_IOWAIT
+        } else {
+            io_uring::EnterFlags::empty()
+        }
     }
 
     /// Whether `io_uring_enter` names this ring by its registered index.
@@ -368,7 +388,7 @@ impl Ring {
                     idx,
                     to_submit as u32,
                     u32::from(wait),
-                    IORING_ENTER_GETEVENTS | IORING_ENTER_REGISTERED_RING,
+                    IORING_ENTER_GETEVENTS | IORING_ENTER_REGISTERED_RING | self.no_iowait,
                     std::ptr::null::<libc::c_void>(),
                     0usize,
                 )
@@ -392,9 +412,9 @@ impl Ring {
         } else if let Some(t) = timeout {
             let ts = types::Timespec::from(t);
             let args = types::SubmitArgs::new().timespec(&ts);
-            submitter.submit_with_args(1, &args)
+            submitter.submit_with_args_and_flags(1, &args, self.enter_flags())
         } else {
-            submitter.submit_and_wait(1)
+            submitter.submit_with_args_and_flags(1, &types::SubmitArgs::new(), self.enter_flags())
         };
         match res {
             Ok(_) => Ok(()),
@@ -559,6 +579,35 @@ mod tests {
         }
         assert_eq!((out[0].tag, out[0].result), (9, 4));
         assert!(ring.registered());
+    }
+
+    /// A wait for clients is idle time, not iowait (kernel 6.15+, as here): 300 ms asleep in
+    /// the ring add (almost) nothing to the machine's iowait ticks, where without the flag
+    /// they would grow by the whole wait (30 ticks at 100 Hz).
+    #[test]
+    fn waiting_is_not_iowait() {
+        fn iowait_ticks() -> u64 {
+            let stat = std::fs::read_to_string("/proc/stat").unwrap();
+            let cpu = stat.lines().next().unwrap();
+            cpu.split_whitespace().nth(5).unwrap().parse().unwrap()
+        }
+        let mut ring = Ring::new(64).unwrap();
+        assert!(ring.no_iowait != 0, "kernel lacks IORING_FEAT_NO_IOWAIT");
+        let (a, _b) = UnixStream::pair().unwrap();
+        // A receive in flight, as a server always has: that is what made waits iowait.
+        ring.recv(a.as_raw_fd(), BytesMut::with_capacity(64), 64, 1, true);
+        ring.submit_and_wait(false, None).unwrap();
+        let before = iowait_ticks();
+        let until = std::time::Instant::now() + Duration::from_millis(300);
+        while std::time::Instant::now() < until {
+            ring.submit_and_wait(true, Some(Duration::from_millis(100)))
+                .unwrap();
+        }
+        let grew = iowait_ticks() - before;
+        assert!(
+            grew < 10,
+            "iowait grew by {grew} ticks during a 300 ms idle wait"
+        );
     }
 
     /// The ring owns a receive buffer until the completion arrives: the caller drops every
