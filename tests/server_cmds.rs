@@ -527,3 +527,56 @@ fn maxmemory_noeviction_refuses_writes_over_the_limit() {
         assert_eq!(v, "v");
     }
 }
+
+/// INFO's instantaneous rates follow the load (Redis's 100 ms samples averaged over 1.6 s):
+/// while a client runs pipelined commands on keys of every shard they are well above zero
+/// and within reach of the measured rate, and they fall back to zero once it stops.
+#[test]
+fn info_instantaneous_rates_follow_the_load() {
+    for n in common::shard_counts() {
+        let s = common::Server::start(n);
+        let mut c = s.client();
+        let mut load = s.client();
+        let value = "x".repeat(100);
+        let t0 = Instant::now();
+        let mut sent = 0u64;
+        // About 1.2 s of pipelined SETs, then read the rates while the load still runs.
+        while t0.elapsed() < Duration::from_millis(1200) {
+            let mut p = redis::pipe();
+            for i in 0..200 {
+                p.cmd("SET")
+                    .arg(format!("k{}", (sent + i) % 5000))
+                    .arg(&value)
+                    .ignore();
+            }
+            let _: () = p.query(&mut load).unwrap();
+            sent += 200;
+        }
+        let rate = sent as f64 / t0.elapsed().as_secs_f64();
+        let st = info(&mut c, "stats");
+        let ops: f64 = st["instantaneous_ops_per_sec"].parse().unwrap();
+        let kin: f64 = st["instantaneous_input_kbps"].parse().unwrap();
+        let kout: f64 = st["instantaneous_output_kbps"].parse().unwrap();
+        assert!(
+            ops > rate * 0.3 && ops < rate * 2.0,
+            "shards={n}: instantaneous_ops_per_sec {ops}, measured {rate:.0}/s"
+        );
+        // Each SET is over 100 bytes in; each +OK is 5 bytes out.
+        assert!(
+            kin * 1024.0 > ops * 100.0 * 0.5,
+            "shards={n}: input {kin} kbps for {ops} ops/s"
+        );
+        assert!(
+            kout > 0.0 && kout < kin,
+            "shards={n}: output {kout} kbps, input {kin}"
+        );
+        assert!(st["instantaneous_input_kbps"]
+            .split_once('.')
+            .is_some_and(|(_, d)| d.len() == 2));
+        // Idle for longer than the 1.6 s window: back to zero (this INFO's own bytes aside).
+        std::thread::sleep(Duration::from_millis(2000));
+        let st = info(&mut c, "stats");
+        assert_eq!(st["instantaneous_ops_per_sec"], "0", "shards={n}");
+        assert_eq!(st["instantaneous_input_kbps"], "0.00", "shards={n}");
+    }
+}

@@ -650,6 +650,8 @@ pub struct ShardInfo {
     pub hits: u64,
     pub misses: u64,
     pub net: NetStats,
+    /// Instantaneous rates (INFO stats).
+    pub rates: crate::server::metrics::Rates,
     /// Channels and patterns with subscribers on this shard (names, since a channel with
     /// subscribers on several shards counts once).
     pub pubsub: (Vec<bytes::Bytes>, Vec<bytes::Bytes>),
@@ -671,6 +673,7 @@ fn gather(tw: &mut Worker) -> ShardInfo {
         hits: s.dbs.iter().map(|d| d.stats.hits).sum(),
         misses: s.dbs.iter().map(|d| d.stats.misses).sum(),
         net: tw.net,
+        rates: tw.rates.rates(),
         pubsub: (tw.pubsub.channels_matching(None), tw.pubsub.pattern_names()),
     }
 }
@@ -708,6 +711,7 @@ fn merge(mut a: ShardInfo, b: ShardInfo) -> ShardInfo {
     a.net.net_output_bytes += b.net.net_output_bytes;
     a.net.connections_received += b.net.connections_received;
     a.net.rejected_connections += b.net.rejected_connections;
+    a.rates.add(b.rates);
     a.pubsub.0.extend(b.pubsub.0);
     a.pubsub.1.extend(b.pubsub.1);
     a
@@ -956,13 +960,19 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 let errors: u64 = s.errors.iter().map(|(_, n)| n).sum();
                 f("total_connections_received", &s.net.connections_received);
                 f("total_commands_processed", &s.processed);
-                f("instantaneous_ops_per_sec", &0);
+                f("instantaneous_ops_per_sec", &(s.rates.ops as u64));
                 f("total_net_input_bytes", &s.net.net_input_bytes);
                 f("total_net_output_bytes", &s.net.net_output_bytes);
                 f("total_net_repl_input_bytes", &0);
                 f("total_net_repl_output_bytes", &0);
-                f("instantaneous_input_kbps", &"0.00");
-                f("instantaneous_output_kbps", &"0.00");
+                f(
+                    "instantaneous_input_kbps",
+                    &format!("{:.2}", s.rates.input_bytes / 1024.0),
+                );
+                f(
+                    "instantaneous_output_kbps",
+                    &format!("{:.2}", s.rates.output_bytes / 1024.0),
+                );
                 f("instantaneous_input_repl_kbps", &"0.00");
                 f("instantaneous_output_repl_kbps", &"0.00");
                 f("rejected_connections", &s.net.rejected_connections);

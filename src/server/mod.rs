@@ -4,6 +4,7 @@
 
 pub mod connection;
 pub mod lookahead;
+pub mod metrics;
 pub mod pubsub;
 pub mod worker;
 

@@ -174,6 +174,8 @@ pub struct Worker {
     pub shared: Arc<Shared>,
     pub conns: Slab<Conn>,
     pub net: NetStats,
+    /// Instantaneous rates for INFO, sampled every 100 ms.
+    pub rates: super::metrics::Sampler,
     /// Held by a multi-shard atomic command while it runs (its transaction id).
     pub lock: Option<u64>,
     pub gathers: Slab<Gather>,
@@ -239,6 +241,7 @@ impl Worker {
             shard: Shard::new(id, nshards, cfg.databases, table().len()),
             conns: Slab::with_capacity(256),
             net: NetStats::default(),
+            rates: Default::default(),
             lock: None,
             gathers: Slab::new(),
             pubsub: Default::default(),
@@ -1452,6 +1455,14 @@ impl Worker {
                     crate::runtime::alloc::used();
                 }
                 self.publish_mem();
+                self.rates.sample(
+                    now,
+                    [
+                        self.shard.commands_processed,
+                        self.net.net_input_bytes,
+                        self.net.net_output_bytes,
+                    ],
+                );
                 let deadline = Instant::now() + Duration::from_millis(2);
                 let now_ms = self.shard.now_ms;
                 for db in self.shard.dbs.iter_mut() {
