@@ -946,6 +946,11 @@ def run_ab(args, meta, variants, shards, pipelines, tests, write_file):
         md += ["", "Load generator, per workload and round (N = requests, x4 at pipeline >= 8):", "",
                f"- `taskset -c {args.client_cores} redis-benchmark -p PORT -c {args.clients} -n N -P P "
                f"-t set|get -d {args.value_size} -r {args.keyspace} --precision 3`"]
+        if any(t.lower() == "mixed" for t in tests):
+            c_set = max(1, args.clients // 11)
+            md += [f"- MIXED: two at once, `... -c {c_set} -n N/11 -t set ...` and "
+                   f"`... -c {10 * c_set} -n 10N/11 -t get ...` (SET:GET 1:10; CPU per request "
+                   "over both)"]
         md += ["", "```"] + lines + ["```", ""]
         with open(base + ".md", "w") as f:
             f.write("\n".join(md))
