@@ -7,8 +7,8 @@ client cores, reads each server's CPU time from /proc before and after every run
 bench-results/<date>_<commit>_<scenario>.{md,json,svg}.
 
 Modes:
-  compare  (default) redis-benchmark SET/GET and a SET:GET 1:10 mix (two concurrent
-           redis-benchmark processes) at each pipeline depth, memtier_benchmark when it
+  compare  (default) redis-benchmark SET/GET and a SET:GET 1:10 mix (examples/loadgen.rs,
+           one SET then ten GETs per connection) at each pipeline depth, memtier_benchmark when it
            is on PATH, and a memory load of N keys; both servers.
   scaling  shardis at 1..N shards (on the given server cores), uniform random keys, CPU per
            request per shard count (the cost of cross-shard hops), with Redis as the baseline.
@@ -187,49 +187,48 @@ def parse_benchmark(out):
     return rps, at(50.0), at(99.0), at(99.9)
 
 
+LOADGEN = os.path.join(ROOT, "target", "release", "examples", "loadgen")
+
+
+def ensure_loadgen():
+    if not os.path.exists(LOADGEN):
+        log("building the mixed-workload load generator (cargo build --release --example loadgen)")
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "loadgen"],
+                       cwd=ROOT, check=True)
+
+
 def run_mixed(server, pipeline, args):
-    """SET:GET 1:10 without memtier: two redis-benchmark processes at once on the client
-    cores, one SET client for every ten GET clients and one SET request for every ten GETs
-    (so both finish together), over the same key space. Server CPU covers both."""
+    """SET:GET 1:10 as memtier_benchmark's --ratio runs it: every connection sends one SET,
+    then ten GETs, and again (examples/loadgen.rs, one thread on the client cores), over the
+    same random keys as redis-benchmark -r. Server CPU per request over both."""
+    ensure_loadgen()
     n = args.requests * (4 if pipeline >= 8 else 1)
-    c_set = max(1, args.clients // 11)
-    c_get = 10 * c_set
-    n_set = max(c_set, n // 11)
-    n_get = 10 * n_set
-
-    def cmd(test, c, reqs):
-        return ["taskset", "-c", args.client_cores, "redis-benchmark", "-p", str(server.port),
-                "-c", str(c), "-n", str(reqs), "-P", str(pipeline), "-t", test,
-                "-d", str(args.value_size), "-r", str(args.keyspace), "--precision", "3"]
-
-    cmds = [cmd("set", c_set, n_set), cmd("get", c_get, n_get)]
+    cmd = ["taskset", "-c", args.client_cores, LOADGEN, "--port", str(server.port),
+           "--clients", str(args.clients), "--requests", str(n), "--pipeline", str(pipeline),
+           "--ratio", "1:10", "--data-size", str(args.value_size), "--key-max", str(args.keyspace)]
     before = cpu_seconds(server.pid)
     cs0 = ctx_switches(server.pid)
     t0 = time.time()
-    procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
-             for c in cmds]
-    outs = [p.communicate()[0] for p in procs]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     wall = time.time() - t0
     cpu = cpu_seconds(server.pid) - before
     cs = ctx_switches(server.pid) - cs0
-    if any(p.returncode != 0 for p in procs):
-        raise RuntimeError("redis-benchmark failed in the mixed workload")
-    parsed = [parse_benchmark(o) for o in outs]
-    reqs = n_set + n_get
-
-    def worst(i):
-        vals = [r[i] for r in parsed if r[i] is not None]
-        return max(vals) if vals else None
-
-    ops = sum(r[0] for r in parsed if r[0]) if all(r[0] for r in parsed) else None
+    tot = {}
+    for line in out.splitlines():
+        if line.startswith("totals "):
+            tot = dict(kv.split("=", 1) for kv in line.split()[1:])
+    reqs = int(tot.get("requests", n))
     return {
-        "tool": "redis-benchmark x2", "test": "MIXED", "clients": c_set + c_get,
+        "tool": "loadgen", "test": "MIXED", "clients": args.clients,
         "pipeline": pipeline, "value": args.value_size, "requests": reqs,
-        "ops": ops, "p50_ms": worst(1), "p99_ms": worst(2), "p999_ms": worst(3),
+        "ops": float(tot["ops"]) if "ops" in tot else None,
+        "p50_ms": float(tot["p50"]) if "p50" in tot else None,
+        "p99_ms": float(tot["p99"]) if "p99" in tot else None,
+        "p999_ms": float(tot["p999"]) if "p999" in tot else None,
         "server_cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
-        "cpu_us_per_req": round(cpu * 1e6 / reqs, 3),
-        "ctx_switches_per_req": round(cs / reqs, 4),
-        "command": " & ".join(" ".join(c) for c in cmds),
+        "cpu_us_per_req": round(cpu * 1e6 / max(1, reqs), 3),
+        "ctx_switches_per_req": round(cs / max(1, reqs), 4),
+        "command": shlex.join(cmd),
     }
 
 
@@ -947,10 +946,9 @@ def run_ab(args, meta, variants, shards, pipelines, tests, write_file):
                f"- `taskset -c {args.client_cores} redis-benchmark -p PORT -c {args.clients} -n N -P P "
                f"-t set|get -d {args.value_size} -r {args.keyspace} --precision 3`"]
         if any(t.lower() == "mixed" for t in tests):
-            c_set = max(1, args.clients // 11)
-            md += [f"- MIXED: two at once, `... -c {c_set} -n N/11 -t set ...` and "
-                   f"`... -c {10 * c_set} -n 10N/11 -t get ...` (SET:GET 1:10; CPU per request "
-                   "over both)"]
+            md += [f"- MIXED: `taskset -c {args.client_cores} target/release/examples/loadgen --port PORT "
+                   f"--clients {args.clients} --requests N --pipeline P --ratio 1:10 "
+                   f"--data-size {args.value_size} --key-max {args.keyspace}`"]
         md += ["", "```"] + lines + ["```", ""]
         with open(base + ".md", "w") as f:
             f.write("\n".join(md))
@@ -968,8 +966,8 @@ def main():
     ap.add_argument("--pipelines", default="1,16")
     ap.add_argument("--tests", default="set,get,mixed",
                     help="redis-benchmark tests (-t names such as set, get, incr), and 'mixed': "
-                         "SET:GET 1:10 from two concurrent redis-benchmark processes (1 SET "
-                         "client per 10 GET clients), the memtier ratio without memtier")
+                         "SET:GET 1:10 interleaved on every connection (examples/loadgen.rs, "
+                         "memtier_benchmark's --ratio without memtier)")
     ap.add_argument("--value-size", type=int, default=32)
     ap.add_argument("--keyspace", type=int, default=100000, help="redis-benchmark -r (random keys)")
     ap.add_argument("--mem-keys", type=int, default=1000000, help="keys for the memory load (0 = skip)")
@@ -996,6 +994,8 @@ def main():
     if not args.no_build:
         log("building shardis (cargo build --release)")
         subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "loadgen"],
+                       cwd=ROOT, check=True)
     if args.mode == "memory-types":
         memtypes_main(args, binary, machine())
         return
@@ -1034,7 +1034,7 @@ def main():
     for name, shards in servers:
         vname, vbin, vextra = variants[0]
         srv = start_redis(args.server_cores) if shards is None else start_shardis(vbin, shards, args.server_cores, vname, vextra)
-        commands.append(" ".join(srv.cmd))
+        commands.append(shlex.join(srv.cmd))
         try:
             for p in pipelines:
                 for t in tests:

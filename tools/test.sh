@@ -28,4 +28,25 @@ echo "==> cargo test (shards: ${SHARDIS_TEST_SHARDS:-1,4})"
 # (criterion's harness does not take libtest flags such as --test-threads).
 cargo test --lib --bins --tests -- --test-threads "${TEST_THREADS:-4}"
 cargo test --bench mesh_rtt
+cargo test --examples
+
+# The mixed-workload load generator of tools/bench.sh against the real server: every
+# request answered, no error replies, SET:GET 1:10.
+echo "==> loadgen smoke (examples/loadgen.rs against shardis --shards 2)"
+cargo build --quiet --example loadgen --bin shardis
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+target/debug/shardis --port "$port" --shards 2 --loglevel warning &
+srv=$!
+trap 'kill $srv 2>/dev/null || true' EXIT
+for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done
+out=$(target/debug/examples/loadgen --port "$port" --clients 8 --requests 11000 --pipeline 4 --ratio 1:10 --key-max 500)
+echo "$out" | head -1
+# Every connection keeps 1 SET per 10 GETs; the total may be off by one cycle per connection.
+echo "$out" | awk '/^totals/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+  d = v["sets"] * 10 - v["gets"]; if (d < 0) d = -d
+  ok = v["requests"] == 11000 && v["sets"] + v["gets"] == 11000 && v["errors"] == 0 && d <= 11 * 8 }
+  END { exit ok ? 0 : 1 }' || { echo "loadgen smoke failed"; exit 1; }
+[ "$(redis-cli -p "$port" dbsize)" -gt 0 ] || { echo "loadgen wrote no keys"; exit 1; }
+kill $srv; wait $srv 2>/dev/null || true
+trap - EXIT
 echo "==> all tests passed"
