@@ -906,9 +906,12 @@ def run_ab(args, meta, variants, shards, pipelines, tests, write_file):
     base_name = servers[1 if not args.no_redis else 0].name
     names = [s.name for s in servers]
     med = lambda v: sorted(v)[len(v) // 2] if v else None
+    header = (f"{'workload':<10} {'server':<12} {'median us/req':>13} {'all runs (us/req)':<40} "
+              f"{'x ' + base_name + ' (median of paired)':>28} {'x redis':>8} {'ops/s':>9} "
+              f"{'p50 ms':>7} {'p99 ms':>7} {'cs/req':>7}")
     print()
-    print(f"{'workload':<10} {'server':<12} {'median us/req':>13} {'all runs (us/req)':<40} {'x ' + base_name + ' (median of paired)':>28} {'x redis':>8} {'ops/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'cs/req':>7}")
-    rows, lines = [], []
+    print(header)
+    rows, lines = [], [header]
     for p in pipelines:
         for t in tests:
             T = t.upper()
@@ -1041,7 +1044,8 @@ def main():
                     runs = []
                     for _ in range(args.repeat):
                         done += 1
-                        log(f"[{done}/{total}] {name}: redis-benchmark {t.upper()} P{p} ({args.requests} requests)")
+                        tool = "loadgen" if t.lower() == "mixed" else "redis-benchmark"
+                        log(f"[{done}/{total}] {name}: {tool} {t.upper()} P{p} ({args.requests} requests)")
                         runs.append(run_redis_benchmark(srv, t, p, args))
                     runs.sort(key=lambda r: r["cpu_us_per_req"])
                     r = runs[len(runs) // 2]
