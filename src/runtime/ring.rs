@@ -413,8 +413,11 @@ impl Ring {
             let ts = types::Timespec::from(t);
             let args = types::SubmitArgs::new().timespec(&ts);
             submitter.submit_with_args_and_flags(1, &args, self.enter_flags())
-        } else {
+        } else if self.no_iowait != 0 {
             submitter.submit_with_args_and_flags(1, &types::SubmitArgs::new(), self.enter_flags())
+        } else {
+            // No extended argument: kernels before 5.11 refuse it.
+            submitter.submit_and_wait(1)
         };
         match res {
             Ok(_) => Ok(()),
