@@ -144,7 +144,7 @@ pub fn prefetch_window(
 ) -> usize {
     let mut hashes = [0u32; WINDOW + 1];
     let mut m = 0;
-    let mut stage1 = |k: &[u8]| {
+    let stage1 = |k: &[u8]| {
         if local(k) {
             if let Some(h) = hashes.get_mut(m) {
                 *h = db.prefetch_slot(k);
@@ -152,8 +152,13 @@ pub fn prefetch_window(
             }
         }
     };
+    // The command about to run: its slot was most likely prefetched when its read was
+    // drained (`Worker::prefetch_received`), so start on its entry now, before the window
+    // is parsed, rather than just before it runs.
     if let Some(k) = key_of(cur, args) {
-        stage1(k);
+        if local(k) {
+            db.prefetch_entry(db.prefetch_slot(k));
+        }
     }
     let n = win.fill(rest, max_bulk, stage1);
     for &h in hashes.iter().take(m) {
