@@ -56,6 +56,10 @@ pub struct KeyCtx<'a> {
     pub shard: &'a mut Shard,
     pub db: usize,
     pub resp: u8,
+    /// The asking connection's output, when its reply goes out right after this one
+    /// (nothing earlier pending): a handler may encode its reply into it and return
+    /// `Reply::Raw` of nothing (GET does, saving the copy through a `Reply`).
+    pub out: Option<&'a mut Vec<u8>>,
 }
 
 impl KeyCtx<'_> {
@@ -161,9 +165,18 @@ pub fn run_key(
     db: usize,
     resp: u8,
     argv: &[Bytes],
+    out: Option<&mut Vec<u8>>,
 ) -> Reply {
     let start = clock::ticks();
-    let res = f(&mut KeyCtx { shard, db, resp }, argv);
+    let res = f(
+        &mut KeyCtx {
+            shard,
+            db,
+            resp,
+            out,
+        },
+        argv,
+    );
     if shard.no_touch {
         // Paths that reach a Db without `KeyCtx::db` must not inherit the flag.
         shard.dbs.iter_mut().for_each(|d| d.no_touch = false);

@@ -73,7 +73,14 @@ const MAX_STRING: u64 = 512 * 1024 * 1024;
 
 fn get(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let now = ctx.now();
-    Ok(Reply::bulk_opt(ctx.db().get_str(arg(argv, 1)?, now)?))
+    let key = arg(argv, 1)?;
+    if let Some(out) = ctx.out.take() {
+        // Straight into the connection's output (the common case: see `KeyCtx::out`).
+        let resp = ctx.resp;
+        ctx.db().get_str_encoded(key, now, resp, out)?;
+        return Ok(Reply::Raw(Bytes::new()));
+    }
+    Ok(Reply::bulk_opt(ctx.db().get_str(key, now)?))
 }
 
 /// SET / GETEX options as Redis's parseExtendedStringArgumentsOrReply reads them. An

@@ -93,16 +93,16 @@ impl Kit {
             Exec::Conn(_) => Reply::error(format!("testkit: '{}' is a Conn command", spec.name)),
             Exec::Key(f) => match route(&spec.keys, argv, SHARDS) {
                 // Keyless runs where the connection is: shard 0 here.
-                Route::NoKeys => self.on(0, |s| run_key(s, id, f, db, resp, argv)),
-                Route::One(s) => self.on(s, |s| run_key(s, id, f, db, resp, argv)),
+                Route::NoKeys => self.on(0, |s| run_key(s, id, f, db, resp, argv, None)),
+                Route::One(s) => self.on(s, |s| run_key(s, id, f, db, resp, argv, None)),
                 Route::Many => Reply::error(format!(
                     "testkit: cross-shard '{}' needs a worker",
                     spec.name
                 )),
             },
             Exec::Multi(m) => match route(&spec.keys, argv, SHARDS) {
-                Route::NoKeys => self.on(0, |s| run_key(s, id, m.sub, db, resp, argv)),
-                Route::One(s) => self.on(s, |s| run_key(s, id, m.sub, db, resp, argv)),
+                Route::NoKeys => self.on(0, |s| run_key(s, id, m.sub, db, resp, argv, None)),
+                Route::One(s) => self.on(s, |s| run_key(s, id, m.sub, db, resp, argv, None)),
                 Route::Many => self.multi(m, argv),
             },
         }
@@ -119,7 +119,16 @@ impl Kit {
     fn part(&mut self, m: MultiSpec, shard: usize, argv: &[Bytes]) -> Reply {
         let (db, resp) = (self.db, self.resp);
         self.on(shard, |s| {
-            (m.sub)(&mut KeyCtx { shard: s, db, resp }, argv).unwrap_or_else(CmdError::into_reply)
+            (m.sub)(
+                &mut KeyCtx {
+                    shard: s,
+                    db,
+                    resp,
+                    out: None,
+                },
+                argv,
+            )
+            .unwrap_or_else(CmdError::into_reply)
         })
     }
 

@@ -55,6 +55,7 @@ pub fn run_part(w: &mut Worker, f: KeyFn, db: usize, resp: u8, argv: &[Bytes]) -
             shard: &mut w.shard,
             db,
             resp,
+            out: None,
         },
         argv,
     ) {

@@ -673,8 +673,10 @@ fn run_batch(w: &mut Worker, batch: &[Queued], db: usize, resp: u8) -> Vec<Reply
     batch
         .iter()
         .map(|q| match table().get(q.id).map(|s| s.exec) {
-            Some(Exec::Key(f)) => commands::run_key(&mut w.shard, q.id, f, db, resp, &q.argv),
-            Some(Exec::Multi(m)) => commands::run_key(&mut w.shard, q.id, m.sub, db, resp, &q.argv),
+            Some(Exec::Key(f)) => commands::run_key(&mut w.shard, q.id, f, db, resp, &q.argv, None),
+            Some(Exec::Multi(m)) => {
+                commands::run_key(&mut w.shard, q.id, m.sub, db, resp, &q.argv, None)
+            }
             _ => Reply::error("ERR internal routing error"),
         })
         .collect()

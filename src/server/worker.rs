@@ -1108,7 +1108,14 @@ impl Worker {
         argv: &[Bytes],
     ) -> Reply {
         self.shard.no_touch = self.conns.get(idx).is_some_and(|c| c.client.no_touch);
-        let r = commands::run_key(&mut self.shard, id, f, db, resp, argv);
+        // Every caller pushes this reply to the connection at once: with nothing pending
+        // ahead of it, a handler may encode straight into the output.
+        let out = self
+            .conns
+            .get_mut(idx)
+            .filter(|c| c.slots.is_empty())
+            .map(|c| &mut c.out);
+        let r = commands::run_key(&mut self.shard, id, f, db, resp, argv, out);
         self.shard.no_touch = false;
         // A push may have fed blocked clients: they are served before the next command.
         if self.shard.blocked.has_ready() {
@@ -1573,8 +1580,10 @@ fn exec_batch(tw: &mut Worker, origin: usize, token: u64, resp: u8, batch: Batch
         }
         tw.shard.no_touch = c.no_touch;
         let reply = match spec.map(|s| s.exec) {
-            Some(Exec::Key(f)) => commands::run_key(&mut tw.shard, c.id, f, c.db, resp, argv),
-            Some(Exec::Multi(m)) => commands::run_key(&mut tw.shard, c.id, m.sub, c.db, resp, argv),
+            Some(Exec::Key(f)) => commands::run_key(&mut tw.shard, c.id, f, c.db, resp, argv, None),
+            Some(Exec::Multi(m)) => {
+                commands::run_key(&mut tw.shard, c.id, m.sub, c.db, resp, argv, None)
+            }
             _ => Reply::error("ERR internal routing error"),
         };
         tw.shard.no_touch = false;

@@ -31,6 +31,7 @@ use super::objs::{ObjKind, Objs};
 use super::value::{str_encoding, Exported, ObjMut, ObjRef, StrEnc, Value};
 use crate::error::CmdError;
 use crate::protocol::parse_i64;
+use crate::protocol::reply::Reply;
 use crate::types::hash::Hash;
 use crate::types::list::List;
 use crate::types::set::Set;
@@ -482,6 +483,37 @@ impl Db {
     /// The string at `key` (lazy expiry, access time; hit/miss if `count`), in one pass
     /// over the entry: the hot path of GET.
     fn read_str(&mut self, key: &[u8], now: u64, count: bool) -> Result<Option<Bytes>, CmdError> {
+        self.read_str_with(key, now, count, |v, out| copy_out(out, v))
+    }
+
+    /// GET straight into a connection's output: the bulk reply for the string at `key`
+    /// (or the null for `resp`) is encoded into `out` with no intermediate copy. Same
+    /// expiry, stats and access time as `get_str`.
+    pub fn get_str_encoded(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        resp: u8,
+        out: &mut Vec<u8>,
+    ) -> Result<(), CmdError> {
+        let found = self.read_str_with(key, now, true, |v, _| {
+            crate::protocol::reply::encode_bulk(out, v);
+        })?;
+        if found.is_none() {
+            Reply::Null.encode(resp, out);
+        }
+        Ok(())
+    }
+
+    /// The lookup behind `read_str`: `f` gets the value (and the reply chunk) when `key`
+    /// holds a live string.
+    fn read_str_with<R>(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        count: bool,
+        f: impl FnOnce(&[u8], &mut BytesMut) -> R,
+    ) -> Result<Option<R>, CmdError> {
         let Some((pos, loc)) = self.find(key) else {
             self.stats.misses += count as u64;
             return Ok(None);
@@ -500,7 +532,7 @@ impl Db {
         if v.kind() != KIND_STR {
             return Err(CmdError::WrongType);
         }
-        let out = copy_out(&mut self.out, v.val);
+        let out = f(v.val, &mut self.out);
         if stale {
             self.touch_loc(loc, now);
         }
