@@ -166,7 +166,8 @@ fn set(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     };
     let db = ctx.db();
     let old = if o.get { db.get_str(key, now)? } else { None };
-    let exists = db.exists(key, now);
+    // Only NX / XX need to know; a plain SET overwrites whatever is there.
+    let exists = (o.nx || o.xx) && db.exists(key, now);
     if (o.nx && exists) || (o.xx && !exists) {
         return Ok(if o.get {
             Reply::bulk_opt(old)
