@@ -197,6 +197,17 @@ def ensure_loadgen():
                        cwd=ROOT, check=True)
 
 
+def measured(server, cmd):
+    """Runs a load generator; returns its output and the server's CPU seconds, context
+    switches and the wall time spent meanwhile."""
+    before = cpu_seconds(server.pid)
+    cs0 = ctx_switches(server.pid)
+    t0 = time.time()
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    wall = time.time() - t0
+    return out, cpu_seconds(server.pid) - before, ctx_switches(server.pid) - cs0, wall
+
+
 def run_mixed(server, pipeline, args):
     """SET:GET 1:10 as memtier_benchmark's --ratio runs it: every connection sends one SET,
     then ten GETs, and again (examples/loadgen.rs, one thread on the client cores), over the
@@ -206,13 +217,7 @@ def run_mixed(server, pipeline, args):
     cmd = ["taskset", "-c", args.client_cores, LOADGEN, "--port", str(server.port),
            "--clients", str(args.clients), "--requests", str(n), "--pipeline", str(pipeline),
            "--ratio", "1:10", "--data-size", str(args.value_size), "--key-max", str(args.keyspace)]
-    before = cpu_seconds(server.pid)
-    cs0 = ctx_switches(server.pid)
-    t0 = time.time()
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    wall = time.time() - t0
-    cpu = cpu_seconds(server.pid) - before
-    cs = ctx_switches(server.pid) - cs0
+    out, cpu, cs, wall = measured(server, cmd)
     tot = {}
     for line in out.splitlines():
         if line.startswith("totals "):
@@ -242,13 +247,7 @@ def run_redis_benchmark(server, test, pipeline, args):
            "-t", test, "-d", str(args.value_size), "-r", str(args.keyspace), "--precision", "3"]
     if getattr(args, "nice", 0):
         cmd = ["nice", "-n", str(args.nice)] + cmd
-    before = cpu_seconds(server.pid)
-    cs0 = ctx_switches(server.pid)
-    t0 = time.time()
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    wall = time.time() - t0
-    cpu = cpu_seconds(server.pid) - before
-    cs = ctx_switches(server.pid) - cs0
+    out, cpu, cs, wall = measured(server, cmd)
     rps, p50, p99, p999 = parse_benchmark(out)
     return {
         "tool": "redis-benchmark", "test": test.upper(), "clients": args.clients,
