@@ -977,8 +977,7 @@ impl Worker {
             }
             Exec::Key(f) => match commands::route(&spec.keys, argv, self.nshards) {
                 Route::NoKeys => {
-                    let r = self.run_here(idx, id, f, db, resp, argv);
-                    self.conns[idx].push_reply(&r);
+                    self.run_here(idx, id, f, db, resp, argv);
                 }
                 Route::One(s) => self.run_or_batch(idx, s, id, f, db, resp, argv),
                 Route::Many => match spec.cross {
@@ -1003,8 +1002,7 @@ impl Worker {
             Exec::Multi(m) => match commands::route(&spec.keys, argv, self.nshards) {
                 Route::One(s) => self.run_or_batch(idx, s, id, m.sub, db, resp, argv),
                 Route::NoKeys => {
-                    let r = self.run_here(idx, id, m.sub, db, resp, argv);
-                    self.conns[idx].push_reply(&r);
+                    self.run_here(idx, id, m.sub, db, resp, argv);
                 }
                 Route::Many => {
                     self.flush_batches(idx);
@@ -1041,8 +1039,7 @@ impl Worker {
         argv: &mut Vec<Bytes>,
     ) {
         if s == self.id && self.lock.is_none() {
-            let r = self.run_here(idx, id, f, db, resp, argv);
-            self.conns[idx].push_reply(&r);
+            self.run_here(idx, id, f, db, resp, argv);
             return;
         }
         let no_touch = self.conns[idx].client.no_touch;
@@ -1098,6 +1095,7 @@ impl Worker {
         }
     }
 
+    /// Runs a keyed command on this shard and answers the connection.
     fn run_here(
         &mut self,
         idx: usize,
@@ -1106,10 +1104,10 @@ impl Worker {
         db: usize,
         resp: u8,
         argv: &[Bytes],
-    ) -> Reply {
+    ) {
         self.shard.no_touch = self.conns.get(idx).is_some_and(|c| c.client.no_touch);
-        // Every caller pushes this reply to the connection at once: with nothing pending
-        // ahead of it, a handler may encode straight into the output.
+        // The reply goes to the connection right below: with nothing pending ahead of it, a
+        // handler may encode straight into the output instead.
         let out = self
             .conns
             .get_mut(idx)
@@ -1121,7 +1119,9 @@ impl Worker {
         if self.shard.blocked.has_ready() {
             coord::block::serve_ready(self);
         }
-        r
+        if let Some(c) = self.conns.get_mut(idx) {
+            c.push_reply(&r);
+        }
     }
 
     // ----- maxmemory -----------------------------------------------------------------------
