@@ -88,6 +88,15 @@ pub fn run(cfg: Config) -> Result<(), String> {
     sys::raise_nofile(cfg.maxclients as u64 + 64 + cfg.shards as u64 * 4);
 
     let addr = SocketAddr::new(cfg.bind, cfg.port);
+    if cfg.port != 0 {
+        sys::check_port_free(addr).map_err(|e| {
+            format!(
+                "Could not create server TCP listening socket {addr}: bind: {}\nFailed listening on port {} (TCP), aborting.",
+                os_text(&e),
+                cfg.port
+            )
+        })?;
+    }
     let mut listeners = Vec::with_capacity(cfg.shards);
     let mut port = cfg.port;
     for i in 0..cfg.shards {
@@ -241,4 +250,14 @@ pub fn run(cfg: Config) -> Result<(), String> {
     }
     crate::log::notice("shardis is now ready to exit, bye bye...");
     Ok(())
+}
+
+/// An OS error as strerror(3) words it ("Address already in use"), without Rust's
+/// " (os error 98)" suffix, as Redis prints it.
+fn os_text(e: &std::io::Error) -> String {
+    let t = e.to_string();
+    match t.find(" (os error") {
+        Some(i) => t[..i].to_string(),
+        None => t,
+    }
 }
