@@ -6,19 +6,12 @@
 
 mod common;
 
+use common::info;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
 use redis::Connection;
-
-fn info(c: &mut Connection, section: &str) -> HashMap<String, String> {
-    let text: String = redis::cmd("INFO").arg(section).query(c).unwrap();
-    text.split("\r\n")
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
 
 fn info_u64(c: &mut Connection, section: &str, field: &str) -> u64 {
     info(c, section)

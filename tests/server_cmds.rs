@@ -3,19 +3,12 @@
 
 mod common;
 
+use common::info;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use redis::{Connection, RedisResult, Value};
-
-fn info(c: &mut Connection, section: &str) -> HashMap<String, String> {
-    let text: String = redis::cmd("INFO").arg(section).query(c).unwrap();
-    text.split("\r\n")
-        .filter(|l| !l.is_empty() && !l.starts_with('#'))
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
-}
+use redis::{RedisResult, Value};
 
 fn is_hex40(s: &str) -> bool {
     s.len() == 40 && s.bytes().all(|b| b.is_ascii_hexdigit())

@@ -994,10 +994,9 @@ def main():
     ensure_tools()
     binary = os.path.join(ROOT, "target", "release", "shardis")
     if not args.no_build:
-        log("building shardis (cargo build --release)")
-        subprocess.run(["cargo", "build", "--release", "--quiet"], cwd=ROOT, check=True)
-        subprocess.run(["cargo", "build", "--release", "--quiet", "--example", "loadgen"],
-                       cwd=ROOT, check=True)
+        log("building shardis and the load generator (cargo build --release --bin shardis --example loadgen)")
+        subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "shardis",
+                        "--example", "loadgen"], cwd=ROOT, check=True)
     if args.mode == "memory-types":
         memtypes_main(args, binary, machine())
         return

@@ -80,33 +80,9 @@ pub fn tcp_socket(ipv6: bool) -> io::Result<RawFd> {
     cvt(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })
 }
 
-/// Checks that nothing listens on `addr` yet: binds a plain socket (SO_REUSEADDR only, so
-/// connections of an earlier run in TIME_WAIT do not count) and closes it. The shards'
-/// SO_REUSEPORT listeners would otherwise join those of another shardis on the same port
-/// and split its clients with it, where Redis refuses to start.
-pub fn check_port_free(addr: SocketAddr) -> io::Result<()> {
-    let family = if addr.is_ipv4() {
-        libc::AF_INET
-    } else {
-        libc::AF_INET6
-    };
-    // SAFETY: plain socket(2) call.
-    let fd = cvt(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
-    let probe = || -> io::Result<()> {
-        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
-        let (ss, len) = to_sockaddr(addr);
-        // SAFETY: `ss` is a valid sockaddr of length `len`.
-        cvt(unsafe { libc::bind(fd, (&ss as *const libc::sockaddr_storage).cast(), len) })?;
-        Ok(())
-    };
-    let r = probe();
-    close(fd);
-    r
-}
-
-/// A listening TCP socket with SO_REUSEADDR and SO_REUSEPORT, so every shard binds the same
-/// port and the kernel spreads new connections over them.
-pub fn listen_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<RawFd> {
+/// A TCP socket for `addr`'s family with SO_REUSEADDR (and SO_REUSEPORT when asked), bound
+/// to `addr`. Closed again on error.
+fn bound_socket(addr: SocketAddr, reuseport: bool) -> io::Result<RawFd> {
     let family = if addr.is_ipv4() {
         libc::AF_INET
     } else {
@@ -116,15 +92,38 @@ pub fn listen_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<RawFd> {
     let fd = cvt(unsafe { libc::socket(family, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) })?;
     let setup = || -> io::Result<()> {
         setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEADDR, 1)?;
-        setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+        if reuseport {
+            setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_REUSEPORT, 1)?;
+        }
         let (ss, len) = to_sockaddr(addr);
         // SAFETY: `ss` is a valid sockaddr of length `len`.
         cvt(unsafe { libc::bind(fd, (&ss as *const libc::sockaddr_storage).cast(), len) })?;
-        // SAFETY: plain listen(2) on our socket.
-        cvt(unsafe { libc::listen(fd, backlog) })?;
         Ok(())
     };
-    if let Err(e) = setup() {
+    match setup() {
+        Ok(()) => Ok(fd),
+        Err(e) => {
+            close(fd);
+            Err(e)
+        }
+    }
+}
+
+/// Checks that nothing listens on `addr` yet: binds a plain socket (SO_REUSEADDR only, so
+/// connections of an earlier run in TIME_WAIT do not count) and closes it. The shards'
+/// SO_REUSEPORT listeners would otherwise join those of another shardis on the same port
+/// and split its clients with it, where Redis refuses to start.
+pub fn check_port_free(addr: SocketAddr) -> io::Result<()> {
+    close(bound_socket(addr, false)?);
+    Ok(())
+}
+
+/// A listening TCP socket with SO_REUSEADDR and SO_REUSEPORT, so every shard binds the same
+/// port and the kernel spreads new connections over them.
+pub fn listen_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<RawFd> {
+    let fd = bound_socket(addr, true)?;
+    // SAFETY: plain listen(2) on our socket.
+    if let Err(e) = cvt(unsafe { libc::listen(fd, backlog) }) {
         close(fd);
         return Err(e);
     }

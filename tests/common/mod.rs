@@ -194,3 +194,13 @@ pub fn cli(port: u16, args: &[&str]) -> String {
         .expect("run redis-cli");
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// `INFO section` as a field -> value map (comment and blank lines dropped).
+pub fn info(c: &mut redis::Connection, section: &str) -> std::collections::HashMap<String, String> {
+    let text: String = redis::cmd("INFO").arg(section).query(c).unwrap();
+    text.split("\r\n")
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
