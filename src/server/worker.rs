@@ -151,6 +151,8 @@ const POOL_BUF_MAX: usize = 64 * 1024;
 /// Output buffered for a client above which we stop reading it (back-pressure).
 const MAX_PENDING_OUT: usize = 8 << 20;
 const MAX_PENDING_SLOTS: usize = 100_000;
+/// Keys a shard asked to evict by another gives up whatever the published counts say.
+const ASKED_MIN_EVICTIONS: u32 = 8;
 
 fn tag(kind: u64, token: u64) -> u64 {
     (kind << 56) | (token & ((1 << 56) - 1))
@@ -1128,40 +1130,61 @@ impl Worker {
 
     /// Redis's performEvictions, per shard (scheme in `shard::evict`): when the memory in use
     /// (heap minus every shard's spare arena bytes) is over `maxmemory`, evict keys of this
-    /// shard, at most `evict::MAX_KEYS_PER_CALL`. If this shard has nothing to evict, ask the
-    /// shards that do; `Err(OOM)` for a command that may grow memory (`denyoom`) when no
-    /// shard has anything.
+    /// shard, at most `evict::MAX_KEYS_PER_CALL`, while it holds about as many evictable keys
+    /// as the fullest other shard. Memory is process-wide, so whichever shard happens to check
+    /// would otherwise pay for everyone (the connection's shard checks before every command,
+    /// reads too) and run out of old keys while the others keep theirs. A shard with fewer
+    /// candidates than another asks that one to evict instead; `Err(OOM)` for a command that
+    /// may grow memory (`denyoom`) when no shard has anything.
     pub fn memory_check(&mut self, denyoom: bool) -> Result<(), CmdError> {
+        self.memory_check_inner(denyoom, false)
+    }
+
+    /// `memory_check`; `asked` when another shard asked this one to evict.
+    fn memory_check_inner(&mut self, denyoom: bool, asked: bool) -> Result<(), CmdError> {
         let max = self.shared.tun.maxmemory.load(Ordering::Relaxed);
         if max == 0 {
             return Ok(());
         }
         let me = self.id;
-        let others: u64 = self
-            .shared
-            .mem
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| *i != me)
-            .map(|(_, m)| m.spare.load(Ordering::Relaxed))
-            .sum();
+        let mut others = 0u64;
+        let mut fullest = 0u64;
+        for (i, m) in self.shared.mem.iter().enumerate() {
+            if i != me {
+                others += m.spare.load(Ordering::Relaxed);
+                fullest = fullest.max(m.candidates.load(Ordering::Relaxed));
+            }
+        }
         let over = |s: &Shard| {
             crate::runtime::alloc::used().saturating_sub(others + s.spare_bytes()) > max
         };
         if !over(&self.shard) {
             return Ok(());
         }
-        let outcome = evict::evict(&mut self.shard, over);
+        // Evict here while this shard is not clearly smaller than the fullest other one. A
+        // shard that was asked evicts a few keys whatever the figures say (another shard's
+        // published count can be stale by a tick), so a request always makes progress.
+        let slack = (fullest / 64).max(16);
+        let mut rounds = 0;
+        let mut fair = |s: &Shard| {
+            rounds += 1;
+            (asked && rounds <= ASKED_MIN_EVICTIONS) || evict::candidates(s) + slack >= fullest
+        };
+        let outcome = evict::evict(&mut self.shard, |s| over(s) && fair(s));
         self.publish_mem();
-        if outcome != Outcome::Nothing {
+        if outcome == Outcome::Capped || !over(&self.shard) {
             return Ok(());
         }
+        // Still over: this shard has nothing to evict, or fewer keys than another. Ask the
+        // shards holding at least as many candidates as this one (any, when it has none).
+        let mine = evict::candidates(&self.shard);
         let mut elsewhere = false;
         for j in (0..self.nshards).filter(|&j| j != me) {
             let Some(m) = self.shared.mem.get(j) else {
                 continue;
             };
-            if m.candidates.load(Ordering::Relaxed) == 0 {
+            let theirs = m.candidates.load(Ordering::Relaxed);
+            if theirs == 0 || theirs < mine {
                 continue;
             }
             elsewhere = true;
@@ -1172,13 +1195,13 @@ impl Worker {
                         if let Some(m) = tw.shared.mem.get(tw.id) {
                             m.nudged.store(false, Ordering::Relaxed);
                         }
-                        let _ = tw.memory_check(false);
+                        let _ = tw.memory_check_inner(false, true);
                         tw.publish_mem();
                     })),
                 );
             }
         }
-        if elsewhere || !denyoom {
+        if elsewhere || mine > 0 || !denyoom {
             Ok(())
         } else {
             Err(CmdError::coded(

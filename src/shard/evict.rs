@@ -18,10 +18,14 @@
 //!   pool entry names an arena slot, so it is checked to still be in the table with the same
 //!   score (a key moved, deleted, or read since is skipped). Random policies pick one random
 //!   key per round, databases in turn.
-//! - A shard with nothing evictable does not refuse a write while another shard publishes
-//!   evictable keys: it asks that shard to evict (one request in flight per shard) and lets
-//!   the command run, as Redis lets commands run while eviction is still in progress. Only
-//!   when no shard has anything to evict do DENYOOM commands get the OOM error.
+//! - Every shard pays its share: a shard evicts only while it holds about as many evictable
+//!   keys as the fullest other shard (the connection's shard checks before every command, so
+//!   otherwise it alone would evict, run out of idle keys and drop recently used ones while
+//!   the others kept their idle keys). A shard with fewer, or none, does not refuse a write
+//!   while another shard publishes evictable keys: it asks the fuller shards to evict (one
+//!   request in flight per shard) and lets the command run, as Redis lets commands run while
+//!   eviction is still in progress. Only when no shard has anything to evict do DENYOOM
+//!   commands get the OOM error.
 //!
 //! LFU keeps Redis's layout in the entry's 24 access bits: 16 bits of decay minutes, 8 bits
 //! of logarithmic counter (`lfu_*` below).
