@@ -452,8 +452,10 @@ mod tests {
         let mut s = shard(200, Policy::AllkeysLru);
         s.now_ms = 30_000;
         assert_eq!(evict(&mut s, |s| s.keys() > 100), Outcome::Done);
+        // Sampling depends on the table layout, which the per-process hash seed varies:
+        // over 40 processes 85-96 (median 91) of the oldest went; picking at random gives 50.
         let old_gone = (0..100).filter(|&i| !alive(&mut s, i)).count();
-        assert!(old_gone >= 85, "only {old_gone} of the 100 oldest evicted");
+        assert!(old_gone >= 75, "only {old_gone} of the 100 oldest evicted");
         // volatile-ttl: TTLs 1000 + i; evicting 10 of 100 takes from the soonest.
         let mut s = shard(200, Policy::VolatileTtl);
         assert_eq!(evict(&mut s, |s| s.keys() > 190), Outcome::Done);
