@@ -40,6 +40,18 @@ impl<V> Table<V> {
         self.index.contains_key(k)
     }
 
+    pub fn get_mut(&mut self, k: &[u8]) -> Option<&mut V> {
+        let &i = self.index.get(k)?;
+        self.entries.get_mut(i).map(|(_, v)| v)
+    }
+
+    /// Inserts a member the caller knows is absent (one index probe instead of two).
+    pub fn insert_absent(&mut self, k: Bytes, v: V) {
+        debug_assert!(!self.index.contains_key(&k[..]));
+        self.index.insert(k.clone(), self.entries.len());
+        self.entries.push((k, v));
+    }
+
     /// Inserts or replaces; returns the previous value.
     pub fn insert(&mut self, k: Bytes, v: V) -> Option<V> {
         if let Some(&i) = self.index.get(&k[..]) {

@@ -212,6 +212,36 @@ pub enum ZAddOutcome {
     Nop,
 }
 
+/// What ZADD with `flags` does to a member whose current score is `cur` (Redis's
+/// `zsetAdd` decisions); `Err` when INCR gives NaN.
+fn zadd_outcome(
+    cur: Option<f64>,
+    score: f64,
+    flags: ZAddFlags,
+) -> Result<ZAddOutcome, &'static str> {
+    let Some(cur) = cur else {
+        return Ok(if flags.xx {
+            ZAddOutcome::Nop
+        } else {
+            ZAddOutcome::Added(canon(score))
+        });
+    };
+    if flags.nx {
+        return Ok(ZAddOutcome::Nop);
+    }
+    let new = if flags.incr { score + cur } else { score };
+    if new.is_nan() {
+        return Err(err::ZSCORE_NAN);
+    }
+    if (flags.lt && new >= cur) || (flags.gt && new <= cur) {
+        return Ok(ZAddOutcome::Nop);
+    }
+    if new == cur {
+        return Ok(ZAddOutcome::Unchanged(cur));
+    }
+    Ok(ZAddOutcome::Updated(canon(new)))
+}
+
 impl ZAddOutcome {
     /// The score INCR replies with (`None` → nil).
     pub fn score(&self) -> Option<f64> {
@@ -300,6 +330,14 @@ fn weighted(score: f64, weight: f64) -> f64 {
 
 const NIL: u32 = u32::MAX;
 
+/// Where a subtree hangs: the root, or a child pointer of a node.
+#[derive(Clone, Copy)]
+enum Link {
+    Root,
+    Left(u32),
+    Right(u32),
+}
+
 #[derive(Debug, Clone)]
 struct Node {
     score: f64,
@@ -318,6 +356,8 @@ struct Treap {
     free: Vec<u32>,
     root: u32,
     rng: Rng,
+    /// Scratch: the nodes above the one `remove` found.
+    path: Vec<u32>,
 }
 
 impl Treap {
@@ -327,6 +367,7 @@ impl Treap {
             free: Vec::new(),
             root: NIL,
             rng: Rng::from_entropy(),
+            path: Vec::new(),
         }
     }
 
@@ -405,14 +446,65 @@ impl Treap {
         }
     }
 
+    /// The subtree `link` leads to.
+    fn child(&self, link: Link) -> u32 {
+        match link {
+            Link::Root => self.root,
+            Link::Left(p) => self.node(p).map_or(NIL, |x| x.left),
+            Link::Right(p) => self.node(p).map_or(NIL, |x| x.right),
+        }
+    }
+
+    /// Points `link` at `c` (sizes are the caller's business).
+    fn set_link(&mut self, link: Link, c: u32) {
+        match link {
+            Link::Root => self.root = c,
+            Link::Left(p) => {
+                if let Some(x) = self.nodes.get_mut(p as usize) {
+                    x.left = c;
+                }
+            }
+            Link::Right(p) => {
+                if let Some(x) = self.nodes.get_mut(p as usize) {
+                    x.right = c;
+                }
+            }
+        }
+    }
+
+    /// Adds `delta` (±1) to the size of node `n`.
+    fn bump(&mut self, n: u32, grow: bool) {
+        if let Some(x) = self.nodes.get_mut(n as usize) {
+            x.size = if grow { x.size + 1 } else { x.size - 1 };
+        }
+    }
+
+    /// Inserts a key known to be absent, in one descent: down the path while the nodes
+    /// outrank the new one (each gains one element below it), then the subtree found there
+    /// is split around the key and hung under the new node. The split only walks that
+    /// subtree, which is small in expectation (a random node's subtree holds O(log n)).
     fn insert(&mut self, score: f64, member: Bytes) {
+        let prio = self.rng.next_u64();
+        let mut link = Link::Root;
+        let mut t = self.root;
+        while let Some(x) = self.node(t) {
+            if x.prio < prio {
+                break;
+            }
+            let left = cmp_key(score, &member, x.score, &x.member) == Ordering::Less;
+            let next = if left { x.left } else { x.right };
+            self.bump(t, true);
+            link = if left { Link::Left(t) } else { Link::Right(t) };
+            t = next;
+        }
+        let (l, r) = self.split(t, score, &member, false);
         let node = Node {
             score,
             member,
-            prio: self.rng.next_u64(),
-            left: NIL,
-            right: NIL,
-            size: 1,
+            prio,
+            left: l,
+            right: r,
+            size: (1 + self.size(l) + self.size(r)) as u32,
         };
         let idx = match self.free.pop() {
             Some(i) => {
@@ -426,32 +518,76 @@ impl Treap {
                 (self.nodes.len() - 1) as u32
             }
         };
-        let (member, score) = match self.node(idx) {
-            Some(x) => (x.member.clone(), x.score),
-            None => return,
-        };
-        let root = self.root;
-        let (l, r) = self.split(root, score, &member, false);
-        let l = self.merge(l, idx);
-        self.root = self.merge(l, r);
+        self.set_link(link, idx);
     }
 
-    fn remove(&mut self, score: f64, member: &[u8]) -> bool {
-        let root = self.root;
-        let (l, r) = self.split(root, score, member, false);
-        let (m, r) = self.split(r, score, member, true);
-        let found = m != NIL;
-        if found {
-            if let Some(x) = self.nodes.get_mut(m as usize) {
-                x.member = Bytes::new();
-                x.left = NIL;
-                x.right = NIL;
-                x.size = 0;
+    /// Removes the first (or with `last` the last) element: down the edge of the tree, one
+    /// element off every node passed, and the element's one subtree takes its place.
+    fn pop_edge(&mut self, last: bool) -> Option<(f64, Bytes)> {
+        let mut link = Link::Root;
+        loop {
+            let t = self.child(link);
+            let x = self.node(t)?;
+            let next = if last { x.right } else { x.left };
+            if next == NIL {
+                break;
             }
-            self.free.push(m);
+            self.bump(t, false);
+            link = if last { Link::Right(t) } else { Link::Left(t) };
         }
-        self.root = self.merge(l, r);
-        found
+        let m = self.child(link);
+        let x = self.nodes.get_mut(m as usize)?;
+        let rest = if last { x.left } else { x.right };
+        let out = (x.score, std::mem::take(&mut x.member));
+        x.left = NIL;
+        x.right = NIL;
+        x.size = 0;
+        self.free.push(m);
+        self.set_link(link, rest);
+        Some(out)
+    }
+
+    /// Removes a key: one descent finds it (remembering the nodes passed), each of those
+    /// loses one element, and the key's two subtrees are merged into its place.
+    fn remove(&mut self, score: f64, member: &[u8]) -> bool {
+        let mut path = std::mem::take(&mut self.path);
+        path.clear();
+        let mut t = self.root;
+        let found = loop {
+            let Some(x) = self.node(t) else {
+                break None;
+            };
+            let next = match cmp_key(score, member, x.score, &x.member) {
+                Ordering::Less => x.left,
+                Ordering::Greater => x.right,
+                Ordering::Equal => break Some((t, x.left, x.right)),
+            };
+            path.push(t);
+            t = next;
+        };
+        let Some((m, l, r)) = found else {
+            self.path = path;
+            return false;
+        };
+        for &p in &path {
+            self.bump(p, false);
+        }
+        let link = match path.last() {
+            None => Link::Root,
+            Some(&p) if self.node(p).is_some_and(|x| x.left == m) => Link::Left(p),
+            Some(&p) => Link::Right(p),
+        };
+        self.path = path;
+        if let Some(x) = self.nodes.get_mut(m as usize) {
+            x.member = Bytes::new();
+            x.left = NIL;
+            x.right = NIL;
+            x.size = 0;
+        }
+        self.free.push(m);
+        let joined = self.merge(l, r);
+        self.set_link(link, joined);
+        true
     }
 
     /// How many elements satisfy `pred`, which must hold for a prefix of the order.
@@ -681,33 +817,36 @@ impl ZSet {
         if score.is_nan() {
             return Err(err::ZSCORE_NAN);
         }
-        match self.score(&member) {
-            Some(cur) => {
-                if flags.nx {
-                    return Ok(ZAddOutcome::Nop);
+        if let Repr::Skiplist(b) = &mut self.repr {
+            // One member lookup: the score is changed in place.
+            let slot = b.scores.get_mut(&member);
+            let cur = slot.as_deref().copied();
+            let out = zadd_outcome(cur, score, flags)?;
+            match (out, cur, slot) {
+                (ZAddOutcome::Updated(new), Some(old), Some(slot)) => {
+                    *slot = new;
+                    b.tree.remove(old, &member);
+                    b.tree.insert(new, member);
                 }
-                let new = if flags.incr { score + cur } else { score };
-                if new.is_nan() {
-                    return Err(err::ZSCORE_NAN);
+                (ZAddOutcome::Added(new), None, _) => {
+                    b.scores.insert_absent(member.clone(), new);
+                    b.tree.insert(new, member);
                 }
-                if (flags.lt && new >= cur) || (flags.gt && new <= cur) {
-                    return Ok(ZAddOutcome::Nop);
-                }
-                if new == cur {
-                    return Ok(ZAddOutcome::Unchanged(cur));
-                }
-                let new = canon(new);
-                self.remove_known(cur, &member);
-                self.insert_new(new, member);
-                Ok(ZAddOutcome::Updated(new))
+                _ => {}
             }
-            None if flags.xx => Ok(ZAddOutcome::Nop),
-            None => {
-                let s = canon(score);
-                self.insert_new(s, member);
-                Ok(ZAddOutcome::Added(s))
-            }
+            return Ok(out);
         }
+        let cur = self.score(&member);
+        let out = zadd_outcome(cur, score, flags)?;
+        match (out, cur) {
+            (ZAddOutcome::Updated(new), Some(old)) => {
+                self.remove_known(old, &member);
+                self.insert_new(new, member);
+            }
+            (ZAddOutcome::Added(new), None) => self.insert_new(new, member),
+            _ => {}
+        }
+        Ok(out)
     }
 
     /// ZINCRBY: the new score.
@@ -917,6 +1056,17 @@ impl ZSet {
 
     /// ZPOPMIN (`max` false) / ZPOPMAX: up to `count` elements in pop order.
     pub fn pop(&mut self, max: bool, count: usize) -> Vec<(Bytes, f64)> {
+        if let Repr::Skiplist(b) = &mut self.repr {
+            let mut v = Vec::with_capacity(count.min(b.tree.len()));
+            while v.len() < count {
+                let Some((score, member)) = b.tree.pop_edge(max) else {
+                    break;
+                };
+                b.scores.remove(&member);
+                v.push((member, score));
+            }
+            return v;
+        }
         let len = self.len();
         let n = count.min(len);
         let v = if max {

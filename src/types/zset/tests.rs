@@ -589,3 +589,97 @@ fn big_zset_ranks_and_removals() {
         assert_eq!(s.rank(&e.0, false), Some(7_000 + k));
     }
 }
+
+/// Checks every treap invariant below `n` (order, heap on priorities, subtree sizes) and
+/// returns the subtree's size.
+fn check_treap(t: &Treap, n: u32, lo: Option<(f64, &[u8])>, hi: Option<(f64, &[u8])>) -> usize {
+    let Some(x) = t.node(n) else { return 0 };
+    if let Some((s, m)) = lo {
+        assert_eq!(cmp_key(s, m, x.score, &x.member), Ordering::Less);
+    }
+    if let Some((s, m)) = hi {
+        assert_eq!(cmp_key(x.score, &x.member, s, m), Ordering::Less);
+    }
+    for c in [x.left, x.right] {
+        if let Some(y) = t.node(c) {
+            assert!(y.prio <= x.prio, "heap order");
+        }
+    }
+    let me = Some((x.score, &x.member[..]));
+    let l = check_treap(t, x.left, lo, me);
+    let r = check_treap(t, x.right, me, hi);
+    assert_eq!(x.size as usize, 1 + l + r, "subtree size");
+    1 + l + r
+}
+
+#[test]
+fn treap_single_descent_insert_and_remove_keep_every_invariant() {
+    use std::collections::BTreeSet;
+    let mut t = Treap::new();
+    let mut model: BTreeSet<(u64, Vec<u8>)> = BTreeSet::new();
+    let mut rng = Rng::new(7);
+    for step in 0..20_000u32 {
+        // Few distinct scores, so member order decides often.
+        let score = rng.below(8) as u64;
+        let member = format!("m{}", rng.below(3000)).into_bytes();
+        let key = (score, member.clone());
+        if rng.below(3) == 0 {
+            let had = model.remove(&key);
+            assert_eq!(t.remove(score as f64, &member), had, "step {step}");
+        } else if !model.contains(&key) {
+            model.insert(key);
+            t.insert(score as f64, Bytes::from(member));
+        }
+        if step % 1000 == 0 {
+            assert_eq!(check_treap(&t, t.root, None, None), model.len());
+        }
+    }
+    assert_eq!(check_treap(&t, t.root, None, None), model.len());
+    for (i, (s, m)) in model.iter().enumerate() {
+        let (ts, tm) = t.select(i).unwrap();
+        assert_eq!((ts, &tm[..]), (*s as f64, &m[..]));
+    }
+    // Removing an absent key changes nothing.
+    assert!(!t.remove(99.0, b"absent"));
+    assert_eq!(check_treap(&t, t.root, None, None), model.len());
+    // Freed nodes are reused.
+    let before = t.nodes.len();
+    let all: Vec<_> = model.iter().cloned().collect();
+    for (s, m) in &all {
+        assert!(t.remove(*s as f64, m));
+    }
+    assert_eq!((t.len(), t.root), (0, NIL));
+    for (s, m) in &all {
+        t.insert(*s as f64, Bytes::from(m.clone()));
+    }
+    assert_eq!(t.nodes.len(), before);
+    assert_eq!(check_treap(&t, t.root, None, None), all.len());
+}
+
+#[test]
+fn treap_pops_from_either_edge_in_order() {
+    let mut t = Treap::new();
+    let mut rng = Rng::new(3);
+    let mut want: Vec<(u64, String)> = (0..500)
+        .map(|i| (rng.below(20) as u64, format!("m{i}")))
+        .collect();
+    for (s, m) in &want {
+        t.insert(*s as f64, Bytes::from(m.clone()));
+    }
+    want.sort();
+    let (mut lo, mut hi) = (0, want.len());
+    while lo < hi {
+        let last = rng.below(2) == 0;
+        let (s, m) = t.pop_edge(last).unwrap();
+        let e = if last {
+            hi -= 1;
+            &want[hi]
+        } else {
+            lo += 1;
+            &want[lo - 1]
+        };
+        assert_eq!((s, &m[..]), (e.0 as f64, e.1.as_bytes()));
+        assert_eq!(check_treap(&t, t.root, None, None), hi - lo);
+    }
+    assert!(t.pop_edge(false).is_none() && t.pop_edge(true).is_none());
+}
