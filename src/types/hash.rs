@@ -64,7 +64,7 @@ impl Hash {
         match &self.repr {
             Repr::Listpack(p) => p.heap_bytes(),
             Repr::Table(t) => {
-                t.len() * (64 + 48)
+                t.heap_bytes()
                     + t.iter()
                         .map(|(f, x)| bytes_heap(f) + bytes_heap(x))
                         .sum::<usize>()

@@ -82,9 +82,7 @@ impl Set {
         match &self.repr {
             Repr::Intset(v) => v.capacity() * 8,
             Repr::Listpack(p) => p.heap_bytes(),
-            Repr::Table(t) => {
-                t.len() * (32 + 48) + t.iter().map(|(m, _)| bytes_heap(m)).sum::<usize>()
-            }
+            Repr::Table(t) => t.heap_bytes() + t.iter().map(|(m, _)| bytes_heap(m)).sum::<usize>(),
         }
     }
 
@@ -147,14 +145,7 @@ impl Set {
             self.convert_to_table(1);
         }
         match &mut self.repr {
-            Repr::Table(t) => {
-                if t.contains(&member) {
-                    false
-                } else {
-                    t.insert(member, ());
-                    true
-                }
-            }
+            Repr::Table(t) => t.insert(member, ()).is_none(),
             // Unreachable: both compact forms were handled or converted above.
             Repr::Intset(_) | Repr::Listpack(_) => false,
         }

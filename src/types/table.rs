@@ -8,22 +8,36 @@
 //! an entry not yet visited stays below `k`, and one already visited is at worst returned
 //! again (Redis allows duplicates). New entries are appended above `k` (not guaranteed, as in
 //! Redis). Cursor 0 starts (and, returned, ends) a scan.
-
-use std::collections::HashMap;
+//!
+//! The index is a [`hashbrown::HashTable`] of entry positions (4 bytes a slot) and each entry
+//! keeps its member's hash: a lookup hashes once and compares members only on a 7-bit tag
+//! match, growth never rehashes a member, and the entry a removal moves is re-pointed by its
+//! stored hash and old position without hashing or comparing its member.
 
 use bytes::Bytes;
+use hashbrown::HashTable;
+
+#[derive(Debug, Clone)]
+struct Entry<V> {
+    key: Bytes,
+    hash: u64,
+    value: V,
+}
 
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Table<V> {
-    entries: Vec<(Bytes, V)>,
-    index: HashMap<Bytes, usize, ahash::RandomState>,
+    entries: Vec<Entry<V>>,
+    /// Positions in `entries`, hashed by their entry's `hash`.
+    index: HashTable<u32>,
+    hasher: ahash::RandomState,
 }
 
 impl<V> Table<V> {
     pub fn with_capacity(n: usize) -> Table<V> {
         Table {
             entries: Vec::with_capacity(n),
-            index: HashMap::with_capacity_and_hasher(n, ahash::RandomState::new()),
+            index: HashTable::with_capacity(n),
+            hasher: ahash::RandomState::new(),
         }
     }
 
@@ -31,71 +45,114 @@ impl<V> Table<V> {
         self.entries.len()
     }
 
-    pub fn get(&self, k: &[u8]) -> Option<&V> {
-        let &i = self.index.get(k)?;
-        self.entries.get(i).map(|(_, v)| v)
+    /// Heap bytes of the entry vector and the index (not the members' own blocks).
+    pub fn heap_bytes(&self) -> usize {
+        self.entries.capacity() * std::mem::size_of::<Entry<V>>() + self.index.capacity() * 5
     }
 
-    pub fn contains(&self, k: &[u8]) -> bool {
-        self.index.contains_key(k)
+    fn hash(&self, k: &[u8]) -> u64 {
+        self.hasher.hash_one(k)
+    }
+
+    /// The position of `k`.
+    fn position(&self, k: &[u8]) -> Option<usize> {
+        let entries = &self.entries;
+        self.index
+            .find(self.hash(k), |&i| {
+                entries.get(i as usize).is_some_and(|e| e.key == k)
+            })
+            .map(|&i| i as usize)
+    }
+
+    pub fn get(&self, k: &[u8]) -> Option<&V> {
+        let i = self.position(k)?;
+        self.entries.get(i).map(|e| &e.value)
     }
 
     pub fn get_mut(&mut self, k: &[u8]) -> Option<&mut V> {
-        let &i = self.index.get(k)?;
-        self.entries.get_mut(i).map(|(_, v)| v)
+        let i = self.position(k)?;
+        self.entries.get_mut(i).map(|e| &mut e.value)
     }
 
-    /// Inserts a member the caller knows is absent (one index probe instead of two).
-    pub fn insert_absent(&mut self, k: Bytes, v: V) {
-        debug_assert!(!self.index.contains_key(&k[..]));
-        self.index.insert(k.clone(), self.entries.len());
-        self.entries.push((k, v));
+    pub fn contains(&self, k: &[u8]) -> bool {
+        self.position(k).is_some()
     }
 
     /// Inserts or replaces; returns the previous value.
     pub fn insert(&mut self, k: Bytes, v: V) -> Option<V> {
-        if let Some(&i) = self.index.get(&k[..]) {
-            if let Some(slot) = self.entries.get_mut(i) {
-                return Some(std::mem::replace(&mut slot.1, v));
-            }
+        let hash = self.hash(&k);
+        let entries = &mut self.entries;
+        let found = self.index.find(hash, |&i| {
+            entries.get(i as usize).is_some_and(|e| e.key == k)
+        });
+        if let Some(e) = found.and_then(|&i| entries.get_mut(i as usize)) {
+            return Some(std::mem::replace(&mut e.value, v));
         }
-        self.index.insert(k.clone(), self.entries.len());
-        self.entries.push((k, v));
+        self.push(k, hash, v);
         None
     }
 
-    pub fn remove(&mut self, k: &[u8]) -> Option<(Bytes, V)> {
-        let i = self.index.remove(k)?;
-        self.remove_at_index(i)
+    /// Inserts a member the caller knows is absent (no member comparisons).
+    pub fn insert_absent(&mut self, k: Bytes, v: V) {
+        debug_assert!(!self.contains(&k));
+        let hash = self.hash(&k);
+        self.push(k, hash, v);
     }
 
-    /// Removes the entry at position `i` (already unindexed), moving the last one into it.
+    fn push(&mut self, key: Bytes, hash: u64, value: V) {
+        let pos = self.entries.len() as u32;
+        let entries = &self.entries;
+        self.index.insert_unique(hash, pos, |&i| {
+            entries.get(i as usize).map_or(0, |e| e.hash)
+        });
+        self.entries.push(Entry { key, hash, value });
+    }
+
+    pub fn remove(&mut self, k: &[u8]) -> Option<(Bytes, V)> {
+        let hash = self.hash(k);
+        let entries = &self.entries;
+        let (i, _) = self
+            .index
+            .find_entry(hash, |&i| {
+                entries.get(i as usize).is_some_and(|e| e.key == k)
+            })
+            .ok()?
+            .remove();
+        self.remove_at_index(i as usize)
+    }
+
+    /// Removes the entry at position `i` (already unindexed), moving the last one into it and
+    /// re-pointing the last one's index slot (found by its stored hash and old position).
     fn remove_at_index(&mut self, i: usize) -> Option<(Bytes, V)> {
         if i >= self.entries.len() {
             return None;
         }
+        let last = (self.entries.len() - 1) as u32;
         let out = self.entries.swap_remove(i);
-        if let Some((moved, _)) = self.entries.get(i) {
-            if let Some(p) = self.index.get_mut(&moved[..]) {
-                *p = i;
+        if let Some(moved) = self.entries.get(i) {
+            if let Some(p) = self.index.find_mut(moved.hash, |&j| j == last) {
+                *p = i as u32;
             }
         }
-        Some(out)
+        Some((out.key, out.value))
     }
 
     /// Removes and returns the entry at position `i`.
     pub fn remove_at(&mut self, i: usize) -> Option<(Bytes, V)> {
-        let k = self.entries.get(i)?.0.clone();
-        self.index.remove(&k[..]);
+        let hash = self.entries.get(i)?.hash;
+        let pos = i as u32;
+        if let Ok(slot) = self.index.find_entry(hash, |&j| j == pos) {
+            slot.remove();
+        }
         self.remove_at_index(i)
     }
 
     pub fn at(&self, i: usize) -> Option<(&Bytes, &V)> {
-        self.entries.get(i).map(|(k, v)| (k, v))
+        self.entries.get(i).map(|e| (&e.key, &e.value))
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &V)> {
-        self.entries.iter().map(|(k, v)| (k, v))
+        self.entries.iter().map(|e| (&e.key, &e.value))
     }
 
     /// Visits at least `count` (≥ 1) entries from `cursor` (see the module doc); returns the
@@ -109,8 +166,8 @@ impl<V> Table<V> {
         let mut n = 0;
         while k > 0 && n < count.max(1) {
             k -= 1;
-            if let Some((key, v)) = self.entries.get(k) {
-                f(key, v);
+            if let Some(e) = self.entries.get(k) {
+                f(&e.key, &e.value);
             }
             n += 1;
         }
@@ -180,5 +237,50 @@ mod tests {
         for i in 0..500 {
             assert!(seen.contains(&b(&i.to_string())), "missed {i}");
         }
+    }
+
+    #[test]
+    fn random_operations_match_a_hash_map() {
+        use std::collections::HashMap;
+        let mut t = Table::with_capacity(0);
+        let mut model: HashMap<Vec<u8>, u32> = HashMap::new();
+        let mut x = 12345u64;
+        for step in 0..50_000u32 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let k = format!("k{}", x % 2000).into_bytes();
+            match x % 7 {
+                0 | 1 => assert_eq!(t.remove(&k).map(|e| e.1), model.remove(&k), "{step}"),
+                2 if t.len() > 0 => {
+                    let i = (x as usize / 7) % t.len();
+                    let (k, v) = t.remove_at(i).unwrap();
+                    assert_eq!(model.remove(&k[..]), Some(v));
+                }
+                3 => {
+                    if let Some(v) = t.get_mut(&k) {
+                        *v += 1;
+                        *model.get_mut(&k).unwrap() += 1;
+                    }
+                }
+                4 if !model.contains_key(&k) => {
+                    t.insert_absent(Bytes::from(k.clone()), step);
+                    model.insert(k, step);
+                }
+                _ => assert_eq!(
+                    t.insert(Bytes::from(k.clone()), step),
+                    model.insert(k, step)
+                ),
+            }
+        }
+        assert_eq!(t.len(), model.len());
+        for (k, v) in &model {
+            assert_eq!(t.get(k), Some(v));
+        }
+        for (i, (k, v)) in t.iter().enumerate() {
+            assert_eq!(model.get(&k[..]), Some(v));
+            assert_eq!(t.at(i).map(|e| e.1), Some(v));
+        }
+        assert!(t.heap_bytes() >= t.len() * std::mem::size_of::<Entry<u32>>());
     }
 }

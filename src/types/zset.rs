@@ -736,7 +736,7 @@ impl ZSet {
     pub fn heap_bytes(&self) -> usize {
         match &self.repr {
             Repr::Listpack(p) => p.heap_bytes(),
-            Repr::Skiplist(b) => b.tree.heap_bytes() + b.scores.len() * (32 + 8 + 48 + 8),
+            Repr::Skiplist(b) => b.tree.heap_bytes() + b.scores.heap_bytes(),
         }
     }
 
