@@ -69,11 +69,6 @@ impl<V> Table<V> {
         self.entries.get(i).map(|e| &e.value)
     }
 
-    pub fn get_mut(&mut self, k: &[u8]) -> Option<&mut V> {
-        let i = self.position(k)?;
-        self.entries.get_mut(i).map(|e| &mut e.value)
-    }
-
     pub fn contains(&self, k: &[u8]) -> bool {
         self.position(k).is_some()
     }
@@ -90,13 +85,6 @@ impl<V> Table<V> {
         }
         self.push(k, hash, v);
         None
-    }
-
-    /// Inserts a member the caller knows is absent (no member comparisons).
-    pub fn insert_absent(&mut self, k: Bytes, v: V) {
-        debug_assert!(!self.contains(&k));
-        let hash = self.hash(&k);
-        self.push(k, hash, v);
     }
 
     fn push(&mut self, key: Bytes, hash: u64, value: V) {
@@ -258,14 +246,10 @@ mod tests {
                     assert_eq!(model.remove(&k[..]), Some(v));
                 }
                 3 => {
-                    if let Some(v) = t.get_mut(&k) {
-                        *v += 1;
+                    if let Some(&v) = t.get(&k) {
+                        assert_eq!(t.insert(Bytes::from(k.clone()), v + 1), Some(v));
                         *model.get_mut(&k).unwrap() += 1;
                     }
-                }
-                4 if !model.contains_key(&k) => {
-                    t.insert_absent(Bytes::from(k.clone()), step);
-                    model.insert(k, step);
                 }
                 _ => assert_eq!(
                     t.insert(Bytes::from(k.clone()), step),

@@ -17,9 +17,9 @@ use bytes::Bytes;
 use super::limits::{ZSET_MAX_LISTPACK_ENTRIES, ZSET_MAX_LISTPACK_VALUE};
 use super::pack::Pack;
 use super::set::Set;
-use super::table::Table;
 use super::{bytes_heap, err, norm_range, random_positions, Rng};
 use crate::commands::args::glob_match;
+use hashbrown::HashTable;
 
 /// `-0.0` is stored as `0.0` (Redis's listpack stores scores via `d2string`, which prints it
 /// as `0`).
@@ -342,9 +342,12 @@ enum Link {
 struct Node {
     score: f64,
     member: Bytes,
-    prio: u64,
+    /// The member's hash in the owning set's index (kept so the index never rehashes).
+    hash: u64,
+    prio: u32,
     left: u32,
     right: u32,
+    /// Elements in this subtree; 0 marks a free slot.
     size: u32,
 }
 
@@ -356,7 +359,7 @@ struct Treap {
     free: Vec<u32>,
     root: u32,
     rng: Rng,
-    /// Scratch: the nodes above the one `remove` found.
+    /// Scratch: the nodes above the one `detach` found.
     path: Vec<u32>,
 }
 
@@ -479,12 +482,54 @@ impl Treap {
         }
     }
 
-    /// Inserts a key known to be absent, in one descent: down the path while the nodes
-    /// outrank the new one (each gains one element below it), then the subtree found there
-    /// is split around the key and hung under the new node. The split only walks that
-    /// subtree, which is small in expectation (a random node's subtree holds O(log n)).
-    fn insert(&mut self, score: f64, member: Bytes) {
-        let prio = self.rng.next_u64();
+    /// A new unlinked node (a free slot is reused: nodes never move, which is what lets the
+    /// member index hold node numbers and ZSCAN walk the arena).
+    fn alloc(&mut self, score: f64, member: Bytes, hash: u64) -> u32 {
+        let node = Node {
+            score,
+            member,
+            hash,
+            prio: self.rng.next_u64() as u32,
+            left: NIL,
+            right: NIL,
+            size: 1,
+        };
+        match self.free.pop() {
+            Some(i) => {
+                if let Some(slot) = self.nodes.get_mut(i as usize) {
+                    *slot = node;
+                }
+                i
+            }
+            None => {
+                self.nodes.push(node);
+                (self.nodes.len() - 1) as u32
+            }
+        }
+    }
+
+    /// Returns an unlinked node's slot to the free list, handing back its element.
+    fn release(&mut self, i: u32) -> Option<(f64, Bytes)> {
+        let x = self.nodes.get_mut(i as usize)?;
+        let out = (x.score, std::mem::take(&mut x.member));
+        x.left = NIL;
+        x.right = NIL;
+        x.size = 0;
+        self.free.push(i);
+        Some(out)
+    }
+
+    /// Links the unlinked node `i` in by its (score, member), in one descent: down the path
+    /// while the nodes outrank it (each gains one element below it), then the subtree found
+    /// there is split around the key and hung under `i`. The split only walks that subtree,
+    /// which is small in expectation (a random node's subtree holds O(log n)).
+    fn attach(&mut self, i: u32) {
+        let Some(me) = self.nodes.get_mut(i as usize) else {
+            return;
+        };
+        let (score, prio) = (me.score, me.prio);
+        // Taken out while the descent compares against it (other nodes are bumped meanwhile).
+        let member = std::mem::take(&mut me.member);
         let mut link = Link::Root;
         let mut t = self.root;
         while let Some(x) = self.node(t) {
@@ -498,32 +543,81 @@ impl Treap {
             t = next;
         }
         let (l, r) = self.split(t, score, &member, false);
-        let node = Node {
-            score,
-            member,
-            prio,
-            left: l,
-            right: r,
-            size: (1 + self.size(l) + self.size(r)) as u32,
-        };
-        let idx = match self.free.pop() {
-            Some(i) => {
-                if let Some(slot) = self.nodes.get_mut(i as usize) {
-                    *slot = node;
-                }
-                i
-            }
-            None => {
-                self.nodes.push(node);
-                (self.nodes.len() - 1) as u32
-            }
-        };
-        self.set_link(link, idx);
+        let size = (1 + self.size(l) + self.size(r)) as u32;
+        if let Some(me) = self.nodes.get_mut(i as usize) {
+            me.member = member;
+            me.left = l;
+            me.right = r;
+            me.size = size;
+        }
+        self.set_link(link, i);
     }
 
-    /// Removes the first (or with `last` the last) element: down the edge of the tree, one
-    /// element off every node passed, and the element's one subtree takes its place.
-    fn pop_edge(&mut self, last: bool) -> Option<(f64, Bytes)> {
+    /// Inserts a key known to be absent; returns its node.
+    fn insert(&mut self, score: f64, member: Bytes, hash: u64) -> u32 {
+        let i = self.alloc(score, member, hash);
+        self.attach(i);
+        i
+    }
+
+    /// Unlinks node `i` (found by its key; the node itself is recognised by number): one
+    /// descent remembering the nodes passed, each of those loses one element, and the
+    /// node's two subtrees are merged into its place. False if `i` is not in the tree.
+    fn detach(&mut self, i: u32) -> bool {
+        let Some(me) = self.nodes.get_mut(i as usize) else {
+            return false;
+        };
+        if me.size == 0 {
+            return false;
+        }
+        let score = me.score;
+        let member = std::mem::take(&mut me.member);
+        let mut path = std::mem::take(&mut self.path);
+        path.clear();
+        let mut t = self.root;
+        let found = loop {
+            let Some(x) = self.node(t) else {
+                break None;
+            };
+            if t == i {
+                break Some((x.left, x.right));
+            }
+            let next = match cmp_key(score, &member, x.score, &x.member) {
+                Ordering::Less => x.left,
+                _ => x.right,
+            };
+            path.push(t);
+            t = next;
+        };
+        if let Some(me) = self.nodes.get_mut(i as usize) {
+            me.member = member;
+        }
+        let Some((l, r)) = found else {
+            self.path = path;
+            return false;
+        };
+        for &p in &path {
+            self.bump(p, false);
+        }
+        let link = match path.last() {
+            None => Link::Root,
+            Some(&p) if self.node(p).is_some_and(|x| x.left == i) => Link::Left(p),
+            Some(&p) => Link::Right(p),
+        };
+        self.path = path;
+        if let Some(me) = self.nodes.get_mut(i as usize) {
+            me.left = NIL;
+            me.right = NIL;
+            me.size = 1;
+        }
+        let joined = self.merge(l, r);
+        self.set_link(link, joined);
+        true
+    }
+
+    /// Unlinks the first (or with `last` the last) node: down the edge of the tree without
+    /// comparing, one element off every node passed, and its one subtree takes its place.
+    fn detach_edge(&mut self, last: bool) -> Option<u32> {
         let mut link = Link::Root;
         loop {
             let t = self.child(link);
@@ -538,56 +632,11 @@ impl Treap {
         let m = self.child(link);
         let x = self.nodes.get_mut(m as usize)?;
         let rest = if last { x.left } else { x.right };
-        let out = (x.score, std::mem::take(&mut x.member));
         x.left = NIL;
         x.right = NIL;
-        x.size = 0;
-        self.free.push(m);
+        x.size = 1;
         self.set_link(link, rest);
-        Some(out)
-    }
-
-    /// Removes a key: one descent finds it (remembering the nodes passed), each of those
-    /// loses one element, and the key's two subtrees are merged into its place.
-    fn remove(&mut self, score: f64, member: &[u8]) -> bool {
-        let mut path = std::mem::take(&mut self.path);
-        path.clear();
-        let mut t = self.root;
-        let found = loop {
-            let Some(x) = self.node(t) else {
-                break None;
-            };
-            let next = match cmp_key(score, member, x.score, &x.member) {
-                Ordering::Less => x.left,
-                Ordering::Greater => x.right,
-                Ordering::Equal => break Some((t, x.left, x.right)),
-            };
-            path.push(t);
-            t = next;
-        };
-        let Some((m, l, r)) = found else {
-            self.path = path;
-            return false;
-        };
-        for &p in &path {
-            self.bump(p, false);
-        }
-        let link = match path.last() {
-            None => Link::Root,
-            Some(&p) if self.node(p).is_some_and(|x| x.left == m) => Link::Left(p),
-            Some(&p) => Link::Right(p),
-        };
-        self.path = path;
-        if let Some(x) = self.nodes.get_mut(m as usize) {
-            x.member = Bytes::new();
-            x.left = NIL;
-            x.right = NIL;
-            x.size = 0;
-        }
-        self.free.push(m);
-        let joined = self.merge(l, r);
-        self.set_link(link, joined);
-        true
+        Some(m)
     }
 
     /// How many elements satisfy `pred`, which must hold for a prefix of the order.
@@ -633,7 +682,9 @@ impl Treap {
         self.collect(x.left, base, lo, hi, out);
         let me = base + ls;
         if (lo..hi).contains(&me) {
-            out.push((x.member.clone(), x.score));
+            // A copy: cloning would turn the stored member into a shared one, which
+            // allocates a reference-count block that then stays for the member's life.
+            out.push((Bytes::copy_from_slice(&x.member), x.score));
         }
         self.collect(x.right, me + 1, lo, hi, out);
     }
@@ -648,11 +699,106 @@ impl Treap {
     }
 }
 
+/// The big form: the treap plus a member index over its node numbers (4 bytes a slot; the
+/// member is stored once, in its node, with its hash).
 #[derive(Debug, Clone)]
 struct Big {
     tree: Treap,
-    /// member → score; a [`Table`] so ZSCAN gets its no-miss cursor.
-    scores: Table<f64>,
+    index: HashTable<u32>,
+    hasher: ahash::RandomState,
+}
+
+impl Big {
+    fn with_capacity(n: usize) -> Big {
+        let mut tree = Treap::new();
+        tree.nodes.reserve(n);
+        Big {
+            tree,
+            index: HashTable::with_capacity(n),
+            hasher: ahash::RandomState::new(),
+        }
+    }
+
+    /// The node holding `member`.
+    fn find(&self, member: &[u8]) -> Option<u32> {
+        let nodes = &self.tree.nodes;
+        self.index
+            .find(self.hasher.hash_one(member), |&i| {
+                nodes.get(i as usize).is_some_and(|x| x.member == member)
+            })
+            .copied()
+    }
+
+    fn score(&self, member: &[u8]) -> Option<f64> {
+        self.find(member)
+            .and_then(|i| self.tree.node(i))
+            .map(|x| x.score)
+    }
+
+    /// Adds a member known to be absent.
+    fn insert_new(&mut self, score: f64, member: Bytes) {
+        let hash = self.hasher.hash_one(&member[..]);
+        let i = self.tree.insert(score, member, hash);
+        let nodes = &self.tree.nodes;
+        self.index
+            .insert_unique(hash, i, |&j| nodes.get(j as usize).map_or(0, |x| x.hash));
+    }
+
+    /// Moves node `i` to a new score (unlinked, re-scored, linked again: the same node).
+    fn rescore(&mut self, i: u32, score: f64) {
+        if self.tree.detach(i) {
+            if let Some(x) = self.tree.nodes.get_mut(i as usize) {
+                x.score = score;
+            }
+            self.tree.attach(i);
+        }
+    }
+
+    /// Unindexes and frees node `i` (already unlinked from the tree).
+    fn forget(&mut self, i: u32) -> Option<(f64, Bytes)> {
+        let hash = self.tree.node(i)?.hash;
+        if let Ok(slot) = self.index.find_entry(hash, |&j| j == i) {
+            slot.remove();
+        }
+        self.tree.release(i)
+    }
+
+    fn remove(&mut self, member: &[u8]) -> bool {
+        match self.find(member) {
+            Some(i) => {
+                self.tree.detach(i);
+                self.forget(i).is_some()
+            }
+            None => false,
+        }
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.tree.heap_bytes() + self.index.capacity() * 5
+    }
+
+    /// ZSCAN over node numbers, downwards from `cursor` (0 starts at the top). Nodes never
+    /// move, so an element present for the whole scan is visited exactly once; slots freed
+    /// and reused meanwhile may or may not be (Redis's guarantee). Visits at most `count`
+    /// elements, and at most ten times as many slots.
+    fn scan(&self, cursor: u64, count: usize, mut f: impl FnMut(&Bytes, f64)) -> u64 {
+        let len = self.tree.nodes.len();
+        let mut k = match usize::try_from(cursor) {
+            Ok(0) | Err(_) => len,
+            Ok(c) => c.min(len),
+        };
+        let (mut seen, mut slots) = (0, 0);
+        let count = count.max(1);
+        while k > 0 && seen < count && slots < count * 10 {
+            k -= 1;
+            slots += 1;
+            if let Some(x) = self.tree.nodes.get(k).filter(|x| x.size > 0) {
+                f(&x.member, x.score);
+                seen += 1;
+            }
+        }
+        k as u64
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -701,14 +847,12 @@ impl ZSet {
                 repr: Repr::Listpack(lp_build(&v)),
             }
         } else {
-            let mut tree = Treap::new();
-            let mut scores = Table::with_capacity(map.len());
+            let mut big = Big::with_capacity(map.len());
             for (m, s) in map {
-                tree.insert(s, m.clone());
-                scores.insert(m, s);
+                big.insert_new(s, m);
             }
             ZSet {
-                repr: Repr::Skiplist(Box::new(Big { tree, scores })),
+                repr: Repr::Skiplist(Box::new(big)),
             }
         }
     }
@@ -736,7 +880,7 @@ impl ZSet {
     pub fn heap_bytes(&self) -> usize {
         match &self.repr {
             Repr::Listpack(p) => p.heap_bytes(),
-            Repr::Skiplist(b) => b.tree.heap_bytes() + b.scores.heap_bytes(),
+            Repr::Skiplist(b) => b.heap_bytes(),
         }
     }
 
@@ -744,20 +888,17 @@ impl ZSet {
     pub fn score(&self, member: &[u8]) -> Option<f64> {
         match &self.repr {
             Repr::Listpack(p) => lp_pairs(p).find(|e| e.2 == member).map(|e| e.1),
-            Repr::Skiplist(b) => b.scores.get(member).copied(),
+            Repr::Skiplist(b) => b.score(member),
         }
     }
 
     fn convert_to_skiplist(&mut self) {
         if let Repr::Listpack(p) = &self.repr {
-            let mut tree = Treap::new();
-            let mut scores = Table::with_capacity(p.len() / 2 + 1);
+            let mut big = Big::with_capacity(p.len() / 2 + 1);
             for (_, s, m) in lp_pairs(p) {
-                let m = Bytes::copy_from_slice(m);
-                scores.insert(m.clone(), s);
-                tree.insert(s, m);
+                big.insert_new(s, Bytes::copy_from_slice(m));
             }
-            self.repr = Repr::Skiplist(Box::new(Big { tree, scores }));
+            self.repr = Repr::Skiplist(Box::new(big));
         }
     }
 
@@ -775,10 +916,7 @@ impl ZSet {
                     .map_or(p.heap_bytes(), |e| e.0);
                 p.splice(pos, pos, 0, &[&score.to_le_bytes(), &member]);
             }
-            Repr::Skiplist(b) => {
-                b.scores.insert(member.clone(), score);
-                b.tree.insert(score, member);
-            }
+            Repr::Skiplist(b) => b.insert_new(score, member),
         }
     }
 
@@ -798,10 +936,7 @@ impl ZSet {
                     None => false,
                 }
             }
-            Repr::Skiplist(b) => {
-                b.scores.remove(member);
-                b.tree.remove(score, member)
-            }
+            Repr::Skiplist(b) => b.remove(member),
         }
     }
 
@@ -818,20 +953,13 @@ impl ZSet {
             return Err(err::ZSCORE_NAN);
         }
         if let Repr::Skiplist(b) = &mut self.repr {
-            // One member lookup: the score is changed in place.
-            let slot = b.scores.get_mut(&member);
-            let cur = slot.as_deref().copied();
+            // One member lookup; an update moves the same node to its new place.
+            let node = b.find(&member);
+            let cur = node.and_then(|i| b.tree.node(i)).map(|x| x.score);
             let out = zadd_outcome(cur, score, flags)?;
-            match (out, cur, slot) {
-                (ZAddOutcome::Updated(new), Some(old), Some(slot)) => {
-                    *slot = new;
-                    b.tree.remove(old, &member);
-                    b.tree.insert(new, member);
-                }
-                (ZAddOutcome::Added(new), None, _) => {
-                    b.scores.insert_absent(member.clone(), new);
-                    b.tree.insert(new, member);
-                }
+            match (out, node) {
+                (ZAddOutcome::Updated(new), Some(i)) => b.rescore(i, new),
+                (ZAddOutcome::Added(new), None) => b.insert_new(new, member),
                 _ => {}
             }
             return Ok(out);
@@ -1059,10 +1187,10 @@ impl ZSet {
         if let Repr::Skiplist(b) = &mut self.repr {
             let mut v = Vec::with_capacity(count.min(b.tree.len()));
             while v.len() < count {
-                let Some((score, member)) = b.tree.pop_edge(max) else {
+                let Some((score, member)) = b.tree.detach_edge(max).and_then(|i| b.forget(i))
+                else {
                     break;
                 };
-                b.scores.remove(&member);
                 v.push((member, score));
             }
             return v;
@@ -1122,9 +1250,9 @@ impl ZSet {
             ),
             Repr::Skiplist(b) => {
                 let mut out = Vec::new();
-                let next = b.scores.scan(cursor, count, |m, &s| {
+                let next = b.scan(cursor, count, |m, s| {
                     if keep(m) {
-                        out.push((m.clone(), s));
+                        out.push((Bytes::copy_from_slice(m), s));
                     }
                 });
                 (next, out)

@@ -612,65 +612,89 @@ fn check_treap(t: &Treap, n: u32, lo: Option<(f64, &[u8])>, hi: Option<(f64, &[u
     1 + l + r
 }
 
+/// Checks the treap (`check_treap`) and that the member index names exactly the live
+/// nodes; returns the element count.
+fn check_big(b: &Big) -> usize {
+    let n = check_treap(&b.tree, b.tree.root, None, None);
+    assert_eq!(b.index.len(), n, "index entries");
+    for (i, x) in b.tree.nodes.iter().enumerate() {
+        if x.size > 0 {
+            assert_eq!(b.find(&x.member), Some(i as u32), "index of node {i}");
+            assert_eq!(b.score(&x.member), Some(x.score));
+        }
+    }
+    n
+}
+
 #[test]
-fn treap_single_descent_insert_and_remove_keep_every_invariant() {
-    use std::collections::BTreeSet;
-    let mut t = Treap::new();
-    let mut model: BTreeSet<(u64, Vec<u8>)> = BTreeSet::new();
+fn big_form_insert_rescore_remove_keep_every_invariant() {
+    use std::collections::BTreeMap;
+    let mut b = Big::with_capacity(0);
+    // member -> score
+    let mut model: BTreeMap<Vec<u8>, u64> = BTreeMap::new();
     let mut rng = Rng::new(7);
     for step in 0..20_000u32 {
         // Few distinct scores, so member order decides often.
         let score = rng.below(8) as u64;
         let member = format!("m{}", rng.below(3000)).into_bytes();
-        let key = (score, member.clone());
-        if rng.below(3) == 0 {
-            let had = model.remove(&key);
-            assert_eq!(t.remove(score as f64, &member), had, "step {step}");
-        } else if !model.contains(&key) {
-            model.insert(key);
-            t.insert(score as f64, Bytes::from(member));
+        match rng.below(4) {
+            0 => assert_eq!(b.remove(&member), model.remove(&member).is_some(), "{step}"),
+            1 => {
+                if let Some(i) = b.find(&member) {
+                    b.rescore(i, score as f64);
+                    model.insert(member.clone(), score);
+                    assert_eq!(b.find(&member), Some(i), "rescoring keeps the node");
+                }
+            }
+            _ => {
+                if !model.contains_key(&member) {
+                    model.insert(member.clone(), score);
+                    b.insert_new(score as f64, Bytes::from(member));
+                }
+            }
         }
         if step % 1000 == 0 {
-            assert_eq!(check_treap(&t, t.root, None, None), model.len());
+            assert_eq!(check_big(&b), model.len());
         }
     }
-    assert_eq!(check_treap(&t, t.root, None, None), model.len());
-    for (i, (s, m)) in model.iter().enumerate() {
-        let (ts, tm) = t.select(i).unwrap();
+    assert_eq!(check_big(&b), model.len());
+    let mut order: Vec<(u64, Vec<u8>)> = model.iter().map(|(m, &s)| (s, m.clone())).collect();
+    order.sort();
+    for (i, (s, m)) in order.iter().enumerate() {
+        let (ts, tm) = b.tree.select(i).unwrap();
         assert_eq!((ts, &tm[..]), (*s as f64, &m[..]));
     }
-    // Removing an absent key changes nothing.
-    assert!(!t.remove(99.0, b"absent"));
-    assert_eq!(check_treap(&t, t.root, None, None), model.len());
+    // Removing an absent member changes nothing.
+    assert!(!b.remove(b"absent"));
+    assert_eq!(check_big(&b), model.len());
     // Freed nodes are reused.
-    let before = t.nodes.len();
-    let all: Vec<_> = model.iter().cloned().collect();
-    for (s, m) in &all {
-        assert!(t.remove(*s as f64, m));
+    let before = b.tree.nodes.len();
+    for (_, m) in &order {
+        assert!(b.remove(m));
     }
-    assert_eq!((t.len(), t.root), (0, NIL));
-    for (s, m) in &all {
-        t.insert(*s as f64, Bytes::from(m.clone()));
+    assert_eq!((b.tree.len(), b.tree.root, b.index.len()), (0, NIL, 0));
+    for (s, m) in &order {
+        b.insert_new(*s as f64, Bytes::from(m.clone()));
     }
-    assert_eq!(t.nodes.len(), before);
-    assert_eq!(check_treap(&t, t.root, None, None), all.len());
+    assert_eq!(b.tree.nodes.len(), before);
+    assert_eq!(check_big(&b), order.len());
 }
 
 #[test]
-fn treap_pops_from_either_edge_in_order() {
-    let mut t = Treap::new();
+fn big_form_pops_from_either_edge_in_order() {
+    let mut b = Big::with_capacity(0);
     let mut rng = Rng::new(3);
     let mut want: Vec<(u64, String)> = (0..500)
         .map(|i| (rng.below(20) as u64, format!("m{i}")))
         .collect();
     for (s, m) in &want {
-        t.insert(*s as f64, Bytes::from(m.clone()));
+        b.insert_new(*s as f64, Bytes::from(m.clone()));
     }
     want.sort();
     let (mut lo, mut hi) = (0, want.len());
     while lo < hi {
         let last = rng.below(2) == 0;
-        let (s, m) = t.pop_edge(last).unwrap();
+        let (s, m) = b.tree.detach_edge(last).and_then(|i| b.forget(i)).unwrap();
         let e = if last {
             hi -= 1;
             &want[hi]
@@ -679,7 +703,36 @@ fn treap_pops_from_either_edge_in_order() {
             &want[lo - 1]
         };
         assert_eq!((s, &m[..]), (e.0 as f64, e.1.as_bytes()));
-        assert_eq!(check_treap(&t, t.root, None, None), hi - lo);
+        assert_eq!(check_big(&b), hi - lo);
     }
-    assert!(t.pop_edge(false).is_none() && t.pop_edge(true).is_none());
+    assert!(b.tree.detach_edge(false).is_none() && b.tree.detach_edge(true).is_none());
+}
+
+#[test]
+fn big_form_scan_visits_every_element_present_throughout_once() {
+    let mut z = big(1000);
+    let mut seen: HashMap<Vec<u8>, usize> = HashMap::new();
+    let mut cursor = 0;
+    let mut round = 0;
+    loop {
+        let (next, page) = z.scan(cursor, 10, None);
+        for (m, _) in page {
+            *seen.entry(m.to_vec()).or_default() += 1;
+        }
+        // Churn meanwhile: remove members from the upper half, add new ones.
+        for j in 0..3 {
+            let victim = format!("m{:04}", 500 + (round * 3 + j) % 500);
+            z.remove(victim.as_bytes());
+            z.add(1.0, b(&format!("new{round}_{j}")), ZAddFlags::default())
+                .unwrap();
+        }
+        round += 1;
+        cursor = next;
+        if cursor == 0 {
+            break;
+        }
+    }
+    for i in 0..500 {
+        assert_eq!(seen.get(format!("m{i:04}").as_bytes()), Some(&1), "m{i:04}");
+    }
 }
