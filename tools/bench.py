@@ -946,7 +946,8 @@ def run_ab(args, meta, variants, shards, pipelines, tests, write_file):
         md += [f"- `{shlex.join(s.cmd)}`" for s in servers]
         md += ["", "Load generator, per workload and round (N = requests, x4 at pipeline >= 8):", "",
                f"- `taskset -c {args.client_cores} redis-benchmark -p PORT -c {args.clients} -n N -P P "
-               f"-t set|get -d {args.value_size} -r {args.keyspace} --precision 3`"]
+               f"-t TEST -d {args.value_size} -r {args.keyspace} --precision 3` for TEST in "
+               + ", ".join(t.lower() for t in tests if t.lower() != "mixed")]
         if any(t.lower() == "mixed" for t in tests):
             md += [f"- MIXED: `taskset -c {args.client_cores} target/release/examples/loadgen --port PORT "
                    f"--clients {args.clients} --requests N --pipeline P --ratio 1:10 "
