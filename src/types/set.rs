@@ -19,7 +19,7 @@ enum Repr {
     Intset(Vec<i64>),
     Listpack(Pack),
     /// Boxed so a small set stays three words.
-    Table(Box<Table<()>>),
+    Table(Box<Table<Bytes>>),
 }
 
 /// A Redis set.
@@ -82,7 +82,7 @@ impl Set {
         match &self.repr {
             Repr::Intset(v) => v.capacity() * 8,
             Repr::Listpack(p) => p.heap_bytes(),
-            Repr::Table(t) => t.heap_bytes() + t.iter().map(|(m, _)| bytes_heap(m)).sum::<usize>(),
+            Repr::Table(t) => t.heap_bytes() + t.iter().map(bytes_heap).sum::<usize>(),
         }
     }
 
@@ -103,7 +103,7 @@ impl Set {
     fn convert_to_table(&mut self, extra: usize) {
         let mut t = Table::with_capacity(self.len() + extra);
         for m in self.iter() {
-            t.insert(m, ());
+            t.insert_absent(m);
         }
         self.repr = Repr::Table(Box::new(t));
     }
@@ -145,7 +145,7 @@ impl Set {
             self.convert_to_table(1);
         }
         match &mut self.repr {
-            Repr::Table(t) => t.insert(member, ()).is_none(),
+            Repr::Table(t) => t.insert_absent(member),
             // Unreachable: both compact forms were handled or converted above.
             Repr::Intset(_) | Repr::Listpack(_) => false,
         }
@@ -179,7 +179,7 @@ impl Set {
         match &self.repr {
             Repr::Intset(v) => v.get(i).map(|&x| int_bytes(x)),
             Repr::Listpack(p) => p.iter().nth(i).map(Bytes::copy_from_slice),
-            Repr::Table(t) => t.at(i).map(|(m, _)| m.clone()),
+            Repr::Table(t) => t.at(i).cloned(),
         }
     }
 
@@ -192,7 +192,7 @@ impl Set {
                 p.remove_at(off, 1);
                 Some(m)
             }
-            Repr::Table(t) => t.remove_at(i).map(|(m, _)| m),
+            Repr::Table(t) => t.remove_at(i),
         }
     }
 
@@ -201,7 +201,7 @@ impl Set {
         let (a, b, c) = match &self.repr {
             Repr::Intset(v) => (Some(v.iter().map(|&i| int_bytes(i))), None, None),
             Repr::Listpack(p) => (None, Some(p.iter().map(Bytes::copy_from_slice)), None),
-            Repr::Table(t) => (None, None, Some(t.iter().map(|(m, _)| m.clone()))),
+            Repr::Table(t) => (None, None, Some(t.iter().cloned())),
         };
         a.into_iter()
             .flatten()
@@ -305,7 +305,7 @@ impl Set {
         match &self.repr {
             Repr::Table(t) => {
                 let mut out = Vec::new();
-                let next = t.scan(cursor, count, |m, _| {
+                let next = t.scan(cursor, count, |m| {
                     if keep(m) {
                         out.push(m.clone());
                     }

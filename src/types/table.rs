@@ -17,23 +17,34 @@
 use bytes::Bytes;
 use hashbrown::HashTable;
 
-#[derive(Debug, Clone)]
-struct Entry<V> {
-    key: Bytes,
-    hash: u64,
-    value: V,
+/// What a table stores: anything that names its own key (a set member, a hash's field and
+/// value in one block).
+pub(crate) trait Slot {
+    fn key(&self) -> &[u8];
 }
 
-#[derive(Debug, Clone, Default)]
-pub(crate) struct Table<V> {
-    entries: Vec<Entry<V>>,
+impl Slot for Bytes {
+    fn key(&self) -> &[u8] {
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Entry<E> {
+    item: E,
+    hash: u64,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Table<E> {
+    entries: Vec<Entry<E>>,
     /// Positions in `entries`, hashed by their entry's `hash`.
     index: HashTable<u32>,
     hasher: ahash::RandomState,
 }
 
-impl<V> Table<V> {
-    pub fn with_capacity(n: usize) -> Table<V> {
+impl<E: Slot> Table<E> {
+    pub fn with_capacity(n: usize) -> Table<E> {
         Table {
             entries: Vec::with_capacity(n),
             index: HashTable::with_capacity(n),
@@ -45,64 +56,85 @@ impl<V> Table<V> {
         self.entries.len()
     }
 
-    /// Heap bytes of the entry vector and the index (not the members' own blocks).
+    /// Heap bytes of the entry vector and the index (not the items' own blocks).
     pub fn heap_bytes(&self) -> usize {
-        self.entries.capacity() * std::mem::size_of::<Entry<V>>() + self.index.capacity() * 5
+        self.entries.capacity() * std::mem::size_of::<Entry<E>>() + self.index.capacity() * 5
     }
 
     fn hash(&self, k: &[u8]) -> u64 {
         self.hasher.hash_one(k)
     }
 
-    /// The position of `k`.
+    /// The position of key `k`.
     fn position(&self, k: &[u8]) -> Option<usize> {
         let entries = &self.entries;
         self.index
             .find(self.hash(k), |&i| {
-                entries.get(i as usize).is_some_and(|e| e.key == k)
+                entries.get(i as usize).is_some_and(|e| e.item.key() == k)
             })
             .map(|&i| i as usize)
     }
 
-    pub fn get(&self, k: &[u8]) -> Option<&V> {
+    pub fn get(&self, k: &[u8]) -> Option<&E> {
         let i = self.position(k)?;
-        self.entries.get(i).map(|e| &e.value)
+        self.entries.get(i).map(|e| &e.item)
     }
 
     pub fn contains(&self, k: &[u8]) -> bool {
         self.position(k).is_some()
     }
 
-    /// Inserts or replaces; returns the previous value.
-    pub fn insert(&mut self, k: Bytes, v: V) -> Option<V> {
-        let hash = self.hash(&k);
+    /// Inserts `item`, replacing the one with the same key; returns the replaced one.
+    pub fn insert(&mut self, item: E) -> Option<E> {
+        let hash = self.hash(item.key());
         let entries = &mut self.entries;
         let found = self.index.find(hash, |&i| {
-            entries.get(i as usize).is_some_and(|e| e.key == k)
+            entries
+                .get(i as usize)
+                .is_some_and(|e| e.item.key() == item.key())
         });
         if let Some(e) = found.and_then(|&i| entries.get_mut(i as usize)) {
-            return Some(std::mem::replace(&mut e.value, v));
+            return Some(std::mem::replace(&mut e.item, item));
         }
-        self.push(k, hash, v);
+        self.push(item, hash);
         None
     }
 
-    fn push(&mut self, key: Bytes, hash: u64, value: V) {
+    /// Inserts `item` unless its key is present (then the stored one stays untouched, its
+    /// cache line clean); true when inserted.
+    pub fn insert_absent(&mut self, item: E) -> bool {
+        let hash = self.hash(item.key());
+        if self
+            .index
+            .find(hash, |&i| {
+                self.entries
+                    .get(i as usize)
+                    .is_some_and(|e| e.item.key() == item.key())
+            })
+            .is_some()
+        {
+            return false;
+        }
+        self.push(item, hash);
+        true
+    }
+
+    fn push(&mut self, item: E, hash: u64) {
         let pos = self.entries.len() as u32;
         let entries = &self.entries;
         self.index.insert_unique(hash, pos, |&i| {
             entries.get(i as usize).map_or(0, |e| e.hash)
         });
-        self.entries.push(Entry { key, hash, value });
+        self.entries.push(Entry { item, hash });
     }
 
-    pub fn remove(&mut self, k: &[u8]) -> Option<(Bytes, V)> {
+    pub fn remove(&mut self, k: &[u8]) -> Option<E> {
         let hash = self.hash(k);
         let entries = &self.entries;
         let (i, _) = self
             .index
             .find_entry(hash, |&i| {
-                entries.get(i as usize).is_some_and(|e| e.key == k)
+                entries.get(i as usize).is_some_and(|e| e.item.key() == k)
             })
             .ok()?
             .remove();
@@ -111,7 +143,7 @@ impl<V> Table<V> {
 
     /// Removes the entry at position `i` (already unindexed), moving the last one into it and
     /// re-pointing the last one's index slot (found by its stored hash and old position).
-    fn remove_at_index(&mut self, i: usize) -> Option<(Bytes, V)> {
+    fn remove_at_index(&mut self, i: usize) -> Option<E> {
         if i >= self.entries.len() {
             return None;
         }
@@ -122,11 +154,11 @@ impl<V> Table<V> {
                 *p = i as u32;
             }
         }
-        Some((out.key, out.value))
+        Some(out.item)
     }
 
     /// Removes and returns the entry at position `i`.
-    pub fn remove_at(&mut self, i: usize) -> Option<(Bytes, V)> {
+    pub fn remove_at(&mut self, i: usize) -> Option<E> {
         let hash = self.entries.get(i)?.hash;
         let pos = i as u32;
         if let Ok(slot) = self.index.find_entry(hash, |&j| j == pos) {
@@ -135,17 +167,17 @@ impl<V> Table<V> {
         self.remove_at_index(i)
     }
 
-    pub fn at(&self, i: usize) -> Option<(&Bytes, &V)> {
-        self.entries.get(i).map(|e| (&e.key, &e.value))
+    pub fn at(&self, i: usize) -> Option<&E> {
+        self.entries.get(i).map(|e| &e.item)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&Bytes, &V)> {
-        self.entries.iter().map(|e| (&e.key, &e.value))
+    pub fn iter(&self) -> impl Iterator<Item = &E> {
+        self.entries.iter().map(|e| &e.item)
     }
 
     /// Visits at least `count` (≥ 1) entries from `cursor` (see the module doc); returns the
     /// next cursor, 0 when done.
-    pub fn scan(&self, cursor: u64, count: usize, mut f: impl FnMut(&Bytes, &V)) -> u64 {
+    pub fn scan(&self, cursor: u64, count: usize, mut f: impl FnMut(&E)) -> u64 {
         let len = self.entries.len();
         let mut k = match usize::try_from(cursor) {
             Ok(0) | Err(_) => len,
@@ -155,7 +187,7 @@ impl<V> Table<V> {
         while k > 0 && n < count.max(1) {
             k -= 1;
             if let Some(e) = self.entries.get(k) {
-                f(&e.key, &e.value);
+                f(&e.item);
             }
             n += 1;
         }
@@ -171,13 +203,23 @@ mod tests {
         Bytes::copy_from_slice(s.as_bytes())
     }
 
+    /// A keyed test item: (key, value).
+    #[derive(Debug, Clone, PartialEq)]
+    struct Kv(Bytes, u32);
+
+    impl Slot for Kv {
+        fn key(&self) -> &[u8] {
+            &self.0
+        }
+    }
+
     #[test]
     fn insert_remove_index_stays_consistent() {
         let mut t = Table::with_capacity(0);
         for i in 0..100 {
-            assert!(t.insert(b(&i.to_string()), i).is_none());
+            assert!(t.insert(Kv(b(&i.to_string()), i)).is_none());
         }
-        assert_eq!(t.insert(b("5"), 50), Some(5));
+        assert_eq!(t.insert(Kv(b("5"), 50)).map(|e| e.1), Some(5));
         for i in (0..100).step_by(3) {
             assert!(t.remove(i.to_string().as_bytes()).is_some());
         }
@@ -191,9 +233,9 @@ mod tests {
             } else {
                 Some(i)
             };
-            assert_eq!(t.get(i.to_string().as_bytes()).copied(), want);
+            assert_eq!(t.get(i.to_string().as_bytes()).map(|e| e.1), want);
         }
-        let (k, _) = t.remove_at(0).unwrap();
+        let Kv(k, _) = t.remove_at(0).unwrap();
         assert!(!t.contains(&k));
         assert_eq!(t.len(), 65);
     }
@@ -202,21 +244,21 @@ mod tests {
     fn scan_never_misses_entries_present_throughout() {
         let mut t = Table::with_capacity(0);
         for i in 0..1000 {
-            t.insert(b(&i.to_string()), ());
+            t.insert(b(&i.to_string()));
         }
         // Keys 0..500 stay; the others are removed and new ones added during the scan.
         let mut seen = std::collections::HashSet::new();
         let mut cursor = 0;
         let mut round = 0;
         loop {
-            cursor = t.scan(cursor, 10, |k, _| {
+            cursor = t.scan(cursor, 10, |k| {
                 seen.insert(k.clone());
             });
             round += 1;
             for j in 0..5 {
                 let victim = 500 + (round * 5 + j) % 500;
                 t.remove(victim.to_string().as_bytes());
-                t.insert(b(&format!("new{round}_{j}")), ());
+                t.insert(b(&format!("new{round}_{j}")));
             }
             if cursor == 0 {
                 break;
@@ -230,7 +272,7 @@ mod tests {
     #[test]
     fn random_operations_match_a_hash_map() {
         use std::collections::HashMap;
-        let mut t = Table::with_capacity(0);
+        let mut t: Table<Kv> = Table::with_capacity(0);
         let mut model: HashMap<Vec<u8>, u32> = HashMap::new();
         let mut x = 12345u64;
         for step in 0..50_000u32 {
@@ -242,29 +284,30 @@ mod tests {
                 0 | 1 => assert_eq!(t.remove(&k).map(|e| e.1), model.remove(&k), "{step}"),
                 2 if t.len() > 0 => {
                     let i = (x as usize / 7) % t.len();
-                    let (k, v) = t.remove_at(i).unwrap();
+                    let Kv(k, v) = t.remove_at(i).unwrap();
                     assert_eq!(model.remove(&k[..]), Some(v));
                 }
                 3 => {
-                    if let Some(&v) = t.get(&k) {
-                        assert_eq!(t.insert(Bytes::from(k.clone()), v + 1), Some(v));
+                    if let Some(v) = t.get(&k).map(|e| e.1) {
+                        let old = t.insert(Kv(Bytes::from(k.clone()), v + 1));
+                        assert_eq!(old.map(|e| e.1), Some(v));
                         *model.get_mut(&k).unwrap() += 1;
                     }
                 }
                 _ => assert_eq!(
-                    t.insert(Bytes::from(k.clone()), step),
+                    t.insert(Kv(Bytes::from(k.clone()), step)).map(|e| e.1),
                     model.insert(k, step)
                 ),
             }
         }
         assert_eq!(t.len(), model.len());
         for (k, v) in &model {
-            assert_eq!(t.get(k), Some(v));
+            assert_eq!(t.get(k).map(|e| e.1), Some(*v));
         }
-        for (i, (k, v)) in t.iter().enumerate() {
+        for (i, Kv(k, v)) in t.iter().enumerate() {
             assert_eq!(model.get(&k[..]), Some(v));
-            assert_eq!(t.at(i).map(|e| e.1), Some(v));
+            assert_eq!(t.at(i).map(|e| e.1), Some(*v));
         }
-        assert!(t.heap_bytes() >= t.len() * std::mem::size_of::<Entry<u32>>());
+        assert!(t.heap_bytes() >= t.len() * std::mem::size_of::<Entry<Kv>>());
     }
 }
