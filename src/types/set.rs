@@ -10,7 +10,7 @@ use bytes::Bytes;
 use super::limits::{SET_MAX_INTSET_ENTRIES, SET_MAX_LISTPACK_ENTRIES, SET_MAX_LISTPACK_VALUE};
 use super::pack::Pack;
 use super::table::Table;
-use super::{bytes_heap, random_positions, Rng};
+use super::{random_positions, Rng};
 use crate::commands::args::glob_match;
 use crate::protocol::parse_i64;
 
@@ -19,7 +19,7 @@ enum Repr {
     Intset(Vec<i64>),
     Listpack(Pack),
     /// Boxed so a small set stays three words.
-    Table(Box<Table<Bytes>>),
+    Table(Box<Table<Box<[u8]>>>),
 }
 
 /// A Redis set.
@@ -82,7 +82,7 @@ impl Set {
         match &self.repr {
             Repr::Intset(v) => v.capacity() * 8,
             Repr::Listpack(p) => p.heap_bytes(),
-            Repr::Table(t) => t.heap_bytes() + t.iter().map(bytes_heap).sum::<usize>(),
+            Repr::Table(t) => t.heap_bytes() + t.iter().map(|m| m.len()).sum::<usize>(),
         }
     }
 
@@ -103,7 +103,7 @@ impl Set {
     fn convert_to_table(&mut self, extra: usize) {
         let mut t = Table::with_capacity(self.len() + extra);
         for m in self.iter() {
-            t.insert_absent(m);
+            t.insert_absent(boxed(m));
         }
         self.repr = Repr::Table(Box::new(t));
     }
@@ -145,7 +145,7 @@ impl Set {
             self.convert_to_table(1);
         }
         match &mut self.repr {
-            Repr::Table(t) => t.insert_absent(member),
+            Repr::Table(t) => t.insert_absent(boxed(member)),
             // Unreachable: both compact forms were handled or converted above.
             Repr::Intset(_) | Repr::Listpack(_) => false,
         }
@@ -179,7 +179,7 @@ impl Set {
         match &self.repr {
             Repr::Intset(v) => v.get(i).map(|&x| int_bytes(x)),
             Repr::Listpack(p) => p.iter().nth(i).map(Bytes::copy_from_slice),
-            Repr::Table(t) => t.at(i).cloned(),
+            Repr::Table(t) => t.at(i).map(|m| Bytes::copy_from_slice(m)),
         }
     }
 
@@ -192,7 +192,7 @@ impl Set {
                 p.remove_at(off, 1);
                 Some(m)
             }
-            Repr::Table(t) => t.remove_at(i),
+            Repr::Table(t) => t.remove_at(i).map(Bytes::from),
         }
     }
 
@@ -201,7 +201,11 @@ impl Set {
         let (a, b, c) = match &self.repr {
             Repr::Intset(v) => (Some(v.iter().map(|&i| int_bytes(i))), None, None),
             Repr::Listpack(p) => (None, Some(p.iter().map(Bytes::copy_from_slice)), None),
-            Repr::Table(t) => (None, None, Some(t.iter().cloned())),
+            Repr::Table(t) => (
+                None,
+                None,
+                Some(t.iter().map(|m| Bytes::copy_from_slice(m))),
+            ),
         };
         a.into_iter()
             .flatten()
@@ -307,7 +311,7 @@ impl Set {
                 let mut out = Vec::new();
                 let next = t.scan(cursor, count, |m| {
                     if keep(m) {
-                        out.push(m.clone());
+                        out.push(Bytes::copy_from_slice(m));
                     }
                 });
                 (next, out)
@@ -315,6 +319,12 @@ impl Set {
             _ => (0, self.iter().filter(|m| keep(m)).collect()),
         }
     }
+}
+
+/// A member as a big set stores it: an exact-size block (16 bytes in the table instead of a
+/// 32-byte `Bytes`); an owned, unshared `Bytes` converts without copying.
+fn boxed(m: Bytes) -> Box<[u8]> {
+    Vec::from(m).into_boxed_slice()
 }
 
 #[cfg(test)]

@@ -29,6 +29,12 @@ impl Slot for Bytes {
     }
 }
 
+impl Slot for Box<[u8]> {
+    fn key(&self) -> &[u8] {
+        self
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Entry<E> {
     item: E,
