@@ -1,10 +1,11 @@
 //! Sorted set values: members (binary safe) ordered by score (f64, never NaN) then by member
 //! bytes. Compact form `listpack`: a [`Pack`] of score (8 bytes), member, score, member ...
 //! kept sorted (one heap block, linear lookup and insert, as Redis's listpack), while at most 128 members of at most 64 bytes each. Big form
-//! `skiplist`: a member → score `HashMap` (O(1) ZSCORE) plus an order-statistics **treap**
-//! (randomized balanced BST in an index arena, each node carrying its subtree size) instead of
-//! Redis's indexable skiplist: expected O(log n) insert, remove, rank (ZRANK) and select by
-//! rank, O(log n + k) range reads. Chosen over a `BTreeMap` because `BTreeMap` cannot answer
+//! `skiplist`: an order-statistics **treap** (randomized balanced BST in a node arena, each
+//! node carrying its subtree size; nodes never move) plus a member index over node numbers
+//! (O(1) ZSCORE; each member is stored once, in its node) instead of Redis's indexable
+//! skiplist and dict: expected O(log n) insert, remove, rank (ZRANK) and select by rank, one
+//! descent per insert or remove, O(log n + k) range reads, ZSCAN over the arena. Chosen over a `BTreeMap` because `BTreeMap` cannot answer
 //! "how many keys are below x" in less than O(n). Never converts back, except that
 //! [`ZSet::from_pairs`] (store results) picks the smallest fitting form. Owned by the key's
 //! shard thread.
