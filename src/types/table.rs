@@ -14,19 +14,12 @@
 //! match, growth never rehashes a member, and the entry a removal moves is re-pointed by its
 //! stored hash and old position without hashing or comparing its member.
 
-use bytes::Bytes;
 use hashbrown::HashTable;
 
 /// What a table stores: anything that names its own key (a set member, a hash's field and
 /// value in one block).
 pub(crate) trait Slot {
     fn key(&self) -> &[u8];
-}
-
-impl Slot for Bytes {
-    fn key(&self) -> &[u8] {
-        self
-    }
 }
 
 impl Slot for Box<[u8]> {
@@ -204,9 +197,16 @@ impl<E: Slot> Table<E> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    impl Slot for Bytes {
+        fn key(&self) -> &[u8] {
+            self
+        }
     }
 
     /// A keyed test item: (key, value).
