@@ -512,6 +512,96 @@ fn script_pipelined_matches_redis() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Big collections (past the listpack limits): a seeded random mix of writes and ordered reads
+// on one big sorted set, hash and set, compared byte for byte.
+
+/// The next command of the random mix (xorshift state in `x`); only commands whose replies
+/// do not depend on hash order or randomness.
+fn big_collection_command(x: &mut u64) -> Vec<String> {
+    let mut r = || {
+        *x ^= *x << 13;
+        *x ^= *x >> 7;
+        *x ^= *x << 17;
+        *x
+    };
+    let m = format!("member:{}", r() % 700);
+    let score = format!("{}", (r() % 2000) as i64 - 1000);
+    let v: Vec<&str> = match r() % 24 {
+        0..=4 => vec!["ZADD", "{b}z", &score, &m],
+        5 => vec!["ZADD", "{b}z", "GT", "CH", &score, &m],
+        6 => vec!["ZADD", "{b}z", "NX", &score, &m],
+        7 => vec!["ZINCRBY", "{b}z", "0.5", &m],
+        8 => vec!["ZREM", "{b}z", &m],
+        9 => vec!["ZPOPMIN", "{b}z", "2"],
+        10 => vec!["ZPOPMAX", "{b}z"],
+        11 => vec!["ZRANK", "{b}z", &m],
+        12 => vec!["ZREVRANK", "{b}z", &m],
+        13 => vec!["ZSCORE", "{b}z", &m],
+        14 => vec!["ZRANGE", "{b}z", "100", "110", "WITHSCORES"],
+        15 => vec!["ZRANGE", "{b}z", "-50", "10", "BYSCORE", "LIMIT", "3", "5"],
+        16 => vec!["ZCOUNT", "{b}z", "-100", "(100"],
+        17 => vec!["ZCARD", "{b}z"],
+        18 => vec!["HSET", "{b}h", &m, &score],
+        19 => vec!["HDEL", "{b}h", &m],
+        20 => vec!["HGET", "{b}h", &m],
+        21 => vec!["HINCRBY", "{b}h", &m, "3"],
+        22 => vec!["SADD", "{b}s", &m],
+        _ => vec!["SREM", "{b}s", &m],
+    };
+    v.into_iter().map(String::from).collect()
+}
+
+#[test]
+fn big_collections_match_redis() {
+    for n in common::shard_counts() {
+        let redis = Redis::start();
+        let ours = common::Server::start(n);
+        let mut theirs = Client::connect(redis.port);
+        let mut mine = Client::connect(ours.port);
+        // Fill past the listpack limits first (700 members of each).
+        for c in [&mut theirs, &mut mine] {
+            for i in 0..700 {
+                let m = format!("member:{i}");
+                let s = format!("{}", i % 50);
+                command(c, &["ZADD", "{b}z", &s, &m]);
+                command(c, &["HSET", "{b}h", &m, &s]);
+                command(c, &["SADD", "{b}s", &m]);
+            }
+        }
+        for (k, enc) in [
+            ("{b}z", "skiplist"),
+            ("{b}h", "hashtable"),
+            ("{b}s", "hashtable"),
+        ] {
+            let want = format!("${}\r\n{enc}\r\n", enc.len()).into_bytes();
+            assert_eq!(command(&mut mine, &["OBJECT", "ENCODING", k]), want);
+        }
+        let mut x = 0x2545_f491_4f6c_dd1d_u64;
+        for step in 0..6000 {
+            let cmd = big_collection_command(&mut x);
+            let args: Vec<&str> = cmd.iter().map(String::as_str).collect();
+            let want = command(&mut theirs, &args);
+            let got = command(&mut mine, &args);
+            assert_eq!(
+                escape(&got),
+                escape(&want),
+                "shards={n} step {step}: {args:?}"
+            );
+        }
+        // The whole sorted set, in order, and the hash and set contents.
+        let all = ["ZRANGE", "{b}z", "0", "-1", "WITHSCORES"];
+        assert_eq!(
+            escape(&command(&mut mine, &all)),
+            escape(&command(&mut theirs, &all))
+        );
+        for (k, read) in [("{b}h", "HGETALL"), ("{b}s", "SMEMBERS")] {
+            let want = sorted(&command(&mut theirs, &[read, k]));
+            assert_eq!(sorted(&command(&mut mine, &[read, k])), want, "{read}");
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // SCAN: cursors differ between implementations, so compare the keys a full iteration returns.
 
 fn command(c: &mut Client, args: &[&str]) -> Vec<u8> {
