@@ -573,3 +573,73 @@ fn info_instantaneous_rates_follow_the_load() {
         assert_eq!(st["instantaneous_input_kbps"], "0.00", "shards={n}");
     }
 }
+
+/// MEMORY USAGE counts what a key holds (larger values and collections count more), for keys
+/// on every shard; DOCTOR, PURGE and HELP answer as Redis does; `redis-cli --memkeys`, which
+/// runs MEMORY USAGE over a SCAN, reports real byte totals.
+#[test]
+fn memory_usage_and_redis_cli_memkeys() {
+    for n in common::shard_counts() {
+        let s = common::Server::start(n);
+        let mut c = s.client();
+        let usage = |c: &mut redis::Connection, k: &str| -> Option<i64> {
+            redis::cmd("MEMORY").arg("USAGE").arg(k).query(c).unwrap()
+        };
+        for i in 0..8 {
+            let (small, big) = (format!("small{i}"), format!("big{i}"));
+            let _: () = redis::cmd("SET")
+                .arg(&small)
+                .arg("v")
+                .query(&mut c)
+                .unwrap();
+            let _: () = redis::cmd("SET")
+                .arg(&big)
+                .arg("x".repeat(5000))
+                .query(&mut c)
+                .unwrap();
+            let (a, b) = (usage(&mut c, &small).unwrap(), usage(&mut c, &big).unwrap());
+            assert!(
+                a > 0 && b >= 5000 && b > a,
+                "shards={n}: {small}={a} {big}={b}"
+            );
+        }
+        assert_eq!(usage(&mut c, "nokey"), None);
+        let mut last = 0;
+        for round in 0..3 {
+            let members: Vec<String> = (0..300).map(|j| format!("m{round}-{j}")).collect();
+            let _: i64 = redis::cmd("SADD")
+                .arg("aset")
+                .arg(&members)
+                .query(&mut c)
+                .unwrap();
+            let u = usage(&mut c, "aset").unwrap();
+            assert!(
+                u > last + 300 * 4,
+                "shards={n}: set grew to {u} from {last}"
+            );
+            last = u;
+        }
+        let doctor: String = redis::cmd("MEMORY").arg("DOCTOR").query(&mut c).unwrap();
+        assert!(
+            doctor.starts_with("Hi Sam, ") && doctor.ends_with('\n'),
+            "{doctor}"
+        );
+        let _: () = redis::cmd("MEMORY").arg("PURGE").query(&mut c).unwrap();
+        let help: Vec<String> = redis::cmd("MEMORY").arg("HELP").query(&mut c).unwrap();
+        assert!(
+            help.iter().any(|l| l.starts_with("USAGE <key>")),
+            "{help:?}"
+        );
+        let out = common::cli(s.port, &["--memkeys"]);
+        let line = out
+            .lines()
+            .find(|l| l.contains("strings with"))
+            .unwrap_or_else(|| panic!("no strings line in:\n{out}"));
+        let bytes: u64 = line
+            .split_whitespace()
+            .nth(3)
+            .and_then(|b| b.parse().ok())
+            .unwrap_or_else(|| panic!("no byte count in {line:?}"));
+        assert!(bytes >= 8 * 5000, "shards={n}: {line}");
+    }
+}

@@ -11,6 +11,7 @@ use crate::coord::multi::{move_key, MoveCheck};
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
+use crate::runtime::alloc;
 use crate::server::worker::{ShardFn, Worker};
 use crate::shard::evict::lfu_decayed;
 
@@ -65,6 +66,15 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(G, "2.8.0", "Iterates over the key names in the database.", "cursor [MATCH pattern] [COUNT count] [TYPE type]"),
     CommandSpec::new("randomkey", 1, READONLY, KeySpec::none(), Exec::Conn(randomkey))
         .doc(G, "1.0.0", "Returns a random key name from the database.", ""),
+    CommandSpec::new("memory", -2, READONLY, KeySpec::single(2), Exec::Key(memory))
+        .doc("server", "4.0.0", "A container for memory diagnostics commands.", "subcommand [key]")
+        .subs(&[
+            ("doctor", 2, ""),
+            ("malloc-stats", 2, ""),
+            ("purge", 2, ""),
+            ("usage", -3, "key [SAMPLES count]"),
+            ("help", 2, ""),
+        ]),
     CommandSpec::new("object", -2, READONLY, KeySpec::single(2), Exec::Key(object))
         .doc("generic", "2.2.3", "A container for object introspection commands.", "subcommand [key]")
         .subs(&[
@@ -579,6 +589,85 @@ const OBJECT_HELP: &[&str] = &[
     "HELP",
     "    Prints this help.",
 ];
+
+const MEMORY_HELP: &[&str] = &[
+    "MEMORY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DOCTOR",
+    "    Return memory problems reports.",
+    "MALLOC-STATS",
+    "    Return internal statistics report from the memory allocator.",
+    "PURGE",
+    "    Attempt to purge dirty pages for reclamation by the allocator.",
+    "USAGE <key> [SAMPLES <count>]",
+    "    Return memory in bytes used by <key> and its value. Nested values are",
+    "    sampled up to <count> times (default: 5, 0 means sample all).",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// MEMORY USAGE / DOCTOR / MALLOC-STATS / PURGE / HELP (STATS is not implemented).
+fn memory(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let sub = arg(argv, 1)?;
+    let subname = text(sub).to_lowercase();
+    let fixed = ["doctor", "malloc-stats", "purge", "help"];
+    if subname != "usage" && !fixed.contains(&subname.as_str()) {
+        return Err(CmdError::UnknownSubcommand {
+            sub: text(sub),
+            cmd: "memory".into(),
+        });
+    }
+    let arity_ok = if subname == "usage" {
+        argv.len() >= 3
+    } else {
+        argv.len() == 2
+    };
+    if !arity_ok {
+        return Err(CmdError::WrongArity(format!("memory|{subname}")));
+    }
+    match subname.as_str() {
+        "usage" => {
+            // Measured whole, so SAMPLES is checked as Redis checks it and then not needed.
+            let mut opts = argv.get(3..).unwrap_or_default().iter();
+            while let Some(o) = opts.next() {
+                let count = opts.next().filter(|_| o.eq_ignore_ascii_case(b"samples"));
+                let Some(count) = count else {
+                    return Err(CmdError::Syntax);
+                };
+                if parse_i64(count).ok_or(CmdError::NotInteger)? < 0 {
+                    return Err(CmdError::Syntax);
+                }
+            }
+            let key = arg(argv, 2)?;
+            let now = ctx.now();
+            Ok(ctx
+                .db()
+                .memory_usage(key, now)
+                .map_or(Reply::Null, |b| Reply::Int(b as i64)))
+        }
+        "doctor" => {
+            // Redis's two verdicts for an instance without any of the issues it detects.
+            let text: &'static str = if alloc::used() < 5 << 20 {
+                "Hi Sam, this instance is empty or is using very little memory, my issues detector can't be used in these conditions. Please, leave for your mission on Earth and fill it with some data. The new Sam and I will be back to our programming as soon as I finished rebooting.\n"
+            } else {
+                "Hi Sam, I can't find any memory issue in your instance. I can only account for what occurs on this base.\n"
+            };
+            Ok(Reply::Verbatim(Bytes::from_static(text.as_bytes())))
+        }
+        "malloc-stats" => Ok(Reply::Verbatim(Bytes::from_static(
+            b"Stats not supported for the current allocator",
+        ))),
+        "purge" => {
+            alloc::purge();
+            Ok(Reply::Ok)
+        }
+        _ => Ok(Reply::Array(
+            MEMORY_HELP
+                .iter()
+                .map(|l| Reply::Status(Bytes::from_static(l.as_bytes())))
+                .collect(),
+        )),
+    }
+}
 
 fn object(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let sub = arg(argv, 1)?;

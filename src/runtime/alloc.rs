@@ -72,6 +72,16 @@ pub fn peak() -> u64 {
     PEAK.load(Ordering::Relaxed).max(used())
 }
 
+/// MEMORY PURGE: asks glibc's malloc to hand free memory at the top of its heaps and in its
+/// free lists back to the kernel.
+pub fn purge() {
+    // SAFETY: malloc_trim takes no pointers and only walks glibc's own arenas under their
+    // locks; any thread may call it at any time.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
 /// The counting allocator. `System` does the work; we only count bytes.
 pub struct Counting;
 

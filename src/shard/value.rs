@@ -113,6 +113,20 @@ impl ObjRef<'_> {
         }
     }
 
+    /// Bytes the value holds: its slot in the keyspace's object vector and its heap.
+    pub fn memory_usage(self) -> usize {
+        match self {
+            ObjRef::Hash(h) => std::mem::size_of::<Hash>() + h.heap_bytes(),
+            ObjRef::Set(s) => std::mem::size_of::<Set>() + s.heap_bytes(),
+            ObjRef::List(l) => {
+                std::mem::size_of::<Option<Box<List>>>()
+                    + std::mem::size_of::<List>()
+                    + l.heap_bytes()
+            }
+            ObjRef::ZSet(z) => std::mem::size_of::<ZSet>() + z.heap_bytes(),
+        }
+    }
+
     /// An owned deep copy.
     pub fn to_value(self) -> Value {
         match self {
