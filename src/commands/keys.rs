@@ -626,22 +626,21 @@ fn memory(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     }
     match subname.as_str() {
         "usage" => {
-            // Measured whole, so SAMPLES is checked as Redis checks it and then not needed.
+            let mut samples = 5;
             let mut opts = argv.get(3..).unwrap_or_default().iter();
             while let Some(o) = opts.next() {
                 let count = opts.next().filter(|_| o.eq_ignore_ascii_case(b"samples"));
                 let Some(count) = count else {
                     return Err(CmdError::Syntax);
                 };
-                if parse_i64(count).ok_or(CmdError::NotInteger)? < 0 {
-                    return Err(CmdError::Syntax);
-                }
+                let n = parse_i64(count).ok_or(CmdError::NotInteger)?;
+                samples = usize::try_from(n).map_err(|_| CmdError::Syntax)?;
             }
             let key = arg(argv, 2)?;
             let now = ctx.now();
             Ok(ctx
                 .db()
-                .memory_usage(key, now)
+                .memory_usage(key, now, samples)
                 .map_or(Reply::Null, |b| Reply::Int(b as i64)))
         }
         "doctor" => {

@@ -591,8 +591,8 @@ impl Db {
 
     /// MEMORY USAGE: bytes held for `key` (its arena slot, its 8-byte table slot and, for a
     /// collection, the value's object slot and heap), without touching stats or access time.
-    /// Collections are measured whole (Redis samples five elements unless asked for all).
-    pub fn memory_usage(&mut self, key: &[u8], now: u64) -> Option<usize> {
+    /// A big collection's elements are estimated from `samples` of them (0: all), as Redis.
+    pub fn memory_usage(&mut self, key: &[u8], now: u64, samples: usize) -> Option<usize> {
         let loc = self.lookup(key, now, false, false)?;
         let entry = self.arena.get(loc);
         let v = view(entry);
@@ -601,7 +601,7 @@ impl Db {
             bytes += self
                 .objs
                 .get(v.obj_kind(), v.obj_idx())
-                .map_or(0, ObjRef::memory_usage);
+                .map_or(0, |o| o.memory_usage(samples));
         }
         Some(bytes)
     }

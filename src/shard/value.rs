@@ -114,16 +114,17 @@ impl ObjRef<'_> {
     }
 
     /// Bytes the value holds: its slot in the keyspace's object vector and its heap.
-    pub fn memory_usage(self) -> usize {
+    /// Elements' own blocks are estimated from `samples` of them (0: all).
+    pub fn memory_usage(self, samples: usize) -> usize {
         match self {
-            ObjRef::Hash(h) => std::mem::size_of::<Hash>() + h.heap_bytes(),
-            ObjRef::Set(s) => std::mem::size_of::<Set>() + s.heap_bytes(),
+            ObjRef::Hash(h) => std::mem::size_of::<Hash>() + h.heap_bytes_sampled(samples),
+            ObjRef::Set(s) => std::mem::size_of::<Set>() + s.heap_bytes_sampled(samples),
             ObjRef::List(l) => {
                 std::mem::size_of::<Option<Box<List>>>()
                     + std::mem::size_of::<List>()
                     + l.heap_bytes()
             }
-            ObjRef::ZSet(z) => std::mem::size_of::<ZSet>() + z.heap_bytes(),
+            ObjRef::ZSet(z) => std::mem::size_of::<ZSet>() + z.heap_bytes_sampled(samples),
         }
     }
 

@@ -8,7 +8,7 @@ use bytes::Bytes;
 use super::limits::{HASH_MAX_LISTPACK_ENTRIES, HASH_MAX_LISTPACK_VALUE};
 use super::pack::Pack;
 use super::table::{Slot, Table};
-use super::{err, random_positions, Rng};
+use super::{err, random_positions, sampled_sum, Rng};
 use crate::commands::args::glob_match;
 use crate::commands::ldouble;
 use crate::protocol::parse_i64;
@@ -91,9 +91,16 @@ impl Hash {
 
     /// Approximate heap bytes (INFO memory, maxmemory accounting).
     pub fn heap_bytes(&self) -> usize {
+        self.heap_bytes_sampled(0)
+    }
+
+    /// `heap_bytes` with the pairs' own blocks estimated from `samples` of them (0: all).
+    pub fn heap_bytes_sampled(&self, samples: usize) -> usize {
         match &self.repr {
             Repr::Listpack(p) => p.heap_bytes(),
-            Repr::Table(t) => t.heap_bytes() + t.iter().map(|p| p.buf.len()).sum::<usize>(),
+            Repr::Table(t) => {
+                t.heap_bytes() + sampled_sum(t.iter().map(|p| p.buf.len()), t.len(), samples)
+            }
         }
     }
 

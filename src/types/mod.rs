@@ -209,9 +209,28 @@ pub(crate) fn bytes_heap(b: &bytes::Bytes) -> usize {
     b.len() + 16
 }
 
+/// The sum of `sizes` (one per element of a collection of `len`), from the first `samples`
+/// of them scaled to `len` (MEMORY USAGE's SAMPLES; 0 means all, as Redis).
+pub fn sampled_sum(sizes: impl Iterator<Item = usize>, len: usize, samples: usize) -> usize {
+    if samples == 0 || samples >= len {
+        return sizes.sum();
+    }
+    let seen: usize = sizes.take(samples).sum();
+    seen * len / samples
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sampled_sum_scales_the_first_samples() {
+        let sizes = [10usize, 20, 30, 40];
+        assert_eq!(sampled_sum(sizes.iter().copied(), 4, 0), 100);
+        assert_eq!(sampled_sum(sizes.iter().copied(), 4, 9), 100);
+        assert_eq!(sampled_sum(sizes.iter().copied(), 4, 2), 60);
+        assert_eq!(sampled_sum(std::iter::empty(), 0, 5), 0);
+    }
 
     #[test]
     fn ranges_follow_redis() {

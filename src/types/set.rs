@@ -10,7 +10,7 @@ use bytes::Bytes;
 use super::limits::{SET_MAX_INTSET_ENTRIES, SET_MAX_LISTPACK_ENTRIES, SET_MAX_LISTPACK_VALUE};
 use super::pack::Pack;
 use super::table::Table;
-use super::{random_positions, Rng};
+use super::{random_positions, sampled_sum, Rng};
 use crate::commands::args::glob_match;
 use crate::protocol::parse_i64;
 
@@ -79,10 +79,17 @@ impl Set {
 
     /// Approximate heap bytes.
     pub fn heap_bytes(&self) -> usize {
+        self.heap_bytes_sampled(0)
+    }
+
+    /// `heap_bytes` with the members' own blocks estimated from `samples` of them (0: all).
+    pub fn heap_bytes_sampled(&self, samples: usize) -> usize {
         match &self.repr {
             Repr::Intset(v) => v.capacity() * 8,
             Repr::Listpack(p) => p.heap_bytes(),
-            Repr::Table(t) => t.heap_bytes() + t.iter().map(|m| m.len()).sum::<usize>(),
+            Repr::Table(t) => {
+                t.heap_bytes() + sampled_sum(t.iter().map(|m| m.len()), t.len(), samples)
+            }
         }
     }
 

@@ -18,7 +18,7 @@ use bytes::Bytes;
 use super::limits::{ZSET_MAX_LISTPACK_ENTRIES, ZSET_MAX_LISTPACK_VALUE};
 use super::pack::Pack;
 use super::set::Set;
-use super::{bytes_heap, err, norm_range, random_positions, Rng};
+use super::{bytes_heap, err, norm_range, random_positions, sampled_sum, Rng};
 use crate::commands::args::glob_match;
 use hashbrown::HashTable;
 
@@ -690,13 +690,11 @@ impl Treap {
         self.collect(x.right, me + 1, lo, hi, out);
     }
 
-    fn heap_bytes(&self) -> usize {
+    /// Heap bytes, the members' own blocks estimated from `samples` of them (0: all).
+    fn heap_bytes(&self, samples: usize) -> usize {
+        let live = self.nodes.iter().filter(|x| x.size > 0);
         self.nodes.capacity() * std::mem::size_of::<Node>()
-            + self
-                .nodes
-                .iter()
-                .map(|x| if x.size > 0 { bytes_heap(&x.member) } else { 0 })
-                .sum::<usize>()
+            + sampled_sum(live.map(|x| bytes_heap(&x.member)), self.len(), samples)
     }
 }
 
@@ -774,8 +772,8 @@ impl Big {
         }
     }
 
-    fn heap_bytes(&self) -> usize {
-        self.tree.heap_bytes() + self.index.capacity() * 5
+    fn heap_bytes(&self, samples: usize) -> usize {
+        self.tree.heap_bytes(samples) + self.index.capacity() * 5
     }
 
     /// ZSCAN over node numbers, downwards from `cursor` (0 starts at the top). Nodes never
@@ -879,9 +877,14 @@ impl ZSet {
 
     /// Approximate heap bytes.
     pub fn heap_bytes(&self) -> usize {
+        self.heap_bytes_sampled(0)
+    }
+
+    /// `heap_bytes` with the members' own blocks estimated from `samples` of them (0: all).
+    pub fn heap_bytes_sampled(&self, samples: usize) -> usize {
         match &self.repr {
             Repr::Listpack(p) => p.heap_bytes(),
-            Repr::Skiplist(b) => b.heap_bytes(),
+            Repr::Skiplist(b) => b.heap_bytes(samples),
         }
     }
 
