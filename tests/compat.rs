@@ -515,6 +515,15 @@ fn script_pipelined_matches_redis() {
 // Big collections (past the listpack limits): a seeded random mix of writes and ordered reads
 // on one big sorted set, hash and set, compared byte for byte.
 
+/// A fresh redis-server and shardis (`n` shards) with one connection to each: (redis,
+/// shardis, to redis, to shardis). The servers stop when dropped.
+fn both(n: usize) -> (Redis, common::Server, Client, Client) {
+    let redis = Redis::start();
+    let ours = common::Server::start(n);
+    let (theirs, mine) = (Client::connect(redis.port), Client::connect(ours.port));
+    (redis, ours, theirs, mine)
+}
+
 /// The next command of the random mix (xorshift state in `x`); only commands whose replies
 /// do not depend on hash order or randomness.
 fn big_collection_command(x: &mut u64) -> Vec<String> {
@@ -554,10 +563,7 @@ fn big_collection_command(x: &mut u64) -> Vec<String> {
 #[test]
 fn big_collections_match_redis() {
     for n in common::shard_counts() {
-        let redis = Redis::start();
-        let ours = common::Server::start(n);
-        let mut theirs = Client::connect(redis.port);
-        let mut mine = Client::connect(ours.port);
+        let (_redis, _ours, mut theirs, mut mine) = both(n);
         // Fill past the listpack limits first (700 members of each).
         for c in [&mut theirs, &mut mine] {
             for i in 0..700 {
@@ -654,10 +660,7 @@ fn bulk_body(b: &[u8]) -> Vec<u8> {
 #[test]
 fn scan_returns_the_same_keys() {
     for n in common::shard_counts() {
-        let redis = Redis::start();
-        let ours = common::Server::start(n);
-        let mut theirs = Client::connect(redis.port);
-        let mut mine = Client::connect(ours.port);
+        let (_redis, _ours, mut theirs, mut mine) = both(n);
         for c in [&mut theirs, &mut mine] {
             for i in 0..60 {
                 let k = format!("scan:{i}");
