@@ -161,6 +161,9 @@ fn allkeys_lfu_keeps_frequently_read_keys() {
     for n in common::shard_counts() {
         let s = common::Server::start_with(n, &["--maxmemory-policy", "allkeys-lfu"]);
         let mut c = s.client();
+        // No decay: a minute boundary between the reads and OBJECT FREQ would otherwise take
+        // one off every counter (Redis decays by whole minutes elapsed, too).
+        config_set(&mut c, "lfu-decay-time", "0");
         let base = info_u64(&mut c, "memory", "used_memory");
         let max = base + (3 << 20);
         config_set(&mut c, "maxmemory", &max.to_string());
@@ -394,6 +397,8 @@ fn eviction_config_and_object_freq() {
             .query(&mut c)
             .unwrap();
         assert_eq!(got[1], "allkeys-lfu");
+        // No decay across a minute boundary mid-loop (see the allkeys-lfu test).
+        config_set(&mut c, "lfu-decay-time", "0");
         // Every shard applies a new policy at its next loop pass; give them a moment.
         std::thread::sleep(Duration::from_millis(50));
         for i in 0..20 {

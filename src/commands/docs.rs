@@ -469,17 +469,25 @@ pub fn command_info(spec: &CommandSpec) -> Reply {
     let subs: Vec<Reply> = spec
         .subcommands
         .iter()
-        .map(|(sub, arity, _)| {
+        .map(|(sub, arity, args)| {
+            // The container's key positions belong to the subcommands that take a key
+            // (OBJECT ENCODING, MEMORY USAGE), as Redis reports them.
+            let keyed = spec.keys.first > 0 && args.starts_with("key");
+            let (first, last, step) = if keyed {
+                (spec.keys.first, spec.keys.last, spec.keys.step)
+            } else {
+                (0, 0, 0)
+            };
             Reply::Array(vec![
                 Reply::bulk(format!("{}|{}", spec.name, sub)),
                 Reply::Int(*arity as i64),
                 Reply::Set(spec.flag_names()),
-                Reply::Int(0),
-                Reply::Int(0),
-                Reply::Int(0),
+                Reply::Int(first as i64),
+                Reply::Int(last as i64),
+                Reply::Int(step as i64),
                 Reply::Set(acl_categories(spec.flags, spec.group)),
                 Reply::Set(Vec::new()),
-                Reply::Set(Vec::new()),
+                Reply::Set(if keyed { key_specs(spec) } else { Vec::new() }),
                 Reply::Set(Vec::new()),
             ])
         })
@@ -492,12 +500,16 @@ pub fn command_info(spec: &CommandSpec) -> Reply {
     };
     // Movable-key commands report 0 0 0 (and the `movablekeys` flag), as Redis does.
     // A destination before the count (ZUNIONSTORE) is reported as `1 1 1`, as Redis does.
-    let (first, last, step) =
-        if spec.keys.first > 0 && (spec.keys.numkeys == 0 || spec.keys.first < spec.keys.numkeys) {
-            (spec.keys.first, spec.keys.last, spec.keys.step)
-        } else {
-            (0, 0, 0)
-        };
+    // A container reports 0 0 0 and no key specs: its subcommands carry them.
+    let container = !spec.subcommands.is_empty();
+    let (first, last, step) = if !container
+        && spec.keys.first > 0
+        && (spec.keys.numkeys == 0 || spec.keys.first < spec.keys.numkeys)
+    {
+        (spec.keys.first, spec.keys.last, spec.keys.step)
+    } else {
+        (0, 0, 0)
+    };
     Reply::Array(vec![
         Reply::bulk(spec.name),
         Reply::Int(spec.arity as i64),
@@ -507,7 +519,11 @@ pub fn command_info(spec: &CommandSpec) -> Reply {
         Reply::Int(step as i64),
         Reply::Set(cats),
         Reply::Set(Vec::new()),
-        Reply::Set(key_specs(spec)),
+        Reply::Set(if container {
+            Vec::new()
+        } else {
+            key_specs(spec)
+        }),
         // Redis writes an empty set when there are none, an array otherwise.
         if subs.is_empty() {
             Reply::Set(subs)
