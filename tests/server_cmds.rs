@@ -655,3 +655,39 @@ fn memory_usage_and_redis_cli_memkeys() {
         assert!(bytes >= 8 * 5000, "shards={n}: {line}");
     }
 }
+
+/// INFO memory splits used_memory into overhead (startup heap plus client buffers) and
+/// dataset, as Redis does; loading keys grows the dataset, not the startup figure.
+#[test]
+fn info_memory_overhead_and_dataset() {
+    for n in common::shard_counts() {
+        let s = common::Server::start(n);
+        let mut c = s.client();
+        let mem = |c: &mut redis::Connection| -> HashMap<String, String> { info(c, "memory") };
+        let num = |m: &HashMap<String, String>, k: &str| -> u64 {
+            m.get(k)
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("INFO memory has no numeric {k}: {m:?}"))
+        };
+        let before = mem(&mut c);
+        let startup = num(&before, "used_memory_startup");
+        assert!(startup > 0, "shards={n}");
+        assert!(num(&before, "mem_clients_normal") >= 1024);
+        let overhead = num(&before, "used_memory_overhead");
+        assert!(overhead >= startup + 1024);
+        assert_eq!(
+            overhead + num(&before, "used_memory_dataset"),
+            num(&before, "used_memory")
+        );
+        assert!(before["used_memory_dataset_perc"].ends_with('%'));
+        let mut p = redis::pipe();
+        for i in 0..20_000 {
+            p.cmd("SET").arg(format!("k{i}")).arg("x".repeat(100)).ignore();
+        }
+        let _: () = p.query(&mut c).unwrap();
+        let after = mem(&mut c);
+        assert_eq!(num(&after, "used_memory_startup"), startup);
+        let grown = num(&after, "used_memory_dataset") - num(&before, "used_memory_dataset");
+        assert!(grown >= 20_000 * 100, "shards={n}: dataset grew by {grown}");
+    }
+}

@@ -189,6 +189,13 @@ fn validate_name(n: &[u8]) -> Result<(), CmdError> {
     Ok(())
 }
 
+/// Memory a connection holds (CLIENT LIST tot-mem, INFO mem_clients_normal): its query
+/// buffer, its output buffer and a fixed 1 KiB for the rest of its state.
+pub fn client_mem(c: &Conn) -> usize {
+    let rbuf = c.rbuf.as_ref().map_or(0, |b| b.capacity());
+    rbuf + c.out.capacity() + 1024
+}
+
 /// One CLIENT LIST line (Redis 7.0 field order), without the trailing newline.
 pub fn client_line(c: &Conn) -> String {
     let ci = &c.client;
@@ -216,7 +223,7 @@ pub fn client_line(c: &Conn) -> String {
         // Replies waiting behind a pending one (a reserved slot is not output yet).
         c.slots.iter().filter(|s| s.is_some()).count(),
         c.out.capacity(),
-        qbuf + qfree + c.out.capacity() + 1024,
+        client_mem(c),
         if ci.last_sub.is_empty() {
             ci.last_cmd.to_string()
         } else {

@@ -655,6 +655,8 @@ pub struct ShardInfo {
     /// Channels and patterns with subscribers on this shard (names, since a channel with
     /// subscribers on several shards counts once).
     pub pubsub: (Vec<bytes::Bytes>, Vec<bytes::Bytes>),
+    /// Memory held by this shard's connections (INFO mem_clients_normal).
+    pub clients_mem: u64,
 }
 
 fn gather(tw: &mut Worker) -> ShardInfo {
@@ -675,6 +677,11 @@ fn gather(tw: &mut Worker) -> ShardInfo {
         net: tw.net,
         rates: tw.rates.rates(),
         pubsub: (tw.pubsub.channels_matching(None), tw.pubsub.pattern_names()),
+        clients_mem: tw
+            .conns
+            .iter()
+            .map(|(_, c)| super::conn::client_mem(c) as u64)
+            .sum(),
     }
 }
 
@@ -714,6 +721,7 @@ fn merge(mut a: ShardInfo, b: ShardInfo) -> ShardInfo {
     a.rates.add(b.rates);
     a.pubsub.0.extend(b.pubsub.0);
     a.pubsub.1.extend(b.pubsub.1);
+    a.clients_mem += b.clients_mem;
     a
 }
 
@@ -739,6 +747,7 @@ pub struct Meta {
     pub executable: String,
     pub os: String,
     pub used_memory: u64,
+    pub startup_memory: u64,
     pub peak_memory: u64,
     pub rss: u64,
     pub total_memory: u64,
@@ -805,6 +814,7 @@ fn meta(w: &Worker) -> Meta {
             std::env::consts::ARCH
         ),
         used_memory: alloc::used(),
+        startup_memory: sh.startup_memory.load(Ordering::Relaxed),
         peak_memory: alloc::peak(),
         rss: alloc::rss(),
         total_memory: alloc::total_system_memory(),
@@ -907,8 +917,37 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 f("used_memory_peak_human", &human_bytes(peak));
                 let perc = format!("{:.2}%", 100.0 * ratio(m.used_memory, peak));
                 f("used_memory_peak_perc", &perc);
+                // Overhead as Redis counts it where we can: the heap in use at startup
+                // (rings, buffers, tables) plus the clients' buffers; no replication, AOF or
+                // scripts exist to add more.
+                let startup = m.startup_memory.min(m.used_memory);
+                let overhead = (startup + s.clients_mem).min(m.used_memory);
+                let dataset = m.used_memory - overhead;
+                f("used_memory_overhead", &overhead);
+                f("used_memory_startup", &startup);
+                f("used_memory_dataset", &dataset);
+                let dperc = 100.0 * ratio(dataset, m.used_memory.saturating_sub(startup));
+                f("used_memory_dataset_perc", &format!("{dperc:.2}%"));
                 f("total_system_memory", &m.total_memory);
                 f("total_system_memory_human", &human_bytes(m.total_memory));
+                for k in ["used_memory_lua", "used_memory_vm_eval"] {
+                    f(k, &0);
+                }
+                f("used_memory_lua_human", &"0B");
+                for k in [
+                    "used_memory_scripts_eval",
+                    "number_of_cached_scripts",
+                    "number_of_functions",
+                    "number_of_libraries",
+                    "used_memory_vm_functions",
+                    "used_memory_vm_total",
+                ] {
+                    f(k, &0);
+                }
+                f("used_memory_vm_total_human", &"0B");
+                f("used_memory_functions", &0);
+                f("used_memory_scripts", &0);
+                f("used_memory_scripts_human", &"0B");
                 f("maxmemory", &m.maxmemory);
                 f("maxmemory_human", &human_bytes(m.maxmemory));
                 f("maxmemory_policy", &m.maxmemory_policy);
@@ -918,7 +957,19 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                     "mem_fragmentation_bytes",
                     &(m.rss as i64 - m.used_memory as i64),
                 );
+                for k in [
+                    "mem_not_counted_for_evict",
+                    "mem_replication_backlog",
+                    "mem_total_replication_buffers",
+                    "mem_clients_slaves",
+                ] {
+                    f(k, &0);
+                }
+                f("mem_clients_normal", &s.clients_mem);
+                f("mem_cluster_links", &0);
+                f("mem_aof_buffer", &0);
                 f("mem_allocator", &"libc");
+                f("active_defrag_running", &0);
                 f("lazyfree_pending_objects", &0);
                 f("lazyfreed_objects", &0);
                 "Memory"

@@ -23,6 +23,9 @@ pub struct Shared {
     pub tun: Tunables,
     pub run_id: String,
     pub started: Instant,
+    /// Heap in use when the shards began serving (INFO used_memory_startup): each shard
+    /// raises it to what it sees as it enters its loop.
+    pub startup_memory: AtomicU64,
     pub clients: AtomicUsize,
     /// Clients waiting in a blocking command (INFO blocked_clients).
     pub blocked_clients: AtomicUsize,
@@ -117,6 +120,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         tun: Tunables::new(&cfg),
         run_id: run_id(),
         started: Instant::now(),
+        startup_memory: AtomicU64::new(0),
         clients: AtomicUsize::new(0),
         blocked_clients: AtomicUsize::new(0),
         next_client_id: AtomicU64::new(1),
