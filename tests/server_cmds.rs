@@ -682,7 +682,10 @@ fn info_memory_overhead_and_dataset() {
         assert!(before["used_memory_dataset_perc"].ends_with('%'));
         let mut p = redis::pipe();
         for i in 0..20_000 {
-            p.cmd("SET").arg(format!("k{i}")).arg("x".repeat(100)).ignore();
+            p.cmd("SET")
+                .arg(format!("k{i}"))
+                .arg("x".repeat(100))
+                .ignore();
         }
         let _: () = p.query(&mut c).unwrap();
         let after = mem(&mut c);
