@@ -414,12 +414,7 @@ fn client(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         "list" => client_list(ctx, argv),
         "kill" if argv.len() >= 3 => client_kill(ctx, argv),
         "unblock" if argv.len() == 3 || argv.len() == 4 => client_unblock(ctx, argv),
-        "help" if argv.len() == 2 => Ok(Reply::Array(
-            CLIENT_HELP
-                .iter()
-                .map(|l| Reply::Status(Bytes::from_static(l.as_bytes())))
-                .collect(),
-        )),
+        "help" if argv.len() == 2 => Ok(Reply::help(CLIENT_HELP)),
         "id" | "getname" | "setname" | "info" | "setinfo" | "no-evict" | "no-touch" | "kill"
         | "unblock" | "help" => Err(arity_err()),
         _ => Err(CmdError::UnknownSubcommand {

@@ -607,23 +607,8 @@ const MEMORY_HELP: &[&str] = &[
 
 /// MEMORY USAGE / DOCTOR / MALLOC-STATS / PURGE / HELP (STATS is not implemented).
 fn memory(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
-    let sub = arg(argv, 1)?;
-    let subname = text(sub).to_lowercase();
-    let fixed = ["doctor", "malloc-stats", "purge", "help"];
-    if subname != "usage" && !fixed.contains(&subname.as_str()) {
-        return Err(CmdError::UnknownSubcommand {
-            sub: text(sub),
-            cmd: "memory".into(),
-        });
-    }
-    let arity_ok = if subname == "usage" {
-        argv.len() >= 3
-    } else {
-        argv.len() == 2
-    };
-    if !arity_ok {
-        return Err(CmdError::WrongArity(format!("memory|{subname}")));
-    }
+    // The declared subcommands and arities (the table row) decide the errors.
+    let subname = super::server::subcommand("memory", argv)?;
     match subname.as_str() {
         "usage" => {
             let mut samples = 5;
@@ -659,12 +644,7 @@ fn memory(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
             alloc::purge();
             Ok(Reply::Ok)
         }
-        _ => Ok(Reply::Array(
-            MEMORY_HELP
-                .iter()
-                .map(|l| Reply::Status(Bytes::from_static(l.as_bytes())))
-                .collect(),
-        )),
+        _ => Ok(Reply::help(MEMORY_HELP)),
     }
 }
 
@@ -683,12 +663,7 @@ fn object(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
         return Err(CmdError::WrongArity(format!("object|{subname}")));
     }
     if subname == "help" {
-        return Ok(Reply::Array(
-            OBJECT_HELP
-                .iter()
-                .map(|l| Reply::Status(Bytes::from_static(l.as_bytes())))
-                .collect(),
-        ));
+        return Ok(Reply::help(OBJECT_HELP));
     }
     let key = arg(argv, 2)?;
     let now = ctx.now();

@@ -201,12 +201,7 @@ fn pubsub_cmd(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let sub = text(raw).to_lowercase();
     let argc = argv.len();
     match sub.as_str() {
-        "help" if argc == 2 => Ok(Reply::Array(
-            PUBSUB_HELP
-                .iter()
-                .map(|l| Reply::Status(Bytes::from_static(l.as_bytes())))
-                .collect(),
-        )),
+        "help" if argc == 2 => Ok(Reply::help(PUBSUB_HELP)),
         "channels" if argc <= 3 => {
             let pattern = argv.get(2).map(owned);
             let ticket = ctx.defer();

@@ -127,7 +127,7 @@ fn flushall(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 
 /// Looks up `argv[1]` among the container's declared subcommands and checks its arity,
 /// with Redis's errors (`unknown subcommand`, `wrong number of arguments for 'config|get'`).
-fn subcommand(container: &str, argv: &[Bytes]) -> Result<String, CmdError> {
+pub(super) fn subcommand(container: &str, argv: &[Bytes]) -> Result<String, CmdError> {
     let sub = text(arg(argv, 1)?).to_ascii_lowercase();
     let spec = table()
         .lookup(container.as_bytes())
@@ -145,15 +145,6 @@ fn subcommand(container: &str, argv: &[Bytes]) -> Result<String, CmdError> {
         return Err(CmdError::WrongArity(format!("{container}|{sub}")));
     }
     Ok(sub)
-}
-
-fn help(lines: &'static [&'static str]) -> Reply {
-    Reply::Array(
-        lines
-            .iter()
-            .map(|l| Reply::Status(Bytes::from_static(l.as_bytes())))
-            .collect(),
-    )
 }
 
 // ----- CONFIG -------------------------------------------------------------------------------
@@ -178,7 +169,7 @@ fn config(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         "set" => config_set(ctx, argv),
         "resetstat" => config_resetstat(ctx),
         "rewrite" => config_rewrite(ctx),
-        _ => Ok(help(CONFIG_HELP)),
+        _ => Ok(Reply::help(CONFIG_HELP)),
     }
 }
 
@@ -395,7 +386,7 @@ const DEBUG_HELP: &[&str] = &[
 fn debug(_ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let sub = arg(argv, 1)?;
     if is(sub, "help") && argv.len() == 2 {
-        return Ok(help(DEBUG_HELP));
+        return Ok(Reply::help(DEBUG_HELP));
     }
     if is(sub, "sleep") && argv.len() == 3 {
         // Redis parses with atof: anything unparsable sleeps 0 seconds.
@@ -517,7 +508,7 @@ fn command(_ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         }
         "list" => command_list(argv),
         "getkeys" => command_getkeys(names),
-        _ => Ok(help(COMMAND_HELP)),
+        _ => Ok(Reply::help(COMMAND_HELP)),
     }
 }
 

@@ -47,6 +47,11 @@ impl Reply {
         Reply::Status(Bytes::from_static(s.as_bytes()))
     }
 
+    /// A container command's HELP reply: one status line per entry.
+    pub fn help(lines: &'static [&'static str]) -> Reply {
+        Reply::Array(lines.iter().map(|l| Reply::status(l)).collect())
+    }
+
     pub fn error(s: impl Into<String>) -> Reply {
         Reply::Error(s.into())
     }
