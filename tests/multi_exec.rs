@@ -891,3 +891,52 @@ fn mixed_load_never_deadlocks() {
         assert!(done > 100, "shards={n}: only {done} operations");
     }
 }
+
+/// Celery's result backend: MULTI / SETEX / PUBLISH / EXEC for every task result. PUBLISH
+/// inside EXEC froze a multi-shard server (EXEC never answered and every shard stayed
+/// locked). The subscribers sit on every shard; every EXEC answers, every message arrives,
+/// and the shards stay free.
+#[test]
+fn publish_inside_exec_answers_and_delivers() {
+    for n in common::shard_counts() {
+        let s = common::Server::start(n);
+        let mut sub_conns: Vec<Connection> = (0..8).map(|_| s.client()).collect();
+        let mut subs: Vec<_> = sub_conns.iter_mut().map(|c| c.as_pubsub()).collect();
+        for ps in subs.iter_mut() {
+            ps.subscribe("celery-task-meta").unwrap();
+            ps.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        }
+        let mut c = s.client();
+        c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        for i in 0..20 {
+            let key = format!("celery-task-meta-{i}");
+            let (ok, receivers): (String, i64) = redis::pipe()
+                .atomic()
+                .cmd("SETEX")
+                .arg(&key)
+                .arg(86400)
+                .arg("{\"status\": \"SUCCESS\"}")
+                .cmd("PUBLISH")
+                .arg("celery-task-meta")
+                .arg(&key)
+                .query(&mut c)
+                .unwrap_or_else(|e| panic!("shards={n}: EXEC {i}: {e}"));
+            assert_eq!((ok.as_str(), receivers), ("OK", 8), "shards={n}");
+            for ps in subs.iter_mut() {
+                let m = ps.get_message().unwrap();
+                assert_eq!(m.get_payload::<String>().unwrap(), key, "shards={n}");
+            }
+        }
+        // The exact exchange from the report, on a fresh connection.
+        let mut raw = Raw::new(&s);
+        raw.send(&["MULTI"]);
+        raw.send(&["PUBLISH", "ch", "m"]);
+        raw.send(&["EXEC"]);
+        assert_eq!(raw.reply(), "+OK\r\n");
+        assert_eq!(raw.reply(), "+QUEUED\r\n");
+        assert_eq!(raw.reply(), "*1\r\n:0\r\n");
+        // Every shard still serves keyspace commands.
+        let size: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+        assert_eq!(size, 20, "shards={n}");
+    }
+}

@@ -128,23 +128,11 @@ fn flushall(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 /// Looks up `argv[1]` among the container's declared subcommands and checks its arity,
 /// with Redis's errors (`unknown subcommand`, `wrong number of arguments for 'config|get'`).
 pub(super) fn subcommand(container: &str, argv: &[Bytes]) -> Result<String, CmdError> {
-    let sub = text(arg(argv, 1)?).to_ascii_lowercase();
     let spec = table()
         .lookup(container.as_bytes())
         .map(|(_, s)| s)
         .ok_or(CmdError::Syntax)?;
-    let Some((_, arity, _)) = spec.subcommands.iter().find(|(n, _, _)| *n == sub) else {
-        return Err(CmdError::UnknownSubcommand {
-            sub: text(arg(argv, 1)?),
-            cmd: container.into(),
-        });
-    };
-    let n = argv.len() as i32;
-    let ok = if *arity > 0 { n == *arity } else { n >= -arity };
-    if !ok {
-        return Err(CmdError::WrongArity(format!("{container}|{sub}")));
-    }
-    Ok(sub)
+    super::check_subcommand(spec, argv)
 }
 
 // ----- CONFIG -------------------------------------------------------------------------------
@@ -648,6 +636,9 @@ pub struct ShardInfo {
     pub pubsub: (Vec<bytes::Bytes>, Vec<bytes::Bytes>),
     /// Memory held by this shard's connections (INFO mem_clients_normal).
     pub clients_mem: u64,
+    /// How long this shard had been in its current loop pass when it answered (a command
+    /// that held it is still counted then; the `Shared` reading may already be reset).
+    pub pass_ms: u64,
 }
 
 fn gather(tw: &mut Worker) -> ShardInfo {
@@ -673,6 +664,7 @@ fn gather(tw: &mut Worker) -> ShardInfo {
             .iter()
             .map(|(_, c)| super::conn::client_mem(c) as u64)
             .sum(),
+        pass_ms: tw.pass_age_ms(),
     }
 }
 
@@ -713,6 +705,7 @@ fn merge(mut a: ShardInfo, b: ShardInfo) -> ShardInfo {
     a.pubsub.0.extend(b.pubsub.0);
     a.pubsub.1.extend(b.pubsub.1);
     a.clients_mem += b.clients_mem;
+    a.pass_ms = a.pass_ms.max(b.pass_ms);
     a
 }
 
@@ -746,6 +739,8 @@ pub struct Meta {
     pub maxmemory_policy: String,
     pub cpu_user: f64,
     pub cpu_sys: f64,
+    /// `Shared::stalls`: (longest loop pass, longest lock) in ms.
+    pub stalls: (u64, u64),
 }
 
 /// The replication id this server reports (40 hex digits, fixed for the process lifetime).
@@ -784,6 +779,7 @@ fn meta(w: &Worker) -> Meta {
             .unwrap_or_default()
     };
     Meta {
+        stalls: sh.stalls(),
         run_id: sh.run_id.clone(),
         replid: master_replid().to_string(),
         port: sh.port,
@@ -1050,6 +1046,11 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 f("unexpected_error_replies", &0);
                 f("total_error_replies", &errors);
                 f("dump_payload_sanitizations", &0);
+                // The stall detector (not in Redis): the longest any shard has been inside
+                // one loop pass, and the longest any shard has been locked by a multi-shard
+                // command or transaction. Both stay near 0 on a healthy server.
+                f("shard_oldest_pass_ms", &m.stalls.0.max(s.pass_ms));
+                f("shard_oldest_lock_ms", &m.stalls.1);
                 "Stats"
             }
             "replication" => {

@@ -48,7 +48,7 @@ fn lock_step(w: &mut Worker, txid: u64, shards: Vec<usize>, i: usize, body: Body
     w.post(
         target,
         Msg::Work(Box::new(move |tw: &mut Worker| {
-            tw.lock = Some(txid);
+            tw.set_lock(Some(txid));
             tw.post(
                 origin,
                 Msg::Control(Box::new(move |ow: &mut Worker| {
@@ -62,7 +62,7 @@ fn lock_step(w: &mut Worker, txid: u64, shards: Vec<usize>, i: usize, body: Body
 /// Releases this shard if `txid` holds it.
 pub fn unlock(w: &mut Worker, txid: u64) {
     if w.lock == Some(txid) {
-        w.lock = None;
+        w.set_lock(None);
     }
 }
 

@@ -36,6 +36,40 @@ pub struct Shared {
     pub port: u16,
     /// What each shard publishes for the others' eviction decisions (indexed by shard).
     pub mem: Vec<ShardMem>,
+    /// Each shard's stall detector readings (indexed by shard).
+    pub pulse: Vec<Pulse>,
+}
+
+/// The stall detector: what one shard publishes about its loop, read by INFO on any shard
+/// (without a message, so a stalled shard cannot hide its stall). Times are milliseconds
+/// since `Shared::started` plus one (0 = not in that state).
+#[repr(align(128))]
+#[derive(Default)]
+pub struct Pulse {
+    /// When the pass running now began; 0 while the shard sleeps for completions.
+    pub busy_since: AtomicU64,
+    /// When a multi-shard command or transaction locked this shard; 0 while unlocked.
+    pub locked_since: AtomicU64,
+}
+
+impl Shared {
+    /// Milliseconds since startup plus one: a `Pulse` timestamp (never 0).
+    pub fn pulse_now(&self) -> u64 {
+        self.started.elapsed().as_millis() as u64 + 1
+    }
+
+    /// The longest time any shard has been inside one loop pass, and the longest any shard
+    /// has been locked, in milliseconds (INFO stats; 0 when none is).
+    pub fn stalls(&self) -> (u64, u64) {
+        let now = self.pulse_now();
+        let age = |a: &AtomicU64| match a.load(Ordering::Relaxed) {
+            0 => 0,
+            t => now.saturating_sub(t),
+        };
+        let pass = self.pulse.iter().map(|p| age(&p.busy_since)).max();
+        let lock = self.pulse.iter().map(|p| age(&p.locked_since)).max();
+        (pass.unwrap_or(0), lock.unwrap_or(0))
+    }
 }
 
 /// One shard's memory figures as the other shards see them (`Worker::memory_check`):
@@ -128,6 +162,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         shutdown: AtomicBool::new(false),
         port,
         mem: (0..cfg.shards).map(|_| ShardMem::default()).collect(),
+        pulse: (0..cfg.shards).map(|_| Pulse::default()).collect(),
         cfg,
     });
     let cfg = &shared.cfg;

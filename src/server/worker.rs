@@ -307,6 +307,10 @@ impl Worker {
             // command or transaction (Redis freezes time for EXEC too).
             // One clock reading per pass (the wall clock follows from it, see `PassClock`).
             self.pass_now = Instant::now();
+            let since = self.pass_now.saturating_duration_since(self.shared.started);
+            self.pulse()
+                .busy_since
+                .store(since.as_millis() as u64 + 1, Ordering::Relaxed);
             if self.lock.is_none() {
                 self.shard.now_ms = self.clock.ms(self.pass_now);
             }
@@ -364,6 +368,7 @@ impl Worker {
                         self.timer_armed = Some(next);
                     }
                 }
+                self.pulse().busy_since.store(0, Ordering::Relaxed);
                 let r = self.ring.submit_and_wait(true, None);
                 self.mesh.awake();
                 r
@@ -1273,6 +1278,11 @@ impl Worker {
     /// Reserves a reply slot for connection `idx` without pausing it: later commands run
     /// at once, and their replies wait behind this one.
     pub fn reserve(&mut self, idx: usize) -> Ticket {
+        // Inside EXEC the reply belongs to the transaction, not to a slot of its own:
+        // a slot here would never be filled in order and the EXEC would wait forever.
+        if let Some(t) = coord::tx::capture_ticket(self) {
+            return t;
+        }
         let conn = &mut self.conns[idx];
         let seq = conn.reserve();
         Ticket {
@@ -1465,6 +1475,31 @@ impl Worker {
                 done(self, results);
             }
         }
+    }
+
+    /// This shard's stall detector readings (see `server::Pulse`).
+    #[inline]
+    fn pulse(&self) -> &super::Pulse {
+        &self.shared.pulse[self.id]
+    }
+
+    /// How long this shard has been in its current loop pass, in milliseconds.
+    pub fn pass_age_ms(&self) -> u64 {
+        Instant::now()
+            .saturating_duration_since(self.pass_now)
+            .as_millis() as u64
+    }
+
+    /// Takes (`Some(txid)`) or releases this shard's lock for a multi-shard command,
+    /// telling the stall detector when it was taken.
+    pub fn set_lock(&mut self, lock: Option<u64>) {
+        let since = if lock.is_some() {
+            self.shared.pulse_now()
+        } else {
+            0
+        };
+        self.pulse().locked_since.store(since, Ordering::Relaxed);
+        self.lock = lock;
     }
 
     /// Asks every shard's loop to stop (SHUTDOWN, signals).
