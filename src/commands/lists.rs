@@ -220,13 +220,18 @@ fn lpos(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
         let Some(val) = argv.get(i + 1) else {
             return Err(CmdError::Syntax);
         };
-        let n = parse_i64(val).ok_or(CmdError::NotInteger)?;
+        // COUNT and MAXLEN answer their own text for a non-number too (Redis's
+        // getPositiveLongFromObjectOrReply with a message).
+        let positive = |what: &'static str| match parse_i64(val) {
+            Some(n) if n >= 0 => Ok(n),
+            _ => Err(CmdError::coded(what)),
+        };
         if is(opt, "rank") {
-            opts.rank = n;
+            opts.rank = parse_i64(val).ok_or(CmdError::NotInteger)?;
         } else if is(opt, "count") {
-            opts.count = Some(n);
+            opts.count = Some(positive(crate::types::err::LPOS_COUNT_NEGATIVE)?);
         } else if is(opt, "maxlen") {
-            opts.maxlen = n;
+            opts.maxlen = positive(crate::types::err::LPOS_MAXLEN_NEGATIVE)?;
         } else {
             return Err(CmdError::Syntax);
         }

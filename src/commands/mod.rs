@@ -132,6 +132,27 @@ pub fn check_arity(spec: &CommandSpec, argv: &[Bytes]) -> Result<(), CmdError> {
     }
 }
 
+/// For a container command (CONFIG, CLIENT, OBJECT...): finds the subcommand named by
+/// `argv[1]` in the row's table and checks its arity; returns its lower-case name.
+pub fn check_subcommand(spec: &CommandSpec, argv: &[Bytes]) -> Result<String, CmdError> {
+    let raw = argv
+        .get(1)
+        .ok_or_else(|| CmdError::WrongArity(spec.name.into()))?;
+    let sub = String::from_utf8_lossy(raw).to_ascii_lowercase();
+    let Some((_, arity, _)) = spec.subcommands.iter().find(|(n, _, _)| *n == sub) else {
+        return Err(CmdError::UnknownSubcommand {
+            sub: String::from_utf8_lossy(raw).into_owned(),
+            cmd: spec.name.into(),
+        });
+    };
+    let n = argv.len() as i32;
+    let ok = if *arity > 0 { n == *arity } else { n >= -arity };
+    if !ok {
+        return Err(CmdError::WrongArity(format!("{}|{sub}", spec.name)));
+    }
+    Ok(sub)
+}
+
 /// Where a command's keys live.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {

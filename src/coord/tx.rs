@@ -239,6 +239,14 @@ pub fn queue(w: &mut Worker, idx: usize, argv: &mut Vec<Bytes>) -> bool {
         reject(w, idx, e);
         return true;
     }
+    // A container's subcommand is looked up and arity-checked while queuing too (Redis
+    // resolves `container|sub` before queuing): an unknown one aborts the transaction.
+    if !spec.subcommands.is_empty() {
+        if let Err(e) = commands::check_subcommand(spec, argv) {
+            reject(w, idx, e.to_string());
+            return true;
+        }
+    }
     if matches!(
         spec.name,
         "exec" | "discard" | "multi" | "watch" | "quit" | "reset"
