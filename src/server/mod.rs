@@ -1,6 +1,7 @@
-//! Per-core networking: `run()` binds one SO_REUSEPORT listener per shard, builds the shard
-//! mesh, starts one pinned thread per shard running its `Worker` loop, and waits for SIGINT /
-//! SIGTERM (or SHUTDOWN) to stop them all. Runs on the main thread.
+//! Per-core networking: `run()` fits RLIMIT_NOFILE to maxclients (or maxclients to the
+//! limit, as Redis's adjustOpenFilesLimit), binds one SO_REUSEPORT listener per shard, builds
+//! the shard mesh, starts one pinned thread per shard running its `Worker` loop, and waits
+//! for SIGINT / SIGTERM (or SHUTDOWN) to stop them all. Runs on the main thread.
 
 pub mod connection;
 pub mod lookahead;
@@ -52,6 +53,77 @@ pub struct ShardMem {
     pub nudged: AtomicBool,
 }
 
+/// Descriptors kept free beyond the fixed ones, as Redis's CONFIG_MIN_RESERVED_FDS: room for
+/// accepting a connection only to refuse it (`-ERR max number of clients reached`; a
+/// multishot accept takes descriptors for a whole burst before the loop sees it), the log,
+/// CONFIG REWRITE's file.
+pub const MIN_RESERVED_FDS: u64 = 32;
+
+/// Descriptors each shard holds for itself: its listener, its ring and its mesh eventfd.
+const FDS_PER_SHARD: u64 = 3;
+
+/// Redis's adjustOpenFilesLimit: makes RLIMIT_NOFILE hold maxclients plus the descriptors
+/// the server needs for itself (what is open now, `FDS_PER_SHARD` per shard and
+/// `MIN_RESERVED_FDS`), raising the soft limit up to the hard one; when that is not enough,
+/// lowers `cfg.maxclients` to fit, with Redis's warnings. Returns the reserved count (the
+/// descriptors that are not for clients), which CONFIG SET maxclients checks against.
+fn adjust_open_files_limit(cfg: &mut Config) -> Result<u64, String> {
+    let reserved = sys::open_fds() + FDS_PER_SHARD * cfg.shards as u64 + MIN_RESERVED_FDS;
+    let want = cfg.maxclients as u64 + reserved;
+    let (cur, max) = match sys::nofile_limit() {
+        Ok(l) => l,
+        Err(e) => {
+            let n = 1024u64.saturating_sub(reserved).max(1);
+            crate::log::warning(&format!(
+                "Unable to obtain the current NOFILE limit ({}), assuming 1024 and setting the \
+                 max clients configuration accordingly.",
+                os_text(&e)
+            ));
+            cfg.maxclients = cfg.maxclients.min(n as usize);
+            return Ok(reserved);
+        }
+    };
+    if cur >= want {
+        return Ok(reserved);
+    }
+    let target = want.min(max);
+    let (best, why) = if target > cur {
+        match sys::set_nofile(target) {
+            Ok(()) if target == want => (target, String::new()),
+            Ok(()) => (target, format!("the hard limit ('ulimit -Hn') of {max}")),
+            Err(e) => (cur, format!("OS error: {}", os_text(&e))),
+        }
+    } else {
+        (cur, format!("the hard limit ('ulimit -Hn') of {max}"))
+    };
+    if best >= want {
+        crate::log::notice(&format!(
+            "Increased maximum number of open files to {want} (it was originally set to {cur})."
+        ));
+        return Ok(reserved);
+    }
+    if best <= reserved {
+        return Err(format!(
+            "Your current 'ulimit -n' of {cur} is not enough for the server to start. Please \
+             increase your open file limit to at least {want}. Exiting."
+        ));
+    }
+    let old = cfg.maxclients;
+    cfg.maxclients = (best - reserved) as usize;
+    crate::log::warning(&format!(
+        "You requested maxclients of {old} requiring at least {want} max file descriptors."
+    ));
+    crate::log::warning(&format!(
+        "Server can't set maximum open files to {want} because of {why}."
+    ));
+    crate::log::warning(&format!(
+        "Current maximum open files is {best}. maxclients has been reduced to {} to \
+         compensate for low ulimit. If you need higher maxclients increase 'ulimit -n'.",
+        cfg.maxclients
+    ));
+    Ok(reserved)
+}
+
 fn run_id() -> String {
     let mut seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -74,7 +146,7 @@ fn memlock_needed(cfg: &Config) -> u64 {
 }
 
 /// Starts the server and blocks until it stops. Errors are startup errors (exit code 1).
-pub fn run(cfg: Config) -> Result<(), String> {
+pub fn run(mut cfg: Config) -> Result<(), String> {
     crate::log::set_level(&cfg.loglevel);
     // A bug that panics a shard must not leave a half-alive server behind: report and stop
     // the whole process, as Redis does on an assertion failure.
@@ -88,7 +160,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
     crate::runtime::clock::calibrate();
     let want = memlock_needed(&cfg);
     let got = sys::raise_memlock(want.max(64 << 20));
-    sys::raise_nofile(cfg.maxclients as u64 + 64 + cfg.shards as u64 * 4);
+    let reserved_fds = adjust_open_files_limit(&mut cfg)?;
 
     let addr = SocketAddr::new(cfg.bind, cfg.port);
     if cfg.port != 0 {
@@ -130,6 +202,10 @@ pub fn run(cfg: Config) -> Result<(), String> {
         mem: (0..cfg.shards).map(|_| ShardMem::default()).collect(),
         cfg,
     });
+    shared
+        .tun
+        .reserved_fds
+        .store(reserved_fds, Ordering::Relaxed);
     let cfg = &shared.cfg;
     let endpoints = mesh::mesh::<Msg>(cfg.shards, 4096).map_err(|e| format!("mesh: {e}"))?;
     let wakers: Vec<_> = endpoints.iter().map(|e| e.waker().clone()).collect();
@@ -258,7 +334,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
 
 /// An OS error as strerror(3) words it ("Address already in use"), without Rust's
 /// " (os error 98)" suffix, as Redis prints it.
-fn os_text(e: &std::io::Error) -> String {
+pub(crate) fn os_text(e: &std::io::Error) -> String {
     let t = e.to_string();
     match t.find(" (os error") {
         Some(i) => t[..i].to_string(),
