@@ -1,7 +1,9 @@
 //! Per-core networking: `run()` fits RLIMIT_NOFILE to maxclients (or maxclients to the
 //! limit, as Redis's adjustOpenFilesLimit), binds one SO_REUSEPORT listener per shard, builds
 //! the shard mesh, starts one pinned thread per shard running its `Worker` loop, and waits
-//! for SIGINT / SIGTERM (or SHUTDOWN) to stop them all. Runs on the main thread.
+//! for them to stop. Runs on the main thread; a "signals" thread turns SIGINT / SIGTERM into a
+//! shutdown, as SHUTDOWN does. A shard that has not stopped `SHUTDOWN_GRACE` after the
+//! shutdown began is named in the log and the process exits without it.
 
 pub mod connection;
 pub mod lookahead;
@@ -11,8 +13,9 @@ pub mod worker;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::{Config, Tunables};
 use crate::runtime::{mesh, sys};
@@ -33,10 +36,20 @@ pub struct Shared {
     pub next_client_id: AtomicU64,
     pub next_tx_id: AtomicU64,
     pub shutdown: AtomicBool,
+    /// Tells the main thread that a shutdown began or a shard stopped (see `run`'s wait).
+    pub events: Sender<Event>,
     /// The port actually bound (differs from cfg.port when it was 0).
     pub port: u16,
     /// What each shard publishes for the others' eviction decisions (indexed by shard).
     pub mem: Vec<ShardMem>,
+}
+
+/// What the main thread waits for once the server is up.
+pub enum Event {
+    /// A shutdown began (signal or SHUTDOWN): the shards get `SHUTDOWN_GRACE` to stop.
+    Stop,
+    /// This shard's loop has returned.
+    Exited(usize),
 }
 
 /// One shard's memory figures as the other shards see them (`Worker::memory_check`):
@@ -61,6 +74,11 @@ pub const MIN_RESERVED_FDS: u64 = 32;
 
 /// Descriptors each shard holds for itself: its listener, its ring and its mesh eventfd.
 const FDS_PER_SHARD: u64 = 3;
+
+/// How long the shards get to stop once a shutdown began (SIGTERM, SIGINT, SHUTDOWN). A shard
+/// still busy then (in DEBUG SLEEP or another long command) is named in the log and the
+/// process exits without it (exit code 1): nothing is persisted, so nothing is lost by it.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Redis's adjustOpenFilesLimit: makes RLIMIT_NOFILE hold maxclients plus the descriptors
 /// the server needs for itself (what is open now, `FDS_PER_SHARD` per shard and
@@ -188,6 +206,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         listeners.push(fd);
     }
 
+    let (events, events_rx) = mpsc::channel::<Event>();
     let shared = Arc::new(Shared {
         tun: Tunables::new(&cfg),
         run_id: run_id(),
@@ -198,6 +217,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         next_client_id: AtomicU64::new(1),
         next_tx_id: AtomicU64::new(1),
         shutdown: AtomicBool::new(false),
+        events,
         port,
         mem: (0..cfg.shards).map(|_| ShardMem::default()).collect(),
         cfg,
@@ -240,10 +260,11 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
                         crate::log::warning(&format!("shard {i}: SCHED_BATCH refused: {e}"));
                     }
                 }
-                match Worker::new(i, shared, ep, fd) {
+                match Worker::new(i, shared.clone(), ep, fd) {
                     Ok(mut w) => {
                         let _ = ready.send(Ok(w.ring_setup()));
                         w.run();
+                        let _ = shared.events.send(Event::Exited(i));
                     }
                     Err(e) => {
                         let (cur, _) = sys::memlock_limit();
@@ -310,26 +331,71 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
     let sig_wakers = wakers.clone();
     std::thread::Builder::new()
         .name("signals".into())
-        .spawn(move || {
+        .spawn(move || loop {
             let sig = sys::wait_signal();
-            crate::log::notice(&format!(
-                "Received {}, scheduling shutdown...",
-                if sig == libc::SIGINT {
-                    "SIGINT"
-                } else {
-                    "SIGTERM"
-                }
-            ));
+            let name = if sig == libc::SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
+            // A second Ctrl-C means "now", as in Redis (exit code 1: not a clean stop).
+            if sig == libc::SIGINT && sig_shared.shutdown.load(Ordering::SeqCst) {
+                crate::log::warning("You insist... exiting now.");
+                std::process::exit(1);
+            }
+            crate::log::notice(&format!("Received {name}, scheduling shutdown..."));
             sig_shared.shutdown.store(true, Ordering::SeqCst);
             sig_wakers.iter().for_each(|w| w.wake());
+            let _ = sig_shared.events.send(Event::Stop);
         })
         .map_err(|e| format!("cannot start signal thread: {e}"))?;
 
+    wait_for_shards(&events_rx, cfg.shards);
     for t in threads {
         let _ = t.join();
     }
     crate::log::notice("shardis is now ready to exit, bye bye...");
     Ok(())
+}
+
+/// Waits until every shard's loop has returned. Once a shutdown began, a shard that has not
+/// stopped within `SHUTDOWN_GRACE` (stuck in a long command: its thread only looks at the
+/// shutdown flag between commands) must not keep the process alive: name it in the log and
+/// exit the process with code 1.
+fn wait_for_shards(events: &mpsc::Receiver<Event>, shards: usize) {
+    let mut running = vec![true; shards];
+    let mut deadline: Option<Instant> = None;
+    while running.contains(&true) {
+        let ev = match deadline {
+            None => events.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(d) => events.recv_timeout(d.saturating_duration_since(Instant::now())),
+        };
+        match ev {
+            // A shard only leaves its loop on shutdown; either way the others now get the
+            // grace period.
+            Ok(Event::Stop) => {
+                deadline.get_or_insert_with(|| Instant::now() + SHUTDOWN_GRACE);
+            }
+            Ok(Event::Exited(i)) => {
+                if let Some(r) = running.get_mut(i) {
+                    *r = false;
+                }
+                deadline.get_or_insert_with(|| Instant::now() + SHUTDOWN_GRACE);
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                for (i, _) in running.iter().enumerate().filter(|(_, r)| **r) {
+                    crate::log::warning(&format!(
+                        "shard {i} did not stop within {} s of the shutdown request (busy in \
+                         a long command); exiting without it",
+                        SHUTDOWN_GRACE.as_secs()
+                    ));
+                }
+                std::process::exit(1);
+            }
+            // Every sender gone: no shard thread is left to wait for.
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
 }
 
 /// An OS error as strerror(3) words it ("Address already in use"), without Rust's

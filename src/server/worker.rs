@@ -1535,6 +1535,8 @@ impl Worker {
     pub fn request_shutdown(&self) {
         self.shared.shutdown.store(true, Ordering::SeqCst);
         self.mesh.wake_all();
+        // The main thread starts the grace period for shards that cannot stop.
+        let _ = self.shared.events.send(super::Event::Stop);
     }
 
     // ----- timers ------------------------------------------------------------------------
