@@ -532,6 +532,10 @@ fn set_evict_param(cfg: &mut EvictCfg, name: &str, v: &str) -> Result<(), String
 /// Values CONFIG SET may change while running, read lock-free by every shard.
 pub struct Tunables {
     pub maxclients: AtomicUsize,
+    /// Descriptors the server keeps for itself (set once at startup, see
+    /// `server::adjust_open_files_limit`); CONFIG SET maxclients must leave room for them
+    /// under RLIMIT_NOFILE. 0 = not checked (in-process tests).
+    pub reserved_fds: AtomicU64,
     pub proto_max_bulk_len: AtomicU64,
     pub client_query_buffer_limit: AtomicU64,
     pub timeout: AtomicU64,
@@ -569,6 +573,7 @@ impl Tunables {
         text.insert("shards".into(), cfg.shards.to_string());
         let t = Tunables {
             maxclients: AtomicUsize::new(cfg.maxclients),
+            reserved_fds: AtomicU64::new(0),
             proto_max_bulk_len: AtomicU64::new(cfg.proto_max_bulk_len),
             client_query_buffer_limit: AtomicU64::new(cfg.client_query_buffer_limit),
             timeout: AtomicU64::new(cfg.timeout),
@@ -585,6 +590,37 @@ impl Tunables {
             let _ = t.set("client-output-buffer-limit", v);
         }
         t
+    }
+
+    /// Redis's updateMaxclients: raises RLIMIT_NOFILE's soft limit (up to the hard one) so
+    /// that `maxclients` clients fit beside the reserved descriptors, or refuses with the
+    /// largest value that fits (the setting then stays as it was).
+    fn fit_nofile(&self, maxclients: usize) -> Result<(), String> {
+        use crate::runtime::sys;
+        let reserved = self.reserved_fds.load(Ordering::Relaxed);
+        if reserved == 0 {
+            return Ok(());
+        }
+        let want = (maxclients as u64).saturating_add(reserved);
+        let Ok((cur, max)) = sys::nofile_limit() else {
+            return Ok(());
+        };
+        if cur >= want {
+            return Ok(());
+        }
+        let best = if max > cur && sys::set_nofile(want.min(max)).is_ok() {
+            want.min(max)
+        } else {
+            cur
+        };
+        if best >= want {
+            return Ok(());
+        }
+        Err(format!(
+            "The operating system is not able to handle the specified number of clients, try \
+             with {}",
+            best.saturating_sub(reserved)
+        ))
     }
 
     /// The eviction settings now in force.
@@ -642,6 +678,7 @@ impl Tunables {
                 if n == 0 {
                     return Err("argument must be between 1 and 4294967295 inclusive".into());
                 }
+                self.fit_nofile(n)?;
                 self.maxclients.store(n, Ordering::Relaxed);
             }
             "proto-max-bulk-len" => {

@@ -19,8 +19,8 @@ use super::table::{
 use super::ConnCtx;
 use crate::coord::multi;
 use crate::error::{CmdError, CmdResult};
+use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
-use crate::protocol::{parse_f64, parse_i64};
 use crate::runtime::{alloc, sys};
 use crate::server::worker::{NetStats, ShardFn, Worker};
 use crate::shard::CmdStat;
@@ -377,18 +377,45 @@ fn debug(_ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         return Ok(Reply::help(DEBUG_HELP));
     }
     if is(sub, "sleep") && argv.len() == 3 {
-        // Redis parses with atof: anything unparsable sleeps 0 seconds.
-        let secs = argv.get(2).and_then(|a| parse_f64(a)).unwrap_or(0.0);
-        let d = Duration::try_from_secs_f64(secs).unwrap_or(Duration::ZERO);
+        let secs = argv.get(2).map_or(0.0, |a| strtod_prefix(a));
+        // As Redis: whole microseconds, and nothing for a negative or zero time.
+        let micros = (secs * 1e6) as i64;
         // Deliberately blocks this shard's thread, as DEBUG SLEEP blocks Redis's server:
-        // tests use it to make the server unresponsive.
-        std::thread::sleep(d);
+        // tests use it to make the server unresponsive. The shard does not notice a
+        // shutdown meanwhile; the process exits without it after the grace period
+        // (`server::SHUTDOWN_GRACE`).
+        if micros > 0 {
+            std::thread::sleep(Duration::from_micros(micros as u64));
+        }
         return Ok(Reply::Ok);
     }
     Err(CmdError::err(format!(
         "unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
         text(sub)
     )))
+}
+
+/// The number at the start of `s` as C's strtod reads it for DEBUG SLEEP: leading spaces
+/// skipped, then the longest decimal prefix ("0.5s" is 0.5); 0 when there is none. Only
+/// decimal forms: no hex, inf or nan (a sleep of those makes no sense).
+fn strtod_prefix(s: &[u8]) -> f64 {
+    let start = s
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(s.len());
+    let rest = s.get(start..).unwrap_or_default();
+    let len = rest
+        .iter()
+        .take(64)
+        .take_while(|b| b.is_ascii_digit() || matches!(b, b'+' | b'-' | b'.' | b'e' | b'E'))
+        .count();
+    (1..=len)
+        .rev()
+        .find_map(|n| {
+            let t = std::str::from_utf8(rest.get(..n)?).ok()?;
+            t.parse::<f64>().ok().filter(|v| v.is_finite())
+        })
+        .unwrap_or(0.0)
 }
 
 /// SWAPDB a b: locks every shard (in shard order, see `coord::multi`), swaps the two
@@ -1139,6 +1166,24 @@ mod tests {
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    #[test]
+    fn debug_sleep_reads_its_time_as_strtod() {
+        for (text, want) in [
+            ("1.5", 1.5),
+            ("  0.25", 0.25),
+            ("0.5s", 0.5),
+            ("2e-1x", 0.2),
+            ("1e", 1.0),
+            ("-3", -3.0),
+            ("abc", 0.0),
+            ("", 0.0),
+            ("inf", 0.0),
+            ("0x10", 0.0),
+        ] {
+            assert_eq!(strtod_prefix(text.as_bytes()), want, "{text:?}");
+        }
     }
 
     #[test]

@@ -1,5 +1,7 @@
-//! Raw socket, descriptor and rlimit calls (libc), wrapped so the rest of shardis stays safe.
-//! Called from shard threads at startup (listen) and per connection (accept setup, close).
+//! Raw socket, descriptor, rlimit and signal calls (libc), wrapped so the rest of shardis
+//! stays safe. Called from the main thread at startup (rlimits, listen, signal mask), the
+//! signals thread, shard threads per connection (accept setup, close) and CONFIG SET
+//! maxclients (RLIMIT_NOFILE).
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -225,28 +227,37 @@ pub fn raise_memlock(want: u64) -> u64 {
     }
 }
 
-/// Raises RLIMIT_NOFILE toward `want` and returns the resulting soft limit.
-pub fn raise_nofile(want: u64) -> u64 {
+/// Current (soft) and maximum (hard) RLIMIT_NOFILE: the descriptors the process may hold.
+pub fn nofile_limit() -> io::Result<(u64, u64)> {
     let mut rl = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,
     };
     // SAFETY: getrlimit writes into the struct we pass.
-    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
-        return 1024;
+    cvt(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) })?;
+    Ok((rl.rlim_cur, rl.rlim_max))
+}
+
+/// Sets RLIMIT_NOFILE's soft limit to `cur`, keeping the hard limit (which only a privileged
+/// process could raise, and which we leave as the administrator set it).
+pub fn set_nofile(cur: u64) -> io::Result<()> {
+    let (_, max) = nofile_limit()?;
+    let rl = libc::rlimit {
+        rlim_cur: cur as libc::rlim_t,
+        rlim_max: max as libc::rlim_t,
+    };
+    // SAFETY: setrlimit reads the struct we pass.
+    cvt(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) }).map(|_| ())
+}
+
+/// Descriptors the process holds right now (stdio and whatever it inherited), counted in
+/// /proc/self/fd; 3 (stdio) when that cannot be read.
+pub fn open_fds() -> u64 {
+    match std::fs::read_dir("/proc/self/fd") {
+        // The directory handle itself is one of the entries.
+        Ok(d) => (d.count() as u64).saturating_sub(1).max(3),
+        Err(_) => 3,
     }
-    if rl.rlim_cur < want {
-        let target = want.min(rl.rlim_max);
-        let new = libc::rlimit {
-            rlim_cur: target as libc::rlim_t,
-            rlim_max: rl.rlim_max,
-        };
-        // SAFETY: setrlimit reads the struct we pass.
-        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &new) } == 0 {
-            return target;
-        }
-    }
-    rl.rlim_cur
 }
 
 /// Puts the calling thread under SCHED_BATCH: like the normal policy, but a wakeup never

@@ -1,6 +1,9 @@
-//! Per-core networking: `run()` binds one SO_REUSEPORT listener per shard, builds the shard
-//! mesh, starts one pinned thread per shard running its `Worker` loop, and waits for SIGINT /
-//! SIGTERM (or SHUTDOWN) to stop them all. Runs on the main thread.
+//! Per-core networking: `run()` fits RLIMIT_NOFILE to maxclients (or maxclients to the
+//! limit, as Redis's adjustOpenFilesLimit), binds one SO_REUSEPORT listener per shard, builds
+//! the shard mesh, starts one pinned thread per shard running its `Worker` loop, and waits
+//! for them to stop. Runs on the main thread; a "signals" thread turns SIGINT / SIGTERM into a
+//! shutdown, as SHUTDOWN does. A shard that has not stopped `SHUTDOWN_GRACE` after the
+//! shutdown began is named in the log and the process exits without it.
 
 pub mod connection;
 pub mod lookahead;
@@ -10,8 +13,9 @@ pub mod worker;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::config::{Config, Tunables};
 use crate::runtime::{mesh, sys};
@@ -32,6 +36,8 @@ pub struct Shared {
     pub next_client_id: AtomicU64,
     pub next_tx_id: AtomicU64,
     pub shutdown: AtomicBool,
+    /// Tells the main thread that a shutdown began or a shard stopped (see `run`'s wait).
+    pub events: Sender<Event>,
     /// The port actually bound (differs from cfg.port when it was 0).
     pub port: u16,
     /// What each shard publishes for the others' eviction decisions (indexed by shard).
@@ -72,6 +78,14 @@ impl Shared {
     }
 }
 
+/// What the main thread waits for once the server is up.
+pub enum Event {
+    /// A shutdown began (signal or SHUTDOWN): the shards get `SHUTDOWN_GRACE` to stop.
+    Stop,
+    /// This shard's loop has returned.
+    Exited(usize),
+}
+
 /// One shard's memory figures as the other shards see them (`Worker::memory_check`):
 /// written only by that shard, read by all; stale by at most one active-expire tick
 /// (100 ms), or less while memory is over the limit (then every command refreshes them).
@@ -84,6 +98,82 @@ pub struct ShardMem {
     pub candidates: AtomicU64,
     /// Another shard asked this one to evict and the request has not run yet.
     pub nudged: AtomicBool,
+}
+
+/// Descriptors kept free beyond the fixed ones, as Redis's CONFIG_MIN_RESERVED_FDS: room for
+/// accepting a connection only to refuse it (`-ERR max number of clients reached`; a
+/// multishot accept takes descriptors for a whole burst before the loop sees it), the log,
+/// CONFIG REWRITE's file.
+pub const MIN_RESERVED_FDS: u64 = 32;
+
+/// Descriptors each shard holds for itself: its listener, its ring and its mesh eventfd.
+const FDS_PER_SHARD: u64 = 3;
+
+/// How long the shards get to stop once a shutdown began (SIGTERM, SIGINT, SHUTDOWN). A shard
+/// still busy then (in DEBUG SLEEP or another long command) is named in the log and the
+/// process exits without it (exit code 1): nothing is persisted, so nothing is lost by it.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// Redis's adjustOpenFilesLimit: makes RLIMIT_NOFILE hold maxclients plus the descriptors
+/// the server needs for itself (what is open now, `FDS_PER_SHARD` per shard and
+/// `MIN_RESERVED_FDS`), raising the soft limit up to the hard one; when that is not enough,
+/// lowers `cfg.maxclients` to fit, with Redis's warnings. Returns the reserved count (the
+/// descriptors that are not for clients), which CONFIG SET maxclients checks against.
+fn adjust_open_files_limit(cfg: &mut Config) -> Result<u64, String> {
+    let reserved = sys::open_fds() + FDS_PER_SHARD * cfg.shards as u64 + MIN_RESERVED_FDS;
+    let want = cfg.maxclients as u64 + reserved;
+    let (cur, max) = match sys::nofile_limit() {
+        Ok(l) => l,
+        Err(e) => {
+            let n = 1024u64.saturating_sub(reserved).max(1);
+            crate::log::warning(&format!(
+                "Unable to obtain the current NOFILE limit ({}), assuming 1024 and setting the \
+                 max clients configuration accordingly.",
+                os_text(&e)
+            ));
+            cfg.maxclients = cfg.maxclients.min(n as usize);
+            return Ok(reserved);
+        }
+    };
+    if cur >= want {
+        return Ok(reserved);
+    }
+    let target = want.min(max);
+    let (best, why) = if target > cur {
+        match sys::set_nofile(target) {
+            Ok(()) if target == want => (target, String::new()),
+            Ok(()) => (target, format!("the hard limit ('ulimit -Hn') of {max}")),
+            Err(e) => (cur, format!("OS error: {}", os_text(&e))),
+        }
+    } else {
+        (cur, format!("the hard limit ('ulimit -Hn') of {max}"))
+    };
+    if best >= want {
+        crate::log::notice(&format!(
+            "Increased maximum number of open files to {want} (it was originally set to {cur})."
+        ));
+        return Ok(reserved);
+    }
+    if best <= reserved {
+        return Err(format!(
+            "Your current 'ulimit -n' of {cur} is not enough for the server to start. Please \
+             increase your open file limit to at least {want}. Exiting."
+        ));
+    }
+    let old = cfg.maxclients;
+    cfg.maxclients = (best - reserved) as usize;
+    crate::log::warning(&format!(
+        "You requested maxclients of {old} requiring at least {want} max file descriptors."
+    ));
+    crate::log::warning(&format!(
+        "Server can't set maximum open files to {want} because of {why}."
+    ));
+    crate::log::warning(&format!(
+        "Current maximum open files is {best}. maxclients has been reduced to {} to \
+         compensate for low ulimit. If you need higher maxclients increase 'ulimit -n'.",
+        cfg.maxclients
+    ));
+    Ok(reserved)
 }
 
 fn run_id() -> String {
@@ -108,7 +198,7 @@ fn memlock_needed(cfg: &Config) -> u64 {
 }
 
 /// Starts the server and blocks until it stops. Errors are startup errors (exit code 1).
-pub fn run(cfg: Config) -> Result<(), String> {
+pub fn run(mut cfg: Config) -> Result<(), String> {
     crate::log::set_level(&cfg.loglevel);
     // A bug that panics a shard must not leave a half-alive server behind: report and stop
     // the whole process, as Redis does on an assertion failure.
@@ -122,7 +212,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
     crate::runtime::clock::calibrate();
     let want = memlock_needed(&cfg);
     let got = sys::raise_memlock(want.max(64 << 20));
-    sys::raise_nofile(cfg.maxclients as u64 + 64 + cfg.shards as u64 * 4);
+    let reserved_fds = adjust_open_files_limit(&mut cfg)?;
 
     let addr = SocketAddr::new(cfg.bind, cfg.port);
     if cfg.port != 0 {
@@ -150,6 +240,7 @@ pub fn run(cfg: Config) -> Result<(), String> {
         listeners.push(fd);
     }
 
+    let (events, events_rx) = mpsc::channel::<Event>();
     let shared = Arc::new(Shared {
         tun: Tunables::new(&cfg),
         run_id: run_id(),
@@ -160,11 +251,16 @@ pub fn run(cfg: Config) -> Result<(), String> {
         next_client_id: AtomicU64::new(1),
         next_tx_id: AtomicU64::new(1),
         shutdown: AtomicBool::new(false),
+        events,
         port,
         mem: (0..cfg.shards).map(|_| ShardMem::default()).collect(),
         pulse: (0..cfg.shards).map(|_| Pulse::default()).collect(),
         cfg,
     });
+    shared
+        .tun
+        .reserved_fds
+        .store(reserved_fds, Ordering::Relaxed);
     let cfg = &shared.cfg;
     let endpoints = mesh::mesh::<Msg>(cfg.shards, 4096).map_err(|e| format!("mesh: {e}"))?;
     let wakers: Vec<_> = endpoints.iter().map(|e| e.waker().clone()).collect();
@@ -199,10 +295,11 @@ pub fn run(cfg: Config) -> Result<(), String> {
                         crate::log::warning(&format!("shard {i}: SCHED_BATCH refused: {e}"));
                     }
                 }
-                match Worker::new(i, shared, ep, fd) {
+                match Worker::new(i, shared.clone(), ep, fd) {
                     Ok(mut w) => {
                         let _ = ready.send(Ok(w.ring_setup()));
                         w.run();
+                        let _ = shared.events.send(Event::Exited(i));
                     }
                     Err(e) => {
                         let (cur, _) = sys::memlock_limit();
@@ -269,21 +366,26 @@ pub fn run(cfg: Config) -> Result<(), String> {
     let sig_wakers = wakers.clone();
     std::thread::Builder::new()
         .name("signals".into())
-        .spawn(move || {
+        .spawn(move || loop {
             let sig = sys::wait_signal();
-            crate::log::notice(&format!(
-                "Received {}, scheduling shutdown...",
-                if sig == libc::SIGINT {
-                    "SIGINT"
-                } else {
-                    "SIGTERM"
-                }
-            ));
+            let name = if sig == libc::SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
+            // A second Ctrl-C means "now", as in Redis (exit code 1: not a clean stop).
+            if sig == libc::SIGINT && sig_shared.shutdown.load(Ordering::SeqCst) {
+                crate::log::warning("You insist... exiting now.");
+                std::process::exit(1);
+            }
+            crate::log::notice(&format!("Received {name}, scheduling shutdown..."));
             sig_shared.shutdown.store(true, Ordering::SeqCst);
             sig_wakers.iter().for_each(|w| w.wake());
+            let _ = sig_shared.events.send(Event::Stop);
         })
         .map_err(|e| format!("cannot start signal thread: {e}"))?;
 
+    wait_for_shards(&events_rx, cfg.shards);
     for t in threads {
         let _ = t.join();
     }
@@ -291,9 +393,49 @@ pub fn run(cfg: Config) -> Result<(), String> {
     Ok(())
 }
 
+/// Waits until every shard's loop has returned. Once a shutdown began, a shard that has not
+/// stopped within `SHUTDOWN_GRACE` (stuck in a long command: its thread only looks at the
+/// shutdown flag between commands) must not keep the process alive: name it in the log and
+/// exit the process with code 1.
+fn wait_for_shards(events: &mpsc::Receiver<Event>, shards: usize) {
+    let mut running = vec![true; shards];
+    let mut deadline: Option<Instant> = None;
+    while running.contains(&true) {
+        let ev = match deadline {
+            None => events.recv().map_err(|_| RecvTimeoutError::Disconnected),
+            Some(d) => events.recv_timeout(d.saturating_duration_since(Instant::now())),
+        };
+        match ev {
+            // A shard only leaves its loop on shutdown; either way the others now get the
+            // grace period.
+            Ok(Event::Stop) => {
+                deadline.get_or_insert_with(|| Instant::now() + SHUTDOWN_GRACE);
+            }
+            Ok(Event::Exited(i)) => {
+                if let Some(r) = running.get_mut(i) {
+                    *r = false;
+                }
+                deadline.get_or_insert_with(|| Instant::now() + SHUTDOWN_GRACE);
+            }
+            Err(RecvTimeoutError::Timeout) => {
+                for (i, _) in running.iter().enumerate().filter(|(_, r)| **r) {
+                    crate::log::warning(&format!(
+                        "shard {i} did not stop within {} s of the shutdown request (busy in \
+                         a long command); exiting without it",
+                        SHUTDOWN_GRACE.as_secs()
+                    ));
+                }
+                std::process::exit(1);
+            }
+            // Every sender gone: no shard thread is left to wait for.
+            Err(RecvTimeoutError::Disconnected) => return,
+        }
+    }
+}
+
 /// An OS error as strerror(3) words it ("Address already in use"), without Rust's
 /// " (os error 98)" suffix, as Redis prints it.
-fn os_text(e: &std::io::Error) -> String {
+pub(crate) fn os_text(e: &std::io::Error) -> String {
     let t = e.to_string();
     match t.find(" (os error") {
         Some(i) => t[..i].to_string(),

@@ -135,7 +135,30 @@ enum TimerKind {
     ClientTimeout,
     /// A blocked client's timeout (waiter id).
     Block(u64),
+    /// Arm the accept again after it failed without taking a connection (`Accepting`).
+    AcceptRetry,
 }
+
+/// The listening socket's accept state. A multishot accept ends on an error; out of
+/// descriptors (EMFILE, ENFILE) or kernel memory, arming it again at once fails again at
+/// once, so the loop would spin and the log fill. When an accept ends in an error without
+/// having taken a connection since it was armed, it is armed again only after a pause that
+/// doubles from `ACCEPT_RETRY_MIN` to `ACCEPT_RETRY_MAX`, and the error is logged at most
+/// once a second (with the count of the ones not logged). Connections meanwhile wait in the
+/// listen backlog. An accept that took connections (and refused them: each refusal frees
+/// its descriptor) is armed again at once.
+struct Accepting {
+    /// A connection was accepted since the accept was last armed.
+    progress: bool,
+    /// The next pause; back to `ACCEPT_RETRY_MIN` after a connection is accepted.
+    backoff: Duration,
+    /// When an accept error was last logged, and the errors since then.
+    logged: Option<Instant>,
+    unlogged: u64,
+}
+
+const ACCEPT_RETRY_MIN: Duration = Duration::from_millis(5);
+const ACCEPT_RETRY_MAX: Duration = Duration::from_millis(200);
 
 const TAG_ACCEPT: u64 = 1;
 const TAG_RECV: u64 = 2;
@@ -215,6 +238,7 @@ pub struct Worker {
     /// Sockets shut down by `close_conn` whose descriptors are closed only once every queued
     /// submission has reached the kernel (see `close_pending`).
     pending_close: Vec<RawFd>,
+    accepting: Accepting,
 }
 
 impl Worker {
@@ -269,6 +293,12 @@ impl Worker {
             pass_now: Instant::now(),
             clock: PassClock::new(),
             pending_close: Vec::new(),
+            accepting: Accepting {
+                progress: false,
+                backoff: ACCEPT_RETRY_MIN,
+                logged: None,
+                unlogged: 0,
+            },
             shared,
         })
     }
@@ -288,7 +318,7 @@ impl Worker {
         self.shared
             .startup_memory
             .fetch_max(crate::runtime::alloc::used(), Ordering::Relaxed);
-        self.ring.accept_multi(self.listen_fd, tag(TAG_ACCEPT, 0));
+        self.arm_accept();
         let wake_fd = self.mesh.waker().fd();
         self.ring.read_eventfd(wake_fd, tag(TAG_WAKE, 0));
         let now = Instant::now();
@@ -506,17 +536,23 @@ impl Worker {
         let token = c.tag & ((1 << 56) - 1);
         match kind {
             TAG_ACCEPT => {
+                let failed = c.result < 0 && c.result != -libc::ECANCELED;
                 if c.result >= 0 {
+                    self.accepting.progress = true;
+                    self.accepting.backoff = ACCEPT_RETRY_MIN;
                     self.on_accept(c.result);
-                } else if c.result != -libc::ECANCELED {
-                    crate::log::verbose(&format!(
-                        "shard {}: accept error {}",
-                        self.id,
-                        std::io::Error::from_raw_os_error(-c.result)
-                    ));
+                } else if failed {
+                    self.log_accept_error(-c.result);
                 }
                 if !c.more && !self.shared.shutdown.load(Ordering::Relaxed) {
-                    self.ring.accept_multi(self.listen_fd, tag(TAG_ACCEPT, 0));
+                    if failed && !self.accepting.progress {
+                        let pause = self.accepting.backoff;
+                        self.accepting.backoff = (pause * 2).min(ACCEPT_RETRY_MAX);
+                        self.timers
+                            .add(self.pass_now + pause, TimerKind::AcceptRetry);
+                    } else {
+                        self.arm_accept();
+                    }
                 }
             }
             TAG_RECV => self.on_recv(token, c),
@@ -533,6 +569,34 @@ impl Worker {
             }
             _ => {}
         }
+    }
+
+    fn arm_accept(&mut self) {
+        self.accepting.progress = false;
+        self.ring.accept_multi(self.listen_fd, tag(TAG_ACCEPT, 0));
+    }
+
+    /// Logs an accept error (Redis's "Accepting client connection: ..." warning), at most
+    /// once a second per shard.
+    fn log_accept_error(&mut self, errno: i32) {
+        let a = &mut self.accepting;
+        let now = self.pass_now;
+        if a.logged
+            .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
+        {
+            a.unlogged += 1;
+            return;
+        }
+        let more = match std::mem::take(&mut a.unlogged) {
+            0 => String::new(),
+            n => format!(" ({n} more in the last second)"),
+        };
+        a.logged = Some(now);
+        crate::log::warning(&format!(
+            "Accepting client connection: {} (shard {}){more}",
+            super::os_text(&std::io::Error::from_raw_os_error(errno)),
+            self.id
+        ));
     }
 
     fn on_accept(&mut self, fd: RawFd) {
@@ -1506,6 +1570,8 @@ impl Worker {
     pub fn request_shutdown(&self) {
         self.shared.shutdown.store(true, Ordering::SeqCst);
         self.mesh.wake_all();
+        // The main thread starts the grace period for shards that cannot stop.
+        let _ = self.shared.events.send(super::Event::Stop);
     }
 
     // ----- timers ------------------------------------------------------------------------
@@ -1545,6 +1611,11 @@ impl Worker {
                     .add(now + Duration::from_millis(100), TimerKind::ActiveExpire);
             }
             TimerKind::Block(wid) => coord::block::on_timeout(self, wid),
+            TimerKind::AcceptRetry => {
+                if !self.shared.shutdown.load(Ordering::Relaxed) {
+                    self.arm_accept();
+                }
+            }
             TimerKind::ClientTimeout => {
                 let secs = self.shared.tun.timeout.load(Ordering::Relaxed);
                 if secs > 0 {

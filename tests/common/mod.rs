@@ -44,6 +44,8 @@ pub struct Server {
     pub port: u16,
     pub shards: usize,
     child: Child,
+    /// Where stderr (the log) goes, for servers started with `start_logged`.
+    log: Option<std::path::PathBuf>,
 }
 
 impl Server {
@@ -76,12 +78,89 @@ impl Server {
                     port,
                     shards,
                     child,
+                    log: None,
                 };
             }
             let _ = child.kill();
             let _ = child.wait();
         }
         panic!("shardis did not start");
+    }
+
+    /// Starts shardis with `--shards n` plus `extra` flags through `sh -c '<shell>; exec
+    /// shardis ...'` (`shell` sets limits such as `ulimit -n 256`), its log in a file that
+    /// `log()` reads.
+    pub fn start_logged(shards: usize, shell: &str, extra: &[&str]) -> Server {
+        for attempt in 0..5 {
+            let port = free_port();
+            let log = std::env::temp_dir().join(format!(
+                "shardis-test-{}-{port}-{attempt}.log",
+                std::process::id()
+            ));
+            let file = std::fs::File::create(&log).expect("create log file");
+            let mut child = Command::new("sh")
+                .arg("-c")
+                .arg(format!("{shell}; exec \"$0\" \"$@\""))
+                .arg(env!("CARGO_BIN_EXE_shardis"))
+                .args(["--port", &port.to_string(), "--shards", &shards.to_string()])
+                .args(extra)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(file)
+                .spawn()
+                .expect("cannot start shardis");
+            let up = wait_for(Duration::from_secs(10), || {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return true;
+                }
+                ping(port)
+            });
+            if up && child.try_wait().ok().flatten().is_none() {
+                return Server {
+                    port,
+                    shards,
+                    child,
+                    log: Some(log),
+                };
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+            let _ = std::fs::remove_file(&log);
+        }
+        panic!("shardis did not start");
+    }
+
+    /// The log so far (servers started with `start_logged`; empty otherwise).
+    pub fn log(&self) -> String {
+        self.log
+            .as_ref()
+            .and_then(|p| std::fs::read_to_string(p).ok())
+            .unwrap_or_default()
+    }
+
+    /// Sends a signal (`TERM`, `INT`, ...) to the server with kill(1).
+    pub fn signal(&self, name: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{name}"), &self.child.id().to_string()])
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        assert!(ok, "kill -{name} failed");
+    }
+
+    /// CPU time (user + system) the server has used so far, from /proc/<pid>/stat.
+    pub fn cpu_time(&self) -> Duration {
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).unwrap_or_default();
+        // Fields after the `(comm)` one; utime and stime are the 14th and 15th overall.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .map(|x| x.parse().unwrap_or(0))
+            .collect();
+        let ticks = f.get(11).copied().unwrap_or(0) + f.get(12).copied().unwrap_or(0);
+        // USER_HZ is 100 on Linux.
+        Duration::from_millis(ticks * 10)
     }
 
     pub fn url(&self) -> String {
@@ -129,6 +208,9 @@ impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(p) = &self.log {
+            let _ = std::fs::remove_file(p);
+        }
     }
 }
 
