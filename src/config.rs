@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use clap::Parser;
@@ -99,6 +99,141 @@ pub struct Cli {
     /// Keys sampled per eviction round (approximate LRU/LFU/TTL), default 5.
     #[arg(long = "maxmemory-samples")]
     pub maxmemory_samples: Option<u64>,
+    /// Any other redis.conf directive as `--name value` (see `split_command_line`).
+    #[arg(skip)]
+    pub extra: Vec<(String, String)>,
+}
+
+/// Splits redis-server's command line: `[CONFIGFILE] [--name value ...]`. Flags the `Cli`
+/// declares go to clap (with `-v` as `--version`); every other `--name` takes the words up
+/// to the next `--` word as its value, joined by spaces (so `--save ''` and `--save 60 100`
+/// work as in redis-server). Returns clap's arguments and the other directives in order.
+pub fn split_command_line(args: &[String]) -> (Vec<String>, Vec<(String, String)>) {
+    use clap::CommandFactory;
+    let cmd = Cli::command();
+    let known: Vec<String> = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .chain(["help".to_string(), "version".to_string()])
+        .collect();
+    let mut clap_args: Vec<String> = args.first().cloned().into_iter().collect();
+    let mut extra = Vec::new();
+    let mut i = 1;
+    if let Some(first) = args.get(1) {
+        if !first.starts_with('-') {
+            clap_args.push("--config".into());
+            clap_args.push(first.clone());
+            i = 2;
+        }
+    }
+    while let Some(a) = args.get(i) {
+        i += 1;
+        let Some(name) = a.strip_prefix("--") else {
+            match a.as_str() {
+                "-v" => clap_args.push("--version".into()),
+                _ => clap_args.push(a.clone()),
+            }
+            continue;
+        };
+        let (name, inline) = match name.split_once('=') {
+            Some((n, v)) => (n, Some(v.to_string())),
+            None => (name, None),
+        };
+        let mut words = Vec::new();
+        if inline.is_none() {
+            while let Some(w) = args.get(i).filter(|w| !w.starts_with("--")) {
+                words.push(w.clone());
+                i += 1;
+            }
+        }
+        let value = inline.unwrap_or_else(|| words.join(" "));
+        if known.iter().any(|k| k == name) {
+            clap_args.push(format!("--{name}"));
+            if !(name == "help" || name == "version") {
+                clap_args.push(value);
+            }
+        } else {
+            extra.push((name.to_ascii_lowercase(), value));
+        }
+    }
+    (clap_args, extra)
+}
+
+/// Splits one config line into words as Redis's sdssplitargs does: spaces separate,
+/// `"..."` (with `\n`, `\"`, `\\` escapes) and `'...'` quote. `None`: unbalanced quotes.
+pub fn split_line(line: &str) -> Option<Vec<String>> {
+    let mut out = Vec::new();
+    let mut chars = line.chars().peekable();
+    loop {
+        while chars.peek().is_some_and(|c| c.is_whitespace()) {
+            chars.next();
+        }
+        let Some(&c) = chars.peek() else {
+            return Some(out);
+        };
+        let mut word = String::new();
+        if c == '"' || c == '\'' {
+            chars.next();
+            loop {
+                match chars.next()? {
+                    '\\' if c == '"' => match chars.next()? {
+                        'n' => word.push('\n'),
+                        'r' => word.push('\r'),
+                        't' => word.push('\t'),
+                        o => word.push(o),
+                    },
+                    q if q == c => break,
+                    o => word.push(o),
+                }
+            }
+            if chars.peek().is_some_and(|c| !c.is_whitespace()) {
+                return None;
+            }
+        } else {
+            while let Some(&c) = chars.peek() {
+                if c.is_whitespace() {
+                    break;
+                }
+                word.push(c);
+                chars.next();
+            }
+        }
+        out.push(word);
+    }
+}
+
+/// Reads a config file into `(place, name, value)` lines, following `include` directives
+/// (at most 16 deep) at the point they appear, as Redis does.
+fn read_config_file(
+    path: &str,
+    depth: usize,
+    out: &mut Vec<(String, String, String)>,
+) -> Result<(), String> {
+    if depth > 16 {
+        return Err(format!("include nesting too deep at '{path}'"));
+    }
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read config file '{path}': {e}"))?;
+    for (lineno, line) in text.lines().enumerate() {
+        let place = format!("'{path}' line {}", lineno + 1);
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let words = split_line(t).ok_or_else(|| format!("{place}: unbalanced quotes"))?;
+        let Some((name, rest)) = words.split_first() else {
+            continue;
+        };
+        let name = name.to_ascii_lowercase();
+        if name == "include" {
+            for inc in rest {
+                read_config_file(inc, depth + 1, out)?;
+            }
+            continue;
+        }
+        out.push((place, name, rest.join(" ")));
+    }
+    Ok(())
 }
 
 /// How client connections receive (`--recv-mode`).
@@ -141,6 +276,51 @@ pub struct Config {
     pub evict: EvictCfg,
     /// `client-output-buffer-limit` lines from the config file, applied in order at startup.
     pub obuf_limits: Vec<String>,
+    /// The default user's password (`requirepass`; empty: none).
+    pub requirepass: String,
+    /// `protected-mode`: with no password, only loopback clients are served.
+    pub protected_mode: bool,
+    /// `enable-debug-command`: who may run DEBUG.
+    pub debug_command: Access,
+    /// `daemonize yes`: fork into the background at startup.
+    pub daemonize: bool,
+    pub pidfile: Option<String>,
+    /// Log file (`logfile`; empty: standard error, or nowhere when daemonized).
+    pub logfile: String,
+    /// Working directory (`dir`), entered at startup.
+    pub dir: Option<String>,
+    /// Directives of `directives::DIRECTIVES` that were set, with their values (CONFIG GET
+    /// shows them), in the order given.
+    pub text: Vec<(String, String)>,
+    /// One line per accepted-but-unsupported directive, logged at startup.
+    pub warnings: Vec<String>,
+}
+
+/// Who may run a command guarded by an `enable-*-command` setting (Redis's yes/no/local).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    No,
+    Yes,
+    /// Only clients connected from the loopback interface.
+    Local,
+}
+
+impl Access {
+    pub fn parse(v: &str) -> Option<Access> {
+        match v.trim().to_ascii_lowercase().as_str() {
+            "no" => Some(Access::No),
+            "yes" => Some(Access::Yes),
+            "local" => Some(Access::Local),
+            _ => None,
+        }
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Access::No => "no",
+            Access::Yes => "yes",
+            Access::Local => "local",
+        }
+    }
 }
 
 impl Default for Config {
@@ -169,6 +349,15 @@ impl Default for Config {
             maxmemory: 0,
             evict: EvictCfg::default(),
             obuf_limits: Vec::new(),
+            requirepass: String::new(),
+            protected_mode: true,
+            debug_command: Access::No,
+            daemonize: false,
+            pidfile: None,
+            logfile: String::new(),
+            dir: None,
+            text: Vec::new(),
+            warnings: Vec::new(),
         }
     }
 }
@@ -249,24 +438,20 @@ impl Config {
         let mut cfg = Config::default();
         let mut explicit_shards = false;
         if let Some(path) = &cli.config {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| format!("cannot read config file '{path}': {e}"))?;
-            for (lineno, line) in text.lines().enumerate() {
-                let line = line.trim();
-                if line.is_empty() || line.starts_with('#') {
-                    continue;
-                }
-                let (name, value) = line
-                    .split_once(char::is_whitespace)
-                    .map(|(n, v)| (n, v.trim().trim_matches('"')))
-                    .unwrap_or((line, ""));
-                if name.eq_ignore_ascii_case("shards") {
+            let mut lines = Vec::new();
+            read_config_file(path, 0, &mut lines)?;
+            for (place, name, value) in lines {
+                if name == "shards" {
                     explicit_shards = true;
                 }
-                cfg.apply(&name.to_ascii_lowercase(), value)
-                    .map_err(|e| format!("config file '{path}' line {}: {e}", lineno + 1))?;
+                cfg.apply(&name, &value)
+                    .map_err(|e| format!("config file {place}: {e}"))?;
             }
-            cfg.config_file = Some(path.clone());
+            // Redis resolves the path once, so CONFIG REWRITE finds the file after `dir`.
+            let abs = std::fs::canonicalize(path)
+                .map(|p| p.display().to_string())
+                .unwrap_or_else(|_| path.clone());
+            cfg.config_file = Some(abs);
         }
         let flags: [(&str, Option<String>); 21] = [
             ("port", cli.port.map(|v| v.to_string())),
@@ -305,6 +490,13 @@ impl Config {
                 cfg.apply(name, &v)?;
             }
         }
+        // Any other directive given as `--name value` (redis-server's form).
+        for (name, v) in &cli.extra {
+            if name == "shards" {
+                explicit_shards = true;
+            }
+            cfg.apply(name, v)?;
+        }
         // Shards default to one per listed core.
         if !explicit_shards {
             cfg.shards = cfg.cores.len().max(1);
@@ -323,7 +515,8 @@ impl Config {
         match name {
             "port" => self.port = parse_num(name, v)?,
             "bind" => {
-                let first = v.split_whitespace().next().unwrap_or("");
+                let mut addrs = v.split_whitespace();
+                let first = addrs.next().unwrap_or("");
                 let first = if first == "localhost" {
                     "127.0.0.1"
                 } else {
@@ -333,6 +526,29 @@ impl Config {
                     .trim_start_matches('-')
                     .parse()
                     .map_err(|_| format!("invalid bind address '{v}'"))?;
+                let rest: Vec<&str> = addrs.collect();
+                if let Some(bad) = rest
+                    .iter()
+                    .find(|a| a.trim_start_matches('-').parse::<IpAddr>().is_err())
+                {
+                    return Err(format!("invalid bind address '{bad}'"));
+                }
+                // Optional (`-`) addresses may be missing in Redis too; a required one that
+                // is not listened on is refused rather than dropped.
+                if let Some(req) = rest.iter().find(|a| !a.starts_with('-')) {
+                    return Err(format!(
+                        "bind '{v}': listening on several addresses is not supported yet; \
+                         '{req}' would not be served (use one address, or mark the others \
+                         optional with '-')"
+                    ));
+                }
+                if !rest.is_empty() {
+                    self.warnings.push(format!(
+                        "'bind {v}': only {} is listened on (the optional {} are not)",
+                        self.bind,
+                        rest.join(" ")
+                    ));
+                }
             }
             "shards" => self.shards = parse_num(name, v)?,
             "cores" => self.cores = parse_cores(v)?,
@@ -414,9 +630,25 @@ impl Config {
                 parse_obuf_limits(v)?;
                 self.obuf_limits.push(v.to_string());
             }
-            // Accepted in config files for compatibility with redis.conf; not used yet.
-            other if PASSIVE_PARAMS.iter().any(|(n, _)| *n == other) => {}
-            other => return Err(format!("unknown parameter '{other}'")),
+            "requirepass" => self.requirepass = v.to_string(),
+            "protected-mode" => self.protected_mode = parse_yes_no(v)?,
+            "enable-debug-command" => {
+                self.debug_command = Access::parse(v)
+                    .ok_or_else(|| format!("argument must be one of yes, no, local: '{v}'"))?
+            }
+            "daemonize" => self.daemonize = parse_yes_no(v)?,
+            "pidfile" => self.pidfile = (!v.is_empty()).then(|| v.to_string()),
+            "logfile" => self.logfile = v.to_string(),
+            "dir" => self.dir = Some(v.to_string()),
+            // Every other Redis directive: accepted with a warning, or refused with the
+            // reason (`directives`); never ignored silently.
+            other => {
+                if let Some(w) = crate::directives::check(other, v)? {
+                    self.warnings.push(w);
+                }
+                self.text.retain(|(n, _)| n != other);
+                self.text.push((other.to_string(), v.to_string()));
+            }
         }
         Ok(())
     }
@@ -550,8 +782,12 @@ pub struct Tunables {
     /// `client-output-buffer-limit`'s pubsub class: hard bytes, soft bytes, soft seconds
     /// (0 disables a limit). The other classes are only kept as text.
     pub pubsub_obuf_limit: [AtomicU64; 3],
-    /// Everything else CONFIG GET/SET knows, as text. Touched only by CONFIG, never on the
-    /// request path.
+    /// A password is set (`requirepass`): new connections start unauthenticated.
+    pub auth_required: AtomicBool,
+    /// `protected-mode`: with no password, clients from outside loopback are turned away.
+    pub protected_mode: AtomicBool,
+    /// Everything else CONFIG GET/SET knows, as text (the password too). Touched only by
+    /// CONFIG and AUTH, never on the request path.
     pub text: Mutex<BTreeMap<String, String>>,
 }
 
@@ -571,7 +807,26 @@ impl Tunables {
             if cfg.tcp_nodelay { "yes" } else { "no" }.into(),
         );
         text.insert("shards".into(), cfg.shards.to_string());
+        text.insert("requirepass".into(), cfg.requirepass.clone());
+        let yn = |b: bool| if b { "yes" } else { "no" }.to_string();
+        text.insert("protected-mode".into(), yn(cfg.protected_mode));
+        text.insert("daemonize".into(), yn(cfg.daemonize));
+        text.insert(
+            "enable-debug-command".into(),
+            cfg.debug_command.name().into(),
+        );
+        text.insert("pidfile".into(), cfg.pidfile.clone().unwrap_or_default());
+        text.insert("logfile".into(), cfg.logfile.clone());
+        let dir = std::env::current_dir()
+            .map(|d| d.display().to_string())
+            .unwrap_or_default();
+        text.insert("dir".into(), cfg.dir.clone().unwrap_or(dir));
+        for (k, v) in &cfg.text {
+            text.insert(k.clone(), v.clone());
+        }
         let t = Tunables {
+            auth_required: AtomicBool::new(!cfg.requirepass.is_empty()),
+            protected_mode: AtomicBool::new(cfg.protected_mode),
             maxclients: AtomicUsize::new(cfg.maxclients),
             reserved_fds: AtomicU64::new(0),
             proto_max_bulk_len: AtomicU64::new(cfg.proto_max_bulk_len),
@@ -760,16 +1015,51 @@ impl Tunables {
                     ),
                 );
             }
-            "port" | "bind" | "databases" | "shards" | "tcp-backlog" | "daemonize" => {
+            "port"
+            | "bind"
+            | "databases"
+            | "shards"
+            | "tcp-backlog"
+            | "daemonize"
+            | "pidfile"
+            | "logfile"
+            | "enable-debug-command" => {
                 return Err("can't set immutable config".into());
             }
+            // Protected configs (Redis 7 refuses them unless enable-protected-configs).
+            "dir" | "dbfilename" => return Err("can't set protected config".into()),
+            "requirepass" => {
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                m.insert(name.into(), value.to_string());
+                self.auth_required
+                    .store(!value.is_empty(), Ordering::Relaxed);
+            }
+            "protected-mode" => {
+                let on = parse_yes_no(value)
+                    .map_err(|_| "argument must be 'yes' or 'no'".to_string())?;
+                self.protected_mode.store(on, Ordering::Relaxed);
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                m.insert(name.into(), if on { "yes" } else { "no" }.into());
+            }
             other => {
+                // A directive shardis does not implement: accepted with a warning in the
+                // log, or refused with the reason (`directives`).
+                let warning = match crate::directives::lookup(other) {
+                    Some(_) => crate::directives::check(other, value)?,
+                    None => None,
+                };
                 let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
                 match m.get_mut(other) {
                     Some(slot) => *slot = value.to_string(),
+                    None if warning.is_some() => {
+                        m.insert(other.to_string(), value.to_string());
+                    }
                     None => {
                         return Err("Unknown option or number of arguments for CONFIG SET".into())
                     }
+                }
+                if let Some(w) = warning {
+                    crate::log::warning(&format!("CONFIG SET {w}"));
                 }
             }
         }

@@ -103,6 +103,14 @@ impl CmdError {
 }
 
 /// MULTI inside MULTI (the transaction stays open and clean).
+/// A command from a client that has not authenticated while a password is set.
+pub const NOAUTH: &str = "NOAUTH Authentication required.";
+/// HELLO from an unauthenticated client without an AUTH option.
+pub const NOAUTH_HELLO: &str = "NOAUTH HELLO must be called with the client already authenticated, otherwise the HELLO AUTH <user> <pass> option can be used to authenticate the client and select the RESP protocol version at the same time";
+pub const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is disabled.";
+/// Sent (then the connection is closed) to a client from outside loopback while
+/// protected mode is on and no password is set; Redis 7.0.15's text, typos included.
+pub const DENIED: &[u8] = b"-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
 pub const MULTI_NESTED: &str = "ERR MULTI calls can not be nested";
 /// EXEC outside a transaction.
 pub const EXEC_WITHOUT_MULTI: &str = "ERR EXEC without MULTI";

@@ -11,6 +11,7 @@
 //! ```
 //!
 //! - `config`: flags, config file, CONFIG parameters.
+//! - `directives`: how each redis.conf directive shardis does not implement is treated.
 //! - `error`: every error text a client can see.
 //! - `log`: Redis-style log lines.
 //! - `protocol`: RESP parsing and reply encoding.
@@ -25,6 +26,7 @@
 pub mod commands;
 pub mod config;
 pub mod coord;
+pub mod directives;
 pub mod error;
 pub mod log;
 pub mod protocol;

@@ -1,10 +1,24 @@
-//! Redis-style log lines on stderr (`pid:role dd Mon yyyy hh:mm:ss.mmm * message`), filtered
-//! by `--loglevel`. Called from any thread.
+//! Redis-style log lines (`pid:role dd Mon yyyy hh:mm:ss.mmm * message`) on stderr or in the
+//! `logfile`, filtered by `--loglevel`. Called from any thread.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Mutex, OnceLock};
 
 static LEVEL: AtomicU8 = AtomicU8::new(2);
+
+/// The log file, when `logfile` names one (opened once at startup, appended to).
+static FILE: OnceLock<Mutex<std::fs::File>> = OnceLock::new();
+
+/// Sends every later line to `path` (appending), as redis-server's `logfile`.
+pub fn set_file(path: &str) -> std::io::Result<()> {
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)?;
+    let _ = FILE.set(Mutex::new(f));
+    Ok(())
+}
 
 /// Sets the level: debug(0), verbose(1), notice(2), warning(3), nothing(4).
 pub fn set_level(name: &str) {
@@ -37,7 +51,16 @@ fn emit(level: u8, mark: char, msg: &str) {
         mark,
         msg
     );
-    let _ = std::io::stderr().write_all(line.as_bytes());
+    match FILE.get() {
+        Some(f) => {
+            if let Ok(mut f) = f.lock() {
+                let _ = f.write_all(line.as_bytes());
+            }
+        }
+        None => {
+            let _ = std::io::stderr().write_all(line.as_bytes());
+        }
+    }
 }
 
 pub fn verbose(msg: &str) {

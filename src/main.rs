@@ -8,8 +8,10 @@ use shardis::config::{Cli, Config};
 static ALLOC: shardis::runtime::alloc::Counting = shardis::runtime::alloc::Counting;
 
 fn main() {
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
+    let args: Vec<String> = std::env::args().collect();
+    let (clap_args, extra) = shardis::config::split_command_line(&args);
+    let cli = match Cli::try_parse_from(clap_args) {
+        Ok(c) => Cli { extra, ..c },
         Err(e) => {
             use clap::error::ErrorKind;
             let code = match e.kind() {
@@ -27,8 +29,42 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = shardis::server::run(cfg) {
+    if let Err(e) = prepare(&cfg) {
         eprintln!("shardis: {e}");
         std::process::exit(1);
     }
+    let res = shardis::server::run(cfg.clone());
+    if let Some(p) = &cfg.pidfile {
+        let _ = std::fs::remove_file(p);
+    }
+    if let Err(e) = res {
+        shardis::log::warning(&e);
+        eprintln!("shardis: {e}");
+        std::process::exit(1);
+    }
+}
+
+/// What redis-server does between reading its configuration and serving: enter `dir`, open
+/// `logfile`, fork into the background (`daemonize`), write `pidfile`, and log one warning
+/// per directive accepted without being supported.
+fn prepare(cfg: &Config) -> Result<(), String> {
+    if let Some(dir) = &cfg.dir {
+        std::env::set_current_dir(dir).map_err(|e| format!("Can't chdir to '{dir}': {e}"))?;
+    }
+    if !cfg.logfile.is_empty() {
+        shardis::log::set_file(&cfg.logfile)
+            .map_err(|e| format!("Can't open the log file: {e}"))?;
+    }
+    if cfg.daemonize {
+        shardis::runtime::sys::daemonize().map_err(|e| format!("daemonize: {e}"))?;
+    }
+    if let Some(p) = &cfg.pidfile {
+        if let Err(e) = std::fs::write(p, format!("{}\n", std::process::id())) {
+            shardis::log::warning(&format!("Failed to write PID file: {e}"));
+        }
+    }
+    for w in &cfg.warnings {
+        shardis::log::warning(w);
+    }
+    Ok(())
 }

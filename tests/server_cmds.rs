@@ -419,7 +419,7 @@ fn swapdb_moves_keys_on_every_shard() {
 #[test]
 fn time_and_debug() {
     for n in common::shard_counts() {
-        let s = common::Server::start(n);
+        let s = common::Server::start_with(n, &["--enable-debug-command", "local"]);
         let mut c = s.client();
         let t: Vec<String> = redis::cmd("TIME").query(&mut c).unwrap();
         assert_eq!(t.len(), 2);
@@ -443,6 +443,24 @@ fn time_and_debug() {
             e,
             "ERR unknown subcommand or wrong number of arguments for 'nope'. Try DEBUG HELP."
         );
+        // By default (Redis 7's enable-debug-command no), DEBUG is refused, plain and queued.
+        let d = common::Server::start(n);
+        let mut dc = d.client();
+        let e = err_text(
+            redis::cmd("DEBUG")
+                .arg(&["SLEEP", "0"])
+                .query::<()>(&mut dc),
+        );
+        assert!(
+            e.starts_with("ERR DEBUG command not allowed. If the enable-debug-command"),
+            "{e}"
+        );
+        let r: RedisResult<Value> = redis::pipe()
+            .atomic()
+            .cmd("DEBUG")
+            .arg("HELP")
+            .query(&mut dc);
+        assert!(r.is_err(), "{r:?}");
     }
 }
 
@@ -709,7 +727,7 @@ fn info_field(c: &mut redis::Connection, field: &str) -> u64 {
 #[test]
 fn stall_detector_reports_held_and_locked_shards() {
     for n in common::shard_counts() {
-        let s = common::Server::start(n);
+        let s = common::Server::start_with(n, &["--enable-debug-command", "local"]);
         let mut c = s.client();
         assert!(
             info_field(&mut c, "shard_oldest_pass_ms") < 1000,

@@ -33,7 +33,7 @@ fn sleeping_shard(pid: u32) -> Option<usize> {
 /// Starts a server, puts one shard to sleep for 1000 s and returns the connection that
 /// asked (kept open) and the sleeping shard's number.
 fn start_with_busy_shard(n: usize) -> (Server, TcpStream, usize) {
-    let srv = Server::start_logged(n, "true", &[]);
+    let srv = Server::start_logged(n, "true", &["--enable-debug-command", "yes"]);
     let mut c = srv.raw();
     c.write_all(b"DEBUG SLEEP 1000\r\n").unwrap();
     let mut shard = None;
@@ -120,7 +120,7 @@ fn shutdown_command_stops_a_server_with_a_busy_shard() {
 #[test]
 fn sigterm_on_an_idle_server_exits_cleanly() {
     for n in common::shard_counts() {
-        let mut srv = Server::start_logged(n, "true", &[]);
+        let mut srv = Server::start_logged(n, "true", &["--enable-debug-command", "yes"]);
         let _c = srv.raw();
         srv.signal("TERM");
         assert_eq!(srv.wait_exit(EXIT_DEADLINE), Some(0), "shards={n}");

@@ -8,7 +8,7 @@ use super::args::{arg, is, text};
 use super::keys::all_shards;
 use super::table::{CommandSpec, Exec, KeySpec, FAST, LOADING, NOAUTH, NOSCRIPT, STALE};
 use super::ConnCtx;
-use crate::error::{CmdError, CmdResult};
+use crate::error::{self, CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
 use crate::server::connection::Conn;
@@ -99,22 +99,58 @@ fn select(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 
 /// AUTH: no password is configured, so the default user has none (Redis without
 /// requirepass answers AUTH <password> with this error).
-fn auth(_ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+/// The password set by `requirepass` (empty: none). Read under CONFIG's lock, only by AUTH
+/// and HELLO AUTH.
+fn password(ctx: &ConnCtx) -> String {
+    ctx.w
+        .shared
+        .tun
+        .text
+        .lock()
+        .ok()
+        .and_then(|m| m.get("requirepass").cloned())
+        .unwrap_or_default()
+}
+
+/// Compares in time independent of where the inputs differ (Redis's time_independent_strcmp).
+fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    let mut diff = a.len() ^ b.len();
+    for i in 0..a.len().max(b.len()) {
+        let x = a.get(i).copied().unwrap_or(0);
+        let y = b.get(i).copied().unwrap_or(0);
+        diff |= usize::from(x ^ y);
+    }
+    diff == 0
+}
+
+/// Checks `user`'s password (only the default user exists): with no password set, the
+/// default user takes any password, as Redis's `nopass` default user.
+fn check_password(ctx: &mut ConnCtx, user: &[u8], pass: &[u8]) -> Result<(), CmdError> {
+    let want = password(ctx);
+    let ok = user.eq_ignore_ascii_case(b"default")
+        && (want.is_empty() || same_secret(want.as_bytes(), pass));
+    if !ok {
+        return Err(CmdError::coded(error::WRONGPASS));
+    }
+    ctx.client().authed = true;
+    Ok(())
+}
+
+fn auth(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     if argv.len() > 3 {
         return Err(CmdError::Syntax);
     }
     if argv.len() == 2 {
-        return Err(CmdError::err(
-            "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
-        ));
+        if password(ctx).is_empty() {
+            return Err(CmdError::err(
+                "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
+            ));
+        }
+        check_password(ctx, b"default", arg(argv, 1)?)?;
+        return Ok(Reply::Ok);
     }
-    if is(arg(argv, 1)?, "default") {
-        Ok(Reply::Ok)
-    } else {
-        Err(CmdError::coded(
-            "WRONGPASS invalid username-password pair or user is disabled.",
-        ))
-    }
+    check_password(ctx, arg(argv, 1)?, arg(argv, 2)?)?;
+    Ok(Reply::Ok)
 }
 
 fn hello(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
@@ -134,11 +170,7 @@ fn hello(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     while i < argv.len() {
         let more = argv.len() - i - 1;
         if is(arg(argv, i)?, "auth") && more >= 2 {
-            if !is(arg(argv, i + 1)?, "default") {
-                return Err(CmdError::coded(
-                    "WRONGPASS invalid username-password pair or user is disabled.",
-                ));
-            }
+            check_password(ctx, arg(argv, i + 1)?, arg(argv, i + 2)?)?;
             i += 3;
         } else if is(arg(argv, i)?, "setname") && more >= 1 {
             let n = arg(argv, i + 1)?.clone();
@@ -153,6 +185,9 @@ fn hello(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         }
     }
     let c = ctx.client();
+    if !c.authed {
+        return Err(CmdError::coded(error::NOAUTH_HELLO));
+    }
     if let Some(p) = proto {
         c.resp = p;
     }
@@ -171,7 +206,15 @@ fn hello(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 fn reset(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     pubsub::clear(ctx.w, ctx.conn);
     crate::coord::tx::reset(ctx.w, ctx.conn);
+    // Back to the default user: unauthenticated again when a password is set.
+    let required = ctx
+        .w
+        .shared
+        .tun
+        .auth_required
+        .load(std::sync::atomic::Ordering::Relaxed);
     let c = ctx.client();
+    c.authed = !required;
     c.db = 0;
     c.resp = 2;
     c.name = None;

@@ -153,6 +153,30 @@ pub fn check_subcommand(spec: &CommandSpec, argv: &[Bytes]) -> Result<String, Cm
     Ok(sub)
 }
 
+/// Redis's refusal of a PROTECTED command (DEBUG) under `enable-debug-command`: `no`
+/// refuses everyone, `local` everyone but loopback clients.
+pub fn protected_refusal(
+    access: crate::config::Access,
+    client_addr: &str,
+    name: &str,
+) -> Option<CmdError> {
+    use crate::config::Access;
+    let local = client_addr.starts_with("127.0.0.1:") || client_addr.starts_with("[::1]:");
+    let allowed = match access {
+        Access::Yes => true,
+        Access::Local => local,
+        Access::No => false,
+    };
+    (!allowed).then(|| {
+        CmdError::err(format!(
+            "{} command not allowed. If the enable-debug-command option is set to \"local\", \
+             you can run it from a local connection, otherwise you need to set this option in \
+             the configuration file, and then restart the server.",
+            name.to_ascii_uppercase()
+        ))
+    })
+}
+
 /// Where a command's keys live.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Route {

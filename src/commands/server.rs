@@ -14,7 +14,8 @@ use super::args::{arg, glob_match, is, text};
 use super::docs;
 use super::keys::all_shards;
 use super::table::{
-    table, CommandSpec, Exec, KeySpec, ADMIN, FAST, LOADING, NOSCRIPT, READONLY, STALE, WRITE,
+    table, CommandSpec, Exec, KeySpec, ADMIN, FAST, LOADING, NOSCRIPT, PROTECTED, READONLY, STALE,
+    WRITE,
 };
 use super::ConnCtx;
 use crate::coord::multi;
@@ -61,7 +62,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         ]),
     CommandSpec::new("time", 1, LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(time))
         .doc(SV, "2.6.0", "Returns the server time.", ""),
-    CommandSpec::new("debug", -2, ADMIN | NOSCRIPT | LOADING | STALE, KeySpec::none(), Exec::Conn(debug))
+    CommandSpec::new("debug", -2, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, KeySpec::none(), Exec::Conn(debug))
         .doc(SV, "1.0.0", "A container for debugging commands.", "subcommand [argument ...]"),
     CommandSpec::new("swapdb", 3, WRITE | FAST, KeySpec::none(), Exec::Conn(swapdb))
         .doc(SV, "4.0.0", "Swaps two Redis databases.", "index1 index2"),

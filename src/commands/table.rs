@@ -25,6 +25,8 @@ pub const BLOCKING: u32 = 1 << 10;
 pub const ALLOW_BUSY: u32 = 1 << 11;
 pub const SKIP_SLOWLOG: u32 = 1 << 12;
 pub const NO_MULTI: u32 = 1 << 13;
+/// Guarded by `enable-debug-command` (Redis's CMD_PROTECTED; not shown by COMMAND INFO).
+pub const PROTECTED: u32 = 1 << 14;
 
 /// Flag bits and the names COMMAND INFO prints for them.
 pub const FLAG_NAMES: &[(u32, &str)] = &[

@@ -35,7 +35,7 @@ use bytes::Bytes;
 use slab::Slab;
 
 use super::multi;
-use crate::commands::table::{table, CommandSpec, Exec, NO_MULTI};
+use crate::commands::table::{table, CommandSpec, Exec, NO_MULTI, PROTECTED};
 use crate::commands::{self, ConnCtx, Route};
 use crate::error::{self, CmdError};
 use crate::protocol::reply::Reply;
@@ -256,6 +256,15 @@ pub fn queue(w: &mut Worker, idx: usize, argv: &mut Vec<Bytes>) -> bool {
     if spec.has(NO_MULTI) {
         reject(w, idx, error::NOT_ALLOWED_IN_MULTI.to_string());
         return true;
+    }
+    if spec.has(PROTECTED) {
+        let refusal = w.conns.get(idx).and_then(|c| {
+            commands::protected_refusal(w.shared.cfg.debug_command, &c.client.addr, spec.name)
+        });
+        if let Some(e) = refusal {
+            reject(w, idx, e.to_string());
+            return true;
+        }
     }
     let Some(c) = w.conns.get_mut(idx) else {
         return true;

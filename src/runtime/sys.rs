@@ -332,3 +332,32 @@ pub fn write_and_close(fd: RawFd, msg: &[u8]) {
     }
     close(fd);
 }
+
+/// `daemonize yes`: forks; the parent exits at once with status 0, the child starts a new
+/// session and points standard input, output and error at /dev/null (as redis-server's
+/// daemonize()). Must run before any thread is started: only the calling thread survives
+/// a fork.
+pub fn daemonize() -> io::Result<()> {
+    // SAFETY: fork has no memory-safety preconditions; the caller guarantees no other
+    // thread exists, so the child's copy of the process is consistent.
+    let pid = unsafe { libc::fork() };
+    if pid < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if pid > 0 {
+        std::process::exit(0);
+    }
+    // SAFETY: setsid takes no arguments and only changes this process's session.
+    unsafe { libc::setsid() };
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    use std::os::fd::AsRawFd;
+    for fd in 0..3 {
+        // SAFETY: `null` is an open descriptor for the duration of the call; dup2 onto the
+        // standard descriptors only replaces them.
+        unsafe { libc::dup2(null.as_raw_fd(), fd) };
+    }
+    Ok(())
+}

@@ -29,6 +29,8 @@ pub struct ClientInfo {
     pub lib_ver: Option<Bytes>,
     pub no_evict: bool,
     pub no_touch: bool,
+    /// The client may run commands: no password is set, or it authenticated.
+    pub authed: bool,
 }
 
 impl ClientInfo {
@@ -44,6 +46,7 @@ impl ClientInfo {
             created: now,
             last_active: now,
             last_cmd: "NULL",
+            authed: true,
             last_sub: "",
             lib_name: None,
             lib_ver: None,

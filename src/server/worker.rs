@@ -23,7 +23,7 @@ use slab::Slab;
 use super::connection::{ClientInfo, Conn, RecvState};
 use super::lookahead;
 use super::Shared;
-use crate::commands::table::{table, Exec, BLOCKING, DENYOOM};
+use crate::commands::table::{table, Exec, BLOCKING, DENYOOM, PROTECTED};
 use crate::commands::{self, ConnCtx, Route};
 use crate::coord;
 use crate::error::CmdError;
@@ -611,15 +611,32 @@ impl Worker {
         }
         sys::setup_conn(fd, self.shared.cfg.tcp_nodelay);
         let (peer, local) = sys::addrs(fd);
+        let tun = &self.shared.tun;
+        let auth_required = tun.auth_required.load(Ordering::Relaxed);
+        // Protected mode (Redis's test): no password, and the peer is not 127.0.0.1 / ::1.
+        if !auth_required && tun.protected_mode.load(Ordering::Relaxed) {
+            let local_peer = peer.is_some_and(|p| {
+                let ip = p.ip();
+                ip == std::net::Ipv4Addr::LOCALHOST || ip == std::net::Ipv6Addr::LOCALHOST
+            });
+            if !local_peer {
+                self.shared.clients.fetch_sub(1, Ordering::AcqRel);
+                self.net.rejected_connections += 1;
+                crate::log::verbose(&format!(
+                    "Denied client {}: protected mode is on and no password is set",
+                    peer.map(|p| p.to_string()).unwrap_or_default()
+                ));
+                sys::write_and_close(fd, crate::error::DENIED);
+                return;
+            }
+        }
         let show = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
         let id = self.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
         let gen = self.next_gen;
         self.next_gen = (self.next_gen + 1) & 0xFF_FFFF;
-        let idx = self.conns.insert(Conn::new(
-            fd,
-            gen,
-            ClientInfo::new(id, show(peer), show(local)),
-        ));
+        let mut client = ClientInfo::new(id, show(peer), show(local));
+        client.authed = !auth_required;
+        let idx = self.conns.insert(Conn::new(fd, gen, client));
         self.arm_recv(idx);
     }
 
@@ -964,6 +981,9 @@ impl Worker {
     /// Runs one command: checks, then inline, batched to its owner, or coordinated.
     /// `known`: the command's table id, when the look-ahead already looked it up.
     fn dispatch(&mut self, idx: usize, argv: &mut Vec<Bytes>, known: Option<usize>) {
+        if !self.conns[idx].client.authed && !self.auth_allows(idx, argv) {
+            return;
+        }
         if coord::tx::in_multi(&self.conns[idx]) && coord::tx::queue(self, idx, argv) {
             return;
         }
@@ -1012,6 +1032,15 @@ impl Worker {
         if let Some(e) = commands::pubsub::refused_when_subscribed(&self.conns[idx], spec, argv) {
             self.reject(idx, Some(id), e);
             return;
+        }
+        if spec.has(PROTECTED) {
+            let c = &self.conns[idx].client;
+            if let Some(e) =
+                commands::protected_refusal(self.shared.cfg.debug_command, &c.addr, spec.name)
+            {
+                self.reject(idx, Some(id), e);
+                return;
+            }
         }
         if spec.has(BLOCKING) {
             if let Some(start_fn) = spec.cross {
@@ -1092,6 +1121,30 @@ impl Worker {
     }
 
     /// Replies with an error to a command that did not run, counting it as rejected.
+    /// A client that has not authenticated may only run NOAUTH commands (AUTH, HELLO, QUIT,
+    /// RESET); anything else gets -NOAUTH (EXEC: EXECABORT, and a MULTI in progress is
+    /// flagged), as Redis's processCommand.
+    fn auth_allows(&mut self, idx: usize, argv: &[Bytes]) -> bool {
+        let name = argv.first().map(|b| b.as_ref()).unwrap_or_default();
+        let found = table().lookup(name);
+        if found.is_some_and(|(_, s)| s.has(crate::commands::table::NOAUTH)) {
+            return true;
+        }
+        let is_exec = found.is_some_and(|(_, s)| s.name == "exec");
+        let e = if is_exec {
+            coord::tx::discard(self, idx);
+            crate::error::exec_abort_because(crate::error::NOAUTH)
+        } else {
+            if let Some(t) = self.conns[idx].tx.as_mut() {
+                t.aborted = true;
+            }
+            crate::error::NOAUTH.to_string()
+        };
+        commands::count_error(&mut self.shard, &e);
+        self.conns[idx].push_reply(&Reply::Error(e));
+        false
+    }
+
     fn reject(&mut self, idx: usize, id: Option<usize>, e: CmdError) {
         if let Some(st) = id.and_then(|id| self.shard.cmd_stats.get_mut(id)) {
             st.rejected += 1;

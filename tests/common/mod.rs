@@ -91,6 +91,22 @@ impl Server {
     /// shardis ...'` (`shell` sets limits such as `ulimit -n 256`), its log in a file that
     /// `log()` reads.
     pub fn start_logged(shards: usize, shell: &str, extra: &[&str]) -> Server {
+        Server::launch_logged(Some(shell), None, shards, extra)
+    }
+
+    /// Starts shardis as redis-server is started: `shardis CONFIGFILE --port P --shards n
+    /// [extra...]`, its log in a file that `log()` reads (unless `extra` names a logfile).
+    pub fn start_conf(conf: &str, shards: usize, extra: &[&str]) -> Server {
+        Server::launch_logged(None, Some(conf), shards, extra)
+    }
+
+    fn launch_logged(
+        shell: Option<&str>,
+        conf: Option<&str>,
+        shards: usize,
+        extra: &[&str],
+    ) -> Server {
+        let mut last_log = String::new();
         for attempt in 0..5 {
             let port = free_port();
             let log = std::env::temp_dir().join(format!(
@@ -98,10 +114,18 @@ impl Server {
                 std::process::id()
             ));
             let file = std::fs::File::create(&log).expect("create log file");
-            let mut child = Command::new("sh")
-                .arg("-c")
-                .arg(format!("{shell}; exec \"$0\" \"$@\""))
-                .arg(env!("CARGO_BIN_EXE_shardis"))
+            let mut cmd = match shell {
+                Some(sh) => {
+                    let mut c = Command::new("sh");
+                    c.arg("-c")
+                        .arg(format!("{sh}; exec \"$0\" \"$@\""))
+                        .arg(env!("CARGO_BIN_EXE_shardis"));
+                    c
+                }
+                None => Command::new(env!("CARGO_BIN_EXE_shardis")),
+            };
+            let mut child = cmd
+                .args(conf)
                 .args(["--port", &port.to_string(), "--shards", &shards.to_string()])
                 .args(extra)
                 .stdin(Stdio::null())
@@ -125,9 +149,10 @@ impl Server {
             }
             let _ = child.kill();
             let _ = child.wait();
+            last_log = std::fs::read_to_string(&log).unwrap_or_default();
             let _ = std::fs::remove_file(&log);
         }
-        panic!("shardis did not start");
+        panic!("shardis did not start: {last_log}");
     }
 
     /// The log so far (servers started with `start_logged`; empty otherwise).
@@ -222,8 +247,9 @@ fn ping(port: u16) -> bool {
     if s.write_all(b"PING\r\n").is_err() {
         return false;
     }
+    // A server with a password answers NOAUTH: it is up all the same.
     let mut buf = [0u8; 7];
-    s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    s.read_exact(&mut buf).is_ok() && (&buf == b"+PONG\r\n" || &buf == b"-NOAUTH")
 }
 
 /// Sends raw bytes and reads until `expect_len` bytes arrive or the peer closes.

@@ -1,0 +1,240 @@
+//! How every redis.conf directive shardis does not implement itself is treated, as data: one
+//! row per Redis 7.0 directive name. Read on the main thread at startup (config file, flags)
+//! and by CONFIG SET on any shard.
+//!
+//! Directives `Config::apply` implements never reach this table. The rest are either
+//! accepted with one warning naming what happens instead (only where ignoring the value is
+//! harmless: tuning knobs of subsystems shardis does not have, or has in its own form), or
+//! refused with the reason unless the value is the one that asks for nothing (a save rule,
+//! `appendonly yes`, a replica setting, a renamed command: ignoring those would lose data or
+//! weaken security). Nothing is ignored silently.
+
+/// What happens to a directive's value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Treat {
+    /// Accepted, shown by CONFIG GET, with one warning: the text says what happens instead.
+    Warn(&'static str),
+    /// Accepted only with one of these values (compared case-insensitively, after trimming
+    /// and removing quotes); any other is refused with the reason.
+    Only(&'static [&'static str], &'static str),
+}
+
+use Treat::{Only, Warn};
+
+const NO_PERSISTENCE: &str =
+    "persistence (RDB snapshots and the AOF) is not supported yet: shardis keeps no data across restarts";
+const NO_REPLICATION: &str = "replication is not supported yet";
+const NO_ACL: &str =
+    "ACL users are not supported yet (requirepass sets the default user's password)";
+const ENCODING: &str =
+    "encodings use redis-server 7.0.15's compiled thresholds (not configurable yet)";
+const NOT_USED: &str = "only used by persistence or replication, which are not supported yet";
+
+/// Every Redis 7.0 directive shardis does not implement, and its treatment.
+pub const DIRECTIVES: &[(&str, Treat)] = &[
+    // Persistence: the values that ask for nothing are accepted.
+    ("save", Only(&[""], NO_PERSISTENCE)),
+    ("appendonly", Only(&["no"], NO_PERSISTENCE)),
+    ("appendfsync", Warn(NOT_USED)),
+    ("appendfilename", Warn(NOT_USED)),
+    ("appenddirname", Warn(NOT_USED)),
+    ("dbfilename", Warn(NOT_USED)),
+    ("rdbcompression", Warn(NOT_USED)),
+    ("rdbchecksum", Warn(NOT_USED)),
+    ("rdb-del-sync-files", Warn(NOT_USED)),
+    ("rdb-save-incremental-fsync", Warn(NOT_USED)),
+    ("rdb-key-save-delay", Warn(NOT_USED)),
+    ("stop-writes-on-bgsave-error", Warn(NOT_USED)),
+    ("no-appendfsync-on-rewrite", Warn(NOT_USED)),
+    ("auto-aof-rewrite-percentage", Warn(NOT_USED)),
+    ("auto-aof-rewrite-min-size", Warn(NOT_USED)),
+    ("aof-load-truncated", Warn(NOT_USED)),
+    ("aof-use-rdb-preamble", Warn(NOT_USED)),
+    ("aof-timestamp-enabled", Warn(NOT_USED)),
+    ("aof-rewrite-incremental-fsync", Warn(NOT_USED)),
+    ("sanitize-dump-payload", Warn(NOT_USED)),
+    // Replication and cluster.
+    ("replicaof", Only(&[""], NO_REPLICATION)),
+    ("slaveof", Only(&[""], NO_REPLICATION)),
+    ("min-replicas-to-write", Only(&["0"], NO_REPLICATION)),
+    ("min-slaves-to-write", Only(&["0"], NO_REPLICATION)),
+    ("min-replicas-max-lag", Warn(NOT_USED)),
+    ("min-slaves-max-lag", Warn(NOT_USED)),
+    ("masterauth", Warn(NOT_USED)),
+    ("masteruser", Warn(NOT_USED)),
+    ("replica-serve-stale-data", Warn(NOT_USED)),
+    ("slave-serve-stale-data", Warn(NOT_USED)),
+    ("replica-read-only", Warn(NOT_USED)),
+    ("slave-read-only", Warn(NOT_USED)),
+    ("replica-priority", Warn(NOT_USED)),
+    ("slave-priority", Warn(NOT_USED)),
+    ("replica-lazy-flush", Warn(NOT_USED)),
+    ("slave-lazy-flush", Warn(NOT_USED)),
+    ("replica-announced", Warn(NOT_USED)),
+    ("replica-announce-ip", Warn(NOT_USED)),
+    ("replica-announce-port", Warn(NOT_USED)),
+    ("replica-ignore-maxmemory", Warn(NOT_USED)),
+    ("repl-diskless-sync", Warn(NOT_USED)),
+    ("repl-diskless-sync-delay", Warn(NOT_USED)),
+    ("repl-diskless-sync-max-replicas", Warn(NOT_USED)),
+    ("repl-diskless-load", Warn(NOT_USED)),
+    ("repl-ping-replica-period", Warn(NOT_USED)),
+    ("repl-timeout", Warn(NOT_USED)),
+    ("repl-disable-tcp-nodelay", Warn(NOT_USED)),
+    ("repl-backlog-size", Warn(NOT_USED)),
+    ("repl-backlog-ttl", Warn(NOT_USED)),
+    ("cluster-enabled", Only(&["no"], "cluster mode is not supported yet")),
+    ("cluster-config-file", Warn("only used in cluster mode, which is off")),
+    ("cluster-node-timeout", Warn("only used in cluster mode, which is off")),
+    ("cluster-port", Warn("only used in cluster mode, which is off")),
+    // Security: refusing is the only safe answer until these exist.
+    ("user", Only(&[], NO_ACL)),
+    ("aclfile", Only(&[""], NO_ACL)),
+    ("acllog-max-len", Warn("ACL LOG is not supported yet")),
+    ("acl-pubsub-default", Warn("ACL users are not supported yet")),
+    (
+        "rename-command",
+        Only(&[], "rename-command is not supported yet (a command meant to be hidden would stay reachable)"),
+    ),
+    ("tls-port", Only(&["0"], "TLS is not supported yet")),
+    ("tls-cert-file", Warn("TLS is not supported yet (tls-port must be 0)")),
+    ("tls-key-file", Warn("TLS is not supported yet (tls-port must be 0)")),
+    ("tls-ca-cert-file", Warn("TLS is not supported yet (tls-port must be 0)")),
+    ("tls-auth-clients", Warn("TLS is not supported yet (tls-port must be 0)")),
+    ("tls-replication", Only(&["no"], "TLS is not supported yet")),
+    ("tls-cluster", Only(&["no"], "TLS is not supported yet")),
+    ("unixsocket", Only(&[""], "unix sockets are not supported yet: clients would find nothing at that path")),
+    ("unixsocketperm", Warn("unix sockets are not supported yet")),
+    (
+        "enable-protected-configs",
+        Warn("protected configs (dir, dbfilename, logfile...) cannot be changed by CONFIG SET at all"),
+    ),
+    ("enable-module-command", Warn("modules are not supported; MODULE is an unknown command")),
+    ("loadmodule", Only(&[], "modules are not supported")),
+    ("maxmemory-clients", Only(&["0"], "client eviction (maxmemory-clients) is not supported yet")),
+    (
+        "notify-keyspace-events",
+        Only(&[""], "keyspace notifications are not supported yet: subscribers would miss every event"),
+    ),
+    // Tuning knobs of subsystems shardis has in its own form, or not at all.
+    ("hz", Warn("shardis runs its active expiry every 100 ms on every shard")),
+    ("dynamic-hz", Warn("shardis runs its active expiry every 100 ms on every shard")),
+    ("active-expire-effort", Warn("shardis's active expiry has a fixed effort")),
+    ("activerehashing", Warn("shardis's tables resize incrementally on their own")),
+    ("activedefrag", Warn("active defragmentation is not supported")),
+    ("active-defrag-ignore-bytes", Warn("active defragmentation is not supported")),
+    ("active-defrag-threshold-lower", Warn("active defragmentation is not supported")),
+    ("active-defrag-threshold-upper", Warn("active defragmentation is not supported")),
+    ("active-defrag-cycle-min", Warn("active defragmentation is not supported")),
+    ("active-defrag-cycle-max", Warn("active defragmentation is not supported")),
+    ("active-defrag-max-scan-fields", Warn("active defragmentation is not supported")),
+    ("jemalloc-bg-thread", Warn("shardis does not use jemalloc")),
+    ("io-threads", Warn("every shard is its own I/O thread (see --shards)")),
+    ("io-threads-do-reads", Warn("every shard is its own I/O thread (see --shards)")),
+    ("always-show-logo", Warn("shardis prints no logo")),
+    ("set-proc-title", Warn("the process title is left as it is")),
+    ("proc-title-template", Warn("the process title is left as it is")),
+    ("disable-thp", Warn("transparent huge pages are left as the system sets them")),
+    ("oom-score-adj", Warn("the OOM score is left as the system sets it")),
+    ("oom-score-adj-values", Warn("the OOM score is left as the system sets it")),
+    ("tcp-keepalive", Warn("client sockets use the system's keepalive settings")),
+    ("supervised", Warn("no supervision protocol is spoken (no sd_notify)")),
+    ("syslog-enabled", Only(&["no"], "syslog is not supported yet (use logfile)")),
+    ("syslog-ident", Warn("syslog is not supported yet")),
+    ("syslog-facility", Warn("syslog is not supported yet")),
+    ("crash-log-enabled", Warn("crash logs are not written")),
+    ("crash-memcheck-enabled", Warn("crash logs are not written")),
+    ("latency-monitor-threshold", Warn("LATENCY is not supported yet")),
+    ("latency-tracking", Warn("latency tracking is not supported yet")),
+    ("latency-tracking-info-percentiles", Warn("latency tracking is not supported yet")),
+    ("slowlog-log-slower-than", Warn("SLOWLOG is not supported yet")),
+    ("slowlog-max-len", Warn("SLOWLOG is not supported yet")),
+    ("lazyfree-lazy-eviction", Warn("the lazy-free policy is fixed")),
+    ("lazyfree-lazy-expire", Warn("the lazy-free policy is fixed")),
+    ("lazyfree-lazy-server-del", Warn("the lazy-free policy is fixed")),
+    ("lazyfree-lazy-user-del", Warn("the lazy-free policy is fixed")),
+    ("lazyfree-lazy-user-flush", Warn("the lazy-free policy is fixed")),
+    ("maxmemory-eviction-tenacity", Warn("eviction runs until memory is under the limit")),
+    ("lua-time-limit", Warn("Lua scripting is not supported yet")),
+    ("busy-reply-threshold", Warn("Lua scripting is not supported yet")),
+    ("tracking-table-max-keys", Warn("client tracking is not supported yet")),
+    ("hash-max-listpack-entries", Warn(ENCODING)),
+    ("hash-max-listpack-value", Warn(ENCODING)),
+    ("hash-max-ziplist-entries", Warn(ENCODING)),
+    ("hash-max-ziplist-value", Warn(ENCODING)),
+    ("list-max-listpack-size", Warn(ENCODING)),
+    ("list-max-ziplist-size", Warn(ENCODING)),
+    ("list-compress-depth", Warn(ENCODING)),
+    ("set-max-intset-entries", Warn(ENCODING)),
+    ("zset-max-listpack-entries", Warn(ENCODING)),
+    ("zset-max-listpack-value", Warn(ENCODING)),
+    ("zset-max-ziplist-entries", Warn(ENCODING)),
+    ("zset-max-ziplist-value", Warn(ENCODING)),
+    ("hll-sparse-max-bytes", Warn("HyperLogLog is not supported yet")),
+    ("stream-node-max-bytes", Warn("streams are not supported yet")),
+    ("stream-node-max-entries", Warn("streams are not supported yet")),
+    ("shutdown-timeout", Warn("shards that do not stop within 2 s are abandoned at shutdown")),
+    ("shutdown-on-sigint", Warn("SIGINT stops the server without saving (nothing is persisted)")),
+    ("shutdown-on-sigterm", Warn("SIGTERM stops the server without saving (nothing is persisted)")),
+    ("locale-collate", Warn("strings compare byte by byte")),
+    ("ignore-warnings", Warn("shardis has no startup self-checks to silence")),
+];
+
+/// The treatment of `name` (lower case), if it is in the table.
+pub fn lookup(name: &str) -> Option<Treat> {
+    DIRECTIVES.iter().find(|(n, _)| *n == name).map(|(_, t)| *t)
+}
+
+/// Applies the table to `name value`: `Ok(Some(warning))` when accepted with a warning,
+/// `Ok(None)` when accepted as asking for nothing, `Err(reason)` when refused, and
+/// `Err` naming an unknown directive when the name is not in the table.
+pub fn check(name: &str, value: &str) -> Result<Option<String>, String> {
+    let Some(t) = lookup(name) else {
+        return Err(format!("unknown parameter '{name}'"));
+    };
+    let v = value.trim().trim_matches('"').trim_matches('\'');
+    match t {
+        Warn(what) => Ok(Some(if what.is_empty() {
+            format!("'{name}' is not supported and has no effect")
+        } else {
+            format!("'{name}' is not supported: {what}")
+        })),
+        Only(ok, why) => {
+            if ok.iter().any(|o| o.eq_ignore_ascii_case(v)) {
+                Ok(None)
+            } else {
+                Err(format!("'{name} {value}' is refused: {why}"))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_lower_case() {
+        let mut seen = std::collections::HashSet::new();
+        for (n, _) in DIRECTIVES {
+            assert!(seen.insert(*n), "duplicate directive {n}");
+            assert_eq!(*n, n.to_ascii_lowercase());
+        }
+    }
+
+    #[test]
+    fn treatments() {
+        assert_eq!(check("save", "\"\""), Ok(None));
+        assert!(check("save", "900 1").unwrap_err().contains("persistence"));
+        assert_eq!(check("appendonly", "no"), Ok(None));
+        assert!(check("appendonly", "yes").is_err());
+        assert!(check("io-threads", "4")
+            .unwrap()
+            .unwrap()
+            .contains("io-threads"));
+        assert!(check("rename-command", "FLUSHALL \"\"").is_err());
+        assert!(check("nosuch", "1")
+            .unwrap_err()
+            .contains("unknown parameter"));
+    }
+}

@@ -1,0 +1,318 @@
+//! Running shardis like redis-server: `requirepass` and AUTH (flag, file, CONFIG SET),
+//! protected mode, the redis-server command line (`shardis FILE --name value`), Debian's
+//! stock redis.conf, `include`, `daemonize`/`pidfile`/`logfile`/`dir`, and directives that
+//! are refused or accepted with a warning (never silently ignored). Texts checked against
+//! redis-server 7.0.15.
+
+mod common;
+
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::resp::{encode_command, Client};
+use common::Server;
+
+fn cmd(c: &mut Client, args: &[&str]) -> String {
+    let argv: Vec<Vec<u8>> = args.iter().map(|a| a.as_bytes().to_vec()).collect();
+    c.send(&encode_command(&argv)).unwrap();
+    String::from_utf8_lossy(&c.read_reply().unwrap()).into_owned()
+}
+
+const NOAUTH: &str = "-NOAUTH Authentication required.\r\n";
+const WRONGPASS: &str = "-WRONGPASS invalid username-password pair or user is disabled.\r\n";
+
+/// A temporary directory for one test.
+fn tmpdir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("shardis-{tag}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn check_password_gate(s: &Server, pass: &str) {
+    let n = s.shards;
+    let mut c = Client::connect(s.port);
+    assert_eq!(cmd(&mut c, &["GET", "k"]), NOAUTH, "shards={n}");
+    assert_eq!(cmd(&mut c, &["PING"]), NOAUTH, "shards={n}");
+    // The password is not readable before AUTH.
+    assert_eq!(cmd(&mut c, &["CONFIG", "GET", "requirepass"]), NOAUTH);
+    // A transaction started unauthenticated aborts as in Redis.
+    assert_eq!(cmd(&mut c, &["MULTI"]), NOAUTH);
+    assert_eq!(
+        cmd(&mut c, &["EXEC"]),
+        "-EXECABORT Transaction discarded because of: NOAUTH Authentication required.\r\n"
+    );
+    assert!(cmd(&mut c, &["HELLO", "3"]).starts_with("-NOAUTH HELLO must be called"));
+    assert_eq!(cmd(&mut c, &["AUTH", "wrong"]), WRONGPASS);
+    assert_eq!(cmd(&mut c, &["AUTH", "bob", pass]), WRONGPASS);
+    assert_eq!(cmd(&mut c, &["AUTH", pass]), "+OK\r\n");
+    assert_eq!(cmd(&mut c, &["SET", "k", "v"]), "+OK\r\n");
+    // A later wrong AUTH does not log the client out (Redis 7.0).
+    assert_eq!(cmd(&mut c, &["AUTH", "wrong"]), WRONGPASS);
+    assert_eq!(cmd(&mut c, &["GET", "k"]), "$1\r\nv\r\n");
+    // RESET goes back to the default user, unauthenticated.
+    assert_eq!(cmd(&mut c, &["RESET"]), "+RESET\r\n");
+    assert_eq!(cmd(&mut c, &["GET", "k"]), NOAUTH);
+    // HELLO AUTH authenticates and switches protocol in one step.
+    let h = cmd(&mut c, &["HELLO", "3", "AUTH", "default", pass]);
+    assert!(h.starts_with("%7\r\n"), "shards={n}: {h}");
+    assert_eq!(cmd(&mut c, &["GET", "k"]), "$1\r\nv\r\n");
+    // The redis crate with the password in the URL.
+    let mut r = redis::Client::open(format!("redis://:{pass}@127.0.0.1:{}/", s.port))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let v: String = redis::cmd("GET").arg("k").query(&mut r).unwrap();
+    assert_eq!(v, "v");
+    // redis-cli -a.
+    if common::redis_cli().is_some() {
+        let out = Command::new("redis-cli")
+            .args([
+                "-p",
+                &s.port.to_string(),
+                "-a",
+                pass,
+                "--no-auth-warning",
+                "GET",
+                "k",
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "v");
+    }
+}
+
+#[test]
+fn requirepass_from_flag_file_and_config_set() {
+    for n in common::shard_counts() {
+        let s = Server::start_with(n, &["--requirepass", "s3cret"]);
+        check_password_gate(&s, "s3cret");
+
+        let dir = tmpdir("pass");
+        let conf = dir.join("redis.conf");
+        std::fs::write(
+            &conf,
+            "# a password with a space\nrequirepass \"open sesame\"\n",
+        )
+        .unwrap();
+        let s = Server::start_conf(conf.to_str().unwrap(), n, &[]);
+        check_password_gate(&s, "open sesame");
+
+        // CONFIG SET at run time: existing connections stay in, new ones must AUTH.
+        let s = Server::start(n);
+        let mut old = Client::connect(s.port);
+        assert_eq!(
+            cmd(&mut old, &["CONFIG", "SET", "requirepass", "later"]),
+            "+OK\r\n"
+        );
+        assert_eq!(cmd(&mut old, &["PING"]), "+PONG\r\n");
+        assert_eq!(
+            cmd(&mut old, &["CONFIG", "GET", "requirepass"]),
+            "*2\r\n$11\r\nrequirepass\r\n$5\r\nlater\r\n"
+        );
+        check_password_gate(&s, "later");
+        // Without a password, AUTH answers as Redis's nopass default user.
+        assert_eq!(
+            cmd(&mut old, &["CONFIG", "SET", "requirepass", ""]),
+            "+OK\r\n"
+        );
+        let mut fresh = Client::connect(s.port);
+        assert_eq!(cmd(&mut fresh, &["PING"]), "+PONG\r\n");
+        assert!(cmd(&mut fresh, &["AUTH", "x"]).starts_with("-ERR AUTH <password> called without"));
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
+
+/// Connects from `src` (a loopback address other than 127.0.0.1) and returns what the
+/// server sends back to a PING. Uses python3 to bind the source address.
+fn ping_from(src: &str, port: u16) -> Option<String> {
+    let script = format!(
+        "import socket,sys\ns=socket.socket(); s.settimeout(3); s.bind(('{src}',0))\n\
+         s.connect(('127.0.0.1',{port})); s.sendall(b'PING\\r\\n')\n\
+         d=b''\ntry:\n  while True:\n    x=s.recv(65536)\n    if not x: break\n    d+=x\n    \
+         if d.endswith(b'\\r\\n'): break\nexcept Exception: pass\nsys.stdout.write(d.decode())"
+    );
+    let out = Command::new("python3")
+        .args(["-c", &script])
+        .stderr(Stdio::inherit())
+        .output()
+        .ok()?;
+    Some(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+#[test]
+fn protected_mode_turns_away_outside_clients_without_a_password() {
+    if Command::new("python3").arg("-V").output().is_err() {
+        eprintln!("python3 missing: protected-mode test skipped");
+        return;
+    }
+    for n in common::shard_counts() {
+        let s = Server::start_with(n, &["--bind", "0.0.0.0"]);
+        let denied = ping_from("127.0.0.2", s.port).unwrap();
+        assert!(
+            denied.starts_with("-DENIED Redis is running in protected mode"),
+            "shards={n}: {denied}"
+        );
+        assert_eq!(ping_from("127.0.0.1", s.port).unwrap(), "+PONG\r\n");
+        // Turned off at run time, from loopback.
+        let mut c = Client::connect(s.port);
+        assert_eq!(
+            cmd(&mut c, &["CONFIG", "GET", "protected-mode"]),
+            "*2\r\n$14\r\nprotected-mode\r\n$3\r\nyes\r\n"
+        );
+        assert_eq!(
+            cmd(&mut c, &["CONFIG", "SET", "protected-mode", "no"]),
+            "+OK\r\n"
+        );
+        assert_eq!(ping_from("127.0.0.2", s.port).unwrap(), "+PONG\r\n");
+        // With a password, outside clients are let in and asked for it.
+        let s = Server::start_with(n, &["--bind", "0.0.0.0", "--requirepass", "pw"]);
+        assert_eq!(ping_from("127.0.0.2", s.port).unwrap(), NOAUTH);
+    }
+}
+
+#[test]
+fn debian_stock_redis_conf_starts_unchanged() {
+    let stock = "/etc/redis/redis.conf";
+    if !std::path::Path::new(stock).exists() {
+        eprintln!("{stock} missing (tools/test.sh installs redis-server): skipped");
+        return;
+    }
+    let dir = tmpdir("stock");
+    // Only what would collide with a system redis-server is overridden, as a second
+    // instance would be started: port (by the harness), daemonize, pidfile, logfile, dir.
+    let logfile = dir.join("shardis.log");
+    let pidfile = dir.join("shardis.pid");
+    let s = Server::start_conf(
+        stock,
+        2,
+        &[
+            "--daemonize",
+            "no",
+            "--pidfile",
+            pidfile.to_str().unwrap(),
+            "--logfile",
+            logfile.to_str().unwrap(),
+            "--dir",
+            dir.to_str().unwrap(),
+        ],
+    );
+    let mut c = Client::connect(s.port);
+    assert_eq!(cmd(&mut c, &["SET", "k", "v"]), "+OK\r\n");
+    // Values in force come from the file.
+    let get = |c: &mut Client, p: &str| cmd(c, &["CONFIG", "GET", p]);
+    assert!(get(&mut c, "protected-mode").ends_with("$3\r\nyes\r\n"));
+    assert!(get(&mut c, "appendonly").ends_with("$2\r\nno\r\n"));
+    assert!(get(&mut c, "dir").contains(dir.to_str().unwrap()));
+    assert!(get(&mut c, "jemalloc-bg-thread").ends_with("$3\r\nyes\r\n"));
+    // The pid file holds the server's pid; the log went to the logfile, with one warning
+    // per unsupported directive (and the second, optional bind address).
+    let pid = std::fs::read_to_string(&pidfile).unwrap();
+    assert_eq!(pid.trim(), s.pid().to_string());
+    let log = std::fs::read_to_string(&logfile).unwrap();
+    for name in [
+        "jemalloc-bg-thread",
+        "always-show-logo",
+        "rdbcompression",
+        "bind",
+    ] {
+        assert!(
+            log.lines()
+                .any(|l| l.contains(&format!("'{name}")) && l.contains(" # ")),
+            "no warning for {name} in:\n{log}"
+        );
+    }
+    assert!(log.contains("Ready to accept connections"), "{log}");
+    drop(s);
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn daemonize_include_and_refused_directives() {
+    let bin = env!("CARGO_BIN_EXE_shardis");
+    let dir = tmpdir("daemon");
+    let port = common::free_port();
+    let inc = dir.join("port.conf");
+    std::fs::write(&inc, format!("port {port}\n")).unwrap();
+    let conf = dir.join("main.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "include {}\ndaemonize yes\npidfile {}\nlogfile {}\nshards 1\nio-threads 4\n",
+            inc.display(),
+            dir.join("d.pid").display(),
+            dir.join("d.log").display()
+        ),
+    )
+    .unwrap();
+    // The launcher returns at once; the daemon serves on the included port.
+    let st = Command::new(bin)
+        .arg(&conf)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert!(common::wait_for(Duration::from_secs(10), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+            && std::fs::read_to_string(dir.join("d.pid")).is_ok_and(|p| !p.trim().is_empty())
+    }));
+    let pid = std::fs::read_to_string(dir.join("d.pid")).unwrap();
+    let mut c = Client::connect(port);
+    assert_eq!(cmd(&mut c, &["PING"]), "+PONG\r\n");
+    assert!(cmd(&mut c, &["CONFIG", "GET", "io-threads"]).ends_with("$1\r\n4\r\n"));
+    let log = std::fs::read_to_string(dir.join("d.log")).unwrap();
+    assert!(log.contains("'io-threads' is not supported"), "{log}");
+    let _ = Command::new("kill").arg(pid.trim()).status();
+    assert!(common::wait_for(Duration::from_secs(5), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_err()
+    }));
+
+    // Refused: settings that would lose data or weaken security if ignored. Each names
+    // the reason and the process exits with status 1.
+    let refused: &[(&[&str], &str)] = &[
+        (&["--save", "900 1"], "persistence"),
+        (&["--appendonly", "yes"], "persistence"),
+        (&["--replicaof", "127.0.0.1 6380"], "replication"),
+        (&["--rename-command", "FLUSHALL x"], "rename-command"),
+        (
+            &["--notify-keyspace-events", "KEA"],
+            "keyspace notifications",
+        ),
+        (&["--bind", "127.0.0.1 ::1"], "several addresses"),
+        (&["--nosuch-directive", "1"], "unknown parameter"),
+    ];
+    for (args, why) in refused {
+        let out = Command::new(bin)
+            .args(["--port", &common::free_port().to_string()])
+            .args(*args)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(why), "{args:?}: {err}");
+    }
+    // Accepted: the values that ask for nothing, in redis-server's flag forms.
+    let s = Server::start_with(
+        1,
+        &[
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--bind",
+            "127.0.0.1 -::1",
+        ],
+    );
+    let mut c = Client::connect(s.port);
+    assert_eq!(
+        cmd(&mut c, &["CONFIG", "SET", "save", "900 1"]),
+        "-ERR CONFIG SET failed (possibly related to argument 'save') - 'save 900 1' is refused: \
+         persistence (RDB snapshots and the AOF) is not supported yet: shardis keeps no data \
+         across restarts\r\n"
+    );
+    assert_eq!(cmd(&mut c, &["CONFIG", "SET", "save", ""]), "+OK\r\n");
+    assert!(cmd(&mut c, &["CONFIG", "SET", "dir", "/tmp"]).contains("can't set protected config"));
+    let _ = std::fs::remove_dir_all(dir);
+}
