@@ -289,6 +289,10 @@ pub struct Config {
     pub logfile: String,
     /// Working directory (`dir`), entered at startup.
     pub dir: Option<String>,
+    /// `supervised systemd` (or `auto` under systemd): READY=1 to $NOTIFY_SOCKET once serving.
+    pub supervised_systemd: bool,
+    /// `bind` as given (CONFIG GET and REWRITE show every address).
+    pub bind_text: String,
     /// Directives of `directives::DIRECTIVES` that were set, with their values (CONFIG GET
     /// shows them), in the order given.
     pub text: Vec<(String, String)>,
@@ -356,6 +360,8 @@ impl Default for Config {
             pidfile: None,
             logfile: String::new(),
             dir: None,
+            supervised_systemd: false,
+            bind_text: "127.0.0.1".into(),
             text: Vec::new(),
             warnings: Vec::new(),
         }
@@ -526,6 +532,7 @@ impl Config {
                     .trim_start_matches('-')
                     .parse()
                     .map_err(|_| format!("invalid bind address '{v}'"))?;
+                self.bind_text = v.to_string();
                 let rest: Vec<&str> = addrs.collect();
                 if let Some(bad) = rest
                     .iter()
@@ -640,6 +647,23 @@ impl Config {
             "pidfile" => self.pidfile = (!v.is_empty()).then(|| v.to_string()),
             "logfile" => self.logfile = v.to_string(),
             "dir" => self.dir = Some(v.to_string()),
+            "supervised" => {
+                self.supervised_systemd = match v.to_ascii_lowercase().as_str() {
+                    "no" => false,
+                    "systemd" => true,
+                    "auto" => std::env::var_os("NOTIFY_SOCKET").is_some(),
+                    "upstart" => {
+                        self.warnings.push(
+                            "'supervised upstart' is not supported: no SIGSTOP handshake".into(),
+                        );
+                        false
+                    }
+                    _ => return Err(format!("invalid supervised mode '{v}'")),
+                };
+                self.text.retain(|(n, _)| n != "supervised");
+                self.text
+                    .push(("supervised".into(), v.to_ascii_lowercase()));
+            }
             // Every other Redis directive: accepted with a warning, or refused with the
             // reason (`directives`); never ignored silently.
             other => {
@@ -798,7 +822,7 @@ impl Tunables {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         text.insert("port".into(), cfg.port.to_string());
-        text.insert("bind".into(), cfg.bind.to_string());
+        text.insert("bind".into(), cfg.bind_text.clone());
         text.insert("databases".into(), cfg.databases.to_string());
         text.insert("loglevel".into(), cfg.loglevel.clone());
         text.insert("tcp-backlog".into(), cfg.tcp_backlog.to_string());

@@ -138,7 +138,6 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ("oom-score-adj", Warn("the OOM score is left as the system sets it")),
     ("oom-score-adj-values", Warn("the OOM score is left as the system sets it")),
     ("tcp-keepalive", Warn("client sockets use the system's keepalive settings")),
-    ("supervised", Warn("no supervision protocol is spoken (no sd_notify)")),
     ("syslog-enabled", Only(&["no"], "syslog is not supported yet (use logfile)")),
     ("syslog-ident", Warn("syslog is not supported yet")),
     ("syslog-facility", Warn("syslog is not supported yet")),

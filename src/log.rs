@@ -41,9 +41,15 @@ fn emit(level: u8, mark: char, msg: &str) {
         .unwrap_or_default();
     let secs = now.as_secs();
     let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
+    let (year, month, day) = civil_date(secs / 86400);
     let line = format!(
-        "{}:M {:02}:{:02}:{:02}.{:03} {} {}\n",
+        "{}:M {:02} {} {} {:02}:{:02}:{:02}.{:03} {} {}\n",
         std::process::id(),
+        day,
+        MONTHS
+            .get(month.saturating_sub(1) as usize)
+            .unwrap_or(&"Jan"),
+        year,
         h,
         m,
         s,
@@ -63,6 +69,25 @@ fn emit(level: u8, mark: char, msg: &str) {
     }
 }
 
+const MONTHS: [&str; 12] = [
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
+
+/// Year, month (1-12) and day of the month of a day count since 1970-01-01 (UTC), by
+/// Howard Hinnant's days-from-civil inverse.
+fn civil_date(days: u64) -> (i64, u32, u32) {
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
 pub fn verbose(msg: &str) {
     emit(1, '-', msg);
 }
@@ -73,4 +98,14 @@ pub fn notice(msg: &str) {
 
 pub fn warning(msg: &str) {
     emit(3, '#', msg);
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn civil_dates() {
+        assert_eq!(super::civil_date(0), (1970, 1, 1));
+        assert_eq!(super::civil_date(20_426), (2025, 12, 4));
+        assert_eq!(super::civil_date(11_016), (2000, 2, 29));
+    }
 }

@@ -316,3 +316,105 @@ fn daemonize_include_and_refused_directives() {
     assert!(cmd(&mut c, &["CONFIG", "SET", "dir", "/tmp"]).contains("can't set protected config"));
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// CONFIG REWRITE keeps the user's file: comments, order, units, every bind address, the
+/// password and protected mode; a stock redis-server started on the rewritten file still
+/// asks for the password.
+#[test]
+fn config_rewrite_keeps_the_users_file() {
+    let dir = tmpdir("rewrite");
+    let conf = dir.join("redis.conf");
+    let original = "# my settings\nmaxmemory 2gb\nbind 127.0.0.1 -::1\nrequirepass \"sec ret\"\n\
+                    protected-mode yes\n# keep me\nappendonly no\nsave \"\"\n";
+    std::fs::write(&conf, original).unwrap();
+    let s = Server::start_conf(conf.to_str().unwrap(), 1, &[]);
+    let mut c = Client::connect(s.port);
+    assert_eq!(cmd(&mut c, &["AUTH", "sec ret"]), "+OK\r\n");
+    assert_eq!(
+        cmd(
+            &mut c,
+            &["CONFIG", "SET", "maxmemory-policy", "allkeys-lru"]
+        ),
+        "+OK\r\n"
+    );
+    assert_eq!(cmd(&mut c, &["CONFIG", "REWRITE"]), "+OK\r\n");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    for line in [
+        "# my settings",
+        "maxmemory 2gb",
+        "bind 127.0.0.1 -::1",
+        "requirepass \"sec ret\"",
+        "protected-mode yes",
+        "# keep me",
+        "maxmemory-policy allkeys-lru",
+    ] {
+        assert!(
+            text.lines().any(|l| l == line),
+            "'{line}' missing in:\n{text}"
+        );
+    }
+    // Order kept: the comment still comes first, the new setting at the end.
+    assert!(text.starts_with("# my settings\nmaxmemory 2gb\n"), "{text}");
+    // The rewritten file is a valid redis-server configuration that keeps the password
+    // (the directives only shardis knows are left out when at their defaults).
+    let Some(bin) = common::redis_server() else {
+        return;
+    };
+    let port = common::free_port();
+    let mut rs = Command::new(bin)
+        .arg(&conf)
+        .args(["--port", &port.to_string(), "--daemonize", "no", "--dir"])
+        .arg(&dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = common::wait_for(Duration::from_secs(5), || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
+    let answer = up.then(|| {
+        let mut r = Client::connect(port);
+        cmd(&mut r, &["GET", "k"])
+    });
+    let _ = rs.kill();
+    let _ = rs.wait();
+    assert_eq!(answer.as_deref(), Some(NOAUTH), "{text}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// `supervised systemd`: READY=1 reaches $NOTIFY_SOCKET once the server serves.
+#[test]
+fn supervised_systemd_notifies_ready() {
+    let dir = tmpdir("notify");
+    let sock_path = dir.join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).unwrap();
+    sock.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let port = common::free_port();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shardis"))
+        .args([
+            "--port",
+            &port.to_string(),
+            "--shards",
+            "1",
+            "--supervised",
+            "systemd",
+        ])
+        .env("NOTIFY_SOCKET", &sock_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut buf = [0u8; 256];
+    let got = sock
+        .recv(&mut buf)
+        .map(|n| String::from_utf8_lossy(&buf[..n]).into_owned());
+    // By the time READY=1 is sent, clients are served.
+    let served = std::net::TcpStream::connect(("127.0.0.1", port)).is_ok();
+    let _ = child.kill();
+    let _ = child.wait();
+    let got = got.unwrap();
+    assert!(got.contains("READY=1"), "{got}");
+    assert!(served);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -296,6 +296,9 @@ pub fn block_signals() {
         libc::sigaddset(&mut set, libc::SIGTERM);
         libc::sigaddset(&mut set, libc::SIGPIPE);
         libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        // As redis-server: SIGHUP (a closed terminal, a log rotation script) is ignored.
+        // SIGUSR1/SIGUSR2 keep their default action, as there.
+        libc::signal(libc::SIGHUP, libc::SIG_IGN);
     }
 }
 

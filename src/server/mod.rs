@@ -303,13 +303,24 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
                     }
                     Err(e) => {
                         let (cur, _) = sys::memlock_limit();
+                        // Blame locked memory only for the errors it causes.
+                        let why = match e.raw_os_error() {
+                            Some(libc::ENOMEM) | Some(libc::EPERM) => format!(
+                                "The locked-memory limit is {} KiB and shardis needs about {} KiB \
+                                 for its rings: raise it with `ulimit -l unlimited` (or \
+                                 LimitMEMLOCK=infinity in a systemd unit), or lower --ring-entries.",
+                                cur / 1024,
+                                want / 1024
+                            ),
+                            Some(libc::EINVAL) => format!(
+                                "The kernel refused the ring's parameters (ring-entries {}, \
+                                 recv-buffer {}): try smaller values (defaults 4096 and 16kb).",
+                                shared.cfg.ring_entries, shared.cfg.recv_buffer
+                            ),
+                            _ => "See the error above.".to_string(),
+                        };
                         let _ = ready.send(Err(format!(
-                            "shard {i}: io_uring setup failed: {e}. The locked-memory limit is {} KiB \
-                             and shardis needs about {} KiB for its rings: raise it with \
-                             `ulimit -l unlimited` (or LimitMEMLOCK=infinity in a systemd unit), \
-                             or lower --ring-entries.",
-                            cur / 1024,
-                            want / 1024
+                            "shard {i}: io_uring setup failed: {e}. {why}"
                         )));
                         sys::close(fd);
                     }
@@ -360,6 +371,9 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         if batch { "batch" } else { "other" }
     ));
     crate::log::notice("Ready to accept connections tcp");
+    if cfg.supervised_systemd {
+        sd_notify("STATUS=Ready to accept connections\nREADY=1\n");
+    }
 
     // Signals arrive here (blocked in every thread, waited for in this one).
     let sig_shared = shared.clone();
@@ -440,5 +454,29 @@ pub(crate) fn os_text(e: &std::io::Error) -> String {
     match t.find(" (os error") {
         Some(i) => t[..i].to_string(),
         None => t,
+    }
+}
+
+/// Tells systemd (a `Type=notify` unit) how the server is doing: one datagram to
+/// `$NOTIFY_SOCKET` (a path, or an abstract name starting with `@`), as redis-server's
+/// `supervised systemd`. Without the variable, nothing is sent.
+fn sd_notify(msg: &str) {
+    use std::os::unix::net::{SocketAddr, UnixDatagram};
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let path = path.to_string_lossy().into_owned();
+    let addr = match path.strip_prefix('@') {
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt;
+            SocketAddr::from_abstract_name(name.as_bytes())
+        }
+        None => SocketAddr::from_pathname(&path),
+    };
+    let sent =
+        UnixDatagram::unbound().and_then(|s| addr.and_then(|a| s.send_to_addr(msg.as_bytes(), &a)));
+    match sent {
+        Ok(_) => crate::log::notice("Supervised by systemd. Please make sure you set appropriate values for TimeoutStartSec and TimeoutStopSec in your service unit."),
+        Err(e) => crate::log::warning(&format!("systemd supervision error: sd_notify to {path}: {e}")),
     }
 }
