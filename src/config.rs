@@ -291,6 +291,10 @@ pub struct Config {
     pub dir: Option<String>,
     /// `supervised systemd` (or `auto` under systemd): READY=1 to $NOTIFY_SOCKET once serving.
     pub supervised_systemd: bool,
+    /// `user` directives (each `user <name> <rules...>`), applied at startup.
+    pub acl_users: Vec<String>,
+    /// `aclfile`: users loaded at startup and by ACL LOAD, written by ACL SAVE.
+    pub aclfile: Option<String>,
     /// `bind` as given (CONFIG GET and REWRITE show every address).
     pub bind_text: String,
     /// Directives of `directives::DIRECTIVES` that were set, with their values (CONFIG GET
@@ -361,6 +365,8 @@ impl Default for Config {
             logfile: String::new(),
             dir: None,
             supervised_systemd: false,
+            acl_users: Vec::new(),
+            aclfile: None,
             bind_text: "127.0.0.1".into(),
             text: Vec::new(),
             warnings: Vec::new(),
@@ -638,6 +644,8 @@ impl Config {
                 self.obuf_limits.push(v.to_string());
             }
             "requirepass" => self.requirepass = v.to_string(),
+            "user" => self.acl_users.push(format!("user {v}")),
+            "aclfile" => self.aclfile = (!v.is_empty()).then(|| v.to_string()),
             "protected-mode" => self.protected_mode = parse_yes_no(v)?,
             "enable-debug-command" => {
                 self.debug_command = Access::parse(v)
@@ -832,6 +840,7 @@ impl Tunables {
         );
         text.insert("shards".into(), cfg.shards.to_string());
         text.insert("requirepass".into(), cfg.requirepass.clone());
+        text.insert("aclfile".into(), cfg.aclfile.clone().unwrap_or_default());
         let yn = |b: bool| if b { "yes" } else { "no" }.to_string();
         text.insert("protected-mode".into(), yn(cfg.protected_mode));
         text.insert("daemonize".into(), yn(cfg.daemonize));
@@ -849,7 +858,9 @@ impl Tunables {
             text.insert(k.clone(), v.clone());
         }
         let t = Tunables {
-            auth_required: AtomicBool::new(!cfg.requirepass.is_empty()),
+            auth_required: AtomicBool::new(
+                !cfg.requirepass.is_empty() || crate::acl::auth_required(),
+            ),
             protected_mode: AtomicBool::new(cfg.protected_mode),
             maxclients: AtomicUsize::new(cfg.maxclients),
             reserved_fds: AtomicU64::new(0),
@@ -1055,9 +1066,11 @@ impl Tunables {
             "requirepass" => {
                 let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
                 m.insert(name.into(), value.to_string());
+                crate::acl::set_requirepass(value);
                 self.auth_required
-                    .store(!value.is_empty(), Ordering::Relaxed);
+                    .store(crate::acl::auth_required(), Ordering::Relaxed);
             }
+            "aclfile" => return Err("can't set immutable config".into()),
             "protected-mode" => {
                 let on = parse_yes_no(value)
                     .map_err(|_| "argument must be 'yes' or 'no'".to_string())?;

@@ -24,8 +24,6 @@ use Treat::{Only, Warn};
 const NO_PERSISTENCE: &str =
     "persistence (RDB snapshots and the AOF) is not supported yet: shardis keeps no data across restarts";
 const NO_REPLICATION: &str = "replication is not supported yet";
-const NO_ACL: &str =
-    "ACL users are not supported yet (requirepass sets the default user's password)";
 const ENCODING: &str =
     "encodings use redis-server 7.0.15's compiled thresholds (not configurable yet)";
 const NOT_USED: &str = "only used by persistence or replication, which are not supported yet";
@@ -88,10 +86,8 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ("cluster-node-timeout", Warn("only used in cluster mode, which is off")),
     ("cluster-port", Warn("only used in cluster mode, which is off")),
     // Security: refusing is the only safe answer until these exist.
-    ("user", Only(&[], NO_ACL)),
-    ("aclfile", Only(&[""], NO_ACL)),
-    ("acllog-max-len", Warn("ACL LOG is not supported yet")),
-    ("acl-pubsub-default", Warn("ACL users are not supported yet")),
+    ("acllog-max-len", Warn("the ACL LOG keeps 128 entries")),
+    ("acl-pubsub-default", Only(&["resetchannels"], "new users start with no channels (resetchannels), as Redis 7.0's default")),
     (
         "rename-command",
         Only(&[], "rename-command is not supported yet (a command meant to be hidden would stay reachable)"),

@@ -10,6 +10,7 @@
 //!           └── SPSC mesh (lock-free, one queue per shard pair) ──┘
 //! ```
 //!
+//! - `acl`: ACL users, their permissions and the ACL LOG (process-wide).
 //! - `config`: flags, config file, CONFIG parameters.
 //! - `directives`: how each redis.conf directive shardis does not implement is treated.
 //! - `error`: every error text a client can see.
@@ -23,6 +24,7 @@
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
+pub mod acl;
 pub mod commands;
 pub mod config;
 pub mod coord;

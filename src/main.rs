@@ -66,5 +66,19 @@ fn prepare(cfg: &Config) -> Result<(), String> {
     for w in &cfg.warnings {
         shardis::log::warning(w);
     }
+    // Users: requirepass is the default user's password; `user` lines and `aclfile` add
+    // users (Redis refuses both at once).
+    if !cfg.acl_users.is_empty() && cfg.aclfile.is_some() {
+        return Err("Configuring Redis with users defined in redis.conf and at the same setting an ACL file path is invalid. This setup is very likely to lead to configuration errors and security holes, please define either an ACL file or declare users directly in your redis.conf, but not both.".into());
+    }
+    if !cfg.requirepass.is_empty() {
+        shardis::acl::set_requirepass(&cfg.requirepass);
+    }
+    for line in &cfg.acl_users {
+        shardis::acl::load_line(line)?;
+    }
+    if let Some(path) = &cfg.aclfile {
+        shardis::acl::load_file(path)?;
+    }
     Ok(())
 }

@@ -418,3 +418,91 @@ fn supervised_systemd_notifies_ready() {
     assert!(served);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// ACL users: from `user` lines, ACL SETUSER and an aclfile; commands, keys (across shards)
+/// and channels checked; a deleted user's connections are logged out; ACL LOG records
+/// denials; ACL SAVE / LOAD round trip. Texts as Redis 7.0 (tests/compat covers the rest).
+#[test]
+fn acl_users_keys_channels_and_files() {
+    for n in common::shard_counts() {
+        let dir = tmpdir("acl");
+        let conf = dir.join("redis.conf");
+        std::fs::write(
+            &conf,
+            "user alice on >apw ~app:* &news +@read +@write +@pubsub -flushall\n",
+        )
+        .unwrap();
+        let s = Server::start_conf(conf.to_str().unwrap(), n, &[]);
+        let mut admin = Client::connect(s.port);
+        let mut a = Client::connect(s.port);
+        assert_eq!(cmd(&mut a, &["AUTH", "alice", "apw"]), "+OK\r\n");
+        assert!(cmd(&mut a, &["ACL", "WHOAMI"]).starts_with("-NOPERM"));
+        assert_eq!(cmd(&mut a, &["SET", "app:1", "x"]), "+OK\r\n");
+        // Keys on every shard: one outside the pattern denies the whole MGET.
+        assert_eq!(
+            cmd(&mut a, &["MGET", "app:1", "app:2", "app:3"]),
+            "*3\r\n$1\r\nx\r\n$-1\r\n$-1\r\n"
+        );
+        assert_eq!(
+            cmd(&mut a, &["MGET", "app:1", "other"]),
+            "-NOPERM this user has no permissions to access one of the keys used as arguments\r\n"
+        );
+        assert_eq!(
+            cmd(&mut a, &["FLUSHALL"]),
+            "-NOPERM this user has no permissions to run the 'flushall' command\r\n"
+        );
+        assert_eq!(cmd(&mut a, &["PUBLISH", "news", "m"]), ":0\r\n");
+        assert!(cmd(&mut a, &["SUBSCRIBE", "sports"]).starts_with("-NOPERM"));
+        // The ACL LOG has the denials, newest first.
+        let log = cmd(&mut admin, &["ACL", "LOG"]);
+        assert!(
+            log.contains("$7\r\nchannel\r\n") && log.contains("$6\r\nsports\r\n"),
+            "{log}"
+        );
+        assert!(
+            log.contains("$5\r\nalice\r\n") && log.contains("$5\r\nother\r\n"),
+            "{log}"
+        );
+        // Changes apply at once to connected clients; a deleted user is logged out.
+        assert_eq!(
+            cmd(&mut admin, &["ACL", "SETUSER", "alice", "-get"]),
+            "+OK\r\n"
+        );
+        assert!(cmd(&mut a, &["GET", "app:1"]).starts_with("-NOPERM"));
+        assert_eq!(cmd(&mut admin, &["ACL", "DELUSER", "alice"]), ":1\r\n");
+        assert_eq!(cmd(&mut a, &["ACL", "WHOAMI"]), "$7\r\ndefault\r\n");
+        // A restricted default user restricts clients that never sent AUTH.
+        assert_eq!(
+            cmd(&mut admin, &["ACL", "SETUSER", "default", "-flushdb"]),
+            "+OK\r\n"
+        );
+        let mut fresh = Client::connect(s.port);
+        assert!(cmd(&mut fresh, &["FLUSHDB"]).starts_with("-NOPERM"));
+        assert_eq!(cmd(&mut fresh, &["PING"]), "+PONG\r\n");
+        drop(s);
+
+        // aclfile: loaded at startup, ACL SAVE writes it, ACL LOAD reads it back.
+        let aclfile = dir.join("users.acl");
+        std::fs::write(&aclfile, "user carol on >cpw ~* &* +@all -debug\n").unwrap();
+        let s = Server::start_with(n, &["--aclfile", aclfile.to_str().unwrap()]);
+        let mut c = Client::connect(s.port);
+        assert_eq!(cmd(&mut c, &["AUTH", "carol", "cpw"]), "+OK\r\n");
+        assert_eq!(
+            cmd(&mut c, &["ACL", "SETUSER", "dave", "on", "nopass", "+ping"]),
+            "+OK\r\n"
+        );
+        assert_eq!(cmd(&mut c, &["ACL", "SAVE"]), "+OK\r\n");
+        let saved = std::fs::read_to_string(&aclfile).unwrap();
+        assert!(
+            saved.contains("user dave on nopass resetchannels -@all +ping"),
+            "{saved}"
+        );
+        assert_eq!(cmd(&mut c, &["ACL", "DELUSER", "dave"]), ":1\r\n");
+        assert_eq!(cmd(&mut c, &["ACL", "LOAD"]), "+OK\r\n");
+        assert_eq!(
+            cmd(&mut c, &["ACL", "USERS"]),
+            "*3\r\n$5\r\ncarol\r\n$4\r\ndave\r\n$7\r\ndefault\r\n"
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}

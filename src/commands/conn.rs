@@ -99,41 +99,35 @@ fn select(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 
 /// AUTH: no password is configured, so the default user has none (Redis without
 /// requirepass answers AUTH <password> with this error).
-/// The password set by `requirepass` (empty: none). Read under CONFIG's lock, only by AUTH
-/// and HELLO AUTH.
-fn password(ctx: &ConnCtx) -> String {
-    ctx.w
-        .shared
-        .tun
-        .text
-        .lock()
-        .ok()
-        .and_then(|m| m.get("requirepass").cloned())
-        .unwrap_or_default()
-}
-
-/// Compares in time independent of where the inputs differ (Redis's time_independent_strcmp).
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    let mut diff = a.len() ^ b.len();
-    for i in 0..a.len().max(b.len()) {
-        let x = a.get(i).copied().unwrap_or(0);
-        let y = b.get(i).copied().unwrap_or(0);
-        diff |= usize::from(x ^ y);
+/// Checks `user`'s password against the ACL users (a `nopass` user takes any) and, when it
+/// matches, makes the connection run as that user. A failure is logged in the ACL LOG.
+fn check_password(
+    ctx: &mut ConnCtx,
+    cmd: &'static str,
+    user: &[u8],
+    pass: &[u8],
+) -> Result<(), CmdError> {
+    let name = String::from_utf8_lossy(user).into_owned();
+    match crate::acl::user(&name).filter(|u| u.check(pass)) {
+        Some(u) => {
+            let c = ctx.client();
+            c.restricted = !u.unrestricted();
+            c.user = u;
+            c.acl_epoch = crate::acl::epoch();
+            c.authed = true;
+            Ok(())
+        }
+        None => {
+            let info = client_line(&ctx.w.conns[ctx.conn]);
+            let context = if ctx.w.tx.nested() {
+                "multi"
+            } else {
+                "toplevel"
+            };
+            crate::acl::log_denial("auth", context, cmd.into(), name, info);
+            Err(CmdError::coded(error::WRONGPASS))
+        }
     }
-    diff == 0
-}
-
-/// Checks `user`'s password (only the default user exists): with no password set, the
-/// default user takes any password, as Redis's `nopass` default user.
-fn check_password(ctx: &mut ConnCtx, user: &[u8], pass: &[u8]) -> Result<(), CmdError> {
-    let want = password(ctx);
-    let ok = user.eq_ignore_ascii_case(b"default")
-        && (want.is_empty() || same_secret(want.as_bytes(), pass));
-    if !ok {
-        return Err(CmdError::coded(error::WRONGPASS));
-    }
-    ctx.client().authed = true;
-    Ok(())
 }
 
 fn auth(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
@@ -141,15 +135,15 @@ fn auth(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         return Err(CmdError::Syntax);
     }
     if argv.len() == 2 {
-        if password(ctx).is_empty() {
+        if crate::acl::user("default").is_some_and(|u| u.nopass) {
             return Err(CmdError::err(
                 "AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?",
             ));
         }
-        check_password(ctx, b"default", arg(argv, 1)?)?;
+        check_password(ctx, "auth", b"default", arg(argv, 1)?)?;
         return Ok(Reply::Ok);
     }
-    check_password(ctx, arg(argv, 1)?, arg(argv, 2)?)?;
+    check_password(ctx, "auth", arg(argv, 1)?, arg(argv, 2)?)?;
     Ok(Reply::Ok)
 }
 
@@ -170,7 +164,7 @@ fn hello(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     while i < argv.len() {
         let more = argv.len() - i - 1;
         if is(arg(argv, i)?, "auth") && more >= 2 {
-            check_password(ctx, arg(argv, i + 1)?, arg(argv, i + 2)?)?;
+            check_password(ctx, "hello", arg(argv, i + 1)?, arg(argv, i + 2)?)?;
             i += 3;
         } else if is(arg(argv, i)?, "setname") && more >= 1 {
             let n = arg(argv, i + 1)?.clone();
@@ -215,6 +209,12 @@ fn reset(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
         .load(std::sync::atomic::Ordering::Relaxed);
     let c = ctx.client();
     c.authed = !required;
+    c.acl_epoch = 0;
+    if c.user.name != "default" {
+        if let Some(u) = crate::acl::user("default") {
+            c.user = u;
+        }
+    }
     c.db = 0;
     c.resp = 2;
     c.name = None;
@@ -246,7 +246,7 @@ pub fn client_line(c: &Conn) -> String {
     let qfree = c.rbuf.as_ref().map_or(0, |b| b.capacity() - b.len());
     let lossy = |b: &Option<Bytes>| b.as_ref().map(|v| text(v)).unwrap_or_default();
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll={} omem={} tot-mem={} events=r cmd={} user=default redir=-1 resp={} lib-name={} lib-ver={}",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll={} omem={} tot-mem={} events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
         ci.id,
         ci.addr,
         ci.laddr,
@@ -272,6 +272,7 @@ pub fn client_line(c: &Conn) -> String {
         } else {
             format!("{}|{}", ci.last_cmd, ci.last_sub)
         },
+        ci.user.name,
         ci.resp,
         lossy(&ci.lib_name),
         lossy(&ci.lib_ver),

@@ -5,6 +5,7 @@
 //! `Key` handlers run on the shard that owns their keys and see only that shard's data.
 //! `Conn` handlers run on the connection's shard and may start cross-shard work.
 
+pub mod acl;
 pub mod args;
 pub mod blocking;
 pub mod conn;
@@ -49,6 +50,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     pubsub::COMMANDS,
     server::COMMANDS,
     multi::COMMANDS,
+    acl::COMMANDS,
 ];
 
 /// What a `Key` handler sees: the owning shard, the selected database, the client's protocol.

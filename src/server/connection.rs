@@ -31,6 +31,12 @@ pub struct ClientInfo {
     pub no_touch: bool,
     /// The client may run commands: no password is set, or it authenticated.
     pub authed: bool,
+    /// The ACL user the client runs as (the default user until AUTH).
+    pub user: std::sync::Arc<crate::acl::User>,
+    /// `acl::epoch()` when `user` was fetched: an older one is fetched again.
+    pub acl_epoch: u64,
+    /// The user may not run everything: commands are checked against it.
+    pub restricted: bool,
 }
 
 impl ClientInfo {
@@ -47,6 +53,9 @@ impl ClientInfo {
             last_active: now,
             last_cmd: "NULL",
             authed: true,
+            user: std::sync::Arc::new(crate::acl::User::default_user()),
+            acl_epoch: 0,
+            restricted: false,
             last_sub: "",
             lib_name: None,
             lib_ver: None,

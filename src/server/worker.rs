@@ -636,6 +636,7 @@ impl Worker {
         self.next_gen = (self.next_gen + 1) & 0xFF_FFFF;
         let mut client = ClientInfo::new(id, show(peer), show(local));
         client.authed = !auth_required;
+        // acl_epoch 0: the first command fetches the default user (see `acl_gate`).
         let idx = self.conns.insert(Conn::new(fd, gen, client));
         self.arm_recv(idx);
     }
@@ -981,7 +982,10 @@ impl Worker {
     /// Runs one command: checks, then inline, batched to its owner, or coordinated.
     /// `known`: the command's table id, when the look-ahead already looked it up.
     fn dispatch(&mut self, idx: usize, argv: &mut Vec<Bytes>, known: Option<usize>) {
-        if !self.conns[idx].client.authed && !self.auth_allows(idx, argv) {
+        let c = &self.conns[idx].client;
+        if (!c.authed || c.restricted || c.acl_epoch != crate::acl::epoch())
+            && !self.acl_gate(idx, argv)
+        {
             return;
         }
         if coord::tx::in_multi(&self.conns[idx]) && coord::tx::queue(self, idx, argv) {
@@ -1121,6 +1125,68 @@ impl Worker {
     }
 
     /// Replies with an error to a command that did not run, counting it as rejected.
+    /// The slow path of the per-command access check: refreshes the connection's user after
+    /// an ACL change, then applies authentication and the user's permissions (-NOPERM, with
+    /// an ACL LOG entry, as Redis's processCommand). False: refused, reply queued.
+    fn acl_gate(&mut self, idx: usize, argv: &[Bytes]) -> bool {
+        let epoch = crate::acl::epoch();
+        let c = &mut self.conns[idx].client;
+        if c.acl_epoch != epoch {
+            match crate::acl::user(&c.user.name) {
+                Some(u) => c.user = u,
+                None => {
+                    // The user was deleted: back to the default user, logged out.
+                    c.user = crate::acl::user("default")
+                        .unwrap_or_else(|| std::sync::Arc::new(crate::acl::User::default_user()));
+                    c.authed = !self.shared.tun.auth_required.load(Ordering::Relaxed);
+                }
+            }
+            c.restricted = !c.user.unrestricted();
+            c.acl_epoch = epoch;
+        }
+        if !c.authed {
+            return self.auth_allows(idx, argv);
+        }
+        if !c.restricted {
+            return true;
+        }
+        let name = argv.first().map(|b| b.as_ref()).unwrap_or_default();
+        let Some((id, spec)) = table().lookup(name) else {
+            return true;
+        };
+        if spec.has(crate::commands::table::NOAUTH) && spec.name != "hello" {
+            return true;
+        }
+        let Some((text, reason, object)) = crate::acl::denied(&c.user, id, spec, argv) else {
+            return true;
+        };
+        let context = if coord::tx::in_multi(&self.conns[idx]) {
+            "multi"
+        } else {
+            "toplevel"
+        };
+        let info = crate::commands::conn::client_line(&self.conns[idx]);
+        crate::acl::log_denial(
+            reason,
+            context,
+            object,
+            self.conns[idx].client.user.name.clone(),
+            info,
+        );
+        let e = if spec.name == "exec" {
+            coord::tx::discard(self, idx);
+            crate::error::exec_abort_because(&text)
+        } else {
+            if let Some(t) = self.conns[idx].tx.as_mut() {
+                t.aborted = true;
+            }
+            text
+        };
+        commands::count_error(&mut self.shard, &e);
+        self.conns[idx].push_reply(&Reply::Error(e));
+        false
+    }
+
     /// A client that has not authenticated may only run NOAUTH commands (AUTH, HELLO, QUIT,
     /// RESET); anything else gets -NOAUTH (EXEC: EXECABORT, and a MULTI in progress is
     /// flagged), as Redis's processCommand.

@@ -1,0 +1,744 @@
+//! ACL users as Redis 7.0 has them: passwords (SHA-256), on/off, allowed commands (by
+//! category, command and `command|subcommand`), key patterns with read/write permissions
+//! (`~`, `%R~`, `%W~`) and channel patterns (`&`), plus the ACL LOG.
+//!
+//! The users live in one process-wide table behind a mutex, touched only by AUTH, ACL and
+//! CONFIG (never on the request path). A connection keeps an `Arc` of its user and the table's
+//! epoch; every change bumps the epoch, and a connection whose epoch is old fetches its user
+//! again before its next command. A connection whose user may run everything (the default
+//! user, unless restricted) skips the checks entirely. Selectors (`(...)`) are not supported.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use bytes::Bytes;
+use sha2::{Digest, Sha256};
+
+use crate::commands::args::glob_match;
+use crate::commands::table::{table, CommandSpec, PUBSUB, READONLY};
+
+/// One key pattern and what it allows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct KeyPattern {
+    pub pattern: Vec<u8>,
+    pub read: bool,
+    pub write: bool,
+}
+
+/// A user (immutable once built; a change replaces it).
+#[derive(Clone, Debug)]
+pub struct User {
+    pub name: String,
+    pub enabled: bool,
+    pub nopass: bool,
+    /// `sanitize-payload` (true) / `skip-sanitize-payload` (false); shown, not used (RESTORE
+    /// does not exist yet).
+    pub sanitize: Option<bool>,
+    /// SHA-256 of each password.
+    pub passwords: Vec<[u8; 32]>,
+    /// Allowed, per command id of the command table.
+    allowed: Vec<bool>,
+    /// `+cmd|sub` / `-cmd|sub` exceptions: (command id, lower-case subcommand, allowed).
+    subs: Vec<(usize, String, bool)>,
+    /// The command rules as given since the last reset (ACL LIST/GETUSER show them after
+    /// `+@all` or `-@all`).
+    rules: Vec<String>,
+    all_base: bool,
+    pub allkeys: bool,
+    pub keys: Vec<KeyPattern>,
+    pub allchannels: bool,
+    pub channels: Vec<Vec<u8>>,
+}
+
+impl User {
+    /// A new user as ACL SETUSER creates it: off, no passwords, no commands, keys or channels.
+    pub fn new(name: &str) -> User {
+        User {
+            name: name.to_string(),
+            enabled: false,
+            nopass: false,
+            sanitize: None,
+            passwords: Vec::new(),
+            allowed: vec![false; table().specs.len()],
+            subs: Vec::new(),
+            rules: Vec::new(),
+            all_base: false,
+            allkeys: false,
+            keys: Vec::new(),
+            allchannels: false,
+            channels: Vec::new(),
+        }
+    }
+
+    /// The default user as Redis starts it: `on nopass ~* &* +@all`.
+    pub fn default_user() -> User {
+        let mut u = User::new("default");
+        for r in ["on", "nopass", "~*", "&*", "+@all"] {
+            let _ = u.apply(r);
+        }
+        u
+    }
+
+    /// May run every command on every key and channel: no checks needed.
+    pub fn unrestricted(&self) -> bool {
+        self.allkeys && self.allchannels && self.all_base && self.rules.is_empty()
+    }
+
+    fn reset_commands(&mut self, all: bool) {
+        self.allowed.iter_mut().for_each(|a| *a = all);
+        self.subs.clear();
+        self.rules.clear();
+        self.all_base = all;
+    }
+
+    /// Applies one ACL SETUSER rule; `Err` with Redis's reason text.
+    pub fn apply(&mut self, rule: &str) -> Result<(), String> {
+        let lower = rule.to_ascii_lowercase();
+        match lower.as_str() {
+            "on" => self.enabled = true,
+            "sanitize-payload" => self.sanitize = Some(true),
+            "skip-sanitize-payload" => self.sanitize = Some(false),
+            "off" => self.enabled = false,
+            "nopass" => {
+                self.nopass = true;
+                self.passwords.clear();
+            }
+            "resetpass" => {
+                self.nopass = false;
+                self.passwords.clear();
+            }
+            "allkeys" | "~*" => {
+                self.allkeys = true;
+                self.keys.clear();
+            }
+            "resetkeys" => {
+                self.allkeys = false;
+                self.keys.clear();
+            }
+            "allchannels" | "&*" => {
+                self.allchannels = true;
+                self.channels.clear();
+            }
+            "resetchannels" => {
+                self.allchannels = false;
+                self.channels.clear();
+            }
+            "allcommands" | "+@all" => self.reset_commands(true),
+            "nocommands" | "-@all" => self.reset_commands(false),
+            "reset" => {
+                *self = User {
+                    name: self.name.clone(),
+                    ..User::new(&self.name)
+                };
+                self.apply("resetchannels")?;
+                self.sanitize = Some(true);
+            }
+            _ => return self.apply_prefixed(rule),
+        }
+        Ok(())
+    }
+
+    fn apply_prefixed(&mut self, rule: &str) -> Result<(), String> {
+        let syntax = || "Syntax error".to_string();
+        if let Some(p) = rule.strip_prefix('>') {
+            let h = sha256(p.as_bytes());
+            if !self.passwords.contains(&h) {
+                self.passwords.push(h);
+            }
+            self.nopass = false;
+        } else if let Some(p) = rule.strip_prefix('<') {
+            let h = sha256(p.as_bytes());
+            let before = self.passwords.len();
+            self.passwords.retain(|x| *x != h);
+            if self.passwords.len() == before {
+                return Err("no such password".into());
+            }
+        } else if let Some(h) = rule.strip_prefix('#') {
+            let h = parse_hash(h)
+                .ok_or("The password hash must be exactly 64 characters and contain only lowercase hexadecimal characters")?;
+            if !self.passwords.contains(&h) {
+                self.passwords.push(h);
+            }
+            self.nopass = false;
+        } else if let Some(h) = rule.strip_prefix('!') {
+            let h = parse_hash(h)
+                .ok_or("The password hash must be exactly 64 characters and contain only lowercase hexadecimal characters")?;
+            let before = self.passwords.len();
+            self.passwords.retain(|x| *x != h);
+            if self.passwords.len() == before {
+                return Err("no such password".into());
+            }
+        } else if let Some(p) = rule.strip_prefix('~') {
+            self.add_keys(p, true, true)?;
+        } else if let Some(rest) = rule.strip_prefix('%') {
+            let (perm, p) = rest.split_once('~').ok_or_else(syntax)?;
+            let perm = perm.to_ascii_uppercase();
+            if perm.is_empty() || perm.chars().any(|c| c != 'R' && c != 'W') {
+                return Err(syntax());
+            }
+            self.add_keys(p, perm.contains('R'), perm.contains('W'))?;
+        } else if let Some(p) = rule.strip_prefix('&') {
+            if self.allchannels {
+                return Err("Adding a pattern after the * pattern (or the 'allchannels' flag) is not valid and does not have any effect. Try 'resetchannels' to start with an empty list of channels".into());
+            }
+            let p = p.as_bytes().to_vec();
+            if !self.channels.contains(&p) {
+                self.channels.push(p);
+            }
+        } else if let Some(c) = rule.strip_prefix('+') {
+            self.command_rule(c, true)?;
+        } else if let Some(c) = rule.strip_prefix('-') {
+            self.command_rule(c, false)?;
+        } else if rule.starts_with('(') {
+            return Err("Selectors are not supported by shardis".into());
+        } else {
+            return Err(syntax());
+        }
+        Ok(())
+    }
+
+    fn add_keys(&mut self, p: &str, read: bool, write: bool) -> Result<(), String> {
+        if self.allkeys {
+            return Err("Adding a pattern after the * pattern (or the 'allkeys' flag) is not valid and does not have any effect. Try 'resetkeys' to start with an empty list of patterns".into());
+        }
+        if p == "*" && read && write {
+            self.allkeys = true;
+            self.keys.clear();
+            return Ok(());
+        }
+        let pattern = p.as_bytes().to_vec();
+        match self.keys.iter_mut().find(|k| k.pattern == pattern) {
+            Some(k) => {
+                k.read |= read;
+                k.write |= write;
+            }
+            None => self.keys.push(KeyPattern {
+                pattern,
+                read,
+                write,
+            }),
+        }
+        Ok(())
+    }
+
+    fn command_rule(&mut self, what: &str, allow: bool) -> Result<(), String> {
+        let sign = if allow { '+' } else { '-' };
+        let t = table();
+        if let Some(cat) = what.strip_prefix('@') {
+            let cat = cat.to_ascii_lowercase();
+            if !CATEGORIES.contains(&cat.as_str()) {
+                return Err("Unknown command or category name in ACL".into());
+            }
+            for (id, spec) in t.specs.iter().enumerate() {
+                if crate::commands::docs::in_category(spec, &cat) {
+                    if let Some(a) = self.allowed.get_mut(id) {
+                        *a = allow;
+                    }
+                    self.subs.retain(|(i, _, _)| *i != id);
+                }
+            }
+            self.rules.push(format!("{sign}@{cat}"));
+            return Ok(());
+        }
+        let lower = what.to_ascii_lowercase();
+        match lower.split_once('|') {
+            Some((cmd, sub)) => {
+                let (id, spec) = t
+                    .lookup(cmd.as_bytes())
+                    .ok_or("Unknown command or category name in ACL")?;
+                if !spec.subcommands.iter().any(|(n, _, _)| *n == sub) {
+                    return Err("Unknown command or category name in ACL".into());
+                }
+                self.subs.retain(|(i, s, _)| !(*i == id && s == sub));
+                self.subs.push((id, sub.to_string(), allow));
+            }
+            None => {
+                let (id, _) = t
+                    .lookup(lower.as_bytes())
+                    .ok_or("Unknown command or category name in ACL")?;
+                if let Some(a) = self.allowed.get_mut(id) {
+                    *a = allow;
+                }
+                self.subs.retain(|(i, _, _)| *i != id);
+            }
+        }
+        self.rules.push(format!("{sign}{lower}"));
+        Ok(())
+    }
+
+    /// May this user run `spec` (with `argv`, for a container's subcommand)?
+    pub fn may_run(&self, id: usize, spec: &CommandSpec, argv: &[Bytes]) -> bool {
+        if !spec.subcommands.is_empty() {
+            if let Some(sub) = argv.get(1) {
+                if let Some((_, _, allow)) = self
+                    .subs
+                    .iter()
+                    .find(|(i, s, _)| *i == id && s.as_bytes().eq_ignore_ascii_case(sub))
+                {
+                    return *allow;
+                }
+            }
+        }
+        self.allowed.get(id).copied().unwrap_or(false)
+    }
+
+    /// May this user touch `key` as `spec` does?
+    pub fn may_access_key(&self, spec: &CommandSpec, key: &[u8]) -> bool {
+        if self.allkeys {
+            return true;
+        }
+        // Read-only commands read; everything else reads and writes (Redis 7.0's key
+        // specs mark most writing commands RW).
+        let write = spec.flags & READONLY == 0;
+        self.keys
+            .iter()
+            .any(|k| k.read && (!write || k.write) && glob_match(&k.pattern, key, false))
+    }
+
+    /// May this user publish to or subscribe to `channel` (`pattern`: PSUBSCRIBE, which
+    /// must name an allowed pattern literally, as in Redis)?
+    pub fn may_use_channel(&self, channel: &[u8], pattern: bool) -> bool {
+        self.allchannels
+            || self.channels.iter().any(|p| {
+                if pattern {
+                    p.as_slice() == channel
+                } else {
+                    glob_match(p, channel, false)
+                }
+            })
+    }
+
+    /// The password matches (or the user has `nopass`), and the user is on.
+    pub fn check(&self, pass: &[u8]) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        if self.nopass {
+            return true;
+        }
+        let h = sha256(pass);
+        // Compare every stored hash fully (time independent of where they differ).
+        self.passwords
+            .iter()
+            .fold(false, |found, p| found | same(p, &h))
+    }
+
+    fn sanitize_flag(&self) -> Option<String> {
+        self.sanitize.map(|s| {
+            if s {
+                "sanitize-payload"
+            } else {
+                "skip-sanitize-payload"
+            }
+            .to_string()
+        })
+    }
+
+    fn commands_text(&self) -> String {
+        let mut s = String::from(if self.all_base { "+@all" } else { "-@all" });
+        for r in &self.rules {
+            s.push(' ');
+            s.push_str(r);
+        }
+        s
+    }
+
+    fn keys_text(&self) -> Vec<String> {
+        if self.allkeys {
+            return vec!["~*".into()];
+        }
+        self.keys
+            .iter()
+            .map(|k| {
+                let p = String::from_utf8_lossy(&k.pattern);
+                match (k.read, k.write) {
+                    (true, true) => format!("~{p}"),
+                    (true, false) => format!("%R~{p}"),
+                    _ => format!("%W~{p}"),
+                }
+            })
+            .collect()
+    }
+
+    fn channels_text(&self) -> Vec<String> {
+        if self.allchannels {
+            return vec!["&*".into()];
+        }
+        self.channels
+            .iter()
+            .map(|c| format!("&{}", String::from_utf8_lossy(c)))
+            .collect()
+    }
+
+    /// The user as one ACL LIST / aclfile line.
+    pub fn describe(&self) -> String {
+        let mut parts = vec![
+            format!("user {}", self.name),
+            if self.enabled { "on" } else { "off" }.to_string(),
+        ];
+        if self.nopass {
+            parts.push("nopass".into());
+        }
+        parts.extend(self.sanitize_flag());
+        parts.extend(self.passwords.iter().map(|p| format!("#{}", hex(p))));
+        parts.extend(self.keys_text());
+        if !self.allchannels {
+            parts.push("resetchannels".into());
+        }
+        parts.extend(self.channels_text());
+        parts.push(self.commands_text());
+        parts.join(" ")
+    }
+
+    /// ACL GETUSER's fields: (flags, passwords, commands, keys, channels).
+    pub fn fields(&self) -> (Vec<String>, Vec<String>, String, String, String) {
+        let mut flags = vec![if self.enabled { "on" } else { "off" }.to_string()];
+        if self.nopass {
+            flags.push("nopass".into());
+        }
+        flags.extend(self.sanitize_flag());
+        (
+            flags,
+            self.passwords.iter().map(|p| hex(p)).collect(),
+            self.commands_text(),
+            self.keys_text().join(" "),
+            self.channels_text().join(" "),
+        )
+    }
+}
+
+/// The categories ACL CAT lists, in Redis 7.0's order.
+pub const CATEGORIES: &[&str] = &[
+    "keyspace",
+    "read",
+    "write",
+    "set",
+    "sortedset",
+    "list",
+    "hash",
+    "string",
+    "bitmap",
+    "hyperloglog",
+    "geo",
+    "stream",
+    "pubsub",
+    "admin",
+    "fast",
+    "slow",
+    "blocking",
+    "dangerous",
+    "connection",
+    "transaction",
+    "scripting",
+    "all",
+];
+
+pub fn sha256(b: &[u8]) -> [u8; 32] {
+    Sha256::digest(b).into()
+}
+
+fn same(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+pub fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn parse_hash(h: &str) -> Option<[u8; 32]> {
+    if h.len() != 64
+        || !h
+            .bytes()
+            .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(h.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// One ACL LOG entry.
+#[derive(Clone, Debug)]
+pub struct LogEntry {
+    pub count: u64,
+    pub reason: &'static str,
+    pub context: &'static str,
+    pub object: String,
+    pub username: String,
+    pub created: std::time::Instant,
+    pub client_info: String,
+}
+
+/// The process-wide user table and the ACL LOG.
+pub struct Acl {
+    pub users: BTreeMap<String, Arc<User>>,
+    pub log: VecDeque<LogEntry>,
+}
+
+fn state() -> &'static Mutex<Acl> {
+    static S: OnceLock<Mutex<Acl>> = OnceLock::new();
+    S.get_or_init(|| {
+        let mut users = BTreeMap::new();
+        users.insert("default".to_string(), Arc::new(User::default_user()));
+        Mutex::new(Acl {
+            users,
+            log: VecDeque::new(),
+        })
+    })
+}
+
+static EPOCH: AtomicU64 = AtomicU64::new(1);
+
+/// The table's version: connections holding an older one fetch their user again.
+#[inline]
+pub fn epoch() -> u64 {
+    EPOCH.load(Ordering::Relaxed)
+}
+
+/// Runs `f` on the table; a change bumps the epoch.
+pub fn with<T>(f: impl FnOnce(&mut Acl) -> T) -> T {
+    let mut g = match state().lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    };
+    f(&mut g)
+}
+
+/// Marks the table changed (after ACL SETUSER/DELUSER/LOAD, requirepass).
+pub fn changed() {
+    EPOCH.fetch_add(1, Ordering::Relaxed);
+}
+
+pub fn user(name: &str) -> Option<Arc<User>> {
+    with(|a| a.users.get(name).cloned())
+}
+
+/// The default user needs a password: new connections start unauthenticated.
+pub fn auth_required() -> bool {
+    user("default").is_none_or(|u| !u.nopass || !u.enabled)
+}
+
+/// `requirepass`: the default user's only password (empty: `nopass`).
+pub fn set_requirepass(pass: &str) {
+    with(|a| {
+        let mut u = a
+            .users
+            .get("default")
+            .map(|u| (**u).clone())
+            .unwrap_or_else(User::default_user);
+        let _ = u.apply("resetpass");
+        let _ = u.apply(&if pass.is_empty() {
+            "nopass".to_string()
+        } else {
+            format!(">{pass}")
+        });
+        a.users.insert("default".into(), Arc::new(u));
+    });
+    changed();
+}
+
+/// ACL SETUSER: applies every rule to a copy of the user (or a new one) and stores it only
+/// if all succeed. `Err((rule, reason))`.
+pub fn setuser(name: &str, rules: &[String]) -> Result<(), (String, String)> {
+    with(|a| {
+        let mut u = a.users.get(name).map(|u| (**u).clone()).unwrap_or_else(|| {
+            let mut u = User::new(name);
+            let _ = u.apply("resetchannels");
+            u
+        });
+        for r in rules {
+            u.apply(r).map_err(|e| (r.clone(), e))?;
+        }
+        a.users.insert(name.to_string(), Arc::new(u));
+        Ok::<(), (String, String)>(())
+    })?;
+    changed();
+    Ok(())
+}
+
+/// Records a denial in the ACL LOG (merged with a like entry of the last minute, at most
+/// 128 entries as Redis's acllog-max-len).
+pub fn log_denial(
+    reason: &'static str,
+    context: &'static str,
+    object: String,
+    username: String,
+    client_info: String,
+) {
+    with(|a| {
+        let now = std::time::Instant::now();
+        if let Some(e) = a.log.iter_mut().find(|e| {
+            e.reason == reason
+                && e.context == context
+                && e.object == object
+                && e.username == username
+                && now.duration_since(e.created).as_secs() < 60
+        }) {
+            e.count += 1;
+            e.client_info = client_info;
+            return;
+        }
+        a.log.push_front(LogEntry {
+            count: 1,
+            reason,
+            context,
+            object,
+            username,
+            created: now,
+            client_info,
+        });
+        a.log.truncate(128);
+    });
+}
+
+/// Why `user` may not run `argv` (`None`: allowed): the NOPERM text and the ACL LOG reason
+/// and object.
+pub fn denied(
+    user: &User,
+    id: usize,
+    spec: &CommandSpec,
+    argv: &[Bytes],
+) -> Option<(String, &'static str, String)> {
+    let name = match argv.get(1).filter(|_| !spec.subcommands.is_empty()) {
+        Some(sub) => format!(
+            "{}|{}",
+            spec.name,
+            String::from_utf8_lossy(sub).to_ascii_lowercase()
+        ),
+        None => spec.name.to_string(),
+    };
+    if !user.may_run(id, spec, argv) {
+        return Some((
+            format!("NOPERM this user has no permissions to run the '{name}' command"),
+            "command",
+            name,
+        ));
+    }
+    // The key and channel texts are fixed; `dryrun_text` names the object instead.
+    for i in spec.keys.key_positions(argv) {
+        if let Some(k) = argv.get(i) {
+            if !user.may_access_key(spec, k) {
+                return Some((
+                    "NOPERM this user has no permissions to access one of the keys used as arguments".into(),
+                    "key",
+                    String::from_utf8_lossy(k).into_owned(),
+                ));
+            }
+        }
+    }
+    if spec.flags & PUBSUB != 0 {
+        let (channels, pattern): (&[Bytes], bool) = match spec.name {
+            "publish" => (argv.get(1..2).unwrap_or_default(), false),
+            "subscribe" => (argv.get(1..).unwrap_or_default(), false),
+            "psubscribe" => (argv.get(1..).unwrap_or_default(), true),
+            _ => (&[], false),
+        };
+        for ch in channels {
+            if !user.may_use_channel(ch, pattern) {
+                return Some((
+                    "NOPERM this user has no permissions to access one of the channels used as arguments".into(),
+                    "channel",
+                    String::from_utf8_lossy(ch).into_owned(),
+                ));
+            }
+        }
+    }
+    None
+}
+
+/// ACL LOAD / `aclfile` at startup: the file's users replace the table as a whole (the
+/// default user as Redis starts it unless the file defines it); a bad line changes nothing.
+pub fn load_file(path: &str) -> Result<(), String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("Error loading ACLs, opening file '{path}': {e}"))?;
+    let mut users: BTreeMap<String, Arc<User>> = BTreeMap::new();
+    for (n, line) in text.lines().enumerate() {
+        let t = line.trim();
+        if t.is_empty() || t.starts_with('#') {
+            continue;
+        }
+        let bad = |e: String| format!("{path}:{}: {e}", n + 1);
+        let words = crate::config::split_line(t).ok_or_else(|| bad("unbalanced quotes".into()))?;
+        let [kw, name, rules @ ..] = words.as_slice() else {
+            return Err(bad("line should start with user keyword".into()));
+        };
+        if !kw.eq_ignore_ascii_case("user") {
+            return Err(bad("line should start with user keyword".into()));
+        }
+        let mut u = User::new(name);
+        u.apply("resetchannels").map_err(&bad)?;
+        for r in rules {
+            u.apply(r)
+                .map_err(|e| bad(format!("Error in user declaration '{r}': {e}")))?;
+        }
+        users.insert(name.clone(), Arc::new(u));
+    }
+    users
+        .entry("default".into())
+        .or_insert_with(|| Arc::new(User::default_user()));
+    with(|a| a.users = users);
+    changed();
+    Ok(())
+}
+
+/// ACL DRYRUN's wording of a denial (it names the key or channel, unlike -NOPERM).
+pub fn dryrun_text(reason: &str, object: &str) -> String {
+    match reason {
+        "key" => format!("This user has no permissions to access the '{object}' key"),
+        "channel" => format!("This user has no permissions to access the '{object}' channel"),
+        _ => format!("This user has no permissions to run the '{object}' command"),
+    }
+}
+
+/// Parses an aclfile / `user` directive line (`user <name> <rules...>`) into the table.
+pub fn load_line(line: &str) -> Result<(), String> {
+    let words = crate::config::split_line(line).ok_or("unbalanced quotes")?;
+    match words.as_slice() {
+        [kw, name, rules @ ..] if kw.eq_ignore_ascii_case("user") => {
+            // A file's user starts from scratch (Redis applies `reset` first).
+            let mut all = vec!["reset".to_string()];
+            all.extend(rules.iter().cloned());
+            setuser(name, &all).map_err(|(r, e)| format!("Error in user declaration '{r}': {e}"))
+        }
+        _ => Err(format!("line should start with user keyword: '{line}'")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rules_and_descriptions() {
+        let mut u = User::new("bob");
+        u.apply("resetchannels").unwrap();
+        for r in ["on", ">pw", "~k*", "%R~r*", "+get", "&ch"] {
+            u.apply(r).unwrap();
+        }
+        assert_eq!(
+            u.describe(),
+            "user bob on #30c952fab122c3f9759f02a6d95c3758b246b4fee239957b2d4fee46e26170c4 ~k* %R~r* resetchannels &ch -@all +get"
+        );
+        let (get_id, get) = table().lookup(b"get").unwrap();
+        let (_, set) = table().lookup(b"set").unwrap();
+        assert!(u.may_run(get_id, get, &[]));
+        assert!(u.may_access_key(get, b"k1"));
+        assert!(u.may_access_key(get, b"r1"));
+        assert!(!u.may_access_key(set, b"r1"));
+        assert!(!u.may_access_key(get, b"x"));
+        assert!(u.may_use_channel(b"ch", false));
+        assert!(!u.may_use_channel(b"c*", true));
+        assert!(u.check(b"pw") && !u.check(b"nope"));
+        assert!(User::default_user().unrestricted());
+        assert_eq!(
+            User::default_user().describe(),
+            "user default on nopass ~* &* +@all"
+        );
+        assert!(u.apply("+nosuch").is_err());
+        assert!(u.apply("bogus").is_err());
+    }
+}
