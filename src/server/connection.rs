@@ -9,6 +9,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use super::pubsub::Subs;
+use crate::protocol::parser::Partial;
 use crate::protocol::reply::Reply;
 
 /// Client attributes (CLIENT LIST / INFO / HELLO).
@@ -71,6 +72,8 @@ pub struct Conn {
     pub gen: u32,
     /// The read buffer; `None` while a one-shot receive owns it.
     pub rbuf: Option<BytesMut>,
+    /// How far the request at the start of `rbuf` has been parsed, while it spans reads.
+    pub partial: Partial,
     pub recv: RecvState,
     /// Encoded replies not yet handed to the kernel.
     pub out: Vec<u8>,
@@ -116,6 +119,7 @@ impl Conn {
             fd,
             gen,
             rbuf: Some(BytesMut::new()),
+            partial: Partial::default(),
             recv: RecvState::Idle,
             out: Vec::new(),
             spare: Vec::new(),
