@@ -1,5 +1,7 @@
 //! Argument helpers for handlers: checked access and Redis-worded parse errors, so no
-//! handler indexes client input directly.
+//! handler indexes client input directly; and `glob_match`, the one bounded glob matcher
+//! every pattern user shares (KEYS, the SCAN family's MATCH, PSUBSCRIBE, PUBSUB CHANNELS,
+//! CONFIG GET, COMMAND LIST).
 
 use bytes::Bytes;
 

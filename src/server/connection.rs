@@ -1,5 +1,5 @@
-//! One client connection's state on the shard that accepted it: read buffer, output buffer,
-//! the ordered reply slots that let replies from other shards arrive out of order yet go out
+//! One client connection's state on the shard that accepted it: read buffer (and how far the
+//! request at its start has been parsed across reads), output buffer, the ordered reply slots that let replies from other shards arrive out of order yet go out
 //! in request order, and the client attributes CLIENT LIST shows. Touched only by its shard.
 
 use std::collections::VecDeque;
