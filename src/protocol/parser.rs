@@ -192,20 +192,31 @@ fn parse_multibulk(
             scanned: pos,
         };
     }
-    while at.remaining > 0 {
-        let pos = at.pos;
-        let Some(cr) = line_end(buf, at.scanned.max(pos)) else {
+    // Locals in the loop; `at` is written only when the request stops short.
+    let (mut pos, mut remaining, mut scanned) = (at.pos, at.remaining, at.scanned);
+    while remaining > 0 {
+        let Some(cr) = line_end(buf, scanned.max(pos)) else {
             if buf.len() - pos > INLINE_MAX {
                 return Err(ProtocolError::TooBigBulkCount);
             }
-            at.scanned = buf.len();
+            *at = Resume {
+                pos,
+                remaining,
+                scanned: buf.len(),
+            };
             return Ok(None);
         };
         if cr - pos > INLINE_MAX {
             return Err(ProtocolError::TooBigBulkCount);
         }
-        at.scanned = cr;
+        // Complete header line or not, the search resumes at its `\r`.
+        let stop = Resume {
+            pos,
+            remaining,
+            scanned: cr,
+        };
         if cr + 1 >= buf.len() {
+            *at = stop;
             return Ok(None);
         }
         match buf.get(pos) {
@@ -220,14 +231,15 @@ fn parse_multibulk(
         // Redis skips the two bytes after the payload without looking at them.
         let end = start + len;
         if buf.len() < end + 2 {
+            *at = stop;
             return Ok(None);
         }
         args.push(Arg::Range(start, end));
-        at.pos = end + 2;
-        at.scanned = at.pos;
-        at.remaining -= 1;
+        pos = end + 2;
+        scanned = pos;
+        remaining -= 1;
     }
-    Ok(Some(at.pos))
+    Ok(Some(pos))
 }
 
 fn parse_inline(
