@@ -1,5 +1,5 @@
-//! One client connection's state on the shard that accepted it: read buffer, output buffer,
-//! the ordered reply slots that let replies from other shards arrive out of order yet go out
+//! One client connection's state on the shard that accepted it: read buffer (and how far the
+//! request at its start has been parsed across reads), output buffer, the ordered reply slots that let replies from other shards arrive out of order yet go out
 //! in request order, and the client attributes CLIENT LIST shows. Touched only by its shard.
 
 use std::collections::VecDeque;
@@ -9,6 +9,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 
 use super::pubsub::Subs;
+use crate::protocol::parser::Partial;
 use crate::protocol::reply::Reply;
 
 /// Client attributes (CLIENT LIST / INFO / HELLO).
@@ -83,6 +84,8 @@ pub struct Conn {
     pub gen: u32,
     /// The read buffer; `None` while a one-shot receive owns it.
     pub rbuf: Option<BytesMut>,
+    /// How far the request at the start of `rbuf` has been parsed, while it spans reads.
+    pub partial: Partial,
     pub recv: RecvState,
     /// Encoded replies not yet handed to the kernel.
     pub out: Vec<u8>,
@@ -128,6 +131,7 @@ impl Conn {
             fd,
             gen,
             rbuf: Some(BytesMut::new()),
+            partial: Partial::default(),
             recv: RecvState::Idle,
             out: Vec::new(),
             spare: Vec::new(),

@@ -904,7 +904,10 @@ impl Worker {
             };
             let (parsed, hint) = match win.pop(rbuf, &mut args) {
                 Some((n, id)) => (Ok(Some(n)), Some(id)),
-                None => (parser::parse(rbuf, max_bulk, &mut args), None),
+                None => (
+                    parser::parse_partial(rbuf, max_bulk, &mut args, &mut conn.partial),
+                    None,
+                ),
             };
             match parsed {
                 Err(e) => {
