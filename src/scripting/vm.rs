@@ -184,6 +184,8 @@ struct Vm {
 thread_local! {
     static VM: RefCell<Option<Vm>> = const { RefCell::new(None) };
     static SLOT: Arc<Slot> = super::new_slot();
+    /// math.random's state: outlives SCRIPT FLUSH's new VM, as Redis's C static does.
+    static RNG: Rc<Cell<Rand48>> = Rc::new(Cell::new(Rand48::initial()));
 }
 
 /// A table-style error (`ERR <msg>`), as Redis's `luaPushError` + `luaError`.
@@ -203,15 +205,15 @@ fn root(e: &mlua::Error) -> &mlua::Error {
     }
 }
 
-/// What a script that catches an error raised by Rust code sees: a string for string-style
-/// errors, `{err = ...}` for table-style ones.
+/// What a script that catches an error raised by Rust code sees: its text as a string (what
+/// `pcall(redis.call, ...)` returns on redis-server 7.0.15, for both kinds).
 fn unwrap_error(lua: &Lua, v: Value) -> LuaResult<Value> {
     let Value::Error(e) = v else {
         return Ok(v);
     };
     let e = root(&e);
     if let Some(c) = e.downcast_ref::<Coded>() {
-        return Ok(Value::Table(err_table(lua, &c.0)?));
+        return Ok(Value::String(lua.create_string(&c.0)?));
     }
     Ok(Value::String(lua.create_string(message(e))?))
 }
@@ -228,7 +230,7 @@ impl Vm {
         let (env, visible, protect, run): (Table, Table, Function, Function) =
             init.call((g.clone(), unwrap))?;
 
-        let rng = Rc::new(Cell::new(Rand48::initial()));
+        let rng = RNG.with(Rc::clone);
         let math = lua.create_table()?;
         for p in g.get::<Table>("math")?.pairs::<Value, Value>() {
             let (k, v) = p?;

@@ -280,6 +280,8 @@ pub fn run(cfg: Config) -> Result<(), String> {
                 }
             ));
             sig_shared.shutdown.store(true, Ordering::SeqCst);
+            // A script looping on a shard thread would keep it from ever seeing the flag.
+            crate::scripting::abort_all();
             sig_wakers.iter().for_each(|w| w.wake());
         })
         .map_err(|e| format!("cannot start signal thread: {e}"))?;

@@ -1505,6 +1505,7 @@ impl Worker {
     /// Asks every shard's loop to stop (SHUTDOWN, signals).
     pub fn request_shutdown(&self) {
         self.shared.shutdown.store(true, Ordering::SeqCst);
+        crate::scripting::abort_all();
         self.mesh.wake_all();
     }
 
