@@ -634,6 +634,10 @@ impl Config {
             "busy-poll-us" => self.busy_poll_us = parse_num(name, v)?,
             "hop-spin-us" => self.hop_spin_us = parse_num(name, v)?,
             "timeout" => self.timeout = parse_num(name, v)?,
+            "lua-time-limit" | "busy-reply-threshold" => {
+                let ms: u64 = parse_num(name, v)?;
+                crate::scripting::set_busy_threshold_ms(ms);
+            }
             "maxmemory" => self.maxmemory = parse_memory(v)?,
             "maxmemory-policy" | "maxmemory-samples" | "lfu-log-factor" | "lfu-decay-time" => {
                 set_evict_param(&mut self.evict, name, v)
@@ -703,6 +707,7 @@ pub const PASSIVE_PARAMS: &[(&str, &str)] = &[
     ("slowlog-log-slower-than", "10000"),
     ("slowlog-max-len", "128"),
     ("lua-time-limit", "5000"),
+    ("busy-reply-threshold", "5000"),
     ("notify-keyspace-events", ""),
     ("lazyfree-lazy-user-del", "no"),
     ("lazyfree-lazy-user-flush", "no"),
@@ -839,6 +844,9 @@ impl Tunables {
             if cfg.tcp_nodelay { "yes" } else { "no" }.into(),
         );
         text.insert("shards".into(), cfg.shards.to_string());
+        let busy = crate::scripting::busy_threshold_ms().to_string();
+        text.insert("lua-time-limit".into(), busy.clone());
+        text.insert("busy-reply-threshold".into(), busy);
         text.insert("requirepass".into(), cfg.requirepass.clone());
         text.insert("aclfile".into(), cfg.aclfile.clone().unwrap_or_default());
         let yn = |b: bool| if b { "yes" } else { "no" }.to_string();
@@ -1007,6 +1015,16 @@ impl Tunables {
                     .store(e.lfu_log_factor.into(), Ordering::Relaxed);
                 self.lfu_decay_time
                     .store(e.lfu_decay_time.into(), Ordering::Relaxed);
+            }
+            "lua-time-limit" | "busy-reply-threshold" => {
+                let n: u64 = value
+                    .parse()
+                    .map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
+                crate::scripting::set_busy_threshold_ms(n);
+                // One setting under two names (Redis 7.0's alias).
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                m.insert("lua-time-limit".into(), n.to_string());
+                m.insert("busy-reply-threshold".into(), n.to_string());
             }
             "timeout" => {
                 let n: u64 = value

@@ -150,8 +150,6 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ("lazyfree-lazy-user-del", Warn("the lazy-free policy is fixed")),
     ("lazyfree-lazy-user-flush", Warn("the lazy-free policy is fixed")),
     ("maxmemory-eviction-tenacity", Warn("eviction runs until memory is under the limit")),
-    ("lua-time-limit", Warn("Lua scripting is not supported yet")),
-    ("busy-reply-threshold", Warn("Lua scripting is not supported yet")),
     ("tracking-table-max-keys", Warn("client tracking is not supported yet")),
     ("hash-max-listpack-entries", Warn(ENCODING)),
     ("hash-max-listpack-value", Warn(ENCODING)),

@@ -20,6 +20,7 @@
 //! - `server`: per-shard event loop, connections, pub/sub subscribers, startup and shutdown.
 //! - `shard`: data one core owns (databases, hash table, expiry, eviction, routing).
 //! - `commands`: Redis command semantics, one table row per command.
+//! - `scripting`: Lua scripting (one VM per shard thread, the script cache, SCRIPT KILL).
 //! - `coord`: cross-shard fan-out, atomic multi-shard commands, MULTI/EXEC transactions.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
@@ -33,6 +34,7 @@ pub mod error;
 pub mod log;
 pub mod protocol;
 pub mod runtime;
+pub mod scripting;
 pub mod server;
 pub mod shard;
 pub mod types;

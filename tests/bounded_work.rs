@@ -209,7 +209,7 @@ fn huge_multibulk_in_small_writes_costs_linear_cpu() {
         "'x' ".repeat(32)
     );
     for n in common::shard_counts() {
-        let s = Server::start(n);
+        let s = Server::start_with(n, &["--enable-debug-command", "local"]);
         let (mut big, mut pinger) = same_shard_pair(&s);
         big.set_read_timeout(Some(Duration::from_secs(60))).unwrap();
         pinger

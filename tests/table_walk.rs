@@ -70,6 +70,11 @@ const KNOWN: &[(&str, &str)] = &[
         "a Redis 7.2 subcommand shardis has (7.0 does not know it)",
     ),
     (
+        "script debug",
+        "the Lua debugger (SCRIPT DEBUG YES/SYNC) is not implemented: shardis refuses it \
+         with its own error instead of entering a debugging session",
+    ),
+    (
         "sscan",
         "Redis 7.0 keeps a small set of strings as a hashtable and pages it by cursor; \
          shardis answers a small set in one page, as Redis does for compact encodings",

@@ -19,6 +19,12 @@ if [ ${#need[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
 
+# redis-py for tests/scripting.rs (its Lock runs EVALSHA scripts under contention).
+if ! python3 -c 'import redis' >/dev/null 2>&1; then
+  echo "==> installing redis-py"
+  python3 -m pip install -q redis 2>/dev/null || pip3 install -q redis
+fi
+
 echo "==> cargo fmt --check"
 cargo fmt --all -- --check
 echo "==> cargo clippy"

@@ -16,6 +16,7 @@ pub mod ldouble;
 pub mod lists;
 pub mod multi;
 pub mod pubsub;
+pub mod scripting;
 pub mod server;
 pub mod sets;
 pub mod strings;
@@ -51,6 +52,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     server::COMMANDS,
     multi::COMMANDS,
     acl::COMMANDS,
+    scripting::COMMANDS,
 ];
 
 /// What a `Key` handler sees: the owning shard, the selected database, the client's protocol.

@@ -55,6 +55,9 @@ pub struct KeySpec {
     /// For `numkeys` commands (SINTERCARD): the argument index holding the key count, so
     /// the options after the keys are not taken for keys; 0 for the others.
     pub numkeys: i32,
+    /// EVAL's numkeys: 0 is allowed (no keys), and an unreadable or too large count means
+    /// no keys either (the handler reports the error on the connection's shard).
+    pub script: bool,
 }
 
 impl KeySpec {
@@ -64,6 +67,7 @@ impl KeySpec {
             last: 0,
             step: 0,
             numkeys: 0,
+            script: false,
         }
     }
     pub const fn single(pos: i32) -> KeySpec {
@@ -72,6 +76,7 @@ impl KeySpec {
             last: pos,
             step: 1,
             numkeys: 0,
+            script: false,
         }
     }
     pub const fn range(first: i32, last: i32, step: i32) -> KeySpec {
@@ -80,6 +85,7 @@ impl KeySpec {
             last,
             step,
             numkeys: 0,
+            script: false,
         }
     }
 
@@ -90,6 +96,18 @@ impl KeySpec {
             last: -1,
             step: 1,
             numkeys: at,
+            script: false,
+        }
+    }
+
+    /// EVAL and friends: `script numkeys [key ...] [arg ...]` with the count at `at`.
+    pub const fn script(at: i32) -> KeySpec {
+        KeySpec {
+            first: at + 1,
+            last: -1,
+            step: 1,
+            numkeys: at,
+            script: true,
         }
     }
 
@@ -101,6 +119,7 @@ impl KeySpec {
             last: dst,
             step: 1,
             numkeys: at,
+            script: false,
         }
     }
 
@@ -116,7 +135,13 @@ impl KeySpec {
                 .get(at)
                 .and_then(|b| crate::protocol::parse_i64(b))
                 .and_then(|n| usize::try_from(n).ok());
-            if let Some(n) = n.filter(|&n| n >= 1 && at + n < argc) {
+            if self.script {
+                // No keys unless the count is valid; `first..` then stops after them.
+                argc = match n.filter(|&n| at + n < argc) {
+                    Some(n) => at + n + 1,
+                    None => 0,
+                };
+            } else if let Some(n) = n.filter(|&n| n >= 1 && at + n < argc) {
                 if self.first < self.numkeys {
                     // `dst_numkeys`: the destination, then the counted keys.
                     counted = at + 1..at + n + 1;

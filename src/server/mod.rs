@@ -394,6 +394,8 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
             }
             crate::log::notice(&format!("Received {name}, scheduling shutdown..."));
             sig_shared.shutdown.store(true, Ordering::SeqCst);
+            // A script looping on a shard thread would keep it from ever seeing the flag.
+            crate::scripting::abort_all();
             sig_wakers.iter().for_each(|w| w.wake());
             let _ = sig_shared.events.send(Event::Stop);
         })

@@ -1691,6 +1691,7 @@ impl Worker {
     /// Asks every shard's loop to stop (SHUTDOWN, signals).
     pub fn request_shutdown(&self) {
         self.shared.shutdown.store(true, Ordering::SeqCst);
+        crate::scripting::abort_all();
         self.mesh.wake_all();
         // The main thread starts the grace period for shards that cannot stop.
         let _ = self.shared.events.send(super::Event::Stop);

@@ -1,0 +1,167 @@
+//! Scripting commands: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT. The EVAL family are
+//! key commands (`KeySpec::numkeys(2)`): routing sends each to the shard owning its declared
+//! keys (the connection's shard when there are none) and runs the script there, in that
+//! shard's VM (`scripting::vm`); declared keys on several shards get CROSSSLOT, as in Redis
+//! Cluster. SCRIPT runs on the connection's shard; FLUSH reaches every shard by message.
+
+use bytes::Bytes;
+
+use super::args::{arg, is};
+use super::table::{CommandSpec, Exec, KeySpec, NOSCRIPT, READONLY, STALE};
+use super::{ConnCtx, KeyCtx};
+use crate::error::{CmdError, CmdResult, CROSSSLOT, NUMKEYS_TOO_MANY};
+use crate::protocol::parse_i64;
+use crate::protocol::reply::Reply;
+use crate::scripting::{self, vm, Kill};
+
+const G: &str = "scripting";
+const EVAL_FLAGS: u32 = NOSCRIPT | STALE;
+
+#[rustfmt::skip]
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec::new("eval", -3, EVAL_FLAGS, KeySpec::script(2), Exec::Key(eval))
+        .cross(eval_cross)
+        .doc(G, "2.6.0", "Execute a Lua script server side", "script numkeys [key [key ...]] [arg [arg ...]]"),
+    CommandSpec::new("evalsha", -3, EVAL_FLAGS, KeySpec::script(2), Exec::Key(evalsha))
+        .cross(evalsha_cross)
+        .doc(G, "2.6.0", "Execute a Lua script server side", "sha1 numkeys [key [key ...]] [arg [arg ...]]"),
+    CommandSpec::new("eval_ro", -3, EVAL_FLAGS | READONLY, KeySpec::script(2), Exec::Key(eval_ro))
+        .cross(eval_cross)
+        .doc(G, "7.0.0", "Execute a read-only Lua script server side", "script numkeys [key [key ...]] [arg [arg ...]]"),
+    CommandSpec::new("evalsha_ro", -3, EVAL_FLAGS | READONLY, KeySpec::script(2), Exec::Key(evalsha_ro))
+        .cross(evalsha_cross)
+        .doc(G, "7.0.0", "Execute a read-only Lua script server side", "sha1 numkeys [key [key ...]] [arg [arg ...]]"),
+    CommandSpec::new("script", -2, NOSCRIPT, KeySpec::none(), Exec::Conn(script))
+        .doc(G, "2.6.0", "A container for Lua scripts management commands", "subcommand [argument ...]")
+        .subs(&[
+            ("help", 2, ""),
+            ("load", 3, "script"),
+            ("exists", -3, "sha1 [sha1 ...]"),
+            ("flush", -2, "[ASYNC | SYNC]"),
+            ("kill", 2, ""),
+            ("debug", 3, "YES | SYNC | NO"),
+        ]),
+];
+
+const SCRIPT_HELP: &[&str] = &[
+    "SCRIPT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DEBUG (YES|SYNC|NO)",
+    "    Set the debug mode for subsequent scripts executed.",
+    "EXISTS <sha1> [<sha1> ...]",
+    "    Return information about the existence of the scripts in the script cache.",
+    "FLUSH [ASYNC|SYNC]",
+    "    Flush the Lua scripts cache. Very dangerous on replicas.",
+    "    When called without the optional mode argument, the behavior is determined by the",
+    "    lazyfree-lazy-user-flush configuration directive. Valid modes are:",
+    "    * ASYNC: Asynchronously flush the scripts cache.",
+    "    * SYNC: Synchronously flush the scripts cache.",
+    "KILL",
+    "    Kill the currently executing Lua script.",
+    "LOAD <script>",
+    "    Load a script into the scripts cache without executing it.",
+    "HELP",
+    "    Prints this help.",
+];
+
+fn eval(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    run(ctx, argv, false, false)
+}
+
+fn evalsha(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    run(ctx, argv, true, false)
+}
+
+fn eval_ro(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    run(ctx, argv, false, true)
+}
+
+fn evalsha_ro(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    run(ctx, argv, true, true)
+}
+
+/// `script|sha1 numkeys key... arg...`: Redis's numkeys errors, then the script.
+fn run(ctx: &mut KeyCtx, argv: &[Bytes], by_sha: bool, ro: bool) -> CmdResult {
+    let n = parse_i64(arg(argv, 2)?).ok_or(CmdError::NotInteger)?;
+    if n < 0 {
+        return Err(CmdError::err("Number of keys can't be negative"));
+    }
+    let rest = argv.get(3..).unwrap_or_default();
+    let n = usize::try_from(n).unwrap_or(usize::MAX);
+    if n > rest.len() {
+        return Err(CmdError::coded(NUMKEYS_TOO_MANY));
+    }
+    let (keys, args) = rest.split_at(n);
+    let body = arg(argv, 1)?;
+    let src = if by_sha {
+        vm::Source::Sha(body)
+    } else {
+        vm::Source::Body(body)
+    };
+    vm::eval(ctx, src, keys, args, ro)
+}
+
+/// Declared keys on several shards: Redis's own checks first (so a bad script or an
+/// unknown sha is reported as Redis would), then CROSSSLOT, as Redis Cluster answers.
+fn eval_cross(_ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
+    vm::prepare(vm::Source::Body(arg(&argv, 1)?))?;
+    Err(CmdError::coded(CROSSSLOT))
+}
+
+fn evalsha_cross(_ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
+    vm::prepare(vm::Source::Sha(arg(&argv, 1)?))?;
+    Err(CmdError::coded(CROSSSLOT))
+}
+
+fn script(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    match super::server::subcommand("script", argv)?.as_str() {
+        "load" => {
+            let sha = vm::load(arg(argv, 2)?)?;
+            Ok(Reply::Bulk(Bytes::copy_from_slice(&sha)))
+        }
+        "exists" => Ok(Reply::Array(
+            argv.iter()
+                .skip(2)
+                .map(|s| {
+                    let known = scripting::sha_key(s).and_then(|k| scripting::body_of(&k));
+                    Reply::Int(i64::from(known.is_some()))
+                })
+                .collect(),
+        )),
+        "flush" => {
+            let mode_ok = match argv.len() {
+                2 => true,
+                3 => argv.get(2).is_some_and(|m| is(m, "sync") || is(m, "async")),
+                _ => false,
+            };
+            if !mode_ok {
+                return Err(CmdError::err("SCRIPT FLUSH only support SYNC|ASYNC option"));
+            }
+            scripting::forget_all();
+            let ticket = ctx.defer();
+            ctx.w.on_all_shards(
+                |_| vm::reset(),
+                false,
+                move |w, _| w.complete(ticket, Reply::Ok),
+            );
+            Ok(Reply::Ok)
+        }
+        "kill" => match scripting::kill_busy() {
+            Kill::Killed => Ok(Reply::Ok),
+            Kill::NotBusy => Err(CmdError::coded(scripting::NOTBUSY)),
+            Kill::Unkillable => Err(CmdError::coded(scripting::UNKILLABLE)),
+        },
+        "debug" => {
+            let mode = arg(argv, 2)?;
+            if is(mode, "no") {
+                Ok(Reply::Ok)
+            } else if is(mode, "yes") || is(mode, "sync") {
+                Err(CmdError::err(
+                    "SCRIPT DEBUG (the Lua debugger) is not supported by shardis",
+                ))
+            } else {
+                Err(CmdError::err("Use SCRIPT DEBUG YES/SYNC/NO"))
+            }
+        }
+        _ => Ok(Reply::help(SCRIPT_HELP)),
+    }
+}

@@ -1,0 +1,257 @@
+//! Lua scripting (EVAL and friends): what is shared between shards lives here, the rest in
+//! the submodules. Every shard thread owns one Lua 5.1 VM (`vm`, thread-local, never sent
+//! anywhere) with its own cache of compiled scripts; a script runs on the shard that owns its
+//! declared keys, inside that shard's loop pass, with `redis.call` running the table's
+//! handlers on the same shard's data.
+//!
+//! Process-wide, read and written by any shard thread (never on a per-call path once a
+//! script is cached on a shard):
+//! - `BODIES`: sha1 → script body, so EVALSHA works on a shard that never saw the script
+//!   (SCRIPT LOAD and EVAL insert; SCRIPT FLUSH clears; a shard compiles a body on its first
+//!   EVALSHA of it). A `Mutex`, taken only when a shard's own cache misses.
+//! - one `Slot` per running VM: when its script started, whether it wrote, and the kill flag
+//!   SCRIPT KILL (from a connection on another shard) sets for the VM's hook to see.
+//! - the busy threshold (`busy-reply-threshold` / `lua-time-limit`) and a shutdown flag that
+//!   stops any running script so the server can exit.
+
+pub mod cjson;
+pub mod convert;
+pub mod libs;
+pub mod vm;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+/// `-NOSCRIPT` for EVALSHA of an unknown sha (clients fall back to EVAL on it).
+pub const NOSCRIPT: &str = "NOSCRIPT No matching script. Please use EVAL.";
+pub const NOTBUSY: &str = "NOTBUSY No scripts in execution right now.";
+pub const UNKILLABLE: &str = "UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.";
+/// The error a killed script ends with (before the `script: ..., on ...` suffix).
+pub const KILLED: &str = "ERR Script killed by user with SCRIPT KILL...";
+/// Our own text: the server is shutting down while a script runs.
+pub const SHUTTING_DOWN: &str = "ERR Script stopped: the server is shutting down";
+
+/// Script bodies by sha1 (lower-case hex), for every shard.
+fn bodies() -> &'static Mutex<HashMap<[u8; 40], Bytes>> {
+    static B: OnceLock<Mutex<HashMap<[u8; 40], Bytes>>> = OnceLock::new();
+    B.get_or_init(Default::default)
+}
+
+/// Remembers a script body under its sha1.
+pub fn remember(sha: [u8; 40], body: Bytes) {
+    if let Ok(mut m) = bodies().lock() {
+        m.entry(sha).or_insert(body);
+    }
+}
+
+/// The body of a script some shard loaded, if any.
+pub fn body_of(sha: &[u8; 40]) -> Option<Bytes> {
+    bodies().lock().ok().and_then(|m| m.get(sha).cloned())
+}
+
+/// Forgets every script body (SCRIPT FLUSH); each shard clears its own cache by message.
+pub fn forget_all() {
+    if let Ok(mut m) = bodies().lock() {
+        m.clear();
+    }
+}
+
+/// A sha1 argument as the cache key: 40 hex digits, lower-cased (Redis accepts either case).
+pub fn sha_key(b: &[u8]) -> Option<[u8; 40]> {
+    let arr: [u8; 40] = b.try_into().ok()?;
+    Some(arr.map(|c| c.to_ascii_lowercase()))
+}
+
+/// Lower-case hex sha1 of `body`.
+pub fn sha1_hex(body: &[u8]) -> [u8; 40] {
+    let hex = sha1_smol::Sha1::from(body).digest().to_string();
+    let mut out = [b'0'; 40];
+    for (o, c) in out.iter_mut().zip(hex.bytes()) {
+        *o = c;
+    }
+    out
+}
+
+/// What SCRIPT KILL and the VM's hook share about one VM's running script.
+#[derive(Default)]
+pub struct Slot {
+    /// Milliseconds since `epoch()` plus one when the script started; 0 when none runs.
+    pub started: AtomicU64,
+    /// The running script called a write command (it can no longer be killed).
+    pub wrote: AtomicBool,
+    /// SCRIPT KILL asked the running script to stop.
+    pub kill: AtomicBool,
+}
+
+fn epoch() -> Instant {
+    static E: OnceLock<Instant> = OnceLock::new();
+    *E.get_or_init(Instant::now)
+}
+
+/// Milliseconds since the scripting epoch plus one (a `Slot::started` value, never 0).
+pub fn now_tick() -> u64 {
+    epoch().elapsed().as_millis() as u64 + 1
+}
+
+fn slots() -> &'static Mutex<Vec<Arc<Slot>>> {
+    static S: OnceLock<Mutex<Vec<Arc<Slot>>>> = OnceLock::new();
+    S.get_or_init(Default::default)
+}
+
+/// Registers a new VM's slot (once per shard thread).
+pub fn new_slot() -> Arc<Slot> {
+    let s = Arc::new(Slot::default());
+    if let Ok(mut v) = slots().lock() {
+        v.push(s.clone());
+    }
+    s
+}
+
+/// `busy-reply-threshold` in milliseconds (Redis's default 5000).
+static BUSY_MS: AtomicU64 = AtomicU64::new(5000);
+/// Set once when the server shuts down: running scripts stop at their next hook.
+static ABORT: AtomicBool = AtomicBool::new(false);
+
+pub fn busy_threshold_ms() -> u64 {
+    BUSY_MS.load(Ordering::Relaxed)
+}
+
+pub fn set_busy_threshold_ms(ms: u64) {
+    BUSY_MS.store(ms, Ordering::Relaxed);
+}
+
+pub fn abort_all() {
+    ABORT.store(true, Ordering::SeqCst);
+}
+
+pub fn aborting() -> bool {
+    ABORT.load(Ordering::Relaxed)
+}
+
+/// What SCRIPT KILL did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Kill {
+    Killed,
+    /// No script has been running past the busy threshold.
+    NotBusy,
+    /// The busy script already wrote.
+    Unkillable,
+}
+
+/// SCRIPT KILL: stops every script that has been running longer than the busy threshold
+/// (Redis can only be asked while a script is past it, so a quicker script is "not busy").
+pub fn kill_busy() -> Kill {
+    let Ok(v) = slots().lock() else {
+        return Kill::NotBusy;
+    };
+    let now = now_tick();
+    let limit = busy_threshold_ms();
+    let busy: Vec<&Arc<Slot>> = v
+        .iter()
+        .filter(|s| {
+            let t = s.started.load(Ordering::Acquire);
+            t != 0 && now.saturating_sub(t) >= limit
+        })
+        .collect();
+    if busy.is_empty() {
+        return Kill::NotBusy;
+    }
+    if busy.iter().any(|s| s.wrote.load(Ordering::Acquire)) {
+        return Kill::Unkillable;
+    }
+    for s in busy {
+        s.kill.store(true, Ordering::Release);
+    }
+    Kill::Killed
+}
+
+/// Whether any script has been running past the busy threshold (INFO, tests).
+pub fn any_busy() -> bool {
+    let now = now_tick();
+    let limit = busy_threshold_ms();
+    slots().lock().is_ok_and(|v| {
+        v.iter().any(|s| {
+            let t = s.started.load(Ordering::Acquire);
+            t != 0 && now.saturating_sub(t) >= limit
+        })
+    })
+}
+
+/// Script flags from a `#!lua flags=...` shebang (or implied by EVAL_RO).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Flags {
+    pub shebang: bool,
+    pub no_writes: bool,
+    pub allow_oom: bool,
+    pub allow_stale: bool,
+    pub no_cluster: bool,
+    pub allow_cross_slot: bool,
+}
+
+/// Parses the first line of a script when it is a shebang; Redis's errors for bad ones.
+pub fn parse_shebang(body: &[u8]) -> Result<Flags, String> {
+    if !body.starts_with(b"#!") {
+        return Ok(Flags::default());
+    }
+    let line_end = body.iter().position(|&c| c == b'\n').unwrap_or(body.len());
+    let line = String::from_utf8_lossy(body.get(..line_end).unwrap_or_default()).into_owned();
+    let mut words = line.split(' ').filter(|w| !w.is_empty());
+    let engine = words.next().unwrap_or("");
+    if engine != "#!lua" {
+        return Err(format!("ERR Unexpected engine in script shebang: {engine}"));
+    }
+    let mut f = Flags {
+        shebang: true,
+        ..Flags::default()
+    };
+    for w in words {
+        let Some(list) = w.strip_prefix("flags=") else {
+            return Err(format!("ERR Unknown lua shebang option: {w}"));
+        };
+        for flag in list.split(',').filter(|s| !s.is_empty()) {
+            match flag {
+                "no-writes" => f.no_writes = true,
+                "allow-oom" => f.allow_oom = true,
+                "allow-stale" => f.allow_stale = true,
+                "no-cluster" => f.no_cluster = true,
+                "allow-cross-slot-keys" => f.allow_cross_slot = true,
+                other => return Err(format!("ERR Unexpected flag in script shebang: {other}")),
+            }
+        }
+    }
+    Ok(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sha_and_shebang() {
+        assert_eq!(&sha1_hex(b""), b"da39a3ee5e6b4b0d3255bfef95601890afd80709");
+        assert_eq!(
+            sha_key(b"DA39A3EE5E6B4B0D3255BFEF95601890AFD80709"),
+            Some(sha1_hex(b""))
+        );
+        assert_eq!(sha_key(b"abc"), None);
+        assert_eq!(parse_shebang(b"return 1"), Ok(Flags::default()));
+        let f = parse_shebang(b"#!lua flags=no-writes,allow-oom\nreturn 1").unwrap();
+        assert!(f.shebang && f.no_writes && f.allow_oom && !f.no_cluster);
+        assert_eq!(
+            parse_shebang(b"#!lua flags=bogus\n").unwrap_err(),
+            "ERR Unexpected flag in script shebang: bogus"
+        );
+        assert_eq!(
+            parse_shebang(b"#!lua x=1\n").unwrap_err(),
+            "ERR Unknown lua shebang option: x=1"
+        );
+        assert_eq!(
+            parse_shebang(b"#!luax\n").unwrap_err(),
+            "ERR Unexpected engine in script shebang: #!luax"
+        );
+    }
+}
