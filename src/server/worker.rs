@@ -5,6 +5,8 @@
 //! complete command of each readable connection (local keys inline, remote keys batched: one
 //! message per remote shard per read) → run messages from other shards → timers → one send per
 //! connection carrying every reply that is ready, in request order → one `io_uring_enter`.
+//! A pass about to sleep first hands back scratch one big request grew (`trim_scratch`);
+//! the timers shrink connection buffers after a peak (`Conn::shrink_buffers`).
 //!
 //! Cross-shard work is a closure (`Job`) sent to the owner shard. `Work` jobs respect a shard
 //! lock taken by multi-shard atomic commands (they wait, FIFO, while the shard is locked);
