@@ -18,7 +18,8 @@
 //! - `protocol`: RESP parsing and reply encoding.
 //! - `runtime`: our per-core io_uring runtime (ring, ops, timers, mesh); all `unsafe` lives here.
 //! - `server`: per-shard event loop, connections, pub/sub subscribers, startup and shutdown.
-//! - `shard`: data one core owns (databases, hash table, expiry, eviction, routing).
+//! - `shard`: data one core owns (databases, hash table, expiry, eviction, routing); big
+//!   values UNLINKed or flushed ASYNC are dropped on one background `lazyfree` thread.
 //! - `commands`: Redis command semantics, one table row per command.
 //! - `scripting`: Lua scripting (one VM per shard thread, the script cache, SCRIPT KILL).
 //! - `coord`: cross-shard fan-out, atomic multi-shard commands, MULTI/EXEC transactions.

@@ -233,10 +233,9 @@ fn validate_name(n: &[u8]) -> Result<(), CmdError> {
 }
 
 /// Memory a connection holds (CLIENT LIST tot-mem, INFO mem_clients_normal): its query
-/// buffer, its output buffer and a fixed 1 KiB for the rest of its state.
+/// buffer's block, its output buffers and a fixed 1 KiB for the rest of its state.
 pub fn client_mem(c: &Conn) -> usize {
-    let rbuf = c.rbuf.as_ref().map_or(0, |b| b.capacity());
-    rbuf + c.out.capacity() + 1024
+    c.buffer_bytes() + 1024
 }
 
 /// One CLIENT LIST line (Redis 7.0 field order), without the trailing newline.

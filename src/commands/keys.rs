@@ -23,7 +23,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         Exec::Multi(MultiSpec { sub: del, step: 1, merge: Merge::Sum, atomic: true, nx: false }))
         .doc(G, "1.0.0", "Deletes one or more keys.", "key [key ...]"),
     CommandSpec::new("unlink", -2, WRITE | FAST, KeySpec::range(1, -1, 1),
-        Exec::Multi(MultiSpec { sub: del, step: 1, merge: Merge::Sum, atomic: true, nx: false }))
+        Exec::Multi(MultiSpec { sub: unlink, step: 1, merge: Merge::Sum, atomic: true, nx: false }))
         .doc(G, "4.0.0", "Asynchronously deletes one or more keys.", "key [key ...]"),
     CommandSpec::new("exists", -2, READONLY | FAST, KeySpec::range(1, -1, 1),
         Exec::Multi(MultiSpec { sub: exists, step: 1, merge: Merge::Sum, atomic: true, nx: false }))
@@ -93,6 +93,20 @@ fn del(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     for k in argv.iter().skip(1) {
         db.expire_if_needed(k, now);
         if db.remove(k) {
+            n += 1;
+        }
+    }
+    Ok(Reply::Int(n))
+}
+
+/// DEL that frees big values on the lazy-free thread (`shard::lazyfree`).
+fn unlink(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let now = ctx.now();
+    let db = ctx.db();
+    let mut n = 0;
+    for k in argv.iter().skip(1) {
+        db.expire_if_needed(k, now);
+        if db.unlink(k) {
             n += 1;
         }
     }

@@ -74,7 +74,7 @@ fn push(ctx: &mut KeyCtx, argv: &[Bytes], end: End, only_existing: bool) -> CmdR
         db.list_or_create(key, now)?
     };
     for v in argv.iter().skip(2) {
-        l.push(end, owned(v));
+        l.push(end, v);
     }
     Ok(Reply::Int(l.len() as i64))
 }
@@ -155,7 +155,7 @@ fn lindex(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
         return Ok(Reply::Null);
     };
     let i = int(argv, 2)?;
-    Ok(Reply::bulk_opt(l.get(i).cloned()))
+    Ok(Reply::bulk_opt(l.get(i).map(Bytes::copy_from_slice)))
 }
 
 fn lset(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
@@ -165,7 +165,7 @@ fn lset(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
         return Err(CmdError::NoSuchKey);
     };
     let i = int(argv, 2)?;
-    l.set(i, owned(v)).map_err(CmdError::coded)?;
+    l.set(i, v).map_err(CmdError::coded)?;
     Ok(Reply::Ok)
 }
 
@@ -183,7 +183,7 @@ fn linsert(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
         return Ok(Reply::Int(0));
     };
     Ok(Reply::Int(
-        l.insert(pivot, before, owned(v)).map_or(-1, |n| n as i64),
+        l.insert(pivot, before, v).map_or(-1, |n| n as i64),
     ))
 }
 
@@ -266,8 +266,8 @@ pub(crate) fn end_arg(b: &[u8]) -> Result<End, CmdError> {
 /// The element LMOVE would take from `l`'s `from` end.
 fn peek(l: &crate::types::list::List, from: End) -> Option<Bytes> {
     match from {
-        End::Head => l.iter().next().cloned(),
-        End::Tail => l.iter().next_back().cloned(),
+        End::Head => l.iter().next().map(Bytes::copy_from_slice),
+        End::Tail => l.iter().next_back().map(Bytes::copy_from_slice),
     }
 }
 

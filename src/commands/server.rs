@@ -83,16 +83,19 @@ fn dbsize(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Ok)
 }
 
-fn flush_mode(argv: &[Bytes]) -> Result<(), CmdError> {
+/// Whether a FLUSHDB/FLUSHALL frees in the background: `ASYNC`, or neither word (the
+/// default, `lazyfree-lazy-user-flush no`, is synchronous).
+fn flush_mode(argv: &[Bytes]) -> Result<bool, CmdError> {
     match argv {
-        [_] => Ok(()),
-        [_, m] if is(m, "async") || is(m, "sync") => Ok(()),
+        [_] => Ok(false),
+        [_, m] if is(m, "async") => Ok(true),
+        [_, m] if is(m, "sync") => Ok(false),
         _ => Err(CmdError::Syntax),
     }
 }
 
 fn flushdb(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
-    flush_mode(argv)?;
+    let lazy = flush_mode(argv)?;
     let db = ctx.client().db;
     let ticket = ctx.defer();
     all_shards(
@@ -100,7 +103,11 @@ fn flushdb(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         move |tw: &mut Worker| {
             super::multi::before_flush(&mut tw.shard, db);
             if let Some(d) = tw.shard.dbs.get_mut(db) {
-                d.clear();
+                if lazy {
+                    d.clear_async();
+                } else {
+                    d.clear();
+                }
             }
         },
         move |w, _: Vec<()>| w.complete(ticket, Reply::Ok),
@@ -109,15 +116,19 @@ fn flushdb(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn flushall(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
-    flush_mode(argv)?;
+    let lazy = flush_mode(argv)?;
     let ticket = ctx.defer();
     all_shards(
         ctx.w,
-        |tw: &mut Worker| {
+        move |tw: &mut Worker| {
             for db in 0..tw.shard.dbs.len() {
                 super::multi::before_flush(&mut tw.shard, db);
             }
-            tw.shard.dbs.iter_mut().for_each(|d| d.clear())
+            if lazy {
+                tw.shard.dbs.iter_mut().for_each(|d| d.clear_async())
+            } else {
+                tw.shard.dbs.iter_mut().for_each(|d| d.clear())
+            }
         },
         move |w, _: Vec<()>| w.complete(ticket, Reply::Ok),
     );
@@ -1021,8 +1032,11 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 f("mem_aof_buffer", &0);
                 f("mem_allocator", &"libc");
                 f("active_defrag_running", &0);
-                f("lazyfree_pending_objects", &0);
-                f("lazyfreed_objects", &0);
+                f(
+                    "lazyfree_pending_objects",
+                    &crate::shard::lazyfree::pending(),
+                );
+                f("lazyfreed_objects", &crate::shard::lazyfree::freed());
                 "Memory"
             }
             "persistence" => {

@@ -1,6 +1,10 @@
 //! One client connection's state on the shard that accepted it: read buffer (and how far the
 //! request at its start has been parsed across reads), output buffer, the ordered reply slots that let replies from other shards arrive out of order yet go out
 //! in request order, and the client attributes CLIENT LIST shows. Touched only by its shard.
+//!
+//! Buffers grow to the largest request or reply burst and are handed back by the shard's
+//! once-a-second client cron (`Conn::shrink_buffers`, after Redis's
+//! `clientsCronResizeQueryBuffer`), never on the per-command path.
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
@@ -79,6 +83,10 @@ pub enum RecvState {
     Cancelling,
 }
 
+/// Buffer bytes a connection keeps however long it lives; above this the client cron
+/// hands them back (Redis's PROTO_RESIZE_THRESHOLD is 32 KiB; receives reserve 16 KiB).
+pub const KEEP_BUF: usize = 64 * 1024;
+
 pub struct Conn {
     pub fd: RawFd,
     pub gen: u32,
@@ -86,6 +94,13 @@ pub struct Conn {
     pub rbuf: Option<BytesMut>,
     /// How far the request at the start of `rbuf` has been parsed, while it spans reads.
     pub partial: Partial,
+    /// Largest capacity `rbuf` showed on a receive since it was last shrunk: the block the
+    /// buffer holds. After `split_to` the buffer is a view into that block whose own
+    /// `capacity()` is only the rest, so this is what the block really costs.
+    pub qalloc: usize,
+    /// Most unparsed input seen on a receive since the last client cron (Redis's
+    /// `querybuf_peak`): a buffer far above it is shrunk even while the client is busy.
+    pub qpeak: usize,
     pub recv: RecvState,
     /// Encoded replies not yet handed to the kernel.
     pub out: Vec<u8>,
@@ -132,6 +147,8 @@ impl Conn {
             gen,
             rbuf: Some(BytesMut::new()),
             partial: Partial::default(),
+            qalloc: 0,
+            qpeak: 0,
             recv: RecvState::Idle,
             out: Vec::new(),
             spare: Vec::new(),
@@ -201,6 +218,52 @@ impl Conn {
         }
         if self.blocked_on.is_some_and(|b| b == seq) {
             self.blocked_on = None;
+        }
+    }
+
+    /// Notes the read buffer's size after a receive (for `shrink_buffers`).
+    #[inline]
+    pub fn note_input(&mut self) {
+        if let Some(b) = &self.rbuf {
+            self.qpeak = self.qpeak.max(b.len());
+            self.qalloc = self.qalloc.max(b.capacity());
+        }
+    }
+
+    /// Bytes this connection's buffers hold (query block, output, spare, reply slots).
+    pub fn buffer_bytes(&self) -> usize {
+        let rbuf = self
+            .rbuf
+            .as_ref()
+            .map_or(0, |b| b.capacity())
+            .max(self.qalloc);
+        let slots: usize = self.slots.iter().flatten().map(|b| b.len()).sum();
+        rbuf + self.out.capacity() + self.spare.capacity() + slots
+    }
+
+    /// The client cron's resize (Redis's `clientsCronResizeQueryBuffer` and output-buffer
+    /// trim): an empty read buffer whose block is over [`KEEP_BUF`] is dropped when the
+    /// client has been idle for `idle`, or when the block is more than twice the most input
+    /// seen since the last cron; an empty output buffer or spare over `KEEP_BUF` is dropped.
+    /// The next receive or reply allocates what it needs again. A read buffer owned by a
+    /// one-shot receive in flight is left alone (`arm_single` drops it when re-arming).
+    pub fn shrink_buffers(&mut self, idle: bool) {
+        if let Some(b) = &self.rbuf {
+            let block = b.capacity().max(self.qalloc);
+            if b.is_empty() && block > KEEP_BUF && (idle || self.qpeak * 2 < block) {
+                self.rbuf = Some(BytesMut::new());
+                self.qalloc = 0;
+            }
+        }
+        self.qpeak = 0;
+        if self.out.is_empty() && self.out.capacity() > KEEP_BUF {
+            self.out = Vec::new();
+        }
+        if self.spare.capacity() > KEEP_BUF {
+            self.spare = Vec::new();
+        }
+        if self.slots.is_empty() && self.slots.capacity() > 64 {
+            self.slots = VecDeque::new();
         }
     }
 

@@ -50,6 +50,22 @@ impl Window {
         self.remaining = 0;
     }
 
+    /// Heap the window's vectors hold.
+    pub fn heap_bytes(&self) -> usize {
+        self.cmds.capacity() * std::mem::size_of::<Pre>()
+            + (self.args.capacity() + self.scratch.capacity()) * std::mem::size_of::<Arg>()
+    }
+
+    /// Gives back vectors grown past `keep` entries (a window over huge commands).
+    pub fn trim(&mut self, keep: usize) {
+        if self.args.capacity() > keep {
+            self.args = Vec::new();
+        }
+        if self.scratch.capacity() > keep {
+            self.scratch = Vec::new();
+        }
+    }
+
     /// Parses the complete commands at the start of `buf` (at most [`WINDOW`]; stops at the
     /// first incomplete one or protocol error, which the real parse then meets itself),
     /// calling `key` with the key of each single-key command (`Exec::Key`, a fixed first

@@ -96,6 +96,9 @@ pub struct ShardMem {
     pub spare: AtomicU64,
     /// Keys the shard could evict under the current policy.
     pub candidates: AtomicU64,
+    /// Transient heap: the shard's connection buffers and worker scratch (not data, so
+    /// eviction does not count it; see `Worker::memory_check`).
+    pub transient: AtomicU64,
     /// Another shard asked this one to evict and the request has not run yet.
     pub nudged: AtomicBool,
 }

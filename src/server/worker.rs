@@ -5,6 +5,8 @@
 //! complete command of each readable connection (local keys inline, remote keys batched: one
 //! message per remote shard per read) → run messages from other shards → timers → one send per
 //! connection carrying every reply that is ready, in request order → one `io_uring_enter`.
+//! A pass about to sleep first hands back scratch one big request grew (`trim_scratch`);
+//! the timers shrink connection buffers after a peak (`Conn::shrink_buffers`).
 //!
 //! Cross-shard work is a closure (`Job`) sent to the owner shard. `Work` jobs respect a shard
 //! lock taken by multi-shard atomic commands (they wait, FIFO, while the shard is locked);
@@ -239,7 +241,13 @@ pub struct Worker {
     /// submission has reached the kernel (see `close_pending`).
     pending_close: Vec<RawFd>,
     accepting: Accepting,
+    /// The connections' buffer bytes, summed by the 100 ms tick (`Conn::buffer_bytes`).
+    clients_bytes: u64,
 }
+
+/// Entries the worker's argument scratch vectors keep when the loop goes idle; one huge
+/// request (2M arguments: 48 MB of `Arg`s, 64 MB of `Bytes`) gives the rest back.
+const SCRATCH_KEEP: usize = 1024;
 
 impl Worker {
     pub fn new(
@@ -299,6 +307,7 @@ impl Worker {
                 logged: None,
                 unlogged: 0,
             },
+            clients_bytes: 0,
             shared,
         })
     }
@@ -379,6 +388,10 @@ impl Worker {
             let poll_only = busy
                 || (!busy_poll.is_zero() && self.spin(busy_poll))
                 || (awaiting && !hop_spin.is_zero() && self.wait_for_mail(hop_spin));
+            if !poll_only {
+                // Going idle: hand back what one big request made the scratch grow to.
+                self.trim_scratch();
+            }
             let res = if poll_only {
                 self.ring.submit_and_wait(false, None)
             } else if self.mesh.prepare_sleep() {
@@ -454,6 +467,52 @@ impl Worker {
             args.clear();
         }
         self.args_scratch = args;
+    }
+
+    /// Heap held by the worker's reusable scratch (argument vectors, look-ahead window,
+    /// queues), which one big request or burst grows.
+    fn scratch_bytes(&self) -> u64 {
+        use std::mem::size_of;
+        let b = self.args_scratch.capacity() * size_of::<Arg>()
+            + self.argv_scratch.capacity() * size_of::<Bytes>()
+            + self.window.heap_bytes()
+            + self.local.capacity() * size_of::<Msg>()
+            + self.parked.capacity() * size_of::<Job>();
+        b as u64
+    }
+
+    /// Gives back scratch grown past what ordinary traffic needs. Called when the loop is
+    /// about to sleep and by the 100 ms tick (a shard that never sleeps), never per command.
+    fn trim_scratch(&mut self) {
+        if self.args_scratch.capacity() > SCRATCH_KEEP {
+            self.args_scratch = Vec::with_capacity(SCRATCH_KEEP);
+        }
+        if self.argv_scratch.capacity() > SCRATCH_KEEP {
+            self.argv_scratch = Vec::with_capacity(SCRATCH_KEEP);
+        }
+        self.window.trim(SCRATCH_KEEP);
+        if self.local.is_empty() && self.local.capacity() > SCRATCH_KEEP {
+            self.local = VecDeque::new();
+        }
+        if self.parked.is_empty() && self.parked.capacity() > SCRATCH_KEEP {
+            self.parked = VecDeque::new();
+        }
+        if self.completions.capacity() > 4 * SCRATCH_KEEP {
+            self.completions = Vec::with_capacity(256);
+        }
+        if self.dirty.is_empty() && self.dirty.capacity() > 4 * SCRATCH_KEEP {
+            self.dirty = Vec::new();
+        }
+    }
+
+    /// The client cron's buffer pass (once a second): shrinks each connection's buffers
+    /// after a peak (`Conn::shrink_buffers`); idle means no input for 2 s, as in Redis.
+    fn shrink_conn_buffers(&mut self, now: Instant) {
+        for (_, c) in self.conns.iter_mut() {
+            let idle =
+                now.saturating_duration_since(c.client.last_active) >= Duration::from_secs(2);
+            c.shrink_buffers(idle);
+        }
     }
 
     /// Yields the core (so a shard sharing it can run) until a message arrives or `d` passes.
@@ -673,8 +732,10 @@ impl Worker {
         let Some(mut buf) = conn.rbuf.take() else {
             return;
         };
-        if buf.is_empty() && buf.capacity() > 4 * min_free.max(64 * 1024) {
+        // `qalloc`: the block behind the buffer, which a view left by `split_to` hides.
+        if buf.is_empty() && buf.capacity().max(conn.qalloc) > 4 * min_free.max(64 * 1024) {
             buf = BytesMut::new();
+            conn.qalloc = 0;
         }
         let t = tag(TAG_RECV, token_of(idx, conn.gen));
         self.ring.recv(conn.fd, buf, min_free, t, poll_first);
@@ -764,6 +825,7 @@ impl Worker {
         }
         self.net.net_input_bytes += c.result as u64;
         self.conns[idx].client.last_active = self.pass_now;
+        self.conns[idx].note_input();
         self.process_input(idx);
         // A multishot receive keeps delivering; stop it when this client must not be
         // read (back-pressure, a blocking command, closing). It is re-armed by `arm_recv`
@@ -1345,12 +1407,16 @@ impl Worker {
         let mut fullest = 0u64;
         for (i, m) in self.shared.mem.iter().enumerate() {
             if i != me {
-                others += m.spare.load(Ordering::Relaxed);
+                others += m.spare.load(Ordering::Relaxed) + m.transient.load(Ordering::Relaxed);
                 fullest = fullest.max(m.candidates.load(Ordering::Relaxed));
             }
         }
+        // Connection buffers and scratch are not data: evicting keys would not shrink them
+        // (they go back by themselves, see `trim_scratch` / `Conn::shrink_buffers`), as
+        // Redis leaves replication buffers out (`freeMemoryGetNotCountedMemory`).
+        let mine = self.clients_bytes + self.scratch_bytes();
         let over = |s: &Shard| {
-            crate::runtime::alloc::used().saturating_sub(others + s.spare_bytes()) > max
+            crate::runtime::alloc::used().saturating_sub(others + mine + s.spare_bytes()) > max
         };
         if !over(&self.shard) {
             return Ok(());
@@ -1410,6 +1476,8 @@ impl Worker {
             m.spare.store(self.shard.spare_bytes(), Ordering::Relaxed);
             m.candidates
                 .store(evict::candidates(&self.shard), Ordering::Relaxed);
+            m.transient
+                .store(self.clients_bytes + self.scratch_bytes(), Ordering::Relaxed);
         }
     }
 
@@ -1711,6 +1779,12 @@ impl Worker {
                     // Samples live heap bytes so INFO's used_memory_peak sees peaks between calls.
                     crate::runtime::alloc::used();
                 }
+                self.trim_scratch();
+                self.clients_bytes = self
+                    .conns
+                    .iter()
+                    .map(|(_, c)| c.buffer_bytes() as u64)
+                    .sum();
                 self.publish_mem();
                 self.rates.sample(
                     now,
@@ -1759,6 +1833,7 @@ impl Worker {
                     }
                 }
                 super::pubsub::sweep(self);
+                self.shrink_conn_buffers(now);
                 self.timers
                     .add(now + Duration::from_secs(1), TimerKind::ClientTimeout);
             }

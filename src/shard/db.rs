@@ -798,6 +798,23 @@ impl Db {
         }
     }
 
+    /// UNLINK: deletes `key` as `remove` does, handing a big collection to the lazy-free
+    /// thread instead of freeing it here (`shard::lazyfree`).
+    pub fn unlink(&mut self, key: &[u8]) -> bool {
+        let Some((pos, loc)) = self.find(key) else {
+            return false;
+        };
+        let b = self.arena.get(loc);
+        if b.first().is_some_and(|f| f & KIND_MASK == KIND_OBJ) {
+            let v = view(b);
+            if let Some(val) = self.objs.take(v.obj_kind(), v.obj_idx()) {
+                super::lazyfree::free_value(val);
+            }
+        }
+        self.remove_at(pos, loc, false);
+        true
+    }
+
     fn remove_at(&mut self, pos: usize, loc: Loc, drop_obj: bool) {
         let b = self.arena.get(loc);
         if expire_of(b) != 0 {
@@ -1025,6 +1042,24 @@ impl Db {
     pub fn remove_if_empty(&mut self, key: &[u8]) -> bool {
         let empty = matches!(self.obj_ref(key, 0), Ok(Some(o)) if o.is_empty());
         empty && self.remove(key)
+    }
+
+    /// FLUSHDB/FLUSHALL ASYNC: empties the database at once and frees its old contents on
+    /// the lazy-free thread.
+    pub fn clear_async(&mut self) {
+        let keys = self.len() as u64;
+        if keys == 0 {
+            self.clear();
+            return;
+        }
+        let old = (
+            std::mem::take(&mut self.table),
+            std::mem::take(&mut self.arena),
+            std::mem::take(&mut self.objs),
+            std::mem::take(&mut self.ttls),
+        );
+        self.expire_cursor = 0;
+        super::lazyfree::free_later(old, keys);
     }
 
     pub fn clear(&mut self) {

@@ -8,6 +8,7 @@ pub mod blocking;
 pub mod db;
 pub mod dict;
 pub mod evict;
+pub mod lazyfree;
 pub mod objs;
 pub mod route;
 pub mod value;
