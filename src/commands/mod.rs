@@ -14,6 +14,7 @@ pub mod keys;
 pub mod ldouble;
 pub mod lists;
 pub mod multi;
+pub mod persistence;
 pub mod pubsub;
 pub mod server;
 pub mod sets;
@@ -48,6 +49,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     conn::COMMANDS,
     pubsub::COMMANDS,
     server::COMMANDS,
+    persistence::COMMANDS,
     multi::COMMANDS,
 ];
 
@@ -248,6 +250,8 @@ pub fn finish(shard: &mut Shard, id: usize, res: CmdResult) -> Reply {
         Ok(r) => {
             if let Reply::Error(e) = &r {
                 count_error(shard, e);
+            } else if table::table().get(id).is_some_and(|s| s.has(table::WRITE)) {
+                shard.dirty += 1;
             }
             r
         }
