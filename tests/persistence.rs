@@ -398,3 +398,26 @@ fn bad_files_stop_the_server() {
         let _ = std::fs::remove_dir_all(&d);
     }
 }
+
+#[test]
+fn bgsave_writes_in_the_background() {
+    for n in shard_counts() {
+        let d = tmpdir(&format!("bgsave-{n}"));
+        let s = Server::start_with(n, &["--dir", d.to_str().unwrap()]);
+        let mut c = s.client();
+        write_dataset(&mut c);
+        let want = dump(&mut c);
+        let r: String = redis::cmd("BGSAVE").query(&mut c).unwrap();
+        assert_eq!(r, "Background saving started");
+        assert!(common::wait_for(Duration::from_secs(20), || {
+            info_field(&mut c, "rdb_bgsave_in_progress") == "0"
+                && info_field(&mut c, "rdb_saves") == "1"
+        }));
+        assert_eq!(info_field(&mut c, "rdb_last_bgsave_status"), "ok");
+        check_rdb(&d.join("dump.rdb"));
+        drop(s);
+        let s = Server::start_with(n, &["--dir", d.to_str().unwrap()]);
+        assert_eq!(dump(&mut s.client()), want, "{n} shards: after BGSAVE");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

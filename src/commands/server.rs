@@ -875,7 +875,7 @@ pub struct Meta {
     pub cpu_sys: f64,
     /// `Shared::stalls`: (longest loop pass, longest lock) in ms.
     pub stalls: (u64, u64),
-    /// `persist::State`: (last save, saves, dirty at last save, last failed, saving,
+    /// `persist::State`: (last save, saves, dirty at last save, last failed, BGSAVE running,
     /// last save seconds, keys loaded, keys expired at load).
     pub rdb: (u64, u64, u64, bool, bool, i64, u64, u64),
 }
@@ -922,7 +922,7 @@ fn meta(w: &Worker) -> Meta {
             p.saves.load(Ordering::Relaxed),
             p.dirty_at_save.load(Ordering::Relaxed),
             p.last_failed.load(Ordering::Relaxed),
-            p.saving.load(Ordering::Relaxed),
+            p.bg_in_progress.load(Ordering::Relaxed),
             p.last_save_secs.load(Ordering::Relaxed),
             p.loaded_keys.load(Ordering::Relaxed),
             p.loaded_expired.load(Ordering::Relaxed),
@@ -1118,12 +1118,12 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 f("current_fork_perc", &"0.00");
                 f("current_save_keys_processed", &0);
                 f("current_save_keys_total", &0);
-                let (last, saves, dirty_at, failed, _, secs, loaded, expired) = m.rdb;
+                let (last, saves, dirty_at, failed, bg, secs, loaded, expired) = m.rdb;
                 f(
                     "rdb_changes_since_last_save",
                     &s.dirty.saturating_sub(dirty_at),
                 );
-                f("rdb_bgsave_in_progress", &0);
+                f("rdb_bgsave_in_progress", &u8::from(bg));
                 f("rdb_last_save_time", &last);
                 f("rdb_last_bgsave_status", &if failed { "err" } else { "ok" });
                 f("rdb_last_bgsave_time_sec", &secs);

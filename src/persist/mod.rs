@@ -33,6 +33,8 @@ pub struct State {
     pub last_failed: AtomicBool,
     /// A save is running: another is refused.
     pub saving: AtomicBool,
+    /// The running save is a BGSAVE (INFO rdb_bgsave_in_progress).
+    pub bg_in_progress: AtomicBool,
     /// Seconds the last save took (INFO rdb_last_bgsave_time_sec; -1 before any).
     pub last_save_secs: AtomicI64,
     /// Keys loaded, and found expired, by the startup load.

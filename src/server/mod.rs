@@ -303,6 +303,8 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
     let mut threads = Vec::new();
     // Each shard waits for its share of the loaded keys before it serves (see below).
     let mut go = Vec::new();
+    // No shard serves before every shard has stored its keys.
+    let loaded_all = Arc::new(std::sync::Barrier::new(cfg.shards));
     for (((i, ep), fd), keys) in endpoints
         .into_iter()
         .enumerate()
@@ -314,6 +316,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         let ready = ready_tx.clone();
         let (go_tx, go_rx) = mpsc::channel::<()>();
         go.push(go_tx);
+        let loaded_all = loaded_all.clone();
         let t = std::thread::Builder::new()
             .name(format!("shard-{i}"))
             .spawn(move || {
@@ -336,6 +339,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
                             return;
                         }
                         crate::persist::load::apply(&mut w.shard, keys);
+                        loaded_all.wait();
                         let _ = ready.send(Ok(String::new()));
                         w.run();
                         let _ = shared.events.send(Event::Exited(i));
