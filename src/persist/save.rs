@@ -59,6 +59,7 @@ pub fn snapshot(
 ) {
     let compress = w.shared.tun.rdbcompression.load(Ordering::Relaxed);
     let all: Vec<usize> = (0..w.nshards).collect();
+    let start = Instant::now();
     lock_all(
         w,
         all.clone(),
@@ -76,7 +77,15 @@ pub fn snapshot(
                     (s, job)
                 })
                 .collect();
-            w.fan_out(jobs, false, move |w, parts| done(w, parts, txid));
+            w.fan_out(jobs, false, move |w, parts: Vec<ShardPart>| {
+                // From the lock request to the last part: how long the shards paused.
+                crate::log::notice(&format!(
+                    "Snapshot taken: {} shards serialised in {} ms",
+                    parts.len(),
+                    start.elapsed().as_millis()
+                ));
+                done(w, parts, txid)
+            });
         }),
     );
 }
