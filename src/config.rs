@@ -297,6 +297,12 @@ pub struct Config {
     pub aclfile: Option<String>,
     /// `bind` as given (CONFIG GET and REWRITE show every address).
     pub bind_text: String,
+    /// The RDB file's name in `dir` (`dbfilename`): loaded at startup, written by SAVE.
+    pub dbfilename: String,
+    /// `rdbcompression`: LZF-compress strings longer than 20 bytes in RDB files.
+    pub rdbcompression: bool,
+    /// `rdbchecksum`: write a CRC64 at the end of RDB files and check it when loading.
+    pub rdbchecksum: bool,
     /// Directives of `directives::DIRECTIVES` that were set, with their values (CONFIG GET
     /// shows them), in the order given.
     pub text: Vec<(String, String)>,
@@ -368,6 +374,9 @@ impl Default for Config {
             acl_users: Vec::new(),
             aclfile: None,
             bind_text: "127.0.0.1".into(),
+            dbfilename: "dump.rdb".into(),
+            rdbcompression: true,
+            rdbchecksum: true,
             text: Vec::new(),
             warnings: Vec::new(),
         }
@@ -676,6 +685,15 @@ impl Config {
                 self.text
                     .push(("supervised".into(), v.to_ascii_lowercase()));
             }
+            "dbfilename" => {
+                // As Redis: a file name, not a path (it lives in `dir`).
+                if v.is_empty() || v.contains('/') {
+                    return Err("dbfilename can't be a path, just a filename".into());
+                }
+                self.dbfilename = v.to_string();
+            }
+            "rdbcompression" => self.rdbcompression = parse_yes_no(v)?,
+            "rdbchecksum" => self.rdbchecksum = parse_yes_no(v)?,
             // Every other Redis directive: accepted with a warning, or refused with the
             // reason (`directives`); never ignored silently.
             other => {
@@ -823,6 +841,9 @@ pub struct Tunables {
     pub auth_required: AtomicBool,
     /// `protected-mode`: with no password, clients from outside loopback are turned away.
     pub protected_mode: AtomicBool,
+    /// `rdbcompression` / `rdbchecksum` (CONFIG SET changes the next save).
+    pub rdbcompression: AtomicBool,
+    pub rdbchecksum: AtomicBool,
     /// Everything else CONFIG GET/SET knows, as text (the password too). Touched only by
     /// CONFIG and AUTH, never on the request path.
     pub text: Mutex<BTreeMap<String, String>>,
@@ -862,6 +883,9 @@ impl Tunables {
             .map(|d| d.display().to_string())
             .unwrap_or_default();
         text.insert("dir".into(), cfg.dir.clone().unwrap_or(dir));
+        text.insert("dbfilename".into(), cfg.dbfilename.clone());
+        text.insert("rdbcompression".into(), yn(cfg.rdbcompression));
+        text.insert("rdbchecksum".into(), yn(cfg.rdbchecksum));
         for (k, v) in &cfg.text {
             text.insert(k.clone(), v.clone());
         }
@@ -881,6 +905,8 @@ impl Tunables {
             lfu_log_factor: AtomicU64::new(cfg.evict.lfu_log_factor.into()),
             lfu_decay_time: AtomicU64::new(cfg.evict.lfu_decay_time.into()),
             pubsub_obuf_limit: DEFAULT_OBUF_LIMITS[2].map(AtomicU64::new),
+            rdbcompression: AtomicBool::new(cfg.rdbcompression),
+            rdbchecksum: AtomicBool::new(cfg.rdbchecksum),
             text: Mutex::new(text),
         };
         for v in &cfg.obuf_limits {
@@ -1081,6 +1107,18 @@ impl Tunables {
             }
             // Protected configs (Redis 7 refuses them unless enable-protected-configs).
             "dir" | "dbfilename" => return Err("can't set protected config".into()),
+            "rdbcompression" | "rdbchecksum" => {
+                let on = parse_yes_no(value)
+                    .map_err(|_| "argument must be 'yes' or 'no'".to_string())?;
+                let flag = if name == "rdbcompression" {
+                    &self.rdbcompression
+                } else {
+                    &self.rdbchecksum
+                };
+                flag.store(on, Ordering::Relaxed);
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                m.insert(name.into(), if on { "yes" } else { "no" }.into());
+            }
             "requirepass" => {
                 let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
                 m.insert(name.into(), value.to_string());

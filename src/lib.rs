@@ -15,6 +15,7 @@
 //! - `directives`: how each redis.conf directive shardis does not implement is treated.
 //! - `error`: every error text a client can see.
 //! - `log`: Redis-style log lines.
+//! - `persist`: RDB snapshots (Redis 7.0's format): codec, SAVE, loading at startup.
 //! - `protocol`: RESP parsing and reply encoding.
 //! - `runtime`: our per-core io_uring runtime (ring, ops, timers, mesh); all `unsafe` lives here.
 //! - `server`: per-shard event loop, connections, pub/sub subscribers, startup and shutdown.
@@ -33,6 +34,7 @@ pub mod coord;
 pub mod directives;
 pub mod error;
 pub mod log;
+pub mod persist;
 pub mod protocol;
 pub mod runtime;
 pub mod scripting;

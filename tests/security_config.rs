@@ -213,7 +213,7 @@ fn debian_stock_redis_conf_starts_unchanged() {
     for name in [
         "jemalloc-bg-thread",
         "always-show-logo",
-        "rdbcompression",
+        "appendfsync",
         "bind",
     ] {
         assert!(

@@ -75,6 +75,12 @@ const KNOWN: &[(&str, &str)] = &[
          with its own error instead of entering a debugging session",
     ),
     (
+        "bgsave",
+        "timing: redis-server's forked child is still writing the previous snapshot when the \
+         walk repeats BGSAVE (`already in progress`), while shardis's save of the walk's few \
+         keys has finished, so it starts another",
+    ),
+    (
         "sscan",
         "Redis 7.0 keeps a small set of strings as a hashtable and pages it by cursor; \
          shardis answers a small set in one page, as Redis does for compact encodings",

@@ -15,6 +15,7 @@ pub mod keys;
 pub mod ldouble;
 pub mod lists;
 pub mod multi;
+pub mod persistence;
 pub mod pubsub;
 pub mod scripting;
 pub mod server;
@@ -50,6 +51,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     conn::COMMANDS,
     pubsub::COMMANDS,
     server::COMMANDS,
+    persistence::COMMANDS,
     multi::COMMANDS,
     acl::COMMANDS,
     scripting::COMMANDS,
@@ -252,6 +254,8 @@ pub fn finish(shard: &mut Shard, id: usize, res: CmdResult) -> Reply {
         Ok(r) => {
             if let Reply::Error(e) = &r {
                 count_error(shard, e);
+            } else if table::table().get(id).is_some_and(|s| s.has(table::WRITE)) {
+                shard.dirty += 1;
             }
             r
         }

@@ -20,6 +20,7 @@ use super::table::{
 use super::ConnCtx;
 use crate::coord::multi;
 use crate::error::{CmdError, CmdResult};
+use crate::persist;
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
 use crate::runtime::{alloc, sys};
@@ -389,13 +390,43 @@ fn shutdown(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             return Err(CmdError::Syntax);
         }
     }
-    if argv.iter().skip(1).any(|a| is(a, "abort")) {
+    let has = |w: &str| argv.iter().skip(1).any(|a| is(a, w));
+    if has("abort") {
         return Err(CmdError::err("No shutdown in progress."));
     }
+    if has("save") && has("nosave") {
+        return Err(CmdError::Syntax);
+    }
     crate::log::notice("User requested shutdown...");
-    ctx.w.request_shutdown();
-    // Redis closes the connection without a reply when the shutdown goes ahead.
-    ctx.defer();
+    // As Redis: SAVE always saves, NOSAVE never, no argument saves when save rules are
+    // configured (shardis has none yet: `save` rules are refused at startup).
+    if !has("save") {
+        ctx.w.request_shutdown();
+        // Redis closes the connection without a reply when the shutdown goes ahead.
+        ctx.defer();
+        return Ok(Reply::Ok);
+    }
+    super::persistence::begin_save(ctx)?;
+    let force = has("force");
+    let ticket = ctx.defer();
+    crate::log::notice("Saving the final RDB snapshot before exiting.");
+    // The shards stay locked after the snapshot: no write is acknowledged after the point
+    // in time that is saved, as when Redis saves in SHUTDOWN.
+    persist::save::snapshot(ctx.w, true, move |w, parts, txid| {
+        let res = persist::save::save_parts(&w.shared, &parts);
+        w.shared.persist.saving.store(false, Ordering::SeqCst);
+        if res.is_ok() || force {
+            w.request_shutdown();
+            return;
+        }
+        crate::log::warning("Error trying to save the DB, can't exit.");
+        persist::save::release(w, txid, move |w| {
+            w.complete(
+                ticket,
+                Reply::Error("ERR Errors trying to SHUTDOWN. Check logs.".into()),
+            )
+        });
+    });
     Ok(Reply::Ok)
 }
 
@@ -413,16 +444,27 @@ fn time(_ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
 
 const DEBUG_HELP: &[&str] = &[
     "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "RELOAD [NOSAVE]",
+    "    Save the RDB on disk and reload it back to memory. With NOSAVE, load the",
+    "    existing file without saving first.",
     "SLEEP <seconds>",
     "    Stop the server for <seconds>. Decimals allowed.",
     "HELP",
     "    Prints this help.",
 ];
 
-fn debug(_ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+fn debug(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let sub = arg(argv, 1)?;
     if is(sub, "help") && argv.len() == 2 {
         return Ok(Reply::help(DEBUG_HELP));
+    }
+    if is(sub, "reload") {
+        let nosave = match argv.get(2..).unwrap_or_default() {
+            [] => false,
+            [a] if is(a, "nosave") => true,
+            _ => return Err(CmdError::Syntax),
+        };
+        return debug_reload(ctx, nosave);
     }
     if is(sub, "sleep") && argv.len() == 3 {
         let secs = argv.get(2).map_or(0.0, |a| strtod_prefix(a));
@@ -441,6 +483,66 @@ fn debug(_ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         "unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
         text(sub)
     )))
+}
+
+/// DEBUG RELOAD: under a lock on every shard, save (unless NOSAVE), read the file back and
+/// replace every shard's keys with the file's; the shards are released when their keys are
+/// in. A file that does not load leaves the data as it was (Redis would have emptied it).
+fn debug_reload(ctx: &mut ConnCtx, nosave: bool) -> CmdResult {
+    super::persistence::begin_save(ctx)?;
+    let ticket = ctx.defer();
+    persist::save::snapshot(ctx.w, true, move |w, parts, txid| {
+        let saved = if nosave {
+            Ok(())
+        } else {
+            persist::save::save_parts(&w.shared, &parts)
+        };
+        w.shared.persist.saving.store(false, Ordering::SeqCst);
+        drop(parts);
+        let cfg = &w.shared.cfg;
+        let loaded = saved.and_then(|()| {
+            let data = std::fs::read(&cfg.dbfilename)
+                .map_err(|e| format!("Error reading the RDB file: {e}"))?;
+            let crc = w.shared.tun.rdbchecksum.load(Ordering::Relaxed);
+            persist::load::split(&data, w.nshards, cfg.databases, crc)
+        });
+        let split = match loaded {
+            Ok(s) => s,
+            Err(e) => {
+                crate::log::warning(&e);
+                persist::save::release(w, txid, move |w| {
+                    w.complete(
+                        ticket,
+                        Reply::Error(
+                            "ERR Error trying to load the RDB dump, check server logs.".into(),
+                        ),
+                    )
+                });
+                return;
+            }
+        };
+        let jobs: Vec<(usize, ShardFn<()>)> = split
+            .shards
+            .into_iter()
+            .enumerate()
+            .map(|(s, keys)| {
+                let job: ShardFn<()> = Box::new(move |tw| {
+                    for db in 0..tw.shard.dbs.len() {
+                        super::multi::before_flush(&mut tw.shard, db);
+                    }
+                    tw.shard.dbs.iter_mut().for_each(|d| d.clear());
+                    persist::load::apply(&mut tw.shard, keys);
+                    multi::unlock(tw, txid);
+                });
+                (s, job)
+            })
+            .collect();
+        w.fan_out(jobs, false, move |w, _: Vec<()>| {
+            crate::log::notice("DB reloaded by DEBUG RELOAD");
+            w.complete(ticket, Reply::Ok)
+        });
+    });
+    Ok(Reply::Ok)
 }
 
 /// The number at the start of `s` as C's strtod reads it for DEBUG SLEEP: leading spaces
@@ -711,6 +813,8 @@ pub struct ShardInfo {
     pub pubsub: (Vec<bytes::Bytes>, Vec<bytes::Bytes>),
     /// Memory held by this shard's connections (INFO mem_clients_normal).
     pub clients_mem: u64,
+    /// Successful writes run on this shard (`Shard::dirty`).
+    pub dirty: u64,
     /// How long this shard had been in its current loop pass when it answered (a command
     /// that held it is still counted then; the `Shared` reading may already be reset).
     pub pass_ms: u64,
@@ -740,6 +844,7 @@ fn gather(tw: &mut Worker) -> ShardInfo {
             .map(|(_, c)| super::conn::client_mem(c) as u64)
             .sum(),
         pass_ms: tw.pass_age_ms(),
+        dirty: s.dirty,
     }
 }
 
@@ -781,6 +886,7 @@ fn merge(mut a: ShardInfo, b: ShardInfo) -> ShardInfo {
     a.pubsub.1.extend(b.pubsub.1);
     a.clients_mem += b.clients_mem;
     a.pass_ms = a.pass_ms.max(b.pass_ms);
+    a.dirty += b.dirty;
     a
 }
 
@@ -816,6 +922,9 @@ pub struct Meta {
     pub cpu_sys: f64,
     /// `Shared::stalls`: (longest loop pass, longest lock) in ms.
     pub stalls: (u64, u64),
+    /// `persist::State`: (last save, saves, dirty at last save, last failed, BGSAVE running,
+    /// last save seconds, keys loaded, keys expired at load).
+    pub rdb: (u64, u64, u64, bool, bool, i64, u64, u64),
 }
 
 /// The replication id this server reports (40 hex digits, fixed for the process lifetime).
@@ -853,7 +962,18 @@ fn meta(w: &Worker) -> Meta {
             .map(|s| s.trim().to_string())
             .unwrap_or_default()
     };
+    let p = &sh.persist;
     Meta {
+        rdb: (
+            p.last_save.load(Ordering::Relaxed),
+            p.saves.load(Ordering::Relaxed),
+            p.dirty_at_save.load(Ordering::Relaxed),
+            p.last_failed.load(Ordering::Relaxed),
+            p.bg_in_progress.load(Ordering::Relaxed),
+            p.last_save_secs.load(Ordering::Relaxed),
+            p.loaded_keys.load(Ordering::Relaxed),
+            p.loaded_expired.load(Ordering::Relaxed),
+        ),
         stalls: sh.stalls(),
         run_id: sh.run_id.clone(),
         replid: master_replid().to_string(),
@@ -1048,16 +1168,20 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 f("current_fork_perc", &"0.00");
                 f("current_save_keys_processed", &0);
                 f("current_save_keys_total", &0);
-                f("rdb_changes_since_last_save", &0);
-                f("rdb_bgsave_in_progress", &0);
-                f("rdb_last_save_time", &m.started_unix);
-                f("rdb_last_bgsave_status", &"ok");
-                f("rdb_last_bgsave_time_sec", &-1);
+                let (last, saves, dirty_at, failed, bg, secs, loaded, expired) = m.rdb;
+                f(
+                    "rdb_changes_since_last_save",
+                    &s.dirty.saturating_sub(dirty_at),
+                );
+                f("rdb_bgsave_in_progress", &u8::from(bg));
+                f("rdb_last_save_time", &last);
+                f("rdb_last_bgsave_status", &if failed { "err" } else { "ok" });
+                f("rdb_last_bgsave_time_sec", &secs);
                 f("rdb_current_bgsave_time_sec", &-1);
-                f("rdb_saves", &0);
+                f("rdb_saves", &saves);
                 f("rdb_last_cow_size", &0);
-                f("rdb_last_load_keys_expired", &0);
-                f("rdb_last_load_keys_loaded", &0);
+                f("rdb_last_load_keys_expired", &expired);
+                f("rdb_last_load_keys_loaded", &loaded);
                 f("aof_enabled", &0);
                 f("aof_rewrite_in_progress", &0);
                 f("aof_rewrite_scheduled", &0);

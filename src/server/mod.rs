@@ -44,6 +44,8 @@ pub struct Shared {
     pub mem: Vec<ShardMem>,
     /// Each shard's stall detector readings (indexed by shard).
     pub pulse: Vec<Pulse>,
+    /// Snapshot status: last save, saves, the write count at the last save (INFO, LASTSAVE).
+    pub persist: crate::persist::State,
 }
 
 /// The stall detector: what one shard publishes about its loop, read by INFO on any shard
@@ -227,6 +229,15 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
             )
         })?;
     }
+    // The RDB file is decoded before anything is bound or started: a corrupt file stops
+    // the server here, with the reader's error.
+    let load_start = Instant::now();
+    let loaded = crate::persist::load::load_file(
+        std::path::Path::new(&cfg.dbfilename),
+        cfg.shards,
+        cfg.databases,
+        cfg.rdbchecksum,
+    )?;
     let mut listeners = Vec::with_capacity(cfg.shards);
     let mut port = cfg.port;
     for i in 0..cfg.shards {
@@ -258,8 +269,20 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         port,
         mem: (0..cfg.shards).map(|_| ShardMem::default()).collect(),
         pulse: (0..cfg.shards).map(|_| Pulse::default()).collect(),
+        persist: crate::persist::State::new(crate::persist::unix_secs()),
         cfg,
     });
+    if let Some(l) = &loaded {
+        let st = &shared.persist;
+        st.loaded_keys.store(l.summary.keys, Ordering::Relaxed);
+        st.loaded_expired
+            .store(l.summary.expired, Ordering::Relaxed);
+    }
+    let mut shard_keys: Vec<Vec<crate::persist::load::KeyPart>> = match loaded {
+        Some(l) => l.shards,
+        None => Vec::new(),
+    };
+    shard_keys.resize_with(shared.cfg.shards, Vec::new);
     shared
         .tun
         .reserved_fds
@@ -281,10 +304,22 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         .sched_batch
         .unwrap_or(!cfg.cores.is_empty() && cfg.shards > distinct);
     let mut threads = Vec::new();
-    for ((i, ep), fd) in endpoints.into_iter().enumerate().zip(listeners) {
+    // Each shard waits for its share of the loaded keys before it serves (see below).
+    let mut go = Vec::new();
+    // No shard serves before every shard has stored its keys.
+    let loaded_all = Arc::new(std::sync::Barrier::new(cfg.shards));
+    for (((i, ep), fd), keys) in endpoints
+        .into_iter()
+        .enumerate()
+        .zip(listeners)
+        .zip(shard_keys.iter_mut().map(std::mem::take))
+    {
         let shared = shared.clone();
         let core = cfg.cores.get(i % cfg.cores.len().max(1)).copied();
         let ready = ready_tx.clone();
+        let (go_tx, go_rx) = mpsc::channel::<()>();
+        go.push(go_tx);
+        let loaded_all = loaded_all.clone();
         let t = std::thread::Builder::new()
             .name(format!("shard-{i}"))
             .spawn(move || {
@@ -301,6 +336,14 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
                 match Worker::new(i, shared.clone(), ep, fd) {
                     Ok(mut w) => {
                         let _ = ready.send(Ok(w.ring_setup()));
+                        // The main thread records the startup heap, then lets every shard
+                        // store its keys at once; dropped instead when startup failed.
+                        if go_rx.recv().is_err() {
+                            return;
+                        }
+                        crate::persist::load::apply(&mut w.shard, keys);
+                        loaded_all.wait();
+                        let _ = ready.send(Ok(String::new()));
                         w.run();
                         let _ = shared.events.send(Event::Exited(i));
                     }
@@ -339,6 +382,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
             Ok(Ok(s)) => setup = s,
             Ok(Err(e)) => {
                 shared.shutdown.store(true, Ordering::SeqCst);
+                go.clear();
                 wakers.iter().for_each(|w| w.wake());
                 for t in threads {
                     let _ = t.join();
@@ -347,6 +391,23 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
             }
             Err(_) => return Err("a shard thread exited during startup".into()),
         }
+    }
+    shared
+        .startup_memory
+        .store(crate::runtime::alloc::used(), Ordering::Relaxed);
+    for g in go.drain(..) {
+        let _ = g.send(());
+    }
+    for _ in 0..cfg.shards {
+        if ready_rx.recv().is_err() {
+            return Err("a shard thread exited during startup".into());
+        }
+    }
+    if shared.persist.loaded_keys.load(Ordering::Relaxed) > 0 {
+        crate::log::notice(&format!(
+            "DB loaded from disk: {:.3} seconds",
+            load_start.elapsed().as_secs_f64()
+        ));
     }
     if got < want {
         crate::log::warning(&format!(

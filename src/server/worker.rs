@@ -324,9 +324,6 @@ impl Worker {
 
     /// Runs the loop until shutdown.
     pub fn run(&mut self) {
-        self.shared
-            .startup_memory
-            .fetch_max(crate::runtime::alloc::used(), Ordering::Relaxed);
         self.arm_accept();
         let wake_fd = self.mesh.waker().fd();
         self.ring.read_eventfd(wake_fd, tag(TAG_WAKE, 0));

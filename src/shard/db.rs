@@ -30,6 +30,7 @@ use super::evict::{self, Access, EvictCfg, Policy};
 use super::objs::{ObjKind, Objs};
 use super::value::{str_encoding, Exported, ObjMut, ObjRef, StrEnc, Value};
 use crate::error::CmdError;
+use crate::persist::rdb::ValRef;
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
 use crate::types::hash::Hash;
@@ -1126,6 +1127,22 @@ impl Db {
         for loc in self.table.iter() {
             let v = view(self.arena.get(loc));
             f(v.key, &self.info(&v));
+        }
+    }
+
+    /// Every live key (expired at `now` skipped) with its value and expiry (absolute Unix
+    /// ms, 0 = none), in table order: what a snapshot writes.
+    pub fn for_each_value(&self, now: u64, mut f: impl FnMut(&[u8], ValRef<'_>, u64)) {
+        for loc in self.table.iter() {
+            let v = view(self.arena.get(loc));
+            if v.expire_at != 0 && v.expire_at <= now {
+                continue;
+            }
+            if v.kind() == KIND_STR {
+                f(v.key, ValRef::Str(v.val), v.expire_at);
+            } else if let Some(o) = self.objs.get(v.obj_kind(), v.obj_idx()) {
+                f(v.key, ValRef::Obj(o), v.expire_at);
+            }
         }
     }
 

@@ -38,6 +38,9 @@ pub struct Shard {
     /// Errors by code (first word), for INFO errorstats.
     pub error_stats: ahash::AHashMap<String, u64>,
     pub commands_processed: u64,
+    /// Successful write commands run here (Redis's `dirty`, summed over shards for INFO
+    /// rdb_changes_since_last_save).
+    pub dirty: u64,
     /// xorshift state for random choices (RANDOMKEY, sampling).
     pub rng: u64,
     /// Keys of this shard under WATCH (see `watch.rs`).
@@ -61,6 +64,7 @@ impl Shard {
             cmd_stats: vec![CmdStat::default(); ncommands],
             error_stats: Default::default(),
             commands_processed: 0,
+            dirty: 0,
             rng: 0x2545F4914F6CDD1D ^ (id as u64 + 1).wrapping_mul(0x9E3779B97F4A7C15),
             watches: watch::Watches::default(),
             blocked: Default::default(),

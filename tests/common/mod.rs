@@ -46,6 +46,8 @@ pub struct Server {
     child: Child,
     /// Where stderr (the log) goes, for servers started with `start_logged`.
     log: Option<std::path::PathBuf>,
+    /// The private `dir` given by `start_with` (removed on drop).
+    dir: Option<std::path::PathBuf>,
 }
 
 impl Server {
@@ -58,8 +60,15 @@ impl Server {
     pub fn start_with(shards: usize, extra: &[&str]) -> Server {
         for _ in 0..5 {
             let port = free_port();
+            // A private working directory, so SAVE never writes into the checkout and no
+            // test loads another's dump.rdb (an explicit `--dir` in `extra` wins).
+            let dir = std::env::temp_dir()
+                .join(format!("shardis-test-dir-{}-{port}", std::process::id()));
+            let _ = std::fs::create_dir_all(&dir);
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardis"));
             cmd.args(["--port", &port.to_string(), "--shards", &shards.to_string()])
+                .arg("--dir")
+                .arg(&dir)
                 .args(extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null());
@@ -79,10 +88,12 @@ impl Server {
                     shards,
                     child,
                     log: None,
+                    dir: Some(dir),
                 };
             }
             let _ = child.kill();
             let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&dir);
         }
         panic!("shardis did not start");
     }
@@ -145,6 +156,7 @@ impl Server {
                     shards,
                     child,
                     log: Some(log),
+                    dir: None,
                 };
             }
             let _ = child.kill();
@@ -235,6 +247,9 @@ impl Drop for Server {
         let _ = self.child.wait();
         if let Some(p) = &self.log {
             let _ = std::fs::remove_file(p);
+        }
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d);
         }
     }
 }

@@ -17,6 +17,12 @@ pub struct Redis {
 
 impl Redis {
     pub fn start() -> Redis {
+        Redis::start_with(&[])
+    }
+
+    /// Starts redis-server with `extra` flags after the defaults (later flags win, so
+    /// `--dir D --dbfilename F` points it at a dump).
+    pub fn start_with(extra: &[&str]) -> Redis {
         let bin = super::redis_server()
             .expect("redis-server is required for the compat test (tools/test.sh installs it)");
         for _ in 0..5 {
@@ -36,6 +42,7 @@ impl Redis {
                     "--dir",
                     &std::env::temp_dir().to_string_lossy(),
                 ])
+                .args(extra)
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())

@@ -1,0 +1,101 @@
+//! Persistence commands (Redis's rdb.c parts): SAVE, BGSAVE, LASTSAVE. Both saves run on the
+//! connection's shard: it locks every shard, each serialises its keys in parallel
+//! (`persist::save`) and serves again as soon as its part is done. SAVE then writes the file
+//! on this shard with blocking calls (as Redis's SAVE blocks its server); BGSAVE hands the
+//! bytes to a std thread that writes them, so no shard waits for the disk. Either way the
+//! shards are locked for the serialisation time: a point in time without that pause needs
+//! the snapshot stepper (the engine issue).
+
+use std::sync::atomic::Ordering;
+
+use bytes::Bytes;
+
+use super::table::{CommandSpec, Exec, KeySpec, ADMIN, FAST, LOADING, NOSCRIPT, NO_MULTI, STALE};
+use super::ConnCtx;
+use crate::error::{CmdError, CmdResult};
+use crate::persist::save;
+use crate::protocol::reply::Reply;
+
+const SV: &str = "server";
+
+#[rustfmt::skip]
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec::new("save", 1, ADMIN | NOSCRIPT | NO_MULTI, KeySpec::none(), Exec::Conn(save))
+        .doc(SV, "1.0.0", "Synchronously save the dataset to disk", ""),
+    CommandSpec::new("bgsave", -1, ADMIN | NOSCRIPT, KeySpec::none(), Exec::Conn(bgsave))
+        .doc(SV, "1.0.0", "Asynchronously save the dataset to disk", "[SCHEDULE]"),
+    CommandSpec::new("lastsave", 1, LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(lastsave))
+        .doc(SV, "1.0.0", "Get the UNIX time stamp of the last successful save to disk", ""),
+];
+
+/// Marks a save as running; Redis's error when one already is.
+pub fn begin_save(ctx: &mut ConnCtx) -> Result<(), CmdError> {
+    if ctx.w.shared.persist.saving.swap(true, Ordering::SeqCst) {
+        return Err(CmdError::err("Background save already in progress"));
+    }
+    Ok(())
+}
+
+fn save(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+    begin_save(ctx)?;
+    let ticket = ctx.defer();
+    save::snapshot(ctx.w, false, move |w, parts, _| {
+        let res = save::save_parts(&w.shared, &parts);
+        w.shared.persist.saving.store(false, Ordering::SeqCst);
+        // Redis answers a failed SAVE with a bare `-ERR` (the reason is in the log).
+        let reply = match res {
+            Ok(()) => Reply::Ok,
+            Err(_) => Reply::Error("ERR".into()),
+        };
+        w.complete(ticket, reply);
+    });
+    Ok(Reply::Ok)
+}
+
+/// BGSAVE [SCHEDULE]: the snapshot as SAVE takes it, written by a background thread. The
+/// reply comes once the point in time is taken (Redis replies after its fork). SCHEDULE
+/// changes nothing: it only defers a save behind an AOF rewrite, and there is none.
+fn bgsave(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    match argv.get(1..).unwrap_or_default() {
+        [] => {}
+        [a] if a.eq_ignore_ascii_case(b"schedule") => {}
+        _ => return Err(CmdError::Syntax),
+    }
+    begin_save(ctx)?;
+    ctx.w
+        .shared
+        .persist
+        .bg_in_progress
+        .store(true, Ordering::SeqCst);
+    let ticket = ctx.defer();
+    save::snapshot(ctx.w, false, move |w, parts, _| {
+        let shared = w.shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("bgsave".into())
+            .spawn(move || {
+                let _ = save::save_parts(&shared, &parts);
+                shared.persist.bg_in_progress.store(false, Ordering::SeqCst);
+                shared.persist.saving.store(false, Ordering::SeqCst);
+            });
+        let reply = match spawned {
+            Ok(_) => {
+                crate::log::notice("Background saving started");
+                Reply::Status("Background saving started".into())
+            }
+            Err(e) => {
+                let st = &w.shared.persist;
+                st.bg_in_progress.store(false, Ordering::SeqCst);
+                st.saving.store(false, Ordering::SeqCst);
+                st.last_failed.store(true, Ordering::SeqCst);
+                Reply::Error(format!("ERR Can't BGSAVE: {e}"))
+            }
+        };
+        w.complete(ticket, reply);
+    });
+    Ok(Reply::Ok)
+}
+
+fn lastsave(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+    let t = ctx.w.shared.persist.last_save.load(Ordering::Relaxed);
+    Ok(Reply::Int(t as i64))
+}

@@ -1,0 +1,240 @@
+//! LZF, the compression Redis applies to RDB strings (liblzf's format: literal runs of up to
+//! 32 bytes and back references of 3 to 264 bytes within 8 KiB). Decompression checks every
+//! length and offset against both buffers, so corrupt input is an error, never a panic or
+//! an overlong allocation. Pure code, any thread (the saving and loading threads).
+
+const MAX_LIT: usize = 1 << 5;
+const MAX_OFF: usize = 1 << 13;
+const MAX_REF: usize = (1 << 8) + (1 << 3);
+const HLOG: u32 = 14;
+
+/// A compressor; keeps its hash table between calls (cleared by generation, not memset).
+pub struct Compressor {
+    /// Position + `base` of the last place each 3-byte hash was seen.
+    htab: Vec<u64>,
+    /// Added to positions of the current call: older entries are always out of reach.
+    base: u64,
+}
+
+impl Default for Compressor {
+    fn default() -> Self {
+        Compressor {
+            htab: vec![0; 1 << HLOG],
+            base: 1,
+        }
+    }
+}
+
+fn hash(v: u32) -> usize {
+    (v.wrapping_mul(2_654_435_761) >> (32 - HLOG)) as usize
+}
+
+fn three(inp: &[u8], i: usize) -> Option<u32> {
+    let b = inp.get(i..i + 3)?;
+    Some(u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]))
+}
+
+impl Compressor {
+    /// Compresses `inp` into `out` (cleared first) if the result is at most `max` bytes;
+    /// false when it would not fit (the caller then stores the data raw).
+    pub fn compress(&mut self, inp: &[u8], max: usize, out: &mut Vec<u8>) -> bool {
+        out.clear();
+        let base = self.base;
+        self.base = base + inp.len() as u64 + MAX_OFF as u64 + 1;
+        let n = inp.len();
+        let mut lit = 0usize;
+        // Index of the current literal run's length byte.
+        let mut run = 0usize;
+        out.push(0);
+        let mut ip = 0usize;
+        while ip + 2 < n {
+            let Some(h3) = three(inp, ip) else { break };
+            let slot = hash(h3);
+            let prev = self.htab.get(slot).copied().unwrap_or(0);
+            if let Some(s) = self.htab.get_mut(slot) {
+                *s = base + ip as u64;
+            }
+            let found = prev >= base && (base + ip as u64 - prev) as usize <= MAX_OFF;
+            let r = prev.wrapping_sub(base) as usize;
+            if found && three(inp, r) == Some(h3) && r < ip {
+                // Extend the match (at least 3 bytes).
+                let maxlen = (n - ip).min(MAX_REF);
+                let mut len = 3;
+                while len < maxlen && inp.get(r + len) == inp.get(ip + len) {
+                    len += 1;
+                }
+                let off = ip - r - 1;
+                // Close the literal run (or drop its empty length byte).
+                if lit == 0 {
+                    out.pop();
+                } else if let Some(b) = out.get_mut(run) {
+                    *b = (lit - 1) as u8;
+                }
+                let l = len - 2;
+                if l < 7 {
+                    out.push(((off >> 8) as u8) | ((l as u8) << 5));
+                } else {
+                    out.push(((off >> 8) as u8) | (7 << 5));
+                    out.push((l - 7) as u8);
+                }
+                out.push(off as u8);
+                if out.len() + 1 > max {
+                    return false;
+                }
+                ip += len;
+                lit = 0;
+                run = out.len();
+                out.push(0);
+                continue;
+            }
+            lit += 1;
+            out.push(inp.get(ip).copied().unwrap_or(0));
+            ip += 1;
+            if lit == MAX_LIT {
+                if let Some(b) = out.get_mut(run) {
+                    *b = (MAX_LIT - 1) as u8;
+                }
+                lit = 0;
+                run = out.len();
+                out.push(0);
+            }
+            if out.len() > max {
+                return false;
+            }
+        }
+        for &b in inp.get(ip..).unwrap_or_default() {
+            lit += 1;
+            out.push(b);
+            if lit == MAX_LIT {
+                if let Some(x) = out.get_mut(run) {
+                    *x = (MAX_LIT - 1) as u8;
+                }
+                lit = 0;
+                run = out.len();
+                out.push(0);
+            }
+        }
+        if lit == 0 {
+            out.pop();
+        } else if let Some(b) = out.get_mut(run) {
+            *b = (lit - 1) as u8;
+        }
+        out.len() <= max && !out.is_empty()
+    }
+}
+
+/// Decompresses `inp` into exactly `ulen` bytes; `None` if the data is corrupt or does not
+/// produce exactly `ulen` bytes.
+pub fn decompress(inp: &[u8], ulen: usize) -> Option<Vec<u8>> {
+    // A back reference yields at most 264 bytes from 2-3 input bytes: a larger claim is
+    // corrupt, and must not allocate.
+    if ulen > inp.len().saturating_mul(MAX_REF / 2 + 1) {
+        return None;
+    }
+    let mut out: Vec<u8> = Vec::with_capacity(ulen);
+    let mut ip = 0usize;
+    while ip < inp.len() {
+        let ctrl = usize::from(*inp.get(ip)?);
+        ip += 1;
+        if ctrl < 32 {
+            let len = ctrl + 1;
+            if out.len() + len > ulen {
+                return None;
+            }
+            out.extend_from_slice(inp.get(ip..ip + len)?);
+            ip += len;
+        } else {
+            let mut len = ctrl >> 5;
+            if len == 7 {
+                len += usize::from(*inp.get(ip)?);
+                ip += 1;
+            }
+            let back = ((ctrl & 0x1f) << 8) + usize::from(*inp.get(ip)?) + 1;
+            ip += 1;
+            len += 2;
+            if back > out.len() || out.len() + len > ulen {
+                return None;
+            }
+            let start = out.len() - back;
+            for i in 0..len {
+                let b = *out.get(start + i)?;
+                out.push(b);
+            }
+        }
+    }
+    (out.len() == ulen).then_some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn roundtrip(data: &[u8]) {
+        let mut c = Compressor::default();
+        let mut out = Vec::new();
+        if c.compress(data, data.len() + 64, &mut out) {
+            assert_eq!(decompress(&out, data.len()).as_deref(), Some(data));
+        } else {
+            assert!(data.is_empty());
+        }
+    }
+
+    #[test]
+    fn roundtrips() {
+        roundtrip(b"");
+        roundtrip(b"a");
+        roundtrip(b"abcabcabcabcabcabcabcabcabcabcabcabc");
+        roundtrip(&[b'x'; 10_000]);
+        let mut seed = 7u64;
+        let noise: Vec<u8> = (0..20_000)
+            .map(|_| {
+                seed ^= seed << 13;
+                seed ^= seed >> 7;
+                seed ^= seed << 17;
+                (seed % 7) as u8 + b'a'
+            })
+            .collect();
+        roundtrip(&noise);
+        for n in 0..200 {
+            roundtrip(noise.get(..n).unwrap());
+        }
+        // Reusing a compressor across inputs.
+        let mut c = Compressor::default();
+        let mut out = Vec::new();
+        for chunk in noise.chunks(333) {
+            assert!(c.compress(chunk, chunk.len() + 64, &mut out));
+            assert_eq!(decompress(&out, chunk.len()).as_deref(), Some(chunk));
+        }
+    }
+
+    #[test]
+    fn compresses_repetition_and_respects_max() {
+        let data = vec![b'a'; 1000];
+        let mut out = Vec::new();
+        assert!(Compressor::default().compress(&data, 996, &mut out));
+        assert!(out.len() < 20);
+        let noise: Vec<u8> = (0..=255u8).collect();
+        assert!(!Compressor::default().compress(&noise, 252, &mut out));
+    }
+
+    #[test]
+    fn corrupt_input_is_an_error() {
+        assert_eq!(
+            decompress(&[0x20, 0x00], 3),
+            None,
+            "reference before any output"
+        );
+        assert_eq!(
+            decompress(&[5, b'a'], 6),
+            None,
+            "literal run past the input"
+        );
+        assert_eq!(decompress(&[0, b'a'], 2), None, "wrong length");
+        assert_eq!(decompress(&[0, b'a'], 1 << 60), None, "huge claim");
+        // A literal 'a', then a back reference of 9 bytes at distance 1.
+        assert_eq!(
+            decompress(&[0, b'a', 0xe0, 0x00, 0x00], 10).as_deref(),
+            Some(&b"aaaaaaaaaa"[..])
+        );
+    }
+}

@@ -1,0 +1,60 @@
+//! Persistence: RDB snapshots (Redis 7.0's format, version 10) and loading them.
+//!
+//! - `crc64`, `lzf`, `packed`: the format's building blocks (pure code).
+//! - `rdb`: constants and the writer; `read`: the reader (pure code, no I/O).
+//! - `save`: SAVE / SHUTDOWN SAVE / DEBUG RELOAD on the coordinating shard: locks every
+//!   shard (one point in time across shards, as MULTI/EXEC), each shard serialises its own
+//!   keys in parallel, the coordinator writes the file (temp file, fsync, rename).
+//! - `load`: reading `dir/dbfilename` at startup on the main thread, before any shard
+//!   serves, and splitting the keys by owner shard.
+//!
+//! [`State`] lives in `server::Shared`: every shard reads it for INFO and LASTSAVE.
+
+pub mod crc64;
+pub mod load;
+pub mod lzf;
+pub mod packed;
+pub mod rdb;
+pub mod read;
+pub mod save;
+
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+
+/// What INFO persistence and LASTSAVE report, shared by all shards.
+#[derive(Default)]
+pub struct State {
+    /// Unix seconds of the last successful save (startup time before any).
+    pub last_save: AtomicU64,
+    /// Successful saves since startup (INFO rdb_saves).
+    pub saves: AtomicU64,
+    /// The sum of the shards' write counters at the last save's point in time.
+    pub dirty_at_save: AtomicU64,
+    /// The last save failed (INFO rdb_last_bgsave_status:err).
+    pub last_failed: AtomicBool,
+    /// A save is running: another is refused.
+    pub saving: AtomicBool,
+    /// The running save is a BGSAVE (INFO rdb_bgsave_in_progress).
+    pub bg_in_progress: AtomicBool,
+    /// Seconds the last save took (INFO rdb_last_bgsave_time_sec; -1 before any).
+    pub last_save_secs: AtomicI64,
+    /// Keys loaded, and found expired, by the startup load.
+    pub loaded_keys: AtomicU64,
+    pub loaded_expired: AtomicU64,
+}
+
+impl State {
+    pub fn new(started_unix: u64) -> State {
+        let s = State::default();
+        s.last_save.store(started_unix, Ordering::Relaxed);
+        s.last_save_secs.store(-1, Ordering::Relaxed);
+        s
+    }
+}
+
+/// Unix seconds now.
+pub fn unix_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

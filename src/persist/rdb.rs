@@ -1,0 +1,294 @@
+//! RDB version 10 as Redis 7.0 writes it: the constants of the format and the writer. A
+//! shard serialises its own keys with [`PartWriter`] (on its own thread, under the SAVE
+//! lock); the coordinating shard frames the parts with the header, AUX fields, SELECTDB /
+//! RESIZEDB per database, EOF and the CRC64 ([`Framer`]). Collections are written in the
+//! encodings Redis 7.0 uses: listpack for small hashes and sorted sets, intset for small
+//! integer sets, quicklist 2 of listpack nodes for lists, the plain HASH / SET / ZSET_2 forms
+//! for big ones. Strings are integer-encoded or LZF-compressed as Redis does.
+
+use super::lzf::Compressor;
+use super::packed::{write_intset, ListpackWriter};
+use crate::protocol::{fmt_g17, parse_i64};
+use crate::shard::value::ObjRef;
+
+pub const RDB_VERSION: u32 = 10;
+
+pub const TYPE_STRING: u8 = 0;
+pub const TYPE_LIST: u8 = 1;
+pub const TYPE_SET: u8 = 2;
+pub const TYPE_ZSET: u8 = 3;
+pub const TYPE_HASH: u8 = 4;
+pub const TYPE_ZSET_2: u8 = 5;
+pub const TYPE_MODULE_PRE_GA: u8 = 6;
+pub const TYPE_MODULE_2: u8 = 7;
+pub const TYPE_HASH_ZIPMAP: u8 = 9;
+pub const TYPE_LIST_ZIPLIST: u8 = 10;
+pub const TYPE_SET_INTSET: u8 = 11;
+pub const TYPE_ZSET_ZIPLIST: u8 = 12;
+pub const TYPE_HASH_ZIPLIST: u8 = 13;
+pub const TYPE_LIST_QUICKLIST: u8 = 14;
+pub const TYPE_STREAM_LISTPACKS: u8 = 15;
+pub const TYPE_HASH_LISTPACK: u8 = 16;
+pub const TYPE_ZSET_LISTPACK: u8 = 17;
+pub const TYPE_LIST_QUICKLIST_2: u8 = 18;
+pub const TYPE_STREAM_LISTPACKS_2: u8 = 19;
+pub const TYPE_SET_LISTPACK: u8 = 20;
+pub const TYPE_STREAM_LISTPACKS_3: u8 = 21;
+
+pub const OP_FUNCTION_PRE_GA: u8 = 0xF5;
+pub const OP_FUNCTION2: u8 = 0xF6;
+pub const OP_MODULE_AUX: u8 = 0xF7;
+pub const OP_IDLE: u8 = 0xF8;
+pub const OP_FREQ: u8 = 0xF9;
+pub const OP_AUX: u8 = 0xFA;
+pub const OP_RESIZEDB: u8 = 0xFB;
+pub const OP_EXPIRETIME_MS: u8 = 0xFC;
+pub const OP_EXPIRETIME: u8 = 0xFD;
+pub const OP_SELECTDB: u8 = 0xFE;
+pub const OP_EOF: u8 = 0xFF;
+
+/// Quicklist node containers (RDB_TYPE_LIST_QUICKLIST_2).
+pub const QUICKLIST_PLAIN: u64 = 1;
+pub const QUICKLIST_PACKED: u64 = 2;
+
+/// A quicklist node is cut at this many bytes (`list-max-listpack-size -2`, the default).
+const LIST_NODE_BYTES: usize = 8192;
+
+/// A value as the keyspace lends it for saving.
+#[derive(Clone, Copy)]
+pub enum ValRef<'a> {
+    Str(&'a [u8]),
+    Obj(ObjRef<'a>),
+}
+
+/// rdbSaveLen: 6-bit, 14-bit, 32-bit or 64-bit (big endian) lengths.
+pub fn put_len(out: &mut Vec<u8>, n: u64) {
+    if n < 1 << 6 {
+        out.push(n as u8);
+    } else if n < 1 << 14 {
+        out.push(0x40 | (n >> 8) as u8);
+        out.push(n as u8);
+    } else if n <= u64::from(u32::MAX) {
+        out.push(0x80);
+        out.extend_from_slice(&(n as u32).to_be_bytes());
+    } else {
+        out.push(0x81);
+        out.extend_from_slice(&n.to_be_bytes());
+    }
+}
+
+/// A string without compression (AUX fields), integer-encoded where Redis would.
+pub fn put_plain_string(out: &mut Vec<u8>, s: &[u8]) {
+    if !put_int_encoded(out, s) {
+        put_len(out, s.len() as u64);
+        out.extend_from_slice(s);
+    }
+}
+
+/// rdbTryIntegerEncoding: a canonical integer that fits 32 bits is stored as one.
+fn put_int_encoded(out: &mut Vec<u8>, s: &[u8]) -> bool {
+    if s.len() > 11 {
+        return false;
+    }
+    let Some(v) = parse_i64(s) else { return false };
+    if let Ok(b) = i8::try_from(v) {
+        out.extend_from_slice(&[0xC0, b as u8]);
+    } else if let Ok(h) = i16::try_from(v) {
+        out.push(0xC1);
+        out.extend_from_slice(&h.to_le_bytes());
+    } else if let Ok(w) = i32::try_from(v) {
+        out.push(0xC2);
+        out.extend_from_slice(&w.to_le_bytes());
+    } else {
+        return false;
+    }
+    true
+}
+
+/// The score text Redis 7.0 stores in a listpack (d2string): integers without a fraction,
+/// others as `%.17g`.
+fn score_text(d: f64) -> String {
+    if d != 0.0 && d.fract() == 0.0 && d.abs() < 1e17 {
+        (d as i64).to_string()
+    } else {
+        fmt_g17(d)
+    }
+}
+
+/// One shard's keys of one database, serialised as RDB key records.
+pub struct PartWriter {
+    pub buf: Vec<u8>,
+    compress: bool,
+    lzf: Compressor,
+    scratch: Vec<u8>,
+}
+
+impl PartWriter {
+    pub fn new(compress: bool) -> PartWriter {
+        PartWriter {
+            buf: Vec::new(),
+            compress,
+            lzf: Compressor::default(),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// rdbSaveRawString: integer encoding for short integers, LZF above 20 bytes when it
+    /// saves at least 4 bytes, else the bytes with their length.
+    pub fn string(&mut self, s: &[u8]) {
+        if put_int_encoded(&mut self.buf, s) {
+            return;
+        }
+        if self.compress && s.len() > 20 && self.lzf.compress(s, s.len() - 4, &mut self.scratch) {
+            self.buf.push(0xC3);
+            put_len(&mut self.buf, self.scratch.len() as u64);
+            put_len(&mut self.buf, s.len() as u64);
+            self.buf.extend_from_slice(&self.scratch);
+            return;
+        }
+        put_len(&mut self.buf, s.len() as u64);
+        self.buf.extend_from_slice(s);
+    }
+
+    /// One key record: its expiry (absolute Unix ms, 0 = none), type, name and value.
+    pub fn key(&mut self, key: &[u8], val: ValRef<'_>, expire_at: u64) {
+        if expire_at != 0 {
+            self.buf.push(OP_EXPIRETIME_MS);
+            self.buf.extend_from_slice(&expire_at.to_le_bytes());
+        }
+        match val {
+            ValRef::Str(s) => {
+                self.buf.push(TYPE_STRING);
+                self.string(key);
+                self.string(s);
+            }
+            ValRef::Obj(ObjRef::Hash(h)) => {
+                if h.encoding() == "listpack" {
+                    self.buf.push(TYPE_HASH_LISTPACK);
+                    self.string(key);
+                    let mut lp = ListpackWriter::default();
+                    for (f, v) in h.iter() {
+                        lp.push(f);
+                        lp.push(v);
+                    }
+                    self.string(&lp.finish());
+                } else {
+                    self.buf.push(TYPE_HASH);
+                    self.string(key);
+                    put_len(&mut self.buf, h.len() as u64);
+                    for (f, v) in h.iter() {
+                        self.string(f);
+                        self.string(v);
+                    }
+                }
+            }
+            ValRef::Obj(ObjRef::Set(s)) => {
+                if s.encoding() == "intset" {
+                    let mut vals: Vec<i64> = s.iter().filter_map(|m| parse_i64(&m)).collect();
+                    if vals.len() == s.len() {
+                        self.buf.push(TYPE_SET_INTSET);
+                        self.string(key);
+                        self.string(&write_intset(&mut vals));
+                        return;
+                    }
+                }
+                self.buf.push(TYPE_SET);
+                self.string(key);
+                put_len(&mut self.buf, s.len() as u64);
+                for m in s.iter() {
+                    self.string(&m);
+                }
+            }
+            ValRef::Obj(ObjRef::ZSet(z)) => {
+                let pairs = z.to_vec();
+                if z.encoding() == "listpack" {
+                    self.buf.push(TYPE_ZSET_LISTPACK);
+                    self.string(key);
+                    let mut lp = ListpackWriter::default();
+                    for (m, s) in &pairs {
+                        lp.push(m);
+                        lp.push(score_text(*s).as_bytes());
+                    }
+                    self.string(&lp.finish());
+                } else {
+                    self.buf.push(TYPE_ZSET_2);
+                    self.string(key);
+                    put_len(&mut self.buf, pairs.len() as u64);
+                    // From the highest, as Redis (its loader then inserts at the head).
+                    for (m, s) in pairs.iter().rev() {
+                        self.string(m);
+                        self.buf.extend_from_slice(&s.to_le_bytes());
+                    }
+                }
+            }
+            ValRef::Obj(ObjRef::List(l)) => {
+                self.buf.push(TYPE_LIST_QUICKLIST_2);
+                self.string(key);
+                let mut nodes: Vec<Vec<u8>> = Vec::new();
+                let mut lp = ListpackWriter::default();
+                for v in l.iter() {
+                    if lp.count() > 0 && lp.bytes() + v.len() + 11 > LIST_NODE_BYTES {
+                        nodes.push(std::mem::take(&mut lp).finish());
+                    }
+                    lp.push(v);
+                }
+                if lp.count() > 0 {
+                    nodes.push(lp.finish());
+                }
+                put_len(&mut self.buf, nodes.len() as u64);
+                for n in nodes {
+                    put_len(&mut self.buf, QUICKLIST_PACKED);
+                    self.string(&n);
+                }
+            }
+        }
+    }
+}
+
+/// The file around the parts: header and AUX fields, database headers, EOF and checksum.
+pub struct Framer;
+
+impl Framer {
+    /// `REDIS0010` and the AUX fields Redis 7.0 writes (redis-ver, redis-bits, ctime,
+    /// used-mem, aof-base).
+    pub fn header(ctime: u64, used_mem: u64) -> Vec<u8> {
+        let mut out = format!("REDIS{RDB_VERSION:04}").into_bytes();
+        let ver = crate::commands::conn::REDIS_COMPAT_VERSION;
+        let bits = (usize::BITS).to_string();
+        let aux: [(&str, String); 5] = [
+            ("redis-ver", ver.to_string()),
+            ("redis-bits", bits),
+            ("ctime", ctime.to_string()),
+            ("used-mem", used_mem.to_string()),
+            ("aof-base", "0".to_string()),
+        ];
+        for (k, v) in aux {
+            out.push(OP_AUX);
+            put_plain_string(&mut out, k.as_bytes());
+            put_plain_string(&mut out, v.as_bytes());
+        }
+        out
+    }
+
+    /// SELECTDB and RESIZEDB before a database's keys.
+    pub fn db(db: usize, keys: u64, expires: u64) -> Vec<u8> {
+        let mut out = vec![OP_SELECTDB];
+        put_len(&mut out, db as u64);
+        out.push(OP_RESIZEDB);
+        put_len(&mut out, keys);
+        put_len(&mut out, expires);
+        out
+    }
+
+    /// EOF and the CRC64 of everything before it (0 when checksums are off, as Redis).
+    pub fn trailer(crc: u64, checksum: bool) -> Vec<u8> {
+        let mut out = vec![OP_EOF];
+        let crc = if checksum {
+            super::crc64::update(crc, &out)
+        } else {
+            0
+        };
+        out.extend_from_slice(&crc.to_le_bytes());
+        out
+    }
+}

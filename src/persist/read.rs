@@ -1,0 +1,675 @@
+//! The RDB reader: every encoding Redis 7.0 writes for strings, lists, hashes, sets and
+//! sorted sets, and the older ones it still loads (ziplist, zipmap, quicklist v1, ZSET with
+//! string scores, plain LIST). Runs on the main thread at startup and on the coordinating
+//! shard for DEBUG RELOAD. Every read is checked against the input: a truncated or corrupt
+//! file is an error with Redis's wording, never a panic, and no length read from the file
+//! allocates more than the input could hold.
+
+use bytes::Bytes;
+
+use super::packed::{read_intset, read_listpack, read_ziplist, read_zipmap};
+use super::rdb::*;
+use crate::shard::value::Value;
+use crate::types::hash::Hash;
+use crate::types::list::{End, List};
+use crate::types::set::Set;
+use crate::types::zset::ZSet;
+
+pub const SHORT_READ: &str = "Short read or OOM loading DB. Unrecoverable error, aborting now.";
+
+/// What a load found besides the keys.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Summary {
+    pub keys: u64,
+    /// Keys already expired, not loaded (as a Redis primary does).
+    pub expired: u64,
+    /// The `redis-ver` AUX field, if any.
+    pub redis_ver: Option<String>,
+    /// The file's checksum was 0 (saved with `rdbchecksum no`): not checked.
+    pub unchecked: bool,
+}
+
+/// One key as loaded.
+#[derive(Debug)]
+pub struct Loaded {
+    pub db: usize,
+    pub key: Bytes,
+    pub val: Value,
+    /// Absolute Unix ms; 0 = none.
+    pub expire_at: u64,
+}
+
+struct Cursor<'a> {
+    b: &'a [u8],
+    pos: usize,
+}
+
+type R<T> = Result<T, String>;
+
+fn short() -> String {
+    SHORT_READ.to_string()
+}
+
+impl<'a> Cursor<'a> {
+    fn take(&mut self, n: usize) -> R<&'a [u8]> {
+        let end = self.pos.checked_add(n).ok_or_else(short)?;
+        let s = self.b.get(self.pos..end).ok_or_else(short)?;
+        self.pos = end;
+        Ok(s)
+    }
+
+    fn u8(&mut self) -> R<u8> {
+        Ok(*self.take(1)?.first().ok_or_else(short)?)
+    }
+
+    fn fixed<const N: usize>(&mut self) -> R<[u8; N]> {
+        let mut a = [0u8; N];
+        a.copy_from_slice(self.take(N)?);
+        Ok(a)
+    }
+
+    fn remaining(&self) -> usize {
+        self.b.len().saturating_sub(self.pos)
+    }
+
+    /// A length, or the special string encoding (`Err(Ok(enc))` style folded in `Len`).
+    fn len_or_enc(&mut self) -> R<Len> {
+        let b = self.u8()?;
+        Ok(match b >> 6 {
+            0 => Len::N(u64::from(b & 0x3F)),
+            1 => Len::N(u64::from(b & 0x3F) << 8 | u64::from(self.u8()?)),
+            3 => Len::Enc(b & 0x3F),
+            _ => match b {
+                0x80 => Len::N(u64::from(u32::from_be_bytes(self.fixed()?))),
+                0x81 => Len::N(u64::from_be_bytes(self.fixed()?)),
+                _ => return Err(format!("Unknown length encoding {b} in rdbLoadLen()")),
+            },
+        })
+    }
+
+    fn len(&mut self) -> R<u64> {
+        match self.len_or_enc()? {
+            Len::N(n) => Ok(n),
+            Len::Enc(_) => Err(short()),
+        }
+    }
+
+    /// A count of items that each take at least one byte: more than the input holds is
+    /// corrupt (so a count never sizes an allocation beyond the file).
+    fn count(&mut self, per_item: usize) -> R<usize> {
+        let n = self.len()?;
+        match usize::try_from(n) {
+            Ok(n) if n.saturating_mul(per_item) <= self.remaining() => Ok(n),
+            _ => Err(short()),
+        }
+    }
+
+    fn string(&mut self) -> R<Bytes> {
+        Ok(match self.len_or_enc()? {
+            Len::N(n) => {
+                let n = usize::try_from(n).map_err(|_| short())?;
+                Bytes::copy_from_slice(self.take(n)?)
+            }
+            Len::Enc(0) => Bytes::from((self.u8()? as i8).to_string()),
+            Len::Enc(1) => Bytes::from(i16::from_le_bytes(self.fixed()?).to_string()),
+            Len::Enc(2) => Bytes::from(i32::from_le_bytes(self.fixed()?).to_string()),
+            Len::Enc(3) => {
+                let clen = usize::try_from(self.len()?).map_err(|_| short())?;
+                let ulen = usize::try_from(self.len()?).map_err(|_| short())?;
+                let data = self.take(clen)?;
+                Bytes::from(
+                    super::lzf::decompress(data, ulen)
+                        .ok_or_else(|| corrupt(self.pos, "Invalid LZF compressed string"))?,
+                )
+            }
+            Len::Enc(e) => return Err(format!("Unknown RDB string encoding type {e}")),
+        })
+    }
+
+    /// ZSET (version 1) scores: a length byte (253 NaN, 254 +inf, 255 -inf) and text.
+    fn text_double(&mut self) -> R<f64> {
+        let n = self.u8()?;
+        Ok(match n {
+            253 => f64::NAN,
+            254 => f64::INFINITY,
+            255 => f64::NEG_INFINITY,
+            n => {
+                let t = self.take(usize::from(n))?;
+                std::str::from_utf8(t)
+                    .ok()
+                    .and_then(|s| s.trim().parse::<f64>().ok())
+                    .ok_or_else(|| corrupt(self.pos, "Bad double value"))?
+            }
+        })
+    }
+}
+
+enum Len {
+    N(u64),
+    Enc(u8),
+}
+
+fn corrupt(pos: usize, what: &str) -> String {
+    format!("Internal error in RDB reading offset {pos}, function at rdb.c:0 -> {what}")
+}
+
+fn parse_score(b: &[u8]) -> Option<f64> {
+    let s = std::str::from_utf8(b).ok()?;
+    let d = s.parse::<f64>().ok()?;
+    (!d.is_nan()).then_some(d)
+}
+
+fn type_name(t: u8) -> &'static str {
+    match t {
+        TYPE_STREAM_LISTPACKS | TYPE_STREAM_LISTPACKS_2 | TYPE_STREAM_LISTPACKS_3 => "stream",
+        TYPE_MODULE_PRE_GA | TYPE_MODULE_2 => "module",
+        _ => "unknown",
+    }
+}
+
+/// Reads a whole RDB file (`data`), handing every live key to `sink`. `check_crc`:
+/// compare the trailing CRC64 (Redis's `rdbchecksum`). Keys whose expiry is before `now_ms`
+/// are counted in `expired` and not handed over.
+pub fn parse(
+    data: &[u8],
+    now_ms: u64,
+    databases: usize,
+    check_crc: bool,
+    mut sink: impl FnMut(Loaded) -> R<()>,
+) -> R<Summary> {
+    let mut c = Cursor { b: data, pos: 0 };
+    let magic = c.take(9).map_err(|_| short())?;
+    if magic.get(..5) != Some(b"REDIS") {
+        return Err("Wrong signature trying to load DB from file".into());
+    }
+    let version: u32 = std::str::from_utf8(magic.get(5..).unwrap_or_default())
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if !(1..=RDB_VERSION).contains(&version) {
+        return Err(format!("Can't handle RDB format version {version}"));
+    }
+    let mut sum = Summary::default();
+    let mut db = 0usize;
+    let mut expire_at: u64 = 0;
+    loop {
+        let op = c.u8()?;
+        match op {
+            OP_EXPIRETIME => {
+                expire_at = u64::from(u32::from_le_bytes(c.fixed()?)) * 1000;
+                continue;
+            }
+            OP_EXPIRETIME_MS => {
+                expire_at = u64::from_le_bytes(c.fixed()?);
+                continue;
+            }
+            OP_FREQ => {
+                c.u8()?;
+                continue;
+            }
+            OP_IDLE => {
+                c.len()?;
+                continue;
+            }
+            OP_EOF => break,
+            OP_SELECTDB => {
+                let n = c.len()?;
+                db = match usize::try_from(n) {
+                    Ok(n) if n < databases => n,
+                    _ => {
+                        return Err(format!(
+                            "FATAL: Data file was created with a Redis server configured to \
+                             handle more than {databases} databases. Exiting"
+                        ))
+                    }
+                };
+                continue;
+            }
+            OP_RESIZEDB => {
+                c.len()?;
+                c.len()?;
+                continue;
+            }
+            OP_AUX => {
+                let k = c.string()?;
+                let v = c.string()?;
+                if k.as_ref() == b"redis-ver" {
+                    sum.redis_ver = Some(String::from_utf8_lossy(&v).into_owned());
+                }
+                continue;
+            }
+            OP_MODULE_AUX => {
+                return Err(
+                    "The RDB file contains module AUX data; modules are not supported \
+                            by shardis"
+                        .into(),
+                )
+            }
+            OP_FUNCTION2 | OP_FUNCTION_PRE_GA => {
+                return Err(
+                    "The RDB file contains functions (FUNCTION LOAD libraries); \
+                            functions are not supported by shardis"
+                        .into(),
+                )
+            }
+            8 | 22.. => return Err(format!("Unknown RDB encoding type {op}")),
+            _ => {}
+        }
+        let key = c.string()?;
+        let val = read_value(&mut c, op, &key)?;
+        let exp = std::mem::take(&mut expire_at);
+        let Some(val) = val else { continue };
+        if exp != 0 && exp < now_ms {
+            sum.expired += 1;
+            continue;
+        }
+        sum.keys += 1;
+        sink(Loaded {
+            db,
+            key,
+            val,
+            expire_at: exp,
+        })?;
+    }
+    if version >= 5 {
+        let body = c.pos;
+        let stored = u64::from_le_bytes(c.fixed()?);
+        if check_crc {
+            if stored == 0 {
+                sum.unchecked = true;
+            } else {
+                let got = super::crc64::update(0, data.get(..body).unwrap_or_default());
+                if got != stored {
+                    return Err(format!(
+                        "Wrong RDB checksum expected: ({stored:x}) got: ({got:x}). Aborting now."
+                    ));
+                }
+            }
+        }
+    }
+    Ok(sum)
+}
+
+/// A packed blob read with `f`, or the Redis-style integrity error.
+fn packed(c: &mut Cursor<'_>, what: &str, f: fn(&[u8]) -> Option<Vec<Bytes>>) -> R<Vec<Bytes>> {
+    let blob = c.string()?;
+    f(&blob).ok_or_else(|| corrupt(c.pos, &format!("{what} integrity check failed.")))
+}
+
+fn pairs_of(items: Vec<Bytes>, pos: usize, what: &str) -> R<Vec<(Bytes, Bytes)>> {
+    if !items.len().is_multiple_of(2) {
+        return Err(corrupt(
+            pos,
+            &format!("{what} with an odd number of elements"),
+        ));
+    }
+    let mut out = Vec::with_capacity(items.len() / 2);
+    let mut it = items.into_iter();
+    while let (Some(a), Some(b)) = (it.next(), it.next()) {
+        out.push((a, b));
+    }
+    Ok(out)
+}
+
+fn hash_of(pairs: Vec<(Bytes, Bytes)>, pos: usize) -> R<Option<Value>> {
+    let n = pairs.len();
+    let mut h = Hash::new();
+    for (f, v) in pairs {
+        h.insert(f, v);
+    }
+    if h.len() != n {
+        return Err(corrupt(pos, "Duplicate hash fields detected"));
+    }
+    Ok((n > 0).then(|| Value::Hash(Box::new(h))))
+}
+
+fn set_of(members: Vec<Bytes>, pos: usize) -> R<Option<Value>> {
+    let n = members.len();
+    let s = Set::from_members(members);
+    if s.len() != n {
+        return Err(corrupt(pos, "Duplicate set members detected"));
+    }
+    Ok((n > 0).then(|| Value::Set(Box::new(s))))
+}
+
+fn zset_of(pairs: Vec<(Bytes, f64)>, pos: usize) -> R<Option<Value>> {
+    let n = pairs.len();
+    if pairs.iter().any(|(_, s)| s.is_nan()) {
+        return Err(corrupt(pos, "Zset with NAN score detected"));
+    }
+    let z = ZSet::from_pairs(pairs);
+    if z.len() != n {
+        return Err(corrupt(pos, "Duplicate zset fields detected"));
+    }
+    Ok((n > 0).then(|| Value::ZSet(Box::new(z))))
+}
+
+fn list_of(items: impl IntoIterator<Item = Bytes>) -> Option<Value> {
+    let mut l = List::new();
+    for v in items {
+        l.push(End::Tail, v);
+    }
+    (!l.is_empty()).then(|| Value::List(Box::new(l)))
+}
+
+fn scored(items: Vec<Bytes>, pos: usize) -> R<Vec<(Bytes, f64)>> {
+    pairs_of(items, pos, "Zset listpack")?
+        .into_iter()
+        .map(|(m, s)| {
+            parse_score(&s)
+                .map(|d| (m, d))
+                .ok_or_else(|| corrupt(pos, "Zset listpack with a bad score"))
+        })
+        .collect()
+}
+
+/// The value of a key of RDB type `t`; `None` for an empty collection (skipped, as Redis).
+fn read_value(c: &mut Cursor<'_>, t: u8, key: &[u8]) -> R<Option<Value>> {
+    Ok(match t {
+        TYPE_STRING => Some(Value::Str(c.string()?)),
+        TYPE_LIST => {
+            let n = c.count(1)?;
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                v.push(c.string()?);
+            }
+            list_of(v)
+        }
+        TYPE_SET => {
+            let n = c.count(1)?;
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                v.push(c.string()?);
+            }
+            set_of(v, c.pos)?
+        }
+        TYPE_ZSET | TYPE_ZSET_2 => {
+            let n = c.count(2)?;
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                let m = c.string()?;
+                let s = if t == TYPE_ZSET_2 {
+                    f64::from_le_bytes(c.fixed()?)
+                } else {
+                    c.text_double()?
+                };
+                v.push((m, s));
+            }
+            zset_of(v, c.pos)?
+        }
+        TYPE_HASH => {
+            let n = c.count(2)?;
+            let mut v = Vec::with_capacity(n);
+            for _ in 0..n {
+                let f = c.string()?;
+                v.push((f, c.string()?));
+            }
+            hash_of(v, c.pos)?
+        }
+        TYPE_HASH_ZIPMAP => {
+            let items = packed(c, "Zipmap", read_zipmap)?;
+            hash_of(pairs_of(items, c.pos, "Zipmap")?, c.pos)?
+        }
+        TYPE_LIST_ZIPLIST => list_of(packed(c, "Ziplist", read_ziplist)?),
+        TYPE_SET_INTSET => set_of(packed(c, "Intset", read_intset)?, c.pos)?,
+        TYPE_SET_LISTPACK => set_of(packed(c, "Listpack", read_listpack)?, c.pos)?,
+        TYPE_ZSET_ZIPLIST => zset_of(scored(packed(c, "Ziplist", read_ziplist)?, c.pos)?, c.pos)?,
+        TYPE_ZSET_LISTPACK => {
+            zset_of(scored(packed(c, "Listpack", read_listpack)?, c.pos)?, c.pos)?
+        }
+        TYPE_HASH_ZIPLIST => {
+            let items = packed(c, "Ziplist", read_ziplist)?;
+            hash_of(pairs_of(items, c.pos, "Hash ziplist")?, c.pos)?
+        }
+        TYPE_HASH_LISTPACK => {
+            let items = packed(c, "Listpack", read_listpack)?;
+            hash_of(pairs_of(items, c.pos, "Hash listpack")?, c.pos)?
+        }
+        TYPE_LIST_QUICKLIST | TYPE_LIST_QUICKLIST_2 => {
+            let nodes = c.count(1)?;
+            let mut items = Vec::new();
+            for _ in 0..nodes {
+                if t == TYPE_LIST_QUICKLIST {
+                    items.extend(packed(c, "Ziplist", read_ziplist)?);
+                    continue;
+                }
+                match c.len()? {
+                    QUICKLIST_PLAIN => items.push(c.string()?),
+                    QUICKLIST_PACKED => items.extend(packed(c, "Listpack", read_listpack)?),
+                    n => {
+                        return Err(corrupt(
+                            c.pos,
+                            &format!("Quicklist integrity check failed: container {n}"),
+                        ))
+                    }
+                }
+            }
+            list_of(items)
+        }
+        TYPE_STREAM_LISTPACKS
+        | TYPE_STREAM_LISTPACKS_2
+        | TYPE_STREAM_LISTPACKS_3
+        | TYPE_MODULE_PRE_GA
+        | TYPE_MODULE_2 => {
+            return Err(format!(
+                "Can't load key '{}' of type {} (RDB type {t}): shardis does not support that \
+                 type yet",
+                String::from_utf8_lossy(key),
+                type_name(t)
+            ))
+        }
+        _ => return Err(format!("Unknown RDB encoding type {t}")),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::crc64;
+    use super::super::rdb::{Framer, PartWriter, ValRef};
+    use super::*;
+
+    fn b(s: &str) -> Bytes {
+        Bytes::from(s.to_string())
+    }
+
+    /// A dataset with every type in its small and big encodings.
+    fn dataset() -> Vec<(Bytes, Value, u64)> {
+        let mut out = vec![
+            (b("s-int"), Value::Str(b("12345")), 0),
+            (b("s-neg"), Value::Str(b("-7")), 0),
+            (b("s-big-int"), Value::Str(b("123456789012345")), 0),
+            (b("s-raw"), Value::Str(b("hello")), 4_000_000_000_000),
+            (b("s-lzf"), Value::Str(Bytes::from("ab".repeat(500))), 0),
+            (b("s-empty"), Value::Str(Bytes::new()), 0),
+        ];
+        let mut h = Hash::new();
+        h.insert(b("f"), b("v"));
+        h.insert(b("n"), b("42"));
+        out.push((b("h-small"), Value::Hash(Box::new(h)), 0));
+        let mut h = Hash::new();
+        for i in 0..1000 {
+            h.insert(Bytes::from(format!("field{i}")), Bytes::from(i.to_string()));
+        }
+        out.push((b("h-big"), Value::Hash(Box::new(h)), 0));
+        out.push((
+            b("set-int"),
+            Value::Set(Box::new(Set::from_members([b("1"), b("-70000"), b("3")]))),
+            0,
+        ));
+        out.push((
+            b("set-str"),
+            Value::Set(Box::new(Set::from_members(
+                (0..600).map(|i| Bytes::from(format!("m{i}"))),
+            ))),
+            0,
+        ));
+        out.push((
+            b("z-small"),
+            Value::ZSet(Box::new(ZSet::from_pairs([
+                (b("a"), 1.0),
+                (b("b"), -2.5),
+                (b("c"), f64::INFINITY),
+                (b("d"), 0.1),
+                (b("e"), 1e300),
+            ]))),
+            0,
+        ));
+        out.push((
+            b("z-big"),
+            Value::ZSet(Box::new(ZSet::from_pairs(
+                (0..300).map(|i| (Bytes::from(format!("m{i}")), f64::from(i) / 3.0)),
+            ))),
+            0,
+        ));
+        let mut l = List::new();
+        for i in 0..5000 {
+            l.push(End::Tail, Bytes::from(format!("item-{i}")));
+        }
+        l.push(End::Tail, Bytes::from("x".repeat(20_000)));
+        out.push((b("list"), Value::List(Box::new(l)), 0));
+        out
+    }
+
+    fn file(keys: &[(Bytes, Value, u64)], compress: bool, checksum: bool) -> Vec<u8> {
+        let mut w = PartWriter::new(compress);
+        for (k, v, e) in keys {
+            let r = match v.as_obj() {
+                Some(o) => ValRef::Obj(o),
+                None => match v {
+                    Value::Str(s) => ValRef::Str(s),
+                    _ => unreachable!(),
+                },
+            };
+            w.key(k, r, *e);
+        }
+        let mut f = Framer::header(1, 2);
+        f.extend(Framer::db(3, keys.len() as u64, 0));
+        f.extend(&w.buf);
+        let crc = crc64::update(0, &f);
+        f.extend(Framer::trailer(crc, checksum));
+        f
+    }
+
+    fn load(data: &[u8]) -> R<(Vec<Loaded>, Summary)> {
+        let mut got = Vec::new();
+        let s = parse(data, 1000, 16, true, |k| {
+            got.push(k);
+            Ok(())
+        })?;
+        Ok((got, s))
+    }
+
+    #[test]
+    fn roundtrip_every_type_and_encoding() {
+        let keys = dataset();
+        for (compress, checksum) in [(true, true), (false, false)] {
+            let (got, sum) = load(&file(&keys, compress, checksum)).unwrap();
+            assert_eq!(sum.keys, keys.len() as u64);
+            assert_eq!(sum.unchecked, !checksum);
+            assert_eq!(got.len(), keys.len());
+            for (l, (k, v, e)) in got.iter().zip(&keys) {
+                assert_eq!((l.db, &l.key, l.expire_at), (3, k, *e));
+                assert!(l.val == *v, "value of {k:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn expired_keys_are_skipped() {
+        let keys = vec![(b("old"), Value::Str(b("v")), 500)];
+        let (got, sum) = load(&file(&keys, true, true)).unwrap();
+        assert!(got.is_empty());
+        assert_eq!(sum.expired, 1);
+    }
+
+    #[test]
+    fn truncation_and_corruption_are_errors_not_panics() {
+        let keys = dataset();
+        let data = file(&keys, true, true);
+        for cut in (0..data.len())
+            .step_by(97)
+            .chain(data.len() - 9..data.len())
+        {
+            assert!(load(&data[..cut]).is_err(), "cut at {cut}");
+        }
+        assert_eq!(load(&data[..100]).err().as_deref(), Some(SHORT_READ));
+        // Flip bytes anywhere: an error (CRC at worst), never a panic.
+        let mut seed = 1u64;
+        for _ in 0..300 {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            let mut d = data.clone();
+            let i = (seed as usize) % d.len();
+            d[i] ^= 1 + (seed >> 32) as u8 % 255;
+            assert!(load(&d).is_err());
+        }
+        let mut d = data.clone();
+        let n = d.len();
+        d[n - 1] ^= 0xFF;
+        assert!(load(&d)
+            .unwrap_err()
+            .starts_with("Wrong RDB checksum expected: ("));
+    }
+
+    #[test]
+    fn huge_lengths_do_not_allocate() {
+        // A set claiming 2^60 members, a string claiming 2^60 bytes, an LZF string claiming
+        // 2^40 bytes uncompressed.
+        let mut f = b"REDIS0010".to_vec();
+        f.extend([TYPE_SET, 1, b'k', 0x81]);
+        f.extend((1u64 << 60).to_be_bytes());
+        assert_eq!(load(&f).err().as_deref(), Some(SHORT_READ));
+        let mut f = b"REDIS0010".to_vec();
+        f.extend([TYPE_STRING, 1, b'k', 0x81]);
+        f.extend((1u64 << 60).to_be_bytes());
+        assert_eq!(load(&f).err().as_deref(), Some(SHORT_READ));
+        let mut f = b"REDIS0010".to_vec();
+        f.extend([TYPE_STRING, 1, b'k', 0xC3, 2, 0x81]);
+        f.extend((1u64 << 40).to_be_bytes());
+        f.extend([0, b'a', 0xFF]);
+        assert!(load(&f).is_err());
+    }
+
+    #[test]
+    fn header_and_unsupported_types() {
+        assert_eq!(
+            load(b"REDIS0011\xff").err().as_deref(),
+            Some("Can't handle RDB format version 11")
+        );
+        assert!(load(b"RODIS0010\xff")
+            .unwrap_err()
+            .starts_with("Wrong signature"));
+        let mut f = b"REDIS0009".to_vec();
+        f.extend([TYPE_STREAM_LISTPACKS, 3, b'e', b'v', b't', 0]);
+        let e = load(&f).unwrap_err();
+        assert!(e.contains("'evt'") && e.contains("stream"), "{e}");
+        let mut f = b"REDIS0009".to_vec();
+        f.extend([OP_SELECTDB, 20]);
+        assert!(load(&f).unwrap_err().contains("more than 16 databases"));
+    }
+
+    #[test]
+    fn old_formats() {
+        // ZSET v1 with text scores, a plain LIST, version 6 (checksum 0).
+        let mut f = b"REDIS0006".to_vec();
+        f.extend([
+            TYPE_ZSET, 1, b'z', 2, 1, b'a', 3, b'1', b'.', b'5', 1, b'b', 254,
+        ]);
+        f.extend([TYPE_LIST, 1, b'l', 2, 1, b'x', 0xC0, 7]);
+        f.push(OP_EOF);
+        f.extend([0; 8]);
+        let (got, _) = load(&f).unwrap();
+        assert!(
+            got[0].val
+                == Value::ZSet(Box::new(ZSet::from_pairs([
+                    (b("a"), 1.5),
+                    (b("b"), f64::INFINITY)
+                ])))
+        );
+        let mut l = List::new();
+        l.push(End::Tail, b("x"));
+        l.push(End::Tail, b("7"));
+        assert!(got[1].val == Value::List(Box::new(l)));
+    }
+}

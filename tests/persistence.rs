@@ -1,0 +1,423 @@
+//! Persistence against the real binaries: shardis's SAVE passes `redis-check-rdb` and loads in
+//! a stock redis-server to the same data; a dump written by redis-server (every encoding
+//! forced) loads in shardis; SHUTDOWN SAVE and a restart bring every key back with its TTL;
+//! corrupt, truncated and wrong-checksum files stop the server with a clear message. Every
+//! test runs under each of `common::shard_counts()`.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::resp::Redis;
+use common::{redis_server, shard_counts, Server};
+
+/// A fresh empty directory for one test's files.
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("shardis-persist-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn connect(port: u16) -> redis::Connection {
+    redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+const DBS: [i64; 3] = [0, 2, 5];
+const FAR: i64 = 4_000_000_000_000;
+
+/// Every type in its small and big encodings, expiries, three databases.
+fn write_dataset(c: &mut redis::Connection) {
+    let q = |c: &mut redis::Connection, args: &[&str]| {
+        let mut cmd = redis::cmd(args[0]);
+        for a in &args[1..] {
+            cmd.arg(*a);
+        }
+        cmd.query::<redis::Value>(c).unwrap();
+    };
+    for (n, db) in DBS.iter().enumerate() {
+        q(c, &["SELECT", &db.to_string()]);
+        let p = format!("d{n}:");
+        let k = |s: &str| format!("{p}{s}");
+        for i in 0..40 {
+            q(
+                c,
+                &[
+                    "SET",
+                    &k(&format!("int{i}")),
+                    &(i * 1_000_003 - 7).to_string(),
+                ],
+            );
+            q(c, &["SET", &k(&format!("str{i}")), &format!("value-{i}")]);
+        }
+        q(c, &["SET", &k("big-int"), "123456789012345678"]);
+        q(c, &["SET", &k("lzf"), &"abcdefgh".repeat(400)]);
+        q(c, &["SET", &k("bin"), "\u{1}\u{0}\u{ff}"]);
+        q(c, &["SET", &k("empty"), ""]);
+        q(c, &["SET", &k("ttl-str"), "x"]);
+        q(c, &["PEXPIREAT", &k("ttl-str"), &FAR.to_string()]);
+        q(c, &["RPUSH", &k("list-small"), "a", "1", "-5", "b"]);
+        let items: Vec<String> = (0..3000).map(|i| format!("item-{i}")).collect();
+        let mut cmd = vec!["RPUSH".to_string(), k("list-big")];
+        cmd.extend(items);
+        cmd.push("y".repeat(10_000));
+        q(c, &cmd.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        q(c, &["HSET", &k("hash-small"), "f", "v", "n", "12"]);
+        let mut cmd = vec!["HSET".to_string(), k("hash-big")];
+        for i in 0..700 {
+            cmd.push(format!("field-{i}"));
+            cmd.push(format!("{i}"));
+        }
+        q(c, &cmd.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        q(c, &["PEXPIREAT", &k("hash-big"), &(FAR + 1).to_string()]);
+        q(
+            c,
+            &["SADD", &k("set-int"), "1", "2", "-300000", "4000000000"],
+        );
+        q(c, &["SADD", &k("set-str"), "a", "b", "c"]);
+        let mut cmd = vec!["SADD".to_string(), k("set-bigint")];
+        cmd.extend((0..600).map(|i| (i * 3).to_string()));
+        q(c, &cmd.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        let mut cmd = vec!["SADD".to_string(), k("set-big")];
+        cmd.extend((0..600).map(|i| format!("member-{i}")));
+        q(c, &cmd.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        q(
+            c,
+            &[
+                "ZADD",
+                &k("z-small"),
+                "1",
+                "a",
+                "2.5",
+                "b",
+                "-inf",
+                "c",
+                "0.1",
+                "d",
+            ],
+        );
+        let mut cmd = vec!["ZADD".to_string(), k("z-big")];
+        for i in 0..300 {
+            cmd.push(format!("{}", f64::from(i) / 7.0));
+            cmd.push(format!("m{i}"));
+        }
+        q(c, &cmd.iter().map(|s| s.as_str()).collect::<Vec<_>>());
+        q(c, &["PEXPIREAT", &k("z-big"), &(FAR + 2).to_string()]);
+    }
+    q(c, &["SELECT", "0"]);
+}
+
+/// Every key of every database used: type, value (sets and hashes sorted), absolute expiry.
+fn dump(c: &mut redis::Connection) -> BTreeMap<(i64, Vec<u8>), String> {
+    let mut out = BTreeMap::new();
+    for db in 0..16 {
+        redis::cmd("SELECT").arg(db).query::<()>(c).unwrap();
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(c).unwrap();
+        for k in keys {
+            let t: String = redis::cmd("TYPE").arg(&k).query(c).unwrap();
+            let v: String = match t.as_str() {
+                "string" => {
+                    let v: Vec<u8> = redis::cmd("GET").arg(&k).query(c).unwrap();
+                    format!("{v:?}")
+                }
+                "list" => {
+                    let v: Vec<Vec<u8>> = redis::cmd("LRANGE")
+                        .arg(&k)
+                        .arg(0)
+                        .arg(-1)
+                        .query(c)
+                        .unwrap();
+                    format!("{v:?}")
+                }
+                "hash" => {
+                    let mut v: Vec<(Vec<u8>, Vec<u8>)> =
+                        redis::cmd("HGETALL").arg(&k).query(c).unwrap();
+                    v.sort();
+                    format!("{v:?}")
+                }
+                "set" => {
+                    let mut v: Vec<Vec<u8>> = redis::cmd("SMEMBERS").arg(&k).query(c).unwrap();
+                    v.sort();
+                    format!("{v:?}")
+                }
+                "zset" => {
+                    let v: Vec<Vec<u8>> = redis::cmd("ZRANGE")
+                        .arg(&k)
+                        .arg(0)
+                        .arg(-1)
+                        .arg("WITHSCORES")
+                        .query(c)
+                        .unwrap();
+                    format!("{v:?}")
+                }
+                other => panic!("unexpected type {other}"),
+            };
+            let exp: i64 = redis::cmd("PEXPIRETIME").arg(&k).query(c).unwrap();
+            out.insert((db, k), format!("{t} {exp} {v}"));
+        }
+    }
+    redis::cmd("SELECT").arg(0).query::<()>(c).unwrap();
+    out
+}
+
+fn check_rdb(file: &Path) {
+    let Ok(out) = Command::new("redis-check-rdb").arg(file).output() else {
+        eprintln!("redis-check-rdb not installed: skipping the check");
+        return;
+    };
+    let text = String::from_utf8_lossy(&out.stdout).to_string();
+    assert!(
+        out.status.success() && text.contains("RDB looks OK"),
+        "redis-check-rdb refused {}:\n{text}",
+        file.display()
+    );
+}
+
+fn info_field(c: &mut redis::Connection, name: &str) -> String {
+    common::info(c, "persistence")
+        .get(name)
+        .cloned()
+        .unwrap_or_default()
+}
+
+#[test]
+fn shardis_dump_loads_in_redis_server() {
+    if redis_server().is_none() {
+        eprintln!("redis-server not installed: skipping");
+        return;
+    }
+    for n in shard_counts() {
+        let d = tmpdir(&format!("to-redis-{n}"));
+        let dir = d.to_str().unwrap();
+        let s = Server::start_with(n, &["--dir", dir]);
+        let mut c = s.client();
+        write_dataset(&mut c);
+        let want = dump(&mut c);
+        assert!(info_field(&mut c, "rdb_changes_since_last_save") != "0");
+        let before: i64 = redis::cmd("LASTSAVE").query(&mut c).unwrap();
+        let r: String = redis::cmd("SAVE").query(&mut c).unwrap();
+        assert_eq!(r, "OK");
+        assert_eq!(info_field(&mut c, "rdb_changes_since_last_save"), "0");
+        assert_eq!(info_field(&mut c, "rdb_saves"), "1");
+        assert_eq!(info_field(&mut c, "rdb_last_bgsave_status"), "ok");
+        let after: i64 = redis::cmd("LASTSAVE").query(&mut c).unwrap();
+        assert!(after >= before);
+        check_rdb(&d.join("dump.rdb"));
+        let r = Redis::start_with(&["--dir", dir, "--dbfilename", "dump.rdb"]);
+        let got = dump(&mut connect(r.port));
+        assert_eq!(got.len(), want.len(), "{n} shards: key count");
+        for (k, v) in &want {
+            assert_eq!(got.get(k), Some(v), "{n} shards: key {k:?}");
+        }
+        // Redis 7.0's encodings came through (the file held them).
+        let mut rc = connect(r.port);
+        for (key, enc) in [
+            ("d0:hash-small", "listpack"),
+            ("d0:hash-big", "hashtable"),
+            ("d0:set-int", "intset"),
+            ("d0:z-small", "listpack"),
+            ("d0:z-big", "skiplist"),
+            ("d0:list-big", "quicklist"),
+        ] {
+            let e: String = redis::cmd("OBJECT")
+                .arg("ENCODING")
+                .arg(key)
+                .query(&mut rc)
+                .unwrap();
+            assert_eq!(e, enc, "{key}");
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
+
+#[test]
+fn redis_server_dump_loads_in_shardis() {
+    if redis_server().is_none() {
+        eprintln!("redis-server not installed: skipping");
+        return;
+    }
+    // Small thresholds: the small values of the dataset get the plain encodings too.
+    for (name, extra) in [
+        ("default", vec![]),
+        (
+            "small",
+            vec![
+                "--list-max-listpack-size",
+                "4",
+                "--hash-max-listpack-entries",
+                "1",
+                "--zset-max-listpack-entries",
+                "1",
+                "--set-max-intset-entries",
+                "1",
+                "--rdbcompression",
+                "no",
+            ],
+        ),
+    ] {
+        let d = tmpdir(&format!("from-redis-{name}"));
+        let dir = d.to_str().unwrap().to_string();
+        let mut args = vec!["--dir", dir.as_str()];
+        args.extend(extra.iter());
+        let r = Redis::start_with(&args);
+        let mut rc = connect(r.port);
+        write_dataset(&mut rc);
+        let want = dump(&mut rc);
+        let _: String = redis::cmd("SAVE").query(&mut rc).unwrap();
+        drop(r);
+        for n in shard_counts() {
+            let s = Server::start_with(n, &["--dir", &dir]);
+            let mut c = s.client();
+            let got = dump(&mut c);
+            assert_eq!(got.len(), want.len(), "{name}, {n} shards: key count");
+            for (k, v) in &want {
+                assert_eq!(got.get(k), Some(v), "{name}, {n} shards: key {k:?}");
+            }
+            assert_eq!(
+                info_field(&mut c, "rdb_last_load_keys_loaded"),
+                want.len().to_string()
+            );
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
+
+#[test]
+fn shutdown_save_and_restart_keep_every_key_and_ttl() {
+    for n in shard_counts() {
+        let d = tmpdir(&format!("restart-{n}"));
+        let dir = d.to_str().unwrap();
+        let mut s = Server::start_with(n, &["--dir", dir]);
+        let mut c = s.client();
+        write_dataset(&mut c);
+        let want = dump(&mut c);
+        let _ = redis::cmd("SHUTDOWN").arg("SAVE").query::<()>(&mut c);
+        assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(0));
+        check_rdb(&d.join("dump.rdb"));
+        let s = Server::start_with(n, &["--dir", dir, "--enable-debug-command", "yes"]);
+        let mut c = s.client();
+        assert_eq!(dump(&mut c), want, "{n} shards: after restart");
+        // DEBUG RELOAD: save and load back, same data.
+        let r: String = redis::cmd("DEBUG").arg("RELOAD").query(&mut c).unwrap();
+        assert_eq!(r, "OK");
+        assert_eq!(dump(&mut c), want, "{n} shards: after DEBUG RELOAD");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
+
+#[test]
+fn shutdown_without_save_writes_nothing() {
+    let n = shard_counts()[0];
+    for how in [&["SHUTDOWN"][..], &["SHUTDOWN", "NOSAVE"][..]] {
+        let d = tmpdir(&format!("nosave-{}", how.len()));
+        let mut s = Server::start_with(n, &["--dir", d.to_str().unwrap()]);
+        let mut c = s.client();
+        let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut c).unwrap();
+        let mut cmd = redis::cmd(how[0]);
+        for a in &how[1..] {
+            cmd.arg(*a);
+        }
+        let _ = cmd.query::<()>(&mut c);
+        assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(0));
+        assert!(!d.join("dump.rdb").exists(), "{how:?} wrote a dump");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
+
+/// Starts shardis on `dir` expecting it to refuse: returns its log.
+fn refuses_to_start(dir: &Path) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_shardis"))
+        .args(["--port", &common::free_port().to_string(), "--dir"])
+        .arg(dir)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "shardis started on a bad file");
+    String::from_utf8_lossy(&out.stderr).to_string()
+}
+
+#[test]
+fn bad_files_stop_the_server() {
+    let d = tmpdir("bad-src");
+    let mut s = Server::start_with(shard_counts()[0], &["--dir", d.to_str().unwrap()]);
+    let mut c = s.client();
+    write_dataset(&mut c);
+    let _ = redis::cmd("SHUTDOWN").arg("SAVE").query::<()>(&mut c);
+    assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(0));
+    let good = std::fs::read(d.join("dump.rdb")).unwrap();
+    let case = |name: &str, data: &[u8]| -> String {
+        let bd = tmpdir(&format!("bad-{name}"));
+        std::fs::write(bd.join("dump.rdb"), data).unwrap();
+        let log = refuses_to_start(&bd);
+        let _ = std::fs::remove_dir_all(&bd);
+        log
+    };
+    let log = case("truncated", &good[..good.len() / 2]);
+    assert!(
+        log.contains("Short read or OOM loading DB. Unrecoverable error, aborting now."),
+        "{log}"
+    );
+    let mut bad = good.clone();
+    let n = bad.len();
+    bad[n - 1] ^= 0x55;
+    let log = case("checksum", &bad);
+    assert!(log.contains("Wrong RDB checksum expected: ("), "{log}");
+    // A byte changed in a value: the checksum catches it (the reader may stop earlier).
+    let mut bad = good.clone();
+    bad[n / 2] ^= 0x01;
+    let log = case("corrupt", &bad);
+    assert!(log.contains("Fatal error loading the DB"), "{log}");
+    let mut bad = good.clone();
+    bad[5..9].copy_from_slice(b"0011");
+    let log = case("version", &bad);
+    assert!(log.contains("Can't handle RDB format version 11"), "{log}");
+    let _ = std::fs::remove_dir_all(&d);
+
+    // A stream in a Redis dump: the key and type are named.
+    if redis_server().is_some() {
+        let d = tmpdir("stream");
+        let r = Redis::start_with(&["--dir", d.to_str().unwrap()]);
+        let mut rc = connect(r.port);
+        let _: String = redis::cmd("XADD")
+            .arg("events")
+            .arg("*")
+            .arg("f")
+            .arg("v")
+            .query(&mut rc)
+            .unwrap();
+        let _: String = redis::cmd("SAVE").query(&mut rc).unwrap();
+        drop(r);
+        let log = refuses_to_start(&d);
+        assert!(log.contains("'events'") && log.contains("stream"), "{log}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
+
+#[test]
+fn bgsave_writes_in_the_background() {
+    for n in shard_counts() {
+        let d = tmpdir(&format!("bgsave-{n}"));
+        let s = Server::start_with(n, &["--dir", d.to_str().unwrap()]);
+        let mut c = s.client();
+        write_dataset(&mut c);
+        let want = dump(&mut c);
+        let r: String = redis::cmd("BGSAVE").query(&mut c).unwrap();
+        assert_eq!(r, "Background saving started");
+        assert!(common::wait_for(Duration::from_secs(20), || {
+            info_field(&mut c, "rdb_bgsave_in_progress") == "0"
+                && info_field(&mut c, "rdb_saves") == "1"
+        }));
+        assert_eq!(info_field(&mut c, "rdb_last_bgsave_status"), "ok");
+        check_rdb(&d.join("dump.rdb"));
+        drop(s);
+        let s = Server::start_with(n, &["--dir", d.to_str().unwrap()]);
+        assert_eq!(dump(&mut s.client()), want, "{n} shards: after BGSAVE");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
