@@ -78,6 +78,33 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
+/// The unknown-command error as raw reply bytes: the name and arguments as the client sent
+/// them (Redis echoes bytes, not UTF-8), with CR and LF turned into spaces so the reply
+/// stays one line, as Redis's addReplyErrorFormat does.
+pub fn unknown_command_reply(argv: &[bytes::Bytes]) -> bytes::Bytes {
+    let mut out = b"-ERR unknown command '".to_vec();
+    out.extend_from_slice(argv.first().map_or(&[][..], |n| c_str(n, 128)));
+    out.extend_from_slice(b"', with args beginning with: ");
+    let mut total = 0;
+    for a in argv.iter().skip(1) {
+        if total >= 128 {
+            break;
+        }
+        let shown = c_str(a, 128 - total);
+        total += shown.len() + 3;
+        out.push(b'\'');
+        out.extend_from_slice(shown);
+        out.extend_from_slice(b"' ");
+    }
+    for b in out.iter_mut() {
+        if *b == b'\r' || *b == b'\n' {
+            *b = b' ';
+        }
+    }
+    out.extend_from_slice(b"\r\n");
+    bytes::Bytes::from(out)
+}
+
 impl CmdError {
     /// Builds the unknown-command error from raw argv as Redis's processCommand does: the
     /// name as `%.128s`, then `'arg' ` pieces while the list is under 128 bytes, each piece
@@ -102,7 +129,6 @@ impl CmdError {
     }
 }
 
-/// MULTI inside MULTI (the transaction stays open and clean).
 /// A command from a client that has not authenticated while a password is set.
 pub const NOAUTH: &str = "NOAUTH Authentication required.";
 /// HELLO from an unauthenticated client without an AUTH option.
@@ -111,6 +137,7 @@ pub const WRONGPASS: &str = "WRONGPASS invalid username-password pair or user is
 /// Sent (then the connection is closed) to a client from outside loopback while
 /// protected mode is on and no password is set; Redis 7.0.15's text, typos included.
 pub const DENIED: &[u8] = b"-DENIED Redis is running in protected mode because protected mode is enabled and no password is set for the default user. In this mode connections are only accepted from the loopback interface. If you want to connect from external computers to Redis you may adopt one of the following solutions: 1) Just disable protected mode sending the command 'CONFIG SET protected-mode no' from the loopback interface by connecting to Redis from the same host the server is running, however MAKE SURE Redis is not publicly accessible from internet if you do so. Use CONFIG REWRITE to make this change permanent. 2) Alternatively you can just disable the protected mode by editing the Redis configuration file, and setting the protected mode option to 'no', and then restarting the server. 3) If you started the server manually just for testing, restart it with the '--protected-mode no' option. 4) Setup a an authentication password for the default user. NOTE: You only need to do one of the above things in order for the server to start accepting connections from the outside.\r\n";
+/// MULTI inside MULTI (the transaction stays open and clean).
 pub const MULTI_NESTED: &str = "ERR MULTI calls can not be nested";
 /// EXEC outside a transaction.
 pub const EXEC_WITHOUT_MULTI: &str = "ERR EXEC without MULTI";

@@ -741,3 +741,65 @@ fn pipelined_commands_see_the_effects_of_earlier_ones() {
         expect_protocol_error(&s, &req, want);
     }
 }
+
+/// Hostile input the security issue listed, answered exactly as redis-server 7.0.15 does
+/// (checked side by side): a 66,000-byte inline line runs; 70,000-digit length headers
+/// with their line end are invalid lengths (not "too big"); 64 KB without a newline is a
+/// too-big inline request; an unknown command's name is echoed as the bytes sent.
+#[test]
+fn hostile_headers_and_names_answer_as_redis() {
+    let reference = common::redis_server().map(|_| common::resp::Redis::start());
+    let mut cases: Vec<Vec<u8>> = Vec::new();
+    let mut inline = b"ECHO ".to_vec();
+    inline.extend(vec![b'a'; 66_000]);
+    inline.extend_from_slice(b"\r\n");
+    cases.push(inline);
+    let mut bulk = b"*1\r\n$".to_vec();
+    bulk.extend(vec![b'0'; 69_999]);
+    bulk.extend_from_slice(b"1\r\na\r\n");
+    cases.push(bulk);
+    let mut mbulk = b"*".to_vec();
+    mbulk.extend(vec![b'0'; 69_999]);
+    mbulk.extend_from_slice(b"1\r\n$4\r\nPING\r\n");
+    cases.push(mbulk);
+    cases.push(vec![b'a'; 70_000]);
+    cases.push(b"*2\r\n$4\r\n\xff\xfeab\r\n$3\r\nx\xc3y\r\n".to_vec());
+    let ask = |port: u16, req: &[u8]| -> Vec<u8> {
+        let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s.write_all(req).unwrap();
+        // Read until the server closes or goes quiet after a complete line.
+        let mut out = Vec::new();
+        let mut buf = [0u8; 65536];
+        loop {
+            match s.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    out.extend_from_slice(&buf[..n]);
+                    if out.ends_with(b"\r\n") && (out.len() > 66_000 || out[0] == b'-') {
+                        break;
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+        out
+    };
+    for n in common::shard_counts() {
+        let s = Server::start(n);
+        let got: Vec<Vec<u8>> = cases.iter().map(|c| ask(s.port, c)).collect();
+        assert!(got[0].starts_with(b"$66000\r\naaaa"), "shards={n}");
+        assert_eq!(got[1], b"-ERR Protocol error: invalid bulk length\r\n");
+        assert_eq!(got[2], b"-ERR Protocol error: invalid multibulk length\r\n");
+        assert_eq!(got[3], b"-ERR Protocol error: too big inline request\r\n");
+        assert_eq!(
+            got[4],
+            b"-ERR unknown command '\xff\xfeab', with args beginning with: 'x\xc3y' \r\n"
+        );
+        if let Some(r) = &reference {
+            for (i, c) in cases.iter().enumerate() {
+                assert_eq!(got[i], ask(r.port, c), "case {i} differs from redis-server");
+            }
+        }
+    }
+}

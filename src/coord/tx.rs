@@ -217,8 +217,13 @@ fn shards_to_lock(
 pub fn queue(w: &mut Worker, idx: usize, argv: &mut Vec<Bytes>) -> bool {
     let name = argv.first().map(|b| b.as_ref()).unwrap_or_default();
     let Some((id, spec)) = table().lookup(name) else {
-        let e = CmdError::unknown_command(argv).to_string();
-        reject(w, idx, e);
+        commands::count_error(&mut w.shard, "ERR");
+        if let Some(c) = w.conns.get_mut(idx) {
+            if let Some(t) = c.tx.as_mut() {
+                t.aborted = true;
+            }
+            c.push_reply(&Reply::Raw(error::unknown_command_reply(argv)));
+        }
         return true;
     };
     if let Err(e) = commands::check_arity(spec, argv) {

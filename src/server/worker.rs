@@ -1060,7 +1060,10 @@ impl Worker {
             None => t.lookup(&name),
         };
         let Some((id, spec)) = found else {
-            self.reject(idx, None, CmdError::unknown_command(argv));
+            // The raw bytes go back, as Redis echoes them (the stats count an ERR).
+            commands::count_error(&mut self.shard, "ERR");
+            let reply = crate::error::unknown_command_reply(argv);
+            self.conns[idx].push_reply(&Reply::Raw(reply));
             return;
         };
         if let Err(e) = commands::check_arity(spec, argv) {
