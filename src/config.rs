@@ -835,8 +835,11 @@ pub struct Tunables {
     pub lfu_log_factor: AtomicU64,
     pub lfu_decay_time: AtomicU64,
     /// `client-output-buffer-limit`'s pubsub class: hard bytes, soft bytes, soft seconds
-    /// (0 disables a limit). The other classes are only kept as text.
+    /// (0 disables a limit). The replica class is only kept as text.
     pub pubsub_obuf_limit: [AtomicU64; 3],
+    /// The normal class's limits (plain clients), the same three figures; all 0 by default
+    /// as in Redis (no limit).
+    pub normal_obuf_limit: [AtomicU64; 3],
     /// A password is set (`requirepass`): new connections start unauthenticated.
     pub auth_required: AtomicBool,
     /// `protected-mode`: with no password, clients from outside loopback are turned away.
@@ -905,6 +908,7 @@ impl Tunables {
             lfu_log_factor: AtomicU64::new(cfg.evict.lfu_log_factor.into()),
             lfu_decay_time: AtomicU64::new(cfg.evict.lfu_decay_time.into()),
             pubsub_obuf_limit: DEFAULT_OBUF_LIMITS[2].map(AtomicU64::new),
+            normal_obuf_limit: DEFAULT_OBUF_LIMITS[0].map(AtomicU64::new),
             rdbcompression: AtomicBool::new(cfg.rdbcompression),
             rdbchecksum: AtomicBool::new(cfg.rdbchecksum),
             text: Mutex::new(text),
@@ -1081,6 +1085,9 @@ impl Tunables {
                     });
                 for (class, l) in updates {
                     classes[class] = l;
+                }
+                for (slot, v) in self.normal_obuf_limit.iter().zip(classes[0]) {
+                    slot.store(v, Ordering::Relaxed);
                 }
                 for (slot, v) in self.pubsub_obuf_limit.iter().zip(classes[2]) {
                     slot.store(v, Ordering::Relaxed);

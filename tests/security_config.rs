@@ -506,3 +506,51 @@ fn acl_users_keys_channels_and_files() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// client-output-buffer-limit's normal class: a client that pipelines GETs of a big value
+/// without reading the replies is closed once its pending output passes the hard limit,
+/// so the server's memory stays bounded; other clients are unaffected. Without a limit
+/// (Redis's default for normal clients) nothing is closed.
+#[test]
+fn normal_output_limit_closes_a_client_that_never_reads() {
+    for n in common::shard_counts() {
+        let s = Server::start_with(n, &["--client-output-buffer-limit", "normal 4mb 2mb 10"]);
+        let mut c = Client::connect(s.port);
+        let big = "x".repeat(64 * 1024);
+        assert_eq!(cmd(&mut c, &["SET", "big", &big]), "+OK\r\n");
+        // 4,000 GETs of 64 KB = 256 MB of replies, never read.
+        let mut hog = std::net::TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+        hog.set_write_timeout(Some(Duration::from_secs(5))).unwrap();
+        let req = b"GET big\r\n".repeat(4000);
+        let _ = std::io::Write::write_all(&mut hog, &req);
+        // The server closes it: reading eventually hits the end (after what it had sent).
+        hog.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut total = 0usize;
+        let mut buf = vec![0u8; 1 << 20];
+        let closed = loop {
+            match std::io::Read::read(&mut hog, &mut buf) {
+                Ok(0) => break true,
+                Ok(k) => total += k,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => break true,
+                Err(_) => break false,
+            }
+        };
+        assert!(closed, "shards={n}: the client was not closed");
+        assert!(
+            total < 64 << 20,
+            "shards={n}: {total} bytes were delivered first"
+        );
+        // Memory did not grow by the 256 MB of replies; others are still served.
+        let used: u64 = cmd(&mut c, &["INFO", "memory"])
+            .lines()
+            .find_map(|l| l.strip_prefix("used_memory:"))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap();
+        assert!(used < 64 << 20, "shards={n}: used_memory {used}");
+        assert_eq!(cmd(&mut c, &["PING"]), "+PONG\r\n");
+        assert!(
+            cmd(&mut c, &["CONFIG", "GET", "client-output-buffer-limit"])
+                .contains("normal 4194304 2097152 10")
+        );
+    }
+}

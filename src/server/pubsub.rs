@@ -274,7 +274,12 @@ pub struct Limits {
 
 impl Limits {
     pub fn load(w: &Worker) -> Limits {
-        let [h, s, t] = &w.shared.tun.pubsub_obuf_limit;
+        Limits::of(&w.shared.tun.pubsub_obuf_limit)
+    }
+
+    /// One class's limits (`Tunables::pubsub_obuf_limit` or `normal_obuf_limit`).
+    pub fn of(class: &[std::sync::atomic::AtomicU64; 3]) -> Limits {
+        let [h, s, t] = class;
         Limits {
             hard: h.load(Ordering::Relaxed),
             soft: s.load(Ordering::Relaxed),
@@ -289,6 +294,16 @@ impl Limits {
             c.soft_since = None;
             return false;
         }
+        self.over(c, now)
+    }
+
+    /// Whether any limit is set at all (the normal class has none by default).
+    pub fn any(&self) -> bool {
+        self.hard > 0 || self.soft > 0
+    }
+
+    /// The limit test itself, whatever the client's class.
+    pub fn over(&self, c: &mut Conn, now: Instant) -> bool {
         let used = c.pending_output() as u64;
         if self.hard > 0 && used >= self.hard {
             return true;
@@ -308,17 +323,22 @@ impl Limits {
     }
 }
 
-/// After the kernel took some output: a subscriber back under the soft limit starts over.
+/// After the kernel took some output: a client back under its soft limit starts over.
 pub fn on_sent(c: &mut Conn, tun: &crate::config::Tunables) {
     if c.soft_since.is_some() {
-        let [_, soft, _] = &tun.pubsub_obuf_limit;
+        let class = if c.subs.active() {
+            &tun.pubsub_obuf_limit
+        } else {
+            &tun.normal_obuf_limit
+        };
+        let [_, soft, _] = class;
         if (c.pending_output() as u64) < soft.load(Ordering::Relaxed) {
             c.soft_since = None;
         }
     }
 }
 
-fn close_slow(w: &mut Worker, idx: usize) {
+pub fn close_slow(w: &mut Worker, idx: usize) {
     if let Some(c) = w.conns.get(idx) {
         crate::log::warning(&format!(
             "Client id={} addr={} closed for overcoming of output buffer limits.",
@@ -328,16 +348,25 @@ fn close_slow(w: &mut Worker, idx: usize) {
     w.close_conn(idx);
 }
 
-/// Periodic check (once a second) of subscribers sitting over the soft limit without new
-/// messages arriving to trigger the check.
+/// Periodic check (once a second) of clients sitting over a soft limit without new output
+/// arriving to trigger the check.
 pub fn sweep(w: &mut Worker) {
     let limits = Limits::load(w);
+    let normal = Limits::of(&w.shared.tun.normal_obuf_limit);
     let now = Instant::now();
+    // Subscribers by the pubsub class, other clients by the normal class.
     let slow: Vec<usize> = w
         .conns
         .iter_mut()
         .filter(|(_, c)| c.soft_since.is_some())
-        .filter_map(|(i, c)| limits.exceeded(c, now).then_some(i))
+        .filter_map(|(i, c)| {
+            let over = if c.subs.active() {
+                limits.exceeded(c, now)
+            } else {
+                normal.over(c, now)
+            };
+            over.then_some(i)
+        })
         .collect();
     for idx in slow {
         close_slow(w, idx);

@@ -887,7 +887,22 @@ impl Worker {
     /// One send per connection per pass, carrying every reply that is ready.
     fn flush_dirty(&mut self) {
         let dirty = std::mem::take(&mut self.dirty);
+        // client-output-buffer-limit's normal class (none by default, as Redis): a client
+        // that sends requests without reading replies is closed once its pending output
+        // passes the limit, instead of growing without bound.
+        let normal = super::pubsub::Limits::of(&self.shared.tun.normal_obuf_limit);
         for &idx in &dirty {
+            if normal.any() {
+                let now = self.pass_now;
+                let over = self
+                    .conns
+                    .get_mut(idx)
+                    .is_some_and(|c| !c.subs.active() && normal.over(c, now));
+                if over {
+                    super::pubsub::close_slow(self, idx);
+                    continue;
+                }
+            }
             let Some(conn) = self.conns.get_mut(idx) else {
                 continue;
             };
