@@ -55,4 +55,15 @@ echo "$out" | awk '/^totals/ { for (i = 2; i <= NF; i++) { split($i, kv, "="); v
 [ "$(redis-cli -p "$port" dbsize)" -gt 0 ] || { echo "loadgen wrote no keys"; exit 1; }
 kill $srv; wait $srv 2>/dev/null || true
 trap - EXIT
+# The cargo-fuzz targets (fuzz/) for a bounded time when cargo-fuzz is installed (it needs
+# nightly features: RUSTC_BOOTSTRAP=1 on stable). The same properties run above as bounded
+# randomized unit tests, so a machine without cargo-fuzz loses nothing essential.
+if command -v cargo-fuzz >/dev/null 2>&1 && [ "${SHARDIS_SKIP_FUZZ:-0}" != 1 ]; then
+  echo "==> cargo fuzz (20 s per target)"
+  for t in glob parser_chunks; do
+    (cd fuzz && RUSTC_BOOTSTRAP=1 cargo fuzz run "$t" -- -max_total_time=20 -timeout=2 2>&1 | tail -n 2)
+  done
+else
+  echo "==> cargo-fuzz not installed: fuzz targets skipped (see fuzz/README.md)"
+fi
 echo "==> all tests passed"
