@@ -444,6 +444,10 @@ fn time(_ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
 
 const DEBUG_HELP: &[&str] = &[
     "DEBUG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DIGEST",
+    "    Output a hex signature representing the current DB content.",
+    "DIGEST-VALUE <key> [<key> ...]",
+    "    Output a hex signature of the values of all the specified keys.",
     "RELOAD [NOSAVE]",
     "    Save the RDB on disk and reload it back to memory. With NOSAVE, load the",
     "    existing file without saving first.",
@@ -466,6 +470,12 @@ fn debug(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         };
         return debug_reload(ctx, nosave);
     }
+    if is(sub, "digest") && argv.len() == 2 {
+        return debug_digest(ctx);
+    }
+    if is(sub, "digest-value") {
+        return debug_digest_value(ctx, argv.get(2..).unwrap_or_default().to_vec());
+    }
     if is(sub, "sleep") && argv.len() == 3 {
         let secs = argv.get(2).map_or(0.0, |a| strtod_prefix(a));
         // As Redis: whole microseconds, and nothing for a negative or zero time.
@@ -483,6 +493,81 @@ fn debug(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         "unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
         text(sub)
     )))
+}
+
+/// DEBUG DIGEST: every shard digests its keys per database (Redis 7.0's algorithm,
+/// `shard::digest`); the parts combine here into Redis's 40 hex digits.
+fn debug_digest(ctx: &mut ConnCtx) -> CmdResult {
+    use crate::shard::digest;
+    let ticket = ctx.defer();
+    super::keys::all_shards(
+        ctx.w,
+        |tw: &mut Worker| {
+            let now = tw.shard.now_ms;
+            tw.shard
+                .dbs
+                .iter()
+                .map(|d| {
+                    let mut part = digest::Part::default();
+                    d.for_each_value(now, |k, v, exp| {
+                        part.add(&digest::key_digest(k, &v, exp != 0))
+                    });
+                    part
+                })
+                .collect::<Vec<_>>()
+        },
+        move |w, parts: Vec<Vec<digest::Part>>| {
+            let d = digest::combine(&parts);
+            w.complete(ticket, Reply::Status(Bytes::from(digest::hex(&d))));
+        },
+    );
+    Ok(Reply::Ok)
+}
+
+/// DEBUG DIGEST-VALUE key...: each key's value digest (zeros for a missing key), from the
+/// shard that owns it, in argument order.
+fn debug_digest_value(ctx: &mut ConnCtx, keys: Vec<Bytes>) -> CmdResult {
+    use crate::shard::digest;
+    let db = ctx.client().db;
+    let ticket = ctx.defer();
+    let n = keys.len();
+    super::keys::all_shards(
+        ctx.w,
+        move |tw: &mut Worker| {
+            let now = tw.shard.now_ms;
+            let mine: std::collections::HashMap<&[u8], usize> = keys
+                .iter()
+                .enumerate()
+                .filter(|(_, k)| crate::shard::route::shard_of(k, tw.nshards) == tw.id)
+                .map(|(i, k)| (k.as_ref(), i))
+                .collect();
+            let mut out = Vec::new();
+            if let Some(d) = tw.shard.dbs.get(db) {
+                if !mine.is_empty() {
+                    d.for_each_value(now, |k, v, exp| {
+                        if let Some(&i) = mine.get(k) {
+                            out.push((i, digest::value_digest(Some((v, exp != 0)))));
+                        }
+                    });
+                }
+            }
+            out
+        },
+        move |w, parts: Vec<Vec<(usize, digest::Digest)>>| {
+            let mut all = vec![[0u8; 20]; n];
+            for (i, d) in parts.into_iter().flatten() {
+                if let Some(slot) = all.get_mut(i) {
+                    *slot = d;
+                }
+            }
+            let reply = all
+                .iter()
+                .map(|d| Reply::Status(Bytes::from(digest::hex(d))))
+                .collect();
+            w.complete(ticket, Reply::Array(reply));
+        },
+    );
+    Ok(Reply::Ok)
 }
 
 /// DEBUG RELOAD: under a lock on every shard, save (unless NOSAVE), read the file back and

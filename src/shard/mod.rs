@@ -7,6 +7,7 @@ pub mod arena;
 pub mod blocking;
 pub mod db;
 pub mod dict;
+pub mod digest;
 pub mod evict;
 pub mod lazyfree;
 pub mod objs;
