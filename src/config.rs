@@ -1289,3 +1289,106 @@ mod tests {
         assert!(Config::from_cli(&bad).is_err());
     }
 }
+
+#[cfg(test)]
+mod fuzz_tests {
+    use super::*;
+
+    /// The config-file path on hostile input: random lines (directive names from every table
+    /// plus garbage, values from a pool of awkward strings, random quoting) through
+    /// `split_line` and `Config::apply`, and the same pairs through CONFIG SET
+    /// (`Tunables::set`): errors are fine, a panic is not.
+    #[test]
+    fn random_directives_never_panic() {
+        let mut names: Vec<String> = crate::directives::DIRECTIVES
+            .iter()
+            .map(|(n, _)| n.to_string())
+            .chain(PASSIVE_PARAMS.iter().map(|(n, _)| n.to_string()))
+            .collect();
+        names.extend(
+            [
+                "port",
+                "bind",
+                "shards",
+                "cores",
+                "maxclients",
+                "maxmemory",
+                "save",
+                "user",
+                "include",
+                "loglevel",
+                "dir",
+                "requirepass",
+                "supervised",
+                "recv-buffer",
+                "client-output-buffer-limit",
+                "maxmemory-policy",
+                "",
+                "\u{0}",
+                "x y",
+            ]
+            .map(String::from),
+        );
+        let values = [
+            "",
+            "0",
+            "-1",
+            "1",
+            "99999999999999999999999",
+            "1gb",
+            "1x",
+            "yes",
+            "no",
+            "maybe",
+            "\"\"",
+            "'",
+            "\"",
+            "\"a\\",
+            "normal 1 1 1",
+            "pubsub",
+            "0-",
+            "-0",
+            "9-1",
+            "127.0.0.1 ::1",
+            "-::1",
+            "~* +@all",
+            "on >pw",
+            "(bad",
+            "\u{ff}",
+            "\\x00",
+            "allkeys-lru",
+            "nan",
+            "inf",
+        ];
+        let mut seed = 0x1234_5678_9abc_def1u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as usize
+        };
+        let tun = Tunables::new(&Config::default());
+        for _ in 0..20_000 {
+            let name = &names[next() % names.len()];
+            // Process-wide settings other unit tests rely on stay out.
+            if matches!(
+                name.as_str(),
+                "requirepass" | "maxclients" | "lua-time-limit" | "busy-reply-threshold"
+            ) {
+                continue;
+            }
+            let value = values[next() % values.len()];
+            let line = format!("{name} {value}");
+            if let Some(words) = split_line(&line) {
+                if let Some((n, rest)) = words.split_first() {
+                    if n != "include" {
+                        let mut cfg = Config::default();
+                        let _ = cfg.apply(&n.to_ascii_lowercase(), &rest.join(" "));
+                    }
+                }
+            }
+            // CONFIG SET refuses what cannot change at run time; nothing panics.
+            let _ = tun.set(name, value);
+        }
+    }
+}
