@@ -233,6 +233,9 @@ pub struct Worker {
     awaiting: usize,
     /// Deadline of the timeout operation in flight, if any (one at a time).
     timer_armed: Option<Instant>,
+    /// A shutdown waiting for its save (SHUTDOWN, or a signal on shard 0): see
+    /// `persist::cron`.
+    pub shutdown_req: Option<crate::persist::cron::ShutdownReq>,
     /// The loop pass's clock reading (connection idle times).
     pass_now: Instant,
     /// Wall-clock milliseconds derived from `pass_now`.
@@ -298,6 +301,7 @@ impl Worker {
             next_gen: 1,
             awaiting: 0,
             timer_armed: None,
+            shutdown_req: None,
             pass_now: Instant::now(),
             clock: PassClock::new(),
             pending_close: Vec::new(),
@@ -1475,6 +1479,7 @@ impl Worker {
                 .store(evict::candidates(&self.shard), Ordering::Relaxed);
             m.transient
                 .store(self.clients_bytes + self.scratch_bytes(), Ordering::Relaxed);
+            m.dirty.store(self.shard.dirty, Ordering::Relaxed);
         }
     }
 
@@ -1801,6 +1806,7 @@ impl Worker {
                         break;
                     }
                 }
+                crate::persist::cron::tick(self);
                 self.timers
                     .add(now + Duration::from_millis(100), TimerKind::ActiveExpire);
             }
@@ -1831,6 +1837,9 @@ impl Worker {
                 }
                 super::pubsub::sweep(self);
                 self.shrink_conn_buffers(now);
+                if self.id == 0 {
+                    crate::persist::cron::check_rules(self);
+                }
                 self.timers
                     .add(now + Duration::from_secs(1), TimerKind::ClientTimeout);
             }
