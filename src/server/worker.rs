@@ -25,7 +25,7 @@ use slab::Slab;
 use super::connection::{ClientInfo, Conn, RecvState};
 use super::lookahead;
 use super::Shared;
-use crate::commands::table::{table, Exec, BLOCKING, DENYOOM, PROTECTED};
+use crate::commands::table::{table, Exec, BLOCKING, DENYOOM, PROTECTED, WRITE};
 use crate::commands::{self, ConnCtx, Route};
 use crate::coord;
 use crate::error::CmdError;
@@ -1084,6 +1084,12 @@ impl Worker {
                     return;
                 }
             }
+        }
+        // stop-writes-on-bgsave-error: one relaxed load per write command (PING checks the
+        // gate in its handler, as Redis refuses it too).
+        if spec.has(WRITE) && crate::persist::writes_refused() {
+            self.reject(idx, Some(id), CmdError::coded(crate::error::MISCONF));
+            return;
         }
         let (db, resp) = {
             let c = &mut self.conns[idx].client;
