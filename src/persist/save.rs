@@ -1,5 +1,6 @@
 //! Taking a snapshot and writing it. Runs on the coordinating shard (the one whose client
-//! asked); each shard's part is serialised on that shard's own thread.
+//! asked, or shard 0 for the save rules and signals); each shard's part is serialised on
+//! that shard's own thread, and a BGSAVE's file is written by a std thread.
 //!
 //! Without the snapshot stepper of the engine issue, a point in time is had by locking every
 //! shard (`coord::multi::lock_all`, the lock MULTI/EXEC uses): from the moment a shard is
