@@ -21,6 +21,9 @@ pub const DEFAULT_RING_ENTRIES: u32 = 4096;
 pub const DEFAULT_RECV_BUFFER: usize = 16 * 1024;
 pub const DEFAULT_BACKLOG: i32 = 511;
 pub const DEFAULT_HOP_SPIN_US: u64 = 0;
+/// Redis 7's save rules when none are configured: after 3600 s if 1 key changed, after
+/// 300 s if 100 did, after 60 s if 10000 did.
+pub const DEFAULT_SAVE: &[(u64, u64)] = &[(3600, 1), (300, 100), (60, 10000)];
 
 /// shardis: a Redis-compatible in-memory store, thread-per-core on io_uring.
 #[derive(Parser, Debug, Clone, Default)]
@@ -303,6 +306,11 @@ pub struct Config {
     pub rdbcompression: bool,
     /// `rdbchecksum`: write a CRC64 at the end of RDB files and check it when loading.
     pub rdbchecksum: bool,
+    /// `save <seconds> <changes>` rules; `None` until a `save` directive is read (then
+    /// `DEFAULT_SAVE` applies), empty after `save ""`.
+    pub save: Option<Vec<(u64, u64)>>,
+    /// `stop-writes-on-bgsave-error`: refuse writes (MISCONF) after a failed BGSAVE.
+    pub stop_writes_on_bgsave_error: bool,
     /// Directives of `directives::DIRECTIVES` that were set, with their values (CONFIG GET
     /// shows them), in the order given.
     pub text: Vec<(String, String)>,
@@ -377,6 +385,8 @@ impl Default for Config {
             dbfilename: "dump.rdb".into(),
             rdbcompression: true,
             rdbchecksum: true,
+            save: None,
+            stop_writes_on_bgsave_error: true,
             text: Vec::new(),
             warnings: Vec::new(),
         }
@@ -694,6 +704,16 @@ impl Config {
             }
             "rdbcompression" => self.rdbcompression = parse_yes_no(v)?,
             "rdbchecksum" => self.rdbchecksum = parse_yes_no(v)?,
+            "save" => {
+                // As Redis reading its config: the first `save` line replaces the default
+                // rules, later ones (flags included) add to them; `save ""` clears them.
+                let rules = parse_save(v)?;
+                match (&mut self.save, v.trim().is_empty()) {
+                    (_, true) | (None, _) => self.save = Some(rules),
+                    (Some(have), false) => have.extend(rules),
+                }
+            }
+            "stop-writes-on-bgsave-error" => self.stop_writes_on_bgsave_error = parse_yes_no(v)?,
             // Every other Redis directive: accepted with a warning, or refused with the
             // reason (`directives`); never ignored silently.
             other => {
@@ -708,10 +728,40 @@ impl Config {
     }
 }
 
+/// Parses a `save` value: `<seconds> <changes>` pairs (seconds at least 1), or nothing.
+/// Errors carry Redis's text.
+pub fn parse_save(v: &str) -> Result<Vec<(u64, u64)>, String> {
+    let words: Vec<&str> = v.split_whitespace().collect();
+    let bad = || "Invalid save parameters".to_string();
+    if !words.len().is_multiple_of(2) {
+        return Err(bad());
+    }
+    words
+        .chunks_exact(2)
+        .map(|pair| match pair {
+            [s, c] => match (s.parse::<u64>(), c.parse::<u64>()) {
+                (Ok(s), Ok(c)) if s >= 1 && s <= i64::MAX as u64 && c <= i32::MAX as u64 => {
+                    Ok((s, c))
+                }
+                _ => Err(bad()),
+            },
+            _ => Err(bad()),
+        })
+        .collect()
+}
+
+/// Save rules as CONFIG GET shows them: `3600 1 300 100` (empty when there are none).
+pub fn format_save(rules: &[(u64, u64)]) -> String {
+    rules
+        .iter()
+        .map(|(s, c)| format!("{s} {c}"))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Parameters CONFIG GET reports (with their default values) that shardis accepts but does
 /// not act on yet: persistence and memory settings that clients and tools read at startup.
 pub const PASSIVE_PARAMS: &[(&str, &str)] = &[
-    ("save", ""),
     ("appendonly", "no"),
     ("appendfsync", "everysec"),
     ("dir", "."),
@@ -847,6 +897,12 @@ pub struct Tunables {
     /// `rdbcompression` / `rdbchecksum` (CONFIG SET changes the next save).
     pub rdbcompression: AtomicBool,
     pub rdbchecksum: AtomicBool,
+    /// `save` rules, read once a second by the save check (`persist::cron`) and by CONFIG.
+    pub save_rules: Mutex<Vec<(u64, u64)>>,
+    /// Some save rule exists (MISCONF needs one, as Redis's `saveparamslen > 0`).
+    pub has_save_rules: AtomicBool,
+    /// `stop-writes-on-bgsave-error`.
+    pub stop_writes_on_bgsave_error: AtomicBool,
     /// Everything else CONFIG GET/SET knows, as text (the password too). Touched only by
     /// CONFIG and AUTH, never on the request path.
     pub text: Mutex<BTreeMap<String, String>>,
@@ -889,6 +945,12 @@ impl Tunables {
         text.insert("dbfilename".into(), cfg.dbfilename.clone());
         text.insert("rdbcompression".into(), yn(cfg.rdbcompression));
         text.insert("rdbchecksum".into(), yn(cfg.rdbchecksum));
+        let rules = cfg.save.clone().unwrap_or_else(|| DEFAULT_SAVE.to_vec());
+        text.insert("save".into(), format_save(&rules));
+        text.insert(
+            "stop-writes-on-bgsave-error".into(),
+            yn(cfg.stop_writes_on_bgsave_error),
+        );
         for (k, v) in &cfg.text {
             text.insert(k.clone(), v.clone());
         }
@@ -911,6 +973,9 @@ impl Tunables {
             normal_obuf_limit: DEFAULT_OBUF_LIMITS[0].map(AtomicU64::new),
             rdbcompression: AtomicBool::new(cfg.rdbcompression),
             rdbchecksum: AtomicBool::new(cfg.rdbchecksum),
+            has_save_rules: AtomicBool::new(!rules.is_empty()),
+            save_rules: Mutex::new(rules),
+            stop_writes_on_bgsave_error: AtomicBool::new(cfg.stop_writes_on_bgsave_error),
             text: Mutex::new(text),
         };
         for v in &cfg.obuf_limits {
@@ -1126,6 +1191,26 @@ impl Tunables {
                 let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
                 m.insert(name.into(), if on { "yes" } else { "no" }.into());
             }
+            "save" => {
+                // CONFIG SET replaces the rules (the config file adds to them).
+                let rules = parse_save(value)?;
+                self.has_save_rules
+                    .store(!rules.is_empty(), Ordering::Relaxed);
+                let text = format_save(&rules);
+                if let Ok(mut r) = self.save_rules.lock() {
+                    *r = rules;
+                }
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                m.insert(name.into(), text);
+            }
+            "stop-writes-on-bgsave-error" => {
+                let on = parse_yes_no(value)
+                    .map_err(|_| "argument must be 'yes' or 'no'".to_string())?;
+                self.stop_writes_on_bgsave_error
+                    .store(on, Ordering::Relaxed);
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                m.insert(name.into(), if on { "yes" } else { "no" }.into());
+            }
             "requirepass" => {
                 let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
                 m.insert(name.into(), value.to_string());
@@ -1248,6 +1333,38 @@ mod tests {
         assert_eq!(get("lfu-decay-time"), Some("1"));
         let mut cfg = Config::default();
         assert!(cfg.apply("maxmemory-policy", "lru").is_err());
+    }
+
+    #[test]
+    fn save_rules_as_redis() {
+        assert_eq!(
+            parse_save("900 1 300 10").unwrap(),
+            vec![(900, 1), (300, 10)]
+        );
+        assert_eq!(parse_save("").unwrap(), vec![]);
+        for bad in ["900", "0 1", "x 1", "900 -1", "900 1 300"] {
+            assert_eq!(parse_save(bad).unwrap_err(), "Invalid save parameters");
+        }
+        let mut c = Config::default();
+        assert_eq!(
+            Tunables::new(&c)
+                .all()
+                .iter()
+                .find(|(k, _)| k == "save")
+                .map(|(_, v)| v.as_str()),
+            Some("3600 1 300 100 60 10000")
+        );
+        c.apply("save", "900 1").unwrap();
+        c.apply("save", "60 5").unwrap();
+        assert_eq!(c.save, Some(vec![(900, 1), (60, 5)]), "later lines add");
+        c.apply("save", "").unwrap();
+        assert_eq!(c.save, Some(vec![]));
+        let t = Tunables::new(&c);
+        assert!(!t.has_save_rules.load(Ordering::Relaxed));
+        t.set("save", "10 2").unwrap();
+        assert!(t.has_save_rules.load(Ordering::Relaxed));
+        assert_eq!(t.set("save", "1").unwrap_err(), "Invalid save parameters");
+        assert_eq!(t.save_rules.lock().unwrap().clone(), vec![(10, 2)]);
     }
 
     #[test]

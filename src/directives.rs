@@ -5,8 +5,8 @@
 //! Directives `Config::apply` implements never reach this table. The rest are either
 //! accepted with one warning naming what happens instead (only where ignoring the value is
 //! harmless: tuning knobs of subsystems shardis does not have, or has in its own form), or
-//! refused with the reason unless the value is the one that asks for nothing (a save rule,
-//! `appendonly yes`, a replica setting, a renamed command: ignoring those would lose data or
+//! refused with the reason unless the value is the one that asks for nothing
+//! (`appendonly yes`, a replica setting, a renamed command: ignoring those would lose data or
 //! weaken security). Nothing is ignored silently.
 
 /// What happens to a directive's value.
@@ -22,24 +22,23 @@ pub enum Treat {
 use Treat::{Only, Warn};
 
 const NO_PERSISTENCE: &str =
-    "persistence (RDB snapshots and the AOF) is not supported yet: shardis keeps no data across restarts";
+    "the append-only file is not supported yet (RDB snapshots are: see `save`)";
 const NO_REPLICATION: &str = "replication is not supported yet";
 const ENCODING: &str =
     "encodings use redis-server 7.0.15's compiled thresholds (not configurable yet)";
-const NOT_USED: &str = "only used by persistence or replication, which are not supported yet";
+const RDB_FIXED: &str = "RDB files are written and read one fixed way (see README \"Persistence\")";
+const NOT_USED: &str = "only used by the AOF or replication, which are not supported yet";
 
 /// Every Redis 7.0 directive shardis does not implement, and its treatment.
 pub const DIRECTIVES: &[(&str, Treat)] = &[
     // Persistence: the values that ask for nothing are accepted.
-    ("save", Only(&[""], NO_PERSISTENCE)),
     ("appendonly", Only(&["no"], NO_PERSISTENCE)),
     ("appendfsync", Warn(NOT_USED)),
     ("appendfilename", Warn(NOT_USED)),
     ("appenddirname", Warn(NOT_USED)),
-    ("rdb-del-sync-files", Warn(NOT_USED)),
-    ("rdb-save-incremental-fsync", Warn(NOT_USED)),
-    ("rdb-key-save-delay", Warn(NOT_USED)),
-    ("stop-writes-on-bgsave-error", Warn(NOT_USED)),
+    ("rdb-del-sync-files", Warn(RDB_FIXED)),
+    ("rdb-save-incremental-fsync", Warn(RDB_FIXED)),
+    ("rdb-key-save-delay", Warn(RDB_FIXED)),
     ("no-appendfsync-on-rewrite", Warn(NOT_USED)),
     ("auto-aof-rewrite-percentage", Warn(NOT_USED)),
     ("auto-aof-rewrite-min-size", Warn(NOT_USED)),
@@ -47,7 +46,7 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ("aof-use-rdb-preamble", Warn(NOT_USED)),
     ("aof-timestamp-enabled", Warn(NOT_USED)),
     ("aof-rewrite-incremental-fsync", Warn(NOT_USED)),
-    ("sanitize-dump-payload", Warn(NOT_USED)),
+    ("sanitize-dump-payload", Warn(RDB_FIXED)),
     // Replication and cluster.
     ("replicaof", Only(&[""], NO_REPLICATION)),
     ("slaveof", Only(&[""], NO_REPLICATION)),
@@ -164,8 +163,8 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ("stream-node-max-bytes", Warn("streams are not supported yet")),
     ("stream-node-max-entries", Warn("streams are not supported yet")),
     ("shutdown-timeout", Warn("shards that do not stop within 2 s are abandoned at shutdown")),
-    ("shutdown-on-sigint", Warn("SIGINT stops the server without saving (nothing is persisted)")),
-    ("shutdown-on-sigterm", Warn("SIGTERM stops the server without saving (nothing is persisted)")),
+    ("shutdown-on-sigint", Warn("SIGINT saves when save rules exist, then stops (Redis's default)")),
+    ("shutdown-on-sigterm", Warn("SIGTERM saves when save rules exist, then stops (Redis's default)")),
     ("locale-collate", Warn("strings compare byte by byte")),
     ("ignore-warnings", Warn("shardis has no startup self-checks to silence")),
 ];
@@ -214,8 +213,6 @@ mod tests {
 
     #[test]
     fn treatments() {
-        assert_eq!(check("save", "\"\""), Ok(None));
-        assert!(check("save", "900 1").unwrap_err().contains("persistence"));
         assert_eq!(check("appendonly", "no"), Ok(None));
         assert!(check("appendonly", "yes").is_err());
         assert!(check("io-threads", "4")

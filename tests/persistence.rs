@@ -311,12 +311,21 @@ fn shutdown_save_and_restart_keep_every_key_and_ttl() {
     }
 }
 
+/// SHUTDOWN saves when save rules exist (Redis 7's default rules when none are configured),
+/// not with `save ''`; NOSAVE never does.
 #[test]
-fn shutdown_without_save_writes_nothing() {
+fn shutdown_saves_only_with_rules() {
     let n = shard_counts()[0];
-    for how in [&["SHUTDOWN"][..], &["SHUTDOWN", "NOSAVE"][..]] {
-        let d = tmpdir(&format!("nosave-{}", how.len()));
-        let mut s = Server::start_with(n, &["--dir", d.to_str().unwrap()]);
+    let cases: [(&[&str], &[&str], bool); 3] = [
+        (&["SHUTDOWN"], &["--save", ""], false),
+        (&["SHUTDOWN", "NOSAVE"], &[], false),
+        (&["SHUTDOWN"], &[], true),
+    ];
+    for (i, (how, flags, saves)) in cases.into_iter().enumerate() {
+        let d = tmpdir(&format!("shutdown-{i}"));
+        let mut args = vec!["--dir", d.to_str().unwrap()];
+        args.extend_from_slice(flags);
+        let mut s = Server::start_with(n, &args);
         let mut c = s.client();
         let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut c).unwrap();
         let mut cmd = redis::cmd(how[0]);
@@ -325,7 +334,7 @@ fn shutdown_without_save_writes_nothing() {
         }
         let _ = cmd.query::<()>(&mut c);
         assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(0));
-        assert!(!d.join("dump.rdb").exists(), "{how:?} wrote a dump");
+        assert_eq!(d.join("dump.rdb").exists(), saves, "{how:?} {flags:?}");
         let _ = std::fs::remove_dir_all(&d);
     }
 }

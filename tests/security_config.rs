@@ -238,10 +238,11 @@ fn daemonize_include_and_refused_directives() {
     std::fs::write(
         &conf,
         format!(
-            "include {}\ndaemonize yes\npidfile {}\nlogfile {}\nshards 1\nio-threads 4\n",
+            "include {}\ndaemonize yes\npidfile {}\nlogfile {}\nshards 1\nio-threads 4\ndir {}\n",
             inc.display(),
             dir.join("d.pid").display(),
-            dir.join("d.log").display()
+            dir.join("d.log").display(),
+            dir.display()
         ),
     )
     .unwrap();
@@ -272,8 +273,8 @@ fn daemonize_include_and_refused_directives() {
     // Refused: settings that would lose data or weaken security if ignored. Each names
     // the reason and the process exits with status 1.
     let refused: &[(&[&str], &str)] = &[
-        (&["--save", "900 1"], "persistence"),
-        (&["--appendonly", "yes"], "persistence"),
+        (&["--save", "900"], "Invalid save parameters"),
+        (&["--appendonly", "yes"], "append-only file"),
         (&["--replicaof", "127.0.0.1 6380"], "replication"),
         (&["--rename-command", "FLUSHALL x"], "rename-command"),
         (
@@ -307,11 +308,11 @@ fn daemonize_include_and_refused_directives() {
     );
     let mut c = Client::connect(s.port);
     assert_eq!(
-        cmd(&mut c, &["CONFIG", "SET", "save", "900 1"]),
-        "-ERR CONFIG SET failed (possibly related to argument 'save') - 'save 900 1' is refused: \
-         persistence (RDB snapshots and the AOF) is not supported yet: shardis keeps no data \
-         across restarts\r\n"
+        cmd(&mut c, &["CONFIG", "SET", "save", "900"]),
+        "-ERR CONFIG SET failed (possibly related to argument 'save') - Invalid save \
+         parameters\r\n"
     );
+    assert_eq!(cmd(&mut c, &["CONFIG", "SET", "save", "900 1"]), "+OK\r\n");
     assert_eq!(cmd(&mut c, &["CONFIG", "SET", "save", ""]), "+OK\r\n");
     assert!(cmd(&mut c, &["CONFIG", "SET", "dir", "/tmp"]).contains("can't set protected config"));
     let _ = std::fs::remove_dir_all(dir);
@@ -399,6 +400,8 @@ fn supervised_systemd_notifies_ready() {
             "1",
             "--supervised",
             "systemd",
+            "--dir",
+            dir.to_str().unwrap(),
         ])
         .env("NOTIFY_SOCKET", &sock_path)
         .stdout(Stdio::null())

@@ -1,7 +1,9 @@
 //! Stopping a server one of whose shards is busy (issue 9, item 6): SIGTERM, SIGINT and
 //! SHUTDOWN reach every shard, and a shard stuck in `DEBUG SLEEP` does not keep the process
 //! alive past the grace period (2 s); the log names it. For every shard count in
-//! `common::shard_counts()`.
+//! `common::shard_counts()`. The servers run with `--save ''`: with save rules, the save
+//! before stopping waits for every shard, the busy one too (as Redis's does), and the grace
+//! period starts after it (tests/persistence_faults.rs covers the save on SIGTERM).
 
 mod common;
 
@@ -33,7 +35,7 @@ fn sleeping_shard(pid: u32) -> Option<usize> {
 /// Starts a server, puts one shard to sleep for 1000 s and returns the connection that
 /// asked (kept open) and the sleeping shard's number.
 fn start_with_busy_shard(n: usize) -> (Server, TcpStream, usize) {
-    let srv = Server::start_logged(n, "true", &["--enable-debug-command", "yes"]);
+    let srv = Server::start_logged(n, "true", &["--enable-debug-command", "yes", "--save", ""]);
     let mut c = srv.raw();
     c.write_all(b"DEBUG SLEEP 1000\r\n").unwrap();
     let mut shard = None;

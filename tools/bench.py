@@ -157,7 +157,10 @@ def start_shardis(binary, shards, cores, name=None, extra=()):
     extra = list(extra)
     # A variant may name its own shard count (`--shardis 'two=PATH --shards 2'`).
     own = ["--shards", str(shards)] if "--shards" not in extra else []
-    cmd = [binary] + extra + ["--port", str(port)] + own + ["--cores", cores, "--loglevel", "warning"]
+    # No snapshots while measuring, as redis-server below (`--save ""`); shardis would
+    # otherwise apply Redis 7's default save rules and write dump.rdb into the checkout.
+    nosave = ["--save", ""] if "--save" not in extra else []
+    cmd = [binary] + extra + ["--port", str(port)] + own + ["--cores", cores, "--loglevel", "warning"] + nosave
     return Server(name or f"shardis-{shards}sh", cmd, port)
 
 

@@ -41,7 +41,7 @@ cargo test --examples
 echo "==> loadgen smoke (examples/loadgen.rs against shardis --shards 2)"
 cargo build --quiet --example loadgen --bin shardis
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-target/debug/shardis --port "$port" --shards 2 --loglevel warning &
+target/debug/shardis --port "$port" --shards 2 --loglevel warning --save '' &
 srv=$!
 trap 'kill $srv 2>/dev/null || true' EXIT
 for _ in $(seq 50); do redis-cli -p "$port" ping >/dev/null 2>&1 && break; sleep 0.1; done

@@ -56,7 +56,12 @@ pub const COMMANDS: &[CommandSpec] = &[
 ];
 
 /// PING; a RESP2 client in subscribed mode gets `["pong", message-or-""]` instead.
+/// After a failed BGSAVE with stop-writes-on-bgsave-error, PING gets MISCONF as writes do
+/// (Redis refuses it too, so health checks notice).
 fn ping(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    if crate::persist::writes_refused() {
+        return Err(CmdError::coded(crate::error::MISCONF));
+    }
     if argv.len() > 2 {
         return Err(CmdError::WrongArity("ping".into()));
     }

@@ -30,7 +30,7 @@ pub const COMMANDS: &[CommandSpec] = &[
 
 /// Marks a save as running; Redis's error when one already is.
 pub fn begin_save(ctx: &mut ConnCtx) -> Result<(), CmdError> {
-    if ctx.w.shared.persist.saving.swap(true, Ordering::SeqCst) {
+    if !ctx.w.shared.persist.try_begin() {
         return Err(CmdError::err("Background save already in progress"));
     }
     Ok(())
@@ -40,7 +40,7 @@ fn save(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     begin_save(ctx)?;
     let ticket = ctx.defer();
     save::snapshot(ctx.w, false, move |w, parts, _| {
-        let res = save::save_parts(&w.shared, &parts);
+        let res = save::save_parts(&w.shared, &parts, false);
         w.shared.persist.saving.store(false, Ordering::SeqCst);
         // Redis answers a failed SAVE with a bare `-ERR` (the reason is in the log).
         let reply = match res {
@@ -61,37 +61,17 @@ fn bgsave(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         [a] if a.eq_ignore_ascii_case(b"schedule") => {}
         _ => return Err(CmdError::Syntax),
     }
-    begin_save(ctx)?;
-    ctx.w
-        .shared
-        .persist
-        .bg_in_progress
-        .store(true, Ordering::SeqCst);
     let ticket = ctx.defer();
-    save::snapshot(ctx.w, false, move |w, parts, _| {
-        let shared = w.shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name("bgsave".into())
-            .spawn(move || {
-                let _ = save::save_parts(&shared, &parts);
-                shared.persist.bg_in_progress.store(false, Ordering::SeqCst);
-                shared.persist.saving.store(false, Ordering::SeqCst);
-            });
-        let reply = match spawned {
-            Ok(_) => {
-                crate::log::notice("Background saving started");
-                Reply::Status("Background saving started".into())
-            }
-            Err(e) => {
-                let st = &w.shared.persist;
-                st.bg_in_progress.store(false, Ordering::SeqCst);
-                st.saving.store(false, Ordering::SeqCst);
-                st.last_failed.store(true, Ordering::SeqCst);
-                Reply::Error(format!("ERR Can't BGSAVE: {e}"))
-            }
+    let begun = save::bgsave(ctx.w, move |w, res| {
+        let reply = match res {
+            Ok(()) => Reply::Status("Background saving started".into()),
+            Err(e) => Reply::Error(format!("ERR {e}")),
         };
         w.complete(ticket, reply);
     });
+    if let Err(e) = begun {
+        ctx.w.complete(ticket, Reply::Error(format!("ERR {e}")));
+    }
     Ok(Reply::Ok)
 }
 

@@ -247,6 +247,8 @@ fn config_set(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     if let Some((_, l)) = todo.iter().find(|(n, _)| n == "loglevel") {
         crate::log::set_level(&l.to_ascii_lowercase());
     }
+    // `save` and `stop-writes-on-bgsave-error` open or close the MISCONF gate at once.
+    ctx.w.shared.persist.refresh_gate(&ctx.w.shared.tun);
     // This shard's next command already sees a new eviction policy (others: next loop pass).
     let cfg = ctx.w.shared.tun.evict_cfg();
     ctx.w.shard.set_evict_cfg(cfg);
@@ -398,35 +400,22 @@ fn shutdown(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         return Err(CmdError::Syntax);
     }
     crate::log::notice("User requested shutdown...");
-    // As Redis: SAVE always saves, NOSAVE never, no argument saves when save rules are
-    // configured (shardis has none yet: `save` rules are refused at startup).
-    if !has("save") {
+    // As Redis: SAVE always saves, NOSAVE never, no argument saves when save rules exist.
+    // Redis closes the connection without a reply when the shutdown goes ahead; a failed
+    // save answers through the ticket (`persist::cron::shutdown`).
+    let saves =
+        has("save") || (!has("nosave") && ctx.w.shared.tun.has_save_rules.load(Ordering::Relaxed));
+    let ticket = ctx.defer();
+    if !saves {
         ctx.w.request_shutdown();
-        // Redis closes the connection without a reply when the shutdown goes ahead.
-        ctx.defer();
         return Ok(Reply::Ok);
     }
-    super::persistence::begin_save(ctx)?;
-    let force = has("force");
-    let ticket = ctx.defer();
-    crate::log::notice("Saving the final RDB snapshot before exiting.");
-    // The shards stay locked after the snapshot: no write is acknowledged after the point
-    // in time that is saved, as when Redis saves in SHUTDOWN.
-    persist::save::snapshot(ctx.w, true, move |w, parts, txid| {
-        let res = persist::save::save_parts(&w.shared, &parts);
-        w.shared.persist.saving.store(false, Ordering::SeqCst);
-        if res.is_ok() || force {
-            w.request_shutdown();
-            return;
-        }
-        crate::log::warning("Error trying to save the DB, can't exit.");
-        persist::save::release(w, txid, move |w| {
-            w.complete(
-                ticket,
-                Reply::Error("ERR Errors trying to SHUTDOWN. Check logs.".into()),
-            )
-        });
+    ctx.w.shutdown_req = Some(persist::cron::ShutdownReq {
+        save: true,
+        force: has("force"),
+        ticket: Some(ticket),
     });
+    persist::cron::shutdown(ctx.w);
     Ok(Reply::Ok)
 }
 
@@ -580,7 +569,7 @@ fn debug_reload(ctx: &mut ConnCtx, nosave: bool) -> CmdResult {
         let saved = if nosave {
             Ok(())
         } else {
-            persist::save::save_parts(&w.shared, &parts)
+            persist::save::save_parts(&w.shared, &parts, false)
         };
         w.shared.persist.saving.store(false, Ordering::SeqCst);
         drop(parts);

@@ -35,7 +35,7 @@ use bytes::Bytes;
 use slab::Slab;
 
 use super::multi;
-use crate::commands::table::{table, CommandSpec, Exec, NO_MULTI, PROTECTED};
+use crate::commands::table::{table, CommandSpec, Exec, NO_MULTI, PROTECTED, WRITE};
 use crate::commands::{self, ConnCtx, Route};
 use crate::error::{self, CmdError};
 use crate::protocol::reply::Reply;
@@ -260,6 +260,11 @@ pub fn queue(w: &mut Worker, idx: usize, argv: &mut Vec<Bytes>) -> bool {
     }
     if spec.has(NO_MULTI) {
         reject(w, idx, error::NOT_ALLOWED_IN_MULTI.to_string());
+        return true;
+    }
+    // stop-writes-on-bgsave-error refuses a write while queuing too (EXEC then aborts).
+    if spec.has(WRITE) && crate::persist::writes_refused() {
+        reject(w, idx, error::MISCONF.to_string());
         return true;
     }
     if spec.has(PROTECTED) {
@@ -505,6 +510,15 @@ pub fn exec(ctx: &mut ConnCtx) -> Result<Option<Reply>, CmdError> {
     if std::mem::take(&mut t.aborted) {
         unwatch_all(w, idx);
         return Err(CmdError::coded(error::EXECABORT));
+    }
+    // Writes queued before a BGSAVE failed: Redis refuses the whole EXEC.
+    if crate::persist::writes_refused()
+        && cmds
+            .iter()
+            .any(|q| table().get(q.id).is_some_and(|s| s.has(WRITE)))
+    {
+        unwatch_all(w, idx);
+        return Err(CmdError::coded(error::exec_abort_because(error::MISCONF)));
     }
     // Redis unwatches at EXEC: the watches are checked once, below, under the locks.
     let watched: Vec<(usize, Bytes)> = t.watched.drain().collect();

@@ -7,10 +7,15 @@
 //!   keys in parallel, the coordinator writes the file (temp file, fsync, rename).
 //! - `load`: reading `dir/dbfilename` at startup on the main thread, before any shard
 //!   serves, and splitting the keys by owner shard.
+//! - `cron`: the `save` rules (BGSAVE when one is met, checked once a second on shard 0)
+//!   and the save before a SIGTERM/SIGINT shutdown.
 //!
-//! [`State`] lives in `server::Shared`: every shard reads it for INFO and LASTSAVE.
+//! [`State`] lives in `server::Shared`: every shard reads it for INFO and LASTSAVE. The
+//! write gate (`writes_refused`, stop-writes-on-bgsave-error) is process-wide, so the
+//! dispatcher and scripts read it without reaching `Shared`.
 
 pub mod crc64;
+pub mod cron;
 pub mod load;
 pub mod lzf;
 pub mod packed;
@@ -29,8 +34,12 @@ pub struct State {
     pub saves: AtomicU64,
     /// The sum of the shards' write counters at the last save's point in time.
     pub dirty_at_save: AtomicU64,
-    /// The last save failed (INFO rdb_last_bgsave_status:err).
+    /// The last BGSAVE (or automatic save) failed (INFO rdb_last_bgsave_status:err); a
+    /// successful save of any kind clears it, a failed SAVE leaves it, as in Redis.
     pub last_failed: AtomicBool,
+    /// Unix seconds of the last BGSAVE attempt (the save rules retry a failed one only
+    /// `cron::BGSAVE_RETRY_DELAY` seconds later).
+    pub last_try: AtomicU64,
     /// A save is running: another is refused.
     pub saving: AtomicBool,
     /// The running save is a BGSAVE (INFO rdb_bgsave_in_progress).
@@ -49,6 +58,31 @@ impl State {
         s.last_save_secs.store(-1, Ordering::Relaxed);
         s
     }
+
+    /// Marks a save as running; false when one already is.
+    pub fn try_begin(&self) -> bool {
+        !self.saving.swap(true, Ordering::SeqCst)
+    }
+
+    /// Recomputes the write gate after the bgsave status or a setting changed: Redis's
+    /// writeCommandsDeniedByDiskError (stop-writes-on-bgsave-error, some save rule, and the
+    /// last BGSAVE failed).
+    pub fn refresh_gate(&self, tun: &crate::config::Tunables) {
+        let deny = tun.stop_writes_on_bgsave_error.load(Ordering::Relaxed)
+            && tun.has_save_rules.load(Ordering::Relaxed)
+            && self.last_failed.load(Ordering::Relaxed);
+        WRITES_REFUSED.store(deny, Ordering::Relaxed);
+    }
+}
+
+/// Write commands (and PING) are answered with MISCONF: see `State::refresh_gate`.
+static WRITES_REFUSED: AtomicBool = AtomicBool::new(false);
+
+/// Whether writes are refused with `error::MISCONF`: one relaxed load, made only for write
+/// commands (and PING, as Redis), so nothing else pays for the gate.
+#[inline]
+pub fn writes_refused() -> bool {
+    WRITES_REFUSED.load(Ordering::Relaxed)
 }
 
 /// Unix seconds now.

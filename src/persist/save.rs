@@ -1,5 +1,6 @@
 //! Taking a snapshot and writing it. Runs on the coordinating shard (the one whose client
-//! asked); each shard's part is serialised on that shard's own thread.
+//! asked, or shard 0 for the save rules and signals); each shard's part is serialised on
+//! that shard's own thread, and a BGSAVE's file is written by a std thread.
 //!
 //! Without the snapshot stepper of the engine issue, a point in time is had by locking every
 //! shard (`coord::multi::lock_all`, the lock MULTI/EXEC uses): from the moment a shard is
@@ -198,9 +199,14 @@ pub fn write_file(
 }
 
 /// Writes `parts` to the configured file and records the outcome in `persist::State`
-/// (INFO, LASTSAVE). Blocking: runs on the coordinating shard's thread, or the main thread
-/// at exit.
-pub fn save_parts(shared: &crate::server::Shared, parts: &[ShardPart]) -> Result<(), String> {
+/// (INFO, LASTSAVE, the write gate). `bg`: a BGSAVE or automatic save, whose failure sets
+/// rdb_last_bgsave_status:err (a failed SAVE does not, as in Redis). Blocking: runs on the
+/// coordinating shard's thread, or the bgsave thread.
+pub fn save_parts(
+    shared: &crate::server::Shared,
+    parts: &[ShardPart],
+    bg: bool,
+) -> Result<(), String> {
     let st = &shared.persist;
     let start = Instant::now();
     let now = super::unix_secs();
@@ -229,9 +235,57 @@ pub fn save_parts(shared: &crate::server::Shared, parts: &[ShardPart]) -> Result
             ));
         }
         Err(e) => {
-            st.last_failed.store(true, Ordering::Relaxed);
+            if bg {
+                st.last_failed.store(true, Ordering::Relaxed);
+            }
             crate::log::warning(e);
         }
     }
+    st.refresh_gate(&shared.tun);
     res.map(|_| ())
+}
+
+/// BGSAVE: marks a save running (`Err` with Redis's text when one already is), takes the
+/// snapshot, and hands the parts to a std thread that writes them, so no shard waits for
+/// the disk. `started` runs on this shard once the point in time is taken, with whether
+/// the writer thread started.
+pub fn bgsave(
+    w: &mut Worker,
+    started: impl FnOnce(&mut Worker, Result<(), String>) + Send + 'static,
+) -> Result<(), String> {
+    let st = &w.shared.persist;
+    if !st.try_begin() {
+        return Err("Background save already in progress".into());
+    }
+    st.bg_in_progress.store(true, Ordering::SeqCst);
+    st.last_try.store(super::unix_secs(), Ordering::Relaxed);
+    snapshot(w, false, move |w, parts, _| {
+        let shared = w.shared.clone();
+        let spawned = std::thread::Builder::new()
+            .name("bgsave".into())
+            .spawn(move || {
+                match save_parts(&shared, &parts, true) {
+                    Ok(()) => crate::log::notice("Background saving terminated with success"),
+                    Err(_) => crate::log::warning("Background saving error"),
+                }
+                shared.persist.bg_in_progress.store(false, Ordering::SeqCst);
+                shared.persist.saving.store(false, Ordering::SeqCst);
+            });
+        let res = match spawned {
+            Ok(_) => {
+                crate::log::notice("Background saving started");
+                Ok(())
+            }
+            Err(e) => {
+                let st = &w.shared.persist;
+                st.bg_in_progress.store(false, Ordering::SeqCst);
+                st.saving.store(false, Ordering::SeqCst);
+                st.last_failed.store(true, Ordering::SeqCst);
+                st.refresh_gate(&w.shared.tun);
+                Err(format!("Can't BGSAVE: {e}"))
+            }
+        };
+        started(w, res);
+    });
+    Ok(())
 }

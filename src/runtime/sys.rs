@@ -286,7 +286,7 @@ pub fn cpu_times() -> (f64, f64) {
 }
 
 /// Blocks SIGINT/SIGTERM/SIGPIPE in the calling thread (and threads it spawns later), so a
-/// dedicated thread can wait for them with `wait_signal`.
+/// dedicated thread can wait for them with `wait_signal`; ignores SIGHUP and SIGXFSZ.
 pub fn block_signals() {
     // SAFETY: sigset manipulation on a local set, then pthread_sigmask on this thread.
     unsafe {
@@ -299,6 +299,9 @@ pub fn block_signals() {
         // As redis-server: SIGHUP (a closed terminal, a log rotation script) is ignored.
         // SIGUSR1/SIGUSR2 keep their default action, as there.
         libc::signal(libc::SIGHUP, libc::SIG_IGN);
+        // A write past RLIMIT_FSIZE must fail with EFBIG (a failed BGSAVE), not kill the
+        // process: Redis's writer is a forked child, shardis's a thread of the server.
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
     }
 }
 

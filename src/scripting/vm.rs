@@ -561,6 +561,9 @@ fn command(ctx: &mut KeyCtx, run: &RunInfo, args: &[Value]) -> Result<Reply, Str
     if spec.has(WRITE) && run.read_only {
         return Err(READONLY_SCRIPT.into());
     }
+    if spec.has(WRITE) && crate::persist::writes_refused() {
+        return Err(crate::error::MISCONF.into());
+    }
     crate::commands::check_arity(spec, &argv).map_err(|e| e.to_string())?;
     let (me, nshards) = (ctx.shard.id, ctx.shard.nshards);
     for i in spec.keys.key_positions(&argv) {
@@ -701,6 +704,11 @@ pub fn eval(ctx: &mut KeyCtx, src: Source, keys: &[Bytes], args: &[Bytes], ro: b
             return Err(CmdError::coded(RO_WITH_WRITE_FLAG));
         }
         let read_only = ro || script.flags.no_writes;
+        // A script declaring it may write is refused before it runs (Redis 7.0's
+        // scriptPrepareForRun); one without flags fails at its first write instead.
+        if script.flags.shebang && !read_only && crate::persist::writes_refused() {
+            return Err(CmdError::coded(crate::error::MISCONF));
+        }
         run(vm, ctx, &script, &sha, keys, args, read_only)
     })
 }

@@ -2,8 +2,9 @@
 //! limit, as Redis's adjustOpenFilesLimit), binds one SO_REUSEPORT listener per shard, builds
 //! the shard mesh, starts one pinned thread per shard running its `Worker` loop, and waits
 //! for them to stop. Runs on the main thread; a "signals" thread turns SIGINT / SIGTERM into a
-//! shutdown, as SHUTDOWN does. A shard that has not stopped `SHUTDOWN_GRACE` after the
-//! shutdown began is named in the log and the process exits without it.
+//! shutdown, as SHUTDOWN does: when save rules exist, shard 0 first saves the snapshot
+//! (`persist::cron`). A shard that has not stopped `SHUTDOWN_GRACE` after the shutdown began
+//! (after that save) is named in the log and the process exits without it.
 
 pub mod connection;
 pub mod lookahead;
@@ -36,6 +37,11 @@ pub struct Shared {
     pub next_client_id: AtomicU64,
     pub next_tx_id: AtomicU64,
     pub shutdown: AtomicBool,
+    /// A SIGTERM/SIGINT asks shard 0 to save (save rules exist) and then stop
+    /// (`persist::cron::tick`).
+    pub sig_shutdown: AtomicBool,
+    /// A signal's shutdown is under way (a second SIGINT then exits at once).
+    pub signalled: AtomicBool,
     /// Tells the main thread that a shutdown began or a shard stopped (see `run`'s wait).
     pub events: Sender<Event>,
     /// The port actually bound (differs from cfg.port when it was 0).
@@ -103,6 +109,8 @@ pub struct ShardMem {
     pub transient: AtomicU64,
     /// Another shard asked this one to evict and the request has not run yet.
     pub nudged: AtomicBool,
+    /// The shard's write counter (`Shard::dirty`), for the save rules on shard 0.
+    pub dirty: AtomicU64,
 }
 
 /// Descriptors kept free beyond the fixed ones, as Redis's CONFIG_MIN_RESERVED_FDS: room for
@@ -116,7 +124,8 @@ const FDS_PER_SHARD: u64 = 3;
 
 /// How long the shards get to stop once a shutdown began (SIGTERM, SIGINT, SHUTDOWN). A shard
 /// still busy then (in DEBUG SLEEP or another long command) is named in the log and the
-/// process exits without it (exit code 1): nothing is persisted, so nothing is lost by it.
+/// process exits without it (exit code 1). The save before stopping (save rules, SHUTDOWN
+/// SAVE) is over by then: the shards are locked from its snapshot on, so nothing is lost.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// Redis's adjustOpenFilesLimit: makes RLIMIT_NOFILE hold maxclients plus the descriptors
@@ -265,6 +274,8 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         next_client_id: AtomicU64::new(1),
         next_tx_id: AtomicU64::new(1),
         shutdown: AtomicBool::new(false),
+        sig_shutdown: AtomicBool::new(false),
+        signalled: AtomicBool::new(false),
         events,
         port,
         mem: (0..cfg.shards).map(|_| ShardMem::default()).collect(),
@@ -452,11 +463,23 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
                 "SIGTERM"
             };
             // A second Ctrl-C means "now", as in Redis (exit code 1: not a clean stop).
-            if sig == libc::SIGINT && sig_shared.shutdown.load(Ordering::SeqCst) {
+            if sig == libc::SIGINT && sig_shared.signalled.swap(true, Ordering::SeqCst) {
                 crate::log::warning("You insist... exiting now.");
                 std::process::exit(1);
             }
+            sig_shared.signalled.store(true, Ordering::SeqCst);
             crate::log::notice(&format!("Received {name}, scheduling shutdown..."));
+            if sig_shared.tun.has_save_rules.load(Ordering::Relaxed) {
+                // Save first (Redis 7's shutdown-on-sigterm default): shard 0 takes the
+                // snapshot at its next tick and stops every shard once the file is written.
+                // The grace period starts then, not now: a big save may take a while.
+                sig_shared.sig_shutdown.store(true, Ordering::SeqCst);
+                crate::scripting::abort_all();
+                if let Some(w) = sig_wakers.first() {
+                    w.wake();
+                }
+                continue;
+            }
             sig_shared.shutdown.store(true, Ordering::SeqCst);
             // A script looping on a shard thread would keep it from ever seeing the flag.
             crate::scripting::abort_all();

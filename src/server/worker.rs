@@ -25,7 +25,7 @@ use slab::Slab;
 use super::connection::{ClientInfo, Conn, RecvState};
 use super::lookahead;
 use super::Shared;
-use crate::commands::table::{table, Exec, BLOCKING, DENYOOM, PROTECTED};
+use crate::commands::table::{table, Exec, BLOCKING, DENYOOM, PROTECTED, WRITE};
 use crate::commands::{self, ConnCtx, Route};
 use crate::coord;
 use crate::error::CmdError;
@@ -233,6 +233,9 @@ pub struct Worker {
     awaiting: usize,
     /// Deadline of the timeout operation in flight, if any (one at a time).
     timer_armed: Option<Instant>,
+    /// A shutdown waiting for its save (SHUTDOWN, or a signal on shard 0): see
+    /// `persist::cron`.
+    pub shutdown_req: Option<crate::persist::cron::ShutdownReq>,
     /// The loop pass's clock reading (connection idle times).
     pass_now: Instant,
     /// Wall-clock milliseconds derived from `pass_now`.
@@ -298,6 +301,7 @@ impl Worker {
             next_gen: 1,
             awaiting: 0,
             timer_armed: None,
+            shutdown_req: None,
             pass_now: Instant::now(),
             clock: PassClock::new(),
             pending_close: Vec::new(),
@@ -1099,6 +1103,12 @@ impl Worker {
                 }
             }
         }
+        // stop-writes-on-bgsave-error: one relaxed load per write command (PING checks the
+        // gate in its handler, as Redis refuses it too).
+        if spec.has(WRITE) && crate::persist::writes_refused() {
+            self.reject(idx, Some(id), CmdError::coded(crate::error::MISCONF));
+            return;
+        }
         let (db, resp) = {
             let c = &mut self.conns[idx].client;
             c.last_cmd = spec.name;
@@ -1493,6 +1503,7 @@ impl Worker {
                 .store(evict::candidates(&self.shard), Ordering::Relaxed);
             m.transient
                 .store(self.clients_bytes + self.scratch_bytes(), Ordering::Relaxed);
+            m.dirty.store(self.shard.dirty, Ordering::Relaxed);
         }
     }
 
@@ -1819,6 +1830,7 @@ impl Worker {
                         break;
                     }
                 }
+                crate::persist::cron::tick(self);
                 self.timers
                     .add(now + Duration::from_millis(100), TimerKind::ActiveExpire);
             }
@@ -1849,6 +1861,9 @@ impl Worker {
                 }
                 super::pubsub::sweep(self);
                 self.shrink_conn_buffers(now);
+                if self.id == 0 {
+                    crate::persist::cron::check_rules(self);
+                }
                 self.timers
                     .add(now + Duration::from_secs(1), TimerKind::ClientTimeout);
             }

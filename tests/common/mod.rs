@@ -125,6 +125,11 @@ impl Server {
                 std::process::id()
             ));
             let file = std::fs::File::create(&log).expect("create log file");
+            // A private working directory, as `start_with` gives (a config file or flag
+            // naming `dir` still wins): the default save rules write dump.rdb on SIGTERM.
+            let dir = std::env::temp_dir()
+                .join(format!("shardis-test-cwd-{}-{port}", std::process::id()));
+            let _ = std::fs::create_dir_all(&dir);
             let mut cmd = match shell {
                 Some(sh) => {
                     let mut c = Command::new("sh");
@@ -136,6 +141,7 @@ impl Server {
                 None => Command::new(env!("CARGO_BIN_EXE_shardis")),
             };
             let mut child = cmd
+                .current_dir(&dir)
                 .args(conf)
                 .args(["--port", &port.to_string(), "--shards", &shards.to_string()])
                 .args(extra)
@@ -156,11 +162,12 @@ impl Server {
                     shards,
                     child,
                     log: Some(log),
-                    dir: None,
+                    dir: Some(dir),
                 };
             }
             let _ = child.kill();
             let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&dir);
             last_log = std::fs::read_to_string(&log).unwrap_or_default();
             let _ = std::fs::remove_file(&log);
         }
