@@ -16,6 +16,8 @@
 
 pub mod cjson;
 pub mod convert;
+pub mod functions;
+pub mod library;
 pub mod libs;
 pub mod vm;
 
