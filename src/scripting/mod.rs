@@ -19,6 +19,7 @@ pub mod convert;
 pub mod functions;
 pub mod library;
 pub mod libs;
+pub mod lstruct;
 pub mod msgpack;
 pub mod vm;
 

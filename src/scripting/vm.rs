@@ -251,6 +251,8 @@ impl Vm {
         visible.raw_set("cjson", protect.call::<Table>(cjson)?)?;
         let cmsgpack = super::msgpack::install(&lua)?;
         visible.raw_set("cmsgpack", protect.call::<Table>(cmsgpack)?)?;
+        let lstruct = super::lstruct::install(&lua)?;
+        visible.raw_set("struct", protect.call::<Table>(lstruct)?)?;
 
         let resp = Rc::new(Cell::new(2u8));
         // `call` and `pcall` are set in `redis` for each run (they hold that run's shard).
