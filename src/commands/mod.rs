@@ -10,6 +10,7 @@ pub mod args;
 pub mod blocking;
 pub mod conn;
 pub mod docs;
+pub mod functions;
 pub mod hashes;
 pub mod keys;
 pub mod ldouble;
@@ -55,6 +56,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     multi::COMMANDS,
     acl::COMMANDS,
     scripting::COMMANDS,
+    functions::COMMANDS,
 ];
 
 /// What a `Key` handler sees: the owning shard, the selected database, the client's protocol.

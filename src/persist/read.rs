@@ -50,6 +50,15 @@ fn short() -> String {
     SHORT_READ.to_string()
 }
 
+/// One RDB string (length-prefixed, integer-encoded or LZF) at `*pos` in `b`; advances `pos`
+/// (FUNCTION RESTORE reads its payload's library codes with it).
+pub fn string_at(b: &[u8], pos: &mut usize) -> Result<Bytes, String> {
+    let mut c = Cursor { b, pos: *pos };
+    let s = c.string()?;
+    *pos = c.pos;
+    Ok(s)
+}
+
 impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> R<&'a [u8]> {
         let end = self.pos.checked_add(n).ok_or_else(short)?;

@@ -16,7 +16,11 @@
 
 pub mod cjson;
 pub mod convert;
+pub mod functions;
+pub mod library;
 pub mod libs;
+pub mod lstruct;
+pub mod msgpack;
 pub mod vm;
 
 use std::collections::HashMap;

@@ -28,6 +28,7 @@ use mlua::{
 };
 
 use super::convert::{err_table, lua_to_reply, reply_to_lua};
+use super::library::FnEnv;
 use super::libs::Rand48;
 use super::{Flags, Slot};
 use crate::commands::table::{table, Exec, BLOCKING, NOSCRIPT, WRITE};
@@ -37,11 +38,12 @@ use crate::protocol::reply::Reply;
 use crate::shard::route::shard_of;
 
 /// Name of our own Lua chunks: frames from them are skipped when an error is located.
-const INTERNAL: &str = "=shardis";
+pub(super) const INTERNAL: &str = "=shardis";
 /// Name scripts are compiled under, as in Redis (`user_script:LINE:` in messages).
 const USER: &str = "@user_script";
 /// VM instructions between two runs of the kill hook (Redis uses the same count).
 const HOOK_EVERY: u32 = 100_000;
+const LOAD_TIMEOUT: &str = "ERR FUNCTION LOAD timeout";
 
 pub const NON_LOCAL_KEY: &str = "ERR Script attempted to access a non local key in a cluster node";
 pub const READONLY_SCRIPT: &str = "ERR Write commands are not allowed from read-only scripts.";
@@ -125,7 +127,7 @@ impl fmt::Display for Coded {
 impl std::error::Error for Coded {}
 
 /// The text of an error raised by Rust code, without mlua's traceback.
-fn message(e: &mlua::Error) -> String {
+pub(super) fn message(e: &mlua::Error) -> String {
     match e {
         mlua::Error::CallbackError { cause, .. } => message(cause),
         mlua::Error::RuntimeError(m) => m.clone(),
@@ -161,24 +163,29 @@ fn locate(lua: &Lua) -> Option<(String, String, usize)> {
     None
 }
 
-/// One compiled script.
+/// One compiled script, or one function of a library.
 #[derive(Clone)]
-struct Script {
-    f: Function,
-    flags: Flags,
+pub(super) struct Script {
+    pub(super) f: Function,
+    pub(super) flags: Flags,
 }
 
-struct Vm {
-    lua: Lua,
+pub(super) struct Vm {
+    pub(super) lua: Lua,
     scripts: HashMap<[u8; 40], Script>,
     env: Table,
     visible: Table,
     /// The real table behind the scripts' read-only `redis`.
     redis: Table,
-    run: Function,
-    handler: Function,
+    pub(super) run: Function,
+    pub(super) handler: Function,
     /// The protocol `redis.setresp` chose for the running script.
     resp: Rc<Cell<u8>>,
+    /// Libraries' environment and function caller.
+    pub(super) fenv: FnEnv,
+    /// Every library's functions by name, as of registry generation `fn_gen`.
+    pub(super) functions: HashMap<Bytes, Script>,
+    pub(super) fn_gen: u64,
 }
 
 thread_local! {
@@ -193,7 +200,7 @@ fn err(msg: &str) -> mlua::Error {
     coded(format!("ERR {msg}"))
 }
 
-fn coded(text: String) -> mlua::Error {
+pub(super) fn coded(text: String) -> mlua::Error {
     mlua::Error::external(Coded(text))
 }
 
@@ -242,12 +249,17 @@ impl Vm {
         visible.raw_set("bit", protect.call::<Table>(bit)?)?;
         let cjson = super::cjson::install(&lua)?;
         visible.raw_set("cjson", protect.call::<Table>(cjson)?)?;
+        let cmsgpack = super::msgpack::install(&lua)?;
+        visible.raw_set("cmsgpack", protect.call::<Table>(cmsgpack)?)?;
+        let lstruct = super::lstruct::install(&lua)?;
+        visible.raw_set("struct", protect.call::<Table>(lstruct)?)?;
 
         let resp = Rc::new(Cell::new(2u8));
         // `call` and `pcall` are set in `redis` for each run (they hold that run's shard).
         let redis = redis_lib(&lua, resp.clone())?;
         visible.raw_set("redis", protect.call::<Table>(redis.clone())?)?;
 
+        let fenv = super::library::install(&lua, &g, &visible, &redis)?;
         let handler = lua.create_function(|lua, e: Value| error_info(lua, e))?;
         let slot = SLOT.with(|s| s.clone());
         lua.set_global_hook(
@@ -255,6 +267,9 @@ impl Vm {
             move |_, _| {
                 if slot.kill.load(Ordering::Acquire) {
                     return Err(mlua::Error::external(Coded(super::KILLED.into())));
+                }
+                if super::library::load_timed_out() {
+                    return Err(mlua::Error::external(Coded(LOAD_TIMEOUT.into())));
                 }
                 if super::aborting() {
                     return Err(mlua::Error::external(Coded(super::SHUTTING_DOWN.into())));
@@ -271,6 +286,9 @@ impl Vm {
             run,
             handler,
             resp,
+            fenv,
+            functions: HashMap::new(),
+            fn_gen: 0,
         })
     }
 
@@ -291,10 +309,7 @@ impl Vm {
             .set_mode(ChunkMode::Text)
             .into_function()
             .map_err(|e| {
-                let m = match &e {
-                    mlua::Error::SyntaxError { message, .. } => message.clone(),
-                    other => message(other),
-                };
+                let m = syntax_message(&e);
                 CmdError::coded(format!("ERR Error compiling script (new function): {m}"))
             })?;
         f.set_environment(self.env.clone())
@@ -302,6 +317,14 @@ impl Vm {
         let s = Script { f, flags };
         self.scripts.insert(sha, s.clone());
         Ok(s)
+    }
+}
+
+/// A compile error's text (`user_script:1: ...`).
+pub(super) fn syntax_message(e: &mlua::Error) -> String {
+    match e {
+        mlua::Error::SyntaxError { message, .. } => message.clone(),
+        other => message(other),
     }
 }
 
@@ -709,7 +732,7 @@ pub fn eval(ctx: &mut KeyCtx, src: Source, keys: &[Bytes], args: &[Bytes], ro: b
         if script.flags.shebang && !read_only && crate::persist::writes_refused() {
             return Err(CmdError::coded(crate::error::MISCONF));
         }
-        run(vm, ctx, &script, &sha, keys, args, read_only)
+        run(vm, ctx, &script, Target::Eval(&sha), keys, args, read_only)
     })
 }
 
@@ -721,23 +744,39 @@ fn strings(lua: &Lua, items: &[Bytes]) -> LuaResult<Table> {
     Ok(t)
 }
 
+/// What is running: an EVAL script (KEYS and ARGV are globals) or a library function
+/// (they are its arguments); errors name the script's sha or the function.
+#[derive(Clone, Copy)]
+enum Target<'a> {
+    Eval(&'a [u8; 40]),
+    Function(&'a [u8]),
+}
+
 fn run(
     vm: &mut Vm,
     ctx: &mut KeyCtx,
     script: &Script,
-    sha: &[u8; 40],
+    target: Target,
     keys: &[Bytes],
     args: &[Bytes],
     read_only: bool,
 ) -> CmdResult {
     let lua_err = |e: mlua::Error| CmdError::err(format!("Error running script: {}", message(&e)));
     vm.resp.set(2);
-    vm.visible
-        .raw_set("KEYS", strings(&vm.lua, keys).map_err(lua_err)?)
-        .map_err(lua_err)?;
-    vm.visible
-        .raw_set("ARGV", strings(&vm.lua, args).map_err(lua_err)?)
-        .map_err(lua_err)?;
+    let keys = strings(&vm.lua, keys).map_err(lua_err)?;
+    let args = strings(&vm.lua, args).map_err(lua_err)?;
+    let (keys, args) = match target {
+        Target::Eval(_) => {
+            vm.visible.raw_set("KEYS", keys).map_err(lua_err)?;
+            vm.visible.raw_set("ARGV", args).map_err(lua_err)?;
+            (None, None)
+        }
+        Target::Function(_) => {
+            vm.visible.raw_set("KEYS", Value::Nil).map_err(lua_err)?;
+            vm.visible.raw_set("ARGV", Value::Nil).map_err(lua_err)?;
+            (Some(keys), Some(args))
+        }
+    };
     let slot = SLOT.with(|s| s.clone());
     slot.kill.store(false, Ordering::Release);
     slot.wrote.store(false, Ordering::Release);
@@ -749,6 +788,7 @@ fn run(
     };
     let caller_resp = ctx.resp;
     let (redis, runner, handler) = (&vm.redis, &vm.run, &vm.handler);
+    let fcaller = &vm.fenv.call;
     let ctx = RefCell::new(ctx);
     let out = vm.lua.scope(|scope| {
         let call =
@@ -757,7 +797,15 @@ fn run(
             scope.create_function(|lua, a: Variadic<Value>| exec(&ctx, &info, lua, a, true))?;
         redis.raw_set("call", call)?;
         redis.raw_set("pcall", pcall)?;
-        let r = runner.call::<MultiValue>((script.f.clone(), handler.clone()));
+        let r = match (&keys, &args) {
+            (Some(k), Some(a)) => fcaller.call::<MultiValue>((
+                script.f.clone(),
+                handler.clone(),
+                k.clone(),
+                a.clone(),
+            )),
+            _ => runner.call::<MultiValue>((script.f.clone(), handler.clone())),
+        };
         redis.raw_set("call", Value::Nil)?;
         redis.raw_set("pcall", Value::Nil)?;
         r
@@ -781,9 +829,51 @@ fn run(
         .unwrap_or_default();
     let source: Option<String> = t.raw_get("source").ok().flatten();
     let line: Option<i64> = t.raw_get("line").ok().flatten();
-    let sha = String::from_utf8_lossy(sha);
+    let what = match target {
+        Target::Eval(sha) => String::from_utf8_lossy(sha),
+        Target::Function(name) => String::from_utf8_lossy(name),
+    };
     Ok(Reply::Error(match (source, line) {
-        (Some(s), Some(l)) => format!("{text} script: {sha}, on {s}:{l}."),
+        (Some(s), Some(l)) => format!("{text} script: {what}, on {s}:{l}."),
         _ => text,
     }))
+}
+
+/// FUNCTION LOAD / RESTORE: compiles `code` as a library in this shard's VM (Redis's
+/// compile and registration errors) without installing it.
+pub fn compile_library(code: &Bytes) -> Result<super::functions::Library, CmdError> {
+    with_vm(|vm| super::library::compile(vm, code))
+}
+
+/// FCALL's `numkeys key... arg...` read into keys and arguments.
+pub type Split<'a> = Result<(&'a [Bytes], &'a [Bytes]), CmdError>;
+
+/// FCALL / FCALL_RO: the function `name` with `rest` = `numkeys key... arg...`; `split`
+/// reads numkeys (after the lookup, as Redis orders its errors).
+pub fn fcall(
+    ctx: &mut KeyCtx,
+    name: &[u8],
+    rest: &[Bytes],
+    ro: bool,
+    split: fn(&[Bytes]) -> Split<'_>,
+) -> CmdResult {
+    with_vm(|vm| {
+        super::library::sync(vm);
+        let f = vm
+            .functions
+            .get(name)
+            .cloned()
+            .ok_or_else(|| CmdError::err("Function not found"))?;
+        let (keys, args) = split(rest)?;
+        if ro && !f.flags.no_writes {
+            return Err(CmdError::coded(RO_WITH_WRITE_FLAG));
+        }
+        let read_only = ro || f.flags.no_writes;
+        // A function that may write is refused while writes are (MISCONF), as a shebang
+        // script is: functions always declare their flags.
+        if !read_only && crate::persist::writes_refused() {
+            return Err(CmdError::coded(crate::error::MISCONF));
+        }
+        run(vm, ctx, &f, Target::Function(name), keys, args, read_only)
+    })
 }
