@@ -118,6 +118,12 @@ mod tests {
         let before = freed();
         free_value(Value::List(Box::new(l)));
         drain_for_test();
+        // The counters are process-wide (other tests free too) and the thread counts a
+        // free after it ends: poll for ours with a deadline.
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while freed() <= before && std::time::Instant::now() < until {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         assert!(freed() > before);
     }
 }
