@@ -7,10 +7,12 @@
 
 pub mod acl;
 pub mod args;
+pub mod bitmaps;
 pub mod blocking;
 pub mod conn;
 pub mod docs;
 pub mod hashes;
+pub mod hll;
 pub mod keys;
 pub mod ldouble;
 pub mod lists;
@@ -55,6 +57,8 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     multi::COMMANDS,
     acl::COMMANDS,
     scripting::COMMANDS,
+    bitmaps::COMMANDS,
+    hll::COMMANDS,
 ];
 
 /// What a `Key` handler sees: the owning shard, the selected database, the client's protocol.
