@@ -159,7 +159,7 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ("zset-max-listpack-value", Warn(ENCODING)),
     ("zset-max-ziplist-entries", Warn(ENCODING)),
     ("zset-max-ziplist-value", Warn(ENCODING)),
-    ("hll-sparse-max-bytes", Warn("HyperLogLog is not supported yet")),
+    ("hll-sparse-max-bytes", Warn("HyperLogLog uses Redis's default 3000 (not configurable yet)")),
     ("stream-node-max-bytes", Warn("streams are not supported yet")),
     ("stream-node-max-entries", Warn("streams are not supported yet")),
     ("shutdown-timeout", Warn("shards that do not stop within 2 s are abandoned at shutdown")),

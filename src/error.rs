@@ -159,6 +159,20 @@ pub const NUMKEYS_TOO_MANY: &str = "ERR Number of keys can't be greater than num
 pub const INVALID_CURSOR: &str = "ERR invalid cursor";
 /// LCS on a key that holds another type than a string.
 pub const LCS_NOT_STRING: &str = "ERR The specified keys must contain string values";
+/// SETBIT/GETBIT/BITFIELD offsets: negative, unreadable or past 512 MB.
+pub const BIT_OFFSET: &str = "ERR bit offset is not an integer or out of range";
+/// SETBIT's value is neither 0 nor 1.
+pub const BIT_VALUE: &str = "ERR bit is not an integer or out of range";
+pub const BITPOS_BIT: &str = "ERR The bit argument must be 1 or 0.";
+pub const BITOP_NOT: &str = "ERR BITOP NOT must be called with a single source key.";
+pub const BITFIELD_TYPE: &str =
+    "ERR Invalid bitfield type. Use something like i16 u8. Note that u64 is not supported but i64 is.";
+pub const BITFIELD_OVERFLOW: &str = "ERR Invalid OVERFLOW type specified";
+pub const BITFIELD_RO: &str = "ERR BITFIELD_RO only supports the GET subcommand";
+/// A string that is not a HyperLogLog given to a PF command.
+pub const HLL_WRONGTYPE: &str = "WRONGTYPE Key is not a valid HyperLogLog string value.";
+/// A HyperLogLog whose registers do not add up.
+pub const HLL_CORRUPT: &str = "INVALIDOBJ Corrupted HLL object detected";
 pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 /// EXEC of a transaction flagged by an error while queuing.
 pub const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";

@@ -7,11 +7,13 @@
 
 pub mod acl;
 pub mod args;
+pub mod bitmaps;
 pub mod blocking;
 pub mod conn;
 pub mod docs;
 pub mod functions;
 pub mod hashes;
+pub mod hll;
 pub mod keys;
 pub mod ldouble;
 pub mod lists;
@@ -57,6 +59,8 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     acl::COMMANDS,
     scripting::COMMANDS,
     functions::COMMANDS,
+    bitmaps::COMMANDS,
+    hll::COMMANDS,
 ];
 
 /// What a `Key` handler sees: the owning shard, the selected database, the client's protocol.

@@ -551,6 +551,97 @@ impl Db {
         self.read_str(key, now, false)
     }
 
+    /// Runs `f` on the string at `key` without copying it (BITCOUNT, PFCOUNT...): lazy
+    /// expiry, access time, and a hit or miss if `count` (a read command's lookup).
+    pub fn with_str<R>(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        count: bool,
+        f: impl FnOnce(&[u8]) -> R,
+    ) -> Result<Option<R>, CmdError> {
+        self.read_str_with(key, now, count, |v, _| f(v))
+    }
+
+    /// The string at `key` lent for an in-place write (SETBIT, BITFIELD, a dense HLL),
+    /// first grown with zero bytes to at least `min_len` (Redis's sdsgrowzero). Lazy
+    /// expiry and access time as a write; the string becomes `raw`, as Redis's
+    /// dbUnshareStringValue makes it. `None` if the key is missing.
+    ///
+    /// No copy of the value while it fits its slot. Growing past the slot moves the entry
+    /// once into a slot with room to spare (up to 1 MiB more for oversized entries, as
+    /// sdsMakeRoomFor's greedy growth), so a run of growing writes copies the value
+    /// O(log n) times, not once per write.
+    pub fn str_mut(
+        &mut self,
+        key: &[u8],
+        now: u64,
+        min_len: usize,
+    ) -> Result<Option<&mut [u8]>, CmdError> {
+        let Some(mut loc) = self.lookup(key, now, false, true) else {
+            return Ok(None);
+        };
+        let b = self.arena.get(loc);
+        let flags = b.first().copied().unwrap_or(0);
+        if flags & KIND_MASK != KIND_STR {
+            return Err(CmdError::WrongType);
+        }
+        let mut p = head_len(flags);
+        let klen = read_varint(b, &mut p);
+        let vpos = p + klen;
+        p = vpos;
+        let vlen = read_varint(b, &mut p);
+        let old_start = p;
+        let len = vlen.max(min_len);
+        let start = vpos + varint_len(len);
+        if len > vlen {
+            let need = start + len;
+            if b.len() < need {
+                // Move to a bigger slot: header and key as they are, then the value.
+                let cap = if need > super::arena::MAX_CLASS_BYTES {
+                    need + need.min(1 << 20)
+                } else {
+                    need
+                };
+                let old: Vec<u8> = b.get(..old_start + vlen).unwrap_or_default().to_vec();
+                let new = self.arena.alloc(cap);
+                let nb = self.arena.get_mut(new);
+                if let (Some(d), Some(s)) = (nb.get_mut(..vpos), old.get(..vpos)) {
+                    d.copy_from_slice(s);
+                }
+                if let (Some(d), Some(s)) = (nb.get_mut(start..start + vlen), old.get(old_start..))
+                {
+                    d.copy_from_slice(s);
+                }
+                if let Some((pos, _)) = self.find(key) {
+                    self.table.set_loc(pos, new);
+                }
+                if flags & HAS_TTL != 0 {
+                    if let Some(t) = self.ttls.get_mut(le_u32(&old, 12) as usize) {
+                        *t = new;
+                    }
+                }
+                self.arena.free(loc);
+                loc = new;
+            } else if start != old_start {
+                // The length's varint grew a byte: shift the value right in its slot.
+                let b = self.arena.get_mut(loc);
+                b.copy_within(old_start..old_start + vlen, start);
+            }
+            let b = self.arena.get_mut(loc);
+            let mut q = vpos;
+            put_varint(b, &mut q, len);
+            if let Some(tail) = b.get_mut(start + vlen..start + len) {
+                tail.fill(0);
+            }
+        }
+        let b = self.arena.get_mut(loc);
+        if let Some(f) = b.first_mut() {
+            *f = (*f & !(3 << ENC_SHIFT)) | StrEnc::Raw.to_bits() << ENC_SHIFT;
+        }
+        Ok(b.get_mut(start..start + len))
+    }
+
     /// True if `key` exists (lazy expiry; no stats, access time untouched).
     pub fn exists(&mut self, key: &[u8], now: u64) -> bool {
         self.lookup(key, now, false, false).is_some()

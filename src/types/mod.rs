@@ -33,7 +33,9 @@
 //! The error texts in [`err`] should move into `error.rs` when the handlers are written.
 //! Randomness comes from a caller-owned [`Rng`] (one per shard), so tests are deterministic.
 
+pub mod bitmap;
 pub mod hash;
+pub mod hll;
 pub mod list;
 mod pack;
 pub mod set;
