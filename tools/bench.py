@@ -152,6 +152,15 @@ class Server:
                 self.proc.wait()
 
 
+def takes_save_flag(binary):
+    """Whether this shardis binary accepts `--save` (older builds exit with an error)."""
+    try:
+        r = subprocess.run([binary, "--save", "", "--version"], capture_output=True, timeout=10)
+        return r.returncode == 0
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+
+
 def start_shardis(binary, shards, cores, name=None, extra=()):
     port = free_port()
     extra = list(extra)
@@ -159,7 +168,8 @@ def start_shardis(binary, shards, cores, name=None, extra=()):
     own = ["--shards", str(shards)] if "--shards" not in extra else []
     # No snapshots while measuring, as redis-server below (`--save ""`); shardis would
     # otherwise apply Redis 7's default save rules and write dump.rdb into the checkout.
-    nosave = ["--save", ""] if "--save" not in extra else []
+    # Binaries from before save rules existed refuse the flag (and never snapshot).
+    nosave = ["--save", ""] if "--save" not in extra and takes_save_flag(binary) else []
     cmd = [binary] + extra + ["--port", str(port)] + own + ["--cores", cores, "--loglevel", "warning"] + nosave
     return Server(name or f"shardis-{shards}sh", cmd, port)
 
