@@ -940,3 +940,26 @@ fn publish_inside_exec_answers_and_delivers() {
         assert_eq!(size, 20, "shards={n}");
     }
 }
+
+/// MOVE changes its key in both databases: a client WATCHing the key in the target
+/// database sees its EXEC aborted, as one watching the source does.
+#[test]
+fn move_touches_watchers_in_both_databases() {
+    for n in common::shard_counts() {
+        let s = common::Server::start(n);
+        for (watch_db, mover_db) in [(1, 0), (0, 0)] {
+            let mut w = s.client();
+            let mut m = s.client();
+            let _: () = redis::cmd("SELECT").arg(mover_db).query(&mut m).unwrap();
+            let _: () = redis::cmd("SET").arg("mv").arg("x").query(&mut m).unwrap();
+            let _: () = redis::cmd("SELECT").arg(watch_db).query(&mut w).unwrap();
+            let _: () = redis::cmd("WATCH").arg("mv").query(&mut w).unwrap();
+            let moved: i64 = redis::cmd("MOVE").arg("mv").arg(1).query(&mut m).unwrap();
+            assert_eq!(moved, 1, "shards={n}");
+            let r: Option<Vec<String>> = redis::pipe().atomic().cmd("PING").query(&mut w).unwrap();
+            assert_eq!(r, None, "shards={n}: watching db {watch_db}: EXEC ran");
+            let _: () = redis::cmd("SELECT").arg(1).query(&mut m).unwrap();
+            let _: () = redis::cmd("DEL").arg("mv").query(&mut m).unwrap();
+        }
+    }
+}

@@ -60,6 +60,8 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("copy", -3, WRITE, KeySpec::range(1, 2, 1), Exec::Key(copy))
         .cross(copy_cross)
         .doc(G, "6.2.0", "Copies the value of a key to a new key.", "source destination [DB destination-db] [REPLACE]"),
+    CommandSpec::new("move", 3, WRITE | FAST, KeySpec::single(1), Exec::Key(move_cmd))
+        .doc(G, "1.0.0", "Moves a key to another database.", "key db"),
     CommandSpec::new("keys", 2, READONLY, KeySpec::none(), Exec::Conn(keys))
         .doc(G, "1.0.0", "Returns all key names that match a pattern.", "pattern"),
     CommandSpec::new("scan", -2, READONLY, KeySpec::none(), Exec::Conn(scan))
@@ -361,6 +363,40 @@ fn copy(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
         target.remove(dst);
     }
     target.import(dst, entry);
+    Ok(Reply::Int(1))
+}
+
+/// MOVE key db: the key keeps its shard (ownership does not depend on the database), so
+/// this is one shard's move between two of its databases, TTL included. Checks in Redis
+/// 7.0's order: the index (an int), its range, same database, then the keys.
+fn move_cmd(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let key = arg(argv, 1)?;
+    let n = parse_i64(arg(argv, 2)?).ok_or(CmdError::NotInteger)?;
+    if i32::try_from(n).is_err() {
+        // Redis's getIntFromObjectOrReply wording for a long outside int.
+        return Err(CmdError::err(
+            "value is out of range, value must between -2147483648 and 2147483647",
+        ));
+    }
+    let dst_db = usize::try_from(n)
+        .ok()
+        .filter(|&d| d < ctx.shard.dbs.len())
+        .ok_or(CmdError::DbIndex)?;
+    if dst_db == ctx.db {
+        return Err(CmdError::err("source and destination objects are the same"));
+    }
+    let now = ctx.now();
+    let Some(entry) = ctx.db().export(key, now) else {
+        return Ok(Reply::Int(0));
+    };
+    let Some(target) = ctx.shard.dbs.get_mut(dst_db) else {
+        return Err(CmdError::DbIndex);
+    };
+    if target.exists(key, now) {
+        return Ok(Reply::Int(0));
+    }
+    target.import(key, entry);
+    ctx.db().remove(key);
     Ok(Reply::Int(1))
 }
 

@@ -88,6 +88,16 @@ pub fn after_write(
             db
         };
         shard.touch(kdb, k);
+        // MOVE changes the key in its target database too.
+        if spec.name == "move" {
+            if let Some(d) = argv
+                .get(2)
+                .and_then(|a| parse_i64(a))
+                .and_then(|n| usize::try_from(n).ok())
+            {
+                shard.touch(d, k);
+            }
+        }
     }
 }
 
@@ -96,8 +106,8 @@ fn unchanged(name: &str, argv: &[Bytes], reply: &Reply) -> bool {
     match (name, reply) {
         (
             "del" | "unlink" | "expire" | "pexpire" | "expireat" | "pexpireat" | "persist"
-            | "setnx" | "msetnx" | "renamenx" | "copy" | "hsetnx" | "hdel" | "sadd" | "srem"
-            | "smove",
+            | "setnx" | "msetnx" | "renamenx" | "copy" | "move" | "hsetnx" | "hdel" | "sadd"
+            | "srem" | "smove",
             Reply::Int(0),
         ) => true,
         ("spop", Reply::Null) => true,
