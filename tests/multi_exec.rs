@@ -963,3 +963,63 @@ fn move_touches_watchers_in_both_databases() {
         }
     }
 }
+
+/// SORT reads its key and writes only its STORE destination: a WATCH on the sorted key
+/// survives a plain SORT, a WATCH on the destination does not. Pattern keys and the
+/// destination must share the sorted key's shard (hash tag); otherwise a clear error.
+#[test]
+fn sort_signals_only_its_destination() {
+    for n in common::shard_counts() {
+        let s = common::Server::start(n);
+        let mut a = s.client();
+        let mut b = s.client();
+        let _: () = redis::cmd("RPUSH")
+            .arg("{t}l")
+            .arg(&[3, 1, 2])
+            .query(&mut a)
+            .unwrap();
+        let _: () = redis::cmd("WATCH").arg("{t}l").query(&mut a).unwrap();
+        let sorted: Vec<i64> = redis::cmd("SORT").arg("{t}l").query(&mut b).unwrap();
+        assert_eq!(sorted, vec![1, 2, 3]);
+        let r: Option<(String,)> = redis::pipe().atomic().cmd("PING").query(&mut a).unwrap();
+        assert!(
+            r.is_some(),
+            "shards={n}: a plain SORT aborted a WATCH on its key"
+        );
+        let _: () = redis::cmd("WATCH").arg("{t}dst").query(&mut a).unwrap();
+        let stored: i64 = redis::cmd("SORT")
+            .arg("{t}l")
+            .arg("DESC")
+            .arg("STORE")
+            .arg("{t}dst")
+            .query(&mut b)
+            .unwrap();
+        assert_eq!(stored, 3);
+        let r: Option<(String,)> = redis::pipe().atomic().cmd("PING").query(&mut a).unwrap();
+        assert!(
+            r.is_none(),
+            "shards={n}: SORT STORE did not touch its destination"
+        );
+        let got: Vec<i64> = redis::cmd("LRANGE")
+            .arg("{t}dst")
+            .arg(0)
+            .arg(-1)
+            .query(&mut b)
+            .unwrap();
+        assert_eq!(got, vec![3, 2, 1]);
+        if n > 1 {
+            // Some key without the tag lands on another shard.
+            let other = (0..64)
+                .map(|i| format!("other{i}"))
+                .find(|k| shard_of(k.as_bytes(), n) != shard_of(b"{t}l", n))
+                .unwrap();
+            let e = redis::cmd("SORT")
+                .arg("{t}l")
+                .arg("STORE")
+                .arg(&other)
+                .query::<i64>(&mut b)
+                .unwrap_err();
+            assert!(e.to_string().contains("hash tag"), "{e}");
+        }
+    }
+}

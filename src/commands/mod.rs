@@ -23,6 +23,7 @@ pub mod pubsub;
 pub mod scripting;
 pub mod server;
 pub mod sets;
+pub mod sort;
 pub mod strings;
 pub mod table;
 #[cfg(test)]
@@ -61,6 +62,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     functions::COMMANDS,
     bitmaps::COMMANDS,
     hll::COMMANDS,
+    sort::COMMANDS,
 ];
 
 /// What a `Key` handler sees: the owning shard, the selected database, the client's protocol.
