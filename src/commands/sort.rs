@@ -105,11 +105,11 @@ fn lookup(ctx: &mut KeyCtx, pattern: &[u8], elem: &[u8]) -> Result<Option<Bytes>
         .position(|w| w == b"->")
         .filter(|&p| p + 2 < after.len());
     let (rest, field) = match arrow {
-        Some(p) => (&after[..p], Some(&after[p + 2..])),
+        Some(p) => (after.get(..p).unwrap_or_default(), after.get(p + 2..)),
         None => (after, None),
     };
     let mut key = Vec::with_capacity(pattern.len() + elem.len());
-    key.extend_from_slice(&pattern[..star]);
+    key.extend_from_slice(pattern.get(..star).unwrap_or_default());
     key.extend_from_slice(elem);
     key.extend_from_slice(rest);
     if shard_of(&key, ctx.shard.nshards) != ctx.shard.id {
