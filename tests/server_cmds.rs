@@ -902,3 +902,92 @@ fn debug_digest_matches_redis() {
         assert_eq!(vals, values, "shards={n}");
     }
 }
+
+/// DUMP/RESTORE both ways with redis-server 7.0.15, every type in small and big encodings:
+/// a value dumped by one restores in the other to the same DEBUG DIGEST-VALUE.
+#[test]
+fn dump_restore_interoperate_with_redis() {
+    if common::redis_server().is_none() {
+        return;
+    }
+    let r = common::resp::Redis::start_with(&["--enable-debug-command", "yes"]);
+    let mut rc = redis::Client::open(format!("redis://127.0.0.1:{}/", r.port))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let fill = |c: &mut redis::Connection| {
+        let big: Vec<String> = (0..300).map(|i| format!("m{i}")).collect();
+        let _: () = redis::cmd("SET")
+            .arg("s")
+            .arg("x".repeat(100))
+            .query(c)
+            .unwrap();
+        let _: () = redis::cmd("RPUSH").arg("l").arg(&big).query(c).unwrap();
+        let _: () = redis::cmd("SADD").arg("set").arg(&big).query(c).unwrap();
+        let _: () = redis::cmd("SADD")
+            .arg("iset")
+            .arg(&[1, 2, 3])
+            .query(c)
+            .unwrap();
+        for (i, m) in big.iter().enumerate() {
+            let _: () = redis::cmd("ZADD")
+                .arg("z")
+                .arg(i as f64 / 3.0)
+                .arg(m)
+                .query(c)
+                .unwrap();
+            let _: () = redis::cmd("HSET").arg("h").arg(m).arg(i).query(c).unwrap();
+        }
+        let _: () = redis::cmd("HSET")
+            .arg("hs")
+            .arg("f")
+            .arg("v")
+            .query(c)
+            .unwrap();
+        let _: () = redis::cmd("ZADD")
+            .arg("zs")
+            .arg(1)
+            .arg("a")
+            .query(c)
+            .unwrap();
+    };
+    let keys = ["s", "l", "set", "iset", "z", "h", "hs", "zs"];
+    fill(&mut rc);
+    let digests = |c: &mut redis::Connection| -> Vec<String> {
+        redis::cmd("DEBUG")
+            .arg("DIGEST-VALUE")
+            .arg(&keys)
+            .query(c)
+            .unwrap()
+    };
+    let want = digests(&mut rc);
+    for n in common::shard_counts() {
+        let s = common::Server::start_with(n, &["--enable-debug-command", "yes"]);
+        let mut c = s.client();
+        // Redis -> shardis.
+        for k in keys {
+            let payload: Vec<u8> = redis::cmd("DUMP").arg(k).query(&mut rc).unwrap();
+            let _: () = redis::cmd("RESTORE")
+                .arg(k)
+                .arg(0)
+                .arg(payload)
+                .query(&mut c)
+                .unwrap();
+        }
+        assert_eq!(digests(&mut c), want, "shards={n}: Redis's payloads");
+        // shardis -> Redis (into another database there).
+        let _: () = redis::cmd("SELECT").arg(1).query(&mut rc).unwrap();
+        for k in keys {
+            let payload: Vec<u8> = redis::cmd("DUMP").arg(k).query(&mut c).unwrap();
+            let _: () = redis::cmd("RESTORE")
+                .arg(k)
+                .arg(0)
+                .arg(payload)
+                .arg("REPLACE")
+                .query(&mut rc)
+                .unwrap();
+        }
+        assert_eq!(digests(&mut rc), want, "shards={n}: our payloads in Redis");
+        let _: () = redis::cmd("SELECT").arg(0).query(&mut rc).unwrap();
+    }
+}

@@ -156,16 +156,26 @@ impl PartWriter {
             self.buf.push(OP_EXPIRETIME_MS);
             self.buf.extend_from_slice(&expire_at.to_le_bytes());
         }
+        self.typed(Some(key), val);
+    }
+
+    /// The type byte, the key's name when given (a file record) and the value: without a
+    /// name this is the body of a DUMP payload.
+    pub fn typed(&mut self, key: Option<&[u8]>, val: ValRef<'_>) {
         match val {
             ValRef::Str(s) => {
                 self.buf.push(TYPE_STRING);
-                self.string(key);
+                if let Some(k) = key {
+                    self.string(k);
+                }
                 self.string(s);
             }
             ValRef::Obj(ObjRef::Hash(h)) => {
                 if h.encoding() == "listpack" {
                     self.buf.push(TYPE_HASH_LISTPACK);
-                    self.string(key);
+                    if let Some(k) = key {
+                        self.string(k);
+                    }
                     let mut lp = ListpackWriter::default();
                     for (f, v) in h.iter() {
                         lp.push(f);
@@ -174,7 +184,9 @@ impl PartWriter {
                     self.string(&lp.finish());
                 } else {
                     self.buf.push(TYPE_HASH);
-                    self.string(key);
+                    if let Some(k) = key {
+                        self.string(k);
+                    }
                     put_len(&mut self.buf, h.len() as u64);
                     for (f, v) in h.iter() {
                         self.string(f);
@@ -187,13 +199,17 @@ impl PartWriter {
                     let mut vals: Vec<i64> = s.iter().filter_map(|m| parse_i64(&m)).collect();
                     if vals.len() == s.len() {
                         self.buf.push(TYPE_SET_INTSET);
-                        self.string(key);
+                        if let Some(k) = key {
+                            self.string(k);
+                        }
                         self.string(&write_intset(&mut vals));
                         return;
                     }
                 }
                 self.buf.push(TYPE_SET);
-                self.string(key);
+                if let Some(k) = key {
+                    self.string(k);
+                }
                 put_len(&mut self.buf, s.len() as u64);
                 for m in s.iter() {
                     self.string(&m);
@@ -203,7 +219,9 @@ impl PartWriter {
                 let pairs = z.to_vec();
                 if z.encoding() == "listpack" {
                     self.buf.push(TYPE_ZSET_LISTPACK);
-                    self.string(key);
+                    if let Some(k) = key {
+                        self.string(k);
+                    }
                     let mut lp = ListpackWriter::default();
                     for (m, s) in &pairs {
                         lp.push(m);
@@ -212,7 +230,9 @@ impl PartWriter {
                     self.string(&lp.finish());
                 } else {
                     self.buf.push(TYPE_ZSET_2);
-                    self.string(key);
+                    if let Some(k) = key {
+                        self.string(k);
+                    }
                     put_len(&mut self.buf, pairs.len() as u64);
                     // From the highest, as Redis (its loader then inserts at the head).
                     for (m, s) in pairs.iter().rev() {
@@ -223,7 +243,9 @@ impl PartWriter {
             }
             ValRef::Obj(ObjRef::List(l)) => {
                 self.buf.push(TYPE_LIST_QUICKLIST_2);
-                self.string(key);
+                if let Some(k) = key {
+                    self.string(k);
+                }
                 let mut nodes: Vec<Vec<u8>> = Vec::new();
                 let mut lp = ListpackWriter::default();
                 for v in l.iter() {
@@ -243,6 +265,19 @@ impl PartWriter {
             }
         }
     }
+}
+
+/// DUMP's payload for a value: the value as an RDB record body, then the RDB version (two
+/// bytes, little endian) and the CRC64 of everything before it (little endian), as Redis's
+/// createDumpPayload.
+pub fn dump_payload(val: ValRef<'_>, compress: bool) -> Vec<u8> {
+    let mut w = PartWriter::new(compress);
+    w.typed(None, val);
+    let mut out = w.buf;
+    out.extend_from_slice(&(RDB_VERSION as u16).to_le_bytes());
+    let crc = super::crc64::update(0, &out);
+    out.extend_from_slice(&crc.to_le_bytes());
+    out
 }
 
 /// The file around the parts: header and AUX fields, database headers, EOF and checksum.

@@ -299,6 +299,32 @@ pub fn parse(
     Ok(sum)
 }
 
+/// RESTORE's payload check and decoding (Redis's verifyDumpPayload + rdbLoadObject):
+/// `Err(false)` for a wrong version or checksum, `Err(true)` for bad data. An empty
+/// collection decodes to `None`.
+pub fn restore_payload(p: &[u8], check_crc: bool) -> Result<Option<Value>, bool> {
+    let n = p.len();
+    if n < 10 {
+        return Err(false);
+    }
+    let (body, footer) = p.split_at(n - 10);
+    let ver = u16::from_le_bytes([footer[0], footer[1]]);
+    if u32::from(ver) > RDB_VERSION {
+        return Err(false);
+    }
+    if check_crc {
+        let stored = footer.get(2..10).and_then(|b| <[u8; 8]>::try_from(b).ok());
+        let got = super::crc64::update(0, p.get(..n - 8).unwrap_or_default());
+        if stored.map(u64::from_le_bytes) != Some(got) {
+            return Err(false);
+        }
+    }
+    let mut c = Cursor { b: body, pos: 0 };
+    let t = c.u8().map_err(|_| true)?;
+    // Module and stream types are refused by read_value like any unknown type.
+    read_value(&mut c, t, b"").map_err(|_| true)
+}
+
 /// A packed blob read with `f`, or the Redis-style integrity error.
 fn packed(c: &mut Cursor<'_>, what: &str, f: fn(&[u8]) -> Option<Vec<Bytes>>) -> R<Vec<Bytes>> {
     let blob = c.string()?;
