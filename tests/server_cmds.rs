@@ -991,3 +991,55 @@ fn dump_restore_interoperate_with_redis() {
         let _: () = redis::cmd("SELECT").arg(0).query(&mut rc).unwrap();
     }
 }
+
+/// RESTORE's IDLETIME seeds the key's LRU clock and FREQ its LFU counter (under an LFU
+/// policy), as Redis's objectSetLRUOrLFU: OBJECT IDLETIME / FREQ read them back.
+#[test]
+fn restore_idletime_and_freq_seed_eviction_data() {
+    for n in common::shard_counts() {
+        let s = common::Server::start(n);
+        let mut c = s.client();
+        let _: () = redis::cmd("SET").arg("src").arg("v").query(&mut c).unwrap();
+        let payload: Vec<u8> = redis::cmd("DUMP").arg("src").query(&mut c).unwrap();
+        let _: () = redis::cmd("RESTORE")
+            .arg("idle")
+            .arg(0)
+            .arg(&payload)
+            .arg("IDLETIME")
+            .arg(1000)
+            .query(&mut c)
+            .unwrap();
+        let idle: i64 = redis::cmd("OBJECT")
+            .arg("IDLETIME")
+            .arg("idle")
+            .query(&mut c)
+            .unwrap();
+        assert!((999..=1002).contains(&idle), "shards={n}: idletime {idle}");
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("maxmemory-policy")
+            .arg("allkeys-lfu")
+            .query(&mut c)
+            .unwrap();
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("lfu-decay-time")
+            .arg(0)
+            .query(&mut c)
+            .unwrap();
+        let _: () = redis::cmd("RESTORE")
+            .arg("hot")
+            .arg(0)
+            .arg(&payload)
+            .arg("FREQ")
+            .arg(100)
+            .query(&mut c)
+            .unwrap();
+        let freq: i64 = redis::cmd("OBJECT")
+            .arg("FREQ")
+            .arg("hot")
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(freq, 100, "shards={n}");
+    }
+}

@@ -392,8 +392,8 @@ fn dump(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 }
 
 /// RESTORE key ttl payload [REPLACE] [ABSTTL] [IDLETIME s] [FREQ f], with Redis 7.0's
-/// checks in its order. IDLETIME and FREQ are validated; the key starts fresh for LRU/LFU
-/// (they only seed eviction's sampling, see the README).
+/// checks in its order. IDLETIME seeds the key's LRU clock, FREQ its LFU counter
+/// (whichever the eviction policy uses, as Redis).
 fn restore(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let key = arg(argv, 1)?;
     let (mut replace, mut absttl) = (false, false);
@@ -452,7 +452,9 @@ fn restore(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     if expire_at != 0 && expire_at <= now {
         return Ok(Reply::Ok);
     }
-    ctx.db().set_value(key, val, expire_at, now);
+    let db = ctx.db();
+    db.set_value(key, val, expire_at, now);
+    db.seed_access(key, now, idle.map(|i| i as u64), freq.map(|f| f as u8));
     Ok(Reply::Ok)
 }
 

@@ -348,6 +348,21 @@ impl Db {
         self.access = a;
     }
 
+    /// RESTORE's IDLETIME / FREQ (Redis's objectSetLRUOrLFU): under an LFU policy `freq`
+    /// becomes the key's counter, otherwise `idle` seconds are taken off its access clock;
+    /// the other one is ignored, as in Redis.
+    pub fn seed_access(&mut self, key: &[u8], now: u64, idle: Option<u64>, freq: Option<u8>) {
+        let bits = match (self.access, idle, freq) {
+            (Access::Lfu { .. }, _, Some(f)) => evict::lfu_init(now) & !0xFF | u32::from(f),
+            (Access::Lru, Some(i), _) => clock(now).wrapping_sub(i as u32) & 0xFF_FFFF,
+            _ => return,
+        };
+        let h = self.hash(key);
+        if let Some((_, loc)) = self.find_h(h, key) {
+            set_atime(self.arena.get_mut(loc), bits);
+        }
+    }
+
     /// The access bits of a key created now.
     fn fresh_atime(&self, now: u64) -> u32 {
         match self.access {
