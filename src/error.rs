@@ -81,13 +81,13 @@ fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }
 
-/// The unknown-command error as raw reply bytes: the name and arguments as the client sent
-/// them (Redis echoes bytes, not UTF-8), with CR and LF turned into spaces so the reply
-/// stays one line, as Redis's addReplyErrorFormat does.
-pub fn unknown_command_reply(argv: &[bytes::Bytes]) -> bytes::Bytes {
-    let mut out = b"-ERR unknown command '".to_vec();
-    out.extend_from_slice(argv.first().map_or(&[][..], |n| c_str(n, 128)));
-    out.extend_from_slice(b"', with args beginning with: ");
+/// The pieces Redis's processCommand shows of an unknown command: the name as `%.128s`,
+/// then arguments while the list is under 128 bytes, each cut to what is left of that
+/// budget (the quotes and trailing space count too). Both are C strings there, so a NUL
+/// ends them.
+fn unknown_command_parts(argv: &[bytes::Bytes]) -> (&[u8], Vec<&[u8]>) {
+    let name = argv.first().map_or(&[][..], |n| c_str(n, 128));
+    let mut args = Vec::new();
     let mut total = 0;
     for a in argv.iter().skip(1) {
         if total >= 128 {
@@ -95,8 +95,22 @@ pub fn unknown_command_reply(argv: &[bytes::Bytes]) -> bytes::Bytes {
         }
         let shown = c_str(a, 128 - total);
         total += shown.len() + 3;
+        args.push(shown);
+    }
+    (name, args)
+}
+
+/// The unknown-command error as raw reply bytes: the name and arguments as the client sent
+/// them (Redis echoes bytes, not UTF-8), with CR and LF turned into spaces so the reply
+/// stays one line, as Redis's addReplyErrorFormat does.
+pub fn unknown_command_reply(argv: &[bytes::Bytes]) -> bytes::Bytes {
+    let (name, args) = unknown_command_parts(argv);
+    let mut out = b"-ERR unknown command '".to_vec();
+    out.extend_from_slice(name);
+    out.extend_from_slice(b"', with args beginning with: ");
+    for a in args {
         out.push(b'\'');
-        out.extend_from_slice(shown);
+        out.extend_from_slice(a);
         out.extend_from_slice(b"' ");
     }
     for b in out.iter_mut() {
@@ -109,26 +123,14 @@ pub fn unknown_command_reply(argv: &[bytes::Bytes]) -> bytes::Bytes {
 }
 
 impl CmdError {
-    /// Builds the unknown-command error from raw argv as Redis's processCommand does: the
-    /// name as `%.128s`, then `'arg' ` pieces while the list is under 128 bytes, each piece
-    /// cut to what is left of that budget. Both are C strings there, so a NUL ends them.
+    /// The unknown-command error as text (see `unknown_command_parts`; invalid UTF-8 shows
+    /// as U+FFFD here: the dispatcher answers with `unknown_command_reply`'s raw bytes).
     pub fn unknown_command(argv: &[bytes::Bytes]) -> CmdError {
-        let name = argv
-            .first()
-            .map(|n| lossy(c_str(n, 128)))
-            .unwrap_or_default();
-        let mut args = Vec::new();
-        let mut total = 0;
-        for a in argv.iter().skip(1) {
-            if total >= 128 {
-                break;
-            }
-            let shown = c_str(a, 128 - total);
-            // The quotes and the trailing space count towards the 128 bytes too.
-            total += shown.len() + 3;
-            args.push(lossy(shown));
+        let (name, args) = unknown_command_parts(argv);
+        CmdError::UnknownCommand {
+            name: lossy(name),
+            args: args.into_iter().map(lossy).collect(),
         }
-        CmdError::UnknownCommand { name, args }
     }
 }
 
