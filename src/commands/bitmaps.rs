@@ -25,6 +25,7 @@ const G: &str = "bitmap";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("setbit", 4, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(setbit))
+        .verbatim()
         .doc(G, "2.2.0", "Sets or clears the bit at offset of the string value. Creates the key if it doesn't exist.", "key offset value"),
     CommandSpec::new("getbit", 3, READONLY | FAST, KeySpec::single(1), Exec::Key(getbit))
         .doc(G, "2.2.0", "Returns a bit value by offset.", "key offset"),
@@ -34,8 +35,10 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(G, "2.8.7", "Finds the first set (1) or clear (0) bit in a string.", "key bit [start [end [BYTE | BIT]]]"),
     CommandSpec::new("bitop", -4, WRITE | DENYOOM, KeySpec::range(2, -1, 1), Exec::Key(bitop))
         .cross(bitop_cross)
+        .verbatim()
         .doc(G, "2.6.0", "Performs bitwise operations on multiple strings, and stores the result.", "AND | OR | XOR | NOT destkey key [key ...]"),
     CommandSpec::new("bitfield", -2, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(bitfield))
+        .verbatim()
         .doc(G, "3.2.0", "Performs arbitrary bitfield integer operations on strings.",
              "key [GET encoding offset | [OVERFLOW WRAP | SAT | FAIL] SET encoding offset value | INCRBY encoding offset increment [GET encoding offset | [OVERFLOW WRAP | SAT | FAIL] SET encoding offset value | INCRBY encoding offset increment ...]]"),
     CommandSpec::new("bitfield_ro", -2, READONLY | FAST, KeySpec::single(1), Exec::Key(bitfield_ro))

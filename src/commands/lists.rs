@@ -23,16 +23,22 @@ const L: &str = "list";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("lpush", -3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(lpush))
+        .verbatim()
         .doc(L, "1.0.0", "Prepends one or more elements to a list. Creates the key if it doesn't exist.", "key element [element ...]"),
     CommandSpec::new("rpush", -3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(rpush))
+        .verbatim()
         .doc(L, "1.0.0", "Appends one or more elements to a list. Creates the key if it doesn't exist.", "key element [element ...]"),
     CommandSpec::new("lpushx", -3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(lpushx))
+        .verbatim()
         .doc(L, "2.2.0", "Prepends one or more elements to a list only when the list exists.", "key element [element ...]"),
     CommandSpec::new("rpushx", -3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(rpushx))
+        .verbatim()
         .doc(L, "2.2.0", "Appends an element to a list only when the list exists.", "key element [element ...]"),
     CommandSpec::new("lpop", -2, WRITE | FAST, KeySpec::single(1), Exec::Key(lpop))
+        .verbatim()
         .doc(L, "1.0.0", "Returns the first elements in a list after removing it. Deletes the list if the last element was popped.", "key [count]"),
     CommandSpec::new("rpop", -2, WRITE | FAST, KeySpec::single(1), Exec::Key(rpop))
+        .verbatim()
         .doc(L, "1.0.0", "Returns and removes the last elements of a list. Deletes the list if the last element was popped.", "key [count]"),
     CommandSpec::new("llen", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(llen))
         .doc(L, "1.0.0", "Returns the length of a list.", "key"),
@@ -41,23 +47,30 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("lindex", 3, READONLY, KeySpec::single(1), Exec::Key(lindex))
         .doc(L, "1.0.0", "Returns an element from a list by its index.", "key index"),
     CommandSpec::new("lset", 4, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(lset))
+        .verbatim()
         .doc(L, "1.0.0", "Sets the value of an element in a list by its index.", "key index element"),
     CommandSpec::new("linsert", 5, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(linsert))
+        .verbatim()
         .doc(L, "2.2.0", "Inserts an element before or after another element in a list.", "key BEFORE|AFTER pivot element"),
     CommandSpec::new("lrem", 4, WRITE, KeySpec::single(1), Exec::Key(lrem))
+        .verbatim()
         .doc(L, "1.0.0", "Removes elements from a list. Deletes the list if the last element was removed.", "key count element"),
     CommandSpec::new("ltrim", 4, WRITE, KeySpec::single(1), Exec::Key(ltrim))
+        .verbatim()
         .doc(L, "1.0.0", "Removes elements from both ends a list. Deletes the list if all elements were trimmed.", "key start stop"),
     CommandSpec::new("lpos", -3, READONLY, KeySpec::single(1), Exec::Key(lpos))
         .doc(L, "6.0.6", "Returns the index of matching elements in a list.", "key element [RANK rank] [COUNT num-matches] [MAXLEN len]"),
     CommandSpec::new("lmove", 5, WRITE | DENYOOM, KeySpec::range(1, 2, 1), Exec::Key(lmove))
         .cross(lmove_cross)
+        .verbatim()
         .doc(L, "6.2.0", "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.", "source destination LEFT|RIGHT LEFT|RIGHT"),
     CommandSpec::new("rpoplpush", 3, WRITE | DENYOOM, KeySpec::range(1, 2, 1), Exec::Key(rpoplpush))
         .cross(rpoplpush_cross)
+        .verbatim()
         .doc(L, "1.2.0", "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.", "source destination"),
     CommandSpec::new("lmpop", -4, WRITE, KeySpec::numkeys(1), Exec::Key(super::blocking::now))
         .cross(crate::coord::block::mpop_cross)
+        .verbatim()
         .doc(L, "7.0.0", "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.", "numkeys key [key ...] LEFT|RIGHT [COUNT count]"),
 ];
 

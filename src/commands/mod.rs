@@ -226,6 +226,10 @@ pub fn run_key(
     argv: &[Bytes],
     out: Option<&mut Vec<u8>>,
 ) -> Reply {
+    if shard.journal.is_some() {
+        // Effects of earlier steps are recorded before this command's.
+        crate::shard::journal::flush(shard);
+    }
     let start = clock::ticks();
     let res = f(
         &mut KeyCtx {
@@ -244,9 +248,10 @@ pub fn run_key(
     if let Some(st) = shard.cmd_stats.get_mut(id) {
         st.nanos += clock::to_nanos(clock::ticks().wrapping_sub(start));
     }
-    if !shard.watches.is_empty() || !shard.blocked.is_empty() {
+    if !shard.watches.is_empty() || !shard.blocked.is_empty() || shard.journal.is_some() {
         if let Some(spec) = table::table().get(id) {
             multi::after_write(shard, spec, db, argv, &reply);
+            crate::shard::journal::after_command(shard, spec, db, argv, &reply);
         }
     }
     reply

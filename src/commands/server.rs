@@ -99,7 +99,7 @@ fn flushdb(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let lazy = flush_mode(argv)?;
     let db = ctx.client().db;
     let ticket = ctx.defer();
-    all_shards(
+    every_shard_locked(
         ctx.w,
         move |tw: &mut Worker| {
             super::multi::before_flush(&mut tw.shard, db);
@@ -110,8 +110,9 @@ fn flushdb(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
                     d.clear();
                 }
             }
+            crate::shard::journal::record(&mut tw.shard, db, &[b"FLUSHDB"]);
         },
-        move |w, _: Vec<()>| w.complete(ticket, Reply::Ok),
+        move |w| w.complete(ticket, Reply::Ok),
     );
     Ok(Reply::Ok)
 }
@@ -119,7 +120,7 @@ fn flushdb(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 fn flushall(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let lazy = flush_mode(argv)?;
     let ticket = ctx.defer();
-    all_shards(
+    every_shard_locked(
         ctx.w,
         move |tw: &mut Worker| {
             for db in 0..tw.shard.dbs.len() {
@@ -130,10 +131,38 @@ fn flushall(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             } else {
                 tw.shard.dbs.iter_mut().for_each(|d| d.clear())
             }
+            crate::shard::journal::record(&mut tw.shard, 0, &[b"FLUSHALL"]);
         },
-        move |w, _: Vec<()>| w.complete(ticket, Reply::Ok),
+        move |w| w.complete(ticket, Reply::Ok),
     );
     Ok(Reply::Ok)
+}
+
+/// Runs `f` on every shard under one multi-shard lock (FLUSHDB, FLUSHALL, SWAPDB): no client
+/// sees some shards done and others not, and the journal tags every part with one id.
+fn every_shard_locked(
+    w: &mut Worker,
+    f: impl Fn(&mut Worker) + Send + Clone + 'static,
+    done: impl FnOnce(&mut Worker) + Send + 'static,
+) {
+    let shards = (0..w.nshards).collect();
+    multi::lock_all(
+        w,
+        shards,
+        Box::new(move |w: &mut Worker, txid| {
+            let jobs = (0..w.nshards)
+                .map(|s| {
+                    let f = f.clone();
+                    let job: ShardFn<()> = Box::new(move |tw: &mut Worker| {
+                        f(tw);
+                        multi::unlock(tw, txid);
+                    });
+                    (s, job)
+                })
+                .collect();
+            w.fan_out(jobs, false, move |w, _: Vec<()>| done(w));
+        }),
+    );
 }
 
 // ----- subcommand helpers -------------------------------------------------------------------
@@ -440,6 +469,8 @@ const DEBUG_HELP: &[&str] = &[
     "RELOAD [NOSAVE]",
     "    Save the RDB on disk and reload it back to memory. With NOSAVE, load the",
     "    existing file without saving first.",
+    "JOURNAL ON [<backlog-bytes>] | OFF | READ <shard> <offset> [<count>]",
+    "    Turn every shard's write journal on or off, or read one shard's records.",
     "SLEEP <seconds>",
     "    Stop the server for <seconds>. Decimals allowed.",
     "HELP",
@@ -465,6 +496,9 @@ fn debug(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     if is(sub, "digest-value") {
         return debug_digest_value(ctx, argv.get(2..).unwrap_or_default().to_vec());
     }
+    if is(sub, "journal") {
+        return debug_journal(ctx, argv);
+    }
     if is(sub, "sleep") && argv.len() == 3 {
         let secs = argv.get(2).map_or(0.0, |a| strtod_prefix(a));
         // As Redis: whole microseconds, and nothing for a negative or zero time.
@@ -482,6 +516,92 @@ fn debug(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         "unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
         text(sub)
     )))
+}
+
+/// DEBUG JOURNAL: switch the write journal on every shard, or read one shard's records as
+/// `[first, next, [[offset, tx id, tx parts, db, command], ...]]` (tests replay them).
+fn debug_journal(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    use crate::shard::journal;
+    let what = arg(argv, 2)?;
+    let num = |i: usize| -> Result<u64, CmdError> {
+        argv.get(i)
+            .and_then(|a| parse_i64(a))
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or(CmdError::NotInteger)
+    };
+    if is(what, "on") || is(what, "off") {
+        let on = is(what, "on");
+        let cap = match argv.len() {
+            3 => journal::DEFAULT_BACKLOG,
+            4 => num(3)? as usize,
+            _ => return Err(CmdError::Syntax),
+        };
+        let ticket = ctx.defer();
+        all_shards(
+            ctx.w,
+            move |tw: &mut Worker| {
+                if on {
+                    journal::enable(&mut tw.shard, cap);
+                    if let Some(j) = tw.shard.journal.as_mut() {
+                        j.set_cap(cap);
+                    }
+                } else {
+                    journal::disable(&mut tw.shard);
+                }
+            },
+            move |w, _: Vec<()>| w.complete(ticket, Reply::Ok),
+        );
+        return Ok(Reply::Ok);
+    }
+    if !is(what, "read") || !(5..=6).contains(&argv.len()) {
+        return Err(CmdError::Syntax);
+    }
+    let shard = num(3)? as usize;
+    let from = num(4)?;
+    let max = if argv.len() == 6 {
+        num(5)? as usize
+    } else {
+        1000
+    };
+    if shard >= ctx.w.nshards {
+        return Err(CmdError::err("no such shard"));
+    }
+    let ticket = ctx.defer();
+    let job: ShardFn<Reply> = Box::new(move |tw: &mut Worker| {
+        journal::flush(&mut tw.shard);
+        let Some(j) = tw.shard.journal.as_ref() else {
+            return Reply::Error("ERR the journal is off".into());
+        };
+        let int = |n: u64| Reply::Int(n as i64);
+        match j.read(from, max) {
+            Ok(recs) => Reply::Array(vec![
+                int(j.first()),
+                int(j.next()),
+                Reply::Array(
+                    recs.iter()
+                        .map(|r| {
+                            Reply::Array(vec![
+                                int(r.offset),
+                                int(r.tx.map_or(0, |t| t.id)),
+                                int(r.tx.map_or(0, |t| t.parts as u64)),
+                                int(r.db as u64),
+                                Reply::Bulk(r.cmd.clone()),
+                            ])
+                        })
+                        .collect(),
+                ),
+            ]),
+            Err(e) => Reply::Error(format!(
+                "ERR offset out of range: the backlog holds {} to {}",
+                e.first, e.next
+            )),
+        }
+    });
+    ctx.w
+        .fan_out(vec![(shard, job)], false, move |w, mut v: Vec<Reply>| {
+            w.complete(ticket, v.pop().unwrap_or(Reply::Null))
+        });
+    Ok(Reply::Ok)
 }
 
 /// DEBUG DIGEST: every shard digests its keys per database (Redis 7.0's algorithm,
@@ -657,28 +777,22 @@ fn swapdb(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     }
     let (a, b) = (a as usize, b as usize);
     let ticket = ctx.defer();
-    let shards = (0..ctx.w.nshards).collect();
-    multi::lock_all(
+    every_shard_locked(
         ctx.w,
-        shards,
-        Box::new(move |w: &mut Worker, txid| {
-            let jobs = (0..w.nshards)
-                .map(|s| {
-                    let job: ShardFn<()> = Box::new(move |tw: &mut Worker| {
-                        let len = tw.shard.dbs.len();
-                        if a < len && b < len {
-                            super::multi::before_swap(&mut tw.shard, a, b);
-                            tw.shard.dbs.swap(a, b);
-                        }
-                        multi::unlock(tw, txid);
-                    });
-                    (s, job)
-                })
-                .collect();
-            w.fan_out(jobs, false, move |w, _: Vec<()>| {
-                w.complete(ticket, Reply::Ok)
-            });
-        }),
+        move |tw: &mut Worker| {
+            let len = tw.shard.dbs.len();
+            if a < len && b < len {
+                super::multi::before_swap(&mut tw.shard, a, b);
+                tw.shard.dbs.swap(a, b);
+                let (sa, sb) = (a.to_string(), b.to_string());
+                crate::shard::journal::record(
+                    &mut tw.shard,
+                    0,
+                    &[b"SWAPDB", sa.as_bytes(), sb.as_bytes()],
+                );
+            }
+        },
+        move |w| w.complete(ticket, Reply::Ok),
     );
     Ok(Reply::Ok)
 }

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use super::{ConnCtx, KeyCtx};
 use crate::error::CmdResult;
 use crate::protocol::reply::Reply;
+pub use crate::shard::journal::Prop;
 
 pub const WRITE: u32 = 1 << 0;
 pub const READONLY: u32 = 1 << 1;
@@ -228,6 +229,8 @@ pub struct CommandSpec {
     pub syntax: &'static str,
     /// Subcommands (name, arity, synopsis) for COMMAND INFO/DOCS of container commands.
     pub subcommands: &'static [(&'static str, i32, &'static str)],
+    /// How the journal records a write (see `shard::journal`).
+    pub prop: Prop,
 }
 
 impl CommandSpec {
@@ -250,6 +253,7 @@ impl CommandSpec {
             summary: "",
             syntax: "",
             subcommands: &[],
+            prop: Prop::State,
         }
     }
 
@@ -275,6 +279,23 @@ impl CommandSpec {
 
     pub const fn subs(mut self, s: &'static [(&'static str, i32, &'static str)]) -> CommandSpec {
         self.subcommands = s;
+        self
+    }
+
+    /// Recorded as sent (deterministic, no relative time).
+    pub const fn verbatim(mut self) -> CommandSpec {
+        self.prop = Prop::Verbatim;
+        self
+    }
+
+    pub const fn prop(mut self, p: Prop) -> CommandSpec {
+        self.prop = p;
+        self
+    }
+
+    /// Recorded as the key's resulting expiry (the EXPIRE family).
+    pub const fn ttl_prop(mut self) -> CommandSpec {
+        self.prop = Prop::Ttl;
         self
     }
 

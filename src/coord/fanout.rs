@@ -50,6 +50,9 @@ pub fn split(argv: &[Bytes], step: usize, nshards: usize) -> Vec<Part> {
 
 /// Runs a handler on this shard without touching statistics (parts of one command).
 pub fn run_part(w: &mut Worker, f: KeyFn, db: usize, resp: u8, argv: &[Bytes]) -> Reply {
+    if w.shard.journal.is_some() {
+        crate::shard::journal::flush(&mut w.shard);
+    }
     let reply = match f(
         &mut KeyCtx {
             shard: &mut w.shard,
@@ -62,10 +65,11 @@ pub fn run_part(w: &mut Worker, f: KeyFn, db: usize, resp: u8, argv: &[Bytes]) -
         Ok(r) => r,
         Err(e) => e.into_reply(),
     };
-    if !w.shard.watches.is_empty() {
+    if !w.shard.watches.is_empty() || w.shard.journal.is_some() {
         let name = argv.first().map(|n| n.as_ref()).unwrap_or_default();
         if let Some((_, spec)) = table().lookup(name) {
             commands::multi::after_write(&mut w.shard, spec, db, argv, &reply);
+            crate::shard::journal::after_command(&mut w.shard, spec, db, argv, &reply);
         }
     }
     reply

@@ -49,6 +49,13 @@ fn lock_step(w: &mut Worker, txid: u64, shards: Vec<usize>, i: usize, body: Body
         target,
         Msg::Work(Box::new(move |tw: &mut Worker| {
             tw.set_lock(Some(txid));
+            crate::shard::journal::begin_tx(
+                &mut tw.shard,
+                crate::shard::journal::TxTag {
+                    id: txid,
+                    parts: shards.len() as u32,
+                },
+            );
             tw.post(
                 origin,
                 Msg::Control(Box::new(move |ow: &mut Worker| {

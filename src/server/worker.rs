@@ -1439,7 +1439,7 @@ impl Worker {
         // Connection buffers and scratch are not data: evicting keys would not shrink them
         // (they go back by themselves, see `trim_scratch` / `Conn::shrink_buffers`), as
         // Redis leaves replication buffers out (`freeMemoryGetNotCountedMemory`).
-        let mine = self.clients_bytes + self.scratch_bytes();
+        let mine = self.clients_bytes + self.scratch_bytes() + crate::shard::journal::total_bytes();
         let over = |s: &Shard| {
             crate::runtime::alloc::used().saturating_sub(others + mine + s.spare_bytes()) > max
         };
@@ -1652,14 +1652,21 @@ impl Worker {
                 if self.lock.is_some() {
                     self.parked.push_back(j);
                 } else {
-                    j(self);
+                    self.run_job(j);
                 }
             }
             Msg::Control(j) => {
-                j(self);
+                self.run_job(j);
                 self.run_parked();
             }
         }
+    }
+
+    /// Runs one job; what it changed is journaled before anything else runs.
+    #[inline]
+    fn run_job(&mut self, j: Job) {
+        j(self);
+        crate::shard::journal::flush(&mut self.shard);
     }
 
     fn run_parked(&mut self) {
@@ -1667,7 +1674,7 @@ impl Worker {
             let Some(j) = self.parked.pop_front() else {
                 break;
             };
-            j(self);
+            self.run_job(j);
         }
     }
 
@@ -1780,6 +1787,9 @@ impl Worker {
         };
         self.pulse().locked_since.store(since, Ordering::Relaxed);
         self.lock = lock;
+        if lock.is_none() {
+            crate::shard::journal::end_tx(&mut self.shard);
+        }
     }
 
     /// Asks every shard's loop to stop (SHUTDOWN, signals).
@@ -1830,6 +1840,7 @@ impl Worker {
                         break;
                     }
                 }
+                crate::shard::journal::flush(&mut self.shard);
                 crate::persist::cron::tick(self);
                 self.timers
                     .add(now + Duration::from_millis(100), TimerKind::ActiveExpire);

@@ -67,6 +67,9 @@ pub struct Db {
     pub no_touch: bool,
     /// xorshift state for LFU's probabilistic increment.
     rng: u64,
+    /// Keys deleted by lazy or active expiry or by eviction since the shard's journal last
+    /// looked; `None` (nothing recorded, no cost) unless the journal is on.
+    pub gone: Option<Vec<Bytes>>,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -338,6 +341,7 @@ impl Default for Db {
             access: Access::Lru,
             no_touch: false,
             rng: 0x9E37_79B9_7F4A_7C15,
+            gone: None,
         }
     }
 }
@@ -468,6 +472,7 @@ impl Db {
     pub fn expire_if_needed(&mut self, key: &[u8], now: u64) -> bool {
         match self.find(key) {
             Some((pos, loc)) if self.expired(loc, now) => {
+                self.note_gone(loc);
                 self.remove_at(pos, loc, true);
                 self.stats.expired_keys += 1;
                 true
@@ -484,6 +489,7 @@ impl Db {
             return None;
         };
         if self.expired(loc, now) {
+            self.note_gone(loc);
             self.remove_at(pos, loc, true);
             self.stats.expired_keys += 1;
             self.stats.misses += count as u64;
@@ -537,6 +543,7 @@ impl Db {
         let b = self.arena.get(loc);
         let at = expire_of(b);
         if at != 0 && at <= now {
+            self.note_gone(loc);
             self.remove_at(pos, loc, true);
             self.stats.expired_keys += 1;
             self.stats.misses += count as u64;
@@ -922,6 +929,30 @@ impl Db {
         true
     }
 
+    /// Records the key at `loc` as deleted by expiry or eviction, when the journal is on.
+    #[inline]
+    fn note_gone(&mut self, loc: Loc) {
+        if let Some(g) = self.gone.as_mut() {
+            g.push(Bytes::copy_from_slice(key_of(self.arena.get(loc))));
+        }
+    }
+
+    /// The value and expiry (0: none) at `key` as it stands, without lazy expiry, access
+    /// time or statistics (`None` when missing or logically expired): the journal's view.
+    pub fn peek_entry(&self, key: &[u8], now: u64) -> Option<(ValRef<'_>, u64)> {
+        let (_, loc) = self.find(key)?;
+        let v = view(self.arena.get(loc));
+        if v.expire_at != 0 && v.expire_at <= now {
+            return None;
+        }
+        if v.kind() == KIND_STR {
+            Some((ValRef::Str(v.val), v.expire_at))
+        } else {
+            let o = self.objs.get(v.obj_kind(), v.obj_idx())?;
+            Some((ValRef::Obj(o), v.expire_at))
+        }
+    }
+
     fn remove_at(&mut self, pos: usize, loc: Loc, drop_obj: bool) {
         let b = self.arena.get(loc);
         if expire_of(b) != 0 {
@@ -1198,6 +1229,7 @@ impl Db {
         for &loc in &dead {
             let h = self.hash(key_of(self.arena.get(loc)));
             if let Some((pos, _)) = self.table.find(h, |l| l == loc) {
+                self.note_gone(loc);
                 self.remove_at(pos, loc, true);
             }
         }
@@ -1333,6 +1365,9 @@ impl Db {
     pub fn evict_at(&mut self, loc: Loc) -> Option<Bytes> {
         let pos = self.pos_of(loc)?;
         let key = Bytes::copy_from_slice(key_of(self.arena.get(loc)));
+        if let Some(g) = self.gone.as_mut() {
+            g.push(key.clone());
+        }
         self.remove_at(pos, loc, true);
         Some(key)
     }

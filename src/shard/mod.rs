@@ -9,6 +9,7 @@ pub mod db;
 pub mod dict;
 pub mod digest;
 pub mod evict;
+pub mod journal;
 pub mod lazyfree;
 pub mod objs;
 pub mod route;
@@ -53,6 +54,8 @@ pub struct Shard {
     /// The running command comes from a CLIENT NO-TOUCH client (copied into the `Db` the
     /// command uses by `KeyCtx::db`).
     pub no_touch: bool,
+    /// The write journal, when something consumes it (see `journal.rs`).
+    pub journal: Option<Box<journal::Journal>>,
 }
 
 impl Shard {
@@ -71,6 +74,7 @@ impl Shard {
             blocked: Default::default(),
             evict: evict::State::default(),
             no_touch: false,
+            journal: None,
         }
     }
 
@@ -95,6 +99,9 @@ impl Shard {
     pub fn touch(&mut self, db: usize, key: &[u8]) {
         self.watches.touch(db, key);
         self.blocked.signal(db, key);
+        if let Some(j) = self.journal.as_mut() {
+            journal::touched(j, db, key);
+        }
     }
 
     /// Spare arena bytes of all databases (see `arena.rs`).

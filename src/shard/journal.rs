@@ -1,0 +1,521 @@
+//! The shard's write journal: an in-memory, ordered log of the effects of every write on this
+//! shard, in replayable Redis command form, with a per-shard offset counted in bytes (as Redis
+//! counts replication offsets) and a bounded backlog. Owned by the shard's thread; consumers
+//! (replication links, an append-only file, the replay test through `DEBUG JOURNAL`) read it
+//! from an offset.
+//!
+//! Records say what Redis propagates, not what the client sent. How a command is recorded is
+//! data on its table row ([`Prop`]):
+//! - `Verbatim`: deterministic commands with no relative time (HSET, LPUSH, ZADD, DEL...) are
+//!   recorded as sent;
+//! - `Ttl`: the expiry family becomes `PEXPIREAT` / `PERSIST` / `DEL` from the key's state;
+//! - `State` (the default): every key the write touched is recorded as its resulting state:
+//!   `DEL`, `SET key value [PXAT t]` for strings, `RESTORE key t payload REPLACE ABSTTL` for
+//!   the other types. That covers relative expiry, randomness (SPOP), floats, and
+//!   cross-shard steps without a rule per command.
+//!
+//! Keys deleted by lazy or active expiry or by eviction become `DEL` (`Db::gone`). A write
+//! made while the shard is locked by a multi-shard command carries that command's
+//! transaction tag (id and number of shards), so a consumer can apply it all-or-nothing.
+//!
+//! When the journal is off (`Shard::journal` is `None`) nothing here runs: the hot path pays
+//! one branch.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+
+use super::Shard;
+use crate::commands::table::CommandSpec;
+use crate::persist::rdb::ValRef;
+use crate::protocol::reply::Reply;
+
+/// Bytes held by every shard's backlog: not data, so eviction leaves it out (as Redis leaves
+/// out its replication backlog). Only touched while a journal is on.
+static HELD_TOTAL: AtomicU64 = AtomicU64::new(0);
+
+/// Bytes all journals hold (see `HELD_TOTAL`), with their bookkeeping.
+pub fn total_bytes() -> u64 {
+    HELD_TOTAL.load(Ordering::Relaxed)
+}
+
+/// Redis's default `repl-backlog-size`, per shard.
+pub const DEFAULT_BACKLOG: usize = 1024 * 1024;
+
+/// How a write command is recorded (a field of its table row).
+#[derive(Clone, Copy)]
+pub enum Prop {
+    /// The resulting state of every key the command touched.
+    State,
+    /// The command as sent: deterministic, no relative time, no randomness.
+    Verbatim,
+    /// The key's expiry as it now stands: `PEXPIREAT`, `PERSIST` or `DEL`.
+    Ttl,
+    /// Commands built from the arguments and the reply (SPOP as `SREM` of what it popped,
+    /// HINCRBYFLOAT as `HSET` of the new value, BLPOP as `LPOP`); `None` falls back to
+    /// `State`.
+    Rewrite(Rewriter),
+}
+
+/// Builds the recorded commands of a `Prop::Rewrite` row.
+pub type Rewriter = fn(&[Bytes], &Reply) -> Option<Vec<Vec<Bytes>>>;
+
+/// SPOP key [count] → SREM key member... (nothing popped: nothing to record).
+pub fn rw_spop(argv: &[Bytes], reply: &Reply) -> Option<Vec<Vec<Bytes>>> {
+    let key = argv.get(1)?.clone();
+    let members: Vec<Bytes> = match reply {
+        Reply::Bulk(m) => vec![m.clone()],
+        Reply::Array(v) | Reply::Set(v) => v
+            .iter()
+            .map(|r| match r {
+                Reply::Bulk(m) => Some(m.clone()),
+                _ => None,
+            })
+            .collect::<Option<_>>()?,
+        _ => return None,
+    };
+    let mut cmd = vec![Bytes::from_static(b"SREM"), key];
+    cmd.extend(members);
+    Some(vec![cmd])
+}
+
+/// HINCRBYFLOAT key field incr → HSET key field new-value.
+pub fn rw_hincrbyfloat(argv: &[Bytes], reply: &Reply) -> Option<Vec<Vec<Bytes>>> {
+    let Reply::Bulk(v) = reply else { return None };
+    Some(vec![vec![
+        Bytes::from_static(b"HSET"),
+        argv.get(1)?.clone(),
+        argv.get(2)?.clone(),
+        v.clone(),
+    ]])
+}
+
+/// BLPOP/BRPOP served at once → LPOP/RPOP of the key that answered.
+pub fn rw_bpop(argv: &[Bytes], reply: &Reply) -> Option<Vec<Vec<Bytes>>> {
+    let Reply::Array(v) = reply else { return None };
+    let Some(Reply::Bulk(key)) = v.first() else {
+        return None;
+    };
+    let left = argv.first()?.eq_ignore_ascii_case(b"blpop");
+    let name: &'static [u8] = if left { b"LPOP" } else { b"RPOP" };
+    Some(vec![vec![Bytes::from_static(name), key.clone()]])
+}
+
+/// BZPOPMIN/BZPOPMAX served at once → ZREM of the member that answered.
+pub fn rw_bzpop(_argv: &[Bytes], reply: &Reply) -> Option<Vec<Vec<Bytes>>> {
+    let Reply::Array(v) = reply else { return None };
+    let (Some(Reply::Bulk(key)), Some(Reply::Bulk(m))) = (v.first(), v.get(1)) else {
+        return None;
+    };
+    Some(vec![vec![
+        Bytes::from_static(b"ZREM"),
+        key.clone(),
+        m.clone(),
+    ]])
+}
+
+/// A multi-shard write's mark: the id shared by its parts and how many shards it spans.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TxTag {
+    pub id: u64,
+    pub parts: u32,
+}
+
+/// One effect: a command in RESP form, for database `db`.
+pub struct Record {
+    /// Offset of the record's first byte.
+    pub offset: u64,
+    pub db: u32,
+    pub tx: Option<TxTag>,
+    pub cmd: Bytes,
+}
+
+/// A consumer asked for an offset the backlog no longer holds (or never held).
+#[derive(Debug, PartialEq, Eq)]
+pub struct OutOfRange {
+    pub first: u64,
+    pub next: u64,
+}
+
+/// The record of a transaction part that changed nothing on its shard.
+pub const MARKER: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+
+/// Heap per record besides its command bytes (the deque slot and the `Bytes` header).
+const REC_OVERHEAD: usize = std::mem::size_of::<Record>() + 32;
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        let n = self.held + self.recs.len() * REC_OVERHEAD;
+        HELD_TOTAL.fetch_sub(n as u64, Ordering::Relaxed);
+    }
+}
+
+pub struct Journal {
+    recs: VecDeque<Record>,
+    /// Offset of the next record.
+    next: u64,
+    /// Bytes held by `recs`.
+    held: usize,
+    /// Backlog bound in bytes (the newest record is always kept).
+    cap: usize,
+    /// Keys touched by a cross-shard step or a `State` command, not yet recorded, with the
+    /// transaction tag in force when they were touched.
+    pending: Vec<(u32, Bytes, Option<TxTag>)>,
+    /// The multi-shard command holding this shard's lock, if any.
+    pub tx: Option<TxTag>,
+    /// Records written since the journal started (INFO).
+    pub written: u64,
+    /// The transaction in `tx` has written a record here.
+    tx_wrote: bool,
+}
+
+impl Journal {
+    pub fn new(cap: usize, start: u64) -> Journal {
+        Journal {
+            recs: VecDeque::new(),
+            next: start,
+            held: 0,
+            cap: cap.max(1),
+            pending: Vec::new(),
+            tx: None,
+            written: 0,
+            tx_wrote: false,
+        }
+    }
+
+    /// Offset of the oldest record held.
+    pub fn first(&self) -> u64 {
+        self.recs.front().map_or(self.next, |r| r.offset)
+    }
+
+    /// Offset the next record will get.
+    pub fn next(&self) -> u64 {
+        self.next
+    }
+
+    pub fn held_bytes(&self) -> usize {
+        self.held
+    }
+
+    pub fn set_cap(&mut self, cap: usize) {
+        self.cap = cap.max(1);
+        self.trim();
+    }
+
+    fn push(&mut self, db: usize, tx: Option<TxTag>, cmd: Vec<u8>) {
+        let len = cmd.len();
+        if tx.is_some() && tx == self.tx {
+            self.tx_wrote = true;
+        }
+        self.recs.push_back(Record {
+            offset: self.next,
+            db: db as u32,
+            tx,
+            cmd: Bytes::from(cmd),
+        });
+        self.next += len as u64;
+        self.held += len;
+        HELD_TOTAL.fetch_add((len + REC_OVERHEAD) as u64, Ordering::Relaxed);
+        self.written += 1;
+        self.trim();
+    }
+
+    fn trim(&mut self) {
+        while self.held > self.cap && self.recs.len() > 1 {
+            if let Some(r) = self.recs.pop_front() {
+                self.held -= r.cmd.len();
+                HELD_TOTAL.fetch_sub((r.cmd.len() + REC_OVERHEAD) as u64, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Records a command given as its arguments.
+    pub fn emit(&mut self, db: usize, tx: Option<TxTag>, args: &[&[u8]]) {
+        let mut out = Vec::new();
+        encode(&mut out, args);
+        self.push(db, tx, out);
+    }
+
+    /// The records from `from` on (at most `max`), or where the backlog stands if it does
+    /// not hold `from`.
+    pub fn read(&self, from: u64, max: usize) -> Result<Vec<&Record>, OutOfRange> {
+        let (first, next) = (self.first(), self.next);
+        if from < first || from > next {
+            return Err(OutOfRange { first, next });
+        }
+        let start = self.recs.partition_point(|r| r.offset < from);
+        let at_boundary = match self.recs.get(start) {
+            Some(r) => r.offset == from,
+            None => from == next,
+        };
+        if !at_boundary {
+            return Err(OutOfRange { first, next });
+        }
+        Ok(self.recs.iter().skip(start).take(max).collect())
+    }
+}
+
+/// RESP array of bulk strings.
+fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
+    let digits = |n: usize| n.checked_ilog10().map_or(1, |d| d as usize + 1);
+    let size = 3
+        + digits(args.len())
+        + args
+            .iter()
+            .map(|a| 5 + digits(a.len()) + a.len())
+            .sum::<usize>();
+    out.reserve_exact(size);
+    out.push(b'*');
+    out.extend_from_slice(args.len().to_string().as_bytes());
+    out.extend_from_slice(b"\r\n");
+    for a in args {
+        crate::protocol::reply::encode_bulk(out, a);
+    }
+}
+
+/// Turns the journal on for this shard (idempotent), with a backlog of `cap` bytes.
+pub fn enable(shard: &mut Shard, cap: usize) {
+    if shard.journal.is_none() {
+        shard.journal = Some(Box::new(Journal::new(cap, 1)));
+    }
+    for d in shard.dbs.iter_mut() {
+        d.gone.get_or_insert_with(Vec::new);
+    }
+}
+
+/// Turns it off and drops the backlog.
+pub fn disable(shard: &mut Shard) {
+    shard.journal = None;
+    for d in shard.dbs.iter_mut() {
+        d.gone = None;
+    }
+}
+
+/// A multi-shard command takes this shard's lock: what it writes carries its tag.
+pub fn begin_tx(shard: &mut Shard, tag: TxTag) {
+    if shard.journal.is_none() {
+        return;
+    }
+    flush(shard);
+    if let Some(j) = shard.journal.as_mut() {
+        j.tx = Some(tag);
+        j.tx_wrote = false;
+    }
+}
+
+/// It releases the lock. A shard it wrote nothing on still gets a record with its tag (a
+/// `PING`, harmless wherever it is replayed), so a consumer knows every part arrived (the
+/// tag's `parts` counts locked shards) and every record has its own offset.
+pub fn end_tx(shard: &mut Shard) {
+    if shard.journal.is_none() {
+        return;
+    }
+    flush(shard);
+    if let Some(j) = shard.journal.as_mut() {
+        if let Some(tag) = j.tx.take() {
+            if !j.tx_wrote {
+                j.push(0, Some(tag), MARKER.to_vec());
+            }
+        }
+        j.tx_wrote = false;
+    }
+}
+
+/// Records a command that is not a key command (FLUSHALL, SWAPDB) after what is waiting.
+pub fn record(shard: &mut Shard, db: usize, args: &[&[u8]]) {
+    if shard.journal.is_none() {
+        return;
+    }
+    flush(shard);
+    if let Some(j) = shard.journal.as_mut() {
+        let tx = j.tx;
+        j.emit(db, tx, args);
+    }
+}
+
+/// A write changed `key` (the shard's `touch`): remember it until the step ends.
+#[inline]
+pub fn touched(j: &mut Journal, db: usize, key: &[u8]) {
+    let tx = j.tx;
+    if let Some(last) = j.pending.last() {
+        if last.0 == db as u32 && last.1 == key && last.2 == tx {
+            return;
+        }
+    }
+    j.pending.push((db as u32, Bytes::copy_from_slice(key), tx));
+}
+
+/// Records what is waiting: deletions by expiry and eviction, then the state of every key
+/// touched since the last flush. Called before and after each command and job.
+pub fn flush(shard: &mut Shard) {
+    let Some(j) = shard.journal.as_mut() else {
+        return;
+    };
+    let tx = j.tx;
+    for (i, d) in shard.dbs.iter_mut().enumerate() {
+        match d.gone.as_mut() {
+            Some(g) if !g.is_empty() => {
+                for k in g.drain(..) {
+                    j.emit(i, tx, &[b"DEL", &k]);
+                }
+            }
+            Some(_) => {}
+            // A database replaced wholesale (a reload) starts recording again.
+            None => d.gone = Some(Vec::new()),
+        }
+    }
+    if j.pending.is_empty() {
+        return;
+    }
+    let pending = std::mem::take(&mut j.pending);
+    let now = shard.now_ms;
+    for (db, key, tx) in &pending {
+        let Some(d) = shard.dbs.get(*db as usize) else {
+            continue;
+        };
+        let cmd = state_record(d.peek_entry(key, now), key);
+        j.push(*db as usize, *tx, cmd);
+    }
+    let mut pending = pending;
+    pending.clear();
+    if j.pending.is_empty() {
+        j.pending = pending;
+    }
+}
+
+/// The command that recreates `key` as it stands.
+fn state_record(entry: Option<(ValRef<'_>, u64)>, key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    match entry {
+        None => encode(&mut out, &[b"DEL", key]),
+        Some((ValRef::Str(v), 0)) => encode(&mut out, &[b"SET", key, v]),
+        Some((ValRef::Str(v), at)) => encode(
+            &mut out,
+            &[b"SET", key, v, b"PXAT", at.to_string().as_bytes()],
+        ),
+        Some((val, at)) => {
+            let payload = crate::persist::rdb::dump_payload(val, true);
+            encode(
+                &mut out,
+                &[
+                    b"RESTORE",
+                    key,
+                    at.to_string().as_bytes(),
+                    &payload,
+                    b"REPLACE",
+                    b"ABSTTL",
+                ],
+            );
+        }
+    }
+    out
+}
+
+/// After a key command ran on this shard: records its effect by the row's [`Prop`]. Keys it
+/// touched are in `pending` (the WATCH signal); a write that changed nothing touched none.
+pub fn after_command(
+    shard: &mut Shard,
+    spec: &CommandSpec,
+    db: usize,
+    argv: &[Bytes],
+    reply: &Reply,
+) {
+    let Some(j) = shard.journal.as_mut() else {
+        return;
+    };
+    if j.pending.is_empty() {
+        // Only expiry or eviction may have happened.
+        flush(shard);
+        return;
+    }
+    match spec.prop {
+        Prop::Rewrite(f) => {
+            let Some(cmds) = (!reply.is_error()).then(|| f(argv, reply)).flatten() else {
+                flush(shard);
+                return;
+            };
+            let tx = j.tx;
+            j.pending.clear();
+            flush(shard);
+            if let Some(j) = shard.journal.as_mut() {
+                for c in cmds {
+                    let args: Vec<&[u8]> = c.iter().map(|a| a.as_ref()).collect();
+                    j.emit(db, tx, &args);
+                }
+            }
+        }
+        Prop::Verbatim => {
+            let tx = j.tx;
+            j.pending.clear();
+            // Deletions the command's own lookups caused come first.
+            flush(shard);
+            if let Some(j) = shard.journal.as_mut() {
+                let args: Vec<&[u8]> = argv.iter().map(|a| a.as_ref()).collect();
+                j.emit(db, tx, &args);
+            }
+        }
+        Prop::Ttl => {
+            let pending = std::mem::take(&mut j.pending);
+            flush(shard);
+            let now = shard.now_ms;
+            for (kdb, key, tx) in pending {
+                let at = shard
+                    .dbs
+                    .get(kdb as usize)
+                    .and_then(|d| d.peek_entry(&key, now))
+                    .map(|(_, at)| at);
+                let Some(j) = shard.journal.as_mut() else {
+                    return;
+                };
+                match at {
+                    None => j.emit(kdb as usize, tx, &[b"DEL", &key]),
+                    Some(0) => j.emit(kdb as usize, tx, &[b"PERSIST", &key]),
+                    Some(t) => j.emit(
+                        kdb as usize,
+                        tx,
+                        &[b"PEXPIREAT", &key, t.to_string().as_bytes()],
+                    ),
+                }
+            }
+        }
+        Prop::State => flush(shard),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn offsets_count_bytes_and_backlog_is_bounded() {
+        let mut j = Journal::new(64, 1);
+        j.emit(0, None, &[b"SET", b"k", b"v"]);
+        // *3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n = 4 + 9 + 7 + 7
+        assert_eq!(j.next(), 1 + 27);
+        assert_eq!(j.read(1, 10).map(|v| v.len()), Ok(1));
+        assert_eq!(j.read(28, 10).map(|v| v.len()), Ok(0));
+        assert!(j.read(2, 10).is_err(), "not a record boundary");
+        for _ in 0..10 {
+            j.emit(0, None, &[b"SET", b"k", b"v"]);
+        }
+        assert!(j.held_bytes() <= 64);
+        assert!(j.first() > 1);
+        assert_eq!(
+            j.read(1, 10).err(),
+            Some(OutOfRange {
+                first: j.first(),
+                next: j.next()
+            })
+        );
+    }
+
+    #[test]
+    fn state_records() {
+        assert_eq!(state_record(None, b"k"), b"*2\r\n$3\r\nDEL\r\n$1\r\nk\r\n");
+        assert_eq!(
+            state_record(Some((ValRef::Str(b"v"), 5)), b"k"),
+            b"*5\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n$4\r\nPXAT\r\n$1\r\n5\r\n"
+        );
+    }
+}

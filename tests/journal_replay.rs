@@ -1,0 +1,503 @@
+//! The write journal records every data change: a seeded random workload over every write
+//! family on `--shards 4` (expiry, eviction, blocking pops, SPOP, cross-shard moves and
+//! STORE forms, MULTI/EXEC over several shards, scripts, SWAPDB, FLUSHDB), then the four
+//! shards' journals, merged respecting each shard's order and each transaction tag, are
+//! replayed into a fresh `--shards 1` shardis and into a real redis-server. All three must
+//! report the same `DEBUG DIGEST`: a write that bypassed the journal would show here.
+
+mod common;
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use common::resp::{Client, Redis};
+use common::Server;
+use redis::Value;
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.0 = x;
+        x
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a>(&mut self, v: &[&'a str]) -> &'a str {
+        v[self.below(v.len() as u64) as usize]
+    }
+}
+
+/// Key names spread over every shard; a few share a hash tag so single-shard multi-key
+/// commands happen too.
+fn key(r: &mut Rng, kind: &str) -> String {
+    let kind = match kind {
+        "any" => ["s", "h", "l", "z", "q"][r.below(5) as usize],
+        k => k,
+    };
+    let n = r.below(12);
+    if r.below(4) == 0 {
+        format!("{{t}}{kind}{n}")
+    } else {
+        format!("{kind}{n}")
+    }
+}
+
+/// One random command (as strings) from the write families.
+fn random_command(r: &mut Rng) -> Vec<String> {
+    let s = |v: &[&str]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>();
+    let val = format!("v{}", r.below(1000));
+    match r.below(47) {
+        0 => vec!["SET".into(), key(r, "s"), val],
+        1 => s(&["SET", &key(r, "s"), &val, "EX", "1000"]),
+        // Short TTLs only on `x` keys, which nothing copies into a longer-lived key: a
+        // replay runs after they are gone, when a command copying from one would fail.
+        2 => s(&[
+            "SET",
+            &key(r, "x"),
+            &val,
+            "PX",
+            &(5 + r.below(40)).to_string(),
+        ]),
+        3 => s(&["SET", &key(r, "s"), &val, "NX", "GET"]),
+        4 => s(&["SETEX", &key(r, "s"), "500", &val]),
+        5 => s(&["INCRBYFLOAT", &key(r, "n"), "1.5"]),
+        6 => s(&["INCR", &key(r, "n")]),
+        7 => s(&["APPEND", &key(r, "s"), &val]),
+        8 => s(&["GETDEL", &key(r, "s")]),
+        9 => s(&["GETEX", &key(r, "s"), r.pick(&["EX", "PERSIST"]), "300"])
+            .into_iter()
+            .take(if r.below(2) == 0 { 3 } else { 4 })
+            .collect(),
+        10 => s(&["EXPIRE", &key(r, "any"), "700"]),
+        11 => s(&["PEXPIRE", &key(r, "x"), &(5 + r.below(30)).to_string()]),
+        12 => s(&["EXPIRE", &key(r, "s"), "-1"]),
+        13 => s(&["PERSIST", &key(r, "any")]),
+        14 => s(&["HSET", &key(r, "h"), &format!("f{}", r.below(8)), &val]),
+        15 => s(&[
+            "HINCRBYFLOAT",
+            &key(r, "h"),
+            &format!("g{}", r.below(3)),
+            "0.25",
+        ]),
+        16 => s(&["HDEL", &key(r, "h"), &format!("f{}", r.below(8))]),
+        17 => s(&["LPUSH", &key(r, "l"), &val, "x"]),
+        18 => s(&["RPUSH", &key(r, "l"), &val]),
+        19 => s(&["LPOP", &key(r, "l")]),
+        20 => s(&["RPOP", &key(r, "l"), "2"]),
+        21 => s(&["LMOVE", &key(r, "l"), &key(r, "l"), "LEFT", "RIGHT"]),
+        22 => s(&["BLPOP", &key(r, "l"), &key(r, "l"), "0.01"]),
+        23 => s(&["LTRIM", &key(r, "l"), "0", "4"]),
+        24 => s(&[
+            "SADD",
+            &key(r, "q"),
+            &format!("m{}", r.below(20)),
+            &format!("m{}", r.below(20)),
+        ]),
+        25 => s(&["SREM", &key(r, "q"), &format!("m{}", r.below(20))]),
+        26 => s(&["SPOP", &key(r, "q"), "2"]),
+        27 => s(&[
+            "SMOVE",
+            &key(r, "q"),
+            &key(r, "q"),
+            &format!("m{}", r.below(20)),
+        ]),
+        28 => s(&["SUNIONSTORE", &key(r, "q"), &key(r, "q"), &key(r, "q")]),
+        29 => s(&[
+            "ZADD",
+            &key(r, "z"),
+            &r.below(100).to_string(),
+            &format!("m{}", r.below(20)),
+        ]),
+        30 => s(&["ZINCRBY", &key(r, "z"), "2.5", &format!("m{}", r.below(20))]),
+        31 => s(&["ZPOPMIN", &key(r, "z")]),
+        32 => s(&["BZPOPMAX", &key(r, "z"), "0.01"]),
+        33 => s(&["ZUNIONSTORE", &key(r, "z"), "2", &key(r, "z"), &key(r, "z")]),
+        34 => {
+            let mut v = s(&["MSET"]);
+            for _ in 0..3 {
+                v.push(key(r, "s"));
+                v.push(format!("m{}", r.below(100)));
+            }
+            v
+        }
+        35 => s(&["DEL", &key(r, "s"), &key(r, "h"), &key(r, "l")]),
+        36 => s(&["UNLINK", &key(r, "q"), &key(r, "z")]),
+        37 => s(&["RENAME", &key(r, "s"), &key(r, "s")]),
+        38 => s(&["COPY", &key(r, "h"), &key(r, "h"), "REPLACE"]),
+        39 => s(&["MOVE", &key(r, "s"), "1"]),
+        40 => s(&["PFADD", &key(r, "p"), &val, "a", "b"]),
+        41 => s(&["SETBIT", &key(r, "b"), &r.below(200).to_string(), "1"]),
+        42 => s(&[
+            "EVAL",
+            "redis.call('SET', KEYS[1], ARGV[1]); return redis.call('INCR', KEYS[2])",
+            "2",
+            "{e}a",
+            "{e}b",
+            &val,
+        ]),
+        43 => s(&["SINTERSTORE", &key(r, "q"), &key(r, "q"), &key(r, "q")]),
+        44 => s(&["ZRANGESTORE", &key(r, "z"), &key(r, "z"), "0", "-1"]),
+        45 => s(&["APPEND", &key(r, "x"), "z"]),
+        _ => s(&["SETRANGE", &key(r, "s"), &r.below(10).to_string(), "zz"]),
+    }
+}
+
+fn run(c: &mut redis::Connection, argv: &[String]) {
+    let mut cmd = redis::cmd(&argv[0]);
+    for a in &argv[1..] {
+        cmd.arg(a);
+    }
+    // WRONGTYPE and friends are part of the workload.
+    let _: redis::RedisResult<Value> = cmd.query(c);
+}
+
+/// One client's share of the workload: random commands, some in MULTI/EXEC, some in db 1.
+fn client_workload(port: u16, seed: u64, ops: usize) {
+    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut r = Rng(seed);
+    let mut i = 0;
+    while i < ops {
+        match r.below(40) {
+            0 => {
+                let n = 2 + r.below(4) as usize;
+                let _: () = redis::cmd("MULTI").query(&mut c).unwrap();
+                for _ in 0..n {
+                    run(&mut c, &random_command(&mut r));
+                }
+                let _: redis::RedisResult<Value> = redis::cmd("EXEC").query(&mut c);
+                i += n;
+            }
+            1 => {
+                let _: () = redis::cmd("SELECT").arg(1).query(&mut c).unwrap();
+                for _ in 0..5 {
+                    run(&mut c, &random_command(&mut r));
+                }
+                let _: () = redis::cmd("SELECT").arg(0).query(&mut c).unwrap();
+                i += 5;
+            }
+            _ => {
+                run(&mut c, &random_command(&mut r));
+                i += 1;
+            }
+        }
+    }
+}
+
+/// A journal record as `DEBUG JOURNAL READ` returns it.
+struct Rec {
+    tx: u64,
+    parts: u64,
+    db: u64,
+    cmd: Vec<u8>,
+}
+
+fn int(v: &Value) -> u64 {
+    match v {
+        Value::Int(n) => *n as u64,
+        other => panic!("not an integer: {other:?}"),
+    }
+}
+
+fn read_journal(c: &mut redis::Connection, shard: usize) -> Vec<Rec> {
+    let mut out = Vec::new();
+    let mut from = 1u64;
+    loop {
+        let v: Value = redis::cmd("DEBUG")
+            .arg("JOURNAL")
+            .arg("READ")
+            .arg(shard)
+            .arg(from)
+            .arg(500)
+            .query(c)
+            .unwrap();
+        let Value::Array(parts) = v else {
+            panic!("bad reply {v:?}")
+        };
+        assert_eq!(
+            int(&parts[0]),
+            1,
+            "the backlog must still hold the whole run"
+        );
+        let next = int(&parts[1]);
+        let Value::Array(recs) = &parts[2] else {
+            panic!("bad records")
+        };
+        for r in recs {
+            let Value::Array(f) = r else {
+                panic!("bad record")
+            };
+            let Value::BulkString(cmd) = &f[4] else {
+                panic!("bad command")
+            };
+            from = int(&f[0]) + cmd.len() as u64;
+            out.push(Rec {
+                tx: int(&f[1]),
+                parts: int(&f[2]),
+                db: int(&f[3]),
+                cmd: cmd.clone(),
+            });
+        }
+        if from >= next || recs.is_empty() {
+            assert_eq!(from, next);
+            return out;
+        }
+    }
+}
+
+fn is_global(cmd: &[u8]) -> bool {
+    let name = String::from_utf8_lossy(cmd)
+        .split("\r\n")
+        .nth(2)
+        .unwrap_or("")
+        .to_ascii_uppercase();
+    matches!(name.as_str(), "FLUSHALL" | "FLUSHDB" | "SWAPDB")
+}
+
+/// Merges per-shard journals: each shard's order is kept, and a transaction's records (on
+/// all of its `parts` shards) are applied together, once every part has reached its head.
+fn merge(journals: Vec<Vec<Rec>>) -> Vec<(u64, Vec<u8>)> {
+    let mut heads = vec![0usize; journals.len()];
+    let mut out = Vec::new();
+    let mut txs = 0;
+    loop {
+        let mut progress = false;
+        for s in 0..journals.len() {
+            while let Some(r) = journals[s].get(heads[s]) {
+                if r.tx != 0 {
+                    break;
+                }
+                out.push((r.db, r.cmd.clone()));
+                heads[s] += 1;
+                progress = true;
+            }
+            let Some(r) = journals[s].get(heads[s]) else {
+                continue;
+            };
+            let (tx, parts) = (r.tx, r.parts);
+            let ready: Vec<usize> = (0..journals.len())
+                .filter(|&o| journals[o].get(heads[o]).is_some_and(|h| h.tx == tx))
+                .collect();
+            if ready.len() as u64 == parts {
+                // A server-wide command (FLUSHALL, FLUSHDB, SWAPDB) is recorded by every
+                // shard for its own data; a merged stream applies it once.
+                let mut global: Vec<(u64, Vec<u8>)> = Vec::new();
+                for o in ready {
+                    while let Some(h) = journals[o].get(heads[o]).filter(|h| h.tx == tx) {
+                        let g = is_global(&h.cmd);
+                        if !(g && global.contains(&(h.db, h.cmd.clone()))) {
+                            if g {
+                                global.push((h.db, h.cmd.clone()));
+                            }
+                            out.push((h.db, h.cmd.clone()));
+                        }
+                        heads[o] += 1;
+                    }
+                }
+                txs += 1;
+                progress = true;
+            }
+        }
+        if (0..journals.len()).all(|s| heads[s] >= journals[s].len()) {
+            assert!(txs > 0, "the workload had multi-shard transactions");
+            return out;
+        }
+        if !progress {
+            for s in 0..journals.len() {
+                let h: Vec<String> = journals[s][heads[s]..]
+                    .iter()
+                    .take(6)
+                    .map(|r| {
+                        format!(
+                            "{}/{} {}",
+                            r.tx,
+                            r.parts,
+                            String::from_utf8_lossy(&r.cmd).replace("\r\n", " ")
+                        )
+                    })
+                    .collect();
+                eprintln!("shard {s}: {h:?}");
+            }
+        }
+        assert!(progress, "the journals' transaction tags cannot be merged");
+    }
+}
+
+fn replay(port: u16, records: &[(u64, Vec<u8>)]) {
+    let mut c = Client::connect(port);
+    let mut db = 0;
+    for (rdb, cmd) in records {
+        if *rdb != db {
+            c.send(
+                format!(
+                    "*2\r\n$6\r\nSELECT\r\n${}\r\n{rdb}\r\n",
+                    rdb.to_string().len()
+                )
+                .as_bytes(),
+            )
+            .unwrap();
+            assert_eq!(c.read_reply().unwrap(), b"+OK\r\n");
+            db = *rdb;
+        }
+        c.send(cmd).unwrap();
+        let reply = c.read_reply().unwrap();
+        assert!(
+            !reply.starts_with(b"-"),
+            "replaying {} failed: {}",
+            String::from_utf8_lossy(cmd),
+            String::from_utf8_lossy(&reply)
+        );
+    }
+}
+
+/// Deletes logically expired keys everywhere (a read of each key expires it), so the digests
+/// compare live data only.
+fn expire_all(port: u16) {
+    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    for db in 0..2 {
+        let _: () = redis::cmd("SELECT").arg(db).query(&mut c).unwrap();
+        let keys: Vec<Vec<u8>> = redis::cmd("KEYS").arg("*").query(&mut c).unwrap();
+        for k in keys {
+            let _: i64 = redis::cmd("EXISTS").arg(k).query(&mut c).unwrap();
+        }
+    }
+}
+
+fn digest(port: u16) -> String {
+    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    redis::cmd("DEBUG").arg("DIGEST").query(&mut c).unwrap()
+}
+
+#[test]
+fn journals_replay_to_the_same_digest() {
+    let src = Server::start_with(4, &["--enable-debug-command", "yes"]);
+    let mut c = src.client();
+    let _: () = redis::cmd("DEBUG")
+        .arg("JOURNAL")
+        .arg("ON")
+        .arg(256 << 20)
+        .query(&mut c)
+        .unwrap();
+
+    // Three clients at once (cross-shard commands interleave with each other's locks).
+    let port = src.port;
+    let workers: Vec<_> = (0..3)
+        .map(|i| std::thread::spawn(move || client_workload(port, 0x9E37_79B9 + i * 7919, 1500)))
+        .collect();
+    // Meanwhile: a SWAPDB and a FLUSHDB of db 1 (every shard at once, under one lock).
+    std::thread::sleep(Duration::from_millis(30));
+    let _: () = redis::cmd("SWAPDB").arg(0).arg(1).query(&mut c).unwrap();
+    let _: () = redis::cmd("SWAPDB").arg(0).arg(1).query(&mut c).unwrap();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let _: () = redis::cmd("SELECT").arg(1).query(&mut c).unwrap();
+    let _: () = redis::cmd("FLUSHDB").query(&mut c).unwrap();
+    let _: () = redis::cmd("SELECT").arg(0).query(&mut c).unwrap();
+    client_workload(port, 4242, 500);
+
+    // Eviction: a small maxmemory and a burst of writes evict keys; each becomes a DEL.
+    let used: u64 = common::info(&mut c, "memory")["used_memory"]
+        .parse()
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("allkeys-random")
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(used + (2 << 20))
+        .query(&mut c)
+        .unwrap();
+    let big = "x".repeat(2000);
+    let evicted = |c: &mut redis::Connection| -> u64 {
+        common::info(c, "stats")["evicted_keys"].parse().unwrap()
+    };
+    for i in 0..20_000 {
+        let _: redis::RedisResult<()> = redis::cmd("SET")
+            .arg(format!("big{i}"))
+            .arg(&big)
+            .query(&mut c);
+        if i >= 3000 && i % 500 == 0 && evicted(&mut c) > 0 {
+            break;
+        }
+    }
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg(0)
+        .query(&mut c)
+        .unwrap();
+    let evicted: u64 = common::info(&mut c, "stats")["evicted_keys"]
+        .parse()
+        .unwrap();
+    assert!(evicted > 0, "the burst evicted keys");
+
+    // Short TTLs run out; reading each key records the expiry as a DEL.
+    std::thread::sleep(Duration::from_millis(100));
+    expire_all(port);
+    let expired: u64 = common::info(&mut c, "stats")["expired_keys"]
+        .parse()
+        .unwrap();
+    assert!(expired > 0, "keys expired during the run");
+
+    let journals: Vec<Vec<Rec>> = (0..4).map(|s| read_journal(&mut c, s)).collect();
+    for (s, j) in journals.iter().enumerate() {
+        assert!(j.len() > 50, "shard {s} journaled its writes ({})", j.len());
+    }
+    let kinds: HashMap<String, usize> = journals
+        .iter()
+        .flatten()
+        .filter(|r| !r.cmd.is_empty())
+        .fold(HashMap::new(), |mut m, r| {
+            let name = String::from_utf8_lossy(&r.cmd)
+                .split("\r\n")
+                .nth(2)
+                .unwrap_or("")
+                .to_ascii_uppercase();
+            *m.entry(name).or_default() += 1;
+            m
+        });
+    for k in [
+        "DEL",
+        "SET",
+        "RESTORE",
+        "PEXPIREAT",
+        "SREM",
+        "HSET",
+        "FLUSHDB",
+        "SWAPDB",
+    ] {
+        assert!(kinds.contains_key(k), "no {k} record among {kinds:?}");
+    }
+    let merged = merge(journals);
+
+    let one = Server::start_with(1, &["--enable-debug-command", "yes"]);
+    replay(one.port, &merged);
+    let redis = Redis::start_with(&["--enable-debug-command", "yes"]);
+    replay(redis.port, &merged);
+    expire_all(one.port);
+    expire_all(redis.port);
+
+    let want = digest(src.port);
+    assert_ne!(want, "0".repeat(40), "the dataset is not empty");
+    assert_eq!(digest(one.port), want, "replayed into --shards 1");
+    assert_eq!(digest(redis.port), want, "replayed into redis-server");
+}
