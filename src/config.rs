@@ -79,6 +79,10 @@ pub struct Cli {
     /// Spin this many microseconds looking for work before sleeping (0 = never spin).
     #[arg(long = "busy-poll-us")]
     pub busy_poll_us: Option<u64>,
+    /// Keep every shard's write journal on from startup (yes/no); replication turns it on
+    /// by itself. For measuring the journal's cost.
+    #[arg(long = "journal")]
+    pub journal: Option<String>,
     /// While replies from other shards are due, wait this many microseconds for them
     /// (yielding the core) before sleeping (0 = sleep at once).
     #[arg(long = "hop-spin-us")]
@@ -272,6 +276,7 @@ pub struct Config {
     pub tcp_backlog: i32,
     pub tcp_nodelay: bool,
     pub busy_poll_us: u64,
+    pub journal: bool,
     pub hop_spin_us: u64,
     pub timeout: u64,
     pub maxmemory: u64,
@@ -366,6 +371,7 @@ impl Default for Config {
             tcp_backlog: DEFAULT_BACKLOG,
             tcp_nodelay: true,
             busy_poll_us: 0,
+            journal: false,
             hop_spin_us: DEFAULT_HOP_SPIN_US,
             timeout: 0,
             maxmemory: 0,
@@ -484,7 +490,7 @@ impl Config {
                 .unwrap_or_else(|_| path.clone());
             cfg.config_file = Some(abs);
         }
-        let flags: [(&str, Option<String>); 21] = [
+        let flags: [(&str, Option<String>); 22] = [
             ("port", cli.port.map(|v| v.to_string())),
             ("bind", cli.bind.clone()),
             ("shards", cli.shards.map(|v| v.to_string())),
@@ -504,6 +510,7 @@ impl Config {
             ("tcp-backlog", cli.tcp_backlog.map(|v| v.to_string())),
             ("tcp-nodelay", cli.tcp_nodelay.clone()),
             ("busy-poll-us", cli.busy_poll_us.map(|v| v.to_string())),
+            ("journal", cli.journal.clone()),
             ("hop-spin-us", cli.hop_spin_us.map(|v| v.to_string())),
             ("timeout", cli.timeout.map(|v| v.to_string())),
             ("maxmemory", cli.maxmemory.clone()),
@@ -651,6 +658,7 @@ impl Config {
             "tcp-backlog" => self.tcp_backlog = parse_num(name, v)?,
             "tcp-nodelay" => self.tcp_nodelay = parse_yes_no(v)?,
             "busy-poll-us" => self.busy_poll_us = parse_num(name, v)?,
+            "journal" => self.journal = parse_yes_no(v)?,
             "hop-spin-us" => self.hop_spin_us = parse_num(name, v)?,
             "timeout" => self.timeout = parse_num(name, v)?,
             "lua-time-limit" | "busy-reply-threshold" => {

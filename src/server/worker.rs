@@ -328,6 +328,9 @@ impl Worker {
 
     /// Runs the loop until shutdown.
     pub fn run(&mut self) {
+        if self.shared.cfg.journal {
+            crate::shard::journal::enable(&mut self.shard, crate::shard::journal::DEFAULT_BACKLOG);
+        }
         self.arm_accept();
         let wake_fd = self.mesh.waker().fd();
         self.ring.read_eventfd(wake_fd, tag(TAG_WAKE, 0));
