@@ -307,6 +307,15 @@ pub struct Config {
     pub bind_text: String,
     /// The RDB file's name in `dir` (`dbfilename`): loaded at startup, written by SAVE.
     pub dbfilename: String,
+    /// `appendonly`: every shard appends its write journal to its own file in
+    /// `dir/appenddirname` (see `persist::aof`).
+    pub appendonly: bool,
+    pub appendfilename: String,
+    pub appenddirname: String,
+    /// `appendfsync`: 0 no, 1 everysec, 2 always.
+    pub appendfsync: u8,
+    /// `aof-load-truncated`: a file cut in the middle of a record loads up to it.
+    pub aof_load_truncated: bool,
     /// `rdbcompression`: LZF-compress strings longer than 20 bytes in RDB files.
     pub rdbcompression: bool,
     /// `rdbchecksum`: write a CRC64 at the end of RDB files and check it when loading.
@@ -389,6 +398,11 @@ impl Default for Config {
             aclfile: None,
             bind_text: "127.0.0.1".into(),
             dbfilename: "dump.rdb".into(),
+            appendonly: false,
+            appendfilename: "appendonly.aof".into(),
+            appenddirname: "appendonlydir".into(),
+            appendfsync: 1,
+            aof_load_truncated: true,
             rdbcompression: true,
             rdbchecksum: true,
             save: None,
@@ -453,6 +467,24 @@ pub fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
         return Err(format!("invalid core list '{s}': no cores"));
     }
     Ok(out)
+}
+
+/// `appendfsync`'s values as 0 (no), 1 (everysec), 2 (always).
+pub fn parse_fsync(s: &str) -> Result<u8, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "no" => Ok(0),
+        "everysec" => Ok(1),
+        "always" => Ok(2),
+        _ => Err("argument(s) must be one of the following: always, everysec, no".into()),
+    }
+}
+
+pub fn fsync_name(n: u8) -> &'static str {
+    match n {
+        0 => "no",
+        2 => "always",
+        _ => "everysec",
+    }
 }
 
 fn parse_yes_no(s: &str) -> Result<bool, String> {
@@ -710,6 +742,19 @@ impl Config {
                 }
                 self.dbfilename = v.to_string();
             }
+            "appendonly" => self.appendonly = parse_yes_no(v)?,
+            "appendfilename" | "appenddirname" => {
+                if v.is_empty() || v.contains('/') {
+                    return Err(format!("{name} can't be a path, just a filename"));
+                }
+                if name == "appendfilename" {
+                    self.appendfilename = v.to_string();
+                } else {
+                    self.appenddirname = v.to_string();
+                }
+            }
+            "appendfsync" => self.appendfsync = parse_fsync(v)?,
+            "aof-load-truncated" => self.aof_load_truncated = parse_yes_no(v)?,
             "rdbcompression" => self.rdbcompression = parse_yes_no(v)?,
             "rdbchecksum" => self.rdbchecksum = parse_yes_no(v)?,
             "save" => {
@@ -770,8 +815,6 @@ pub fn format_save(rules: &[(u64, u64)]) -> String {
 /// Parameters CONFIG GET reports (with their default values) that shardis accepts but does
 /// not act on yet: persistence and memory settings that clients and tools read at startup.
 pub const PASSIVE_PARAMS: &[(&str, &str)] = &[
-    ("appendonly", "no"),
-    ("appendfsync", "everysec"),
     ("dir", "."),
     ("dbfilename", "dump.rdb"),
     ("maxmemory", "0"),
@@ -902,6 +945,8 @@ pub struct Tunables {
     pub auth_required: AtomicBool,
     /// `protected-mode`: with no password, clients from outside loopback are turned away.
     pub protected_mode: AtomicBool,
+    /// `appendfsync` (0 no, 1 everysec, 2 always), read by each shard's AOF writer.
+    pub appendfsync: std::sync::atomic::AtomicU8,
     /// `rdbcompression` / `rdbchecksum` (CONFIG SET changes the next save).
     pub rdbcompression: AtomicBool,
     pub rdbchecksum: AtomicBool,
@@ -951,6 +996,11 @@ impl Tunables {
             .unwrap_or_default();
         text.insert("dir".into(), cfg.dir.clone().unwrap_or(dir));
         text.insert("dbfilename".into(), cfg.dbfilename.clone());
+        text.insert("appendonly".into(), yn(cfg.appendonly));
+        text.insert("appendfilename".into(), cfg.appendfilename.clone());
+        text.insert("appenddirname".into(), cfg.appenddirname.clone());
+        text.insert("appendfsync".into(), fsync_name(cfg.appendfsync).into());
+        text.insert("aof-load-truncated".into(), yn(cfg.aof_load_truncated));
         text.insert("rdbcompression".into(), yn(cfg.rdbcompression));
         text.insert("rdbchecksum".into(), yn(cfg.rdbchecksum));
         let rules = cfg.save.clone().unwrap_or_else(|| DEFAULT_SAVE.to_vec());
@@ -979,6 +1029,7 @@ impl Tunables {
             lfu_decay_time: AtomicU64::new(cfg.evict.lfu_decay_time.into()),
             pubsub_obuf_limit: DEFAULT_OBUF_LIMITS[2].map(AtomicU64::new),
             normal_obuf_limit: DEFAULT_OBUF_LIMITS[0].map(AtomicU64::new),
+            appendfsync: std::sync::atomic::AtomicU8::new(cfg.appendfsync),
             rdbcompression: AtomicBool::new(cfg.rdbcompression),
             rdbchecksum: AtomicBool::new(cfg.rdbchecksum),
             has_save_rules: AtomicBool::new(!rules.is_empty()),
@@ -1186,7 +1237,23 @@ impl Tunables {
                 return Err("can't set immutable config".into());
             }
             // Protected configs (Redis 7 refuses them unless enable-protected-configs).
-            "dir" | "dbfilename" => return Err("can't set protected config".into()),
+            "dir" | "dbfilename" | "appenddirname" => {
+                return Err("can't set protected config".into())
+            }
+            "appendonly" | "appendfilename" => {
+                return Err(
+                    "can't set immutable config (shardis sets up its append-only \
+                     files at startup: restart with the setting)"
+                        .into(),
+                )
+            }
+            "appendfsync" => {
+                let n = parse_fsync(value)?;
+                self.appendfsync.store(n, Ordering::Relaxed);
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                m.insert(name.into(), fsync_name(n).into());
+                return Ok(());
+            }
             "rdbcompression" | "rdbchecksum" => {
                 let on = parse_yes_no(value)
                     .map_err(|_| "argument must be 'yes' or 'no'".to_string())?;

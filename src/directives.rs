@@ -21,8 +21,8 @@ pub enum Treat {
 
 use Treat::{Only, Warn};
 
-const NO_PERSISTENCE: &str =
-    "the append-only file is not supported yet (RDB snapshots are: see `save`)";
+const AOF_FIXED: &str = "the append-only files are one fixed shape: an RDB base plus one \
+     command log per shard (see README \"Persistence\"); rewrites run on BGREWRITEAOF";
 const NO_REPLICATION: &str = "replication is not supported yet";
 const ENCODING: &str =
     "encodings use redis-server 7.0.15's compiled thresholds (not configurable yet)";
@@ -32,20 +32,15 @@ const NOT_USED: &str = "only used by the AOF or replication, which are not suppo
 /// Every Redis 7.0 directive shardis does not implement, and its treatment.
 pub const DIRECTIVES: &[(&str, Treat)] = &[
     // Persistence: the values that ask for nothing are accepted.
-    ("appendonly", Only(&["no"], NO_PERSISTENCE)),
-    ("appendfsync", Warn(NOT_USED)),
-    ("appendfilename", Warn(NOT_USED)),
-    ("appenddirname", Warn(NOT_USED)),
     ("rdb-del-sync-files", Warn(RDB_FIXED)),
     ("rdb-save-incremental-fsync", Warn(RDB_FIXED)),
     ("rdb-key-save-delay", Warn(RDB_FIXED)),
-    ("no-appendfsync-on-rewrite", Warn(NOT_USED)),
-    ("auto-aof-rewrite-percentage", Warn(NOT_USED)),
-    ("auto-aof-rewrite-min-size", Warn(NOT_USED)),
-    ("aof-load-truncated", Warn(NOT_USED)),
-    ("aof-use-rdb-preamble", Warn(NOT_USED)),
-    ("aof-timestamp-enabled", Warn(NOT_USED)),
-    ("aof-rewrite-incremental-fsync", Warn(NOT_USED)),
+    ("no-appendfsync-on-rewrite", Warn(AOF_FIXED)),
+    ("auto-aof-rewrite-percentage", Warn(AOF_FIXED)),
+    ("auto-aof-rewrite-min-size", Warn(AOF_FIXED)),
+    ("aof-use-rdb-preamble", Warn(AOF_FIXED)),
+    ("aof-timestamp-enabled", Warn(AOF_FIXED)),
+    ("aof-rewrite-incremental-fsync", Warn(AOF_FIXED)),
     ("sanitize-dump-payload", Warn(RDB_FIXED)),
     // Replication and cluster.
     ("replicaof", Only(&[""], NO_REPLICATION)),
@@ -213,8 +208,6 @@ mod tests {
 
     #[test]
     fn treatments() {
-        assert_eq!(check("appendonly", "no"), Ok(None));
-        assert!(check("appendonly", "yes").is_err());
         assert!(check("io-threads", "4")
             .unwrap()
             .unwrap()

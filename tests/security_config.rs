@@ -213,7 +213,7 @@ fn debian_stock_redis_conf_starts_unchanged() {
     for name in [
         "jemalloc-bg-thread",
         "always-show-logo",
-        "appendfsync",
+        "aof-use-rdb-preamble",
         "bind",
     ] {
         assert!(
@@ -274,7 +274,7 @@ fn daemonize_include_and_refused_directives() {
     // the reason and the process exits with status 1.
     let refused: &[(&[&str], &str)] = &[
         (&["--save", "900"], "Invalid save parameters"),
-        (&["--appendonly", "yes"], "append-only file"),
+        (&["--appendonly", "maybe"], "yes"),
         (&["--replicaof", "127.0.0.1 6380"], "replication"),
         (&["--rename-command", "FLUSHALL x"], "rename-command"),
         (

@@ -50,6 +50,11 @@ const TOP_ONLY: &[&str] = &[
 /// command must still answer and leave every shard serving).
 const KNOWN: &[(&str, &str)] = &[
     (
+        "bgrewriteaof",
+        "with appendonly no, Redis writes an AOF base anyway; shardis sets up its per-shard \
+         append-only files only at startup and says so",
+    ),
+    (
         "client help",
         "lists only the CLIENT subcommands shardis has",
     ),

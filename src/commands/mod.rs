@@ -227,8 +227,9 @@ pub fn run_key(
     out: Option<&mut Vec<u8>>,
 ) -> Reply {
     if shard.journal.is_some() {
-        // Effects of earlier steps are recorded before this command's.
-        crate::shard::journal::flush(shard);
+        if let Some(spec) = table::table().get(id) {
+            crate::shard::journal::before_command(shard, spec, argv);
+        }
     }
     let start = clock::ticks();
     let res = f(

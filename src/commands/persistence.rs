@@ -24,6 +24,8 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(SV, "1.0.0", "Synchronously save the dataset to disk", ""),
     CommandSpec::new("bgsave", -1, ADMIN | NOSCRIPT, KeySpec::none(), Exec::Conn(bgsave))
         .doc(SV, "1.0.0", "Asynchronously save the dataset to disk", "[SCHEDULE]"),
+    CommandSpec::new("bgrewriteaof", 1, ADMIN | NOSCRIPT, KeySpec::none(), Exec::Conn(bgrewriteaof))
+        .doc(SV, "1.0.0", "Asynchronously rewrite the append-only file to disk", ""),
     CommandSpec::new("lastsave", 1, LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(lastsave))
         .doc(SV, "1.0.0", "Get the UNIX time stamp of the last successful save to disk", ""),
 ];
@@ -78,4 +80,91 @@ fn bgsave(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 fn lastsave(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     let t = ctx.w.shared.persist.last_save.load(Ordering::Relaxed);
     Ok(Reply::Int(t as i64))
+}
+
+/// BGREWRITEAOF: a snapshot under the all-shard lock becomes the next base; at that same
+/// moment every shard starts its next log (`persist::aof`), and a std thread writes the base
+/// and the new manifest. The reply comes once the point in time is taken.
+fn bgrewriteaof(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+    use crate::persist::aof;
+    use crate::server::worker::{ShardFn, Worker};
+    let shared = ctx.w.shared.clone();
+    if !shared.cfg.appendonly {
+        return Err(CmdError::err(
+            "append-only files are off (appendonly no): shardis sets them up at startup",
+        ));
+    }
+    if shared.aof.rewriting.swap(true, Ordering::SeqCst) {
+        return Err(CmdError::err(
+            "Background append only file rewriting already in progress",
+        ));
+    }
+    let old = shared.aof.seq.load(Ordering::SeqCst);
+    let seq = old + 1;
+    if let Err(e) = aof::begin_rewrite(&shared.cfg, aof::current_base(&shared.cfg), old, seq) {
+        shared.aof.rewriting.store(false, Ordering::SeqCst);
+        crate::log::warning(&format!("Can't rewrite the append only file: {e}"));
+        return Err(CmdError::err(format!(
+            "Can't rewrite the append only file: {e}"
+        )));
+    }
+    let ticket = ctx.defer();
+    save::snapshot(ctx.w, true, move |w: &mut Worker, parts, txid| {
+        // Still locked: every shard switches to its next log at the snapshot's moment.
+        let jobs = (0..w.nshards)
+            .map(|s| {
+                let job: ShardFn<Result<(), String>> = Box::new(move |tw: &mut Worker| {
+                    let cfg = tw.shared.cfg.clone();
+                    let r = match tw.aof.as_mut() {
+                        Some(a) => a.switch(&cfg, &mut tw.shard, seq),
+                        None => Ok(()),
+                    };
+                    crate::coord::multi::unlock(tw, txid);
+                    r
+                });
+                (s, job)
+            })
+            .collect();
+        w.fan_out(
+            jobs,
+            false,
+            move |w: &mut Worker, res: Vec<Result<(), String>>| {
+                let shared = w.shared.clone();
+                if let Some(Err(e)) = res.into_iter().find(|r| r.is_err()) {
+                    crate::log::warning(&format!("Can't rewrite the append only file: {e}"));
+                    shared.aof.last_rewrite_ok.store(false, Ordering::SeqCst);
+                    shared.aof.rewriting.store(false, Ordering::SeqCst);
+                    w.complete(ticket, Reply::Error(format!("ERR {e}")));
+                    return;
+                }
+                shared.aof.seq.store(seq, Ordering::SeqCst);
+                crate::log::notice("Background append only file rewriting started");
+                w.complete(
+                    ticket,
+                    Reply::Status("Background append only file rewriting started".into()),
+                );
+                let checksum = shared.tun.rdbchecksum.load(Ordering::Relaxed);
+                let _ = std::thread::Builder::new()
+                    .name("aof-rewrite".into())
+                    .spawn(move || {
+                        let r = aof::finish_rewrite(&shared.cfg, seq, &parts, checksum);
+                        match &r {
+                            Ok(()) => {
+                                crate::log::notice("Background AOF rewrite finished successfully")
+                            }
+                            Err(e) => {
+                                crate::log::warning(&format!("Background AOF rewrite failed: {e}"))
+                            }
+                        }
+                        shared
+                            .aof
+                            .last_rewrite_ok
+                            .store(r.is_ok(), Ordering::SeqCst);
+                        shared.aof.rewrites.fetch_add(1, Ordering::SeqCst);
+                        shared.aof.rewriting.store(false, Ordering::SeqCst);
+                    });
+            },
+        );
+    });
+    Ok(Reply::Ok)
 }

@@ -1113,6 +1113,8 @@ pub struct Meta {
     /// `persist::State`: (last save, saves, dirty at last save, last failed, BGSAVE running,
     /// last save seconds, keys loaded, keys expired at load).
     pub rdb: (u64, u64, u64, bool, bool, i64, u64, u64),
+    /// `persist::aof::State`: (enabled, rewriting, rewrites, last rewrite ok, last write ok).
+    pub aof: (bool, bool, u64, bool, bool),
 }
 
 /// The replication id this server reports (40 hex digits, fixed for the process lifetime).
@@ -1161,6 +1163,13 @@ fn meta(w: &Worker) -> Meta {
             p.last_save_secs.load(Ordering::Relaxed),
             p.loaded_keys.load(Ordering::Relaxed),
             p.loaded_expired.load(Ordering::Relaxed),
+        ),
+        aof: (
+            sh.cfg.appendonly,
+            sh.aof.rewriting.load(Ordering::Relaxed),
+            sh.aof.rewrites.load(Ordering::Relaxed),
+            sh.aof.last_rewrite_ok.load(Ordering::Relaxed),
+            sh.aof.last_write_ok.load(Ordering::Relaxed),
         ),
         stalls: sh.stalls(),
         run_id: sh.run_id.clone(),
@@ -1370,15 +1379,17 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 f("rdb_last_cow_size", &0);
                 f("rdb_last_load_keys_expired", &expired);
                 f("rdb_last_load_keys_loaded", &loaded);
-                f("aof_enabled", &0);
-                f("aof_rewrite_in_progress", &0);
+                let (aof_on, rewriting, rewrites, rewrite_ok, write_ok) = m.aof;
+                let ok = |b: bool| if b { "ok" } else { "err" };
+                f("aof_enabled", &u8::from(aof_on));
+                f("aof_rewrite_in_progress", &u8::from(rewriting));
                 f("aof_rewrite_scheduled", &0);
                 f("aof_last_rewrite_time_sec", &-1);
                 f("aof_current_rewrite_time_sec", &-1);
-                f("aof_last_bgrewrite_status", &"ok");
-                f("aof_rewrites", &0);
-                f("aof_rewrites_consecutive_failures", &0);
-                f("aof_last_write_status", &"ok");
+                f("aof_last_bgrewrite_status", &ok(rewrite_ok));
+                f("aof_rewrites", &rewrites);
+                f("aof_rewrites_consecutive_failures", &u8::from(!rewrite_ok));
+                f("aof_last_write_status", &ok(write_ok));
                 f("aof_last_cow_size", &0);
                 f("module_fork_in_progress", &0);
                 f("module_fork_last_cow_size", &0);

@@ -19,6 +19,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("get", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(get))
         .doc(S, "1.0.0", "Returns the string value of a key.", "key"),
     CommandSpec::new("set", -3, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(set))
+        .prop(crate::shard::journal::Prop::VerbatimIf(crate::shard::journal::set_is_verbatim))
         .doc(S, "1.0.0", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.",
              "key value [NX | XX] [GET] [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | KEEPTTL]"),
     CommandSpec::new("setnx", 3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(setnx))

@@ -51,7 +51,10 @@ pub fn split(argv: &[Bytes], step: usize, nshards: usize) -> Vec<Part> {
 /// Runs a handler on this shard without touching statistics (parts of one command).
 pub fn run_part(w: &mut Worker, f: KeyFn, db: usize, resp: u8, argv: &[Bytes]) -> Reply {
     if w.shard.journal.is_some() {
-        crate::shard::journal::flush(&mut w.shard);
+        let name = argv.first().map(|n| n.as_ref()).unwrap_or_default();
+        if let Some((_, spec)) = table().lookup(name) {
+            crate::shard::journal::before_command(&mut w.shard, spec, argv);
+        }
     }
     let reply = match f(
         &mut KeyCtx {

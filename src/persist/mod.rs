@@ -14,6 +14,7 @@
 //! write gate (`writes_refused`, stop-writes-on-bgsave-error) is process-wide, so the
 //! dispatcher and scripts read it without reaching `Shared`.
 
+pub mod aof;
 pub mod crc64;
 pub mod cron;
 pub mod load;

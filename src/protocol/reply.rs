@@ -152,7 +152,7 @@ impl Reply {
     }
 }
 
-fn header(out: &mut Vec<u8>, tag: u8, n: usize) {
+pub fn header(out: &mut Vec<u8>, tag: u8, n: usize) {
     out.push(tag);
     write_i64(out, n as i64);
     out.extend_from_slice(b"\r\n");

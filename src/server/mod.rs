@@ -52,6 +52,8 @@ pub struct Shared {
     pub pulse: Vec<Pulse>,
     /// Snapshot status: last save, saves, the write count at the last save (INFO, LASTSAVE).
     pub persist: crate::persist::State,
+    /// The append-only files' shared state (sequence, INFO figures, the fsync registry).
+    pub aof: Arc<crate::persist::aof::State>,
 }
 
 /// The stall detector: what one shard publishes about its loop, read by INFO on any shard
@@ -241,12 +243,29 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
     // The RDB file is decoded before anything is bound or started: a corrupt file stops
     // the server here, with the reader's error.
     let load_start = Instant::now();
-    let loaded = crate::persist::load::load_file(
-        std::path::Path::new(&cfg.dbfilename),
-        cfg.shards,
-        cfg.databases,
-        cfg.rdbchecksum,
-    )?;
+    // With `appendonly yes` the append-only files are the data set when they exist (their
+    // base snapshot, then each shard's log), as Redis loads its AOF instead of the RDB.
+    let aof_loaded = if cfg.appendonly {
+        crate::persist::aof::load(&cfg)?
+    } else {
+        None
+    };
+    let rdb_path = match &aof_loaded {
+        Some(a) => a.base.clone(),
+        None => Some(std::path::PathBuf::from(&cfg.dbfilename)),
+    };
+    let loaded = match &rdb_path {
+        Some(p) => crate::persist::load::load_file(p, cfg.shards, cfg.databases, cfg.rdbchecksum)?,
+        None => None,
+    };
+    let aof_seq = match &aof_loaded {
+        Some(a) => a.seq,
+        None if cfg.appendonly => crate::persist::aof::create(&cfg, loaded.is_some())?,
+        None => 0,
+    };
+    let mut aof_records: Vec<Vec<crate::persist::aof::Rec>> =
+        aof_loaded.map(|a| a.shards).unwrap_or_default();
+    aof_records.resize_with(cfg.shards, Vec::new);
     let mut listeners = Vec::with_capacity(cfg.shards);
     let mut port = cfg.port;
     for i in 0..cfg.shards {
@@ -281,6 +300,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         mem: (0..cfg.shards).map(|_| ShardMem::default()).collect(),
         pulse: (0..cfg.shards).map(|_| Pulse::default()).collect(),
         persist: crate::persist::State::new(crate::persist::unix_secs()),
+        aof: Arc::new(crate::persist::aof::State::new(cfg.shards)),
         cfg,
     });
     if let Some(l) = &loaded {
@@ -319,11 +339,16 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
     let mut go = Vec::new();
     // No shard serves before every shard has stored its keys.
     let loaded_all = Arc::new(std::sync::Barrier::new(cfg.shards));
-    for (((i, ep), fd), keys) in endpoints
+    shared.aof.seq.store(aof_seq, Ordering::Relaxed);
+    if shared.cfg.appendonly {
+        crate::persist::aof::start_fsync_thread(shared.aof.clone(), shared.clone());
+    }
+    for ((((i, ep), fd), keys), aof_recs) in endpoints
         .into_iter()
         .enumerate()
         .zip(listeners)
         .zip(shard_keys.iter_mut().map(std::mem::take))
+        .zip(aof_records.iter_mut().map(std::mem::take))
     {
         let shared = shared.clone();
         let core = cfg.cores.get(i % cfg.cores.len().max(1)).copied();
@@ -353,6 +378,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
                             return;
                         }
                         crate::persist::load::apply(&mut w.shard, keys);
+                        crate::persist::aof::replay(&mut w.shard, aof_recs);
                         loaded_all.wait();
                         let _ = ready.send(Ok(String::new()));
                         w.run();

@@ -246,6 +246,8 @@ pub struct Worker {
     accepting: Accepting,
     /// The connections' buffer bytes, summed by the 100 ms tick (`Conn::buffer_bytes`).
     clients_bytes: u64,
+    /// This shard's append-only log, with `appendonly yes` (see `persist::aof`).
+    pub aof: Option<crate::persist::aof::Writer>,
 }
 
 /// Entries the worker's argument scratch vectors keep when the loop goes idle; one huge
@@ -312,6 +314,7 @@ impl Worker {
                 unlogged: 0,
             },
             clients_bytes: 0,
+            aof: None,
             shared,
         })
     }
@@ -328,8 +331,31 @@ impl Worker {
 
     /// Runs the loop until shutdown.
     pub fn run(&mut self) {
-        if self.shared.cfg.journal {
+        if self.shared.cfg.journal || self.shared.cfg.appendonly {
             crate::shard::journal::enable(&mut self.shard, crate::shard::journal::DEFAULT_BACKLOG);
+        }
+        if self.shared.cfg.appendonly {
+            let seq = self.shared.aof.seq.load(Ordering::Relaxed);
+            let from = self.shard.journal.as_ref().map_or(1, |j| j.next());
+            match crate::persist::aof::Writer::open(
+                &self.shared.cfg,
+                self.shared.aof.clone(),
+                self.id,
+                seq,
+                from,
+            ) {
+                Ok(w) => {
+                    if let Some(j) = self.shard.journal.as_mut() {
+                        j.pin = Some(from);
+                    }
+                    self.aof = Some(w);
+                }
+                Err(e) => {
+                    // Without its log this shard would lose acknowledged writes: stop.
+                    crate::log::warning(&format!("shard {}: {e}", self.id));
+                    self.request_shutdown();
+                }
+            }
         }
         self.arm_accept();
         let wake_fd = self.mesh.waker().fd();
@@ -379,6 +405,12 @@ impl Worker {
                 coord::block::serve_ready(self);
             }
 
+            if let Some(a) = self.aof.as_mut() {
+                // The pass's writes reach the file before their replies leave.
+                crate::shard::journal::flush(&mut self.shard);
+                let always = self.shared.tun.appendfsync.load(Ordering::Relaxed) == 2;
+                a.write_pass(&mut self.shard, always);
+            }
             self.flush_dirty();
             let backlog = self.mesh.flush();
 

@@ -52,6 +52,9 @@ pub enum Prop {
     Verbatim,
     /// The key's expiry as it now stands: `PEXPIREAT`, `PERSIST` or `DEL`.
     Ttl,
+    /// Recorded as sent when the function says so for the arguments (SET without EX/PX),
+    /// else as `State`.
+    VerbatimIf(fn(&[Bytes]) -> bool),
     /// Commands built from the arguments and the reply (SPOP as `SREM` of what it popped,
     /// HINCRBYFLOAT as `HSET` of the new value, BLPOP as `LPOP`); `None` falls back to
     /// `State`.
@@ -78,6 +81,15 @@ pub fn rw_spop(argv: &[Bytes], reply: &Reply) -> Option<Vec<Vec<Bytes>>> {
     let mut cmd = vec![Bytes::from_static(b"SREM"), key];
     cmd.extend(members);
     Some(vec![cmd])
+}
+
+/// SET without a relative expiry (EX/PX) is recorded as sent; with one, as the key's state
+/// (`SET ... PXAT`).
+pub fn set_is_verbatim(argv: &[Bytes]) -> bool {
+    !argv
+        .iter()
+        .skip(3)
+        .any(|a| a.eq_ignore_ascii_case(b"ex") || a.eq_ignore_ascii_case(b"px"))
 }
 
 /// HINCRBYFLOAT key field incr → HSET key field new-value.
@@ -168,6 +180,13 @@ pub struct Journal {
     pub written: u64,
     /// The transaction in `tx` has written a record here.
     tx_wrote: bool,
+    /// The running command is recorded as sent: `touched` notes that something changed
+    /// without copying keys.
+    keys_off: bool,
+    touched_any: bool,
+    /// A consumer that must see every record (the append-only file) has read up to here:
+    /// the backlog bound never drops a record at or after it.
+    pub pin: Option<u64>,
 }
 
 impl Journal {
@@ -181,12 +200,20 @@ impl Journal {
             tx: None,
             written: 0,
             tx_wrote: false,
+            pin: None,
+            keys_off: false,
+            touched_any: false,
         }
     }
 
     /// Offset of the oldest record held.
     pub fn first(&self) -> u64 {
         self.recs.front().map_or(self.next, |r| r.offset)
+    }
+
+    /// Keys touched and not recorded yet.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// Offset the next record will get.
@@ -222,7 +249,13 @@ impl Journal {
     }
 
     fn trim(&mut self) {
-        while self.held > self.cap && self.recs.len() > 1 {
+        while self.held > self.cap
+            && self.recs.len() > 1
+            && self
+                .recs
+                .front()
+                .is_some_and(|r| self.pin.is_none_or(|p| r.offset < p))
+        {
             if let Some(r) = self.recs.pop_front() {
                 self.held -= r.cmd.len();
                 HELD_TOTAL.fetch_sub((r.cmd.len() + REC_OVERHEAD) as u64, Ordering::Relaxed);
@@ -266,9 +299,7 @@ fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
             .map(|a| 5 + digits(a.len()) + a.len())
             .sum::<usize>();
     out.reserve_exact(size);
-    out.push(b'*');
-    out.extend_from_slice(args.len().to_string().as_bytes());
-    out.extend_from_slice(b"\r\n");
+    crate::protocol::reply::header(out, b'*', args.len());
     for a in args {
         crate::protocol::reply::encode_bulk(out, a);
     }
@@ -337,6 +368,10 @@ pub fn record(shard: &mut Shard, db: usize, args: &[&[u8]]) {
 /// A write changed `key` (the shard's `touch`): remember it until the step ends.
 #[inline]
 pub fn touched(j: &mut Journal, db: usize, key: &[u8]) {
+    if j.keys_off {
+        j.touched_any = true;
+        return;
+    }
     let tx = j.tx;
     if let Some(last) = j.pending.last() {
         if last.0 == db as u32 && last.1 == key && last.2 == tx {
@@ -414,6 +449,28 @@ fn state_record(entry: Option<(ValRef<'_>, u64)>, key: &[u8]) -> Vec<u8> {
 
 /// After a key command ran on this shard: records its effect by the row's [`Prop`]. Keys it
 /// touched are in `pending` (the WATCH signal); a write that changed nothing touched none.
+/// Before a key command runs on this shard: what earlier steps touched is recorded first,
+/// and a command recorded as sent does not copy the keys it touches.
+#[inline]
+pub fn before_command(shard: &mut Shard, spec: &CommandSpec, argv: &[Bytes]) {
+    let Some(j) = shard.journal.as_mut() else {
+        return;
+    };
+    if !j.pending.is_empty() {
+        flush(shard);
+    }
+    if let Some(j) = shard.journal.as_mut() {
+        j.keys_off = match spec.prop {
+            Prop::Verbatim => true,
+            Prop::VerbatimIf(f) => f(argv),
+            _ => false,
+        };
+        j.touched_any = false;
+    }
+}
+
+/// After a key command ran on this shard: records its effect by the row's [`Prop`]. Keys it
+/// touched are in `pending` (the WATCH signal); a write that changed nothing touched none.
 pub fn after_command(
     shard: &mut Shard,
     spec: &CommandSpec,
@@ -424,9 +481,21 @@ pub fn after_command(
     let Some(j) = shard.journal.as_mut() else {
         return;
     };
-    if j.pending.is_empty() {
+    let as_sent = std::mem::take(&mut j.keys_off);
+    let changed = std::mem::take(&mut j.touched_any) || !j.pending.is_empty();
+    if !changed {
         // Only expiry or eviction may have happened.
         flush(shard);
+        return;
+    }
+    if as_sent {
+        let tx = j.tx;
+        // Deletions the command's own lookups caused come first.
+        flush(shard);
+        if let Some(j) = shard.journal.as_mut() {
+            let args: Vec<&[u8]> = argv.iter().map(|a| a.as_ref()).collect();
+            j.emit(db, tx, &args);
+        }
         return;
     }
     match spec.prop {
@@ -443,16 +512,6 @@ pub fn after_command(
                     let args: Vec<&[u8]> = c.iter().map(|a| a.as_ref()).collect();
                     j.emit(db, tx, &args);
                 }
-            }
-        }
-        Prop::Verbatim => {
-            let tx = j.tx;
-            j.pending.clear();
-            // Deletions the command's own lookups caused come first.
-            flush(shard);
-            if let Some(j) = shard.journal.as_mut() {
-                let args: Vec<&[u8]> = argv.iter().map(|a| a.as_ref()).collect();
-                j.emit(db, tx, &args);
             }
         }
         Prop::Ttl => {
@@ -479,7 +538,7 @@ pub fn after_command(
                 }
             }
         }
-        Prop::State => flush(shard),
+        Prop::State | Prop::Verbatim | Prop::VerbatimIf(_) => flush(shard),
     }
 }
 

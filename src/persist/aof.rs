@@ -1,0 +1,683 @@
+//! The append-only files: every shard appends its write journal (`shard::journal`) to its own
+//! file, so a restart replays the writes made since the last snapshot.
+//!
+//! Layout, in `dir/appenddirname` (Redis 7's multi-part shape, one incremental file per shard):
+//! - `<appendfilename>.<seq>.base.rdb`: a snapshot (an RDB file) the logs start from;
+//! - `<appendfilename>.<seq>.s<shard>.incr.aof`: shard `shard`'s records after it, as RESP
+//!   commands with `SELECT` when the database changes and a `#TX:<id>:<parts>` annotation line
+//!   before each record of a multi-shard write (Redis skips `#` lines in an AOF);
+//! - `<appendfilename>.manifest`: which files make up the data set, Redis's line format
+//!   (`file <name> seq <n> type b|i`) plus `shard <k>` on the per-shard logs.
+//!
+//! Threads: startup loading runs on the main thread (decode) and on each shard's thread
+//! (replay of its own records); each shard's `Writer` runs on that shard after every loop
+//! pass (one `write` per pass carrying every new record, before the replies go out);
+//! `appendfsync everysec` is one std thread calling `fdatasync` on every shard's file once a
+//! second; `always` syncs in the pass, before the replies. BGREWRITEAOF takes a snapshot
+//! under the all-shard lock, switches every shard to new logs at that same moment, then a std
+//! thread writes the base and the new manifest.
+//!
+//! A multi-shard write whose records did not reach every shard's file before a crash is
+//! dropped whole at load (the journal's transaction tags carry the shard count).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+
+use crate::config::Config;
+use crate::shard::journal::TxTag;
+use crate::shard::Shard;
+
+/// One replayable record read back from a shard's log.
+pub struct Rec {
+    pub db: usize,
+    pub tx: Option<TxTag>,
+    pub argv: Vec<Bytes>,
+}
+
+/// What INFO persistence reports about the AOF and what the writers share.
+pub struct State {
+    /// Sequence number of the current files.
+    pub seq: AtomicU64,
+    pub rewriting: AtomicBool,
+    pub rewrites: AtomicU64,
+    pub last_rewrite_ok: AtomicBool,
+    pub last_write_ok: AtomicBool,
+    /// Each shard's current log, for the everysec fsync thread.
+    files: Mutex<Vec<Option<std::fs::File>>>,
+}
+
+impl State {
+    pub fn new(nshards: usize) -> State {
+        State {
+            seq: AtomicU64::new(1),
+            rewriting: AtomicBool::new(false),
+            rewrites: AtomicU64::new(0),
+            last_rewrite_ok: AtomicBool::new(true),
+            last_write_ok: AtomicBool::new(true),
+            files: Mutex::new((0..nshards).map(|_| None).collect()),
+        }
+    }
+
+    fn register(&self, shard: usize, f: &std::fs::File) {
+        if let (Ok(mut v), Ok(dup)) = (self.files.lock(), f.try_clone()) {
+            if let Some(slot) = v.get_mut(shard) {
+                *slot = Some(dup);
+            }
+        }
+    }
+
+    /// fdatasync of every shard's log (the everysec thread).
+    pub fn sync_all(&self) {
+        let files: Vec<std::fs::File> = match self.files.lock() {
+            Ok(v) => v
+                .iter()
+                .flatten()
+                .filter_map(|f| f.try_clone().ok())
+                .collect(),
+            Err(_) => return,
+        };
+        for f in files {
+            if f.sync_data().is_err() {
+                self.last_write_ok.store(false, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+pub fn dir(cfg: &Config) -> PathBuf {
+    PathBuf::from(&cfg.appenddirname)
+}
+
+fn manifest_path(cfg: &Config) -> PathBuf {
+    dir(cfg).join(format!("{}.manifest", cfg.appendfilename))
+}
+
+fn base_name(cfg: &Config, seq: u64) -> String {
+    format!("{}.{seq}.base.rdb", cfg.appendfilename)
+}
+
+fn incr_name(cfg: &Config, seq: u64, shard: usize) -> String {
+    format!("{}.{seq}.s{shard}.incr.aof", cfg.appendfilename)
+}
+
+/// The manifest's text for a base (if any) and the logs of `seqs` for every shard.
+fn manifest_text(cfg: &Config, base: Option<u64>, seqs: &[u64]) -> String {
+    let mut out = format!("# shardis append-only files, {} shards\n", cfg.shards);
+    if let Some(b) = base {
+        out.push_str(&format!("file {} seq {b} type b\n", base_name(cfg, b)));
+    }
+    for &seq in seqs {
+        for s in 0..cfg.shards {
+            out.push_str(&format!(
+                "file {} seq {seq} type i shard {s}\n",
+                incr_name(cfg, seq, s)
+            ));
+        }
+    }
+    out
+}
+
+/// Writes `text` as the manifest: a temp file, fsynced, renamed over the old one.
+fn write_manifest(cfg: &Config, text: &str) -> Result<(), String> {
+    let path = manifest_path(cfg);
+    let tmp = dir(cfg).join(format!("temp-{}.manifest", cfg.appendfilename));
+    let mut f = std::fs::File::create(&tmp).map_err(|e| format!("{}: {e}", tmp.display()))?;
+    f.write_all(text.as_bytes())
+        .and_then(|_| f.sync_all())
+        .map_err(|e| format!("{}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if let Ok(d) = std::fs::File::open(dir(cfg)) {
+        let _ = d.sync_all();
+    }
+    Ok(())
+}
+
+/// A parsed manifest: the base file (seq, name) and each shard's logs in sequence order.
+struct Manifest {
+    base: Option<(u64, String)>,
+    incr: Vec<Vec<(u64, String)>>,
+}
+
+fn parse_manifest(text: &str, nshards: usize) -> Result<Manifest, String> {
+    let mut m = Manifest {
+        base: None,
+        incr: (0..nshards).map(|_| Vec::new()).collect(),
+    };
+    let shards_seen: usize = text
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("# shardis append-only files, ")
+                .and_then(|r| r.strip_suffix(" shards"))
+        })
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(0);
+    if shards_seen != 0 && shards_seen != nshards {
+        return Err(format!(
+            "the append-only files were written by {shards_seen} shards and this server has \
+             {nshards}: start it with --shards {shards_seen}"
+        ));
+    }
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let w: Vec<&str> = line.split_whitespace().collect();
+        let field = |k: &str| {
+            w.iter()
+                .position(|x| *x == k)
+                .and_then(|i| w.get(i + 1))
+                .copied()
+        };
+        let (Some(name), Some(seq), Some(kind)) = (field("file"), field("seq"), field("type"))
+        else {
+            return Err(format!("Invalid AOF manifest file format: '{line}'"));
+        };
+        if name.contains('/') {
+            return Err(format!("Invalid AOF manifest file name: '{name}'"));
+        }
+        let seq: u64 = seq
+            .parse()
+            .map_err(|_| format!("Invalid AOF manifest sequence: '{line}'"))?;
+        match kind {
+            "b" => m.base = Some((seq, name.to_string())),
+            "i" => {
+                let shard: usize = field("shard")
+                    .and_then(|s| s.parse().ok())
+                    .ok_or_else(|| format!("AOF manifest line without a shard: '{line}'"))?;
+                let slot = m.incr.get_mut(shard).ok_or_else(|| {
+                    format!(
+                        "the append-only files were written by more shards than --shards {nshards} \
+                         (line '{line}'): start with the same shard count"
+                    )
+                })?;
+                slot.push((seq, name.to_string()));
+            }
+            _ => return Err(format!("Unknown AOF file type in manifest: '{line}'")),
+        }
+    }
+    for v in m.incr.iter_mut() {
+        v.sort_by_key(|(seq, _)| *seq);
+    }
+    Ok(m)
+}
+
+/// What startup loads from the append-only files.
+pub struct Loaded {
+    /// The base snapshot's path, if the manifest names one.
+    pub base: Option<PathBuf>,
+    /// Each shard's records, incomplete multi-shard writes removed.
+    pub shards: Vec<Vec<Rec>>,
+    pub seq: u64,
+}
+
+/// Reads the manifest and every shard's logs (`Ok(None)`: no append-only files yet).
+pub fn load(cfg: &Config) -> Result<Option<Loaded>, String> {
+    let text = match std::fs::read_to_string(manifest_path(cfg)) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(format!("Can't open the AOF manifest: {e}")),
+    };
+    let m = parse_manifest(&text, cfg.shards)?;
+    let mut seq = m.base.as_ref().map_or(1, |(s, _)| *s);
+    let mut shards = Vec::with_capacity(cfg.shards);
+    for (s, files) in m.incr.iter().enumerate() {
+        let mut recs = Vec::new();
+        for (fseq, name) in files {
+            seq = seq.max(*fseq);
+            let path = dir(cfg).join(name);
+            let data = match std::fs::read(&path) {
+                Ok(d) => d,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+                Err(e) => return Err(format!("Can't open the append-only file {name}: {e}")),
+            };
+            let (mut got, complete) = parse_log(&data)
+                .map_err(|e| format!("Bad file format reading the append only file {name}: {e}"))?;
+            if complete < data.len() {
+                if !cfg.aof_load_truncated {
+                    return Err(format!(
+                        "Unexpected end of file reading the append only file {name}. You can: \
+                         1) Make a backup of your AOF file, then use ./redis-check-aof --fix \
+                         <filename.manifest>. 2) Alternatively you can set the \
+                         'aof-load-truncated' configuration option to yes and restart the server."
+                    ));
+                }
+                crate::log::warning(&format!(
+                    "!!! Warning: short read while loading the AOF file {name} (shard {s})!!! \
+                     AOF loaded anyway because aof-load-truncated is enabled"
+                ));
+                // Redis truncates the file to the last complete command, so the next
+                // appends continue a valid file.
+                if let Ok(f) = std::fs::OpenOptions::new().write(true).open(&path) {
+                    let _ = f.set_len(complete as u64);
+                }
+            }
+            recs.append(&mut got);
+        }
+        shards.push(recs);
+    }
+    drop_incomplete(&mut shards);
+    let base = m.base.map(|(_, name)| dir(cfg).join(name));
+    let n: usize = shards.iter().map(Vec::len).sum();
+    crate::log::notice(&format!(
+        "Reading the append-only files: {} records in {} shard logs{}",
+        n,
+        shards.len(),
+        base.as_ref()
+            .map_or(String::new(), |b| format!(", base {}", b.display()))
+    ));
+    Ok(Some(Loaded { base, shards, seq }))
+}
+
+/// Removes the records of multi-shard writes that are not in every one of their shards' logs
+/// (a crash between the shards' writes): all or nothing.
+fn drop_incomplete(shards: &mut [Vec<Rec>]) {
+    let mut seen: ahash::AHashMap<u64, (u32, ahash::AHashSet<usize>)> = Default::default();
+    for (s, recs) in shards.iter().enumerate() {
+        for r in recs {
+            if let Some(t) = r.tx {
+                seen.entry(t.id).or_default().1.insert(s);
+                seen.entry(t.id).or_default().0 = t.parts;
+            }
+        }
+    }
+    let incomplete: ahash::AHashSet<u64> = seen
+        .into_iter()
+        .filter(|(_, (parts, on))| on.len() < *parts as usize)
+        .map(|(id, _)| id)
+        .collect();
+    if incomplete.is_empty() {
+        return;
+    }
+    crate::log::warning(&format!(
+        "Dropping {} multi-shard write(s) that did not reach every shard's append-only file",
+        incomplete.len()
+    ));
+    for recs in shards.iter_mut() {
+        recs.retain(|r| r.tx.is_none_or(|t| !incomplete.contains(&t.id)));
+    }
+}
+
+/// Parses a shard log: the records and how many bytes of `data` they cover (a cut-off last
+/// record is left out). `Err` for content that is not a log at all.
+pub fn parse_log(data: &[u8]) -> Result<(Vec<Rec>, usize), String> {
+    let mut out = Vec::new();
+    let mut pos = 0;
+    let mut db = 0usize;
+    let mut tx: Option<TxTag> = None;
+    loop {
+        let start = pos;
+        let Some(&first) = data.get(pos) else {
+            return Ok((out, pos));
+        };
+        if first == b'#' {
+            let Some(end) = memchr::memmem::find(&data[pos..], b"\r\n") else {
+                return Ok((out, start));
+            };
+            let line = &data[pos + 1..pos + end];
+            if let Some(rest) = line.strip_prefix(b"TX:") {
+                let text = String::from_utf8_lossy(rest);
+                let mut it = text.split(':').map(|x| x.parse::<u64>().ok());
+                if let (Some(Some(id)), Some(Some(parts))) = (it.next(), it.next()) {
+                    tx = Some(TxTag {
+                        id,
+                        parts: parts as u32,
+                    });
+                }
+            }
+            pos += end + 2;
+            continue;
+        }
+        if first != b'*' {
+            return Err(format!("expected '*' at byte {pos}"));
+        }
+        let Some((n, used)) = read_int(&data[pos + 1..]) else {
+            return Ok((out, start));
+        };
+        pos += 1 + used;
+        let mut argv = Vec::with_capacity(n.min(1024));
+        for _ in 0..n {
+            match data.get(pos) {
+                None => return Ok((out, start)),
+                Some(b'$') => {}
+                Some(_) => return Err(format!("expected '$' at byte {pos}")),
+            }
+            let Some((len, used)) = read_int(&data[pos + 1..]) else {
+                return Ok((out, start));
+            };
+            pos += 1 + used;
+            let Some(arg) = data.get(pos..pos + len) else {
+                return Ok((out, start));
+            };
+            if data.get(pos + len..pos + len + 2).is_none() {
+                return Ok((out, start));
+            }
+            argv.push(Bytes::copy_from_slice(arg));
+            pos += len + 2;
+        }
+        let is_select = argv
+            .first()
+            .is_some_and(|a| a.eq_ignore_ascii_case(b"select"));
+        if is_select {
+            // An annotation before a SELECT still belongs to the record after it.
+            db = argv
+                .get(1)
+                .and_then(|a| crate::protocol::parse_i64(a))
+                .and_then(|n| usize::try_from(n).ok())
+                .unwrap_or(0);
+        } else if !argv.is_empty() {
+            out.push(Rec {
+                db,
+                tx: tx.take(),
+                argv,
+            });
+        }
+    }
+}
+
+/// `<digits>\r\n`: the number and the bytes it took (`None` if cut off or not a number).
+fn read_int(b: &[u8]) -> Option<(usize, usize)> {
+    let end = memchr::memmem::find(b, b"\r\n")?;
+    let n = std::str::from_utf8(b.get(..end)?).ok()?.parse().ok()?;
+    Some((n, end + 2))
+}
+
+/// Replays a shard's records on its own thread at startup, with the clock stopped (as Redis
+/// loads an AOF: nothing expires while loading; what has expired goes once serving starts).
+pub fn replay(shard: &mut Shard, recs: Vec<Rec>) {
+    use crate::commands::table::{table, Exec};
+    let now = shard.now_ms;
+    shard.now_ms = 1;
+    let (mut done, mut failed) = (0u64, 0u64);
+    for r in recs {
+        let Some(name) = r.argv.first() else { continue };
+        let lower = name.to_ascii_lowercase();
+        match lower.as_slice() {
+            b"ping" | b"multi" | b"exec" => continue,
+            b"flushall" => {
+                shard.dbs.iter_mut().for_each(|d| d.clear());
+                done += 1;
+                continue;
+            }
+            b"flushdb" => {
+                if let Some(d) = shard.dbs.get_mut(r.db) {
+                    d.clear();
+                }
+                done += 1;
+                continue;
+            }
+            b"swapdb" => {
+                let ix = |i: usize| {
+                    r.argv
+                        .get(i)
+                        .and_then(|a| crate::protocol::parse_i64(a))
+                        .and_then(|n| usize::try_from(n).ok())
+                };
+                if let (Some(a), Some(b)) = (ix(1), ix(2)) {
+                    if a < shard.dbs.len() && b < shard.dbs.len() {
+                        shard.dbs.swap(a, b);
+                    }
+                }
+                done += 1;
+                continue;
+            }
+            _ => {}
+        }
+        let Some((id, spec)) = table().lookup(name) else {
+            failed += 1;
+            continue;
+        };
+        let f = match spec.exec {
+            Exec::Key(f) => f,
+            Exec::Multi(m) => m.sub,
+            Exec::Conn(_) => {
+                failed += 1;
+                continue;
+            }
+        };
+        let reply = crate::commands::run_key(shard, id, f, r.db, 2, &r.argv, None);
+        if reply.is_error() {
+            failed += 1;
+        } else {
+            done += 1;
+        }
+    }
+    shard.now_ms = now;
+    if failed > 0 {
+        crate::log::warning(&format!(
+            "shard {}: {failed} append-only records failed to replay ({done} replayed)",
+            shard.id
+        ));
+    }
+}
+
+/// Creates the directory and a first manifest when `appendonly` starts with none: the base is
+/// a copy of the RDB file just loaded, if there was one, so nothing loaded is lost.
+pub fn create(cfg: &Config, rdb_loaded: bool) -> Result<u64, String> {
+    std::fs::create_dir_all(dir(cfg)).map_err(|e| {
+        format!(
+            "Can't create the append-only directory {}: {e}",
+            cfg.appenddirname
+        )
+    })?;
+    let base = if rdb_loaded {
+        let to = dir(cfg).join(base_name(cfg, 1));
+        std::fs::copy(&cfg.dbfilename, &to)
+            .map_err(|e| format!("Can't copy {} to {}: {e}", cfg.dbfilename, to.display()))?;
+        Some(1)
+    } else {
+        None
+    };
+    write_manifest(cfg, &manifest_text(cfg, base, &[1]))?;
+    crate::log::notice("Creating AOF incr files: the append-only files start here");
+    Ok(1)
+}
+
+/// A shard's open log and how far into its journal it has written.
+pub struct Writer {
+    shard: usize,
+    file: std::fs::File,
+    /// Journal offset of the next record to write.
+    next: u64,
+    /// Database of the last record written (a `SELECT` goes before a change).
+    db: Option<u32>,
+    buf: Vec<u8>,
+    state: Arc<State>,
+}
+
+impl Writer {
+    /// Opens (appending) this shard's log of sequence `seq`, starting at journal offset `from`.
+    pub fn open(
+        cfg: &Config,
+        state: Arc<State>,
+        shard: usize,
+        seq: u64,
+        from: u64,
+    ) -> Result<Writer, String> {
+        let path = dir(cfg).join(incr_name(cfg, seq, shard));
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| format!("Can't open the append-only file {}: {e}", path.display()))?;
+        state.register(shard, &file);
+        Ok(Writer {
+            shard,
+            file,
+            next: from,
+            db: None,
+            buf: Vec::new(),
+            state,
+        })
+    }
+
+    /// Appends every journal record not written yet (one write), syncing when `always`.
+    pub fn write_pass(&mut self, shard: &mut Shard, always: bool) {
+        let Some(j) = shard.journal.as_mut() else {
+            return;
+        };
+        if j.next() == self.next {
+            return;
+        }
+        let recs = match j.read(self.next, usize::MAX) {
+            Ok(r) => r,
+            Err(e) => {
+                // Cannot happen while the journal is pinned at `next`; say so if it does.
+                crate::log::warning(&format!(
+                    "shard {}: the append-only file missed records {}..{}",
+                    self.shard, self.next, e.first
+                ));
+                self.next = e.first;
+                return;
+            }
+        };
+        self.buf.clear();
+        for r in &recs {
+            if self.db != Some(r.db) {
+                let n = r.db.to_string();
+                self.buf.extend_from_slice(
+                    format!("*2\r\n$6\r\nSELECT\r\n${}\r\n{n}\r\n", n.len()).as_bytes(),
+                );
+                self.db = Some(r.db);
+            }
+            if let Some(t) = r.tx {
+                self.buf
+                    .extend_from_slice(format!("#TX:{}:{}\r\n", t.id, t.parts).as_bytes());
+            }
+            self.buf.extend_from_slice(&r.cmd);
+        }
+        let next = j.next();
+        let ok =
+            self.file.write_all(&self.buf).is_ok() && (!always || self.file.sync_data().is_ok());
+        if !ok {
+            // As Redis: keep the data in memory and retry on the next pass.
+            if self.state.last_write_ok.swap(false, Ordering::Relaxed) {
+                crate::log::warning(&format!(
+                    "shard {}: error writing to the append-only file",
+                    self.shard
+                ));
+            }
+            return;
+        }
+        self.state.last_write_ok.store(true, Ordering::Relaxed);
+        self.next = next;
+        j.pin = Some(next);
+        if self.buf.capacity() > 1 << 20 {
+            self.buf = Vec::new();
+        }
+    }
+
+    /// Switches to the logs of sequence `seq` (BGREWRITEAOF's cut, under the lock).
+    pub fn switch(&mut self, cfg: &Config, shard: &mut Shard, seq: u64) -> Result<(), String> {
+        self.write_pass(shard, true);
+        let from = shard.journal.as_ref().map_or(self.next, |j| j.next());
+        let w = Writer::open(cfg, self.state.clone(), self.shard, seq, from)?;
+        *self = w;
+        Ok(())
+    }
+}
+
+/// Starts the everysec fsync thread.
+pub fn start_fsync_thread(state: Arc<State>, shared: Arc<crate::server::Shared>) {
+    let _ = std::thread::Builder::new()
+        .name("aof-fsync".into())
+        .spawn(move || loop {
+            std::thread::sleep(std::time::Duration::from_secs(1));
+            if shared.tun.appendfsync.load(Ordering::Relaxed) == 1 {
+                state.sync_all();
+            }
+        });
+}
+
+/// After a rewrite's snapshot: writes the base file of `seq` and a manifest naming only it
+/// and the logs of `seq`, then removes the older files. Runs on a std thread.
+pub fn finish_rewrite(
+    cfg: &Config,
+    seq: u64,
+    parts: &[super::save::ShardPart],
+    checksum: bool,
+) -> Result<(), String> {
+    let base = dir(cfg).join(base_name(cfg, seq));
+    super::save::write_file(&base, parts, checksum, crate::persist::unix_secs(), 0)?;
+    write_manifest(cfg, &manifest_text(cfg, Some(seq), &[seq]))?;
+    // Everything of older sequences is history now.
+    if let Ok(rd) = std::fs::read_dir(dir(cfg)) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(rest) = name.strip_prefix(&format!("{}.", cfg.appendfilename)) else {
+                continue;
+            };
+            let old = rest
+                .split('.')
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+                .is_some_and(|n| n < seq);
+            if old {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Before a rewrite switches the logs: a manifest naming the old files and the new logs, so a
+/// crash during the rewrite loses nothing.
+pub fn begin_rewrite(
+    cfg: &Config,
+    old_base: Option<u64>,
+    old_seq: u64,
+    seq: u64,
+) -> Result<(), String> {
+    let mut seqs: Vec<u64> = (old_base.unwrap_or(old_seq)..=old_seq).collect();
+    seqs.push(seq);
+    seqs.dedup();
+    write_manifest(cfg, &manifest_text(cfg, old_base, &seqs))
+}
+
+/// The current manifest's base sequence, if it names a base.
+pub fn current_base(cfg: &Config) -> Option<u64> {
+    let text = std::fs::read_to_string(manifest_path(cfg)).ok()?;
+    parse_manifest(&text, cfg.shards).ok()?.base.map(|(s, _)| s)
+}
+
+pub fn exists(path: &Path) -> bool {
+    path.exists()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_roundtrip_with_tags_selects_and_a_cut_tail() {
+        let log = b"*2\r\n$6\r\nSELECT\r\n$1\r\n3\r\n*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n\
+#TX:7:2\r\n*2\r\n$3\r\nDEL\r\n$1\r\nk\r\n*3\r\n$3\r\nSET\r\n$1\r\nj";
+        let (recs, used) = parse_log(log).unwrap();
+        assert_eq!(recs.len(), 2);
+        assert_eq!(recs[0].db, 3);
+        assert_eq!(recs[0].tx, None);
+        assert_eq!(recs[1].tx, Some(TxTag { id: 7, parts: 2 }));
+        assert_eq!(&recs[1].argv[0][..], b"DEL");
+        assert!(used < log.len());
+        assert_eq!(&log[used..used + 1], b"*");
+        assert!(parse_log(b"hello").is_err());
+    }
+
+    #[test]
+    fn incomplete_transactions_are_dropped_whole() {
+        let rec = |id: u64, parts: u32| Rec {
+            db: 0,
+            tx: (id != 0).then_some(TxTag { id, parts }),
+            argv: vec![Bytes::from_static(b"PING")],
+        };
+        let mut shards = vec![vec![rec(0, 0), rec(5, 2), rec(6, 2)], vec![rec(5, 2)]];
+        drop_incomplete(&mut shards);
+        assert_eq!(shards[0].len(), 2);
+        assert_eq!(shards[1].len(), 1);
+    }
+}

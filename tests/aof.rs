@@ -1,0 +1,322 @@
+//! Append-only files (`appendonly yes`): every shard appends its write journal to its own log,
+//! and a restart after `kill -9` has every acknowledged write back (`DEBUG DIGEST` equal),
+//! across shards, MULTI/EXEC, SWAPDB/FLUSHDB, BGREWRITEAOF, a torn last record and a
+//! multi-shard write that reached only some shards' logs.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::Server;
+
+fn tmpdir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("shardis-aof-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn start(dir: &Path, shards: usize, extra: &[&str]) -> Server {
+    let d = dir.to_string_lossy().into_owned();
+    let mut args = vec![
+        "--dir",
+        &d,
+        "--appendonly",
+        "yes",
+        "--enable-debug-command",
+        "yes",
+        "--save",
+        "",
+    ];
+    args.extend_from_slice(extra);
+    Server::start_with(shards, &args)
+}
+
+fn digest(c: &mut redis::Connection) -> String {
+    redis::cmd("DEBUG").arg("DIGEST").query(c).unwrap()
+}
+
+/// Writes of every family over every shard, in two databases, with a cross-shard
+/// transaction, SWAPDB and FLUSHDB.
+fn workload(c: &mut redis::Connection, round: usize) {
+    for i in 0..200 {
+        let k = format!("k{round}:{i}");
+        let _: () = redis::cmd("SET").arg(&k).arg(i).query(c).unwrap();
+        if i % 5 == 0 {
+            let _: () = redis::cmd("EXPIRE").arg(&k).arg(1000).query(c).unwrap();
+        }
+        let _: i64 = redis::cmd("HSET")
+            .arg(format!("h{}", i % 13))
+            .arg(format!("f{round}:{i}"))
+            .arg(i)
+            .query(c)
+            .unwrap();
+        let _: i64 = redis::cmd("RPUSH")
+            .arg(format!("l{}", i % 7))
+            .arg(i)
+            .query(c)
+            .unwrap();
+        let _: i64 = redis::cmd("ZADD")
+            .arg(format!("z{}", i % 5))
+            .arg(i)
+            .arg(format!("m{i}"))
+            .query(c)
+            .unwrap();
+        let _: i64 = redis::cmd("SADD")
+            .arg(format!("s{}", i % 9))
+            .arg(i)
+            .query(c)
+            .unwrap();
+    }
+    let _: redis::Value = redis::cmd("SPOP").arg("s1").arg(3).query(c).unwrap();
+    let _: redis::Value = redis::cmd("INCRBYFLOAT")
+        .arg("f")
+        .arg("1.25")
+        .query(c)
+        .unwrap();
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg("a")
+        .arg(round)
+        .cmd("SET")
+        .arg("b")
+        .arg(round)
+        .cmd("LMOVE")
+        .arg("l1")
+        .arg("l2")
+        .arg("LEFT")
+        .arg("RIGHT")
+        .query(c)
+        .unwrap();
+    let _: () = redis::cmd("MSET")
+        .arg("c")
+        .arg(round)
+        .arg("d")
+        .arg(round)
+        .query(c)
+        .unwrap();
+    let _: () = redis::cmd("SELECT").arg(3).query(c).unwrap();
+    let _: () = redis::cmd("SET").arg("in3").arg(round).query(c).unwrap();
+    let _: () = redis::cmd("SELECT").arg(0).query(c).unwrap();
+    let _: () = redis::cmd("SWAPDB").arg(3).arg(4).query(c).unwrap();
+    let _: () = redis::cmd("SELECT").arg(5).query(c).unwrap();
+    let _: () = redis::cmd("SET").arg("gone").arg(1).query(c).unwrap();
+    let _: () = redis::cmd("FLUSHDB").query(c).unwrap();
+    let _: () = redis::cmd("SELECT").arg(0).query(c).unwrap();
+}
+
+#[test]
+fn kill_9_loses_no_acknowledged_write() {
+    let dir = tmpdir("kill");
+    let want = {
+        let s = start(&dir, 4, &[]);
+        let mut c = s.client();
+        workload(&mut c, 1);
+        let d = digest(&mut c);
+        s.signal("KILL");
+        d
+    };
+    assert_ne!(want, "0".repeat(40));
+    let s = start(&dir, 4, &[]);
+    let mut c = s.client();
+    assert_eq!(digest(&mut c), want, "after kill -9 and restart");
+    let info = common::info(&mut c, "persistence");
+    assert_eq!(info["aof_enabled"], "1");
+
+    // `appendfsync always`, then another kill.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendfsync")
+        .arg("always")
+        .query(&mut c)
+        .unwrap();
+    workload(&mut c, 2);
+    let want = digest(&mut c);
+    s.signal("KILL");
+    drop(s);
+    let s = start(&dir, 4, &[]);
+    let mut c = s.client();
+    assert_eq!(digest(&mut c), want, "appendfsync always");
+    drop(c);
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn bgrewriteaof_starts_new_logs_from_a_base() {
+    let dir = tmpdir("rewrite");
+    let s = start(&dir, 4, &[]);
+    let mut c = s.client();
+    workload(&mut c, 1);
+    let r: String = redis::cmd("BGREWRITEAOF").query(&mut c).unwrap();
+    assert_eq!(r, "Background append only file rewriting started");
+    assert!(common::wait_for(Duration::from_secs(20), || {
+        common::info(&mut c, "persistence")["aof_rewrite_in_progress"] == "0"
+    }));
+    let info = common::info(&mut c, "persistence");
+    assert_eq!(info["aof_rewrites"], "1");
+    assert_eq!(info["aof_last_bgrewrite_status"], "ok");
+    let manifest =
+        std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest")).unwrap();
+    assert!(
+        manifest.contains("appendonly.aof.2.base.rdb seq 2 type b"),
+        "{manifest}"
+    );
+    assert!(
+        !manifest.contains(".1."),
+        "old files are out of the manifest: {manifest}"
+    );
+    assert!(!dir
+        .join("appendonlydir/appendonly.aof.1.s0.incr.aof")
+        .exists());
+    // The base is a real RDB file.
+    if let Some(check) = which("redis-check-rdb") {
+        let out = Command::new(check)
+            .arg(dir.join("appendonlydir/appendonly.aof.2.base.rdb"))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+    }
+    workload(&mut c, 2);
+    let want = digest(&mut c);
+    s.signal("KILL");
+    drop(s);
+    let s = start(&dir, 4, &[]);
+    let mut c = s.client();
+    assert_eq!(digest(&mut c), want, "base + new logs after kill -9");
+    drop(c);
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn torn_tail_and_half_written_transaction() {
+    let dir = tmpdir("torn");
+    let s = start(&dir, 4, &[]);
+    let mut c = s.client();
+    workload(&mut c, 1);
+    let want = digest(&mut c);
+    let keys: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    s.signal("KILL");
+    drop(s);
+    let log0 = dir.join("appendonlydir/appendonly.aof.1.s0.incr.aof");
+    let log1 = dir.join("appendonlydir/appendonly.aof.1.s1.incr.aof");
+    // A multi-shard write that reached shard 0's log only, then a record cut in the middle
+    // on shard 1.
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log0)
+        .unwrap();
+    use std::io::Write;
+    f.write_all(b"#TX:999999:2\r\n*3\r\n$3\r\nSET\r\n$7\r\nhalftx0\r\n$1\r\n1\r\n")
+        .unwrap();
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&log1)
+        .unwrap();
+    f.write_all(b"*3\r\n$3\r\nSET\r\n$4\r\ntorn").unwrap();
+    drop(f);
+
+    // aof-load-truncated no refuses to start.
+    let out = run_binary(&dir, 4, &["--aof-load-truncated", "no"]);
+    assert!(
+        !out.0,
+        "a torn file must stop the server with aof-load-truncated no"
+    );
+    assert!(out.1.contains("Unexpected end of file"), "{}", out.1);
+
+    let s = start(&dir, 4, &[]);
+    let mut c = s.client();
+    assert_eq!(
+        digest(&mut c),
+        want,
+        "the torn record and the half transaction are dropped"
+    );
+    let now: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(now, keys);
+    // Writing on continues a valid log.
+    let _: () = redis::cmd("SET").arg("after").arg(1).query(&mut c).unwrap();
+    let want = digest(&mut c);
+    s.signal("KILL");
+    drop(s);
+    let s = start(&dir, 4, &[]);
+    let mut c = s.client();
+    assert_eq!(digest(&mut c), want);
+    drop(c);
+    drop(s);
+
+    // Another shard count cannot replay per-shard logs: refused with the reason.
+    let out = run_binary(&dir, 2, &[]);
+    assert!(!out.0);
+    assert!(out.1.contains("--shards 4"), "{}", out.1);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn turning_aof_on_keeps_the_rdb_data() {
+    let dir = tmpdir("fromrdb");
+    let d = dir.to_string_lossy().into_owned();
+    let want = {
+        let s = Server::start_with(4, &["--dir", &d, "--enable-debug-command", "yes"]);
+        let mut c = s.client();
+        workload(&mut c, 1);
+        let _: () = redis::cmd("SAVE").query(&mut c).unwrap();
+        digest(&mut c)
+    };
+    let s = start(&dir, 4, &[]);
+    let mut c = s.client();
+    assert_eq!(
+        digest(&mut c),
+        want,
+        "loaded from dump.rdb, now the AOF base"
+    );
+    let _: () = redis::cmd("SET").arg("new").arg(1).query(&mut c).unwrap();
+    let want = digest(&mut c);
+    s.signal("KILL");
+    drop(s);
+    std::fs::remove_file(dir.join("dump.rdb")).unwrap();
+    let s = start(&dir, 4, &[]);
+    let mut c = s.client();
+    assert_eq!(digest(&mut c), want, "from the AOF alone");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs the binary until it exits (it should fail to start): (success, log).
+fn run_binary(dir: &Path, shards: usize, extra: &[&str]) -> (bool, String) {
+    let port = common::free_port().to_string();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_shardis"))
+        .args(["--port", &port, "--shards", &shards.to_string()])
+        .arg("--dir")
+        .arg(dir)
+        .args(["--appendonly", "yes", "--save", ""])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let exited = common::wait_for(Duration::from_secs(10), || {
+        matches!(child.try_wait(), Ok(Some(_)))
+    });
+    if !exited {
+        let _ = child.kill();
+    }
+    let out = child.wait_with_output().unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (exited && out.status.success(), text)
+}
+
+fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH")?
+        .to_string_lossy()
+        .split(':')
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.exists())
+}
