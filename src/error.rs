@@ -194,6 +194,9 @@ pub const GEOSEARCHSTORE_WITH: &str =
 /// The command name as the client typed it follows.
 pub const GEO_FROM: &str = "ERR exactly one of FROMMEMBER or FROMLONLAT can be specified for";
 pub const GEO_BY: &str = "ERR exactly one of BYRADIUS and BYBOX can be specified for";
+/// SSUBSCRIBE inside MULTI/EXEC (Redis's CLIENT_DENY_BLOCKING check).
+pub const SSUBSCRIBE_DENY_BLOCKING: &str =
+    "ERR SSUBSCRIBE isn't allowed for a DENY BLOCKING client";
 pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 /// EXEC of a transaction flagged by an error while queuing.
 pub const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";
