@@ -175,6 +175,28 @@ pub const BITFIELD_RO: &str = "ERR BITFIELD_RO only supports the GET subcommand"
 pub const HLL_WRONGTYPE: &str = "WRONGTYPE Key is not a valid HyperLogLog string value.";
 /// A HyperLogLog whose registers do not add up.
 pub const HLL_CORRUPT: &str = "INVALIDOBJ Corrupted HLL object detected";
+/// GEO commands (geo.c).
+pub const GEO_UNIT: &str = "ERR unsupported unit provided. please use M, KM, FT, MI";
+pub const GEO_RADIUS_NOT_NUMBER: &str = "ERR need numeric radius";
+pub const GEO_RADIUS_NEGATIVE: &str = "ERR radius cannot be negative";
+pub const GEO_WIDTH_NOT_NUMBER: &str = "ERR need numeric width";
+pub const GEO_HEIGHT_NOT_NUMBER: &str = "ERR need numeric height";
+pub const GEO_BOX_NEGATIVE: &str = "ERR height or width cannot be negative";
+pub const GEO_NO_MEMBER: &str = "ERR could not decode requested zset member";
+pub const GEO_COUNT: &str = "ERR COUNT must be > 0";
+pub const GEO_ANY: &str = "ERR the ANY argument requires COUNT argument";
+/// `%f,%f` of the rejected pair follows.
+pub const GEO_BAD_PAIR: &str = "ERR invalid longitude,latitude pair";
+pub const GEO_STORE_WITH: &str =
+    "ERR STORE option in GEORADIUS is not compatible with WITHDIST, WITHHASH and WITHCOORD options";
+pub const GEOSEARCHSTORE_WITH: &str =
+    "ERR GEOSEARCHSTORE is not compatible with WITHDIST, WITHHASH and WITHCOORD options";
+/// The command name as the client typed it follows.
+pub const GEO_FROM: &str = "ERR exactly one of FROMMEMBER or FROMLONLAT can be specified for";
+pub const GEO_BY: &str = "ERR exactly one of BYRADIUS and BYBOX can be specified for";
+/// SSUBSCRIBE inside MULTI/EXEC (Redis's CLIENT_DENY_BLOCKING check).
+pub const SSUBSCRIBE_DENY_BLOCKING: &str =
+    "ERR SSUBSCRIBE isn't allowed for a DENY BLOCKING client";
 pub const CROSSSLOT: &str = "CROSSSLOT Keys in request don't hash to the same slot";
 /// EXEC of a transaction flagged by an error while queuing.
 pub const EXECABORT: &str = "EXECABORT Transaction discarded because of previous errors.";

@@ -614,3 +614,61 @@ fn idle_timeout_spares_subscribers() {
         );
     }
 }
+
+#[test]
+fn spublish_reaches_shard_subscribers_on_every_shard_only() {
+    for n in common::shard_counts() {
+        let s = Server::start(n);
+        // 16 subscribers land on every shard (see the module comment).
+        let mut subs: Vec<Raw> = (0..16).map(|_| Raw::new(&s)).collect();
+        for c in subs.iter_mut() {
+            assert_eq!(
+                c.cmd(&[b"SSUBSCRIBE", b"sch"], 1),
+                b"*3\r\n$10\r\nssubscribe\r\n$3\r\nsch\r\n:1\r\n"
+            );
+        }
+        let mut psub = Raw::new(&s);
+        psub.cmd(&[b"PSUBSCRIBE", b"*"], 1);
+        psub.cmd(&[b"SUBSCRIBE", b"sch"], 1);
+        let mut p = s.client();
+        let shardnumsub: Vec<Value> = redis::cmd("PUBSUB")
+            .arg("SHARDNUMSUB")
+            .arg("sch")
+            .query(&mut p)
+            .unwrap();
+        assert_eq!(shardnumsub.get(1), Some(&Value::Int(16)), "shards={n}");
+        let chans: Vec<String> = redis::cmd("PUBSUB")
+            .arg("SHARDCHANNELS")
+            .query(&mut p)
+            .unwrap();
+        assert_eq!(chans, vec!["sch".to_string()], "shards={n}");
+        let got: i64 = redis::cmd("SPUBLISH")
+            .arg("sch")
+            .arg("hi")
+            .query(&mut p)
+            .unwrap();
+        assert_eq!(
+            got, 16,
+            "shards={n}: pattern and plain subscribers do not count"
+        );
+        for c in subs.iter_mut() {
+            assert_eq!(c.frame(), frame(&["smessage", "sch", "hi"]), "shards={n}");
+        }
+        // PUBLISH does not reach shard channel subscribers.
+        assert_eq!(publish(&mut p, "sch", "x"), 2, "shards={n}");
+        assert_eq!(psub.frame(), frame(&["message", "sch", "x"]));
+        assert_eq!(psub.frame(), frame(&["pmessage", "*", "sch", "x"]));
+        for c in subs.iter_mut() {
+            assert_eq!(
+                c.cmd(&[b"SUNSUBSCRIBE"], 1),
+                b"*3\r\n$12\r\nsunsubscribe\r\n$3\r\nsch\r\n:0\r\n"
+            );
+        }
+        let got: i64 = redis::cmd("SPUBLISH")
+            .arg("sch")
+            .arg("hi")
+            .query(&mut p)
+            .unwrap();
+        assert_eq!(got, 0, "shards={n}");
+    }
+}

@@ -236,6 +236,11 @@ impl Gen<'_> {
             "count" | "numreplicas" => "2",
             "increment" | "decrement" | "score" | "rank" | "len" | "index2" | "weight" => "1",
             "pattern" => "*",
+            "longitude" => "15",
+            "latitude" => "37",
+            "radius" | "width" | "height" => "300",
+            "member1" => "a",
+            "member2" => "b",
             "channel" | "shardchannel" => "ch",
             "message" => "m",
             "parameter" => "maxmemory-samples",
@@ -366,6 +371,7 @@ fn prepare(group: &str, key: &[u8]) -> Vec<Vec<Vec<u8>>> {
         "hash" => vec![v(&["HSET", "a", "1", "b", "2"])],
         "set" => vec![v(&["SADD", "a", "b", "c"])],
         "sorted-set" => vec![v(&["ZADD", "1", "a", "2", "b", "3", "c"])],
+        "geo" => vec![v(&["GEOADD", "13.36", "38.11", "a", "15.08", "37.5", "b"])],
         _ => vec![v(&["SET", "7"])],
     }
 }

@@ -250,7 +250,7 @@ pub fn client_line(c: &Conn) -> String {
     let qfree = c.rbuf.as_ref().map_or(0, |b| b.capacity() - b.len());
     let lossy = |b: &Option<Bytes>| b.as_ref().map(|v| text(v)).unwrap_or_default();
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub=0 multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll={} omem={} tot-mem={} events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll={} omem={} tot-mem={} events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
         ci.id,
         ci.addr,
         ci.laddr,
@@ -262,6 +262,7 @@ pub fn client_line(c: &Conn) -> String {
         ci.db,
         c.subs.channels.len(),
         c.subs.patterns.len(),
+        c.subs.shard.len(),
         crate::coord::tx::queued_len(c),
         qbuf,
         qfree,

@@ -379,6 +379,7 @@ pub fn acl_categories(flags: u32, group: &str) -> Vec<Reply> {
         "list" => c.push("@list"),
         "set" => c.push("@set"),
         "sorted-set" => c.push("@sortedset"),
+        "geo" => c.push("@geo"),
         "connection" => c.push("@connection"),
         "pubsub" => c.push("@pubsub"),
         _ => {}

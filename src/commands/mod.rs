@@ -12,6 +12,7 @@ pub mod blocking;
 pub mod conn;
 pub mod docs;
 pub mod functions;
+pub mod geo;
 pub mod hashes;
 pub mod hll;
 pub mod keys;
@@ -63,6 +64,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     bitmaps::COMMANDS,
     hll::COMMANDS,
     sort::COMMANDS,
+    geo::COMMANDS,
 ];
 
 /// What a `Key` handler sees: the owning shard, the selected database, the client's protocol.

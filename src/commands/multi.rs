@@ -81,6 +81,13 @@ pub fn after_write(
         let Some(k) = argv.get(i) else {
             continue;
         };
+        // GEO searches only modify their STORE destination, not their source.
+        if matches!(
+            (spec.name, i),
+            ("georadius" | "georadiusbymember", 1) | ("geosearchstore", 2)
+        ) {
+            continue;
+        }
         // The STORE forms of set algebra only modify their destination.
         if i != 1 && matches!(spec.name, "sinterstore" | "sunionstore" | "sdiffstore") {
             continue;

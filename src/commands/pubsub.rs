@@ -1,5 +1,6 @@
 //! Pub/Sub commands (Redis's pubsub.c): SUBSCRIBE, UNSUBSCRIBE, PSUBSCRIBE, PUNSUBSCRIBE,
-//! PUBLISH and PUBSUB. They run on the connection's own shard. Subscriptions live on that
+//! PUBLISH and PUBSUB, and Redis 7.0's sharded forms SSUBSCRIBE, SUNSUBSCRIBE and SPUBLISH
+//! (a separate namespace, fanned out like PUBLISH; see `server::pubsub`). They run on the connection's own shard. Subscriptions live on that
 //! shard (`server::pubsub`); PUBLISH delivers on its own shard at once and fans out to the
 //! others, replying with the sum of the receivers; PUBSUB's introspection gathers from every
 //! shard. Also holds the RESP2 subscribed-mode check the dispatcher runs before any command.
@@ -32,6 +33,12 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(G, "2.0.0", "Stop listening for messages posted to channels matching the given patterns", "[pattern [pattern ...]]"),
     CommandSpec::new("publish", 3, PUBSUB_FLAG | LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(publish))
         .doc(G, "2.0.0", "Post a message to a channel", "channel message"),
+    CommandSpec::new("ssubscribe", -2, SUB_FLAGS, KeySpec::none(), Exec::Conn(ssubscribe))
+        .doc(G, "7.0.0", "Listens for messages published to shard channels.", "shardchannel [shardchannel ...]"),
+    CommandSpec::new("sunsubscribe", -1, SUB_FLAGS, KeySpec::none(), Exec::Conn(sunsubscribe))
+        .doc(G, "7.0.0", "Stops listening to messages posted to shard channels.", "[shardchannel [shardchannel ...]]"),
+    CommandSpec::new("spublish", 3, PUBSUB_FLAG | LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(spublish))
+        .doc(G, "7.0.0", "Post a message to a shard channel", "shardchannel message"),
     CommandSpec::new("pubsub", -2, 0, KeySpec::none(), Exec::Conn(pubsub_cmd))
         .doc(G, "2.8.0", "A container for Pub/Sub commands", "subcommand [argument ...]")
         .subs(&[
@@ -139,6 +146,75 @@ fn unsubscribe_from(ctx: &mut ConnCtx, argv: &[Bytes], pattern: bool) -> CmdResu
     Ok(Reply::Raw(Bytes::from(out)))
 }
 
+/// SSUBSCRIBE: one confirmation per argument with the shard channel count. Refused inside
+/// a transaction, as Redis refuses it to a client that may not block.
+fn ssubscribe(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    if ctx.w.tx.nested() {
+        return Err(CmdError::coded(crate::error::SSUBSCRIBE_DENY_BLOCKING));
+    }
+    let resp = ctx.client().resp;
+    let mut out = Vec::new();
+    for name in argv.iter().skip(1) {
+        let n = pubsub::ssubscribe(ctx.w, ctx.conn, owned(name));
+        confirm(&mut out, resp, "ssubscribe", Reply::Bulk(name.clone()), n);
+    }
+    Ok(Reply::Raw(Bytes::from(out)))
+}
+
+/// SUNSUBSCRIBE: without arguments every shard channel, or one `nil` frame when none.
+fn sunsubscribe(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let resp = ctx.client().resp;
+    let names: Vec<Bytes> = if argv.len() > 1 {
+        argv.iter().skip(1).cloned().collect()
+    } else {
+        ctx.w
+            .conns
+            .get(ctx.conn)
+            .map(|c| c.subs.ordered_shard())
+            .unwrap_or_default()
+    };
+    let mut out = Vec::new();
+    if names.is_empty() {
+        let n = ctx
+            .w
+            .conns
+            .get(ctx.conn)
+            .map_or(0, |c| c.subs.shard_count());
+        confirm(&mut out, resp, "sunsubscribe", Reply::Null, n);
+    }
+    for name in names {
+        let n = pubsub::sunsubscribe(ctx.w, ctx.conn, &name);
+        confirm(&mut out, resp, "sunsubscribe", Reply::Bulk(name), n);
+    }
+    Ok(Reply::Raw(Bytes::from(out)))
+}
+
+/// SPUBLISH: as PUBLISH, to shard channel subscribers only.
+fn spublish(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let channel = owned(arg(argv, 1)?);
+    let msg = owned(arg(argv, 2)?);
+    let local = pubsub::spublish(ctx.w, &channel, &msg);
+    if ctx.w.nshards <= 1 {
+        return Ok(Reply::Int(local as i64));
+    }
+    let ticket = ctx.reply_later();
+    let me = ctx.w.id;
+    let jobs: Vec<(usize, ShardFn<usize>)> = (0..ctx.w.nshards)
+        .filter(|&s| s != me)
+        .map(|s| {
+            let (channel, msg) = (channel.clone(), msg.clone());
+            let job: ShardFn<usize> =
+                Box::new(move |tw: &mut Worker| pubsub::spublish(tw, &channel, &msg));
+            (s, job)
+        })
+        .collect();
+    ctx.w.fan_out(jobs, false, move |w, counts: Vec<usize>| {
+        let n = local + counts.iter().sum::<usize>();
+        w.complete(ticket, Reply::Int(n as i64));
+    });
+    Ok(Reply::Ok)
+}
+
 /// Delivers on this shard at once (so a RESP3 client subscribed to its own channel sees the
 /// message before the reply, as in Redis), then on every other shard; the reply waits for
 /// their counts without pausing the client.
@@ -194,8 +270,8 @@ const PUBSUB_HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-/// PUBSUB CHANNELS / NUMSUB / NUMPAT / HELP. Sharded channels (SSUBSCRIBE) are not
-/// supported, so SHARDCHANNELS and SHARDNUMSUB always find none.
+/// PUBSUB CHANNELS / NUMSUB / NUMPAT / SHARDCHANNELS / SHARDNUMSUB / HELP, gathered from
+/// every shard.
 fn pubsub_cmd(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let raw = arg(argv, 1)?;
     let sub = text(raw).to_lowercase();
@@ -253,13 +329,43 @@ fn pubsub_cmd(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             );
             Ok(Reply::Ok)
         }
-        "shardchannels" if argc <= 3 => Ok(Reply::Array(Vec::new())),
-        "shardnumsub" => Ok(Reply::Array(
-            argv.iter()
-                .skip(2)
-                .flat_map(|c| [Reply::Bulk(c.clone()), Reply::Int(0)])
-                .collect(),
-        )),
+        "shardchannels" if argc <= 3 => {
+            let pattern = argv.get(2).map(owned);
+            let ticket = ctx.defer();
+            gather(
+                ctx.w,
+                move |tw| tw.pubsub.shard_channels_matching(pattern.as_deref()),
+                move |w, parts: Vec<Vec<Bytes>>| {
+                    let mut all: Vec<Bytes> = parts.into_iter().flatten().collect();
+                    all.sort_unstable();
+                    all.dedup();
+                    w.complete(
+                        ticket,
+                        Reply::Array(all.into_iter().map(Reply::Bulk).collect()),
+                    );
+                },
+            );
+            Ok(Reply::Ok)
+        }
+        "shardnumsub" => {
+            let channels: Vec<Bytes> = argv.iter().skip(2).map(owned).collect();
+            let ticket = ctx.defer();
+            let asked = channels.clone();
+            gather(
+                ctx.w,
+                move |tw| tw.pubsub.shard_numsub(&asked),
+                move |w, parts: Vec<Vec<usize>>| {
+                    let mut out = Vec::with_capacity(channels.len() * 2);
+                    for (i, ch) in channels.into_iter().enumerate() {
+                        let n: usize = parts.iter().filter_map(|p| p.get(i)).sum();
+                        out.push(Reply::Bulk(ch));
+                        out.push(Reply::Int(n as i64));
+                    }
+                    w.complete(ticket, Reply::Array(out));
+                },
+            );
+            Ok(Reply::Ok)
+        }
         "channels" | "shardchannels" => Err(CmdError::subcommand_syntax(&text(raw), "pubsub")),
         "help" | "numpat" => Err(CmdError::WrongArity(format!("pubsub|{sub}"))),
         _ => Err(CmdError::UnknownSubcommand {

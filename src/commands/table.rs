@@ -59,6 +59,9 @@ pub struct KeySpec {
     /// EVAL's numkeys: 0 is allowed (no keys), and an unreadable or too large count means
     /// no keys either (the handler reports the error on the connection's shard).
     pub script: bool,
+    /// GEORADIUS's destinations (Redis's `keyword` key specs): from this argument index on,
+    /// the argument after each STORE or STOREDIST is a key too; 0 for the others.
+    pub store_from: i32,
 }
 
 impl KeySpec {
@@ -69,6 +72,7 @@ impl KeySpec {
             step: 0,
             numkeys: 0,
             script: false,
+            store_from: 0,
         }
     }
     pub const fn single(pos: i32) -> KeySpec {
@@ -78,6 +82,7 @@ impl KeySpec {
             step: 1,
             numkeys: 0,
             script: false,
+            store_from: 0,
         }
     }
     pub const fn range(first: i32, last: i32, step: i32) -> KeySpec {
@@ -87,6 +92,7 @@ impl KeySpec {
             step,
             numkeys: 0,
             script: false,
+            store_from: 0,
         }
     }
 
@@ -98,6 +104,7 @@ impl KeySpec {
             step: 1,
             numkeys: at,
             script: false,
+            store_from: 0,
         }
     }
 
@@ -109,6 +116,7 @@ impl KeySpec {
             step: 1,
             numkeys: at,
             script: true,
+            store_from: 0,
         }
     }
 
@@ -121,6 +129,19 @@ impl KeySpec {
             step: 1,
             numkeys: at,
             script: false,
+            store_from: 0,
+        }
+    }
+
+    /// A key at `pos` plus a STORE/STOREDIST destination after `from` (GEORADIUS).
+    pub const fn single_store(pos: i32, from: i32) -> KeySpec {
+        KeySpec {
+            first: pos,
+            last: pos,
+            step: 1,
+            numkeys: 0,
+            script: false,
+            store_from: from,
         }
     }
 
@@ -151,7 +172,30 @@ impl KeySpec {
                 }
             }
         }
-        self.positions(argc).chain(counted)
+        self.positions(argc)
+            .chain(counted)
+            .chain(self.store_positions(argv))
+    }
+
+    /// The arguments after STORE / STOREDIST from `store_from` on, walking the options as
+    /// the handler does (COUNT's value is skipped, so `COUNT store` names no key). Every
+    /// candidate is reported, which only makes routing more conservative.
+    fn store_positions(&self, argv: &[Bytes]) -> impl Iterator<Item = usize> {
+        let mut out = Vec::new();
+        if self.store_from > 0 {
+            let mut i = self.store_from as usize;
+            while let Some(a) = argv.get(i) {
+                let kw = |k: &str| a.eq_ignore_ascii_case(k.as_bytes());
+                if (kw("store") || kw("storedist")) && i + 1 < argv.len() {
+                    out.push(i + 1);
+                    i += 1;
+                } else if kw("count") && i + 1 < argv.len() {
+                    i += 1;
+                }
+                i += 1;
+            }
+        }
+        out.into_iter()
     }
 
     /// Argument indexes that hold keys in `argc` arguments.
@@ -310,7 +354,7 @@ impl CommandSpec {
             .map(|(_, n)| Reply::status(n))
             .collect();
         // Redis lists it last, derived from the key specs.
-        if self.keys.numkeys > 0 {
+        if self.keys.numkeys > 0 || self.keys.store_from > 0 {
             out.push(Reply::status("movablekeys"));
         }
         out

@@ -770,7 +770,7 @@ fn zcompute(a: &ZAlgebra, inputs: &[Result<ZInput, CmdError>], resp: u8) -> Resu
 
 /// Stores a STORE result at `dst` (replacing any value and TTL; an empty result deletes
 /// the key) and returns its cardinality.
-fn store_zset(db: &mut Db, dst: &[u8], z: ZSet, now: u64) -> i64 {
+pub(crate) fn store_zset(db: &mut Db, dst: &[u8], z: ZSet, now: u64) -> i64 {
     let n = z.len() as i64;
     db.remove(dst);
     if n > 0 {

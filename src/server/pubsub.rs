@@ -7,6 +7,12 @@
 //! it reached. Jobs from one shard to another travel one FIFO queue, so one publisher's
 //! messages reach each subscriber in publish order.
 //!
+//! Sharded channels (SSUBSCRIBE, Redis 7.0) are a separate namespace with their own
+//! per-connection set and registry map: SPUBLISH reaches only them (as `smessage`), PUBLISH
+//! never does, and their confirmations count only them. Redis ties a shard channel to its
+//! cluster slot; here subscriptions live with the connection like the others, so SPUBLISH
+//! fans out to every shard as PUBLISH does.
+//!
 //! Slow subscribers: a subscribed connection whose unsent output (buffered + in the kernel
 //! send in flight) reaches the pubsub class's hard limit, or stays at or above the soft limit
 //! for longer than the soft seconds, is closed, as Redis's `client-output-buffer-limit pubsub`.
@@ -28,6 +34,8 @@ use crate::protocol::reply::encode_bulk;
 pub struct Subs {
     pub channels: AHashMap<Bytes, u64>,
     pub patterns: AHashMap<Bytes, u64>,
+    /// Shard channels (SSUBSCRIBE).
+    pub shard: AHashMap<Bytes, u64>,
     tick: u64,
 }
 
@@ -37,9 +45,14 @@ impl Subs {
         self.channels.len() + self.patterns.len()
     }
 
+    /// Shard channels: the count SSUBSCRIBE / SUNSUBSCRIBE confirmations carry.
+    pub fn shard_count(&self) -> usize {
+        self.shard.len()
+    }
+
     /// In subscribed mode (CLIENT LIST flag `P`, the RESP2 command restriction).
     pub fn active(&self) -> bool {
-        self.count() > 0
+        self.count() > 0 || !self.shard.is_empty()
     }
 
     fn set(&mut self, pattern: bool) -> &mut AHashMap<Bytes, u64> {
@@ -57,6 +70,15 @@ impl Subs {
         } else {
             &self.channels
         };
+        Self::in_order(m)
+    }
+
+    /// Shard channels in subscription order.
+    pub fn ordered_shard(&self) -> Vec<Bytes> {
+        Self::in_order(&self.shard)
+    }
+
+    fn in_order(m: &AHashMap<Bytes, u64>) -> Vec<Bytes> {
         let mut v: Vec<(&Bytes, &u64)> = m.iter().collect();
         v.sort_by_key(|(_, t)| **t);
         v.into_iter().map(|(k, _)| k.clone()).collect()
@@ -68,6 +90,8 @@ impl Subs {
 pub struct Registry {
     channels: AHashMap<Bytes, Vec<usize>>,
     patterns: AHashMap<Bytes, Vec<usize>>,
+    /// Shard channel → local subscribers.
+    shard: AHashMap<Bytes, Vec<usize>>,
 }
 
 impl Registry {
@@ -80,7 +104,10 @@ impl Registry {
     }
 
     fn remove(&mut self, pattern: bool, name: &Bytes, idx: usize) {
-        let m = self.map(pattern);
+        Self::remove_from(self.map(pattern), name, idx);
+    }
+
+    fn remove_from(m: &mut AHashMap<Bytes, Vec<usize>>, name: &Bytes, idx: usize) {
         if let Some(v) = m.get_mut(name) {
             v.retain(|&i| i != idx);
             if v.is_empty() {
@@ -97,6 +124,26 @@ impl Registry {
         for p in subs.patterns.keys() {
             self.remove(true, p, idx);
         }
+        for ch in subs.shard.keys() {
+            Self::remove_from(&mut self.shard, ch, idx);
+        }
+    }
+
+    /// Active shard channels matching `pattern`, if any (PUBSUB SHARDCHANNELS).
+    pub fn shard_channels_matching(&self, pattern: Option<&[u8]>) -> Vec<Bytes> {
+        self.shard
+            .keys()
+            .filter(|c| pattern.is_none_or(|p| glob_match(p, c, false)))
+            .cloned()
+            .collect()
+    }
+
+    /// Local subscriber count of each shard channel (PUBSUB SHARDNUMSUB).
+    pub fn shard_numsub(&self, channels: &[Bytes]) -> Vec<usize> {
+        channels
+            .iter()
+            .map(|c| self.shard.get(c).map_or(0, Vec::len))
+            .collect()
     }
 
     /// Active channels (with at least one local subscriber) matching `pattern`, if any.
@@ -152,6 +199,35 @@ pub fn unsubscribe(w: &mut Worker, idx: usize, name: &Bytes, pattern: bool) -> (
         w.pubsub.remove(pattern, name, idx);
     }
     (was, n)
+}
+
+/// Subscribes connection `idx` to a shard channel; returns its shard channel count after.
+pub fn ssubscribe(w: &mut Worker, idx: usize, name: Bytes) -> usize {
+    let Some(c) = w.conns.get_mut(idx) else {
+        return 0;
+    };
+    let subs = &mut c.subs;
+    if subs.shard.contains_key(&name) {
+        return subs.shard_count();
+    }
+    subs.tick += 1;
+    subs.shard.insert(name.clone(), subs.tick);
+    let n = subs.shard_count();
+    w.pubsub.shard.entry(name).or_default().push(idx);
+    n
+}
+
+/// Unsubscribes connection `idx` from a shard channel; returns its shard channel count after.
+pub fn sunsubscribe(w: &mut Worker, idx: usize, name: &Bytes) -> usize {
+    let Some(c) = w.conns.get_mut(idx) else {
+        return 0;
+    };
+    let was = c.subs.shard.remove(name).is_some();
+    let n = c.subs.shard_count();
+    if was {
+        Registry::remove_from(&mut w.pubsub.shard, name, idx);
+    }
+    n
 }
 
 /// Drops every subscription of connection `idx` without confirmations (RESET, QUIT).
@@ -243,8 +319,28 @@ pub fn publish(w: &mut Worker, channel: &[u8], msg: &[u8]) -> usize {
         let mut frame = Frame::new([b"pmessage", pat, channel, msg], 4);
         count += deliver(&mut w.conns, subs, &mut frame, &mut touched);
     }
+    check_limits(w, touched);
+    count
+}
+
+/// SPUBLISH on this shard: `smessage` frames to the local subscribers of the shard channel
+/// (patterns do not apply); returns how many were reached.
+pub fn spublish(w: &mut Worker, channel: &[u8], msg: &[u8]) -> usize {
+    let mut touched: Vec<usize> = Vec::new();
+    let mut count = 0;
+    if let Some(subs) = w.pubsub.shard.get(channel) {
+        let mut frame = Frame::new([b"smessage", channel, msg, b""], 3);
+        count += deliver(&mut w.conns, subs, &mut frame, &mut touched);
+    }
+    check_limits(w, touched);
+    count
+}
+
+/// After a delivery: closes the subscribers it pushed over their output limits and marks
+/// the others for sending.
+fn check_limits(w: &mut Worker, mut touched: Vec<usize>) {
     if touched.is_empty() {
-        return 0;
+        return;
     }
     touched.sort_unstable();
     touched.dedup();
@@ -261,7 +357,6 @@ pub fn publish(w: &mut Worker, channel: &[u8], msg: &[u8]) -> usize {
             w.mark_dirty(idx);
         }
     }
-    count
 }
 
 /// The pubsub class's output limits, read once per use.

@@ -34,6 +34,7 @@
 //! Randomness comes from a caller-owned [`Rng`] (one per shard), so tests are deterministic.
 
 pub mod bitmap;
+pub mod geohash;
 pub mod hash;
 pub mod hll;
 pub mod list;

@@ -1013,6 +1013,32 @@ impl ZSet {
         }
     }
 
+    /// Visits the elements with `min <= score < max` in ascending order until `f` returns
+    /// false (the GEO searches, which filter each cell's members without copying them).
+    pub fn visit_score_range(&self, min: f64, max: f64, f: &mut dyn FnMut(f64, &[u8]) -> bool) {
+        let lo = self.count_prefix(&|s, _| s < min);
+        let hi = self.count_prefix(&|s, _| s < max);
+        match &self.repr {
+            Repr::Listpack(p) => {
+                for (_, s, m) in lp_pairs(p).skip(lo).take(hi.saturating_sub(lo)) {
+                    if !f(s, m) {
+                        return;
+                    }
+                }
+            }
+            Repr::Skiplist(b) => {
+                for r in lo..hi {
+                    let Some((s, m)) = b.tree.select(r) else {
+                        return;
+                    };
+                    if !f(s, m) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
     /// Elements of ranks `lo..hi`, ascending.
     fn slice(&self, lo: usize, hi: usize) -> Vec<(Bytes, f64)> {
         let hi = hi.min(self.len());
