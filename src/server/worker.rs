@@ -139,6 +139,8 @@ enum TimerKind {
     Block(u64),
     /// Arm the accept again after it failed without taking a connection (`Accepting`).
     AcceptRetry,
+    /// Replication's periodic work on the hub (`repl::master::on_timer`).
+    Repl,
 }
 
 /// The listening socket's accept state. A multishot accept ends on an error; out of
@@ -246,6 +248,9 @@ pub struct Worker {
     accepting: Accepting,
     /// The connections' buffer bytes, summed by the 100 ms tick (`Conn::buffer_bytes`).
     clients_bytes: u64,
+    /// Replication state, once a replica attached (`repl::master`); `None` costs one test
+    /// per pass.
+    pub repl: Option<Box<crate::repl::master::ShardRepl>>,
 }
 
 /// Entries the worker's argument scratch vectors keep when the loop goes idle; one huge
@@ -312,6 +317,7 @@ impl Worker {
                 unlogged: 0,
             },
             clients_bytes: 0,
+            repl: None,
             shared,
         })
     }
@@ -374,6 +380,10 @@ impl Worker {
             // Keys written by jobs and unlocked shards: serve their blocked clients.
             if self.shard.blocked.has_ready() {
                 coord::block::serve_ready(self);
+            }
+
+            if self.repl.is_some() {
+                crate::repl::master::on_pass(self);
             }
 
             self.flush_dirty();
@@ -898,10 +908,9 @@ impl Worker {
         for &idx in &dirty {
             if normal.any() {
                 let now = self.pass_now;
-                let over = self
-                    .conns
-                    .get_mut(idx)
-                    .is_some_and(|c| !c.subs.active() && normal.over(c, now));
+                let over = self.conns.get_mut(idx).is_some_and(|c| {
+                    !c.subs.active() && !crate::repl::master::is_replica(c) && normal.over(c, now)
+                });
                 if over {
                     super::pubsub::close_slow(self, idx);
                     continue;
@@ -947,8 +956,12 @@ impl Worker {
         if let Some(wid) = self.conns.get(idx).and_then(|c| c.waiting) {
             coord::block::on_close(self, wid);
         }
+        let token = self.conn_token(idx);
         if let Some(conn) = self.conns.try_remove(idx) {
             self.pubsub.forget(idx, &conn.subs);
+            if conn.repl.is_some() {
+                crate::repl::master::on_close(self, token, &conn);
+            }
             // Shutdown now: the peer sees the close, and a receive or send in flight (or
             // still queued) completes and releases its buffer. The descriptor itself is
             // closed after the next submit (`close_pending`), so its number cannot be reused
@@ -1803,6 +1816,11 @@ impl Worker {
 
     // ----- timers ------------------------------------------------------------------------
 
+    /// Arms replication's timer (`repl::master::on_timer`).
+    pub fn add_repl_timer(&mut self, at: Instant) {
+        self.timers.add(at, TimerKind::Repl);
+    }
+
     /// Arms a blocked client's timeout.
     pub fn add_block_timer(&mut self, at: Instant, wid: u64) {
         self.timers.add(at, TimerKind::Block(wid));
@@ -1846,6 +1864,7 @@ impl Worker {
                     .add(now + Duration::from_millis(100), TimerKind::ActiveExpire);
             }
             TimerKind::Block(wid) => coord::block::on_timeout(self, wid),
+            TimerKind::Repl => crate::repl::master::on_timer(self),
             TimerKind::AcceptRetry => {
                 if !self.shared.shutdown.load(Ordering::Relaxed) {
                     self.arm_accept();
@@ -1862,6 +1881,7 @@ impl Worker {
                         .filter(|(_, c)| {
                             c.blocked_on.is_none()
                                 && !c.subs.active()
+                                && !crate::repl::master::is_replica(c)
                                 && c.client.last_active.elapsed() > limit
                         })
                         .map(|(i, _)| i)
