@@ -151,6 +151,21 @@ fn redis_replicates_from_shardis() {
     let mut m = master.client();
     // Before any replica: no journal, nothing replicated, WAIT 0 answers at once.
     assert_eq!(q(&mut m, &["WAIT", "0", "0"]), Value::Int(0));
+    // As Redis: not inside MULTI, not behind unsent replies.
+    let mut raw = common::resp::Client::connect(master.port);
+    raw.send(b"MULTI\r\nPSYNC ? -1\r\nDISCARD\r\nPING\r\nPSYNC ? -1\r\nPING\r\n")
+        .unwrap();
+    for want in [
+        &b"+OK\r\n"[..],
+        b"-ERR Command not allowed inside a transaction\r\n",
+        b"+OK\r\n",
+        b"+PONG\r\n",
+        b"-ERR SYNC and PSYNC are invalid with pending output\r\n",
+        b"+PONG\r\n",
+    ] {
+        assert_eq!(raw.read_reply().unwrap(), want);
+    }
+    drop(raw);
     dataset(&mut m);
     assert_ne!(digest(&mut m), "0".repeat(40));
 

@@ -28,7 +28,9 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::commands::args::is;
-use crate::commands::table::{CommandSpec, Exec, KeySpec, ADMIN, FAST, LOADING, NOSCRIPT, STALE};
+use crate::commands::table::{
+    CommandSpec, Exec, KeySpec, ADMIN, FAST, LOADING, NOSCRIPT, NO_MULTI, STALE,
+};
 use crate::commands::ConnCtx;
 use crate::coord::multi::{lock_all, unlock};
 use crate::error::{CmdError, CmdResult};
@@ -51,9 +53,9 @@ const JOURNAL_CAP: usize = 16 << 20;
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("replconf", -1, ADMIN | NOSCRIPT | LOADING | STALE, KeySpec::none(), Exec::Conn(replconf))
         .doc(RP, "3.0.0", "An internal command for configuring the replication stream.", ""),
-    CommandSpec::new("psync", -3, NOSCRIPT | LOADING | STALE, KeySpec::none(), Exec::Conn(psync))
+    CommandSpec::new("psync", -3, ADMIN | NOSCRIPT | NO_MULTI, KeySpec::none(), Exec::Conn(psync))
         .doc(RP, "2.8.0", "An internal command used in replication.", "replicationid offset"),
-    CommandSpec::new("sync", 1, NOSCRIPT | LOADING | STALE, KeySpec::none(), Exec::Conn(sync))
+    CommandSpec::new("sync", 1, ADMIN | NOSCRIPT | NO_MULTI, KeySpec::none(), Exec::Conn(sync))
         .doc(RP, "1.0.0", "An internal command used in replication.", ""),
     CommandSpec::new("wait", 3, NOSCRIPT, KeySpec::none(), Exec::Conn(wait))
         .doc("generic", "3.0.0", "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed.", "numreplicas timeout"),
@@ -1116,6 +1118,11 @@ fn start_sync(ctx: &mut ConnCtx, psync: Option<(Bytes, i64)>) -> CmdResult {
     if is_replica(conn) {
         // A second PSYNC on a replica link is ignored, as Redis does.
         return Ok(Reply::Raw(Bytes::new()));
+    }
+    if !conn.out.is_empty() || !conn.slots.is_empty() {
+        return Err(CmdError::err(
+            "SYNC and PSYNC are invalid with pending output",
+        ));
     }
     let link = conn.repl.get_or_insert_with(Default::default);
     link.replica = true;
