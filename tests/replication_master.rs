@@ -319,3 +319,90 @@ fn full_sync_under_write_load() {
     let _ = std::fs::remove_dir_all(&d1);
     let _ = std::fs::remove_dir_all(&d2);
 }
+
+/// A redis-server replica we can stop and continue (SIGSTOP/SIGCONT); killed on drop.
+struct Stoppable {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl Stoppable {
+    fn start(master: u16, dir: &std::path::Path) -> Stoppable {
+        let port = common::free_port();
+        let child = Command::new(common::redis_server().unwrap())
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--replicaof", "127.0.0.1", &master.to_string()])
+            .args([
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--enable-debug-command",
+                "yes",
+            ])
+            .arg("--dir")
+            .arg(dir)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        assert!(common::wait_for(DEADLINE, || {
+            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+        }));
+        Stoppable { port, child }
+    }
+
+    fn signal(&self, sig: &str) {
+        let _ = Command::new("kill")
+            .args([sig, &self.child.id().to_string()])
+            .status();
+    }
+}
+
+impl Drop for Stoppable {
+    fn drop(&mut self) {
+        self.signal("-CONT");
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A replica that stops reading passes `client-output-buffer-limit replica` and is dropped
+/// (the master's memory stays bounded); continued, it reconnects, resyncs and converges.
+#[test]
+fn stalled_replica_is_dropped_then_resyncs() {
+    if common::redis_server().is_none() {
+        eprintln!("redis-server missing: skipped");
+        return;
+    }
+    let master = Server::start_with(4, &["--enable-debug-command", "yes"]);
+    let mut m = master.client();
+    dataset(&mut m);
+    let dir = scratch_dir("stall");
+    let replica = Stoppable::start(master.port, &dir);
+    wait_converged(&mut m, replica.port, "first sync");
+    q(
+        &mut m,
+        &[
+            "CONFIG",
+            "SET",
+            "client-output-buffer-limit",
+            "replica 2mb 1mb 1",
+        ],
+    );
+    // The hub reads the limit once a second.
+    std::thread::sleep(Duration::from_millis(1200));
+    replica.signal("-STOP");
+    let big = "x".repeat(16 * 1024);
+    let dropped = common::wait_for(DEADLINE, || {
+        for i in 0..200 {
+            q(&mut m, &["SET", &format!("big{i}"), &big]);
+        }
+        common::info(&mut m, "replication")["connected_slaves"] == "0"
+    });
+    assert!(dropped, "the stalled replica was dropped");
+    replica.signal("-CONT");
+    wait_converged(&mut m, replica.port, "after the stall");
+    drop(replica);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -190,6 +190,9 @@ pub struct Link {
     next: Option<u64>,
     /// When its pending output first passed the soft limit.
     soft_since: Option<Instant>,
+    /// Stream bytes queued behind the RDB or backlog payload while that may still be
+    /// unsent (the output limit counts only those).
+    after_payload: Option<u64>,
 }
 
 /// Whether the connection is a replica link (never timed out, its own output limit, `S`).
@@ -526,7 +529,11 @@ fn deliver(w: &mut Worker, start: u64, b: Bytes) {
             continue;
         }
         link.next = Some(end);
-        c.push_raw(b.get((next - start) as usize..).unwrap_or_default());
+        let part = b.get((next - start) as usize..).unwrap_or_default();
+        if let Some(n) = link.after_payload.as_mut() {
+            *n += part.len() as u64;
+        }
+        c.push_raw(part);
         w.mark_dirty(idx);
         check_obuf(w, idx);
     }
@@ -539,8 +546,15 @@ fn check_obuf(w: &mut Worker, idx: usize) {
     let Some(c) = w.conns.get_mut(idx) else {
         return;
     };
-    let used = c.pending_output() as u64;
+    let pending = c.pending_output() as u64;
     let Some(link) = c.repl.as_mut() else { return };
+    let used = match link.after_payload {
+        Some(n) if pending > n => n,
+        _ => {
+            link.after_payload = None;
+            pending
+        }
+    };
     let mut over = hard > 0 && used >= hard;
     if soft > 0 && used >= soft {
         let since = *link.soft_since.get_or_insert_with(Instant::now);
@@ -559,15 +573,18 @@ fn check_obuf(w: &mut Worker, idx: usize) {
 }
 
 /// The RDB (or CONTINUE and backlog) for one replica: written, then the stream from `next`.
-fn deliver_payload(w: &mut Worker, token: u64, payload: Vec<u8>, next: u64) {
+fn deliver_payload(w: &mut Worker, id: u64, token: u64, payload: Vec<u8>, next: u64) {
     let Some(idx) = w.conn_by_token(token) else {
+        // It closed before the hub listed it: unlist it.
+        replicas(|v| v.retain(|r| r.id != id));
         return;
     };
     let c = &mut w.conns[idx];
-    let id = c.client.id;
     let rdb_only = c.repl.as_ref().is_some_and(|l| l.rdb_only);
     if let Some(l) = c.repl.as_mut() {
         l.next = Some(next);
+        // The RDB is not replication buffer: the output limit counts what follows it.
+        l.after_payload = Some(0);
     }
     c.push_raw(&payload);
     if rdb_only {
@@ -749,10 +766,12 @@ fn hub_psync(w: &mut Worker, req: SyncReq) {
                  backlog starting from offset {off}.",
                 req.ip, req.port
             ));
-            let (s, t) = (req.shard, req.token);
+            let (s, t, id) = (req.shard, req.token, req.id);
             w.post(
                 s,
-                Msg::Control(Box::new(move |tw| deliver_payload(tw, t, payload, next))),
+                Msg::Control(Box::new(move |tw| {
+                    deliver_payload(tw, id, t, payload, next)
+                })),
             );
             return;
         }
@@ -890,11 +909,11 @@ fn cut_done(w: &mut Worker, parts: Vec<CutPart>) {
             req.port,
             rdb.len()
         ));
-        let t = req.token;
+        let (t, id) = (req.token, req.id);
         w.post(
             req.shard,
             Msg::Control(Box::new(move |tw| {
-                deliver_payload(tw, t, payload, offset + 1)
+                deliver_payload(tw, id, t, payload, offset + 1)
             })),
         );
     }
