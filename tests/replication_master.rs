@@ -244,6 +244,38 @@ fn redis_replicates_from_shardis() {
             "{text}"
         );
     }
+    // redis-cli --replica prints the stream: a cross-shard MSET arrives as one transaction.
+    let mut tail = Command::new(common::redis_cli().unwrap())
+        .args(["-p", &master.port.to_string(), "--replica"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    assert!(common::wait_for(DEADLINE, || common::info(
+        &mut m,
+        "replication"
+    )["connected_slaves"]
+        == "2"));
+    q(
+        &mut m,
+        &["MSET", "ma", "1", "mb", "2", "mc", "3", "md", "4"],
+    );
+    q(&mut m, &["WAIT", "2", "300"]);
+    std::thread::sleep(Duration::from_millis(200));
+    let _ = tail.kill();
+    let out = tail.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let mset = text
+        .find("\"MULTI\"")
+        .zip(text.find("\"EXEC\""))
+        .is_some_and(|(a, b)| {
+            a < b && text[a..b].contains("\"ma\",\"1\"") && text[a..b].contains("\"md\",\"4\"")
+        });
+    assert!(
+        mset,
+        "the stream wraps the MSET's parts in MULTI/EXEC:\n{text}"
+    );
+
     // The rdb-only client is not listed as a replica.
     assert!(common::wait_for(DEADLINE, || common::info(
         &mut m,
