@@ -197,7 +197,7 @@ pub struct Link {
 
 /// Whether the connection is a replica link (never timed out, its own output limit, `S`).
 pub fn is_replica(c: &Conn) -> bool {
-    c.repl.as_ref().is_some_and(|l| l.replica)
+    c.replica_link.as_ref().is_some_and(|l| l.replica)
 }
 
 /// A shard's replication state, created when a replica attaches anywhere.
@@ -435,7 +435,9 @@ fn is_global(cmd: &[u8]) -> bool {
 /// records to the hub.
 #[inline]
 pub fn on_pass(w: &mut Worker) {
-    let Some(r) = w.repl.as_ref() else { return };
+    let Some(r) = w.master_repl.as_ref() else {
+        return;
+    };
     if !r.shipping {
         return;
     }
@@ -453,11 +455,11 @@ pub fn on_pass(w: &mut Worker) {
 /// pushed up to. A transaction still holding this shard's lock keeps its run here until it
 /// ends, so the hub always gets whole runs.
 pub fn push_now(w: &mut Worker) -> u64 {
-    if !w.repl.as_ref().is_some_and(|r| r.shipping) {
+    if !w.master_repl.as_ref().is_some_and(|r| r.shipping) {
         return 0;
     }
     journal::flush(&mut w.shard);
-    let cursor = w.repl.as_ref().map_or(0, |r| r.cursor);
+    let cursor = w.master_repl.as_ref().map_or(0, |r| r.cursor);
     let Some(j) = w.shard.journal.as_ref() else {
         return cursor;
     };
@@ -485,7 +487,7 @@ pub fn push_now(w: &mut Worker) -> u64 {
         }
         Err(e) => (Vec::new(), e.next, true),
     };
-    if let Some(r) = w.repl.as_mut() {
+    if let Some(r) = w.master_repl.as_mut() {
         r.cursor = to;
     }
     let s = w.id;
@@ -506,14 +508,18 @@ pub fn push_now(w: &mut Worker) -> u64 {
 
 /// A stream chunk from the hub: written to this shard's replicas that are past their sync.
 fn deliver(w: &mut Worker, start: u64, b: Bytes) {
-    let tokens = w.repl.as_ref().map(|r| r.conns.clone()).unwrap_or_default();
+    let tokens = w
+        .master_repl
+        .as_ref()
+        .map(|r| r.conns.clone())
+        .unwrap_or_default();
     let end = start + b.len() as u64;
     for t in tokens {
         let Some(idx) = w.conn_by_token(t) else {
             continue;
         };
         let c = &mut w.conns[idx];
-        let Some(link) = c.repl.as_mut() else {
+        let Some(link) = c.replica_link.as_mut() else {
             continue;
         };
         let Some(next) = link.next else { continue };
@@ -547,7 +553,9 @@ fn check_obuf(w: &mut Worker, idx: usize) {
         return;
     };
     let pending = c.pending_output() as u64;
-    let Some(link) = c.repl.as_mut() else { return };
+    let Some(link) = c.replica_link.as_mut() else {
+        return;
+    };
     let used = match link.after_payload {
         Some(n) if pending > n => n,
         _ => {
@@ -580,8 +588,8 @@ fn deliver_payload(w: &mut Worker, id: u64, token: u64, payload: Vec<u8>, next: 
         return;
     };
     let c = &mut w.conns[idx];
-    let rdb_only = c.repl.as_ref().is_some_and(|l| l.rdb_only);
-    if let Some(l) = c.repl.as_mut() {
+    let rdb_only = c.replica_link.as_ref().is_some_and(|l| l.rdb_only);
+    if let Some(l) = c.replica_link.as_mut() {
         l.next = Some(next);
         // The RDB is not replication buffer: the output limit counts what follows it.
         l.after_payload = Some(0);
@@ -607,7 +615,7 @@ pub fn on_close(w: &mut Worker, token: Option<u64>, c: &Conn) {
     }
     let id = c.client.id;
     replicas(|v| v.retain(|r| r.id != id));
-    if let Some(r) = w.repl.as_mut() {
+    if let Some(r) = w.master_repl.as_mut() {
         r.conns.retain(|t| Some(*t) != token);
     }
     crate::log::notice(&format!("Connection with replica {} lost.", c.client.addr));
@@ -617,12 +625,12 @@ pub fn on_close(w: &mut Worker, token: Option<u64>, c: &Conn) {
 
 fn hub(w: &mut Worker) -> &mut Hub {
     let n = w.nshards;
-    let r = w.repl.get_or_insert_with(Default::default);
+    let r = w.master_repl.get_or_insert_with(Default::default);
     r.hub.get_or_insert_with(|| Box::new(Hub::new(n)))
 }
 
 fn ensure_hub(w: &mut Worker) {
-    let fresh = w.repl.as_ref().is_none_or(|r| r.hub.is_none());
+    let fresh = w.master_repl.as_ref().is_none_or(|r| r.hub.is_none());
     hub(w).publish();
     if fresh {
         refresh_config(w);
@@ -853,12 +861,12 @@ fn cut_part(tw: &mut Worker, compress: bool, txid: u64, n: usize) -> CutPart {
         );
     }
     journal::flush(&mut tw.shard);
-    let shipping = tw.repl.as_ref().is_some_and(|r| r.shipping);
+    let shipping = tw.master_repl.as_ref().is_some_and(|r| r.shipping);
     let cut = if shipping {
         push_now(tw)
     } else {
         let next = tw.shard.journal.as_ref().map_or(0, |j| j.next());
-        let r = tw.repl.get_or_insert_with(Default::default);
+        let r = tw.master_repl.get_or_insert_with(Default::default);
         r.shipping = true;
         r.cursor = next;
         next
@@ -1067,7 +1075,7 @@ fn replconf(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     for p in pairs.by_ref() {
         let [opt, val] = p else { continue };
         let conn = &mut ctx.w.conns[idx];
-        let link = conn.repl.get_or_insert_with(Default::default);
+        let link = conn.replica_link.get_or_insert_with(Default::default);
         if is(opt, "listening-port") {
             let port = parse_i64(val)
                 .and_then(|n| u16::try_from(n).ok())
@@ -1143,7 +1151,7 @@ fn start_sync(ctx: &mut ConnCtx, psync: Option<(Bytes, i64)>) -> CmdResult {
             "SYNC and PSYNC are invalid with pending output",
         ));
     }
-    let link = conn.repl.get_or_insert_with(Default::default);
+    let link = conn.replica_link.get_or_insert_with(Default::default);
     link.replica = true;
     link.next = None;
     let ip = link.ip.clone().unwrap_or_else(|| {
@@ -1163,7 +1171,7 @@ fn start_sync(ctx: &mut ConnCtx, psync: Option<(Bytes, i64)>) -> CmdResult {
         port: link.port,
     };
     ctx.w
-        .repl
+        .master_repl
         .get_or_insert_with(Default::default)
         .conns
         .push(token);

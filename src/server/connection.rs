@@ -139,7 +139,7 @@ pub struct Conn {
     /// MULTI queue and WATCHed keys; `None` for the common client that uses neither.
     pub tx: Option<Box<crate::coord::tx::ConnTx>>,
     /// Replication handshake and replica-link state (`repl::master`); `None` for clients.
-    pub repl: Option<Box<crate::repl::master::Link>>,
+    pub replica_link: Option<Box<crate::repl::master::Link>>,
 }
 
 impl Conn {
@@ -169,7 +169,7 @@ impl Conn {
             subs: Subs::default(),
             soft_since: None,
             tx: None,
-            repl: None,
+            replica_link: None,
         }
     }
 

@@ -250,7 +250,7 @@ pub struct Worker {
     clients_bytes: u64,
     /// Replication state, once a replica attached (`repl::master`); `None` costs one test
     /// per pass.
-    pub repl: Option<Box<crate::repl::master::ShardRepl>>,
+    pub master_repl: Option<Box<crate::repl::master::ShardRepl>>,
 }
 
 /// Entries the worker's argument scratch vectors keep when the loop goes idle; one huge
@@ -317,7 +317,7 @@ impl Worker {
                 unlogged: 0,
             },
             clients_bytes: 0,
-            repl: None,
+            master_repl: None,
             shared,
         })
     }
@@ -382,7 +382,7 @@ impl Worker {
                 coord::block::serve_ready(self);
             }
 
-            if self.repl.is_some() {
+            if self.master_repl.is_some() {
                 crate::repl::master::on_pass(self);
             }
 
@@ -959,7 +959,7 @@ impl Worker {
         let token = self.conn_token(idx);
         if let Some(conn) = self.conns.try_remove(idx) {
             self.pubsub.forget(idx, &conn.subs);
-            if conn.repl.is_some() {
+            if conn.replica_link.is_some() {
                 crate::repl::master::on_close(self, token, &conn);
             }
             // Shutdown now: the peer sees the close, and a receive or send in flight (or
