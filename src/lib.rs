@@ -36,6 +36,7 @@ pub mod error;
 pub mod log;
 pub mod persist;
 pub mod protocol;
+pub mod repl;
 pub mod runtime;
 pub mod scripting;
 pub mod server;

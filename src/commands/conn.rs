@@ -288,6 +288,9 @@ pub fn client_line(c: &Conn) -> String {
 /// when none applies.
 fn client_flags(c: &Conn) -> String {
     let mut f = String::new();
+    if crate::repl::master::is_replica(c) {
+        f.push('S');
+    }
     if c.subs.active() {
         f.push('P');
     }

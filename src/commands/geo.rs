@@ -38,6 +38,7 @@ const MEMBER_KEYS: KeySpec = KeySpec::single_store(1, 5);
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("geoadd", -5, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(geoadd))
+        .verbatim()
         .doc(G, "3.2.0", "Adds one or more members to a geospatial index. The key is created if it doesn't exist.",
              "key [NX | XX] [CH] longitude latitude member [longitude latitude member ...]"),
     CommandSpec::new("geodist", -4, READONLY, KeySpec::single(1), Exec::Key(geodist))

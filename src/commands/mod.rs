@@ -65,6 +65,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     hll::COMMANDS,
     sort::COMMANDS,
     geo::COMMANDS,
+    crate::repl::master::COMMANDS,
 ];
 
 /// What a `Key` handler sees: the owning shard, the selected database, the client's protocol.

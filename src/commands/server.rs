@@ -1415,9 +1415,10 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 f("instantaneous_input_repl_kbps", &"0.00");
                 f("instantaneous_output_repl_kbps", &"0.00");
                 f("rejected_connections", &s.net.rejected_connections);
-                f("sync_full", &0);
-                f("sync_partial_ok", &0);
-                f("sync_partial_err", &0);
+                let [full, ok, err] = crate::repl::master::sync_stats();
+                f("sync_full", &full);
+                f("sync_partial_ok", &ok);
+                f("sync_partial_err", &err);
                 f("expired_keys", &s.expired);
                 f("expired_stale_perc", &"0.00");
                 f("expired_time_cap_reached_count", &0);
@@ -1455,17 +1456,7 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 "Stats"
             }
             "replication" => {
-                f("role", &"master");
-                f("connected_slaves", &0);
-                f("master_failover_state", &"no-failover");
-                f("master_replid", &m.replid);
-                f("master_replid2", &"0".repeat(40));
-                f("master_repl_offset", &0);
-                f("second_repl_offset", &-1);
-                f("repl_backlog_active", &0);
-                f("repl_backlog_size", &1048576);
-                f("repl_backlog_first_byte_offset", &0);
-                f("repl_backlog_histlen", &0);
+                crate::repl::master::info_replication(&mut f);
                 "Replication"
             }
             "cpu" => {

@@ -138,6 +138,8 @@ pub struct Conn {
     pub soft_since: Option<Instant>,
     /// MULTI queue and WATCHed keys; `None` for the common client that uses neither.
     pub tx: Option<Box<crate::coord::tx::ConnTx>>,
+    /// Replication handshake and replica-link state (`repl::master`); `None` for clients.
+    pub replica_link: Option<Box<crate::repl::master::Link>>,
 }
 
 impl Conn {
@@ -167,6 +169,7 @@ impl Conn {
             subs: Subs::default(),
             soft_since: None,
             tx: None,
+            replica_link: None,
         }
     }
 

@@ -139,6 +139,8 @@ enum TimerKind {
     Block(u64),
     /// Arm the accept again after it failed without taking a connection (`Accepting`).
     AcceptRetry,
+    /// Replication's periodic work on the hub (`repl::master::on_timer`).
+    Repl,
 }
 
 /// The listening socket's accept state. A multishot accept ends on an error; out of
@@ -248,6 +250,9 @@ pub struct Worker {
     clients_bytes: u64,
     /// This shard's append-only log, with `appendonly yes` (see `persist::aof`).
     pub aof: Option<crate::persist::aof::Writer>,
+    /// Replication state, once a replica attached (`repl::master`); `None` costs one test
+    /// per pass.
+    pub master_repl: Option<Box<crate::repl::master::ShardRepl>>,
 }
 
 /// Entries the worker's argument scratch vectors keep when the loop goes idle; one huge
@@ -315,6 +320,7 @@ impl Worker {
             },
             clients_bytes: 0,
             aof: None,
+            master_repl: None,
             shared,
         })
     }
@@ -411,6 +417,10 @@ impl Worker {
                 let always = self.shared.tun.appendfsync.load(Ordering::Relaxed) == 2;
                 a.write_pass(&mut self.shard, always);
             }
+            if self.master_repl.is_some() {
+                crate::repl::master::on_pass(self);
+            }
+
             self.flush_dirty();
             let backlog = self.mesh.flush();
 
@@ -933,10 +943,9 @@ impl Worker {
         for &idx in &dirty {
             if normal.any() {
                 let now = self.pass_now;
-                let over = self
-                    .conns
-                    .get_mut(idx)
-                    .is_some_and(|c| !c.subs.active() && normal.over(c, now));
+                let over = self.conns.get_mut(idx).is_some_and(|c| {
+                    !c.subs.active() && !crate::repl::master::is_replica(c) && normal.over(c, now)
+                });
                 if over {
                     super::pubsub::close_slow(self, idx);
                     continue;
@@ -982,8 +991,12 @@ impl Worker {
         if let Some(wid) = self.conns.get(idx).and_then(|c| c.waiting) {
             coord::block::on_close(self, wid);
         }
+        let token = self.conn_token(idx);
         if let Some(conn) = self.conns.try_remove(idx) {
             self.pubsub.forget(idx, &conn.subs);
+            if conn.replica_link.is_some() {
+                crate::repl::master::on_close(self, token, &conn);
+            }
             // Shutdown now: the peer sees the close, and a receive or send in flight (or
             // still queued) completes and releases its buffer. The descriptor itself is
             // closed after the next submit (`close_pending`), so its number cannot be reused
@@ -1838,6 +1851,11 @@ impl Worker {
 
     // ----- timers ------------------------------------------------------------------------
 
+    /// Arms replication's timer (`repl::master::on_timer`).
+    pub fn add_repl_timer(&mut self, at: Instant) {
+        self.timers.add(at, TimerKind::Repl);
+    }
+
     /// Arms a blocked client's timeout.
     pub fn add_block_timer(&mut self, at: Instant, wid: u64) {
         self.timers.add(at, TimerKind::Block(wid));
@@ -1881,6 +1899,7 @@ impl Worker {
                     .add(now + Duration::from_millis(100), TimerKind::ActiveExpire);
             }
             TimerKind::Block(wid) => coord::block::on_timeout(self, wid),
+            TimerKind::Repl => crate::repl::master::on_timer(self),
             TimerKind::AcceptRetry => {
                 if !self.shared.shutdown.load(Ordering::Relaxed) {
                     self.arm_accept();
@@ -1897,6 +1916,7 @@ impl Worker {
                         .filter(|(_, c)| {
                             c.blocked_on.is_none()
                                 && !c.subs.active()
+                                && !crate::repl::master::is_replica(c)
                                 && c.client.last_active.elapsed() > limit
                         })
                         .map(|(i, _)| i)

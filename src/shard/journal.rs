@@ -307,8 +307,11 @@ fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
 
 /// Turns the journal on for this shard (idempotent), with a backlog of `cap` bytes.
 pub fn enable(shard: &mut Shard, cap: usize) {
-    if shard.journal.is_none() {
-        shard.journal = Some(Box::new(Journal::new(cap, 1)));
+    match shard.journal.as_mut() {
+        None => shard.journal = Some(Box::new(Journal::new(cap, 1))),
+        // Every consumer gets at least the backlog it asked for.
+        Some(j) if j.cap < cap => j.set_cap(cap),
+        Some(_) => {}
     }
     for d in shard.dbs.iter_mut() {
         d.gone.get_or_insert_with(Vec::new);

@@ -1,0 +1,1312 @@
+//! The master side of replication in Redis's own protocol: a stock `redis-server` (or
+//! `redis-cli --replica` / `--rdb`) attaches to shardis as to a Redis master and gets one RDB
+//! and one merged command stream with one offset.
+//!
+//! Who runs what:
+//! - Shard 0 is the *hub*. It owns the merged stream: every shard pushes its new journal
+//!   records to it (`Msg::Control`, once per loop pass, only while replication runs); the
+//!   hub merges them (each shard's order kept, a multi-shard transaction's records sent only
+//!   once all of its `parts` shards' runs have arrived, wrapped in MULTI/EXEC; FLUSHALL,
+//!   FLUSHDB and SWAPDB once; PING markers dropped), puts `SELECT n` where the database
+//!   changes, keeps a backlog of `repl-backlog-size` bytes for PSYNC, and sends each new
+//!   chunk to the shards that host replica connections. It also runs full syncs (a cut of
+//!   every shard under `lock_all`), WAIT, and the `repl-ping-replica-period` PING.
+//! - Every shard: pushes its records (`on_pass`), hosts the replica connections it accepted
+//!   (REPLCONF, PSYNC/SYNC handlers, writing stream chunks to them, the replica class of
+//!   `client-output-buffer-limit`).
+//! - INFO, ROLE and WAIT read the replica list and the offsets from statics: they are
+//!   touched on handshakes, ACKs (once a second per replica) and INFO, never per write.
+//!
+//! Until a replica first attaches nothing here runs: journals stay off and the per-pass hook
+//! is one `Option` test.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::commands::args::is;
+use crate::commands::table::{
+    CommandSpec, Exec, KeySpec, ADMIN, FAST, LOADING, NOSCRIPT, NO_MULTI, STALE,
+};
+use crate::commands::ConnCtx;
+use crate::coord::multi::{lock_all, unlock};
+use crate::error::{CmdError, CmdResult};
+use crate::persist::save::ShardPart;
+use crate::protocol::parse_i64;
+use crate::protocol::reply::Reply;
+use crate::server::connection::Conn;
+use crate::server::worker::{Msg, ShardFn, Ticket, Worker};
+use crate::shard::journal::{self, TxTag};
+
+const HUB: usize = 0;
+const RP: &str = "replication";
+
+/// Each shard's journal backlog while replication runs: records wait there only until the
+/// loop pass pushes them to the hub, so this bounds what one pass may write before the
+/// replicas must resync.
+const JOURNAL_CAP: usize = 16 << 20;
+
+#[rustfmt::skip]
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec::new("replconf", -1, ADMIN | NOSCRIPT | LOADING | STALE, KeySpec::none(), Exec::Conn(replconf))
+        .doc(RP, "3.0.0", "An internal command for configuring the replication stream.", ""),
+    CommandSpec::new("psync", -3, ADMIN | NOSCRIPT | NO_MULTI, KeySpec::none(), Exec::Conn(psync))
+        .doc(RP, "2.8.0", "An internal command used in replication.", "replicationid offset"),
+    CommandSpec::new("sync", 1, ADMIN | NOSCRIPT | NO_MULTI, KeySpec::none(), Exec::Conn(sync))
+        .doc(RP, "1.0.0", "An internal command used in replication.", ""),
+    CommandSpec::new("wait", 3, NOSCRIPT, KeySpec::none(), Exec::Conn(wait))
+        .doc("generic", "3.0.0", "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed.", "numreplicas timeout"),
+    CommandSpec::new("role", 1, NOSCRIPT | LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(role))
+        .doc("server", "2.8.12", "Returns the replication role.", ""),
+];
+
+// ----- what INFO, ROLE and WAIT read ---------------------------------------------------------
+
+/// A replica attached once: journals are on and shards push to the hub.
+static ACTIVE: AtomicBool = AtomicBool::new(false);
+/// master_repl_offset: bytes of the merged stream so far.
+static OFFSET: AtomicU64 = AtomicU64::new(0);
+static BACKLOG_FIRST: AtomicU64 = AtomicU64::new(0);
+static BACKLOG_HISTLEN: AtomicU64 = AtomicU64::new(0);
+static BACKLOG_SIZE: AtomicU64 = AtomicU64::new(1 << 20);
+static SYNC_FULL: AtomicU64 = AtomicU64::new(0);
+static SYNC_PARTIAL_OK: AtomicU64 = AtomicU64::new(0);
+static SYNC_PARTIAL_ERR: AtomicU64 = AtomicU64::new(0);
+/// WAITs pending on the hub: ACKs then wake it.
+static WAITS: AtomicUsize = AtomicUsize::new(0);
+/// `client-output-buffer-limit replica`: hard bytes, soft bytes, soft seconds.
+static OBUF: [AtomicU64; 3] = [
+    AtomicU64::new(256 << 20),
+    AtomicU64::new(64 << 20),
+    AtomicU64::new(60),
+];
+
+/// One attached replica, as INFO and ROLE show it.
+struct Replica {
+    id: u64,
+    shard: usize,
+    token: u64,
+    ip: String,
+    port: u16,
+    online: bool,
+    /// Shown by INFO/ROLE/WAIT (an `rdb-only` client is not).
+    listed: bool,
+    ack: u64,
+    ack_at: Instant,
+}
+
+static REPLICAS: Mutex<Vec<Replica>> = Mutex::new(Vec::new());
+
+fn replicas<T>(f: impl FnOnce(&mut Vec<Replica>) -> T) -> T {
+    match REPLICAS.lock() {
+        Ok(mut g) => f(&mut g),
+        Err(p) => f(&mut p.into_inner()),
+    }
+}
+
+/// Online replicas that acknowledged `offset`.
+fn acked(offset: u64) -> i64 {
+    replicas(|v| {
+        v.iter()
+            .filter(|r| r.listed && r.online && r.ack >= offset)
+            .count() as i64
+    })
+}
+
+/// INFO stats: sync_full, sync_partial_ok, sync_partial_err.
+pub fn sync_stats() -> [u64; 3] {
+    [
+        SYNC_FULL.load(Ordering::Relaxed),
+        SYNC_PARTIAL_OK.load(Ordering::Relaxed),
+        SYNC_PARTIAL_ERR.load(Ordering::Relaxed),
+    ]
+}
+
+/// The `# Replication` fields of a master, in Redis's order.
+pub fn info_replication(f: &mut dyn FnMut(&str, &dyn std::fmt::Display)) {
+    let now = Instant::now();
+    let lines: Vec<String> = replicas(|v| {
+        v.iter()
+            .filter(|r| r.listed)
+            .enumerate()
+            .map(|(i, r)| {
+                let lag = now.saturating_duration_since(r.ack_at).as_secs();
+                format!(
+                    "slave{i}:ip={},port={},state={},offset={},lag={}",
+                    r.ip,
+                    r.port,
+                    if r.online { "online" } else { "wait_bgsave" },
+                    r.ack,
+                    if r.online { lag } else { 0 }
+                )
+            })
+            .collect()
+    });
+    let active = ACTIVE.load(Ordering::Relaxed);
+    f("role", &"master");
+    f("connected_slaves", &lines.len());
+    for l in &lines {
+        if let Some((k, v)) = l.split_once(':') {
+            f(k, &v);
+        }
+    }
+    f("master_failover_state", &"no-failover");
+    f("master_replid", &crate::commands::server::master_replid());
+    f("master_replid2", &"0".repeat(40));
+    f("master_repl_offset", &OFFSET.load(Ordering::Relaxed));
+    f("second_repl_offset", &-1);
+    f("repl_backlog_active", &u8::from(active));
+    f("repl_backlog_size", &BACKLOG_SIZE.load(Ordering::Relaxed));
+    f(
+        "repl_backlog_first_byte_offset",
+        &if active {
+            BACKLOG_FIRST.load(Ordering::Relaxed)
+        } else {
+            0
+        },
+    );
+    f(
+        "repl_backlog_histlen",
+        &BACKLOG_HISTLEN.load(Ordering::Relaxed),
+    );
+}
+
+// ----- per-connection and per-shard state -------------------------------------------------
+
+/// A connection's replication handshake and, once it sent PSYNC/SYNC, its link state.
+#[derive(Default)]
+pub struct Link {
+    /// REPLCONF listening-port / ip-address.
+    pub port: u16,
+    pub ip: Option<String>,
+    /// PSYNC or SYNC arrived: this connection is a replica.
+    pub replica: bool,
+    /// REPLCONF rdb-only 1: closed once the RDB is sent.
+    pub rdb_only: bool,
+    /// The next stream offset this replica needs; `None` until its RDB or CONTINUE is out.
+    next: Option<u64>,
+    /// When its pending output first passed the soft limit.
+    soft_since: Option<Instant>,
+    /// Stream bytes queued behind the RDB or backlog payload while that may still be
+    /// unsent (the output limit counts only those).
+    after_payload: Option<u64>,
+}
+
+/// Whether the connection is a replica link (never timed out, its own output limit, `S`).
+pub fn is_replica(c: &Conn) -> bool {
+    c.replica_link.as_ref().is_some_and(|l| l.replica)
+}
+
+/// A shard's replication state, created when a replica attaches anywhere.
+#[derive(Default)]
+pub struct ShardRepl {
+    /// Journal records are pushed to the hub (set at the first full sync's cut).
+    shipping: bool,
+    /// Journal offset of the next record to push.
+    cursor: u64,
+    /// Replica connections of this shard (tokens).
+    conns: Vec<u64>,
+    hub: Option<Box<Hub>>,
+}
+
+/// One journal record on its way through the hub.
+struct Rec {
+    off: u64,
+    db: u32,
+    tx: Option<TxTag>,
+    cmd: Bytes,
+}
+
+/// A PSYNC or SYNC waiting for the hub.
+struct SyncReq {
+    shard: usize,
+    token: u64,
+    id: u64,
+    sync: bool,
+    rdb_only: bool,
+    psync: Option<(Bytes, i64)>,
+    ip: String,
+    port: u16,
+}
+
+struct Wait {
+    origin: usize,
+    ticket: Ticket,
+    /// Per shard, the journal offset the WAIT's writes end at.
+    wants: Vec<u64>,
+    num: i64,
+    deadline: Option<Instant>,
+    /// The merged offset to be acknowledged, once every `wants` is merged.
+    target: Option<u64>,
+}
+
+/// The merged stream (shard 0 only).
+pub struct Hub {
+    queues: Vec<VecDeque<Rec>>,
+    /// Per shard, the journal offset after the last record received.
+    received: Vec<u64>,
+    offset: u64,
+    chunks: VecDeque<(u64, Bytes)>,
+    held: usize,
+    last_db: Option<u32>,
+    /// A full sync's cut is being taken: nothing is merged until it is in.
+    cutting: bool,
+    in_cut: Vec<SyncReq>,
+    queued: Vec<SyncReq>,
+    waits: Vec<Wait>,
+    last_ping: Instant,
+    last_refresh: Instant,
+}
+
+impl Hub {
+    fn new(n: usize) -> Hub {
+        Hub {
+            queues: (0..n).map(|_| VecDeque::new()).collect(),
+            received: vec![0; n],
+            offset: 0,
+            chunks: VecDeque::new(),
+            held: 0,
+            last_db: None,
+            cutting: false,
+            in_cut: Vec::new(),
+            queued: Vec::new(),
+            waits: Vec::new(),
+            last_ping: Instant::now(),
+            last_refresh: Instant::now(),
+        }
+    }
+
+    fn first(&self) -> u64 {
+        self.chunks.front().map_or(self.offset + 1, |c| c.0)
+    }
+
+    /// Appends merged bytes to the backlog; returns the chunk and its first offset.
+    fn append(&mut self, out: Vec<u8>) -> Option<(u64, Bytes)> {
+        if out.is_empty() {
+            return None;
+        }
+        let start = self.offset + 1;
+        let b = Bytes::from(out);
+        self.offset += b.len() as u64;
+        self.held += b.len();
+        self.chunks.push_back((start, b.clone()));
+        let cap = BACKLOG_SIZE.load(Ordering::Relaxed) as usize;
+        while let Some((_, f)) = self.chunks.front() {
+            if self.held - f.len() < cap {
+                break;
+            }
+            self.held -= f.len();
+            self.chunks.pop_front();
+        }
+        self.publish();
+        Some((start, b))
+    }
+
+    fn publish(&self) {
+        OFFSET.store(self.offset, Ordering::Relaxed);
+        BACKLOG_FIRST.store(self.first(), Ordering::Relaxed);
+        BACKLOG_HISTLEN.store(self.held as u64, Ordering::Relaxed);
+    }
+
+    /// The backlog from `from` on, if it holds `from`.
+    fn since(&self, from: u64) -> Option<Vec<u8>> {
+        if from < self.first() || from > self.offset + 1 {
+            return None;
+        }
+        let mut out = Vec::new();
+        for (start, b) in &self.chunks {
+            let end = start + b.len() as u64;
+            if end <= from {
+                continue;
+            }
+            let skip = from.saturating_sub(*start) as usize;
+            out.extend_from_slice(b.get(skip..).unwrap_or_default());
+        }
+        Some(out)
+    }
+
+    /// Per shard, the journal offset up to which records are merged.
+    fn merged_to(&self, s: usize) -> u64 {
+        match self.queues.get(s).and_then(|q| q.front()) {
+            Some(r) => r.off,
+            None => self.received.get(s).copied().unwrap_or(0),
+        }
+    }
+
+    fn put(&mut self, out: &mut Vec<u8>, db: u32, cmd: &[u8]) {
+        if self.last_db != Some(db) {
+            let d = db.to_string();
+            out.extend_from_slice(
+                format!("*2\r\n$6\r\nSELECT\r\n${}\r\n{d}\r\n", d.len()).as_bytes(),
+            );
+            self.last_db = Some(db);
+        }
+        out.extend_from_slice(cmd);
+    }
+
+    /// Merges what can be merged (records before `limit[s]` only, when given) into stream
+    /// bytes.
+    fn merge(&mut self, limit: Option<&[u64]>) -> Vec<u8> {
+        let mut out = Vec::new();
+        let n = self.queues.len();
+        let ok = |s: usize, r: &Rec| limit.is_none_or(|l| l.get(s).is_some_and(|&c| r.off < c));
+        loop {
+            let mut progress = false;
+            for s in 0..n {
+                while let Some(r) = self.queues[s].front() {
+                    if r.tx.is_some() || !ok(s, r) {
+                        break;
+                    }
+                    if let Some(r) = self.queues[s].pop_front() {
+                        self.put(&mut out, r.db, &r.cmd);
+                    }
+                    progress = true;
+                }
+                let Some(tag) = self.queues[s]
+                    .front()
+                    .filter(|r| ok(s, r))
+                    .and_then(|r| r.tx)
+                else {
+                    continue;
+                };
+                let ready: Vec<usize> = (0..n)
+                    .filter(|&o| {
+                        self.queues[o]
+                            .front()
+                            .is_some_and(|h| h.tx == Some(tag) && ok(o, h))
+                    })
+                    .collect();
+                if ready.len() < tag.parts as usize {
+                    continue;
+                }
+                // The group: each ready shard's run, server-wide commands once, markers out.
+                let mut group: Vec<(u32, Bytes)> = Vec::new();
+                for o in ready {
+                    while self.queues[o].front().is_some_and(|h| h.tx == Some(tag)) {
+                        let Some(h) = self.queues[o].pop_front() else {
+                            break;
+                        };
+                        if h.cmd.as_ref() == journal::MARKER {
+                            continue;
+                        }
+                        if is_global(&h.cmd) && group.iter().any(|g| g.0 == h.db && g.1 == h.cmd) {
+                            continue;
+                        }
+                        group.push((h.db, h.cmd));
+                    }
+                }
+                let wrap = group.len() > 1;
+                for (i, (db, cmd)) in group.iter().enumerate() {
+                    if wrap && i == 0 {
+                        // SELECT goes before MULTI, as Redis propagates it.
+                        if self.last_db != Some(*db) {
+                            self.put(&mut out, *db, b"");
+                        }
+                        out.extend_from_slice(b"*1\r\n$5\r\nMULTI\r\n");
+                    }
+                    self.put(&mut out, *db, cmd);
+                }
+                if wrap {
+                    out.extend_from_slice(b"*1\r\n$4\r\nEXEC\r\n");
+                }
+                progress = true;
+            }
+            if !progress {
+                return out;
+            }
+        }
+    }
+}
+
+/// FLUSHALL, FLUSHDB, SWAPDB: recorded by every shard, applied once.
+fn is_global(cmd: &[u8]) -> bool {
+    [&b"FLUSHALL"[..], b"FLUSHDB", b"SWAPDB"]
+        .iter()
+        .any(|n| cmd.len() > 8 + n.len() && cmd[8..].starts_with(n) && cmd.starts_with(b"*"))
+        && cmd.get(4) == Some(&b'$')
+}
+
+// ----- every shard: pushing records, writing to replica connections -------------------------
+
+/// The loop pass's hook (only while this shard has replication state): pushes new journal
+/// records to the hub.
+#[inline]
+pub fn on_pass(w: &mut Worker) {
+    let Some(r) = w.master_repl.as_ref() else {
+        return;
+    };
+    if !r.shipping {
+        return;
+    }
+    let newer = w
+        .shard
+        .journal
+        .as_ref()
+        .is_some_and(|j| j.next() > r.cursor);
+    if newer {
+        push_now(w);
+    }
+}
+
+/// Pushes every complete record since the last push to the hub; returns the journal offset
+/// pushed up to. A transaction still holding this shard's lock keeps its run here until it
+/// ends, so the hub always gets whole runs.
+pub fn push_now(w: &mut Worker) -> u64 {
+    if !w.master_repl.as_ref().is_some_and(|r| r.shipping) {
+        return 0;
+    }
+    journal::flush(&mut w.shard);
+    let cursor = w.master_repl.as_ref().map_or(0, |r| r.cursor);
+    let Some(j) = w.shard.journal.as_ref() else {
+        return cursor;
+    };
+    if j.next() == cursor {
+        return cursor;
+    }
+    let (recs, to, lost) = match j.read(cursor, usize::MAX) {
+        Ok(recs) => {
+            let open = j.tx;
+            let mut out = Vec::new();
+            let mut to = cursor;
+            for r in recs {
+                if open.is_some() && r.tx == open {
+                    break;
+                }
+                to = r.offset + r.cmd.len() as u64;
+                out.push(Rec {
+                    off: r.offset,
+                    db: r.db,
+                    tx: r.tx,
+                    cmd: r.cmd.clone(),
+                });
+            }
+            (out, to, false)
+        }
+        Err(e) => (Vec::new(), e.next, true),
+    };
+    if let Some(r) = w.master_repl.as_mut() {
+        r.cursor = to;
+    }
+    let s = w.id;
+    if lost {
+        crate::log::warning(&format!(
+            "Replication: shard {s} wrote more than its journal backlog holds between two \
+             pushes; replicas must resync"
+        ));
+        w.post(HUB, Msg::Control(Box::new(move |hw| hub_lost(hw, s, to))));
+    } else if !recs.is_empty() {
+        w.post(
+            HUB,
+            Msg::Control(Box::new(move |hw| hub_push(hw, s, recs, to))),
+        );
+    }
+    to
+}
+
+/// A stream chunk from the hub: written to this shard's replicas that are past their sync.
+fn deliver(w: &mut Worker, start: u64, b: Bytes) {
+    let tokens = w
+        .master_repl
+        .as_ref()
+        .map(|r| r.conns.clone())
+        .unwrap_or_default();
+    let end = start + b.len() as u64;
+    for t in tokens {
+        let Some(idx) = w.conn_by_token(t) else {
+            continue;
+        };
+        let c = &mut w.conns[idx];
+        let Some(link) = c.replica_link.as_mut() else {
+            continue;
+        };
+        let Some(next) = link.next else { continue };
+        if c.closing || next >= end {
+            continue;
+        }
+        if next < start {
+            crate::log::warning(&format!(
+                "Replica {} missed stream bytes {next}..{start}: dropped",
+                c.client.addr
+            ));
+            w.close_conn(idx);
+            continue;
+        }
+        link.next = Some(end);
+        let part = b.get((next - start) as usize..).unwrap_or_default();
+        if let Some(n) = link.after_payload.as_mut() {
+            *n += part.len() as u64;
+        }
+        c.push_raw(part);
+        w.mark_dirty(idx);
+        check_obuf(w, idx);
+    }
+}
+
+/// `client-output-buffer-limit replica`: a replica whose pending output passes the hard
+/// limit, or stays over the soft one for its seconds, is closed (and will resync).
+fn check_obuf(w: &mut Worker, idx: usize) {
+    let [hard, soft, secs] = [0, 1, 2].map(|i| OBUF[i].load(Ordering::Relaxed));
+    let Some(c) = w.conns.get_mut(idx) else {
+        return;
+    };
+    let pending = c.pending_output() as u64;
+    let Some(link) = c.replica_link.as_mut() else {
+        return;
+    };
+    let used = match link.after_payload {
+        Some(n) if pending > n => n,
+        _ => {
+            link.after_payload = None;
+            pending
+        }
+    };
+    let mut over = hard > 0 && used >= hard;
+    if soft > 0 && used >= soft {
+        let since = *link.soft_since.get_or_insert_with(Instant::now);
+        over |= since.elapsed() >= Duration::from_secs(secs);
+    } else {
+        link.soft_since = None;
+    }
+    if over {
+        crate::log::warning(&format!(
+            "Client id={} addr={} flags=S scheduled to be closed ASAP for overcoming of output \
+             buffer limits.",
+            c.client.id, c.client.addr
+        ));
+        w.close_conn(idx);
+    }
+}
+
+/// The RDB (or CONTINUE and backlog) for one replica: written, then the stream from `next`.
+fn deliver_payload(w: &mut Worker, id: u64, token: u64, payload: Vec<u8>, next: u64) {
+    let Some(idx) = w.conn_by_token(token) else {
+        // It closed before the hub listed it: unlist it.
+        replicas(|v| v.retain(|r| r.id != id));
+        return;
+    };
+    let c = &mut w.conns[idx];
+    let rdb_only = c.replica_link.as_ref().is_some_and(|l| l.rdb_only);
+    if let Some(l) = c.replica_link.as_mut() {
+        l.next = Some(next);
+        // The RDB is not replication buffer: the output limit counts what follows it.
+        l.after_payload = Some(0);
+    }
+    c.push_raw(&payload);
+    if rdb_only {
+        c.closing = true;
+    }
+    w.mark_dirty(idx);
+    replicas(|v| {
+        if let Some(r) = v.iter_mut().find(|r| r.id == id) {
+            r.online = true;
+            r.ack_at = Instant::now();
+        }
+    });
+    check_obuf(w, idx);
+}
+
+/// A connection (its token) closed: a replica leaves the lists.
+pub fn on_close(w: &mut Worker, token: Option<u64>, c: &Conn) {
+    if !is_replica(c) {
+        return;
+    }
+    let id = c.client.id;
+    replicas(|v| v.retain(|r| r.id != id));
+    if let Some(r) = w.master_repl.as_mut() {
+        r.conns.retain(|t| Some(*t) != token);
+    }
+    crate::log::notice(&format!("Connection with replica {} lost.", c.client.addr));
+}
+
+// ----- the hub --------------------------------------------------------------------------
+
+fn hub(w: &mut Worker) -> &mut Hub {
+    let n = w.nshards;
+    let r = w.master_repl.get_or_insert_with(Default::default);
+    r.hub.get_or_insert_with(|| Box::new(Hub::new(n)))
+}
+
+fn ensure_hub(w: &mut Worker) {
+    let fresh = w.master_repl.as_ref().is_none_or(|r| r.hub.is_none());
+    hub(w).publish();
+    if fresh {
+        refresh_config(w);
+        w.add_repl_timer(Instant::now() + Duration::from_millis(100));
+    }
+}
+
+/// repl-backlog-size and the replica output limits, from the CONFIG table.
+fn refresh_config(w: &Worker) {
+    for (k, v) in w.shared.tun.all() {
+        match k.as_str() {
+            "repl-backlog-size" => {
+                if let Ok(n) = crate::config::parse_memory(&v) {
+                    BACKLOG_SIZE.store(n.max(16 * 1024), Ordering::Relaxed);
+                }
+            }
+            "client-output-buffer-limit" => {
+                if let Ok(classes) = crate::config::parse_obuf_limits(&v) {
+                    for (class, l) in classes {
+                        if class == 1 {
+                            for (slot, x) in OBUF.iter().zip(l) {
+                                slot.store(x, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+fn ping_period(w: &Worker) -> Duration {
+    let secs = w
+        .shared
+        .tun
+        .all()
+        .into_iter()
+        .find(|(k, _)| k == "repl-ping-replica-period")
+        .and_then(|(_, v)| v.parse::<u64>().ok())
+        .unwrap_or(10);
+    Duration::from_secs(secs.max(1))
+}
+
+/// Sends a merged chunk to every shard hosting a replica.
+fn broadcast(w: &mut Worker, chunk: Option<(u64, Bytes)>) {
+    let Some((start, b)) = chunk else { return };
+    let mut shards: Vec<usize> = replicas(|v| v.iter().map(|r| r.shard).collect());
+    shards.sort_unstable();
+    shards.dedup();
+    for s in shards {
+        let b = b.clone();
+        w.post(s, Msg::Control(Box::new(move |tw| deliver(tw, start, b))));
+    }
+}
+
+fn merge_and_send(w: &mut Worker) {
+    let h = hub(w);
+    if h.cutting {
+        return;
+    }
+    let out = h.merge(None);
+    let chunk = h.append(out);
+    broadcast(w, chunk);
+    if WAITS.load(Ordering::Relaxed) > 0 {
+        check_waits(w);
+    }
+}
+
+fn hub_push(w: &mut Worker, s: usize, recs: Vec<Rec>, to: u64) {
+    let h = hub(w);
+    if let Some(q) = h.queues.get_mut(s) {
+        q.extend(recs);
+    }
+    if let Some(r) = h.received.get_mut(s) {
+        *r = (*r).max(to);
+    }
+    merge_and_send(w);
+}
+
+/// A shard lost records before pushing them: the stream is broken for every replica.
+fn hub_lost(w: &mut Worker, s: usize, to: u64) {
+    let h = hub(w);
+    for q in h.queues.iter_mut() {
+        q.clear();
+    }
+    if let Some(r) = h.received.get_mut(s) {
+        *r = (*r).max(to);
+    }
+    // No PSYNC can continue from before the break.
+    h.chunks.clear();
+    h.held = 0;
+    h.publish();
+    drop_all(w);
+}
+
+fn drop_all(w: &mut Worker) {
+    let all: Vec<(usize, u64)> = replicas(|v| v.iter().map(|r| (r.shard, r.token)).collect());
+    for (s, t) in all {
+        w.post(
+            s,
+            Msg::Control(Box::new(move |tw| {
+                if let Some(i) = tw.conn_by_token(t) {
+                    tw.close_conn(i);
+                }
+            })),
+        );
+    }
+}
+
+/// PSYNC / SYNC reached the hub: continue from the backlog, or take a full sync.
+fn hub_psync(w: &mut Worker, req: SyncReq) {
+    ensure_hub(w);
+    let replid = crate::commands::server::master_replid();
+    replicas(|v| {
+        v.push(Replica {
+            id: req.id,
+            shard: req.shard,
+            token: req.token,
+            ip: req.ip.clone(),
+            port: req.port,
+            online: false,
+            listed: !req.rdb_only,
+            ack: 0,
+            ack_at: Instant::now(),
+        })
+    });
+    if let Some((id, off)) = &req.psync {
+        let h = hub(w);
+        let cont = (ACTIVE.load(Ordering::Relaxed) && id.as_ref() == replid.as_bytes())
+            .then(|| u64::try_from(*off).ok().and_then(|o| h.since(o)))
+            .flatten();
+        if let Some(backlog) = cont {
+            let next = h.offset + 1;
+            let mut payload = format!("+CONTINUE {replid}\r\n").into_bytes();
+            let n = backlog.len();
+            payload.extend_from_slice(&backlog);
+            SYNC_PARTIAL_OK.fetch_add(1, Ordering::Relaxed);
+            crate::log::notice(&format!(
+                "Partial resynchronization request from {}:{} accepted. Sending {n} bytes of \
+                 backlog starting from offset {off}.",
+                req.ip, req.port
+            ));
+            let (s, t, id) = (req.shard, req.token, req.id);
+            w.post(
+                s,
+                Msg::Control(Box::new(move |tw| {
+                    deliver_payload(tw, id, t, payload, next)
+                })),
+            );
+            return;
+        }
+        if id.as_ref() != b"?" {
+            SYNC_PARTIAL_ERR.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    SYNC_FULL.fetch_add(1, Ordering::Relaxed);
+    crate::log::notice(&format!(
+        "Replica {}:{} asks for synchronization; starting a full resync",
+        req.ip, req.port
+    ));
+    let h = hub(w);
+    h.queued.push(req);
+    if !h.cutting {
+        start_cut(w);
+    }
+}
+
+/// One shard's side of a full sync's cut.
+struct CutPart {
+    /// Journal offset at the cut: every record before it is in the hub's queue (or merged).
+    cut: u64,
+    part: ShardPart,
+}
+
+/// Takes a consistent cut of every shard: under one lock on all of them, each pushes its
+/// records so far, notes its journal offset and serialises its keys. The hub merges exactly
+/// the records before the cut, so the RDB plus the stream from the merged offset is the
+/// dataset at every later point.
+fn start_cut(w: &mut Worker) {
+    let h = hub(w);
+    h.cutting = true;
+    h.in_cut = std::mem::take(&mut h.queued);
+    ACTIVE.store(true, Ordering::Relaxed);
+    let compress = w.shared.tun.rdbcompression.load(Ordering::Relaxed);
+    let n = w.nshards;
+    let all: Vec<usize> = (0..n).collect();
+    let started = Instant::now();
+    lock_all(
+        w,
+        all.clone(),
+        Box::new(move |w, txid| {
+            let jobs = all
+                .into_iter()
+                .map(|s| {
+                    let job: ShardFn<CutPart> = Box::new(move |tw| {
+                        let p = cut_part(tw, compress, txid, n);
+                        unlock(tw, txid);
+                        p
+                    });
+                    (s, job)
+                })
+                .collect();
+            w.fan_out(jobs, false, move |w, parts: Vec<CutPart>| {
+                crate::log::notice(&format!(
+                    "Replication cut taken: {} shards serialised in {} ms",
+                    parts.len(),
+                    started.elapsed().as_millis()
+                ));
+                cut_done(w, parts)
+            });
+        }),
+    );
+}
+
+fn cut_part(tw: &mut Worker, compress: bool, txid: u64, n: usize) -> CutPart {
+    let fresh = tw.shard.journal.is_none();
+    journal::enable(&mut tw.shard, JOURNAL_CAP);
+    if fresh && tw.lock == Some(txid) {
+        // Tag this lock as the shards whose journal was already on did, so its release
+        // marker is a whole group everywhere.
+        journal::begin_tx(
+            &mut tw.shard,
+            TxTag {
+                id: txid,
+                parts: n as u32,
+            },
+        );
+    }
+    journal::flush(&mut tw.shard);
+    let shipping = tw.master_repl.as_ref().is_some_and(|r| r.shipping);
+    let cut = if shipping {
+        push_now(tw)
+    } else {
+        let next = tw.shard.journal.as_ref().map_or(0, |j| j.next());
+        let r = tw.master_repl.get_or_insert_with(Default::default);
+        r.shipping = true;
+        r.cursor = next;
+        next
+    };
+    CutPart {
+        cut,
+        part: crate::persist::save::serialise(&tw.shard, compress),
+    }
+}
+
+fn cut_done(w: &mut Worker, parts: Vec<CutPart>) {
+    let cuts: Vec<u64> = parts.iter().map(|p| p.cut).collect();
+    let h = hub(w);
+    for (s, c) in cuts.iter().enumerate() {
+        if let Some(r) = h.received.get_mut(s) {
+            *r = (*r).max(*c);
+        }
+    }
+    let out = h.merge(Some(&cuts));
+    // Anything still before a cut belongs to a group a lost push broke: the RDB has it.
+    for (s, q) in h.queues.iter_mut().enumerate() {
+        let c = cuts.get(s).copied().unwrap_or(0);
+        while q.front().is_some_and(|r| r.off < c) {
+            q.pop_front();
+        }
+    }
+    let chunk = h.append(out);
+    let offset = h.offset;
+    // As Redis after a full sync: the next command says its database.
+    h.last_db = None;
+    h.cutting = false;
+    let reqs = std::mem::take(&mut h.in_cut);
+    broadcast(w, chunk);
+    let shards: Vec<ShardPart> = parts.into_iter().map(|p| p.part).collect();
+    let checksum = w.shared.tun.rdbchecksum.load(Ordering::Relaxed);
+    let rdb = rdb_bytes(&shards, checksum, offset);
+    let replid = crate::commands::server::master_replid();
+    for req in reqs {
+        let mut payload = Vec::with_capacity(rdb.len() + 80);
+        if !req.sync {
+            payload.extend_from_slice(format!("+FULLRESYNC {replid} {offset}\r\n").as_bytes());
+        }
+        payload.extend_from_slice(format!("${}\r\n", rdb.len()).as_bytes());
+        payload.extend_from_slice(&rdb);
+        crate::log::notice(&format!(
+            "Synchronization with replica {}:{} succeeded ({} bytes of RDB)",
+            req.ip,
+            req.port,
+            rdb.len()
+        ));
+        let (t, id) = (req.token, req.id);
+        w.post(
+            req.shard,
+            Msg::Control(Box::new(move |tw| {
+                deliver_payload(tw, id, t, payload, offset + 1)
+            })),
+        );
+    }
+    merge_and_send(w);
+    if !hub(w).queued.is_empty() {
+        start_cut(w);
+    }
+}
+
+/// The shards' parts as one RDB file in memory (the layout `persist::save` writes).
+fn rdb_bytes(parts: &[ShardPart], checksum: bool, offset: u64) -> Vec<u8> {
+    use crate::persist::rdb::Framer;
+    let mut out = Framer::header(crate::persist::unix_secs(), crate::runtime::alloc::used());
+    // What a replica keeps to ask PSYNC after a restart (Redis's `rdbSaveInfoAuxFields`).
+    let replid = crate::commands::server::master_replid();
+    for (k, v) in [
+        ("repl-stream-db", "0".to_string()),
+        ("repl-id", replid.to_string()),
+        ("repl-offset", offset.to_string()),
+    ] {
+        out.push(0xFA);
+        put_short(&mut out, k.as_bytes());
+        put_short(&mut out, v.as_bytes());
+    }
+    let ndbs = parts.iter().map(|p| p.dbs.len()).max().unwrap_or(0);
+    for db in 0..ndbs {
+        let (keys, expires) = parts
+            .iter()
+            .filter_map(|p| p.dbs.get(db))
+            .fold((0, 0), |(k, e), d| (k + d.1, e + d.2));
+        if keys == 0 {
+            continue;
+        }
+        out.extend_from_slice(&Framer::db(db, keys, expires));
+        for p in parts {
+            if let Some(d) = p.dbs.get(db) {
+                out.extend_from_slice(&d.0);
+            }
+        }
+    }
+    let crc = if checksum {
+        crate::persist::crc64::update(0, &out)
+    } else {
+        0
+    };
+    out.extend_from_slice(&Framer::trailer(crc, checksum));
+    out
+}
+
+/// An RDB string of under 16 KiB (6- or 14-bit length, no encoding).
+fn put_short(out: &mut Vec<u8>, s: &[u8]) {
+    let n = s.len().min(0x3FFF);
+    if n < 64 {
+        out.push(n as u8);
+    } else {
+        out.push(0x40 | (n >> 8) as u8);
+        out.push((n & 0xFF) as u8);
+    }
+    out.extend_from_slice(s.get(..n).unwrap_or_default());
+}
+
+/// The hub's timer: PING every `repl-ping-replica-period`, WAIT deadlines, settings.
+pub fn on_timer(w: &mut Worker) {
+    if w.id != HUB {
+        return;
+    }
+    let period = ping_period(w);
+    let now = Instant::now();
+    let h = hub(w);
+    let refresh = now.saturating_duration_since(h.last_refresh) >= Duration::from_secs(1);
+    if refresh {
+        h.last_refresh = now;
+    }
+    let any = replicas(|v| !v.is_empty());
+    let mut chunk = None;
+    if any && !h.cutting && now.saturating_duration_since(h.last_ping) >= period {
+        h.last_ping = now;
+        chunk = h.append(b"*1\r\n$4\r\nPING\r\n".to_vec());
+    }
+    let waits = !h.waits.is_empty();
+    broadcast(w, chunk);
+    if refresh {
+        refresh_config(w);
+    }
+    if waits {
+        check_waits(w);
+    }
+    let again = if hub(w).waits.is_empty() { 100 } else { 10 };
+    w.add_repl_timer(now + Duration::from_millis(again));
+}
+
+fn hub_wait(w: &mut Worker, wait: Wait) {
+    ensure_hub(w);
+    hub(w).waits.push(wait);
+    WAITS.fetch_add(1, Ordering::Relaxed);
+    check_waits(w);
+}
+
+/// Settles the WAITs that can be: their target merged, then enough ACKs or the deadline.
+fn check_waits(w: &mut Worker) {
+    let now = Instant::now();
+    let h = hub(w);
+    let mut getack = false;
+    let mut done: Vec<(usize, Ticket, i64)> = Vec::new();
+    let mut keep = Vec::new();
+    for mut wt in std::mem::take(&mut h.waits) {
+        if wt.target.is_none()
+            && wt
+                .wants
+                .iter()
+                .enumerate()
+                .all(|(s, &want)| h.merged_to(s) >= want)
+        {
+            wt.target = Some(h.offset);
+            getack = true;
+        }
+        let count = wt.target.map_or(0, acked);
+        if (wt.target.is_some() && count >= wt.num) || wt.deadline.is_some_and(|d| now >= d) {
+            done.push((wt.origin, wt.ticket, count));
+        } else {
+            keep.push(wt);
+        }
+    }
+    h.waits = keep;
+    WAITS.store(h.waits.len(), Ordering::Relaxed);
+    let any = replicas(|v| v.iter().any(|r| r.online));
+    let chunk = if getack && any && !h.waits.is_empty() && !h.cutting {
+        h.append(b"*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n".to_vec())
+    } else {
+        None
+    };
+    broadcast(w, chunk);
+    for (origin, ticket, count) in done {
+        w.post(
+            origin,
+            Msg::Control(Box::new(move |ow| ow.complete(ticket, Reply::Int(count)))),
+        );
+    }
+}
+
+// ----- commands -----------------------------------------------------------------------------
+
+/// REPLCONF: the handshake options, ACK (no reply) and GETACK (no reply on a master).
+fn replconf(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    if argv.len().is_multiple_of(2) {
+        return Err(CmdError::Syntax);
+    }
+    let idx = ctx.conn;
+    let mut pairs = argv.get(1..).unwrap_or_default().chunks_exact(2);
+    let mut silent = false;
+    for p in pairs.by_ref() {
+        let [opt, val] = p else { continue };
+        let conn = &mut ctx.w.conns[idx];
+        let link = conn.replica_link.get_or_insert_with(Default::default);
+        if is(opt, "listening-port") {
+            let port = parse_i64(val)
+                .and_then(|n| u16::try_from(n).ok())
+                .ok_or(CmdError::NotInteger)?;
+            link.port = port;
+        } else if is(opt, "ip-address") {
+            link.ip = Some(String::from_utf8_lossy(val).into_owned());
+        } else if is(opt, "capa") {
+            // eof, psync2: we send a sized RDB, which every replica reads.
+        } else if is(opt, "rdb-only") {
+            link.rdb_only = parse_i64(val) == Some(1);
+        } else if is(opt, "rdb-filter-only") {
+        } else if is(opt, "ack") {
+            // Only from a replica, and never answered.
+            if link.replica {
+                if let Some(off) = parse_i64(val).and_then(|n| u64::try_from(n).ok()) {
+                    let id = conn.client.id;
+                    replicas(|v| {
+                        if let Some(r) = v.iter_mut().find(|r| r.id == id) {
+                            r.ack = r.ack.max(off);
+                            r.ack_at = Instant::now();
+                        }
+                    });
+                    if WAITS.load(Ordering::Relaxed) > 0 {
+                        ctx.w.post(HUB, Msg::Control(Box::new(check_waits)));
+                    }
+                }
+            }
+            silent = true;
+            break;
+        } else if is(opt, "getack") {
+            silent = true;
+            break;
+        } else {
+            return Err(CmdError::err(format!(
+                "Unrecognized REPLCONF option: {}",
+                String::from_utf8_lossy(opt)
+            )));
+        }
+    }
+    Ok(if silent {
+        Reply::Raw(Bytes::new())
+    } else {
+        Reply::Ok
+    })
+}
+
+fn psync(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let id = argv.get(1).cloned().unwrap_or_default();
+    let off = argv.get(2).and_then(|a| parse_i64(a)).unwrap_or(-1);
+    start_sync(ctx, Some((id, off)))
+}
+
+fn sync(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+    start_sync(ctx, None)
+}
+
+fn start_sync(ctx: &mut ConnCtx, psync: Option<(Bytes, i64)>) -> CmdResult {
+    let idx = ctx.conn;
+    if ctx.w.tx.nested() {
+        return Err(CmdError::err("Replica can't interact with the keyspace"));
+    }
+    let Some(token) = ctx.w.conn_token(idx) else {
+        return Ok(Reply::Raw(Bytes::new()));
+    };
+    let conn = &mut ctx.w.conns[idx];
+    if is_replica(conn) {
+        // A second PSYNC on a replica link is ignored, as Redis does.
+        return Ok(Reply::Raw(Bytes::new()));
+    }
+    if !conn.out.is_empty() || !conn.slots.is_empty() {
+        return Err(CmdError::err(
+            "SYNC and PSYNC are invalid with pending output",
+        ));
+    }
+    let link = conn.replica_link.get_or_insert_with(Default::default);
+    link.replica = true;
+    link.next = None;
+    let ip = link.ip.clone().unwrap_or_else(|| {
+        conn.client
+            .addr
+            .rsplit_once(':')
+            .map_or(conn.client.addr.clone(), |(h, _)| h.to_string())
+    });
+    let req = SyncReq {
+        shard: ctx.w.id,
+        token,
+        id: conn.client.id,
+        sync: psync.is_none(),
+        rdb_only: link.rdb_only,
+        psync,
+        ip,
+        port: link.port,
+    };
+    ctx.w
+        .master_repl
+        .get_or_insert_with(Default::default)
+        .conns
+        .push(token);
+    ctx.w
+        .post(HUB, Msg::Control(Box::new(move |hw| hub_psync(hw, req))));
+    Ok(Reply::Raw(Bytes::new()))
+}
+
+/// WAIT numreplicas timeout: the offset this client's writes reach in the merged stream,
+/// then enough ACKs of it, or the timeout, with the count.
+fn wait(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let num = argv
+        .get(1)
+        .and_then(|a| parse_i64(a))
+        .ok_or(CmdError::NotInteger)?;
+    let ms = argv
+        .get(2)
+        .and_then(|a| parse_i64(a))
+        .ok_or_else(|| CmdError::err("timeout is not an integer or out of range"))?;
+    if ms < 0 {
+        return Err(CmdError::err("timeout is negative"));
+    }
+    if ctx.w.tx.nested() {
+        // Cannot block inside MULTI: the count now.
+        return Ok(Reply::Int(acked(OFFSET.load(Ordering::Relaxed))));
+    }
+    let ticket = ctx.defer();
+    let deadline = (ms > 0).then(|| Instant::now() + Duration::from_millis(ms as u64));
+    let jobs: Vec<(usize, ShardFn<u64>)> = (0..ctx.w.nshards)
+        .map(|s| {
+            let job: ShardFn<u64> = Box::new(push_now);
+            (s, job)
+        })
+        .collect();
+    ctx.w.fan_out(jobs, false, move |w, wants: Vec<u64>| {
+        let origin = w.id;
+        w.post(
+            HUB,
+            Msg::Control(Box::new(move |hw| {
+                hub_wait(
+                    hw,
+                    Wait {
+                        origin,
+                        ticket,
+                        wants,
+                        num,
+                        deadline,
+                        target: None,
+                    },
+                )
+            })),
+        );
+    });
+    Ok(Reply::Ok)
+}
+
+/// ROLE on a master: `["master", offset, [[ip, port, ack], ...]]` (online replicas).
+fn role(_ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+    let list: Vec<Reply> = replicas(|v| {
+        v.iter()
+            .filter(|r| r.listed && r.online)
+            .map(|r| {
+                Reply::Array(vec![
+                    Reply::bulk(r.ip.clone()),
+                    Reply::bulk(r.port.to_string()),
+                    Reply::bulk(r.ack.to_string()),
+                ])
+            })
+            .collect()
+    });
+    Ok(Reply::Array(vec![
+        Reply::bulk("master"),
+        Reply::Int(OFFSET.load(Ordering::Relaxed) as i64),
+        Reply::Array(list),
+    ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(off: u64, db: u32, tx: Option<(u64, u32)>, cmd: &[u8]) -> Rec {
+        Rec {
+            off,
+            db,
+            tx: tx.map(|(id, parts)| TxTag { id, parts }),
+            cmd: Bytes::copy_from_slice(cmd),
+        }
+    }
+
+    const SET_A: &[u8] = b"*3\r\n$3\r\nSET\r\n$1\r\na\r\n$1\r\n1\r\n";
+    const SET_B: &[u8] = b"*3\r\n$3\r\nSET\r\n$1\r\nb\r\n$1\r\n2\r\n";
+    const FLUSH: &[u8] = b"*1\r\n$7\r\nFLUSHDB\r\n";
+
+    #[test]
+    fn groups_wait_for_every_part_and_global_commands_go_once() {
+        let mut h = Hub::new(2);
+        h.queues[0].push_back(rec(1, 0, Some((7, 2)), SET_A));
+        assert_eq!(h.merge(None), b"", "the other part is missing");
+        h.queues[1].push_back(rec(1, 0, Some((7, 2)), SET_B));
+        let out = h.merge(None);
+        let want = [
+            &b"*2\r\n$6\r\nSELECT\r\n$1\r\n0\r\n*1\r\n$5\r\nMULTI\r\n"[..],
+            SET_A,
+            SET_B,
+            b"*1\r\n$4\r\nEXEC\r\n",
+        ]
+        .concat();
+        assert_eq!(out, want);
+        h.queues[0].push_back(rec(40, 1, Some((8, 2)), FLUSH));
+        h.queues[1].push_back(rec(40, 1, Some((8, 2)), FLUSH));
+        h.queues[1].push_back(rec(60, 1, Some((9, 1)), journal::MARKER));
+        let out = h.merge(None);
+        assert_eq!(
+            out,
+            [&b"*2\r\n$6\r\nSELECT\r\n$1\r\n1\r\n"[..], FLUSH].concat(),
+            "one FLUSHDB, no MULTI around one command, markers dropped"
+        );
+        assert!(is_global(FLUSH));
+        assert!(!is_global(SET_A));
+    }
+
+    #[test]
+    fn limits_and_backlog() {
+        let mut h = Hub::new(1);
+        h.queues[0].push_back(rec(1, 0, None, SET_A));
+        h.queues[0].push_back(rec(28, 0, None, SET_B));
+        let out = h.merge(Some(&[28]));
+        assert!(out.ends_with(SET_A));
+        let first = h.append(out).map(|c| c.0);
+        assert_eq!(first, Some(1));
+        assert_eq!(h.merged_to(0), 28);
+        let end = h.offset + 1;
+        assert_eq!(h.since(end), Some(Vec::new()));
+        assert!(h.since(end + 1).is_none());
+        assert_eq!(h.since(h.offset).map(|v| v.len()), Some(1));
+    }
+}
