@@ -197,7 +197,7 @@ fn hello(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         (Reply::bulk("proto"), Reply::Int(resp as i64)),
         (Reply::bulk("id"), Reply::Int(id as i64)),
         (Reply::bulk("mode"), Reply::bulk("standalone")),
-        (Reply::bulk("role"), Reply::bulk("master")),
+        (Reply::bulk("role"), Reply::bulk(crate::repl::role_word())),
         (Reply::bulk("modules"), Reply::Array(Vec::new())),
     ]))
 }

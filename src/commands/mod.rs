@@ -63,6 +63,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     bitmaps::COMMANDS,
     hll::COMMANDS,
     sort::COMMANDS,
+    crate::repl::COMMANDS,
 ];
 
 /// What a `Key` handler sees: the owning shard, the selected database, the client's protocol.

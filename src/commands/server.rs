@@ -1330,17 +1330,9 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 "Stats"
             }
             "replication" => {
-                f("role", &"master");
-                f("connected_slaves", &0);
-                f("master_failover_state", &"no-failover");
-                f("master_replid", &m.replid);
-                f("master_replid2", &"0".repeat(40));
-                f("master_repl_offset", &0);
-                f("second_repl_offset", &-1);
-                f("repl_backlog_active", &0);
-                f("repl_backlog_size", &1048576);
-                f("repl_backlog_first_byte_offset", &0);
-                f("repl_backlog_histlen", &0);
+                for (k, v) in crate::repl::info_fields() {
+                    f(&k, &v);
+                }
                 "Replication"
             }
             "cpu" => {

@@ -138,6 +138,10 @@ pub struct Conn {
     pub soft_since: Option<Instant>,
     /// MULTI queue and WATCHed keys; `None` for the common client that uses neither.
     pub tx: Option<Box<crate::coord::tx::ConnTx>>,
+    /// This is the link to our master (`repl`): its commands always run (no READONLY, no
+    /// ACL), see expired keys as live, and its replies are dropped instead of sent (only
+    /// `REPLCONF ACK`s go back).
+    pub master: bool,
 }
 
 impl Conn {
@@ -167,6 +171,7 @@ impl Conn {
             subs: Subs::default(),
             soft_since: None,
             tx: None,
+            master: false,
         }
     }
 

@@ -98,6 +98,8 @@ pub struct BatchCmd {
     pub end: usize,
     /// The client is in CLIENT NO-TOUCH mode.
     pub no_touch: bool,
+    /// From the master link: expired keys are live for it (`Db::master_view`).
+    pub master: bool,
 }
 
 /// Commands of one connection's read for one other shard: one message, one argument vector
@@ -246,6 +248,8 @@ pub struct Worker {
     accepting: Accepting,
     /// The connections' buffer bytes, summed by the 100 ms tick (`Conn::buffer_bytes`).
     clients_bytes: u64,
+    /// The master link, when this is the replication home shard (`repl`).
+    pub repl: crate::repl::Home,
 }
 
 /// Entries the worker's argument scratch vectors keep when the loop goes idle; one huge
@@ -312,6 +316,7 @@ impl Worker {
                 unlogged: 0,
             },
             clients_bytes: 0,
+            repl: Default::default(),
             shared,
         })
     }
@@ -328,6 +333,10 @@ impl Worker {
 
     /// Runs the loop until shutdown.
     pub fn run(&mut self) {
+        // A replica (`replicaof` at startup) leaves expiry to its master from the start.
+        if crate::repl::is_replica() {
+            self.shard.dbs.iter_mut().for_each(|d| d.replica = true);
+        }
         self.arm_accept();
         let wake_fd = self.mesh.waker().fd();
         self.ring.read_eventfd(wake_fd, tag(TAG_WAKE, 0));
@@ -364,6 +373,9 @@ impl Worker {
             self.completions = comps;
 
             self.run_messages();
+            if self.id == crate::repl::HOME {
+                crate::repl::on_pass(self);
+            }
 
             let now = self.pass_now;
             self.timers.expired(now, &mut fired);
@@ -827,7 +839,14 @@ impl Worker {
         self.net.net_input_bytes += c.result as u64;
         self.conns[idx].client.last_active = self.pass_now;
         self.conns[idx].note_input();
+        let master = self.conns[idx].master;
+        if master {
+            self.repl.received += c.result as u64;
+        }
         self.process_input(idx);
+        if master {
+            crate::repl::publish(self);
+        }
         // A multishot receive keeps delivering; stop it when this client must not be
         // read (back-pressure, a blocking command, closing). It is re-armed by `arm_recv`
         // once the client is readable again.
@@ -911,6 +930,11 @@ impl Worker {
                 continue;
             };
             conn.dirty = false;
+            if conn.master && !conn.sending {
+                // Replies to our master are dropped; only its ACKs go out.
+                conn.out.clear();
+                conn.out.append(&mut self.repl.ack);
+            }
             if conn.sending || conn.out.is_empty() {
                 if conn.closing && conn.drained() {
                     self.close_conn(idx);
@@ -921,7 +945,12 @@ impl Worker {
             // they arrive (their arrival marks the connection dirty again), so a pipelined
             // read is answered with one send instead of one per shard. Held once at most,
             // and never for much output.
-            if conn.batches_out > 0 && !conn.held && conn.out.len() < HOLD_MAX && !conn.closing {
+            if conn.batches_out > 0
+                && !conn.held
+                && conn.out.len() < HOLD_MAX
+                && !conn.closing
+                && !conn.master
+            {
                 conn.held = true;
                 continue;
             }
@@ -946,6 +975,9 @@ impl Worker {
         }
         if let Some(wid) = self.conns.get(idx).and_then(|c| c.waiting) {
             coord::block::on_close(self, wid);
+        }
+        if self.conns.get(idx).is_some_and(|c| c.master) {
+            crate::repl::on_close(self, idx);
         }
         if let Some(conn) = self.conns.try_remove(idx) {
             self.pubsub.forget(idx, &conn.subs);
@@ -1064,7 +1096,9 @@ impl Worker {
     /// `known`: the command's table id, when the look-ahead already looked it up.
     fn dispatch(&mut self, idx: usize, argv: &mut Vec<Bytes>, known: Option<usize>) {
         let c = &self.conns[idx].client;
+        // The master link is not subject to authentication or ACLs (as in Redis).
         if (!c.authed || c.restricted || c.acl_epoch != crate::acl::epoch())
+            && !self.conns[idx].master
             && !self.acl_gate(idx, argv)
         {
             return;
@@ -1108,6 +1142,15 @@ impl Worker {
         if spec.has(WRITE) && crate::persist::writes_refused() {
             self.reject(idx, Some(id), CmdError::coded(crate::error::MISCONF));
             return;
+        }
+        // A replica: READONLY for writes, MASTERDOWN while the link is down (one relaxed
+        // load on a master).
+        let gate = crate::repl::gate();
+        if gate != 0 && !self.conns[idx].master {
+            if let Some(e) = crate::repl::refusal(gate, spec.flags) {
+                self.reject(idx, Some(id), CmdError::coded(e));
+                return;
+            }
         }
         let (db, resp) = {
             let c = &mut self.conns[idx].client;
@@ -1326,6 +1369,7 @@ impl Worker {
             return;
         }
         let no_touch = self.conns[idx].client.no_touch;
+        let master = self.conns[idx].master;
         let seq = self.conns[idx].reserve();
         if self.batches[s].is_empty() {
             self.batch_targets.push(s);
@@ -1342,6 +1386,7 @@ impl Worker {
             start,
             end,
             no_touch,
+            master,
         });
     }
 
@@ -1391,6 +1436,10 @@ impl Worker {
         self.shard.no_touch = self.conns.get(idx).is_some_and(|c| c.client.no_touch);
         // The reply goes to the connection right below: with nothing pending ahead of it, a
         // handler may encode straight into the output instead.
+        let master = self.conns.get(idx).is_some_and(|c| c.master);
+        if master {
+            self.shard.db_mut(db).master_view = true;
+        }
         let out = self
             .conns
             .get_mut(idx)
@@ -1398,6 +1447,9 @@ impl Worker {
             .map(|c| &mut c.out);
         let r = commands::run_key(&mut self.shard, id, f, db, resp, argv, out);
         self.shard.no_touch = false;
+        if master {
+            self.shard.db_mut(db).master_view = false;
+        }
         // A push may have fed blocked clients: they are served before the next command.
         if self.shard.blocked.has_ready() {
             coord::block::serve_ready(self);
@@ -1405,6 +1457,38 @@ impl Worker {
         if let Some(c) = self.conns.get_mut(idx) {
             c.push_reply(&r);
         }
+    }
+
+    /// Takes a connected socket as the master link (`repl`): a connection flagged
+    /// `master`, authenticated, counted as a client. Returns its index.
+    pub fn adopt_master(&mut self, fd: RawFd) -> usize {
+        self.shared.clients.fetch_add(1, Ordering::AcqRel);
+        sys::setup_conn(fd, self.shared.cfg.tcp_nodelay);
+        let (peer, local) = sys::addrs(fd);
+        let show = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+        let id = self.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+        let gen = self.next_gen;
+        self.next_gen = (self.next_gen + 1) & 0xFF_FFFF;
+        let mut client = ClientInfo::new(id, show(peer), show(local));
+        client.authed = true;
+        let mut conn = Conn::new(fd, gen, client);
+        conn.master = true;
+        self.conns.insert(conn)
+    }
+
+    /// Runs `data` (bytes the link thread read past the RDB) as the master link's input,
+    /// then starts receiving on it.
+    pub fn feed_master(&mut self, idx: usize, data: &[u8]) {
+        if !data.is_empty() {
+            if let Some(r) = self.conns.get_mut(idx).and_then(|c| c.rbuf.as_mut()) {
+                r.extend_from_slice(data);
+            }
+            self.repl.received += data.len() as u64;
+            self.process_input(idx);
+            crate::repl::publish(self);
+        }
+        self.mark_dirty(idx);
+        self.arm_recv(idx);
     }
 
     // ----- maxmemory -----------------------------------------------------------------------
@@ -1851,6 +1935,7 @@ impl Worker {
                         .filter(|(_, c)| {
                             c.blocked_on.is_none()
                                 && !c.subs.active()
+                                && !c.master
                                 && c.client.last_active.elapsed() > limit
                         })
                         .map(|(i, _)| i)
@@ -1861,6 +1946,9 @@ impl Worker {
                 }
                 super::pubsub::sweep(self);
                 self.shrink_conn_buffers(now);
+                if self.id == crate::repl::HOME {
+                    crate::repl::on_tick(self);
+                }
                 if self.id == 0 {
                     crate::persist::cron::check_rules(self);
                 }
@@ -1939,6 +2027,7 @@ fn exec_batch(tw: &mut Worker, origin: usize, token: u64, resp: u8, batch: Batch
             continue;
         }
         tw.shard.no_touch = c.no_touch;
+        tw.shard.db_mut(c.db).master_view = c.master;
         let reply = match spec.map(|s| s.exec) {
             Some(Exec::Key(f)) => commands::run_key(&mut tw.shard, c.id, f, c.db, resp, argv, None),
             Some(Exec::Multi(m)) => {
@@ -1947,6 +2036,7 @@ fn exec_batch(tw: &mut Worker, origin: usize, token: u64, resp: u8, batch: Batch
             _ => Reply::error("ERR internal routing error"),
         };
         tw.shard.no_touch = false;
+        tw.shard.db_mut(c.db).master_view = false;
         if tw.shard.blocked.has_ready() {
             coord::block::serve_ready(tw);
         }

@@ -67,6 +67,13 @@ pub struct Db {
     pub no_touch: bool,
     /// xorshift state for LFU's probabilistic increment.
     rng: u64,
+    /// Replica mode (`repl`): expired keys are hidden from reads but never deleted by
+    /// lazy or active expiry; the master's DEL is the only deletion, as on a Redis replica.
+    pub replica: bool,
+    /// Set for a command from the master link: its keys are live whatever their TTL says
+    /// (Redis's expireIfNeeded returns "not expired" for the master client), so the
+    /// master's writes apply to the same keys they did on the master.
+    pub master_view: bool,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -338,6 +345,8 @@ impl Default for Db {
             access: Access::Lru,
             no_touch: false,
             rng: 0x9E37_79B9_7F4A_7C15,
+            replica: false,
+            master_view: false,
         }
     }
 }
@@ -461,13 +470,14 @@ impl Db {
 
     fn expired(&self, loc: Loc, now: u64) -> bool {
         let at = expire_of(self.arena.get(loc));
-        at != 0 && at <= now
+        at != 0 && at <= now && !self.master_view
     }
 
     /// Deletes `key` if its TTL has passed. Returns true if it did.
     pub fn expire_if_needed(&mut self, key: &[u8], now: u64) -> bool {
         match self.find(key) {
-            Some((pos, loc)) if self.expired(loc, now) => {
+            // A replica never deletes by expiry (reads hide the key instead).
+            Some((pos, loc)) if self.expired(loc, now) && !self.replica => {
                 self.remove_at(pos, loc, true);
                 self.stats.expired_keys += 1;
                 true
@@ -484,8 +494,11 @@ impl Db {
             return None;
         };
         if self.expired(loc, now) {
-            self.remove_at(pos, loc, true);
-            self.stats.expired_keys += 1;
+            // A replica hides the key and waits for the master's DEL.
+            if !self.replica {
+                self.remove_at(pos, loc, true);
+                self.stats.expired_keys += 1;
+            }
             self.stats.misses += count as u64;
             return None;
         }
@@ -536,9 +549,11 @@ impl Db {
         };
         let b = self.arena.get(loc);
         let at = expire_of(b);
-        if at != 0 && at <= now {
-            self.remove_at(pos, loc, true);
-            self.stats.expired_keys += 1;
+        if at != 0 && at <= now && !self.master_view {
+            if !self.replica {
+                self.remove_at(pos, loc, true);
+                self.stats.expired_keys += 1;
+            }
             self.stats.misses += count as u64;
             return Ok(None);
         }
@@ -1180,6 +1195,9 @@ impl Db {
     /// One step of active expiry: looks at up to `budget` keys with a TTL, resuming where
     /// the last step stopped, and deletes those whose time has passed. Returns how many.
     pub fn active_expire(&mut self, now: u64, budget: usize) -> usize {
+        if self.replica {
+            return 0;
+        }
         let n = budget.min(self.ttls.len());
         let mut dead: Vec<Loc> = Vec::new();
         let mut c = self.expire_cursor;
