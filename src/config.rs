@@ -719,7 +719,11 @@ impl Config {
             "stop-writes-on-bgsave-error" => self.stop_writes_on_bgsave_error = parse_yes_no(v)?,
             "replicaof" | "slaveof" => self.replicaof = crate::repl::parse_replicaof(v)?,
             // Replica settings (`repl`): applied at once, shown by CONFIG GET.
-            other if crate::repl::SETTING_DEFAULTS.iter().any(|(n, _)| *n == other) => {
+            other
+                if crate::repl::SETTING_DEFAULTS
+                    .iter()
+                    .any(|(n, _)| *n == other) =>
+            {
                 let shown = crate::repl::set_setting(other, v)
                     .map_err(|e| format!("invalid value for '{other}': {e}"))?
                     .unwrap_or_default();
@@ -1203,7 +1207,10 @@ impl Tunables {
             | "enable-debug-command" => {
                 return Err("can't set immutable config".into());
             }
-            name if crate::repl::SETTING_DEFAULTS.iter().any(|(n, _)| *n == name) => {
+            name if crate::repl::SETTING_DEFAULTS
+                .iter()
+                .any(|(n, _)| *n == name) =>
+            {
                 let shown = crate::repl::set_setting(name, value)?.unwrap_or_default();
                 let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
                 for n in std::iter::once(name).chain(crate::repl::alias(name)) {

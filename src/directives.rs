@@ -27,8 +27,7 @@ const NO_REPLICATION: &str = "min-replicas-to-write is not supported yet";
 const ENCODING: &str =
     "encodings use redis-server 7.0.15's compiled thresholds (not configurable yet)";
 const RDB_FIXED: &str = "RDB files are written and read one fixed way (see README \"Persistence\")";
-const NOT_USED: &str =
-    "only used by the AOF or by replication features that are not supported yet";
+const NOT_USED: &str = "only used by the AOF or by replication features that are not supported yet";
 
 /// Every Redis 7.0 directive shardis does not implement, and its treatment.
 pub const DIRECTIVES: &[(&str, Treat)] = &[

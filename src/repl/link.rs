@@ -194,9 +194,7 @@ fn session(gen: u64, host: &str, port: u16) -> Result<(), String> {
             m.second_offset = off + 1;
             crate::log::notice(&format!("Master replication ID changed to {new_id}"));
         }
-        crate::log::notice(
-            "MASTER <-> REPLICA sync: Master accepted a Partial Resynchronization.",
-        );
+        crate::log::notice("MASTER <-> REPLICA sync: Master accepted a Partial Resynchronization.");
         let (stream, leftover) = r.into_parts();
         super::hand_over(Handover {
             gen,
@@ -288,7 +286,10 @@ impl Reader {
         }
         let start = self.buf.len();
         self.buf.resize(start + CHUNK, 0);
-        let n = read_some(&mut self.stream, self.buf.get_mut(start..).unwrap_or_default());
+        let n = read_some(
+            &mut self.stream,
+            self.buf.get_mut(start..).unwrap_or_default(),
+        );
         self.buf.truncate(start + n.as_ref().map_or(0, |n| *n));
         n.map(|_| ())
     }

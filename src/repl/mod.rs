@@ -39,10 +39,10 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::commands::args::text;
+use crate::commands::table::Exec;
 use crate::commands::table::{
     CommandSpec, KeySpec, ADMIN, ALLOW_BUSY, LOADING, NOSCRIPT, STALE, WRITE,
 };
-use crate::commands::table::Exec;
 use crate::commands::ConnCtx;
 use crate::error::{self, CmdError, CmdResult};
 use crate::persist::load::Split;
@@ -127,7 +127,6 @@ struct Following {
     wake: Option<Sender<()>>,
 }
 
-
 struct State {
     /// Bumped by every REPLICAOF: a link thread or hand-over of an older one is stale.
     gen: u64,
@@ -167,6 +166,8 @@ static OFFSET: AtomicI64 = AtomicI64::new(0);
 static READ_OFFSET: AtomicI64 = AtomicI64::new(0);
 /// Seconds since the master last sent something, published once a second.
 static LAST_IO_SECS: AtomicI64 = AtomicI64::new(-1);
+/// Following a master (`is_replica`).
+static REPLICA: AtomicBool = AtomicBool::new(false);
 /// Hand-overs are waiting for the home shard.
 static PENDING: AtomicBool = AtomicBool::new(false);
 
@@ -275,9 +276,9 @@ fn spawn_link(gen: u64, host: String, port: u16, rx: std::sync::mpsc::Receiver<(
     }
 }
 
-/// Whether this server is a replica now.
+/// Whether this server is a replica now (lock-free: the log line's role letter reads it).
 pub fn is_replica() -> bool {
-    state().following.is_some()
+    REPLICA.load(Ordering::Relaxed)
 }
 
 /// HELLO's `role`.
@@ -309,6 +310,7 @@ pub fn refusal(g: u8, flags: u32) -> Option<&'static str> {
 }
 
 fn refresh_gate(st: &State) {
+    REPLICA.store(st.following.is_some(), Ordering::Relaxed);
     let mut g = 0;
     if let Some(f) = &st.following {
         if SETTINGS.read_only.load(Ordering::Relaxed) {
@@ -548,7 +550,11 @@ fn queue_ack(w: &mut Worker, getack: Option<&[Bytes]>) {
     }
     let s = off.to_string();
     w.repl.ack.extend_from_slice(
-        format!("*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n${}\r\n{s}\r\n", s.len()).as_bytes(),
+        format!(
+            "*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n${}\r\n{s}\r\n",
+            s.len()
+        )
+        .as_bytes(),
     );
     w.mark_dirty(idx);
 }
@@ -583,10 +589,7 @@ pub fn on_close(w: &mut Worker, idx: usize) {
     publish(w);
     // A transaction cut in half: its MULTI is counted but not applied, so the offset
     // cannot be continued from; a full resync is the safe way back.
-    let in_multi = w
-        .conns
-        .get(idx)
-        .is_some_and(crate::coord::tx::in_multi);
+    let in_multi = w.conns.get(idx).is_some_and(crate::coord::tx::in_multi);
     w.repl.conn = None;
     w.repl.ack.clear();
     LAST_IO_SECS.store(-1, Ordering::Relaxed);
@@ -696,10 +699,34 @@ fn promote(w: &mut Worker) {
 
 /// REPLICAOF / SLAVEOF / ROLE / REPLCONF.
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("replicaof", 3, ADMIN | NOSCRIPT | STALE, KeySpec::none(), Exec::Conn(replicaof)),
-    CommandSpec::new("slaveof", 3, ADMIN | NOSCRIPT | STALE, KeySpec::none(), Exec::Conn(replicaof)),
-    CommandSpec::new("role", 1, NOSCRIPT | LOADING | STALE | crate::commands::table::FAST, KeySpec::none(), Exec::Conn(role)),
-    CommandSpec::new("replconf", -1, ADMIN | NOSCRIPT | LOADING | STALE | ALLOW_BUSY, KeySpec::none(), Exec::Conn(replconf)),
+    CommandSpec::new(
+        "replicaof",
+        3,
+        ADMIN | NOSCRIPT | STALE,
+        KeySpec::none(),
+        Exec::Conn(replicaof),
+    ),
+    CommandSpec::new(
+        "slaveof",
+        3,
+        ADMIN | NOSCRIPT | STALE,
+        KeySpec::none(),
+        Exec::Conn(replicaof),
+    ),
+    CommandSpec::new(
+        "role",
+        1,
+        NOSCRIPT | LOADING | STALE | crate::commands::table::FAST,
+        KeySpec::none(),
+        Exec::Conn(role),
+    ),
+    CommandSpec::new(
+        "replconf",
+        -1,
+        ADMIN | NOSCRIPT | LOADING | STALE | ALLOW_BUSY,
+        KeySpec::none(),
+        Exec::Conn(replconf),
+    ),
 ];
 
 fn replicaof(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
@@ -810,9 +837,7 @@ fn replconf(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             // From a replica to its master: no reply (the master side records it).
             "ack" | "fack" => return none(),
             "listening-port" => {
-                text(val)
-                    .parse::<i64>()
-                    .map_err(|_| CmdError::NotInteger)?;
+                text(val).parse::<i64>().map_err(|_| CmdError::NotInteger)?;
             }
             "ip-address" | "capa" | "rdb-only" => {}
             _ => {
@@ -901,10 +926,17 @@ pub fn info_fields() -> Vec<(String, String)> {
     f("master_failover_state", "no-failover".into());
     f("master_replid", m.replid.clone());
     f("master_replid2", m.replid2.clone());
-    let master_off = if following.is_some() { offset } else { m.offset };
+    let master_off = if following.is_some() {
+        offset
+    } else {
+        m.offset
+    };
     f("master_repl_offset", master_off.to_string());
     f("second_repl_offset", m.second_offset.to_string());
-    f("repl_backlog_active", u8::from(m.backlog_active).to_string());
+    f(
+        "repl_backlog_active",
+        u8::from(m.backlog_active).to_string(),
+    );
     f("repl_backlog_size", m.backlog_size.to_string());
     f(
         "repl_backlog_first_byte_offset",
