@@ -287,6 +287,9 @@ pub fn client_line(c: &Conn) -> String {
 /// when none applies.
 fn client_flags(c: &Conn) -> String {
     let mut f = String::new();
+    if c.master {
+        f.push('M');
+    }
     if c.subs.active() {
         f.push('P');
     }

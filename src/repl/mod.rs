@@ -41,7 +41,7 @@ use bytes::Bytes;
 use crate::commands::args::text;
 use crate::commands::table::Exec;
 use crate::commands::table::{
-    CommandSpec, KeySpec, ADMIN, ALLOW_BUSY, LOADING, NOSCRIPT, STALE, WRITE,
+    CommandSpec, KeySpec, ADMIN, ALLOW_BUSY, FAST, LOADING, NOSCRIPT, STALE, WRITE,
 };
 use crate::commands::ConnCtx;
 use crate::error::{self, CmdError, CmdResult};
@@ -698,35 +698,16 @@ fn promote(w: &mut Worker) {
 // ----- commands ----------------------------------------------------------------------------
 
 /// REPLICAOF / SLAVEOF / ROLE / REPLCONF.
+#[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new(
-        "replicaof",
-        3,
-        ADMIN | NOSCRIPT | STALE,
-        KeySpec::none(),
-        Exec::Conn(replicaof),
-    ),
-    CommandSpec::new(
-        "slaveof",
-        3,
-        ADMIN | NOSCRIPT | STALE,
-        KeySpec::none(),
-        Exec::Conn(replicaof),
-    ),
-    CommandSpec::new(
-        "role",
-        1,
-        NOSCRIPT | LOADING | STALE | crate::commands::table::FAST,
-        KeySpec::none(),
-        Exec::Conn(role),
-    ),
-    CommandSpec::new(
-        "replconf",
-        -1,
-        ADMIN | NOSCRIPT | LOADING | STALE | ALLOW_BUSY,
-        KeySpec::none(),
-        Exec::Conn(replconf),
-    ),
+    CommandSpec::new("replicaof", 3, ADMIN | NOSCRIPT | STALE, KeySpec::none(), Exec::Conn(replicaof))
+        .doc("server", "5.0.0", "Configures a server as replica of another, or promotes it to a master.", "host port"),
+    CommandSpec::new("slaveof", 3, ADMIN | NOSCRIPT | STALE, KeySpec::none(), Exec::Conn(replicaof))
+        .doc("server", "1.0.0", "Sets a Redis server as a replica of another, or promotes it to being a master.", "host port"),
+    CommandSpec::new("role", 1, NOSCRIPT | LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(role))
+        .doc("server", "2.8.12", "Returns the replication role.", ""),
+    CommandSpec::new("replconf", -1, ADMIN | NOSCRIPT | LOADING | STALE | ALLOW_BUSY, KeySpec::none(), Exec::Conn(replconf))
+        .doc("server", "3.0.0", "An internal command for configuring the replication stream.", ""),
 ];
 
 fn replicaof(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
@@ -819,7 +800,7 @@ fn role(_ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
 /// (the one reply a master gets); the options a replica sends its master are accepted
 /// (the master side extends this).
 fn replconf(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
-    if argv.len() % 2 == 0 {
+    if argv.len().is_multiple_of(2) {
         return Err(CmdError::Syntax);
     }
     let none = || Ok(Reply::Raw(Bytes::new()));

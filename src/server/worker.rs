@@ -1126,7 +1126,8 @@ impl Worker {
         // maxmemory: evict, or refuse commands that may grow memory when nothing can be
         // evicted. A command bound for one other shard (or for this one while it is locked)
         // is checked there, by the shard whose keys it writes (`exec_batch`).
-        if self.shared.tun.maxmemory.load(Ordering::Relaxed) > 0 {
+        // The master's writes are never refused (Redis obeys its master client).
+        if self.shared.tun.maxmemory.load(Ordering::Relaxed) > 0 && !self.conns[idx].master {
             let elsewhere = matches!(spec.exec, Exec::Key(_) | Exec::Multi(_))
                 && matches!(commands::route(&spec.keys, argv, self.nshards),
                             Route::One(s) if s != self.id || self.lock.is_some());
@@ -2016,7 +2017,8 @@ fn exec_batch(tw: &mut Worker, origin: usize, token: u64, resp: u8, batch: Batch
         let argv = batch.args.get(c.start..c.end).unwrap_or_default();
         let spec = t.get(c.id);
         // The owner of the keys evicts (and refuses) for the commands it runs.
-        if let Err(e) = tw.memory_check(spec.is_some_and(|s| s.has(DENYOOM))) {
+        let denyoom = !c.master && spec.is_some_and(|s| s.has(DENYOOM));
+        if let Err(e) = tw.memory_check(denyoom) {
             if let Some(st) = tw.shard.cmd_stats.get_mut(c.id) {
                 st.rejected += 1;
             }
