@@ -503,3 +503,156 @@ fn replicaof_no_one_promotes_and_keeps_the_data() {
         assert_eq!(s(&mut rc, &["REPLICAOF", "NO", "ONE"]), "OK");
     }
 }
+
+// ----- a scripted master: exact bytes, bad input ---------------------------------------------
+
+/// Accepts the replica's next connection (with a deadline).
+fn accept_within(l: &std::net::TcpListener) -> std::net::TcpStream {
+    l.set_nonblocking(true).unwrap();
+    let end = std::time::Instant::now() + DEADLINE;
+    loop {
+        match l.accept() {
+            Ok((s, _)) => {
+                s.set_nonblocking(false).unwrap();
+                s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+                return s;
+            }
+            Err(_) if std::time::Instant::now() < end => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
+            Err(e) => panic!("the replica never (re)connected: {e}"),
+        }
+    }
+}
+
+/// Reads one RESP multibulk command.
+fn read_cmd(r: &mut std::io::BufReader<std::net::TcpStream>) -> Vec<String> {
+    use std::io::{BufRead, Read};
+    let mut line = String::new();
+    r.read_line(&mut line).unwrap();
+    let n: usize = line.trim().trim_start_matches('*').parse().unwrap();
+    (0..n)
+        .map(|_| {
+            let mut l = String::new();
+            r.read_line(&mut l).unwrap();
+            let len: usize = l.trim().trim_start_matches('$').parse().unwrap();
+            let mut b = vec![0u8; len + 2];
+            r.read_exact(&mut b).unwrap();
+            String::from_utf8_lossy(&b[..len]).into_owned()
+        })
+        .collect()
+}
+
+/// Answers the handshake up to PSYNC and returns PSYNC's arguments.
+fn handshake(s: &std::net::TcpStream) -> (std::io::BufReader<std::net::TcpStream>, Vec<String>) {
+    use std::io::Write;
+    let mut r = std::io::BufReader::new(s.try_clone().unwrap());
+    let mut w = s.try_clone().unwrap();
+    loop {
+        let c = read_cmd(&mut r);
+        match c[0].to_ascii_uppercase().as_str() {
+            "PING" => w.write_all(b"+PONG\r\n").unwrap(),
+            "PSYNC" => return (r, c),
+            _ => w.write_all(b"+OK\r\n").unwrap(),
+        }
+    }
+}
+
+fn resp(args: &[&str]) -> Vec<u8> {
+    let mut out = format!("*{}\r\n", args.len()).into_bytes();
+    for a in args {
+        out.extend_from_slice(format!("${}\r\n{a}\r\n", a.len()).as_bytes());
+    }
+    out
+}
+
+/// Reads commands until a `REPLCONF ACK <offset>` and returns the offset.
+fn next_ack(r: &mut std::io::BufReader<std::net::TcpStream>) -> i64 {
+    loop {
+        let c = read_cmd(r);
+        if c.len() == 3 && c[0].eq_ignore_ascii_case("replconf") && c[1].eq_ignore_ascii_case("ack")
+        {
+            return c[2].parse().unwrap();
+        }
+    }
+}
+
+#[test]
+fn scripted_master_offsets_acks_and_bad_input() {
+    use std::io::Write;
+    // An empty RDB with the checksum disabled (CRC 0).
+    let rdb: &[u8] = b"REDIS0010\xff\0\0\0\0\0\0\0\0";
+    for shards in shard_counts() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let replica = start_replica(shards, port, &[]);
+
+        // 1. A payload that is not an RDB: the attempt fails, the replica keeps serving.
+        let mut s = accept_within(&l);
+        let (_r, psync) = handshake(&s);
+        assert_eq!(psync, ["PSYNC", "?", "-1"]);
+        s.write_all(format!("+FULLRESYNC {} 0\r\n$9\r\nNOTANRDB!", "a".repeat(40)).as_bytes())
+            .unwrap();
+        drop(s);
+
+        // 2. A good full sync (diskless form, keep-alive newlines first), then a stream.
+        let mut s = accept_within(&l);
+        let (mut r, psync) = handshake(&s);
+        assert_eq!(psync, ["PSYNC", "?", "-1"]);
+        let mark = "0123456789abcdefghij0123456789abcdefghij";
+        let id = "b".repeat(40);
+        let mut out = format!("+FULLRESYNC {id} 1000\r\n\n\n$EOF:{mark}\r\n").into_bytes();
+        out.extend_from_slice(rdb);
+        out.extend_from_slice(mark.as_bytes());
+        s.write_all(&out).unwrap();
+        assert_eq!(next_ack(&mut r), 1000, "first ACK after the load");
+        let mut stream = resp(&["SELECT", "0"]);
+        stream.extend(resp(&["PING"]));
+        stream.extend(resp(&["SET", "k", "v"]));
+        // Expires in 300 ms: then hidden from reads, but kept until the master's DEL.
+        let at = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            + 300;
+        stream.extend(resp(&["SET", "t", "v", "PXAT", &at.to_string()]));
+        s.write_all(&stream).unwrap();
+        let mut c = connect(replica.port);
+        assert!(wait_for(DEADLINE, || get(&mut c, "k").as_deref() == Some("v")));
+        let after_stream = 1000 + stream.len() as i64;
+        s.write_all(&resp(&["REPLCONF", "GETACK", "*"])).unwrap();
+        // GETACK's own bytes are not in the offset it answers with.
+        let mut ack = next_ack(&mut r);
+        while ack < after_stream {
+            ack = next_ack(&mut r);
+        }
+        assert_eq!(ack, after_stream);
+        assert!(wait_for(DEADLINE, || get(&mut c, "t").is_none()));
+        std::thread::sleep(Duration::from_millis(300)); // an active expiry cycle or three
+        assert_eq!(q(&mut c, &["DBSIZE"]), redis::Value::Int(2));
+        let getack = resp(&["REPLCONF", "GETACK", "*"]).len() as i64;
+        assert!(wait_for(DEADLINE, || info(
+            replica.port,
+            "slave_repl_offset"
+        ) == (after_stream + getack)
+            .to_string()));
+        // 3. A protocol error in the stream closes the link; the replica asks to continue
+        // from its offset and gets it.
+        s.write_all(b"*1\r\n$abc\r\n").unwrap();
+        let mut s = accept_within(&l);
+        let (mut r, psync) = handshake(&s);
+        let from = after_stream + getack + 1;
+        assert_eq!(psync, ["PSYNC".to_string(), id.clone(), from.to_string()]);
+        let mut out = b"+CONTINUE\r\n".to_vec();
+        out.extend(resp(&["DEL", "k", "t"]));
+        s.write_all(&out).unwrap();
+        assert!(wait_for(DEADLINE, || q(&mut c, &["DBSIZE"]) == redis::Value::Int(0)));
+        let done = from - 1 + resp(&["DEL", "k", "t"]).len() as i64;
+        let mut ack = next_ack(&mut r);
+        while ack < done {
+            ack = next_ack(&mut r);
+        }
+        assert_eq!(ack, done);
+        assert_eq!(info(replica.port, "master_link_status"), "up");
+    }
+}
