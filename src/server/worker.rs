@@ -2029,7 +2029,9 @@ fn exec_batch(tw: &mut Worker, origin: usize, token: u64, resp: u8, batch: Batch
             continue;
         }
         tw.shard.no_touch = c.no_touch;
-        tw.shard.db_mut(c.db).master_view = c.master;
+        if c.master {
+            tw.shard.db_mut(c.db).master_view = true;
+        }
         let reply = match spec.map(|s| s.exec) {
             Some(Exec::Key(f)) => commands::run_key(&mut tw.shard, c.id, f, c.db, resp, argv, None),
             Some(Exec::Multi(m)) => {
@@ -2038,7 +2040,9 @@ fn exec_batch(tw: &mut Worker, origin: usize, token: u64, resp: u8, batch: Batch
             _ => Reply::error("ERR internal routing error"),
         };
         tw.shard.no_touch = false;
-        tw.shard.db_mut(c.db).master_view = false;
+        if c.master {
+            tw.shard.db_mut(c.db).master_view = false;
+        }
         if tw.shard.blocked.has_ready() {
             coord::block::serve_ready(tw);
         }
