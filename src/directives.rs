@@ -57,7 +57,7 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ("replica-announced", Warn(NOT_USED)),
     ("replica-announce-ip", Warn(NOT_USED)),
     ("replica-announce-port", Warn(NOT_USED)),
-    ("replica-ignore-maxmemory", Warn(NOT_USED)),
+    ("replica-ignore-maxmemory", Warn("a replica never evicts (Redis's default, yes)")),
     ("repl-diskless-sync", Warn(NOT_USED)),
     ("repl-diskless-sync-delay", Warn(NOT_USED)),
     ("repl-diskless-sync-max-replicas", Warn(NOT_USED)),

@@ -317,6 +317,12 @@ fn replicas_refuse_writes_from_clients() {
         assert_eq!(q_err(&mut rc, &["INCR", "k"]), ro);
         let e = q_err(&mut rc, &["EXEC"]);
         assert!(e.starts_with("EXECABORT"), "{e}");
+        // A script's writes too.
+        let e = q_err(
+            &mut rc,
+            &["EVAL", "return redis.call('SET', KEYS[1], 'x')", "1", "k"],
+        );
+        assert!(e.starts_with(ro), "{e}");
         // Reads are served.
         assert_eq!(get(&mut rc, "k").as_deref(), Some("v"));
         // replica-read-only no: client writes apply locally.
@@ -412,6 +418,8 @@ fn link_loss_keeps_serving_and_reconverges_after_a_master_restart() {
             q_err(&mut rc, &["GET", "one:str:0"]),
             "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'."
         );
+        // PING has no `stale` flag in Redis 7.0 either (Sentinel counts this reply as alive).
+        assert!(q_err(&mut rc, &["PING"]).starts_with("MASTERDOWN"));
         assert_eq!(info(replica.port, "role"), "slave");
         q(
             &mut rc,

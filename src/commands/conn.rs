@@ -23,7 +23,7 @@ pub const REDIS_COMPAT_VERSION: &str = "7.0.15";
 
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("ping", -1, FAST | STALE, KeySpec::none(), Exec::Conn(ping))
+    CommandSpec::new("ping", -1, FAST, KeySpec::none(), Exec::Conn(ping))
         .doc(C, "1.0.0", "Returns the server's liveliness response.", "[message]"),
     CommandSpec::new("echo", 2, FAST, KeySpec::none(), Exec::Conn(echo))
         .doc(C, "1.0.0", "Returns the given string.", "message"),

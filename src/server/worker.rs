@@ -1509,7 +1509,9 @@ impl Worker {
     /// `memory_check`; `asked` when another shard asked this one to evict.
     fn memory_check_inner(&mut self, denyoom: bool, asked: bool) -> Result<(), CmdError> {
         let max = self.shared.tun.maxmemory.load(Ordering::Relaxed);
-        if max == 0 {
+        // A replica leaves eviction to its master (Redis's replica-ignore-maxmemory yes):
+        // evicting here would make its dataset differ from the master's.
+        if max == 0 || crate::repl::is_replica() {
             return Ok(());
         }
         let me = self.id;
