@@ -664,3 +664,55 @@ fn scripted_master_offsets_acks_and_bad_input() {
         assert_eq!(info(replica.port, "master_link_status"), "up");
     }
 }
+
+#[test]
+fn a_link_cut_during_the_transfer_keeps_the_data_served() {
+    use std::io::Write;
+    let rdb: &[u8] = b"REDIS0010\xff\0\0\0\0\0\0\0\0";
+    for shards in shard_counts() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let replica = start_replica(shards, port, &[]);
+        let id = "c".repeat(40);
+
+        // A full sync and one write, then the link drops.
+        let mut s = accept_within(&l);
+        let (mut r, _) = handshake(&s);
+        let mut out = format!("+FULLRESYNC {id} 0\r\n${}\r\n", rdb.len()).into_bytes();
+        out.extend_from_slice(rdb);
+        let set = resp(&["SET", "k", "v"]);
+        out.extend_from_slice(&set);
+        s.write_all(&out).unwrap();
+        let mut c = connect(replica.port);
+        assert!(wait_for(DEADLINE, || get(&mut c, "k").as_deref() == Some("v")));
+        let _ = next_ack(&mut r);
+        drop((s, r));
+
+        // A new full sync cut in the middle of its RDB: nothing of it is applied.
+        let mut s = accept_within(&l);
+        let (r, psync) = handshake(&s);
+        assert_eq!(
+            psync,
+            ["PSYNC".to_string(), id.clone(), (set.len() + 1).to_string()]
+        );
+        s.write_all(format!("+FULLRESYNC {} 0\r\n$1000\r\nREDIS0010", "d".repeat(40)).as_bytes())
+            .unwrap();
+        drop((s, r));
+        assert_eq!(get(&mut c, "k").as_deref(), Some("v"));
+        assert_eq!(info(replica.port, "master_link_status"), "down");
+
+        // The next attempt still continues from the data it has.
+        let mut s = accept_within(&l);
+        let (_r, psync) = handshake(&s);
+        assert_eq!(
+            psync,
+            ["PSYNC".to_string(), id.clone(), (set.len() + 1).to_string()]
+        );
+        let mut out = format!("+CONTINUE {id}\r\n").into_bytes();
+        out.extend(resp(&["SET", "k", "w"]));
+        s.write_all(&out).unwrap();
+        assert!(wait_for(DEADLINE, || get(&mut c, "k").as_deref() == Some("w")));
+        assert_eq!(info(replica.port, "master_replid"), id);
+        assert!(wait_for(DEADLINE, || link_up(replica.port)));
+    }
+}
