@@ -608,8 +608,11 @@ pub fn on_close(w: &mut Worker, idx: usize) {
             crate::log::notice("Caching the disconnected master state.");
             Some((replid, OFFSET.load(Ordering::Relaxed)))
         };
-        if let Some(tx) = &f.wake {
-            let _ = tx.send(());
+        // Reconnect, unless the server is stopping (its shards close every connection).
+        if !w.shared.shutdown.load(Ordering::Relaxed) {
+            if let Some(tx) = &f.wake {
+                let _ = tx.send(());
+            }
         }
     }
     refresh_gate(&st);
