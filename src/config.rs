@@ -325,6 +325,8 @@ pub struct Config {
     pub save: Option<Vec<(u64, u64)>>,
     /// `stop-writes-on-bgsave-error`: refuse writes (MISCONF) after a failed BGSAVE.
     pub stop_writes_on_bgsave_error: bool,
+    /// `replicaof host port` (or `slaveof`): start as a replica of that master.
+    pub replicaof: Option<(String, u16)>,
     /// Directives of `directives::DIRECTIVES` that were set, with their values (CONFIG GET
     /// shows them), in the order given.
     pub text: Vec<(String, String)>,
@@ -407,6 +409,7 @@ impl Default for Config {
             rdbchecksum: true,
             save: None,
             stop_writes_on_bgsave_error: true,
+            replicaof: None,
             text: Vec::new(),
             warnings: Vec::new(),
         }
@@ -767,6 +770,21 @@ impl Config {
                 }
             }
             "stop-writes-on-bgsave-error" => self.stop_writes_on_bgsave_error = parse_yes_no(v)?,
+            "replicaof" | "slaveof" => self.replicaof = crate::repl::parse_replicaof(v)?,
+            // Replica settings (`repl`): applied at once, shown by CONFIG GET.
+            other
+                if crate::repl::SETTING_DEFAULTS
+                    .iter()
+                    .any(|(n, _)| *n == other) =>
+            {
+                let shown = crate::repl::set_setting(other, v)
+                    .map_err(|e| format!("invalid value for '{other}': {e}"))?
+                    .unwrap_or_default();
+                for n in std::iter::once(other).chain(crate::repl::alias(other)) {
+                    self.text.retain(|(k, _)| k != n);
+                    self.text.push((n.to_string(), shown.clone()));
+                }
+            }
             // Every other Redis directive: accepted with a warning, or refused with the
             // reason (`directives`); never ignored silently.
             other => {
@@ -1009,6 +1027,16 @@ impl Tunables {
             "stop-writes-on-bgsave-error".into(),
             yn(cfg.stop_writes_on_bgsave_error),
         );
+        for (k, v) in crate::repl::SETTING_DEFAULTS {
+            text.insert(k.to_string(), v.to_string());
+        }
+        let master = cfg
+            .replicaof
+            .as_ref()
+            .map(|(h, p)| format!("{h} {p}"))
+            .unwrap_or_default();
+        text.insert("replicaof".into(), master.clone());
+        text.insert("slaveof".into(), master);
         for (k, v) in &cfg.text {
             text.insert(k.clone(), v.clone());
         }
@@ -1233,8 +1261,20 @@ impl Tunables {
             | "daemonize"
             | "pidfile"
             | "logfile"
+            | "replicaof"
+            | "slaveof"
             | "enable-debug-command" => {
                 return Err("can't set immutable config".into());
+            }
+            name if crate::repl::SETTING_DEFAULTS
+                .iter()
+                .any(|(n, _)| *n == name) =>
+            {
+                let shown = crate::repl::set_setting(name, value)?.unwrap_or_default();
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                for n in std::iter::once(name).chain(crate::repl::alias(name)) {
+                    m.insert(n.to_string(), shown.clone());
+                }
             }
             // Protected configs (Redis 7 refuses them unless enable-protected-configs).
             "dir" | "dbfilename" | "appenddirname" => {

@@ -23,11 +23,11 @@ use Treat::{Only, Warn};
 
 const AOF_FIXED: &str = "the append-only files are one fixed shape: an RDB base plus one \
      command log per shard (see README \"Persistence\"); rewrites run on BGREWRITEAOF";
-const NO_REPLICATION: &str = "replication is not supported yet";
+const NO_REPLICATION: &str = "min-replicas-to-write is not supported yet";
 const ENCODING: &str =
     "encodings use redis-server 7.0.15's compiled thresholds (not configurable yet)";
 const RDB_FIXED: &str = "RDB files are written and read one fixed way (see README \"Persistence\")";
-const NOT_USED: &str = "only used by the AOF or replication, which are not supported yet";
+const NOT_USED: &str = "only used by the AOF or by replication features that are not supported yet";
 
 /// Every Redis 7.0 directive shardis does not implement, and its treatment.
 pub const DIRECTIVES: &[(&str, Treat)] = &[
@@ -43,34 +43,21 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ("aof-rewrite-incremental-fsync", Warn(AOF_FIXED)),
     ("sanitize-dump-payload", Warn(RDB_FIXED)),
     // Replication and cluster.
-    ("replicaof", Only(&[""], NO_REPLICATION)),
-    ("slaveof", Only(&[""], NO_REPLICATION)),
     ("min-replicas-to-write", Only(&["0"], NO_REPLICATION)),
     ("min-slaves-to-write", Only(&["0"], NO_REPLICATION)),
     ("min-replicas-max-lag", Warn(NOT_USED)),
     ("min-slaves-max-lag", Warn(NOT_USED)),
-    ("masterauth", Warn(NOT_USED)),
-    ("masteruser", Warn(NOT_USED)),
-    ("replica-serve-stale-data", Warn(NOT_USED)),
-    ("slave-serve-stale-data", Warn(NOT_USED)),
-    ("replica-read-only", Warn(NOT_USED)),
-    ("slave-read-only", Warn(NOT_USED)),
-    ("replica-priority", Warn(NOT_USED)),
-    ("slave-priority", Warn(NOT_USED)),
     ("replica-lazy-flush", Warn(NOT_USED)),
     ("slave-lazy-flush", Warn(NOT_USED)),
     ("replica-announced", Warn(NOT_USED)),
     ("replica-announce-ip", Warn(NOT_USED)),
     ("replica-announce-port", Warn(NOT_USED)),
-    ("replica-ignore-maxmemory", Warn(NOT_USED)),
+    ("replica-ignore-maxmemory", Warn("a replica never evicts (Redis's default, yes)")),
     ("repl-diskless-sync", Warn(NOT_USED)),
     ("repl-diskless-sync-delay", Warn(NOT_USED)),
     ("repl-diskless-sync-max-replicas", Warn(NOT_USED)),
     ("repl-diskless-load", Warn(NOT_USED)),
-    ("repl-ping-replica-period", Warn(NOT_USED)),
-    ("repl-timeout", Warn(NOT_USED)),
     ("repl-disable-tcp-nodelay", Warn(NOT_USED)),
-    ("repl-backlog-size", Warn(NOT_USED)),
     ("repl-backlog-ttl", Warn(NOT_USED)),
     ("cluster-enabled", Only(&["no"], "cluster mode is not supported yet")),
     ("cluster-config-file", Warn("only used in cluster mode, which is off")),

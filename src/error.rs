@@ -77,6 +77,19 @@ impl CmdError {
 /// A write (or PING) after a failed BGSAVE while stop-writes-on-bgsave-error is on.
 pub const MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, but it's currently unable to persist to disk. Commands that may modify the data set are disabled, because this instance is configured to report errors during writes if RDB snapshotting fails (stop-writes-on-bgsave-error option). Please check the Redis logs for details about the RDB error.";
 
+/// A write from a client on a read-only replica (`replica-read-only yes`).
+pub const READONLY: &str = "READONLY You can't write against a read only replica.";
+/// A command without the `stale` flag while the master link is down and
+/// `replica-serve-stale-data` is `no`.
+pub const MASTERDOWN: &str =
+    "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.";
+/// REPLICAOF and friends sent by the master link itself.
+pub const NOT_VALID_FOR_REPLICA: &str = "ERR Command is not valid when client is a replica.";
+/// REPLICAOF's port is not a number in 0..65535.
+pub const INVALID_MASTER_PORT: &str = "ERR Invalid master port";
+/// REPLICAOF naming the master the server already follows.
+pub const ALREADY_CONNECTED: &str = "OK Already connected to specified master";
+
 fn lossy(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
 }

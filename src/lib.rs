@@ -24,6 +24,7 @@
 //! - `commands`: Redis command semantics, one table row per command.
 //! - `scripting`: Lua scripting (one VM per shard thread, the script cache, SCRIPT KILL).
 //! - `coord`: cross-shard fan-out, atomic multi-shard commands, MULTI/EXEC transactions.
+//! - `repl`: replication, replica side (REPLICAOF, the master link, ROLE, INFO replication).
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 

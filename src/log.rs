@@ -43,8 +43,9 @@ fn emit(level: u8, mark: char, msg: &str) {
     let (h, m, s) = ((secs / 3600) % 24, (secs / 60) % 60, secs % 60);
     let (year, month, day) = civil_date(secs / 86400);
     let line = format!(
-        "{}:M {:02} {} {} {:02}:{:02}:{:02}.{:03} {} {}\n",
+        "{}:{} {:02} {} {} {:02}:{:02}:{:02}.{:03} {} {}\n",
         std::process::id(),
+        if crate::repl::is_replica() { 'S' } else { 'M' },
         day,
         MONTHS
             .get(month.saturating_sub(1) as usize)

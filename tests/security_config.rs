@@ -275,7 +275,8 @@ fn daemonize_include_and_refused_directives() {
     let refused: &[(&[&str], &str)] = &[
         (&["--save", "900"], "Invalid save parameters"),
         (&["--appendonly", "maybe"], "yes"),
-        (&["--replicaof", "127.0.0.1 6380"], "replication"),
+        (&["--min-replicas-to-write", "1"], "min-replicas-to-write"),
+        (&["--replicaof", "127.0.0.1 port"], "Invalid master port"),
         (&["--rename-command", "FLUSHALL x"], "rename-command"),
         (
             &["--notify-keyspace-events", "KEA"],

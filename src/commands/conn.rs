@@ -23,7 +23,7 @@ pub const REDIS_COMPAT_VERSION: &str = "7.0.15";
 
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("ping", -1, FAST | STALE, KeySpec::none(), Exec::Conn(ping))
+    CommandSpec::new("ping", -1, FAST, KeySpec::none(), Exec::Conn(ping))
         .doc(C, "1.0.0", "Returns the server's liveliness response.", "[message]"),
     CommandSpec::new("echo", 2, FAST, KeySpec::none(), Exec::Conn(echo))
         .doc(C, "1.0.0", "Returns the given string.", "message"),
@@ -197,7 +197,7 @@ fn hello(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         (Reply::bulk("proto"), Reply::Int(resp as i64)),
         (Reply::bulk("id"), Reply::Int(id as i64)),
         (Reply::bulk("mode"), Reply::bulk("standalone")),
-        (Reply::bulk("role"), Reply::bulk("master")),
+        (Reply::bulk("role"), Reply::bulk(crate::repl::role_word())),
         (Reply::bulk("modules"), Reply::Array(Vec::new())),
     ]))
 }
@@ -290,6 +290,9 @@ fn client_flags(c: &Conn) -> String {
     let mut f = String::new();
     if crate::repl::master::is_replica(c) {
         f.push('S');
+    }
+    if c.master {
+        f.push('M');
     }
     if c.subs.active() {
         f.push('P');

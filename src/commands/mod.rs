@@ -66,6 +66,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     sort::COMMANDS,
     geo::COMMANDS,
     crate::repl::master::COMMANDS,
+    crate::repl::COMMANDS,
 ];
 
 /// What a `Key` handler sees: the owning shard, the selected database, the client's protocol.

@@ -267,6 +267,14 @@ pub fn queue(w: &mut Worker, idx: usize, argv: &mut Vec<Bytes>) -> bool {
         reject(w, idx, error::MISCONF.to_string());
         return true;
     }
+    // A replica refuses while queuing too (READONLY, MASTERDOWN); never its master link.
+    let gate = crate::repl::gate();
+    if gate != 0 && !w.conns.get(idx).is_some_and(|c| c.master) {
+        if let Some(e) = crate::repl::refusal(gate, spec.flags) {
+            reject(w, idx, e.to_string());
+            return true;
+        }
+    }
     if spec.has(PROTECTED) {
         let refusal = w.conns.get(idx).and_then(|c| {
             commands::protected_refusal(w.shared.cfg.debug_command, &c.client.addr, spec.name)

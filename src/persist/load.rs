@@ -28,8 +28,19 @@ pub fn split(
     databases: usize,
     check_crc: bool,
 ) -> Result<Split, String> {
+    split_at(data, nshards, databases, check_crc, crate::shard::now_ms())
+}
+
+/// `split`, dropping the keys whose expiry is before `now` (0 keeps them all, as a
+/// replica loading its master's RDB does: the master's DELs remove them).
+pub fn split_at(
+    data: &[u8],
+    nshards: usize,
+    databases: usize,
+    check_crc: bool,
+    now: u64,
+) -> Result<Split, String> {
     let mut shards: Vec<Vec<KeyPart>> = (0..nshards.max(1)).map(|_| Vec::new()).collect();
-    let now = crate::shard::now_ms();
     let summary = parse(data, now, databases, check_crc, |k: Loaded| {
         let s = crate::shard::route::shard_of(&k.key, nshards.max(1));
         if let Some(v) = shards.get_mut(s) {

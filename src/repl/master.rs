@@ -29,7 +29,7 @@ use bytes::Bytes;
 
 use crate::commands::args::is;
 use crate::commands::table::{
-    CommandSpec, Exec, KeySpec, ADMIN, FAST, LOADING, NOSCRIPT, NO_MULTI, STALE,
+    CommandSpec, Exec, KeySpec, ADMIN, ALLOW_BUSY, FAST, LOADING, NOSCRIPT, NO_MULTI, STALE,
 };
 use crate::commands::ConnCtx;
 use crate::coord::multi::{lock_all, unlock};
@@ -51,7 +51,7 @@ const JOURNAL_CAP: usize = 16 << 20;
 
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("replconf", -1, ADMIN | NOSCRIPT | LOADING | STALE, KeySpec::none(), Exec::Conn(replconf))
+    CommandSpec::new("replconf", -1, ADMIN | NOSCRIPT | LOADING | STALE | ALLOW_BUSY, KeySpec::none(), Exec::Conn(replconf))
         .doc(RP, "3.0.0", "An internal command for configuring the replication stream.", ""),
     CommandSpec::new("psync", -3, ADMIN | NOSCRIPT | NO_MULTI, KeySpec::none(), Exec::Conn(psync))
         .doc(RP, "2.8.0", "An internal command used in replication.", "replicationid offset"),
@@ -125,6 +125,11 @@ pub fn sync_stats() -> [u64; 3] {
     ]
 }
 
+/// The replication id this master serves PSYNC with (a promoted replica's new one).
+fn current_replid() -> String {
+    crate::repl::master_fields().replid.clone()
+}
+
 /// The `# Replication` fields of a master, in Redis's order.
 pub fn info_replication(f: &mut dyn FnMut(&str, &dyn std::fmt::Display)) {
     let now = Instant::now();
@@ -154,10 +159,14 @@ pub fn info_replication(f: &mut dyn FnMut(&str, &dyn std::fmt::Display)) {
         }
     }
     f("master_failover_state", &"no-failover");
-    f("master_replid", &crate::commands::server::master_replid());
-    f("master_replid2", &"0".repeat(40));
+    let (replid, replid2, second) = {
+        let m = crate::repl::master_fields();
+        (m.replid.clone(), m.replid2.clone(), m.second_offset)
+    };
+    f("master_replid", &replid);
+    f("master_replid2", &replid2);
     f("master_repl_offset", &OFFSET.load(Ordering::Relaxed));
-    f("second_repl_offset", &-1);
+    f("second_repl_offset", &second);
     f("repl_backlog_active", &u8::from(active));
     f("repl_backlog_size", &BACKLOG_SIZE.load(Ordering::Relaxed));
     f(
@@ -744,7 +753,7 @@ fn drop_all(w: &mut Worker) {
 /// PSYNC / SYNC reached the hub: continue from the backlog, or take a full sync.
 fn hub_psync(w: &mut Worker, req: SyncReq) {
     ensure_hub(w);
-    let replid = crate::commands::server::master_replid();
+    let replid = current_replid();
     replicas(|v| {
         v.push(Replica {
             id: req.id,
@@ -903,7 +912,7 @@ fn cut_done(w: &mut Worker, parts: Vec<CutPart>) {
     let shards: Vec<ShardPart> = parts.into_iter().map(|p| p.part).collect();
     let checksum = w.shared.tun.rdbchecksum.load(Ordering::Relaxed);
     let rdb = rdb_bytes(&shards, checksum, offset);
-    let replid = crate::commands::server::master_replid();
+    let replid = current_replid();
     for req in reqs {
         let mut payload = Vec::with_capacity(rdb.len() + 80);
         if !req.sync {
@@ -936,7 +945,7 @@ fn rdb_bytes(parts: &[ShardPart], checksum: bool, offset: u64) -> Vec<u8> {
     use crate::persist::rdb::Framer;
     let mut out = Framer::header(crate::persist::unix_secs(), crate::runtime::alloc::used());
     // What a replica keeps to ask PSYNC after a restart (Redis's `rdbSaveInfoAuxFields`).
-    let replid = crate::commands::server::master_replid();
+    let replid = current_replid();
     for (k, v) in [
         ("repl-stream-db", "0".to_string()),
         ("repl-id", replid.to_string()),
@@ -1066,6 +1075,10 @@ fn check_waits(w: &mut Worker) {
 
 /// REPLCONF: the handshake options, ACK (no reply) and GETACK (no reply on a master).
 fn replconf(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    // From our own master (this server is its replica): the replica side answers.
+    if ctx.w.conns.get(ctx.conn).is_some_and(|c| c.master) {
+        return crate::repl::replconf(ctx, argv);
+    }
     if argv.len().is_multiple_of(2) {
         return Err(CmdError::Syntax);
     }
@@ -1229,7 +1242,10 @@ fn wait(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 }
 
 /// ROLE on a master: `["master", offset, [[ip, port, ack], ...]]` (online replicas).
-fn role(_ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+fn role(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    if crate::repl::is_replica() {
+        return crate::repl::role(ctx, argv);
+    }
     let list: Vec<Reply> = replicas(|v| {
         v.iter()
             .filter(|r| r.listed && r.online)

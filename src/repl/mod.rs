@@ -1,4 +1,1065 @@
-//! Replication. `master`: the master side in Redis's own protocol (a stock redis-server, or
-//! `redis-cli --replica` / `--rdb`, attached to shardis).
+//! Replication, replica side: shardis following a master that speaks Redis's protocol (a
+//! stock redis-server 7.0 today). Owns the process-wide replication state (role, master
+//! address, link state, replication ids and offsets: what ROLE and INFO replication show),
+//! the replica settings (`replica-read-only`, `masterauth`, ...), REPLICAOF / SLAVEOF / ROLE /
+//! REPLCONF, and the read-only and stale-data gates the dispatcher checks.
+//!
+//! Threads:
+//! - a `repl-link` helper thread per REPLICAOF (`link`) connects with blocking sockets, does
+//!   the handshake (PING, AUTH, REPLCONF, PSYNC) and receives the RDB, decodes it and splits
+//!   its keys by owner shard off the shard threads, then hands the socket to shard 0 and
+//!   waits until the link is lost to reconnect (PSYNC with the cached replid and offset);
+//! - shard 0 (the "home" shard) picks the hand-over up once per loop pass (`on_pass`, one
+//!   relaxed load when nothing is pending), locks every shard, replaces their data with the
+//!   RDB's keys (as DEBUG RELOAD does), and adopts the socket as a connection flagged
+//!   `master`: the ordinary parser and dispatcher then run the master's command stream
+//!   (cross-shard commands included), its replies are dropped (`filter_output`), and the
+//!   processed bytes are the replication offset (`Home`);
+//! - any shard runs the commands and reads the atomics (gates, offsets) lock-free; the
+//!   `Mutex`ed `State` is touched only by replication control (REPLICAOF, INFO, ROLE, link
+//!   changes), never per command.
+//!
+//! A replica never deletes expired keys on its own: each `Db` is put in replica mode
+//! (`Db::replica`), where lazy and active expiry hide expired keys instead of deleting them,
+//! and commands from the master link see them as live (`Db::master_view`).
+//!
+//! The master side (serving PSYNC/SYNC from the write journal, WAIT) is `master`; it owns
+//! ROLE and INFO replication while this server is a master, and takes its replication ids
+//! from `master_fields()` (a promotion moves them there).
 
+pub mod link;
 pub mod master;
+
+use std::collections::VecDeque;
+use std::net::TcpStream;
+use std::os::fd::IntoRawFd;
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicU8, Ordering};
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::commands::args::text;
+use crate::commands::table::Exec;
+use crate::commands::table::{CommandSpec, KeySpec, ADMIN, NOSCRIPT, STALE, WRITE};
+use crate::commands::ConnCtx;
+use crate::error::{self, CmdError, CmdResult};
+use crate::persist::load::Split;
+use crate::protocol::reply::Reply;
+use crate::runtime::mesh::Waker;
+use crate::server::worker::{ShardFn, Worker};
+use crate::server::Shared;
+
+/// The shard that owns the master link and handles the hand-overs.
+pub const HOME: usize = 0;
+
+/// The replica's link to its master, as ROLE words it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LinkState {
+    /// Waiting to (re)connect.
+    Connect,
+    /// TCP connect in progress.
+    Connecting,
+    /// PING .. PSYNC.
+    Handshake,
+    /// Receiving (or loading) the RDB.
+    Sync,
+    /// Streaming commands.
+    Connected,
+}
+
+impl LinkState {
+    pub fn word(self) -> &'static str {
+        match self {
+            LinkState::Connect => "connect",
+            LinkState::Connecting => "connecting",
+            LinkState::Handshake => "handshake",
+            LinkState::Sync => "sync",
+            LinkState::Connected => "connected",
+        }
+    }
+}
+
+/// The master-side fields of INFO replication and ROLE. On a replica, `replid` is the
+/// master's and `offset` the processed offset. The master side (journal, backlog, replicas)
+/// updates these through `master_fields()`.
+#[derive(Clone, Debug)]
+pub struct MasterFields {
+    pub replid: String,
+    pub replid2: String,
+    pub second_offset: i64,
+    /// master_repl_offset while a master (a replica reports its processed offset).
+    pub offset: i64,
+    pub backlog_active: bool,
+    pub backlog_size: u64,
+    pub backlog_first_byte: u64,
+    pub backlog_histlen: u64,
+    /// `slaveN:` lines (without the `slaveN:` prefix) and ROLE's [ip, port, offset] rows.
+    pub replicas: Vec<ReplicaRow>,
+}
+
+/// One attached replica, as INFO's `slaveN:` line and ROLE show it.
+#[derive(Clone, Debug)]
+pub struct ReplicaRow {
+    pub ip: String,
+    pub port: u16,
+    pub state: &'static str,
+    pub offset: i64,
+    pub lag: u64,
+}
+
+/// Where this server replicates from.
+#[derive(Clone, Debug)]
+struct Following {
+    host: String,
+    port: u16,
+    link: LinkState,
+    /// When the link went down (None: never up since this REPLICAOF).
+    down_since: Option<Instant>,
+    /// The replid and processed offset to PSYNC from (Redis's cached master).
+    cached: Option<(String, i64)>,
+    /// RDB transfer progress while in `Sync`: total bytes (-1 unknown) and read so far.
+    sync_total: i64,
+    sync_read: u64,
+    sync_last_io: Option<Instant>,
+    /// Tells the link thread the link was lost (it reconnects). Dropping it stops the thread.
+    wake: Option<Sender<()>>,
+}
+
+struct State {
+    /// Bumped by every REPLICAOF: a link thread or hand-over of an older one is stale.
+    gen: u64,
+    following: Option<Following>,
+}
+
+/// A hand-over from the link thread to the home shard.
+pub struct Handover {
+    gen: u64,
+    stream: TcpStream,
+    /// Bytes read past the RDB (the start of the command stream).
+    leftover: Vec<u8>,
+    /// The offset the stream starts at.
+    offset: i64,
+    /// The RDB's keys by shard (full sync); `None` for a partial resync.
+    load: Option<Split>,
+}
+
+/// Replica settings CONFIG SET may change (read by the link thread and the gates).
+pub struct Settings {
+    pub read_only: AtomicBool,
+    pub serve_stale: AtomicBool,
+    pub timeout_secs: AtomicU64,
+    pub priority: AtomicU64,
+    /// (masteruser, masterauth).
+    pub auth: Mutex<(String, String)>,
+}
+
+/// `gate()` bits: writes refused (read-only replica); commands without the `stale` flag
+/// refused (link down and `replica-serve-stale-data no`).
+const GATE_READONLY: u8 = 1;
+const GATE_STALE: u8 = 2;
+
+static GATE: AtomicU8 = AtomicU8::new(0);
+/// Processed and read offsets of the master link (published by the home shard).
+static OFFSET: AtomicI64 = AtomicI64::new(0);
+static READ_OFFSET: AtomicI64 = AtomicI64::new(0);
+/// Seconds since the master last sent something, published once a second.
+static LAST_IO_SECS: AtomicI64 = AtomicI64::new(-1);
+/// Following a master (`is_replica`).
+static REPLICA: AtomicBool = AtomicBool::new(false);
+/// Hand-overs are waiting for the home shard.
+static PENDING: AtomicBool = AtomicBool::new(false);
+
+pub static SETTINGS: Settings = Settings {
+    read_only: AtomicBool::new(true),
+    serve_stale: AtomicBool::new(true),
+    timeout_secs: AtomicU64::new(60),
+    priority: AtomicU64::new(100),
+    auth: Mutex::new((String::new(), String::new())),
+};
+
+fn lock<T>(m: &'static Mutex<T>) -> MutexGuard<'static, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn state() -> MutexGuard<'static, State> {
+    static S: Mutex<State> = Mutex::new(State {
+        gen: 0,
+        following: None,
+    });
+    lock(&S)
+}
+
+/// The master fields of INFO replication and ROLE (the master side updates them). Lock
+/// order: `state()` before this one.
+pub fn master_fields() -> MutexGuard<'static, MasterFields> {
+    static M: OnceLock<Mutex<MasterFields>> = OnceLock::new();
+    M.get_or_init(|| {
+        Mutex::new(MasterFields {
+            replid: crate::commands::server::master_replid().to_string(),
+            replid2: "0".repeat(40),
+            second_offset: -1,
+            offset: 0,
+            backlog_active: false,
+            backlog_size: 1 << 20,
+            backlog_first_byte: 0,
+            backlog_histlen: 0,
+            replicas: Vec::new(),
+        })
+    })
+    .lock()
+    .unwrap_or_else(|e| e.into_inner())
+}
+
+fn inbox() -> MutexGuard<'static, VecDeque<Handover>> {
+    static Q: Mutex<VecDeque<Handover>> = Mutex::new(VecDeque::new());
+    lock(&Q)
+}
+
+/// What the link thread needs from the running server (set once by `server::run`).
+struct Runtime {
+    shared: Arc<Shared>,
+    home: Arc<Waker>,
+}
+
+static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+
+/// Called by `server::run` before the shards start: a `replicaof` directive makes the
+/// server a replica from its first command on (read-only, expiry left to the master).
+pub fn configure(replicaof: Option<(String, u16)>) {
+    if let Some((host, port)) = replicaof {
+        let mut st = state();
+        st.gen += 1;
+        st.following = Some(Following::new(host, port, None));
+        refresh_gate(&st);
+    }
+}
+
+/// Called by `server::run` once the shards serve: remembers how to reach the home shard and
+/// starts the link thread for the `replicaof` directive, if any.
+pub fn init(shared: Arc<Shared>, home: Arc<Waker>) {
+    let _ = RUNTIME.set(Runtime { shared, home });
+    let mut st = state();
+    let gen = st.gen;
+    if let Some(f) = st.following.as_mut() {
+        let (host, port) = (f.host.clone(), f.port);
+        let (tx, rx) = std::sync::mpsc::channel();
+        f.wake = Some(tx);
+        drop(st);
+        spawn_link(gen, host, port, rx);
+    }
+}
+
+impl Following {
+    fn new(host: String, port: u16, cached: Option<(String, i64)>) -> Following {
+        Following {
+            host,
+            port,
+            link: LinkState::Connect,
+            down_since: None,
+            cached,
+            sync_total: -1,
+            sync_read: 0,
+            sync_last_io: None,
+            wake: None,
+        }
+    }
+}
+
+fn spawn_link(gen: u64, host: String, port: u16, rx: std::sync::mpsc::Receiver<()>) {
+    let spawned = std::thread::Builder::new()
+        .name("repl-link".into())
+        .spawn(move || link::run(gen, host, port, rx));
+    if let Err(e) = spawned {
+        crate::log::warning(&format!("Can't start the replication link thread: {e}"));
+    }
+}
+
+/// Whether this server is a replica now (lock-free: the log line's role letter reads it).
+pub fn is_replica() -> bool {
+    REPLICA.load(Ordering::Relaxed)
+}
+
+/// HELLO's `role`.
+pub fn role_word() -> &'static str {
+    if is_replica() {
+        "replica"
+    } else {
+        "master"
+    }
+}
+
+/// The gates the dispatcher checks before running a command: 0 on a master (one relaxed
+/// load per command, nothing more); see `refusal`.
+#[inline]
+pub fn gate() -> u8 {
+    GATE.load(Ordering::Relaxed)
+}
+
+/// The error a command with `flags` gets from a non-master client under gate bits `g`
+/// (Redis's processCommand order: READONLY, then MASTERDOWN).
+pub fn refusal(g: u8, flags: u32) -> Option<&'static str> {
+    if g & GATE_READONLY != 0 && flags & WRITE != 0 {
+        return Some(error::READONLY);
+    }
+    if g & GATE_STALE != 0 && flags & STALE == 0 {
+        return Some(error::MASTERDOWN);
+    }
+    None
+}
+
+fn refresh_gate(st: &State) {
+    REPLICA.store(st.following.is_some(), Ordering::Relaxed);
+    let mut g = 0;
+    if let Some(f) = &st.following {
+        if SETTINGS.read_only.load(Ordering::Relaxed) {
+            g |= GATE_READONLY;
+        }
+        if f.link != LinkState::Connected && !SETTINGS.serve_stale.load(Ordering::Relaxed) {
+            g |= GATE_STALE;
+        }
+    }
+    GATE.store(g, Ordering::Relaxed);
+}
+
+/// Whether `gen` is still the REPLICAOF in force (link threads stop when it is not).
+fn current(gen: u64) -> bool {
+    state().gen == gen
+}
+
+fn set_link(gen: u64, link: LinkState) {
+    let mut st = state();
+    if st.gen != gen {
+        return;
+    }
+    if let Some(f) = st.following.as_mut() {
+        f.link = link;
+        if link == LinkState::Sync {
+            f.sync_total = -1;
+            f.sync_read = 0;
+            f.sync_last_io = Some(Instant::now());
+        }
+    }
+    refresh_gate(&st);
+}
+
+fn sync_progress(gen: u64, total: i64, read: u64) {
+    let mut st = state();
+    if st.gen != gen {
+        return;
+    }
+    if let Some(f) = st.following.as_mut() {
+        f.sync_total = total;
+        f.sync_read = read;
+        f.sync_last_io = Some(Instant::now());
+    }
+}
+
+/// The replid and offset to PSYNC from.
+fn cached(gen: u64) -> Option<(String, i64)> {
+    let st = state();
+    if st.gen != gen {
+        return None;
+    }
+    st.following.as_ref().and_then(|f| f.cached.clone())
+}
+
+/// A 40 hex digit replication id from the kernel's random source.
+fn new_replid() -> String {
+    let mut b = [0u8; 20];
+    if !crate::runtime::sys::random_bytes(&mut b) {
+        let t = crate::shard::now_ms() ^ u64::from(std::process::id()).rotate_left(32);
+        for (i, x) in b.iter_mut().enumerate() {
+            *x = (t.rotate_left(i as u32 * 7) & 0xFF) as u8 ^ i as u8;
+        }
+    }
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// The link thread is done with the handshake (and the RDB): queue the hand-over for the
+/// home shard and wake it.
+fn hand_over(h: Handover) {
+    inbox().push_back(h);
+    PENDING.store(true, Ordering::Release);
+    if let Some(rt) = RUNTIME.get() {
+        rt.home.wake();
+    }
+}
+
+// ----- the home shard's side ---------------------------------------------------------------
+
+/// The home shard's master link: which connection, and the byte counts that make the
+/// replication offset (processed = `base + received - unparsed input`).
+#[derive(Default)]
+pub struct Home {
+    pub conn: Option<usize>,
+    /// The REPLICAOF generation the link belongs to.
+    pub gen: u64,
+    /// The offset the link's stream started at.
+    pub base: i64,
+    /// Bytes received on the link since (counted by the receive path).
+    pub received: u64,
+    /// `REPLCONF ACK`s waiting to be sent: the only output the master gets.
+    pub ack: Vec<u8>,
+}
+
+/// Once per loop pass on the home shard: adopts the link thread's hand-overs.
+#[inline]
+pub fn on_pass(w: &mut Worker) {
+    if PENDING.load(Ordering::Relaxed) {
+        take_handovers(w);
+    }
+}
+
+fn take_handovers(w: &mut Worker) {
+    PENDING.store(false, Ordering::Relaxed);
+    let items: Vec<Handover> = inbox().drain(..).collect();
+    for h in items {
+        adopt(w, h);
+    }
+}
+
+fn adopt(w: &mut Worker, h: Handover) {
+    if !current(h.gen) {
+        return;
+    }
+    let Handover {
+        gen,
+        stream,
+        leftover,
+        offset,
+        load,
+    } = h;
+    let Some(split) = load else {
+        attach(w, gen, stream, leftover, offset);
+        return;
+    };
+    crate::log::notice("MASTER <-> REPLICA sync: Flushing old data");
+    let all: Vec<usize> = (0..w.nshards).collect();
+    let started = Instant::now();
+    // Every shard locked (as DEBUG RELOAD): no client sees a half-loaded dataset.
+    crate::coord::multi::lock_all(
+        w,
+        all,
+        Box::new(move |w, txid| {
+            let jobs: Vec<(usize, ShardFn<()>)> = split
+                .shards
+                .into_iter()
+                .enumerate()
+                .map(|(s, keys)| {
+                    let job: ShardFn<()> = Box::new(move |tw| {
+                        for db in 0..tw.shard.dbs.len() {
+                            crate::commands::multi::before_flush(&mut tw.shard, db);
+                        }
+                        for d in tw.shard.dbs.iter_mut() {
+                            d.clear_async();
+                            d.replica = true;
+                        }
+                        crate::persist::load::apply(&mut tw.shard, keys);
+                        crate::coord::multi::unlock(tw, txid);
+                    });
+                    (s, job)
+                })
+                .collect();
+            w.fan_out(jobs, false, move |w, _: Vec<()>| {
+                crate::log::notice(&format!(
+                    "MASTER <-> REPLICA sync: Finished with success ({} ms in the shards)",
+                    started.elapsed().as_millis()
+                ));
+                attach(w, gen, stream, leftover, offset);
+            });
+        }),
+    );
+}
+
+/// Makes the socket the home shard's master link connection.
+fn attach(w: &mut Worker, gen: u64, stream: TcpStream, leftover: Vec<u8>, offset: i64) {
+    if !current(gen) {
+        return;
+    }
+    if let Some(old) = w.repl.conn.take() {
+        w.close_conn(old);
+    }
+    let _ = stream.set_read_timeout(None);
+    let _ = stream.set_write_timeout(None);
+    let fd = stream.into_raw_fd();
+    {
+        let mut st = state();
+        if let Some(f) = st.following.as_mut() {
+            f.link = LinkState::Connected;
+            f.cached = None;
+        }
+        refresh_gate(&st);
+    }
+    OFFSET.store(offset, Ordering::Relaxed);
+    READ_OFFSET.store(offset, Ordering::Relaxed);
+    LAST_IO_SECS.store(0, Ordering::Relaxed);
+    w.repl = Home {
+        conn: None,
+        gen,
+        base: offset,
+        received: 0,
+        ack: Vec::new(),
+    };
+    let idx = w.adopt_master(fd);
+    w.repl.conn = Some(idx);
+    // The first ACK at once: a diskless master puts the replica online on it.
+    queue_ack(w, None);
+    w.feed_master(idx, &leftover);
+}
+
+/// The processed offset of the home shard's link: bytes received minus those not parsed.
+fn processed(w: &Worker) -> Option<(i64, i64)> {
+    let c = w.conns.get(w.repl.conn?)?;
+    let read = w.repl.base + w.repl.received as i64;
+    let pending = c.rbuf.as_ref().map_or(0, |b| b.len()) as i64;
+    Some((read - pending, read))
+}
+
+/// Publishes the link's offsets for INFO and ROLE (any shard reads them).
+pub fn publish(w: &Worker) {
+    if let Some((done, read)) = processed(w) {
+        OFFSET.store(done, Ordering::Relaxed);
+        READ_OFFSET.store(read, Ordering::Relaxed);
+    }
+}
+
+/// RESP length of `argv` as a master sends it (a multibulk).
+fn encoded_len(argv: &[Bytes]) -> i64 {
+    let n = argv.len().to_string().len() + 3;
+    let args: usize = argv
+        .iter()
+        .map(|a| a.len().to_string().len() + a.len() + 5)
+        .sum();
+    (n + args) as i64
+}
+
+/// Queues `REPLCONF ACK <processed offset>` for the master. `getack`: the GETACK command
+/// being answered, whose own bytes the offset leaves out (Redis advances the offset after
+/// a command completes).
+fn queue_ack(w: &mut Worker, getack: Option<&[Bytes]>) {
+    let Some(idx) = w.repl.conn else {
+        return;
+    };
+    let Some((mut off, _)) = processed(w) else {
+        return;
+    };
+    if let Some(a) = getack {
+        off -= encoded_len(a);
+    }
+    let s = off.to_string();
+    w.repl.ack.extend_from_slice(
+        format!(
+            "*3\r\n$8\r\nREPLCONF\r\n$3\r\nACK\r\n${}\r\n{s}\r\n",
+            s.len()
+        )
+        .as_bytes(),
+    );
+    w.mark_dirty(idx);
+}
+
+/// The client cron (once a second, home shard): publishes the offsets, drops a master
+/// silent for longer than `repl-timeout`, and sends the periodic ACK.
+pub fn on_tick(w: &mut Worker) {
+    let Some(idx) = w.repl.conn else {
+        return;
+    };
+    publish(w);
+    let idle = w
+        .conns
+        .get(idx)
+        .map_or(0, |c| c.client.last_active.elapsed().as_secs());
+    LAST_IO_SECS.store(idle as i64, Ordering::Relaxed);
+    if idle > SETTINGS.timeout_secs.load(Ordering::Relaxed) {
+        crate::log::warning("MASTER timeout: no data nor PING received...");
+        w.close_conn(idx);
+        return;
+    }
+    queue_ack(w, None);
+}
+
+/// The master link is closing (`Worker::close_conn`, before the connection goes): caches
+/// the master's replid and the processed offset for a partial resync, marks the link down
+/// and tells the link thread to reconnect.
+pub fn on_close(w: &mut Worker, idx: usize) {
+    if w.repl.conn != Some(idx) {
+        return;
+    }
+    publish(w);
+    // A transaction cut in half: its MULTI is counted but not applied, so the offset
+    // cannot be continued from; a full resync is the safe way back.
+    let in_multi = w.conns.get(idx).is_some_and(crate::coord::tx::in_multi);
+    w.repl.conn = None;
+    w.repl.ack.clear();
+    LAST_IO_SECS.store(-1, Ordering::Relaxed);
+    let mut st = state();
+    if st.gen != w.repl.gen {
+        return;
+    }
+    let replid = master_fields().replid.clone();
+    if let Some(f) = st.following.as_mut() {
+        crate::log::warning("Connection with master lost.");
+        f.link = LinkState::Connect;
+        f.down_since = Some(Instant::now());
+        f.cached = if in_multi {
+            None
+        } else {
+            crate::log::notice("Caching the disconnected master state.");
+            Some((replid, OFFSET.load(Ordering::Relaxed)))
+        };
+        // Reconnect, unless the server is stopping (its shards close every connection).
+        if !w.shared.shutdown.load(Ordering::Relaxed) {
+            if let Some(tx) = &f.wake {
+                let _ = tx.send(());
+            }
+        }
+    }
+    refresh_gate(&st);
+}
+
+/// Closes the home shard's master link if it belongs to a REPLICAOF older than `gen`.
+fn close_link(w: &mut Worker, gen: u64) {
+    if w.repl.gen < gen {
+        if let Some(idx) = w.repl.conn.take() {
+            w.close_conn(idx);
+        }
+        w.repl.ack.clear();
+    }
+}
+
+/// Puts every shard's databases in or out of replica mode, and has the home shard drop a
+/// link older than `gen`.
+fn switch_shards(w: &mut Worker, replica: bool, gen: u64) {
+    w.on_all_shards(
+        move |tw| {
+            for d in tw.shard.dbs.iter_mut() {
+                d.replica = replica;
+            }
+            if tw.id == HOME {
+                close_link(tw, gen);
+            }
+        },
+        false,
+        |_, _: Vec<()>| {},
+    );
+}
+
+/// Starts following `host:port`.
+fn follow(w: &mut Worker, host: String, port: u16) {
+    let (gen, rx) = {
+        let mut st = state();
+        st.gen += 1;
+        // What to PSYNC from: the current master's stream, or our own history as a master
+        // (Redis's cached master "synthesized from myself").
+        let m = master_fields();
+        let off = if st.following.is_some() {
+            OFFSET.load(Ordering::Relaxed)
+        } else {
+            m.offset
+        };
+        let cached = (off > 0).then(|| (m.replid.clone(), off));
+        drop(m);
+        let (tx, rx) = std::sync::mpsc::channel();
+        let mut f = Following::new(host.clone(), port, cached);
+        f.wake = Some(tx);
+        // The old link thread (if any) sees its sender dropped and its generation gone.
+        st.following = Some(f);
+        refresh_gate(&st);
+        (st.gen, rx)
+    };
+    switch_shards(w, true, gen);
+    spawn_link(gen, host, port, rx);
+}
+
+/// REPLICAOF NO ONE on a replica: keeps the data and becomes a master; the old replid
+/// becomes the secondary one (PSYNC2), valid up to the processed offset.
+fn promote(w: &mut Worker) {
+    let gen = {
+        let mut st = state();
+        if st.following.take().is_none() {
+            return;
+        }
+        st.gen += 1;
+        let off = OFFSET.load(Ordering::Relaxed);
+        let mut m = master_fields();
+        let new = new_replid();
+        m.replid2 = std::mem::replace(&mut m.replid, new);
+        m.second_offset = off + 1;
+        m.offset = off;
+        crate::log::notice(&format!(
+            "Setting secondary replication ID to {}, valid up to offset: {}. New replication \
+             ID is {}",
+            m.replid2, m.second_offset, m.replid
+        ));
+        refresh_gate(&st);
+        st.gen
+    };
+    switch_shards(w, false, gen);
+}
+
+// ----- commands ----------------------------------------------------------------------------
+
+/// REPLICAOF / SLAVEOF / ROLE / REPLCONF.
+#[rustfmt::skip]
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec::new("replicaof", 3, ADMIN | NOSCRIPT | STALE, KeySpec::none(), Exec::Conn(replicaof))
+        .doc("server", "5.0.0", "Configures a server as replica of another, or promotes it to a master.", "host port"),
+    CommandSpec::new("slaveof", 3, ADMIN | NOSCRIPT | STALE, KeySpec::none(), Exec::Conn(replicaof))
+        .doc("server", "1.0.0", "Sets a Redis server as a replica of another, or promotes it to being a master.", "host port"),
+];
+
+fn replicaof(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    if ctx.w.conns.get(ctx.conn).is_some_and(|c| c.master) {
+        return Err(CmdError::coded(error::NOT_VALID_FOR_REPLICA));
+    }
+    let (Some(h), Some(p)) = (argv.get(1), argv.get(2)) else {
+        return Err(CmdError::Syntax);
+    };
+    let who = crate::commands::conn::client_line(&ctx.w.conns[ctx.conn]);
+    if h.eq_ignore_ascii_case(b"no") && p.eq_ignore_ascii_case(b"one") {
+        if is_replica() {
+            promote(ctx.w);
+            set_config_text(ctx.w, "");
+            crate::log::notice(&format!("MASTER MODE enabled (user request from '{who}')"));
+        }
+        return Ok(Reply::Ok);
+    }
+    let port = text(p)
+        .parse::<i64>()
+        .ok()
+        .filter(|v| (0..=65535).contains(v))
+        .ok_or_else(|| CmdError::coded(error::INVALID_MASTER_PORT))? as u16;
+    let host = text(h);
+    let same = state()
+        .following
+        .as_ref()
+        .is_some_and(|f| f.host.eq_ignore_ascii_case(&host) && f.port == port);
+    if same {
+        crate::log::notice(
+            "REPLICAOF would result into synchronization with the master we are already \
+             connected with. No operation performed.",
+        );
+        return Ok(Reply::status(error::ALREADY_CONNECTED));
+    }
+    follow(ctx.w, host.clone(), port);
+    set_config_text(ctx.w, &format!("{host} {port}"));
+    crate::log::notice(&format!(
+        "REPLICAOF {host}:{port} enabled (user request from '{who}')"
+    ));
+    Ok(Reply::Ok)
+}
+
+/// CONFIG GET replicaof / slaveof follow REPLICAOF.
+fn set_config_text(w: &Worker, v: &str) {
+    if let Ok(mut m) = w.shared.tun.text.lock() {
+        m.insert("replicaof".into(), v.to_string());
+        m.insert("slaveof".into(), v.to_string());
+    }
+}
+
+/// ROLE while following a master (`master::role` answers on a master).
+pub fn role(_ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+    let st = state();
+    if let Some(f) = &st.following {
+        let off = match (f.link, &f.cached) {
+            (LinkState::Connected, _) => OFFSET.load(Ordering::Relaxed),
+            (_, Some((_, o))) => *o,
+            _ => -1,
+        };
+        return Ok(Reply::Array(vec![
+            Reply::bulk("slave"),
+            Reply::bulk(f.host.clone()),
+            Reply::Int(i64::from(f.port)),
+            Reply::bulk(f.link.word()),
+            Reply::Int(off),
+        ]));
+    }
+    drop(st);
+    let m = master_fields();
+    let rows = m
+        .replicas
+        .iter()
+        .filter(|r| r.state == "online")
+        .map(|r| {
+            Reply::Array(vec![
+                Reply::bulk(r.ip.clone()),
+                Reply::bulk(r.port.to_string()),
+                Reply::bulk(r.offset.to_string()),
+            ])
+        })
+        .collect();
+    Ok(Reply::Array(vec![
+        Reply::bulk("master"),
+        Reply::Int(m.offset),
+        Reply::Array(rows),
+    ]))
+}
+
+/// REPLCONF: on a replica, `GETACK` from the master link queues `REPLCONF ACK <offset>`
+/// (the one reply a master gets); the options a replica sends its master are accepted
+/// (the master side extends this).
+/// REPLCONF on the link to our master (GETACK); `master::replconf` hands it over.
+pub fn replconf(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    if argv.len().is_multiple_of(2) {
+        return Err(CmdError::Syntax);
+    }
+    let none = || Ok(Reply::Raw(Bytes::new()));
+    for pair in argv.get(1..).unwrap_or_default().chunks_exact(2) {
+        let [opt, val] = pair else {
+            return Err(CmdError::Syntax);
+        };
+        match text(opt).to_ascii_lowercase().as_str() {
+            "getack" => {
+                if ctx.w.conns.get(ctx.conn).is_some_and(|c| c.master) {
+                    queue_ack(ctx.w, Some(argv));
+                }
+                return none();
+            }
+            // From a replica to its master: no reply (the master side records it).
+            "ack" | "fack" => return none(),
+            "listening-port" => {
+                text(val).parse::<i64>().map_err(|_| CmdError::NotInteger)?;
+            }
+            "ip-address" | "capa" | "rdb-only" => {}
+            _ => {
+                return Err(CmdError::err(format!(
+                    "Unrecognized REPLCONF option: {}",
+                    text(opt)
+                )))
+            }
+        }
+    }
+    Ok(Reply::Ok)
+}
+
+// ----- INFO and CONFIG ---------------------------------------------------------------------
+
+/// INFO replication's lines, in Redis 7.0's order.
+pub fn info_fields() -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = Vec::new();
+    let mut f = |k: &str, v: String| out.push((k.to_string(), v));
+    let st = state();
+    let following = st.following.clone();
+    drop(st);
+    let m = master_fields().clone();
+    let offset = OFFSET.load(Ordering::Relaxed);
+    match &following {
+        Some(fo) => {
+            let up = fo.link == LinkState::Connected;
+            f("role", "slave".into());
+            f("master_host", fo.host.clone());
+            f("master_port", fo.port.to_string());
+            f("master_link_status", if up { "up" } else { "down" }.into());
+            let io = if up {
+                LAST_IO_SECS.load(Ordering::Relaxed).max(0)
+            } else {
+                -1
+            };
+            f("master_last_io_seconds_ago", io.to_string());
+            let syncing = fo.link == LinkState::Sync;
+            f("master_sync_in_progress", u8::from(syncing).to_string());
+            f(
+                "slave_read_repl_offset",
+                READ_OFFSET.load(Ordering::Relaxed).to_string(),
+            );
+            f("slave_repl_offset", offset.to_string());
+            if syncing {
+                let total = fo.sync_total;
+                let read = fo.sync_read as i64;
+                f("master_sync_total_bytes", total.to_string());
+                f("master_sync_read_bytes", read.to_string());
+                f("master_sync_left_bytes", (total - read).to_string());
+                let perc = if total > 0 {
+                    read as f64 * 100.0 / total as f64
+                } else {
+                    0.0
+                };
+                f("master_sync_perc", format!("{perc:.2}"));
+                let last = fo.sync_last_io.map_or(0, |t| t.elapsed().as_secs());
+                f("master_sync_last_io_seconds_ago", last.to_string());
+            }
+            if !up {
+                let down = fo.down_since.map_or(-1, |t| t.elapsed().as_secs() as i64);
+                f("master_link_down_since_seconds", down.to_string());
+            }
+            f(
+                "slave_priority",
+                SETTINGS.priority.load(Ordering::Relaxed).to_string(),
+            );
+            f(
+                "slave_read_only",
+                u8::from(SETTINGS.read_only.load(Ordering::Relaxed)).to_string(),
+            );
+            f("replica_announced", "1".into());
+        }
+        None => f("role", "master".into()),
+    }
+    f("connected_slaves", m.replicas.len().to_string());
+    for (i, r) in m.replicas.iter().enumerate() {
+        f(
+            &format!("slave{i}"),
+            format!(
+                "ip={},port={},state={},offset={},lag={}",
+                r.ip, r.port, r.state, r.offset, r.lag
+            ),
+        );
+    }
+    f("master_failover_state", "no-failover".into());
+    f("master_replid", m.replid.clone());
+    f("master_replid2", m.replid2.clone());
+    let master_off = if following.is_some() {
+        offset
+    } else {
+        m.offset
+    };
+    f("master_repl_offset", master_off.to_string());
+    f("second_repl_offset", m.second_offset.to_string());
+    f(
+        "repl_backlog_active",
+        u8::from(m.backlog_active).to_string(),
+    );
+    f("repl_backlog_size", m.backlog_size.to_string());
+    f(
+        "repl_backlog_first_byte_offset",
+        m.backlog_first_byte.to_string(),
+    );
+    f("repl_backlog_histlen", m.backlog_histlen.to_string());
+    out
+}
+
+/// The replica settings, by directive name (aliases included), with their defaults.
+pub const SETTING_DEFAULTS: &[(&str, &str)] = &[
+    ("replica-read-only", "yes"),
+    ("slave-read-only", "yes"),
+    ("replica-serve-stale-data", "yes"),
+    ("slave-serve-stale-data", "yes"),
+    ("repl-timeout", "60"),
+    ("replica-priority", "100"),
+    ("slave-priority", "100"),
+    ("masterauth", ""),
+    ("masteruser", ""),
+];
+
+/// The other name of an aliased setting.
+pub fn alias(name: &str) -> Option<&'static str> {
+    Some(match name {
+        "replica-read-only" => "slave-read-only",
+        "slave-read-only" => "replica-read-only",
+        "replica-serve-stale-data" => "slave-serve-stale-data",
+        "slave-serve-stale-data" => "replica-serve-stale-data",
+        "replica-priority" => "slave-priority",
+        "slave-priority" => "replica-priority",
+        _ => return None,
+    })
+}
+
+/// Applies a replica setting (config file, flag, CONFIG SET). `Ok(None)`: not one of
+/// ours; `Ok(Some(text))`: applied, CONFIG GET shows `text`. Errors carry the CONFIG SET
+/// wording.
+pub fn set_setting(name: &str, value: &str) -> Result<Option<String>, String> {
+    let yes_no = |v: &str| match v.to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err("argument must be 'yes' or 'no'".to_string()),
+    };
+    let num = |v: &str, min: u64| {
+        v.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n >= min && *n <= i32::MAX as u64)
+            .ok_or_else(|| format!("argument must be between {min} and 2147483647 inclusive"))
+    };
+    let shown = match name {
+        "replica-read-only" | "slave-read-only" => {
+            let on = yes_no(value)?;
+            SETTINGS.read_only.store(on, Ordering::Relaxed);
+            if on { "yes" } else { "no" }.to_string()
+        }
+        "replica-serve-stale-data" | "slave-serve-stale-data" => {
+            let on = yes_no(value)?;
+            SETTINGS.serve_stale.store(on, Ordering::Relaxed);
+            if on { "yes" } else { "no" }.to_string()
+        }
+        "repl-timeout" => {
+            let n = num(value, 1)?;
+            SETTINGS.timeout_secs.store(n, Ordering::Relaxed);
+            n.to_string()
+        }
+        "replica-priority" | "slave-priority" => {
+            let n = num(value, 0)?;
+            SETTINGS.priority.store(n, Ordering::Relaxed);
+            n.to_string()
+        }
+        "masterauth" => {
+            lock(&SETTINGS.auth).1 = value.to_string();
+            value.to_string()
+        }
+        "masteruser" => {
+            lock(&SETTINGS.auth).0 = value.to_string();
+            value.to_string()
+        }
+        _ => return Ok(None),
+    };
+    refresh_gate(&state());
+    Ok(Some(shown))
+}
+
+/// Parses a `replicaof` / `slaveof` directive: `host port`.
+pub fn parse_replicaof(v: &str) -> Result<Option<(String, u16)>, String> {
+    let words: Vec<&str> = v.split_whitespace().collect();
+    match words.as_slice() {
+        [] => Ok(None),
+        [h, p] if h.eq_ignore_ascii_case("no") && p.eq_ignore_ascii_case("one") => Ok(None),
+        [h, p] => {
+            let port = p
+                .parse::<u16>()
+                .map_err(|_| format!("Invalid master port in replicaof '{v}'"))?;
+            Ok(Some((h.to_string(), port)))
+        }
+        _ => Err("wrong number of arguments: replicaof <host> <port>".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ack_offsets_leave_out_getack() {
+        let argv: Vec<Bytes> = ["REPLCONF", "GETACK", "*"]
+            .iter()
+            .map(|s| Bytes::from(*s))
+            .collect();
+        assert_eq!(
+            encoded_len(&argv),
+            b"*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n".len() as i64
+        );
+    }
+
+    #[test]
+    fn refusals_follow_the_gate_bits() {
+        assert_eq!(refusal(0, WRITE), None);
+        assert_eq!(refusal(GATE_READONLY, WRITE), Some(error::READONLY));
+        assert_eq!(refusal(GATE_READONLY, 0), None);
+        assert_eq!(refusal(GATE_STALE, STALE), None);
+        assert_eq!(refusal(GATE_STALE, 0), Some(error::MASTERDOWN));
+        assert_eq!(
+            refusal(GATE_STALE | GATE_READONLY, WRITE),
+            Some(error::READONLY)
+        );
+    }
+
+    #[test]
+    fn replicaof_directive() {
+        assert_eq!(
+            parse_replicaof("127.0.0.1 6379"),
+            Ok(Some(("127.0.0.1".into(), 6379)))
+        );
+        assert_eq!(parse_replicaof(""), Ok(None));
+        assert_eq!(parse_replicaof("no one"), Ok(None));
+        assert!(parse_replicaof("h 70000").is_err());
+        assert!(parse_replicaof("h").is_err());
+        assert_eq!(new_replid().len(), 40);
+    }
+}

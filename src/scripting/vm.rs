@@ -587,6 +587,13 @@ fn command(ctx: &mut KeyCtx, run: &RunInfo, args: &[Value]) -> Result<Reply, Str
     if spec.has(WRITE) && crate::persist::writes_refused() {
         return Err(crate::error::MISCONF.into());
     }
+    // A read-only replica refuses a script's writes too (scripts reach a replica only from
+    // its clients: a Redis 7 master replicates their effects, not the scripts).
+    if spec.has(WRITE) {
+        if let Some(e) = crate::repl::refusal(crate::repl::gate(), WRITE) {
+            return Err(e.into());
+        }
+    }
     crate::commands::check_arity(spec, &argv).map_err(|e| e.to_string())?;
     let (me, nshards) = (ctx.shard.id, ctx.shard.nshards);
     for i in spec.keys.key_positions(&argv) {

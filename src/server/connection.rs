@@ -140,6 +140,10 @@ pub struct Conn {
     pub tx: Option<Box<crate::coord::tx::ConnTx>>,
     /// Replication handshake and replica-link state (`repl::master`); `None` for clients.
     pub replica_link: Option<Box<crate::repl::master::Link>>,
+    /// This is the link to our master (`repl`): its commands always run (no READONLY, no
+    /// ACL), see expired keys as live, and its replies are dropped instead of sent (only
+    /// `REPLCONF ACK`s go back).
+    pub master: bool,
 }
 
 impl Conn {
@@ -170,6 +174,7 @@ impl Conn {
             soft_since: None,
             tx: None,
             replica_link: None,
+            master: false,
         }
     }
 

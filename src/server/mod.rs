@@ -319,6 +319,8 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         .reserved_fds
         .store(reserved_fds, Ordering::Relaxed);
     let cfg = &shared.cfg;
+    // A `replicaof` directive: a replica from the first command on.
+    crate::repl::configure(cfg.replicaof.clone());
     let endpoints = mesh::mesh::<Msg>(cfg.shards, 4096).map_err(|e| format!("mesh: {e}"))?;
     let wakers: Vec<_> = endpoints.iter().map(|e| e.waker().clone()).collect();
 
@@ -472,6 +474,9 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         if batch { "batch" } else { "other" }
     ));
     crate::log::notice("Ready to accept connections tcp");
+    if let Some(home) = wakers.get(crate::repl::HOME) {
+        crate::repl::init(shared.clone(), home.clone());
+    }
     if cfg.supervised_systemd {
         sd_notify("STATUS=Ready to accept connections\nREADY=1\n");
     }

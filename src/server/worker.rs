@@ -98,6 +98,8 @@ pub struct BatchCmd {
     pub end: usize,
     /// The client is in CLIENT NO-TOUCH mode.
     pub no_touch: bool,
+    /// From the master link: expired keys are live for it (`Db::master_view`).
+    pub master: bool,
 }
 
 /// Commands of one connection's read for one other shard: one message, one argument vector
@@ -253,6 +255,8 @@ pub struct Worker {
     /// Replication state, once a replica attached (`repl::master`); `None` costs one test
     /// per pass.
     pub master_repl: Option<Box<crate::repl::master::ShardRepl>>,
+    /// The master link, when this is the replication home shard (`repl`).
+    pub repl: crate::repl::Home,
 }
 
 /// Entries the worker's argument scratch vectors keep when the loop goes idle; one huge
@@ -321,6 +325,7 @@ impl Worker {
             clients_bytes: 0,
             aof: None,
             master_repl: None,
+            repl: Default::default(),
             shared,
         })
     }
@@ -363,6 +368,10 @@ impl Worker {
                 }
             }
         }
+        // A replica (`replicaof` at startup) leaves expiry to its master from the start.
+        if crate::repl::is_replica() {
+            self.shard.dbs.iter_mut().for_each(|d| d.replica = true);
+        }
         self.arm_accept();
         let wake_fd = self.mesh.waker().fd();
         self.ring.read_eventfd(wake_fd, tag(TAG_WAKE, 0));
@@ -399,6 +408,9 @@ impl Worker {
             self.completions = comps;
 
             self.run_messages();
+            if self.id == crate::repl::HOME {
+                crate::repl::on_pass(self);
+            }
 
             let now = self.pass_now;
             self.timers.expired(now, &mut fired);
@@ -872,7 +884,14 @@ impl Worker {
         self.net.net_input_bytes += c.result as u64;
         self.conns[idx].client.last_active = self.pass_now;
         self.conns[idx].note_input();
+        let master = self.conns[idx].master;
+        if master {
+            self.repl.received += c.result as u64;
+        }
         self.process_input(idx);
+        if master {
+            crate::repl::publish(self);
+        }
         // A multishot receive keeps delivering; stop it when this client must not be
         // read (back-pressure, a blocking command, closing). It is re-armed by `arm_recv`
         // once the client is readable again.
@@ -955,6 +974,11 @@ impl Worker {
                 continue;
             };
             conn.dirty = false;
+            if conn.master && !conn.sending {
+                // Replies to our master are dropped; only its ACKs go out.
+                conn.out.clear();
+                conn.out.append(&mut self.repl.ack);
+            }
             if conn.sending || conn.out.is_empty() {
                 if conn.closing && conn.drained() {
                     self.close_conn(idx);
@@ -965,7 +989,12 @@ impl Worker {
             // they arrive (their arrival marks the connection dirty again), so a pipelined
             // read is answered with one send instead of one per shard. Held once at most,
             // and never for much output.
-            if conn.batches_out > 0 && !conn.held && conn.out.len() < HOLD_MAX && !conn.closing {
+            if conn.batches_out > 0
+                && !conn.held
+                && conn.out.len() < HOLD_MAX
+                && !conn.closing
+                && !conn.master
+            {
                 conn.held = true;
                 continue;
             }
@@ -992,6 +1021,9 @@ impl Worker {
             coord::block::on_close(self, wid);
         }
         let token = self.conn_token(idx);
+        if self.conns.get(idx).is_some_and(|c| c.master) {
+            crate::repl::on_close(self, idx);
+        }
         if let Some(conn) = self.conns.try_remove(idx) {
             self.pubsub.forget(idx, &conn.subs);
             if conn.replica_link.is_some() {
@@ -1112,7 +1144,9 @@ impl Worker {
     /// `known`: the command's table id, when the look-ahead already looked it up.
     fn dispatch(&mut self, idx: usize, argv: &mut Vec<Bytes>, known: Option<usize>) {
         let c = &self.conns[idx].client;
+        // The master link is not subject to authentication or ACLs (as in Redis).
         if (!c.authed || c.restricted || c.acl_epoch != crate::acl::epoch())
+            && !self.conns[idx].master
             && !self.acl_gate(idx, argv)
         {
             return;
@@ -1140,7 +1174,8 @@ impl Worker {
         // maxmemory: evict, or refuse commands that may grow memory when nothing can be
         // evicted. A command bound for one other shard (or for this one while it is locked)
         // is checked there, by the shard whose keys it writes (`exec_batch`).
-        if self.shared.tun.maxmemory.load(Ordering::Relaxed) > 0 {
+        // The master's writes are never refused (Redis obeys its master client).
+        if self.shared.tun.maxmemory.load(Ordering::Relaxed) > 0 && !self.conns[idx].master {
             let elsewhere = matches!(spec.exec, Exec::Key(_) | Exec::Multi(_))
                 && matches!(commands::route(&spec.keys, argv, self.nshards),
                             Route::One(s) if s != self.id || self.lock.is_some());
@@ -1156,6 +1191,15 @@ impl Worker {
         if spec.has(WRITE) && crate::persist::writes_refused() {
             self.reject(idx, Some(id), CmdError::coded(crate::error::MISCONF));
             return;
+        }
+        // A replica: READONLY for writes, MASTERDOWN while the link is down (one relaxed
+        // load on a master).
+        let gate = crate::repl::gate();
+        if gate != 0 && !self.conns[idx].master {
+            if let Some(e) = crate::repl::refusal(gate, spec.flags) {
+                self.reject(idx, Some(id), CmdError::coded(e));
+                return;
+            }
         }
         let (db, resp) = {
             let c = &mut self.conns[idx].client;
@@ -1374,6 +1418,7 @@ impl Worker {
             return;
         }
         let no_touch = self.conns[idx].client.no_touch;
+        let master = self.conns[idx].master;
         let seq = self.conns[idx].reserve();
         if self.batches[s].is_empty() {
             self.batch_targets.push(s);
@@ -1390,6 +1435,7 @@ impl Worker {
             start,
             end,
             no_touch,
+            master,
         });
     }
 
@@ -1439,6 +1485,10 @@ impl Worker {
         self.shard.no_touch = self.conns.get(idx).is_some_and(|c| c.client.no_touch);
         // The reply goes to the connection right below: with nothing pending ahead of it, a
         // handler may encode straight into the output instead.
+        let master = self.conns.get(idx).is_some_and(|c| c.master);
+        if master {
+            self.shard.db_mut(db).master_view = true;
+        }
         let out = self
             .conns
             .get_mut(idx)
@@ -1446,6 +1496,9 @@ impl Worker {
             .map(|c| &mut c.out);
         let r = commands::run_key(&mut self.shard, id, f, db, resp, argv, out);
         self.shard.no_touch = false;
+        if master {
+            self.shard.db_mut(db).master_view = false;
+        }
         // A push may have fed blocked clients: they are served before the next command.
         if self.shard.blocked.has_ready() {
             coord::block::serve_ready(self);
@@ -1453,6 +1506,38 @@ impl Worker {
         if let Some(c) = self.conns.get_mut(idx) {
             c.push_reply(&r);
         }
+    }
+
+    /// Takes a connected socket as the master link (`repl`): a connection flagged
+    /// `master`, authenticated, counted as a client. Returns its index.
+    pub fn adopt_master(&mut self, fd: RawFd) -> usize {
+        self.shared.clients.fetch_add(1, Ordering::AcqRel);
+        sys::setup_conn(fd, self.shared.cfg.tcp_nodelay);
+        let (peer, local) = sys::addrs(fd);
+        let show = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
+        let id = self.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+        let gen = self.next_gen;
+        self.next_gen = (self.next_gen + 1) & 0xFF_FFFF;
+        let mut client = ClientInfo::new(id, show(peer), show(local));
+        client.authed = true;
+        let mut conn = Conn::new(fd, gen, client);
+        conn.master = true;
+        self.conns.insert(conn)
+    }
+
+    /// Runs `data` (bytes the link thread read past the RDB) as the master link's input,
+    /// then starts receiving on it.
+    pub fn feed_master(&mut self, idx: usize, data: &[u8]) {
+        if !data.is_empty() {
+            if let Some(r) = self.conns.get_mut(idx).and_then(|c| c.rbuf.as_mut()) {
+                r.extend_from_slice(data);
+            }
+            self.repl.received += data.len() as u64;
+            self.process_input(idx);
+            crate::repl::publish(self);
+        }
+        self.mark_dirty(idx);
+        self.arm_recv(idx);
     }
 
     // ----- maxmemory -----------------------------------------------------------------------
@@ -1472,7 +1557,9 @@ impl Worker {
     /// `memory_check`; `asked` when another shard asked this one to evict.
     fn memory_check_inner(&mut self, denyoom: bool, asked: bool) -> Result<(), CmdError> {
         let max = self.shared.tun.maxmemory.load(Ordering::Relaxed);
-        if max == 0 {
+        // A replica leaves eviction to its master (Redis's replica-ignore-maxmemory yes):
+        // evicting here would make its dataset differ from the master's.
+        if max == 0 || crate::repl::is_replica() {
             return Ok(());
         }
         let me = self.id;
@@ -1917,6 +2004,7 @@ impl Worker {
                             c.blocked_on.is_none()
                                 && !c.subs.active()
                                 && !crate::repl::master::is_replica(c)
+                                && !c.master
                                 && c.client.last_active.elapsed() > limit
                         })
                         .map(|(i, _)| i)
@@ -1927,6 +2015,9 @@ impl Worker {
                 }
                 super::pubsub::sweep(self);
                 self.shrink_conn_buffers(now);
+                if self.id == crate::repl::HOME {
+                    crate::repl::on_tick(self);
+                }
                 if self.id == 0 {
                     crate::persist::cron::check_rules(self);
                 }
@@ -1994,7 +2085,8 @@ fn exec_batch(tw: &mut Worker, origin: usize, token: u64, resp: u8, batch: Batch
         let argv = batch.args.get(c.start..c.end).unwrap_or_default();
         let spec = t.get(c.id);
         // The owner of the keys evicts (and refuses) for the commands it runs.
-        if let Err(e) = tw.memory_check(spec.is_some_and(|s| s.has(DENYOOM))) {
+        let denyoom = !c.master && spec.is_some_and(|s| s.has(DENYOOM));
+        if let Err(e) = tw.memory_check(denyoom) {
             if let Some(st) = tw.shard.cmd_stats.get_mut(c.id) {
                 st.rejected += 1;
             }
@@ -2005,6 +2097,9 @@ fn exec_batch(tw: &mut Worker, origin: usize, token: u64, resp: u8, batch: Batch
             continue;
         }
         tw.shard.no_touch = c.no_touch;
+        if c.master {
+            tw.shard.db_mut(c.db).master_view = true;
+        }
         let reply = match spec.map(|s| s.exec) {
             Some(Exec::Key(f)) => commands::run_key(&mut tw.shard, c.id, f, c.db, resp, argv, None),
             Some(Exec::Multi(m)) => {
@@ -2013,6 +2108,9 @@ fn exec_batch(tw: &mut Worker, origin: usize, token: u64, resp: u8, batch: Batch
             _ => Reply::error("ERR internal routing error"),
         };
         tw.shard.no_touch = false;
+        if c.master {
+            tw.shard.db_mut(c.db).master_view = false;
+        }
         if tw.shard.blocked.has_ready() {
             coord::block::serve_ready(tw);
         }

@@ -70,6 +70,13 @@ pub struct Db {
     /// Keys deleted by lazy or active expiry or by eviction since the shard's journal last
     /// looked; `None` (nothing recorded, no cost) unless the journal is on.
     pub gone: Option<Vec<Bytes>>,
+    /// Replica mode (`repl`): expired keys are hidden from reads but never deleted by
+    /// lazy or active expiry; the master's DEL is the only deletion, as on a Redis replica.
+    pub replica: bool,
+    /// Set for a command from the master link: its keys are live whatever their TTL says
+    /// (Redis's expireIfNeeded returns "not expired" for the master client), so the
+    /// master's writes apply to the same keys they did on the master.
+    pub master_view: bool,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -342,6 +349,8 @@ impl Default for Db {
             no_touch: false,
             rng: 0x9E37_79B9_7F4A_7C15,
             gone: None,
+            replica: false,
+            master_view: false,
         }
     }
 }
@@ -465,13 +474,14 @@ impl Db {
 
     fn expired(&self, loc: Loc, now: u64) -> bool {
         let at = expire_of(self.arena.get(loc));
-        at != 0 && at <= now
+        at != 0 && at <= now && !self.master_view
     }
 
     /// Deletes `key` if its TTL has passed. Returns true if it did.
     pub fn expire_if_needed(&mut self, key: &[u8], now: u64) -> bool {
         match self.find(key) {
-            Some((pos, loc)) if self.expired(loc, now) => {
+            // A replica never deletes by expiry (reads hide the key instead).
+            Some((pos, loc)) if self.expired(loc, now) && !self.replica => {
                 self.note_gone(loc);
                 self.remove_at(pos, loc, true);
                 self.stats.expired_keys += 1;
@@ -489,9 +499,12 @@ impl Db {
             return None;
         };
         if self.expired(loc, now) {
-            self.note_gone(loc);
-            self.remove_at(pos, loc, true);
-            self.stats.expired_keys += 1;
+            // A replica hides the key and waits for the master's DEL.
+            if !self.replica {
+                self.note_gone(loc);
+                self.remove_at(pos, loc, true);
+                self.stats.expired_keys += 1;
+            }
             self.stats.misses += count as u64;
             return None;
         }
@@ -542,10 +555,12 @@ impl Db {
         };
         let b = self.arena.get(loc);
         let at = expire_of(b);
-        if at != 0 && at <= now {
-            self.note_gone(loc);
-            self.remove_at(pos, loc, true);
-            self.stats.expired_keys += 1;
+        if at != 0 && at <= now && !self.master_view {
+            if !self.replica {
+                self.note_gone(loc);
+                self.remove_at(pos, loc, true);
+                self.stats.expired_keys += 1;
+            }
             self.stats.misses += count as u64;
             return Ok(None);
         }
@@ -1211,6 +1226,9 @@ impl Db {
     /// One step of active expiry: looks at up to `budget` keys with a TTL, resuming where
     /// the last step stopped, and deletes those whose time has passed. Returns how many.
     pub fn active_expire(&mut self, now: u64, budget: usize) -> usize {
+        if self.replica {
+            return 0;
+        }
         let n = budget.min(self.ttls.len());
         let mut dead: Vec<Loc> = Vec::new();
         let mut c = self.expire_cursor;
