@@ -1,0 +1,176 @@
+//! shardis replicating shardis: a `--shards 4` master, a `--shards 2` replica of it and a
+//! `--shards 1` replica of that replica (a chain, different shard counts at each hop). Writes
+//! of every family (cross-shard MULTI/EXEC and MSET, SWAPDB, FLUSHDB, expiring keys) reach
+//! every node with the same `DEBUG DIGEST`; then the master is killed with SIGKILL, the
+//! first replica is promoted with `REPLICAOF NO ONE`, takes writes, and the chained replica
+//! follows it; a replica killed and restarted resyncs and converges.
+
+mod common;
+
+use std::time::Duration;
+
+use common::Server;
+
+fn node(shards: usize, extra: &[&str]) -> Server {
+    let mut args = vec!["--enable-debug-command", "yes", "--save", ""];
+    args.extend_from_slice(extra);
+    Server::start_with(shards, &args)
+}
+
+fn digest(c: &mut redis::Connection) -> String {
+    redis::cmd("DEBUG").arg("DIGEST").query(c).unwrap()
+}
+
+fn info(s: &Server, field: &str) -> String {
+    let mut c = s.client();
+    common::info(&mut c, "replication")
+        .get(field)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Waits until every node reports the digest of the first.
+fn converge(nodes: &[&Server], what: &str) {
+    let mut last = Vec::new();
+    let ok = common::wait_for(Duration::from_secs(20), || {
+        last = nodes
+            .iter()
+            .map(|s| digest(&mut s.client()))
+            .collect::<Vec<_>>();
+        last.iter().all(|d| *d == last[0])
+    });
+    assert!(ok, "{what}: digests differ: {last:?}");
+    assert_ne!(last[0], "0".repeat(40), "{what}: empty data set");
+}
+
+fn workload(c: &mut redis::Connection, round: u32) {
+    for i in 0..300 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(format!("{round}-{i}"))
+            .query(c)
+            .unwrap();
+        let _: i64 = redis::cmd("HSET")
+            .arg(format!("h{}", i % 11))
+            .arg(format!("f{i}"))
+            .arg(round)
+            .query(c)
+            .unwrap();
+        let _: i64 = redis::cmd("RPUSH")
+            .arg(format!("l{}", i % 5))
+            .arg(i)
+            .query(c)
+            .unwrap();
+        let _: i64 = redis::cmd("ZINCRBY")
+            .arg(format!("z{}", i % 3))
+            .arg(1)
+            .arg(format!("m{}", i % 17))
+            .query(c)
+            .map(|_: String| 0)
+            .unwrap();
+    }
+    let _: () = redis::cmd("SET")
+        .arg("ttl")
+        .arg(1)
+        .arg("EX")
+        .arg(500)
+        .query(c)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("short")
+        .arg(1)
+        .arg("PX")
+        .arg(50)
+        .query(c)
+        .unwrap();
+    let _: redis::Value = redis::cmd("SPOP").arg("nosuch").query(c).unwrap();
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("SET")
+        .arg("a")
+        .arg(round)
+        .cmd("INCR")
+        .arg("b")
+        .cmd("SMOVE")
+        .arg("s1")
+        .arg("s2")
+        .arg("x")
+        .query(c)
+        .unwrap();
+    let _: () = redis::cmd("MSET")
+        .arg("c")
+        .arg(round)
+        .arg("d")
+        .arg(round)
+        .query(c)
+        .unwrap();
+    let _: () = redis::cmd("SELECT").arg(2).query(c).unwrap();
+    let _: () = redis::cmd("SET").arg("in2").arg(round).query(c).unwrap();
+    let _: () = redis::cmd("SELECT").arg(0).query(c).unwrap();
+    let _: () = redis::cmd("SWAPDB").arg(2).arg(3).query(c).unwrap();
+    let _: () = redis::cmd("SELECT").arg(4).query(c).unwrap();
+    let _: () = redis::cmd("SET").arg("gone").arg(1).query(c).unwrap();
+    let _: () = redis::cmd("FLUSHDB").query(c).unwrap();
+    let _: () = redis::cmd("SELECT").arg(0).query(c).unwrap();
+}
+
+#[test]
+fn a_chain_of_shardis_replicas_converges_and_survives_a_failover() {
+    let master = node(4, &[]);
+    let mut mc = master.client();
+    let _: i64 = redis::cmd("SADD")
+        .arg("s1")
+        .arg("x")
+        .query(&mut mc)
+        .unwrap();
+    workload(&mut mc, 1);
+
+    let mport = master.port.to_string();
+    let a = node(2, &["--replicaof", "127.0.0.1", &mport]);
+    let aport = a.port.to_string();
+    let b = node(1, &["--replicaof", "127.0.0.1", &aport]);
+    assert!(common::wait_for(Duration::from_secs(20), || {
+        info(&a, "master_link_status") == "up" && info(&b, "master_link_status") == "up"
+    }));
+    converge(&[&master, &a, &b], "after the full syncs");
+
+    // The live stream, through both hops.
+    workload(&mut mc, 2);
+    converge(&[&master, &a, &b], "after streaming");
+    assert!(common::wait_for(Duration::from_secs(10), || {
+        info(&master, "master_repl_offset") == info(&a, "slave_repl_offset")
+    }));
+    assert_eq!(info(&master, "connected_slaves"), "1");
+    let err = redis::cmd("SET")
+        .arg("x")
+        .arg(1)
+        .query::<()>(&mut a.client())
+        .unwrap_err();
+    assert!(err.to_string().contains("read only replica"), "{err}");
+
+    // A replica killed and restarted comes back to the same data.
+    b.signal("KILL");
+    drop(b);
+    workload(&mut mc, 3);
+    let b = node(1, &["--replicaof", "127.0.0.1", &aport]);
+    converge(&[&master, &a, &b], "after the chained replica's restart");
+
+    // The master dies; its replica keeps serving, is promoted, and the chain follows it.
+    master.signal("KILL");
+    assert!(common::wait_for(Duration::from_secs(20), || {
+        info(&a, "master_link_status") == "down"
+    }));
+    let v: String = redis::cmd("GET").arg("a").query(&mut a.client()).unwrap();
+    assert_eq!(v, "3", "reads are served while the master is gone");
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut a.client())
+        .unwrap();
+    assert_eq!(info(&a, "role"), "master");
+    assert_ne!(info(&a, "master_replid2"), "0".repeat(40));
+    let mut ac = a.client();
+    workload(&mut ac, 4);
+    converge(&[&a, &b], "after the promotion");
+    assert_eq!(info(&b, "master_link_status"), "up");
+}
