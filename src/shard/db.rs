@@ -949,6 +949,7 @@ impl Db {
     fn note_gone(&mut self, loc: Loc) {
         if let Some(g) = self.gone.as_mut() {
             g.push(Bytes::copy_from_slice(key_of(self.arena.get(loc))));
+            crate::shard::journal::note_gone();
         }
     }
 
@@ -1385,6 +1386,7 @@ impl Db {
         let key = Bytes::copy_from_slice(key_of(self.arena.get(loc)));
         if let Some(g) = self.gone.as_mut() {
             g.push(key.clone());
+            crate::shard::journal::note_gone();
         }
         self.remove_at(pos, loc, true);
         Some(key)

@@ -31,6 +31,18 @@ use crate::commands::table::CommandSpec;
 use crate::persist::rdb::ValRef;
 use crate::protocol::reply::Reply;
 
+thread_local! {
+    /// A database of this shard thread has deletions in `Db::gone` not recorded yet: the
+    /// flush after each command looks at the databases only then.
+    static GONE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// `Db` noted a deletion by expiry or eviction (see `GONE`).
+#[inline]
+pub fn note_gone() {
+    GONE.with(|g| g.set(true));
+}
+
 /// Bytes held by every shard's backlog: not data, so eviction leaves it out (as Redis leaves
 /// out its replication backlog). Only touched while a journal is on.
 static HELD_TOTAL: AtomicU64 = AtomicU64::new(0);
@@ -270,6 +282,23 @@ impl Journal {
         self.push(db, tx, out);
     }
 
+    /// Records a command given as its arguments (`Bytes`, as parsed).
+    pub fn emit_argv(&mut self, db: usize, tx: Option<TxTag>, argv: &[Bytes]) {
+        let digits = |n: usize| n.checked_ilog10().map_or(1, |d| d as usize + 1);
+        let size = 3
+            + digits(argv.len())
+            + argv
+                .iter()
+                .map(|a| 5 + digits(a.len()) + a.len())
+                .sum::<usize>();
+        let mut out = Vec::with_capacity(size);
+        crate::protocol::reply::header(&mut out, b'*', argv.len());
+        for a in argv {
+            crate::protocol::reply::encode_bulk(&mut out, a);
+        }
+        self.push(db, tx, out);
+    }
+
     /// The records from `from` on (at most `max`), or where the backlog stands if it does
     /// not hold `from`.
     pub fn read(&self, from: u64, max: usize) -> Result<Vec<&Record>, OutOfRange> {
@@ -391,7 +420,8 @@ pub fn flush(shard: &mut Shard) {
         return;
     };
     let tx = j.tx;
-    for (i, d) in shard.dbs.iter_mut().enumerate() {
+    let gone = GONE.with(|g| g.replace(false));
+    for (i, d) in shard.dbs.iter_mut().enumerate().filter(|_| gone) {
         match d.gone.as_mut() {
             Some(g) if !g.is_empty() => {
                 for k in g.drain(..) {
@@ -496,8 +526,7 @@ pub fn after_command(
         // Deletions the command's own lookups caused come first.
         flush(shard);
         if let Some(j) = shard.journal.as_mut() {
-            let args: Vec<&[u8]> = argv.iter().map(|a| a.as_ref()).collect();
-            j.emit(db, tx, &args);
+            j.emit_argv(db, tx, argv);
         }
         return;
     }
