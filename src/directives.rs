@@ -23,7 +23,6 @@ use Treat::{Only, Warn};
 
 const AOF_FIXED: &str = "the append-only files are one fixed shape: an RDB base plus one \
      command log per shard (see README \"Persistence\"); rewrites run on BGREWRITEAOF";
-const NO_REPLICATION: &str = "min-replicas-to-write is not supported yet";
 const ENCODING: &str =
     "encodings use redis-server 7.0.15's compiled thresholds (not configurable yet)";
 const RDB_FIXED: &str = "RDB files are written and read one fixed way (see README \"Persistence\")";
@@ -43,10 +42,6 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ("aof-rewrite-incremental-fsync", Warn(AOF_FIXED)),
     ("sanitize-dump-payload", Warn(RDB_FIXED)),
     // Replication and cluster.
-    ("min-replicas-to-write", Only(&["0"], NO_REPLICATION)),
-    ("min-slaves-to-write", Only(&["0"], NO_REPLICATION)),
-    ("min-replicas-max-lag", Warn(NOT_USED)),
-    ("min-slaves-max-lag", Warn(NOT_USED)),
     ("replica-lazy-flush", Warn(NOT_USED)),
     ("slave-lazy-flush", Warn(NOT_USED)),
     ("replica-announced", Warn(NOT_USED)),

@@ -81,6 +81,7 @@ pub const MISCONF: &str = "MISCONF Redis is configured to save RDB snapshots, bu
 pub const READONLY: &str = "READONLY You can't write against a read only replica.";
 /// A command without the `stale` flag while the master link is down and
 /// `replica-serve-stale-data` is `no`.
+pub const NOREPLICAS: &str = "NOREPLICAS Not enough good replicas to write.";
 pub const MASTERDOWN: &str =
     "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.";
 /// REPLICAOF and friends sent by the master link itself.

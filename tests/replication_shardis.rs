@@ -174,3 +174,52 @@ fn a_chain_of_shardis_replicas_converges_and_survives_a_failover() {
     converge(&[&a, &b], "after the promotion");
     assert_eq!(info(&b, "master_link_status"), "up");
 }
+
+#[test]
+fn min_replicas_to_write_refuses_writes_without_a_good_replica() {
+    let master = node(
+        2,
+        &[
+            "--min-replicas-to-write",
+            "1",
+            "--min-replicas-max-lag",
+            "2",
+        ],
+    );
+    let mut mc = master.client();
+    let refused = |c: &mut redis::Connection| {
+        redis::cmd("SET")
+            .arg("k")
+            .arg(1)
+            .query::<()>(c)
+            .err()
+            .is_some_and(|e| e.to_string().contains("Not enough good replicas"))
+    };
+    assert!(refused(&mut mc), "no replica: NOREPLICAS");
+    let v: Option<String> = redis::cmd("GET").arg("k").query(&mut mc).unwrap();
+    assert_eq!(v, None, "reads still work");
+    let mport = master.port.to_string();
+    let r = node(1, &["--replicaof", "127.0.0.1", &mport]);
+    assert!(
+        common::wait_for(Duration::from_secs(10), || !refused(&mut mc)),
+        "a replica that acknowledges lets writes through"
+    );
+    // A replica that stops acknowledging (SIGSTOP) is no longer good after the max lag.
+    r.signal("STOP");
+    assert!(common::wait_for(Duration::from_secs(10), || refused(
+        &mut mc
+    )));
+    r.signal("CONT");
+    assert!(common::wait_for(Duration::from_secs(10), || !refused(
+        &mut mc
+    )));
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("min-replicas-to-write")
+        .arg(3)
+        .query(&mut mc)
+        .unwrap();
+    assert!(common::wait_for(Duration::from_secs(5), || refused(
+        &mut mc
+    )));
+}

@@ -275,7 +275,6 @@ fn daemonize_include_and_refused_directives() {
     let refused: &[(&[&str], &str)] = &[
         (&["--save", "900"], "Invalid save parameters"),
         (&["--appendonly", "maybe"], "yes"),
-        (&["--min-replicas-to-write", "1"], "min-replicas-to-write"),
         (&["--replicaof", "127.0.0.1 port"], "Invalid master port"),
         (&["--rename-command", "FLUSHALL x"], "rename-command"),
         (

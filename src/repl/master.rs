@@ -107,6 +107,24 @@ fn replicas<T>(f: impl FnOnce(&mut Vec<Replica>) -> T) -> T {
     }
 }
 
+/// Counts the replicas whose last acknowledgement is within `min-replicas-max-lag` seconds
+/// (Redis's "good" replicas) for the `min-replicas-to-write` gate. Shard 0 calls it once a
+/// second and on every acknowledgement.
+pub fn refresh_good_replicas() {
+    let max_lag = crate::repl::SETTINGS
+        .min_replicas_max_lag
+        .load(Ordering::Relaxed);
+    let now = Instant::now();
+    let n = replicas(|v| {
+        v.iter()
+            .filter(|r| {
+                r.listed && r.online && now.saturating_duration_since(r.ack_at).as_secs() <= max_lag
+            })
+            .count() as u64
+    });
+    crate::repl::set_good_replicas(n);
+}
+
 /// Online replicas that acknowledged `offset`.
 fn acked(offset: u64) -> i64 {
     replicas(|v| {

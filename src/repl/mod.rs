@@ -151,6 +151,11 @@ pub struct Settings {
     pub serve_stale: AtomicBool,
     pub timeout_secs: AtomicU64,
     pub priority: AtomicU64,
+    /// `min-replicas-to-write` (0: off) and `min-replicas-max-lag` (seconds).
+    pub min_replicas: AtomicU64,
+    pub min_replicas_max_lag: AtomicU64,
+    /// Replicas acknowledged within the max lag, counted once a second by shard 0.
+    pub good_replicas: AtomicU64,
     /// (masteruser, masterauth).
     pub auth: Mutex<(String, String)>,
 }
@@ -159,6 +164,8 @@ pub struct Settings {
 /// refused (link down and `replica-serve-stale-data no`).
 const GATE_READONLY: u8 = 1;
 const GATE_STALE: u8 = 2;
+/// Writes refused: fewer good replicas than `min-replicas-to-write` (on a master).
+const GATE_NOREPLICAS: u8 = 4;
 
 static GATE: AtomicU8 = AtomicU8::new(0);
 /// Processed and read offsets of the master link (published by the home shard).
@@ -176,6 +183,9 @@ pub static SETTINGS: Settings = Settings {
     serve_stale: AtomicBool::new(true),
     timeout_secs: AtomicU64::new(60),
     priority: AtomicU64::new(100),
+    min_replicas: AtomicU64::new(0),
+    min_replicas_max_lag: AtomicU64::new(10),
+    good_replicas: AtomicU64::new(0),
     auth: Mutex::new((String::new(), String::new())),
 };
 
@@ -306,7 +316,17 @@ pub fn refusal(g: u8, flags: u32) -> Option<&'static str> {
     if g & GATE_STALE != 0 && flags & STALE == 0 {
         return Some(error::MASTERDOWN);
     }
+    if g & GATE_NOREPLICAS != 0 && flags & WRITE != 0 {
+        return Some(error::NOREPLICAS);
+    }
     None
+}
+
+/// Shard 0's count of good replicas (see `master::refresh_good_replicas`).
+pub fn set_good_replicas(n: u64) {
+    if SETTINGS.good_replicas.swap(n, Ordering::Relaxed) != n {
+        refresh_gate(&state());
+    }
 }
 
 fn refresh_gate(st: &State) {
@@ -318,6 +338,11 @@ fn refresh_gate(st: &State) {
         }
         if f.link != LinkState::Connected && !SETTINGS.serve_stale.load(Ordering::Relaxed) {
             g |= GATE_STALE;
+        }
+    } else {
+        let min = SETTINGS.min_replicas.load(Ordering::Relaxed);
+        if min > 0 && SETTINGS.good_replicas.load(Ordering::Relaxed) < min {
+            g |= GATE_NOREPLICAS;
         }
     }
     GATE.store(g, Ordering::Relaxed);
@@ -939,6 +964,10 @@ pub const SETTING_DEFAULTS: &[(&str, &str)] = &[
     ("slave-priority", "100"),
     ("masterauth", ""),
     ("masteruser", ""),
+    ("min-replicas-to-write", "0"),
+    ("min-slaves-to-write", "0"),
+    ("min-replicas-max-lag", "10"),
+    ("min-slaves-max-lag", "10"),
 ];
 
 /// The other name of an aliased setting.
@@ -950,6 +979,10 @@ pub fn alias(name: &str) -> Option<&'static str> {
         "slave-serve-stale-data" => "replica-serve-stale-data",
         "replica-priority" => "slave-priority",
         "slave-priority" => "replica-priority",
+        "min-replicas-to-write" => "min-slaves-to-write",
+        "min-slaves-to-write" => "min-replicas-to-write",
+        "min-replicas-max-lag" => "min-slaves-max-lag",
+        "min-slaves-max-lag" => "min-replicas-max-lag",
         _ => return None,
     })
 }
@@ -989,6 +1022,16 @@ pub fn set_setting(name: &str, value: &str) -> Result<Option<String>, String> {
         "replica-priority" | "slave-priority" => {
             let n = num(value, 0)?;
             SETTINGS.priority.store(n, Ordering::Relaxed);
+            n.to_string()
+        }
+        "min-replicas-to-write" | "min-slaves-to-write" => {
+            let n = num(value, 0)?;
+            SETTINGS.min_replicas.store(n, Ordering::Relaxed);
+            n.to_string()
+        }
+        "min-replicas-max-lag" | "min-slaves-max-lag" => {
+            let n = num(value, 0)?;
+            SETTINGS.min_replicas_max_lag.store(n, Ordering::Relaxed);
             n.to_string()
         }
         "masterauth" => {

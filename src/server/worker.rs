@@ -2020,6 +2020,7 @@ impl Worker {
                 }
                 if self.id == 0 {
                     crate::persist::cron::check_rules(self);
+                    crate::repl::master::refresh_good_replicas();
                 }
                 self.timers
                     .add(now + Duration::from_secs(1), TimerKind::ClientTimeout);
