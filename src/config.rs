@@ -261,6 +261,8 @@ pub struct Config {
     pub bind: IpAddr,
     pub shards: usize,
     pub cores: Vec<usize>,
+    /// `--cores none`: shard threads are not pinned.
+    pub unpinned: bool,
     pub databases: usize,
     pub maxclients: usize,
     pub proto_max_bulk_len: u64,
@@ -363,12 +365,17 @@ impl Access {
 
 impl Default for Config {
     fn default() -> Self {
-        let cores = available_cores();
+        // One shard per available core, not pinned unless `--cores` lists cores: with the
+        // clients on the same machine (the usual first run), a pinned shard that shares its
+        // core with a busy client process waits a scheduler slice per cross-shard hop
+        // (p99 2-3 ms against 0.2-0.3 unpinned; README "Flags").
+        let shards = available_cores().len().max(1);
         Config {
             port: DEFAULT_PORT,
             bind: IpAddr::from([127, 0, 0, 1]),
-            shards: cores.len().max(1),
-            cores,
+            shards,
+            cores: Vec::new(),
+            unpinned: true,
             databases: DEFAULT_DATABASES,
             maxclients: DEFAULT_MAXCLIENTS,
             proto_max_bulk_len: DEFAULT_PROTO_MAX_BULK_LEN,
@@ -572,7 +579,11 @@ impl Config {
         }
         // Shards default to one per listed core.
         if !explicit_shards {
-            cfg.shards = cfg.cores.len().max(1);
+            cfg.shards = if cfg.unpinned {
+                std::thread::available_parallelism().map_or(1, |n| n.get())
+            } else {
+                cfg.cores.len().max(1)
+            };
         }
         if cfg.shards == 0 || cfg.shards > 256 {
             return Err(format!(
@@ -625,7 +636,17 @@ impl Config {
                 }
             }
             "shards" => self.shards = parse_num(name, v)?,
-            "cores" => self.cores = parse_cores(v)?,
+            "cores" => {
+                // `none`: one shard per available core, none pinned (the scheduler places
+                // them; see README "Flags").
+                if v.eq_ignore_ascii_case("none") {
+                    self.cores.clear();
+                    self.unpinned = true;
+                } else {
+                    self.cores = parse_cores(v)?;
+                    self.unpinned = false;
+                }
+            }
             "databases" => {
                 let n: usize = parse_num(name, v)?;
                 if n == 0 || n > 1_000_000 {

@@ -469,7 +469,11 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         port,
         cfg.bind,
         cfg.shards,
-        cores.join(","),
+        if cores.is_empty() {
+            "none (not pinned)".to_string()
+        } else {
+            cores.join(",")
+        },
         setup,
         if batch { "batch" } else { "other" }
     ));
