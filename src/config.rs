@@ -1301,12 +1301,13 @@ impl Tunables {
             "dir" | "dbfilename" | "appenddirname" => {
                 return Err("can't set protected config".into())
             }
-            "appendonly" | "appendfilename" => {
-                return Err(
-                    "can't set immutable config (shardis sets up its append-only \
-                     files at startup: restart with the setting)"
-                        .into(),
-                )
+            "appendfilename" => return Err("can't set immutable config".into()),
+            "appendonly" => {
+                let on = parse_yes_no(value)
+                    .map_err(|_| "argument must be 'yes' or 'no'".to_string())?;
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                m.insert(name.into(), if on { "yes" } else { "no" }.into());
+                return Ok(());
             }
             "appendfsync" => {
                 let n = parse_fsync(value)?;

@@ -380,3 +380,67 @@ fn every_acknowledged_write_survives_kill_9_under_load() {
         let _ = std::fs::remove_dir_all(&dir);
     }
 }
+
+/// CONFIG SET appendonly yes on a running server starts the logs with a first rewrite (as
+/// Redis does); a restart with appendonly yes then has everything. `no` stops the logs.
+#[test]
+fn config_set_appendonly_at_runtime() {
+    let dir = tmpdir("runtime");
+    let d = dir.to_string_lossy().into_owned();
+    let s = Server::start_with(
+        4,
+        &["--dir", &d, "--enable-debug-command", "yes", "--save", ""],
+    );
+    let mut c = s.client();
+    workload(&mut c, 1);
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendonly")
+        .arg("yes")
+        .query(&mut c)
+        .unwrap();
+    assert!(common::wait_for(Duration::from_secs(20), || {
+        let i = common::info(&mut c, "persistence");
+        i["aof_enabled"] == "1" && i["aof_rewrite_in_progress"] == "0" && i["aof_rewrites"] == "1"
+    }));
+    let cfg: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("appendonly")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(cfg, ["appendonly", "yes"]);
+    workload(&mut c, 2);
+    let want = digest(&mut c);
+    s.signal("KILL");
+    drop(s);
+    let s = start(&dir, 4, &[]);
+    let mut c = s.client();
+    assert_eq!(digest(&mut c), want, "base from the runtime switch + logs");
+
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendonly")
+        .arg("no")
+        .query(&mut c)
+        .unwrap();
+    assert!(common::wait_for(Duration::from_secs(5), || {
+        common::info(&mut c, "persistence")["aof_enabled"] == "0"
+    }));
+    let size = |dir: &Path| -> u64 {
+        std::fs::read_dir(dir.join("appendonlydir"))
+            .unwrap()
+            .flatten()
+            .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+            .sum()
+    };
+    let before = size(&dir);
+    workload(&mut c, 3);
+    assert_eq!(
+        size(&dir),
+        before,
+        "appendonly no: nothing more is appended"
+    );
+    drop(c);
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}

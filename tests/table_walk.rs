@@ -53,8 +53,8 @@ const TOP_ONLY: &[&str] = &[
 const KNOWN: &[(&str, &str)] = &[
     (
         "bgrewriteaof",
-        "with appendonly no, Redis writes an AOF base anyway; shardis sets up its per-shard \
-         append-only files only at startup and says so",
+        "with appendonly no, Redis writes an AOF base anyway; shardis refuses and says that \
+         CONFIG SET appendonly yes turns the files on (with a first rewrite)",
     ),
     (
         "client help",

@@ -82,34 +82,66 @@ fn lastsave(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Int(t as i64))
 }
 
-/// BGREWRITEAOF: a snapshot under the all-shard lock becomes the next base; at that same
-/// moment every shard starts its next log (`persist::aof`), and a std thread writes the base
-/// and the new manifest. The reply comes once the point in time is taken.
+/// BGREWRITEAOF: see `rewrite_aof`.
 fn bgrewriteaof(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
-    use crate::persist::aof;
-    use crate::server::worker::{ShardFn, Worker};
-    let shared = ctx.w.shared.clone();
-    if !shared.cfg.appendonly {
+    if !ctx.w.shared.aof.enabled.load(Ordering::SeqCst) {
         return Err(CmdError::err(
-            "append-only files are off (appendonly no): shardis sets them up at startup",
+            "append-only files are off: CONFIG SET appendonly yes (or appendonly yes at startup) \
+             turns them on with a first rewrite",
         ));
     }
+    let ticket = ctx.defer();
+    rewrite_aof(ctx.w, false, move |w, r| {
+        let reply = match r {
+            Ok(()) => Reply::Status("Background append only file rewriting started".into()),
+            Err(e) => Reply::Error(format!("ERR {e}")),
+        };
+        w.complete(ticket, reply);
+    });
+    Ok(Reply::Ok)
+}
+
+/// A rewrite: a snapshot under the all-shard lock becomes the next base; at that same moment
+/// every shard starts its next log (`persist::aof`), and a std thread writes the base and the
+/// new manifest. With `enabling` (CONFIG SET appendonly yes) the shards open their first
+/// logs instead. `started` gets the outcome once the point in time is taken.
+pub fn rewrite_aof(
+    w: &mut crate::server::worker::Worker,
+    enabling: bool,
+    started: impl FnOnce(&mut crate::server::worker::Worker, Result<(), String>) + Send + 'static,
+) {
+    use crate::persist::aof;
+    use crate::server::worker::{ShardFn, Worker};
+    let shared = w.shared.clone();
     if shared.aof.rewriting.swap(true, Ordering::SeqCst) {
-        return Err(CmdError::err(
-            "Background append only file rewriting already in progress",
-        ));
+        started(
+            w,
+            Err("Background append only file rewriting already in progress".into()),
+        );
+        return;
     }
     let old = shared.aof.seq.load(Ordering::SeqCst);
     let seq = old + 1;
-    if let Err(e) = aof::begin_rewrite(&shared.cfg, aof::current_base(&shared.cfg), old, seq) {
+    let prepared = if enabling {
+        std::fs::create_dir_all(aof::dir(&shared.cfg)).map_err(|e| {
+            format!(
+                "Can't create the append-only directory {}: {e}",
+                shared.cfg.appenddirname
+            )
+        })
+    } else {
+        aof::begin_rewrite(&shared.cfg, aof::current_base(&shared.cfg), old, seq)
+    };
+    if let Err(e) = prepared {
         shared.aof.rewriting.store(false, Ordering::SeqCst);
         crate::log::warning(&format!("Can't rewrite the append only file: {e}"));
-        return Err(CmdError::err(format!(
-            "Can't rewrite the append only file: {e}"
-        )));
+        started(w, Err(format!("Can't rewrite the append only file: {e}")));
+        return;
     }
-    let ticket = ctx.defer();
-    save::snapshot(ctx.w, true, move |w: &mut Worker, parts, txid| {
+    if enabling {
+        aof::start_fsync_thread(shared.aof.clone(), shared.clone());
+    }
+    save::snapshot(w, true, move |w: &mut Worker, parts, txid| {
         // Still locked: every shard switches to its next log at the snapshot's moment.
         let jobs = (0..w.nshards)
             .map(|s| {
@@ -117,6 +149,21 @@ fn bgrewriteaof(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
                     let cfg = tw.shared.cfg.clone();
                     let r = match tw.aof.as_mut() {
                         Some(a) => a.switch(&cfg, &mut tw.shard, seq),
+                        None if enabling => {
+                            crate::shard::journal::enable(
+                                &mut tw.shard,
+                                crate::shard::journal::DEFAULT_BACKLOG,
+                            );
+                            let from = tw.shard.journal.as_ref().map_or(1, |j| j.next());
+                            aof::Writer::open(&cfg, tw.shared.aof.clone(), tw.id, seq, from).map(
+                                |wr| {
+                                    if let Some(j) = tw.shard.journal.as_mut() {
+                                        j.pin = Some(from);
+                                    }
+                                    tw.aof = Some(wr);
+                                },
+                            )
+                        }
                         None => Ok(()),
                     };
                     crate::coord::multi::unlock(tw, txid);
@@ -134,15 +181,15 @@ fn bgrewriteaof(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
                     crate::log::warning(&format!("Can't rewrite the append only file: {e}"));
                     shared.aof.last_rewrite_ok.store(false, Ordering::SeqCst);
                     shared.aof.rewriting.store(false, Ordering::SeqCst);
-                    w.complete(ticket, Reply::Error(format!("ERR {e}")));
+                    started(w, Err(e));
                     return;
                 }
                 shared.aof.seq.store(seq, Ordering::SeqCst);
+                if enabling {
+                    shared.aof.enabled.store(true, Ordering::SeqCst);
+                }
                 crate::log::notice("Background append only file rewriting started");
-                w.complete(
-                    ticket,
-                    Reply::Status("Background append only file rewriting started".into()),
-                );
+                started(w, Ok(()));
                 let checksum = shared.tun.rdbchecksum.load(Ordering::Relaxed);
                 let _ = std::thread::Builder::new()
                     .name("aof-rewrite".into())
@@ -166,5 +213,25 @@ fn bgrewriteaof(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
             },
         );
     });
-    Ok(Reply::Ok)
+}
+
+/// CONFIG SET appendonly no: every shard stops appending (the files stay as they are).
+pub fn stop_aof(w: &mut crate::server::worker::Worker) {
+    use crate::server::worker::{ShardFn, Worker};
+    w.shared.aof.enabled.store(false, Ordering::SeqCst);
+    let jobs = (0..w.nshards)
+        .map(|s| {
+            let job: ShardFn<()> = Box::new(move |tw: &mut Worker| {
+                if let Some(mut a) = tw.aof.take() {
+                    a.write_pass(&mut tw.shard, true);
+                }
+                if let Some(j) = tw.shard.journal.as_mut() {
+                    j.pin = None;
+                }
+            });
+            (s, job)
+        })
+        .collect();
+    w.fan_out(jobs, false, |_, _: Vec<()>| {});
+    crate::log::notice("Background append only file writing stopped (appendonly no)");
 }

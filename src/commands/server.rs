@@ -276,6 +276,20 @@ fn config_set(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     if let Some((_, l)) = todo.iter().find(|(n, _)| n == "loglevel") {
         crate::log::set_level(&l.to_ascii_lowercase());
     }
+    // appendonly: turning it on starts the first rewrite (as Redis), off stops the logs.
+    if let Some((_, v)) = todo.iter().find(|(n, _)| n == "appendonly") {
+        let on = v.eq_ignore_ascii_case("yes");
+        let was = ctx.w.shared.aof.enabled.load(Ordering::SeqCst);
+        if on && !was {
+            super::persistence::rewrite_aof(ctx.w, true, |_, r| {
+                if let Err(e) = r {
+                    crate::log::warning(&format!("appendonly yes failed: {e}"));
+                }
+            });
+        } else if !on && was {
+            super::persistence::stop_aof(ctx.w);
+        }
+    }
     // `save` and `stop-writes-on-bgsave-error` open or close the MISCONF gate at once.
     ctx.w.shared.persist.refresh_gate(&ctx.w.shared.tun);
     // This shard's next command already sees a new eviction policy (others: next loop pass).
@@ -1176,7 +1190,7 @@ fn meta(w: &Worker) -> Meta {
             p.loaded_expired.load(Ordering::Relaxed),
         ),
         aof: (
-            sh.cfg.appendonly,
+            sh.aof.enabled.load(Ordering::Relaxed),
             sh.aof.rewriting.load(Ordering::Relaxed),
             sh.aof.rewrites.load(Ordering::Relaxed),
             sh.aof.last_rewrite_ok.load(Ordering::Relaxed),

@@ -40,6 +40,10 @@ pub struct Rec {
 
 /// What INFO persistence reports about the AOF and what the writers share.
 pub struct State {
+    /// `appendonly` as in force (CONFIG SET switches it).
+    pub enabled: AtomicBool,
+    /// The everysec fsync thread runs.
+    fsync_thread: AtomicBool,
     /// Sequence number of the current files.
     pub seq: AtomicU64,
     pub rewriting: AtomicBool,
@@ -51,8 +55,10 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(nshards: usize) -> State {
+    pub fn new(nshards: usize, enabled: bool) -> State {
         State {
+            enabled: AtomicBool::new(enabled),
+            fsync_thread: AtomicBool::new(false),
             seq: AtomicU64::new(1),
             rewriting: AtomicBool::new(false),
             rewrites: AtomicU64::new(0),
@@ -584,6 +590,9 @@ impl Writer {
 
 /// Starts the everysec fsync thread.
 pub fn start_fsync_thread(state: Arc<State>, shared: Arc<crate::server::Shared>) {
+    if state.fsync_thread.swap(true, Ordering::SeqCst) {
+        return;
+    }
     let _ = std::thread::Builder::new()
         .name("aof-fsync".into())
         .spawn(move || loop {

@@ -300,7 +300,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         mem: (0..cfg.shards).map(|_| ShardMem::default()).collect(),
         pulse: (0..cfg.shards).map(|_| Pulse::default()).collect(),
         persist: crate::persist::State::new(crate::persist::unix_secs()),
-        aof: Arc::new(crate::persist::aof::State::new(cfg.shards)),
+        aof: Arc::new(crate::persist::aof::State::new(cfg.shards, cfg.appendonly)),
         cfg,
     });
     if let Some(l) = &loaded {
