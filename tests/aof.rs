@@ -444,3 +444,52 @@ fn config_set_appendonly_at_runtime() {
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The migration path with AOF: a redis-server 7.0 `appendonlydir` (RDB base + incremental
+/// file) loads into shardis as is, to the same DEBUG DIGEST, and is converted to shardis's
+/// layout so the next restart needs nothing of Redis's.
+#[test]
+fn loads_a_redis_server_append_only_directory() {
+    let dir = tmpdir("fromredis");
+    let d = dir.to_string_lossy().into_owned();
+    let want = {
+        let r = common::resp::Redis::start_with(&[
+            "--dir",
+            &d,
+            "--appendonly",
+            "yes",
+            "--enable-debug-command",
+            "yes",
+        ]);
+        let mut c = redis::Client::open(format!("redis://127.0.0.1:{}/", r.port))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        workload(&mut c, 1);
+        let _: String = redis::cmd("BGREWRITEAOF").query(&mut c).unwrap();
+        assert!(common::wait_for(Duration::from_secs(20), || {
+            common::info(&mut c, "persistence")["aof_rewrite_in_progress"] == "0"
+        }));
+        workload(&mut c, 2);
+        let want = digest(&mut c);
+        let _: redis::RedisResult<()> = redis::cmd("SHUTDOWN").query(&mut c);
+        drop(r);
+        want
+    };
+    let manifest =
+        std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest")).unwrap();
+    assert!(manifest.contains("type i"), "{manifest}");
+    let s = start(&dir, 4, &[]);
+    let mut c = s.client();
+    assert_eq!(digest(&mut c), want, "redis-server's AOF directory, loaded");
+    let _: () = redis::cmd("SET").arg("more").arg(1).query(&mut c).unwrap();
+    let want = digest(&mut c);
+    s.signal("KILL");
+    drop(s);
+    let s = start(&dir, 4, &[]);
+    let mut c = s.client();
+    assert_eq!(digest(&mut c), want, "converted to shardis's layout");
+    drop(c);
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -146,12 +146,15 @@ fn write_manifest(cfg: &Config, text: &str) -> Result<(), String> {
 struct Manifest {
     base: Option<(u64, String)>,
     incr: Vec<Vec<(u64, String)>>,
+    /// Incremental files without a shard: a directory written by redis-server.
+    redis_incr: Vec<(u64, String)>,
 }
 
 fn parse_manifest(text: &str, nshards: usize) -> Result<Manifest, String> {
     let mut m = Manifest {
         base: None,
         incr: (0..nshards).map(|_| Vec::new()).collect(),
+        redis_incr: Vec::new(),
     };
     let shards_seen: usize = text
         .lines()
@@ -192,10 +195,11 @@ fn parse_manifest(text: &str, nshards: usize) -> Result<Manifest, String> {
             .map_err(|_| format!("Invalid AOF manifest sequence: '{line}'"))?;
         match kind {
             "b" => m.base = Some((seq, name.to_string())),
+            "i" if field("shard").is_none() => m.redis_incr.push((seq, name.to_string())),
             "i" => {
                 let shard: usize = field("shard")
                     .and_then(|s| s.parse().ok())
-                    .ok_or_else(|| format!("AOF manifest line without a shard: '{line}'"))?;
+                    .ok_or_else(|| format!("Invalid AOF manifest shard: '{line}'"))?;
                 let slot = m.incr.get_mut(shard).ok_or_else(|| {
                     format!(
                         "the append-only files were written by more shards than --shards {nshards} \
@@ -210,6 +214,10 @@ fn parse_manifest(text: &str, nshards: usize) -> Result<Manifest, String> {
     for v in m.incr.iter_mut() {
         v.sort_by_key(|(seq, _)| *seq);
     }
+    m.redis_incr.sort_by_key(|(seq, _)| *seq);
+    if !m.redis_incr.is_empty() && m.incr.iter().any(|v| !v.is_empty()) {
+        return Err("AOF manifest mixes shardis and redis-server files".into());
+    }
     Ok(m)
 }
 
@@ -217,6 +225,8 @@ fn parse_manifest(text: &str, nshards: usize) -> Result<Manifest, String> {
 pub struct Loaded {
     /// The base snapshot's path, if the manifest names one.
     pub base: Option<PathBuf>,
+    /// A redis-server directory, replayed and converted: each shard's keys.
+    pub keys: Option<Vec<Vec<super::load::KeyPart>>>,
     /// Each shard's records, incomplete multi-shard writes removed.
     pub shards: Vec<Vec<Rec>>,
     pub seq: u64,
@@ -230,6 +240,9 @@ pub fn load(cfg: &Config) -> Result<Option<Loaded>, String> {
         Err(e) => return Err(format!("Can't open the AOF manifest: {e}")),
     };
     let m = parse_manifest(&text, cfg.shards)?;
+    if !m.redis_incr.is_empty() {
+        return load_redis_dir(cfg, m).map(Some);
+    }
     let mut seq = m.base.as_ref().map_or(1, |(s, _)| *s);
     let mut shards = Vec::with_capacity(cfg.shards);
     for (s, files) in m.incr.iter().enumerate() {
@@ -277,7 +290,93 @@ pub fn load(cfg: &Config) -> Result<Option<Loaded>, String> {
         base.as_ref()
             .map_or(String::new(), |b| format!(", base {}", b.display()))
     ));
-    Ok(Some(Loaded { base, shards, seq }))
+    Ok(Some(Loaded {
+        base,
+        keys: None,
+        shards,
+        seq,
+    }))
+}
+
+/// Loads a redis-server 7 append-only directory (its base, RDB or RESP, then its incremental
+/// files) by replaying it into one temporary shard on this thread, then splits the keys by
+/// owner shard; writes a shardis base and manifest of the next sequence so the next restart
+/// reads shardis's own files (Redis's manifest is kept beside it as `.redis-<secs>`).
+fn load_redis_dir(cfg: &Config, m: Manifest) -> Result<Loaded, String> {
+    use crate::commands::table::table;
+    let mut tmp = Shard::new(0, 1, cfg.databases, table().len());
+    let mut seq = 0;
+    if let Some((bseq, name)) = &m.base {
+        seq = *bseq;
+        let path = dir(cfg).join(name);
+        let data = std::fs::read(&path).map_err(|e| format!("Can't open {name}: {e}"))?;
+        if data.starts_with(b"REDIS") {
+            let split = super::load::split(&data, 1, cfg.databases, cfg.rdbchecksum)
+                .map_err(|e| format!("Bad base file {name}: {e}"))?;
+            for part in split.shards {
+                super::load::apply(&mut tmp, part);
+            }
+        } else {
+            let (recs, _) = parse_log(&data).map_err(|e| format!("Bad base file {name}: {e}"))?;
+            replay(&mut tmp, recs);
+        }
+    }
+    let mut n = 0;
+    for (iseq, name) in &m.redis_incr {
+        seq = seq.max(*iseq);
+        let path = dir(cfg).join(name);
+        let data = std::fs::read(&path).map_err(|e| format!("Can't open {name}: {e}"))?;
+        let (recs, used) = parse_log(&data)
+            .map_err(|e| format!("Bad file format reading the append only file {name}: {e}"))?;
+        if used < data.len() && !cfg.aof_load_truncated {
+            return Err(format!(
+                "Unexpected end of file reading the append only file {name}"
+            ));
+        }
+        n += recs.len();
+        replay(&mut tmp, recs);
+    }
+    // The keys, to their owner shards.
+    let now = crate::shard::now_ms();
+    let mut keys: Vec<Vec<super::load::KeyPart>> = (0..cfg.shards).map(|_| Vec::new()).collect();
+    for (db, d) in tmp.dbs.iter_mut().enumerate() {
+        let mut names = Vec::new();
+        d.for_each(|k, _| names.push(Bytes::copy_from_slice(k)));
+        for k in names {
+            if let Some(e) = d.export(&k, now) {
+                let s = crate::shard::route::shard_of(&k, cfg.shards);
+                if let Some(v) = keys.get_mut(s) {
+                    v.push((db, k, e.val, e.expire_at));
+                }
+            }
+        }
+    }
+    // From now on the directory is shardis's: a base of everything loaded, new logs.
+    let next = seq + 1;
+    let part = super::save::serialise(&tmp, true);
+    super::save::write_file(
+        &dir(cfg).join(base_name(cfg, next)),
+        &[part],
+        true,
+        crate::persist::unix_secs(),
+        0,
+    )?;
+    let keep = manifest_path(cfg)
+        .with_extension(format!("manifest.redis-{}", crate::persist::unix_secs()));
+    let _ = std::fs::copy(manifest_path(cfg), &keep);
+    write_manifest(cfg, &manifest_text(cfg, Some(next), &[next]))?;
+    crate::log::notice(&format!(
+        "Loaded redis-server's append-only files ({n} commands replayed); converted to \
+         shardis's layout (base {}), Redis's manifest kept as {}",
+        base_name(cfg, next),
+        keep.display()
+    ));
+    Ok(Loaded {
+        base: None,
+        keys: Some(keys),
+        shards: (0..cfg.shards).map(|_| Vec::new()).collect(),
+        seq: next,
+    })
 }
 
 /// Removes the records of multi-shard writes that are not in every one of their shards' logs

@@ -254,10 +254,22 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         Some(a) => a.base.clone(),
         None => Some(std::path::PathBuf::from(&cfg.dbfilename)),
     };
-    let loaded = match &rdb_path {
+    let mut loaded = match &rdb_path {
         Some(p) => crate::persist::load::load_file(p, cfg.shards, cfg.databases, cfg.rdbchecksum)?,
         None => None,
     };
+    // A redis-server AOF directory comes converted: its keys, split by shard.
+    let mut aof_loaded = aof_loaded;
+    if let Some(keys) = aof_loaded.as_mut().and_then(|a| a.keys.take()) {
+        let n = keys.iter().map(Vec::len).sum::<usize>() as u64;
+        loaded = Some(crate::persist::load::Split {
+            shards: keys,
+            summary: crate::persist::read::Summary {
+                keys: n,
+                ..Default::default()
+            },
+        });
+    }
     let aof_seq = match &aof_loaded {
         Some(a) => a.seq,
         None if cfg.appendonly => crate::persist::aof::create(&cfg, loaded.is_some())?,
