@@ -52,6 +52,7 @@ pub const COMMANDS: &[CommandSpec] = &[
              "key [member [member ...]]"),
     CommandSpec::new("georadius", -6, WRITE | DENYOOM, RADIUS_KEYS, Exec::Key(search))
         .cross(search_cross)
+        .touches(super::table::Touches::AllBut(1))
         .doc(G, "3.2.0", "Queries a geospatial index for members within a distance from a coordinate, optionally stores the result.",
              "key longitude latitude radius <M | KM | FT | MI> [WITHCOORD] [WITHDIST] [WITHHASH] [COUNT count [ANY]] [ASC | DESC] [STORE key | STOREDIST key]"),
     CommandSpec::new("georadius_ro", -6, READONLY, KeySpec::single(1), Exec::Key(search))
@@ -59,6 +60,7 @@ pub const COMMANDS: &[CommandSpec] = &[
              "key longitude latitude radius <M | KM | FT | MI> [WITHCOORD] [WITHDIST] [WITHHASH] [COUNT count [ANY]] [ASC | DESC]"),
     CommandSpec::new("georadiusbymember", -5, WRITE | DENYOOM, MEMBER_KEYS, Exec::Key(search))
         .cross(search_cross)
+        .touches(super::table::Touches::AllBut(1))
         .doc(G, "3.2.0", "Queries a geospatial index for members within a distance from a member, optionally stores the result.",
              "key member radius <M | KM | FT | MI> [WITHCOORD] [WITHDIST] [WITHHASH] [COUNT count [ANY]] [ASC | DESC] [STORE key | STOREDIST key]"),
     CommandSpec::new("georadiusbymember_ro", -5, READONLY, KeySpec::single(1), Exec::Key(search))
@@ -69,6 +71,7 @@ pub const COMMANDS: &[CommandSpec] = &[
              "key <FROMMEMBER member | FROMLONLAT longitude latitude> <BYRADIUS radius <M | KM | FT | MI> | BYBOX width height <M | KM | FT | MI>> [ASC | DESC] [COUNT count [ANY]] [WITHCOORD] [WITHDIST] [WITHHASH]"),
     CommandSpec::new("geosearchstore", -8, WRITE | DENYOOM, KeySpec::range(1, 2, 1), Exec::Key(search))
         .cross(search_cross)
+        .touches(super::table::Touches::AllBut(2))
         .doc(G, "6.2.0", "Queries a geospatial index for members inside an area of a box or a circle, optionally stores the result.",
              "destination source <FROMMEMBER member | FROMLONLAT longitude latitude> <BYRADIUS radius <M | KM | FT | MI> | BYBOX width height <M | KM | FT | MI>> [ASC | DESC] [COUNT count [ANY]] [STOREDIST]"),
 ];

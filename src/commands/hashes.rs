@@ -25,6 +25,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(H, "2.0.0", "Sets the values of multiple fields.", "key field value [field value ...]"),
     CommandSpec::new("hsetnx", 4, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(hsetnx))
         .verbatim()
+        .noop(super::table::NoOp::Int0)
         .doc(H, "2.0.0", "Sets the value of a field in a hash only when the field doesn't exist.", "key field value"),
     CommandSpec::new("hget", 3, READONLY | FAST, KeySpec::single(1), Exec::Key(hget))
         .doc(H, "2.0.0", "Returns the value of a field in a hash.", "key field"),
@@ -32,6 +33,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(H, "2.0.0", "Returns the values of all fields in a hash.", "key field [field ...]"),
     CommandSpec::new("hdel", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(hdel))
         .verbatim()
+        .noop(super::table::NoOp::Int0)
         .doc(H, "2.0.0", "Deletes one or more fields and their values from a hash. Deletes the hash if no fields remain.", "key field [field ...]"),
     CommandSpec::new("hexists", 3, READONLY | FAST, KeySpec::single(1), Exec::Key(hexists))
         .doc(H, "2.0.0", "Determines whether a field exists in a hash.", "key field"),

@@ -5,7 +5,8 @@
 use bytes::Bytes;
 
 use super::table::{
-    CommandSpec, Exec, KeySpec, ALLOW_BUSY, FAST, LOADING, NOSCRIPT, SKIP_SLOWLOG, STALE, WRITE,
+    CommandSpec, Exec, KeySpec, NoOp, Touches, ALLOW_BUSY, FAST, LOADING, NOSCRIPT, SKIP_SLOWLOG,
+    STALE, WRITE,
 };
 use super::ConnCtx;
 use crate::coord::tx;
@@ -70,37 +71,26 @@ pub fn after_write(
     argv: &[Bytes],
     reply: &Reply,
 ) {
-    if !spec.has(WRITE) || reply.is_error() || unchanged(spec.name, argv, reply) {
+    if !spec.has(WRITE) || reply.is_error() || unchanged(spec.noop, argv, reply) {
         return;
     }
-    // SORT reads its key; it signals its STORE destination itself.
-    if spec.name == "sort" {
+    if spec.touches == Touches::Own {
         return;
     }
     for i in spec.keys.key_positions(argv) {
         let Some(k) = argv.get(i) else {
             continue;
         };
-        // GEO searches only modify their STORE destination, not their source.
-        if matches!(
-            (spec.name, i),
-            ("georadius" | "georadiusbymember", 1) | ("geosearchstore", 2)
-        ) {
-            continue;
-        }
-        // The STORE forms of set algebra only modify their destination.
-        if i != 1 && matches!(spec.name, "sinterstore" | "sunionstore" | "sdiffstore") {
-            continue;
-        }
-        // COPY's destination may be in another database (COPY src dst DB n).
-        let kdb = if spec.name == "copy" && i == 2 {
-            copy_db(argv).unwrap_or(db)
-        } else {
-            db
+        let kdb = match spec.touches {
+            Touches::Only(p) if p != i => continue,
+            Touches::AllBut(p) if p == i => continue,
+            // COPY's destination may be in another database (COPY src dst DB n).
+            Touches::CopyDb if i == 2 => copy_db(argv).unwrap_or(db),
+            _ => db,
         };
         shard.touch(kdb, k);
         // MOVE changes the key in its target database too.
-        if spec.name == "move" {
+        if spec.touches == Touches::MoveDb {
             if let Some(d) = argv
                 .get(2)
                 .and_then(|a| parse_i64(a))
@@ -112,24 +102,25 @@ pub fn after_write(
     }
 }
 
-/// The reply says the write changed nothing.
-fn unchanged(name: &str, argv: &[Bytes], reply: &Reply) -> bool {
-    match (name, reply) {
-        (
-            "del" | "unlink" | "expire" | "pexpire" | "expireat" | "pexpireat" | "persist"
-            | "setnx" | "msetnx" | "renamenx" | "copy" | "move" | "hsetnx" | "hdel" | "sadd"
-            | "srem" | "smove",
-            Reply::Int(0),
-        ) => true,
-        ("spop", Reply::Null) => true,
-        ("spop", Reply::Set(v)) => v.is_empty(),
-        ("rename" | "renamenx", _) => argv.get(1) == argv.get(2),
-        ("getdel" | "getex", Reply::Null) => true,
-        // GETEX without options only reads.
-        ("getex", _) => argv.len() == 2,
-        // SET ... NX/XX that did not set (with GET, a null reply only means "was missing").
-        ("set", Reply::Null) => !argv.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"get")),
-        _ => false,
+/// The reply says the write changed nothing (the row's `NoOp` rule).
+fn unchanged(rule: NoOp, argv: &[Bytes], reply: &Reply) -> bool {
+    let same_keys = || argv.get(1) == argv.get(2);
+    match rule {
+        NoOp::Never => false,
+        NoOp::Int0 => matches!(reply, Reply::Int(0)),
+        NoOp::Int0OrSameKeys => matches!(reply, Reply::Int(0)) || same_keys(),
+        NoOp::SameKeys => same_keys(),
+        NoOp::NullOrEmpty => match reply {
+            Reply::Null => true,
+            Reply::Set(v) | Reply::Array(v) => v.is_empty(),
+            _ => false,
+        },
+        NoOp::Null => matches!(reply, Reply::Null),
+        NoOp::NullOrNoOptions => matches!(reply, Reply::Null) || argv.len() == 2,
+        NoOp::NullWithoutGet => {
+            matches!(reply, Reply::Null)
+                && !argv.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"get"))
+        }
     }
 }
 
@@ -184,36 +175,27 @@ mod tests {
         a.iter().map(|s| Bytes::from(s.to_string())).collect()
     }
 
+    /// The rule on `name`'s table row.
+    fn rule(name: &str) -> NoOp {
+        super::super::table::table()
+            .lookup(name.as_bytes())
+            .map(|(_, s)| s.noop)
+            .unwrap_or(NoOp::Never)
+    }
+
     #[test]
     fn unchanged_replies() {
-        assert!(unchanged("del", &argv(&["del", "k"]), &Reply::Int(0)));
-        assert!(!unchanged("del", &argv(&["del", "k"]), &Reply::Int(1)));
-        assert!(!unchanged("incr", &argv(&["incr", "k"]), &Reply::Int(0)));
-        assert!(unchanged(
-            "set",
-            &argv(&["set", "k", "v", "NX"]),
-            &Reply::Null
-        ));
-        assert!(!unchanged(
-            "set",
-            &argv(&["set", "k", "v", "get"]),
-            &Reply::Null
-        ));
-        assert!(unchanged(
-            "rename",
-            &argv(&["rename", "k", "k"]),
-            &Reply::Ok
-        ));
-        assert!(!unchanged(
-            "rename",
-            &argv(&["rename", "k", "j"]),
-            &Reply::Ok
-        ));
-        assert!(unchanged(
-            "getex",
-            &argv(&["getex", "k"]),
-            &Reply::bulk("v")
-        ));
+        let un = |name: &str, a: &[&str], r: Reply| unchanged(rule(name), &argv(a), &r);
+        assert!(un("del", &["del", "k"], Reply::Int(0)));
+        assert!(!un("del", &["del", "k"], Reply::Int(1)));
+        assert!(!un("incr", &["incr", "k"], Reply::Int(0)));
+        assert!(un("set", &["set", "k", "v", "NX"], Reply::Null));
+        assert!(!un("set", &["set", "k", "v", "get"], Reply::Null));
+        assert!(un("rename", &["rename", "k", "k"], Reply::Ok));
+        assert!(!un("rename", &["rename", "k", "j"], Reply::Ok));
+        assert!(un("getex", &["getex", "k"], Reply::bulk("v")));
+        assert!(un("spop", &["spop", "k"], Reply::Null));
+        assert!(un("renamenx", &["renamenx", "k", "j"], Reply::Int(0)));
         assert_eq!(copy_db(&argv(&["copy", "a", "b", "db", "3"])), Some(3));
         assert_eq!(copy_db(&argv(&["copy", "a", "b"])), None);
     }

@@ -27,9 +27,11 @@ const S: &str = "set";
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("sadd", -3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(sadd))
         .verbatim()
+        .noop(super::table::NoOp::Int0)
         .doc(S, "1.0.0", "Adds one or more members to a set. Creates the key if it doesn't exist.", "key member [member ...]"),
     CommandSpec::new("srem", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(srem))
         .verbatim()
+        .noop(super::table::NoOp::Int0)
         .doc(S, "1.0.0", "Removes one or more members from a set. Deletes the set if the last member was removed.", "key member [member ...]"),
     CommandSpec::new("smembers", 2, READONLY, KeySpec::single(1), Exec::Key(smembers))
         .doc(S, "1.0.0", "Returns all members of a set.", "key"),
@@ -41,12 +43,14 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(S, "1.0.0", "Returns the number of members in a set.", "key"),
     CommandSpec::new("spop", -2, WRITE | FAST, KeySpec::single(1), Exec::Key(spop))
         .prop(crate::shard::journal::Prop::Rewrite(crate::shard::journal::rw_spop))
+        .noop(super::table::NoOp::NullOrEmpty)
         .doc(S, "1.0.0", "Returns one or more random members from a set after removing them. Deletes the set if the last member was popped.", "key [count]"),
     CommandSpec::new("srandmember", -2, READONLY, KeySpec::single(1), Exec::Key(srandmember))
         .doc(S, "1.0.0", "Get one or multiple random members from a set", "key [count]"),
     CommandSpec::new("smove", 4, WRITE | FAST, KeySpec::range(1, 2, 1), Exec::Key(smove))
         .cross(smove_cross)
         .verbatim()
+        .noop(super::table::NoOp::Int0)
         .doc(S, "1.0.0", "Moves a member from one set to another.", "source destination member"),
     CommandSpec::new("sinter", -2, READONLY, KeySpec::range(1, -1, 1), Exec::Key(sinter))
         .cross(algebra_cross)
@@ -63,14 +67,17 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("sinterstore", -3, WRITE | DENYOOM, KeySpec::range(1, -1, 1), Exec::Key(sinterstore))
         .cross(algebra_cross)
         .verbatim()
+        .touches(super::table::Touches::Only(1))
         .doc(S, "1.0.0", "Stores the intersect of multiple sets in a key.", "destination key [key ...]"),
     CommandSpec::new("sunionstore", -3, WRITE | DENYOOM, KeySpec::range(1, -1, 1), Exec::Key(sunionstore))
         .cross(algebra_cross)
         .verbatim()
+        .touches(super::table::Touches::Only(1))
         .doc(S, "1.0.0", "Stores the union of multiple sets in a key.", "destination key [key ...]"),
     CommandSpec::new("sdiffstore", -3, WRITE | DENYOOM, KeySpec::range(1, -1, 1), Exec::Key(sdiffstore))
         .cross(algebra_cross)
         .verbatim()
+        .touches(super::table::Touches::Only(1))
         .doc(S, "1.0.0", "Stores the difference of multiple sets in a key.", "destination key [key ...]"),
     CommandSpec::new("sscan", -3, READONLY, KeySpec::single(1), Exec::Key(sscan))
         .doc(S, "2.0.0", "Iterates over members of a set.", "key cursor [MATCH pattern] [COUNT count]"),

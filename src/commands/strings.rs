@@ -20,9 +20,11 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(S, "1.0.0", "Returns the string value of a key.", "key"),
     CommandSpec::new("set", -3, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(set))
         .prop(crate::shard::journal::Prop::VerbatimIf(crate::shard::journal::set_is_verbatim))
+        .noop(super::table::NoOp::NullWithoutGet)
         .doc(S, "1.0.0", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.",
              "key value [NX | XX] [GET] [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | KEEPTTL]"),
     CommandSpec::new("setnx", 3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(setnx))
+        .noop(super::table::NoOp::Int0)
         .doc(S, "1.0.0", "Set the string value of a key only when the key doesn't exist.", "key value"),
     CommandSpec::new("setex", 4, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(setex))
         .doc(S, "2.0.0", "Sets the string value and expiration time of a key. Creates the key if it doesn't exist.", "key seconds value"),
@@ -31,9 +33,11 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("getset", 3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(getset))
         .doc(S, "1.0.0", "Returns the previous string value of a key after setting it to a new value.", "key value"),
     CommandSpec::new("getdel", 2, WRITE | FAST, KeySpec::single(1), Exec::Key(getdel))
+        .noop(super::table::NoOp::Null)
         .doc(S, "6.2.0", "Returns the string value of a key after deleting the key.", "key"),
     CommandSpec::new("getex", -2, WRITE | FAST, KeySpec::single(1), Exec::Key(getex))
         .ttl_prop()
+        .noop(super::table::NoOp::NullOrNoOptions)
         .doc(S, "6.2.0", "Returns the string value of a key after setting its expiration time.",
              "key [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | PERSIST]"),
     CommandSpec::new("mget", -2, READONLY | FAST, KeySpec::range(1, -1, 1),
@@ -46,6 +50,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("msetnx", -3, WRITE | DENYOOM, KeySpec::range(1, -1, 2),
         Exec::Multi(MultiSpec { sub: msetnx, step: 2, merge: Merge::Ok, atomic: true, nx: true }))
         .verbatim()
+        .noop(super::table::NoOp::Int0)
         .doc(S, "1.0.1", "Atomically modifies the string values of one or more keys only when all keys don't exist.", "key value [key value ...]"),
     CommandSpec::new("append", 3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(append))
         .verbatim()

@@ -275,6 +275,48 @@ pub struct CommandSpec {
     pub subcommands: &'static [(&'static str, i32, &'static str)],
     /// How the journal records a write (see `shard::journal`).
     pub prop: Prop,
+    /// Replies that mean the write changed nothing (no WATCH signal, no journal record).
+    pub noop: NoOp,
+    /// Which of its keys a successful write changes.
+    pub touches: Touches,
+}
+
+/// A write's replies that mean "nothing changed" (Redis signals only real modifications).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NoOp {
+    /// Every successful reply is a change.
+    Never,
+    /// `:0` (DEL of a missing key, SADD of a member already there...).
+    Int0,
+    /// `:0`, or the same key twice (RENAMENX k k).
+    Int0OrSameKeys,
+    /// The same key twice (RENAME k k).
+    SameKeys,
+    /// A null or empty reply (SPOP of a missing key).
+    NullOrEmpty,
+    /// A null reply (GETDEL of a missing key).
+    Null,
+    /// A null reply, or no options at all (GETEX k only reads).
+    NullOrNoOptions,
+    /// A null reply without GET among the options (SET ... NX that did not set).
+    NullWithoutGet,
+}
+
+/// Which keys a successful write changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Touches {
+    /// Every key argument.
+    Keys,
+    /// None here: the handler signals what it writes (SORT ... STORE).
+    Own,
+    /// Only the key at this argument position (the STORE forms of set algebra).
+    Only(usize),
+    /// Every key but the one at this position (a GEO search's source).
+    AllBut(usize),
+    /// The keys, the destination in the `DB n` option's database (COPY).
+    CopyDb,
+    /// The key in this database and in the target one (MOVE).
+    MoveDb,
 }
 
 impl CommandSpec {
@@ -298,6 +340,8 @@ impl CommandSpec {
             syntax: "",
             subcommands: &[],
             prop: Prop::State,
+            noop: NoOp::Never,
+            touches: Touches::Keys,
         }
     }
 
@@ -323,6 +367,16 @@ impl CommandSpec {
 
     pub const fn subs(mut self, s: &'static [(&'static str, i32, &'static str)]) -> CommandSpec {
         self.subcommands = s;
+        self
+    }
+
+    pub const fn noop(mut self, n: NoOp) -> CommandSpec {
+        self.noop = n;
+        self
+    }
+
+    pub const fn touches(mut self, t: Touches) -> CommandSpec {
+        self.touches = t;
         self
     }
 
