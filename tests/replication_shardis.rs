@@ -223,3 +223,54 @@ fn min_replicas_to_write_refuses_writes_without_a_good_replica() {
         &mut mc
     )));
 }
+
+/// Fencing: a master frozen (SIGSTOP) while its replica was promoted elsewhere refuses every
+/// write from the moment it runs again (`min-replicas-to-write` checks the good replicas'
+/// deadline per write, not a count refreshed later): no write is acknowledged and lost.
+#[test]
+fn a_frozen_master_acknowledges_no_write_after_it_resumes() {
+    let master = node(
+        1,
+        &[
+            "--min-replicas-to-write",
+            "1",
+            "--min-replicas-max-lag",
+            "1",
+        ],
+    );
+    let mport = master.port.to_string();
+    let r = node(1, &["--replicaof", "127.0.0.1", &mport]);
+    let mut mc = master.client();
+    assert!(common::wait_for(Duration::from_secs(10), || {
+        redis::cmd("SET")
+            .arg("k")
+            .arg(1)
+            .query::<()>(&mut mc)
+            .is_ok()
+    }));
+    master.signal("STOP");
+    // Meanwhile the replica is promoted (what a sentinel does) and stops acknowledging.
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut r.client())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(2500));
+    // A client's write is already waiting in the socket when the old master resumes: it is
+    // handled in the first loop pass, before any timer recounts the replicas.
+    let writer = std::thread::spawn(move || {
+        let mut c = mc;
+        let mut acked = 0;
+        let start = std::time::Instant::now();
+        while start.elapsed() < Duration::from_millis(1500) {
+            if redis::cmd("INCR").arg("n").query::<i64>(&mut c).is_ok() {
+                acked += 1;
+            }
+        }
+        acked
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    master.signal("CONT");
+    let acked = writer.join().unwrap();
+    assert_eq!(acked, 0, "writes acknowledged by the fenced old master");
+}

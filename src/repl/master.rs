@@ -108,21 +108,31 @@ fn replicas<T>(f: impl FnOnce(&mut Vec<Replica>) -> T) -> T {
 }
 
 /// Counts the replicas whose last acknowledgement is within `min-replicas-max-lag` seconds
-/// (Redis's "good" replicas) for the `min-replicas-to-write` gate. Shard 0 calls it once a
-/// second and on every acknowledgement.
+/// (Redis's "good" replicas) for the `min-replicas-to-write` gate, and until when the
+/// `min-replicas-to-write`-th freshest acknowledgement keeps them good: writes check that
+/// deadline against the clock, so a master that was frozen (SIGSTOP) or cut off refuses
+/// writes from its first pass back, before any recount (fencing). Shard 0 calls it once a
+/// second; every acknowledgement calls it too.
 pub fn refresh_good_replicas() {
-    let max_lag = crate::repl::SETTINGS
-        .min_replicas_max_lag
-        .load(Ordering::Relaxed);
+    let settings = &crate::repl::SETTINGS;
+    let max_lag = settings.min_replicas_max_lag.load(Ordering::Relaxed);
+    let min = settings.min_replicas.load(Ordering::Relaxed) as usize;
     let now = Instant::now();
-    let n = replicas(|v| {
+    let now_ms = crate::shard::now_ms();
+    let mut ages: Vec<u64> = replicas(|v| {
         v.iter()
-            .filter(|r| {
-                r.listed && r.online && now.saturating_duration_since(r.ack_at).as_secs() <= max_lag
-            })
-            .count() as u64
+            .filter(|r| r.listed && r.online)
+            .map(|r| now.saturating_duration_since(r.ack_at).as_millis() as u64)
+            .collect()
     });
-    crate::repl::set_good_replicas(n);
+    ages.sort_unstable();
+    let n = ages.iter().filter(|a| *a / 1000 <= max_lag).count() as u64;
+    // Lag counts whole seconds, as Redis's: good while age < (max_lag + 1) s.
+    let until = match min.checked_sub(1).and_then(|i| ages.get(i)) {
+        Some(age) if min > 0 => (now_ms + (max_lag + 1) * 1000).saturating_sub(*age),
+        _ => 0,
+    };
+    crate::repl::set_good_replicas(n, until);
 }
 
 /// Online replicas that acknowledged `offset`.
@@ -1130,6 +1140,9 @@ fn replconf(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
                             r.ack_at = Instant::now();
                         }
                     });
+                    if crate::repl::SETTINGS.min_replicas.load(Ordering::Relaxed) > 0 {
+                        refresh_good_replicas();
+                    }
                     if WAITS.load(Ordering::Relaxed) > 0 {
                         ctx.w.post(HUB, Msg::Control(Box::new(check_waits)));
                     }

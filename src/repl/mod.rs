@@ -166,6 +166,8 @@ const GATE_READONLY: u8 = 1;
 const GATE_STALE: u8 = 2;
 /// Writes refused: fewer good replicas than `min-replicas-to-write` (on a master).
 const GATE_NOREPLICAS: u8 = 4;
+/// `min-replicas-to-write` is set: writes also check the good replicas' deadline.
+const GATE_MINREPLICAS: u8 = 8;
 
 static GATE: AtomicU8 = AtomicU8::new(0);
 /// Processed and read offsets of the master link (published by the home shard).
@@ -316,14 +318,22 @@ pub fn refusal(g: u8, flags: u32) -> Option<&'static str> {
     if g & GATE_STALE != 0 && flags & STALE == 0 {
         return Some(error::MASTERDOWN);
     }
-    if g & GATE_NOREPLICAS != 0 && flags & WRITE != 0 {
+    if g & GATE_MINREPLICAS != 0
+        && flags & WRITE != 0
+        && (g & GATE_NOREPLICAS != 0
+            || crate::shard::now_ms() > GOOD_UNTIL_MS.load(Ordering::Relaxed))
+    {
         return Some(error::NOREPLICAS);
     }
     None
 }
 
-/// Shard 0's count of good replicas (see `master::refresh_good_replicas`).
-pub fn set_good_replicas(n: u64) {
+/// Unix ms until which enough replicas count as good (see `master::refresh_good_replicas`).
+static GOOD_UNTIL_MS: AtomicU64 = AtomicU64::new(0);
+
+/// Shard 0's count of good replicas and the deadline they stay good until.
+pub fn set_good_replicas(n: u64, until_ms: u64) {
+    GOOD_UNTIL_MS.store(until_ms, Ordering::Relaxed);
     if SETTINGS.good_replicas.swap(n, Ordering::Relaxed) != n {
         refresh_gate(&state());
     }
@@ -341,8 +351,11 @@ fn refresh_gate(st: &State) {
         }
     } else {
         let min = SETTINGS.min_replicas.load(Ordering::Relaxed);
-        if min > 0 && SETTINGS.good_replicas.load(Ordering::Relaxed) < min {
-            g |= GATE_NOREPLICAS;
+        if min > 0 {
+            g |= GATE_MINREPLICAS;
+            if SETTINGS.good_replicas.load(Ordering::Relaxed) < min {
+                g |= GATE_NOREPLICAS;
+            }
         }
     }
     GATE.store(g, Ordering::Relaxed);
