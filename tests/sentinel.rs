@@ -61,7 +61,11 @@ fn scratch(tag: &str, port: u16) -> PathBuf {
 }
 
 fn spawn(args: &[String], port: u16, dir: PathBuf) -> Proc {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardis"));
+    spawn_prog(env!("CARGO_BIN_EXE_shardis"), args, port, dir)
+}
+
+fn spawn_prog(prog: &str, args: &[String], port: u16, dir: PathBuf) -> Proc {
+    let mut cmd = Command::new(prog);
     cmd.args(args)
         .current_dir(&dir)
         .stdin(Stdio::null())
@@ -90,8 +94,30 @@ fn node(port: u16, shards: usize, master: Option<u16>) -> Proc {
     spawn(&args, port, scratch("node", port))
 }
 
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Shardis,
+    /// Debian's redis-server 7.0 in sentinel mode.
+    Stock,
+}
+
+fn have_stock() -> bool {
+    let ok = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("redis-server not installed: skipping the stock redis-sentinel part");
+    }
+    ok
+}
+
 /// A shardis sentinel monitoring `master` with quorum 2 and down-after 1000 ms.
 fn sentinel(port: u16, master: u16, dir: Option<PathBuf>) -> Proc {
+    sentinel_of(Kind::Shardis, port, master, dir)
+}
+
+fn sentinel_of(kind: Kind, port: u16, master: u16, dir: Option<PathBuf>) -> Proc {
     let dir = dir.unwrap_or_else(|| scratch("sentinel", port));
     let conf = dir.join("sentinel.conf");
     if !conf.exists() {
@@ -105,12 +131,16 @@ fn sentinel(port: u16, master: u16, dir: Option<PathBuf>) -> Proc {
         )
         .unwrap();
     }
-    let args: Vec<String> = vec![
+    let mut args: Vec<String> = vec![
         "--sentinel".into(),
         conf.display().to_string(),
         "--port".into(),
         port.to_string(),
     ];
+    if kind == Kind::Stock {
+        args.swap(0, 1);
+        return spawn_prog("redis-server", &args, port, dir);
+    }
     spawn(&args, port, dir)
 }
 
@@ -172,6 +202,10 @@ struct Cluster {
 }
 
 fn cluster() -> Cluster {
+    cluster_of(&[Kind::Shardis; 3])
+}
+
+fn cluster_of(kinds: &[Kind]) -> Cluster {
     let master = node(free_port(), 2, None);
     let replicas = vec![
         node(free_port(), 1, Some(master.port)),
@@ -183,8 +217,9 @@ fn cluster() -> Cluster {
             "master_link_status"
         ) == "up"));
     }
-    let sentinels: Vec<Proc> = (0..3)
-        .map(|_| sentinel(free_port(), master.port, None))
+    let sentinels: Vec<Proc> = kinds
+        .iter()
+        .map(|k| sentinel_of(*k, free_port(), master.port, None))
         .collect();
     // Discovery: every sentinel knows the master, both replicas and the two other sentinels.
     for s in &sentinels {
@@ -342,6 +377,76 @@ fn kill_master_fails_over_and_old_master_rejoins() {
         .position(|f| f == "config-epoch")
         .map(|i| m[i + 1].clone());
     assert_ne!(epoch.as_deref(), Some("0"));
+}
+
+/// Kills the master and waits for a write to succeed on the master the first sentinel
+/// names; returns the new master's port and the time taken.
+fn kill_and_follow(c: &mut Cluster) -> (u16, Duration) {
+    let old = c.master.port;
+    let t0 = Instant::now();
+    c.master.kill9();
+    let mut new_port = None;
+    let ok = wait_for(Duration::from_secs(30), || {
+        let Some(p) = master_addr(&c.sentinels[0]).filter(|p| *p != old) else {
+            return false;
+        };
+        let wrote = c
+            .replicas
+            .iter()
+            .find(|r| r.port == p)
+            .and_then(Proc::try_conn)
+            .and_then(|mut conn| {
+                redis::cmd("SET")
+                    .arg("after")
+                    .arg("1")
+                    .query::<()>(&mut conn)
+                    .ok()
+            })
+            .is_some();
+        if wrote {
+            new_port = Some(p);
+        }
+        wrote
+    });
+    assert!(ok, "no failover within 30 s");
+    let new_port = new_port.unwrap();
+    let other = c.replicas.iter().find(|r| r.port != new_port).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || info_field(other, "master_port")
+            == new_port.to_string()),
+        "the other replica does not follow the new master"
+    );
+    for s in &c.sentinels {
+        assert!(
+            wait_for(Duration::from_secs(10), || master_addr(s) == Some(new_port)),
+            "sentinel {} did not switch",
+            s.port
+        );
+    }
+    (new_port, t0.elapsed())
+}
+
+/// Stock redis-sentinel manages shardis nodes (INFO, hello pub/sub, REPLICAOF inside
+/// MULTI all work on shardis), and a mixed set (one stock, two shardis sentinels) agrees
+/// on one leader and one new master.
+#[test]
+fn stock_and_mixed_sentinels_fail_over_shardis_nodes() {
+    if !have_stock() {
+        return;
+    }
+    for kinds in [
+        [Kind::Stock, Kind::Stock, Kind::Stock],
+        [Kind::Stock, Kind::Shardis, Kind::Shardis],
+    ] {
+        let mut c = cluster_of(&kinds);
+        let (_, took) = kill_and_follow(&mut c);
+        let label = if kinds[1] == Kind::Stock {
+            "stock"
+        } else {
+            "mixed"
+        };
+        println!("{label} sentinels failover time (kill -9 -> first write): {took:?}");
+    }
 }
 
 #[test]
