@@ -544,3 +544,77 @@ fn fix_replicas(s: &mut Sentinel, name: &str, shared: &Shared) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sentinel::Master;
+
+    fn sentinel_with(name: &str) -> Sentinel {
+        let mut s = Sentinel::for_test();
+        s.masters
+            .insert(name.into(), Master::new(name, "127.0.0.1", 6379, 2));
+        s
+    }
+
+    #[test]
+    fn one_vote_per_epoch() {
+        let mut s = sentinel_with("m");
+        let a = "a".repeat(40);
+        let b = "b".repeat(40);
+        assert_eq!(vote_leader(&mut s, "m", 3, &a), (Some(a.clone()), 3));
+        assert_eq!(s.current_epoch, 3);
+        // A second request in the same epoch gets the vote already cast.
+        assert_eq!(vote_leader(&mut s, "m", 3, &b), (Some(a.clone()), 3));
+        // An older epoch cannot win a vote either.
+        assert_eq!(vote_leader(&mut s, "m", 2, &b), (Some(a.clone()), 3));
+        assert_eq!(vote_leader(&mut s, "m", 4, &b), (Some(b.clone()), 4));
+    }
+
+    #[test]
+    fn leader_needs_majority_and_quorum() {
+        let mut s = sentinel_with("m");
+        let me = s.myid.clone();
+        let m = s.masters.get_mut("m").unwrap();
+        for r in ["p1", "p2", "p3", "p4"] {
+            m.add_peer("127.0.0.1", 1, r);
+        }
+        s.current_epoch = 1;
+        // Five voters: our own vote is not enough.
+        assert_eq!(get_leader(&mut s, "m", 1), None);
+        let m = s.masters.get_mut("m").unwrap();
+        for r in ["p1", "p2"] {
+            let p = m.sentinels.get_mut(r).unwrap();
+            p.leader = Some(me.clone());
+            p.leader_epoch = 1;
+        }
+        assert_eq!(get_leader(&mut s, "m", 1), Some(me.clone()));
+        // Votes from another epoch do not count.
+        assert_eq!(get_leader(&mut s, "m", 2), None);
+    }
+
+    #[test]
+    fn replica_choice_priority_offset_runid() {
+        let mut m = Master::new("m", "127.0.0.1", 6379, 2);
+        for (port, prio, off, runid) in [
+            (1, 0, 900, "a"),
+            (2, 100, 10, "b"),
+            (3, 100, 50, "d"),
+            (4, 100, 50, "c"),
+            (5, 10, 1, "e"),
+        ] {
+            m.add_inst("127.0.0.1", port);
+            let i = m.insts.get_mut(&format!("127.0.0.1:{port}")).unwrap();
+            i.priority = prio;
+            i.repl_offset = off;
+            i.runid = runid.into();
+            i.health.connected = true;
+            i.info_time = Some(Instant::now());
+        }
+        assert_eq!(select_replica(&m).as_deref(), Some("127.0.0.1:5"));
+        m.insts.get_mut("127.0.0.1:5").unwrap().health.connected = false;
+        assert_eq!(select_replica(&m).as_deref(), Some("127.0.0.1:4"));
+        m.insts.get_mut("127.0.0.1:4").unwrap().health.sdown_since = Some(Instant::now());
+        assert_eq!(select_replica(&m).as_deref(), Some("127.0.0.1:3"));
+    }
+}
