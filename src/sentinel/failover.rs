@@ -43,6 +43,11 @@ pub struct Failover {
     pub promoted: Option<String>,
     /// SENTINEL FAILOVER: no ODOWN, no election.
     pub force: bool,
+    /// How long to wait before voting for ourselves. Sentinels that see ODOWN in the same
+    /// instant would otherwise each vote for themselves and split the vote (then nobody
+    /// retries for 2 × failover-timeout); a random pause lets the first request win
+    /// the others' votes, as Raft's randomized election timeouts do.
+    pub self_vote_after: Duration,
 }
 
 impl Default for Failover {
@@ -54,6 +59,7 @@ impl Default for Failover {
             state_since: Instant::now(),
             promoted: None,
             force: false,
+            self_vote_after: Duration::ZERO,
         }
     }
 }
@@ -224,6 +230,7 @@ pub fn start(s: &mut Sentinel, name: &str, force: bool) {
         state_since: Instant::now(),
         promoted: None,
         force,
+        self_vote_after: super::random_ms(250),
     };
     m.failover_start = Some(Instant::now() + super::random_ms(1000));
     for i in m.insts.values_mut() {
@@ -335,10 +342,13 @@ pub fn run(s: &mut Sentinel, name: &str, shared: &Shared) {
         FailoverState::WaitStart => {
             let force = m.failover.force;
             let since = m.failover.since;
+            let voted_elsewhere = m.leader_epoch >= epoch;
             let leader = if force {
                 Some(s.myid.clone())
-            } else {
+            } else if voted_elsewhere || since.elapsed() >= m.failover.self_vote_after {
                 get_leader(s, name, epoch)
+            } else {
+                None
             };
             if leader.as_deref() == Some(s.myid.as_str()) {
                 let m = &s.masters[name];
