@@ -310,6 +310,7 @@ pub fn switch_master(s: &mut Sentinel, name: &str, ip: &str, port: u16, config_e
         p.master_down = false;
         p.down_reply = None;
     }
+    s.hello_gen += 1;
     s.save();
     s.event(
         "+switch-master",
@@ -406,6 +407,7 @@ pub fn run(s: &mut Sentinel, name: &str, shared: &Shared) {
                 if let Some(m) = s.masters.get_mut(name) {
                     m.config_epoch = epoch;
                 }
+                s.hello_gen += 1;
                 s.save();
                 s.event("+promoted-slave", &ev);
                 s.event("+failover-state-reconf-slaves", &m_event(s, name));

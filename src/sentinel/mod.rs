@@ -297,6 +297,10 @@ pub struct Sentinel {
     /// Link threads running, by key (`cmd|name|addr`, `hello|name|addr`, `peer|name|runid`).
     pub links: HashSet<String>,
     pub started: Instant,
+    /// Bumped when a master's configuration changes (promotion, switch): links then send
+    /// their hello at once instead of at the next 2 s period, so the other sentinels
+    /// (and the clients asking them) follow the new master sooner.
+    pub hello_gen: u64,
 }
 
 impl Sentinel {
@@ -312,6 +316,7 @@ impl Sentinel {
             events,
             links: HashSet::new(),
             started: Instant::now(),
+            hello_gen: 0,
         }
     }
 

@@ -44,6 +44,7 @@ struct Target {
     down_after: Duration,
     info_period: Duration,
     hello: String,
+    hello_gen: u64,
 }
 
 fn target(s: &Sentinel, name: &str, addr: &str) -> Option<Target> {
@@ -66,6 +67,7 @@ fn target(s: &Sentinel, name: &str, addr: &str) -> Option<Target> {
             "{},{},{},{},{mip},{mport},{}",
             s.port, s.myid, s.current_epoch, m.name, m.config_epoch
         ),
+        hello_gen: s.hello_gen,
     })
 }
 
@@ -93,10 +95,15 @@ fn cmd_link(s: &Shared, name: &str, addr: &str) {
     // The INFO period shrinks when the master goes down, so keep when it last ran.
     let mut last_info: Option<Instant> = None;
     let mut next_hello = Instant::now();
+    let mut hello_gen = 0;
     loop {
         let Some(t) = target(&lock(s), name, addr) else {
             return;
         };
+        if t.hello_gen != hello_gen {
+            hello_gen = t.hello_gen;
+            next_hello = Instant::now();
+        }
         if conn.is_none() {
             match connect(&t, s, "cmd") {
                 Ok(c) => {
@@ -213,8 +220,9 @@ fn peer_link(s: &Shared, name: &str, runid: &str) {
     let mut next_ping = Instant::now();
     let mut next_hello = Instant::now();
     let mut last_ask: Option<(Instant, String, u64)> = None;
+    let mut hello_gen = 0;
     loop {
-        let (ip, port, down_after, ask, hello) = {
+        let (ip, port, down_after, ask, hello, gen) = {
             let g = lock(s);
             let Some(m) = g.masters.get(name) else { return };
             let Some(p) = m.sentinels.get(runid) else {
@@ -244,8 +252,12 @@ fn peer_link(s: &Shared, name: &str, runid: &str) {
                 m.name,
                 m.config_epoch
             );
-            (p.ip.clone(), p.port, m.down_after, ask, hello)
+            (p.ip.clone(), p.port, m.down_after, ask, hello, g.hello_gen)
         };
+        if gen != hello_gen {
+            hello_gen = gen;
+            next_hello = Instant::now();
+        }
         if conn.is_none() {
             match Conn::connect(&ip, port, CONNECT_TIMEOUT) {
                 Ok(c) => conn = Some(c),
