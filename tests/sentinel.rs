@@ -472,3 +472,79 @@ fn no_failover_without_a_majority_of_sentinels() {
         .query::<String>(&mut c.sentinels[0].conn());
     assert!(ck.is_err(), "ckquorum should fail: {ck:?}");
 }
+
+/// Startup like redis-sentinel's: a config file is required, a bad directive stops it,
+/// an unknown one is logged (never silently ignored), `--port` overrides the file, and
+/// the state lines are written back before it serves.
+#[test]
+fn config_file_rules() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_shardis"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--sentinel"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Sentinel needs config file"));
+
+    let port = free_port();
+    let dir = scratch("conf", port);
+    let conf = dir.join("sentinel.conf");
+    std::fs::write(&conf, "sentinel down-after-milliseconds nosuch 1000\n").unwrap();
+    let out = run(&["--sentinel", conf.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("No such master with specified name."),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    std::fs::write(
+        &conf,
+        "port 1\nsentinel monitor m 127.0.0.1 1 1\nsentinel bogus-directive m 1\nbogus-top 1\n",
+    )
+    .unwrap();
+    let log = dir.join("log");
+    let logfile = log.to_str().unwrap().to_string();
+    let args: Vec<String> = [
+        "--sentinel",
+        conf.to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(["--logfile".to_string(), logfile])
+    .collect();
+    let s = spawn(&args, port, dir.clone());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("'sentinel bogus-directive m 1' is not supported"),
+        "{text}"
+    );
+    assert!(text.contains("'bogus-top' is not supported"), "{text}");
+    let saved = std::fs::read_to_string(&conf).unwrap();
+    assert!(saved.contains(&format!("port {port}")), "{saved}");
+    assert!(saved.contains("sentinel myid "), "{saved}");
+    assert!(saved.contains("sentinel current-epoch 0"), "{saved}");
+    let myid: String = redis::cmd("SENTINEL")
+        .arg("myid")
+        .query(&mut s.conn())
+        .unwrap();
+    assert!(saved.contains(&myid) && myid.len() == 40);
+    // Runtime changes are persisted too.
+    let _: () = redis::cmd("SENTINEL")
+        .arg("set")
+        .arg("m")
+        .arg("down-after-milliseconds")
+        .arg("1234")
+        .query(&mut s.conn())
+        .unwrap();
+    let saved = std::fs::read_to_string(&conf).unwrap();
+    assert!(
+        saved.contains("sentinel down-after-milliseconds m 1234"),
+        "{saved}"
+    );
+}

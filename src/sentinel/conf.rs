@@ -57,7 +57,7 @@ pub fn apply(s: &mut Sentinel, w: &[String]) -> Result<(), String> {
             crate::log::set_file(arg(1)).map_err(|e| format!("Can't open the log file: {e}"))?
         }
         "sentinel" => return apply_sentinel(s, &w[1..]),
-        other => crate::log::warning(&format!(
+        other => s.warnings.push(format!(
             "sentinel: directive '{other}' is not supported by shardis's sentinel; ignored"
         )),
     }
@@ -114,7 +114,7 @@ fn apply_sentinel(s: &mut Sentinel, w: &[String]) -> Result<(), String> {
             s.myid = arg(1).to_string();
         }
         "current-epoch" if w.len() == 2 => s.current_epoch = num(arg(1), "current-epoch")?,
-        _ => crate::log::warning(&format!(
+        _ => s.warnings.push(format!(
             "sentinel: directive 'sentinel {}' is not supported by shardis's sentinel; ignored",
             w.join(" ")
         )),

@@ -301,6 +301,8 @@ pub struct Sentinel {
     /// their hello at once instead of at the next 2 s period, so the other sentinels
     /// (and the clients asking them) follow the new master sooner.
     pub hello_gen: u64,
+    /// Directives accepted but not implemented, logged once the log file is open.
+    pub warnings: Vec<String>,
 }
 
 impl Sentinel {
@@ -317,6 +319,7 @@ impl Sentinel {
             links: HashSet::new(),
             started: Instant::now(),
             hello_gen: 0,
+            warnings: Vec::new(),
         }
     }
 
@@ -446,6 +449,9 @@ pub fn main(args: &[String]) -> i32 {
             eprintln!("shardis: --{}: {e}", line.join(" "));
             return 1;
         }
+    }
+    for w in std::mem::take(&mut s.warnings) {
+        crate::log::warning(&w);
     }
     if !s.save() {
         eprintln!("Sentinel config file {conf_path} is not writable. Exiting...");
