@@ -25,6 +25,8 @@
 //! - `scripting`: Lua scripting (one VM per shard thread, the script cache, SCRIPT KILL).
 //! - `coord`: cross-shard fan-out, atomic multi-shard commands, MULTI/EXEC transactions.
 //! - `repl`: replication, replica side (REPLICAOF, the master link, ROLE, INFO replication).
+//! - `sentinel`: `shardis --sentinel` mode, its own process on plain std threads (monitoring,
+//!   quorum, failover, the Sentinel protocol); it never starts the shard runtime.
 
 #![cfg_attr(not(test), warn(clippy::unwrap_used, clippy::expect_used))]
 
@@ -40,6 +42,7 @@ pub mod protocol;
 pub mod repl;
 pub mod runtime;
 pub mod scripting;
+pub mod sentinel;
 pub mod server;
 pub mod shard;
 pub mod types;

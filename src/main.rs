@@ -9,6 +9,10 @@ static ALLOC: shardis::runtime::alloc::Counting = shardis::runtime::alloc::Count
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    // Sentinel mode is its own process (like redis-sentinel): no shards, no data.
+    if args.iter().skip(1).any(|a| a == "--sentinel") {
+        std::process::exit(shardis::sentinel::main(&args));
+    }
     let (clap_args, extra) = shardis::config::split_command_line(&args);
     let cli = match Cli::try_parse_from(clap_args) {
         Ok(c) => Cli { extra, ..c },

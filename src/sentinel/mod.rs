@@ -1,0 +1,513 @@
+//! Sentinel mode (`shardis --sentinel sentinel.conf`, like `redis-sentinel`): monitors
+//! masters and their replicas over TCP with public commands only, agrees with other
+//! sentinels that a master is down, elects a leader per epoch and fails over.
+//!
+//! It owns the whole sentinel process, which never starts the shard runtime. It runs on
+//! plain std threads with blocking sockets (it is not on the data path):
+//! - the main thread runs the timer (`tick`, every 50 ms): SDOWN/ODOWN, the failover state
+//!   machine, and starting link threads;
+//! - `monitor`: per monitored instance one command link (PING, INFO, hello PUBLISH) and one
+//!   pub/sub link (`__sentinel__:hello`); per known sentinel one link (PING,
+//!   `is-master-down-by-addr`, hello);
+//! - `server`: the RESP port (accept thread + one thread per client) and the event
+//!   dispatcher thread for SUBSCRIBE/PSUBSCRIBE.
+//!
+//! All state is in one `Sentinel` behind a mutex, held only briefly and never across I/O
+//! (except the config rewrite, which must happen before the change is acted on).
+
+mod conf;
+mod failover;
+mod monitor;
+pub mod resp;
+mod server;
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+pub use failover::FailoverState;
+
+pub const DEFAULT_PORT: u16 = 26379;
+pub const DEFAULT_DOWN_AFTER: u64 = 30_000;
+pub const DEFAULT_FAILOVER_TIMEOUT: u64 = 180_000;
+pub const HELLO_CHANNEL: &str = "__sentinel__:hello";
+/// PING period (capped by down-after), hello period, INFO periods, is-master-down period.
+pub const PING_PERIOD: Duration = Duration::from_millis(1000);
+pub const HELLO_PERIOD: Duration = Duration::from_millis(2000);
+pub const INFO_PERIOD: Duration = Duration::from_millis(10_000);
+pub const INFO_PERIOD_FAILOVER: Duration = Duration::from_millis(1000);
+pub const ASK_PERIOD: Duration = Duration::from_millis(1000);
+
+pub type Shared = Arc<Mutex<Sentinel>>;
+
+/// Locks the state, surviving a poisoned lock (a panicked thread must not stop monitoring).
+pub fn lock(s: &Shared) -> MutexGuard<'_, Sentinel> {
+    s.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Link health as Redis tracks it per instance.
+#[derive(Debug, Clone)]
+pub struct Health {
+    pub created: Instant,
+    /// The PING sent and not yet answered, if any.
+    pub ping_pending: Option<Instant>,
+    pub last_ok: Option<Instant>,
+    pub last_reply: Option<Instant>,
+    pub connected: bool,
+    pub sdown_since: Option<Instant>,
+}
+
+impl Health {
+    fn new() -> Health {
+        Health {
+            created: Instant::now(),
+            ping_pending: None,
+            last_ok: None,
+            last_reply: None,
+            connected: false,
+            sdown_since: None,
+        }
+    }
+
+    /// How long the instance has failed to answer, as Redis counts it: since the PING
+    /// still pending, or (link down) since the last valid reply or since we learnt of it.
+    pub fn silent_for(&self) -> Duration {
+        match self.ping_pending {
+            Some(t) => t.elapsed(),
+            None if !self.connected => self.last_ok.unwrap_or(self.created).elapsed(),
+            None => Duration::ZERO,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    Unknown,
+    Master,
+    Slave,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reconf {
+    None,
+    Sent(Instant),
+    InProg,
+    Done,
+}
+
+/// A data instance: the master or one of its replicas (the same struct, so an instance
+/// keeps its link state when its role changes at a switch).
+#[derive(Debug, Clone)]
+pub struct Inst {
+    pub ip: String,
+    pub port: u16,
+    pub runid: String,
+    pub health: Health,
+    pub role: Role,
+    pub role_time: Instant,
+    pub info_time: Option<Instant>,
+    pub master_host: String,
+    pub master_port: u16,
+    pub master_link_up: bool,
+    pub master_link_down_ms: u64,
+    pub priority: u32,
+    pub repl_offset: u64,
+    pub announced: bool,
+    pub reconf: Reconf,
+    /// When this replica was last sent a corrective REPLICAOF (convert/fix).
+    pub last_fix: Option<Instant>,
+}
+
+impl Inst {
+    fn new(ip: &str, port: u16) -> Inst {
+        Inst {
+            ip: ip.to_string(),
+            port,
+            runid: String::new(),
+            health: Health::new(),
+            role: Role::Unknown,
+            role_time: Instant::now(),
+            info_time: None,
+            master_host: String::new(),
+            master_port: 0,
+            master_link_up: false,
+            master_link_down_ms: 0,
+            priority: 100,
+            repl_offset: 0,
+            announced: true,
+            reconf: Reconf::None,
+            last_fix: None,
+        }
+    }
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.ip, self.port)
+    }
+}
+
+/// Another sentinel monitoring the same master, discovered by its hello messages.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub ip: String,
+    pub port: u16,
+    pub runid: String,
+    pub health: Health,
+    pub last_hello: Option<Instant>,
+    pub leader: Option<String>,
+    pub leader_epoch: u64,
+    /// Its last answer to is-master-down-by-addr, and when.
+    pub master_down: bool,
+    pub down_reply: Option<Instant>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Master {
+    pub name: String,
+    pub ip: String,
+    pub port: u16,
+    pub quorum: u32,
+    pub down_after: u64,
+    pub failover_timeout: u64,
+    pub parallel_syncs: u32,
+    pub auth_pass: Option<String>,
+    pub config_epoch: u64,
+    pub leader: Option<String>,
+    pub leader_epoch: u64,
+    /// Data instances by `ip:port`, the master included.
+    pub insts: BTreeMap<String, Inst>,
+    /// Other sentinels by run id.
+    pub sentinels: BTreeMap<String, Peer>,
+    pub odown_since: Option<Instant>,
+    pub failover: failover::Failover,
+    /// When a failover was last started here (or postponed by a vote for another).
+    pub failover_start: Option<Instant>,
+}
+
+impl Master {
+    pub fn new(name: &str, ip: &str, port: u16, quorum: u32) -> Master {
+        let mut m = Master {
+            name: name.to_string(),
+            ip: ip.to_string(),
+            port,
+            quorum,
+            down_after: DEFAULT_DOWN_AFTER,
+            failover_timeout: DEFAULT_FAILOVER_TIMEOUT,
+            parallel_syncs: 1,
+            auth_pass: None,
+            config_epoch: 0,
+            leader: None,
+            leader_epoch: 0,
+            insts: BTreeMap::new(),
+            sentinels: BTreeMap::new(),
+            odown_since: None,
+            failover: failover::Failover::default(),
+            failover_start: None,
+        };
+        m.add_inst(ip, port);
+        m
+    }
+
+    pub fn addr(&self) -> String {
+        format!("{}:{}", self.ip, self.port)
+    }
+
+    /// Adds a data instance if unknown; true when it was new.
+    pub fn add_inst(&mut self, ip: &str, port: u16) -> bool {
+        let key = format!("{ip}:{port}");
+        if self.insts.contains_key(&key) {
+            return false;
+        }
+        self.insts.insert(key, Inst::new(ip, port));
+        true
+    }
+
+    pub fn add_peer(&mut self, ip: &str, port: u16, runid: &str) {
+        self.sentinels.insert(
+            runid.to_string(),
+            Peer {
+                ip: ip.to_string(),
+                port,
+                runid: runid.to_string(),
+                health: Health::new(),
+                last_hello: None,
+                leader: None,
+                leader_epoch: 0,
+                master_down: false,
+                down_reply: None,
+            },
+        );
+    }
+
+    pub fn master_inst(&self) -> Option<&Inst> {
+        self.insts.get(&self.addr())
+    }
+
+    pub fn replicas(&self) -> impl Iterator<Item = &Inst> {
+        let me = self.addr();
+        self.insts.values().filter(move |i| i.addr() != me)
+    }
+
+    pub fn sdown(&self) -> bool {
+        self.master_inst()
+            .is_some_and(|i| i.health.sdown_since.is_some())
+    }
+
+    /// The address clients should use: the promoted replica once it is promoted.
+    pub fn current_addr(&self) -> (String, u16) {
+        if let Some(p) = self.failover.promoted_if_done() {
+            if let Some(i) = self.insts.get(p) {
+                return (i.ip.clone(), i.port);
+            }
+        }
+        (self.ip.clone(), self.port)
+    }
+
+    /// `master <name> <ip> <port>`, or `slave <ip:port> <ip> <port> @ <name> <mip> <mport>`.
+    pub fn inst_event(&self, addr: &str) -> String {
+        if addr == self.addr() {
+            format!("master {} {} {}", self.name, self.ip, self.port)
+        } else {
+            let (ip, port) = addr.rsplit_once(':').unwrap_or((addr, ""));
+            format!(
+                "slave {addr} {ip} {port} @ {} {} {}",
+                self.name, self.ip, self.port
+            )
+        }
+    }
+
+    pub fn peer_event(&self, p: &Peer) -> String {
+        format!(
+            "sentinel {} {} {} @ {} {} {}",
+            p.runid, p.ip, p.port, self.name, self.ip, self.port
+        )
+    }
+}
+
+/// The whole sentinel state.
+pub struct Sentinel {
+    pub myid: String,
+    pub port: u16,
+    pub bind: String,
+    pub current_epoch: u64,
+    pub masters: BTreeMap<String, Master>,
+    pub conf_path: String,
+    /// Lines of the config file kept verbatim on rewrite.
+    pub conf_other: Vec<String>,
+    events: Option<mpsc::Sender<(String, String)>>,
+    /// Link threads running, by key (`cmd|name|addr`, `hello|name|addr`, `peer|name|runid`).
+    pub links: HashSet<String>,
+    pub started: Instant,
+    /// Bumped when a master's configuration changes (promotion, switch): links then send
+    /// their hello at once instead of at the next 2 s period, so the other sentinels
+    /// (and the clients asking them) follow the new master sooner.
+    pub hello_gen: u64,
+    /// Directives accepted but not implemented, logged once the log file is open.
+    pub warnings: Vec<String>,
+}
+
+impl Sentinel {
+    fn new(conf_path: &str, events: Option<mpsc::Sender<(String, String)>>) -> Sentinel {
+        Sentinel {
+            myid: random_hex(40),
+            port: DEFAULT_PORT,
+            bind: String::new(),
+            current_epoch: 0,
+            masters: BTreeMap::new(),
+            conf_path: conf_path.to_string(),
+            conf_other: Vec::new(),
+            events,
+            links: HashSet::new(),
+            started: Instant::now(),
+            hello_gen: 0,
+            warnings: Vec::new(),
+        }
+    }
+
+    #[cfg(test)]
+    pub fn for_test() -> Sentinel {
+        Sentinel::new("/nonexistent", None)
+    }
+
+    /// Publishes an event on its channel and logs it, as redis-sentinel does.
+    pub fn event(&self, kind: &str, payload: &str) {
+        let line = format!("{kind} {payload}");
+        if kind.starts_with('-') && kind.contains("abort") {
+            crate::log::warning(&line);
+        } else {
+            crate::log::notice(&line);
+        }
+        if let Some(tx) = &self.events {
+            let _ = tx.send((kind.to_string(), payload.to_string()));
+        }
+    }
+
+    /// Rewrites the config file; a failure is logged (the caller decides whether to act).
+    pub fn save(&self) -> bool {
+        match conf::save(self) {
+            Ok(()) => true,
+            Err(e) => {
+                crate::log::warning(&format!(
+                    "sentinel: could not rewrite config file {}: {e}",
+                    self.conf_path
+                ));
+                false
+            }
+        }
+    }
+
+    /// Adopts a greater epoch (persisted first), with `+new-epoch`.
+    pub fn adopt_epoch(&mut self, epoch: u64) {
+        if epoch > self.current_epoch {
+            self.current_epoch = epoch;
+            self.save();
+            self.event("+new-epoch", &epoch.to_string());
+        }
+    }
+
+    /// The master whose current address is `ip:port`.
+    pub fn master_by_addr(&self, ip: &str, port: u16) -> Option<&Master> {
+        self.masters.values().find(|m| m.ip == ip && m.port == port)
+    }
+}
+
+/// `n` random hex digits from /dev/urandom (time and pid if it cannot be read).
+pub fn random_hex(n: usize) -> String {
+    use std::io::Read;
+    let mut bytes = vec![0u8; n.div_ceil(2)];
+    let ok = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut bytes))
+        .is_ok();
+    if !ok {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+            ^ u128::from(std::process::id());
+        for (i, b) in bytes.iter_mut().enumerate() {
+            *b = (seed >> ((i % 16) * 8)) as u8 ^ (i as u8).wrapping_mul(37);
+        }
+    }
+    let mut s: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    s.truncate(n);
+    s
+}
+
+/// A random duration below `max_ms` (the desync Redis adds to failover start times).
+pub fn random_ms(max_ms: u64) -> Duration {
+    let h = random_hex(8);
+    Duration::from_millis(u64::from_str_radix(&h, 16).unwrap_or(0) % max_ms.max(1))
+}
+
+/// Entry point of `shardis --sentinel [sentinel.conf] [--name value ...]`; returns the exit
+/// code. Like redis-sentinel, it needs a writable config file to save its state.
+pub fn main(args: &[String]) -> i32 {
+    let mut conf_path = None;
+    let mut extra: Vec<Vec<String>> = Vec::new();
+    let mut it = args.iter().skip(1).peekable();
+    while let Some(a) = it.next() {
+        if a == "--sentinel" {
+            continue;
+        }
+        if let Some(name) = a.strip_prefix("--") {
+            let mut line = vec![name.to_string()];
+            while let Some(v) = it.peek() {
+                if v.starts_with("--") {
+                    break;
+                }
+                line.push(it.next().cloned().unwrap_or_default());
+            }
+            extra.push(line);
+        } else if conf_path.is_none() {
+            conf_path = Some(a.clone());
+        } else {
+            eprintln!("shardis: unexpected argument '{a}'");
+            return 1;
+        }
+    }
+    let Some(conf_path) = conf_path else {
+        eprintln!("Sentinel needs config file on disk to save state. Exiting...");
+        return 1;
+    };
+    let (tx, rx) = mpsc::channel();
+    let mut s = Sentinel::new(&conf_path, Some(tx));
+    let text = match std::fs::read_to_string(&conf_path) {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("shardis: can't read sentinel config file '{conf_path}': {e}");
+            return 1;
+        }
+    };
+    match conf::load(&mut s, &text) {
+        Ok(keep) => s.conf_other = keep,
+        Err(e) => {
+            eprintln!("shardis: sentinel config: {e}");
+            return 1;
+        }
+    }
+    for line in &extra {
+        if let Err(e) = conf::apply(&mut s, line) {
+            eprintln!("shardis: --{}: {e}", line.join(" "));
+            return 1;
+        }
+    }
+    for w in std::mem::take(&mut s.warnings) {
+        crate::log::warning(&w);
+    }
+    if !s.save() {
+        eprintln!("Sentinel config file {conf_path} is not writable. Exiting...");
+        return 1;
+    }
+    let bind = if s.bind.is_empty() || s.bind == "*" {
+        "0.0.0.0".to_string()
+    } else {
+        s.bind.clone()
+    };
+    let listener = match std::net::TcpListener::bind((bind.as_str(), s.port)) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("shardis: can't bind sentinel port {bind}:{}: {e}", s.port);
+            return 1;
+        }
+    };
+    crate::log::notice(&format!(
+        "Sentinel ID is {}; running mode=sentinel, port={}",
+        s.myid, s.port
+    ));
+    for m in s.masters.values() {
+        s.event(
+            "+monitor",
+            &format!("{} quorum {}", m.inst_event(&m.addr()), m.quorum),
+        );
+    }
+    let shared: Shared = Arc::new(Mutex::new(s));
+    server::start(shared.clone(), listener, rx);
+    loop {
+        tick(&shared);
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// One timer pass over every master: down states, failover, link threads.
+pub fn tick(shared: &Shared) {
+    let mut spawn = Vec::new();
+    {
+        let mut s = lock(shared);
+        let names: Vec<String> = s.masters.keys().cloned().collect();
+        for name in names {
+            failover::check_down(&mut s, &name);
+            failover::run(&mut s, &name, shared);
+            for kind in ["cmd", "hello"] {
+                for addr in s.masters[&name].insts.keys() {
+                    spawn.push(format!("{kind}|{name}|{addr}"));
+                }
+            }
+            for runid in s.masters[&name].sentinels.keys() {
+                spawn.push(format!("peer|{name}|{runid}"));
+            }
+        }
+        spawn.retain(|k| s.links.insert(k.clone()));
+    }
+    for key in spawn {
+        monitor::spawn_link(shared.clone(), key);
+    }
+}

@@ -1,0 +1,688 @@
+//! The sentinel's RESP port: an accept thread, one thread per client, and the event
+//! dispatcher thread that writes `+sdown`, `+switch-master`, ... to SUBSCRIBE/PSUBSCRIBE
+//! clients. Replies follow redis-sentinel 7.0's shapes (RESP2).
+
+use std::collections::BTreeSet;
+use std::io::{BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex, OnceLock};
+use std::time::Instant;
+
+use super::failover::{select_replica, start as start_failover, vote_leader, FailoverState};
+use super::resp::{array, bulk, bulks, error, int, read_request, simple, NULL_ARRAY};
+use super::{conf, lock, Health, Inst, Master, Peer, Sentinel, Shared, HELLO_CHANNEL};
+use crate::commands::args::glob_match;
+
+struct Sub {
+    id: u64,
+    out: Arc<Mutex<TcpStream>>,
+    channels: BTreeSet<String>,
+    patterns: BTreeSet<String>,
+}
+
+fn subs() -> &'static Mutex<Vec<Sub>> {
+    static SUBS: OnceLock<Mutex<Vec<Sub>>> = OnceLock::new();
+    SUBS.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+static CLIENTS: AtomicU64 = AtomicU64::new(0);
+
+pub fn start(shared: Shared, listener: TcpListener, events: mpsc::Receiver<(String, String)>) {
+    let _ = std::thread::Builder::new()
+        .name("sentinel-events".into())
+        .spawn(move || {
+            for (ch, payload) in events {
+                dispatch(&ch, &payload);
+            }
+        });
+    let _ = std::thread::Builder::new()
+        .name("sentinel-accept".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let s = shared.clone();
+                let _ = std::thread::Builder::new()
+                    .name("sentinel-client".into())
+                    .spawn(move || {
+                        CLIENTS.fetch_add(1, Ordering::Relaxed);
+                        serve(&s, stream);
+                        CLIENTS.fetch_sub(1, Ordering::Relaxed);
+                    });
+            }
+        });
+}
+
+fn dispatch(ch: &str, payload: &str) {
+    let mut subs = subs().lock().unwrap_or_else(|e| e.into_inner());
+    subs.retain(|sub| {
+        let mut msgs = Vec::new();
+        if sub.channels.contains(ch) {
+            msgs.push(bulks(&["message", ch, payload]));
+        }
+        for p in &sub.patterns {
+            if glob_match(p.as_bytes(), ch.as_bytes(), false) {
+                msgs.push(bulks(&["pmessage", p, ch, payload]));
+            }
+        }
+        let mut out = sub.out.lock().unwrap_or_else(|e| e.into_inner());
+        msgs.iter().all(|m| out.write_all(m).is_ok())
+    });
+}
+
+fn serve(shared: &Shared, stream: TcpStream) {
+    let _ = stream.set_nodelay(true);
+    let Ok(rd) = stream.try_clone() else { return };
+    let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(5)));
+    let mut reader = BufReader::new(rd);
+    let out = Arc::new(Mutex::new(stream));
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    let mut subscribed = false;
+    while let Ok(req) = read_request(&mut reader) {
+        let Some(args) = req else { continue };
+        let cmd = args[0].to_ascii_lowercase();
+        let reply = match cmd.as_str() {
+            "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe" => {
+                let r = subscribe(id, &out, &cmd, &args[1..]);
+                subscribed = true;
+                r
+            }
+            "ping" if subscribed => bulks(&["pong", args.get(1).map_or("", |s| s.as_str())]),
+            "quit" => {
+                let _ = out.lock().map(|mut o| o.write_all(b"+OK\r\n"));
+                break;
+            }
+            _ => command(shared, &args),
+        };
+        let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
+        if o.write_all(&reply).is_err() {
+            break;
+        }
+    }
+    subs()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .retain(|s| s.id != id);
+}
+
+fn subscribe(id: u64, out: &Arc<Mutex<TcpStream>>, cmd: &str, names: &[String]) -> Vec<u8> {
+    let mut all = subs().lock().unwrap_or_else(|e| e.into_inner());
+    if !all.iter().any(|s| s.id == id) {
+        all.push(Sub {
+            id,
+            out: out.clone(),
+            channels: BTreeSet::new(),
+            patterns: BTreeSet::new(),
+        });
+    }
+    let Some(sub) = all.iter_mut().find(|s| s.id == id) else {
+        return Vec::new();
+    };
+    let pattern = cmd.starts_with('p');
+    let mut reply = Vec::new();
+    let names: Vec<String> = if names.is_empty() && cmd.contains("unsub") {
+        let set = if pattern {
+            &sub.patterns
+        } else {
+            &sub.channels
+        };
+        set.iter().cloned().collect()
+    } else {
+        names.to_vec()
+    };
+    for n in names {
+        let set = if pattern {
+            &mut sub.patterns
+        } else {
+            &mut sub.channels
+        };
+        if cmd.contains("unsub") {
+            set.remove(&n);
+        } else {
+            set.insert(n.clone());
+        }
+        let count = (sub.channels.len() + sub.patterns.len()) as i64;
+        reply.extend(array(&[bulk(cmd), bulk(&n), int(count)]));
+    }
+    reply
+}
+
+fn unknown_command(args: &[String]) -> Vec<u8> {
+    let mut text = format!(
+        "ERR unknown command '{}', with args beginning with: ",
+        args[0]
+    );
+    for a in args.iter().skip(1) {
+        text.push_str(&format!("'{a}' "));
+    }
+    error(&text)
+}
+
+fn command(shared: &Shared, args: &[String]) -> Vec<u8> {
+    let cmd = args[0].to_ascii_lowercase();
+    match cmd.as_str() {
+        "ping" => match args.get(1) {
+            Some(m) => bulk(m),
+            None => simple("PONG"),
+        },
+        "info" => bulk(&info(&lock(shared), args.get(1).map(String::as_str))),
+        "role" => {
+            let s = lock(shared);
+            let names: Vec<&String> = s.masters.keys().collect();
+            array(&[bulk("sentinel"), bulks(&names)])
+        }
+        "client" => simple("OK"),
+        "publish" if args.len() == 3 => {
+            if args[1] != HELLO_CHANNEL {
+                return error("ERR Only HELLO messages are accepted by Sentinel instances.");
+            }
+            super::monitor::process_hello(&mut lock(shared), &args[2]);
+            int(1)
+        }
+        "sentinel" if args.len() >= 2 => sentinel(shared, args),
+        "sentinel" | "publish" => error(&format!(
+            "ERR wrong number of arguments for '{cmd}' command"
+        )),
+        "shutdown" => {
+            lock(shared).save();
+            std::process::exit(0);
+        }
+        _ => unknown_command(args),
+    }
+}
+
+fn info(s: &Sentinel, section: Option<&str>) -> String {
+    let want = |name: &str| {
+        section.is_none_or(|x| {
+            let x = x.to_ascii_lowercase();
+            x == name || x == "all" || x == "default" || x == "everything"
+        })
+    };
+    let mut out = String::new();
+    if want("server") {
+        out.push_str(&format!(
+            "# Server\r\nredis_version:7.0.15\r\nredis_mode:sentinel\r\nos:{}\r\narch_bits:64\r\n\
+             process_id:{}\r\nrun_id:{}\r\ntcp_port:{}\r\nuptime_in_seconds:{}\r\nexecutable:{}\r\n\
+             config_file:{}\r\nshardis_version:{}\r\n\r\n",
+            std::env::consts::OS,
+            std::process::id(),
+            s.myid,
+            s.port,
+            s.started.elapsed().as_secs(),
+            std::env::current_exe()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            s.conf_path,
+            env!("CARGO_PKG_VERSION"),
+        ));
+    }
+    if want("clients") {
+        out.push_str(&format!(
+            "# Clients\r\nconnected_clients:{}\r\n\r\n",
+            CLIENTS.load(Ordering::Relaxed)
+        ));
+    }
+    if want("sentinel") {
+        out.push_str(&format!(
+            "# Sentinel\r\nsentinel_masters:{}\r\nsentinel_tilt:0\r\nsentinel_tilt_since_seconds:-1\r\n\
+             sentinel_running_scripts:0\r\nsentinel_scripts_queue_length:0\r\n\
+             sentinel_simulate_failure_flags:0\r\n",
+            s.masters.len()
+        ));
+        for (n, m) in s.masters.values().enumerate() {
+            let status = if m.odown_since.is_some() {
+                "odown"
+            } else if m.sdown() {
+                "sdown"
+            } else {
+                "ok"
+            };
+            let (ip, port) = m.current_addr();
+            out.push_str(&format!(
+                "master{n}:name={},status={status},address={ip}:{port},slaves={},sentinels={}\r\n",
+                m.name,
+                m.replicas().count(),
+                m.sentinels.len() + 1
+            ));
+        }
+    }
+    while out.ends_with("\r\n\r\n") {
+        out.truncate(out.len() - 2);
+    }
+    out
+}
+
+fn ms_since(t: Option<Instant>) -> String {
+    t.map_or("0".into(), |t| t.elapsed().as_millis().to_string())
+}
+
+/// The fields every instance map starts with.
+fn common(out: &mut Vec<String>, name: &str, ip: &str, port: u16, runid: &str, flags: &str) {
+    out.extend(
+        [
+            "name",
+            name,
+            "ip",
+            ip,
+            "port",
+            &port.to_string(),
+            "runid",
+            runid,
+            "flags",
+            flags,
+            "link-pending-commands",
+            "0",
+            "link-refcount",
+            "1",
+        ]
+        .map(str::to_string),
+    );
+}
+
+fn pings(out: &mut Vec<String>, h: &Health, odown: Option<Instant>, down_after: u64) {
+    let never = |t: Option<Instant>| {
+        t.map_or_else(
+            || h.created.elapsed().as_millis().to_string(),
+            |t| t.elapsed().as_millis().to_string(),
+        )
+    };
+    out.extend([
+        "last-ping-sent".into(),
+        ms_since(h.ping_pending),
+        "last-ok-ping-reply".into(),
+        never(h.last_ok),
+        "last-ping-reply".into(),
+        never(h.last_reply),
+    ]);
+    if let Some(t) = h.sdown_since {
+        out.extend(["s-down-time".into(), ms_since(Some(t))]);
+    }
+    if let Some(t) = odown {
+        out.extend(["o-down-time".into(), ms_since(Some(t))]);
+    }
+    out.extend(["down-after-milliseconds".into(), down_after.to_string()]);
+}
+
+fn flags(base: &str, h: &Health, extra: &[(&str, bool)]) -> String {
+    let mut f = Vec::new();
+    if h.sdown_since.is_some() {
+        f.push("s_down");
+    }
+    for (name, on) in extra.iter().take(1) {
+        if *on {
+            f.push(name);
+        }
+    }
+    f.push(base);
+    if !h.connected {
+        f.push("disconnected");
+    }
+    for (name, on) in extra.iter().skip(1) {
+        if *on {
+            f.push(name);
+        }
+    }
+    f.join(",")
+}
+
+fn role_fields(out: &mut Vec<String>, i: &Inst) {
+    let role = match i.role {
+        super::Role::Master => "master",
+        super::Role::Slave => "slave",
+        super::Role::Unknown => "unknown",
+    };
+    out.extend([
+        "info-refresh".into(),
+        i.info_time
+            .map_or("0".into(), |t| t.elapsed().as_millis().to_string()),
+        "role-reported".into(),
+        role.into(),
+        "role-reported-time".into(),
+        i.role_time.elapsed().as_millis().to_string(),
+    ]);
+}
+
+fn master_map(m: &Master) -> Vec<String> {
+    let mut out = Vec::new();
+    let none = Inst::new(&m.ip, m.port);
+    let i = m.master_inst().unwrap_or(&none);
+    let f = flags(
+        "master",
+        &i.health,
+        &[
+            ("o_down", m.odown_since.is_some()),
+            ("failover_in_progress", m.failover.in_progress()),
+        ],
+    );
+    common(&mut out, &m.name, &m.ip, m.port, &i.runid, &f);
+    if m.failover.in_progress() {
+        out.extend(["failover-state".into(), m.failover.state.name().into()]);
+    }
+    pings(&mut out, &i.health, m.odown_since, m.down_after);
+    role_fields(&mut out, i);
+    out.extend(
+        [
+            ("config-epoch", m.config_epoch.to_string()),
+            ("num-slaves", m.replicas().count().to_string()),
+            ("num-other-sentinels", m.sentinels.len().to_string()),
+            ("quorum", m.quorum.to_string()),
+            ("failover-timeout", m.failover_timeout.to_string()),
+            ("parallel-syncs", m.parallel_syncs.to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_string(), v]),
+    );
+    out
+}
+
+fn replica_map(m: &Master, i: &Inst) -> Vec<String> {
+    let mut out = Vec::new();
+    let promoted = m.failover.promoted.as_deref() == Some(i.addr().as_str());
+    let (sent, inprog, done) = match i.reconf {
+        super::Reconf::Sent(_) => (true, false, false),
+        super::Reconf::InProg => (false, true, false),
+        super::Reconf::Done => (false, false, true),
+        super::Reconf::None => (false, false, false),
+    };
+    let f = flags(
+        "slave",
+        &i.health,
+        &[
+            ("o_down", false),
+            ("promoted", promoted),
+            ("reconf_sent", sent),
+            ("reconf_inprog", inprog),
+            ("reconf_done", done),
+        ],
+    );
+    common(&mut out, &i.addr(), &i.ip, i.port, &i.runid, &f);
+    pings(&mut out, &i.health, None, m.down_after);
+    role_fields(&mut out, i);
+    out.extend(
+        [
+            ("master-link-down-time", i.master_link_down_ms.to_string()),
+            (
+                "master-link-status",
+                if i.master_link_up { "ok" } else { "err" }.to_string(),
+            ),
+            ("master-host", i.master_host.clone()),
+            ("master-port", i.master_port.to_string()),
+            ("slave-priority", i.priority.to_string()),
+            ("slave-repl-offset", i.repl_offset.to_string()),
+            ("replica-announced", u8::from(i.announced).to_string()),
+        ]
+        .into_iter()
+        .flat_map(|(k, v)| [k.to_string(), v]),
+    );
+    out
+}
+
+fn peer_map(m: &Master, p: &Peer) -> Vec<String> {
+    let mut out = Vec::new();
+    let f = flags("sentinel", &p.health, &[]);
+    common(&mut out, &p.runid, &p.ip, p.port, &p.runid, &f);
+    pings(&mut out, &p.health, None, m.down_after);
+    out.extend([
+        "last-hello-message".into(),
+        ms_since(p.last_hello),
+        "voted-leader".into(),
+        p.leader.clone().unwrap_or_else(|| "?".into()),
+        "voted-leader-epoch".into(),
+        p.leader_epoch.to_string(),
+    ]);
+    out
+}
+
+fn no_master() -> Vec<u8> {
+    error("ERR No such master with that name")
+}
+
+fn sentinel(shared: &Shared, args: &[String]) -> Vec<u8> {
+    let sub = args[1].to_ascii_lowercase();
+    let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
+    let arity = |n: usize| args.len() == n;
+    let mut s = lock(shared);
+    match sub.as_str() {
+        "myid" if arity(2) => bulk(&s.myid),
+        "masters" if arity(2) => {
+            let v: Vec<Vec<u8>> = s.masters.values().map(|m| bulks(&master_map(m))).collect();
+            array(&v)
+        }
+        "master" if arity(3) => match s.masters.get(arg(2)) {
+            Some(m) => bulks(&master_map(m)),
+            None => no_master(),
+        },
+        "replicas" | "slaves" if arity(3) => match s.masters.get(arg(2)) {
+            Some(m) => {
+                let v: Vec<Vec<u8>> = m
+                    .replicas()
+                    .filter(|i| i.announced)
+                    .map(|i| bulks(&replica_map(m, i)))
+                    .collect();
+                array(&v)
+            }
+            None => no_master(),
+        },
+        "sentinels" if arity(3) => match s.masters.get(arg(2)) {
+            Some(m) => {
+                let v: Vec<Vec<u8>> = m
+                    .sentinels
+                    .values()
+                    .map(|p| bulks(&peer_map(m, p)))
+                    .collect();
+                array(&v)
+            }
+            None => no_master(),
+        },
+        "get-master-addr-by-name" if arity(3) => match s.masters.get(arg(2)) {
+            Some(m) => {
+                let (ip, port) = m.current_addr();
+                bulks(&[ip, port.to_string()])
+            }
+            None => NULL_ARRAY.to_vec(),
+        },
+        "is-master-down-by-addr" if arity(6) => {
+            let port: u16 = arg(3).parse().unwrap_or(0);
+            let Ok(epoch) = arg(4).parse::<u64>() else {
+                return error("ERR value is not an integer or out of range");
+            };
+            let Some(name) = s.master_by_addr(arg(2), port).map(|m| m.name.clone()) else {
+                return array(&[int(0), bulk("*"), int(0)]);
+            };
+            let down = s.masters[&name].sdown();
+            let (leader, lepoch) = if arg(5) != "*" {
+                vote_leader(&mut s, &name, epoch, arg(5))
+            } else {
+                (None, 0)
+            };
+            array(&[
+                int(i64::from(down)),
+                bulk(leader.as_deref().unwrap_or("*")),
+                int(lepoch as i64),
+            ])
+        }
+        "ckquorum" if arity(3) => match s.masters.get(arg(2)) {
+            Some(m) => {
+                let voters = m.sentinels.len() as u32 + 1;
+                let usable = 1 + m
+                    .sentinels
+                    .values()
+                    .filter(|p| p.health.sdown_since.is_none())
+                    .count() as u32;
+                let mut e = String::new();
+                if usable < m.quorum {
+                    e.push_str(". Not enough available Sentinels to reach the specified quorum for this master");
+                }
+                if usable < voters / 2 + 1 {
+                    e.push_str(". Not enough available Sentinels to reach the majority and authorize a failover");
+                }
+                if e.is_empty() {
+                    simple(&format!(
+                        "OK {usable} usable Sentinels. Quorum and failover authorization can be reached"
+                    ))
+                } else {
+                    error(&format!("NOQUORUM {usable} usable Sentinels{e}"))
+                }
+            }
+            None => no_master(),
+        },
+        "failover" if arity(3) => {
+            let name = arg(2).to_string();
+            let Some(m) = s.masters.get(&name) else {
+                return no_master();
+            };
+            if m.failover.in_progress() {
+                return error("INPROG Failover already in progress");
+            }
+            if select_replica(m).is_none() {
+                return error("NOGOODSLAVE No suitable replica to promote");
+            }
+            start_failover(&mut s, &name, true);
+            simple("OK")
+        }
+        "monitor" if arity(6) => {
+            let name = arg(2).to_string();
+            if s.masters.contains_key(&name) {
+                return error("ERR Duplicate master name.");
+            }
+            let Ok(port) = arg(4).parse::<u16>() else {
+                return error("ERR Invalid port number");
+            };
+            if arg(3).parse::<std::net::IpAddr>().is_err() {
+                return error("ERR Invalid IP address or hostname specified");
+            }
+            match arg(5).parse::<u32>() {
+                Ok(q) if q > 0 => {
+                    let m = Master::new(&name, arg(3), port, q);
+                    let ev = format!("{} quorum {q}", m.inst_event(&m.addr()));
+                    s.masters.insert(name, m);
+                    if !s.save() {
+                        return error("ERR Failed to save config file. Check server logs.");
+                    }
+                    s.event("+monitor", &ev);
+                    simple("OK")
+                }
+                _ => error("ERR Quorum must be 1 or greater."),
+            }
+        }
+        "remove" if arity(3) => match s.masters.remove(arg(2)) {
+            Some(m) => {
+                s.save();
+                s.event("-monitor", &m.inst_event(&m.addr()));
+                simple("OK")
+            }
+            None => no_master(),
+        },
+        "set" if args.len() >= 5 && args.len() % 2 == 1 => {
+            let name = arg(2).to_string();
+            if !s.masters.contains_key(&name) {
+                return no_master();
+            }
+            for pair in args[3..].chunks(2) {
+                let opt = pair[0].to_ascii_lowercase();
+                let line: Vec<String> = if opt == "quorum" {
+                    let Some(m) = s.masters.get_mut(&name) else {
+                        return no_master();
+                    };
+                    match pair[1].parse::<u32>() {
+                        Ok(q) if q > 0 => m.quorum = q,
+                        _ => return error("ERR Quorum must be 1 or greater."),
+                    }
+                    continue;
+                } else {
+                    vec![
+                        "sentinel".into(),
+                        opt.clone(),
+                        name.clone(),
+                        pair[1].clone(),
+                    ]
+                };
+                let known = [
+                    "down-after-milliseconds",
+                    "failover-timeout",
+                    "parallel-syncs",
+                    "auth-pass",
+                ];
+                if !known.contains(&opt.as_str()) || conf::apply(&mut s, &line).is_err() {
+                    return error(&format!(
+                        "ERR Invalid argument '{}' for SENTINEL SET '{opt}'",
+                        pair[1]
+                    ));
+                }
+            }
+            if !s.save() {
+                return error("ERR Failed to save config file. Check server logs.");
+            }
+            let ev = {
+                let m = &s.masters[&name];
+                m.inst_event(&m.addr())
+            };
+            s.event("+set", &format!("{ev} {}", args[3..].join(" ")));
+            simple("OK")
+        }
+        "reset" if arity(3) => {
+            let pat = arg(2).to_string();
+            let names: Vec<String> = s
+                .masters
+                .keys()
+                .filter(|n| glob_match(pat.as_bytes(), n.as_bytes(), false))
+                .cloned()
+                .collect();
+            for n in &names {
+                if let Some(m) = s.masters.get_mut(n) {
+                    let me = m.addr();
+                    m.insts.retain(|k, _| *k == me);
+                    m.sentinels.clear();
+                    m.failover = Default::default();
+                    m.odown_since = None;
+                    let ev = m.inst_event(&me);
+                    s.event("+reset-master", &ev);
+                }
+            }
+            s.save();
+            int(names.len() as i64)
+        }
+        "flushconfig" if arity(2) => {
+            if s.save() {
+                simple("OK")
+            } else {
+                error("ERR Failed to save config file. Check server logs.")
+            }
+        }
+        "pending-scripts" if arity(2) => array(&[]),
+        "config" if args.len() >= 3 => {
+            // Only the global options Redis has there; none is settable yet.
+            array(&[])
+        }
+        _ if [
+            "myid",
+            "masters",
+            "master",
+            "replicas",
+            "slaves",
+            "sentinels",
+            "get-master-addr-by-name",
+            "is-master-down-by-addr",
+            "ckquorum",
+            "failover",
+            "monitor",
+            "remove",
+            "set",
+            "reset",
+            "flushconfig",
+        ]
+        .contains(&sub.as_str()) =>
+        {
+            error(&format!(
+                "ERR wrong number of arguments for 'sentinel|{sub}' command"
+            ))
+        }
+        _ => {
+            let _ = FailoverState::None;
+            error(&format!(
+                "ERR unknown subcommand '{}'. Try SENTINEL HELP.",
+                args[1]
+            ))
+        }
+    }
+}

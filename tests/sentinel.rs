@@ -1,0 +1,550 @@
+//! `shardis --sentinel`: three shardis sentinels watching a shardis master and two
+//! replicas on loopback. They discover the replicas and each other; when the master is
+//! SIGKILLed they agree it is down, elect a leader, promote a replica (it takes writes),
+//! repoint the other one, announce `+switch-master`, persist the new epoch, and turn the
+//! old master into a replica when it returns. With two of three sentinels gone, nothing
+//! fails over. Failover time (kill → first write accepted by the master that
+//! get-master-addr-by-name names) is printed.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use common::{free_port, wait_for};
+
+const NAME: &str = "mymaster";
+
+/// A child process killed on drop, with its scratch directory removed.
+struct Proc {
+    port: u16,
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Proc {
+    fn kill9(&mut self) {
+        let _ = self.child.kill(); // SIGKILL
+        let _ = self.child.wait();
+    }
+    fn conn(&self) -> redis::Connection {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
+            .expect("connect")
+    }
+    fn try_conn(&self) -> Option<redis::Connection> {
+        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
+            .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(300)))
+            .ok()
+    }
+}
+
+fn scratch(tag: &str, port: u16) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "shardis-sentinel-test-{}-{tag}-{port}",
+        std::process::id()
+    ));
+    let _ = std::fs::create_dir_all(&dir);
+    dir
+}
+
+fn spawn(args: &[String], port: u16, dir: PathBuf) -> Proc {
+    spawn_prog(env!("CARGO_BIN_EXE_shardis"), args, port, dir)
+}
+
+fn spawn_prog(prog: &str, args: &[String], port: u16, dir: PathBuf) -> Proc {
+    let mut cmd = Command::new(prog);
+    cmd.args(args)
+        .current_dir(&dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null());
+    if std::env::var_os("SHARDIS_TEST_LOG").is_none() {
+        cmd.stderr(Stdio::null());
+    }
+    let child = cmd.spawn().expect("start shardis");
+    let p = Proc { port, child, dir };
+    assert!(
+        wait_for(Duration::from_secs(10), || common::ping(port)),
+        "process on port {port} did not answer PING"
+    );
+    p
+}
+
+/// A data node on `port`, optionally a replica of `master`.
+fn node(port: u16, shards: usize, master: Option<u16>) -> Proc {
+    let mut args: Vec<String> = ["--port", &port.to_string(), "--shards", &shards.to_string()]
+        .map(str::to_string)
+        .to_vec();
+    args.extend(["--save".into(), String::new()]);
+    if let Some(m) = master {
+        args.extend(["--replicaof".into(), "127.0.0.1".into(), m.to_string()]);
+    }
+    spawn(&args, port, scratch("node", port))
+}
+
+#[derive(Clone, Copy, PartialEq)]
+enum Kind {
+    Shardis,
+    /// Debian's redis-server 7.0 in sentinel mode.
+    Stock,
+}
+
+fn have_stock() -> bool {
+    let ok = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("redis-server not installed: skipping the stock redis-sentinel part");
+    }
+    ok
+}
+
+/// A shardis sentinel monitoring `master` with quorum 2 and down-after 1000 ms.
+fn sentinel(port: u16, master: u16, dir: Option<PathBuf>) -> Proc {
+    sentinel_of(Kind::Shardis, port, master, dir)
+}
+
+fn sentinel_of(kind: Kind, port: u16, master: u16, dir: Option<PathBuf>) -> Proc {
+    let dir = dir.unwrap_or_else(|| scratch("sentinel", port));
+    let conf = dir.join("sentinel.conf");
+    if !conf.exists() {
+        std::fs::write(
+            &conf,
+            format!(
+                "sentinel monitor {NAME} 127.0.0.1 {master} 2\n\
+                 sentinel down-after-milliseconds {NAME} 1000\n\
+                 sentinel failover-timeout {NAME} 10000\n"
+            ),
+        )
+        .unwrap();
+    }
+    let mut args: Vec<String> = vec![
+        "--sentinel".into(),
+        conf.display().to_string(),
+        "--port".into(),
+        port.to_string(),
+    ];
+    if kind == Kind::Stock {
+        args.swap(0, 1);
+        return spawn_prog("redis-server", &args, port, dir);
+    }
+    spawn(&args, port, dir)
+}
+
+fn master_addr(s: &Proc) -> Option<u16> {
+    let mut c = s.try_conn()?;
+    let r: Option<(String, String)> = redis::cmd("SENTINEL")
+        .arg("get-master-addr-by-name")
+        .arg(NAME)
+        .query(&mut c)
+        .ok()?;
+    r.and_then(|(_, p)| p.parse().ok())
+}
+
+fn listing(s: &Proc, what: &str) -> Vec<Vec<String>> {
+    redis::cmd("SENTINEL")
+        .arg(what)
+        .arg(NAME)
+        .query(&mut s.conn())
+        .unwrap_or_default()
+}
+
+fn info_field(p: &Proc, field: &str) -> String {
+    p.try_conn()
+        .map(|mut c| common::info(&mut c, "replication"))
+        .and_then(|m| m.get(field).cloned())
+        .unwrap_or_default()
+}
+
+/// A raw SUBSCRIBE +switch-master client on a sentinel, forwarding payloads.
+fn subscribe_switch(s: &Proc) -> mpsc::Receiver<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    stream
+        .write_all(b"*2\r\n$9\r\nSUBSCRIBE\r\n$14\r\n+switch-master\r\n")
+        .unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut r = BufReader::new(stream);
+        let mut lines = Vec::new();
+        let mut line = String::new();
+        while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
+            lines.push(line.trim_end().to_string());
+            line.clear();
+            // *3 $7 message $len channel $len payload
+            if lines.len() >= 7
+                && lines[lines.len() - 7] == "*3"
+                && lines[lines.len() - 5] == "message"
+            {
+                let _ = tx.send(lines[lines.len() - 1].clone());
+            }
+        }
+    });
+    rx
+}
+
+struct Cluster {
+    master: Proc,
+    replicas: Vec<Proc>,
+    sentinels: Vec<Proc>,
+}
+
+fn cluster() -> Cluster {
+    cluster_of(&[Kind::Shardis; 3])
+}
+
+fn cluster_of(kinds: &[Kind]) -> Cluster {
+    let master = node(free_port(), 2, None);
+    let replicas = vec![
+        node(free_port(), 1, Some(master.port)),
+        node(free_port(), 2, Some(master.port)),
+    ];
+    for r in &replicas {
+        assert!(wait_for(Duration::from_secs(10), || info_field(
+            r,
+            "master_link_status"
+        ) == "up"));
+    }
+    let sentinels: Vec<Proc> = kinds
+        .iter()
+        .map(|k| sentinel_of(*k, free_port(), master.port, None))
+        .collect();
+    // Discovery: every sentinel knows the master, both replicas and the two other sentinels.
+    for s in &sentinels {
+        let ok = wait_for(Duration::from_secs(20), || {
+            master_addr(s) == Some(master.port)
+                && listing(s, "replicas").len() == 2
+                && listing(s, "sentinels").len() == 2
+        });
+        assert!(
+            ok,
+            "sentinel {} did not discover the set: replicas {:?} sentinels {:?}",
+            s.port,
+            listing(s, "replicas"),
+            listing(s, "sentinels")
+        );
+    }
+    Cluster {
+        master,
+        replicas,
+        sentinels,
+    }
+}
+
+#[test]
+fn kill_master_fails_over_and_old_master_rejoins() {
+    let mut c = cluster();
+    let old = c.master.port;
+    let s0 = &c.sentinels[0];
+    // Reply shapes clients parse: SENTINEL master's flat map, ROLE, INFO's sentinel section.
+    let m: Vec<String> = redis::cmd("SENTINEL")
+        .arg("master")
+        .arg(NAME)
+        .query(&mut s0.conn())
+        .unwrap();
+    assert_eq!(
+        &m[..6],
+        ["name", NAME, "ip", "127.0.0.1", "port", &old.to_string()]
+    );
+    assert_eq!(m[8..10], ["flags".to_string(), "master".to_string()]);
+    let info: String = redis::cmd("INFO")
+        .arg("sentinel")
+        .query(&mut s0.conn())
+        .unwrap();
+    assert!(
+        info.contains(&format!(
+            "master0:name={NAME},status=ok,address=127.0.0.1:{old},slaves=2,sentinels=3"
+        )),
+        "{info}"
+    );
+    let role: (String, Vec<String>) = redis::cmd("ROLE").query(&mut s0.conn()).unwrap();
+    assert_eq!(role, ("sentinel".to_string(), vec![NAME.to_string()]));
+    let ck: String = redis::cmd("SENTINEL")
+        .arg("ckquorum")
+        .arg(NAME)
+        .query(&mut s0.conn())
+        .unwrap();
+    assert!(ck.starts_with("OK 3 usable Sentinels"), "{ck}");
+
+    let events = subscribe_switch(&c.sentinels[1]);
+    let _: () = redis::cmd("SET")
+        .arg("before")
+        .arg("1")
+        .query(&mut c.master.conn())
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+
+    let t0 = Instant::now();
+    c.master.kill9();
+    let mut new_port = None;
+    let ok = wait_for(Duration::from_secs(20), || {
+        let Some(p) = master_addr(&c.sentinels[0]).filter(|p| *p != old) else {
+            return false;
+        };
+        let wrote = c
+            .replicas
+            .iter()
+            .find(|r| r.port == p)
+            .and_then(Proc::try_conn)
+            .and_then(|mut conn| {
+                redis::cmd("SET")
+                    .arg("after")
+                    .arg("1")
+                    .query::<()>(&mut conn)
+                    .ok()
+            })
+            .is_some();
+        if wrote {
+            new_port = Some(p);
+        }
+        wrote
+    });
+    let failover = t0.elapsed();
+    assert!(ok, "no failover within 20 s");
+    let new_port = new_port.unwrap();
+    println!("sentinel failover time (kill -9 -> first write on the new master): {failover:?}");
+
+    let (promoted, other): (Vec<&Proc>, Vec<&Proc>) =
+        c.replicas.iter().partition(|r| r.port == new_port);
+    let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut promoted[0].conn()).unwrap();
+    assert_eq!(role[0], redis::Value::BulkString(b"master".to_vec()));
+    let v: String = redis::cmd("GET")
+        .arg("before")
+        .query(&mut promoted[0].conn())
+        .unwrap();
+    assert_eq!(v, "1");
+    assert!(
+        wait_for(Duration::from_secs(20), || info_field(
+            other[0],
+            "master_port"
+        ) == new_port.to_string()),
+        "the other replica does not follow the new master"
+    );
+    let ev = events
+        .recv_timeout(Duration::from_secs(20))
+        .expect("+switch-master");
+    assert_eq!(ev, format!("{NAME} 127.0.0.1 {old} 127.0.0.1 {new_port}"));
+    for s in &c.sentinels {
+        assert!(
+            wait_for(Duration::from_secs(10), || master_addr(s) == Some(new_port)),
+            "sentinel {} did not switch",
+            s.port
+        );
+    }
+
+    // The old master comes back empty and is turned into a replica of the new one.
+    let back = node(old, 2, None);
+    assert!(
+        wait_for(Duration::from_secs(30), || info_field(&back, "role")
+            == "slave"
+            && info_field(&back, "master_port") == new_port.to_string()),
+        "old master was not converted to a replica"
+    );
+
+    // The state survives a sentinel restart: epoch and the new master are in its file.
+    let s = c.sentinels.remove(2);
+    let (port, dir) = (s.port, s.dir.clone());
+    let conf = std::fs::read_to_string(dir.join("sentinel.conf")).unwrap();
+    assert!(
+        conf.contains(&format!("sentinel monitor {NAME} 127.0.0.1 {new_port} 2")),
+        "{conf}"
+    );
+    assert!(!conf.contains("sentinel current-epoch 0"), "{conf}");
+    let mut s = s;
+    s.kill9();
+    std::mem::forget(s); // keep its directory for the restart
+    let s = sentinel(port, old, Some(dir));
+    assert_eq!(master_addr(&s), Some(new_port));
+    let m: Vec<String> = redis::cmd("SENTINEL")
+        .arg("master")
+        .arg(NAME)
+        .query(&mut s.conn())
+        .unwrap();
+    let epoch = m
+        .iter()
+        .position(|f| f == "config-epoch")
+        .map(|i| m[i + 1].clone());
+    assert_ne!(epoch.as_deref(), Some("0"));
+}
+
+/// Kills the master and waits for a write to succeed on the master the first sentinel
+/// names; returns the new master's port and the time taken.
+fn kill_and_follow(c: &mut Cluster) -> (u16, Duration) {
+    let old = c.master.port;
+    let t0 = Instant::now();
+    c.master.kill9();
+    let mut new_port = None;
+    let ok = wait_for(Duration::from_secs(30), || {
+        let Some(p) = master_addr(&c.sentinels[0]).filter(|p| *p != old) else {
+            return false;
+        };
+        let wrote = c
+            .replicas
+            .iter()
+            .find(|r| r.port == p)
+            .and_then(Proc::try_conn)
+            .and_then(|mut conn| {
+                redis::cmd("SET")
+                    .arg("after")
+                    .arg("1")
+                    .query::<()>(&mut conn)
+                    .ok()
+            })
+            .is_some();
+        if wrote {
+            new_port = Some(p);
+        }
+        wrote
+    });
+    assert!(ok, "no failover within 30 s");
+    let new_port = new_port.unwrap();
+    let other = c.replicas.iter().find(|r| r.port != new_port).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || info_field(other, "master_port")
+            == new_port.to_string()),
+        "the other replica does not follow the new master"
+    );
+    for s in &c.sentinels {
+        assert!(
+            wait_for(Duration::from_secs(10), || master_addr(s) == Some(new_port)),
+            "sentinel {} did not switch",
+            s.port
+        );
+    }
+    (new_port, t0.elapsed())
+}
+
+/// Stock redis-sentinel manages shardis nodes (INFO, hello pub/sub, REPLICAOF inside
+/// MULTI all work on shardis), and a mixed set (one stock, two shardis sentinels) agrees
+/// on one leader and one new master.
+#[test]
+fn stock_and_mixed_sentinels_fail_over_shardis_nodes() {
+    if !have_stock() {
+        return;
+    }
+    for kinds in [
+        [Kind::Stock, Kind::Stock, Kind::Stock],
+        [Kind::Stock, Kind::Shardis, Kind::Shardis],
+    ] {
+        let mut c = cluster_of(&kinds);
+        let (_, took) = kill_and_follow(&mut c);
+        let label = if kinds[1] == Kind::Stock {
+            "stock"
+        } else {
+            "mixed"
+        };
+        println!("{label} sentinels failover time (kill -9 -> first write): {took:?}");
+    }
+}
+
+#[test]
+fn no_failover_without_a_majority_of_sentinels() {
+    let mut c = cluster();
+    let old = c.master.port;
+    c.sentinels.truncate(1);
+    c.master.kill9();
+    // The lone sentinel sees SDOWN but can neither reach ODOWN (quorum 2) nor win a vote.
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(master_addr(&c.sentinels[0]), Some(old));
+    for r in &c.replicas {
+        assert_eq!(info_field(r, "role"), "slave");
+    }
+    let info: String = redis::cmd("INFO")
+        .arg("sentinel")
+        .query(&mut c.sentinels[0].conn())
+        .unwrap();
+    assert!(info.contains("status=sdown"), "{info}");
+    let ck = redis::cmd("SENTINEL")
+        .arg("ckquorum")
+        .arg(NAME)
+        .query::<String>(&mut c.sentinels[0].conn());
+    assert!(ck.is_err(), "ckquorum should fail: {ck:?}");
+}
+
+/// Startup like redis-sentinel's: a config file is required, a bad directive stops it,
+/// an unknown one is logged (never silently ignored), `--port` overrides the file, and
+/// the state lines are written back before it serves.
+#[test]
+fn config_file_rules() {
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_shardis"))
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap()
+    };
+    let out = run(&["--sentinel"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Sentinel needs config file"));
+
+    let port = free_port();
+    let dir = scratch("conf", port);
+    let conf = dir.join("sentinel.conf");
+    std::fs::write(&conf, "sentinel down-after-milliseconds nosuch 1000\n").unwrap();
+    let out = run(&["--sentinel", conf.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("No such master with specified name."),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    std::fs::write(
+        &conf,
+        "port 1\nsentinel monitor m 127.0.0.1 1 1\nsentinel bogus-directive m 1\nbogus-top 1\n",
+    )
+    .unwrap();
+    let log = dir.join("log");
+    let logfile = log.to_str().unwrap().to_string();
+    let args: Vec<String> = [
+        "--sentinel",
+        conf.to_str().unwrap(),
+        "--port",
+        &port.to_string(),
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .chain(["--logfile".to_string(), logfile])
+    .collect();
+    let s = spawn(&args, port, dir.clone());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        text.contains("'sentinel bogus-directive m 1' is not supported"),
+        "{text}"
+    );
+    assert!(text.contains("'bogus-top' is not supported"), "{text}");
+    let saved = std::fs::read_to_string(&conf).unwrap();
+    assert!(saved.contains(&format!("port {port}")), "{saved}");
+    assert!(saved.contains("sentinel myid "), "{saved}");
+    assert!(saved.contains("sentinel current-epoch 0"), "{saved}");
+    let myid: String = redis::cmd("SENTINEL")
+        .arg("myid")
+        .query(&mut s.conn())
+        .unwrap();
+    assert!(saved.contains(&myid) && myid.len() == 40);
+    // Runtime changes are persisted too.
+    let _: () = redis::cmd("SENTINEL")
+        .arg("set")
+        .arg("m")
+        .arg("down-after-milliseconds")
+        .arg("1234")
+        .query(&mut s.conn())
+        .unwrap();
+    let saved = std::fs::read_to_string(&conf).unwrap();
+    assert!(
+        saved.contains("sentinel down-after-milliseconds m 1234"),
+        "{saved}"
+    );
+}
