@@ -548,3 +548,66 @@ fn config_file_rules() {
         "{saved}"
     );
 }
+
+/// A real client library: redis-py's `Sentinel` discovers the master through the shardis
+/// sentinels, keeps writing while the master is SIGKILLed, and lands on the new master.
+#[test]
+fn redis_py_sentinel_client_follows_a_failover() {
+    let have_py = std::process::Command::new("python3")
+        .args(["-c", "import redis.sentinel"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !have_py {
+        println!("note: python3 with redis-py missing (tools/test.sh installs it); skipped");
+        return;
+    }
+    let mut c = cluster();
+    let sentinels: Vec<String> = c
+        .sentinels
+        .iter()
+        .map(|s| format!("('127.0.0.1', {})", s.port))
+        .collect();
+    let script = format!(
+        r#"
+import sys, time
+from redis.sentinel import Sentinel
+s = Sentinel([{}], socket_timeout=0.5)
+m = s.master_for('mymaster', socket_timeout=0.5)
+first = s.discover_master('mymaster')
+print('MASTER', first[1], flush=True)
+ok, errors, t0 = 0, 0, time.time()
+# Write until a write lands on another master than the first, or 30 s pass.
+while time.time() - t0 < 30:
+    try:
+        m.incr('counter')
+        ok += 1
+        now = s.discover_master('mymaster')
+        if now != first:
+            print('SWITCHED', now[1], ok, errors, flush=True)
+            sys.exit(0)
+    except Exception as e:
+        errors += 1
+        time.sleep(0.05)
+print('NOSWITCH', ok, errors, flush=True)
+sys.exit(1)
+"#,
+        sentinels.join(", ")
+    );
+    let mut child = std::process::Command::new("python3")
+        .args(["-c", &script])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(out));
+    let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+    assert_eq!(first, format!("MASTER {}", c.master.port));
+    std::thread::sleep(Duration::from_millis(300));
+    c.master.kill9();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    assert!(status.success(), "redis-py did not follow: {rest:?}");
+    let switched = rest.iter().find(|l| l.starts_with("SWITCHED")).unwrap();
+    let new_port: u16 = switched.split(' ').nth(1).unwrap().parse().unwrap();
+    assert!(c.replicas.iter().any(|r| r.port == new_port), "{switched}");
+}
