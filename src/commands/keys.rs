@@ -21,10 +21,12 @@ const G: &str = "generic";
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("del", -2, WRITE, KeySpec::range(1, -1, 1),
         Exec::Multi(MultiSpec { sub: del, step: 1, merge: Merge::Sum, atomic: true, nx: false }))
+        .ev(crate::shard::notify::GENERIC, "del")
         .verbatim()
         .doc(G, "1.0.0", "Deletes one or more keys.", "key [key ...]"),
     CommandSpec::new("unlink", -2, WRITE | FAST, KeySpec::range(1, -1, 1),
         Exec::Multi(MultiSpec { sub: unlink, step: 1, merge: Merge::Sum, atomic: true, nx: false }))
+        .ev(crate::shard::notify::GENERIC, "del")
         .verbatim()
         .doc(G, "4.0.0", "Asynchronously deletes one or more keys.", "key [key ...]"),
     CommandSpec::new("exists", -2, READONLY | FAST, KeySpec::range(1, -1, 1),
@@ -36,15 +38,19 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("type", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(type_))
         .doc(G, "1.0.0", "Determines the type of value stored at a key.", "key"),
     CommandSpec::new("expire", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(expire))
+        .ev_hook(crate::shard::notify::ev_expire)
         .ttl_prop()
         .doc(G, "1.0.0", "Sets the expiration time of a key in seconds.", "key seconds [NX | XX | GT | LT]"),
     CommandSpec::new("pexpire", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(pexpire))
+        .ev_hook(crate::shard::notify::ev_expire)
         .ttl_prop()
         .doc(G, "2.6.0", "Sets the expiration time of a key in milliseconds.", "key milliseconds [NX | XX | GT | LT]"),
     CommandSpec::new("expireat", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(expireat))
+        .ev_hook(crate::shard::notify::ev_expire)
         .ttl_prop()
         .doc(G, "1.2.0", "Sets the expiration time of a key to a Unix timestamp.", "key unix-time-seconds [NX | XX | GT | LT]"),
     CommandSpec::new("pexpireat", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(pexpireat))
+        .ev_hook(crate::shard::notify::ev_expire)
         .ttl_prop()
         .doc(G, "2.6.0", "Sets the expiration time of a key to a Unix milliseconds timestamp.", "key unix-time-milliseconds [NX | XX | GT | LT]"),
     CommandSpec::new("ttl", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(ttl))
@@ -56,26 +62,32 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("pexpiretime", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(pexpiretime))
         .doc(G, "7.0.0", "Returns the expiration time of a key as a Unix milliseconds timestamp.", "key"),
     CommandSpec::new("persist", 2, WRITE | FAST, KeySpec::single(1), Exec::Key(persist))
+        .ev(crate::shard::notify::GENERIC, "persist")
         .ttl_prop()
         .doc(G, "2.2.0", "Removes the expiration time of a key.", "key"),
     CommandSpec::new("rename", 3, WRITE, KeySpec::range(1, 2, 1), Exec::Key(rename))
+        .ev_hook(crate::shard::notify::ev_rename)
         .cross(rename_cross)
         .verbatim()
         .doc(G, "1.0.0", "Renames a key and overwrites the destination.", "key newkey"),
     CommandSpec::new("renamenx", 3, WRITE | FAST, KeySpec::range(1, 2, 1), Exec::Key(renamenx))
+        .ev_hook(crate::shard::notify::ev_rename)
         .cross(rename_cross)
         .verbatim()
         .doc(G, "1.0.0", "Renames a key only when the target key name doesn't exist.", "key newkey"),
     CommandSpec::new("copy", -3, WRITE, KeySpec::range(1, 2, 1), Exec::Key(copy))
+        .ev_hook(crate::shard::notify::ev_copy)
         .cross(copy_cross)
         .verbatim()
         .doc(G, "6.2.0", "Copies the value of a key to a new key.", "source destination [DB destination-db] [REPLACE]"),
     CommandSpec::new("dump", 2, READONLY, KeySpec::single(1), Exec::Key(dump))
         .doc(G, "2.6.0", "Returns a serialized representation of the value stored at a key.", "key"),
     CommandSpec::new("restore", -4, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(restore))
+        .ev(crate::shard::notify::GENERIC, "restore")
         .doc(G, "2.6.0", "Creates a key from the serialized representation of a value.",
              "key ttl serialized-value [REPLACE] [ABSTTL] [IDLETIME seconds] [FREQ frequency]"),
     CommandSpec::new("move", 3, WRITE | FAST, KeySpec::single(1), Exec::Key(move_cmd))
+        .ev_hook(crate::shard::notify::ev_move)
         .verbatim()
         .doc(G, "1.0.0", "Moves a key to another database.", "key db"),
     CommandSpec::new("keys", 2, READONLY, KeySpec::none(), Exec::Conn(keys))

@@ -11,6 +11,7 @@ use super::{ConnCtx, KeyCtx};
 use crate::error::CmdResult;
 use crate::protocol::reply::Reply;
 pub use crate::shard::journal::Prop;
+pub use crate::shard::notify::Notify;
 
 pub const WRITE: u32 = 1 << 0;
 pub const READONLY: u32 = 1 << 1;
@@ -275,6 +276,8 @@ pub struct CommandSpec {
     pub subcommands: &'static [(&'static str, i32, &'static str)],
     /// How the journal records a write (see `shard::journal`).
     pub prop: Prop,
+    /// Which keyspace notification the command sends (see `shard::notify`).
+    pub notify: Notify,
 }
 
 impl CommandSpec {
@@ -298,6 +301,7 @@ impl CommandSpec {
             syntax: "",
             subcommands: &[],
             prop: Prop::State,
+            notify: Notify::None,
         }
     }
 
@@ -334,6 +338,30 @@ impl CommandSpec {
 
     pub const fn prop(mut self, p: Prop) -> CommandSpec {
         self.prop = p;
+        self
+    }
+
+    /// Sends `event` (of class `class`, a `shard::notify` flag) for each key it changes.
+    pub const fn ev(mut self, class: u32, event: &'static str) -> CommandSpec {
+        self.notify = Notify::On(class, event);
+        self
+    }
+
+    /// As `ev`, only when the integer reply says something changed (SREM, ZREM, LREM...).
+    pub const fn ev_counted(mut self, class: u32, event: &'static str) -> CommandSpec {
+        self.notify = Notify::Counted(class, event);
+        self
+    }
+
+    /// A STORE command: `event` on the destination, `del` when the result was empty.
+    pub const fn ev_store(mut self, class: u32, event: &'static str) -> CommandSpec {
+        self.notify = Notify::Store(class, event);
+        self
+    }
+
+    /// Events that depend on the outcome (see the `ev_*` hooks in `shard::notify`).
+    pub const fn ev_hook(mut self, f: crate::shard::notify::Hook) -> CommandSpec {
+        self.notify = Notify::Hook(f);
         self
     }
 
