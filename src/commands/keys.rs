@@ -66,12 +66,12 @@ pub const COMMANDS: &[CommandSpec] = &[
         .ttl_prop()
         .doc(G, "2.2.0", "Removes the expiration time of a key.", "key"),
     CommandSpec::new("rename", 3, WRITE, KeySpec::range(1, 2, 1), Exec::Key(rename))
-        .ev_hook(crate::shard::notify::ev_rename)
+        .ev_move(crate::shard::notify::ev_rename)
         .cross(rename_cross)
         .verbatim()
         .doc(G, "1.0.0", "Renames a key and overwrites the destination.", "key newkey"),
     CommandSpec::new("renamenx", 3, WRITE | FAST, KeySpec::range(1, 2, 1), Exec::Key(renamenx))
-        .ev_hook(crate::shard::notify::ev_rename)
+        .ev_move(crate::shard::notify::ev_rename)
         .cross(rename_cross)
         .verbatim()
         .doc(G, "1.0.0", "Renames a key only when the target key name doesn't exist.", "key newkey"),
@@ -87,7 +87,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(G, "2.6.0", "Creates a key from the serialized representation of a value.",
              "key ttl serialized-value [REPLACE] [ABSTTL] [IDLETIME seconds] [FREQ frequency]"),
     CommandSpec::new("move", 3, WRITE | FAST, KeySpec::single(1), Exec::Key(move_cmd))
-        .ev_hook(crate::shard::notify::ev_move)
+        .ev_move(crate::shard::notify::ev_move)
         .verbatim()
         .doc(G, "1.0.0", "Moves a key to another database.", "key db"),
     CommandSpec::new("keys", 2, READONLY, KeySpec::none(), Exec::Conn(keys))

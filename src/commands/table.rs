@@ -365,6 +365,12 @@ impl CommandSpec {
         self
     }
 
+    /// A key that moves (RENAME, MOVE): a hook, with the destination's `new` first.
+    pub const fn ev_move(mut self, f: crate::shard::notify::Hook) -> CommandSpec {
+        self.notify = Notify::Move(f);
+        self
+    }
+
     /// Recorded as the key's resulting expiry (the EXPIRE family).
     pub const fn ttl_prop(mut self) -> CommandSpec {
         self.prop = Prop::Ttl;

@@ -136,6 +136,9 @@ pub enum Notify {
     /// result was empty and an old destination went away.
     Store(u32, &'static str),
     Hook(Hook),
+    /// A key moves (RENAME, MOVE): as `Hook`, but the destination is created (`new`)
+    /// before either key's event, as Redis adds it before notifying.
+    Move(Hook),
 }
 
 /// A shard's pending notification work.
@@ -320,8 +323,14 @@ pub fn after_command(
             .get(d as usize)
             .is_some_and(|x| x.peek_entry(k, now).is_some())
     };
-    let was_absent = |d: &u32, k: &Bytes| absent.iter().any(|(ad, ak)| ad == d && ak == k);
-    if shard.notify & NEW != 0 {
+    let was_absent = |d: &u32, k: &Bytes| {
+        absent.iter().any(|(ad, ak)| ad == d && ak == k)
+            // MOVE's destination database had no such key, or it would have failed.
+            || (matches!(spec.notify, Notify::Move(_)) && *d as usize != db)
+    };
+    let new_on = shard.notify & NEW != 0;
+    let moves = matches!(spec.notify, Notify::Move(_));
+    if new_on && moves {
         for (d, k) in &touched {
             if was_absent(d, k) && exists(shard, *d, k) {
                 emit(shard, *d as usize, (NEW, "new"), k);
@@ -332,6 +341,9 @@ pub fn after_command(
         let there = exists(shard, *d, k);
         if !there && was_absent(d, k) {
             continue;
+        }
+        if new_on && !moves && there && was_absent(d, k) {
+            emit(shard, *d as usize, (NEW, "new"), k);
         }
         let one: [Ev; 1];
         let evs: &[Ev] = match spec.notify {
@@ -344,7 +356,7 @@ pub fn after_command(
                 one = if there { [(c, n)] } else { [(GENERIC, "del")] };
                 &one
             }
-            Notify::Hook(f) => f(&At {
+            Notify::Hook(f) | Notify::Move(f) => f(&At {
                 argv,
                 key: k,
                 exists: there,
