@@ -71,14 +71,17 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("lpos", -3, READONLY, KeySpec::single(1), Exec::Key(lpos))
         .doc(L, "6.0.6", "Returns the index of matching elements in a list.", "key element [RANK rank] [COUNT num-matches] [MAXLEN len]"),
     CommandSpec::new("lmove", 5, WRITE | DENYOOM, KeySpec::range(1, 2, 1), Exec::Key(lmove))
+        .ev_dst_first(crate::shard::notify::ev_lmove)
         .cross(lmove_cross)
         .verbatim()
         .doc(L, "6.2.0", "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.", "source destination LEFT|RIGHT LEFT|RIGHT"),
     CommandSpec::new("rpoplpush", 3, WRITE | DENYOOM, KeySpec::range(1, 2, 1), Exec::Key(rpoplpush))
+        .ev_dst_first(crate::shard::notify::ev_lmove)
         .cross(rpoplpush_cross)
         .verbatim()
         .doc(L, "1.2.0", "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.", "source destination"),
     CommandSpec::new("lmpop", -4, WRITE, KeySpec::numkeys(1), Exec::Key(super::blocking::now))
+        .ev_hook(crate::shard::notify::ev_list_pop)
         .cross(crate::coord::block::mpop_cross)
         .verbatim()
         .doc(L, "7.0.0", "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.", "numkeys key [key ...] LEFT|RIGHT [COUNT count]"),

@@ -65,17 +65,17 @@ pub const COMMANDS: &[CommandSpec] = &[
         .cross(algebra_cross)
         .doc(S, "1.0.0", "Returns the difference of multiple sets.", "key [key ...]"),
     CommandSpec::new("sinterstore", -3, WRITE | DENYOOM, KeySpec::range(1, -1, 1), Exec::Key(sinterstore))
-        .ev_store(crate::shard::notify::SET, "sinterstore")
+        .ev_store(crate::shard::notify::SET, "sinterstore", 1)
         .cross(algebra_cross)
         .verbatim()
         .doc(S, "1.0.0", "Stores the intersect of multiple sets in a key.", "destination key [key ...]"),
     CommandSpec::new("sunionstore", -3, WRITE | DENYOOM, KeySpec::range(1, -1, 1), Exec::Key(sunionstore))
-        .ev_store(crate::shard::notify::SET, "sunionstore")
+        .ev_store(crate::shard::notify::SET, "sunionstore", 1)
         .cross(algebra_cross)
         .verbatim()
         .doc(S, "1.0.0", "Stores the union of multiple sets in a key.", "destination key [key ...]"),
     CommandSpec::new("sdiffstore", -3, WRITE | DENYOOM, KeySpec::range(1, -1, 1), Exec::Key(sdiffstore))
-        .ev_store(crate::shard::notify::SET, "sdiffstore")
+        .ev_store(crate::shard::notify::SET, "sdiffstore", 1)
         .cross(algebra_cross)
         .verbatim()
         .doc(S, "1.0.0", "Stores the difference of multiple sets in a key.", "destination key [key ...]"),

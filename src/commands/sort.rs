@@ -22,6 +22,7 @@ const G: &str = "generic";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("sort", -2, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(sort))
+        .ev_store(crate::shard::notify::LIST, "sortstore", 0)
         .doc(G, "1.0.0", "Sorts the elements in a list, a set, or a sorted set, optionally storing the result.",
              "key [BY pattern] [LIMIT offset count] [GET pattern [GET pattern ...]] [ASC | DESC] [ALPHA] [STORE destination]"),
     CommandSpec::new("sort_ro", -2, READONLY, KeySpec::single(1), Exec::Key(sort_ro))

@@ -353,9 +353,10 @@ impl CommandSpec {
         self
     }
 
-    /// A STORE command: `event` on the destination, `del` when the result was empty.
-    pub const fn ev_store(mut self, class: u32, event: &'static str) -> CommandSpec {
-        self.notify = Notify::Store(class, event);
+    /// A STORE command: `event` on the destination (argument `dst`; 0: the key it changed),
+    /// `del` when the result was empty.
+    pub const fn ev_store(mut self, class: u32, event: &'static str, dst: u8) -> CommandSpec {
+        self.notify = Notify::Store(class, event, dst);
         self
     }
 
@@ -368,6 +369,12 @@ impl CommandSpec {
     /// A key that moves (RENAME, MOVE): a hook, with the destination's `new` first.
     pub const fn ev_move(mut self, f: crate::shard::notify::Hook) -> CommandSpec {
         self.notify = Notify::Move(f);
+        self
+    }
+
+    /// Two lists (LMOVE): a hook, with the destination's events first.
+    pub const fn ev_dst_first(mut self, f: crate::shard::notify::Hook) -> CommandSpec {
+        self.notify = Notify::DstFirst(f);
         self
     }
 

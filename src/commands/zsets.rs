@@ -59,7 +59,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("zrange", -4, READONLY, KeySpec::single(1), Exec::Key(zrange))
         .doc(Z, "1.2.0", "Returns members in a sorted set within a range of indexes.", "key start stop [BYSCORE|BYLEX] [REV] [LIMIT offset count] [WITHSCORES]"),
     CommandSpec::new("zrangestore", -5, WRITE | DENYOOM, KeySpec::range(1, 2, 1), Exec::Key(zrangestore))
-        .ev_store(crate::shard::notify::ZSET, "zrangestore")
+        .ev_store(crate::shard::notify::ZSET, "zrangestore", 1)
         .cross(zrangestore_cross)
         .verbatim()
         .doc(Z, "6.2.0", "Stores a range of members from sorted set in a key.", "dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]"),
@@ -82,6 +82,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .verbatim()
         .doc(Z, "5.0.0", "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", "key [count]"),
     CommandSpec::new("zmpop", -4, WRITE, KeySpec::numkeys(1), Exec::Key(super::blocking::now))
+        .ev_hook(crate::shard::notify::ev_zset_pop)
         .cross(crate::coord::block::mpop_cross)
         .verbatim()
         .doc(Z, "7.0.0", "Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. Deletes the sorted set if the last member was popped.", "numkeys key [key ...] MIN|MAX [COUNT count]"),
@@ -114,17 +115,17 @@ pub const COMMANDS: &[CommandSpec] = &[
         .cross(zalgebra_cross)
         .doc(Z, "7.0.0", "Returns the number of members of the intersect of multiple sorted sets.", "numkeys key [key ...] [LIMIT limit]"),
     CommandSpec::new("zunionstore", -4, WRITE | DENYOOM, KeySpec::dst_numkeys(1, 2), Exec::Key(zalgebra))
-        .ev_store(crate::shard::notify::ZSET, "zunionstore")
+        .ev_store(crate::shard::notify::ZSET, "zunionstore", 1)
         .cross(zalgebra_cross)
         .verbatim()
         .doc(Z, "2.0.0", "Stores the union of multiple sorted sets in a key.", "destination numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE SUM|MIN|MAX]"),
     CommandSpec::new("zinterstore", -4, WRITE | DENYOOM, KeySpec::dst_numkeys(1, 2), Exec::Key(zalgebra))
-        .ev_store(crate::shard::notify::ZSET, "zinterstore")
+        .ev_store(crate::shard::notify::ZSET, "zinterstore", 1)
         .cross(zalgebra_cross)
         .verbatim()
         .doc(Z, "2.0.0", "Stores the intersect of multiple sorted sets in a key.", "destination numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE SUM|MIN|MAX]"),
     CommandSpec::new("zdiffstore", -4, WRITE | DENYOOM, KeySpec::dst_numkeys(1, 2), Exec::Key(zalgebra))
-        .ev_store(crate::shard::notify::ZSET, "zdiffstore")
+        .ev_store(crate::shard::notify::ZSET, "zdiffstore", 1)
         .cross(zalgebra_cross)
         .verbatim()
         .doc(Z, "6.2.0", "Stores the difference of multiple sorted sets in a key.", "destination numkeys key [key ...]"),

@@ -132,13 +132,16 @@ pub enum Notify {
     /// As `On`, but only when the integer reply is above 0 (SREM, ZREM, LREM, LINSERT...:
     /// a count of 0, or -1, means nothing changed).
     Counted(u32, &'static str),
-    /// STORE commands: the event when the destination holds a result, `del` when the
-    /// result was empty and an old destination went away.
-    Store(u32, &'static str),
+    /// STORE commands: the event when the destination (argument `pos`; 0: whatever key the
+    /// command changed, for SORT's STORE) holds a result, `del` when the result was empty
+    /// and an old destination went away. Sources get nothing.
+    Store(u32, &'static str, u8),
     Hook(Hook),
     /// A key moves (RENAME, MOVE): as `Hook`, but the destination is created (`new`)
     /// before either key's event, as Redis adds it before notifying.
     Move(Hook),
+    /// As `Hook`, the destination's events first (LMOVE pushes, then pops, as Redis).
+    DstFirst(Hook),
 }
 
 /// A shard's pending notification work.
@@ -291,6 +294,22 @@ pub fn before_command(shard: &mut Shard, spec: &CommandSpec, db: usize, argv: &[
                 shard.notes.absent.push((db as u32, k.clone()));
             }
         }
+        // SORT ... STORE dst: the destination is not a key position.
+        if let Notify::Store(_, _, 0) = spec.notify {
+            let dst = argv
+                .iter()
+                .position(|a| a.eq_ignore_ascii_case(b"store"))
+                .and_then(|i| argv.get(i + 1));
+            if let Some(k) = dst {
+                if shard
+                    .dbs
+                    .get(db)
+                    .is_none_or(|d| d.peek_entry(k, now).is_none())
+                {
+                    shard.notes.absent.push((db as u32, k.clone()));
+                }
+            }
+        }
     }
 }
 
@@ -337,7 +356,13 @@ pub fn after_command(
             }
         }
     }
-    for (d, k) in &touched {
+    let order: Box<dyn Iterator<Item = &(u32, Bytes)>> =
+        if matches!(spec.notify, Notify::DstFirst(_)) {
+            Box::new(touched.iter().rev())
+        } else {
+            Box::new(touched.iter())
+        };
+    for (d, k) in order {
         let there = exists(shard, *d, k);
         if !there && was_absent(d, k) {
             continue;
@@ -352,11 +377,12 @@ pub fn after_command(
                 one = [(c, n)];
                 &one
             }
-            Notify::Store(c, n) => {
+            Notify::Store(_, _, pos) if pos > 0 && argv.get(pos as usize) != Some(k) => &[],
+            Notify::Store(c, n, _) => {
                 one = if there { [(c, n)] } else { [(GENERIC, "del")] };
                 &one
             }
-            Notify::Hook(f) | Notify::Move(f) => f(&At {
+            Notify::Hook(f) | Notify::Move(f) | Notify::DstFirst(f) => f(&At {
                 argv,
                 key: k,
                 exists: there,
@@ -459,6 +485,81 @@ pub fn ev_zadd(a: &At<'_>) -> &'static [Ev] {
         &[(ZSET, "zincr")]
     } else {
         &[(ZSET, "zadd")]
+    }
+}
+
+/// The LMOVE family: the destination gets the push, the source the pop (both, push
+/// first, when they are the same list).
+pub fn ev_lmove(a: &At<'_>) -> &'static [Ev] {
+    let arg = |i: usize| a.argv.get(i);
+    let name = arg(0).map(|n| n.to_ascii_lowercase()).unwrap_or_default();
+    let (from_left, to_left) = match name.as_slice() {
+        b"rpoplpush" | b"brpoplpush" => (false, true),
+        _ => (
+            arg(3).is_some_and(|d| d.eq_ignore_ascii_case(b"left")),
+            arg(4).is_some_and(|d| d.eq_ignore_ascii_case(b"left")),
+        ),
+    };
+    let is_src = arg(1).is_some_and(|k| k == a.key);
+    let is_dst = arg(2).is_some_and(|k| k == a.key);
+    match (is_src, is_dst, from_left, to_left) {
+        (true, true, true, true) => &[(LIST, "lpush"), (LIST, "lpop")],
+        (true, true, true, false) => &[(LIST, "rpush"), (LIST, "lpop")],
+        (true, true, false, true) => &[(LIST, "lpush"), (LIST, "rpop")],
+        (true, true, false, false) => &[(LIST, "rpush"), (LIST, "rpop")],
+        (true, false, true, _) => &[(LIST, "lpop")],
+        (true, false, false, _) => &[(LIST, "rpop")],
+        (false, true, _, true) => &[(LIST, "lpush")],
+        (false, true, _, false) => &[(LIST, "rpush")],
+        (false, false, ..) => &[],
+    }
+}
+
+/// BLPOP / BRPOP served at once, LMPOP / BLMPOP: `lpop` or `rpop` on the key it popped.
+pub fn ev_list_pop(a: &At<'_>) -> &'static [Ev] {
+    let name = a
+        .argv
+        .first()
+        .map(|n| n.to_ascii_lowercase())
+        .unwrap_or_default();
+    let left = match name.as_slice() {
+        b"blpop" => true,
+        b"brpop" => false,
+        // LMPOP numkeys key... LEFT|RIGHT [COUNT n] / BLMPOP timeout numkeys ...
+        _ => has_opt(a.argv, 2, &["left"]),
+    };
+    if left {
+        &[(LIST, "lpop")]
+    } else {
+        &[(LIST, "rpop")]
+    }
+}
+
+/// BZPOPMIN / BZPOPMAX served at once, ZMPOP / BZMPOP: `zpopmin` or `zpopmax`.
+pub fn ev_zset_pop(a: &At<'_>) -> &'static [Ev] {
+    let name = a
+        .argv
+        .first()
+        .map(|n| n.to_ascii_lowercase())
+        .unwrap_or_default();
+    let min = match name.as_slice() {
+        b"bzpopmin" => true,
+        b"bzpopmax" => false,
+        _ => has_opt(a.argv, 2, &["min"]),
+    };
+    if min {
+        &[(ZSET, "zpopmin")]
+    } else {
+        &[(ZSET, "zpopmax")]
+    }
+}
+
+/// PFMERGE: only the destination changes (`pfadd`).
+pub fn ev_pfmerge(a: &At<'_>) -> &'static [Ev] {
+    if a.argv.get(1).is_some_and(|k| k == a.key) {
+        &[(STRING, "pfadd")]
+    } else {
+        &[]
     }
 }
 
