@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use clap::Parser;
@@ -715,6 +715,13 @@ impl Config {
             "tcp-nodelay" => self.tcp_nodelay = parse_yes_no(v)?,
             "busy-poll-us" => self.busy_poll_us = parse_num(name, v)?,
             "journal" => self.journal = parse_yes_no(v)?,
+            "notify-keyspace-events" => {
+                let f = crate::shard::notify::parse(v)
+                    .ok_or_else(|| crate::shard::notify::INVALID.to_string())?;
+                let shown = crate::shard::notify::format(f);
+                self.text.retain(|(n, _)| n != name);
+                self.text.push((name.to_string(), shown));
+            }
             "hop-spin-us" => self.hop_spin_us = parse_num(name, v)?,
             "timeout" => self.timeout = parse_num(name, v)?,
             "lua-time-limit" | "busy-reply-threshold" => {
@@ -995,6 +1002,8 @@ pub struct Tunables {
     pub has_save_rules: AtomicBool,
     /// `stop-writes-on-bgsave-error`.
     pub stop_writes_on_bgsave_error: AtomicBool,
+    /// `notify-keyspace-events` flags (`shard::notify`), read by each shard once per pass.
+    pub notify_flags: AtomicU32,
     /// Everything else CONFIG GET/SET knows, as text (the password too). Touched only by
     /// CONFIG and AUTH, never on the request path.
     pub text: Mutex<BTreeMap<String, String>>,
@@ -1084,6 +1093,11 @@ impl Tunables {
             has_save_rules: AtomicBool::new(!rules.is_empty()),
             save_rules: Mutex::new(rules),
             stop_writes_on_bgsave_error: AtomicBool::new(cfg.stop_writes_on_bgsave_error),
+            notify_flags: AtomicU32::new(
+                text.get("notify-keyspace-events")
+                    .and_then(|v| crate::shard::notify::parse(v))
+                    .unwrap_or(0),
+            ),
             text: Mutex::new(text),
         };
         for v in &cfg.obuf_limits {
@@ -1356,6 +1370,13 @@ impl Tunables {
                     .store(crate::acl::auth_required(), Ordering::Relaxed);
             }
             "aclfile" => return Err("can't set immutable config".into()),
+            "notify-keyspace-events" => {
+                let f = crate::shard::notify::parse(value)
+                    .ok_or_else(|| crate::shard::notify::INVALID.to_string())?;
+                self.notify_flags.store(f, Ordering::Relaxed);
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                m.insert(name.into(), crate::shard::notify::format(f));
+            }
             "protected-mode" => {
                 let on = parse_yes_no(value)
                     .map_err(|_| "argument must be 'yes' or 'no'".to_string())?;

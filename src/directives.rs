@@ -81,10 +81,6 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ("enable-module-command", Warn("modules are not supported; MODULE is an unknown command")),
     ("loadmodule", Only(&[], "modules are not supported")),
     ("maxmemory-clients", Only(&["0"], "client eviction (maxmemory-clients) is not supported yet")),
-    (
-        "notify-keyspace-events",
-        Only(&[""], "keyspace notifications are not supported yet: subscribers would miss every event"),
-    ),
     // Tuning knobs of subsystems shardis has in its own form, or not at all.
     ("hz", Warn("shardis runs its active expiry every 100 ms on every shard")),
     ("dynamic-hz", Warn("shardis runs its active expiry every 100 ms on every shard")),

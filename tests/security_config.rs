@@ -278,8 +278,8 @@ fn daemonize_include_and_refused_directives() {
         (&["--replicaof", "127.0.0.1 port"], "Invalid master port"),
         (&["--rename-command", "FLUSHALL x"], "rename-command"),
         (
-            &["--notify-keyspace-events", "KEA"],
-            "keyspace notifications",
+            &["--notify-keyspace-events", "KEAQ"],
+            "Invalid event class character",
         ),
         (&["--bind", "127.0.0.1 ::1"], "several addresses"),
         (&["--nosuch-directive", "1"], "unknown parameter"),

@@ -34,6 +34,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("bitpos", -3, READONLY, KeySpec::single(1), Exec::Key(bitpos))
         .doc(G, "2.8.7", "Finds the first set (1) or clear (0) bit in a string.", "key bit [start [end [BYTE | BIT]]]"),
     CommandSpec::new("bitop", -4, WRITE | DENYOOM, KeySpec::range(2, -1, 1), Exec::Key(bitop))
+        .ev_store(crate::shard::notify::STRING, "set", 2)
         .cross(bitop_cross)
         .verbatim()
         .doc(G, "2.6.0", "Performs bitwise operations on multiple strings, and stores the result.", "AND | OR | XOR | NOT destkey key [key ...]"),

@@ -27,31 +27,39 @@ const Z: &str = "sorted-set";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("blpop", -3, WRITE | NOSCRIPT | BLOCKING, KeySpec::range(1, -2, 1), Exec::Key(now))
+        .ev_hook(crate::shard::notify::ev_list_pop)
         .cross(crate::coord::block::start)
         .prop(crate::shard::journal::Prop::Rewrite(crate::shard::journal::rw_bpop))
         .doc(L, "2.0.0", "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", "key [key ...] timeout"),
     CommandSpec::new("brpop", -3, WRITE | NOSCRIPT | BLOCKING, KeySpec::range(1, -2, 1), Exec::Key(now))
+        .ev_hook(crate::shard::notify::ev_list_pop)
         .cross(crate::coord::block::start)
         .prop(crate::shard::journal::Prop::Rewrite(crate::shard::journal::rw_bpop))
         .doc(L, "2.0.0", "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", "key [key ...] timeout"),
     CommandSpec::new("brpoplpush", 4, WRITE | DENYOOM | NOSCRIPT | BLOCKING, KeySpec::range(1, 2, 1), Exec::Key(now))
+        .ev_dst_first(crate::shard::notify::ev_lmove)
         .cross(crate::coord::block::start)
         .doc(L, "2.2.0", "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped.", "source destination timeout"),
     CommandSpec::new("blmove", 6, WRITE | DENYOOM | NOSCRIPT | BLOCKING, KeySpec::range(1, 2, 1), Exec::Key(now))
+        .ev_dst_first(crate::shard::notify::ev_lmove)
         .cross(crate::coord::block::start)
         .doc(L, "6.2.0", "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.", "source destination LEFT|RIGHT LEFT|RIGHT timeout"),
     CommandSpec::new("blmpop", -5, WRITE | BLOCKING, KeySpec::numkeys(2), Exec::Key(now))
+        .ev_hook(crate::shard::notify::ev_list_pop)
         .cross(crate::coord::block::start)
         .doc(L, "7.0.0", "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", "timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]"),
     CommandSpec::new("bzpopmin", -3, WRITE | FAST | NOSCRIPT | BLOCKING, KeySpec::range(1, -2, 1), Exec::Key(now))
+        .ev_hook(crate::shard::notify::ev_zset_pop)
         .cross(crate::coord::block::start)
         .prop(crate::shard::journal::Prop::Rewrite(crate::shard::journal::rw_bzpop))
         .doc(Z, "5.0.0", "Removes and returns the member with the lowest score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.", "key [key ...] timeout"),
     CommandSpec::new("bzpopmax", -3, WRITE | FAST | NOSCRIPT | BLOCKING, KeySpec::range(1, -2, 1), Exec::Key(now))
+        .ev_hook(crate::shard::notify::ev_zset_pop)
         .cross(crate::coord::block::start)
         .prop(crate::shard::journal::Prop::Rewrite(crate::shard::journal::rw_bzpop))
         .doc(Z, "5.0.0", "Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member available otherwise.  Deletes the sorted set if the last element was popped.", "key [key ...] timeout"),
     CommandSpec::new("bzmpop", -5, WRITE | BLOCKING, KeySpec::numkeys(2), Exec::Key(now))
+        .ev_hook(crate::shard::notify::ev_zset_pop)
         .cross(crate::coord::block::start)
         .doc(Z, "7.0.0", "Removes and returns a member by score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.", "timeout numkeys key [key ...] MIN|MAX [COUNT count]"),
 ];

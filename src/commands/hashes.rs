@@ -18,12 +18,15 @@ const H: &str = "hash";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("hset", -4, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(hset))
+        .ev(crate::shard::notify::HASH, "hset")
         .verbatim()
         .doc(H, "2.0.0", "Creates or modifies the value of a field in a hash.", "key field value [field value ...]"),
     CommandSpec::new("hmset", -4, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(hmset))
+        .ev(crate::shard::notify::HASH, "hset")
         .verbatim()
         .doc(H, "2.0.0", "Sets the values of multiple fields.", "key field value [field value ...]"),
     CommandSpec::new("hsetnx", 4, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(hsetnx))
+        .ev(crate::shard::notify::HASH, "hset")
         .verbatim()
         .noop(super::table::NoOp::Int0)
         .doc(H, "2.0.0", "Sets the value of a field in a hash only when the field doesn't exist.", "key field value"),
@@ -32,6 +35,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("hmget", -3, READONLY | FAST, KeySpec::single(1), Exec::Key(hmget))
         .doc(H, "2.0.0", "Returns the values of all fields in a hash.", "key field [field ...]"),
     CommandSpec::new("hdel", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(hdel))
+        .ev_counted(crate::shard::notify::HASH, "hdel")
         .verbatim()
         .noop(super::table::NoOp::Int0)
         .doc(H, "2.0.0", "Deletes one or more fields and their values from a hash. Deletes the hash if no fields remain.", "key field [field ...]"),
@@ -48,9 +52,11 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("hgetall", 2, READONLY, KeySpec::single(1), Exec::Key(hgetall))
         .doc(H, "2.0.0", "Returns all fields and values in a hash.", "key"),
     CommandSpec::new("hincrby", 4, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(hincrby))
+        .ev(crate::shard::notify::HASH, "hincrby")
         .verbatim()
         .doc(H, "2.0.0", "Increments the integer value of a field in a hash by a number. Uses 0 as initial value if the field doesn't exist.", "key field increment"),
     CommandSpec::new("hincrbyfloat", 4, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(hincrbyfloat))
+        .ev(crate::shard::notify::HASH, "hincrbyfloat")
         .prop(crate::shard::journal::Prop::Rewrite(crate::shard::journal::rw_hincrbyfloat))
         .doc(H, "2.6.0", "Increments the floating point value of a field by a number. Uses 0 as initial value if the field doesn't exist.", "key field increment"),
     CommandSpec::new("hrandfield", -2, READONLY, KeySpec::single(1), Exec::Key(hrandfield))

@@ -25,12 +25,14 @@ const G: &str = "hyperloglog";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("pfadd", -2, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(pfadd))
+        .ev_counted(crate::shard::notify::STRING, "pfadd")
         .verbatim()
         .doc(G, "2.8.9", "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist.", "key [element [element ...]]"),
     CommandSpec::new("pfcount", -2, READONLY, KeySpec::range(1, -1, 1), Exec::Key(pfcount))
         .cross(pfcount_cross)
         .doc(G, "2.8.9", "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s).", "key [key ...]"),
     CommandSpec::new("pfmerge", -2, WRITE | DENYOOM, KeySpec::range(1, -1, 1), Exec::Key(pfmerge))
+        .ev_hook(crate::shard::notify::ev_pfmerge)
         .cross(pfmerge_cross)
         .verbatim()
         .doc(G, "2.8.9", "Merges one or more HyperLogLog values into a single key.", "destkey [sourcekey [sourcekey ...]]"),

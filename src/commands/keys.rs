@@ -21,11 +21,13 @@ const G: &str = "generic";
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("del", -2, WRITE, KeySpec::range(1, -1, 1),
         Exec::Multi(MultiSpec { sub: del, step: 1, merge: Merge::Sum, atomic: true, nx: false }))
+        .ev(crate::shard::notify::GENERIC, "del")
         .verbatim()
         .noop(super::table::NoOp::Int0)
         .doc(G, "1.0.0", "Deletes one or more keys.", "key [key ...]"),
     CommandSpec::new("unlink", -2, WRITE | FAST, KeySpec::range(1, -1, 1),
         Exec::Multi(MultiSpec { sub: unlink, step: 1, merge: Merge::Sum, atomic: true, nx: false }))
+        .ev(crate::shard::notify::GENERIC, "del")
         .verbatim()
         .noop(super::table::NoOp::Int0)
         .doc(G, "4.0.0", "Asynchronously deletes one or more keys.", "key [key ...]"),
@@ -38,18 +40,22 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("type", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(type_))
         .doc(G, "1.0.0", "Determines the type of value stored at a key.", "key"),
     CommandSpec::new("expire", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(expire))
+        .ev_hook(crate::shard::notify::ev_expire)
         .ttl_prop()
         .noop(super::table::NoOp::Int0)
         .doc(G, "1.0.0", "Sets the expiration time of a key in seconds.", "key seconds [NX | XX | GT | LT]"),
     CommandSpec::new("pexpire", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(pexpire))
+        .ev_hook(crate::shard::notify::ev_expire)
         .ttl_prop()
         .noop(super::table::NoOp::Int0)
         .doc(G, "2.6.0", "Sets the expiration time of a key in milliseconds.", "key milliseconds [NX | XX | GT | LT]"),
     CommandSpec::new("expireat", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(expireat))
+        .ev_hook(crate::shard::notify::ev_expire)
         .ttl_prop()
         .noop(super::table::NoOp::Int0)
         .doc(G, "1.2.0", "Sets the expiration time of a key to a Unix timestamp.", "key unix-time-seconds [NX | XX | GT | LT]"),
     CommandSpec::new("pexpireat", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(pexpireat))
+        .ev_hook(crate::shard::notify::ev_expire)
         .ttl_prop()
         .noop(super::table::NoOp::Int0)
         .doc(G, "2.6.0", "Sets the expiration time of a key to a Unix milliseconds timestamp.", "key unix-time-milliseconds [NX | XX | GT | LT]"),
@@ -62,20 +68,24 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("pexpiretime", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(pexpiretime))
         .doc(G, "7.0.0", "Returns the expiration time of a key as a Unix milliseconds timestamp.", "key"),
     CommandSpec::new("persist", 2, WRITE | FAST, KeySpec::single(1), Exec::Key(persist))
+        .ev(crate::shard::notify::GENERIC, "persist")
         .ttl_prop()
         .noop(super::table::NoOp::Int0)
         .doc(G, "2.2.0", "Removes the expiration time of a key.", "key"),
     CommandSpec::new("rename", 3, WRITE, KeySpec::range(1, 2, 1), Exec::Key(rename))
+        .ev_move(crate::shard::notify::ev_rename)
         .cross(rename_cross)
         .verbatim()
         .noop(super::table::NoOp::SameKeys)
         .doc(G, "1.0.0", "Renames a key and overwrites the destination.", "key newkey"),
     CommandSpec::new("renamenx", 3, WRITE | FAST, KeySpec::range(1, 2, 1), Exec::Key(renamenx))
+        .ev_move(crate::shard::notify::ev_rename)
         .cross(rename_cross)
         .verbatim()
         .noop(super::table::NoOp::Int0OrSameKeys)
         .doc(G, "1.0.0", "Renames a key only when the target key name doesn't exist.", "key newkey"),
     CommandSpec::new("copy", -3, WRITE, KeySpec::range(1, 2, 1), Exec::Key(copy))
+        .ev_hook(crate::shard::notify::ev_copy)
         .cross(copy_cross)
         .verbatim()
         .noop(super::table::NoOp::Int0)
@@ -84,9 +94,11 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("dump", 2, READONLY, KeySpec::single(1), Exec::Key(dump))
         .doc(G, "2.6.0", "Returns a serialized representation of the value stored at a key.", "key"),
     CommandSpec::new("restore", -4, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(restore))
+        .ev(crate::shard::notify::GENERIC, "restore")
         .doc(G, "2.6.0", "Creates a key from the serialized representation of a value.",
              "key ttl serialized-value [REPLACE] [ABSTTL] [IDLETIME seconds] [FREQ frequency]"),
     CommandSpec::new("move", 3, WRITE | FAST, KeySpec::single(1), Exec::Key(move_cmd))
+        .ev_move(crate::shard::notify::ev_move)
         .verbatim()
         .noop(super::table::NoOp::Int0)
         .touches(super::table::Touches::MoveDb)

@@ -23,21 +23,27 @@ const L: &str = "list";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("lpush", -3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(lpush))
+        .ev(crate::shard::notify::LIST, "lpush")
         .verbatim()
         .doc(L, "1.0.0", "Prepends one or more elements to a list. Creates the key if it doesn't exist.", "key element [element ...]"),
     CommandSpec::new("rpush", -3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(rpush))
+        .ev(crate::shard::notify::LIST, "rpush")
         .verbatim()
         .doc(L, "1.0.0", "Appends one or more elements to a list. Creates the key if it doesn't exist.", "key element [element ...]"),
     CommandSpec::new("lpushx", -3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(lpushx))
+        .ev(crate::shard::notify::LIST, "lpush")
         .verbatim()
         .doc(L, "2.2.0", "Prepends one or more elements to a list only when the list exists.", "key element [element ...]"),
     CommandSpec::new("rpushx", -3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(rpushx))
+        .ev(crate::shard::notify::LIST, "rpush")
         .verbatim()
         .doc(L, "2.2.0", "Appends an element to a list only when the list exists.", "key element [element ...]"),
     CommandSpec::new("lpop", -2, WRITE | FAST, KeySpec::single(1), Exec::Key(lpop))
+        .ev(crate::shard::notify::LIST, "lpop")
         .verbatim()
         .doc(L, "1.0.0", "Returns the first elements in a list after removing it. Deletes the list if the last element was popped.", "key [count]"),
     CommandSpec::new("rpop", -2, WRITE | FAST, KeySpec::single(1), Exec::Key(rpop))
+        .ev(crate::shard::notify::LIST, "rpop")
         .verbatim()
         .doc(L, "1.0.0", "Returns and removes the last elements of a list. Deletes the list if the last element was popped.", "key [count]"),
     CommandSpec::new("llen", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(llen))
@@ -47,28 +53,35 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("lindex", 3, READONLY, KeySpec::single(1), Exec::Key(lindex))
         .doc(L, "1.0.0", "Returns an element from a list by its index.", "key index"),
     CommandSpec::new("lset", 4, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(lset))
+        .ev(crate::shard::notify::LIST, "lset")
         .verbatim()
         .doc(L, "1.0.0", "Sets the value of an element in a list by its index.", "key index element"),
     CommandSpec::new("linsert", 5, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(linsert))
+        .ev_counted(crate::shard::notify::LIST, "linsert")
         .verbatim()
         .doc(L, "2.2.0", "Inserts an element before or after another element in a list.", "key BEFORE|AFTER pivot element"),
     CommandSpec::new("lrem", 4, WRITE, KeySpec::single(1), Exec::Key(lrem))
+        .ev_counted(crate::shard::notify::LIST, "lrem")
         .verbatim()
         .doc(L, "1.0.0", "Removes elements from a list. Deletes the list if the last element was removed.", "key count element"),
     CommandSpec::new("ltrim", 4, WRITE, KeySpec::single(1), Exec::Key(ltrim))
+        .ev(crate::shard::notify::LIST, "ltrim")
         .verbatim()
         .doc(L, "1.0.0", "Removes elements from both ends a list. Deletes the list if all elements were trimmed.", "key start stop"),
     CommandSpec::new("lpos", -3, READONLY, KeySpec::single(1), Exec::Key(lpos))
         .doc(L, "6.0.6", "Returns the index of matching elements in a list.", "key element [RANK rank] [COUNT num-matches] [MAXLEN len]"),
     CommandSpec::new("lmove", 5, WRITE | DENYOOM, KeySpec::range(1, 2, 1), Exec::Key(lmove))
+        .ev_dst_first(crate::shard::notify::ev_lmove)
         .cross(lmove_cross)
         .verbatim()
         .doc(L, "6.2.0", "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.", "source destination LEFT|RIGHT LEFT|RIGHT"),
     CommandSpec::new("rpoplpush", 3, WRITE | DENYOOM, KeySpec::range(1, 2, 1), Exec::Key(rpoplpush))
+        .ev_dst_first(crate::shard::notify::ev_lmove)
         .cross(rpoplpush_cross)
         .verbatim()
         .doc(L, "1.2.0", "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.", "source destination"),
     CommandSpec::new("lmpop", -4, WRITE, KeySpec::numkeys(1), Exec::Key(super::blocking::now))
+        .ev_hook(crate::shard::notify::ev_list_pop)
         .cross(crate::coord::block::mpop_cross)
         .verbatim()
         .doc(L, "7.0.0", "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.", "numkeys key [key ...] LEFT|RIGHT [COUNT count]"),

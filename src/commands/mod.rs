@@ -235,6 +235,11 @@ pub fn run_key(
             crate::shard::journal::before_command(shard, spec, argv);
         }
     }
+    if shard.notify != 0 {
+        if let Some(spec) = table::table().get(id) {
+            crate::shard::notify::before_command(shard, spec, db, argv);
+        }
+    }
     let start = clock::ticks();
     let res = f(
         &mut KeyCtx {
@@ -253,10 +258,19 @@ pub fn run_key(
     if let Some(st) = shard.cmd_stats.get_mut(id) {
         st.nanos += clock::to_nanos(clock::ticks().wrapping_sub(start));
     }
-    if !shard.watches.is_empty() || !shard.blocked.is_empty() || shard.journal.is_some() {
+    if !shard.watches.is_empty()
+        || !shard.blocked.is_empty()
+        || shard.journal.is_some()
+        || shard.notify != 0
+    {
         if let Some(spec) = table::table().get(id) {
             multi::after_write(shard, spec, db, argv, &reply);
             crate::shard::journal::after_command(shard, spec, db, argv, &reply);
+        }
+    }
+    if shard.notify != 0 {
+        if let Some(spec) = table::table().get(id) {
+            crate::shard::notify::after_command(shard, spec, db, argv, &reply);
         }
     }
     reply

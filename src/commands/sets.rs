@@ -26,10 +26,12 @@ const S: &str = "set";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("sadd", -3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(sadd))
+        .ev_counted(crate::shard::notify::SET, "sadd")
         .verbatim()
         .noop(super::table::NoOp::Int0)
         .doc(S, "1.0.0", "Adds one or more members to a set. Creates the key if it doesn't exist.", "key member [member ...]"),
     CommandSpec::new("srem", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(srem))
+        .ev_counted(crate::shard::notify::SET, "srem")
         .verbatim()
         .noop(super::table::NoOp::Int0)
         .doc(S, "1.0.0", "Removes one or more members from a set. Deletes the set if the last member was removed.", "key member [member ...]"),
@@ -42,12 +44,14 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("scard", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(scard))
         .doc(S, "1.0.0", "Returns the number of members in a set.", "key"),
     CommandSpec::new("spop", -2, WRITE | FAST, KeySpec::single(1), Exec::Key(spop))
+        .ev(crate::shard::notify::SET, "spop")
         .prop(crate::shard::journal::Prop::Rewrite(crate::shard::journal::rw_spop))
         .noop(super::table::NoOp::NullOrEmpty)
         .doc(S, "1.0.0", "Returns one or more random members from a set after removing them. Deletes the set if the last member was popped.", "key [count]"),
     CommandSpec::new("srandmember", -2, READONLY, KeySpec::single(1), Exec::Key(srandmember))
         .doc(S, "1.0.0", "Get one or multiple random members from a set", "key [count]"),
     CommandSpec::new("smove", 4, WRITE | FAST, KeySpec::range(1, 2, 1), Exec::Key(smove))
+        .ev_hook(crate::shard::notify::ev_smove)
         .cross(smove_cross)
         .verbatim()
         .noop(super::table::NoOp::Int0)
@@ -65,16 +69,19 @@ pub const COMMANDS: &[CommandSpec] = &[
         .cross(algebra_cross)
         .doc(S, "1.0.0", "Returns the difference of multiple sets.", "key [key ...]"),
     CommandSpec::new("sinterstore", -3, WRITE | DENYOOM, KeySpec::range(1, -1, 1), Exec::Key(sinterstore))
+        .ev_store(crate::shard::notify::SET, "sinterstore", 1)
         .cross(algebra_cross)
         .verbatim()
         .touches(super::table::Touches::Only(1))
         .doc(S, "1.0.0", "Stores the intersect of multiple sets in a key.", "destination key [key ...]"),
     CommandSpec::new("sunionstore", -3, WRITE | DENYOOM, KeySpec::range(1, -1, 1), Exec::Key(sunionstore))
+        .ev_store(crate::shard::notify::SET, "sunionstore", 1)
         .cross(algebra_cross)
         .verbatim()
         .touches(super::table::Touches::Only(1))
         .doc(S, "1.0.0", "Stores the union of multiple sets in a key.", "destination key [key ...]"),
     CommandSpec::new("sdiffstore", -3, WRITE | DENYOOM, KeySpec::range(1, -1, 1), Exec::Key(sdiffstore))
+        .ev_store(crate::shard::notify::SET, "sdiffstore", 1)
         .cross(algebra_cross)
         .verbatim()
         .touches(super::table::Touches::Only(1))
@@ -257,6 +264,8 @@ fn smove_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                             s.remove(&m1);
                         }
                         d.remove_if_empty(&s1);
+                        let ev = (crate::shard::notify::SET, "srem");
+                        crate::shard::notify::event(&mut tw.shard, db, ev, &s1, true);
                     }),
                 ),
                 (
@@ -264,8 +273,13 @@ fn smove_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                     Box::new(move |tw: &mut Worker| {
                         tw.shard.touch(db, &d1);
                         let now = tw.shard.now_ms;
-                        if let Ok(s) = tw.shard.db_mut(db).set_or_create(&d1, now) {
-                            s.add(m);
+                        let added = match tw.shard.db_mut(db).set_or_create(&d1, now) {
+                            Ok(s) => s.add(m),
+                            Err(_) => false,
+                        };
+                        if added {
+                            let ev = (crate::shard::notify::SET, "sadd");
+                            crate::shard::notify::event(&mut tw.shard, db, ev, &d1, false);
                         }
                     }),
                 ),

@@ -23,6 +23,7 @@ const G: &str = "generic";
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("sort", -2, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(sort))
         .touches(super::table::Touches::Own)
+        .ev_store(crate::shard::notify::LIST, "sortstore", 0)
         .doc(G, "1.0.0", "Sorts the elements in a list, a set, or a sorted set, optionally storing the result.",
              "key [BY pattern] [LIMIT offset count] [GET pattern [GET pattern ...]] [ASC | DESC] [ALPHA] [STORE destination]"),
     CommandSpec::new("sort_ro", -2, READONLY, KeySpec::single(1), Exec::Key(sort_ro))

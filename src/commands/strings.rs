@@ -19,23 +19,30 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("get", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(get))
         .doc(S, "1.0.0", "Returns the string value of a key.", "key"),
     CommandSpec::new("set", -3, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(set))
+        .ev_hook(crate::shard::notify::ev_set)
         .prop(crate::shard::journal::Prop::VerbatimIf(crate::shard::journal::set_is_verbatim))
         .noop(super::table::NoOp::NullWithoutGet)
         .doc(S, "1.0.0", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.",
              "key value [NX | XX] [GET] [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | KEEPTTL]"),
     CommandSpec::new("setnx", 3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(setnx))
         .noop(super::table::NoOp::Int0)
+        .ev(crate::shard::notify::STRING, "set")
         .doc(S, "1.0.0", "Set the string value of a key only when the key doesn't exist.", "key value"),
     CommandSpec::new("setex", 4, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(setex))
+        .ev_hook(crate::shard::notify::ev_setex)
         .doc(S, "2.0.0", "Sets the string value and expiration time of a key. Creates the key if it doesn't exist.", "key seconds value"),
     CommandSpec::new("psetex", 4, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(psetex))
+        .ev_hook(crate::shard::notify::ev_setex)
         .doc(S, "2.6.0", "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist.", "key milliseconds value"),
     CommandSpec::new("getset", 3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(getset))
+        .ev(crate::shard::notify::STRING, "set")
         .doc(S, "1.0.0", "Returns the previous string value of a key after setting it to a new value.", "key value"),
     CommandSpec::new("getdel", 2, WRITE | FAST, KeySpec::single(1), Exec::Key(getdel))
         .noop(super::table::NoOp::Null)
+        .ev(crate::shard::notify::GENERIC, "del")
         .doc(S, "6.2.0", "Returns the string value of a key after deleting the key.", "key"),
     CommandSpec::new("getex", -2, WRITE | FAST, KeySpec::single(1), Exec::Key(getex))
+        .ev_hook(crate::shard::notify::ev_getex)
         .ttl_prop()
         .noop(super::table::NoOp::NullOrNoOptions)
         .doc(S, "6.2.0", "Returns the string value of a key after setting its expiration time.",
@@ -45,37 +52,46 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(S, "1.0.0", "Atomically returns the string values of one or more keys.", "key [key ...]"),
     CommandSpec::new("mset", -3, WRITE | DENYOOM, KeySpec::range(1, -1, 2),
         Exec::Multi(MultiSpec { sub: mset, step: 2, merge: Merge::Ok, atomic: true, nx: false }))
+        .ev(crate::shard::notify::STRING, "set")
         .verbatim()
         .doc(S, "1.0.1", "Atomically creates or modifies the string values of one or more keys.", "key value [key value ...]"),
     CommandSpec::new("msetnx", -3, WRITE | DENYOOM, KeySpec::range(1, -1, 2),
         Exec::Multi(MultiSpec { sub: msetnx, step: 2, merge: Merge::Ok, atomic: true, nx: true }))
+        .ev(crate::shard::notify::STRING, "set")
         .verbatim()
         .noop(super::table::NoOp::Int0)
         .doc(S, "1.0.1", "Atomically modifies the string values of one or more keys only when all keys don't exist.", "key value [key value ...]"),
     CommandSpec::new("append", 3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(append))
+        .ev(crate::shard::notify::STRING, "append")
         .verbatim()
         .doc(S, "2.0.0", "Appends a string to the value of a key. Creates the key if it doesn't exist.", "key value"),
     CommandSpec::new("strlen", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(strlen))
         .doc(S, "2.2.0", "Returns the length of a string value.", "key"),
     CommandSpec::new("incr", 2, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(incr))
+        .ev(crate::shard::notify::STRING, "incrby")
         .verbatim()
         .doc(S, "1.0.0", "Increments the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", "key"),
     CommandSpec::new("decr", 2, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(decr))
+        .ev(crate::shard::notify::STRING, "incrby")
         .verbatim()
         .doc(S, "1.0.0", "Decrements the integer value of a key by one. Uses 0 as initial value if the key doesn't exist.", "key"),
     CommandSpec::new("incrby", 3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(incrby))
+        .ev(crate::shard::notify::STRING, "incrby")
         .verbatim()
         .doc(S, "1.0.0", "Increments the integer value of a key by a number. Uses 0 as initial value if the key doesn't exist.", "key increment"),
     CommandSpec::new("decrby", 3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(decrby))
+        .ev(crate::shard::notify::STRING, "incrby")
         .verbatim()
         .doc(S, "1.0.0", "Decrements a number from the integer value of a key. Uses 0 as initial value if the key doesn't exist.", "key decrement"),
     CommandSpec::new("incrbyfloat", 3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(incrbyfloat))
+        .ev(crate::shard::notify::STRING, "incrbyfloat")
         .doc(S, "2.6.0", "Increment the floating point value of a key by a number. Uses 0 as initial value if the key doesn't exist.", "key increment"),
     CommandSpec::new("getrange", 4, READONLY, KeySpec::single(1), Exec::Key(getrange))
         .doc(S, "2.4.0", "Returns a substring of the string stored at a key.", "key start end"),
     CommandSpec::new("substr", 4, READONLY, KeySpec::single(1), Exec::Key(getrange))
         .doc(S, "1.0.0", "Returns a substring from a string value.", "key start end"),
     CommandSpec::new("setrange", 4, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(setrange))
+        .ev(crate::shard::notify::STRING, "setrange")
         .verbatim()
         .doc(S, "2.2.0", "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.", "key offset value"),
     CommandSpec::new("lcs", -3, READONLY, KeySpec::range(1, 2, 1), Exec::Key(lcs))

@@ -11,6 +11,7 @@ use super::{ConnCtx, KeyCtx};
 use crate::error::CmdResult;
 use crate::protocol::reply::Reply;
 pub use crate::shard::journal::Prop;
+pub use crate::shard::notify::Notify;
 
 pub const WRITE: u32 = 1 << 0;
 pub const READONLY: u32 = 1 << 1;
@@ -275,6 +276,8 @@ pub struct CommandSpec {
     pub subcommands: &'static [(&'static str, i32, &'static str)],
     /// How the journal records a write (see `shard::journal`).
     pub prop: Prop,
+    /// Which keyspace notification the command sends (see `shard::notify`).
+    pub notify: Notify,
     /// Replies that mean the write changed nothing (no WATCH signal, no journal record).
     pub noop: NoOp,
     /// Which of its keys a successful write changes.
@@ -342,6 +345,7 @@ impl CommandSpec {
             prop: Prop::State,
             noop: NoOp::Never,
             touches: Touches::Keys,
+            notify: Notify::None,
         }
     }
 
@@ -388,6 +392,43 @@ impl CommandSpec {
 
     pub const fn prop(mut self, p: Prop) -> CommandSpec {
         self.prop = p;
+        self
+    }
+
+    /// Sends `event` (of class `class`, a `shard::notify` flag) for each key it changes.
+    pub const fn ev(mut self, class: u32, event: &'static str) -> CommandSpec {
+        self.notify = Notify::On(class, event);
+        self
+    }
+
+    /// As `ev`, only when the integer reply says something changed (SREM, ZREM, LREM...).
+    pub const fn ev_counted(mut self, class: u32, event: &'static str) -> CommandSpec {
+        self.notify = Notify::Counted(class, event);
+        self
+    }
+
+    /// A STORE command: `event` on the destination (argument `dst`; 0: the key it changed),
+    /// `del` when the result was empty.
+    pub const fn ev_store(mut self, class: u32, event: &'static str, dst: u8) -> CommandSpec {
+        self.notify = Notify::Store(class, event, dst);
+        self
+    }
+
+    /// Events that depend on the outcome (see the `ev_*` hooks in `shard::notify`).
+    pub const fn ev_hook(mut self, f: crate::shard::notify::Hook) -> CommandSpec {
+        self.notify = Notify::Hook(f);
+        self
+    }
+
+    /// A key that moves (RENAME, MOVE): a hook, with the destination's `new` first.
+    pub const fn ev_move(mut self, f: crate::shard::notify::Hook) -> CommandSpec {
+        self.notify = Notify::Move(f);
+        self
+    }
+
+    /// Two lists (LMOVE): a hook, with the destination's events first.
+    pub const fn ev_dst_first(mut self, f: crate::shard::notify::Hook) -> CommandSpec {
+        self.notify = Notify::DstFirst(f);
         self
     }
 

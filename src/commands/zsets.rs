@@ -31,12 +31,15 @@ const Z: &str = "sorted-set";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("zadd", -4, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(zadd))
+        .ev_hook(crate::shard::notify::ev_zadd)
         .verbatim()
         .doc(Z, "1.2.0", "Adds one or more members to a sorted set, or updates their scores. Creates the key if it doesn't exist.", "key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...]"),
     CommandSpec::new("zincrby", 4, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(zincrby))
+        .ev(crate::shard::notify::ZSET, "zincr")
         .verbatim()
         .doc(Z, "1.2.0", "Increments the score of a member in a sorted set.", "key increment member"),
     CommandSpec::new("zrem", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(zrem))
+        .ev_counted(crate::shard::notify::ZSET, "zrem")
         .verbatim()
         .doc(Z, "1.2.0", "Removes one or more members from a sorted set. Deletes the sorted set if all members were removed.", "key member [member ...]"),
     CommandSpec::new("zcard", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(zcard))
@@ -56,6 +59,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("zrange", -4, READONLY, KeySpec::single(1), Exec::Key(zrange))
         .doc(Z, "1.2.0", "Returns members in a sorted set within a range of indexes.", "key start stop [BYSCORE|BYLEX] [REV] [LIMIT offset count] [WITHSCORES]"),
     CommandSpec::new("zrangestore", -5, WRITE | DENYOOM, KeySpec::range(1, 2, 1), Exec::Key(zrangestore))
+        .ev_store(crate::shard::notify::ZSET, "zrangestore", 1)
         .cross(zrangestore_cross)
         .verbatim()
         .doc(Z, "6.2.0", "Stores a range of members from sorted set in a key.", "dst src min max [BYSCORE|BYLEX] [REV] [LIMIT offset count]"),
@@ -70,24 +74,30 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("zrevrange", -4, READONLY, KeySpec::single(1), Exec::Key(zrevrange))
         .doc(Z, "1.2.0", "Returns members in a sorted set within a range of indexes in reverse order.", "key start stop [WITHSCORES]"),
     CommandSpec::new("zpopmin", -2, WRITE | FAST, KeySpec::single(1), Exec::Key(zpopmin))
+        .ev(crate::shard::notify::ZSET, "zpopmin")
         .verbatim()
         .doc(Z, "5.0.0", "Returns the lowest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", "key [count]"),
     CommandSpec::new("zpopmax", -2, WRITE | FAST, KeySpec::single(1), Exec::Key(zpopmax))
+        .ev(crate::shard::notify::ZSET, "zpopmax")
         .verbatim()
         .doc(Z, "5.0.0", "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", "key [count]"),
     CommandSpec::new("zmpop", -4, WRITE, KeySpec::numkeys(1), Exec::Key(super::blocking::now))
+        .ev_hook(crate::shard::notify::ev_zset_pop)
         .cross(crate::coord::block::mpop_cross)
         .verbatim()
         .doc(Z, "7.0.0", "Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. Deletes the sorted set if the last member was popped.", "numkeys key [key ...] MIN|MAX [COUNT count]"),
     CommandSpec::new("zrandmember", -2, READONLY, KeySpec::single(1), Exec::Key(zrandmember))
         .doc(Z, "6.2.0", "Returns one or more random members from a sorted set.", "key [count [WITHSCORES]]"),
     CommandSpec::new("zremrangebyscore", 4, WRITE, KeySpec::single(1), Exec::Key(zremrangebyscore))
+        .ev_counted(crate::shard::notify::ZSET, "zremrangebyscore")
         .verbatim()
         .doc(Z, "1.2.0", "Removes members in a sorted set within a range of scores. Deletes the sorted set if all members were removed.", "key min max"),
     CommandSpec::new("zremrangebyrank", 4, WRITE, KeySpec::single(1), Exec::Key(zremrangebyrank))
+        .ev_counted(crate::shard::notify::ZSET, "zremrangebyrank")
         .verbatim()
         .doc(Z, "2.0.0", "Removes members in a sorted set within a range of indexes. Deletes the sorted set if all members were removed.", "key start stop"),
     CommandSpec::new("zremrangebylex", 4, WRITE, KeySpec::single(1), Exec::Key(zremrangebylex))
+        .ev_counted(crate::shard::notify::ZSET, "zremrangebylex")
         .verbatim()
         .doc(Z, "2.8.9", "Removes members in a sorted set within a lexicographical range. Deletes the sorted set if all members were removed.", "key min max"),
     CommandSpec::new("zscan", -3, READONLY, KeySpec::single(1), Exec::Key(zscan))
@@ -105,14 +115,17 @@ pub const COMMANDS: &[CommandSpec] = &[
         .cross(zalgebra_cross)
         .doc(Z, "7.0.0", "Returns the number of members of the intersect of multiple sorted sets.", "numkeys key [key ...] [LIMIT limit]"),
     CommandSpec::new("zunionstore", -4, WRITE | DENYOOM, KeySpec::dst_numkeys(1, 2), Exec::Key(zalgebra))
+        .ev_store(crate::shard::notify::ZSET, "zunionstore", 1)
         .cross(zalgebra_cross)
         .verbatim()
         .doc(Z, "2.0.0", "Stores the union of multiple sorted sets in a key.", "destination numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE SUM|MIN|MAX]"),
     CommandSpec::new("zinterstore", -4, WRITE | DENYOOM, KeySpec::dst_numkeys(1, 2), Exec::Key(zalgebra))
+        .ev_store(crate::shard::notify::ZSET, "zinterstore", 1)
         .cross(zalgebra_cross)
         .verbatim()
         .doc(Z, "2.0.0", "Stores the intersect of multiple sorted sets in a key.", "destination numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE SUM|MIN|MAX]"),
     CommandSpec::new("zdiffstore", -4, WRITE | DENYOOM, KeySpec::dst_numkeys(1, 2), Exec::Key(zalgebra))
+        .ev_store(crate::shard::notify::ZSET, "zdiffstore", 1)
         .cross(zalgebra_cross)
         .verbatim()
         .doc(Z, "6.2.0", "Stores the difference of multiple sorted sets in a key.", "destination numkeys key [key ...]"),

@@ -250,10 +250,53 @@ fn send_home(w: &mut Worker, home: usize, wid: u64, outcome: Outcome) {
 
 /// WATCH and other waiters learn about the keys a served client changed.
 fn touch_served(w: &mut Worker, op: &BlockOp, s: &Served) {
+    if w.shard.notify != 0 {
+        notify_served(w, op, s);
+    }
     w.shard.touch(op.db, s.key());
     if let Kind::Move { dst, .. } = &op.kind {
         if shard_of(dst, w.nshards) == w.id {
             w.shard.touch(op.db, dst);
+        }
+    }
+}
+
+/// Keyspace notifications for a served client, as Redis sends them: BLMOVE's push on the
+/// destination first (when it is here), then the pop (and `del` if it emptied the key).
+fn notify_served(w: &mut Worker, op: &BlockOp, s: &Served) {
+    use crate::shard::notify::{event, LIST, NEW, ZSET};
+    use crate::types::list::End;
+    let pop = |e: &End| {
+        if matches!(e, End::Head) {
+            "lpop"
+        } else {
+            "rpop"
+        }
+    };
+    let key = s.key();
+    match &op.kind {
+        Kind::Pop(e) | Kind::MPop(e, _) => event(&mut w.shard, op.db, (LIST, pop(e)), key, true),
+        Kind::Move { dst, from, to } => {
+            if shard_of(dst, w.nshards) == w.id {
+                let push = if matches!(to, End::Head) {
+                    "lpush"
+                } else {
+                    "rpush"
+                };
+                let now = w.shard.now_ms;
+                // One element after the push: the push created the list.
+                let created = dst != key
+                    && matches!(w.shard.db_mut(op.db).get_list(dst, now), Ok(Some(l)) if l.len() == 1);
+                if created {
+                    event(&mut w.shard, op.db, (NEW, "new"), dst, false);
+                }
+                event(&mut w.shard, op.db, (LIST, push), dst, false);
+            }
+            event(&mut w.shard, op.db, (LIST, pop(from)), key, true);
+        }
+        Kind::ZPop(max) | Kind::ZMPop(max, _) => {
+            let name = if *max { "zpopmax" } else { "zpopmin" };
+            event(&mut w.shard, op.db, (ZSET, name), key, true);
         }
     }
 }

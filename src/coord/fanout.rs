@@ -56,6 +56,12 @@ pub fn run_part(w: &mut Worker, f: KeyFn, db: usize, resp: u8, argv: &[Bytes]) -
             crate::shard::journal::before_command(&mut w.shard, spec, argv);
         }
     }
+    if w.shard.notify != 0 {
+        let name = argv.first().map(|n| n.as_ref()).unwrap_or_default();
+        if let Some((_, spec)) = table().lookup(name) {
+            crate::shard::notify::before_command(&mut w.shard, spec, db, argv);
+        }
+    }
     let reply = match f(
         &mut KeyCtx {
             shard: &mut w.shard,
@@ -68,11 +74,17 @@ pub fn run_part(w: &mut Worker, f: KeyFn, db: usize, resp: u8, argv: &[Bytes]) -
         Ok(r) => r,
         Err(e) => e.into_reply(),
     };
-    if !w.shard.watches.is_empty() || w.shard.journal.is_some() {
+    if !w.shard.watches.is_empty() || w.shard.journal.is_some() || w.shard.notify != 0 {
         let name = argv.first().map(|n| n.as_ref()).unwrap_or_default();
         if let Some((_, spec)) = table().lookup(name) {
             commands::multi::after_write(&mut w.shard, spec, db, argv, &reply);
             crate::shard::journal::after_command(&mut w.shard, spec, db, argv, &reply);
+        }
+    }
+    if w.shard.notify != 0 {
+        let name = argv.first().map(|n| n.as_ref()).unwrap_or_default();
+        if let Some((_, spec)) = table().lookup(name) {
+            crate::shard::notify::after_command(&mut w.shard, spec, db, argv, &reply);
         }
     }
     reply

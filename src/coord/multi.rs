@@ -229,6 +229,8 @@ pub fn move_key(
                                 tw.shard.touch(src_db, &src);
                                 let d = tw.shard.db_mut(src_db);
                                 d.remove(&src);
+                                let ev = (crate::shard::notify::GENERIC, "rename_from");
+                                crate::shard::notify::event(&mut tw.shard, src_db, ev, &src, false);
                             }
                             unlock(tw, txid);
                         }),
@@ -241,6 +243,13 @@ pub fn move_key(
                                 let d = tw.shard.db_mut(dst_db);
                                 d.remove(&dst);
                                 d.import(&dst, e);
+                                let name = if write == Some(true) {
+                                    "rename_to"
+                                } else {
+                                    "copy_to"
+                                };
+                                let ev = (crate::shard::notify::GENERIC, name);
+                                crate::shard::notify::event(&mut tw.shard, dst_db, ev, &dst, false);
                             }
                             unlock(tw, txid);
                         }),

@@ -323,6 +323,32 @@ pub fn publish(w: &mut Worker, channel: &[u8], msg: &[u8]) -> usize {
     count
 }
 
+/// Publishes the keyspace notifications this shard's pass produced (see `shard::notify`):
+/// here at once, then as one job per other shard. Jobs between two shards keep their order,
+/// so each key's events (all made on the key's shard) arrive in the order of its writes.
+pub fn publish_notes(w: &mut Worker) {
+    crate::shard::notify::drain_lost(&mut w.shard);
+    if w.shard.notes.out.is_empty() {
+        return;
+    }
+    let notes = std::sync::Arc::new(std::mem::take(&mut w.shard.notes.out));
+    for (ch, msg) in notes.iter() {
+        publish(w, ch, msg);
+    }
+    let me = w.id;
+    for s in (0..w.nshards).filter(|&s| s != me) {
+        let notes = notes.clone();
+        w.post(
+            s,
+            super::worker::Msg::Control(Box::new(move |tw: &mut Worker| {
+                for (ch, msg) in notes.iter() {
+                    publish(tw, ch, msg);
+                }
+            })),
+        );
+    }
+}
+
 /// SPUBLISH on this shard: `smessage` frames to the local subscribers of the shard channel
 /// (patterns do not apply); returns how many were reached.
 pub fn spublish(w: &mut Worker, channel: &[u8], msg: &[u8]) -> usize {

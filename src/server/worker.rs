@@ -399,6 +399,8 @@ impl Worker {
                 self.shard.now_ms = self.clock.ms(self.pass_now);
             }
             self.shard.set_evict_cfg(self.shared.tun.evict_cfg());
+            let notify = self.shared.tun.notify_flags.load(Ordering::Relaxed);
+            crate::shard::notify::set_flags(&mut self.shard, notify);
             let mut comps = std::mem::take(&mut self.completions);
             self.ring.drain(&mut comps);
             self.prefetch_received(&comps);
@@ -433,6 +435,9 @@ impl Worker {
                 crate::repl::master::on_pass(self);
             }
 
+            if self.shard.notify != 0 {
+                super::pubsub::publish_notes(self);
+            }
             self.flush_dirty();
             let backlog = self.mesh.flush();
 

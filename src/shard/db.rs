@@ -70,6 +70,9 @@ pub struct Db {
     /// Keys deleted by lazy or active expiry or by eviction since the shard's journal last
     /// looked; `None` (nothing recorded, no cost) unless the journal is on.
     pub gone: Option<Vec<Bytes>>,
+    /// The same deletions for keyspace notifications (`true`: evicted, `false`: expired);
+    /// `None` unless `expired` or `evicted` events are on (see `shard::notify`).
+    pub lost: Option<Vec<(bool, Bytes)>>,
     /// Replica mode (`repl`): expired keys are hidden from reads but never deleted by
     /// lazy or active expiry; the master's DEL is the only deletion, as on a Redis replica.
     pub replica: bool,
@@ -349,6 +352,7 @@ impl Default for Db {
             no_touch: false,
             rng: 0x9E37_79B9_7F4A_7C15,
             gone: None,
+            lost: None,
             replica: false,
             master_view: false,
         }
@@ -951,6 +955,10 @@ impl Db {
             g.push(Bytes::copy_from_slice(key_of(self.arena.get(loc))));
             crate::shard::journal::note_gone();
         }
+        if let Some(l) = self.lost.as_mut() {
+            l.push((false, Bytes::copy_from_slice(key_of(self.arena.get(loc)))));
+            crate::shard::notify::note_lost();
+        }
     }
 
     /// The value and expiry (0: none) at `key` as it stands, without lazy expiry, access
@@ -1387,6 +1395,10 @@ impl Db {
         if let Some(g) = self.gone.as_mut() {
             g.push(key.clone());
             crate::shard::journal::note_gone();
+        }
+        if let Some(l) = self.lost.as_mut() {
+            l.push((true, key.clone()));
+            crate::shard::notify::note_lost();
         }
         self.remove_at(pos, loc, true);
         Some(key)

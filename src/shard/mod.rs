@@ -11,6 +11,7 @@ pub mod digest;
 pub mod evict;
 pub mod journal;
 pub mod lazyfree;
+pub mod notify;
 pub mod objs;
 pub mod route;
 pub mod value;
@@ -56,6 +57,10 @@ pub struct Shard {
     pub no_touch: bool,
     /// The write journal, when something consumes it (see `journal.rs`).
     pub journal: Option<Box<journal::Journal>>,
+    /// `notify-keyspace-events` flags in force (0: off, see `notify.rs`).
+    pub notify: u32,
+    /// Notification work: keys the running command changed, events to publish.
+    pub notes: notify::Notes,
 }
 
 impl Shard {
@@ -75,6 +80,8 @@ impl Shard {
             evict: evict::State::default(),
             no_touch: false,
             journal: None,
+            notify: 0,
+            notes: notify::Notes::default(),
         }
     }
 
@@ -101,6 +108,9 @@ impl Shard {
         self.blocked.signal(db, key);
         if let Some(j) = self.journal.as_mut() {
             journal::touched(j, db, key);
+        }
+        if self.notify != 0 {
+            notify::touched(&mut self.notes, db, key);
         }
     }
 
