@@ -361,3 +361,17 @@ fn setting_as_redis() {
         String::from_utf8_lossy(&out.stderr).to_string() + &String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("Invalid event class character"), "{text}");
 }
+
+/// `m` (keymiss) is accepted but not acted on yet: the log says so, at startup and on
+/// CONFIG SET, instead of ignoring it silently.
+#[test]
+fn keymiss_class_is_accepted_with_a_warning() {
+    let s = Server::start_logged(1, "true", &["--notify-keyspace-events", "KEm"]);
+    assert!(
+        common::wait_for(Duration::from_secs(5), || s
+            .log()
+            .contains("class 'm' (keymiss) is not supported yet")),
+        "{}",
+        s.log()
+    );
+}

@@ -455,6 +455,16 @@ fn redis_lib(lua: &Lua, resp: Rc<Cell<u8>>) -> LuaResult<Table> {
                 if !ok {
                     return Err(err("Invalid replication flags. Use REPL_AOF, REPL_REPLICA, REPL_ALL or REPL_NONE."));
                 }
+                // Writes always reach the journal (replicas and the AOF): say so once.
+                let all = matches!(v, Value::Integer(3)) || matches!(v, Value::Number(n) if *n == 3.0);
+                static SAID: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+                if !all && !SAID.swap(true, std::sync::atomic::Ordering::Relaxed) {
+                    crate::log::warning(
+                        "redis.set_repl(): shardis always propagates a script's writes to \
+                         replicas and the AOF; REPL_NONE, REPL_AOF and REPL_REPLICA are not \
+                         honoured (said once)",
+                    );
+                }
                 Ok(Value::Nil)
             })?,
         ),

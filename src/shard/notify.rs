@@ -39,6 +39,15 @@ pub const ALL: u32 =
 /// Redis's error text for a bad flag string (CONFIG SET and the config file).
 pub const INVALID: &str = "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.";
 
+/// What shardis says about flags it accepts but does not act on yet: `m` (keymiss events).
+pub fn unsupported(f: u32) -> Option<String> {
+    (f & KEY_MISS != 0).then(|| {
+        "'notify-keyspace-events' class 'm' (keymiss) is not supported yet: no keymiss events \
+         are sent; the other classes are"
+            .to_string()
+    })
+}
+
 /// Redis's keyspaceEventsStringToFlags.
 pub fn parse(s: &str) -> Option<u32> {
     let mut f = 0;
