@@ -272,49 +272,65 @@ const PUBSUB_HELP: &[&str] = &[
 
 /// PUBSUB CHANNELS / NUMSUB / NUMPAT / SHARDCHANNELS / SHARDNUMSUB / HELP, gathered from
 /// every shard.
+/// PUBSUB CHANNELS / SHARDCHANNELS: the active (shard) channels of every shard, matching.
+fn channels(ctx: &mut ConnCtx, pattern: Option<Bytes>, shard: bool) -> CmdResult {
+    let ticket = ctx.defer();
+    gather(
+        ctx.w,
+        move |tw| {
+            if shard {
+                tw.pubsub.shard_channels_matching(pattern.as_deref())
+            } else {
+                tw.pubsub.channels_matching(pattern.as_deref())
+            }
+        },
+        move |w, parts: Vec<Vec<Bytes>>| {
+            let mut all: Vec<Bytes> = parts.into_iter().flatten().collect();
+            all.sort_unstable();
+            all.dedup();
+            w.complete(
+                ticket,
+                Reply::Array(all.into_iter().map(Reply::Bulk).collect()),
+            );
+        },
+    );
+    Ok(Reply::Ok)
+}
+
+/// PUBSUB NUMSUB / SHARDNUMSUB: each channel with its subscriber count over every shard.
+fn numsub(ctx: &mut ConnCtx, channels: Vec<Bytes>, shard: bool) -> CmdResult {
+    let ticket = ctx.defer();
+    let asked = channels.clone();
+    gather(
+        ctx.w,
+        move |tw| {
+            if shard {
+                tw.pubsub.shard_numsub(&asked)
+            } else {
+                tw.pubsub.numsub(&asked)
+            }
+        },
+        move |w, parts: Vec<Vec<usize>>| {
+            let mut out = Vec::with_capacity(channels.len() * 2);
+            for (i, ch) in channels.into_iter().enumerate() {
+                let n: usize = parts.iter().filter_map(|p| p.get(i)).sum();
+                out.push(Reply::Bulk(ch));
+                out.push(Reply::Int(n as i64));
+            }
+            w.complete(ticket, Reply::Array(out));
+        },
+    );
+    Ok(Reply::Ok)
+}
+
 fn pubsub_cmd(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let raw = arg(argv, 1)?;
     let sub = text(raw).to_lowercase();
     let argc = argv.len();
     match sub.as_str() {
         "help" if argc == 2 => Ok(Reply::help(PUBSUB_HELP)),
-        "channels" if argc <= 3 => {
-            let pattern = argv.get(2).map(owned);
-            let ticket = ctx.defer();
-            gather(
-                ctx.w,
-                move |tw| tw.pubsub.channels_matching(pattern.as_deref()),
-                move |w, parts: Vec<Vec<Bytes>>| {
-                    let mut all: Vec<Bytes> = parts.into_iter().flatten().collect();
-                    all.sort_unstable();
-                    all.dedup();
-                    w.complete(
-                        ticket,
-                        Reply::Array(all.into_iter().map(Reply::Bulk).collect()),
-                    );
-                },
-            );
-            Ok(Reply::Ok)
-        }
-        "numsub" => {
-            let channels: Vec<Bytes> = argv.iter().skip(2).map(owned).collect();
-            let ticket = ctx.defer();
-            let asked = channels.clone();
-            gather(
-                ctx.w,
-                move |tw| tw.pubsub.numsub(&asked),
-                move |w, parts: Vec<Vec<usize>>| {
-                    let mut out = Vec::with_capacity(channels.len() * 2);
-                    for (i, ch) in channels.into_iter().enumerate() {
-                        let n: usize = parts.iter().filter_map(|p| p.get(i)).sum();
-                        out.push(Reply::Bulk(ch));
-                        out.push(Reply::Int(n as i64));
-                    }
-                    w.complete(ticket, Reply::Array(out));
-                },
-            );
-            Ok(Reply::Ok)
-        }
+        "channels" if argc <= 3 => channels(ctx, argv.get(2).map(owned), false),
+        "numsub" => numsub(ctx, argv.iter().skip(2).map(owned).collect(), false),
         "numpat" if argc == 2 => {
             let ticket = ctx.defer();
             gather(
@@ -329,43 +345,8 @@ fn pubsub_cmd(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             );
             Ok(Reply::Ok)
         }
-        "shardchannels" if argc <= 3 => {
-            let pattern = argv.get(2).map(owned);
-            let ticket = ctx.defer();
-            gather(
-                ctx.w,
-                move |tw| tw.pubsub.shard_channels_matching(pattern.as_deref()),
-                move |w, parts: Vec<Vec<Bytes>>| {
-                    let mut all: Vec<Bytes> = parts.into_iter().flatten().collect();
-                    all.sort_unstable();
-                    all.dedup();
-                    w.complete(
-                        ticket,
-                        Reply::Array(all.into_iter().map(Reply::Bulk).collect()),
-                    );
-                },
-            );
-            Ok(Reply::Ok)
-        }
-        "shardnumsub" => {
-            let channels: Vec<Bytes> = argv.iter().skip(2).map(owned).collect();
-            let ticket = ctx.defer();
-            let asked = channels.clone();
-            gather(
-                ctx.w,
-                move |tw| tw.pubsub.shard_numsub(&asked),
-                move |w, parts: Vec<Vec<usize>>| {
-                    let mut out = Vec::with_capacity(channels.len() * 2);
-                    for (i, ch) in channels.into_iter().enumerate() {
-                        let n: usize = parts.iter().filter_map(|p| p.get(i)).sum();
-                        out.push(Reply::Bulk(ch));
-                        out.push(Reply::Int(n as i64));
-                    }
-                    w.complete(ticket, Reply::Array(out));
-                },
-            );
-            Ok(Reply::Ok)
-        }
+        "shardchannels" if argc <= 3 => channels(ctx, argv.get(2).map(owned), true),
+        "shardnumsub" => numsub(ctx, argv.iter().skip(2).map(owned).collect(), true),
         "channels" | "shardchannels" => Err(CmdError::subcommand_syntax(&text(raw), "pubsub")),
         "help" | "numpat" => Err(CmdError::WrongArity(format!("pubsub|{sub}"))),
         _ => Err(CmdError::UnknownSubcommand {

@@ -284,18 +284,8 @@ impl Journal {
 
     /// Records a command given as its arguments (`Bytes`, as parsed).
     pub fn emit_argv(&mut self, db: usize, tx: Option<TxTag>, argv: &[Bytes]) {
-        let digits = |n: usize| n.checked_ilog10().map_or(1, |d| d as usize + 1);
-        let size = 3
-            + digits(argv.len())
-            + argv
-                .iter()
-                .map(|a| 5 + digits(a.len()) + a.len())
-                .sum::<usize>();
-        let mut out = Vec::with_capacity(size);
-        crate::protocol::reply::header(&mut out, b'*', argv.len());
-        for a in argv {
-            crate::protocol::reply::encode_bulk(&mut out, a);
-        }
+        let mut out = Vec::new();
+        encode(&mut out, argv);
         self.push(db, tx, out);
     }
 
@@ -319,18 +309,18 @@ impl Journal {
 }
 
 /// RESP array of bulk strings.
-fn encode(out: &mut Vec<u8>, args: &[&[u8]]) {
+fn encode<A: AsRef<[u8]>>(out: &mut Vec<u8>, args: &[A]) {
     let digits = |n: usize| n.checked_ilog10().map_or(1, |d| d as usize + 1);
     let size = 3
         + digits(args.len())
         + args
             .iter()
-            .map(|a| 5 + digits(a.len()) + a.len())
+            .map(|a| 5 + digits(a.as_ref().len()) + a.as_ref().len())
             .sum::<usize>();
     out.reserve_exact(size);
     crate::protocol::reply::header(out, b'*', args.len());
     for a in args {
-        crate::protocol::reply::encode_bulk(out, a);
+        crate::protocol::reply::encode_bulk(out, a.as_ref());
     }
 }
 
@@ -541,8 +531,7 @@ pub fn after_command(
             flush(shard);
             if let Some(j) = shard.journal.as_mut() {
                 for c in cmds {
-                    let args: Vec<&[u8]> = c.iter().map(|a| a.as_ref()).collect();
-                    j.emit(db, tx, &args);
+                    j.emit_argv(db, tx, &c);
                 }
             }
         }
