@@ -27,8 +27,8 @@ pub mod sets;
 pub mod sort;
 pub mod strings;
 pub mod table;
-#[cfg(test)]
-mod testkit;
+#[cfg(any(test, feature = "testkit"))]
+pub mod testkit;
 pub mod zsets;
 
 use crate::runtime::clock;
