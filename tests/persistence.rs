@@ -430,3 +430,94 @@ fn bgsave_writes_in_the_background() {
         let _ = std::fs::remove_dir_all(&d);
     }
 }
+
+/// BGSAVE is a point in time taken while serving: it answers at the moment, every shard
+/// then serialises a slice per loop pass, and writes made after the reply (overwrites,
+/// deletions, new keys of every kind) never reach the file, while the keys of the moment
+/// all do. Other clients keep being answered meanwhile: the longest PING wait is printed
+/// (the stepper's figure for the note) and bounded loosely (debug build, busy machine).
+#[test]
+fn bgsave_is_the_moment_while_shards_keep_serving() {
+    const KEYS: usize = 200_000;
+    for n in [1, 4] {
+        let d = tmpdir(&format!("bgsave-moment-{n}"));
+        let s = Server::start_with(n, &["--dir", d.to_str().unwrap(), "--save", ""]);
+        let mut c = s.client();
+        for chunk in (0..KEYS).collect::<Vec<_>>().chunks(10_000) {
+            let mut p = redis::pipe();
+            for i in chunk {
+                p.cmd("SET").arg(format!("k:{i}")).arg("before").ignore();
+            }
+            p.cmd("HSET")
+                .arg(format!("h:{}", chunk[0]))
+                .arg("f")
+                .arg("before")
+                .ignore();
+            p.query::<()>(&mut c).unwrap();
+        }
+        let r: String = redis::cmd("BGSAVE").query(&mut c).unwrap();
+        assert_eq!(r, "Background saving started");
+        // After the reply: overwrite, delete, add; meanwhile another client pings.
+        let port = s.port;
+        let pinger = std::thread::spawn(move || {
+            let mut p = connect(port);
+            let mut worst = Duration::ZERO;
+            let until = std::time::Instant::now() + Duration::from_millis(1500);
+            while std::time::Instant::now() < until {
+                let t = std::time::Instant::now();
+                let _: String = redis::cmd("PING").query(&mut p).unwrap();
+                worst = worst.max(t.elapsed());
+            }
+            worst
+        });
+        for chunk in (0..KEYS).collect::<Vec<_>>().chunks(10_000) {
+            let mut p = redis::pipe();
+            for i in chunk {
+                match i % 4 {
+                    0 => p.cmd("SET").arg(format!("k:{i}")).arg("after").ignore(),
+                    1 => p.cmd("DEL").arg(format!("k:{i}")).ignore(),
+                    2 => p.cmd("APPEND").arg(format!("k:{i}")).arg("+after").ignore(),
+                    _ => p.cmd("SET").arg(format!("new:{i}")).arg("after").ignore(),
+                };
+            }
+            p.cmd("HSET")
+                .arg(format!("h:{}", chunk[0]))
+                .arg("f")
+                .arg("after")
+                .ignore();
+            p.query::<()>(&mut c).unwrap();
+        }
+        let worst = pinger.join().unwrap();
+        println!("{n} shards: longest PING during BGSAVE of {KEYS} keys: {worst:?}");
+        assert!(
+            worst < Duration::from_secs(1),
+            "{n} shards: PING waited {worst:?}"
+        );
+        assert!(common::wait_for(Duration::from_secs(60), || {
+            info_field(&mut c, "rdb_bgsave_in_progress") == "0"
+                && info_field(&mut c, "rdb_saves") == "1"
+        }));
+        assert_eq!(info_field(&mut c, "rdb_last_bgsave_status"), "ok");
+        check_rdb(&d.join("dump.rdb"));
+        drop(s);
+        let s = Server::start_with(n, &["--dir", d.to_str().unwrap(), "--save", ""]);
+        let mut c = s.client();
+        let size: usize = redis::cmd("DBSIZE").query(&mut c).unwrap();
+        assert_eq!(size, KEYS + KEYS / 10_000, "{n} shards: keys of the moment");
+        for chunk in (0..KEYS).collect::<Vec<_>>().chunks(10_000) {
+            let keys: Vec<String> = chunk.iter().map(|i| format!("k:{i}")).collect();
+            let vals: Vec<Option<String>> = redis::cmd("MGET").arg(&keys).query(&mut c).unwrap();
+            assert!(
+                vals.iter().all(|v| v.as_deref() == Some("before")),
+                "{n} shards: a value from after the moment is in the file"
+            );
+            let h: Option<String> = redis::cmd("HGET")
+                .arg(format!("h:{}", chunk[0]))
+                .arg("f")
+                .query(&mut c)
+                .unwrap();
+            assert_eq!(h.as_deref(), Some("before"));
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}

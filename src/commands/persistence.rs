@@ -1,10 +1,9 @@
-//! Persistence commands (Redis's rdb.c parts): SAVE, BGSAVE, LASTSAVE. Both saves run on the
-//! connection's shard: it locks every shard, each serialises its keys in parallel
-//! (`persist::save`) and serves again as soon as its part is done. SAVE then writes the file
-//! on this shard with blocking calls (as Redis's SAVE blocks its server); BGSAVE hands the
-//! bytes to a std thread that writes them, so no shard waits for the disk. Either way the
-//! shards are locked for the serialisation time: a point in time without that pause needs
-//! the snapshot stepper (the engine issue).
+//! Persistence commands (Redis's rdb.c parts): SAVE, BGSAVE, LASTSAVE. Both saves are
+//! coordinated from the connection's shard: every shard marks the moment under a brief
+//! all-shard lock and then serialises its keys a slice per loop pass while serving
+//! (`persist::save`, `shard::snapshot`). SAVE then writes the file on this shard with
+//! blocking calls; BGSAVE answers at the moment and hands the bytes to a std thread that
+//! writes them, so no shard waits for the disk.
 
 use std::sync::atomic::Ordering;
 

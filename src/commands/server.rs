@@ -808,7 +808,7 @@ fn swapdb(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             let len = tw.shard.dbs.len();
             if a < len && b < len {
                 super::multi::before_swap(&mut tw.shard, a, b);
-                tw.shard.dbs.swap(a, b);
+                tw.shard.swap_dbs(a, b);
                 let (sa, sb) = (a.to_string(), b.to_string());
                 crate::shard::journal::record(
                     &mut tw.shard,

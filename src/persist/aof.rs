@@ -525,7 +525,7 @@ pub fn replay(shard: &mut Shard, recs: Vec<Rec>) {
                 };
                 if let (Some(a), Some(b)) = (ix(1), ix(2)) {
                     if a < shard.dbs.len() && b < shard.dbs.len() {
-                        shard.dbs.swap(a, b);
+                        shard.swap_dbs(a, b);
                     }
                 }
                 done += 1;

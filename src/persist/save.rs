@@ -2,22 +2,22 @@
 //! asked, or shard 0 for the save rules and signals); each shard's part is serialised on
 //! that shard's own thread, and a BGSAVE's file is written by a std thread.
 //!
-//! Without the snapshot stepper of the engine issue, a point in time is had by locking every
-//! shard (`coord::multi::lock_all`, the lock MULTI/EXEC uses): from the moment a shard is
-//! locked until it has serialised its keys, it runs no other keyspace work, so the parts
-//! together are one consistent moment, cross-shard transactions wholly in or out. The
-//! shards serialise in parallel and release themselves at once; the coordinator then
-//! writes the file with blocking calls (SAVE blocks, as Redis's does; only the coordinating
-//! shard waits for the disk).
+//! A point in time is marked under the all-shard lock (`coord::multi::lock_all`, the lock
+//! MULTI/EXEC uses, so cross-shard transactions are wholly in or out). For SAVE, BGSAVE and
+//! automatic saves the lock lasts only for the marking: each shard then serialises its
+//! keys a slice per loop pass while it serves (`step`, `shard::snapshot`) and hands its
+//! part to the coordinator when done. Snapshots after which nothing may run (SHUTDOWN,
+//! DEBUG RELOAD, the AOF rewrite's switch) serialise under the lock instead.
 
 use std::io::Write;
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use super::rdb::{Framer, PartWriter};
 use crate::coord::multi::{lock_all, unlock};
-use crate::server::worker::{ShardFn, Worker};
+use crate::server::worker::{Msg, ShardFn, Worker};
 use crate::shard::Shard;
 
 /// One shard's serialised keys: per database, the key records and the key and expiry counts.
@@ -50,14 +50,81 @@ pub fn serialise(shard: &Shard, compress: bool) -> ShardPart {
     }
 }
 
-/// Locks every shard, has each serialise its part, and gives the parts (in shard order) and
-/// the lock's id to `done` on this shard. With `keep_locked` the shards stay locked (nothing
-/// runs after the snapshot: SHUTDOWN, DEBUG RELOAD) and `done` must `release` them.
+/// Hands one shard's finished part over.
+type PartFn = Box<dyn FnOnce(&mut Worker, ShardPart) + Send>;
+/// Runs on the coordinator with every part and the lock's id.
+type PartsFn = Box<dyn FnOnce(&mut Worker, Vec<ShardPart>, u64) + Send>;
+
+/// A shard's snapshot in progress (`Worker::snap_run`): serialised a slice per loop pass
+/// by `step` while the shard serves (see `shard::snapshot`).
+pub struct Stepping {
+    /// The shard's write counter at the snapshot's moment.
+    dirty: u64,
+    /// Hands the finished part over (to the coordinating shard).
+    done: PartFn,
+}
+
+/// Time one loop pass spends serialising a running snapshot, before it serves again.
+const STEP_BUDGET: Duration = Duration::from_micros(500);
+/// Entries between two clock readings while stepping.
+const STEP_ENTRIES: usize = 256;
+
+/// One slice of this shard's running snapshot; hands the part over when it is complete.
+pub fn step(w: &mut Worker) {
+    let deadline = Instant::now() + STEP_BUDGET;
+    loop {
+        if w.shard.snap_step(STEP_ENTRIES) {
+            finish_step(w);
+            return;
+        }
+        if Instant::now() >= deadline {
+            return;
+        }
+    }
+}
+
+/// Completes this shard's running snapshot now and hands its part over.
+fn finish_step(w: &mut Worker) {
+    let Some(run) = w.snap_run.take() else {
+        return;
+    };
+    let dbs = w.shard.snap_take();
+    (run.done)(
+        w,
+        ShardPart {
+            dbs,
+            dirty: run.dirty,
+        },
+    );
+}
+
+/// The parts of a stepped snapshot as they arrive, and what runs when all have.
+struct Collect {
+    parts: Vec<Option<ShardPart>>,
+    left: usize,
+    done: Option<PartsFn>,
+}
+
+/// Takes a snapshot and gives the parts (in shard order) and the lock's id to `done` on
+/// this shard.
+///
+/// Without `keep_locked` (SAVE, BGSAVE, automatic saves) the snapshot is *stepped*: every
+/// shard is locked only for the moment it takes to mark its point in time (cross-shard
+/// transactions wholly in or out), then serialises its keys a slice per loop pass while it
+/// keeps serving, writes included (`shard::snapshot`).
+///
+/// With `keep_locked` the shards serialise under the lock and stay locked (nothing runs
+/// after the snapshot: SHUTDOWN, DEBUG RELOAD, the AOF rewrite's switch) and `done` must
+/// `release` them.
 pub fn snapshot(
     w: &mut Worker,
     keep_locked: bool,
     done: impl FnOnce(&mut Worker, Vec<ShardPart>, u64) + Send + 'static,
 ) {
+    if !keep_locked {
+        stepped(w, |_| {}, done);
+        return;
+    }
     let compress = w.shared.tun.rdbcompression.load(Ordering::Relaxed);
     let all: Vec<usize> = (0..w.nshards).collect();
     let start = Instant::now();
@@ -89,6 +156,100 @@ pub fn snapshot(
             });
         }),
     );
+}
+
+/// The stepped snapshot: `taken` runs here once every shard has marked the moment (and
+/// serves again), `done` once every part is serialised.
+fn stepped(
+    w: &mut Worker,
+    taken: impl FnOnce(&mut Worker) + Send + 'static,
+    done: impl FnOnce(&mut Worker, Vec<ShardPart>, u64) + Send + 'static,
+) {
+    let compress = w.shared.tun.rdbcompression.load(Ordering::Relaxed);
+    let n = w.nshards;
+    let all: Vec<usize> = (0..n).collect();
+    let start = Instant::now();
+    let origin = w.id;
+    let collect = Arc::new(Mutex::new(Collect {
+        parts: (0..n).map(|_| None).collect(),
+        left: n,
+        done: Some(Box::new(done)),
+    }));
+    lock_all(
+        w,
+        all.clone(),
+        Box::new(move |w, txid| {
+            let jobs = all
+                .into_iter()
+                .map(|s| {
+                    let collect = collect.clone();
+                    let job: ShardFn<()> = Box::new(move |tw| {
+                        // One snapshot per shard at a time (saves are serialised by
+                        // `persist::State`; this only guards the invariant).
+                        if tw.snap_run.is_some() {
+                            finish_step(tw);
+                        }
+                        tw.shard.snap_begin(compress);
+                        let dirty = tw.shard.dirty;
+                        unlock(tw, txid);
+                        tw.snap_run = Some(Stepping {
+                            dirty,
+                            done: Box::new(move |tw, part| {
+                                hand_over(tw, &collect, s, part, origin, txid, start)
+                            }),
+                        });
+                    });
+                    (s, job)
+                })
+                .collect();
+            w.fan_out(jobs, false, move |w, _: Vec<()>| {
+                crate::log::verbose(&format!(
+                    "Snapshot point in time taken in {} ms; shards serialise while serving",
+                    start.elapsed().as_millis()
+                ));
+                taken(w);
+            });
+        }),
+    );
+}
+
+/// A shard's finished part reaches the collection; the last one runs `done` on `origin`.
+fn hand_over(
+    tw: &mut Worker,
+    collect: &Arc<Mutex<Collect>>,
+    shard: usize,
+    part: ShardPart,
+    origin: usize,
+    txid: u64,
+    start: Instant,
+) {
+    let ready = {
+        let Ok(mut c) = collect.lock() else {
+            return;
+        };
+        if let Some(slot) = c.parts.get_mut(shard) {
+            *slot = Some(part);
+        }
+        c.left = c.left.saturating_sub(1);
+        if c.left > 0 {
+            return;
+        }
+        let parts: Vec<ShardPart> = c.parts.drain(..).flatten().collect();
+        c.done.take().map(|d| (parts, d))
+    };
+    if let Some((parts, done)) = ready {
+        tw.post(
+            origin,
+            Msg::Control(Box::new(move |ow: &mut Worker| {
+                crate::log::notice(&format!(
+                    "Snapshot taken: {} shards serialised in {} ms while serving",
+                    parts.len(),
+                    start.elapsed().as_millis()
+                ));
+                done(ow, parts, txid)
+            })),
+        );
+    }
 }
 
 /// Releases every shard locked by `txid`, then runs `then`.
@@ -259,33 +420,35 @@ pub fn bgsave(
     }
     st.bg_in_progress.store(true, Ordering::SeqCst);
     st.last_try.store(super::unix_secs(), Ordering::Relaxed);
-    snapshot(w, false, move |w, parts, _| {
-        let shared = w.shared.clone();
-        let spawned = std::thread::Builder::new()
-            .name("bgsave".into())
-            .spawn(move || {
-                match save_parts(&shared, &parts, true) {
-                    Ok(()) => crate::log::notice("Background saving terminated with success"),
-                    Err(_) => crate::log::warning("Background saving error"),
-                }
-                shared.persist.bg_in_progress.store(false, Ordering::SeqCst);
-                shared.persist.saving.store(false, Ordering::SeqCst);
-            });
-        let res = match spawned {
-            Ok(_) => {
-                crate::log::notice("Background saving started");
-                Ok(())
-            }
-            Err(e) => {
+    // The reply goes out at the snapshot's moment, as Redis replies after its fork; the
+    // shards then serialise while serving and a std thread writes the file.
+    stepped(
+        w,
+        move |w| {
+            crate::log::notice("Background saving started");
+            started(w, Ok(()));
+        },
+        move |w, parts, _| {
+            let shared = w.shared.clone();
+            let spawned = std::thread::Builder::new()
+                .name("bgsave".into())
+                .spawn(move || {
+                    match save_parts(&shared, &parts, true) {
+                        Ok(()) => crate::log::notice("Background saving terminated with success"),
+                        Err(_) => crate::log::warning("Background saving error"),
+                    }
+                    shared.persist.bg_in_progress.store(false, Ordering::SeqCst);
+                    shared.persist.saving.store(false, Ordering::SeqCst);
+                });
+            if let Err(e) = spawned {
                 let st = &w.shared.persist;
                 st.bg_in_progress.store(false, Ordering::SeqCst);
                 st.saving.store(false, Ordering::SeqCst);
                 st.last_failed.store(true, Ordering::SeqCst);
                 st.refresh_gate(&w.shared.tun);
-                Err(format!("Can't BGSAVE: {e}"))
+                crate::log::warning(&format!("Can't BGSAVE: {e}"));
             }
-        };
-        started(w, res);
-    });
+        },
+    );
     Ok(())
 }

@@ -252,6 +252,9 @@ pub struct Worker {
     clients_bytes: u64,
     /// This shard's append-only log, with `appendonly yes` (see `persist::aof`).
     pub aof: Option<crate::persist::aof::Writer>,
+    /// A snapshot being serialised a slice per pass (`persist::save`); `None` costs one
+    /// test per pass.
+    pub snap_run: Option<crate::persist::save::Stepping>,
     /// Replication state, once a replica attached (`repl::master`); `None` costs one test
     /// per pass.
     pub master_repl: Option<Box<crate::repl::master::ShardRepl>>,
@@ -324,6 +327,7 @@ impl Worker {
             },
             clients_bytes: 0,
             aof: None,
+            snap_run: None,
             master_repl: None,
             repl: Default::default(),
             shared,
@@ -420,6 +424,10 @@ impl Worker {
                 self.on_timer(t, now);
             }
 
+            if self.snap_run.is_some() {
+                crate::persist::save::step(self);
+            }
+
             // Keys written by jobs and unlocked shards: serve their blocked clients.
             if self.shard.blocked.has_ready() {
                 coord::block::serve_ready(self);
@@ -442,6 +450,7 @@ impl Worker {
             let backlog = self.mesh.flush();
 
             let busy = backlog
+                || self.snap_run.is_some()
                 || !self.local.is_empty()
                 || (self.lock.is_none() && !self.parked.is_empty());
             // While replies from other shards are due, wait for them briefly instead of

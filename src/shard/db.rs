@@ -28,6 +28,7 @@ use super::arena::{Arena, Loc};
 use super::dict::Table;
 use super::evict::{self, Access, EvictCfg, Policy};
 use super::objs::{ObjKind, Objs};
+use super::snapshot::{DbSnap, SNAP_BIT};
 use super::value::{str_encoding, Exported, ObjMut, ObjRef, StrEnc, Value};
 use crate::error::CmdError;
 use crate::persist::rdb::ValRef;
@@ -76,6 +77,11 @@ pub struct Db {
     /// Replica mode (`repl`): expired keys are hidden from reads but never deleted by
     /// lazy or active expiry; the master's DEL is the only deletion, as on a Redis replica.
     pub replica: bool,
+    /// The snapshot stepper's parity: entries whose `SNAP_BIT` differs are not yet in the
+    /// running snapshot (see `shard::snapshot`).
+    parity: u8,
+    /// The running snapshot of this database, if any.
+    pub snap: Option<Box<DbSnap>>,
     /// Set for a command from the master link: its keys are live whatever their TTL says
     /// (Redis's expireIfNeeded returns "not expired" for the master client), so the
     /// master's writes apply to the same keys they did on the master.
@@ -355,6 +361,8 @@ impl Default for Db {
             lost: None,
             replica: false,
             master_view: false,
+            parity: 0,
+            snap: None,
         }
     }
 }
@@ -622,6 +630,7 @@ impl Db {
         let Some(mut loc) = self.lookup(key, now, false, true) else {
             return Ok(None);
         };
+        self.pre_write(loc);
         let b = self.arena.get(loc);
         let flags = b.first().copied().unwrap_or(0);
         if flags & KIND_MASK != KIND_STR {
@@ -762,6 +771,7 @@ impl Db {
         let h = self.hash(key);
         let slot = self.find_h(h, key);
         if let Some((_, loc)) = slot {
+            self.pre_write(loc);
             self.drop_obj(loc);
         }
         let atime = self.write_atime(slot, now);
@@ -780,6 +790,7 @@ impl Db {
         let h = self.hash(key);
         let slot = self.find_h(h, key);
         if let Some((_, loc)) = slot {
+            self.pre_write(loc);
             self.drop_obj(loc);
         }
         let atime = self.write_atime(slot, now);
@@ -796,6 +807,7 @@ impl Db {
             (None, None) => 0,
         };
         if let Some((_, loc)) = slot {
+            self.pre_write(loc);
             self.drop_obj(loc);
         }
         let flags = KIND_STR | enc.to_bits() << ENC_SHIFT;
@@ -817,6 +829,8 @@ impl Db {
         at: u64,
     ) {
         let has = at != 0;
+        // Written now: not part of a running snapshot (any old value was saved first).
+        let flags = (flags & !SNAP_BIT) | self.parity;
         let len = encoded_len(key.len(), val.len(), has);
         match slot {
             Some((pos, old)) => {
@@ -904,6 +918,7 @@ impl Db {
         let Some((pos, loc)) = self.find_h(h, key) else {
             return false;
         };
+        self.pre_write(loc);
         let b = self.arena.get(loc);
         if expire_at != 0 && expire_of(b) != 0 {
             // Same layout: overwrite the time in place.
@@ -937,6 +952,7 @@ impl Db {
         let Some((pos, loc)) = self.find(key) else {
             return false;
         };
+        self.pre_write(loc);
         let b = self.arena.get(loc);
         if b.first().is_some_and(|f| f & KIND_MASK == KIND_OBJ) {
             let v = view(b);
@@ -978,6 +994,7 @@ impl Db {
     }
 
     fn remove_at(&mut self, pos: usize, loc: Loc, drop_obj: bool) {
+        self.pre_write(loc);
         let b = self.arena.get(loc);
         if expire_of(b) != 0 {
             let tidx = le_u32(b, 12);
@@ -1017,6 +1034,7 @@ impl Db {
     /// Removes `key` and returns its entry (no expiry check: callers looked first).
     pub fn take(&mut self, key: &[u8]) -> Option<Exported> {
         let (pos, loc) = self.find(key)?;
+        self.pre_write(loc);
         let e = self.export_at(loc, true);
         self.remove_at(pos, loc, false);
         Some(e)
@@ -1027,6 +1045,7 @@ impl Db {
         let h = self.hash(key);
         let slot = self.find_h(h, key);
         if let Some((_, loc)) = slot {
+            self.pre_write(loc);
             self.drop_obj(loc);
         }
         match self.objs.insert(e.val) {
@@ -1053,6 +1072,10 @@ impl Db {
         let Some(loc) = self.lookup(key, now, count, true) else {
             return Ok(None);
         };
+        if !count {
+            // A write command's access: the snapshot keeps the value as it is now.
+            self.pre_write(loc);
+        }
         let v = view(self.arena.get(loc));
         if v.kind() == KIND_STR {
             return Err(CmdError::WrongType);
@@ -1209,6 +1232,7 @@ impl Db {
     /// FLUSHDB/FLUSHALL ASYNC: empties the database at once and frees its old contents on
     /// the lazy-free thread.
     pub fn clear_async(&mut self) {
+        self.snap_finish();
         let keys = self.len() as u64;
         if keys == 0 {
             self.clear();
@@ -1225,6 +1249,7 @@ impl Db {
     }
 
     pub fn clear(&mut self) {
+        self.snap_finish();
         self.table.clear();
         self.arena = Arena::default();
         self.objs = Objs::default();
@@ -1404,6 +1429,95 @@ impl Db {
         Some(key)
     }
 
+    // ---- the snapshot stepper (see `shard::snapshot`) ----
+
+    /// Starts a snapshot of this database as it is now (`now`: the moment's clock).
+    pub fn snap_begin(&mut self, compress: bool, now: u64) {
+        self.parity ^= SNAP_BIT;
+        self.snap = Some(Box::new(DbSnap::new(compress, now)));
+    }
+
+    /// Before the entry at `loc` changes or goes: a running snapshot saves it first.
+    #[inline]
+    fn pre_write(&mut self, loc: Loc) {
+        if self.snap.is_some() {
+            self.snap_save(loc);
+        }
+    }
+
+    /// Serialises the entry at `loc` into the running snapshot unless it is already in it
+    /// (or was written after the moment), and marks it visited.
+    #[cold]
+    fn snap_save(&mut self, loc: Loc) {
+        let Some(snap) = self.snap.as_mut() else {
+            return;
+        };
+        let b = self.arena.get(loc);
+        let flags = b.first().copied().unwrap_or(0);
+        if flags & SNAP_BIT == self.parity {
+            return;
+        }
+        let v = view(b);
+        if v.expire_at == 0 || v.expire_at > snap.now {
+            let val = if v.kind() == KIND_STR {
+                Some(ValRef::Str(v.val))
+            } else {
+                self.objs.get(v.obj_kind(), v.obj_idx()).map(ValRef::Obj)
+            };
+            if let Some(val) = val {
+                snap.keys += 1;
+                snap.expires += u64::from(v.expire_at != 0);
+                snap.w.key(v.key, val, v.expire_at);
+            }
+        }
+        if let Some(f) = self.arena.get_mut(loc).first_mut() {
+            *f = (flags & !SNAP_BIT) | self.parity;
+        }
+    }
+
+    /// Serialises up to about `budget` more entries of the running snapshot. True when
+    /// the snapshot is complete (or none runs).
+    pub fn snap_step(&mut self, budget: usize) -> bool {
+        let mut locs: Vec<Loc> = Vec::new();
+        let mut seen = 0usize;
+        loop {
+            let Some(snap) = self.snap.as_ref() else {
+                return true;
+            };
+            if snap.done {
+                return true;
+            }
+            if seen >= budget {
+                return false;
+            }
+            locs.clear();
+            let next = self.table.scan(snap.cursor, |l| locs.push(l));
+            // An empty bucket still counts: a sparse table must not make one step endless.
+            seen += locs.len().max(1);
+            for &l in &locs {
+                self.snap_save(l);
+            }
+            if let Some(snap) = self.snap.as_mut() {
+                snap.cursor = next;
+                snap.done = next == 0;
+            }
+        }
+    }
+
+    /// Completes the running snapshot now (before the data it covers goes).
+    pub fn snap_finish(&mut self) {
+        if self.snap.is_some() {
+            while !self.snap_step(usize::MAX) {}
+        }
+    }
+
+    /// The finished snapshot's records with its key and expiry counts, leaving none running.
+    pub fn snap_take(&mut self) -> Option<(Vec<u8>, u64, u64)> {
+        self.snap_finish();
+        let s = self.snap.take()?;
+        Some((s.w.buf, s.keys, s.expires))
+    }
+
     /// Bytes reserved by the table, arena and object slots (tests, memory accounting).
     pub fn reserved_bytes(&self) -> usize {
         self.table.buckets() * 8
@@ -1420,6 +1534,155 @@ mod tests {
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())
+    }
+
+    /// Live keys at `now` as (value, expiry): what a snapshot of that moment must hold.
+    fn contents(db: &Db, now: u64) -> std::collections::BTreeMap<Vec<u8>, (Value, u64)> {
+        let mut m = std::collections::BTreeMap::new();
+        db.for_each_value(now, |k, v, exp| {
+            let val = match v {
+                ValRef::Str(s) => Value::Str(Bytes::copy_from_slice(s)),
+                ValRef::Obj(o) => o.to_value(),
+            };
+            m.insert(k.to_vec(), (val, exp));
+        });
+        m
+    }
+
+    /// A snapshot's records read back through the RDB reader.
+    fn read_back(
+        buf: &[u8],
+        keys: u64,
+        expires: u64,
+    ) -> std::collections::BTreeMap<Vec<u8>, (Value, u64)> {
+        use crate::persist::rdb::Framer;
+        let mut file = Framer::header(0, 0);
+        file.extend(Framer::db(0, keys, expires));
+        file.extend_from_slice(buf);
+        file.extend(Framer::trailer(0, false));
+        let mut m = std::collections::BTreeMap::new();
+        crate::persist::read::parse(&file, 0, 1, false, |l| {
+            assert!(
+                m.insert(l.key.to_vec(), (l.val, l.expire_at)).is_none(),
+                "key twice"
+            );
+            Ok(())
+        })
+        .unwrap();
+        m
+    }
+
+    /// The stepper's snapshot holds exactly the moment's data while every kind of write
+    /// (overwrites, new keys, deletions, TTL changes, in-place edits, collection edits,
+    /// moves, expiry, table growth) runs between its slices.
+    #[test]
+    fn stepped_snapshot_is_the_moment_under_writes() {
+        for seed in 1..=40u64 {
+            let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut rnd = move |n: u64| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x % n
+            };
+            let now = 1_000_000;
+            let mut db = Db::default();
+            let key = |i: u64| format!("k{i}").into_bytes();
+            for i in 0..300 {
+                match i % 5 {
+                    0 => db.set(&key(i), b"value", 0, now),
+                    1 => db.set(&key(i), b"12345", now + 500_000, now),
+                    2 => {
+                        let h = db.hash_or_create(&key(i), now).unwrap();
+                        h.insert(b("f"), b("v"));
+                    }
+                    3 => db
+                        .list_or_create(&key(i), now)
+                        .unwrap()
+                        .push(crate::types::list::End::Tail, b"a"),
+                    _ => db.set(&key(i), b"gone soon", now + 10, now),
+                }
+            }
+            // Some keys are already expired at the moment: not in the snapshot.
+            db.set(b"dead", b"x", now - 1, now - 5);
+            let expected = contents(&db, now);
+            db.snap_begin(seed % 2 == 0, now);
+            let mut later = now;
+            for _ in 0..600 {
+                let k = key(rnd(700));
+                match rnd(12) {
+                    0 => db.set(&k, b"new", 0, later),
+                    1 => {
+                        db.remove(&k);
+                    }
+                    2 => {
+                        db.set_expire(&k, later + 1 + rnd(1000));
+                    }
+                    3 => {
+                        db.set_expire(&k, 0);
+                    }
+                    4 => {
+                        if let Ok(Some(s)) = db.str_mut(&k, later, 40) {
+                            if let Some(c) = s.first_mut() {
+                                *c = b'Z';
+                            }
+                        }
+                    }
+                    5 => {
+                        if let Ok(h) = db.hash_or_create(&k, later) {
+                            h.insert(b("g"), b("w"));
+                        }
+                    }
+                    6 => {
+                        if let Some(e) = db.take(&k) {
+                            db.import(&key(rnd(700)), e);
+                        }
+                    }
+                    7 => {
+                        db.unlink(&k);
+                    }
+                    8 => {
+                        later += 20;
+                        db.active_expire(later, 50);
+                    }
+                    9 => {
+                        // Growth: the table resizes under the walk.
+                        for j in 0..50 {
+                            db.set(
+                                format!("grow{}", rnd(1 << 20) + j).as_bytes(),
+                                b"g",
+                                0,
+                                later,
+                            );
+                        }
+                    }
+                    _ => {
+                        if let Ok(Some(l)) = db.get_list_mut(&k, later) {
+                            l.push(crate::types::list::End::Head, b"b");
+                        }
+                    }
+                }
+                if rnd(3) == 0 {
+                    db.snap_step(1 + rnd(8) as usize);
+                }
+            }
+            let (buf, keys, expires) = db.snap_take().unwrap();
+            let got = read_back(&buf, keys, expires);
+            assert_eq!(got.len() as u64, keys, "seed {seed}");
+            assert_eq!(got.len(), expected.len(), "seed {seed}");
+            assert!(
+                got == expected,
+                "seed {seed}: snapshot differs from the moment"
+            );
+            // A second snapshot, taken with no writes, is the data as it is now.
+            let current = contents(&db, later);
+            db.snap_begin(false, later);
+            let (buf, keys, expires) = db.snap_take().unwrap();
+            assert!(
+                read_back(&buf, keys, expires) == current,
+                "seed {seed}: second snapshot"
+            );
+        }
     }
 
     /// Every db hashes a key alike within the process (stored hashes stay valid when an

@@ -14,6 +14,7 @@ pub mod lazyfree;
 pub mod notify;
 pub mod objs;
 pub mod route;
+pub mod snapshot;
 pub mod value;
 pub mod watch;
 
@@ -126,6 +127,53 @@ impl Shard {
         x ^= x << 17;
         self.rng = x;
         x
+    }
+
+    /// SWAPDB: exchanges two databases' contents. A running snapshot of either is first
+    /// completed, and each snapshot stays with its database index (it is the moment's
+    /// content of that index).
+    pub fn swap_dbs(&mut self, a: usize, b: usize) {
+        if a >= self.dbs.len() || b >= self.dbs.len() || a == b {
+            return;
+        }
+        for i in [a, b] {
+            if let Some(d) = self.dbs.get_mut(i) {
+                d.snap_finish();
+            }
+        }
+        self.dbs.swap(a, b);
+        let (lo, hi) = (a.min(b), a.max(b));
+        let (x, y) = self.dbs.split_at_mut(hi);
+        if let (Some(x), Some(y)) = (x.get_mut(lo), y.first_mut()) {
+            std::mem::swap(&mut x.snap, &mut y.snap);
+        }
+    }
+
+    /// Starts a stepped snapshot of every database (see `snapshot.rs`).
+    pub fn snap_begin(&mut self, compress: bool) {
+        let now = self.now_ms;
+        self.dbs
+            .iter_mut()
+            .for_each(|d| d.snap_begin(compress, now));
+    }
+
+    /// One slice of the running snapshot: about `budget` entries over the databases. True
+    /// when every database is complete.
+    pub fn snap_step(&mut self, budget: usize) -> bool {
+        for d in self.dbs.iter_mut() {
+            if !d.snap_step(budget) {
+                return false;
+            }
+        }
+        true
+    }
+
+    /// The finished snapshot, per database: (records, keys, expires).
+    pub fn snap_take(&mut self) -> Vec<(Vec<u8>, u64, u64)> {
+        self.dbs
+            .iter_mut()
+            .map(|d| d.snap_take().unwrap_or_default())
+            .collect()
     }
 
     /// Database `i`, clamped to the configured range (indexes are validated at SELECT).
