@@ -110,7 +110,7 @@ pub fn rewrite_aof(
     started: impl FnOnce(&mut crate::server::worker::Worker, Result<(), String>) + Send + 'static,
 ) {
     use crate::persist::aof;
-    use crate::server::worker::{ShardFn, Worker};
+    use crate::server::worker::Worker;
     let shared = w.shared.clone();
     if shared.aof.rewriting.swap(true, Ordering::SeqCst) {
         started(
@@ -140,78 +140,77 @@ pub fn rewrite_aof(
     if enabling {
         aof::start_fsync_thread(shared.aof.clone(), shared.clone());
     }
-    save::snapshot(w, true, move |w: &mut Worker, parts, txid| {
-        // Still locked: every shard switches to its next log at the snapshot's moment.
-        let jobs = (0..w.nshards)
-            .map(|s| {
-                let job: ShardFn<Result<(), String>> = Box::new(move |tw: &mut Worker| {
-                    let cfg = tw.shared.cfg.clone();
-                    let r = match tw.aof.as_mut() {
-                        Some(a) => a.switch(&cfg, &mut tw.shard, seq),
-                        None if enabling => {
-                            crate::shard::journal::enable(
-                                &mut tw.shard,
-                                crate::shard::journal::DEFAULT_BACKLOG,
-                            );
-                            let from = tw.shard.journal.as_ref().map_or(1, |j| j.next());
-                            aof::Writer::open(&cfg, tw.shared.aof.clone(), tw.id, seq, from).map(
-                                |wr| {
-                                    if let Some(j) = tw.shard.journal.as_mut() {
-                                        j.pin = Some(from);
-                                    }
-                                    tw.aof = Some(wr);
-                                },
-                            )
-                        }
-                        None => Ok(()),
-                    };
-                    crate::coord::multi::unlock(tw, txid);
-                    r
-                });
-                (s, job)
-            })
-            .collect();
-        w.fan_out(
-            jobs,
-            false,
-            move |w: &mut Worker, res: Vec<Result<(), String>>| {
-                let shared = w.shared.clone();
-                if let Some(Err(e)) = res.into_iter().find(|r| r.is_err()) {
-                    crate::log::warning(&format!("Can't rewrite the append only file: {e}"));
-                    shared.aof.last_rewrite_ok.store(false, Ordering::SeqCst);
-                    shared.aof.rewriting.store(false, Ordering::SeqCst);
-                    started(w, Err(e));
-                    return;
-                }
-                shared.aof.seq.store(seq, Ordering::SeqCst);
-                if enabling {
-                    shared.aof.enabled.store(true, Ordering::SeqCst);
-                }
-                crate::log::notice("Background append only file rewriting started");
-                started(w, Ok(()));
-                let checksum = shared.tun.rdbchecksum.load(Ordering::Relaxed);
-                let _ = std::thread::Builder::new()
-                    .name("aof-rewrite".into())
-                    .spawn(move || {
-                        let r = aof::finish_rewrite(&shared.cfg, seq, &parts, checksum);
-                        match &r {
-                            Ok(()) => {
-                                crate::log::notice("Background AOF rewrite finished successfully")
-                            }
-                            Err(e) => {
-                                crate::log::warning(&format!("Background AOF rewrite failed: {e}"))
-                            }
-                        }
-                        shared
-                            .aof
-                            .last_rewrite_ok
-                            .store(r.is_ok(), Ordering::SeqCst);
-                        shared.aof.rewrites.fetch_add(1, Ordering::SeqCst);
-                        shared.aof.rewriting.store(false, Ordering::SeqCst);
-                    });
-            },
-        );
+    // At the snapshot's moment, under the all-shard lock, every shard switches to its next
+    // log; the shards then serialise the base while serving (`save::stepped`).
+    let at_moment: save::AtMoment = std::sync::Arc::new(move |tw: &mut Worker| {
+        let cfg = tw.shared.cfg.clone();
+        match tw.aof.as_mut() {
+            Some(a) => a.switch(&cfg, &mut tw.shard, seq),
+            None if enabling => {
+                crate::shard::journal::enable(
+                    &mut tw.shard,
+                    crate::shard::journal::DEFAULT_BACKLOG,
+                );
+                let from = tw.shard.journal.as_ref().map_or(1, |j| j.next());
+                aof::Writer::open(&cfg, tw.shared.aof.clone(), tw.id, seq, from).map(|wr| {
+                    if let Some(j) = tw.shard.journal.as_mut() {
+                        j.pin = Some(from);
+                    }
+                    tw.aof = Some(wr);
+                })
+            }
+            None => Ok(()),
+        }
     });
+    let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let failed2 = failed.clone();
+    save::stepped(
+        w,
+        Some(at_moment),
+        move |w: &mut Worker, res: Vec<Result<(), String>>| {
+            let shared = w.shared.clone();
+            if let Some(Err(e)) = res.into_iter().find(|r| r.is_err()) {
+                crate::log::warning(&format!("Can't rewrite the append only file: {e}"));
+                failed.store(true, Ordering::SeqCst);
+                shared.aof.last_rewrite_ok.store(false, Ordering::SeqCst);
+                shared.aof.rewriting.store(false, Ordering::SeqCst);
+                started(w, Err(e));
+                return;
+            }
+            shared.aof.seq.store(seq, Ordering::SeqCst);
+            if enabling {
+                shared.aof.enabled.store(true, Ordering::SeqCst);
+            }
+            crate::log::notice("Background append only file rewriting started");
+            started(w, Ok(()));
+        },
+        move |w: &mut Worker, parts, _| {
+            if failed2.load(Ordering::SeqCst) {
+                return;
+            }
+            let shared = w.shared.clone();
+            let checksum = shared.tun.rdbchecksum.load(Ordering::Relaxed);
+            let _ = std::thread::Builder::new()
+                .name("aof-rewrite".into())
+                .spawn(move || {
+                    let r = aof::finish_rewrite(&shared.cfg, seq, &parts, checksum);
+                    match &r {
+                        Ok(()) => {
+                            crate::log::notice("Background AOF rewrite finished successfully")
+                        }
+                        Err(e) => {
+                            crate::log::warning(&format!("Background AOF rewrite failed: {e}"))
+                        }
+                    }
+                    shared
+                        .aof
+                        .last_rewrite_ok
+                        .store(r.is_ok(), Ordering::SeqCst);
+                    shared.aof.rewrites.fetch_add(1, Ordering::SeqCst);
+                    shared.aof.rewriting.store(false, Ordering::SeqCst);
+                });
+        },
+    );
 }
 
 /// CONFIG SET appendonly no: every shard stops appending (the files stay as they are).

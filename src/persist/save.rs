@@ -103,6 +103,10 @@ struct Collect {
     parts: Vec<Option<ShardPart>>,
     left: usize,
     done: Option<PartsFn>,
+    /// `taken` has run on the coordinator.
+    taken: bool,
+    /// Every part, waiting for `taken` to have run.
+    ready: Option<(Vec<ShardPart>, PartsFn)>,
 }
 
 /// Takes a snapshot and gives the parts (in shard order) and the lock's id to `done` on
@@ -122,7 +126,7 @@ pub fn snapshot(
     done: impl FnOnce(&mut Worker, Vec<ShardPart>, u64) + Send + 'static,
 ) {
     if !keep_locked {
-        stepped(w, |_| {}, done);
+        stepped(w, None, |_, _| {}, done);
         return;
     }
     let compress = w.shared.tun.rdbcompression.load(Ordering::Relaxed);
@@ -158,11 +162,18 @@ pub fn snapshot(
     );
 }
 
-/// The stepped snapshot: `taken` runs here once every shard has marked the moment (and
-/// serves again), `done` once every part is serialised.
-fn stepped(
+/// What each shard does at the snapshot's moment, still under the lock (the AOF rewrite
+/// switches logs there); its result goes to `taken`.
+pub type AtMoment = Arc<dyn Fn(&mut Worker) -> Result<(), String> + Send + Sync>;
+
+/// The stepped snapshot: every shard runs `at_moment` and marks its point in time under
+/// the all-shard lock, then serialises while serving. `taken` runs here with the
+/// `at_moment` results once every shard has marked the moment; `done` once every part is
+/// serialised, always after `taken`.
+pub fn stepped(
     w: &mut Worker,
-    taken: impl FnOnce(&mut Worker) + Send + 'static,
+    at_moment: Option<AtMoment>,
+    taken: impl FnOnce(&mut Worker, Vec<Result<(), String>>) + Send + 'static,
     done: impl FnOnce(&mut Worker, Vec<ShardPart>, u64) + Send + 'static,
 ) {
     let compress = w.shared.tun.rdbcompression.load(Ordering::Relaxed);
@@ -174,7 +185,10 @@ fn stepped(
         parts: (0..n).map(|_| None).collect(),
         left: n,
         done: Some(Box::new(done)),
+        taken: false,
+        ready: None,
     }));
+    let after = collect.clone();
     lock_all(
         w,
         all.clone(),
@@ -183,12 +197,14 @@ fn stepped(
                 .into_iter()
                 .map(|s| {
                     let collect = collect.clone();
-                    let job: ShardFn<()> = Box::new(move |tw| {
+                    let at_moment = at_moment.clone();
+                    let job: ShardFn<Result<(), String>> = Box::new(move |tw| {
                         // One snapshot per shard at a time (saves are serialised by
                         // `persist::State`; this only guards the invariant).
                         if tw.snap_run.is_some() {
                             finish_step(tw);
                         }
+                        let r = at_moment.map_or(Ok(()), |f| f(tw));
                         tw.shard.snap_begin(compress);
                         let dirty = tw.shard.dirty;
                         unlock(tw, txid);
@@ -198,22 +214,31 @@ fn stepped(
                                 hand_over(tw, &collect, s, part, origin, txid, start)
                             }),
                         });
+                        r
                     });
                     (s, job)
                 })
                 .collect();
-            w.fan_out(jobs, false, move |w, _: Vec<()>| {
+            w.fan_out(jobs, false, move |w, res: Vec<Result<(), String>>| {
                 crate::log::verbose(&format!(
                     "Snapshot point in time taken in {} ms; shards serialise while serving",
                     start.elapsed().as_millis()
                 ));
-                taken(w);
+                taken(w, res);
+                let ready = after.lock().ok().and_then(|mut c| {
+                    c.taken = true;
+                    c.ready.take()
+                });
+                if let Some((parts, done)) = ready {
+                    done(w, parts, txid);
+                }
             });
         }),
     );
 }
 
-/// A shard's finished part reaches the collection; the last one runs `done` on `origin`.
+/// A shard's finished part reaches the collection; the last one runs `done` on `origin`
+/// (or leaves it for `taken` to run, if the moment's replies have not all arrived yet).
 fn hand_over(
     tw: &mut Worker,
     collect: &Arc<Mutex<Collect>>,
@@ -223,7 +248,7 @@ fn hand_over(
     txid: u64,
     start: Instant,
 ) {
-    let ready = {
+    {
         let Ok(mut c) = collect.lock() else {
             return;
         };
@@ -234,22 +259,31 @@ fn hand_over(
         if c.left > 0 {
             return;
         }
-        let parts: Vec<ShardPart> = c.parts.drain(..).flatten().collect();
-        c.done.take().map(|d| (parts, d))
-    };
-    if let Some((parts, done)) = ready {
-        tw.post(
-            origin,
-            Msg::Control(Box::new(move |ow: &mut Worker| {
+    }
+    let collect = collect.clone();
+    tw.post(
+        origin,
+        Msg::Control(Box::new(move |ow: &mut Worker| {
+            let ready = collect.lock().ok().and_then(|mut c| {
+                let parts: Vec<ShardPart> = c.parts.drain(..).flatten().collect();
                 crate::log::notice(&format!(
                     "Snapshot taken: {} shards serialised in {} ms while serving",
                     parts.len(),
                     start.elapsed().as_millis()
                 ));
-                done(ow, parts, txid)
-            })),
-        );
-    }
+                let done = c.done.take()?;
+                if c.taken {
+                    Some((parts, done))
+                } else {
+                    c.ready = Some((parts, done));
+                    None
+                }
+            });
+            if let Some((parts, done)) = ready {
+                done(ow, parts, txid);
+            }
+        })),
+    );
 }
 
 /// Releases every shard locked by `txid`, then runs `then`.
@@ -424,7 +458,8 @@ pub fn bgsave(
     // shards then serialise while serving and a std thread writes the file.
     stepped(
         w,
-        move |w| {
+        None,
+        move |w, _| {
             crate::log::notice("Background saving started");
             started(w, Ok(()));
         },
