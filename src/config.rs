@@ -727,6 +727,20 @@ impl Config {
             }
             "hop-spin-us" => self.hop_spin_us = parse_num(name, v)?,
             "timeout" => self.timeout = parse_num(name, v)?,
+            // Encoding thresholds (`types::limits`): installed when the server starts
+            // (`install_thresholds`), shown by CONFIG GET under both names.
+            other if crate::types::limits::find(other).is_some() => {
+                let (n, shown) = parse_threshold(other, v)?;
+                if n == "list-compress-depth" {
+                    if let Some(w) = compress_depth_warning(&shown) {
+                        self.warnings.push(w);
+                    }
+                }
+                for k in threshold_names(n) {
+                    self.text.retain(|(x, _)| x != k);
+                    self.text.push((k.to_string(), shown.clone()));
+                }
+            }
             "lua-time-limit" | "busy-reply-threshold" => {
                 let ms: u64 = parse_num(name, v)?;
                 crate::scripting::set_busy_threshold_ms(ms);
@@ -830,6 +844,47 @@ impl Config {
     }
 }
 
+/// Parses an encoding threshold (`types::limits`) by either of its names: its canonical
+/// name and the value as CONFIG GET shows it. Errors carry Redis's CONFIG SET wording.
+fn parse_threshold(name: &str, v: &str) -> Result<(&'static str, String), String> {
+    let (n, _, _, kind) = crate::types::limits::find(name)
+        .ok_or_else(|| format!("unknown parameter '{name}'"))?;
+    let value = crate::types::limits::parse(*kind, v)?;
+    Ok((n, value.to_string()))
+}
+
+/// A threshold's names: the canonical one and its `*-ziplist-*` alias, if any.
+fn threshold_names(name: &str) -> impl Iterator<Item = &'static str> {
+    crate::types::limits::find(name)
+        .into_iter()
+        .flat_map(|(n, alias, _, _)| std::iter::once(*n).chain(*alias))
+}
+
+/// What `list-compress-depth` does not do here, logged when it asks for compression.
+fn compress_depth_warning(shown: &str) -> Option<String> {
+    (shown != "0").then(|| {
+        format!(
+            "'list-compress-depth {shown}': list nodes are not compressed in memory; DUMP and \
+             RDB files write the inner nodes compressed, as Redis does"
+        )
+    })
+}
+
+/// Makes the thresholds of `cfg` (config file, flags) the ones in force (`types::limits`);
+/// the server calls it once before loading data.
+pub fn install_thresholds(cfg: &Config) {
+    for (name, _, default, _) in crate::types::limits::PARAMS {
+        let v = cfg
+            .text
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.parse::<i64>().ok())
+            .unwrap_or(*default);
+        crate::types::limits::set(name, v);
+    }
+}
+
 /// Parses a `save` value: `<seconds> <changes>` pairs (seconds at least 1), or nothing.
 /// Errors carry Redis's text.
 pub fn parse_save(v: &str) -> Result<Vec<(u64, u64)>, String> {
@@ -879,10 +934,6 @@ pub const PASSIVE_PARAMS: &[(&str, &str)] = &[
     ("notify-keyspace-events", ""),
     ("lazyfree-lazy-user-del", "no"),
     ("lazyfree-lazy-user-flush", "no"),
-    ("list-max-listpack-size", "-2"),
-    ("hash-max-listpack-entries", "128"),
-    ("set-max-intset-entries", "512"),
-    ("zset-max-listpack-entries", "128"),
     ("replica-read-only", "yes"),
     ("replica-priority", "100"),
     ("min-replicas-to-write", "0"),
@@ -1062,6 +1113,11 @@ impl Tunables {
         );
         for (k, v) in crate::repl::SETTING_DEFAULTS {
             text.insert(k.to_string(), v.to_string());
+        }
+        for (k, alias, v, _) in crate::types::limits::PARAMS {
+            for n in std::iter::once(*k).chain(*alias) {
+                text.insert(n.to_string(), v.to_string());
+            }
         }
         let master = cfg
             .replicaof
@@ -1342,6 +1398,9 @@ impl Tunables {
                     &self.rdbchecksum
                 };
                 flag.store(on, Ordering::Relaxed);
+                if name == "rdbcompression" {
+                    crate::persist::rdb::set_dump_compression(on);
+                }
                 let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
                 m.insert(name.into(), if on { "yes" } else { "no" }.into());
             }
@@ -1373,6 +1432,20 @@ impl Tunables {
                     .store(crate::acl::auth_required(), Ordering::Relaxed);
             }
             "aclfile" => return Err("can't set immutable config".into()),
+            other if crate::types::limits::find(other).is_some() => {
+                let (n, shown) = parse_threshold(other, value)?;
+                let v: i64 = shown.parse().map_err(|_| "internal error".to_string())?;
+                if n == "list-compress-depth" {
+                    if let Some(w) = compress_depth_warning(&shown) {
+                        crate::log::warning(&format!("CONFIG SET {w}"));
+                    }
+                }
+                crate::types::limits::set(n, v);
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                for k in threshold_names(n) {
+                    m.insert(k.to_string(), shown.clone());
+                }
+            }
             "notify-keyspace-events" => {
                 let f = crate::shard::notify::parse(value)
                     .ok_or_else(|| crate::shard::notify::INVALID.to_string())?;

@@ -229,6 +229,9 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
     let want = memlock_needed(&cfg);
     let got = sys::raise_memlock(want.max(64 << 20));
     let reserved_fds = adjust_open_files_limit(&mut cfg)?;
+    // Loading converts collections by the configured thresholds, as Redis's loader.
+    crate::config::install_thresholds(&cfg);
+    crate::persist::rdb::set_dump_compression(cfg.rdbcompression);
 
     let addr = SocketAddr::new(cfg.bind, cfg.port);
     if cfg.port != 0 {

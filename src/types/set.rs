@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 
-use super::limits::{SET_MAX_INTSET_ENTRIES, SET_MAX_LISTPACK_ENTRIES, SET_MAX_LISTPACK_VALUE};
+use super::limits::{self, SET_MAX_LISTPACK_ENTRIES, SET_MAX_LISTPACK_VALUE};
 use super::pack::Pack;
 use super::table::Table;
 use super::{random_positions, sampled_sum, Rng};
@@ -123,7 +123,7 @@ impl Set {
                     Ok(_) => false,
                     Err(pos) => {
                         v.insert(pos, i);
-                        if v.len() > SET_MAX_INTSET_ENTRIES {
+                        if v.len() > limits::set_max_intset_entries() {
                             self.convert_to_table(0);
                         }
                         true
