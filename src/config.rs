@@ -847,8 +847,8 @@ impl Config {
 /// Parses an encoding threshold (`types::limits`) by either of its names: its canonical
 /// name and the value as CONFIG GET shows it. Errors carry Redis's CONFIG SET wording.
 fn parse_threshold(name: &str, v: &str) -> Result<(&'static str, String), String> {
-    let (n, _, _, kind) = crate::types::limits::find(name)
-        .ok_or_else(|| format!("unknown parameter '{name}'"))?;
+    let (n, _, _, kind) =
+        crate::types::limits::find(name).ok_or_else(|| format!("unknown parameter '{name}'"))?;
     let value = crate::types::limits::parse(*kind, v)?;
     Ok((n, value.to_string()))
 }

@@ -459,12 +459,16 @@ fn read_value(c: &mut Cursor<'_>, t: u8, key: &[u8]) -> R<Option<Value>> {
         TYPE_LIST_ZIPLIST => list_of(packed(c, "Ziplist", read_ziplist)?),
         TYPE_SET_INTSET => set_of(packed(c, "Intset", read_intset)?, c.pos)?,
         TYPE_SET_LISTPACK => set_of(packed(c, "Listpack", read_listpack)?, c.pos)?,
-        TYPE_ZSET_ZIPLIST => {
-            zset_of(scored(packed(c, "Ziplist", read_ziplist)?, c.pos)?, c.pos, true)?
-        }
-        TYPE_ZSET_LISTPACK => {
-            zset_of(scored(packed(c, "Listpack", read_listpack)?, c.pos)?, c.pos, true)?
-        }
+        TYPE_ZSET_ZIPLIST => zset_of(
+            scored(packed(c, "Ziplist", read_ziplist)?, c.pos)?,
+            c.pos,
+            true,
+        )?,
+        TYPE_ZSET_LISTPACK => zset_of(
+            scored(packed(c, "Listpack", read_listpack)?, c.pos)?,
+            c.pos,
+            true,
+        )?,
         TYPE_HASH_ZIPLIST => {
             let items = packed(c, "Ziplist", read_ziplist)?;
             hash_of(pairs_of(items, c.pos, "Hash ziplist")?, c.pos, true)?

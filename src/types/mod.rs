@@ -110,12 +110,37 @@ pub mod limits {
 
     /// Every threshold: (name, Redis 7.0's older alias, default, kind).
     pub const PARAMS: &[(&str, Option<&str>, i64, Kind)] = &[
-        ("hash-max-listpack-entries", Some("hash-max-ziplist-entries"), 512, Kind::Count),
-        ("hash-max-listpack-value", Some("hash-max-ziplist-value"), 64, Kind::Bytes),
+        (
+            "hash-max-listpack-entries",
+            Some("hash-max-ziplist-entries"),
+            512,
+            Kind::Count,
+        ),
+        (
+            "hash-max-listpack-value",
+            Some("hash-max-ziplist-value"),
+            64,
+            Kind::Bytes,
+        ),
         ("set-max-intset-entries", None, 512, Kind::Count),
-        ("zset-max-listpack-entries", Some("zset-max-ziplist-entries"), 128, Kind::Count),
-        ("zset-max-listpack-value", Some("zset-max-ziplist-value"), 64, Kind::Bytes),
-        ("list-max-listpack-size", Some("list-max-ziplist-size"), -2, Kind::Int),
+        (
+            "zset-max-listpack-entries",
+            Some("zset-max-ziplist-entries"),
+            128,
+            Kind::Count,
+        ),
+        (
+            "zset-max-listpack-value",
+            Some("zset-max-ziplist-value"),
+            64,
+            Kind::Bytes,
+        ),
+        (
+            "list-max-listpack-size",
+            Some("list-max-ziplist-size"),
+            -2,
+            Kind::Int,
+        ),
         ("list-compress-depth", None, 0, Kind::Depth),
     ];
 

@@ -921,7 +921,8 @@ impl ZSet {
     /// Inserts a member known to be absent.
     fn insert_new(&mut self, score: f64, member: Bytes) {
         if let Repr::Listpack(p) = &self.repr {
-            if p.len() / 2 >= limits::zset_max_entries() || member.len() > limits::zset_max_value() {
+            if p.len() / 2 >= limits::zset_max_entries() || member.len() > limits::zset_max_value()
+            {
                 self.convert_to_skiplist();
             }
         }
