@@ -258,7 +258,13 @@ pub enum RecvMode {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub port: u16,
-    pub bind: IpAddr,
+    /// Addresses to listen on (`bind`), each with its optional mark (`-addr`: skipped when
+    /// the address is not available here, as Redis 7).
+    pub bind: Vec<(IpAddr, bool)>,
+    /// `unixsocket`: a Unix domain socket path to listen on as well.
+    pub unixsocket: Option<String>,
+    /// `unixsocketperm`: the socket file's mode (0: as the umask leaves it).
+    pub unixsocketperm: u32,
     pub shards: usize,
     pub cores: Vec<usize>,
     /// `--cores none`: shard threads are not pinned.
@@ -372,7 +378,9 @@ impl Default for Config {
         let shards = available_cores().len().max(1);
         Config {
             port: DEFAULT_PORT,
-            bind: IpAddr::from([127, 0, 0, 1]),
+            bind: vec![(IpAddr::from([127, 0, 0, 1]), false)],
+            unixsocket: None,
+            unixsocketperm: 0,
             shards,
             cores: Vec::new(),
             unpinned: true,
@@ -599,41 +607,16 @@ impl Config {
         match name {
             "port" => self.port = parse_num(name, v)?,
             "bind" => {
-                let mut addrs = v.split_whitespace();
-                let first = addrs.next().unwrap_or("");
-                let first = if first == "localhost" {
-                    "127.0.0.1"
-                } else {
-                    first
-                };
-                self.bind = first
-                    .trim_start_matches('-')
-                    .parse()
-                    .map_err(|_| format!("invalid bind address '{v}'"))?;
+                self.bind = parse_bind(v)?;
                 self.bind_text = v.to_string();
-                let rest: Vec<&str> = addrs.collect();
-                if let Some(bad) = rest
-                    .iter()
-                    .find(|a| a.trim_start_matches('-').parse::<IpAddr>().is_err())
-                {
-                    return Err(format!("invalid bind address '{bad}'"));
-                }
-                // Optional (`-`) addresses may be missing in Redis too; a required one that
-                // is not listened on is refused rather than dropped.
-                if let Some(req) = rest.iter().find(|a| !a.starts_with('-')) {
-                    return Err(format!(
-                        "bind '{v}': listening on several addresses is not supported yet; \
-                         '{req}' would not be served (use one address, or mark the others \
-                         optional with '-')"
-                    ));
-                }
-                if !rest.is_empty() {
-                    self.warnings.push(format!(
-                        "'bind {v}': only {} is listened on (the optional {} are not)",
-                        self.bind,
-                        rest.join(" ")
-                    ));
-                }
+            }
+            "unixsocket" => self.unixsocket = (!v.is_empty()).then(|| v.to_string()),
+            "unixsocketperm" => {
+                let p = u32::from_str_radix(v.trim(), 8)
+                    .ok()
+                    .filter(|p| *p <= 0o777)
+                    .ok_or_else(|| format!("invalid unixsocketperm '{v}' (octal, at most 777)"))?;
+                self.unixsocketperm = p;
             }
             "shards" => self.shards = parse_num(name, v)?,
             "cores" => {
@@ -842,6 +825,39 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Redis's limit on `bind` addresses (CONFIG_BINDADDR_MAX).
+const BIND_MAX: usize = 16;
+
+/// Parses `bind`'s addresses as Redis 7: `-` marks an optional one, `*` is every IPv4
+/// address and `::*` every IPv6 one, `localhost` is 127.0.0.1.
+pub fn parse_bind(v: &str) -> Result<Vec<(IpAddr, bool)>, String> {
+    let words: Vec<&str> = v.split_whitespace().collect();
+    if words.len() > BIND_MAX {
+        return Err("Too many bind addresses specified.".into());
+    }
+    if words.is_empty() {
+        return Err("bind needs at least one address".into());
+    }
+    words
+        .iter()
+        .map(|w| {
+            let (addr, optional) = match w.strip_prefix('-') {
+                Some(a) => (a, true),
+                None => (*w, false),
+            };
+            let ip = match addr {
+                "*" => IpAddr::from([0, 0, 0, 0]),
+                "::*" => IpAddr::from([0u16; 8]),
+                "localhost" => IpAddr::from([127, 0, 0, 1]),
+                a => a
+                    .parse()
+                    .map_err(|_| format!("invalid bind address '{w}'"))?,
+            };
+            Ok((ip, optional))
+        })
+        .collect()
 }
 
 /// Parses an encoding threshold (`types::limits`) by either of its names: its canonical
@@ -1071,6 +1087,11 @@ impl Tunables {
             .collect();
         text.insert("port".into(), cfg.port.to_string());
         text.insert("bind".into(), cfg.bind_text.clone());
+        text.insert(
+            "unixsocket".into(),
+            cfg.unixsocket.clone().unwrap_or_default(),
+        );
+        text.insert("unixsocketperm".into(), format!("{:o}", cfg.unixsocketperm));
         text.insert("databases".into(), cfg.databases.to_string());
         text.insert("loglevel".into(), cfg.loglevel.clone());
         text.insert("tcp-backlog".into(), cfg.tcp_backlog.to_string());
@@ -1349,6 +1370,8 @@ impl Tunables {
             }
             "port"
             | "bind"
+            | "unixsocket"
+            | "unixsocketperm"
             | "databases"
             | "shards"
             | "tcp-backlog"

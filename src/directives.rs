@@ -70,8 +70,6 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ("tls-auth-clients", Warn("TLS is not supported yet (tls-port must be 0)")),
     ("tls-replication", Only(&["no"], "TLS is not supported yet")),
     ("tls-cluster", Only(&["no"], "TLS is not supported yet")),
-    ("unixsocket", Only(&[""], "unix sockets are not supported yet: clients would find nothing at that path")),
-    ("unixsocketperm", Warn("unix sockets are not supported yet")),
     (
         "enable-protected-configs",
         Warn("protected configs (dir, dbfilename, logfile...) cannot be changed by CONFIG SET at all"),
