@@ -1,5 +1,6 @@
 //! Per-core networking: `run()` fits RLIMIT_NOFILE to maxclients (or maxclients to the
-//! limit, as Redis's adjustOpenFilesLimit), binds one SO_REUSEPORT listener per shard, builds
+//! limit, as Redis's adjustOpenFilesLimit), binds one SO_REUSEPORT listener per shard per
+//! `bind` address (and the `unixsocket`, on shard 0, which hands its clients round), builds
 //! the shard mesh, starts one pinned thread per shard running its `Worker` loop, and waits
 //! for them to stop. Runs on the main thread; a "signals" thread turns SIGINT / SIGTERM into a
 //! shutdown, as SHUTDOWN does: when save rules exist, shard 0 first saves the snapshot

@@ -1,4 +1,4 @@
-//! The per-shard event loop: one `Worker` per pinned core owns its ring, its listening socket,
+//! The per-shard event loop: one `Worker` per pinned core owns its ring, its listening sockets,
 //! the connections it accepted, its slice of the keyspace and its end of the shard mesh.
 //!
 //! One loop pass: collect completions (accepts, receives, sends, wakeups) → parse and run every

@@ -1,6 +1,6 @@
 //! Hash values: field → value, binary safe. Compact form `listpack` (a [`Pack`] of
-//! field, value, field, value ... in insertion order, one heap block, linear lookup) while there are at most 512 fields (`HASH_MAX_LISTPACK_ENTRIES`) and every field and value
-//! is at most 64 bytes; otherwise `hashtable` ([`Table`]: O(1) lookup, O(1) random field,
+//! field, value, field, value ... in insertion order, one heap block, linear lookup) while there are at most `hash-max-listpack-entries` fields (512) and every field and value
+//! is at most `hash-max-listpack-value` bytes (64); otherwise `hashtable` ([`Table`]: O(1) lookup, O(1) random field,
 //! no-miss SCAN). Never converts back. Owned by the key's shard thread.
 
 use bytes::Bytes;

@@ -1,5 +1,6 @@
 //! Redis value data structures, self-contained: lists, hashes, sets and sorted sets with their
-//! compact ("listpack"/"intset") and big forms, exactly Redis's conversion thresholds, the
+//! compact ("listpack"/"intset") and big forms, Redis's conversion rules over the configurable
+//! thresholds of [`limits`] (defaults below), the
 //! encoding names OBJECT ENCODING reports and an approximate heap size. Nothing here knows RESP,
 //! the keyspace or clients: members are `Bytes`, errors are Redis's exact texts as `&'static str`
 //! (see [`err`]), replies are plain Rust values. Owned by the shard thread that owns the key.
