@@ -258,7 +258,13 @@ pub enum RecvMode {
 #[derive(Debug, Clone)]
 pub struct Config {
     pub port: u16,
-    pub bind: IpAddr,
+    /// Addresses to listen on (`bind`), each with its optional mark (`-addr`: skipped when
+    /// the address is not available here, as Redis 7).
+    pub bind: Vec<(IpAddr, bool)>,
+    /// `unixsocket`: a Unix domain socket path to listen on as well.
+    pub unixsocket: Option<String>,
+    /// `unixsocketperm`: the socket file's mode (0: as the umask leaves it).
+    pub unixsocketperm: u32,
     pub shards: usize,
     pub cores: Vec<usize>,
     /// `--cores none`: shard threads are not pinned.
@@ -372,7 +378,9 @@ impl Default for Config {
         let shards = available_cores().len().max(1);
         Config {
             port: DEFAULT_PORT,
-            bind: IpAddr::from([127, 0, 0, 1]),
+            bind: vec![(IpAddr::from([127, 0, 0, 1]), false)],
+            unixsocket: None,
+            unixsocketperm: 0,
             shards,
             cores: Vec::new(),
             unpinned: true,
@@ -599,41 +607,16 @@ impl Config {
         match name {
             "port" => self.port = parse_num(name, v)?,
             "bind" => {
-                let mut addrs = v.split_whitespace();
-                let first = addrs.next().unwrap_or("");
-                let first = if first == "localhost" {
-                    "127.0.0.1"
-                } else {
-                    first
-                };
-                self.bind = first
-                    .trim_start_matches('-')
-                    .parse()
-                    .map_err(|_| format!("invalid bind address '{v}'"))?;
+                self.bind = parse_bind(v)?;
                 self.bind_text = v.to_string();
-                let rest: Vec<&str> = addrs.collect();
-                if let Some(bad) = rest
-                    .iter()
-                    .find(|a| a.trim_start_matches('-').parse::<IpAddr>().is_err())
-                {
-                    return Err(format!("invalid bind address '{bad}'"));
-                }
-                // Optional (`-`) addresses may be missing in Redis too; a required one that
-                // is not listened on is refused rather than dropped.
-                if let Some(req) = rest.iter().find(|a| !a.starts_with('-')) {
-                    return Err(format!(
-                        "bind '{v}': listening on several addresses is not supported yet; \
-                         '{req}' would not be served (use one address, or mark the others \
-                         optional with '-')"
-                    ));
-                }
-                if !rest.is_empty() {
-                    self.warnings.push(format!(
-                        "'bind {v}': only {} is listened on (the optional {} are not)",
-                        self.bind,
-                        rest.join(" ")
-                    ));
-                }
+            }
+            "unixsocket" => self.unixsocket = (!v.is_empty()).then(|| v.to_string()),
+            "unixsocketperm" => {
+                let p = u32::from_str_radix(v.trim(), 8)
+                    .ok()
+                    .filter(|p| *p <= 0o777)
+                    .ok_or_else(|| format!("invalid unixsocketperm '{v}' (octal, at most 777)"))?;
+                self.unixsocketperm = p;
             }
             "shards" => self.shards = parse_num(name, v)?,
             "cores" => {
@@ -727,6 +710,20 @@ impl Config {
             }
             "hop-spin-us" => self.hop_spin_us = parse_num(name, v)?,
             "timeout" => self.timeout = parse_num(name, v)?,
+            // Encoding thresholds (`types::limits`): installed when the server starts
+            // (`install_thresholds`), shown by CONFIG GET under both names.
+            other if crate::types::limits::find(other).is_some() => {
+                let (n, shown) = parse_threshold(other, v)?;
+                if n == "list-compress-depth" {
+                    if let Some(w) = compress_depth_warning(&shown) {
+                        self.warnings.push(w);
+                    }
+                }
+                for k in threshold_names(n) {
+                    self.text.retain(|(x, _)| x != k);
+                    self.text.push((k.to_string(), shown.clone()));
+                }
+            }
             "lua-time-limit" | "busy-reply-threshold" => {
                 let ms: u64 = parse_num(name, v)?;
                 crate::scripting::set_busy_threshold_ms(ms);
@@ -830,6 +827,80 @@ impl Config {
     }
 }
 
+/// Redis's limit on `bind` addresses (CONFIG_BINDADDR_MAX).
+const BIND_MAX: usize = 16;
+
+/// Parses `bind`'s addresses as Redis 7: `-` marks an optional one, `*` is every IPv4
+/// address and `::*` every IPv6 one, `localhost` is 127.0.0.1.
+pub fn parse_bind(v: &str) -> Result<Vec<(IpAddr, bool)>, String> {
+    let words: Vec<&str> = v.split_whitespace().collect();
+    if words.len() > BIND_MAX {
+        return Err("Too many bind addresses specified.".into());
+    }
+    if words.is_empty() {
+        return Err("bind needs at least one address".into());
+    }
+    words
+        .iter()
+        .map(|w| {
+            let (addr, optional) = match w.strip_prefix('-') {
+                Some(a) => (a, true),
+                None => (*w, false),
+            };
+            let ip = match addr {
+                "*" => IpAddr::from([0, 0, 0, 0]),
+                "::*" => IpAddr::from([0u16; 8]),
+                "localhost" => IpAddr::from([127, 0, 0, 1]),
+                a => a
+                    .parse()
+                    .map_err(|_| format!("invalid bind address '{w}'"))?,
+            };
+            Ok((ip, optional))
+        })
+        .collect()
+}
+
+/// Parses an encoding threshold (`types::limits`) by either of its names: its canonical
+/// name and the value as CONFIG GET shows it. Errors carry Redis's CONFIG SET wording.
+fn parse_threshold(name: &str, v: &str) -> Result<(&'static str, String), String> {
+    let (n, _, _, kind) =
+        crate::types::limits::find(name).ok_or_else(|| format!("unknown parameter '{name}'"))?;
+    let value = crate::types::limits::parse(*kind, v)?;
+    Ok((n, value.to_string()))
+}
+
+/// A threshold's names: the canonical one and its `*-ziplist-*` alias, if any.
+fn threshold_names(name: &str) -> impl Iterator<Item = &'static str> {
+    crate::types::limits::find(name)
+        .into_iter()
+        .flat_map(|(n, alias, _, _)| std::iter::once(*n).chain(*alias))
+}
+
+/// What `list-compress-depth` does not do here, logged when it asks for compression.
+fn compress_depth_warning(shown: &str) -> Option<String> {
+    (shown != "0").then(|| {
+        format!(
+            "'list-compress-depth {shown}': list nodes are not compressed in memory; DUMP and \
+             RDB files write the inner nodes compressed, as Redis does"
+        )
+    })
+}
+
+/// Makes the thresholds of `cfg` (config file, flags) the ones in force (`types::limits`);
+/// the server calls it once before loading data.
+pub fn install_thresholds(cfg: &Config) {
+    for (name, _, default, _) in crate::types::limits::PARAMS {
+        let v = cfg
+            .text
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .and_then(|(_, v)| v.parse::<i64>().ok())
+            .unwrap_or(*default);
+        crate::types::limits::set(name, v);
+    }
+}
+
 /// Parses a `save` value: `<seconds> <changes>` pairs (seconds at least 1), or nothing.
 /// Errors carry Redis's text.
 pub fn parse_save(v: &str) -> Result<Vec<(u64, u64)>, String> {
@@ -879,10 +950,6 @@ pub const PASSIVE_PARAMS: &[(&str, &str)] = &[
     ("notify-keyspace-events", ""),
     ("lazyfree-lazy-user-del", "no"),
     ("lazyfree-lazy-user-flush", "no"),
-    ("list-max-listpack-size", "-2"),
-    ("hash-max-listpack-entries", "128"),
-    ("set-max-intset-entries", "512"),
-    ("zset-max-listpack-entries", "128"),
     ("replica-read-only", "yes"),
     ("replica-priority", "100"),
     ("min-replicas-to-write", "0"),
@@ -1020,6 +1087,11 @@ impl Tunables {
             .collect();
         text.insert("port".into(), cfg.port.to_string());
         text.insert("bind".into(), cfg.bind_text.clone());
+        text.insert(
+            "unixsocket".into(),
+            cfg.unixsocket.clone().unwrap_or_default(),
+        );
+        text.insert("unixsocketperm".into(), format!("{:o}", cfg.unixsocketperm));
         text.insert("databases".into(), cfg.databases.to_string());
         text.insert("loglevel".into(), cfg.loglevel.clone());
         text.insert("tcp-backlog".into(), cfg.tcp_backlog.to_string());
@@ -1062,6 +1134,11 @@ impl Tunables {
         );
         for (k, v) in crate::repl::SETTING_DEFAULTS {
             text.insert(k.to_string(), v.to_string());
+        }
+        for (k, alias, v, _) in crate::types::limits::PARAMS {
+            for n in std::iter::once(*k).chain(*alias) {
+                text.insert(n.to_string(), v.to_string());
+            }
         }
         let master = cfg
             .replicaof
@@ -1293,6 +1370,8 @@ impl Tunables {
             }
             "port"
             | "bind"
+            | "unixsocket"
+            | "unixsocketperm"
             | "databases"
             | "shards"
             | "tcp-backlog"
@@ -1342,6 +1421,9 @@ impl Tunables {
                     &self.rdbchecksum
                 };
                 flag.store(on, Ordering::Relaxed);
+                if name == "rdbcompression" {
+                    crate::persist::rdb::set_dump_compression(on);
+                }
                 let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
                 m.insert(name.into(), if on { "yes" } else { "no" }.into());
             }
@@ -1373,6 +1455,20 @@ impl Tunables {
                     .store(crate::acl::auth_required(), Ordering::Relaxed);
             }
             "aclfile" => return Err("can't set immutable config".into()),
+            other if crate::types::limits::find(other).is_some() => {
+                let (n, shown) = parse_threshold(other, value)?;
+                let v: i64 = shown.parse().map_err(|_| "internal error".to_string())?;
+                if n == "list-compress-depth" {
+                    if let Some(w) = compress_depth_warning(&shown) {
+                        crate::log::warning(&format!("CONFIG SET {w}"));
+                    }
+                }
+                crate::types::limits::set(n, v);
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                for k in threshold_names(n) {
+                    m.insert(k.to_string(), shown.clone());
+                }
+            }
             "notify-keyspace-events" => {
                 let f = crate::shard::notify::parse(value)
                     .ok_or_else(|| crate::shard::notify::INVALID.to_string())?;

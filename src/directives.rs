@@ -23,8 +23,6 @@ use Treat::{Only, Warn};
 
 const AOF_FIXED: &str = "the append-only files are one fixed shape: an RDB base plus one \
      command log per shard (see README \"Persistence\"); rewrites run on BGREWRITEAOF";
-const ENCODING: &str =
-    "encodings use redis-server 7.0.15's compiled thresholds (not configurable yet)";
 const RDB_FIXED: &str = "RDB files are written and read one fixed way (see README \"Persistence\")";
 const NOT_USED: &str = "only used by the AOF or by replication features that are not supported yet";
 
@@ -72,8 +70,6 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ("tls-auth-clients", Warn("TLS is not supported yet (tls-port must be 0)")),
     ("tls-replication", Only(&["no"], "TLS is not supported yet")),
     ("tls-cluster", Only(&["no"], "TLS is not supported yet")),
-    ("unixsocket", Only(&[""], "unix sockets are not supported yet: clients would find nothing at that path")),
-    ("unixsocketperm", Warn("unix sockets are not supported yet")),
     (
         "enable-protected-configs",
         Warn("protected configs (dir, dbfilename, logfile...) cannot be changed by CONFIG SET at all"),
@@ -120,18 +116,6 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ("lazyfree-lazy-user-flush", Warn("the lazy-free policy is fixed")),
     ("maxmemory-eviction-tenacity", Warn("eviction runs until memory is under the limit")),
     ("tracking-table-max-keys", Warn("client tracking is not supported yet")),
-    ("hash-max-listpack-entries", Warn(ENCODING)),
-    ("hash-max-listpack-value", Warn(ENCODING)),
-    ("hash-max-ziplist-entries", Warn(ENCODING)),
-    ("hash-max-ziplist-value", Warn(ENCODING)),
-    ("list-max-listpack-size", Warn(ENCODING)),
-    ("list-max-ziplist-size", Warn(ENCODING)),
-    ("list-compress-depth", Warn(ENCODING)),
-    ("set-max-intset-entries", Warn(ENCODING)),
-    ("zset-max-listpack-entries", Warn(ENCODING)),
-    ("zset-max-listpack-value", Warn(ENCODING)),
-    ("zset-max-ziplist-entries", Warn(ENCODING)),
-    ("zset-max-ziplist-value", Warn(ENCODING)),
     ("hll-sparse-max-bytes", Warn("HyperLogLog uses Redis's default 3000 (not configurable yet)")),
     ("stream-node-max-bytes", Warn("streams are not supported yet")),
     ("stream-node-max-entries", Warn("streams are not supported yet")),

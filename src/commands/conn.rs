@@ -303,6 +303,9 @@ fn client_flags(c: &Conn) -> String {
     if c.waiting.is_some() {
         f.push('b');
     }
+    if c.client.unix {
+        f.push('U');
+    }
     if c.client.no_evict {
         f.push('e');
     }

@@ -422,8 +422,10 @@ fn dump(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
             None => return Ok(Reply::Null),
         },
     };
+    // LZF only with `rdbcompression yes`, as Redis's DUMP.
+    let compress = crate::persist::rdb::dump_compression();
     Ok(Reply::Bulk(Bytes::from(crate::persist::rdb::dump_payload(
-        val, true,
+        val, compress,
     ))))
 }
 

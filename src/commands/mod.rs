@@ -179,7 +179,11 @@ pub fn protected_refusal(
     name: &str,
 ) -> Option<CmdError> {
     use crate::config::Access;
-    let local = client_addr.starts_with("127.0.0.1:") || client_addr.starts_with("[::1]:");
+    // A Unix socket client shows as `path:0` (no TCP peer has port 0): local, as Redis's
+    // islocalClient says.
+    let local = client_addr.starts_with("127.0.0.1:")
+        || client_addr.starts_with("[::1]:")
+        || client_addr.ends_with(":0");
     let allowed = match access {
         Access::Yes => true,
         Access::Local => local,

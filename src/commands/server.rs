@@ -340,6 +340,11 @@ fn rewrite_text(
         "slave-read-only",
         "slave-serve-stale-data",
         "slave-priority",
+        "hash-max-ziplist-entries",
+        "hash-max-ziplist-value",
+        "zset-max-ziplist-entries",
+        "zset-max-ziplist-value",
+        "list-max-ziplist-size",
     ];
     // `replicaof` with no master is no line at all (redis-server refuses `replicaof ""`).
     let absent = |name: &str, v: &str| v.is_empty() && (name == "replicaof" || name == "slaveof");
@@ -357,6 +362,8 @@ fn rewrite_text(
             "maxmemory",
             "proto-max-bulk-len",
             "client-query-buffer-limit",
+            "hash-max-listpack-value",
+            "zset-max-listpack-value",
         ];
         match v.parse::<u64>() {
             Ok(n) if n > 0 && MEMORY.contains(&name) => {
@@ -389,6 +396,8 @@ fn rewrite_text(
             .next()
             .unwrap_or("")
             .to_ascii_lowercase();
+        // An old `*-ziplist-*` name is written back under its new name, as Redis does.
+        let name = crate::types::limits::canonical(&name).to_string();
         if !t.starts_with('#') && !name.is_empty() {
             if let Some(v) = value_of(&name) {
                 if seen.insert(name.clone()) && !absent(&name, &v) {

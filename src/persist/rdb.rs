@@ -51,8 +51,40 @@ pub const OP_EOF: u8 = 0xFF;
 pub const QUICKLIST_PLAIN: u64 = 1;
 pub const QUICKLIST_PACKED: u64 = 2;
 
-/// A quicklist node is cut at this many bytes (`list-max-listpack-size -2`, the default).
-const LIST_NODE_BYTES: usize = 8192;
+/// Quicklist node sizes for `list-max-listpack-size` -1 .. -5 (Redis's optimization_level).
+const NODE_SIZE_LEVELS: [usize; 5] = [4096, 8192, 16384, 32768, 65536];
+/// A node given as an entry count never grows past this many bytes (SIZE_SAFETY_LIMIT).
+const NODE_SAFETY_LIMIT: usize = 8192;
+/// Nodes smaller than this are never compressed (MIN_COMPRESS_BYTES), and compression must
+/// save at least MIN_COMPRESS_IMPROVE bytes.
+const MIN_COMPRESS_BYTES: usize = 48;
+const MIN_COMPRESS_IMPROVE: usize = 8;
+
+/// Redis's `_quicklistNodeAllowInsert`: may an element of `sz` bytes join a node of
+/// `node_bytes` bytes and `count` entries under `list-max-listpack-size` `fill`? Its
+/// overhead estimate is Redis's own (ziplist-era), so the nodes come out as Redis cuts
+/// them for a list pushed at the tail.
+fn node_allows(node_bytes: usize, count: usize, sz: usize, fill: i64) -> bool {
+    let mut overhead = if sz < 254 { 1 } else { 5 };
+    overhead += if sz < 64 {
+        1
+    } else if sz < 16384 {
+        2
+    } else {
+        5
+    };
+    let new_sz = node_bytes + sz + overhead;
+    if fill < 0 {
+        let level = NODE_SIZE_LEVELS
+            .get(fill.unsigned_abs() as usize - 1)
+            .copied()
+            .unwrap_or(0);
+        if new_sz <= level {
+            return true;
+        }
+    }
+    new_sz <= NODE_SAFETY_LIMIT && (count as i64) < fill
+}
 
 /// A value as the keyspace lends it for saving.
 #[derive(Clone, Copy)]
@@ -131,6 +163,24 @@ impl PartWriter {
             lzf: Compressor::default(),
             scratch: Vec::new(),
         }
+    }
+
+    /// A compressed quicklist node (Redis's __quicklistCompressNode then rdbSaveLzfBlob):
+    /// written as an LZF string when the node is big enough and compression saves enough;
+    /// false (nothing written) otherwise.
+    fn node_lzf(&mut self, n: &[u8]) -> bool {
+        if n.len() < MIN_COMPRESS_BYTES
+            || !self
+                .lzf
+                .compress(n, n.len() - MIN_COMPRESS_IMPROVE - 1, &mut self.scratch)
+        {
+            return false;
+        }
+        self.buf.push(0xC3);
+        put_len(&mut self.buf, self.scratch.len() as u64);
+        put_len(&mut self.buf, n.len() as u64);
+        self.buf.extend_from_slice(&self.scratch);
+        true
     }
 
     /// rdbSaveRawString: integer encoding for short integers, LZF above 20 bytes when it
@@ -246,10 +296,15 @@ impl PartWriter {
                 if let Some(k) = key {
                     self.string(k);
                 }
+                // Nodes as `list-max-listpack-size` cuts them; with `list-compress-depth`
+                // N the nodes more than N from either end are LZF blobs, as Redis keeps
+                // them compressed in memory and saves them so.
+                let fill = crate::types::limits::list_max_size();
+                let depth = crate::types::limits::list_compress_depth().max(0) as usize;
                 let mut nodes: Vec<Vec<u8>> = Vec::new();
                 let mut lp = ListpackWriter::default();
                 for v in l.iter() {
-                    if lp.count() > 0 && lp.bytes() + v.len() + 11 > LIST_NODE_BYTES {
+                    if lp.count() > 0 && !node_allows(lp.bytes(), lp.count(), v.len(), fill) {
                         nodes.push(std::mem::take(&mut lp).finish());
                     }
                     lp.push(v);
@@ -257,14 +312,30 @@ impl PartWriter {
                 if lp.count() > 0 {
                     nodes.push(lp.finish());
                 }
-                put_len(&mut self.buf, nodes.len() as u64);
-                for n in nodes {
+                let count = nodes.len();
+                put_len(&mut self.buf, count as u64);
+                for (i, n) in nodes.into_iter().enumerate() {
                     put_len(&mut self.buf, QUICKLIST_PACKED);
+                    let inner = depth > 0 && i >= depth && i + depth < count;
+                    if inner && self.node_lzf(&n) {
+                        continue;
+                    }
                     self.string(&n);
                 }
             }
         }
     }
+}
+
+/// `rdbcompression` as DUMP reads it on any shard (set at startup and by CONFIG SET).
+static DUMP_COMPRESSION: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+pub fn set_dump_compression(on: bool) {
+    DUMP_COMPRESSION.store(on, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn dump_compression() -> bool {
+    DUMP_COMPRESSION.load(std::sync::atomic::Ordering::Relaxed)
 }
 
 /// DUMP's payload for a value: the value as an RDB record body, then the RDB version (two

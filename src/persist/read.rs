@@ -346,11 +346,17 @@ fn pairs_of(items: Vec<Bytes>, pos: usize, what: &str) -> R<Vec<(Bytes, Bytes)>>
     Ok(out)
 }
 
-fn hash_of(pairs: Vec<(Bytes, Bytes)>, pos: usize) -> R<Option<Value>> {
+/// A hash from its pairs; `packed`: read from a listpack or ziplist (then only the count
+/// decides the encoding, as Redis 7.0's loader).
+fn hash_of(pairs: Vec<(Bytes, Bytes)>, pos: usize, packed: bool) -> R<Option<Value>> {
     let n = pairs.len();
     let mut h = Hash::new();
     for (f, v) in pairs {
-        h.insert(f, v);
+        if packed {
+            h.insert_loaded(f, v);
+        } else {
+            h.insert(f, v);
+        }
     }
     if h.len() != n {
         return Err(corrupt(pos, "Duplicate hash fields detected"));
@@ -367,12 +373,17 @@ fn set_of(members: Vec<Bytes>, pos: usize) -> R<Option<Value>> {
     Ok((n > 0).then(|| Value::Set(Box::new(s))))
 }
 
-fn zset_of(pairs: Vec<(Bytes, f64)>, pos: usize) -> R<Option<Value>> {
+/// A sorted set from its pairs; `packed` as in `hash_of`.
+fn zset_of(pairs: Vec<(Bytes, f64)>, pos: usize, packed: bool) -> R<Option<Value>> {
     let n = pairs.len();
     if pairs.iter().any(|(_, s)| s.is_nan()) {
         return Err(corrupt(pos, "Zset with NAN score detected"));
     }
-    let z = ZSet::from_pairs(pairs);
+    let z = if packed {
+        ZSet::from_packed_pairs(pairs)
+    } else {
+        ZSet::from_pairs(pairs)
+    };
     if z.len() != n {
         return Err(corrupt(pos, "Duplicate zset fields detected"));
     }
@@ -430,7 +441,7 @@ fn read_value(c: &mut Cursor<'_>, t: u8, key: &[u8]) -> R<Option<Value>> {
                 };
                 v.push((m, s));
             }
-            zset_of(v, c.pos)?
+            zset_of(v, c.pos, false)?
         }
         TYPE_HASH => {
             let n = c.count(2)?;
@@ -439,26 +450,32 @@ fn read_value(c: &mut Cursor<'_>, t: u8, key: &[u8]) -> R<Option<Value>> {
                 let f = c.string()?;
                 v.push((f, c.string()?));
             }
-            hash_of(v, c.pos)?
+            hash_of(v, c.pos, false)?
         }
         TYPE_HASH_ZIPMAP => {
             let items = packed(c, "Zipmap", read_zipmap)?;
-            hash_of(pairs_of(items, c.pos, "Zipmap")?, c.pos)?
+            hash_of(pairs_of(items, c.pos, "Zipmap")?, c.pos, false)?
         }
         TYPE_LIST_ZIPLIST => list_of(packed(c, "Ziplist", read_ziplist)?),
         TYPE_SET_INTSET => set_of(packed(c, "Intset", read_intset)?, c.pos)?,
         TYPE_SET_LISTPACK => set_of(packed(c, "Listpack", read_listpack)?, c.pos)?,
-        TYPE_ZSET_ZIPLIST => zset_of(scored(packed(c, "Ziplist", read_ziplist)?, c.pos)?, c.pos)?,
-        TYPE_ZSET_LISTPACK => {
-            zset_of(scored(packed(c, "Listpack", read_listpack)?, c.pos)?, c.pos)?
-        }
+        TYPE_ZSET_ZIPLIST => zset_of(
+            scored(packed(c, "Ziplist", read_ziplist)?, c.pos)?,
+            c.pos,
+            true,
+        )?,
+        TYPE_ZSET_LISTPACK => zset_of(
+            scored(packed(c, "Listpack", read_listpack)?, c.pos)?,
+            c.pos,
+            true,
+        )?,
         TYPE_HASH_ZIPLIST => {
             let items = packed(c, "Ziplist", read_ziplist)?;
-            hash_of(pairs_of(items, c.pos, "Hash ziplist")?, c.pos)?
+            hash_of(pairs_of(items, c.pos, "Hash ziplist")?, c.pos, true)?
         }
         TYPE_HASH_LISTPACK => {
             let items = packed(c, "Listpack", read_listpack)?;
-            hash_of(pairs_of(items, c.pos, "Hash listpack")?, c.pos)?
+            hash_of(pairs_of(items, c.pos, "Hash listpack")?, c.pos, true)?
         }
         TYPE_LIST_QUICKLIST | TYPE_LIST_QUICKLIST_2 => {
             let nodes = c.count(1)?;

@@ -132,6 +132,31 @@ pub fn listen_reuseport(addr: SocketAddr, backlog: i32) -> io::Result<RawFd> {
     Ok(fd)
 }
 
+/// A listening Unix domain socket at `path`, as Redis opens it: a file left there (by a
+/// server that did not stop cleanly) is removed first, then the socket is bound, given
+/// `perm` (when not 0) and listened on with `backlog`.
+pub fn listen_unix(path: &str, backlog: i32, perm: u32) -> io::Result<RawFd> {
+    use std::os::fd::IntoRawFd;
+    use std::os::unix::fs::PermissionsExt;
+    let _ = std::fs::remove_file(path);
+    let fd = std::os::unix::net::UnixListener::bind(path)?.into_raw_fd();
+    let setup = || -> io::Result<()> {
+        if perm != 0 {
+            std::fs::set_permissions(path, std::fs::Permissions::from_mode(perm))?;
+        }
+        // SAFETY: plain listen(2) on our socket (again, to set the backlog).
+        cvt(unsafe { libc::listen(fd, backlog) })?;
+        Ok(())
+    };
+    match setup() {
+        Ok(()) => Ok(fd),
+        Err(e) => {
+            close(fd);
+            Err(e)
+        }
+    }
+}
+
 /// Per-connection socket options: TCP_NODELAY (replies must not wait for Nagle).
 pub fn setup_conn(fd: RawFd, nodelay: bool) {
     if nodelay {

@@ -42,6 +42,8 @@ pub struct ClientInfo {
     pub acl_epoch: u64,
     /// The user may not run everything: commands are checked against it.
     pub restricted: bool,
+    /// Connected through the Unix socket (CLIENT LIST flag `U`; always local).
+    pub unix: bool,
 }
 
 impl ClientInfo {
@@ -66,6 +68,7 @@ impl ClientInfo {
             lib_ver: None,
             no_evict: false,
             no_touch: false,
+            unix: false,
         }
     }
 }

@@ -1,5 +1,6 @@
 //! Per-core networking: `run()` fits RLIMIT_NOFILE to maxclients (or maxclients to the
-//! limit, as Redis's adjustOpenFilesLimit), binds one SO_REUSEPORT listener per shard, builds
+//! limit, as Redis's adjustOpenFilesLimit), binds one SO_REUSEPORT listener per shard per
+//! `bind` address (and the `unixsocket`, on shard 0, which hands its clients round), builds
 //! the shard mesh, starts one pinned thread per shard running its `Worker` loop, and waits
 //! for them to stop. Runs on the main thread; a "signals" thread turns SIGINT / SIGTERM into a
 //! shutdown, as SHUTDOWN does: when save rules exist, shard 0 first saves the snapshot
@@ -13,6 +14,7 @@ pub mod pubsub;
 pub mod worker;
 
 use std::net::SocketAddr;
+use std::os::fd::RawFd;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError, Sender};
 use std::sync::Arc;
@@ -136,7 +138,11 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// lowers `cfg.maxclients` to fit, with Redis's warnings. Returns the reserved count (the
 /// descriptors that are not for clients), which CONFIG SET maxclients checks against.
 fn adjust_open_files_limit(cfg: &mut Config) -> Result<u64, String> {
-    let reserved = sys::open_fds() + FDS_PER_SHARD * cfg.shards as u64 + MIN_RESERVED_FDS;
+    // One more listener per shard for each further `bind` address, and the Unix socket.
+    let listeners = (cfg.bind.len() as u64).saturating_sub(1) * cfg.shards as u64
+        + u64::from(cfg.unixsocket.is_some());
+    let reserved =
+        sys::open_fds() + FDS_PER_SHARD * cfg.shards as u64 + listeners + MIN_RESERVED_FDS;
     let want = cfg.maxclients as u64 + reserved;
     let (cur, max) = match sys::nofile_limit() {
         Ok(l) => l,
@@ -229,16 +235,45 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
     let want = memlock_needed(&cfg);
     let got = sys::raise_memlock(want.max(64 << 20));
     let reserved_fds = adjust_open_files_limit(&mut cfg)?;
+    // Loading converts collections by the configured thresholds, as Redis's loader.
+    crate::config::install_thresholds(&cfg);
+    crate::persist::rdb::set_dump_compression(cfg.rdbcompression);
 
-    let addr = SocketAddr::new(cfg.bind, cfg.port);
-    if cfg.port != 0 {
-        sys::check_port_free(addr).map_err(|e| {
-            format!(
-                "Could not create server TCP listening socket {addr}: bind: {}\nFailed listening on port {} (TCP), aborting.",
-                os_text(&e),
-                cfg.port
-            )
-        })?;
+    // Every `bind` address, checked before anything is loaded or started. An optional
+    // (`-`) address this host does not have is skipped with Redis's warning.
+    let mut binds = Vec::with_capacity(cfg.bind.len());
+    for &(ip, optional) in &cfg.bind {
+        let addr = SocketAddr::new(ip, cfg.port);
+        let free = if cfg.port != 0 {
+            sys::check_port_free(addr)
+        } else {
+            sys::listen_reuseport(addr, 1).map(sys::close)
+        };
+        match free {
+            Ok(()) => binds.push(ip),
+            Err(e) => {
+                let text = format!(
+                    "Could not create server TCP listening socket {}: bind: {}",
+                    show_addr(ip, cfg.port),
+                    os_text(&e)
+                );
+                let missing = matches!(
+                    e.raw_os_error(),
+                    Some(libc::EADDRNOTAVAIL | libc::EAFNOSUPPORT | libc::EPROTONOSUPPORT)
+                );
+                if optional && missing {
+                    crate::log::warning(&format!("Warning: {text}"));
+                    continue;
+                }
+                return Err(format!(
+                    "{text}\nFailed listening on port {} (TCP), aborting.",
+                    cfg.port
+                ));
+            }
+        }
+    }
+    if binds.is_empty() {
+        return Err("Configured to not listen anywhere, exiting.".into());
     }
     // The RDB file is decoded before anything is bound or started: a corrupt file stops
     // the server here, with the reader's error.
@@ -278,20 +313,46 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
     let mut aof_records: Vec<Vec<crate::persist::aof::Rec>> =
         aof_loaded.map(|a| a.shards).unwrap_or_default();
     aof_records.resize_with(cfg.shards, Vec::new);
-    let mut listeners = Vec::with_capacity(cfg.shards);
+    // One listener per shard per address (SO_REUSEPORT); shard 0 also takes the Unix
+    // socket and hands its connections round.
+    let mut listeners: Vec<Vec<(RawFd, bool)>> = Vec::with_capacity(cfg.shards);
     let mut port = cfg.port;
-    for i in 0..cfg.shards {
-        let a = SocketAddr::new(cfg.bind, port);
-        let fd = sys::listen_reuseport(a, cfg.tcp_backlog).map_err(|e| {
-            for &fd in &listeners {
-                sys::close(fd);
+    let close_all = |ls: &[Vec<(RawFd, bool)>]| ls.iter().flatten().for_each(|l| sys::close(l.0));
+    for _ in 0..cfg.shards {
+        let mut mine = Vec::with_capacity(binds.len() + 1);
+        for &ip in &binds {
+            let a = SocketAddr::new(ip, port);
+            match sys::listen_reuseport(a, cfg.tcp_backlog) {
+                Ok(fd) => {
+                    if port == 0 {
+                        port = sys::addrs(fd).1.map(|a| a.port()).unwrap_or(0);
+                    }
+                    mine.push((fd, false));
+                }
+                Err(e) => {
+                    close_all(&listeners);
+                    mine.iter().for_each(|l| sys::close(l.0));
+                    return Err(format!(
+                        "Could not create server TCP listening socket {}: {e}",
+                        show_addr(ip, port)
+                    ));
+                }
             }
-            format!("Could not create server TCP listening socket {addr}: {e}")
-        })?;
-        if i == 0 && port == 0 {
-            port = sys::addrs(fd).1.map(|a| a.port()).unwrap_or(0);
         }
-        listeners.push(fd);
+        listeners.push(mine);
+    }
+    if let Some(path) = &cfg.unixsocket {
+        match sys::listen_unix(path, cfg.tcp_backlog, cfg.unixsocketperm) {
+            Ok(fd) => {
+                if let Some(l) = listeners.first_mut() {
+                    l.push((fd, true));
+                }
+            }
+            Err(e) => {
+                close_all(&listeners);
+                return Err(format!("Failed opening Unix socket: bind: {}", os_text(&e)));
+            }
+        }
     }
 
     let (events, events_rx) = mpsc::channel::<Event>();
@@ -383,6 +444,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
                         crate::log::warning(&format!("shard {i}: SCHED_BATCH refused: {e}"));
                     }
                 }
+                let fds: Vec<RawFd> = fd.iter().map(|l| l.0).collect();
                 match Worker::new(i, shared.clone(), ep, fd) {
                     Ok(mut w) => {
                         let _ = ready.send(Ok(w.ring_setup()));
@@ -419,7 +481,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
                         let _ = ready.send(Err(format!(
                             "shard {i}: io_uring setup failed: {e}. {why}"
                         )));
-                        sys::close(fd);
+                        fds.iter().for_each(|&f| sys::close(f));
                     }
                 }
             })
@@ -479,7 +541,11 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         env!("CARGO_PKG_VERSION"),
         std::process::id(),
         port,
-        cfg.bind,
+        binds
+            .iter()
+            .map(|ip| ip.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
         cfg.shards,
         if cores.is_empty() {
             "none (not pinned)".to_string()
@@ -490,6 +556,11 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         if batch { "batch" } else { "other" }
     ));
     crate::log::notice("Ready to accept connections tcp");
+    if let Some(path) = &cfg.unixsocket {
+        crate::log::notice(&format!(
+            "The server is now ready to accept connections at {path}"
+        ));
+    }
     if let Some(home) = wakers.get(crate::repl::HOME) {
         crate::repl::init(shared.clone(), home.clone());
     }
@@ -535,7 +606,8 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         })
         .map_err(|e| format!("cannot start signal thread: {e}"))?;
 
-    wait_for_shards(&events_rx, cfg.shards);
+    wait_for_shards(&events_rx, cfg.shards, cfg.unixsocket.as_deref());
+    remove_unix_socket(cfg.unixsocket.as_deref());
     for t in threads {
         let _ = t.join();
     }
@@ -547,7 +619,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
 /// stopped within `SHUTDOWN_GRACE` (stuck in a long command: its thread only looks at the
 /// shutdown flag between commands) must not keep the process alive: name it in the log and
 /// exit the process with code 1.
-fn wait_for_shards(events: &mpsc::Receiver<Event>, shards: usize) {
+fn wait_for_shards(events: &mpsc::Receiver<Event>, shards: usize, unixsocket: Option<&str>) {
     let mut running = vec![true; shards];
     let mut deadline: Option<Instant> = None;
     while running.contains(&true) {
@@ -575,12 +647,26 @@ fn wait_for_shards(events: &mpsc::Receiver<Event>, shards: usize) {
                         SHUTDOWN_GRACE.as_secs()
                     ));
                 }
+                remove_unix_socket(unixsocket);
                 std::process::exit(1);
             }
             // Every sender gone: no shard thread is left to wait for.
             Err(RecvTimeoutError::Disconnected) => return,
         }
     }
+}
+
+/// Removes the Unix socket file at shutdown, as Redis does.
+fn remove_unix_socket(path: Option<&str>) {
+    if let Some(p) = path {
+        crate::log::notice("Removing the unix socket file.");
+        let _ = std::fs::remove_file(p);
+    }
+}
+
+/// An address and port as Redis's log shows them (`127.0.0.1:6379`, `::1:6379`).
+fn show_addr(ip: std::net::IpAddr, port: u16) -> String {
+    format!("{ip}:{port}")
 }
 
 /// An OS error as strerror(3) words it ("Address already in use"), without Rust's

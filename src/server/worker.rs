@@ -1,4 +1,4 @@
-//! The per-shard event loop: one `Worker` per pinned core owns its ring, its listening socket,
+//! The per-shard event loop: one `Worker` per pinned core owns its ring, its listening sockets,
 //! the connections it accepted, its slice of the keyspace and its end of the shard mesh.
 //!
 //! One loop pass: collect completions (accepts, receives, sends, wakeups) → parse and run every
@@ -139,8 +139,9 @@ enum TimerKind {
     ClientTimeout,
     /// A blocked client's timeout (waiter id).
     Block(u64),
-    /// Arm the accept again after it failed without taking a connection (`Accepting`).
-    AcceptRetry,
+    /// Arm a listener's accept again after it failed without taking a connection
+    /// (`Accepting`; the listener's index).
+    AcceptRetry(usize),
     /// Replication's periodic work on the hub (`repl::master::on_timer`).
     Repl,
 }
@@ -154,6 +155,10 @@ enum TimerKind {
 /// listen backlog. An accept that took connections (and refused them: each refusal frees
 /// its descriptor) is armed again at once.
 struct Accepting {
+    fd: RawFd,
+    /// A Unix domain socket (shard 0's `unixsocket`): its connections are handed to the
+    /// shards in turn.
+    unix: bool,
     /// A connection was accepted since the accept was last armed.
     progress: bool,
     /// The next pause; back to `ACCEPT_RETRY_MIN` after a connection is accepted.
@@ -231,7 +236,12 @@ pub struct Worker {
     window: lookahead::Window,
     completions: Vec<Completion>,
     timers: Timers<TimerKind>,
-    listen_fd: RawFd,
+    /// Where this shard listens: one socket per `bind` address (the kernel spreads each
+    /// port's connections over the shards, SO_REUSEPORT) and, on shard 0, the
+    /// `unixsocket`.
+    listeners: Vec<Accepting>,
+    /// The shard the next Unix socket connection goes to (shard 0 accepts them all).
+    unix_next: usize,
     next_gen: u32,
     /// Batches sent to other shards whose replies have not arrived yet.
     awaiting: usize,
@@ -247,7 +257,6 @@ pub struct Worker {
     /// Sockets shut down by `close_conn` whose descriptors are closed only once every queued
     /// submission has reached the kernel (see `close_pending`).
     pending_close: Vec<RawFd>,
-    accepting: Accepting,
     /// The connections' buffer bytes, summed by the 100 ms tick (`Conn::buffer_bytes`).
     clients_bytes: u64,
     /// This shard's append-only log, with `appendonly yes` (see `persist::aof`).
@@ -271,7 +280,7 @@ impl Worker {
         id: usize,
         shared: Arc<Shared>,
         mesh: Endpoint<Msg>,
-        listen_fd: RawFd,
+        listen_fds: Vec<(RawFd, bool)>,
     ) -> std::io::Result<Worker> {
         let cfg = &shared.cfg;
         let mut ring = Ring::new(cfg.ring_entries)?;
@@ -311,7 +320,18 @@ impl Worker {
             window: lookahead::Window::default(),
             completions: Vec::with_capacity(256),
             timers: Timers::default(),
-            listen_fd,
+            listeners: listen_fds
+                .into_iter()
+                .map(|(fd, unix)| Accepting {
+                    fd,
+                    unix,
+                    progress: false,
+                    backoff: ACCEPT_RETRY_MIN,
+                    logged: None,
+                    unlogged: 0,
+                })
+                .collect(),
+            unix_next: 0,
             next_gen: 1,
             awaiting: 0,
             timer_armed: None,
@@ -319,12 +339,6 @@ impl Worker {
             pass_now: Instant::now(),
             clock: PassClock::new(),
             pending_close: Vec::new(),
-            accepting: Accepting {
-                progress: false,
-                backoff: ACCEPT_RETRY_MIN,
-                logged: None,
-                unlogged: 0,
-            },
             clients_bytes: 0,
             aof: None,
             snap_run: None,
@@ -376,7 +390,9 @@ impl Worker {
         if crate::repl::is_replica() {
             self.shard.dbs.iter_mut().for_each(|d| d.replica = true);
         }
-        self.arm_accept();
+        for i in 0..self.listeners.len() {
+            self.arm_accept(i);
+        }
         let wake_fd = self.mesh.waker().fd();
         self.ring.read_eventfd(wake_fd, tag(TAG_WAKE, 0));
         let now = Instant::now();
@@ -657,7 +673,9 @@ impl Worker {
         for fd in self.pending_close.drain(..) {
             sys::close(fd);
         }
-        sys::close(self.listen_fd);
+        for l in &self.listeners {
+            sys::close(l.fd);
+        }
     }
 
     // ----- completions -------------------------------------------------------------------
@@ -667,22 +685,34 @@ impl Worker {
         let token = c.tag & ((1 << 56) - 1);
         match kind {
             TAG_ACCEPT => {
+                let li = token as usize;
+                let Some(l) = self.listeners.get_mut(li) else {
+                    return;
+                };
                 let failed = c.result < 0 && c.result != -libc::ECANCELED;
+                let unix = l.unix;
                 if c.result >= 0 {
-                    self.accepting.progress = true;
-                    self.accepting.backoff = ACCEPT_RETRY_MIN;
-                    self.on_accept(c.result);
+                    l.progress = true;
+                    l.backoff = ACCEPT_RETRY_MIN;
+                    if unix {
+                        self.hand_off_unix(c.result);
+                    } else {
+                        self.on_accept(c.result, false);
+                    }
                 } else if failed {
-                    self.log_accept_error(-c.result);
+                    self.log_accept_error(li, -c.result);
                 }
                 if !c.more && !self.shared.shutdown.load(Ordering::Relaxed) {
-                    if failed && !self.accepting.progress {
-                        let pause = self.accepting.backoff;
-                        self.accepting.backoff = (pause * 2).min(ACCEPT_RETRY_MAX);
+                    let Some(l) = self.listeners.get_mut(li) else {
+                        return;
+                    };
+                    if failed && !l.progress {
+                        let pause = l.backoff;
+                        l.backoff = (pause * 2).min(ACCEPT_RETRY_MAX);
                         self.timers
-                            .add(self.pass_now + pause, TimerKind::AcceptRetry);
+                            .add(self.pass_now + pause, TimerKind::AcceptRetry(li));
                     } else {
-                        self.arm_accept();
+                        self.arm_accept(li);
                     }
                 }
             }
@@ -702,15 +732,36 @@ impl Worker {
         }
     }
 
-    fn arm_accept(&mut self) {
-        self.accepting.progress = false;
-        self.ring.accept_multi(self.listen_fd, tag(TAG_ACCEPT, 0));
+    fn arm_accept(&mut self, li: usize) {
+        let Some(l) = self.listeners.get_mut(li) else {
+            return;
+        };
+        l.progress = false;
+        self.ring.accept_multi(l.fd, tag(TAG_ACCEPT, li as u64));
+    }
+
+    /// A connection on the Unix socket (accepted by shard 0): served here or handed to the
+    /// next shard in turn, so every shard serves Unix clients as SO_REUSEPORT spreads the
+    /// TCP ones. The descriptor travels in a job; the shard it lands on owns it.
+    fn hand_off_unix(&mut self, fd: RawFd) {
+        let to = self.unix_next % self.nshards.max(1);
+        self.unix_next = to + 1;
+        if to == self.id {
+            self.on_accept(fd, true);
+        } else {
+            self.post(
+                to,
+                Msg::Control(Box::new(move |w: &mut Worker| w.on_accept(fd, true))),
+            );
+        }
     }
 
     /// Logs an accept error (Redis's "Accepting client connection: ..." warning), at most
     /// once a second per shard.
-    fn log_accept_error(&mut self, errno: i32) {
-        let a = &mut self.accepting;
+    fn log_accept_error(&mut self, li: usize, errno: i32) {
+        let Some(a) = self.listeners.get_mut(li) else {
+            return;
+        };
         let now = self.pass_now;
         if a.logged
             .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
@@ -730,7 +781,14 @@ impl Worker {
         ));
     }
 
-    fn on_accept(&mut self, fd: RawFd) {
+    /// A new client connection (`unix`: from the Unix socket, possibly accepted by
+    /// another shard).
+    fn on_accept(&mut self, fd: RawFd, unix: bool) {
+        // A connection handed over while this shard was stopping: nobody would serve it.
+        if unix && self.shared.shutdown.load(Ordering::Relaxed) {
+            sys::close(fd);
+            return;
+        }
         self.net.connections_received += 1;
         let max = self.shared.tun.maxclients.load(Ordering::Relaxed);
         let prev = self.shared.clients.fetch_add(1, Ordering::AcqRel);
@@ -740,12 +798,15 @@ impl Worker {
             sys::write_and_close(fd, b"-ERR max number of clients reached\r\n");
             return;
         }
-        sys::setup_conn(fd, self.shared.cfg.tcp_nodelay);
+        if !unix {
+            sys::setup_conn(fd, self.shared.cfg.tcp_nodelay);
+        }
         let (peer, local) = sys::addrs(fd);
         let tun = &self.shared.tun;
         let auth_required = tun.auth_required.load(Ordering::Relaxed);
-        // Protected mode (Redis's test): no password, and the peer is not 127.0.0.1 / ::1.
-        if !auth_required && tun.protected_mode.load(Ordering::Relaxed) {
+        // Protected mode (Redis's test): no password, and the peer is not 127.0.0.1 / ::1
+        // (Unix socket clients are local).
+        if !unix && !auth_required && tun.protected_mode.load(Ordering::Relaxed) {
             let local_peer = peer.is_some_and(|p| {
                 let ip = p.ip();
                 ip == std::net::Ipv4Addr::LOCALHOST || ip == std::net::Ipv6Addr::LOCALHOST
@@ -765,7 +826,14 @@ impl Worker {
         let id = self.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
         let gen = self.next_gen;
         self.next_gen = (self.next_gen + 1) & 0xFF_FFFF;
-        let mut client = ClientInfo::new(id, show(peer), show(local));
+        let mut client = if unix {
+            // Redis shows a Unix client as `addr=/path:0 laddr=/path:0`.
+            let path = self.shared.cfg.unixsocket.clone().unwrap_or_default();
+            ClientInfo::new(id, format!("{path}:0"), format!("{path}:0"))
+        } else {
+            ClientInfo::new(id, show(peer), show(local))
+        };
+        client.unix = unix;
         client.authed = !auth_required;
         // acl_epoch 0: the first command fetches the default user (see `acl_gate`).
         let idx = self.conns.insert(Conn::new(fd, gen, client));
@@ -2001,9 +2069,9 @@ impl Worker {
             }
             TimerKind::Block(wid) => coord::block::on_timeout(self, wid),
             TimerKind::Repl => crate::repl::master::on_timer(self),
-            TimerKind::AcceptRetry => {
+            TimerKind::AcceptRetry(li) => {
                 if !self.shared.shutdown.load(Ordering::Relaxed) {
-                    self.arm_accept();
+                    self.arm_accept(li);
                 }
             }
             TimerKind::ClientTimeout => {

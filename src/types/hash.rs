@@ -1,11 +1,11 @@
 //! Hash values: field → value, binary safe. Compact form `listpack` (a [`Pack`] of
-//! field, value, field, value ... in insertion order, one heap block, linear lookup) while there are at most 512 fields (`HASH_MAX_LISTPACK_ENTRIES`) and every field and value
-//! is at most 64 bytes; otherwise `hashtable` ([`Table`]: O(1) lookup, O(1) random field,
+//! field, value, field, value ... in insertion order, one heap block, linear lookup) while there are at most `hash-max-listpack-entries` fields (512) and every field and value
+//! is at most `hash-max-listpack-value` bytes (64); otherwise `hashtable` ([`Table`]: O(1) lookup, O(1) random field,
 //! no-miss SCAN). Never converts back. Owned by the key's shard thread.
 
 use bytes::Bytes;
 
-use super::limits::{HASH_MAX_LISTPACK_ENTRIES, HASH_MAX_LISTPACK_VALUE};
+use super::limits;
 use super::pack::Pack;
 use super::table::{Slot, Table};
 use super::{err, random_positions, sampled_sum, Rng};
@@ -131,9 +131,11 @@ impl Hash {
     fn convert_if_needed(&mut self, field_len: usize, value_len: usize, adding: bool) {
         if let Repr::Listpack(p) = &self.repr {
             let pairs = p.len() / 2;
-            let too_many = adding && pairs >= HASH_MAX_LISTPACK_ENTRIES;
-            let too_big =
-                field_len > HASH_MAX_LISTPACK_VALUE || value_len > HASH_MAX_LISTPACK_VALUE;
+            // Redis's hashTypeSet checks the length after every set, an update included:
+            // a hash left over a lowered threshold converts on its next write.
+            let too_many = pairs + usize::from(adding) > limits::hash_max_entries();
+            let max_value = limits::hash_max_value();
+            let too_big = field_len > max_value || value_len > max_value;
             if too_many || too_big {
                 let mut t = Table::with_capacity(pairs + 1);
                 for (f, x) in lp_pairs(p) {
@@ -155,6 +157,24 @@ impl Hash {
                     p.splice(voff, end, 1, &[&value]);
                     false
                 }
+                None => {
+                    p.push(&[&field, &value]);
+                    true
+                }
+            },
+            Repr::Table(t) => t.insert(Pair::new(&field, &value)).is_none(),
+        }
+    }
+
+    /// Adds a pair read from a listpack payload (RDB file, RESTORE): converts only past
+    /// `hash-max-listpack-entries`, not on long fields or values, as Redis 7.0's loader
+    /// keeps a listpack whatever its elements' lengths. True when the field is new.
+    pub fn insert_loaded(&mut self, field: Bytes, value: Bytes) -> bool {
+        let adding = !self.contains(&field);
+        self.convert_if_needed(0, 0, adding);
+        match &mut self.repr {
+            Repr::Listpack(p) => match lp_find(p, &field) {
+                Some(_) => false,
                 None => {
                     p.push(&[&field, &value]);
                     true

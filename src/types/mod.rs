@@ -1,5 +1,6 @@
 //! Redis value data structures, self-contained: lists, hashes, sets and sorted sets with their
-//! compact ("listpack"/"intset") and big forms, exactly Redis's conversion thresholds, the
+//! compact ("listpack"/"intset") and big forms, Redis's conversion rules over the configurable
+//! thresholds of [`limits`] (defaults below), the
 //! encoding names OBJECT ENCODING reports and an approximate heap size. Nothing here knows RESP,
 //! the keyspace or clients: members are `Bytes`, errors are Redis's exact texts as `&'static str`
 //! (see [`err`]), replies are plain Rust values. Owned by the shard thread that owns the key.
@@ -43,25 +44,170 @@ pub mod set;
 mod table;
 pub mod zset;
 
-/// Redis's default thresholds: redis-server 7.0.15's compiled-in defaults, which is what a
-/// server started without a config file (our compat target) uses. Note the shipped
-/// redis.conf lowers `hash-max-listpack-entries` to 128; the compiled default is 512.
+/// The encoding thresholds: Redis 7.0's `*-max-listpack-*` / `set-max-intset-entries` /
+/// `list-max-listpack-size` / `list-compress-depth` settings. Process-wide, set at startup
+/// (config file, flags) and by CONFIG SET from any shard; every shard reads them with a
+/// relaxed atomic load at its conversion points (a new value applies from the next write
+/// that could convert, as in Redis). Defaults are redis-server 7.0.15's compiled ones, which
+/// is what a server started without a config file uses (the shipped redis.conf lowers
+/// `hash-max-listpack-entries` to 128).
 pub mod limits {
-    /// `hash-max-listpack-entries` (compiled default; redis.conf says 128)
-    pub const HASH_MAX_LISTPACK_ENTRIES: usize = 512;
+    use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering::Relaxed};
+
+    static HASH_ENTRIES: AtomicUsize = AtomicUsize::new(512);
+    static HASH_VALUE: AtomicUsize = AtomicUsize::new(64);
+    static SET_INTSET_ENTRIES: AtomicUsize = AtomicUsize::new(512);
+    static ZSET_ENTRIES: AtomicUsize = AtomicUsize::new(128);
+    static ZSET_VALUE: AtomicUsize = AtomicUsize::new(64);
+    static LIST_SIZE: AtomicI64 = AtomicI64::new(-2);
+    static LIST_COMPRESS_DEPTH: AtomicI64 = AtomicI64::new(0);
+
+    /// `hash-max-listpack-entries`
+    pub fn hash_max_entries() -> usize {
+        HASH_ENTRIES.load(Relaxed)
+    }
     /// `hash-max-listpack-value`
-    pub const HASH_MAX_LISTPACK_VALUE: usize = 64;
+    pub fn hash_max_value() -> usize {
+        HASH_VALUE.load(Relaxed)
+    }
     /// `set-max-intset-entries`
-    pub const SET_MAX_INTSET_ENTRIES: usize = 512;
-    /// `set-max-listpack-entries`
-    pub const SET_MAX_LISTPACK_ENTRIES: usize = 128;
-    /// `set-max-listpack-value`
-    pub const SET_MAX_LISTPACK_VALUE: usize = 64;
+    pub fn set_max_intset_entries() -> usize {
+        SET_INTSET_ENTRIES.load(Relaxed)
+    }
     /// `zset-max-listpack-entries`
-    pub const ZSET_MAX_LISTPACK_ENTRIES: usize = 128;
+    pub fn zset_max_entries() -> usize {
+        ZSET_ENTRIES.load(Relaxed)
+    }
     /// `zset-max-listpack-value`
-    pub const ZSET_MAX_LISTPACK_VALUE: usize = 64;
-    /// `list-max-listpack-size -2`: 8 KiB per listpack.
+    pub fn zset_max_value() -> usize {
+        ZSET_VALUE.load(Relaxed)
+    }
+    /// `list-max-listpack-size`: positive, entries per quicklist node; -1..-5, node bytes
+    /// 4/8/16/32/64 KiB (Redis clamps to -5 and to 32767 entries).
+    pub fn list_max_size() -> i64 {
+        LIST_SIZE.load(Relaxed).clamp(-5, (1 << 15) - 1)
+    }
+    /// `list-compress-depth`
+    pub fn list_compress_depth() -> i64 {
+        LIST_COMPRESS_DEPTH.load(Relaxed)
+    }
+
+    /// Sets one threshold by its Redis name (either name of an alias pair), from a value
+    /// already validated by the config layer. False for a name that is not a threshold.
+    pub fn set(name: &str, v: i64) -> bool {
+        let u = v.max(0) as usize;
+        match canonical(name) {
+            "hash-max-listpack-entries" => HASH_ENTRIES.store(u, Relaxed),
+            "hash-max-listpack-value" => HASH_VALUE.store(u, Relaxed),
+            "set-max-intset-entries" => SET_INTSET_ENTRIES.store(u, Relaxed),
+            "zset-max-listpack-entries" => ZSET_ENTRIES.store(u, Relaxed),
+            "zset-max-listpack-value" => ZSET_VALUE.store(u, Relaxed),
+            "list-max-listpack-size" => LIST_SIZE.store(v, Relaxed),
+            "list-compress-depth" => LIST_COMPRESS_DEPTH.store(v, Relaxed),
+            _ => return false,
+        }
+        true
+    }
+
+    /// Every threshold: (name, Redis 7.0's older alias, default, kind).
+    pub const PARAMS: &[(&str, Option<&str>, i64, Kind)] = &[
+        (
+            "hash-max-listpack-entries",
+            Some("hash-max-ziplist-entries"),
+            512,
+            Kind::Count,
+        ),
+        (
+            "hash-max-listpack-value",
+            Some("hash-max-ziplist-value"),
+            64,
+            Kind::Bytes,
+        ),
+        ("set-max-intset-entries", None, 512, Kind::Count),
+        (
+            "zset-max-listpack-entries",
+            Some("zset-max-ziplist-entries"),
+            128,
+            Kind::Count,
+        ),
+        (
+            "zset-max-listpack-value",
+            Some("zset-max-ziplist-value"),
+            64,
+            Kind::Bytes,
+        ),
+        (
+            "list-max-listpack-size",
+            Some("list-max-ziplist-size"),
+            -2,
+            Kind::Int,
+        ),
+        ("list-compress-depth", None, 0, Kind::Depth),
+    ];
+
+    /// How a threshold's value is parsed (Redis's config types and ranges).
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    pub enum Kind {
+        /// size_t, 0..=i64::MAX, a plain integer.
+        Count,
+        /// size_t, 0..=i64::MAX, memory units allowed (`1kb`).
+        Bytes,
+        /// int, i32 range.
+        Int,
+        /// int, 0..=i32::MAX.
+        Depth,
+    }
+
+    /// The name a threshold is known by (the new name for a `*-ziplist-*` alias), or the
+    /// name itself when it is not a threshold alias.
+    pub fn canonical(name: &str) -> &str {
+        PARAMS
+            .iter()
+            .find(|p| p.1 == Some(name))
+            .map_or(name, |p| p.0)
+    }
+
+    /// The threshold row for `name` (either name).
+    pub fn find(name: &str) -> Option<&'static (&'static str, Option<&'static str>, i64, Kind)> {
+        let c = canonical(name);
+        PARAMS.iter().find(|p| p.0 == c)
+    }
+
+    /// Parses a threshold's value; errors carry Redis's CONFIG SET wording.
+    pub fn parse(kind: Kind, v: &str) -> Result<i64, String> {
+        let v = v.trim();
+        match kind {
+            Kind::Bytes => {
+                let n = crate::config::parse_memory(v)
+                    .map_err(|_| "argument must be a memory value".to_string())?;
+                if n > i64::MAX as u64 {
+                    return Err("argument must be a memory value".into());
+                }
+                Ok(n as i64)
+            }
+            Kind::Count | Kind::Int | Kind::Depth => {
+                let n: i64 = v
+                    .parse()
+                    .map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
+                let (lo, hi) = match kind {
+                    Kind::Count => (0, i64::MAX),
+                    Kind::Int => (i64::from(i32::MIN), i64::from(i32::MAX)),
+                    _ => (0, i64::from(i32::MAX)),
+                };
+                if n < lo || n > hi {
+                    return Err(format!("argument must be between {lo} and {hi} inclusive"));
+                }
+                Ok(n)
+            }
+        }
+    }
+
+    /// The 7.2 set listpack form (`set-max-listpack-*` does not exist in 7.0, whose
+    /// OBJECT ENCODING reports these sets as `hashtable`): an internal layout choice.
+    pub const SET_MAX_LISTPACK_ENTRIES: usize = 128;
+    pub const SET_MAX_LISTPACK_VALUE: usize = 64;
+    /// Our own list's compact form switches at 8 KiB (internal; Redis 7.0 reports every
+    /// list as `quicklist`, and DUMP cuts nodes by `list-max-listpack-size`).
     pub const LIST_MAX_LISTPACK_BYTES: usize = 8 * 1024;
 }
 

@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 
-use super::limits::{SET_MAX_INTSET_ENTRIES, SET_MAX_LISTPACK_ENTRIES, SET_MAX_LISTPACK_VALUE};
+use super::limits::{self, SET_MAX_LISTPACK_ENTRIES, SET_MAX_LISTPACK_VALUE};
 use super::pack::Pack;
 use super::table::Table;
 use super::{random_positions, sampled_sum, Rng};
@@ -123,7 +123,7 @@ impl Set {
                     Ok(_) => false,
                     Err(pos) => {
                         v.insert(pos, i);
-                        if v.len() > SET_MAX_INTSET_ENTRIES {
+                        if v.len() > limits::set_max_intset_entries() {
                             self.convert_to_table(0);
                         }
                         true
@@ -233,7 +233,16 @@ impl Set {
             *self = Set::new();
             return all;
         }
-        (0..count).filter_map(|_| self.pop(rng)).collect()
+        let remaining = self.len() - count;
+        if remaining * 5 > count {
+            return (0..count).filter_map(|_| self.pop(rng)).collect();
+        }
+        // Redis's SPOP case 3 (few members stay): the ones that stay move to a new set,
+        // built as SADD would build it (an intset again when they are integers that fit
+        // `set-max-intset-entries`), and the old set's rest is the reply.
+        let kept: Vec<Bytes> = (0..remaining).filter_map(|_| self.pop(rng)).collect();
+        let popped = std::mem::replace(self, Set::from_members(kept));
+        popped.iter().collect()
     }
 
     /// SRANDMEMBER without count.

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use bytes::Bytes;
 
-use super::limits::{ZSET_MAX_LISTPACK_ENTRIES, ZSET_MAX_LISTPACK_VALUE};
+use super::limits;
 use super::pack::Pack;
 use super::set::Set;
 use super::{bytes_heap, err, norm_range, random_positions, sampled_sum, Rng};
@@ -833,12 +833,24 @@ impl ZSet {
     /// Builds a sorted set from (member, score) pairs (later duplicates win) in the smallest
     /// form that fits, as Redis's store commands do (`zsetConvertToListpackIfNeeded`).
     pub fn from_pairs<I: IntoIterator<Item = (Bytes, f64)>>(pairs: I) -> ZSet {
+        Self::build(pairs, true)
+    }
+
+    /// A sorted set read from a listpack payload (RDB file, RESTORE): compact unless it has
+    /// more than `zset-max-listpack-entries` members, whatever their lengths (Redis 7.0's
+    /// loader checks only the count there).
+    pub fn from_packed_pairs<I: IntoIterator<Item = (Bytes, f64)>>(pairs: I) -> ZSet {
+        Self::build(pairs, false)
+    }
+
+    fn build<I: IntoIterator<Item = (Bytes, f64)>>(pairs: I, check_len: bool) -> ZSet {
         let mut map: HashMap<Bytes, f64, ahash::RandomState> = HashMap::default();
         for (m, s) in pairs {
             map.insert(m, canon(s));
         }
-        let small = map.len() <= ZSET_MAX_LISTPACK_ENTRIES
-            && map.keys().all(|m| m.len() <= ZSET_MAX_LISTPACK_VALUE);
+        let max_value = limits::zset_max_value();
+        let small = map.len() <= limits::zset_max_entries()
+            && (!check_len || map.keys().all(|m| m.len() <= max_value));
         if small {
             let mut v: Vec<(f64, Bytes)> = map.into_iter().map(|(m, s)| (s, m)).collect();
             v.sort_by(|a, b| cmp_key(a.0, &a.1, b.0, &b.1));
@@ -909,7 +921,8 @@ impl ZSet {
     /// Inserts a member known to be absent.
     fn insert_new(&mut self, score: f64, member: Bytes) {
         if let Repr::Listpack(p) = &self.repr {
-            if p.len() / 2 >= ZSET_MAX_LISTPACK_ENTRIES || member.len() > ZSET_MAX_LISTPACK_VALUE {
+            if p.len() / 2 >= limits::zset_max_entries() || member.len() > limits::zset_max_value()
+            {
                 self.convert_to_skiplist();
             }
         }
