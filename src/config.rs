@@ -324,6 +324,9 @@ pub struct Config {
     pub appendfsync: u8,
     /// `aof-load-truncated`: a file cut in the middle of a record loads up to it.
     pub aof_load_truncated: bool,
+    /// `auto-aof-rewrite-percentage` (0: off) and `auto-aof-rewrite-min-size` (bytes).
+    pub auto_aof_pct: u64,
+    pub auto_aof_min: u64,
     /// `rdbcompression`: LZF-compress strings longer than 20 bytes in RDB files.
     pub rdbcompression: bool,
     /// `rdbchecksum`: write a CRC64 at the end of RDB files and check it when loading.
@@ -420,6 +423,8 @@ impl Default for Config {
             appenddirname: "appendonlydir".into(),
             appendfsync: 1,
             aof_load_truncated: true,
+            auto_aof_pct: 100,
+            auto_aof_min: 64 << 20,
             rdbcompression: true,
             rdbchecksum: true,
             save: None,
@@ -485,6 +490,18 @@ pub fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
         return Err(format!("invalid core list '{s}': no cores"));
     }
     Ok(out)
+}
+
+/// `auto-aof-rewrite-percentage`: 0 (off) up to i32::MAX, as Redis's bounds.
+pub fn parse_percentage(v: &str) -> Result<u64, String> {
+    let n: i64 = v
+        .trim()
+        .parse()
+        .map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
+    u64::try_from(n)
+        .ok()
+        .filter(|&n| n <= i32::MAX as u64)
+        .ok_or_else(|| "argument must be between 0 and 2147483647 inclusive".to_string())
 }
 
 /// `appendfsync`'s values as 0 (no), 1 (everysec), 2 (always).
@@ -786,6 +803,8 @@ impl Config {
             }
             "appendfsync" => self.appendfsync = parse_fsync(v)?,
             "aof-load-truncated" => self.aof_load_truncated = parse_yes_no(v)?,
+            "auto-aof-rewrite-percentage" => self.auto_aof_pct = parse_percentage(v)?,
+            "auto-aof-rewrite-min-size" => self.auto_aof_min = parse_memory(v)?,
             "rdbcompression" => self.rdbcompression = parse_yes_no(v)?,
             "rdbchecksum" => self.rdbchecksum = parse_yes_no(v)?,
             "save" => {
@@ -1063,6 +1082,10 @@ pub struct Tunables {
     pub protected_mode: AtomicBool,
     /// `appendfsync` (0 no, 1 everysec, 2 always), read by each shard's AOF writer.
     pub appendfsync: std::sync::atomic::AtomicU8,
+    /// `auto-aof-rewrite-percentage` (0: off) and `auto-aof-rewrite-min-size`, read by shard
+    /// 0's once-a-second check (`persist::cron`).
+    pub auto_aof_pct: AtomicU64,
+    pub auto_aof_min: AtomicU64,
     /// `rdbcompression` / `rdbchecksum` (CONFIG SET changes the next save).
     pub rdbcompression: AtomicBool,
     pub rdbchecksum: AtomicBool,
@@ -1124,6 +1147,14 @@ impl Tunables {
         text.insert("appenddirname".into(), cfg.appenddirname.clone());
         text.insert("appendfsync".into(), fsync_name(cfg.appendfsync).into());
         text.insert("aof-load-truncated".into(), yn(cfg.aof_load_truncated));
+        text.insert(
+            "auto-aof-rewrite-percentage".into(),
+            cfg.auto_aof_pct.to_string(),
+        );
+        text.insert(
+            "auto-aof-rewrite-min-size".into(),
+            cfg.auto_aof_min.to_string(),
+        );
         text.insert("rdbcompression".into(), yn(cfg.rdbcompression));
         text.insert("rdbchecksum".into(), yn(cfg.rdbchecksum));
         let rules = cfg.save.clone().unwrap_or_else(|| DEFAULT_SAVE.to_vec());
@@ -1168,6 +1199,8 @@ impl Tunables {
             pubsub_obuf_limit: DEFAULT_OBUF_LIMITS[2].map(AtomicU64::new),
             normal_obuf_limit: DEFAULT_OBUF_LIMITS[0].map(AtomicU64::new),
             appendfsync: std::sync::atomic::AtomicU8::new(cfg.appendfsync),
+            auto_aof_pct: AtomicU64::new(cfg.auto_aof_pct),
+            auto_aof_min: AtomicU64::new(cfg.auto_aof_min),
             rdbcompression: AtomicBool::new(cfg.rdbcompression),
             rdbchecksum: AtomicBool::new(cfg.rdbchecksum),
             has_save_rules: AtomicBool::new(!rules.is_empty()),
@@ -1403,6 +1436,20 @@ impl Tunables {
                     .map_err(|_| "argument must be 'yes' or 'no'".to_string())?;
                 let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
                 m.insert(name.into(), if on { "yes" } else { "no" }.into());
+                return Ok(());
+            }
+            "auto-aof-rewrite-percentage" => {
+                let n = parse_percentage(value)?;
+                self.auto_aof_pct.store(n, Ordering::Relaxed);
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                m.insert(name.into(), n.to_string());
+                return Ok(());
+            }
+            "auto-aof-rewrite-min-size" => {
+                let n = parse_memory(value)?;
+                self.auto_aof_min.store(n, Ordering::Relaxed);
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                m.insert(name.into(), n.to_string());
                 return Ok(());
             }
             "appendfsync" => {

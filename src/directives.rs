@@ -33,8 +33,6 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ("rdb-save-incremental-fsync", Warn(RDB_FIXED)),
     ("rdb-key-save-delay", Warn(RDB_FIXED)),
     ("no-appendfsync-on-rewrite", Warn(AOF_FIXED)),
-    ("auto-aof-rewrite-percentage", Warn(AOF_FIXED)),
-    ("auto-aof-rewrite-min-size", Warn(AOF_FIXED)),
     ("aof-use-rdb-preamble", Warn(AOF_FIXED)),
     ("aof-timestamp-enabled", Warn(AOF_FIXED)),
     ("aof-rewrite-incremental-fsync", Warn(AOF_FIXED)),

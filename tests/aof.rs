@@ -493,3 +493,89 @@ fn loads_a_redis_server_append_only_directory() {
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// auto-aof-rewrite-percentage / -min-size as Redis: once the AOF has grown by the
+/// percentage since the last rewrite (or startup) and is over the minimum size, a rewrite
+/// starts on its own; INFO shows aof_current_size and aof_base_size; the result restarts
+/// to the same data. With the percentage at 0 nothing is rewritten.
+#[test]
+fn automatic_rewrite_on_growth() {
+    let dir = tmpdir("auto");
+    let s = start(
+        &dir,
+        2,
+        &[
+            "--auto-aof-rewrite-percentage",
+            "0",
+            "--auto-aof-rewrite-min-size",
+            "200kb",
+        ],
+    );
+    let mut c = s.client();
+    let get = |c: &mut redis::Connection, k: &str| -> String {
+        let v: Vec<String> = redis::cmd("CONFIG").arg("GET").arg(k).query(c).unwrap();
+        v.get(1).cloned().unwrap_or_default()
+    };
+    assert_eq!(get(&mut c, "auto-aof-rewrite-min-size"), "204800");
+    assert_eq!(get(&mut c, "auto-aof-rewrite-percentage"), "0");
+    let err = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("auto-aof-rewrite-percentage")
+        .arg("-1")
+        .query::<()>(&mut c)
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("argument must be between 0 and 2147483647 inclusive"),
+        "{err}"
+    );
+    let write = |c: &mut redis::Connection, round: usize| {
+        let mut p = redis::pipe();
+        for i in 0..2000 {
+            p.cmd("SET")
+                .arg(format!("k{i}"))
+                .arg(format!("{round}-{}", "x".repeat(100)))
+                .ignore();
+        }
+        p.query::<()>(c).unwrap();
+    };
+    // Off (percentage 0): the log grows past the minimum without a rewrite.
+    for round in 0..3 {
+        write(&mut c, round);
+    }
+    let info = common::info(&mut c, "persistence");
+    let size: u64 = info["aof_current_size"].parse().unwrap();
+    assert!(size > 204_800, "aof_current_size {size}");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(common::info(&mut c, "persistence")["aof_rewrites"], "0");
+    // On: the next second's check sees the growth since startup and rewrites.
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("auto-aof-rewrite-percentage")
+        .arg("100")
+        .query(&mut c)
+        .unwrap();
+    assert!(
+        common::wait_for(Duration::from_secs(20), || {
+            let i = common::info(&mut c, "persistence");
+            i["aof_rewrites"] == "1" && i["aof_rewrite_in_progress"] == "0"
+        }),
+        "no automatic rewrite: {:?}",
+        common::info(&mut c, "persistence")
+    );
+    let info = common::info(&mut c, "persistence");
+    let (cur, base): (u64, u64) = (
+        info["aof_current_size"].parse().unwrap(),
+        info["aof_base_size"].parse().unwrap(),
+    );
+    assert!(cur < size, "the rewrite shrank the AOF: {cur} vs {size}");
+    assert!(base > 0 && base <= cur, "base {base}, current {cur}");
+    write(&mut c, 9);
+    let want = digest(&mut c);
+    s.signal("KILL");
+    drop(s);
+    let s = start(&dir, 2, &[]);
+    assert_eq!(digest(&mut s.client()), want, "after the automatic rewrite");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}

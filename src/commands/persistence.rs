@@ -193,7 +193,7 @@ pub fn rewrite_aof(
             let _ = std::thread::Builder::new()
                 .name("aof-rewrite".into())
                 .spawn(move || {
-                    let r = aof::finish_rewrite(&shared.cfg, seq, &parts, checksum);
+                    let r = aof::finish_rewrite(&shared.cfg, &shared.aof, seq, &parts, checksum);
                     match &r {
                         Ok(()) => {
                             crate::log::notice("Background AOF rewrite finished successfully")

@@ -1149,6 +1149,8 @@ pub struct Meta {
     pub rdb: (u64, u64, u64, bool, bool, i64, u64, u64),
     /// `persist::aof::State`: (enabled, rewriting, rewrites, last rewrite ok, last write ok).
     pub aof: (bool, bool, u64, bool, bool),
+    /// The AOF's current size and its size after the last rewrite (or at startup).
+    pub aof_sizes: (u64, u64),
 }
 
 /// The replication id this server reports (40 hex digits, fixed for the process lifetime).
@@ -1204,6 +1206,10 @@ fn meta(w: &Worker) -> Meta {
             sh.aof.rewrites.load(Ordering::Relaxed),
             sh.aof.last_rewrite_ok.load(Ordering::Relaxed),
             sh.aof.last_write_ok.load(Ordering::Relaxed),
+        ),
+        aof_sizes: (
+            sh.aof.current_size(),
+            sh.aof.rewrite_base.load(Ordering::Relaxed),
         ),
         stalls: sh.stalls(),
         run_id: sh.run_id.clone(),
@@ -1425,6 +1431,16 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 f("aof_rewrites_consecutive_failures", &u8::from(!rewrite_ok));
                 f("aof_last_write_status", &ok(write_ok));
                 f("aof_last_cow_size", &0);
+                if aof_on {
+                    // As Redis, only while the AOF is on.
+                    let (cur, base) = m.aof_sizes;
+                    f("aof_current_size", &cur);
+                    f("aof_base_size", &base);
+                    f("aof_pending_rewrite", &0);
+                    f("aof_buffer_length", &0);
+                    f("aof_pending_bio_fsync", &0);
+                    f("aof_delayed_fsync", &0);
+                }
                 f("module_fork_in_progress", &0);
                 f("module_fork_last_cow_size", &0);
                 "Persistence"

@@ -52,6 +52,13 @@ pub struct State {
     pub last_write_ok: AtomicBool,
     /// Each shard's current log, for the everysec fsync thread.
     files: Mutex<Vec<Option<std::fs::File>>>,
+    /// Bytes in each shard's current log (auto-aof-rewrite, INFO aof_current_size).
+    incr: Vec<AtomicU64>,
+    /// Size of the current base file.
+    pub base_size: AtomicU64,
+    /// The AOF's size right after the last rewrite or at startup (Redis's
+    /// aof_rewrite_base_size): auto-aof-rewrite-percentage measures growth from it.
+    pub rewrite_base: AtomicU64,
 }
 
 impl State {
@@ -65,6 +72,25 @@ impl State {
             last_rewrite_ok: AtomicBool::new(true),
             last_write_ok: AtomicBool::new(true),
             files: Mutex::new((0..nshards).map(|_| None).collect()),
+            incr: (0..nshards).map(|_| AtomicU64::new(0)).collect(),
+            base_size: AtomicU64::new(0),
+            rewrite_base: AtomicU64::new(0),
+        }
+    }
+
+    /// The AOF's total size: base plus every shard's current log (INFO aof_current_size).
+    pub fn current_size(&self) -> u64 {
+        self.base_size.load(Ordering::Relaxed)
+            + self
+                .incr
+                .iter()
+                .map(|n| n.load(Ordering::Relaxed))
+                .sum::<u64>()
+    }
+
+    fn set_incr(&self, shard: usize, n: u64) {
+        if let Some(c) = self.incr.get(shard) {
+            c.store(n, Ordering::Relaxed);
         }
     }
 
@@ -611,6 +637,7 @@ impl Writer {
             .open(&path)
             .map_err(|e| format!("Can't open the append-only file {}: {e}", path.display()))?;
         state.register(shard, &file);
+        state.set_incr(shard, file.metadata().map_or(0, |m| m.len()));
         Ok(Writer {
             shard,
             file,
@@ -670,6 +697,9 @@ impl Writer {
             return;
         }
         self.state.last_write_ok.store(true, Ordering::Relaxed);
+        if let Some(c) = self.state.incr.get(self.shard) {
+            c.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
+        }
         self.next = next;
         j.pin = Some(next);
         if self.buf.capacity() > 1 << 20 {
@@ -706,13 +736,18 @@ pub fn start_fsync_thread(state: Arc<State>, shared: Arc<crate::server::Shared>)
 /// and the logs of `seq`, then removes the older files. Runs on a std thread.
 pub fn finish_rewrite(
     cfg: &Config,
+    state: &State,
     seq: u64,
     parts: &[super::save::ShardPart],
     checksum: bool,
 ) -> Result<(), String> {
     let base = dir(cfg).join(base_name(cfg, seq));
-    super::save::write_file(&base, parts, checksum, crate::persist::unix_secs(), 0)?;
+    let size = super::save::write_file(&base, parts, checksum, crate::persist::unix_secs(), 0)?;
     write_manifest(cfg, &manifest_text(cfg, Some(seq), &[seq]))?;
+    state.base_size.store(size, Ordering::Relaxed);
+    state
+        .rewrite_base
+        .store(state.current_size(), Ordering::Relaxed);
     // Everything of older sequences is history now.
     if let Ok(rd) = std::fs::read_dir(dir(cfg)) {
         for e in rd.flatten() {
@@ -745,6 +780,28 @@ pub fn begin_rewrite(
     seqs.push(seq);
     seqs.dedup();
     write_manifest(cfg, &manifest_text(cfg, old_base, &seqs))
+}
+
+/// At startup: the current base file's size (the logs' sizes come as each shard opens its
+/// log) and the AOF's size as loaded, the growth reference of auto-aof-rewrite (as Redis
+/// sets it after loading).
+pub fn note_base_size(cfg: &Config, state: &State) {
+    let base = current_base(cfg)
+        .and_then(|s| std::fs::metadata(dir(cfg).join(base_name(cfg, s))).ok())
+        .map_or(0, |m| m.len());
+    state.base_size.store(base, Ordering::Relaxed);
+    let manifest = manifest_path(cfg);
+    let total: u64 = std::fs::read_dir(dir(cfg))
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.path() != manifest)
+                .filter_map(|e| e.metadata().ok())
+                .filter(|m| m.is_file())
+                .map(|m| m.len())
+                .sum()
+        })
+        .unwrap_or(0);
+    state.rewrite_base.store(total.max(1), Ordering::Relaxed);
 }
 
 /// The current manifest's base sequence, if it names a base.

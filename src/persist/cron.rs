@@ -87,6 +87,38 @@ pub fn check_rules(w: &mut Worker) {
     }
 }
 
+/// Once a second on shard 0: starts an AOF rewrite when the AOF has grown by
+/// `auto-aof-rewrite-percentage` since the last rewrite (or startup) and is over
+/// `auto-aof-rewrite-min-size`, as Redis's serverCron does; not while a save or rewrite runs.
+pub fn check_aof_growth(w: &mut Worker) {
+    let sh = w.shared.clone();
+    let aof = &sh.aof;
+    if !aof.enabled.load(Ordering::Relaxed)
+        || aof.rewriting.load(Ordering::SeqCst)
+        || sh.persist.saving.load(Ordering::SeqCst)
+    {
+        return;
+    }
+    let cur = aof.current_size();
+    let pct = sh.tun.auto_aof_pct.load(Ordering::Relaxed);
+    let min = sh.tun.auto_aof_min.load(Ordering::Relaxed);
+    let base = aof.rewrite_base.load(Ordering::Relaxed).max(1);
+    if pct == 0 || cur <= min {
+        return;
+    }
+    let growth = cur.saturating_sub(base).saturating_mul(100) / base;
+    if growth >= pct {
+        crate::log::notice(&format!(
+            "Starting automatic rewriting of AOF on {growth}% growth"
+        ));
+        crate::commands::persistence::rewrite_aof(w, false, |_, res| {
+            if let Err(e) = res {
+                crate::log::warning(&e);
+            }
+        });
+    }
+}
+
 /// Every 100 ms tick: shard 0 takes a signal's shutdown request, and any shard runs its
 /// waiting shutdown once no other save is running.
 pub fn tick(w: &mut Worker) {

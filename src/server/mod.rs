@@ -376,6 +376,9 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         aof: Arc::new(crate::persist::aof::State::new(cfg.shards, cfg.appendonly)),
         cfg,
     });
+    if shared.cfg.appendonly {
+        crate::persist::aof::note_base_size(&shared.cfg, &shared.aof);
+    }
     if let Some(l) = &loaded {
         let st = &shared.persist;
         st.loaded_keys.store(l.summary.keys, Ordering::Relaxed);

@@ -2102,6 +2102,7 @@ impl Worker {
                 }
                 if self.id == 0 {
                     crate::persist::cron::check_rules(self);
+                    crate::persist::cron::check_aof_growth(self);
                     crate::repl::master::refresh_good_replicas();
                 }
                 self.timers
