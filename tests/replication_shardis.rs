@@ -274,3 +274,80 @@ fn a_frozen_master_acknowledges_no_write_after_it_resumes() {
     let acked = writer.join().unwrap();
     assert_eq!(acked, 0, "writes acknowledged by the fenced old master");
 }
+
+/// A full sync while the master takes writes: the cut is only a moment under the lock,
+/// the master's shards serialise the RDB while serving, and the writes made meanwhile
+/// (overwrites, deletions and new keys, on every shard) reach the replica behind its RDB.
+/// A stock redis-server replica gets the same stream. Both end with the master's digest.
+#[test]
+fn full_sync_under_writes_while_the_master_serialises() {
+    let master = node(4, &[]);
+    let mut c = master.client();
+    for chunk in (0..100_000).collect::<Vec<u32>>().chunks(10_000) {
+        let mut p = redis::pipe();
+        for i in chunk {
+            p.cmd("SET").arg(format!("k{i}")).arg("v0").ignore();
+        }
+        p.query::<()>(&mut c).unwrap();
+    }
+    let port = master.port;
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop2 = stop.clone();
+    let writer = std::thread::spawn(move || {
+        let client = redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+        let mut w = client.get_connection().unwrap();
+        let mut round = 0u32;
+        while !stop2.load(std::sync::atomic::Ordering::Relaxed) && round < 400 {
+            let mut p = redis::pipe();
+            for j in 0..500u32 {
+                let i = (round * 997 + j * 131) % 100_000;
+                match j % 3 {
+                    0 => p
+                        .cmd("SET")
+                        .arg(format!("k{i}"))
+                        .arg(format!("r{round}"))
+                        .ignore(),
+                    1 => p.cmd("DEL").arg(format!("k{i}")).ignore(),
+                    _ => p.cmd("SET").arg(format!("n{round}:{j}")).arg("x").ignore(),
+                };
+            }
+            p.query::<()>(&mut w).unwrap();
+            round += 1;
+        }
+        round
+    });
+    let replica = node(2, &["--replicaof", "127.0.0.1", &port.to_string()]);
+    let stock = common::resp::Redis::start_with(&[
+        "--replicaof",
+        "127.0.0.1",
+        &port.to_string(),
+        "--enable-debug-command",
+        "yes",
+    ]);
+    assert!(
+        common::wait_for(Duration::from_secs(30), || {
+            info(&replica, "master_link_status") == "up"
+        }),
+        "replica link never came up"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = writer.join().unwrap();
+    assert!(rounds > 0);
+    converge(
+        &[&master, &replica],
+        "shardis replica after a full sync under writes",
+    );
+    let want = digest(&mut c);
+    let mut sc = redis::Client::open(format!("redis://127.0.0.1:{}", stock.port))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let ok = common::wait_for(Duration::from_secs(20), || {
+        redis::cmd("DEBUG")
+            .arg("DIGEST")
+            .query::<String>(&mut sc)
+            .is_ok_and(|d| d == want)
+    });
+    assert!(ok, "stock redis-server replica differs from the master");
+}

@@ -144,7 +144,7 @@ pub fn rewrite_aof(
     // log; the shards then serialise the base while serving (`save::stepped`).
     let at_moment: save::AtMoment = std::sync::Arc::new(move |tw: &mut Worker| {
         let cfg = tw.shared.cfg.clone();
-        match tw.aof.as_mut() {
+        let r = match tw.aof.as_mut() {
             Some(a) => a.switch(&cfg, &mut tw.shard, seq),
             None if enabling => {
                 crate::shard::journal::enable(
@@ -160,14 +160,15 @@ pub fn rewrite_aof(
                 })
             }
             None => Ok(()),
-        }
+        };
+        r.map(|()| 0)
     });
     let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let failed2 = failed.clone();
     save::stepped(
         w,
         Some(at_moment),
-        move |w: &mut Worker, res: Vec<Result<(), String>>| {
+        move |w: &mut Worker, res: Vec<Result<u64, String>>| {
             let shared = w.shared.clone();
             if let Some(Err(e)) = res.into_iter().find(|r| r.is_err()) {
                 crate::log::warning(&format!("Can't rewrite the append only file: {e}"));

@@ -163,8 +163,9 @@ pub fn snapshot(
 }
 
 /// What each shard does at the snapshot's moment, still under the lock (the AOF rewrite
-/// switches logs there); its result goes to `taken`.
-pub type AtMoment = Arc<dyn Fn(&mut Worker) -> Result<(), String> + Send + Sync>;
+/// switches logs there, a replication cut notes its journal offset); its result goes to
+/// `taken`.
+pub type AtMoment = Arc<dyn Fn(&mut Worker) -> Result<u64, String> + Send + Sync>;
 
 /// The stepped snapshot: every shard runs `at_moment` and marks its point in time under
 /// the all-shard lock, then serialises while serving. `taken` runs here with the
@@ -173,7 +174,7 @@ pub type AtMoment = Arc<dyn Fn(&mut Worker) -> Result<(), String> + Send + Sync>
 pub fn stepped(
     w: &mut Worker,
     at_moment: Option<AtMoment>,
-    taken: impl FnOnce(&mut Worker, Vec<Result<(), String>>) + Send + 'static,
+    taken: impl FnOnce(&mut Worker, Vec<Result<u64, String>>) + Send + 'static,
     done: impl FnOnce(&mut Worker, Vec<ShardPart>, u64) + Send + 'static,
 ) {
     let compress = w.shared.tun.rdbcompression.load(Ordering::Relaxed);
@@ -198,13 +199,13 @@ pub fn stepped(
                 .map(|s| {
                     let collect = collect.clone();
                     let at_moment = at_moment.clone();
-                    let job: ShardFn<Result<(), String>> = Box::new(move |tw| {
+                    let job: ShardFn<Result<u64, String>> = Box::new(move |tw| {
                         // One snapshot per shard at a time (saves are serialised by
                         // `persist::State`; this only guards the invariant).
                         if tw.snap_run.is_some() {
                             finish_step(tw);
                         }
-                        let r = at_moment.map_or(Ok(()), |f| f(tw));
+                        let r = at_moment.map_or(Ok(0), |f| f(tw));
                         tw.shard.snap_begin(compress);
                         let dirty = tw.shard.dirty;
                         unlock(tw, txid);
@@ -219,7 +220,7 @@ pub fn stepped(
                     (s, job)
                 })
                 .collect();
-            w.fan_out(jobs, false, move |w, res: Vec<Result<(), String>>| {
+            w.fan_out(jobs, false, move |w, res: Vec<Result<u64, String>>| {
                 crate::log::verbose(&format!(
                     "Snapshot point in time taken in {} ms; shards serialise while serving",
                     start.elapsed().as_millis()

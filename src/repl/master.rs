@@ -32,7 +32,6 @@ use crate::commands::table::{
     CommandSpec, Exec, KeySpec, ADMIN, ALLOW_BUSY, FAST, LOADING, NOSCRIPT, NO_MULTI, STALE,
 };
 use crate::commands::ConnCtx;
-use crate::coord::multi::{lock_all, unlock};
 use crate::error::{CmdError, CmdResult};
 use crate::persist::save::ShardPart;
 use crate::protocol::parse_i64;
@@ -230,6 +229,9 @@ pub struct Link {
     /// Stream bytes queued behind the RDB or backlog payload while that may still be
     /// unsent (the output limit counts only those).
     after_payload: Option<u64>,
+    /// The stream since the cut, held while this replica's RDB is still being serialised
+    /// (the shards step their snapshot while serving); sent right after the RDB.
+    behind_rdb: Option<Vec<u8>>,
 }
 
 /// Whether the connection is a replica link (never timed out, its own output limit, `S`).
@@ -291,6 +293,11 @@ pub struct Hub {
     last_db: Option<u32>,
     /// A full sync's cut is being taken: nothing is merged until it is in.
     cutting: bool,
+    /// The cut is in and the stream flows again; the shards are still serialising its
+    /// RDB (a new full sync waits for it).
+    serialising: bool,
+    /// The merged stream offset at the last cut (where its replicas' streams start).
+    cut_offset: u64,
     in_cut: Vec<SyncReq>,
     queued: Vec<SyncReq>,
     waits: Vec<Wait>,
@@ -308,6 +315,8 @@ impl Hub {
             held: 0,
             last_db: None,
             cutting: false,
+            serialising: false,
+            cut_offset: 0,
             in_cut: Vec::new(),
             queued: Vec::new(),
             waits: Vec::new(),
@@ -563,6 +572,28 @@ fn deliver(w: &mut Worker, start: u64, b: Bytes) {
         if c.closing || next >= end {
             continue;
         }
+        if let Some(held) = link.behind_rdb.as_mut() {
+            // Its RDB is not out yet: the stream waits behind it (bounded by the
+            // replica output limit, as Redis's buffer during a full sync).
+            if next < start {
+                link.behind_rdb = None;
+                w.close_conn(idx);
+                continue;
+            }
+            let part = b.get((next - start) as usize..).unwrap_or_default();
+            held.extend_from_slice(part);
+            link.next = Some(end);
+            let hard = OBUF[0].load(Ordering::Relaxed);
+            if hard > 0 && held.len() as u64 > hard {
+                crate::log::warning(&format!(
+                    "Replica {} passed the output limit while its RDB was serialised: dropped",
+                    c.client.addr
+                ));
+                link.behind_rdb = None;
+                w.close_conn(idx);
+            }
+            continue;
+        }
         if next < start {
             crate::log::warning(&format!(
                 "Replica {} missed stream bytes {next}..{start}: dropped",
@@ -626,12 +657,20 @@ fn deliver_payload(w: &mut Worker, id: u64, token: u64, payload: Vec<u8>, next: 
     };
     let c = &mut w.conns[idx];
     let rdb_only = c.replica_link.as_ref().is_some_and(|l| l.rdb_only);
+    let mut held = None;
     if let Some(l) = c.replica_link.as_mut() {
-        l.next = Some(next);
+        // A stepped cut already set where its stream starts and held what came since.
+        held = l.behind_rdb.take();
+        if held.is_none() {
+            l.next = Some(next);
+        }
         // The RDB is not replication buffer: the output limit counts what follows it.
-        l.after_payload = Some(0);
+        l.after_payload = Some(held.as_ref().map_or(0, |h| h.len() as u64));
     }
     c.push_raw(&payload);
+    if let Some(h) = held.filter(|_| !rdb_only) {
+        c.push_raw(&h);
+    }
     if rdb_only {
         c.closing = true;
     }
@@ -831,59 +870,53 @@ fn hub_psync(w: &mut Worker, req: SyncReq) {
     ));
     let h = hub(w);
     h.queued.push(req);
-    if !h.cutting {
+    if !h.cutting && !h.serialising {
         start_cut(w);
     }
 }
 
-/// One shard's side of a full sync's cut.
-struct CutPart {
-    /// Journal offset at the cut: every record before it is in the hub's queue (or merged).
-    cut: u64,
-    part: ShardPart,
-}
-
 /// Takes a consistent cut of every shard: under one lock on all of them, each pushes its
-/// records so far, notes its journal offset and serialises its keys. The hub merges exactly
-/// the records before the cut, so the RDB plus the stream from the merged offset is the
-/// dataset at every later point.
+/// records so far, notes its journal offset and marks its snapshot's moment, then serves
+/// again while it serialises (the stepper, `persist::save::stepped`). Once every cut is
+/// in, the hub merges exactly the records before it, the stream flows again, and the
+/// replicas being synced hold their stream from the cut until their RDB is out; so the RDB
+/// plus the stream from the merged offset is the dataset at every later point.
 fn start_cut(w: &mut Worker) {
     let h = hub(w);
     h.cutting = true;
     h.in_cut = std::mem::take(&mut h.queued);
     ACTIVE.store(true, Ordering::Relaxed);
-    let compress = w.shared.tun.rdbcompression.load(Ordering::Relaxed);
     let n = w.nshards;
-    let all: Vec<usize> = (0..n).collect();
     let started = Instant::now();
-    lock_all(
+    let at_moment: crate::persist::save::AtMoment = std::sync::Arc::new(move |tw| {
+        let txid = tw.lock.unwrap_or(0);
+        Ok(cut_offset(tw, txid, n))
+    });
+    crate::persist::save::stepped(
         w,
-        all.clone(),
-        Box::new(move |w, txid| {
-            let jobs = all
-                .into_iter()
-                .map(|s| {
-                    let job: ShardFn<CutPart> = Box::new(move |tw| {
-                        let p = cut_part(tw, compress, txid, n);
-                        unlock(tw, txid);
-                        p
-                    });
-                    (s, job)
-                })
-                .collect();
-            w.fan_out(jobs, false, move |w, parts: Vec<CutPart>| {
-                crate::log::notice(&format!(
-                    "Replication cut taken: {} shards serialised in {} ms",
-                    parts.len(),
-                    started.elapsed().as_millis()
-                ));
-                cut_done(w, parts)
-            });
-        }),
+        Some(at_moment),
+        move |w, cuts| {
+            let cuts: Vec<u64> = cuts.into_iter().map(|c| c.unwrap_or(0)).collect();
+            crate::log::notice(&format!(
+                "Replication cut taken in {} ms; shards serialise while serving",
+                started.elapsed().as_millis()
+            ));
+            cut_taken(w, cuts)
+        },
+        move |w, parts, _| {
+            crate::log::notice(&format!(
+                "Replication RDB serialised: {} shards in {} ms",
+                parts.len(),
+                started.elapsed().as_millis()
+            ));
+            rdb_ready(w, parts)
+        },
     );
 }
 
-fn cut_part(tw: &mut Worker, compress: bool, txid: u64, n: usize) -> CutPart {
+/// One shard at the cut (under the lock): its journal on, its records so far pushed to
+/// the hub; returns its journal offset at the cut.
+fn cut_offset(tw: &mut Worker, txid: u64, n: usize) -> u64 {
     let fresh = tw.shard.journal.is_none();
     journal::enable(&mut tw.shard, JOURNAL_CAP);
     if fresh && tw.lock == Some(txid) {
@@ -899,7 +932,7 @@ fn cut_part(tw: &mut Worker, compress: bool, txid: u64, n: usize) -> CutPart {
     }
     journal::flush(&mut tw.shard);
     let shipping = tw.master_repl.as_ref().is_some_and(|r| r.shipping);
-    let cut = if shipping {
+    if shipping {
         push_now(tw)
     } else {
         let next = tw.shard.journal.as_ref().map_or(0, |j| j.next());
@@ -907,15 +940,12 @@ fn cut_part(tw: &mut Worker, compress: bool, txid: u64, n: usize) -> CutPart {
         r.shipping = true;
         r.cursor = next;
         next
-    };
-    CutPart {
-        cut,
-        part: crate::persist::save::serialise(&tw.shard, compress),
     }
 }
 
-fn cut_done(w: &mut Worker, parts: Vec<CutPart>) {
-    let cuts: Vec<u64> = parts.iter().map(|p| p.cut).collect();
+/// Every cut is in: merge the records before it, let the stream flow again, and have the
+/// replicas being synced hold their stream from here until their RDB is out.
+fn cut_taken(w: &mut Worker, cuts: Vec<u64>) {
     let h = hub(w);
     for (s, c) in cuts.iter().enumerate() {
         if let Some(r) = h.received.get_mut(s) {
@@ -935,11 +965,37 @@ fn cut_done(w: &mut Worker, parts: Vec<CutPart>) {
     // As Redis after a full sync: the next command says its database.
     h.last_db = None;
     h.cutting = false;
-    let reqs = std::mem::take(&mut h.in_cut);
+    h.serialising = true;
+    h.cut_offset = offset;
+    let reqs: Vec<(usize, u64)> = h.in_cut.iter().map(|r| (r.shard, r.token)).collect();
     broadcast(w, chunk);
-    let shards: Vec<ShardPart> = parts.into_iter().map(|p| p.part).collect();
+    for (shard, token) in reqs {
+        // Sent after the chunk above (same channel, in order): from here on the stream
+        // collects behind the RDB.
+        w.post(
+            shard,
+            Msg::Control(Box::new(move |tw| {
+                if let Some(idx) = tw.conn_by_token(token) {
+                    if let Some(l) = tw.conns[idx].replica_link.as_mut() {
+                        l.next = Some(offset + 1);
+                        l.behind_rdb = Some(Vec::new());
+                    }
+                }
+            })),
+        );
+    }
+    merge_and_send(w);
+}
+
+/// Every shard's part is serialised: the RDB goes to each replica of the cut, followed by
+/// the stream held since the cut.
+fn rdb_ready(w: &mut Worker, parts: Vec<ShardPart>) {
+    let h = hub(w);
+    let offset = h.cut_offset;
+    h.serialising = false;
+    let reqs = std::mem::take(&mut h.in_cut);
     let checksum = w.shared.tun.rdbchecksum.load(Ordering::Relaxed);
-    let rdb = rdb_bytes(&shards, checksum, offset);
+    let rdb = rdb_bytes(&parts, checksum, offset);
     let replid = current_replid();
     for req in reqs {
         let mut payload = Vec::with_capacity(rdb.len() + 80);
@@ -962,7 +1018,6 @@ fn cut_done(w: &mut Worker, parts: Vec<CutPart>) {
             })),
         );
     }
-    merge_and_send(w);
     if !hub(w).queued.is_empty() {
         start_cut(w);
     }
