@@ -306,6 +306,7 @@ fn config_resetstat(ctx: &mut ConnCtx) -> CmdResult {
             let s = &mut tw.shard;
             s.cmd_stats.iter_mut().for_each(|c| *c = CmdStat::default());
             s.error_stats.clear();
+            s.lat.hist.clear();
             s.commands_processed = 0;
             s.evict.evicted_keys = 0;
             for d in s.dbs.iter_mut() {
@@ -973,6 +974,7 @@ const SECTIONS: &[(&str, bool)] = &[
     ("modules", true),
     ("commandstats", false),
     ("errorstats", true),
+    ("latencystats", false),
     ("cluster", true),
     ("keyspace", true),
 ];
@@ -1031,6 +1033,10 @@ pub struct ShardInfo {
     /// How long this shard had been in its current loop pass when it answered (a command
     /// that held it is still counted then; the `Shared` reading may already be reset).
     pub pass_ms: u64,
+    /// Per-command latency histograms, when INFO latencystats is asked for.
+    pub latency: Vec<(usize, hdrhistogram::Histogram<u64>)>,
+    /// `latency-tracking-info-percentiles` (set on the merged total).
+    pub percentiles: Vec<f64>,
 }
 
 fn gather(tw: &mut Worker) -> ShardInfo {
@@ -1058,6 +1064,8 @@ fn gather(tw: &mut Worker) -> ShardInfo {
             .sum(),
         pass_ms: tw.pass_age_ms(),
         dirty: s.dirty,
+        latency: Vec::new(),
+        percentiles: Vec::new(),
     }
 }
 
@@ -1100,6 +1108,7 @@ fn merge(mut a: ShardInfo, b: ShardInfo) -> ShardInfo {
     a.clients_mem += b.clients_mem;
     a.pass_ms = a.pass_ms.max(b.pass_ms);
     a.dirty += b.dirty;
+    crate::shard::latency::merge_histograms(&mut a.latency, b.latency);
     a
 }
 
@@ -1521,6 +1530,13 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 }
                 "Errorstats"
             }
+            "latencystats" => {
+                lines.extend(super::observe::latencystats_lines(
+                    &s.latency,
+                    &s.percentiles,
+                ));
+                "Latencystats"
+            }
             "cluster" => {
                 f("cluster_enabled", &0);
                 "Cluster"
@@ -1548,8 +1564,28 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
 fn info(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let sections = wanted_sections(argv.get(1..).unwrap_or_default());
     let ticket = ctx.defer();
-    all_shards(ctx.w, gather, move |w, parts: Vec<ShardInfo>| {
-        let total = parts.into_iter().fold(ShardInfo::default(), merge);
+    let latency = sections.contains(&"latencystats");
+    let gather_all = move |tw: &mut Worker| {
+        let mut i = gather(tw);
+        if latency {
+            i.latency = tw.shard.lat.histograms();
+        }
+        i
+    };
+    all_shards(ctx.w, gather_all, move |w, parts: Vec<ShardInfo>| {
+        let mut total = parts.into_iter().fold(ShardInfo::default(), merge);
+        if latency {
+            let text = w
+                .shared
+                .tun
+                .text
+                .lock()
+                .ok()
+                .and_then(|m| m.get("latency-tracking-info-percentiles").cloned());
+            total.percentiles = text
+                .and_then(|t| crate::shard::latency::parse_percentiles(&t).ok())
+                .unwrap_or_default();
+        }
         let text = render(&sections, &meta(w), &total);
         w.complete(ticket, Reply::Verbatim(Bytes::from(text)));
     });

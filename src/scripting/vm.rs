@@ -615,11 +615,14 @@ fn command(ctx: &mut KeyCtx, run: &RunInfo, args: &[Value]) -> Result<Reply, Str
         run.slot.wrote.store(true, Ordering::Release);
     }
     let resp = run.resp.get();
-    Ok(match spec.exec {
+    let slow_before = ctx.shard.slow.pending.len();
+    let r = match spec.exec {
         Exec::Key(f) => run_key(ctx.shard, id, f, ctx.db, resp, &argv, None),
         Exec::Multi(m) => run_key(ctx.shard, id, m.sub, ctx.db, resp, &argv, None),
         Exec::Conn(_) => conn_command(ctx, spec.name, &argv)?,
-    })
+    };
+    crate::server::monitor::after_script_call(ctx.shard, slow_before, ctx.db, spec, &argv);
+    Ok(r)
 }
 
 /// The connection-level commands a script may run here (SELECT changes the script's own

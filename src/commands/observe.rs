@@ -1,0 +1,407 @@
+//! Observability commands (Redis's slowlog.c, latency.c and MONITOR): SLOWLOG, LATENCY,
+//! MONITOR. They run on the connection's shard and read every shard's part (`shard::slowlog`,
+//! `shard::latency`) through a fan-out, merging on the way back; MONITOR registers the
+//! connection with `server::monitor`.
+
+use bytes::Bytes;
+use hdrhistogram::Histogram;
+
+use super::table::{table, CommandSpec, Exec, KeySpec, ADMIN, LOADING, NOSCRIPT, STALE};
+use super::ConnCtx;
+use crate::error::{CmdError, CmdResult};
+use crate::protocol::parse_i64;
+use crate::protocol::reply::Reply;
+use crate::server::worker::{ShardFn, Worker};
+use crate::shard::latency::{self, Series};
+use crate::shard::slowlog::Entry;
+
+const SV: &str = "server";
+
+#[rustfmt::skip]
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec::new("slowlog", -2, ADMIN | LOADING | STALE, KeySpec::none(), Exec::Conn(slowlog))
+        .doc(SV, "2.2.12", "A container for slow log commands.", "subcommand [argument ...]")
+        .subs(&[
+            ("get", -2, "[count]"),
+            ("len", 2, ""),
+            ("reset", 2, ""),
+            ("help", 2, ""),
+        ]),
+    CommandSpec::new("latency", -2, ADMIN | NOSCRIPT | LOADING | STALE, KeySpec::none(), Exec::Conn(latency_cmd))
+        .doc(SV, "2.8.13", "A container for latency diagnostics commands.", "subcommand [argument ...]")
+        .subs(&[
+            ("doctor", 2, ""),
+            ("graph", 3, "event"),
+            ("histogram", -2, "[command [command ...]]"),
+            ("history", 3, "event"),
+            ("latest", 2, ""),
+            ("reset", -2, "[event [event ...]]"),
+            ("help", 2, ""),
+        ]),
+    CommandSpec::new("monitor", 1, ADMIN | NOSCRIPT | LOADING | STALE, KeySpec::none(), Exec::Conn(monitor))
+        .doc(SV, "1.0.0", "Listen for all requests received by the server in real time", ""),
+];
+
+/// Runs `f` on this shard now and on the others through a fan-out, then `done` with every
+/// result. This shard's part is read before the command itself is logged (as Redis reads
+/// its log before logging the command that reads it).
+fn every_shard<T: Send + 'static>(
+    ctx: &mut ConnCtx,
+    f: impl Fn(&mut Worker) -> T + Send + Clone + 'static,
+    done: impl FnOnce(&mut Worker, Vec<T>) -> Reply + 'static,
+) -> CmdResult {
+    let mine = f(ctx.w);
+    let me = ctx.w.id;
+    let ticket = ctx.defer();
+    let jobs: Vec<(usize, ShardFn<T>)> = (0..ctx.w.nshards)
+        .filter(|&s| s != me)
+        .map(|s| {
+            let f = f.clone();
+            let job: ShardFn<T> = Box::new(move |tw| f(tw));
+            (s, job)
+        })
+        .collect();
+    ctx.w.fan_out(jobs, true, move |w, mut v: Vec<T>| {
+        v.push(mine);
+        let r = done(w, v);
+        w.complete(ticket, r);
+    });
+    Ok(Reply::Ok)
+}
+
+// ----- SLOWLOG ------------------------------------------------------------------------------
+
+const SLOWLOG_HELP: &[&str] = &[
+    "SLOWLOG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "GET [<count>]",
+    "    Return top <count> entries from the slowlog (default: 10, -1 mean all).",
+    "    Entries are made of:",
+    "    id, timestamp, time in microseconds, arguments array, client IP and port,",
+    "    client name",
+    "LEN",
+    "    Return the length of the slowlog.",
+    "RESET",
+    "    Reset the slowlog.",
+    "HELP",
+    "    Prints this help.",
+];
+
+fn slowlog(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let sub = super::server::subcommand("slowlog", argv)?;
+    let max_len = ctx.w.shard.slow.max_len;
+    match sub.as_str() {
+        "get" => {
+            if argv.len() > 3 {
+                return Err(sub_syntax("get", "SLOWLOG"));
+            }
+            let count = match argv.get(2) {
+                None => 10,
+                Some(a) => match parse_i64(a) {
+                    Some(-1) => usize::MAX,
+                    Some(n) if n >= 0 => n as usize,
+                    _ => return Err(CmdError::err("count should be greater than or equal to -1")),
+                },
+            };
+            let want = count.min(max_len);
+            every_shard(
+                ctx,
+                move |tw| {
+                    tw.shard
+                        .slow
+                        .entries
+                        .iter()
+                        .take(want)
+                        .cloned()
+                        .collect::<Vec<Entry>>()
+                },
+                move |_, parts| {
+                    let mut all: Vec<Entry> = parts.into_iter().flatten().collect();
+                    all.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+                    all.truncate(want);
+                    Reply::Array(all.into_iter().map(entry_reply).collect())
+                },
+            )
+        }
+        "len" => every_shard(
+            ctx,
+            |tw| tw.shard.slow.entries.len(),
+            move |_, parts| Reply::Int(parts.iter().sum::<usize>().min(max_len) as i64),
+        ),
+        "reset" => every_shard(ctx, |tw| tw.shard.slow.entries.clear(), |_, _| Reply::Ok),
+        _ => Ok(Reply::help(SLOWLOG_HELP)),
+    }
+}
+
+fn entry_reply(e: Entry) -> Reply {
+    Reply::Array(vec![
+        Reply::Int(e.id as i64),
+        Reply::Int(e.time),
+        Reply::Int(e.micros as i64),
+        Reply::Array(e.argv.into_iter().map(Reply::Bulk).collect()),
+        Reply::Bulk(e.addr),
+        Reply::Bulk(e.name),
+    ])
+}
+
+/// Redis's error for a subcommand given the wrong arguments inside its handler.
+fn sub_syntax(sub: &str, cmd: &str) -> CmdError {
+    CmdError::err(format!(
+        "unknown subcommand or wrong number of arguments for '{sub}'. Try {cmd} HELP."
+    ))
+}
+
+// ----- LATENCY ------------------------------------------------------------------------------
+
+const LATENCY_HELP: &[&str] = &[
+    "LATENCY <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "DOCTOR",
+    "    Return a human readable latency analysis report.",
+    "GRAPH <event>",
+    "    Return an ASCII latency graph for the <event> class.",
+    "HISTORY <event>",
+    "    Return time-latency samples for the <event> class.",
+    "LATEST",
+    "    Return the latest latency samples for all events.",
+    "RESET [<event> ...]",
+    "    Reset latency data of one or more <event> classes.",
+    "    (default: reset all data for all event classes)",
+    "HISTOGRAM [COMMAND ...]",
+    "    Return a cumulative distribution of latencies in the format of a histogram for the specified command names.",
+    "    If no commands are specified then all histograms are replied.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// Every shard's events merged by name (sorted by name).
+fn merge_events(parts: Vec<Vec<(&'static str, Series)>>) -> Vec<(&'static str, Series)> {
+    let mut all: Vec<(&'static str, Series)> = Vec::new();
+    for (name, s) in parts.into_iter().flatten() {
+        match all.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, mine)) => mine.merge(&s),
+            None => all.push((name, s)),
+        }
+    }
+    all.sort_by_key(|(n, _)| *n);
+    all
+}
+
+fn events_of(tw: &mut Worker) -> Vec<(&'static str, Series)> {
+    tw.shard
+        .lat
+        .events
+        .iter()
+        .map(|(k, v)| (*k, v.clone()))
+        .collect()
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn latency_cmd(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let sub = super::server::subcommand("latency", argv)?;
+    match sub.as_str() {
+        "latest" => every_shard(ctx, events_of, |_, parts| {
+            let rows = merge_events(parts)
+                .into_iter()
+                .filter_map(|(name, s)| {
+                    let &(t, ms) = s.samples.back()?;
+                    Some(Reply::Array(vec![
+                        Reply::bulk(name),
+                        Reply::Int(t),
+                        Reply::Int(ms as i64),
+                        Reply::Int(s.max as i64),
+                    ]))
+                })
+                .collect();
+            Reply::Array(rows)
+        }),
+        "history" | "graph" => {
+            let event = argv.get(2).cloned().unwrap_or_default();
+            let graph = sub == "graph";
+            every_shard(ctx, events_of, move |_, parts| {
+                let found = merge_events(parts)
+                    .into_iter()
+                    .find(|(n, _)| n.as_bytes() == event.as_ref());
+                match (found, graph) {
+                    (Some((_, s)), false) => Reply::Array(
+                        s.samples
+                            .iter()
+                            .map(|&(t, ms)| {
+                                Reply::Array(vec![Reply::Int(t), Reply::Int(ms as i64)])
+                            })
+                            .collect(),
+                    ),
+                    (None, false) => Reply::Array(vec![]),
+                    (Some((name, s)), true) => {
+                        Reply::Verbatim(Bytes::from(latency::graph(name, &s, unix_now())))
+                    }
+                    (None, true) => Reply::Error(format!(
+                        "ERR No samples available for event '{}'",
+                        String::from_utf8_lossy(&event)
+                    )),
+                }
+            })
+        }
+        "reset" => {
+            let names: Vec<Bytes> = argv.get(2..).unwrap_or_default().to_vec();
+            every_shard(
+                ctx,
+                move |tw| {
+                    let ev = &mut tw.shard.lat.events;
+                    let gone: Vec<&'static str> = ev
+                        .keys()
+                        .copied()
+                        .filter(|k| {
+                            names.is_empty() || names.iter().any(|n| n.as_ref() == k.as_bytes())
+                        })
+                        .collect();
+                    for k in &gone {
+                        ev.remove(k);
+                    }
+                    gone
+                },
+                |_, parts| {
+                    let mut all: Vec<&'static str> = parts.into_iter().flatten().collect();
+                    all.sort_unstable();
+                    all.dedup();
+                    Reply::Int(all.len() as i64)
+                },
+            )
+        }
+        "doctor" => {
+            let tun = &ctx.w.shared.tun.obs;
+            let threshold = tun
+                .monitor_threshold_ms
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let slow_us = tun
+                .slower_than_us
+                .load(std::sync::atomic::Ordering::Relaxed);
+            let slow_len = tun
+                .slowlog_max_len
+                .load(std::sync::atomic::Ordering::Relaxed);
+            every_shard(ctx, events_of, move |_, parts| {
+                let events = merge_events(parts);
+                let text = latency::doctor(&events, threshold, slow_us, slow_len, unix_now());
+                Reply::Verbatim(Bytes::from(text))
+            })
+        }
+        "histogram" => {
+            // The commands asked for, in the order asked (each once); none: every command.
+            let mut ids: Vec<usize> = Vec::new();
+            for a in argv.get(2..).unwrap_or_default() {
+                if let Some((id, _)) = table().lookup(a) {
+                    if !ids.contains(&id) {
+                        ids.push(id);
+                    }
+                }
+            }
+            let all = argv.len() == 2;
+            every_shard(
+                ctx,
+                |tw| tw.shard.lat.histograms(),
+                move |_, parts| {
+                    let mut merged: Vec<(usize, Histogram<u64>)> = Vec::new();
+                    for p in parts {
+                        latency::merge_histograms(&mut merged, p);
+                    }
+                    let order: Vec<usize> = if all {
+                        merged.iter().map(|(i, _)| *i).collect()
+                    } else {
+                        ids
+                    };
+                    let rows = order
+                        .into_iter()
+                        .filter_map(|id| {
+                            let (_, h) = merged.iter().find(|(i, h)| *i == id && h.len() > 0)?;
+                            let name = table().get(id)?.name;
+                            Some((Reply::bulk(name), histogram_reply(h)))
+                        })
+                        .collect();
+                    Reply::Map(rows)
+                },
+            )
+        }
+        _ => Ok(Reply::help(LATENCY_HELP)),
+    }
+}
+
+/// One command's LATENCY HISTOGRAM entry: `calls` and the cumulative `histogram_usec`.
+fn histogram_reply(h: &Histogram<u64>) -> Reply {
+    let points = latency::cdf(h)
+        .into_iter()
+        .map(|(us, n)| (Reply::Int(us as i64), Reply::Int(n as i64)))
+        .collect();
+    Reply::Map(vec![
+        (Reply::bulk("calls"), Reply::Int(h.len() as i64)),
+        (Reply::bulk("histogram_usec"), Reply::Map(points)),
+    ])
+}
+
+/// INFO latencystats lines (`latency_percentiles_usec_<cmd>:p50=...`), from the merged
+/// histograms, for the percentiles configured.
+pub fn latencystats_lines(hists: &[(usize, Histogram<u64>)], percentiles: &[f64]) -> Vec<String> {
+    hists
+        .iter()
+        .filter(|(_, h)| h.len() > 0)
+        .filter_map(|(id, h)| {
+            let name = table().get(*id)?.name;
+            let vals: Vec<String> = percentiles
+                .iter()
+                .map(|p| {
+                    format!(
+                        "p{}={:.3}",
+                        latency::percentile_label(*p),
+                        latency::percentile(h, *p) as f64 / 1000.0
+                    )
+                })
+                .collect();
+            Some(format!(
+                "latency_percentiles_usec_{name}:{}",
+                vals.join(",")
+            ))
+        })
+        .collect()
+}
+
+// ----- MONITOR ------------------------------------------------------------------------------
+
+fn monitor(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+    if ctx.w.tx.nested() {
+        return Err(CmdError::err(
+            "MONITOR isn't allowed for DENY BLOCKING client",
+        ));
+    }
+    if !crate::server::monitor::start(ctx.w, ctx.conn) {
+        // Already monitoring: Redis sends nothing.
+        return Ok(Reply::Raw(Bytes::new()));
+    }
+    Ok(Reply::Ok)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_in_the_table() {
+        for n in ["slowlog", "latency", "monitor"] {
+            let (_, s) = table().lookup(n.as_bytes()).unwrap();
+            assert!(s.has(ADMIN), "{n}");
+        }
+    }
+
+    #[test]
+    fn info_lines() {
+        let mut h = latency::new_histogram().unwrap();
+        h.saturating_record(8_000);
+        let (get, _) = table().lookup(b"get").unwrap();
+        let lines = latencystats_lines(&[(get, h)], &[50.0, 99.9]);
+        assert_eq!(
+            lines,
+            vec!["latency_percentiles_usec_get:p50=8.031,p99.9=8.031"]
+        );
+    }
+}
