@@ -405,3 +405,282 @@ mod tests {
         );
     }
 }
+
+// ----- MEMORY -------------------------------------------------------------------------------
+
+/// MEMORY: STATS here (it reads every shard); USAGE on the key's shard; the rest here.
+pub(super) fn memory(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let sub = super::server::subcommand("memory", argv)?;
+    if sub == "stats" {
+        return memory_stats(ctx);
+    }
+    let (db, resp) = {
+        let c = ctx.client();
+        (c.db, c.resp)
+    };
+    let owner = match (sub.as_str(), argv.get(2)) {
+        ("usage", Some(k)) => crate::shard::route::shard_of(k, ctx.w.nshards),
+        _ => ctx.w.id,
+    };
+    let run = move |shard: &mut crate::shard::Shard, argv: &[Bytes]| -> Reply {
+        let mut kctx = super::KeyCtx {
+            shard,
+            db,
+            resp,
+            out: None,
+        };
+        match super::keys::memory(&mut kctx, argv) {
+            Ok(r) => r,
+            Err(e) => Reply::Error(e.to_string()),
+        }
+    };
+    if owner == ctx.w.id {
+        return Ok(run(&mut ctx.w.shard, argv));
+    }
+    let ticket = ctx.defer();
+    let argv = argv.to_vec();
+    let job: ShardFn<Reply> = Box::new(move |tw: &mut Worker| run(&mut tw.shard, &argv));
+    ctx.w
+        .fan_out(vec![(owner, job)], true, move |w, mut v: Vec<Reply>| {
+            w.complete(ticket, v.pop().unwrap_or(Reply::Null))
+        });
+    Ok(Reply::Ok)
+}
+
+/// Redis's estimate of a dict's overhead: an entry per element and a bucket pointer per
+/// slot (a power of two).
+fn dict_overhead(n: u64) -> u64 {
+    if n == 0 {
+        return 0;
+    }
+    n * 24 + n.next_power_of_two() * 8
+}
+
+/// MEMORY STATS in Redis 7.0's field order. The figures are the ones INFO memory shows
+/// (the live heap, startup heap, peak, RSS, client buffers); the allocator fields report the
+/// heap as allocated and active and RSS as resident (no jemalloc arenas to look into); the
+/// per-database hash table overheads are Redis's formula applied to the key counts; there
+/// is no replication backlog, AOF buffer or cluster link memory to count (0).
+fn memory_stats(ctx: &mut ConnCtx) -> CmdResult {
+    let ticket = ctx.defer();
+    super::keys::all_shards(ctx.w, super::server::gather, move |w, parts| {
+        let s = parts
+            .into_iter()
+            .fold(super::server::ShardInfo::default(), super::server::merge);
+        let m = super::server::meta(w);
+        let total = m.used_memory;
+        let peak = m.peak_memory.max(total);
+        let startup = m.startup_memory.min(total);
+        let int = |n: u64| Reply::Int(n as i64);
+        // Redis reports these as C floats.
+        let float = |x: f64| Reply::Double(f64::from(x as f32));
+        let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
+        let mut rows: Vec<(Reply, Reply)> = vec![
+            (Reply::bulk("peak.allocated"), int(peak)),
+            (Reply::bulk("total.allocated"), int(total)),
+            (Reply::bulk("startup.allocated"), int(startup)),
+            (Reply::bulk("replication.backlog"), int(0)),
+            (Reply::bulk("clients.slaves"), int(0)),
+            (Reply::bulk("clients.normal"), int(s.clients_mem)),
+            (Reply::bulk("cluster.links"), int(0)),
+            (Reply::bulk("aof.buffer"), int(0)),
+            (Reply::bulk("lua.caches"), int(0)),
+            (Reply::bulk("functions.caches"), int(0)),
+        ];
+        let mut overhead = startup + s.clients_mem;
+        for (i, &(keys, expires)) in s.dbs.iter().enumerate() {
+            if keys == 0 {
+                continue;
+            }
+            let (main, exp) = (dict_overhead(keys), dict_overhead(expires));
+            overhead += main + exp;
+            rows.push((
+                Reply::bulk(format!("db.{i}")),
+                Reply::Map(vec![
+                    (Reply::bulk("overhead.hashtable.main"), int(main)),
+                    (Reply::bulk("overhead.hashtable.expires"), int(exp)),
+                    (Reply::bulk("overhead.hashtable.slot-to-keys"), int(0)),
+                ]),
+            ));
+        }
+        let overhead = overhead.min(total);
+        let keys: u64 = s.dbs.iter().map(|d| d.0).sum();
+        let net = total.saturating_sub(startup);
+        let dataset = total - overhead;
+        rows.extend([
+            (Reply::bulk("overhead.total"), int(overhead)),
+            (Reply::bulk("keys.count"), int(keys)),
+            (
+                Reply::bulk("keys.bytes-per-key"),
+                int(if keys == 0 { 0 } else { net / keys }),
+            ),
+            (Reply::bulk("dataset.bytes"), int(dataset)),
+            (
+                Reply::bulk("dataset.percentage"),
+                float(100.0 * ratio(dataset, net)),
+            ),
+            (
+                Reply::bulk("peak.percentage"),
+                float(100.0 * ratio(total, peak)),
+            ),
+            (Reply::bulk("allocator.allocated"), int(total)),
+            (Reply::bulk("allocator.active"), int(total)),
+            (Reply::bulk("allocator.resident"), int(m.rss)),
+            (Reply::bulk("allocator-fragmentation.ratio"), float(1.0)),
+            (Reply::bulk("allocator-fragmentation.bytes"), int(0)),
+            (
+                Reply::bulk("allocator-rss.ratio"),
+                float(ratio(m.rss, total)),
+            ),
+            (
+                Reply::bulk("allocator-rss.bytes"),
+                Reply::Int(m.rss as i64 - total as i64),
+            ),
+            (Reply::bulk("rss-overhead.ratio"), float(1.0)),
+            (Reply::bulk("rss-overhead.bytes"), int(0)),
+            (Reply::bulk("fragmentation"), float(ratio(m.rss, total))),
+            (
+                Reply::bulk("fragmentation.bytes"),
+                Reply::Int(m.rss as i64 - total as i64),
+            ),
+        ]);
+        w.complete(ticket, Reply::Map(rows));
+    });
+    Ok(Reply::Ok)
+}
+
+// ----- DEBUG OBJECT / SET-ACTIVE-EXPIRE / QUICKLIST-PACKED-THRESHOLD / CHANGE-REPL-ID --------
+
+/// `DEBUG SET-ACTIVE-EXPIRE`: the shards' active expiry cycle runs (Redis's default).
+static ACTIVE_EXPIRE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Whether the active expiry cycle runs (read by each shard's 100 ms timer).
+pub fn active_expire() -> bool {
+    ACTIVE_EXPIRE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Help lines of the DEBUG subcommands this module adds (Redis's text).
+pub const DEBUG_HELP: &[&str] = &[
+    "CHANGE-REPL-ID",
+    "    Change the replication IDs of the instance.",
+    "    Dangerous: should be used only for testing the replication subsystem.",
+    "OBJECT <key>",
+    "    Show low level info about `key` and associated value.",
+    "SET-ACTIVE-EXPIRE <0|1>",
+    "    Setting it to 0 disables expiring keys in background when they are not",
+    "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
+    "    default.",
+    "QUICKLIST-PACKED-THRESHOLD <size>",
+    "    Sets the threshold for elements to be inserted as plain vs packed nodes",
+    "    Default value is 1GB, allows values up to 4GB. Setting to 0 restores to default.",
+];
+
+/// C's atoi: the leading integer, 0 when there is none.
+fn atoi(b: &[u8]) -> i64 {
+    let s = std::str::from_utf8(b).unwrap_or("").trim_start();
+    let end = s
+        .char_indices()
+        .take_while(|&(i, c)| c.is_ascii_digit() || (i == 0 && (c == '-' || c == '+')))
+        .map(|(i, c)| i + c.len_utf8())
+        .last()
+        .unwrap_or(0);
+    s.get(..end).and_then(|t| t.parse().ok()).unwrap_or(0)
+}
+
+/// The DEBUG subcommands of this module; `None` for the others.
+pub(super) fn debug(ctx: &mut ConnCtx, argv: &[Bytes]) -> Option<CmdResult> {
+    let sub = argv.get(1)?;
+    let is = |s: &str| sub.eq_ignore_ascii_case(s.as_bytes());
+    let n = argv.len();
+    if is("object") && n == 3 {
+        return Some(debug_object(ctx, argv));
+    }
+    if is("set-active-expire") && n == 3 {
+        let on = argv.get(2).is_some_and(|a| atoi(a) != 0);
+        ACTIVE_EXPIRE.store(on, std::sync::atomic::Ordering::Relaxed);
+        return Some(Ok(Reply::Ok));
+    }
+    if is("quicklist-packed-threshold") && n == 3 {
+        let v = argv.get(2).map(|a| String::from_utf8_lossy(a).into_owned());
+        let ok = v
+            .and_then(|v| crate::config::parse_memory(&v).ok())
+            .is_some_and(|sz| sz < 4 << 30);
+        if !ok {
+            return Some(Err(CmdError::err(
+                "argument must be a memory value bigger than 1 and smaller than 4gb",
+            )));
+        }
+        // shardis keeps every element over 1 KiB in a chunk of its own already (see
+        // `types::list`); there is no plain-node threshold to move.
+        crate::log::warning(
+            "DEBUG QUICKLIST-PACKED-THRESHOLD accepted but has no effect: list elements over \
+             1 KiB always get a chunk of their own",
+        );
+        return Some(Ok(Reply::Ok));
+    }
+    if is("change-repl-id") && n == 2 {
+        crate::repl::change_replid();
+        return Some(Ok(Reply::Ok));
+    }
+    None
+}
+
+/// DEBUG OBJECT key: Redis's one-line summary, from the key's shard.
+fn debug_object(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let key = argv.get(2).cloned().unwrap_or_default();
+    let db = ctx.client().db;
+    let owner = crate::shard::route::shard_of(&key, ctx.w.nshards);
+    let ticket = ctx.defer();
+    let job: ShardFn<Reply> = Box::new(move |tw: &mut Worker| object_line(&mut tw.shard, db, &key));
+    ctx.w
+        .fan_out(vec![(owner, job)], true, move |w, mut v: Vec<Reply>| {
+            w.complete(ticket, v.pop().unwrap_or(Reply::Null))
+        });
+    Ok(Reply::Ok)
+}
+
+fn object_line(shard: &mut crate::shard::Shard, db: usize, key: &[u8]) -> Reply {
+    use crate::persist::rdb::{dump_payload, list_nodes, ValRef};
+    use crate::shard::value::{ObjRef, Value};
+    let now = shard.now_ms;
+    let d = shard.db_mut(db);
+    let Some(meta) = d.meta(key, now) else {
+        return Reply::error("ERR no such key");
+    };
+    let Some(e) = d.export(key, now) else {
+        return Reply::error("ERR no such key");
+    };
+    let val = match &e.val {
+        Value::Str(s) => ValRef::Str(s),
+        v => match v.as_obj() {
+            Some(o) => ValRef::Obj(o),
+            None => return Reply::error("ERR no such key"),
+        },
+    };
+    // The RDB body without its type byte, version and checksum (Redis's rdbSavedObjectLen).
+    let serialized = dump_payload(val, true).len().saturating_sub(11);
+    let refcount = if meta.shared { i32::MAX } else { 1 };
+    let mut line = format!(
+        "Value at:{:p} refcount:{refcount} encoding:{} serializedlength:{serialized} lru:{} \
+         lru_seconds_idle:{}",
+        &e.val as *const Value,
+        meta.encoding,
+        meta.atime,
+        meta.idle_secs(now)
+    );
+    if let Value::List(l) = &e.val {
+        if let Some(ObjRef::List(_)) = e.val.as_obj() {
+            if meta.encoding == "quicklist" {
+                let nodes = list_nodes(l);
+                let size: usize = nodes.iter().map(|n| n.len()).sum();
+                let avg = l.len() as f64 / nodes.len().max(1) as f64;
+                line.push_str(&format!(
+                    " ql_nodes:{} ql_avg_node:{avg:.2} ql_listpack_max:-2 ql_compressed:0 \
+                     ql_uncompressed_size:{size}",
+                    nodes.len()
+                ));
+            }
+        }
+    }
+    Reply::Status(Bytes::from(line))
+}

@@ -506,7 +506,16 @@ const DEBUG_HELP: &[&str] = &[
 fn debug(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let sub = arg(argv, 1)?;
     if is(sub, "help") && argv.len() == 2 {
-        return Ok(Reply::help(DEBUG_HELP));
+        let mut lines = DEBUG_HELP.to_vec();
+        let help = lines.split_off(lines.len().saturating_sub(2));
+        lines.extend_from_slice(super::observe::DEBUG_HELP);
+        lines.extend(help);
+        return Ok(Reply::Array(
+            lines.iter().map(|l| Reply::status(l)).collect(),
+        ));
+    }
+    if let Some(r) = super::observe::debug(ctx, argv) {
+        return r;
     }
     if is(sub, "reload") {
         let nosave = match argv.get(2..).unwrap_or_default() {
@@ -1039,7 +1048,7 @@ pub struct ShardInfo {
     pub percentiles: Vec<f64>,
 }
 
-fn gather(tw: &mut Worker) -> ShardInfo {
+pub(super) fn gather(tw: &mut Worker) -> ShardInfo {
     let s = &tw.shard;
     ShardInfo {
         dbs: s
@@ -1070,7 +1079,7 @@ fn gather(tw: &mut Worker) -> ShardInfo {
 }
 
 /// Adds shard `b`'s counters into `a`.
-fn merge(mut a: ShardInfo, b: ShardInfo) -> ShardInfo {
+pub(super) fn merge(mut a: ShardInfo, b: ShardInfo) -> ShardInfo {
     if a.dbs.len() < b.dbs.len() {
         a.dbs.resize(b.dbs.len(), (0, 0));
     }
@@ -1172,7 +1181,7 @@ pub fn master_replid() -> &'static str {
     })
 }
 
-fn meta(w: &Worker) -> Meta {
+pub(super) fn meta(w: &Worker) -> Meta {
     let sh = &w.shared;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

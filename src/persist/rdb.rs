@@ -246,17 +246,7 @@ impl PartWriter {
                 if let Some(k) = key {
                     self.string(k);
                 }
-                let mut nodes: Vec<Vec<u8>> = Vec::new();
-                let mut lp = ListpackWriter::default();
-                for v in l.iter() {
-                    if lp.count() > 0 && lp.bytes() + v.len() + 11 > LIST_NODE_BYTES {
-                        nodes.push(std::mem::take(&mut lp).finish());
-                    }
-                    lp.push(v);
-                }
-                if lp.count() > 0 {
-                    nodes.push(lp.finish());
-                }
+                let nodes = list_nodes(l);
                 put_len(&mut self.buf, nodes.len() as u64);
                 for n in nodes {
                     put_len(&mut self.buf, QUICKLIST_PACKED);
@@ -265,6 +255,23 @@ impl PartWriter {
             }
         }
     }
+}
+
+/// A list as the listpack nodes of Redis's quicklist (8 KiB each, `list-max-listpack-size
+/// -2`), as the RDB writer and DEBUG OBJECT's `ql_*` fields see it.
+pub fn list_nodes(l: &crate::types::list::List) -> Vec<Vec<u8>> {
+    let mut nodes: Vec<Vec<u8>> = Vec::new();
+    let mut lp = ListpackWriter::default();
+    for v in l.iter() {
+        if lp.count() > 0 && lp.bytes() + v.len() + 11 > LIST_NODE_BYTES {
+            nodes.push(std::mem::take(&mut lp).finish());
+        }
+        lp.push(v);
+    }
+    if lp.count() > 0 {
+        nodes.push(lp.finish());
+    }
+    nodes
 }
 
 /// DUMP's payload for a value: the value as an RDB record body, then the RDB version (two

@@ -656,6 +656,8 @@ fn conn_command(ctx: &mut KeyCtx, name: &str, argv: &[Bytes]) -> Result<Reply, S
                 _ => Err(CmdError::DbIndex.to_string()),
             }
         }
+        // MEMORY USAGE of a key of this shard (the key was checked to be local).
+        "memory" => crate::commands::keys::memory(ctx, argv).map_err(|e| e.to_string()),
         _ => Err(UNSUPPORTED_IN_SCRIPT.into()),
     }
 }

@@ -1677,7 +1677,10 @@ impl Worker {
             rounds += 1;
             (asked && rounds <= ASKED_MIN_EVICTIONS) || evict::candidates(s) + slack >= fullest
         };
+        let cycle = clock::ticks();
         let outcome = evict::evict(&mut self.shard, |s| over(s) && fair(s));
+        let ms = clock::to_nanos(clock::ticks().wrapping_sub(cycle)) / 1_000_000;
+        self.shard.lat.event("eviction-cycle", ms);
         self.publish_mem();
         if outcome == Outcome::Capped || !over(&self.shard) {
             return Ok(());
@@ -2059,7 +2062,9 @@ impl Worker {
                 );
                 let deadline = Instant::now() + Duration::from_millis(2);
                 let now_ms = self.shard.now_ms;
-                for db in self.shard.dbs.iter_mut() {
+                let cycle = clock::ticks();
+                let active = commands::observe::active_expire();
+                for db in self.shard.dbs.iter_mut().filter(|_| active) {
                     // Keep going while a good share of what we look at is expired, within
                     // the time budget (Redis's active expire cycle, simplified).
                     while db.active_expire(now_ms, 64) > 8 && Instant::now() < deadline {}
@@ -2067,6 +2072,8 @@ impl Worker {
                         break;
                     }
                 }
+                let ms = clock::to_nanos(clock::ticks().wrapping_sub(cycle)) / 1_000_000;
+                self.shard.lat.event("expire-cycle", ms);
                 crate::shard::journal::flush(&mut self.shard);
                 crate::persist::cron::tick(self);
                 self.timers
