@@ -92,7 +92,8 @@ fn slowlog(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     match sub.as_str() {
         "get" => {
             if argv.len() > 3 {
-                return Err(sub_syntax("get", "SLOWLOG"));
+                let typed = String::from_utf8_lossy(argv.get(1).map_or(&[][..], |a| a));
+                return Err(sub_syntax(&typed, "SLOWLOG"));
             }
             let count = match argv.get(2) {
                 None => 10,
@@ -116,7 +117,7 @@ fn slowlog(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
                 },
                 move |_, parts| {
                     let mut all: Vec<Entry> = parts.into_iter().flatten().collect();
-                    all.sort_unstable_by(|a, b| b.id.cmp(&a.id));
+                    all.sort_unstable_by_key(|e| std::cmp::Reverse(e.id));
                     all.truncate(want);
                     Reply::Array(all.into_iter().map(entry_reply).collect())
                 },
@@ -289,15 +290,14 @@ fn latency_cmd(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             })
         }
         "histogram" => {
-            // The commands asked for, in the order asked (each once); none: every command.
-            let mut ids: Vec<usize> = Vec::new();
-            for a in argv.get(2..).unwrap_or_default() {
-                if let Some((id, _)) = table().lookup(a) {
-                    if !ids.contains(&id) {
-                        ids.push(id);
-                    }
-                }
-            }
+            // The commands asked for, in the order asked (repeats too, as Redis); none:
+            // every command.
+            let ids: Vec<usize> = argv
+                .get(2..)
+                .unwrap_or_default()
+                .iter()
+                .filter_map(|a| table().lookup(a).map(|(id, _)| id))
+                .collect();
             let all = argv.len() == 2;
             every_shard(
                 ctx,
@@ -315,7 +315,7 @@ fn latency_cmd(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
                     let rows = order
                         .into_iter()
                         .filter_map(|id| {
-                            let (_, h) = merged.iter().find(|(i, h)| *i == id && h.len() > 0)?;
+                            let (_, h) = merged.iter().find(|(i, h)| *i == id && !h.is_empty())?;
                             let name = table().get(id)?.name;
                             Some((Reply::bulk(name), histogram_reply(h)))
                         })
@@ -345,7 +345,7 @@ fn histogram_reply(h: &Histogram<u64>) -> Reply {
 pub fn latencystats_lines(hists: &[(usize, Histogram<u64>)], percentiles: &[f64]) -> Vec<String> {
     hists
         .iter()
-        .filter(|(_, h)| h.len() > 0)
+        .filter(|(_, h)| !h.is_empty())
         .filter_map(|(id, h)| {
             let name = table().get(*id)?.name;
             let vals: Vec<String> = percentiles
@@ -379,31 +379,6 @@ fn monitor(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
         return Ok(Reply::Raw(Bytes::new()));
     }
     Ok(Reply::Ok)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rows_are_in_the_table() {
-        for n in ["slowlog", "latency", "monitor"] {
-            let (_, s) = table().lookup(n.as_bytes()).unwrap();
-            assert!(s.has(ADMIN), "{n}");
-        }
-    }
-
-    #[test]
-    fn info_lines() {
-        let mut h = latency::new_histogram().unwrap();
-        h.saturating_record(8_000);
-        let (get, _) = table().lookup(b"get").unwrap();
-        let lines = latencystats_lines(&[(get, h)], &[50.0, 99.9]);
-        assert_eq!(
-            lines,
-            vec!["latency_percentiles_usec_get:p50=8.031,p99.9=8.031"]
-        );
-    }
 }
 
 // ----- MEMORY -------------------------------------------------------------------------------
@@ -512,7 +487,7 @@ fn memory_stats(ctx: &mut ConnCtx) -> CmdResult {
             (Reply::bulk("keys.count"), int(keys)),
             (
                 Reply::bulk("keys.bytes-per-key"),
-                int(if keys == 0 { 0 } else { net / keys }),
+                int(net.checked_div(keys).unwrap_or(0)),
             ),
             (Reply::bulk("dataset.bytes"), int(dataset)),
             (
@@ -683,4 +658,29 @@ fn object_line(shard: &mut crate::shard::Shard, db: usize, key: &[u8]) -> Reply 
         }
     }
     Reply::Status(Bytes::from(line))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rows_are_in_the_table() {
+        for n in ["slowlog", "latency", "monitor"] {
+            let (_, s) = table().lookup(n.as_bytes()).unwrap();
+            assert!(s.has(ADMIN), "{n}");
+        }
+    }
+
+    #[test]
+    fn info_lines() {
+        let mut h = latency::new_histogram().unwrap();
+        h.saturating_record(8_000);
+        let (get, _) = table().lookup(b"get").unwrap();
+        let lines = latencystats_lines(&[(get, h)], &[50.0, 99.9]);
+        assert_eq!(
+            lines,
+            vec!["latency_percentiles_usec_get:p50=8.031,p99.9=8.031"]
+        );
+    }
 }

@@ -1640,7 +1640,8 @@ mod tests {
         );
         assert!(wanted_sections(&[b("nosuch")]).is_empty());
         let dc = wanted_sections(&[b("default"), b("commandstats")]);
-        assert_eq!(dc.len(), SECTIONS.len());
+        assert_eq!(dc.len(), SECTIONS.len() - 1);
+        assert!(!dc.contains(&"latencystats") && all.contains(&"latencystats"));
     }
 
     #[test]

@@ -132,6 +132,8 @@ struct ExecRun {
     waiting: bool,
     /// A captured reply that arrived before its handler returned.
     early: Option<Reply>,
+    /// The EXEC command as sent, for MONITOR's line after the queued commands.
+    exec_argv: Vec<Bytes>,
 }
 
 impl ExecRun {
@@ -498,7 +500,7 @@ fn release(
 // ----- EXEC ----------------------------------------------------------------------------------
 
 /// EXEC. Returns the reply when it is ready at once; `None` when it was deferred.
-pub fn exec(ctx: &mut ConnCtx) -> Result<Option<Reply>, CmdError> {
+pub fn exec(ctx: &mut ConnCtx, exec_argv: &[Bytes]) -> Result<Option<Reply>, CmdError> {
     let idx = ctx.conn;
     let w = &mut *ctx.w;
     let (home, nshards) = (w.id, w.nshards);
@@ -549,6 +551,7 @@ pub fn exec(ctx: &mut ConnCtx) -> Result<Option<Reply>, CmdError> {
         step: 0,
         waiting: false,
         early: None,
+        exec_argv: exec_argv.to_vec(),
     });
     if locked.is_empty() {
         // Nothing but connection-local commands: run them now.
@@ -864,7 +867,7 @@ fn finish(w: &mut Worker, rid: usize, reply: Option<Reply>) {
     let reply = reply.unwrap_or(Reply::Array(run.replies));
     if w.shard.monitor && w.conn_token(run.idx) == Some(run.token) {
         let db = w.conns.get(run.idx).map_or(0, |c| c.client.db);
-        crate::server::monitor::feed_db(w, run.idx, db, &[Bytes::from_static(b"exec")]);
+        crate::server::monitor::feed_db(w, run.idx, db, &run.exec_argv);
     }
     if w.conn_token(run.idx) == Some(run.token) {
         if let Some(c) = w.conns.get_mut(run.idx) {

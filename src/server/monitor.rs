@@ -176,34 +176,77 @@ pub fn stop(w: &mut Worker, idx: usize) {
     MONITORS.fetch_sub(1, Ordering::Relaxed);
 }
 
-/// End of a loop pass: slow log entries nobody claimed are committed without a client, and
-/// this pass's monitor lines go to every shard's monitors.
+/// End of a loop pass: slow log entries nobody claimed are committed without a client;
+/// this pass's monitor lines go to every other shard, and with the lines received from them
+/// to this shard's monitors, in timestamp order (a command a client saw answered before it
+/// sent another, on another shard, is shown first).
 #[cold]
 pub fn end_of_pass(w: &mut Worker) {
     if !w.shard.slow.pending.is_empty() {
         let p = std::mem::take(&mut w.shard.slow.pending);
         w.shard.slow.commit(p, "", b"");
     }
-    if w.shard.mon_out.is_empty() {
+    let mut chunks = std::mem::take(&mut w.shard.mon_in);
+    if !w.shard.mon_out.is_empty() {
+        let lines = Bytes::from(std::mem::take(&mut w.shard.mon_out));
+        let me = w.id;
+        for s in (0..w.nshards).filter(|&s| s != me) {
+            let lines = lines.clone();
+            w.post(
+                s,
+                Msg::Control(Box::new(move |tw: &mut Worker| {
+                    if !tw.monitors.is_empty() {
+                        tw.shard.mon_in.push(lines);
+                    }
+                })),
+            );
+        }
+        chunks.push(lines);
+    }
+    if w.monitors.is_empty() || chunks.is_empty() {
         return;
     }
-    let lines = Bytes::from(std::mem::take(&mut w.shard.mon_out));
-    deliver(w, &lines);
-    let me = w.id;
-    for s in (0..w.nshards).filter(|&s| s != me) {
-        let lines = lines.clone();
-        w.post(
-            s,
-            Msg::Control(Box::new(move |tw: &mut Worker| deliver(tw, &lines))),
-        );
+    let merged = if chunks.len() == 1 {
+        chunks.pop().unwrap_or_default()
+    } else {
+        let mut lines: Vec<&[u8]> = chunks.iter().flat_map(|c| split_lines(c)).collect();
+        lines.sort_by_key(|l| line_time(l));
+        Bytes::from(lines.concat())
+    };
+    deliver(w, &merged);
+}
+
+/// The `\r\n`-terminated lines of a chunk.
+fn split_lines(c: &[u8]) -> Vec<&[u8]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for i in memchr::memchr_iter(b'\n', c) {
+        if let Some(l) = c.get(start..=i) {
+            out.push(l);
+        }
+        start = i + 1;
     }
+    out
+}
+
+/// A line's timestamp in microseconds (`+secs.micros ...`).
+fn line_time(l: &[u8]) -> u64 {
+    let mut secs = 0u64;
+    let mut micros = 0u64;
+    let mut frac = false;
+    for &b in l.iter().skip(1) {
+        match b {
+            b'0'..=b'9' if frac => micros = micros * 10 + u64::from(b - b'0'),
+            b'0'..=b'9' => secs = secs * 10 + u64::from(b - b'0'),
+            b'.' => frac = true,
+            _ => break,
+        }
+    }
+    secs * 1_000_000 + micros
 }
 
 /// Appends `lines` to this shard's monitors' output.
 fn deliver(w: &mut Worker, lines: &[u8]) {
-    if w.monitors.is_empty() {
-        return;
-    }
     let mons = std::mem::take(&mut w.monitors);
     for &idx in &mons {
         if let Some(c) = w.conns.get_mut(idx) {
@@ -234,5 +277,18 @@ mod tests {
             &[Bytes::from("AUTH"), Bytes::from("u"), Bytes::from("p")],
         );
         assert_eq!(v, br#""AUTH" "(redacted)" "(redacted)""#);
+    }
+
+    #[test]
+    fn lines_sort_by_time() {
+        let a = b"+100.000002 [0 x] \"b\"\r\n+100.000009 [0 x] \"d\"\r\n".to_vec();
+        let b = b"+100.000001 [0 y] \"a\"\r\n+100.000005 [0 y] \"c\"\r\n".to_vec();
+        let mut lines: Vec<&[u8]> = split_lines(&a).into_iter().chain(split_lines(&b)).collect();
+        lines.sort_by_key(|l| line_time(l));
+        let all = lines.concat();
+        let text = String::from_utf8(all).unwrap();
+        let order: Vec<&str> = text.lines().map(|l| &l[l.len() - 2..l.len() - 1]).collect();
+        assert_eq!(order, ["a", "b", "c", "d"]);
+        assert_eq!(line_time(b"+12.000034 [0"), 12_000_034);
     }
 }

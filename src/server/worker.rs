@@ -443,7 +443,10 @@ impl Worker {
             if self.shard.notify != 0 {
                 super::pubsub::publish_notes(self);
             }
-            if !self.shard.mon_out.is_empty() || !self.shard.slow.pending.is_empty() {
+            if !self.shard.mon_out.is_empty()
+                || !self.shard.mon_in.is_empty()
+                || !self.shard.slow.pending.is_empty()
+            {
                 super::monitor::end_of_pass(self);
             }
             self.flush_dirty();

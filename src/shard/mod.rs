@@ -76,6 +76,8 @@ pub struct Shard {
     pub monitor: bool,
     /// MONITOR lines made on this shard this pass, delivered at its end.
     pub mon_out: Vec<u8>,
+    /// MONITOR lines from other shards received this pass (for this shard's monitors).
+    pub mon_in: Vec<bytes::Bytes>,
 }
 
 impl Shard {
@@ -103,6 +105,7 @@ impl Shard {
             obs_gen: 0,
             monitor: false,
             mon_out: Vec::new(),
+            mon_in: Vec::new(),
         }
     }
 
