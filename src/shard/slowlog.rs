@@ -146,7 +146,8 @@ pub fn shown_args(argv: &[Bytes]) -> Vec<Bytes> {
             v.extend_from_slice(format!("... ({} more bytes)", a.len() - MAX_STRING).as_bytes());
             out.push(Bytes::from(v));
         } else {
-            out.push(a.clone());
+            // A copy: the argument may be a slice of a huge query buffer it would keep alive.
+            out.push(Bytes::copy_from_slice(a));
         }
     }
     out
