@@ -725,6 +725,13 @@ impl Config {
                 self.text.retain(|(n, _)| n != name);
                 self.text.push((name.to_string(), shown));
             }
+            other if crate::shard::latency::parse_setting(other, "").is_some() => {
+                let (_, shown) = crate::shard::latency::parse_setting(other, v)
+                    .unwrap_or(Err(String::new()))
+                    .map_err(|e| format!("invalid value for '{other}': {e}"))?;
+                self.text.retain(|(n, _)| n != other);
+                self.text.push((other.to_string(), shown));
+            }
             "hop-spin-us" => self.hop_spin_us = parse_num(name, v)?,
             "timeout" => self.timeout = parse_num(name, v)?,
             // Encoding thresholds (`types::limits`): installed when the server starts
@@ -962,8 +969,6 @@ pub const PASSIVE_PARAMS: &[(&str, &str)] = &[
     ("protected-mode", "no"),
     ("tcp-keepalive", "300"),
     ("requirepass", ""),
-    ("slowlog-log-slower-than", "10000"),
-    ("slowlog-max-len", "128"),
     ("lua-time-limit", "5000"),
     ("busy-reply-threshold", "5000"),
     ("notify-keyspace-events", ""),
@@ -977,7 +982,6 @@ pub const PASSIVE_PARAMS: &[(&str, &str)] = &[
         "client-output-buffer-limit",
         "normal 0 0 0 slave 268435456 67108864 60 pubsub 33554432 8388608 60",
     ),
-    ("latency-tracking", "yes"),
     ("cluster-enabled", "no"),
     ("logfile", ""),
     ("pidfile", ""),
@@ -1097,6 +1101,8 @@ pub struct Tunables {
     pub stop_writes_on_bgsave_error: AtomicBool,
     /// `notify-keyspace-events` flags (`shard::notify`), read by each shard once per pass.
     pub notify_flags: AtomicU32,
+    /// Slow log and latency settings (`shard::latency::Tunables`).
+    pub obs: crate::shard::latency::Tunables,
     /// Everything else CONFIG GET/SET knows, as text (the password too). Touched only by
     /// CONFIG and AUTH, never on the request path.
     pub text: Mutex<BTreeMap<String, String>>,
@@ -1108,6 +1114,9 @@ impl Tunables {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
+        for (k, v) in crate::shard::latency::SETTINGS {
+            text.insert(k.to_string(), v.to_string());
+        }
         text.insert("port".into(), cfg.port.to_string());
         text.insert("bind".into(), cfg.bind_text.clone());
         text.insert(
@@ -1211,6 +1220,7 @@ impl Tunables {
                     .and_then(|v| crate::shard::notify::parse(v))
                     .unwrap_or(0),
             ),
+            obs: crate::shard::latency::Tunables::new(|n| text.get(n).cloned()),
             text: Mutex::new(text),
         };
         for v in &cfg.obuf_limits {
@@ -1525,6 +1535,13 @@ impl Tunables {
                 self.notify_flags.store(f, Ordering::Relaxed);
                 let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
                 m.insert(name.into(), crate::shard::notify::format(f));
+            }
+            other if crate::shard::latency::parse_setting(other, "").is_some() => {
+                let (setting, shown) = crate::shard::latency::parse_setting(other, value)
+                    .unwrap_or(Err(String::new()))?;
+                self.obs.apply(setting);
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                m.insert(name.into(), shown);
             }
             "protected-mode" => {
                 let on = parse_yes_no(value)

@@ -43,6 +43,13 @@ const TOP_ONLY: &[&str] = &[
     "memory usage",
     "memory doctor",
     "memory malloc-stats",
+    "memory stats",
+    "latency histogram",
+    "latency latest",
+    "latency history",
+    "latency doctor",
+    "slowlog get",
+    "slowlog len",
     "object freq",
     "object idletime",
     "client id",
@@ -63,10 +70,6 @@ const KNOWN: &[(&str, &str)] = &[
     (
         "command help",
         "lists only the COMMAND subcommands shardis has",
-    ),
-    (
-        "memory help",
-        "MEMORY STATS is not implemented, so HELP does not offer it",
     ),
     (
         "client setinfo",

@@ -204,6 +204,7 @@ fn hello(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 
 fn reset(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     pubsub::clear(ctx.w, ctx.conn);
+    crate::server::monitor::stop(ctx.w, ctx.conn);
     crate::coord::tx::reset(ctx.w, ctx.conn);
     // Back to the default user: unauthenticated again when a password is set.
     let required = ctx
@@ -288,7 +289,9 @@ pub fn client_line(c: &Conn) -> String {
 /// when none applies.
 fn client_flags(c: &Conn) -> String {
     let mut f = String::new();
-    if crate::repl::master::is_replica(c) {
+    if c.monitor {
+        f.push('O');
+    } else if crate::repl::master::is_replica(c) {
         f.push('S');
     }
     if c.master {

@@ -109,12 +109,15 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(G, "2.8.0", "Iterates over the key names in the database.", "cursor [MATCH pattern] [COUNT count] [TYPE type]"),
     CommandSpec::new("randomkey", 1, READONLY, KeySpec::none(), Exec::Conn(randomkey))
         .doc(G, "1.0.0", "Returns a random key name from the database.", ""),
-    CommandSpec::new("memory", -2, READONLY, KeySpec::single(2), Exec::Key(memory))
+    // A connection command (MEMORY STATS reads every shard); USAGE runs `memory` on the
+    // key's shard (`observe::memory`).
+    CommandSpec::new("memory", -2, READONLY, KeySpec::single(2), Exec::Conn(super::observe::memory))
         .doc("server", "4.0.0", "A container for memory diagnostics commands.", "subcommand [key]")
         .subs(&[
             ("doctor", 2, ""),
             ("malloc-stats", 2, ""),
             ("purge", 2, ""),
+            ("stats", 2, ""),
             ("usage", -3, "key [SAMPLES count]"),
             ("help", 2, ""),
         ]),
@@ -778,6 +781,8 @@ const MEMORY_HELP: &[&str] = &[
     "    Return internal statistics report from the memory allocator.",
     "PURGE",
     "    Attempt to purge dirty pages for reclamation by the allocator.",
+    "STATS",
+    "    Return information about the memory usage of the server.",
     "USAGE <key> [SAMPLES <count>]",
     "    Return memory in bytes used by <key> and its value. Nested values are",
     "    sampled up to <count> times (default: 5, 0 means sample all).",
@@ -785,8 +790,9 @@ const MEMORY_HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-/// MEMORY USAGE / DOCTOR / MALLOC-STATS / PURGE / HELP (STATS is not implemented).
-fn memory(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+/// MEMORY USAGE / DOCTOR / MALLOC-STATS / PURGE / HELP on the shard that owns the key
+/// (STATS: `observe::memory_stats`).
+pub(crate) fn memory(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     // The declared subcommands and arities (the table row) decide the errors.
     let subname = super::server::subcommand("memory", argv)?;
     match subname.as_str() {
@@ -824,6 +830,8 @@ fn memory(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
             alloc::purge();
             Ok(Reply::Ok)
         }
+        // Connections get it from `observe::memory_stats` (it reads every shard).
+        "stats" => Err(CmdError::err("MEMORY STATS is not available from scripts")),
         _ => Ok(Reply::help(MEMORY_HELP)),
     }
 }

@@ -19,6 +19,7 @@ pub mod keys;
 pub mod ldouble;
 pub mod lists;
 pub mod multi;
+pub mod observe;
 pub mod persistence;
 pub mod pubsub;
 pub mod scripting;
@@ -67,6 +68,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     geo::COMMANDS,
     crate::repl::master::COMMANDS,
     crate::repl::COMMANDS,
+    observe::COMMANDS,
 ];
 
 /// What a `Key` handler sees: the owning shard, the selected database, the client's protocol.
@@ -259,9 +261,11 @@ pub fn run_key(
         shard.dbs.iter_mut().for_each(|d| d.no_touch = false);
     }
     let reply = finish(shard, id, res);
+    let nanos = clock::to_nanos(clock::ticks().wrapping_sub(start));
     if let Some(st) = shard.cmd_stats.get_mut(id) {
-        st.nanos += clock::to_nanos(clock::ticks().wrapping_sub(start));
+        st.nanos += nanos;
     }
+    shard.observe(id, argv, nanos);
     if !shard.watches.is_empty()
         || !shard.blocked.is_empty()
         || shard.journal.is_some()

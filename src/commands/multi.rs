@@ -36,9 +36,14 @@ fn multi(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Ok)
 }
 
-fn exec(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+fn exec(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     // `None`: deferred, the reply comes through the ticket (this value is ignored).
-    Ok(tx::exec(ctx)?.unwrap_or(Reply::Ok))
+    let r = tx::exec(ctx, argv);
+    if r.is_err() && ctx.w.shard.monitor {
+        // A refused EXEC is shown here; one that ran, after its commands (`coord::tx`).
+        crate::server::monitor::feed_db(ctx.w, ctx.conn, ctx.w.conns[ctx.conn].client.db, argv);
+    }
+    Ok(r?.unwrap_or(Reply::Ok))
 }
 
 fn discard(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {

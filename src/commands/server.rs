@@ -306,6 +306,7 @@ fn config_resetstat(ctx: &mut ConnCtx) -> CmdResult {
             let s = &mut tw.shard;
             s.cmd_stats.iter_mut().for_each(|c| *c = CmdStat::default());
             s.error_stats.clear();
+            s.lat.hist.clear();
             s.commands_processed = 0;
             s.evict.evicted_keys = 0;
             for d in s.dbs.iter_mut() {
@@ -514,7 +515,16 @@ const DEBUG_HELP: &[&str] = &[
 fn debug(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let sub = arg(argv, 1)?;
     if is(sub, "help") && argv.len() == 2 {
-        return Ok(Reply::help(DEBUG_HELP));
+        let mut lines = DEBUG_HELP.to_vec();
+        let help = lines.split_off(lines.len().saturating_sub(2));
+        lines.extend_from_slice(super::observe::DEBUG_HELP);
+        lines.extend(help);
+        return Ok(Reply::Array(
+            lines.iter().map(|l| Reply::status(l)).collect(),
+        ));
+    }
+    if let Some(r) = super::observe::debug(ctx, argv) {
+        return r;
     }
     if is(sub, "reload") {
         let nosave = match argv.get(2..).unwrap_or_default() {
@@ -982,6 +992,7 @@ const SECTIONS: &[(&str, bool)] = &[
     ("modules", true),
     ("commandstats", false),
     ("errorstats", true),
+    ("latencystats", false),
     ("cluster", true),
     ("keyspace", true),
 ];
@@ -1040,9 +1051,13 @@ pub struct ShardInfo {
     /// How long this shard had been in its current loop pass when it answered (a command
     /// that held it is still counted then; the `Shared` reading may already be reset).
     pub pass_ms: u64,
+    /// Per-command latency histograms, when INFO latencystats is asked for.
+    pub latency: Vec<(usize, hdrhistogram::Histogram<u64>)>,
+    /// `latency-tracking-info-percentiles` (set on the merged total).
+    pub percentiles: Vec<f64>,
 }
 
-fn gather(tw: &mut Worker) -> ShardInfo {
+pub(super) fn gather(tw: &mut Worker) -> ShardInfo {
     let s = &tw.shard;
     ShardInfo {
         dbs: s
@@ -1067,11 +1082,13 @@ fn gather(tw: &mut Worker) -> ShardInfo {
             .sum(),
         pass_ms: tw.pass_age_ms(),
         dirty: s.dirty,
+        latency: Vec::new(),
+        percentiles: Vec::new(),
     }
 }
 
 /// Adds shard `b`'s counters into `a`.
-fn merge(mut a: ShardInfo, b: ShardInfo) -> ShardInfo {
+pub(super) fn merge(mut a: ShardInfo, b: ShardInfo) -> ShardInfo {
     if a.dbs.len() < b.dbs.len() {
         a.dbs.resize(b.dbs.len(), (0, 0));
     }
@@ -1109,6 +1126,7 @@ fn merge(mut a: ShardInfo, b: ShardInfo) -> ShardInfo {
     a.clients_mem += b.clients_mem;
     a.pass_ms = a.pass_ms.max(b.pass_ms);
     a.dirty += b.dirty;
+    crate::shard::latency::merge_histograms(&mut a.latency, b.latency);
     a
 }
 
@@ -1174,7 +1192,7 @@ pub fn master_replid() -> &'static str {
     })
 }
 
-fn meta(w: &Worker) -> Meta {
+pub(super) fn meta(w: &Worker) -> Meta {
     let sh = &w.shared;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -1546,6 +1564,13 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 }
                 "Errorstats"
             }
+            "latencystats" => {
+                lines.extend(super::observe::latencystats_lines(
+                    &s.latency,
+                    &s.percentiles,
+                ));
+                "Latencystats"
+            }
             "cluster" => {
                 f("cluster_enabled", &0);
                 "Cluster"
@@ -1573,8 +1598,28 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
 fn info(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let sections = wanted_sections(argv.get(1..).unwrap_or_default());
     let ticket = ctx.defer();
-    all_shards(ctx.w, gather, move |w, parts: Vec<ShardInfo>| {
-        let total = parts.into_iter().fold(ShardInfo::default(), merge);
+    let latency = sections.contains(&"latencystats");
+    let gather_all = move |tw: &mut Worker| {
+        let mut i = gather(tw);
+        if latency {
+            i.latency = tw.shard.lat.histograms();
+        }
+        i
+    };
+    all_shards(ctx.w, gather_all, move |w, parts: Vec<ShardInfo>| {
+        let mut total = parts.into_iter().fold(ShardInfo::default(), merge);
+        if latency {
+            let text = w
+                .shared
+                .tun
+                .text
+                .lock()
+                .ok()
+                .and_then(|m| m.get("latency-tracking-info-percentiles").cloned());
+            total.percentiles = text
+                .and_then(|t| crate::shard::latency::parse_percentiles(&t).ok())
+                .unwrap_or_default();
+        }
         let text = render(&sections, &meta(w), &total);
         w.complete(ticket, Reply::Verbatim(Bytes::from(text)));
     });
@@ -1620,7 +1665,8 @@ mod tests {
         );
         assert!(wanted_sections(&[b("nosuch")]).is_empty());
         let dc = wanted_sections(&[b("default"), b("commandstats")]);
-        assert_eq!(dc.len(), SECTIONS.len());
+        assert_eq!(dc.len(), SECTIONS.len() - 1);
+        assert!(!dc.contains(&"latencystats") && all.contains(&"latencystats"));
     }
 
     #[test]

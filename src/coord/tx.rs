@@ -132,6 +132,8 @@ struct ExecRun {
     waiting: bool,
     /// A captured reply that arrived before its handler returned.
     early: Option<Reply>,
+    /// The EXEC command as sent, for MONITOR's line after the queued commands.
+    exec_argv: Vec<Bytes>,
 }
 
 impl ExecRun {
@@ -498,7 +500,7 @@ fn release(
 // ----- EXEC ----------------------------------------------------------------------------------
 
 /// EXEC. Returns the reply when it is ready at once; `None` when it was deferred.
-pub fn exec(ctx: &mut ConnCtx) -> Result<Option<Reply>, CmdError> {
+pub fn exec(ctx: &mut ConnCtx, exec_argv: &[Bytes]) -> Result<Option<Reply>, CmdError> {
     let idx = ctx.conn;
     let w = &mut *ctx.w;
     let (home, nshards) = (w.id, w.nshards);
@@ -549,6 +551,7 @@ pub fn exec(ctx: &mut ConnCtx) -> Result<Option<Reply>, CmdError> {
         step: 0,
         waiting: false,
         early: None,
+        exec_argv: exec_argv.to_vec(),
     });
     if locked.is_empty() {
         // Nothing but connection-local commands: run them now.
@@ -654,21 +657,44 @@ fn advance(w: &mut Worker, rid: usize) {
                     }
                 }
                 let (db, resp) = (run.db, run.resp);
+                if w.shard.monitor {
+                    let idx = run.idx;
+                    for q in &batch {
+                        crate::server::monitor::feed_db(w, idx, db, &q.argv);
+                    }
+                }
                 if s == home {
                     let replies = run_batch(w, &batch, db, resp);
+                    if !w.shard.slow.pending.is_empty() {
+                        if let Some(idx) = w.tx.runs.get(rid).map(|r| r.idx) {
+                            w.slow_commit(idx);
+                        }
+                    }
                     if let Some(run) = w.tx.runs.get_mut(rid) {
                         replies.into_iter().for_each(|r| run.add(r));
                     }
                     continue;
                 }
-                run.waiting = true;
+                if let Some(run) = w.tx.runs.get_mut(rid) {
+                    run.waiting = true;
+                }
                 w.post(
                     s,
                     Msg::Control(Box::new(move |tw: &mut Worker| {
                         let replies = run_batch(tw, &batch, db, resp);
+                        // Slow entries go back to be logged with the client's address.
+                        let slow = std::mem::take(&mut tw.shard.slow.pending);
                         tw.post(
                             home,
                             Msg::Control(Box::new(move |ow: &mut Worker| {
+                                if !slow.is_empty() {
+                                    if let Some(idx) = ow.tx.runs.get(rid).map(|r| r.idx) {
+                                        let prev =
+                                            std::mem::replace(&mut ow.shard.slow.pending, slow);
+                                        ow.slow_commit(idx);
+                                        ow.shard.slow.pending = prev;
+                                    }
+                                }
                                 batch_done(ow, rid, replies)
                             })),
                         );
@@ -689,11 +715,15 @@ fn advance(w: &mut Worker, rid: usize) {
                     }
                     continue;
                 }
+                let shown = w.shard.monitor.then(|| q.argv.clone());
                 let reply = run_nested(w, rid, step, idx, q);
                 let (db, resp) = w
                     .conns
                     .get(idx)
                     .map_or((0, 2), |c| (c.client.db, c.client.resp));
+                if let Some(argv) = shown {
+                    crate::server::monitor::feed_db(w, idx, db, &argv);
+                }
                 let Some(run) = w.tx.runs.get_mut(rid) else {
                     return;
                 };
@@ -739,6 +769,7 @@ fn batch_done(w: &mut Worker, rid: usize, replies: Vec<Reply>) {
 /// transaction's locks. `None`: the handler deferred; its reply will be captured.
 fn run_nested(w: &mut Worker, rid: usize, step: u64, idx: usize, q: Queued) -> Option<Reply> {
     let spec = table().get(q.id)?;
+    let shown = (w.shard.slow_floor != u64::MAX).then(|| q.argv.clone());
     let start = crate::runtime::clock::ticks();
     w.tx.nest = Some((rid, step));
     let mut ctx = ConnCtx {
@@ -760,6 +791,11 @@ fn run_nested(w: &mut Worker, rid: usize, step: u64, idx: usize, q: Queued) -> O
     let deferred = ctx.deferred.is_some();
     w.tx.nest = None;
     let nanos = crate::runtime::clock::to_nanos(crate::runtime::clock::ticks().wrapping_sub(start));
+    w.shard
+        .observe(q.id, shown.as_deref().unwrap_or_default(), nanos);
+    if !w.shard.slow.pending.is_empty() {
+        w.slow_commit(idx);
+    }
     if deferred {
         // Counted here (the fan-out's completion does not count connection commands).
         if matches!(spec.exec, Exec::Conn(_)) {
@@ -829,6 +865,10 @@ fn finish(w: &mut Worker, rid: usize, reply: Option<Reply>) {
         run.txid,
     );
     let reply = reply.unwrap_or(Reply::Array(run.replies));
+    if w.shard.monitor && w.conn_token(run.idx) == Some(run.token) {
+        let db = w.conns.get(run.idx).map_or(0, |c| c.client.db);
+        crate::server::monitor::feed_db(w, run.idx, db, &run.exec_argv);
+    }
     if w.conn_token(run.idx) == Some(run.token) {
         if let Some(c) = w.conns.get_mut(run.idx) {
             if let Some(t) = c.tx.as_mut() {

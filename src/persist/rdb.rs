@@ -299,19 +299,8 @@ impl PartWriter {
                 // Nodes as `list-max-listpack-size` cuts them; with `list-compress-depth`
                 // N the nodes more than N from either end are LZF blobs, as Redis keeps
                 // them compressed in memory and saves them so.
-                let fill = crate::types::limits::list_max_size();
                 let depth = crate::types::limits::list_compress_depth().max(0) as usize;
-                let mut nodes: Vec<Vec<u8>> = Vec::new();
-                let mut lp = ListpackWriter::default();
-                for v in l.iter() {
-                    if lp.count() > 0 && !node_allows(lp.bytes(), lp.count(), v.len(), fill) {
-                        nodes.push(std::mem::take(&mut lp).finish());
-                    }
-                    lp.push(v);
-                }
-                if lp.count() > 0 {
-                    nodes.push(lp.finish());
-                }
+                let nodes = list_nodes(l);
                 let count = nodes.len();
                 put_len(&mut self.buf, count as u64);
                 for (i, n) in nodes.into_iter().enumerate() {
@@ -336,6 +325,24 @@ pub fn set_dump_compression(on: bool) {
 
 pub fn dump_compression() -> bool {
     DUMP_COMPRESSION.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// A list as the listpack nodes of Redis's quicklist, cut as `list-max-listpack-size`
+/// says, as the RDB writer and DEBUG OBJECT's `ql_*` fields see it.
+pub fn list_nodes(l: &crate::types::list::List) -> Vec<Vec<u8>> {
+    let fill = crate::types::limits::list_max_size();
+    let mut nodes: Vec<Vec<u8>> = Vec::new();
+    let mut lp = ListpackWriter::default();
+    for v in l.iter() {
+        if lp.count() > 0 && !node_allows(lp.bytes(), lp.count(), v.len(), fill) {
+            nodes.push(std::mem::take(&mut lp).finish());
+        }
+        lp.push(v);
+    }
+    if lp.count() > 0 {
+        nodes.push(lp.finish());
+    }
+    nodes
 }
 
 /// DUMP's payload for a value: the value as an RDB record body, then the RDB version (two

@@ -404,6 +404,15 @@ fn cached(gen: u64) -> Option<(String, i64)> {
 }
 
 /// A 40 hex digit replication id from the kernel's random source.
+/// DEBUG CHANGE-REPL-ID: a new replication id and no secondary one (Redis's
+/// `changeReplicationId` + `clearReplicationId2`); replicas full-sync on their next PSYNC.
+pub fn change_replid() {
+    let mut m = master_fields();
+    m.replid = new_replid();
+    m.replid2 = "0".repeat(40);
+    m.second_offset = -1;
+}
+
 fn new_replid() -> String {
     let mut b = [0u8; 20];
     if !crate::runtime::sys::random_bytes(&mut b) {

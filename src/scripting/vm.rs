@@ -615,11 +615,14 @@ fn command(ctx: &mut KeyCtx, run: &RunInfo, args: &[Value]) -> Result<Reply, Str
         run.slot.wrote.store(true, Ordering::Release);
     }
     let resp = run.resp.get();
-    Ok(match spec.exec {
+    let slow_before = ctx.shard.slow.pending.len();
+    let r = match spec.exec {
         Exec::Key(f) => run_key(ctx.shard, id, f, ctx.db, resp, &argv, None),
         Exec::Multi(m) => run_key(ctx.shard, id, m.sub, ctx.db, resp, &argv, None),
         Exec::Conn(_) => conn_command(ctx, spec.name, &argv)?,
-    })
+    };
+    crate::server::monitor::after_script_call(ctx.shard, slow_before, ctx.db, spec, &argv);
+    Ok(r)
 }
 
 /// The connection-level commands a script may run here (SELECT changes the script's own
@@ -653,6 +656,8 @@ fn conn_command(ctx: &mut KeyCtx, name: &str, argv: &[Bytes]) -> Result<Reply, S
                 _ => Err(CmdError::DbIndex.to_string()),
             }
         }
+        // MEMORY USAGE of a key of this shard (the key was checked to be local).
+        "memory" => crate::commands::keys::memory(ctx, argv).map_err(|e| e.to_string()),
         _ => Err(UNSUPPORTED_IN_SCRIPT.into()),
     }
 }

@@ -147,6 +147,8 @@ pub struct Conn {
     /// ACL), see expired keys as live, and its replies are dropped instead of sent (only
     /// `REPLCONF ACK`s go back).
     pub master: bool,
+    /// In MONITOR mode (`server::monitor`; CLIENT LIST flag `O`).
+    pub monitor: bool,
 }
 
 impl Conn {
@@ -178,6 +180,7 @@ impl Conn {
             tx: None,
             replica_link: None,
             master: false,
+            monitor: false,
         }
     }
 

@@ -10,6 +10,7 @@
 pub mod connection;
 pub mod lookahead;
 pub mod metrics;
+pub mod monitor;
 pub mod pubsub;
 pub mod worker;
 

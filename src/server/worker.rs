@@ -25,7 +25,7 @@ use slab::Slab;
 use super::connection::{ClientInfo, Conn, RecvState};
 use super::lookahead;
 use super::Shared;
-use crate::commands::table::{table, Exec, BLOCKING, DENYOOM, PROTECTED, WRITE};
+use crate::commands::table::{table, CommandSpec, Exec, BLOCKING, DENYOOM, PROTECTED, WRITE};
 use crate::commands::{self, ConnCtx, Route};
 use crate::coord;
 use crate::error::CmdError;
@@ -269,6 +269,8 @@ pub struct Worker {
     pub master_repl: Option<Box<crate::repl::master::ShardRepl>>,
     /// The master link, when this is the replication home shard (`repl`).
     pub repl: crate::repl::Home,
+    /// Connections of this shard in MONITOR mode (`server::monitor`).
+    pub monitors: Vec<usize>,
 }
 
 /// Entries the worker's argument scratch vectors keep when the loop goes idle; one huge
@@ -344,6 +346,7 @@ impl Worker {
             snap_run: None,
             master_repl: None,
             repl: Default::default(),
+            monitors: Vec::new(),
             shared,
         })
     }
@@ -419,6 +422,8 @@ impl Worker {
                 self.shard.now_ms = self.clock.ms(self.pass_now);
             }
             self.shard.set_evict_cfg(self.shared.tun.evict_cfg());
+            self.shard.refresh_observe(&self.shared.tun.obs);
+            self.shard.monitor = super::monitor::active();
             let notify = self.shared.tun.notify_flags.load(Ordering::Relaxed);
             crate::shard::notify::set_flags(&mut self.shard, notify);
             let mut comps = std::mem::take(&mut self.completions);
@@ -461,6 +466,12 @@ impl Worker {
 
             if self.shard.notify != 0 {
                 super::pubsub::publish_notes(self);
+            }
+            if !self.shard.mon_out.is_empty()
+                || !self.shard.mon_in.is_empty()
+                || !self.shard.slow.pending.is_empty()
+            {
+                super::monitor::end_of_pass(self);
             }
             self.flush_dirty();
             let backlog = self.mesh.flush();
@@ -1106,6 +1117,9 @@ impl Worker {
         if self.conns.get(idx).is_some_and(|c| c.master) {
             crate::repl::on_close(self, idx);
         }
+        if self.conns.get(idx).is_some_and(|c| c.monitor) {
+            super::monitor::stop(self, idx);
+        }
         if let Some(conn) = self.conns.try_remove(idx) {
             self.pubsub.forget(idx, &conn.subs);
             if conn.replica_link.is_some() {
@@ -1310,12 +1324,41 @@ impl Worker {
                 return;
             }
         }
+        // MONITOR: the line is made now (the arguments move below) and sent after the
+        // command, with the database it left the client in (SELECT), as Redis; scripts and
+        // blocking commands before, so their own lines follow; EXEC's in `coord::tx`.
+        let mut mon = None;
+        if self.shard.monitor && spec.name != "exec" {
+            mon = super::monitor::prepare(spec, argv);
+            if mon.is_some() && (spec.keys.script || spec.has(BLOCKING)) {
+                if let Some(q) = mon.take() {
+                    super::monitor::emit(self, idx, &q);
+                }
+            }
+        }
         if spec.has(BLOCKING) {
             if let Some(start_fn) = spec.cross {
                 self.start_blocking(idx, id, start_fn, argv);
                 return;
             }
         }
+        self.run_command(idx, id, spec, db, resp, argv);
+        if let Some(q) = mon {
+            super::monitor::emit(self, idx, &q);
+        }
+    }
+
+    /// Runs an admitted command (the tail of `dispatch`).
+    #[inline]
+    fn run_command(
+        &mut self,
+        idx: usize,
+        id: usize,
+        spec: &'static CommandSpec,
+        db: usize,
+        resp: u8,
+        argv: &mut Vec<Bytes>,
+    ) {
         match spec.exec {
             Exec::Conn(f) => {
                 // Earlier commands of this client bound for other shards go first.
@@ -1328,10 +1371,11 @@ impl Worker {
                 };
                 let res = f(&mut ctx, argv);
                 let deferred = ctx.deferred.is_some();
+                let nanos = clock::to_nanos(clock::ticks().wrapping_sub(start));
                 if !deferred {
                     let reply = commands::finish(&mut self.shard, id, res);
                     if let Some(st) = self.shard.cmd_stats.get_mut(id) {
-                        st.nanos += clock::to_nanos(clock::ticks().wrapping_sub(start));
+                        st.nanos += nanos;
                     }
                     if let Some(c) = self.conns.get_mut(idx) {
                         c.push_reply(&reply);
@@ -1342,8 +1386,12 @@ impl Worker {
                     self.shard.commands_processed += 1;
                     if let Some(st) = self.shard.cmd_stats.get_mut(id) {
                         st.calls += 1;
-                        st.nanos += clock::to_nanos(clock::ticks().wrapping_sub(start));
+                        st.nanos += nanos;
                     }
+                }
+                self.shard.observe(id, argv, nanos);
+                if !self.shard.slow.pending.is_empty() {
+                    self.slow_commit(idx);
                 }
             }
             Exec::Key(f) => match commands::route(&spec.keys, argv, self.nshards) {
@@ -1537,6 +1585,8 @@ impl Worker {
             conn: idx,
             deferred: None,
         };
+        // Kept for the slow log (blocking commands are not on the hot path).
+        let shown = argv.clone();
         let res = f(&mut ctx, std::mem::take(argv));
         if ctx.deferred.is_none() {
             let reply = commands::finish(&mut self.shard, id, res);
@@ -1549,9 +1599,41 @@ impl Worker {
                 st.calls += 1;
             }
         }
+        let nanos = clock::to_nanos(clock::ticks().wrapping_sub(start));
         if let Some(st) = self.shard.cmd_stats.get_mut(id) {
-            st.nanos += clock::to_nanos(clock::ticks().wrapping_sub(start));
+            st.nanos += nanos;
         }
+        self.shard.observe(id, &shown, nanos);
+        if !self.shard.slow.pending.is_empty() {
+            self.slow_commit(idx);
+        }
+    }
+
+    /// Commits this shard's pending slow log entries as made by connection `idx`.
+    #[cold]
+    pub fn slow_commit(&mut self, idx: usize) {
+        let pending = std::mem::take(&mut self.shard.slow.pending);
+        match self.conns.get(idx) {
+            Some(c) => {
+                let name = c.client.name.clone().unwrap_or_default();
+                self.shard.slow.commit(pending, &c.client.addr, &name);
+            }
+            None => self.shard.slow.commit(pending, "", b""),
+        }
+    }
+
+    /// Commits slow log entries made elsewhere for the connection with `token`.
+    #[cold]
+    fn slow_commit_token(&mut self, token: u64, pending: Vec<crate::shard::slowlog::Pending>) {
+        let prev = std::mem::replace(&mut self.shard.slow.pending, pending);
+        match self.conn_by_token(token) {
+            Some(idx) => self.slow_commit(idx),
+            None => {
+                let p = std::mem::take(&mut self.shard.slow.pending);
+                self.shard.slow.commit(p, "", b"");
+            }
+        }
+        self.shard.slow.pending = prev;
     }
 
     /// Runs a keyed command on this shard and answers the connection.
@@ -1577,6 +1659,9 @@ impl Worker {
             .filter(|c| c.slots.is_empty())
             .map(|c| &mut c.out);
         let r = commands::run_key(&mut self.shard, id, f, db, resp, argv, out);
+        if !self.shard.slow.pending.is_empty() {
+            self.slow_commit(idx);
+        }
         self.shard.no_touch = false;
         if master {
             self.shard.db_mut(db).master_view = false;
@@ -1672,7 +1757,10 @@ impl Worker {
             rounds += 1;
             (asked && rounds <= ASKED_MIN_EVICTIONS) || evict::candidates(s) + slack >= fullest
         };
+        let cycle = clock::ticks();
         let outcome = evict::evict(&mut self.shard, |s| over(s) && fair(s));
+        let ms = clock::to_nanos(clock::ticks().wrapping_sub(cycle)) / 1_000_000;
+        self.shard.lat.event("eviction-cycle", ms);
         self.publish_mem();
         if outcome == Outcome::Capped || !over(&self.shard) {
             return Ok(());
@@ -2054,7 +2142,9 @@ impl Worker {
                 );
                 let deadline = Instant::now() + Duration::from_millis(2);
                 let now_ms = self.shard.now_ms;
-                for db in self.shard.dbs.iter_mut() {
+                let cycle = clock::ticks();
+                let active = commands::observe::active_expire();
+                for db in self.shard.dbs.iter_mut().filter(|_| active) {
                     // Keep going while a good share of what we look at is expired, within
                     // the time budget (Redis's active expire cycle, simplified).
                     while db.active_expire(now_ms, 64) > 8 && Instant::now() < deadline {}
@@ -2062,6 +2152,8 @@ impl Worker {
                         break;
                     }
                 }
+                let ms = clock::to_nanos(clock::ticks().wrapping_sub(cycle)) / 1_000_000;
+                self.shard.lat.event("expire-cycle", ms);
                 crate::shard::journal::flush(&mut self.shard);
                 crate::persist::cron::tick(self);
                 self.timers
@@ -2203,9 +2295,15 @@ fn exec_batch(tw: &mut Worker, origin: usize, token: u64, resp: u8, batch: Batch
     }
     let buf = Bytes::from(buf);
     let remote = tw.id != origin;
+    // Slow commands are logged where their client lives (its address and name).
+    let slow =
+        (!tw.shard.slow.pending.is_empty()).then(|| std::mem::take(&mut tw.shard.slow.pending));
     tw.post(
         origin,
         Msg::Control(Box::new(move |ow: &mut Worker| {
+            if let Some(p) = slow {
+                ow.slow_commit_token(token, p);
+            }
             ow.fill_batch(token, buf, marks, remote)
         })),
     );

@@ -10,10 +10,12 @@ pub mod dict;
 pub mod digest;
 pub mod evict;
 pub mod journal;
+pub mod latency;
 pub mod lazyfree;
 pub mod notify;
 pub mod objs;
 pub mod route;
+pub mod slowlog;
 pub mod snapshot;
 pub mod value;
 pub mod watch;
@@ -62,6 +64,21 @@ pub struct Shard {
     pub notify: u32,
     /// Notification work: keys the running command changed, events to publish.
     pub notes: notify::Notes,
+    /// The slow log (see `slowlog.rs`).
+    pub slow: slowlog::SlowLog,
+    /// Per-command histograms and latency monitor events (see `latency.rs`).
+    pub lat: latency::Latency,
+    /// Commands at least this slow (ns) go to `observe_slow`: the smaller of the slow log
+    /// and latency monitor thresholds, `u64::MAX` when both are off.
+    pub slow_floor: u64,
+    /// `latency::Tunables::gen` last applied.
+    pub obs_gen: u64,
+    /// Someone runs MONITOR (refreshed once per loop pass; see `server::monitor`).
+    pub monitor: bool,
+    /// MONITOR lines made on this shard this pass, delivered at its end.
+    pub mon_out: Vec<u8>,
+    /// MONITOR lines from other shards received this pass (for this shard's monitors).
+    pub mon_in: Vec<bytes::Bytes>,
 }
 
 impl Shard {
@@ -83,7 +100,66 @@ impl Shard {
             journal: None,
             notify: 0,
             notes: notify::Notes::default(),
+            slow: slowlog::SlowLog::default(),
+            lat: latency::Latency::default(),
+            slow_floor: 10_000_000,
+            obs_gen: 0,
+            monitor: false,
+            mon_out: Vec::new(),
+            mon_in: Vec::new(),
         }
+    }
+
+    /// Applies the slow log and latency settings when they changed (once per loop pass).
+    #[inline]
+    pub fn refresh_observe(&mut self, t: &latency::Tunables) {
+        use std::sync::atomic::Ordering::Relaxed;
+        let gen = t.gen.load(Relaxed);
+        if gen == self.obs_gen {
+            return;
+        }
+        self.obs_gen = gen;
+        self.slow.configure(
+            t.slower_than_us.load(Relaxed),
+            t.slowlog_max_len.load(Relaxed),
+        );
+        self.lat.tracking = t.tracking.load(Relaxed);
+        self.lat.threshold_ms = t.monitor_threshold_ms.load(Relaxed);
+        let lat_ns = match self.lat.threshold_ms {
+            0 => u64::MAX,
+            ms => ms.saturating_mul(1_000_000),
+        };
+        self.slow_floor = self.slow.threshold_ns.min(lat_ns);
+    }
+
+    /// After a command of id `id` ran for `nanos` (the commandstats clock reading): its
+    /// histogram, and the slow log / latency monitor when it was slow enough.
+    #[inline]
+    pub fn observe(&mut self, id: usize, argv: &[bytes::Bytes], nanos: u64) {
+        if self.lat.tracking {
+            self.lat.record(id, nanos);
+        }
+        if nanos >= self.slow_floor {
+            self.observe_slow(id, argv, nanos);
+        }
+    }
+
+    #[cold]
+    #[inline(never)]
+    fn observe_slow(&mut self, id: usize, argv: &[bytes::Bytes], nanos: u64) {
+        use crate::commands::table::{table, FAST, SKIP_SLOWLOG};
+        let Some(spec) = table().get(id) else {
+            return;
+        };
+        if nanos >= self.slow.threshold_ns && self.slow.max_len > 0 && !spec.has(SKIP_SLOWLOG) {
+            self.slow.note(argv, nanos, slowlog::Who::Caller);
+        }
+        let event = if spec.has(FAST) {
+            "fast-command"
+        } else {
+            "command"
+        };
+        self.lat.event(event, nanos / 1_000_000);
     }
 
     /// Applies new eviction settings (the worker calls this when `Tunables` changed).
