@@ -9,7 +9,9 @@
 pub mod connection;
 pub mod lookahead;
 pub mod metrics;
+pub mod pause;
 pub mod pubsub;
+pub mod tracking;
 pub mod worker;
 
 use std::net::SocketAddr;

@@ -14,6 +14,7 @@ pub mod lazyfree;
 pub mod notify;
 pub mod objs;
 pub mod route;
+pub mod tracking;
 pub mod value;
 pub mod watch;
 
@@ -61,6 +62,8 @@ pub struct Shard {
     pub notify: u32,
     /// Notification work: keys the running command changed, events to publish.
     pub notes: notify::Notes,
+    /// CLIENT TRACKING's table of keys read here and BCAST prefixes (`tracking.rs`).
+    pub tracking: Option<Box<tracking::Table>>,
 }
 
 impl Shard {
@@ -82,6 +85,7 @@ impl Shard {
             journal: None,
             notify: 0,
             notes: notify::Notes::default(),
+            tracking: None,
         }
     }
 
@@ -112,6 +116,20 @@ impl Shard {
         if self.notify != 0 {
             notify::touched(&mut self.notes, db, key);
         }
+        if let Some(t) = self.tracking.as_mut() {
+            t.touched(key);
+        }
+    }
+
+    /// The tracking table, created on first use.
+    pub fn tracking_mut(&mut self) -> &mut tracking::Table {
+        if self.tracking.is_none() {
+            // Keys lost to expiry or eviction are invalidations from now on.
+            self.dbs
+                .iter_mut()
+                .for_each(|d| d.track_lost = Some(Vec::new()));
+        }
+        self.tracking.get_or_insert_with(Default::default)
     }
 
     /// Spare arena bytes of all databases (see `arena.rs`).
