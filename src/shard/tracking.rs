@@ -93,7 +93,9 @@ impl Table {
             if p.keys.is_empty() {
                 continue;
             }
-            let keys = std::mem::take(&mut p.keys);
+            // Redis keeps them in a radix tree: in byte order.
+            let mut keys = std::mem::take(&mut p.keys);
+            keys.sort_by(|a, b| a.0.cmp(&b.0));
             for &to in &p.clients {
                 self.out.push(Inval::Bcast {
                     to,
@@ -121,11 +123,18 @@ impl Table {
                     p.clients.push(c);
                 }
             }
-            None => self.prefixes.push(Prefix {
-                prefix,
-                clients: vec![c],
-                keys: Vec::new(),
-            }),
+            None => {
+                // In byte order, as Redis's prefix tree sends them.
+                let at = self.prefixes.partition_point(|p| p.prefix < prefix);
+                self.prefixes.insert(
+                    at,
+                    Prefix {
+                        prefix,
+                        clients: vec![c],
+                        keys: Vec::new(),
+                    },
+                );
+            }
         }
     }
 
