@@ -343,7 +343,7 @@ pub fn trackinginfo(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Map(vec![
         (
             Reply::bulk("flags"),
-            Reply::Set(flags.into_iter().map(|f| Reply::bulk(f)).collect()),
+            Reply::Set(flags.into_iter().map(Reply::bulk).collect()),
         ),
         (Reply::bulk("redirect"), Reply::Int(redirect)),
         (
