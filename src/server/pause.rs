@@ -34,6 +34,12 @@ pub fn stop() {
     END_MS.store(0, Ordering::SeqCst);
 }
 
+/// A pause was started and not stopped (it may have timed out): one atomic load.
+#[inline]
+pub fn maybe() -> bool {
+    MODE.load(Ordering::Acquire) != NONE
+}
+
 /// The pause in force at `now_ms` (NONE once its time has passed), and its end.
 pub fn current(now_ms: u64) -> (u8, u64) {
     let mode = MODE.load(Ordering::Acquire);

@@ -1700,6 +1700,10 @@ impl Worker {
     /// Reads the server-wide pause (`server::pause`); when it changed, freezes or thaws key
     /// expiry, and once it is over runs the commands it held.
     pub fn refresh_pause(&mut self) {
+        // The common case: no pause now or before, one atomic load and no clock read.
+        if self.pause == super::pause::NONE && self.postponed.is_empty() && !super::pause::maybe() {
+            return;
+        }
         let (mode, end) = super::pause::current(self.clock.ms(Instant::now()));
         if mode != self.pause {
             let frozen = mode != super::pause::NONE;
