@@ -52,6 +52,13 @@ pub const COMMANDS: &[CommandSpec] = &[
             ("no-evict", 3, "<ON | OFF>"),
             ("no-touch", 3, "<ON | OFF>"),
             ("help", 2, ""),
+            ("reply", 3, "<ON | OFF | SKIP>"),
+            ("pause", -3, "timeout [WRITE | ALL]"),
+            ("unpause", 2, ""),
+            ("tracking", -3, "<ON | OFF> [REDIRECT client-id] [PREFIX prefix [PREFIX prefix ...]] [BCAST] [OPTIN] [OPTOUT] [NOLOOP]"),
+            ("caching", 3, "<YES | NO>"),
+            ("getredir", 2, ""),
+            ("trackinginfo", 2, ""),
         ]),
 ];
 
@@ -205,6 +212,11 @@ fn hello(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 fn reset(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     pubsub::clear(ctx.w, ctx.conn);
     crate::server::monitor::stop(ctx.w, ctx.conn);
+    crate::server::tracking::disable(ctx.w, ctx.conn);
+    if let Some(c) = ctx.w.conns.get_mut(ctx.conn) {
+        c.reply_mode = crate::server::connection::ReplyMode::On;
+        c.mute = false;
+    }
     crate::coord::tx::reset(ctx.w, ctx.conn);
     // Back to the default user: unauthenticated again when a password is set.
     let required = ctx
@@ -251,7 +263,7 @@ pub fn client_line(c: &Conn) -> String {
     let qfree = c.rbuf.as_ref().map_or(0, |b| b.capacity() - b.len());
     let lossy = |b: &Option<Bytes>| b.as_ref().map(|v| text(v)).unwrap_or_default();
     format!(
-        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll={} omem={} tot-mem={} events=r cmd={} user={} redir=-1 resp={} lib-name={} lib-ver={}",
+        "id={} addr={} laddr={} fd={} name={} age={} idle={} flags={} db={} sub={} psub={} ssub={} multi={} qbuf={} qbuf-free={} argv-mem=0 multi-mem=0 rbs={} rbp=0 obl={} oll={} omem={} tot-mem={} events=r cmd={} user={} redir={} resp={} lib-name={} lib-ver={}",
         ci.id,
         ci.addr,
         ci.laddr,
@@ -279,6 +291,10 @@ pub fn client_line(c: &Conn) -> String {
             format!("{}|{}", ci.last_cmd, ci.last_sub)
         },
         ci.user.name,
+        c.track
+            .as_ref()
+            .filter(|t| t.on)
+            .map_or(-1, |t| t.redirect as i64),
         ci.resp,
         lossy(&ci.lib_name),
         lossy(&ci.lib_ver),
@@ -306,6 +322,15 @@ fn client_flags(c: &Conn) -> String {
     if c.waiting.is_some() {
         f.push('b');
     }
+    if let Some(t) = c.track.as_ref().filter(|t| t.on) {
+        f.push('t');
+        if t.broken {
+            f.push('R');
+        }
+        if t.bcast {
+            f.push('B');
+        }
+    }
     if c.client.unix {
         f.push('U');
     }
@@ -320,6 +345,10 @@ fn client_flags(c: &Conn) -> String {
 
 const CLIENT_HELP: &[&str] = &[
     "CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "CACHING (YES|NO)",
+    "    Enable/disable tracking of the keys for next command in OPTIN/OPTOUT modes.",
+    "GETREDIR",
+    "    Return the client ID we are redirecting to when tracking is enabled.",
     "GETNAME",
     "    Return the name of the current connection.",
     "ID",
@@ -348,12 +377,23 @@ const CLIENT_HELP: &[&str] = &[
     "      Return clients of specified type.",
     "    * ID <client-id> [<client-id> ...]",
     "      Return clients with the given ids.",
+    "UNPAUSE",
+    "    Stop the current client pause, resuming traffic.",
+    "PAUSE <timeout> [WRITE|ALL]",
+    "    Suspend all, or just write, clients for <timeout> milliseconds.",
+    "REPLY (ON|OFF|SKIP)",
+    "    Control the replies sent to the current connection.",
     "SETNAME <name>",
     "    Assign the name <name> to the current connection.",
     "SETINFO <LIB-NAME|LIB-VER> <value>",
     "    Set client library name or version.",
     "UNBLOCK <clientid> [TIMEOUT|ERROR]",
     "    Unblock the specified blocked client.",
+    "TRACKING (ON|OFF) [REDIRECT <id>] [BCAST] [PREFIX <prefix> [...]]",
+    "         [OPTIN] [OPTOUT] [NOLOOP]",
+    "    Control server assisted client side caching.",
+    "TRACKINGINFO",
+    "    Report tracking status for the current connection.",
     "NO-EVICT (ON|OFF)",
     "    Protect current client connection from eviction.",
     "NO-TOUCH (ON|OFF)",
@@ -476,8 +516,16 @@ fn client(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         "kill" if argv.len() >= 3 => client_kill(ctx, argv),
         "unblock" if argv.len() == 3 || argv.len() == 4 => client_unblock(ctx, argv),
         "help" if argv.len() == 2 => Ok(Reply::help(CLIENT_HELP)),
+        "reply" if argv.len() == 3 => super::client_modes::reply(ctx, argv),
+        "pause" if argv.len() >= 3 => super::client_modes::pause(ctx, argv),
+        "unpause" if argv.len() == 2 => super::client_modes::unpause(ctx, argv),
+        "tracking" if argv.len() >= 3 => super::client_modes::tracking(ctx, argv),
+        "caching" if argv.len() == 3 => super::client_modes::caching(ctx, argv),
+        "getredir" if argv.len() == 2 => super::client_modes::getredir(ctx, argv),
+        "trackinginfo" if argv.len() == 2 => super::client_modes::trackinginfo(ctx, argv),
         "id" | "getname" | "setname" | "info" | "setinfo" | "no-evict" | "no-touch" | "kill"
-        | "unblock" | "help" => Err(arity_err()),
+        | "unblock" | "help" | "reply" | "pause" | "unpause" | "tracking" | "caching"
+        | "getredir" | "trackinginfo" => Err(arity_err()),
         _ => Err(CmdError::UnknownSubcommand {
             sub: text(arg(argv, 1)?),
             cmd: "client".into(),

@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use super::args::{arg, is};
-use super::table::{CommandSpec, Exec, KeySpec, NOSCRIPT, READONLY, STALE};
+use super::table::{CommandSpec, Exec, KeySpec, MAY_REPLICATE, NOSCRIPT, READONLY, STALE};
 use super::{ConnCtx, KeyCtx};
 use crate::error::{CmdError, CmdResult, CROSSSLOT};
 use crate::protocol::parse_i64;
@@ -22,7 +22,7 @@ const FCALL_FLAGS: u32 = NOSCRIPT | STALE;
 
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("fcall", -3, FCALL_FLAGS, KeySpec::script(2), Exec::Key(fcall))
+    CommandSpec::new("fcall", -3, FCALL_FLAGS | MAY_REPLICATE, KeySpec::script(2), Exec::Key(fcall))
         .cross(fcall_cross)
         .doc(G, "7.0.0", "Invoke a function", "function numkeys [key [key ...]] [arg [arg ...]]"),
     CommandSpec::new("fcall_ro", -3, FCALL_FLAGS | READONLY, KeySpec::script(2), Exec::Key(fcall_ro))

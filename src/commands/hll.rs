@@ -9,7 +9,7 @@
 use bytes::Bytes;
 
 use super::args::arg;
-use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
+use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, MAY_REPLICATE, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
 use crate::coord::multi::{gather, WriteFn};
 use crate::error::{self, CmdError, CmdResult};
@@ -28,7 +28,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .ev_counted(crate::shard::notify::STRING, "pfadd")
         .verbatim()
         .doc(G, "2.8.9", "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist.", "key [element [element ...]]"),
-    CommandSpec::new("pfcount", -2, READONLY, KeySpec::range(1, -1, 1), Exec::Key(pfcount))
+    CommandSpec::new("pfcount", -2, READONLY | MAY_REPLICATE, KeySpec::range(1, -1, 1), Exec::Key(pfcount))
         .cross(pfcount_cross)
         .doc(G, "2.8.9", "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s).", "key [key ...]"),
     CommandSpec::new("pfmerge", -2, WRITE | DENYOOM, KeySpec::range(1, -1, 1), Exec::Key(pfmerge))

@@ -9,6 +9,7 @@ pub mod acl;
 pub mod args;
 pub mod bitmaps;
 pub mod blocking;
+pub mod client_modes;
 pub mod conn;
 pub mod docs;
 pub mod functions;
@@ -270,6 +271,7 @@ pub fn run_key(
         || !shard.blocked.is_empty()
         || shard.journal.is_some()
         || shard.notify != 0
+        || shard.tracking.is_some()
     {
         if let Some(spec) = table::table().get(id) {
             multi::after_write(shard, spec, db, argv, &reply);

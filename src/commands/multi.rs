@@ -138,6 +138,12 @@ fn copy_db(argv: &[Bytes]) -> Option<usize> {
 
 /// Before FLUSHDB/FLUSHALL empties `db` on this shard: watched keys that exist change.
 pub fn before_flush(shard: &mut Shard, db: usize) {
+    // CLIENT TRACKING: every tracking client is told to drop its whole cache (a null
+    // invalidation, sent by its own shard), so the remembered keys are moot.
+    if let Some(t) = shard.tracking.as_mut() {
+        t.clear_keys();
+        t.flushed = true;
+    }
     if shard.watches.is_empty() {
         return;
     }

@@ -9,7 +9,8 @@ use bytes::Bytes;
 
 use super::args::{arg, owned, text};
 use super::table::{
-    CommandSpec, Exec, KeySpec, FAST, LOADING, NOSCRIPT, PUBSUB as PUBSUB_FLAG, STALE,
+    CommandSpec, Exec, KeySpec, FAST, LOADING, MAY_REPLICATE, NOSCRIPT, PUBSUB as PUBSUB_FLAG,
+    STALE,
 };
 use super::ConnCtx;
 use crate::error::{CmdError, CmdResult};
@@ -31,13 +32,13 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(G, "2.0.0", "Listen for messages published to channels matching the given patterns", "pattern [pattern ...]"),
     CommandSpec::new("punsubscribe", -1, SUB_FLAGS, KeySpec::none(), Exec::Conn(punsubscribe))
         .doc(G, "2.0.0", "Stop listening for messages posted to channels matching the given patterns", "[pattern [pattern ...]]"),
-    CommandSpec::new("publish", 3, PUBSUB_FLAG | LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(publish))
+    CommandSpec::new("publish", 3, MAY_REPLICATE | PUBSUB_FLAG | LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(publish))
         .doc(G, "2.0.0", "Post a message to a channel", "channel message"),
     CommandSpec::new("ssubscribe", -2, SUB_FLAGS, KeySpec::none(), Exec::Conn(ssubscribe))
         .doc(G, "7.0.0", "Listens for messages published to shard channels.", "shardchannel [shardchannel ...]"),
     CommandSpec::new("sunsubscribe", -1, SUB_FLAGS, KeySpec::none(), Exec::Conn(sunsubscribe))
         .doc(G, "7.0.0", "Stops listening to messages posted to shard channels.", "[shardchannel [shardchannel ...]]"),
-    CommandSpec::new("spublish", 3, PUBSUB_FLAG | LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(spublish))
+    CommandSpec::new("spublish", 3, MAY_REPLICATE | PUBSUB_FLAG | LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(spublish))
         .doc(G, "7.0.0", "Post a message to a shard channel", "shardchannel message"),
     CommandSpec::new("pubsub", -2, 0, KeySpec::none(), Exec::Conn(pubsub_cmd))
         .doc(G, "2.8.0", "A container for Pub/Sub commands", "subcommand [argument ...]")
@@ -84,6 +85,18 @@ pub fn refused_when_subscribed(c: &Conn, spec: &CommandSpec, argv: &[Bytes]) -> 
     arity_ok.then(|| CmdError::subscribed_context(&format!("{}|{}", spec.name, name)))
 }
 
+/// The confirmations as the command's reply. They are pushes in Redis, so CLIENT REPLY
+/// OFF / SKIP does not drop them: a muted client gets them written directly.
+fn frames(ctx: &mut ConnCtx, out: Vec<u8>) -> Reply {
+    match ctx.w.conns.get_mut(ctx.conn) {
+        Some(c) if c.mute && !ctx.w.tx.nested() => {
+            c.push_raw(&out);
+            Reply::Raw(Bytes::new())
+        }
+        _ => Reply::Raw(Bytes::from(out)),
+    }
+}
+
 /// Appends one confirmation frame: `[kind, name-or-nil, count]` (a push in RESP3).
 fn confirm(out: &mut Vec<u8>, resp: u8, kind: &'static str, name: Reply, count: usize) {
     Reply::Push(vec![Reply::bulk(kind), name, Reply::Int(count as i64)]).encode(resp, out);
@@ -114,7 +127,7 @@ fn subscribe_to(ctx: &mut ConnCtx, argv: &[Bytes], pattern: bool) -> CmdResult {
         let (_, n) = pubsub::subscribe(ctx.w, ctx.conn, owned(name), pattern);
         confirm(&mut out, resp, kind, Reply::Bulk(name.clone()), n);
     }
-    Ok(Reply::Raw(Bytes::from(out)))
+    Ok(frames(ctx, out))
 }
 
 /// Without arguments: every subscription of that kind, or one `nil` frame when there is none.
@@ -143,7 +156,7 @@ fn unsubscribe_from(ctx: &mut ConnCtx, argv: &[Bytes], pattern: bool) -> CmdResu
         let (_, n) = pubsub::unsubscribe(ctx.w, ctx.conn, &name, pattern);
         confirm(&mut out, resp, kind, Reply::Bulk(name), n);
     }
-    Ok(Reply::Raw(Bytes::from(out)))
+    Ok(frames(ctx, out))
 }
 
 /// SSUBSCRIBE: one confirmation per argument with the shard channel count. Refused inside
@@ -158,7 +171,7 @@ fn ssubscribe(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         let n = pubsub::ssubscribe(ctx.w, ctx.conn, owned(name));
         confirm(&mut out, resp, "ssubscribe", Reply::Bulk(name.clone()), n);
     }
-    Ok(Reply::Raw(Bytes::from(out)))
+    Ok(frames(ctx, out))
 }
 
 /// SUNSUBSCRIBE: without arguments every shard channel, or one `nil` frame when none.
@@ -186,7 +199,7 @@ fn sunsubscribe(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         let n = pubsub::sunsubscribe(ctx.w, ctx.conn, &name);
         confirm(&mut out, resp, "sunsubscribe", Reply::Bulk(name), n);
     }
-    Ok(Reply::Raw(Bytes::from(out)))
+    Ok(frames(ctx, out))
 }
 
 /// SPUBLISH: as PUBLISH, to shard channel subscribers only.

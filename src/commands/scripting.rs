@@ -7,7 +7,7 @@
 use bytes::Bytes;
 
 use super::args::{arg, is};
-use super::table::{CommandSpec, Exec, KeySpec, NOSCRIPT, READONLY, STALE};
+use super::table::{CommandSpec, Exec, KeySpec, MAY_REPLICATE, NOSCRIPT, READONLY, STALE};
 use super::{ConnCtx, KeyCtx};
 use crate::error::{CmdError, CmdResult, CROSSSLOT, NUMKEYS_TOO_MANY};
 use crate::protocol::parse_i64;
@@ -19,10 +19,10 @@ const EVAL_FLAGS: u32 = NOSCRIPT | STALE;
 
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("eval", -3, EVAL_FLAGS, KeySpec::script(2), Exec::Key(eval))
+    CommandSpec::new("eval", -3, EVAL_FLAGS | MAY_REPLICATE, KeySpec::script(2), Exec::Key(eval))
         .cross(eval_cross)
         .doc(G, "2.6.0", "Execute a Lua script server side", "script numkeys [key [key ...]] [arg [arg ...]]"),
-    CommandSpec::new("evalsha", -3, EVAL_FLAGS, KeySpec::script(2), Exec::Key(evalsha))
+    CommandSpec::new("evalsha", -3, EVAL_FLAGS | MAY_REPLICATE, KeySpec::script(2), Exec::Key(evalsha))
         .cross(evalsha_cross)
         .doc(G, "2.6.0", "Execute a Lua script server side", "sha1 numkeys [key [key ...]] [arg [arg ...]]"),
     CommandSpec::new("eval_ro", -3, EVAL_FLAGS | READONLY, KeySpec::script(2), Exec::Key(eval_ro))

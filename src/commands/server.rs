@@ -1340,7 +1340,7 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 f("client_recent_max_input_buffer", &0);
                 f("client_recent_max_output_buffer", &0);
                 f("blocked_clients", &m.blocked_clients);
-                f("tracking_clients", &0);
+                f("tracking_clients", &crate::server::tracking::clients());
                 f("clients_in_timeout_table", &0);
                 "Clients"
             }

@@ -74,7 +74,11 @@ pub fn run_part(w: &mut Worker, f: KeyFn, db: usize, resp: u8, argv: &[Bytes]) -
         Ok(r) => r,
         Err(e) => e.into_reply(),
     };
-    if !w.shard.watches.is_empty() || w.shard.journal.is_some() || w.shard.notify != 0 {
+    if !w.shard.watches.is_empty()
+        || w.shard.journal.is_some()
+        || w.shard.notify != 0
+        || w.shard.tracking.is_some()
+    {
         let name = argv.first().map(|n| n.as_ref()).unwrap_or_default();
         if let Some((_, spec)) = table().lookup(name) {
             commands::multi::after_write(&mut w.shard, spec, db, argv, &reply);

@@ -35,7 +35,7 @@ use bytes::Bytes;
 use slab::Slab;
 
 use super::multi;
-use crate::commands::table::{table, CommandSpec, Exec, NO_MULTI, PROTECTED, WRITE};
+use crate::commands::table::{table, CommandSpec, Exec, DENYOOM, NO_MULTI, PROTECTED, WRITE};
 use crate::commands::{self, ConnCtx, Route};
 use crate::error::{self, CmdError};
 use crate::protocol::reply::Reply;
@@ -263,6 +263,20 @@ pub fn queue(w: &mut Worker, idx: usize, argv: &mut Vec<Bytes>) -> bool {
     if spec.has(NO_MULTI) {
         reject(w, idx, error::NOT_ALLOWED_IN_MULTI.to_string());
         return true;
+    }
+    // maxmemory: queuing may grow memory without bound, so above the limit (once eviction
+    // could not help) every command is refused while queuing, as Redis does.
+    if w.shared
+        .tun
+        .maxmemory
+        .load(std::sync::atomic::Ordering::Relaxed)
+        > 0
+        && !w.conns.get(idx).is_some_and(|c| c.master)
+    {
+        if let Err(e) = w.memory_check(true) {
+            reject(w, idx, e.to_string());
+            return true;
+        }
     }
     // stop-writes-on-bgsave-error refuses a write while queuing too (EXEC then aborts).
     if spec.has(WRITE) && crate::persist::writes_refused() {
@@ -530,6 +544,28 @@ pub fn exec(ctx: &mut ConnCtx, exec_argv: &[Bytes]) -> Result<Option<Reply>, Cmd
         unwatch_all(w, idx);
         return Err(CmdError::coded(error::exec_abort_because(error::MISCONF)));
     }
+    // maxmemory: an EXEC queuing a command that may grow memory is refused when memory is
+    // over the limit after eviction (EXECABORT ... OOM), as Redis's processCommand does;
+    // read-only transactions run.
+    let denyoom = cmds
+        .iter()
+        .any(|q| table().get(q.id).is_some_and(|s| s.has(DENYOOM)));
+    if denyoom
+        && w.shared
+            .tun
+            .maxmemory
+            .load(std::sync::atomic::Ordering::Relaxed)
+            > 0
+        && !w.conns.get(idx).is_some_and(|c| c.master)
+    {
+        if let Err(e) = w.memory_check(true) {
+            unwatch_all(w, idx);
+            return Err(CmdError::coded(error::exec_abort_because(&e.to_string())));
+        }
+    }
+    let Some(t) = w.conns.get_mut(idx).and_then(|c| c.tx.as_mut()) else {
+        return Ok(Some(Reply::NullArray));
+    };
     // Redis unwatches at EXEC: the watches are checked once, below, under the locks.
     let watched: Vec<(usize, Bytes)> = t.watched.drain().collect();
     let epoch = t.epoch;

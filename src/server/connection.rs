@@ -149,6 +149,29 @@ pub struct Conn {
     pub master: bool,
     /// In MONITOR mode (`server::monitor`; CLIENT LIST flag `O`).
     pub monitor: bool,
+    /// CLIENT REPLY mode (`On` for nearly every client: one test per command).
+    pub reply_mode: ReplyMode,
+    /// The running command's reply is dropped (CLIENT REPLY OFF / SKIP): `push_reply`
+    /// writes nothing and slots reserved meanwhile are filled with nothing.
+    pub mute: bool,
+    /// Reply slots reserved while muted (filled with nothing when their reply arrives).
+    pub muted_slots: Vec<u64>,
+    /// A command held back by CLIENT PAUSE (`server::pause`): it runs, then the rest of
+    /// the input, once the pause ends.
+    pub postponed: Option<Vec<Bytes>>,
+    /// CLIENT TRACKING state; `None` for clients that never enabled it.
+    pub track: Option<Box<super::tracking::ClientTrack>>,
+}
+
+/// CLIENT REPLY: whether replies are sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReplyMode {
+    On,
+    Off,
+    /// CLIENT REPLY SKIP just ran: the next command's reply is dropped.
+    SkipNext,
+    /// The command running now is the skipped one.
+    Skipping,
 }
 
 impl Conn {
@@ -181,6 +204,11 @@ impl Conn {
             replica_link: None,
             master: false,
             monitor: false,
+            reply_mode: ReplyMode::On,
+            mute: false,
+            muted_slots: Vec::new(),
+            postponed: None,
+            track: None,
         }
     }
 
@@ -190,8 +218,11 @@ impl Conn {
         self.out.len() + self.inflight
     }
 
-    /// Appends a finished reply in request order.
+    /// Appends a finished reply in request order (nothing while muted by CLIENT REPLY).
     pub fn push_reply(&mut self, r: &Reply) {
+        if self.mute {
+            return;
+        }
         if self.slots.is_empty() {
             r.encode(self.client.resp, &mut self.out);
         } else {
@@ -213,13 +244,24 @@ impl Conn {
     /// Reserves a place for a reply that will arrive later; returns its sequence number.
     pub fn reserve(&mut self) -> u64 {
         self.slots.push_back(None);
-        self.slot_base + self.slots.len() as u64 - 1
+        let seq = self.slot_base + self.slots.len() as u64 - 1;
+        if self.mute {
+            self.muted_slots.push(seq);
+        }
+        seq
     }
 
     /// Fills a reserved place and moves every reply now in order to the output buffer.
     pub fn fill(&mut self, seq: u64, bytes: Bytes) {
         let Some(idx) = seq.checked_sub(self.slot_base) else {
             return;
+        };
+        let bytes = match self.muted_slots.iter().position(|&m| m == seq) {
+            Some(at) => {
+                self.muted_slots.swap_remove(at);
+                Bytes::new()
+            }
+            None => bytes,
         };
         if let Some(slot) = self.slots.get_mut(idx as usize) {
             *slot = Some(bytes);

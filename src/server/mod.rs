@@ -11,7 +11,9 @@ pub mod connection;
 pub mod lookahead;
 pub mod metrics;
 pub mod monitor;
+pub mod pause;
 pub mod pubsub;
+pub mod tracking;
 pub mod worker;
 
 use std::net::SocketAddr;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use bytes::{Bytes, BytesMut};
 use slab::Slab;
 
-use super::connection::{ClientInfo, Conn, RecvState};
+use super::connection::{ClientInfo, Conn, RecvState, ReplyMode};
 use super::lookahead;
 use super::Shared;
 use crate::commands::table::{table, CommandSpec, Exec, BLOCKING, DENYOOM, PROTECTED, WRITE};
@@ -144,6 +144,8 @@ enum TimerKind {
     AcceptRetry(usize),
     /// Replication's periodic work on the hub (`repl::master::on_timer`).
     Repl,
+    /// A CLIENT PAUSE holding clients here may have ended (`server::pause`).
+    PauseEnd,
 }
 
 /// The listening socket's accept state. A multishot accept ends on an error; out of
@@ -271,6 +273,11 @@ pub struct Worker {
     pub repl: crate::repl::Home,
     /// Connections of this shard in MONITOR mode (`server::monitor`).
     pub monitors: Vec<usize>,
+    /// CLIENT PAUSE in force this pass (`server::pause`: NONE, WRITES, ALL) and its end.
+    pub pause: u8,
+    pause_end: u64,
+    /// Connections holding a command back for the pause.
+    postponed: Vec<usize>,
 }
 
 /// Entries the worker's argument scratch vectors keep when the loop goes idle; one huge
@@ -347,6 +354,9 @@ impl Worker {
             master_repl: None,
             repl: Default::default(),
             monitors: Vec::new(),
+            pause: 0,
+            pause_end: 0,
+            postponed: Vec::new(),
             shared,
         })
     }
@@ -428,6 +438,9 @@ impl Worker {
             crate::shard::notify::set_flags(&mut self.shard, notify);
             let mut comps = std::mem::take(&mut self.completions);
             self.ring.drain(&mut comps);
+            // After the drain: a command that arrived after a CLIENT PAUSE was answered
+            // sees the pause.
+            self.refresh_pause();
             self.prefetch_received(&comps);
             for c in comps.drain(..) {
                 self.on_completion(c, wake_fd);
@@ -435,6 +448,9 @@ impl Worker {
             self.completions = comps;
 
             self.run_messages();
+            if !self.postponed.is_empty() || self.pause != 0 {
+                self.refresh_pause();
+            }
             if self.id == crate::repl::HOME {
                 crate::repl::on_pass(self);
             }
@@ -472,6 +488,9 @@ impl Worker {
                 || !self.shard.slow.pending.is_empty()
             {
                 super::monitor::end_of_pass(self);
+            }
+            if self.shard.tracking.is_some() {
+                super::tracking::deliver(self, true);
             }
             self.flush_dirty();
             let backlog = self.mesh.flush();
@@ -947,7 +966,9 @@ impl Worker {
                 self.arm_recv(idx);
                 return;
             }
-            if c.result == 0 && self.conns[idx].waiting.is_some() {
+            if c.result == 0
+                && (self.conns[idx].waiting.is_some() || self.conns[idx].postponed.is_some())
+            {
                 // A blocked client went away: nothing will be sent to it.
                 self.close_conn(idx);
                 return;
@@ -1113,6 +1134,9 @@ impl Worker {
         if let Some(wid) = self.conns.get(idx).and_then(|c| c.waiting) {
             coord::block::on_close(self, wid);
         }
+        if self.conns.get(idx).is_some_and(|c| c.track.is_some()) {
+            super::tracking::disable(self, idx);
+        }
         let token = self.conn_token(idx);
         if self.conns.get(idx).is_some_and(|c| c.master) {
             crate::repl::on_close(self, idx);
@@ -1145,12 +1169,20 @@ impl Worker {
             .tun
             .client_query_buffer_limit
             .load(Ordering::Relaxed) as usize;
+        // A command CLIENT PAUSE held back runs first (or is held again).
+        if let Some(mut argv) = self.conns.get_mut(idx).and_then(|c| c.postponed.take()) {
+            self.dispatch_one(idx, &mut argv, None);
+            if self.conns.get(idx).is_none_or(|c| c.postponed.is_some()) {
+                self.mark_dirty(idx);
+                return;
+            }
+        }
         let mut args = std::mem::take(&mut self.args_scratch);
         // Commands parsed ahead, with their keys prefetched (see `lookahead`).
         let mut win = std::mem::take(&mut self.window);
         win.clear();
         while let Some(conn) = self.conns.get_mut(idx) {
-            if conn.closing || conn.blocked_on.is_some() {
+            if conn.closing || conn.blocked_on.is_some() || conn.postponed.is_some() {
                 break;
             }
             let Some(rbuf) = conn.rbuf.as_mut() else {
@@ -1218,7 +1250,7 @@ impl Worker {
                         Arg::Range(s, e) => chunk.slice(s..e),
                         Arg::Owned(v) => Bytes::from(v),
                     }));
-                    self.dispatch(idx, &mut argv, hint.flatten());
+                    self.dispatch_one(idx, &mut argv, hint.flatten());
                     argv.clear();
                     self.argv_scratch = argv;
                 }
@@ -1236,9 +1268,56 @@ impl Worker {
         self.mark_dirty(idx);
     }
 
+    /// Runs one command of the client's input, applying its CLIENT REPLY mode (one test
+    /// for clients that never changed it).
+    #[inline]
+    fn dispatch_one(&mut self, idx: usize, argv: &mut Vec<Bytes>, known: Option<usize>) {
+        let mode = self.conns[idx].reply_mode;
+        if mode == ReplyMode::On {
+            self.dispatch(idx, argv, known);
+            return;
+        }
+        self.dispatch_muted(idx, argv, known, mode);
+    }
+
+    /// CLIENT REPLY OFF / SKIP: the command runs with its reply dropped (`Conn::mute`);
+    /// CLIENT REPLY itself sets the mode and unmutes for ON.
+    #[cold]
+    fn dispatch_muted(
+        &mut self,
+        idx: usize,
+        argv: &mut Vec<Bytes>,
+        known: Option<usize>,
+        mode: ReplyMode,
+    ) {
+        if let Some(c) = self.conns.get_mut(idx) {
+            c.mute = true;
+            if mode == ReplyMode::SkipNext {
+                c.reply_mode = ReplyMode::Skipping;
+            }
+        }
+        self.dispatch(idx, argv, known);
+        let Some(c) = self.conns.get_mut(idx) else {
+            return;
+        };
+        c.mute = false;
+        if c.postponed.is_some() {
+            // Held by CLIENT PAUSE: the mode applies when it runs.
+            c.reply_mode = mode;
+            return;
+        }
+        // The skipped command ran (unless it was a CLIENT REPLY that set another mode).
+        if c.reply_mode == ReplyMode::Skipping {
+            c.reply_mode = ReplyMode::On;
+        }
+    }
+
     /// Runs one command: checks, then inline, batched to its owner, or coordinated.
     /// `known`: the command's table id, when the look-ahead already looked it up.
     fn dispatch(&mut self, idx: usize, argv: &mut Vec<Bytes>, known: Option<usize>) {
+        if self.pause != 0 && self.pause_holds(idx, argv) {
+            return;
+        }
         let c = &self.conns[idx].client;
         // The master link is not subject to authentication or ACLs (as in Redis).
         if (!c.authed || c.restricted || c.acl_epoch != crate::acl::epoch())
@@ -1342,22 +1421,69 @@ impl Worker {
                 return;
             }
         }
-        self.run_command(idx, id, spec, db, resp, argv);
+        if self.conns[idx].track.is_some() {
+            self.execute_tracked(idx, id, spec, argv, db, resp);
+        } else {
+            self.execute(idx, id, spec, argv, db, resp);
+        }
         if let Some(q) = mon {
             super::monitor::emit(self, idx, &q);
         }
     }
 
-    /// Runs an admitted command (the tail of `dispatch`).
-    #[inline]
-    fn run_command(
+    /// CLIENT TRACKING: a read's keys are remembered on their owners around the command
+    /// (`server::tracking`), and CLIENT CACHING's mark lasts for one command (not CLIENT
+    /// itself, and not while queuing in MULTI), as in Redis.
+    #[cold]
+    fn execute_tracked(
         &mut self,
         idx: usize,
         id: usize,
-        spec: &'static CommandSpec,
+        spec: &'static crate::commands::table::CommandSpec,
+        argv: &mut Vec<Bytes>,
         db: usize,
         resp: u8,
+    ) {
+        let wants = self.conns[idx]
+            .track
+            .as_ref()
+            .is_some_and(|t| t.wants_keys());
+        let keys = if wants {
+            super::tracking::keys_to_remember(self, idx, spec, argv)
+        } else {
+            Vec::new()
+        };
+        let me = super::tracking::client_ref(self, idx);
+        let inline = matches!(spec.exec, Exec::Key(_) | Exec::Multi(_))
+            && self.lock.is_none()
+            && matches!(commands::route(&spec.keys, argv, self.nshards),
+                        Route::One(s) if s == self.id);
+        if let (Some(me), false) = (me, keys.is_empty()) {
+            super::tracking::remember_now(self, me, &keys);
+        }
+        self.execute(idx, id, spec, argv, db, resp);
+        if let (Some(me), false) = (me, keys.is_empty() || inline) {
+            self.flush_batches(idx);
+            super::tracking::remember_later(self, me, &keys);
+        }
+        let queuing = self.conns.get(idx).is_some_and(coord::tx::in_multi);
+        if spec.name != "client" && !queuing {
+            if let Some(t) = self.conns.get_mut(idx).and_then(|c| c.track.as_mut()) {
+                t.caching = None;
+            }
+        }
+    }
+
+    /// The command's execution proper, once every check passed (the tail of `dispatch`).
+    #[inline]
+    fn execute(
+        &mut self,
+        idx: usize,
+        id: usize,
+        spec: &'static crate::commands::table::CommandSpec,
         argv: &mut Vec<Bytes>,
+        db: usize,
+        resp: u8,
     ) {
         match spec.exec {
             Exec::Conn(f) => {
@@ -1653,10 +1779,13 @@ impl Worker {
         if master {
             self.shard.db_mut(db).master_view = true;
         }
+        if let Some(t) = self.shard.tracking.as_mut() {
+            t.writer = self.conns.get(idx).map_or(0, |c| c.client.id);
+        }
         let out = self
             .conns
             .get_mut(idx)
-            .filter(|c| c.slots.is_empty())
+            .filter(|c| c.slots.is_empty() && !c.mute)
             .map(|c| &mut c.out);
         let r = commands::run_key(&mut self.shard, id, f, db, resp, argv, out);
         if !self.shard.slow.pending.is_empty() {
@@ -1672,6 +1801,14 @@ impl Worker {
         }
         if let Some(c) = self.conns.get_mut(idx) {
             c.push_reply(&r);
+        }
+        // CLIENT TRACKING: invalidations this write caused follow its reply (Redis 7.0's
+        // order for a client that changes a key it tracks).
+        if let Some(t) = self.shard.tracking.as_mut() {
+            t.writer = 0;
+            if !t.out.is_empty() {
+                super::tracking::deliver(self, false);
+            }
         }
     }
 
@@ -1707,6 +1844,69 @@ impl Worker {
         self.arm_recv(idx);
     }
 
+    // ----- CLIENT PAUSE ---------------------------------------------------------------------
+
+    /// Reads the server-wide pause (`server::pause`); when it changed, freezes or thaws key
+    /// expiry, and once it is over runs the commands it held.
+    pub fn refresh_pause(&mut self) {
+        // The common case: no pause now or before, one atomic load and no clock read.
+        if self.pause == super::pause::NONE && self.postponed.is_empty() && !super::pause::maybe() {
+            return;
+        }
+        let (mode, end) = super::pause::current(self.clock.ms(Instant::now()));
+        if mode != self.pause {
+            let frozen = mode != super::pause::NONE;
+            self.shard.dbs.iter_mut().for_each(|d| d.frozen = frozen);
+        }
+        self.pause = mode;
+        self.pause_end = end;
+        if mode == super::pause::NONE && !self.postponed.is_empty() {
+            for idx in std::mem::take(&mut self.postponed) {
+                if self.conns.get(idx).is_some_and(|c| c.postponed.is_some()) {
+                    self.process_input(idx);
+                    self.arm_recv(idx);
+                }
+            }
+        }
+    }
+
+    /// Holds the command if the pause in force holds it (replication links never):
+    /// the client stops here until the pause ends. True when held.
+    fn pause_holds(&mut self, idx: usize, argv: &mut Vec<Bytes>) -> bool {
+        let Some(c) = self.conns.get(idx) else {
+            return false;
+        };
+        if c.master || crate::repl::master::is_replica(c) {
+            return false;
+        }
+        let t = table();
+        let name = argv.first().map(|b| b.as_ref()).unwrap_or_default();
+        let Some((_, spec)) = t.lookup(name) else {
+            return false;
+        };
+        // Commands Redis rejects before its pause check (arity) are answered at once.
+        if commands::check_arity(spec, argv).is_err() {
+            return false;
+        }
+        let queued =
+            c.tx.as_ref()
+                .and_then(|t| t.queue.as_ref())
+                .map(|q| q.iter().map(|q| q.id).collect::<Vec<_>>())
+                .unwrap_or_default();
+        if !super::pause::holds(self.pause, spec, queued.into_iter()) {
+            return false;
+        }
+        if let Some(c) = self.conns.get_mut(idx) {
+            c.postponed = Some(std::mem::take(argv));
+        }
+        self.flush_batches(idx);
+        self.postponed.push(idx);
+        let at = self.pass_now
+            + Duration::from_millis(self.pause_end.saturating_sub(self.shard.now_ms).max(1));
+        self.timers.add(at, TimerKind::PauseEnd);
+        true
+    }
+
     // ----- maxmemory -----------------------------------------------------------------------
 
     /// Redis's performEvictions, per shard (scheme in `shard::evict`): when the memory in use
@@ -1726,7 +1926,8 @@ impl Worker {
         let max = self.shared.tun.maxmemory.load(Ordering::Relaxed);
         // A replica leaves eviction to its master (Redis's replica-ignore-maxmemory yes):
         // evicting here would make its dataset differ from the master's.
-        if max == 0 || crate::repl::is_replica() {
+        // Nor does anything evict during CLIENT PAUSE, as in Redis.
+        if max == 0 || crate::repl::is_replica() || self.pause != 0 {
             return Ok(());
         }
         let me = self.id;
@@ -1817,9 +2018,9 @@ impl Worker {
         if self.batch_targets.is_empty() {
             return;
         }
-        let (token, resp) = match self.conns.get(idx) {
-            Some(c) => (token_of(idx, c.gen), c.client.resp),
-            None => (u64::MAX, 2),
+        let (token, resp, client) = match self.conns.get(idx) {
+            Some(c) => (token_of(idx, c.gen), c.client.resp, c.client.id),
+            None => (u64::MAX, 2, 0),
         };
         let origin = self.id;
         let targets = std::mem::take(&mut self.batch_targets);
@@ -1834,7 +2035,7 @@ impl Worker {
             self.post(
                 s,
                 Msg::Work(Box::new(move |tw: &mut Worker| {
-                    exec_batch(tw, origin, token, resp, batch)
+                    exec_batch(tw, origin, token, client, resp, batch)
                 })),
             );
         }
@@ -2161,6 +2362,7 @@ impl Worker {
             }
             TimerKind::Block(wid) => coord::block::on_timeout(self, wid),
             TimerKind::Repl => crate::repl::master::on_timer(self),
+            TimerKind::PauseEnd => self.refresh_pause(),
             TimerKind::AcceptRetry(li) => {
                 if !self.shared.shutdown.load(Ordering::Relaxed) {
                     self.arm_accept(li);
@@ -2214,9 +2416,12 @@ fn conn_readable(c: &Conn) -> bool {
     // A client waiting in BLPOP & co stays read (up to a bound) so a disconnect ends the
     // wait; what it sends meanwhile runs once the wait is over.
     let waiting_ok = c.waiting.is_some() && c.rbuf.as_ref().is_none_or(|b| b.len() < 1 << 20);
+    // A client held by CLIENT PAUSE is read the same way (a disconnect is noticed).
+    let held_ok = c.postponed.is_none() || c.rbuf.as_ref().is_none_or(|b| b.len() < 1 << 20);
     !c.closing
         && !c.eof
         && (c.blocked_on.is_none() || waiting_ok)
+        && held_ok
         && c.out.len() <= MAX_PENDING_OUT
         && c.slots.len() <= MAX_PENDING_SLOTS
 }
@@ -2250,7 +2455,7 @@ fn prefetch_batch(tw: &mut Worker, batch: &Batch) {
 }
 
 /// Runs a batch of commands on their owner shard and ships the encoded replies back.
-fn exec_batch(tw: &mut Worker, origin: usize, token: u64, resp: u8, batch: Batch) {
+fn exec_batch(tw: &mut Worker, origin: usize, token: u64, client: u64, resp: u8, batch: Batch) {
     let t = table();
     let mut buf = Vec::with_capacity(batch.cmds.len() * 16);
     let mut marks = Vec::with_capacity(batch.cmds.len());
@@ -2276,6 +2481,9 @@ fn exec_batch(tw: &mut Worker, origin: usize, token: u64, resp: u8, batch: Batch
         if c.master {
             tw.shard.db_mut(c.db).master_view = true;
         }
+        if let Some(t) = tw.shard.tracking.as_mut() {
+            t.writer = client;
+        }
         let reply = match spec.map(|s| s.exec) {
             Some(Exec::Key(f)) => commands::run_key(&mut tw.shard, c.id, f, c.db, resp, argv, None),
             Some(Exec::Multi(m)) => {
@@ -2286,6 +2494,9 @@ fn exec_batch(tw: &mut Worker, origin: usize, token: u64, resp: u8, batch: Batch
         tw.shard.no_touch = false;
         if c.master {
             tw.shard.db_mut(c.db).master_view = false;
+        }
+        if let Some(t) = tw.shard.tracking.as_mut() {
+            t.writer = 0;
         }
         if tw.shard.blocked.has_ready() {
             coord::block::serve_ready(tw);

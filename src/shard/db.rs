@@ -74,6 +74,12 @@ pub struct Db {
     /// The same deletions for keyspace notifications (`true`: evicted, `false`: expired);
     /// `None` unless `expired` or `evicted` events are on (see `shard::notify`).
     pub lost: Option<Vec<(bool, Bytes)>>,
+    /// The same deletions for CLIENT TRACKING invalidations; `None` until a tracking
+    /// client used this shard (see `shard::tracking`).
+    pub track_lost: Option<Vec<Bytes>>,
+    /// CLIENT PAUSE is on: expired keys are hidden from reads but not deleted, and active
+    /// expiry waits, as Redis keeps keys during a pause (`server::pause`).
+    pub frozen: bool,
     /// Replica mode (`repl`): expired keys are hidden from reads but never deleted by
     /// lazy or active expiry; the master's DEL is the only deletion, as on a Redis replica.
     pub replica: bool,
@@ -359,6 +365,8 @@ impl Default for Db {
             rng: 0x9E37_79B9_7F4A_7C15,
             gone: None,
             lost: None,
+            track_lost: None,
+            frozen: false,
             replica: false,
             master_view: false,
             parity: 0,
@@ -493,7 +501,7 @@ impl Db {
     pub fn expire_if_needed(&mut self, key: &[u8], now: u64) -> bool {
         match self.find(key) {
             // A replica never deletes by expiry (reads hide the key instead).
-            Some((pos, loc)) if self.expired(loc, now) && !self.replica => {
+            Some((pos, loc)) if self.expired(loc, now) && !self.replica && !self.frozen => {
                 self.note_gone(loc);
                 self.remove_at(pos, loc, true);
                 self.stats.expired_keys += 1;
@@ -512,7 +520,7 @@ impl Db {
         };
         if self.expired(loc, now) {
             // A replica hides the key and waits for the master's DEL.
-            if !self.replica {
+            if !self.replica && !self.frozen {
                 self.note_gone(loc);
                 self.remove_at(pos, loc, true);
                 self.stats.expired_keys += 1;
@@ -568,7 +576,7 @@ impl Db {
         let b = self.arena.get(loc);
         let at = expire_of(b);
         if at != 0 && at <= now && !self.master_view {
-            if !self.replica {
+            if !self.replica && !self.frozen {
                 self.note_gone(loc);
                 self.remove_at(pos, loc, true);
                 self.stats.expired_keys += 1;
@@ -975,6 +983,9 @@ impl Db {
             l.push((false, Bytes::copy_from_slice(key_of(self.arena.get(loc)))));
             crate::shard::notify::note_lost();
         }
+        if let Some(t) = self.track_lost.as_mut() {
+            t.push(Bytes::copy_from_slice(key_of(self.arena.get(loc))));
+        }
     }
 
     /// The value and expiry (0: none) at `key` as it stands, without lazy expiry, access
@@ -1260,7 +1271,7 @@ impl Db {
     /// One step of active expiry: looks at up to `budget` keys with a TTL, resuming where
     /// the last step stopped, and deletes those whose time has passed. Returns how many.
     pub fn active_expire(&mut self, now: u64, budget: usize) -> usize {
-        if self.replica {
+        if self.replica || self.frozen {
             return 0;
         }
         let n = budget.min(self.ttls.len());
@@ -1424,6 +1435,9 @@ impl Db {
         if let Some(l) = self.lost.as_mut() {
             l.push((true, key.clone()));
             crate::shard::notify::note_lost();
+        }
+        if let Some(t) = self.track_lost.as_mut() {
+            t.push(key.clone());
         }
         self.remove_at(pos, loc, true);
         Some(key)

@@ -17,6 +17,7 @@ pub mod objs;
 pub mod route;
 pub mod slowlog;
 pub mod snapshot;
+pub mod tracking;
 pub mod value;
 pub mod watch;
 
@@ -79,6 +80,8 @@ pub struct Shard {
     pub mon_out: Vec<u8>,
     /// MONITOR lines from other shards received this pass (for this shard's monitors).
     pub mon_in: Vec<bytes::Bytes>,
+    /// CLIENT TRACKING's table of keys read here and BCAST prefixes (`tracking.rs`).
+    pub tracking: Option<Box<tracking::Table>>,
 }
 
 impl Shard {
@@ -107,6 +110,7 @@ impl Shard {
             monitor: false,
             mon_out: Vec::new(),
             mon_in: Vec::new(),
+            tracking: None,
         }
     }
 
@@ -189,6 +193,20 @@ impl Shard {
         if self.notify != 0 {
             notify::touched(&mut self.notes, db, key);
         }
+        if let Some(t) = self.tracking.as_mut() {
+            t.touched(key);
+        }
+    }
+
+    /// The tracking table, created on first use.
+    pub fn tracking_mut(&mut self) -> &mut tracking::Table {
+        if self.tracking.is_none() {
+            // Keys lost to expiry or eviction are invalidations from now on.
+            self.dbs
+                .iter_mut()
+                .for_each(|d| d.track_lost = Some(Vec::new()));
+        }
+        self.tracking.get_or_insert_with(Default::default)
     }
 
     /// Spare arena bytes of all databases (see `arena.rs`).
