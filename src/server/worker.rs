@@ -25,7 +25,7 @@ use slab::Slab;
 use super::connection::{ClientInfo, Conn, RecvState, ReplyMode};
 use super::lookahead;
 use super::Shared;
-use crate::commands::table::{table, CommandSpec, Exec, BLOCKING, DENYOOM, PROTECTED, WRITE};
+use crate::commands::table::{table, Exec, BLOCKING, DENYOOM, PROTECTED, WRITE};
 use crate::commands::{self, ConnCtx, Route};
 use crate::coord;
 use crate::error::CmdError;
