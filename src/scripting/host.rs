@@ -92,8 +92,24 @@ impl Host<'_> {
     pub fn pump(&mut self) {
         if !self.busy {
             self.busy = true;
+            let text = if self.function {
+                super::BUSY_FUNCTION
+            } else {
+                super::BUSY_EVAL
+            };
             for s in self.held_shards() {
                 super::set_shard_busy(s, Some(self.function));
+                if s == self.w.id {
+                    self.w.refuse_parked_batches(text);
+                } else {
+                    // Commands that reached a held shard before now wait in its queue.
+                    self.w.post(
+                        s,
+                        Msg::Control(Box::new(move |tw: &mut Worker| {
+                            tw.refuse_parked_batches(text)
+                        })),
+                    );
+                }
             }
         }
         self.w.busy_pump(self.caller, self.function);

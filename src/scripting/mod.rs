@@ -180,6 +180,14 @@ pub fn busy_reply(shard: usize) -> Option<&'static str> {
     }
 }
 
+/// The `-BUSY` text when some shard is held by a busy script.
+pub fn busy_text() -> Option<&'static str> {
+    if !some_shard_busy() {
+        return None;
+    }
+    (0..MAX_BUSY_SHARDS).find_map(busy_reply)
+}
+
 /// `lua-allow-undeclared-keys`: scripts may touch keys they do not declare, on any shard;
 /// every script then locks every shard (see `host`).
 static ALLOW_UNDECLARED: AtomicBool = AtomicBool::new(false);

@@ -78,6 +78,42 @@ pub enum Msg {
     Work(Job),
     /// Replies and a lock holder's own steps: always run at once.
     Control(Job),
+    /// A connection's commands for this shard: `Work`, but data, so that a shard held by a
+    /// busy script can answer it with `-BUSY` (`busy_pump`, `handle_msg`).
+    Batch(Box<BatchMsg>),
+}
+
+/// A batch on its way to the shard that runs it.
+pub struct BatchMsg {
+    pub origin: usize,
+    pub token: u64,
+    pub resp: u8,
+    pub batch: Batch,
+}
+
+impl BatchMsg {
+    fn run(self, tw: &mut Worker) {
+        exec_batch(tw, self.origin, self.token, self.resp, self.batch)
+    }
+
+    /// Answers every command with `text` (in their reply slots) instead of running them.
+    fn refuse(self, tw: &mut Worker, text: &str) {
+        let mut buf = Vec::new();
+        let mut marks = Vec::with_capacity(self.batch.cmds.len());
+        for c in &self.batch.cmds {
+            commands::count_error(&mut tw.shard, text);
+            Reply::error(text).encode(self.resp, &mut buf);
+            marks.push((c.seq, buf.len()));
+        }
+        let (token, buf) = (self.token, Bytes::from(buf));
+        let remote = tw.id != self.origin;
+        tw.post(
+            self.origin,
+            Msg::Control(Box::new(move |ow: &mut Worker| {
+                ow.fill_batch(token, buf, marks, remote)
+            })),
+        );
+    }
 }
 
 /// Where a deferred reply goes: a connection (by token) and its reply slot.
@@ -221,7 +257,8 @@ pub struct Worker {
     recv_path: String,
     mesh: Endpoint<Msg>,
     local: VecDeque<Msg>,
-    parked: VecDeque<Job>,
+    /// `Work` and `Batch` messages waiting for this shard's lock to go.
+    parked: VecDeque<Msg>,
     dirty: Vec<usize>,
     batches: Vec<Batch>,
     batch_targets: Vec<usize>,
@@ -262,6 +299,9 @@ pub struct Worker {
     /// Connections (tokens) whose input the busy pump left unparsed at a command it could
     /// not answer: parsed again once the script has ended.
     resume: Vec<u64>,
+    /// Messages taken from the mesh and not run yet (a long script's busy pump adds what
+    /// arrives meanwhile, after answering batches with `-BUSY`).
+    inbox: VecDeque<Msg>,
 }
 
 /// Entries the worker's argument scratch vectors keep when the loop goes idle; one huge
@@ -333,6 +373,7 @@ impl Worker {
             repl: Default::default(),
             after_busy: Vec::new(),
             resume: Vec::new(),
+            inbox: VecDeque::new(),
             shared,
         })
     }
@@ -453,7 +494,10 @@ impl Worker {
 
             let busy = backlog
                 || !self.local.is_empty()
-                || (self.lock.is_none() && !self.parked.is_empty());
+                || (self.lock.is_none() && !self.parked.is_empty())
+                || !self.inbox.is_empty()
+                || !self.after_busy.is_empty()
+                || !self.resume.is_empty();
             // While replies from other shards are due, wait for them briefly instead of
             // sleeping: a hop usually answers within microseconds, and a sleep costs two
             // context switches and an eventfd write. Idle shards never spin.
@@ -550,7 +594,7 @@ impl Worker {
             + self.argv_scratch.capacity() * size_of::<Bytes>()
             + self.window.heap_bytes()
             + self.local.capacity() * size_of::<Msg>()
-            + self.parked.capacity() * size_of::<Job>();
+            + self.parked.capacity() * size_of::<Msg>();
         b as u64
     }
 
@@ -1762,8 +1806,11 @@ impl Worker {
             let batch = std::mem::take(&mut self.batches[s]);
             self.post(
                 s,
-                Msg::Work(Box::new(move |tw: &mut Worker| {
-                    exec_batch(tw, origin, token, resp, batch)
+                Msg::Batch(Box::new(BatchMsg {
+                    origin,
+                    token,
+                    resp,
+                    batch,
                 })),
             );
         }
@@ -1867,6 +1914,21 @@ impl Worker {
                 _ => self.on_completion(c, wake_fd),
             }
         }
+        // Batches other shards sent here: -BUSY; any other message waits for the script.
+        let text = if function {
+            crate::scripting::BUSY_FUNCTION
+        } else {
+            crate::scripting::BUSY_EVAL
+        };
+        let inbox = &mut self.inbox;
+        self.mesh.recv_all(|_, m| inbox.push_back(m));
+        for m in std::mem::take(&mut self.inbox) {
+            match m {
+                Msg::Batch(b) => b.refuse(self, text),
+                other => self.inbox.push_back(other),
+            }
+        }
+        self.mesh.flush();
         // One send per connection that has output, as `flush_dirty` (closing ones wait).
         let dirty = std::mem::take(&mut self.dirty);
         let mut keep = Vec::new();
@@ -2132,9 +2194,9 @@ impl Worker {
     }
 
     fn run_messages(&mut self) {
-        let mut inbox: Vec<Msg> = Vec::new();
-        self.mesh.recv_all(|_, m| inbox.push(m));
-        for m in inbox {
+        let inbox = &mut self.inbox;
+        self.mesh.recv_all(|_, m| inbox.push_back(m));
+        while let Some(m) = self.inbox.pop_front() {
             self.handle_msg(m);
         }
         // Local jobs may queue more local jobs; bound the rounds so the loop keeps turning.
@@ -2151,7 +2213,7 @@ impl Worker {
         match m {
             Msg::Work(j) => {
                 if self.lock.is_some() {
-                    self.parked.push_back(j);
+                    self.parked.push_back(Msg::Work(j));
                 } else {
                     self.run_job(j);
                 }
@@ -2159,6 +2221,17 @@ impl Worker {
             Msg::Control(j) => {
                 self.run_job(j);
                 self.run_parked();
+            }
+            Msg::Batch(b) => {
+                if self.lock.is_none() {
+                    b.run(self);
+                    crate::shard::journal::flush(&mut self.shard);
+                } else if let Some(text) = crate::scripting::busy_reply(self.id) {
+                    // Held by a script past the busy threshold.
+                    b.refuse(self, text);
+                } else {
+                    self.parked.push_back(Msg::Batch(b));
+                }
             }
         }
     }
@@ -2172,10 +2245,26 @@ impl Worker {
 
     fn run_parked(&mut self) {
         while self.lock.is_none() {
-            let Some(j) = self.parked.pop_front() else {
-                break;
-            };
-            self.run_job(j);
+            match self.parked.pop_front() {
+                Some(Msg::Work(j)) | Some(Msg::Control(j)) => self.run_job(j),
+                Some(Msg::Batch(b)) => {
+                    b.run(self);
+                    crate::shard::journal::flush(&mut self.shard);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// A script holding this shard went past the busy threshold: the batches waiting for
+    /// the lock get `-BUSY` now (other parked work keeps its place).
+    pub fn refuse_parked_batches(&mut self, text: &str) {
+        let parked = std::mem::take(&mut self.parked);
+        for m in parked {
+            match m {
+                Msg::Batch(b) => b.refuse(self, text),
+                other => self.parked.push_back(other),
+            }
         }
     }
 
