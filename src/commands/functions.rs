@@ -1,5 +1,5 @@
-//! Function commands: FCALL / FCALL_RO (key commands routed by their declared keys, as EVAL:
-//! single shard, CROSSSLOT otherwise) and FUNCTION (runs on the connection's shard). A
+//! Function commands: FCALL / FCALL_RO (script rows routed by their declared keys, as EVAL:
+//! one shard, or several locked together) and FUNCTION (runs on the connection's shard). A
 //! library is compiled on the connection's shard to check it, then put in the process-wide
 //! registry (`scripting::functions`); every shard's VM recompiles from the registry when its
 //! generation moves, so a library loaded anywhere is callable on every shard.

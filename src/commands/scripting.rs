@@ -1,8 +1,9 @@
 //! Scripting commands: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT. The EVAL family are
-//! key commands (`KeySpec::numkeys(2)`): routing sends each to the shard owning its declared
-//! keys (the connection's shard when there are none) and runs the script there, in that
-//! shard's VM (`scripting::vm`); declared keys on several shards get CROSSSLOT, as in Redis
-//! Cluster. SCRIPT runs on the connection's shard; FLUSH reaches every shard by message.
+//! script rows (`Exec::Script`, `KeySpec::script(2)`): routing sends each to the shard owning
+//! its declared keys (the connection's shard when there are none) and runs the script there,
+//! in that shard's VM (`scripting::vm`); declared keys on several shards go through `cross`,
+//! which locks them all (`scripting::host`). SCRIPT runs on the connection's shard; FLUSH
+//! reaches every shard by message.
 
 use bytes::Bytes;
 

@@ -12,7 +12,11 @@
 //! - one `Slot` per running VM: when its script started, whether it wrote, and the kill flag
 //!   SCRIPT KILL (from a connection on another shard) sets for the VM's hook to see.
 //! - the busy threshold (`busy-reply-threshold` / `lua-time-limit`) and a shutdown flag that
-//!   stops any running script so the server can exit.
+//!   stops any running script so the server can exit;
+//! - which shards a script past the threshold holds (`set_shard_busy`: other shards answer
+//!   `-BUSY` for them) and `lua-allow-undeclared-keys`.
+//!
+//! `host` is where a script runs and how its calls reach other shards' keys.
 
 pub mod cjson;
 pub mod convert;

@@ -1814,7 +1814,6 @@ impl Worker {
                 })),
             );
         }
-        let mut targets = targets;
         targets.clear();
         self.batch_targets = targets;
     }
