@@ -752,6 +752,9 @@ impl Config {
                 let ms: u64 = parse_num(name, v)?;
                 crate::scripting::set_busy_threshold_ms(ms);
             }
+            "lua-allow-undeclared-keys" => {
+                crate::scripting::set_allow_undeclared(parse_yes_no(v)?);
+            }
             "maxmemory" => self.maxmemory = parse_memory(v)?,
             "maxmemory-policy" | "maxmemory-samples" | "lfu-log-factor" | "lfu-decay-time" => {
                 set_evict_param(&mut self.evict, name, v)
@@ -1135,6 +1138,12 @@ impl Tunables {
         let busy = crate::scripting::busy_threshold_ms().to_string();
         text.insert("lua-time-limit".into(), busy.clone());
         text.insert("busy-reply-threshold".into(), busy);
+        let undeclared = if crate::scripting::allow_undeclared() {
+            "yes"
+        } else {
+            "no"
+        };
+        text.insert("lua-allow-undeclared-keys".into(), undeclared.into());
         text.insert("requirepass".into(), cfg.requirepass.clone());
         text.insert("aclfile".into(), cfg.aclfile.clone().unwrap_or_default());
         let yn = |b: bool| if b { "yes" } else { "no" }.to_string();
@@ -1365,6 +1374,12 @@ impl Tunables {
                 let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
                 m.insert("lua-time-limit".into(), n.to_string());
                 m.insert("busy-reply-threshold".into(), n.to_string());
+            }
+            "lua-allow-undeclared-keys" => {
+                let on = parse_yes_no(value)?;
+                crate::scripting::set_allow_undeclared(on);
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                m.insert(name.into(), if on { "yes" } else { "no" }.into());
             }
             "timeout" => {
                 let n: u64 = value
@@ -1814,7 +1829,11 @@ mod fuzz_tests {
             // Process-wide settings other unit tests rely on stay out.
             if matches!(
                 name.as_str(),
-                "requirepass" | "maxclients" | "lua-time-limit" | "busy-reply-threshold"
+                "requirepass"
+                    | "maxclients"
+                    | "lua-time-limit"
+                    | "busy-reply-threshold"
+                    | "lua-allow-undeclared-keys"
             ) {
                 continue;
             }

@@ -1,5 +1,5 @@
-//! Function commands: FCALL / FCALL_RO (key commands routed by their declared keys, as EVAL:
-//! single shard, CROSSSLOT otherwise) and FUNCTION (runs on the connection's shard). A
+//! Function commands: FCALL / FCALL_RO (script rows routed by their declared keys, as EVAL:
+//! one shard, or several locked together) and FUNCTION (runs on the connection's shard). A
 //! library is compiled on the connection's shard to check it, then put in the process-wide
 //! registry (`scripting::functions`); every shard's VM recompiles from the registry when its
 //! generation moves, so a library loaded anywhere is callable on every shard.
@@ -10,11 +10,12 @@ use bytes::Bytes;
 
 use super::args::{arg, is};
 use super::table::{CommandSpec, Exec, KeySpec, MAY_REPLICATE, NOSCRIPT, READONLY, STALE};
-use super::{ConnCtx, KeyCtx};
-use crate::error::{CmdError, CmdResult, CROSSSLOT};
+use super::ConnCtx;
+use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
 use crate::scripting::functions::{self as registry, Policy};
+use crate::scripting::host::{self, Host};
 use crate::scripting::{self, vm, Kill};
 
 const G: &str = "scripting";
@@ -22,10 +23,10 @@ const FCALL_FLAGS: u32 = NOSCRIPT | STALE;
 
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("fcall", -3, FCALL_FLAGS | MAY_REPLICATE, KeySpec::script(2), Exec::Key(fcall))
+    CommandSpec::new("fcall", -3, FCALL_FLAGS | MAY_REPLICATE, KeySpec::script(2), Exec::Script(fcall))
         .cross(fcall_cross)
         .doc(G, "7.0.0", "Invoke a function", "function numkeys [key [key ...]] [arg [arg ...]]"),
-    CommandSpec::new("fcall_ro", -3, FCALL_FLAGS | READONLY, KeySpec::script(2), Exec::Key(fcall_ro))
+    CommandSpec::new("fcall_ro", -3, FCALL_FLAGS | READONLY, KeySpec::script(2), Exec::Script(fcall_ro))
         .cross(fcall_cross)
         .doc(G, "7.0.0", "Invoke a read-only function", "function numkeys [key [key ...]] [arg [arg ...]]"),
     CommandSpec::new("function", -2, NOSCRIPT, KeySpec::none(), Exec::Conn(function))
@@ -86,7 +87,7 @@ const FUNCTION_HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-fn fcall(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+fn fcall(ctx: &mut Host, argv: &[Bytes]) -> CmdResult {
     vm::fcall(
         ctx,
         arg(argv, 1)?,
@@ -96,7 +97,7 @@ fn fcall(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     )
 }
 
-fn fcall_ro(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+fn fcall_ro(ctx: &mut Host, argv: &[Bytes]) -> CmdResult {
     vm::fcall(
         ctx,
         arg(argv, 1)?,
@@ -122,13 +123,14 @@ fn split(rest: &[Bytes]) -> vm::Split<'_> {
     Ok(rest.split_at(n))
 }
 
-/// Declared keys on several shards: Redis's own checks first, then CROSSSLOT.
-fn fcall_cross(_ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
+/// Declared keys on several shards (or undeclared keys allowed): Redis's own checks first,
+/// then the function runs with every shard it needs locked (`scripting::host::cross`).
+fn fcall_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     if !registry::exists(arg(&argv, 1)?) {
         return Err(CmdError::err("Function not found"));
     }
     split(argv.get(2..).unwrap_or_default())?;
-    Err(CmdError::coded(CROSSSLOT))
+    host::cross(ctx, argv)
 }
 
 fn function(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {

@@ -1,17 +1,19 @@
 //! Scripting commands: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT. The EVAL family are
-//! key commands (`KeySpec::numkeys(2)`): routing sends each to the shard owning its declared
-//! keys (the connection's shard when there are none) and runs the script there, in that
-//! shard's VM (`scripting::vm`); declared keys on several shards get CROSSSLOT, as in Redis
-//! Cluster. SCRIPT runs on the connection's shard; FLUSH reaches every shard by message.
+//! script rows (`Exec::Script`, `KeySpec::script(2)`): routing sends each to the shard owning
+//! its declared keys (the connection's shard when there are none) and runs the script there,
+//! in that shard's VM (`scripting::vm`); declared keys on several shards go through `cross`,
+//! which locks them all (`scripting::host`). SCRIPT runs on the connection's shard; FLUSH
+//! reaches every shard by message.
 
 use bytes::Bytes;
 
 use super::args::{arg, is};
 use super::table::{CommandSpec, Exec, KeySpec, MAY_REPLICATE, NOSCRIPT, READONLY, STALE};
-use super::{ConnCtx, KeyCtx};
-use crate::error::{CmdError, CmdResult, CROSSSLOT, NUMKEYS_TOO_MANY};
+use super::ConnCtx;
+use crate::error::{CmdError, CmdResult, NUMKEYS_TOO_MANY};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
+use crate::scripting::host::{self, Host};
 use crate::scripting::{self, vm, Kill};
 
 const G: &str = "scripting";
@@ -19,16 +21,16 @@ const EVAL_FLAGS: u32 = NOSCRIPT | STALE;
 
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("eval", -3, EVAL_FLAGS | MAY_REPLICATE, KeySpec::script(2), Exec::Key(eval))
+    CommandSpec::new("eval", -3, EVAL_FLAGS | MAY_REPLICATE, KeySpec::script(2), Exec::Script(eval))
         .cross(eval_cross)
         .doc(G, "2.6.0", "Execute a Lua script server side", "script numkeys [key [key ...]] [arg [arg ...]]"),
-    CommandSpec::new("evalsha", -3, EVAL_FLAGS | MAY_REPLICATE, KeySpec::script(2), Exec::Key(evalsha))
+    CommandSpec::new("evalsha", -3, EVAL_FLAGS | MAY_REPLICATE, KeySpec::script(2), Exec::Script(evalsha))
         .cross(evalsha_cross)
         .doc(G, "2.6.0", "Execute a Lua script server side", "sha1 numkeys [key [key ...]] [arg [arg ...]]"),
-    CommandSpec::new("eval_ro", -3, EVAL_FLAGS | READONLY, KeySpec::script(2), Exec::Key(eval_ro))
+    CommandSpec::new("eval_ro", -3, EVAL_FLAGS | READONLY, KeySpec::script(2), Exec::Script(eval_ro))
         .cross(eval_cross)
         .doc(G, "7.0.0", "Execute a read-only Lua script server side", "script numkeys [key [key ...]] [arg [arg ...]]"),
-    CommandSpec::new("evalsha_ro", -3, EVAL_FLAGS | READONLY, KeySpec::script(2), Exec::Key(evalsha_ro))
+    CommandSpec::new("evalsha_ro", -3, EVAL_FLAGS | READONLY, KeySpec::script(2), Exec::Script(evalsha_ro))
         .cross(evalsha_cross)
         .doc(G, "7.0.0", "Execute a read-only Lua script server side", "sha1 numkeys [key [key ...]] [arg [arg ...]]"),
     CommandSpec::new("script", -2, NOSCRIPT, KeySpec::none(), Exec::Conn(script))
@@ -63,24 +65,24 @@ const SCRIPT_HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-fn eval(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+fn eval(ctx: &mut Host, argv: &[Bytes]) -> CmdResult {
     run(ctx, argv, false, false)
 }
 
-fn evalsha(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+fn evalsha(ctx: &mut Host, argv: &[Bytes]) -> CmdResult {
     run(ctx, argv, true, false)
 }
 
-fn eval_ro(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+fn eval_ro(ctx: &mut Host, argv: &[Bytes]) -> CmdResult {
     run(ctx, argv, false, true)
 }
 
-fn evalsha_ro(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+fn evalsha_ro(ctx: &mut Host, argv: &[Bytes]) -> CmdResult {
     run(ctx, argv, true, true)
 }
 
 /// `script|sha1 numkeys key... arg...`: Redis's numkeys errors, then the script.
-fn run(ctx: &mut KeyCtx, argv: &[Bytes], by_sha: bool, ro: bool) -> CmdResult {
+fn run(ctx: &mut Host, argv: &[Bytes], by_sha: bool, ro: bool) -> CmdResult {
     let n = parse_i64(arg(argv, 2)?).ok_or(CmdError::NotInteger)?;
     if n < 0 {
         return Err(CmdError::err("Number of keys can't be negative"));
@@ -100,16 +102,17 @@ fn run(ctx: &mut KeyCtx, argv: &[Bytes], by_sha: bool, ro: bool) -> CmdResult {
     vm::eval(ctx, src, keys, args, ro)
 }
 
-/// Declared keys on several shards: Redis's own checks first (so a bad script or an
-/// unknown sha is reported as Redis would), then CROSSSLOT, as Redis Cluster answers.
-fn eval_cross(_ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
+/// Declared keys on several shards (or undeclared keys allowed): Redis's own checks first
+/// (a bad script or an unknown sha is reported before any shard is locked), then the
+/// script runs with every shard it needs locked (`scripting::host::cross`).
+fn eval_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     vm::prepare(vm::Source::Body(arg(&argv, 1)?))?;
-    Err(CmdError::coded(CROSSSLOT))
+    host::cross(ctx, argv)
 }
 
-fn evalsha_cross(_ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
+fn evalsha_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     vm::prepare(vm::Source::Sha(arg(&argv, 1)?))?;
-    Err(CmdError::coded(CROSSSLOT))
+    host::cross(ctx, argv)
 }
 
 fn script(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {

@@ -463,6 +463,12 @@ fn shutdown(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     if has("save") && has("nosave") {
         return Err(CmdError::Syntax);
     }
+    // While a script is busy only SHUTDOWN NOSAVE goes ahead (Redis's shutdownCommand).
+    if !has("nosave") {
+        if let Some(busy) = crate::scripting::busy_text() {
+            return Err(CmdError::coded(busy));
+        }
+    }
     crate::log::notice("User requested shutdown...");
     // As Redis: SAVE always saves, NOSAVE never, no argument saves when save rules exist.
     // Redis closes the connection without a reply when the shutdown goes ahead; a failed

@@ -224,6 +224,9 @@ impl KeySpec {
 pub type KeyFn = fn(&mut KeyCtx, &[Bytes]) -> CmdResult;
 /// Runs on the connection's own shard (connection state, server-wide fan-outs).
 pub type ConnFn = fn(&mut ConnCtx, &[Bytes]) -> CmdResult;
+/// A script (EVAL, FCALL...): routed like a key command, run on the shard that owns its
+/// keys with the whole worker, which its `redis.call`s and its busy hook use in turn.
+pub type ScriptFn = fn(&mut crate::scripting::host::Host, &[Bytes]) -> CmdResult;
 
 /// How the per-shard results of a split multi-key command combine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -257,6 +260,7 @@ pub enum Exec {
     Key(KeyFn),
     Conn(ConnFn),
     Multi(MultiSpec),
+    Script(ScriptFn),
 }
 
 /// Cross-shard variant of a `Key` command whose keys may live on different shards

@@ -91,6 +91,7 @@ impl Kit {
         let (db, resp) = (self.db, self.resp);
         match spec.exec {
             Exec::Conn(_) => Reply::error(format!("testkit: '{}' is a Conn command", spec.name)),
+            Exec::Script(_) => Reply::error(format!("testkit: '{}' needs a worker", spec.name)),
             Exec::Key(f) => match route(&spec.keys, argv, SHARDS) {
                 // Keyless runs where the connection is: shard 0 here.
                 Route::NoKeys => self.on(0, |s| run_key(s, id, f, db, resp, argv, None)),

@@ -159,11 +159,17 @@ enum Plan {
 
 fn plan(spec: &CommandSpec, argv: &[Bytes], nshards: usize, home: usize) -> Plan {
     match spec.exec {
-        Exec::Key(_) | Exec::Multi(_) => match commands::route(&spec.keys, argv, nshards) {
-            Route::NoKeys => Plan::On(home),
-            Route::One(s) => Plan::On(s),
-            Route::Many => Plan::Coord,
-        },
+        // A script that may touch undeclared keys holds every shard.
+        Exec::Script(_) if nshards > 1 && crate::scripting::wants_all_shards(spec.name, argv) => {
+            Plan::Coord
+        }
+        Exec::Key(_) | Exec::Multi(_) | Exec::Script(_) => {
+            match commands::route(&spec.keys, argv, nshards) {
+                Route::NoKeys => Plan::On(home),
+                Route::One(s) => Plan::On(s),
+                Route::Many => Plan::Coord,
+            }
+        }
         Exec::Conn(_) if conn_is_local(spec, argv) => Plan::Local,
         Exec::Conn(_) => Plan::Coord,
     }
@@ -198,6 +204,9 @@ fn shards_to_lock(
             Plan::Local => {}
             Plan::Coord => match spec.exec {
                 Exec::Conn(_) => return (0..nshards).collect(),
+                Exec::Script(_) => {
+                    out.extend(crate::scripting::host::shards_for(spec, &q.argv, nshards))
+                }
                 _ => out.extend(
                     spec.keys
                         .key_positions(&q.argv)
@@ -787,6 +796,16 @@ fn run_batch(w: &mut Worker, batch: &[Queued], db: usize, resp: u8) -> Vec<Reply
             Some(Exec::Multi(m)) => {
                 commands::run_key(&mut w.shard, q.id, m.sub, db, resp, &q.argv, None)
             }
+            Some(Exec::Script(f)) => crate::scripting::host::run(
+                w,
+                q.id,
+                f,
+                db,
+                resp,
+                &q.argv,
+                None,
+                crate::scripting::host::Held::Own,
+            ),
             _ => Reply::error("ERR internal routing error"),
         })
         .collect()
@@ -819,7 +838,7 @@ fn run_nested(w: &mut Worker, rid: usize, step: u64, idx: usize, q: Queued) -> O
             super::fanout::multi_key(&mut ctx, q.id, m, q.argv);
             Ok(Reply::Ok)
         }
-        Exec::Key(_) => match spec.cross {
+        Exec::Key(_) | Exec::Script(_) => match spec.cross {
             Some(cross) => cross(&mut ctx, q.argv),
             None => Err(CmdError::coded(error::CROSSSLOT)),
         },

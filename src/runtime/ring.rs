@@ -441,6 +441,14 @@ impl Ring {
         if let Some(p) = self.pbuf.as_mut() {
             p.recycle();
         }
+        self.drain_nested(out);
+    }
+
+    /// `drain` without giving the pool buffers lent so far back to the kernel: for a drain
+    /// nested inside a loop pass (a long script's busy pump) while completions of the pass
+    /// that borrow pool buffers are still unread. Buffers it lends stay lent until the next
+    /// `drain`; a pool that runs dry meanwhile ends multishot receives with `-ENOBUFS`.
+    pub fn drain_nested(&mut self, out: &mut Vec<Completion>) {
         let mut cq = self.uring.completion();
         cq.sync();
         for cqe in &mut cq {

@@ -12,11 +12,16 @@
 //! - one `Slot` per running VM: when its script started, whether it wrote, and the kill flag
 //!   SCRIPT KILL (from a connection on another shard) sets for the VM's hook to see.
 //! - the busy threshold (`busy-reply-threshold` / `lua-time-limit`) and a shutdown flag that
-//!   stops any running script so the server can exit.
+//!   stops any running script so the server can exit;
+//! - which shards a script past the threshold holds (`set_shard_busy`: other shards answer
+//!   `-BUSY` for them) and `lua-allow-undeclared-keys`.
+//!
+//! `host` is where a script runs and how its calls reach other shards' keys.
 
 pub mod cjson;
 pub mod convert;
 pub mod functions;
+pub mod host;
 pub mod library;
 pub mod libs;
 pub mod lstruct;
@@ -24,7 +29,7 @@ pub mod msgpack;
 pub mod vm;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Instant;
 
@@ -36,6 +41,11 @@ pub const NOTBUSY: &str = "NOTBUSY No scripts in execution right now.";
 pub const UNKILLABLE: &str = "UNKILLABLE Sorry the script already executed write commands against the dataset. You can either wait the script termination or kill the server in a hard way using the SHUTDOWN NOSAVE command.";
 /// The error a killed script ends with (before the `script: ..., on ...` suffix).
 pub const KILLED: &str = "ERR Script killed by user with SCRIPT KILL...";
+/// What other clients of a shard get while a script runs there past the busy threshold.
+pub const BUSY_EVAL: &str =
+    "BUSY Redis is busy running a script. You can only call SCRIPT KILL or SHUTDOWN NOSAVE.";
+pub const BUSY_FUNCTION: &str =
+    "BUSY Redis is busy running a script. You can only call FUNCTION KILL or SHUTDOWN NOSAVE.";
 /// Our own text: the server is shutting down while a script runs.
 pub const SHUTTING_DOWN: &str = "ERR Script stopped: the server is shutting down";
 
@@ -128,6 +138,95 @@ pub fn set_busy_threshold_ms(ms: u64) {
     BUSY_MS.store(ms, Ordering::Relaxed);
 }
 
+/// Shards a busy-state is kept for (a shard beyond it is never reported busy).
+const MAX_BUSY_SHARDS: usize = 1024;
+/// Per shard: 0, or 1 (an EVAL script) / 2 (a function) running past the busy threshold
+/// there, holding the shard. Written by the thread running the script, read by every
+/// shard's dispatch before it sends that shard a batch (see `busy_kind`).
+static BUSY_SHARDS: [AtomicU8; MAX_BUSY_SHARDS] = [const { AtomicU8::new(0) }; MAX_BUSY_SHARDS];
+/// How many entries of `BUSY_SHARDS` are set: the one load dispatch pays while none is.
+static ANY_BUSY: AtomicUsize = AtomicUsize::new(0);
+
+/// Marks `shard` as held by a busy script (`function`: FCALL) or not (`None`).
+pub fn set_shard_busy(shard: usize, kind: Option<bool>) {
+    let Some(b) = BUSY_SHARDS.get(shard) else {
+        return;
+    };
+    let v = match kind {
+        None => 0,
+        Some(false) => 1,
+        Some(true) => 2,
+    };
+    let old = b.swap(v, Ordering::AcqRel);
+    match (old, v) {
+        (0, 1..) => {
+            ANY_BUSY.fetch_add(1, Ordering::AcqRel);
+        }
+        (1.., 0) => {
+            ANY_BUSY.fetch_sub(1, Ordering::AcqRel);
+        }
+        _ => {}
+    }
+}
+
+/// Whether some shard is held by a busy script (one relaxed load).
+#[inline]
+pub fn some_shard_busy() -> bool {
+    ANY_BUSY.load(Ordering::Relaxed) != 0
+}
+
+/// The `-BUSY` text for commands that need `shard`, when a busy script holds it.
+pub fn busy_reply(shard: usize) -> Option<&'static str> {
+    match BUSY_SHARDS.get(shard)?.load(Ordering::Acquire) {
+        1 => Some(BUSY_EVAL),
+        2 => Some(BUSY_FUNCTION),
+        _ => None,
+    }
+}
+
+/// The `-BUSY` text when some shard is held by a busy script.
+pub fn busy_text() -> Option<&'static str> {
+    if !some_shard_busy() {
+        return None;
+    }
+    (0..MAX_BUSY_SHARDS).find_map(busy_reply)
+}
+
+/// `lua-allow-undeclared-keys`: scripts may touch keys they do not declare, on any shard;
+/// every script then locks every shard (see `host`).
+static ALLOW_UNDECLARED: AtomicBool = AtomicBool::new(false);
+/// Some script with the `allow-undeclared-keys` shebang flag was compiled (EVAL and
+/// EVALSHA look at their script's flags only then).
+static UNDECLARED_SEEN: AtomicBool = AtomicBool::new(false);
+
+pub fn allow_undeclared() -> bool {
+    ALLOW_UNDECLARED.load(Ordering::Relaxed)
+}
+
+pub fn set_allow_undeclared(on: bool) {
+    ALLOW_UNDECLARED.store(on, Ordering::Relaxed);
+}
+
+/// Whether a call of the script command `name` with `argv` must lock every shard (with
+/// more than one shard): the setting, or the script's `allow-undeclared-keys` flag.
+pub fn wants_all_shards(name: &str, argv: &[Bytes]) -> bool {
+    if allow_undeclared() {
+        return true;
+    }
+    let body = match (name, argv.get(1)) {
+        ("eval" | "eval_ro", Some(b)) if b.starts_with(b"#!") => b.clone(),
+        // A sha names a script some shard compiled: its flags were seen then.
+        ("evalsha" | "evalsha_ro", Some(s)) if UNDECLARED_SEEN.load(Ordering::Relaxed) => {
+            match sha_key(s).and_then(|k| body_of(&k)) {
+                Some(b) => b,
+                None => return false,
+            }
+        }
+        _ => return false,
+    };
+    parse_shebang(&body).is_ok_and(|f| f.allow_undeclared)
+}
+
 pub fn abort_all() {
     ABORT.store(true, Ordering::SeqCst);
 }
@@ -194,6 +293,9 @@ pub struct Flags {
     pub allow_stale: bool,
     pub no_cluster: bool,
     pub allow_cross_slot: bool,
+    /// shardis's own flag (as Dragonfly's): the script may touch undeclared keys; it runs
+    /// with every shard locked.
+    pub allow_undeclared: bool,
 }
 
 /// Parses the first line of a script when it is a shebang; Redis's errors for bad ones.
@@ -223,6 +325,10 @@ pub fn parse_shebang(body: &[u8]) -> Result<Flags, String> {
                 "allow-stale" => f.allow_stale = true,
                 "no-cluster" => f.no_cluster = true,
                 "allow-cross-slot-keys" => f.allow_cross_slot = true,
+                "allow-undeclared-keys" => {
+                    f.allow_undeclared = true;
+                    UNDECLARED_SEEN.store(true, Ordering::Relaxed);
+                }
                 other => return Err(format!("ERR Unexpected flag in script shebang: {other}")),
             }
         }

@@ -28,14 +28,13 @@ use mlua::{
 };
 
 use super::convert::{err_table, lua_to_reply, reply_to_lua};
+use super::host::Host;
 use super::library::FnEnv;
 use super::libs::Rand48;
 use super::{Flags, Slot};
 use crate::commands::table::{table, Exec, BLOCKING, NOSCRIPT, WRITE};
-use crate::commands::{run_key, KeyCtx};
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::reply::Reply;
-use crate::shard::route::shard_of;
 
 /// Name of our own Lua chunks: frames from them are skipped when an error is located.
 pub(super) const INTERNAL: &str = "=shardis";
@@ -43,9 +42,10 @@ pub(super) const INTERNAL: &str = "=shardis";
 const USER: &str = "@user_script";
 /// VM instructions between two runs of the kill hook (Redis uses the same count).
 const HOOK_EVERY: u32 = 100_000;
+/// Registry name of the running script's busy pump (a function scoped to the run).
+const PUMP: &str = "shardis.pump";
 const LOAD_TIMEOUT: &str = "ERR FUNCTION LOAD timeout";
 
-pub const NON_LOCAL_KEY: &str = "ERR Script attempted to access a non local key in a cluster node";
 pub const READONLY_SCRIPT: &str = "ERR Write commands are not allowed from read-only scripts.";
 pub const RO_WITH_WRITE_FLAG: &str =
     "ERR Can not execute a script with write flag using *_ro command.";
@@ -264,7 +264,7 @@ impl Vm {
         let slot = SLOT.with(|s| s.clone());
         lua.set_global_hook(
             HookTriggers::new().every_nth_instruction(HOOK_EVERY),
-            move |_, _| {
+            move |lua, _| {
                 if slot.kill.load(Ordering::Acquire) {
                     return Err(mlua::Error::external(Coded(super::KILLED.into())));
                 }
@@ -273,6 +273,20 @@ impl Vm {
                 }
                 if super::aborting() {
                     return Err(mlua::Error::external(Coded(super::SHUTTING_DOWN.into())));
+                }
+                // Past the busy threshold: serve the shard's clients with -BUSY (and let a
+                // SCRIPT KILL arrive) between two stretches of the script.
+                let t = slot.started.load(Ordering::Acquire);
+                if t != 0 && super::now_tick().saturating_sub(t) >= super::busy_threshold_ms() {
+                    if let Ok(pump) = lua.named_registry_value::<Function>(PUMP) {
+                        pump.call::<()>(())?;
+                    }
+                    if slot.kill.load(Ordering::Acquire) {
+                        return Err(mlua::Error::external(Coded(super::KILLED.into())));
+                    }
+                    if super::aborting() {
+                        return Err(mlua::Error::external(Coded(super::SHUTTING_DOWN.into())));
+                    }
                 }
                 Ok(VmState::Continue)
             },
@@ -538,7 +552,7 @@ struct RunInfo {
 /// `redis.call` (`protected` false: an error is raised, as a `{err = ...}` table would be)
 /// and `redis.pcall` (errors are returned as `{err = ...}`): runs one command on this shard.
 fn exec(
-    ctx: &RefCell<&mut KeyCtx>,
+    ctx: &RefCell<&mut Host>,
     run: &RunInfo,
     lua: &Lua,
     args: Variadic<Value>,
@@ -563,7 +577,7 @@ fn exec(
 }
 
 /// Checks and runs one command for a script, in Redis 7.0's order of checks.
-fn command(ctx: &mut KeyCtx, run: &RunInfo, args: &[Value]) -> Result<Reply, String> {
+fn command(host: &mut Host, run: &RunInfo, args: &[Value]) -> Result<Reply, String> {
     if args.is_empty() {
         return Err("ERR Please specify at least one argument for this redis lib call".into());
     }
@@ -605,29 +619,39 @@ fn command(ctx: &mut KeyCtx, run: &RunInfo, args: &[Value]) -> Result<Reply, Str
         }
     }
     crate::commands::check_arity(spec, &argv).map_err(|e| e.to_string())?;
-    let (me, nshards) = (ctx.shard.id, ctx.shard.nshards);
-    for i in spec.keys.key_positions(&argv) {
-        if argv.get(i).is_some_and(|k| shard_of(k, nshards) != me) {
-            return Err(NON_LOCAL_KEY.into());
-        }
+    if let Exec::Conn(_) = spec.exec {
+        return conn_command(host, spec.name, &argv);
     }
     if spec.has(WRITE) {
         run.slot.wrote.store(true, Ordering::Release);
     }
-    let resp = run.resp.get();
-    let slow_before = ctx.shard.slow.pending.len();
-    let r = match spec.exec {
-        Exec::Key(f) => run_key(ctx.shard, id, f, ctx.db, resp, &argv, None),
-        Exec::Multi(m) => run_key(ctx.shard, id, m.sub, ctx.db, resp, &argv, None),
-        Exec::Conn(_) => conn_command(ctx, spec.name, &argv)?,
-    };
-    crate::server::monitor::after_script_call(ctx.shard, slow_before, ctx.db, spec, &argv);
-    Ok(r)
+    // The slow log and MONITOR see the call as Redis shows it, from the script's shard.
+    let slow_before = host.w.shard.slow.pending.len();
+    let mon = host.w.shard.monitor.then(|| argv.clone());
+    let r = host.command(id, spec, argv, run.resp.get());
+    if let Some(argv) = mon {
+        crate::server::monitor::after_script_call(
+            &mut host.w.shard,
+            slow_before,
+            host.db,
+            spec,
+            &argv,
+        );
+    } else if host.w.shard.slow.pending.len() > slow_before {
+        crate::server::monitor::after_script_call(
+            &mut host.w.shard,
+            slow_before,
+            host.db,
+            spec,
+            &[],
+        );
+    }
+    r
 }
 
 /// The connection-level commands a script may run here (SELECT changes the script's own
 /// database only, as in Redis 7.0).
-fn conn_command(ctx: &mut KeyCtx, name: &str, argv: &[Bytes]) -> Result<Reply, String> {
+fn conn_command(ctx: &mut Host, name: &str, argv: &[Bytes]) -> Result<Reply, String> {
     match name {
         "ping" => Ok(match argv.get(1) {
             Some(m) => Reply::Bulk(m.clone()),
@@ -649,15 +673,38 @@ fn conn_command(ctx: &mut KeyCtx, name: &str, argv: &[Bytes]) -> Result<Reply, S
                 .and_then(|b| crate::protocol::parse_i64(b))
                 .ok_or_else(|| CmdError::NotInteger.to_string())?;
             match usize::try_from(db) {
-                Ok(d) if d < ctx.shard.dbs.len() => {
+                Ok(d) if d < ctx.w.shard.dbs.len() => {
                     ctx.db = d;
                     Ok(Reply::Ok)
                 }
                 _ => Err(CmdError::DbIndex.to_string()),
             }
         }
-        // MEMORY USAGE of a key of this shard (the key was checked to be local).
-        "memory" => crate::commands::keys::memory(ctx, argv).map_err(|e| e.to_string()),
+        // MEMORY USAGE runs where its key lives (a shard the script holds).
+        "memory" => {
+            let owner = argv.get(2).map_or(ctx.w.id, |k| {
+                crate::shard::route::shard_of(k, ctx.w.nshards)
+            });
+            if !ctx.holds(owner) {
+                return Err(UNSUPPORTED_IN_SCRIPT.into());
+            }
+            let (db, resp, argv) = (ctx.db, ctx.resp, argv.to_vec());
+            let run = move |shard: &mut crate::shard::Shard| {
+                let mut kc = crate::commands::KeyCtx {
+                    shard,
+                    db,
+                    resp,
+                    out: None,
+                };
+                crate::commands::keys::memory(&mut kc, &argv).map_err(|e| e.to_string())
+            };
+            if owner == ctx.w.id {
+                run(&mut ctx.w.shard)
+            } else {
+                ctx.on_shard(owner, move |tw| run(&mut tw.shard))
+                    .unwrap_or_else(|| Err(super::SHUTTING_DOWN.into()))
+            }
+        }
         _ => Err(UNSUPPORTED_IN_SCRIPT.into()),
     }
 }
@@ -742,7 +789,7 @@ pub fn prepare(src: Source) -> Result<(), CmdError> {
 
 /// Runs a script for EVAL/EVALSHA(_RO) with its keys and arguments; `ro` for the `_RO`
 /// variants. Script errors are error replies with Redis's texts.
-pub fn eval(ctx: &mut KeyCtx, src: Source, keys: &[Bytes], args: &[Bytes], ro: bool) -> CmdResult {
+pub fn eval(ctx: &mut Host, src: Source, keys: &[Bytes], args: &[Bytes], ro: bool) -> CmdResult {
     with_vm(|vm| {
         let (sha, script) = script_for(vm, &src)?;
         if ro && script.flags.shebang && !script.flags.no_writes {
@@ -776,7 +823,7 @@ enum Target<'a> {
 
 fn run(
     vm: &mut Vm,
-    ctx: &mut KeyCtx,
+    ctx: &mut Host,
     script: &Script,
     target: Target,
     keys: &[Bytes],
@@ -817,8 +864,17 @@ fn run(
             scope.create_function(|lua, a: Variadic<Value>| exec(&ctx, &info, lua, a, false))?;
         let pcall =
             scope.create_function(|lua, a: Variadic<Value>| exec(&ctx, &info, lua, a, true))?;
+        let pump = scope.create_function(|_, ()| {
+            // Never while a `redis.call` holds the worker (the hook only runs between
+            // Lua instructions, so this is a safeguard).
+            if let Ok(mut h) = ctx.try_borrow_mut() {
+                h.pump();
+            }
+            Ok(())
+        })?;
         redis.raw_set("call", call)?;
         redis.raw_set("pcall", pcall)?;
+        vm.lua.set_named_registry_value(PUMP, pump)?;
         let r = match (&keys, &args) {
             (Some(k), Some(a)) => fcaller.call::<MultiValue>((
                 script.f.clone(),
@@ -830,6 +886,7 @@ fn run(
         };
         redis.raw_set("call", Value::Nil)?;
         redis.raw_set("pcall", Value::Nil)?;
+        vm.lua.unset_named_registry_value(PUMP)?;
         r
     });
     slot.started.store(0, Ordering::Release);
@@ -873,7 +930,7 @@ pub type Split<'a> = Result<(&'a [Bytes], &'a [Bytes]), CmdError>;
 /// FCALL / FCALL_RO: the function `name` with `rest` = `numkeys key... arg...`; `split`
 /// reads numkeys (after the lookup, as Redis orders its errors).
 pub fn fcall(
-    ctx: &mut KeyCtx,
+    ctx: &mut Host,
     name: &[u8],
     rest: &[Bytes],
     ro: bool,
@@ -896,6 +953,7 @@ pub fn fcall(
         if !read_only && crate::persist::writes_refused() {
             return Err(CmdError::coded(crate::error::MISCONF));
         }
+        ctx.function = true;
         run(vm, ctx, &f, Target::Function(name), keys, args, read_only)
     })
 }

@@ -134,6 +134,9 @@ pub struct Conn {
     pub eof: bool,
     /// Queued in the worker's dirty list for this pass.
     pub dirty: bool,
+    /// `process_input` calls running for this connection (up the stack): a long script's
+    /// busy pump leaves its input alone (`Worker::busy_pump`).
+    pub in_input: u8,
     pub client: ClientInfo,
     /// Pub/Sub subscriptions (this shard's `pubsub::Registry` points back here).
     pub subs: Subs,
@@ -197,6 +200,7 @@ impl Conn {
             closing: false,
             eof: false,
             dirty: false,
+            in_input: 0,
             client,
             subs: Subs::default(),
             soft_since: None,

@@ -78,6 +78,51 @@ pub enum Msg {
     Work(Job),
     /// Replies and a lock holder's own steps: always run at once.
     Control(Job),
+    /// A connection's commands for this shard: `Work`, but data, so that a shard held by a
+    /// busy script can answer it with `-BUSY` (`busy_pump`, `handle_msg`).
+    Batch(Box<BatchMsg>),
+}
+
+/// A batch on its way to the shard that runs it.
+pub struct BatchMsg {
+    pub origin: usize,
+    pub token: u64,
+    /// The sending client's id (the slow log names it).
+    pub client: u64,
+    pub resp: u8,
+    pub batch: Batch,
+}
+
+impl BatchMsg {
+    fn run(self, tw: &mut Worker) {
+        exec_batch(
+            tw,
+            self.origin,
+            self.token,
+            self.client,
+            self.resp,
+            self.batch,
+        )
+    }
+
+    /// Answers every command with `text` (in their reply slots) instead of running them.
+    fn refuse(self, tw: &mut Worker, text: &str) {
+        let mut buf = Vec::new();
+        let mut marks = Vec::with_capacity(self.batch.cmds.len());
+        for c in &self.batch.cmds {
+            commands::count_error(&mut tw.shard, text);
+            Reply::error(text).encode(self.resp, &mut buf);
+            marks.push((c.seq, buf.len()));
+        }
+        let (token, buf) = (self.token, Bytes::from(buf));
+        let remote = tw.id != self.origin;
+        tw.post(
+            self.origin,
+            Msg::Control(Box::new(move |ow: &mut Worker| {
+                ow.fill_batch(token, buf, marks, remote)
+            })),
+        );
+    }
 }
 
 /// Where a deferred reply goes: a connection (by token) and its reply slot.
@@ -228,7 +273,8 @@ pub struct Worker {
     recv_path: String,
     mesh: Endpoint<Msg>,
     local: VecDeque<Msg>,
-    parked: VecDeque<Job>,
+    /// `Work` and `Batch` messages waiting for this shard's lock to go.
+    parked: VecDeque<Msg>,
     dirty: Vec<usize>,
     batches: Vec<Batch>,
     batch_targets: Vec<usize>,
@@ -278,6 +324,14 @@ pub struct Worker {
     pause_end: u64,
     /// Connections holding a command back for the pause.
     postponed: Vec<usize>,
+    /// Completions a long script's busy pump left for the loop (closes, errors).
+    after_busy: Vec<Completion>,
+    /// Connections (tokens) whose input the busy pump left unparsed at a command it could
+    /// not answer: parsed again once the script has ended.
+    resume: Vec<u64>,
+    /// Messages taken from the mesh and not run yet (a long script's busy pump adds what
+    /// arrives meanwhile, after answering batches with `-BUSY`).
+    inbox: VecDeque<Msg>,
 }
 
 /// Entries the worker's argument scratch vectors keep when the loop goes idle; one huge
@@ -357,6 +411,9 @@ impl Worker {
             pause: 0,
             pause_end: 0,
             postponed: Vec::new(),
+            after_busy: Vec::new(),
+            resume: Vec::new(),
+            inbox: VecDeque::new(),
             shared,
         })
     }
@@ -436,6 +493,9 @@ impl Worker {
             self.shard.monitor = super::monitor::active();
             let notify = self.shared.tun.notify_flags.load(Ordering::Relaxed);
             crate::shard::notify::set_flags(&mut self.shard, notify);
+            if !self.after_busy.is_empty() || !self.resume.is_empty() {
+                self.after_script();
+            }
             let mut comps = std::mem::take(&mut self.completions);
             self.ring.drain(&mut comps);
             // After the drain: a command that arrived after a CLIENT PAUSE was answered
@@ -498,7 +558,10 @@ impl Worker {
             let busy = backlog
                 || self.snap_run.is_some()
                 || !self.local.is_empty()
-                || (self.lock.is_none() && !self.parked.is_empty());
+                || (self.lock.is_none() && !self.parked.is_empty())
+                || !self.inbox.is_empty()
+                || !self.after_busy.is_empty()
+                || !self.resume.is_empty();
             // While replies from other shards are due, wait for them briefly instead of
             // sleeping: a hop usually answers within microseconds, and a sleep costs two
             // context switches and an eventfd write. Idle shards never spin.
@@ -595,7 +658,7 @@ impl Worker {
             + self.argv_scratch.capacity() * size_of::<Bytes>()
             + self.window.heap_bytes()
             + self.local.capacity() * size_of::<Msg>()
-            + self.parked.capacity() * size_of::<Job>();
+            + self.parked.capacity() * size_of::<Msg>();
         b as u64
     }
 
@@ -1181,6 +1244,9 @@ impl Worker {
         // Commands parsed ahead, with their keys prefetched (see `lookahead`).
         let mut win = std::mem::take(&mut self.window);
         win.clear();
+        if let Some(c) = self.conns.get_mut(idx) {
+            c.in_input = c.in_input.saturating_add(1);
+        }
         while let Some(conn) = self.conns.get_mut(idx) {
             if conn.closing || conn.blocked_on.is_some() || conn.postponed.is_some() {
                 break;
@@ -1213,6 +1279,9 @@ impl Worker {
                             conn.client.id, conn.client.addr, rbuf.len()
                         ));
                         self.flush_batches(idx);
+                        if let Some(c) = self.conns.get_mut(idx) {
+                            c.in_input = c.in_input.saturating_sub(1);
+                        }
                         self.close_conn(idx);
                         self.args_scratch = args;
                         self.window = win;
@@ -1261,6 +1330,7 @@ impl Worker {
         self.window = win;
         self.flush_batches(idx);
         if let Some(conn) = self.conns.get_mut(idx) {
+            conn.in_input = conn.in_input.saturating_sub(1);
             if conn.eof && conn.blocked_on.is_none() {
                 conn.closing = true;
             }
@@ -1544,6 +1614,45 @@ impl Worker {
                     )),
                 },
             },
+            Exec::Script(f) => {
+                let route =
+                    if self.nshards > 1 && crate::scripting::wants_all_shards(spec.name, argv) {
+                        Route::Many
+                    } else {
+                        commands::route(&spec.keys, argv, self.nshards)
+                    };
+                let s = match route {
+                    Route::NoKeys => self.id,
+                    Route::One(s) => s,
+                    Route::Many => {
+                        self.run_cross(idx, id, spec, argv);
+                        return;
+                    }
+                };
+                if s == self.id && self.lock.is_none() {
+                    self.flush_batches(idx);
+                    let r = crate::scripting::host::run(
+                        self,
+                        id,
+                        f,
+                        db,
+                        resp,
+                        argv,
+                        Some(idx),
+                        crate::scripting::host::Held::Own,
+                    );
+                    if self.shard.blocked.has_ready() {
+                        coord::block::serve_ready(self);
+                    }
+                    if let Some(c) = self.conns.get_mut(idx) {
+                        c.push_reply(&r);
+                    }
+                } else {
+                    // Another shard's keys, or ours while a transaction holds them: the
+                    // owner runs it when it may (`exec_batch`).
+                    self.batch(idx, s, id, db, argv);
+                }
+            }
             Exec::Multi(m) => match commands::route(&spec.keys, argv, self.nshards) {
                 Route::One(s) => self.run_or_batch(idx, s, id, m.sub, db, resp, argv),
                 Route::NoKeys => {
@@ -1559,6 +1668,35 @@ impl Worker {
                     coord::fanout::multi_key(&mut ctx, id, m, std::mem::take(argv));
                 }
             },
+        }
+    }
+
+    /// A key or script command whose keys span shards: its `cross` handler coordinates.
+    fn run_cross(
+        &mut self,
+        idx: usize,
+        id: usize,
+        spec: &crate::commands::table::CommandSpec,
+        argv: &mut Vec<Bytes>,
+    ) {
+        self.flush_batches(idx);
+        let Some(cross) = spec.cross else {
+            self.conns[idx].push_reply(&Reply::error(
+                "CROSSSLOT Keys in request don't hash to the same slot",
+            ));
+            return;
+        };
+        let mut ctx = ConnCtx {
+            w: self,
+            conn: idx,
+            deferred: None,
+        };
+        let res = cross(&mut ctx, std::mem::take(argv));
+        if ctx.deferred.is_none() {
+            let reply = commands::finish(&mut self.shard, id, res);
+            if let Some(c) = self.conns.get_mut(idx) {
+                c.push_reply(&reply);
+            }
         }
     }
 
@@ -1673,6 +1811,12 @@ impl Worker {
             self.run_here(idx, id, f, db, resp, argv);
             return;
         }
+        self.batch(idx, s, id, db, argv);
+    }
+
+    /// Adds a command to this connection's batch for shard `s` (sent by `flush_batches`).
+    #[inline]
+    fn batch(&mut self, idx: usize, s: usize, id: usize, db: usize, argv: &mut Vec<Bytes>) {
         let no_touch = self.conns[idx].client.no_touch;
         let master = self.conns[idx].master;
         let seq = self.conns[idx].reserve();
@@ -2023,7 +2167,10 @@ impl Worker {
             None => (u64::MAX, 2, 0),
         };
         let origin = self.id;
-        let targets = std::mem::take(&mut self.batch_targets);
+        let mut targets = std::mem::take(&mut self.batch_targets);
+        if crate::scripting::some_shard_busy() {
+            targets.retain(|&s| !self.refuse_busy(idx, s));
+        }
         if let Some(c) = self.conns.get_mut(idx) {
             c.batches_out += targets.len() as u32;
         }
@@ -2034,14 +2181,299 @@ impl Worker {
             let batch = std::mem::take(&mut self.batches[s]);
             self.post(
                 s,
-                Msg::Work(Box::new(move |tw: &mut Worker| {
-                    exec_batch(tw, origin, token, client, resp, batch)
+                Msg::Batch(Box::new(BatchMsg {
+                    origin,
+                    token,
+                    client,
+                    resp,
+                    batch,
                 })),
             );
         }
-        let mut targets = targets;
         targets.clear();
         self.batch_targets = targets;
+    }
+
+    /// While a script past the busy threshold holds shard `s`, answers this connection's
+    /// batch for it with `-BUSY` (in request order) instead of sending it. True if it did.
+    fn refuse_busy(&mut self, idx: usize, s: usize) -> bool {
+        let Some(text) = crate::scripting::busy_reply(s) else {
+            return false;
+        };
+        let batch = std::mem::take(&mut self.batches[s]);
+        let mut v = Vec::new();
+        Reply::error(text).encode(2, &mut v);
+        let bytes = Bytes::from(v);
+        for c in &batch.cmds {
+            if let Some(st) = self.shard.cmd_stats.get_mut(c.id) {
+                st.rejected += 1;
+            }
+            commands::count_error(&mut self.shard, text);
+            if self.conns.contains(idx) {
+                self.fill(idx, c.seq, bytes.clone());
+            }
+        }
+        true
+    }
+
+    // ----- scripts -----------------------------------------------------------------------
+
+    /// Runs `f` on shard `to` and waits for its result, for a script's `redis.call` on a
+    /// shard the script holds. That shard is locked for the script (by its transaction), so
+    /// it runs nothing but `Control` jobs and answers at its next loop pass; this thread
+    /// yields meanwhile. `None` if the server stops first.
+    pub fn call_sync<T: Send + 'static>(&mut self, to: usize, f: ShardFn<T>) -> Option<T> {
+        type Cell<T> = std::sync::Mutex<Option<T>>;
+        let cell: Arc<Cell<T>> = Arc::new(std::sync::Mutex::new(None));
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (c2, d2) = (cell.clone(), done.clone());
+        self.post(
+            to,
+            Msg::Control(Box::new(move |tw: &mut Worker| {
+                let v = f(tw);
+                if let Ok(mut g) = c2.lock() {
+                    *g = Some(v);
+                }
+                d2.store(true, Ordering::Release);
+            })),
+        );
+        let mut spins = 0u32;
+        loop {
+            self.mesh.flush();
+            if done.load(Ordering::Acquire) {
+                return cell.lock().ok().and_then(|mut g| g.take());
+            }
+            if self.shared.shutdown.load(Ordering::Relaxed) {
+                return None;
+            }
+            spins += 1;
+            if spins < 64 {
+                std::hint::spin_loop();
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// A script running on this shard is past the busy threshold (called from its VM's
+    /// hook, between two Lua instructions): serves this shard's sockets as Redis serves
+    /// clients while a script is busy. New connections are accepted; each command read gets
+    /// `-BUSY`, except SCRIPT KILL / FUNCTION KILL (answered here) and SHUTDOWN NOSAVE
+    /// (stops the server, and so the script); a command Redis allows while busy (AUTH,
+    /// HELLO, MULTI...) pauses its connection until the script ends. Replies go out in
+    /// request order behind the connection's earlier ones. Nothing here touches keys, runs
+    /// other shards' jobs or closes a connection (what would close one waits in
+    /// `after_busy`), and the connections whose input is being parsed up the stack
+    /// (`in_input`, `caller`) are only read into their buffers.
+    pub fn busy_pump(&mut self, caller: Option<usize>, function: bool) {
+        let _ = self.ring.submit_and_wait(false, None);
+        let mut comps = Vec::new();
+        self.ring.drain_nested(&mut comps);
+        let wake_fd = self.mesh.waker().fd();
+        for c in comps {
+            let token = c.tag & ((1 << 56) - 1);
+            match c.tag >> 56 {
+                TAG_RECV => self.busy_recv(token, c, caller, function),
+                TAG_SEND => {
+                    let keep = c.result < 0
+                        || self
+                            .conn_by_token(token)
+                            .and_then(|i| self.conns.get(i))
+                            .is_none_or(|conn| conn.closing);
+                    if keep {
+                        self.after_busy.push(c);
+                    } else {
+                        self.on_send(token, c);
+                    }
+                }
+                _ => self.on_completion(c, wake_fd),
+            }
+        }
+        // Batches other shards sent here: -BUSY; any other message waits for the script.
+        let text = if function {
+            crate::scripting::BUSY_FUNCTION
+        } else {
+            crate::scripting::BUSY_EVAL
+        };
+        let inbox = &mut self.inbox;
+        self.mesh.recv_all(|_, m| inbox.push_back(m));
+        for m in std::mem::take(&mut self.inbox) {
+            match m {
+                Msg::Batch(b) => b.refuse(self, text),
+                other => self.inbox.push_back(other),
+            }
+        }
+        self.mesh.flush();
+        // One send per connection that has output, as `flush_dirty` (closing ones wait).
+        let dirty = std::mem::take(&mut self.dirty);
+        let mut keep = Vec::new();
+        for idx in dirty {
+            let Some(conn) = self.conns.get_mut(idx) else {
+                continue;
+            };
+            if conn.closing || conn.master || conn.sending || conn.out.is_empty() {
+                keep.push(idx);
+                continue;
+            }
+            conn.dirty = false;
+            conn.held = false;
+            let next = std::mem::take(&mut conn.spare);
+            let buf = std::mem::replace(&mut conn.out, next);
+            conn.sending = true;
+            conn.inflight = buf.len();
+            let t = tag(TAG_SEND, token_of(idx, conn.gen));
+            self.ring.send(conn.fd, buf, 0, t);
+        }
+        keep.append(&mut self.dirty);
+        self.dirty = keep;
+        let _ = self.ring.submit_and_wait(false, None);
+    }
+
+    /// A receive completion during a busy script: the bytes go to the connection's buffer;
+    /// its commands are answered by `busy_input` when nothing up the stack parses it.
+    fn busy_recv(&mut self, token: u64, c: Completion, caller: Option<usize>, function: bool) {
+        let Some(idx) = self.conn_by_token(token) else {
+            return;
+        };
+        if c.result <= 0 {
+            if c.result == -libc::ENOBUFS {
+                // The pool ran dry (it is not refilled while the script runs).
+                if let Some(conn) = self.conns.get_mut(idx) {
+                    if !c.more && matches!(conn.recv, RecvState::Multi(_)) {
+                        conn.recv = RecvState::Idle;
+                    }
+                    if conn_readable(conn) && conn.recv == RecvState::Idle {
+                        self.arm_single(idx, false);
+                    }
+                }
+                return;
+            }
+            // The end of the stream or an error: the loop handles it after the script.
+            self.after_busy.push(c);
+            return;
+        }
+        let min_free = self.shared.cfg.recv_buffer;
+        let conn = &mut self.conns[idx];
+        match c.buf {
+            OpBuf::Recv(b) => {
+                conn.rbuf = Some(b);
+                conn.recv = RecvState::Idle;
+            }
+            OpBuf::Provided(p) => {
+                if let Some(data) = self.ring.provided(&p) {
+                    let rbuf = conn.rbuf.get_or_insert_with(BytesMut::new);
+                    if rbuf.capacity() - rbuf.len() < data.len() {
+                        rbuf.reserve(data.len().max(min_free));
+                    }
+                    rbuf.extend_from_slice(data);
+                }
+            }
+            _ => {}
+        }
+        if !c.more && matches!(conn.recv, RecvState::Multi(_) | RecvState::Cancelling) {
+            conn.recv = RecvState::Idle;
+        }
+        self.net.net_input_bytes += c.result as u64;
+        conn.client.last_active = self.pass_now;
+        conn.note_input();
+        let parsed_above = conn.in_input > 0 || caller == Some(idx);
+        if !parsed_above {
+            self.busy_input(idx, function);
+        }
+        if let Some(conn) = self.conns.get_mut(idx) {
+            if conn.recv == RecvState::Idle {
+                self.arm_recv(idx);
+            }
+        }
+    }
+
+    /// Answers the complete commands in a connection's buffer while a script is busy.
+    fn busy_input(&mut self, idx: usize, function: bool) {
+        let max_bulk = self.shared.tun.proto_max_bulk_len.load(Ordering::Relaxed) as usize;
+        let token = token_of(idx, self.conns[idx].gen);
+        if self.resume.contains(&token) {
+            // Paused at a command that waits for the script's end.
+            return;
+        }
+        let mut args = Vec::new();
+        loop {
+            let Some(conn) = self.conns.get_mut(idx) else {
+                return;
+            };
+            if conn.closing
+                || conn.master
+                || conn.blocked_on.is_some()
+                || conn.waiting.is_some()
+                || conn.slots.len() > MAX_PENDING_SLOTS
+            {
+                break;
+            }
+            let Some(rbuf) = conn.rbuf.as_mut() else {
+                break;
+            };
+            let n = match parser::parse_partial(rbuf, max_bulk, &mut args, &mut conn.partial) {
+                Ok(Some(n)) => n,
+                Ok(None) => break,
+                Err(e) => {
+                    conn.push_reply(&Reply::Error(e.to_string()));
+                    conn.closing = true;
+                    break;
+                }
+            };
+            let chunk = rbuf
+                .get(..n)
+                .map(Bytes::copy_from_slice)
+                .unwrap_or_default();
+            let argv: Vec<Bytes> = args
+                .drain(..)
+                .map(|a| match a {
+                    Arg::Range(s, e) => chunk.slice(s..e),
+                    Arg::Owned(v) => Bytes::from(v),
+                })
+                .collect();
+            let answer = if argv.is_empty() {
+                Some(None)
+            } else {
+                busy_answer(conn, &argv, function)
+            };
+            let Some(answer) = answer else {
+                // Runs once the script has ended (`after_script`).
+                self.resume.push(token);
+                break;
+            };
+            if let Some(rbuf) = conn.rbuf.as_mut() {
+                let _ = rbuf.split_to(n);
+            }
+            match answer {
+                Some(r) => {
+                    conn.push_reply(&r);
+                    if let Reply::Error(e) = &r {
+                        commands::count_error(&mut self.shard, e);
+                    }
+                }
+                None if argv.is_empty() => {}
+                None => {
+                    // SHUTDOWN NOSAVE: the script stops at its next hook, then the loop.
+                    self.request_shutdown();
+                }
+            }
+        }
+        self.mark_dirty(idx);
+    }
+
+    /// What the busy pump left: completions it did not handle, and connections whose
+    /// input waits for the script's end.
+    fn after_script(&mut self) {
+        let wake_fd = self.mesh.waker().fd();
+        for c in std::mem::take(&mut self.after_busy) {
+            self.on_completion(c, wake_fd);
+        }
+        for token in std::mem::take(&mut self.resume) {
+            if let Some(idx) = self.conn_by_token(token) {
+                self.process_input(idx);
+                self.arm_recv(idx);
+            }
+        }
     }
 
     // ----- deferred replies --------------------------------------------------------------
@@ -2137,9 +2569,9 @@ impl Worker {
     }
 
     fn run_messages(&mut self) {
-        let mut inbox: Vec<Msg> = Vec::new();
-        self.mesh.recv_all(|_, m| inbox.push(m));
-        for m in inbox {
+        let inbox = &mut self.inbox;
+        self.mesh.recv_all(|_, m| inbox.push_back(m));
+        while let Some(m) = self.inbox.pop_front() {
             self.handle_msg(m);
         }
         // Local jobs may queue more local jobs; bound the rounds so the loop keeps turning.
@@ -2156,7 +2588,7 @@ impl Worker {
         match m {
             Msg::Work(j) => {
                 if self.lock.is_some() {
-                    self.parked.push_back(j);
+                    self.parked.push_back(Msg::Work(j));
                 } else {
                     self.run_job(j);
                 }
@@ -2164,6 +2596,17 @@ impl Worker {
             Msg::Control(j) => {
                 self.run_job(j);
                 self.run_parked();
+            }
+            Msg::Batch(b) => {
+                if self.lock.is_none() {
+                    b.run(self);
+                    crate::shard::journal::flush(&mut self.shard);
+                } else if let Some(text) = crate::scripting::busy_reply(self.id) {
+                    // Held by a script past the busy threshold.
+                    b.refuse(self, text);
+                } else {
+                    self.parked.push_back(Msg::Batch(b));
+                }
             }
         }
     }
@@ -2177,10 +2620,26 @@ impl Worker {
 
     fn run_parked(&mut self) {
         while self.lock.is_none() {
-            let Some(j) = self.parked.pop_front() else {
-                break;
-            };
-            self.run_job(j);
+            match self.parked.pop_front() {
+                Some(Msg::Work(j)) | Some(Msg::Control(j)) => self.run_job(j),
+                Some(Msg::Batch(b)) => {
+                    b.run(self);
+                    crate::shard::journal::flush(&mut self.shard);
+                }
+                None => break,
+            }
+        }
+    }
+
+    /// A script holding this shard went past the busy threshold: the batches waiting for
+    /// the lock get `-BUSY` now (other parked work keeps its place).
+    pub fn refuse_parked_batches(&mut self, text: &str) {
+        let parked = std::mem::take(&mut self.parked);
+        for m in parked {
+            match m {
+                Msg::Batch(b) => b.refuse(self, text),
+                other => self.parked.push_back(other),
+            }
         }
     }
 
@@ -2489,6 +2948,16 @@ fn exec_batch(tw: &mut Worker, origin: usize, token: u64, client: u64, resp: u8,
             Some(Exec::Multi(m)) => {
                 commands::run_key(&mut tw.shard, c.id, m.sub, c.db, resp, argv, None)
             }
+            Some(Exec::Script(f)) => crate::scripting::host::run(
+                tw,
+                c.id,
+                f,
+                c.db,
+                resp,
+                argv,
+                None,
+                crate::scripting::host::Held::Own,
+            ),
             _ => Reply::error("ERR internal routing error"),
         };
         tw.shard.no_touch = false;
@@ -2518,4 +2987,56 @@ fn exec_batch(tw: &mut Worker, origin: usize, token: u64, client: u64, resp: u8,
             ow.fill_batch(token, buf, marks, remote)
         })),
     );
+}
+
+/// How a connection's command is answered while a script is busy: `Some(Some(reply))`,
+/// `Some(None)` for SHUTDOWN NOSAVE (the server stops), `None` to leave it (and what
+/// follows) until the script ends. Redis's order: unknown command and arity errors, then
+/// authentication, then `-BUSY` for everything not allowed while busy.
+fn busy_answer(conn: &mut Conn, argv: &[Bytes], function: bool) -> Option<Option<Reply>> {
+    use crate::commands::table::{ALLOW_BUSY, NOAUTH};
+    let Some((_, spec)) = table().lookup(argv.first().map(|b| b.as_ref()).unwrap_or_default())
+    else {
+        return Some(Some(Reply::Raw(crate::error::unknown_command_reply(argv))));
+    };
+    if let Err(e) = commands::check_arity(spec, argv) {
+        return Some(Some(Reply::Error(e.to_string())));
+    }
+    if !conn.client.authed && !spec.has(NOAUTH) {
+        return Some(Some(Reply::Error(crate::error::NOAUTH.to_string())));
+    }
+    let sub = |i: usize, w: &str| {
+        argv.get(i)
+            .is_some_and(|a| a.eq_ignore_ascii_case(w.as_bytes()))
+    };
+    let kill = (spec.name == "script" || spec.name == "function") && sub(1, "kill");
+    if kill && argv.len() == 2 {
+        return Some(Some(match crate::scripting::kill_busy() {
+            crate::scripting::Kill::Killed => Reply::Ok,
+            crate::scripting::Kill::NotBusy => Reply::error(crate::scripting::NOTBUSY),
+            crate::scripting::Kill::Unkillable => Reply::error(crate::scripting::UNKILLABLE),
+        }));
+    }
+    let nosave = argv
+        .iter()
+        .skip(1)
+        .any(|a| a.eq_ignore_ascii_case(b"nosave"));
+    if spec.name == "shutdown" && nosave {
+        return Some(None);
+    }
+    if spec.has(ALLOW_BUSY) && spec.name != "shutdown" && !kill {
+        return None;
+    }
+    // A refused command inside MULTI makes EXEC fail, as Redis's rejectCommand.
+    if let Some(t) = conn.tx.as_mut() {
+        if t.queue.is_some() {
+            t.aborted = true;
+        }
+    }
+    let text = if function {
+        crate::scripting::BUSY_FUNCTION
+    } else {
+        crate::scripting::BUSY_EVAL
+    };
+    Some(Some(Reply::error(text)))
 }
