@@ -334,6 +334,8 @@ pub struct Config {
     pub text: Vec<(String, String)>,
     /// One line per accepted-but-unsupported directive, logged at startup.
     pub warnings: Vec<String>,
+    /// The `tls-*` directives (`tls`).
+    pub tls: crate::tls::TlsCfg,
 }
 
 /// Who may run a command guarded by an `enable-*-command` setting (Redis's yes/no/local).
@@ -419,6 +421,7 @@ impl Default for Config {
             replicaof: None,
             text: Vec::new(),
             warnings: Vec::new(),
+            tls: crate::tls::TlsCfg::default(),
         }
     }
 }
@@ -816,6 +819,14 @@ impl Config {
                     self.text.push((n.to_string(), shown.clone()));
                 }
             }
+            // TLS (`tls`): implemented, or accepted with a warning, or refused.
+            other if crate::tls::DEFAULTS.iter().any(|(n, _)| *n == other) => {
+                if let Some((shown, warn)) = self.tls.apply(other, v)? {
+                    self.warnings.extend(warn);
+                    self.text.retain(|(n, _)| n != other);
+                    self.text.push((other.to_string(), shown));
+                }
+            }
             // Every other Redis directive: accepted with a warning, or refused with the
             // reason (`directives`); never ignored silently.
             other => {
@@ -1061,6 +1072,9 @@ impl Tunables {
             yn(cfg.stop_writes_on_bgsave_error),
         );
         for (k, v) in crate::repl::SETTING_DEFAULTS {
+            text.insert(k.to_string(), v.to_string());
+        }
+        for (k, v) in crate::tls::DEFAULTS {
             text.insert(k.to_string(), v.to_string());
         }
         let master = cfg
@@ -1373,6 +1387,12 @@ impl Tunables {
                     .store(crate::acl::auth_required(), Ordering::Relaxed);
             }
             "aclfile" => return Err("can't set immutable config".into()),
+            name if crate::tls::DEFAULTS.iter().any(|(n, _)| *n == name) => {
+                return Err(
+                    "TLS settings cannot change at run time yet (restart with the new value)"
+                        .into(),
+                )
+            }
             "notify-keyspace-events" => {
                 let f = crate::shard::notify::parse(value)
                     .ok_or_else(|| crate::shard::notify::INVALID.to_string())?;

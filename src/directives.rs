@@ -65,13 +65,6 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
         "rename-command",
         Only(&[], "rename-command is not supported yet (a command meant to be hidden would stay reachable)"),
     ),
-    ("tls-port", Only(&["0"], "TLS is not supported yet")),
-    ("tls-cert-file", Warn("TLS is not supported yet (tls-port must be 0)")),
-    ("tls-key-file", Warn("TLS is not supported yet (tls-port must be 0)")),
-    ("tls-ca-cert-file", Warn("TLS is not supported yet (tls-port must be 0)")),
-    ("tls-auth-clients", Warn("TLS is not supported yet (tls-port must be 0)")),
-    ("tls-replication", Only(&["no"], "TLS is not supported yet")),
-    ("tls-cluster", Only(&["no"], "TLS is not supported yet")),
     ("unixsocket", Only(&[""], "unix sockets are not supported yet: clients would find nothing at that path")),
     ("unixsocketperm", Warn("unix sockets are not supported yet")),
     (

@@ -144,6 +144,10 @@ pub struct Conn {
     /// ACL), see expired keys as live, and its replies are dropped instead of sent (only
     /// `REPLCONF ACK`s go back).
     pub master: bool,
+    /// The TLS session of a connection accepted on `tls-port` (`tls`): its receives carry
+    /// ciphertext, decrypted into `rbuf`, and its output is encrypted at flush. `None` for
+    /// plain connections, which never look further.
+    pub tls: Option<Box<crate::tls::Session>>,
 }
 
 impl Conn {
@@ -175,6 +179,7 @@ impl Conn {
             tx: None,
             replica_link: None,
             master: false,
+            tls: None,
         }
     }
 

@@ -46,6 +46,9 @@ pub struct Shared {
     pub events: Sender<Event>,
     /// The port actually bound (differs from cfg.port when it was 0).
     pub port: u16,
+    /// The TLS configuration, when `tls-port` is set (`tls`): each connection accepted on
+    /// the TLS listener starts a session from it.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// What each shard publishes for the others' eviction decisions (indexed by shard).
     pub mem: Vec<ShardMem>,
     /// Each shard's stall detector readings (indexed by shard).
@@ -278,20 +281,58 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
     let mut aof_records: Vec<Vec<crate::persist::aof::Rec>> =
         aof_loaded.map(|a| a.shards).unwrap_or_default();
     aof_records.resize_with(cfg.shards, Vec::new);
-    let mut listeners = Vec::with_capacity(cfg.shards);
+    // TLS: the configuration is built (files read, settings checked) before anything is
+    // bound, so a bad certificate stops the server here with the reason.
+    let tls = match cfg.tls.port {
+        0 => None,
+        _ => Some(crate::tls::server_config(&cfg.tls)?),
+    };
+    let tls_addr = SocketAddr::new(cfg.bind, cfg.tls.port);
+    if tls.is_some() {
+        sys::check_port_free(tls_addr).map_err(|e| {
+            format!(
+                "Could not create server TLS listening socket {tls_addr}: bind: {}\nFailed listening on port {} (TLS), aborting.",
+                os_text(&e),
+                cfg.tls.port
+            )
+        })?;
+    }
+    // `port 0` with a `tls-port` listens on TLS only, as Redis; `port 0` alone takes a
+    // port the kernel picks (tests).
+    let plain = cfg.port != 0 || tls.is_none();
+    let mut listeners: Vec<worker::Listeners> = Vec::with_capacity(cfg.shards);
+    let close_all = |ls: &[worker::Listeners]| {
+        for l in ls {
+            l.plain.into_iter().chain(l.tls).for_each(sys::close);
+        }
+    };
     let mut port = cfg.port;
     for i in 0..cfg.shards {
-        let a = SocketAddr::new(cfg.bind, port);
-        let fd = sys::listen_reuseport(a, cfg.tcp_backlog).map_err(|e| {
-            for &fd in &listeners {
-                sys::close(fd);
+        let mut l = worker::Listeners::default();
+        if plain {
+            let a = SocketAddr::new(cfg.bind, port);
+            let fd = sys::listen_reuseport(a, cfg.tcp_backlog).map_err(|e| {
+                close_all(&listeners);
+                format!("Could not create server TCP listening socket {addr}: {e}")
+            })?;
+            if i == 0 && port == 0 {
+                port = sys::addrs(fd).1.map(|a| a.port()).unwrap_or(0);
             }
-            format!("Could not create server TCP listening socket {addr}: {e}")
-        })?;
-        if i == 0 && port == 0 {
-            port = sys::addrs(fd).1.map(|a| a.port()).unwrap_or(0);
+            l.plain = Some(fd);
         }
-        listeners.push(fd);
+        if tls.is_some() {
+            match sys::listen_reuseport(tls_addr, cfg.tcp_backlog) {
+                Ok(fd) => l.tls = Some(fd),
+                Err(e) => {
+                    close_all(&listeners);
+                    close_all(&[l]);
+                    return Err(format!(
+                        "Could not create server TLS listening socket {tls_addr}: {e}"
+                    ));
+                }
+            }
+        }
+        listeners.push(l);
     }
 
     let (events, events_rx) = mpsc::channel::<Event>();
@@ -309,6 +350,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         signalled: AtomicBool::new(false),
         events,
         port,
+        tls,
         mem: (0..cfg.shards).map(|_| ShardMem::default()).collect(),
         pulse: (0..cfg.shards).map(|_| Pulse::default()).collect(),
         persist: crate::persist::State::new(crate::persist::unix_secs()),
@@ -419,7 +461,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
                         let _ = ready.send(Err(format!(
                             "shard {i}: io_uring setup failed: {e}. {why}"
                         )));
-                        sys::close(fd);
+                        fd.plain.into_iter().chain(fd.tls).for_each(sys::close);
                     }
                 }
             })
@@ -475,10 +517,15 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         .map(|c| c.to_string())
         .collect();
     crate::log::notice(&format!(
-        "shardis {} started: pid={} port={} bind={} shards={} cores={} io_uring={} sched={}",
+        "shardis {} started: pid={} port={}{} bind={} shards={} cores={} io_uring={} sched={}",
         env!("CARGO_PKG_VERSION"),
         std::process::id(),
-        port,
+        if plain { port.to_string() } else { "none".into() },
+        if shared.tls.is_some() {
+            format!(" tls-port={}", cfg.tls.port)
+        } else {
+            String::new()
+        },
         cfg.bind,
         cfg.shards,
         if cores.is_empty() {
@@ -489,7 +536,12 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         setup,
         if batch { "batch" } else { "other" }
     ));
-    crate::log::notice("Ready to accept connections tcp");
+    if plain {
+        crate::log::notice("Ready to accept connections tcp");
+    }
+    if shared.tls.is_some() {
+        crate::log::notice("Ready to accept connections tls");
+    }
     if let Some(home) = wakers.get(crate::repl::HOME) {
         crate::repl::init(shared.clone(), home.clone());
     }

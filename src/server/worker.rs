@@ -139,8 +139,9 @@ enum TimerKind {
     ClientTimeout,
     /// A blocked client's timeout (waiter id).
     Block(u64),
-    /// Arm the accept again after it failed without taking a connection (`Accepting`).
-    AcceptRetry,
+    /// Arm an accept again after it failed without taking a connection (`Accepting`); the
+    /// listener (`LISTEN_PLAIN`, `LISTEN_TLS`).
+    AcceptRetry(usize),
     /// Replication's periodic work on the hub (`repl::master::on_timer`).
     Repl,
 }
@@ -162,6 +163,29 @@ struct Accepting {
     logged: Option<Instant>,
     unlogged: u64,
 }
+
+impl Accepting {
+    fn new() -> Accepting {
+        Accepting {
+            progress: false,
+            backoff: ACCEPT_RETRY_MIN,
+            logged: None,
+            unlogged: 0,
+        }
+    }
+}
+
+/// A shard's listening sockets: the plain port's and the TLS port's (each optional: `port 0`
+/// with a `tls-port` listens on TLS only).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Listeners {
+    pub plain: Option<RawFd>,
+    pub tls: Option<RawFd>,
+}
+
+/// Listener indexes (the accept's token, `Worker::accepting`).
+const LISTEN_PLAIN: usize = 0;
+const LISTEN_TLS: usize = 1;
 
 const ACCEPT_RETRY_MIN: Duration = Duration::from_millis(5);
 const ACCEPT_RETRY_MAX: Duration = Duration::from_millis(200);
@@ -231,7 +255,7 @@ pub struct Worker {
     window: lookahead::Window,
     completions: Vec<Completion>,
     timers: Timers<TimerKind>,
-    listen_fd: RawFd,
+    listeners: Listeners,
     next_gen: u32,
     /// Batches sent to other shards whose replies have not arrived yet.
     awaiting: usize,
@@ -247,7 +271,8 @@ pub struct Worker {
     /// Sockets shut down by `close_conn` whose descriptors are closed only once every queued
     /// submission has reached the kernel (see `close_pending`).
     pending_close: Vec<RawFd>,
-    accepting: Accepting,
+    /// Accept state per listener (`LISTEN_PLAIN`, `LISTEN_TLS`).
+    accepting: [Accepting; 2],
     /// The connections' buffer bytes, summed by the 100 ms tick (`Conn::buffer_bytes`).
     clients_bytes: u64,
     /// This shard's append-only log, with `appendonly yes` (see `persist::aof`).
@@ -268,7 +293,7 @@ impl Worker {
         id: usize,
         shared: Arc<Shared>,
         mesh: Endpoint<Msg>,
-        listen_fd: RawFd,
+        listeners: Listeners,
     ) -> std::io::Result<Worker> {
         let cfg = &shared.cfg;
         let mut ring = Ring::new(cfg.ring_entries)?;
@@ -308,7 +333,7 @@ impl Worker {
             window: lookahead::Window::default(),
             completions: Vec::with_capacity(256),
             timers: Timers::default(),
-            listen_fd,
+            listeners,
             next_gen: 1,
             awaiting: 0,
             timer_armed: None,
@@ -316,12 +341,7 @@ impl Worker {
             pass_now: Instant::now(),
             clock: PassClock::new(),
             pending_close: Vec::new(),
-            accepting: Accepting {
-                progress: false,
-                backoff: ACCEPT_RETRY_MIN,
-                logged: None,
-                unlogged: 0,
-            },
+            accepting: [Accepting::new(), Accepting::new()],
             clients_bytes: 0,
             aof: None,
             master_repl: None,
@@ -372,7 +392,8 @@ impl Worker {
         if crate::repl::is_replica() {
             self.shard.dbs.iter_mut().for_each(|d| d.replica = true);
         }
-        self.arm_accept();
+        self.arm_accept(LISTEN_PLAIN);
+        self.arm_accept(LISTEN_TLS);
         let wake_fd = self.mesh.waker().fd();
         self.ring.read_eventfd(wake_fd, tag(TAG_WAKE, 0));
         let now = Instant::now();
@@ -512,7 +533,7 @@ impl Worker {
             else {
                 continue;
             };
-            if conn.rbuf.as_ref().is_some_and(|b| !b.is_empty()) {
+            if conn.rbuf.as_ref().is_some_and(|b| !b.is_empty()) || conn.tls.is_some() {
                 continue;
             }
             let (Some(data), Some(db)) =
@@ -648,7 +669,8 @@ impl Worker {
         for fd in self.pending_close.drain(..) {
             sys::close(fd);
         }
-        sys::close(self.listen_fd);
+        let l = self.listeners;
+        l.plain.into_iter().chain(l.tls).for_each(sys::close);
     }
 
     // ----- completions -------------------------------------------------------------------
@@ -658,22 +680,24 @@ impl Worker {
         let token = c.tag & ((1 << 56) - 1);
         match kind {
             TAG_ACCEPT => {
+                let which = (token as usize).min(LISTEN_TLS);
                 let failed = c.result < 0 && c.result != -libc::ECANCELED;
                 if c.result >= 0 {
-                    self.accepting.progress = true;
-                    self.accepting.backoff = ACCEPT_RETRY_MIN;
-                    self.on_accept(c.result);
+                    self.accepting[which].progress = true;
+                    self.accepting[which].backoff = ACCEPT_RETRY_MIN;
+                    self.on_accept(c.result, which == LISTEN_TLS);
                 } else if failed {
-                    self.log_accept_error(-c.result);
+                    self.log_accept_error(which, -c.result);
                 }
                 if !c.more && !self.shared.shutdown.load(Ordering::Relaxed) {
-                    if failed && !self.accepting.progress {
-                        let pause = self.accepting.backoff;
-                        self.accepting.backoff = (pause * 2).min(ACCEPT_RETRY_MAX);
+                    let a = &mut self.accepting[which];
+                    if failed && !a.progress {
+                        let pause = a.backoff;
+                        a.backoff = (pause * 2).min(ACCEPT_RETRY_MAX);
                         self.timers
-                            .add(self.pass_now + pause, TimerKind::AcceptRetry);
+                            .add(self.pass_now + pause, TimerKind::AcceptRetry(which));
                     } else {
-                        self.arm_accept();
+                        self.arm_accept(which);
                     }
                 }
             }
@@ -693,15 +717,22 @@ impl Worker {
         }
     }
 
-    fn arm_accept(&mut self) {
-        self.accepting.progress = false;
-        self.ring.accept_multi(self.listen_fd, tag(TAG_ACCEPT, 0));
+    fn arm_accept(&mut self, which: usize) {
+        let fd = match which {
+            LISTEN_PLAIN => self.listeners.plain,
+            _ => self.listeners.tls,
+        };
+        let Some(fd) = fd else {
+            return;
+        };
+        self.accepting[which].progress = false;
+        self.ring.accept_multi(fd, tag(TAG_ACCEPT, which as u64));
     }
 
     /// Logs an accept error (Redis's "Accepting client connection: ..." warning), at most
     /// once a second per shard.
-    fn log_accept_error(&mut self, errno: i32) {
-        let a = &mut self.accepting;
+    fn log_accept_error(&mut self, which: usize, errno: i32) {
+        let a = &mut self.accepting[which.min(LISTEN_TLS)];
         let now = self.pass_now;
         if a.logged
             .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
@@ -721,14 +752,37 @@ impl Worker {
         ));
     }
 
-    fn on_accept(&mut self, fd: RawFd) {
+    /// A connection accepted on the plain listener, or on the TLS one (`tls`: it starts a
+    /// TLS session, and every byte in and out of it goes through that session).
+    fn on_accept(&mut self, fd: RawFd, tls: bool) {
         self.net.connections_received += 1;
+        // A refusal's text would be plaintext in the middle of a TLS handshake: a TLS
+        // client is only closed.
+        let refuse = |fd: RawFd, text: &[u8]| match tls {
+            false => sys::write_and_close(fd, text),
+            true => sys::close(fd),
+        };
+        let session = match (tls, &self.shared.tls) {
+            (false, _) => None,
+            (true, Some(cfg)) => match crate::tls::Session::new(cfg) {
+                Ok(s) => Some(Box::new(s)),
+                Err(e) => {
+                    crate::log::warning(&format!("Error creating a TLS session: {e}"));
+                    sys::close(fd);
+                    return;
+                }
+            },
+            (true, None) => {
+                sys::close(fd);
+                return;
+            }
+        };
         let max = self.shared.tun.maxclients.load(Ordering::Relaxed);
         let prev = self.shared.clients.fetch_add(1, Ordering::AcqRel);
         if prev >= max {
             self.shared.clients.fetch_sub(1, Ordering::AcqRel);
             self.net.rejected_connections += 1;
-            sys::write_and_close(fd, b"-ERR max number of clients reached\r\n");
+            refuse(fd, b"-ERR max number of clients reached\r\n");
             return;
         }
         sys::setup_conn(fd, self.shared.cfg.tcp_nodelay);
@@ -748,7 +802,7 @@ impl Worker {
                     "Denied client {}: protected mode is on and no password is set",
                     peer.map(|p| p.to_string()).unwrap_or_default()
                 ));
-                sys::write_and_close(fd, crate::error::DENIED);
+                refuse(fd, crate::error::DENIED);
                 return;
             }
         }
@@ -759,7 +813,9 @@ impl Worker {
         let mut client = ClientInfo::new(id, show(peer), show(local));
         client.authed = !auth_required;
         // acl_epoch 0: the first command fetches the default user (see `acl_gate`).
-        let idx = self.conns.insert(Conn::new(fd, gen, client));
+        let mut conn = Conn::new(fd, gen, client);
+        conn.tls = session;
+        let idx = self.conns.insert(conn);
         self.arm_recv(idx);
     }
 
@@ -792,11 +848,20 @@ impl Worker {
         if conn.waiting.is_some() && conn.rbuf.as_ref().is_some_and(|b| !b.is_empty()) {
             return;
         }
-        let Some(mut buf) = conn.rbuf.take() else {
+        // A TLS connection receives ciphertext into its session's buffer; the read buffer
+        // holds the plaintext.
+        let taken = match conn.tls.as_mut() {
+            None => conn.rbuf.take(),
+            Some(t) => t.cbuf.take(),
+        };
+        let Some(mut buf) = taken else {
             return;
         };
         // `qalloc`: the block behind the buffer, which a view left by `split_to` hides.
-        if buf.is_empty() && buf.capacity().max(conn.qalloc) > 4 * min_free.max(64 * 1024) {
+        if conn.tls.is_none()
+            && buf.is_empty()
+            && buf.capacity().max(conn.qalloc) > 4 * min_free.max(64 * 1024)
+        {
             buf = BytesMut::new();
             conn.qalloc = 0;
         }
@@ -818,11 +883,15 @@ impl Worker {
         }
     }
 
-    fn on_recv(&mut self, token: u64, c: Completion) {
+    fn on_recv(&mut self, token: u64, mut c: Completion) {
         let Some(idx) = self.conn_by_token(token) else {
             return;
         };
         let min_free = self.shared.cfg.recv_buffer;
+        if self.conns[idx].tls.is_some() {
+            // Ciphertext: decrypted into the read buffer here; what follows sees plaintext.
+            self.tls_recv(idx, &mut c);
+        }
         let conn = &mut self.conns[idx];
         match c.buf {
             // A one-shot receive hands the read buffer back (with the new bytes in it).
@@ -912,6 +981,93 @@ impl Worker {
         self.arm_recv(idx);
     }
 
+    /// A TLS connection's receive: takes the completion's ciphertext (leaving `c.buf`
+    /// empty), feeds it to the session, and appends the plaintext it carried to the read
+    /// buffer. A TLS error (a failed handshake, a bad record, a plaintext client on the TLS
+    /// port) marks the connection closing: the alert goes out with the next flush, then
+    /// the connection closes. Nothing here blocks or waits for more bytes.
+    fn tls_recv(&mut self, idx: usize, c: &mut Completion) {
+        let buf = std::mem::replace(&mut c.buf, OpBuf::None);
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        let Some(tls) = conn.tls.as_mut() else {
+            return;
+        };
+        let rbuf = conn.rbuf.get_or_insert_with(BytesMut::new);
+        let res = match buf {
+            OpBuf::Recv(mut b) => {
+                conn.recv = RecvState::Idle;
+                let r = match c.result > 0 {
+                    true => tls.input(&b, rbuf),
+                    false => Ok(()),
+                };
+                b.clear();
+                tls.cbuf = Some(b);
+                r
+            }
+            OpBuf::Provided(p) => match self.ring.provided(&p) {
+                Some(data) => tls.input(data, rbuf),
+                None => Ok(()),
+            },
+            other => {
+                c.buf = other;
+                Ok(())
+            }
+        };
+        if let Err(e) = res {
+            let what = match tls.is_handshaking() {
+                true => "Error accepting a client connection",
+                false => "Error reading from client",
+            };
+            crate::log::verbose(&format!(
+                "{what}: TLS: {e} (id={} addr={})",
+                conn.client.id, conn.client.addr
+            ));
+            conn.closing = true;
+            self.mark_dirty(idx);
+        }
+    }
+
+    /// A TLS connection's flush: every ready reply, encrypted, plus the handshake records
+    /// or alert due, in one send (the plain path's `flush_dirty` step for TLS).
+    fn tls_flush(&mut self, idx: usize) {
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        if let (false, Some(tls)) = (conn.sending, conn.tls.as_mut()) {
+            if !conn.out.is_empty() || tls.wants_write() {
+                // Hold for replies from other shards once, as the plain path does.
+                if conn.batches_out > 0 && !conn.held && conn.out.len() < HOLD_MAX && !conn.closing
+                {
+                    conn.held = true;
+                    return;
+                }
+                conn.held = false;
+                let mut cipher = std::mem::take(&mut conn.spare);
+                if let Err(e) = tls.output(&conn.out, &mut cipher) {
+                    crate::log::verbose(&format!(
+                        "Error writing to client: TLS: {e} (id={} addr={})",
+                        conn.client.id, conn.client.addr
+                    ));
+                    conn.closing = true;
+                }
+                conn.out.clear();
+                if !cipher.is_empty() {
+                    conn.sending = true;
+                    conn.inflight = cipher.len();
+                    let t = tag(TAG_SEND, token_of(idx, conn.gen));
+                    self.ring.send(conn.fd, cipher, 0, t);
+                    return;
+                }
+                conn.spare = cipher;
+            }
+        }
+        if conn.closing && conn.drained() {
+            self.close_conn(idx);
+        }
+    }
+
     fn on_send(&mut self, token: u64, c: Completion) {
         let Some(idx) = self.conn_by_token(token) else {
             return;
@@ -983,6 +1139,10 @@ impl Worker {
                 // Replies to our master are dropped; only its ACKs go out.
                 conn.out.clear();
                 conn.out.append(&mut self.repl.ack);
+            }
+            if conn.tls.is_some() {
+                self.tls_flush(idx);
+                continue;
             }
             if conn.sending || conn.out.is_empty() {
                 if conn.closing && conn.drained() {
@@ -1992,9 +2152,9 @@ impl Worker {
             }
             TimerKind::Block(wid) => coord::block::on_timeout(self, wid),
             TimerKind::Repl => crate::repl::master::on_timer(self),
-            TimerKind::AcceptRetry => {
+            TimerKind::AcceptRetry(which) => {
                 if !self.shared.shutdown.load(Ordering::Relaxed) {
-                    self.arm_accept();
+                    self.arm_accept(which);
                 }
             }
             TimerKind::ClientTimeout => {
