@@ -292,6 +292,8 @@ pub struct Config {
     pub protected_mode: bool,
     /// `enable-debug-command`: who may run DEBUG.
     pub debug_command: Access,
+    /// `enable-protected-configs`: who may CONFIG SET `dir` and `dbfilename`.
+    pub protected_configs: Access,
     /// `daemonize yes`: fork into the background at startup.
     pub daemonize: bool,
     pub pidfile: Option<String>,
@@ -400,6 +402,7 @@ impl Default for Config {
             requirepass: String::new(),
             protected_mode: true,
             debug_command: Access::No,
+            protected_configs: Access::No,
             daemonize: false,
             pidfile: None,
             logfile: String::new(),
@@ -751,6 +754,10 @@ impl Config {
                 self.debug_command = Access::parse(v)
                     .ok_or_else(|| format!("argument must be one of yes, no, local: '{v}'"))?
             }
+            "enable-protected-configs" => {
+                self.protected_configs = Access::parse(v)
+                    .ok_or_else(|| format!("argument must be one of yes, no, local: '{v}'"))?
+            }
             "daemonize" => self.daemonize = parse_yes_no(v)?,
             "pidfile" => self.pidfile = (!v.is_empty()).then(|| v.to_string()),
             "logfile" => self.logfile = v.to_string(),
@@ -1051,6 +1058,10 @@ impl Tunables {
             "enable-debug-command".into(),
             cfg.debug_command.name().into(),
         );
+        text.insert(
+            "enable-protected-configs".into(),
+            cfg.protected_configs.name().into(),
+        );
         text.insert("pidfile".into(), cfg.pidfile.clone().unwrap_or_default());
         text.insert("logfile".into(), cfg.logfile.clone());
         let dir = std::env::current_dir()
@@ -1153,6 +1164,16 @@ impl Tunables {
              with {}",
             best.saturating_sub(reserved)
         ))
+    }
+
+    /// The RDB file's name now in force (`dbfilename`: the config, or CONFIG SET where
+    /// `enable-protected-configs` allows it). Read by each save, never per command.
+    pub fn dbfilename(&self) -> String {
+        self.text
+            .lock()
+            .ok()
+            .and_then(|m| m.get("dbfilename").cloned())
+            .unwrap_or_else(|| "dump.rdb".into())
     }
 
     /// The eviction settings now in force.
@@ -1315,7 +1336,8 @@ impl Tunables {
             | "logfile"
             | "replicaof"
             | "slaveof"
-            | "enable-debug-command" => {
+            | "enable-debug-command"
+            | "enable-protected-configs" => {
                 return Err("can't set immutable config".into());
             }
             name if crate::repl::SETTING_DEFAULTS
@@ -1328,11 +1350,26 @@ impl Tunables {
                     m.insert(n.to_string(), shown.clone());
                 }
             }
-            // Protected configs (Redis 7 refuses them unless enable-protected-configs).
-            "dir" | "dbfilename" | "appenddirname" => {
-                return Err("can't set protected config".into())
+            // Protected configs: `commands::server::config_set` checks
+            // enable-protected-configs before it gets here.
+            "dir" => {
+                // As Redis: the process enters the directory (saves and the AOF use paths
+                // relative to it); CONFIG GET shows where it is now.
+                std::env::set_current_dir(value).map_err(|e| crate::server::os_text(&e))?;
+                let now = std::env::current_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|_| value.to_string());
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                m.insert(name.into(), now);
             }
-            "appendfilename" => return Err("can't set immutable config".into()),
+            "dbfilename" => {
+                if value.is_empty() || value.contains('/') {
+                    return Err("dbfilename can't be a path, just a filename".into());
+                }
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                m.insert(name.into(), value.to_string());
+            }
+            "appendfilename" | "appenddirname" => return Err("can't set immutable config".into()),
             "appendonly" => {
                 let on = parse_yes_no(value)
                     .map_err(|_| "argument must be 'yes' or 'no'".to_string())?;

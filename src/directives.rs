@@ -67,10 +67,6 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ),
     ("unixsocket", Only(&[""], "unix sockets are not supported yet: clients would find nothing at that path")),
     ("unixsocketperm", Warn("unix sockets are not supported yet")),
-    (
-        "enable-protected-configs",
-        Warn("protected configs (dir, dbfilename, logfile...) cannot be changed by CONFIG SET at all"),
-    ),
     ("enable-module-command", Warn("modules are not supported; MODULE is an unknown command")),
     ("loadmodule", Only(&[], "modules are not supported")),
     ("maxmemory-clients", Only(&["0"], "client eviction (maxmemory-clients) is not supported yet")),

@@ -98,7 +98,9 @@ fn yes_no(name: &str, v: &str) -> Result<bool, String> {
     match v.to_ascii_lowercase().as_str() {
         "yes" => Ok(true),
         "no" => Ok(false),
-        _ => Err(format!("argument must be 'yes' or 'no' for '{name}': '{v}'")),
+        _ => Err(format!(
+            "argument must be 'yes' or 'no' for '{name}': '{v}'"
+        )),
     }
 }
 
@@ -106,7 +108,11 @@ impl TlsCfg {
     /// Applies one `tls-*` directive (config file, flag). Returns the value CONFIG GET shows
     /// and a warning line for the ones accepted without effect; `Err` refuses it with the
     /// reason; `Ok(None)` when `name` is not a TLS directive.
-    pub fn apply(&mut self, name: &str, v: &str) -> Result<Option<(String, Option<String>)>, String> {
+    pub fn apply(
+        &mut self,
+        name: &str,
+        v: &str,
+    ) -> Result<Option<(String, Option<String>)>, String> {
         let v = v.trim();
         let shown = v.to_string();
         let mut warn = None;
@@ -130,11 +136,9 @@ impl TlsCfg {
                     "yes" => AuthClients::Yes,
                     "no" => AuthClients::No,
                     "optional" => AuthClients::Optional,
-                    _ => {
-                        return Err(format!(
-                            "argument must be one of yes, no, optional for 'tls-auth-clients': '{v}'"
-                        ))
-                    }
+                    _ => return Err(format!(
+                        "argument must be one of yes, no, optional for 'tls-auth-clients': '{v}'"
+                    )),
                 };
                 return Ok(Some((v.to_ascii_lowercase(), None)));
             }
@@ -177,10 +181,12 @@ impl TlsCfg {
             }
             "tls-replication" => {
                 if yes_no(name, v)? {
-                    return Err("'tls-replication yes' is refused: replication links over TLS \
+                    return Err(
+                        "'tls-replication yes' is refused: replication links over TLS \
                                 are not supported yet (this server would connect to its \
                                 master in plaintext)"
-                        .into());
+                            .into(),
+                    );
                 }
             }
             "tls-cluster" => {
@@ -235,9 +241,11 @@ fn protocols(v: &str) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, 
                 ))
             }
             _ => {
-                return Err("Invalid tls-protocols specified. Use a combination of 'TLSv1', \
+                return Err(
+                    "Invalid tls-protocols specified. Use a combination of 'TLSv1', \
                             'TLSv1.1', 'TLSv1.2' and 'TLSv1.3'."
-                    .into())
+                        .into(),
+                )
             }
         }
     }
@@ -246,8 +254,14 @@ fn protocols(v: &str) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, 
 
 /// TLSv1.3 suites by their IANA names, as `tls-ciphersuites` lists them.
 const SUITES_13: &[(&str, SupportedCipherSuite)] = &[
-    ("TLS_AES_256_GCM_SHA384", provider::cipher_suite::TLS13_AES_256_GCM_SHA384),
-    ("TLS_AES_128_GCM_SHA256", provider::cipher_suite::TLS13_AES_128_GCM_SHA256),
+    (
+        "TLS_AES_256_GCM_SHA384",
+        provider::cipher_suite::TLS13_AES_256_GCM_SHA384,
+    ),
+    (
+        "TLS_AES_128_GCM_SHA256",
+        provider::cipher_suite::TLS13_AES_128_GCM_SHA256,
+    ),
     (
         "TLS_CHACHA20_POLY1305_SHA256",
         provider::cipher_suite::TLS13_CHACHA20_POLY1305_SHA256,
@@ -296,7 +310,11 @@ fn suites_13(v: &str) -> Result<Vec<SupportedCipherSuite>, String> {
                 return Err(format!(
                     "'tls-ciphersuites {v}' is refused: '{name}' is not offered by rustls \
                      (it has {})",
-                    SUITES_13.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+                    SUITES_13
+                        .iter()
+                        .map(|(n, _)| *n)
+                        .collect::<Vec<_>>()
+                        .join(", ")
                 ))
             }
         }
@@ -365,7 +383,11 @@ fn suites_12(v: &str) -> Result<(Vec<SupportedCipherSuite>, Vec<String>), String
         return Err(format!(
             "'tls-ciphers {v}' is refused: it selects no TLSv1.2 cipher suite rustls offers \
              ({})",
-            SUITES_12.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            SUITES_12
+                .iter()
+                .map(|(n, _)| *n)
+                .collect::<Vec<_>>()
+                .join(", ")
         ));
     }
     Ok((out, skipped))
@@ -377,15 +399,18 @@ fn load_certs(path: &str, what: &str) -> Result<Vec<CertificateDer<'static>>, St
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("Failed to load {what} '{path}': {e}"))?;
     if certs.is_empty() {
-        return Err(format!("Failed to load {what} '{path}': no certificate in it"));
+        return Err(format!(
+            "Failed to load {what} '{path}': no certificate in it"
+        ));
     }
     Ok(certs)
 }
 
 fn load_key(path: &str) -> Result<PrivateKeyDer<'static>, String> {
     PrivateKeyDer::from_pem_file(path).map_err(|e| {
-        let encrypted = std::fs::read_to_string(path)
-            .is_ok_and(|t| t.contains("ENCRYPTED PRIVATE KEY") || t.contains("Proc-Type: 4,ENCRYPTED"));
+        let encrypted = std::fs::read_to_string(path).is_ok_and(|t| {
+            t.contains("ENCRYPTED PRIVATE KEY") || t.contains("Proc-Type: 4,ENCRYPTED")
+        });
         if encrypted {
             ENCRYPTED_KEY.replace("'tls-key-file-pass' is refused: ", &format!("'{path}': "))
         } else {
@@ -406,7 +431,10 @@ fn load_roots(cfg: &TlsCfg) -> Result<RootCertStore, String> {
         Ok(())
     };
     if !cfg.ca_cert_file.is_empty() {
-        add(load_certs(&cfg.ca_cert_file, "CA certificate(s)")?, &cfg.ca_cert_file)?;
+        add(
+            load_certs(&cfg.ca_cert_file, "CA certificate(s)")?,
+            &cfg.ca_cert_file,
+        )?;
     }
     if !cfg.ca_cert_dir.is_empty() {
         let dir = std::fs::read_dir(&cfg.ca_cert_dir)
@@ -577,7 +605,9 @@ mod tests {
         assert!(suites_13("TLS_AES_128_CCM_SHA256").is_err());
         assert_eq!(protocols("TLSv1.2 TLSv1.3").unwrap().len(), 2);
         assert!(protocols("TLSv1.1").unwrap_err().contains("not supported"));
-        assert!(protocols("SSLv3").unwrap_err().contains("Invalid tls-protocols"));
+        assert!(protocols("SSLv3")
+            .unwrap_err()
+            .contains("Invalid tls-protocols"));
     }
 
     #[test]
@@ -591,7 +621,12 @@ mod tests {
         assert!(t.apply("tls-auth-clients", "maybe").is_err());
         t.apply("tls-auth-clients", "OPTIONAL").unwrap();
         assert_eq!(t.auth_clients, AuthClients::Optional);
-        assert!(t.apply("tls-session-cache-timeout", "60").unwrap().unwrap().1.is_some());
+        assert!(t
+            .apply("tls-session-cache-timeout", "60")
+            .unwrap()
+            .unwrap()
+            .1
+            .is_some());
         assert!(t.apply("port", "1").unwrap().is_none());
         assert!(server_config(&TlsCfg::default()).is_err());
     }

@@ -520,7 +520,11 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         "shardis {} started: pid={} port={}{} bind={} shards={} cores={} io_uring={} sched={}",
         env!("CARGO_PKG_VERSION"),
         std::process::id(),
-        if plain { port.to_string() } else { "none".into() },
+        if plain {
+            port.to_string()
+        } else {
+            "none".into()
+        },
         if shared.tls.is_some() {
             format!(" tls-port={}", cfg.tls.port)
         } else {
