@@ -136,9 +136,11 @@ impl TlsCfg {
                     "yes" => AuthClients::Yes,
                     "no" => AuthClients::No,
                     "optional" => AuthClients::Optional,
-                    _ => return Err(format!(
+                    _ => {
+                        return Err(format!(
                         "argument must be one of yes, no, optional for 'tls-auth-clients': '{v}'"
-                    )),
+                    ))
+                    }
                 };
                 return Ok(Some((v.to_ascii_lowercase(), None)));
             }
