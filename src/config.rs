@@ -338,6 +338,8 @@ pub struct Config {
     pub warnings: Vec<String>,
     /// The `tls-*` directives (`tls`).
     pub tls: crate::tls::TlsCfg,
+    /// `maxmemory-clients`: (bytes, percent of maxmemory); both 0 = no limit.
+    pub maxmemory_clients: (u64, u64),
 }
 
 /// Who may run a command guarded by an `enable-*-command` setting (Redis's yes/no/local).
@@ -425,6 +427,7 @@ impl Default for Config {
             text: Vec::new(),
             warnings: Vec::new(),
             tls: crate::tls::TlsCfg::default(),
+            maxmemory_clients: (0, 0),
         }
     }
 }
@@ -738,6 +741,16 @@ impl Config {
                 crate::scripting::set_busy_threshold_ms(ms);
             }
             "maxmemory" => self.maxmemory = parse_memory(v)?,
+            "maxmemory-clients" => {
+                self.maxmemory_clients = crate::server::client_evict::parse(v)
+                    .map_err(|e| format!("invalid value for '{name}': {e}"))?;
+                let shown = match self.maxmemory_clients {
+                    (b, 0) => b.to_string(),
+                    (_, p) => format!("{p}%"),
+                };
+                self.text.retain(|(n, _)| n != name);
+                self.text.push((name.to_string(), shown));
+            }
             "maxmemory-policy" | "maxmemory-samples" | "lfu-log-factor" | "lfu-decay-time" => {
                 set_evict_param(&mut self.evict, name, v)
                     .map_err(|e| format!("invalid value for '{name}': {e}"))?;
@@ -996,6 +1009,10 @@ pub struct Tunables {
     pub timeout: AtomicU64,
     /// Bytes; 0 = no limit. Read on every DENYOOM command when set.
     pub maxmemory: AtomicU64,
+    /// `maxmemory-clients` in bytes, or as a percentage of maxmemory (`_pct`, when not 0);
+    /// read by each shard's 100 ms client-eviction check.
+    pub maxmemory_clients: AtomicU64,
+    pub maxmemory_clients_pct: AtomicU64,
     /// `Policy::code()` of maxmemory-policy; shards read it (and the three below) once per
     /// loop pass (`evict_cfg`).
     pub maxmemory_policy: AtomicU64,
@@ -1085,6 +1102,7 @@ impl Tunables {
         for (k, v) in crate::repl::SETTING_DEFAULTS {
             text.insert(k.to_string(), v.to_string());
         }
+        text.insert("maxmemory-clients".into(), "0".into());
         for (k, v) in crate::tls::DEFAULTS {
             text.insert(k.to_string(), v.to_string());
         }
@@ -1109,6 +1127,8 @@ impl Tunables {
             client_query_buffer_limit: AtomicU64::new(cfg.client_query_buffer_limit),
             timeout: AtomicU64::new(cfg.timeout),
             maxmemory: AtomicU64::new(cfg.maxmemory),
+            maxmemory_clients: AtomicU64::new(cfg.maxmemory_clients.0),
+            maxmemory_clients_pct: AtomicU64::new(cfg.maxmemory_clients.1),
             maxmemory_policy: AtomicU64::new(cfg.evict.policy.code()),
             maxmemory_samples: AtomicU64::new(cfg.evict.samples as u64),
             lfu_log_factor: AtomicU64::new(cfg.evict.lfu_log_factor.into()),
@@ -1258,6 +1278,17 @@ impl Tunables {
                 let n = parse_memory(value)
                     .map_err(|_| "argument must be a memory value".to_string())?;
                 self.maxmemory.store(n, Ordering::Relaxed);
+            }
+            "maxmemory-clients" => {
+                let (bytes, pct) = crate::server::client_evict::parse(value)?;
+                self.maxmemory_clients.store(bytes, Ordering::Relaxed);
+                self.maxmemory_clients_pct.store(pct, Ordering::Relaxed);
+                let shown = match pct {
+                    0 => bytes.to_string(),
+                    p => format!("{p}%"),
+                };
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                m.insert(name.into(), shown);
             }
             "maxmemory-policy" | "maxmemory-samples" | "lfu-log-factor" | "lfu-decay-time" => {
                 let mut e = self.evict_cfg();

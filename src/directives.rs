@@ -69,7 +69,6 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ("unixsocketperm", Warn("unix sockets are not supported yet")),
     ("enable-module-command", Warn("modules are not supported; MODULE is an unknown command")),
     ("loadmodule", Only(&[], "modules are not supported")),
-    ("maxmemory-clients", Only(&["0"], "client eviction (maxmemory-clients) is not supported yet")),
     // Tuning knobs of subsystems shardis has in its own form, or not at all.
     ("hz", Warn("shardis runs its active expiry every 100 ms on every shard")),
     ("dynamic-hz", Warn("shardis runs its active expiry every 100 ms on every shard")),

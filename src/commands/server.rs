@@ -1110,6 +1110,7 @@ fn merge(mut a: ShardInfo, b: ShardInfo) -> ShardInfo {
     a.net.net_output_bytes += b.net.net_output_bytes;
     a.net.connections_received += b.net.connections_received;
     a.net.rejected_connections += b.net.rejected_connections;
+    a.net.evicted_clients += b.net.evicted_clients;
     a.rates.add(b.rates);
     a.pubsub.0.extend(b.pubsub.0);
     a.pubsub.1.extend(b.pubsub.1);
@@ -1465,7 +1466,7 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 f("expired_time_cap_reached_count", &0);
                 f("expire_cycle_cpu_milliseconds", &0);
                 f("evicted_keys", &s.evicted);
-                f("evicted_clients", &0);
+                f("evicted_clients", &s.net.evicted_clients);
                 f("total_eviction_exceeded_time", &0);
                 f("current_eviction_exceeded_time", &0);
                 f("keyspace_hits", &s.hits);

@@ -6,6 +6,7 @@
 //! (`persist::cron`). A shard that has not stopped `SHUTDOWN_GRACE` after the shutdown began
 //! (after that save) is named in the log and the process exits without it.
 
+pub mod client_evict;
 pub mod connection;
 pub mod lookahead;
 pub mod metrics;
@@ -116,6 +117,10 @@ pub struct ShardMem {
     pub nudged: AtomicBool,
     /// The shard's write counter (`Shard::dirty`), for the save rules on shard 0.
     pub dirty: AtomicU64,
+    /// Bytes the shard's clients hold, and its biggest evictable client's (`client_evict`,
+    /// maxmemory-clients; published only while a limit is set).
+    pub clients: AtomicU64,
+    pub biggest_client: AtomicU64,
 }
 
 /// Descriptors kept free beyond the fixed ones, as Redis's CONFIG_MIN_RESERVED_FDS: room for

@@ -132,6 +132,8 @@ pub struct NetStats {
     pub net_output_bytes: u64,
     pub connections_received: u64,
     pub rejected_connections: u64,
+    /// Clients closed by maxmemory-clients (`client_evict`).
+    pub evicted_clients: u64,
 }
 
 enum TimerKind {
@@ -2127,6 +2129,7 @@ impl Worker {
                     .map(|(_, c)| c.buffer_bytes() as u64)
                     .sum();
                 self.publish_mem();
+                super::client_evict::tick(self);
                 self.rates.sample(
                     now,
                     [
