@@ -340,6 +340,10 @@ pub struct Config {
     pub tls: crate::tls::TlsCfg,
     /// `maxmemory-clients`: (bytes, percent of maxmemory); both 0 = no limit.
     pub maxmemory_clients: (u64, u64),
+    /// `syslog-enabled`, `syslog-ident`, `syslog-facility` (its libc value).
+    pub syslog_enabled: bool,
+    pub syslog_ident: String,
+    pub syslog_facility: i32,
 }
 
 /// Who may run a command guarded by an `enable-*-command` setting (Redis's yes/no/local).
@@ -428,6 +432,9 @@ impl Default for Config {
             warnings: Vec::new(),
             tls: crate::tls::TlsCfg::default(),
             maxmemory_clients: (0, 0),
+            syslog_enabled: false,
+            syslog_ident: "redis".into(),
+            syslog_facility: libc::LOG_LOCAL0,
         }
     }
 }
@@ -772,6 +779,29 @@ impl Config {
                     .ok_or_else(|| format!("argument must be one of yes, no, local: '{v}'"))?
             }
             "daemonize" => self.daemonize = parse_yes_no(v)?,
+            "syslog-enabled" | "syslog-ident" | "syslog-facility" => {
+                match name {
+                    "syslog-enabled" => {
+                        self.syslog_enabled = parse_yes_no(v)?;
+                    }
+                    "syslog-ident" => self.syslog_ident = v.to_string(),
+                    _ => {
+                        let l = v.trim().to_ascii_lowercase();
+                        self.syslog_facility = crate::runtime::sys::SYSLOG_FACILITIES
+                            .iter()
+                            .find(|(n, _)| *n == l)
+                            .map(|(_, f)| *f)
+                            .ok_or("Invalid log facility. Must be one of USER or between LOCAL0-LOCAL7")?;
+                    }
+                }
+                let shown = match name {
+                    "syslog-facility" => v.trim().to_ascii_lowercase(),
+                    "syslog-enabled" => if self.syslog_enabled { "yes" } else { "no" }.into(),
+                    _ => v.to_string(),
+                };
+                self.text.retain(|(n, _)| n != name);
+                self.text.push((name.to_string(), shown));
+            }
             "pidfile" => self.pidfile = (!v.is_empty()).then(|| v.to_string()),
             "logfile" => self.logfile = v.to_string(),
             "dir" => self.dir = Some(v.to_string()),
@@ -1103,6 +1133,9 @@ impl Tunables {
             text.insert(k.to_string(), v.to_string());
         }
         text.insert("maxmemory-clients".into(), "0".into());
+        text.insert("syslog-enabled".into(), "no".into());
+        text.insert("syslog-ident".into(), "redis".into());
+        text.insert("syslog-facility".into(), "local0".into());
         for (k, v) in crate::tls::DEFAULTS {
             text.insert(k.to_string(), v.to_string());
         }
@@ -1368,7 +1401,10 @@ impl Tunables {
             | "replicaof"
             | "slaveof"
             | "enable-debug-command"
-            | "enable-protected-configs" => {
+            | "enable-protected-configs"
+            | "syslog-enabled"
+            | "syslog-ident"
+            | "syslog-facility" => {
                 return Err("can't set immutable config".into());
             }
             name if crate::repl::SETTING_DEFAULTS
