@@ -74,7 +74,7 @@ pub fn tick(w: &mut Worker) {
         // Off: nothing published, nothing read.
         return;
     }
-    big.sort_unstable_by(|a, b| b.1.cmp(&a.1));
+    big.sort_unstable_by_key(|b| std::cmp::Reverse(b.1));
     let id = w.id;
     let publish = |w: &Worker, mine: u64, biggest: u64| {
         if let Some(m) = w.shared.mem.get(id) {
