@@ -1001,7 +1001,9 @@ def run_ab(args, meta, variants, shards, pipelines, tests, write_file):
               f"- tool: `tools/bench.sh {shlex.join(sys.argv[1:])}`", "", "Servers:", ""]
         md += [f"- `{shlex.join(s.cmd)}`" for s in servers]
         md += ["", "Load generator, per workload and round (N = requests, x4 at pipeline >= 8):", "",
-               f"- `taskset -c {args.client_cores} redis-benchmark -p PORT -c {args.clients} -n N -P P "
+               f"- `taskset -c {args.client_cores} redis-benchmark "
+               + ("--tls --cacert CA -p TLSPORT " if TLS["dir"] else "-p PORT ")
+               + f"-c {args.clients} -n N -P P "
                f"-t TEST -d {args.value_size} -r {args.keyspace} --precision 3` for TEST in "
                + ", ".join(t.lower() for t in tests if t.lower() != "mixed")]
         if any(t.lower() == "mixed" for t in tests):
