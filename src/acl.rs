@@ -6,7 +6,8 @@
 //! CONFIG (never on the request path). A connection keeps an `Arc` of its user and the table's
 //! epoch; every change bumps the epoch, and a connection whose epoch is old fetches its user
 //! again before its next command. A connection whose user may run everything (the default
-//! user, unless restricted) skips the checks entirely. Selectors (`(...)`) are not supported.
+//! user, unless restricted) skips the checks entirely. Selectors (`(...)`) add permissions:
+//! a command runs when the root selector or any one selector allows all of it.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,17 +27,11 @@ pub struct KeyPattern {
     pub write: bool,
 }
 
-/// A user (immutable once built; a change replaces it).
+/// What one selector allows: commands, key patterns and channel patterns. A user has its
+/// root selector plus any number of `(...)` selectors; a command runs when one of them allows
+/// all of it (command, keys and channels), as in Redis 7.0.
 #[derive(Clone, Debug)]
-pub struct User {
-    pub name: String,
-    pub enabled: bool,
-    pub nopass: bool,
-    /// `sanitize-payload` (true) / `skip-sanitize-payload` (false); shown, not used (RESTORE
-    /// does not exist yet).
-    pub sanitize: Option<bool>,
-    /// SHA-256 of each password.
-    pub passwords: Vec<[u8; 32]>,
+pub struct Selector {
     /// Allowed, per command id of the command table.
     allowed: Vec<bool>,
     /// `+cmd|sub` / `-cmd|sub` exceptions: (command id, lower-case subcommand, allowed).
@@ -51,15 +46,20 @@ pub struct User {
     pub channels: Vec<Vec<u8>>,
 }
 
-impl User {
-    /// A new user as ACL SETUSER creates it: off, no passwords, no commands, keys or channels.
-    pub fn new(name: &str) -> User {
-        User {
-            name: name.to_string(),
-            enabled: false,
-            nopass: false,
-            sanitize: None,
-            passwords: Vec::new(),
+/// Why a selector refuses a command, ranked as Redis ranks them (`ACL_DENIED_*`): when no
+/// selector allows it, the highest-ranked refusal is reported (a later key position
+/// breaking ties).
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Denial {
+    Command,
+    Key(usize),
+    Channel(usize),
+}
+
+impl Selector {
+    /// Nothing allowed (a new user's root selector, or a new `(...)` selector).
+    fn new() -> Selector {
+        Selector {
             allowed: vec![false; table().specs.len()],
             subs: Vec::new(),
             rules: Vec::new(),
@@ -71,20 +71,6 @@ impl User {
         }
     }
 
-    /// The default user as Redis starts it: `on nopass ~* &* +@all`.
-    pub fn default_user() -> User {
-        let mut u = User::new("default");
-        for r in ["on", "nopass", "~*", "&*", "+@all"] {
-            let _ = u.apply(r);
-        }
-        u
-    }
-
-    /// May run every command on every key and channel: no checks needed.
-    pub fn unrestricted(&self) -> bool {
-        self.allkeys && self.allchannels && self.all_base && self.rules.is_empty()
-    }
-
     fn reset_commands(&mut self, all: bool) {
         self.allowed.iter_mut().for_each(|a| *a = all);
         self.subs.clear();
@@ -92,22 +78,10 @@ impl User {
         self.all_base = all;
     }
 
-    /// Applies one ACL SETUSER rule; `Err` with Redis's reason text.
-    pub fn apply(&mut self, rule: &str) -> Result<(), String> {
-        let lower = rule.to_ascii_lowercase();
-        match lower.as_str() {
-            "on" => self.enabled = true,
-            "sanitize-payload" => self.sanitize = Some(true),
-            "skip-sanitize-payload" => self.sanitize = Some(false),
-            "off" => self.enabled = false,
-            "nopass" => {
-                self.nopass = true;
-                self.passwords.clear();
-            }
-            "resetpass" => {
-                self.nopass = false;
-                self.passwords.clear();
-            }
+    /// Applies one selector rule (commands, keys, channels); `Ok(false)` when `rule` is not
+    /// one (the caller decides whether it is a user rule or a syntax error).
+    fn apply(&mut self, rule: &str) -> Result<bool, String> {
+        match rule.to_ascii_lowercase().as_str() {
             "allkeys" | "~*" => {
                 self.allkeys = true;
                 self.keys.clear();
@@ -126,76 +100,51 @@ impl User {
             }
             "allcommands" | "+@all" => self.reset_commands(true),
             "nocommands" | "-@all" => self.reset_commands(false),
-            "reset" => {
-                *self = User {
-                    name: self.name.clone(),
-                    ..User::new(&self.name)
-                };
-                self.apply("resetchannels")?;
-                self.sanitize = Some(true);
+            _ => {
+                let syntax = || "Syntax error".to_string();
+                if let Some(p) = rule.strip_prefix('~') {
+                    self.add_keys(p, true, true)?;
+                } else if let Some(rest) = rule.strip_prefix('%') {
+                    let (perm, p) = rest.split_once('~').ok_or_else(syntax)?;
+                    let perm = perm.to_ascii_uppercase();
+                    if perm.is_empty() || perm.chars().any(|c| c != 'R' && c != 'W') {
+                        return Err(syntax());
+                    }
+                    self.add_keys(p, perm.contains('R'), perm.contains('W'))?;
+                } else if let Some(p) = rule.strip_prefix('&') {
+                    if self.allchannels {
+                        return Err("Adding a pattern after the * pattern (or the 'allchannels' flag) is not valid and does not have any effect. Try 'resetchannels' to start with an empty list of channels".into());
+                    }
+                    let p = p.as_bytes().to_vec();
+                    if !self.channels.contains(&p) {
+                        self.channels.push(p);
+                    }
+                } else if let Some(c) = rule.strip_prefix('+') {
+                    self.command_rule(c, true)?;
+                } else if let Some(c) = rule.strip_prefix('-') {
+                    self.command_rule(c, false)?;
+                } else {
+                    return Ok(false);
+                }
             }
-            _ => return self.apply_prefixed(rule),
         }
-        Ok(())
+        Ok(true)
     }
 
-    fn apply_prefixed(&mut self, rule: &str) -> Result<(), String> {
-        let syntax = || "Syntax error".to_string();
-        if let Some(p) = rule.strip_prefix('>') {
-            let h = sha256(p.as_bytes());
-            if !self.passwords.contains(&h) {
-                self.passwords.push(h);
+    /// A `(...)` selector from its text (parentheses included): its rules separated by
+    /// spaces, each a selector rule. `Err` with Redis's reason.
+    fn parse(text: &str) -> Result<Selector, String> {
+        let inner = text
+            .strip_prefix('(')
+            .and_then(|t| t.strip_suffix(')'))
+            .unwrap_or_default();
+        let mut sel = Selector::new();
+        for rule in inner.split(' ').filter(|r| !r.is_empty()) {
+            if !sel.apply(rule)? {
+                return Err("Syntax error".into());
             }
-            self.nopass = false;
-        } else if let Some(p) = rule.strip_prefix('<') {
-            let h = sha256(p.as_bytes());
-            let before = self.passwords.len();
-            self.passwords.retain(|x| *x != h);
-            if self.passwords.len() == before {
-                return Err("no such password".into());
-            }
-        } else if let Some(h) = rule.strip_prefix('#') {
-            let h = parse_hash(h)
-                .ok_or("The password hash must be exactly 64 characters and contain only lowercase hexadecimal characters")?;
-            if !self.passwords.contains(&h) {
-                self.passwords.push(h);
-            }
-            self.nopass = false;
-        } else if let Some(h) = rule.strip_prefix('!') {
-            let h = parse_hash(h)
-                .ok_or("The password hash must be exactly 64 characters and contain only lowercase hexadecimal characters")?;
-            let before = self.passwords.len();
-            self.passwords.retain(|x| *x != h);
-            if self.passwords.len() == before {
-                return Err("no such password".into());
-            }
-        } else if let Some(p) = rule.strip_prefix('~') {
-            self.add_keys(p, true, true)?;
-        } else if let Some(rest) = rule.strip_prefix('%') {
-            let (perm, p) = rest.split_once('~').ok_or_else(syntax)?;
-            let perm = perm.to_ascii_uppercase();
-            if perm.is_empty() || perm.chars().any(|c| c != 'R' && c != 'W') {
-                return Err(syntax());
-            }
-            self.add_keys(p, perm.contains('R'), perm.contains('W'))?;
-        } else if let Some(p) = rule.strip_prefix('&') {
-            if self.allchannels {
-                return Err("Adding a pattern after the * pattern (or the 'allchannels' flag) is not valid and does not have any effect. Try 'resetchannels' to start with an empty list of channels".into());
-            }
-            let p = p.as_bytes().to_vec();
-            if !self.channels.contains(&p) {
-                self.channels.push(p);
-            }
-        } else if let Some(c) = rule.strip_prefix('+') {
-            self.command_rule(c, true)?;
-        } else if let Some(c) = rule.strip_prefix('-') {
-            self.command_rule(c, false)?;
-        } else if rule.starts_with('(') {
-            return Err("Selectors are not supported by shardis".into());
-        } else {
-            return Err(syntax());
         }
-        Ok(())
+        Ok(sel)
     }
 
     fn add_keys(&mut self, p: &str, read: bool, write: bool) -> Result<(), String> {
@@ -267,7 +216,7 @@ impl User {
         Ok(())
     }
 
-    /// May this user run `spec` (with `argv`, for a container's subcommand)?
+    /// May this selector run `spec` (with `argv`, for a container's subcommand)?
     pub fn may_run(&self, id: usize, spec: &CommandSpec, argv: &[Bytes]) -> bool {
         if !spec.subcommands.is_empty() {
             if let Some(sub) = argv.get(1) {
@@ -283,7 +232,7 @@ impl User {
         self.allowed.get(id).copied().unwrap_or(false)
     }
 
-    /// May this user touch `key` as `spec` does?
+    /// May this selector touch `key` as `spec` does?
     pub fn may_access_key(&self, spec: &CommandSpec, key: &[u8]) -> bool {
         if self.allkeys {
             return true;
@@ -296,7 +245,7 @@ impl User {
             .any(|k| k.read && (!write || k.write) && glob_match(&k.pattern, key, false))
     }
 
-    /// May this user publish to or subscribe to `channel` (`pattern`: PSUBSCRIBE, which
+    /// May this selector publish to or subscribe to `channel` (`pattern`: PSUBSCRIBE, which
     /// must name an allowed pattern literally, as in Redis)?
     pub fn may_use_channel(&self, channel: &[u8], pattern: bool) -> bool {
         self.allchannels
@@ -309,30 +258,39 @@ impl User {
             })
     }
 
-    /// The password matches (or the user has `nopass`), and the user is on.
-    pub fn check(&self, pass: &[u8]) -> bool {
-        if !self.enabled {
-            return false;
+    /// Whether this selector allows all of the command: `Err` with the first refusal.
+    fn check(&self, id: usize, spec: &CommandSpec, argv: &[Bytes]) -> Result<(), Denial> {
+        if !self.may_run(id, spec, argv) {
+            return Err(Denial::Command);
         }
-        if self.nopass {
-            return true;
-        }
-        let h = sha256(pass);
-        // Compare every stored hash fully (time independent of where they differ).
-        self.passwords
-            .iter()
-            .fold(false, |found, p| found | same(p, &h))
-    }
-
-    fn sanitize_flag(&self) -> Option<String> {
-        self.sanitize.map(|s| {
-            if s {
-                "sanitize-payload"
-            } else {
-                "skip-sanitize-payload"
+        for i in spec.keys.key_positions(argv) {
+            if let Some(k) = argv.get(i) {
+                if !self.may_access_key(spec, k) {
+                    return Err(Denial::Key(i));
+                }
             }
-            .to_string()
-        })
+        }
+        if spec.flags & PUBSUB != 0 {
+            let (first, pattern) = match spec.name {
+                "publish" => (1, false),
+                "subscribe" => (1, false),
+                "psubscribe" => (1, true),
+                _ => return Ok(()),
+            };
+            let last = if spec.name == "publish" {
+                2
+            } else {
+                argv.len()
+            };
+            for i in first..last.min(argv.len()) {
+                if let Some(ch) = argv.get(i) {
+                    if !self.may_use_channel(ch, pattern) {
+                        return Err(Denial::Channel(i));
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     fn commands_text(&self) -> String {
@@ -371,6 +329,182 @@ impl User {
             .collect()
     }
 
+    /// Keys, channels and commands as ACL LIST shows them (`~k* resetchannels &c -@all +get`).
+    fn describe(&self) -> Vec<String> {
+        let mut parts = self.keys_text();
+        if !self.allchannels {
+            parts.push("resetchannels".into());
+        }
+        parts.extend(self.channels_text());
+        parts.push(self.commands_text());
+        parts
+    }
+
+    /// ACL GETUSER's (commands, keys, channels) of this selector.
+    pub fn fields(&self) -> (String, String, String) {
+        (
+            self.commands_text(),
+            self.keys_text().join(" "),
+            self.channels_text().join(" "),
+        )
+    }
+}
+
+/// A user (immutable once built; a change replaces it).
+#[derive(Clone, Debug)]
+pub struct User {
+    pub name: String,
+    pub enabled: bool,
+    pub nopass: bool,
+    /// `sanitize-payload` (true) / `skip-sanitize-payload` (false); shown, not used (RESTORE
+    /// does not exist yet).
+    pub sanitize: Option<bool>,
+    /// SHA-256 of each password.
+    pub passwords: Vec<[u8; 32]>,
+    /// The root selector: the user's own command, key and channel rules.
+    pub root: Selector,
+    /// The `(...)` selectors, in the order given.
+    pub selectors: Vec<Selector>,
+}
+
+impl User {
+    /// A new user as ACL SETUSER creates it: off, no passwords, no commands, keys or channels.
+    pub fn new(name: &str) -> User {
+        User {
+            name: name.to_string(),
+            enabled: false,
+            nopass: false,
+            sanitize: None,
+            passwords: Vec::new(),
+            root: Selector::new(),
+            selectors: Vec::new(),
+        }
+    }
+
+    /// The default user as Redis starts it: `on nopass ~* &* +@all`.
+    pub fn default_user() -> User {
+        let mut u = User::new("default");
+        for r in ["on", "nopass", "~*", "&*", "+@all"] {
+            let _ = u.apply(r);
+        }
+        u
+    }
+
+    /// May run every command on every key and channel: no checks needed.
+    pub fn unrestricted(&self) -> bool {
+        let r = &self.root;
+        r.allkeys && r.allchannels && r.all_base && r.rules.is_empty()
+    }
+
+    /// Applies one ACL SETUSER rule (a `(...)` selector is one rule: see
+    /// `merge_selectors`); `Err` with Redis's reason text.
+    pub fn apply(&mut self, rule: &str) -> Result<(), String> {
+        let lower = rule.to_ascii_lowercase();
+        match lower.as_str() {
+            "on" => self.enabled = true,
+            "sanitize-payload" => self.sanitize = Some(true),
+            "skip-sanitize-payload" => self.sanitize = Some(false),
+            "off" => self.enabled = false,
+            "nopass" => {
+                self.nopass = true;
+                self.passwords.clear();
+            }
+            "resetpass" => {
+                self.nopass = false;
+                self.passwords.clear();
+            }
+            "clearselectors" => self.selectors.clear(),
+            "reset" => {
+                *self = User {
+                    name: self.name.clone(),
+                    ..User::new(&self.name)
+                };
+                self.apply("resetchannels")?;
+                self.sanitize = Some(true);
+            }
+            _ => return self.apply_prefixed(rule),
+        }
+        Ok(())
+    }
+
+    fn apply_prefixed(&mut self, rule: &str) -> Result<(), String> {
+        if let Some(p) = rule.strip_prefix('>') {
+            let h = sha256(p.as_bytes());
+            if !self.passwords.contains(&h) {
+                self.passwords.push(h);
+            }
+            self.nopass = false;
+        } else if let Some(p) = rule.strip_prefix('<') {
+            let h = sha256(p.as_bytes());
+            let before = self.passwords.len();
+            self.passwords.retain(|x| *x != h);
+            if self.passwords.len() == before {
+                return Err("no such password".into());
+            }
+        } else if let Some(h) = rule.strip_prefix('#') {
+            let h = parse_hash(h)
+                .ok_or("The password hash must be exactly 64 characters and contain only lowercase hexadecimal characters")?;
+            if !self.passwords.contains(&h) {
+                self.passwords.push(h);
+            }
+            self.nopass = false;
+        } else if let Some(h) = rule.strip_prefix('!') {
+            let h = parse_hash(h)
+                .ok_or("The password hash must be exactly 64 characters and contain only lowercase hexadecimal characters")?;
+            let before = self.passwords.len();
+            self.passwords.retain(|x| *x != h);
+            if self.passwords.len() == before {
+                return Err("no such password".into());
+            }
+        } else if rule.starts_with('(') && rule.ends_with(')') {
+            self.selectors.push(Selector::parse(rule)?);
+        } else if !self.root.apply(rule)? {
+            return Err("Syntax error".into());
+        }
+        Ok(())
+    }
+
+    /// May the root selector run `spec` (key and channel rules aside)?
+    pub fn may_run(&self, id: usize, spec: &CommandSpec, argv: &[Bytes]) -> bool {
+        self.root.may_run(id, spec, argv)
+    }
+
+    /// May the root selector touch `key` as `spec` does?
+    pub fn may_access_key(&self, spec: &CommandSpec, key: &[u8]) -> bool {
+        self.root.may_access_key(spec, key)
+    }
+
+    /// May the root selector publish to or subscribe to `channel`?
+    pub fn may_use_channel(&self, channel: &[u8], pattern: bool) -> bool {
+        self.root.may_use_channel(channel, pattern)
+    }
+
+    /// The password matches (or the user has `nopass`), and the user is on.
+    pub fn check(&self, pass: &[u8]) -> bool {
+        if !self.enabled {
+            return false;
+        }
+        if self.nopass {
+            return true;
+        }
+        let h = sha256(pass);
+        // Compare every stored hash fully (time independent of where they differ).
+        self.passwords
+            .iter()
+            .fold(false, |found, p| found | same(p, &h))
+    }
+
+    fn sanitize_flag(&self) -> Option<String> {
+        self.sanitize.map(|s| {
+            if s {
+                "sanitize-payload"
+            } else {
+                "skip-sanitize-payload"
+            }
+            .to_string()
+        })
+    }
+
     /// The user as one ACL LIST / aclfile line.
     pub fn describe(&self) -> String {
         let mut parts = vec![
@@ -382,29 +516,61 @@ impl User {
         }
         parts.extend(self.sanitize_flag());
         parts.extend(self.passwords.iter().map(|p| format!("#{}", hex(p))));
-        parts.extend(self.keys_text());
-        if !self.allchannels {
-            parts.push("resetchannels".into());
+        parts.extend(self.root.describe());
+        for s in &self.selectors {
+            parts.push(format!("({})", s.describe().join(" ")));
         }
-        parts.extend(self.channels_text());
-        parts.push(self.commands_text());
         parts.join(" ")
     }
 
-    /// ACL GETUSER's fields: (flags, passwords, commands, keys, channels).
+    /// ACL GETUSER's fields: (flags, passwords, commands, keys, channels) of the user and
+    /// its root selector.
     pub fn fields(&self) -> (Vec<String>, Vec<String>, String, String, String) {
         let mut flags = vec![if self.enabled { "on" } else { "off" }.to_string()];
         if self.nopass {
             flags.push("nopass".into());
         }
         flags.extend(self.sanitize_flag());
+        let (commands, keys, channels) = self.root.fields();
         (
             flags,
             self.passwords.iter().map(|p| hex(p)).collect(),
-            self.commands_text(),
-            self.keys_text().join(" "),
-            self.channels_text().join(" "),
+            commands,
+            keys,
+            channels,
         )
+    }
+}
+
+/// Redis's ACLMergeSelectorArguments: a rule that opens a selector without closing it (`(~x`)
+/// is joined, with spaces, to the rules after it up to one that ends with `)`, so
+/// `ACL SETUSER u (~x +get)` typed in redis-cli is one selector. `Err` names the rule that
+/// opened a selector left unclosed, in Redis's text.
+pub fn merge_selectors(rules: &[String]) -> Result<Vec<String>, String> {
+    let mut out = Vec::with_capacity(rules.len());
+    let mut open: Option<(String, &String)> = None;
+    for r in rules {
+        if let Some((mut sel, first)) = open.take() {
+            sel.push(' ');
+            sel.push_str(r);
+            if r.ends_with(')') {
+                out.push(sel);
+            } else {
+                open = Some((sel, first));
+            }
+            continue;
+        }
+        if r.starts_with('(') && !r.ends_with(')') {
+            open = Some((r.clone(), r));
+            continue;
+        }
+        out.push(r.clone());
+    }
+    match open {
+        Some((_, first)) => Err(format!(
+            "Unmatched parenthesis in acl selector starting at '{first}'."
+        )),
+        None => Ok(out),
     }
 }
 
@@ -542,19 +708,22 @@ pub fn set_requirepass(pass: &str) {
 }
 
 /// ACL SETUSER: applies every rule to a copy of the user (or a new one) and stores it only
-/// if all succeed. `Err((rule, reason))`.
-pub fn setuser(name: &str, rules: &[String]) -> Result<(), (String, String)> {
+/// if all succeed. Selectors split over several arguments are joined first
+/// (`merge_selectors`). `Err` with the whole error text after `ERR `.
+pub fn setuser(name: &str, rules: &[String]) -> Result<(), String> {
+    let rules = merge_selectors(rules)?;
     with(|a| {
         let mut u = a.users.get(name).map(|u| (**u).clone()).unwrap_or_else(|| {
             let mut u = User::new(name);
             let _ = u.apply("resetchannels");
             u
         });
-        for r in rules {
-            u.apply(r).map_err(|e| (r.clone(), e))?;
+        for r in &rules {
+            u.apply(r)
+                .map_err(|e| format!("Error in ACL SETUSER modifier '{r}': {e}"))?;
         }
         a.users.insert(name.to_string(), Arc::new(u));
-        Ok::<(), (String, String)>(())
+        Ok::<(), String>(())
     })?;
     changed();
     Ok(())
@@ -596,58 +765,61 @@ pub fn log_denial(
 }
 
 /// Why `user` may not run `argv` (`None`: allowed): the NOPERM text and the ACL LOG reason
-/// and object.
+/// and object. Allowed when any selector (the root one first) allows all of it; otherwise
+/// the most relevant refusal is reported, as Redis's ACLCheckAllUserCommandPerm does
+/// (channel over key over command, a later key over an earlier one).
 pub fn denied(
     user: &User,
     id: usize,
     spec: &CommandSpec,
     argv: &[Bytes],
 ) -> Option<(String, &'static str, String)> {
-    let name = match argv.get(1).filter(|_| !spec.subcommands.is_empty()) {
-        Some(sub) => format!(
-            "{}|{}",
-            spec.name,
-            String::from_utf8_lossy(sub).to_ascii_lowercase()
-        ),
-        None => spec.name.to_string(),
+    let mut worst = match user.root.check(id, spec, argv) {
+        Ok(()) => return None,
+        Err(d) => d,
     };
-    if !user.may_run(id, spec, argv) {
-        return Some((
-            format!("NOPERM this user has no permissions to run the '{name}' command"),
-            "command",
-            name,
-        ));
+    for s in &user.selectors {
+        match s.check(id, spec, argv) {
+            Ok(()) => return None,
+            Err(d) => worst = worst.max(d),
+        }
     }
+    let arg = |i: usize| {
+        argv.get(i)
+            .map(|a| String::from_utf8_lossy(a).into_owned())
+            .unwrap_or_default()
+    };
     // The key and channel texts are fixed; `dryrun_text` names the object instead.
-    for i in spec.keys.key_positions(argv) {
-        if let Some(k) = argv.get(i) {
-            if !user.may_access_key(spec, k) {
-                return Some((
-                    "NOPERM this user has no permissions to access one of the keys used as arguments".into(),
-                    "key",
-                    String::from_utf8_lossy(k).into_owned(),
-                ));
-            }
+    Some(match worst {
+        Denial::Command => {
+            let name = match argv.get(1).filter(|_| !spec.subcommands.is_empty()) {
+                Some(sub) => format!(
+                    "{}|{}",
+                    spec.name,
+                    String::from_utf8_lossy(sub).to_ascii_lowercase()
+                ),
+                None => spec.name.to_string(),
+            };
+            (
+                format!("NOPERM this user has no permissions to run the '{name}' command"),
+                "command",
+                name,
+            )
         }
-    }
-    if spec.flags & PUBSUB != 0 {
-        let (channels, pattern): (&[Bytes], bool) = match spec.name {
-            "publish" => (argv.get(1..2).unwrap_or_default(), false),
-            "subscribe" => (argv.get(1..).unwrap_or_default(), false),
-            "psubscribe" => (argv.get(1..).unwrap_or_default(), true),
-            _ => (&[], false),
-        };
-        for ch in channels {
-            if !user.may_use_channel(ch, pattern) {
-                return Some((
-                    "NOPERM this user has no permissions to access one of the channels used as arguments".into(),
-                    "channel",
-                    String::from_utf8_lossy(ch).into_owned(),
-                ));
-            }
-        }
-    }
-    None
+        Denial::Key(i) => (
+            "NOPERM this user has no permissions to access one of the keys used as arguments"
+                .into(),
+            "key",
+            arg(i),
+        ),
+        Denial::Channel(i) => (
+            "NOPERM this user has no permissions to access one of the channels used as \
+             arguments"
+                .into(),
+            "channel",
+            arg(i),
+        ),
+    })
 }
 
 /// ACL LOAD / `aclfile` at startup: the file's users replace the table as a whole (the
@@ -671,7 +843,7 @@ pub fn load_file(path: &str) -> Result<(), String> {
         }
         let mut u = User::new(name);
         u.apply("resetchannels").map_err(&bad)?;
-        for r in rules {
+        for r in &merge_selectors(rules).map_err(&bad)? {
             u.apply(r)
                 .map_err(|e| bad(format!("Error in user declaration '{r}': {e}")))?;
         }
@@ -702,7 +874,9 @@ pub fn load_line(line: &str) -> Result<(), String> {
             // A file's user starts from scratch (Redis applies `reset` first).
             let mut all = vec!["reset".to_string()];
             all.extend(rules.iter().cloned());
-            setuser(name, &all).map_err(|(r, e)| format!("Error in user declaration '{r}': {e}"))
+            setuser(name, &all).map_err(|e| {
+                e.replace("Error in ACL SETUSER modifier", "Error in user declaration")
+            })
         }
         _ => Err(format!("line should start with user keyword: '{line}'")),
     }

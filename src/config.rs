@@ -298,6 +298,8 @@ pub struct Config {
     pub protected_mode: bool,
     /// `enable-debug-command`: who may run DEBUG.
     pub debug_command: Access,
+    /// `enable-protected-configs`: who may CONFIG SET `dir` and `dbfilename`.
+    pub protected_configs: Access,
     /// `daemonize yes`: fork into the background at startup.
     pub daemonize: bool,
     pub pidfile: Option<String>,
@@ -343,6 +345,14 @@ pub struct Config {
     pub text: Vec<(String, String)>,
     /// One line per accepted-but-unsupported directive, logged at startup.
     pub warnings: Vec<String>,
+    /// The `tls-*` directives (`tls`).
+    pub tls: crate::tls::TlsCfg,
+    /// `maxmemory-clients`: (bytes, percent of maxmemory); both 0 = no limit.
+    pub maxmemory_clients: (u64, u64),
+    /// `syslog-enabled`, `syslog-ident`, `syslog-facility` (its libc value).
+    pub syslog_enabled: bool,
+    pub syslog_ident: String,
+    pub syslog_facility: i32,
 }
 
 /// Who may run a command guarded by an `enable-*-command` setting (Redis's yes/no/local).
@@ -409,6 +419,7 @@ impl Default for Config {
             requirepass: String::new(),
             protected_mode: true,
             debug_command: Access::No,
+            protected_configs: Access::No,
             daemonize: false,
             pidfile: None,
             logfile: String::new(),
@@ -432,6 +443,11 @@ impl Default for Config {
             replicaof: None,
             text: Vec::new(),
             warnings: Vec::new(),
+            tls: crate::tls::TlsCfg::default(),
+            maxmemory_clients: (0, 0),
+            syslog_enabled: false,
+            syslog_ident: "redis".into(),
+            syslog_facility: libc::LOG_LOCAL0,
         }
     }
 }
@@ -756,6 +772,16 @@ impl Config {
                 crate::scripting::set_allow_undeclared(parse_yes_no(v)?);
             }
             "maxmemory" => self.maxmemory = parse_memory(v)?,
+            "maxmemory-clients" => {
+                self.maxmemory_clients = crate::server::client_evict::parse(v)
+                    .map_err(|e| format!("invalid value for '{name}': {e}"))?;
+                let shown = match self.maxmemory_clients {
+                    (b, 0) => b.to_string(),
+                    (_, p) => format!("{p}%"),
+                };
+                self.text.retain(|(n, _)| n != name);
+                self.text.push((name.to_string(), shown));
+            }
             "maxmemory-policy" | "maxmemory-samples" | "lfu-log-factor" | "lfu-decay-time" => {
                 set_evict_param(&mut self.evict, name, v)
                     .map_err(|e| format!("invalid value for '{name}': {e}"))?;
@@ -772,7 +798,34 @@ impl Config {
                 self.debug_command = Access::parse(v)
                     .ok_or_else(|| format!("argument must be one of yes, no, local: '{v}'"))?
             }
+            "enable-protected-configs" => {
+                self.protected_configs = Access::parse(v)
+                    .ok_or_else(|| format!("argument must be one of yes, no, local: '{v}'"))?
+            }
             "daemonize" => self.daemonize = parse_yes_no(v)?,
+            "syslog-enabled" | "syslog-ident" | "syslog-facility" => {
+                match name {
+                    "syslog-enabled" => {
+                        self.syslog_enabled = parse_yes_no(v)?;
+                    }
+                    "syslog-ident" => self.syslog_ident = v.to_string(),
+                    _ => {
+                        let l = v.trim().to_ascii_lowercase();
+                        self.syslog_facility = crate::runtime::sys::SYSLOG_FACILITIES
+                            .iter()
+                            .find(|(n, _)| *n == l)
+                            .map(|(_, f)| *f)
+                            .ok_or("Invalid log facility. Must be one of USER or between LOCAL0-LOCAL7")?;
+                    }
+                }
+                let shown = match name {
+                    "syslog-facility" => v.trim().to_ascii_lowercase(),
+                    "syslog-enabled" => if self.syslog_enabled { "yes" } else { "no" }.into(),
+                    _ => v.to_string(),
+                };
+                self.text.retain(|(n, _)| n != name);
+                self.text.push((name.to_string(), shown));
+            }
             "pidfile" => self.pidfile = (!v.is_empty()).then(|| v.to_string()),
             "logfile" => self.logfile = v.to_string(),
             "dir" => self.dir = Some(v.to_string()),
@@ -840,6 +893,14 @@ impl Config {
                 for n in std::iter::once(other).chain(crate::repl::alias(other)) {
                     self.text.retain(|(k, _)| k != n);
                     self.text.push((n.to_string(), shown.clone()));
+                }
+            }
+            // TLS (`tls`): implemented, or accepted with a warning, or refused.
+            other if crate::tls::DEFAULTS.iter().any(|(n, _)| *n == other) => {
+                if let Some((shown, warn)) = self.tls.apply(other, v)? {
+                    self.warnings.extend(warn);
+                    self.text.retain(|(n, _)| n != other);
+                    self.text.push((other.to_string(), shown));
                 }
             }
             // Every other Redis directive: accepted with a warning, or refused with the
@@ -1071,6 +1132,10 @@ pub struct Tunables {
     pub timeout: AtomicU64,
     /// Bytes; 0 = no limit. Read on every DENYOOM command when set.
     pub maxmemory: AtomicU64,
+    /// `maxmemory-clients` in bytes, or as a percentage of maxmemory (`_pct`, when not 0);
+    /// read by each shard's 100 ms client-eviction check.
+    pub maxmemory_clients: AtomicU64,
+    pub maxmemory_clients_pct: AtomicU64,
     /// `Policy::code()` of maxmemory-policy; shards read it (and the three below) once per
     /// loop pass (`evict_cfg`).
     pub maxmemory_policy: AtomicU64,
@@ -1153,6 +1218,10 @@ impl Tunables {
             "enable-debug-command".into(),
             cfg.debug_command.name().into(),
         );
+        text.insert(
+            "enable-protected-configs".into(),
+            cfg.protected_configs.name().into(),
+        );
         text.insert("pidfile".into(), cfg.pidfile.clone().unwrap_or_default());
         text.insert("logfile".into(), cfg.logfile.clone());
         let dir = std::env::current_dir()
@@ -1189,6 +1258,13 @@ impl Tunables {
                 text.insert(n.to_string(), v.to_string());
             }
         }
+        text.insert("maxmemory-clients".into(), "0".into());
+        text.insert("syslog-enabled".into(), "no".into());
+        text.insert("syslog-ident".into(), "redis".into());
+        text.insert("syslog-facility".into(), "local0".into());
+        for (k, v) in crate::tls::DEFAULTS {
+            text.insert(k.to_string(), v.to_string());
+        }
         let master = cfg
             .replicaof
             .as_ref()
@@ -1210,6 +1286,8 @@ impl Tunables {
             client_query_buffer_limit: AtomicU64::new(cfg.client_query_buffer_limit),
             timeout: AtomicU64::new(cfg.timeout),
             maxmemory: AtomicU64::new(cfg.maxmemory),
+            maxmemory_clients: AtomicU64::new(cfg.maxmemory_clients.0),
+            maxmemory_clients_pct: AtomicU64::new(cfg.maxmemory_clients.1),
             maxmemory_policy: AtomicU64::new(cfg.evict.policy.code()),
             maxmemory_samples: AtomicU64::new(cfg.evict.samples as u64),
             lfu_log_factor: AtomicU64::new(cfg.evict.lfu_log_factor.into()),
@@ -1268,6 +1346,16 @@ impl Tunables {
              with {}",
             best.saturating_sub(reserved)
         ))
+    }
+
+    /// The RDB file's name now in force (`dbfilename`: the config, or CONFIG SET where
+    /// `enable-protected-configs` allows it). Read by each save, never per command.
+    pub fn dbfilename(&self) -> String {
+        self.text
+            .lock()
+            .ok()
+            .and_then(|m| m.get("dbfilename").cloned())
+            .unwrap_or_else(|| "dump.rdb".into())
     }
 
     /// The eviction settings now in force.
@@ -1352,6 +1440,17 @@ impl Tunables {
                 let n = parse_memory(value)
                     .map_err(|_| "argument must be a memory value".to_string())?;
                 self.maxmemory.store(n, Ordering::Relaxed);
+            }
+            "maxmemory-clients" => {
+                let (bytes, pct) = crate::server::client_evict::parse(value)?;
+                self.maxmemory_clients.store(bytes, Ordering::Relaxed);
+                self.maxmemory_clients_pct.store(pct, Ordering::Relaxed);
+                let shown = match pct {
+                    0 => bytes.to_string(),
+                    p => format!("{p}%"),
+                };
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                m.insert(name.into(), shown);
             }
             "maxmemory-policy" | "maxmemory-samples" | "lfu-log-factor" | "lfu-decay-time" => {
                 let mut e = self.evict_cfg();
@@ -1438,7 +1537,11 @@ impl Tunables {
             | "logfile"
             | "replicaof"
             | "slaveof"
-            | "enable-debug-command" => {
+            | "enable-debug-command"
+            | "enable-protected-configs"
+            | "syslog-enabled"
+            | "syslog-ident"
+            | "syslog-facility" => {
                 return Err("can't set immutable config".into());
             }
             name if crate::repl::SETTING_DEFAULTS
@@ -1451,11 +1554,26 @@ impl Tunables {
                     m.insert(n.to_string(), shown.clone());
                 }
             }
-            // Protected configs (Redis 7 refuses them unless enable-protected-configs).
-            "dir" | "dbfilename" | "appenddirname" => {
-                return Err("can't set protected config".into())
+            // Protected configs: `commands::server::config_set` checks
+            // enable-protected-configs before it gets here.
+            "dir" => {
+                // As Redis: the process enters the directory (saves and the AOF use paths
+                // relative to it); CONFIG GET shows where it is now.
+                std::env::set_current_dir(value).map_err(|e| crate::server::os_text(&e))?;
+                let now = std::env::current_dir()
+                    .map(|d| d.display().to_string())
+                    .unwrap_or_else(|_| value.to_string());
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                m.insert(name.into(), now);
             }
-            "appendfilename" => return Err("can't set immutable config".into()),
+            "dbfilename" => {
+                if value.is_empty() || value.contains('/') {
+                    return Err("dbfilename can't be a path, just a filename".into());
+                }
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                m.insert(name.into(), value.to_string());
+            }
+            "appendfilename" | "appenddirname" => return Err("can't set immutable config".into()),
             "appendonly" => {
                 let on = parse_yes_no(value)
                     .map_err(|_| "argument must be 'yes' or 'no'".to_string())?;
@@ -1540,6 +1658,12 @@ impl Tunables {
                 for k in threshold_names(n) {
                     m.insert(k.to_string(), shown.clone());
                 }
+            }
+            name if crate::tls::DEFAULTS.iter().any(|(n, _)| *n == name) => {
+                return Err(
+                    "TLS settings cannot change at run time yet (restart with the new value)"
+                        .into(),
+                )
             }
             "notify-keyspace-events" => {
                 let f = crate::shard::notify::parse(value)

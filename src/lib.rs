@@ -25,6 +25,8 @@
 //! - `scripting`: Lua scripting (one VM per shard thread, the script cache, SCRIPT KILL).
 //! - `coord`: cross-shard fan-out, atomic multi-shard commands, MULTI/EXEC transactions.
 //! - `repl`: replication, replica side (REPLICAOF, the master link, ROLE, INFO replication).
+//! - `tls`: TLS settings, the rustls server configuration, and the per-connection TLS
+//!   session a shard drives from its ring (bytes in, plaintext out; replies in, records out).
 //! - `sentinel`: `shardis --sentinel` mode, its own process on plain std threads (monitoring,
 //!   quorum, failover, the Sentinel protocol); it never starts the shard runtime.
 
@@ -45,4 +47,5 @@ pub mod scripting;
 pub mod sentinel;
 pub mod server;
 pub mod shard;
+pub mod tls;
 pub mod types;

@@ -1,11 +1,21 @@
 //! Redis-style log lines (`pid:role dd Mon yyyy hh:mm:ss.mmm * message`) on stderr or in the
-//! `logfile`, filtered by `--loglevel`. Called from any thread.
+//! `logfile`, filtered by `--loglevel`, and to syslog as well with `syslog-enabled yes` (the
+//! message alone, at the matching priority, as redis-server). Called from any thread.
 
 use std::io::Write;
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Mutex, OnceLock};
 
 static LEVEL: AtomicU8 = AtomicU8::new(2);
+
+/// `syslog-enabled yes`: every line that passes the level also goes to syslog(3).
+static SYSLOG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Starts sending log lines to syslog (`syslog-ident`, `syslog-facility`), once at startup.
+pub fn enable_syslog(ident: &str, facility: i32) {
+    crate::runtime::sys::open_syslog(ident, facility);
+    SYSLOG.store(true, Ordering::Relaxed);
+}
 
 /// The log file, when `logfile` names one (opened once at startup, appended to).
 static FILE: OnceLock<Mutex<std::fs::File>> = OnceLock::new();
@@ -35,6 +45,19 @@ pub fn set_level(name: &str) {
 fn emit(level: u8, mark: char, msg: &str) {
     if level < LEVEL.load(Ordering::Relaxed) {
         return;
+    }
+    if SYSLOG.load(Ordering::Relaxed) {
+        let prio = [
+            libc::LOG_DEBUG,
+            libc::LOG_INFO,
+            libc::LOG_NOTICE,
+            libc::LOG_WARNING,
+        ];
+        let p = prio
+            .get(level as usize)
+            .copied()
+            .unwrap_or(libc::LOG_WARNING);
+        crate::runtime::sys::syslog(p, msg);
     }
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -59,6 +59,9 @@ fn prepare(cfg: &Config) -> Result<(), String> {
         shardis::log::set_file(&cfg.logfile)
             .map_err(|e| format!("Can't open the log file: {e}"))?;
     }
+    if cfg.syslog_enabled {
+        shardis::log::enable_syslog(&cfg.syslog_ident, cfg.syslog_facility);
+    }
     if cfg.daemonize {
         shardis::runtime::sys::daemonize().map_err(|e| format!("daemonize: {e}"))?;
     }

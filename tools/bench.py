@@ -25,6 +25,11 @@ Modes:
            ratios against the first `--shardis` (the paired figure to quote). Writes no
            results file unless --scenario is given.
 
+`--tls`: both servers also listen on a TLS port with the same certificates (made here with
+the openssl CLI: a CA and a server certificate for 127.0.0.1, `tls-auth-clients no`), and
+redis-benchmark runs with `--tls --cacert` against that port. The mixed workload, memtier
+and the memory load are skipped (they speak plain TCP only).
+
 `--shardis NAME=CMD` (repeatable) names a shardis binary plus extra flags, e.g.
 `--shardis old=target/ab/shardis-a00eb0a --shardis 'new=target/release/shardis --recv-mode single'`;
 the port, shard and core flags are added. Default: this tree's release build.
@@ -131,11 +136,40 @@ def wait_ping(port, proc, timeout=15):
     raise RuntimeError(f"server on port {port} did not answer PING")
 
 
+# With --tls: the certificate directory (see make_certs) and the flags both servers get.
+TLS = {"dir": None}
+
+
+def make_certs():
+    """A CA and a server certificate for 127.0.0.1 in a temporary directory (openssl CLI)."""
+    import tempfile
+    d = tempfile.mkdtemp(prefix="bench-tls-")
+    def run(*a):
+        subprocess.run(["openssl", *a], cwd=d, check=True, capture_output=True)
+    with open(os.path.join(d, "server.ext"), "w") as f:
+        f.write("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "ca.key", "-out", "ca.crt",
+        "-days", "2", "-subj", "/CN=bench CA")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-keyout", "server.key", "-out", "server.csr",
+        "-subj", "/CN=localhost")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-out", "server.crt", "-days", "2", "-extfile", "server.ext")
+    TLS["dir"] = d
+    return d
+
+
+def tls_flags(port):
+    d = TLS["dir"]
+    return ["--tls-port", str(port), "--tls-cert-file", os.path.join(d, "server.crt"),
+            "--tls-key-file", os.path.join(d, "server.key"),
+            "--tls-ca-cert-file", os.path.join(d, "ca.crt"), "--tls-auth-clients", "no"]
+
+
 class Server:
     nice = 0
 
-    def __init__(self, name, cmd, port):
-        self.name, self.cmd, self.port = name, cmd, port
+    def __init__(self, name, cmd, port, tls_port=None):
+        self.name, self.cmd, self.port, self.tls_port = name, cmd, port, tls_port
         if Server.nice:
             cmd = ["nice", "-n", str(Server.nice)] + cmd
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -171,14 +205,20 @@ def start_shardis(binary, shards, cores, name=None, extra=()):
     # Binaries from before save rules existed refuse the flag (and never snapshot).
     nosave = ["--save", ""] if "--save" not in extra and takes_save_flag(binary) else []
     cmd = [binary] + extra + ["--port", str(port)] + own + ["--cores", cores, "--loglevel", "warning"] + nosave
-    return Server(name or f"shardis-{shards}sh", cmd, port)
+    tls_port = free_port() if TLS["dir"] else None
+    if tls_port:
+        cmd += tls_flags(tls_port)
+    return Server(name or f"shardis-{shards}sh", cmd, port, tls_port)
 
 
 def start_redis(cores):
     port = free_port()
     cmd = ["taskset", "-c", cores, "redis-server", "--port", str(port), "--save", "",
            "--appendonly", "no", "--bind", "127.0.0.1", "--loglevel", "warning"]
-    return Server("redis", cmd, port)
+    tls_port = free_port() if TLS["dir"] else None
+    if tls_port:
+        cmd += tls_flags(tls_port)
+    return Server("redis", cmd, port, tls_port)
 
 
 def parse_benchmark(out):
@@ -255,7 +295,10 @@ def run_redis_benchmark(server, test, pipeline, args):
         return run_mixed(server, pipeline, args)
     # Pipelined runs are 4x longer so the CPU reading stays well above timer noise.
     n = args.requests * (4 if pipeline >= 8 else 1)
-    cmd = ["taskset", "-c", args.client_cores, "redis-benchmark", "-p", str(server.port),
+    target = ["-p", str(server.port)]
+    if server.tls_port:
+        target = ["--tls", "--cacert", os.path.join(TLS["dir"], "ca.crt"), "-p", str(server.tls_port)]
+    cmd = ["taskset", "-c", args.client_cores, "redis-benchmark"] + target + [
            "-c", str(args.clients), "-n", str(n), "-P", str(pipeline),
            "-t", test, "-d", str(args.value_size), "-r", str(args.keyspace), "--precision", "3"]
     if getattr(args, "nice", 0):
@@ -958,7 +1001,9 @@ def run_ab(args, meta, variants, shards, pipelines, tests, write_file):
               f"- tool: `tools/bench.sh {shlex.join(sys.argv[1:])}`", "", "Servers:", ""]
         md += [f"- `{shlex.join(s.cmd)}`" for s in servers]
         md += ["", "Load generator, per workload and round (N = requests, x4 at pipeline >= 8):", "",
-               f"- `taskset -c {args.client_cores} redis-benchmark -p PORT -c {args.clients} -n N -P P "
+               f"- `taskset -c {args.client_cores} redis-benchmark "
+               + ("--tls --cacert CA -p TLSPORT " if TLS["dir"] else "-p PORT ")
+               + f"-c {args.clients} -n N -P P "
                f"-t TEST -d {args.value_size} -r {args.keyspace} --precision 3` for TEST in "
                + ", ".join(t.lower() for t in tests if t.lower() != "mixed")]
         if any(t.lower() == "mixed" for t in tests):
@@ -999,6 +1044,9 @@ def main():
     ap.add_argument("--nice", type=int, default=0,
                     help="run servers and load generator at this nice value (e.g. -10 on a "
                          "machine shared with other jobs; A/B runs only, never for published figures)")
+    ap.add_argument("--tls", action="store_true",
+                    help="redis-benchmark over TLS (both servers get a tls-port with the same "
+                         "certificates); plain-TCP workloads are skipped")
     ap.add_argument("--shardis", action="append", default=[], metavar="NAME=CMD",
                     help="a shardis binary (plus extra flags) to run under NAME; repeatable")
     args = ap.parse_args()
@@ -1025,6 +1073,11 @@ def main():
         shard_counts = shard_counts[:1]
     pipelines = [int(p) for p in args.pipelines.split(",")]
     tests = [t.strip() for t in args.tests.split(",") if t.strip()]
+    if args.tls:
+        make_certs()
+        # The load generator, memtier runs and the memory load speak plain TCP only.
+        tests = [t for t in tests if t.lower() != "mixed"]
+        args.mem_keys = 0
     meta = machine()
     variants = []
     for spec in args.shardis:
@@ -1042,6 +1095,11 @@ def main():
         run_ab(args, meta, variants, shard_counts[0], pipelines, tests, write_file)
         return
     rows, mem, notes, commands = [], [], [], []
+    if args.tls:
+        notes.append("Over TLS: redis-benchmark --tls --cacert CA -p TLSPORT against both "
+                     "servers' tls-port (same CA and server certificate, RSA 2048, "
+                     "tls-auth-clients no); the mixed workload, memtier and the memory load "
+                     "are skipped.")
     servers = [("redis", None)] if not args.no_redis else []
     servers += [(f"shardis-{n}sh", n) for n in shard_counts]
     total = len(servers) * len(pipelines) * len(tests) * args.repeat
@@ -1064,7 +1122,9 @@ def main():
                     r["server"] = name
                     rows.append(r)
             if args.mode == "compare":
-                if shutil.which("memtier_benchmark"):
+                if args.tls:
+                    pass
+                elif shutil.which("memtier_benchmark"):
                     log(f"{name}: memtier_benchmark 1:10 SET:GET")
                     r = run_memtier(srv, args)
                     r["server"] = name

@@ -95,9 +95,7 @@ fn acl_cmd(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         "setuser" => {
             let name = text(arg(argv, 2)?);
             let rules: Vec<String> = argv.iter().skip(3).map(|r| text(r)).collect();
-            acl::setuser(&name, &rules).map_err(|(rule, why)| {
-                CmdError::err(format!("Error in ACL SETUSER modifier '{rule}': {why}"))
-            })?;
+            acl::setuser(&name, &rules).map_err(CmdError::err)?;
             refresh_auth_required(ctx);
             Reply::Ok
         }
@@ -119,7 +117,22 @@ fn acl_cmd(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
                 (Reply::bulk("commands"), Reply::bulk(commands)),
                 (Reply::bulk("keys"), Reply::bulk(keys)),
                 (Reply::bulk("channels"), Reply::bulk(channels)),
-                (Reply::bulk("selectors"), Reply::Array(Vec::new())),
+                (
+                    Reply::bulk("selectors"),
+                    Reply::Array(
+                        u.selectors
+                            .iter()
+                            .map(|s| {
+                                let (commands, keys, channels) = s.fields();
+                                Reply::Map(vec![
+                                    (Reply::bulk("commands"), Reply::bulk(commands)),
+                                    (Reply::bulk("keys"), Reply::bulk(keys)),
+                                    (Reply::bulk("channels"), Reply::bulk(channels)),
+                                ])
+                            })
+                            .collect(),
+                    ),
+                ),
             ])
         }
         "deluser" => {

@@ -174,6 +174,25 @@ pub fn check_subcommand(spec: &CommandSpec, argv: &[Bytes]) -> Result<String, Cm
     Ok(sub)
 }
 
+/// The client connected from the loopback interface (its `addr` as CLIENT LIST shows it).
+pub fn is_local(client_addr: &str) -> bool {
+    // A Unix socket client shows as `path:0` (no TCP peer has port 0): local, as Redis's
+    // islocalClient says.
+    client_addr.starts_with("127.0.0.1:")
+        || client_addr.starts_with("[::1]:")
+        || client_addr.ends_with(":0")
+}
+
+/// Whether an `enable-*` setting (`yes`/`no`/`local`) lets this client through.
+pub fn access_allows(access: crate::config::Access, local: bool) -> bool {
+    use crate::config::Access;
+    match access {
+        Access::Yes => true,
+        Access::Local => local,
+        Access::No => false,
+    }
+}
+
 /// Redis's refusal of a PROTECTED command (DEBUG) under `enable-debug-command`: `no`
 /// refuses everyone, `local` everyone but loopback clients.
 pub fn protected_refusal(
@@ -181,17 +200,7 @@ pub fn protected_refusal(
     client_addr: &str,
     name: &str,
 ) -> Option<CmdError> {
-    use crate::config::Access;
-    // A Unix socket client shows as `path:0` (no TCP peer has port 0): local, as Redis's
-    // islocalClient says.
-    let local = client_addr.starts_with("127.0.0.1:")
-        || client_addr.starts_with("[::1]:")
-        || client_addr.ends_with(":0");
-    let allowed = match access {
-        Access::Yes => true,
-        Access::Local => local,
-        Access::No => false,
-    };
+    let allowed = access_allows(access, is_local(client_addr));
     (!allowed).then(|| {
         CmdError::err(format!(
             "{} command not allowed. If the enable-debug-command option is set to \"local\", \

@@ -239,6 +239,10 @@ fn set_failed(name: &str, why: &str) -> CmdError {
 /// CONFIG SET p v [p v ...]: all or nothing. Every name is checked first; then the values
 /// are applied in order, and if one is rejected the ones already applied get their old
 /// values back (Redis's restore-on-failure).
+/// The parameters Redis 7.0 marks PROTECTED_CONFIG: CONFIG SET changes them only where
+/// `enable-protected-configs` allows it (`yes`, or `local` for loopback clients).
+const PROTECTED_CONFIGS: &[&str] = &["dir", "dbfilename"];
+
 fn config_set(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let pairs = argv.get(2..).unwrap_or_default();
     if pairs.len() % 2 != 0 {
@@ -260,6 +264,18 @@ fn config_set(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         }
         if todo.iter().any(|(n, _)| *n == name) {
             return Err(set_failed(&name, "duplicate parameter"));
+        }
+        // Redis 7's PROTECTED_CONFIG parameters, under enable-protected-configs.
+        if PROTECTED_CONFIGS.contains(&name.as_str()) {
+            let access = ctx.w.shared.cfg.protected_configs;
+            let local = ctx
+                .w
+                .conns
+                .get(ctx.conn)
+                .is_some_and(|c| super::is_local(&c.client.addr));
+            if !super::access_allows(access, local) {
+                return Err(set_failed(&name, "can't set protected config"));
+            }
         }
         todo.push((name, value));
     }
@@ -745,7 +761,7 @@ fn debug_reload(ctx: &mut ConnCtx, nosave: bool) -> CmdResult {
         drop(parts);
         let cfg = &w.shared.cfg;
         let loaded = saved.and_then(|()| {
-            let data = std::fs::read(&cfg.dbfilename)
+            let data = std::fs::read(w.shared.tun.dbfilename())
                 .map_err(|e| format!("Error reading the RDB file: {e}"))?;
             let crc = w.shared.tun.rdbchecksum.load(Ordering::Relaxed);
             persist::load::split(&data, w.nshards, cfg.databases, crc)
@@ -1126,6 +1142,7 @@ pub(super) fn merge(mut a: ShardInfo, b: ShardInfo) -> ShardInfo {
     a.net.net_output_bytes += b.net.net_output_bytes;
     a.net.connections_received += b.net.connections_received;
     a.net.rejected_connections += b.net.rejected_connections;
+    a.net.evicted_clients += b.net.evicted_clients;
     a.rates.add(b.rates);
     a.pubsub.0.extend(b.pubsub.0);
     a.pubsub.1.extend(b.pubsub.1);
@@ -1498,7 +1515,7 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 f("expired_time_cap_reached_count", &0);
                 f("expire_cycle_cpu_milliseconds", &0);
                 f("evicted_keys", &s.evicted);
-                f("evicted_clients", &0);
+                f("evicted_clients", &s.net.evicted_clients);
                 f("total_eviction_exceeded_time", &0);
                 f("current_eviction_exceeded_time", &0);
                 f("keyspace_hits", &s.hits);

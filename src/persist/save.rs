@@ -408,7 +408,7 @@ pub fn save_parts(
     let now = super::unix_secs();
     let checksum = shared.tun.rdbchecksum.load(Ordering::Relaxed);
     let res = write_file(
-        Path::new(&shared.cfg.dbfilename),
+        Path::new(&shared.tun.dbfilename()),
         parts,
         checksum,
         now,

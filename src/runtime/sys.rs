@@ -1,5 +1,6 @@
 //! Raw socket, descriptor, rlimit and signal calls (libc), wrapped so the rest of shardis
-//! stays safe. Called from the main thread at startup (rlimits, listen, signal mask), the
+//! stays safe (syslog(3) too). Called from the main thread at startup (rlimits, listen,
+//! signal mask, openlog), any thread that logs (syslog), the
 //! signals thread, shard threads per connection (accept setup, close) and CONFIG SET
 //! maxclients (RLIMIT_NOFILE).
 
@@ -391,4 +392,44 @@ pub fn daemonize() -> io::Result<()> {
         unsafe { libc::dup2(null.as_raw_fd(), fd) };
     }
     Ok(())
+}
+
+/// `syslog-facility` names (Redis's: `user`, `local0`..`local7`) and their values.
+pub const SYSLOG_FACILITIES: &[(&str, libc::c_int)] = &[
+    ("user", libc::LOG_USER),
+    ("local0", libc::LOG_LOCAL0),
+    ("local1", libc::LOG_LOCAL1),
+    ("local2", libc::LOG_LOCAL2),
+    ("local3", libc::LOG_LOCAL3),
+    ("local4", libc::LOG_LOCAL4),
+    ("local5", libc::LOG_LOCAL5),
+    ("local6", libc::LOG_LOCAL6),
+    ("local7", libc::LOG_LOCAL7),
+];
+
+/// openlog(3) with Redis's options (the pid in every message, connect now, do not wait).
+/// Called once, at startup; the ident string lives for the rest of the process.
+pub fn open_syslog(ident: &str, facility: libc::c_int) {
+    let ident = std::ffi::CString::new(ident.replace('\0', "")).unwrap_or_default();
+    // openlog keeps the pointer: the string must never be freed.
+    let ident: &'static std::ffi::CStr = Box::leak(ident.into_boxed_c_str());
+    // SAFETY: `ident` is a NUL-terminated string that lives until the process ends.
+    unsafe {
+        libc::openlog(
+            ident.as_ptr(),
+            libc::LOG_PID | libc::LOG_NDELAY | libc::LOG_NOWAIT,
+            facility,
+        )
+    };
+}
+
+/// syslog(3) of one message at `priority` (LOG_DEBUG..LOG_WARNING), passed through "%s" so
+/// it is never read as a format.
+pub fn syslog(priority: libc::c_int, msg: &str) {
+    let Ok(m) = std::ffi::CString::new(msg.replace('\0', "")) else {
+        return;
+    };
+    // SAFETY: both arguments are NUL-terminated strings alive for the call; the format
+    // takes exactly one string argument.
+    unsafe { libc::syslog(priority, c"%s".as_ptr(), m.as_ptr()) };
 }

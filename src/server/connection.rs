@@ -150,6 +150,10 @@ pub struct Conn {
     /// ACL), see expired keys as live, and its replies are dropped instead of sent (only
     /// `REPLCONF ACK`s go back).
     pub master: bool,
+    /// The TLS session of a connection accepted on `tls-port` (`tls`): its receives carry
+    /// ciphertext, decrypted into `rbuf`, and its output is encrypted at flush. `None` for
+    /// plain connections, which never look further.
+    pub tls: Option<Box<crate::tls::Session>>,
     /// In MONITOR mode (`server::monitor`; CLIENT LIST flag `O`).
     pub monitor: bool,
     /// CLIENT REPLY mode (`On` for nearly every client: one test per command).
@@ -207,6 +211,7 @@ impl Conn {
             tx: None,
             replica_link: None,
             master: false,
+            tls: None,
             monitor: false,
             reply_mode: ReplyMode::On,
             mute: false,

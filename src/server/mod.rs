@@ -7,6 +7,7 @@
 //! (`persist::cron`). A shard that has not stopped `SHUTDOWN_GRACE` after the shutdown began
 //! (after that save) is named in the log and the process exits without it.
 
+pub mod client_evict;
 pub mod connection;
 pub mod lookahead;
 pub mod metrics;
@@ -51,6 +52,9 @@ pub struct Shared {
     pub events: Sender<Event>,
     /// The port actually bound (differs from cfg.port when it was 0).
     pub port: u16,
+    /// The TLS configuration, when `tls-port` is set (`tls`): each connection accepted on
+    /// the TLS listener starts a session from it.
+    pub tls: Option<Arc<rustls::ServerConfig>>,
     /// What each shard publishes for the others' eviction decisions (indexed by shard).
     pub mem: Vec<ShardMem>,
     /// Each shard's stall detector readings (indexed by shard).
@@ -118,6 +122,10 @@ pub struct ShardMem {
     pub nudged: AtomicBool,
     /// The shard's write counter (`Shard::dirty`), for the save rules on shard 0.
     pub dirty: AtomicU64,
+    /// Bytes the shard's clients hold, and its biggest evictable client's (`client_evict`,
+    /// maxmemory-clients; published only while a limit is set).
+    pub clients: AtomicU64,
+    pub biggest_client: AtomicU64,
 }
 
 /// Descriptors kept free beyond the fixed ones, as Redis's CONFIG_MIN_RESERVED_FDS: room for
@@ -141,8 +149,10 @@ pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 /// lowers `cfg.maxclients` to fit, with Redis's warnings. Returns the reserved count (the
 /// descriptors that are not for clients), which CONFIG SET maxclients checks against.
 fn adjust_open_files_limit(cfg: &mut Config) -> Result<u64, String> {
-    // One more listener per shard for each further `bind` address, and the Unix socket.
-    let listeners = (cfg.bind.len() as u64).saturating_sub(1) * cfg.shards as u64
+    // One more listener per shard for each further `bind` address (and each address's
+    // `tls-port`), and the Unix socket.
+    let tls = u64::from(cfg.tls.port != 0) * cfg.bind.len() as u64;
+    let listeners = ((cfg.bind.len() as u64).saturating_sub(1) + tls) * cfg.shards as u64
         + u64::from(cfg.unixsocket.is_some());
     let reserved =
         sys::open_fds() + FDS_PER_SHARD * cfg.shards as u64 + listeners + MIN_RESERVED_FDS;
@@ -316,29 +326,65 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
     let mut aof_records: Vec<Vec<crate::persist::aof::Rec>> =
         aof_loaded.map(|a| a.shards).unwrap_or_default();
     aof_records.resize_with(cfg.shards, Vec::new);
-    // One listener per shard per address (SO_REUSEPORT); shard 0 also takes the Unix
-    // socket and hands its connections round.
-    let mut listeners: Vec<Vec<(RawFd, bool)>> = Vec::with_capacity(cfg.shards);
-    let mut port = cfg.port;
-    let close_all = |ls: &[Vec<(RawFd, bool)>]| ls.iter().flatten().for_each(|l| sys::close(l.0));
-    for _ in 0..cfg.shards {
-        let mut mine = Vec::with_capacity(binds.len() + 1);
+    // TLS: the configuration is built (files read, settings checked) before anything is
+    // bound, so a bad certificate stops the server here with the reason.
+    let tls = match cfg.tls.port {
+        0 => None,
+        _ => Some(crate::tls::server_config(&cfg.tls)?),
+    };
+    if tls.is_some() {
         for &ip in &binds {
-            let a = SocketAddr::new(ip, port);
-            match sys::listen_reuseport(a, cfg.tcp_backlog) {
-                Ok(fd) => {
-                    if port == 0 {
-                        port = sys::addrs(fd).1.map(|a| a.port()).unwrap_or(0);
+            let a = SocketAddr::new(ip, cfg.tls.port);
+            sys::check_port_free(a).map_err(|e| {
+                format!(
+                    "Could not create server TLS listening socket {}: bind: {}\nFailed listening on port {} (TLS), aborting.",
+                    show_addr(ip, cfg.tls.port),
+                    os_text(&e),
+                    cfg.tls.port
+                )
+            })?;
+        }
+    }
+    // `port 0` with a `tls-port` listens on TLS only, as Redis; `port 0` alone takes a
+    // port the kernel picks (tests).
+    let plain = cfg.port != 0 || tls.is_none();
+    // One listener per shard per address (and per port: plain, TLS), SO_REUSEPORT; shard 0
+    // also takes the Unix socket and hands its connections round.
+    let mut listeners: Vec<Vec<worker::Listen>> = Vec::with_capacity(cfg.shards);
+    let mut port = cfg.port;
+    let close_all = |ls: &[Vec<worker::Listen>]| ls.iter().flatten().for_each(|l| sys::close(l.fd));
+    for _ in 0..cfg.shards {
+        let mut mine: Vec<worker::Listen> = Vec::with_capacity(2 * binds.len() + 1);
+        for &ip in &binds {
+            let mut wanted: Vec<(u16, bool)> = Vec::with_capacity(2);
+            if plain {
+                wanted.push((port, false));
+            }
+            if tls.is_some() {
+                wanted.push((cfg.tls.port, true));
+            }
+            for (p, is_tls) in wanted {
+                let a = SocketAddr::new(ip, if is_tls { p } else { port });
+                match sys::listen_reuseport(a, cfg.tcp_backlog) {
+                    Ok(fd) => {
+                        if !is_tls && port == 0 {
+                            port = sys::addrs(fd).1.map(|a| a.port()).unwrap_or(0);
+                        }
+                        mine.push(worker::Listen {
+                            fd,
+                            unix: false,
+                            tls: is_tls,
+                        });
                     }
-                    mine.push((fd, false));
-                }
-                Err(e) => {
-                    close_all(&listeners);
-                    mine.iter().for_each(|l| sys::close(l.0));
-                    return Err(format!(
-                        "Could not create server TCP listening socket {}: {e}",
-                        show_addr(ip, port)
-                    ));
+                    Err(e) => {
+                        close_all(&listeners);
+                        mine.iter().for_each(|l| sys::close(l.fd));
+                        return Err(format!(
+                            "Could not create server {} listening socket {}: {e}",
+                            if is_tls { "TLS" } else { "TCP" },
+                            show_addr(ip, a.port())
+                        ));
+                    }
                 }
             }
         }
@@ -348,7 +394,11 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         match sys::listen_unix(path, cfg.tcp_backlog, cfg.unixsocketperm) {
             Ok(fd) => {
                 if let Some(l) = listeners.first_mut() {
-                    l.push((fd, true));
+                    l.push(worker::Listen {
+                        fd,
+                        unix: true,
+                        tls: false,
+                    });
                 }
             }
             Err(e) => {
@@ -373,6 +423,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         signalled: AtomicBool::new(false),
         events,
         port,
+        tls,
         mem: (0..cfg.shards).map(|_| ShardMem::default()).collect(),
         pulse: (0..cfg.shards).map(|_| Pulse::default()).collect(),
         persist: crate::persist::State::new(crate::persist::unix_secs()),
@@ -450,7 +501,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
                         crate::log::warning(&format!("shard {i}: SCHED_BATCH refused: {e}"));
                     }
                 }
-                let fds: Vec<RawFd> = fd.iter().map(|l| l.0).collect();
+                let fds: Vec<RawFd> = fd.iter().map(|l| l.fd).collect();
                 match Worker::new(i, shared.clone(), ep, fd) {
                     Ok(mut w) => {
                         let _ = ready.send(Ok(w.ring_setup()));
@@ -543,10 +594,19 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         .map(|c| c.to_string())
         .collect();
     crate::log::notice(&format!(
-        "shardis {} started: pid={} port={} bind={} shards={} cores={} io_uring={} sched={}",
+        "shardis {} started: pid={} port={}{} bind={} shards={} cores={} io_uring={} sched={}",
         env!("CARGO_PKG_VERSION"),
         std::process::id(),
-        port,
+        if plain {
+            port.to_string()
+        } else {
+            "none".into()
+        },
+        if shared.tls.is_some() {
+            format!(" tls-port={}", cfg.tls.port)
+        } else {
+            String::new()
+        },
         binds
             .iter()
             .map(|ip| ip.to_string())
@@ -561,7 +621,12 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         setup,
         if batch { "batch" } else { "other" }
     ));
-    crate::log::notice("Ready to accept connections tcp");
+    if plain {
+        crate::log::notice("Ready to accept connections tcp");
+    }
+    if shared.tls.is_some() {
+        crate::log::notice("Ready to accept connections tls");
+    }
     if let Some(path) = &cfg.unixsocket {
         crate::log::notice(&format!(
             "The server is now ready to accept connections at {path}"

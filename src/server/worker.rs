@@ -177,6 +177,8 @@ pub struct NetStats {
     pub net_output_bytes: u64,
     pub connections_received: u64,
     pub rejected_connections: u64,
+    /// Clients closed by maxmemory-clients (`client_evict`).
+    pub evicted_clients: u64,
 }
 
 enum TimerKind {
@@ -206,6 +208,8 @@ struct Accepting {
     /// A Unix domain socket (shard 0's `unixsocket`): its connections are handed to the
     /// shards in turn.
     unix: bool,
+    /// A `tls-port` listener.
+    tls: bool,
     /// A connection was accepted since the accept was last armed.
     progress: bool,
     /// The next pause; back to `ACCEPT_RETRY_MIN` after a connection is accepted.
@@ -213,6 +217,16 @@ struct Accepting {
     /// When an accept error was last logged, and the errors since then.
     logged: Option<Instant>,
     unlogged: u64,
+}
+
+/// One listening socket of a shard, as `server::start` made it.
+#[derive(Debug, Clone, Copy)]
+pub struct Listen {
+    pub fd: RawFd,
+    /// The `unixsocket` (shard 0 only).
+    pub unix: bool,
+    /// A `tls-port` listener: its connections speak TLS.
+    pub tls: bool,
 }
 
 const ACCEPT_RETRY_MIN: Duration = Duration::from_millis(5);
@@ -343,7 +357,7 @@ impl Worker {
         id: usize,
         shared: Arc<Shared>,
         mesh: Endpoint<Msg>,
-        listen_fds: Vec<(RawFd, bool)>,
+        listen_fds: Vec<Listen>,
     ) -> std::io::Result<Worker> {
         let cfg = &shared.cfg;
         let mut ring = Ring::new(cfg.ring_entries)?;
@@ -385,9 +399,10 @@ impl Worker {
             timers: Timers::default(),
             listeners: listen_fds
                 .into_iter()
-                .map(|(fd, unix)| Accepting {
-                    fd,
-                    unix,
+                .map(|l| Accepting {
+                    fd: l.fd,
+                    unix: l.unix,
+                    tls: l.tls,
                     progress: false,
                     backoff: ACCEPT_RETRY_MIN,
                     logged: None,
@@ -630,7 +645,7 @@ impl Worker {
             else {
                 continue;
             };
-            if conn.rbuf.as_ref().is_some_and(|b| !b.is_empty()) {
+            if conn.rbuf.as_ref().is_some_and(|b| !b.is_empty()) || conn.tls.is_some() {
                 continue;
             }
             let (Some(data), Some(db)) =
@@ -783,14 +798,14 @@ impl Worker {
                     return;
                 };
                 let failed = c.result < 0 && c.result != -libc::ECANCELED;
-                let unix = l.unix;
+                let (unix, tls) = (l.unix, l.tls);
                 if c.result >= 0 {
                     l.progress = true;
                     l.backoff = ACCEPT_RETRY_MIN;
                     if unix {
                         self.hand_off_unix(c.result);
                     } else {
-                        self.on_accept(c.result, false);
+                        self.on_accept(c.result, false, tls);
                     }
                 } else if failed {
                     self.log_accept_error(li, -c.result);
@@ -840,11 +855,11 @@ impl Worker {
         let to = self.unix_next % self.nshards.max(1);
         self.unix_next = to + 1;
         if to == self.id {
-            self.on_accept(fd, true);
+            self.on_accept(fd, true, false);
         } else {
             self.post(
                 to,
-                Msg::Control(Box::new(move |w: &mut Worker| w.on_accept(fd, true))),
+                Msg::Control(Box::new(move |w: &mut Worker| w.on_accept(fd, true, false))),
             );
         }
     }
@@ -875,20 +890,42 @@ impl Worker {
     }
 
     /// A new client connection (`unix`: from the Unix socket, possibly accepted by
-    /// another shard).
-    fn on_accept(&mut self, fd: RawFd, unix: bool) {
+    /// another shard; `tls`: accepted on `tls-port`, it starts a TLS session and every
+    /// byte in and out of it goes through that session).
+    fn on_accept(&mut self, fd: RawFd, unix: bool, tls: bool) {
         // A connection handed over while this shard was stopping: nobody would serve it.
         if unix && self.shared.shutdown.load(Ordering::Relaxed) {
             sys::close(fd);
             return;
         }
         self.net.connections_received += 1;
+        // A refusal's text would be plaintext in the middle of a TLS handshake: a TLS
+        // client is only closed.
+        let refuse = |fd: RawFd, text: &[u8]| match tls {
+            false => sys::write_and_close(fd, text),
+            true => sys::close(fd),
+        };
+        let session = match (tls, &self.shared.tls) {
+            (false, _) => None,
+            (true, Some(cfg)) => match crate::tls::Session::new(cfg) {
+                Ok(s) => Some(Box::new(s)),
+                Err(e) => {
+                    crate::log::warning(&format!("Error creating a TLS session: {e}"));
+                    sys::close(fd);
+                    return;
+                }
+            },
+            (true, None) => {
+                sys::close(fd);
+                return;
+            }
+        };
         let max = self.shared.tun.maxclients.load(Ordering::Relaxed);
         let prev = self.shared.clients.fetch_add(1, Ordering::AcqRel);
         if prev >= max {
             self.shared.clients.fetch_sub(1, Ordering::AcqRel);
             self.net.rejected_connections += 1;
-            sys::write_and_close(fd, b"-ERR max number of clients reached\r\n");
+            refuse(fd, b"-ERR max number of clients reached\r\n");
             return;
         }
         if !unix {
@@ -911,7 +948,7 @@ impl Worker {
                     "Denied client {}: protected mode is on and no password is set",
                     peer.map(|p| p.to_string()).unwrap_or_default()
                 ));
-                sys::write_and_close(fd, crate::error::DENIED);
+                refuse(fd, crate::error::DENIED);
                 return;
             }
         }
@@ -929,7 +966,9 @@ impl Worker {
         client.unix = unix;
         client.authed = !auth_required;
         // acl_epoch 0: the first command fetches the default user (see `acl_gate`).
-        let idx = self.conns.insert(Conn::new(fd, gen, client));
+        let mut conn = Conn::new(fd, gen, client);
+        conn.tls = session;
+        let idx = self.conns.insert(conn);
         self.arm_recv(idx);
     }
 
@@ -962,11 +1001,20 @@ impl Worker {
         if conn.waiting.is_some() && conn.rbuf.as_ref().is_some_and(|b| !b.is_empty()) {
             return;
         }
-        let Some(mut buf) = conn.rbuf.take() else {
+        // A TLS connection receives ciphertext into its session's buffer; the read buffer
+        // holds the plaintext.
+        let taken = match conn.tls.as_mut() {
+            None => conn.rbuf.take(),
+            Some(t) => t.cbuf.take(),
+        };
+        let Some(mut buf) = taken else {
             return;
         };
         // `qalloc`: the block behind the buffer, which a view left by `split_to` hides.
-        if buf.is_empty() && buf.capacity().max(conn.qalloc) > 4 * min_free.max(64 * 1024) {
+        if conn.tls.is_none()
+            && buf.is_empty()
+            && buf.capacity().max(conn.qalloc) > 4 * min_free.max(64 * 1024)
+        {
             buf = BytesMut::new();
             conn.qalloc = 0;
         }
@@ -988,11 +1036,15 @@ impl Worker {
         }
     }
 
-    fn on_recv(&mut self, token: u64, c: Completion) {
+    fn on_recv(&mut self, token: u64, mut c: Completion) {
         let Some(idx) = self.conn_by_token(token) else {
             return;
         };
         let min_free = self.shared.cfg.recv_buffer;
+        if self.conns[idx].tls.is_some() {
+            // Ciphertext: decrypted into the read buffer here; what follows sees plaintext.
+            self.tls_recv(idx, &mut c);
+        }
         let conn = &mut self.conns[idx];
         match c.buf {
             // A one-shot receive hands the read buffer back (with the new bytes in it).
@@ -1084,6 +1136,93 @@ impl Worker {
         self.arm_recv(idx);
     }
 
+    /// A TLS connection's receive: takes the completion's ciphertext (leaving `c.buf`
+    /// empty), feeds it to the session, and appends the plaintext it carried to the read
+    /// buffer. A TLS error (a failed handshake, a bad record, a plaintext client on the TLS
+    /// port) marks the connection closing: the alert goes out with the next flush, then
+    /// the connection closes. Nothing here blocks or waits for more bytes.
+    fn tls_recv(&mut self, idx: usize, c: &mut Completion) {
+        let buf = std::mem::replace(&mut c.buf, OpBuf::None);
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        let Some(tls) = conn.tls.as_mut() else {
+            return;
+        };
+        let rbuf = conn.rbuf.get_or_insert_with(BytesMut::new);
+        let res = match buf {
+            OpBuf::Recv(mut b) => {
+                conn.recv = RecvState::Idle;
+                let r = match c.result > 0 {
+                    true => tls.input(&b, rbuf),
+                    false => Ok(()),
+                };
+                b.clear();
+                tls.cbuf = Some(b);
+                r
+            }
+            OpBuf::Provided(p) => match self.ring.provided(&p) {
+                Some(data) => tls.input(data, rbuf),
+                None => Ok(()),
+            },
+            other => {
+                c.buf = other;
+                Ok(())
+            }
+        };
+        if let Err(e) = res {
+            let what = match tls.is_handshaking() {
+                true => "Error accepting a client connection",
+                false => "Error reading from client",
+            };
+            crate::log::verbose(&format!(
+                "{what}: TLS: {e} (id={} addr={})",
+                conn.client.id, conn.client.addr
+            ));
+            conn.closing = true;
+            self.mark_dirty(idx);
+        }
+    }
+
+    /// A TLS connection's flush: every ready reply, encrypted, plus the handshake records
+    /// or alert due, in one send (the plain path's `flush_dirty` step for TLS).
+    fn tls_flush(&mut self, idx: usize) {
+        let Some(conn) = self.conns.get_mut(idx) else {
+            return;
+        };
+        if let (false, Some(tls)) = (conn.sending, conn.tls.as_mut()) {
+            if !conn.out.is_empty() || tls.wants_write() {
+                // Hold for replies from other shards once, as the plain path does.
+                if conn.batches_out > 0 && !conn.held && conn.out.len() < HOLD_MAX && !conn.closing
+                {
+                    conn.held = true;
+                    return;
+                }
+                conn.held = false;
+                let mut cipher = std::mem::take(&mut conn.spare);
+                if let Err(e) = tls.output(&conn.out, &mut cipher) {
+                    crate::log::verbose(&format!(
+                        "Error writing to client: TLS: {e} (id={} addr={})",
+                        conn.client.id, conn.client.addr
+                    ));
+                    conn.closing = true;
+                }
+                conn.out.clear();
+                if !cipher.is_empty() {
+                    conn.sending = true;
+                    conn.inflight = cipher.len();
+                    let t = tag(TAG_SEND, token_of(idx, conn.gen));
+                    self.ring.send(conn.fd, cipher, 0, t);
+                    return;
+                }
+                conn.spare = cipher;
+            }
+        }
+        if conn.closing && conn.drained() {
+            self.close_conn(idx);
+        }
+    }
+
     fn on_send(&mut self, token: u64, c: Completion) {
         let Some(idx) = self.conn_by_token(token) else {
             return;
@@ -1155,6 +1294,10 @@ impl Worker {
                 // Replies to our master are dropped; only its ACKs go out.
                 conn.out.clear();
                 conn.out.append(&mut self.repl.ack);
+            }
+            if conn.tls.is_some() {
+                self.tls_flush(idx);
+                continue;
             }
             if conn.sending || conn.out.is_empty() {
                 if conn.closing && conn.drained() {
@@ -2792,6 +2935,7 @@ impl Worker {
                     .map(|(_, c)| c.buffer_bytes() as u64)
                     .sum();
                 self.publish_mem();
+                super::client_evict::tick(self);
                 self.rates.sample(
                     now,
                     [
