@@ -9,7 +9,7 @@ use std::sync::atomic::Ordering;
 use bytes::Bytes;
 
 use super::args::{arg, is};
-use super::table::{CommandSpec, Exec, KeySpec, NOSCRIPT, READONLY, STALE};
+use super::table::{CommandSpec, Exec, KeySpec, MAY_REPLICATE, NOSCRIPT, READONLY, STALE};
 use super::{ConnCtx, KeyCtx};
 use crate::error::{CmdError, CmdResult, CROSSSLOT};
 use crate::protocol::parse_i64;
@@ -18,7 +18,7 @@ use crate::scripting::functions::{self as registry, Policy};
 use crate::scripting::{self, vm, Kill};
 
 const G: &str = "scripting";
-const FCALL_FLAGS: u32 = NOSCRIPT | STALE;
+const FCALL_FLAGS: u32 = NOSCRIPT | STALE | MAY_REPLICATE;
 
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[

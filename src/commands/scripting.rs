@@ -7,7 +7,7 @@
 use bytes::Bytes;
 
 use super::args::{arg, is};
-use super::table::{CommandSpec, Exec, KeySpec, NOSCRIPT, READONLY, STALE};
+use super::table::{CommandSpec, Exec, KeySpec, MAY_REPLICATE, NOSCRIPT, READONLY, STALE};
 use super::{ConnCtx, KeyCtx};
 use crate::error::{CmdError, CmdResult, CROSSSLOT, NUMKEYS_TOO_MANY};
 use crate::protocol::parse_i64;
@@ -15,7 +15,7 @@ use crate::protocol::reply::Reply;
 use crate::scripting::{self, vm, Kill};
 
 const G: &str = "scripting";
-const EVAL_FLAGS: u32 = NOSCRIPT | STALE;
+const EVAL_FLAGS: u32 = NOSCRIPT | STALE | MAY_REPLICATE;
 
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[

@@ -29,6 +29,9 @@ pub const SKIP_SLOWLOG: u32 = 1 << 12;
 pub const NO_MULTI: u32 = 1 << 13;
 /// Guarded by `enable-debug-command` (Redis's CMD_PROTECTED; not shown by COMMAND INFO).
 pub const PROTECTED: u32 = 1 << 14;
+/// May write without the `write` flag (EXEC, EVAL, FCALL: Redis's CMD_MAY_REPLICATE); not
+/// shown by COMMAND INFO. `min-replicas-ack` holds their replies as it holds writes'.
+pub const MAY_REPLICATE: u32 = 1 << 15;
 
 /// Flag bits and the names COMMAND INFO prints for them.
 pub const FLAG_NAMES: &[(u32, &str)] = &[

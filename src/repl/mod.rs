@@ -42,7 +42,9 @@ use bytes::Bytes;
 
 use crate::commands::args::text;
 use crate::commands::table::Exec;
-use crate::commands::table::{CommandSpec, KeySpec, ADMIN, NOSCRIPT, STALE, WRITE};
+use crate::commands::table::{
+    CommandSpec, KeySpec, ADMIN, MAY_REPLICATE, NOSCRIPT, READONLY, STALE, WRITE,
+};
 use crate::commands::ConnCtx;
 use crate::error::{self, CmdError, CmdResult};
 use crate::persist::load::Split;
@@ -156,6 +158,13 @@ pub struct Settings {
     pub min_replicas_max_lag: AtomicU64,
     /// Replicas acknowledged within the max lag, counted once a second by shard 0.
     pub good_replicas: AtomicU64,
+    /// `min-replicas-ack` (0: off): a write's reply waits until this many replicas
+    /// acknowledged the stream offset covering it (zero acknowledged-write loss).
+    pub min_replicas_ack: AtomicU64,
+    /// `min-replicas-ack-timeout` (ms): past it the held reply becomes `-NOREPLICAS`.
+    pub ack_timeout_ms: AtomicU64,
+    /// Replicas online (past their sync), kept by the master side.
+    pub online_replicas: AtomicU64,
     /// (masteruser, masterauth).
     pub auth: Mutex<(String, String)>,
 }
@@ -168,6 +177,9 @@ const GATE_STALE: u8 = 2;
 const GATE_NOREPLICAS: u8 = 4;
 /// `min-replicas-to-write` is set: writes also check the good replicas' deadline.
 const GATE_MINREPLICAS: u8 = 8;
+/// `min-replicas-ack` is set (on a master): writes are refused without enough online
+/// replicas, and their replies wait for the replicas' acknowledgements.
+const GATE_SYNC_ACK: u8 = 16;
 
 static GATE: AtomicU8 = AtomicU8::new(0);
 /// Processed and read offsets of the master link (published by the home shard).
@@ -188,6 +200,9 @@ pub static SETTINGS: Settings = Settings {
     min_replicas: AtomicU64::new(0),
     min_replicas_max_lag: AtomicU64::new(10),
     good_replicas: AtomicU64::new(0),
+    min_replicas_ack: AtomicU64::new(0),
+    ack_timeout_ms: AtomicU64::new(1000),
+    online_replicas: AtomicU64::new(0),
     auth: Mutex::new((String::new(), String::new())),
 };
 
@@ -325,7 +340,27 @@ pub fn refusal(g: u8, flags: u32) -> Option<&'static str> {
     {
         return Some(error::NOREPLICAS);
     }
+    if g & GATE_SYNC_ACK != 0
+        && may_write(flags)
+        && SETTINGS.online_replicas.load(Ordering::Relaxed)
+            < SETTINGS.min_replicas_ack.load(Ordering::Relaxed)
+    {
+        return Some(error::NOREPLICAS);
+    }
     None
+}
+
+/// Whether a command with `flags` may write (and so is propagated): its reply waits for
+/// the replicas under `min-replicas-ack`.
+fn may_write(flags: u32) -> bool {
+    flags & WRITE != 0 || (flags & MAY_REPLICATE != 0 && flags & READONLY == 0)
+}
+
+/// Whether a command's reply is held for the replicas' acknowledgements (gate bits `g`,
+/// checked only when the gate is not 0, for clients other than the master link).
+#[inline]
+pub fn holds_reply(g: u8, flags: u32) -> bool {
+    g & GATE_SYNC_ACK != 0 && may_write(flags)
 }
 
 /// Unix ms until which enough replicas count as good (see `master::refresh_good_replicas`).
@@ -356,6 +391,9 @@ fn refresh_gate(st: &State) {
             if SETTINGS.good_replicas.load(Ordering::Relaxed) < min {
                 g |= GATE_NOREPLICAS;
             }
+        }
+        if SETTINGS.min_replicas_ack.load(Ordering::Relaxed) > 0 {
+            g |= GATE_SYNC_ACK;
         }
     }
     GATE.store(g, Ordering::Relaxed);
@@ -440,6 +478,10 @@ pub struct Home {
     pub received: u64,
     /// `REPLCONF ACK`s waiting to be sent: the only output the master gets.
     pub ack: Vec<u8>,
+    /// Until when every batch of the stream is acknowledged as soon as it is applied: a
+    /// master waiting for acknowledgements (`min-replicas-ack`, WAIT) sends `REPLCONF
+    /// GETACK`, which opens this window for a second.
+    pub fast_ack_until: Option<Instant>,
 }
 
 /// Once per loop pass on the home shard: adopts the link thread's hand-overs.
@@ -539,6 +581,7 @@ fn attach(w: &mut Worker, gen: u64, stream: TcpStream, leftover: Vec<u8>, offset
         base: offset,
         received: 0,
         ack: Vec::new(),
+        fast_ack_until: None,
     };
     let idx = w.adopt_master(fd);
     w.repl.conn = Some(idx);
@@ -560,6 +603,19 @@ pub fn publish(w: &Worker) {
     if let Some((done, read)) = processed(w) {
         OFFSET.store(done, Ordering::Relaxed);
         READ_OFFSET.store(read, Ordering::Relaxed);
+    }
+}
+
+/// After the master link's input ran: publishes the offsets and, while a master asked for
+/// prompt acknowledgements, acknowledges what was applied.
+pub fn after_input(w: &mut Worker) {
+    publish(w);
+    if w
+        .repl
+        .fast_ack_until
+        .is_some_and(|t| w.pass_now <= t)
+    {
+        queue_ack(w, None);
     }
 }
 
@@ -851,6 +907,8 @@ pub fn replconf(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             "getack" => {
                 if ctx.w.conns.get(ctx.conn).is_some_and(|c| c.master) {
                     queue_ack(ctx.w, Some(argv));
+                    ctx.w.repl.fast_ack_until =
+                        Some(ctx.w.pass_now + std::time::Duration::from_secs(1));
                 }
                 return none();
             }
@@ -981,6 +1039,8 @@ pub const SETTING_DEFAULTS: &[(&str, &str)] = &[
     ("min-slaves-to-write", "0"),
     ("min-replicas-max-lag", "10"),
     ("min-slaves-max-lag", "10"),
+    ("min-replicas-ack", "0"),
+    ("min-replicas-ack-timeout", "1000"),
 ];
 
 /// The other name of an aliased setting.
@@ -1045,6 +1105,16 @@ pub fn set_setting(name: &str, value: &str) -> Result<Option<String>, String> {
         "min-replicas-max-lag" | "min-slaves-max-lag" => {
             let n = num(value, 0)?;
             SETTINGS.min_replicas_max_lag.store(n, Ordering::Relaxed);
+            n.to_string()
+        }
+        "min-replicas-ack" => {
+            let n = num(value, 0)?;
+            SETTINGS.min_replicas_ack.store(n, Ordering::Relaxed);
+            n.to_string()
+        }
+        "min-replicas-ack-timeout" => {
+            let n = num(value, 1)?;
+            SETTINGS.ack_timeout_ms.store(n, Ordering::Relaxed);
             n.to_string()
         }
         "masterauth" => {

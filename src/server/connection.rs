@@ -144,6 +144,9 @@ pub struct Conn {
     /// ACL), see expired keys as live, and its replies are dropped instead of sent (only
     /// `REPLCONF ACK`s go back).
     pub master: bool,
+    /// Replies held for replica acknowledgements (`min-replicas-ack`, `repl::master`);
+    /// `None` unless that mode ever held one of this client's writes.
+    pub acks: Option<Box<crate::repl::master::AckHolds>>,
 }
 
 impl Conn {
@@ -175,6 +178,7 @@ impl Conn {
             tx: None,
             replica_link: None,
             master: false,
+            acks: None,
         }
     }
 
@@ -220,12 +224,29 @@ impl Conn {
         }
         while let Some(Some(_)) = self.slots.front() {
             if let Some(Some(b)) = self.slots.pop_front() {
-                self.out.extend_from_slice(&b);
+                if !self.dropped(self.slot_base) {
+                    self.out.extend_from_slice(&b);
+                }
             }
             self.slot_base += 1;
         }
         if self.blocked_on.is_some_and(|b| b == seq) {
             self.blocked_on = None;
+        }
+    }
+
+    /// Whether the reply in slot `seq` is dropped: a write whose acknowledgement timed out
+    /// had its reply replaced by the error (`repl::master::AckHolds`).
+    fn dropped(&mut self, seq: u64) -> bool {
+        let Some(a) = self.acks.as_mut() else {
+            return false;
+        };
+        match a.discard.iter().position(|&d| d == seq) {
+            Some(i) => {
+                a.discard.swap_remove(i);
+                true
+            }
+            None => false,
         }
     }
 

@@ -241,7 +241,7 @@ pub struct Worker {
     /// `persist::cron`.
     pub shutdown_req: Option<crate::persist::cron::ShutdownReq>,
     /// The loop pass's clock reading (connection idle times).
-    pass_now: Instant,
+    pub pass_now: Instant,
     /// Wall-clock milliseconds derived from `pass_now`.
     clock: PassClock,
     /// Sockets shut down by `close_conn` whose descriptors are closed only once every queued
@@ -895,7 +895,7 @@ impl Worker {
         }
         self.process_input(idx);
         if master {
-            crate::repl::publish(self);
+            crate::repl::after_input(self);
         }
         // A multishot receive keeps delivering; stop it when this client must not be
         // read (back-pressure, a blocking command, closing). It is re-armed by `arm_recv`
@@ -1137,6 +1137,9 @@ impl Worker {
         win.clear();
         self.window = win;
         self.flush_batches(idx);
+        if self.conns.get(idx).is_some_and(|c| c.acks.is_some()) {
+            crate::repl::master::start_barriers(self, idx);
+        }
         if let Some(conn) = self.conns.get_mut(idx) {
             if conn.eof && conn.blocked_on.is_none() {
                 conn.closing = true;
@@ -1200,11 +1203,13 @@ impl Worker {
         // A replica: READONLY for writes, MASTERDOWN while the link is down (one relaxed
         // load on a master).
         let gate = crate::repl::gate();
+        let mut hold = false;
         if gate != 0 && !self.conns[idx].master {
             if let Some(e) = crate::repl::refusal(gate, spec.flags) {
                 self.reject(idx, Some(id), CmdError::coded(e));
                 return;
             }
+            hold = crate::repl::holds_reply(gate, spec.flags);
         }
         let (db, resp) = {
             let c = &mut self.conns[idx].client;
@@ -1239,6 +1244,13 @@ impl Worker {
                 return;
             }
         }
+        // min-replicas-ack: a slot ahead of the write's reply holds it until the replicas
+        // acknowledge it (`repl::master::hold`).
+        let barrier = if hold {
+            Some(self.conns[idx].reserve())
+        } else {
+            None
+        };
         match spec.exec {
             Exec::Conn(f) => {
                 // Earlier commands of this client bound for other shards go first.
@@ -1308,6 +1320,9 @@ impl Worker {
                     coord::fanout::multi_key(&mut ctx, id, m, std::mem::take(argv));
                 }
             },
+        }
+        if let Some(b) = barrier {
+            crate::repl::master::hold(self, idx, b);
         }
     }
 
@@ -1539,7 +1554,7 @@ impl Worker {
             }
             self.repl.received += data.len() as u64;
             self.process_input(idx);
-            crate::repl::publish(self);
+            crate::repl::after_input(self);
         }
         self.mark_dirty(idx);
         self.arm_recv(idx);
@@ -1726,11 +1741,15 @@ impl Worker {
         self.fill(idx, t.seq, Bytes::from(v));
     }
 
-    fn fill(&mut self, idx: usize, seq: u64, bytes: Bytes) {
+    pub fn fill(&mut self, idx: usize, seq: u64, bytes: Bytes) {
         let conn = &mut self.conns[idx];
         let was_blocked = conn.blocked_on.is_some();
         conn.fill(seq, bytes);
         let unblocked = was_blocked && conn.blocked_on.is_none();
+        if conn.acks.is_some() {
+            // A held write's reply arrived: its acknowledgement wait can start.
+            crate::repl::master::start_barriers(self, idx);
+        }
         self.mark_dirty(idx);
         if unblocked {
             // Resume the commands that arrived behind the blocking one.
