@@ -39,7 +39,12 @@ impl Mode {
     fn flags(self) -> &'static [&'static str] {
         match self {
             Mode::Async => &[],
-            Mode::Fenced => &["--min-replicas-to-write", "1", "--min-replicas-max-lag", "1"],
+            Mode::Fenced => &[
+                "--min-replicas-to-write",
+                "1",
+                "--min-replicas-max-lag",
+                "1",
+            ],
             Mode::ZeroLoss => &[
                 "--min-replicas-to-write",
                 "1",
@@ -250,7 +255,10 @@ fn run(mode: Mode, fault: Fault, kill_sentinel: bool, check_rejoin: bool) -> Out
     let marks = w.count();
     if !wait_for(Duration::from_secs(30), || w.count() > marks + 50) {
         let probe = connect(new_port).map(|mut c| {
-            let set = redis::cmd("SET").arg("probe").arg(1).query::<String>(&mut c);
+            let set = redis::cmd("SET")
+                .arg("probe")
+                .arg(1)
+                .query::<String>(&mut c);
             let info = redis::cmd("INFO")
                 .arg("replication")
                 .query::<String>(&mut c);
@@ -282,7 +290,8 @@ fn run(mode: Mode, fault: Fault, kill_sentinel: bool, check_rejoin: bool) -> Out
             Fault::StopCont => &c.master,
         };
         assert!(
-            wait_for(Duration::from_secs(40), || info_field(node, "role") == "slave"
+            wait_for(Duration::from_secs(40), || info_field(node, "role")
+                == "slave"
                 && info_field(node, "master_port") == new_port.to_string()
                 && info_field(node, "master_link_status") == "up"),
             "the old master did not rejoin as a replica of {new_port}"

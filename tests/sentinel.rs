@@ -384,3 +384,95 @@ sys.exit(1)
     let new_port: u16 = switched.split(' ').nth(1).unwrap().parse().unwrap();
     assert!(c.replicas.iter().any(|r| r.port == new_port), "{switched}");
 }
+
+/// Sentinels embedded in the data nodes (`--sentinel-port` plus `--sentinel-*` flags): three
+/// nodes, each with its own sentinel. SIGKILL of the master's process takes its sentinel
+/// with it; the two left (quorum 2 of 3) promote a replica, and the third node follows it.
+#[test]
+fn embedded_sentinels_fail_over_when_the_master_node_dies() {
+    let sports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mport = free_port();
+    let flags = |i: usize| -> Vec<String> {
+        let mut f: Vec<String> = vec!["--sentinel-port".into(), sports[i].to_string()];
+        f.extend(
+            format!("--sentinel-monitor {NAME} 127.0.0.1 {mport} 2")
+                .split(' ')
+                .map(str::to_string),
+        );
+        f.extend(
+            format!("--sentinel-down-after-milliseconds {NAME} 1000 --sentinel-failover-timeout {NAME} 10000")
+                .split(' ')
+                .map(str::to_string),
+        );
+        f
+    };
+    let f0 = flags(0);
+    let f1 = flags(1);
+    let f2 = flags(2);
+    let mut master = node_with(mport, 2, None, &refs(&f0));
+    let replicas = [
+        node_with(free_port(), 1, Some(mport), &refs(&f1)),
+        node_with(free_port(), 2, Some(mport), &refs(&f2)),
+    ];
+    for r in &replicas {
+        assert!(wait_for(Duration::from_secs(10), || info_field(
+            r,
+            "master_link_status"
+        ) == "up"));
+    }
+    for &sp in &sports {
+        let ok = wait_for(Duration::from_secs(20), || {
+            master_addr_at(sp) == Some(mport)
+                && listing_at(sp, "replicas").len() == 2
+                && listing_at(sp, "sentinels").len() == 2
+        });
+        assert!(ok, "embedded sentinel {sp} did not discover the set");
+    }
+    // The sentinel config was created in the node's directory with the state in it.
+    let conf =
+        std::fs::read_to_string(master.dir.join(format!("sentinel-{}.conf", sports[0]))).unwrap();
+    assert!(
+        conf.contains(&format!("sentinel monitor {NAME} 127.0.0.1 {mport} 2")),
+        "{conf}"
+    );
+
+    let t0 = Instant::now();
+    master.kill9();
+    let mut new_port = None;
+    let ok = wait_for(Duration::from_secs(40), || {
+        let Some(p) = master_addr_at(sports[1]).filter(|p| *p != mport) else {
+            return false;
+        };
+        let wrote = replicas
+            .iter()
+            .find(|r| r.port == p)
+            .and_then(Proc::try_conn)
+            .is_some_and(|mut c| {
+                redis::cmd("SET")
+                    .arg("after")
+                    .arg(1)
+                    .query::<()>(&mut c)
+                    .is_ok()
+            });
+        if wrote {
+            new_port = Some(p);
+        }
+        wrote
+    });
+    assert!(ok, "the embedded sentinels did not fail over");
+    println!("embedded sentinels failover time: {:?}", t0.elapsed());
+    let new_port = new_port.unwrap();
+    let other = replicas.iter().find(|r| r.port != new_port).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || info_field(other, "master_port")
+            == new_port.to_string()),
+        "the other replica does not follow the new master"
+    );
+    assert!(wait_for(Duration::from_secs(10), || master_addr_at(
+        sports[2]
+    ) == Some(new_port)));
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}

@@ -1168,11 +1168,14 @@ pub fn hold(w: &mut Worker, idx: usize, gate: u64) {
     // the gate only delays what follows and is never replaced by the error.
     let next = c.slot_base + c.slots.len() as u64;
     let reply = (next == gate + 2).then_some(gate + 1);
-    c.acks.get_or_insert_with(Default::default).holds.push(Hold {
-        gate,
-        reply,
-        started: false,
-    });
+    c.acks
+        .get_or_insert_with(Default::default)
+        .holds
+        .push(Hold {
+            gate,
+            reply,
+            started: false,
+        });
 }
 
 /// Starts the acknowledgement wait for every held write of connection `idx` whose reply is
@@ -1206,7 +1209,9 @@ pub fn start_barriers(w: &mut Worker, idx: usize) {
     if ready.is_empty() {
         return;
     }
-    let num = crate::repl::SETTINGS.min_replicas_ack.load(Ordering::Relaxed) as i64;
+    let num = crate::repl::SETTINGS
+        .min_replicas_ack
+        .load(Ordering::Relaxed) as i64;
     let ms = crate::repl::SETTINGS.ack_timeout_ms.load(Ordering::Relaxed);
     let deadline = Some(Instant::now() + Duration::from_millis(ms));
     let jobs: Vec<(usize, ShardFn<u64>)> = (0..w.nshards)

@@ -610,11 +610,7 @@ pub fn publish(w: &Worker) {
 /// prompt acknowledgements, acknowledges what was applied.
 pub fn after_input(w: &mut Worker) {
     publish(w);
-    if w
-        .repl
-        .fast_ack_until
-        .is_some_and(|t| w.pass_now <= t)
-    {
+    if w.repl.fast_ack_until.is_some_and(|t| w.pass_now <= t) {
         queue_ack(w, None);
     }
 }

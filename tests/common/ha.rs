@@ -157,7 +157,15 @@ pub fn sentinel_of(kind: Kind, port: u16, master: u16, dir: Option<PathBuf>) -> 
 }
 
 pub fn master_addr(s: &Proc) -> Option<u16> {
-    let mut c = s.try_conn()?;
+    master_addr_at(s.port)
+}
+
+/// The master port the sentinel on `port` names (None when it does not answer).
+pub fn master_addr_at(port: u16) -> Option<u16> {
+    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(300)))
+        .ok()?;
+    c.set_read_timeout(Some(Duration::from_millis(500))).ok()?;
     let r: Option<(String, String)> = redis::cmd("SENTINEL")
         .arg("get-master-addr-by-name")
         .arg(NAME)
@@ -167,10 +175,14 @@ pub fn master_addr(s: &Proc) -> Option<u16> {
 }
 
 pub fn listing(s: &Proc, what: &str) -> Vec<Vec<String>> {
-    redis::cmd("SENTINEL")
-        .arg(what)
-        .arg(NAME)
-        .query(&mut s.conn())
+    listing_at(s.port, what)
+}
+
+/// `SENTINEL replicas|sentinels mymaster` from the sentinel on `port` (empty on error).
+pub fn listing_at(port: u16, what: &str) -> Vec<Vec<String>> {
+    redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(500)))
+        .and_then(|mut c| redis::cmd("SENTINEL").arg(what).arg(NAME).query(&mut c))
         .unwrap_or_default()
 }
 
@@ -260,4 +272,3 @@ pub fn cluster_with(kinds: &[Kind], extra: &[&str]) -> Cluster {
         sentinels,
     }
 }
-
