@@ -135,6 +135,46 @@ pub fn refresh_good_replicas() {
     crate::repl::set_good_replicas(n, until);
 }
 
+/// Whether replicas were ever served (journals shipping to the hub).
+pub fn is_active() -> bool {
+    ACTIVE.load(Ordering::Relaxed)
+}
+
+/// `repl-backlog-size` as the hub last read it.
+pub fn backlog_size() -> usize {
+    BACKLOG_SIZE.load(Ordering::Relaxed) as usize
+}
+
+/// A promotion (`repl::promote`), on every shard: journal on, records shipped to the hub
+/// from this point on.
+pub fn start_shipping(tw: &mut Worker) {
+    journal::enable(&mut tw.shard, JOURNAL_CAP);
+    journal::flush(&mut tw.shard);
+    let next = tw.shard.journal.as_ref().map_or(0, |j| j.next());
+    let r = tw.master_repl.get_or_insert_with(Default::default);
+    r.shipping = true;
+    r.cursor = next;
+}
+
+/// A promotion, on the hub once every shard ships: the backlog holds the old master's
+/// stream up to `offset` (`chunks` by first offset) and this node's stream continues at
+/// `offset + 1`, so the old master's replicas resync partially (PSYNC2).
+pub fn seed_backlog(w: &mut Worker, offset: i64, chunks: Vec<(i64, Bytes)>) {
+    ensure_hub(w);
+    let h = hub(w);
+    h.offset = offset.max(0) as u64;
+    h.chunks = chunks
+        .into_iter()
+        .filter(|(s, b)| *s > 0 && !b.is_empty())
+        .map(|(s, b)| (s as u64, b))
+        .collect();
+    h.held = h.chunks.iter().map(|c| c.1.len()).sum();
+    // The first command of this node's stream says its database.
+    h.last_db = None;
+    h.publish();
+    ACTIVE.store(true, Ordering::Relaxed);
+}
+
 /// Publishes how many listed replicas are online (the `min-replicas-ack` gate reads it).
 fn count_online() {
     let n = replicas(|v| v.iter().filter(|r| r.listed && r.online).count()) as u64;
@@ -836,8 +876,13 @@ fn hub_psync(w: &mut Worker, req: SyncReq) {
         })
     });
     if let Some((id, off)) = &req.psync {
+        // Our id, or the one we had as a replica up to where we were promoted (PSYNC2).
+        let known = id.as_ref() == replid.as_bytes() || {
+            let m = crate::repl::master_fields();
+            id.as_ref() == m.replid2.as_bytes() && *off <= m.second_offset
+        };
         let h = hub(w);
-        let cont = (ACTIVE.load(Ordering::Relaxed) && id.as_ref() == replid.as_bytes())
+        let cont = (ACTIVE.load(Ordering::Relaxed) && known)
             .then(|| u64::try_from(*off).ok().and_then(|o| h.since(o)))
             .flatten();
         if let Some(backlog) = cont {

@@ -482,6 +482,35 @@ pub struct Home {
     /// master waiting for acknowledgements (`min-replicas-ack`, WAIT) sends `REPLCONF
     /// GETACK`, which opens this window for a second.
     pub fast_ack_until: Option<Instant>,
+    /// The master's stream as received, by first offset (up to `repl-backlog-size`
+    /// bytes): after a promotion it seeds this node's backlog, so the old master's other
+    /// replicas continue from it (PSYNC2) instead of taking a full sync.
+    pub backlog: VecDeque<(i64, Bytes)>,
+    pub backlog_bytes: usize,
+}
+
+/// Keeps the `n` bytes just received on the master link (at the end of its read buffer)
+/// in the home shard's copy of the master's stream.
+pub fn capture(w: &mut Worker, idx: usize, n: usize) {
+    let Some(rbuf) = w.conns.get(idx).and_then(|c| c.rbuf.as_ref()) else {
+        return;
+    };
+    let Some(new) = rbuf.len().checked_sub(n).and_then(|from| rbuf.get(from..)) else {
+        return;
+    };
+    // Offsets count from 1: the bytes end at `base + received`.
+    let start = w.repl.base + w.repl.received as i64 - n as i64 + 1;
+    let h = &mut w.repl;
+    h.backlog.push_back((start, Bytes::copy_from_slice(new)));
+    h.backlog_bytes += n;
+    let cap = master::backlog_size();
+    while let Some((_, f)) = h.backlog.front() {
+        if h.backlog_bytes - f.len() < cap {
+            break;
+        }
+        h.backlog_bytes -= f.len();
+        h.backlog.pop_front();
+    }
 }
 
 /// Once per loop pass on the home shard: adopts the link thread's hand-overs.
@@ -575,6 +604,14 @@ fn attach(w: &mut Worker, gen: u64, stream: TcpStream, leftover: Vec<u8>, offset
     OFFSET.store(offset, Ordering::Relaxed);
     READ_OFFSET.store(offset, Ordering::Relaxed);
     LAST_IO_SECS.store(0, Ordering::Relaxed);
+    // A partial resync continues the captured stream; anything else starts it anew.
+    let (mut backlog, mut backlog_bytes) =
+        (std::mem::take(&mut w.repl.backlog), w.repl.backlog_bytes);
+    let end = backlog.back().map(|(s, b)| s + b.len() as i64 - 1);
+    if end != Some(offset) {
+        backlog.clear();
+        backlog_bytes = 0;
+    }
     w.repl = Home {
         conn: None,
         gen,
@@ -582,6 +619,8 @@ fn attach(w: &mut Worker, gen: u64, stream: TcpStream, leftover: Vec<u8>, offset
         received: 0,
         ack: Vec::new(),
         fast_ack_until: None,
+        backlog,
+        backlog_bytes,
     };
     let idx = w.adopt_master(fd);
     w.repl.conn = Some(idx);
@@ -763,29 +802,87 @@ fn follow(w: &mut Worker, host: String, port: u16) {
 }
 
 /// REPLICAOF NO ONE on a replica: keeps the data and becomes a master; the old replid
-/// becomes the secondary one (PSYNC2), valid up to the processed offset.
-fn promote(w: &mut Worker) {
+/// becomes the secondary one (PSYNC2), valid up to the processed offset. Runs on the home
+/// shard (it owns the link): closes the link, then every shard leaves replica mode and
+/// (unless replicas already follow this node) starts shipping its journal from this
+/// moment, the backlog is seeded with the old master's stream and continues at the same
+/// offset, and only then does the node accept writes and the REPLICAOF get its `+OK`:
+/// so every write after the promotion is in the stream the old replicas continue with.
+fn promote(ctx: &mut ConnCtx) {
     let gen = {
         let mut st = state();
-        if st.following.take().is_none() {
-            return;
-        }
         st.gen += 1;
-        let off = OFFSET.load(Ordering::Relaxed);
-        let mut m = master_fields();
-        let new = new_replid();
-        m.replid2 = std::mem::replace(&mut m.replid, new);
-        m.second_offset = off + 1;
-        m.offset = off;
-        crate::log::notice(&format!(
-            "Setting secondary replication ID to {}, valid up to offset: {}. New replication \
-             ID is {}",
-            m.replid2, m.second_offset, m.replid
-        ));
-        refresh_gate(&st);
         st.gen
     };
-    switch_shards(w, false, gen);
+    let origin = ctx.w.id;
+    let ticket = ctx.defer();
+    ctx.w.post(
+        HOME,
+        crate::server::worker::Msg::Control(Box::new(move |hw| {
+            promote_home(hw, gen, origin, ticket)
+        })),
+    );
+}
+
+fn promote_home(w: &mut Worker, gen: u64, origin: usize, ticket: crate::server::worker::Ticket) {
+    close_link(w, gen);
+    publish(w);
+    let off = OFFSET.load(Ordering::Relaxed);
+    // The stream up to the processed offset (a command cut in half is not in it).
+    let mut backlog = std::mem::take(&mut w.repl.backlog);
+    w.repl.backlog_bytes = 0;
+    while let Some((s, b)) = backlog.back_mut() {
+        let end = *s + b.len() as i64 - 1;
+        if end <= off {
+            break;
+        }
+        let keep = (off + 1 - *s).max(0) as usize;
+        if keep == 0 {
+            backlog.pop_back();
+        } else {
+            b.truncate(keep);
+        }
+    }
+    let seed = !master::is_active();
+    w.on_all_shards(
+        move |tw| {
+            for d in tw.shard.dbs.iter_mut() {
+                d.replica = false;
+            }
+            if seed {
+                master::start_shipping(tw);
+            }
+        },
+        false,
+        move |w, _: Vec<()>| {
+            if seed {
+                master::seed_backlog(w, off, backlog.into_iter().collect());
+            }
+            {
+                let mut st = state();
+                if st.gen == gen && st.following.take().is_some() {
+                    let mut m = master_fields();
+                    let new = new_replid();
+                    m.replid2 = std::mem::replace(&mut m.replid, new);
+                    m.second_offset = off + 1;
+                    m.offset = off;
+                    crate::log::notice(&format!(
+                        "Setting secondary replication ID to {}, valid up to offset: {}. New \
+                         replication ID is {}",
+                        m.replid2, m.second_offset, m.replid
+                    ));
+                }
+                refresh_gate(&st);
+            }
+            set_config_text(w, "");
+            w.post(
+                origin,
+                crate::server::worker::Msg::Control(Box::new(move |ow| {
+                    ow.complete(ticket, Reply::Ok)
+                })),
+            );
+        },
+    );
 }
 
 // ----- commands ----------------------------------------------------------------------------
@@ -809,9 +906,8 @@ fn replicaof(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let who = crate::commands::conn::client_line(&ctx.w.conns[ctx.conn]);
     if h.eq_ignore_ascii_case(b"no") && p.eq_ignore_ascii_case(b"one") {
         if is_replica() {
-            promote(ctx.w);
-            set_config_text(ctx.w, "");
             crate::log::notice(&format!("MASTER MODE enabled (user request from '{who}')"));
+            promote(ctx);
         }
         return Ok(Reply::Ok);
     }

@@ -892,6 +892,7 @@ impl Worker {
         let master = self.conns[idx].master;
         if master {
             self.repl.received += c.result as u64;
+            crate::repl::capture(self, idx, c.result as usize);
         }
         self.process_input(idx);
         if master {
@@ -1553,6 +1554,7 @@ impl Worker {
                 r.extend_from_slice(data);
             }
             self.repl.received += data.len() as u64;
+            crate::repl::capture(self, idx, data.len());
             self.process_input(idx);
             crate::repl::after_input(self);
         }
