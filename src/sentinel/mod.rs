@@ -457,7 +457,8 @@ pub fn embed(port: u16, conf_path: &str, lines: &[Vec<String>]) -> Result<(), St
         std::fs::write(conf_path, "")
             .map_err(|e| format!("can't create sentinel config file '{conf_path}': {e}"))?;
     }
-    let shared = start(conf_path, lines, Some(port))?;
+    let shared = start(conf_path, lines, Some(port))
+        .map_err(|e| e.trim_start_matches("shardis: ").to_string())?;
     std::thread::Builder::new()
         .name("sentinel-timer".into())
         .spawn(move || loop {
