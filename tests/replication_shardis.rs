@@ -311,7 +311,11 @@ fn the_other_replica_continues_partially_from_a_promoted_one() {
             .query(&mut c1)
             .unwrap();
         // Writable at once: the OK comes once the node ships its journal.
-        workload(&mut c1, 2);
+        let _: () = redis::cmd("SET")
+            .arg("first")
+            .arg(1)
+            .query(&mut c1)
+            .unwrap();
         assert_eq!(info(&r1, "role"), "master");
         let promoted_at: i64 = info(&r1, "second_repl_offset").parse().unwrap();
         assert!(promoted_at > 1, "second_repl_offset {promoted_at}");
@@ -325,6 +329,15 @@ fn the_other_replica_continues_partially_from_a_promoted_one() {
             &r2,
             "master_link_status"
         ) == "up"));
+        // Held writes on every shard of the promoted node are acknowledged (each shard's
+        // stream starts where it began shipping).
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("min-replicas-ack")
+            .arg(1)
+            .query(&mut c1)
+            .unwrap();
+        workload(&mut c1, 2);
         converge(&[&r1, &r2], "after the promotion");
         assert_eq!(stat(&r1, "sync_partial_ok"), "1", "shards {shards}");
         assert_eq!(stat(&r1, "sync_full"), "0", "shards {shards}");

@@ -146,22 +146,28 @@ pub fn backlog_size() -> usize {
 }
 
 /// A promotion (`repl::promote`), on every shard: journal on, records shipped to the hub
-/// from this point on.
-pub fn start_shipping(tw: &mut Worker) {
+/// from this point on. Returns the journal offset shipping starts at.
+pub fn start_shipping(tw: &mut Worker) -> u64 {
     journal::enable(&mut tw.shard, JOURNAL_CAP);
     journal::flush(&mut tw.shard);
     let next = tw.shard.journal.as_ref().map_or(0, |j| j.next());
     let r = tw.master_repl.get_or_insert_with(Default::default);
     r.shipping = true;
     r.cursor = next;
+    next
 }
 
 /// A promotion, on the hub once every shard ships: the backlog holds the old master's
 /// stream up to `offset` (`chunks` by first offset) and this node's stream continues at
 /// `offset + 1`, so the old master's replicas resync partially (PSYNC2).
-pub fn seed_backlog(w: &mut Worker, offset: i64, chunks: Vec<(i64, Bytes)>) {
+pub fn seed_backlog(w: &mut Worker, offset: i64, chunks: Vec<(i64, Bytes)>, cursors: &[u64]) {
     ensure_hub(w);
     let h = hub(w);
+    // Every shard's records are merged up to where it starts shipping (WAIT and held
+    // writes compare their journal offsets with this).
+    for (r, c) in h.received.iter_mut().zip(cursors) {
+        *r = (*r).max(*c);
+    }
     h.offset = offset.max(0) as u64;
     h.chunks = chunks
         .into_iter()
@@ -1198,8 +1204,7 @@ const GETACK_EVERY: Duration = Duration::from_millis(100);
 
 /// The error a held write gets when too few replicas acknowledged it in time (the write
 /// itself is done on this master: the error says it may not survive a failover).
-const ACK_TIMEOUT: &str = "NOREPLICAS Not enough replicas acknowledged the write in time \
-                           (min-replicas-ack); it was applied here but may be lost on failover";
+const ACK_TIMEOUT: &str = crate::error::NOREPLICAS_ACK;
 
 // ----- min-replicas-ack: held write replies ---------------------------------------------------
 
@@ -1395,6 +1400,11 @@ fn start_sync(ctx: &mut ConnCtx, psync: Option<(Bytes, i64)>) -> CmdResult {
     let idx = ctx.conn;
     if ctx.w.tx.nested() {
         return Err(CmdError::err("Replica can't interact with the keyspace"));
+    }
+    // As Redis: a replica still syncing would hand its sub-replica a dataset it is about
+    // to replace; the sub-replica retries.
+    if crate::repl::is_replica() && !crate::repl::master_link_up() {
+        return Err(CmdError::coded(crate::error::NOMASTERLINK));
     }
     let Some(token) = ctx.w.conn_token(idx) else {
         return Ok(Reply::Raw(Bytes::new()));

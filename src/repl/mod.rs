@@ -308,6 +308,14 @@ pub fn is_replica() -> bool {
     REPLICA.load(Ordering::Relaxed)
 }
 
+/// Whether this replica's link to its master is up (a replica serves SYNC only then).
+pub fn master_link_up() -> bool {
+    state()
+        .following
+        .as_ref()
+        .is_some_and(|f| f.link == LinkState::Connected)
+}
+
 /// HELLO's `role`.
 pub fn role_word() -> &'static str {
     if is_replica() {
@@ -850,13 +858,15 @@ fn promote_home(w: &mut Worker, gen: u64, origin: usize, ticket: crate::server::
                 d.replica = false;
             }
             if seed {
-                master::start_shipping(tw);
+                master::start_shipping(tw)
+            } else {
+                0
             }
         },
         false,
-        move |w, _: Vec<()>| {
+        move |w, cursors: Vec<u64>| {
             if seed {
-                master::seed_backlog(w, off, backlog.into_iter().collect());
+                master::seed_backlog(w, off, backlog.into_iter().collect(), &cursors);
             }
             {
                 let mut st = state();
