@@ -9,7 +9,8 @@
 //! `min-replicas-to-write` fence) and assert 0 lost; they also check that one SIGKILLed
 //! sentinel does not stop the failover and that the old master rejoins as a replica.
 //! `measure_acknowledged_write_loss` (ignored; `SHARDIS_HA_RUNS=5 cargo test --test
-//! ha_loss -- --ignored --nocapture`) prints the figures of every mode.
+//! ha_loss -- --ignored --nocapture`, `SHARDIS_HA_MODES=zeroloss` for one mode) prints the
+//! figures of every mode.
 
 mod common;
 #[path = "common/ha.rs"]
@@ -346,7 +347,12 @@ fn measure_acknowledged_write_loss() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
-    for mode in [Mode::Async, Mode::Fenced, Mode::ZeroLoss] {
+    // SHARDIS_HA_MODES=async,fenced,zeroloss picks modes (default all three).
+    let pick = std::env::var("SHARDIS_HA_MODES").unwrap_or_default().to_lowercase();
+    let modes = [Mode::Async, Mode::Fenced, Mode::ZeroLoss]
+        .into_iter()
+        .filter(|m| pick.is_empty() || pick.contains(&format!("{m:?}").to_lowercase()));
+    for mode in modes {
         for fault in [Fault::Kill9, Fault::StopCont] {
             for _ in 0..runs {
                 let o = run(mode, fault, false, false);
