@@ -348,7 +348,9 @@ fn measure_acknowledged_write_loss() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1);
     // SHARDIS_HA_MODES=async,fenced,zeroloss picks modes (default all three).
-    let pick = std::env::var("SHARDIS_HA_MODES").unwrap_or_default().to_lowercase();
+    let pick = std::env::var("SHARDIS_HA_MODES")
+        .unwrap_or_default()
+        .to_lowercase();
     let modes = [Mode::Async, Mode::Fenced, Mode::ZeroLoss]
         .into_iter()
         .filter(|m| pick.is_empty() || pick.contains(&format!("{m:?}").to_lowercase()));

@@ -1181,6 +1181,13 @@ fn check_waits(w: &mut Worker) {
             keep.push(wt);
         }
     }
+    // Held writes still waiting ask again every 100 ms: a stock Redis replica
+    // acknowledges only on GETACK (or once a second).
+    getack |= keep
+        .iter()
+        .any(|w| matches!(w.for_, Waiter::Hold(..)) && w.target.is_some())
+        && h.last_getack
+            .is_none_or(|t| now.saturating_duration_since(t) >= GETACK_EVERY);
     h.waits = keep;
     WAITS.store(h.waits.len(), Ordering::Relaxed);
     let any = replicas(|v| v.iter().any(|r| r.online));
