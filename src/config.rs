@@ -303,6 +303,12 @@ pub struct Config {
     /// `daemonize yes`: fork into the background at startup.
     pub daemonize: bool,
     pub pidfile: Option<String>,
+    /// `sentinel-port`: run a sentinel inside this data node on that port (`sentinel::embed`).
+    pub sentinel_port: Option<u16>,
+    /// `sentinel-config`: its sentinel.conf (default `sentinel-<port>.conf` in `dir`).
+    pub sentinel_config: Option<String>,
+    /// `sentinel-monitor`, `sentinel-down-after-milliseconds`, ...: sentinel.conf lines.
+    pub sentinel_lines: Vec<Vec<String>>,
     /// Log file (`logfile`; empty: standard error, or nowhere when daemonized).
     pub logfile: String,
     /// Working directory (`dir`), entered at startup.
@@ -422,6 +428,9 @@ impl Default for Config {
             protected_configs: Access::No,
             daemonize: false,
             pidfile: None,
+            sentinel_port: None,
+            sentinel_config: None,
+            sentinel_lines: Vec::new(),
             logfile: String::new(),
             dir: None,
             supervised_systemd: false,
@@ -827,6 +836,30 @@ impl Config {
                 self.text.push((name.to_string(), shown));
             }
             "pidfile" => self.pidfile = (!v.is_empty()).then(|| v.to_string()),
+            "sentinel-port" => {
+                let port: u16 = parse_num(name, v)?;
+                self.sentinel_port = (port > 0).then_some(port);
+                self.text.retain(|(n, _)| n != name);
+                self.text.push((name.to_string(), port.to_string()));
+            }
+            "sentinel-config" => {
+                self.sentinel_config = (!v.is_empty()).then(|| v.to_string());
+                self.text.retain(|(n, _)| n != name);
+                self.text.push((name.to_string(), v.to_string()));
+            }
+            "sentinel-monitor"
+            | "sentinel-down-after-milliseconds"
+            | "sentinel-failover-timeout"
+            | "sentinel-parallel-syncs"
+            | "sentinel-auth-pass" => {
+                // `--sentinel-monitor m 127.0.0.1 6379 2` is `sentinel monitor m ...`.
+                let mut line = vec![
+                    "sentinel".to_string(),
+                    name["sentinel-".len()..].to_string(),
+                ];
+                line.extend(v.split_whitespace().map(str::to_string));
+                self.sentinel_lines.push(line);
+            }
             "logfile" => self.logfile = v.to_string(),
             "dir" => self.dir = Some(v.to_string()),
             "supervised" => {
@@ -1534,6 +1567,8 @@ impl Tunables {
             | "tcp-backlog"
             | "daemonize"
             | "pidfile"
+            | "sentinel-port"
+            | "sentinel-config"
             | "logfile"
             | "replicaof"
             | "slaveof"

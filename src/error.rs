@@ -82,6 +82,11 @@ pub const READONLY: &str = "READONLY You can't write against a read only replica
 /// A command without the `stale` flag while the master link is down and
 /// `replica-serve-stale-data` is `no`.
 pub const NOREPLICAS: &str = "NOREPLICAS Not enough good replicas to write.";
+/// A write held by `min-replicas-ack` that too few replicas acknowledged in time.
+pub const NOREPLICAS_ACK: &str = "NOREPLICAS Not enough replicas acknowledged the write in time \
+     (min-replicas-ack); it was applied here but may be lost on failover";
+/// SYNC/PSYNC to a replica whose own master link is down.
+pub const NOMASTERLINK: &str = "NOMASTERLINK Can't SYNC while not connected with my master";
 pub const MASTERDOWN: &str =
     "MASTERDOWN Link with MASTER is down and replica-serve-stale-data is set to 'no'.";
 /// REPLICAOF and friends sent by the master link itself.

@@ -37,6 +37,10 @@ fn main() {
         eprintln!("shardis: {e}");
         std::process::exit(1);
     }
+    if let Err(e) = start_sentinel(&cfg) {
+        eprintln!("shardis: {e}");
+        std::process::exit(1);
+    }
     let res = shardis::server::run(cfg.clone());
     if let Some(p) = &cfg.pidfile {
         let _ = std::fs::remove_file(p);
@@ -46,6 +50,21 @@ fn main() {
         eprintln!("shardis: {e}");
         std::process::exit(1);
     }
+}
+
+/// `--sentinel-port`: a sentinel on its own threads inside this data node.
+fn start_sentinel(cfg: &Config) -> Result<(), String> {
+    let Some(port) = cfg.sentinel_port else {
+        if cfg.sentinel_config.is_some() || !cfg.sentinel_lines.is_empty() {
+            return Err("sentinel-config and sentinel-* settings need sentinel-port".into());
+        }
+        return Ok(());
+    };
+    let path = cfg
+        .sentinel_config
+        .clone()
+        .unwrap_or_else(|| format!("sentinel-{port}.conf"));
+    shardis::sentinel::embed(port, &path, &cfg.sentinel_lines)
 }
 
 /// What redis-server does between reading its configuration and serving: enter `dir`, open

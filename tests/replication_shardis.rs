@@ -351,3 +351,174 @@ fn full_sync_under_writes_while_the_master_serialises() {
     });
     assert!(ok, "stock redis-server replica differs from the master");
 }
+
+fn stat(s: &Server, field: &str) -> String {
+    common::info(&mut s.client(), "stats")
+        .get(field)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// PSYNC2 after a promotion: two replicas of one master; the first is promoted with
+/// `REPLICAOF NO ONE` and written to, the second is pointed at it and continues with
+/// `+CONTINUE` from the promoted node's backlog (the old master's stream, then its own):
+/// no full sync (`sync_full:0`, `sync_partial_ok:1`) and equal digests.
+#[test]
+fn the_other_replica_continues_partially_from_a_promoted_one() {
+    for shards in common::shard_counts() {
+        let m = node(shards, &[]);
+        let port = m.port.to_string();
+        let r1 = node(2, &["--replicaof", "127.0.0.1", &port]);
+        let r2 = node(1, &["--replicaof", "127.0.0.1", &port]);
+        let mut mc = m.client();
+        for s in [&r1, &r2] {
+            assert!(common::wait_for(Duration::from_secs(10), || info(
+                s,
+                "master_link_status"
+            ) == "up"));
+        }
+        workload(&mut mc, 1);
+        converge(&[&m, &r1, &r2], "before the promotion");
+        // Freeze the master, then let both replicas take in everything it sent (an expiry's
+        // DEL or a PING may still be on its way to one of them): PSYNC2 continues only a
+        // replica that is not ahead of the promoted one, as in Redis.
+        m.signal("STOP");
+        assert!(common::wait_for(Duration::from_secs(10), || {
+            let o1 = info(&r1, "slave_repl_offset");
+            !o1.is_empty() && o1 == info(&r2, "slave_repl_offset")
+        }));
+        drop(m);
+
+        let mut c1 = r1.client();
+        let _: () = redis::cmd("REPLICAOF")
+            .arg("NO")
+            .arg("ONE")
+            .query(&mut c1)
+            .unwrap();
+        // Writable at once: the OK comes once the node ships its journal.
+        let _: () = redis::cmd("SET")
+            .arg("first")
+            .arg(1)
+            .query(&mut c1)
+            .unwrap();
+        assert_eq!(info(&r1, "role"), "master");
+        let promoted_at: i64 = info(&r1, "second_repl_offset").parse().unwrap();
+        assert!(promoted_at > 1, "second_repl_offset {promoted_at}");
+
+        let _: () = redis::cmd("REPLICAOF")
+            .arg("127.0.0.1")
+            .arg(r1.port)
+            .query(&mut r2.client())
+            .unwrap();
+        assert!(common::wait_for(Duration::from_secs(10), || info(
+            &r2,
+            "master_link_status"
+        ) == "up"));
+        // Held writes on every shard of the promoted node are acknowledged (each shard's
+        // stream starts where it began shipping).
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("min-replicas-ack")
+            .arg(1)
+            .query(&mut c1)
+            .unwrap();
+        workload(&mut c1, 2);
+        converge(&[&r1, &r2], "after the promotion");
+        assert_eq!(stat(&r1, "sync_partial_ok"), "1", "shards {shards}");
+        assert_eq!(stat(&r1, "sync_full"), "0", "shards {shards}");
+        // The stream goes on from there.
+        workload(&mut c1, 3);
+        converge(&[&r1, &r2], "after more writes");
+    }
+}
+
+/// `min-replicas-ack`: a write's reply comes once a replica holds it; without enough
+/// replicas writes are refused before they run, and a replica that stops acknowledging
+/// (SIGSTOP) turns the held reply into `-NOREPLICAS` after the timeout, while other
+/// clients of the master are served meanwhile. Pipelined writes keep their order.
+#[test]
+fn min_replicas_ack_holds_replies_until_a_replica_has_the_write() {
+    for shards in common::shard_counts() {
+        let m = node(
+            shards,
+            &[
+                "--min-replicas-ack",
+                "1",
+                "--min-replicas-ack-timeout",
+                "800",
+            ],
+        );
+        let mut c = m.client();
+        let e = redis::cmd("SET")
+            .arg("k")
+            .arg(1)
+            .query::<()>(&mut c)
+            .unwrap_err();
+        assert_eq!(e.code(), Some("NOREPLICAS"), "{e:?}");
+        let get: Option<String> = redis::cmd("GET").arg("k").query(&mut c).unwrap();
+        assert_eq!(get, None, "a refused write must not run");
+
+        let port = m.port.to_string();
+        let r = node(1, &["--replicaof", "127.0.0.1", &port]);
+        assert!(common::wait_for(Duration::from_secs(10), || {
+            redis::cmd("SET")
+                .arg("k")
+                .arg(1)
+                .query::<()>(&mut c)
+                .is_ok()
+        }));
+        // Every acknowledged write is on the replica when its reply arrives.
+        let mut rc = r.client();
+        for i in 0..50 {
+            let _: () = redis::cmd("SET")
+                .arg(format!("a{i}"))
+                .arg(i)
+                .query(&mut c)
+                .unwrap();
+            let _: i64 = redis::cmd("INCR").arg("n").query(&mut c).unwrap();
+            let v: Option<i64> = redis::cmd("GET").arg("n").query(&mut rc).unwrap();
+            // The replica applied the INCR (it acknowledged it) before the reply came.
+            assert_eq!(v, Some(i + 1), "shards {shards}");
+        }
+        // A pipeline across shards: replies in order, each after its acknowledgement.
+        let mut p = redis::pipe();
+        for i in 0..20 {
+            p.cmd("SET").arg(format!("p{i}")).arg(i);
+            p.cmd("GET").arg(format!("p{i}"));
+        }
+        p.cmd("MSET").arg("x{1}").arg(1).arg("y{2}").arg(2);
+        let out: Vec<redis::Value> = p.query(&mut c).unwrap();
+        assert_eq!(out.len(), 41);
+        assert_eq!(out[1], redis::Value::BulkString(b"0".to_vec()));
+        assert_eq!(out[39], redis::Value::BulkString(b"19".to_vec()));
+
+        // The replica stops acknowledging: the write runs, its reply is the error.
+        r.signal("STOP");
+        let t0 = std::time::Instant::now();
+        let held = std::thread::spawn(move || {
+            let e = redis::cmd("SET")
+                .arg("late")
+                .arg(1)
+                .query::<()>(&mut c)
+                .unwrap_err();
+            (e, t0.elapsed(), c)
+        });
+        // Meanwhile the shards serve other clients at once.
+        std::thread::sleep(Duration::from_millis(100));
+        let mut other = m.client();
+        let t1 = std::time::Instant::now();
+        let _: Option<String> = redis::cmd("GET").arg("a1").query(&mut other).unwrap();
+        assert!(
+            t1.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t1.elapsed()
+        );
+        let (e, took, mut c) = held.join().unwrap();
+        assert_eq!(e.code(), Some("NOREPLICAS"), "{e:?}");
+        assert!(took >= Duration::from_millis(700), "{took:?}");
+        // The write itself ran here; the next command of this client is answered.
+        let get: Option<String> = redis::cmd("GET").arg("late").query(&mut c).unwrap();
+        assert_eq!(get.as_deref(), Some("1"));
+        r.signal("CONT");
+    }
+}

@@ -7,241 +7,14 @@
 //! get-master-addr-by-name names) is printed.
 
 mod common;
+#[path = "common/ha.rs"]
+mod ha;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{free_port, wait_for};
-
-const NAME: &str = "mymaster";
-
-/// A child process killed on drop, with its scratch directory removed.
-struct Proc {
-    port: u16,
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-impl Proc {
-    fn kill9(&mut self) {
-        let _ = self.child.kill(); // SIGKILL
-        let _ = self.child.wait();
-    }
-    fn conn(&self) -> redis::Connection {
-        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
-            .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(2)))
-            .expect("connect")
-    }
-    fn try_conn(&self) -> Option<redis::Connection> {
-        redis::Client::open(format!("redis://127.0.0.1:{}/", self.port))
-            .and_then(|c| c.get_connection_with_timeout(Duration::from_millis(300)))
-            .ok()
-    }
-}
-
-fn scratch(tag: &str, port: u16) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "shardis-sentinel-test-{}-{tag}-{port}",
-        std::process::id()
-    ));
-    let _ = std::fs::create_dir_all(&dir);
-    dir
-}
-
-fn spawn(args: &[String], port: u16, dir: PathBuf) -> Proc {
-    spawn_prog(env!("CARGO_BIN_EXE_shardis"), args, port, dir)
-}
-
-fn spawn_prog(prog: &str, args: &[String], port: u16, dir: PathBuf) -> Proc {
-    let mut cmd = Command::new(prog);
-    cmd.args(args)
-        .current_dir(&dir)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null());
-    if std::env::var_os("SHARDIS_TEST_LOG").is_none() {
-        cmd.stderr(Stdio::null());
-    }
-    let child = cmd.spawn().expect("start shardis");
-    let p = Proc { port, child, dir };
-    assert!(
-        wait_for(Duration::from_secs(10), || common::ping(port)),
-        "process on port {port} did not answer PING"
-    );
-    p
-}
-
-/// A data node on `port`, optionally a replica of `master`.
-fn node(port: u16, shards: usize, master: Option<u16>) -> Proc {
-    let mut args: Vec<String> = ["--port", &port.to_string(), "--shards", &shards.to_string()]
-        .map(str::to_string)
-        .to_vec();
-    args.extend(["--save".into(), String::new()]);
-    if let Some(m) = master {
-        args.extend(["--replicaof".into(), "127.0.0.1".into(), m.to_string()]);
-    }
-    spawn(&args, port, scratch("node", port))
-}
-
-#[derive(Clone, Copy, PartialEq)]
-enum Kind {
-    Shardis,
-    /// Debian's redis-server 7.0 in sentinel mode.
-    Stock,
-}
-
-fn have_stock() -> bool {
-    let ok = Command::new("redis-server")
-        .arg("--version")
-        .output()
-        .is_ok_and(|o| o.status.success());
-    if !ok {
-        eprintln!("redis-server not installed: skipping the stock redis-sentinel part");
-    }
-    ok
-}
-
-/// A shardis sentinel monitoring `master` with quorum 2 and down-after 1000 ms.
-fn sentinel(port: u16, master: u16, dir: Option<PathBuf>) -> Proc {
-    sentinel_of(Kind::Shardis, port, master, dir)
-}
-
-fn sentinel_of(kind: Kind, port: u16, master: u16, dir: Option<PathBuf>) -> Proc {
-    let dir = dir.unwrap_or_else(|| scratch("sentinel", port));
-    let conf = dir.join("sentinel.conf");
-    if !conf.exists() {
-        std::fs::write(
-            &conf,
-            format!(
-                "sentinel monitor {NAME} 127.0.0.1 {master} 2\n\
-                 sentinel down-after-milliseconds {NAME} 1000\n\
-                 sentinel failover-timeout {NAME} 10000\n"
-            ),
-        )
-        .unwrap();
-    }
-    let mut args: Vec<String> = vec![
-        "--sentinel".into(),
-        conf.display().to_string(),
-        "--port".into(),
-        port.to_string(),
-    ];
-    if kind == Kind::Stock {
-        args.swap(0, 1);
-        return spawn_prog("redis-server", &args, port, dir);
-    }
-    spawn(&args, port, dir)
-}
-
-fn master_addr(s: &Proc) -> Option<u16> {
-    let mut c = s.try_conn()?;
-    let r: Option<(String, String)> = redis::cmd("SENTINEL")
-        .arg("get-master-addr-by-name")
-        .arg(NAME)
-        .query(&mut c)
-        .ok()?;
-    r.and_then(|(_, p)| p.parse().ok())
-}
-
-fn listing(s: &Proc, what: &str) -> Vec<Vec<String>> {
-    redis::cmd("SENTINEL")
-        .arg(what)
-        .arg(NAME)
-        .query(&mut s.conn())
-        .unwrap_or_default()
-}
-
-fn info_field(p: &Proc, field: &str) -> String {
-    p.try_conn()
-        .map(|mut c| common::info(&mut c, "replication"))
-        .and_then(|m| m.get(field).cloned())
-        .unwrap_or_default()
-}
-
-/// A raw SUBSCRIBE +switch-master client on a sentinel, forwarding payloads.
-fn subscribe_switch(s: &Proc) -> mpsc::Receiver<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
-    stream
-        .write_all(b"*2\r\n$9\r\nSUBSCRIBE\r\n$14\r\n+switch-master\r\n")
-        .unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut r = BufReader::new(stream);
-        let mut lines = Vec::new();
-        let mut line = String::new();
-        while r.read_line(&mut line).map(|n| n > 0).unwrap_or(false) {
-            lines.push(line.trim_end().to_string());
-            line.clear();
-            // *3 $7 message $len channel $len payload
-            if lines.len() >= 7
-                && lines[lines.len() - 7] == "*3"
-                && lines[lines.len() - 5] == "message"
-            {
-                let _ = tx.send(lines[lines.len() - 1].clone());
-            }
-        }
-    });
-    rx
-}
-
-struct Cluster {
-    master: Proc,
-    replicas: Vec<Proc>,
-    sentinels: Vec<Proc>,
-}
-
-fn cluster() -> Cluster {
-    cluster_of(&[Kind::Shardis; 3])
-}
-
-fn cluster_of(kinds: &[Kind]) -> Cluster {
-    let master = node(free_port(), 2, None);
-    let replicas = vec![
-        node(free_port(), 1, Some(master.port)),
-        node(free_port(), 2, Some(master.port)),
-    ];
-    for r in &replicas {
-        assert!(wait_for(Duration::from_secs(10), || info_field(
-            r,
-            "master_link_status"
-        ) == "up"));
-    }
-    let sentinels: Vec<Proc> = kinds
-        .iter()
-        .map(|k| sentinel_of(*k, free_port(), master.port, None))
-        .collect();
-    // Discovery: every sentinel knows the master, both replicas and the two other sentinels.
-    for s in &sentinels {
-        let ok = wait_for(Duration::from_secs(20), || {
-            master_addr(s) == Some(master.port)
-                && listing(s, "replicas").len() == 2
-                && listing(s, "sentinels").len() == 2
-        });
-        assert!(
-            ok,
-            "sentinel {} did not discover the set: replicas {:?} sentinels {:?}",
-            s.port,
-            listing(s, "replicas"),
-            listing(s, "sentinels")
-        );
-    }
-    Cluster {
-        master,
-        replicas,
-        sentinels,
-    }
-}
+use ha::*;
 
 #[test]
 fn kill_master_fails_over_and_old_master_rejoins() {
@@ -610,4 +383,96 @@ sys.exit(1)
     let switched = rest.iter().find(|l| l.starts_with("SWITCHED")).unwrap();
     let new_port: u16 = switched.split(' ').nth(1).unwrap().parse().unwrap();
     assert!(c.replicas.iter().any(|r| r.port == new_port), "{switched}");
+}
+
+/// Sentinels embedded in the data nodes (`--sentinel-port` plus `--sentinel-*` flags): three
+/// nodes, each with its own sentinel. SIGKILL of the master's process takes its sentinel
+/// with it; the two left (quorum 2 of 3) promote a replica, and the third node follows it.
+#[test]
+fn embedded_sentinels_fail_over_when_the_master_node_dies() {
+    let sports: Vec<u16> = (0..3).map(|_| free_port()).collect();
+    let mport = free_port();
+    let flags = |i: usize| -> Vec<String> {
+        let mut f: Vec<String> = vec!["--sentinel-port".into(), sports[i].to_string()];
+        f.extend(
+            format!("--sentinel-monitor {NAME} 127.0.0.1 {mport} 2")
+                .split(' ')
+                .map(str::to_string),
+        );
+        f.extend(
+            format!("--sentinel-down-after-milliseconds {NAME} 1000 --sentinel-failover-timeout {NAME} 10000")
+                .split(' ')
+                .map(str::to_string),
+        );
+        f
+    };
+    let f0 = flags(0);
+    let f1 = flags(1);
+    let f2 = flags(2);
+    let mut master = node_with(mport, 2, None, &refs(&f0));
+    let replicas = [
+        node_with(free_port(), 1, Some(mport), &refs(&f1)),
+        node_with(free_port(), 2, Some(mport), &refs(&f2)),
+    ];
+    for r in &replicas {
+        assert!(wait_for(Duration::from_secs(10), || info_field(
+            r,
+            "master_link_status"
+        ) == "up"));
+    }
+    for &sp in &sports {
+        let ok = wait_for(Duration::from_secs(20), || {
+            master_addr_at(sp) == Some(mport)
+                && listing_at(sp, "replicas").len() == 2
+                && listing_at(sp, "sentinels").len() == 2
+        });
+        assert!(ok, "embedded sentinel {sp} did not discover the set");
+    }
+    // The sentinel config was created in the node's directory with the state in it.
+    let conf =
+        std::fs::read_to_string(master.dir.join(format!("sentinel-{}.conf", sports[0]))).unwrap();
+    assert!(
+        conf.contains(&format!("sentinel monitor {NAME} 127.0.0.1 {mport} 2")),
+        "{conf}"
+    );
+
+    let t0 = Instant::now();
+    master.kill9();
+    let mut new_port = None;
+    let ok = wait_for(Duration::from_secs(40), || {
+        let Some(p) = master_addr_at(sports[1]).filter(|p| *p != mport) else {
+            return false;
+        };
+        let wrote = replicas
+            .iter()
+            .find(|r| r.port == p)
+            .and_then(Proc::try_conn)
+            .is_some_and(|mut c| {
+                redis::cmd("SET")
+                    .arg("after")
+                    .arg(1)
+                    .query::<()>(&mut c)
+                    .is_ok()
+            });
+        if wrote {
+            new_port = Some(p);
+        }
+        wrote
+    });
+    assert!(ok, "the embedded sentinels did not fail over");
+    println!("embedded sentinels failover time: {:?}", t0.elapsed());
+    let new_port = new_port.unwrap();
+    let other = replicas.iter().find(|r| r.port != new_port).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(20), || info_field(other, "master_port")
+            == new_port.to_string()),
+        "the other replica does not follow the new master"
+    );
+    assert!(wait_for(Duration::from_secs(10), || master_addr_at(
+        sports[2]
+    ) == Some(new_port)));
+}
+
+fn refs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
 }

@@ -5,8 +5,8 @@
 use bytes::Bytes;
 
 use super::table::{
-    CommandSpec, Exec, KeySpec, NoOp, Touches, ALLOW_BUSY, FAST, LOADING, NOSCRIPT, SKIP_SLOWLOG,
-    STALE, WRITE,
+    CommandSpec, Exec, KeySpec, NoOp, Touches, ALLOW_BUSY, FAST, LOADING, MAY_REPLICATE, NOSCRIPT,
+    SKIP_SLOWLOG, STALE, WRITE,
 };
 use super::ConnCtx;
 use crate::coord::tx;
@@ -21,7 +21,7 @@ const T: &str = "transactions";
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("multi", 1, NOSCRIPT | LOADING | STALE | FAST | ALLOW_BUSY, KeySpec::none(), Exec::Conn(multi))
         .doc(T, "1.2.0", "Mark the start of a transaction block", ""),
-    CommandSpec::new("exec", 1, NOSCRIPT | LOADING | STALE | SKIP_SLOWLOG, KeySpec::none(), Exec::Conn(exec))
+    CommandSpec::new("exec", 1, NOSCRIPT | LOADING | STALE | SKIP_SLOWLOG | MAY_REPLICATE, KeySpec::none(), Exec::Conn(exec))
         .doc(T, "1.2.0", "Execute all commands issued after MULTI", ""),
     CommandSpec::new("discard", 1, NOSCRIPT | LOADING | STALE | FAST | ALLOW_BUSY, KeySpec::none(), Exec::Conn(discard))
         .doc(T, "2.0.0", "Discard all commands issued after MULTI", ""),

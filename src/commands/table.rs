@@ -30,8 +30,10 @@ pub const NO_MULTI: u32 = 1 << 13;
 /// Guarded by `enable-debug-command` (Redis's CMD_PROTECTED; not shown by COMMAND INFO).
 pub const PROTECTED: u32 = 1 << 14;
 /// Not a write, but may cause one to be replicated (Redis's CMD_MAY_REPLICATE: EVAL, FCALL,
-/// PUBLISH, PFCOUNT); CLIENT PAUSE WRITE holds these too. Not shown by COMMAND INFO, as
-/// in Redis 7.0. A high bit, clear of the flags COMMAND INFO prints.
+/// PUBLISH, PFCOUNT; EXEC here too): CLIENT PAUSE WRITE holds these (EXEC only when its
+/// queue holds a write), and `min-replicas-ack` holds their replies as it holds writes'
+/// (unless READONLY). Not shown by COMMAND INFO, as in Redis 7.0. A high bit, clear of the
+/// flags COMMAND INFO prints.
 pub const MAY_REPLICATE: u32 = 1 << 24;
 
 /// Flag bits and the names COMMAND INFO prints for them.

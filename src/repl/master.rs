@@ -134,6 +134,60 @@ pub fn refresh_good_replicas() {
     crate::repl::set_good_replicas(n, until);
 }
 
+/// Whether replicas were ever served (journals shipping to the hub).
+pub fn is_active() -> bool {
+    ACTIVE.load(Ordering::Relaxed)
+}
+
+/// `repl-backlog-size` as the hub last read it.
+pub fn backlog_size() -> usize {
+    BACKLOG_SIZE.load(Ordering::Relaxed) as usize
+}
+
+/// A promotion (`repl::promote`), on every shard: journal on, records shipped to the hub
+/// from this point on. Returns the journal offset shipping starts at.
+pub fn start_shipping(tw: &mut Worker) -> u64 {
+    journal::enable(&mut tw.shard, JOURNAL_CAP);
+    journal::flush(&mut tw.shard);
+    let next = tw.shard.journal.as_ref().map_or(0, |j| j.next());
+    let r = tw.master_repl.get_or_insert_with(Default::default);
+    r.shipping = true;
+    r.cursor = next;
+    next
+}
+
+/// A promotion, on the hub once every shard ships: the backlog holds the old master's
+/// stream up to `offset` (`chunks` by first offset) and this node's stream continues at
+/// `offset + 1`, so the old master's replicas resync partially (PSYNC2).
+pub fn seed_backlog(w: &mut Worker, offset: i64, chunks: Vec<(i64, Bytes)>, cursors: &[u64]) {
+    ensure_hub(w);
+    let h = hub(w);
+    // Every shard's records are merged up to where it starts shipping (WAIT and held
+    // writes compare their journal offsets with this).
+    for (r, c) in h.received.iter_mut().zip(cursors) {
+        *r = (*r).max(*c);
+    }
+    h.offset = offset.max(0) as u64;
+    h.chunks = chunks
+        .into_iter()
+        .filter(|(s, b)| *s > 0 && !b.is_empty())
+        .map(|(s, b)| (s as u64, b))
+        .collect();
+    h.held = h.chunks.iter().map(|c| c.1.len()).sum();
+    // The first command of this node's stream says its database.
+    h.last_db = None;
+    h.publish();
+    ACTIVE.store(true, Ordering::Relaxed);
+}
+
+/// Publishes how many listed replicas are online (the `min-replicas-ack` gate reads it).
+fn count_online() {
+    let n = replicas(|v| v.iter().filter(|r| r.listed && r.online).count()) as u64;
+    crate::repl::SETTINGS
+        .online_replicas
+        .store(n, Ordering::Relaxed);
+}
+
 /// Online replicas that acknowledged `offset`.
 fn acked(offset: u64) -> i64 {
     replicas(|v| {
@@ -273,13 +327,39 @@ struct SyncReq {
 
 struct Wait {
     origin: usize,
-    ticket: Ticket,
+    /// Who is answered: a WAIT's ticket, or a client's held write replies.
+    for_: Waiter,
     /// Per shard, the journal offset the WAIT's writes end at.
     wants: Vec<u64>,
     num: i64,
     deadline: Option<Instant>,
     /// The merged offset to be acknowledged, once every `wants` is merged.
     target: Option<u64>,
+}
+
+enum Waiter {
+    /// WAIT: answered with the count.
+    Wait(Ticket),
+    /// `min-replicas-ack`: the connection (token) and its held replies, released or
+    /// replaced by `-NOREPLICAS`.
+    Hold(u64, Vec<Hold>),
+}
+
+/// A connection's write replies held for the replicas (`min-replicas-ack`).
+#[derive(Default)]
+pub struct AckHolds {
+    holds: Vec<Hold>,
+    /// Reply slots dropped as they come due: writes whose wait timed out, answered with
+    /// the error in their hold slot instead.
+    pub discard: Vec<u64>,
+}
+
+/// One held write: the empty slot ahead of its reply, and the reply's slot.
+#[derive(Clone, Copy)]
+struct Hold {
+    gate: u64,
+    reply: Option<u64>,
+    started: bool,
 }
 
 /// The merged stream (shard 0 only).
@@ -303,6 +383,9 @@ pub struct Hub {
     waits: Vec<Wait>,
     last_ping: Instant,
     last_refresh: Instant,
+    /// When the last `REPLCONF GETACK` for held writes went out (at most one per 100 ms;
+    /// replicas acknowledge every batch for a second after one).
+    last_getack: Option<Instant>,
 }
 
 impl Hub {
@@ -322,6 +405,7 @@ impl Hub {
             waits: Vec::new(),
             last_ping: Instant::now(),
             last_refresh: Instant::now(),
+            last_getack: None,
         }
     }
 
@@ -681,6 +765,7 @@ fn deliver_payload(w: &mut Worker, id: u64, token: u64, payload: Vec<u8>, next: 
             r.ack_at = Instant::now();
         }
     });
+    count_online();
     check_obuf(w, idx);
 }
 
@@ -691,6 +776,7 @@ pub fn on_close(w: &mut Worker, token: Option<u64>, c: &Conn) {
     }
     let id = c.client.id;
     replicas(|v| v.retain(|r| r.id != id));
+    count_online();
     if let Some(r) = w.master_repl.as_mut() {
         r.conns.retain(|t| Some(*t) != token);
     }
@@ -835,8 +921,13 @@ fn hub_psync(w: &mut Worker, req: SyncReq) {
         })
     });
     if let Some((id, off)) = &req.psync {
+        // Our id, or the one we had as a replica up to where we were promoted (PSYNC2).
+        let known = id.as_ref() == replid.as_bytes() || {
+            let m = crate::repl::master_fields();
+            id.as_ref() == m.replid2.as_bytes() && *off <= m.second_offset
+        };
         let h = hub(w);
-        let cont = (ACTIVE.load(Ordering::Relaxed) && id.as_ref() == replid.as_bytes())
+        let cont = (ACTIVE.load(Ordering::Relaxed) && known)
             .then(|| u64::try_from(*off).ok().and_then(|o| h.since(o)))
             .flatten();
         if let Some(backlog) = cont {
@@ -1117,7 +1208,7 @@ fn check_waits(w: &mut Worker) {
     let now = Instant::now();
     let h = hub(w);
     let mut getack = false;
-    let mut done: Vec<(usize, Ticket, i64)> = Vec::new();
+    let mut done: Vec<(usize, Waiter, i64, bool)> = Vec::new();
     let mut keep = Vec::new();
     for mut wt in std::mem::take(&mut h.waits) {
         if wt.target.is_none()
@@ -1128,29 +1219,164 @@ fn check_waits(w: &mut Worker) {
                 .all(|(s, &want)| h.merged_to(s) >= want)
         {
             wt.target = Some(h.offset);
-            getack = true;
+            // Held writes ask at most once per 100 ms: replicas then acknowledge each
+            // batch they apply for a second.
+            getack |= match wt.for_ {
+                Waiter::Wait(_) => true,
+                Waiter::Hold(..) => h
+                    .last_getack
+                    .is_none_or(|t| now.saturating_duration_since(t) >= GETACK_EVERY),
+            };
         }
         let count = wt.target.map_or(0, acked);
-        if (wt.target.is_some() && count >= wt.num) || wt.deadline.is_some_and(|d| now >= d) {
-            done.push((wt.origin, wt.ticket, count));
+        let enough = wt.target.is_some() && count >= wt.num;
+        if enough || wt.deadline.is_some_and(|d| now >= d) {
+            done.push((wt.origin, wt.for_, count, enough));
         } else {
             keep.push(wt);
         }
     }
+    // Held writes still waiting ask again every 100 ms: a stock Redis replica
+    // acknowledges only on GETACK (or once a second).
+    getack |= keep
+        .iter()
+        .any(|w| matches!(w.for_, Waiter::Hold(..)) && w.target.is_some())
+        && h.last_getack
+            .is_none_or(|t| now.saturating_duration_since(t) >= GETACK_EVERY);
     h.waits = keep;
     WAITS.store(h.waits.len(), Ordering::Relaxed);
     let any = replicas(|v| v.iter().any(|r| r.online));
     let chunk = if getack && any && !h.waits.is_empty() && !h.cutting {
+        h.last_getack = Some(now);
         h.append(b"*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n".to_vec())
     } else {
         None
     };
     broadcast(w, chunk);
-    for (origin, ticket, count) in done {
+    for (origin, for_, count, enough) in done {
+        let job: Box<dyn FnOnce(&mut Worker) + Send> = match for_ {
+            Waiter::Wait(ticket) => Box::new(move |ow| ow.complete(ticket, Reply::Int(count))),
+            Waiter::Hold(token, holds) => Box::new(move |ow| release(ow, token, holds, enough)),
+        };
+        w.post(origin, Msg::Control(job));
+    }
+}
+
+const GETACK_EVERY: Duration = Duration::from_millis(100);
+
+/// The error a held write gets when too few replicas acknowledged it in time (the write
+/// itself is done on this master: the error says it may not survive a failover).
+const ACK_TIMEOUT: &str = crate::error::NOREPLICAS_ACK;
+
+// ----- min-replicas-ack: held write replies ---------------------------------------------------
+
+/// Called by the dispatcher after a write ran with `gate` reserved ahead of its reply:
+/// notes the hold; the wait starts once the reply is in (`start_barriers`).
+pub fn hold(w: &mut Worker, idx: usize, gate: u64) {
+    let Some(c) = w.conns.get_mut(idx) else {
+        return;
+    };
+    // The command added exactly one reply behind the gate slot (the usual case); otherwise
+    // the gate only delays what follows and is never replaced by the error.
+    let next = c.slot_base + c.slots.len() as u64;
+    let reply = (next == gate + 2).then_some(gate + 1);
+    c.acks
+        .get_or_insert_with(Default::default)
+        .holds
+        .push(Hold {
+            gate,
+            reply,
+            started: false,
+        });
+}
+
+/// Starts the acknowledgement wait for every held write of connection `idx` whose reply is
+/// in (so its records are in its shards' journals): one fan-out for all of them.
+pub fn start_barriers(w: &mut Worker, idx: usize) {
+    let Some(token) = w.conn_token(idx) else {
+        return;
+    };
+    let Some(c) = w.conns.get_mut(idx) else {
+        return;
+    };
+    let (base, slots) = (c.slot_base, &c.slots);
+    let Some(a) = c.acks.as_mut() else {
+        return;
+    };
+    let mut ready = Vec::new();
+    for h in a.holds.iter_mut().filter(|h| !h.started) {
+        let filled = match h.reply {
+            Some(r) => r
+                .checked_sub(base)
+                .and_then(|i| slots.get(i as usize))
+                .is_some_and(|s| s.is_some()),
+            None => true,
+        };
+        if filled {
+            h.started = true;
+            ready.push(*h);
+        }
+    }
+    a.holds.retain(|h| !h.started);
+    if ready.is_empty() {
+        return;
+    }
+    let num = crate::repl::SETTINGS
+        .min_replicas_ack
+        .load(Ordering::Relaxed) as i64;
+    let ms = crate::repl::SETTINGS.ack_timeout_ms.load(Ordering::Relaxed);
+    let deadline = Some(Instant::now() + Duration::from_millis(ms));
+    let jobs: Vec<(usize, ShardFn<u64>)> = (0..w.nshards)
+        .map(|s| {
+            let job: ShardFn<u64> = Box::new(push_now);
+            (s, job)
+        })
+        .collect();
+    w.fan_out(jobs, false, move |w, wants: Vec<u64>| {
+        let origin = w.id;
         w.post(
-            origin,
-            Msg::Control(Box::new(move |ow| ow.complete(ticket, Reply::Int(count)))),
+            HUB,
+            Msg::Control(Box::new(move |hw| {
+                hub_wait(
+                    hw,
+                    Wait {
+                        origin,
+                        for_: Waiter::Hold(token, ready),
+                        wants,
+                        num,
+                        deadline,
+                        target: None,
+                    },
+                )
+            })),
         );
+    });
+}
+
+/// A held wait ended (on the connection's shard): the replies go out, or each becomes
+/// the timeout error.
+fn release(w: &mut Worker, token: u64, holds: Vec<Hold>, acked: bool) {
+    let Some(idx) = w.conn_by_token(token) else {
+        return;
+    };
+    let mut err = Vec::new();
+    if !acked {
+        let resp = w.conns[idx].client.resp;
+        Reply::error(ACK_TIMEOUT).encode(resp, &mut err);
+        crate::commands::count_error(&mut w.shard, ACK_TIMEOUT);
+    }
+    for h in holds {
+        let Some(c) = w.conns.get_mut(idx) else {
+            return;
+        };
+        let bytes = match h.reply {
+            Some(r) if !acked => {
+                c.acks.get_or_insert_with(Default::default).discard.push(r);
+                Bytes::from(err.clone())
+            }
+            _ => Bytes::new(),
+        };
+        w.fill(idx, h.gate, bytes);
     }
 }
 
@@ -1237,6 +1463,11 @@ fn start_sync(ctx: &mut ConnCtx, psync: Option<(Bytes, i64)>) -> CmdResult {
     if ctx.w.tx.nested() {
         return Err(CmdError::err("Replica can't interact with the keyspace"));
     }
+    // As Redis: a replica still syncing would hand its sub-replica a dataset it is about
+    // to replace; the sub-replica retries.
+    if crate::repl::is_replica() && !crate::repl::master_link_up() {
+        return Err(CmdError::coded(crate::error::NOMASTERLINK));
+    }
     let Some(token) = ctx.w.conn_token(idx) else {
         return Ok(Reply::Raw(Bytes::new()));
     };
@@ -1314,7 +1545,7 @@ fn wait(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
                     hw,
                     Wait {
                         origin,
-                        ticket,
+                        for_: Waiter::Wait(ticket),
                         wants,
                         num,
                         deadline,

@@ -42,7 +42,9 @@ use bytes::Bytes;
 
 use crate::commands::args::text;
 use crate::commands::table::Exec;
-use crate::commands::table::{CommandSpec, KeySpec, ADMIN, NOSCRIPT, STALE, WRITE};
+use crate::commands::table::{
+    CommandSpec, KeySpec, ADMIN, MAY_REPLICATE, NOSCRIPT, READONLY, STALE, WRITE,
+};
 use crate::commands::ConnCtx;
 use crate::error::{self, CmdError, CmdResult};
 use crate::persist::load::Split;
@@ -156,6 +158,13 @@ pub struct Settings {
     pub min_replicas_max_lag: AtomicU64,
     /// Replicas acknowledged within the max lag, counted once a second by shard 0.
     pub good_replicas: AtomicU64,
+    /// `min-replicas-ack` (0: off): a write's reply waits until this many replicas
+    /// acknowledged the stream offset covering it (zero acknowledged-write loss).
+    pub min_replicas_ack: AtomicU64,
+    /// `min-replicas-ack-timeout` (ms): past it the held reply becomes `-NOREPLICAS`.
+    pub ack_timeout_ms: AtomicU64,
+    /// Replicas online (past their sync), kept by the master side.
+    pub online_replicas: AtomicU64,
     /// (masteruser, masterauth).
     pub auth: Mutex<(String, String)>,
 }
@@ -168,6 +177,9 @@ const GATE_STALE: u8 = 2;
 const GATE_NOREPLICAS: u8 = 4;
 /// `min-replicas-to-write` is set: writes also check the good replicas' deadline.
 const GATE_MINREPLICAS: u8 = 8;
+/// `min-replicas-ack` is set (on a master): writes are refused without enough online
+/// replicas, and their replies wait for the replicas' acknowledgements.
+const GATE_SYNC_ACK: u8 = 16;
 
 static GATE: AtomicU8 = AtomicU8::new(0);
 /// Processed and read offsets of the master link (published by the home shard).
@@ -188,6 +200,9 @@ pub static SETTINGS: Settings = Settings {
     min_replicas: AtomicU64::new(0),
     min_replicas_max_lag: AtomicU64::new(10),
     good_replicas: AtomicU64::new(0),
+    min_replicas_ack: AtomicU64::new(0),
+    ack_timeout_ms: AtomicU64::new(1000),
+    online_replicas: AtomicU64::new(0),
     auth: Mutex::new((String::new(), String::new())),
 };
 
@@ -293,6 +308,14 @@ pub fn is_replica() -> bool {
     REPLICA.load(Ordering::Relaxed)
 }
 
+/// Whether this replica's link to its master is up (a replica serves SYNC only then).
+pub fn master_link_up() -> bool {
+    state()
+        .following
+        .as_ref()
+        .is_some_and(|f| f.link == LinkState::Connected)
+}
+
 /// HELLO's `role`.
 pub fn role_word() -> &'static str {
     if is_replica() {
@@ -325,7 +348,27 @@ pub fn refusal(g: u8, flags: u32) -> Option<&'static str> {
     {
         return Some(error::NOREPLICAS);
     }
+    if g & GATE_SYNC_ACK != 0
+        && may_write(flags)
+        && SETTINGS.online_replicas.load(Ordering::Relaxed)
+            < SETTINGS.min_replicas_ack.load(Ordering::Relaxed)
+    {
+        return Some(error::NOREPLICAS);
+    }
     None
+}
+
+/// Whether a command with `flags` may write (and so is propagated): its reply waits for
+/// the replicas under `min-replicas-ack`.
+fn may_write(flags: u32) -> bool {
+    flags & WRITE != 0 || (flags & MAY_REPLICATE != 0 && flags & READONLY == 0)
+}
+
+/// Whether a command's reply is held for the replicas' acknowledgements (gate bits `g`,
+/// checked only when the gate is not 0, for clients other than the master link).
+#[inline]
+pub fn holds_reply(g: u8, flags: u32) -> bool {
+    g & GATE_SYNC_ACK != 0 && may_write(flags)
 }
 
 /// Unix ms until which enough replicas count as good (see `master::refresh_good_replicas`).
@@ -356,6 +399,9 @@ fn refresh_gate(st: &State) {
             if SETTINGS.good_replicas.load(Ordering::Relaxed) < min {
                 g |= GATE_NOREPLICAS;
             }
+        }
+        if SETTINGS.min_replicas_ack.load(Ordering::Relaxed) > 0 {
+            g |= GATE_SYNC_ACK;
         }
     }
     GATE.store(g, Ordering::Relaxed);
@@ -449,6 +495,39 @@ pub struct Home {
     pub received: u64,
     /// `REPLCONF ACK`s waiting to be sent: the only output the master gets.
     pub ack: Vec<u8>,
+    /// Until when every batch of the stream is acknowledged as soon as it is applied: a
+    /// master waiting for acknowledgements (`min-replicas-ack`, WAIT) sends `REPLCONF
+    /// GETACK`, which opens this window for a second.
+    pub fast_ack_until: Option<Instant>,
+    /// The master's stream as received, by first offset (up to `repl-backlog-size`
+    /// bytes): after a promotion it seeds this node's backlog, so the old master's other
+    /// replicas continue from it (PSYNC2) instead of taking a full sync.
+    pub backlog: VecDeque<(i64, Bytes)>,
+    pub backlog_bytes: usize,
+}
+
+/// Keeps the `n` bytes just received on the master link (at the end of its read buffer)
+/// in the home shard's copy of the master's stream.
+pub fn capture(w: &mut Worker, idx: usize, n: usize) {
+    let Some(rbuf) = w.conns.get(idx).and_then(|c| c.rbuf.as_ref()) else {
+        return;
+    };
+    let Some(new) = rbuf.len().checked_sub(n).and_then(|from| rbuf.get(from..)) else {
+        return;
+    };
+    // Offsets count from 1: the bytes end at `base + received`.
+    let start = w.repl.base + w.repl.received as i64 - n as i64 + 1;
+    let h = &mut w.repl;
+    h.backlog.push_back((start, Bytes::copy_from_slice(new)));
+    h.backlog_bytes += n;
+    let cap = master::backlog_size();
+    while let Some((_, f)) = h.backlog.front() {
+        if h.backlog_bytes - f.len() < cap {
+            break;
+        }
+        h.backlog_bytes -= f.len();
+        h.backlog.pop_front();
+    }
 }
 
 /// Once per loop pass on the home shard: adopts the link thread's hand-overs.
@@ -542,12 +621,23 @@ fn attach(w: &mut Worker, gen: u64, stream: TcpStream, leftover: Vec<u8>, offset
     OFFSET.store(offset, Ordering::Relaxed);
     READ_OFFSET.store(offset, Ordering::Relaxed);
     LAST_IO_SECS.store(0, Ordering::Relaxed);
+    // A partial resync continues the captured stream; anything else starts it anew.
+    let (mut backlog, mut backlog_bytes) =
+        (std::mem::take(&mut w.repl.backlog), w.repl.backlog_bytes);
+    let end = backlog.back().map(|(s, b)| s + b.len() as i64 - 1);
+    if end != Some(offset) {
+        backlog.clear();
+        backlog_bytes = 0;
+    }
     w.repl = Home {
         conn: None,
         gen,
         base: offset,
         received: 0,
         ack: Vec::new(),
+        fast_ack_until: None,
+        backlog,
+        backlog_bytes,
     };
     let idx = w.adopt_master(fd);
     w.repl.conn = Some(idx);
@@ -569,6 +659,15 @@ pub fn publish(w: &Worker) {
     if let Some((done, read)) = processed(w) {
         OFFSET.store(done, Ordering::Relaxed);
         READ_OFFSET.store(read, Ordering::Relaxed);
+    }
+}
+
+/// After the master link's input ran: publishes the offsets and, while a master asked for
+/// prompt acknowledgements, acknowledges what was applied.
+pub fn after_input(w: &mut Worker) {
+    publish(w);
+    if w.repl.fast_ack_until.is_some_and(|t| w.pass_now <= t) {
+        queue_ack(w, None);
     }
 }
 
@@ -720,29 +819,89 @@ fn follow(w: &mut Worker, host: String, port: u16) {
 }
 
 /// REPLICAOF NO ONE on a replica: keeps the data and becomes a master; the old replid
-/// becomes the secondary one (PSYNC2), valid up to the processed offset.
-fn promote(w: &mut Worker) {
+/// becomes the secondary one (PSYNC2), valid up to the processed offset. Runs on the home
+/// shard (it owns the link): closes the link, then every shard leaves replica mode and
+/// (unless replicas already follow this node) starts shipping its journal from this
+/// moment, the backlog is seeded with the old master's stream and continues at the same
+/// offset, and only then does the node accept writes and the REPLICAOF get its `+OK`:
+/// so every write after the promotion is in the stream the old replicas continue with.
+fn promote(ctx: &mut ConnCtx) {
     let gen = {
         let mut st = state();
-        if st.following.take().is_none() {
-            return;
-        }
         st.gen += 1;
-        let off = OFFSET.load(Ordering::Relaxed);
-        let mut m = master_fields();
-        let new = new_replid();
-        m.replid2 = std::mem::replace(&mut m.replid, new);
-        m.second_offset = off + 1;
-        m.offset = off;
-        crate::log::notice(&format!(
-            "Setting secondary replication ID to {}, valid up to offset: {}. New replication \
-             ID is {}",
-            m.replid2, m.second_offset, m.replid
-        ));
-        refresh_gate(&st);
         st.gen
     };
-    switch_shards(w, false, gen);
+    let origin = ctx.w.id;
+    let ticket = ctx.defer();
+    ctx.w.post(
+        HOME,
+        crate::server::worker::Msg::Control(Box::new(move |hw| {
+            promote_home(hw, gen, origin, ticket)
+        })),
+    );
+}
+
+fn promote_home(w: &mut Worker, gen: u64, origin: usize, ticket: crate::server::worker::Ticket) {
+    close_link(w, gen);
+    publish(w);
+    let off = OFFSET.load(Ordering::Relaxed);
+    // The stream up to the processed offset (a command cut in half is not in it).
+    let mut backlog = std::mem::take(&mut w.repl.backlog);
+    w.repl.backlog_bytes = 0;
+    while let Some((s, b)) = backlog.back_mut() {
+        let end = *s + b.len() as i64 - 1;
+        if end <= off {
+            break;
+        }
+        let keep = (off + 1 - *s).max(0) as usize;
+        if keep == 0 {
+            backlog.pop_back();
+        } else {
+            b.truncate(keep);
+        }
+    }
+    let seed = !master::is_active();
+    w.on_all_shards(
+        move |tw| {
+            for d in tw.shard.dbs.iter_mut() {
+                d.replica = false;
+            }
+            if seed {
+                master::start_shipping(tw)
+            } else {
+                0
+            }
+        },
+        false,
+        move |w, cursors: Vec<u64>| {
+            if seed {
+                master::seed_backlog(w, off, backlog.into_iter().collect(), &cursors);
+            }
+            {
+                let mut st = state();
+                if st.gen == gen && st.following.take().is_some() {
+                    let mut m = master_fields();
+                    let new = new_replid();
+                    m.replid2 = std::mem::replace(&mut m.replid, new);
+                    m.second_offset = off + 1;
+                    m.offset = off;
+                    crate::log::notice(&format!(
+                        "Setting secondary replication ID to {}, valid up to offset: {}. New \
+                         replication ID is {}",
+                        m.replid2, m.second_offset, m.replid
+                    ));
+                }
+                refresh_gate(&st);
+            }
+            set_config_text(w, "");
+            w.post(
+                origin,
+                crate::server::worker::Msg::Control(Box::new(move |ow| {
+                    ow.complete(ticket, Reply::Ok)
+                })),
+            );
+        },
+    );
 }
 
 // ----- commands ----------------------------------------------------------------------------
@@ -766,9 +925,8 @@ fn replicaof(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let who = crate::commands::conn::client_line(&ctx.w.conns[ctx.conn]);
     if h.eq_ignore_ascii_case(b"no") && p.eq_ignore_ascii_case(b"one") {
         if is_replica() {
-            promote(ctx.w);
-            set_config_text(ctx.w, "");
             crate::log::notice(&format!("MASTER MODE enabled (user request from '{who}')"));
+            promote(ctx);
         }
         return Ok(Reply::Ok);
     }
@@ -860,6 +1018,8 @@ pub fn replconf(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             "getack" => {
                 if ctx.w.conns.get(ctx.conn).is_some_and(|c| c.master) {
                     queue_ack(ctx.w, Some(argv));
+                    ctx.w.repl.fast_ack_until =
+                        Some(ctx.w.pass_now + std::time::Duration::from_secs(1));
                 }
                 return none();
             }
@@ -990,6 +1150,8 @@ pub const SETTING_DEFAULTS: &[(&str, &str)] = &[
     ("min-slaves-to-write", "0"),
     ("min-replicas-max-lag", "10"),
     ("min-slaves-max-lag", "10"),
+    ("min-replicas-ack", "0"),
+    ("min-replicas-ack-timeout", "1000"),
 ];
 
 /// The other name of an aliased setting.
@@ -1054,6 +1216,16 @@ pub fn set_setting(name: &str, value: &str) -> Result<Option<String>, String> {
         "min-replicas-max-lag" | "min-slaves-max-lag" => {
             let n = num(value, 0)?;
             SETTINGS.min_replicas_max_lag.store(n, Ordering::Relaxed);
+            n.to_string()
+        }
+        "min-replicas-ack" => {
+            let n = num(value, 0)?;
+            SETTINGS.min_replicas_ack.store(n, Ordering::Relaxed);
+            n.to_string()
+        }
+        "min-replicas-ack-timeout" => {
+            let n = num(value, 1)?;
+            SETTINGS.ack_timeout_ms.store(n, Ordering::Relaxed);
             n.to_string()
         }
         "masterauth" => {

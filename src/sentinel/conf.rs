@@ -52,6 +52,10 @@ pub fn apply(s: &mut Sentinel, w: &[String]) -> Result<(), String> {
     match first.to_ascii_lowercase().as_str() {
         "port" => s.port = num(arg(1), "port")?,
         "bind" => s.bind = arg(1).trim_start_matches('-').to_string(),
+        "loglevel" | "logfile" if s.embedded => s.warnings.push(format!(
+            "sentinel: '{first}' in the sentinel config is ignored: an embedded sentinel logs \
+             with its data node's settings"
+        )),
         "loglevel" => crate::log::set_level(arg(1)),
         "logfile" if !arg(1).is_empty() => {
             crate::log::set_file(arg(1)).map_err(|e| format!("Can't open the log file: {e}"))?

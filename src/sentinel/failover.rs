@@ -160,6 +160,24 @@ pub fn check_down(s: &mut Sentinel, name: &str) {
     }
 }
 
+/// Whom to vote for when `requester` asks for our vote in `epoch`: the requester, unless we
+/// are a candidate of that same epoch still pausing before our own vote. Then the smaller
+/// run id of the two gets it, so two candidates that started together vote for the same
+/// one (each voting for the other would split the vote and stall the failover for twice
+/// the failover-timeout).
+pub fn peer_vote(s: &Sentinel, name: &str, epoch: u64, requester: &str) -> String {
+    let candidate = s.masters.get(name).is_some_and(|m| {
+        m.failover.state == FailoverState::WaitStart
+            && m.failover.epoch == epoch
+            && m.leader_epoch < epoch
+    });
+    if candidate && s.myid.as_str() < requester {
+        s.myid.clone()
+    } else {
+        requester.to_string()
+    }
+}
+
 /// sentinelVoteLeader: one vote per epoch, persisted before it is returned.
 pub fn vote_leader(s: &mut Sentinel, name: &str, epoch: u64, runid: &str) -> (Option<String>, u64) {
     s.adopt_epoch(epoch);
@@ -581,6 +599,21 @@ mod tests {
         // An older epoch cannot win a vote either.
         assert_eq!(vote_leader(&mut s, "m", 2, &b), (Some(a.clone()), 3));
         assert_eq!(vote_leader(&mut s, "m", 4, &b), (Some(b.clone()), 4));
+    }
+
+    #[test]
+    fn candidates_of_one_epoch_agree_on_the_smaller_run_id() {
+        let mut s = sentinel_with("m");
+        let me = s.myid.clone();
+        let (low, high) = ("0".repeat(40), "f".repeat(40));
+        // Not a candidate: the requester gets the vote.
+        assert_eq!(peer_vote(&s, "m", 1, &high), high);
+        start(&mut s, "m", false);
+        let epoch = s.current_epoch;
+        assert_eq!(peer_vote(&s, "m", epoch, &low), low);
+        assert_eq!(peer_vote(&s, "m", epoch, &high), me);
+        // Another epoch's request is not ours to contest.
+        assert_eq!(peer_vote(&s, "m", epoch + 1, &high), high);
     }
 
     #[test]

@@ -303,6 +303,8 @@ pub struct Sentinel {
     pub hello_gen: u64,
     /// Directives accepted but not implemented, logged once the log file is open.
     pub warnings: Vec<String>,
+    /// Runs inside a data node (`embed`): the log settings are the node's.
+    pub embedded: bool,
 }
 
 impl Sentinel {
@@ -320,6 +322,7 @@ impl Sentinel {
             started: Instant::now(),
             hello_gen: 0,
             warnings: Vec::new(),
+            embedded: false,
         }
     }
 
@@ -428,49 +431,90 @@ pub fn main(args: &[String]) -> i32 {
         eprintln!("Sentinel needs config file on disk to save state. Exiting...");
         return 1;
     };
-    let (tx, rx) = mpsc::channel();
-    let mut s = Sentinel::new(&conf_path, Some(tx));
-    let text = match std::fs::read_to_string(&conf_path) {
-        Ok(t) => t,
+    let shared = match start(&conf_path, &extra, None) {
+        Ok(s) => s,
         Err(e) => {
-            eprintln!("shardis: can't read sentinel config file '{conf_path}': {e}");
+            eprintln!("{e}");
             return 1;
         }
     };
-    match conf::load(&mut s, &text) {
-        Ok(keep) => s.conf_other = keep,
-        Err(e) => {
-            eprintln!("shardis: sentinel config: {e}");
-            return 1;
-        }
+    loop {
+        tick(&shared);
+        std::thread::sleep(TICK);
     }
-    for line in &extra {
-        if let Err(e) = conf::apply(&mut s, line) {
-            eprintln!("shardis: --{}: {e}", line.join(" "));
-            return 1;
+}
+
+const TICK: Duration = Duration::from_millis(50);
+
+/// The sentinel inside a data node (`--sentinel-port PORT`, see `config`): the same
+/// sentinel on its own threads (a timer thread, link threads, its RESP port), sharing only
+/// the process and the log with the shards, which it reaches over TCP like any sentinel.
+/// `conf_path` is created when missing; `lines` are sentinel.conf directives (from
+/// `--sentinel-monitor ...` flags): a `sentinel monitor` for a master the file already
+/// monitors is skipped, since the file holds where that master is now.
+pub fn embed(port: u16, conf_path: &str, lines: &[Vec<String>]) -> Result<(), String> {
+    if !std::path::Path::new(conf_path).exists() {
+        std::fs::write(conf_path, "")
+            .map_err(|e| format!("can't create sentinel config file '{conf_path}': {e}"))?;
+    }
+    let shared = start(conf_path, lines, Some(port))
+        .map_err(|e| e.trim_start_matches("shardis: ").to_string())?;
+    std::thread::Builder::new()
+        .name("sentinel-timer".into())
+        .spawn(move || loop {
+            tick(&shared);
+            std::thread::sleep(TICK);
+        })
+        .map_err(|e| format!("can't start the sentinel thread: {e}"))?;
+    Ok(())
+}
+
+/// Loads the config file and `extra` directives, saves the file, binds the port and starts
+/// the server threads; the caller runs `tick`. `embedded`: the data node's sentinel port
+/// (its log settings stay the data node's).
+fn start(conf_path: &str, extra: &[Vec<String>], embedded: Option<u16>) -> Result<Shared, String> {
+    let (tx, rx) = mpsc::channel();
+    let mut s = Sentinel::new(conf_path, Some(tx));
+    s.embedded = embedded.is_some();
+    let text = std::fs::read_to_string(conf_path)
+        .map_err(|e| format!("shardis: can't read sentinel config file '{conf_path}': {e}"))?;
+    let keep = conf::load(&mut s, &text).map_err(|e| format!("shardis: sentinel config: {e}"))?;
+    s.conf_other = keep;
+    for line in extra {
+        let known_master = line.len() >= 3
+            && line[0].eq_ignore_ascii_case("sentinel")
+            && line[1].eq_ignore_ascii_case("monitor")
+            && s.masters.contains_key(&line[2]);
+        if embedded.is_some() && known_master {
+            continue;
         }
+        conf::apply(&mut s, line).map_err(|e| format!("shardis: --{}: {e}", line.join(" ")))?;
+    }
+    if let Some(port) = embedded {
+        s.port = port;
     }
     for w in std::mem::take(&mut s.warnings) {
         crate::log::warning(&w);
     }
     if !s.save() {
-        eprintln!("Sentinel config file {conf_path} is not writable. Exiting...");
-        return 1;
+        return Err(format!(
+            "Sentinel config file {conf_path} is not writable. Exiting..."
+        ));
     }
     let bind = if s.bind.is_empty() || s.bind == "*" {
         "0.0.0.0".to_string()
     } else {
         s.bind.clone()
     };
-    let listener = match std::net::TcpListener::bind((bind.as_str(), s.port)) {
-        Ok(l) => l,
-        Err(e) => {
-            eprintln!("shardis: can't bind sentinel port {bind}:{}: {e}", s.port);
-            return 1;
-        }
+    let listener = std::net::TcpListener::bind((bind.as_str(), s.port))
+        .map_err(|e| format!("shardis: can't bind sentinel port {bind}:{}: {e}", s.port))?;
+    let mode = if embedded.is_some() {
+        "embedded"
+    } else {
+        "sentinel"
     };
     crate::log::notice(&format!(
-        "Sentinel ID is {}; running mode=sentinel, port={}",
+        "Sentinel ID is {}; running mode={mode}, port={}",
         s.myid, s.port
     ));
     for m in s.masters.values() {
@@ -481,10 +525,7 @@ pub fn main(args: &[String]) -> i32 {
     }
     let shared: Shared = Arc::new(Mutex::new(s));
     server::start(shared.clone(), listener, rx);
-    loop {
-        tick(&shared);
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    Ok(shared)
 }
 
 /// One timer pass over every master: down states, failover, link threads.

@@ -491,7 +491,8 @@ fn sentinel(shared: &Shared, args: &[String]) -> Vec<u8> {
             };
             let down = s.masters[&name].sdown();
             let (leader, lepoch) = if arg(5) != "*" {
-                vote_leader(&mut s, &name, epoch, arg(5))
+                let who = super::failover::peer_vote(&s, &name, epoch, arg(5));
+                vote_leader(&mut s, &name, epoch, &who)
             } else {
                 (None, 0)
             };

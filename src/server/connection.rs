@@ -168,6 +168,9 @@ pub struct Conn {
     pub postponed: Option<Vec<Bytes>>,
     /// CLIENT TRACKING state; `None` for clients that never enabled it.
     pub track: Option<Box<super::tracking::ClientTrack>>,
+    /// Replies held for replica acknowledgements (`min-replicas-ack`, `repl::master`);
+    /// `None` unless that mode ever held one of this client's writes.
+    pub acks: Option<Box<crate::repl::master::AckHolds>>,
 }
 
 /// CLIENT REPLY: whether replies are sent.
@@ -218,6 +221,7 @@ impl Conn {
             muted_slots: Vec::new(),
             postponed: None,
             track: None,
+            acks: None,
         }
     }
 
@@ -277,12 +281,29 @@ impl Conn {
         }
         while let Some(Some(_)) = self.slots.front() {
             if let Some(Some(b)) = self.slots.pop_front() {
-                self.out.extend_from_slice(&b);
+                if !self.dropped(self.slot_base) {
+                    self.out.extend_from_slice(&b);
+                }
             }
             self.slot_base += 1;
         }
         if self.blocked_on.is_some_and(|b| b == seq) {
             self.blocked_on = None;
+        }
+    }
+
+    /// Whether the reply in slot `seq` is dropped: a write whose acknowledgement timed out
+    /// had its reply replaced by the error (`repl::master::AckHolds`).
+    fn dropped(&mut self, seq: u64) -> bool {
+        let Some(a) = self.acks.as_mut() else {
+            return false;
+        };
+        match a.discard.iter().position(|&d| d == seq) {
+            Some(i) => {
+                a.discard.swap_remove(i);
+                true
+            }
+            None => false,
         }
     }
 

@@ -59,7 +59,7 @@ pub fn holds(mode: u8, spec: &CommandSpec, queued: impl Iterator<Item = usize>) 
     match mode {
         ALL => true,
         WRITES => {
-            spec.flags & (WRITE | MAY_REPLICATE) != 0
+            (spec.flags & (WRITE | MAY_REPLICATE) != 0 && spec.name != "exec")
                 || (spec.name == "exec"
                     && queued
                         .filter_map(|id| table().get(id))

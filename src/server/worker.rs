@@ -313,7 +313,7 @@ pub struct Worker {
     /// `persist::cron`.
     pub shutdown_req: Option<crate::persist::cron::ShutdownReq>,
     /// The loop pass's clock reading (connection idle times).
-    pass_now: Instant,
+    pub pass_now: Instant,
     /// Wall-clock milliseconds derived from `pass_now`.
     clock: PassClock,
     /// Sockets shut down by `close_conn` whose descriptors are closed only once every queued
@@ -1116,10 +1116,11 @@ impl Worker {
         let master = self.conns[idx].master;
         if master {
             self.repl.received += c.result as u64;
+            crate::repl::capture(self, idx, c.result as usize);
         }
         self.process_input(idx);
         if master {
-            crate::repl::publish(self);
+            crate::repl::after_input(self);
         }
         // A multishot receive keeps delivering; stop it when this client must not be
         // read (back-pressure, a blocking command, closing). It is re-armed by `arm_recv`
@@ -1472,6 +1473,9 @@ impl Worker {
         win.clear();
         self.window = win;
         self.flush_batches(idx);
+        if self.conns.get(idx).is_some_and(|c| c.acks.is_some()) {
+            crate::repl::master::start_barriers(self, idx);
+        }
         if let Some(conn) = self.conns.get_mut(idx) {
             conn.in_input = conn.in_input.saturating_sub(1);
             if conn.eof && conn.blocked_on.is_none() {
@@ -1583,11 +1587,13 @@ impl Worker {
         // A replica: READONLY for writes, MASTERDOWN while the link is down (one relaxed
         // load on a master).
         let gate = crate::repl::gate();
+        let mut hold = false;
         if gate != 0 && !self.conns[idx].master {
             if let Some(e) = crate::repl::refusal(gate, spec.flags) {
                 self.reject(idx, Some(id), CmdError::coded(e));
                 return;
             }
+            hold = crate::repl::holds_reply(gate, spec.flags);
         }
         let (db, resp) = {
             let c = &mut self.conns[idx].client;
@@ -1634,10 +1640,20 @@ impl Worker {
                 return;
             }
         }
+        // min-replicas-ack: a slot ahead of the write's reply holds it until the replicas
+        // acknowledge it (`repl::master::hold`).
+        let barrier = if hold {
+            Some(self.conns[idx].reserve())
+        } else {
+            None
+        };
         if self.conns[idx].track.is_some() {
             self.execute_tracked(idx, id, spec, argv, db, resp);
         } else {
             self.execute(idx, id, spec, argv, db, resp);
+        }
+        if let Some(b) = barrier {
+            crate::repl::master::hold(self, idx, b);
         }
         if let Some(q) = mon {
             super::monitor::emit(self, idx, &q);
@@ -2124,8 +2140,9 @@ impl Worker {
                 r.extend_from_slice(data);
             }
             self.repl.received += data.len() as u64;
+            crate::repl::capture(self, idx, data.len());
             self.process_input(idx);
-            crate::repl::publish(self);
+            crate::repl::after_input(self);
         }
         self.mark_dirty(idx);
         self.arm_recv(idx);
@@ -2667,11 +2684,15 @@ impl Worker {
         self.fill(idx, t.seq, Bytes::from(v));
     }
 
-    fn fill(&mut self, idx: usize, seq: u64, bytes: Bytes) {
+    pub fn fill(&mut self, idx: usize, seq: u64, bytes: Bytes) {
         let conn = &mut self.conns[idx];
         let was_blocked = conn.blocked_on.is_some();
         conn.fill(seq, bytes);
         let unblocked = was_blocked && conn.blocked_on.is_none();
+        if conn.acks.is_some() {
+            // A held write's reply arrived: its acknowledgement wait can start.
+            crate::repl::master::start_barriers(self, idx);
+        }
         self.mark_dirty(idx);
         if unblocked {
             // Resume the commands that arrived behind the blocking one.
