@@ -72,7 +72,16 @@ pub struct Latency {
     /// Histograms by command id (made on first call).
     pub hist: Vec<Option<Box<Histogram<u64>>>>,
     pub events: AHashMap<&'static str, Series>,
+    /// Counts calls past a histogram's exact prefix: one in `SAMPLE` is recorded.
+    skip: u32,
 }
+
+/// Calls of a command a shard records exactly; past them one in `SAMPLE` is recorded with
+/// weight `SAMPLE` (the histograms' percentiles stay unbiased, their counts within
+/// `SAMPLE` of the calls), so a hot command pays a histogram update only every `SAMPLE`
+/// calls: the paired A/B showed the update on every call costing ~2% at pipeline 16.
+const EXACT: u64 = 1024;
+const SAMPLE: u32 = 8;
 
 impl Default for Latency {
     fn default() -> Self {
@@ -81,6 +90,7 @@ impl Default for Latency {
             threshold_ms: 0,
             hist: Vec::new(),
             events: AHashMap::new(),
+            skip: 0,
         }
     }
 }
@@ -95,7 +105,14 @@ impl Latency {
     #[inline]
     pub fn record(&mut self, id: usize, nanos: u64) {
         if let Some(Some(h)) = self.hist.get_mut(id) {
-            h.saturating_record(nanos.clamp(HIST_MIN, HIST_MAX));
+            if h.len() < EXACT {
+                h.saturating_record(nanos.clamp(HIST_MIN, HIST_MAX));
+            } else {
+                self.skip = self.skip.wrapping_add(1);
+                if self.skip % SAMPLE == 0 {
+                    let _ = h.record_n(nanos.clamp(HIST_MIN, HIST_MAX), u64::from(SAMPLE));
+                }
+            }
         } else {
             self.record_first(id, nanos);
         }
