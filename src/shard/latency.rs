@@ -109,7 +109,7 @@ impl Latency {
                 h.saturating_record(nanos.clamp(HIST_MIN, HIST_MAX));
             } else {
                 self.skip = self.skip.wrapping_add(1);
-                if self.skip % SAMPLE == 0 {
+                if self.skip.is_multiple_of(SAMPLE) {
                     let _ = h.record_n(nanos.clamp(HIST_MIN, HIST_MAX), u64::from(SAMPLE));
                 }
             }
