@@ -317,12 +317,18 @@ fn full_sync_under_writes_while_the_master_serialises() {
         round
     });
     let replica = node(2, &["--replicaof", "127.0.0.1", &port.to_string()]);
+    // Its own directory: a Redis replica writes the RDB it receives to `dir/dump.rdb`, and
+    // other tests start redis-server in the shared temp dir (they would load it).
+    let dir = std::env::temp_dir().join(format!("shardis-stock-replica-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
     let stock = common::resp::Redis::start_with(&[
         "--replicaof",
         "127.0.0.1",
         &port.to_string(),
         "--enable-debug-command",
         "yes",
+        "--dir",
+        dir.to_str().unwrap(),
     ]);
     assert!(
         common::wait_for(Duration::from_secs(30), || {
@@ -350,6 +356,8 @@ fn full_sync_under_writes_while_the_master_serialises() {
             .is_ok_and(|d| d == want)
     });
     assert!(ok, "stock redis-server replica differs from the master");
+    drop(stock);
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 fn stat(s: &Server, field: &str) -> String {
