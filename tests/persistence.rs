@@ -263,7 +263,7 @@ fn redis_server_dump_loads_in_shardis() {
     ] {
         let d = tmpdir(&format!("from-redis-{name}"));
         let dir = d.to_str().unwrap().to_string();
-        let mut args = vec!["--dir", dir.as_str()];
+        let mut args = vec!["--dir", dir.as_str(), "--dbfilename", "dump.rdb"];
         args.extend(extra.iter());
         let r = Redis::start_with(&args);
         let mut rc = connect(r.port);

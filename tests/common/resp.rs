@@ -41,10 +41,6 @@ impl Redis {
                     "no",
                     "--dir",
                     &std::env::temp_dir().to_string_lossy(),
-                    // Never `dump.rdb` in the shared temp dir: a replica writes the RDB it
-                    // receives there, and the next redis-server would load it.
-                    "--dbfilename",
-                    &format!("shardis-test-redis-{port}.rdb"),
                 ])
                 .args(extra)
                 .stdin(Stdio::null())
