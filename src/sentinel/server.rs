@@ -554,7 +554,14 @@ fn sentinel(shared: &Shared, args: &[String]) -> Vec<u8> {
             let Ok(port) = arg(4).parse::<u16>() else {
                 return error("ERR Invalid port number");
             };
-            if arg(3).parse::<std::net::IpAddr>().is_err() {
+            let resolvable = || {
+                use std::net::ToSocketAddrs;
+                s.resolve_hostnames
+                    && (arg(3), port)
+                        .to_socket_addrs()
+                        .is_ok_and(|mut a| a.next().is_some())
+            };
+            if arg(3).parse::<std::net::IpAddr>().is_err() && !resolvable() {
                 return error("ERR Invalid IP address or hostname specified");
             }
             match arg(5).parse::<u32>() {
@@ -580,7 +587,7 @@ fn sentinel(shared: &Shared, args: &[String]) -> Vec<u8> {
             None => no_master(),
         },
         "set" if args.len() >= 5 => set(&mut s, args),
-        "config" => config(&mut s, args),
+        "config" if args.len() >= 3 => config(&mut s, args),
         "info-cache" if args.len() >= 3 => {
             let mut names: Vec<&str> = Vec::new();
             for n in &args[2..] {
@@ -672,6 +679,7 @@ fn sentinel(shared: &Shared, args: &[String]) -> Vec<u8> {
             "reset",
             "flushconfig",
             "info-cache",
+            "config",
             "simulate-failure",
             "pending-scripts",
             "help",
