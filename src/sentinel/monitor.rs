@@ -409,8 +409,31 @@ pub fn fire(shared: &Shared, name: &str, addr: &str, args: Vec<String>) {
                     &["CLIENT", "KILL", "TYPE", "pubsub"],
                     &["EXEC"],
                 ];
-                cmds.iter().all(|a| c.send(a).is_ok())
-                    && (0..cmds.len()).all(|_| c.read().is_ok())
+                let mut replies = Vec::new();
+                if cmds.iter().all(|a| c.send(a).is_ok()) {
+                    for _ in 0..cmds.len() {
+                        match c.read() {
+                            Ok(v) => replies.push(v),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                match replies.last() {
+                    Some(Value::Array(Some(_))) => true,
+                    // EXEC refused as a whole (shardis under min-replicas-ack refuses
+                    // EXEC without enough replicas, even when nothing in it writes):
+                    // the same commands one by one (after a DISCARD: shardis keeps the
+                    // transaction open after such a refusal).
+                    Some(_) if replies.len() == cmds.len() => {
+                        let _ = c.call(&["DISCARD"]);
+                        let ok = c.call(&argv).is_ok_and(|v| !matches!(v, Value::Error(_)));
+                        for a in &cmds[2..cmds.len() - 1] {
+                            let _ = c.call(a);
+                        }
+                        ok
+                    }
+                    _ => false,
+                }
             } else {
                 c.call(&argv).is_ok()
             };
