@@ -521,7 +521,8 @@ fn raw(port: u16, args: &[&str]) -> Vec<u8> {
         req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
     }
     s.write_all(req.as_bytes()).unwrap();
-    s.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
     let mut out = Vec::new();
     let mut buf = [0u8; 65536];
     let deadline = Instant::now() + Duration::from_secs(5);
@@ -544,9 +545,11 @@ fn admin_subcommands_match_redis_sentinel() {
     let master = node(free_port(), 1, None);
     let s = sentinel(free_port(), master.port, None);
     let stock = have_stock().then(|| sentinel_of(Kind::Stock, free_port(), master.port, None));
-    assert!(wait_for(Duration::from_secs(10), || master_addr(&s) == Some(master.port)));
+    assert!(wait_for(Duration::from_secs(10), || master_addr(&s)
+        == Some(master.port)));
     if let Some(st) = &stock {
-        assert!(wait_for(Duration::from_secs(10), || master_addr(st) == Some(master.port)));
+        assert!(wait_for(Duration::from_secs(10), || master_addr(st)
+            == Some(master.port)));
     }
     let cases: &[&[&str]] = &[
         &["sentinel", "config", "get", "*"],
@@ -565,7 +568,13 @@ fn admin_subcommands_match_redis_sentinel() {
         &["sentinel", "config", "set", "announce-ip", ""],
         &["sentinel", "config", "set", "sentinel-user", ""],
         &["sentinel", "set", NAME, "notification-script", "/bin/true"],
-        &["sentinel", "set", NAME, "client-reconfig-script", "/bin/true"],
+        &[
+            "sentinel",
+            "set",
+            NAME,
+            "client-reconfig-script",
+            "/bin/true",
+        ],
         &["sentinel", "set", NAME, "nope", "1"],
         &["sentinel", "set", NAME, "quorum", "0"],
         &["sentinel", "set", NAME, "down-after-milliseconds", "x"],
@@ -573,8 +582,24 @@ fn admin_subcommands_match_redis_sentinel() {
         &["sentinel", "set", NAME, "parallel-syncs", "-1"],
         &["sentinel", "set", NAME, "auth-pass"],
         &["sentinel", "set", "nope", "quorum", "2"],
-        &["sentinel", "set", NAME, "quorum", "3", "parallel-syncs", "2"],
-        &["sentinel", "set", NAME, "auth-user", "bob", "auth-pass", "secret"],
+        &[
+            "sentinel",
+            "set",
+            NAME,
+            "quorum",
+            "3",
+            "parallel-syncs",
+            "2",
+        ],
+        &[
+            "sentinel",
+            "set",
+            NAME,
+            "auth-user",
+            "bob",
+            "auth-pass",
+            "secret",
+        ],
         &["sentinel", "set", NAME, "auth-user", "", "auth-pass", ""],
         &["sentinel", "info-cache"],
         &["sentinel", "info-cache", "nope"],
@@ -623,7 +648,10 @@ fn admin_subcommands_match_redis_sentinel() {
         .query(&mut s.conn())
         .unwrap();
     let conf = std::fs::read_to_string(s.dir.join("sentinel.conf")).unwrap();
-    assert!(conf.contains(&format!("sentinel parallel-syncs {NAME} 2")), "{conf}");
+    assert!(
+        conf.contains(&format!("sentinel parallel-syncs {NAME} 2")),
+        "{conf}"
+    );
     assert!(conf.contains("sentinel announce-port 7777"), "{conf}");
     assert!(!conf.contains("auth-user"), "{conf}");
     let sets = subscribe_to(s.port, "+set");
@@ -642,8 +670,14 @@ fn admin_subcommands_match_redis_sentinel() {
     // INFO-CACHE: the master's last INFO and its age.
     let cache = raw(s.port, &["sentinel", "info-cache", NAME]);
     let text = String::from_utf8_lossy(&cache);
-    assert!(text.starts_with(&format!("*2\r\n$8\r\n{NAME}\r\n*1\r\n*2\r\n:")), "{text}");
-    assert!(text.contains(&format!("tcp_port:{}", master.port)), "{text}");
+    assert!(
+        text.starts_with(&format!("*2\r\n$8\r\n{NAME}\r\n*1\r\n*2\r\n:")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("tcp_port:{}", master.port)),
+        "{text}"
+    );
     // DEBUG changes the knobs it lists.
     let _: () = redis::cmd("SENTINEL")
         .arg("debug")
@@ -676,7 +710,8 @@ fn admin_subcommands_match_redis_sentinel() {
 fn a_frozen_sentinel_enters_and_leaves_tilt() {
     let master = node(free_port(), 1, None);
     let s = sentinel(free_port(), master.port, None);
-    assert!(wait_for(Duration::from_secs(10), || master_addr(&s) == Some(master.port)));
+    assert!(wait_for(Duration::from_secs(10), || master_addr(&s)
+        == Some(master.port)));
     let _: () = redis::cmd("SENTINEL")
         .arg("debug")
         .arg("tilt-period")

@@ -316,4 +316,31 @@ mod tests {
         assert!(load(&mut s, "sentinel parallel-syncs nope 1").is_err());
         assert_eq!(words("a \"b c\" ''"), vec!["a", "b c", ""]);
     }
+
+    #[test]
+    fn global_options_round_trip_through_the_file() {
+        let mut s = Sentinel::for_test();
+        s.conf_other = load(&mut s, "sentinel monitor m 127.0.0.1 6379 2\n").unwrap();
+        for (o, v) in [
+            ("resolve-hostnames", "yes"),
+            ("announce-ip", "10.0.0.1"),
+            ("announce-port", "7000"),
+            ("sentinel-pass", "a b"),
+        ] {
+            set_global(&mut s, o, v).unwrap();
+        }
+        assert!(set_global(&mut s, "announce-port", "70000").is_err());
+        assert!(set_global(&mut s, "resolve-hostnames", "maybe").is_err());
+        s.masters.get_mut("m").unwrap().auth_user = Some("bob".into());
+        let text = state_lines(&s).join("\n");
+        let mut t = Sentinel::for_test();
+        load(&mut t, &text).unwrap();
+        assert!(t.resolve_hostnames && !t.announce_hostnames);
+        assert_eq!(
+            (t.announce_ip.as_str(), t.announce_port),
+            ("10.0.0.1", 7000)
+        );
+        assert_eq!(t.sentinel_pass.as_deref(), Some("a b"));
+        assert_eq!(t.masters["m"].auth_user.as_deref(), Some("bob"));
+    }
 }

@@ -376,7 +376,11 @@ pub fn run(s: &mut Sentinel, name: &str, shared: &Shared) {
                 }
                 let ev = m.inst_event(&m.addr());
                 s.event("+elected-leader", &ev);
-                simulated_crash(s, super::SIMULATE_CRASH_AFTER_ELECTION, "crash-after-election");
+                simulated_crash(
+                    s,
+                    super::SIMULATE_CRASH_AFTER_ELECTION,
+                    "crash-after-election",
+                );
                 s.event("+failover-state-select-slave", &ev);
                 set_state(s, name, FailoverState::SelectSlave);
             } else if since.elapsed() > timeout.min(super::timing::ELECTION_TIMEOUT.get()) {
@@ -429,7 +433,11 @@ pub fn run(s: &mut Sentinel, name: &str, shared: &Shared) {
                 s.hello_gen += 1;
                 s.save();
                 s.event("+promoted-slave", &ev);
-                simulated_crash(s, super::SIMULATE_CRASH_AFTER_PROMOTION, "crash-after-promotion");
+                simulated_crash(
+                    s,
+                    super::SIMULATE_CRASH_AFTER_PROMOTION,
+                    "crash-after-promotion",
+                );
                 s.event("+failover-state-reconf-slaves", &m_event(s, name));
                 set_state(s, name, FailoverState::ReconfSlaves);
             } else if since.elapsed() > timeout {

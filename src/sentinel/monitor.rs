@@ -270,7 +270,15 @@ fn peer_link(s: &Shared, name: &str, runid: &str) {
                 m.config_epoch
             );
             let auth = (g.sentinel_user.clone(), g.sentinel_pass.clone());
-            (p.ip.clone(), p.port, m.down_after, ask, hello, g.hello_gen, auth)
+            (
+                p.ip.clone(),
+                p.port,
+                m.down_after,
+                ask,
+                hello,
+                g.hello_gen,
+                auth,
+            )
         };
         if gen != hello_gen {
             hello_gen = gen;
@@ -281,11 +289,11 @@ fn peer_link(s: &Shared, name: &str, runid: &str) {
                 // `sentinel-user` / `sentinel-pass`: how to log in to the other sentinels.
                 match &auth {
                     (Some(u), Some(p)) => {
-            c.call(&["AUTH", u, p])?;
-        }
+                        c.call(&["AUTH", u, p])?;
+                    }
                     (None, Some(p)) => {
-            c.call(&["AUTH", p])?;
-        }
+                        c.call(&["AUTH", p])?;
+                    }
                     _ => {}
                 }
                 Ok(c)
@@ -304,7 +312,10 @@ fn peer_link(s: &Shared, name: &str, runid: &str) {
         let now = Instant::now();
         let mut ok = true;
         if now >= next_ping {
-            next_ping = now + super::timing::PING_PERIOD.get().min(Duration::from_millis(down_after.max(1)));
+            next_ping = now
+                + super::timing::PING_PERIOD
+                    .get()
+                    .min(Duration::from_millis(down_after.max(1)));
             set_peer(s, name, runid, |p| {
                 p.health.ping_pending.get_or_insert(now);
             });
@@ -399,7 +410,9 @@ pub fn fire(shared: &Shared, name: &str, addr: &str, args: Vec<String>) {
             // sentinels where the master is now. CONFIG REWRITE and CLIENT KILL may fail on
             // their own (no config file): EXEC still applies the rest.
             let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-            let is_replicaof = argv.first().is_some_and(|a| a.eq_ignore_ascii_case("REPLICAOF"));
+            let is_replicaof = argv
+                .first()
+                .is_some_and(|a| a.eq_ignore_ascii_case("REPLICAOF"));
             let sent = if is_replicaof {
                 let cmds: [&[&str]; 6] = [
                     &["MULTI"],

@@ -800,7 +800,8 @@ const CONFIG_OPTIONS: [&str; 6] = [
 ];
 
 fn config(s: &mut Sentinel, args: &[String]) -> Vec<u8> {
-    let usage = || error("ERR Only SENTINEL CONFIG GET <option> / SET <option> <value> are supported.");
+    let usage =
+        || error("ERR Only SENTINEL CONFIG GET <option> / SET <option> <value> are supported.");
     let op = args.get(2).map(|a| a.to_ascii_lowercase());
     match (op.as_deref(), args.len()) {
         (Some("get"), 4) => {

@@ -64,7 +64,9 @@ pub static ALL: [&Knob; 13] = [
 ];
 
 pub fn find(name: &str) -> Option<&'static Knob> {
-    ALL.iter().copied().find(|k| k.name.eq_ignore_ascii_case(name))
+    ALL.iter()
+        .copied()
+        .find(|k| k.name.eq_ignore_ascii_case(name))
 }
 
 /// The INFO period while the master is down or failing over (Redis: 1 s, fixed).
