@@ -58,6 +58,12 @@ fn kill_master_fails_over_and_old_master_rejoins() {
         .query(&mut c.master.conn())
         .unwrap();
     std::thread::sleep(Duration::from_millis(300));
+    // Idle clients of both replicas: the sentinel's REPLICAOF comes with CLIENT KILL TYPE
+    // normal/pubsub (as Redis Sentinel's), so they are disconnected and rediscover.
+    let mut idle: Vec<redis::Connection> = c.replicas.iter().map(Proc::conn).collect();
+    for conn in &mut idle {
+        let _: String = redis::cmd("PING").query(conn).unwrap();
+    }
 
     let t0 = Instant::now();
     c.master.kill9();
@@ -105,6 +111,12 @@ fn kill_master_fails_over_and_old_master_rejoins() {
         ) == new_port.to_string()),
         "the other replica does not follow the new master"
     );
+    for conn in &mut idle {
+        assert!(
+            redis::cmd("PING").query::<String>(conn).is_err(),
+            "a client of a reconfigured replica was not disconnected"
+        );
+    }
     let ev = events
         .recv_timeout(Duration::from_secs(20))
         .expect("+switch-master");
@@ -119,11 +131,23 @@ fn kill_master_fails_over_and_old_master_rejoins() {
 
     // The old master comes back empty and is turned into a replica of the new one.
     let back = node(old, 2, None);
+    let mut back_client = None;
+    assert!(wait_for(Duration::from_secs(10), || {
+        back_client = back.try_conn();
+        back_client.is_some()
+    }));
+    let mut back_client = back_client.unwrap();
     assert!(
         wait_for(Duration::from_secs(30), || info_field(&back, "role")
             == "slave"
             && info_field(&back, "master_port") == new_port.to_string()),
         "old master was not converted to a replica"
+    );
+    assert!(
+        redis::cmd("PING")
+            .query::<String>(&mut back_client)
+            .is_err(),
+        "a client of the demoted old master was not disconnected"
     );
 
     // The state survives a sentinel restart: epoch and the new master are in its file.
@@ -471,8 +495,265 @@ fn embedded_sentinels_fail_over_when_the_master_node_dies() {
     assert!(wait_for(Duration::from_secs(10), || master_addr_at(
         sports[2]
     ) == Some(new_port)));
+    // The embedded sentinel answers INFO sentinel on its own port, as redis-sentinel does.
+    let out = Command::new("redis-cli")
+        .args(["-p", &sports[1].to_string(), "info", "sentinel"])
+        .output()
+        .expect("redis-cli");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("# Sentinel"), "{text}");
+    assert!(
+        text.contains(&format!("address=127.0.0.1:{new_port},slaves=2")),
+        "{text}"
+    );
 }
 
 fn refs(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
+}
+
+/// Sends one command as raw RESP and returns the raw reply bytes (read until a pause).
+fn raw(port: u16, args: &[&str]) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut req = format!("*{}\r\n", args.len());
+    for a in args {
+        req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    s.write_all(req.as_bytes()).unwrap();
+    s.set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let mut out = Vec::new();
+    let mut buf = [0u8; 65536];
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < deadline {
+        match s.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) if !out.is_empty() => break,
+            Err(_) => {}
+        }
+    }
+    out
+}
+
+/// SENTINEL CONFIG GET/SET, SET, INFO-CACHE, SIMULATE-FAILURE, DEBUG, PENDING-SCRIPTS,
+/// RESET: byte for byte against Debian's redis-sentinel where the reply is deterministic
+/// (both watch the same shardis master), and their effects on the shardis sentinel.
+#[test]
+fn admin_subcommands_match_redis_sentinel() {
+    let master = node(free_port(), 1, None);
+    let s = sentinel(free_port(), master.port, None);
+    let stock = have_stock().then(|| sentinel_of(Kind::Stock, free_port(), master.port, None));
+    assert!(wait_for(Duration::from_secs(10), || master_addr(&s)
+        == Some(master.port)));
+    if let Some(st) = &stock {
+        assert!(wait_for(Duration::from_secs(10), || master_addr(st)
+            == Some(master.port)));
+    }
+    let cases: &[&[&str]] = &[
+        &["sentinel", "config", "get", "*"],
+        &["sentinel", "config", "GET", "ANNOUNCE*"],
+        &["sentinel", "config", "get", "nope"],
+        &["sentinel", "config", "set", "announce-port", "x"],
+        &["sentinel", "config", "set", "announce-port", "70000"],
+        &["sentinel", "config", "set", "resolve-hostnames", "maybe"],
+        &["sentinel", "config", "set", "nope", "1"],
+        &["sentinel", "config", "set"],
+        &["sentinel", "config"],
+        &["sentinel", "config", "set", "announce-ip", "10.0.0.9"],
+        &["sentinel", "config", "set", "sentinel-user", "u1"],
+        &["sentinel", "config", "get", "announce-ip"],
+        &["sentinel", "config", "get", "sentinel*"],
+        &["sentinel", "config", "set", "announce-ip", ""],
+        &["sentinel", "config", "set", "sentinel-user", ""],
+        &["sentinel", "set", NAME, "notification-script", "/bin/true"],
+        &[
+            "sentinel",
+            "set",
+            NAME,
+            "client-reconfig-script",
+            "/bin/true",
+        ],
+        &["sentinel", "set", NAME, "nope", "1"],
+        &["sentinel", "set", NAME, "quorum", "0"],
+        &["sentinel", "set", NAME, "down-after-milliseconds", "x"],
+        &["sentinel", "set", NAME, "failover-timeout", "0"],
+        &["sentinel", "set", NAME, "parallel-syncs", "-1"],
+        &["sentinel", "set", NAME, "auth-pass"],
+        &["sentinel", "set", "nope", "quorum", "2"],
+        &[
+            "sentinel",
+            "set",
+            NAME,
+            "quorum",
+            "3",
+            "parallel-syncs",
+            "2",
+        ],
+        &[
+            "sentinel",
+            "set",
+            NAME,
+            "auth-user",
+            "bob",
+            "auth-pass",
+            "secret",
+        ],
+        &["sentinel", "set", NAME, "auth-user", "", "auth-pass", ""],
+        &["sentinel", "info-cache"],
+        &["sentinel", "info-cache", "nope"],
+        &["sentinel", "simulate-failure"],
+        &["sentinel", "simulate-failure", "help"],
+        &["sentinel", "simulate-failure", "bogus"],
+        &["sentinel", "debug"],
+        &["sentinel", "debug", "nope", "1"],
+        &["sentinel", "debug", "ping-period", "x"],
+        &["sentinel", "debug", "ping-period", "0"],
+        &["sentinel", "debug", "ping-period"],
+        &["sentinel", "debug", "tilt-period", "30000"],
+        &["sentinel", "pending-scripts"],
+        &["sentinel", "reset", "nomatch*"],
+        &["sentinel", "flushconfig"],
+    ];
+    for case in cases {
+        let ours = raw(s.port, case);
+        assert!(!ours.is_empty(), "{case:?}: no reply");
+        assert!(
+            !String::from_utf8_lossy(&ours).contains("unknown subcommand"),
+            "{case:?}"
+        );
+        if let Some(st) = &stock {
+            assert_eq!(
+                String::from_utf8_lossy(&ours),
+                String::from_utf8_lossy(&raw(st.port, case)),
+                "{case:?}"
+            );
+        }
+    }
+    // Effects: SET changed the master and was saved; +set events; CONFIG SET saved.
+    let m: Vec<String> = redis::cmd("SENTINEL")
+        .arg("master")
+        .arg(NAME)
+        .query(&mut s.conn())
+        .unwrap();
+    let field = |k: &str| m.iter().position(|f| f == k).map(|i| m[i + 1].clone());
+    assert_eq!(field("quorum").as_deref(), Some("3"));
+    assert_eq!(field("parallel-syncs").as_deref(), Some("2"));
+    let _: () = redis::cmd("SENTINEL")
+        .arg("config")
+        .arg("set")
+        .arg("announce-port")
+        .arg(7777)
+        .query(&mut s.conn())
+        .unwrap();
+    let conf = std::fs::read_to_string(s.dir.join("sentinel.conf")).unwrap();
+    assert!(
+        conf.contains(&format!("sentinel parallel-syncs {NAME} 2")),
+        "{conf}"
+    );
+    assert!(conf.contains("sentinel announce-port 7777"), "{conf}");
+    assert!(!conf.contains("auth-user"), "{conf}");
+    let sets = subscribe_to(s.port, "+set");
+    std::thread::sleep(Duration::from_millis(200));
+    let _: () = redis::cmd("SENTINEL")
+        .arg("set")
+        .arg(NAME)
+        .arg("auth-pass")
+        .arg("pw")
+        .query(&mut s.conn())
+        .unwrap();
+    assert_eq!(
+        sets.recv_timeout(Duration::from_secs(5)).unwrap(),
+        format!("master {NAME} 127.0.0.1 {} auth-pass ******", master.port)
+    );
+    // INFO-CACHE: the master's last INFO and its age.
+    let cache = raw(s.port, &["sentinel", "info-cache", NAME]);
+    let text = String::from_utf8_lossy(&cache);
+    assert!(
+        text.starts_with(&format!("*2\r\n$8\r\n{NAME}\r\n*1\r\n*2\r\n:")),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("tcp_port:{}", master.port)),
+        "{text}"
+    );
+    // DEBUG changes the knobs it lists.
+    let _: () = redis::cmd("SENTINEL")
+        .arg("debug")
+        .arg("info-period")
+        .arg(500)
+        .query(&mut s.conn())
+        .unwrap();
+    let d: Vec<String> = redis::cmd("SENTINEL")
+        .arg("debug")
+        .query(&mut s.conn())
+        .unwrap();
+    assert_eq!(d[..2], ["INFO-PERIOD".to_string(), "500".to_string()]);
+    // SIMULATE-FAILURE shows in INFO.
+    let _: () = redis::cmd("SENTINEL")
+        .arg("simulate-failure")
+        .arg("crash-after-election")
+        .query(&mut s.conn())
+        .unwrap();
+    let info: String = redis::cmd("INFO")
+        .arg("sentinel")
+        .query(&mut s.conn())
+        .unwrap();
+    assert!(info.contains("sentinel_simulate_failure_flags:1"), "{info}");
+}
+
+/// TILT: a sentinel frozen (SIGSTOP) for longer than TILT-TRIGGER enters TILT on waking
+/// (`+tilt`, INFO sentinel_tilt:1, is-master-down-by-addr says "not down"), and leaves it
+/// after TILT-PERIOD (`-tilt`), here shortened with SENTINEL DEBUG.
+#[test]
+fn a_frozen_sentinel_enters_and_leaves_tilt() {
+    let master = node(free_port(), 1, None);
+    let s = sentinel(free_port(), master.port, None);
+    assert!(wait_for(Duration::from_secs(10), || master_addr(&s)
+        == Some(master.port)));
+    let _: () = redis::cmd("SENTINEL")
+        .arg("debug")
+        .arg("tilt-period")
+        .arg(3000)
+        .query(&mut s.conn())
+        .unwrap();
+    let tilt = subscribe_to(s.port, "+tilt");
+    let untilt = subscribe_to(s.port, "-tilt");
+    std::thread::sleep(Duration::from_millis(300));
+    let tilt_info = || {
+        redis::cmd("INFO")
+            .arg("sentinel")
+            .query::<String>(&mut s.conn())
+            .unwrap()
+    };
+    assert!(tilt_info().contains("sentinel_tilt:0"));
+    s.signal("STOP");
+    std::thread::sleep(Duration::from_millis(2600));
+    s.signal("CONT");
+    assert_eq!(
+        tilt.recv_timeout(Duration::from_secs(5)).expect("+tilt"),
+        "#tilt mode entered"
+    );
+    let entered = Instant::now();
+    assert!(tilt_info().contains("sentinel_tilt:1"));
+    // The master was silent to nobody, but a tilted sentinel says "not down" anyway.
+    let r = raw(
+        s.port,
+        &[
+            "sentinel",
+            "is-master-down-by-addr",
+            "127.0.0.1",
+            &master.port.to_string(),
+            "0",
+            "*",
+        ],
+    );
+    assert_eq!(r, b"*3\r\n:0\r\n$1\r\n*\r\n:0\r\n");
+    assert_eq!(
+        untilt.recv_timeout(Duration::from_secs(10)).expect("-tilt"),
+        "#tilt mode exited"
+    );
+    assert!(entered.elapsed() >= Duration::from_millis(2500));
+    assert!(tilt_info().contains("sentinel_tilt:0"));
 }

@@ -95,7 +95,18 @@ fn apply_sentinel(s: &mut Sentinel, w: &[String]) -> Result<(), String> {
         "parallel-syncs" if w.len() == 3 => {
             master_mut(s, arg(1))?.parallel_syncs = num(arg(2), "parallel-syncs")?
         }
-        "auth-pass" if w.len() == 3 => master_mut(s, arg(1))?.auth_pass = Some(arg(2).into()),
+        "auth-pass" if w.len() == 3 => {
+            master_mut(s, arg(1))?.auth_pass = (!arg(2).is_empty()).then(|| arg(2).into())
+        }
+        "auth-user" if w.len() == 3 => {
+            master_mut(s, arg(1))?.auth_user = (!arg(2).is_empty()).then(|| arg(2).into())
+        }
+        "resolve-hostnames" | "announce-hostnames" | "announce-ip" | "announce-port"
+        | "sentinel-user" | "sentinel-pass"
+            if w.len() == 2 =>
+        {
+            set_global(s, &sub, arg(1))?
+        }
         "config-epoch" if w.len() == 3 => {
             master_mut(s, arg(1))?.config_epoch = num(arg(2), "config-epoch")?
         }
@@ -122,6 +133,30 @@ fn apply_sentinel(s: &mut Sentinel, w: &[String]) -> Result<(), String> {
             "sentinel: directive 'sentinel {}' is not supported by shardis's sentinel; ignored",
             w.join(" ")
         )),
+    }
+    Ok(())
+}
+
+/// The global options of `SENTINEL CONFIG SET` (and of the file), as Redis 7.0 checks them.
+pub fn set_global(s: &mut Sentinel, opt: &str, v: &str) -> Result<(), String> {
+    let yes_no = |v: &str| match v.to_ascii_lowercase().as_str() {
+        "yes" => Ok(true),
+        "no" => Ok(false),
+        _ => Err(format!("Invalid value '{v}' for '{opt}'")),
+    };
+    let opt_str = |v: &str| (!v.is_empty()).then(|| v.to_string());
+    match opt {
+        "resolve-hostnames" => s.resolve_hostnames = yes_no(v)?,
+        "announce-hostnames" => s.announce_hostnames = yes_no(v)?,
+        "announce-ip" => s.announce_ip = v.to_string(),
+        "announce-port" => {
+            s.announce_port = v
+                .parse()
+                .map_err(|_| format!("Invalid value '{v}' for '{opt}'"))?
+        }
+        "sentinel-user" => s.sentinel_user = opt_str(v),
+        "sentinel-pass" => s.sentinel_pass = opt_str(v),
+        _ => return Err(format!("Unknown option '{opt}'")),
     }
     Ok(())
 }
@@ -160,6 +195,9 @@ pub fn state_lines(s: &Sentinel) -> Vec<String> {
         if let Some(p) = &m.auth_pass {
             out.push(format!("sentinel auth-pass {name} {}", quote(p)));
         }
+        if let Some(u) = &m.auth_user {
+            out.push(format!("sentinel auth-user {name} {}", quote(u)));
+        }
         out.push(format!("sentinel config-epoch {name} {}", m.config_epoch));
         out.push(format!("sentinel leader-epoch {name} {}", m.leader_epoch));
         for i in m.replicas() {
@@ -173,6 +211,25 @@ pub fn state_lines(s: &Sentinel) -> Vec<String> {
         }
     }
     out.push(format!("sentinel current-epoch {}", s.current_epoch));
+    // The global options, only when changed from the defaults (as redis-sentinel writes).
+    if s.resolve_hostnames {
+        out.push("sentinel resolve-hostnames yes".into());
+    }
+    if s.announce_hostnames {
+        out.push("sentinel announce-hostnames yes".into());
+    }
+    if !s.announce_ip.is_empty() {
+        out.push(format!("sentinel announce-ip {}", quote(&s.announce_ip)));
+    }
+    if s.announce_port != 0 {
+        out.push(format!("sentinel announce-port {}", s.announce_port));
+    }
+    if let Some(u) = &s.sentinel_user {
+        out.push(format!("sentinel sentinel-user {}", quote(u)));
+    }
+    if let Some(p) = &s.sentinel_pass {
+        out.push(format!("sentinel sentinel-pass {}", quote(p)));
+    }
     out
 }
 
@@ -258,5 +315,32 @@ mod tests {
         assert_eq!(s.conf_other, vec!["bind 127.0.0.1", "# mine"]);
         assert!(load(&mut s, "sentinel parallel-syncs nope 1").is_err());
         assert_eq!(words("a \"b c\" ''"), vec!["a", "b c", ""]);
+    }
+
+    #[test]
+    fn global_options_round_trip_through_the_file() {
+        let mut s = Sentinel::for_test();
+        s.conf_other = load(&mut s, "sentinel monitor m 127.0.0.1 6379 2\n").unwrap();
+        for (o, v) in [
+            ("resolve-hostnames", "yes"),
+            ("announce-ip", "10.0.0.1"),
+            ("announce-port", "7000"),
+            ("sentinel-pass", "a b"),
+        ] {
+            set_global(&mut s, o, v).unwrap();
+        }
+        assert!(set_global(&mut s, "announce-port", "70000").is_err());
+        assert!(set_global(&mut s, "resolve-hostnames", "maybe").is_err());
+        s.masters.get_mut("m").unwrap().auth_user = Some("bob".into());
+        let text = state_lines(&s).join("\n");
+        let mut t = Sentinel::for_test();
+        load(&mut t, &text).unwrap();
+        assert!(t.resolve_hostnames && !t.announce_hostnames);
+        assert_eq!(
+            (t.announce_ip.as_str(), t.announce_port),
+            ("10.0.0.1", 7000)
+        );
+        assert_eq!(t.sentinel_pass.as_deref(), Some("a b"));
+        assert_eq!(t.masters["m"].auth_user.as_deref(), Some("bob"));
     }
 }

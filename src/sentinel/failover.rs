@@ -98,7 +98,7 @@ pub fn check_down(s: &mut Sentinel, name: &str) {
         // A master that reports itself a replica for too long is down too.
         let wrong_role = k == master_addr
             && i.role == Role::Slave
-            && i.role_time.elapsed() > down_after + 2 * super::INFO_PERIOD;
+            && i.role_time.elapsed() > down_after + 2 * super::timing::INFO_PERIOD.get();
         match (silent || wrong_role, i.health.sdown_since.is_some()) {
             (true, false) => {
                 i.health.sdown_since = Some(Instant::now());
@@ -134,7 +134,7 @@ pub fn check_down(s: &mut Sentinel, name: &str) {
     let mut votes = 1u32;
     for p in m.sentinels.values_mut() {
         if p.down_reply
-            .is_some_and(|t| t.elapsed() > 5 * super::ASK_PERIOD)
+            .is_some_and(|t| t.elapsed() > 5 * super::timing::ASK_PERIOD.get())
         {
             p.master_down = false;
         }
@@ -271,9 +271,9 @@ fn abort(s: &mut Sentinel, name: &str, why: &str) {
 pub fn select_replica(m: &super::Master) -> Option<String> {
     let down_after = Duration::from_millis(m.down_after);
     let info_max = if m.sdown() {
-        5 * super::PING_PERIOD
+        5 * super::timing::PING_PERIOD.get()
     } else {
-        5 * super::INFO_PERIOD
+        5 * super::timing::INFO_PERIOD.get()
     };
     let link_max = m
         .master_inst()
@@ -286,7 +286,7 @@ pub fn select_replica(m: &super::Master) -> Option<String> {
         .filter(|i| {
             i.health.sdown_since.is_none()
                 && i.health.connected
-                && i.health.silent_for() <= 5 * super::PING_PERIOD
+                && i.health.silent_for() <= 5 * super::timing::PING_PERIOD.get()
                 && i.priority != 0
                 && i.info_time.is_some_and(|t| t.elapsed() <= info_max)
                 && Duration::from_millis(i.master_link_down_ms) <= link_max
@@ -376,9 +376,14 @@ pub fn run(s: &mut Sentinel, name: &str, shared: &Shared) {
                 }
                 let ev = m.inst_event(&m.addr());
                 s.event("+elected-leader", &ev);
+                simulated_crash(
+                    s,
+                    super::SIMULATE_CRASH_AFTER_ELECTION,
+                    "crash-after-election",
+                );
                 s.event("+failover-state-select-slave", &ev);
                 set_state(s, name, FailoverState::SelectSlave);
-            } else if since.elapsed() > timeout.min(Duration::from_secs(10)) {
+            } else if since.elapsed() > timeout.min(super::timing::ELECTION_TIMEOUT.get()) {
                 abort(s, name, "-failover-abort-not-elected");
             }
         }
@@ -428,6 +433,11 @@ pub fn run(s: &mut Sentinel, name: &str, shared: &Shared) {
                 s.hello_gen += 1;
                 s.save();
                 s.event("+promoted-slave", &ev);
+                simulated_crash(
+                    s,
+                    super::SIMULATE_CRASH_AFTER_PROMOTION,
+                    "crash-after-promotion",
+                );
                 s.event("+failover-state-reconf-slaves", &m_event(s, name));
                 set_state(s, name, FailoverState::ReconfSlaves);
             } else if since.elapsed() > timeout {
@@ -435,6 +445,14 @@ pub fn run(s: &mut Sentinel, name: &str, shared: &Shared) {
             }
         }
         FailoverState::ReconfSlaves => reconf_replicas(s, name, shared),
+    }
+}
+
+/// `SENTINEL SIMULATE-FAILURE`: exits as redis-sentinel does (code 99) at that point.
+fn simulated_crash(s: &Sentinel, flag: u8, what: &str) {
+    if s.simulate & flag != 0 {
+        crate::log::warning(&format!("Simulated failure: {what}. Exiting."));
+        std::process::exit(99);
     }
 }
 
@@ -473,7 +491,7 @@ fn reconf_replicas(s: &mut Sentinel, name: &str, shared: &Shared) {
             continue;
         };
         if let Reconf::Sent(at) = i.reconf {
-            if at.elapsed() > Duration::from_secs(10) {
+            if at.elapsed() > super::timing::SLAVE_RECONF_TIMEOUT.get() {
                 i.reconf = Reconf::Done;
                 events.push(("-slave-reconf-sent-timeout", ev.clone()));
             }
@@ -532,7 +550,7 @@ fn reconf_replicas(s: &mut Sentinel, name: &str, shared: &Shared) {
 /// turned into a replica of the current master (`+convert-to-slave`), and one following
 /// the wrong master is repointed (`+fix-slave-config`), after Redis's 8 s settle time.
 fn fix_replicas(s: &mut Sentinel, name: &str, shared: &Shared) {
-    let wait = 4 * super::HELLO_PERIOD;
+    let wait = 4 * super::timing::PUBLISH_PERIOD.get();
     let Some(m) = s.masters.get_mut(name) else {
         return;
     };
@@ -540,7 +558,7 @@ fn fix_replicas(s: &mut Sentinel, name: &str, shared: &Shared) {
         i.role == Role::Master
             && i.health.sdown_since.is_none()
             && i.info_time
-                .is_some_and(|t| t.elapsed() < 2 * super::INFO_PERIOD)
+                .is_some_and(|t| t.elapsed() < 2 * super::timing::INFO_PERIOD.get())
     });
     if !sane || m.odown_since.is_some() {
         return;

@@ -20,6 +20,7 @@ mod failover;
 mod monitor;
 pub mod resp;
 mod server;
+pub mod timing;
 
 use std::collections::{BTreeMap, HashSet};
 use std::sync::mpsc;
@@ -29,15 +30,7 @@ use std::time::{Duration, Instant};
 pub use failover::FailoverState;
 
 pub const DEFAULT_PORT: u16 = 26379;
-pub const DEFAULT_DOWN_AFTER: u64 = 30_000;
-pub const DEFAULT_FAILOVER_TIMEOUT: u64 = 180_000;
 pub const HELLO_CHANNEL: &str = "__sentinel__:hello";
-/// PING period (capped by down-after), hello period, INFO periods, is-master-down period.
-pub const PING_PERIOD: Duration = Duration::from_millis(1000);
-pub const HELLO_PERIOD: Duration = Duration::from_millis(2000);
-pub const INFO_PERIOD: Duration = Duration::from_millis(10_000);
-pub const INFO_PERIOD_FAILOVER: Duration = Duration::from_millis(1000);
-pub const ASK_PERIOD: Duration = Duration::from_millis(1000);
 
 pub type Shared = Arc<Mutex<Sentinel>>;
 
@@ -117,6 +110,8 @@ pub struct Inst {
     pub reconf: Reconf,
     /// When this replica was last sent a corrective REPLICAOF (convert/fix).
     pub last_fix: Option<Instant>,
+    /// Its last INFO reply, verbatim (`SENTINEL INFO-CACHE`).
+    pub info_text: Option<String>,
 }
 
 impl Inst {
@@ -138,6 +133,7 @@ impl Inst {
             announced: true,
             reconf: Reconf::None,
             last_fix: None,
+            info_text: None,
         }
     }
     pub fn addr(&self) -> String {
@@ -170,6 +166,7 @@ pub struct Master {
     pub failover_timeout: u64,
     pub parallel_syncs: u32,
     pub auth_pass: Option<String>,
+    pub auth_user: Option<String>,
     pub config_epoch: u64,
     pub leader: Option<String>,
     pub leader_epoch: u64,
@@ -190,10 +187,11 @@ impl Master {
             ip: ip.to_string(),
             port,
             quorum,
-            down_after: DEFAULT_DOWN_AFTER,
-            failover_timeout: DEFAULT_FAILOVER_TIMEOUT,
+            down_after: timing::DEFAULT_DOWN_AFTER.ms(),
+            failover_timeout: timing::DEFAULT_FAILOVER_TIMEOUT.ms(),
             parallel_syncs: 1,
             auth_pass: None,
+            auth_user: None,
             config_epoch: 0,
             leader: None,
             leader_epoch: 0,
@@ -305,7 +303,23 @@ pub struct Sentinel {
     pub warnings: Vec<String>,
     /// Runs inside a data node (`embed`): the log settings are the node's.
     pub embedded: bool,
+    /// The global options of `SENTINEL CONFIG GET/SET` (Redis 7.0's).
+    pub resolve_hostnames: bool,
+    pub announce_hostnames: bool,
+    pub announce_ip: String,
+    pub announce_port: u16,
+    pub sentinel_user: Option<String>,
+    pub sentinel_pass: Option<String>,
+    /// TILT mode: since when (None: not in TILT).
+    pub tilt_since: Option<Instant>,
+    /// When the timer last ran (monotonic and wall clock), to detect jumps (TILT).
+    pub last_tick: Option<(Instant, std::time::SystemTime)>,
+    /// `SENTINEL SIMULATE-FAILURE` flags: SIMULATE_CRASH_AFTER_ELECTION | ..._PROMOTION.
+    pub simulate: u8,
 }
+
+pub const SIMULATE_CRASH_AFTER_ELECTION: u8 = 1;
+pub const SIMULATE_CRASH_AFTER_PROMOTION: u8 = 2;
 
 impl Sentinel {
     fn new(conf_path: &str, events: Option<mpsc::Sender<(String, String)>>) -> Sentinel {
@@ -323,6 +337,15 @@ impl Sentinel {
             hello_gen: 0,
             warnings: Vec::new(),
             embedded: false,
+            resolve_hostnames: false,
+            announce_hostnames: false,
+            announce_ip: String::new(),
+            announce_port: 0,
+            sentinel_user: None,
+            sentinel_pass: None,
+            tilt_since: None,
+            last_tick: None,
+            simulate: 0,
         }
     }
 
@@ -364,6 +387,43 @@ impl Sentinel {
             self.current_epoch = epoch;
             self.save();
             self.event("+new-epoch", &epoch.to_string());
+        }
+    }
+
+    /// TILT mode as Redis Sentinel's: a timer pass that comes more than TILT-TRIGGER after
+    /// the previous one (the process was stopped, the machine stalled) or a wall clock that
+    /// went backwards makes every judgement unreliable, so for TILT-PERIOD nothing is
+    /// judged (SDOWN/ODOWN, failovers) and `is-master-down-by-addr` answers "not down".
+    /// Returns whether the sentinel is in TILT.
+    pub fn check_tilt(&mut self) -> bool {
+        let now = (Instant::now(), std::time::SystemTime::now());
+        if let Some((mono, wall)) = self.last_tick.replace(now) {
+            let trigger = timing::TILT_TRIGGER.get();
+            let jumped = now.0.duration_since(mono) > trigger
+                || now.1.duration_since(wall).map_or(true, |d| d > trigger);
+            if jumped {
+                self.tilt_since = Some(now.0);
+                self.event("+tilt", "#tilt mode entered");
+                return true;
+            }
+        }
+        match self.tilt_since {
+            Some(t) if t.elapsed() < timing::TILT_PERIOD.get() => true,
+            Some(_) => {
+                self.tilt_since = None;
+                self.event("-tilt", "#tilt mode exited");
+                false
+            }
+            None => false,
+        }
+    }
+
+    /// The port other sentinels are told to reach us at (`announce-port`, else ours).
+    pub fn announce_port(&self) -> u16 {
+        if self.announce_port != 0 {
+            self.announce_port
+        } else {
+            self.port
         }
     }
 
@@ -533,10 +593,14 @@ pub fn tick(shared: &Shared) {
     let mut spawn = Vec::new();
     {
         let mut s = lock(shared);
+        let tilt = s.check_tilt();
         let names: Vec<String> = s.masters.keys().cloned().collect();
         for name in names {
-            failover::check_down(&mut s, &name);
-            failover::run(&mut s, &name, shared);
+            // In TILT the links keep monitoring, but no state is judged and nothing acted on.
+            if !tilt {
+                failover::check_down(&mut s, &name);
+                failover::run(&mut s, &name, shared);
+            }
             for kind in ["cmd", "hello"] {
                 for addr in s.masters[&name].insts.keys() {
                     spawn.push(format!("{kind}|{name}|{addr}"));

@@ -41,6 +41,9 @@ struct Target {
     ip: String,
     port: u16,
     auth: Option<String>,
+    auth_user: Option<String>,
+    /// `announce-ip`, when set (else the link's local address is announced).
+    announce_ip: Option<String>,
     down_after: Duration,
     info_period: Duration,
     hello: String,
@@ -56,16 +59,22 @@ fn target(s: &Sentinel, name: &str, addr: &str) -> Option<Target> {
         ip: i.ip.clone(),
         port: i.port,
         auth: m.auth_pass.clone(),
+        auth_user: m.auth_user.clone(),
+        announce_ip: (!s.announce_ip.is_empty()).then(|| s.announce_ip.clone()),
         down_after: Duration::from_millis(m.down_after.max(1)),
         info_period: if busy {
-            super::INFO_PERIOD_FAILOVER
+            super::timing::INFO_PERIOD_FAILOVER
         } else {
-            super::INFO_PERIOD
+            super::timing::INFO_PERIOD.get()
         },
         // The announce ip is filled in by the link (its socket's local address).
         hello: format!(
             "{},{},{},{},{mip},{mport},{}",
-            s.port, s.myid, s.current_epoch, m.name, m.config_epoch
+            s.announce_port(),
+            s.myid,
+            s.current_epoch,
+            m.name,
+            m.config_epoch
         ),
         hello_gen: s.hello_gen,
     })
@@ -73,8 +82,14 @@ fn target(s: &Sentinel, name: &str, addr: &str) -> Option<Target> {
 
 fn connect(t: &Target, s: &Shared, kind: &str) -> std::io::Result<Conn> {
     let mut c = Conn::connect(&t.ip, t.port, CONNECT_TIMEOUT)?;
-    if let Some(p) = &t.auth {
-        let _ = c.call(&["AUTH", p])?;
+    match (&t.auth_user, &t.auth) {
+        (Some(u), Some(p)) => {
+            c.call(&["AUTH", u, p])?;
+        }
+        (None, Some(p)) => {
+            c.call(&["AUTH", p])?;
+        }
+        _ => {}
     }
     let id8: String = lock(s).myid.chars().take(8).collect();
     let _ = c.call(&["CLIENT", "SETNAME", &format!("sentinel-{id8}-{kind}")])?;
@@ -107,7 +122,7 @@ fn cmd_link(s: &Shared, name: &str, addr: &str) {
         if conn.is_none() {
             match connect(&t, s, "cmd") {
                 Ok(c) => {
-                    local_ip = c.local_ip();
+                    local_ip = t.announce_ip.clone().unwrap_or_else(|| c.local_ip());
                     conn = Some(c);
                     last_info = None;
                     with_inst(s, name, addr, |i| i.health.connected = true);
@@ -126,7 +141,7 @@ fn cmd_link(s: &Shared, name: &str, addr: &str) {
         let now = Instant::now();
         let mut ok = true;
         if now >= next_ping {
-            next_ping = now + super::PING_PERIOD.min(t.down_after);
+            next_ping = now + super::timing::PING_PERIOD.get().min(t.down_after);
             with_inst(s, name, addr, |i| {
                 i.health.ping_pending.get_or_insert(now);
             });
@@ -162,7 +177,7 @@ fn cmd_link(s: &Shared, name: &str, addr: &str) {
             }
         }
         if ok && now >= next_hello {
-            next_hello = now + super::HELLO_PERIOD;
+            next_hello = now + super::timing::PUBLISH_PERIOD.get();
             let payload = format!("{local_ip},{}", t.hello);
             ok = c.call(&["PUBLISH", HELLO_CHANNEL, &payload]).is_ok();
         }
@@ -222,7 +237,7 @@ fn peer_link(s: &Shared, name: &str, runid: &str) {
     let mut last_ask: Option<(Instant, String, u64)> = None;
     let mut hello_gen = 0;
     loop {
-        let (ip, port, down_after, ask, hello, gen) = {
+        let (ip, port, down_after, ask, hello, gen, auth) = {
             let g = lock(s);
             let Some(m) = g.masters.get(name) else { return };
             let Some(p) = m.sentinels.get(runid) else {
@@ -241,25 +256,49 @@ fn peer_link(s: &Shared, name: &str, runid: &str) {
             let (mip, mport) = m.current_addr();
             let hello = format!(
                 "{},{},{},{},{},{mip},{mport},{}",
-                if g.bind.is_empty() || g.bind == "*" || g.bind == "0.0.0.0" {
+                if !g.announce_ip.is_empty() {
+                    &g.announce_ip
+                } else if g.bind.is_empty() || g.bind == "*" || g.bind == "0.0.0.0" {
                     "127.0.0.1"
                 } else {
                     &g.bind
                 },
-                g.port,
+                g.announce_port(),
                 g.myid,
                 g.current_epoch,
                 m.name,
                 m.config_epoch
             );
-            (p.ip.clone(), p.port, m.down_after, ask, hello, g.hello_gen)
+            let auth = (g.sentinel_user.clone(), g.sentinel_pass.clone());
+            (
+                p.ip.clone(),
+                p.port,
+                m.down_after,
+                ask,
+                hello,
+                g.hello_gen,
+                auth,
+            )
         };
         if gen != hello_gen {
             hello_gen = gen;
             next_hello = Instant::now();
         }
         if conn.is_none() {
-            match Conn::connect(&ip, port, CONNECT_TIMEOUT) {
+            let authed = Conn::connect(&ip, port, CONNECT_TIMEOUT).and_then(|mut c| {
+                // `sentinel-user` / `sentinel-pass`: how to log in to the other sentinels.
+                match &auth {
+                    (Some(u), Some(p)) => {
+                        c.call(&["AUTH", u, p])?;
+                    }
+                    (None, Some(p)) => {
+                        c.call(&["AUTH", p])?;
+                    }
+                    _ => {}
+                }
+                Ok(c)
+            });
+            match authed {
                 Ok(c) => conn = Some(c),
                 Err(_) => {
                     set_peer(s, name, runid, |p| p.health.connected = false);
@@ -273,7 +312,10 @@ fn peer_link(s: &Shared, name: &str, runid: &str) {
         let now = Instant::now();
         let mut ok = true;
         if now >= next_ping {
-            next_ping = now + super::PING_PERIOD.min(Duration::from_millis(down_after.max(1)));
+            next_ping = now
+                + super::timing::PING_PERIOD
+                    .get()
+                    .min(Duration::from_millis(down_after.max(1)));
             set_peer(s, name, runid, |p| {
                 p.health.ping_pending.get_or_insert(now);
             });
@@ -292,7 +334,7 @@ fn peer_link(s: &Shared, name: &str, runid: &str) {
             let due = match &last_ask {
                 None => true,
                 Some((at, who, ep)) => {
-                    at.elapsed() >= super::ASK_PERIOD || *who != asker || *ep != epoch
+                    at.elapsed() >= super::timing::ASK_PERIOD.get() || *who != asker || *ep != epoch
                 }
             };
             if due {
@@ -328,7 +370,7 @@ fn peer_link(s: &Shared, name: &str, runid: &str) {
             }
         }
         if ok && now >= next_hello {
-            next_hello = now + super::HELLO_PERIOD;
+            next_hello = now + super::timing::PUBLISH_PERIOD.get();
             ok = c.call(&["PUBLISH", HELLO_CHANNEL, &hello]).is_ok();
         }
         if !ok {
@@ -363,8 +405,52 @@ pub fn fire(shared: &Shared, name: &str, addr: &str, args: Vec<String>) {
             let Ok(mut c) = connect(&t, &s, "cmd") else {
                 return;
             };
+            // As Redis Sentinel: the role change, the config rewrite and the disconnection of
+            // the node's clients in one transaction, so clients reconnect and ask the
+            // sentinels where the master is now. CONFIG REWRITE and CLIENT KILL may fail on
+            // their own (no config file): EXEC still applies the rest.
             let argv: Vec<&str> = args.iter().map(String::as_str).collect();
-            if c.call(&argv).is_err() {
+            let is_replicaof = argv
+                .first()
+                .is_some_and(|a| a.eq_ignore_ascii_case("REPLICAOF"));
+            let sent = if is_replicaof {
+                let cmds: [&[&str]; 6] = [
+                    &["MULTI"],
+                    &argv,
+                    &["CONFIG", "REWRITE"],
+                    &["CLIENT", "KILL", "TYPE", "normal"],
+                    &["CLIENT", "KILL", "TYPE", "pubsub"],
+                    &["EXEC"],
+                ];
+                let mut replies = Vec::new();
+                if cmds.iter().all(|a| c.send(a).is_ok()) {
+                    for _ in 0..cmds.len() {
+                        match c.read() {
+                            Ok(v) => replies.push(v),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                match replies.last() {
+                    Some(Value::Array(Some(_))) => true,
+                    // EXEC refused as a whole (shardis under min-replicas-ack refuses
+                    // EXEC without enough replicas, even when nothing in it writes):
+                    // the same commands one by one (after a DISCARD: shardis keeps the
+                    // transaction open after such a refusal).
+                    Some(_) if replies.len() == cmds.len() => {
+                        let _ = c.call(&["DISCARD"]);
+                        let ok = c.call(&argv).is_ok_and(|v| !matches!(v, Value::Error(_)));
+                        for a in &cmds[2..cmds.len() - 1] {
+                            let _ = c.call(a);
+                        }
+                        ok
+                    }
+                    _ => false,
+                }
+            } else {
+                c.call(&argv).is_ok()
+            };
+            if !sent {
                 return;
             }
             if let Ok(v) = c.call(&["INFO"]) {
@@ -387,6 +473,7 @@ pub fn apply_info(s: &mut Sentinel, name: &str, addr: &str, text: &str) {
         return;
     };
     i.info_time = Some(Instant::now());
+    i.info_text = Some(text.to_string());
     for line in text.lines() {
         let Some((k, v)) = line.trim_end().split_once(':') else {
             continue;

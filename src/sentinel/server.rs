@@ -224,10 +224,14 @@ fn info(s: &Sentinel, section: Option<&str>) -> String {
     }
     if want("sentinel") {
         out.push_str(&format!(
-            "# Sentinel\r\nsentinel_masters:{}\r\nsentinel_tilt:0\r\nsentinel_tilt_since_seconds:-1\r\n\
+            "# Sentinel\r\nsentinel_masters:{}\r\nsentinel_tilt:{}\r\nsentinel_tilt_since_seconds:{}\r\n\
              sentinel_running_scripts:0\r\nsentinel_scripts_queue_length:0\r\n\
-             sentinel_simulate_failure_flags:0\r\n",
-            s.masters.len()
+             sentinel_simulate_failure_flags:{}\r\n",
+            s.masters.len(),
+            u8::from(s.tilt_since.is_some()),
+            s.tilt_since
+                .map_or(-1, |t| t.elapsed().as_secs() as i64),
+            s.simulate
         ));
         for (n, m) in s.masters.values().enumerate() {
             let status = if m.odown_since.is_some() {
@@ -489,7 +493,8 @@ fn sentinel(shared: &Shared, args: &[String]) -> Vec<u8> {
             let Some(name) = s.master_by_addr(arg(2), port).map(|m| m.name.clone()) else {
                 return array(&[int(0), bulk("*"), int(0)]);
             };
-            let down = s.masters[&name].sdown();
+            // In TILT nothing this sentinel sees is trusted, so it never says "down".
+            let down = s.tilt_since.is_none() && s.masters[&name].sdown();
             let (leader, lepoch) = if arg(5) != "*" {
                 let who = super::failover::peer_vote(&s, &name, epoch, arg(5));
                 vote_leader(&mut s, &name, epoch, &who)
@@ -549,7 +554,14 @@ fn sentinel(shared: &Shared, args: &[String]) -> Vec<u8> {
             let Ok(port) = arg(4).parse::<u16>() else {
                 return error("ERR Invalid port number");
             };
-            if arg(3).parse::<std::net::IpAddr>().is_err() {
+            let resolvable = || {
+                use std::net::ToSocketAddrs;
+                s.resolve_hostnames
+                    && (arg(3), port)
+                        .to_socket_addrs()
+                        .is_ok_and(|mut a| a.next().is_some())
+            };
+            if arg(3).parse::<std::net::IpAddr>().is_err() && !resolvable() {
                 return error("ERR Invalid IP address or hostname specified");
             }
             match arg(5).parse::<u32>() {
@@ -574,53 +586,52 @@ fn sentinel(shared: &Shared, args: &[String]) -> Vec<u8> {
             }
             None => no_master(),
         },
-        "set" if args.len() >= 5 && args.len() % 2 == 1 => {
-            let name = arg(2).to_string();
-            if !s.masters.contains_key(&name) {
-                return no_master();
-            }
-            for pair in args[3..].chunks(2) {
-                let opt = pair[0].to_ascii_lowercase();
-                let line: Vec<String> = if opt == "quorum" {
-                    let Some(m) = s.masters.get_mut(&name) else {
-                        return no_master();
-                    };
-                    match pair[1].parse::<u32>() {
-                        Ok(q) if q > 0 => m.quorum = q,
-                        _ => return error("ERR Quorum must be 1 or greater."),
-                    }
-                    continue;
-                } else {
-                    vec![
-                        "sentinel".into(),
-                        opt.clone(),
-                        name.clone(),
-                        pair[1].clone(),
-                    ]
-                };
-                let known = [
-                    "down-after-milliseconds",
-                    "failover-timeout",
-                    "parallel-syncs",
-                    "auth-pass",
-                ];
-                if !known.contains(&opt.as_str()) || conf::apply(&mut s, &line).is_err() {
-                    return error(&format!(
-                        "ERR Invalid argument '{}' for SENTINEL SET '{opt}'",
-                        pair[1]
-                    ));
+        "set" if args.len() >= 5 => set(&mut s, args),
+        "config" if args.len() >= 3 => config(&mut s, args),
+        "info-cache" if args.len() >= 3 => {
+            let mut names: Vec<&str> = Vec::new();
+            for n in &args[2..] {
+                if s.masters.contains_key(n.as_str()) && !names.contains(&n.as_str()) {
+                    names.push(n);
                 }
             }
-            if !s.save() {
-                return error("ERR Failed to save config file. Check server logs.");
+            let mut out = Vec::new();
+            for n in names {
+                let m = &s.masters[n];
+                let entry = |i: &Inst| {
+                    array(&[
+                        int(i.info_time.map_or(0, |t| t.elapsed().as_millis() as i64)),
+                        i.info_text
+                            .as_deref()
+                            .map_or_else(|| b"$-1\r\n".to_vec(), bulk),
+                    ])
+                };
+                let mut insts: Vec<Vec<u8>> = m.master_inst().map(entry).into_iter().collect();
+                insts.extend(m.replicas().map(entry));
+                out.push(bulk(n));
+                out.push(array(&insts));
             }
-            let ev = {
-                let m = &s.masters[&name];
-                m.inst_event(&m.addr())
-            };
-            s.event("+set", &format!("{ev} {}", args[3..].join(" ")));
+            array(&out)
+        }
+        "simulate-failure" if args.len() >= 3 => {
+            let mut flags = 0;
+            for a in &args[2..] {
+                match a.to_ascii_lowercase().as_str() {
+                    "crash-after-election" => flags |= super::SIMULATE_CRASH_AFTER_ELECTION,
+                    "crash-after-promotion" => flags |= super::SIMULATE_CRASH_AFTER_PROMOTION,
+                    "help" => return bulks(&["crash-after-election", "crash-after-promotion"]),
+                    _ => return error("ERR Unknown failure simulation specified"),
+                }
+            }
+            s.simulate = flags;
+            crate::log::warning(&format!(
+                "sentinel: SIMULATE-FAILURE {}: the process exits (code 99) at that point",
+                args[2..].join(" ")
+            ));
             simple("OK")
         }
+        "debug" => debug(args),
+        "help" if arity(2) => help(),
         "reset" if arity(3) => {
             let pat = arg(2).to_string();
             let names: Vec<String> = s
@@ -651,10 +662,6 @@ fn sentinel(shared: &Shared, args: &[String]) -> Vec<u8> {
             }
         }
         "pending-scripts" if arity(2) => array(&[]),
-        "config" if args.len() >= 3 => {
-            // Only the global options Redis has there; none is settable yet.
-            array(&[])
-        }
         _ if [
             "myid",
             "masters",
@@ -671,6 +678,11 @@ fn sentinel(shared: &Shared, args: &[String]) -> Vec<u8> {
             "set",
             "reset",
             "flushconfig",
+            "info-cache",
+            "config",
+            "simulate-failure",
+            "pending-scripts",
+            "help",
         ]
         .contains(&sub.as_str()) =>
         {
@@ -686,4 +698,238 @@ fn sentinel(shared: &Shared, args: &[String]) -> Vec<u8> {
             ))
         }
     }
+}
+
+/// `SENTINEL SET <master> <option> <value> ...` as Redis 7.0: options apply in order; a bad
+/// one stops there (the ones before it stay applied and saved), each applied one is a
+/// `+set` event (auth-pass shown as `******`).
+fn set(s: &mut Sentinel, args: &[String]) -> Vec<u8> {
+    let name = args[2].clone();
+    if !s.masters.contains_key(&name) {
+        return no_master();
+    }
+    let mut changes = Vec::new();
+    let mut j = 3;
+    let mut failure = None;
+    while j < args.len() {
+        let opt = args[j].to_ascii_lowercase();
+        let Some(val) = args.get(j + 1).cloned() else {
+            failure = Some(error(&format!(
+                "ERR Unknown option or number of arguments for SENTINEL SET '{}'",
+                args[j]
+            )));
+            break;
+        };
+        let invalid = || {
+            error(&format!(
+                "ERR Invalid argument '{val}' for SENTINEL SET '{}'",
+                args[j]
+            ))
+        };
+        let Some(m) = s.masters.get_mut(&name) else {
+            return no_master();
+        };
+        let positive = val.parse::<u64>().ok().filter(|v| *v > 0);
+        match opt.as_str() {
+            "down-after-milliseconds" | "failover-timeout" | "parallel-syncs" | "quorum" => {
+                let Some(v) = positive else {
+                    failure = Some(invalid());
+                    break;
+                };
+                match opt.as_str() {
+                    "down-after-milliseconds" => m.down_after = v,
+                    "failover-timeout" => m.failover_timeout = v,
+                    "parallel-syncs" => m.parallel_syncs = v.min(u64::from(u32::MAX)) as u32,
+                    _ => m.quorum = v.min(u64::from(u32::MAX)) as u32,
+                }
+            }
+            "auth-pass" => m.auth_pass = (!val.is_empty()).then(|| val.clone()),
+            "auth-user" => m.auth_user = (!val.is_empty()).then(|| val.clone()),
+            "notification-script" | "client-reconfig-script" => {
+                // Redis's default (deny-scripts-reconfig yes); shardis runs no scripts at all.
+                failure = Some(error(
+                    "ERR Reconfiguration of scripts path is denied for security reasons. \
+                     Check the deny-scripts-reconfig configuration directive in your \
+                     Sentinel configuration",
+                ));
+                break;
+            }
+            "master-reboot-down-after-period" | "rename-command" => {
+                failure = Some(error(&format!(
+                    "ERR shardis's sentinel does not support SENTINEL SET '{}'",
+                    args[j]
+                )));
+                break;
+            }
+            _ => {
+                failure = Some(error(&format!(
+                    "ERR Unknown option or number of arguments for SENTINEL SET '{}'",
+                    args[j]
+                )));
+                break;
+            }
+        }
+        let shown = if opt == "auth-pass" { "******" } else { &val };
+        changes.push(format!("{} {shown}", args[j]));
+        j += 2;
+    }
+    if !changes.is_empty() {
+        let saved = s.save();
+        let ev = {
+            let m = &s.masters[&name];
+            m.inst_event(&m.addr())
+        };
+        for c in &changes {
+            s.event("+set", &format!("{ev} {c}"));
+        }
+        if !saved && failure.is_none() {
+            return error("ERR Failed to save config file. Check server logs.");
+        }
+    }
+    failure.unwrap_or_else(|| simple("OK"))
+}
+
+/// The global options of `SENTINEL CONFIG GET/SET`, in Redis 7.0's order.
+const CONFIG_OPTIONS: [&str; 6] = [
+    "resolve-hostnames",
+    "announce-hostnames",
+    "announce-ip",
+    "announce-port",
+    "sentinel-user",
+    "sentinel-pass",
+];
+
+fn config(s: &mut Sentinel, args: &[String]) -> Vec<u8> {
+    let usage =
+        || error("ERR Only SENTINEL CONFIG GET <option> / SET <option> <value> are supported.");
+    let op = args.get(2).map(|a| a.to_ascii_lowercase());
+    match (op.as_deref(), args.len()) {
+        (Some("get"), 4) => {
+            let pat = args[3].to_ascii_lowercase();
+            let mut out = Vec::new();
+            for o in CONFIG_OPTIONS {
+                if !glob_match(pat.as_bytes(), o.as_bytes(), true) {
+                    continue;
+                }
+                let yn = |b: bool| if b { "yes" } else { "no" }.to_string();
+                let v = match o {
+                    "resolve-hostnames" => yn(s.resolve_hostnames),
+                    "announce-hostnames" => yn(s.announce_hostnames),
+                    "announce-ip" => s.announce_ip.clone(),
+                    "announce-port" => s.announce_port.to_string(),
+                    "sentinel-user" => s.sentinel_user.clone().unwrap_or_default(),
+                    _ => s.sentinel_pass.clone().unwrap_or_default(),
+                };
+                out.push(o.to_string());
+                out.push(v);
+            }
+            bulks(&out)
+        }
+        (Some("set"), 5) => {
+            let opt = args[3].to_ascii_lowercase();
+            let v = &args[4];
+            if !CONFIG_OPTIONS.contains(&opt.as_str()) {
+                return error(&format!(
+                    "ERR Invalid argument '{}' to SENTINEL CONFIG SET",
+                    args[3]
+                ));
+            }
+            if conf::set_global(s, &opt, v).is_err() {
+                return error(&format!(
+                    "ERR Invalid value '{v}' to SENTINEL CONFIG SET '{}'",
+                    args[3]
+                ));
+            }
+            if opt == "announce-hostnames" {
+                crate::log::warning(
+                    "sentinel: announce-hostnames: shardis's sentinel always reports \
+                     addresses as they were configured or announced (it never resolves them)",
+                );
+            }
+            if s.save() {
+                simple("OK")
+            } else {
+                error("ERR Failed to save config file. Check server logs.")
+            }
+        }
+        _ => usage(),
+    }
+}
+
+/// `SENTINEL DEBUG [<option> <ms> ...]`: the timing knobs, as redis-sentinel prints them.
+fn debug(args: &[String]) -> Vec<u8> {
+    use super::timing;
+    if args.len() == 2 {
+        let mut out = Vec::new();
+        for k in timing::ALL {
+            out.push(k.name.to_string());
+            out.push(k.ms().to_string());
+        }
+        return bulks(&out);
+    }
+    let mut todo = Vec::new();
+    for pair in args[2..].chunks(2) {
+        let Some(k) = timing::find(&pair[0]).filter(|_| pair.len() == 2) else {
+            return error(&format!(
+                "ERR Unknown option or number of arguments for SENTINEL DEBUG '{}'",
+                pair[0]
+            ));
+        };
+        match pair[1].parse::<u64>() {
+            Ok(v) if v > 0 => todo.push((k, v)),
+            _ => {
+                return error(&format!(
+                    "ERR Invalid argument '{}' for SENTINEL DEBUG '{}'",
+                    pair[1], pair[0]
+                ))
+            }
+        }
+    }
+    for (k, v) in todo {
+        k.set(v);
+        if !k.used {
+            crate::log::warning(&format!(
+                "sentinel: DEBUG {} stored but unused: shardis's sentinel runs no scripts \
+                 and reconnects its links at once",
+                k.name
+            ));
+        }
+    }
+    simple("OK")
+}
+
+fn help() -> Vec<u8> {
+    let lines = [
+        "SENTINEL <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+        "CKQUORUM <master-name>",
+        "CONFIG GET <option> | CONFIG SET <option> <value>",
+        "    Global options: resolve-hostnames, announce-hostnames, announce-ip,",
+        "    announce-port, sentinel-user, sentinel-pass.",
+        "DEBUG [<option> <ms> ...]",
+        "    Show or change the timing knobs (periods and timeouts, milliseconds).",
+        "GET-MASTER-ADDR-BY-NAME <master-name>",
+        "FAILOVER <master-name>",
+        "FLUSHCONFIG",
+        "INFO-CACHE <master-name> [<master-name> ...]",
+        "    The last INFO of the master and its replicas, with its age in ms.",
+        "IS-MASTER-DOWN-BY-ADDR <ip> <port> <current-epoch> <runid>",
+        "MASTER <master-name>",
+        "MASTERS",
+        "MONITOR <name> <ip> <port> <quorum>",
+        "MYID",
+        "PENDING-SCRIPTS",
+        "REMOVE <master-name>",
+        "REPLICAS <master-name>",
+        "RESET <pattern>",
+        "SENTINELS <master-name>",
+        "SET <master-name> <option> <value> [<option> <value> ...]",
+        "SIMULATE-FAILURE [CRASH-AFTER-ELECTION] [CRASH-AFTER-PROMOTION] [HELP]",
+        "HELP",
+        "    Print this help.",
+    ];
+    let mut out = format!("*{}\r\n", lines.len()).into_bytes();
+    for l in lines {
+        out.extend(simple(l));
+    }
+    out
 }

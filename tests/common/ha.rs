@@ -195,9 +195,20 @@ pub fn info_field(p: &Proc, field: &str) -> String {
 
 /// A raw SUBSCRIBE +switch-master client on a sentinel, forwarding payloads.
 pub fn subscribe_switch(s: &Proc) -> mpsc::Receiver<String> {
-    let mut stream = TcpStream::connect(("127.0.0.1", s.port)).unwrap();
+    subscribe_to(s.port, "+switch-master")
+}
+
+/// A raw SUBSCRIBE client of `channel` on the sentinel at `port`, forwarding payloads.
+pub fn subscribe_to(port: u16, channel: &str) -> mpsc::Receiver<String> {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
     stream
-        .write_all(b"*2\r\n$9\r\nSUBSCRIBE\r\n$14\r\n+switch-master\r\n")
+        .write_all(
+            format!(
+                "*2\r\n$9\r\nSUBSCRIBE\r\n${}\r\n{channel}\r\n",
+                channel.len()
+            )
+            .as_bytes(),
+        )
         .unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
