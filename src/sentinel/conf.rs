@@ -129,6 +129,15 @@ fn apply_sentinel(s: &mut Sentinel, w: &[String]) -> Result<(), String> {
             s.myid = arg(1).to_string();
         }
         "current-epoch" if w.len() == 2 => s.current_epoch = num(arg(1), "current-epoch")?,
+        // Ignoring these would change what a failover does (no script runs, commands go
+        // out under their usual names): refused with the reason, never skipped.
+        "notification-script" | "client-reconfig-script" | "rename-command" => {
+            return Err(format!(
+                "'sentinel {}' is not supported by shardis's sentinel (no scripts, no renamed \
+                 commands): remove it from the config",
+                arg(0)
+            ))
+        }
         _ => s.warnings.push(format!(
             "sentinel: directive 'sentinel {}' is not supported by shardis's sentinel; ignored",
             w.join(" ")
@@ -294,6 +303,24 @@ pub fn load(s: &mut Sentinel, text: &str) -> Result<Vec<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Scripts and renamed commands would change a failover: refused, not skipped.
+    #[test]
+    fn scripts_and_renamed_commands_are_refused() {
+        let words = |t: &str| t.split(' ').map(String::from).collect::<Vec<_>>();
+        for line in [
+            "sentinel notification-script m /bin/true",
+            "sentinel client-reconfig-script m /bin/true",
+            "sentinel rename-command m CONFIG GUESSME",
+        ] {
+            let mut s = Sentinel::for_test();
+            let e = apply(&mut s, &words(line)).unwrap_err();
+            assert!(e.contains("not supported"), "{line}: {e}");
+        }
+        let mut s = Sentinel::for_test();
+        assert!(apply(&mut s, &words("sentinel deny-scripts-reconfig yes")).is_ok());
+        assert_eq!(s.warnings.len(), 1);
+    }
 
     #[test]
     fn load_and_rewrite_keep_state() {
