@@ -62,9 +62,7 @@ impl Server {
             let port = free_port();
             // A private working directory, so SAVE never writes into the checkout and no
             // test loads another's dump.rdb (an explicit `--dir` in `extra` wins).
-            let dir = std::env::temp_dir()
-                .join(format!("shardis-test-dir-{}-{port}", std::process::id()));
-            let _ = std::fs::create_dir_all(&dir);
+            let dir = fresh_dir("shardis-test-dir", port);
             let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardis"));
             cmd.args(["--port", &port.to_string(), "--shards", &shards.to_string()])
                 .arg("--dir")
@@ -127,9 +125,7 @@ impl Server {
             let file = std::fs::File::create(&log).expect("create log file");
             // A private working directory, as `start_with` gives (a config file or flag
             // naming `dir` still wins): the default save rules write dump.rdb on SIGTERM.
-            let dir = std::env::temp_dir()
-                .join(format!("shardis-test-cwd-{}-{port}", std::process::id()));
-            let _ = std::fs::create_dir_all(&dir);
+            let dir = fresh_dir("shardis-test-cwd", port);
             let mut cmd = match shell {
                 Some(sh) => {
                     let mut c = Command::new("sh");
@@ -335,4 +331,15 @@ pub fn info(c: &mut redis::Connection, section: &str) -> std::collections::HashM
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// An empty directory no other server of this test run has used: a port can come back from
+/// `free_port` later in the same run, and a dump.rdb left there would be loaded.
+pub fn fresh_dir(prefix: &str, port: u16) -> std::path::PathBuf {
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("{prefix}-{}-{port}-{n}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::create_dir_all(&dir);
+    dir
 }

@@ -13,6 +13,9 @@ use std::time::Duration;
 pub struct Redis {
     pub port: u16,
     child: Child,
+    /// Its own working directory: a stock Redis writes `dump.rdb` there (as a replica, on
+    /// SHUTDOWN) and loads it at start, so a shared directory leaks keys between tests.
+    dir: std::path::PathBuf,
 }
 
 impl Redis {
@@ -27,6 +30,7 @@ impl Redis {
             .expect("redis-server is required for the compat test (tools/test.sh installs it)");
         for _ in 0..5 {
             let port = super::free_port();
+            let dir = super::fresh_dir("shardis-test-redis", port);
             let mut child = Command::new(bin)
                 .args([
                     "--port",
@@ -40,7 +44,7 @@ impl Redis {
                     "--daemonize",
                     "no",
                     "--dir",
-                    &std::env::temp_dir().to_string_lossy(),
+                    &dir.to_string_lossy(),
                 ])
                 .args(extra)
                 .stdin(Stdio::null())
@@ -61,10 +65,11 @@ impl Redis {
                 })
             });
             if up && child.try_wait().ok().flatten().is_none() {
-                return Redis { port, child };
+                return Redis { port, child, dir };
             }
             let _ = child.kill();
             let _ = child.wait();
+            let _ = std::fs::remove_dir_all(&dir);
         }
         panic!("redis-server did not start");
     }
@@ -74,6 +79,7 @@ impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
