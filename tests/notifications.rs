@@ -439,8 +439,9 @@ fn keymiss_same_as_redis() {
     }
 }
 
-/// keymiss from missing keys spread over every shard (MGET, EXISTS, SUNION, COPY across
-/// shards): each key's messages as Redis sends them.
+/// keymiss from missing keys spread over every shard (MGET, EXISTS, SUNION, COPY, SORT's
+/// pattern keys across shards) and SORT's STORE on another shard (`sortstore`): each key's
+/// messages as Redis sends them.
 #[test]
 fn keymiss_across_shards() {
     let script: Vec<Vec<String>> = (0..20)
@@ -460,6 +461,17 @@ fn keymiss_across_shards() {
                 vec!["copy".into(), format!("c{i}"), format!("cd{i}")],
                 vec!["set".into(), format!("g{i}"), "1".into()],
                 vec!["get".into(), format!("g{i}")],
+                vec!["rpush".into(), format!("l{i}"), "1".into(), "2".into()],
+                vec![
+                    "sort".into(),
+                    format!("l{i}"),
+                    "by".into(),
+                    format!("w{i}_*"),
+                    "get".into(),
+                    format!("o{i}_*"),
+                    "store".into(),
+                    format!("sd{i}"),
+                ],
             ]
         })
         .collect();
@@ -469,8 +481,9 @@ fn keymiss_across_shards() {
         .collect();
     let steps: Vec<&[&str]> = steps.iter().map(|s| s.as_slice()).collect();
     let redis = Redis::start();
-    let expect = collect(redis.port, "KEm", &steps, 0);
+    let expect = collect(redis.port, "KElm", &steps, 0);
     assert!(expect.len() > 300, "{}", expect.len());
+    assert!(expect.iter().any(|m| m.1 == "sortstore"), "{expect:?}");
     let by_key = |v: &[(String, String)]| {
         let mut m: std::collections::BTreeMap<String, Vec<(String, String)>> = Default::default();
         for x in v {
@@ -480,7 +493,7 @@ fn keymiss_across_shards() {
     };
     for n in common::shard_counts() {
         let s = Server::start(n);
-        let got = collect(s.port, "KEm", &steps, expect.len());
+        let got = collect(s.port, "KElm", &steps, expect.len());
         assert_eq!(got.len(), expect.len(), "--shards {n}");
         assert_eq!(by_key(&got), by_key(&expect), "--shards {n}");
     }
