@@ -743,9 +743,6 @@ impl Config {
             "notify-keyspace-events" => {
                 let f = crate::shard::notify::parse(v)
                     .ok_or_else(|| crate::shard::notify::INVALID.to_string())?;
-                if let Some(w) = crate::shard::notify::unsupported(f) {
-                    self.warnings.push(w);
-                }
                 let shown = crate::shard::notify::format(f);
                 self.text.retain(|(n, _)| n != name);
                 self.text.push((name.to_string(), shown));
@@ -1703,9 +1700,6 @@ impl Tunables {
             "notify-keyspace-events" => {
                 let f = crate::shard::notify::parse(value)
                     .ok_or_else(|| crate::shard::notify::INVALID.to_string())?;
-                if let Some(w) = crate::shard::notify::unsupported(f) {
-                    crate::log::warning(&w);
-                }
                 self.notify_flags.store(f, Ordering::Relaxed);
                 let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
                 m.insert(name.into(), crate::shard::notify::format(f));

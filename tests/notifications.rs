@@ -362,16 +362,214 @@ fn setting_as_redis() {
     assert!(text.contains("Invalid event class character"), "{text}");
 }
 
-/// `m` (keymiss) is accepted but not acted on yet: the log says so, at startup and on
-/// CONFIG SET, instead of ignoring it silently.
+/// Read commands over missing keys (and a few writes, which send no `keymiss`): with every
+/// key in one hash tag, the same messages in the same order as Redis.
+const READS: Script<'static> = &[
+    &["get", "{t}a"],
+    &["hget", "{t}h", "f"],
+    &["mget", "{t}a", "{t}b"],
+    &["exists", "{t}e1", "{t}e2"],
+    &["type", "{t}t1"],
+    &["ttl", "{t}t2"],
+    &["pttl", "{t}t3"],
+    &["expiretime", "{t}t4"],
+    &["object", "encoding", "{t}o1"],
+    &["set", "{t}s", "1"],
+    &["get", "{t}s"],
+    &["exists", "{t}s"],
+    &["sunionstore", "{t}d", "{t}x", "{t}y"],
+    &["sunion", "{t}x", "{t}y"],
+    &["sinter", "{t}x", "{t}y"],
+    &["sintercard", "2", "{t}x", "{t}y"],
+    &["sdiff", "{t}x", "{t}y"],
+    &["zunion", "2", "{t}x", "{t}y"],
+    &["zinterstore", "{t}zd", "2", "{t}x", "{t}y"],
+    &["incr", "{t}i"],
+    &["lpush", "{t}l", "1"],
+    &["getdel", "{t}gd"],
+    &["getex", "{t}ge"],
+    &["strlen", "{t}sl"],
+    &["dump", "{t}dm"],
+    &["llen", "{t}ll"],
+    &["touch", "{t}tc", "{t}s"],
+    &["expire", "{t}xp", "10"],
+    &["zscore", "{t}z", "m"],
+    &["rename", "{t}a", "{t}b"],
+    &["pfcount", "{t}p1", "{t}p2"],
+    &["smove", "{t}ss1", "{t}ss2", "m"],
+    &["lmove", "{t}lm1", "{t}lm2", "left", "left"],
+    &["copy", "{t}cp1", "{t}cp2"],
+    &["del", "{t}dd"],
+    &["set", "{t}s2", "v", "get"],
+    &["getset", "{t}s3", "v"],
+    &["lrange", "{t}lr", "0", "-1"],
+    &["smembers", "{t}sm"],
+    &["hgetall", "{t}hg"],
+    &["lindex", "{t}li", "0"],
+    &["hmget", "{t}hm", "a", "b"],
+    &["bitcount", "{t}bc"],
+    &["geopos", "{t}gp", "m"],
+    &["lpush", "{t}srt", "1", "2"],
+    &["sort", "{t}srt", "by", "{t}w_*", "get", "{t}g_*"],
+    &["set", "{t}e", "v", "px", "20"],
+    &["sleep", "300"],
+    &["get", "{t}e"],
+    &["set", "{t}last", "1"],
+];
+
+/// `m` (keymiss, not part of `A`): a read command's lookup of a missing key, as Redis 7.0.
 #[test]
-fn keymiss_class_is_accepted_with_a_warning() {
-    let s = Server::start_logged(1, "true", &["--notify-keyspace-events", "KEm"]);
-    assert!(
-        common::wait_for(Duration::from_secs(5), || s
-            .log()
-            .contains("class 'm' (keymiss) is not supported yet")),
-        "{}",
-        s.log()
-    );
+fn keymiss_same_as_redis() {
+    let redis = Redis::start();
+    for flags in ["KEm", "Em", "Km", "KEAm", "KEA"] {
+        let expect = collect(redis.port, flags, READS, 0);
+        let misses = expect
+            .iter()
+            .filter(|m| m.0.ends_with("keymiss") || m.1 == "keymiss");
+        assert_eq!(
+            misses.count() > 20,
+            flags.contains('m'),
+            "{flags} {expect:?}"
+        );
+        for n in common::shard_counts() {
+            let s = Server::start(n);
+            let got = collect(s.port, flags, READS, expect.len());
+            assert_eq!(got, expect, "flags {flags} --shards {n}");
+        }
+    }
+}
+
+/// keymiss from missing keys spread over every shard (MGET, EXISTS, SUNION, COPY, SORT's
+/// pattern keys across shards) and SORT's STORE on another shard (`sortstore`): each key's
+/// messages as Redis sends them.
+#[test]
+fn keymiss_across_shards() {
+    let script: Vec<Vec<String>> = (0..20)
+        .flat_map(|i| {
+            vec![
+                vec!["get".into(), format!("g{i}")],
+                vec!["mget".into(), format!("m{i}"), format!("n{i}")],
+                vec!["exists".into(), format!("e{i}"), format!("f{i}")],
+                vec!["sunion".into(), format!("u{i}"), format!("v{i}")],
+                vec![
+                    "zunionstore".into(),
+                    format!("zd{i}"),
+                    "2".into(),
+                    format!("zu{i}"),
+                    format!("zv{i}"),
+                ],
+                vec!["copy".into(), format!("c{i}"), format!("cd{i}")],
+                vec!["set".into(), format!("g{i}"), "1".into()],
+                vec!["get".into(), format!("g{i}")],
+                vec!["rpush".into(), format!("l{i}"), "1".into(), "2".into()],
+                vec![
+                    "sort".into(),
+                    format!("l{i}"),
+                    "by".into(),
+                    format!("w{i}_*"),
+                    "get".into(),
+                    format!("o{i}_*"),
+                    "store".into(),
+                    format!("sd{i}"),
+                ],
+            ]
+        })
+        .collect();
+    let steps: Vec<Vec<&str>> = script
+        .iter()
+        .map(|s| s.iter().map(|x| x.as_str()).collect())
+        .collect();
+    let steps: Vec<&[&str]> = steps.iter().map(|s| s.as_slice()).collect();
+    let redis = Redis::start();
+    let expect = collect(redis.port, "KElm", &steps, 0);
+    assert!(expect.len() > 300, "{}", expect.len());
+    assert!(expect.iter().any(|m| m.1 == "sortstore"), "{expect:?}");
+    let by_key = |v: &[(String, String)]| {
+        let mut m: std::collections::BTreeMap<String, Vec<(String, String)>> = Default::default();
+        for x in v {
+            m.entry(key_of(x)).or_default().push(x.clone());
+        }
+        m
+    };
+    for n in common::shard_counts() {
+        let s = Server::start(n);
+        let got = collect(s.port, "KElm", &steps, expect.len());
+        assert_eq!(got.len(), expect.len(), "--shards {n}");
+        assert_eq!(by_key(&got), by_key(&expect), "--shards {n}");
+    }
+}
+
+/// The lookups that send `keymiss` are the ones INFO counts: keyspace_hits and
+/// keyspace_misses after each command as on Redis (EXISTS, TYPE, TTL, TOUCH, DUMP, COPY,
+/// OBJECT and the set algebra count; INCR and the other writes do not).
+#[test]
+fn keyspace_hits_and_misses_as_redis() {
+    let script: Script<'static> = &[
+        &["exists", "{t}a", "{t}nx"],
+        &["type", "{t}a"],
+        &["type", "{t}nx"],
+        &["ttl", "{t}nx"],
+        &["pttl", "{t}a"],
+        &["touch", "{t}a", "{t}nx"],
+        &["dump", "{t}nx"],
+        &["object", "encoding", "{t}nx"],
+        &["object", "encoding", "{t}a"],
+        &["copy", "{t}a", "{t}b"],
+        &["copy", "{t}nx", "{t}b2"],
+        &["sunion", "{t}a2", "{t}nx"],
+        &["zunionstore", "{t}zd", "1", "{t}nx"],
+        &["incr", "{t}i"],
+        &["incrbyfloat", "{t}f", "1"],
+        &["get", "{t}a"],
+        &["mget", "{t}a", "{t}nx"],
+    ];
+    let stats = |port: u16| -> Vec<(String, String)> {
+        let url = format!("redis://127.0.0.1:{port}/");
+        let mut c = redis::Client::open(url)
+            .expect("client")
+            .get_connection()
+            .expect("connect");
+        let _: () = redis::cmd("FLUSHALL").query(&mut c).expect("flushall");
+        let _: () = redis::cmd("SET")
+            .arg("{t}a")
+            .arg("1")
+            .query(&mut c)
+            .expect("set");
+        let _: () = redis::cmd("SADD")
+            .arg("{t}a2")
+            .arg("x")
+            .query(&mut c)
+            .expect("sadd");
+        let mut out = Vec::new();
+        for step in script {
+            let _: () = redis::cmd("CONFIG")
+                .arg("RESETSTAT")
+                .query(&mut c)
+                .expect("resetstat");
+            let mut cmd = redis::cmd(step[0]);
+            for a in &step[1..] {
+                cmd.arg(*a);
+            }
+            let _: redis::RedisResult<redis::Value> = cmd.query(&mut c);
+            let info: String = redis::cmd("INFO").arg("stats").query(&mut c).expect("info");
+            let pick = |f: &str| {
+                info.lines()
+                    .find_map(|l| l.strip_prefix(f))
+                    .unwrap_or("?")
+                    .trim()
+                    .to_string()
+            };
+            out.push((
+                step.join(" "),
+                format!("{}/{}", pick("keyspace_hits:"), pick("keyspace_misses:")),
+            ));
+        }
+        out
+    };
+    let redis = Redis::start();
+    let expect = stats(redis.port);
+    for n in common::shard_counts() {
+        let s = Server::start(n);
+        assert_eq!(stats(s.port), expect, "--shards {n}");
+    }
 }

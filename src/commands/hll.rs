@@ -9,7 +9,9 @@
 use bytes::Bytes;
 
 use super::args::arg;
-use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, MAY_REPLICATE, READONLY, WRITE};
+use super::table::{
+    CommandSpec, Exec, KeySpec, ADMIN, DENYOOM, FAST, MAY_REPLICATE, READONLY, WRITE,
+};
 use super::{ConnCtx, KeyCtx};
 use crate::coord::multi::{gather, WriteFn};
 use crate::error::{self, CmdError, CmdResult};
@@ -36,7 +38,66 @@ pub const COMMANDS: &[CommandSpec] = &[
         .cross(pfmerge_cross)
         .verbatim()
         .doc(G, "2.8.9", "Merges one or more HyperLogLog values into a single key.", "destkey [sourcekey [sourcekey ...]]"),
+    CommandSpec::new("pfdebug", 3, WRITE | DENYOOM | ADMIN, KeySpec::single(2), Exec::Key(pfdebug))
+        .doc(G, "2.8.9", "Internal commands for debugging HyperLogLog values.", "subcommand key"),
+    CommandSpec::new("pfselftest", 1, ADMIN, KeySpec::none(), Exec::Key(pfselftest))
+        .doc(G, "2.8.9", "An internal command for testing HyperLogLog values.", ""),
 ];
+
+/// PFDEBUG GETREG|DECODE|ENCODING|TODENSE key (Redis's pfdebugCommand): a write lookup;
+/// GETREG and TODENSE turn a sparse value dense, as Redis does.
+fn pfdebug(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    let sub = String::from_utf8_lossy(arg(argv, 1)?).to_ascii_lowercase();
+    let key = arg(argv, 2)?;
+    let now = ctx.now();
+    let db = ctx.db();
+    let Some(dense) = check_for_write(db, key, now)? else {
+        return Err(CmdError::err("The specified key does not exist"));
+    };
+    let densify = |ctx: &mut KeyCtx| -> Result<Vec<u8>, CmdError> {
+        let db = ctx.db();
+        let mut v = db.get_str_for_write(key, now)?.unwrap_or_default().to_vec();
+        if !dense {
+            hll::to_dense(&mut v).map_err(corrupt)?;
+            db.set_keep_ttl_enc(key, &v, StrEnc::Raw, now);
+            ctx.shard.touch(ctx.db, key);
+        }
+        Ok(v)
+    };
+    match sub.as_str() {
+        "getreg" => {
+            let v = densify(ctx)?;
+            Ok(Reply::Array(
+                hll::dense_registers(&v)
+                    .into_iter()
+                    .map(|r| Reply::Int(i64::from(r)))
+                    .collect(),
+            ))
+        }
+        "decode" => {
+            let v = db.get_str_for_write(key, now)?.unwrap_or_default();
+            match hll::decode(&v) {
+                Some(text) => Ok(Reply::bulk(text)),
+                None => Err(CmdError::err("HLL encoding is not sparse")),
+            }
+        }
+        "encoding" => Ok(Reply::status(if dense { "dense" } else { "sparse" })),
+        "todense" => {
+            densify(ctx)?;
+            Ok(Reply::Int(i64::from(!dense)))
+        }
+        _ => Err(CmdError::err(format!(
+            "Unknown PFDEBUG subcommand '{}'",
+            String::from_utf8_lossy(arg(argv, 1)?)
+        ))),
+    }
+}
+
+/// PFSELFTEST: the representation's self-test (`hll::selftest`), `+OK` when it passes.
+fn pfselftest(ctx: &mut KeyCtx, _argv: &[Bytes]) -> CmdResult {
+    hll::selftest(ctx.now()).map_err(CmdError::err)?;
+    Ok(Reply::Ok)
+}
 
 fn not_hll(_: hll::NotHll) -> CmdError {
     CmdError::coded(error::HLL_WRONGTYPE)

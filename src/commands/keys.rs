@@ -163,7 +163,14 @@ fn exists(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let now = ctx.now();
     let db = ctx.db();
     Ok(Reply::Int(
-        argv.iter().skip(1).filter(|k| db.exists(k, now)).count() as i64,
+        argv.iter()
+            .skip(1)
+            .filter(|k| {
+                let found = db.exists(k, now);
+                db.count_read(k, found, true);
+                found
+            })
+            .count() as i64,
     ))
 }
 
@@ -171,16 +178,24 @@ fn touch(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let now = ctx.now();
     let db = ctx.db();
     Ok(Reply::Int(
-        argv.iter().skip(1).filter(|k| db.touch(k, now)).count() as i64,
+        argv.iter()
+            .skip(1)
+            .filter(|k| {
+                let found = db.touch(k, now);
+                db.count_read(k, found, true);
+                found
+            })
+            .count() as i64,
     ))
 }
 
 fn type_(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let now = ctx.now();
-    let name = ctx
-        .db()
-        .meta(arg(argv, 1)?, now)
-        .map_or("none", |m| m.type_name);
+    let key = arg(argv, 1)?;
+    let db = ctx.db();
+    let meta = db.meta(key, now);
+    db.count_read(key, meta.is_some(), true);
+    let name = meta.map_or("none", |m| m.type_name);
     Ok(Reply::status(name))
 }
 
@@ -273,7 +288,11 @@ fn pexpireat(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 /// TTL-family reply: -2 missing, -1 no TTL, else the value `f` computes.
 fn ttl_generic(ctx: &mut KeyCtx, argv: &[Bytes], f: fn(u64, u64) -> i64) -> CmdResult {
     let now = ctx.now();
-    match ctx.db().meta(arg(argv, 1)?, now) {
+    let key = arg(argv, 1)?;
+    let db = ctx.db();
+    let meta = db.meta(key, now);
+    db.count_read(key, meta.is_some(), true);
+    match meta {
         None => Ok(Reply::Int(-2)),
         Some(e) if e.expire_at == 0 => Ok(Reply::Int(-1)),
         Some(e) => Ok(Reply::Int(f(e.expire_at, now))),
@@ -352,6 +371,7 @@ fn rename_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
         ctx.w,
         src,
         db,
+        false,
         dst,
         db,
         move |c: &MoveCheck| match (&c.src, nx && c.dst_exists) {
@@ -394,7 +414,9 @@ fn copy(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
         return Err(CmdError::err("source and destination objects are the same"));
     }
     let now = ctx.now();
-    let Some(entry) = ctx.db().export(src, now) else {
+    let entry = ctx.db().export(src, now);
+    ctx.db().count_read(src, entry.is_some(), true);
+    let Some(entry) = entry else {
         return Ok(Reply::Int(0));
     };
     let Some(target) = ctx.shard.dbs.get_mut(dst_db) else {
@@ -415,7 +437,9 @@ fn copy(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 fn dump(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let key = arg(argv, 1)?;
     let now = ctx.now();
-    let Some(e) = ctx.db().export(key, now) else {
+    let e = ctx.db().export(key, now);
+    ctx.db().count_read(key, e.is_some(), true);
+    let Some(e) = e else {
         return Ok(Reply::Null);
     };
     let val = match &e.val {
@@ -543,6 +567,7 @@ fn copy_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
         ctx.w,
         src,
         cur,
+        true,
         dst,
         dst_db,
         move |c: &MoveCheck| match (&c.src, c.dst_exists && !replace) {
@@ -856,7 +881,10 @@ fn object(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let key = arg(argv, 2)?;
     let now = ctx.now();
     let cfg = ctx.shard.evict.cfg;
-    let Some(e) = ctx.db().meta(key, now) else {
+    let e = ctx.db().meta(key, now);
+    // Redis counts OBJECT's lookup but sends no keymiss for it (LOOKUP_NONOTIFY).
+    ctx.db().count_read(key, e.is_some(), false);
+    let Some(e) = e else {
         return Ok(Reply::Null);
     };
     match subname.as_str() {

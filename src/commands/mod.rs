@@ -233,6 +233,13 @@ pub fn route(keys: &KeySpec, argv: &[Bytes], nshards: usize) -> Route {
             _ => {}
         }
     }
+    if keys.sort {
+        if let Some(o) = owner {
+            if sort::patterns_elsewhere(argv, o, nshards) {
+                return Route::Many;
+            }
+        }
+    }
     owner.map_or(Route::NoKeys, Route::One)
 }
 

@@ -440,7 +440,7 @@ fn algebra_local(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let now = ctx.now();
     let db = ctx.db();
     for k in &a.srcs {
-        db.expire_if_needed(k, now);
+        db.read_probe(k, now);
     }
     let sets: Vec<_> = a.srcs.iter().map(|k| db.peek_set(k, now)).collect();
     let out = compute(&a, &sets)?;
@@ -490,7 +490,7 @@ fn algebra_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
         move |w: &mut Worker, k: &Bytes| -> Result<Option<Set>, CmdError> {
             let now = w.shard.now_ms;
             let d = w.shard.db_mut(db);
-            d.expire_if_needed(k, now);
+            d.read_probe(k, now);
             d.peek_set(k, now).map(|s| s.cloned())
         },
         move |read| {

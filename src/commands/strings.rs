@@ -377,7 +377,8 @@ fn strlen(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 fn incr_by(ctx: &mut KeyCtx, key: &Bytes, by: i64) -> CmdResult {
     let now = ctx.now();
     let db = ctx.db();
-    let cur = match db.get_str(key, now)? {
+    // A write's lookup (Redis's lookupKeyWrite): no hit or miss, no keymiss.
+    let cur = match db.get_str_for_write(key, now)? {
         None => 0,
         Some(b) => parse_i64(&b).ok_or(CmdError::NotInteger)?,
     };
@@ -415,7 +416,8 @@ fn incrbyfloat(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let by = ldouble::parse(arg(argv, 2)?).ok_or(CmdError::NotFloat)?;
     let now = ctx.now();
     let db = ctx.db();
-    let cur = match db.get_str(key, now)? {
+    // A write's lookup (Redis's lookupKeyWrite): no hit or miss, no keymiss.
+    let cur = match db.get_str_for_write(key, now)? {
         None => ldouble::Ld::Finite {
             neg: false,
             mant: 0,

@@ -69,6 +69,9 @@ pub struct KeySpec {
     /// GEORADIUS's destinations (Redis's `keyword` key specs): from this argument index on,
     /// the argument after each STORE or STOREDIST is a key too; 0 for the others.
     pub store_from: i32,
+    /// SORT: BY/GET patterns name keys built from the elements, on any shard (routing
+    /// sends the command cross-shard when they may leave the sorted key's shard).
+    pub sort: bool,
 }
 
 impl KeySpec {
@@ -80,6 +83,7 @@ impl KeySpec {
             numkeys: 0,
             script: false,
             store_from: 0,
+            sort: false,
         }
     }
     pub const fn single(pos: i32) -> KeySpec {
@@ -90,6 +94,7 @@ impl KeySpec {
             numkeys: 0,
             script: false,
             store_from: 0,
+            sort: false,
         }
     }
     pub const fn range(first: i32, last: i32, step: i32) -> KeySpec {
@@ -100,6 +105,7 @@ impl KeySpec {
             numkeys: 0,
             script: false,
             store_from: 0,
+            sort: false,
         }
     }
 
@@ -112,6 +118,7 @@ impl KeySpec {
             numkeys: at,
             script: false,
             store_from: 0,
+            sort: false,
         }
     }
 
@@ -124,6 +131,7 @@ impl KeySpec {
             numkeys: at,
             script: true,
             store_from: 0,
+            sort: false,
         }
     }
 
@@ -137,6 +145,7 @@ impl KeySpec {
             numkeys: at,
             script: false,
             store_from: 0,
+            sort: false,
         }
     }
 
@@ -149,6 +158,21 @@ impl KeySpec {
             numkeys: 0,
             script: false,
             store_from: from,
+            sort: false,
+        }
+    }
+
+    /// SORT / SORT_RO: the sorted key at 1, the STORE destination (Redis's sortGetKeys),
+    /// and BY/GET patterns that may name keys elsewhere.
+    pub const fn sort() -> KeySpec {
+        KeySpec {
+            first: 1,
+            last: 1,
+            step: 1,
+            numkeys: 0,
+            script: false,
+            store_from: 2,
+            sort: true,
         }
     }
 
@@ -196,7 +220,11 @@ impl KeySpec {
                 if (kw("store") || kw("storedist")) && i + 1 < argv.len() {
                     out.push(i + 1);
                     i += 1;
-                } else if kw("count") && i + 1 < argv.len() {
+                } else if self.sort && (kw("by") || kw("get")) {
+                    i += 1;
+                } else if self.sort && kw("limit") {
+                    i += 2;
+                } else if !self.sort && kw("count") && i + 1 < argv.len() {
                     i += 1;
                 }
                 i += 1;

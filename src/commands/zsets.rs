@@ -798,7 +798,7 @@ fn zalgebra(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let now = ctx.now();
     let db = ctx.db();
     for k in &a.srcs {
-        db.expire_if_needed(k, now);
+        db.read_probe(k, now);
     }
     let rdb = &*db;
     let inputs: Vec<_> = a.srcs.iter().map(|k| peek_input(rdb, k, now)).collect();
@@ -829,7 +829,7 @@ fn zalgebra_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
         move |w: &mut Worker, k: &Bytes| -> Result<Option<Value>, CmdError> {
             let now = w.shard.now_ms;
             let d = w.shard.db_mut(db);
-            d.expire_if_needed(k, now);
+            d.read_probe(k, now);
             match d.peek_value(k, now)? {
                 None => Ok(None),
                 Some(o @ (ObjRef::ZSet(_) | ObjRef::Set(_))) => Ok(Some(o.to_value())),

@@ -167,12 +167,14 @@ pub struct MoveCheck {
 
 /// Two-key atomic move across shards: reads `src` (in `src_db`) and checks `dst` (in
 /// `dst_db`) under the lock, lets `decide` choose, then writes and releases both shards.
-/// `decide` returns the reply and whether to write (`Some(remove_src)`).
+/// `decide` returns the reply and whether to write (`Some(remove_src)`). `src_read`: the
+/// source is read as a read command's lookup (COPY: a hit or miss, a keymiss event).
 #[allow(clippy::too_many_arguments)]
 pub fn move_key(
     w: &mut Worker,
     src: Bytes,
     src_db: usize,
+    src_read: bool,
     dst: Bytes,
     dst_db: usize,
     decide: impl FnOnce(&MoveCheck) -> (Reply, Option<bool>) + Send + 'static,
@@ -194,8 +196,12 @@ pub fn move_key(
                     Box::new(move |tw| {
                         let now = tw.shard.now_ms;
                         let d = tw.shard.db_mut(src_db);
+                        let src = d.export(&s2, now);
+                        if src_read {
+                            d.count_read(&s2, src.is_some(), true);
+                        }
                         MoveCheck {
-                            src: d.export(&s2, now),
+                            src,
                             dst_exists: false,
                         }
                     }),

@@ -71,9 +71,12 @@ pub struct Db {
     /// Keys deleted by lazy or active expiry or by eviction since the shard's journal last
     /// looked; `None` (nothing recorded, no cost) unless the journal is on.
     pub gone: Option<Vec<Bytes>>,
-    /// The same deletions for keyspace notifications (`true`: evicted, `false`: expired);
-    /// `None` unless `expired` or `evicted` events are on (see `shard::notify`).
-    pub lost: Option<Vec<(bool, Bytes)>>,
+    /// The same deletions for keyspace notifications, and a read command's key misses,
+    /// in the order they happened; `None` unless `expired`, `evicted` or `keymiss` events
+    /// are on (see `shard::notify`).
+    pub lost: Option<Vec<(Lost, Bytes)>>,
+    /// `keymiss` events are on: a read lookup that misses is noted in `lost`.
+    pub keymiss: bool,
     /// The same deletions for CLIENT TRACKING invalidations; `None` until a tracking
     /// client used this shard (see `shard::tracking`).
     pub track_lost: Option<Vec<Bytes>>,
@@ -92,6 +95,15 @@ pub struct Db {
     /// (Redis's expireIfNeeded returns "not expired" for the master client), so the
     /// master's writes apply to the same keys they did on the master.
     pub master_view: bool,
+}
+
+/// Why a key shows up in `Db::lost`.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Lost {
+    Expired,
+    Evicted,
+    /// A read command looked it up and it was missing (Redis's `keymiss`).
+    Miss,
 }
 
 #[derive(Default, Clone, Copy)]
@@ -365,6 +377,7 @@ impl Default for Db {
             rng: 0x9E37_79B9_7F4A_7C15,
             gone: None,
             lost: None,
+            keymiss: false,
             track_lost: None,
             frozen: false,
             replica: false,
@@ -511,11 +524,53 @@ impl Db {
         }
     }
 
+    /// A lookup missed `key`: for a read command's (`count`), one more keyspace miss and,
+    /// when `keymiss` events are on, a note for them (the only cost while they are off is
+    /// this branch on the miss path).
+    #[inline]
+    fn missed(&mut self, key: &[u8], count: bool) {
+        if count {
+            self.stats.misses += 1;
+            if self.keymiss {
+                self.note_miss(key);
+            }
+        }
+    }
+
+    #[cold]
+    fn note_miss(&mut self, key: &[u8]) {
+        if let Some(l) = self.lost.as_mut() {
+            l.push((Lost::Miss, Bytes::copy_from_slice(key)));
+            crate::shard::notify::note_lost();
+        }
+    }
+
+    /// A read command's check of `key` that does not go through a value (EXISTS, TYPE,
+    /// the TTL family, TOUCH, DUMP, COPY, OBJECT): counts the hit or miss as Redis's
+    /// lookupKeyReadWithFlags does, a miss noted for `keymiss` events if `notify`.
+    pub fn count_read(&mut self, key: &[u8], found: bool, notify: bool) {
+        if found {
+            self.stats.hits += 1;
+        } else if notify {
+            self.missed(key, true);
+        } else {
+            self.stats.misses += 1;
+        }
+    }
+
+    /// A read command's lookup of `key` before it peeks at the value (the set and sorted-set
+    /// algebra): lazy expiry, then the hit or miss counted and a keymiss noted.
+    pub fn read_probe(&mut self, key: &[u8], now: u64) {
+        self.expire_if_needed(key, now);
+        let found = self.peek_entry(key, now).is_some();
+        self.count_read(key, found, true);
+    }
+
     /// The live entry at `key` (lazy expiry), counting a hit or miss if `count`, and
     /// refreshing its access time if `touch`.
     fn lookup(&mut self, key: &[u8], now: u64, count: bool, touch: bool) -> Option<Loc> {
         let Some((pos, loc)) = self.find(key) else {
-            self.stats.misses += count as u64;
+            self.missed(key, count);
             return None;
         };
         if self.expired(loc, now) {
@@ -525,7 +580,7 @@ impl Db {
                 self.remove_at(pos, loc, true);
                 self.stats.expired_keys += 1;
             }
-            self.stats.misses += count as u64;
+            self.missed(key, count);
             return None;
         }
         self.stats.hits += count as u64;
@@ -570,7 +625,7 @@ impl Db {
         f: impl FnOnce(&[u8], &mut BytesMut) -> R,
     ) -> Result<Option<R>, CmdError> {
         let Some((pos, loc)) = self.find(key) else {
-            self.stats.misses += count as u64;
+            self.missed(key, count);
             return Ok(None);
         };
         let b = self.arena.get(loc);
@@ -581,7 +636,7 @@ impl Db {
                 self.remove_at(pos, loc, true);
                 self.stats.expired_keys += 1;
             }
-            self.stats.misses += count as u64;
+            self.missed(key, count);
             return Ok(None);
         }
         self.stats.hits += count as u64;
@@ -980,7 +1035,10 @@ impl Db {
             crate::shard::journal::note_gone();
         }
         if let Some(l) = self.lost.as_mut() {
-            l.push((false, Bytes::copy_from_slice(key_of(self.arena.get(loc)))));
+            l.push((
+                Lost::Expired,
+                Bytes::copy_from_slice(key_of(self.arena.get(loc))),
+            ));
             crate::shard::notify::note_lost();
         }
         if let Some(t) = self.track_lost.as_mut() {
@@ -1433,7 +1491,7 @@ impl Db {
             crate::shard::journal::note_gone();
         }
         if let Some(l) = self.lost.as_mut() {
-            l.push((true, key.clone()));
+            l.push((Lost::Evicted, key.clone()));
             crate::shard::notify::note_lost();
         }
         if let Some(t) = self.track_lost.as_mut() {

@@ -7,13 +7,15 @@
 //!
 //! Which event a command sends is data on its table row ([`Notify`]); the keys it applies to
 //! are the ones the command changed (`Shard::touch`). Keys deleted by expiry or eviction are
-//! noted by `Db` (`Db::lost`) and become `expired` / `evicted`.
+//! noted by `Db` (`Db::lost`) and become `expired` / `evicted`; so are a read command's
+//! lookups of missing keys, which become `keymiss` (class `m`, as Redis 7.0: not part of `A`).
 //!
 //! When the setting is empty (`Shard::notify == 0`) nothing here runs: the command path pays
 //! one branch.
 
 use bytes::Bytes;
 
+use super::db::Lost;
 use super::Shard;
 use crate::commands::table::CommandSpec;
 use crate::protocol::reply::Reply;
@@ -38,15 +40,6 @@ pub const ALL: u32 =
 
 /// Redis's error text for a bad flag string (CONFIG SET and the config file).
 pub const INVALID: &str = "Invalid event class character. Use 'Ag$lshzxeKEtmdn'.";
-
-/// What shardis says about flags it accepts but does not act on yet: `m` (keymiss events).
-pub fn unsupported(f: u32) -> Option<String> {
-    (f & KEY_MISS != 0).then(|| {
-        "'notify-keyspace-events' class 'm' (keymiss) is not supported yet: no keymiss events \
-         are sent; the other classes are"
-            .to_string()
-    })
-}
 
 /// Redis's keyspaceEventsStringToFlags.
 pub fn parse(s: &str) -> Option<u32> {
@@ -185,8 +178,9 @@ pub fn set_flags(shard: &mut Shard, flags: u32) {
         return;
     }
     shard.notify = f;
-    let lost = f & (EXPIRED | EVICTED) != 0;
+    let lost = f & (EXPIRED | EVICTED | KEY_MISS) != 0;
     for d in shard.dbs.iter_mut() {
+        d.keymiss = f & KEY_MISS != 0;
         if lost {
             d.lost.get_or_insert_with(Vec::new);
         } else {
@@ -268,14 +262,15 @@ pub fn drain_lost(shard: &mut Shard) {
             // A database replaced wholesale (a reload) starts noting again.
             None => {
                 shard.dbs[i].lost = Some(Vec::new());
+                shard.dbs[i].keymiss = shard.notify & KEY_MISS != 0;
                 continue;
             }
         };
-        for (evicted, key) in &lost {
-            let ev = if *evicted {
-                (EVICTED, "evicted")
-            } else {
-                (EXPIRED, "expired")
+        for (why, key) in &lost {
+            let ev = match why {
+                Lost::Evicted => (EVICTED, "evicted"),
+                Lost::Expired => (EXPIRED, "expired"),
+                Lost::Miss => (KEY_MISS, "keymiss"),
             };
             emit(shard, i, ev, key);
         }

@@ -513,9 +513,101 @@ pub fn count_raw(max: &[u8]) -> u64 {
     estimate(&raw_histogram(max))
 }
 
+/// PFDEBUG DECODE: a sparse value's opcodes as Redis prints them (`z:len` ZERO, `Z:len`
+/// XZERO, `v:value,len` VAL), space-separated. `None` for a dense value.
+pub fn decode(v: &[u8]) -> Option<String> {
+    if is_dense(v) {
+        return None;
+    }
+    let mut out = Vec::new();
+    let mut p = HDR;
+    while let Some(op) = op_at(v, p) {
+        out.push(if op.val > 0 {
+            format!("v:{},{}", op.val, op.len)
+        } else if op.size == 1 {
+            format!("z:{}", op.len)
+        } else {
+            format!("Z:{}", op.len)
+        });
+        p += op.size;
+    }
+    Some(out.join(" "))
+}
+
+/// PFDEBUG GETREG: the registers of a dense value, one byte each.
+pub fn dense_registers(v: &[u8]) -> Vec<u8> {
+    let regs = v.get(HDR..).unwrap_or_default();
+    (0..REGISTERS).map(|i| dense_get(regs, i)).collect()
+}
+
+/// PFSELFTEST (Redis's checks, scaled to stay a few milliseconds on the shard): every
+/// dense register keeps what was written next to its neighbours; a sparse and a dense
+/// value fed the same elements hold the same registers and count the same, within the
+/// estimator's error, at each step.
+pub fn selftest(seed: u64) -> Result<(), String> {
+    let mut rng = crate::types::Rng::new(seed);
+    let mut regs = vec![0u8; DENSE_SIZE - HDR];
+    let mut want = vec![0u8; REGISTERS];
+    for _ in 0..4 {
+        for (i, w) in want.iter_mut().enumerate() {
+            *w = (rng.next_u64() & u64::from(REGISTER_MAX)) as u8;
+            dense_set(&mut regs, i, *w);
+        }
+        for (i, w) in want.iter().enumerate() {
+            let got = dense_get(&regs, i);
+            if got != *w {
+                return Err(format!("TESTFAILED Register error at {i}: {got} vs {w}"));
+            }
+        }
+    }
+    let mut sparse = new_sparse();
+    let mut dense = new_sparse();
+    to_dense(&mut dense).map_err(|_| "TESTFAILED sparse to dense".to_string())?;
+    // The error bound Redis's test allows: five standard errors.
+    let relerr = 1.04 / (REGISTERS as f64).sqrt();
+    let mut checkpoint = 1u64;
+    for j in 1..=20_000u64 {
+        let ele = (rng.next_u64() ^ j).to_le_bytes();
+        add(&mut sparse, &ele, SPARSE_MAX_BYTES).map_err(|_| "TESTFAILED corrupt".to_string())?;
+        dense_add(&mut dense, &ele);
+        if j != checkpoint {
+            continue;
+        }
+        checkpoint *= 10;
+        let mut a = vec![0u8; REGISTERS];
+        let mut b = vec![0u8; REGISTERS];
+        merge_into(&mut a, &sparse).map_err(|_| "TESTFAILED corrupt".to_string())?;
+        merge_into(&mut b, &dense).map_err(|_| "TESTFAILED corrupt".to_string())?;
+        if a != b {
+            return Err(format!(
+                "TESTFAILED sparse and dense registers differ at {j}"
+            ));
+        }
+        let c = count(&dense).map_err(|_| "TESTFAILED corrupt".to_string())?;
+        let abs = (c as f64 - j as f64).abs();
+        let max = (relerr * 5.0 * j as f64).max(if j < 10 { 1.0 } else { 0.0 });
+        if abs > max {
+            return Err(format!(
+                "TESTFAILED Too big error. card:{j} abserr:{abs} maxerr:{max}"
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn selftest_passes_and_decode_lists_ops() {
+        assert_eq!(selftest(7), Ok(()));
+        assert_eq!(decode(&new_sparse()).as_deref(), Some("Z:16384"));
+        let mut v = new_sparse();
+        to_dense(&mut v).unwrap();
+        assert_eq!(decode(&v), None);
+        assert_eq!(dense_registers(&v).len(), REGISTERS);
+    }
 
     #[test]
     fn empty_is_redis_bytes() {
