@@ -530,3 +530,90 @@ fn min_replicas_ack_holds_replies_until_a_replica_has_the_write() {
         r.signal("CONT");
     }
 }
+
+/// Transactions under `min-replicas-to-write` and `min-replicas-ack`, as Redis's
+/// processCommand treats them: EXEC counts as a write only if a write is queued (a read-only
+/// transaction runs without replicas), a write refused while queuing aborts EXEC, and an EXEC
+/// refused because the replicas went away discards the transaction (EXECABORT ... because
+/// of: NOREPLICAS), leaving the client out of MULTI. Byte for byte against redis-server.
+#[test]
+fn transactions_under_the_replica_gates() {
+    use common::resp::{encode_command, Client, Redis};
+    fn run(c: &mut Client, cmds: &[&[&str]]) -> Vec<Vec<u8>> {
+        cmds.iter()
+            .map(|a| {
+                let args: Vec<Vec<u8>> = a.iter().map(|s| s.as_bytes().to_vec()).collect();
+                c.send(&encode_command(&args)).unwrap();
+                c.read_reply().unwrap()
+            })
+            .collect()
+    }
+    let script: &[&[&str]] = &[
+        &["MULTI"],
+        &["GET", "k"],
+        &["EXISTS", "k"],
+        &["EXEC"],
+        &["MULTI"],
+        &["GET", "k"],
+        &["SET", "k", "1"],
+        &["EXEC"],
+        &["PING"],
+    ];
+    let redis = Redis::start_with(&["--min-replicas-to-write", "1"]);
+    let want = run(&mut Client::connect(redis.port), script);
+    assert_eq!(
+        want[3], b"*2\r\n$-1\r\n:0\r\n",
+        "redis: a read-only EXEC runs"
+    );
+    for flags in [
+        &["--min-replicas-to-write", "1"][..],
+        &["--min-replicas-ack", "1"][..],
+    ] {
+        let s = node(2, flags);
+        let got = run(&mut Client::connect(s.port), script);
+        let show = |v: &Vec<Vec<u8>>| {
+            v.iter()
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(show(&got), show(&want), "{flags:?}");
+    }
+
+    // The replica goes away between queuing and EXEC: the EXEC is refused and discards.
+    let master = node(
+        2,
+        &[
+            "--min-replicas-to-write",
+            "1",
+            "--min-replicas-max-lag",
+            "1",
+        ],
+    );
+    let r = node(1, &["--replicaof", "127.0.0.1", &master.port.to_string()]);
+    let mut other = master.client();
+    let writes = |c: &mut redis::Connection| redis::cmd("SET").arg("w").arg(1).query::<()>(c);
+    assert!(common::wait_for(Duration::from_secs(10), || writes(
+        &mut other
+    )
+    .is_ok()));
+    let mut c = Client::connect(master.port);
+    let queued = run(&mut c, &[&["MULTI"], &["SET", "k", "1"], &["INCR", "n"]]);
+    assert_eq!(queued[2], b"+QUEUED\r\n");
+    r.signal("STOP");
+    assert!(common::wait_for(Duration::from_secs(10), || writes(
+        &mut other
+    )
+    .is_err()));
+    let after = run(&mut c, &[&["EXEC"], &["PING"], &["GET", "k"]]);
+    r.signal("CONT");
+    assert_eq!(
+        String::from_utf8_lossy(&after[0]),
+        "-EXECABORT Transaction discarded because of: NOREPLICAS Not enough good replicas \
+         to write.\r\n"
+    );
+    assert_eq!(
+        after[1], b"+PONG\r\n",
+        "out of MULTI after the refused EXEC"
+    );
+    assert_eq!(after[2], b"$-1\r\n", "nothing of it ran");
+}

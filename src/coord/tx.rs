@@ -35,7 +35,9 @@ use bytes::Bytes;
 use slab::Slab;
 
 use super::multi;
-use crate::commands::table::{table, CommandSpec, Exec, DENYOOM, NO_MULTI, PROTECTED, WRITE};
+use crate::commands::table::{
+    table, CommandSpec, Exec, DENYOOM, MAY_REPLICATE, NO_MULTI, PROTECTED, READONLY, WRITE,
+};
 use crate::commands::{self, ConnCtx, Route};
 use crate::error::{self, CmdError};
 use crate::protocol::reply::Reply;
@@ -348,6 +350,29 @@ pub fn multi(w: &mut Worker, idx: usize) -> Result<(), CmdError> {
     t.queue = Some(Vec::new());
     t.aborted = false;
     Ok(())
+}
+
+/// EXEC's flags as the replication gates see them (Redis's processCommand takes an EXEC as
+/// a write when a queued command is one): `exec` without MAY_REPLICATE, plus WRITE and
+/// MAY_REPLICATE from what is queued, so a read-only transaction passes min-replicas.
+pub fn exec_flags(w: &Worker, idx: usize, exec: u32) -> u32 {
+    let mut flags = exec & !MAY_REPLICATE;
+    let queued = w
+        .conns
+        .get(idx)
+        .and_then(|c| c.tx.as_ref())
+        .and_then(|t| t.queue.as_ref());
+    for s in queued
+        .into_iter()
+        .flatten()
+        .filter_map(|q| table().get(q.id))
+    {
+        flags |= s.flags & WRITE;
+        if s.flags & MAY_REPLICATE != 0 && s.flags & READONLY == 0 {
+            flags |= MAY_REPLICATE;
+        }
+    }
+    flags
 }
 
 /// DISCARD (and the discarding half of EXECABORT, RESET): drops the queue and the watches.

@@ -1589,11 +1589,24 @@ impl Worker {
         let gate = crate::repl::gate();
         let mut hold = false;
         if gate != 0 && !self.conns[idx].master {
-            if let Some(e) = crate::repl::refusal(gate, spec.flags) {
-                self.reject(idx, Some(id), CmdError::coded(e));
+            let is_exec = spec.name == "exec";
+            let flags = if is_exec {
+                crate::coord::tx::exec_flags(self, idx, spec.flags)
+            } else {
+                spec.flags
+            };
+            if let Some(e) = crate::repl::refusal(gate, flags) {
+                // Redis's rejectCommand: an EXEC refused here discards the transaction.
+                let e = if is_exec && crate::coord::tx::in_multi(&self.conns[idx]) {
+                    crate::coord::tx::discard(self, idx);
+                    CmdError::Other(crate::error::exec_abort_because(e))
+                } else {
+                    CmdError::coded(e)
+                };
+                self.reject(idx, Some(id), e);
                 return;
             }
-            hold = crate::repl::holds_reply(gate, spec.flags);
+            hold = crate::repl::holds_reply(gate, flags);
         }
         let (db, resp) = {
             let c = &mut self.conns[idx].client;
