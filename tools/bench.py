@@ -8,8 +8,12 @@ bench-results/<date>_<commit>_<scenario>.{md,json,svg}.
 
 Modes:
   compare  (default) redis-benchmark SET/GET and a SET:GET 1:10 mix (examples/loadgen.rs,
-           one SET then ten GETs per connection) at each pipeline depth, memtier_benchmark when it
-           is on PATH, and a memory load of N keys; both servers.
+           one SET then ten GETs per connection) at each pipeline depth, memtier_benchmark's
+           1:10, GET-only and SET-only at each depth (built by ../shared/tools/build-memtier.sh
+           when not on PATH), and a memory load of N keys; both servers.
+  memtier  the ab mode (below) with memtier_benchmark's workloads: 100k keys preloaded, then
+           SET:GET 1:10, GET only and SET only at each pipeline depth, 50 connections on one
+           memtier thread; Redis in the same run unless --no-redis.
   scaling  shardis at 1..N shards (on the given server cores), uniform random keys, CPU per
            request per shard count (the cost of cross-shard hops), with Redis as the baseline.
   memory-types
@@ -250,14 +254,30 @@ def ensure_loadgen():
                        cwd=ROOT, check=True)
 
 
+def user_sys_ticks(pid):
+    """(utime, stime) of the whole process in clock ticks, from /proc/<pid>/stat."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]), int(fields[12])
+
+
+# The kernel's share of the server's CPU time in the last `measured` run (stime over
+# utime + stime, 10 ms ticks: rough on short runs, good on the pipelined ones).
+LAST = {"sys_frac": None}
+
+
 def measured(server, cmd):
     """Runs a load generator; returns its output and the server's CPU seconds, context
-    switches and the wall time spent meanwhile."""
+    switches and the wall time spent meanwhile (the kernel's share goes to LAST)."""
     before = cpu_seconds(server.pid)
     cs0 = ctx_switches(server.pid)
+    u0, s0 = user_sys_ticks(server.pid)
     t0 = time.time()
     out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
     wall = time.time() - t0
+    u1, s1 = user_sys_ticks(server.pid)
+    ticks = (u1 - u0) + (s1 - s0)
+    LAST["sys_frac"] = round((s1 - s0) / ticks, 3) if ticks > 0 else None
     return out, cpu_seconds(server.pid) - before, ctx_switches(server.pid) - cs0, wall
 
 
@@ -285,7 +305,7 @@ def run_mixed(server, pipeline, args):
         "p999_ms": float(tot["p999"]) if "p999" in tot else None,
         "server_cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
         "cpu_us_per_req": round(cpu * 1e6 / max(1, reqs), 3),
-        "ctx_switches_per_req": round(cs / max(1, reqs), 4),
+        "ctx_switches_per_req": round(cs / max(1, reqs), 4), "sys_frac": LAST["sys_frac"],
         "command": shlex.join(cmd),
     }
 
@@ -293,6 +313,8 @@ def run_mixed(server, pipeline, args):
 def run_redis_benchmark(server, test, pipeline, args):
     if test.lower() == "mixed":
         return run_mixed(server, pipeline, args)
+    if test.lower() in MEMTIER_TESTS:
+        return run_memtier(server, test, pipeline, args)
     # Pipelined runs are 4x longer so the CPU reading stays well above timer noise.
     n = args.requests * (4 if pipeline >= 8 else 1)
     target = ["-p", str(server.port)]
@@ -311,32 +333,70 @@ def run_redis_benchmark(server, test, pipeline, args):
         "ops": rps, "p50_ms": p50, "p99_ms": p99, "p999_ms": p999,
         "server_cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
         "cpu_us_per_req": round(cpu * 1e6 / n, 3),
-        "ctx_switches_per_req": round(cs / n, 4),
+        "ctx_switches_per_req": round(cs / n, 4), "sys_frac": LAST["sys_frac"],
         "command": " ".join(cmd),
     }
 
 
-def run_memtier(server, args):
-    cmd = ["taskset", "-c", args.client_cores, "memtier_benchmark", "-s", "127.0.0.1",
-           "-p", str(server.port), "--protocol=redis", "--ratio=1:10", "-d", str(args.value_size),
-           "--key-maximum", str(args.keyspace), "-c", str(max(1, args.clients // 4)), "-t", "4",
-           "--pipeline=1", "-n", str(max(1, args.requests // args.clients)), "--hide-histogram"]
-    before = cpu_seconds(server.pid)
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    cpu = cpu_seconds(server.pid) - before
+MEMTIER_TESTS = {"memtier-mixed": "1:10", "memtier-get": "0:1", "memtier-set": "1:0"}
+MEMTIER = {"bin": None}
+
+
+def memtier_bin():
+    """memtier_benchmark: on PATH, or built once by ../shared/tools/build-memtier.sh (Debian
+    does not package it). None when neither works."""
+    if MEMTIER["bin"]:
+        return MEMTIER["bin"]
+    found = shutil.which("memtier_benchmark")
+    script = os.path.join(os.path.dirname(ROOT), "shared", "tools", "build-memtier.sh")
+    if not found and os.path.exists(script):
+        log("building memtier_benchmark once (../shared/tools/build-memtier.sh)")
+        r = subprocess.run([script], capture_output=True, text=True)
+        path = r.stdout.strip().splitlines()[-1] if r.stdout.strip() else ""
+        found = path if r.returncode == 0 and os.path.exists(path) else None
+    MEMTIER["bin"] = found
+    return found
+
+
+def memtier_preload(server, args):
+    """Writes memtier's keys memtier-1..memtier-K once (sequential pattern, pipelined), so
+    GETs hit as in the issue's setup (100k keys preloaded)."""
+    cmd = ["taskset", "-c", args.client_cores, memtier_bin(), "-s", "127.0.0.1",
+           "-p", str(server.port), "--protocol=redis", "--ratio=1:0", "--key-pattern=P:P",
+           "--key-minimum=1", f"--key-maximum={args.keyspace}", "-d", str(args.value_size),
+           "-c", "1", "-t", "1", "--pipeline=64", "--requests=allkeys", "--hide-histogram"]
+    subprocess.run(cmd, capture_output=True, text=True, check=True)
+    return shlex.join(cmd)
+
+
+def run_memtier(server, test, pipeline, args):
+    """memtier_benchmark, one thread on the client cores, args.clients connections, random
+    keys over the preloaded range; `test` names the ratio (MEMTIER_TESTS). Server CPU per
+    request from /proc."""
+    ratio = MEMTIER_TESTS[test.lower()]
+    n = args.requests * (4 if pipeline >= 8 else 1)
+    per_client = max(1, n // args.clients)
+    cmd = ["taskset", "-c", args.client_cores, memtier_bin(), "-s", "127.0.0.1",
+           "-p", str(server.port), "--protocol=redis", f"--ratio={ratio}", "--key-pattern=R:R",
+           "--key-minimum=1", f"--key-maximum={args.keyspace}", "-d", str(args.value_size),
+           "-c", str(args.clients), "-t", "1", f"--pipeline={pipeline}", "-n", str(per_client),
+           "--hide-histogram"]
+    if getattr(args, "nice", 0):
+        cmd = ["nice", "-n", str(args.nice)] + cmd
+    out, cpu, cs, wall = measured(server, cmd)
     total = None
     for line in out.splitlines():
         if line.startswith("Totals"):
-            parts = line.split()
-            total = parts
-    ops = float(total[1]) if total else None
-    reqs = max(1, args.requests // args.clients) * max(1, args.clients // 4) * 4
-    return {"tool": "memtier_benchmark", "test": "SET:GET 1:10", "clients": args.clients,
-            "pipeline": 1, "value": args.value_size, "requests": reqs, "ops": ops,
-            "p50_ms": None, "p99_ms": float(total[6]) if total and len(total) > 6 else None,
-            "p999_ms": float(total[7]) if total and len(total) > 7 else None,
-            "server_cpu_s": round(cpu, 3), "cpu_us_per_req": round(cpu * 1e6 / reqs, 3),
-            "command": " ".join(cmd)}
+            total = line.split()
+    num = lambda i: float(total[i]) if total and len(total) > i and total[i] != "---" else None
+    reqs = per_client * args.clients
+    return {"tool": "memtier_benchmark", "test": test.upper(), "clients": args.clients,
+            "pipeline": pipeline, "value": args.value_size, "requests": reqs, "ops": num(1),
+            "p50_ms": num(5), "p99_ms": num(6), "p999_ms": num(7),
+            "server_cpu_s": round(cpu, 3), "wall_s": round(wall, 3),
+            "cpu_us_per_req": round(cpu * 1e6 / reqs, 3),
+            "ctx_switches_per_req": round(cs / reqs, 4), "sys_frac": LAST["sys_frac"],
+            "command": shlex.join(cmd)}
 
 
 def info_used_memory(port):
@@ -938,6 +998,10 @@ def run_ab(args, meta, variants, shards, pipelines, tests, write_file):
             servers.append(start_redis(args.server_cores))
         for name, binary, extra in variants:
             servers.append(start_shardis(binary, shards, args.server_cores, name or "shardis", extra))
+        if any(t.lower() in MEMTIER_TESTS for t in tests):
+            for srv in servers:
+                log(f"{srv.name}: preloading memtier's {args.keyspace} keys")
+                preload = memtier_preload(srv, args)
         runs = {}  # (server, test, pipeline) -> [row per repeat]
         total = args.repeat * len(pipelines) * len(tests) * len(servers)
         done = 0
@@ -961,9 +1025,9 @@ def run_ab(args, meta, variants, shards, pipelines, tests, write_file):
     base_name = servers[1 if not args.no_redis else 0].name
     names = [s.name for s in servers]
     med = lambda v: sorted(v)[len(v) // 2] if v else None
-    header = (f"{'workload':<10} {'server':<12} {'median us/req':>13} {'all runs (us/req)':<40} "
+    header = (f"{'workload':<18} {'server':<12} {'median us/req':>13} {'all runs (us/req)':<40} "
               f"{'x ' + base_name + ' (median of paired)':>28} {'x redis':>8} {'ops/s':>9} "
-              f"{'p50 ms':>7} {'p99 ms':>7} {'cs/req':>7}")
+              f"{'p50 ms':>7} {'p99 ms':>7} {'cs/req':>7} {'sys %':>6}")
     print()
     print(header)
     rows, lines = [], [header]
@@ -979,12 +1043,13 @@ def run_ab(args, meta, variants, shards, pipelines, tests, write_file):
                 if not args.no_redis:
                     red = runs[("redis", T, p)]
                     vs_redis = med([a["cpu_us_per_req"] / b["cpu_us_per_req"] for a, b in zip(rs, red)])
-                line = (f"{T + ' P' + str(p):<10} {n:<12} {med(cpu):>13.3f} "
+                line = (f"{T + ' P' + str(p):<18} {n:<12} {med(cpu):>13.3f} "
                         f"{' '.join(f'{c:.3f}' for c in cpu):<40} {med(paired):>28.3f} "
                         f"{fmt(vs_redis, 3) if vs_redis else '-':>8} "
                         f"{med([r['ops'] or 0 for r in rs]):>9.0f} {med([r['p50_ms'] or 0 for r in rs]):>7.3f} "
                         f"{med([r['p99_ms'] or 0 for r in rs]):>7.3f} "
-                        f"{med([r['ctx_switches_per_req'] for r in rs]):>7.3f}")
+                        f"{med([r['ctx_switches_per_req'] for r in rs]):>7.3f} "
+                        f"{fmt(med([r['sys_frac'] * 100 for r in rs if r.get('sys_frac') is not None]), 0):>6}")
                 print(line)
                 lines.append(line)
                 rows.append({"server": n, "test": T, "pipeline": p, "cpu_us_per_req": med(cpu),
@@ -1010,6 +1075,15 @@ def run_ab(args, meta, variants, shards, pipelines, tests, write_file):
             md += [f"- MIXED: `taskset -c {args.client_cores} target/release/examples/loadgen --port PORT "
                    f"--clients {args.clients} --requests N --pipeline P --ratio 1:10 "
                    f"--data-size {args.value_size} --key-max {args.keyspace}`"]
+        mt = [t for t in tests if t.lower() in MEMTIER_TESTS]
+        if mt:
+            md += [f"- memtier keys preloaded once per server: `{preload}`",
+                   f"- {', '.join(t.upper() for t in mt)}: `taskset -c {args.client_cores} "
+                   f"memtier_benchmark -s 127.0.0.1 -p PORT --protocol=redis --ratio=R "
+                   f"--key-pattern=R:R --key-minimum=1 --key-maximum={args.keyspace} "
+                   f"-d {args.value_size} -c {args.clients} -t 1 --pipeline=P -n N/{args.clients} "
+                   f"--hide-histogram` with R = "
+                   + ", ".join(f"{MEMTIER_TESTS[t.lower()]} ({t.lower()})" for t in mt)]
         md += ["", "```"] + lines + ["```", ""]
         with open(base + ".md", "w") as f:
             f.write("\n".join(md))
@@ -1018,17 +1092,20 @@ def run_ab(args, meta, variants, shards, pipelines, tests, write_file):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mode", choices=["compare", "scaling", "memory-types", "ab"], default="compare")
+    ap.add_argument("--mode", choices=["compare", "scaling", "memory-types", "ab", "memtier"],
+                    default="compare")
     ap.add_argument("--scenario", default=None, help="name used in the results file (default: the mode)")
     ap.add_argument("--server-cores", default="0", help="cores for the servers (shardis --cores, taskset for Redis)")
     ap.add_argument("--client-cores", default="1", help="cores for the load generator (taskset)")
     ap.add_argument("--clients", type=int, default=50)
     ap.add_argument("--requests", type=int, default=200000)
     ap.add_argument("--pipelines", default="1,16")
-    ap.add_argument("--tests", default="set,get,mixed",
-                    help="redis-benchmark tests (-t names such as set, get, incr), and 'mixed': "
-                         "SET:GET 1:10 interleaved on every connection (examples/loadgen.rs, "
-                         "memtier_benchmark's --ratio without memtier)")
+    ap.add_argument("--tests", default=None,
+                    help="redis-benchmark tests (-t names such as set, get, incr), 'mixed': "
+                         "SET:GET 1:10 interleaved on every connection (examples/loadgen.rs), "
+                         "and memtier_benchmark's memtier-mixed (1:10), memtier-get, memtier-set "
+                         "(default: set,get,mixed plus the three memtier ones when memtier "
+                         "builds; --mode memtier: the memtier ones)")
     ap.add_argument("--value-size", type=int, default=32)
     ap.add_argument("--keyspace", type=int, default=100000, help="redis-benchmark -r (random keys)")
     ap.add_argument("--mem-keys", type=int, default=1000000, help="keys for the memory load (0 = skip)")
@@ -1050,7 +1127,7 @@ def main():
     ap.add_argument("--shardis", action="append", default=[], metavar="NAME=CMD",
                     help="a shardis binary (plus extra flags) to run under NAME; repeatable")
     args = ap.parse_args()
-    write_file = args.mode != "ab" or args.scenario is not None
+    write_file = args.mode not in ("ab",) or args.scenario is not None
     Server.nice = args.nice
     args.scenario = args.scenario or args.mode
     ensure_tools()
@@ -1072,11 +1149,18 @@ def main():
     if args.mode == "compare":
         shard_counts = shard_counts[:1]
     pipelines = [int(p) for p in args.pipelines.split(",")]
+    if args.tests is None:
+        args.tests = ",".join(MEMTIER_TESTS) if args.mode == "memtier" else "set,get,mixed"
+        if args.mode == "compare" and not args.tls and memtier_bin():
+            args.tests += "," + ",".join(MEMTIER_TESTS)
     tests = [t.strip() for t in args.tests.split(",") if t.strip()]
+    if any(t.lower() in MEMTIER_TESTS for t in tests) and not memtier_bin():
+        sys.exit("memtier_benchmark is not on PATH and ../shared/tools/build-memtier.sh "
+                 "could not build it")
     if args.tls:
         make_certs()
         # The load generator, memtier runs and the memory load speak plain TCP only.
-        tests = [t for t in tests if t.lower() != "mixed"]
+        tests = [t for t in tests if t.lower() != "mixed" and t.lower() not in MEMTIER_TESTS]
         args.mem_keys = 0
     meta = machine()
     variants = []
@@ -1091,7 +1175,7 @@ def main():
         variants.append((name, exe, parts[1:]))
     if not variants:
         variants = [(None, binary, [])]
-    if args.mode == "ab":
+    if args.mode in ("ab", "memtier"):
         run_ab(args, meta, variants, shard_counts[0], pipelines, tests, write_file)
         return
     rows, mem, notes, commands = [], [], [], []
@@ -1109,12 +1193,16 @@ def main():
         srv = start_redis(args.server_cores) if shards is None else start_shardis(vbin, shards, args.server_cores, vname, vextra)
         commands.append(shlex.join(srv.cmd))
         try:
+            if any(t.lower() in MEMTIER_TESTS for t in tests):
+                log(f"{name}: preloading memtier's {args.keyspace} keys")
+                commands.append("memtier preload: " + memtier_preload(srv, args))
             for p in pipelines:
                 for t in tests:
                     runs = []
                     for _ in range(args.repeat):
                         done += 1
-                        tool = "loadgen" if t.lower() == "mixed" else "redis-benchmark"
+                        tool = ("loadgen" if t.lower() == "mixed" else "memtier_benchmark"
+                                if t.lower() in MEMTIER_TESTS else "redis-benchmark")
                         log(f"[{done}/{total}] {name}: {tool} {t.upper()} P{p} ({args.requests} requests)")
                         runs.append(run_redis_benchmark(srv, t, p, args))
                     runs.sort(key=lambda r: r["cpu_us_per_req"])
@@ -1122,15 +1210,6 @@ def main():
                     r["server"] = name
                     rows.append(r)
             if args.mode == "compare":
-                if args.tls:
-                    pass
-                elif shutil.which("memtier_benchmark"):
-                    log(f"{name}: memtier_benchmark 1:10 SET:GET")
-                    r = run_memtier(srv, args)
-                    r["server"] = name
-                    rows.append(r)
-                elif name == "redis" or args.no_redis:
-                    notes.append("memtier_benchmark is not on PATH (Debian does not package it): memtier rows skipped.")
                 if args.mem_keys > 0:
                     log(f"{name}: memory load of {args.mem_keys} keys")
                     m = memory_load(srv, args)
