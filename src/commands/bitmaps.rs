@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::args::{arg, int, is};
 use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
-use crate::coord::multi::{gather, WriteFn};
+use crate::coord::multi::{gather_noting, Noting, WriteFn};
 use crate::error::{self, CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
@@ -25,6 +25,9 @@ const G: &str = "bitmap";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("setbit", 4, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(setbit))
+        .ev(crate::shard::notify::STRING, "setbit")
+        // A change when the bit flipped or the string was created or grown (Redis 7.0).
+        .touches(super::table::Touches::Own)
         .verbatim()
         .doc(G, "2.2.0", "Sets or clears the bit at offset of the string value. Creates the key if it doesn't exist.", "key offset value"),
     CommandSpec::new("getbit", 3, READONLY | FAST, KeySpec::single(1), Exec::Key(getbit))
@@ -39,6 +42,9 @@ pub const COMMANDS: &[CommandSpec] = &[
         .verbatim()
         .doc(G, "2.6.0", "Performs bitwise operations on multiple strings, and stores the result.", "AND | OR | XOR | NOT destkey key [key ...]"),
     CommandSpec::new("bitfield", -2, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(bitfield))
+        .ev(crate::shard::notify::STRING, "setbit")
+        // A change only when a SET or INCRBY did not fail (Redis's `changes`).
+        .touches(super::table::Touches::Own)
         .verbatim()
         .doc(G, "3.2.0", "Performs arbitrary bitfield integer operations on strings.",
              "key [GET encoding offset | [OVERFLOW WRAP | SAT | FAIL] SET encoding offset value | INCRBY encoding offset increment [GET encoding offset | [OVERFLOW WRAP | SAT | FAIL] SET encoding offset value | INCRBY encoding offset increment ...]]"),
@@ -75,8 +81,14 @@ fn setbit(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
         .filter(|v| v & !1 == 0)
         .ok_or_else(|| CmdError::coded(error::BIT_VALUE))?;
     let now = ctx.now();
-    let v = string_for_write(ctx.db(), key, now, (off >> 3) as usize + 1)?;
-    Ok(Reply::Int(i64::from(bm::set_bit(v, off, on == 1))))
+    let len = (off >> 3) as usize + 1;
+    let before = ctx.db().with_str(key, now, false, |v| v.len())?;
+    let v = string_for_write(ctx.db(), key, now, len)?;
+    let old = bm::set_bit(v, off, on == 1);
+    if old != (on == 1) || before.is_none_or(|b| b < len) {
+        ctx.shard.touch(ctx.db, key);
+    }
+    Ok(Reply::Int(i64::from(old)))
 }
 
 /// Redis's lookupStringForBitCommand: the string at `key` grown to `len` bytes, created
@@ -258,8 +270,12 @@ fn bitop_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let dst_owner = shard_of(&dst, n);
     let ticket = ctx.defer();
     let srcs: Vec<Bytes> = argv.iter().skip(3).cloned().collect();
-    gather(
+    gather_noting(
         ctx.w,
+        Some(Noting {
+            db,
+            argv: argv.to_vec(),
+        }),
         srcs,
         vec![dst_owner],
         move |w: &mut Worker, k: &Bytes| {
@@ -431,13 +447,21 @@ fn bitfield_generic(ctx: &mut KeyCtx, argv: &[Bytes], ro: bool) -> CmdResult {
         return Err(CmdError::coded(error::BITFIELD_RO));
     }
     let v = string_for_write(db, key, now, (highest >> 3) as usize + 1)?;
+    let mut changes = 0;
     let out = ops
         .iter()
         .map(|f| match f.op {
             FieldOp::Get => field_get(v, f),
-            _ => field_write(v, f),
+            _ => {
+                let r = field_write(v, f);
+                changes += usize::from(!matches!(r, Reply::Null));
+                r
+            }
         })
         .collect();
+    if changes > 0 {
+        ctx.shard.touch(ctx.db, key);
+    }
     Ok(Reply::Array(out))
 }
 

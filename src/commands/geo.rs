@@ -18,7 +18,7 @@ use super::args::{arg, is, owned};
 use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, READONLY, WRITE};
 use super::zsets::store_zset;
 use super::{ConnCtx, KeyCtx};
-use crate::coord::multi::{gather, WriteFn};
+use crate::coord::multi::{gather_noting, Noting, WriteFn};
 use crate::error::{self as e, CmdError, CmdResult};
 use crate::protocol::reply::Reply;
 use crate::protocol::{parse_f64, parse_i64};
@@ -38,6 +38,9 @@ const MEMBER_KEYS: KeySpec = KeySpec::single_store(1, 5);
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("geoadd", -5, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(geoadd))
+        // Redis runs GEOADD as a ZADD: its event, and a change only when a member moved.
+        .ev(crate::shard::notify::ZSET, "zadd")
+        .touches(super::table::Touches::Own)
         .verbatim()
         .doc(G, "3.2.0", "Adds one or more members to a geospatial index. The key is created if it doesn't exist.",
              "key [NX | XX] [CH] longitude latitude member [longitude latitude member ...]"),
@@ -51,6 +54,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(G, "3.2.0", "Returns the longitude and latitude of members from a geospatial index.",
              "key [member [member ...]]"),
     CommandSpec::new("georadius", -6, WRITE | DENYOOM, RADIUS_KEYS, Exec::Key(search))
+        .ev_store(crate::shard::notify::ZSET, "georadiusstore", 0)
         .cross(search_cross)
         .touches(super::table::Touches::AllBut(1))
         .doc(G, "3.2.0", "Queries a geospatial index for members within a distance from a coordinate, optionally stores the result.",
@@ -59,6 +63,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(G, "3.2.10", "Returns members from a geospatial index that are within a distance from a coordinate.",
              "key longitude latitude radius <M | KM | FT | MI> [WITHCOORD] [WITHDIST] [WITHHASH] [COUNT count [ANY]] [ASC | DESC]"),
     CommandSpec::new("georadiusbymember", -5, WRITE | DENYOOM, MEMBER_KEYS, Exec::Key(search))
+        .ev_store(crate::shard::notify::ZSET, "georadiusstore", 0)
         .cross(search_cross)
         .touches(super::table::Touches::AllBut(1))
         .doc(G, "3.2.0", "Queries a geospatial index for members within a distance from a member, optionally stores the result.",
@@ -70,6 +75,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(G, "6.2.0", "Queries a geospatial index for members inside an area of a box or a circle.",
              "key <FROMMEMBER member | FROMLONLAT longitude latitude> <BYRADIUS radius <M | KM | FT | MI> | BYBOX width height <M | KM | FT | MI>> [ASC | DESC] [COUNT count [ANY]] [WITHCOORD] [WITHDIST] [WITHHASH]"),
     CommandSpec::new("geosearchstore", -8, WRITE | DENYOOM, KeySpec::range(1, 2, 1), Exec::Key(search))
+        .ev_store(crate::shard::notify::ZSET, "geosearchstore", 1)
         .cross(search_cross)
         .touches(super::table::Touches::AllBut(2))
         .doc(G, "6.2.0", "Queries a geospatial index for members inside an area of a box or a circle, optionally stores the result.",
@@ -199,6 +205,9 @@ fn geoadd(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
         }
     }
     db.remove_if_empty(key);
+    if changed > 0 {
+        ctx.shard.touch(ctx.db, key);
+    }
     Ok(Reply::Int(if ch { changed } else { added }))
 }
 
@@ -727,8 +736,12 @@ fn search_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let resp = ctx.client().resp;
     let ticket = ctx.defer();
     let locked = extra.clone();
-    gather(
+    gather_noting(
         ctx.w,
+        Some(Noting {
+            db,
+            argv: argv.to_vec(),
+        }),
         vec![src],
         extra,
         move |w: &mut Worker, _k: &Bytes| -> Result<Outcome, CmdError> {

@@ -13,7 +13,7 @@ use super::table::{
     CommandSpec, Exec, KeySpec, ADMIN, DENYOOM, FAST, MAY_REPLICATE, READONLY, WRITE,
 };
 use super::{ConnCtx, KeyCtx};
-use crate::coord::multi::{gather, WriteFn};
+use crate::coord::multi::{gather, gather_noting, Noting, WriteFn};
 use crate::error::{self, CmdError, CmdResult};
 use crate::protocol::reply::Reply;
 use crate::server::worker::Worker;
@@ -299,8 +299,12 @@ fn pfmerge_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let dst_owner = shard_of(&dst, ctx.w.nshards);
     let ticket = ctx.defer();
     let keys: Vec<Bytes> = argv.iter().skip(1).cloned().collect();
-    gather(
+    gather_noting(
         ctx.w,
+        Some(Noting {
+            db,
+            argv: argv.to_vec(),
+        }),
         keys,
         vec![dst_owner],
         move |w: &mut Worker, k: &Bytes| read_regs(w, db, k),

@@ -10,7 +10,7 @@ use bytes::Bytes;
 use super::args::{arg, int, is, owned};
 use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
-use crate::coord::multi::{gather, WriteFn};
+use crate::coord::multi::{gather_noting, Noting, WriteFn};
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
@@ -343,8 +343,12 @@ fn move_cross(ctx: &mut ConnCtx, argv: &[Bytes], from: End, to: End) -> CmdResul
     let n = ctx.w.nshards;
     let ticket = ctx.defer();
     let src_r = src.clone();
-    gather(
+    gather_noting(
         ctx.w,
+        Some(Noting {
+            db,
+            argv: argv.to_vec(),
+        }),
         vec![src.clone(), dst.clone()],
         Vec::new(),
         move |w: &mut Worker, k: &Bytes| -> Result<Option<Bytes>, CmdError> {

@@ -10,7 +10,7 @@ use super::args::{arg, owned};
 use super::hashes::{bounded, cursor_arg, rand_count, scan_opts, scan_reply};
 use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
-use crate::coord::multi::{gather, WriteFn};
+use crate::coord::multi::{gather_noting, Noting, WriteFn};
 use crate::error::{self, CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
@@ -235,8 +235,12 @@ fn smove_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let n = ctx.w.nshards;
     let ticket = ctx.defer();
     let m2 = m.clone();
-    gather(
+    gather_noting(
         ctx.w,
+        Some(Noting {
+            db,
+            argv: argv.to_vec(),
+        }),
         vec![src.clone(), dst.clone()],
         Vec::new(),
         move |w, k| smove_read(w, db, k, &m2),
@@ -264,22 +268,19 @@ fn smove_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                             s.remove(&m1);
                         }
                         d.remove_if_empty(&s1);
-                        let ev = (crate::shard::notify::SET, "srem");
-                        crate::shard::notify::event(&mut tw.shard, db, ev, &s1, true);
                     }),
                 ),
                 (
                     shard_of(&dst, n),
                     Box::new(move |tw: &mut Worker| {
-                        tw.shard.touch(db, &d1);
                         let now = tw.shard.now_ms;
                         let added = match tw.shard.db_mut(db).set_or_create(&d1, now) {
                             Ok(s) => s.add(m),
                             Err(_) => false,
                         };
+                        // Already a member there: the destination did not change.
                         if added {
-                            let ev = (crate::shard::notify::SET, "sadd");
-                            crate::shard::notify::event(&mut tw.shard, db, ev, &d1, false);
+                            tw.shard.touch(db, &d1);
                         }
                     }),
                 ),
@@ -483,8 +484,12 @@ fn algebra_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let extra = a.dst.iter().map(|d| shard_of(d, n)).collect();
     let dst_owner = a.dst.as_ref().map_or(0, |d| shard_of(d, n));
     let srcs = a.srcs.clone();
-    gather(
+    gather_noting(
         ctx.w,
+        Some(Noting {
+            db,
+            argv: argv.to_vec(),
+        }),
         srcs,
         extra,
         move |w: &mut Worker, k: &Bytes| -> Result<Option<Set>, CmdError> {

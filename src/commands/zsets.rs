@@ -12,7 +12,7 @@ use super::args::{arg, int, is, owned};
 use super::hashes::{bounded, cursor_arg, scan_opts, scan_reply};
 use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
-use crate::coord::multi::{gather, WriteFn};
+use crate::coord::multi::{gather_noting, Noting, WriteFn};
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::reply::Reply;
 use crate::protocol::{fmt_g17, parse_f64, parse_i64};
@@ -32,6 +32,8 @@ const Z: &str = "sorted-set";
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("zadd", -4, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(zadd))
         .ev_hook(crate::shard::notify::ev_zadd)
+        // Only a ZADD that added or updated a member is a change (WATCH, events, journal).
+        .touches(super::table::Touches::Own)
         .verbatim()
         .doc(Z, "1.2.0", "Adds one or more members to a sorted set, or updates their scores. Creates the key if it doesn't exist.", "key [NX|XX] [GT|LT] [CH] [INCR] score member [score member ...]"),
     CommandSpec::new("zincrby", 4, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(zincrby))
@@ -228,6 +230,9 @@ fn zadd(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
         last = out.score();
     }
     db.remove_if_empty(key);
+    if added + updated > 0 {
+        ctx.shard.touch(ctx.db, key);
+    }
     Ok(if flags.incr {
         match (processed, last) {
             (p, Some(s)) if p > 0 => Reply::Double(s),
@@ -460,8 +465,12 @@ fn zrangestore_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let n = ctx.w.nshards;
     let ticket = ctx.defer();
     let dst_owner = shard_of(&dst, n);
-    gather(
+    gather_noting(
         ctx.w,
+        Some(Noting {
+            db,
+            argv: argv.to_vec(),
+        }),
         vec![src],
         vec![dst_owner],
         move |w: &mut Worker, k: &Bytes| -> Result<Vec<(Bytes, f64)>, CmdError> {
@@ -822,8 +831,12 @@ fn zalgebra_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let extra = a.dst.iter().map(|d| shard_of(d, n)).collect();
     let dst_owner = a.dst.as_ref().map_or(0, |d| shard_of(d, n));
     let srcs = a.srcs.clone();
-    gather(
+    gather_noting(
         ctx.w,
+        Some(Noting {
+            db,
+            argv: argv.to_vec(),
+        }),
         srcs,
         extra,
         move |w: &mut Worker, k: &Bytes| -> Result<Option<Value>, CmdError> {

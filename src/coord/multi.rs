@@ -226,7 +226,7 @@ pub fn move_key(
                     dst_exists: b.is_some_and(|c| c.dst_exists),
                 };
                 let (reply, write) = decide(&check);
-                let entry = check.src;
+                let (entry, dst_new) = (check.src, !check.dst_exists);
                 let jobs: Vec<(usize, ShardFn<()>)> = vec![
                     (
                         ss,
@@ -249,6 +249,16 @@ pub fn move_key(
                                 let d = tw.shard.db_mut(dst_db);
                                 d.remove(&dst);
                                 d.import(&dst, e);
+                                if dst_new {
+                                    let ev = (crate::shard::notify::NEW, "new");
+                                    crate::shard::notify::event(
+                                        &mut tw.shard,
+                                        dst_db,
+                                        ev,
+                                        &dst,
+                                        false,
+                                    );
+                                }
                                 let name = if write == Some(true) {
                                     "rename_to"
                                 } else {
@@ -283,6 +293,34 @@ pub fn gather<T: Send + 'static>(
     decide: impl FnOnce(Vec<T>) -> (Reply, Vec<(usize, WriteFn)>) + Send + 'static,
     finish: impl FnOnce(&mut Worker, Reply) + Send + 'static,
 ) {
+    gather_noting(w, None, keys, extra, read, decide, finish);
+}
+
+/// The command a [`gather`] runs, for keyspace notifications: its database and arguments
+/// (the row is looked up by name).
+pub struct Noting {
+    pub db: usize,
+    pub argv: Vec<Bytes>,
+}
+
+/// [`gather`], with each shard's writes noted as the command's own on that shard: the
+/// keys its writes touch get the row's events (`new`, the event or `del`), exactly as
+/// when the command runs on one shard (the STORE commands, LMOVE).
+pub fn gather_noting<T: Send + 'static>(
+    w: &mut Worker,
+    noting: Option<Noting>,
+    keys: Vec<Bytes>,
+    extra: Vec<usize>,
+    read: impl Fn(&mut Worker, &Bytes) -> T + Send + Clone + 'static,
+    decide: impl FnOnce(Vec<T>) -> (Reply, Vec<(usize, WriteFn)>) + Send + 'static,
+    finish: impl FnOnce(&mut Worker, Reply) + Send + 'static,
+) {
+    let noting = noting.and_then(|n| {
+        let spec = crate::commands::table::table()
+            .lookup(n.argv.first()?)
+            .map(|(_, s)| s)?;
+        Some((spec, std::sync::Arc::new(n)))
+    });
     let n = w.nshards;
     let owners: Vec<usize> = keys
         .iter()
@@ -315,9 +353,28 @@ pub fn gather<T: Send + 'static>(
                             writes = rest;
                             m.into_iter().map(|(_, f)| f).collect()
                         };
+                        let note = noting.clone().map(|(spec, n)| (spec, n, reply.clone()));
                         let job: ShardFn<()> = Box::new(move |tw| {
+                            let note = note.filter(|_| tw.shard.notify != 0 && !mine.is_empty());
+                            if let Some((spec, n, _)) = &note {
+                                crate::shard::notify::before_command(
+                                    &mut tw.shard,
+                                    spec,
+                                    n.db,
+                                    &n.argv,
+                                );
+                            }
                             for f in mine {
                                 f(tw);
+                            }
+                            if let Some((spec, n, reply)) = &note {
+                                crate::shard::notify::after_command(
+                                    &mut tw.shard,
+                                    spec,
+                                    n.db,
+                                    &n.argv,
+                                    reply,
+                                );
                             }
                             unlock(tw, txid);
                         });

@@ -302,7 +302,9 @@ pub fn before_command(shard: &mut Shard, spec: &CommandSpec, db: usize, argv: &[
         if let Notify::Store(_, _, 0) = spec.notify {
             let dst = argv
                 .iter()
-                .position(|a| a.eq_ignore_ascii_case(b"store"))
+                .position(|a| {
+                    a.eq_ignore_ascii_case(b"store") || a.eq_ignore_ascii_case(b"storedist")
+                })
                 .and_then(|i| argv.get(i + 1));
             if let Some(k) = dst {
                 if shard
