@@ -757,3 +757,189 @@ fn a_frozen_sentinel_enters_and_leaves_tilt() {
     assert!(entered.elapsed() >= Duration::from_millis(2500));
     assert!(tilt_info().contains("sentinel_tilt:0"));
 }
+
+/// The other direction of `stock_and_mixed_sentinels_fail_over_shardis_nodes`: shardis
+/// sentinels manage stock redis-server 7.0 data nodes (they speak only public commands to
+/// them). A client of the `redis` crate's own Sentinel support (`SentinelClient`) finds the
+/// master, writes, and after the master is SIGKILLed reaches the new one through the
+/// sentinels; its replica connection is read-only.
+#[test]
+fn shardis_sentinels_fail_over_stock_nodes_for_the_redis_crate_client() {
+    use redis::sentinel::{SentinelClient, SentinelServerType};
+    if !have_stock() {
+        return;
+    }
+    let mut c = stock_nodes_cluster();
+    let urls: Vec<String> = c
+        .sentinels
+        .iter()
+        .map(|s| format!("redis://127.0.0.1:{}/", s.port))
+        .collect();
+    let mut master = SentinelClient::build(
+        urls.clone(),
+        NAME.to_string(),
+        None,
+        SentinelServerType::Master,
+    )
+    .unwrap();
+    let mut conn = master.get_connection().unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("k")
+        .arg("before")
+        .query(&mut conn)
+        .unwrap();
+    let mut replica =
+        SentinelClient::build(urls, NAME.to_string(), None, SentinelServerType::Replica).unwrap();
+    let mut rc = replica.get_connection().unwrap();
+    let role: Vec<redis::Value> = redis::cmd("ROLE").query(&mut rc).unwrap();
+    assert_eq!(
+        role.first(),
+        Some(&redis::Value::BulkString(b"slave".to_vec()))
+    );
+    let refused = redis::cmd("SET").arg("k").arg("x").query::<()>(&mut rc);
+    assert!(
+        refused
+            .as_ref()
+            .is_err_and(|e| e.kind() == redis::ErrorKind::ReadOnly),
+        "{refused:?}"
+    );
+
+    let (new_port, took) = kill_and_follow(&mut c);
+    println!("shardis sentinels over stock nodes: failover time {took:?}");
+    // The crate's client asks the sentinels again and lands on the promoted node.
+    let ok = wait_for(Duration::from_secs(20), || {
+        master.get_connection().is_ok_and(|mut conn| {
+            redis::cmd("SET")
+                .arg("k")
+                .arg("after")
+                .query::<()>(&mut conn)
+                .is_ok()
+        })
+    });
+    assert!(ok, "the SentinelClient did not reach the new master");
+    let mut direct = c
+        .replicas
+        .iter()
+        .find(|r| r.port == new_port)
+        .unwrap()
+        .conn();
+    let v: String = redis::cmd("GET").arg("k").query(&mut direct).unwrap();
+    assert_eq!(v, "after");
+}
+
+/// `requirepass` in the sentinel's file: every command but AUTH, HELLO ... AUTH and QUIT
+/// gets NOAUTH until the client authenticates; HELLO answers RESP2 (`HELLO 3` NOPROTO);
+/// CLIENT SETNAME/GETNAME/ID. Byte for byte against redis-sentinel on one connection each
+/// (the connection id in HELLO's reply masked). Other sentinels log in with
+/// `sentinel-pass`; directives for access rules the sentinel lacks stop it with the reason.
+#[test]
+fn requirepass_hello_and_client_match_redis_sentinel() {
+    use common::resp::{encode_command, Client};
+    let master = node(free_port(), 1, None);
+    let conf = |kind: &str, port: u16| {
+        let dir = scratch(kind, port);
+        std::fs::write(
+            dir.join("sentinel.conf"),
+            format!(
+                "requirepass sec\nsentinel monitor {NAME} 127.0.0.1 {} 2\n\
+                 sentinel down-after-milliseconds {NAME} 1000\n",
+                master.port
+            ),
+        )
+        .unwrap();
+        dir
+    };
+    let p = free_port();
+    let ours = sentinel(p, master.port, Some(conf("sentinel-auth", p)));
+    let p = free_port();
+    let stock =
+        have_stock().then(|| sentinel_of(Kind::Stock, p, master.port, Some(conf("stock-auth", p))));
+    let script: &[&[&str]] = &[
+        &["PING"],
+        &["SENTINEL", "masters"],
+        &["SUBSCRIBE", "+switch-master"],
+        &["HELLO", "2"],
+        &["HELLO", "2", "AUTH", "default", "bad"],
+        &["AUTH", "bad"],
+        &["AUTH", "someone", "sec"],
+        &["AUTH", "a", "b", "c"],
+        &["HELLO", "3", "AUTH", "default", "sec"],
+        &["HELLO", "x"],
+        &["HELLO", "2", "AUTH", "default", "sec", "SETNAME", "me"],
+        &["CLIENT", "GETNAME"],
+        &["CLIENT", "SETNAME", "other"],
+        &["CLIENT", "GETNAME"],
+        &["CLIENT", "FOO"],
+        &["CLIENT"],
+        &["HELLO", "2", "FOO"],
+        &["AUTH", "sec"],
+        &["PING"],
+    ];
+    let run = |port: u16| -> Vec<String> {
+        let mut c = Client::connect(port);
+        script
+            .iter()
+            .map(|a| {
+                let args: Vec<Vec<u8>> = a.iter().map(|s| s.as_bytes().to_vec()).collect();
+                c.send(&encode_command(&args)).unwrap();
+                let r = String::from_utf8_lossy(&c.read_reply().unwrap()).into_owned();
+                // HELLO's connection id differs between the two.
+                match r.split_once("$2\r\nid\r\n:") {
+                    Some((head, tail)) => {
+                        let rest = tail.split_once("\r\n").map_or("", |x| x.1);
+                        format!("{head}$2\r\nid\r\n:ID\r\n{rest}")
+                    }
+                    None => r,
+                }
+            })
+            .collect()
+    };
+    let got = run(ours.port);
+    assert!(got[0].starts_with("-NOAUTH"), "{got:?}");
+    assert!(got[10].starts_with("*12\r\n$6\r\nserver"), "{got:?}");
+    assert_eq!(got[11], "$2\r\nme\r\n");
+    assert_eq!(got[18], "+PONG\r\n");
+    if let Some(st) = &stock {
+        let want = run(st.port);
+        for (i, (g, w)) in got.iter().zip(&want).enumerate() {
+            // The one difference: no RESP3 here, so `HELLO 3` gets NOPROTO and clients
+            // that negotiate (Lettuce) stay on RESP2; redis-sentinel switches.
+            if script[i].starts_with(&["HELLO", "3"]) {
+                assert_eq!(g, "-NOPROTO unsupported protocol version\r\n");
+                assert!(w.starts_with("%6\r\n"), "{w}");
+                continue;
+            }
+            assert_eq!(g, w, "step {i}: {:?}", script[i]);
+        }
+    }
+    // Directives the sentinel cannot honour stop it, naming them.
+    let dir = scratch("sentinel-refuse", free_port());
+    for line in [
+        "user alice on >pw ~* +@all",
+        "aclfile /tmp/users.acl",
+        "tls-port 26400",
+    ] {
+        let path = dir.join("sentinel.conf");
+        std::fs::write(
+            &path,
+            format!("{line}\nsentinel monitor {NAME} 127.0.0.1 6379 2\n"),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_shardis"))
+            .args([
+                "--sentinel",
+                &path.display().to_string(),
+                "--port",
+                &free_port().to_string(),
+            ])
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stderr).to_string()
+            + &String::from_utf8_lossy(&out.stdout);
+        let word = line.split(' ').next().unwrap();
+        assert!(!out.status.success(), "{line}: {text}");
+        assert!(text.contains(word), "{line}: {text}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -61,6 +61,23 @@ pub fn apply(s: &mut Sentinel, w: &[String]) -> Result<(), String> {
             crate::log::set_file(arg(1)).map_err(|e| format!("Can't open the log file: {e}"))?
         }
         "sentinel" => return apply_sentinel(s, &w[1..]),
+        "requirepass" => s.requirepass = (!arg(1).is_empty()).then(|| arg(1).to_string()),
+        // Access rules and TLS listeners the sentinel does not have: ignoring them would
+        // leave its port open to clients the file meant to keep out.
+        d @ ("user" | "aclfile" | "protected-mode" | "unixsocket") => {
+            if !(d == "protected-mode" && arg(1).eq_ignore_ascii_case("no")) {
+                return Err(format!(
+                    "'{first}' is not supported by shardis's sentinel (only 'requirepass'): \
+                     refusing to start without the access rule it names"
+                ));
+            }
+        }
+        d if d.starts_with("tls-") => {
+            return Err(format!(
+                "'{first}' is not supported by shardis's sentinel: it has no TLS listener \
+                 (refusing to start rather than serve in clear text)"
+            ))
+        }
         other => s.warnings.push(format!(
             "sentinel: directive '{other}' is not supported by shardis's sentinel; ignored"
         )),

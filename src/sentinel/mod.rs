@@ -310,6 +310,8 @@ pub struct Sentinel {
     pub announce_port: u16,
     pub sentinel_user: Option<String>,
     pub sentinel_pass: Option<String>,
+    /// `requirepass`: clients of this sentinel must AUTH (or HELLO ... AUTH) first.
+    pub requirepass: Option<String>,
     /// TILT mode: since when (None: not in TILT).
     pub tilt_since: Option<Instant>,
     /// When the timer last ran (monotonic and wall clock), to detect jumps (TILT).
@@ -343,6 +345,7 @@ impl Sentinel {
             announce_port: 0,
             sentinel_user: None,
             sentinel_pass: None,
+            requirepass: None,
             tilt_since: None,
             last_tick: None,
             simulate: 0,

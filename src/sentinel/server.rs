@@ -78,20 +78,26 @@ fn serve(shared: &Shared, stream: TcpStream) {
     let out = Arc::new(Mutex::new(stream));
     let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
     let mut subscribed = false;
+    let mut authed = lock(shared).requirepass.is_none();
+    let mut name: Option<String> = None;
     while let Ok(req) = read_request(&mut reader) {
         let Some(args) = req else { continue };
         let cmd = args[0].to_ascii_lowercase();
         let reply = match cmd.as_str() {
+            "auth" => auth(shared, &args[1..], &mut authed),
+            "hello" => hello(shared, &args, id, &mut authed, &mut name),
+            "quit" => {
+                let _ = out.lock().map(|mut o| o.write_all(b"+OK\r\n"));
+                break;
+            }
+            _ if !authed => error("NOAUTH Authentication required."),
+            "client" => client(&args, id, &mut name),
             "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe" => {
                 let r = subscribe(id, &out, &cmd, &args[1..]);
                 subscribed = true;
                 r
             }
             "ping" if subscribed => bulks(&["pong", args.get(1).map_or("", |s| s.as_str())]),
-            "quit" => {
-                let _ = out.lock().map(|mut o| o.write_all(b"+OK\r\n"));
-                break;
-            }
             _ => command(shared, &args),
         };
         let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
@@ -103,6 +109,112 @@ fn serve(shared: &Shared, stream: TcpStream) {
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .retain(|s| s.id != id);
+}
+
+/// AUTH [user] password, as Redis's default user under `requirepass` (no other users).
+fn auth(shared: &Shared, args: &[String], authed: &mut bool) -> Vec<u8> {
+    let pass = lock(shared).requirepass.clone();
+    let ok = match (args, &pass) {
+        ([_], None) => {
+            return error(
+                "ERR AUTH <password> called without any password configured for the default \
+                 user. Are you sure your configuration is correct?",
+            )
+        }
+        ([p], Some(want)) => p == want,
+        ([u, _], None) => u == "default",
+        ([u, p], Some(want)) => u == "default" && p == want,
+        ([], _) => return error("ERR wrong number of arguments for 'auth' command"),
+        _ => return error("ERR syntax error"),
+    };
+    if !ok {
+        return error("WRONGPASS invalid username-password pair or user is disabled.");
+    }
+    *authed = true;
+    simple("OK")
+}
+
+/// HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 only (`HELLO 3` gets NOPROTO,
+/// so clients stay on RESP2); the reply is redis-sentinel's map as a flat array.
+fn hello(
+    shared: &Shared,
+    args: &[String],
+    id: u64,
+    authed: &mut bool,
+    name: &mut Option<String>,
+) -> Vec<u8> {
+    if let Some(v) = args.get(1) {
+        match v.parse::<i64>() {
+            Ok(2) => {}
+            Ok(_) => return error("NOPROTO unsupported protocol version"),
+            Err(_) => return error("ERR Protocol version is not an integer or out of range"),
+        }
+    }
+    let mut i = 2;
+    let mut setname = None;
+    while i < args.len() {
+        let opt = args[i].to_ascii_lowercase();
+        match (opt.as_str(), args.get(i + 1), args.get(i + 2)) {
+            ("auth", Some(u), Some(p)) => {
+                let r = auth(shared, &[u.clone(), p.clone()], authed);
+                if r.first() == Some(&b'-') {
+                    return r;
+                }
+                i += 3;
+            }
+            ("setname", Some(n), _) => {
+                setname = Some(n.clone());
+                i += 2;
+            }
+            _ => return error(&format!("ERR Syntax error in HELLO option '{}'", args[i])),
+        }
+    }
+    if !*authed {
+        return error(
+            "NOAUTH HELLO must be called with the client already authenticated, otherwise the \
+             HELLO AUTH <user> <pass> option can be used to authenticate the client and select \
+             the RESP protocol version at the same time",
+        );
+    }
+    if setname.is_some() {
+        *name = setname;
+    }
+    array(&[
+        bulk("server"),
+        bulk("redis"),
+        bulk("version"),
+        bulk("7.0.15"),
+        bulk("proto"),
+        int(2),
+        bulk("id"),
+        int(id as i64),
+        bulk("mode"),
+        bulk("sentinel"),
+        bulk("modules"),
+        array(&[]),
+    ])
+}
+
+/// The CLIENT subcommands clients send on connect (SETNAME, GETNAME, ID, SETINFO).
+fn client(args: &[String], id: u64, name: &mut Option<String>) -> Vec<u8> {
+    let sub = args
+        .get(1)
+        .map(|s| s.to_ascii_lowercase())
+        .unwrap_or_default();
+    match (sub.as_str(), args.len()) {
+        ("setname", 3) => {
+            *name = (!args[2].is_empty()).then(|| args[2].clone());
+            simple("OK")
+        }
+        ("setinfo", 4) => simple("OK"),
+        ("getname", 2) => name.as_deref().map_or_else(|| b"$-1\r\n".to_vec(), bulk),
+        ("id", 2) => int(id as i64),
+        ("", _) => error("ERR wrong number of arguments for 'client' command"),
+        _ => error(&format!(
+            "ERR unknown subcommand '{}'. Try CLIENT HELP.",
+            args[1]
+        )),
+    }
 }
 
 fn subscribe(id: u64, out: &Arc<Mutex<TcpStream>>, cmd: &str, names: &[String]) -> Vec<u8> {
@@ -171,7 +283,6 @@ fn command(shared: &Shared, args: &[String]) -> Vec<u8> {
             let names: Vec<&String> = s.masters.keys().collect();
             array(&[bulk("sentinel"), bulks(&names)])
         }
-        "client" => simple("OK"),
         "publish" if args.len() == 3 => {
             if args[1] != HELLO_CHANNEL {
                 return error("ERR Only HELLO messages are accepted by Sentinel instances.");

@@ -106,6 +106,35 @@ pub fn node_with(port: u16, shards: usize, master: Option<u16>, extra: &[&str]) 
     spawn(&args, port, scratch("node", port))
 }
 
+/// A stock redis-server 7.0 data node on `port` (Debian's package), optionally a replica
+/// of `master`, in its own scratch directory.
+pub fn stock_node(port: u16, master: Option<u16>) -> Proc {
+    let mut args: Vec<String> = ["--port", &port.to_string(), "--bind", "127.0.0.1"]
+        .map(str::to_string)
+        .to_vec();
+    args.extend([
+        "--save".into(),
+        String::new(),
+        "--appendonly".into(),
+        "no".into(),
+    ]);
+    if let Some(m) = master {
+        args.extend(["--replicaof".into(), "127.0.0.1".into(), m.to_string()]);
+    }
+    spawn_prog("redis-server", &args, port, scratch("stock-node", port))
+}
+
+/// A master and two replicas of stock redis-server, watched by shardis sentinels (the
+/// other direction of `cluster_of(&[Kind::Stock; 3])`), after discovery.
+pub fn stock_nodes_cluster() -> Cluster {
+    let master = stock_node(free_port(), None);
+    let replicas = vec![
+        stock_node(free_port(), Some(master.port)),
+        stock_node(free_port(), Some(master.port)),
+    ];
+    finish_cluster(master, replicas, &[Kind::Shardis; 3])
+}
+
 #[derive(Clone, Copy, PartialEq)]
 pub enum Kind {
     Shardis,
@@ -186,10 +215,17 @@ pub fn listing_at(port: u16, what: &str) -> Vec<Vec<String>> {
         .unwrap_or_default()
 }
 
+/// One field of the node's INFO replication ("" when it does not answer: polled while
+/// sentinels reconfigure the node, which kills its clients with CLIENT KILL).
 pub fn info_field(p: &Proc, field: &str) -> String {
-    p.try_conn()
-        .map(|mut c| common::info(&mut c, "replication"))
-        .and_then(|m| m.get(field).cloned())
+    let text: String = p
+        .try_conn()
+        .and_then(|mut c| redis::cmd("INFO").arg("replication").query(&mut c).ok())
+        .unwrap_or_default();
+    text.split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| *k == field)
+        .map(|(_, v)| v.to_string())
         .unwrap_or_default()
 }
 
@@ -252,6 +288,11 @@ pub fn cluster_with(kinds: &[Kind], extra: &[&str]) -> Cluster {
         node_with(free_port(), 1, Some(master.port), extra),
         node_with(free_port(), 2, Some(master.port), extra),
     ];
+    finish_cluster(master, replicas, kinds)
+}
+
+/// Waits for the replicas' links, starts sentinels of `kinds` and waits for discovery.
+fn finish_cluster(master: Proc, replicas: Vec<Proc>, kinds: &[Kind]) -> Cluster {
     for r in &replicas {
         assert!(wait_for(Duration::from_secs(10), || info_field(
             r,
