@@ -46,6 +46,10 @@ pub struct TlsCfg {
     pub prefer_server_ciphers: bool,
     pub session_caching: bool,
     pub session_cache_size: usize,
+    /// `tls-replication`: this server connects to its master over TLS.
+    pub replication: bool,
+    pub client_cert_file: String,
+    pub client_key_file: String,
 }
 
 impl Default for TlsCfg {
@@ -64,6 +68,9 @@ impl Default for TlsCfg {
             prefer_server_ciphers: false,
             session_caching: true,
             session_cache_size: DEFAULT_CACHE_SIZE,
+            replication: false,
+            client_cert_file: String::new(),
+            client_key_file: String::new(),
         }
     }
 }
@@ -181,16 +188,7 @@ impl TlsCfg {
                     ));
                 }
             }
-            "tls-replication" => {
-                if yes_no(name, v)? {
-                    return Err(
-                        "'tls-replication yes' is refused: replication links over TLS \
-                                are not supported yet (this server would connect to its \
-                                master in plaintext)"
-                            .into(),
-                    );
-                }
-            }
+            "tls-replication" => self.replication = yes_no(name, v)?,
             "tls-cluster" => {
                 if yes_no(name, v)? {
                     warn = Some(
@@ -198,12 +196,11 @@ impl TlsCfg {
                     );
                 }
             }
-            "tls-client-cert-file" | "tls-client-key-file" | "tls-client-key-file-pass" => {
+            "tls-client-cert-file" => self.client_cert_file = v.into(),
+            "tls-client-key-file" => self.client_key_file = v.into(),
+            "tls-client-key-file-pass" => {
                 if !v.is_empty() {
-                    warn = Some(format!(
-                        "'{name}' is not used: it is for outgoing TLS connections (replication, \
-                         cluster bus), which are not supported"
-                    ));
+                    return Err(ENCRYPTED_KEY.replace("tls-key-file", "tls-client-key-file"));
                 }
             }
             "tls-dh-params-file" => {
@@ -518,9 +515,101 @@ pub fn server_config(cfg: &TlsCfg) -> Result<Arc<ServerConfig>, String> {
     Ok(Arc::new(sc))
 }
 
-/// One TLS connection's state, owned by the shard that accepted it.
+/// Builds the TLS client configuration for the link to a master (`tls-replication yes`),
+/// as Redis's: the master's certificate must chain to `tls-ca-cert-file`/`-dir`; the client
+/// certificate is `tls-client-cert-file`/`-key-file`, else `tls-cert-file`/`-key-file`
+/// (for masters with `tls-auth-clients yes`). Like Redis (OpenSSL without a host check),
+/// the certificate is not matched against the master's host name or address.
+pub fn client_config(cfg: &TlsCfg) -> Result<Arc<rustls::ClientConfig>, String> {
+    if cfg.ca_cert_file.is_empty() && cfg.ca_cert_dir.is_empty() {
+        return Err(
+            "Failed to configure TLS: tls-replication needs tls-ca-cert-file or \
+                    tls-ca-cert-dir to verify the master's certificate"
+                .into(),
+        );
+    }
+    let mut suites = suites_13(&cfg.ciphersuites)?;
+    suites.extend(suites_12(&cfg.ciphers)?.0);
+    #[allow(deprecated)]
+    let mut prov = provider::default_provider();
+    prov.cipher_suites = suites;
+    let prov = Arc::new(prov);
+    let roots = Arc::new(load_roots(cfg)?);
+    let inner = rustls::client::WebPkiServerVerifier::builder_with_provider(roots, prov.clone())
+        .build()
+        .map_err(|e| format!("Failed to configure TLS: CA certificates: {e}"))?;
+    let builder = rustls::ClientConfig::builder_with_provider(prov)
+        .with_protocol_versions(&protocols(&cfg.protocols)?)
+        .map_err(|e| format!("Failed to configure TLS: {e}"))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ChainOnly(inner)));
+    let (cert, key) = match cfg.client_cert_file.is_empty() {
+        false => (&cfg.client_cert_file, &cfg.client_key_file),
+        true => (&cfg.cert_file, &cfg.key_file),
+    };
+    let cc = if cert.is_empty() {
+        builder.with_no_client_auth()
+    } else {
+        builder
+            .with_client_auth_cert(load_certs(cert, "certificate")?, load_key(key)?)
+            .map_err(|e| format!("Failed to configure TLS: {cert}: {e}"))?
+    };
+    Ok(Arc::new(cc))
+}
+
+/// The master's certificate checked as OpenSSL checks it for Redis: a valid chain to the
+/// CA, in its validity period; a name mismatch is not an error.
+#[derive(Debug)]
+struct ChainOnly(Arc<rustls::client::WebPkiServerVerifier>);
+
+impl rustls::client::danger::ServerCertVerifier for ChainOnly {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &rustls::pki_types::ServerName<'_>,
+        ocsp: &[u8],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        match self
+            .0
+            .verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+        {
+            Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::NotValidForName
+                | rustls::CertificateError::NotValidForNameContext { .. },
+            )) => Ok(rustls::client::danger::ServerCertVerified::assertion()),
+            other => other,
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
+/// One TLS connection's state, owned by the shard that accepted it (or, for the link to
+/// a master, the shard the link thread handed it to).
 pub struct Session {
-    conn: rustls::ServerConnection,
+    conn: rustls::Connection,
     /// The ciphertext buffer a one-shot receive fills (`None` while the receive owns it).
     pub cbuf: Option<BytesMut>,
 }
@@ -529,9 +618,25 @@ impl Session {
     pub fn new(cfg: &Arc<ServerConfig>) -> Result<Session, String> {
         let conn = rustls::ServerConnection::new(cfg.clone()).map_err(|e| e.to_string())?;
         Ok(Session {
-            conn,
+            conn: conn.into(),
             cbuf: Some(BytesMut::new()),
         })
+    }
+
+    /// A client session whose handshake the link thread already did (`tls-replication`);
+    /// the plaintext it already decrypted is appended to `plain`.
+    pub fn client(mut conn: rustls::ClientConnection, plain: &mut Vec<u8>) -> Session {
+        let mut buf = [0u8; 16384];
+        while let Ok(n) = conn.reader().read(&mut buf) {
+            match buf.get(..n) {
+                Some(b) if n > 0 => plain.extend_from_slice(b),
+                _ => break,
+            }
+        }
+        Session {
+            conn: conn.into(),
+            cbuf: Some(BytesMut::new()),
+        }
     }
 
     /// Feeds received ciphertext through the TLS state machine and appends the plaintext
@@ -619,7 +724,13 @@ mod tests {
         assert_eq!(t.port, 6380);
         assert!(t.apply("tls-key-file-pass", "x").is_err());
         assert!(t.apply("tls-key-file-pass", "").is_ok());
-        assert!(t.apply("tls-replication", "yes").is_err());
+        t.apply("tls-replication", "yes").unwrap();
+        assert!(t.replication);
+        assert!(t.apply("tls-replication", "maybe").is_err());
+        assert!(t.apply("tls-client-key-file-pass", "x").is_err());
+        assert!(client_config(&t)
+            .unwrap_err()
+            .contains("tls-replication needs tls-ca-cert-file"));
         assert!(t.apply("tls-auth-clients", "maybe").is_err());
         t.apply("tls-auth-clients", "OPTIONAL").unwrap();
         assert_eq!(t.auth_clients, AuthClients::Optional);

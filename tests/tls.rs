@@ -369,7 +369,10 @@ fn refused_settings_say_why() {
             &["--tls-key-file-pass", "secret"],
             "encrypted private keys are not supported",
         ),
-        (&["--tls-replication", "yes"], "replication links over TLS"),
+        (
+            &["--tls-replication", "yes"],
+            "tls-replication needs tls-ca-cert-file",
+        ),
         (&["--tls-protocols", "TLSv1.1"], "TLSv1.1 is not supported"),
         (
             &["--tls-ciphersuites", "TLS_AES_128_CCM_SHA256"],
@@ -424,4 +427,207 @@ fn refused_settings_say_why() {
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("tls-ca-cert-file or tls-ca-cert-dir"));
+}
+
+fn repl_info(port: u16, field: &str) -> String {
+    redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+        .and_then(|mut c| {
+            redis::cmd("INFO")
+                .arg("replication")
+                .query::<String>(&mut c)
+        })
+        .unwrap_or_default()
+        .split("\r\n")
+        .filter_map(|l| l.split_once(':'))
+        .find(|(k, _)| *k == field)
+        .map(|(_, v)| v.to_string())
+        .unwrap_or_default()
+}
+
+fn get(port: u16, key: &str) -> Option<String> {
+    redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .and_then(|c| c.get_connection_with_timeout(Duration::from_secs(1)))
+        .and_then(|mut c| redis::cmd("GET").arg(key).query(&mut c))
+        .ok()
+        .flatten()
+}
+
+/// `tls-replication yes`: a shardis replica reaches its master's TLS port (presenting its
+/// client certificate, checking the master's against the CA), full sync then the live
+/// stream; a stock redis-server replica does the same against shardis, and a shardis
+/// replica follows a stock redis-server master over TLS. A replica whose CA does not
+/// sign the master's certificate never links.
+#[test]
+fn replication_over_tls() {
+    let replica_tls = |master_tls: u16, ca: &str| -> Vec<String> {
+        [
+            "--tls-replication",
+            "yes",
+            "--tls-ca-cert-file",
+            ca,
+            "--tls-client-cert-file",
+            &path("client.crt"),
+            "--tls-client-key-file",
+            &path("client.key"),
+            "--replicaof",
+            "127.0.0.1",
+            &master_tls.to_string(),
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let (master, mtls) = start_with(2, "yes", &["--save", ""]);
+    let mut mc = master.client();
+    for i in 0..200 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query(&mut mc)
+            .unwrap();
+    }
+    let flags = replica_tls(mtls, &path("ca.crt"));
+    let refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let replica = Server::start_with(1, &refs);
+    assert!(
+        wait_for(Duration::from_secs(15), || repl_info(
+            replica.port,
+            "master_link_status"
+        ) == "up"),
+        "the shardis replica did not link over TLS"
+    );
+    // The live stream after the full sync, in order, and the offsets agree.
+    for i in 0..200 {
+        let _: () = redis::cmd("INCR").arg("n").query(&mut mc).unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg("new")
+            .query(&mut mc)
+            .unwrap();
+    }
+    assert!(wait_for(Duration::from_secs(10), || get(replica.port, "n")
+        .as_deref()
+        == Some("200")
+        && get(replica.port, "k199").as_deref() == Some("new")));
+    assert!(wait_for(Duration::from_secs(10), || {
+        let m = repl_info(master.port, "master_repl_offset");
+        !m.is_empty() && repl_info(replica.port, "slave_repl_offset") == m
+    }));
+    assert_eq!(get(replica.port, "k0").as_deref(), Some("new"));
+
+    // A replica with another CA: the handshake fails, the link stays down.
+    let other_ca = certs().join("other-ca.crt");
+    if !other_ca.exists() {
+        let st = Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout"])
+            .arg(certs().join("other-ca.key"))
+            .arg("-out")
+            .arg(&other_ca)
+            .args(["-days", "2", "-subj", "/CN=another CA"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .unwrap();
+        assert!(st.success());
+    }
+    let flags = replica_tls(mtls, &other_ca.display().to_string());
+    let refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let stranger = Server::start_with(1, &refs);
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_ne!(repl_info(stranger.port, "master_link_status"), "up");
+    assert_eq!(get(stranger.port, "k1"), None);
+
+    if common::redis_server().is_none() {
+        return;
+    }
+    // A stock redis-server replica of the shardis master's TLS port.
+    let dir = std::env::temp_dir().join(format!("shardis-tls-stock-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let stock_port = free_port();
+    let mut stock = Command::new("redis-server")
+        .args([
+            "--port",
+            &stock_port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .arg("--dir")
+        .arg(&dir)
+        .args([
+            "--tls-cert-file",
+            &path("client.crt"),
+            "--tls-key-file",
+            &path("client.key"),
+        ])
+        .args([
+            "--tls-replication",
+            "yes",
+            "--tls-ca-cert-file",
+            &path("ca.crt"),
+        ])
+        .args(["--replicaof", "127.0.0.1", &mtls.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let linked = wait_for(Duration::from_secs(15), || {
+        get(stock_port, "n").as_deref() == Some("200")
+    });
+    let _ = redis::cmd("SET").arg("later").arg("x").query::<()>(&mut mc);
+    let follows = wait_for(Duration::from_secs(10), || {
+        get(stock_port, "later").as_deref() == Some("x")
+    });
+    let _ = stock.kill();
+    let _ = stock.wait();
+    assert!(
+        linked && follows,
+        "stock replica over TLS: {linked} {follows}"
+    );
+
+    // A shardis replica of a stock redis-server master's TLS port.
+    let rm_tls = free_port();
+    let mut rmaster = Command::new("redis-server")
+        .args(["--port", "0", "--bind", "127.0.0.1", "--save", ""])
+        .arg("--dir")
+        .arg(&dir)
+        .args(["--tls-port", &rm_tls.to_string()])
+        .args([
+            "--tls-cert-file",
+            &path("server.crt"),
+            "--tls-key-file",
+            &path("server.key"),
+        ])
+        .args([
+            "--tls-ca-cert-file",
+            &path("ca.crt"),
+            "--tls-auth-clients",
+            "optional",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let up = wait_for(Duration::from_secs(10), || {
+        tls_cli(rm_tls, &["PING"]).is_some_and(|r| r.contains("PONG"))
+    });
+    let _ = tls_cli(rm_tls, &["SET", "from", "redis"]);
+    let flags = replica_tls(rm_tls, &path("ca.crt"));
+    let refs: Vec<&str> = flags.iter().map(String::as_str).collect();
+    let follower = Server::start_with(2, &refs);
+    let synced = wait_for(Duration::from_secs(15), || {
+        get(follower.port, "from").as_deref() == Some("redis")
+    });
+    let _ = tls_cli(rm_tls, &["SET", "live", "1"]);
+    let live = wait_for(Duration::from_secs(10), || {
+        get(follower.port, "live").as_deref() == Some("1")
+    });
+    let _ = rmaster.kill();
+    let _ = rmaster.wait();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        up && synced && live,
+        "replica of a stock TLS master: {up} {synced} {live}"
+    );
 }

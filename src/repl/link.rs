@@ -77,6 +77,16 @@ fn session(gen: u64, host: &str, port: u16) -> Result<(), String> {
     stream.set_nodelay(true).map_err(io)?;
     crate::log::notice("MASTER <-> REPLICA sync started");
     super::set_link(gen, LinkState::Handshake);
+    let stream = match &rt.shared.tls_client {
+        None => Link::Plain(stream),
+        Some(cfg) => {
+            let name = rustls::pki_types::ServerName::try_from(host.to_string())
+                .map_err(|e| format!("Unable to connect to MASTER: TLS server name: {e}"))?;
+            let conn = rustls::ClientConnection::new(cfg.clone(), name)
+                .map_err(|e| format!("Unable to connect to MASTER: TLS: {e}"))?;
+            Link::Tls(Box::new(rustls::StreamOwned::new(conn, stream)))
+        }
+    };
     let mut r = Reader::new(stream);
 
     let l = r.command(&["PING"])?;
@@ -169,10 +179,11 @@ fn session(gen: u64, host: &str, port: u16) -> Result<(), String> {
             m.replid2 = "0".repeat(40);
             m.second_offset = -1;
         }
-        let (stream, leftover) = r.into_parts();
+        let (stream, tls, leftover) = r.into_parts();
         super::hand_over(Handover {
             gen,
             stream,
+            tls,
             leftover,
             offset,
             load: Some(split),
@@ -195,10 +206,11 @@ fn session(gen: u64, host: &str, port: u16) -> Result<(), String> {
             crate::log::notice(&format!("Master replication ID changed to {new_id}"));
         }
         crate::log::notice("MASTER <-> REPLICA sync: Master accepted a Partial Resynchronization.");
-        let (stream, leftover) = r.into_parts();
+        let (stream, tls, leftover) = r.into_parts();
         super::hand_over(Handover {
             gen,
             stream,
+            tls,
             leftover,
             offset: off,
             load: None,
@@ -238,15 +250,45 @@ fn read_rdb(r: &mut Reader, gen: u64) -> Result<Vec<u8>, String> {
     r.exact(len, gen)
 }
 
+/// The link's socket, in clear or under TLS (`tls-replication yes`).
+enum Link {
+    Plain(TcpStream),
+    Tls(Box<rustls::StreamOwned<rustls::ClientConnection, TcpStream>>),
+}
+
+impl Read for Link {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.read(buf),
+            Link::Tls(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Link {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        match self {
+            Link::Plain(s) => s.write(buf),
+            Link::Tls(s) => s.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        match self {
+            Link::Plain(s) => s.flush(),
+            Link::Tls(s) => s.flush(),
+        }
+    }
+}
+
 /// A blocking socket with a read buffer: lines for the handshake, bulk for the RDB.
 struct Reader {
-    stream: TcpStream,
+    stream: Link,
     buf: Vec<u8>,
     pos: usize,
 }
 
 impl Reader {
-    fn new(stream: TcpStream) -> Reader {
+    fn new(stream: Link) -> Reader {
         Reader {
             stream,
             buf: Vec::new(),
@@ -254,10 +296,16 @@ impl Reader {
         }
     }
 
-    /// The socket and what was read past the consumed bytes.
-    fn into_parts(self) -> (TcpStream, Vec<u8>) {
+    /// The socket, its TLS session, and what was read past the consumed bytes.
+    fn into_parts(self) -> (TcpStream, Option<rustls::ClientConnection>, Vec<u8>) {
         let rest = self.buf.get(self.pos..).unwrap_or_default().to_vec();
-        (self.stream, rest)
+        match self.stream {
+            Link::Plain(s) => (s, None, rest),
+            Link::Tls(t) => {
+                let rustls::StreamOwned { conn, sock } = *t;
+                (sock, Some(conn), rest)
+            }
+        }
     }
 
     fn send(&mut self, args: &[&str]) -> Result<(), String> {
@@ -380,7 +428,7 @@ impl Reader {
 }
 
 /// One read; the end of the stream and timeouts are errors.
-fn read_some(s: &mut TcpStream, into: &mut [u8]) -> Result<usize, String> {
+fn read_some(s: &mut impl Read, into: &mut [u8]) -> Result<usize, String> {
     loop {
         match s.read(into) {
             Ok(0) => return Err("Connection closed by MASTER".into()),

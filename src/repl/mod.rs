@@ -139,6 +139,8 @@ struct State {
 pub struct Handover {
     gen: u64,
     stream: TcpStream,
+    /// The TLS session on it (`tls-replication yes`), handshake done.
+    tls: Option<rustls::ClientConnection>,
     /// Bytes read past the RDB (the start of the command stream).
     leftover: Vec<u8>,
     /// The offset the stream starts at.
@@ -553,12 +555,13 @@ fn adopt(w: &mut Worker, h: Handover) {
     let Handover {
         gen,
         stream,
+        tls,
         leftover,
         offset,
         load,
     } = h;
     let Some(split) = load else {
-        attach(w, gen, stream, leftover, offset);
+        attach(w, gen, stream, tls, leftover, offset);
         return;
     };
     crate::log::notice("MASTER <-> REPLICA sync: Flushing old data");
@@ -593,14 +596,21 @@ fn adopt(w: &mut Worker, h: Handover) {
                     "MASTER <-> REPLICA sync: Finished with success ({} ms in the shards)",
                     started.elapsed().as_millis()
                 ));
-                attach(w, gen, stream, leftover, offset);
+                attach(w, gen, stream, tls, leftover, offset);
             });
         }),
     );
 }
 
 /// Makes the socket the home shard's master link connection.
-fn attach(w: &mut Worker, gen: u64, stream: TcpStream, leftover: Vec<u8>, offset: i64) {
+fn attach(
+    w: &mut Worker,
+    gen: u64,
+    stream: TcpStream,
+    tls: Option<rustls::ClientConnection>,
+    mut leftover: Vec<u8>,
+    offset: i64,
+) {
     if !current(gen) {
         return;
     }
@@ -639,7 +649,9 @@ fn attach(w: &mut Worker, gen: u64, stream: TcpStream, leftover: Vec<u8>, offset
         backlog,
         backlog_bytes,
     };
-    let idx = w.adopt_master(fd);
+    // Plaintext the TLS session decrypted past what the link thread read comes next.
+    let tls = tls.map(|c| Box::new(crate::tls::Session::client(c, &mut leftover)));
+    let idx = w.adopt_master(fd, tls);
     w.repl.conn = Some(idx);
     // The first ACK at once: a diskless master puts the replica online on it.
     queue_ack(w, None);

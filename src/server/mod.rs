@@ -55,6 +55,8 @@ pub struct Shared {
     /// The TLS configuration, when `tls-port` is set (`tls`): each connection accepted on
     /// the TLS listener starts a session from it.
     pub tls: Option<Arc<rustls::ServerConfig>>,
+    /// The TLS client configuration for the link to a master (`tls-replication yes`).
+    pub tls_client: Option<Arc<rustls::ClientConfig>>,
     /// What each shard publishes for the others' eviction decisions (indexed by shard).
     pub mem: Vec<ShardMem>,
     /// Each shard's stall detector readings (indexed by shard).
@@ -332,6 +334,10 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         0 => None,
         _ => Some(crate::tls::server_config(&cfg.tls)?),
     };
+    let tls_client = match cfg.tls.replication {
+        false => None,
+        true => Some(crate::tls::client_config(&cfg.tls)?),
+    };
     if tls.is_some() {
         for &ip in &binds {
             let a = SocketAddr::new(ip, cfg.tls.port);
@@ -424,6 +430,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         events,
         port,
         tls,
+        tls_client,
         mem: (0..cfg.shards).map(|_| ShardMem::default()).collect(),
         pulse: (0..cfg.shards).map(|_| Pulse::default()).collect(),
         persist: crate::persist::State::new(crate::persist::unix_secs()),

@@ -1041,9 +1041,14 @@ impl Worker {
             return;
         };
         let min_free = self.shared.cfg.recv_buffer;
+        // The master link counts its stream offsets in plaintext bytes.
+        let mut plain_in = None;
         if self.conns[idx].tls.is_some() {
             // Ciphertext: decrypted into the read buffer here; what follows sees plaintext.
+            let before = self.conns[idx].rbuf.as_ref().map_or(0, |b| b.len());
             self.tls_recv(idx, &mut c);
+            let after = self.conns[idx].rbuf.as_ref().map_or(0, |b| b.len());
+            plain_in = Some(after.saturating_sub(before));
         }
         let conn = &mut self.conns[idx];
         match c.buf {
@@ -1115,8 +1120,9 @@ impl Worker {
         self.conns[idx].note_input();
         let master = self.conns[idx].master;
         if master {
-            self.repl.received += c.result as u64;
-            crate::repl::capture(self, idx, c.result as usize);
+            let n = plain_in.unwrap_or(c.result as usize);
+            self.repl.received += n as u64;
+            crate::repl::capture(self, idx, n);
         }
         self.process_input(idx);
         if master {
@@ -2130,7 +2136,7 @@ impl Worker {
 
     /// Takes a connected socket as the master link (`repl`): a connection flagged
     /// `master`, authenticated, counted as a client. Returns its index.
-    pub fn adopt_master(&mut self, fd: RawFd) -> usize {
+    pub fn adopt_master(&mut self, fd: RawFd, tls: Option<Box<crate::tls::Session>>) -> usize {
         self.shared.clients.fetch_add(1, Ordering::AcqRel);
         sys::setup_conn(fd, self.shared.cfg.tcp_nodelay);
         let (peer, local) = sys::addrs(fd);
@@ -2142,6 +2148,7 @@ impl Worker {
         client.authed = true;
         let mut conn = Conn::new(fd, gen, client);
         conn.master = true;
+        conn.tls = tls;
         self.conns.insert(conn)
     }
 
