@@ -1204,9 +1204,56 @@ pub struct Tunables {
     /// Everything else CONFIG GET/SET knows, as text (the password too). Touched only by
     /// CONFIG and AUTH, never on the request path.
     pub text: Mutex<BTreeMap<String, String>>,
+    /// TLS settings and configurations (`None` until the server built them at startup);
+    /// read when a TLS connection is accepted or a replica link connects.
+    pub tls: Mutex<Option<crate::tls::Live>>,
 }
 
 impl Tunables {
+    /// The TLS server configuration new connections on the TLS port start from.
+    pub fn tls_server(&self) -> Option<std::sync::Arc<rustls::ServerConfig>> {
+        self.tls.lock().ok()?.as_ref()?.server.clone()
+    }
+
+    /// CONFIG SET of `tls-*` settings together (see `tls::Live::set_many`); returns the
+    /// previous state for `restore_tls`.
+    pub fn set_tls(
+        &self,
+        pairs: &[(String, String)],
+    ) -> Result<crate::tls::Live, (String, String)> {
+        let internal = || (String::new(), "internal error".to_string());
+        let mut live = self.tls.lock().map_err(|_| internal())?;
+        let live = live
+            .as_mut()
+            .ok_or_else(|| (String::new(), "TLS is not initialised".to_string()))?;
+        let (old, shown) = live.set_many(pairs)?;
+        let mut m = self.text.lock().map_err(|_| internal())?;
+        for (n, v) in shown {
+            m.insert(n, v);
+        }
+        Ok(old)
+    }
+
+    /// Puts back the TLS state `set_tls` replaced (a CONFIG SET whose other part failed),
+    /// with the values CONFIG GET showed before.
+    pub fn restore_tls(&self, old: crate::tls::Live, shown: &BTreeMap<String, String>) {
+        if let Ok(mut live) = self.tls.lock() {
+            *live = Some(old);
+        }
+        if let Ok(mut m) = self.text.lock() {
+            for (n, _) in crate::tls::DEFAULTS {
+                if let Some(v) = shown.get(*n) {
+                    m.insert(n.to_string(), v.clone());
+                }
+            }
+        }
+    }
+
+    /// The TLS client configuration for a new link to a master (`tls-replication yes`).
+    pub fn tls_client(&self) -> Option<std::sync::Arc<rustls::ClientConfig>> {
+        self.tls.lock().ok()?.as_ref()?.client.clone()
+    }
+
     pub fn new(cfg: &Config) -> Tunables {
         let mut text: BTreeMap<String, String> = PASSIVE_PARAMS
             .iter()
@@ -1339,6 +1386,7 @@ impl Tunables {
             ),
             obs: crate::shard::latency::Tunables::new(|n| text.get(n).cloned()),
             text: Mutex::new(text),
+            tls: Mutex::new(None),
         };
         for v in &cfg.obuf_limits {
             // Validated when the file was read.
@@ -1691,11 +1739,9 @@ impl Tunables {
                     m.insert(k.to_string(), shown.clone());
                 }
             }
-            name if crate::tls::DEFAULTS.iter().any(|(n, _)| *n == name) => {
-                return Err(
-                    "TLS settings cannot change at run time yet (restart with the new value)"
-                        .into(),
-                )
+            name if crate::tls::is_setting(name) => {
+                self.set_tls(&[(name.to_string(), value.to_string())])
+                    .map_err(|(_, why)| why)?;
             }
             "notify-keyspace-events" => {
                 let f = crate::shard::notify::parse(value)

@@ -606,6 +606,78 @@ impl rustls::client::danger::ServerCertVerifier for ChainOnly {
     }
 }
 
+/// Whether `name` is one of the `tls-*` settings.
+pub fn is_setting(name: &str) -> bool {
+    DEFAULTS.iter().any(|(n, _)| *n == name)
+}
+
+/// The TLS settings in force and the rustls configurations built from them: set at
+/// startup, replaced whole by CONFIG SET of a `tls-*` setting (new connections and new
+/// links use the new ones; established sessions keep theirs, as with Redis).
+pub struct Live {
+    pub cfg: TlsCfg,
+    pub server: Option<Arc<ServerConfig>>,
+    pub client: Option<Arc<rustls::ClientConfig>>,
+}
+
+impl Live {
+    /// Builds both configurations `cfg` asks for; errors name the file or setting.
+    pub fn build(cfg: TlsCfg) -> Result<Live, String> {
+        let server = match cfg.port {
+            0 => None,
+            _ => Some(server_config(&cfg)?),
+        };
+        let client = match cfg.replication {
+            false => None,
+            true => Some(client_config(&cfg)?),
+        };
+        Ok(Live {
+            cfg,
+            server,
+            client,
+        })
+    }
+
+    /// CONFIG SET of `tls-*` settings, all at once (a certificate and its key change
+    /// together): the new settings are checked and built before anything changes. Returns
+    /// the previous state (for a rollback) and the values CONFIG GET shows from now on; an
+    /// error names the setting at fault.
+    #[allow(clippy::type_complexity)]
+    pub fn set_many(
+        &mut self,
+        pairs: &[(String, String)],
+    ) -> Result<(Live, Vec<(String, String)>), (String, String)> {
+        let mut cfg = self.cfg.clone();
+        let mut shown = Vec::new();
+        for (name, v) in pairs {
+            let fail = |e: String| (name.clone(), e);
+            match cfg.apply(name, v).map_err(fail)? {
+                Some((s, warn)) => {
+                    if let Some(w) = warn {
+                        crate::log::warning(&format!("CONFIG SET {w}"));
+                    }
+                    shown.push((name.clone(), s));
+                }
+                None => return Err(fail("Unknown TLS setting".into())),
+            }
+        }
+        if cfg.port != self.cfg.port {
+            return Err((
+                "tls-port".into(),
+                "tls-port cannot change at run time (its listeners are bound at startup): \
+                 restart with the new value"
+                    .into(),
+            ));
+        }
+        let next = Live::build(cfg).map_err(|e| {
+            crate::log::warning(&format!("Unable to update TLS configuration: {e}"));
+            let name = pairs.first().map(|p| p.0.clone()).unwrap_or_default();
+            (name, format!("Unable to update TLS configuration: {e}"))
+        })?;
+        Ok((std::mem::replace(self, next), shown))
+    }
+}
+
 /// One TLS connection's state, owned by the shard that accepted it (or, for the link to
 /// a master, the shard the link thread handed it to).
 pub struct Session {

@@ -631,3 +631,136 @@ fn replication_over_tls() {
         "replica of a stock TLS master: {up} {synced} {live}"
     );
 }
+
+/// Runs openssl in the certificates' directory (for certificates a test adds).
+fn openssl(args: &[&str]) {
+    let st = Command::new("openssl")
+        .args(args)
+        .current_dir(certs())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .unwrap();
+    assert!(st.success(), "openssl {args:?}");
+}
+
+/// CONFIG SET of `tls-*` at run time, as Redis: a certificate and its key change together
+/// (new connections get the new certificate, open ones keep working), a change that does
+/// not build (a certificate without its key) is refused and changes nothing,
+/// `tls-auth-clients` applies to the next connection, and `tls-port` says it needs a
+/// restart.
+#[test]
+fn tls_settings_change_at_run_time() {
+    if !certs().join("rotated.crt").exists() {
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-keyout",
+            "rotated.key",
+            "-out",
+            "rotated.csr",
+            "-subj",
+            "/CN=rotated",
+        ]);
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "rotated.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-out",
+            "rotated.crt",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+        ]);
+    }
+    let (s, tls_port) = start(1, "yes");
+    let mut c = s.client();
+    let mut open = connect(tls_port, true).unwrap();
+    let peer = |t: &Tls| t.conn.peer_certificates().unwrap()[0].as_ref().to_vec();
+    let first = peer(&open);
+    let set = |c: &mut redis::Connection, args: &[&str]| {
+        let mut cmd = redis::cmd("CONFIG");
+        cmd.arg("SET");
+        for a in args {
+            cmd.arg(*a);
+        }
+        cmd.query::<()>(c)
+    };
+    // A certificate without its key does not build: refused, nothing changes.
+    let err = set(&mut c, &["tls-cert-file", &path("rotated.crt")]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("Unable to update TLS configuration"),
+        "{err}"
+    );
+    let shown: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("tls-cert-file")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(shown[1], path("server.crt"));
+    assert_eq!(peer(&connect(tls_port, true).unwrap()), first);
+    // Both together: the next connection gets the new certificate.
+    set(
+        &mut c,
+        &[
+            "tls-cert-file",
+            &path("rotated.crt"),
+            "tls-key-file",
+            &path("rotated.key"),
+        ],
+    )
+    .unwrap();
+    let rotated = CertificateDer::pem_file_iter(path("rotated.crt"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(peer(&connect(tls_port, true).unwrap()), rotated.as_ref());
+    let shown: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("tls-key-file")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(shown[1], path("rotated.key"));
+    // The connection opened before keeps its session.
+    open.write_all(&resp(&[b"PING"])).unwrap();
+    assert_eq!(read_exactly(&mut open, 7), b"+PONG\r\n");
+    // Client certificates: required now, then not.
+    assert!(connect(tls_port, false)
+        .and_then(|mut t| {
+            t.write_all(&resp(&[b"PING"]))?;
+            Ok(read_exactly(&mut t, 7))
+        })
+        .map_or(true, |r| r != b"+PONG\r\n"));
+    set(&mut c, &["tls-auth-clients", "no"]).unwrap();
+    let mut anon = connect(tls_port, false).unwrap();
+    anon.write_all(&resp(&[b"PING"])).unwrap();
+    assert_eq!(read_exactly(&mut anon, 7), b"+PONG\r\n");
+    // A failed part of a CONFIG SET puts the TLS settings back.
+    let err = set(&mut c, &["tls-auth-clients", "yes", "maxmemory", "lots"]).unwrap_err();
+    assert!(err.to_string().contains("maxmemory"), "{err}");
+    let shown: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("tls-auth-clients")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(shown[1], "no");
+    let mut anon = connect(tls_port, false).unwrap();
+    anon.write_all(&resp(&[b"PING"])).unwrap();
+    assert_eq!(read_exactly(&mut anon, 7), b"+PONG\r\n");
+    let err = set(&mut c, &["tls-port", &free_port().to_string()]).unwrap_err();
+    assert!(
+        err.to_string().contains("cannot change at run time"),
+        "{err}"
+    );
+}

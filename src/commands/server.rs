@@ -279,12 +279,26 @@ fn config_set(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         }
         todo.push((name, value));
     }
+    // The TLS settings change together (a certificate and its key), built once.
+    let (tls, todo): (Vec<_>, Vec<_>) = todo
+        .into_iter()
+        .partition(|(n, _)| crate::tls::is_setting(n));
+    let tls_before = match tls.is_empty() {
+        true => None,
+        false => Some(
+            tun.set_tls(&tls)
+                .map_err(|(name, why)| set_failed(&name, &why))?,
+        ),
+    };
     for (i, (name, value)) in todo.iter().enumerate() {
         if let Err(why) = tun.set(name, value) {
             for (prev, _) in todo.iter().take(i) {
                 if let Some(old) = current.get(prev) {
                     let _ = tun.set(prev, old);
                 }
+            }
+            if let Some(old) = tls_before {
+                tun.restore_tls(old, &current);
             }
             return Err(set_failed(name, &why));
         }

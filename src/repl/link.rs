@@ -77,7 +77,7 @@ fn session(gen: u64, host: &str, port: u16) -> Result<(), String> {
     stream.set_nodelay(true).map_err(io)?;
     crate::log::notice("MASTER <-> REPLICA sync started");
     super::set_link(gen, LinkState::Handshake);
-    let stream = match &rt.shared.tls_client {
+    let stream = match &rt.shared.tun.tls_client() {
         None => Link::Plain(stream),
         Some(cfg) => {
             let name = rustls::pki_types::ServerName::try_from(host.to_string())

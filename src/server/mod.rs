@@ -52,11 +52,6 @@ pub struct Shared {
     pub events: Sender<Event>,
     /// The port actually bound (differs from cfg.port when it was 0).
     pub port: u16,
-    /// The TLS configuration, when `tls-port` is set (`tls`): each connection accepted on
-    /// the TLS listener starts a session from it.
-    pub tls: Option<Arc<rustls::ServerConfig>>,
-    /// The TLS client configuration for the link to a master (`tls-replication yes`).
-    pub tls_client: Option<Arc<rustls::ClientConfig>>,
     /// What each shard publishes for the others' eviction decisions (indexed by shard).
     pub mem: Vec<ShardMem>,
     /// Each shard's stall detector readings (indexed by shard).
@@ -330,14 +325,8 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
     aof_records.resize_with(cfg.shards, Vec::new);
     // TLS: the configuration is built (files read, settings checked) before anything is
     // bound, so a bad certificate stops the server here with the reason.
-    let tls = match cfg.tls.port {
-        0 => None,
-        _ => Some(crate::tls::server_config(&cfg.tls)?),
-    };
-    let tls_client = match cfg.tls.replication {
-        false => None,
-        true => Some(crate::tls::client_config(&cfg.tls)?),
-    };
+    let live = crate::tls::Live::build(cfg.tls.clone())?;
+    let tls = live.server.clone();
     if tls.is_some() {
         for &ip in &binds {
             let a = SocketAddr::new(ip, cfg.tls.port);
@@ -429,14 +418,15 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         signalled: AtomicBool::new(false),
         events,
         port,
-        tls,
-        tls_client,
         mem: (0..cfg.shards).map(|_| ShardMem::default()).collect(),
         pulse: (0..cfg.shards).map(|_| Pulse::default()).collect(),
         persist: crate::persist::State::new(crate::persist::unix_secs()),
         aof: Arc::new(crate::persist::aof::State::new(cfg.shards, cfg.appendonly)),
         cfg,
     });
+    if let Ok(mut t) = shared.tun.tls.lock() {
+        *t = Some(live);
+    }
     if shared.cfg.appendonly {
         crate::persist::aof::note_base_size(&shared.cfg, &shared.aof);
     }
@@ -609,7 +599,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         } else {
             "none".into()
         },
-        if shared.tls.is_some() {
+        if tls.is_some() {
             format!(" tls-port={}", cfg.tls.port)
         } else {
             String::new()
@@ -631,7 +621,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
     if plain {
         crate::log::notice("Ready to accept connections tcp");
     }
-    if shared.tls.is_some() {
+    if tls.is_some() {
         crate::log::notice("Ready to accept connections tls");
     }
     if let Some(path) = &cfg.unixsocket {

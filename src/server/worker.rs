@@ -905,7 +905,11 @@ impl Worker {
             false => sys::write_and_close(fd, text),
             true => sys::close(fd),
         };
-        let session = match (tls, &self.shared.tls) {
+        let server_cfg = match tls {
+            true => self.shared.tun.tls_server(),
+            false => None,
+        };
+        let session = match (tls, &server_cfg) {
             (false, _) => None,
             (true, Some(cfg)) => match crate::tls::Session::new(cfg) {
                 Ok(s) => Some(Box::new(s)),
