@@ -11,6 +11,13 @@ Modes:
            one SET then ten GETs per connection) at each pipeline depth, memtier_benchmark's
            1:10, GET-only and SET-only at each depth (built by ../shared/tools/build-memtier.sh
            when not on PATH), and a memory load of N keys; both servers.
+  persistence
+           for each dataset (--datasets, default strings and all) and server (Redis, shardis
+           at 1 and N shards): load, BGSAVE (time, RDB size), SHUTDOWN NOSAVE, restart and time
+           the load; then a BGSAVE during a redis-benchmark SET load (client p99, peak RSS,
+           Redis's fork child included) against the same load without it; then CPU per SET
+           with appendonly yes under appendfsync everysec and always. Use --server-cores 0,1
+           so both get the machine (Redis's fork child, shardis's second shard).
   memtier  the ab mode (below) with memtier_benchmark's workloads: 100k keys preloaded, then
            SET:GET 1:10, GET only and SET only at each pipeline depth, 50 connections on one
            memtier thread; Redis in the same run unless --no-redis.
@@ -981,6 +988,200 @@ def memtypes_main(args, binary, meta):
 
 
 
+def persist_start(name, binary, cores, d, extra=()):
+    """A server for the persistence mode, working in directory `d` (dump.rdb there)."""
+    if name == "redis":
+        port = free_port()
+        cmd = ["taskset", "-c", cores, "redis-server", "--port", str(port), "--save", "",
+               "--bind", "127.0.0.1", "--loglevel", "warning", "--dir", d] + list(extra)
+        if "--appendonly" not in extra:
+            cmd += ["--appendonly", "no"]
+        return Server("redis", cmd, port)
+    shards = int(name.split("-")[1][:-2])
+    return start_shardis(binary, shards, cores, name, ["--dir", d] + list(extra))
+
+
+def wait_bgsave(conn, before, timeout=600):
+    """Polls (every 2 ms) until the BGSAVE begun after LASTSAVE `before` finished; returns
+    its status (`ok` or `err`)."""
+    end = time.time() + timeout
+    while time.time() < end:
+        text = conn("INFO", "persistence").decode()
+        f = dict(l.split(":", 1) for l in text.split("\r\n") if ":" in l)
+        if f.get("rdb_bgsave_in_progress") == "0":
+            if conn("LASTSAVE") != before:
+                return f.get("rdb_last_bgsave_status")
+            if f.get("rdb_last_bgsave_status") == "err":
+                return "err"
+        time.sleep(0.002)
+    raise RuntimeError("BGSAVE did not finish")
+
+
+def persist_main(args, binary, meta):
+    """Save and load times and file sizes, RSS and client p99 during a BGSAVE under writes,
+    and CPU per SET under appendonly, for Redis and shardis in the same run."""
+    import tempfile
+    args.datasets = memtypes_datasets(args)
+    if args.datasets_sel == "strings,hashes,sets,zsets,all":
+        args.datasets_sel = "strings,all"
+    wanted = [d.strip() for d in args.datasets_sel.split(",") if d.strip()]
+    plan = [list(DATASET_ORDER) if d == "all" else [d] for d in wanted]
+    cores = args.server_cores
+    shard_counts = ([int(x) for x in args.shards.split(",")] if args.shards
+                    else sorted({1, len(cores.replace("-", ",").split(","))}))
+    names = ([] if args.no_redis else ["redis"]) + [f"shardis-{n}sh" for n in shard_counts]
+    rows, commands = [], []
+    for dsets in plan:
+        for name in names:
+            d = tempfile.mkdtemp(prefix="bench-persist-")
+            srv = persist_start(name, binary, cores, d)
+            commands.append(shlex.join(["PORT" if a == str(srv.port) else a for a in srv.cmd]))
+            conn = Resp(srv.port)
+            keys = 0
+            for ds in dsets:
+                n, _, gen, _, _, _ = args.datasets[ds]
+                pipe_load(srv.port, gen(), args.client_cores)
+                keys += n
+            assert conn("DBSIZE") == keys, f"{name}: DBSIZE"
+            rss = vm_rss(srv.pid)
+            before = conn("LASTSAVE")
+            time.sleep(1.05)  # LASTSAVE has a one-second resolution
+            t0 = time.time()
+            conn("BGSAVE")
+            status = wait_bgsave(conn, before)
+            save_s = time.time() - t0
+            size = os.path.getsize(os.path.join(d, "dump.rdb"))
+            try:
+                conn("SHUTDOWN", "NOSAVE")
+            except (RuntimeError, OSError):
+                pass
+            conn.close()
+            srv.proc.wait(30)
+            t0 = time.time()
+            srv2 = persist_start(name, binary, cores, d)
+            load_s = time.time() - t0
+            c2 = Resp(srv2.port)
+            got = c2("DBSIZE")
+            c2.close()
+            srv2.stop()
+            shutil.rmtree(d, ignore_errors=True)
+            row = {"server": name, "dataset": "+".join(dsets), "keys": keys, "dbsize_after_load": got,
+                   "bgsave_status": status, "rss_mb": round(rss / 2**20, 1),
+                   "save_s": round(save_s, 3), "load_s": round(load_s, 3), "rdb_bytes": size,
+                   "save_mb_s": round(size / 2**20 / save_s, 1), "load_mb_s": round(size / 2**20 / load_s, 1)}
+            log(f"{name} {row['dataset']}: BGSAVE {row['save_s']} s ({row['save_mb_s']} MB/s), "
+                f"{size / 2**20:.1f} MB, load {row['load_s']} s ({row['load_mb_s']} MB/s), DBSIZE {got}/{keys}")
+            rows.append(row)
+    # A BGSAVE while redis-benchmark overwrites the keys: client p99 and peak RSS, against
+    # the same run without the BGSAVE.
+    under = []
+    n_str = args.string_keys
+    for name in names:
+        d = tempfile.mkdtemp(prefix="bench-persist-")
+        srv = persist_start(name, binary, cores, d)
+        pipe_load(srv.port, args.datasets["strings"][2](), args.client_cores)
+        conn = Resp(srv.port)
+        res = {}
+        for with_save in (False, True):
+            cmd = ["taskset", "-c", args.client_cores, "redis-benchmark", "-p", str(srv.port),
+                   "-c", str(args.clients), "-n", str(args.requests * 2), "-t", "set",
+                   "-d", str(args.value_size), "-r", str(n_str), "--precision", "3"]
+            rss0 = vm_rss(srv.pid)
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+            time.sleep(0.5)
+            before = conn("LASTSAVE")
+            if with_save:
+                conn("BGSAVE")
+            peak = rss0
+            children = 0
+            while proc.poll() is None:
+                r = vm_rss(srv.pid)
+                # Redis's fork child: its RSS counts (copy-on-write pages are its own).
+                kids = subprocess.run(["pgrep", "-P", str(srv.pid)], capture_output=True, text=True).stdout.split()
+                children = 0
+                for k in kids:
+                    try:
+                        children += vm_rss(int(k))
+                    except (RuntimeError, ValueError, OSError):
+                        pass  # the child exited meanwhile
+                peak = max(peak, r + children)
+                time.sleep(0.02)
+            out = proc.stdout.read()
+            rps, p50, p99, p999 = parse_benchmark(out)
+            if with_save:
+                wait_bgsave(conn, before)
+            res[with_save] = {"p50_ms": p50, "p99_ms": p99, "p999_ms": p999, "ops": rps,
+                              "rss_base_mb": round(rss0 / 2**20, 1),
+                              "rss_peak_mb": round(peak / 2**20, 1)}
+            log(f"{name} SET load {'with' if with_save else 'without'} BGSAVE: p99 {p99} ms, "
+                f"p99.9 {p999} ms, RSS {rss0 / 2**20:.0f} -> peak {peak / 2**20:.0f} MB")
+        conn.close()
+        srv.stop()
+        shutil.rmtree(d, ignore_errors=True)
+        under.append({"server": name, "without": res[False], "with": res[True]})
+    # CPU per SET with the append-only file, per fsync policy.
+    aof = []
+    for policy in ("everysec", "always"):
+        for name in names:
+            d = tempfile.mkdtemp(prefix="bench-persist-")
+            srv = persist_start(name, binary, cores, d, ["--appendonly", "yes", "--appendfsync", policy])
+            for p in [int(x) for x in args.pipelines.split(",")]:
+                r = run_redis_benchmark(srv, "set", p, args)
+                aof.append({"server": name, "appendfsync": policy, "pipeline": p,
+                            "cpu_us_per_req": r["cpu_us_per_req"], "ops": r["ops"], "p99_ms": r["p99_ms"]})
+                log(f"{name} appendfsync {policy} SET P{p}: {r['cpu_us_per_req']} us/req, {fmt(r['ops'], 0)} ops/s")
+            srv.stop()
+            shutil.rmtree(d, ignore_errors=True)
+    # The report.
+    stem = f"{dt.date.today().isoformat()}_{meta['commit']}_{args.scenario}"
+    base = os.path.join(ROOT, "bench-results", stem)
+    os.makedirs(os.path.dirname(base), exist_ok=True)
+    with open(base + ".json", "w") as f:
+        json.dump({"meta": meta, "args": vars(args), "save_load": rows, "bgsave_under_load": under,
+                   "aof": aof, "server_commands": commands}, f, indent=2, default=str)
+    red = {r["dataset"]: r for r in rows if r["server"] == "redis"}
+    md = [f"# {args.scenario}: persistence, shardis vs Redis", "",
+          f"- commit: `{meta['commit']}`", f"- machine: {meta['cpu']}, {meta['cores']} cores, kernel {meta['kernel']}",
+          f"- tool: `tools/bench.sh {shlex.join(sys.argv[1:])}`",
+          f"- servers on cores {cores} (Redis's BGSAVE child too), loads with `redis-cli --pipe` on core {args.client_cores}",
+          "", "Servers:", ""] + [f"- `{c}`" for c in dict.fromkeys(commands)] + [
+          "", "## BGSAVE and startup load", "",
+          "| dataset | server | keys | RDB MB | BGSAVE s | MB/s | load s | MB/s | save x Redis | load x Redis |",
+          "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        rr = red.get(r["dataset"])
+        sx = f"{rr['save_s'] / r['save_s']:.2f}x faster" if rr and r["server"] != "redis" else ""
+        lx = f"{rr['load_s'] / r['load_s']:.2f}x faster" if rr and r["server"] != "redis" else ""
+        md.append(f"| {r['dataset']} | {r['server']} | {r['keys']} | {r['rdb_bytes'] / 2**20:.1f} | {r['save_s']} | "
+                  f"{r['save_mb_s']} | {r['load_s']} | {r['load_mb_s']} | {sx} | {lx} |")
+    md += ["", "Load time is from spawning the process to its first PONG (Redis answers -LOADING "
+           "until loaded), with DBSIZE checked after.", "",
+           "## A BGSAVE during writes", "",
+           f"`redis-benchmark -c {args.clients} -n {args.requests * 2} -t set -d {args.value_size} "
+           f"-r {n_str}` over the {n_str} loaded keys, BGSAVE 0.5 s in; RSS sampled every 20 ms "
+           "(Redis: parent plus fork child).", "",
+           "| server | p99 ms without / with | p99.9 ms without / with | ops/s without / with | RSS MB base | peak without / with |",
+           "|---|---|---|---|---|---|"]
+    for u in under:
+        a, b = u["without"], u["with"]
+        md.append(f"| {u['server']} | {a['p99_ms']} / {b['p99_ms']} | {a['p999_ms']} / {b['p999_ms']} | "
+                  f"{fmt(a['ops'], 0)} / {fmt(b['ops'], 0)} | {a['rss_base_mb']} | {a['rss_peak_mb']} / {b['rss_peak_mb']} |")
+    md += ["", "## CPU per SET with appendonly yes", "",
+           f"`redis-benchmark -c {args.clients} -n N -P P -t set -d {args.value_size} -r {args.keyspace}` "
+           "(N x4 at P16), server CPU from /proc.", "",
+           "| appendfsync | pipeline | server | us/req | x Redis | ops/s | p99 ms |", "|---|---|---|---|---|---|---|"]
+    for a in aof:
+        rr = next((x for x in aof if x["server"] == "redis" and x["appendfsync"] == a["appendfsync"]
+                   and x["pipeline"] == a["pipeline"]), None)
+        x = f"{a['cpu_us_per_req'] / rr['cpu_us_per_req']:.2f}" if rr else "-"
+        md.append(f"| {a['appendfsync']} | {a['pipeline']} | {a['server']} | {a['cpu_us_per_req']} | {x} | "
+                  f"{fmt(a['ops'], 0)} | {a['p99_ms']} |")
+    with open(base + ".md", "w") as f:
+        f.write("\n".join(md) + "\n")
+    print("\n".join(md))
+    print(f"\nresults: {os.path.relpath(base, ROOT)}.md (.json)")
+
+
 def uptime_load():
     try:
         with open("/proc/loadavg") as f:
@@ -1092,7 +1293,8 @@ def run_ab(args, meta, variants, shards, pipelines, tests, write_file):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--mode", choices=["compare", "scaling", "memory-types", "ab", "memtier"],
+    ap.add_argument("--mode", choices=["compare", "scaling", "memory-types", "ab", "memtier",
+                             "persistence"],
                     default="compare")
     ap.add_argument("--scenario", default=None, help="name used in the results file (default: the mode)")
     ap.add_argument("--server-cores", default="0", help="cores for the servers (shardis --cores, taskset for Redis)")
@@ -1138,6 +1340,9 @@ def main():
                         "--example", "loadgen"], cwd=ROOT, check=True)
     if args.mode == "memory-types":
         memtypes_main(args, binary, machine())
+        return
+    if args.mode == "persistence":
+        persist_main(args, binary, machine())
         return
     ncores = len(args.server_cores.replace("-", ",").split(","))
     if args.shards:

@@ -22,6 +22,14 @@ const MIN_SLOTS: usize = 8;
 pub struct Table {
     slots: Vec<u64>,
     len: usize,
+    /// Resizes so far: a walk by slot position (the snapshot stepper) restarts when this
+    /// moves, since every entry may have changed place.
+    resizes: u64,
+    /// The slot a walk in slot order resumes at (`usize::MAX`: none runs). A deletion's
+    /// backward shift that moves an entry from at or after it to before it would hide the
+    /// entry from the walk: such entries are listed in `crossed` for the walker.
+    walk: usize,
+    pub crossed: Vec<u32>,
 }
 
 impl Default for Table {
@@ -45,6 +53,9 @@ impl Table {
         Table {
             slots: vec![0; MIN_SLOTS],
             len: 0,
+            resizes: 0,
+            walk: usize::MAX,
+            crossed: Vec::new(),
         }
     }
 
@@ -59,6 +70,25 @@ impl Table {
     /// Number of slots (for memory accounting and tests).
     pub fn buckets(&self) -> usize {
         self.slots.len()
+    }
+
+    /// How many times the table was resized (see `resizes`).
+    pub fn resizes(&self) -> u64 {
+        self.resizes
+    }
+
+    /// Where a walk in slot order resumes (`usize::MAX`: no walk); see `crossed`.
+    pub fn set_walk(&mut self, at: usize) {
+        self.walk = at;
+        if at == usize::MAX {
+            self.crossed = Vec::new();
+        }
+    }
+
+    /// The entry in slot `pos`, if that slot is full (a walk in slot order).
+    #[inline]
+    pub fn loc_at(&self, pos: usize) -> Option<u32> {
+        self.slots.get(pos).copied().filter(|&s| s != 0).map(loc_of)
     }
 
     #[inline]
@@ -154,6 +184,9 @@ impl Table {
                 if let Some(h) = self.slots.get_mut(hole) {
                     *h = s;
                 }
+                if hole < self.walk && j >= self.walk {
+                    self.crossed.push(loc_of(s));
+                }
                 hole = j;
             }
             j = (j + 1) & mask;
@@ -172,6 +205,7 @@ impl Table {
     }
 
     fn resize(&mut self, n: usize) {
+        self.resizes += 1;
         let old = std::mem::replace(&mut self.slots, vec![0; n]);
         for s in old {
             if s != 0 {
@@ -181,7 +215,10 @@ impl Table {
     }
 
     pub fn clear(&mut self) {
+        let (resizes, walk) = (self.resizes + 1, self.walk);
         *self = Table::new();
+        self.resizes = resizes;
+        self.walk = walk;
     }
 
     /// Visits the entries whose home is the bucket `cursor` names and returns the next

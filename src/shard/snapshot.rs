@@ -6,8 +6,10 @@
 //! are wholly in or out) every database flips its *parity* bit: each entry carries one
 //! flag bit, and an entry whose bit differs from its database's parity is *unvisited*
 //! (not yet in the snapshot). Then:
-//! - the stepper walks the table with the resize-safe SCAN cursor and serialises each
-//!   unvisited entry, stamping it visited;
+//! - the stepper walks the table in slot order (sequential reads; a SCAN cursor would walk
+//!   each probe run once per home bucket in it) and serialises each unvisited entry,
+//!   stamping it visited; when the table was resized meanwhile, the walk starts over on the
+//!   new layout, passing over the entries already stamped;
 //! - a write, overwrite, expiry, eviction or deletion of an unvisited entry first
 //!   serialises it as it was (`Db::pre_write`), then stamps it: the snapshot holds the
 //!   value of the moment, whatever happens after;
@@ -31,8 +33,10 @@ pub struct DbSnap {
     pub expires: u64,
     /// The moment's clock (Unix ms): keys expired by then are not in the snapshot.
     pub now: u64,
-    /// Where the walk resumes (`Table::scan` cursor).
+    /// The slot the walk resumes at.
     pub cursor: u64,
+    /// `Table::resizes` when the walk (re)started: another value means a new layout.
+    pub layout: u64,
     /// The walk is over: every entry of the moment is in `w`.
     pub done: bool,
 }
@@ -45,6 +49,7 @@ impl DbSnap {
             expires: 0,
             now,
             cursor: 0,
+            layout: u64::MAX,
             done: false,
         }
     }
