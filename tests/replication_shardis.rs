@@ -432,7 +432,9 @@ fn the_other_replica_continues_partially_from_a_promoted_one() {
             .unwrap();
         workload(&mut c1, 2);
         converge(&[&r1, &r2], "after the promotion");
-        assert_eq!(stat(&r1, "sync_partial_ok"), "1", "shards {shards}");
+        // Partial, never full (a link that dropped under load may continue partially again).
+        let partial: u64 = stat(&r1, "sync_partial_ok").parse().unwrap_or(0);
+        assert!(partial >= 1, "shards {shards}: sync_partial_ok {partial}");
         assert_eq!(stat(&r1, "sync_full"), "0", "shards {shards}");
         // The stream goes on from there.
         workload(&mut c1, 3);
