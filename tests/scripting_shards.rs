@@ -395,6 +395,12 @@ fn busy_script_gets_busy_replies_and_script_kill() {
                 "{replies:?}"
             );
             assert!(replies.iter().any(|r| r == "+OK\r\n"), "{replies:?}");
+            // A multi-shard command that needs the busy shard is refused at once, from any
+            // shard, rather than waiting for the script.
+            for _ in 0..6 {
+                let r = ask(port, &["MGET", &other, busy_key]);
+                assert!(r.starts_with("-BUSY"), "--shards {n}: MGET {r}");
+            }
         }
         // Pipelined commands on one connection: every reply in order.
         let mut c = Client::connect(port);

@@ -1777,6 +1777,16 @@ impl Worker {
                     self.run_here(idx, id, f, db, resp, argv);
                 }
                 Route::One(s) => self.run_or_batch(idx, s, id, f, db, resp, argv),
+                // A key on a shard a busy script holds: -BUSY now, not a wait for the
+                // script's end (one relaxed load while no script is busy).
+                Route::Many
+                    if crate::scripting::some_shard_busy()
+                        && self.busy_keys(spec, argv).is_some() =>
+                {
+                    if let Some(text) = self.busy_keys(spec, argv) {
+                        self.reject(idx, Some(id), CmdError::coded(text));
+                    }
+                }
                 Route::Many => match spec.cross {
                     Some(cross) => {
                         self.flush_batches(idx);
@@ -1839,6 +1849,14 @@ impl Worker {
                 Route::One(s) => self.run_or_batch(idx, s, id, m.sub, db, resp, argv),
                 Route::NoKeys => {
                     self.run_here(idx, id, m.sub, db, resp, argv);
+                }
+                Route::Many
+                    if crate::scripting::some_shard_busy()
+                        && self.busy_keys(spec, argv).is_some() =>
+                {
+                    if let Some(text) = self.busy_keys(spec, argv) {
+                        self.reject(idx, Some(id), CmdError::coded(text));
+                    }
                 }
                 Route::Many => {
                     self.flush_batches(idx);
@@ -2376,6 +2394,18 @@ impl Worker {
         }
         targets.clear();
         self.batch_targets = targets;
+    }
+
+    /// The `-BUSY` text when one of the command's keys lives on a shard a busy script holds.
+    fn busy_keys(
+        &self,
+        spec: &crate::commands::table::CommandSpec,
+        argv: &[Bytes],
+    ) -> Option<&'static str> {
+        spec.keys
+            .key_positions(argv)
+            .filter_map(|i| argv.get(i))
+            .find_map(|k| crate::scripting::busy_reply(shard_of(k, self.nshards)))
     }
 
     /// While a script past the busy threshold holds shard `s`, answers this connection's
