@@ -11,6 +11,14 @@ use std::time::Duration;
 
 use common::Server;
 
+/// The tests of this file run one at a time: a replica whose master a test killed keeps
+/// dialling that port, and a master another test starts on it would gain a foreign
+/// replica (its acknowledgements would count for `min-replicas-ack`).
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    ONE.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn node(shards: usize, extra: &[&str]) -> Server {
     let mut args = vec!["--enable-debug-command", "yes", "--save", ""];
     args.extend_from_slice(extra);
@@ -116,6 +124,7 @@ fn workload(c: &mut redis::Connection, round: u32) {
 
 #[test]
 fn a_chain_of_shardis_replicas_converges_and_survives_a_failover() {
+    let _one_at_a_time = serial();
     let master = node(4, &[]);
     let mut mc = master.client();
     let _: i64 = redis::cmd("SADD")
@@ -177,6 +186,7 @@ fn a_chain_of_shardis_replicas_converges_and_survives_a_failover() {
 
 #[test]
 fn min_replicas_to_write_refuses_writes_without_a_good_replica() {
+    let _one_at_a_time = serial();
     let master = node(
         2,
         &[
@@ -229,6 +239,7 @@ fn min_replicas_to_write_refuses_writes_without_a_good_replica() {
 /// deadline per write, not a count refreshed later): no write is acknowledged and lost.
 #[test]
 fn a_frozen_master_acknowledges_no_write_after_it_resumes() {
+    let _one_at_a_time = serial();
     let master = node(
         1,
         &[
@@ -281,6 +292,7 @@ fn a_frozen_master_acknowledges_no_write_after_it_resumes() {
 /// A stock redis-server replica gets the same stream. Both end with the master's digest.
 #[test]
 fn full_sync_under_writes_while_the_master_serialises() {
+    let _one_at_a_time = serial();
     let master = node(4, &[]);
     let mut c = master.client();
     for chunk in (0..100_000).collect::<Vec<u32>>().chunks(10_000) {
@@ -373,6 +385,7 @@ fn stat(s: &Server, field: &str) -> String {
 /// no full sync (`sync_full:0`, `sync_partial_ok:1`) and equal digests.
 #[test]
 fn the_other_replica_continues_partially_from_a_promoted_one() {
+    let _one_at_a_time = serial();
     for shards in common::shard_counts() {
         let m = node(shards, &[]);
         let port = m.port.to_string();
@@ -448,6 +461,7 @@ fn the_other_replica_continues_partially_from_a_promoted_one() {
 /// clients of the master are served meanwhile. Pipelined writes keep their order.
 #[test]
 fn min_replicas_ack_holds_replies_until_a_replica_has_the_write() {
+    let _one_at_a_time = serial();
     for shards in common::shard_counts() {
         let m = node(
             shards,
@@ -503,6 +517,11 @@ fn min_replicas_ack_holds_replies_until_a_replica_has_the_write() {
         assert_eq!(out[39], redis::Value::BulkString(b"19".to_vec()));
 
         // The replica stops acknowledging: the write runs, its reply is the error.
+        assert_eq!(
+            info(&m, "connected_slaves"),
+            "1",
+            "shards {shards}: one replica only"
+        );
         r.signal("STOP");
         let t0 = std::time::Instant::now();
         let held = std::thread::spawn(move || {
@@ -540,6 +559,7 @@ fn min_replicas_ack_holds_replies_until_a_replica_has_the_write() {
 /// of: NOREPLICAS), leaving the client out of MULTI. Byte for byte against redis-server.
 #[test]
 fn transactions_under_the_replica_gates() {
+    let _one_at_a_time = serial();
     use common::resp::{encode_command, Client, Redis};
     fn run(c: &mut Client, cmds: &[&[&str]]) -> Vec<Vec<u8>> {
         cmds.iter()
