@@ -22,16 +22,7 @@ fn certs() -> &'static Path {
     DIR.get_or_init(|| {
         let dir = std::env::temp_dir().join(format!("shardis-tls-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let run = |args: &[&str]| {
-            let st = Command::new("openssl")
-                .args(args)
-                .current_dir(&dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .expect("openssl CLI is required for the TLS tests");
-            assert!(st.success(), "openssl {args:?} failed");
-        };
+        let run = |args: &[&str]| openssl_in(&dir, args);
         std::fs::write(
             dir.join("server.ext"),
             "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
@@ -632,16 +623,21 @@ fn replication_over_tls() {
     );
 }
 
-/// Runs openssl in the certificates' directory (for certificates a test adds).
-fn openssl(args: &[&str]) {
+/// Runs the openssl CLI in `dir`.
+fn openssl_in(dir: &Path, args: &[&str]) {
     let st = Command::new("openssl")
         .args(args)
-        .current_dir(certs())
+        .current_dir(dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .status()
-        .unwrap();
-    assert!(st.success(), "openssl {args:?}");
+        .expect("openssl CLI is required for the TLS tests");
+    assert!(st.success(), "openssl {args:?} failed");
+}
+
+/// Runs openssl in the certificates' directory (for certificates a test adds).
+fn openssl(args: &[&str]) {
+    openssl_in(certs(), args);
 }
 
 /// CONFIG SET of `tls-*` at run time, as Redis: a certificate and its key change together

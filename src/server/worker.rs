@@ -1777,16 +1777,7 @@ impl Worker {
                     self.run_here(idx, id, f, db, resp, argv);
                 }
                 Route::One(s) => self.run_or_batch(idx, s, id, f, db, resp, argv),
-                // A key on a shard a busy script holds: -BUSY now, not a wait for the
-                // script's end (one relaxed load while no script is busy).
-                Route::Many
-                    if crate::scripting::some_shard_busy()
-                        && self.busy_keys(spec, argv).is_some() =>
-                {
-                    if let Some(text) = self.busy_keys(spec, argv) {
-                        self.reject(idx, Some(id), CmdError::coded(text));
-                    }
-                }
+                Route::Many if self.refused_busy(idx, id, spec, argv) => {}
                 Route::Many => match spec.cross {
                     Some(cross) => {
                         self.flush_batches(idx);
@@ -1850,14 +1841,7 @@ impl Worker {
                 Route::NoKeys => {
                     self.run_here(idx, id, m.sub, db, resp, argv);
                 }
-                Route::Many
-                    if crate::scripting::some_shard_busy()
-                        && self.busy_keys(spec, argv).is_some() =>
-                {
-                    if let Some(text) = self.busy_keys(spec, argv) {
-                        self.reject(idx, Some(id), CmdError::coded(text));
-                    }
-                }
+                Route::Many if self.refused_busy(idx, id, spec, argv) => {}
                 Route::Many => {
                     self.flush_batches(idx);
                     let mut ctx = ConnCtx {
@@ -2396,16 +2380,28 @@ impl Worker {
         self.batch_targets = targets;
     }
 
-    /// The `-BUSY` text when one of the command's keys lives on a shard a busy script holds.
-    fn busy_keys(
-        &self,
+    /// A multi-shard key command with a key on a shard a busy script holds gets `-BUSY`
+    /// now instead of waiting for the script's end. True if it did (one relaxed load while
+    /// no script is busy).
+    fn refused_busy(
+        &mut self,
+        idx: usize,
+        id: usize,
         spec: &crate::commands::table::CommandSpec,
         argv: &[Bytes],
-    ) -> Option<&'static str> {
-        spec.keys
+    ) -> bool {
+        if !crate::scripting::some_shard_busy() {
+            return false;
+        }
+        let text = spec
+            .keys
             .key_positions(argv)
             .filter_map(|i| argv.get(i))
-            .find_map(|k| crate::scripting::busy_reply(shard_of(k, self.nshards)))
+            .find_map(|k| crate::scripting::busy_reply(shard_of(k, self.nshards)));
+        if let Some(text) = text {
+            self.reject(idx, Some(id), CmdError::coded(text));
+        }
+        text.is_some()
     }
 
     /// While a script past the busy threshold holds shard `s`, answers this connection's

@@ -1631,6 +1631,17 @@ mod tests {
     }
 
     /// Live keys at `now` as (value, expiry): what a snapshot of that moment must hold.
+    /// A deterministic generator: `rnd(n)` is in `0..n`.
+    fn xorshift(seed: u64) -> impl FnMut(u64) -> u64 {
+        let mut x = seed | 1;
+        move |n: u64| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x % n
+        }
+    }
+
     fn contents(db: &Db, now: u64) -> std::collections::BTreeMap<Vec<u8>, (Value, u64)> {
         let mut m = std::collections::BTreeMap::new();
         db.for_each_value(now, |k, v, exp| {
@@ -1675,13 +1686,7 @@ mod tests {
         // entries across the walk's position (`Table::crossed`), and the table shrinks and
         // grows under it.
         for seed in 1..=12u64 {
-            let mut x = seed.wrapping_mul(0x2545_F491_4F6C_DD1D) | 1;
-            let mut rnd = move |n: u64| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x % n
-            };
+            let mut rnd = xorshift(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
             let now = 1_000_000;
             let mut db = Db::default();
             let key = |i: u64| format!("key:{i}").into_bytes();
@@ -1717,13 +1722,7 @@ mod tests {
     #[test]
     fn stepped_snapshot_is_the_moment_under_writes() {
         for seed in 1..=40u64 {
-            let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-            let mut rnd = move |n: u64| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x % n
-            };
+            let mut rnd = xorshift(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
             let now = 1_000_000;
             let mut db = Db::default();
             let key = |i: u64| format!("k{i}").into_bytes();
