@@ -37,6 +37,7 @@ pub mod commands;
 pub mod config;
 pub mod coord;
 pub mod directives;
+pub mod engine;
 pub mod error;
 pub mod log;
 pub mod persist;

@@ -266,7 +266,7 @@ fn bitop_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let op = parse_bitop(&argv)?;
     let dst = arg(&argv, 2)?.clone();
     let db = ctx.client().db;
-    let n = ctx.w.nshards;
+    let n = ctx.w.eng.nshards;
     let dst_owner = shard_of(&dst, n);
     let ticket = ctx.defer();
     let srcs: Vec<Bytes> = argv.iter().skip(3).cloned().collect();
@@ -279,8 +279,8 @@ fn bitop_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
         srcs,
         vec![dst_owner],
         move |w: &mut Worker, k: &Bytes| {
-            let now = w.shard.now_ms;
-            w.shard.db_mut(db).get_str(k, now)
+            let now = w.eng.shard.now_ms;
+            w.eng.shard.db_mut(db).get_str(k, now)
         },
         move |read| {
             let res = match bitop_compute(op, &read) {
@@ -289,9 +289,9 @@ fn bitop_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
             };
             let reply = Reply::Int(res.len() as i64);
             let write: WriteFn = Box::new(move |tw: &mut Worker| {
-                tw.shard.touch(db, &dst);
-                let now = tw.shard.now_ms;
-                bitop_store(tw.shard.db_mut(db), &dst, &res, now);
+                tw.eng.shard.touch(db, &dst);
+                let now = tw.eng.shard.now_ms;
+                bitop_store(tw.eng.shard.db_mut(db), &dst, &res, now);
             });
             (reply, vec![(dst_owner, write)])
         },

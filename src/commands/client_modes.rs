@@ -64,8 +64,8 @@ pub fn pause(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 /// CLIENT UNPAUSE: ends the pause and wakes every shard to run what it held.
 pub fn unpause(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     crate::server::pause::stop();
-    let me = ctx.w.id;
-    for s in (0..ctx.w.nshards).filter(|&s| s != me) {
+    let me = ctx.w.eng.id;
+    for s in (0..ctx.w.eng.nshards).filter(|&s| s != me) {
         ctx.w.post(
             s,
             crate::server::worker::Msg::Control(Box::new(|tw: &mut Worker| tw.refresh_pause())),
@@ -138,7 +138,7 @@ pub fn tracking(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         .find(|(_, c)| c.client.id == id as u64)
         .map(|(i, _)| i);
     if let Some(r) = local {
-        let at = ctx.w.conn_token(r).map(|t| (ctx.w.id, t));
+        let at = ctx.w.conn_token(r).map(|t| (ctx.w.eng.id, t));
         return apply(ctx.w, ctx.conn, o, at);
     }
     let ticket = ctx.defer();
@@ -150,7 +150,7 @@ pub fn tracking(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
                 .iter()
                 .find(|(_, c)| c.client.id == id as u64)
                 .and_then(|(i, _)| tw.conn_token(i))
-                .map(|t| (tw.id, t))
+                .map(|t| (tw.eng.id, t))
         },
         move |w, found: Vec<Option<(usize, u64)>>| {
             let reply = match found.into_iter().flatten().next() {
@@ -234,7 +234,7 @@ fn apply(w: &mut Worker, idx: usize, o: Opts, redir_at: Option<(usize, u64)>) ->
         tracking::count(true);
     }
     // This shard delivers FLUSHALL's null invalidation to its tracking clients.
-    w.shard.tracking_mut();
+    w.eng.shard.tracking_mut();
     if !new.is_empty() {
         tracking::broadcast_prefixes(w, me, new, true);
     }

@@ -102,7 +102,7 @@ fn quit(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
 
 fn select(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let n = parse_i64(arg(argv, 1)?).ok_or(CmdError::NotInteger)?;
-    if n < 0 || n as usize >= ctx.w.shared.cfg.databases || n > i32::MAX as i64 {
+    if n < 0 || n as usize >= ctx.w.eng.shared.cfg.databases || n > i32::MAX as i64 {
         return Err(CmdError::DbIndex);
     }
     ctx.client().db = n as usize;
@@ -131,7 +131,7 @@ fn check_password(
         }
         None => {
             let info = client_line(&ctx.w.conns[ctx.conn]);
-            let context = if ctx.w.tx.nested() {
+            let context = if ctx.w.eng.tx.nested() {
                 "multi"
             } else {
                 "toplevel"
@@ -221,6 +221,7 @@ fn reset(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     // Back to the default user: unauthenticated again when a password is set.
     let required = ctx
         .w
+        .eng
         .shared
         .tun
         .auth_required

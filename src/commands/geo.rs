@@ -718,7 +718,7 @@ fn search(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 fn search_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let kind = Kind::of(arg(&argv, 0)?).ok_or(CmdError::Syntax)?;
     let src = owned(arg(&argv, kind.src_index())?);
-    let n = ctx.w.nshards;
+    let n = ctx.w.eng.nshards;
     let keys = match kind {
         Kind::Radius => RADIUS_KEYS,
         Kind::Member => MEMBER_KEYS,
@@ -745,8 +745,8 @@ fn search_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
         vec![src],
         extra,
         move |w: &mut Worker, _k: &Bytes| -> Result<Outcome, CmdError> {
-            let now = w.shard.now_ms;
-            run_search(w.shard.db_mut(db), now, &argv, resp)
+            let now = w.eng.shard.now_ms;
+            run_search(w.eng.shard.db_mut(db), now, &argv, resp)
         },
         move |read| match read.into_iter().next() {
             None => (Reply::Array(Vec::new()), Vec::new()),
@@ -760,9 +760,9 @@ fn search_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                 let z = ZSet::from_pairs(items);
                 let reply = Reply::Int(z.len() as i64);
                 let write: WriteFn = Box::new(move |tw: &mut Worker| {
-                    tw.shard.touch(db, &dst);
-                    let now = tw.shard.now_ms;
-                    store_zset(tw.shard.db_mut(db), &dst, z, now);
+                    tw.eng.shard.touch(db, &dst);
+                    let now = tw.eng.shard.now_ms;
+                    store_zset(tw.eng.shard.db_mut(db), &dst, z, now);
                 });
                 (reply, vec![(owner, write)])
             }

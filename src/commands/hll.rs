@@ -212,9 +212,9 @@ fn pfcount(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 type Regs = Result<Option<(Vec<u8>, bool)>, CmdError>;
 
 fn read_regs(w: &mut Worker, db: usize, key: &[u8]) -> Regs {
-    let now = w.shard.now_ms;
+    let now = w.eng.shard.now_ms;
     let mut max = vec![0u8; hll::REGISTERS];
-    let dense = merge_key(w.shard.db_mut(db), key, now, &mut max)?;
+    let dense = merge_key(w.eng.shard.db_mut(db), key, now, &mut max)?;
     Ok(dense.map(|d| (max, d)))
 }
 
@@ -296,7 +296,7 @@ fn pfmerge(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 fn pfmerge_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let dst = arg(&argv, 1)?.clone();
     let db = ctx.client().db;
-    let dst_owner = shard_of(&dst, ctx.w.nshards);
+    let dst_owner = shard_of(&dst, ctx.w.eng.nshards);
     let ticket = ctx.defer();
     let keys: Vec<Bytes> = argv.iter().skip(1).cloned().collect();
     gather_noting(
@@ -314,9 +314,9 @@ fn pfmerge_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                 Err(e) => return (e.into_reply(), Vec::new()),
             };
             let write: WriteFn = Box::new(move |tw: &mut Worker| {
-                tw.shard.touch(db, &dst);
-                let now = tw.shard.now_ms;
-                let _ = merge_store(tw.shard.db_mut(db), &dst, &max, dense, now);
+                tw.eng.shard.touch(db, &dst);
+                let now = tw.eng.shard.now_ms;
+                let _ = merge_store(tw.eng.shard.db_mut(db), &dst, &max, dense, now);
             });
             (Reply::Ok, vec![(dst_owner, write)])
         },

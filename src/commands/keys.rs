@@ -559,7 +559,7 @@ fn move_cmd(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 
 fn copy_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let cur = ctx.client().db;
-    let (dst_db, replace) = copy_opts(&argv, cur, ctx.w.shared.cfg.databases)?;
+    let (dst_db, replace) = copy_opts(&argv, cur, ctx.w.eng.shared.cfg.databases)?;
     let src = arg(&argv, 1)?.clone();
     let dst = Bytes::copy_from_slice(arg(&argv, 2)?);
     let ticket = ctx.defer();
@@ -596,9 +596,9 @@ fn keys(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     all_shards(
         ctx.w,
         move |tw| {
-            let now = tw.shard.now_ms;
+            let now = tw.eng.shard.now_ms;
             let all = pattern.as_ref() == b"*";
-            let Some(d) = tw.shard.dbs.get(db) else {
+            let Some(d) = tw.eng.shard.dbs.get(db) else {
                 return Vec::new();
             };
             let mut out = Vec::new();
@@ -625,11 +625,11 @@ fn randomkey(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     all_shards(
         ctx.w,
         move |tw| {
-            let now = tw.shard.now_ms;
+            let now = tw.eng.shard.now_ms;
             // A few tries to skip keys that are logically expired.
             for _ in 0..16 {
-                let seed = tw.shard.next_rand();
-                let Some(d) = tw.shard.dbs.get_mut(db) else {
+                let seed = tw.eng.shard.next_rand();
+                let Some(d) = tw.eng.shard.dbs.get_mut(db) else {
                     return (0, None);
                 };
                 let len = d.len();
@@ -649,7 +649,7 @@ fn randomkey(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
             let mut reply = Reply::Null;
             if total > 0 {
                 // Pick a shard with probability proportional to its size.
-                let mut r = (w.shard.next_rand() as usize) % total;
+                let mut r = (w.eng.shard.next_rand() as usize) % total;
                 for (n, k) in parts {
                     if r < n {
                         reply = Reply::bulk_opt(k);
@@ -716,7 +716,7 @@ fn scan(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             return Err(CmdError::Syntax);
         }
     }
-    let nshards = ctx.w.nshards;
+    let nshards = ctx.w.eng.nshards;
     let shard = (cursor & ((1 << SHARD_BITS) - 1)) as usize;
     let table_cursor = cursor >> SHARD_BITS;
     if shard >= nshards {
@@ -729,8 +729,8 @@ fn scan(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let db = ctx.client().db;
     let ticket = ctx.defer();
     let job: ShardFn<(Vec<Bytes>, u64)> = Box::new(move |tw| {
-        let now = tw.shard.now_ms;
-        let Some(d) = tw.shard.dbs.get(db) else {
+        let now = tw.eng.shard.now_ms;
+        let Some(d) = tw.eng.shard.dbs.get(db) else {
             return (Vec::new(), 0);
         };
         let mut found = Vec::new();

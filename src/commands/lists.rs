@@ -340,7 +340,7 @@ fn move_cross(ctx: &mut ConnCtx, argv: &[Bytes], from: End, to: End) -> CmdResul
     let src = owned(arg(argv, 1)?);
     let dst = owned(arg(argv, 2)?);
     let db = ctx.client().db;
-    let n = ctx.w.nshards;
+    let n = ctx.w.eng.nshards;
     let ticket = ctx.defer();
     let src_r = src.clone();
     gather_noting(
@@ -352,8 +352,8 @@ fn move_cross(ctx: &mut ConnCtx, argv: &[Bytes], from: End, to: End) -> CmdResul
         vec![src.clone(), dst.clone()],
         Vec::new(),
         move |w: &mut Worker, k: &Bytes| -> Result<Option<Bytes>, CmdError> {
-            let now = w.shard.now_ms;
-            let l = w.shard.db_mut(db).get_list_mut(k, now)?;
+            let now = w.eng.shard.now_ms;
+            let l = w.eng.shard.db_mut(db).get_list_mut(k, now)?;
             Ok(if *k == src_r {
                 l.and_then(|l| peek(l, from))
             } else {
@@ -374,9 +374,9 @@ fn move_cross(ctx: &mut ConnCtx, argv: &[Bytes], from: End, to: End) -> CmdResul
                 (
                     shard_of(&src, n),
                     Box::new(move |tw: &mut Worker| {
-                        tw.shard.touch(db, &s1);
-                        let now = tw.shard.now_ms;
-                        let d = tw.shard.db_mut(db);
+                        tw.eng.shard.touch(db, &s1);
+                        let now = tw.eng.shard.now_ms;
+                        let d = tw.eng.shard.db_mut(db);
                         if let Ok(Some(l)) = d.get_list_mut(&s1, now) {
                             l.pop(from);
                         }
@@ -386,9 +386,9 @@ fn move_cross(ctx: &mut ConnCtx, argv: &[Bytes], from: End, to: End) -> CmdResul
                 (
                     shard_of(&dst, n),
                     Box::new(move |tw: &mut Worker| {
-                        tw.shard.touch(db, &d1);
-                        let now = tw.shard.now_ms;
-                        if let Ok(l) = tw.shard.db_mut(db).list_or_create(&d1, now) {
+                        tw.eng.shard.touch(db, &d1);
+                        let now = tw.eng.shard.now_ms;
+                        if let Ok(l) = tw.eng.shard.db_mut(db).list_or_create(&d1, now) {
                             l.push(to, v1);
                         }
                     }),

@@ -39,7 +39,7 @@ fn multi(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
 fn exec(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     // `None`: deferred, the reply comes through the ticket (this value is ignored).
     let r = tx::exec(ctx, argv);
-    if r.is_err() && ctx.w.shard.monitor {
+    if r.is_err() && ctx.w.eng.shard.monitor {
         // A refused EXEC is shown here; one that ran, after its commands (`coord::tx`).
         crate::server::monitor::feed_db(ctx.w, ctx.conn, ctx.w.conns[ctx.conn].client.db, argv);
     }

@@ -51,9 +51,9 @@ fn every_shard<T: Send + 'static>(
     done: impl FnOnce(&mut Worker, Vec<T>) -> Reply + 'static,
 ) -> CmdResult {
     let mine = f(ctx.w);
-    let me = ctx.w.id;
+    let me = ctx.w.eng.id;
     let ticket = ctx.defer();
-    let jobs: Vec<(usize, ShardFn<T>)> = (0..ctx.w.nshards)
+    let jobs: Vec<(usize, ShardFn<T>)> = (0..ctx.w.eng.nshards)
         .filter(|&s| s != me)
         .map(|s| {
             let f = f.clone();
@@ -88,7 +88,7 @@ const SLOWLOG_HELP: &[&str] = &[
 
 fn slowlog(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let sub = super::server::subcommand("slowlog", argv)?;
-    let max_len = ctx.w.shard.slow.max_len;
+    let max_len = ctx.w.eng.shard.slow.max_len;
     match sub.as_str() {
         "get" => {
             if argv.len() > 3 {
@@ -107,7 +107,8 @@ fn slowlog(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             every_shard(
                 ctx,
                 move |tw| {
-                    tw.shard
+                    tw.eng
+                        .shard
                         .slow
                         .entries
                         .iter()
@@ -125,10 +126,14 @@ fn slowlog(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         }
         "len" => every_shard(
             ctx,
-            |tw| tw.shard.slow.entries.len(),
+            |tw| tw.eng.shard.slow.entries.len(),
             move |_, parts| Reply::Int(parts.iter().sum::<usize>().min(max_len) as i64),
         ),
-        "reset" => every_shard(ctx, |tw| tw.shard.slow.entries.clear(), |_, _| Reply::Ok),
+        "reset" => every_shard(
+            ctx,
+            |tw| tw.eng.shard.slow.entries.clear(),
+            |_, _| Reply::Ok,
+        ),
         _ => Ok(Reply::help(SLOWLOG_HELP)),
     }
 }
@@ -187,7 +192,8 @@ fn merge_events(parts: Vec<Vec<(&'static str, Series)>>) -> Vec<(&'static str, S
 }
 
 fn events_of(tw: &mut Worker) -> Vec<(&'static str, Series)> {
-    tw.shard
+    tw.eng
+        .shard
         .lat
         .events
         .iter()
@@ -251,7 +257,7 @@ fn latency_cmd(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             every_shard(
                 ctx,
                 move |tw| {
-                    let ev = &mut tw.shard.lat.events;
+                    let ev = &mut tw.eng.shard.lat.events;
                     let gone: Vec<&'static str> = ev
                         .keys()
                         .copied()
@@ -273,7 +279,7 @@ fn latency_cmd(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             )
         }
         "doctor" => {
-            let tun = &ctx.w.shared.tun.obs;
+            let tun = &ctx.w.eng.shared.tun.obs;
             let threshold = tun
                 .monitor_threshold_ms
                 .load(std::sync::atomic::Ordering::Relaxed);
@@ -301,7 +307,7 @@ fn latency_cmd(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             let all = argv.len() == 2;
             every_shard(
                 ctx,
-                |tw| tw.shard.lat.histograms(),
+                |tw| tw.eng.shard.lat.histograms(),
                 move |_, parts| {
                     let mut merged: Vec<(usize, Histogram<u64>)> = Vec::new();
                     for p in parts {
@@ -369,7 +375,7 @@ pub fn latencystats_lines(hists: &[(usize, Histogram<u64>)], percentiles: &[f64]
 // ----- MONITOR ------------------------------------------------------------------------------
 
 fn monitor(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
-    if ctx.w.tx.nested() {
+    if ctx.w.eng.tx.nested() {
         return Err(CmdError::err(
             "MONITOR isn't allowed for DENY BLOCKING client",
         ));
@@ -394,8 +400,8 @@ pub(super) fn memory(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         (c.db, c.resp)
     };
     let owner = match (sub.as_str(), argv.get(2)) {
-        ("usage", Some(k)) => crate::shard::route::shard_of(k, ctx.w.nshards),
-        _ => ctx.w.id,
+        ("usage", Some(k)) => crate::shard::route::shard_of(k, ctx.w.eng.nshards),
+        _ => ctx.w.eng.id,
     };
     let run = move |shard: &mut crate::shard::Shard, argv: &[Bytes]| -> Reply {
         let mut kctx = super::KeyCtx {
@@ -409,12 +415,12 @@ pub(super) fn memory(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             Err(e) => Reply::Error(e.to_string()),
         }
     };
-    if owner == ctx.w.id {
-        return Ok(run(&mut ctx.w.shard, argv));
+    if owner == ctx.w.eng.id {
+        return Ok(run(&mut ctx.w.eng.shard, argv));
     }
     let ticket = ctx.defer();
     let argv = argv.to_vec();
-    let job: ShardFn<Reply> = Box::new(move |tw: &mut Worker| run(&mut tw.shard, &argv));
+    let job: ShardFn<Reply> = Box::new(move |tw: &mut Worker| run(&mut tw.eng.shard, &argv));
     ctx.w
         .fan_out(vec![(owner, job)], true, move |w, mut v: Vec<Reply>| {
             w.complete(ticket, v.pop().unwrap_or(Reply::Null))
@@ -604,9 +610,10 @@ pub(super) fn debug(ctx: &mut ConnCtx, argv: &[Bytes]) -> Option<CmdResult> {
 fn debug_object(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let key = argv.get(2).cloned().unwrap_or_default();
     let db = ctx.client().db;
-    let owner = crate::shard::route::shard_of(&key, ctx.w.nshards);
+    let owner = crate::shard::route::shard_of(&key, ctx.w.eng.nshards);
     let ticket = ctx.defer();
-    let job: ShardFn<Reply> = Box::new(move |tw: &mut Worker| object_line(&mut tw.shard, db, &key));
+    let job: ShardFn<Reply> =
+        Box::new(move |tw: &mut Worker| object_line(&mut tw.eng.shard, db, &key));
     ctx.w
         .fan_out(vec![(owner, job)], true, move |w, mut v: Vec<Reply>| {
             w.complete(ticket, v.pop().unwrap_or(Reply::Null))

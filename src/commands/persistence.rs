@@ -31,7 +31,7 @@ pub const COMMANDS: &[CommandSpec] = &[
 
 /// Marks a save as running; Redis's error when one already is.
 pub fn begin_save(ctx: &mut ConnCtx) -> Result<(), CmdError> {
-    if !ctx.w.shared.persist.try_begin() {
+    if !ctx.w.eng.shared.persist.try_begin() {
         return Err(CmdError::err("Background save already in progress"));
     }
     Ok(())
@@ -41,8 +41,8 @@ fn save(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     begin_save(ctx)?;
     let ticket = ctx.defer();
     save::snapshot(ctx.w, false, move |w, parts, _| {
-        let res = save::save_parts(&w.shared, &parts, false);
-        w.shared.persist.saving.store(false, Ordering::SeqCst);
+        let res = save::save_parts(&w.eng.shared, &parts, false);
+        w.eng.shared.persist.saving.store(false, Ordering::SeqCst);
         // Redis answers a failed SAVE with a bare `-ERR` (the reason is in the log).
         let reply = match res {
             Ok(()) => Reply::Ok,
@@ -77,13 +77,13 @@ fn bgsave(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn lastsave(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
-    let t = ctx.w.shared.persist.last_save.load(Ordering::Relaxed);
+    let t = ctx.w.eng.shared.persist.last_save.load(Ordering::Relaxed);
     Ok(Reply::Int(t as i64))
 }
 
 /// BGREWRITEAOF: see `rewrite_aof`.
 fn bgrewriteaof(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
-    if !ctx.w.shared.aof.enabled.load(Ordering::SeqCst) {
+    if !ctx.w.eng.shared.aof.enabled.load(Ordering::SeqCst) {
         return Err(CmdError::err(
             "append-only files are off: CONFIG SET appendonly yes (or appendonly yes at startup) \
              turns them on with a first rewrite",
@@ -111,7 +111,7 @@ pub fn rewrite_aof(
 ) {
     use crate::persist::aof;
     use crate::server::worker::Worker;
-    let shared = w.shared.clone();
+    let shared = w.eng.shared.clone();
     if shared.aof.rewriting.swap(true, Ordering::SeqCst) {
         started(
             w,
@@ -143,20 +143,20 @@ pub fn rewrite_aof(
     // At the snapshot's moment, under the all-shard lock, every shard switches to its next
     // log; the shards then serialise the base while serving (`save::stepped`).
     let at_moment: save::AtMoment = std::sync::Arc::new(move |tw: &mut Worker| {
-        let cfg = tw.shared.cfg.clone();
-        let r = match tw.aof.as_mut() {
-            Some(a) => a.switch(&cfg, &mut tw.shard, seq),
+        let cfg = tw.eng.shared.cfg.clone();
+        let r = match tw.eng.aof.as_mut() {
+            Some(a) => a.switch(&cfg, &mut tw.eng.shard, seq),
             None if enabling => {
                 crate::shard::journal::enable(
-                    &mut tw.shard,
+                    &mut tw.eng.shard,
                     crate::shard::journal::DEFAULT_BACKLOG,
                 );
-                let from = tw.shard.journal.as_ref().map_or(1, |j| j.next());
-                aof::Writer::open(&cfg, tw.shared.aof.clone(), tw.id, seq, from).map(|wr| {
-                    if let Some(j) = tw.shard.journal.as_mut() {
+                let from = tw.eng.shard.journal.as_ref().map_or(1, |j| j.next());
+                aof::Writer::open(&cfg, tw.eng.shared.aof.clone(), tw.eng.id, seq, from).map(|wr| {
+                    if let Some(j) = tw.eng.shard.journal.as_mut() {
                         j.pin = Some(from);
                     }
-                    tw.aof = Some(wr);
+                    tw.eng.aof = Some(wr);
                 })
             }
             None => Ok(()),
@@ -169,7 +169,7 @@ pub fn rewrite_aof(
         w,
         Some(at_moment),
         move |w: &mut Worker, res: Vec<Result<u64, String>>| {
-            let shared = w.shared.clone();
+            let shared = w.eng.shared.clone();
             if let Some(Err(e)) = res.into_iter().find(|r| r.is_err()) {
                 crate::log::warning(&format!("Can't rewrite the append only file: {e}"));
                 failed.store(true, Ordering::SeqCst);
@@ -189,7 +189,7 @@ pub fn rewrite_aof(
             if failed2.load(Ordering::SeqCst) {
                 return;
             }
-            let shared = w.shared.clone();
+            let shared = w.eng.shared.clone();
             let checksum = shared.tun.rdbchecksum.load(Ordering::Relaxed);
             let _ = std::thread::Builder::new()
                 .name("aof-rewrite".into())
@@ -217,14 +217,14 @@ pub fn rewrite_aof(
 /// CONFIG SET appendonly no: every shard stops appending (the files stay as they are).
 pub fn stop_aof(w: &mut crate::server::worker::Worker) {
     use crate::server::worker::{ShardFn, Worker};
-    w.shared.aof.enabled.store(false, Ordering::SeqCst);
-    let jobs = (0..w.nshards)
+    w.eng.shared.aof.enabled.store(false, Ordering::SeqCst);
+    let jobs = (0..w.eng.nshards)
         .map(|s| {
             let job: ShardFn<()> = Box::new(move |tw: &mut Worker| {
-                if let Some(mut a) = tw.aof.take() {
-                    a.write_pass(&mut tw.shard, true);
+                if let Some(mut a) = tw.eng.aof.take() {
+                    a.write_pass(&mut tw.eng.shard, true);
                 }
-                if let Some(j) = tw.shard.journal.as_mut() {
+                if let Some(j) = tw.eng.shard.journal.as_mut() {
                     j.pin = None;
                 }
             });

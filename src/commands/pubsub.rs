@@ -89,7 +89,7 @@ pub fn refused_when_subscribed(c: &Conn, spec: &CommandSpec, argv: &[Bytes]) -> 
 /// OFF / SKIP does not drop them: a muted client gets them written directly.
 fn frames(ctx: &mut ConnCtx, out: Vec<u8>) -> Reply {
     match ctx.w.conns.get_mut(ctx.conn) {
-        Some(c) if c.mute && !ctx.w.tx.nested() => {
+        Some(c) if c.mute && !ctx.w.eng.tx.nested() => {
             c.push_raw(&out);
             Reply::Raw(Bytes::new())
         }
@@ -162,7 +162,7 @@ fn unsubscribe_from(ctx: &mut ConnCtx, argv: &[Bytes], pattern: bool) -> CmdResu
 /// SSUBSCRIBE: one confirmation per argument with the shard channel count. Refused inside
 /// a transaction, as Redis refuses it to a client that may not block.
 fn ssubscribe(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
-    if ctx.w.tx.nested() {
+    if ctx.w.eng.tx.nested() {
         return Err(CmdError::coded(crate::error::SSUBSCRIBE_DENY_BLOCKING));
     }
     let resp = ctx.client().resp;
@@ -207,12 +207,12 @@ fn spublish(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let channel = owned(arg(argv, 1)?);
     let msg = owned(arg(argv, 2)?);
     let local = pubsub::spublish(ctx.w, &channel, &msg);
-    if ctx.w.nshards <= 1 {
+    if ctx.w.eng.nshards <= 1 {
         return Ok(Reply::Int(local as i64));
     }
     let ticket = ctx.reply_later();
-    let me = ctx.w.id;
-    let jobs: Vec<(usize, ShardFn<usize>)> = (0..ctx.w.nshards)
+    let me = ctx.w.eng.id;
+    let jobs: Vec<(usize, ShardFn<usize>)> = (0..ctx.w.eng.nshards)
         .filter(|&s| s != me)
         .map(|s| {
             let (channel, msg) = (channel.clone(), msg.clone());
@@ -235,12 +235,12 @@ fn publish(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let channel = owned(arg(argv, 1)?);
     let msg = owned(arg(argv, 2)?);
     let local = pubsub::publish(ctx.w, &channel, &msg);
-    if ctx.w.nshards <= 1 {
+    if ctx.w.eng.nshards <= 1 {
         return Ok(Reply::Int(local as i64));
     }
     let ticket = ctx.reply_later();
-    let me = ctx.w.id;
-    let jobs: Vec<(usize, ShardFn<usize>)> = (0..ctx.w.nshards)
+    let me = ctx.w.eng.id;
+    let jobs: Vec<(usize, ShardFn<usize>)> = (0..ctx.w.eng.nshards)
         .filter(|&s| s != me)
         .map(|s| {
             let (channel, msg) = (channel.clone(), msg.clone());

@@ -76,7 +76,7 @@ fn dbsize(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     let ticket = ctx.defer();
     all_shards(
         ctx.w,
-        move |tw: &mut Worker| tw.shard.dbs.get(db).map_or(0, |d| d.len()),
+        move |tw: &mut Worker| tw.eng.shard.dbs.get(db).map_or(0, |d| d.len()),
         move |w, counts: Vec<usize>| {
             w.complete(ticket, Reply::Int(counts.iter().sum::<usize>() as i64))
         },
@@ -102,15 +102,15 @@ fn flushdb(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     every_shard_locked(
         ctx.w,
         move |tw: &mut Worker| {
-            super::multi::before_flush(&mut tw.shard, db);
-            if let Some(d) = tw.shard.dbs.get_mut(db) {
+            super::multi::before_flush(&mut tw.eng.shard, db);
+            if let Some(d) = tw.eng.shard.dbs.get_mut(db) {
                 if lazy {
                     d.clear_async();
                 } else {
                     d.clear();
                 }
             }
-            crate::shard::journal::record(&mut tw.shard, db, &[b"FLUSHDB"]);
+            crate::shard::journal::record(&mut tw.eng.shard, db, &[b"FLUSHDB"]);
         },
         move |w| w.complete(ticket, Reply::Ok),
     );
@@ -123,15 +123,15 @@ fn flushall(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     every_shard_locked(
         ctx.w,
         move |tw: &mut Worker| {
-            for db in 0..tw.shard.dbs.len() {
-                super::multi::before_flush(&mut tw.shard, db);
+            for db in 0..tw.eng.shard.dbs.len() {
+                super::multi::before_flush(&mut tw.eng.shard, db);
             }
             if lazy {
-                tw.shard.dbs.iter_mut().for_each(|d| d.clear_async())
+                tw.eng.shard.dbs.iter_mut().for_each(|d| d.clear_async())
             } else {
-                tw.shard.dbs.iter_mut().for_each(|d| d.clear())
+                tw.eng.shard.dbs.iter_mut().for_each(|d| d.clear())
             }
-            crate::shard::journal::record(&mut tw.shard, 0, &[b"FLUSHALL"]);
+            crate::shard::journal::record(&mut tw.eng.shard, 0, &[b"FLUSHALL"]);
         },
         move |w| w.complete(ticket, Reply::Ok),
     );
@@ -145,12 +145,12 @@ fn every_shard_locked(
     f: impl Fn(&mut Worker) + Send + Clone + 'static,
     done: impl FnOnce(&mut Worker) + Send + 'static,
 ) {
-    let shards = (0..w.nshards).collect();
+    let shards = (0..w.eng.nshards).collect();
     multi::lock_all(
         w,
         shards,
         Box::new(move |w: &mut Worker, txid| {
-            let jobs = (0..w.nshards)
+            let jobs = (0..w.eng.nshards)
                 .map(|s| {
                     let f = f.clone();
                     let job: ShardFn<()> = Box::new(move |tw: &mut Worker| {
@@ -205,7 +205,7 @@ fn config(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 
 fn config_get(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let patterns = argv.get(2..).unwrap_or_default();
-    let all = ctx.w.shared.tun.all();
+    let all = ctx.w.eng.shared.tun.all();
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for p in patterns {
@@ -248,7 +248,7 @@ fn config_set(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     if pairs.len() % 2 != 0 {
         return Err(CmdError::Syntax);
     }
-    let tun = &ctx.w.shared.tun;
+    let tun = &ctx.w.eng.shared.tun;
     let current: std::collections::BTreeMap<String, String> = tun.all().into_iter().collect();
     let mut todo: Vec<(String, String)> = Vec::with_capacity(pairs.len() / 2);
     for pair in pairs.chunks_exact(2) {
@@ -267,7 +267,7 @@ fn config_set(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         }
         // Redis 7's PROTECTED_CONFIG parameters, under enable-protected-configs.
         if PROTECTED_CONFIGS.contains(&name.as_str()) {
-            let access = ctx.w.shared.cfg.protected_configs;
+            let access = ctx.w.eng.shared.cfg.protected_configs;
             let local = ctx
                 .w
                 .conns
@@ -309,7 +309,7 @@ fn config_set(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     // appendonly: turning it on starts the first rewrite (as Redis), off stops the logs.
     if let Some((_, v)) = todo.iter().find(|(n, _)| n == "appendonly") {
         let on = v.eq_ignore_ascii_case("yes");
-        let was = ctx.w.shared.aof.enabled.load(Ordering::SeqCst);
+        let was = ctx.w.eng.shared.aof.enabled.load(Ordering::SeqCst);
         if on && !was {
             super::persistence::rewrite_aof(ctx.w, true, |_, r| {
                 if let Err(e) = r {
@@ -321,10 +321,10 @@ fn config_set(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         }
     }
     // `save` and `stop-writes-on-bgsave-error` open or close the MISCONF gate at once.
-    ctx.w.shared.persist.refresh_gate(&ctx.w.shared.tun);
+    ctx.w.eng.shared.persist.refresh_gate(&ctx.w.eng.shared.tun);
     // This shard's next command already sees a new eviction policy (others: next loop pass).
-    let cfg = ctx.w.shared.tun.evict_cfg();
-    ctx.w.shard.set_evict_cfg(cfg);
+    let cfg = ctx.w.eng.shared.tun.evict_cfg();
+    ctx.w.eng.shard.set_evict_cfg(cfg);
     Ok(Reply::Ok)
 }
 
@@ -333,7 +333,7 @@ fn config_resetstat(ctx: &mut ConnCtx) -> CmdResult {
     all_shards(
         ctx.w,
         |tw: &mut Worker| {
-            let s = &mut tw.shard;
+            let s = &mut tw.eng.shard;
             s.cmd_stats.iter_mut().for_each(|c| *c = CmdStat::default());
             s.error_stats.clear();
             s.lat.hist.clear();
@@ -460,7 +460,7 @@ fn rewrite_text(
 /// CONFIG REWRITE: rewrites the `--config` file (temp file + rename, so a crash never leaves
 /// half a file). A short blocking file write on this shard, as in Redis's main thread.
 fn config_rewrite(ctx: &mut ConnCtx) -> CmdResult {
-    let shared = &ctx.w.shared;
+    let shared = &ctx.w.eng.shared;
     let Some(path) = shared.cfg.config_file.clone() else {
         return Err(CmdError::err("The server is running without a config file"));
     };
@@ -503,14 +503,14 @@ fn shutdown(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     // As Redis: SAVE always saves, NOSAVE never, no argument saves when save rules exist.
     // Redis closes the connection without a reply when the shutdown goes ahead; a failed
     // save answers through the ticket (`persist::cron::shutdown`).
-    let saves =
-        has("save") || (!has("nosave") && ctx.w.shared.tun.has_save_rules.load(Ordering::Relaxed));
+    let saves = has("save")
+        || (!has("nosave") && ctx.w.eng.shared.tun.has_save_rules.load(Ordering::Relaxed));
     let ticket = ctx.defer();
     if !saves {
         ctx.w.request_shutdown();
         return Ok(Reply::Ok);
     }
-    ctx.w.shutdown_req = Some(persist::cron::ShutdownReq {
+    ctx.w.eng.shutdown_req = Some(persist::cron::ShutdownReq {
         save: true,
         force: has("force"),
         ticket: Some(ticket),
@@ -621,12 +621,12 @@ fn debug_journal(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             ctx.w,
             move |tw: &mut Worker| {
                 if on {
-                    journal::enable(&mut tw.shard, cap);
-                    if let Some(j) = tw.shard.journal.as_mut() {
+                    journal::enable(&mut tw.eng.shard, cap);
+                    if let Some(j) = tw.eng.shard.journal.as_mut() {
                         j.set_cap(cap);
                     }
                 } else {
-                    journal::disable(&mut tw.shard);
+                    journal::disable(&mut tw.eng.shard);
                 }
             },
             move |w, _: Vec<()>| w.complete(ticket, Reply::Ok),
@@ -643,13 +643,13 @@ fn debug_journal(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     } else {
         1000
     };
-    if shard >= ctx.w.nshards {
+    if shard >= ctx.w.eng.nshards {
         return Err(CmdError::err("no such shard"));
     }
     let ticket = ctx.defer();
     let job: ShardFn<Reply> = Box::new(move |tw: &mut Worker| {
-        journal::flush(&mut tw.shard);
-        let Some(j) = tw.shard.journal.as_ref() else {
+        journal::flush(&mut tw.eng.shard);
+        let Some(j) = tw.eng.shard.journal.as_ref() else {
             return Reply::Error("ERR the journal is off".into());
         };
         let int = |n: u64| Reply::Int(n as i64);
@@ -692,8 +692,9 @@ fn debug_digest(ctx: &mut ConnCtx) -> CmdResult {
     super::keys::all_shards(
         ctx.w,
         |tw: &mut Worker| {
-            let now = tw.shard.now_ms;
-            tw.shard
+            let now = tw.eng.shard.now_ms;
+            tw.eng
+                .shard
                 .dbs
                 .iter()
                 .map(|d| {
@@ -723,15 +724,15 @@ fn debug_digest_value(ctx: &mut ConnCtx, keys: Vec<Bytes>) -> CmdResult {
     super::keys::all_shards(
         ctx.w,
         move |tw: &mut Worker| {
-            let now = tw.shard.now_ms;
+            let now = tw.eng.shard.now_ms;
             let mine: std::collections::HashMap<&[u8], usize> = keys
                 .iter()
                 .enumerate()
-                .filter(|(_, k)| crate::shard::route::shard_of(k, tw.nshards) == tw.id)
+                .filter(|(_, k)| crate::shard::route::shard_of(k, tw.eng.nshards) == tw.eng.id)
                 .map(|(i, k)| (k.as_ref(), i))
                 .collect();
             let mut out = Vec::new();
-            if let Some(d) = tw.shard.dbs.get(db) {
+            if let Some(d) = tw.eng.shard.dbs.get(db) {
                 if !mine.is_empty() {
                     d.for_each_value(now, |k, v, exp| {
                         if let Some(&i) = mine.get(k) {
@@ -769,16 +770,16 @@ fn debug_reload(ctx: &mut ConnCtx, nosave: bool) -> CmdResult {
         let saved = if nosave {
             Ok(())
         } else {
-            persist::save::save_parts(&w.shared, &parts, false)
+            persist::save::save_parts(&w.eng.shared, &parts, false)
         };
-        w.shared.persist.saving.store(false, Ordering::SeqCst);
+        w.eng.shared.persist.saving.store(false, Ordering::SeqCst);
         drop(parts);
-        let cfg = &w.shared.cfg;
+        let cfg = &w.eng.shared.cfg;
         let loaded = saved.and_then(|()| {
-            let data = std::fs::read(w.shared.tun.dbfilename())
+            let data = std::fs::read(w.eng.shared.tun.dbfilename())
                 .map_err(|e| format!("Error reading the RDB file: {e}"))?;
-            let crc = w.shared.tun.rdbchecksum.load(Ordering::Relaxed);
-            persist::load::split(&data, w.nshards, cfg.databases, crc)
+            let crc = w.eng.shared.tun.rdbchecksum.load(Ordering::Relaxed);
+            persist::load::split(&data, w.eng.nshards, cfg.databases, crc)
         });
         let split = match loaded {
             Ok(s) => s,
@@ -801,11 +802,11 @@ fn debug_reload(ctx: &mut ConnCtx, nosave: bool) -> CmdResult {
             .enumerate()
             .map(|(s, keys)| {
                 let job: ShardFn<()> = Box::new(move |tw| {
-                    for db in 0..tw.shard.dbs.len() {
-                        super::multi::before_flush(&mut tw.shard, db);
+                    for db in 0..tw.eng.shard.dbs.len() {
+                        super::multi::before_flush(&mut tw.eng.shard, db);
                     }
-                    tw.shard.dbs.iter_mut().for_each(|d| d.clear());
-                    persist::load::apply(&mut tw.shard, keys);
+                    tw.eng.shard.dbs.iter_mut().for_each(|d| d.clear());
+                    persist::load::apply(&mut tw.eng.shard, keys);
                     multi::unlock(tw, txid);
                 });
                 (s, job)
@@ -851,7 +852,7 @@ fn swapdb(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             .ok_or_else(|| CmdError::err(format!("invalid {which} DB index")))
     };
     let (a, b) = (parse(1, "first")?, parse(2, "second")?);
-    let n = ctx.w.shared.cfg.databases as i64;
+    let n = ctx.w.eng.shared.cfg.databases as i64;
     if !(0..n).contains(&a) || !(0..n).contains(&b) {
         return Err(CmdError::DbIndex);
     }
@@ -860,13 +861,13 @@ fn swapdb(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     every_shard_locked(
         ctx.w,
         move |tw: &mut Worker| {
-            let len = tw.shard.dbs.len();
+            let len = tw.eng.shard.dbs.len();
             if a < len && b < len {
-                super::multi::before_swap(&mut tw.shard, a, b);
-                tw.shard.swap_dbs(a, b);
+                super::multi::before_swap(&mut tw.eng.shard, a, b);
+                tw.eng.shard.swap_dbs(a, b);
                 let (sa, sb) = (a.to_string(), b.to_string());
                 crate::shard::journal::record(
-                    &mut tw.shard,
+                    &mut tw.eng.shard,
                     0,
                     &[b"SWAPDB", sa.as_bytes(), sb.as_bytes()],
                 );
@@ -1094,7 +1095,7 @@ pub struct ShardInfo {
 }
 
 pub(super) fn gather(tw: &mut Worker) -> ShardInfo {
-    let s = &tw.shard;
+    let s = &tw.eng.shard;
     ShardInfo {
         dbs: s
             .dbs
@@ -1230,7 +1231,7 @@ pub fn master_replid() -> &'static str {
 }
 
 pub(super) fn meta(w: &Worker) -> Meta {
-    let sh = &w.shared;
+    let sh = &w.eng.shared;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -1270,7 +1271,7 @@ pub(super) fn meta(w: &Worker) -> Meta {
         run_id: sh.run_id.clone(),
         replid: master_replid().to_string(),
         port: sh.port,
-        shards: w.nshards,
+        shards: w.eng.nshards,
         uptime_secs: uptime.as_secs(),
         started_unix: now.saturating_sub(uptime).as_secs(),
         now_usec: now.as_micros() as u64,
@@ -1293,6 +1294,7 @@ pub(super) fn meta(w: &Worker) -> Meta {
         rss: alloc::rss(),
         total_memory: alloc::total_system_memory(),
         maxmemory: w
+            .eng
             .shared
             .tun
             .maxmemory
@@ -1639,7 +1641,7 @@ fn info(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let gather_all = move |tw: &mut Worker| {
         let mut i = gather(tw);
         if latency {
-            i.latency = tw.shard.lat.histograms();
+            i.latency = tw.eng.shard.lat.histograms();
         }
         i
     };
@@ -1647,6 +1649,7 @@ fn info(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         let mut total = parts.into_iter().fold(ShardInfo::default(), merge);
         if latency {
             let text = w
+                .eng
                 .shared
                 .tun
                 .text

@@ -220,8 +220,9 @@ fn smove(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 
 /// What a cross-shard SMOVE reads of each key: its type, and whether it holds the member.
 fn smove_read(w: &mut Worker, db: usize, key: &Bytes, m: &Bytes) -> Result<Option<bool>, CmdError> {
-    let now = w.shard.now_ms;
-    Ok(w.shard
+    let now = w.eng.shard.now_ms;
+    Ok(w.eng
+        .shard
         .db_mut(db)
         .get_set_mut(key, now)?
         .map(|s| s.contains(m)))
@@ -232,7 +233,7 @@ fn smove_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let dst = owned(arg(&argv, 2)?);
     let m = owned(arg(&argv, 3)?);
     let db = ctx.client().db;
-    let n = ctx.w.nshards;
+    let n = ctx.w.eng.nshards;
     let ticket = ctx.defer();
     let m2 = m.clone();
     gather_noting(
@@ -261,9 +262,9 @@ fn smove_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                 (
                     shard_of(&src, n),
                     Box::new(move |tw: &mut Worker| {
-                        tw.shard.touch(db, &s1);
-                        let now = tw.shard.now_ms;
-                        let d = tw.shard.db_mut(db);
+                        tw.eng.shard.touch(db, &s1);
+                        let now = tw.eng.shard.now_ms;
+                        let d = tw.eng.shard.db_mut(db);
                         if let Ok(Some(s)) = d.get_set_mut(&s1, now) {
                             s.remove(&m1);
                         }
@@ -273,14 +274,14 @@ fn smove_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                 (
                     shard_of(&dst, n),
                     Box::new(move |tw: &mut Worker| {
-                        let now = tw.shard.now_ms;
-                        let added = match tw.shard.db_mut(db).set_or_create(&d1, now) {
+                        let now = tw.eng.shard.now_ms;
+                        let added = match tw.eng.shard.db_mut(db).set_or_create(&d1, now) {
                             Ok(s) => s.add(m),
                             Err(_) => false,
                         };
                         // Already a member there: the destination did not change.
                         if added {
-                            tw.shard.touch(db, &d1);
+                            tw.eng.shard.touch(db, &d1);
                         }
                     }),
                 ),
@@ -479,7 +480,7 @@ fn sdiffstore(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 fn algebra_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let a = parse_algebra(&argv)?;
     let db = ctx.client().db;
-    let n = ctx.w.nshards;
+    let n = ctx.w.eng.nshards;
     let ticket = ctx.defer();
     let extra = a.dst.iter().map(|d| shard_of(d, n)).collect();
     let dst_owner = a.dst.as_ref().map_or(0, |d| shard_of(d, n));
@@ -493,8 +494,8 @@ fn algebra_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
         srcs,
         extra,
         move |w: &mut Worker, k: &Bytes| -> Result<Option<Set>, CmdError> {
-            let now = w.shard.now_ms;
-            let d = w.shard.db_mut(db);
+            let now = w.eng.shard.now_ms;
+            let d = w.eng.shard.db_mut(db);
             d.read_probe(k, now);
             d.peek_set(k, now).map(|s| s.cloned())
         },
@@ -511,9 +512,9 @@ fn algebra_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                 (Some(dst), Outcome::Members(s)) => {
                     let reply = Reply::Int(s.len() as i64);
                     let write: WriteFn = Box::new(move |tw: &mut Worker| {
-                        tw.shard.touch(db, &dst);
-                        let now = tw.shard.now_ms;
-                        store_result(tw.shard.db_mut(db), &dst, s, now);
+                        tw.eng.shard.touch(db, &dst);
+                        let now = tw.eng.shard.now_ms;
+                        store_result(tw.eng.shard.db_mut(db), &dst, s, now);
                     });
                     (reply, vec![(dst_owner, write)])
                 }

@@ -464,7 +464,7 @@ fn read_all(
     reads: Reads,
     done: impl FnOnce(&mut Worker, Vec<Option<Bytes>>) + 'static,
 ) {
-    let n = w.nshards;
+    let n = w.eng.nshards;
     let mut per: Vec<ShardReads> = (0..n).map(|_| Vec::new()).collect();
     for (i, r) in reads.into_iter().enumerate() {
         if let Some((k, f)) = r {
@@ -479,8 +479,8 @@ fn read_all(
         .filter(|(_, v)| !v.is_empty())
         .map(|(s, v)| {
             let job: ShardFn<ShardVals> = Box::new(move |tw: &mut Worker| {
-                let now = tw.shard.now_ms;
-                let d = tw.shard.db_mut(db);
+                let now = tw.eng.shard.now_ms;
+                let d = tw.eng.shard.db_mut(db);
                 v.into_iter()
                     .map(|(i, k, f)| (i, read(d, now, &k, f.as_deref())))
                     .collect()
@@ -507,7 +507,7 @@ fn finish_cross(
     ticket: Ticket,
     res: Result<(Option<Bytes>, Vec<Option<Bytes>>), CmdError>,
 ) {
-    let n = w.nshards;
+    let n = w.eng.nshards;
     let (reply, write) = match res {
         Err(e) => (e.into_reply(), None),
         Ok((None, out)) => (array(out), None),
@@ -524,14 +524,14 @@ fn finish_cross(
             };
             let job: ShardFn<()> = Box::new(move |tw: &mut Worker| {
                 if let Some((dst, out)) = mine {
-                    let now = tw.shard.now_ms;
-                    let (stored, removed) = store(tw.shard.db_mut(db), &dst, out, now);
-                    tw.shard.touch(db, &dst);
+                    let now = tw.eng.shard.now_ms;
+                    let (stored, removed) = store(tw.eng.shard.db_mut(db), &dst, out, now);
+                    tw.eng.shard.touch(db, &dst);
                     use crate::shard::notify::{event, GENERIC, LIST};
                     if stored > 0 {
-                        event(&mut tw.shard, db, (LIST, "sortstore"), &dst, false);
+                        event(&mut tw.eng.shard, db, (LIST, "sortstore"), &dst, false);
                     } else if removed {
-                        event(&mut tw.shard, db, (GENERIC, "del"), &dst, false);
+                        event(&mut tw.eng.shard, db, (GENERIC, "del"), &dst, false);
                     }
                 }
                 unlock(tw, txid);
@@ -552,7 +552,7 @@ fn sort_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let db = ctx.client().db;
     let resp = ctx.client().resp;
     let ticket = ctx.defer();
-    let n = ctx.w.nshards;
+    let n = ctx.w.eng.nshards;
     let owner = shard_of(&key, n);
     lock_all(
         ctx.w,
@@ -562,7 +562,7 @@ fn sort_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
             let job: ShardFn<Elems> = Box::new(move |tw: &mut Worker| {
                 elements(
                     &mut KeyCtx {
-                        shard: &mut tw.shard,
+                        shard: &mut tw.eng.shard,
                         db,
                         resp,
                         out: None,

@@ -511,7 +511,7 @@ fn lcs_type(e: CmdError) -> CmdError {
 /// LCS with the keys on two shards: read both values, then compute here.
 fn lcs_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let db = ctx.client().db;
-    let nshards = ctx.w.nshards;
+    let nshards = ctx.w.eng.nshards;
     let keys = [arg(&argv, 1)?.clone(), arg(&argv, 2)?.clone()];
     let ticket = ctx.defer();
     let jobs = keys
@@ -520,8 +520,8 @@ fn lcs_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
             let owner = crate::shard::route::shard_of(&k, nshards);
             let job: crate::server::worker::ShardFn<Result<Option<Bytes>, CmdError>> =
                 Box::new(move |tw| {
-                    let now = tw.shard.now_ms;
-                    tw.shard.db_mut(db).get_str(&k, now).map_err(lcs_type)
+                    let now = tw.eng.shard.now_ms;
+                    tw.eng.shard.db_mut(db).get_str(&k, now).map_err(lcs_type)
                 });
             (owner, job)
         })

@@ -462,7 +462,7 @@ fn zrangestore_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let src = owned(arg(&argv, 2)?);
     let r = parse_range(&argv, 2, RangeType::Auto, None, true)?;
     let db = ctx.client().db;
-    let n = ctx.w.nshards;
+    let n = ctx.w.eng.nshards;
     let ticket = ctx.defer();
     let dst_owner = shard_of(&dst, n);
     gather_noting(
@@ -474,8 +474,8 @@ fn zrangestore_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
         vec![src],
         vec![dst_owner],
         move |w: &mut Worker, k: &Bytes| -> Result<Vec<(Bytes, f64)>, CmdError> {
-            let now = w.shard.now_ms;
-            let d = w.shard.db_mut(db);
+            let now = w.eng.shard.now_ms;
+            let d = w.eng.shard.db_mut(db);
             Ok(d.get_zset(k, now)?
                 .map_or_else(Vec::new, |z| run_range(z, &r)))
         },
@@ -488,9 +488,9 @@ fn zrangestore_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
             let z = ZSet::from_pairs(v);
             let reply = Reply::Int(z.len() as i64);
             let write: WriteFn = Box::new(move |tw: &mut Worker| {
-                tw.shard.touch(db, &dst);
-                let now = tw.shard.now_ms;
-                store_zset(tw.shard.db_mut(db), &dst, z, now);
+                tw.eng.shard.touch(db, &dst);
+                let now = tw.eng.shard.now_ms;
+                store_zset(tw.eng.shard.db_mut(db), &dst, z, now);
             });
             (reply, vec![(dst_owner, write)])
         },
@@ -827,7 +827,7 @@ fn zalgebra_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let db = ctx.client().db;
     let resp = ctx.client().resp;
     let ticket = ctx.defer();
-    let n = ctx.w.nshards;
+    let n = ctx.w.eng.nshards;
     let extra = a.dst.iter().map(|d| shard_of(d, n)).collect();
     let dst_owner = a.dst.as_ref().map_or(0, |d| shard_of(d, n));
     let srcs = a.srcs.clone();
@@ -840,8 +840,8 @@ fn zalgebra_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
         srcs,
         extra,
         move |w: &mut Worker, k: &Bytes| -> Result<Option<Value>, CmdError> {
-            let now = w.shard.now_ms;
-            let d = w.shard.db_mut(db);
+            let now = w.eng.shard.now_ms;
+            let d = w.eng.shard.db_mut(db);
             d.read_probe(k, now);
             match d.peek_value(k, now)? {
                 None => Ok(None),
@@ -868,9 +868,9 @@ fn zalgebra_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                 (ZOut::Store(z), Some(dst)) => {
                     let reply = Reply::Int(z.len() as i64);
                     let write: WriteFn = Box::new(move |tw: &mut Worker| {
-                        tw.shard.touch(db, &dst);
-                        let now = tw.shard.now_ms;
-                        store_zset(tw.shard.db_mut(db), &dst, z, now);
+                        tw.eng.shard.touch(db, &dst);
+                        let now = tw.eng.shard.now_ms;
+                        store_zset(tw.eng.shard.db_mut(db), &dst, z, now);
                     });
                     (reply, vec![(dst_owner, write)])
                 }

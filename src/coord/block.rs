@@ -87,8 +87,8 @@ enum Outcome {
 pub fn start(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let db = ctx.client().db;
     let mut op = blocking::parse(&argv, db)?;
-    let nested = ctx.w.tx.nested();
-    let n = ctx.w.nshards;
+    let nested = ctx.w.eng.tx.nested();
+    let n = ctx.w.eng.nshards;
     let mut owners: Vec<usize> = op.keys.iter().map(|k| shard_of(k, n)).collect();
     owners.sort_unstable();
     owners.dedup();
@@ -102,7 +102,7 @@ pub fn start(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     if op.timeout_ms > 0 {
         op.deadline = Some(Instant::now() + Duration::from_millis(op.timeout_ms.min(1 << 40)));
     }
-    let home = ctx.w.id;
+    let home = ctx.w.eng.id;
     if nested || shards.len() != 1 {
         let ticket = ctx.defer();
         let wid = if nested {
@@ -114,10 +114,10 @@ pub fn start(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
         return Ok(Reply::Ok);
     }
     let owner = shards.first().copied().unwrap_or(home);
-    if owner == home && ctx.w.lock.is_none() {
+    if owner == home && ctx.w.eng.lock.is_none() {
         // Everything is here: try now, reply at once when there is data.
-        let now = ctx.w.shard.now_ms;
-        if let Some(s) = blocking::try_all(ctx.w.shard.db_mut(db), now, &op)? {
+        let now = ctx.w.eng.shard.now_ms;
+        if let Some(s) = blocking::try_all(ctx.w.eng.shard.db_mut(db), now, &op)? {
             touch_served(ctx.w, &op, &s);
             serve_ready(ctx.w);
             return Ok(op.kind.reply(s));
@@ -147,8 +147,8 @@ fn new_waiter(
     op: &BlockOp,
     owners: Vec<usize>,
 ) -> u64 {
-    let wid = w.waiters.new_id(w.id);
-    w.waiters.map.insert(
+    let wid = w.eng.waiters.new_id(w.eng.id);
+    w.eng.waiters.map.insert(
         wid,
         Waiter {
             conn,
@@ -160,7 +160,8 @@ fn new_waiter(
     if let Some(c) = w.conns.get_mut(conn) {
         c.waiting = Some(wid);
     }
-    w.shared
+    w.eng
+        .shared
         .blocked_clients
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     wid
@@ -168,13 +169,14 @@ fn new_waiter(
 
 /// Removes a waiter here (its reply is about to be given); tells nobody.
 fn take_waiter(w: &mut Worker, wid: u64) -> Option<Waiter> {
-    let wt = w.waiters.map.remove(&wid)?;
+    let wt = w.eng.waiters.map.remove(&wid)?;
     if let Some(c) = w.conns.get_mut(wt.conn) {
         if c.waiting == Some(wid) {
             c.waiting = None;
         }
     }
-    w.shared
+    w.eng
+        .shared
         .blocked_clients
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     Some(wt)
@@ -186,13 +188,13 @@ fn unregister(w: &mut Worker, wid: u64, owners: &[usize], except: Option<usize>)
         if Some(s) == except {
             continue;
         }
-        if s == w.id {
-            w.shard.blocked.remove(wid);
+        if s == w.eng.id {
+            w.eng.shard.blocked.remove(wid);
         } else {
             w.post(
                 s,
                 Msg::Work(Box::new(move |tw: &mut Worker| {
-                    tw.shard.blocked.remove(wid);
+                    tw.eng.shard.blocked.remove(wid);
                 })),
             );
         }
@@ -203,7 +205,7 @@ fn unregister(w: &mut Worker, wid: u64, owners: &[usize], except: Option<usize>)
 fn register_here(w: &mut Worker, keys: Vec<Bytes>, home: usize, wid: u64, op: Arc<BlockOp>) {
     let timer = if op.single { op.deadline } else { None };
     let db = op.db;
-    w.shard.blocked.add(db, keys, home, wid, op);
+    w.eng.shard.blocked.add(db, keys, home, wid, op);
     if let Some(at) = timer {
         w.add_block_timer(at, wid);
     }
@@ -211,10 +213,10 @@ fn register_here(w: &mut Worker, keys: Vec<Bytes>, home: usize, wid: u64, op: Ar
 
 /// The single-owner start, on the owner: take data or register, in one step.
 fn owner_attempt(w: &mut Worker, home: usize, wid: u64, op: Arc<BlockOp>) {
-    let now = w.shard.now_ms;
+    let now = w.eng.shard.now_ms;
     let db = op.db;
-    let from = w.id;
-    let outcome = match blocking::try_all(w.shard.db_mut(db), now, &op) {
+    let from = w.eng.id;
+    let outcome = match blocking::try_all(w.eng.shard.db_mut(db), now, &op) {
         Err(e) => Outcome::Reply {
             r: e.into_reply(),
             from,
@@ -250,13 +252,13 @@ fn send_home(w: &mut Worker, home: usize, wid: u64, outcome: Outcome) {
 
 /// WATCH and other waiters learn about the keys a served client changed.
 fn touch_served(w: &mut Worker, op: &BlockOp, s: &Served) {
-    if w.shard.notify != 0 {
+    if w.eng.shard.notify != 0 {
         notify_served(w, op, s);
     }
-    w.shard.touch(op.db, s.key());
+    w.eng.shard.touch(op.db, s.key());
     if let Kind::Move { dst, .. } = &op.kind {
-        if shard_of(dst, w.nshards) == w.id {
-            w.shard.touch(op.db, dst);
+        if shard_of(dst, w.eng.nshards) == w.eng.id {
+            w.eng.shard.touch(op.db, dst);
         }
     }
 }
@@ -275,35 +277,37 @@ fn notify_served(w: &mut Worker, op: &BlockOp, s: &Served) {
     };
     let key = s.key();
     match &op.kind {
-        Kind::Pop(e) | Kind::MPop(e, _) => event(&mut w.shard, op.db, (LIST, pop(e)), key, true),
+        Kind::Pop(e) | Kind::MPop(e, _) => {
+            event(&mut w.eng.shard, op.db, (LIST, pop(e)), key, true)
+        }
         Kind::Move { dst, from, to } => {
-            if shard_of(dst, w.nshards) == w.id {
+            if shard_of(dst, w.eng.nshards) == w.eng.id {
                 let push = if matches!(to, End::Head) {
                     "lpush"
                 } else {
                     "rpush"
                 };
-                let now = w.shard.now_ms;
+                let now = w.eng.shard.now_ms;
                 // One element after the push: the push created the list.
                 let created = dst != key
-                    && matches!(w.shard.db_mut(op.db).get_list(dst, now), Ok(Some(l)) if l.len() == 1);
+                    && matches!(w.eng.shard.db_mut(op.db).get_list(dst, now), Ok(Some(l)) if l.len() == 1);
                 if created {
-                    event(&mut w.shard, op.db, (NEW, "new"), dst, false);
+                    event(&mut w.eng.shard, op.db, (NEW, "new"), dst, false);
                 }
-                event(&mut w.shard, op.db, (LIST, push), dst, false);
+                event(&mut w.eng.shard, op.db, (LIST, push), dst, false);
             }
-            event(&mut w.shard, op.db, (LIST, pop(from)), key, true);
+            event(&mut w.eng.shard, op.db, (LIST, pop(from)), key, true);
         }
         Kind::ZPop(max) | Kind::ZMPop(max, _) => {
             let name = if *max { "zpopmax" } else { "zpopmin" };
-            event(&mut w.shard, op.db, (ZSET, name), key, true);
+            event(&mut w.eng.shard, op.db, (ZSET, name), key, true);
         }
     }
 }
 
 /// On the home shard: a multi-owner client is registered everywhere; its timeout starts.
 fn registered(w: &mut Worker, wid: u64) {
-    let Some(at) = w.waiters.map.get(&wid).and_then(|wt| wt.op.deadline) else {
+    let Some(at) = w.eng.waiters.map.get(&wid).and_then(|wt| wt.op.deadline) else {
         return;
     };
     w.add_block_timer(at, wid);
@@ -312,15 +316,15 @@ fn registered(w: &mut Worker, wid: u64) {
 /// A waiter's timer fired: on the owner of a single-owner waiter, or on the home of a
 /// multi-owner one.
 pub fn on_timeout(w: &mut Worker, wid: u64) {
-    if w.shard.blocked.get(wid).is_some_and(|r| r.op.single) {
-        if let Some(reg) = w.shard.blocked.remove(wid) {
+    if w.eng.shard.blocked.get(wid).is_some_and(|r| r.op.single) {
+        if let Some(reg) = w.eng.shard.blocked.remove(wid) {
             let r = reg.op.kind.timeout_reply();
-            let from = w.id;
+            let from = w.eng.id;
             send_home(w, reg.home, wid, Outcome::Reply { r, from });
         }
         return;
     }
-    if w.waiters.map.get(&wid).is_none_or(|wt| wt.op.single) {
+    if w.eng.waiters.map.get(&wid).is_none_or(|wt| wt.op.single) {
         return;
     }
     let Some(wt) = take_waiter(w, wid) else {
@@ -340,7 +344,7 @@ pub fn on_close(w: &mut Worker, wid: u64) {
 /// CLIENT UNBLOCK on the home shard: ends the wait with the timeout reply or an error.
 /// A single-owner wait is ended by its owner (which may have just served it instead).
 pub fn unblock(w: &mut Worker, wid: u64, error: bool) -> bool {
-    let Some(wt) = w.waiters.map.get(&wid) else {
+    let Some(wt) = w.eng.waiters.map.get(&wid) else {
         return false;
     };
     let reply = if error {
@@ -349,14 +353,14 @@ pub fn unblock(w: &mut Worker, wid: u64, error: bool) -> bool {
         wt.op.kind.timeout_reply()
     };
     if wt.op.single {
-        let owner = wt.owners.first().copied().unwrap_or(w.id);
+        let owner = wt.owners.first().copied().unwrap_or(w.eng.id);
         let job = move |tw: &mut Worker| {
-            if let Some(reg) = tw.shard.blocked.remove(wid) {
-                let from = tw.id;
+            if let Some(reg) = tw.eng.shard.blocked.remove(wid) {
+                let from = tw.eng.id;
                 send_home(tw, reg.home, wid, Outcome::Reply { r: reply, from });
             }
         };
-        if owner == w.id {
+        if owner == w.eng.id {
             job(w);
         } else {
             // Behind the registration on the same queue.
@@ -396,10 +400,10 @@ fn deliver(w: &mut Worker, wid: u64, outcome: Outcome) {
 /// Puts data back on the shard it was taken from (a `Work` job: it waits for locks).
 fn give_back(w: &mut Worker, from: usize, db: usize, s: Served) {
     let job = move |tw: &mut Worker| {
-        let now = tw.shard.now_ms;
+        let now = tw.eng.shard.now_ms;
         let key = s.key().clone();
-        if blocking::restore(tw.shard.db_mut(db), now, s) {
-            tw.shard.touch(db, &key);
+        if blocking::restore(tw.eng.shard.db_mut(db), now, s) {
+            tw.eng.shard.touch(db, &key);
             serve_ready(tw);
         } else {
             crate::log::warning(&format!(
@@ -408,7 +412,7 @@ fn give_back(w: &mut Worker, from: usize, db: usize, s: Served) {
             ));
         }
     };
-    if from == w.id && w.lock.is_none() {
+    if from == w.eng.id && w.eng.lock.is_none() {
         job(w);
     } else {
         w.post(from, Msg::Work(Box::new(job)));
@@ -421,44 +425,44 @@ fn give_back(w: &mut Worker, from: usize, db: usize, s: Served) {
 pub fn serve_ready(w: &mut Worker) {
     // Serving BLMOVE pushes on other waited keys: keep going while keys become ready.
     for _ in 0..64 {
-        if w.lock.is_some() || !w.shard.blocked.has_ready() {
+        if w.eng.lock.is_some() || !w.eng.shard.blocked.has_ready() {
             return;
         }
-        for (db, key) in w.shard.blocked.take_ready() {
+        for (db, key) in w.eng.shard.blocked.take_ready() {
             serve_key(w, db, &key);
         }
     }
 }
 
 fn serve_key(w: &mut Worker, db: usize, key: &Bytes) {
-    let now = w.shard.now_ms;
+    let now = w.eng.shard.now_ms;
     'key: loop {
-        let wids = w.shard.blocked.waiters(db, key);
+        let wids = w.eng.shard.blocked.waiters(db, key);
         if wids.is_empty() {
             return;
         }
         for wid in wids {
-            let Some(reg) = w.shard.blocked.get(wid) else {
+            let Some(reg) = w.eng.shard.blocked.get(wid) else {
                 continue;
             };
             let (op, home) = (reg.op.clone(), reg.home);
             if let Kind::Move { dst, .. } = &op.kind {
                 // Redis skips a BLMOVE whose (local) destination holds another type.
-                if shard_of(dst, w.nshards) == w.id
-                    && w.shard.db_mut(db).get_list_mut(dst, now).is_err()
+                if shard_of(dst, w.eng.nshards) == w.eng.id
+                    && w.eng.shard.db_mut(db).get_list_mut(dst, now).is_err()
                 {
                     continue;
                 }
             }
-            match blocking::take(w.shard.db_mut(db), now, &op.kind, key) {
+            match blocking::take(w.eng.shard.db_mut(db), now, &op.kind, key) {
                 // Missing or empty: nobody else can be served from this key.
                 Ok(None) => return,
                 // Holds another type than this waiter pops: try the next waiter.
                 Err(_) => continue,
                 Ok(Some(s)) => {
-                    w.shard.blocked.remove(wid);
-                    w.shard.watches.touch(db, key);
-                    let from = w.id;
+                    w.eng.shard.blocked.remove(wid);
+                    w.eng.shard.watches.touch(db, key);
+                    let from = w.eng.id;
                     if let Kind::Move { dst, to, .. } = &op.kind {
                         move_served(w, home, wid, db, s, dst.clone(), *to);
                     } else {
@@ -476,31 +480,33 @@ fn serve_key(w: &mut Worker, db: usize, key: &Bytes) {
 /// the next job for the destination's shard), then the reply goes home. A remote
 /// destination of another type gets the element back on the source and the client WRONGTYPE.
 fn move_served(w: &mut Worker, home: usize, wid: u64, db: usize, s: Served, dst: Bytes, to: End) {
-    let from = w.id;
-    let d = shard_of(&dst, w.nshards);
+    let from = w.eng.id;
+    let d = shard_of(&dst, w.eng.nshards);
     let job = move |tw: &mut Worker| {
         let v = match &s {
             Served::List { items, .. } => items.first().cloned(),
             Served::ZSet { .. } => None,
         };
-        let now = tw.shard.now_ms;
+        let now = tw.eng.shard.now_ms;
         let r = match v {
-            Some(v) => match blocking::push_dst(tw.shard.db_mut(db), now, &dst, to, v.clone()) {
-                Ok(()) => {
-                    tw.shard.touch(db, &dst);
-                    Reply::Bulk(v)
+            Some(v) => {
+                match blocking::push_dst(tw.eng.shard.db_mut(db), now, &dst, to, v.clone()) {
+                    Ok(()) => {
+                        tw.eng.shard.touch(db, &dst);
+                        Reply::Bulk(v)
+                    }
+                    Err(e) => {
+                        give_back(tw, from, db, s);
+                        e.into_reply()
+                    }
                 }
-                Err(e) => {
-                    give_back(tw, from, db, s);
-                    e.into_reply()
-                }
-            },
+            }
             None => Reply::Null,
         };
-        let here = tw.id;
+        let here = tw.eng.id;
         send_home(tw, home, wid, Outcome::Reply { r, from: here });
     };
-    if d == w.id {
+    if d == w.eng.id {
         job(w);
     } else {
         w.post(d, Msg::Work(Box::new(job)));
@@ -519,7 +525,7 @@ fn locked_attempt(
     ticket: Ticket,
     wid: Option<u64>,
 ) {
-    let n = w.nshards;
+    let n = w.eng.nshards;
     let all = shards.clone();
     lock_all(
         w,
@@ -532,8 +538,8 @@ fn locked_attempt(
                 .map(|&s| {
                     let op = op.clone();
                     let job: ShardFn<Probe> = Box::new(move |tw| {
-                        let now = tw.shard.now_ms;
-                        let d = tw.shard.db_mut(op.db);
+                        let now = tw.eng.shard.now_ms;
+                        let d = tw.eng.shard.db_mut(op.db);
                         let mut out: Vec<(usize, Result<bool, String>)> = op
                             .keys
                             .iter()
@@ -568,7 +574,7 @@ fn locked_attempt(
                 let first = states
                     .iter()
                     .position(|s| !matches!(s, Some(Ok(false)) | None));
-                let alive = wid.is_none_or(|id| w.waiters.map.contains_key(&id));
+                let alive = wid.is_none_or(|id| w.eng.waiters.map.contains_key(&id));
                 match first.and_then(|i| states.get(i).cloned().flatten().map(|s| (i, s))) {
                     _ if !alive => unlock_then(w, all, txid, |_| {}),
                     Some((_, Err(e))) => {
@@ -639,7 +645,7 @@ fn locked_take(
     ticket: Ticket,
     wid: Option<u64>,
 ) {
-    let n = w.nshards;
+    let n = w.eng.nshards;
     let Some(key) = op.keys.get(i).cloned() else {
         return;
     };
@@ -648,12 +654,12 @@ fn locked_take(
     let take: Vec<(usize, ShardFn<Option<Served>>)> = vec![(
         src,
         Box::new(move |tw| {
-            let now = tw.shard.now_ms;
-            let s = blocking::take(tw.shard.db_mut(op2.db), now, &op2.kind, &key)
+            let now = tw.eng.shard.now_ms;
+            let s = blocking::take(tw.eng.shard.db_mut(op2.db), now, &op2.kind, &key)
                 .ok()
                 .flatten();
             if s.is_some() {
-                tw.shard.touch(op2.db, &key);
+                tw.eng.shard.touch(op2.db, &key);
             }
             s
         }),
@@ -679,9 +685,9 @@ fn locked_take(
                 let push: Vec<(usize, ShardFn<()>)> = vec![(
                     d,
                     Box::new(move |tw| {
-                        let now = tw.shard.now_ms;
-                        if blocking::push_dst(tw.shard.db_mut(db), now, &dst, to, v2).is_ok() {
-                            tw.shard.touch(db, &dst);
+                        let now = tw.eng.shard.now_ms;
+                        if blocking::push_dst(tw.eng.shard.db_mut(db), now, &dst, to, v2).is_ok() {
+                            tw.eng.shard.touch(db, &dst);
                         }
                     }),
                 )];
@@ -706,16 +712,16 @@ fn locked_take(
 
 /// Nothing to take: register the client on every owner of its keys, then release.
 fn register_everywhere(w: &mut Worker, all: Vec<usize>, txid: u64, op: Arc<BlockOp>, wid: u64) {
-    let n = w.nshards;
+    let n = w.eng.nshards;
     let single = op.single;
-    let home = w.id;
+    let home = w.eng.id;
     let owners: Vec<usize> = {
         let mut v: Vec<usize> = op.keys.iter().map(|k| shard_of(k, n)).collect();
         v.sort_unstable();
         v.dedup();
         v
     };
-    if let Some(wt) = w.waiters.map.get_mut(&wid) {
+    if let Some(wt) = w.eng.waiters.map.get_mut(&wid) {
         wt.owners = owners.clone();
     }
     let jobs: Vec<(usize, ShardFn<()>)> = all
@@ -751,7 +757,7 @@ fn register_everywhere(w: &mut Worker, all: Vec<usize>, txid: u64, op: Arc<Block
 pub fn mpop_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let db = ctx.client().db;
     let op = blocking::parse(&argv, db)?;
-    let n = ctx.w.nshards;
+    let n = ctx.w.eng.nshards;
     let mut shards: Vec<usize> = op.keys.iter().map(|k| shard_of(k, n)).collect();
     shards.sort_unstable();
     shards.dedup();

@@ -50,21 +50,21 @@ pub fn split(argv: &[Bytes], step: usize, nshards: usize) -> Vec<Part> {
 
 /// Runs a handler on this shard without touching statistics (parts of one command).
 pub fn run_part(w: &mut Worker, f: KeyFn, db: usize, resp: u8, argv: &[Bytes]) -> Reply {
-    if w.shard.journal.is_some() {
+    if w.eng.shard.journal.is_some() {
         let name = argv.first().map(|n| n.as_ref()).unwrap_or_default();
         if let Some((_, spec)) = table().lookup(name) {
-            crate::shard::journal::before_command(&mut w.shard, spec, argv);
+            crate::shard::journal::before_command(&mut w.eng.shard, spec, argv);
         }
     }
-    if w.shard.notify != 0 {
+    if w.eng.shard.notify != 0 {
         let name = argv.first().map(|n| n.as_ref()).unwrap_or_default();
         if let Some((_, spec)) = table().lookup(name) {
-            crate::shard::notify::before_command(&mut w.shard, spec, db, argv);
+            crate::shard::notify::before_command(&mut w.eng.shard, spec, db, argv);
         }
     }
     let reply = match f(
         &mut KeyCtx {
-            shard: &mut w.shard,
+            shard: &mut w.eng.shard,
             db,
             resp,
             out: None,
@@ -74,21 +74,21 @@ pub fn run_part(w: &mut Worker, f: KeyFn, db: usize, resp: u8, argv: &[Bytes]) -
         Ok(r) => r,
         Err(e) => e.into_reply(),
     };
-    if !w.shard.watches.is_empty()
-        || w.shard.journal.is_some()
-        || w.shard.notify != 0
-        || w.shard.tracking.is_some()
+    if !w.eng.shard.watches.is_empty()
+        || w.eng.shard.journal.is_some()
+        || w.eng.shard.notify != 0
+        || w.eng.shard.tracking.is_some()
     {
         let name = argv.first().map(|n| n.as_ref()).unwrap_or_default();
         if let Some((_, spec)) = table().lookup(name) {
-            commands::multi::after_write(&mut w.shard, spec, db, argv, &reply);
-            crate::shard::journal::after_command(&mut w.shard, spec, db, argv, &reply);
+            commands::multi::after_write(&mut w.eng.shard, spec, db, argv, &reply);
+            crate::shard::journal::after_command(&mut w.eng.shard, spec, db, argv, &reply);
         }
     }
-    if w.shard.notify != 0 {
+    if w.eng.shard.notify != 0 {
         let name = argv.first().map(|n| n.as_ref()).unwrap_or_default();
         if let Some((_, spec)) = table().lookup(name) {
-            crate::shard::notify::after_command(&mut w.shard, spec, db, argv, &reply);
+            crate::shard::notify::after_command(&mut w.eng.shard, spec, db, argv, &reply);
         }
     }
     reply
@@ -131,11 +131,11 @@ pub fn multi_key(ctx: &mut ConnCtx, id: usize, m: MultiSpec, argv: Vec<Bytes>) {
     };
     let ticket = ctx.defer();
     let w = &mut *ctx.w;
-    let parts = split(&argv, m.step, w.nshards);
+    let parts = split(&argv, m.step, w.eng.nshards);
     let nkeys = (argv.len().saturating_sub(1)) / m.step.max(1);
     let orders: Vec<Vec<usize>> = parts.iter().map(|p| p.order.clone()).collect();
     let finish = move |w: &mut Worker, reply: Reply| {
-        let reply = commands::finish(&mut w.shard, id, Ok(reply));
+        let reply = commands::finish(&mut w.eng.shard, id, Ok(reply));
         w.complete(ticket, reply);
     };
     if !m.atomic {

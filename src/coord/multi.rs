@@ -24,7 +24,7 @@ const NESTED_TX: u64 = u64::MAX;
 /// Locks `shards` (sorted and deduplicated here) in order, then runs `body` on this shard
 /// with the transaction id. Every step run afterwards must release its shard with `unlock`.
 pub fn lock_all(w: &mut Worker, mut shards: Vec<usize>, body: Body) {
-    if w.tx.nested() {
+    if w.eng.tx.nested() {
         // Inside EXEC: the transaction already holds every shard this command touches.
         // Run at once, with an id that matches no lock (so its `unlock`s do nothing).
         body(w, NESTED_TX);
@@ -33,6 +33,7 @@ pub fn lock_all(w: &mut Worker, mut shards: Vec<usize>, body: Body) {
     shards.sort_unstable();
     shards.dedup();
     let txid = w
+        .eng
         .shared
         .next_tx_id
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -44,13 +45,13 @@ fn lock_step(w: &mut Worker, txid: u64, shards: Vec<usize>, i: usize, body: Body
         body(w, txid);
         return;
     };
-    let origin = w.id;
+    let origin = w.eng.id;
     w.post(
         target,
         Msg::Work(Box::new(move |tw: &mut Worker| {
             tw.set_lock(Some(txid));
             crate::shard::journal::begin_tx(
-                &mut tw.shard,
+                &mut tw.eng.shard,
                 crate::shard::journal::TxTag {
                     id: txid,
                     parts: shards.len() as u32,
@@ -68,7 +69,7 @@ fn lock_step(w: &mut Worker, txid: u64, shards: Vec<usize>, i: usize, body: Body
 
 /// Releases this shard if `txid` holds it.
 pub fn unlock(w: &mut Worker, txid: u64) {
-    if w.lock == Some(txid) {
+    if w.eng.lock == Some(txid) {
         w.set_lock(None);
     }
 }
@@ -123,8 +124,8 @@ pub fn msetnx(
                 .map(|p| {
                     let keys: Vec<Bytes> = p.argv.iter().skip(1).step_by(2).cloned().collect();
                     let job: ShardFn<bool> = Box::new(move |tw| {
-                        let now = tw.shard.now_ms;
-                        let d = tw.shard.db_mut(db);
+                        let now = tw.eng.shard.now_ms;
+                        let d = tw.eng.shard.db_mut(db);
                         keys.iter().any(|k| d.exists(k, now))
                     });
                     (p.shard, job)
@@ -181,8 +182,8 @@ pub fn move_key(
     finish: impl FnOnce(&mut Worker, Reply) + Send + 'static,
 ) {
     let (ss, ds) = (
-        crate::shard::route::shard_of(&src, w.nshards),
-        crate::shard::route::shard_of(&dst, w.nshards),
+        crate::shard::route::shard_of(&src, w.eng.nshards),
+        crate::shard::route::shard_of(&dst, w.eng.nshards),
     );
     lock_all(
         w,
@@ -194,8 +195,8 @@ pub fn move_key(
                 (
                     ss,
                     Box::new(move |tw| {
-                        let now = tw.shard.now_ms;
-                        let d = tw.shard.db_mut(src_db);
+                        let now = tw.eng.shard.now_ms;
+                        let d = tw.eng.shard.db_mut(src_db);
                         let src = d.export(&s2, now);
                         if src_read {
                             d.count_read(&s2, src.is_some(), true);
@@ -209,8 +210,8 @@ pub fn move_key(
                 (
                     ds,
                     Box::new(move |tw| {
-                        let now = tw.shard.now_ms;
-                        let d = tw.shard.db_mut(dst_db);
+                        let now = tw.eng.shard.now_ms;
+                        let d = tw.eng.shard.db_mut(dst_db);
                         MoveCheck {
                             src: None,
                             dst_exists: d.exists(&d2, now),
@@ -232,11 +233,17 @@ pub fn move_key(
                         ss,
                         Box::new(move |tw| {
                             if write == Some(true) {
-                                tw.shard.touch(src_db, &src);
-                                let d = tw.shard.db_mut(src_db);
+                                tw.eng.shard.touch(src_db, &src);
+                                let d = tw.eng.shard.db_mut(src_db);
                                 d.remove(&src);
                                 let ev = (crate::shard::notify::GENERIC, "rename_from");
-                                crate::shard::notify::event(&mut tw.shard, src_db, ev, &src, false);
+                                crate::shard::notify::event(
+                                    &mut tw.eng.shard,
+                                    src_db,
+                                    ev,
+                                    &src,
+                                    false,
+                                );
                             }
                             unlock(tw, txid);
                         }),
@@ -245,14 +252,14 @@ pub fn move_key(
                         ds,
                         Box::new(move |tw| {
                             if let (Some(_), Some(e)) = (write, entry) {
-                                tw.shard.touch(dst_db, &dst);
-                                let d = tw.shard.db_mut(dst_db);
+                                tw.eng.shard.touch(dst_db, &dst);
+                                let d = tw.eng.shard.db_mut(dst_db);
                                 d.remove(&dst);
                                 d.import(&dst, e);
                                 if dst_new {
                                     let ev = (crate::shard::notify::NEW, "new");
                                     crate::shard::notify::event(
-                                        &mut tw.shard,
+                                        &mut tw.eng.shard,
                                         dst_db,
                                         ev,
                                         &dst,
@@ -265,7 +272,13 @@ pub fn move_key(
                                     "copy_to"
                                 };
                                 let ev = (crate::shard::notify::GENERIC, name);
-                                crate::shard::notify::event(&mut tw.shard, dst_db, ev, &dst, false);
+                                crate::shard::notify::event(
+                                    &mut tw.eng.shard,
+                                    dst_db,
+                                    ev,
+                                    &dst,
+                                    false,
+                                );
                             }
                             unlock(tw, txid);
                         }),
@@ -321,7 +334,7 @@ pub fn gather_noting<T: Send + 'static>(
             .map(|(_, s)| s)?;
         Some((spec, std::sync::Arc::new(n)))
     });
-    let n = w.nshards;
+    let n = w.eng.nshards;
     let owners: Vec<usize> = keys
         .iter()
         .map(|k| crate::shard::route::shard_of(k, n))
@@ -355,10 +368,11 @@ pub fn gather_noting<T: Send + 'static>(
                         };
                         let note = noting.clone().map(|(spec, n)| (spec, n, reply.clone()));
                         let job: ShardFn<()> = Box::new(move |tw| {
-                            let note = note.filter(|_| tw.shard.notify != 0 && !mine.is_empty());
+                            let note =
+                                note.filter(|_| tw.eng.shard.notify != 0 && !mine.is_empty());
                             if let Some((spec, n, _)) = &note {
                                 crate::shard::notify::before_command(
-                                    &mut tw.shard,
+                                    &mut tw.eng.shard,
                                     spec,
                                     n.db,
                                     &n.argv,
@@ -369,7 +383,7 @@ pub fn gather_noting<T: Send + 'static>(
                             }
                             if let Some((spec, n, reply)) = &note {
                                 crate::shard::notify::after_command(
-                                    &mut tw.shard,
+                                    &mut tw.eng.shard,
                                     spec,
                                     n.db,
                                     &n.argv,

@@ -230,7 +230,7 @@ fn shards_to_lock(
 pub fn queue(w: &mut Worker, idx: usize, argv: &mut Vec<Bytes>) -> bool {
     let name = argv.first().map(|b| b.as_ref()).unwrap_or_default();
     let Some((id, spec)) = table().lookup(name) else {
-        commands::count_error(&mut w.shard, "ERR");
+        commands::count_error(&mut w.eng.shard, "ERR");
         if let Some(c) = w.conns.get_mut(idx) {
             if let Some(t) = c.tx.as_mut() {
                 t.aborted = true;
@@ -240,7 +240,7 @@ pub fn queue(w: &mut Worker, idx: usize, argv: &mut Vec<Bytes>) -> bool {
         return true;
     };
     if let Err(e) = commands::check_arity(spec, argv) {
-        if let Some(st) = w.shard.cmd_stats.get_mut(id) {
+        if let Some(st) = w.eng.shard.cmd_stats.get_mut(id) {
             st.rejected += 1;
         }
         let e = e.to_string();
@@ -248,7 +248,7 @@ pub fn queue(w: &mut Worker, idx: usize, argv: &mut Vec<Bytes>) -> bool {
             // A rejected EXEC ends the transaction (Redis's execCommandAbort).
             discard(w, idx);
             let e = error::exec_abort_because(&e);
-            commands::count_error(&mut w.shard, &e);
+            commands::count_error(&mut w.eng.shard, &e);
             if let Some(c) = w.conns.get_mut(idx) {
                 c.push_reply(&Reply::Error(e));
             }
@@ -277,7 +277,8 @@ pub fn queue(w: &mut Worker, idx: usize, argv: &mut Vec<Bytes>) -> bool {
     }
     // maxmemory: queuing may grow memory without bound, so above the limit (once eviction
     // could not help) every command is refused while queuing, as Redis does.
-    if w.shared
+    if w.eng
+        .shared
         .tun
         .maxmemory
         .load(std::sync::atomic::Ordering::Relaxed)
@@ -304,7 +305,7 @@ pub fn queue(w: &mut Worker, idx: usize, argv: &mut Vec<Bytes>) -> bool {
     }
     if spec.has(PROTECTED) {
         let refusal = w.conns.get(idx).and_then(|c| {
-            commands::protected_refusal(w.shared.cfg.debug_command, &c.client.addr, spec.name)
+            commands::protected_refusal(w.eng.shared.cfg.debug_command, &c.client.addr, spec.name)
         });
         if let Some(e) = refusal {
             reject(w, idx, e.to_string());
@@ -326,7 +327,7 @@ pub fn queue(w: &mut Worker, idx: usize, argv: &mut Vec<Bytes>) -> bool {
 
 /// Answers an error while queuing and flags the transaction (EXEC will abort).
 fn reject(w: &mut Worker, idx: usize, e: String) {
-    commands::count_error(&mut w.shard, &e);
+    commands::count_error(&mut w.eng.shard, &e);
     let Some(c) = w.conns.get_mut(idx) else {
         return;
     };
@@ -387,7 +388,7 @@ pub fn discard(w: &mut Worker, idx: usize) {
 /// UNWATCH: forgets every watched key (the registry entries go with a message to each
 /// owner shard).
 pub fn unwatch_all(w: &mut Worker, idx: usize) {
-    let home = w.id;
+    let home = w.eng.id;
     let Some(token) = w.conn_token(idx) else {
         return;
     };
@@ -435,7 +436,7 @@ pub fn on_close(w: &mut Worker, idx: usize) -> bool {
 pub fn watch(ctx: &mut ConnCtx, argv: &[Bytes]) -> Result<Option<Reply>, CmdError> {
     let w = &mut *ctx.w;
     let idx = ctx.conn;
-    let (home, nshards) = (w.id, w.nshards);
+    let (home, nshards) = (w.eng.id, w.eng.nshards);
     let Some(token) = w.conn_token(idx) else {
         return Ok(Some(Reply::Ok));
     };
@@ -467,9 +468,10 @@ pub fn watch(ctx: &mut ConnCtx, argv: &[Bytes]) -> Result<Option<Reply>, CmdErro
         .into_iter()
         .map(|(s, keys)| {
             let job: ShardFn<()> = Box::new(move |tw: &mut Worker| {
-                let now = tw.shard.now_ms;
+                let now = tw.eng.shard.now_ms;
                 for k in keys {
                     let deadline = tw
+                        .eng
                         .shard
                         .dbs
                         .get_mut(db)
@@ -480,7 +482,7 @@ pub fn watch(ctx: &mut ConnCtx, argv: &[Bytes]) -> Result<Option<Reply>, CmdErro
                         epoch,
                         deadline,
                     };
-                    tw.shard.watches.add(db, k, who);
+                    tw.eng.shard.watches.add(db, k, who);
                 }
             });
             (s, job)
@@ -514,7 +516,7 @@ fn release(
     locked: &[usize],
     txid: Option<u64>,
 ) {
-    let nshards = w.nshards;
+    let nshards = w.eng.nshards;
     let mut groups: Vec<(usize, Vec<(usize, Bytes)>)> =
         locked.iter().map(|&s| (s, Vec::new())).collect();
     for (db, k) in keys {
@@ -527,7 +529,7 @@ fn release(
     for (s, keys) in groups {
         let job = move |tw: &mut Worker| {
             for (db, k) in &keys {
-                tw.shard.watches.remove(*db, k, home, token, epoch);
+                tw.eng.shard.watches.remove(*db, k, home, token, epoch);
             }
             if let Some(t) = txid {
                 multi::unlock(tw, t);
@@ -537,7 +539,7 @@ fn release(
             // After this connection's WATCH registrations on that shard, which are `Work`
             // and may still be parked behind another transaction's lock.
             w.post(s, Msg::Work(Box::new(job)));
-        } else if s == w.id {
+        } else if s == w.eng.id {
             job(w);
         } else {
             w.post(s, Msg::Control(Box::new(job)));
@@ -551,7 +553,7 @@ fn release(
 pub fn exec(ctx: &mut ConnCtx, exec_argv: &[Bytes]) -> Result<Option<Reply>, CmdError> {
     let idx = ctx.conn;
     let w = &mut *ctx.w;
-    let (home, nshards) = (w.id, w.nshards);
+    let (home, nshards) = (w.eng.id, w.eng.nshards);
     let Some(token) = w.conn_token(idx) else {
         return Ok(Some(Reply::NullArray));
     };
@@ -585,7 +587,8 @@ pub fn exec(ctx: &mut ConnCtx, exec_argv: &[Bytes]) -> Result<Option<Reply>, Cmd
         .iter()
         .any(|q| table().get(q.id).is_some_and(|s| s.has(DENYOOM)));
     if denyoom
-        && w.shared
+        && w.eng
+            .shared
             .tun
             .maxmemory
             .load(std::sync::atomic::Ordering::Relaxed)
@@ -606,7 +609,7 @@ pub fn exec(ctx: &mut ConnCtx, exec_argv: &[Bytes]) -> Result<Option<Reply>, Cmd
     t.epoch += 1;
     t.running = true;
     let locked = shards_to_lock(&cmds, &watched, nshards, home);
-    let rid = w.tx.runs.insert(ExecRun {
+    let rid = w.eng.tx.runs.insert(ExecRun {
         idx,
         token,
         ticket: None,
@@ -626,21 +629,21 @@ pub fn exec(ctx: &mut ConnCtx, exec_argv: &[Bytes]) -> Result<Option<Reply>, Cmd
     if locked.is_empty() {
         // Nothing but connection-local commands: run them now.
         advance(w, rid);
-        if let Some((r, reply)) = w.tx.finished.take() {
+        if let Some((r, reply)) = w.eng.tx.finished.take() {
             if r == rid {
                 return Ok(Some(reply));
             }
-            w.tx.finished = Some((r, reply));
+            w.eng.tx.finished = Some((r, reply));
         }
         let ticket = ctx.defer();
-        if let Some(run) = ctx.w.tx.runs.get_mut(rid) {
+        if let Some(run) = ctx.w.eng.tx.runs.get_mut(rid) {
             run.ticket = Some(ticket);
         }
         return Ok(None);
     }
     let ticket = ctx.defer();
     let w = &mut *ctx.w;
-    if let Some(run) = w.tx.runs.get_mut(rid) {
+    if let Some(run) = w.eng.tx.runs.get_mut(rid) {
         run.ticket = Some(ticket);
     }
     multi::lock_all(
@@ -653,9 +656,9 @@ pub fn exec(ctx: &mut ConnCtx, exec_argv: &[Bytes]) -> Result<Option<Reply>, Cmd
 
 /// Every shard is locked: check the watches, then run the commands.
 fn locked_run(w: &mut Worker, rid: usize, txid: u64) {
-    let home = w.id;
-    let nshards = w.nshards;
-    let Some(run) = w.tx.runs.get_mut(rid) else {
+    let home = w.eng.id;
+    let nshards = w.eng.nshards;
+    let Some(run) = w.eng.tx.runs.get_mut(rid) else {
         return;
     };
     run.txid = Some(txid);
@@ -676,9 +679,13 @@ fn locked_run(w: &mut Worker, rid: usize, txid: u64) {
         .into_iter()
         .map(|(s, keys)| {
             let job: ShardFn<bool> = Box::new(move |tw: &mut Worker| {
-                let now = tw.shard.now_ms;
-                keys.iter()
-                    .any(|(db, k)| tw.shard.watches.changed(*db, k, home, token, epoch, now))
+                let now = tw.eng.shard.now_ms;
+                keys.iter().any(|(db, k)| {
+                    tw.eng
+                        .shard
+                        .watches
+                        .changed(*db, k, home, token, epoch, now)
+                })
             });
             (s, job)
         })
@@ -694,9 +701,9 @@ fn locked_run(w: &mut Worker, rid: usize, txid: u64) {
 
 /// Runs queued commands until one must wait for a reply from elsewhere, or all are done.
 fn advance(w: &mut Worker, rid: usize) {
-    let (home, nshards) = (w.id, w.nshards);
+    let (home, nshards) = (w.eng.id, w.eng.nshards);
     loop {
-        let Some(run) = w.tx.runs.get_mut(rid) else {
+        let Some(run) = w.eng.tx.runs.get_mut(rid) else {
             return;
         };
         if run.waiting {
@@ -727,7 +734,7 @@ fn advance(w: &mut Worker, rid: usize) {
                     }
                 }
                 let (db, resp) = (run.db, run.resp);
-                if w.shard.monitor {
+                if w.eng.shard.monitor {
                     let idx = run.idx;
                     for q in &batch {
                         crate::server::monitor::feed_db(w, idx, db, &q.argv);
@@ -735,17 +742,17 @@ fn advance(w: &mut Worker, rid: usize) {
                 }
                 if s == home {
                     let replies = run_batch(w, &batch, db, resp);
-                    if !w.shard.slow.pending.is_empty() {
-                        if let Some(idx) = w.tx.runs.get(rid).map(|r| r.idx) {
+                    if !w.eng.shard.slow.pending.is_empty() {
+                        if let Some(idx) = w.eng.tx.runs.get(rid).map(|r| r.idx) {
                             w.slow_commit(idx);
                         }
                     }
-                    if let Some(run) = w.tx.runs.get_mut(rid) {
+                    if let Some(run) = w.eng.tx.runs.get_mut(rid) {
                         replies.into_iter().for_each(|r| run.add(r));
                     }
                     continue;
                 }
-                if let Some(run) = w.tx.runs.get_mut(rid) {
+                if let Some(run) = w.eng.tx.runs.get_mut(rid) {
                     run.waiting = true;
                 }
                 w.post(
@@ -753,16 +760,16 @@ fn advance(w: &mut Worker, rid: usize) {
                     Msg::Control(Box::new(move |tw: &mut Worker| {
                         let replies = run_batch(tw, &batch, db, resp);
                         // Slow entries go back to be logged with the client's address.
-                        let slow = std::mem::take(&mut tw.shard.slow.pending);
+                        let slow = std::mem::take(&mut tw.eng.shard.slow.pending);
                         tw.post(
                             home,
                             Msg::Control(Box::new(move |ow: &mut Worker| {
                                 if !slow.is_empty() {
-                                    if let Some(idx) = ow.tx.runs.get(rid).map(|r| r.idx) {
+                                    if let Some(idx) = ow.eng.tx.runs.get(rid).map(|r| r.idx) {
                                         let prev =
-                                            std::mem::replace(&mut ow.shard.slow.pending, slow);
+                                            std::mem::replace(&mut ow.eng.shard.slow.pending, slow);
                                         ow.slow_commit(idx);
-                                        ow.shard.slow.pending = prev;
+                                        ow.eng.shard.slow.pending = prev;
                                     }
                                 }
                                 batch_done(ow, rid, replies)
@@ -780,12 +787,12 @@ fn advance(w: &mut Worker, rid: usize) {
                 let (step, idx, token) = (run.step, run.idx, run.token);
                 if w.conn_token(idx) != Some(token) {
                     // Cannot happen (a running EXEC keeps its connection); answer, go on.
-                    if let Some(run) = w.tx.runs.get_mut(rid) {
+                    if let Some(run) = w.eng.tx.runs.get_mut(rid) {
                         run.add(Reply::error("ERR connection closed"));
                     }
                     continue;
                 }
-                let shown = w.shard.monitor.then(|| q.argv.clone());
+                let shown = w.eng.shard.monitor.then(|| q.argv.clone());
                 let reply = run_nested(w, rid, step, idx, q);
                 let (db, resp) = w
                     .conns
@@ -794,7 +801,7 @@ fn advance(w: &mut Worker, rid: usize) {
                 if let Some(argv) = shown {
                     crate::server::monitor::feed_db(w, idx, db, &argv);
                 }
-                let Some(run) = w.tx.runs.get_mut(rid) else {
+                let Some(run) = w.eng.tx.runs.get_mut(rid) else {
                     return;
                 };
                 // SELECT / HELLO inside the transaction apply to the commands after them.
@@ -817,9 +824,11 @@ fn run_batch(w: &mut Worker, batch: &[Queued], db: usize, resp: u8) -> Vec<Reply
     batch
         .iter()
         .map(|q| match table().get(q.id).map(|s| s.exec) {
-            Some(Exec::Key(f)) => commands::run_key(&mut w.shard, q.id, f, db, resp, &q.argv, None),
+            Some(Exec::Key(f)) => {
+                commands::run_key(&mut w.eng.shard, q.id, f, db, resp, &q.argv, None)
+            }
             Some(Exec::Multi(m)) => {
-                commands::run_key(&mut w.shard, q.id, m.sub, db, resp, &q.argv, None)
+                commands::run_key(&mut w.eng.shard, q.id, m.sub, db, resp, &q.argv, None)
             }
             Some(Exec::Script(f)) => crate::scripting::host::run(
                 w,
@@ -837,7 +846,7 @@ fn run_batch(w: &mut Worker, batch: &[Queued], db: usize, resp: u8) -> Vec<Reply
 }
 
 fn batch_done(w: &mut Worker, rid: usize, replies: Vec<Reply>) {
-    let Some(run) = w.tx.runs.get_mut(rid) else {
+    let Some(run) = w.eng.tx.runs.get_mut(rid) else {
         return;
     };
     run.waiting = false;
@@ -849,9 +858,9 @@ fn batch_done(w: &mut Worker, rid: usize, replies: Vec<Reply>) {
 /// transaction's locks. `None`: the handler deferred; its reply will be captured.
 fn run_nested(w: &mut Worker, rid: usize, step: u64, idx: usize, q: Queued) -> Option<Reply> {
     let spec = table().get(q.id)?;
-    let shown = (w.shard.slow_floor != u64::MAX).then(|| q.argv.clone());
+    let shown = (w.eng.shard.slow_floor != u64::MAX).then(|| q.argv.clone());
     let start = crate::runtime::clock::ticks();
-    w.tx.nest = Some((rid, step));
+    w.eng.tx.nest = Some((rid, step));
     let mut ctx = ConnCtx {
         w,
         conn: idx,
@@ -869,26 +878,27 @@ fn run_nested(w: &mut Worker, rid: usize, step: u64, idx: usize, q: Queued) -> O
         },
     };
     let deferred = ctx.deferred.is_some();
-    w.tx.nest = None;
+    w.eng.tx.nest = None;
     let nanos = crate::runtime::clock::to_nanos(crate::runtime::clock::ticks().wrapping_sub(start));
-    w.shard
+    w.eng
+        .shard
         .observe(q.id, shown.as_deref().unwrap_or_default(), nanos);
-    if !w.shard.slow.pending.is_empty() {
+    if !w.eng.shard.slow.pending.is_empty() {
         w.slow_commit(idx);
     }
     if deferred {
         // Counted here (the fan-out's completion does not count connection commands).
         if matches!(spec.exec, Exec::Conn(_)) {
-            w.shard.commands_processed += 1;
-            if let Some(st) = w.shard.cmd_stats.get_mut(q.id) {
+            w.eng.shard.commands_processed += 1;
+            if let Some(st) = w.eng.shard.cmd_stats.get_mut(q.id) {
                 st.calls += 1;
                 st.nanos += nanos;
             }
         }
         return None;
     }
-    let reply = commands::finish(&mut w.shard, q.id, res);
-    if let Some(st) = w.shard.cmd_stats.get_mut(q.id) {
+    let reply = commands::finish(&mut w.eng.shard, q.id, res);
+    if let Some(st) = w.eng.shard.cmd_stats.get_mut(q.id) {
         st.nanos += nanos;
     }
     Some(reply)
@@ -897,8 +907,8 @@ fn run_nested(w: &mut Worker, rid: usize, step: u64, idx: usize, q: Queued) -> O
 /// `Worker::defer` hook: inside EXEC, a handler's deferred reply is captured.
 #[inline]
 pub fn capture_ticket(w: &Worker) -> Option<Ticket> {
-    w.tx.nest.map(|(rid, step)| Ticket {
-        shard: w.id,
+    w.eng.tx.nest.map(|(rid, step)| Ticket {
+        shard: w.eng.id,
         token: CAPTURE | rid as u64,
         seq: step,
     })
@@ -913,7 +923,7 @@ pub fn is_capture(t: &Ticket) -> bool {
 /// `Worker::complete` hook: a captured reply arrives; the transaction goes on.
 pub fn captured(w: &mut Worker, t: Ticket, reply: Reply) {
     let rid = (t.token & !CAPTURE) as usize;
-    let Some(run) = w.tx.runs.get_mut(rid) else {
+    let Some(run) = w.eng.tx.runs.get_mut(rid) else {
         return;
     };
     if run.step != t.seq {
@@ -931,10 +941,10 @@ pub fn captured(w: &mut Worker, t: Ticket, reply: Reply) {
 
 /// Ends an EXEC: releases the locks and the watch entries, answers the client.
 fn finish(w: &mut Worker, rid: usize, reply: Option<Reply>) {
-    let Some(run) = w.tx.runs.try_remove(rid) else {
+    let Some(run) = w.eng.tx.runs.try_remove(rid) else {
         return;
     };
-    let home = w.id;
+    let home = w.eng.id;
     release(
         w,
         home,
@@ -945,7 +955,7 @@ fn finish(w: &mut Worker, rid: usize, reply: Option<Reply>) {
         run.txid,
     );
     let reply = reply.unwrap_or(Reply::Array(run.replies));
-    if w.shard.monitor && w.conn_token(run.idx) == Some(run.token) {
+    if w.eng.shard.monitor && w.conn_token(run.idx) == Some(run.token) {
         let db = w.conns.get(run.idx).map_or(0, |c| c.client.db);
         crate::server::monitor::feed_db(w, run.idx, db, &run.exec_argv);
     }
@@ -961,7 +971,7 @@ fn finish(w: &mut Worker, rid: usize, reply: Option<Reply>) {
     }
     match run.ticket {
         Some(t) => w.complete(t, reply),
-        None => w.tx.finished = Some((rid, reply)),
+        None => w.eng.tx.finished = Some((rid, reply)),
     }
 }
 

@@ -73,7 +73,7 @@ const STEP_ENTRIES: usize = 256;
 pub fn step(w: &mut Worker) {
     let deadline = Instant::now() + STEP_BUDGET;
     loop {
-        if w.shard.snap_step(STEP_ENTRIES) {
+        if w.eng.shard.snap_step(STEP_ENTRIES) {
             finish_step(w);
             return;
         }
@@ -85,10 +85,10 @@ pub fn step(w: &mut Worker) {
 
 /// Completes this shard's running snapshot now and hands its part over.
 fn finish_step(w: &mut Worker) {
-    let Some(run) = w.snap_run.take() else {
+    let Some(run) = w.eng.snap_run.take() else {
         return;
     };
-    let dbs = w.shard.snap_take();
+    let dbs = w.eng.shard.snap_take();
     (run.done)(
         w,
         ShardPart {
@@ -129,8 +129,8 @@ pub fn snapshot(
         stepped(w, None, |_, _| {}, done);
         return;
     }
-    let compress = w.shared.tun.rdbcompression.load(Ordering::Relaxed);
-    let all: Vec<usize> = (0..w.nshards).collect();
+    let compress = w.eng.shared.tun.rdbcompression.load(Ordering::Relaxed);
+    let all: Vec<usize> = (0..w.eng.nshards).collect();
     let start = Instant::now();
     lock_all(
         w,
@@ -140,7 +140,7 @@ pub fn snapshot(
                 .into_iter()
                 .map(|s| {
                     let job: ShardFn<ShardPart> = Box::new(move |tw| {
-                        let p = serialise(&tw.shard, compress);
+                        let p = serialise(&tw.eng.shard, compress);
                         if !keep_locked {
                             unlock(tw, txid);
                         }
@@ -177,11 +177,11 @@ pub fn stepped(
     taken: impl FnOnce(&mut Worker, Vec<Result<u64, String>>) + Send + 'static,
     done: impl FnOnce(&mut Worker, Vec<ShardPart>, u64) + Send + 'static,
 ) {
-    let compress = w.shared.tun.rdbcompression.load(Ordering::Relaxed);
-    let n = w.nshards;
+    let compress = w.eng.shared.tun.rdbcompression.load(Ordering::Relaxed);
+    let n = w.eng.nshards;
     let all: Vec<usize> = (0..n).collect();
     let start = Instant::now();
-    let origin = w.id;
+    let origin = w.eng.id;
     let collect = Arc::new(Mutex::new(Collect {
         parts: (0..n).map(|_| None).collect(),
         left: n,
@@ -202,14 +202,14 @@ pub fn stepped(
                     let job: ShardFn<Result<u64, String>> = Box::new(move |tw| {
                         // One snapshot per shard at a time (saves are serialised by
                         // `persist::State`; this only guards the invariant).
-                        if tw.snap_run.is_some() {
+                        if tw.eng.snap_run.is_some() {
                             finish_step(tw);
                         }
                         let r = at_moment.map_or(Ok(0), |f| f(tw));
-                        tw.shard.snap_begin(compress);
-                        let dirty = tw.shard.dirty;
+                        tw.eng.shard.snap_begin(compress);
+                        let dirty = tw.eng.shard.dirty;
                         unlock(tw, txid);
-                        tw.snap_run = Some(Stepping {
+                        tw.eng.snap_run = Some(Stepping {
                             dirty,
                             done: Box::new(move |tw, part| {
                                 hand_over(tw, &collect, s, part, origin, txid, start)
@@ -289,7 +289,7 @@ fn hand_over(
 
 /// Releases every shard locked by `txid`, then runs `then`.
 pub fn release(w: &mut Worker, txid: u64, then: impl FnOnce(&mut Worker) + Send + 'static) {
-    let jobs = (0..w.nshards)
+    let jobs = (0..w.eng.nshards)
         .map(|s| {
             let job: ShardFn<()> = Box::new(move |tw| unlock(tw, txid));
             (s, job)
@@ -449,7 +449,7 @@ pub fn bgsave(
     w: &mut Worker,
     started: impl FnOnce(&mut Worker, Result<(), String>) + Send + 'static,
 ) -> Result<(), String> {
-    let st = &w.shared.persist;
+    let st = &w.eng.shared.persist;
     if !st.try_begin() {
         return Err("Background save already in progress".into());
     }
@@ -465,7 +465,7 @@ pub fn bgsave(
             started(w, Ok(()));
         },
         move |w, parts, _| {
-            let shared = w.shared.clone();
+            let shared = w.eng.shared.clone();
             let spawned = std::thread::Builder::new()
                 .name("bgsave".into())
                 .spawn(move || {
@@ -477,11 +477,11 @@ pub fn bgsave(
                     shared.persist.saving.store(false, Ordering::SeqCst);
                 });
             if let Err(e) = spawned {
-                let st = &w.shared.persist;
+                let st = &w.eng.shared.persist;
                 st.bg_in_progress.store(false, Ordering::SeqCst);
                 st.saving.store(false, Ordering::SeqCst);
                 st.last_failed.store(true, Ordering::SeqCst);
-                st.refresh_gate(&w.shared.tun);
+                st.refresh_gate(&w.eng.shared.tun);
                 crate::log::warning(&format!("Can't BGSAVE: {e}"));
             }
         },

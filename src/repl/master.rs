@@ -147,9 +147,9 @@ pub fn backlog_size() -> usize {
 /// A promotion (`repl::promote`), on every shard: journal on, records shipped to the hub
 /// from this point on. Returns the journal offset shipping starts at.
 pub fn start_shipping(tw: &mut Worker) -> u64 {
-    journal::enable(&mut tw.shard, JOURNAL_CAP);
-    journal::flush(&mut tw.shard);
-    let next = tw.shard.journal.as_ref().map_or(0, |j| j.next());
+    journal::enable(&mut tw.eng.shard, JOURNAL_CAP);
+    journal::flush(&mut tw.eng.shard);
+    let next = tw.eng.shard.journal.as_ref().map_or(0, |j| j.next());
     let r = tw.master_repl.get_or_insert_with(Default::default);
     r.shipping = true;
     r.cursor = next;
@@ -572,6 +572,7 @@ pub fn on_pass(w: &mut Worker) {
         return;
     }
     let newer = w
+        .eng
         .shard
         .journal
         .as_ref()
@@ -588,9 +589,9 @@ pub fn push_now(w: &mut Worker) -> u64 {
     if !w.master_repl.as_ref().is_some_and(|r| r.shipping) {
         return 0;
     }
-    journal::flush(&mut w.shard);
+    journal::flush(&mut w.eng.shard);
     let cursor = w.master_repl.as_ref().map_or(0, |r| r.cursor);
-    let Some(j) = w.shard.journal.as_ref() else {
+    let Some(j) = w.eng.shard.journal.as_ref() else {
         return cursor;
     };
     if j.next() == cursor {
@@ -620,7 +621,7 @@ pub fn push_now(w: &mut Worker) -> u64 {
     if let Some(r) = w.master_repl.as_mut() {
         r.cursor = to;
     }
-    let s = w.id;
+    let s = w.eng.id;
     if lost {
         crate::log::warning(&format!(
             "Replication: shard {s} wrote more than its journal backlog holds between two \
@@ -786,7 +787,7 @@ pub fn on_close(w: &mut Worker, token: Option<u64>, c: &Conn) {
 // ----- the hub --------------------------------------------------------------------------
 
 fn hub(w: &mut Worker) -> &mut Hub {
-    let n = w.nshards;
+    let n = w.eng.nshards;
     let r = w.master_repl.get_or_insert_with(Default::default);
     r.hub.get_or_insert_with(|| Box::new(Hub::new(n)))
 }
@@ -802,7 +803,7 @@ fn ensure_hub(w: &mut Worker) {
 
 /// repl-backlog-size and the replica output limits, from the CONFIG table.
 fn refresh_config(w: &Worker) {
-    for (k, v) in w.shared.tun.all() {
+    for (k, v) in w.eng.shared.tun.all() {
         match k.as_str() {
             "repl-backlog-size" => {
                 if let Ok(n) = crate::config::parse_memory(&v) {
@@ -827,6 +828,7 @@ fn refresh_config(w: &Worker) {
 
 fn ping_period(w: &Worker) -> Duration {
     let secs = w
+        .eng
         .shared
         .tun
         .all()
@@ -977,10 +979,10 @@ fn start_cut(w: &mut Worker) {
     h.cutting = true;
     h.in_cut = std::mem::take(&mut h.queued);
     ACTIVE.store(true, Ordering::Relaxed);
-    let n = w.nshards;
+    let n = w.eng.nshards;
     let started = Instant::now();
     let at_moment: crate::persist::save::AtMoment = std::sync::Arc::new(move |tw| {
-        let txid = tw.lock.unwrap_or(0);
+        let txid = tw.eng.lock.unwrap_or(0);
         Ok(cut_offset(tw, txid, n))
     });
     crate::persist::save::stepped(
@@ -1008,25 +1010,25 @@ fn start_cut(w: &mut Worker) {
 /// One shard at the cut (under the lock): its journal on, its records so far pushed to
 /// the hub; returns its journal offset at the cut.
 fn cut_offset(tw: &mut Worker, txid: u64, n: usize) -> u64 {
-    let fresh = tw.shard.journal.is_none();
-    journal::enable(&mut tw.shard, JOURNAL_CAP);
-    if fresh && tw.lock == Some(txid) {
+    let fresh = tw.eng.shard.journal.is_none();
+    journal::enable(&mut tw.eng.shard, JOURNAL_CAP);
+    if fresh && tw.eng.lock == Some(txid) {
         // Tag this lock as the shards whose journal was already on did, so its release
         // marker is a whole group everywhere.
         journal::begin_tx(
-            &mut tw.shard,
+            &mut tw.eng.shard,
             TxTag {
                 id: txid,
                 parts: n as u32,
             },
         );
     }
-    journal::flush(&mut tw.shard);
+    journal::flush(&mut tw.eng.shard);
     let shipping = tw.master_repl.as_ref().is_some_and(|r| r.shipping);
     if shipping {
         push_now(tw)
     } else {
-        let next = tw.shard.journal.as_ref().map_or(0, |j| j.next());
+        let next = tw.eng.shard.journal.as_ref().map_or(0, |j| j.next());
         let r = tw.master_repl.get_or_insert_with(Default::default);
         r.shipping = true;
         r.cursor = next;
@@ -1085,7 +1087,7 @@ fn rdb_ready(w: &mut Worker, parts: Vec<ShardPart>) {
     let offset = h.cut_offset;
     h.serialising = false;
     let reqs = std::mem::take(&mut h.in_cut);
-    let checksum = w.shared.tun.rdbchecksum.load(Ordering::Relaxed);
+    let checksum = w.eng.shared.tun.rdbchecksum.load(Ordering::Relaxed);
     let rdb = rdb_bytes(&parts, checksum, offset);
     let replid = current_replid();
     for req in reqs {
@@ -1168,7 +1170,7 @@ fn put_short(out: &mut Vec<u8>, s: &[u8]) {
 
 /// The hub's timer: PING every `repl-ping-replica-period`, WAIT deadlines, settings.
 pub fn on_timer(w: &mut Worker) {
-    if w.id != HUB {
+    if w.eng.id != HUB {
         return;
     }
     let period = ping_period(w);
@@ -1326,14 +1328,14 @@ pub fn start_barriers(w: &mut Worker, idx: usize) {
         .load(Ordering::Relaxed) as i64;
     let ms = crate::repl::SETTINGS.ack_timeout_ms.load(Ordering::Relaxed);
     let deadline = Some(Instant::now() + Duration::from_millis(ms));
-    let jobs: Vec<(usize, ShardFn<u64>)> = (0..w.nshards)
+    let jobs: Vec<(usize, ShardFn<u64>)> = (0..w.eng.nshards)
         .map(|s| {
             let job: ShardFn<u64> = Box::new(push_now);
             (s, job)
         })
         .collect();
     w.fan_out(jobs, false, move |w, wants: Vec<u64>| {
-        let origin = w.id;
+        let origin = w.eng.id;
         w.post(
             HUB,
             Msg::Control(Box::new(move |hw| {
@@ -1363,7 +1365,7 @@ fn release(w: &mut Worker, token: u64, holds: Vec<Hold>, acked: bool) {
     if !acked {
         let resp = w.conns[idx].client.resp;
         Reply::error(ACK_TIMEOUT).encode(resp, &mut err);
-        crate::commands::count_error(&mut w.shard, ACK_TIMEOUT);
+        crate::commands::count_error(&mut w.eng.shard, ACK_TIMEOUT);
     }
     for h in holds {
         let Some(c) = w.conns.get_mut(idx) else {
@@ -1460,7 +1462,7 @@ fn sync(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
 
 fn start_sync(ctx: &mut ConnCtx, psync: Option<(Bytes, i64)>) -> CmdResult {
     let idx = ctx.conn;
-    if ctx.w.tx.nested() {
+    if ctx.w.eng.tx.nested() {
         return Err(CmdError::err("Replica can't interact with the keyspace"));
     }
     // As Redis: a replica still syncing would hand its sub-replica a dataset it is about
@@ -1491,7 +1493,7 @@ fn start_sync(ctx: &mut ConnCtx, psync: Option<(Bytes, i64)>) -> CmdResult {
             .map_or(conn.client.addr.clone(), |(h, _)| h.to_string())
     });
     let req = SyncReq {
-        shard: ctx.w.id,
+        shard: ctx.w.eng.id,
         token,
         id: conn.client.id,
         sync: psync.is_none(),
@@ -1524,20 +1526,20 @@ fn wait(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     if ms < 0 {
         return Err(CmdError::err("timeout is negative"));
     }
-    if ctx.w.tx.nested() {
+    if ctx.w.eng.tx.nested() {
         // Cannot block inside MULTI: the count now.
         return Ok(Reply::Int(acked(OFFSET.load(Ordering::Relaxed))));
     }
     let ticket = ctx.defer();
     let deadline = (ms > 0).then(|| Instant::now() + Duration::from_millis(ms as u64));
-    let jobs: Vec<(usize, ShardFn<u64>)> = (0..ctx.w.nshards)
+    let jobs: Vec<(usize, ShardFn<u64>)> = (0..ctx.w.eng.nshards)
         .map(|s| {
             let job: ShardFn<u64> = Box::new(push_now);
             (s, job)
         })
         .collect();
     ctx.w.fan_out(jobs, false, move |w, wants: Vec<u64>| {
-        let origin = w.id;
+        let origin = w.eng.id;
         w.post(
             HUB,
             Msg::Control(Box::new(move |hw| {

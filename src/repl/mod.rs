@@ -565,7 +565,7 @@ fn adopt(w: &mut Worker, h: Handover) {
         return;
     };
     crate::log::notice("MASTER <-> REPLICA sync: Flushing old data");
-    let all: Vec<usize> = (0..w.nshards).collect();
+    let all: Vec<usize> = (0..w.eng.nshards).collect();
     let started = Instant::now();
     // Every shard locked (as DEBUG RELOAD): no client sees a half-loaded dataset.
     crate::coord::multi::lock_all(
@@ -578,14 +578,14 @@ fn adopt(w: &mut Worker, h: Handover) {
                 .enumerate()
                 .map(|(s, keys)| {
                     let job: ShardFn<()> = Box::new(move |tw| {
-                        for db in 0..tw.shard.dbs.len() {
-                            crate::commands::multi::before_flush(&mut tw.shard, db);
+                        for db in 0..tw.eng.shard.dbs.len() {
+                            crate::commands::multi::before_flush(&mut tw.eng.shard, db);
                         }
-                        for d in tw.shard.dbs.iter_mut() {
+                        for d in tw.eng.shard.dbs.iter_mut() {
                             d.clear_async();
                             d.replica = true;
                         }
-                        crate::persist::load::apply(&mut tw.shard, keys);
+                        crate::persist::load::apply(&mut tw.eng.shard, keys);
                         crate::coord::multi::unlock(tw, txid);
                     });
                     (s, job)
@@ -767,7 +767,7 @@ pub fn on_close(w: &mut Worker, idx: usize) {
             Some((replid, OFFSET.load(Ordering::Relaxed)))
         };
         // Reconnect, unless the server is stopping (its shards close every connection).
-        if !w.shared.shutdown.load(Ordering::Relaxed) {
+        if !w.eng.shared.shutdown.load(Ordering::Relaxed) {
             if let Some(tx) = &f.wake {
                 let _ = tx.send(());
             }
@@ -791,10 +791,10 @@ fn close_link(w: &mut Worker, gen: u64) {
 fn switch_shards(w: &mut Worker, replica: bool, gen: u64) {
     w.on_all_shards(
         move |tw| {
-            for d in tw.shard.dbs.iter_mut() {
+            for d in tw.eng.shard.dbs.iter_mut() {
                 d.replica = replica;
             }
-            if tw.id == HOME {
+            if tw.eng.id == HOME {
                 close_link(tw, gen);
             }
         },
@@ -843,7 +843,7 @@ fn promote(ctx: &mut ConnCtx) {
         st.gen += 1;
         st.gen
     };
-    let origin = ctx.w.id;
+    let origin = ctx.w.eng.id;
     let ticket = ctx.defer();
     ctx.w.post(
         HOME,
@@ -875,7 +875,7 @@ fn promote_home(w: &mut Worker, gen: u64, origin: usize, ticket: crate::server::
     let seed = !master::is_active();
     w.on_all_shards(
         move |tw| {
-            for d in tw.shard.dbs.iter_mut() {
+            for d in tw.eng.shard.dbs.iter_mut() {
                 d.replica = false;
             }
             if seed {
@@ -969,7 +969,7 @@ fn replicaof(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 
 /// CONFIG GET replicaof / slaveof follow REPLICAOF.
 fn set_config_text(w: &Worker, v: &str) {
-    if let Ok(mut m) = w.shared.tun.text.lock() {
+    if let Ok(mut m) = w.eng.shared.tun.text.lock() {
         m.insert("replicaof".into(), v.to_string());
         m.insert("slaveof".into(), v.to_string());
     }

@@ -74,7 +74,7 @@ pub fn undeclared(key: &[u8]) -> String {
 impl Host<'_> {
     /// Whether the script may touch keys of shard `s`.
     pub fn holds(&self, s: usize) -> bool {
-        s == self.w.id
+        s == self.w.eng.id
             || match &self.held {
                 Held::Own => false,
                 Held::Locked(v) => v.binary_search(&s).is_ok(),
@@ -83,7 +83,7 @@ impl Host<'_> {
 
     fn held_shards(&self) -> Vec<usize> {
         match &self.held {
-            Held::Own => vec![self.w.id],
+            Held::Own => vec![self.w.eng.id],
             Held::Locked(v) => v.clone(),
         }
     }
@@ -99,7 +99,7 @@ impl Host<'_> {
             };
             for s in self.held_shards() {
                 super::set_shard_busy(s, Some(self.function));
-                if s == self.w.id {
+                if s == self.w.eng.id {
                     self.w.refuse_parked_batches(text);
                 } else {
                     // Commands that reached a held shard before now wait in its queue.
@@ -122,7 +122,7 @@ impl Host<'_> {
         s: usize,
         f: impl FnOnce(&mut Worker) -> T + Send + 'static,
     ) -> Option<T> {
-        if s == self.w.id {
+        if s == self.w.eng.id {
             return Some(f(self.w));
         }
         self.w.call_sync(s, Box::new(f))
@@ -143,7 +143,7 @@ impl Host<'_> {
                 return Err(super::vm::UNSUPPORTED_IN_SCRIPT.into());
             }
         };
-        let nshards = self.w.nshards;
+        let nshards = self.w.eng.nshards;
         let mut owners: Vec<usize> = Vec::new();
         for i in spec.keys.key_positions(&argv) {
             let Some(k) = argv.get(i) else { continue };
@@ -157,18 +157,20 @@ impl Host<'_> {
         }
         let db = self.db;
         Ok(match owners.as_slice() {
-            [] => run_key(&mut self.w.shard, id, f, db, resp, &argv, None),
-            [s] if *s == self.w.id => run_key(&mut self.w.shard, id, f, db, resp, &argv, None),
+            [] => run_key(&mut self.w.eng.shard, id, f, db, resp, &argv, None),
+            [s] if *s == self.w.eng.id => {
+                run_key(&mut self.w.eng.shard, id, f, db, resp, &argv, None)
+            }
             [s] => {
                 let s = *s;
                 self.on_shard(s, move |tw| {
-                    run_key(&mut tw.shard, id, f, db, resp, &argv, None)
+                    run_key(&mut tw.eng.shard, id, f, db, resp, &argv, None)
                 })
                 .unwrap_or_else(|| Reply::error(super::SHUTTING_DOWN))
             }
             _ => {
                 let r = self.spread(id, spec, f, argv, resp);
-                commands::finish(&mut self.w.shard, id, Ok(r))
+                commands::finish(&mut self.w.eng.shard, id, Ok(r))
             }
         })
     }
@@ -186,15 +188,15 @@ impl Host<'_> {
         let Exec::Multi(m) = spec.exec else {
             return self.scratch(id, spec, f, argv, resp);
         };
-        let parts = fanout::split(&argv, m.step, self.w.nshards);
+        let parts = fanout::split(&argv, m.step, self.w.eng.nshards);
         let nkeys = argv.len().saturating_sub(1) / m.step.max(1);
         if m.nx {
             // MSETNX: write nothing when any key exists on any shard.
             for p in &parts {
                 let keys: Vec<Bytes> = p.argv.iter().skip(1).step_by(2).cloned().collect();
                 let any = self.on_shard(p.shard, move |tw| {
-                    let now = tw.shard.now_ms;
-                    let d = tw.shard.db_mut(db);
+                    let now = tw.eng.shard.now_ms;
+                    let d = tw.eng.shard.db_mut(db);
                     keys.iter().any(|k| d.exists(k, now))
                 });
                 if any != Some(false) {
@@ -231,7 +233,7 @@ impl Host<'_> {
         argv: Vec<Bytes>,
         resp: u8,
     ) -> Reply {
-        let (db, nshards) = (self.db, self.w.nshards);
+        let (db, nshards) = (self.db, self.w.eng.nshards);
         let mut keys: Vec<Bytes> = Vec::new();
         for i in spec.keys.key_positions(&argv) {
             if let Some(k) = argv.get(i) {
@@ -244,16 +246,21 @@ impl Host<'_> {
         for k in &keys {
             let key = k.clone();
             let e = self.on_shard(shard_of(k, nshards), move |tw| {
-                let now = tw.shard.now_ms;
-                tw.shard.db_mut(db).export(&key, now)
+                let now = tw.eng.shard.now_ms;
+                tw.eng.shard.db_mut(db).export(&key, now)
             });
             let Some(e) = e else {
                 return Reply::error(super::SHUTTING_DOWN);
             };
             copies.push((k.clone(), e));
         }
-        let mut sc = Shard::new(self.w.id, nshards, self.w.shard.dbs.len(), table().len());
-        sc.now_ms = self.w.shard.now_ms;
+        let mut sc = Shard::new(
+            self.w.eng.id,
+            nshards,
+            self.w.eng.shard.dbs.len(),
+            table().len(),
+        );
+        sc.now_ms = self.w.eng.shard.now_ms;
         for (k, e) in copies {
             if let Some(e) = e {
                 sc.db_mut(db).import(&k, e);
@@ -266,13 +273,13 @@ impl Host<'_> {
         for k in keys {
             let e = sc.db_mut(db).take(&k);
             let done = self.on_shard(shard_of(&k, nshards), move |tw| {
-                tw.shard.touch(db, &k);
-                let d = tw.shard.db_mut(db);
+                tw.eng.shard.touch(db, &k);
+                let d = tw.eng.shard.db_mut(db);
                 d.remove(&k);
                 if let Some(e) = e {
                     d.import(&k, e);
                 }
-                crate::shard::journal::flush(&mut tw.shard);
+                crate::shard::journal::flush(&mut tw.eng.shard);
             });
             if done.is_none() {
                 return Reply::error(super::SHUTTING_DOWN);
@@ -312,8 +319,8 @@ pub fn run(
         }
     }
     let w = h.w;
-    let reply = commands::finish(&mut w.shard, id, res);
-    if let Some(st) = w.shard.cmd_stats.get_mut(id) {
+    let reply = commands::finish(&mut w.eng.shard, id, res);
+    if let Some(st) = w.eng.shard.cmd_stats.get_mut(id) {
         st.nanos += clock::to_nanos(clock::ticks().wrapping_sub(start));
     }
     reply
@@ -352,7 +359,7 @@ pub fn cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
         let c = ctx.client();
         (c.db, c.resp)
     };
-    let (home, nshards) = (ctx.w.id, ctx.w.nshards);
+    let (home, nshards) = (ctx.w.eng.id, ctx.w.eng.nshards);
     let shards = shards_for(spec, &argv, nshards);
     let first = spec
         .keys
@@ -382,7 +389,7 @@ pub fn cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                     Held::Locked(shards.clone()),
                 );
                 for &s in &shards {
-                    if s == tw.id {
+                    if s == tw.eng.id {
                         multi::unlock(tw, txid);
                     } else {
                         tw.post(
@@ -391,10 +398,10 @@ pub fn cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                         );
                     }
                 }
-                if tw.shard.blocked.has_ready() {
+                if tw.eng.shard.blocked.has_ready() {
                     crate::coord::block::serve_ready(tw);
                 }
-                if tw.id == home {
+                if tw.eng.id == home {
                     tw.complete(ticket, reply);
                 } else {
                     tw.post(
@@ -403,7 +410,7 @@ pub fn cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                     );
                 }
             };
-            if runner == w.id {
+            if runner == w.eng.id {
                 job(w);
             } else {
                 w.post(runner, Msg::Control(Box::new(job)));

@@ -626,20 +626,20 @@ fn command(host: &mut Host, run: &RunInfo, args: &[Value]) -> Result<Reply, Stri
         run.slot.wrote.store(true, Ordering::Release);
     }
     // The slow log and MONITOR see the call as Redis shows it, from the script's shard.
-    let slow_before = host.w.shard.slow.pending.len();
-    let mon = host.w.shard.monitor.then(|| argv.clone());
+    let slow_before = host.w.eng.shard.slow.pending.len();
+    let mon = host.w.eng.shard.monitor.then(|| argv.clone());
     let r = host.command(id, spec, argv, run.resp.get());
     if let Some(argv) = mon {
         crate::server::monitor::after_script_call(
-            &mut host.w.shard,
+            &mut host.w.eng.shard,
             slow_before,
             host.db,
             spec,
             &argv,
         );
-    } else if host.w.shard.slow.pending.len() > slow_before {
+    } else if host.w.eng.shard.slow.pending.len() > slow_before {
         crate::server::monitor::after_script_call(
-            &mut host.w.shard,
+            &mut host.w.eng.shard,
             slow_before,
             host.db,
             spec,
@@ -673,7 +673,7 @@ fn conn_command(ctx: &mut Host, name: &str, argv: &[Bytes]) -> Result<Reply, Str
                 .and_then(|b| crate::protocol::parse_i64(b))
                 .ok_or_else(|| CmdError::NotInteger.to_string())?;
             match usize::try_from(db) {
-                Ok(d) if d < ctx.w.shard.dbs.len() => {
+                Ok(d) if d < ctx.w.eng.shard.dbs.len() => {
                     ctx.db = d;
                     Ok(Reply::Ok)
                 }
@@ -682,8 +682,8 @@ fn conn_command(ctx: &mut Host, name: &str, argv: &[Bytes]) -> Result<Reply, Str
         }
         // MEMORY USAGE runs where its key lives (a shard the script holds).
         "memory" => {
-            let owner = argv.get(2).map_or(ctx.w.id, |k| {
-                crate::shard::route::shard_of(k, ctx.w.nshards)
+            let owner = argv.get(2).map_or(ctx.w.eng.id, |k| {
+                crate::shard::route::shard_of(k, ctx.w.eng.nshards)
             });
             if !ctx.holds(owner) {
                 return Err(UNSUPPORTED_IN_SCRIPT.into());
@@ -698,10 +698,10 @@ fn conn_command(ctx: &mut Host, name: &str, argv: &[Bytes]) -> Result<Reply, Str
                 };
                 crate::commands::keys::memory(&mut kc, &argv).map_err(|e| e.to_string())
             };
-            if owner == ctx.w.id {
-                run(&mut ctx.w.shard)
+            if owner == ctx.w.eng.id {
+                run(&mut ctx.w.eng.shard)
             } else {
-                ctx.on_shard(owner, move |tw| run(&mut tw.shard))
+                ctx.on_shard(owner, move |tw| run(&mut tw.eng.shard))
                     .unwrap_or_else(|| Err(super::SHUTTING_DOWN.into()))
             }
         }

@@ -33,7 +33,7 @@ pub fn parse(v: &str) -> Result<(u64, u64), String> {
 /// The limit in force, in bytes (0: none): a percentage applies to `maxmemory` (none when
 /// maxmemory is 0, as in Redis).
 pub fn limit(w: &Worker) -> u64 {
-    let tun = &w.shared.tun;
+    let tun = &w.eng.shared.tun;
     match tun.maxmemory_clients_pct.load(Ordering::Relaxed) {
         0 => tun.maxmemory_clients.load(Ordering::Relaxed),
         pct => tun.maxmemory.load(Ordering::Relaxed).saturating_mul(pct) / 100,
@@ -75,9 +75,9 @@ pub fn tick(w: &mut Worker) {
         return;
     }
     big.sort_unstable_by_key(|b| std::cmp::Reverse(b.1));
-    let id = w.id;
+    let id = w.eng.id;
     let publish = |w: &Worker, mine: u64, biggest: u64| {
-        if let Some(m) = w.shared.mem.get(id) {
+        if let Some(m) = w.eng.shared.mem.get(id) {
             m.clients.store(mine, Ordering::Relaxed);
             m.biggest_client.store(biggest, Ordering::Relaxed);
         }
@@ -86,7 +86,7 @@ pub fn tick(w: &mut Worker) {
     let mut total = 0u64;
     // The biggest evictable client elsewhere, and whether that shard goes first on a tie.
     let mut rival = (0u64, false);
-    for (i, m) in w.shared.mem.iter().enumerate() {
+    for (i, m) in w.eng.shared.mem.iter().enumerate() {
         total += m.clients.load(Ordering::Relaxed);
         if i != id {
             let b = m.biggest_client.load(Ordering::Relaxed);

@@ -507,8 +507,8 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
                         if go_rx.recv().is_err() {
                             return;
                         }
-                        crate::persist::load::apply(&mut w.shard, keys);
-                        crate::persist::aof::replay(&mut w.shard, aof_recs);
+                        crate::persist::load::apply(&mut w.eng.shard, keys);
+                        crate::persist::aof::replay(&mut w.eng.shard, aof_recs);
                         loaded_all.wait();
                         let _ = ready.send(Ok(String::new()));
                         w.run();

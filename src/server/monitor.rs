@@ -104,7 +104,7 @@ pub fn emit(w: &mut Worker, idx: usize, quoted: &[u8]) {
     };
     let db = c.client.db;
     let addr = c.client.addr.clone();
-    push_line(&mut w.shard, db, &addr, quoted);
+    push_line(&mut w.eng.shard, db, &addr, quoted);
 }
 
 /// Feeds a command run by connection `idx` in database `db` (EXEC's queued commands).
@@ -121,7 +121,7 @@ pub fn feed_db(w: &mut Worker, idx: usize, db: usize, argv: &[Bytes]) {
         return;
     };
     let addr = c.client.addr.clone();
-    push_line(&mut w.shard, db, &addr, &q);
+    push_line(&mut w.eng.shard, db, &addr, &q);
 }
 
 /// A command a script called ran on this shard: its line (`[db lua]`), and its slow log
@@ -159,7 +159,7 @@ pub fn start(w: &mut Worker, idx: usize) -> bool {
     w.monitors.push(idx);
     MONITORS.fetch_add(1, Ordering::Relaxed);
     // This shard feeds from this pass on; the others from their next one.
-    w.shard.monitor = true;
+    w.eng.shard.monitor = true;
     true
 }
 
@@ -182,21 +182,21 @@ pub fn stop(w: &mut Worker, idx: usize) {
 /// sent another, on another shard, is shown first).
 #[cold]
 pub fn end_of_pass(w: &mut Worker) {
-    if !w.shard.slow.pending.is_empty() {
-        let p = std::mem::take(&mut w.shard.slow.pending);
-        w.shard.slow.commit(p, "", b"");
+    if !w.eng.shard.slow.pending.is_empty() {
+        let p = std::mem::take(&mut w.eng.shard.slow.pending);
+        w.eng.shard.slow.commit(p, "", b"");
     }
-    let mut chunks = std::mem::take(&mut w.shard.mon_in);
-    if !w.shard.mon_out.is_empty() {
-        let lines = Bytes::from(std::mem::take(&mut w.shard.mon_out));
-        let me = w.id;
-        for s in (0..w.nshards).filter(|&s| s != me) {
+    let mut chunks = std::mem::take(&mut w.eng.shard.mon_in);
+    if !w.eng.shard.mon_out.is_empty() {
+        let lines = Bytes::from(std::mem::take(&mut w.eng.shard.mon_out));
+        let me = w.eng.id;
+        for s in (0..w.eng.nshards).filter(|&s| s != me) {
             let lines = lines.clone();
             w.post(
                 s,
                 Msg::Control(Box::new(move |tw: &mut Worker| {
                     if !tw.monitors.is_empty() {
-                        tw.shard.mon_in.push(lines);
+                        tw.eng.shard.mon_in.push(lines);
                     }
                 })),
             );

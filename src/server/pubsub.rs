@@ -327,16 +327,16 @@ pub fn publish(w: &mut Worker, channel: &[u8], msg: &[u8]) -> usize {
 /// here at once, then as one job per other shard. Jobs between two shards keep their order,
 /// so each key's events (all made on the key's shard) arrive in the order of its writes.
 pub fn publish_notes(w: &mut Worker) {
-    crate::shard::notify::drain_lost(&mut w.shard);
-    if w.shard.notes.out.is_empty() {
+    crate::shard::notify::drain_lost(&mut w.eng.shard);
+    if w.eng.shard.notes.out.is_empty() {
         return;
     }
-    let notes = std::sync::Arc::new(std::mem::take(&mut w.shard.notes.out));
+    let notes = std::sync::Arc::new(std::mem::take(&mut w.eng.shard.notes.out));
     for (ch, msg) in notes.iter() {
         publish(w, ch, msg);
     }
-    let me = w.id;
-    for s in (0..w.nshards).filter(|&s| s != me) {
+    let me = w.eng.id;
+    for s in (0..w.eng.nshards).filter(|&s| s != me) {
         let notes = notes.clone();
         w.post(
             s,
@@ -395,7 +395,7 @@ pub struct Limits {
 
 impl Limits {
     pub fn load(w: &Worker) -> Limits {
-        Limits::of(&w.shared.tun.pubsub_obuf_limit)
+        Limits::of(&w.eng.shared.tun.pubsub_obuf_limit)
     }
 
     /// One class's limits (`Tunables::pubsub_obuf_limit` or `normal_obuf_limit`).
@@ -473,7 +473,7 @@ pub fn close_slow(w: &mut Worker, idx: usize) {
 /// arriving to trigger the check.
 pub fn sweep(w: &mut Worker) {
     let limits = Limits::load(w);
-    let normal = Limits::of(&w.shared.tun.normal_obuf_limit);
+    let normal = Limits::of(&w.eng.shared.tun.normal_obuf_limit);
     let now = Instant::now();
     // Subscribers by the pubsub class, other clients by the normal class.
     let slow: Vec<usize> = w

@@ -105,7 +105,7 @@ pub fn client_ref(w: &Worker, idx: usize) -> Option<ClientRef> {
     let c = w.conns.get(idx)?;
     Some(ClientRef {
         id: c.client.id,
-        shard: w.id,
+        shard: w.eng.id,
         token: w.conn_token(idx)?,
     })
 }
@@ -113,12 +113,12 @@ pub fn client_ref(w: &Worker, idx: usize) -> Option<ClientRef> {
 /// Remembers `keys` for the client: at once for this shard's keys, by a job for the others
 /// (sent before the command's own jobs, so it is registered before the read).
 pub fn remember_now(w: &mut Worker, c: ClientRef, keys: &[Bytes]) {
-    let n = w.nshards;
+    let n = w.eng.nshards;
     let mut remote: Vec<Vec<Bytes>> = vec![Vec::new(); n];
     for k in keys {
         let s = crate::shard::route::shard_of(k, n);
-        if s == w.id {
-            w.shard.tracking_mut().remember(k, c);
+        if s == w.eng.id {
+            w.eng.shard.tracking_mut().remember(k, c);
         } else if let Some(v) = remote.get_mut(s) {
             v.push(k.clone());
         }
@@ -129,7 +129,7 @@ pub fn remember_now(w: &mut Worker, c: ClientRef, keys: &[Bytes]) {
 /// Remembers `keys` by a job on each owner (this shard included), queued after the
 /// command's own jobs.
 pub fn remember_later(w: &mut Worker, c: ClientRef, keys: &[Bytes]) {
-    let n = w.nshards;
+    let n = w.eng.nshards;
     let mut by: Vec<Vec<Bytes>> = vec![Vec::new(); n];
     for k in keys {
         if let Some(v) = by.get_mut(crate::shard::route::shard_of(k, n)) {
@@ -147,7 +147,7 @@ fn post_remember(w: &mut Worker, c: ClientRef, by: Vec<Vec<Bytes>>) {
         w.post(
             s,
             Msg::Work(Box::new(move |tw: &mut Worker| {
-                let t = tw.shard.tracking_mut();
+                let t = tw.eng.shard.tracking_mut();
                 for k in &keys {
                     t.remember(k, c);
                 }
@@ -158,10 +158,10 @@ fn post_remember(w: &mut Worker, c: ClientRef, by: Vec<Vec<Bytes>>) {
 
 /// Registers (`add`) or drops a client's BCAST prefixes on every shard.
 pub fn broadcast_prefixes(w: &mut Worker, c: ClientRef, prefixes: Vec<Bytes>, add: bool) {
-    for s in 0..w.nshards {
+    for s in 0..w.eng.nshards {
         let prefixes = prefixes.clone();
         let job = move |tw: &mut Worker| {
-            let t = tw.shard.tracking_mut();
+            let t = tw.eng.shard.tracking_mut();
             if add {
                 for p in prefixes {
                     t.add_prefix(p, c);
@@ -170,7 +170,7 @@ pub fn broadcast_prefixes(w: &mut Worker, c: ClientRef, prefixes: Vec<Bytes>, ad
                 t.drop_client_prefixes(c.id);
             }
         };
-        if s == w.id {
+        if s == w.eng.id {
             job(w);
         } else {
             w.post(s, Msg::Control(Box::new(job)));
@@ -202,7 +202,7 @@ pub fn disable(w: &mut Worker, idx: usize) {
 /// collected invalidations into frames, here for its own clients and as one job per other
 /// shard. BCAST prefixes collect a whole pass (Redis sends them once per event loop turn).
 pub fn deliver(w: &mut Worker, pass_end: bool) {
-    let shard = &mut w.shard;
+    let shard = &mut w.eng.shard;
     let Some(t) = shard.tracking.as_mut() else {
         return;
     };
@@ -229,7 +229,7 @@ pub fn deliver(w: &mut Worker, pass_end: bool) {
     if out.is_empty() {
         return;
     }
-    let mut by: Vec<Vec<Inval>> = (0..w.nshards).map(|_| Vec::new()).collect();
+    let mut by: Vec<Vec<Inval>> = (0..w.eng.nshards).map(|_| Vec::new()).collect();
     for i in out {
         let s = match &i {
             Inval::Key { to, .. } | Inval::Bcast { to, .. } => to.shard,
@@ -242,7 +242,7 @@ pub fn deliver(w: &mut Worker, pass_end: bool) {
         if invals.is_empty() {
             continue;
         }
-        if s == w.id {
+        if s == w.eng.id {
             deliver_here(w, invals);
         } else {
             w.post(
@@ -339,7 +339,7 @@ fn send(w: &mut Worker, idx: usize, keys: Option<Vec<Bytes>>) {
         broken(w, idx);
         return;
     };
-    if shard == w.id {
+    if shard == w.eng.id {
         match w
             .conn_by_token(token)
             .filter(|&r| w.conns.get(r).is_some_and(|c| c.client.id == rid))

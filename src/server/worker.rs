@@ -28,6 +28,7 @@ use super::Shared;
 use crate::commands::table::{table, Exec, BLOCKING, DENYOOM, PROTECTED, WRITE};
 use crate::commands::{self, ConnCtx, Route};
 use crate::coord;
+use crate::engine::Engine;
 use crate::error::CmdError;
 use crate::protocol::parser::{self, Arg};
 use crate::protocol::reply::Reply;
@@ -110,12 +111,12 @@ impl BatchMsg {
         let mut buf = Vec::new();
         let mut marks = Vec::with_capacity(self.batch.cmds.len());
         for c in &self.batch.cmds {
-            commands::count_error(&mut tw.shard, text);
+            commands::count_error(&mut tw.eng.shard, text);
             Reply::error(text).encode(self.resp, &mut buf);
             marks.push((c.seq, buf.len()));
         }
         let (token, buf) = (self.token, Bytes::from(buf));
-        let remote = tw.id != self.origin;
+        let remote = tw.eng.id != self.origin;
         tw.post(
             self.origin,
             Msg::Control(Box::new(move |ow: &mut Worker| {
@@ -265,30 +266,17 @@ fn split_token(token: u64) -> (usize, u32) {
 }
 
 pub struct Worker {
-    pub id: usize,
-    pub nshards: usize,
-    pub shard: Shard,
-    pub shared: Arc<Shared>,
+    /// The shard-side engine: data, locks, jobs, the mesh (see `engine`).
+    pub eng: Engine,
     pub conns: Slab<Conn>,
     pub net: NetStats,
     /// Instantaneous rates for INFO, sampled every 100 ms.
     pub rates: super::metrics::Sampler,
-    /// Held by a multi-shard atomic command while it runs (its transaction id).
-    pub lock: Option<u64>,
-    pub gathers: Slab<Gather>,
     /// This shard's channel and pattern subscribers.
     pub pubsub: super::pubsub::Registry,
-    /// MULTI/EXEC runs coordinated from this shard (`coord::tx`).
-    pub tx: coord::tx::TxRuns,
-    /// Clients of this shard waiting in blocking commands (`coord::block`).
-    pub waiters: coord::block::Waiters,
     ring: Ring,
     /// How connections receive (startup log).
     recv_path: String,
-    mesh: Endpoint<Msg>,
-    local: VecDeque<Msg>,
-    /// `Work` and `Batch` messages waiting for this shard's lock to go.
-    parked: VecDeque<Msg>,
     dirty: Vec<usize>,
     batches: Vec<Batch>,
     batch_targets: Vec<usize>,
@@ -305,13 +293,8 @@ pub struct Worker {
     /// The shard the next Unix socket connection goes to (shard 0 accepts them all).
     unix_next: usize,
     next_gen: u32,
-    /// Batches sent to other shards whose replies have not arrived yet.
-    awaiting: usize,
     /// Deadline of the timeout operation in flight, if any (one at a time).
     timer_armed: Option<Instant>,
-    /// A shutdown waiting for its save (SHUTDOWN, or a signal on shard 0): see
-    /// `persist::cron`.
-    pub shutdown_req: Option<crate::persist::cron::ShutdownReq>,
     /// The loop pass's clock reading (connection idle times).
     pub pass_now: Instant,
     /// Wall-clock milliseconds derived from `pass_now`.
@@ -321,11 +304,6 @@ pub struct Worker {
     pending_close: Vec<RawFd>,
     /// The connections' buffer bytes, summed by the 100 ms tick (`Conn::buffer_bytes`).
     clients_bytes: u64,
-    /// This shard's append-only log, with `appendonly yes` (see `persist::aof`).
-    pub aof: Option<crate::persist::aof::Writer>,
-    /// A snapshot being serialised a slice per pass (`persist::save`); `None` costs one
-    /// test per pass.
-    pub snap_run: Option<crate::persist::save::Stepping>,
     /// Replication state, once a replica attached (`repl::master`); `None` costs one test
     /// per pass.
     pub master_repl: Option<Box<crate::repl::master::ShardRepl>>,
@@ -343,9 +321,6 @@ pub struct Worker {
     /// Connections (tokens) whose input the busy pump left unparsed at a command it could
     /// not answer: parsed again once the script has ended.
     resume: Vec<u64>,
-    /// Messages taken from the mesh and not run yet (a long script's busy pump adds what
-    /// arrives meanwhile, after answering batches with `-BUSY`).
-    inbox: VecDeque<Msg>,
 }
 
 /// Entries the worker's argument scratch vectors keep when the loop goes idle; one huge
@@ -373,22 +348,13 @@ impl Worker {
         };
         let nshards = cfg.shards;
         Ok(Worker {
-            id,
-            nshards,
-            shard: Shard::new(id, nshards, cfg.databases, table().len()),
+            eng: Engine::new(id, shared, mesh, table().len()),
             conns: Slab::with_capacity(256),
             net: NetStats::default(),
             rates: Default::default(),
-            lock: None,
-            gathers: Slab::new(),
             pubsub: Default::default(),
-            tx: Default::default(),
-            waiters: Default::default(),
             ring,
             recv_path,
-            mesh,
-            local: VecDeque::new(),
-            parked: VecDeque::new(),
             dirty: Vec::new(),
             batches: (0..nshards).map(|_| Batch::default()).collect(),
             batch_targets: Vec::new(),
@@ -411,15 +377,11 @@ impl Worker {
                 .collect(),
             unix_next: 0,
             next_gen: 1,
-            awaiting: 0,
             timer_armed: None,
-            shutdown_req: None,
             pass_now: Instant::now(),
             clock: PassClock::new(),
             pending_close: Vec::new(),
             clients_bytes: 0,
-            aof: None,
-            snap_run: None,
             master_repl: None,
             repl: Default::default(),
             monitors: Vec::new(),
@@ -428,8 +390,6 @@ impl Worker {
             postponed: Vec::new(),
             after_busy: Vec::new(),
             resume: Vec::new(),
-            inbox: VecDeque::new(),
-            shared,
         })
     }
 
@@ -445,69 +405,76 @@ impl Worker {
 
     /// Runs the loop until shutdown.
     pub fn run(&mut self) {
-        if self.shared.cfg.journal || self.shared.cfg.appendonly {
-            crate::shard::journal::enable(&mut self.shard, crate::shard::journal::DEFAULT_BACKLOG);
+        if self.eng.shared.cfg.journal || self.eng.shared.cfg.appendonly {
+            crate::shard::journal::enable(
+                &mut self.eng.shard,
+                crate::shard::journal::DEFAULT_BACKLOG,
+            );
         }
-        if self.shared.cfg.appendonly {
-            let seq = self.shared.aof.seq.load(Ordering::Relaxed);
-            let from = self.shard.journal.as_ref().map_or(1, |j| j.next());
+        if self.eng.shared.cfg.appendonly {
+            let seq = self.eng.shared.aof.seq.load(Ordering::Relaxed);
+            let from = self.eng.shard.journal.as_ref().map_or(1, |j| j.next());
             match crate::persist::aof::Writer::open(
-                &self.shared.cfg,
-                self.shared.aof.clone(),
-                self.id,
+                &self.eng.shared.cfg,
+                self.eng.shared.aof.clone(),
+                self.eng.id,
                 seq,
                 from,
             ) {
                 Ok(w) => {
-                    if let Some(j) = self.shard.journal.as_mut() {
+                    if let Some(j) = self.eng.shard.journal.as_mut() {
                         j.pin = Some(from);
                     }
-                    self.aof = Some(w);
+                    self.eng.aof = Some(w);
                 }
                 Err(e) => {
                     // Without its log this shard would lose acknowledged writes: stop.
-                    crate::log::warning(&format!("shard {}: {e}", self.id));
+                    crate::log::warning(&format!("shard {}: {e}", self.eng.id));
                     self.request_shutdown();
                 }
             }
         }
         // A replica (`replicaof` at startup) leaves expiry to its master from the start.
         if crate::repl::is_replica() {
-            self.shard.dbs.iter_mut().for_each(|d| d.replica = true);
+            self.eng.shard.dbs.iter_mut().for_each(|d| d.replica = true);
         }
         for i in 0..self.listeners.len() {
             self.arm_accept(i);
         }
-        let wake_fd = self.mesh.waker().fd();
+        let wake_fd = self.eng.mesh.waker().fd();
         self.ring.read_eventfd(wake_fd, tag(TAG_WAKE, 0));
         let now = Instant::now();
         self.timers
             .add(now + Duration::from_millis(100), TimerKind::ActiveExpire);
         self.timers
             .add(now + Duration::from_secs(1), TimerKind::ClientTimeout);
-        let busy_poll = Duration::from_micros(self.shared.cfg.busy_poll_us);
-        let hop_spin = Duration::from_micros(self.shared.cfg.hop_spin_us);
+        let busy_poll = Duration::from_micros(self.eng.shared.cfg.busy_poll_us);
+        let hop_spin = Duration::from_micros(self.eng.shared.cfg.hop_spin_us);
         let mut fired = Vec::new();
         loop {
-            if self.shared.shutdown.load(Ordering::Relaxed) {
+            if self.eng.shared.shutdown.load(Ordering::Relaxed) {
                 break;
             }
             // A locked shard keeps its clock: keys do not expire in the middle of an atomic
             // command or transaction (Redis freezes time for EXEC too).
             // One clock reading per pass (the wall clock follows from it, see `PassClock`).
             self.pass_now = Instant::now();
-            let since = self.pass_now.saturating_duration_since(self.shared.started);
+            let since = self
+                .pass_now
+                .saturating_duration_since(self.eng.shared.started);
             self.pulse()
                 .busy_since
                 .store(since.as_millis() as u64 + 1, Ordering::Relaxed);
-            if self.lock.is_none() {
-                self.shard.now_ms = self.clock.ms(self.pass_now);
+            if self.eng.lock.is_none() {
+                self.eng.shard.now_ms = self.clock.ms(self.pass_now);
             }
-            self.shard.set_evict_cfg(self.shared.tun.evict_cfg());
-            self.shard.refresh_observe(&self.shared.tun.obs);
-            self.shard.monitor = super::monitor::active();
-            let notify = self.shared.tun.notify_flags.load(Ordering::Relaxed);
-            crate::shard::notify::set_flags(&mut self.shard, notify);
+            self.eng
+                .shard
+                .set_evict_cfg(self.eng.shared.tun.evict_cfg());
+            self.eng.shard.refresh_observe(&self.eng.shared.tun.obs);
+            self.eng.shard.monitor = super::monitor::active();
+            let notify = self.eng.shared.tun.notify_flags.load(Ordering::Relaxed);
+            crate::shard::notify::set_flags(&mut self.eng.shard, notify);
             if !self.after_busy.is_empty() || !self.resume.is_empty() {
                 self.after_script();
             }
@@ -526,7 +493,7 @@ impl Worker {
             if !self.postponed.is_empty() || self.pause != 0 {
                 self.refresh_pause();
             }
-            if self.id == crate::repl::HOME {
+            if self.eng.id == crate::repl::HOME {
                 crate::repl::on_pass(self);
             }
 
@@ -536,51 +503,51 @@ impl Worker {
                 self.on_timer(t, now);
             }
 
-            if self.snap_run.is_some() {
+            if self.eng.snap_run.is_some() {
                 crate::persist::save::step(self);
             }
 
             // Keys written by jobs and unlocked shards: serve their blocked clients.
-            if self.shard.blocked.has_ready() {
+            if self.eng.shard.blocked.has_ready() {
                 coord::block::serve_ready(self);
             }
 
-            if let Some(a) = self.aof.as_mut() {
+            if let Some(a) = self.eng.aof.as_mut() {
                 // The pass's writes reach the file before their replies leave.
-                crate::shard::journal::flush(&mut self.shard);
-                let always = self.shared.tun.appendfsync.load(Ordering::Relaxed) == 2;
-                a.write_pass(&mut self.shard, always);
+                crate::shard::journal::flush(&mut self.eng.shard);
+                let always = self.eng.shared.tun.appendfsync.load(Ordering::Relaxed) == 2;
+                a.write_pass(&mut self.eng.shard, always);
             }
             if self.master_repl.is_some() {
                 crate::repl::master::on_pass(self);
             }
 
-            if self.shard.notify != 0 {
+            if self.eng.shard.notify != 0 {
                 super::pubsub::publish_notes(self);
             }
-            if !self.shard.mon_out.is_empty()
-                || !self.shard.mon_in.is_empty()
-                || !self.shard.slow.pending.is_empty()
+            if !self.eng.shard.mon_out.is_empty()
+                || !self.eng.shard.mon_in.is_empty()
+                || !self.eng.shard.slow.pending.is_empty()
             {
                 super::monitor::end_of_pass(self);
             }
-            if self.shard.tracking.is_some() {
+            if self.eng.shard.tracking.is_some() {
                 super::tracking::deliver(self, true);
             }
             self.flush_dirty();
-            let backlog = self.mesh.flush();
+            let backlog = self.eng.mesh.flush();
 
             let busy = backlog
-                || self.snap_run.is_some()
-                || !self.local.is_empty()
-                || (self.lock.is_none() && !self.parked.is_empty())
-                || !self.inbox.is_empty()
+                || self.eng.snap_run.is_some()
+                || !self.eng.local.is_empty()
+                || (self.eng.lock.is_none() && !self.eng.parked.is_empty())
+                || !self.eng.inbox.is_empty()
                 || !self.after_busy.is_empty()
                 || !self.resume.is_empty();
             // While replies from other shards are due, wait for them briefly instead of
             // sleeping: a hop usually answers within microseconds, and a sleep costs two
             // context switches and an eventfd write. Idle shards never spin.
-            let awaiting = self.awaiting > 0 || !self.gathers.is_empty();
+            let awaiting = self.eng.awaiting > 0 || !self.eng.gathers.is_empty();
             let poll_only = busy
                 || (!busy_poll.is_zero() && self.spin(busy_poll))
                 || (awaiting && !hop_spin.is_zero() && self.wait_for_mail(hop_spin));
@@ -590,7 +557,7 @@ impl Worker {
             }
             let res = if poll_only {
                 self.ring.submit_and_wait(false, None)
-            } else if self.mesh.prepare_sleep() {
+            } else if self.eng.mesh.prepare_sleep() {
                 // Sleep until a completion; the next timer is a timeout operation armed
                 // once per deadline (not a timer set up on every wait).
                 if let Some(next) = self.timers.next_deadline() {
@@ -609,13 +576,16 @@ impl Worker {
                 }
                 self.pulse().busy_since.store(0, Ordering::Relaxed);
                 let r = self.ring.submit_and_wait(true, None);
-                self.mesh.awake();
+                self.eng.mesh.awake();
                 r
             } else {
                 self.ring.submit_and_wait(false, None)
             };
             if let Err(e) = res {
-                crate::log::warning(&format!("shard {}: io_uring_enter failed: {e}", self.id));
+                crate::log::warning(&format!(
+                    "shard {}: io_uring_enter failed: {e}",
+                    self.eng.id
+                ));
                 std::thread::sleep(Duration::from_millis(1));
             }
             self.close_pending();
@@ -629,10 +599,15 @@ impl Worker {
     /// and the command parsed and routed instead of stalling the lookup (one command per
     /// pass leaves nothing for the pipeline look-ahead to overlap). Changes nothing.
     fn prefetch_received(&mut self, comps: &[Completion]) {
-        if self.lock.is_some() {
+        if self.eng.lock.is_some() {
             return;
         }
-        let max_bulk = self.shared.tun.proto_max_bulk_len.load(Ordering::Relaxed) as usize;
+        let max_bulk = self
+            .eng
+            .shared
+            .tun
+            .proto_max_bulk_len
+            .load(Ordering::Relaxed) as usize;
         let mut args = std::mem::take(&mut self.args_scratch);
         for c in comps {
             let OpBuf::Provided(p) = &c.buf else { continue };
@@ -648,14 +623,15 @@ impl Worker {
             if conn.rbuf.as_ref().is_some_and(|b| !b.is_empty()) || conn.tls.is_some() {
                 continue;
             }
-            let (Some(data), Some(db)) =
-                (self.ring.provided(p), self.shard.dbs.get(conn.client.db))
-            else {
+            let (Some(data), Some(db)) = (
+                self.ring.provided(p),
+                self.eng.shard.dbs.get(conn.client.db),
+            ) else {
                 continue;
             };
             if let Ok(Some(_)) = parser::parse(data, max_bulk, &mut args) {
                 if let Some(k) = lookahead::key_of(data, &args) {
-                    if shard_of(k, self.nshards) == self.id {
+                    if shard_of(k, self.eng.nshards) == self.eng.id {
                         db.prefetch_slot(k);
                     }
                 }
@@ -672,8 +648,8 @@ impl Worker {
         let b = self.args_scratch.capacity() * size_of::<Arg>()
             + self.argv_scratch.capacity() * size_of::<Bytes>()
             + self.window.heap_bytes()
-            + self.local.capacity() * size_of::<Msg>()
-            + self.parked.capacity() * size_of::<Msg>();
+            + self.eng.local.capacity() * size_of::<Msg>()
+            + self.eng.parked.capacity() * size_of::<Msg>();
         b as u64
     }
 
@@ -687,11 +663,11 @@ impl Worker {
             self.argv_scratch = Vec::with_capacity(SCRATCH_KEEP);
         }
         self.window.trim(SCRATCH_KEEP);
-        if self.local.is_empty() && self.local.capacity() > SCRATCH_KEEP {
-            self.local = VecDeque::new();
+        if self.eng.local.is_empty() && self.eng.local.capacity() > SCRATCH_KEEP {
+            self.eng.local = VecDeque::new();
         }
-        if self.parked.is_empty() && self.parked.capacity() > SCRATCH_KEEP {
-            self.parked = VecDeque::new();
+        if self.eng.parked.is_empty() && self.eng.parked.capacity() > SCRATCH_KEEP {
+            self.eng.parked = VecDeque::new();
         }
         if self.completions.capacity() > 4 * SCRATCH_KEEP {
             self.completions = Vec::with_capacity(256);
@@ -715,7 +691,7 @@ impl Worker {
     fn wait_for_mail(&self, d: Duration) -> bool {
         let until = Instant::now() + d;
         loop {
-            if self.mesh.has_mail() {
+            if self.eng.mesh.has_mail() {
                 return true;
             }
             if Instant::now() >= until {
@@ -754,18 +730,18 @@ impl Worker {
             self.ring.drain(&mut comps);
             let got = !comps.is_empty();
             self.completions = comps;
-            if got || !self.mesh.prepare_sleep() {
-                self.mesh.awake();
+            if got || !self.eng.mesh.prepare_sleep() {
+                self.eng.mesh.awake();
                 // Completions already drained are handled at the top of the next pass.
                 let mut comps = std::mem::take(&mut self.completions);
-                let wake_fd = self.mesh.waker().fd();
+                let wake_fd = self.eng.mesh.waker().fd();
                 for c in comps.drain(..) {
                     self.on_completion(c, wake_fd);
                 }
                 self.completions = comps;
                 return true;
             }
-            self.mesh.awake();
+            self.eng.mesh.awake();
             std::hint::spin_loop();
         }
         false
@@ -810,7 +786,7 @@ impl Worker {
                 } else if failed {
                     self.log_accept_error(li, -c.result);
                 }
-                if !c.more && !self.shared.shutdown.load(Ordering::Relaxed) {
+                if !c.more && !self.eng.shared.shutdown.load(Ordering::Relaxed) {
                     let Some(l) = self.listeners.get_mut(li) else {
                         return;
                     };
@@ -852,9 +828,9 @@ impl Worker {
     /// next shard in turn, so every shard serves Unix clients as SO_REUSEPORT spreads the
     /// TCP ones. The descriptor travels in a job; the shard it lands on owns it.
     fn hand_off_unix(&mut self, fd: RawFd) {
-        let to = self.unix_next % self.nshards.max(1);
+        let to = self.unix_next % self.eng.nshards.max(1);
         self.unix_next = to + 1;
-        if to == self.id {
+        if to == self.eng.id {
             self.on_accept(fd, true, false);
         } else {
             self.post(
@@ -885,7 +861,7 @@ impl Worker {
         crate::log::warning(&format!(
             "Accepting client connection: {} (shard {}){more}",
             super::os_text(&std::io::Error::from_raw_os_error(errno)),
-            self.id
+            self.eng.id
         ));
     }
 
@@ -894,7 +870,7 @@ impl Worker {
     /// byte in and out of it goes through that session).
     fn on_accept(&mut self, fd: RawFd, unix: bool, tls: bool) {
         // A connection handed over while this shard was stopping: nobody would serve it.
-        if unix && self.shared.shutdown.load(Ordering::Relaxed) {
+        if unix && self.eng.shared.shutdown.load(Ordering::Relaxed) {
             sys::close(fd);
             return;
         }
@@ -906,7 +882,7 @@ impl Worker {
             true => sys::close(fd),
         };
         let server_cfg = match tls {
-            true => self.shared.tun.tls_server(),
+            true => self.eng.shared.tun.tls_server(),
             false => None,
         };
         let session = match (tls, &server_cfg) {
@@ -924,19 +900,19 @@ impl Worker {
                 return;
             }
         };
-        let max = self.shared.tun.maxclients.load(Ordering::Relaxed);
-        let prev = self.shared.clients.fetch_add(1, Ordering::AcqRel);
+        let max = self.eng.shared.tun.maxclients.load(Ordering::Relaxed);
+        let prev = self.eng.shared.clients.fetch_add(1, Ordering::AcqRel);
         if prev >= max {
-            self.shared.clients.fetch_sub(1, Ordering::AcqRel);
+            self.eng.shared.clients.fetch_sub(1, Ordering::AcqRel);
             self.net.rejected_connections += 1;
             refuse(fd, b"-ERR max number of clients reached\r\n");
             return;
         }
         if !unix {
-            sys::setup_conn(fd, self.shared.cfg.tcp_nodelay);
+            sys::setup_conn(fd, self.eng.shared.cfg.tcp_nodelay);
         }
         let (peer, local) = sys::addrs(fd);
-        let tun = &self.shared.tun;
+        let tun = &self.eng.shared.tun;
         let auth_required = tun.auth_required.load(Ordering::Relaxed);
         // Protected mode (Redis's test): no password, and the peer is not 127.0.0.1 / ::1
         // (Unix socket clients are local).
@@ -946,7 +922,7 @@ impl Worker {
                 ip == std::net::Ipv4Addr::LOCALHOST || ip == std::net::Ipv6Addr::LOCALHOST
             });
             if !local_peer {
-                self.shared.clients.fetch_sub(1, Ordering::AcqRel);
+                self.eng.shared.clients.fetch_sub(1, Ordering::AcqRel);
                 self.net.rejected_connections += 1;
                 crate::log::verbose(&format!(
                     "Denied client {}: protected mode is on and no password is set",
@@ -957,12 +933,16 @@ impl Worker {
             }
         }
         let show = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
-        let id = self.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+        let id = self
+            .eng
+            .shared
+            .next_client_id
+            .fetch_add(1, Ordering::Relaxed);
         let gen = self.next_gen;
         self.next_gen = (self.next_gen + 1) & 0xFF_FFFF;
         let mut client = if unix {
             // Redis shows a Unix client as `addr=/path:0 laddr=/path:0`.
-            let path = self.shared.cfg.unixsocket.clone().unwrap_or_default();
+            let path = self.eng.shared.cfg.unixsocket.clone().unwrap_or_default();
             ClientInfo::new(id, format!("{path}:0"), format!("{path}:0"))
         } else {
             ClientInfo::new(id, show(peer), show(local))
@@ -996,7 +976,7 @@ impl Worker {
     /// One-shot receive into the connection's own buffer. `poll_first` when data is not
     /// expected to be waiting (we just drained the socket).
     fn arm_single(&mut self, idx: usize, poll_first: bool) {
-        let min_free = self.shared.cfg.recv_buffer;
+        let min_free = self.eng.shared.cfg.recv_buffer;
         let Some(conn) = self.conns.get_mut(idx) else {
             return;
         };
@@ -1044,7 +1024,7 @@ impl Worker {
         let Some(idx) = self.conn_by_token(token) else {
             return;
         };
-        let min_free = self.shared.cfg.recv_buffer;
+        let min_free = self.eng.shared.cfg.recv_buffer;
         // The master link counts its stream offsets in plaintext bytes.
         let mut plain_in = None;
         if self.conns[idx].tls.is_some() {
@@ -1249,7 +1229,7 @@ impl Worker {
         let off = off + c.result as usize;
         let conn = &mut self.conns[idx];
         conn.inflight = buf.len().saturating_sub(off);
-        super::pubsub::on_sent(conn, &self.shared.tun);
+        super::pubsub::on_sent(conn, &self.eng.shared.tun);
         if off < buf.len() {
             let t = tag(TAG_SEND, token_of(idx, conn.gen));
             self.ring.send(conn.fd, buf, off, t);
@@ -1285,7 +1265,7 @@ impl Worker {
         // client-output-buffer-limit's normal class (none by default, as Redis): a client
         // that sends requests without reading replies is closed once its pending output
         // passes the limit, instead of growing without bound.
-        let normal = super::pubsub::Limits::of(&self.shared.tun.normal_obuf_limit);
+        let normal = super::pubsub::Limits::of(&self.eng.shared.tun.normal_obuf_limit);
         for &idx in &dirty {
             if normal.any() {
                 let now = self.pass_now;
@@ -1372,7 +1352,7 @@ impl Worker {
             // while an operation for this socket is still queued.
             sys::shutdown(conn.fd);
             self.pending_close.push(conn.fd);
-            self.shared.clients.fetch_sub(1, Ordering::AcqRel);
+            self.eng.shared.clients.fetch_sub(1, Ordering::AcqRel);
         }
     }
 
@@ -1380,8 +1360,14 @@ impl Worker {
 
     /// Parses and runs every complete command in the connection's read buffer.
     fn process_input(&mut self, idx: usize) {
-        let max_bulk = self.shared.tun.proto_max_bulk_len.load(Ordering::Relaxed) as usize;
+        let max_bulk = self
+            .eng
+            .shared
+            .tun
+            .proto_max_bulk_len
+            .load(Ordering::Relaxed) as usize;
         let qlimit = self
+            .eng
             .shared
             .tun
             .client_query_buffer_limit
@@ -1447,10 +1433,12 @@ impl Worker {
                     // More commands behind this one: parse the next window of them and
                     // warm the keyspace for it (this one included) before running them.
                     if hint.is_none() && rbuf.len() > n && !args.is_empty() {
-                        let (id, nshards, locked) = (self.id, self.nshards, self.lock.is_some());
-                        if let (Some(db), Some((cur, rest))) =
-                            (self.shard.dbs.get(conn.client.db), rbuf.split_at_checked(n))
-                        {
+                        let (id, nshards, locked) =
+                            (self.eng.id, self.eng.nshards, self.eng.lock.is_some());
+                        if let (Some(db), Some((cur, rest))) = (
+                            self.eng.shard.dbs.get(conn.client.db),
+                            rbuf.split_at_checked(n),
+                        ) {
                             lookahead::prefetch_window(
                                 db,
                                 &mut win,
@@ -1564,7 +1552,7 @@ impl Worker {
         };
         let Some((id, spec)) = found else {
             // The raw bytes go back, as Redis echoes them (the stats count an ERR).
-            commands::count_error(&mut self.shard, "ERR");
+            commands::count_error(&mut self.eng.shard, "ERR");
             let reply = crate::error::unknown_command_reply(argv);
             self.conns[idx].push_reply(&Reply::Raw(reply));
             return;
@@ -1577,10 +1565,10 @@ impl Worker {
         // evicted. A command bound for one other shard (or for this one while it is locked)
         // is checked there, by the shard whose keys it writes (`exec_batch`).
         // The master's writes are never refused (Redis obeys its master client).
-        if self.shared.tun.maxmemory.load(Ordering::Relaxed) > 0 && !self.conns[idx].master {
+        if self.eng.shared.tun.maxmemory.load(Ordering::Relaxed) > 0 && !self.conns[idx].master {
             let elsewhere = matches!(spec.exec, Exec::Key(_) | Exec::Multi(_))
-                && matches!(commands::route(&spec.keys, argv, self.nshards),
-                            Route::One(s) if s != self.id || self.lock.is_some());
+                && matches!(commands::route(&spec.keys, argv, self.eng.nshards),
+                            Route::One(s) if s != self.eng.id || self.eng.lock.is_some());
             if !elsewhere {
                 if let Err(e) = self.memory_check(spec.has(DENYOOM)) {
                     self.reject(idx, Some(id), e);
@@ -1639,7 +1627,7 @@ impl Worker {
         if spec.has(PROTECTED) {
             let c = &self.conns[idx].client;
             if let Some(e) =
-                commands::protected_refusal(self.shared.cfg.debug_command, &c.addr, spec.name)
+                commands::protected_refusal(self.eng.shared.cfg.debug_command, &c.addr, spec.name)
             {
                 self.reject(idx, Some(id), e);
                 return;
@@ -1649,7 +1637,7 @@ impl Worker {
         // command, with the database it left the client in (SELECT), as Redis; scripts and
         // blocking commands before, so their own lines follow; EXEC's in `coord::tx`.
         let mut mon = None;
-        if self.shard.monitor && spec.name != "exec" {
+        if self.eng.shard.monitor && spec.name != "exec" {
             mon = super::monitor::prepare(spec, argv);
             if mon.is_some() && (spec.keys.script || spec.has(BLOCKING)) {
                 if let Some(q) = mon.take() {
@@ -1707,9 +1695,9 @@ impl Worker {
         };
         let me = super::tracking::client_ref(self, idx);
         let inline = matches!(spec.exec, Exec::Key(_) | Exec::Multi(_))
-            && self.lock.is_none()
-            && matches!(commands::route(&spec.keys, argv, self.nshards),
-                        Route::One(s) if s == self.id);
+            && self.eng.lock.is_none()
+            && matches!(commands::route(&spec.keys, argv, self.eng.nshards),
+                        Route::One(s) if s == self.eng.id);
         if let (Some(me), false) = (me, keys.is_empty()) {
             super::tracking::remember_now(self, me, &keys);
         }
@@ -1751,8 +1739,8 @@ impl Worker {
                 let deferred = ctx.deferred.is_some();
                 let nanos = clock::to_nanos(clock::ticks().wrapping_sub(start));
                 if !deferred {
-                    let reply = commands::finish(&mut self.shard, id, res);
-                    if let Some(st) = self.shard.cmd_stats.get_mut(id) {
+                    let reply = commands::finish(&mut self.eng.shard, id, res);
+                    if let Some(st) = self.eng.shard.cmd_stats.get_mut(id) {
                         st.nanos += nanos;
                     }
                     if let Some(c) = self.conns.get_mut(idx) {
@@ -1761,18 +1749,18 @@ impl Worker {
                 } else {
                     // Counted here; the time is the handler's own (the fan-out it started
                     // runs on other shards and is not attributed).
-                    self.shard.commands_processed += 1;
-                    if let Some(st) = self.shard.cmd_stats.get_mut(id) {
+                    self.eng.shard.commands_processed += 1;
+                    if let Some(st) = self.eng.shard.cmd_stats.get_mut(id) {
                         st.calls += 1;
                         st.nanos += nanos;
                     }
                 }
-                self.shard.observe(id, argv, nanos);
-                if !self.shard.slow.pending.is_empty() {
+                self.eng.shard.observe(id, argv, nanos);
+                if !self.eng.shard.slow.pending.is_empty() {
                     self.slow_commit(idx);
                 }
             }
-            Exec::Key(f) => match commands::route(&spec.keys, argv, self.nshards) {
+            Exec::Key(f) => match commands::route(&spec.keys, argv, self.eng.nshards) {
                 Route::NoKeys => {
                     self.run_here(idx, id, f, db, resp, argv);
                 }
@@ -1788,7 +1776,7 @@ impl Worker {
                         };
                         let res = cross(&mut ctx, std::mem::take(argv));
                         if ctx.deferred.is_none() {
-                            let reply = commands::finish(&mut self.shard, id, res);
+                            let reply = commands::finish(&mut self.eng.shard, id, res);
                             self.conns[idx].push_reply(&reply);
                         }
                     }
@@ -1798,21 +1786,22 @@ impl Worker {
                 },
             },
             Exec::Script(f) => {
-                let route =
-                    if self.nshards > 1 && crate::scripting::wants_all_shards(spec.name, argv) {
-                        Route::Many
-                    } else {
-                        commands::route(&spec.keys, argv, self.nshards)
-                    };
+                let route = if self.eng.nshards > 1
+                    && crate::scripting::wants_all_shards(spec.name, argv)
+                {
+                    Route::Many
+                } else {
+                    commands::route(&spec.keys, argv, self.eng.nshards)
+                };
                 let s = match route {
-                    Route::NoKeys => self.id,
+                    Route::NoKeys => self.eng.id,
                     Route::One(s) => s,
                     Route::Many => {
                         self.run_cross(idx, id, spec, argv);
                         return;
                     }
                 };
-                if s == self.id && self.lock.is_none() {
+                if s == self.eng.id && self.eng.lock.is_none() {
                     self.flush_batches(idx);
                     let r = crate::scripting::host::run(
                         self,
@@ -1824,7 +1813,7 @@ impl Worker {
                         Some(idx),
                         crate::scripting::host::Held::Own,
                     );
-                    if self.shard.blocked.has_ready() {
+                    if self.eng.shard.blocked.has_ready() {
                         coord::block::serve_ready(self);
                     }
                     if let Some(c) = self.conns.get_mut(idx) {
@@ -1836,7 +1825,7 @@ impl Worker {
                     self.batch(idx, s, id, db, argv);
                 }
             }
-            Exec::Multi(m) => match commands::route(&spec.keys, argv, self.nshards) {
+            Exec::Multi(m) => match commands::route(&spec.keys, argv, self.eng.nshards) {
                 Route::One(s) => self.run_or_batch(idx, s, id, m.sub, db, resp, argv),
                 Route::NoKeys => {
                     self.run_here(idx, id, m.sub, db, resp, argv);
@@ -1877,7 +1866,7 @@ impl Worker {
         };
         let res = cross(&mut ctx, std::mem::take(argv));
         if ctx.deferred.is_none() {
-            let reply = commands::finish(&mut self.shard, id, res);
+            let reply = commands::finish(&mut self.eng.shard, id, res);
             if let Some(c) = self.conns.get_mut(idx) {
                 c.push_reply(&reply);
             }
@@ -1898,7 +1887,7 @@ impl Worker {
                     // The user was deleted: back to the default user, logged out.
                     c.user = crate::acl::user("default")
                         .unwrap_or_else(|| std::sync::Arc::new(crate::acl::User::default_user()));
-                    c.authed = !self.shared.tun.auth_required.load(Ordering::Relaxed);
+                    c.authed = !self.eng.shared.tun.auth_required.load(Ordering::Relaxed);
                 }
             }
             c.restricted = !c.user.unrestricted();
@@ -1942,7 +1931,7 @@ impl Worker {
             }
             text
         };
-        commands::count_error(&mut self.shard, &e);
+        commands::count_error(&mut self.eng.shard, &e);
         self.conns[idx].push_reply(&Reply::Error(e));
         false
     }
@@ -1966,17 +1955,17 @@ impl Worker {
             }
             crate::error::NOAUTH.to_string()
         };
-        commands::count_error(&mut self.shard, &e);
+        commands::count_error(&mut self.eng.shard, &e);
         self.conns[idx].push_reply(&Reply::Error(e));
         false
     }
 
     fn reject(&mut self, idx: usize, id: Option<usize>, e: CmdError) {
-        if let Some(st) = id.and_then(|id| self.shard.cmd_stats.get_mut(id)) {
+        if let Some(st) = id.and_then(|id| self.eng.shard.cmd_stats.get_mut(id)) {
             st.rejected += 1;
         }
         let e = e.to_string();
-        commands::count_error(&mut self.shard, &e);
+        commands::count_error(&mut self.eng.shard, &e);
         self.conns[idx].push_reply(&Reply::Error(e));
     }
 
@@ -1991,7 +1980,7 @@ impl Worker {
         resp: u8,
         argv: &mut Vec<Bytes>,
     ) {
-        if s == self.id && self.lock.is_none() {
+        if s == self.eng.id && self.eng.lock.is_none() {
             self.run_here(idx, id, f, db, resp, argv);
             return;
         }
@@ -2043,22 +2032,22 @@ impl Worker {
         let shown = argv.clone();
         let res = f(&mut ctx, std::mem::take(argv));
         if ctx.deferred.is_none() {
-            let reply = commands::finish(&mut self.shard, id, res);
+            let reply = commands::finish(&mut self.eng.shard, id, res);
             if let Some(c) = self.conns.get_mut(idx) {
                 c.push_reply(&reply);
             }
         } else {
-            self.shard.commands_processed += 1;
-            if let Some(st) = self.shard.cmd_stats.get_mut(id) {
+            self.eng.shard.commands_processed += 1;
+            if let Some(st) = self.eng.shard.cmd_stats.get_mut(id) {
                 st.calls += 1;
             }
         }
         let nanos = clock::to_nanos(clock::ticks().wrapping_sub(start));
-        if let Some(st) = self.shard.cmd_stats.get_mut(id) {
+        if let Some(st) = self.eng.shard.cmd_stats.get_mut(id) {
             st.nanos += nanos;
         }
-        self.shard.observe(id, &shown, nanos);
-        if !self.shard.slow.pending.is_empty() {
+        self.eng.shard.observe(id, &shown, nanos);
+        if !self.eng.shard.slow.pending.is_empty() {
             self.slow_commit(idx);
         }
     }
@@ -2066,28 +2055,28 @@ impl Worker {
     /// Commits this shard's pending slow log entries as made by connection `idx`.
     #[cold]
     pub fn slow_commit(&mut self, idx: usize) {
-        let pending = std::mem::take(&mut self.shard.slow.pending);
+        let pending = std::mem::take(&mut self.eng.shard.slow.pending);
         match self.conns.get(idx) {
             Some(c) => {
                 let name = c.client.name.clone().unwrap_or_default();
-                self.shard.slow.commit(pending, &c.client.addr, &name);
+                self.eng.shard.slow.commit(pending, &c.client.addr, &name);
             }
-            None => self.shard.slow.commit(pending, "", b""),
+            None => self.eng.shard.slow.commit(pending, "", b""),
         }
     }
 
     /// Commits slow log entries made elsewhere for the connection with `token`.
     #[cold]
     fn slow_commit_token(&mut self, token: u64, pending: Vec<crate::shard::slowlog::Pending>) {
-        let prev = std::mem::replace(&mut self.shard.slow.pending, pending);
+        let prev = std::mem::replace(&mut self.eng.shard.slow.pending, pending);
         match self.conn_by_token(token) {
             Some(idx) => self.slow_commit(idx),
             None => {
-                let p = std::mem::take(&mut self.shard.slow.pending);
-                self.shard.slow.commit(p, "", b"");
+                let p = std::mem::take(&mut self.eng.shard.slow.pending);
+                self.eng.shard.slow.commit(p, "", b"");
             }
         }
-        self.shard.slow.pending = prev;
+        self.eng.shard.slow.pending = prev;
     }
 
     /// Runs a keyed command on this shard and answers the connection.
@@ -2100,14 +2089,14 @@ impl Worker {
         resp: u8,
         argv: &[Bytes],
     ) {
-        self.shard.no_touch = self.conns.get(idx).is_some_and(|c| c.client.no_touch);
+        self.eng.shard.no_touch = self.conns.get(idx).is_some_and(|c| c.client.no_touch);
         // The reply goes to the connection right below: with nothing pending ahead of it, a
         // handler may encode straight into the output instead.
         let master = self.conns.get(idx).is_some_and(|c| c.master);
         if master {
-            self.shard.db_mut(db).master_view = true;
+            self.eng.shard.db_mut(db).master_view = true;
         }
-        if let Some(t) = self.shard.tracking.as_mut() {
+        if let Some(t) = self.eng.shard.tracking.as_mut() {
             t.writer = self.conns.get(idx).map_or(0, |c| c.client.id);
         }
         let out = self
@@ -2115,16 +2104,16 @@ impl Worker {
             .get_mut(idx)
             .filter(|c| c.slots.is_empty() && !c.mute)
             .map(|c| &mut c.out);
-        let r = commands::run_key(&mut self.shard, id, f, db, resp, argv, out);
-        if !self.shard.slow.pending.is_empty() {
+        let r = commands::run_key(&mut self.eng.shard, id, f, db, resp, argv, out);
+        if !self.eng.shard.slow.pending.is_empty() {
             self.slow_commit(idx);
         }
-        self.shard.no_touch = false;
+        self.eng.shard.no_touch = false;
         if master {
-            self.shard.db_mut(db).master_view = false;
+            self.eng.shard.db_mut(db).master_view = false;
         }
         // A push may have fed blocked clients: they are served before the next command.
-        if self.shard.blocked.has_ready() {
+        if self.eng.shard.blocked.has_ready() {
             coord::block::serve_ready(self);
         }
         if let Some(c) = self.conns.get_mut(idx) {
@@ -2132,7 +2121,7 @@ impl Worker {
         }
         // CLIENT TRACKING: invalidations this write caused follow its reply (Redis 7.0's
         // order for a client that changes a key it tracks).
-        if let Some(t) = self.shard.tracking.as_mut() {
+        if let Some(t) = self.eng.shard.tracking.as_mut() {
             t.writer = 0;
             if !t.out.is_empty() {
                 super::tracking::deliver(self, false);
@@ -2143,11 +2132,15 @@ impl Worker {
     /// Takes a connected socket as the master link (`repl`): a connection flagged
     /// `master`, authenticated, counted as a client. Returns its index.
     pub fn adopt_master(&mut self, fd: RawFd, tls: Option<Box<crate::tls::Session>>) -> usize {
-        self.shared.clients.fetch_add(1, Ordering::AcqRel);
-        sys::setup_conn(fd, self.shared.cfg.tcp_nodelay);
+        self.eng.shared.clients.fetch_add(1, Ordering::AcqRel);
+        sys::setup_conn(fd, self.eng.shared.cfg.tcp_nodelay);
         let (peer, local) = sys::addrs(fd);
         let show = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
-        let id = self.shared.next_client_id.fetch_add(1, Ordering::Relaxed);
+        let id = self
+            .eng
+            .shared
+            .next_client_id
+            .fetch_add(1, Ordering::Relaxed);
         let gen = self.next_gen;
         self.next_gen = (self.next_gen + 1) & 0xFF_FFFF;
         let mut client = ClientInfo::new(id, show(peer), show(local));
@@ -2186,7 +2179,11 @@ impl Worker {
         let (mode, end) = super::pause::current(self.clock.ms(Instant::now()));
         if mode != self.pause {
             let frozen = mode != super::pause::NONE;
-            self.shard.dbs.iter_mut().for_each(|d| d.frozen = frozen);
+            self.eng
+                .shard
+                .dbs
+                .iter_mut()
+                .for_each(|d| d.frozen = frozen);
         }
         self.pause = mode;
         self.pause_end = end;
@@ -2232,7 +2229,7 @@ impl Worker {
         self.flush_batches(idx);
         self.postponed.push(idx);
         let at = self.pass_now
-            + Duration::from_millis(self.pause_end.saturating_sub(self.shard.now_ms).max(1));
+            + Duration::from_millis(self.pause_end.saturating_sub(self.eng.shard.now_ms).max(1));
         self.timers.add(at, TimerKind::PauseEnd);
         true
     }
@@ -2253,17 +2250,17 @@ impl Worker {
 
     /// `memory_check`; `asked` when another shard asked this one to evict.
     fn memory_check_inner(&mut self, denyoom: bool, asked: bool) -> Result<(), CmdError> {
-        let max = self.shared.tun.maxmemory.load(Ordering::Relaxed);
+        let max = self.eng.shared.tun.maxmemory.load(Ordering::Relaxed);
         // A replica leaves eviction to its master (Redis's replica-ignore-maxmemory yes):
         // evicting here would make its dataset differ from the master's.
         // Nor does anything evict during CLIENT PAUSE, as in Redis.
         if max == 0 || crate::repl::is_replica() || self.pause != 0 {
             return Ok(());
         }
-        let me = self.id;
+        let me = self.eng.id;
         let mut others = 0u64;
         let mut fullest = 0u64;
-        for (i, m) in self.shared.mem.iter().enumerate() {
+        for (i, m) in self.eng.shared.mem.iter().enumerate() {
             if i != me {
                 others += m.spare.load(Ordering::Relaxed) + m.transient.load(Ordering::Relaxed);
                 fullest = fullest.max(m.candidates.load(Ordering::Relaxed));
@@ -2276,7 +2273,7 @@ impl Worker {
         let over = |s: &Shard| {
             crate::runtime::alloc::used().saturating_sub(others + mine + s.spare_bytes()) > max
         };
-        if !over(&self.shard) {
+        if !over(&self.eng.shard) {
             return Ok(());
         }
         // Evict here while this shard is not clearly smaller than the fullest other one. A
@@ -2289,19 +2286,19 @@ impl Worker {
             (asked && rounds <= ASKED_MIN_EVICTIONS) || evict::candidates(s) + slack >= fullest
         };
         let cycle = clock::ticks();
-        let outcome = evict::evict(&mut self.shard, |s| over(s) && fair(s));
+        let outcome = evict::evict(&mut self.eng.shard, |s| over(s) && fair(s));
         let ms = clock::to_nanos(clock::ticks().wrapping_sub(cycle)) / 1_000_000;
-        self.shard.lat.event("eviction-cycle", ms);
+        self.eng.shard.lat.event("eviction-cycle", ms);
         self.publish_mem();
-        if outcome == Outcome::Capped || !over(&self.shard) {
+        if outcome == Outcome::Capped || !over(&self.eng.shard) {
             return Ok(());
         }
         // Still over: this shard has nothing to evict, or fewer keys than another. Ask the
         // shards holding at least as many candidates as this one (any, when it has none).
-        let mine = evict::candidates(&self.shard);
+        let mine = evict::candidates(&self.eng.shard);
         let mut elsewhere = false;
-        for j in (0..self.nshards).filter(|&j| j != me) {
-            let Some(m) = self.shared.mem.get(j) else {
+        for j in (0..self.eng.nshards).filter(|&j| j != me) {
+            let Some(m) = self.eng.shared.mem.get(j) else {
                 continue;
             };
             let theirs = m.candidates.load(Ordering::Relaxed);
@@ -2313,7 +2310,7 @@ impl Worker {
                 self.post(
                     j,
                     Msg::Work(Box::new(|tw: &mut Worker| {
-                        if let Some(m) = tw.shared.mem.get(tw.id) {
+                        if let Some(m) = tw.eng.shared.mem.get(tw.eng.id) {
                             m.nudged.store(false, Ordering::Relaxed);
                         }
                         let _ = tw.memory_check_inner(false, true);
@@ -2333,13 +2330,14 @@ impl Worker {
 
     /// Publishes this shard's spare arena bytes and evictable key count (`Shared::mem`).
     pub fn publish_mem(&self) {
-        if let Some(m) = self.shared.mem.get(self.id) {
-            m.spare.store(self.shard.spare_bytes(), Ordering::Relaxed);
+        if let Some(m) = self.eng.shared.mem.get(self.eng.id) {
+            m.spare
+                .store(self.eng.shard.spare_bytes(), Ordering::Relaxed);
             m.candidates
-                .store(evict::candidates(&self.shard), Ordering::Relaxed);
+                .store(evict::candidates(&self.eng.shard), Ordering::Relaxed);
             m.transient
                 .store(self.clients_bytes + self.scratch_bytes(), Ordering::Relaxed);
-            m.dirty.store(self.shard.dirty, Ordering::Relaxed);
+            m.dirty.store(self.eng.shard.dirty, Ordering::Relaxed);
         }
     }
 
@@ -2352,7 +2350,7 @@ impl Worker {
             Some(c) => (token_of(idx, c.gen), c.client.resp, c.client.id),
             None => (u64::MAX, 2, 0),
         };
-        let origin = self.id;
+        let origin = self.eng.id;
         let mut targets = std::mem::take(&mut self.batch_targets);
         if crate::scripting::some_shard_busy() {
             targets.retain(|&s| !self.refuse_busy(idx, s));
@@ -2362,7 +2360,7 @@ impl Worker {
         }
         for &s in &targets {
             if s != origin {
-                self.awaiting += 1;
+                self.eng.awaiting += 1;
             }
             let batch = std::mem::take(&mut self.batches[s]);
             self.post(
@@ -2397,7 +2395,7 @@ impl Worker {
             .keys
             .key_positions(argv)
             .filter_map(|i| argv.get(i))
-            .find_map(|k| crate::scripting::busy_reply(shard_of(k, self.nshards)));
+            .find_map(|k| crate::scripting::busy_reply(shard_of(k, self.eng.nshards)));
         if let Some(text) = text {
             self.reject(idx, Some(id), CmdError::coded(text));
         }
@@ -2415,10 +2413,10 @@ impl Worker {
         Reply::error(text).encode(2, &mut v);
         let bytes = Bytes::from(v);
         for c in &batch.cmds {
-            if let Some(st) = self.shard.cmd_stats.get_mut(c.id) {
+            if let Some(st) = self.eng.shard.cmd_stats.get_mut(c.id) {
                 st.rejected += 1;
             }
-            commands::count_error(&mut self.shard, text);
+            commands::count_error(&mut self.eng.shard, text);
             if self.conns.contains(idx) {
                 self.fill(idx, c.seq, bytes.clone());
             }
@@ -2449,11 +2447,11 @@ impl Worker {
         );
         let mut spins = 0u32;
         loop {
-            self.mesh.flush();
+            self.eng.mesh.flush();
             if done.load(Ordering::Acquire) {
                 return cell.lock().ok().and_then(|mut g| g.take());
             }
-            if self.shared.shutdown.load(Ordering::Relaxed) {
+            if self.eng.shared.shutdown.load(Ordering::Relaxed) {
                 return None;
             }
             spins += 1;
@@ -2479,7 +2477,7 @@ impl Worker {
         let _ = self.ring.submit_and_wait(false, None);
         let mut comps = Vec::new();
         self.ring.drain_nested(&mut comps);
-        let wake_fd = self.mesh.waker().fd();
+        let wake_fd = self.eng.mesh.waker().fd();
         for c in comps {
             let token = c.tag & ((1 << 56) - 1);
             match c.tag >> 56 {
@@ -2505,15 +2503,15 @@ impl Worker {
         } else {
             crate::scripting::BUSY_EVAL
         };
-        let inbox = &mut self.inbox;
-        self.mesh.recv_all(|_, m| inbox.push_back(m));
-        for m in std::mem::take(&mut self.inbox) {
+        let inbox = &mut self.eng.inbox;
+        self.eng.mesh.recv_all(|_, m| inbox.push_back(m));
+        for m in std::mem::take(&mut self.eng.inbox) {
             match m {
                 Msg::Batch(b) => b.refuse(self, text),
-                other => self.inbox.push_back(other),
+                other => self.eng.inbox.push_back(other),
             }
         }
-        self.mesh.flush();
+        self.eng.mesh.flush();
         // One send per connection that has output, as `flush_dirty` (closing ones wait).
         let dirty = std::mem::take(&mut self.dirty);
         let mut keep = Vec::new();
@@ -2562,7 +2560,7 @@ impl Worker {
             self.after_busy.push(c);
             return;
         }
-        let min_free = self.shared.cfg.recv_buffer;
+        let min_free = self.eng.shared.cfg.recv_buffer;
         let conn = &mut self.conns[idx];
         match c.buf {
             OpBuf::Recv(b) => {
@@ -2599,7 +2597,12 @@ impl Worker {
 
     /// Answers the complete commands in a connection's buffer while a script is busy.
     fn busy_input(&mut self, idx: usize, function: bool) {
-        let max_bulk = self.shared.tun.proto_max_bulk_len.load(Ordering::Relaxed) as usize;
+        let max_bulk = self
+            .eng
+            .shared
+            .tun
+            .proto_max_bulk_len
+            .load(Ordering::Relaxed) as usize;
         let token = token_of(idx, self.conns[idx].gen);
         if self.resume.contains(&token) {
             // Paused at a command that waits for the script's end.
@@ -2658,7 +2661,7 @@ impl Worker {
                 Some(r) => {
                     conn.push_reply(&r);
                     if let Reply::Error(e) = &r {
-                        commands::count_error(&mut self.shard, e);
+                        commands::count_error(&mut self.eng.shard, e);
                     }
                 }
                 None if argv.is_empty() => {}
@@ -2674,7 +2677,7 @@ impl Worker {
     /// What the busy pump left: completions it did not handle, and connections whose
     /// input waits for the script's end.
     fn after_script(&mut self) {
-        let wake_fd = self.mesh.waker().fd();
+        let wake_fd = self.eng.mesh.waker().fd();
         for c in std::mem::take(&mut self.after_busy) {
             self.on_completion(c, wake_fd);
         }
@@ -2697,7 +2700,7 @@ impl Worker {
         let seq = conn.reserve();
         conn.blocked_on = Some(seq);
         Ticket {
-            shard: self.id,
+            shard: self.eng.id,
             token: token_of(idx, conn.gen),
             seq,
         }
@@ -2714,7 +2717,7 @@ impl Worker {
         let conn = &mut self.conns[idx];
         let seq = conn.reserve();
         Ticket {
-            shard: self.id,
+            shard: self.eng.id,
             token: token_of(idx, conn.gen),
             seq,
         }
@@ -2753,7 +2756,7 @@ impl Worker {
 
     fn fill_batch(&mut self, token: u64, buf: Bytes, marks: Vec<(u64, usize)>, remote: bool) {
         if remote {
-            self.awaiting = self.awaiting.saturating_sub(1);
+            self.eng.awaiting = self.eng.awaiting.saturating_sub(1);
         }
         let Some(idx) = self.conn_by_token(token) else {
             return;
@@ -2775,22 +2778,22 @@ impl Worker {
 
     /// Sends a job to shard `to` (our own shard included: it runs later this pass).
     pub fn post(&mut self, to: usize, msg: Msg) {
-        if to == self.id {
-            self.local.push_back(msg);
+        if to == self.eng.id {
+            self.eng.local.push_back(msg);
         } else {
-            self.mesh.send(to, msg);
+            self.eng.mesh.send(to, msg);
         }
     }
 
     fn run_messages(&mut self) {
-        let inbox = &mut self.inbox;
-        self.mesh.recv_all(|_, m| inbox.push_back(m));
-        while let Some(m) = self.inbox.pop_front() {
+        let inbox = &mut self.eng.inbox;
+        self.eng.mesh.recv_all(|_, m| inbox.push_back(m));
+        while let Some(m) = self.eng.inbox.pop_front() {
             self.handle_msg(m);
         }
         // Local jobs may queue more local jobs; bound the rounds so the loop keeps turning.
         for _ in 0..64 {
-            let Some(m) = self.local.pop_front() else {
+            let Some(m) = self.eng.local.pop_front() else {
                 break;
             };
             self.handle_msg(m);
@@ -2801,8 +2804,8 @@ impl Worker {
     fn handle_msg(&mut self, m: Msg) {
         match m {
             Msg::Work(j) => {
-                if self.lock.is_some() {
-                    self.parked.push_back(Msg::Work(j));
+                if self.eng.lock.is_some() {
+                    self.eng.parked.push_back(Msg::Work(j));
                 } else {
                     self.run_job(j);
                 }
@@ -2812,14 +2815,14 @@ impl Worker {
                 self.run_parked();
             }
             Msg::Batch(b) => {
-                if self.lock.is_none() {
+                if self.eng.lock.is_none() {
                     b.run(self);
-                    crate::shard::journal::flush(&mut self.shard);
-                } else if let Some(text) = crate::scripting::busy_reply(self.id) {
+                    crate::shard::journal::flush(&mut self.eng.shard);
+                } else if let Some(text) = crate::scripting::busy_reply(self.eng.id) {
                     // Held by a script past the busy threshold.
                     b.refuse(self, text);
                 } else {
-                    self.parked.push_back(Msg::Batch(b));
+                    self.eng.parked.push_back(Msg::Batch(b));
                 }
             }
         }
@@ -2829,16 +2832,16 @@ impl Worker {
     #[inline]
     fn run_job(&mut self, j: Job) {
         j(self);
-        crate::shard::journal::flush(&mut self.shard);
+        crate::shard::journal::flush(&mut self.eng.shard);
     }
 
     fn run_parked(&mut self) {
-        while self.lock.is_none() {
-            match self.parked.pop_front() {
+        while self.eng.lock.is_none() {
+            match self.eng.parked.pop_front() {
                 Some(Msg::Work(j)) | Some(Msg::Control(j)) => self.run_job(j),
                 Some(Msg::Batch(b)) => {
                     b.run(self);
-                    crate::shard::journal::flush(&mut self.shard);
+                    crate::shard::journal::flush(&mut self.eng.shard);
                 }
                 None => break,
             }
@@ -2848,11 +2851,11 @@ impl Worker {
     /// A script holding this shard went past the busy threshold: the batches waiting for
     /// the lock get `-BUSY` now (other parked work keeps its place).
     pub fn refuse_parked_batches(&mut self, text: &str) {
-        let parked = std::mem::take(&mut self.parked);
+        let parked = std::mem::take(&mut self.eng.parked);
         for m in parked {
             match m {
                 Msg::Batch(b) => b.refuse(self, text),
-                other => self.parked.push_back(other),
+                other => self.eng.parked.push_back(other),
             }
         }
     }
@@ -2866,9 +2869,9 @@ impl Worker {
         done: impl FnOnce(&mut Worker, Vec<T>) + 'static,
     ) {
         // Inside EXEC the targets are locked by the transaction itself: don't wait for them.
-        let work = work && !self.tx.nested();
+        let work = work && !self.eng.tx.nested();
         let n = targets.len();
-        let gid = self.gathers.insert(Gather {
+        let gid = self.eng.gathers.insert(Gather {
             remaining: n,
             results: (0..n).map(|_| None).collect(),
             done: Some(Box::new(move |w, v| {
@@ -2883,7 +2886,7 @@ impl Worker {
             self.gather_finish(gid);
             return;
         }
-        let origin = self.id;
+        let origin = self.eng.id;
         for (i, (target, f)) in targets.into_iter().enumerate() {
             let job: Job = Box::new(move |tw: &mut Worker| {
                 let r: Box<dyn Any + Send> = Box::new(f(tw));
@@ -2911,7 +2914,7 @@ impl Worker {
         work: bool,
         done: impl FnOnce(&mut Worker, Vec<T>) + 'static,
     ) {
-        let jobs = (0..self.nshards)
+        let jobs = (0..self.eng.nshards)
             .map(|s| {
                 let f = f.clone();
                 let job: ShardFn<T> = Box::new(move |tw| f(tw));
@@ -2922,7 +2925,7 @@ impl Worker {
     }
 
     fn gather_put(&mut self, gid: usize, i: usize, r: Box<dyn Any + Send>) {
-        let Some(g) = self.gathers.get_mut(gid) else {
+        let Some(g) = self.eng.gathers.get_mut(gid) else {
             return;
         };
         if let Some(slot) = g.results.get_mut(i) {
@@ -2935,7 +2938,7 @@ impl Worker {
     }
 
     fn gather_finish(&mut self, gid: usize) {
-        if let Some(mut g) = self.gathers.try_remove(gid) {
+        if let Some(mut g) = self.eng.gathers.try_remove(gid) {
             let results = g.results.drain(..).flatten().collect();
             if let Some(done) = g.done.take() {
                 done(self, results);
@@ -2946,7 +2949,7 @@ impl Worker {
     /// This shard's stall detector readings (see `server::Pulse`).
     #[inline]
     fn pulse(&self) -> &super::Pulse {
-        &self.shared.pulse[self.id]
+        &self.eng.shared.pulse[self.eng.id]
     }
 
     /// How long this shard has been in its current loop pass, in milliseconds.
@@ -2960,24 +2963,24 @@ impl Worker {
     /// telling the stall detector when it was taken.
     pub fn set_lock(&mut self, lock: Option<u64>) {
         let since = if lock.is_some() {
-            self.shared.pulse_now()
+            self.eng.shared.pulse_now()
         } else {
             0
         };
         self.pulse().locked_since.store(since, Ordering::Relaxed);
-        self.lock = lock;
+        self.eng.lock = lock;
         if lock.is_none() {
-            crate::shard::journal::end_tx(&mut self.shard);
+            crate::shard::journal::end_tx(&mut self.eng.shard);
         }
     }
 
     /// Asks every shard's loop to stop (SHUTDOWN, signals).
     pub fn request_shutdown(&self) {
-        self.shared.shutdown.store(true, Ordering::SeqCst);
+        self.eng.shared.shutdown.store(true, Ordering::SeqCst);
         crate::scripting::abort_all();
-        self.mesh.wake_all();
+        self.eng.mesh.wake_all();
         // The main thread starts the grace period for shards that cannot stop.
-        let _ = self.shared.events.send(super::Event::Stop);
+        let _ = self.eng.shared.events.send(super::Event::Stop);
     }
 
     // ----- timers ------------------------------------------------------------------------
@@ -2995,7 +2998,7 @@ impl Worker {
     fn on_timer(&mut self, t: TimerKind, now: Instant) {
         match t {
             TimerKind::ActiveExpire => {
-                if self.id == 0 {
+                if self.eng.id == 0 {
                     // Samples live heap bytes so INFO's used_memory_peak sees peaks between calls.
                     crate::runtime::alloc::used();
                 }
@@ -3010,16 +3013,16 @@ impl Worker {
                 self.rates.sample(
                     now,
                     [
-                        self.shard.commands_processed,
+                        self.eng.shard.commands_processed,
                         self.net.net_input_bytes,
                         self.net.net_output_bytes,
                     ],
                 );
                 let deadline = Instant::now() + Duration::from_millis(2);
-                let now_ms = self.shard.now_ms;
+                let now_ms = self.eng.shard.now_ms;
                 let cycle = clock::ticks();
                 let active = commands::observe::active_expire();
-                for db in self.shard.dbs.iter_mut().filter(|_| active) {
+                for db in self.eng.shard.dbs.iter_mut().filter(|_| active) {
                     // Keep going while a good share of what we look at is expired, within
                     // the time budget (Redis's active expire cycle, simplified).
                     while db.active_expire(now_ms, 64) > 8 && Instant::now() < deadline {}
@@ -3028,8 +3031,8 @@ impl Worker {
                     }
                 }
                 let ms = clock::to_nanos(clock::ticks().wrapping_sub(cycle)) / 1_000_000;
-                self.shard.lat.event("expire-cycle", ms);
-                crate::shard::journal::flush(&mut self.shard);
+                self.eng.shard.lat.event("expire-cycle", ms);
+                crate::shard::journal::flush(&mut self.eng.shard);
                 crate::persist::cron::tick(self);
                 self.timers
                     .add(now + Duration::from_millis(100), TimerKind::ActiveExpire);
@@ -3038,12 +3041,12 @@ impl Worker {
             TimerKind::Repl => crate::repl::master::on_timer(self),
             TimerKind::PauseEnd => self.refresh_pause(),
             TimerKind::AcceptRetry(li) => {
-                if !self.shared.shutdown.load(Ordering::Relaxed) {
+                if !self.eng.shared.shutdown.load(Ordering::Relaxed) {
                     self.arm_accept(li);
                 }
             }
             TimerKind::ClientTimeout => {
-                let secs = self.shared.tun.timeout.load(Ordering::Relaxed);
+                let secs = self.eng.shared.tun.timeout.load(Ordering::Relaxed);
                 if secs > 0 {
                     let limit = Duration::from_secs(secs);
                     let idle: Vec<usize> = self
@@ -3065,10 +3068,10 @@ impl Worker {
                 }
                 super::pubsub::sweep(self);
                 self.shrink_conn_buffers(now);
-                if self.id == crate::repl::HOME {
+                if self.eng.id == crate::repl::HOME {
                     crate::repl::on_tick(self);
                 }
-                if self.id == 0 {
+                if self.eng.id == 0 {
                     crate::persist::cron::check_rules(self);
                     crate::persist::cron::check_aof_growth(self);
                     crate::repl::master::refresh_good_replicas();
@@ -3119,12 +3122,12 @@ fn prefetch_batch(tw: &mut Worker, batch: &Batch) {
             continue;
         }
         if let Some(slot) = hashes.get_mut(m) {
-            *slot = (c.db, tw.shard.db_mut(c.db).prefetch_slot(k));
+            *slot = (c.db, tw.eng.shard.db_mut(c.db).prefetch_slot(k));
             m += 1;
         }
     }
     for &(db, h) in hashes.iter().take(m) {
-        tw.shard.db_mut(db).prefetch_entry(h);
+        tw.eng.shard.db_mut(db).prefetch_entry(h);
     }
 }
 
@@ -3142,26 +3145,28 @@ fn exec_batch(tw: &mut Worker, origin: usize, token: u64, client: u64, resp: u8,
         // The owner of the keys evicts (and refuses) for the commands it runs.
         let denyoom = !c.master && spec.is_some_and(|s| s.has(DENYOOM));
         if let Err(e) = tw.memory_check(denyoom) {
-            if let Some(st) = tw.shard.cmd_stats.get_mut(c.id) {
+            if let Some(st) = tw.eng.shard.cmd_stats.get_mut(c.id) {
                 st.rejected += 1;
             }
             let e = e.to_string();
-            commands::count_error(&mut tw.shard, &e);
+            commands::count_error(&mut tw.eng.shard, &e);
             Reply::Error(e).encode(resp, &mut buf);
             marks.push((c.seq, buf.len()));
             continue;
         }
-        tw.shard.no_touch = c.no_touch;
+        tw.eng.shard.no_touch = c.no_touch;
         if c.master {
-            tw.shard.db_mut(c.db).master_view = true;
+            tw.eng.shard.db_mut(c.db).master_view = true;
         }
-        if let Some(t) = tw.shard.tracking.as_mut() {
+        if let Some(t) = tw.eng.shard.tracking.as_mut() {
             t.writer = client;
         }
         let reply = match spec.map(|s| s.exec) {
-            Some(Exec::Key(f)) => commands::run_key(&mut tw.shard, c.id, f, c.db, resp, argv, None),
+            Some(Exec::Key(f)) => {
+                commands::run_key(&mut tw.eng.shard, c.id, f, c.db, resp, argv, None)
+            }
             Some(Exec::Multi(m)) => {
-                commands::run_key(&mut tw.shard, c.id, m.sub, c.db, resp, argv, None)
+                commands::run_key(&mut tw.eng.shard, c.id, m.sub, c.db, resp, argv, None)
             }
             Some(Exec::Script(f)) => crate::scripting::host::run(
                 tw,
@@ -3175,24 +3180,24 @@ fn exec_batch(tw: &mut Worker, origin: usize, token: u64, client: u64, resp: u8,
             ),
             _ => Reply::error("ERR internal routing error"),
         };
-        tw.shard.no_touch = false;
+        tw.eng.shard.no_touch = false;
         if c.master {
-            tw.shard.db_mut(c.db).master_view = false;
+            tw.eng.shard.db_mut(c.db).master_view = false;
         }
-        if let Some(t) = tw.shard.tracking.as_mut() {
+        if let Some(t) = tw.eng.shard.tracking.as_mut() {
             t.writer = 0;
         }
-        if tw.shard.blocked.has_ready() {
+        if tw.eng.shard.blocked.has_ready() {
             coord::block::serve_ready(tw);
         }
         reply.encode(resp, &mut buf);
         marks.push((c.seq, buf.len()));
     }
     let buf = Bytes::from(buf);
-    let remote = tw.id != origin;
+    let remote = tw.eng.id != origin;
     // Slow commands are logged where their client lives (its address and name).
-    let slow =
-        (!tw.shard.slow.pending.is_empty()).then(|| std::mem::take(&mut tw.shard.slow.pending));
+    let slow = (!tw.eng.shard.slow.pending.is_empty())
+        .then(|| std::mem::take(&mut tw.eng.shard.slow.pending));
     tw.post(
         origin,
         Msg::Control(Box::new(move |ow: &mut Worker| {
