@@ -12,10 +12,10 @@ use super::args::{arg, int, is};
 use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
 use crate::coord::multi::{gather_noting, Noting, WriteFn};
+use crate::engine::Engine;
 use crate::error::{self, CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
-use crate::server::worker::Worker;
 use crate::shard::db::Db;
 use crate::shard::route::shard_of;
 use crate::types::bitmap::{self as bm, Overflow};
@@ -271,16 +271,16 @@ fn bitop_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let ticket = ctx.defer();
     let srcs: Vec<Bytes> = argv.iter().skip(3).cloned().collect();
     gather_noting(
-        ctx.w,
+        &mut ctx.w.eng,
         Some(Noting {
             db,
             argv: argv.to_vec(),
         }),
         srcs,
         vec![dst_owner],
-        move |w: &mut Worker, k: &Bytes| {
-            let now = w.eng.shard.now_ms;
-            w.eng.shard.db_mut(db).get_str(k, now)
+        move |w: &mut Engine, k: &Bytes| {
+            let now = w.shard.now_ms;
+            w.shard.db_mut(db).get_str(k, now)
         },
         move |read| {
             let res = match bitop_compute(op, &read) {
@@ -288,10 +288,10 @@ fn bitop_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                 Err(e) => return (e.into_reply(), Vec::new()),
             };
             let reply = Reply::Int(res.len() as i64);
-            let write: WriteFn = Box::new(move |tw: &mut Worker| {
-                tw.eng.shard.touch(db, &dst);
-                let now = tw.eng.shard.now_ms;
-                bitop_store(tw.eng.shard.db_mut(db), &dst, &res, now);
+            let write: WriteFn = Box::new(move |tw: &mut Engine| {
+                tw.shard.touch(db, &dst);
+                let now = tw.shard.now_ms;
+                bitop_store(tw.shard.db_mut(db), &dst, &res, now);
             });
             (reply, vec![(dst_owner, write)])
         },

@@ -6,7 +6,6 @@
 use bytes::Bytes;
 
 use super::args::{arg, is, text};
-use super::keys::all_shards;
 use super::ConnCtx;
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
@@ -66,9 +65,9 @@ pub fn unpause(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     crate::server::pause::stop();
     let me = ctx.w.eng.id;
     for s in (0..ctx.w.eng.nshards).filter(|&s| s != me) {
-        ctx.w.post(
+        ctx.w.eng.post(
             s,
-            crate::server::worker::Msg::Control(Box::new(|tw: &mut Worker| tw.refresh_pause())),
+            crate::server::worker::front(|tw: &mut Worker| tw.refresh_pause()),
         );
     }
     ctx.w.refresh_pause();
@@ -143,8 +142,7 @@ pub fn tracking(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     }
     let ticket = ctx.defer();
     let conn = ctx.conn;
-    all_shards(
-        ctx.w,
+    ctx.w.on_all_fronts_then(
         move |tw: &mut Worker| {
             tw.conns
                 .iter()
@@ -160,7 +158,7 @@ pub fn tracking(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
                 },
                 None => not_found().into_reply(),
             };
-            w.complete(ticket, reply);
+            w.eng.complete(ticket, reply);
         },
     );
     Ok(Reply::Ok)

@@ -5,7 +5,6 @@
 use bytes::Bytes;
 
 use super::args::{arg, is, text};
-use super::keys::all_shards;
 use super::table::{CommandSpec, Exec, KeySpec, FAST, LOADING, NOAUTH, NOSCRIPT, STALE};
 use super::ConnCtx;
 use crate::error::{self, CmdError, CmdResult};
@@ -553,8 +552,7 @@ fn client_list(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         return Err(CmdError::Syntax);
     }
     let ticket = ctx.defer();
-    all_shards(
-        ctx.w,
+    ctx.w.on_all_fronts(
         move |tw: &mut Worker| {
             tw.conns
                 .iter()
@@ -584,15 +582,14 @@ fn client_unblock(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         None => false,
     };
     let ticket = ctx.defer();
-    all_shards(
-        ctx.w,
+    ctx.w.on_all_fronts(
         move |tw: &mut Worker| {
             let wid = tw
                 .conns
                 .iter()
                 .find(|(_, c)| c.client.id as i64 == id)
                 .and_then(|(_, c)| c.waiting);
-            wid.is_some_and(|wid| crate::coord::block::unblock(tw, wid, error))
+            wid.is_some_and(|wid| crate::coord::block::unblock(&mut tw.eng, wid, error))
         },
         move |w, found: Vec<bool>| {
             let n = found.iter().filter(|f| **f).count();
@@ -651,8 +648,7 @@ fn client_kill(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         }
     }
     let ticket = ctx.defer();
-    all_shards(
-        ctx.w,
+    ctx.w.on_all_fronts(
         move |tw: &mut Worker| {
             let victims: Vec<(usize, u64)> = tw
                 .conns

@@ -19,10 +19,10 @@ use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, READONLY, WRITE};
 use super::zsets::store_zset;
 use super::{ConnCtx, KeyCtx};
 use crate::coord::multi::{gather_noting, Noting, WriteFn};
+use crate::engine::Engine;
 use crate::error::{self as e, CmdError, CmdResult};
 use crate::protocol::reply::Reply;
 use crate::protocol::{parse_f64, parse_i64};
-use crate::server::worker::Worker;
 use crate::shard::db::Db;
 use crate::shard::route::shard_of;
 use crate::types::geohash::{self, Shape, ShapeKind};
@@ -737,16 +737,16 @@ fn search_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let ticket = ctx.defer();
     let locked = extra.clone();
     gather_noting(
-        ctx.w,
+        &mut ctx.w.eng,
         Some(Noting {
             db,
             argv: argv.to_vec(),
         }),
         vec![src],
         extra,
-        move |w: &mut Worker, _k: &Bytes| -> Result<Outcome, CmdError> {
-            let now = w.eng.shard.now_ms;
-            run_search(w.eng.shard.db_mut(db), now, &argv, resp)
+        move |w: &mut Engine, _k: &Bytes| -> Result<Outcome, CmdError> {
+            let now = w.shard.now_ms;
+            run_search(w.shard.db_mut(db), now, &argv, resp)
         },
         move |read| match read.into_iter().next() {
             None => (Reply::Array(Vec::new()), Vec::new()),
@@ -759,10 +759,10 @@ fn search_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                 }
                 let z = ZSet::from_pairs(items);
                 let reply = Reply::Int(z.len() as i64);
-                let write: WriteFn = Box::new(move |tw: &mut Worker| {
-                    tw.eng.shard.touch(db, &dst);
-                    let now = tw.eng.shard.now_ms;
-                    store_zset(tw.eng.shard.db_mut(db), &dst, z, now);
+                let write: WriteFn = Box::new(move |tw: &mut Engine| {
+                    tw.shard.touch(db, &dst);
+                    let now = tw.shard.now_ms;
+                    store_zset(tw.shard.db_mut(db), &dst, z, now);
                 });
                 (reply, vec![(owner, write)])
             }

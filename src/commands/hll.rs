@@ -14,9 +14,9 @@ use super::table::{
 };
 use super::{ConnCtx, KeyCtx};
 use crate::coord::multi::{gather, gather_noting, Noting, WriteFn};
+use crate::engine::Engine;
 use crate::error::{self, CmdError, CmdResult};
 use crate::protocol::reply::Reply;
-use crate::server::worker::Worker;
 use crate::shard::db::Db;
 use crate::shard::route::shard_of;
 use crate::shard::value::StrEnc;
@@ -211,10 +211,10 @@ fn pfcount(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 /// the value is dense (None: no such key).
 type Regs = Result<Option<(Vec<u8>, bool)>, CmdError>;
 
-fn read_regs(w: &mut Worker, db: usize, key: &[u8]) -> Regs {
-    let now = w.eng.shard.now_ms;
+fn read_regs(w: &mut Engine, db: usize, key: &[u8]) -> Regs {
+    let now = w.shard.now_ms;
     let mut max = vec![0u8; hll::REGISTERS];
-    let dense = merge_key(w.eng.shard.db_mut(db), key, now, &mut max)?;
+    let dense = merge_key(w.shard.db_mut(db), key, now, &mut max)?;
     Ok(dense.map(|d| (max, d)))
 }
 
@@ -239,10 +239,10 @@ fn pfcount_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let ticket = ctx.defer();
     let keys: Vec<Bytes> = argv.iter().skip(1).cloned().collect();
     gather(
-        ctx.w,
+        &mut ctx.w.eng,
         keys,
         Vec::new(),
-        move |w: &mut Worker, k: &Bytes| read_regs(w, db, k),
+        move |w: &mut Engine, k: &Bytes| read_regs(w, db, k),
         move |read| {
             let reply = match union(read) {
                 Ok((max, _)) => Reply::Int(hll::count_raw(&max) as i64),
@@ -300,23 +300,23 @@ fn pfmerge_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let ticket = ctx.defer();
     let keys: Vec<Bytes> = argv.iter().skip(1).cloned().collect();
     gather_noting(
-        ctx.w,
+        &mut ctx.w.eng,
         Some(Noting {
             db,
             argv: argv.to_vec(),
         }),
         keys,
         vec![dst_owner],
-        move |w: &mut Worker, k: &Bytes| read_regs(w, db, k),
+        move |w: &mut Engine, k: &Bytes| read_regs(w, db, k),
         move |read| {
             let (max, dense) = match union(read) {
                 Ok(u) => u,
                 Err(e) => return (e.into_reply(), Vec::new()),
             };
-            let write: WriteFn = Box::new(move |tw: &mut Worker| {
-                tw.eng.shard.touch(db, &dst);
-                let now = tw.eng.shard.now_ms;
-                let _ = merge_store(tw.eng.shard.db_mut(db), &dst, &max, dense, now);
+            let write: WriteFn = Box::new(move |tw: &mut Engine| {
+                tw.shard.touch(db, &dst);
+                let now = tw.shard.now_ms;
+                let _ = merge_store(tw.shard.db_mut(db), &dst, &max, dense, now);
             });
             (Reply::Ok, vec![(dst_owner, write)])
         },

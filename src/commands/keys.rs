@@ -8,11 +8,12 @@ use super::args::{arg, glob_match, int, is, text};
 use super::table::{CommandSpec, Exec, KeySpec, Merge, MultiSpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
 use crate::coord::multi::{move_key, MoveCheck};
+use crate::engine::Engine;
+use crate::engine::ShardFn;
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
 use crate::runtime::alloc;
-use crate::server::worker::{ShardFn, Worker};
 use crate::shard::evict::lfu_decayed;
 
 const G: &str = "generic";
@@ -368,7 +369,7 @@ fn rename_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let db = ctx.client().db;
     let ticket = ctx.defer();
     move_key(
-        ctx.w,
+        &mut ctx.w.eng,
         src,
         db,
         false,
@@ -379,7 +380,7 @@ fn rename_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
             (Some(_), true) => (Reply::Int(0), None),
             (Some(_), false) => (if nx { Reply::Int(1) } else { Reply::Ok }, Some(true)),
         },
-        move |w: &mut Worker, r| w.complete(ticket, r),
+        move |w: &mut Engine, r| w.complete(ticket, r),
     );
     Ok(Reply::Ok)
 }
@@ -564,7 +565,7 @@ fn copy_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let dst = Bytes::copy_from_slice(arg(&argv, 2)?);
     let ticket = ctx.defer();
     move_key(
-        ctx.w,
+        &mut ctx.w.eng,
         src,
         cur,
         true,
@@ -575,16 +576,16 @@ fn copy_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
             (Some(_), true) => (Reply::Int(0), None),
             (Some(_), false) => (Reply::Int(1), Some(false)),
         },
-        move |w: &mut Worker, r| w.complete(ticket, r),
+        move |w: &mut Engine, r| w.complete(ticket, r),
     );
     Ok(Reply::Ok)
 }
 
 /// Runs `f` on every shard (respecting locks) and hands the results to `done` here.
 pub fn all_shards<T: Send + 'static>(
-    w: &mut Worker,
-    f: impl Fn(&mut Worker) -> T + Send + Clone + 'static,
-    done: impl FnOnce(&mut Worker, Vec<T>) + 'static,
+    w: &mut Engine,
+    f: impl Fn(&mut Engine) -> T + Send + Clone + 'static,
+    done: impl FnOnce(&mut Engine, Vec<T>) + 'static,
 ) {
     w.on_all_shards(f, true, done);
 }
@@ -594,11 +595,11 @@ fn keys(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let db = ctx.client().db;
     let ticket = ctx.defer();
     all_shards(
-        ctx.w,
+        &mut ctx.w.eng,
         move |tw| {
-            let now = tw.eng.shard.now_ms;
+            let now = tw.shard.now_ms;
             let all = pattern.as_ref() == b"*";
-            let Some(d) = tw.eng.shard.dbs.get(db) else {
+            let Some(d) = tw.shard.dbs.get(db) else {
                 return Vec::new();
             };
             let mut out = Vec::new();
@@ -623,13 +624,13 @@ fn randomkey(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     let db = ctx.client().db;
     let ticket = ctx.defer();
     all_shards(
-        ctx.w,
+        &mut ctx.w.eng,
         move |tw| {
-            let now = tw.eng.shard.now_ms;
+            let now = tw.shard.now_ms;
             // A few tries to skip keys that are logically expired.
             for _ in 0..16 {
-                let seed = tw.eng.shard.next_rand();
-                let Some(d) = tw.eng.shard.dbs.get_mut(db) else {
+                let seed = tw.shard.next_rand();
+                let Some(d) = tw.shard.dbs.get_mut(db) else {
                     return (0, None);
                 };
                 let len = d.len();
@@ -649,7 +650,7 @@ fn randomkey(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
             let mut reply = Reply::Null;
             if total > 0 {
                 // Pick a shard with probability proportional to its size.
-                let mut r = (w.eng.shard.next_rand() as usize) % total;
+                let mut r = (w.shard.next_rand() as usize) % total;
                 for (n, k) in parts {
                     if r < n {
                         reply = Reply::bulk_opt(k);
@@ -729,8 +730,8 @@ fn scan(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let db = ctx.client().db;
     let ticket = ctx.defer();
     let job: ShardFn<(Vec<Bytes>, u64)> = Box::new(move |tw| {
-        let now = tw.eng.shard.now_ms;
-        let Some(d) = tw.eng.shard.dbs.get(db) else {
+        let now = tw.shard.now_ms;
+        let Some(d) = tw.shard.dbs.get(db) else {
             return (Vec::new(), 0);
         };
         let mut found = Vec::new();
@@ -760,23 +761,25 @@ fn scan(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         }
         (found, c)
     });
-    ctx.w.fan_out(vec![(shard, job)], true, move |w, mut res| {
-        let (keys, next) = res.pop().unwrap_or_default();
-        let next_cursor = if next != 0 {
-            (next << SHARD_BITS) | shard as u64
-        } else if shard + 1 < nshards {
-            (shard + 1) as u64
-        } else {
-            0
-        };
-        w.complete(
-            ticket,
-            Reply::Array(vec![
-                Reply::bulk(next_cursor.to_string()),
-                Reply::Array(keys.into_iter().map(Reply::Bulk).collect()),
-            ]),
-        );
-    });
+    ctx.w
+        .eng
+        .fan_out(vec![(shard, job)], true, move |w, mut res| {
+            let (keys, next) = res.pop().unwrap_or_default();
+            let next_cursor = if next != 0 {
+                (next << SHARD_BITS) | shard as u64
+            } else if shard + 1 < nshards {
+                (shard + 1) as u64
+            } else {
+                0
+            };
+            w.complete(
+                ticket,
+                Reply::Array(vec![
+                    Reply::bulk(next_cursor.to_string()),
+                    Reply::Array(keys.into_iter().map(Reply::Bulk).collect()),
+                ]),
+            );
+        });
     Ok(Reply::Ok)
 }
 

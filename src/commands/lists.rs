@@ -11,10 +11,10 @@ use super::args::{arg, int, is, owned};
 use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
 use crate::coord::multi::{gather_noting, Noting, WriteFn};
+use crate::engine::Engine;
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
-use crate::server::worker::Worker;
 use crate::shard::route::shard_of;
 use crate::types::list::{End, LposOpts};
 
@@ -344,16 +344,16 @@ fn move_cross(ctx: &mut ConnCtx, argv: &[Bytes], from: End, to: End) -> CmdResul
     let ticket = ctx.defer();
     let src_r = src.clone();
     gather_noting(
-        ctx.w,
+        &mut ctx.w.eng,
         Some(Noting {
             db,
             argv: argv.to_vec(),
         }),
         vec![src.clone(), dst.clone()],
         Vec::new(),
-        move |w: &mut Worker, k: &Bytes| -> Result<Option<Bytes>, CmdError> {
-            let now = w.eng.shard.now_ms;
-            let l = w.eng.shard.db_mut(db).get_list_mut(k, now)?;
+        move |w: &mut Engine, k: &Bytes| -> Result<Option<Bytes>, CmdError> {
+            let now = w.shard.now_ms;
+            let l = w.shard.db_mut(db).get_list_mut(k, now)?;
             Ok(if *k == src_r {
                 l.and_then(|l| peek(l, from))
             } else {
@@ -373,10 +373,10 @@ fn move_cross(ctx: &mut ConnCtx, argv: &[Bytes], from: End, to: End) -> CmdResul
             let writes: Vec<(usize, WriteFn)> = vec![
                 (
                     shard_of(&src, n),
-                    Box::new(move |tw: &mut Worker| {
-                        tw.eng.shard.touch(db, &s1);
-                        let now = tw.eng.shard.now_ms;
-                        let d = tw.eng.shard.db_mut(db);
+                    Box::new(move |tw: &mut Engine| {
+                        tw.shard.touch(db, &s1);
+                        let now = tw.shard.now_ms;
+                        let d = tw.shard.db_mut(db);
                         if let Ok(Some(l)) = d.get_list_mut(&s1, now) {
                             l.pop(from);
                         }
@@ -385,10 +385,10 @@ fn move_cross(ctx: &mut ConnCtx, argv: &[Bytes], from: End, to: End) -> CmdResul
                 ),
                 (
                     shard_of(&dst, n),
-                    Box::new(move |tw: &mut Worker| {
-                        tw.eng.shard.touch(db, &d1);
-                        let now = tw.eng.shard.now_ms;
-                        if let Ok(l) = tw.eng.shard.db_mut(db).list_or_create(&d1, now) {
+                    Box::new(move |tw: &mut Engine| {
+                        tw.shard.touch(db, &d1);
+                        let now = tw.shard.now_ms;
+                        if let Ok(l) = tw.shard.db_mut(db).list_or_create(&d1, now) {
                             l.push(to, v1);
                         }
                     }),

@@ -37,10 +37,11 @@ use crate::runtime::clock;
 
 use bytes::Bytes;
 
+use crate::engine::Ticket;
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::reply::Reply;
 use crate::server::connection::ClientInfo;
-use crate::server::worker::{Ticket, Worker};
+use crate::server::worker::Worker;
 use crate::shard::db::Db;
 use crate::shard::route::shard_of;
 use crate::shard::Shard;

@@ -8,10 +8,11 @@ use hdrhistogram::Histogram;
 
 use super::table::{table, CommandSpec, Exec, KeySpec, ADMIN, LOADING, NOSCRIPT, STALE};
 use super::ConnCtx;
+use crate::engine::Engine;
+use crate::engine::ShardFn;
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
-use crate::server::worker::{ShardFn, Worker};
 use crate::shard::latency::{self, Series};
 use crate::shard::slowlog::Entry;
 
@@ -47,10 +48,10 @@ pub const COMMANDS: &[CommandSpec] = &[
 /// its log before logging the command that reads it).
 fn every_shard<T: Send + 'static>(
     ctx: &mut ConnCtx,
-    f: impl Fn(&mut Worker) -> T + Send + Clone + 'static,
-    done: impl FnOnce(&mut Worker, Vec<T>) -> Reply + 'static,
+    f: impl Fn(&mut Engine) -> T + Send + Clone + 'static,
+    done: impl FnOnce(&mut Engine, Vec<T>) -> Reply + 'static,
 ) -> CmdResult {
-    let mine = f(ctx.w);
+    let mine = f(&mut ctx.w.eng);
     let me = ctx.w.eng.id;
     let ticket = ctx.defer();
     let jobs: Vec<(usize, ShardFn<T>)> = (0..ctx.w.eng.nshards)
@@ -61,7 +62,7 @@ fn every_shard<T: Send + 'static>(
             (s, job)
         })
         .collect();
-    ctx.w.fan_out(jobs, true, move |w, mut v: Vec<T>| {
+    ctx.w.eng.fan_out(jobs, true, move |w, mut v: Vec<T>| {
         v.push(mine);
         let r = done(w, v);
         w.complete(ticket, r);
@@ -107,8 +108,7 @@ fn slowlog(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             every_shard(
                 ctx,
                 move |tw| {
-                    tw.eng
-                        .shard
+                    tw.shard
                         .slow
                         .entries
                         .iter()
@@ -126,14 +126,10 @@ fn slowlog(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         }
         "len" => every_shard(
             ctx,
-            |tw| tw.eng.shard.slow.entries.len(),
+            |tw| tw.shard.slow.entries.len(),
             move |_, parts| Reply::Int(parts.iter().sum::<usize>().min(max_len) as i64),
         ),
-        "reset" => every_shard(
-            ctx,
-            |tw| tw.eng.shard.slow.entries.clear(),
-            |_, _| Reply::Ok,
-        ),
+        "reset" => every_shard(ctx, |tw| tw.shard.slow.entries.clear(), |_, _| Reply::Ok),
         _ => Ok(Reply::help(SLOWLOG_HELP)),
     }
 }
@@ -191,9 +187,8 @@ fn merge_events(parts: Vec<Vec<(&'static str, Series)>>) -> Vec<(&'static str, S
     all
 }
 
-fn events_of(tw: &mut Worker) -> Vec<(&'static str, Series)> {
-    tw.eng
-        .shard
+fn events_of(tw: &mut Engine) -> Vec<(&'static str, Series)> {
+    tw.shard
         .lat
         .events
         .iter()
@@ -257,7 +252,7 @@ fn latency_cmd(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             every_shard(
                 ctx,
                 move |tw| {
-                    let ev = &mut tw.eng.shard.lat.events;
+                    let ev = &mut tw.shard.lat.events;
                     let gone: Vec<&'static str> = ev
                         .keys()
                         .copied()
@@ -307,7 +302,7 @@ fn latency_cmd(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             let all = argv.len() == 2;
             every_shard(
                 ctx,
-                |tw| tw.eng.shard.lat.histograms(),
+                |tw| tw.shard.lat.histograms(),
                 move |_, parts| {
                     let mut merged: Vec<(usize, Histogram<u64>)> = Vec::new();
                     for p in parts {
@@ -420,8 +415,9 @@ pub(super) fn memory(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     }
     let ticket = ctx.defer();
     let argv = argv.to_vec();
-    let job: ShardFn<Reply> = Box::new(move |tw: &mut Worker| run(&mut tw.eng.shard, &argv));
+    let job: ShardFn<Reply> = Box::new(move |tw: &mut Engine| run(&mut tw.shard, &argv));
     ctx.w
+        .eng
         .fan_out(vec![(owner, job)], true, move |w, mut v: Vec<Reply>| {
             w.complete(ticket, v.pop().unwrap_or(Reply::Null))
         });
@@ -444,7 +440,7 @@ fn dict_overhead(n: u64) -> u64 {
 /// is no replication backlog, AOF buffer or cluster link memory to count (0).
 fn memory_stats(ctx: &mut ConnCtx) -> CmdResult {
     let ticket = ctx.defer();
-    super::keys::all_shards(ctx.w, super::server::gather, move |w, parts| {
+    ctx.w.on_all_fronts(super::server::gather, move |w, parts| {
         let s = parts
             .into_iter()
             .fold(super::server::ShardInfo::default(), super::server::merge);
@@ -612,9 +608,9 @@ fn debug_object(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let db = ctx.client().db;
     let owner = crate::shard::route::shard_of(&key, ctx.w.eng.nshards);
     let ticket = ctx.defer();
-    let job: ShardFn<Reply> =
-        Box::new(move |tw: &mut Worker| object_line(&mut tw.eng.shard, db, &key));
+    let job: ShardFn<Reply> = Box::new(move |tw: &mut Engine| object_line(&mut tw.shard, db, &key));
     ctx.w
+        .eng
         .fan_out(vec![(owner, job)], true, move |w, mut v: Vec<Reply>| {
             w.complete(ticket, v.pop().unwrap_or(Reply::Null))
         });

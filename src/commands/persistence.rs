@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use super::table::{CommandSpec, Exec, KeySpec, ADMIN, FAST, LOADING, NOSCRIPT, NO_MULTI, STALE};
 use super::ConnCtx;
+use crate::engine::Engine;
 use crate::error::{CmdError, CmdResult};
 use crate::persist::save;
 use crate::protocol::reply::Reply;
@@ -40,9 +41,9 @@ pub fn begin_save(ctx: &mut ConnCtx) -> Result<(), CmdError> {
 fn save(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     begin_save(ctx)?;
     let ticket = ctx.defer();
-    save::snapshot(ctx.w, false, move |w, parts, _| {
-        let res = save::save_parts(&w.eng.shared, &parts, false);
-        w.eng.shared.persist.saving.store(false, Ordering::SeqCst);
+    save::snapshot(&mut ctx.w.eng, false, move |w, parts, _| {
+        let res = save::save_parts(&w.shared, &parts, false);
+        w.shared.persist.saving.store(false, Ordering::SeqCst);
         // Redis answers a failed SAVE with a bare `-ERR` (the reason is in the log).
         let reply = match res {
             Ok(()) => Reply::Ok,
@@ -63,7 +64,7 @@ fn bgsave(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         _ => return Err(CmdError::Syntax),
     }
     let ticket = ctx.defer();
-    let begun = save::bgsave(ctx.w, move |w, res| {
+    let begun = save::bgsave(&mut ctx.w.eng, move |w, res| {
         let reply = match res {
             Ok(()) => Reply::Status("Background saving started".into()),
             Err(e) => Reply::Error(format!("ERR {e}")),
@@ -71,7 +72,7 @@ fn bgsave(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         w.complete(ticket, reply);
     });
     if let Err(e) = begun {
-        ctx.w.complete(ticket, Reply::Error(format!("ERR {e}")));
+        ctx.w.eng.complete(ticket, Reply::Error(format!("ERR {e}")));
     }
     Ok(Reply::Ok)
 }
@@ -90,7 +91,7 @@ fn bgrewriteaof(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
         ));
     }
     let ticket = ctx.defer();
-    rewrite_aof(ctx.w, false, move |w, r| {
+    rewrite_aof(&mut ctx.w.eng, false, move |w, r| {
         let reply = match r {
             Ok(()) => Reply::Status("Background append only file rewriting started".into()),
             Err(e) => Reply::Error(format!("ERR {e}")),
@@ -105,13 +106,12 @@ fn bgrewriteaof(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
 /// new manifest. With `enabling` (CONFIG SET appendonly yes) the shards open their first
 /// logs instead. `started` gets the outcome once the point in time is taken.
 pub fn rewrite_aof(
-    w: &mut crate::server::worker::Worker,
+    w: &mut Engine,
     enabling: bool,
-    started: impl FnOnce(&mut crate::server::worker::Worker, Result<(), String>) + Send + 'static,
+    started: impl FnOnce(&mut Engine, Result<(), String>) + Send + 'static,
 ) {
     use crate::persist::aof;
-    use crate::server::worker::Worker;
-    let shared = w.eng.shared.clone();
+    let shared = w.shared.clone();
     if shared.aof.rewriting.swap(true, Ordering::SeqCst) {
         started(
             w,
@@ -142,21 +142,21 @@ pub fn rewrite_aof(
     }
     // At the snapshot's moment, under the all-shard lock, every shard switches to its next
     // log; the shards then serialise the base while serving (`save::stepped`).
-    let at_moment: save::AtMoment = std::sync::Arc::new(move |tw: &mut Worker| {
-        let cfg = tw.eng.shared.cfg.clone();
-        let r = match tw.eng.aof.as_mut() {
-            Some(a) => a.switch(&cfg, &mut tw.eng.shard, seq),
+    let at_moment: save::AtMoment = std::sync::Arc::new(move |tw: &mut Engine| {
+        let cfg = tw.shared.cfg.clone();
+        let r = match tw.aof.as_mut() {
+            Some(a) => a.switch(&cfg, &mut tw.shard, seq),
             None if enabling => {
                 crate::shard::journal::enable(
-                    &mut tw.eng.shard,
+                    &mut tw.shard,
                     crate::shard::journal::DEFAULT_BACKLOG,
                 );
-                let from = tw.eng.shard.journal.as_ref().map_or(1, |j| j.next());
-                aof::Writer::open(&cfg, tw.eng.shared.aof.clone(), tw.eng.id, seq, from).map(|wr| {
-                    if let Some(j) = tw.eng.shard.journal.as_mut() {
+                let from = tw.shard.journal.as_ref().map_or(1, |j| j.next());
+                aof::Writer::open(&cfg, tw.shared.aof.clone(), tw.id, seq, from).map(|wr| {
+                    if let Some(j) = tw.shard.journal.as_mut() {
                         j.pin = Some(from);
                     }
-                    tw.eng.aof = Some(wr);
+                    tw.aof = Some(wr);
                 })
             }
             None => Ok(()),
@@ -168,8 +168,8 @@ pub fn rewrite_aof(
     save::stepped(
         w,
         Some(at_moment),
-        move |w: &mut Worker, res: Vec<Result<u64, String>>| {
-            let shared = w.eng.shared.clone();
+        move |w: &mut Engine, res: Vec<Result<u64, String>>| {
+            let shared = w.shared.clone();
             if let Some(Err(e)) = res.into_iter().find(|r| r.is_err()) {
                 crate::log::warning(&format!("Can't rewrite the append only file: {e}"));
                 failed.store(true, Ordering::SeqCst);
@@ -185,11 +185,11 @@ pub fn rewrite_aof(
             crate::log::notice("Background append only file rewriting started");
             started(w, Ok(()));
         },
-        move |w: &mut Worker, parts, _| {
+        move |w: &mut Engine, parts, _| {
             if failed2.load(Ordering::SeqCst) {
                 return;
             }
-            let shared = w.eng.shared.clone();
+            let shared = w.shared.clone();
             let checksum = shared.tun.rdbchecksum.load(Ordering::Relaxed);
             let _ = std::thread::Builder::new()
                 .name("aof-rewrite".into())
@@ -215,16 +215,16 @@ pub fn rewrite_aof(
 }
 
 /// CONFIG SET appendonly no: every shard stops appending (the files stay as they are).
-pub fn stop_aof(w: &mut crate::server::worker::Worker) {
-    use crate::server::worker::{ShardFn, Worker};
-    w.eng.shared.aof.enabled.store(false, Ordering::SeqCst);
-    let jobs = (0..w.eng.nshards)
+pub fn stop_aof(w: &mut Engine) {
+    use crate::engine::ShardFn;
+    w.shared.aof.enabled.store(false, Ordering::SeqCst);
+    let jobs = (0..w.nshards)
         .map(|s| {
-            let job: ShardFn<()> = Box::new(move |tw: &mut Worker| {
-                if let Some(mut a) = tw.eng.aof.take() {
-                    a.write_pass(&mut tw.eng.shard, true);
+            let job: ShardFn<()> = Box::new(move |tw: &mut Engine| {
+                if let Some(mut a) = tw.aof.take() {
+                    a.write_pass(&mut tw.shard, true);
                 }
-                if let Some(j) = tw.eng.shard.journal.as_mut() {
+                if let Some(j) = tw.shard.journal.as_mut() {
                     j.pin = None;
                 }
             });

@@ -13,11 +13,12 @@ use super::table::{
     STALE,
 };
 use super::ConnCtx;
+use crate::engine::Engine;
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::reply::Reply;
 use crate::server::connection::Conn;
 use crate::server::pubsub;
-use crate::server::worker::{ShardFn, Worker};
+use crate::server::worker::{FrontFn, Worker};
 
 const G: &str = "pubsub";
 const SUB_FLAGS: u32 = PUBSUB_FLAG | NOSCRIPT | LOADING | STALE;
@@ -212,16 +213,16 @@ fn spublish(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     }
     let ticket = ctx.reply_later();
     let me = ctx.w.eng.id;
-    let jobs: Vec<(usize, ShardFn<usize>)> = (0..ctx.w.eng.nshards)
+    let jobs: Vec<(usize, FrontFn<usize>)> = (0..ctx.w.eng.nshards)
         .filter(|&s| s != me)
         .map(|s| {
             let (channel, msg) = (channel.clone(), msg.clone());
-            let job: ShardFn<usize> =
+            let job: FrontFn<usize> =
                 Box::new(move |tw: &mut Worker| pubsub::spublish(tw, &channel, &msg));
             (s, job)
         })
         .collect();
-    ctx.w.fan_out(jobs, false, move |w, counts: Vec<usize>| {
+    ctx.w.fan_out_fronts(jobs, move |w, counts: Vec<usize>| {
         let n = local + counts.iter().sum::<usize>();
         w.complete(ticket, Reply::Int(n as i64));
     });
@@ -240,16 +241,16 @@ fn publish(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     }
     let ticket = ctx.reply_later();
     let me = ctx.w.eng.id;
-    let jobs: Vec<(usize, ShardFn<usize>)> = (0..ctx.w.eng.nshards)
+    let jobs: Vec<(usize, FrontFn<usize>)> = (0..ctx.w.eng.nshards)
         .filter(|&s| s != me)
         .map(|s| {
             let (channel, msg) = (channel.clone(), msg.clone());
-            let job: ShardFn<usize> =
+            let job: FrontFn<usize> =
                 Box::new(move |tw: &mut Worker| pubsub::publish(tw, &channel, &msg));
             (s, job)
         })
         .collect();
-    ctx.w.fan_out(jobs, false, move |w, counts: Vec<usize>| {
+    ctx.w.fan_out_fronts(jobs, move |w, counts: Vec<usize>| {
         let n = local + counts.iter().sum::<usize>();
         w.complete(ticket, Reply::Int(n as i64));
     });
@@ -261,9 +262,9 @@ fn publish(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 fn gather<T: Send + 'static>(
     w: &mut Worker,
     f: impl Fn(&mut Worker) -> T + Send + Clone + 'static,
-    done: impl FnOnce(&mut Worker, Vec<T>) + 'static,
+    done: impl FnOnce(&mut Engine, Vec<T>) + 'static,
 ) {
-    w.on_all_shards(f, false, done);
+    w.on_all_fronts(f, done);
 }
 
 const PUBSUB_HELP: &[&str] = &[

@@ -19,12 +19,15 @@ use super::table::{
 };
 use super::ConnCtx;
 use crate::coord::multi;
+use crate::engine::Engine;
+use crate::engine::NetStats;
+use crate::engine::ShardFn;
 use crate::error::{CmdError, CmdResult};
 use crate::persist;
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
 use crate::runtime::{alloc, sys};
-use crate::server::worker::{NetStats, ShardFn, Worker};
+use crate::server::worker::Worker;
 use crate::shard::CmdStat;
 
 const SV: &str = "server";
@@ -75,8 +78,8 @@ fn dbsize(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     let db = ctx.client().db;
     let ticket = ctx.defer();
     all_shards(
-        ctx.w,
-        move |tw: &mut Worker| tw.eng.shard.dbs.get(db).map_or(0, |d| d.len()),
+        &mut ctx.w.eng,
+        move |tw: &mut Engine| tw.shard.dbs.get(db).map_or(0, |d| d.len()),
         move |w, counts: Vec<usize>| {
             w.complete(ticket, Reply::Int(counts.iter().sum::<usize>() as i64))
         },
@@ -100,17 +103,17 @@ fn flushdb(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let db = ctx.client().db;
     let ticket = ctx.defer();
     every_shard_locked(
-        ctx.w,
-        move |tw: &mut Worker| {
-            super::multi::before_flush(&mut tw.eng.shard, db);
-            if let Some(d) = tw.eng.shard.dbs.get_mut(db) {
+        &mut ctx.w.eng,
+        move |tw: &mut Engine| {
+            super::multi::before_flush(&mut tw.shard, db);
+            if let Some(d) = tw.shard.dbs.get_mut(db) {
                 if lazy {
                     d.clear_async();
                 } else {
                     d.clear();
                 }
             }
-            crate::shard::journal::record(&mut tw.eng.shard, db, &[b"FLUSHDB"]);
+            crate::shard::journal::record(&mut tw.shard, db, &[b"FLUSHDB"]);
         },
         move |w| w.complete(ticket, Reply::Ok),
     );
@@ -121,17 +124,17 @@ fn flushall(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let lazy = flush_mode(argv)?;
     let ticket = ctx.defer();
     every_shard_locked(
-        ctx.w,
-        move |tw: &mut Worker| {
-            for db in 0..tw.eng.shard.dbs.len() {
-                super::multi::before_flush(&mut tw.eng.shard, db);
+        &mut ctx.w.eng,
+        move |tw: &mut Engine| {
+            for db in 0..tw.shard.dbs.len() {
+                super::multi::before_flush(&mut tw.shard, db);
             }
             if lazy {
-                tw.eng.shard.dbs.iter_mut().for_each(|d| d.clear_async())
+                tw.shard.dbs.iter_mut().for_each(|d| d.clear_async())
             } else {
-                tw.eng.shard.dbs.iter_mut().for_each(|d| d.clear())
+                tw.shard.dbs.iter_mut().for_each(|d| d.clear())
             }
-            crate::shard::journal::record(&mut tw.eng.shard, 0, &[b"FLUSHALL"]);
+            crate::shard::journal::record(&mut tw.shard, 0, &[b"FLUSHALL"]);
         },
         move |w| w.complete(ticket, Reply::Ok),
     );
@@ -141,19 +144,19 @@ fn flushall(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 /// Runs `f` on every shard under one multi-shard lock (FLUSHDB, FLUSHALL, SWAPDB): no client
 /// sees some shards done and others not, and the journal tags every part with one id.
 fn every_shard_locked(
-    w: &mut Worker,
-    f: impl Fn(&mut Worker) + Send + Clone + 'static,
-    done: impl FnOnce(&mut Worker) + Send + 'static,
+    w: &mut Engine,
+    f: impl Fn(&mut Engine) + Send + Clone + 'static,
+    done: impl FnOnce(&mut Engine) + Send + 'static,
 ) {
-    let shards = (0..w.eng.nshards).collect();
+    let shards = (0..w.nshards).collect();
     multi::lock_all(
         w,
         shards,
-        Box::new(move |w: &mut Worker, txid| {
-            let jobs = (0..w.eng.nshards)
+        Box::new(move |w: &mut Engine, txid| {
+            let jobs = (0..w.nshards)
                 .map(|s| {
                     let f = f.clone();
-                    let job: ShardFn<()> = Box::new(move |tw: &mut Worker| {
+                    let job: ShardFn<()> = Box::new(move |tw: &mut Engine| {
                         f(tw);
                         multi::unlock(tw, txid);
                     });
@@ -311,13 +314,13 @@ fn config_set(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         let on = v.eq_ignore_ascii_case("yes");
         let was = ctx.w.eng.shared.aof.enabled.load(Ordering::SeqCst);
         if on && !was {
-            super::persistence::rewrite_aof(ctx.w, true, |_, r| {
+            super::persistence::rewrite_aof(&mut ctx.w.eng, true, |_, r| {
                 if let Err(e) = r {
                     crate::log::warning(&format!("appendonly yes failed: {e}"));
                 }
             });
         } else if !on && was {
-            super::persistence::stop_aof(ctx.w);
+            super::persistence::stop_aof(&mut ctx.w.eng);
         }
     }
     // `save` and `stop-writes-on-bgsave-error` open or close the MISCONF gate at once.
@@ -331,9 +334,9 @@ fn config_set(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 fn config_resetstat(ctx: &mut ConnCtx) -> CmdResult {
     let ticket = ctx.defer();
     all_shards(
-        ctx.w,
-        |tw: &mut Worker| {
-            let s = &mut tw.eng.shard;
+        &mut ctx.w.eng,
+        |tw: &mut Engine| {
+            let s = &mut tw.shard;
             s.cmd_stats.iter_mut().for_each(|c| *c = CmdStat::default());
             s.error_stats.clear();
             s.lat.hist.clear();
@@ -507,7 +510,7 @@ fn shutdown(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         || (!has("nosave") && ctx.w.eng.shared.tun.has_save_rules.load(Ordering::Relaxed));
     let ticket = ctx.defer();
     if !saves {
-        ctx.w.request_shutdown();
+        ctx.w.eng.request_shutdown();
         return Ok(Reply::Ok);
     }
     ctx.w.eng.shutdown_req = Some(persist::cron::ShutdownReq {
@@ -515,7 +518,7 @@ fn shutdown(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         force: has("force"),
         ticket: Some(ticket),
     });
-    persist::cron::shutdown(ctx.w);
+    persist::cron::shutdown(&mut ctx.w.eng);
     Ok(Reply::Ok)
 }
 
@@ -618,15 +621,15 @@ fn debug_journal(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         };
         let ticket = ctx.defer();
         all_shards(
-            ctx.w,
-            move |tw: &mut Worker| {
+            &mut ctx.w.eng,
+            move |tw: &mut Engine| {
                 if on {
-                    journal::enable(&mut tw.eng.shard, cap);
-                    if let Some(j) = tw.eng.shard.journal.as_mut() {
+                    journal::enable(&mut tw.shard, cap);
+                    if let Some(j) = tw.shard.journal.as_mut() {
                         j.set_cap(cap);
                     }
                 } else {
-                    journal::disable(&mut tw.eng.shard);
+                    journal::disable(&mut tw.shard);
                 }
             },
             move |w, _: Vec<()>| w.complete(ticket, Reply::Ok),
@@ -647,9 +650,9 @@ fn debug_journal(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         return Err(CmdError::err("no such shard"));
     }
     let ticket = ctx.defer();
-    let job: ShardFn<Reply> = Box::new(move |tw: &mut Worker| {
-        journal::flush(&mut tw.eng.shard);
-        let Some(j) = tw.eng.shard.journal.as_ref() else {
+    let job: ShardFn<Reply> = Box::new(move |tw: &mut Engine| {
+        journal::flush(&mut tw.shard);
+        let Some(j) = tw.shard.journal.as_ref() else {
             return Reply::Error("ERR the journal is off".into());
         };
         let int = |n: u64| Reply::Int(n as i64);
@@ -678,6 +681,7 @@ fn debug_journal(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         }
     });
     ctx.w
+        .eng
         .fan_out(vec![(shard, job)], false, move |w, mut v: Vec<Reply>| {
             w.complete(ticket, v.pop().unwrap_or(Reply::Null))
         });
@@ -690,11 +694,10 @@ fn debug_digest(ctx: &mut ConnCtx) -> CmdResult {
     use crate::shard::digest;
     let ticket = ctx.defer();
     super::keys::all_shards(
-        ctx.w,
-        |tw: &mut Worker| {
-            let now = tw.eng.shard.now_ms;
-            tw.eng
-                .shard
+        &mut ctx.w.eng,
+        |tw: &mut Engine| {
+            let now = tw.shard.now_ms;
+            tw.shard
                 .dbs
                 .iter()
                 .map(|d| {
@@ -722,17 +725,17 @@ fn debug_digest_value(ctx: &mut ConnCtx, keys: Vec<Bytes>) -> CmdResult {
     let ticket = ctx.defer();
     let n = keys.len();
     super::keys::all_shards(
-        ctx.w,
-        move |tw: &mut Worker| {
-            let now = tw.eng.shard.now_ms;
+        &mut ctx.w.eng,
+        move |tw: &mut Engine| {
+            let now = tw.shard.now_ms;
             let mine: std::collections::HashMap<&[u8], usize> = keys
                 .iter()
                 .enumerate()
-                .filter(|(_, k)| crate::shard::route::shard_of(k, tw.eng.nshards) == tw.eng.id)
+                .filter(|(_, k)| crate::shard::route::shard_of(k, tw.nshards) == tw.id)
                 .map(|(i, k)| (k.as_ref(), i))
                 .collect();
             let mut out = Vec::new();
-            if let Some(d) = tw.eng.shard.dbs.get(db) {
+            if let Some(d) = tw.shard.dbs.get(db) {
                 if !mine.is_empty() {
                     d.for_each_value(now, |k, v, exp| {
                         if let Some(&i) = mine.get(k) {
@@ -766,20 +769,20 @@ fn debug_digest_value(ctx: &mut ConnCtx, keys: Vec<Bytes>) -> CmdResult {
 fn debug_reload(ctx: &mut ConnCtx, nosave: bool) -> CmdResult {
     super::persistence::begin_save(ctx)?;
     let ticket = ctx.defer();
-    persist::save::snapshot(ctx.w, true, move |w, parts, txid| {
+    persist::save::snapshot(&mut ctx.w.eng, true, move |w, parts, txid| {
         let saved = if nosave {
             Ok(())
         } else {
-            persist::save::save_parts(&w.eng.shared, &parts, false)
+            persist::save::save_parts(&w.shared, &parts, false)
         };
-        w.eng.shared.persist.saving.store(false, Ordering::SeqCst);
+        w.shared.persist.saving.store(false, Ordering::SeqCst);
         drop(parts);
-        let cfg = &w.eng.shared.cfg;
+        let cfg = &w.shared.cfg;
         let loaded = saved.and_then(|()| {
-            let data = std::fs::read(w.eng.shared.tun.dbfilename())
+            let data = std::fs::read(w.shared.tun.dbfilename())
                 .map_err(|e| format!("Error reading the RDB file: {e}"))?;
-            let crc = w.eng.shared.tun.rdbchecksum.load(Ordering::Relaxed);
-            persist::load::split(&data, w.eng.nshards, cfg.databases, crc)
+            let crc = w.shared.tun.rdbchecksum.load(Ordering::Relaxed);
+            persist::load::split(&data, w.nshards, cfg.databases, crc)
         });
         let split = match loaded {
             Ok(s) => s,
@@ -802,11 +805,11 @@ fn debug_reload(ctx: &mut ConnCtx, nosave: bool) -> CmdResult {
             .enumerate()
             .map(|(s, keys)| {
                 let job: ShardFn<()> = Box::new(move |tw| {
-                    for db in 0..tw.eng.shard.dbs.len() {
-                        super::multi::before_flush(&mut tw.eng.shard, db);
+                    for db in 0..tw.shard.dbs.len() {
+                        super::multi::before_flush(&mut tw.shard, db);
                     }
-                    tw.eng.shard.dbs.iter_mut().for_each(|d| d.clear());
-                    persist::load::apply(&mut tw.eng.shard, keys);
+                    tw.shard.dbs.iter_mut().for_each(|d| d.clear());
+                    persist::load::apply(&mut tw.shard, keys);
                     multi::unlock(tw, txid);
                 });
                 (s, job)
@@ -859,15 +862,15 @@ fn swapdb(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let (a, b) = (a as usize, b as usize);
     let ticket = ctx.defer();
     every_shard_locked(
-        ctx.w,
-        move |tw: &mut Worker| {
-            let len = tw.eng.shard.dbs.len();
+        &mut ctx.w.eng,
+        move |tw: &mut Engine| {
+            let len = tw.shard.dbs.len();
             if a < len && b < len {
-                super::multi::before_swap(&mut tw.eng.shard, a, b);
-                tw.eng.shard.swap_dbs(a, b);
+                super::multi::before_swap(&mut tw.shard, a, b);
+                tw.shard.swap_dbs(a, b);
                 let (sa, sb) = (a.to_string(), b.to_string());
                 crate::shard::journal::record(
-                    &mut tw.eng.shard,
+                    &mut tw.shard,
                     0,
                     &[b"SWAPDB", sa.as_bytes(), sb.as_bytes()],
                 );
@@ -1109,7 +1112,7 @@ pub(super) fn gather(tw: &mut Worker) -> ShardInfo {
         evicted: s.evict.evicted_keys,
         hits: s.dbs.iter().map(|d| d.stats.hits).sum(),
         misses: s.dbs.iter().map(|d| d.stats.misses).sum(),
-        net: tw.net,
+        net: tw.eng.net,
         rates: tw.rates.rates(),
         pubsub: (tw.pubsub.channels_matching(None), tw.pubsub.pattern_names()),
         clients_mem: tw
@@ -1117,7 +1120,7 @@ pub(super) fn gather(tw: &mut Worker) -> ShardInfo {
             .iter()
             .map(|(_, c)| super::conn::client_mem(c) as u64)
             .sum(),
-        pass_ms: tw.pass_age_ms(),
+        pass_ms: tw.eng.pass_age_ms(),
         dirty: s.dirty,
         latency: Vec::new(),
         percentiles: Vec::new(),
@@ -1230,8 +1233,8 @@ pub fn master_replid() -> &'static str {
     })
 }
 
-pub(super) fn meta(w: &Worker) -> Meta {
-    let sh = &w.eng.shared;
+pub(super) fn meta(w: &Engine) -> Meta {
+    let sh = &w.shared;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap_or_default();
@@ -1271,7 +1274,7 @@ pub(super) fn meta(w: &Worker) -> Meta {
         run_id: sh.run_id.clone(),
         replid: master_replid().to_string(),
         port: sh.port,
-        shards: w.eng.nshards,
+        shards: w.nshards,
         uptime_secs: uptime.as_secs(),
         started_unix: now.saturating_sub(uptime).as_secs(),
         now_usec: now.as_micros() as u64,
@@ -1294,7 +1297,6 @@ pub(super) fn meta(w: &Worker) -> Meta {
         rss: alloc::rss(),
         total_memory: alloc::total_system_memory(),
         maxmemory: w
-            .eng
             .shared
             .tun
             .maxmemory
@@ -1645,24 +1647,24 @@ fn info(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         }
         i
     };
-    all_shards(ctx.w, gather_all, move |w, parts: Vec<ShardInfo>| {
-        let mut total = parts.into_iter().fold(ShardInfo::default(), merge);
-        if latency {
-            let text = w
-                .eng
-                .shared
-                .tun
-                .text
-                .lock()
-                .ok()
-                .and_then(|m| m.get("latency-tracking-info-percentiles").cloned());
-            total.percentiles = text
-                .and_then(|t| crate::shard::latency::parse_percentiles(&t).ok())
-                .unwrap_or_default();
-        }
-        let text = render(&sections, &meta(w), &total);
-        w.complete(ticket, Reply::Verbatim(Bytes::from(text)));
-    });
+    ctx.w
+        .on_all_fronts(gather_all, move |w, parts: Vec<ShardInfo>| {
+            let mut total = parts.into_iter().fold(ShardInfo::default(), merge);
+            if latency {
+                let text = w
+                    .shared
+                    .tun
+                    .text
+                    .lock()
+                    .ok()
+                    .and_then(|m| m.get("latency-tracking-info-percentiles").cloned());
+                total.percentiles = text
+                    .and_then(|t| crate::shard::latency::parse_percentiles(&t).ok())
+                    .unwrap_or_default();
+            }
+            let text = render(&sections, &meta(w), &total);
+            w.complete(ticket, Reply::Verbatim(Bytes::from(text)));
+        });
     Ok(Reply::Ok)
 }
 

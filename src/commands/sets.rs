@@ -11,10 +11,10 @@ use super::hashes::{bounded, cursor_arg, rand_count, scan_opts, scan_reply};
 use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
 use crate::coord::multi::{gather_noting, Noting, WriteFn};
+use crate::engine::Engine;
 use crate::error::{self, CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
-use crate::server::worker::Worker;
 use crate::shard::db::Db;
 use crate::shard::route::shard_of;
 use crate::shard::value::Value;
@@ -219,10 +219,9 @@ fn smove(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 }
 
 /// What a cross-shard SMOVE reads of each key: its type, and whether it holds the member.
-fn smove_read(w: &mut Worker, db: usize, key: &Bytes, m: &Bytes) -> Result<Option<bool>, CmdError> {
-    let now = w.eng.shard.now_ms;
-    Ok(w.eng
-        .shard
+fn smove_read(w: &mut Engine, db: usize, key: &Bytes, m: &Bytes) -> Result<Option<bool>, CmdError> {
+    let now = w.shard.now_ms;
+    Ok(w.shard
         .db_mut(db)
         .get_set_mut(key, now)?
         .map(|s| s.contains(m)))
@@ -237,7 +236,7 @@ fn smove_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let ticket = ctx.defer();
     let m2 = m.clone();
     gather_noting(
-        ctx.w,
+        &mut ctx.w.eng,
         Some(Noting {
             db,
             argv: argv.to_vec(),
@@ -261,10 +260,10 @@ fn smove_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
             let writes: Vec<(usize, WriteFn)> = vec![
                 (
                     shard_of(&src, n),
-                    Box::new(move |tw: &mut Worker| {
-                        tw.eng.shard.touch(db, &s1);
-                        let now = tw.eng.shard.now_ms;
-                        let d = tw.eng.shard.db_mut(db);
+                    Box::new(move |tw: &mut Engine| {
+                        tw.shard.touch(db, &s1);
+                        let now = tw.shard.now_ms;
+                        let d = tw.shard.db_mut(db);
                         if let Ok(Some(s)) = d.get_set_mut(&s1, now) {
                             s.remove(&m1);
                         }
@@ -273,15 +272,15 @@ fn smove_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                 ),
                 (
                     shard_of(&dst, n),
-                    Box::new(move |tw: &mut Worker| {
-                        let now = tw.eng.shard.now_ms;
-                        let added = match tw.eng.shard.db_mut(db).set_or_create(&d1, now) {
+                    Box::new(move |tw: &mut Engine| {
+                        let now = tw.shard.now_ms;
+                        let added = match tw.shard.db_mut(db).set_or_create(&d1, now) {
                             Ok(s) => s.add(m),
                             Err(_) => false,
                         };
                         // Already a member there: the destination did not change.
                         if added {
-                            tw.eng.shard.touch(db, &d1);
+                            tw.shard.touch(db, &d1);
                         }
                     }),
                 ),
@@ -486,16 +485,16 @@ fn algebra_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let dst_owner = a.dst.as_ref().map_or(0, |d| shard_of(d, n));
     let srcs = a.srcs.clone();
     gather_noting(
-        ctx.w,
+        &mut ctx.w.eng,
         Some(Noting {
             db,
             argv: argv.to_vec(),
         }),
         srcs,
         extra,
-        move |w: &mut Worker, k: &Bytes| -> Result<Option<Set>, CmdError> {
-            let now = w.eng.shard.now_ms;
-            let d = w.eng.shard.db_mut(db);
+        move |w: &mut Engine, k: &Bytes| -> Result<Option<Set>, CmdError> {
+            let now = w.shard.now_ms;
+            let d = w.shard.db_mut(db);
             d.read_probe(k, now);
             d.peek_set(k, now).map(|s| s.cloned())
         },
@@ -511,10 +510,10 @@ fn algebra_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
             match (a.dst, out) {
                 (Some(dst), Outcome::Members(s)) => {
                     let reply = Reply::Int(s.len() as i64);
-                    let write: WriteFn = Box::new(move |tw: &mut Worker| {
-                        tw.eng.shard.touch(db, &dst);
-                        let now = tw.eng.shard.now_ms;
-                        store_result(tw.eng.shard.db_mut(db), &dst, s, now);
+                    let write: WriteFn = Box::new(move |tw: &mut Engine| {
+                        tw.shard.touch(db, &dst);
+                        let now = tw.shard.now_ms;
+                        store_result(tw.shard.db_mut(db), &dst, s, now);
                     });
                     (reply, vec![(dst_owner, write)])
                 }

@@ -14,10 +14,11 @@ use super::args::{arg, is};
 use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
 use crate::coord::multi::{lock_all, unlock};
+use crate::engine::Engine;
+use crate::engine::{ShardFn, Ticket};
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::reply::Reply;
 use crate::protocol::{parse_f64, parse_i64};
-use crate::server::worker::{ShardFn, Ticket, Worker};
 use crate::shard::db::Db;
 use crate::shard::route::shard_of;
 use crate::shard::value::Value;
@@ -458,13 +459,13 @@ fn plan_reads(patterns: &[Bytes], elems: &[Bytes]) -> (Vec<Option<Bytes>>, Reads
 /// Reads every key of `reads` on its owner (one job per shard, in order there; the shards
 /// are locked by the caller) and hands `known` with the values filled in to `done`.
 fn read_all(
-    w: &mut Worker,
+    w: &mut Engine,
     db: usize,
     mut known: Vec<Option<Bytes>>,
     reads: Reads,
-    done: impl FnOnce(&mut Worker, Vec<Option<Bytes>>) + 'static,
+    done: impl FnOnce(&mut Engine, Vec<Option<Bytes>>) + 'static,
 ) {
-    let n = w.eng.nshards;
+    let n = w.nshards;
     let mut per: Vec<ShardReads> = (0..n).map(|_| Vec::new()).collect();
     for (i, r) in reads.into_iter().enumerate() {
         if let Some((k, f)) = r {
@@ -478,9 +479,9 @@ fn read_all(
         .enumerate()
         .filter(|(_, v)| !v.is_empty())
         .map(|(s, v)| {
-            let job: ShardFn<ShardVals> = Box::new(move |tw: &mut Worker| {
-                let now = tw.eng.shard.now_ms;
-                let d = tw.eng.shard.db_mut(db);
+            let job: ShardFn<ShardVals> = Box::new(move |tw: &mut Engine| {
+                let now = tw.shard.now_ms;
+                let d = tw.shard.db_mut(db);
                 v.into_iter()
                     .map(|(i, k, f)| (i, read(d, now, &k, f.as_deref())))
                     .collect()
@@ -501,13 +502,13 @@ fn read_all(
 /// Ends a cross-shard SORT: the STORE write (with its `sortstore` / `del` event) on the
 /// destination's shard, every shard released, then the reply.
 fn finish_cross(
-    w: &mut Worker,
+    w: &mut Engine,
     txid: u64,
     db: usize,
     ticket: Ticket,
     res: Result<(Option<Bytes>, Vec<Option<Bytes>>), CmdError>,
 ) {
-    let n = w.eng.nshards;
+    let n = w.nshards;
     let (reply, write) = match res {
         Err(e) => (e.into_reply(), None),
         Ok((None, out)) => (array(out), None),
@@ -522,16 +523,16 @@ fn finish_cross(
             } else {
                 None
             };
-            let job: ShardFn<()> = Box::new(move |tw: &mut Worker| {
+            let job: ShardFn<()> = Box::new(move |tw: &mut Engine| {
                 if let Some((dst, out)) = mine {
-                    let now = tw.eng.shard.now_ms;
-                    let (stored, removed) = store(tw.eng.shard.db_mut(db), &dst, out, now);
-                    tw.eng.shard.touch(db, &dst);
+                    let now = tw.shard.now_ms;
+                    let (stored, removed) = store(tw.shard.db_mut(db), &dst, out, now);
+                    tw.shard.touch(db, &dst);
                     use crate::shard::notify::{event, GENERIC, LIST};
                     if stored > 0 {
-                        event(&mut tw.eng.shard, db, (LIST, "sortstore"), &dst, false);
+                        event(&mut tw.shard, db, (LIST, "sortstore"), &dst, false);
                     } else if removed {
-                        event(&mut tw.eng.shard, db, (GENERIC, "del"), &dst, false);
+                        event(&mut tw.shard, db, (GENERIC, "del"), &dst, false);
                     }
                 }
                 unlock(tw, txid);
@@ -555,14 +556,14 @@ fn sort_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let n = ctx.w.eng.nshards;
     let owner = shard_of(&key, n);
     lock_all(
-        ctx.w,
+        &mut ctx.w.eng,
         (0..n).collect(),
-        Box::new(move |w: &mut Worker, txid| {
+        Box::new(move |w: &mut Engine, txid| {
             type Elems = Result<Option<(Vec<Bytes>, bool)>, CmdError>;
-            let job: ShardFn<Elems> = Box::new(move |tw: &mut Worker| {
+            let job: ShardFn<Elems> = Box::new(move |tw: &mut Engine| {
                 elements(
                     &mut KeyCtx {
-                        shard: &mut tw.eng.shard,
+                        shard: &mut tw.shard,
                         db,
                         resp,
                         out: None,

@@ -518,15 +518,15 @@ fn lcs_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
         .into_iter()
         .map(|k| {
             let owner = crate::shard::route::shard_of(&k, nshards);
-            let job: crate::server::worker::ShardFn<Result<Option<Bytes>, CmdError>> =
+            let job: crate::engine::ShardFn<Result<Option<Bytes>, CmdError>> =
                 Box::new(move |tw| {
-                    let now = tw.eng.shard.now_ms;
-                    tw.eng.shard.db_mut(db).get_str(&k, now).map_err(lcs_type)
+                    let now = tw.shard.now_ms;
+                    tw.shard.db_mut(db).get_str(&k, now).map_err(lcs_type)
                 });
             (owner, job)
         })
         .collect();
-    ctx.w.fan_out(jobs, true, move |w, vals| {
+    ctx.w.eng.fan_out(jobs, true, move |w, vals| {
         let reply = (|| {
             let mut vals = vals.into_iter();
             let a = vals.next().transpose()?.flatten().unwrap_or_default();

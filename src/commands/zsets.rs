@@ -13,10 +13,10 @@ use super::hashes::{bounded, cursor_arg, scan_opts, scan_reply};
 use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
 use crate::coord::multi::{gather_noting, Noting, WriteFn};
+use crate::engine::Engine;
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::reply::Reply;
 use crate::protocol::{fmt_g17, parse_f64, parse_i64};
-use crate::server::worker::Worker;
 use crate::shard::db::Db;
 use crate::shard::route::shard_of;
 use crate::shard::value::{ObjRef, Value};
@@ -466,16 +466,16 @@ fn zrangestore_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let ticket = ctx.defer();
     let dst_owner = shard_of(&dst, n);
     gather_noting(
-        ctx.w,
+        &mut ctx.w.eng,
         Some(Noting {
             db,
             argv: argv.to_vec(),
         }),
         vec![src],
         vec![dst_owner],
-        move |w: &mut Worker, k: &Bytes| -> Result<Vec<(Bytes, f64)>, CmdError> {
-            let now = w.eng.shard.now_ms;
-            let d = w.eng.shard.db_mut(db);
+        move |w: &mut Engine, k: &Bytes| -> Result<Vec<(Bytes, f64)>, CmdError> {
+            let now = w.shard.now_ms;
+            let d = w.shard.db_mut(db);
             Ok(d.get_zset(k, now)?
                 .map_or_else(Vec::new, |z| run_range(z, &r)))
         },
@@ -487,10 +487,10 @@ fn zrangestore_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
             };
             let z = ZSet::from_pairs(v);
             let reply = Reply::Int(z.len() as i64);
-            let write: WriteFn = Box::new(move |tw: &mut Worker| {
-                tw.eng.shard.touch(db, &dst);
-                let now = tw.eng.shard.now_ms;
-                store_zset(tw.eng.shard.db_mut(db), &dst, z, now);
+            let write: WriteFn = Box::new(move |tw: &mut Engine| {
+                tw.shard.touch(db, &dst);
+                let now = tw.shard.now_ms;
+                store_zset(tw.shard.db_mut(db), &dst, z, now);
             });
             (reply, vec![(dst_owner, write)])
         },
@@ -832,16 +832,16 @@ fn zalgebra_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let dst_owner = a.dst.as_ref().map_or(0, |d| shard_of(d, n));
     let srcs = a.srcs.clone();
     gather_noting(
-        ctx.w,
+        &mut ctx.w.eng,
         Some(Noting {
             db,
             argv: argv.to_vec(),
         }),
         srcs,
         extra,
-        move |w: &mut Worker, k: &Bytes| -> Result<Option<Value>, CmdError> {
-            let now = w.eng.shard.now_ms;
-            let d = w.eng.shard.db_mut(db);
+        move |w: &mut Engine, k: &Bytes| -> Result<Option<Value>, CmdError> {
+            let now = w.shard.now_ms;
+            let d = w.shard.db_mut(db);
             d.read_probe(k, now);
             match d.peek_value(k, now)? {
                 None => Ok(None),
@@ -867,10 +867,10 @@ fn zalgebra_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
             match (out, a.dst) {
                 (ZOut::Store(z), Some(dst)) => {
                     let reply = Reply::Int(z.len() as i64);
-                    let write: WriteFn = Box::new(move |tw: &mut Worker| {
-                        tw.eng.shard.touch(db, &dst);
-                        let now = tw.eng.shard.now_ms;
-                        store_zset(tw.eng.shard.db_mut(db), &dst, z, now);
+                    let write: WriteFn = Box::new(move |tw: &mut Engine| {
+                        tw.shard.touch(db, &dst);
+                        let now = tw.shard.now_ms;
+                        store_zset(tw.shard.db_mut(db), &dst, z, now);
                     });
                     (reply, vec![(dst_owner, write)])
                 }

@@ -37,9 +37,10 @@ use bytes::Bytes;
 use super::multi::{lock_all, unlock};
 use crate::commands::blocking::{self, BlockOp, Kind, Served};
 use crate::commands::ConnCtx;
+use crate::engine::Engine;
+use crate::engine::{Msg, Out, ShardFn, Ticket};
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::reply::Reply;
-use crate::server::worker::{Msg, ShardFn, Ticket, Worker};
 use crate::shard::route::shard_of;
 use crate::types::list::End;
 
@@ -108,9 +109,9 @@ pub fn start(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
         let wid = if nested {
             None
         } else {
-            Some(new_waiter(ctx.w, ctx.conn, ticket, &op, owners))
+            Some(new_waiter(&mut ctx.w.eng, ctx.conn, ticket, &op, owners))
         };
-        locked_attempt(ctx.w, shards, Arc::new(op), ticket, wid);
+        locked_attempt(&mut ctx.w.eng, shards, Arc::new(op), ticket, wid);
         return Ok(Reply::Ok);
     }
     let owner = shards.first().copied().unwrap_or(home);
@@ -118,22 +119,22 @@ pub fn start(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
         // Everything is here: try now, reply at once when there is data.
         let now = ctx.w.eng.shard.now_ms;
         if let Some(s) = blocking::try_all(ctx.w.eng.shard.db_mut(db), now, &op)? {
-            touch_served(ctx.w, &op, &s);
-            serve_ready(ctx.w);
+            touch_served(&mut ctx.w.eng, &op, &s);
+            serve_ready(&mut ctx.w.eng);
             return Ok(op.kind.reply(s));
         }
         let ticket = ctx.defer();
-        let wid = new_waiter(ctx.w, ctx.conn, ticket, &op, vec![home]);
+        let wid = new_waiter(&mut ctx.w.eng, ctx.conn, ticket, &op, vec![home]);
         let keys = op.keys.clone();
-        register_here(ctx.w, keys, home, wid, Arc::new(op));
+        register_here(&mut ctx.w.eng, keys, home, wid, Arc::new(op));
         return Ok(Reply::Ok);
     }
     let ticket = ctx.defer();
-    let wid = new_waiter(ctx.w, ctx.conn, ticket, &op, vec![owner]);
+    let wid = new_waiter(&mut ctx.w.eng, ctx.conn, ticket, &op, vec![owner]);
     let op = Arc::new(op);
-    ctx.w.post(
+    ctx.w.eng.post(
         owner,
-        Msg::Work(Box::new(move |tw: &mut Worker| {
+        Msg::Work(Box::new(move |tw: &mut Engine| {
             owner_attempt(tw, home, wid, op)
         })),
     );
@@ -141,14 +142,14 @@ pub fn start(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
 }
 
 fn new_waiter(
-    w: &mut Worker,
+    w: &mut Engine,
     conn: usize,
     ticket: Ticket,
     op: &BlockOp,
     owners: Vec<usize>,
 ) -> u64 {
-    let wid = w.eng.waiters.new_id(w.eng.id);
-    w.eng.waiters.map.insert(
+    let wid = w.waiters.new_id(w.id);
+    w.waiters.map.insert(
         wid,
         Waiter {
             conn,
@@ -157,44 +158,44 @@ fn new_waiter(
             owners,
         },
     );
-    if let Some(c) = w.conns.get_mut(conn) {
-        c.waiting = Some(wid);
-    }
-    w.eng
-        .shared
+    w.outbox.push(Out::Waiting {
+        conn,
+        wid,
+        on: true,
+    });
+    w.shared
         .blocked_clients
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     wid
 }
 
 /// Removes a waiter here (its reply is about to be given); tells nobody.
-fn take_waiter(w: &mut Worker, wid: u64) -> Option<Waiter> {
-    let wt = w.eng.waiters.map.remove(&wid)?;
-    if let Some(c) = w.conns.get_mut(wt.conn) {
-        if c.waiting == Some(wid) {
-            c.waiting = None;
-        }
-    }
-    w.eng
-        .shared
+fn take_waiter(w: &mut Engine, wid: u64) -> Option<Waiter> {
+    let wt = w.waiters.map.remove(&wid)?;
+    w.outbox.push(Out::Waiting {
+        conn: wt.conn,
+        wid,
+        on: false,
+    });
+    w.shared
         .blocked_clients
         .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     Some(wt)
 }
 
 /// Tells every owner but `except` to drop the waiter's registration.
-fn unregister(w: &mut Worker, wid: u64, owners: &[usize], except: Option<usize>) {
+fn unregister(w: &mut Engine, wid: u64, owners: &[usize], except: Option<usize>) {
     for &s in owners {
         if Some(s) == except {
             continue;
         }
-        if s == w.eng.id {
-            w.eng.shard.blocked.remove(wid);
+        if s == w.id {
+            w.shard.blocked.remove(wid);
         } else {
             w.post(
                 s,
-                Msg::Work(Box::new(move |tw: &mut Worker| {
-                    tw.eng.shard.blocked.remove(wid);
+                Msg::Work(Box::new(move |tw: &mut Engine| {
+                    tw.shard.blocked.remove(wid);
                 })),
             );
         }
@@ -202,21 +203,21 @@ fn unregister(w: &mut Worker, wid: u64, owners: &[usize], except: Option<usize>)
 }
 
 /// Registers a waiter on this (owner) shard; a single-owner waiter's timeout is kept here.
-fn register_here(w: &mut Worker, keys: Vec<Bytes>, home: usize, wid: u64, op: Arc<BlockOp>) {
+fn register_here(w: &mut Engine, keys: Vec<Bytes>, home: usize, wid: u64, op: Arc<BlockOp>) {
     let timer = if op.single { op.deadline } else { None };
     let db = op.db;
-    w.eng.shard.blocked.add(db, keys, home, wid, op);
+    w.shard.blocked.add(db, keys, home, wid, op);
     if let Some(at) = timer {
-        w.add_block_timer(at, wid);
+        w.outbox.push(Out::BlockTimer(at, wid));
     }
 }
 
 /// The single-owner start, on the owner: take data or register, in one step.
-fn owner_attempt(w: &mut Worker, home: usize, wid: u64, op: Arc<BlockOp>) {
-    let now = w.eng.shard.now_ms;
+fn owner_attempt(w: &mut Engine, home: usize, wid: u64, op: Arc<BlockOp>) {
+    let now = w.shard.now_ms;
     let db = op.db;
-    let from = w.eng.id;
-    let outcome = match blocking::try_all(w.eng.shard.db_mut(db), now, &op) {
+    let from = w.id;
+    let outcome = match blocking::try_all(w.shard.db_mut(db), now, &op) {
         Err(e) => Outcome::Reply {
             r: e.into_reply(),
             from,
@@ -243,29 +244,29 @@ fn owner_attempt(w: &mut Worker, home: usize, wid: u64, op: Arc<BlockOp>) {
     send_home(w, home, wid, outcome);
 }
 
-fn send_home(w: &mut Worker, home: usize, wid: u64, outcome: Outcome) {
+fn send_home(w: &mut Engine, home: usize, wid: u64, outcome: Outcome) {
     w.post(
         home,
-        Msg::Control(Box::new(move |hw: &mut Worker| deliver(hw, wid, outcome))),
+        Msg::Control(Box::new(move |hw: &mut Engine| deliver(hw, wid, outcome))),
     );
 }
 
 /// WATCH and other waiters learn about the keys a served client changed.
-fn touch_served(w: &mut Worker, op: &BlockOp, s: &Served) {
-    if w.eng.shard.notify != 0 {
+fn touch_served(w: &mut Engine, op: &BlockOp, s: &Served) {
+    if w.shard.notify != 0 {
         notify_served(w, op, s);
     }
-    w.eng.shard.touch(op.db, s.key());
+    w.shard.touch(op.db, s.key());
     if let Kind::Move { dst, .. } = &op.kind {
-        if shard_of(dst, w.eng.nshards) == w.eng.id {
-            w.eng.shard.touch(op.db, dst);
+        if shard_of(dst, w.nshards) == w.id {
+            w.shard.touch(op.db, dst);
         }
     }
 }
 
 /// Keyspace notifications for a served client, as Redis sends them: BLMOVE's push on the
 /// destination first (when it is here), then the pop (and `del` if it emptied the key).
-fn notify_served(w: &mut Worker, op: &BlockOp, s: &Served) {
+fn notify_served(w: &mut Engine, op: &BlockOp, s: &Served) {
     use crate::shard::notify::{event, LIST, NEW, ZSET};
     use crate::types::list::End;
     let pop = |e: &End| {
@@ -277,54 +278,52 @@ fn notify_served(w: &mut Worker, op: &BlockOp, s: &Served) {
     };
     let key = s.key();
     match &op.kind {
-        Kind::Pop(e) | Kind::MPop(e, _) => {
-            event(&mut w.eng.shard, op.db, (LIST, pop(e)), key, true)
-        }
+        Kind::Pop(e) | Kind::MPop(e, _) => event(&mut w.shard, op.db, (LIST, pop(e)), key, true),
         Kind::Move { dst, from, to } => {
-            if shard_of(dst, w.eng.nshards) == w.eng.id {
+            if shard_of(dst, w.nshards) == w.id {
                 let push = if matches!(to, End::Head) {
                     "lpush"
                 } else {
                     "rpush"
                 };
-                let now = w.eng.shard.now_ms;
+                let now = w.shard.now_ms;
                 // One element after the push: the push created the list.
                 let created = dst != key
-                    && matches!(w.eng.shard.db_mut(op.db).get_list(dst, now), Ok(Some(l)) if l.len() == 1);
+                    && matches!(w.shard.db_mut(op.db).get_list(dst, now), Ok(Some(l)) if l.len() == 1);
                 if created {
-                    event(&mut w.eng.shard, op.db, (NEW, "new"), dst, false);
+                    event(&mut w.shard, op.db, (NEW, "new"), dst, false);
                 }
-                event(&mut w.eng.shard, op.db, (LIST, push), dst, false);
+                event(&mut w.shard, op.db, (LIST, push), dst, false);
             }
-            event(&mut w.eng.shard, op.db, (LIST, pop(from)), key, true);
+            event(&mut w.shard, op.db, (LIST, pop(from)), key, true);
         }
         Kind::ZPop(max) | Kind::ZMPop(max, _) => {
             let name = if *max { "zpopmax" } else { "zpopmin" };
-            event(&mut w.eng.shard, op.db, (ZSET, name), key, true);
+            event(&mut w.shard, op.db, (ZSET, name), key, true);
         }
     }
 }
 
 /// On the home shard: a multi-owner client is registered everywhere; its timeout starts.
-fn registered(w: &mut Worker, wid: u64) {
-    let Some(at) = w.eng.waiters.map.get(&wid).and_then(|wt| wt.op.deadline) else {
+fn registered(w: &mut Engine, wid: u64) {
+    let Some(at) = w.waiters.map.get(&wid).and_then(|wt| wt.op.deadline) else {
         return;
     };
-    w.add_block_timer(at, wid);
+    w.outbox.push(Out::BlockTimer(at, wid));
 }
 
 /// A waiter's timer fired: on the owner of a single-owner waiter, or on the home of a
 /// multi-owner one.
-pub fn on_timeout(w: &mut Worker, wid: u64) {
-    if w.eng.shard.blocked.get(wid).is_some_and(|r| r.op.single) {
-        if let Some(reg) = w.eng.shard.blocked.remove(wid) {
+pub fn on_timeout(w: &mut Engine, wid: u64) {
+    if w.shard.blocked.get(wid).is_some_and(|r| r.op.single) {
+        if let Some(reg) = w.shard.blocked.remove(wid) {
             let r = reg.op.kind.timeout_reply();
-            let from = w.eng.id;
+            let from = w.id;
             send_home(w, reg.home, wid, Outcome::Reply { r, from });
         }
         return;
     }
-    if w.eng.waiters.map.get(&wid).is_none_or(|wt| wt.op.single) {
+    if w.waiters.map.get(&wid).is_none_or(|wt| wt.op.single) {
         return;
     }
     let Some(wt) = take_waiter(w, wid) else {
@@ -335,7 +334,7 @@ pub fn on_timeout(w: &mut Worker, wid: u64) {
 }
 
 /// On the home shard: the client's connection is closing.
-pub fn on_close(w: &mut Worker, wid: u64) {
+pub fn on_close(w: &mut Engine, wid: u64) {
     if let Some(wt) = take_waiter(w, wid) {
         unregister(w, wid, &wt.owners, None);
     }
@@ -343,8 +342,8 @@ pub fn on_close(w: &mut Worker, wid: u64) {
 
 /// CLIENT UNBLOCK on the home shard: ends the wait with the timeout reply or an error.
 /// A single-owner wait is ended by its owner (which may have just served it instead).
-pub fn unblock(w: &mut Worker, wid: u64, error: bool) -> bool {
-    let Some(wt) = w.eng.waiters.map.get(&wid) else {
+pub fn unblock(w: &mut Engine, wid: u64, error: bool) -> bool {
+    let Some(wt) = w.waiters.map.get(&wid) else {
         return false;
     };
     let reply = if error {
@@ -353,14 +352,14 @@ pub fn unblock(w: &mut Worker, wid: u64, error: bool) -> bool {
         wt.op.kind.timeout_reply()
     };
     if wt.op.single {
-        let owner = wt.owners.first().copied().unwrap_or(w.eng.id);
-        let job = move |tw: &mut Worker| {
-            if let Some(reg) = tw.eng.shard.blocked.remove(wid) {
-                let from = tw.eng.id;
+        let owner = wt.owners.first().copied().unwrap_or(w.id);
+        let job = move |tw: &mut Engine| {
+            if let Some(reg) = tw.shard.blocked.remove(wid) {
+                let from = tw.id;
                 send_home(tw, reg.home, wid, Outcome::Reply { r: reply, from });
             }
         };
-        if owner == w.eng.id {
+        if owner == w.id {
             job(w);
         } else {
             // Behind the registration on the same queue.
@@ -377,7 +376,7 @@ pub fn unblock(w: &mut Worker, wid: u64, error: bool) -> bool {
 }
 
 /// On the home shard: data (or a final reply) for a waiter.
-fn deliver(w: &mut Worker, wid: u64, outcome: Outcome) {
+fn deliver(w: &mut Engine, wid: u64, outcome: Outcome) {
     let Some(wt) = take_waiter(w, wid) else {
         if let Outcome::Served { s, from, db } = outcome {
             give_back(w, from, db, s);
@@ -398,12 +397,12 @@ fn deliver(w: &mut Worker, wid: u64, outcome: Outcome) {
 }
 
 /// Puts data back on the shard it was taken from (a `Work` job: it waits for locks).
-fn give_back(w: &mut Worker, from: usize, db: usize, s: Served) {
-    let job = move |tw: &mut Worker| {
-        let now = tw.eng.shard.now_ms;
+fn give_back(w: &mut Engine, from: usize, db: usize, s: Served) {
+    let job = move |tw: &mut Engine| {
+        let now = tw.shard.now_ms;
         let key = s.key().clone();
-        if blocking::restore(tw.eng.shard.db_mut(db), now, s) {
-            tw.eng.shard.touch(db, &key);
+        if blocking::restore(tw.shard.db_mut(db), now, s) {
+            tw.shard.touch(db, &key);
             serve_ready(tw);
         } else {
             crate::log::warning(&format!(
@@ -412,7 +411,7 @@ fn give_back(w: &mut Worker, from: usize, db: usize, s: Served) {
             ));
         }
     };
-    if from == w.eng.id && w.eng.lock.is_none() {
+    if from == w.id && w.lock.is_none() {
         job(w);
     } else {
         w.post(from, Msg::Work(Box::new(job)));
@@ -422,47 +421,47 @@ fn give_back(w: &mut Worker, from: usize, db: usize, s: Served) {
 /// On an owner: serves the waiters of every key written since the last call, oldest first.
 /// Never delivers synchronously (the results travel as messages, also to this shard), so it
 /// is safe to call right after any command.
-pub fn serve_ready(w: &mut Worker) {
+pub fn serve_ready(w: &mut Engine) {
     // Serving BLMOVE pushes on other waited keys: keep going while keys become ready.
     for _ in 0..64 {
-        if w.eng.lock.is_some() || !w.eng.shard.blocked.has_ready() {
+        if w.lock.is_some() || !w.shard.blocked.has_ready() {
             return;
         }
-        for (db, key) in w.eng.shard.blocked.take_ready() {
+        for (db, key) in w.shard.blocked.take_ready() {
             serve_key(w, db, &key);
         }
     }
 }
 
-fn serve_key(w: &mut Worker, db: usize, key: &Bytes) {
-    let now = w.eng.shard.now_ms;
+fn serve_key(w: &mut Engine, db: usize, key: &Bytes) {
+    let now = w.shard.now_ms;
     'key: loop {
-        let wids = w.eng.shard.blocked.waiters(db, key);
+        let wids = w.shard.blocked.waiters(db, key);
         if wids.is_empty() {
             return;
         }
         for wid in wids {
-            let Some(reg) = w.eng.shard.blocked.get(wid) else {
+            let Some(reg) = w.shard.blocked.get(wid) else {
                 continue;
             };
             let (op, home) = (reg.op.clone(), reg.home);
             if let Kind::Move { dst, .. } = &op.kind {
                 // Redis skips a BLMOVE whose (local) destination holds another type.
-                if shard_of(dst, w.eng.nshards) == w.eng.id
-                    && w.eng.shard.db_mut(db).get_list_mut(dst, now).is_err()
+                if shard_of(dst, w.nshards) == w.id
+                    && w.shard.db_mut(db).get_list_mut(dst, now).is_err()
                 {
                     continue;
                 }
             }
-            match blocking::take(w.eng.shard.db_mut(db), now, &op.kind, key) {
+            match blocking::take(w.shard.db_mut(db), now, &op.kind, key) {
                 // Missing or empty: nobody else can be served from this key.
                 Ok(None) => return,
                 // Holds another type than this waiter pops: try the next waiter.
                 Err(_) => continue,
                 Ok(Some(s)) => {
-                    w.eng.shard.blocked.remove(wid);
-                    w.eng.shard.watches.touch(db, key);
-                    let from = w.eng.id;
+                    w.shard.blocked.remove(wid);
+                    w.shard.watches.touch(db, key);
+                    let from = w.id;
                     if let Kind::Move { dst, to, .. } = &op.kind {
                         move_served(w, home, wid, db, s, dst.clone(), *to);
                     } else {
@@ -479,34 +478,32 @@ fn serve_key(w: &mut Worker, db: usize, key: &Bytes) {
 /// A woken BLMOVE, on the source's owner: push the element on the destination (here, or as
 /// the next job for the destination's shard), then the reply goes home. A remote
 /// destination of another type gets the element back on the source and the client WRONGTYPE.
-fn move_served(w: &mut Worker, home: usize, wid: u64, db: usize, s: Served, dst: Bytes, to: End) {
-    let from = w.eng.id;
-    let d = shard_of(&dst, w.eng.nshards);
-    let job = move |tw: &mut Worker| {
+fn move_served(w: &mut Engine, home: usize, wid: u64, db: usize, s: Served, dst: Bytes, to: End) {
+    let from = w.id;
+    let d = shard_of(&dst, w.nshards);
+    let job = move |tw: &mut Engine| {
         let v = match &s {
             Served::List { items, .. } => items.first().cloned(),
             Served::ZSet { .. } => None,
         };
-        let now = tw.eng.shard.now_ms;
+        let now = tw.shard.now_ms;
         let r = match v {
-            Some(v) => {
-                match blocking::push_dst(tw.eng.shard.db_mut(db), now, &dst, to, v.clone()) {
-                    Ok(()) => {
-                        tw.eng.shard.touch(db, &dst);
-                        Reply::Bulk(v)
-                    }
-                    Err(e) => {
-                        give_back(tw, from, db, s);
-                        e.into_reply()
-                    }
+            Some(v) => match blocking::push_dst(tw.shard.db_mut(db), now, &dst, to, v.clone()) {
+                Ok(()) => {
+                    tw.shard.touch(db, &dst);
+                    Reply::Bulk(v)
                 }
-            }
+                Err(e) => {
+                    give_back(tw, from, db, s);
+                    e.into_reply()
+                }
+            },
             None => Reply::Null,
         };
-        let here = tw.eng.id;
+        let here = tw.id;
         send_home(tw, home, wid, Outcome::Reply { r, from: here });
     };
-    if d == w.eng.id {
+    if d == w.id {
         job(w);
     } else {
         w.post(d, Msg::Work(Box::new(job)));
@@ -519,13 +516,13 @@ type Probe = Vec<(usize, Result<bool, String>)>;
 
 /// Keys on several shards (or inside EXEC): probe under the locks, then take or register.
 fn locked_attempt(
-    w: &mut Worker,
+    w: &mut Engine,
     shards: Vec<usize>,
     op: Arc<BlockOp>,
     ticket: Ticket,
     wid: Option<u64>,
 ) {
-    let n = w.eng.nshards;
+    let n = w.nshards;
     let all = shards.clone();
     lock_all(
         w,
@@ -538,8 +535,8 @@ fn locked_attempt(
                 .map(|&s| {
                     let op = op.clone();
                     let job: ShardFn<Probe> = Box::new(move |tw| {
-                        let now = tw.eng.shard.now_ms;
-                        let d = tw.eng.shard.db_mut(op.db);
+                        let now = tw.shard.now_ms;
+                        let d = tw.shard.db_mut(op.db);
                         let mut out: Vec<(usize, Result<bool, String>)> = op
                             .keys
                             .iter()
@@ -574,7 +571,7 @@ fn locked_attempt(
                 let first = states
                     .iter()
                     .position(|s| !matches!(s, Some(Ok(false)) | None));
-                let alive = wid.is_none_or(|id| w.eng.waiters.map.contains_key(&id));
+                let alive = wid.is_none_or(|id| w.waiters.map.contains_key(&id));
                 match first.and_then(|i| states.get(i).cloned().flatten().map(|s| (i, s))) {
                     _ if !alive => unlock_then(w, all, txid, |_| {}),
                     Some((_, Err(e))) => {
@@ -603,7 +600,7 @@ fn locked_attempt(
 }
 
 /// The reply of a locked attempt: to the waiter (removed here) or, inside EXEC, the ticket.
-fn finish(w: &mut Worker, wid: Option<u64>, ticket: Ticket, r: Reply) {
+fn finish(w: &mut Engine, wid: Option<u64>, ticket: Ticket, r: Reply) {
     match wid {
         Some(id) => {
             if take_waiter(w, id).is_some() {
@@ -616,10 +613,10 @@ fn finish(w: &mut Worker, wid: Option<u64>, ticket: Ticket, r: Reply) {
 
 /// Releases every shard of a locked attempt, then runs `then` here.
 fn unlock_then(
-    w: &mut Worker,
+    w: &mut Engine,
     shards: Vec<usize>,
     txid: u64,
-    then: impl FnOnce(&mut Worker) + 'static,
+    then: impl FnOnce(&mut Engine) + 'static,
 ) {
     let jobs: Vec<(usize, ShardFn<()>)> = shards
         .into_iter()
@@ -637,7 +634,7 @@ fn unlock_then(
 /// Takes from key `i` (and pushes BLMOVE's element) with every shard still locked.
 #[allow(clippy::too_many_arguments)]
 fn locked_take(
-    w: &mut Worker,
+    w: &mut Engine,
     all: Vec<usize>,
     txid: u64,
     op: Arc<BlockOp>,
@@ -645,7 +642,7 @@ fn locked_take(
     ticket: Ticket,
     wid: Option<u64>,
 ) {
-    let n = w.eng.nshards;
+    let n = w.nshards;
     let Some(key) = op.keys.get(i).cloned() else {
         return;
     };
@@ -654,12 +651,12 @@ fn locked_take(
     let take: Vec<(usize, ShardFn<Option<Served>>)> = vec![(
         src,
         Box::new(move |tw| {
-            let now = tw.eng.shard.now_ms;
-            let s = blocking::take(tw.eng.shard.db_mut(op2.db), now, &op2.kind, &key)
+            let now = tw.shard.now_ms;
+            let s = blocking::take(tw.shard.db_mut(op2.db), now, &op2.kind, &key)
                 .ok()
                 .flatten();
             if s.is_some() {
-                tw.eng.shard.touch(op2.db, &key);
+                tw.shard.touch(op2.db, &key);
             }
             s
         }),
@@ -685,9 +682,9 @@ fn locked_take(
                 let push: Vec<(usize, ShardFn<()>)> = vec![(
                     d,
                     Box::new(move |tw| {
-                        let now = tw.eng.shard.now_ms;
-                        if blocking::push_dst(tw.eng.shard.db_mut(db), now, &dst, to, v2).is_ok() {
-                            tw.eng.shard.touch(db, &dst);
+                        let now = tw.shard.now_ms;
+                        if blocking::push_dst(tw.shard.db_mut(db), now, &dst, to, v2).is_ok() {
+                            tw.shard.touch(db, &dst);
                         }
                     }),
                 )];
@@ -711,17 +708,17 @@ fn locked_take(
 }
 
 /// Nothing to take: register the client on every owner of its keys, then release.
-fn register_everywhere(w: &mut Worker, all: Vec<usize>, txid: u64, op: Arc<BlockOp>, wid: u64) {
-    let n = w.eng.nshards;
+fn register_everywhere(w: &mut Engine, all: Vec<usize>, txid: u64, op: Arc<BlockOp>, wid: u64) {
+    let n = w.nshards;
     let single = op.single;
-    let home = w.eng.id;
+    let home = w.id;
     let owners: Vec<usize> = {
         let mut v: Vec<usize> = op.keys.iter().map(|k| shard_of(k, n)).collect();
         v.sort_unstable();
         v.dedup();
         v
     };
-    if let Some(wt) = w.eng.waiters.map.get_mut(&wid) {
+    if let Some(wt) = w.waiters.map.get_mut(&wid) {
         wt.owners = owners.clone();
     }
     let jobs: Vec<(usize, ShardFn<()>)> = all
@@ -762,7 +759,7 @@ pub fn mpop_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     shards.sort_unstable();
     shards.dedup();
     let ticket = ctx.defer();
-    locked_attempt(ctx.w, shards, Arc::new(op), ticket, None);
+    locked_attempt(&mut ctx.w.eng, shards, Arc::new(op), ticket, None);
     Ok(Reply::Ok)
 }
 

@@ -7,8 +7,9 @@ use bytes::Bytes;
 use super::multi;
 use crate::commands::table::{table, KeyFn, Merge, MultiSpec};
 use crate::commands::{self, ConnCtx, KeyCtx};
+use crate::engine::Engine;
+use crate::engine::ShardFn;
 use crate::protocol::reply::Reply;
-use crate::server::worker::{ShardFn, Worker};
 use crate::shard::route::shard_of;
 
 /// One shard's share of a split command.
@@ -49,22 +50,22 @@ pub fn split(argv: &[Bytes], step: usize, nshards: usize) -> Vec<Part> {
 }
 
 /// Runs a handler on this shard without touching statistics (parts of one command).
-pub fn run_part(w: &mut Worker, f: KeyFn, db: usize, resp: u8, argv: &[Bytes]) -> Reply {
-    if w.eng.shard.journal.is_some() {
+pub fn run_part(w: &mut Engine, f: KeyFn, db: usize, resp: u8, argv: &[Bytes]) -> Reply {
+    if w.shard.journal.is_some() {
         let name = argv.first().map(|n| n.as_ref()).unwrap_or_default();
         if let Some((_, spec)) = table().lookup(name) {
-            crate::shard::journal::before_command(&mut w.eng.shard, spec, argv);
+            crate::shard::journal::before_command(&mut w.shard, spec, argv);
         }
     }
-    if w.eng.shard.notify != 0 {
+    if w.shard.notify != 0 {
         let name = argv.first().map(|n| n.as_ref()).unwrap_or_default();
         if let Some((_, spec)) = table().lookup(name) {
-            crate::shard::notify::before_command(&mut w.eng.shard, spec, db, argv);
+            crate::shard::notify::before_command(&mut w.shard, spec, db, argv);
         }
     }
     let reply = match f(
         &mut KeyCtx {
-            shard: &mut w.eng.shard,
+            shard: &mut w.shard,
             db,
             resp,
             out: None,
@@ -74,21 +75,21 @@ pub fn run_part(w: &mut Worker, f: KeyFn, db: usize, resp: u8, argv: &[Bytes]) -
         Ok(r) => r,
         Err(e) => e.into_reply(),
     };
-    if !w.eng.shard.watches.is_empty()
-        || w.eng.shard.journal.is_some()
-        || w.eng.shard.notify != 0
-        || w.eng.shard.tracking.is_some()
+    if !w.shard.watches.is_empty()
+        || w.shard.journal.is_some()
+        || w.shard.notify != 0
+        || w.shard.tracking.is_some()
     {
         let name = argv.first().map(|n| n.as_ref()).unwrap_or_default();
         if let Some((_, spec)) = table().lookup(name) {
-            commands::multi::after_write(&mut w.eng.shard, spec, db, argv, &reply);
-            crate::shard::journal::after_command(&mut w.eng.shard, spec, db, argv, &reply);
+            commands::multi::after_write(&mut w.shard, spec, db, argv, &reply);
+            crate::shard::journal::after_command(&mut w.shard, spec, db, argv, &reply);
         }
     }
-    if w.eng.shard.notify != 0 {
+    if w.shard.notify != 0 {
         let name = argv.first().map(|n| n.as_ref()).unwrap_or_default();
         if let Some((_, spec)) = table().lookup(name) {
-            crate::shard::notify::after_command(&mut w.eng.shard, spec, db, argv, &reply);
+            crate::shard::notify::after_command(&mut w.shard, spec, db, argv, &reply);
         }
     }
     reply
@@ -134,8 +135,8 @@ pub fn multi_key(ctx: &mut ConnCtx, id: usize, m: MultiSpec, argv: Vec<Bytes>) {
     let parts = split(&argv, m.step, w.eng.nshards);
     let nkeys = (argv.len().saturating_sub(1)) / m.step.max(1);
     let orders: Vec<Vec<usize>> = parts.iter().map(|p| p.order.clone()).collect();
-    let finish = move |w: &mut Worker, reply: Reply| {
-        let reply = commands::finish(&mut w.eng.shard, id, Ok(reply));
+    let finish = move |w: &mut Engine, reply: Reply| {
+        let reply = commands::finish(&mut w.shard, id, Ok(reply));
         w.complete(ticket, reply);
     };
     if !m.atomic {
@@ -147,16 +148,16 @@ pub fn multi_key(ctx: &mut ConnCtx, id: usize, m: MultiSpec, argv: Vec<Bytes>) {
                 (p.shard, job)
             })
             .collect();
-        w.fan_out(jobs, true, move |w, replies| {
+        w.eng.fan_out(jobs, true, move |w, replies| {
             let r = merge(m.merge, &orders, replies, nkeys);
             finish(w, r)
         });
         return;
     }
     if m.nx {
-        multi::msetnx(w, parts, db, resp, m.sub, finish);
+        multi::msetnx(&mut w.eng, parts, db, resp, m.sub, finish);
     } else {
-        multi::locked_parts(w, parts, db, resp, m.sub, move |w, replies| {
+        multi::locked_parts(&mut w.eng, parts, db, resp, m.sub, move |w, replies| {
             let r = merge(m.merge, &orders, replies, nkeys);
             finish(w, r)
         });

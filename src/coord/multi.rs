@@ -12,19 +12,20 @@ use bytes::Bytes;
 
 use super::fanout::{run_part, Part};
 use crate::commands::table::KeyFn;
+use crate::engine::Engine;
+use crate::engine::{Msg, ShardFn};
 use crate::protocol::reply::Reply;
-use crate::server::worker::{Msg, ShardFn, Worker};
 use crate::shard::value::Exported;
 
-type Body = Box<dyn FnOnce(&mut Worker, u64) + Send>;
+type Body = Box<dyn FnOnce(&mut Engine, u64) + Send>;
 
 /// The transaction id a command nested in EXEC runs under: never a real lock holder.
 const NESTED_TX: u64 = u64::MAX;
 
 /// Locks `shards` (sorted and deduplicated here) in order, then runs `body` on this shard
 /// with the transaction id. Every step run afterwards must release its shard with `unlock`.
-pub fn lock_all(w: &mut Worker, mut shards: Vec<usize>, body: Body) {
-    if w.eng.tx.nested() {
+pub fn lock_all(w: &mut Engine, mut shards: Vec<usize>, body: Body) {
+    if w.tx.nested() {
         // Inside EXEC: the transaction already holds every shard this command touches.
         // Run at once, with an id that matches no lock (so its `unlock`s do nothing).
         body(w, NESTED_TX);
@@ -33,25 +34,24 @@ pub fn lock_all(w: &mut Worker, mut shards: Vec<usize>, body: Body) {
     shards.sort_unstable();
     shards.dedup();
     let txid = w
-        .eng
         .shared
         .next_tx_id
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     lock_step(w, txid, shards, 0, body);
 }
 
-fn lock_step(w: &mut Worker, txid: u64, shards: Vec<usize>, i: usize, body: Body) {
+fn lock_step(w: &mut Engine, txid: u64, shards: Vec<usize>, i: usize, body: Body) {
     let Some(&target) = shards.get(i) else {
         body(w, txid);
         return;
     };
-    let origin = w.eng.id;
+    let origin = w.id;
     w.post(
         target,
-        Msg::Work(Box::new(move |tw: &mut Worker| {
+        Msg::Work(Box::new(move |tw: &mut Engine| {
             tw.set_lock(Some(txid));
             crate::shard::journal::begin_tx(
-                &mut tw.eng.shard,
+                &mut tw.shard,
                 crate::shard::journal::TxTag {
                     id: txid,
                     parts: shards.len() as u32,
@@ -59,7 +59,7 @@ fn lock_step(w: &mut Worker, txid: u64, shards: Vec<usize>, i: usize, body: Body
             );
             tw.post(
                 origin,
-                Msg::Control(Box::new(move |ow: &mut Worker| {
+                Msg::Control(Box::new(move |ow: &mut Engine| {
                     lock_step(ow, txid, shards, i + 1, body)
                 })),
             );
@@ -68,8 +68,8 @@ fn lock_step(w: &mut Worker, txid: u64, shards: Vec<usize>, i: usize, body: Body
 }
 
 /// Releases this shard if `txid` holds it.
-pub fn unlock(w: &mut Worker, txid: u64) {
-    if w.eng.lock == Some(txid) {
+pub fn unlock(w: &mut Engine, txid: u64) {
+    if w.lock == Some(txid) {
         w.set_lock(None);
     }
 }
@@ -77,12 +77,12 @@ pub fn unlock(w: &mut Worker, txid: u64) {
 /// Runs each part under the lock and releases each shard as its part finishes; `done` gets
 /// the replies in `parts` order.
 pub fn locked_parts(
-    w: &mut Worker,
+    w: &mut Engine,
     parts: Vec<Part>,
     db: usize,
     resp: u8,
     f: KeyFn,
-    done: impl FnOnce(&mut Worker, Vec<Reply>) + Send + 'static,
+    done: impl FnOnce(&mut Engine, Vec<Reply>) + Send + 'static,
 ) {
     let shards = parts.iter().map(|p| p.shard).collect();
     lock_all(
@@ -107,12 +107,12 @@ pub fn locked_parts(
 
 /// MSETNX across shards: under the lock, check every key; write all only if none exists.
 pub fn msetnx(
-    w: &mut Worker,
+    w: &mut Engine,
     parts: Vec<Part>,
     db: usize,
     resp: u8,
     f: KeyFn,
-    finish: impl FnOnce(&mut Worker, Reply) + Send + 'static,
+    finish: impl FnOnce(&mut Engine, Reply) + Send + 'static,
 ) {
     let shards = parts.iter().map(|p| p.shard).collect();
     lock_all(
@@ -124,8 +124,8 @@ pub fn msetnx(
                 .map(|p| {
                     let keys: Vec<Bytes> = p.argv.iter().skip(1).step_by(2).cloned().collect();
                     let job: ShardFn<bool> = Box::new(move |tw| {
-                        let now = tw.eng.shard.now_ms;
-                        let d = tw.eng.shard.db_mut(db);
+                        let now = tw.shard.now_ms;
+                        let d = tw.shard.db_mut(db);
                         keys.iter().any(|k| d.exists(k, now))
                     });
                     (p.shard, job)
@@ -172,18 +172,18 @@ pub struct MoveCheck {
 /// source is read as a read command's lookup (COPY: a hit or miss, a keymiss event).
 #[allow(clippy::too_many_arguments)]
 pub fn move_key(
-    w: &mut Worker,
+    w: &mut Engine,
     src: Bytes,
     src_db: usize,
     src_read: bool,
     dst: Bytes,
     dst_db: usize,
     decide: impl FnOnce(&MoveCheck) -> (Reply, Option<bool>) + Send + 'static,
-    finish: impl FnOnce(&mut Worker, Reply) + Send + 'static,
+    finish: impl FnOnce(&mut Engine, Reply) + Send + 'static,
 ) {
     let (ss, ds) = (
-        crate::shard::route::shard_of(&src, w.eng.nshards),
-        crate::shard::route::shard_of(&dst, w.eng.nshards),
+        crate::shard::route::shard_of(&src, w.nshards),
+        crate::shard::route::shard_of(&dst, w.nshards),
     );
     lock_all(
         w,
@@ -195,8 +195,8 @@ pub fn move_key(
                 (
                     ss,
                     Box::new(move |tw| {
-                        let now = tw.eng.shard.now_ms;
-                        let d = tw.eng.shard.db_mut(src_db);
+                        let now = tw.shard.now_ms;
+                        let d = tw.shard.db_mut(src_db);
                         let src = d.export(&s2, now);
                         if src_read {
                             d.count_read(&s2, src.is_some(), true);
@@ -210,8 +210,8 @@ pub fn move_key(
                 (
                     ds,
                     Box::new(move |tw| {
-                        let now = tw.eng.shard.now_ms;
-                        let d = tw.eng.shard.db_mut(dst_db);
+                        let now = tw.shard.now_ms;
+                        let d = tw.shard.db_mut(dst_db);
                         MoveCheck {
                             src: None,
                             dst_exists: d.exists(&d2, now),
@@ -233,17 +233,11 @@ pub fn move_key(
                         ss,
                         Box::new(move |tw| {
                             if write == Some(true) {
-                                tw.eng.shard.touch(src_db, &src);
-                                let d = tw.eng.shard.db_mut(src_db);
+                                tw.shard.touch(src_db, &src);
+                                let d = tw.shard.db_mut(src_db);
                                 d.remove(&src);
                                 let ev = (crate::shard::notify::GENERIC, "rename_from");
-                                crate::shard::notify::event(
-                                    &mut tw.eng.shard,
-                                    src_db,
-                                    ev,
-                                    &src,
-                                    false,
-                                );
+                                crate::shard::notify::event(&mut tw.shard, src_db, ev, &src, false);
                             }
                             unlock(tw, txid);
                         }),
@@ -252,14 +246,14 @@ pub fn move_key(
                         ds,
                         Box::new(move |tw| {
                             if let (Some(_), Some(e)) = (write, entry) {
-                                tw.eng.shard.touch(dst_db, &dst);
-                                let d = tw.eng.shard.db_mut(dst_db);
+                                tw.shard.touch(dst_db, &dst);
+                                let d = tw.shard.db_mut(dst_db);
                                 d.remove(&dst);
                                 d.import(&dst, e);
                                 if dst_new {
                                     let ev = (crate::shard::notify::NEW, "new");
                                     crate::shard::notify::event(
-                                        &mut tw.eng.shard,
+                                        &mut tw.shard,
                                         dst_db,
                                         ev,
                                         &dst,
@@ -272,13 +266,7 @@ pub fn move_key(
                                     "copy_to"
                                 };
                                 let ev = (crate::shard::notify::GENERIC, name);
-                                crate::shard::notify::event(
-                                    &mut tw.eng.shard,
-                                    dst_db,
-                                    ev,
-                                    &dst,
-                                    false,
-                                );
+                                crate::shard::notify::event(&mut tw.shard, dst_db, ev, &dst, false);
                             }
                             unlock(tw, txid);
                         }),
@@ -291,7 +279,7 @@ pub fn move_key(
 }
 
 /// One shard's write step of a [`gather`] command, run under the lock.
-pub type WriteFn = Box<dyn FnOnce(&mut Worker) + Send>;
+pub type WriteFn = Box<dyn FnOnce(&mut Engine) + Send>;
 
 /// A multi-key read-compute-write across shards (set algebra, SMOVE): locks the owners of
 /// `keys` and `extra` (the shards written), runs `read` on each key's owner (results in
@@ -299,12 +287,12 @@ pub type WriteFn = Box<dyn FnOnce(&mut Worker) + Send>;
 /// its shard, releases every shard, and hands the reply to `finish`. Nothing is visible to
 /// other clients between the reads and the writes.
 pub fn gather<T: Send + 'static>(
-    w: &mut Worker,
+    w: &mut Engine,
     keys: Vec<Bytes>,
     extra: Vec<usize>,
-    read: impl Fn(&mut Worker, &Bytes) -> T + Send + Clone + 'static,
+    read: impl Fn(&mut Engine, &Bytes) -> T + Send + Clone + 'static,
     decide: impl FnOnce(Vec<T>) -> (Reply, Vec<(usize, WriteFn)>) + Send + 'static,
-    finish: impl FnOnce(&mut Worker, Reply) + Send + 'static,
+    finish: impl FnOnce(&mut Engine, Reply) + Send + 'static,
 ) {
     gather_noting(w, None, keys, extra, read, decide, finish);
 }
@@ -320,13 +308,13 @@ pub struct Noting {
 /// keys its writes touch get the row's events (`new`, the event or `del`), exactly as
 /// when the command runs on one shard (the STORE commands, LMOVE).
 pub fn gather_noting<T: Send + 'static>(
-    w: &mut Worker,
+    w: &mut Engine,
     noting: Option<Noting>,
     keys: Vec<Bytes>,
     extra: Vec<usize>,
-    read: impl Fn(&mut Worker, &Bytes) -> T + Send + Clone + 'static,
+    read: impl Fn(&mut Engine, &Bytes) -> T + Send + Clone + 'static,
     decide: impl FnOnce(Vec<T>) -> (Reply, Vec<(usize, WriteFn)>) + Send + 'static,
-    finish: impl FnOnce(&mut Worker, Reply) + Send + 'static,
+    finish: impl FnOnce(&mut Engine, Reply) + Send + 'static,
 ) {
     let noting = noting.and_then(|n| {
         let spec = crate::commands::table::table()
@@ -334,7 +322,7 @@ pub fn gather_noting<T: Send + 'static>(
             .map(|(_, s)| s)?;
         Some((spec, std::sync::Arc::new(n)))
     });
-    let n = w.eng.nshards;
+    let n = w.nshards;
     let owners: Vec<usize> = keys
         .iter()
         .map(|k| crate::shard::route::shard_of(k, n))
@@ -368,11 +356,10 @@ pub fn gather_noting<T: Send + 'static>(
                         };
                         let note = noting.clone().map(|(spec, n)| (spec, n, reply.clone()));
                         let job: ShardFn<()> = Box::new(move |tw| {
-                            let note =
-                                note.filter(|_| tw.eng.shard.notify != 0 && !mine.is_empty());
+                            let note = note.filter(|_| tw.shard.notify != 0 && !mine.is_empty());
                             if let Some((spec, n, _)) = &note {
                                 crate::shard::notify::before_command(
-                                    &mut tw.eng.shard,
+                                    &mut tw.shard,
                                     spec,
                                     n.db,
                                     &n.argv,
@@ -383,7 +370,7 @@ pub fn gather_noting<T: Send + 'static>(
                             }
                             if let Some((spec, n, reply)) = &note {
                                 crate::shard::notify::after_command(
-                                    &mut tw.eng.shard,
+                                    &mut tw.shard,
                                     spec,
                                     n.db,
                                     &n.argv,

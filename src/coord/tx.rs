@@ -39,10 +39,12 @@ use crate::commands::table::{
     table, CommandSpec, Exec, DENYOOM, MAY_REPLICATE, NO_MULTI, PROTECTED, READONLY, WRITE,
 };
 use crate::commands::{self, ConnCtx, Route};
+use crate::engine::Engine;
+use crate::engine::{Msg, ShardFn, Ticket};
 use crate::error::{self, CmdError};
 use crate::protocol::reply::Reply;
 use crate::server::connection::Conn;
-use crate::server::worker::{Msg, ShardFn, Ticket, Worker};
+use crate::server::worker::{front, to_front, Worker};
 use crate::shard::db::Db;
 use crate::shard::route::shard_of;
 use crate::shard::watch::Watcher;
@@ -467,11 +469,10 @@ pub fn watch(ctx: &mut ConnCtx, argv: &[Bytes]) -> Result<Option<Reply>, CmdErro
     let jobs = groups
         .into_iter()
         .map(|(s, keys)| {
-            let job: ShardFn<()> = Box::new(move |tw: &mut Worker| {
-                let now = tw.eng.shard.now_ms;
+            let job: ShardFn<()> = Box::new(move |tw: &mut Engine| {
+                let now = tw.shard.now_ms;
                 for k in keys {
                     let deadline = tw
-                        .eng
                         .shard
                         .dbs
                         .get_mut(db)
@@ -482,13 +483,13 @@ pub fn watch(ctx: &mut ConnCtx, argv: &[Bytes]) -> Result<Option<Reply>, CmdErro
                         epoch,
                         deadline,
                     };
-                    tw.eng.shard.watches.add(db, k, who);
+                    tw.shard.watches.add(db, k, who);
                 }
             });
             (s, job)
         })
         .collect();
-    ctx.w.fan_out(jobs, true, move |w, _: Vec<()>| {
+    ctx.w.eng.fan_out(jobs, true, move |w, _: Vec<()>| {
         w.complete(ticket, Reply::Ok)
     });
     Ok(None)
@@ -527,9 +528,9 @@ fn release(
         }
     }
     for (s, keys) in groups {
-        let job = move |tw: &mut Worker| {
+        let job = move |tw: &mut Engine| {
             for (db, k) in &keys {
-                tw.eng.shard.watches.remove(*db, k, home, token, epoch);
+                tw.shard.watches.remove(*db, k, home, token, epoch);
             }
             if let Some(t) = txid {
                 multi::unlock(tw, t);
@@ -538,11 +539,11 @@ fn release(
         if txid.is_none() {
             // After this connection's WATCH registrations on that shard, which are `Work`
             // and may still be parked behind another transaction's lock.
-            w.post(s, Msg::Work(Box::new(job)));
+            w.eng.post(s, Msg::Work(Box::new(job)));
         } else if s == w.eng.id {
-            job(w);
+            job(&mut w.eng);
         } else {
-            w.post(s, Msg::Control(Box::new(job)));
+            w.eng.post(s, Msg::Control(Box::new(job)));
         }
     }
 }
@@ -647,9 +648,11 @@ pub fn exec(ctx: &mut ConnCtx, exec_argv: &[Bytes]) -> Result<Option<Reply>, Cmd
         run.ticket = Some(ticket);
     }
     multi::lock_all(
-        w,
+        &mut w.eng,
         locked,
-        Box::new(move |w: &mut Worker, txid| locked_run(w, rid, txid)),
+        Box::new(move |e: &mut Engine, txid| {
+            to_front(e, move |w: &mut Worker| locked_run(w, rid, txid))
+        }),
     );
     Ok(None)
 }
@@ -678,24 +681,22 @@ fn locked_run(w: &mut Worker, rid: usize, txid: u64) {
     let jobs = groups
         .into_iter()
         .map(|(s, keys)| {
-            let job: ShardFn<bool> = Box::new(move |tw: &mut Worker| {
-                let now = tw.eng.shard.now_ms;
-                keys.iter().any(|(db, k)| {
-                    tw.eng
-                        .shard
-                        .watches
-                        .changed(*db, k, home, token, epoch, now)
-                })
+            let job: ShardFn<bool> = Box::new(move |tw: &mut Engine| {
+                let now = tw.shard.now_ms;
+                keys.iter()
+                    .any(|(db, k)| tw.shard.watches.changed(*db, k, home, token, epoch, now))
             });
             (s, job)
         })
         .collect();
-    w.fan_out(jobs, false, move |w, changed: Vec<bool>| {
-        if changed.iter().any(|c| *c) {
-            finish(w, rid, Some(Reply::NullArray));
-        } else {
-            advance(w, rid);
-        }
+    w.eng.fan_out(jobs, false, move |e, changed: Vec<bool>| {
+        to_front(e, move |w: &mut Worker| {
+            if changed.iter().any(|c| *c) {
+                finish(w, rid, Some(Reply::NullArray));
+            } else {
+                advance(w, rid);
+            }
+        })
     });
 }
 
@@ -755,15 +756,17 @@ fn advance(w: &mut Worker, rid: usize) {
                 if let Some(run) = w.eng.tx.runs.get_mut(rid) {
                     run.waiting = true;
                 }
-                w.post(
+                // A front job: the batch may run a script, which serves this shard's
+                // connections while it is busy.
+                w.eng.post(
                     s,
-                    Msg::Control(Box::new(move |tw: &mut Worker| {
+                    front(move |tw: &mut Worker| {
                         let replies = run_batch(tw, &batch, db, resp);
                         // Slow entries go back to be logged with the client's address.
                         let slow = std::mem::take(&mut tw.eng.shard.slow.pending);
-                        tw.post(
+                        tw.eng.post(
                             home,
-                            Msg::Control(Box::new(move |ow: &mut Worker| {
+                            front(move |ow: &mut Worker| {
                                 if !slow.is_empty() {
                                     if let Some(idx) = ow.eng.tx.runs.get(rid).map(|r| r.idx) {
                                         let prev =
@@ -773,9 +776,9 @@ fn advance(w: &mut Worker, rid: usize) {
                                     }
                                 }
                                 batch_done(ow, rid, replies)
-                            })),
+                            }),
                         );
-                    })),
+                    }),
                 );
                 return;
             }
@@ -970,7 +973,7 @@ fn finish(w: &mut Worker, rid: usize, reply: Option<Reply>) {
         }
     }
     match run.ticket {
-        Some(t) => w.complete(t, reply),
+        Some(t) => w.eng.complete(t, reply),
         None => w.eng.tx.finished = Some((rid, reply)),
     }
 }

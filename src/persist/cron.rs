@@ -14,8 +14,9 @@
 use std::sync::atomic::Ordering;
 
 use super::save;
+use crate::engine::Engine;
+use crate::engine::Ticket;
 use crate::protocol::reply::Reply;
-use crate::server::worker::{Ticket, Worker};
 
 /// Seconds before the save rules try again after a failed BGSAVE (Redis's
 /// CONFIG_BGSAVE_RETRY_DELAY).
@@ -48,8 +49,8 @@ pub fn rule_met(
 }
 
 /// Once a second on shard 0: starts a BGSAVE when a save rule is met.
-pub fn check_rules(w: &mut Worker) {
-    let sh = w.eng.shared.clone();
+pub fn check_rules(w: &mut Engine) {
+    let sh = w.shared.clone();
     let st = &sh.persist;
     if !sh.tun.has_save_rules.load(Ordering::Relaxed) || st.saving.load(Ordering::SeqCst) {
         return;
@@ -62,8 +63,8 @@ pub fn check_rules(w: &mut Worker) {
         .iter()
         .enumerate()
         .map(|(i, m)| {
-            if i == w.eng.id {
-                w.eng.shard.dirty
+            if i == w.id {
+                w.shard.dirty
             } else {
                 m.dirty.load(Ordering::Relaxed)
             }
@@ -90,8 +91,8 @@ pub fn check_rules(w: &mut Worker) {
 /// Once a second on shard 0: starts an AOF rewrite when the AOF has grown by
 /// `auto-aof-rewrite-percentage` since the last rewrite (or startup) and is over
 /// `auto-aof-rewrite-min-size`, as Redis's serverCron does; not while a save or rewrite runs.
-pub fn check_aof_growth(w: &mut Worker) {
-    let sh = w.eng.shared.clone();
+pub fn check_aof_growth(w: &mut Engine) {
+    let sh = w.shared.clone();
     let aof = &sh.aof;
     if !aof.enabled.load(Ordering::Relaxed)
         || aof.rewriting.load(Ordering::SeqCst)
@@ -121,41 +122,41 @@ pub fn check_aof_growth(w: &mut Worker) {
 
 /// Every 100 ms tick: shard 0 takes a signal's shutdown request, and any shard runs its
 /// waiting shutdown once no other save is running.
-pub fn tick(w: &mut Worker) {
-    if w.eng.id == 0 && w.eng.shared.sig_shutdown.swap(false, Ordering::SeqCst) {
-        w.eng.shutdown_req.get_or_insert(ShutdownReq {
+pub fn tick(w: &mut Engine) {
+    if w.id == 0 && w.shared.sig_shutdown.swap(false, Ordering::SeqCst) {
+        w.shutdown_req.get_or_insert(ShutdownReq {
             save: false,
             force: false,
             ticket: None,
         });
     }
-    if w.eng.shutdown_req.is_some() {
+    if w.shutdown_req.is_some() {
         shutdown(w);
     }
 }
 
 /// Runs the pending shutdown request: saves when asked or when save rules exist, then stops
 /// every shard; on a failed save (without FORCE) answers the error and keeps serving.
-pub fn shutdown(w: &mut Worker) {
-    let Some(req) = w.eng.shutdown_req.take() else {
+pub fn shutdown(w: &mut Engine) {
+    let Some(req) = w.shutdown_req.take() else {
         return;
     };
-    let rules = w.eng.shared.tun.has_save_rules.load(Ordering::Relaxed);
+    let rules = w.shared.tun.has_save_rules.load(Ordering::Relaxed);
     if !req.save && !rules {
         w.request_shutdown();
         return;
     }
-    if !w.eng.shared.persist.try_begin() {
+    if !w.shared.persist.try_begin() {
         // A BGSAVE is writing: try again at the next tick, once it is done.
-        w.eng.shutdown_req = Some(req);
+        w.shutdown_req = Some(req);
         return;
     }
     crate::log::notice("Saving the final RDB snapshot before exiting.");
     // The shards stay locked after the snapshot: no write is acknowledged after the point
     // in time that is saved, as when Redis saves in SHUTDOWN.
     save::snapshot(w, true, move |w, parts, txid| {
-        let res = save::save_parts(&w.eng.shared, &parts, false);
-        w.eng.shared.persist.saving.store(false, Ordering::SeqCst);
+        let res = save::save_parts(&w.shared, &parts, false);
+        w.shared.persist.saving.store(false, Ordering::SeqCst);
         if res.is_ok() || req.force {
             if res.is_err() {
                 crate::log::warning("Error trying to save the DB, exit anyway.");
@@ -174,7 +175,7 @@ pub fn shutdown(w: &mut Worker) {
                 Reply::Error("ERR Errors trying to SHUTDOWN. Check logs.".into()),
             ),
             // A later signal may try again (and a second Ctrl-C is not "insisting").
-            None => w.eng.shared.signalled.store(false, Ordering::SeqCst),
+            None => w.shared.signalled.store(false, Ordering::SeqCst),
         });
     });
 }

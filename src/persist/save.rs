@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use super::rdb::{Framer, PartWriter};
 use crate::coord::multi::{lock_all, unlock};
-use crate::server::worker::{Msg, ShardFn, Worker};
+use crate::engine::Engine;
+use crate::engine::{Msg, ShardFn};
 use crate::shard::Shard;
 
 /// One shard's serialised keys: per database, the key records and the key and expiry counts.
@@ -51,9 +52,9 @@ pub fn serialise(shard: &Shard, compress: bool) -> ShardPart {
 }
 
 /// Hands one shard's finished part over.
-type PartFn = Box<dyn FnOnce(&mut Worker, ShardPart) + Send>;
+type PartFn = Box<dyn FnOnce(&mut Engine, ShardPart) + Send>;
 /// Runs on the coordinator with every part and the lock's id.
-type PartsFn = Box<dyn FnOnce(&mut Worker, Vec<ShardPart>, u64) + Send>;
+type PartsFn = Box<dyn FnOnce(&mut Engine, Vec<ShardPart>, u64) + Send>;
 
 /// A shard's snapshot in progress (`Worker::snap_run`): serialised a slice per loop pass
 /// by `step` while the shard serves (see `shard::snapshot`).
@@ -70,10 +71,10 @@ const STEP_BUDGET: Duration = Duration::from_micros(500);
 const STEP_ENTRIES: usize = 256;
 
 /// One slice of this shard's running snapshot; hands the part over when it is complete.
-pub fn step(w: &mut Worker) {
+pub fn step(w: &mut Engine) {
     let deadline = Instant::now() + STEP_BUDGET;
     loop {
-        if w.eng.shard.snap_step(STEP_ENTRIES) {
+        if w.shard.snap_step(STEP_ENTRIES) {
             finish_step(w);
             return;
         }
@@ -84,11 +85,11 @@ pub fn step(w: &mut Worker) {
 }
 
 /// Completes this shard's running snapshot now and hands its part over.
-fn finish_step(w: &mut Worker) {
-    let Some(run) = w.eng.snap_run.take() else {
+fn finish_step(w: &mut Engine) {
+    let Some(run) = w.snap_run.take() else {
         return;
     };
-    let dbs = w.eng.shard.snap_take();
+    let dbs = w.shard.snap_take();
     (run.done)(
         w,
         ShardPart {
@@ -121,16 +122,16 @@ struct Collect {
 /// after the snapshot: SHUTDOWN, DEBUG RELOAD, the AOF rewrite's switch) and `done` must
 /// `release` them.
 pub fn snapshot(
-    w: &mut Worker,
+    w: &mut Engine,
     keep_locked: bool,
-    done: impl FnOnce(&mut Worker, Vec<ShardPart>, u64) + Send + 'static,
+    done: impl FnOnce(&mut Engine, Vec<ShardPart>, u64) + Send + 'static,
 ) {
     if !keep_locked {
         stepped(w, None, |_, _| {}, done);
         return;
     }
-    let compress = w.eng.shared.tun.rdbcompression.load(Ordering::Relaxed);
-    let all: Vec<usize> = (0..w.eng.nshards).collect();
+    let compress = w.shared.tun.rdbcompression.load(Ordering::Relaxed);
+    let all: Vec<usize> = (0..w.nshards).collect();
     let start = Instant::now();
     lock_all(
         w,
@@ -140,7 +141,7 @@ pub fn snapshot(
                 .into_iter()
                 .map(|s| {
                     let job: ShardFn<ShardPart> = Box::new(move |tw| {
-                        let p = serialise(&tw.eng.shard, compress);
+                        let p = serialise(&tw.shard, compress);
                         if !keep_locked {
                             unlock(tw, txid);
                         }
@@ -165,23 +166,23 @@ pub fn snapshot(
 /// What each shard does at the snapshot's moment, still under the lock (the AOF rewrite
 /// switches logs there, a replication cut notes its journal offset); its result goes to
 /// `taken`.
-pub type AtMoment = Arc<dyn Fn(&mut Worker) -> Result<u64, String> + Send + Sync>;
+pub type AtMoment = Arc<dyn Fn(&mut Engine) -> Result<u64, String> + Send + Sync>;
 
 /// The stepped snapshot: every shard runs `at_moment` and marks its point in time under
 /// the all-shard lock, then serialises while serving. `taken` runs here with the
 /// `at_moment` results once every shard has marked the moment; `done` once every part is
 /// serialised, always after `taken`.
 pub fn stepped(
-    w: &mut Worker,
+    w: &mut Engine,
     at_moment: Option<AtMoment>,
-    taken: impl FnOnce(&mut Worker, Vec<Result<u64, String>>) + Send + 'static,
-    done: impl FnOnce(&mut Worker, Vec<ShardPart>, u64) + Send + 'static,
+    taken: impl FnOnce(&mut Engine, Vec<Result<u64, String>>) + Send + 'static,
+    done: impl FnOnce(&mut Engine, Vec<ShardPart>, u64) + Send + 'static,
 ) {
-    let compress = w.eng.shared.tun.rdbcompression.load(Ordering::Relaxed);
-    let n = w.eng.nshards;
+    let compress = w.shared.tun.rdbcompression.load(Ordering::Relaxed);
+    let n = w.nshards;
     let all: Vec<usize> = (0..n).collect();
     let start = Instant::now();
-    let origin = w.eng.id;
+    let origin = w.id;
     let collect = Arc::new(Mutex::new(Collect {
         parts: (0..n).map(|_| None).collect(),
         left: n,
@@ -202,14 +203,14 @@ pub fn stepped(
                     let job: ShardFn<Result<u64, String>> = Box::new(move |tw| {
                         // One snapshot per shard at a time (saves are serialised by
                         // `persist::State`; this only guards the invariant).
-                        if tw.eng.snap_run.is_some() {
+                        if tw.snap_run.is_some() {
                             finish_step(tw);
                         }
                         let r = at_moment.map_or(Ok(0), |f| f(tw));
-                        tw.eng.shard.snap_begin(compress);
-                        let dirty = tw.eng.shard.dirty;
+                        tw.shard.snap_begin(compress);
+                        let dirty = tw.shard.dirty;
                         unlock(tw, txid);
-                        tw.eng.snap_run = Some(Stepping {
+                        tw.snap_run = Some(Stepping {
                             dirty,
                             done: Box::new(move |tw, part| {
                                 hand_over(tw, &collect, s, part, origin, txid, start)
@@ -241,7 +242,7 @@ pub fn stepped(
 /// A shard's finished part reaches the collection; the last one runs `done` on `origin`
 /// (or leaves it for `taken` to run, if the moment's replies have not all arrived yet).
 fn hand_over(
-    tw: &mut Worker,
+    tw: &mut Engine,
     collect: &Arc<Mutex<Collect>>,
     shard: usize,
     part: ShardPart,
@@ -264,7 +265,7 @@ fn hand_over(
     let collect = collect.clone();
     tw.post(
         origin,
-        Msg::Control(Box::new(move |ow: &mut Worker| {
+        Msg::Control(Box::new(move |ow: &mut Engine| {
             let ready = collect.lock().ok().and_then(|mut c| {
                 let parts: Vec<ShardPart> = c.parts.drain(..).flatten().collect();
                 crate::log::notice(&format!(
@@ -288,8 +289,8 @@ fn hand_over(
 }
 
 /// Releases every shard locked by `txid`, then runs `then`.
-pub fn release(w: &mut Worker, txid: u64, then: impl FnOnce(&mut Worker) + Send + 'static) {
-    let jobs = (0..w.eng.nshards)
+pub fn release(w: &mut Engine, txid: u64, then: impl FnOnce(&mut Engine) + Send + 'static) {
+    let jobs = (0..w.nshards)
         .map(|s| {
             let job: ShardFn<()> = Box::new(move |tw| unlock(tw, txid));
             (s, job)
@@ -446,10 +447,10 @@ pub fn save_parts(
 /// the disk. `started` runs on this shard once the point in time is taken, with whether
 /// the writer thread started.
 pub fn bgsave(
-    w: &mut Worker,
-    started: impl FnOnce(&mut Worker, Result<(), String>) + Send + 'static,
+    w: &mut Engine,
+    started: impl FnOnce(&mut Engine, Result<(), String>) + Send + 'static,
 ) -> Result<(), String> {
-    let st = &w.eng.shared.persist;
+    let st = &w.shared.persist;
     if !st.try_begin() {
         return Err("Background save already in progress".into());
     }
@@ -465,7 +466,7 @@ pub fn bgsave(
             started(w, Ok(()));
         },
         move |w, parts, _| {
-            let shared = w.eng.shared.clone();
+            let shared = w.shared.clone();
             let spawned = std::thread::Builder::new()
                 .name("bgsave".into())
                 .spawn(move || {
@@ -477,11 +478,11 @@ pub fn bgsave(
                     shared.persist.saving.store(false, Ordering::SeqCst);
                 });
             if let Err(e) = spawned {
-                let st = &w.eng.shared.persist;
+                let st = &w.shared.persist;
                 st.bg_in_progress.store(false, Ordering::SeqCst);
                 st.saving.store(false, Ordering::SeqCst);
                 st.last_failed.store(true, Ordering::SeqCst);
-                st.refresh_gate(&w.eng.shared.tun);
+                st.refresh_gate(&w.shared.tun);
                 crate::log::warning(&format!("Can't BGSAVE: {e}"));
             }
         },

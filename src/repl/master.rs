@@ -32,12 +32,14 @@ use crate::commands::table::{
     CommandSpec, Exec, KeySpec, ADMIN, ALLOW_BUSY, FAST, LOADING, NOSCRIPT, NO_MULTI, STALE,
 };
 use crate::commands::ConnCtx;
+use crate::engine::Engine;
+use crate::engine::{ShardFn, Ticket};
 use crate::error::{CmdError, CmdResult};
 use crate::persist::save::ShardPart;
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
 use crate::server::connection::Conn;
-use crate::server::worker::{Msg, ShardFn, Ticket, Worker};
+use crate::server::worker::{front, to_front, Worker};
 use crate::shard::journal::{self, TxTag};
 
 const HUB: usize = 0;
@@ -146,13 +148,11 @@ pub fn backlog_size() -> usize {
 
 /// A promotion (`repl::promote`), on every shard: journal on, records shipped to the hub
 /// from this point on. Returns the journal offset shipping starts at.
-pub fn start_shipping(tw: &mut Worker) -> u64 {
-    journal::enable(&mut tw.eng.shard, JOURNAL_CAP);
-    journal::flush(&mut tw.eng.shard);
-    let next = tw.eng.shard.journal.as_ref().map_or(0, |j| j.next());
-    let r = tw.master_repl.get_or_insert_with(Default::default);
-    r.shipping = true;
-    r.cursor = next;
+pub fn start_shipping(tw: &mut Engine) -> u64 {
+    journal::enable(&mut tw.shard, JOURNAL_CAP);
+    journal::flush(&mut tw.shard);
+    let next = tw.shard.journal.as_ref().map_or(0, |j| j.next());
+    tw.ship = Some(next);
     next
 }
 
@@ -296,10 +296,6 @@ pub fn is_replica(c: &Conn) -> bool {
 /// A shard's replication state, created when a replica attaches anywhere.
 #[derive(Default)]
 pub struct ShardRepl {
-    /// Journal records are pushed to the hub (set at the first full sync's cut).
-    shipping: bool,
-    /// Journal offset of the next record to push.
-    cursor: u64,
     /// Replica connections of this shard (tokens).
     conns: Vec<u64>,
     hub: Option<Box<Hub>>,
@@ -564,19 +560,11 @@ fn is_global(cmd: &[u8]) -> bool {
 /// The loop pass's hook (only while this shard has replication state): pushes new journal
 /// records to the hub.
 #[inline]
-pub fn on_pass(w: &mut Worker) {
-    let Some(r) = w.master_repl.as_ref() else {
+pub fn on_pass(w: &mut Engine) {
+    let Some(cursor) = w.ship else {
         return;
     };
-    if !r.shipping {
-        return;
-    }
-    let newer = w
-        .eng
-        .shard
-        .journal
-        .as_ref()
-        .is_some_and(|j| j.next() > r.cursor);
+    let newer = w.shard.journal.as_ref().is_some_and(|j| j.next() > cursor);
     if newer {
         push_now(w);
     }
@@ -585,13 +573,12 @@ pub fn on_pass(w: &mut Worker) {
 /// Pushes every complete record since the last push to the hub; returns the journal offset
 /// pushed up to. A transaction still holding this shard's lock keeps its run here until it
 /// ends, so the hub always gets whole runs.
-pub fn push_now(w: &mut Worker) -> u64 {
-    if !w.master_repl.as_ref().is_some_and(|r| r.shipping) {
+pub fn push_now(w: &mut Engine) -> u64 {
+    let Some(cursor) = w.ship else {
         return 0;
-    }
-    journal::flush(&mut w.eng.shard);
-    let cursor = w.master_repl.as_ref().map_or(0, |r| r.cursor);
-    let Some(j) = w.eng.shard.journal.as_ref() else {
+    };
+    journal::flush(&mut w.shard);
+    let Some(j) = w.shard.journal.as_ref() else {
         return cursor;
     };
     if j.next() == cursor {
@@ -618,21 +605,16 @@ pub fn push_now(w: &mut Worker) -> u64 {
         }
         Err(e) => (Vec::new(), e.next, true),
     };
-    if let Some(r) = w.master_repl.as_mut() {
-        r.cursor = to;
-    }
-    let s = w.eng.id;
+    w.ship = Some(to);
+    let s = w.id;
     if lost {
         crate::log::warning(&format!(
             "Replication: shard {s} wrote more than its journal backlog holds between two \
              pushes; replicas must resync"
         ));
-        w.post(HUB, Msg::Control(Box::new(move |hw| hub_lost(hw, s, to))));
+        w.post(HUB, front(move |hw: &mut Worker| hub_lost(hw, s, to)));
     } else if !recs.is_empty() {
-        w.post(
-            HUB,
-            Msg::Control(Box::new(move |hw| hub_push(hw, s, recs, to))),
-        );
+        w.post(HUB, front(move |hw: &mut Worker| hub_push(hw, s, recs, to)));
     }
     to
 }
@@ -847,7 +829,8 @@ fn broadcast(w: &mut Worker, chunk: Option<(u64, Bytes)>) {
     shards.dedup();
     for s in shards {
         let b = b.clone();
-        w.post(s, Msg::Control(Box::new(move |tw| deliver(tw, start, b))));
+        w.eng
+            .post(s, front(move |tw: &mut Worker| deliver(tw, start, b)));
     }
 }
 
@@ -894,13 +877,13 @@ fn hub_lost(w: &mut Worker, s: usize, to: u64) {
 fn drop_all(w: &mut Worker) {
     let all: Vec<(usize, u64)> = replicas(|v| v.iter().map(|r| (r.shard, r.token)).collect());
     for (s, t) in all {
-        w.post(
+        w.eng.post(
             s,
-            Msg::Control(Box::new(move |tw| {
+            front(move |tw: &mut Worker| {
                 if let Some(i) = tw.conn_by_token(t) {
                     tw.close_conn(i);
                 }
-            })),
+            }),
         );
     }
 }
@@ -944,11 +927,9 @@ fn hub_psync(w: &mut Worker, req: SyncReq) {
                 req.ip, req.port
             ));
             let (s, t, id) = (req.shard, req.token, req.id);
-            w.post(
+            w.eng.post(
                 s,
-                Msg::Control(Box::new(move |tw| {
-                    deliver_payload(tw, id, t, payload, next)
-                })),
+                front(move |tw: &mut Worker| deliver_payload(tw, id, t, payload, next)),
             );
             return;
         }
@@ -982,11 +963,11 @@ fn start_cut(w: &mut Worker) {
     let n = w.eng.nshards;
     let started = Instant::now();
     let at_moment: crate::persist::save::AtMoment = std::sync::Arc::new(move |tw| {
-        let txid = tw.eng.lock.unwrap_or(0);
+        let txid = tw.lock.unwrap_or(0);
         Ok(cut_offset(tw, txid, n))
     });
     crate::persist::save::stepped(
-        w,
+        &mut w.eng,
         Some(at_moment),
         move |w, cuts| {
             let cuts: Vec<u64> = cuts.into_iter().map(|c| c.unwrap_or(0)).collect();
@@ -994,7 +975,7 @@ fn start_cut(w: &mut Worker) {
                 "Replication cut taken in {} ms; shards serialise while serving",
                 started.elapsed().as_millis()
             ));
-            cut_taken(w, cuts)
+            to_front(w, move |w: &mut Worker| cut_taken(w, cuts))
         },
         move |w, parts, _| {
             crate::log::notice(&format!(
@@ -1002,36 +983,33 @@ fn start_cut(w: &mut Worker) {
                 parts.len(),
                 started.elapsed().as_millis()
             ));
-            rdb_ready(w, parts)
+            to_front(w, move |w: &mut Worker| rdb_ready(w, parts))
         },
     );
 }
 
 /// One shard at the cut (under the lock): its journal on, its records so far pushed to
 /// the hub; returns its journal offset at the cut.
-fn cut_offset(tw: &mut Worker, txid: u64, n: usize) -> u64 {
-    let fresh = tw.eng.shard.journal.is_none();
-    journal::enable(&mut tw.eng.shard, JOURNAL_CAP);
-    if fresh && tw.eng.lock == Some(txid) {
+fn cut_offset(tw: &mut Engine, txid: u64, n: usize) -> u64 {
+    let fresh = tw.shard.journal.is_none();
+    journal::enable(&mut tw.shard, JOURNAL_CAP);
+    if fresh && tw.lock == Some(txid) {
         // Tag this lock as the shards whose journal was already on did, so its release
         // marker is a whole group everywhere.
         journal::begin_tx(
-            &mut tw.eng.shard,
+            &mut tw.shard,
             TxTag {
                 id: txid,
                 parts: n as u32,
             },
         );
     }
-    journal::flush(&mut tw.eng.shard);
-    let shipping = tw.master_repl.as_ref().is_some_and(|r| r.shipping);
-    if shipping {
+    journal::flush(&mut tw.shard);
+    if tw.ship.is_some() {
         push_now(tw)
     } else {
-        let next = tw.eng.shard.journal.as_ref().map_or(0, |j| j.next());
-        let r = tw.master_repl.get_or_insert_with(Default::default);
-        r.shipping = true;
-        r.cursor = next;
+        let next = tw.shard.journal.as_ref().map_or(0, |j| j.next());
+        tw.ship = Some(next);
         next
     }
 }
@@ -1065,16 +1043,16 @@ fn cut_taken(w: &mut Worker, cuts: Vec<u64>) {
     for (shard, token) in reqs {
         // Sent after the chunk above (same channel, in order): from here on the stream
         // collects behind the RDB.
-        w.post(
+        w.eng.post(
             shard,
-            Msg::Control(Box::new(move |tw| {
+            front(move |tw: &mut Worker| {
                 if let Some(idx) = tw.conn_by_token(token) {
                     if let Some(l) = tw.conns[idx].replica_link.as_mut() {
                         l.next = Some(offset + 1);
                         l.behind_rdb = Some(Vec::new());
                     }
                 }
-            })),
+            }),
         );
     }
     merge_and_send(w);
@@ -1104,11 +1082,9 @@ fn rdb_ready(w: &mut Worker, parts: Vec<ShardPart>) {
             rdb.len()
         ));
         let (t, id) = (req.token, req.id);
-        w.post(
+        w.eng.post(
             req.shard,
-            Msg::Control(Box::new(move |tw| {
-                deliver_payload(tw, id, t, payload, offset + 1)
-            })),
+            front(move |tw: &mut Worker| deliver_payload(tw, id, t, payload, offset + 1)),
         );
     }
     if !hub(w).queued.is_empty() {
@@ -1257,10 +1233,10 @@ fn check_waits(w: &mut Worker) {
     broadcast(w, chunk);
     for (origin, for_, count, enough) in done {
         let job: Box<dyn FnOnce(&mut Worker) + Send> = match for_ {
-            Waiter::Wait(ticket) => Box::new(move |ow| ow.complete(ticket, Reply::Int(count))),
+            Waiter::Wait(ticket) => Box::new(move |ow| ow.eng.complete(ticket, Reply::Int(count))),
             Waiter::Hold(token, holds) => Box::new(move |ow| release(ow, token, holds, enough)),
         };
-        w.post(origin, Msg::Control(job));
+        w.eng.post(origin, front(job));
     }
 }
 
@@ -1334,11 +1310,11 @@ pub fn start_barriers(w: &mut Worker, idx: usize) {
             (s, job)
         })
         .collect();
-    w.fan_out(jobs, false, move |w, wants: Vec<u64>| {
-        let origin = w.eng.id;
+    w.eng.fan_out(jobs, false, move |w, wants: Vec<u64>| {
+        let origin = w.id;
         w.post(
             HUB,
-            Msg::Control(Box::new(move |hw| {
+            front(move |hw: &mut Worker| {
                 hub_wait(
                     hw,
                     Wait {
@@ -1350,7 +1326,7 @@ pub fn start_barriers(w: &mut Worker, idx: usize) {
                         target: None,
                     },
                 )
-            })),
+            }),
         );
     });
 }
@@ -1427,7 +1403,7 @@ fn replconf(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
                         refresh_good_replicas();
                     }
                     if WAITS.load(Ordering::Relaxed) > 0 {
-                        ctx.w.post(HUB, Msg::Control(Box::new(check_waits)));
+                        ctx.w.eng.post(HUB, front(check_waits));
                     }
                 }
             }
@@ -1508,7 +1484,8 @@ fn start_sync(ctx: &mut ConnCtx, psync: Option<(Bytes, i64)>) -> CmdResult {
         .conns
         .push(token);
     ctx.w
-        .post(HUB, Msg::Control(Box::new(move |hw| hub_psync(hw, req))));
+        .eng
+        .post(HUB, front(move |hw: &mut Worker| hub_psync(hw, req)));
     Ok(Reply::Raw(Bytes::new()))
 }
 
@@ -1538,11 +1515,11 @@ fn wait(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             (s, job)
         })
         .collect();
-    ctx.w.fan_out(jobs, false, move |w, wants: Vec<u64>| {
-        let origin = w.eng.id;
+    ctx.w.eng.fan_out(jobs, false, move |w, wants: Vec<u64>| {
+        let origin = w.id;
         w.post(
             HUB,
-            Msg::Control(Box::new(move |hw| {
+            front(move |hw: &mut Worker| {
                 hub_wait(
                     hw,
                     Wait {
@@ -1554,7 +1531,7 @@ fn wait(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
                         target: None,
                     },
                 )
-            })),
+            }),
         );
     });
     Ok(Reply::Ok)

@@ -46,11 +46,12 @@ use crate::commands::table::{
     CommandSpec, KeySpec, ADMIN, MAY_REPLICATE, NOSCRIPT, READONLY, STALE, WRITE,
 };
 use crate::commands::ConnCtx;
+use crate::engine::ShardFn;
 use crate::error::{self, CmdError, CmdResult};
 use crate::persist::load::Split;
 use crate::protocol::reply::Reply;
 use crate::runtime::mesh::Waker;
-use crate::server::worker::{ShardFn, Worker};
+use crate::server::worker::{front, to_front, Worker};
 use crate::server::Shared;
 
 /// The shard that owns the master link and handles the hand-overs.
@@ -569,7 +570,7 @@ fn adopt(w: &mut Worker, h: Handover) {
     let started = Instant::now();
     // Every shard locked (as DEBUG RELOAD): no client sees a half-loaded dataset.
     crate::coord::multi::lock_all(
-        w,
+        &mut w.eng,
         all,
         Box::new(move |w, txid| {
             let jobs: Vec<(usize, ShardFn<()>)> = split
@@ -578,14 +579,14 @@ fn adopt(w: &mut Worker, h: Handover) {
                 .enumerate()
                 .map(|(s, keys)| {
                     let job: ShardFn<()> = Box::new(move |tw| {
-                        for db in 0..tw.eng.shard.dbs.len() {
-                            crate::commands::multi::before_flush(&mut tw.eng.shard, db);
+                        for db in 0..tw.shard.dbs.len() {
+                            crate::commands::multi::before_flush(&mut tw.shard, db);
                         }
-                        for d in tw.eng.shard.dbs.iter_mut() {
+                        for d in tw.shard.dbs.iter_mut() {
                             d.clear_async();
                             d.replica = true;
                         }
-                        crate::persist::load::apply(&mut tw.eng.shard, keys);
+                        crate::persist::load::apply(&mut tw.shard, keys);
                         crate::coord::multi::unlock(tw, txid);
                     });
                     (s, job)
@@ -596,7 +597,9 @@ fn adopt(w: &mut Worker, h: Handover) {
                     "MASTER <-> REPLICA sync: Finished with success ({} ms in the shards)",
                     started.elapsed().as_millis()
                 ));
-                attach(w, gen, stream, tls, leftover, offset);
+                to_front(w, move |w: &mut Worker| {
+                    attach(w, gen, stream, tls, leftover, offset)
+                });
             });
         }),
     );
@@ -678,7 +681,7 @@ pub fn publish(w: &Worker) {
 /// prompt acknowledgements, acknowledges what was applied.
 pub fn after_input(w: &mut Worker) {
     publish(w);
-    if w.repl.fast_ack_until.is_some_and(|t| w.pass_now <= t) {
+    if w.repl.fast_ack_until.is_some_and(|t| w.eng.pass_now <= t) {
         queue_ack(w, None);
     }
 }
@@ -789,13 +792,13 @@ fn close_link(w: &mut Worker, gen: u64) {
 /// Puts every shard's databases in or out of replica mode, and has the home shard drop a
 /// link older than `gen`.
 fn switch_shards(w: &mut Worker, replica: bool, gen: u64) {
-    w.on_all_shards(
+    w.eng.on_all_shards(
         move |tw| {
-            for d in tw.eng.shard.dbs.iter_mut() {
+            for d in tw.shard.dbs.iter_mut() {
                 d.replica = replica;
             }
-            if tw.eng.id == HOME {
-                close_link(tw, gen);
+            if tw.id == HOME {
+                to_front(tw, move |w: &mut Worker| close_link(w, gen));
             }
         },
         false,
@@ -843,17 +846,14 @@ fn promote(ctx: &mut ConnCtx) {
         st.gen += 1;
         st.gen
     };
-    let origin = ctx.w.eng.id;
     let ticket = ctx.defer();
-    ctx.w.post(
+    ctx.w.eng.post(
         HOME,
-        crate::server::worker::Msg::Control(Box::new(move |hw| {
-            promote_home(hw, gen, origin, ticket)
-        })),
+        front(move |hw: &mut Worker| promote_home(hw, gen, ticket)),
     );
 }
 
-fn promote_home(w: &mut Worker, gen: u64, origin: usize, ticket: crate::server::worker::Ticket) {
+fn promote_home(w: &mut Worker, gen: u64, ticket: crate::engine::Ticket) {
     close_link(w, gen);
     publish(w);
     let off = OFFSET.load(Ordering::Relaxed);
@@ -873,9 +873,9 @@ fn promote_home(w: &mut Worker, gen: u64, origin: usize, ticket: crate::server::
         }
     }
     let seed = !master::is_active();
-    w.on_all_shards(
+    w.eng.on_all_shards(
         move |tw| {
-            for d in tw.eng.shard.dbs.iter_mut() {
+            for d in tw.shard.dbs.iter_mut() {
                 d.replica = false;
             }
             if seed {
@@ -885,7 +885,28 @@ fn promote_home(w: &mut Worker, gen: u64, origin: usize, ticket: crate::server::
             }
         },
         false,
-        move |w, cursors: Vec<u64>| {
+        move |e, cursors: Vec<u64>| {
+            to_front(e, move |w: &mut Worker| {
+                promoted(w, seed, off, backlog, cursors, gen, ticket)
+            })
+        },
+    );
+}
+
+/// Every shard left replica mode (and started shipping, with `seed`): the promotion ends
+/// on the home shard.
+#[allow(clippy::too_many_arguments)]
+fn promoted(
+    w: &mut Worker,
+    seed: bool,
+    off: i64,
+    backlog: VecDeque<(i64, Bytes)>,
+    cursors: Vec<u64>,
+    gen: u64,
+    ticket: crate::engine::Ticket,
+) {
+    {
+        {
             if seed {
                 master::seed_backlog(w, off, backlog.into_iter().collect(), &cursors);
             }
@@ -906,14 +927,9 @@ fn promote_home(w: &mut Worker, gen: u64, origin: usize, ticket: crate::server::
                 refresh_gate(&st);
             }
             set_config_text(w, "");
-            w.post(
-                origin,
-                crate::server::worker::Msg::Control(Box::new(move |ow| {
-                    ow.complete(ticket, Reply::Ok)
-                })),
-            );
-        },
-    );
+            w.eng.complete(ticket, Reply::Ok);
+        }
+    }
 }
 
 // ----- commands ----------------------------------------------------------------------------
@@ -1031,7 +1047,7 @@ pub fn replconf(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
                 if ctx.w.conns.get(ctx.conn).is_some_and(|c| c.master) {
                     queue_ack(ctx.w, Some(argv));
                     ctx.w.repl.fast_ack_until =
-                        Some(ctx.w.pass_now + std::time::Duration::from_secs(1));
+                        Some(ctx.w.eng.pass_now + std::time::Duration::from_secs(1));
                 }
                 return none();
             }

@@ -30,10 +30,12 @@ use crate::commands::table::{table, CommandSpec, Exec, ScriptFn, WRITE};
 use crate::commands::{self, run_key, ConnCtx};
 use crate::coord::fanout;
 use crate::coord::multi;
+use crate::engine::Engine;
+use crate::engine::Msg;
 use crate::error::CmdResult;
 use crate::protocol::reply::Reply;
 use crate::runtime::clock;
-use crate::server::worker::{Msg, Worker};
+use crate::server::worker::Worker;
 use crate::shard::route::shard_of;
 use crate::shard::value::Exported;
 use crate::shard::Shard;
@@ -103,11 +105,11 @@ impl Host<'_> {
                     self.w.refuse_parked_batches(text);
                 } else {
                     // Commands that reached a held shard before now wait in its queue.
-                    self.w.post(
+                    self.w.eng.post(
                         s,
-                        Msg::Control(Box::new(move |tw: &mut Worker| {
+                        crate::server::worker::front(move |tw: &mut Worker| {
                             tw.refuse_parked_batches(text)
-                        })),
+                        }),
                     );
                 }
             }
@@ -120,12 +122,12 @@ impl Host<'_> {
     pub fn on_shard<T: Send + 'static>(
         &mut self,
         s: usize,
-        f: impl FnOnce(&mut Worker) -> T + Send + 'static,
+        f: impl FnOnce(&mut Engine) -> T + Send + 'static,
     ) -> Option<T> {
         if s == self.w.eng.id {
-            return Some(f(self.w));
+            return Some(f(&mut self.w.eng));
         }
-        self.w.call_sync(s, Box::new(f))
+        self.w.eng.call_sync(s, Box::new(f))
     }
 
     /// Runs one checked command for the script on the owner(s) of its keys.
@@ -164,7 +166,7 @@ impl Host<'_> {
             [s] => {
                 let s = *s;
                 self.on_shard(s, move |tw| {
-                    run_key(&mut tw.eng.shard, id, f, db, resp, &argv, None)
+                    run_key(&mut tw.shard, id, f, db, resp, &argv, None)
                 })
                 .unwrap_or_else(|| Reply::error(super::SHUTTING_DOWN))
             }
@@ -195,8 +197,8 @@ impl Host<'_> {
             for p in &parts {
                 let keys: Vec<Bytes> = p.argv.iter().skip(1).step_by(2).cloned().collect();
                 let any = self.on_shard(p.shard, move |tw| {
-                    let now = tw.eng.shard.now_ms;
-                    let d = tw.eng.shard.db_mut(db);
+                    let now = tw.shard.now_ms;
+                    let d = tw.shard.db_mut(db);
                     keys.iter().any(|k| d.exists(k, now))
                 });
                 if any != Some(false) {
@@ -246,8 +248,8 @@ impl Host<'_> {
         for k in &keys {
             let key = k.clone();
             let e = self.on_shard(shard_of(k, nshards), move |tw| {
-                let now = tw.eng.shard.now_ms;
-                tw.eng.shard.db_mut(db).export(&key, now)
+                let now = tw.shard.now_ms;
+                tw.shard.db_mut(db).export(&key, now)
             });
             let Some(e) = e else {
                 return Reply::error(super::SHUTTING_DOWN);
@@ -273,13 +275,13 @@ impl Host<'_> {
         for k in keys {
             let e = sc.db_mut(db).take(&k);
             let done = self.on_shard(shard_of(&k, nshards), move |tw| {
-                tw.eng.shard.touch(db, &k);
-                let d = tw.eng.shard.db_mut(db);
+                tw.shard.touch(db, &k);
+                let d = tw.shard.db_mut(db);
                 d.remove(&k);
                 if let Some(e) = e {
                     d.import(&k, e);
                 }
-                crate::shard::journal::flush(&mut tw.eng.shard);
+                crate::shard::journal::flush(&mut tw.shard);
             });
             if done.is_none() {
                 return Reply::error(super::SHUTTING_DOWN);
@@ -374,9 +376,9 @@ pub fn cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let ticket = ctx.defer();
     let w = &mut *ctx.w;
     multi::lock_all(
-        w,
+        &mut w.eng,
         shards.clone(),
-        Box::new(move |w: &mut Worker, txid| {
+        Box::new(move |w: &mut Engine, txid| {
             let job = move |tw: &mut Worker| {
                 let reply = run(
                     tw,
@@ -390,31 +392,27 @@ pub fn cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                 );
                 for &s in &shards {
                     if s == tw.eng.id {
-                        multi::unlock(tw, txid);
+                        multi::unlock(&mut tw.eng, txid);
                     } else {
-                        tw.post(
+                        tw.eng.post(
                             s,
-                            Msg::Control(Box::new(move |x: &mut Worker| multi::unlock(x, txid))),
+                            Msg::Control(Box::new(move |x: &mut Engine| multi::unlock(x, txid))),
                         );
                     }
                 }
                 if tw.eng.shard.blocked.has_ready() {
-                    crate::coord::block::serve_ready(tw);
+                    crate::coord::block::serve_ready(&mut tw.eng);
                 }
                 if tw.eng.id == home {
-                    tw.complete(ticket, reply);
+                    tw.eng.complete(ticket, reply);
                 } else {
-                    tw.post(
+                    tw.eng.post(
                         home,
-                        Msg::Control(Box::new(move |ow: &mut Worker| ow.complete(ticket, reply))),
+                        Msg::Control(Box::new(move |ow: &mut Engine| ow.complete(ticket, reply))),
                     );
                 }
             };
-            if runner == w.eng.id {
-                job(w);
-            } else {
-                w.post(runner, Msg::Control(Box::new(job)));
-            }
+            w.post(runner, crate::server::worker::front(job));
         }),
     );
     Ok(Reply::Ok)

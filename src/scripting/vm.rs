@@ -701,7 +701,7 @@ fn conn_command(ctx: &mut Host, name: &str, argv: &[Bytes]) -> Result<Reply, Str
             if owner == ctx.w.eng.id {
                 run(&mut ctx.w.eng.shard)
             } else {
-                ctx.on_shard(owner, move |tw| run(&mut tw.eng.shard))
+                ctx.on_shard(owner, move |tw| run(&mut tw.shard))
                     .unwrap_or_else(|| Err(super::SHUTTING_DOWN.into()))
             }
         }

@@ -112,7 +112,7 @@ pub fn tick(w: &mut Worker) {
             ));
         }
         w.close_conn(idx);
-        w.net.evicted_clients += 1;
+        w.eng.net.evicted_clients += 1;
         excess = excess.saturating_sub(bytes);
         mine = mine.saturating_sub(bytes);
         evicted += 1;

@@ -25,8 +25,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::config::{Config, Tunables};
+use crate::engine::Msg;
 use crate::runtime::{mesh, sys};
-use worker::{Msg, Worker};
+use worker::Worker;
 
 /// State every shard can read: configuration, tunables, server identity, global counters.
 pub struct Shared {

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 
-use super::worker::{Msg, Worker};
+use super::worker::Worker;
 use crate::commands::table::{CommandSpec, ADMIN};
 use crate::shard::Shard;
 
@@ -192,13 +192,13 @@ pub fn end_of_pass(w: &mut Worker) {
         let me = w.eng.id;
         for s in (0..w.eng.nshards).filter(|&s| s != me) {
             let lines = lines.clone();
-            w.post(
+            w.eng.post(
                 s,
-                Msg::Control(Box::new(move |tw: &mut Worker| {
+                super::worker::front(move |tw: &mut Worker| {
                     if !tw.monitors.is_empty() {
                         tw.eng.shard.mon_in.push(lines);
                     }
-                })),
+                }),
             );
         }
         chunks.push(lines);

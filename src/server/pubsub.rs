@@ -338,13 +338,13 @@ pub fn publish_notes(w: &mut Worker) {
     let me = w.eng.id;
     for s in (0..w.eng.nshards).filter(|&s| s != me) {
         let notes = notes.clone();
-        w.post(
+        w.eng.post(
             s,
-            super::worker::Msg::Control(Box::new(move |tw: &mut Worker| {
+            super::worker::front(move |tw: &mut Worker| {
                 for (ch, msg) in notes.iter() {
                     publish(tw, ch, msg);
                 }
-            })),
+            }),
         );
     }
 }

@@ -15,8 +15,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use bytes::Bytes;
 
-use super::worker::{Msg, Worker};
+use super::worker::Worker;
 use crate::commands::table::{table, CommandSpec, READONLY};
+use crate::engine::Engine;
+use crate::engine::Msg;
 use crate::shard::tracking::{ClientRef, Inval};
 
 /// Clients with tracking on, in the whole server (INFO `tracking_clients`).
@@ -144,10 +146,10 @@ fn post_remember(w: &mut Worker, c: ClientRef, by: Vec<Vec<Bytes>>) {
         if keys.is_empty() {
             continue;
         }
-        w.post(
+        w.eng.post(
             s,
-            Msg::Work(Box::new(move |tw: &mut Worker| {
-                let t = tw.eng.shard.tracking_mut();
+            Msg::Work(Box::new(move |tw: &mut Engine| {
+                let t = tw.shard.tracking_mut();
                 for k in &keys {
                     t.remember(k, c);
                 }
@@ -160,8 +162,8 @@ fn post_remember(w: &mut Worker, c: ClientRef, by: Vec<Vec<Bytes>>) {
 pub fn broadcast_prefixes(w: &mut Worker, c: ClientRef, prefixes: Vec<Bytes>, add: bool) {
     for s in 0..w.eng.nshards {
         let prefixes = prefixes.clone();
-        let job = move |tw: &mut Worker| {
-            let t = tw.eng.shard.tracking_mut();
+        let job = move |tw: &mut Engine| {
+            let t = tw.shard.tracking_mut();
             if add {
                 for p in prefixes {
                     t.add_prefix(p, c);
@@ -171,9 +173,9 @@ pub fn broadcast_prefixes(w: &mut Worker, c: ClientRef, prefixes: Vec<Bytes>, ad
             }
         };
         if s == w.eng.id {
-            job(w);
+            job(&mut w.eng);
         } else {
-            w.post(s, Msg::Control(Box::new(job)));
+            w.eng.post(s, Msg::Control(Box::new(job)));
         }
     }
 }
@@ -245,9 +247,9 @@ pub fn deliver(w: &mut Worker, pass_end: bool) {
         if s == w.eng.id {
             deliver_here(w, invals);
         } else {
-            w.post(
+            w.eng.post(
                 s,
-                Msg::Control(Box::new(move |tw: &mut Worker| deliver_here(tw, invals))),
+                super::worker::front(move |tw: &mut Worker| deliver_here(tw, invals)),
             );
         }
     }
@@ -349,24 +351,24 @@ fn send(w: &mut Worker, idx: usize, keys: Option<Vec<Bytes>>) {
         }
         return;
     }
-    w.post(
+    w.eng.post(
         shard,
-        Msg::Control(Box::new(move |tw: &mut Worker| {
+        super::worker::front(move |tw: &mut Worker| {
             let found = tw
                 .conn_by_token(token)
                 .filter(|&r| tw.conns.get(r).is_some_and(|c| c.client.id == rid));
             match found {
                 Some(r) => write_frame(tw, r, &keys, true),
-                None => tw.post(
+                None => tw.eng.post(
                     me.shard,
-                    Msg::Control(Box::new(move |ow: &mut Worker| {
+                    super::worker::front(move |ow: &mut Worker| {
                         if let Some(i) = ow.conn_by_token(me.token) {
                             broken(ow, i);
                         }
-                    })),
+                    }),
                 ),
             }
-        })),
+        }),
     );
 }
 

@@ -12,7 +12,6 @@
 //! lock taken by multi-shard atomic commands (they wait, FIFO, while the shard is locked);
 //! `Control` jobs (replies, the lock holder's own steps) always run.
 
-use std::any::Any;
 use std::collections::VecDeque;
 use std::os::fd::RawFd;
 use std::sync::atomic::Ordering;
@@ -28,6 +27,7 @@ use super::Shared;
 use crate::commands::table::{table, Exec, BLOCKING, DENYOOM, PROTECTED, WRITE};
 use crate::commands::{self, ConnCtx, Route};
 use crate::coord;
+use crate::engine::mail::{Batch, BatchCmd, BatchMsg, Filled, Job, Msg, Out, Ticket};
 use crate::engine::Engine;
 use crate::error::CmdError;
 use crate::protocol::parser::{self, Arg};
@@ -37,9 +37,8 @@ use crate::runtime::mesh::Endpoint;
 use crate::runtime::ring::{Completion, OpBuf, Ring};
 use crate::runtime::sys;
 use crate::runtime::timer::Timers;
-use crate::shard::evict::{self, Outcome};
+use crate::shard::now_ms;
 use crate::shard::route::shard_of;
-use crate::shard::{now_ms, Shard};
 
 /// Wall-clock milliseconds from the pass's monotonic reading: re-based on the system clock
 /// once a second, so each pass reads one clock instead of two (a wall-clock step shows
@@ -66,120 +65,6 @@ impl PassClock {
         }
         self.base_ms + since.as_millis() as u64
     }
-}
-
-/// Work shipped to another shard (or queued for our own).
-pub type Job = Box<dyn FnOnce(&mut Worker) + Send>;
-
-/// A job run on some shard that produces a value for a fan-out.
-pub type ShardFn<T> = Box<dyn FnOnce(&mut Worker) -> T + Send>;
-
-pub enum Msg {
-    /// Keyspace work: waits while the shard is locked by a multi-shard command.
-    Work(Job),
-    /// Replies and a lock holder's own steps: always run at once.
-    Control(Job),
-    /// A connection's commands for this shard: `Work`, but data, so that a shard held by a
-    /// busy script can answer it with `-BUSY` (`busy_pump`, `handle_msg`).
-    Batch(Box<BatchMsg>),
-}
-
-/// A batch on its way to the shard that runs it.
-pub struct BatchMsg {
-    pub origin: usize,
-    pub token: u64,
-    /// The sending client's id (the slow log names it).
-    pub client: u64,
-    pub resp: u8,
-    pub batch: Batch,
-}
-
-impl BatchMsg {
-    fn run(self, tw: &mut Worker) {
-        exec_batch(
-            tw,
-            self.origin,
-            self.token,
-            self.client,
-            self.resp,
-            self.batch,
-        )
-    }
-
-    /// Answers every command with `text` (in their reply slots) instead of running them.
-    fn refuse(self, tw: &mut Worker, text: &str) {
-        let mut buf = Vec::new();
-        let mut marks = Vec::with_capacity(self.batch.cmds.len());
-        for c in &self.batch.cmds {
-            commands::count_error(&mut tw.eng.shard, text);
-            Reply::error(text).encode(self.resp, &mut buf);
-            marks.push((c.seq, buf.len()));
-        }
-        let (token, buf) = (self.token, Bytes::from(buf));
-        let remote = tw.eng.id != self.origin;
-        tw.post(
-            self.origin,
-            Msg::Control(Box::new(move |ow: &mut Worker| {
-                ow.fill_batch(token, buf, marks, remote)
-            })),
-        );
-    }
-}
-
-/// Where a deferred reply goes: a connection (by token) and its reply slot.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Ticket {
-    pub shard: usize,
-    pub token: u64,
-    pub seq: u64,
-}
-
-/// One command bound for another shard inside a batch; its arguments are
-/// `Batch::args[start..end]`.
-pub struct BatchCmd {
-    pub seq: u64,
-    pub id: usize,
-    pub db: usize,
-    pub start: usize,
-    pub end: usize,
-    /// The client is in CLIENT NO-TOUCH mode.
-    pub no_touch: bool,
-    /// From the master link: expired keys are live for it (`Db::master_view`).
-    pub master: bool,
-}
-
-/// Commands of one connection's read for one other shard: one message, one argument vector
-/// for all of them (no allocation per command).
-#[derive(Default)]
-pub struct Batch {
-    pub cmds: Vec<BatchCmd>,
-    pub args: Vec<Bytes>,
-}
-
-impl Batch {
-    fn is_empty(&self) -> bool {
-        self.cmds.is_empty()
-    }
-}
-
-type GatherDone = Box<dyn FnOnce(&mut Worker, Vec<Box<dyn Any + Send>>)>;
-
-/// Results of a fan-out being collected on the origin shard.
-pub struct Gather {
-    remaining: usize,
-    results: Vec<Option<Box<dyn Any + Send>>>,
-    done: Option<GatherDone>,
-}
-
-/// Per-shard network and connection counters, aggregated by INFO.
-#[derive(Default, Clone, Copy, Debug)]
-pub struct NetStats {
-    pub net_input_bytes: u64,
-    pub net_output_bytes: u64,
-    pub connections_received: u64,
-    pub rejected_connections: u64,
-    /// Clients closed by maxmemory-clients (`client_evict`).
-    pub evicted_clients: u64,
 }
 
 enum TimerKind {
@@ -247,8 +132,6 @@ const POOL_BUF_MAX: usize = 64 * 1024;
 /// Output buffered for a client above which we stop reading it (back-pressure).
 const MAX_PENDING_OUT: usize = 8 << 20;
 const MAX_PENDING_SLOTS: usize = 100_000;
-/// Keys a shard asked to evict by another gives up whatever the published counts say.
-const ASKED_MIN_EVICTIONS: u32 = 8;
 
 fn tag(kind: u64, token: u64) -> u64 {
     (kind << 56) | (token & ((1 << 56) - 1))
@@ -269,7 +152,6 @@ pub struct Worker {
     /// The shard-side engine: data, locks, jobs, the mesh (see `engine`).
     pub eng: Engine,
     pub conns: Slab<Conn>,
-    pub net: NetStats,
     /// Instantaneous rates for INFO, sampled every 100 ms.
     pub rates: super::metrics::Sampler,
     /// This shard's channel and pattern subscribers.
@@ -295,8 +177,6 @@ pub struct Worker {
     next_gen: u32,
     /// Deadline of the timeout operation in flight, if any (one at a time).
     timer_armed: Option<Instant>,
-    /// The loop pass's clock reading (connection idle times).
-    pub pass_now: Instant,
     /// Wall-clock milliseconds derived from `pass_now`.
     clock: PassClock,
     /// Sockets shut down by `close_conn` whose descriptors are closed only once every queued
@@ -311,8 +191,7 @@ pub struct Worker {
     pub repl: crate::repl::Home,
     /// Connections of this shard in MONITOR mode (`server::monitor`).
     pub monitors: Vec<usize>,
-    /// CLIENT PAUSE in force this pass (`server::pause`: NONE, WRITES, ALL) and its end.
-    pub pause: u8,
+    /// The end of the CLIENT PAUSE in force (`Engine::pause`).
     pause_end: u64,
     /// Connections holding a command back for the pause.
     postponed: Vec<usize>,
@@ -350,7 +229,6 @@ impl Worker {
         Ok(Worker {
             eng: Engine::new(id, shared, mesh, table().len()),
             conns: Slab::with_capacity(256),
-            net: NetStats::default(),
             rates: Default::default(),
             pubsub: Default::default(),
             ring,
@@ -378,14 +256,12 @@ impl Worker {
             unix_next: 0,
             next_gen: 1,
             timer_armed: None,
-            pass_now: Instant::now(),
             clock: PassClock::new(),
             pending_close: Vec::new(),
             clients_bytes: 0,
             master_repl: None,
             repl: Default::default(),
             monitors: Vec::new(),
-            pause: 0,
             pause_end: 0,
             postponed: Vec::new(),
             after_busy: Vec::new(),
@@ -430,7 +306,7 @@ impl Worker {
                 Err(e) => {
                     // Without its log this shard would lose acknowledged writes: stop.
                     crate::log::warning(&format!("shard {}: {e}", self.eng.id));
-                    self.request_shutdown();
+                    self.eng.request_shutdown();
                 }
             }
         }
@@ -458,15 +334,17 @@ impl Worker {
             // A locked shard keeps its clock: keys do not expire in the middle of an atomic
             // command or transaction (Redis freezes time for EXEC too).
             // One clock reading per pass (the wall clock follows from it, see `PassClock`).
-            self.pass_now = Instant::now();
+            self.eng.pass_now = Instant::now();
             let since = self
+                .eng
                 .pass_now
                 .saturating_duration_since(self.eng.shared.started);
-            self.pulse()
+            self.eng
+                .pulse()
                 .busy_since
                 .store(since.as_millis() as u64 + 1, Ordering::Relaxed);
             if self.eng.lock.is_none() {
-                self.eng.shard.now_ms = self.clock.ms(self.pass_now);
+                self.eng.shard.now_ms = self.clock.ms(self.eng.pass_now);
             }
             self.eng
                 .shard
@@ -490,26 +368,26 @@ impl Worker {
             self.completions = comps;
 
             self.run_messages();
-            if !self.postponed.is_empty() || self.pause != 0 {
+            if !self.postponed.is_empty() || self.eng.pause != 0 {
                 self.refresh_pause();
             }
             if self.eng.id == crate::repl::HOME {
                 crate::repl::on_pass(self);
             }
 
-            let now = self.pass_now;
+            let now = self.eng.pass_now;
             self.timers.expired(now, &mut fired);
             for t in fired.drain(..) {
                 self.on_timer(t, now);
             }
 
             if self.eng.snap_run.is_some() {
-                crate::persist::save::step(self);
+                crate::persist::save::step(&mut self.eng);
             }
 
             // Keys written by jobs and unlocked shards: serve their blocked clients.
             if self.eng.shard.blocked.has_ready() {
-                coord::block::serve_ready(self);
+                coord::block::serve_ready(&mut self.eng);
             }
 
             if let Some(a) = self.eng.aof.as_mut() {
@@ -518,8 +396,8 @@ impl Worker {
                 let always = self.eng.shared.tun.appendfsync.load(Ordering::Relaxed) == 2;
                 a.write_pass(&mut self.eng.shard, always);
             }
-            if self.master_repl.is_some() {
-                crate::repl::master::on_pass(self);
+            if self.eng.ship.is_some() {
+                crate::repl::master::on_pass(&mut self.eng);
             }
 
             if self.eng.shard.notify != 0 {
@@ -534,6 +412,8 @@ impl Worker {
             if self.eng.shard.tracking.is_some() {
                 super::tracking::deliver(self, true);
             }
+            // Replies engine work left without a job around it (timers, hooks).
+            self.drain_outbox();
             self.flush_dirty();
             let backlog = self.eng.mesh.flush();
 
@@ -564,7 +444,7 @@ impl Worker {
                     // Re-arm when nothing is armed, the new deadline is sooner, or the armed
                     // one is already due (its completion may not have been seen yet). The
                     // pass's clock is a few µs old at most: a timer fires that much late.
-                    let now = self.pass_now;
+                    let now = self.eng.pass_now;
                     if self
                         .timer_armed
                         .is_none_or(|armed| next < armed || armed <= now)
@@ -574,7 +454,7 @@ impl Worker {
                         self.timer_armed = Some(next);
                     }
                 }
-                self.pulse().busy_since.store(0, Ordering::Relaxed);
+                self.eng.pulse().busy_since.store(0, Ordering::Relaxed);
                 let r = self.ring.submit_and_wait(true, None);
                 self.eng.mesh.awake();
                 r
@@ -794,7 +674,7 @@ impl Worker {
                         let pause = l.backoff;
                         l.backoff = (pause * 2).min(ACCEPT_RETRY_MAX);
                         self.timers
-                            .add(self.pass_now + pause, TimerKind::AcceptRetry(li));
+                            .add(self.eng.pass_now + pause, TimerKind::AcceptRetry(li));
                     } else {
                         self.arm_accept(li);
                     }
@@ -833,9 +713,9 @@ impl Worker {
         if to == self.eng.id {
             self.on_accept(fd, true, false);
         } else {
-            self.post(
+            self.eng.post(
                 to,
-                Msg::Control(Box::new(move |w: &mut Worker| w.on_accept(fd, true, false))),
+                front(move |w: &mut Worker| w.on_accept(fd, true, false)),
             );
         }
     }
@@ -846,7 +726,7 @@ impl Worker {
         let Some(a) = self.listeners.get_mut(li) else {
             return;
         };
-        let now = self.pass_now;
+        let now = self.eng.pass_now;
         if a.logged
             .is_some_and(|t| now.saturating_duration_since(t) < Duration::from_secs(1))
         {
@@ -874,7 +754,7 @@ impl Worker {
             sys::close(fd);
             return;
         }
-        self.net.connections_received += 1;
+        self.eng.net.connections_received += 1;
         // A refusal's text would be plaintext in the middle of a TLS handshake: a TLS
         // client is only closed.
         let refuse = |fd: RawFd, text: &[u8]| match tls {
@@ -904,7 +784,7 @@ impl Worker {
         let prev = self.eng.shared.clients.fetch_add(1, Ordering::AcqRel);
         if prev >= max {
             self.eng.shared.clients.fetch_sub(1, Ordering::AcqRel);
-            self.net.rejected_connections += 1;
+            self.eng.net.rejected_connections += 1;
             refuse(fd, b"-ERR max number of clients reached\r\n");
             return;
         }
@@ -923,7 +803,7 @@ impl Worker {
             });
             if !local_peer {
                 self.eng.shared.clients.fetch_sub(1, Ordering::AcqRel);
-                self.net.rejected_connections += 1;
+                self.eng.net.rejected_connections += 1;
                 crate::log::verbose(&format!(
                     "Denied client {}: protected mode is on and no password is set",
                     peer.map(|p| p.to_string()).unwrap_or_default()
@@ -1099,8 +979,8 @@ impl Worker {
             self.close_conn(idx);
             return;
         }
-        self.net.net_input_bytes += c.result as u64;
-        self.conns[idx].client.last_active = self.pass_now;
+        self.eng.net.net_input_bytes += c.result as u64;
+        self.conns[idx].client.last_active = self.eng.pass_now;
         self.conns[idx].note_input();
         let master = self.conns[idx].master;
         if master {
@@ -1225,7 +1105,7 @@ impl Worker {
             self.close_conn(idx);
             return;
         }
-        self.net.net_output_bytes += c.result as u64;
+        self.eng.net.net_output_bytes += c.result as u64;
         let off = off + c.result as usize;
         let conn = &mut self.conns[idx];
         conn.inflight = buf.len().saturating_sub(off);
@@ -1268,7 +1148,7 @@ impl Worker {
         let normal = super::pubsub::Limits::of(&self.eng.shared.tun.normal_obuf_limit);
         for &idx in &dirty {
             if normal.any() {
-                let now = self.pass_now;
+                let now = self.eng.pass_now;
                 let over = self.conns.get_mut(idx).is_some_and(|c| {
                     !c.subs.active() && !crate::repl::master::is_replica(c) && normal.over(c, now)
                 });
@@ -1329,7 +1209,7 @@ impl Worker {
             return;
         }
         if let Some(wid) = self.conns.get(idx).and_then(|c| c.waiting) {
-            coord::block::on_close(self, wid);
+            coord::block::on_close(&mut self.eng, wid);
         }
         if self.conns.get(idx).is_some_and(|c| c.track.is_some()) {
             super::tracking::disable(self, idx);
@@ -1530,7 +1410,7 @@ impl Worker {
     /// Runs one command: checks, then inline, batched to its owner, or coordinated.
     /// `known`: the command's table id, when the look-ahead already looked it up.
     fn dispatch(&mut self, idx: usize, argv: &mut Vec<Bytes>, known: Option<usize>) {
-        if self.pause != 0 && self.pause_holds(idx, argv) {
+        if self.eng.pause != 0 && self.pause_holds(idx, argv) {
             return;
         }
         let c = &self.conns[idx].client;
@@ -1725,6 +1605,21 @@ impl Worker {
         db: usize,
         resp: u8,
     ) {
+        self.execute_inner(idx, id, spec, argv, db, resp);
+        if !self.eng.outbox.is_empty() {
+            self.drain_outbox();
+        }
+    }
+
+    fn execute_inner(
+        &mut self,
+        idx: usize,
+        id: usize,
+        spec: &'static crate::commands::table::CommandSpec,
+        argv: &mut Vec<Bytes>,
+        db: usize,
+        resp: u8,
+    ) {
         match spec.exec {
             Exec::Conn(f) => {
                 // Earlier commands of this client bound for other shards go first.
@@ -1814,7 +1709,7 @@ impl Worker {
                         crate::scripting::host::Held::Own,
                     );
                     if self.eng.shard.blocked.has_ready() {
-                        coord::block::serve_ready(self);
+                        coord::block::serve_ready(&mut self.eng);
                     }
                     if let Some(c) = self.conns.get_mut(idx) {
                         c.push_reply(&r);
@@ -2114,7 +2009,7 @@ impl Worker {
         }
         // A push may have fed blocked clients: they are served before the next command.
         if self.eng.shard.blocked.has_ready() {
-            coord::block::serve_ready(self);
+            coord::block::serve_ready(&mut self.eng);
         }
         if let Some(c) = self.conns.get_mut(idx) {
             c.push_reply(&r);
@@ -2173,11 +2068,14 @@ impl Worker {
     /// expiry, and once it is over runs the commands it held.
     pub fn refresh_pause(&mut self) {
         // The common case: no pause now or before, one atomic load and no clock read.
-        if self.pause == super::pause::NONE && self.postponed.is_empty() && !super::pause::maybe() {
+        if self.eng.pause == super::pause::NONE
+            && self.postponed.is_empty()
+            && !super::pause::maybe()
+        {
             return;
         }
         let (mode, end) = super::pause::current(self.clock.ms(Instant::now()));
-        if mode != self.pause {
+        if mode != self.eng.pause {
             let frozen = mode != super::pause::NONE;
             self.eng
                 .shard
@@ -2185,7 +2083,7 @@ impl Worker {
                 .iter_mut()
                 .for_each(|d| d.frozen = frozen);
         }
-        self.pause = mode;
+        self.eng.pause = mode;
         self.pause_end = end;
         if mode == super::pause::NONE && !self.postponed.is_empty() {
             for idx in std::mem::take(&mut self.postponed) {
@@ -2220,7 +2118,7 @@ impl Worker {
                 .and_then(|t| t.queue.as_ref())
                 .map(|q| q.iter().map(|q| q.id).collect::<Vec<_>>())
                 .unwrap_or_default();
-        if !super::pause::holds(self.pause, spec, queued.into_iter()) {
+        if !super::pause::holds(self.eng.pause, spec, queued.into_iter()) {
             return false;
         }
         if let Some(c) = self.conns.get_mut(idx) {
@@ -2228,117 +2126,77 @@ impl Worker {
         }
         self.flush_batches(idx);
         self.postponed.push(idx);
-        let at = self.pass_now
+        let at = self.eng.pass_now
             + Duration::from_millis(self.pause_end.saturating_sub(self.eng.shard.now_ms).max(1));
         self.timers.add(at, TimerKind::PauseEnd);
         true
     }
 
-    // ----- maxmemory -----------------------------------------------------------------------
+    /// Memory the connection side holds that is not data: client buffers and scratch
+    /// (see `Engine::memory_check`).
+    pub fn front_bytes(&self) -> u64 {
+        self.clients_bytes + self.scratch_bytes()
+    }
 
-    /// Redis's performEvictions, per shard (scheme in `shard::evict`): when the memory in use
-    /// (heap minus every shard's spare arena bytes) is over `maxmemory`, evict keys of this
-    /// shard, at most `evict::MAX_KEYS_PER_CALL`, while it holds about as many evictable keys
-    /// as the fullest other shard. Memory is process-wide, so whichever shard happens to check
-    /// would otherwise pay for everyone (the connection's shard checks before every command,
-    /// reads too) and run out of old keys while the others keep theirs. A shard with fewer
-    /// candidates than another asks that one to evict instead; `Err(OOM)` for a command that
-    /// may grow memory (`denyoom`) when no shard has anything.
+    /// `Engine::publish_mem` with this shard's connection buffers as of now.
+    pub fn publish_mem(&mut self) {
+        self.eng.front_bytes = self.front_bytes();
+        self.eng.publish_mem();
+    }
+
+    /// Runs `f` on the connection side of every shard (at once, lock or not) and hands the
+    /// results, in shard order, to `done` here.
+    pub fn on_all_fronts<T: Send + 'static>(
+        &mut self,
+        f: impl Fn(&mut Worker) -> T + Send + Clone + 'static,
+        done: impl FnOnce(&mut Engine, Vec<T>) + 'static,
+    ) {
+        let targets = (0..self.eng.nshards)
+            .map(|s| {
+                let f = f.clone();
+                let job: FrontFn<T> = Box::new(move |tw| f(tw));
+                (s, job)
+            })
+            .collect();
+        self.fan_out_fronts(targets, done);
+    }
+
+    /// Runs each job on the connection side of its shard (at once, lock or not) and hands
+    /// the results, in `targets` order, to `done` here.
+    pub fn fan_out_fronts<T: Send + 'static>(
+        &mut self,
+        targets: Vec<(usize, FrontFn<T>)>,
+        done: impl FnOnce(&mut Engine, Vec<T>) + 'static,
+    ) {
+        let gid = self.eng.gather_start(targets.len(), done);
+        let origin = self.eng.id;
+        for (i, (s, f)) in targets.into_iter().enumerate() {
+            self.eng.post(
+                s,
+                front(move |tw: &mut Worker| {
+                    let r = f(tw);
+                    tw.eng.gather_reply(origin, gid, i, Box::new(r));
+                }),
+            );
+        }
+    }
+
+    /// `on_all_fronts`, with `done` run on the connection side here too.
+    pub fn on_all_fronts_then<T: Send + 'static>(
+        &mut self,
+        f: impl Fn(&mut Worker) -> T + Send + Clone + 'static,
+        done: impl FnOnce(&mut Worker, Vec<T>) + Send + 'static,
+    ) {
+        self.on_all_fronts(f, move |e: &mut Engine, v: Vec<T>| {
+            let me = e.id;
+            e.post(me, front(move |w: &mut Worker| done(w, v)));
+        });
+    }
+
+    /// `Engine::memory_check` with this shard's connection buffers left out.
     pub fn memory_check(&mut self, denyoom: bool) -> Result<(), CmdError> {
-        self.memory_check_inner(denyoom, false)
-    }
-
-    /// `memory_check`; `asked` when another shard asked this one to evict.
-    fn memory_check_inner(&mut self, denyoom: bool, asked: bool) -> Result<(), CmdError> {
-        let max = self.eng.shared.tun.maxmemory.load(Ordering::Relaxed);
-        // A replica leaves eviction to its master (Redis's replica-ignore-maxmemory yes):
-        // evicting here would make its dataset differ from the master's.
-        // Nor does anything evict during CLIENT PAUSE, as in Redis.
-        if max == 0 || crate::repl::is_replica() || self.pause != 0 {
-            return Ok(());
-        }
-        let me = self.eng.id;
-        let mut others = 0u64;
-        let mut fullest = 0u64;
-        for (i, m) in self.eng.shared.mem.iter().enumerate() {
-            if i != me {
-                others += m.spare.load(Ordering::Relaxed) + m.transient.load(Ordering::Relaxed);
-                fullest = fullest.max(m.candidates.load(Ordering::Relaxed));
-            }
-        }
-        // Connection buffers and scratch are not data: evicting keys would not shrink them
-        // (they go back by themselves, see `trim_scratch` / `Conn::shrink_buffers`), as
-        // Redis leaves replication buffers out (`freeMemoryGetNotCountedMemory`).
-        let mine = self.clients_bytes + self.scratch_bytes() + crate::shard::journal::total_bytes();
-        let over = |s: &Shard| {
-            crate::runtime::alloc::used().saturating_sub(others + mine + s.spare_bytes()) > max
-        };
-        if !over(&self.eng.shard) {
-            return Ok(());
-        }
-        // Evict here while this shard is not clearly smaller than the fullest other one. A
-        // shard that was asked evicts a few keys whatever the figures say (another shard's
-        // published count can be stale by a tick), so a request always makes progress.
-        let slack = (fullest / 64).max(16);
-        let mut rounds = 0;
-        let mut fair = |s: &Shard| {
-            rounds += 1;
-            (asked && rounds <= ASKED_MIN_EVICTIONS) || evict::candidates(s) + slack >= fullest
-        };
-        let cycle = clock::ticks();
-        let outcome = evict::evict(&mut self.eng.shard, |s| over(s) && fair(s));
-        let ms = clock::to_nanos(clock::ticks().wrapping_sub(cycle)) / 1_000_000;
-        self.eng.shard.lat.event("eviction-cycle", ms);
-        self.publish_mem();
-        if outcome == Outcome::Capped || !over(&self.eng.shard) {
-            return Ok(());
-        }
-        // Still over: this shard has nothing to evict, or fewer keys than another. Ask the
-        // shards holding at least as many candidates as this one (any, when it has none).
-        let mine = evict::candidates(&self.eng.shard);
-        let mut elsewhere = false;
-        for j in (0..self.eng.nshards).filter(|&j| j != me) {
-            let Some(m) = self.eng.shared.mem.get(j) else {
-                continue;
-            };
-            let theirs = m.candidates.load(Ordering::Relaxed);
-            if theirs == 0 || theirs < mine {
-                continue;
-            }
-            elsewhere = true;
-            if !m.nudged.swap(true, Ordering::Relaxed) {
-                self.post(
-                    j,
-                    Msg::Work(Box::new(|tw: &mut Worker| {
-                        if let Some(m) = tw.eng.shared.mem.get(tw.eng.id) {
-                            m.nudged.store(false, Ordering::Relaxed);
-                        }
-                        let _ = tw.memory_check_inner(false, true);
-                        tw.publish_mem();
-                    })),
-                );
-            }
-        }
-        if elsewhere || mine > 0 || !denyoom {
-            Ok(())
-        } else {
-            Err(CmdError::coded(
-                "OOM command not allowed when used memory > 'maxmemory'.",
-            ))
-        }
-    }
-
-    /// Publishes this shard's spare arena bytes and evictable key count (`Shared::mem`).
-    pub fn publish_mem(&self) {
-        if let Some(m) = self.eng.shared.mem.get(self.eng.id) {
-            m.spare
-                .store(self.eng.shard.spare_bytes(), Ordering::Relaxed);
-            m.candidates
-                .store(evict::candidates(&self.eng.shard), Ordering::Relaxed);
-            m.transient
-                .store(self.clients_bytes + self.scratch_bytes(), Ordering::Relaxed);
-            m.dirty.store(self.eng.shard.dirty, Ordering::Relaxed);
-        }
+        self.eng.front_bytes = self.front_bytes();
+        self.eng.memory_check(denyoom)
     }
 
     /// Sends this connection's commands for other shards: one message per shard.
@@ -2363,7 +2221,7 @@ impl Worker {
                 self.eng.awaiting += 1;
             }
             let batch = std::mem::take(&mut self.batches[s]);
-            self.post(
+            self.eng.post(
                 s,
                 Msg::Batch(Box::new(BatchMsg {
                     origin,
@@ -2426,43 +2284,6 @@ impl Worker {
 
     // ----- scripts -----------------------------------------------------------------------
 
-    /// Runs `f` on shard `to` and waits for its result, for a script's `redis.call` on a
-    /// shard the script holds. That shard is locked for the script (by its transaction), so
-    /// it runs nothing but `Control` jobs and answers at its next loop pass; this thread
-    /// yields meanwhile. `None` if the server stops first.
-    pub fn call_sync<T: Send + 'static>(&mut self, to: usize, f: ShardFn<T>) -> Option<T> {
-        type Cell<T> = std::sync::Mutex<Option<T>>;
-        let cell: Arc<Cell<T>> = Arc::new(std::sync::Mutex::new(None));
-        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (c2, d2) = (cell.clone(), done.clone());
-        self.post(
-            to,
-            Msg::Control(Box::new(move |tw: &mut Worker| {
-                let v = f(tw);
-                if let Ok(mut g) = c2.lock() {
-                    *g = Some(v);
-                }
-                d2.store(true, Ordering::Release);
-            })),
-        );
-        let mut spins = 0u32;
-        loop {
-            self.eng.mesh.flush();
-            if done.load(Ordering::Acquire) {
-                return cell.lock().ok().and_then(|mut g| g.take());
-            }
-            if self.eng.shared.shutdown.load(Ordering::Relaxed) {
-                return None;
-            }
-            spins += 1;
-            if spins < 64 {
-                std::hint::spin_loop();
-            } else {
-                std::thread::yield_now();
-            }
-        }
-    }
-
     /// A script running on this shard is past the busy threshold (called from its VM's
     /// hook, between two Lua instructions): serves this shard's sockets as Redis serves
     /// clients while a script is busy. New connections are accepted; each command read gets
@@ -2507,7 +2328,7 @@ impl Worker {
         self.eng.mesh.recv_all(|_, m| inbox.push_back(m));
         for m in std::mem::take(&mut self.eng.inbox) {
             match m {
-                Msg::Batch(b) => b.refuse(self, text),
+                Msg::Batch(b) => refuse_batch(self, *b, text),
                 other => self.eng.inbox.push_back(other),
             }
         }
@@ -2581,8 +2402,8 @@ impl Worker {
         if !c.more && matches!(conn.recv, RecvState::Multi(_) | RecvState::Cancelling) {
             conn.recv = RecvState::Idle;
         }
-        self.net.net_input_bytes += c.result as u64;
-        conn.client.last_active = self.pass_now;
+        self.eng.net.net_input_bytes += c.result as u64;
+        conn.client.last_active = self.eng.pass_now;
         conn.note_input();
         let parsed_above = conn.in_input > 0 || caller == Some(idx);
         if !parsed_above {
@@ -2667,7 +2488,7 @@ impl Worker {
                 None if argv.is_empty() => {}
                 None => {
                     // SHUTDOWN NOSAVE: the script stops at its next hook, then the loop.
-                    self.request_shutdown();
+                    self.eng.request_shutdown();
                 }
             }
         }
@@ -2723,20 +2544,6 @@ impl Worker {
         }
     }
 
-    /// Delivers a deferred reply (on the connection's shard).
-    pub fn complete(&mut self, t: Ticket, reply: Reply) {
-        if coord::tx::is_capture(&t) {
-            coord::tx::captured(self, t, reply);
-            return;
-        }
-        let Some(idx) = self.conn_by_token(t.token) else {
-            return;
-        };
-        let mut v = Vec::new();
-        reply.encode(self.conns[idx].client.resp, &mut v);
-        self.fill(idx, t.seq, Bytes::from(v));
-    }
-
     pub fn fill(&mut self, idx: usize, seq: u64, bytes: Bytes) {
         let conn = &mut self.conns[idx];
         let was_blocked = conn.blocked_on.is_some();
@@ -2752,6 +2559,14 @@ impl Worker {
             self.process_input(idx);
             self.arm_recv(idx);
         }
+    }
+
+    /// A batch's replies arrived (`Msg::Filled`).
+    fn filled(&mut self, f: Filled) {
+        if let Some(p) = f.slow {
+            self.slow_commit_token(f.token, p);
+        }
+        self.fill_batch(f.token, f.buf, f.marks, f.remote)
     }
 
     fn fill_batch(&mut self, token: u64, buf: Bytes, marks: Vec<(u64, usize)>, remote: bool) {
@@ -2775,15 +2590,6 @@ impl Worker {
     }
 
     // ----- messages ----------------------------------------------------------------------
-
-    /// Sends a job to shard `to` (our own shard included: it runs later this pass).
-    pub fn post(&mut self, to: usize, msg: Msg) {
-        if to == self.eng.id {
-            self.eng.local.push_back(msg);
-        } else {
-            self.eng.mesh.send(to, msg);
-        }
-    }
 
     fn run_messages(&mut self) {
         let inbox = &mut self.eng.inbox;
@@ -2814,13 +2620,20 @@ impl Worker {
                 self.run_job(j);
                 self.run_parked();
             }
+            Msg::Filled(f) => self.filled(*f),
+            Msg::Front(j) => {
+                j(self);
+                crate::shard::journal::flush(&mut self.eng.shard);
+                self.drain_outbox();
+                self.run_parked();
+            }
             Msg::Batch(b) => {
                 if self.eng.lock.is_none() {
-                    b.run(self);
+                    run_batch(self, *b);
                     crate::shard::journal::flush(&mut self.eng.shard);
                 } else if let Some(text) = crate::scripting::busy_reply(self.eng.id) {
                     // Held by a script past the busy threshold.
-                    b.refuse(self, text);
+                    refuse_batch(self, *b, text);
                 } else {
                     self.eng.parked.push_back(Msg::Batch(b));
                 }
@@ -2831,8 +2644,51 @@ impl Worker {
     /// Runs one job; what it changed is journaled before anything else runs.
     #[inline]
     fn run_job(&mut self, j: Job) {
-        j(self);
+        j(&mut self.eng);
         crate::shard::journal::flush(&mut self.eng.shard);
+        self.drain_outbox();
+    }
+
+    /// Delivers the replies jobs and handlers left in the engine's outbox
+    /// (`Engine::complete`): to a running EXEC, or into the connection's reply slot.
+    pub fn drain_outbox(&mut self) {
+        while !self.eng.outbox.is_empty() {
+            let mut out = std::mem::take(&mut self.eng.outbox);
+            for o in out.drain(..) {
+                match o {
+                    Out::Reply(t, reply) => self.deliver(t, reply),
+                    Out::Waiting { conn, wid, on } => {
+                        if let Some(c) = self.conns.get_mut(conn) {
+                            if on {
+                                c.waiting = Some(wid);
+                            } else if c.waiting == Some(wid) {
+                                c.waiting = None;
+                            }
+                        }
+                    }
+                    Out::BlockTimer(at, wid) => {
+                        self.timers.add(at, TimerKind::Block(wid));
+                    }
+                }
+            }
+            if self.eng.outbox.is_empty() {
+                // Keep the allocation for the next pass.
+                self.eng.outbox = out;
+            }
+        }
+    }
+
+    fn deliver(&mut self, t: Ticket, reply: Reply) {
+        if coord::tx::is_capture(&t) {
+            coord::tx::captured(self, t, reply);
+            return;
+        }
+        let Some(idx) = self.conn_by_token(t.token) else {
+            return;
+        };
+        let mut v = Vec::new();
+        reply.encode(self.conns[idx].client.resp, &mut v);
+        self.fill(idx, t.seq, Bytes::from(v));
     }
 
     fn run_parked(&mut self) {
@@ -2840,9 +2696,11 @@ impl Worker {
             match self.eng.parked.pop_front() {
                 Some(Msg::Work(j)) | Some(Msg::Control(j)) => self.run_job(j),
                 Some(Msg::Batch(b)) => {
-                    b.run(self);
+                    run_batch(self, *b);
                     crate::shard::journal::flush(&mut self.eng.shard);
                 }
+                // Never parked (they run at once).
+                Some(m @ (Msg::Filled(_) | Msg::Front(_))) => self.handle_msg(m),
                 None => break,
             }
         }
@@ -2854,133 +2712,10 @@ impl Worker {
         let parked = std::mem::take(&mut self.eng.parked);
         for m in parked {
             match m {
-                Msg::Batch(b) => b.refuse(self, text),
+                Msg::Batch(b) => refuse_batch(self, *b, text),
                 other => self.eng.parked.push_back(other),
             }
         }
-    }
-
-    /// Runs `f` on every shard in `targets` and calls `done` here with the results in
-    /// `targets` order. `work` jobs wait for shard locks; control jobs do not.
-    pub fn fan_out<T: Send + 'static>(
-        &mut self,
-        targets: Vec<(usize, ShardFn<T>)>,
-        work: bool,
-        done: impl FnOnce(&mut Worker, Vec<T>) + 'static,
-    ) {
-        // Inside EXEC the targets are locked by the transaction itself: don't wait for them.
-        let work = work && !self.eng.tx.nested();
-        let n = targets.len();
-        let gid = self.eng.gathers.insert(Gather {
-            remaining: n,
-            results: (0..n).map(|_| None).collect(),
-            done: Some(Box::new(move |w, v| {
-                let typed: Vec<T> = v
-                    .into_iter()
-                    .filter_map(|b| b.downcast::<T>().ok().map(|b| *b))
-                    .collect();
-                done(w, typed)
-            })),
-        });
-        if n == 0 {
-            self.gather_finish(gid);
-            return;
-        }
-        let origin = self.eng.id;
-        for (i, (target, f)) in targets.into_iter().enumerate() {
-            let job: Job = Box::new(move |tw: &mut Worker| {
-                let r: Box<dyn Any + Send> = Box::new(f(tw));
-                tw.post(
-                    origin,
-                    Msg::Control(Box::new(move |ow: &mut Worker| ow.gather_put(gid, i, r))),
-                );
-            });
-            self.post(
-                target,
-                if work {
-                    Msg::Work(job)
-                } else {
-                    Msg::Control(job)
-                },
-            );
-        }
-    }
-
-    /// Runs `f` on every shard and hands the results, in shard order, to `done` here.
-    /// `work` jobs wait for shard locks (keyspace reads); control jobs do not.
-    pub fn on_all_shards<T: Send + 'static>(
-        &mut self,
-        f: impl Fn(&mut Worker) -> T + Send + Clone + 'static,
-        work: bool,
-        done: impl FnOnce(&mut Worker, Vec<T>) + 'static,
-    ) {
-        let jobs = (0..self.eng.nshards)
-            .map(|s| {
-                let f = f.clone();
-                let job: ShardFn<T> = Box::new(move |tw| f(tw));
-                (s, job)
-            })
-            .collect();
-        self.fan_out(jobs, work, done);
-    }
-
-    fn gather_put(&mut self, gid: usize, i: usize, r: Box<dyn Any + Send>) {
-        let Some(g) = self.eng.gathers.get_mut(gid) else {
-            return;
-        };
-        if let Some(slot) = g.results.get_mut(i) {
-            *slot = Some(r);
-        }
-        g.remaining = g.remaining.saturating_sub(1);
-        if g.remaining == 0 {
-            self.gather_finish(gid);
-        }
-    }
-
-    fn gather_finish(&mut self, gid: usize) {
-        if let Some(mut g) = self.eng.gathers.try_remove(gid) {
-            let results = g.results.drain(..).flatten().collect();
-            if let Some(done) = g.done.take() {
-                done(self, results);
-            }
-        }
-    }
-
-    /// This shard's stall detector readings (see `server::Pulse`).
-    #[inline]
-    fn pulse(&self) -> &super::Pulse {
-        &self.eng.shared.pulse[self.eng.id]
-    }
-
-    /// How long this shard has been in its current loop pass, in milliseconds.
-    pub fn pass_age_ms(&self) -> u64 {
-        Instant::now()
-            .saturating_duration_since(self.pass_now)
-            .as_millis() as u64
-    }
-
-    /// Takes (`Some(txid)`) or releases this shard's lock for a multi-shard command,
-    /// telling the stall detector when it was taken.
-    pub fn set_lock(&mut self, lock: Option<u64>) {
-        let since = if lock.is_some() {
-            self.eng.shared.pulse_now()
-        } else {
-            0
-        };
-        self.pulse().locked_since.store(since, Ordering::Relaxed);
-        self.eng.lock = lock;
-        if lock.is_none() {
-            crate::shard::journal::end_tx(&mut self.eng.shard);
-        }
-    }
-
-    /// Asks every shard's loop to stop (SHUTDOWN, signals).
-    pub fn request_shutdown(&self) {
-        self.eng.shared.shutdown.store(true, Ordering::SeqCst);
-        crate::scripting::abort_all();
-        self.eng.mesh.wake_all();
-        // The main thread starts the grace period for shards that cannot stop.
-        let _ = self.eng.shared.events.send(super::Event::Stop);
     }
 
     // ----- timers ------------------------------------------------------------------------
@@ -2988,11 +2723,6 @@ impl Worker {
     /// Arms replication's timer (`repl::master::on_timer`).
     pub fn add_repl_timer(&mut self, at: Instant) {
         self.timers.add(at, TimerKind::Repl);
-    }
-
-    /// Arms a blocked client's timeout.
-    pub fn add_block_timer(&mut self, at: Instant, wid: u64) {
-        self.timers.add(at, TimerKind::Block(wid));
     }
 
     fn on_timer(&mut self, t: TimerKind, now: Instant) {
@@ -3014,8 +2744,8 @@ impl Worker {
                     now,
                     [
                         self.eng.shard.commands_processed,
-                        self.net.net_input_bytes,
-                        self.net.net_output_bytes,
+                        self.eng.net.net_input_bytes,
+                        self.eng.net.net_output_bytes,
                     ],
                 );
                 let deadline = Instant::now() + Duration::from_millis(2);
@@ -3033,11 +2763,14 @@ impl Worker {
                 let ms = clock::to_nanos(clock::ticks().wrapping_sub(cycle)) / 1_000_000;
                 self.eng.shard.lat.event("expire-cycle", ms);
                 crate::shard::journal::flush(&mut self.eng.shard);
-                crate::persist::cron::tick(self);
+                crate::persist::cron::tick(&mut self.eng);
                 self.timers
                     .add(now + Duration::from_millis(100), TimerKind::ActiveExpire);
             }
-            TimerKind::Block(wid) => coord::block::on_timeout(self, wid),
+            TimerKind::Block(wid) => {
+                coord::block::on_timeout(&mut self.eng, wid);
+                self.drain_outbox();
+            }
             TimerKind::Repl => crate::repl::master::on_timer(self),
             TimerKind::PauseEnd => self.refresh_pause(),
             TimerKind::AcceptRetry(li) => {
@@ -3072,8 +2805,8 @@ impl Worker {
                     crate::repl::on_tick(self);
                 }
                 if self.eng.id == 0 {
-                    crate::persist::cron::check_rules(self);
-                    crate::persist::cron::check_aof_growth(self);
+                    crate::persist::cron::check_rules(&mut self.eng);
+                    crate::persist::cron::check_aof_growth(&mut self.eng);
                     crate::repl::master::refresh_good_replicas();
                 }
                 self.timers
@@ -3188,7 +2921,7 @@ fn exec_batch(tw: &mut Worker, origin: usize, token: u64, client: u64, resp: u8,
             t.writer = 0;
         }
         if tw.eng.shard.blocked.has_ready() {
-            coord::block::serve_ready(tw);
+            coord::block::serve_ready(&mut tw.eng);
         }
         reply.encode(resp, &mut buf);
         marks.push((c.seq, buf.len()));
@@ -3198,15 +2931,65 @@ fn exec_batch(tw: &mut Worker, origin: usize, token: u64, client: u64, resp: u8,
     // Slow commands are logged where their client lives (its address and name).
     let slow = (!tw.eng.shard.slow.pending.is_empty())
         .then(|| std::mem::take(&mut tw.eng.shard.slow.pending));
-    tw.post(
+    tw.eng.post(
         origin,
-        Msg::Control(Box::new(move |ow: &mut Worker| {
-            if let Some(p) = slow {
-                ow.slow_commit_token(token, p);
-            }
-            ow.fill_batch(token, buf, marks, remote)
+        Msg::Filled(Box::new(Filled {
+            token,
+            buf,
+            marks,
+            remote,
+            slow,
         })),
     );
+}
+
+/// Runs a batch that arrived for this shard.
+fn run_batch(tw: &mut Worker, b: BatchMsg) {
+    exec_batch(tw, b.origin, b.token, b.client, b.resp, b.batch);
+    tw.drain_outbox();
+}
+
+/// Answers every command of a batch with `text` (in their reply slots) instead of running
+/// them.
+fn refuse_batch(tw: &mut Worker, b: BatchMsg, text: &str) {
+    let mut buf = Vec::new();
+    let mut marks = Vec::with_capacity(b.batch.cmds.len());
+    for c in &b.batch.cmds {
+        commands::count_error(&mut tw.eng.shard, text);
+        Reply::error(text).encode(b.resp, &mut buf);
+        marks.push((c.seq, buf.len()));
+    }
+    let remote = tw.eng.id != b.origin;
+    tw.eng.post(
+        b.origin,
+        Msg::Filled(Box::new(Filled {
+            token: b.token,
+            buf: Bytes::from(buf),
+            marks,
+            remote,
+            slow: None,
+        })),
+    );
+}
+
+/// Runs `f` on the connection side of the engine's own shard, later in this loop pass
+/// (an engine callback that must reach a connection: an EXEC's next step, a script).
+pub fn to_front(e: &mut Engine, f: impl FnOnce(&mut Worker) + Send + 'static) {
+    let me = e.id;
+    e.post(me, front(f));
+}
+
+/// A job run on some shard's connection side that produces a value for a fan-out.
+pub type FrontFn<T> = Box<dyn FnOnce(&mut Worker) -> T + Send>;
+
+/// A job for the connection side of shard `to` (its connections, subscribers, monitors):
+/// runs there at once, lock or not, on the whole worker.
+pub fn front(f: impl FnOnce(&mut Worker) + Send + 'static) -> Msg {
+    Msg::Front(Box::new(move |a: &mut dyn std::any::Any| {
+        if let Some(w) = a.downcast_mut::<Worker>() {
+            f(w)
+        }
+    }))
 }
 
 /// How a connection's command is answered while a script is busy: `Some(Some(reply))`,
