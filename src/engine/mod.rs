@@ -7,6 +7,7 @@
 //! connections; the worker's loop drives it.
 
 pub mod mail;
+pub mod shared;
 
 /// Keys a shard asked to evict by another gives up whatever the published counts say.
 const ASKED_MIN_EVICTIONS: u32 = 8;
@@ -21,11 +22,11 @@ use slab::Slab;
 use crate::error::CmdError;
 use crate::runtime::clock;
 use crate::runtime::mesh::Endpoint;
-use crate::server::Shared;
 use crate::shard::evict::{self, Outcome};
 use crate::shard::Shard;
 use mail::Gather;
 pub use mail::{Batch, BatchCmd, BatchMsg, Filled, Job, Msg, Out, ShardFn, Ticket};
+use shared::Shared;
 
 /// Per-shard network and connection counters, aggregated by INFO.
 #[derive(Default, Clone, Copy, Debug)]
@@ -117,7 +118,7 @@ impl Engine {
 impl Engine {
     /// This shard's stall detector readings (see `server::Pulse`).
     #[inline]
-    pub fn pulse(&self) -> &crate::server::Pulse {
+    pub fn pulse(&self) -> &shared::Pulse {
         &self.shared.pulse[self.id]
     }
 
@@ -149,7 +150,7 @@ impl Engine {
         crate::scripting::abort_all();
         self.mesh.wake_all();
         // The main thread starts the grace period for shards that cannot stop.
-        let _ = self.shared.events.send(crate::server::Event::Stop);
+        let _ = self.shared.events.send(shared::Event::Stop);
     }
     /// Redis's performEvictions, per shard (scheme in `shard::evict`): when the memory in use
     /// (heap minus every shard's spare arena bytes) is over `maxmemory`, evict keys of this
