@@ -501,3 +501,105 @@ fn journals_replay_to_the_same_digest() {
     assert_eq!(digest(one.port), want, "replayed into --shards 1");
     assert_eq!(digest(redis.port), want, "replayed into redis-server");
 }
+
+/// A key of `prefix` owned by `shard` of `n`.
+fn key_on(shard: usize, n: usize, prefix: &str) -> String {
+    (0..100_000)
+        .map(|i| format!("{prefix}{i}"))
+        .find(|k| shardis::shard::route::shard_of(k.as_bytes(), n) == shard)
+        .expect("some key maps to the shard")
+}
+
+/// Moving one element between shards into a long list (or a big set) records that one
+/// element on each side (`LPOP`/`RPUSH`, `SREM`/`SADD`), not the destination's whole
+/// value; the replayed journals still give the source's digest.
+#[test]
+fn cross_shard_moves_record_the_element_not_the_value() {
+    let n = 4;
+    let src = Server::start_with(n, &["--enable-debug-command", "yes"]);
+    let mut c = src.client();
+    let _: () = redis::cmd("DEBUG")
+        .arg("JOURNAL")
+        .arg("ON")
+        .arg(64 << 20)
+        .query(&mut c)
+        .unwrap();
+    let (from, to) = (key_on(0, n, "from"), key_on(1, n, "to"));
+    let (sfrom, sto) = (key_on(2, n, "sfrom"), key_on(3, n, "sto"));
+    let long: Vec<String> = (0..2000).map(|i| format!("element-{i}")).collect();
+    let _: () = redis::cmd("RPUSH")
+        .arg(&to)
+        .arg(&long)
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("RPUSH")
+        .arg(&from)
+        .arg(&["a", "b", "c"])
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SADD")
+        .arg(&sto)
+        .arg(&long)
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SADD")
+        .arg(&sfrom)
+        .arg(&["x", "y"])
+        .query(&mut c)
+        .unwrap();
+    let moved: String = redis::cmd("LMOVE")
+        .arg(&from)
+        .arg(&to)
+        .arg("LEFT")
+        .arg("RIGHT")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(moved, "a");
+    let moved: String = redis::cmd("RPOPLPUSH")
+        .arg(&from)
+        .arg(&to)
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(moved, "c");
+    let n_moved: i64 = redis::cmd("SMOVE")
+        .arg(&sfrom)
+        .arg(&sto)
+        .arg("x")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n_moved, 1);
+
+    let last = |c: &mut redis::Connection, shard: usize, k: usize| -> Vec<String> {
+        let recs = read_journal(c, shard);
+        recs.iter()
+            .rev()
+            .take(k)
+            .rev()
+            .map(|r| String::from_utf8_lossy(&r.cmd).into_owned())
+            .collect()
+    };
+    let resp = |args: &[&str]| -> String {
+        let mut s = format!("*{}\r\n", args.len());
+        for a in args {
+            s.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s
+    };
+    assert_eq!(
+        last(&mut c, 0, 2),
+        vec![resp(&["LPOP", &from]), resp(&["RPOP", &from])]
+    );
+    assert_eq!(
+        last(&mut c, 1, 2),
+        vec![resp(&["RPUSH", &to, "a"]), resp(&["LPUSH", &to, "c"])]
+    );
+    assert_eq!(last(&mut c, 2, 1), vec![resp(&["SREM", &sfrom, "x"])]);
+    assert_eq!(last(&mut c, 3, 1), vec![resp(&["SADD", &sto, "x"])]);
+
+    // The journals, merged and replayed, rebuild the same dataset.
+    let journals: Vec<Vec<Rec>> = (0..n).map(|s| read_journal(&mut c, s)).collect();
+    let records = merge(journals);
+    let one = Server::start_with(1, &["--enable-debug-command", "yes"]);
+    replay(one.port, &records);
+    assert_eq!(digest(one.port), digest(src.port));
+}

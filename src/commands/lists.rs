@@ -333,6 +333,22 @@ fn rpoplpush_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     move_cross(ctx, &argv, End::Tail, End::Head)
 }
 
+/// The command that pops one element at `end` (a journal effect).
+pub fn pop_cmd(end: End) -> &'static [u8] {
+    match end {
+        End::Head => b"LPOP",
+        End::Tail => b"RPOP",
+    }
+}
+
+/// The command that pushes at `end` (a journal effect).
+pub fn push_cmd(end: End) -> &'static [u8] {
+    match end {
+        End::Head => b"LPUSH",
+        End::Tail => b"RPUSH",
+    }
+}
+
 /// A cross-shard LMOVE: reads the source's `from` element and checks the destination's
 /// type with both shards locked, then pops on the source's shard and pushes on the
 /// destination's.
@@ -374,22 +390,25 @@ fn move_cross(ctx: &mut ConnCtx, argv: &[Bytes], from: End, to: End) -> CmdResul
                 (
                     shard_of(&src, n),
                     Box::new(move |tw: &mut Engine| {
-                        tw.shard.touch(db, &s1);
                         let now = tw.shard.now_ms;
                         let d = tw.shard.db_mut(db);
-                        if let Ok(Some(l)) = d.get_list_mut(&s1, now) {
-                            l.pop(from);
-                        }
+                        let popped = match d.get_list_mut(&s1, now) {
+                            Ok(Some(l)) => l.pop(from).is_some(),
+                            _ => false,
+                        };
                         d.remove_if_empty(&s1);
+                        if popped {
+                            tw.shard.touch_effect(db, &s1, &[pop_cmd(from), &s1]);
+                        }
                     }),
                 ),
                 (
                     shard_of(&dst, n),
                     Box::new(move |tw: &mut Engine| {
-                        tw.shard.touch(db, &d1);
                         let now = tw.shard.now_ms;
                         if let Ok(l) = tw.shard.db_mut(db).list_or_create(&d1, now) {
-                            l.push(to, v1);
+                            l.push(to, v1.clone());
+                            tw.shard.touch_effect(db, &d1, &[push_cmd(to), &d1, &v1]);
                         }
                     }),
                 ),

@@ -261,13 +261,16 @@ fn smove_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                 (
                     shard_of(&src, n),
                     Box::new(move |tw: &mut Engine| {
-                        tw.shard.touch(db, &s1);
                         let now = tw.shard.now_ms;
                         let d = tw.shard.db_mut(db);
-                        if let Ok(Some(s)) = d.get_set_mut(&s1, now) {
-                            s.remove(&m1);
-                        }
+                        let removed = match d.get_set_mut(&s1, now) {
+                            Ok(Some(s)) => s.remove(&m1),
+                            _ => false,
+                        };
                         d.remove_if_empty(&s1);
+                        if removed {
+                            tw.shard.touch_effect(db, &s1, &[b"SREM", &s1, &m1]);
+                        }
                     }),
                 ),
                 (
@@ -275,12 +278,12 @@ fn smove_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                     Box::new(move |tw: &mut Engine| {
                         let now = tw.shard.now_ms;
                         let added = match tw.shard.db_mut(db).set_or_create(&d1, now) {
-                            Ok(s) => s.add(m),
+                            Ok(s) => s.add(m.clone()),
                             Err(_) => false,
                         };
                         // Already a member there: the destination did not change.
                         if added {
-                            tw.shard.touch(db, &d1);
+                            tw.shard.touch_effect(db, &d1, &[b"SADD", &d1, &m]);
                         }
                     }),
                 ),

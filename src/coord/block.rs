@@ -490,7 +490,8 @@ fn move_served(w: &mut Engine, home: usize, wid: u64, db: usize, s: Served, dst:
         let r = match v {
             Some(v) => match blocking::push_dst(tw.shard.db_mut(db), now, &dst, to, v.clone()) {
                 Ok(()) => {
-                    tw.shard.touch(db, &dst);
+                    let push = crate::commands::lists::push_cmd(to);
+                    tw.shard.touch_effect(db, &dst, &[push, &dst, &v]);
                     Reply::Bulk(v)
                 }
                 Err(e) => {
@@ -683,8 +684,10 @@ fn locked_take(
                     d,
                     Box::new(move |tw| {
                         let now = tw.shard.now_ms;
+                        let v3 = v2.clone();
                         if blocking::push_dst(tw.shard.db_mut(db), now, &dst, to, v2).is_ok() {
-                            tw.shard.touch(db, &dst);
+                            let push = crate::commands::lists::push_cmd(to);
+                            tw.shard.touch_effect(db, &dst, &[push, &dst, &v3]);
                         }
                     }),
                 )];

@@ -403,6 +403,25 @@ pub fn touched(j: &mut Journal, db: usize, key: &[u8]) {
     j.pending.push((db as u32, Bytes::copy_from_slice(key), tx));
 }
 
+/// A write's exact effect on one key, as a replayable command (`Shard::touch_effect`):
+/// recorded now, after what is waiting, instead of the key's whole state at the step's
+/// end. Inside a command recorded as sent, the command's own record already says it.
+pub fn effect(shard: &mut Shard, db: usize, args: &[&[u8]]) {
+    match shard.journal.as_mut() {
+        None => return,
+        Some(j) if j.keys_off => {
+            j.touched_any = true;
+            return;
+        }
+        Some(_) => {}
+    }
+    flush(shard);
+    if let Some(j) = shard.journal.as_mut() {
+        let tx = j.tx;
+        j.emit(db, tx, args);
+    }
+}
+
 /// Records what is waiting: deletions by expiry and eviction, then the state of every key
 /// touched since the last flush. Called before and after each command and job.
 pub fn flush(shard: &mut Shard) {

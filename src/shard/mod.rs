@@ -198,6 +198,22 @@ impl Shard {
         }
     }
 
+    /// `touch` for a write whose whole effect on `key` is the command `effect` (an element
+    /// moved onto a list or into a set by another shard's step): the journal records that
+    /// command rather than the key's whole state, so moving one element into a long list
+    /// costs one element. Call it after the change.
+    pub fn touch_effect(&mut self, db: usize, key: &[u8], effect: &[&[u8]]) {
+        journal::effect(self, db, effect);
+        self.watches.touch(db, key);
+        self.blocked.signal(db, key);
+        if self.notify != 0 {
+            notify::touched(&mut self.notes, db, key);
+        }
+        if let Some(t) = self.tracking.as_mut() {
+            t.touched(key);
+        }
+    }
+
     /// The tracking table, created on first use.
     pub fn tracking_mut(&mut self) -> &mut tracking::Table {
         if self.tracking.is_none() {
