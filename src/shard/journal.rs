@@ -24,7 +24,7 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 
 use super::Shard;
 use crate::commands::table::CommandSpec;
@@ -199,7 +199,13 @@ pub struct Journal {
     /// A consumer that must see every record (the append-only file) has read up to here:
     /// the backlog bound never drops a record at or after it.
     pub pin: Option<u64>,
+    /// Where records are encoded: each record is split off as a view of this block, so a
+    /// record costs no allocation of its own (a block is freed once its last record is).
+    chunk: BytesMut,
 }
+
+/// Bytes of one journal block (records larger than this get a block of their own).
+const CHUNK: usize = 64 << 10;
 
 impl Journal {
     pub fn new(cap: usize, start: u64) -> Journal {
@@ -215,6 +221,7 @@ impl Journal {
             pin: None,
             keys_off: false,
             touched_any: false,
+            chunk: BytesMut::new(),
         }
     }
 
@@ -243,6 +250,10 @@ impl Journal {
     }
 
     fn push(&mut self, db: usize, tx: Option<TxTag>, cmd: Vec<u8>) {
+        self.push_bytes(db, tx, Bytes::from(cmd));
+    }
+
+    fn push_bytes(&mut self, db: usize, tx: Option<TxTag>, cmd: Bytes) {
         let len = cmd.len();
         if tx.is_some() && tx == self.tx {
             self.tx_wrote = true;
@@ -251,7 +262,7 @@ impl Journal {
             offset: self.next,
             db: db as u32,
             tx,
-            cmd: Bytes::from(cmd),
+            cmd,
         });
         self.next += len as u64;
         self.held += len;
@@ -277,16 +288,36 @@ impl Journal {
 
     /// Records a command given as its arguments.
     pub fn emit(&mut self, db: usize, tx: Option<TxTag>, args: &[&[u8]]) {
-        let mut out = Vec::new();
-        encode(&mut out, args);
-        self.push(db, tx, out);
+        let cmd = self.encode_in_chunk(args);
+        self.push_bytes(db, tx, cmd);
     }
 
     /// Records a command given as its arguments (`Bytes`, as parsed).
     pub fn emit_argv(&mut self, db: usize, tx: Option<TxTag>, argv: &[Bytes]) {
-        let mut out = Vec::new();
-        encode(&mut out, argv);
-        self.push(db, tx, out);
+        let cmd = self.encode_in_chunk(argv);
+        self.push_bytes(db, tx, cmd);
+    }
+
+    /// Encodes a RESP array of bulk strings at the end of the current block and splits it
+    /// off (a fresh block when this one has no room).
+    fn encode_in_chunk<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Bytes {
+        let size = encoded_len(args);
+        if self.chunk.capacity() - self.chunk.len() < size {
+            self.chunk = BytesMut::with_capacity(size.max(CHUNK));
+        }
+        let mut digits = [0u8; 20];
+        self.chunk.extend_from_slice(b"*");
+        self.chunk.extend_from_slice(ascii(args.len(), &mut digits));
+        self.chunk.extend_from_slice(b"\r\n");
+        for a in args {
+            let a = a.as_ref();
+            self.chunk.extend_from_slice(b"$");
+            self.chunk.extend_from_slice(ascii(a.len(), &mut digits));
+            self.chunk.extend_from_slice(b"\r\n");
+            self.chunk.extend_from_slice(a);
+            self.chunk.extend_from_slice(b"\r\n");
+        }
+        self.chunk.split().freeze()
     }
 
     /// The records from `from` on (at most `max`), or where the backlog stands if it does
@@ -308,16 +339,32 @@ impl Journal {
     }
 }
 
-/// RESP array of bulk strings.
-fn encode<A: AsRef<[u8]>>(out: &mut Vec<u8>, args: &[A]) {
+/// The decimal digits of `n`, written at the end of `buf`.
+fn ascii(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
+    let mut i = buf.len();
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[i..];
+        }
+    }
+}
+
+/// Bytes of `args` encoded as a RESP array of bulk strings.
+fn encoded_len<A: AsRef<[u8]>>(args: &[A]) -> usize {
     let digits = |n: usize| n.checked_ilog10().map_or(1, |d| d as usize + 1);
-    let size = 3
-        + digits(args.len())
+    3 + digits(args.len())
         + args
             .iter()
             .map(|a| 5 + digits(a.as_ref().len()) + a.as_ref().len())
-            .sum::<usize>();
-    out.reserve_exact(size);
+            .sum::<usize>()
+}
+
+/// RESP array of bulk strings.
+fn encode<A: AsRef<[u8]>>(out: &mut Vec<u8>, args: &[A]) {
+    out.reserve_exact(encoded_len(args));
     crate::protocol::reply::header(out, b'*', args.len());
     for a in args {
         crate::protocol::reply::encode_bulk(out, a.as_ref());
