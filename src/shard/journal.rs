@@ -47,7 +47,8 @@ pub fn note_gone() {
 /// out its replication backlog). Only touched while a journal is on.
 static HELD_TOTAL: AtomicU64 = AtomicU64::new(0);
 
-/// Bytes all journals hold (see `HELD_TOTAL`), with their bookkeeping.
+/// Bytes all journals hold (see `HELD_TOTAL`), with their bookkeeping, to within a block
+/// (`CHUNK`) per journal.
 pub fn total_bytes() -> u64 {
     HELD_TOTAL.load(Ordering::Relaxed)
 }
@@ -170,8 +171,7 @@ const REC_OVERHEAD: usize = std::mem::size_of::<Record>() + 32;
 
 impl Drop for Journal {
     fn drop(&mut self) {
-        let n = self.held + self.recs.len() * REC_OVERHEAD;
-        HELD_TOTAL.fetch_sub(n as u64, Ordering::Relaxed);
+        HELD_TOTAL.fetch_sub(self.published as u64, Ordering::Relaxed);
     }
 }
 
@@ -202,6 +202,8 @@ pub struct Journal {
     /// Where records are encoded: each record is split off as a view of this block, so a
     /// record costs no allocation of its own (a block is freed once its last record is).
     chunk: BytesMut,
+    /// What this journal has added to `HELD_TOTAL` (`publish_held`).
+    published: usize,
 }
 
 /// Bytes of one journal block (records larger than this get a block of their own).
@@ -222,6 +224,7 @@ impl Journal {
             keys_off: false,
             touched_any: false,
             chunk: BytesMut::new(),
+            published: 0,
         }
     }
 
@@ -266,7 +269,6 @@ impl Journal {
         });
         self.next += len as u64;
         self.held += len;
-        HELD_TOTAL.fetch_add((len + REC_OVERHEAD) as u64, Ordering::Relaxed);
         self.written += 1;
         self.trim();
     }
@@ -281,8 +283,23 @@ impl Journal {
         {
             if let Some(r) = self.recs.pop_front() {
                 self.held -= r.cmd.len();
-                HELD_TOTAL.fetch_sub((r.cmd.len() + REC_OVERHEAD) as u64, Ordering::Relaxed);
             }
+        }
+        self.publish_held();
+    }
+
+    /// Brings `HELD_TOTAL` up to date with this journal once it is off by a block or more
+    /// (one shared atomic per block of records instead of two per record).
+    #[inline]
+    fn publish_held(&mut self) {
+        let now = self.held + self.recs.len() * REC_OVERHEAD;
+        if now.abs_diff(self.published) >= CHUNK {
+            if now > self.published {
+                HELD_TOTAL.fetch_add((now - self.published) as u64, Ordering::Relaxed);
+            } else {
+                HELD_TOTAL.fetch_sub((self.published - now) as u64, Ordering::Relaxed);
+            }
+            self.published = now;
         }
     }
 
