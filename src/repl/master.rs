@@ -476,7 +476,9 @@ impl Hub {
     /// Merges what can be merged (records before `limit[s]` only, when given) into stream
     /// bytes.
     fn merge(&mut self, limit: Option<&[u64]>) -> Vec<u8> {
-        let mut out = Vec::new();
+        // Sized once for everything queued (a pass's records), not grown by doubling.
+        let queued: usize = self.queues.iter().flatten().map(|r| r.cmd.len()).sum();
+        let mut out = Vec::with_capacity(queued + 64);
         let n = self.queues.len();
         let ok = |s: usize, r: &Rec| limit.is_none_or(|l| l.get(s).is_some_and(|&c| r.off < c));
         loop {

@@ -1,0 +1,55 @@
+#!/usr/bin/env python3
+"""Master CPU per SET with a stock Redis replica attached, against none (issue 13).
+
+Usage: tools/repl_cpu.py BIN[,BIN...] [ROUNDS] [--redis]
+
+Each round starts every binary in turn as a 1-shard master pinned to core 0, runs
+redis-benchmark (-c 50 -t set -d 32 -r 100000, P1 and P16) on core 1 with no replica and
+then with a stock redis-server replica (on core 1), and reads the master's CPU time from
+/proc/PID/task/*/schedstat. With --redis, stock redis-server is measured the same way as
+the last "binary". Prints medians per binary: us/req without and with the replica, ratio.
+"""
+import subprocess, time, socket, os, sys
+args=[a for a in sys.argv[1:] if not a.startswith("--")]
+BINS=args[0].split(",")
+ROUNDS=int(args[1]) if len(args)>1 else 3
+if "--redis" in sys.argv:
+    BINS.append("redis-server")
+def cpu(pid):
+    t=0
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        t+=int(open(f"/proc/{pid}/task/{tid}/schedstat").read().split()[0])
+    return t/1e9
+def ping(p):
+    for _ in range(100):
+        try:
+            s=socket.create_connection(("127.0.0.1",p),timeout=0.5); s.sendall(b"PING\r\n")
+            if s.recv(10).startswith(b"+PONG"): return
+        except OSError: pass
+        time.sleep(0.05)
+def bench(port,pid,P):
+    n=1000000 if P>1 else 200000
+    c0=cpu(pid)
+    subprocess.run(["taskset","-c","1","redis-benchmark","-p",str(port),"-c","50","-n",str(n),"-P",str(P),"-t","set","-d","32","-r","100000","-q"],capture_output=True)
+    return (cpu(pid)-c0)*1e6/n
+res={}
+for rnd in range(ROUNDS):
+    for b in BINS:
+        if b=="redis-server":
+            cmd=["taskset","-c","0","redis-server","--port","7810","--save","","--loglevel","warning"]
+        else:
+            cmd=[b,"--port","7810","--shards","1","--cores","0","--save","","--loglevel","warning"]
+        m=subprocess.Popen(cmd,stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)
+        ping(7810)
+        for P in (1,16):
+            res.setdefault((b,"none",P),[]).append(bench(7810,m.pid,P))
+        r=subprocess.Popen(["taskset","-c","1","redis-server","--port","7811","--save","","--replicaof","127.0.0.1","7810","--loglevel","warning","--dir","/tmp"],stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)
+        ping(7811); time.sleep(1.5)
+        for P in (1,16):
+            res.setdefault((b,"replica",P),[]).append(bench(7810,m.pid,P))
+        r.terminate(); m.terminate(); r.wait(); m.wait()
+import statistics as st
+for b in BINS:
+    for P in (1,16):
+        a,c=st.median(res[(b,"none",P)]),st.median(res[(b,"replica",P)])
+        print(f"{os.path.basename(b)} P{P}: none {a:.3f} us/req {['%.3f'%x for x in res[(b,'none',P)]]}, replica {c:.3f} {['%.3f'%x for x in res[(b,'replica',P)]]}: {c/a:.2f}x")
