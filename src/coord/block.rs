@@ -208,7 +208,7 @@ fn register_here(w: &mut Engine, keys: Vec<Bytes>, home: usize, wid: u64, op: Ar
     let db = op.db;
     w.shard.blocked.add(db, keys, home, wid, op);
     if let Some(at) = timer {
-        w.outbox.push(Out::BlockTimer(at, wid));
+        w.after(at, move |e: &mut Engine| on_timeout(e, wid));
     }
 }
 
@@ -309,7 +309,7 @@ fn registered(w: &mut Engine, wid: u64) {
     let Some(at) = w.waiters.map.get(&wid).and_then(|wt| wt.op.deadline) else {
         return;
     };
-    w.outbox.push(Out::BlockTimer(at, wid));
+    w.after(at, move |e: &mut Engine| on_timeout(e, wid));
 }
 
 /// A waiter's timer fired: on the owner of a single-owner waiter, or on the home of a

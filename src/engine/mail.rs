@@ -72,8 +72,6 @@ pub enum Out {
     /// Connection `conn` starts (`on`) or ends waiting in a blocking command as waiter
     /// `wid` (`coord::block`): it stays read meanwhile, so a disconnect ends the wait.
     Waiting { conn: usize, wid: u64, on: bool },
-    /// Fire `coord::block::on_timeout(wid)` on this shard at `at`.
-    BlockTimer(std::time::Instant, u64),
 }
 
 /// Where a deferred reply goes: a connection (by token) and its reply slot.

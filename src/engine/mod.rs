@@ -71,7 +71,7 @@ pub struct Engine {
     /// The loop pass's clock reading.
     pub pass_now: Instant,
     /// What jobs and handlers left for this shard's connection side (replies, a client
-    /// starting or ending a blocking wait, timers), drained by it after every job.
+    /// starting or ending a blocking wait), drained by it after every job.
     pub outbox: Vec<Out>,
     /// CLIENT PAUSE in force this pass (`server::pause`: NONE, WRITES, ALL).
     pub pause: u8,
@@ -83,6 +83,9 @@ pub struct Engine {
     /// offset on (`repl::master::push_now`); `None` until the first full sync's cut or a
     /// promotion.
     pub ship: Option<u64>,
+    /// Timers subsystems of the engine set (`after`): a blocked client's timeout, for one.
+    /// The loop runs each as a job when due.
+    pub timers: crate::runtime::timer::Timers<Job>,
 }
 
 impl Engine {
@@ -111,6 +114,7 @@ impl Engine {
             front_bytes: 0,
             net: NetStats::default(),
             ship: None,
+            timers: Default::default(),
         }
     }
 }
@@ -142,6 +146,12 @@ impl Engine {
         if lock.is_none() {
             crate::shard::journal::end_tx(&mut self.shard);
         }
+    }
+
+    /// Runs `f` on this engine at `at` (a timer of the engine's own; the loop runs it as a
+    /// job, its replies drained like any other).
+    pub fn after(&mut self, at: Instant, f: impl FnOnce(&mut Engine) + Send + 'static) {
+        self.timers.add(at, Box::new(f));
     }
 
     /// Asks every shard's loop to stop (SHUTDOWN, signals).

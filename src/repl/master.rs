@@ -781,7 +781,7 @@ fn ensure_hub(w: &mut Worker) {
     hub(w).publish();
     if fresh {
         refresh_config(w);
-        w.add_repl_timer(Instant::now() + Duration::from_millis(100));
+        w.after(Instant::now() + Duration::from_millis(100), on_timer);
     }
 }
 
@@ -1173,7 +1173,7 @@ pub fn on_timer(w: &mut Worker) {
         check_waits(w);
     }
     let again = if hub(w).waits.is_empty() { 100 } else { 10 };
-    w.add_repl_timer(now + Duration::from_millis(again));
+    w.after(now + Duration::from_millis(again), on_timer);
 }
 
 fn hub_wait(w: &mut Worker, wait: Wait) {

@@ -67,16 +67,18 @@ impl PassClock {
     }
 }
 
+/// Work a subsystem scheduled on the connection side (`Worker::after`).
+type FrontTimer = Box<dyn FnOnce(&mut Worker)>;
+
 enum TimerKind {
     ActiveExpire,
     ClientTimeout,
-    /// A blocked client's timeout (waiter id).
-    Block(u64),
     /// Arm a listener's accept again after it failed without taking a connection
     /// (`Accepting`; the listener's index).
     AcceptRetry(usize),
-    /// Replication's periodic work on the hub (`repl::master::on_timer`).
-    Repl,
+    /// A subsystem's own timer on the connection side (`Worker::after`): the replication
+    /// hub's periodic work, for one.
+    Front(FrontTimer),
     /// A CLIENT PAUSE holding clients here may have ended (`server::pause`).
     PauseEnd,
 }
@@ -327,6 +329,7 @@ impl Worker {
         let busy_poll = Duration::from_micros(self.eng.shared.cfg.busy_poll_us);
         let hop_spin = Duration::from_micros(self.eng.shared.cfg.hop_spin_us);
         let mut fired = Vec::new();
+        let mut engine_fired = Vec::new();
         loop {
             if self.eng.shared.shutdown.load(Ordering::Relaxed) {
                 break;
@@ -379,6 +382,11 @@ impl Worker {
             self.timers.expired(now, &mut fired);
             for t in fired.drain(..) {
                 self.on_timer(t, now);
+            }
+            // The engine's own timers (blocked clients' timeouts...), as jobs.
+            self.eng.timers.expired(now, &mut engine_fired);
+            for j in engine_fired.drain(..) {
+                self.run_job(j);
             }
 
             if self.eng.snap_run.is_some() {
@@ -440,7 +448,11 @@ impl Worker {
             } else if self.eng.mesh.prepare_sleep() {
                 // Sleep until a completion; the next timer is a timeout operation armed
                 // once per deadline (not a timer set up on every wait).
-                if let Some(next) = self.timers.next_deadline() {
+                let next = match (self.timers.next_deadline(), self.eng.timers.next_deadline()) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+                if let Some(next) = next {
                     // Re-arm when nothing is armed, the new deadline is sooner, or the armed
                     // one is already due (its completion may not have been seen yet). The
                     // pass's clock is a few µs old at most: a timer fires that much late.
@@ -2666,9 +2678,6 @@ impl Worker {
                             }
                         }
                     }
-                    Out::BlockTimer(at, wid) => {
-                        self.timers.add(at, TimerKind::Block(wid));
-                    }
                 }
             }
             if self.eng.outbox.is_empty() {
@@ -2720,9 +2729,10 @@ impl Worker {
 
     // ----- timers ------------------------------------------------------------------------
 
-    /// Arms replication's timer (`repl::master::on_timer`).
-    pub fn add_repl_timer(&mut self, at: Instant) {
-        self.timers.add(at, TimerKind::Repl);
+    /// Runs `f` on this shard's connection side at `at` (a subsystem's own timer: the
+    /// replication hub's, for one). The engine's timers are `Engine::after`.
+    pub fn after(&mut self, at: Instant, f: impl FnOnce(&mut Worker) + 'static) {
+        self.timers.add(at, TimerKind::Front(Box::new(f)));
     }
 
     fn on_timer(&mut self, t: TimerKind, now: Instant) {
@@ -2767,11 +2777,10 @@ impl Worker {
                 self.timers
                     .add(now + Duration::from_millis(100), TimerKind::ActiveExpire);
             }
-            TimerKind::Block(wid) => {
-                coord::block::on_timeout(&mut self.eng, wid);
+            TimerKind::Front(f) => {
+                f(self);
                 self.drain_outbox();
             }
-            TimerKind::Repl => crate::repl::master::on_timer(self),
             TimerKind::PauseEnd => self.refresh_pause(),
             TimerKind::AcceptRetry(li) => {
                 if !self.eng.shared.shutdown.load(Ordering::Relaxed) {
