@@ -36,6 +36,13 @@ Modes:
            ratios against the first `--shardis` (the paired figure to quote). Writes no
            results file unless --scenario is given.
 
+  replication
+           full-sync time of the strings dataset (`--string-keys`) from a Redis master and
+           from shardis masters (`--shards`, default 1,2) to a stock Redis replica and to a
+           shardis replica of the master's shard count; master CPU per SET alone and with a
+           stock Redis replica attached; the replica's lag (bytes and ms) under that load.
+           Masters on `--server-cores`, replicas on `--client-cores`.
+
 `--tls`: both servers also listen on a TLS port with the same certificates (made here with
 the openssl CLI: a CA and a server certificate for 127.0.0.1, `tls-auth-clients no`), and
 redis-benchmark runs with `--tls --cacert` against that port. The mixed workload, memtier
@@ -1182,6 +1189,172 @@ def persist_main(args, binary, meta):
     print(f"\nresults: {os.path.relpath(base, ROOT)}.md (.json)")
 
 
+def repl_start(name, binary, cores, d, extra=()):
+    """A master or replica for the replication mode (`redis`, `shardis-Nsh`)."""
+    if name == "redis":
+        port = free_port()
+        # Diskless sync starts at once (Redis 7 waits 5 s for more replicas by default).
+        cmd = ["taskset", "-c", cores, "redis-server", "--port", str(port), "--save", "",
+               "--bind", "127.0.0.1", "--loglevel", "warning", "--dir", d, "--appendonly", "no",
+               "--repl-diskless-sync-delay", "0"] + list(extra)
+        return Server("redis", cmd, port)
+    shards = int(name.split("-")[1][:-2])
+    return start_shardis(binary, shards, cores, name, ["--dir", d] + list(extra))
+
+
+def repl_synced(conn, keys):
+    text = conn("INFO", "replication").decode()
+    f = dict(l.split(":", 1) for l in text.split("\r\n") if ":" in l)
+    return (f.get("master_link_status") == "up" and f.get("master_sync_in_progress") == "0"
+            and conn("DBSIZE") == keys)
+
+
+def repl_offsets(mconn, rconn):
+    """(master's offset, the replica's processed offset)."""
+    m = info_field(mconn, "replication", "master_repl_offset")
+    r = info_field(rconn, "replication", "master_repl_offset")
+    return int(m or 0), int(r or 0)
+
+
+def repl_main(args, binary, meta):
+    """Replication, shardis and Redis side by side: full-sync time of the strings dataset,
+    master CPU per SET with a stock Redis replica against none, and the replica's lag under
+    a write load."""
+    import tempfile
+    args.datasets = memtypes_datasets(args)
+    n_keys, _, gen, _, _, _ = args.datasets["strings"]
+    mcores, rcores = args.server_cores, args.client_cores
+    shard_counts = [int(x) for x in args.shards.split(",")] if args.shards else [1, 2]
+    masters = ([] if args.no_redis else ["redis"]) + [f"shardis-{n}sh" for n in shard_counts]
+    syncs, cpu, lag, commands = [], [], [], []
+    dirs = []
+
+    def tmp():
+        d = tempfile.mkdtemp(prefix="bench-repl-")
+        dirs.append(d)
+        return d
+
+    # Full sync: the master holds the dataset; the replica starts and is timed until its
+    # link is up, its sync over and DBSIZE complete.
+    for mname in masters:
+        replicas = ["redis"] + ([mname] if mname != "redis" else [])
+        for rname in replicas:
+            m = repl_start(mname, binary, mcores, tmp())
+            commands.append(shlex.join(["PORT" if a == str(m.port) else a for a in m.cmd]))
+            pipe_load(m.port, gen(), args.client_cores)
+            mconn = Resp(m.port)
+            assert mconn("DBSIZE") == n_keys, f"{mname}: DBSIZE"
+            t0 = time.time()
+            r = repl_start(rname, binary, rcores, tmp(), ["--replicaof", "127.0.0.1", str(m.port)])
+            rconn = Resp(r.port)
+            while not repl_synced(rconn, n_keys):
+                if time.time() - t0 > 300:
+                    raise RuntimeError(f"{mname} -> {rname}: no sync")
+                time.sleep(0.005)
+            secs = time.time() - t0
+            syncs.append({"master": mname, "replica": rname, "keys": n_keys, "seconds": round(secs, 3)})
+            log(f"full sync {mname} -> {rname} replica: {secs:.3f} s")
+            rconn.close()
+            mconn.close()
+            r.stop()
+            m.stop()
+    # CPU per SET on the master without and with a stock Redis replica, and the replica's
+    # lag (sampled every 2 ms, in a run of its own) under the same load.
+    for mname in masters:
+        m = repl_start(mname, binary, mcores, tmp())
+        commands.append(shlex.join(["PORT" if a == str(m.port) else a for a in m.cmd]))
+        base = {}
+        for p in [int(x) for x in args.pipelines.split(",")]:
+            rs = [run_redis_benchmark(m, "set", p, args)["cpu_us_per_req"] for _ in range(args.repeat)]
+            base[p] = sorted(rs)[len(rs) // 2]
+        r = repl_start("redis", binary, rcores, tmp(), ["--replicaof", "127.0.0.1", str(m.port)])
+        rconn, mconn = Resp(r.port), Resp(m.port)
+        t0 = time.time()
+        while info_field(rconn, "replication", "master_link_status") != "up":
+            if time.time() - t0 > 60:
+                raise RuntimeError("replica did not attach")
+            time.sleep(0.01)
+        for p in [int(x) for x in args.pipelines.split(",")]:
+            samples = []
+            stop = [False]
+
+            def sample():
+                while not stop[0]:
+                    samples.append((time.time(),) + repl_offsets(mconn, rconn))
+                    time.sleep(0.002)
+            import threading
+            # CPU first, without the sampler (its INFO calls cost the master CPU too).
+            rs = [run_redis_benchmark(m, "set", p, args)["cpu_us_per_req"] for _ in range(args.repeat)]
+            with_r = sorted(rs)[len(rs) // 2]
+            th = threading.Thread(target=sample)
+            th.start()
+            run_redis_benchmark(m, "set", p, args)
+            stop[0] = True
+            th.join()
+            cpu.append({"master": mname, "pipeline": p, "none_us": base[p], "replica_us": with_r,
+                        "ratio": round(with_r / base[p], 3)})
+            log(f"{mname} SET P{p}: {base[p]} us/req alone, {with_r} with a Redis replica")
+            # Lag: bytes behind per sample; time until the replica reached each sample's
+            # master offset.
+            lag_b = sorted(max(0, mo - ro) for _, mo, ro in samples if mo > 0)
+            lag_ms = []
+            j = 0
+            for i, (t, mo, _) in enumerate(samples):
+                j = max(j, i)
+                while j < len(samples) and samples[j][2] < mo:
+                    j += 1
+                if j < len(samples):
+                    lag_ms.append((samples[j][0] - t) * 1000)
+            lag_ms.sort()
+            pct = lambda v, q: v[min(len(v) - 1, int(q * len(v)))] if v else 0
+            lag.append({"master": mname, "pipeline": p, "samples": len(samples),
+                        "bytes_p50": pct(lag_b, 0.5), "bytes_p99": pct(lag_b, 0.99),
+                        "ms_p50": round(pct(lag_ms, 0.5), 1), "ms_p99": round(pct(lag_ms, 0.99), 1)})
+        rconn.close()
+        mconn.close()
+        r.stop()
+        m.stop()
+    for d in dirs:
+        shutil.rmtree(d, ignore_errors=True)
+    stem = f"{dt.date.today().isoformat()}_{meta['commit']}_{args.scenario}"
+    base = os.path.join(ROOT, "bench-results", stem)
+    with open(base + ".json", "w") as f:
+        json.dump({"meta": meta, "args": vars(args), "full_sync": syncs, "cpu": cpu, "lag": lag,
+                   "server_commands": commands}, f, indent=2, default=str)
+    red = {x["replica"]: x["seconds"] for x in syncs if x["master"] == "redis"}
+    md = [f"# {args.scenario}: replication, shardis vs Redis", "",
+          f"- commit: `{meta['commit']}`", f"- machine: {meta['cpu']}, {meta['cores']} cores, kernel {meta['kernel']}",
+          f"- tool: `tools/bench.sh {shlex.join(sys.argv[1:])}`",
+          f"- masters on cores {mcores}, replicas on core(s) {rcores}, loads on {args.client_cores}",
+          "", "Masters:", ""] + [f"- `{c}`" for c in dict.fromkeys(commands)] + [
+          "", f"## Full sync of {n_keys} string keys", "",
+          "From starting the replica to its link up, sync over and DBSIZE complete (Redis master "
+          "with `repl-diskless-sync-delay 0`).", "",
+          "| master | replica | seconds | x Redis->Redis |", "|---|---|---|---|"]
+    for x in syncs:
+        rr = red.get("redis")
+        md.append(f"| {x['master']} | {x['replica']} | {x['seconds']} | "
+                  f"{x['seconds'] / rr:.2f} |" if rr else f"| {x['master']} | {x['replica']} | {x['seconds']} | - |")
+    md += ["", "## Master CPU per SET, alone and with a stock Redis replica", "",
+           f"`redis-benchmark -c {args.clients} -n N -P P -t set -d {args.value_size} -r {args.keyspace}`, "
+           f"median of {args.repeat}, server CPU from /proc.", "",
+           "| master | pipeline | alone us/req | with replica us/req | ratio |", "|---|---|---|---|---|"]
+    for x in cpu:
+        md.append(f"| {x['master']} | {x['pipeline']} | {x['none_us']} | {x['replica_us']} | {x['ratio']} |")
+    md += ["", "## Replica lag during that load", "",
+           "A run of its own (not the CPU runs above), sampled every 2 ms: bytes the replica is "
+           "behind, and the time until it reached each sample's master offset (INFO replication "
+           "on both; a 2 ms resolution).", "",
+           "| master | pipeline | samples | bytes p50 | bytes p99 | ms p50 | ms p99 |", "|---|---|---|---|---|---|---|"]
+    for x in lag:
+        md.append(f"| {x['master']} | {x['pipeline']} | {x['samples']} | {x['bytes_p50']} | {x['bytes_p99']} | "
+                  f"{x['ms_p50']} | {x['ms_p99']} |")
+    with open(base + ".md", "w") as f:
+        f.write("\n".join(md) + "\n")
+    print("\n".join(md))
+    print(f"\nresults: {os.path.relpath(base, ROOT)}.md (.json)")
+
+
 def uptime_load():
     try:
         with open("/proc/loadavg") as f:
@@ -1294,7 +1467,7 @@ def run_ab(args, meta, variants, shards, pipelines, tests, write_file):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mode", choices=["compare", "scaling", "memory-types", "ab", "memtier",
-                             "persistence"],
+                             "persistence", "replication"],
                     default="compare")
     ap.add_argument("--scenario", default=None, help="name used in the results file (default: the mode)")
     ap.add_argument("--server-cores", default="0", help="cores for the servers (shardis --cores, taskset for Redis)")
@@ -1343,6 +1516,9 @@ def main():
         return
     if args.mode == "persistence":
         persist_main(args, binary, machine())
+        return
+    if args.mode == "replication":
+        repl_main(args, binary, machine())
         return
     ncores = len(args.server_cores.replace("-", ",").split(","))
     if args.shards:
