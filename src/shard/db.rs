@@ -466,6 +466,11 @@ impl Db {
         self.table.is_empty()
     }
 
+    /// Makes room for `n` more keys (a bulk load: the table is sized once).
+    pub fn reserve(&mut self, n: usize) {
+        self.table.reserve(self.table.len().saturating_add(n));
+    }
+
     /// Number of keys with a TTL (INFO keyspace `expires=`).
     pub fn expires_len(&self) -> usize {
         self.ttls.len()
@@ -1513,7 +1518,15 @@ impl Db {
     /// Starts a snapshot of this database as it is now (`now`: the moment's clock).
     pub fn snap_begin(&mut self, compress: bool, now: u64) {
         self.parity ^= SNAP_BIT;
-        self.snap = Some(Box::new(DbSnap::new(compress, now)));
+        let mut snap = DbSnap::new(compress, now);
+        // The records take about what the entries take in the arena: one allocation up
+        // front, not a doubling (a realloc and copy of the records so far) every so often.
+        snap.w.buf.reserve(
+            self.arena
+                .reserved_bytes()
+                .saturating_sub(self.arena.spare_bytes()),
+        );
+        self.snap = Some(Box::new(snap));
     }
 
     /// Before the entry at `loc` changes or goes: a running snapshot saves it first.
