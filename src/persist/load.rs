@@ -88,11 +88,98 @@ pub fn split_owned(
 ) -> Result<Split, String> {
     let n = nshards.max(1);
     let start = Instant::now();
-    // Per shard, per database (created on its first key).
-    let mut strings: Vec<Vec<Option<Strings>>> = (0..n).map(|_| Vec::new()).collect();
+    // The collections are decoded by a pool while the main thread still checks the file
+    // after them: each core busy from the start (the shards do not run yet).
+    let helpers = std::thread::available_parallelism()
+        .map_or(1, |c| c.get().min(8))
+        .saturating_sub(1);
+    let (tx, rx) = std::sync::mpsc::channel::<(usize, Vec<Other>)>();
+    let rx = std::sync::Mutex::new(rx);
+    let done: std::sync::Mutex<Vec<(usize, Decoded)>> = std::sync::Mutex::new(Vec::new());
+    let body = &data[..];
+    // Takes chunks off the queue until it is empty (and closed, if `wait`).
+    let drain = |wait: bool| loop {
+        let next = match rx.lock() {
+            Ok(r) if wait => r.recv().ok(),
+            Ok(r) => r.try_recv().ok(),
+            Err(_) => None,
+        };
+        let Some((seq, chunk)) = next else {
+            return;
+        };
+        let out = decode_chunk(body, &chunk, n);
+        if let Ok(mut d) = done.lock() {
+            d.push((seq, out));
+        }
+    };
+    let (framed, summary, mut strings) = std::thread::scope(|scope| {
+        for _ in 0..helpers {
+            let spawned = std::thread::Builder::new()
+                .name("rdb-decode".into())
+                .spawn_scoped(scope, || drain(true));
+            if spawned.is_err() {
+                break;
+            }
+        }
+        let res = frame(&data, n, databases, check_crc, now, tx);
+        let framed = start.elapsed();
+        // The queue is closed (`tx` gone with `frame`): help with what is left.
+        drain(false);
+        res.map(|(sum, strings)| (framed, sum, strings))
+    })?;
+    let mut parts = done
+        .into_inner()
+        .map_err(|_| "RDB decoding failed".to_string())?;
+    parts.sort_unstable_by_key(|p| p.0);
+    let mut shards: Vec<Vec<KeyPart>> = (0..n).map(|_| Vec::new()).collect();
+    let mut empty = 0;
+    let mut decoded = 0;
+    // In file order: the first error is the one the file shows first.
+    for (_, r) in parts {
+        let (per_shard, e, count) = r?;
+        empty += e;
+        decoded += count;
+        for (all, mine) in shards.iter_mut().zip(per_shard) {
+            if all.is_empty() {
+                *all = mine;
+            } else {
+                all.extend(mine);
+            }
+        }
+    }
+    crate::log::verbose(&format!(
+        "RDB checked in {} ms, {decoded} collections decoded by {} ms",
+        framed.as_millis(),
+        start.elapsed().as_millis()
+    ));
+    let mut summary = summary;
+    summary.keys = summary.keys.saturating_sub(empty);
+    // After the shard's decoded keys: a key twice in a file (corrupt; Redis refuses it)
+    // keeps one of its values.
+    for (v, per_db) in shards.iter_mut().zip(strings.drain(..)) {
+        v.extend(per_db.into_iter().flatten().map(KeyPart::Strings));
+    }
+    Ok(Split { shards, summary })
+}
+
+/// Per shard, per database: its located string keys (created on its first key).
+type StringParts = Vec<Vec<Option<Strings>>>;
+
+/// The main thread's pass over the file: checks it, locates the string keys per shard
+/// and database, and queues the collections in chunks (numbered in file order) on `tx`.
+fn frame(
+    data: &Bytes,
+    n: usize,
+    databases: usize,
+    check_crc: bool,
+    now: u64,
+    tx: std::sync::mpsc::Sender<(usize, Vec<Other>)>,
+) -> Result<(Summary, StringParts), String> {
+    let mut strings: StringParts = (0..n).map(|_| Vec::new()).collect();
     let mut others: Vec<Other> = Vec::new();
+    let mut seq = 0;
     let mut scratch = Vec::new();
-    let mut summary = parse_records(&data, now, databases, check_crc, |r| {
+    let summary = parse_records(data, now, databases, check_crc, |r| {
         let (db, key) = match &r {
             Rec::Str { db, key, .. } | Rec::Other { db, key, .. } => (*db, *key),
         };
@@ -128,30 +215,26 @@ pub fn split_owned(
                 }
                 part.recs.push(rec);
             }
-            Rec::Other { at, expire_at, .. } => others.push(Other {
-                shard: s,
-                db,
-                at,
-                expire_at,
-            }),
+            Rec::Other { at, expire_at, .. } => {
+                others.push(Other {
+                    shard: s,
+                    db,
+                    at,
+                    expire_at,
+                });
+                if others.len() >= CHUNK {
+                    // A closed queue only means no helper: `drain` decodes it later.
+                    let _ = tx.send((seq, std::mem::take(&mut others)));
+                    seq += 1;
+                }
+            }
         }
         Ok(())
     })?;
-    let framed = start.elapsed();
-    let (mut shards, empty) = decode_others(&data, &others, n)?;
-    crate::log::verbose(&format!(
-        "RDB checked in {} ms, {} collections decoded in {} ms",
-        framed.as_millis(),
-        others.len(),
-        (start.elapsed() - framed).as_millis()
-    ));
-    summary.keys = summary.keys.saturating_sub(empty);
-    // After the shard's decoded keys: a key twice in a file (corrupt; Redis refuses it)
-    // keeps one of its values.
-    for (v, per_db) in shards.iter_mut().zip(strings) {
-        v.extend(per_db.into_iter().flatten().map(KeyPart::Strings));
+    if !others.is_empty() {
+        let _ = tx.send((seq, others));
     }
-    Ok(Split { shards, summary })
+    Ok((summary, strings))
 }
 
 /// A collection located by the reader, to decode.
@@ -162,79 +245,27 @@ struct Other {
     expire_at: u64,
 }
 
-/// One thread's decoded collections: per shard, and how many were empty.
-type Decoded = Result<(Vec<Vec<KeyPart>>, u64), String>;
+/// One chunk's decoded collections: per shard, how many were empty, how many in all.
+type Decoded = Result<(Vec<Vec<KeyPart>>, u64, usize), String>;
 
-/// Collections from this many on are decoded by several threads.
-const PARALLEL_FROM: usize = 4096;
+/// Collections per chunk handed to the decoding pool.
+const CHUNK: usize = 2048;
 
-/// Decodes the collections, in file order per shard, on as many threads as there are
-/// cores (the shards do not run yet: the cores are idle), each a contiguous run of them.
-/// Returns the keys per shard and how many were empty collections (not keys).
-fn decode_others(data: &[u8], others: &[Other], nshards: usize) -> Decoded {
-    let threads = if others.len() < PARALLEL_FROM {
-        1
-    } else {
-        std::thread::available_parallelism().map_or(1, |n| n.get().min(8))
-    };
-    let per = others.len().div_ceil(threads).max(1);
-    let run = |chunk: &[Other]| -> Decoded {
-        let mut out: Vec<Vec<KeyPart>> = (0..nshards).map(|_| Vec::new()).collect();
-        let mut empty = 0;
-        for o in chunk {
-            match decode_record(data, o.at)? {
-                (key, Some(val)) => {
-                    if let Some(v) = out.get_mut(o.shard) {
-                        v.push(KeyPart::Key(o.db, key, val, o.expire_at));
-                    }
-                }
-                (_, None) => empty += 1,
-            }
-        }
-        Ok((out, empty))
-    };
-    let results: Vec<Decoded> = if threads <= 1 {
-        vec![run(others)]
-    } else {
-        std::thread::scope(|s| {
-            let mut chunks = others.chunks(per);
-            let first = chunks.next().unwrap_or_default();
-            let handles: Vec<_> = chunks
-                .map(|c| {
-                    let h = std::thread::Builder::new()
-                        .name("rdb-decode".into())
-                        .spawn_scoped(s, move || run(c));
-                    (c, h)
-                })
-                .collect();
-            let mut res = vec![run(first)];
-            for (c, h) in handles {
-                res.push(match h {
-                    Ok(h) => h
-                        .join()
-                        .unwrap_or_else(|_| Err("RDB decoding thread failed".into())),
-                    // No thread: decoded here.
-                    Err(_) => run(c),
-                });
-            }
-            res
-        })
-    };
-    let mut shards: Vec<Vec<KeyPart>> = (0..nshards).map(|_| Vec::new()).collect();
+/// Decodes a chunk of collections, in order, into per-shard keys.
+fn decode_chunk(data: &[u8], chunk: &[Other], nshards: usize) -> Decoded {
+    let mut out: Vec<Vec<KeyPart>> = (0..nshards).map(|_| Vec::new()).collect();
     let mut empty = 0;
-    // In file order: the first error is the one the file shows first.
-    for r in results {
-        let (parts, e) = r?;
-        empty += e;
-        for (all, mine) in shards.iter_mut().zip(parts) {
-            if all.is_empty() {
-                *all = mine;
-            } else {
-                all.extend(mine);
+    for o in chunk {
+        match decode_record(data, o.at)? {
+            (key, Some(val)) => {
+                if let Some(v) = out.get_mut(o.shard) {
+                    v.push(KeyPart::Key(o.db, key, val, o.expire_at));
+                }
             }
+            (_, None) => empty += 1,
         }
     }
-    Ok((shards, empty))
+    Ok((out, empty, chunk.len()))
 }
 
 /// Reads `path` if it exists (`Ok(None)` if not) and splits its keys, logging as Redis.
@@ -286,7 +317,19 @@ pub fn apply(shard: &mut Shard, keys: Vec<KeyPart>) {
         }
     }
     let (mut kbuf, mut vbuf) = (Vec::new(), Vec::new());
-    for p in keys {
+    let mut keys = keys;
+    for i in 0..keys.len() {
+        // Decoded keys: the slot of the key AHEAD parts on is prefetched, as for strings.
+        if let Some(KeyPart::Key(db, k, ..)) = keys.get(i + AHEAD) {
+            shard.db_mut(*db).prefetch_slot(k);
+        }
+        let Some(slot) = keys.get_mut(i) else {
+            break;
+        };
+        let p = std::mem::replace(
+            slot,
+            KeyPart::Key(0, Bytes::new(), Value::Str(Bytes::new()), 0),
+        );
         match p {
             KeyPart::Key(db, key, val, exp) => shard.db_mut(db).set_value(&key, val, exp, now),
             KeyPart::Strings(s) => {
@@ -323,6 +366,7 @@ pub fn apply(shard: &mut Shard, keys: Vec<KeyPart>) {
 mod tests {
     use super::*;
     use crate::persist::rdb::{Framer, PartWriter, ValRef};
+    use crate::shard::value::ObjRef;
 
     /// A file of `n` string keys (some with TTLs, integer and LZF values) and one hash.
     fn file(n: usize) -> Vec<u8> {
@@ -378,6 +422,76 @@ mod tests {
             }
             assert_eq!(got, 501);
         }
+    }
+
+    /// A file of `n` small hashes (listpacks) and as many strings, interleaved.
+    fn hashes_file(n: usize) -> Vec<u8> {
+        let mut w = PartWriter::new(true);
+        for i in 0..n {
+            let mut h = crate::types::hash::Hash::new();
+            h.insert(Bytes::from("f"), Bytes::from(format!("value-{i}")));
+            h.insert(Bytes::from("n"), Bytes::from(i.to_string()));
+            let k = format!("h:{i}");
+            w.key(k.as_bytes(), ValRef::Obj(ObjRef::Hash(&h)), 0);
+            let k = format!("s:{i}");
+            w.key(k.as_bytes(), ValRef::Str(b"v"), 0);
+        }
+        let mut f = Framer::header(1, 2);
+        f.extend(Framer::db(0, 2 * n as u64, 0));
+        f.extend(&w.buf);
+        let crc = super::super::crc64::update(0, &f);
+        f.extend(Framer::trailer(crc, true));
+        f
+    }
+
+    #[test]
+    fn collections_decoded_by_the_pool_keep_file_order() {
+        // More than a few chunks, so the decoding pool takes part.
+        let n = CHUNK * 3 + 17;
+        let data = hashes_file(n);
+        for nshards in [1, 2] {
+            let split = split_at(&data, nshards, 16, true, 1000).unwrap();
+            assert_eq!(split.summary.keys, 2 * n as u64);
+            let mut seen = vec![false; n];
+            for (s, parts) in split.shards.iter().enumerate() {
+                let mut last = None;
+                for p in parts {
+                    let KeyPart::Key(_, k, v, _) = p else {
+                        continue;
+                    };
+                    assert_eq!(crate::shard::route::shard_of(k, nshards), s);
+                    let i: usize = std::str::from_utf8(&k[2..]).unwrap().parse().unwrap();
+                    // File order within a shard.
+                    assert!(last < Some(i), "{last:?} then {i}");
+                    last = Some(i);
+                    let Value::Hash(h) = v else {
+                        panic!("not a hash")
+                    };
+                    assert_eq!(h.get(b"f"), Some(format!("value-{i}").as_bytes()));
+                    seen[i] = true;
+                }
+            }
+            assert!(seen.iter().all(|&x| x));
+        }
+    }
+
+    #[test]
+    fn a_bad_collection_deep_in_the_file_is_an_error() {
+        let n = CHUNK * 2;
+        let mut data = hashes_file(n);
+        // Break the listpack of a hash in the second chunk: its count field (the blob is
+        // stored uncompressed: too small for LZF to pay). No CRC check, so the decoder
+        // has to find it.
+        let key = format!("h:{}", CHUNK + 5);
+        let at = data
+            .windows(key.len())
+            .position(|w| w == key.as_bytes())
+            .unwrap();
+        // Key, then the blob's length byte, then 4 bytes total, then 2 bytes count.
+        let count_at = at + key.len() + 1 + 4;
+        data[count_at] ^= 0x7f;
+        let e = split_at(&data, 2, 16, false, 1000).err().unwrap();
+        assert!(e.contains("integrity check failed"), "{e}");
     }
 
     #[test]

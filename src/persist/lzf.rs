@@ -40,6 +40,28 @@ fn three(inp: &[u8], i: usize) -> Option<u32> {
     Some(u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]))
 }
 
+/// How many bytes from `r` and `ip` (`r < ip`) agree, from 3 (known) up to `maxlen`:
+/// eight at a time, then the first differing byte of the word.
+#[inline]
+fn match_len(inp: &[u8], r: usize, ip: usize, maxlen: usize) -> usize {
+    let word = |at: usize| -> Option<u64> {
+        let b: [u8; 8] = inp.get(at..at + 8)?.try_into().ok()?;
+        Some(u64::from_le_bytes(b))
+    };
+    let mut len = 3;
+    while len + 8 <= maxlen {
+        match (word(r + len), word(ip + len)) {
+            (Some(a), Some(b)) if a == b => len += 8,
+            (Some(a), Some(b)) => return len + ((a ^ b).trailing_zeros() / 8) as usize,
+            _ => break,
+        }
+    }
+    while len < maxlen && inp.get(r + len) == inp.get(ip + len) {
+        len += 1;
+    }
+    len
+}
+
 impl Compressor {
     /// Compresses `inp` into `out` (cleared first) if the result is at most `max` bytes;
     /// false when it would not fit (the caller then stores the data raw).
@@ -57,19 +79,15 @@ impl Compressor {
         while ip + 2 < n {
             let Some(h3) = three(inp, ip) else { break };
             let slot = hash(h3, bits);
-            let prev = self.htab.get(slot).copied().unwrap_or(0);
-            if let Some(s) = self.htab.get_mut(slot) {
-                *s = base + ip as u64;
-            }
+            let prev = self
+                .htab
+                .get_mut(slot)
+                .map_or(0, |s| std::mem::replace(s, base + ip as u64));
             let found = prev >= base && (base + ip as u64 - prev) as usize <= MAX_OFF;
             let r = prev.wrapping_sub(base) as usize;
             if found && three(inp, r) == Some(h3) && r < ip {
                 // Extend the match (at least 3 bytes).
-                let maxlen = (n - ip).min(MAX_REF);
-                let mut len = 3;
-                while len < maxlen && inp.get(r + len) == inp.get(ip + len) {
-                    len += 1;
-                }
+                let len = match_len(inp, r, ip, (n - ip).min(MAX_REF));
                 let off = ip - r - 1;
                 // Close the literal run (or drop its empty length byte).
                 if lit == 0 {

@@ -668,22 +668,23 @@ fn scored(items: Vec<Bytes>, pos: usize) -> R<Vec<(Bytes, f64)>> {
 }
 
 /// Steps over the value of a key of RDB type `t`, checking only that its lengths stay
-/// within the file (and LZF data is sound): `read_value` checks the rest later.
+/// within the file: `read_value` checks the rest later (LZF data included, as it
+/// decompresses it).
 fn skip_value(c: &mut Cursor<'_>, t: u8, key: RawStr<'_>) -> R<()> {
     match t {
         TYPE_STRING | TYPE_HASH_ZIPMAP | TYPE_LIST_ZIPLIST | TYPE_SET_INTSET
         | TYPE_SET_LISTPACK | TYPE_ZSET_ZIPLIST | TYPE_ZSET_LISTPACK | TYPE_HASH_ZIPLIST
         | TYPE_HASH_LISTPACK => {
-            c.raw_string()?;
+            c.raw_string_as(false)?;
         }
         TYPE_LIST | TYPE_SET => {
             for _ in 0..c.count(1)? {
-                c.raw_string()?;
+                c.raw_string_as(false)?;
             }
         }
         TYPE_ZSET | TYPE_ZSET_2 => {
             for _ in 0..c.count(2)? {
-                c.raw_string()?;
+                c.raw_string_as(false)?;
                 if t == TYPE_ZSET_2 {
                     c.take(8)?;
                 } else {
@@ -693,19 +694,19 @@ fn skip_value(c: &mut Cursor<'_>, t: u8, key: RawStr<'_>) -> R<()> {
         }
         TYPE_HASH => {
             for _ in 0..c.count(2)? {
-                c.raw_string()?;
-                c.raw_string()?;
+                c.raw_string_as(false)?;
+                c.raw_string_as(false)?;
             }
         }
         TYPE_LIST_QUICKLIST | TYPE_LIST_QUICKLIST_2 => {
             for _ in 0..c.count(1)? {
                 if t == TYPE_LIST_QUICKLIST {
-                    c.raw_string()?;
+                    c.raw_string_as(false)?;
                     continue;
                 }
                 match c.len()? {
                     QUICKLIST_PLAIN | QUICKLIST_PACKED => {
-                        c.raw_string()?;
+                        c.raw_string_as(false)?;
                     }
                     n => {
                         return Err(corrupt(
