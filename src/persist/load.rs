@@ -8,9 +8,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::read::{
-    decode_record, parse_records, string_record, string_record_key, RawStr, Rec, Summary,
-};
+use super::read::{decode_record, parse_records, string_record, RawStr, Rec, Summary};
 use crate::shard::value::Value;
 use crate::shard::Shard;
 
@@ -316,7 +314,6 @@ pub fn apply(shard: &mut Shard, keys: Vec<KeyPart>) {
             shard.db_mut(s.db).reserve(s.keys);
         }
     }
-    let (mut kbuf, mut vbuf) = (Vec::new(), Vec::new());
     let mut keys = keys;
     for i in 0..keys.len() {
         // Decoded keys: the slot of the key AHEAD parts on is prefetched, as for strings.
@@ -332,32 +329,53 @@ pub fn apply(shard: &mut Shard, keys: Vec<KeyPart>) {
         );
         match p {
             KeyPart::Key(db, key, val, exp) => shard.db_mut(db).set_value(&key, val, exp, now),
-            KeyPart::Strings(s) => {
-                let db = shard.db_mut(s.db);
-                let mut expires = s.expires.iter();
-                for (i, &rec) in s.recs.iter().enumerate() {
-                    // The table slot is a cache miss per key (most of the time here):
-                    // start loading the one of a key a few records ahead.
-                    if let Some(&next) = s.recs.get(i + AHEAD) {
-                        if let Some(RawStr::Raw(k)) =
-                            string_record_key(&s.data, (next & !HAS_TTL) as usize)
-                        {
-                            db.prefetch_slot(k);
-                        }
-                    }
-                    let exp = if rec & HAS_TTL != 0 {
-                        expires.next().copied().unwrap_or(0)
-                    } else {
-                        0
-                    };
-                    let Some((k, v)) = string_record(&s.data, (rec & !HAS_TTL) as usize) else {
-                        continue;
-                    };
-                    if let (Some(k), Some(v)) = (k.bytes(&mut kbuf), v.bytes(&mut vbuf)) {
-                        db.set(k, v, exp, now);
-                    }
-                }
-            }
+            KeyPart::Strings(s) => store_strings(shard.db_mut(s.db), &s, now),
+        }
+    }
+}
+
+/// A string record parsed ahead of its insert: key, value, and the key's hash when its
+/// slot was prefetched (raw keys; integer or LZF keys are hashed at the insert).
+type Ahead<'a> = (RawStr<'a>, RawStr<'a>, Option<u32>);
+
+/// Stores a shard's located string keys of one database. Each record is parsed once,
+/// `AHEAD` records before its insert, when its key's table slot is prefetched: the slot
+/// miss was most of the cost of a key.
+fn store_strings(db: &mut crate::shard::db::Db, s: &Strings, now: u64) {
+    let (mut kbuf, mut vbuf) = (Vec::new(), Vec::new());
+    let data = &s.data[..];
+    let parse = |db: &crate::shard::db::Db, rec: u64| -> Option<Ahead<'_>> {
+        let (k, v) = string_record(data, (rec & !HAS_TTL) as usize)?;
+        let h = match k {
+            RawStr::Raw(kb) => Some(db.prefetch_slot(kb)),
+            _ => None,
+        };
+        Some((k, v, h))
+    };
+    let mut ring: std::collections::VecDeque<Option<Ahead<'_>>> =
+        std::collections::VecDeque::with_capacity(AHEAD + 1);
+    for &rec in s.recs.iter().take(AHEAD) {
+        ring.push_back(parse(db, rec));
+    }
+    let mut expires = s.expires.iter();
+    for (i, &rec) in s.recs.iter().enumerate() {
+        if let Some(&next) = s.recs.get(i + AHEAD) {
+            ring.push_back(parse(db, next));
+        }
+        let exp = if rec & HAS_TTL != 0 {
+            expires.next().copied().unwrap_or(0)
+        } else {
+            0
+        };
+        let Some(Some((k, v, h))) = ring.pop_front() else {
+            continue;
+        };
+        let (Some(k), Some(v)) = (k.bytes(&mut kbuf), v.bytes(&mut vbuf)) else {
+            continue;
+        };
+        match h {
+            Some(h) => db.set_hashed(h, k, v, exp, now),
+            None => db.set(k, v, exp, now),
         }
     }
 }
@@ -492,6 +510,46 @@ mod tests {
         data[count_at] ^= 0x7f;
         let e = split_at(&data, 2, 16, false, 1000).err().unwrap();
         assert!(e.contains("integrity check failed"), "{e}");
+    }
+
+    #[test]
+    fn apply_stores_every_string_with_its_ttl() {
+        // Raw, integer-encoded and LZF keys; raw, integer and LZF values; some TTLs.
+        let mut w = PartWriter::new(true);
+        let mut want = Vec::new();
+        for i in 0..3000 {
+            let k = match i % 3 {
+                0 => format!("key:{i}"),
+                1 => i.to_string(),
+                _ => format!("{}{i}", "k".repeat(40)),
+            };
+            let v = match i % 4 {
+                0 => (i * 7).to_string(),
+                1 => format!("v{i}:{}", "x".repeat(40)),
+                _ => format!("v{i}"),
+            };
+            let exp = if i % 5 == 0 { 4_000_000_000_000 + i as u64 } else { 0 };
+            w.key(k.as_bytes(), ValRef::Str(v.as_bytes()), exp);
+            want.push((k, v, exp));
+        }
+        let mut f = Framer::header(1, 2);
+        f.extend(Framer::db(1, want.len() as u64, 0));
+        f.extend(&w.buf);
+        let crc = super::super::crc64::update(0, &f);
+        f.extend(Framer::trailer(crc, true));
+        let split = split_at(&f, 1, 16, true, 1000).unwrap();
+        let mut shard = Shard::new(0, 1, 16, crate::commands::table::table().len());
+        for part in split.shards {
+            apply(&mut shard, part);
+        }
+        let now = crate::shard::now_ms();
+        let db = shard.db_mut(1);
+        assert_eq!(db.len(), want.len());
+        for (k, v, exp) in want {
+            let got = db.get_str(k.as_bytes(), now).unwrap();
+            assert_eq!(got.as_deref(), Some(v.as_bytes()), "{k}");
+            assert_eq!(db.meta(k.as_bytes(), now).unwrap().expire_at, exp, "{k}");
+        }
     }
 
     #[test]

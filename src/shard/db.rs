@@ -866,8 +866,25 @@ impl Db {
         self.store(h, slot, key, obj_flags(kind), &idx.to_le_bytes(), atime, 0);
     }
 
+    /// `set` of a key whose hash `prefetch_slot` returned (a bulk load hashes each key
+    /// once, when it prefetches its slot).
+    pub fn set_hashed(&mut self, h: u32, key: &[u8], val: &[u8], expire_at: u64, now: u64) {
+        self.write_str_h(h, key, val, Some(expire_at), StrEnc::Auto, now);
+    }
+
     fn write_str(&mut self, key: &[u8], val: &[u8], ttl: Option<u64>, enc: StrEnc, now: u64) {
-        let h = self.hash(key);
+        self.write_str_h(self.hash(key), key, val, ttl, enc, now);
+    }
+
+    fn write_str_h(
+        &mut self,
+        h: u32,
+        key: &[u8],
+        val: &[u8],
+        ttl: Option<u64>,
+        enc: StrEnc,
+        now: u64,
+    ) {
         let slot = self.find_h(h, key);
         let at = match (ttl, slot) {
             (Some(at), _) => at,
