@@ -876,6 +876,7 @@ impl Db {
         self.write_str_h(self.hash(key), key, val, ttl, enc, now);
     }
 
+    #[inline]
     fn write_str_h(
         &mut self,
         h: u32,
