@@ -528,7 +528,11 @@ mod tests {
                 1 => format!("v{i}:{}", "x".repeat(40)),
                 _ => format!("v{i}"),
             };
-            let exp = if i % 5 == 0 { 4_000_000_000_000 + i as u64 } else { 0 };
+            let exp = if i % 5 == 0 {
+                4_000_000_000_000 + i as u64
+            } else {
+                0
+            };
             w.key(k.as_bytes(), ValRef::Str(v.as_bytes()), exp);
             want.push((k, v, exp));
         }
