@@ -372,7 +372,7 @@ fn load_redis_dir(cfg: &Config, m: Manifest) -> Result<Loaded, String> {
             if let Some(e) = d.export(&k, now) {
                 let s = crate::shard::route::shard_of(&k, cfg.shards);
                 if let Some(v) = keys.get_mut(s) {
-                    v.push((db, k, e.val, e.expire_at));
+                    v.push(super::load::KeyPart::Key(db, k, e.val, e.expire_at));
                 }
             }
         }

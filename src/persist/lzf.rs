@@ -7,6 +7,12 @@ const MAX_LIT: usize = 1 << 5;
 const MAX_OFF: usize = 1 << 13;
 const MAX_REF: usize = (1 << 8) + (1 << 3);
 const HLOG: u32 = 14;
+/// Inputs up to this size hash into the first 2^SMALL_HLOG slots of the table only: an RDB
+/// is mostly short strings, and 8 KiB of table stays in L1 where the whole 128 KiB would
+/// not (measured: LZF was a quarter of a 1M-string BGSAVE). Entries are stamped with the
+/// call's `base`, so slots written by a longer input earlier are simply out of reach.
+const SMALL_INPUT: usize = 1024;
+const SMALL_HLOG: u32 = 10;
 
 /// A compressor; keeps its hash table between calls (cleared by generation, not memset).
 pub struct Compressor {
@@ -25,13 +31,35 @@ impl Default for Compressor {
     }
 }
 
-fn hash(v: u32) -> usize {
-    (v.wrapping_mul(2_654_435_761) >> (32 - HLOG)) as usize
+fn hash(v: u32, bits: u32) -> usize {
+    (v.wrapping_mul(2_654_435_761) >> (32 - bits)) as usize
 }
 
 fn three(inp: &[u8], i: usize) -> Option<u32> {
     let b = inp.get(i..i + 3)?;
     Some(u32::from(b[0]) << 16 | u32::from(b[1]) << 8 | u32::from(b[2]))
+}
+
+/// How many bytes from `r` and `ip` (`r < ip`) agree, from 3 (known) up to `maxlen`:
+/// eight at a time, then the first differing byte of the word.
+#[inline]
+fn match_len(inp: &[u8], r: usize, ip: usize, maxlen: usize) -> usize {
+    let word = |at: usize| -> Option<u64> {
+        let b: [u8; 8] = inp.get(at..at + 8)?.try_into().ok()?;
+        Some(u64::from_le_bytes(b))
+    };
+    let mut len = 3;
+    while len + 8 <= maxlen {
+        match (word(r + len), word(ip + len)) {
+            (Some(a), Some(b)) if a == b => len += 8,
+            (Some(a), Some(b)) => return len + ((a ^ b).trailing_zeros() / 8) as usize,
+            _ => break,
+        }
+    }
+    while len < maxlen && inp.get(r + len) == inp.get(ip + len) {
+        len += 1;
+    }
+    len
 }
 
 impl Compressor {
@@ -42,6 +70,7 @@ impl Compressor {
         let base = self.base;
         self.base = base + inp.len() as u64 + MAX_OFF as u64 + 1;
         let n = inp.len();
+        let bits = if n <= SMALL_INPUT { SMALL_HLOG } else { HLOG };
         let mut lit = 0usize;
         // Index of the current literal run's length byte.
         let mut run = 0usize;
@@ -49,20 +78,16 @@ impl Compressor {
         let mut ip = 0usize;
         while ip + 2 < n {
             let Some(h3) = three(inp, ip) else { break };
-            let slot = hash(h3);
-            let prev = self.htab.get(slot).copied().unwrap_or(0);
-            if let Some(s) = self.htab.get_mut(slot) {
-                *s = base + ip as u64;
-            }
+            let slot = hash(h3, bits);
+            let prev = self
+                .htab
+                .get_mut(slot)
+                .map_or(0, |s| std::mem::replace(s, base + ip as u64));
             let found = prev >= base && (base + ip as u64 - prev) as usize <= MAX_OFF;
             let r = prev.wrapping_sub(base) as usize;
             if found && three(inp, r) == Some(h3) && r < ip {
                 // Extend the match (at least 3 bytes).
-                let maxlen = (n - ip).min(MAX_REF);
-                let mut len = 3;
-                while len < maxlen && inp.get(r + len) == inp.get(ip + len) {
-                    len += 1;
-                }
+                let len = match_len(inp, r, ip, (n - ip).min(MAX_REF));
                 let off = ip - r - 1;
                 // Close the literal run (or drop its empty length byte).
                 if lit == 0 {
@@ -126,43 +151,110 @@ impl Compressor {
 /// Decompresses `inp` into exactly `ulen` bytes; `None` if the data is corrupt or does not
 /// produce exactly `ulen` bytes.
 pub fn decompress(inp: &[u8], ulen: usize) -> Option<Vec<u8>> {
-    // A back reference yields at most 264 bytes from 2-3 input bytes: a larger claim is
-    // corrupt, and must not allocate.
-    if ulen > inp.len().saturating_mul(MAX_REF / 2 + 1) {
-        return None;
+    let mut out = Vec::new();
+    decompress_into(inp, ulen, &mut out).then_some(out)
+}
+
+/// A back reference yields at most 264 bytes from 2-3 input bytes: a larger claim is
+/// corrupt, and must not allocate.
+fn plausible(inp: &[u8], ulen: usize) -> bool {
+    ulen <= inp.len().saturating_mul(MAX_REF / 2 + 1)
+}
+
+/// `decompress` into `out` (cleared first, its capacity reused: the loader decompresses
+/// every value into one buffer); false if corrupt.
+pub fn decompress_into(inp: &[u8], ulen: usize, out: &mut Vec<u8>) -> bool {
+    out.clear();
+    if !plausible(inp, ulen) {
+        return false;
     }
-    let mut out: Vec<u8> = Vec::with_capacity(ulen);
+    out.reserve(ulen);
     let mut ip = 0usize;
     while ip < inp.len() {
-        let ctrl = usize::from(*inp.get(ip)?);
+        let Some(&ctrl) = inp.get(ip) else {
+            return false;
+        };
+        let ctrl = usize::from(ctrl);
         ip += 1;
         if ctrl < 32 {
             let len = ctrl + 1;
+            let Some(lit) = inp.get(ip..ip + len) else {
+                return false;
+            };
             if out.len() + len > ulen {
-                return None;
+                return false;
             }
-            out.extend_from_slice(inp.get(ip..ip + len)?);
+            out.extend_from_slice(lit);
             ip += len;
         } else {
-            let mut len = ctrl >> 5;
-            if len == 7 {
-                len += usize::from(*inp.get(ip)?);
-                ip += 1;
-            }
-            let back = ((ctrl & 0x1f) << 8) + usize::from(*inp.get(ip)?) + 1;
-            ip += 1;
-            len += 2;
+            let Some((len, back, used)) = back_ref(inp, ip, ctrl) else {
+                return false;
+            };
+            ip += used;
             if back > out.len() || out.len() + len > ulen {
-                return None;
+                return false;
             }
+            // An overlapping reference repeats the last `back` bytes: copy from `start` in
+            // chunks that stay whole periods (the copied run doubles each time), not a byte
+            // at a time.
             let start = out.len() - back;
-            for i in 0..len {
-                let b = *out.get(start + i)?;
-                out.push(b);
+            let mut left = len;
+            while left > 0 {
+                let n = left.min(out.len() - start);
+                out.extend_from_within(start..start + n);
+                left -= n;
             }
         }
     }
-    (out.len() == ulen).then_some(out)
+    out.len() == ulen
+}
+
+/// A back reference at `inp[ip..]` after its control byte `ctrl`: (length, distance, input
+/// bytes used after the control byte).
+#[inline]
+fn back_ref(inp: &[u8], ip: usize, ctrl: usize) -> Option<(usize, usize, usize)> {
+    let mut len = ctrl >> 5;
+    let mut used = 0;
+    if len == 7 {
+        len += usize::from(*inp.get(ip)?);
+        used += 1;
+    }
+    let back = ((ctrl & 0x1f) << 8) + usize::from(*inp.get(ip + used)?) + 1;
+    Some((len + 2, back, used + 1))
+}
+
+/// Whether `inp` decompresses to exactly `ulen` bytes, without producing them: the
+/// loader's check on the main thread, the owner shard decompresses later.
+pub fn check(inp: &[u8], ulen: usize) -> bool {
+    if !plausible(inp, ulen) {
+        return false;
+    }
+    let (mut ip, mut out) = (0usize, 0usize);
+    while ip < inp.len() {
+        let Some(&ctrl) = inp.get(ip) else {
+            return false;
+        };
+        let ctrl = usize::from(ctrl);
+        ip += 1;
+        if ctrl < 32 {
+            let len = ctrl + 1;
+            if ip + len > inp.len() || out + len > ulen {
+                return false;
+            }
+            ip += len;
+            out += len;
+        } else {
+            let Some((len, back, used)) = back_ref(inp, ip, ctrl) else {
+                return false;
+            };
+            ip += used;
+            if back > out || out + len > ulen {
+                return false;
+            }
+            out += len;
+        }
+    }
+    out == ulen
 }
 
 #[cfg(test)]
@@ -174,6 +266,8 @@ mod tests {
         let mut out = Vec::new();
         if c.compress(data, data.len() + 64, &mut out) {
             assert_eq!(decompress(&out, data.len()).as_deref(), Some(data));
+            assert!(check(&out, data.len()));
+            assert!(!check(&out, data.len() + 1));
         } else {
             assert!(data.is_empty());
         }
@@ -184,6 +278,8 @@ mod tests {
         roundtrip(b"");
         roundtrip(b"a");
         roundtrip(b"abcabcabcabcabcabcabcabcabcabcabcabc");
+        roundtrip(b"v123456:xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx");
+        roundtrip(b"abcdefgabcdefgabcdefgabcdefgabcdefgabcdefgabcdefgabcdefgab");
         roundtrip(&[b'x'; 10_000]);
         let mut seed = 7u64;
         let noise: Vec<u8> = (0..20_000)
@@ -231,6 +327,17 @@ mod tests {
         );
         assert_eq!(decompress(&[0, b'a'], 2), None, "wrong length");
         assert_eq!(decompress(&[0, b'a'], 1 << 60), None, "huge claim");
+        for (inp, n) in [
+            (&[0x20u8, 0x00][..], 3),
+            (&[5, b'a'], 6),
+            (&[0, b'a'], 2),
+            (&[0, b'a'], 1 << 60),
+            (&[0, b'a', 0xe0], 10),
+            (&[0, b'a', 0xe0, 0x00], 10),
+            (&[0, b'a', 0xe0, 0x00, 0x00], 10),
+        ] {
+            assert_eq!(check(inp, n), decompress(inp, n).is_some(), "{inp:?} {n}");
+        }
         // A literal 'a', then a back reference of 9 bytes at distance 1.
         assert_eq!(
             decompress(&[0, b'a', 0xe0, 0x00, 0x00], 10).as_deref(),

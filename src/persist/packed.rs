@@ -47,10 +47,10 @@ impl ListpackWriter {
     }
 
     pub fn push(&mut self, v: &[u8]) {
-        let start = self.buf.len();
         match parse_i64(v) {
-            Some(i) => self.push_int(i),
+            Some(i) => self.push_i64(i),
             None => {
+                let start = self.buf.len();
                 let n = v.len();
                 if n < 64 {
                     self.buf.push(0x80 | n as u8);
@@ -62,8 +62,20 @@ impl ListpackWriter {
                     self.buf.extend_from_slice(&(n as u32).to_le_bytes());
                 }
                 self.buf.extend_from_slice(v);
+                self.end_entry(start);
             }
         }
+    }
+
+    /// An integer entry (what `push` makes of an integer's text).
+    pub fn push_i64(&mut self, v: i64) {
+        let start = self.buf.len();
+        self.push_int(v);
+        self.end_entry(start);
+    }
+
+    /// The back length of the entry written from `start`, and the count.
+    fn end_entry(&mut self, start: usize) {
         let l = self.buf.len() - start;
         // lpEncodeBacklen: 7 bits a byte, most significant first, the high bit set on all
         // but the first byte.
@@ -99,6 +111,25 @@ impl ListpackWriter {
 
     /// The finished listpack.
     pub fn finish(mut self) -> Vec<u8> {
+        self.seal();
+        self.buf
+    }
+
+    /// Finishes the listpack in place and lends it; `clear` then starts the next one in
+    /// the same buffer (the RDB writer builds one per small collection).
+    pub fn finish_ref(&mut self) -> &[u8] {
+        self.seal();
+        &self.buf
+    }
+
+    /// Empties the writer, keeping its buffer.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.buf.extend_from_slice(&[0; 6]);
+        self.count = 0;
+    }
+
+    fn seal(&mut self) {
         self.buf.push(0xFF);
         let total = self.buf.len() as u32;
         let count = self.count.min(65535) as u16;
@@ -106,7 +137,6 @@ impl ListpackWriter {
             h[..4].copy_from_slice(&total.to_le_bytes());
             h[4..].copy_from_slice(&count.to_le_bytes());
         }
-        self.buf
     }
 }
 
@@ -124,41 +154,76 @@ fn int_bytes(i: i64) -> Bytes {
     Bytes::from(i.to_string())
 }
 
+/// One element of a listpack as `listpack_entries` reads it.
+pub enum LpEntry {
+    /// A string: where its bytes are in the listpack (a range known to be in it).
+    Str(std::ops::Range<usize>),
+    Int(i64),
+}
+
 /// The elements of a listpack, integers as decimal strings; `None` if malformed (header
 /// size, entry lengths, back lengths' sizes, terminator, count when recorded).
 pub fn read_listpack(lp: &[u8]) -> Option<Vec<Bytes>> {
+    let mut out = Vec::new();
+    listpack_entries(lp, |e| {
+        out.push(match e {
+            LpEntry::Str(r) => Bytes::copy_from_slice(lp.get(r).unwrap_or_default()),
+            LpEntry::Int(i) => int_bytes(i),
+        })
+    })?;
+    Some(out)
+}
+
+/// `read_listpack`, the strings as slices of `lp` (no copy: for values that copy what
+/// they keep, so `lp` is not held by them).
+pub fn read_listpack_shared(lp: &Bytes) -> Option<Vec<Bytes>> {
+    let mut out = Vec::new();
+    listpack_entries(lp, |e| {
+        out.push(match e {
+            LpEntry::Str(r) => lp.slice(r),
+            LpEntry::Int(i) => int_bytes(i),
+        })
+    })?;
+    Some(out)
+}
+
+/// Hands every element of a listpack to `f`, in order; `None` if malformed (see
+/// `read_listpack`). String ranges given to `f` are within `lp`.
+pub fn listpack_entries(lp: &[u8], mut f: impl FnMut(LpEntry)) -> Option<()> {
     let total = le(lp.get(0..4)?) as usize;
     let count = le(lp.get(4..6)?) as usize;
     if total != lp.len() || lp.last() != Some(&0xFF) {
         return None;
     }
     let end = lp.len() - 1;
-    let mut out = Vec::with_capacity(count.min(lp.len() / 2));
+    let mut seen = 0usize;
     let mut p = 6;
+    // A string entry: `n` bytes after a header of `h` bytes at `p`.
+    let text = |p: usize, h: usize, n: usize| -> Option<(LpEntry, usize)> {
+        let a = p.checked_add(h)?;
+        let b = a.checked_add(n)?;
+        lp.get(a..b)?;
+        Some((LpEntry::Str(a..b), h + n))
+    };
     while p < end {
         let b = *lp.get(p)?;
         let (val, len) = if b & 0x80 == 0 {
-            (int_bytes(i64::from(b)), 1)
+            (LpEntry::Int(i64::from(b)), 1)
         } else if b & 0xC0 == 0x80 {
-            let n = usize::from(b & 0x3F);
-            (Bytes::copy_from_slice(lp.get(p + 1..p + 1 + n)?), 1 + n)
+            text(p, 1, usize::from(b & 0x3F))?
         } else if b & 0xE0 == 0xC0 {
             let v = u64::from(b & 0x1F) << 8 | u64::from(*lp.get(p + 1)?);
-            (int_bytes(sext(v, 13)), 2)
+            (LpEntry::Int(sext(v, 13)), 2)
         } else if b & 0xF0 == 0xE0 {
             let n = usize::from(b & 0x0F) << 8 | usize::from(*lp.get(p + 1)?);
-            (Bytes::copy_from_slice(lp.get(p + 2..p + 2 + n)?), 2 + n)
+            text(p, 2, n)?
         } else {
             match b {
-                0xF0 => {
-                    let n = le(lp.get(p + 1..p + 5)?) as usize;
-                    let s = lp.get(p + 5..p.checked_add(5)?.checked_add(n)?)?;
-                    (Bytes::copy_from_slice(s), 5 + n)
-                }
-                0xF1 => (int_bytes(sext(le(lp.get(p + 1..p + 3)?), 16)), 3),
-                0xF2 => (int_bytes(sext(le(lp.get(p + 1..p + 4)?), 24)), 4),
-                0xF3 => (int_bytes(sext(le(lp.get(p + 1..p + 5)?), 32)), 5),
-                0xF4 => (int_bytes(le(lp.get(p + 1..p + 9)?) as i64), 9),
+                0xF0 => text(p, 5, le(lp.get(p + 1..p + 5)?) as usize)?,
+                0xF1 => (LpEntry::Int(sext(le(lp.get(p + 1..p + 3)?), 16)), 3),
+                0xF2 => (LpEntry::Int(sext(le(lp.get(p + 1..p + 4)?), 24)), 4),
+                0xF3 => (LpEntry::Int(sext(le(lp.get(p + 1..p + 5)?), 32)), 5),
+                0xF4 => (LpEntry::Int(le(lp.get(p + 1..p + 9)?) as i64), 9),
                 _ => return None,
             }
         };
@@ -166,12 +231,13 @@ pub fn read_listpack(lp: &[u8]) -> Option<Vec<Bytes>> {
         if p > end {
             return None;
         }
-        out.push(val);
+        seen += 1;
+        f(val);
     }
-    if count != 65535 && count != out.len() {
+    if count != 65535 && count != seen {
         return None;
     }
-    Some(out)
+    Some(())
 }
 
 // ----- intset --------------------------------------------------------------------------------

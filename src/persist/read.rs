@@ -7,7 +7,7 @@
 
 use bytes::Bytes;
 
-use super::packed::{read_intset, read_listpack, read_ziplist, read_zipmap};
+use super::packed::{read_intset, read_listpack, read_listpack_shared, read_ziplist, read_zipmap};
 use super::rdb::*;
 use crate::shard::value::Value;
 use crate::types::hash::Hash;
@@ -37,6 +37,136 @@ pub struct Loaded {
     pub val: Value,
     /// Absolute Unix ms; 0 = none.
     pub expire_at: u64,
+}
+
+/// A string as the file stores it, not copied yet: raw bytes, a small integer, or LZF
+/// (already checked to decompress to its length).
+#[derive(Debug, Clone, Copy)]
+pub enum RawStr<'a> {
+    Raw(&'a [u8]),
+    Int(i64),
+    Lzf(&'a [u8], usize),
+}
+
+impl<'a> RawStr<'a> {
+    /// The bytes: borrowed from the file, or built in `buf` (integers, LZF). `None` only
+    /// for LZF data that does not decompress (never once the reader has checked it).
+    pub fn bytes<'b>(self, buf: &'b mut Vec<u8>) -> Option<&'b [u8]>
+    where
+        'a: 'b,
+    {
+        match self {
+            RawStr::Raw(b) => Some(b),
+            RawStr::Int(i) => {
+                buf.clear();
+                buf.extend_from_slice(itoa(i).as_slice());
+                Some(buf.as_slice())
+            }
+            RawStr::Lzf(data, ulen) => {
+                super::lzf::decompress_into(data, ulen, buf).then_some(buf.as_slice())
+            }
+        }
+    }
+
+    /// An owned copy.
+    fn to_bytes(self) -> Option<Bytes> {
+        Some(match self {
+            RawStr::Raw(b) => Bytes::copy_from_slice(b),
+            RawStr::Int(i) => Bytes::from(i.to_string()),
+            RawStr::Lzf(data, ulen) => Bytes::from(super::lzf::decompress(data, ulen)?),
+        })
+    }
+}
+
+/// A decimal integer in a stack buffer (at most 20 bytes for an i64).
+struct Itoa {
+    buf: [u8; 20],
+    start: usize,
+}
+
+impl Itoa {
+    fn as_slice(&self) -> &[u8] {
+        self.buf.get(self.start..).unwrap_or_default()
+    }
+}
+
+fn itoa(v: i64) -> Itoa {
+    let mut f = Itoa {
+        buf: [0; 20],
+        start: 20,
+    };
+    let mut n = v.unsigned_abs();
+    loop {
+        f.start -= 1;
+        if let Some(d) = f.buf.get_mut(f.start) {
+            *d = b'0' + (n % 10) as u8;
+        }
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    if v < 0 {
+        f.start -= 1;
+        if let Some(d) = f.buf.get_mut(f.start) {
+            *d = b'-';
+        }
+    }
+    f
+}
+
+/// A key record as the reader meets it: checked and located, not decoded. String keys
+/// are decoded later by their owner shard, straight from the file (`string_record`);
+/// the others by `decode_record`, several threads at once (see `persist::load`).
+pub enum Rec<'a> {
+    Str {
+        db: usize,
+        /// Where the record's type byte is (its expiry, read before, is `expire_at`).
+        at: usize,
+        key: RawStr<'a>,
+        expire_at: u64,
+    },
+    /// A collection: its structure is checked (every length within the file, LZF data
+    /// sound); its contents are checked by `decode_record`.
+    Other {
+        db: usize,
+        at: usize,
+        key: RawStr<'a>,
+        expire_at: u64,
+    },
+}
+
+/// The key and value of the record whose type byte is at `at` (as `Rec::Other` located
+/// it), fully checked; `None` for an empty collection (skipped, as Redis).
+pub fn decode_record(data: &[u8], at: usize) -> R<(Bytes, Option<Value>)> {
+    let mut c = Cursor { b: data, pos: at };
+    let t = c.u8()?;
+    let key = c.string()?;
+    let val = read_value(&mut c, t, &key)?;
+    Ok((key, val))
+}
+
+/// The string record whose type byte is at `at` in `data` (as `Rec::Str` located it): its
+/// key and value. `None` if it is not one. The file was checked when the record was located:
+/// LZF data is not checked again (a bad stream still fails to decompress, never panics).
+pub fn string_record(data: &[u8], at: usize) -> Option<(RawStr<'_>, RawStr<'_>)> {
+    let mut c = Cursor { b: data, pos: at };
+    if c.u8().ok()? != TYPE_STRING {
+        return None;
+    }
+    let key = c.raw_string_as(false).ok()?;
+    let val = c.raw_string_as(false).ok()?;
+    Some((key, val))
+}
+
+/// Only the key of the string record at `at` (a look-ahead: the loader prefetches where
+/// the key will go).
+pub fn string_record_key(data: &[u8], at: usize) -> Option<RawStr<'_>> {
+    let mut c = Cursor { b: data, pos: at };
+    if c.u8().ok()? != TYPE_STRING {
+        return None;
+    }
+    c.raw_string_as(false).ok()
 }
 
 struct Cursor<'a> {
@@ -114,22 +244,36 @@ impl<'a> Cursor<'a> {
     }
 
     fn string(&mut self) -> R<Bytes> {
+        let pos = self.pos;
+        self.raw_string()?
+            .to_bytes()
+            .ok_or_else(|| corrupt(pos, "Invalid LZF compressed string"))
+    }
+
+    /// A string without copying it; LZF data is checked (not decompressed).
+    fn raw_string(&mut self) -> R<RawStr<'a>> {
+        self.raw_string_as(true)
+    }
+
+    /// `raw_string`, checking LZF data only if `check`.
+    #[inline]
+    fn raw_string_as(&mut self, check: bool) -> R<RawStr<'a>> {
         Ok(match self.len_or_enc()? {
             Len::N(n) => {
                 let n = usize::try_from(n).map_err(|_| short())?;
-                Bytes::copy_from_slice(self.take(n)?)
+                RawStr::Raw(self.take(n)?)
             }
-            Len::Enc(0) => Bytes::from((self.u8()? as i8).to_string()),
-            Len::Enc(1) => Bytes::from(i16::from_le_bytes(self.fixed()?).to_string()),
-            Len::Enc(2) => Bytes::from(i32::from_le_bytes(self.fixed()?).to_string()),
+            Len::Enc(0) => RawStr::Int(i64::from(self.u8()? as i8)),
+            Len::Enc(1) => RawStr::Int(i64::from(i16::from_le_bytes(self.fixed()?))),
+            Len::Enc(2) => RawStr::Int(i64::from(i32::from_le_bytes(self.fixed()?))),
             Len::Enc(3) => {
                 let clen = usize::try_from(self.len()?).map_err(|_| short())?;
                 let ulen = usize::try_from(self.len()?).map_err(|_| short())?;
                 let data = self.take(clen)?;
-                Bytes::from(
-                    super::lzf::decompress(data, ulen)
-                        .ok_or_else(|| corrupt(self.pos, "Invalid LZF compressed string"))?,
-                )
+                if check && !super::lzf::check(data, ulen) {
+                    return Err(corrupt(self.pos, "Invalid LZF compressed string"));
+                }
+                RawStr::Lzf(data, ulen)
             }
             Len::Enc(e) => return Err(format!("Unknown RDB string encoding type {e}")),
         })
@@ -186,6 +330,92 @@ pub fn parse(
     check_crc: bool,
     mut sink: impl FnMut(Loaded) -> R<()>,
 ) -> R<Summary> {
+    let mut empty = 0;
+    let mut sum = parse_records(data, now_ms, databases, check_crc, |r| match r {
+        Rec::Str {
+            db,
+            at,
+            key,
+            expire_at,
+        } => {
+            let (key, val) = string_record(data, at)
+                .and_then(|(_, v)| Some((key.to_bytes()?, v.to_bytes()?)))
+                .ok_or_else(|| corrupt(at, "Invalid string record"))?;
+            sink(Loaded {
+                db,
+                key,
+                val: Value::Str(val),
+                expire_at,
+            })
+        }
+        Rec::Other {
+            db, at, expire_at, ..
+        } => match decode_record(data, at)? {
+            (key, Some(val)) => sink(Loaded {
+                db,
+                key,
+                val,
+                expire_at,
+            }),
+            (_, None) => {
+                empty += 1;
+                Ok(())
+            }
+        },
+    })?;
+    sum.keys -= empty;
+    Ok(sum)
+}
+
+/// Files from this size on have their checksum computed on a second thread while the
+/// main thread parses (a thread costs tens of µs; DEBUG RELOAD of a small file should not
+/// pay for one).
+const CRC_THREAD_FROM: usize = 1 << 20;
+
+/// `parse`, handing string keys over located but not copied ([`Rec::Str`]).
+pub fn parse_records(
+    data: &[u8],
+    now_ms: u64,
+    databases: usize,
+    check_crc: bool,
+    sink: impl FnMut(Rec<'_>) -> R<()>,
+) -> R<Summary> {
+    // The checksum covers everything but the last 8 bytes of a well-formed file: computed
+    // alongside the parse (the parse then checks that the file does end there).
+    let whole = data.len().saturating_sub(8);
+    if !check_crc || data.len() < CRC_THREAD_FROM {
+        return parse_inner(data, now_ms, databases, check_crc, None, sink);
+    }
+    std::thread::scope(|s| {
+        let crc = std::thread::Builder::new()
+            .name("rdb-crc".into())
+            .spawn_scoped(s, || {
+                super::crc64::update(0, data.get(..whole).unwrap_or_default())
+            })
+            .ok();
+        let pre = move || crc.and_then(|h| h.join().ok());
+        parse_inner(
+            data,
+            now_ms,
+            databases,
+            check_crc,
+            Some(Box::new(pre)),
+            sink,
+        )
+    })
+}
+
+/// The checksum of `data[..len - 8]` computed meanwhile, if any.
+type PreCrc<'s> = Option<Box<dyn FnOnce() -> Option<u64> + 's>>;
+
+fn parse_inner(
+    data: &[u8],
+    now_ms: u64,
+    databases: usize,
+    check_crc: bool,
+    pre_crc: PreCrc<'_>,
+    mut sink: impl FnMut(Rec<'_>) -> R<()>,
+) -> R<Summary> {
     let mut c = Cursor { b: data, pos: 0 };
     let magic = c.take(9).map_err(|_| short())?;
     if magic.get(..5) != Some(b"REDIS") {
@@ -202,6 +432,7 @@ pub fn parse(
     let mut db = 0usize;
     let mut expire_at: u64 = 0;
     loop {
+        let at = c.pos;
         let op = c.u8()?;
         match op {
             OP_EXPIRETIME => {
@@ -264,19 +495,35 @@ pub fn parse(
             8 | 22.. => return Err(format!("Unknown RDB encoding type {op}")),
             _ => {}
         }
-        let key = c.string()?;
-        let val = read_value(&mut c, op, &key)?;
         let exp = std::mem::take(&mut expire_at);
-        let Some(val) = val else { continue };
+        if op == TYPE_STRING {
+            let key = c.raw_string()?;
+            c.raw_string()?;
+            if exp != 0 && exp < now_ms {
+                sum.expired += 1;
+                continue;
+            }
+            sum.keys += 1;
+            sink(Rec::Str {
+                db,
+                at,
+                key,
+                expire_at: exp,
+            })?;
+            continue;
+        }
+        let key = c.raw_string()?;
+        skip_value(&mut c, op, key)?;
         if exp != 0 && exp < now_ms {
             sum.expired += 1;
             continue;
         }
+        // An empty collection is not a key: the decoding takes it off the count.
         sum.keys += 1;
-        sink(Loaded {
+        sink(Rec::Other {
             db,
+            at,
             key,
-            val,
             expire_at: exp,
         })?;
     }
@@ -287,7 +534,10 @@ pub fn parse(
             if stored == 0 {
                 sum.unchecked = true;
             } else {
-                let got = super::crc64::update(0, data.get(..body).unwrap_or_default());
+                let pre = pre_crc.and_then(|f| f()).filter(|_| body + 8 == data.len());
+                let got = pre.unwrap_or_else(|| {
+                    super::crc64::update(0, data.get(..body).unwrap_or_default())
+                });
                 if got != stored {
                     return Err(format!(
                         "Wrong RDB checksum expected: ({stored:x}) got: ({got:x}). Aborting now."
@@ -329,6 +579,14 @@ pub fn restore_payload(p: &[u8], check_crc: bool) -> Result<Option<Value>, bool>
 fn packed(c: &mut Cursor<'_>, what: &str, f: fn(&[u8]) -> Option<Vec<Bytes>>) -> R<Vec<Bytes>> {
     let blob = c.string()?;
     f(&blob).ok_or_else(|| corrupt(c.pos, &format!("{what} integrity check failed.")))
+}
+
+/// `packed` for a listpack whose strings stay slices of the blob (no copy each): only for
+/// values that copy what they keep (hashes and sets do; a small sorted set does).
+fn packed_shared(c: &mut Cursor<'_>, what: &str) -> R<Vec<Bytes>> {
+    let blob = c.string()?;
+    read_listpack_shared(&blob)
+        .ok_or_else(|| corrupt(c.pos, &format!("{what} integrity check failed.")))
 }
 
 fn pairs_of(items: Vec<Bytes>, pos: usize, what: &str) -> R<Vec<(Bytes, Bytes)>> {
@@ -409,6 +667,64 @@ fn scored(items: Vec<Bytes>, pos: usize) -> R<Vec<(Bytes, f64)>> {
         .collect()
 }
 
+/// Steps over the value of a key of RDB type `t`, checking only that its lengths stay
+/// within the file: `read_value` checks the rest later (LZF data included, as it
+/// decompresses it).
+fn skip_value(c: &mut Cursor<'_>, t: u8, key: RawStr<'_>) -> R<()> {
+    match t {
+        TYPE_STRING | TYPE_HASH_ZIPMAP | TYPE_LIST_ZIPLIST | TYPE_SET_INTSET
+        | TYPE_SET_LISTPACK | TYPE_ZSET_ZIPLIST | TYPE_ZSET_LISTPACK | TYPE_HASH_ZIPLIST
+        | TYPE_HASH_LISTPACK => {
+            c.raw_string_as(false)?;
+        }
+        TYPE_LIST | TYPE_SET => {
+            for _ in 0..c.count(1)? {
+                c.raw_string_as(false)?;
+            }
+        }
+        TYPE_ZSET | TYPE_ZSET_2 => {
+            for _ in 0..c.count(2)? {
+                c.raw_string_as(false)?;
+                if t == TYPE_ZSET_2 {
+                    c.take(8)?;
+                } else {
+                    c.text_double()?;
+                }
+            }
+        }
+        TYPE_HASH => {
+            for _ in 0..c.count(2)? {
+                c.raw_string_as(false)?;
+                c.raw_string_as(false)?;
+            }
+        }
+        TYPE_LIST_QUICKLIST | TYPE_LIST_QUICKLIST_2 => {
+            for _ in 0..c.count(1)? {
+                if t == TYPE_LIST_QUICKLIST {
+                    c.raw_string_as(false)?;
+                    continue;
+                }
+                match c.len()? {
+                    QUICKLIST_PLAIN | QUICKLIST_PACKED => {
+                        c.raw_string_as(false)?;
+                    }
+                    n => {
+                        return Err(corrupt(
+                            c.pos,
+                            &format!("Quicklist integrity check failed: container {n}"),
+                        ))
+                    }
+                }
+            }
+        }
+        // Streams, modules, unknown types: `read_value`'s error.
+        _ => {
+            read_value(c, t, &key.to_bytes().unwrap_or_default())?;
+        }
+    }
+    Ok(())
+}
+
 /// The value of a key of RDB type `t`; `None` for an empty collection (skipped, as Redis).
 fn read_value(c: &mut Cursor<'_>, t: u8, key: &[u8]) -> R<Option<Value>> {
     Ok(match t {
@@ -458,23 +774,26 @@ fn read_value(c: &mut Cursor<'_>, t: u8, key: &[u8]) -> R<Option<Value>> {
         }
         TYPE_LIST_ZIPLIST => list_of(packed(c, "Ziplist", read_ziplist)?),
         TYPE_SET_INTSET => set_of(packed(c, "Intset", read_intset)?, c.pos)?,
-        TYPE_SET_LISTPACK => set_of(packed(c, "Listpack", read_listpack)?, c.pos)?,
+        TYPE_SET_LISTPACK => set_of(packed_shared(c, "Listpack")?, c.pos)?,
         TYPE_ZSET_ZIPLIST => zset_of(
             scored(packed(c, "Ziplist", read_ziplist)?, c.pos)?,
             c.pos,
             true,
         )?,
-        TYPE_ZSET_LISTPACK => zset_of(
-            scored(packed(c, "Listpack", read_listpack)?, c.pos)?,
-            c.pos,
-            true,
-        )?,
+        TYPE_ZSET_LISTPACK => {
+            let mut items = packed_shared(c, "Listpack")?;
+            // A big sorted set keeps its members as given: copies, not slices of the blob.
+            if items.len() / 2 > crate::types::limits::zset_max_entries() {
+                items = items.iter().map(|b| Bytes::copy_from_slice(b)).collect();
+            }
+            zset_of(scored(items, c.pos)?, c.pos, true)?
+        }
         TYPE_HASH_ZIPLIST => {
             let items = packed(c, "Ziplist", read_ziplist)?;
             hash_of(pairs_of(items, c.pos, "Hash ziplist")?, c.pos, true)?
         }
         TYPE_HASH_LISTPACK => {
-            let items = packed(c, "Listpack", read_listpack)?;
+            let items = packed_shared(c, "Listpack")?;
             hash_of(pairs_of(items, c.pos, "Hash listpack")?, c.pos, true)?
         }
         TYPE_LIST_QUICKLIST | TYPE_LIST_QUICKLIST_2 => {

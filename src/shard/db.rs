@@ -466,6 +466,11 @@ impl Db {
         self.table.is_empty()
     }
 
+    /// Makes room for `n` more keys (a bulk load: the table is sized once).
+    pub fn reserve(&mut self, n: usize) {
+        self.table.reserve(self.table.len().saturating_add(n));
+    }
+
     /// Number of keys with a TTL (INFO keyspace `expires=`).
     pub fn expires_len(&self) -> usize {
         self.ttls.len()
@@ -861,8 +866,26 @@ impl Db {
         self.store(h, slot, key, obj_flags(kind), &idx.to_le_bytes(), atime, 0);
     }
 
+    /// `set` of a key whose hash `prefetch_slot` returned (a bulk load hashes each key
+    /// once, when it prefetches its slot).
+    pub fn set_hashed(&mut self, h: u32, key: &[u8], val: &[u8], expire_at: u64, now: u64) {
+        self.write_str_h(h, key, val, Some(expire_at), StrEnc::Auto, now);
+    }
+
     fn write_str(&mut self, key: &[u8], val: &[u8], ttl: Option<u64>, enc: StrEnc, now: u64) {
-        let h = self.hash(key);
+        self.write_str_h(self.hash(key), key, val, ttl, enc, now);
+    }
+
+    #[inline]
+    fn write_str_h(
+        &mut self,
+        h: u32,
+        key: &[u8],
+        val: &[u8],
+        ttl: Option<u64>,
+        enc: StrEnc,
+        now: u64,
+    ) {
         let slot = self.find_h(h, key);
         let at = match (ttl, slot) {
             (Some(at), _) => at,
@@ -1513,7 +1536,15 @@ impl Db {
     /// Starts a snapshot of this database as it is now (`now`: the moment's clock).
     pub fn snap_begin(&mut self, compress: bool, now: u64) {
         self.parity ^= SNAP_BIT;
-        self.snap = Some(Box::new(DbSnap::new(compress, now)));
+        let mut snap = DbSnap::new(compress, now);
+        // The records take about what the entries take in the arena: one allocation up
+        // front, not a doubling (a realloc and copy of the records so far) every so often.
+        snap.w.buf.reserve(
+            self.arena
+                .reserved_bytes()
+                .saturating_sub(self.arena.spare_bytes()),
+        );
+        self.snap = Some(Box::new(snap));
     }
 
     /// Before the entry at `loc` changes or goes: a running snapshot saves it first.

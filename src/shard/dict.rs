@@ -149,6 +149,15 @@ impl Table {
         self.len += 1;
     }
 
+    /// Grows the table at once to hold `n` entries in all without resizing (a bulk load
+    /// knows its count: one rehash instead of one per doubling).
+    pub fn reserve(&mut self, n: usize) {
+        let want = (n.saturating_mul(GROW_DEN) / GROW_NUM + 1).next_power_of_two();
+        if want > self.slots.len() {
+            self.resize(want);
+        }
+    }
+
     fn place(&mut self, s: u64) {
         let mask = self.mask();
         let mut i = s as u32 as usize & mask;
