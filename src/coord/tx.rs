@@ -923,7 +923,7 @@ pub fn is_capture(t: &Ticket) -> bool {
     t.token & CAPTURE != 0
 }
 
-/// `Worker::complete` hook: a captured reply arrives; the transaction goes on.
+/// `Worker::drain_outbox` hook: a captured reply arrives; the transaction goes on.
 pub fn captured(w: &mut Worker, t: Ticket, reply: Reply) {
     let rid = (t.token & !CAPTURE) as usize;
     let Some(run) = w.eng.tx.runs.get_mut(rid) else {

@@ -84,7 +84,7 @@ pub enum Event {
     Exited(usize),
 }
 
-/// One shard's memory figures as the other shards see them (`Worker::memory_check`):
+/// One shard's memory figures as the other shards see them (`Engine::memory_check`):
 /// written only by that shard, read by all; stale by at most one active-expire tick
 /// (100 ms), or less while memory is over the limit (then every command refreshes them).
 #[repr(align(128))]
@@ -95,7 +95,7 @@ pub struct ShardMem {
     /// Keys the shard could evict under the current policy.
     pub candidates: AtomicU64,
     /// Transient heap: the shard's connection buffers and worker scratch (not data, so
-    /// eviction does not count it; see `Worker::memory_check`).
+    /// eviction does not count it; see `Engine::memory_check`).
     pub transient: AtomicU64,
     /// Another shard asked this one to evict and the request has not run yet.
     pub nudged: AtomicBool,

@@ -7,12 +7,6 @@ const MAX_LIT: usize = 1 << 5;
 const MAX_OFF: usize = 1 << 13;
 const MAX_REF: usize = (1 << 8) + (1 << 3);
 const HLOG: u32 = 14;
-/// Inputs up to this size hash into the first 2^SMALL_HLOG slots of the table only: an RDB
-/// is mostly short strings, and 8 KiB of table stays in L1 where the whole 128 KiB would
-/// not (measured: LZF was a quarter of a 1M-string BGSAVE). Entries are stamped with the
-/// call's `base`, so slots written by a longer input earlier are simply out of reach.
-const SMALL_INPUT: usize = 1024;
-const SMALL_HLOG: u32 = 10;
 
 /// A compressor; keeps its hash table between calls (cleared by generation, not memset).
 pub struct Compressor {
@@ -70,7 +64,10 @@ impl Compressor {
         let base = self.base;
         self.base = base + inp.len() as u64 + MAX_OFF as u64 + 1;
         let n = inp.len();
-        let bits = if n <= SMALL_INPUT { SMALL_HLOG } else { HLOG };
+        // The whole table for every input: a smaller one for short inputs was faster (it
+        // stays in L1) but changes which matches are found, and so the bytes, where DUMP,
+        // FUNCTION DUMP and the RDB file must match Redis's byte for byte.
+        let bits = HLOG;
         let mut lit = 0usize;
         // Index of the current literal run's length byte.
         let mut run = 0usize;

@@ -56,7 +56,7 @@ type PartFn = Box<dyn FnOnce(&mut Engine, ShardPart) + Send>;
 /// Runs on the coordinator with every part and the lock's id.
 type PartsFn = Box<dyn FnOnce(&mut Engine, Vec<ShardPart>, u64) + Send>;
 
-/// A shard's snapshot in progress (`Worker::snap_run`): serialised a slice per loop pass
+/// A shard's snapshot in progress (`Engine::snap_run`): serialised a slice per loop pass
 /// by `step` while the shard serves (see `shard::snapshot`).
 pub struct Stepping {
     /// The shard's write counter at the snapshot's moment.

@@ -8,9 +8,11 @@
 //! A pass about to sleep first hands back scratch one big request grew (`trim_scratch`);
 //! the timers shrink connection buffers after a peak (`Conn::shrink_buffers`).
 //!
-//! Cross-shard work is a closure (`Job`) sent to the owner shard. `Work` jobs respect a shard
-//! lock taken by multi-shard atomic commands (they wait, FIFO, while the shard is locked);
-//! `Control` jobs (replies, the lock holder's own steps) always run.
+//! The shard's data side is `engine::Engine` (`Worker::eng`): databases, locks, the mesh,
+//! jobs. Cross-shard jobs run on the engine (`engine::mail`); what they leave for
+//! connections (replies, blocked clients' waits) is drained from the engine's outbox after
+//! every job, command and timer (`drain_outbox`). Work that must reach another shard's
+//! connections is a `Msg::Front` job (`front`), run on that shard's whole worker.
 
 use std::collections::VecDeque;
 use std::os::fd::RawFd;

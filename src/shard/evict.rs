@@ -8,8 +8,8 @@
 //!   and minus its transient heap (connection buffers and worker scratch: not data, and
 //!   given back by the worker on its own, so evicting keys for it would delete data for
 //!   nothing; Redis leaves replication buffers out the same way); each shard publishes
-//!   those figures and its count of evictable keys in `server::ShardMem` (see
-//!   `server/worker.rs`, `Worker::memory_check`).
+//!   those figures and its count of evictable keys in `engine::shared::ShardMem` (see
+//!   `engine/mod.rs`, `Engine::memory_check`).
 //! - Before a command runs on a shard (inline on the connection's shard, or from a batch on
 //!   the key's owner), if that figure is over the limit the shard evicts its own keys, one per
 //!   round, until it is under the limit or `MAX_KEYS_PER_CALL` keys are gone: one command
