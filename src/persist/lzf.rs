@@ -7,6 +7,14 @@ const MAX_LIT: usize = 1 << 5;
 const MAX_OFF: usize = 1 << 13;
 const MAX_REF: usize = (1 << 8) + (1 << 3);
 const HLOG: u32 = 14;
+/// With `Compressor::for_snapshots`, inputs up to this size hash into the first
+/// 2^SMALL_HLOG slots of the table only: an RDB is mostly short strings, and 8 KiB of table
+/// stays in L1 where the whole 128 KiB would not (LZF was a quarter of a 1M-string BGSAVE).
+/// Entries are stamped with the call's `base`, so slots a longer input wrote earlier are
+/// simply out of reach. It finds other matches than Redis's lzf, so DUMP and FUNCTION DUMP,
+/// whose bytes must equal Redis's, use the whole table.
+const SMALL_INPUT: usize = 1024;
+const SMALL_HLOG: u32 = 10;
 
 /// A compressor; keeps its hash table between calls (cleared by generation, not memset).
 pub struct Compressor {
@@ -14,6 +22,8 @@ pub struct Compressor {
     htab: Vec<u64>,
     /// Added to positions of the current call: older entries are always out of reach.
     base: u64,
+    /// Short inputs use a small part of the table (`SMALL_INPUT`).
+    small: bool,
 }
 
 impl Default for Compressor {
@@ -21,6 +31,18 @@ impl Default for Compressor {
         Compressor {
             htab: vec![0; 1 << HLOG],
             base: 1,
+            small: false,
+        }
+    }
+}
+
+impl Compressor {
+    /// A compressor for snapshot files: faster on short inputs, valid LZF, but not the
+    /// same bytes as Redis's (see `SMALL_INPUT`).
+    pub fn for_snapshots() -> Compressor {
+        Compressor {
+            small: true,
+            ..Compressor::default()
         }
     }
 }
@@ -64,10 +86,11 @@ impl Compressor {
         let base = self.base;
         self.base = base + inp.len() as u64 + MAX_OFF as u64 + 1;
         let n = inp.len();
-        // The whole table for every input: a smaller one for short inputs was faster (it
-        // stays in L1) but changes which matches are found, and so the bytes, where DUMP,
-        // FUNCTION DUMP and the RDB file must match Redis's byte for byte.
-        let bits = HLOG;
+        let bits = if self.small && n <= SMALL_INPUT {
+            SMALL_HLOG
+        } else {
+            HLOG
+        };
         let mut lit = 0usize;
         // Index of the current literal run's length byte.
         let mut run = 0usize;
@@ -297,6 +320,22 @@ mod tests {
         for chunk in noise.chunks(333) {
             assert!(c.compress(chunk, chunk.len() + 64, &mut out));
             assert_eq!(decompress(&out, chunk.len()).as_deref(), Some(chunk));
+        }
+        // The snapshot compressor (a small table for short inputs), with long and short
+        // inputs alternating so the short ones meet slots the long ones wrote.
+        let mut c = Compressor::for_snapshots();
+        let mut at = 0;
+        for (i, len) in [5000usize, 40, 300, 1024, 1025, 7, 3000, 900]
+            .iter()
+            .cycle()
+            .take(40)
+            .enumerate()
+        {
+            let from = (at + i * 37) % (noise.len() - len);
+            let chunk = noise.get(from..from + len).unwrap();
+            assert!(c.compress(chunk, chunk.len() + 64, &mut out));
+            assert_eq!(decompress(&out, chunk.len()).as_deref(), Some(chunk));
+            at += len;
         }
     }
 

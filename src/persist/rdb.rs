@@ -226,6 +226,15 @@ impl PartWriter {
         }
     }
 
+    /// A writer for snapshot files: its LZF is faster on short strings and does not
+    /// produce Redis's exact bytes (DUMP payloads use `new`).
+    pub fn for_snapshots(compress: bool) -> PartWriter {
+        PartWriter {
+            lzf: Compressor::for_snapshots(),
+            ..PartWriter::new(compress)
+        }
+    }
+
     /// Writes the listpack `fill` builds, as an RDB string (compressed as any string).
     fn listpack(&mut self, fill: impl FnOnce(&mut ListpackWriter)) {
         let mut lp = std::mem::take(&mut self.lp);

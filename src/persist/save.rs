@@ -31,7 +31,7 @@ pub struct ShardPart {
 /// Serialises every live key of `shard` (its own thread).
 pub fn serialise(shard: &Shard, compress: bool) -> ShardPart {
     let now = crate::shard::now_ms();
-    let mut w = PartWriter::new(compress);
+    let mut w = PartWriter::for_snapshots(compress);
     let dbs = shard
         .dbs
         .iter()

@@ -44,7 +44,7 @@ pub struct DbSnap {
 impl DbSnap {
     pub fn new(compress: bool, now: u64) -> DbSnap {
         DbSnap {
-            w: PartWriter::new(compress),
+            w: PartWriter::for_snapshots(compress),
             keys: 0,
             expires: 0,
             now,
