@@ -545,3 +545,43 @@ fn protocol_errors_match_redis() {
         }
     }
 }
+
+/// DEBUG POPULATE: the same keys and values as redis-server (prefix, size padding and
+/// cutting, existing keys kept, errors), checked by DEBUG DIGEST and by reading keys back.
+#[test]
+fn debug_populate_matches_redis() {
+    for n in common::shard_counts() {
+        let redis = Redis::start_with(&["--enable-debug-command", "yes"]);
+        let ours = common::Server::start_with(n, &["--enable-debug-command", "yes"]);
+        let (mut theirs, mut mine) = (Client::connect(redis.port), Client::connect(ours.port));
+        let steps: &[&[&str]] = &[
+            &["SET", "key:7", "keep"],
+            &["DEBUG", "POPULATE", "1000"],
+            &["GET", "key:7"],
+            &["GET", "key:999"],
+            &["DEBUG", "POPULATE", "50", "p", "12"],
+            &["GET", "p:3"],
+            &["DEBUG", "POPULATE", "20", "q", "3"],
+            &["GET", "q:19"],
+            &["DEBUG", "POPULATE", "5", "", "0"],
+            &["GET", ":4"],
+            &["DEBUG", "POPULATE", "0"],
+            &["DEBUG", "POPULATE", "-1"],
+            &["DEBUG", "POPULATE", "abc"],
+            &["DEBUG", "POPULATE", "2", "s", "-1"],
+            &["DEBUG", "POPULATE"],
+            &["DEBUG", "POPULATE", "1", "a", "2", "3"],
+            &["DBSIZE"],
+            &["DEBUG", "DIGEST"],
+        ];
+        for s in steps {
+            let want = command(&mut theirs, s);
+            let got = command(&mut mine, s);
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(&want),
+                "--shards {n}: {s:?}"
+            );
+        }
+    }
+}

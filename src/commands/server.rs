@@ -543,6 +543,10 @@ const DEBUG_HELP: &[&str] = &[
     "RELOAD [NOSAVE]",
     "    Save the RDB on disk and reload it back to memory. With NOSAVE, load the",
     "    existing file without saving first.",
+    "POPULATE <count> [<prefix>] [<size>]",
+    "    Create <count> string keys named key:<num>. If <prefix> is specified then",
+    "    it is used instead of the 'key' prefix. These are not propagated to",
+    "    replicas. Each key is created on the shard that owns it.",
     "JOURNAL ON [<backlog-bytes>] | OFF | READ <shard> <offset> [<count>]",
     "    Turn every shard's write journal on or off, or read one shard's records.",
     "SLEEP <seconds>",
@@ -582,6 +586,9 @@ fn debug(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     if is(sub, "journal") {
         return debug_journal(ctx, argv);
     }
+    if is(sub, "populate") && (3..=5).contains(&argv.len()) {
+        return debug_populate(ctx, argv);
+    }
     if is(sub, "sleep") && argv.len() == 3 {
         let secs = argv.get(2).map_or(0.0, |a| strtod_prefix(a));
         // As Redis: whole microseconds, and nothing for a negative or zero time.
@@ -599,6 +606,61 @@ fn debug(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         "unknown subcommand or wrong number of arguments for '{}'. Try DEBUG HELP.",
         text(sub)
     )))
+}
+
+/// DEBUG POPULATE count [prefix] [size]: `prefix:N` = `value:N` for N below count (the
+/// value cut or padded with zero bytes to `size` when given and not 0), keys that exist
+/// left alone, as Redis 7.0. Every shard walks the numbers and creates the keys it owns.
+/// Like Redis's, the keys are not propagated (no journal record, no notification).
+fn debug_populate(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let positive = |a: &Bytes| -> Result<u64, CmdError> {
+        parse_i64(a)
+            .and_then(|n| u64::try_from(n).ok())
+            .ok_or_else(|| CmdError::err("value is out of range, must be positive"))
+    };
+    let count = positive(arg(argv, 2)?)?;
+    let prefix = argv.get(3).cloned().unwrap_or(Bytes::from_static(b"key"));
+    let size = match argv.get(4) {
+        Some(a) => positive(a)? as usize,
+        None => 0,
+    };
+    let db = ctx.client().db;
+    let ticket = ctx.defer();
+    all_shards(
+        &mut ctx.w.eng,
+        move |tw: &mut Engine| {
+            let (me, n, now) = (tw.id, tw.nshards, tw.shard.now_ms);
+            let d = tw.shard.db_mut(db);
+            let mut key = Vec::with_capacity(prefix.len() + 21);
+            let mut val = Vec::with_capacity(size.max(26));
+            for i in 0..count {
+                key.clear();
+                key.extend_from_slice(&prefix);
+                let _ = write!(ByteWriter(&mut key), ":{i}");
+                if crate::shard::route::shard_of(&key, n) != me || d.exists(&key, now) {
+                    continue;
+                }
+                val.clear();
+                let _ = write!(ByteWriter(&mut val), "value:{i}");
+                if size > 0 {
+                    val.resize(size, 0);
+                }
+                d.set(&key, &val, 0, now);
+            }
+        },
+        move |w, _: Vec<()>| w.complete(ticket, Reply::Ok),
+    );
+    Ok(Reply::Ok)
+}
+
+/// `fmt::Write` into a byte vector (numbers formatted without a `String`).
+struct ByteWriter<'a>(&'a mut Vec<u8>);
+
+impl std::fmt::Write for ByteWriter<'_> {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        self.0.extend_from_slice(s.as_bytes());
+        Ok(())
+    }
 }
 
 /// DEBUG JOURNAL: switch the write journal on every shard, or read one shard's records as
