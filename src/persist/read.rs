@@ -608,13 +608,15 @@ fn pairs_of(items: Vec<Bytes>, pos: usize, what: &str) -> R<Vec<(Bytes, Bytes)>>
 /// decides the encoding, as Redis 7.0's loader).
 fn hash_of(pairs: Vec<(Bytes, Bytes)>, pos: usize, packed: bool) -> R<Option<Value>> {
     let n = pairs.len();
+    if packed {
+        return match Hash::from_loaded_pairs(pairs) {
+            Some(h) => Ok((n > 0).then(|| Value::Hash(Box::new(h)))),
+            None => Err(corrupt(pos, "Duplicate hash fields detected")),
+        };
+    }
     let mut h = Hash::new();
     for (f, v) in pairs {
-        if packed {
-            h.insert_loaded(f, v);
-        } else {
-            h.insert(f, v);
-        }
+        h.insert(f, v);
     }
     if h.len() != n {
         return Err(corrupt(pos, "Duplicate hash fields detected"));
@@ -624,7 +626,7 @@ fn hash_of(pairs: Vec<(Bytes, Bytes)>, pos: usize, packed: bool) -> R<Option<Val
 
 fn set_of(members: Vec<Bytes>, pos: usize) -> R<Option<Value>> {
     let n = members.len();
-    let s = Set::from_members(members);
+    let s = Set::from_loaded(members);
     if s.len() != n {
         return Err(corrupt(pos, "Duplicate set members detected"));
     }

@@ -166,6 +166,32 @@ impl Hash {
         }
     }
 
+    /// A hash read from a listpack payload (RDB file, RESTORE) in one step: a listpack in
+    /// one allocation when it has at most `hash-max-listpack-entries` pairs (whatever their
+    /// lengths, as `insert_loaded`), else pair by pair. `None` if a field repeats.
+    pub fn from_loaded_pairs(pairs: Vec<(Bytes, Bytes)>) -> Option<Hash> {
+        if pairs.len() > limits::hash_max_entries() {
+            let n = pairs.len();
+            let mut h = Hash::new();
+            for (f, v) in pairs {
+                h.insert_loaded(f, v);
+            }
+            return (h.len() == n).then_some(h);
+        }
+        let mut fields: Vec<&[u8]> = pairs.iter().map(|(f, _)| f.as_ref()).collect();
+        fields.sort_unstable();
+        if fields.windows(2).any(|w| w.first() == w.get(1)) {
+            return None;
+        }
+        let items: Vec<&[u8]> = pairs
+            .iter()
+            .flat_map(|(f, v)| [f.as_ref(), v.as_ref()])
+            .collect();
+        Some(Hash {
+            repr: Repr::Listpack(Pack::from_items(&items)),
+        })
+    }
+
     /// Adds a pair read from a listpack payload (RDB file, RESTORE): converts only past
     /// `hash-max-listpack-entries`, not on long fields or values, as Redis 7.0's loader
     /// keeps a listpack whatever its elements' lengths. True when the field is new.
@@ -335,6 +361,42 @@ fn lp_find<'a>(p: &'a Pack, field: &[u8]) -> Option<(usize, usize, &'a [u8])> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `from_loaded_pairs` gives what `insert_loaded` pair by pair gives, and refuses a
+    /// repeated field.
+    #[test]
+    fn from_loaded_pairs_matches_insert_loaded() {
+        for n in [1usize, 2, 10, 128, 129, 400] {
+            let pairs: Vec<(Bytes, Bytes)> = (0..n)
+                .map(|i| {
+                    let long = if i % 7 == 0 {
+                        "y".repeat(100)
+                    } else {
+                        String::new()
+                    };
+                    (
+                        Bytes::from(format!("f{i}{long}")),
+                        Bytes::from(format!("v{i}")),
+                    )
+                })
+                .collect();
+            let mut a = Hash::new();
+            for (f, v) in pairs.clone() {
+                a.insert_loaded(f, v);
+            }
+            let b = Hash::from_loaded_pairs(pairs.clone()).expect("no repeats");
+            assert_eq!(a.encoding(), b.encoding(), "{n}");
+            assert_eq!(
+                a.iter().collect::<Vec<_>>(),
+                b.iter().collect::<Vec<_>>(),
+                "{n}"
+            );
+            let first = pairs.first().map(|p| p.0.clone()).unwrap_or_default();
+            let mut dup = pairs;
+            dup.push((first, Bytes::from("again")));
+            assert!(Hash::from_loaded_pairs(dup).is_none(), "{n}");
+        }
+    }
 
     fn b(s: &str) -> Bytes {
         Bytes::copy_from_slice(s.as_bytes())

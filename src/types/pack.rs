@@ -144,6 +144,14 @@ impl Pack {
         self.buf = v.into_boxed_slice();
     }
 
+    /// A listpack of `items`, built in one allocation (a loader's bulk path; `push` after
+    /// `push` copies the whole buffer each time).
+    pub fn from_items(items: &[&[u8]]) -> Pack {
+        let mut p = Pack::new();
+        p.push(items);
+        p
+    }
+
     /// Appends entries.
     pub fn push(&mut self, items: &[&[u8]]) {
         let end = self.buf.len();

@@ -844,11 +844,27 @@ impl ZSet {
     }
 
     fn build<I: IntoIterator<Item = (Bytes, f64)>>(pairs: I, check_len: bool) -> ZSet {
+        let mut pairs: Vec<(Bytes, f64)> = pairs.into_iter().collect();
+        let max_value = limits::zset_max_value();
+        if pairs.len() <= limits::zset_max_entries() {
+            // Small: deduplicated by sorting (the last pair of a member wins, as the map
+            // below), no hash map to build and drop.
+            pairs.reverse();
+            pairs.sort_by(|a, b| a.0.cmp(&b.0));
+            pairs.dedup_by(|later, kept| later.0 == kept.0);
+            if !check_len || pairs.iter().all(|(m, _)| m.len() <= max_value) {
+                let mut v: Vec<(f64, Bytes)> =
+                    pairs.into_iter().map(|(m, s)| (canon(s), m)).collect();
+                v.sort_by(|a, b| cmp_key(a.0, &a.1, b.0, &b.1));
+                return ZSet {
+                    repr: Repr::Listpack(lp_build(&v)),
+                };
+            }
+        }
         let mut map: HashMap<Bytes, f64, ahash::RandomState> = HashMap::default();
         for (m, s) in pairs {
             map.insert(m, canon(s));
         }
-        let max_value = limits::zset_max_value();
         let small = map.len() <= limits::zset_max_entries()
             && (!check_len || map.keys().all(|m| m.len() <= max_value));
         if small {

@@ -736,3 +736,34 @@ fn big_form_scan_visits_every_element_present_throughout_once() {
         assert_eq!(seen.get(format!("m{i:04}").as_bytes()), Some(&1), "m{i:04}");
     }
 }
+
+/// Built from pairs with repeated members, small and big: the last score of a member wins
+/// and the order is (score, member), as with the hash map the small path no longer builds.
+#[test]
+fn from_pairs_keeps_the_last_score_of_a_repeated_member() {
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    let mut next = |n: u64| {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x % n
+    };
+    for n in [0usize, 1, 5, 40, 128, 129, 300] {
+        let pairs: Vec<(Bytes, f64)> = (0..n)
+            .map(|_| {
+                let m = Bytes::from(format!("m{}", next(60)));
+                (m, (next(7) as f64) - 3.0)
+            })
+            .collect();
+        let mut last: std::collections::HashMap<Bytes, f64> = Default::default();
+        for (m, s) in &pairs {
+            last.insert(m.clone(), *s);
+        }
+        let mut want: Vec<(Bytes, f64)> = last.into_iter().collect();
+        want.sort_by(|a, b| a.1.total_cmp(&b.1).then_with(|| a.0.cmp(&b.0)));
+        let got = ZSet::from_pairs(pairs.clone()).range_by_rank(0, -1, false);
+        assert_eq!(got, want, "{n}");
+        let packed = ZSet::from_packed_pairs(pairs).range_by_rank(0, -1, false);
+        assert_eq!(packed, want, "{n}");
+    }
+}
