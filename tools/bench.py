@@ -40,7 +40,8 @@ Modes:
            full-sync time of the strings dataset (`--string-keys`) from a Redis master and
            from shardis masters (`--shards`, default 1,2) to a stock Redis replica and to a
            shardis replica of the master's shard count; master CPU per SET alone and with a
-           stock Redis replica attached; the replica's lag (bytes and ms) under that load.
+           stock Redis replica attached; the replica's lag (bytes and ms) under that load;
+           read scaling (a master and two replicas, GETs spread over both replicas).
            Masters on `--server-cores`, replicas on `--client-cores`.
 
 `--tls`: both servers also listen on a TLS port with the same certificates (made here with
@@ -1314,13 +1315,53 @@ def repl_main(args, binary, meta):
         mconn.close()
         r.stop()
         m.stop()
+    # Read scaling: a master and two replicas of one kind (replicas on the master's core
+    # and on the load's core: this machine has two), GETs spread over both replicas by two
+    # redis-benchmark processes at once; aggregate ops/s and the replicas' CPU per GET.
+    scale = []
+    for kind in masters[:2]:
+        m = repl_start(kind, binary, mcores, tmp())
+        rs = [repl_start(kind, binary, c, tmp(), ["--replicaof", "127.0.0.1", str(m.port)])
+              for c in (mcores, rcores)]
+        run_redis_benchmark(m, "set", 16, args)
+        mconn, rconns = Resp(m.port), [Resp(r.port) for r in rs]
+        t0 = time.time()
+        while True:
+            target = info_field(mconn, "replication", "master_repl_offset")
+            if all(info_field(c, "replication", "master_repl_offset") == target for c in rconns):
+                break
+            if time.time() - t0 > 60:
+                raise RuntimeError(f"{kind}: replicas did not catch up")
+            time.sleep(0.05)
+        for p in [int(x) for x in args.pipelines.split(",")]:
+            n = args.requests * (4 if p >= 8 else 1)
+            cmds = [["taskset", "-c", args.client_cores, "redis-benchmark", "-p", str(r.port),
+                     "-c", str(max(1, args.clients // 2)), "-n", str(n), "-P", str(p), "-t", "get",
+                     "-d", str(args.value_size), "-r", str(args.keyspace), "--precision", "3"]
+                    for r in rs]
+            c0 = [cpu_seconds(r.pid) for r in rs]
+            w0 = time.time()
+            procs = [subprocess.Popen(c, stdout=subprocess.PIPE, stderr=subprocess.STDOUT) for c in cmds]
+            outs = [pr.communicate()[0].decode(errors="replace") for pr in procs]
+            wall = time.time() - w0
+            used = sum(cpu_seconds(r.pid) - a for r, a in zip(rs, c0))
+            ops = sum(parse_benchmark(o)[0] for o in outs)
+            scale.append({"kind": kind, "pipeline": p, "requests": 2 * n, "ops": round(ops),
+                          "wall_s": round(wall, 3), "replica_cpu_us_per_get": round(used * 1e6 / (2 * n), 3)})
+            log(f"read scaling {kind} P{p}: {fmt(ops, 0)} GET/s over two replicas, "
+                f"{used * 1e6 / (2 * n):.3f} us/GET")
+        for c in rconns + [mconn]:
+            c.close()
+        for r in rs:
+            r.stop()
+        m.stop()
     for d in dirs:
         shutil.rmtree(d, ignore_errors=True)
     stem = f"{dt.date.today().isoformat()}_{meta['commit']}_{args.scenario}"
     base = os.path.join(ROOT, "bench-results", stem)
     with open(base + ".json", "w") as f:
         json.dump({"meta": meta, "args": vars(args), "full_sync": syncs, "cpu": cpu, "lag": lag,
-                   "server_commands": commands}, f, indent=2, default=str)
+                   "read_scaling": scale, "server_commands": commands}, f, indent=2, default=str)
     red = {x["replica"]: x["seconds"] for x in syncs if x["master"] == "redis"}
     md = [f"# {args.scenario}: replication, shardis vs Redis", "",
           f"- commit: `{meta['commit']}`", f"- machine: {meta['cpu']}, {meta['cores']} cores, kernel {meta['kernel']}",
@@ -1349,6 +1390,13 @@ def repl_main(args, binary, meta):
     for x in lag:
         md.append(f"| {x['master']} | {x['pipeline']} | {x['samples']} | {x['bytes_p50']} | {x['bytes_p99']} | "
                   f"{x['ms_p50']} | {x['ms_p99']} |")
+    md += ["", "## Read scaling: a master and two replicas", "",
+           f"GETs (`redis-benchmark -c {max(1, args.clients // 2)} -t get -r {args.keyspace}` per replica, "
+           f"two at once on core {args.client_cores}) over keys preloaded by a SET run on the master; "
+           f"one replica on core(s) {mcores} with the master, the other on {rcores}.", "",
+           "| kind | pipeline | GET/s, both replicas | replicas' CPU us per GET |", "|---|---|---|---|"]
+    for x in scale:
+        md.append(f"| {x['kind']} | {x['pipeline']} | {fmt(x['ops'], 0)} | {x['replica_cpu_us_per_get']} |")
     with open(base + ".md", "w") as f:
         f.write("\n".join(md) + "\n")
     print("\n".join(md))
