@@ -382,16 +382,22 @@ fn digest(port: u16) -> String {
     redis::cmd("DEBUG").arg("DIGEST").query(&mut c).unwrap()
 }
 
-#[test]
-fn journals_replay_to_the_same_digest() {
-    let src = Server::start_with(4, &["--enable-debug-command", "yes"]);
+/// A shardis of `shards` shards with its journals on (`backlog` bytes each), and a client.
+fn journaled(shards: usize, backlog: usize) -> (Server, redis::Connection) {
+    let src = Server::start_with(shards, &["--enable-debug-command", "yes"]);
     let mut c = src.client();
     let _: () = redis::cmd("DEBUG")
         .arg("JOURNAL")
         .arg("ON")
-        .arg(256 << 20)
+        .arg(backlog)
         .query(&mut c)
         .unwrap();
+    (src, c)
+}
+
+#[test]
+fn journals_replay_to_the_same_digest() {
+    let (src, mut c) = journaled(4, 256 << 20);
 
     // Three clients at once (cross-shard commands interleave with each other's locks).
     let port = src.port;
@@ -516,14 +522,7 @@ fn key_on(shard: usize, n: usize, prefix: &str) -> String {
 #[test]
 fn cross_shard_moves_record_the_element_not_the_value() {
     let n = 4;
-    let src = Server::start_with(n, &["--enable-debug-command", "yes"]);
-    let mut c = src.client();
-    let _: () = redis::cmd("DEBUG")
-        .arg("JOURNAL")
-        .arg("ON")
-        .arg(64 << 20)
-        .query(&mut c)
-        .unwrap();
+    let (src, mut c) = journaled(n, 64 << 20);
     let (from, to) = (key_on(0, n, "from"), key_on(1, n, "to"));
     let (sfrom, sto) = (key_on(2, n, "sfrom"), key_on(3, n, "sto"));
     let long: Vec<String> = (0..2000).map(|i| format!("element-{i}")).collect();
