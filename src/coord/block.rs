@@ -264,6 +264,45 @@ fn touch_served(w: &mut Engine, op: &BlockOp, s: &Served) {
     }
 }
 
+/// A waiter woken by a write took `s` from its key here: the pop is a write of its own
+/// (Redis propagates a served BLPOP as LPOP): journaled as its exact effect, after the
+/// write that fed it, with the watchers, tracking and the pop's keyspace event told.
+/// BLMOVE's push is recorded where it happens (`move_served`).
+fn pop_served(w: &mut Engine, op: &BlockOp, s: &Served) {
+    use crate::shard::notify::{event, LIST, ZSET};
+    let db = op.db;
+    match s {
+        Served::List { key, end, items } => {
+            let pop = crate::commands::lists::pop_cmd(*end);
+            let n = items.len().to_string();
+            let args: &[&[u8]] = if items.len() == 1 {
+                &[pop, key]
+            } else {
+                &[pop, key, n.as_bytes()]
+            };
+            w.shard.touch_effect(db, key, args);
+            if w.shard.notify != 0 {
+                let name = if matches!(end, End::Head) {
+                    "lpop"
+                } else {
+                    "rpop"
+                };
+                event(&mut w.shard, db, (LIST, name), key, true);
+            }
+        }
+        Served::ZSet { key, items } => {
+            let mut args: Vec<&[u8]> = vec![b"ZREM", key];
+            args.extend(items.iter().map(|(m, _)| m.as_ref()));
+            w.shard.touch_effect(db, key, &args);
+            if w.shard.notify != 0 {
+                let max = matches!(op.kind, Kind::ZPop(true) | Kind::ZMPop(true, _));
+                let name = if max { "zpopmax" } else { "zpopmin" };
+                event(&mut w.shard, db, (ZSET, name), key, true);
+            }
+        }
+    }
+}
+
 /// Keyspace notifications for a served client, as Redis sends them: BLMOVE's push on the
 /// destination first (when it is here), then the pop (and `del` if it emptied the key).
 fn notify_served(w: &mut Engine, op: &BlockOp, s: &Served) {
@@ -460,7 +499,7 @@ fn serve_key(w: &mut Engine, db: usize, key: &Bytes) {
                 Err(_) => continue,
                 Ok(Some(s)) => {
                     w.shard.blocked.remove(wid);
-                    w.shard.watches.touch(db, key);
+                    pop_served(w, &op, &s);
                     let from = w.id;
                     if let Kind::Move { dst, to, .. } = &op.kind {
                         move_served(w, home, wid, db, s, dst.clone(), *to);

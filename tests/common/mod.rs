@@ -21,6 +21,12 @@ pub fn shard_counts() -> Vec<usize> {
 }
 
 /// A free TCP port on 127.0.0.1 (the OS picks it; we release it right away).
+/// The shardis binary under test: cargo's build, or `SHARDIS_BIN` (a copy kept stable while
+/// a test loops in the background and the tree rebuilds).
+pub fn bin() -> std::ffi::OsString {
+    std::env::var_os("SHARDIS_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_shardis").into())
+}
+
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
@@ -63,7 +69,7 @@ impl Server {
             // A private working directory, so SAVE never writes into the checkout and no
             // test loads another's dump.rdb (an explicit `--dir` in `extra` wins).
             let dir = fresh_dir("shardis-test-dir", port);
-            let mut cmd = Command::new(env!("CARGO_BIN_EXE_shardis"));
+            let mut cmd = Command::new(bin());
             cmd.args(["--port", &port.to_string(), "--shards", &shards.to_string()])
                 .arg("--dir")
                 .arg(&dir)
