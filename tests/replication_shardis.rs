@@ -639,3 +639,107 @@ fn transactions_under_the_replica_gates() {
     );
     assert_eq!(after[2], b"$-1\r\n", "nothing of it ran");
 }
+
+fn replicaof(s: &Server, master: Option<&Server>) {
+    let (h, p) = match master {
+        Some(m) => ("127.0.0.1".to_string(), m.port.to_string()),
+        None => ("NO".to_string(), "ONE".to_string()),
+    };
+    let _: () = redis::cmd("REPLICAOF")
+        .arg(h)
+        .arg(p)
+        .query(&mut s.client())
+        .unwrap();
+}
+
+fn link_up(s: &Server) -> bool {
+    info(s, "master_link_status") == "up"
+}
+
+/// Every node reports the replication id and offset of the first.
+fn same_stream(nodes: &[&Server], what: &str) {
+    let mut last = Vec::new();
+    let ok = common::wait_for(Duration::from_secs(10), || {
+        last = nodes
+            .iter()
+            .map(|s| (info(s, "master_replid"), info(s, "master_repl_offset")))
+            .collect::<Vec<_>>();
+        last.iter().all(|x| *x == last[0])
+    });
+    assert!(ok, "{what}: replication ids and offsets differ: {last:?}");
+}
+
+/// A replica relays its master's stream to its own replicas byte for byte, as Redis
+/// proxies it: every hop reports the master's replication id and offset (the middle
+/// node sends no PINGs of its own), so the chained replica resyncs partially straight
+/// from the master. When the middle node takes a full sync from another master, its
+/// replica is sent to resync and follows the new data; once the middle node is promoted,
+/// its replica continues partially and learns the new replication id.
+#[test]
+fn a_chained_replica_relays_the_masters_stream_and_offsets() {
+    let _one_at_a_time = serial();
+    let master = node(2, &[]);
+    let mut mc = master.client();
+    workload(&mut mc, 1);
+    let mport = master.port.to_string();
+    let a = node(
+        2,
+        &[
+            "--replicaof",
+            "127.0.0.1",
+            &mport,
+            "--repl-ping-replica-period",
+            "1",
+        ],
+    );
+    let aport = a.port.to_string();
+    let b = node(1, &["--replicaof", "127.0.0.1", &aport]);
+    assert!(common::wait_for(Duration::from_secs(20), || link_up(&a) && link_up(&b)));
+    workload(&mut mc, 2);
+    converge(&[&master, &a, &b], "through the chain");
+    // Pings of its own, once a second, would put the chained replica ahead of the master.
+    std::thread::sleep(Duration::from_millis(2500));
+    same_stream(&[&master, &a, &b], "through the chain");
+
+    // Straight from the master: a partial resync, at the same offset.
+    let partial: u64 = stat(&master, "sync_partial_ok").parse().unwrap_or(0);
+    replicaof(&b, Some(&master));
+    assert!(common::wait_for(Duration::from_secs(20), || link_up(&b)));
+    assert_eq!(
+        stat(&master, "sync_partial_ok"),
+        (partial + 1).to_string(),
+        "partial resync"
+    );
+    workload(&mut mc, 3);
+    converge(&[&master, &a, &b], "the chained replica on the master");
+    replicaof(&b, Some(&a));
+    assert!(common::wait_for(Duration::from_secs(20), || link_up(&b)));
+    workload(&mut mc, 4);
+    converge(&[&master, &a, &b], "back behind the middle node");
+
+    // The middle node follows another master with other data: its replica follows too.
+    let other = node(1, &[]);
+    let mut oc = other.client();
+    let _: () = redis::cmd("SET")
+        .arg("only")
+        .arg("other")
+        .query(&mut oc)
+        .unwrap();
+    workload(&mut oc, 7);
+    replicaof(&a, Some(&other));
+    converge(&[&other, &a, &b], "after the middle node's full sync");
+    same_stream(&[&other, &a, &b], "after the middle node's full sync");
+    let v: String = redis::cmd("GET")
+        .arg("only")
+        .query(&mut b.client())
+        .unwrap();
+    assert_eq!(v, "other");
+
+    // The middle node is promoted: its replica continues with it, under the new id.
+    replicaof(&a, None);
+    let mut ac = a.client();
+    workload(&mut ac, 8);
+    converge(&[&a, &b], "after the promotion");
+    same_stream(&[&a, &b], "after the promotion");
+    assert_eq!(info(&a, "role"), "master");
+}

@@ -167,13 +167,18 @@ pub fn seed_backlog(w: &mut Worker, offset: i64, chunks: Vec<(i64, Bytes)>, curs
     for (r, c) in h.received.iter_mut().zip(cursors) {
         *r = (*r).max(*c);
     }
-    h.offset = offset.max(0) as u64;
-    h.chunks = chunks
-        .into_iter()
-        .filter(|(s, b)| *s > 0 && !b.is_empty())
-        .map(|(s, b)| (s as u64, b))
-        .collect();
-    h.held = h.chunks.iter().map(|c| c.1.len()).sum();
+    // A hub that relayed the old master's stream to sub-replicas already holds it, with
+    // the same offsets: they continue with this node's stream without a resync.
+    let relayed = std::mem::take(&mut h.relay) && h.offset == offset.max(0) as u64;
+    if !relayed {
+        h.offset = offset.max(0) as u64;
+        h.chunks = chunks
+            .into_iter()
+            .filter(|(s, b)| *s > 0 && !b.is_empty())
+            .map(|(s, b)| (s as u64, b))
+            .collect();
+        h.held = h.chunks.iter().map(|c| c.1.len()).sum();
+    }
     // The first command of this node's stream says its database.
     h.last_db = None;
     h.publish();
@@ -377,6 +382,9 @@ pub struct Hub {
     in_cut: Vec<SyncReq>,
     queued: Vec<SyncReq>,
     waits: Vec<Wait>,
+    /// This node is a replica: the stream is its master's, relayed as applied with the
+    /// master's offsets (Redis's proxying to sub-replicas), not merged from the journals.
+    relay: bool,
     last_ping: Instant,
     last_refresh: Instant,
     /// When the last `REPLCONF GETACK` for held writes went out (at most one per 100 ms;
@@ -399,6 +407,7 @@ impl Hub {
             in_cut: Vec::new(),
             queued: Vec::new(),
             waits: Vec::new(),
+            relay: false,
             last_ping: Instant::now(),
             last_refresh: Instant::now(),
             last_getack: None,
@@ -768,6 +777,154 @@ pub fn on_close(w: &mut Worker, token: Option<u64>, c: &Conn) {
     crate::log::notice(&format!("Connection with replica {} lost.", c.client.addr));
 }
 
+// ----- relaying a master's stream to sub-replicas (this node a replica) ------------------
+
+/// A sub-replica asked this replica for the stream: from now on the hub relays the
+/// master's stream, starting with what the link captured up to the applied offset (so a
+/// replica of the same master may even continue partially).
+fn relay_start(w: &mut Worker) {
+    let off = crate::repl::link_offset(w);
+    let captured = crate::repl::stream_upto(w, off);
+    let h = hub(w);
+    h.relay = true;
+    for q in h.queues.iter_mut() {
+        q.clear();
+    }
+    h.offset = off.max(0) as u64;
+    h.chunks = captured
+        .into_iter()
+        .filter(|(s, b)| *s > 0 && !b.is_empty())
+        .map(|(s, b)| (s as u64, b))
+        .collect();
+    h.held = h.chunks.iter().map(|c| c.1.len()).sum();
+    h.last_db = None;
+    h.publish();
+    ACTIVE.store(true, Ordering::Relaxed);
+}
+
+/// On the home shard, after the master link's input ran: what it applied since the last
+/// call goes to the sub-replicas, byte for byte (Redis's `proxy` of the master stream).
+pub fn relay(w: &mut Worker) {
+    let from = match w.master_repl.as_ref().and_then(|r| r.hub.as_ref()) {
+        Some(h) if h.relay && !h.cutting => h.offset as i64 + 1,
+        _ => return,
+    };
+    let done = crate::repl::link_offset(w);
+    if done < from {
+        return;
+    }
+    match crate::repl::stream_range(w, from, done) {
+        Some(bytes) => {
+            let chunk = hub(w).append(bytes);
+            broadcast(w, chunk);
+        }
+        None => relay_attach(w, -1),
+    }
+}
+
+/// The master link was (re)attached at `offset`: a relaying hub whose stream does not
+/// continue there (a full sync, another master), or a hub that served this node's own
+/// journals, starts over at `offset` and its replicas resync, as Redis drops its
+/// sub-replicas when it loads a new dataset. `-1`: the relay lost bytes.
+pub fn relay_attach(w: &mut Worker, offset: i64) {
+    let at = if offset >= 0 {
+        offset
+    } else {
+        crate::repl::link_offset(w)
+    };
+    let Some(h) = w.master_repl.as_mut().and_then(|r| r.hub.as_mut()) else {
+        return;
+    };
+    if h.relay && offset >= 0 && h.offset == offset as u64 {
+        return;
+    }
+    h.relay = true;
+    for q in h.queues.iter_mut() {
+        q.clear();
+    }
+    h.in_cut.clear();
+    h.queued.clear();
+    h.chunks.clear();
+    h.held = 0;
+    h.offset = at.max(0) as u64;
+    h.last_db = None;
+    h.publish();
+    if offset < 0 {
+        crate::log::warning("Replication: the relayed stream lost bytes; sub-replicas must resync");
+    }
+    drop_all(w);
+}
+
+/// A sub-replica's full sync while this node is a replica: the link is held at the next
+/// command boundary outside MULTI, and once everything it dispatched has run, every shard
+/// marks its snapshot's moment; the stream relayed so far is exactly what that snapshot
+/// holds, so the RDB plus the stream from there is the master's dataset at every later
+/// point. The link runs again as soon as the moment is taken.
+fn relay_cut(w: &mut Worker) {
+    let busy = w.repl.conn.and_then(|i| w.conns.get(i)).is_some_and(|c| {
+        // Commands still running on other shards, or a MULTI block not yet executed (the
+        // hold applies after its EXEC). A partial command in the input is not applied.
+        let in_multi = c.tx.as_ref().is_some_and(|t| t.queue.is_some());
+        !c.slots.is_empty() || in_multi
+    });
+    if busy {
+        w.after(Instant::now() + Duration::from_millis(1), relay_cut);
+        return;
+    }
+    // Everything applied is relayed (`relay` waits while cutting).
+    if let Some(h) = w.master_repl.as_mut().and_then(|r| r.hub.as_mut()) {
+        h.cutting = false;
+    }
+    relay(w);
+    hub(w).cutting = true;
+    let started = Instant::now();
+    let at_moment: crate::persist::save::AtMoment = std::sync::Arc::new(|_tw| Ok(0));
+    crate::persist::save::stepped(
+        &mut w.eng,
+        Some(at_moment),
+        move |w, _cuts| {
+            crate::log::notice(&format!(
+                "Replication cut taken in {} ms (relayed stream); shards serialise while serving",
+                started.elapsed().as_millis()
+            ));
+            to_front(w, relay_cut_taken)
+        },
+        move |w, parts, _| {
+            crate::log::notice(&format!(
+                "Replication RDB serialised: {} shards in {} ms",
+                parts.len(),
+                started.elapsed().as_millis()
+            ));
+            to_front(w, move |w: &mut Worker| rdb_ready(w, parts))
+        },
+    );
+}
+
+/// The relay's cut is in: the replicas being synced hold the stream from its offset until
+/// their RDB is out, and the link runs again.
+fn relay_cut_taken(w: &mut Worker) {
+    let h = hub(w);
+    h.cutting = false;
+    h.serialising = true;
+    h.cut_offset = h.offset;
+    let offset = h.offset;
+    let reqs: Vec<(usize, u64)> = h.in_cut.iter().map(|r| (r.shard, r.token)).collect();
+    for (shard, token) in reqs {
+        w.eng.post(
+            shard,
+            front(move |tw: &mut Worker| {
+                if let Some(idx) = tw.conn_by_token(token) {
+                    if let Some(l) = tw.conns[idx].replica_link.as_mut() {
+                        l.next = Some(offset + 1);
+                        l.behind_rdb = Some(Vec::new());
+                    }
+                }
+            }),
+        );
+    }
+    crate::repl::release_hold(w);
+}
+
 // ----- the hub --------------------------------------------------------------------------
 
 fn hub(w: &mut Worker) -> &mut Hub {
@@ -810,16 +967,8 @@ fn refresh_config(w: &Worker) {
     }
 }
 
-fn ping_period(w: &Worker) -> Duration {
-    let secs = w
-        .eng
-        .shared
-        .tun
-        .all()
-        .into_iter()
-        .find(|(k, _)| k == "repl-ping-replica-period")
-        .and_then(|(_, v)| v.parse::<u64>().ok())
-        .unwrap_or(10);
+fn ping_period() -> Duration {
+    let secs = crate::repl::SETTINGS.ping_period_secs.load(Ordering::Relaxed);
     Duration::from_secs(secs.max(1))
 }
 
@@ -851,6 +1000,10 @@ fn merge_and_send(w: &mut Worker) {
 
 fn hub_push(w: &mut Worker, s: usize, recs: Vec<Rec>, to: u64) {
     let h = hub(w);
+    if h.relay {
+        // Pushed before this node became a replica: its master's stream replaces them.
+        return;
+    }
     if let Some(q) = h.queues.get_mut(s) {
         q.extend(recs);
     }
@@ -863,6 +1016,9 @@ fn hub_push(w: &mut Worker, s: usize, recs: Vec<Rec>, to: u64) {
 /// A shard lost records before pushing them: the stream is broken for every replica.
 fn hub_lost(w: &mut Worker, s: usize, to: u64) {
     let h = hub(w);
+    if h.relay {
+        return;
+    }
     for q in h.queues.iter_mut() {
         q.clear();
     }
@@ -873,6 +1029,11 @@ fn hub_lost(w: &mut Worker, s: usize, to: u64) {
     h.chunks.clear();
     h.held = 0;
     h.publish();
+    drop_all(w);
+}
+
+/// Closes every replica connection (they reconnect and resync, partially when they can).
+pub fn drop_replicas(w: &mut Worker) {
     drop_all(w);
 }
 
@@ -893,6 +1054,9 @@ fn drop_all(w: &mut Worker) {
 /// PSYNC / SYNC reached the hub: continue from the backlog, or take a full sync.
 fn hub_psync(w: &mut Worker, req: SyncReq) {
     ensure_hub(w);
+    if crate::repl::is_replica() && !hub(w).relay {
+        relay_start(w);
+    }
     let replid = current_replid();
     replicas(|v| {
         v.push(Replica {
@@ -962,6 +1126,11 @@ fn start_cut(w: &mut Worker) {
     h.cutting = true;
     h.in_cut = std::mem::take(&mut h.queued);
     ACTIVE.store(true, Ordering::Relaxed);
+    if h.relay {
+        w.repl.hold = true;
+        relay_cut(w);
+        return;
+    }
     let n = w.eng.nshards;
     let started = Instant::now();
     let at_moment: crate::persist::save::AtMoment = std::sync::Arc::new(move |tw| {
@@ -1151,7 +1320,7 @@ pub fn on_timer(w: &mut Worker) {
     if w.eng.id != HUB {
         return;
     }
-    let period = ping_period(w);
+    let period = ping_period();
     let now = Instant::now();
     let h = hub(w);
     let refresh = now.saturating_duration_since(h.last_refresh) >= Duration::from_secs(1);
@@ -1160,7 +1329,8 @@ pub fn on_timer(w: &mut Worker) {
     }
     let any = replicas(|v| !v.is_empty());
     let mut chunk = None;
-    if any && !h.cutting && now.saturating_duration_since(h.last_ping) >= period {
+    // A replica relays its master's PINGs instead of sending its own.
+    if any && !h.cutting && !h.relay && now.saturating_duration_since(h.last_ping) >= period {
         h.last_ping = now;
         chunk = h.append(b"*1\r\n$4\r\nPING\r\n".to_vec());
     }

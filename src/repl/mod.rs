@@ -155,6 +155,8 @@ pub struct Settings {
     pub read_only: AtomicBool,
     pub serve_stale: AtomicBool,
     pub timeout_secs: AtomicU64,
+    /// `repl-ping-replica-period` (seconds): how often a master PINGs its replicas.
+    pub ping_period_secs: AtomicU64,
     pub priority: AtomicU64,
     /// `min-replicas-to-write` (0: off) and `min-replicas-max-lag` (seconds).
     pub min_replicas: AtomicU64,
@@ -199,6 +201,7 @@ pub static SETTINGS: Settings = Settings {
     read_only: AtomicBool::new(true),
     serve_stale: AtomicBool::new(true),
     timeout_secs: AtomicU64::new(60),
+    ping_period_secs: AtomicU64::new(10),
     priority: AtomicU64::new(100),
     min_replicas: AtomicU64::new(0),
     min_replicas_max_lag: AtomicU64::new(10),
@@ -507,6 +510,67 @@ pub struct Home {
     /// replicas continue from it (PSYNC2) instead of taking a full sync.
     pub backlog: VecDeque<(i64, Bytes)>,
     pub backlog_bytes: usize,
+    /// The link's commands are held before the next one outside MULTI (a sub-replica's
+    /// full sync takes its cut at a command boundary, `master::relay_cut`).
+    pub hold: bool,
+}
+
+/// The master link's processed offset (what this replica applied), or the last published
+/// one when no link is up.
+pub fn link_offset(w: &Worker) -> i64 {
+    processed(w).map_or_else(|| OFFSET.load(Ordering::Relaxed), |p| p.0)
+}
+
+/// The master's stream bytes `from..=to` (offsets count from 1) from the captured copy, or
+/// None when it no longer holds them all.
+pub fn stream_range(w: &Worker, from: i64, to: i64) -> Option<Vec<u8>> {
+    if to < from {
+        return Some(Vec::new());
+    }
+    let first = w.repl.backlog.front().map(|(s, _)| *s)?;
+    if from < first {
+        return None;
+    }
+    let mut out = Vec::with_capacity((to - from + 1) as usize);
+    for (start, b) in &w.repl.backlog {
+        let end = start + b.len() as i64 - 1;
+        if end < from || *start > to {
+            continue;
+        }
+        let lo = (from - start).max(0) as usize;
+        let hi = ((to - start + 1) as usize).min(b.len());
+        out.extend_from_slice(b.get(lo..hi)?);
+    }
+    (out.len() as i64 == to - from + 1).then_some(out)
+}
+
+/// The captured stream up to `off` (a command cut in half is not in it), by first offset.
+pub fn stream_upto(w: &Worker, off: i64) -> VecDeque<(i64, Bytes)> {
+    let mut backlog = w.repl.backlog.clone();
+    while let Some((s, b)) = backlog.back_mut() {
+        let end = *s + b.len() as i64 - 1;
+        if end <= off {
+            break;
+        }
+        let keep = (off + 1 - *s).max(0) as usize;
+        if keep == 0 {
+            backlog.pop_back();
+        } else {
+            b.truncate(keep);
+        }
+    }
+    backlog
+}
+
+/// Ends `Home::hold`: the link's held input runs.
+pub fn release_hold(w: &mut Worker) {
+    w.repl.hold = false;
+    if let Some(idx) = w.repl.conn {
+        if w.conns.get(idx).is_some_and(|c| c.postponed.is_some()) {
+            w.resume_input(idx);
+            after_input(w);
+        }
+    }
 }
 
 /// Keeps the `n` bytes just received on the master link (at the end of its read buffer)
@@ -651,7 +715,11 @@ fn attach(
         fast_ack_until: None,
         backlog,
         backlog_bytes,
+        hold: false,
     };
+    // Sub-replicas follow the master's stream through this node: a stream that does not
+    // continue theirs (a full sync, another master) sends them to resync, as Redis does.
+    master::relay_attach(w, offset);
     // Plaintext the TLS session decrypted past what the link thread read comes next.
     let tls = tls.map(|c| Box::new(crate::tls::Session::client(c, &mut leftover)));
     let idx = w.adopt_master(fd, tls);
@@ -665,7 +733,11 @@ fn attach(
 fn processed(w: &Worker) -> Option<(i64, i64)> {
     let c = w.conns.get(w.repl.conn?)?;
     let read = w.repl.base + w.repl.received as i64;
-    let pending = c.rbuf.as_ref().map_or(0, |b| b.len()) as i64;
+    let mut pending = c.rbuf.as_ref().map_or(0, |b| b.len()) as i64;
+    // A command held by `Home::hold` is parsed but not applied.
+    if let Some(argv) = c.postponed.as_ref() {
+        pending += encoded_len(argv);
+    }
     Some((read - pending, read))
 }
 
@@ -681,6 +753,7 @@ pub fn publish(w: &Worker) {
 /// prompt acknowledgements, acknowledges what was applied.
 pub fn after_input(w: &mut Worker) {
     publish(w);
+    master::relay(w);
     if w.repl.fast_ack_until.is_some_and(|t| w.eng.pass_now <= t) {
         queue_ack(w, None);
     }
@@ -797,6 +870,10 @@ fn switch_shards(w: &mut Worker, replica: bool, gen: u64) {
             for d in tw.shard.dbs.iter_mut() {
                 d.replica = replica;
             }
+            if replica {
+                // Sub-replicas get the master's stream relayed, not this node's journals.
+                tw.ship = None;
+            }
             if tw.id == HOME {
                 to_front(tw, move |w: &mut Worker| close_link(w, gen));
             }
@@ -858,21 +935,13 @@ fn promote_home(w: &mut Worker, gen: u64, ticket: crate::engine::Ticket) {
     publish(w);
     let off = OFFSET.load(Ordering::Relaxed);
     // The stream up to the processed offset (a command cut in half is not in it).
-    let mut backlog = std::mem::take(&mut w.repl.backlog);
+    let backlog = stream_upto(w, off);
+    w.repl.backlog.clear();
     w.repl.backlog_bytes = 0;
-    while let Some((s, b)) = backlog.back_mut() {
-        let end = *s + b.len() as i64 - 1;
-        if end <= off {
-            break;
-        }
-        let keep = (off + 1 - *s).max(0) as usize;
-        if keep == 0 {
-            backlog.pop_back();
-        } else {
-            b.truncate(keep);
-        }
-    }
-    let seed = !master::is_active();
+    w.repl.hold = false;
+    // Every shard ships its journal from here on; the hub keeps the stream it relayed to
+    // sub-replicas (the same bytes and offsets), or is seeded with it.
+    let seed = true;
     w.eng.on_all_shards(
         move |tw| {
             for d in tw.shard.dbs.iter_mut() {
@@ -926,6 +995,9 @@ fn promoted(
                 }
                 refresh_gate(&st);
             }
+            // As Redis: the sub-replicas reconnect and learn the new replication id with
+            // a partial resync (`+CONTINUE <new id>`).
+            master::drop_replicas(w);
             set_config_text(w, "");
             w.eng.complete(ticket, Reply::Ok);
         }
@@ -1170,6 +1242,8 @@ pub const SETTING_DEFAULTS: &[(&str, &str)] = &[
     ("replica-serve-stale-data", "yes"),
     ("slave-serve-stale-data", "yes"),
     ("repl-timeout", "60"),
+    ("repl-ping-replica-period", "10"),
+    ("repl-ping-slave-period", "10"),
     ("replica-priority", "100"),
     ("slave-priority", "100"),
     ("masterauth", ""),
@@ -1191,6 +1265,8 @@ pub fn alias(name: &str) -> Option<&'static str> {
         "slave-serve-stale-data" => "replica-serve-stale-data",
         "replica-priority" => "slave-priority",
         "slave-priority" => "replica-priority",
+        "repl-ping-replica-period" => "repl-ping-slave-period",
+        "repl-ping-slave-period" => "repl-ping-replica-period",
         "min-replicas-to-write" => "min-slaves-to-write",
         "min-slaves-to-write" => "min-replicas-to-write",
         "min-replicas-max-lag" => "min-slaves-max-lag",
@@ -1229,6 +1305,11 @@ pub fn set_setting(name: &str, value: &str) -> Result<Option<String>, String> {
         "repl-timeout" => {
             let n = num(value, 1)?;
             SETTINGS.timeout_secs.store(n, Ordering::Relaxed);
+            n.to_string()
+        }
+        "repl-ping-replica-period" | "repl-ping-slave-period" => {
+            let n = num(value, 1)?;
+            SETTINGS.ping_period_secs.store(n, Ordering::Relaxed);
             n.to_string()
         }
         "replica-priority" | "slave-priority" => {

@@ -1424,7 +1424,7 @@ impl Worker {
     /// Runs one command: checks, then inline, batched to its owner, or coordinated.
     /// `known`: the command's table id, when the look-ahead already looked it up.
     fn dispatch(&mut self, idx: usize, argv: &mut Vec<Bytes>, known: Option<usize>) {
-        if self.eng.pause != 0 && self.pause_holds(idx, argv) {
+        if (self.eng.pause != 0 || self.repl.hold) && self.pause_holds(idx, argv) {
             return;
         }
         let c = &self.conns[idx].client;
@@ -2060,6 +2060,12 @@ impl Worker {
         self.conns.insert(conn)
     }
 
+    /// Runs a connection's input again after a hold (`repl::release_hold`).
+    pub fn resume_input(&mut self, idx: usize) {
+        self.process_input(idx);
+        self.arm_recv(idx);
+    }
+
     /// Runs `data` (bytes the link thread read past the RDB) as the master link's input,
     /// then starts receiving on it.
     pub fn feed_master(&mut self, idx: usize, data: &[u8]) {
@@ -2115,6 +2121,18 @@ impl Worker {
         let Some(c) = self.conns.get(idx) else {
             return false;
         };
+        if c.master && self.repl.hold {
+            // A sub-replica's full sync takes its cut between the master's commands
+            // (`repl::master::relay_cut`); a MULTI block runs to its EXEC first.
+            if c.tx.as_ref().is_some_and(|t| t.queue.is_some()) {
+                return false;
+            }
+            if let Some(c) = self.conns.get_mut(idx) {
+                c.postponed = Some(std::mem::take(argv));
+            }
+            self.flush_batches(idx);
+            return true;
+        }
         if c.master || crate::repl::master::is_replica(c) {
             return false;
         }

@@ -20,14 +20,35 @@ pub fn shard_counts() -> Vec<usize> {
         .unwrap_or_else(|| vec![1, 4])
 }
 
-/// A free TCP port on 127.0.0.1 (the OS picks it; we release it right away).
 /// The shardis binary under test: cargo's build, or `SHARDIS_BIN` (a copy kept stable while
 /// a test loops in the background and the tree rebuilds).
 pub fn bin() -> std::ffi::OsString {
     std::env::var_os("SHARDIS_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_shardis").into())
 }
 
+/// A free TCP port on 127.0.0.1 for a server a test starts, released right away. It is
+/// drawn below the kernel's ephemeral range (32768 and up by default): a port the OS hands
+/// out for `bind(0)` can be taken, before the server binds it, as the local port of any
+/// outgoing connection the parallel tests open, and the server then fails to start.
 pub fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+        ^ (u64::from(std::process::id()) << 20)
+        ^ SEQ.fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed);
+    let mut x = seed | 1;
+    for _ in 0..200 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let port = 12000 + (x % 20000) as u16;
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return port;
+        }
+    }
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
