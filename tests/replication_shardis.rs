@@ -743,3 +743,135 @@ fn a_chained_replica_relays_the_masters_stream_and_offsets() {
     same_stream(&[&a, &b], "after the promotion");
     assert_eq!(info(&a, "role"), "master");
 }
+
+/// A job queue as BullMQ, Celery and RQ run it: workers blocked in BLMOVE, BRPOP and
+/// BZPOPMIN are woken by the producer's pushes (a pop served later is a write of its own);
+/// a shardis replica and a stock redis-server replica of the master end with its digest.
+#[test]
+fn replicas_follow_a_job_queue_of_blocked_workers() {
+    let _one_at_a_time = serial();
+    let master = node(2, &[]);
+    let port = master.port;
+    let replica = node(1, &["--replicaof", "127.0.0.1", &port.to_string()]);
+    let dir = std::env::temp_dir().join(format!("shardis-queue-replica-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let stock = common::resp::Redis::start_with(&[
+        "--replicaof",
+        "127.0.0.1",
+        &port.to_string(),
+        "--enable-debug-command",
+        "yes",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(common::wait_for(Duration::from_secs(30), || link_up(
+        &replica
+    )));
+    let conn = move || {
+        redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .unwrap()
+            .get_connection()
+            .unwrap()
+    };
+    // Workers: each waits up to a second for a job, then stops.
+    let mut workers = Vec::new();
+    for w in 0..3 {
+        workers.push(std::thread::spawn(move || {
+            let mut c = conn();
+            let mut n = 0;
+            loop {
+                let (list, job): (String, String) = match w {
+                    0 => {
+                        let j: Option<String> = redis::cmd("BLMOVE")
+                            .arg("wait")
+                            .arg("active")
+                            .arg("RIGHT")
+                            .arg("LEFT")
+                            .arg(1)
+                            .query(&mut c)
+                            .unwrap();
+                        match j {
+                            Some(j) => ("active".into(), j),
+                            None => return n,
+                        }
+                    }
+                    1 => {
+                        let j: Option<(String, String)> = redis::cmd("BRPOP")
+                            .arg("wait")
+                            .arg("urgent")
+                            .arg(1)
+                            .query(&mut c)
+                            .unwrap();
+                        match j {
+                            Some((_, j)) => (String::new(), j),
+                            None => return n,
+                        }
+                    }
+                    _ => {
+                        let j: Option<(String, String, String)> = redis::cmd("BZPOPMIN")
+                            .arg("delayed")
+                            .arg(1)
+                            .query(&mut c)
+                            .unwrap();
+                        match j {
+                            Some((_, j, _)) => (String::new(), j),
+                            None => return n,
+                        }
+                    }
+                };
+                if !list.is_empty() {
+                    let _: i64 = redis::cmd("LREM")
+                        .arg(&list)
+                        .arg(1)
+                        .arg(&job)
+                        .query(&mut c)
+                        .unwrap();
+                }
+                let _: i64 = redis::cmd("LPUSH")
+                    .arg("done")
+                    .arg(&job)
+                    .query(&mut c)
+                    .unwrap();
+                n += 1;
+            }
+        }));
+    }
+    let mut c = master.client();
+    for i in 0..1500 {
+        let _: i64 = redis::cmd("LPUSH")
+            .arg("wait")
+            .arg(format!("job{i}"))
+            .query(&mut c)
+            .unwrap();
+        if i % 4 == 0 {
+            let _: i64 = redis::cmd("ZADD")
+                .arg("delayed")
+                .arg(i)
+                .arg(format!("later{i}"))
+                .query(&mut c)
+                .unwrap();
+        }
+        if i % 200 == 0 {
+            std::thread::sleep(Duration::from_millis(30));
+        }
+    }
+    let served: u64 = workers.into_iter().map(|w| w.join().unwrap()).sum();
+    let done: u64 = redis::cmd("LLEN").arg("done").query(&mut c).unwrap();
+    assert_eq!(served, 1500 + 375, "every job served once");
+    assert_eq!(done, served);
+    converge(&[&master, &replica], "shardis replica of a job queue");
+    let want = digest(&mut c);
+    let mut sc = redis::Client::open(format!("redis://127.0.0.1:{}", stock.port))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let ok = common::wait_for(Duration::from_secs(20), || {
+        redis::cmd("DEBUG")
+            .arg("DIGEST")
+            .query::<String>(&mut sc)
+            .is_ok_and(|d| d == want)
+    });
+    assert!(ok, "stock redis-server replica differs from the master");
+    drop(stock);
+    let _ = std::fs::remove_dir_all(&dir);
+}

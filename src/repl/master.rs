@@ -968,7 +968,9 @@ fn refresh_config(w: &Worker) {
 }
 
 fn ping_period() -> Duration {
-    let secs = crate::repl::SETTINGS.ping_period_secs.load(Ordering::Relaxed);
+    let secs = crate::repl::SETTINGS
+        .ping_period_secs
+        .load(Ordering::Relaxed);
     Duration::from_secs(secs.max(1))
 }
 
