@@ -24,7 +24,6 @@ use Treat::{Only, Warn};
 const AOF_FIXED: &str = "the append-only files are one fixed shape: an RDB base plus one \
      command log per shard (see README \"Persistence\"); rewrites run on BGREWRITEAOF";
 const RDB_FIXED: &str = "RDB files are written and read one fixed way (see README \"Persistence\")";
-const NOT_USED: &str = "only used by the AOF or by replication features that are not supported yet";
 
 /// Every Redis 7.0 directive shardis does not implement, and its treatment.
 pub const DIRECTIVES: &[(&str, Treat)] = &[
@@ -38,18 +37,15 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ("aof-rewrite-incremental-fsync", Warn(AOF_FIXED)),
     ("sanitize-dump-payload", Warn(RDB_FIXED)),
     // Replication and cluster.
-    ("replica-lazy-flush", Warn(NOT_USED)),
-    ("slave-lazy-flush", Warn(NOT_USED)),
-    ("replica-announced", Warn(NOT_USED)),
-    ("replica-announce-ip", Warn(NOT_USED)),
-    ("replica-announce-port", Warn(NOT_USED)),
+    ("replica-lazy-flush", Warn("a replica frees its old data in the background on a full sync (as yes)")),
+    ("slave-lazy-flush", Warn("a replica frees its old data in the background on a full sync (as yes)")),
     ("replica-ignore-maxmemory", Warn("a replica never evicts (Redis's default, yes)")),
-    ("repl-diskless-sync", Warn(NOT_USED)),
-    ("repl-diskless-sync-delay", Warn(NOT_USED)),
-    ("repl-diskless-sync-max-replicas", Warn(NOT_USED)),
-    ("repl-diskless-load", Warn(NOT_USED)),
-    ("repl-disable-tcp-nodelay", Warn(NOT_USED)),
-    ("repl-backlog-ttl", Warn(NOT_USED)),
+    ("repl-diskless-sync", Warn("a master always streams the RDB from memory, never through a file (as yes)")),
+    ("repl-diskless-sync-delay", Warn("a full sync starts at once; replicas that ask while one is serialised share the next")),
+    ("repl-diskless-sync-max-replicas", Warn("a full sync starts at once; replicas that ask while one is serialised share the next")),
+    ("repl-diskless-load", Warn("a replica receives the RDB into memory and serves its old data until the load is done (as swapdb)")),
+    ("repl-disable-tcp-nodelay", Warn("replication links keep TCP_NODELAY (as no)")),
+    ("repl-backlog-ttl", Warn("the backlog is kept while the server runs")),
     ("cluster-enabled", Only(&["no"], "cluster mode is not supported yet")),
     ("cluster-config-file", Warn("only used in cluster mode, which is off")),
     ("cluster-node-timeout", Warn("only used in cluster mode, which is off")),

@@ -875,3 +875,65 @@ fn replicas_follow_a_job_queue_of_blocked_workers() {
     drop(stock);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `replica-announce-ip` / `-port` are what the master lists (INFO, ROLE: what Sentinel
+/// dials), `replica-announced no` is what the replica's INFO says; CONFIG SET changes the
+/// address for the next handshake.
+#[test]
+fn replicas_announce_the_address_they_are_told() {
+    let _one_at_a_time = serial();
+    let master = node(1, &[]);
+    let mport = master.port.to_string();
+    let r = node(
+        1,
+        &[
+            "--replicaof",
+            "127.0.0.1",
+            &mport,
+            "--replica-announce-ip",
+            "10.1.2.3",
+            "--replica-announce-port",
+            "7777",
+            "--replica-announced",
+            "no",
+        ],
+    );
+    assert!(common::wait_for(Duration::from_secs(20), || info(
+        &master, "slave0"
+    )
+    .starts_with("ip=10.1.2.3,port=7777,state=online")));
+    let role: redis::Value = redis::cmd("ROLE").query(&mut master.client()).unwrap();
+    assert!(format!("{role:?}").contains("10.1.2.3"), "{role:?}");
+    assert_eq!(info(&r, "replica_announced"), "0");
+    let got: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("slave-announce-port")
+        .query(&mut r.client())
+        .unwrap();
+    assert_eq!(got, vec!["slave-announce-port", "7777"]);
+
+    // A new address takes effect on the next handshake.
+    let mut rc = r.client();
+    for (k, v) in [("replica-announce-ip", ""), ("replica-announce-port", "0")] {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(k)
+            .arg(v)
+            .query(&mut rc)
+            .unwrap();
+    }
+    let err = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("replica-announce-port")
+        .arg("70000")
+        .query::<()>(&mut rc)
+        .unwrap_err();
+    assert!(err.to_string().contains("between 0 and 65535"), "{err}");
+    replicaof(&r, None);
+    replicaof(&r, Some(&master));
+    let want = format!("ip=127.0.0.1,port={},state=online", r.port);
+    assert!(common::wait_for(Duration::from_secs(20), || info(
+        &master, "slave0"
+    )
+    .starts_with(&want)));
+}

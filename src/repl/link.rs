@@ -110,12 +110,26 @@ fn session(gen: u64, host: &str, port: u16) -> Result<(), String> {
             return Err(format!("Unable to AUTH to MASTER: {l}"));
         }
     }
-    let me = rt.shared.port.to_string();
-    let l = r.command(&["REPLCONF", "listening-port", &me])?;
+    // `replica-announce-port` / `-ip`: what the master shows (and Sentinel dials) when
+    // this node is reached through another address (NAT, containers).
+    let port = match SETTINGS.announce_port.load(Ordering::Relaxed) {
+        0 => rt.shared.port.to_string(),
+        p => p.to_string(),
+    };
+    let l = r.command(&["REPLCONF", "listening-port", &port])?;
     if l.starts_with('-') {
         crate::log::notice(&format!(
             "(Non critical) Master does not understand REPLCONF listening-port: {l}"
         ));
+    }
+    let ip = super::lock(&SETTINGS.announce_ip).clone();
+    if !ip.is_empty() {
+        let l = r.command(&["REPLCONF", "ip-address", &ip])?;
+        if l.starts_with('-') {
+            crate::log::notice(&format!(
+                "(Non critical) Master does not understand REPLCONF ip-address: {l}"
+            ));
+        }
     }
     let l = r.command(&["REPLCONF", "capa", "eof", "capa", "psync2"])?;
     if l.starts_with('-') {

@@ -172,6 +172,13 @@ pub struct Settings {
     pub online_replicas: AtomicU64,
     /// (masteruser, masterauth).
     pub auth: Mutex<(String, String)>,
+    /// `replica-announce-ip` ("": the master sees the connection's address) and
+    /// `replica-announce-port` (0: our port), sent in the handshake.
+    pub announce_ip: Mutex<String>,
+    pub announce_port: AtomicU64,
+    /// `replica-announced`: INFO's `replica_announced` (Sentinel leaves out a replica that
+    /// says 0).
+    pub announced: AtomicBool,
 }
 
 /// `gate()` bits: writes refused (read-only replica); commands without the `stale` flag
@@ -210,6 +217,9 @@ pub static SETTINGS: Settings = Settings {
     ack_timeout_ms: AtomicU64::new(1000),
     online_replicas: AtomicU64::new(0),
     auth: Mutex::new((String::new(), String::new())),
+    announce_ip: Mutex::new(String::new()),
+    announce_port: AtomicU64::new(0),
+    announced: AtomicBool::new(true),
 };
 
 fn lock<T>(m: &'static Mutex<T>) -> MutexGuard<'static, T> {
@@ -1198,7 +1208,10 @@ pub fn info_fields() -> Vec<(String, String)> {
                 "slave_read_only",
                 u8::from(SETTINGS.read_only.load(Ordering::Relaxed)).to_string(),
             );
-            f("replica_announced", "1".into());
+            f(
+                "replica_announced",
+                u8::from(SETTINGS.announced.load(Ordering::Relaxed)).to_string(),
+            );
         }
         None => f("role", "master".into()),
     }
@@ -1248,6 +1261,11 @@ pub const SETTING_DEFAULTS: &[(&str, &str)] = &[
     ("slave-priority", "100"),
     ("masterauth", ""),
     ("masteruser", ""),
+    ("replica-announce-ip", ""),
+    ("slave-announce-ip", ""),
+    ("replica-announce-port", "0"),
+    ("slave-announce-port", "0"),
+    ("replica-announced", "yes"),
     ("min-replicas-to-write", "0"),
     ("min-slaves-to-write", "0"),
     ("min-replicas-max-lag", "10"),
@@ -1265,6 +1283,10 @@ pub fn alias(name: &str) -> Option<&'static str> {
         "slave-serve-stale-data" => "replica-serve-stale-data",
         "replica-priority" => "slave-priority",
         "slave-priority" => "replica-priority",
+        "replica-announce-ip" => "slave-announce-ip",
+        "slave-announce-ip" => "replica-announce-ip",
+        "replica-announce-port" => "slave-announce-port",
+        "slave-announce-port" => "replica-announce-port",
         "repl-ping-replica-period" => "repl-ping-slave-period",
         "repl-ping-slave-period" => "repl-ping-replica-period",
         "min-replicas-to-write" => "min-slaves-to-write",
@@ -1344,6 +1366,23 @@ pub fn set_setting(name: &str, value: &str) -> Result<Option<String>, String> {
         "masteruser" => {
             lock(&SETTINGS.auth).0 = value.to_string();
             value.to_string()
+        }
+        "replica-announce-ip" | "slave-announce-ip" => {
+            *lock(&SETTINGS.announce_ip) = value.trim().to_string();
+            value.trim().to_string()
+        }
+        "replica-announce-port" | "slave-announce-port" => {
+            let n = num(value, 0)?;
+            if n > 65535 {
+                return Err("argument must be between 0 and 65535 inclusive".into());
+            }
+            SETTINGS.announce_port.store(n, Ordering::Relaxed);
+            n.to_string()
+        }
+        "replica-announced" => {
+            let on = yes_no(value)?;
+            SETTINGS.announced.store(on, Ordering::Relaxed);
+            if on { "yes" } else { "no" }.to_string()
         }
         _ => return Ok(None),
     };
