@@ -50,3 +50,4 @@ pub mod server;
 pub mod shard;
 pub mod tls;
 pub mod types;
+pub mod util;

@@ -17,7 +17,7 @@ pub mod geo;
 pub mod hashes;
 pub mod hll;
 pub mod keys;
-pub mod ldouble;
+pub use crate::util::ldouble;
 pub mod lists;
 pub mod multi;
 pub mod observe;

@@ -725,7 +725,8 @@ fn attach(
         fast_ack_until: None,
         backlog,
         backlog_bytes,
-        hold: false,
+        // A sub-replica's cut in progress keeps the new link held too.
+        hold: w.repl.hold,
     };
     // Sub-replicas follow the master's stream through this node: a stream that does not
     // continue theirs (a full sync, another master) sends them to resync, as Redis does.

@@ -9,9 +9,9 @@ use super::limits;
 use super::pack::Pack;
 use super::table::{Slot, Table};
 use super::{err, random_positions, sampled_sum, Rng};
-use crate::commands::args::glob_match;
-use crate::commands::ldouble;
 use crate::protocol::parse_i64;
+use crate::util::glob::glob_match;
+use crate::util::ldouble;
 
 #[derive(Debug, Clone)]
 enum Repr {

@@ -11,8 +11,8 @@ use super::limits::{self, SET_MAX_LISTPACK_ENTRIES, SET_MAX_LISTPACK_VALUE};
 use super::pack::Pack;
 use super::table::Table;
 use super::{random_positions, sampled_sum, Rng};
-use crate::commands::args::glob_match;
 use crate::protocol::parse_i64;
+use crate::util::glob::glob_match;
 
 #[derive(Debug, Clone)]
 enum Repr {

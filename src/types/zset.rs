@@ -19,7 +19,7 @@ use super::limits;
 use super::pack::Pack;
 use super::set::Set;
 use super::{bytes_heap, err, norm_range, random_positions, sampled_sum, Rng};
-use crate::commands::args::glob_match;
+use crate::util::glob::glob_match;
 use hashbrown::HashTable;
 
 /// `-0.0` is stored as `0.0` (Redis's listpack stores scores via `d2string`, which prints it
