@@ -589,32 +589,55 @@ pub fn push_now(w: &mut Engine) -> u64 {
         return 0;
     };
     journal::flush(&mut w.shard);
-    let Some(j) = w.shard.journal.as_ref() else {
+    let Some(j) = w.shard.journal.as_mut() else {
         return cursor;
     };
     if j.next() == cursor {
         return cursor;
     }
-    let (recs, to, lost) = match j.read(cursor, usize::MAX) {
-        Ok(recs) => {
-            let open = j.tx;
-            let mut out = Vec::new();
-            let mut to = cursor;
-            for r in recs {
-                if open.is_some() && r.tx == open {
-                    break;
-                }
-                to = r.offset + r.cmd.len() as u64;
-                out.push(Rec {
+    // The only consumer (no append-only file pinning the backlog): the records move to
+    // the hub, which keeps the backlog, instead of being copied and trimmed 16 MB later.
+    let taken = if j.pin.is_none() {
+        let open = j.tx;
+        Some(j.take_from(cursor, open))
+    } else {
+        None
+    };
+    let (recs, to, lost) = match taken {
+        Some(Ok((recs, to))) => {
+            let out = recs
+                .into_iter()
+                .map(|r| Rec {
                     off: r.offset,
                     db: r.db,
                     tx: r.tx,
-                    cmd: r.cmd.clone(),
-                });
-            }
+                    cmd: r.cmd,
+                })
+                .collect::<Vec<_>>();
             (out, to, false)
         }
-        Err(e) => (Vec::new(), e.next, true),
+        Some(Err(e)) => (Vec::new(), e.next, true),
+        None => match j.read(cursor, usize::MAX) {
+            Ok(recs) => {
+                let open = j.tx;
+                let mut out = Vec::new();
+                let mut to = cursor;
+                for r in recs {
+                    if open.is_some() && r.tx == open {
+                        break;
+                    }
+                    to = r.offset + r.cmd.len() as u64;
+                    out.push(Rec {
+                        off: r.offset,
+                        db: r.db,
+                        tx: r.tx,
+                        cmd: r.cmd.clone(),
+                    });
+                }
+                (out, to, false)
+            }
+            Err(e) => (Vec::new(), e.next, true),
+        },
     };
     w.ship = Some(to);
     let s = w.id;

@@ -339,6 +339,46 @@ impl Journal {
 
     /// The records from `from` on (at most `max`), or where the backlog stands if it does
     /// not hold `from`.
+    /// Moves the records from `from` on out of the backlog (up to the first one of `open`,
+    /// a transaction still running): for a consumer that keeps what it took (replication's
+    /// hub keeps its own backlog), so nothing is copied and nothing is left to trim later.
+    /// Records before `from` go too. Returns them and the offset after the last one.
+    pub fn take_from(
+        &mut self,
+        from: u64,
+        open: Option<TxTag>,
+    ) -> Result<(Vec<Record>, u64), OutOfRange> {
+        let (first, next) = (self.first(), self.next);
+        if from < first || from > next {
+            return Err(OutOfRange { first, next });
+        }
+        let start = self.recs.partition_point(|r| r.offset < from);
+        let at_boundary = match self.recs.get(start) {
+            Some(r) => r.offset == from,
+            None => from == next,
+        };
+        if !at_boundary {
+            return Err(OutOfRange { first, next });
+        }
+        for r in self.recs.drain(..start) {
+            self.held -= r.cmd.len();
+        }
+        let n = match open {
+            Some(t) => self
+                .recs
+                .iter()
+                .position(|r| r.tx == Some(t))
+                .unwrap_or(self.recs.len()),
+            None => self.recs.len(),
+        };
+        let out: Vec<Record> = self.recs.drain(..n).collect();
+        let taken: usize = out.iter().map(|r| r.cmd.len()).sum();
+        self.held -= taken;
+        self.publish_held();
+        let to = out.last().map_or(from, |r| r.offset + r.cmd.len() as u64);
+        Ok((out, to))
+    }
+
     pub fn read(&self, from: u64, max: usize) -> Result<Vec<&Record>, OutOfRange> {
         let (first, next) = (self.first(), self.next);
         if from < first || from > next {
@@ -671,6 +711,34 @@ mod tests {
                 next: j.next()
             })
         );
+    }
+
+    #[test]
+    fn take_moves_records_out_up_to_an_open_transaction() {
+        let mut j = Journal::new(1 << 20, 1);
+        for _ in 0..3 {
+            j.emit(0, None, &[b"SET", b"k", b"v"]);
+        }
+        // Records before the cursor go, the rest move out.
+        let (recs, to) = j.take_from(28, None).unwrap();
+        assert_eq!(
+            recs.iter().map(|r| r.offset).collect::<Vec<_>>(),
+            vec![28, 55]
+        );
+        assert_eq!((to, j.first(), j.held_bytes()), (82, 82, 0));
+        let tag = TxTag { id: 7, parts: 2 };
+        j.emit(1, None, &[b"DEL", b"a"]);
+        j.emit(1, Some(tag), &[b"DEL", b"b"]);
+        let (recs, to) = j.take_from(82, Some(tag)).unwrap();
+        assert_eq!(
+            recs.len(),
+            1,
+            "stops at the open transaction's first record"
+        );
+        assert_eq!(j.first(), to);
+        assert_eq!(j.read(to, 10).map(|v| v.len()), Ok(1));
+        assert!(j.take_from(to + 1, None).is_err(), "not a record boundary");
+        assert!(j.take_from(1, None).is_err(), "taken already");
     }
 
     #[test]
