@@ -937,3 +937,66 @@ fn replicas_announce_the_address_they_are_told() {
     )
     .starts_with(&want)));
 }
+
+/// A sub-replica's full sync from a replica while the master takes non-idempotent writes
+/// (INCR, RPUSH, cross-shard MSET in MULTI): the middle node holds its link at a command
+/// boundary for the cut, so the RDB plus the relayed stream applies each write exactly
+/// once; all three end with the master's digest, twice over.
+#[test]
+fn a_sub_replica_syncs_from_a_replica_under_writes() {
+    let _one_at_a_time = serial();
+    let master = node(2, &[]);
+    let mport = master.port.to_string();
+    let a = node(2, &["--replicaof", "127.0.0.1", &mport]);
+    assert!(common::wait_for(Duration::from_secs(20), || link_up(&a)));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let port = master.port;
+    let writer = {
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+                .unwrap()
+                .get_connection()
+                .unwrap();
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let mut p = redis::pipe();
+                for i in 0..20 {
+                    p.cmd("INCR").arg(format!("n{}", i % 7)).ignore();
+                    p.cmd("RPUSH").arg(format!("l{}", i % 3)).arg(n).ignore();
+                }
+                p.atomic()
+                    .cmd("MSET")
+                    .arg("x")
+                    .arg(n)
+                    .arg("y")
+                    .arg(n)
+                    .ignore()
+                    .cmd("INCRBY")
+                    .arg("total")
+                    .arg(2)
+                    .ignore();
+                p.query::<()>(&mut c).unwrap();
+                n += 1;
+            }
+            n
+        })
+    };
+    std::thread::sleep(Duration::from_millis(200));
+    let aport = a.port.to_string();
+    let b = node(1, &["--replicaof", "127.0.0.1", &aport]);
+    assert!(common::wait_for(Duration::from_secs(20), || link_up(&b)));
+    // A second sub-replica while the stream keeps flowing.
+    std::thread::sleep(Duration::from_millis(200));
+    let b2 = node(3, &["--replicaof", "127.0.0.1", &aport]);
+    assert!(common::wait_for(Duration::from_secs(20), || link_up(&b2)));
+    std::thread::sleep(Duration::from_millis(200));
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let rounds = writer.join().unwrap();
+    assert!(
+        rounds > 10,
+        "the writer ran during the syncs ({rounds} rounds)"
+    );
+    converge(&[&master, &a, &b, &b2], "sub-replicas synced under writes");
+    same_stream(&[&master, &a, &b, &b2], "sub-replicas synced under writes");
+}
