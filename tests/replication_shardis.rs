@@ -700,6 +700,21 @@ fn a_chained_replica_relays_the_masters_stream_and_offsets() {
     // Pings of its own, once a second, would put the chained replica ahead of the master.
     std::thread::sleep(Duration::from_millis(2500));
     same_stream(&[&master, &a, &b], "through the chain");
+    // WAIT on a replica is refused, in Redis's words.
+    let err = redis::cmd("WAIT")
+        .arg(0)
+        .arg(10)
+        .query::<i64>(&mut a.client())
+        .unwrap_err();
+    assert_eq!(
+        err.detail(),
+        Some(
+            "WAIT cannot be used with replica instances. Please also note that since Redis \
+             4.0 if a replica is configured to be writable (which is not the default) writes \
+             to replicas are just local and are not propagated."
+        ),
+        "{err}"
+    );
 
     // Straight from the master: a partial resync, at the same offset.
     let partial: u64 = stat(&master, "sync_partial_ok").parse().unwrap_or(0);

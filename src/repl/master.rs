@@ -1689,6 +1689,13 @@ fn start_sync(ctx: &mut ConnCtx, psync: Option<(Bytes, i64)>) -> CmdResult {
 /// WAIT numreplicas timeout: the offset this client's writes reach in the merged stream,
 /// then enough ACKs of it, or the timeout, with the count.
 fn wait(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    if crate::repl::is_replica() {
+        return Err(CmdError::err(
+            "WAIT cannot be used with replica instances. Please also note that since Redis 4.0 \
+             if a replica is configured to be writable (which is not the default) writes to \
+             replicas are just local and are not propagated.",
+        ));
+    }
     let num = argv
         .get(1)
         .and_then(|a| parse_i64(a))
