@@ -952,33 +952,26 @@ fn promote_home(w: &mut Worker, gen: u64, ticket: crate::engine::Ticket) {
     w.repl.hold = false;
     // Every shard ships its journal from here on; the hub keeps the stream it relayed to
     // sub-replicas (the same bytes and offsets), or is seeded with it.
-    let seed = true;
     w.eng.on_all_shards(
         move |tw| {
             for d in tw.shard.dbs.iter_mut() {
                 d.replica = false;
             }
-            if seed {
-                master::start_shipping(tw)
-            } else {
-                0
-            }
+            master::start_shipping(tw)
         },
         false,
         move |e, cursors: Vec<u64>| {
             to_front(e, move |w: &mut Worker| {
-                promoted(w, seed, off, backlog, cursors, gen, ticket)
+                promoted(w, off, backlog, cursors, gen, ticket)
             })
         },
     );
 }
 
-/// Every shard left replica mode (and started shipping, with `seed`): the promotion ends
-/// on the home shard.
-#[allow(clippy::too_many_arguments)]
+/// Every shard left replica mode and started shipping: the promotion ends on the home
+/// shard.
 fn promoted(
     w: &mut Worker,
-    seed: bool,
     off: i64,
     backlog: VecDeque<(i64, Bytes)>,
     cursors: Vec<u64>,
@@ -987,9 +980,7 @@ fn promoted(
 ) {
     {
         {
-            if seed {
-                master::seed_backlog(w, off, backlog.into_iter().collect(), &cursors);
-            }
+            master::seed_backlog(w, off, backlog.into_iter().collect(), &cursors);
             {
                 let mut st = state();
                 if st.gen == gen && st.following.take().is_some() {
