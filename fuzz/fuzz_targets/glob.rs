@@ -1,4 +1,4 @@
-//! The bounded glob matcher (`commands::args::glob_match`): never panics, stays fast on
+//! The bounded glob matcher (`util::glob::glob_match`): never panics, stays fast on
 //! any input (libFuzzer's timeout catches a blow-up), and on inputs small enough for the
 //! exponential reference (a port of Redis's recursive `stringmatchlen`) gives its answer.
 //!
@@ -8,9 +8,9 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use shardis::commands::args::glob_match;
+use shardis::util::glob::glob_match;
 
-#[path = "../../src/commands/glob_oracle.rs"]
+#[path = "../../src/util/glob_oracle.rs"]
 #[allow(dead_code)]
 mod glob_oracle;
 
