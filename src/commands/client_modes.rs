@@ -124,7 +124,14 @@ pub fn tracking(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         return Err(CmdError::Syntax);
     }
     let Some(id) = o.redirect else {
-        return apply(ctx.w, ctx.conn, o, None);
+        return match apply(ctx.w, ctx.conn, o, None)? {
+            None => Ok(Reply::Ok),
+            Some((me, new)) => {
+                let ticket = ctx.defer();
+                register_prefixes(ctx.w, me, new, ticket);
+                Ok(Reply::Ok)
+            }
+        };
     };
     let not_found = || CmdError::err("The client ID you want redirect to does not exist");
     if id <= 0 {
@@ -138,7 +145,14 @@ pub fn tracking(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         .map(|(i, _)| i);
     if let Some(r) = local {
         let at = ctx.w.conn_token(r).map(|t| (ctx.w.eng.id, t));
-        return apply(ctx.w, ctx.conn, o, at);
+        return match apply(ctx.w, ctx.conn, o, at)? {
+            None => Ok(Reply::Ok),
+            Some((me, new)) => {
+                let ticket = ctx.defer();
+                register_prefixes(ctx.w, me, new, ticket);
+                Ok(Reply::Ok)
+            }
+        };
     }
     let ticket = ctx.defer();
     let conn = ctx.conn;
@@ -153,7 +167,8 @@ pub fn tracking(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         move |w, found: Vec<Option<(usize, u64)>>| {
             let reply = match found.into_iter().flatten().next() {
                 Some(at) => match apply(w, conn, o, Some(at)) {
-                    Ok(r) => r,
+                    Ok(None) => Reply::Ok,
+                    Ok(Some((me, new))) => return register_prefixes(w, me, new, ticket),
                     Err(e) => e.into_reply(),
                 },
                 None => not_found().into_reply(),
@@ -164,17 +179,46 @@ pub fn tracking(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Ok)
 }
 
-/// Applies CLIENT TRACKING once the redirect client (if any) was found.
-fn apply(w: &mut Worker, idx: usize, o: Opts, redir_at: Option<(usize, u64)>) -> CmdResult {
+/// BCAST prefixes new for this client, to register on every shard before the reply.
+type NewPrefixes = Option<(crate::shard::tracking::ClientRef, Vec<Bytes>)>;
+
+/// Registers BCAST prefixes on every shard, then answers `+OK`: a write another client
+/// makes after the reply, on any shard, is invalidated (as on one Redis).
+fn register_prefixes(
+    w: &mut Worker,
+    me: crate::shard::tracking::ClientRef,
+    prefixes: Vec<Bytes>,
+    ticket: crate::engine::Ticket,
+) {
+    w.eng.on_all_shards(
+        move |tw| {
+            let t = tw.shard.tracking_mut();
+            for p in prefixes.iter().cloned() {
+                t.add_prefix(p, me);
+            }
+        },
+        false,
+        move |e, _: Vec<()>| e.complete(ticket, Reply::Ok),
+    );
+}
+
+/// Applies CLIENT TRACKING once the redirect client (if any) was found. Returns the BCAST
+/// prefixes still to register everywhere (`register_prefixes`).
+fn apply(
+    w: &mut Worker,
+    idx: usize,
+    o: Opts,
+    redir_at: Option<(usize, u64)>,
+) -> Result<NewPrefixes, CmdError> {
     if !o.on {
         tracking::disable(w, idx);
-        return Ok(Reply::Ok);
+        return Ok(None);
     }
     let Some(me) = tracking::client_ref(w, idx) else {
-        return Ok(Reply::Ok);
+        return Ok(None);
     };
     let Some(c) = w.conns.get_mut(idx) else {
-        return Ok(Reply::Ok);
+        return Ok(None);
     };
     let cur = c.track.get_or_insert_with(Default::default);
     if !o.bcast && !o.prefixes.is_empty() {
@@ -233,10 +277,7 @@ fn apply(w: &mut Worker, idx: usize, o: Opts, redir_at: Option<(usize, u64)>) ->
     }
     // This shard delivers FLUSHALL's null invalidation to its tracking clients.
     w.eng.shard.tracking_mut();
-    if !new.is_empty() {
-        tracking::broadcast_prefixes(w, me, new, true);
-    }
-    Ok(Reply::Ok)
+    Ok((!new.is_empty()).then_some((me, new)))
 }
 
 /// Redis's rule: no prefix of a client may be a prefix of another of its prefixes.
