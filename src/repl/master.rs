@@ -171,13 +171,7 @@ pub fn seed_backlog(w: &mut Worker, offset: i64, chunks: Vec<(i64, Bytes)>, curs
     // the same offsets: they continue with this node's stream without a resync.
     let relayed = std::mem::take(&mut h.relay) && h.offset == offset.max(0) as u64;
     if !relayed {
-        h.offset = offset.max(0) as u64;
-        h.chunks = chunks
-            .into_iter()
-            .filter(|(s, b)| *s > 0 && !b.is_empty())
-            .map(|(s, b)| (s as u64, b))
-            .collect();
-        h.held = h.chunks.iter().map(|c| c.1.len()).sum();
+        h.load(offset, chunks);
     }
     // The first command of this node's stream says its database.
     h.last_db = None;
@@ -416,6 +410,17 @@ impl Hub {
 
     fn first(&self) -> u64 {
         self.chunks.front().map_or(self.offset + 1, |c| c.0)
+    }
+
+    /// The backlog becomes a master's stream up to `offset`, as captured (by first offset).
+    fn load(&mut self, offset: i64, chunks: impl IntoIterator<Item = (i64, Bytes)>) {
+        self.offset = offset.max(0) as u64;
+        self.chunks = chunks
+            .into_iter()
+            .filter(|(s, b)| *s > 0 && !b.is_empty())
+            .map(|(s, b)| (s as u64, b))
+            .collect();
+        self.held = self.chunks.iter().map(|c| c.1.len()).sum();
     }
 
     /// Appends merged bytes to the backlog; returns the chunk and its first offset.
@@ -813,13 +818,7 @@ fn relay_start(w: &mut Worker) {
     for q in h.queues.iter_mut() {
         q.clear();
     }
-    h.offset = off.max(0) as u64;
-    h.chunks = captured
-        .into_iter()
-        .filter(|(s, b)| *s > 0 && !b.is_empty())
-        .map(|(s, b)| (s as u64, b))
-        .collect();
-    h.held = h.chunks.iter().map(|c| c.1.len()).sum();
+    h.load(off, captured);
     h.last_db = None;
     h.publish();
     ACTIVE.store(true, Ordering::Relaxed);

@@ -337,17 +337,9 @@ impl Journal {
         self.chunk.split().freeze()
     }
 
-    /// The records from `from` on (at most `max`), or where the backlog stands if it does
-    /// not hold `from`.
-    /// Moves the records from `from` on out of the backlog (up to the first one of `open`,
-    /// a transaction still running): for a consumer that keeps what it took (replication's
-    /// hub keeps its own backlog), so nothing is copied and nothing is left to trim later.
-    /// Records before `from` go too. Returns them and the offset after the last one.
-    pub fn take_from(
-        &mut self,
-        from: u64,
-        open: Option<TxTag>,
-    ) -> Result<(Vec<Record>, u64), OutOfRange> {
+    /// Where the record at `from` stands in the backlog, or where the backlog stands if it
+    /// does not hold a record boundary at `from` (`from == next` is the end).
+    fn index_of(&self, from: u64) -> Result<usize, OutOfRange> {
         let (first, next) = (self.first(), self.next);
         if from < first || from > next {
             return Err(OutOfRange { first, next });
@@ -360,6 +352,19 @@ impl Journal {
         if !at_boundary {
             return Err(OutOfRange { first, next });
         }
+        Ok(start)
+    }
+
+    /// Moves the records from `from` on out of the backlog (up to the first one of `open`,
+    /// a transaction still running): for a consumer that keeps what it took (replication's
+    /// hub keeps its own backlog), so nothing is copied and nothing is left to trim later.
+    /// Records before `from` go too. Returns them and the offset after the last one.
+    pub fn take_from(
+        &mut self,
+        from: u64,
+        open: Option<TxTag>,
+    ) -> Result<(Vec<Record>, u64), OutOfRange> {
+        let start = self.index_of(from)?;
         for r in self.recs.drain(..start) {
             self.held -= r.cmd.len();
         }
@@ -379,19 +384,10 @@ impl Journal {
         Ok((out, to))
     }
 
+    /// The records from `from` on (at most `max`), or where the backlog stands if it does
+    /// not hold `from`.
     pub fn read(&self, from: u64, max: usize) -> Result<Vec<&Record>, OutOfRange> {
-        let (first, next) = (self.first(), self.next);
-        if from < first || from > next {
-            return Err(OutOfRange { first, next });
-        }
-        let start = self.recs.partition_point(|r| r.offset < from);
-        let at_boundary = match self.recs.get(start) {
-            Some(r) => r.offset == from,
-            None => from == next,
-        };
-        if !at_boundary {
-            return Err(OutOfRange { first, next });
-        }
+        let start = self.index_of(from)?;
         Ok(self.recs.iter().skip(start).take(max).collect())
     }
 }
