@@ -51,6 +51,60 @@ fn converge(nodes: &[&Server], what: &str) {
     assert_ne!(last[0], "0".repeat(40), "{what}: empty data set");
 }
 
+/// A stock redis-server replica of `port`, in a directory of its own: a Redis replica
+/// writes the RDB it receives to `dir/dump.rdb`, and other tests start redis-server in the
+/// shared temp dir (they would load it). The directory goes with it.
+struct StockReplica {
+    port: u16,
+    redis: Option<common::resp::Redis>,
+    dir: std::path::PathBuf,
+}
+
+impl StockReplica {
+    fn of(port: u16, tag: &str) -> StockReplica {
+        let dir =
+            std::env::temp_dir().join(format!("shardis-{tag}-replica-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let redis = common::resp::Redis::start_with(&[
+            "--replicaof",
+            "127.0.0.1",
+            &port.to_string(),
+            "--enable-debug-command",
+            "yes",
+            "--dir",
+            dir.to_str().unwrap(),
+        ]);
+        StockReplica {
+            port: redis.port,
+            redis: Some(redis),
+            dir,
+        }
+    }
+
+    /// Waits (20 s at most) until its `DEBUG DIGEST` is `want`.
+    fn converges_to(&self, want: &str) {
+        let mut sc = redis::Client::open(format!("redis://127.0.0.1:{}", self.port))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let ok = common::wait_for(Duration::from_secs(20), || {
+            redis::cmd("DEBUG")
+                .arg("DIGEST")
+                .query::<String>(&mut sc)
+                .is_ok_and(|d| d == want)
+        });
+        assert!(ok, "stock redis-server replica differs from the master");
+    }
+}
+
+impl Drop for StockReplica {
+    fn drop(&mut self) {
+        // The server first, then the directory it writes into.
+        drop(self.redis.take());
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 fn workload(c: &mut redis::Connection, round: u32) {
     for i in 0..300 {
         let _: () = redis::cmd("SET")
@@ -329,19 +383,7 @@ fn full_sync_under_writes_while_the_master_serialises() {
         round
     });
     let replica = node(2, &["--replicaof", "127.0.0.1", &port.to_string()]);
-    // Its own directory: a Redis replica writes the RDB it receives to `dir/dump.rdb`, and
-    // other tests start redis-server in the shared temp dir (they would load it).
-    let dir = std::env::temp_dir().join(format!("shardis-stock-replica-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let stock = common::resp::Redis::start_with(&[
-        "--replicaof",
-        "127.0.0.1",
-        &port.to_string(),
-        "--enable-debug-command",
-        "yes",
-        "--dir",
-        dir.to_str().unwrap(),
-    ]);
+    let stock = StockReplica::of(port, "stock");
     assert!(
         common::wait_for(Duration::from_secs(30), || {
             info(&replica, "master_link_status") == "up"
@@ -356,20 +398,7 @@ fn full_sync_under_writes_while_the_master_serialises() {
         &[&master, &replica],
         "shardis replica after a full sync under writes",
     );
-    let want = digest(&mut c);
-    let mut sc = redis::Client::open(format!("redis://127.0.0.1:{}", stock.port))
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let ok = common::wait_for(Duration::from_secs(20), || {
-        redis::cmd("DEBUG")
-            .arg("DIGEST")
-            .query::<String>(&mut sc)
-            .is_ok_and(|d| d == want)
-    });
-    assert!(ok, "stock redis-server replica differs from the master");
-    drop(stock);
-    let _ = std::fs::remove_dir_all(&dir);
+    stock.converges_to(&digest(&mut c));
 }
 
 fn stat(s: &Server, field: &str) -> String {
@@ -768,17 +797,7 @@ fn replicas_follow_a_job_queue_of_blocked_workers() {
     let master = node(2, &[]);
     let port = master.port;
     let replica = node(1, &["--replicaof", "127.0.0.1", &port.to_string()]);
-    let dir = std::env::temp_dir().join(format!("shardis-queue-replica-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let stock = common::resp::Redis::start_with(&[
-        "--replicaof",
-        "127.0.0.1",
-        &port.to_string(),
-        "--enable-debug-command",
-        "yes",
-        "--dir",
-        dir.to_str().unwrap(),
-    ]);
+    let stock = StockReplica::of(port, "queue");
     assert!(common::wait_for(Duration::from_secs(30), || link_up(
         &replica
     )));
@@ -875,20 +894,7 @@ fn replicas_follow_a_job_queue_of_blocked_workers() {
     assert_eq!(served, 1500 + 375, "every job served once");
     assert_eq!(done, served);
     converge(&[&master, &replica], "shardis replica of a job queue");
-    let want = digest(&mut c);
-    let mut sc = redis::Client::open(format!("redis://127.0.0.1:{}", stock.port))
-        .unwrap()
-        .get_connection()
-        .unwrap();
-    let ok = common::wait_for(Duration::from_secs(20), || {
-        redis::cmd("DEBUG")
-            .arg("DIGEST")
-            .query::<String>(&mut sc)
-            .is_ok_and(|d| d == want)
-    });
-    assert!(ok, "stock redis-server replica differs from the master");
-    drop(stock);
-    let _ = std::fs::remove_dir_all(&dir);
+    stock.converges_to(&digest(&mut c));
 }
 
 /// `replica-announce-ip` / `-port` are what the master lists (INFO, ROLE: what Sentinel

@@ -929,21 +929,7 @@ fn relay_cut_taken(w: &mut Worker) {
     h.cutting = false;
     h.serialising = true;
     h.cut_offset = h.offset;
-    let offset = h.offset;
-    let reqs: Vec<(usize, u64)> = h.in_cut.iter().map(|r| (r.shard, r.token)).collect();
-    for (shard, token) in reqs {
-        w.eng.post(
-            shard,
-            front(move |tw: &mut Worker| {
-                if let Some(idx) = tw.conn_by_token(token) {
-                    if let Some(l) = tw.conns[idx].replica_link.as_mut() {
-                        l.next = Some(offset + 1);
-                        l.behind_rdb = Some(Vec::new());
-                    }
-                }
-            }),
-        );
-    }
+    hold_behind_rdb(w);
     crate::repl::release_hold(w);
 }
 
@@ -1233,11 +1219,19 @@ fn cut_taken(w: &mut Worker, cuts: Vec<u64>) {
     h.cutting = false;
     h.serialising = true;
     h.cut_offset = offset;
-    let reqs: Vec<(usize, u64)> = h.in_cut.iter().map(|r| (r.shard, r.token)).collect();
     broadcast(w, chunk);
+    // Sent after the chunk above (same channel, in order).
+    hold_behind_rdb(w);
+    merge_and_send(w);
+}
+
+/// The replicas of the cut just taken: from the cut's offset on, their stream collects
+/// behind their RDB until it is out.
+fn hold_behind_rdb(w: &mut Worker) {
+    let h = hub(w);
+    let offset = h.cut_offset;
+    let reqs: Vec<(usize, u64)> = h.in_cut.iter().map(|r| (r.shard, r.token)).collect();
     for (shard, token) in reqs {
-        // Sent after the chunk above (same channel, in order): from here on the stream
-        // collects behind the RDB.
         w.eng.post(
             shard,
             front(move |tw: &mut Worker| {
@@ -1250,7 +1244,6 @@ fn cut_taken(w: &mut Worker, cuts: Vec<u64>) {
             }),
         );
     }
-    merge_and_send(w);
 }
 
 /// Every shard's part is serialised: the RDB goes to each replica of the cut, followed by
