@@ -191,25 +191,19 @@ pub fn rewrite_aof(
             }
             let shared = w.shared.clone();
             let checksum = shared.tun.rdbchecksum.load(Ordering::Relaxed);
-            let _ = std::thread::Builder::new()
-                .name("aof-rewrite".into())
-                .spawn(move || {
-                    let r = aof::finish_rewrite(&shared.cfg, &shared.aof, seq, &parts, checksum);
-                    match &r {
-                        Ok(()) => {
-                            crate::log::notice("Background AOF rewrite finished successfully")
-                        }
-                        Err(e) => {
-                            crate::log::warning(&format!("Background AOF rewrite failed: {e}"))
-                        }
-                    }
-                    shared
-                        .aof
-                        .last_rewrite_ok
-                        .store(r.is_ok(), Ordering::SeqCst);
-                    shared.aof.rewrites.fetch_add(1, Ordering::SeqCst);
-                    shared.aof.rewriting.store(false, Ordering::SeqCst);
-                });
+            let _ = crate::runtime::sys::spawn_helper("aof-rewrite", move || {
+                let r = aof::finish_rewrite(&shared.cfg, &shared.aof, seq, &parts, checksum);
+                match &r {
+                    Ok(()) => crate::log::notice("Background AOF rewrite finished successfully"),
+                    Err(e) => crate::log::warning(&format!("Background AOF rewrite failed: {e}")),
+                }
+                shared
+                    .aof
+                    .last_rewrite_ok
+                    .store(r.is_ok(), Ordering::SeqCst);
+                shared.aof.rewrites.fetch_add(1, Ordering::SeqCst);
+                shared.aof.rewriting.store(false, Ordering::SeqCst);
+            });
         },
     );
 }

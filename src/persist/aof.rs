@@ -723,14 +723,12 @@ pub fn start_fsync_thread(state: Arc<State>, shared: Arc<crate::server::Shared>)
     if state.fsync_thread.swap(true, Ordering::SeqCst) {
         return;
     }
-    let _ = std::thread::Builder::new()
-        .name("aof-fsync".into())
-        .spawn(move || loop {
-            std::thread::sleep(std::time::Duration::from_secs(1));
-            if shared.tun.appendfsync.load(Ordering::Relaxed) == 1 {
-                state.sync_all();
-            }
-        });
+    let _ = crate::runtime::sys::spawn_helper("aof-fsync", move || loop {
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        if shared.tun.appendfsync.load(Ordering::Relaxed) == 1 {
+            state.sync_all();
+        }
+    });
 }
 
 /// After a rewrite's snapshot: writes the base file of `seq` and a manifest naming only it

@@ -15,6 +15,7 @@
 //! dispatcher and scripts read it without reaching `Shared`.
 
 pub mod aof;
+pub mod big;
 pub mod crc64;
 pub mod cron;
 pub mod load;

@@ -37,6 +37,25 @@ fn backlen_size(l: usize) -> usize {
 }
 
 impl ListpackWriter {
+    /// `bytes()` of an empty listpack.
+    pub const EMPTY_BYTES: usize = 7;
+
+    /// Bytes `push(v)` adds (entry and back length), without writing it.
+    pub fn entry_size(v: &[u8]) -> usize {
+        let l = match parse_i64(v) {
+            Some(i) if (0..=127).contains(&i) => 1,
+            Some(i) if (-4096..=4095).contains(&i) => 2,
+            Some(i) if (-32768..=32767).contains(&i) => 3,
+            Some(i) if (-8_388_608..=8_388_607).contains(&i) => 4,
+            Some(i) if (i64::from(i32::MIN)..=i64::from(i32::MAX)).contains(&i) => 5,
+            Some(_) => 9,
+            None if v.len() < 64 => 1 + v.len(),
+            None if v.len() < 4096 => 2 + v.len(),
+            None => 5 + v.len(),
+        };
+        l + backlen_size(l)
+    }
+
     /// Bytes so far (quicklist nodes are cut at a size).
     pub fn bytes(&self) -> usize {
         self.buf.len() + 1

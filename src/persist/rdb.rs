@@ -64,7 +64,7 @@ const MIN_COMPRESS_IMPROVE: usize = 8;
 /// `node_bytes` bytes and `count` entries under `list-max-listpack-size` `fill`? Its
 /// overhead estimate is Redis's own (ziplist-era), so the nodes come out as Redis cuts
 /// them for a list pushed at the tail.
-fn node_allows(node_bytes: usize, count: usize, sz: usize, fill: i64) -> bool {
+pub(super) fn list_node_fits(node_bytes: usize, count: usize, sz: usize, fill: i64) -> bool {
     let mut overhead = if sz < 254 { 1 } else { 5 };
     overhead += if sz < 64 {
         1
@@ -247,7 +247,7 @@ impl PartWriter {
     /// A compressed quicklist node (Redis's __quicklistCompressNode then rdbSaveLzfBlob):
     /// written as an LZF string when the node is big enough and compression saves enough;
     /// false (nothing written) otherwise.
-    fn node_lzf(&mut self, n: &[u8]) -> bool {
+    pub(super) fn node_lzf(&mut self, n: &[u8]) -> bool {
         if n.len() < MIN_COMPRESS_BYTES
             || !self
                 .lzf
@@ -425,7 +425,7 @@ pub fn list_nodes(l: &crate::types::list::List) -> Vec<Vec<u8>> {
     let mut nodes: Vec<Vec<u8>> = Vec::new();
     let mut lp = ListpackWriter::default();
     for v in l.iter() {
-        if lp.count() > 0 && !node_allows(lp.bytes(), lp.count(), v.len(), fill) {
+        if lp.count() > 0 && !list_node_fits(lp.bytes(), lp.count(), v.len(), fill) {
             nodes.push(std::mem::take(&mut lp).finish());
         }
         lp.push(v);

@@ -467,16 +467,14 @@ pub fn bgsave(
         },
         move |w, parts, _| {
             let shared = w.shared.clone();
-            let spawned = std::thread::Builder::new()
-                .name("bgsave".into())
-                .spawn(move || {
-                    match save_parts(&shared, &parts, true) {
-                        Ok(()) => crate::log::notice("Background saving terminated with success"),
-                        Err(_) => crate::log::warning("Background saving error"),
-                    }
-                    shared.persist.bg_in_progress.store(false, Ordering::SeqCst);
-                    shared.persist.saving.store(false, Ordering::SeqCst);
-                });
+            let spawned = crate::runtime::sys::spawn_helper("bgsave", move || {
+                match save_parts(&shared, &parts, true) {
+                    Ok(()) => crate::log::notice("Background saving terminated with success"),
+                    Err(_) => crate::log::warning("Background saving error"),
+                }
+                shared.persist.bg_in_progress.store(false, Ordering::SeqCst);
+                shared.persist.saving.store(false, Ordering::SeqCst);
+            });
             if let Err(e) = spawned {
                 let st = &w.shared.persist;
                 st.bg_in_progress.store(false, Ordering::SeqCst);

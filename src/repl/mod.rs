@@ -311,9 +311,8 @@ impl Following {
 }
 
 fn spawn_link(gen: u64, host: String, port: u16, rx: std::sync::mpsc::Receiver<()>) {
-    let spawned = std::thread::Builder::new()
-        .name("repl-link".into())
-        .spawn(move || link::run(gen, host, port, rx));
+    let spawned =
+        crate::runtime::sys::spawn_helper("repl-link", move || link::run(gen, host, port, rx));
     if let Err(e) = spawned {
         crate::log::warning(&format!("Can't start the replication link thread: {e}"));
     }

@@ -2,7 +2,8 @@
 //! stays safe (syslog(3) too). Called from the main thread at startup (rlimits, listen,
 //! signal mask, openlog), any thread that logs (syslog), the
 //! signals thread, shard threads per connection (accept setup, close) and CONFIG SET
-//! maxclients (RLIMIT_NOFILE).
+//! maxclients (RLIMIT_NOFILE); `spawn_helper` for the threads shards start (file writers,
+//! fsync, lazy freeing, replication links), which run unpinned.
 
 use std::io;
 use std::net::{IpAddr, SocketAddr};
@@ -432,4 +433,41 @@ pub fn syslog(priority: libc::c_int, msg: &str) {
     // SAFETY: both arguments are NUL-terminated strings alive for the call; the format
     // takes exactly one string argument.
     unsafe { libc::syslog(priority, c"%s".as_ptr(), m.as_ptr()) };
+}
+
+/// The CPU mask the process started with, before shard threads pinned themselves.
+static START_MASK: std::sync::OnceLock<libc::cpu_set_t> = std::sync::OnceLock::new();
+
+/// Remembers the calling thread's CPU mask as the one helper threads run on (called on the
+/// main thread before any shard pins itself).
+pub fn remember_start_affinity() {
+    // SAFETY: cpu_set_t is plain old data; all-zero is a valid (empty) set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: passes a pointer to a live cpu_set_t and its exact size.
+    let r = unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) };
+    if r == 0 {
+        let _ = START_MASK.set(set);
+    }
+}
+
+/// Spawns a helper thread (a file writer, the fsync thread, lazy freeing, a replication
+/// link) that runs on the CPUs the process started with, not only on the core of the shard
+/// that spawned it: a thread inherits its creator's pinning, and a BGSAVE writer pinned to
+/// its shard's core would take that core from the shard's clients while it runs.
+pub fn spawn_helper<F, T>(name: &str, f: F) -> io::Result<std::thread::JoinHandle<T>>
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || {
+            if let Some(set) = START_MASK.get() {
+                // SAFETY: passes a pointer to a live cpu_set_t and its exact size.
+                unsafe {
+                    libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), set);
+                }
+            }
+            f()
+        })
 }

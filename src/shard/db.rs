@@ -28,10 +28,10 @@ use super::arena::{Arena, Loc};
 use super::dict::Table;
 use super::evict::{self, Access, EvictCfg, Policy};
 use super::objs::{ObjKind, Objs};
-use super::snapshot::{DbSnap, SNAP_BIT};
+use super::snapshot::{BigSave, DbSnap, SNAP_BIT};
 use super::value::{str_encoding, Exported, ObjMut, ObjRef, StrEnc, Value};
 use crate::error::CmdError;
-use crate::persist::rdb::ValRef;
+use crate::persist::rdb::{PartWriter, ValRef};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
 use crate::types::hash::Hash;
@@ -1567,6 +1567,11 @@ impl Db {
         if flags & SNAP_BIT == self.parity {
             return;
         }
+        if snap.big.as_ref().is_some_and(|g| g.loc == loc) {
+            // The big collection being written in steps: the rest of it now.
+            self.big_continue(usize::MAX);
+            return;
+        }
         let v = view(b);
         if v.expire_at == 0 || v.expire_at > snap.now {
             let val = if v.kind() == KIND_STR {
@@ -1585,12 +1590,93 @@ impl Db {
         }
     }
 
-    /// Serialises up to about `budget` more entries of the running snapshot. True when
-    /// the snapshot is complete (or none runs).
+    /// Starts writing the unvisited entry at `loc` in steps if it is a big collection
+    /// (`persist::big`); false (nothing done) for any other entry.
+    fn big_begin(&mut self, loc: Loc) -> bool {
+        let Some(snap) = self.snap.as_mut() else {
+            return false;
+        };
+        let b = self.arena.get(loc);
+        let flags = b.first().copied().unwrap_or(0);
+        if snap.big.is_some() || flags & SNAP_BIT == self.parity {
+            return false;
+        }
+        let v = view(b);
+        if v.kind() == KIND_STR || (v.expire_at != 0 && v.expire_at <= snap.now) {
+            return false;
+        }
+        let Some(obj) = self.objs.get(v.obj_kind(), v.obj_idx()) else {
+            return false;
+        };
+        let mut w = PartWriter::for_snapshots(snap.compress);
+        let Some(cur) = w.big_begin(v.key, ValRef::Obj(obj), v.expire_at) else {
+            return false;
+        };
+        snap.big = Some(Box::new(BigSave {
+            loc,
+            cur,
+            w,
+            expires: v.expire_at != 0,
+        }));
+        true
+    }
+
+    /// Writes up to `budget` more elements of the big collection in progress; true when
+    /// none is (left) in progress. A finished one joins the snapshot's records and its
+    /// entry is marked visited.
+    fn big_continue(&mut self, budget: usize) -> bool {
+        let Some(snap) = self.snap.as_mut() else {
+            return true;
+        };
+        let Some(big) = snap.big.as_mut() else {
+            return true;
+        };
+        let b = self.arena.get(big.loc);
+        let v = view(b);
+        let obj = if v.kind() == KIND_STR {
+            None
+        } else {
+            self.objs.get(v.obj_kind(), v.obj_idx())
+        };
+        let Some(obj) = obj else {
+            // Cannot happen: a write to the entry finishes the record first. Leave the key
+            // out rather than write a torn record.
+            crate::log::warning("snapshot: a big collection changed while being saved; left out");
+            snap.big = None;
+            return true;
+        };
+        if !big.w.big_step(ValRef::Obj(obj), &mut big.cur, budget) {
+            return false;
+        }
+        let flags = b.first().copied().unwrap_or(0);
+        snap.w.buf.extend_from_slice(&big.w.buf);
+        snap.keys += 1;
+        snap.expires += u64::from(big.expires);
+        let loc = big.loc;
+        snap.big = None;
+        if let Some(f) = self.arena.get_mut(loc).first_mut() {
+            *f = (flags & !SNAP_BIT) | self.parity;
+        }
+        true
+    }
+
+    /// Serialises up to about `budget` more entries of the running snapshot (a big
+    /// collection's elements count a quarter of an entry each). True when the snapshot is
+    /// complete (or none runs).
     pub fn snap_step(&mut self, budget: usize) -> bool {
-        let mut locs: Vec<Loc> = Vec::new();
+        let mut locs: Vec<(usize, Loc)> = Vec::new();
         let mut seen = 0usize;
         loop {
+            if seen >= budget {
+                return false;
+            }
+            if self.snap.as_ref().is_some_and(|s| s.big.is_some()) {
+                let elements = budget.saturating_sub(seen).saturating_mul(4);
+                if !self.big_continue(elements) {
+                    return false;
+                }
+                seen = seen.saturating_add(budget.saturating_sub(seen) / 2);
+            }
             let Some(snap) = self.snap.as_ref() else {
                 self.table.set_walk(usize::MAX);
                 return true;
@@ -1599,24 +1685,26 @@ impl Db {
                 self.table.set_walk(usize::MAX);
                 return true;
             }
-            if seen >= budget {
-                return false;
-            }
             // A resize moved every entry: start over (visited entries cost one flag read).
             let (layout, mut from) = (self.table.resizes(), snap.cursor as usize);
             if snap.layout != layout {
                 from = 0;
             }
-            let end = from.saturating_add(32).min(self.table.buckets());
+            let mut end = from.saturating_add(32).min(self.table.buckets());
             locs.clear();
-            locs.extend((from..end).filter_map(|p| self.table.loc_at(p)));
+            locs.extend((from..end).filter_map(|p| Some((p, self.table.loc_at(p)?))));
             // The entries are scattered in the arena: start loading them all at once.
-            for &l in &locs {
+            for &(_, l) in &locs {
                 self.arena.prefetch(l);
             }
             // Empty slots count a little: a sparse table must not make one step endless.
             seen += locs.len().max(1);
-            for &l in &locs {
+            for &(p, l) in &locs {
+                if self.big_begin(l) {
+                    // Written in the next steps; the walk goes on after it.
+                    end = p + 1;
+                    break;
+                }
                 self.snap_save(l);
             }
             let done = end >= self.table.buckets();
@@ -1850,6 +1938,88 @@ mod tests {
             assert!(
                 read_back(&buf, keys, expires) == current,
                 "seed {seed}: second snapshot"
+            );
+        }
+    }
+
+    /// Big collections are written a range of elements per step, and the snapshot still
+    /// holds exactly the moment when they, or other keys, are written, deleted or moved
+    /// between those steps.
+    #[test]
+    fn stepped_snapshot_writes_big_collections_in_ranges() {
+        use crate::persist::big::BIG_ELEMENTS;
+        use crate::types::zset::ZAddFlags;
+        let n = BIG_ELEMENTS as u64 * 3;
+        for seed in 1..=12u64 {
+            let mut rnd = xorshift(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
+            let now = 1_000_000;
+            let mut db = Db::default();
+            for i in 0..n {
+                let (f, v) = (b(&format!("f{i}")), b(&format!("v{i}")));
+                db.hash_or_create(b"h", now)
+                    .unwrap()
+                    .insert(f.clone(), v.clone());
+                db.set_or_create(b"s", now).unwrap().add(f.clone());
+                db.zset_or_create(b"z", now)
+                    .unwrap()
+                    .add((i % 50) as f64, f, ZAddFlags::default())
+                    .unwrap();
+                db.list_or_create(b"l", now)
+                    .unwrap()
+                    .push(crate::types::list::End::Tail, v);
+            }
+            db.set_expire(b"z", now + 1_000_000);
+            for i in 0..40 {
+                db.set(format!("k{i}").as_bytes(), b"small", 0, now);
+            }
+            let expected = contents(&db, now);
+            db.snap_begin(seed % 2 == 0, now);
+            let mut partial = 0;
+            for round in 0..400 {
+                db.snap_step(1 + rnd(4) as usize);
+                if let Some(g) = db.snap.as_ref().and_then(|s| s.big.as_ref()) {
+                    let (done, total) = g.cur.progress();
+                    assert!(done < total);
+                    partial += 1;
+                }
+                // Now and then a write to a big key (finishing its record first), to a
+                // small one, or a deletion.
+                if round % 7 == 0 {
+                    let k = match rnd(6) {
+                        0 => &b"h"[..],
+                        1 => b"s",
+                        2 => b"z",
+                        3 => b"l",
+                        _ => b"k3",
+                    };
+                    match rnd(4) {
+                        0 => {
+                            db.remove(k);
+                        }
+                        1 => {
+                            if let Ok(Some(h)) = db.get_hash_mut(k, now) {
+                                h.insert(b("new"), b("field"));
+                            }
+                        }
+                        2 => {
+                            if let Ok(Some(l)) = db.get_list_mut(k, now) {
+                                l.push(crate::types::list::End::Head, b"head");
+                            }
+                        }
+                        _ => db.set(format!("k{}", rnd(80)).as_bytes(), b"over", 0, now),
+                    }
+                }
+            }
+            assert!(
+                partial > 0,
+                "seed {seed}: no big collection was written in steps"
+            );
+            let (buf, keys, expires) = db.snap_take().unwrap();
+            let got = read_back(&buf, keys, expires);
+            assert_eq!(got.len() as u64, keys, "seed {seed}");
+            assert!(
+                got == expected,
+                "seed {seed}: snapshot differs from the moment"
             );
         }
     }

@@ -32,15 +32,13 @@ static QUEUE: OnceLock<Option<Queue>> = OnceLock::new();
 
 fn start() -> Option<Queue> {
     let (tx, rx) = channel::<(Garbage, u64)>();
-    let spawned = std::thread::Builder::new()
-        .name("lazyfree".into())
-        .spawn(move || {
-            for (g, n) in rx {
-                drop(g);
-                PENDING.fetch_sub(n, Ordering::Relaxed);
-                FREED.fetch_add(n, Ordering::Relaxed);
-            }
-        });
+    let spawned = crate::runtime::sys::spawn_helper("lazyfree", move || {
+        for (g, n) in rx {
+            drop(g);
+            PENDING.fetch_sub(n, Ordering::Relaxed);
+            FREED.fetch_add(n, Ordering::Relaxed);
+        }
+    });
     match spawned {
         Ok(_) => Some(tx),
         Err(e) => {

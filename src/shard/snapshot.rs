@@ -16,11 +16,19 @@
 //! - entries created after the moment are stamped visited when written, so they are not
 //!   in it.
 //!
+//! A big collection (past `persist::big::BIG_ELEMENTS` elements, in its big encoding) is
+//! written a range of elements per step into its own buffer, which joins the records when
+//! complete; its entry stays unvisited meanwhile, so a write to it finishes it first, and
+//! the walk resumes after it. No step copies a million-member set.
+//!
 //! FLUSHDB/FLUSHALL/SWAPDB in the middle finish the databases they touch at once (the
 //! rest of their snapshot is serialised before the data goes). One flag check
 //! (`Db::snap.is_some()`) is all a write pays when no snapshot runs.
 
+use crate::persist::big::BigCursor;
 use crate::persist::rdb::PartWriter;
+
+use super::arena::Loc;
 
 /// Flag bit of an entry: equal to its database's parity = visited by the running snapshot.
 pub const SNAP_BIT: u8 = 1 << 5;
@@ -39,6 +47,19 @@ pub struct DbSnap {
     pub layout: u64,
     /// The walk is over: every entry of the moment is in `w`.
     pub done: bool,
+    pub compress: bool,
+    /// A big collection being written a range of elements per step (`persist::big`), into
+    /// its own buffer (other keys' records may be saved meanwhile), appended to `w` once
+    /// complete. Its entry stays unvisited until then, so a write to it finishes it first.
+    pub big: Option<Box<BigSave>>,
+}
+
+/// The big collection a snapshot is writing in steps.
+pub struct BigSave {
+    pub loc: Loc,
+    pub cur: BigCursor,
+    pub w: PartWriter,
+    pub expires: bool,
 }
 
 impl DbSnap {
@@ -51,6 +72,8 @@ impl DbSnap {
             cursor: 0,
             layout: u64::MAX,
             done: false,
+            compress,
+            big: None,
         }
     }
 }

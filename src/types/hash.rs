@@ -232,6 +232,15 @@ impl Hash {
         }
     }
 
+    /// The pair at position `i` of the big ("hashtable") form, in `iter`'s order; `None`
+    /// for the listpack form (the snapshot stepper writes big hashes a range at a time).
+    pub fn table_pair_at(&self, i: usize) -> Option<(&[u8], &[u8])> {
+        match &self.repr {
+            Repr::Listpack(_) => None,
+            Repr::Table(t) => t.at(i).map(|p| (p.key(), p.value())),
+        }
+    }
+
     /// Pairs in storage order (HGETALL, HKEYS, HVALS).
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
         let (a, b) = match &self.repr {

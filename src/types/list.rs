@@ -702,6 +702,24 @@ impl List {
         self.chunks.iter().flat_map(Chunk::entries)
     }
 
+    /// Elements head to tail from index `from` (whole chunks before it are passed over by
+    /// their counts, not element by element).
+    pub fn iter_from(&self, from: usize) -> impl Iterator<Item = &[u8]> + '_ {
+        let mut skip = from;
+        let mut first = self.chunks.len();
+        for (i, c) in self.chunks.iter().enumerate() {
+            if skip < c.len() {
+                first = i;
+                break;
+            }
+            skip -= c.len();
+        }
+        self.chunks
+            .range(first..)
+            .flat_map(Chunk::entries)
+            .skip(skip)
+    }
+
     /// LPOS: positions (from the head) of matches of `v`, by Redis's RANK/COUNT/MAXLEN
     /// rules. With `count == None` at most one position is returned (reply: it or nil).
     /// Redis 7.0 reads RANK -9223372036854775808 as "first match from the tail"; so do we.

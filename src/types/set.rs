@@ -237,6 +237,15 @@ impl Set {
         }
     }
 
+    /// The member at position `i` of the big ("hashtable") form, in `iter`'s order; `None`
+    /// for the compact forms (the snapshot stepper writes big sets a range at a time).
+    pub fn table_member_at(&self, i: usize) -> Option<&[u8]> {
+        match &self.repr {
+            Repr::Table(t) => t.at(i).map(|m| &m[..]),
+            _ => None,
+        }
+    }
+
     /// Members in storage order (SMEMBERS): ascending for intsets.
     pub fn iter(&self) -> impl Iterator<Item = Bytes> + '_ {
         let (a, b, c) = match &self.repr {
