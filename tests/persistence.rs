@@ -642,5 +642,9 @@ fn helper_threads_are_not_pinned_to_their_shards_core() {
         .trim()
         .to_string();
     assert_eq!(task("shard-0").as_deref(), Some("0"), "the shard is pinned");
-    assert_eq!(lazy.as_deref(), Some(main.as_str()), "the helper runs where the process may");
+    assert_eq!(
+        lazy.as_deref(),
+        Some(main.as_str()),
+        "the helper runs where the process may"
+    );
 }

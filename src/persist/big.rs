@@ -39,7 +39,7 @@ impl BigCursor {
 
 /// Element count of a value the stepper writes in steps; `None` for everything written in
 /// one go (strings, and collections in a compact encoding or with few elements).
-fn steppable(val: &ValRef<'_>) -> Option<usize> {
+pub fn steppable(val: &ValRef<'_>) -> Option<usize> {
     let n = match val {
         ValRef::Obj(ObjRef::Hash(h)) if h.encoding() == "hashtable" => h.len(),
         ValRef::Obj(ObjRef::Set(s)) if s.encoding() == "hashtable" => s.len(),

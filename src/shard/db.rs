@@ -1559,18 +1559,25 @@ impl Db {
     /// (or was written after the moment), and marks it visited.
     #[cold]
     fn snap_save(&mut self, loc: Loc) {
+        self.snap_visit(loc, false);
+    }
+
+    /// `snap_save` for the stepper's walk, which may start a big collection (`may_begin`,
+    /// when none is in progress): its record is then written in the next steps
+    /// (`persist::big`) and the entry stays unvisited; returns true in that case.
+    fn snap_visit(&mut self, loc: Loc, may_begin: bool) -> bool {
         let Some(snap) = self.snap.as_mut() else {
-            return;
+            return false;
         };
         let b = self.arena.get(loc);
         let flags = b.first().copied().unwrap_or(0);
         if flags & SNAP_BIT == self.parity {
-            return;
+            return false;
         }
         if snap.big.as_ref().is_some_and(|g| g.loc == loc) {
             // The big collection being written in steps: the rest of it now.
             self.big_continue(usize::MAX);
-            return;
+            return false;
         }
         let v = view(b);
         if v.expire_at == 0 || v.expire_at > snap.now {
@@ -1580,6 +1587,19 @@ impl Db {
                 self.objs.get(v.obj_kind(), v.obj_idx()).map(ValRef::Obj)
             };
             if let Some(val) = val {
+                if may_begin && snap.big.is_none() && crate::persist::big::steppable(&val).is_some()
+                {
+                    let mut w = PartWriter::for_snapshots(snap.compress);
+                    if let Some(cur) = w.big_begin(v.key, val, v.expire_at) {
+                        snap.big = Some(Box::new(BigSave {
+                            loc,
+                            cur,
+                            w,
+                            expires: v.expire_at != 0,
+                        }));
+                        return true;
+                    }
+                }
                 snap.keys += 1;
                 snap.expires += u64::from(v.expire_at != 0);
                 snap.w.key(v.key, val, v.expire_at);
@@ -1588,37 +1608,7 @@ impl Db {
         if let Some(f) = self.arena.get_mut(loc).first_mut() {
             *f = (flags & !SNAP_BIT) | self.parity;
         }
-    }
-
-    /// Starts writing the unvisited entry at `loc` in steps if it is a big collection
-    /// (`persist::big`); false (nothing done) for any other entry.
-    fn big_begin(&mut self, loc: Loc) -> bool {
-        let Some(snap) = self.snap.as_mut() else {
-            return false;
-        };
-        let b = self.arena.get(loc);
-        let flags = b.first().copied().unwrap_or(0);
-        if snap.big.is_some() || flags & SNAP_BIT == self.parity {
-            return false;
-        }
-        let v = view(b);
-        if v.kind() == KIND_STR || (v.expire_at != 0 && v.expire_at <= snap.now) {
-            return false;
-        }
-        let Some(obj) = self.objs.get(v.obj_kind(), v.obj_idx()) else {
-            return false;
-        };
-        let mut w = PartWriter::for_snapshots(snap.compress);
-        let Some(cur) = w.big_begin(v.key, ValRef::Obj(obj), v.expire_at) else {
-            return false;
-        };
-        snap.big = Some(Box::new(BigSave {
-            loc,
-            cur,
-            w,
-            expires: v.expire_at != 0,
-        }));
-        true
+        false
     }
 
     /// Writes up to `budget` more elements of the big collection in progress; true when
@@ -1693,19 +1683,38 @@ impl Db {
             let mut end = from.saturating_add(32).min(self.table.buckets());
             locs.clear();
             locs.extend((from..end).filter_map(|p| Some((p, self.table.loc_at(p)?))));
-            // The entries are scattered in the arena: start loading them all at once.
+            // The entries are scattered in the arena: start loading them all at once, then
+            // the object slots they name, then the small collections' packed blocks, so the
+            // three dependent cache misses of each overlap across the batch.
             for &(_, l) in &locs {
                 self.arena.prefetch(l);
+            }
+            let objs = |db: &Db, l: Loc| {
+                let b = db.arena.get(l);
+                let flags = b.first().copied().unwrap_or(0);
+                (flags & SNAP_BIT != db.parity && flags & KIND_MASK != KIND_STR).then(|| {
+                    let v = view(b);
+                    (v.obj_kind(), v.obj_idx())
+                })
+            };
+            for &(_, l) in &locs {
+                if let Some((k, i)) = objs(self, l) {
+                    self.objs.prefetch(k, i);
+                }
+            }
+            for &(_, l) in &locs {
+                if let Some((k, i)) = objs(self, l) {
+                    self.objs.prefetch_data(k, i);
+                }
             }
             // Empty slots count a little: a sparse table must not make one step endless.
             seen += locs.len().max(1);
             for &(p, l) in &locs {
-                if self.big_begin(l) {
+                if self.snap_visit(l, true) {
                     // Written in the next steps; the walk goes on after it.
                     end = p + 1;
                     break;
                 }
-                self.snap_save(l);
             }
             let done = end >= self.table.buckets();
             self.table.set_walk(if done { usize::MAX } else { end });

@@ -158,6 +158,36 @@ impl Objs {
         }
     }
 
+    /// Starts loading object `i`'s slot (a hint: the snapshot walk's first stage).
+    pub fn prefetch(&self, kind: ObjKind, i: u32) {
+        let p: Option<*const u8> = match kind {
+            ObjKind::Hash => self.hashes.get(i).map(|x| (x as *const Hash).cast()),
+            ObjKind::Set => self.sets.get(i).map(|x| (x as *const Set).cast()),
+            ObjKind::List => self
+                .lists
+                .get(i)
+                .map(|x| (x as *const Option<Box<List>>).cast()),
+            ObjKind::ZSet => self.zsets.get(i).map(|x| (x as *const ZSet).cast()),
+        };
+        if let Some(p) = p {
+            crate::runtime::prefetch::prefetch(p);
+        }
+    }
+
+    /// Starts loading object `i`'s own block (a small collection's packed data: the
+    /// snapshot walk's second stage, once the slot has arrived).
+    pub fn prefetch_data(&self, kind: ObjKind, i: u32) {
+        let p = match self.get(kind, i) {
+            Some(ObjRef::Hash(h)) => h.data_ptr(),
+            Some(ObjRef::Set(s)) => s.data_ptr(),
+            Some(ObjRef::ZSet(z)) => z.data_ptr(),
+            _ => None,
+        };
+        if let Some(p) = p {
+            crate::runtime::prefetch::prefetch(p);
+        }
+    }
+
     pub fn get_mut(&mut self, kind: ObjKind, i: u32) -> Option<ObjMut<'_>> {
         match kind {
             ObjKind::Hash => self.hashes.get_mut(i).map(ObjMut::Hash),

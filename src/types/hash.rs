@@ -241,6 +241,14 @@ impl Hash {
         }
     }
 
+    /// Where a small hash's packed block starts (a prefetch hint).
+    pub fn data_ptr(&self) -> Option<*const u8> {
+        match &self.repr {
+            Repr::Listpack(p) => Some(p.data_ptr()),
+            Repr::Table(_) => None,
+        }
+    }
+
     /// Pairs in storage order (HGETALL, HKEYS, HVALS).
     pub fn iter(&self) -> impl Iterator<Item = (&[u8], &[u8])> + '_ {
         let (a, b) = match &self.repr {

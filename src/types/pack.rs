@@ -69,6 +69,11 @@ impl Pack {
     }
 
     /// Bytes of the block (its heap size).
+    /// Where the packed block starts (a prefetch hint for the snapshot walk).
+    pub fn data_ptr(&self) -> *const u8 {
+        self.buf.as_ptr()
+    }
+
     pub fn heap_bytes(&self) -> usize {
         self.buf.len()
     }

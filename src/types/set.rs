@@ -246,6 +246,15 @@ impl Set {
         }
     }
 
+    /// Where a small set's members start (a prefetch hint).
+    pub fn data_ptr(&self) -> Option<*const u8> {
+        match &self.repr {
+            Repr::Intset(v) => Some(v.as_ptr().cast()),
+            Repr::Listpack(p) => Some(p.data_ptr()),
+            Repr::Table(_) => None,
+        }
+    }
+
     /// Members in storage order (SMEMBERS): ascending for intsets.
     pub fn iter(&self) -> impl Iterator<Item = Bytes> + '_ {
         let (a, b, c) = match &self.repr {

@@ -904,6 +904,14 @@ impl ZSet {
     }
 
     /// Approximate heap bytes.
+    /// Where a small sorted set's packed block starts (a prefetch hint).
+    pub fn data_ptr(&self) -> Option<*const u8> {
+        match &self.repr {
+            Repr::Listpack(p) => Some(p.data_ptr()),
+            Repr::Skiplist(_) => None,
+        }
+    }
+
     pub fn heap_bytes(&self) -> usize {
         self.heap_bytes_sampled(0)
     }
