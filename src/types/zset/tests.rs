@@ -1,3 +1,4 @@
+use super::treap::{Treap, NIL};
 use super::*;
 
 fn b(s: &str) -> Bytes {
