@@ -9,6 +9,7 @@ pub mod acl;
 pub mod args;
 pub mod bitmaps;
 pub mod blocking;
+pub mod client;
 pub mod client_modes;
 pub mod conn;
 pub mod docs;
@@ -57,6 +58,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     blocking::COMMANDS,
     zsets::COMMANDS,
     conn::COMMANDS,
+    client::COMMANDS,
     pubsub::COMMANDS,
     server::COMMANDS,
     persistence::COMMANDS,

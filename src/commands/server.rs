@@ -1180,7 +1180,7 @@ pub(super) fn gather(tw: &mut Worker) -> ShardInfo {
         clients_mem: tw
             .conns
             .iter()
-            .map(|(_, c)| super::conn::client_mem(c) as u64)
+            .map(|(_, c)| super::client::client_mem(c) as u64)
             .sum(),
         pass_ms: tw.eng.pass_age_ms(),
         dirty: s.dirty,

@@ -1023,7 +1023,7 @@ fn replicaof(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let (Some(h), Some(p)) = (argv.get(1), argv.get(2)) else {
         return Err(CmdError::Syntax);
     };
-    let who = crate::commands::conn::client_line(&ctx.w.conns[ctx.conn]);
+    let who = crate::commands::client::client_line(&ctx.w.conns[ctx.conn]);
     if h.eq_ignore_ascii_case(b"no") && p.eq_ignore_ascii_case(b"one") {
         if is_replica() {
             crate::log::notice(&format!("MASTER MODE enabled (user request from '{who}')"));

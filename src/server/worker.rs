@@ -1836,7 +1836,7 @@ impl Worker {
         } else {
             "toplevel"
         };
-        let info = crate::commands::conn::client_line(&self.conns[idx]);
+        let info = crate::commands::client::client_line(&self.conns[idx]);
         crate::acl::log_denial(
             reason,
             context,
