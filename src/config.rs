@@ -1634,7 +1634,7 @@ impl Tunables {
                     m.insert(n.to_string(), shown.clone());
                 }
             }
-            // Protected configs: `commands::server::config_set` checks
+            // Protected configs: `commands::config::config_set` checks
             // enable-protected-configs before it gets here.
             "dir" => {
                 // As Redis: the process enters the directory (saves and the AOF use paths

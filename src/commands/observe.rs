@@ -440,11 +440,11 @@ fn dict_overhead(n: u64) -> u64 {
 /// is no replication backlog, AOF buffer or cluster link memory to count (0).
 fn memory_stats(ctx: &mut ConnCtx) -> CmdResult {
     let ticket = ctx.defer();
-    ctx.w.on_all_fronts(super::server::gather, move |w, parts| {
+    ctx.w.on_all_fronts(super::info::gather, move |w, parts| {
         let s = parts
             .into_iter()
-            .fold(super::server::ShardInfo::default(), super::server::merge);
-        let m = super::server::meta(w);
+            .fold(super::info::ShardInfo::default(), super::info::merge);
+        let m = super::info::meta(w);
         let total = m.used_memory;
         let peak = m.peak_memory.max(total);
         let startup = m.startup_memory.min(total);

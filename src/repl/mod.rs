@@ -240,7 +240,7 @@ pub fn master_fields() -> MutexGuard<'static, MasterFields> {
     static M: OnceLock<Mutex<MasterFields>> = OnceLock::new();
     M.get_or_init(|| {
         Mutex::new(MasterFields {
-            replid: crate::commands::server::master_replid().to_string(),
+            replid: crate::commands::info::master_replid().to_string(),
             replid2: "0".repeat(40),
             second_offset: -1,
             offset: 0,
