@@ -648,3 +648,76 @@ fn helper_threads_are_not_pinned_to_their_shards_core() {
         "the helper runs where the process may"
     );
 }
+
+/// A BGSAVE streams database 0 to its file as the shards serialise it (several 4 MB pieces
+/// from each shard, interleaved), the other databases at the end: the file is valid for
+/// redis-check-rdb, and both shardis and a stock redis-server load it to the same
+/// `DEBUG DIGEST`.
+#[test]
+fn bgsave_streams_database_zero_and_loads_everywhere() {
+    let d = tmpdir("bgsave-stream");
+    let dir = d.to_str().unwrap();
+    let args = ["--dir", dir, "--save", "", "--enable-debug-command", "yes"];
+    let s = Server::start_with(2, &args);
+    let mut c = s.client();
+    let _: String = redis::cmd("DEBUG")
+        .arg("POPULATE")
+        .arg(300_000)
+        .arg("key")
+        .arg(64)
+        .query(&mut c)
+        .unwrap();
+    let mut h = redis::cmd("HSET");
+    h.arg("big-hash");
+    for i in 0..5000 {
+        h.arg(format!("f{i}")).arg(format!("v{i}"));
+    }
+    let _: i64 = h.query(&mut c).unwrap();
+    let _: () = redis::cmd("PEXPIREAT")
+        .arg("key:7")
+        .arg(4_000_000_000_000u64)
+        .query(&mut c)
+        .unwrap();
+    for db in [1, 5] {
+        let _: () = redis::cmd("SELECT").arg(db).query(&mut c).unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(format!("in-db-{db}"))
+            .arg("x")
+            .query(&mut c)
+            .unwrap();
+    }
+    let _: () = redis::cmd("SELECT").arg(0).query(&mut c).unwrap();
+    let digest: String = redis::cmd("DEBUG").arg("DIGEST").query(&mut c).unwrap();
+    let r: String = redis::cmd("BGSAVE").query(&mut c).unwrap();
+    assert_eq!(r, "Background saving started");
+    assert!(common::wait_for(Duration::from_secs(60), || {
+        info_field(&mut c, "rdb_bgsave_in_progress") == "0"
+            && info_field(&mut c, "rdb_saves") == "1"
+    }));
+    assert_eq!(info_field(&mut c, "rdb_last_bgsave_status"), "ok");
+    check_rdb(&d.join("dump.rdb"));
+    drop(s);
+    let s = Server::start_with(2, &args);
+    let got: String = redis::cmd("DEBUG")
+        .arg("DIGEST")
+        .query(&mut s.client())
+        .unwrap();
+    assert_eq!(got, digest, "shardis loads the streamed file");
+    drop(s);
+    if redis_server().is_some() {
+        let r = Redis::start_with(&[
+            "--dir",
+            dir,
+            "--dbfilename",
+            "dump.rdb",
+            "--enable-debug-command",
+            "yes",
+        ]);
+        let got: String = redis::cmd("DEBUG")
+            .arg("DIGEST")
+            .query(&mut connect(r.port))
+            .unwrap();
+        assert_eq!(got, digest, "redis-server loads the streamed file");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}

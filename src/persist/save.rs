@@ -10,7 +10,7 @@
 //! DEBUG RELOAD, the AOF rewrite's switch) serialise under the lock instead.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -49,6 +49,14 @@ pub fn serialise(shard: &Shard, compress: bool) -> ShardPart {
         dbs,
         dirty: shard.dirty,
     }
+}
+
+/// What a streamed BGSAVE's writer thread receives from the shards: database 0's size hint
+/// (one per shard, at the moment), its records as they grow, then every part's rest.
+pub enum Piece {
+    Size { keys: u64, expires: u64 },
+    Data(Vec<u8>),
+    End(Vec<ShardPart>),
 }
 
 /// Hands one shard's finished part over.
@@ -178,6 +186,18 @@ pub fn stepped(
     taken: impl FnOnce(&mut Engine, Vec<Result<u64, String>>) + Send + 'static,
     done: impl FnOnce(&mut Engine, Vec<ShardPart>, u64) + Send + 'static,
 ) {
+    stepped_to(w, at_moment, None, taken, done)
+}
+
+/// `stepped` whose database 0 records go to `stream` as they are serialised (`Piece`),
+/// so the parts `done` receives hold only the rest.
+pub fn stepped_to(
+    w: &mut Engine,
+    at_moment: Option<AtMoment>,
+    stream: Option<std::sync::mpsc::Sender<Piece>>,
+    taken: impl FnOnce(&mut Engine, Vec<Result<u64, String>>) + Send + 'static,
+    done: impl FnOnce(&mut Engine, Vec<ShardPart>, u64) + Send + 'static,
+) {
     let compress = w.shared.tun.rdbcompression.load(Ordering::Relaxed);
     let n = w.nshards;
     let all: Vec<usize> = (0..n).collect();
@@ -200,6 +220,7 @@ pub fn stepped(
                 .map(|s| {
                     let collect = collect.clone();
                     let at_moment = at_moment.clone();
+                    let stream = stream.clone();
                     let job: ShardFn<Result<u64, String>> = Box::new(move |tw| {
                         // One snapshot per shard at a time (saves are serialised by
                         // `persist::State`; this only guards the invariant).
@@ -207,7 +228,7 @@ pub fn stepped(
                             finish_step(tw);
                         }
                         let r = at_moment.map_or(Ok(0), |f| f(tw));
-                        tw.shard.snap_begin(compress);
+                        tw.shard.snap_begin_to(compress, stream);
                         let dirty = tw.shard.dirty;
                         unlock(tw, txid);
                         tw.snap_run = Some(Stepping {
@@ -299,21 +320,124 @@ pub fn release(w: &mut Engine, txid: u64, then: impl FnOnce(&mut Engine) + Send 
     w.fan_out(jobs, false, move |w, _: Vec<()>| then(w));
 }
 
-/// The file being written, with the running CRC64 and size.
-struct Out {
+/// An RDB file being written: a temp file in the target's directory, with the running
+/// CRC64 and size; `finish` syncs it and renames it over the target (then syncs the
+/// directory, as Redis), `abandon` removes it. A failed save never replaces a good file.
+struct RdbOut {
     f: std::fs::File,
     crc: u64,
     size: u64,
     checksum: bool,
+    path: PathBuf,
+    tmp: PathBuf,
+    tmp_name: String,
 }
 
-impl Out {
+fn cwd_text() -> String {
+    std::env::current_dir()
+        .map(|d| d.display().to_string())
+        .unwrap_or_default()
+}
+
+impl RdbOut {
+    /// Creates the temp file and writes the header (`REDIS0010` and the AUX fields).
+    fn create(path: &Path, checksum: bool, ctime: u64, used_mem: u64) -> Result<RdbOut, String> {
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+        let tmp_name = format!("temp-{}.rdb", std::process::id());
+        let tmp = dir.map_or_else(|| Path::new(&tmp_name).to_path_buf(), |d| d.join(&tmp_name));
+        let f = std::fs::File::create(&tmp).map_err(|e| {
+            format!(
+                "Failed opening the temp RDB file {tmp_name} (in server root dir {}) for saving: {}",
+                cwd_text(),
+                crate::server::os_text(&e)
+            )
+        })?;
+        let mut out = RdbOut {
+            f,
+            crc: 0,
+            size: 0,
+            checksum,
+            path: path.to_path_buf(),
+            tmp,
+            tmp_name,
+        };
+        if let Err(e) = out.put(&Framer::header(ctime, used_mem)) {
+            return Err(out.abandon(&e));
+        }
+        Ok(out)
+    }
+
     fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
         if self.checksum {
             self.crc = super::crc64::update(self.crc, b);
         }
         self.size += b.len() as u64;
         self.f.write_all(b)
+    }
+
+    /// Removes the temp file; returns Redis's text for the write error.
+    fn abandon(self, e: &std::io::Error) -> String {
+        let _ = std::fs::remove_file(&self.tmp);
+        format!(
+            "Write error saving DB on disk: {}",
+            crate::server::os_text(e)
+        )
+    }
+
+    /// Writes the EOF and checksum, syncs, and renames the file over the target. Returns
+    /// the file's size.
+    fn finish(mut self) -> Result<u64, String> {
+        let trailer = Framer::trailer(self.crc, self.checksum);
+        self.size += trailer.len() as u64;
+        if let Err(e) = self.f.write_all(&trailer).and_then(|_| self.f.sync_all()) {
+            return Err(self.abandon(&e));
+        }
+        let RdbOut {
+            f,
+            size,
+            path,
+            tmp,
+            tmp_name,
+            ..
+        } = self;
+        drop(f);
+        if let Err(e) = std::fs::rename(&tmp, &path) {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(format!(
+                "Error moving temp DB file {tmp_name} on the final destination {} (in server root \
+                 dir {}): {}",
+                path.display(),
+                cwd_text(),
+                crate::server::os_text(&e)
+            ));
+        }
+        let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
+        if let Ok(d) = std::fs::File::open(dir.unwrap_or(Path::new("."))) {
+            let _ = d.sync_all();
+        }
+        Ok(size)
+    }
+
+    /// The databases of `parts` from `from` on, each with its SELECTDB/RESIZEDB header when
+    /// it has keys.
+    fn put_dbs(&mut self, parts: &[ShardPart], from: usize) -> std::io::Result<()> {
+        let ndbs = parts.iter().map(|p| p.dbs.len()).max().unwrap_or(0);
+        for db in from..ndbs {
+            let (keys, expires) = parts
+                .iter()
+                .filter_map(|p| p.dbs.get(db))
+                .fold((0, 0), |(k, e), d| (k + d.1, e + d.2));
+            if keys == 0 {
+                continue;
+            }
+            self.put(&Framer::db(db, keys, expires))?;
+            for p in parts {
+                if let Some(d) = p.dbs.get(db) {
+                    self.put(&d.0)?;
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -326,103 +450,132 @@ pub fn write_file(
     ctime: u64,
     used_mem: u64,
 ) -> Result<u64, String> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
-    let tmp_name = format!("temp-{}.rdb", std::process::id());
-    let tmp = dir.map_or_else(|| Path::new(&tmp_name).to_path_buf(), |d| d.join(&tmp_name));
-    let cwd = || {
-        std::env::current_dir()
-            .map(|d| d.display().to_string())
-            .unwrap_or_default()
-    };
-    let f = std::fs::File::create(&tmp).map_err(|e| {
-        format!(
-            "Failed opening the temp RDB file {tmp_name} (in server root dir {}) for saving: {}",
-            cwd(),
-            crate::server::os_text(&e)
-        )
-    })?;
-    let mut out = Out {
-        f,
-        crc: 0,
-        size: 0,
-        checksum,
-    };
-    let res = (|| -> std::io::Result<()> {
-        out.put(&Framer::header(ctime, used_mem))?;
-        let ndbs = parts.iter().map(|p| p.dbs.len()).max().unwrap_or(0);
-        for db in 0..ndbs {
-            let (keys, expires) = parts
-                .iter()
-                .filter_map(|p| p.dbs.get(db))
-                .fold((0, 0), |(k, e), d| (k + d.1, e + d.2));
-            if keys == 0 {
-                continue;
-            }
-            out.put(&Framer::db(db, keys, expires))?;
-            for p in parts {
-                if let Some(d) = p.dbs.get(db) {
-                    out.put(&d.0)?;
-                }
-            }
-        }
-        let trailer = Framer::trailer(out.crc, checksum);
-        out.size += trailer.len() as u64;
-        out.f.write_all(&trailer)?;
-        out.f.sync_all()
-    })();
-    let Out { f, size, .. } = out;
-    if let Err(e) = res {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(format!(
-            "Write error saving DB on disk: {}",
-            crate::server::os_text(&e)
-        ));
+    let mut out = RdbOut::create(path, checksum, ctime, used_mem)?;
+    if let Err(e) = out.put_dbs(parts, 0) {
+        return Err(out.abandon(&e));
     }
-    drop(f);
-    if let Err(e) = std::fs::rename(&tmp, path) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(format!(
-            "Error moving temp DB file {tmp_name} on the final destination {} (in server root \
-             dir {}): {}",
-            path.display(),
-            cwd(),
-            crate::server::os_text(&e)
-        ));
-    }
-    if let Ok(d) = std::fs::File::open(dir.unwrap_or(Path::new("."))) {
-        let _ = d.sync_all();
-    }
-    Ok(size)
+    out.finish()
 }
 
-/// Writes `parts` to the configured file and records the outcome in `persist::State`
-/// (INFO, LASTSAVE, the write gate). `bg`: a BGSAVE or automatic save, whose failure sets
-/// rdb_last_bgsave_status:err (a failed SAVE does not, as in Redis). Blocking: runs on the
-/// coordinating shard's thread, or the bgsave thread.
-pub fn save_parts(
+/// A streamed BGSAVE's file (the writer thread): database 0's records are written as the
+/// shards send them (`Piece::Data`, after every shard's size hint for its RESIZEDB), then,
+/// at `Piece::End`, the rest of every part. The records of database 0 from different
+/// shards interleave, which the format allows (keys in any order). Returns the size and
+/// the parts' write counters; on an error the remaining pieces are drained (the shards
+/// never wait on the writer) and the temp file is removed.
+fn write_streamed(
+    path: &Path,
+    rx: std::sync::mpsc::Receiver<Piece>,
+    nshards: usize,
+    checksum: bool,
+    ctime: u64,
+    used_mem: u64,
+) -> (Result<u64, String>, u64) {
+    let mut out = RdbOut::create(path, checksum, ctime, used_mem);
+    let (mut sizes, mut keys, mut expires) = (0usize, 0u64, 0u64);
+    let mut early: Vec<Vec<u8>> = Vec::new();
+    let mut header = false;
+    let mut pieces = 0usize;
+    let mut failed: Option<std::io::Error> = None;
+    let put = |out: &mut Result<RdbOut, String>, b: &[u8], failed: &mut Option<std::io::Error>| {
+        if failed.is_some() {
+            return;
+        }
+        if let Ok(o) = out {
+            if let Err(e) = o.put(b) {
+                *failed = Some(e);
+            }
+        }
+    };
+    let parts = loop {
+        let Ok(piece) = rx.recv() else {
+            break None;
+        };
+        match piece {
+            Piece::Size {
+                keys: k,
+                expires: e,
+            } => {
+                sizes += 1;
+                keys += k;
+                expires += e;
+            }
+            Piece::Data(b) => {
+                pieces += 1;
+                if sizes < nshards {
+                    early.push(b);
+                    continue;
+                }
+                if !header {
+                    header = true;
+                    put(&mut out, &Framer::db(0, keys, expires), &mut failed);
+                    for e in std::mem::take(&mut early) {
+                        put(&mut out, &e, &mut failed);
+                    }
+                }
+                put(&mut out, &b, &mut failed);
+            }
+            Piece::End(parts) => break Some(parts),
+        }
+    };
+    let Some(parts) = parts else {
+        if let Ok(o) = out {
+            let _ = std::fs::remove_file(&o.tmp);
+        }
+        return (
+            Err("Background saving ended before the snapshot was complete".into()),
+            0,
+        );
+    };
+    crate::log::verbose(&format!(
+        "Background saving: {pieces} pieces of database 0 written as they were serialised"
+    ));
+    let dirty = parts.iter().map(|p| p.dirty).sum();
+    let tails = parts
+        .iter()
+        .filter_map(|p| p.dbs.first())
+        .any(|d| !d.0.is_empty());
+    if !header && (tails || !early.is_empty()) {
+        put(&mut out, &Framer::db(0, keys.max(1), expires), &mut failed);
+    }
+    for e in early {
+        put(&mut out, &e, &mut failed);
+    }
+    for p in &parts {
+        if let Some(d) = p.dbs.first() {
+            put(&mut out, &d.0, &mut failed);
+        }
+    }
+    let res = match out {
+        Err(e) => Err(e),
+        Ok(mut o) => match failed {
+            Some(e) => Err(o.abandon(&e)),
+            None => match o.put_dbs(&parts, 1) {
+                Err(e) => Err(o.abandon(&e)),
+                Ok(()) => o.finish(),
+            },
+        },
+    };
+    (res, dirty)
+}
+
+/// Records a save's outcome in `persist::State` (INFO, LASTSAVE, the write gate). `bg`: a
+/// BGSAVE or automatic save, whose failure sets rdb_last_bgsave_status:err (a failed SAVE
+/// does not, as in Redis).
+fn record_save(
     shared: &crate::server::Shared,
-    parts: &[ShardPart],
+    res: &Result<u64, String>,
+    dirty: u64,
+    start: Instant,
+    now: u64,
     bg: bool,
-) -> Result<(), String> {
+) {
     let st = &shared.persist;
-    let start = Instant::now();
-    let now = super::unix_secs();
-    let checksum = shared.tun.rdbchecksum.load(Ordering::Relaxed);
-    let res = write_file(
-        Path::new(&shared.tun.dbfilename()),
-        parts,
-        checksum,
-        now,
-        crate::runtime::alloc::used(),
-    );
-    match &res {
+    match res {
         Ok(size) => {
             st.last_save.store(now, Ordering::Relaxed);
             st.saves.fetch_add(1, Ordering::Relaxed);
-            st.dirty_at_save.store(
-                parts.iter().map(|p| p.dirty).sum::<u64>(),
-                Ordering::Relaxed,
-            );
+            st.dirty_at_save.store(dirty, Ordering::Relaxed);
             st.last_failed.store(false, Ordering::Relaxed);
             st.last_save_secs
                 .store(start.elapsed().as_secs() as i64, Ordering::Relaxed);
@@ -439,6 +592,33 @@ pub fn save_parts(
         }
     }
     st.refresh_gate(&shared.tun);
+}
+
+/// Writes `parts` to the configured file and records the outcome (`record_save`).
+/// Blocking: runs on the coordinating shard's thread, or a writer thread.
+pub fn save_parts(
+    shared: &crate::server::Shared,
+    parts: &[ShardPart],
+    bg: bool,
+) -> Result<(), String> {
+    let start = Instant::now();
+    let now = super::unix_secs();
+    let checksum = shared.tun.rdbchecksum.load(Ordering::Relaxed);
+    let res = write_file(
+        Path::new(&shared.tun.dbfilename()),
+        parts,
+        checksum,
+        now,
+        crate::runtime::alloc::used(),
+    );
+    record_save(
+        shared,
+        &res,
+        parts.iter().map(|p| p.dirty).sum::<u64>(),
+        start,
+        now,
+        bg,
+    );
     res.map(|_| ())
 }
 
@@ -457,32 +637,50 @@ pub fn bgsave(
     st.bg_in_progress.store(true, Ordering::SeqCst);
     st.last_try.store(super::unix_secs(), Ordering::Relaxed);
     // The reply goes out at the snapshot's moment, as Redis replies after its fork; the
-    // shards then serialise while serving and a std thread writes the file.
-    stepped(
+    // shards then serialise while serving, streaming database 0 to a std thread that
+    // writes the file as the records come (so the records never all sit in memory).
+    let (tx, rx) = std::sync::mpsc::channel::<Piece>();
+    let shared = w.shared.clone();
+    let nshards = w.nshards;
+    let spawned = crate::runtime::sys::spawn_helper("bgsave", move || {
+        let start = Instant::now();
+        let now = super::unix_secs();
+        let checksum = shared.tun.rdbchecksum.load(Ordering::Relaxed);
+        let (res, dirty) = write_streamed(
+            Path::new(&shared.tun.dbfilename()),
+            rx,
+            nshards,
+            checksum,
+            now,
+            crate::runtime::alloc::used(),
+        );
+        record_save(&shared, &res, dirty, start, now, true);
+        match res {
+            Ok(_) => crate::log::notice("Background saving terminated with success"),
+            Err(_) => crate::log::warning("Background saving error"),
+        }
+        shared.persist.bg_in_progress.store(false, Ordering::SeqCst);
+        shared.persist.saving.store(false, Ordering::SeqCst);
+    });
+    if let Err(e) = spawned {
+        let st = &w.shared.persist;
+        st.bg_in_progress.store(false, Ordering::SeqCst);
+        st.saving.store(false, Ordering::SeqCst);
+        st.last_failed.store(true, Ordering::SeqCst);
+        st.refresh_gate(&w.shared.tun);
+        return Err(format!("Can't BGSAVE: {e}"));
+    }
+    let end = tx.clone();
+    stepped_to(
         w,
         None,
+        Some(tx),
         move |w, _| {
             crate::log::notice("Background saving started");
             started(w, Ok(()));
         },
-        move |w, parts, _| {
-            let shared = w.shared.clone();
-            let spawned = crate::runtime::sys::spawn_helper("bgsave", move || {
-                match save_parts(&shared, &parts, true) {
-                    Ok(()) => crate::log::notice("Background saving terminated with success"),
-                    Err(_) => crate::log::warning("Background saving error"),
-                }
-                shared.persist.bg_in_progress.store(false, Ordering::SeqCst);
-                shared.persist.saving.store(false, Ordering::SeqCst);
-            });
-            if let Err(e) = spawned {
-                let st = &w.shared.persist;
-                st.bg_in_progress.store(false, Ordering::SeqCst);
-                st.saving.store(false, Ordering::SeqCst);
-                st.last_failed.store(true, Ordering::SeqCst);
-                st.refresh_gate(&w.shared.tun);
-                crate::log::warning(&format!("Can't BGSAVE: {e}"));
-            }
+        move |_, parts, _| {
+            let _ = end.send(Piece::End(parts));
         },
     );
     Ok(())

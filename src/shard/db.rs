@@ -28,7 +28,7 @@ use super::arena::{Arena, Loc};
 use super::dict::Table;
 use super::evict::{self, Access, EvictCfg, Policy};
 use super::objs::{ObjKind, Objs};
-use super::snapshot::{BigSave, DbSnap, SNAP_BIT};
+use super::snapshot::{BigSave, DbSnap, Sink, SNAP_BIT, STREAM_CHUNK};
 use super::value::{str_encoding, Exported, ObjMut, ObjRef, StrEnc, Value};
 use crate::error::CmdError;
 use crate::persist::rdb::{PartWriter, ValRef};
@@ -1535,16 +1535,56 @@ impl Db {
 
     /// Starts a snapshot of this database as it is now (`now`: the moment's clock).
     pub fn snap_begin(&mut self, compress: bool, now: u64) {
+        self.snap_begin_to(compress, now, None);
+    }
+
+    /// `snap_begin` whose records go to `sink` a few megabytes at a time (a BGSAVE's
+    /// writer) instead of staying here until the end.
+    pub fn snap_begin_to(&mut self, compress: bool, now: u64, sink: Option<Sink>) {
         self.parity ^= SNAP_BIT;
         let mut snap = DbSnap::new(compress, now);
         // The records take about what the entries take in the arena: one allocation up
         // front, not a doubling (a realloc and copy of the records so far) every so often.
-        snap.w.buf.reserve(
-            self.arena
-                .reserved_bytes()
-                .saturating_sub(self.arena.spare_bytes()),
-        );
+        let whole = self
+            .arena
+            .reserved_bytes()
+            .saturating_sub(self.arena.spare_bytes());
+        let want = if sink.is_some() {
+            whole.min(STREAM_CHUNK + STREAM_CHUNK / 4)
+        } else {
+            whole
+        };
+        snap.w.buf.reserve(want);
+        snap.sink = sink;
         self.snap = Some(Box::new(snap));
+    }
+
+    /// A streamed snapshot hands its records to the writer once they reach
+    /// `STREAM_CHUNK` (always at a record boundary: a big collection in progress has a
+    /// buffer of its own).
+    fn snap_stream(&mut self) {
+        let Some(snap) = self.snap.as_mut() else {
+            return;
+        };
+        if snap.w.buf.len() < STREAM_CHUNK {
+            return;
+        }
+        let Some(sink) = snap.sink.as_ref() else {
+            return;
+        };
+        let buf = std::mem::replace(
+            &mut snap.w.buf,
+            Vec::with_capacity(STREAM_CHUNK + STREAM_CHUNK / 4),
+        );
+        if sink
+            .tx
+            .send(crate::persist::save::Piece::Data(buf))
+            .is_err()
+        {
+            // The writer is gone (its save failed): nothing reads the records any more.
+            snap.sink = None;
+            snap.w.buf.clear();
+        }
     }
 
     /// Before the entry at `loc` changes or goes: a running snapshot saves it first.
@@ -1665,6 +1705,7 @@ impl Db {
                 if !self.big_continue(elements) {
                     return false;
                 }
+                self.snap_stream();
                 seen = seen.saturating_add(budget.saturating_sub(seen) / 2);
             }
             let Some(snap) = self.snap.as_ref() else {
@@ -1716,6 +1757,7 @@ impl Db {
                     break;
                 }
             }
+            self.snap_stream();
             let done = end >= self.table.buckets();
             self.table.set_walk(if done { usize::MAX } else { end });
             if let Some(snap) = self.snap.as_mut() {

@@ -261,10 +261,31 @@ impl Shard {
 
     /// Starts a stepped snapshot of every database (see `snapshot.rs`).
     pub fn snap_begin(&mut self, compress: bool) {
+        self.snap_begin_to(compress, None);
+    }
+
+    /// `snap_begin` for a streamed BGSAVE: database 0's records go to `tx` as they grow
+    /// (the other databases, usually empty or small, are handed over at the end), after a
+    /// size hint for its RESIZEDB.
+    pub fn snap_begin_to(
+        &mut self,
+        compress: bool,
+        tx: Option<std::sync::mpsc::Sender<crate::persist::save::Piece>>,
+    ) {
         let now = self.now_ms;
-        self.dbs
-            .iter_mut()
-            .for_each(|d| d.snap_begin(compress, now));
+        for (i, d) in self.dbs.iter_mut().enumerate() {
+            let sink = match (&tx, i) {
+                (Some(tx), 0) => {
+                    let _ = tx.send(crate::persist::save::Piece::Size {
+                        keys: d.len() as u64,
+                        expires: d.expires_len() as u64,
+                    });
+                    Some(snapshot::Sink { tx: tx.clone() })
+                }
+                _ => None,
+            };
+            d.snap_begin_to(compress, now, sink);
+        }
     }
 
     /// One slice of the running snapshot: about `budget` entries over the databases. True

@@ -52,7 +52,18 @@ pub struct DbSnap {
     /// its own buffer (other keys' records may be saved meanwhile), appended to `w` once
     /// complete. Its entry stays unvisited until then, so a write to it finishes it first.
     pub big: Option<Box<BigSave>>,
+    /// A BGSAVE streams this database's records to its file writer as they grow
+    /// (`persist::save::Piece`), instead of holding them all until the end.
+    pub sink: Option<Sink>,
 }
+
+/// Where a streamed snapshot's records go: the BGSAVE writer thread.
+pub struct Sink {
+    pub tx: std::sync::mpsc::Sender<crate::persist::save::Piece>,
+}
+
+/// Records a streamed snapshot holds before it hands them to the writer.
+pub const STREAM_CHUNK: usize = 4 << 20;
 
 /// The big collection a snapshot is writing in steps.
 pub struct BigSave {
@@ -74,6 +85,7 @@ impl DbSnap {
             done: false,
             compress,
             big: None,
+            sink: None,
         }
     }
 }
