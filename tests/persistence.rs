@@ -186,6 +186,18 @@ fn info_field(c: &mut redis::Connection, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// BGSAVE, then waits for the first save to end and checks it succeeded and that
+/// redis-check-rdb accepts the file.
+fn bgsave_once(c: &mut redis::Connection, dir: &Path) {
+    let r: String = redis::cmd("BGSAVE").query(c).unwrap();
+    assert_eq!(r, "Background saving started");
+    assert!(common::wait_for(Duration::from_secs(60), || {
+        info_field(c, "rdb_bgsave_in_progress") == "0" && info_field(c, "rdb_saves") == "1"
+    }));
+    assert_eq!(info_field(c, "rdb_last_bgsave_status"), "ok");
+    check_rdb(&dir.join("dump.rdb"));
+}
+
 #[test]
 fn shardis_dump_loads_in_redis_server() {
     if redis_server().is_none() {
@@ -416,14 +428,7 @@ fn bgsave_writes_in_the_background() {
         let mut c = s.client();
         write_dataset(&mut c);
         let want = dump(&mut c);
-        let r: String = redis::cmd("BGSAVE").query(&mut c).unwrap();
-        assert_eq!(r, "Background saving started");
-        assert!(common::wait_for(Duration::from_secs(20), || {
-            info_field(&mut c, "rdb_bgsave_in_progress") == "0"
-                && info_field(&mut c, "rdb_saves") == "1"
-        }));
-        assert_eq!(info_field(&mut c, "rdb_last_bgsave_status"), "ok");
-        check_rdb(&d.join("dump.rdb"));
+        bgsave_once(&mut c, &d);
         drop(s);
         let s = Server::start_with(n, &["--dir", d.to_str().unwrap()]);
         assert_eq!(dump(&mut s.client()), want, "{n} shards: after BGSAVE");
@@ -688,14 +693,7 @@ fn bgsave_streams_database_zero_and_loads_everywhere() {
     }
     let _: () = redis::cmd("SELECT").arg(0).query(&mut c).unwrap();
     let digest: String = redis::cmd("DEBUG").arg("DIGEST").query(&mut c).unwrap();
-    let r: String = redis::cmd("BGSAVE").query(&mut c).unwrap();
-    assert_eq!(r, "Background saving started");
-    assert!(common::wait_for(Duration::from_secs(60), || {
-        info_field(&mut c, "rdb_bgsave_in_progress") == "0"
-            && info_field(&mut c, "rdb_saves") == "1"
-    }));
-    assert_eq!(info_field(&mut c, "rdb_last_bgsave_status"), "ok");
-    check_rdb(&d.join("dump.rdb"));
+    bgsave_once(&mut c, &d);
     drop(s);
     let s = Server::start_with(2, &args);
     let got: String = redis::cmd("DEBUG")
