@@ -150,6 +150,14 @@ fn bgrewriteaof_starts_new_logs_from_a_base() {
     let dir = tmpdir("rewrite");
     let s = start(&dir, 4, &[]);
     let mut c = s.client();
+    // Enough data that every shard streams its base to the file in several pieces.
+    let _: String = redis::cmd("DEBUG")
+        .arg("POPULATE")
+        .arg(600_000)
+        .arg("pop")
+        .arg(64)
+        .query(&mut c)
+        .unwrap();
     workload(&mut c, 1);
     let r: String = redis::cmd("BGREWRITEAOF").query(&mut c).unwrap();
     assert_eq!(r, "Background append only file rewriting started");

@@ -165,9 +165,45 @@ pub fn rewrite_aof(
     });
     let failed = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let failed2 = failed.clone();
-    save::stepped(
+    // The base is streamed to its file as the shards serialise it (as BGSAVE's file).
+    let (tx, rx) = std::sync::mpsc::channel::<save::Piece>();
+    let shared = w.shared.clone();
+    let nshards = w.nshards;
+    let writer_failed = failed.clone();
+    let spawned = crate::runtime::sys::spawn_helper("aof-rewrite", move || {
+        let checksum = shared.tun.rdbchecksum.load(Ordering::Relaxed);
+        let base = aof::base_path(&shared.cfg, seq);
+        let (res, _) =
+            save::write_streamed(&base, rx, nshards, checksum, crate::persist::unix_secs(), 0);
+        if writer_failed.load(Ordering::SeqCst) {
+            // The logs never switched: nothing to install (already reported).
+            return;
+        }
+        let r = res.and_then(|size| aof::install_base(&shared.cfg, &shared.aof, seq, size));
+        match &r {
+            Ok(()) => crate::log::notice("Background AOF rewrite finished successfully"),
+            Err(e) => crate::log::warning(&format!("Background AOF rewrite failed: {e}")),
+        }
+        shared
+            .aof
+            .last_rewrite_ok
+            .store(r.is_ok(), Ordering::SeqCst);
+        shared.aof.rewrites.fetch_add(1, Ordering::SeqCst);
+        shared.aof.rewriting.store(false, Ordering::SeqCst);
+    });
+    if let Err(e) = spawned {
+        let e = format!("Can't rewrite the append only file: {e}");
+        crate::log::warning(&e);
+        w.shared.aof.last_rewrite_ok.store(false, Ordering::SeqCst);
+        w.shared.aof.rewriting.store(false, Ordering::SeqCst);
+        started(w, Err(e));
+        return;
+    }
+    let end = tx.clone();
+    save::stepped_to(
         w,
         Some(at_moment),
+        Some(tx),
         move |w: &mut Engine, res: Vec<Result<u64, String>>| {
             let shared = w.shared.clone();
             if let Some(Err(e)) = res.into_iter().find(|r| r.is_err()) {
@@ -185,25 +221,11 @@ pub fn rewrite_aof(
             crate::log::notice("Background append only file rewriting started");
             started(w, Ok(()));
         },
-        move |w: &mut Engine, parts, _| {
-            if failed2.load(Ordering::SeqCst) {
-                return;
+        move |_: &mut Engine, parts, _| {
+            // After a failed moment the writer sees the channel close without an end.
+            if !failed2.load(Ordering::SeqCst) {
+                let _ = end.send(save::Piece::End(parts));
             }
-            let shared = w.shared.clone();
-            let checksum = shared.tun.rdbchecksum.load(Ordering::Relaxed);
-            let _ = crate::runtime::sys::spawn_helper("aof-rewrite", move || {
-                let r = aof::finish_rewrite(&shared.cfg, &shared.aof, seq, &parts, checksum);
-                match &r {
-                    Ok(()) => crate::log::notice("Background AOF rewrite finished successfully"),
-                    Err(e) => crate::log::warning(&format!("Background AOF rewrite failed: {e}")),
-                }
-                shared
-                    .aof
-                    .last_rewrite_ok
-                    .store(r.is_ok(), Ordering::SeqCst);
-                shared.aof.rewrites.fetch_add(1, Ordering::SeqCst);
-                shared.aof.rewriting.store(false, Ordering::SeqCst);
-            });
         },
     );
 }

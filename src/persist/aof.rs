@@ -740,8 +740,19 @@ pub fn finish_rewrite(
     parts: &[super::save::ShardPart],
     checksum: bool,
 ) -> Result<(), String> {
-    let base = dir(cfg).join(base_name(cfg, seq));
+    let base = base_path(cfg, seq);
     let size = super::save::write_file(&base, parts, checksum, crate::persist::unix_secs(), 0)?;
+    install_base(cfg, state, seq, size)
+}
+
+/// Where the base file of sequence `seq` goes.
+pub fn base_path(cfg: &Config, seq: u64) -> PathBuf {
+    dir(cfg).join(base_name(cfg, seq))
+}
+
+/// Once the base of sequence `seq` (`size` bytes) is written: a manifest naming only it and
+/// the logs of `seq`, the size figures, and the older files removed.
+pub fn install_base(cfg: &Config, state: &State, seq: u64, size: u64) -> Result<(), String> {
     write_manifest(cfg, &manifest_text(cfg, Some(seq), &[seq]))?;
     state.base_size.store(size, Ordering::Relaxed);
     state

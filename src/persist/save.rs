@@ -462,8 +462,8 @@ pub fn write_file(
 /// at `Piece::End`, the rest of every part. The records of database 0 from different
 /// shards interleave, which the format allows (keys in any order). Returns the size and
 /// the parts' write counters; on an error the remaining pieces are drained (the shards
-/// never wait on the writer) and the temp file is removed.
-fn write_streamed(
+/// never wait on the writer) and the temp file is removed. Also writes a rewrite's AOF base.
+pub fn write_streamed(
     path: &Path,
     rx: std::sync::mpsc::Receiver<Piece>,
     nshards: usize,
