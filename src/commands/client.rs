@@ -77,7 +77,7 @@ pub fn client_line(c: &Conn) -> String {
         c.subs.channels.len(),
         c.subs.patterns.len(),
         c.subs.shard.len(),
-        crate::coord::tx::queued_len(c),
+        crate::server::tx::queued_len(c),
         qbuf,
         qfree,
         qbuf + qfree,
@@ -117,7 +117,7 @@ fn client_flags(c: &Conn) -> String {
     if c.subs.active() {
         f.push('P');
     }
-    if crate::coord::tx::in_multi(c) {
+    if crate::server::tx::in_multi(c) {
         f.push('x');
     }
     if c.waiting.is_some() {

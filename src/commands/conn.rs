@@ -192,7 +192,7 @@ fn reset(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
         c.reply_mode = crate::server::connection::ReplyMode::On;
         c.mute = false;
     }
-    crate::coord::tx::reset(ctx.w, ctx.conn);
+    crate::server::tx::reset(ctx.w, ctx.conn);
     // Back to the default user: unauthenticated again when a password is set.
     let required = ctx
         .w

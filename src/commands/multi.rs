@@ -32,13 +32,13 @@ pub const COMMANDS: &[CommandSpec] = &[
 ];
 
 fn multi(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
-    tx::multi(ctx.w, ctx.conn)?;
+    crate::server::tx::multi(ctx.w, ctx.conn)?;
     Ok(Reply::Ok)
 }
 
 fn exec(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     // `None`: deferred, the reply comes through the ticket (this value is ignored).
-    let r = tx::exec(ctx, argv);
+    let r = crate::server::tx::exec(ctx, argv);
     if r.is_err() && ctx.w.eng.shard.monitor {
         // A refused EXEC is shown here; one that ran, after its commands (`coord::tx`).
         crate::server::monitor::feed_db(ctx.w, ctx.conn, ctx.w.conns[ctx.conn].client.db, argv);
@@ -47,19 +47,24 @@ fn exec(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 }
 
 fn discard(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
-    if !ctx.w.conns.get(ctx.conn).is_some_and(tx::in_multi) {
+    if !ctx
+        .w
+        .conns
+        .get(ctx.conn)
+        .is_some_and(crate::server::tx::in_multi)
+    {
         return Err(CmdError::coded(error::DISCARD_WITHOUT_MULTI));
     }
-    tx::discard(ctx.w, ctx.conn);
+    crate::server::tx::discard(ctx.w, ctx.conn);
     Ok(Reply::Ok)
 }
 
 fn watch(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
-    Ok(tx::watch(ctx, argv)?.unwrap_or(Reply::Ok))
+    Ok(crate::server::tx::watch(ctx, argv)?.unwrap_or(Reply::Ok))
 }
 
 fn unwatch(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
-    tx::unwatch_all(ctx.w, ctx.conn);
+    crate::server::tx::unwatch_all(ctx.w, ctx.conn);
     Ok(Reply::Ok)
 }
 

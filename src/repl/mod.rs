@@ -833,7 +833,7 @@ pub fn on_close(w: &mut Worker, idx: usize) {
     publish(w);
     // A transaction cut in half: its MULTI is counted but not applied, so the offset
     // cannot be continued from; a full resync is the safe way back.
-    let in_multi = w.conns.get(idx).is_some_and(crate::coord::tx::in_multi);
+    let in_multi = w.conns.get(idx).is_some_and(crate::server::tx::in_multi);
     w.repl.conn = None;
     w.repl.ack.clear();
     LAST_IO_SECS.store(-1, Ordering::Relaxed);

@@ -15,6 +15,7 @@ pub mod monitor;
 pub mod pause;
 pub mod pubsub;
 pub mod tracking;
+pub mod tx;
 pub mod worker;
 
 use std::net::SocketAddr;

@@ -203,7 +203,9 @@ impl Worker {
         {
             return;
         }
-        if coord::tx::in_multi(&self.conns[idx]) && coord::tx::queue(self, idx, argv) {
+        if crate::server::tx::in_multi(&self.conns[idx])
+            && crate::server::tx::queue(self, idx, argv)
+        {
             return;
         }
         let t = table();
@@ -250,14 +252,14 @@ impl Worker {
         if gate != 0 && !self.conns[idx].master {
             let is_exec = spec.name == "exec";
             let flags = if is_exec {
-                crate::coord::tx::exec_flags(self, idx, spec.flags)
+                crate::server::tx::exec_flags(self, idx, spec.flags)
             } else {
                 spec.flags
             };
             if let Some(e) = crate::repl::refusal(gate, flags) {
                 // Redis's rejectCommand: an EXEC refused here discards the transaction.
-                let e = if is_exec && crate::coord::tx::in_multi(&self.conns[idx]) {
-                    crate::coord::tx::discard(self, idx);
+                let e = if is_exec && crate::server::tx::in_multi(&self.conns[idx]) {
+                    crate::server::tx::discard(self, idx);
                     CmdError::Other(crate::error::exec_abort_because(e))
                 } else {
                     CmdError::coded(e)
@@ -367,7 +369,7 @@ impl Worker {
             self.flush_batches(idx);
             crate::server::tracking::remember_later(self, me, &keys);
         }
-        let queuing = self.conns.get(idx).is_some_and(coord::tx::in_multi);
+        let queuing = self.conns.get(idx).is_some_and(crate::server::tx::in_multi);
         if spec.name != "client" && !queuing {
             if let Some(t) = self.conns.get_mut(idx).and_then(|c| c.track.as_mut()) {
                 t.caching = None;
@@ -585,7 +587,7 @@ impl Worker {
         let Some((text, reason, object)) = crate::acl::denied(&c.user, id, spec, argv) else {
             return true;
         };
-        let context = if coord::tx::in_multi(&self.conns[idx]) {
+        let context = if crate::server::tx::in_multi(&self.conns[idx]) {
             "multi"
         } else {
             "toplevel"
@@ -599,7 +601,7 @@ impl Worker {
             info,
         );
         let e = if spec.name == "exec" {
-            coord::tx::discard(self, idx);
+            crate::server::tx::discard(self, idx);
             crate::error::exec_abort_because(&text)
         } else {
             if let Some(t) = self.conns[idx].tx.as_mut() {
@@ -623,7 +625,7 @@ impl Worker {
         }
         let is_exec = found.is_some_and(|(_, s)| s.name == "exec");
         let e = if is_exec {
-            coord::tx::discard(self, idx);
+            crate::server::tx::discard(self, idx);
             crate::error::exec_abort_because(crate::error::NOAUTH)
         } else {
             if let Some(t) = self.conns[idx].tx.as_mut() {

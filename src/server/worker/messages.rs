@@ -94,7 +94,7 @@ impl Worker {
 
     /// Reserves a reply slot for connection `idx` and pauses its parsing until filled.
     pub fn defer(&mut self, idx: usize) -> Ticket {
-        if let Some(t) = coord::tx::capture_ticket(self) {
+        if let Some(t) = crate::server::tx::capture_ticket(self) {
             return t;
         }
         let conn = &mut self.conns[idx];
@@ -112,7 +112,7 @@ impl Worker {
     pub fn reserve(&mut self, idx: usize) -> Ticket {
         // Inside EXEC the reply belongs to the transaction, not to a slot of its own:
         // a slot here would never be filled in order and the EXEC would wait forever.
-        if let Some(t) = coord::tx::capture_ticket(self) {
+        if let Some(t) = crate::server::tx::capture_ticket(self) {
             return t;
         }
         let conn = &mut self.conns[idx];
@@ -261,7 +261,7 @@ impl Worker {
 
     pub(super) fn deliver(&mut self, t: Ticket, reply: Reply) {
         if coord::tx::is_capture(&t) {
-            coord::tx::captured(self, t, reply);
+            crate::server::tx::captured(self, t, reply);
             return;
         }
         let Some(idx) = self.conn_by_token(t.token) else {

@@ -1231,7 +1231,9 @@ impl Worker {
     }
 
     pub fn close_conn(&mut self, idx: usize) {
-        if self.conns.get(idx).is_some_and(|c| c.tx.is_some()) && coord::tx::on_close(self, idx) {
+        if self.conns.get(idx).is_some_and(|c| c.tx.is_some())
+            && crate::server::tx::on_close(self, idx)
+        {
             return;
         }
         if let Some(wid) = self.conns.get(idx).and_then(|c| c.waiting) {
