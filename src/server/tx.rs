@@ -60,6 +60,17 @@ pub fn queued_len(c: &Conn) -> i64 {
         .map_or(-1, |q| q.len() as i64)
 }
 
+/// maxmemory's refusal for a transaction of connection `idx` (never its master link):
+/// the OOM error once eviction cannot bring memory under the limit.
+fn over_maxmemory(w: &mut Worker, idx: usize) -> Option<CmdError> {
+    let tun = &w.eng.shared.tun;
+    let limited = tun.maxmemory.load(std::sync::atomic::Ordering::Relaxed) > 0;
+    if !limited || w.conns.get(idx).is_some_and(|c| c.master) {
+        return None;
+    }
+    w.memory_check(true).err()
+}
+
 /// Called by `dispatch` for a connection in MULTI. Returns false for the commands that run
 /// at once (EXEC, DISCARD, MULTI, WATCH, QUIT, RESET); otherwise queues or rejects.
 pub fn queue(w: &mut Worker, idx: usize, argv: &mut Vec<Bytes>) -> bool {
@@ -112,18 +123,9 @@ pub fn queue(w: &mut Worker, idx: usize, argv: &mut Vec<Bytes>) -> bool {
     }
     // maxmemory: queuing may grow memory without bound, so above the limit (once eviction
     // could not help) every command is refused while queuing, as Redis does.
-    if w.eng
-        .shared
-        .tun
-        .maxmemory
-        .load(std::sync::atomic::Ordering::Relaxed)
-        > 0
-        && !w.conns.get(idx).is_some_and(|c| c.master)
-    {
-        if let Err(e) = w.memory_check(true) {
-            reject(w, idx, e.to_string());
-            return true;
-        }
+    if let Some(e) = over_maxmemory(w, idx) {
+        reject(w, idx, e.to_string());
+        return true;
     }
     // stop-writes-on-bgsave-error refuses a write while queuing too (EXEC then aborts).
     if spec.has(WRITE) && crate::persist::writes_refused() {
@@ -409,19 +411,9 @@ pub fn exec(ctx: &mut ConnCtx, exec_argv: &[Bytes]) -> Result<Option<Reply>, Cmd
     let denyoom = cmds
         .iter()
         .any(|q| table().get(q.id).is_some_and(|s| s.has(DENYOOM)));
-    if denyoom
-        && w.eng
-            .shared
-            .tun
-            .maxmemory
-            .load(std::sync::atomic::Ordering::Relaxed)
-            > 0
-        && !w.conns.get(idx).is_some_and(|c| c.master)
-    {
-        if let Err(e) = w.memory_check(true) {
-            unwatch_all(w, idx);
-            return Err(CmdError::coded(error::exec_abort_because(&e.to_string())));
-        }
+    if let Some(e) = denyoom.then(|| over_maxmemory(w, idx)).flatten() {
+        unwatch_all(w, idx);
+        return Err(CmdError::coded(error::exec_abort_because(&e.to_string())));
     }
     let Some(t) = w.conns.get_mut(idx).and_then(|c| c.tx.as_mut()) else {
         return Ok(Some(Reply::NullArray));
