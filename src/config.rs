@@ -330,6 +330,9 @@ pub struct Config {
     pub appenddirname: String,
     /// `appendfsync`: 0 no, 1 everysec, 2 always.
     pub appendfsync: u8,
+    /// `shutdown-on-sigint` / `shutdown-on-sigterm`: `SHUTDOWN_*` flags (0: default).
+    pub shutdown_on_sigint: u8,
+    pub shutdown_on_sigterm: u8,
     /// `aof-load-truncated`: a file cut in the middle of a record loads up to it.
     pub aof_load_truncated: bool,
     /// `auto-aof-rewrite-percentage` (0: off) and `auto-aof-rewrite-min-size` (bytes).
@@ -442,6 +445,8 @@ impl Default for Config {
             appendfilename: "appendonly.aof".into(),
             appenddirname: "appendonlydir".into(),
             appendfsync: 1,
+            shutdown_on_sigint: 0,
+            shutdown_on_sigterm: 0,
             aof_load_truncated: true,
             auto_aof_pct: 100,
             auto_aof_min: 64 << 20,
@@ -527,6 +532,56 @@ pub fn parse_percentage(v: &str) -> Result<u64, String> {
         .ok()
         .filter(|&n| n <= i32::MAX as u64)
         .ok_or_else(|| "argument must be between 0 and 2147483647 inclusive".to_string())
+}
+
+/// `shutdown-on-sigint`/`-sigterm` flags, as Redis 7.0's SHUTDOWN_* (0 is `default`: save
+/// when save rules exist).
+pub const SHUTDOWN_SAVE: u8 = 1;
+pub const SHUTDOWN_NOSAVE: u8 = 2;
+pub const SHUTDOWN_NOW: u8 = 4;
+pub const SHUTDOWN_FORCE: u8 = 8;
+const SHUTDOWN_FLAGS: [(&str, u8); 4] = [
+    ("save", SHUTDOWN_SAVE),
+    ("nosave", SHUTDOWN_NOSAVE),
+    ("now", SHUTDOWN_NOW),
+    ("force", SHUTDOWN_FORCE),
+];
+
+/// `shutdown-on-sigint`/`-sigterm`'s value: space-separated `default`, `save`, `nosave`,
+/// `now`, `force`, with Redis's errors.
+pub fn parse_shutdown_flags(s: &str) -> Result<u8, String> {
+    let mut flags = 0;
+    let bad = || {
+        "argument(s) must be one of the following: default, save, nosave, now, force".to_string()
+    };
+    if s.split_ascii_whitespace().next().is_none() {
+        return Err(bad());
+    }
+    for w in s.split_ascii_whitespace() {
+        let w = w.to_ascii_lowercase();
+        match SHUTDOWN_FLAGS.iter().find(|(n, _)| *n == w) {
+            Some((_, f)) => flags |= f,
+            None if w == "default" => {}
+            None => return Err(bad()),
+        }
+    }
+    if flags & SHUTDOWN_SAVE != 0 && flags & SHUTDOWN_NOSAVE != 0 {
+        return Err("shutdown options SAVE and NOSAVE can't be used simultaneously".into());
+    }
+    Ok(flags)
+}
+
+/// CONFIG GET's text of shutdown flags: `default`, or the flags in Redis's order.
+pub fn shutdown_flags_name(flags: u8) -> String {
+    if flags == 0 {
+        return "default".into();
+    }
+    SHUTDOWN_FLAGS
+        .iter()
+        .filter(|(_, f)| flags & f != 0)
+        .map(|(n, _)| *n)
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// `appendfsync`'s values as 0 (no), 1 (everysec), 2 (always).
@@ -895,6 +950,8 @@ impl Config {
                 }
             }
             "appendfsync" => self.appendfsync = parse_fsync(v)?,
+            "shutdown-on-sigint" => self.shutdown_on_sigint = parse_shutdown_flags(v)?,
+            "shutdown-on-sigterm" => self.shutdown_on_sigterm = parse_shutdown_flags(v)?,
             "aof-load-truncated" => self.aof_load_truncated = parse_yes_no(v)?,
             "auto-aof-rewrite-percentage" => self.auto_aof_pct = parse_percentage(v)?,
             "auto-aof-rewrite-min-size" => self.auto_aof_min = parse_memory(v)?,
@@ -1184,6 +1241,10 @@ pub struct Tunables {
     pub protected_mode: AtomicBool,
     /// `appendfsync` (0 no, 1 everysec, 2 always), read by each shard's AOF writer.
     pub appendfsync: std::sync::atomic::AtomicU8,
+    /// `shutdown-on-sigint` / `shutdown-on-sigterm` (`SHUTDOWN_*` flags), read by the
+    /// signal thread.
+    pub shutdown_on_sigint: std::sync::atomic::AtomicU8,
+    pub shutdown_on_sigterm: std::sync::atomic::AtomicU8,
     /// `auto-aof-rewrite-percentage` (0: off) and `auto-aof-rewrite-min-size`, read by shard
     /// 0's once-a-second check (`persist::cron`).
     pub auto_aof_pct: AtomicU64,
@@ -1310,6 +1371,12 @@ impl Tunables {
         text.insert("appendfilename".into(), cfg.appendfilename.clone());
         text.insert("appenddirname".into(), cfg.appenddirname.clone());
         text.insert("appendfsync".into(), fsync_name(cfg.appendfsync).into());
+        for (name, flags) in [
+            ("shutdown-on-sigint", cfg.shutdown_on_sigint),
+            ("shutdown-on-sigterm", cfg.shutdown_on_sigterm),
+        ] {
+            text.insert(name.into(), shutdown_flags_name(flags));
+        }
         text.insert("aof-load-truncated".into(), yn(cfg.aof_load_truncated));
         text.insert(
             "auto-aof-rewrite-percentage".into(),
@@ -1372,6 +1439,8 @@ impl Tunables {
             pubsub_obuf_limit: DEFAULT_OBUF_LIMITS[2].map(AtomicU64::new),
             normal_obuf_limit: DEFAULT_OBUF_LIMITS[0].map(AtomicU64::new),
             appendfsync: std::sync::atomic::AtomicU8::new(cfg.appendfsync),
+            shutdown_on_sigint: std::sync::atomic::AtomicU8::new(cfg.shutdown_on_sigint),
+            shutdown_on_sigterm: std::sync::atomic::AtomicU8::new(cfg.shutdown_on_sigterm),
             auto_aof_pct: AtomicU64::new(cfg.auto_aof_pct),
             auto_aof_min: AtomicU64::new(cfg.auto_aof_min),
             rdbcompression: AtomicBool::new(cfg.rdbcompression),
@@ -1673,6 +1742,18 @@ impl Tunables {
                 self.auto_aof_min.store(n, Ordering::Relaxed);
                 let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
                 m.insert(name.into(), n.to_string());
+                return Ok(());
+            }
+            "shutdown-on-sigint" | "shutdown-on-sigterm" => {
+                let n = parse_shutdown_flags(value)?;
+                let slot = if name == "shutdown-on-sigint" {
+                    &self.shutdown_on_sigint
+                } else {
+                    &self.shutdown_on_sigterm
+                };
+                slot.store(n, Ordering::Relaxed);
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                m.insert(name.into(), shutdown_flags_name(n));
                 return Ok(());
             }
             "appendfsync" => {

@@ -110,7 +110,16 @@ fn a_save_rule_snapshots_on_its_own() {
 #[test]
 fn sigterm_saves_when_rules_exist() {
     for n in shard_counts() {
-        for (flags, saves) in [(&[][..], true), (&["--save", ""][..], false)] {
+        for (flags, saves) in [
+            (&[][..], true),
+            (&["--save", ""][..], false),
+            // shutdown-on-sigterm: `save` saves without rules, `nosave` skips them.
+            (
+                &["--save", "", "--shutdown-on-sigterm", "save now"][..],
+                true,
+            ),
+            (&["--shutdown-on-sigterm", "nosave"][..], false),
+        ] {
             let d = tmpdir(&format!("sigterm-{n}-{saves}"));
             let mut args = vec!["--dir", d.to_str().unwrap()];
             args.extend_from_slice(flags);
@@ -289,5 +298,51 @@ fn file_size_limit_fails_bgsave_without_killing_the_server() {
     assert_eq!(reply(&mut c, &["BGSAVE"]), "Background saving started");
     assert_eq!(bgsave_done(&mut c), "ok");
     assert_eq!(reply(&mut c, &["SET", "x", "1"]), "OK");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// shutdown-on-sigint / shutdown-on-sigterm as settings: CONFIG GET shows Redis's text,
+/// CONFIG SET changes what the next signal does and refuses what Redis refuses.
+#[test]
+fn shutdown_on_signal_settings() {
+    let d = tmpdir("sigint-setting");
+    let mut s = Server::start_with(1, &["--dir", d.to_str().unwrap(), "--save", ""]);
+    let mut c = s.client();
+    let get = |c: &mut redis::Connection, name: &str| -> String {
+        let v: Vec<String> = redis::cmd("CONFIG").arg("GET").arg(name).query(c).unwrap();
+        v.get(1).cloned().unwrap_or_default()
+    };
+    assert_eq!(get(&mut c, "shutdown-on-sigint"), "default");
+    // Redis 7.0.15's texts.
+    assert_eq!(
+        reply(
+            &mut c,
+            &["CONFIG", "SET", "shutdown-on-sigterm", "save nosave"]
+        ),
+        "ERR CONFIG SET failed (possibly related to argument 'shutdown-on-sigterm') - \
+         shutdown options SAVE and NOSAVE can't be used simultaneously"
+    );
+    for bad in ["later", ""] {
+        assert_eq!(
+            reply(&mut c, &["CONFIG", "SET", "shutdown-on-sigint", bad]),
+            "ERR CONFIG SET failed (possibly related to argument 'shutdown-on-sigint') - \
+             argument(s) must be one of the following: default, save, nosave, now, force"
+        );
+    }
+    assert_eq!(
+        reply(
+            &mut c,
+            &["CONFIG", "SET", "shutdown-on-sigint", "force save"]
+        ),
+        "OK"
+    );
+    assert_eq!(get(&mut c, "shutdown-on-sigint"), "save force");
+    let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut c).unwrap();
+    s.signal("INT");
+    assert_eq!(s.wait_exit(Duration::from_secs(10)), Some(0));
+    assert!(
+        d.join("dump.rdb").exists(),
+        "SIGINT saved without save rules"
+    );
     let _ = std::fs::remove_dir_all(&d);
 }

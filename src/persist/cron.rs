@@ -123,12 +123,15 @@ pub fn check_aof_growth(w: &mut Engine) {
 /// Every 100 ms tick: shard 0 takes a signal's shutdown request, and any shard runs its
 /// waiting shutdown once no other save is running.
 pub fn tick(w: &mut Engine) {
-    if w.id == 0 && w.shared.sig_shutdown.swap(false, Ordering::SeqCst) {
-        w.shutdown_req.get_or_insert(ShutdownReq {
-            save: false,
-            force: false,
-            ticket: None,
-        });
+    if w.id == 0 {
+        let sig = w.shared.sig_shutdown.swap(0, Ordering::SeqCst);
+        if sig != 0 {
+            w.shutdown_req.get_or_insert(ShutdownReq {
+                save: sig & crate::config::SHUTDOWN_SAVE != 0,
+                force: sig & crate::config::SHUTDOWN_FORCE != 0,
+                ticket: None,
+            });
+        }
     }
     if w.shutdown_req.is_some() {
         shutdown(w);

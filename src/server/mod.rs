@@ -321,7 +321,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         next_client_id: AtomicU64::new(1),
         next_tx_id: AtomicU64::new(1),
         shutdown: AtomicBool::new(false),
-        sig_shutdown: AtomicBool::new(false),
+        sig_shutdown: std::sync::atomic::AtomicU8::new(0),
         signalled: AtomicBool::new(false),
         events,
         port,
@@ -564,11 +564,25 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
             }
             sig_shared.signalled.store(true, Ordering::SeqCst);
             crate::log::notice(&format!("Received {name}, scheduling shutdown..."));
-            if sig_shared.tun.has_save_rules.load(Ordering::Relaxed) {
-                // Save first (Redis 7's shutdown-on-sigterm default): shard 0 takes the
-                // snapshot at its next tick and stops every shard once the file is written.
-                // The grace period starts then, not now: a big save may take a while.
-                sig_shared.sig_shutdown.store(true, Ordering::SeqCst);
+            // shutdown-on-sigint / shutdown-on-sigterm: `default` saves when save rules
+            // exist, `save` always, `nosave` never; `force` exits even if the save fails
+            // (`now` asks for nothing more: shutdown never waits for replicas here).
+            let tun = &sig_shared.tun;
+            let flags = if sig == libc::SIGINT {
+                tun.shutdown_on_sigint.load(Ordering::Relaxed)
+            } else {
+                tun.shutdown_on_sigterm.load(Ordering::Relaxed)
+            };
+            let save = flags & crate::config::SHUTDOWN_NOSAVE == 0
+                && (flags & crate::config::SHUTDOWN_SAVE != 0
+                    || tun.has_save_rules.load(Ordering::Relaxed));
+            if save {
+                // Save first: shard 0 takes the snapshot at its next tick and stops every
+                // shard once the file is written. The grace period starts then, not now: a
+                // big save may take a while.
+                sig_shared
+                    .sig_shutdown
+                    .store(SIG_SHUTDOWN | flags, Ordering::SeqCst);
                 crate::scripting::abort_all();
                 if let Some(w) = sig_wakers.first() {
                     w.wake();
@@ -591,6 +605,9 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
     crate::log::notice("shardis is now ready to exit, bye bye...");
     Ok(())
 }
+
+/// Marks `Shared::sig_shutdown` as set (the low bits carry the signal's SHUTDOWN_* flags).
+pub const SIG_SHUTDOWN: u8 = 0x80;
 
 /// Waits until every shard's loop has returned. Once a shutdown began, a shard that has not
 /// stopped within `SHUTDOWN_GRACE` (stuck in a long command: its thread only looks at the
