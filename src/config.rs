@@ -95,6 +95,10 @@ pub struct Cli {
     /// Close idle clients after this many seconds (0 = never).
     #[arg(long)]
     pub timeout: Option<u64>,
+    /// TCP keepalive probes on client connections after this many idle seconds (0 = off;
+    /// default 300, as Redis).
+    #[arg(long = "tcp-keepalive")]
+    pub tcp_keepalive: Option<u64>,
     /// Memory limit (e.g. 2gb; 0 = none). Over it, keys are evicted by --maxmemory-policy;
     /// when nothing can be, commands that may grow memory get an OOM error.
     #[arg(long)]
@@ -287,6 +291,8 @@ pub struct Config {
     pub journal: bool,
     pub hop_spin_us: u64,
     pub timeout: u64,
+    /// `tcp-keepalive` seconds (0 = off).
+    pub tcp_keepalive: u64,
     pub maxmemory: u64,
     /// maxmemory-policy, maxmemory-samples, lfu-log-factor, lfu-decay-time.
     pub evict: EvictCfg,
@@ -422,6 +428,7 @@ impl Default for Config {
             journal: false,
             hop_spin_us: DEFAULT_HOP_SPIN_US,
             timeout: 0,
+            tcp_keepalive: 300,
             maxmemory: 0,
             evict: EvictCfg::default(),
             obuf_limits: Vec::new(),
@@ -637,7 +644,7 @@ impl Config {
                 .unwrap_or_else(|_| path.clone());
             cfg.config_file = Some(abs);
         }
-        let flags: [(&str, Option<String>); 22] = [
+        let flags: [(&str, Option<String>); 23] = [
             ("port", cli.port.map(|v| v.to_string())),
             ("bind", cli.bind.clone()),
             ("shards", cli.shards.map(|v| v.to_string())),
@@ -660,6 +667,7 @@ impl Config {
             ("journal", cli.journal.clone()),
             ("hop-spin-us", cli.hop_spin_us.map(|v| v.to_string())),
             ("timeout", cli.timeout.map(|v| v.to_string())),
+            ("tcp-keepalive", cli.tcp_keepalive.map(|v| v.to_string())),
             ("maxmemory", cli.maxmemory.clone()),
             ("maxmemory-policy", cli.maxmemory_policy.clone()),
             (
@@ -811,6 +819,7 @@ impl Config {
             }
             "hop-spin-us" => self.hop_spin_us = parse_num(name, v)?,
             "timeout" => self.timeout = parse_num(name, v)?,
+            "tcp-keepalive" => self.tcp_keepalive = parse_num(name, v)?,
             // Encoding thresholds (`types::limits`): installed when the server starts
             // (`install_thresholds`), shown by CONFIG GET under both names.
             other if crate::types::limits::find(other).is_some() => {
@@ -1217,6 +1226,8 @@ pub struct Tunables {
     pub proto_max_bulk_len: AtomicU64,
     pub client_query_buffer_limit: AtomicU64,
     pub timeout: AtomicU64,
+    /// `tcp-keepalive` seconds for connections accepted from now on (0 = off).
+    pub tcp_keepalive: AtomicU64,
     /// Bytes; 0 = no limit. Read on every DENYOOM command when set.
     pub maxmemory: AtomicU64,
     /// `maxmemory-clients` in bytes, or as a percentage of maxmemory (`_pct`, when not 0);
@@ -1429,6 +1440,7 @@ impl Tunables {
             proto_max_bulk_len: AtomicU64::new(cfg.proto_max_bulk_len),
             client_query_buffer_limit: AtomicU64::new(cfg.client_query_buffer_limit),
             timeout: AtomicU64::new(cfg.timeout),
+            tcp_keepalive: AtomicU64::new(cfg.tcp_keepalive),
             maxmemory: AtomicU64::new(cfg.maxmemory),
             maxmemory_clients: AtomicU64::new(cfg.maxmemory_clients.0),
             maxmemory_clients_pct: AtomicU64::new(cfg.maxmemory_clients.1),
@@ -1538,6 +1550,10 @@ impl Tunables {
             self.timeout.load(Ordering::Relaxed).to_string(),
         );
         out.insert(
+            "tcp-keepalive".into(),
+            self.tcp_keepalive.load(Ordering::Relaxed).to_string(),
+        );
+        out.insert(
             "maxmemory".into(),
             self.maxmemory.load(Ordering::Relaxed).to_string(),
         );
@@ -1627,11 +1643,16 @@ impl Tunables {
                 let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
                 m.insert(name.into(), if on { "yes" } else { "no" }.into());
             }
-            "timeout" => {
+            "timeout" | "tcp-keepalive" => {
                 let n: u64 = value
                     .parse()
                     .map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
-                self.timeout.store(n, Ordering::Relaxed);
+                let slot = if name == "timeout" {
+                    &self.timeout
+                } else {
+                    &self.tcp_keepalive
+                };
+                slot.store(n, Ordering::Relaxed);
             }
             "loglevel" => {
                 let l = value.to_ascii_lowercase();

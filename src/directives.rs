@@ -80,7 +80,6 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ("disable-thp", Warn("transparent huge pages are left as the system sets them")),
     ("oom-score-adj", Warn("the OOM score is left as the system sets it")),
     ("oom-score-adj-values", Warn("the OOM score is left as the system sets it")),
-    ("tcp-keepalive", Warn("client sockets use the system's keepalive settings")),
     ("crash-log-enabled", Warn("crash logs are not written")),
     ("crash-memcheck-enabled", Warn("crash logs are not written")),
     ("lazyfree-lazy-eviction", Warn("the lazy-free policy is fixed")),

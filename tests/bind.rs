@@ -135,3 +135,80 @@ fn shard_counts_listen_on_each_address() {
         }
     }
 }
+
+/// The server side of a client connection's keepalive timer, as `ss -tno` shows it
+/// (`timer:(keepalive,...)`), or `None` without `ss` or without a timer.
+fn server_keepalive(port: u16, client: &TcpStream) -> Option<Option<String>> {
+    let local = client.local_addr().ok()?.port();
+    let out = Command::new("ss")
+        .args(["-tnoH", "state", "established"])
+        .arg(format!("( sport = :{port} and dport = :{local} )"))
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let timer = text
+        .split_whitespace()
+        .find(|w| w.starts_with("timer:(keepalive"))
+        .map(str::to_string);
+    Some(timer)
+}
+
+/// tcp-keepalive (Redis's default 300): accepted client sockets get keepalive probes, with
+/// the idle time set; CONFIG SET changes it for connections accepted afterwards, 0 turns it
+/// off.
+#[test]
+fn client_sockets_get_tcp_keepalive() {
+    let s = Server::start_with(1, &["--tcp-keepalive", "77"]);
+    let mut c = s.client();
+    let addr: SocketAddr = format!("127.0.0.1:{}", s.port).parse().unwrap();
+    let probe = |addr: SocketAddr| {
+        let t = TcpStream::connect(addr).unwrap();
+        // The connection is accepted (and set up) before the PING is answered.
+        let mut t2 = t.try_clone().unwrap();
+        t2.set_read_timeout(Some(Duration::from_secs(5))).ok();
+        t2.write_all(b"PING\r\n").unwrap();
+        let mut buf = [0u8; 16];
+        let _ = t2.read(&mut buf);
+        t
+    };
+    let t = probe(addr);
+    let Some(timer) = server_keepalive(s.port, &t) else {
+        eprintln!("ss not available: skipping");
+        return;
+    };
+    let timer = timer.expect("a keepalive timer on the server's socket");
+    // `timer:(keepalive,1min16sec,0)`: the idle time left is the configured 77 s, less
+    // the moments since the connection was set up.
+    let left = timer
+        .split(',')
+        .nth(1)
+        .map(|t| {
+            let (min, rest) = t.split_once("min").unwrap_or(("0", t));
+            let sec = rest
+                .trim_end_matches("sec")
+                .split('.')
+                .next()
+                .unwrap_or("0");
+            min.parse::<u64>().unwrap_or(0) * 60 + sec.parse::<u64>().unwrap_or(0)
+        })
+        .unwrap_or(0);
+    assert!((60..=77).contains(&left), "{timer}: {left} s left");
+    let v: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("tcp-keepalive")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(v, ["tcp-keepalive", "77"]);
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("tcp-keepalive")
+        .arg(0)
+        .query(&mut c)
+        .unwrap();
+    let t = probe(addr);
+    assert_eq!(
+        server_keepalive(s.port, &t),
+        Some(None),
+        "tcp-keepalive 0 is off"
+    );
+}

@@ -159,10 +159,25 @@ pub fn listen_unix(path: &str, backlog: i32, perm: u32) -> io::Result<RawFd> {
     }
 }
 
-/// Per-connection socket options: TCP_NODELAY (replies must not wait for Nagle).
-pub fn setup_conn(fd: RawFd, nodelay: bool) {
+/// Per-connection socket options: TCP_NODELAY (replies must not wait for Nagle) and
+/// `tcp-keepalive` (a dead peer is noticed and its connection closed).
+pub fn setup_conn(fd: RawFd, nodelay: bool, keepalive_secs: u64) {
     if nodelay {
         let _ = setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, 1);
+    }
+    // tcp-keepalive (Redis's anetKeepAlive): probes after `keepalive_secs` idle, then every
+    // third of it, the peer dropped after 3 unanswered.
+    if keepalive_secs > 0 {
+        let idle = keepalive_secs.min(i32::MAX as u64) as i32;
+        let _ = setsockopt_int(fd, libc::SOL_SOCKET, libc::SO_KEEPALIVE, 1);
+        let _ = setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_KEEPIDLE, idle);
+        let _ = setsockopt_int(
+            fd,
+            libc::IPPROTO_TCP,
+            libc::TCP_KEEPINTVL,
+            (idle / 3).max(1),
+        );
+        let _ = setsockopt_int(fd, libc::IPPROTO_TCP, libc::TCP_KEEPCNT, 3);
     }
 }
 

@@ -822,7 +822,8 @@ impl Worker {
     /// `master`, authenticated, counted as a client. Returns its index.
     pub fn adopt_master(&mut self, fd: RawFd, tls: Option<Box<crate::tls::Session>>) -> usize {
         self.eng.shared.clients.fetch_add(1, Ordering::AcqRel);
-        sys::setup_conn(fd, self.eng.shared.cfg.tcp_nodelay);
+        let keepalive = self.eng.shared.tun.tcp_keepalive.load(Ordering::Relaxed);
+        sys::setup_conn(fd, self.eng.shared.cfg.tcp_nodelay, keepalive);
         let (peer, local) = sys::addrs(fd);
         let show = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
         let id = self

@@ -815,7 +815,8 @@ impl Worker {
             return;
         }
         if !unix {
-            sys::setup_conn(fd, self.eng.shared.cfg.tcp_nodelay);
+            let keepalive = self.eng.shared.tun.tcp_keepalive.load(Ordering::Relaxed);
+            sys::setup_conn(fd, self.eng.shared.cfg.tcp_nodelay, keepalive);
         }
         let (peer, local) = sys::addrs(fd);
         let tun = &self.eng.shared.tun;
