@@ -841,6 +841,8 @@ impl Config {
             "lua-allow-undeclared-keys" => {
                 crate::scripting::set_allow_undeclared(parse_yes_no(v)?);
             }
+            "lazyfree-lazy-user-del" => crate::shard::lazyfree::set_user_del(parse_yes_no(v)?),
+            "lazyfree-lazy-user-flush" => crate::shard::lazyfree::set_user_flush(parse_yes_no(v)?),
             "maxmemory" => self.maxmemory = parse_memory(v)?,
             "maxmemory-clients" => {
                 self.maxmemory_clients = crate::server::client_evict::parse(v)
@@ -1358,6 +1360,15 @@ impl Tunables {
             "no"
         };
         text.insert("lua-allow-undeclared-keys".into(), undeclared.into());
+        for (name, on) in [
+            ("lazyfree-lazy-user-del", crate::shard::lazyfree::user_del()),
+            (
+                "lazyfree-lazy-user-flush",
+                crate::shard::lazyfree::user_flush(),
+            ),
+        ] {
+            text.insert(name.into(), if on { "yes" } else { "no" }.into());
+        }
         text.insert("requirepass".into(), cfg.requirepass.clone());
         text.insert("aclfile".into(), cfg.aclfile.clone().unwrap_or_default());
         let yn = |b: bool| if b { "yes" } else { "no" }.to_string();
@@ -1636,6 +1647,16 @@ impl Tunables {
                 let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
                 m.insert("lua-time-limit".into(), n.to_string());
                 m.insert("busy-reply-threshold".into(), n.to_string());
+            }
+            "lazyfree-lazy-user-del" | "lazyfree-lazy-user-flush" => {
+                let on = parse_yes_no(value)?;
+                if name == "lazyfree-lazy-user-del" {
+                    crate::shard::lazyfree::set_user_del(on);
+                } else {
+                    crate::shard::lazyfree::set_user_flush(on);
+                }
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                m.insert(name.into(), if on { "yes" } else { "no" }.into());
             }
             "lua-allow-undeclared-keys" => {
                 let on = parse_yes_no(value)?;
@@ -2135,6 +2156,8 @@ mod fuzz_tests {
                     | "lua-time-limit"
                     | "busy-reply-threshold"
                     | "lua-allow-undeclared-keys"
+                    | "lazyfree-lazy-user-del"
+                    | "lazyfree-lazy-user-flush"
             ) {
                 continue;
             }

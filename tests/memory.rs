@@ -305,3 +305,68 @@ fn flushall_async_of_a_huge_list_does_not_stall_the_shard() {
     let n: usize = redis::cmd("LLEN").arg("l").query(&mut c).unwrap();
     assert_eq!(n, 1);
 }
+
+/// `lazyfree-lazy-user-del` and `lazyfree-lazy-user-flush` (Redis 6.2+): DEL frees a big
+/// value on the lazy-free thread as UNLINK does, and FLUSHALL without a mode frees as
+/// ASYNC; `lazyfreed_objects` counts what that thread freed. Off, DEL and FLUSHALL free
+/// inline. Both are CONFIG SET settings.
+#[test]
+fn lazyfree_lazy_user_del_and_flush() {
+    let s = Server::start(1);
+    let mut c = s.client();
+    let freed = |c: &mut redis::Connection| -> u64 {
+        info(c, "memory")
+            .get("lazyfreed_objects")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    let fill = |c: &mut redis::Connection, key: &str| {
+        let mut cmd = redis::cmd("RPUSH");
+        cmd.arg(key);
+        for i in 0..1000 {
+            cmd.arg(i);
+        }
+        let _: i64 = cmd.query(c).unwrap();
+    };
+    fill(&mut c, "a");
+    let _: i64 = redis::cmd("DEL").arg("a").query(&mut c).unwrap();
+    fill(&mut c, "b");
+    let _: () = redis::cmd("FLUSHALL").query(&mut c).unwrap();
+    assert_eq!(freed(&mut c), 0, "off: DEL and FLUSHALL free inline");
+    for name in ["lazyfree-lazy-user-del", "lazyfree-lazy-user-flush"] {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg(name)
+            .arg("yes")
+            .query(&mut c)
+            .unwrap();
+        let v: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg(name)
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(v, [name, "yes"]);
+    }
+    fill(&mut c, "a");
+    let n: i64 = redis::cmd("DEL")
+        .arg("a")
+        .arg("missing")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(n, 1);
+    assert!(
+        wait_for(Duration::from_secs(10), || freed(&mut c) == 1),
+        "DEL handed the list to the lazy-free thread"
+    );
+    fill(&mut c, "b");
+    fill(&mut c, "c");
+    let _: () = redis::cmd("FLUSHALL").query(&mut c).unwrap();
+    assert!(
+        wait_for(Duration::from_secs(10), || freed(&mut c) == 3),
+        "FLUSHALL freed its 2 keys as ASYNC: {}",
+        freed(&mut c)
+    );
+    let _: () = redis::cmd("FLUSHALL").arg("SYNC").query(&mut c).unwrap();
+    let n: i64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, 0);
+}

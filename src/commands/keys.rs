@@ -133,7 +133,11 @@ pub const COMMANDS: &[CommandSpec] = &[
         ]),
 ];
 
+/// DEL; with `lazyfree-lazy-user-del yes` it frees big values as UNLINK does.
 fn del(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
+    if crate::shard::lazyfree::user_del() {
+        return unlink(ctx, argv);
+    }
     let now = ctx.now();
     let db = ctx.db();
     let mut n = 0;

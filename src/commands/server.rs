@@ -87,7 +87,8 @@ fn dbsize(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
 /// default, `lazyfree-lazy-user-flush no`, is synchronous).
 fn flush_mode(argv: &[Bytes]) -> Result<bool, CmdError> {
     match argv {
-        [_] => Ok(false),
+        // Without a mode, `lazyfree-lazy-user-flush` decides (Redis 6.2+).
+        [_] => Ok(crate::shard::lazyfree::user_flush()),
         [_, m] if is(m, "async") => Ok(true),
         [_, m] if is(m, "sync") => Ok(false),
         _ => Err(CmdError::Syntax),

@@ -8,7 +8,7 @@
 //! [`LAZYFREE_THRESHOLD`] elements are freed inline, as in Redis: the hand-over would cost
 //! more than the free.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{channel, Sender};
 use std::sync::OnceLock;
 
@@ -20,6 +20,27 @@ pub const LAZYFREE_THRESHOLD: usize = 64;
 
 type Garbage = Box<dyn Send>;
 type Queue = Sender<(Garbage, u64)>;
+
+/// `lazyfree-lazy-user-del`: DEL frees as UNLINK does.
+static USER_DEL: AtomicBool = AtomicBool::new(false);
+/// `lazyfree-lazy-user-flush`: FLUSHALL/FLUSHDB without SYNC or ASYNC free as ASYNC.
+static USER_FLUSH: AtomicBool = AtomicBool::new(false);
+
+pub fn set_user_del(on: bool) {
+    USER_DEL.store(on, Ordering::Relaxed);
+}
+
+pub fn user_del() -> bool {
+    USER_DEL.load(Ordering::Relaxed)
+}
+
+pub fn set_user_flush(on: bool) {
+    USER_FLUSH.store(on, Ordering::Relaxed);
+}
+
+pub fn user_flush() -> bool {
+    USER_FLUSH.load(Ordering::Relaxed)
+}
 
 /// Objects handed over and not freed yet (INFO `lazyfree_pending_objects`).
 static PENDING: AtomicU64 = AtomicU64::new(0);
