@@ -729,8 +729,19 @@ pub fn setuser(name: &str, rules: &[String]) -> Result<(), String> {
     Ok(())
 }
 
+/// `acllog-max-len`: entries the ACL LOG keeps (Redis's default 128).
+static LOG_MAX: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(128);
+
+pub fn set_log_max(n: usize) {
+    LOG_MAX.store(n, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn log_max() -> usize {
+    LOG_MAX.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Records a denial in the ACL LOG (merged with a like entry of the last minute, at most
-/// 128 entries as Redis's acllog-max-len).
+/// `acllog-max-len` entries).
 pub fn log_denial(
     reason: &'static str,
     context: &'static str,
@@ -760,7 +771,7 @@ pub fn log_denial(
             created: now,
             client_info,
         });
-        a.log.truncate(128);
+        a.log.truncate(log_max());
     });
 }
 

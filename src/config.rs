@@ -842,6 +842,10 @@ impl Config {
                 crate::scripting::set_allow_undeclared(parse_yes_no(v)?);
             }
             "lazyfree-lazy-user-del" => crate::shard::lazyfree::set_user_del(parse_yes_no(v)?),
+            "acllog-max-len" => crate::acl::set_log_max(parse_num(name, v)?),
+            "hll-sparse-max-bytes" => {
+                crate::types::hll::set_sparse_max_bytes(parse_memory(v)? as usize)
+            }
             "lazyfree-lazy-user-flush" => crate::shard::lazyfree::set_user_flush(parse_yes_no(v)?),
             "maxmemory" => self.maxmemory = parse_memory(v)?,
             "maxmemory-clients" => {
@@ -1360,6 +1364,11 @@ impl Tunables {
             "no"
         };
         text.insert("lua-allow-undeclared-keys".into(), undeclared.into());
+        text.insert("acllog-max-len".into(), crate::acl::log_max().to_string());
+        text.insert(
+            "hll-sparse-max-bytes".into(),
+            crate::types::hll::sparse_max_bytes().to_string(),
+        );
         for (name, on) in [
             ("lazyfree-lazy-user-del", crate::shard::lazyfree::user_del()),
             (
@@ -1647,6 +1656,20 @@ impl Tunables {
                 let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
                 m.insert("lua-time-limit".into(), n.to_string());
                 m.insert("busy-reply-threshold".into(), n.to_string());
+            }
+            "acllog-max-len" => {
+                let n: usize = value
+                    .parse()
+                    .map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
+                crate::acl::set_log_max(n);
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                m.insert(name.into(), n.to_string());
+            }
+            "hll-sparse-max-bytes" => {
+                let n = parse_memory(value)? as usize;
+                crate::types::hll::set_sparse_max_bytes(n);
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                m.insert(name.into(), n.to_string());
             }
             "lazyfree-lazy-user-del" | "lazyfree-lazy-user-flush" => {
                 let on = parse_yes_no(value)?;
@@ -2158,6 +2181,8 @@ mod fuzz_tests {
                     | "lua-allow-undeclared-keys"
                     | "lazyfree-lazy-user-del"
                     | "lazyfree-lazy-user-flush"
+                    | "acllog-max-len"
+                    | "hll-sparse-max-bytes"
             ) {
                 continue;
             }

@@ -51,7 +51,6 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ("cluster-node-timeout", Warn("only used in cluster mode, which is off")),
     ("cluster-port", Warn("only used in cluster mode, which is off")),
     // Security: refusing is the only safe answer until these exist.
-    ("acllog-max-len", Warn("the ACL LOG keeps 128 entries")),
     ("acl-pubsub-default", Only(&["resetchannels"], "new users start with no channels (resetchannels), as Redis 7.0's default")),
     (
         "rename-command",
@@ -87,7 +86,6 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ("lazyfree-lazy-server-del", Warn("values the server overwrites or deletes are freed at once (as no)")),
     ("maxmemory-eviction-tenacity", Warn("eviction runs until memory is under the limit")),
     ("tracking-table-max-keys", Warn("the keys tracking clients read are remembered without a limit")),
-    ("hll-sparse-max-bytes", Warn("HyperLogLog uses Redis's default 3000 (not configurable yet)")),
     ("stream-node-max-bytes", Warn("streams are not supported yet")),
     ("stream-node-max-entries", Warn("streams are not supported yet")),
     ("shutdown-timeout", Warn("shards that do not stop within 2 s are abandoned at shutdown")),

@@ -219,3 +219,42 @@ fn hll_bytes_match_redis_both_ways() {
         );
     }
 }
+
+/// `hll-sparse-max-bytes` is a setting (CONFIG SET applies from the next write): at 0 the
+/// first PFADD leaves a dense key, at the default a sparse one, as redis-server 7.0.15.
+#[test]
+fn hll_sparse_max_bytes_is_a_setting() {
+    let s = common::Server::start(1);
+    let mut c = s.client();
+    let enc = |c: &mut redis::Connection, key: &str| -> String {
+        redis::cmd("PFDEBUG")
+            .arg("ENCODING")
+            .arg(key)
+            .query(c)
+            .unwrap()
+    };
+    let set = |c: &mut redis::Connection, v: &str| {
+        let _: () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("hll-sparse-max-bytes")
+            .arg(v)
+            .query(c)
+            .unwrap();
+    };
+    set(&mut c, "0");
+    let _: i64 = redis::cmd("PFADD").arg("h").arg("a").query(&mut c).unwrap();
+    assert_eq!(enc(&mut c, "h"), "dense");
+    set(&mut c, "3000");
+    let _: i64 = redis::cmd("PFADD")
+        .arg("h2")
+        .arg("a")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(enc(&mut c, "h2"), "sparse");
+    let v: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("hll-sparse-max-bytes")
+        .query(&mut c)
+        .unwrap();
+    assert_eq!(v, ["hll-sparse-max-bytes", "3000"]);
+}

@@ -559,3 +559,40 @@ fn normal_output_limit_closes_a_client_that_never_reads() {
         );
     }
 }
+
+/// `acllog-max-len` is a setting: the ACL LOG keeps that many entries, newest first.
+#[test]
+fn acllog_max_len_bounds_the_acl_log() {
+    let s = Server::start(1);
+    let mut admin = Client::connect(s.port);
+    assert_eq!(
+        cmd(
+            &mut admin,
+            &["ACL", "SETUSER", "bob", "on", ">pw", "+get", "~*"]
+        ),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        cmd(&mut admin, &["CONFIG", "SET", "acllog-max-len", "2"]),
+        "+OK\r\n"
+    );
+    assert_eq!(
+        cmd(&mut admin, &["CONFIG", "GET", "acllog-max-len"]),
+        "*2\r\n$14\r\nacllog-max-len\r\n$1\r\n2\r\n"
+    );
+    let mut b = Client::connect(s.port);
+    assert_eq!(cmd(&mut b, &["AUTH", "bob", "pw"]), "+OK\r\n");
+    for c in [&["SET", "k", "v"][..], &["DEL", "k"], &["INCR", "k"]] {
+        assert!(cmd(&mut b, c).starts_with("-NOPERM"), "{c:?}");
+    }
+    let log = cmd(&mut admin, &["ACL", "LOG"]);
+    assert!(log.starts_with("*2\r\n"), "{log}");
+    assert!(
+        log.contains("$4\r\nincr\r\n") && log.contains("$3\r\ndel\r\n"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("$3\r\nset\r\n"),
+        "the oldest entry went: {log}"
+    );
+}

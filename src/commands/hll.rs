@@ -155,7 +155,7 @@ fn pfadd(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 fn add_all(v: &mut Vec<u8>, elems: &[Bytes], created: bool) -> CmdResult {
     let mut updated = created;
     for e in elems {
-        updated |= hll::add(v, e, hll::SPARSE_MAX_BYTES).map_err(corrupt)?;
+        updated |= hll::add(v, e, hll::sparse_max_bytes()).map_err(corrupt)?;
     }
     if updated {
         hll::invalidate(v);
@@ -267,7 +267,7 @@ fn merge_store(db: &mut Db, dst: &[u8], max: &[u8], dense: bool, now: u64) -> Re
     for (i, &m) in max.iter().enumerate() {
         if m > 0 {
             // Redis ignores a failed register write here too.
-            let _ = hll::set_register(&mut v, i, m, hll::SPARSE_MAX_BYTES);
+            let _ = hll::set_register(&mut v, i, m, hll::sparse_max_bytes());
         }
     }
     hll::invalidate(&mut v);

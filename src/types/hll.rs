@@ -26,6 +26,18 @@ pub const SPARSE: u8 = 1;
 /// Redis's `hll-sparse-max-bytes` default.
 pub const SPARSE_MAX_BYTES: usize = 3000;
 
+/// `hll-sparse-max-bytes` as set (CONFIG SET applies from the next write of a key).
+static SPARSE_MAX: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(SPARSE_MAX_BYTES);
+
+pub fn set_sparse_max_bytes(n: usize) {
+    SPARSE_MAX.store(n, std::sync::atomic::Ordering::Relaxed);
+}
+
+pub fn sparse_max_bytes() -> usize {
+    SPARSE_MAX.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 const VAL_MAX_VALUE: u8 = 32;
 const VAL_MAX_LEN: usize = 4;
 const ZERO_MAX_LEN: usize = 64;
