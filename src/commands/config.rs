@@ -203,6 +203,9 @@ fn rewrite_text(
         "oom-score-adj-values",
         "replicaof",
         "slaveof",
+        "shutdown-on-sigint",
+        "shutdown-on-sigterm",
+        "latency-tracking-info-percentiles",
     ];
     // Old names of settings that have a new one: only the new name is written (as Redis).
     const ALIASES: &[&str] = &[
@@ -363,5 +366,18 @@ mod tests {
         // Promoted: a replicaof line in the file goes away.
         let cur = vec![pair("replicaof", ""), pair("slaveof", "")];
         assert_eq!(rewrite_text("replicaof 10.0.0.1 6379\n", &cur, &def), "");
+    }
+
+    /// Flag lists are written as Redis writes them, one word each (redis-server would read
+    /// a quoted `"save force"` as one unknown flag).
+    #[test]
+    fn rewrite_writes_shutdown_flags_unquoted() {
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let def = vec![pair("shutdown-on-sigint", "default")];
+        let cur = vec![pair("shutdown-on-sigint", "save force")];
+        assert_eq!(
+            rewrite_text("shutdown-on-sigint nosave\n", &cur, &def),
+            "shutdown-on-sigint save force\n"
+        );
     }
 }
