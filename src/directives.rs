@@ -17,9 +17,12 @@ pub enum Treat {
     /// Accepted only with one of these values (compared case-insensitively, after trimming
     /// and removing quotes); any other is refused with the reason.
     Only(&'static [&'static str], &'static str),
+    /// Accepted silently with one of these values (what shardis does anyway, so nothing is
+    /// ignored); any other is accepted with the warning.
+    Same(&'static [&'static str], &'static str),
 }
 
-use Treat::{Only, Warn};
+use Treat::{Only, Same, Warn};
 
 const AOF_FIXED: &str = "the append-only files are one fixed shape: an RDB base plus one \
      command log per shard (see README \"Persistence\"); rewrites run on BGREWRITEAOF";
@@ -28,23 +31,23 @@ const RDB_FIXED: &str = "RDB files are written and read one fixed way (see READM
 /// Every Redis 7.0 directive shardis does not implement, and its treatment.
 pub const DIRECTIVES: &[(&str, Treat)] = &[
     // Persistence: the values that ask for nothing are accepted.
-    ("rdb-del-sync-files", Warn(RDB_FIXED)),
-    ("rdb-save-incremental-fsync", Warn(RDB_FIXED)),
+    ("rdb-del-sync-files", Same(&["no"], RDB_FIXED)),
+    ("rdb-save-incremental-fsync", Same(&["no"], RDB_FIXED)),
     ("rdb-key-save-delay", Warn(RDB_FIXED)),
-    ("no-appendfsync-on-rewrite", Warn(AOF_FIXED)),
-    ("aof-use-rdb-preamble", Warn(AOF_FIXED)),
-    ("aof-timestamp-enabled", Warn(AOF_FIXED)),
-    ("aof-rewrite-incremental-fsync", Warn(AOF_FIXED)),
+    ("no-appendfsync-on-rewrite", Same(&["no"], AOF_FIXED)),
+    ("aof-use-rdb-preamble", Same(&["yes"], AOF_FIXED)),
+    ("aof-timestamp-enabled", Same(&["no"], AOF_FIXED)),
+    ("aof-rewrite-incremental-fsync", Same(&["no"], AOF_FIXED)),
     ("sanitize-dump-payload", Warn(RDB_FIXED)),
     // Replication and cluster.
-    ("replica-lazy-flush", Warn("a replica frees its old data in the background on a full sync (as yes)")),
-    ("slave-lazy-flush", Warn("a replica frees its old data in the background on a full sync (as yes)")),
+    ("replica-lazy-flush", Same(&["yes"], "a replica frees its old data in the background on a full sync (as yes)")),
+    ("slave-lazy-flush", Same(&["yes"], "a replica frees its old data in the background on a full sync (as yes)")),
     ("replica-ignore-maxmemory", Warn("a replica never evicts (Redis's default, yes)")),
-    ("repl-diskless-sync", Warn("a master always streams the RDB from memory, never through a file (as yes)")),
+    ("repl-diskless-sync", Same(&["yes"], "a master always streams the RDB from memory, never through a file (as yes)")),
     ("repl-diskless-sync-delay", Warn("a full sync starts at once; replicas that ask while one is serialised share the next")),
     ("repl-diskless-sync-max-replicas", Warn("a full sync starts at once; replicas that ask while one is serialised share the next")),
-    ("repl-diskless-load", Warn("a replica receives the RDB into memory and serves its old data until the load is done (as swapdb)")),
-    ("repl-disable-tcp-nodelay", Warn("replication links keep TCP_NODELAY (as no)")),
+    ("repl-diskless-load", Same(&["swapdb"], "a replica receives the RDB into memory and serves its old data until the load is done (as swapdb)")),
+    ("repl-disable-tcp-nodelay", Same(&["no"], "replication links keep TCP_NODELAY (as no)")),
     ("repl-backlog-ttl", Warn("the backlog is kept while the server runs")),
     ("cluster-enabled", Only(&["no"], "cluster mode is not supported yet")),
     ("cluster-config-file", Warn("only used in cluster mode, which is off")),
@@ -59,10 +62,10 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ("enable-module-command", Warn("modules are not supported; MODULE is an unknown command")),
     ("loadmodule", Only(&[], "modules are not supported")),
     // Tuning knobs of subsystems shardis has in its own form, or not at all.
-    ("hz", Warn("shardis runs its active expiry every 100 ms on every shard")),
+    ("hz", Same(&["10"], "shardis runs its active expiry every 100 ms on every shard")),
     ("dynamic-hz", Warn("shardis runs its active expiry every 100 ms on every shard")),
     ("active-expire-effort", Warn("shardis's active expiry has a fixed effort")),
-    ("activerehashing", Warn("shardis's tables resize incrementally on their own")),
+    ("activerehashing", Same(&["yes"], "shardis's tables resize incrementally on their own")),
     ("activedefrag", Warn("active defragmentation is not supported")),
     ("active-defrag-ignore-bytes", Warn("active defragmentation is not supported")),
     ("active-defrag-threshold-lower", Warn("active defragmentation is not supported")),
@@ -71,19 +74,19 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ("active-defrag-cycle-max", Warn("active defragmentation is not supported")),
     ("active-defrag-max-scan-fields", Warn("active defragmentation is not supported")),
     ("jemalloc-bg-thread", Warn("shardis does not use jemalloc")),
-    ("io-threads", Warn("every shard is its own I/O thread (see --shards)")),
+    ("io-threads", Same(&["1"], "every shard is its own I/O thread (see --shards)")),
     ("io-threads-do-reads", Warn("every shard is its own I/O thread (see --shards)")),
-    ("always-show-logo", Warn("shardis prints no logo")),
+    ("always-show-logo", Same(&["no"], "shardis prints no logo")),
     ("set-proc-title", Warn("the process title is left as it is")),
     ("proc-title-template", Warn("the process title is left as it is")),
     ("disable-thp", Warn("transparent huge pages are left as the system sets them")),
-    ("oom-score-adj", Warn("the OOM score is left as the system sets it")),
+    ("oom-score-adj", Same(&["no"], "the OOM score is left as the system sets it")),
     ("oom-score-adj-values", Warn("the OOM score is left as the system sets it")),
     ("crash-log-enabled", Warn("crash logs are not written")),
     ("crash-memcheck-enabled", Warn("crash logs are not written")),
-    ("lazyfree-lazy-eviction", Warn("evicted values are freed at once (as no)")),
-    ("lazyfree-lazy-expire", Warn("expired values are freed at once (as no)")),
-    ("lazyfree-lazy-server-del", Warn("values the server overwrites or deletes are freed at once (as no)")),
+    ("lazyfree-lazy-eviction", Same(&["no"], "evicted values are freed at once (as no)")),
+    ("lazyfree-lazy-expire", Same(&["no"], "expired values are freed at once (as no)")),
+    ("lazyfree-lazy-server-del", Same(&["no"], "values the server overwrites or deletes are freed at once (as no)")),
     ("maxmemory-eviction-tenacity", Warn("eviction runs until memory is under the limit")),
     ("tracking-table-max-keys", Warn("the keys tracking clients read are remembered without a limit")),
     ("stream-node-max-bytes", Warn("streams are not supported yet")),
@@ -119,6 +122,8 @@ pub fn check(name: &str, value: &str) -> Result<Option<String>, String> {
                 Err(format!("'{name} {value}' is refused: {why}"))
             }
         }
+        Same(ok, _) if ok.iter().any(|o| o.eq_ignore_ascii_case(v)) => Ok(None),
+        Same(_, what) => Ok(Some(format!("'{name}' is not supported: {what}"))),
     }
 }
 
@@ -142,6 +147,11 @@ mod tests {
             .unwrap()
             .contains("io-threads"));
         assert!(check("rename-command", "FLUSHALL \"\"").is_err());
+        // What shardis does anyway is accepted without a word; anything else warns.
+        assert_eq!(check("hz", "10"), Ok(None));
+        assert_eq!(check("lazyfree-lazy-expire", "\"no\""), Ok(None));
+        assert!(check("hz", "100").unwrap().unwrap().contains("'hz'"));
+        assert!(check("replica-lazy-flush", "no").unwrap().is_some());
         assert!(check("nosuch", "1")
             .unwrap_err()
             .contains("unknown parameter"));
