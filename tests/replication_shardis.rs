@@ -1021,3 +1021,36 @@ fn a_sub_replica_syncs_from_a_replica_under_writes() {
     converge(&[&master, &a, &b, &b2], "sub-replicas synced under writes");
     same_stream(&[&master, &a, &b, &b2], "sub-replicas synced under writes");
 }
+
+/// INFO stats counts replication traffic apart, as Redis 7.0: the master's bytes to its
+/// replica in total_net_repl_output_bytes, the replica's bytes from its master in
+/// total_net_repl_input_bytes (client traffic stays in total_net_*_bytes), and the reads
+/// and writes processed.
+#[test]
+fn info_counts_replication_traffic_apart() {
+    let _one_at_a_time = serial();
+    let master = node(1, &[]);
+    let mport = master.port.to_string();
+    let r = node(1, &["--replicaof", "127.0.0.1", &mport]);
+    assert!(common::wait_for(Duration::from_secs(20), || link_up(&r)));
+    let mut c = master.client();
+    let value = "v".repeat(1000);
+    for i in 0..100 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(&value)
+            .query(&mut c)
+            .unwrap();
+    }
+    let num = |s: &Server, f: &str| stat(s, f).parse::<u64>().unwrap_or(0);
+    // 100 writes of 1 KB went to the replica: at least that many bytes each way.
+    assert!(common::wait_for(Duration::from_secs(20), || {
+        num(&master, "total_net_repl_output_bytes") > 100_000
+            && num(&r, "total_net_repl_input_bytes") > 100_000
+    }));
+    // The replica's clients sent little: the master's stream is not counted as theirs.
+    assert!(num(&r, "total_net_input_bytes") < 10_000);
+    assert!(num(&master, "total_reads_processed") >= 100);
+    assert!(num(&master, "total_writes_processed") >= 100);
+    assert_eq!(stat(&master, "io_threaded_reads_processed"), "0");
+}

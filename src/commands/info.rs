@@ -158,6 +158,10 @@ pub(super) fn merge(mut a: ShardInfo, b: ShardInfo) -> ShardInfo {
     a.misses += b.misses;
     a.net.net_input_bytes += b.net.net_input_bytes;
     a.net.net_output_bytes += b.net.net_output_bytes;
+    a.net.net_repl_input_bytes += b.net.net_repl_input_bytes;
+    a.net.net_repl_output_bytes += b.net.net_repl_output_bytes;
+    a.net.reads_processed += b.net.reads_processed;
+    a.net.writes_processed += b.net.writes_processed;
     a.net.connections_received += b.net.connections_received;
     a.net.rejected_connections += b.net.rejected_connections;
     a.net.evicted_clients += b.net.evicted_clients;
@@ -511,8 +515,8 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 f("instantaneous_ops_per_sec", &(s.rates.ops as u64));
                 f("total_net_input_bytes", &s.net.net_input_bytes);
                 f("total_net_output_bytes", &s.net.net_output_bytes);
-                f("total_net_repl_input_bytes", &0);
-                f("total_net_repl_output_bytes", &0);
+                f("total_net_repl_input_bytes", &s.net.net_repl_input_bytes);
+                f("total_net_repl_output_bytes", &s.net.net_repl_output_bytes);
                 f(
                     "instantaneous_input_kbps",
                     &format!("{:.2}", s.rates.input_bytes / 1024.0),
@@ -557,6 +561,11 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 f("unexpected_error_replies", &0);
                 f("total_error_replies", &errors);
                 f("dump_payload_sanitizations", &0);
+                f("total_reads_processed", &s.net.reads_processed);
+                f("total_writes_processed", &s.net.writes_processed);
+                // Every shard is its own I/O thread: nothing is handed to I/O threads.
+                f("io_threaded_reads_processed", &0);
+                f("io_threaded_writes_processed", &0);
                 // The stall detector (not in Redis): the longest any shard has been inside
                 // one loop pass, and the longest any shard has been locked by a multi-shard
                 // command or transaction. Both stay near 0 on a healthy server.

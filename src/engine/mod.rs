@@ -33,10 +33,40 @@ use shared::Shared;
 pub struct NetStats {
     pub net_input_bytes: u64,
     pub net_output_bytes: u64,
+    /// Bytes read from the master link and sent to replicas (Redis 7.0 counts them apart).
+    pub net_repl_input_bytes: u64,
+    pub net_repl_output_bytes: u64,
+    /// Receives and sends completed (INFO total_reads_processed / total_writes_processed).
+    pub reads_processed: u64,
+    pub writes_processed: u64,
     pub connections_received: u64,
     pub rejected_connections: u64,
     /// Clients closed by maxmemory-clients (`client_evict`).
     pub evicted_clients: u64,
+}
+
+impl NetStats {
+    /// A receive of `n` bytes (from the master link when `master`).
+    #[inline]
+    pub fn count_input(&mut self, master: bool, n: u64) {
+        self.reads_processed += 1;
+        if master {
+            self.net_repl_input_bytes += n;
+        } else {
+            self.net_input_bytes += n;
+        }
+    }
+
+    /// A send of `n` bytes (to a replica when `replica`).
+    #[inline]
+    pub fn count_output(&mut self, replica: bool, n: u64) {
+        self.writes_processed += 1;
+        if replica {
+            self.net_repl_output_bytes += n;
+        } else {
+            self.net_output_bytes += n;
+        }
+    }
 }
 
 pub struct Engine {

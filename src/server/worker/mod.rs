@@ -1006,7 +1006,9 @@ impl Worker {
             self.close_conn(idx);
             return;
         }
-        self.eng.net.net_input_bytes += c.result as u64;
+        self.eng
+            .net
+            .count_input(self.conns[idx].master, c.result as u64);
         self.conns[idx].client.last_active = self.eng.pass_now;
         self.conns[idx].note_input();
         let master = self.conns[idx].master;
@@ -1132,9 +1134,11 @@ impl Worker {
             self.close_conn(idx);
             return;
         }
-        self.eng.net.net_output_bytes += c.result as u64;
-        let off = off + c.result as usize;
         let conn = &mut self.conns[idx];
+        self.eng
+            .net
+            .count_output(conn.replica_link.is_some(), c.result as u64);
+        let off = off + c.result as usize;
         conn.inflight = buf.len().saturating_sub(off);
         super::pubsub::on_sent(conn, &self.eng.shared.tun);
         if off < buf.len() {

@@ -176,7 +176,7 @@ impl Worker {
         if !c.more && matches!(conn.recv, RecvState::Multi(_) | RecvState::Cancelling) {
             conn.recv = RecvState::Idle;
         }
-        self.eng.net.net_input_bytes += c.result as u64;
+        self.eng.net.count_input(conn.master, c.result as u64);
         conn.client.last_active = self.eng.pass_now;
         conn.note_input();
         let parsed_above = conn.in_input > 0 || caller == Some(idx);
