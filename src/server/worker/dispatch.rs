@@ -826,13 +826,7 @@ impl Worker {
         sys::setup_conn(fd, self.eng.shared.cfg.tcp_nodelay, keepalive);
         let (peer, local) = sys::addrs(fd);
         let show = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
-        let id = self
-            .eng
-            .shared
-            .next_client_id
-            .fetch_add(1, Ordering::Relaxed);
-        let gen = self.next_gen;
-        self.next_gen = (self.next_gen + 1) & 0xFF_FFFF;
+        let (id, gen) = self.next_client();
         let mut client = ClientInfo::new(id, show(peer), show(local));
         client.authed = true;
         let mut conn = Conn::new(fd, gen, client);

@@ -840,13 +840,7 @@ impl Worker {
             }
         }
         let show = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string()).unwrap_or_default();
-        let id = self
-            .eng
-            .shared
-            .next_client_id
-            .fetch_add(1, Ordering::Relaxed);
-        let gen = self.next_gen;
-        self.next_gen = (self.next_gen + 1) & 0xFF_FFFF;
+        let (id, gen) = self.next_client();
         let mut client = if unix {
             // Redis shows a Unix client as `addr=/path:0 laddr=/path:0`.
             let path = self.eng.shared.cfg.unixsocket.clone().unwrap_or_default();
@@ -861,6 +855,19 @@ impl Worker {
         conn.tls = session;
         let idx = self.conns.insert(conn);
         self.arm_recv(idx);
+    }
+
+    /// A new connection's client id (process-wide, as CLIENT ID shows it) and its
+    /// generation in this shard's connection tokens.
+    fn next_client(&mut self) -> (u64, u32) {
+        let id = self
+            .eng
+            .shared
+            .next_client_id
+            .fetch_add(1, Ordering::Relaxed);
+        let gen = self.next_gen;
+        self.next_gen = (self.next_gen + 1) & 0xFF_FFFF;
+        (id, gen)
     }
 
     /// Arms a receive for a connection that wants input and has none armed: multishot
