@@ -8,12 +8,7 @@ use super::*;
 impl Worker {
     /// Parses and runs every complete command in the connection's read buffer.
     pub(super) fn process_input(&mut self, idx: usize) {
-        let max_bulk = self
-            .eng
-            .shared
-            .tun
-            .proto_max_bulk_len
-            .load(Ordering::Relaxed) as usize;
+        let max_bulk = self.max_bulk();
         let qlimit = self
             .eng
             .shared
@@ -416,22 +411,11 @@ impl Worker {
                 let res = f(&mut ctx, argv);
                 let deferred = ctx.deferred.is_some();
                 let nanos = clock::to_nanos(clock::ticks().wrapping_sub(start));
-                if !deferred {
-                    let reply = commands::finish(&mut self.eng.shard, id, res);
-                    if let Some(st) = self.eng.shard.cmd_stats.get_mut(id) {
-                        st.nanos += nanos;
-                    }
-                    if let Some(c) = self.conns.get_mut(idx) {
-                        c.push_reply(&reply);
-                    }
-                } else {
-                    // Counted here; the time is the handler's own (the fan-out it started
-                    // runs on other shards and is not attributed).
-                    self.eng.shard.commands_processed += 1;
-                    if let Some(st) = self.eng.shard.cmd_stats.get_mut(id) {
-                        st.calls += 1;
-                        st.nanos += nanos;
-                    }
+                // A deferred reply's time is the handler's own (the fan-out it started runs
+                // on other shards and is not attributed).
+                self.conclude(idx, id, res, deferred);
+                if let Some(st) = self.eng.shard.cmd_stats.get_mut(id) {
+                    st.nanos += nanos;
                 }
                 self.eng.shard.observe(id, argv, nanos);
                 if !self.eng.shard.slow.pending.is_empty() {
@@ -716,17 +700,8 @@ impl Worker {
         // Kept for the slow log (blocking commands are not on the hot path).
         let shown = argv.clone();
         let res = f(&mut ctx, std::mem::take(argv));
-        if ctx.deferred.is_none() {
-            let reply = commands::finish(&mut self.eng.shard, id, res);
-            if let Some(c) = self.conns.get_mut(idx) {
-                c.push_reply(&reply);
-            }
-        } else {
-            self.eng.shard.commands_processed += 1;
-            if let Some(st) = self.eng.shard.cmd_stats.get_mut(id) {
-                st.calls += 1;
-            }
-        }
+        let deferred = ctx.deferred.is_some();
+        self.conclude(idx, id, res, deferred);
         let nanos = clock::to_nanos(clock::ticks().wrapping_sub(start));
         if let Some(st) = self.eng.shard.cmd_stats.get_mut(id) {
             st.nanos += nanos;
@@ -734,6 +709,23 @@ impl Worker {
         self.eng.shard.observe(id, &shown, nanos);
         if !self.eng.shard.slow.pending.is_empty() {
             self.slow_commit(idx);
+        }
+    }
+
+    /// A connection-side handler returned: its result becomes the reply and is counted, or,
+    /// when it deferred its reply (which comes later through a ticket), the call is counted
+    /// now.
+    fn conclude(&mut self, idx: usize, id: usize, res: crate::error::CmdResult, deferred: bool) {
+        if deferred {
+            self.eng.shard.commands_processed += 1;
+            if let Some(st) = self.eng.shard.cmd_stats.get_mut(id) {
+                st.calls += 1;
+            }
+            return;
+        }
+        let reply = commands::finish(&mut self.eng.shard, id, res);
+        if let Some(c) = self.conns.get_mut(idx) {
+            c.push_reply(&reply);
         }
     }
 

@@ -508,12 +508,7 @@ impl Worker {
         if self.eng.lock.is_some() {
             return;
         }
-        let max_bulk = self
-            .eng
-            .shared
-            .tun
-            .proto_max_bulk_len
-            .load(Ordering::Relaxed) as usize;
+        let max_bulk = self.max_bulk();
         let mut args = std::mem::take(&mut self.args_scratch);
         for c in comps {
             let OpBuf::Provided(p) = &c.buf else { continue };
@@ -857,6 +852,15 @@ impl Worker {
         self.arm_recv(idx);
     }
 
+    /// `proto-max-bulk-len` as in force (CONFIG SET applies from the next parse).
+    fn max_bulk(&self) -> usize {
+        self.eng
+            .shared
+            .tun
+            .proto_max_bulk_len
+            .load(Ordering::Relaxed) as usize
+    }
+
     /// A new connection's client id (process-wide, as CLIENT ID shows it) and its
     /// generation in this shard's connection tokens.
     fn next_client(&mut self) -> (u64, u32) {
@@ -949,28 +953,7 @@ impl Worker {
             plain_in = Some(after.saturating_sub(before));
         }
         let conn = &mut self.conns[idx];
-        match c.buf {
-            // A one-shot receive hands the read buffer back (with the new bytes in it).
-            OpBuf::Recv(b) => {
-                conn.rbuf = Some(b);
-                conn.recv = RecvState::Idle;
-            }
-            // A multishot chunk: copy it to the read buffer; the pool buffer goes back to
-            // the kernel at the next drain.
-            OpBuf::Provided(p) => {
-                if let Some(data) = self.ring.provided(&p) {
-                    let rbuf = conn.rbuf.get_or_insert_with(BytesMut::new);
-                    if rbuf.capacity() - rbuf.len() < data.len() {
-                        rbuf.reserve(data.len().max(min_free));
-                    }
-                    rbuf.extend_from_slice(data);
-                }
-            }
-            _ => {}
-        }
-        if !c.more && matches!(conn.recv, RecvState::Multi(_) | RecvState::Cancelling) {
-            conn.recv = RecvState::Idle;
-        }
+        intake(&self.ring, conn, &mut c, min_free);
         if c.result <= 0 {
             if c.result == -libc::ENOBUFS {
                 // The pool ran dry this pass: data is waiting, take it with a one-shot
@@ -1379,6 +1362,33 @@ impl Worker {
 /// stops being read).
 /// Output held back for replies due from other shards (`flush_dirty`) stays under this.
 const HOLD_MAX: usize = 64 * 1024;
+
+/// Moves a receive's bytes into the connection's read buffer: a one-shot receive hands the
+/// buffer back (with the new bytes in it); a multishot chunk is copied from the pool buffer
+/// (which goes back to the kernel at the next drain). A multishot that ended leaves the
+/// connection idle (the normal loop and the busy-script pump both take input this way).
+#[inline]
+fn intake(ring: &Ring, conn: &mut Conn, c: &mut Completion, min_free: usize) {
+    match std::mem::replace(&mut c.buf, OpBuf::None) {
+        OpBuf::Recv(b) => {
+            conn.rbuf = Some(b);
+            conn.recv = RecvState::Idle;
+        }
+        OpBuf::Provided(p) => {
+            if let Some(data) = ring.provided(&p) {
+                let rbuf = conn.rbuf.get_or_insert_with(BytesMut::new);
+                if rbuf.capacity() - rbuf.len() < data.len() {
+                    rbuf.reserve(data.len().max(min_free));
+                }
+                rbuf.extend_from_slice(data);
+            }
+        }
+        _ => {}
+    }
+    if !c.more && matches!(conn.recv, RecvState::Multi(_) | RecvState::Cancelling) {
+        conn.recv = RecvState::Idle;
+    }
+}
 
 fn conn_readable(c: &Conn) -> bool {
     // A client waiting in BLPOP & co stays read (up to a bound) so a disconnect ends the

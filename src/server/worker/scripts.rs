@@ -131,7 +131,7 @@ impl Worker {
     pub(super) fn busy_recv(
         &mut self,
         token: u64,
-        c: Completion,
+        mut c: Completion,
         caller: Option<usize>,
         function: bool,
     ) {
@@ -157,25 +157,7 @@ impl Worker {
         }
         let min_free = self.eng.shared.cfg.recv_buffer;
         let conn = &mut self.conns[idx];
-        match c.buf {
-            OpBuf::Recv(b) => {
-                conn.rbuf = Some(b);
-                conn.recv = RecvState::Idle;
-            }
-            OpBuf::Provided(p) => {
-                if let Some(data) = self.ring.provided(&p) {
-                    let rbuf = conn.rbuf.get_or_insert_with(BytesMut::new);
-                    if rbuf.capacity() - rbuf.len() < data.len() {
-                        rbuf.reserve(data.len().max(min_free));
-                    }
-                    rbuf.extend_from_slice(data);
-                }
-            }
-            _ => {}
-        }
-        if !c.more && matches!(conn.recv, RecvState::Multi(_) | RecvState::Cancelling) {
-            conn.recv = RecvState::Idle;
-        }
+        intake(&self.ring, conn, &mut c, min_free);
         self.eng.net.count_input(conn.master, c.result as u64);
         conn.client.last_active = self.eng.pass_now;
         conn.note_input();
@@ -192,12 +174,7 @@ impl Worker {
 
     /// Answers the complete commands in a connection's buffer while a script is busy.
     pub(super) fn busy_input(&mut self, idx: usize, function: bool) {
-        let max_bulk = self
-            .eng
-            .shared
-            .tun
-            .proto_max_bulk_len
-            .load(Ordering::Relaxed) as usize;
+        let max_bulk = self.max_bulk();
         let token = token_of(idx, self.conns[idx].gen);
         if self.resume.contains(&token) {
             // Paused at a command that waits for the script's end.
