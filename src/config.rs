@@ -849,7 +849,7 @@ impl Config {
             "lazyfree-lazy-user-flush" => crate::shard::lazyfree::set_user_flush(parse_yes_no(v)?),
             "maxmemory" => self.maxmemory = parse_memory(v)?,
             "maxmemory-clients" => {
-                self.maxmemory_clients = crate::server::client_evict::parse(v)
+                self.maxmemory_clients = parse_clients_limit(v)
                     .map_err(|e| format!("invalid value for '{name}': {e}"))?;
                 let shown = match self.maxmemory_clients {
                     (b, 0) => b.to_string(),
@@ -1625,7 +1625,7 @@ impl Tunables {
                 self.maxmemory.store(n, Ordering::Relaxed);
             }
             "maxmemory-clients" => {
-                let (bytes, pct) = crate::server::client_evict::parse(value)?;
+                let (bytes, pct) = parse_clients_limit(value)?;
                 self.maxmemory_clients.store(bytes, Ordering::Relaxed);
                 self.maxmemory_clients_pct.store(pct, Ordering::Relaxed);
                 let shown = match pct {
@@ -1773,7 +1773,7 @@ impl Tunables {
             "dir" => {
                 // As Redis: the process enters the directory (saves and the AOF use paths
                 // relative to it); CONFIG GET shows where it is now.
-                std::env::set_current_dir(value).map_err(|e| crate::server::os_text(&e))?;
+                std::env::set_current_dir(value).map_err(|e| crate::util::os_text(&e))?;
                 let now = std::env::current_dir()
                     .map(|d| d.display().to_string())
                     .unwrap_or_else(|_| value.to_string());
@@ -2200,4 +2200,22 @@ mod fuzz_tests {
             let _ = tun.set(name, value);
         }
     }
+}
+
+/// Parses a `maxmemory-clients` value: bytes with Redis's units, or a percentage of
+/// `maxmemory` (`10%`). Errors carry CONFIG SET's wording.
+pub fn parse_clients_limit(v: &str) -> Result<(u64, u64), String> {
+    let v = v.trim();
+    if let Some(p) = v.strip_suffix('%') {
+        let n: u64 = p
+            .parse()
+            .map_err(|_| "argument must be a memory or percent value".to_string())?;
+        if n > 100 {
+            return Err("percentage argument must be less or equal to 100".into());
+        }
+        return Ok((0, n));
+    }
+    parse_memory(v)
+        .map(|b| (b, 0))
+        .map_err(|_| "argument must be a memory or percent value".to_string())
 }

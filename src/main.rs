@@ -8,6 +8,12 @@ use shardis::config::{Cli, Config};
 static ALLOC: shardis::runtime::alloc::Counting = shardis::runtime::alloc::Counting;
 
 fn main() {
+    // The connection side's, replication's and scripting's rows join the command table
+    // before anything looks a command up.
+    if !shardis::server::cmds::register() {
+        eprintln!("internal error: the command table was built too early");
+        std::process::exit(1);
+    }
     let args: Vec<String> = std::env::args().collect();
     // Sentinel mode is its own process (like redis-sentinel): no shards, no data.
     if args.iter().skip(1).any(|a| a == "--sentinel") {

@@ -15,7 +15,8 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::resp::{encode_command, Client};
-use shardis::commands::table::{table, BLOCKING};
+use shardis::commands::table::BLOCKING;
+use shardis::server::cmds::full_table as table;
 
 const SKIP: &[&str] = &[
     "shutdown", "quit", "reset", "client", "debug", "auth", "hello", "acl", "config", "monitor",

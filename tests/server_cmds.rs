@@ -268,7 +268,7 @@ fn command_introspection() {
         let s = common::Server::start(n);
         let mut c = s.client();
         let count: usize = redis::cmd("COMMAND").arg("COUNT").query(&mut c).unwrap();
-        assert_eq!(count, shardis::commands::table::table().len());
+        assert_eq!(count, shardis::server::cmds::full_table().len());
         let all: Vec<Value> = redis::cmd("COMMAND").query(&mut c).unwrap();
         assert_eq!(all.len(), count);
 

@@ -17,7 +17,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use common::resp::*;
-use shardis::commands::table::table;
+use shardis::server::cmds::full_table as table;
 
 /// Not walked: SHUTDOWN stops the server (tested in server_cmds.rs), DEBUG's subcommands take
 /// free-form arguments and its availability is a configuration matter (DEBUG SLEEP is tested

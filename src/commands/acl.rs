@@ -242,7 +242,7 @@ fn acl_cmd(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             }
         }
         "load" | "save" => {
-            let Some(path) = ctx.w.eng.shared.cfg.aclfile.clone() else {
+            let Some(path) = ctx.eng().shared.cfg.aclfile.clone() else {
                 return Err(CmdError::err(NO_ACLFILE));
             };
             if sub == "save" {
@@ -265,8 +265,7 @@ fn acl_cmd(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 
 /// After a change to the default user: whether new connections must authenticate.
 fn refresh_auth_required(ctx: &mut ConnCtx) {
-    ctx.w
-        .eng
+    ctx.eng()
         .shared
         .tun
         .auth_required

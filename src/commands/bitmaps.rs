@@ -266,12 +266,12 @@ fn bitop_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let op = parse_bitop(&argv)?;
     let dst = arg(&argv, 2)?.clone();
     let db = ctx.client().db;
-    let n = ctx.w.eng.nshards;
+    let n = ctx.eng().nshards;
     let dst_owner = shard_of(&dst, n);
     let ticket = ctx.defer();
     let srcs: Vec<Bytes> = argv.iter().skip(3).cloned().collect();
     gather_noting(
-        &mut ctx.w.eng,
+        ctx.eng(),
         Some(Noting {
             db,
             argv: argv.to_vec(),

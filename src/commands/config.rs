@@ -44,7 +44,7 @@ pub(super) fn config(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 
 fn config_get(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let patterns = argv.get(2..).unwrap_or_default();
-    let all = ctx.w.eng.shared.tun.all();
+    let all = ctx.eng().shared.tun.all();
     let mut out = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for p in patterns {
@@ -87,7 +87,8 @@ fn config_set(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     if pairs.len() % 2 != 0 {
         return Err(CmdError::Syntax);
     }
-    let tun = &ctx.w.eng.shared.tun;
+    let shared = ctx.eng().shared.clone();
+    let tun = &shared.tun;
     let current: std::collections::BTreeMap<String, String> = tun.all().into_iter().collect();
     let mut todo: Vec<(String, String)> = Vec::with_capacity(pairs.len() / 2);
     for pair in pairs.chunks_exact(2) {
@@ -106,12 +107,8 @@ fn config_set(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         }
         // Redis 7's PROTECTED_CONFIG parameters, under enable-protected-configs.
         if PROTECTED_CONFIGS.contains(&name.as_str()) {
-            let access = ctx.w.eng.shared.cfg.protected_configs;
-            let local = ctx
-                .w
-                .conns
-                .get(ctx.conn)
-                .is_some_and(|c| super::is_local(&c.client.addr));
+            let access = ctx.eng().shared.cfg.protected_configs;
+            let local = super::is_local(&ctx.client().addr);
             if !super::access_allows(access, local) {
                 return Err(set_failed(&name, "can't set protected config"));
             }
@@ -148,29 +145,30 @@ fn config_set(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     // appendonly: turning it on starts the first rewrite (as Redis), off stops the logs.
     if let Some((_, v)) = todo.iter().find(|(n, _)| n == "appendonly") {
         let on = v.eq_ignore_ascii_case("yes");
-        let was = ctx.w.eng.shared.aof.enabled.load(Ordering::SeqCst);
+        let was = ctx.eng().shared.aof.enabled.load(Ordering::SeqCst);
         if on && !was {
-            super::persistence::rewrite_aof(&mut ctx.w.eng, true, |_, r| {
+            super::persistence::rewrite_aof(ctx.eng(), true, |_, r| {
                 if let Err(e) = r {
                     crate::log::warning(&format!("appendonly yes failed: {e}"));
                 }
             });
         } else if !on && was {
-            super::persistence::stop_aof(&mut ctx.w.eng);
+            super::persistence::stop_aof(ctx.eng());
         }
     }
     // `save` and `stop-writes-on-bgsave-error` open or close the MISCONF gate at once.
-    ctx.w.eng.shared.persist.refresh_gate(&ctx.w.eng.shared.tun);
+    let shared = ctx.eng().shared.clone();
+    shared.persist.refresh_gate(&shared.tun);
     // This shard's next command already sees a new eviction policy (others: next loop pass).
-    let cfg = ctx.w.eng.shared.tun.evict_cfg();
-    ctx.w.eng.shard.set_evict_cfg(cfg);
+    let cfg = ctx.eng().shared.tun.evict_cfg();
+    ctx.eng().shard.set_evict_cfg(cfg);
     Ok(Reply::Ok)
 }
 
 fn config_resetstat(ctx: &mut ConnCtx) -> CmdResult {
     let ticket = ctx.defer();
     all_shards(
-        &mut ctx.w.eng,
+        ctx.eng(),
         |tw: &mut Engine| {
             let s = &mut tw.shard;
             s.cmd_stats.iter_mut().for_each(|c| *c = CmdStat::default());
@@ -302,7 +300,7 @@ fn rewrite_text(
 /// CONFIG REWRITE: rewrites the `--config` file (temp file + rename, so a crash never leaves
 /// half a file). A short blocking file write on this shard, as in Redis's main thread.
 fn config_rewrite(ctx: &mut ConnCtx) -> CmdResult {
-    let shared = &ctx.w.eng.shared;
+    let shared = &ctx.eng().shared;
     let Some(path) = shared.cfg.config_file.clone() else {
         return Err(CmdError::err("The server is running without a config file"));
     };

@@ -112,7 +112,7 @@ fn debug_populate(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let db = ctx.client().db;
     let ticket = ctx.defer();
     all_shards(
-        &mut ctx.w.eng,
+        ctx.eng(),
         move |tw: &mut Engine| {
             let (me, n, now) = (tw.id, tw.nshards, tw.shard.now_ms);
             let d = tw.shard.db_mut(db);
@@ -168,7 +168,7 @@ fn debug_journal(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         };
         let ticket = ctx.defer();
         all_shards(
-            &mut ctx.w.eng,
+            ctx.eng(),
             move |tw: &mut Engine| {
                 if on {
                     journal::enable(&mut tw.shard, cap);
@@ -193,7 +193,7 @@ fn debug_journal(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     } else {
         1000
     };
-    if shard >= ctx.w.eng.nshards {
+    if shard >= ctx.eng().nshards {
         return Err(CmdError::err("no such shard"));
     }
     let ticket = ctx.defer();
@@ -227,8 +227,7 @@ fn debug_journal(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             )),
         }
     });
-    ctx.w
-        .eng
+    ctx.eng()
         .fan_out(vec![(shard, job)], false, move |w, mut v: Vec<Reply>| {
             w.complete(ticket, v.pop().unwrap_or(Reply::Null))
         });
@@ -241,7 +240,7 @@ fn debug_digest(ctx: &mut ConnCtx) -> CmdResult {
     use crate::shard::digest;
     let ticket = ctx.defer();
     super::keys::all_shards(
-        &mut ctx.w.eng,
+        ctx.eng(),
         |tw: &mut Engine| {
             let now = tw.shard.now_ms;
             tw.shard
@@ -272,7 +271,7 @@ fn debug_digest_value(ctx: &mut ConnCtx, keys: Vec<Bytes>) -> CmdResult {
     let ticket = ctx.defer();
     let n = keys.len();
     super::keys::all_shards(
-        &mut ctx.w.eng,
+        ctx.eng(),
         move |tw: &mut Engine| {
             let now = tw.shard.now_ms;
             let mine: std::collections::HashMap<&[u8], usize> = keys
@@ -316,7 +315,7 @@ fn debug_digest_value(ctx: &mut ConnCtx, keys: Vec<Bytes>) -> CmdResult {
 fn debug_reload(ctx: &mut ConnCtx, nosave: bool) -> CmdResult {
     super::persistence::begin_save(ctx)?;
     let ticket = ctx.defer();
-    persist::save::snapshot(&mut ctx.w.eng, true, move |w, parts, txid| {
+    persist::save::snapshot(ctx.eng(), true, move |w, parts, txid| {
         let saved = if nosave {
             Ok(())
         } else {
@@ -353,7 +352,7 @@ fn debug_reload(ctx: &mut ConnCtx, nosave: bool) -> CmdResult {
             .map(|(s, keys)| {
                 let job: ShardFn<()> = Box::new(move |tw| {
                     for db in 0..tw.shard.dbs.len() {
-                        super::multi::before_flush(&mut tw.shard, db);
+                        super::watch::before_flush(&mut tw.shard, db);
                     }
                     tw.shard.dbs.iter_mut().for_each(|d| d.clear());
                     persist::load::apply(&mut tw.shard, keys);

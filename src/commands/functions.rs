@@ -156,7 +156,7 @@ fn function(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         }
         "list" => list(argv),
         "dump" => {
-            let compress = ctx.w.eng.shared.tun.rdbcompression.load(Ordering::Relaxed);
+            let compress = ctx.eng().shared.tun.rdbcompression.load(Ordering::Relaxed);
             Ok(Reply::Bulk(registry::dump(compress)))
         }
         "restore" => restore(argv),

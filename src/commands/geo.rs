@@ -718,7 +718,7 @@ fn search(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 fn search_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let kind = Kind::of(arg(&argv, 0)?).ok_or(CmdError::Syntax)?;
     let src = owned(arg(&argv, kind.src_index())?);
-    let n = ctx.w.eng.nshards;
+    let n = ctx.eng().nshards;
     let keys = match kind {
         Kind::Radius => RADIUS_KEYS,
         Kind::Member => MEMBER_KEYS,
@@ -737,7 +737,7 @@ fn search_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let ticket = ctx.defer();
     let locked = extra.clone();
     gather_noting(
-        &mut ctx.w.eng,
+        ctx.eng(),
         Some(Noting {
             db,
             argv: argv.to_vec(),

@@ -239,7 +239,7 @@ fn pfcount_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let ticket = ctx.defer();
     let keys: Vec<Bytes> = argv.iter().skip(1).cloned().collect();
     gather(
-        &mut ctx.w.eng,
+        ctx.eng(),
         keys,
         Vec::new(),
         move |w: &mut Engine, k: &Bytes| read_regs(w, db, k),
@@ -296,11 +296,11 @@ fn pfmerge(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 fn pfmerge_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let dst = arg(&argv, 1)?.clone();
     let db = ctx.client().db;
-    let dst_owner = shard_of(&dst, ctx.w.eng.nshards);
+    let dst_owner = shard_of(&dst, ctx.eng().nshards);
     let ticket = ctx.defer();
     let keys: Vec<Bytes> = argv.iter().skip(1).cloned().collect();
     gather_noting(
-        &mut ctx.w.eng,
+        ctx.eng(),
         Some(Noting {
             db,
             argv: argv.to_vec(),

@@ -112,16 +112,6 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(G, "1.0.0", "Returns a random key name from the database.", ""),
     // A connection command (MEMORY STATS reads every shard); USAGE runs `memory` on the
     // key's shard (`observe::memory`).
-    CommandSpec::new("memory", -2, READONLY, KeySpec::single(2), Exec::Conn(super::observe::memory))
-        .doc("server", "4.0.0", "A container for memory diagnostics commands.", "subcommand [key]")
-        .subs(&[
-            ("doctor", 2, ""),
-            ("malloc-stats", 2, ""),
-            ("purge", 2, ""),
-            ("stats", 2, ""),
-            ("usage", -3, "key [SAMPLES count]"),
-            ("help", 2, ""),
-        ]),
     CommandSpec::new("object", -2, READONLY, KeySpec::single(2), Exec::Key(object))
         .doc("generic", "2.2.3", "A container for object introspection commands.", "subcommand [key]")
         .subs(&[
@@ -373,7 +363,7 @@ fn rename_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let db = ctx.client().db;
     let ticket = ctx.defer();
     move_key(
-        &mut ctx.w.eng,
+        ctx.eng(),
         src,
         db,
         false,
@@ -564,12 +554,12 @@ fn move_cmd(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 
 fn copy_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let cur = ctx.client().db;
-    let (dst_db, replace) = copy_opts(&argv, cur, ctx.w.eng.shared.cfg.databases)?;
+    let (dst_db, replace) = copy_opts(&argv, cur, ctx.eng().shared.cfg.databases)?;
     let src = arg(&argv, 1)?.clone();
     let dst = Bytes::copy_from_slice(arg(&argv, 2)?);
     let ticket = ctx.defer();
     move_key(
-        &mut ctx.w.eng,
+        ctx.eng(),
         src,
         cur,
         true,
@@ -599,7 +589,7 @@ fn keys(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let db = ctx.client().db;
     let ticket = ctx.defer();
     all_shards(
-        &mut ctx.w.eng,
+        ctx.eng(),
         move |tw| {
             let now = tw.shard.now_ms;
             let all = pattern.as_ref() == b"*";
@@ -628,7 +618,7 @@ fn randomkey(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     let db = ctx.client().db;
     let ticket = ctx.defer();
     all_shards(
-        &mut ctx.w.eng,
+        ctx.eng(),
         move |tw| {
             let now = tw.shard.now_ms;
             // A few tries to skip keys that are logically expired.
@@ -721,7 +711,7 @@ fn scan(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             return Err(CmdError::Syntax);
         }
     }
-    let nshards = ctx.w.eng.nshards;
+    let nshards = ctx.eng().nshards;
     let shard = (cursor & ((1 << SHARD_BITS) - 1)) as usize;
     let table_cursor = cursor >> SHARD_BITS;
     if shard >= nshards {
@@ -765,8 +755,7 @@ fn scan(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         }
         (found, c)
     });
-    ctx.w
-        .eng
+    ctx.eng()
         .fan_out(vec![(shard, job)], true, move |w, mut res| {
             let (keys, next) = res.pop().unwrap_or_default();
             let next_cursor = if next != 0 {

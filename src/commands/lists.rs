@@ -356,11 +356,11 @@ fn move_cross(ctx: &mut ConnCtx, argv: &[Bytes], from: End, to: End) -> CmdResul
     let src = owned(arg(argv, 1)?);
     let dst = owned(arg(argv, 2)?);
     let db = ctx.client().db;
-    let n = ctx.w.eng.nshards;
+    let n = ctx.eng().nshards;
     let ticket = ctx.defer();
     let src_r = src.clone();
     gather_noting(
-        &mut ctx.w.eng,
+        ctx.eng(),
         Some(Noting {
             db,
             argv: argv.to_vec(),

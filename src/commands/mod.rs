@@ -9,25 +9,20 @@ pub mod acl;
 pub mod args;
 pub mod bitmaps;
 pub mod blocking;
-pub mod client;
-pub mod client_modes;
+pub mod client_info;
 pub mod command;
 pub mod config;
-pub mod conn;
 pub mod debug;
 pub mod docs;
 pub mod functions;
 pub mod geo;
 pub mod hashes;
 pub mod hll;
-pub mod info;
 pub mod keys;
 pub use crate::util::ldouble;
 pub mod lists;
-pub mod multi;
 pub mod observe;
 pub mod persistence;
-pub mod pubsub;
 pub mod scripting;
 pub mod server;
 pub mod sets;
@@ -36,21 +31,25 @@ pub mod strings;
 pub mod table;
 #[cfg(any(test, feature = "testkit"))]
 pub mod testkit;
+pub mod watch;
 pub mod zsets;
 
 use crate::runtime::clock;
 
 use bytes::Bytes;
 
-use crate::engine::Ticket;
+use crate::engine::{Engine, Ticket};
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::reply::Reply;
-use crate::server::connection::ClientInfo;
-use crate::server::worker::Worker;
 use crate::shard::db::Db;
 use crate::shard::route::shard_of;
 use crate::shard::Shard;
+pub use client_info::ClientInfo;
 use table::{CommandSpec, KeySpec};
+
+/// The Redis version we answer with (HELLO, INFO): the command set and reply formats we
+/// match are those of Redis 7.0.
+pub const REDIS_COMPAT_VERSION: &str = "7.0.15";
 
 /// Every family's rows; `table()` concatenates them.
 pub const FAMILIES: &[&[CommandSpec]] = &[
@@ -61,12 +60,8 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     lists::COMMANDS,
     blocking::COMMANDS,
     zsets::COMMANDS,
-    conn::COMMANDS,
-    client::COMMANDS,
-    pubsub::COMMANDS,
     server::COMMANDS,
     persistence::COMMANDS,
-    multi::COMMANDS,
     acl::COMMANDS,
     scripting::COMMANDS,
     functions::COMMANDS,
@@ -74,8 +69,6 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     hll::COMMANDS,
     sort::COMMANDS,
     geo::COMMANDS,
-    crate::repl::master::COMMANDS,
-    crate::repl::COMMANDS,
     observe::COMMANDS,
 ];
 
@@ -104,17 +97,40 @@ impl KeyCtx<'_> {
     }
 }
 
-/// What a `Conn` handler sees: the whole worker and which connection is asking.
+/// The connection side a `Conn` handler runs beside: the shard's engine, and the asking
+/// connection's attributes and reply slots. `server::worker::Worker` is the implementation
+/// the server runs; connection-side families (`server::cmds`) reach it through `as_any`,
+/// and the in-process harness (`testkit`) has its own.
+pub trait ConnSide: std::any::Any {
+    /// This shard's engine: data, locks, jobs, the mesh.
+    fn eng(&mut self) -> &mut Engine;
+    /// The attributes of connection `conn` (a live connection of this shard).
+    fn client(&mut self, conn: usize) -> &mut ClientInfo;
+    /// Reserves `conn`'s next reply slot and pauses it until the slot is filled.
+    fn defer(&mut self, conn: usize) -> Ticket;
+    /// Reserves `conn`'s next reply slot; its later commands run meanwhile.
+    fn reserve(&mut self, conn: usize) -> Ticket;
+    /// The implementation itself, for the connection-side families that need all of it.
+    fn as_any(&mut self) -> &mut dyn std::any::Any;
+}
+
+/// What a `Conn` handler sees: the shard's engine and connection side, and which
+/// connection is asking.
 pub struct ConnCtx<'a> {
-    pub w: &'a mut Worker,
+    pub w: &'a mut dyn ConnSide,
     pub conn: usize,
     /// Set by `defer`: the reply will be delivered later through this ticket.
     pub deferred: Option<Ticket>,
 }
 
 impl ConnCtx<'_> {
+    /// This shard's engine.
+    pub fn eng(&mut self) -> &mut Engine {
+        self.w.eng()
+    }
+
     pub fn client(&mut self) -> &mut ClientInfo {
-        &mut self.w.conns[self.conn].client
+        self.w.client(self.conn)
     }
 
     /// Reserves this command's reply slot and pauses the client until it is filled.
@@ -297,7 +313,7 @@ pub fn run_key(
         || shard.tracking.is_some()
     {
         if let Some(spec) = table::table().get(id) {
-            multi::after_write(shard, spec, db, argv, &reply);
+            watch::after_write(shard, spec, db, argv, &reply);
             crate::shard::journal::after_command(shard, spec, db, argv, &reply);
         }
     }

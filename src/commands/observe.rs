@@ -39,8 +39,6 @@ pub const COMMANDS: &[CommandSpec] = &[
             ("reset", -2, "[event [event ...]]"),
             ("help", 2, ""),
         ]),
-    CommandSpec::new("monitor", 1, ADMIN | NOSCRIPT | LOADING | STALE, KeySpec::none(), Exec::Conn(monitor))
-        .doc(SV, "1.0.0", "Listen for all requests received by the server in real time", ""),
 ];
 
 /// Runs `f` on this shard now and on the others through a fan-out, then `done` with every
@@ -51,10 +49,10 @@ fn every_shard<T: Send + 'static>(
     f: impl Fn(&mut Engine) -> T + Send + Clone + 'static,
     done: impl FnOnce(&mut Engine, Vec<T>) -> Reply + 'static,
 ) -> CmdResult {
-    let mine = f(&mut ctx.w.eng);
-    let me = ctx.w.eng.id;
+    let mine = f(ctx.eng());
+    let me = ctx.eng().id;
     let ticket = ctx.defer();
-    let jobs: Vec<(usize, ShardFn<T>)> = (0..ctx.w.eng.nshards)
+    let jobs: Vec<(usize, ShardFn<T>)> = (0..ctx.eng().nshards)
         .filter(|&s| s != me)
         .map(|s| {
             let f = f.clone();
@@ -62,7 +60,7 @@ fn every_shard<T: Send + 'static>(
             (s, job)
         })
         .collect();
-    ctx.w.eng.fan_out(jobs, true, move |w, mut v: Vec<T>| {
+    ctx.eng().fan_out(jobs, true, move |w, mut v: Vec<T>| {
         v.push(mine);
         let r = done(w, v);
         w.complete(ticket, r);
@@ -89,7 +87,7 @@ const SLOWLOG_HELP: &[&str] = &[
 
 fn slowlog(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let sub = super::server::subcommand("slowlog", argv)?;
-    let max_len = ctx.w.eng.shard.slow.max_len;
+    let max_len = ctx.eng().shard.slow.max_len;
     match sub.as_str() {
         "get" => {
             if argv.len() > 3 {
@@ -274,7 +272,7 @@ fn latency_cmd(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             )
         }
         "doctor" => {
-            let tun = &ctx.w.eng.shared.tun.obs;
+            let tun = &ctx.eng().shared.tun.obs;
             let threshold = tun
                 .monitor_threshold_ms
                 .load(std::sync::atomic::Ordering::Relaxed);
@@ -367,36 +365,18 @@ pub fn latencystats_lines(hists: &[(usize, Histogram<u64>)], percentiles: &[f64]
         .collect()
 }
 
-// ----- MONITOR ------------------------------------------------------------------------------
-
-fn monitor(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
-    if ctx.w.eng.tx.nested() {
-        return Err(CmdError::err(
-            "MONITOR isn't allowed for DENY BLOCKING client",
-        ));
-    }
-    if !crate::server::monitor::start(ctx.w, ctx.conn) {
-        // Already monitoring: Redis sends nothing.
-        return Ok(Reply::Raw(Bytes::new()));
-    }
-    Ok(Reply::Ok)
-}
-
 // ----- MEMORY -------------------------------------------------------------------------------
 
-/// MEMORY: STATS here (it reads every shard); USAGE on the key's shard; the rest here.
-pub(super) fn memory(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+/// MEMORY but STATS (`server::cmds::observe`): USAGE on the key's shard; the rest here.
+pub fn memory(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let sub = super::server::subcommand("memory", argv)?;
-    if sub == "stats" {
-        return memory_stats(ctx);
-    }
     let (db, resp) = {
         let c = ctx.client();
         (c.db, c.resp)
     };
     let owner = match (sub.as_str(), argv.get(2)) {
-        ("usage", Some(k)) => crate::shard::route::shard_of(k, ctx.w.eng.nshards),
-        _ => ctx.w.eng.id,
+        ("usage", Some(k)) => crate::shard::route::shard_of(k, ctx.eng().nshards),
+        _ => ctx.eng().id,
     };
     let run = move |shard: &mut crate::shard::Shard, argv: &[Bytes]| -> Reply {
         let mut kctx = super::KeyCtx {
@@ -410,14 +390,13 @@ pub(super) fn memory(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             Err(e) => Reply::Error(e.to_string()),
         }
     };
-    if owner == ctx.w.eng.id {
-        return Ok(run(&mut ctx.w.eng.shard, argv));
+    if owner == ctx.eng().id {
+        return Ok(run(&mut ctx.eng().shard, argv));
     }
     let ticket = ctx.defer();
     let argv = argv.to_vec();
     let job: ShardFn<Reply> = Box::new(move |tw: &mut Engine| run(&mut tw.shard, &argv));
-    ctx.w
-        .eng
+    ctx.eng()
         .fan_out(vec![(owner, job)], true, move |w, mut v: Vec<Reply>| {
             w.complete(ticket, v.pop().unwrap_or(Reply::Null))
         });
@@ -426,104 +405,11 @@ pub(super) fn memory(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 
 /// Redis's estimate of a dict's overhead: an entry per element and a bucket pointer per
 /// slot (a power of two).
-fn dict_overhead(n: u64) -> u64 {
+pub fn dict_overhead(n: u64) -> u64 {
     if n == 0 {
         return 0;
     }
     n * 24 + n.next_power_of_two() * 8
-}
-
-/// MEMORY STATS in Redis 7.0's field order. The figures are the ones INFO memory shows
-/// (the live heap, startup heap, peak, RSS, client buffers); the allocator fields report the
-/// heap as allocated and active and RSS as resident (no jemalloc arenas to look into); the
-/// per-database hash table overheads are Redis's formula applied to the key counts; there
-/// is no replication backlog, AOF buffer or cluster link memory to count (0).
-fn memory_stats(ctx: &mut ConnCtx) -> CmdResult {
-    let ticket = ctx.defer();
-    ctx.w.on_all_fronts(super::info::gather, move |w, parts| {
-        let s = parts
-            .into_iter()
-            .fold(super::info::ShardInfo::default(), super::info::merge);
-        let m = super::info::meta(w);
-        let total = m.used_memory;
-        let peak = m.peak_memory.max(total);
-        let startup = m.startup_memory.min(total);
-        let int = |n: u64| Reply::Int(n as i64);
-        // Redis reports these as C floats.
-        let float = |x: f64| Reply::Double(f64::from(x as f32));
-        let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
-        let mut rows: Vec<(Reply, Reply)> = vec![
-            (Reply::bulk("peak.allocated"), int(peak)),
-            (Reply::bulk("total.allocated"), int(total)),
-            (Reply::bulk("startup.allocated"), int(startup)),
-            (Reply::bulk("replication.backlog"), int(0)),
-            (Reply::bulk("clients.slaves"), int(0)),
-            (Reply::bulk("clients.normal"), int(s.clients_mem)),
-            (Reply::bulk("cluster.links"), int(0)),
-            (Reply::bulk("aof.buffer"), int(0)),
-            (Reply::bulk("lua.caches"), int(0)),
-            (Reply::bulk("functions.caches"), int(0)),
-        ];
-        let mut overhead = startup + s.clients_mem;
-        for (i, &(keys, expires)) in s.dbs.iter().enumerate() {
-            if keys == 0 {
-                continue;
-            }
-            let (main, exp) = (dict_overhead(keys), dict_overhead(expires));
-            overhead += main + exp;
-            rows.push((
-                Reply::bulk(format!("db.{i}")),
-                Reply::Map(vec![
-                    (Reply::bulk("overhead.hashtable.main"), int(main)),
-                    (Reply::bulk("overhead.hashtable.expires"), int(exp)),
-                    (Reply::bulk("overhead.hashtable.slot-to-keys"), int(0)),
-                ]),
-            ));
-        }
-        let overhead = overhead.min(total);
-        let keys: u64 = s.dbs.iter().map(|d| d.0).sum();
-        let net = total.saturating_sub(startup);
-        let dataset = total - overhead;
-        rows.extend([
-            (Reply::bulk("overhead.total"), int(overhead)),
-            (Reply::bulk("keys.count"), int(keys)),
-            (
-                Reply::bulk("keys.bytes-per-key"),
-                int(net.checked_div(keys).unwrap_or(0)),
-            ),
-            (Reply::bulk("dataset.bytes"), int(dataset)),
-            (
-                Reply::bulk("dataset.percentage"),
-                float(100.0 * ratio(dataset, net)),
-            ),
-            (
-                Reply::bulk("peak.percentage"),
-                float(100.0 * ratio(total, peak)),
-            ),
-            (Reply::bulk("allocator.allocated"), int(total)),
-            (Reply::bulk("allocator.active"), int(total)),
-            (Reply::bulk("allocator.resident"), int(m.rss)),
-            (Reply::bulk("allocator-fragmentation.ratio"), float(1.0)),
-            (Reply::bulk("allocator-fragmentation.bytes"), int(0)),
-            (
-                Reply::bulk("allocator-rss.ratio"),
-                float(ratio(m.rss, total)),
-            ),
-            (
-                Reply::bulk("allocator-rss.bytes"),
-                Reply::Int(m.rss as i64 - total as i64),
-            ),
-            (Reply::bulk("rss-overhead.ratio"), float(1.0)),
-            (Reply::bulk("rss-overhead.bytes"), int(0)),
-            (Reply::bulk("fragmentation"), float(ratio(m.rss, total))),
-            (
-                Reply::bulk("fragmentation.bytes"),
-                Reply::Int(m.rss as i64 - total as i64),
-            ),
-        ]);
-        w.complete(ticket, Reply::Map(rows));
-    });
-    Ok(Reply::Ok)
 }
 
 // ----- DEBUG OBJECT / SET-ACTIVE-EXPIRE / QUICKLIST-PACKED-THRESHOLD / CHANGE-REPL-ID --------
@@ -606,11 +492,10 @@ pub(super) fn debug(ctx: &mut ConnCtx, argv: &[Bytes]) -> Option<CmdResult> {
 fn debug_object(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let key = argv.get(2).cloned().unwrap_or_default();
     let db = ctx.client().db;
-    let owner = crate::shard::route::shard_of(&key, ctx.w.eng.nshards);
+    let owner = crate::shard::route::shard_of(&key, ctx.eng().nshards);
     let ticket = ctx.defer();
     let job: ShardFn<Reply> = Box::new(move |tw: &mut Engine| object_line(&mut tw.shard, db, &key));
-    ctx.w
-        .eng
+    ctx.eng()
         .fan_out(vec![(owner, job)], true, move |w, mut v: Vec<Reply>| {
             w.complete(ticket, v.pop().unwrap_or(Reply::Null))
         });

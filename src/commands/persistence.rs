@@ -32,7 +32,7 @@ pub const COMMANDS: &[CommandSpec] = &[
 
 /// Marks a save as running; Redis's error when one already is.
 pub fn begin_save(ctx: &mut ConnCtx) -> Result<(), CmdError> {
-    if !ctx.w.eng.shared.persist.try_begin() {
+    if !ctx.eng().shared.persist.try_begin() {
         return Err(CmdError::err("Background save already in progress"));
     }
     Ok(())
@@ -41,7 +41,7 @@ pub fn begin_save(ctx: &mut ConnCtx) -> Result<(), CmdError> {
 fn save(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     begin_save(ctx)?;
     let ticket = ctx.defer();
-    save::snapshot(&mut ctx.w.eng, false, move |w, parts, _| {
+    save::snapshot(ctx.eng(), false, move |w, parts, _| {
         let res = save::save_parts(&w.shared, &parts, false);
         w.shared.persist.saving.store(false, Ordering::SeqCst);
         // Redis answers a failed SAVE with a bare `-ERR` (the reason is in the log).
@@ -64,7 +64,7 @@ fn bgsave(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         _ => return Err(CmdError::Syntax),
     }
     let ticket = ctx.defer();
-    let begun = save::bgsave(&mut ctx.w.eng, move |w, res| {
+    let begun = save::bgsave(ctx.eng(), move |w, res| {
         let reply = match res {
             Ok(()) => Reply::Status("Background saving started".into()),
             Err(e) => Reply::Error(format!("ERR {e}")),
@@ -72,26 +72,26 @@ fn bgsave(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         w.complete(ticket, reply);
     });
     if let Err(e) = begun {
-        ctx.w.eng.complete(ticket, Reply::Error(format!("ERR {e}")));
+        ctx.eng().complete(ticket, Reply::Error(format!("ERR {e}")));
     }
     Ok(Reply::Ok)
 }
 
 fn lastsave(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
-    let t = ctx.w.eng.shared.persist.last_save.load(Ordering::Relaxed);
+    let t = ctx.eng().shared.persist.last_save.load(Ordering::Relaxed);
     Ok(Reply::Int(t as i64))
 }
 
 /// BGREWRITEAOF: see `rewrite_aof`.
 fn bgrewriteaof(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
-    if !ctx.w.eng.shared.aof.enabled.load(Ordering::SeqCst) {
+    if !ctx.eng().shared.aof.enabled.load(Ordering::SeqCst) {
         return Err(CmdError::err(
             "append-only files are off: CONFIG SET appendonly yes (or appendonly yes at startup) \
              turns them on with a first rewrite",
         ));
     }
     let ticket = ctx.defer();
-    rewrite_aof(&mut ctx.w.eng, false, move |w, r| {
+    rewrite_aof(ctx.eng(), false, move |w, r| {
         let reply = match r {
             Ok(()) => Reply::Status("Background append only file rewriting started".into()),
             Err(e) => Reply::Error(format!("ERR {e}")),

@@ -141,7 +141,7 @@ fn script(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             }
             scripting::forget_all();
             let ticket = ctx.defer();
-            ctx.w.eng.on_all_shards(
+            ctx.eng().on_all_shards(
                 |_| vm::reset(),
                 false,
                 move |w, _| w.complete(ticket, Reply::Ok),

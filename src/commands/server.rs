@@ -11,7 +11,6 @@ use super::args::is;
 use super::command::command;
 use super::config::config;
 use super::debug::debug;
-use super::info::info;
 use super::keys::all_shards;
 use super::table::{
     table, CommandSpec, Exec, KeySpec, ADMIN, FAST, LOADING, NOSCRIPT, PROTECTED, READONLY, STALE,
@@ -48,8 +47,6 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE, KeySpec::none(), Exec::Conn(shutdown))
         .doc(SV, "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server.",
              "[NOSAVE | SAVE] [NOW] [FORCE] [ABORT]"),
-    CommandSpec::new("info", -1, LOADING | STALE, KeySpec::none(), Exec::Conn(info))
-        .doc(SV, "1.0.0", "Returns information and statistics about the server.", "[section [section ...]]"),
     CommandSpec::new("command", -1, LOADING | STALE, KeySpec::none(), Exec::Conn(command))
         .doc(SV, "2.8.13", "Returns detailed information about all commands.", "subcommand [argument ...]")
         .subs(&[
@@ -74,7 +71,7 @@ fn dbsize(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     let db = ctx.client().db;
     let ticket = ctx.defer();
     all_shards(
-        &mut ctx.w.eng,
+        ctx.eng(),
         move |tw: &mut Engine| tw.shard.dbs.get(db).map_or(0, |d| d.len()),
         move |w, counts: Vec<usize>| {
             w.complete(ticket, Reply::Int(counts.iter().sum::<usize>() as i64))
@@ -100,9 +97,9 @@ fn flushdb(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let db = ctx.client().db;
     let ticket = ctx.defer();
     every_shard_locked(
-        &mut ctx.w.eng,
+        ctx.eng(),
         move |tw: &mut Engine| {
-            super::multi::before_flush(&mut tw.shard, db);
+            super::watch::before_flush(&mut tw.shard, db);
             if let Some(d) = tw.shard.dbs.get_mut(db) {
                 if lazy {
                     d.clear_async();
@@ -121,10 +118,10 @@ fn flushall(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let lazy = flush_mode(argv)?;
     let ticket = ctx.defer();
     every_shard_locked(
-        &mut ctx.w.eng,
+        ctx.eng(),
         move |tw: &mut Engine| {
             for db in 0..tw.shard.dbs.len() {
-                super::multi::before_flush(&mut tw.shard, db);
+                super::watch::before_flush(&mut tw.shard, db);
             }
             if lazy {
                 tw.shard.dbs.iter_mut().for_each(|d| d.clear_async())
@@ -169,7 +166,7 @@ fn every_shard_locked(
 
 /// Looks up `argv[1]` among the container's declared subcommands and checks its arity,
 /// with Redis's errors (`unknown subcommand`, `wrong number of arguments for 'config|get'`).
-pub(super) fn subcommand(container: &str, argv: &[Bytes]) -> Result<String, CmdError> {
+pub fn subcommand(container: &str, argv: &[Bytes]) -> Result<String, CmdError> {
     let spec = table()
         .lookup(container.as_bytes())
         .map(|(_, s)| s)
@@ -203,18 +200,18 @@ fn shutdown(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     // Redis closes the connection without a reply when the shutdown goes ahead; a failed
     // save answers through the ticket (`persist::cron::shutdown`).
     let saves = has("save")
-        || (!has("nosave") && ctx.w.eng.shared.tun.has_save_rules.load(Ordering::Relaxed));
+        || (!has("nosave") && ctx.eng().shared.tun.has_save_rules.load(Ordering::Relaxed));
     let ticket = ctx.defer();
     if !saves {
-        ctx.w.eng.request_shutdown();
+        ctx.eng().request_shutdown();
         return Ok(Reply::Ok);
     }
-    ctx.w.eng.shutdown_req = Some(persist::cron::ShutdownReq {
+    ctx.eng().shutdown_req = Some(persist::cron::ShutdownReq {
         save: true,
         force: has("force"),
         ticket: Some(ticket),
     });
-    persist::cron::shutdown(&mut ctx.w.eng);
+    persist::cron::shutdown(ctx.eng());
     Ok(Reply::Ok)
 }
 
@@ -239,18 +236,18 @@ fn swapdb(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             .ok_or_else(|| CmdError::err(format!("invalid {which} DB index")))
     };
     let (a, b) = (parse(1, "first")?, parse(2, "second")?);
-    let n = ctx.w.eng.shared.cfg.databases as i64;
+    let n = ctx.eng().shared.cfg.databases as i64;
     if !(0..n).contains(&a) || !(0..n).contains(&b) {
         return Err(CmdError::DbIndex);
     }
     let (a, b) = (a as usize, b as usize);
     let ticket = ctx.defer();
     every_shard_locked(
-        &mut ctx.w.eng,
+        ctx.eng(),
         move |tw: &mut Engine| {
             let len = tw.shard.dbs.len();
             if a < len && b < len {
-                super::multi::before_swap(&mut tw.shard, a, b);
+                super::watch::before_swap(&mut tw.shard, a, b);
                 tw.shard.swap_dbs(a, b);
                 let (sa, sb) = (a.to_string(), b.to_string());
                 crate::shard::journal::record(

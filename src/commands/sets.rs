@@ -232,11 +232,11 @@ fn smove_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let dst = owned(arg(&argv, 2)?);
     let m = owned(arg(&argv, 3)?);
     let db = ctx.client().db;
-    let n = ctx.w.eng.nshards;
+    let n = ctx.eng().nshards;
     let ticket = ctx.defer();
     let m2 = m.clone();
     gather_noting(
-        &mut ctx.w.eng,
+        ctx.eng(),
         Some(Noting {
             db,
             argv: argv.to_vec(),
@@ -482,13 +482,13 @@ fn sdiffstore(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 fn algebra_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let a = parse_algebra(&argv)?;
     let db = ctx.client().db;
-    let n = ctx.w.eng.nshards;
+    let n = ctx.eng().nshards;
     let ticket = ctx.defer();
     let extra = a.dst.iter().map(|d| shard_of(d, n)).collect();
     let dst_owner = a.dst.as_ref().map_or(0, |d| shard_of(d, n));
     let srcs = a.srcs.clone();
     gather_noting(
-        &mut ctx.w.eng,
+        ctx.eng(),
         Some(Noting {
             db,
             argv: argv.to_vec(),

@@ -553,10 +553,10 @@ fn sort_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let db = ctx.client().db;
     let resp = ctx.client().resp;
     let ticket = ctx.defer();
-    let n = ctx.w.eng.nshards;
+    let n = ctx.eng().nshards;
     let owner = shard_of(&key, n);
     lock_all(
-        &mut ctx.w.eng,
+        ctx.eng(),
         (0..n).collect(),
         Box::new(move |w: &mut Engine, txid| {
             type Elems = Result<Option<(Vec<Bytes>, bool)>, CmdError>;

@@ -511,7 +511,7 @@ fn lcs_type(e: CmdError) -> CmdError {
 /// LCS with the keys on two shards: read both values, then compute here.
 fn lcs_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let db = ctx.client().db;
-    let nshards = ctx.w.eng.nshards;
+    let nshards = ctx.eng().nshards;
     let keys = [arg(&argv, 1)?.clone(), arg(&argv, 2)?.clone()];
     let ticket = ctx.defer();
     let jobs = keys
@@ -526,7 +526,7 @@ fn lcs_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
             (owner, job)
         })
         .collect();
-    ctx.w.eng.fan_out(jobs, true, move |w, vals| {
+    ctx.eng().fan_out(jobs, true, move |w, vals| {
         let reply = (|| {
             let mut vals = vals.into_iter();
             let a = vals.next().transpose()?.flatten().unwrap_or_default();

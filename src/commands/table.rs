@@ -501,6 +501,8 @@ pub struct Table {
     index: Box<[u16]>,
     /// Length of the longest command name: longer names are not looked up at all.
     longest: usize,
+    /// Built with the registered families (`register`).
+    registered: bool,
 }
 
 /// Slots of the command index (a power of two, over four times the command count).
@@ -520,7 +522,11 @@ fn name_hash(name: &[u8]) -> usize {
 impl Table {
     fn build() -> Table {
         let mut specs = Vec::new();
-        for family in super::FAMILIES {
+        // Unit tests see the whole table, as the binary does after `register`.
+        #[cfg(test)]
+        let _ = REGISTERED.get_or_init(|| crate::server::cmds::FAMILIES);
+        let registered = REGISTERED.get().copied();
+        for family in super::FAMILIES.iter().chain(registered.unwrap_or_default()) {
             specs.extend_from_slice(family);
         }
         assert!(specs.len() * 4 < INDEX_SLOTS, "command index too small");
@@ -538,6 +544,7 @@ impl Table {
             specs,
             index,
             longest,
+            registered: registered.is_some(),
         }
     }
 
@@ -573,6 +580,17 @@ impl Table {
 }
 
 static TABLE: OnceLock<Table> = OnceLock::new();
+/// Families of the layers above this one (the connection side, replication, scripting),
+/// added by `register` before the table is first used.
+static REGISTERED: OnceLock<&'static [&'static [CommandSpec]]> = OnceLock::new();
+
+/// Adds the rows of the layers above `commands` to the table. Must run before the first
+/// `table()` call (the server's startup does it first thing); `false` when too late, or
+/// when a different set was registered already.
+pub fn register(families: &'static [&'static [CommandSpec]]) -> bool {
+    let set = REGISTERED.get_or_init(|| families);
+    std::ptr::eq(*set, families) && TABLE.get().is_none_or(|t| t.registered)
+}
 
 /// The command table, built on first use.
 pub fn table() -> &'static Table {

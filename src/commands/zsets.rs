@@ -462,11 +462,11 @@ fn zrangestore_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let src = owned(arg(&argv, 2)?);
     let r = parse_range(&argv, 2, RangeType::Auto, None, true)?;
     let db = ctx.client().db;
-    let n = ctx.w.eng.nshards;
+    let n = ctx.eng().nshards;
     let ticket = ctx.defer();
     let dst_owner = shard_of(&dst, n);
     gather_noting(
-        &mut ctx.w.eng,
+        ctx.eng(),
         Some(Noting {
             db,
             argv: argv.to_vec(),
@@ -827,12 +827,12 @@ fn zalgebra_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let db = ctx.client().db;
     let resp = ctx.client().resp;
     let ticket = ctx.defer();
-    let n = ctx.w.eng.nshards;
+    let n = ctx.eng().nshards;
     let extra = a.dst.iter().map(|d| shard_of(d, n)).collect();
     let dst_owner = a.dst.as_ref().map_or(0, |d| shard_of(d, n));
     let srcs = a.srcs.clone();
     gather_noting(
-        &mut ctx.w.eng,
+        ctx.eng(),
         Some(Noting {
             db,
             argv: argv.to_vec(),

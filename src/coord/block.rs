@@ -88,8 +88,8 @@ enum Outcome {
 pub fn start(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let db = ctx.client().db;
     let mut op = blocking::parse(&argv, db)?;
-    let nested = ctx.w.eng.tx.nested();
-    let n = ctx.w.eng.nshards;
+    let nested = ctx.eng().tx.nested();
+    let n = ctx.eng().nshards;
     let mut owners: Vec<usize> = op.keys.iter().map(|k| shard_of(k, n)).collect();
     owners.sort_unstable();
     owners.dedup();
@@ -103,36 +103,36 @@ pub fn start(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     if op.timeout_ms > 0 {
         op.deadline = Some(Instant::now() + Duration::from_millis(op.timeout_ms.min(1 << 40)));
     }
-    let home = ctx.w.eng.id;
+    let home = ctx.eng().id;
     if nested || shards.len() != 1 {
         let ticket = ctx.defer();
         let wid = if nested {
             None
         } else {
-            Some(new_waiter(&mut ctx.w.eng, ctx.conn, ticket, &op, owners))
+            Some(new_waiter(ctx.w.eng(), ctx.conn, ticket, &op, owners))
         };
-        locked_attempt(&mut ctx.w.eng, shards, Arc::new(op), ticket, wid);
+        locked_attempt(ctx.eng(), shards, Arc::new(op), ticket, wid);
         return Ok(Reply::Ok);
     }
     let owner = shards.first().copied().unwrap_or(home);
-    if owner == home && ctx.w.eng.lock.is_none() {
+    if owner == home && ctx.eng().lock.is_none() {
         // Everything is here: try now, reply at once when there is data.
-        let now = ctx.w.eng.shard.now_ms;
-        if let Some(s) = blocking::try_all(ctx.w.eng.shard.db_mut(db), now, &op)? {
-            touch_served(&mut ctx.w.eng, &op, &s);
-            serve_ready(&mut ctx.w.eng);
+        let now = ctx.eng().shard.now_ms;
+        if let Some(s) = blocking::try_all(ctx.eng().shard.db_mut(db), now, &op)? {
+            touch_served(ctx.eng(), &op, &s);
+            serve_ready(ctx.eng());
             return Ok(op.kind.reply(s));
         }
         let ticket = ctx.defer();
-        let wid = new_waiter(&mut ctx.w.eng, ctx.conn, ticket, &op, vec![home]);
+        let wid = new_waiter(ctx.w.eng(), ctx.conn, ticket, &op, vec![home]);
         let keys = op.keys.clone();
-        register_here(&mut ctx.w.eng, keys, home, wid, Arc::new(op));
+        register_here(ctx.eng(), keys, home, wid, Arc::new(op));
         return Ok(Reply::Ok);
     }
     let ticket = ctx.defer();
-    let wid = new_waiter(&mut ctx.w.eng, ctx.conn, ticket, &op, vec![owner]);
+    let wid = new_waiter(ctx.w.eng(), ctx.conn, ticket, &op, vec![owner]);
     let op = Arc::new(op);
-    ctx.w.eng.post(
+    ctx.eng().post(
         owner,
         Msg::Work(Box::new(move |tw: &mut Engine| {
             owner_attempt(tw, home, wid, op)
@@ -796,12 +796,12 @@ fn register_everywhere(w: &mut Engine, all: Vec<usize>, txid: u64, op: Arc<Block
 pub fn mpop_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let db = ctx.client().db;
     let op = blocking::parse(&argv, db)?;
-    let n = ctx.w.eng.nshards;
+    let n = ctx.eng().nshards;
     let mut shards: Vec<usize> = op.keys.iter().map(|k| shard_of(k, n)).collect();
     shards.sort_unstable();
     shards.dedup();
     let ticket = ctx.defer();
-    locked_attempt(&mut ctx.w.eng, shards, Arc::new(op), ticket, None);
+    locked_attempt(ctx.eng(), shards, Arc::new(op), ticket, None);
     Ok(Reply::Ok)
 }
 

@@ -82,7 +82,7 @@ pub fn run_part(w: &mut Engine, f: KeyFn, db: usize, resp: u8, argv: &[Bytes]) -
     {
         let name = argv.first().map(|n| n.as_ref()).unwrap_or_default();
         if let Some((_, spec)) = table().lookup(name) {
-            commands::multi::after_write(&mut w.shard, spec, db, argv, &reply);
+            commands::watch::after_write(&mut w.shard, spec, db, argv, &reply);
             crate::shard::journal::after_command(&mut w.shard, spec, db, argv, &reply);
         }
     }
@@ -131,8 +131,8 @@ pub fn multi_key(ctx: &mut ConnCtx, id: usize, m: MultiSpec, argv: Vec<Bytes>) {
         (c.db, c.resp)
     };
     let ticket = ctx.defer();
-    let w = &mut *ctx.w;
-    let parts = split(&argv, m.step, w.eng.nshards);
+    let w = ctx.eng();
+    let parts = split(&argv, m.step, w.nshards);
     let nkeys = (argv.len().saturating_sub(1)) / m.step.max(1);
     let orders: Vec<Vec<usize>> = parts.iter().map(|p| p.order.clone()).collect();
     let finish = move |w: &mut Engine, reply: Reply| {
@@ -148,16 +148,16 @@ pub fn multi_key(ctx: &mut ConnCtx, id: usize, m: MultiSpec, argv: Vec<Bytes>) {
                 (p.shard, job)
             })
             .collect();
-        w.eng.fan_out(jobs, true, move |w, replies| {
+        w.fan_out(jobs, true, move |w, replies| {
             let r = merge(m.merge, &orders, replies, nkeys);
             finish(w, r)
         });
         return;
     }
     if m.nx {
-        multi::msetnx(&mut w.eng, parts, db, resp, m.sub, finish);
+        multi::msetnx(w, parts, db, resp, m.sub, finish);
     } else {
-        multi::locked_parts(&mut w.eng, parts, db, resp, m.sub, move |w, replies| {
+        multi::locked_parts(w, parts, db, resp, m.sub, move |w, replies| {
             let r = merge(m.merge, &orders, replies, nkeys);
             finish(w, r)
         });

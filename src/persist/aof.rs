@@ -719,7 +719,7 @@ impl Writer {
 }
 
 /// Starts the everysec fsync thread.
-pub fn start_fsync_thread(state: Arc<State>, shared: Arc<crate::server::Shared>) {
+pub fn start_fsync_thread(state: Arc<State>, shared: Arc<crate::engine::shared::Shared>) {
     if state.fsync_thread.swap(true, Ordering::SeqCst) {
         return;
     }

@@ -280,7 +280,7 @@ pub fn load_file(
         Err(e) => {
             return Err(format!(
                 "Fatal error loading the DB: {}. Exiting.",
-                crate::server::os_text(&e)
+                crate::util::os_text(&e)
             ))
         }
     };

@@ -457,7 +457,7 @@ impl Framer {
     /// used-mem, aof-base).
     pub fn header(ctime: u64, used_mem: u64) -> Vec<u8> {
         let mut out = format!("REDIS{RDB_VERSION:04}").into_bytes();
-        let ver = crate::commands::conn::REDIS_COMPAT_VERSION;
+        let ver = crate::commands::REDIS_COMPAT_VERSION;
         let bits = (usize::BITS).to_string();
         let aux: [(&str, String); 5] = [
             ("redis-ver", ver.to_string()),

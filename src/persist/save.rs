@@ -349,7 +349,7 @@ impl RdbOut {
             format!(
                 "Failed opening the temp RDB file {tmp_name} (in server root dir {}) for saving: {}",
                 cwd_text(),
-                crate::server::os_text(&e)
+                crate::util::os_text(&e)
             )
         })?;
         let mut out = RdbOut {
@@ -378,10 +378,7 @@ impl RdbOut {
     /// Removes the temp file; returns Redis's text for the write error.
     fn abandon(self, e: &std::io::Error) -> String {
         let _ = std::fs::remove_file(&self.tmp);
-        format!(
-            "Write error saving DB on disk: {}",
-            crate::server::os_text(e)
-        )
+        format!("Write error saving DB on disk: {}", crate::util::os_text(e))
     }
 
     /// Writes the EOF and checksum, syncs, and renames the file over the target. Returns
@@ -408,7 +405,7 @@ impl RdbOut {
                  dir {}): {}",
                 path.display(),
                 cwd_text(),
-                crate::server::os_text(&e)
+                crate::util::os_text(&e)
             ));
         }
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty());
@@ -563,7 +560,7 @@ pub fn write_streamed(
 /// BGSAVE or automatic save, whose failure sets rdb_last_bgsave_status:err (a failed SAVE
 /// does not, as in Redis).
 fn record_save(
-    shared: &crate::server::Shared,
+    shared: &crate::engine::shared::Shared,
     res: &Result<u64, String>,
     dirty: u64,
     start: Instant,
@@ -597,7 +594,7 @@ fn record_save(
 /// Writes `parts` to the configured file and records the outcome (`record_save`).
 /// Blocking: runs on the coordinating shard's thread, or a writer thread.
 pub fn save_parts(
-    shared: &crate::server::Shared,
+    shared: &crate::engine::shared::Shared,
     parts: &[ShardPart],
     bg: bool,
 ) -> Result<(), String> {

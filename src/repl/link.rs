@@ -68,7 +68,7 @@ fn session(gen: u64, host: &str, port: u16) -> Result<(), String> {
     let stream = TcpStream::connect_timeout(&addr, timeout).map_err(|e| {
         format!(
             "Error condition on socket for SYNC: {}",
-            crate::server::os_text(&e)
+            crate::util::os_text(&e)
         )
     })?;
     let io = |e: std::io::Error| format!("Error setting up the master link: {e}");
@@ -331,7 +331,7 @@ impl Reader {
         }
         self.stream
             .write_all(&out)
-            .map_err(|e| format!("Error writing to MASTER: {}", crate::server::os_text(&e)))
+            .map_err(|e| format!("Error writing to MASTER: {}", crate::util::os_text(&e)))
     }
 
     /// Sends a command and reads its one-line reply.
@@ -459,7 +459,7 @@ fn read_some(s: &mut impl Read, into: &mut [u8]) -> Result<usize, String> {
             Err(e) => {
                 return Err(format!(
                     "Error reading from MASTER: {}",
-                    crate::server::os_text(&e)
+                    crate::util::os_text(&e)
                 ))
             }
         }

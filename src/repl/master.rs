@@ -31,13 +31,13 @@ use crate::commands::args::is;
 use crate::commands::table::{
     CommandSpec, Exec, KeySpec, ADMIN, ALLOW_BUSY, FAST, LOADING, NOSCRIPT, NO_MULTI, STALE,
 };
-use crate::commands::ConnCtx;
 use crate::engine::Engine;
 use crate::engine::{ShardFn, Ticket};
 use crate::error::{CmdError, CmdResult};
 use crate::persist::save::ShardPart;
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
+use crate::server::cmds::FrontCtx;
 use crate::server::connection::Conn;
 use crate::server::worker::{front, to_front, Worker};
 use crate::shard::journal::{self, TxTag};
@@ -52,15 +52,15 @@ const JOURNAL_CAP: usize = 16 << 20;
 
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("replconf", -1, ADMIN | NOSCRIPT | LOADING | STALE | ALLOW_BUSY, KeySpec::none(), Exec::Conn(replconf))
+    CommandSpec::new("replconf", -1, ADMIN | NOSCRIPT | LOADING | STALE | ALLOW_BUSY, KeySpec::none(), Exec::Conn(crate::front!(replconf)))
         .doc(RP, "3.0.0", "An internal command for configuring the replication stream.", ""),
-    CommandSpec::new("psync", -3, ADMIN | NOSCRIPT | NO_MULTI, KeySpec::none(), Exec::Conn(psync))
+    CommandSpec::new("psync", -3, ADMIN | NOSCRIPT | NO_MULTI, KeySpec::none(), Exec::Conn(crate::front!(psync)))
         .doc(RP, "2.8.0", "An internal command used in replication.", "replicationid offset"),
-    CommandSpec::new("sync", 1, ADMIN | NOSCRIPT | NO_MULTI, KeySpec::none(), Exec::Conn(sync))
+    CommandSpec::new("sync", 1, ADMIN | NOSCRIPT | NO_MULTI, KeySpec::none(), Exec::Conn(crate::front!(sync)))
         .doc(RP, "1.0.0", "An internal command used in replication.", ""),
-    CommandSpec::new("wait", 3, NOSCRIPT, KeySpec::none(), Exec::Conn(wait))
+    CommandSpec::new("wait", 3, NOSCRIPT, KeySpec::none(), Exec::Conn(crate::front!(wait)))
         .doc("generic", "3.0.0", "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed.", "numreplicas timeout"),
-    CommandSpec::new("role", 1, NOSCRIPT | LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(role))
+    CommandSpec::new("role", 1, NOSCRIPT | LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(crate::front!(role)))
         .doc("server", "2.8.12", "Returns the replication role.", ""),
 ];
 
@@ -1550,7 +1550,7 @@ fn release(w: &mut Worker, token: u64, holds: Vec<Hold>, acked: bool) {
 // ----- commands -----------------------------------------------------------------------------
 
 /// REPLCONF: the handshake options, ACK (no reply) and GETACK (no reply on a master).
-fn replconf(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+fn replconf(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     // From our own master (this server is its replica): the replica side answers.
     if ctx.w.conns.get(ctx.conn).is_some_and(|c| c.master) {
         return crate::repl::replconf(ctx, argv);
@@ -1592,7 +1592,7 @@ fn replconf(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
                         refresh_good_replicas();
                     }
                     if WAITS.load(Ordering::Relaxed) > 0 {
-                        ctx.w.eng.post(HUB, front(check_waits));
+                        ctx.eng().post(HUB, front(check_waits));
                     }
                 }
             }
@@ -1615,19 +1615,19 @@ fn replconf(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     })
 }
 
-fn psync(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+fn psync(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     let id = argv.get(1).cloned().unwrap_or_default();
     let off = argv.get(2).and_then(|a| parse_i64(a)).unwrap_or(-1);
     start_sync(ctx, Some((id, off)))
 }
 
-fn sync(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+fn sync(ctx: &mut FrontCtx, _argv: &[Bytes]) -> CmdResult {
     start_sync(ctx, None)
 }
 
-fn start_sync(ctx: &mut ConnCtx, psync: Option<(Bytes, i64)>) -> CmdResult {
+fn start_sync(ctx: &mut FrontCtx, psync: Option<(Bytes, i64)>) -> CmdResult {
     let idx = ctx.conn;
-    if ctx.w.eng.tx.nested() {
+    if ctx.eng().tx.nested() {
         return Err(CmdError::err("Replica can't interact with the keyspace"));
     }
     // As Redis: a replica still syncing would hand its sub-replica a dataset it is about
@@ -1672,15 +1672,14 @@ fn start_sync(ctx: &mut ConnCtx, psync: Option<(Bytes, i64)>) -> CmdResult {
         .get_or_insert_with(Default::default)
         .conns
         .push(token);
-    ctx.w
-        .eng
+    ctx.eng()
         .post(HUB, front(move |hw: &mut Worker| hub_psync(hw, req)));
     Ok(Reply::Raw(Bytes::new()))
 }
 
 /// WAIT numreplicas timeout: the offset this client's writes reach in the merged stream,
 /// then enough ACKs of it, or the timeout, with the count.
-fn wait(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+fn wait(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     if crate::repl::is_replica() {
         return Err(CmdError::err(
             "WAIT cannot be used with replica instances. Please also note that since Redis 4.0 \
@@ -1699,19 +1698,19 @@ fn wait(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     if ms < 0 {
         return Err(CmdError::err("timeout is negative"));
     }
-    if ctx.w.eng.tx.nested() {
+    if ctx.eng().tx.nested() {
         // Cannot block inside MULTI: the count now.
         return Ok(Reply::Int(acked(OFFSET.load(Ordering::Relaxed))));
     }
     let ticket = ctx.defer();
     let deadline = (ms > 0).then(|| Instant::now() + Duration::from_millis(ms as u64));
-    let jobs: Vec<(usize, ShardFn<u64>)> = (0..ctx.w.eng.nshards)
+    let jobs: Vec<(usize, ShardFn<u64>)> = (0..ctx.eng().nshards)
         .map(|s| {
             let job: ShardFn<u64> = Box::new(push_now);
             (s, job)
         })
         .collect();
-    ctx.w.eng.fan_out(jobs, false, move |w, wants: Vec<u64>| {
+    ctx.eng().fan_out(jobs, false, move |w, wants: Vec<u64>| {
         let origin = w.id;
         w.post(
             HUB,
@@ -1734,7 +1733,7 @@ fn wait(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 }
 
 /// ROLE on a master: `["master", offset, [[ip, port, ack], ...]]` (online replicas).
-fn role(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+fn role(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     if crate::repl::is_replica() {
         return crate::repl::role(ctx, argv);
     }

@@ -45,14 +45,14 @@ use crate::commands::table::Exec;
 use crate::commands::table::{
     CommandSpec, KeySpec, ADMIN, MAY_REPLICATE, NOSCRIPT, READONLY, STALE, WRITE,
 };
-use crate::commands::ConnCtx;
+use crate::engine::shared::Shared;
 use crate::engine::ShardFn;
 use crate::error::{self, CmdError, CmdResult};
 use crate::persist::load::Split;
 use crate::protocol::reply::Reply;
 use crate::runtime::mesh::Waker;
+use crate::server::cmds::FrontCtx;
 use crate::server::worker::{front, to_front, Worker};
-use crate::server::Shared;
 
 /// The shard that owns the master link and handles the hand-overs.
 pub const HOME: usize = 0;
@@ -240,7 +240,7 @@ pub fn master_fields() -> MutexGuard<'static, MasterFields> {
     static M: OnceLock<Mutex<MasterFields>> = OnceLock::new();
     M.get_or_init(|| {
         Mutex::new(MasterFields {
-            replid: crate::commands::info::master_replid().to_string(),
+            replid: crate::server::cmds::info::master_replid().to_string(),
             replid2: "0".repeat(40),
             second_offset: -1,
             offset: 0,
@@ -653,7 +653,7 @@ fn adopt(w: &mut Worker, h: Handover) {
                 .map(|(s, keys)| {
                     let job: ShardFn<()> = Box::new(move |tw| {
                         for db in 0..tw.shard.dbs.len() {
-                            crate::commands::multi::before_flush(&mut tw.shard, db);
+                            crate::commands::watch::before_flush(&mut tw.shard, db);
                         }
                         for d in tw.shard.dbs.iter_mut() {
                             d.clear_async();
@@ -927,14 +927,14 @@ fn follow(w: &mut Worker, host: String, port: u16) {
 /// moment, the backlog is seeded with the old master's stream and continues at the same
 /// offset, and only then does the node accept writes and the REPLICAOF get its `+OK`:
 /// so every write after the promotion is in the stream the old replicas continue with.
-fn promote(ctx: &mut ConnCtx) {
+fn promote(ctx: &mut FrontCtx) {
     let gen = {
         let mut st = state();
         st.gen += 1;
         st.gen
     };
     let ticket = ctx.defer();
-    ctx.w.eng.post(
+    ctx.eng().post(
         HOME,
         front(move |hw: &mut Worker| promote_home(hw, gen, ticket)),
     );
@@ -1010,20 +1010,20 @@ fn promoted(
 /// REPLICAOF / SLAVEOF / ROLE / REPLCONF.
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("replicaof", 3, ADMIN | NOSCRIPT | STALE, KeySpec::none(), Exec::Conn(replicaof))
+    CommandSpec::new("replicaof", 3, ADMIN | NOSCRIPT | STALE, KeySpec::none(), Exec::Conn(crate::front!(replicaof)))
         .doc("server", "5.0.0", "Configures a server as replica of another, or promotes it to a master.", "host port"),
-    CommandSpec::new("slaveof", 3, ADMIN | NOSCRIPT | STALE, KeySpec::none(), Exec::Conn(replicaof))
+    CommandSpec::new("slaveof", 3, ADMIN | NOSCRIPT | STALE, KeySpec::none(), Exec::Conn(crate::front!(replicaof)))
         .doc("server", "1.0.0", "Sets a Redis server as a replica of another, or promotes it to being a master.", "host port"),
 ];
 
-fn replicaof(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+fn replicaof(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     if ctx.w.conns.get(ctx.conn).is_some_and(|c| c.master) {
         return Err(CmdError::coded(error::NOT_VALID_FOR_REPLICA));
     }
     let (Some(h), Some(p)) = (argv.get(1), argv.get(2)) else {
         return Err(CmdError::Syntax);
     };
-    let who = crate::commands::client::client_line(&ctx.w.conns[ctx.conn]);
+    let who = crate::server::cmds::client::client_line(&ctx.w.conns[ctx.conn]);
     if h.eq_ignore_ascii_case(b"no") && p.eq_ignore_ascii_case(b"one") {
         if is_replica() {
             crate::log::notice(&format!("MASTER MODE enabled (user request from '{who}')"));
@@ -1065,7 +1065,7 @@ fn set_config_text(w: &Worker, v: &str) {
 }
 
 /// ROLE while following a master (`master::role` answers on a master).
-pub fn role(_ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+pub fn role(_ctx: &mut FrontCtx, _argv: &[Bytes]) -> CmdResult {
     let st = state();
     if let Some(f) = &st.following {
         let off = match (f.link, &f.cached) {
@@ -1106,7 +1106,7 @@ pub fn role(_ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
 /// (the one reply a master gets); the options a replica sends its master are accepted
 /// (the master side extends this).
 /// REPLCONF on the link to our master (GETACK); `master::replconf` hands it over.
-pub fn replconf(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+pub fn replconf(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     if argv.len().is_multiple_of(2) {
         return Err(CmdError::Syntax);
     }
@@ -1120,7 +1120,7 @@ pub fn replconf(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
                 if ctx.w.conns.get(ctx.conn).is_some_and(|c| c.master) {
                     queue_ack(ctx.w, Some(argv));
                     ctx.w.repl.fast_ack_until =
-                        Some(ctx.w.eng.pass_now + std::time::Duration::from_secs(1));
+                        Some(ctx.eng().pass_now + std::time::Duration::from_secs(1));
                 }
                 return none();
             }

@@ -361,7 +361,7 @@ pub fn cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
         let c = ctx.client();
         (c.db, c.resp)
     };
-    let (home, nshards) = (ctx.w.eng.id, ctx.w.eng.nshards);
+    let (home, nshards) = (ctx.eng().id, ctx.eng().nshards);
     let shards = shards_for(spec, &argv, nshards);
     let first = spec
         .keys
@@ -374,9 +374,9 @@ pub fn cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
         first.or(shards.first().copied()).unwrap_or(home)
     };
     let ticket = ctx.defer();
-    let w = &mut *ctx.w;
+    let w = ctx.eng();
     multi::lock_all(
-        &mut w.eng,
+        w,
         shards.clone(),
         Box::new(move |w: &mut Engine, txid| {
             let job = move |tw: &mut Worker| {

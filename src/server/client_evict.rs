@@ -12,23 +12,7 @@ use std::sync::atomic::Ordering;
 
 use super::worker::Worker;
 
-/// Parses a `maxmemory-clients` value: bytes with Redis's units, or a percentage of
-/// `maxmemory` (`10%`). Errors carry CONFIG SET's wording.
-pub fn parse(v: &str) -> Result<(u64, u64), String> {
-    let v = v.trim();
-    if let Some(p) = v.strip_suffix('%') {
-        let n: u64 = p
-            .parse()
-            .map_err(|_| "argument must be a memory or percent value".to_string())?;
-        if n > 100 {
-            return Err("percentage argument must be less or equal to 100".into());
-        }
-        return Ok((0, n));
-    }
-    crate::config::parse_memory(v)
-        .map(|b| (b, 0))
-        .map_err(|_| "argument must be a memory or percent value".to_string())
-}
+pub use crate::config::parse_clients_limit as parse;
 
 /// The limit in force, in bytes (0: none): a percentage applies to `maxmemory` (none when
 /// maxmemory is 0, as in Redis).

@@ -8,6 +8,7 @@
 //! (after that save) is named in the log and the process exits without it.
 
 pub mod client_evict;
+pub mod cmds;
 pub mod connection;
 pub mod lookahead;
 pub mod metrics;
@@ -28,6 +29,7 @@ use std::time::{Duration, Instant};
 use crate::config::{Config, Tunables};
 use crate::engine::Msg;
 use crate::runtime::{mesh, sys};
+pub(crate) use crate::util::os_text;
 use worker::Worker;
 
 pub use crate::engine::shared::{Event, Pulse, ShardMem, Shared};
@@ -138,6 +140,9 @@ fn memlock_needed(cfg: &Config) -> u64 {
 
 /// Starts the server and blocks until it stops. Errors are startup errors (exit code 1).
 pub fn run(mut cfg: Config) -> Result<(), String> {
+    if !cmds::register() {
+        return Err("internal error: the command table was built before registration".into());
+    }
     crate::log::set_level(&cfg.loglevel);
     // A bug that panics a shard must not leave a half-alive server behind: report and stop
     // the whole process, as Redis does on an assertion failure.
@@ -661,16 +666,6 @@ fn remove_unix_socket(path: Option<&str>) {
 /// An address and port as Redis's log shows them (`127.0.0.1:6379`, `::1:6379`).
 fn show_addr(ip: std::net::IpAddr, port: u16) -> String {
     format!("{ip}:{port}")
-}
-
-/// An OS error as strerror(3) words it ("Address already in use"), without Rust's
-/// " (os error 98)" suffix, as Redis prints it.
-pub(crate) fn os_text(e: &std::io::Error) -> String {
-    let t = e.to_string();
-    match t.find(" (os error") {
-        Some(i) => t[..i].to_string(),
-        None => t,
-    }
 }
 
 /// Tells systemd (a `Type=notify` unit) how the server is doing: one datagram to

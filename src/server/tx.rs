@@ -23,7 +23,7 @@
 //!   then. The `nest` mark only lasts for the synchronous handler call; every handler's later
 //!   steps use `Control` jobs already (checked for all current ones).
 //! - **WATCH.** Registers `(db, key) → watcher` on the key's shard (`shard::watch`). Writes
-//!   remove the key's watchers there (`commands::multi::after_write`, hooked in `run_key`,
+//!   remove the key's watchers there (`commands::watch::after_write`, hooked in `run_key`,
 //!   fan-out parts, cross-shard moves and flushes); EXEC asks each watched shard, under the
 //!   lock, whether its entries are still present and unexpired. No message is sent on a write.
 //!
@@ -42,6 +42,7 @@ use crate::engine::Engine;
 use crate::engine::{Msg, ShardFn, Ticket};
 use crate::error::{self, CmdError};
 use crate::protocol::reply::Reply;
+use crate::server::cmds::FrontCtx;
 use crate::server::connection::Conn;
 use crate::server::worker::{front, to_front, Worker};
 use crate::shard::route::shard_of;
@@ -270,7 +271,7 @@ pub fn on_close(w: &mut Worker, idx: usize) -> bool {
 }
 
 /// WATCH key [key ...]: registers the keys on their shards; answers once all are in.
-pub fn watch(ctx: &mut ConnCtx, argv: &[Bytes]) -> Result<Option<Reply>, CmdError> {
+pub fn watch(ctx: &mut FrontCtx, argv: &[Bytes]) -> Result<Option<Reply>, CmdError> {
     let w = &mut *ctx.w;
     let idx = ctx.conn;
     let (home, nshards) = (w.eng.id, w.eng.nshards);
@@ -375,7 +376,7 @@ fn release(
 // ----- EXEC ----------------------------------------------------------------------------------
 
 /// EXEC. Returns the reply when it is ready at once; `None` when it was deferred.
-pub fn exec(ctx: &mut ConnCtx, exec_argv: &[Bytes]) -> Result<Option<Reply>, CmdError> {
+pub fn exec(ctx: &mut FrontCtx, exec_argv: &[Bytes]) -> Result<Option<Reply>, CmdError> {
     let idx = ctx.conn;
     let w = &mut *ctx.w;
     let (home, nshards) = (w.eng.id, w.eng.nshards);

@@ -278,7 +278,9 @@ impl Worker {
             (c.db, c.resp)
         };
         // RESP2 subscribed mode allows only (P)(UN)SUBSCRIBE, PING, QUIT, RESET.
-        if let Some(e) = commands::pubsub::refused_when_subscribed(&self.conns[idx], spec, argv) {
+        if let Some(e) =
+            super::super::cmds::pubsub::refused_when_subscribed(&self.conns[idx], spec, argv)
+        {
             self.reject(idx, Some(id), e);
             return;
         }
@@ -576,7 +578,7 @@ impl Worker {
         } else {
             "toplevel"
         };
-        let info = crate::commands::client::client_line(&self.conns[idx]);
+        let info = crate::server::cmds::client::client_line(&self.conns[idx]);
         crate::acl::log_denial(
             reason,
             context,

@@ -462,3 +462,25 @@ pub fn front(f: impl FnOnce(&mut Worker) + Send + 'static) -> Msg {
         }
     }))
 }
+
+impl crate::commands::ConnSide for Worker {
+    fn eng(&mut self) -> &mut Engine {
+        &mut self.eng
+    }
+
+    fn client(&mut self, conn: usize) -> &mut crate::commands::ClientInfo {
+        &mut self.conns[conn].client
+    }
+
+    fn defer(&mut self, conn: usize) -> Ticket {
+        Worker::defer(self, conn)
+    }
+
+    fn reserve(&mut self, conn: usize) -> Ticket {
+        Worker::reserve(self, conn)
+    }
+
+    fn as_any(&mut self) -> &mut dyn std::any::Any {
+        self
+    }
+}

@@ -7,9 +7,9 @@ use std::sync::OnceLock;
 
 use bytes::Bytes;
 
-use super::args::is;
-use super::table::table;
-use super::ConnCtx;
+use super::FrontCtx;
+use crate::commands::args::is;
+use crate::commands::table::{table, CommandSpec, Exec, KeySpec, LOADING, STALE};
 use crate::engine::Engine;
 use crate::engine::NetStats;
 use crate::error::CmdResult;
@@ -21,6 +21,12 @@ use crate::shard::CmdStat;
 // ----- INFO ---------------------------------------------------------------------------------
 
 /// INFO sections in Redis's order, and which of them `INFO` / `INFO default` prints.
+#[rustfmt::skip]
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec::new("info", -1, LOADING | STALE, KeySpec::none(), Exec::Conn(front!(info)))
+        .doc("server", "1.0.0", "Returns information and statistics about the server.", "[section [section ...]]"),
+];
+
 const SECTIONS: &[(&str, bool)] = &[
     ("server", true),
     ("clients", true),
@@ -615,7 +621,7 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 "Errorstats"
             }
             "latencystats" => {
-                lines.extend(super::observe::latencystats_lines(
+                lines.extend(crate::commands::observe::latencystats_lines(
                     &s.latency,
                     &s.percentiles,
                 ));
@@ -645,7 +651,7 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
     out
 }
 
-pub(super) fn info(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+pub(super) fn info(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     let sections = wanted_sections(argv.get(1..).unwrap_or_default());
     let ticket = ctx.defer();
     let latency = sections.contains(&"latencystats");

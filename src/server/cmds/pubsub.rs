@@ -7,12 +7,12 @@
 
 use bytes::Bytes;
 
-use super::args::{arg, owned, text};
-use super::table::{
+use super::FrontCtx;
+use crate::commands::args::{arg, owned, text};
+use crate::commands::table::{
     CommandSpec, Exec, KeySpec, FAST, LOADING, MAY_REPLICATE, NOSCRIPT, PUBSUB as PUBSUB_FLAG,
     STALE,
 };
-use super::ConnCtx;
 use crate::engine::Engine;
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::reply::Reply;
@@ -25,23 +25,23 @@ const SUB_FLAGS: u32 = PUBSUB_FLAG | NOSCRIPT | LOADING | STALE;
 
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("subscribe", -2, SUB_FLAGS, KeySpec::none(), Exec::Conn(subscribe))
+    CommandSpec::new("subscribe", -2, SUB_FLAGS, KeySpec::none(), Exec::Conn(front!(subscribe)))
         .doc(G, "2.0.0", "Listen for messages published to the given channels", "channel [channel ...]"),
-    CommandSpec::new("unsubscribe", -1, SUB_FLAGS, KeySpec::none(), Exec::Conn(unsubscribe))
+    CommandSpec::new("unsubscribe", -1, SUB_FLAGS, KeySpec::none(), Exec::Conn(front!(unsubscribe)))
         .doc(G, "2.0.0", "Stop listening for messages posted to the given channels", "[channel [channel ...]]"),
-    CommandSpec::new("psubscribe", -2, SUB_FLAGS, KeySpec::none(), Exec::Conn(psubscribe))
+    CommandSpec::new("psubscribe", -2, SUB_FLAGS, KeySpec::none(), Exec::Conn(front!(psubscribe)))
         .doc(G, "2.0.0", "Listen for messages published to channels matching the given patterns", "pattern [pattern ...]"),
-    CommandSpec::new("punsubscribe", -1, SUB_FLAGS, KeySpec::none(), Exec::Conn(punsubscribe))
+    CommandSpec::new("punsubscribe", -1, SUB_FLAGS, KeySpec::none(), Exec::Conn(front!(punsubscribe)))
         .doc(G, "2.0.0", "Stop listening for messages posted to channels matching the given patterns", "[pattern [pattern ...]]"),
-    CommandSpec::new("publish", 3, MAY_REPLICATE | PUBSUB_FLAG | LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(publish))
+    CommandSpec::new("publish", 3, MAY_REPLICATE | PUBSUB_FLAG | LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(front!(publish)))
         .doc(G, "2.0.0", "Post a message to a channel", "channel message"),
-    CommandSpec::new("ssubscribe", -2, SUB_FLAGS, KeySpec::none(), Exec::Conn(ssubscribe))
+    CommandSpec::new("ssubscribe", -2, SUB_FLAGS, KeySpec::none(), Exec::Conn(front!(ssubscribe)))
         .doc(G, "7.0.0", "Listens for messages published to shard channels.", "shardchannel [shardchannel ...]"),
-    CommandSpec::new("sunsubscribe", -1, SUB_FLAGS, KeySpec::none(), Exec::Conn(sunsubscribe))
+    CommandSpec::new("sunsubscribe", -1, SUB_FLAGS, KeySpec::none(), Exec::Conn(front!(sunsubscribe)))
         .doc(G, "7.0.0", "Stops listening to messages posted to shard channels.", "[shardchannel [shardchannel ...]]"),
-    CommandSpec::new("spublish", 3, MAY_REPLICATE | PUBSUB_FLAG | LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(spublish))
+    CommandSpec::new("spublish", 3, MAY_REPLICATE | PUBSUB_FLAG | LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(front!(spublish)))
         .doc(G, "7.0.0", "Post a message to a shard channel", "shardchannel message"),
-    CommandSpec::new("pubsub", -2, 0, KeySpec::none(), Exec::Conn(pubsub_cmd))
+    CommandSpec::new("pubsub", -2, 0, KeySpec::none(), Exec::Conn(front!(pubsub_cmd)))
         .doc(G, "2.8.0", "A container for Pub/Sub commands", "subcommand [argument ...]")
         .subs(&[
             ("help", 2, ""),
@@ -88,7 +88,7 @@ pub fn refused_when_subscribed(c: &Conn, spec: &CommandSpec, argv: &[Bytes]) -> 
 
 /// The confirmations as the command's reply. They are pushes in Redis, so CLIENT REPLY
 /// OFF / SKIP does not drop them: a muted client gets them written directly.
-fn frames(ctx: &mut ConnCtx, out: Vec<u8>) -> Reply {
+fn frames(ctx: &mut FrontCtx, out: Vec<u8>) -> Reply {
     match ctx.w.conns.get_mut(ctx.conn) {
         Some(c) if c.mute && !ctx.w.eng.tx.nested() => {
             c.push_raw(&out);
@@ -103,24 +103,24 @@ fn confirm(out: &mut Vec<u8>, resp: u8, kind: &'static str, name: Reply, count: 
     Reply::Push(vec![Reply::bulk(kind), name, Reply::Int(count as i64)]).encode(resp, out);
 }
 
-fn subscribe(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+fn subscribe(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     subscribe_to(ctx, argv, false)
 }
 
-fn psubscribe(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+fn psubscribe(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     subscribe_to(ctx, argv, true)
 }
 
-fn unsubscribe(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+fn unsubscribe(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     unsubscribe_from(ctx, argv, false)
 }
 
-fn punsubscribe(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+fn punsubscribe(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     unsubscribe_from(ctx, argv, true)
 }
 
 /// One confirmation per argument, repeated names included, with the running count.
-fn subscribe_to(ctx: &mut ConnCtx, argv: &[Bytes], pattern: bool) -> CmdResult {
+fn subscribe_to(ctx: &mut FrontCtx, argv: &[Bytes], pattern: bool) -> CmdResult {
     let resp = ctx.client().resp;
     let kind = if pattern { "psubscribe" } else { "subscribe" };
     let mut out = Vec::new();
@@ -132,7 +132,7 @@ fn subscribe_to(ctx: &mut ConnCtx, argv: &[Bytes], pattern: bool) -> CmdResult {
 }
 
 /// Without arguments: every subscription of that kind, or one `nil` frame when there is none.
-fn unsubscribe_from(ctx: &mut ConnCtx, argv: &[Bytes], pattern: bool) -> CmdResult {
+fn unsubscribe_from(ctx: &mut FrontCtx, argv: &[Bytes], pattern: bool) -> CmdResult {
     let resp = ctx.client().resp;
     let kind = if pattern {
         "punsubscribe"
@@ -162,7 +162,7 @@ fn unsubscribe_from(ctx: &mut ConnCtx, argv: &[Bytes], pattern: bool) -> CmdResu
 
 /// SSUBSCRIBE: one confirmation per argument with the shard channel count. Refused inside
 /// a transaction, as Redis refuses it to a client that may not block.
-fn ssubscribe(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+fn ssubscribe(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     if ctx.w.eng.tx.nested() {
         return Err(CmdError::coded(crate::error::SSUBSCRIBE_DENY_BLOCKING));
     }
@@ -176,7 +176,7 @@ fn ssubscribe(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 }
 
 /// SUNSUBSCRIBE: without arguments every shard channel, or one `nil` frame when none.
-fn sunsubscribe(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+fn sunsubscribe(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     let resp = ctx.client().resp;
     let names: Vec<Bytes> = if argv.len() > 1 {
         argv.iter().skip(1).cloned().collect()
@@ -204,7 +204,7 @@ fn sunsubscribe(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 }
 
 /// SPUBLISH: as PUBLISH, to shard channel subscribers only.
-fn spublish(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+fn spublish(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     let channel = owned(arg(argv, 1)?);
     let msg = owned(arg(argv, 2)?);
     let local = pubsub::spublish(ctx.w, &channel, &msg);
@@ -232,7 +232,7 @@ fn spublish(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 /// Delivers on this shard at once (so a RESP3 client subscribed to its own channel sees the
 /// message before the reply, as in Redis), then on every other shard; the reply waits for
 /// their counts without pausing the client.
-fn publish(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+fn publish(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     let channel = owned(arg(argv, 1)?);
     let msg = owned(arg(argv, 2)?);
     let local = pubsub::publish(ctx.w, &channel, &msg);
@@ -287,7 +287,7 @@ const PUBSUB_HELP: &[&str] = &[
 /// PUBSUB CHANNELS / NUMSUB / NUMPAT / SHARDCHANNELS / SHARDNUMSUB / HELP, gathered from
 /// every shard.
 /// PUBSUB CHANNELS / SHARDCHANNELS: the active (shard) channels of every shard, matching.
-fn channels(ctx: &mut ConnCtx, pattern: Option<Bytes>, shard: bool) -> CmdResult {
+fn channels(ctx: &mut FrontCtx, pattern: Option<Bytes>, shard: bool) -> CmdResult {
     let ticket = ctx.defer();
     gather(
         ctx.w,
@@ -312,7 +312,7 @@ fn channels(ctx: &mut ConnCtx, pattern: Option<Bytes>, shard: bool) -> CmdResult
 }
 
 /// PUBSUB NUMSUB / SHARDNUMSUB: each channel with its subscriber count over every shard.
-fn numsub(ctx: &mut ConnCtx, channels: Vec<Bytes>, shard: bool) -> CmdResult {
+fn numsub(ctx: &mut FrontCtx, channels: Vec<Bytes>, shard: bool) -> CmdResult {
     let ticket = ctx.defer();
     let asked = channels.clone();
     gather(
@@ -337,7 +337,7 @@ fn numsub(ctx: &mut ConnCtx, channels: Vec<Bytes>, shard: bool) -> CmdResult {
     Ok(Reply::Ok)
 }
 
-fn pubsub_cmd(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+fn pubsub_cmd(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     let raw = arg(argv, 1)?;
     let sub = text(raw).to_lowercase();
     let argc = argv.len();

@@ -5,8 +5,8 @@
 
 use bytes::Bytes;
 
-use super::args::{arg, is, text};
-use super::ConnCtx;
+use super::FrontCtx;
+use crate::commands::args::{arg, is, text};
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
@@ -15,7 +15,7 @@ use crate::server::tracking::{self, ClientTrack};
 use crate::server::worker::Worker;
 
 /// CLIENT REPLY ON|OFF|SKIP. OFF and SKIP answer nothing; SKIP while OFF changes nothing.
-pub fn reply(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+pub fn reply(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     let v = arg(argv, 2)?;
     let c = &mut ctx.w.conns[ctx.conn];
     if is(v, "on") {
@@ -36,7 +36,7 @@ pub fn reply(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 }
 
 /// CLIENT PAUSE timeout [WRITE|ALL]: every shard sees it from its next command on.
-pub fn pause(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+pub fn pause(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     if argv.len() > 4 {
         return Err(CmdError::err(format!(
             "unknown subcommand or wrong number of arguments for '{}'. Try CLIENT HELP.",
@@ -61,7 +61,7 @@ pub fn pause(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 }
 
 /// CLIENT UNPAUSE: ends the pause and wakes every shard to run what it held.
-pub fn unpause(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+pub fn unpause(ctx: &mut FrontCtx, _argv: &[Bytes]) -> CmdResult {
     crate::server::pause::stop();
     let me = ctx.w.eng.id;
     for s in (0..ctx.w.eng.nshards).filter(|&s| s != me) {
@@ -88,7 +88,7 @@ struct Opts {
 
 /// CLIENT TRACKING ON|OFF [REDIRECT id] [PREFIX p ...] [BCAST] [OPTIN] [OPTOUT] [NOLOOP].
 /// A REDIRECT id is looked up on every shard first (the reply is deferred until then).
-pub fn tracking(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+pub fn tracking(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     let mut o = Opts::default();
     let mut i = 3;
     while i < argv.len() {
@@ -305,7 +305,7 @@ fn check_prefixes(existing: &[Bytes], new: &[Bytes]) -> Result<(), CmdError> {
 }
 
 /// CLIENT CACHING YES|NO: marks the next command in OPTIN / OPTOUT mode.
-pub fn caching(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+pub fn caching(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     let v = arg(argv, 2)?.clone();
     let t = ctx.w.conns[ctx.conn].track.as_mut().filter(|t| t.on);
     let Some(t) = t.filter(|t| t.optin || t.optout) else {
@@ -335,13 +335,13 @@ pub fn caching(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 }
 
 /// CLIENT GETREDIR: the redirect client id, 0 without one, -1 when tracking is off.
-pub fn getredir(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+pub fn getredir(ctx: &mut FrontCtx, _argv: &[Bytes]) -> CmdResult {
     let t = ctx.w.conns[ctx.conn].track.as_ref().filter(|t| t.on);
     Ok(Reply::Int(t.map_or(-1, |t| t.redirect as i64)))
 }
 
 /// CLIENT TRACKINGINFO: flags, redirect and prefixes, in Redis's order.
-pub fn trackinginfo(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+pub fn trackinginfo(ctx: &mut FrontCtx, _argv: &[Bytes]) -> CmdResult {
     let t = ctx.w.conns[ctx.conn]
         .track
         .as_ref()

@@ -5,9 +5,9 @@
 
 use bytes::Bytes;
 
-use super::args::{arg, is, text};
-use super::table::{CommandSpec, Exec, KeySpec, LOADING, NOSCRIPT, STALE};
-use super::ConnCtx;
+use super::FrontCtx;
+use crate::commands::args::{arg, is, text};
+use crate::commands::table::{CommandSpec, Exec, KeySpec, LOADING, NOSCRIPT, STALE};
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
@@ -18,7 +18,7 @@ const C: &str = "connection";
 
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("client", -2, NOSCRIPT | LOADING | STALE, KeySpec::none(), Exec::Conn(client))
+    CommandSpec::new("client", -2, NOSCRIPT | LOADING | STALE, KeySpec::none(), Exec::Conn(front!(client)))
         .doc(C, "2.4.0", "A container for client connection commands.", "subcommand [argument ...]")
         .subs(&[
             ("id", 2, ""),
@@ -257,7 +257,7 @@ fn client_type(t: &[u8]) -> Result<ClientKind, CmdError> {
     }
 }
 
-fn client(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+fn client(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     let sub = text(arg(argv, 1)?).to_lowercase();
     let arity_err = || CmdError::WrongArity(format!("client|{sub}"));
     match sub.as_str() {
@@ -336,7 +336,7 @@ fn client(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 
 /// CLIENT LIST [TYPE type | ID id [id ...]]: the two filters exclude each other, as in
 /// Redis 7.0; any integer is a valid ID (it just matches nobody when there is no such client).
-fn client_list(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+fn client_list(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     let mut f = Filter::default();
     let opt = argv.get(2);
     if argv.len() == 4 && opt.is_some_and(|o| is(o, "type")) {
@@ -376,7 +376,7 @@ fn client_list(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 }
 
 /// CLIENT UNBLOCK id [TIMEOUT|ERROR]: ends a blocking command's wait (on the client's shard).
-fn client_unblock(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+fn client_unblock(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     let id = parse_i64(arg(argv, 2)?).ok_or(CmdError::NotInteger)?;
     let error = match argv.get(3) {
         Some(r) => crate::coord::block::unblock_reason(r)?,
@@ -400,7 +400,7 @@ fn client_unblock(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Ok)
 }
 
-fn client_kill(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+fn client_kill(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     let my_id = ctx.client().id;
     let mut f = Filter::default();
     let old_style = argv.len() == 3;

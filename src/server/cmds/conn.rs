@@ -3,10 +3,10 @@
 
 use bytes::Bytes;
 
-use super::args::{arg, is, text};
 use super::client::{client_line, validate_name};
-use super::table::{CommandSpec, Exec, KeySpec, FAST, LOADING, NOAUTH, NOSCRIPT, STALE};
-use super::ConnCtx;
+use super::FrontCtx;
+use crate::commands::args::{arg, is, text};
+use crate::commands::table::{CommandSpec, Exec, KeySpec, FAST, LOADING, NOAUTH, NOSCRIPT, STALE};
 use crate::error::{self, CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
@@ -14,33 +14,31 @@ use crate::server::pubsub;
 
 const C: &str = "connection";
 
-/// The Redis version we answer with (HELLO, INFO): the command set and reply formats we
-/// match are those of Redis 7.0.
-pub const REDIS_COMPAT_VERSION: &str = "7.0.15";
+pub use crate::commands::REDIS_COMPAT_VERSION;
 
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("ping", -1, FAST, KeySpec::none(), Exec::Conn(ping))
+    CommandSpec::new("ping", -1, FAST, KeySpec::none(), Exec::Conn(front!(ping)))
         .doc(C, "1.0.0", "Returns the server's liveliness response.", "[message]"),
-    CommandSpec::new("echo", 2, FAST, KeySpec::none(), Exec::Conn(echo))
+    CommandSpec::new("echo", 2, FAST, KeySpec::none(), Exec::Conn(front!(echo)))
         .doc(C, "1.0.0", "Returns the given string.", "message"),
-    CommandSpec::new("quit", -1, NOSCRIPT | LOADING | STALE | FAST | NOAUTH, KeySpec::none(), Exec::Conn(quit))
+    CommandSpec::new("quit", -1, NOSCRIPT | LOADING | STALE | FAST | NOAUTH, KeySpec::none(), Exec::Conn(front!(quit)))
         .doc(C, "1.0.0", "Closes the connection.", ""),
-    CommandSpec::new("select", 2, LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(select))
+    CommandSpec::new("select", 2, LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(front!(select)))
         .doc(C, "1.0.0", "Changes the selected database.", "index"),
-    CommandSpec::new("hello", -1, NOSCRIPT | LOADING | STALE | FAST | NOAUTH, KeySpec::none(), Exec::Conn(hello))
+    CommandSpec::new("hello", -1, NOSCRIPT | LOADING | STALE | FAST | NOAUTH, KeySpec::none(), Exec::Conn(front!(hello)))
         .doc(C, "6.0.0", "Handshakes with the Redis server.",
              "[protover [AUTH username password] [SETNAME clientname]]"),
-    CommandSpec::new("reset", 1, NOSCRIPT | LOADING | STALE | FAST | NOAUTH, KeySpec::none(), Exec::Conn(reset))
+    CommandSpec::new("reset", 1, NOSCRIPT | LOADING | STALE | FAST | NOAUTH, KeySpec::none(), Exec::Conn(front!(reset)))
         .doc(C, "6.2.0", "Resets the connection.", ""),
-    CommandSpec::new("auth", -2, NOSCRIPT | LOADING | STALE | FAST | NOAUTH, KeySpec::none(), Exec::Conn(auth))
+    CommandSpec::new("auth", -2, NOSCRIPT | LOADING | STALE | FAST | NOAUTH, KeySpec::none(), Exec::Conn(front!(auth)))
         .doc(C, "1.0.0", "Authenticates the connection.", "[username] password"),
 ];
 
 /// PING; a RESP2 client in subscribed mode gets `["pong", message-or-""]` instead.
 /// After a failed BGSAVE with stop-writes-on-bgsave-error, PING gets MISCONF as writes do
 /// (Redis refuses it too, so health checks notice).
-fn ping(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+fn ping(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     if crate::persist::writes_refused() {
         return Err(CmdError::coded(crate::error::MISCONF));
     }
@@ -63,11 +61,11 @@ fn ping(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     })
 }
 
-fn echo(_ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+fn echo(_ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Bulk(arg(argv, 1)?.clone()))
 }
 
-fn quit(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+fn quit(ctx: &mut FrontCtx, _argv: &[Bytes]) -> CmdResult {
     pubsub::clear(ctx.w, ctx.conn);
     if let Some(c) = ctx.w.conns.get_mut(ctx.conn) {
         c.closing = true;
@@ -75,7 +73,7 @@ fn quit(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Ok)
 }
 
-fn select(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+fn select(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     let n = parse_i64(arg(argv, 1)?).ok_or(CmdError::NotInteger)?;
     if n < 0 || n as usize >= ctx.w.eng.shared.cfg.databases || n > i32::MAX as i64 {
         return Err(CmdError::DbIndex);
@@ -89,7 +87,7 @@ fn select(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 /// Checks `user`'s password against the ACL users (a `nopass` user takes any) and, when it
 /// matches, makes the connection run as that user. A failure is logged in the ACL LOG.
 fn check_password(
-    ctx: &mut ConnCtx,
+    ctx: &mut FrontCtx,
     cmd: &'static str,
     user: &[u8],
     pass: &[u8],
@@ -117,7 +115,7 @@ fn check_password(
     }
 }
 
-fn auth(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+fn auth(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     if argv.len() > 3 {
         return Err(CmdError::Syntax);
     }
@@ -134,7 +132,7 @@ fn auth(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Ok)
 }
 
-fn hello(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+fn hello(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     let mut proto = None;
     let mut i = 1;
     if argv.len() >= 2 {
@@ -184,7 +182,7 @@ fn hello(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     ]))
 }
 
-fn reset(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
+fn reset(ctx: &mut FrontCtx, _argv: &[Bytes]) -> CmdResult {
     pubsub::clear(ctx.w, ctx.conn);
     crate::server::monitor::stop(ctx.w, ctx.conn);
     crate::server::tracking::disable(ctx.w, ctx.conn);
