@@ -484,6 +484,57 @@ pub fn available_cores() -> Vec<usize> {
         })
 }
 
+/// A subsystem's own settings (replication's), kept by the subsystem: applied at once and
+/// shown by CONFIG GET. The subsystem registers them at startup (`register_settings`), so
+/// this module needs no knowledge of it.
+pub struct SettingGroup {
+    /// Every name (aliases included) with its default.
+    pub defaults: &'static [(&'static str, &'static str)],
+    /// The other name of an aliased setting.
+    pub alias: fn(&str) -> Option<&'static str>,
+    /// Applies a value: `Ok(Some(text))`, CONFIG GET then shows `text`; errors carry the
+    /// CONFIG SET wording.
+    pub set: fn(&str, &str) -> Result<Option<String>, String>,
+}
+
+static SETTING_GROUPS: std::sync::OnceLock<&'static [SettingGroup]> = std::sync::OnceLock::new();
+
+/// Registers the subsystems' setting groups; before any configuration is read. `false`
+/// when a different set was registered already.
+pub fn register_settings(groups: &'static [SettingGroup]) -> bool {
+    std::ptr::eq(*SETTING_GROUPS.get_or_init(|| groups), groups)
+}
+
+fn setting_groups() -> &'static [SettingGroup] {
+    // Unit tests read configurations as the binary does after registration.
+    #[cfg(test)]
+    let _ = SETTING_GROUPS.get_or_init(|| crate::repl::SETTING_GROUPS);
+    SETTING_GROUPS.get().copied().unwrap_or_default()
+}
+
+/// The registered group that has a setting `name`.
+fn setting_group(name: &str) -> Option<&'static SettingGroup> {
+    setting_groups()
+        .iter()
+        .find(|g| g.defaults.iter().any(|(n, _)| *n == name))
+}
+
+/// Parses a `replicaof` / `slaveof` directive: `host port` (`no one`: none).
+pub fn parse_replicaof(v: &str) -> Result<Option<(String, u16)>, String> {
+    let words: Vec<&str> = v.split_whitespace().collect();
+    match words.as_slice() {
+        [] => Ok(None),
+        [h, p] if h.eq_ignore_ascii_case("no") && p.eq_ignore_ascii_case("one") => Ok(None),
+        [h, p] => {
+            let port = p
+                .parse::<u16>()
+                .map_err(|_| format!("Invalid master port in replicaof '{v}'"))?;
+            Ok(Some((h.to_string(), port)))
+        }
+        _ => Err("wrong number of arguments: replicaof <host> <port>".into()),
+    }
+}
+
 /// Parses Redis memory units: `1k`=1000, `1kb`=1024, `1m`, `1mb`, `1g`, `1gb`, plain bytes.
 pub fn parse_memory(s: &str) -> Result<u64, String> {
     let l = s.trim().to_ascii_lowercase();
@@ -836,10 +887,10 @@ impl Config {
             }
             "lua-time-limit" | "busy-reply-threshold" => {
                 let ms: u64 = parse_num(name, v)?;
-                crate::scripting::set_busy_threshold_ms(ms);
+                crate::engine::scripts::set_busy_threshold_ms(ms);
             }
             "lua-allow-undeclared-keys" => {
-                crate::scripting::set_allow_undeclared(parse_yes_no(v)?);
+                crate::engine::scripts::set_allow_undeclared(parse_yes_no(v)?);
             }
             "lazyfree-lazy-user-del" => crate::shard::lazyfree::set_user_del(parse_yes_no(v)?),
             "acllog-max-len" => crate::acl::set_log_max(parse_num(name, v)?),
@@ -982,17 +1033,16 @@ impl Config {
                 }
             }
             "stop-writes-on-bgsave-error" => self.stop_writes_on_bgsave_error = parse_yes_no(v)?,
-            "replicaof" | "slaveof" => self.replicaof = crate::repl::parse_replicaof(v)?,
+            "replicaof" | "slaveof" => self.replicaof = parse_replicaof(v)?,
             // Replica settings (`repl`): applied at once, shown by CONFIG GET.
-            other
-                if crate::repl::SETTING_DEFAULTS
-                    .iter()
-                    .any(|(n, _)| *n == other) =>
-            {
-                let shown = crate::repl::set_setting(other, v)
+            other if setting_group(other).is_some() => {
+                let Some(g) = setting_group(other) else {
+                    return Ok(());
+                };
+                let shown = (g.set)(other, v)
                     .map_err(|e| format!("invalid value for '{other}': {e}"))?
                     .unwrap_or_default();
-                for n in std::iter::once(other).chain(crate::repl::alias(other)) {
+                for n in std::iter::once(other).chain((g.alias)(other)) {
                     self.text.retain(|(k, _)| k != n);
                     self.text.push((n.to_string(), shown.clone()));
                 }
@@ -1355,10 +1405,10 @@ impl Tunables {
             if cfg.tcp_nodelay { "yes" } else { "no" }.into(),
         );
         text.insert("shards".into(), cfg.shards.to_string());
-        let busy = crate::scripting::busy_threshold_ms().to_string();
+        let busy = crate::engine::scripts::busy_threshold_ms().to_string();
         text.insert("lua-time-limit".into(), busy.clone());
         text.insert("busy-reply-threshold".into(), busy);
-        let undeclared = if crate::scripting::allow_undeclared() {
+        let undeclared = if crate::engine::scripts::allow_undeclared() {
             "yes"
         } else {
             "no"
@@ -1425,7 +1475,7 @@ impl Tunables {
             "stop-writes-on-bgsave-error".into(),
             yn(cfg.stop_writes_on_bgsave_error),
         );
-        for (k, v) in crate::repl::SETTING_DEFAULTS {
+        for (k, v) in setting_groups().iter().flat_map(|g| g.defaults) {
             text.insert(k.to_string(), v.to_string());
         }
         for (k, alias, v, _) in crate::types::limits::PARAMS {
@@ -1651,7 +1701,7 @@ impl Tunables {
                 let n: u64 = value
                     .parse()
                     .map_err(|_| "argument couldn't be parsed into an integer".to_string())?;
-                crate::scripting::set_busy_threshold_ms(n);
+                crate::engine::scripts::set_busy_threshold_ms(n);
                 // One setting under two names (Redis 7.0's alias).
                 let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
                 m.insert("lua-time-limit".into(), n.to_string());
@@ -1683,7 +1733,7 @@ impl Tunables {
             }
             "lua-allow-undeclared-keys" => {
                 let on = parse_yes_no(value)?;
-                crate::scripting::set_allow_undeclared(on);
+                crate::engine::scripts::set_allow_undeclared(on);
                 let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
                 m.insert(name.into(), if on { "yes" } else { "no" }.into());
             }
@@ -1758,13 +1808,13 @@ impl Tunables {
             | "syslog-facility" => {
                 return Err("can't set immutable config".into());
             }
-            name if crate::repl::SETTING_DEFAULTS
-                .iter()
-                .any(|(n, _)| *n == name) =>
-            {
-                let shown = crate::repl::set_setting(name, value)?.unwrap_or_default();
+            name if setting_group(name).is_some() => {
+                let Some(g) = setting_group(name) else {
+                    return Err("internal error".into());
+                };
+                let shown = (g.set)(name, value)?.unwrap_or_default();
                 let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
-                for n in std::iter::once(name).chain(crate::repl::alias(name)) {
+                for n in std::iter::once(name).chain((g.alias)(name)) {
                     m.insert(n.to_string(), shown.clone());
                 }
             }

@@ -43,6 +43,7 @@ pub mod log;
 pub mod persist;
 pub mod protocol;
 pub mod repl;
+pub mod role;
 pub mod runtime;
 pub mod scripting;
 pub mod sentinel;

@@ -68,7 +68,7 @@ fn emit(level: u8, mark: char, msg: &str) {
     let line = format!(
         "{}:{} {:02} {} {} {:02}:{:02}:{:02}.{:03} {} {}\n",
         std::process::id(),
-        if crate::repl::is_replica() { 'S' } else { 'M' },
+        if crate::role::is_replica() { 'S' } else { 'M' },
         day,
         MONTHS
             .get(month.saturating_sub(1) as usize)

@@ -40,7 +40,7 @@ const DEBUG_HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-pub(super) fn debug(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+pub fn debug(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let sub = arg(argv, 1)?;
     if is(sub, "help") && argv.len() == 2 {
         let mut lines = DEBUG_HELP.to_vec();

@@ -14,7 +14,6 @@ pub mod command;
 pub mod config;
 pub mod debug;
 pub mod docs;
-pub mod functions;
 pub mod geo;
 pub mod hashes;
 pub mod hll;
@@ -23,7 +22,6 @@ pub use crate::util::ldouble;
 pub mod lists;
 pub mod observe;
 pub mod persistence;
-pub mod scripting;
 pub mod server;
 pub mod sets;
 pub mod sort;
@@ -63,8 +61,6 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     server::COMMANDS,
     persistence::COMMANDS,
     acl::COMMANDS,
-    scripting::COMMANDS,
-    functions::COMMANDS,
     bitmaps::COMMANDS,
     hll::COMMANDS,
     sort::COMMANDS,

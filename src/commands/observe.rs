@@ -481,10 +481,6 @@ pub(super) fn debug(ctx: &mut ConnCtx, argv: &[Bytes]) -> Option<CmdResult> {
         );
         return Some(Ok(Reply::Ok));
     }
-    if is("change-repl-id") && n == 2 {
-        crate::repl::change_replid();
-        return Some(Ok(Reply::Ok));
-    }
     None
 }
 

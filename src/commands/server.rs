@@ -10,10 +10,9 @@ use bytes::Bytes;
 use super::args::is;
 use super::command::command;
 use super::config::config;
-use super::debug::debug;
 use super::keys::all_shards;
 use super::table::{
-    table, CommandSpec, Exec, KeySpec, ADMIN, FAST, LOADING, NOSCRIPT, PROTECTED, READONLY, STALE,
+    table, CommandSpec, Exec, KeySpec, ADMIN, FAST, LOADING, NOSCRIPT, READONLY, STALE,
     WRITE,
 };
 use super::ConnCtx;
@@ -59,8 +58,6 @@ pub const COMMANDS: &[CommandSpec] = &[
         ]),
     CommandSpec::new("time", 1, LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(time))
         .doc(SV, "2.6.0", "Returns the server time.", ""),
-    CommandSpec::new("debug", -2, ADMIN | NOSCRIPT | LOADING | STALE | PROTECTED, KeySpec::none(), Exec::Conn(debug))
-        .doc(SV, "1.0.0", "A container for debugging commands.", "subcommand [argument ...]"),
     CommandSpec::new("swapdb", 3, WRITE | FAST, KeySpec::none(), Exec::Conn(swapdb))
         .doc(SV, "4.0.0", "Swaps two Redis databases.", "index1 index2"),
 ];
@@ -191,7 +188,7 @@ fn shutdown(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     }
     // While a script is busy only SHUTDOWN NOSAVE goes ahead (Redis's shutdownCommand).
     if !has("nosave") {
-        if let Some(busy) = crate::scripting::busy_text() {
+        if let Some(busy) = crate::engine::scripts::busy_text() {
             return Err(CmdError::coded(busy));
         }
     }

@@ -256,7 +256,18 @@ pub type KeyFn = fn(&mut KeyCtx, &[Bytes]) -> CmdResult;
 pub type ConnFn = fn(&mut ConnCtx, &[Bytes]) -> CmdResult;
 /// A script (EVAL, FCALL...): routed like a key command, run on the shard that owns its
 /// keys with the whole worker, which its `redis.call`s and its busy hook use in turn.
-pub type ScriptFn = fn(&mut crate::scripting::host::Host, &[Bytes]) -> CmdResult;
+pub type ScriptFn = ScriptEntry;
+
+/// The script entry points (`Exec::Script` rows); the scripting layer runs each.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScriptEntry {
+    Eval,
+    EvalSha,
+    EvalRo,
+    EvalShaRo,
+    FCall,
+    FCallRo,
+}
 
 /// How the per-shard results of a split multi-key command combine.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

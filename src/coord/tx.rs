@@ -117,7 +117,9 @@ pub(crate) enum Plan {
 pub(crate) fn plan(spec: &CommandSpec, argv: &[Bytes], nshards: usize, home: usize) -> Plan {
     match spec.exec {
         // A script that may touch undeclared keys holds every shard.
-        Exec::Script(_) if nshards > 1 && crate::scripting::wants_all_shards(spec.name, argv) => {
+        Exec::Script(_)
+            if nshards > 1 && crate::engine::scripts::wants_all_shards(spec.name, argv) =>
+        {
             Plan::Coord
         }
         Exec::Key(_) | Exec::Multi(_) | Exec::Script(_) => {
@@ -162,7 +164,7 @@ pub(crate) fn shards_to_lock(
             Plan::Coord => match spec.exec {
                 Exec::Conn(_) => return (0..nshards).collect(),
                 Exec::Script(_) => {
-                    out.extend(crate::scripting::host::shards_for(spec, &q.argv, nshards))
+                    out.extend(crate::engine::scripts::shards_for(spec, &q.argv, nshards))
                 }
                 _ => out.extend(
                     spec.keys

@@ -7,6 +7,7 @@
 //! connections; the worker's loop drives it.
 
 pub mod mail;
+pub mod scripts;
 pub mod shared;
 
 /// Keys a shard asked to evict by another gives up whatever the published counts say.
@@ -187,7 +188,7 @@ impl Engine {
     /// Asks every shard's loop to stop (SHUTDOWN, signals).
     pub fn request_shutdown(&self) {
         self.shared.shutdown.store(true, Ordering::SeqCst);
-        crate::scripting::abort_all();
+        scripts::abort_all();
         self.mesh.wake_all();
         // The main thread starts the grace period for shards that cannot stop.
         let _ = self.shared.events.send(shared::Event::Stop);
@@ -210,7 +211,7 @@ impl Engine {
         // A replica leaves eviction to its master (Redis's replica-ignore-maxmemory yes):
         // evicting here would make its dataset differ from the master's.
         // Nor does anything evict during CLIENT PAUSE, as in Redis.
-        if max == 0 || crate::repl::is_replica() || self.pause != 0 {
+        if max == 0 || crate::role::is_replica() || self.pause != 0 {
             return Ok(());
         }
         let me = self.id;

@@ -199,8 +199,6 @@ static OFFSET: AtomicI64 = AtomicI64::new(0);
 static READ_OFFSET: AtomicI64 = AtomicI64::new(0);
 /// Seconds since the master last sent something, published once a second.
 static LAST_IO_SECS: AtomicI64 = AtomicI64::new(-1);
-/// Following a master (`is_replica`).
-static REPLICA: AtomicBool = AtomicBool::new(false);
 /// Hand-overs are waiting for the home shard.
 static PENDING: AtomicBool = AtomicBool::new(false);
 
@@ -318,10 +316,7 @@ fn spawn_link(gen: u64, host: String, port: u16, rx: std::sync::mpsc::Receiver<(
     }
 }
 
-/// Whether this server is a replica now (lock-free: the log line's role letter reads it).
-pub fn is_replica() -> bool {
-    REPLICA.load(Ordering::Relaxed)
-}
+pub use crate::role::is_replica;
 
 /// Whether this replica's link to its master is up (a replica serves SYNC only then).
 pub fn master_link_up() -> bool {
@@ -329,15 +324,6 @@ pub fn master_link_up() -> bool {
         .following
         .as_ref()
         .is_some_and(|f| f.link == LinkState::Connected)
-}
-
-/// HELLO's `role`.
-pub fn role_word() -> &'static str {
-    if is_replica() {
-        "replica"
-    } else {
-        "master"
-    }
 }
 
 /// The gates the dispatcher checks before running a command: 0 on a master (one relaxed
@@ -398,7 +384,7 @@ pub fn set_good_replicas(n: u64, until_ms: u64) {
 }
 
 fn refresh_gate(st: &State) {
-    REPLICA.store(st.following.is_some(), Ordering::Relaxed);
+    crate::role::set_replica(st.following.is_some());
     let mut g = 0;
     if let Some(f) = &st.following {
         if SETTINGS.read_only.load(Ordering::Relaxed) {
@@ -1381,21 +1367,14 @@ pub fn set_setting(name: &str, value: &str) -> Result<Option<String>, String> {
     Ok(Some(shown))
 }
 
-/// Parses a `replicaof` / `slaveof` directive: `host port`.
-pub fn parse_replicaof(v: &str) -> Result<Option<(String, u16)>, String> {
-    let words: Vec<&str> = v.split_whitespace().collect();
-    match words.as_slice() {
-        [] => Ok(None),
-        [h, p] if h.eq_ignore_ascii_case("no") && p.eq_ignore_ascii_case("one") => Ok(None),
-        [h, p] => {
-            let port = p
-                .parse::<u16>()
-                .map_err(|_| format!("Invalid master port in replicaof '{v}'"))?;
-            Ok(Some((h.to_string(), port)))
-        }
-        _ => Err("wrong number of arguments: replicaof <host> <port>".into()),
-    }
-}
+pub use crate::config::parse_replicaof;
+
+/// The replica settings as the configuration sees them (`config::register_settings`).
+pub static SETTING_GROUPS: &[crate::config::SettingGroup] = &[crate::config::SettingGroup {
+    defaults: SETTING_DEFAULTS,
+    alias,
+    set: set_setting,
+}];
 
 #[cfg(test)]
 mod tests {

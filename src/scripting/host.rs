@@ -314,7 +314,7 @@ pub fn run(
         function: false,
         busy: false,
     };
-    let res = f(&mut h, argv);
+    let res = super::entry(f)(&mut h, argv);
     if h.busy {
         for s in h.held_shards() {
             super::set_shard_busy(s, None);
@@ -326,23 +326,6 @@ pub fn run(
         st.nanos += clock::to_nanos(clock::ticks().wrapping_sub(start));
     }
     reply
-}
-
-/// The shards a script call must hold when its keys span shards (or when it may touch
-/// undeclared keys: every shard).
-pub fn shards_for(spec: &CommandSpec, argv: &[Bytes], nshards: usize) -> Vec<usize> {
-    if super::wants_all_shards(spec.name, argv) {
-        return (0..nshards).collect();
-    }
-    let mut v: Vec<usize> = spec
-        .keys
-        .key_positions(argv)
-        .filter_map(|i| argv.get(i))
-        .map(|k| shard_of(k, nshards))
-        .collect();
-    v.sort_unstable();
-    v.dedup();
-    v
 }
 
 /// A script call that must hold several shards (called by EVAL's and FCALL's `cross`
@@ -362,7 +345,7 @@ pub fn cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
         (c.db, c.resp)
     };
     let (home, nshards) = (ctx.eng().id, ctx.eng().nshards);
-    let shards = shards_for(spec, &argv, nshards);
+    let shards = super::shards_for(spec, &argv, nshards);
     let first = spec
         .keys
         .key_positions(&argv)

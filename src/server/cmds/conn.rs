@@ -177,7 +177,7 @@ fn hello(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
         (Reply::bulk("proto"), Reply::Int(resp as i64)),
         (Reply::bulk("id"), Reply::Int(id as i64)),
         (Reply::bulk("mode"), Reply::bulk("standalone")),
-        (Reply::bulk("role"), Reply::bulk(crate::repl::role_word())),
+        (Reply::bulk("role"), Reply::bulk(crate::role::word())),
         (Reply::bulk("modules"), Reply::Array(Vec::new())),
     ]))
 }

@@ -29,6 +29,7 @@ macro_rules! front {
 pub mod client;
 pub mod client_modes;
 pub mod conn;
+pub mod debug;
 pub mod info;
 pub mod multi;
 pub mod observe;
@@ -48,14 +49,19 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     info::COMMANDS,
     multi::COMMANDS,
     observe::COMMANDS,
+    debug::COMMANDS,
     crate::repl::master::COMMANDS,
     crate::repl::COMMANDS,
+    crate::scripting::eval::COMMANDS,
+    crate::scripting::fcall::COMMANDS,
 ];
 
-/// Adds this layer's rows to the command table; call before the table's first use.
-/// `false` when the table was built without them (a caller looked a command up first).
+/// Adds this layer's rows to the command table and replication's settings to the
+/// configuration; call before either is first used. `false` when too late (the table was
+/// built without the rows).
 pub fn register() -> bool {
-    crate::commands::table::register(FAMILIES)
+    crate::config::register_settings(crate::repl::SETTING_GROUPS)
+        & crate::commands::table::register(FAMILIES)
 }
 
 /// The whole command table, this layer's rows included (for tools and tests that walk it).

@@ -1,32 +1,34 @@
 //! Function commands: FCALL / FCALL_RO (script rows routed by their declared keys, as EVAL:
 //! one shard, or several locked together) and FUNCTION (runs on the connection's shard). A
 //! library is compiled on the connection's shard to check it, then put in the process-wide
-//! registry (`scripting::functions`); every shard's VM recompiles from the registry when its
+//! registry (`super::functions`); every shard's VM recompiles from the registry when its
 //! generation moves, so a library loaded anywhere is callable on every shard.
 
 use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use super::args::{arg, is};
-use super::table::{CommandSpec, Exec, KeySpec, MAY_REPLICATE, NOSCRIPT, READONLY, STALE};
-use super::ConnCtx;
+use super::functions::{self as registry, Policy};
+use super::host::{self, Host};
+use super::{vm, Kill};
+use crate::commands::args::{arg, is};
+use crate::commands::table::{
+    CommandSpec, Exec, KeySpec, ScriptEntry, MAY_REPLICATE, NOSCRIPT, READONLY, STALE,
+};
+use crate::commands::ConnCtx;
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
-use crate::scripting::functions::{self as registry, Policy};
-use crate::scripting::host::{self, Host};
-use crate::scripting::{self, vm, Kill};
 
 const G: &str = "scripting";
 const FCALL_FLAGS: u32 = NOSCRIPT | STALE;
 
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("fcall", -3, FCALL_FLAGS | MAY_REPLICATE, KeySpec::script(2), Exec::Script(fcall))
+    CommandSpec::new("fcall", -3, FCALL_FLAGS | MAY_REPLICATE, KeySpec::script(2), Exec::Script(ScriptEntry::FCall))
         .cross(fcall_cross)
         .doc(G, "7.0.0", "Invoke a function", "function numkeys [key [key ...]] [arg [arg ...]]"),
-    CommandSpec::new("fcall_ro", -3, FCALL_FLAGS | READONLY, KeySpec::script(2), Exec::Script(fcall_ro))
+    CommandSpec::new("fcall_ro", -3, FCALL_FLAGS | READONLY, KeySpec::script(2), Exec::Script(ScriptEntry::FCallRo))
         .cross(fcall_cross)
         .doc(G, "7.0.0", "Invoke a read-only function", "function numkeys [key [key ...]] [arg [arg ...]]"),
     CommandSpec::new("function", -2, NOSCRIPT, KeySpec::none(), Exec::Conn(function))
@@ -87,7 +89,7 @@ const FUNCTION_HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-fn fcall(ctx: &mut Host, argv: &[Bytes]) -> CmdResult {
+pub(super) fn fcall(ctx: &mut Host, argv: &[Bytes]) -> CmdResult {
     vm::fcall(
         ctx,
         arg(argv, 1)?,
@@ -97,7 +99,7 @@ fn fcall(ctx: &mut Host, argv: &[Bytes]) -> CmdResult {
     )
 }
 
-fn fcall_ro(ctx: &mut Host, argv: &[Bytes]) -> CmdResult {
+pub(super) fn fcall_ro(ctx: &mut Host, argv: &[Bytes]) -> CmdResult {
     vm::fcall(
         ctx,
         arg(argv, 1)?,
@@ -124,7 +126,7 @@ fn split(rest: &[Bytes]) -> vm::Split<'_> {
 }
 
 /// Declared keys on several shards (or undeclared keys allowed): Redis's own checks first,
-/// then the function runs with every shard it needs locked (`scripting::host::cross`).
+/// then the function runs with every shard it needs locked (`super::host::cross`).
 fn fcall_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     if !registry::exists(arg(&argv, 1)?) {
         return Err(CmdError::err("Function not found"));
@@ -134,7 +136,7 @@ fn fcall_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
 }
 
 fn function(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
-    match super::server::subcommand("function", argv)?.as_str() {
+    match crate::commands::server::subcommand("function", argv)?.as_str() {
         "load" => load(argv),
         "delete" => {
             registry::delete(arg(argv, 2)?)?;
@@ -161,10 +163,10 @@ fn function(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         }
         "restore" => restore(argv),
         "stats" => Ok(registry::stats()),
-        "kill" => match scripting::kill_busy() {
+        "kill" => match super::kill_busy() {
             Kill::Killed => Ok(Reply::Ok),
-            Kill::NotBusy => Err(CmdError::coded(scripting::NOTBUSY)),
-            Kill::Unkillable => Err(CmdError::coded(scripting::UNKILLABLE)),
+            Kill::NotBusy => Err(CmdError::coded(super::NOTBUSY)),
+            Kill::Unkillable => Err(CmdError::coded(super::UNKILLABLE)),
         },
         _ => Ok(Reply::help(FUNCTION_HELP)),
     }

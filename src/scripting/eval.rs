@@ -1,36 +1,38 @@
 //! Scripting commands: EVAL, EVALSHA, EVAL_RO, EVALSHA_RO and SCRIPT. The EVAL family are
 //! script rows (`Exec::Script`, `KeySpec::script(2)`): routing sends each to the shard owning
 //! its declared keys (the connection's shard when there are none) and runs the script there,
-//! in that shard's VM (`scripting::vm`); declared keys on several shards go through `cross`,
-//! which locks them all (`scripting::host`). SCRIPT runs on the connection's shard; FLUSH
+//! in that shard's VM (`super::vm`); declared keys on several shards go through `cross`,
+//! which locks them all (`super::host`). SCRIPT runs on the connection's shard; FLUSH
 //! reaches every shard by message.
 
 use bytes::Bytes;
 
-use super::args::{arg, is};
-use super::table::{CommandSpec, Exec, KeySpec, MAY_REPLICATE, NOSCRIPT, READONLY, STALE};
-use super::ConnCtx;
+use super::host::{self, Host};
+use super::{vm, Kill};
+use crate::commands::args::{arg, is};
+use crate::commands::table::{
+    CommandSpec, Exec, KeySpec, ScriptEntry, MAY_REPLICATE, NOSCRIPT, READONLY, STALE,
+};
+use crate::commands::ConnCtx;
 use crate::error::{CmdError, CmdResult, NUMKEYS_TOO_MANY};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
-use crate::scripting::host::{self, Host};
-use crate::scripting::{self, vm, Kill};
 
 const G: &str = "scripting";
 const EVAL_FLAGS: u32 = NOSCRIPT | STALE;
 
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("eval", -3, EVAL_FLAGS | MAY_REPLICATE, KeySpec::script(2), Exec::Script(eval))
+    CommandSpec::new("eval", -3, EVAL_FLAGS | MAY_REPLICATE, KeySpec::script(2), Exec::Script(ScriptEntry::Eval))
         .cross(eval_cross)
         .doc(G, "2.6.0", "Execute a Lua script server side", "script numkeys [key [key ...]] [arg [arg ...]]"),
-    CommandSpec::new("evalsha", -3, EVAL_FLAGS | MAY_REPLICATE, KeySpec::script(2), Exec::Script(evalsha))
+    CommandSpec::new("evalsha", -3, EVAL_FLAGS | MAY_REPLICATE, KeySpec::script(2), Exec::Script(ScriptEntry::EvalSha))
         .cross(evalsha_cross)
         .doc(G, "2.6.0", "Execute a Lua script server side", "sha1 numkeys [key [key ...]] [arg [arg ...]]"),
-    CommandSpec::new("eval_ro", -3, EVAL_FLAGS | READONLY, KeySpec::script(2), Exec::Script(eval_ro))
+    CommandSpec::new("eval_ro", -3, EVAL_FLAGS | READONLY, KeySpec::script(2), Exec::Script(ScriptEntry::EvalRo))
         .cross(eval_cross)
         .doc(G, "7.0.0", "Execute a read-only Lua script server side", "script numkeys [key [key ...]] [arg [arg ...]]"),
-    CommandSpec::new("evalsha_ro", -3, EVAL_FLAGS | READONLY, KeySpec::script(2), Exec::Script(evalsha_ro))
+    CommandSpec::new("evalsha_ro", -3, EVAL_FLAGS | READONLY, KeySpec::script(2), Exec::Script(ScriptEntry::EvalShaRo))
         .cross(evalsha_cross)
         .doc(G, "7.0.0", "Execute a read-only Lua script server side", "sha1 numkeys [key [key ...]] [arg [arg ...]]"),
     CommandSpec::new("script", -2, NOSCRIPT, KeySpec::none(), Exec::Conn(script))
@@ -65,19 +67,19 @@ const SCRIPT_HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-fn eval(ctx: &mut Host, argv: &[Bytes]) -> CmdResult {
+pub(super) fn eval(ctx: &mut Host, argv: &[Bytes]) -> CmdResult {
     run(ctx, argv, false, false)
 }
 
-fn evalsha(ctx: &mut Host, argv: &[Bytes]) -> CmdResult {
+pub(super) fn evalsha(ctx: &mut Host, argv: &[Bytes]) -> CmdResult {
     run(ctx, argv, true, false)
 }
 
-fn eval_ro(ctx: &mut Host, argv: &[Bytes]) -> CmdResult {
+pub(super) fn eval_ro(ctx: &mut Host, argv: &[Bytes]) -> CmdResult {
     run(ctx, argv, false, true)
 }
 
-fn evalsha_ro(ctx: &mut Host, argv: &[Bytes]) -> CmdResult {
+pub(super) fn evalsha_ro(ctx: &mut Host, argv: &[Bytes]) -> CmdResult {
     run(ctx, argv, true, true)
 }
 
@@ -104,7 +106,7 @@ fn run(ctx: &mut Host, argv: &[Bytes], by_sha: bool, ro: bool) -> CmdResult {
 
 /// Declared keys on several shards (or undeclared keys allowed): Redis's own checks first
 /// (a bad script or an unknown sha is reported before any shard is locked), then the
-/// script runs with every shard it needs locked (`scripting::host::cross`).
+/// script runs with every shard it needs locked (`super::host::cross`).
 fn eval_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     vm::prepare(vm::Source::Body(arg(&argv, 1)?))?;
     host::cross(ctx, argv)
@@ -116,7 +118,7 @@ fn evalsha_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
 }
 
 fn script(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
-    match super::server::subcommand("script", argv)?.as_str() {
+    match crate::commands::server::subcommand("script", argv)?.as_str() {
         "load" => {
             let sha = vm::load(arg(argv, 2)?)?;
             Ok(Reply::Bulk(Bytes::copy_from_slice(&sha)))
@@ -125,7 +127,7 @@ fn script(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             argv.iter()
                 .skip(2)
                 .map(|s| {
-                    let known = scripting::sha_key(s).and_then(|k| scripting::body_of(&k));
+                    let known = super::sha_key(s).and_then(|k| super::body_of(&k));
                     Reply::Int(i64::from(known.is_some()))
                 })
                 .collect(),
@@ -139,7 +141,7 @@ fn script(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             if !mode_ok {
                 return Err(CmdError::err("SCRIPT FLUSH only support SYNC|ASYNC option"));
             }
-            scripting::forget_all();
+            super::forget_all();
             let ticket = ctx.defer();
             ctx.eng().on_all_shards(
                 |_| vm::reset(),
@@ -148,10 +150,10 @@ fn script(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             );
             Ok(Reply::Ok)
         }
-        "kill" => match scripting::kill_busy() {
+        "kill" => match super::kill_busy() {
             Kill::Killed => Ok(Reply::Ok),
-            Kill::NotBusy => Err(CmdError::coded(scripting::NOTBUSY)),
-            Kill::Unkillable => Err(CmdError::coded(scripting::UNKILLABLE)),
+            Kill::NotBusy => Err(CmdError::coded(super::NOTBUSY)),
+            Kill::Unkillable => Err(CmdError::coded(super::UNKILLABLE)),
         },
         "debug" => {
             let mode = arg(argv, 2)?;
