@@ -110,6 +110,10 @@ pub trait ConnSide: std::any::Any {
     fn as_any(&mut self) -> &mut dyn std::any::Any;
 }
 
+/// What a connection-side handler (`server::cmds`) answers when the `ConnSide` behind a
+/// `ConnCtx` is not a server's worker (the in-process harness).
+pub const NEEDS_CONNECTION: &str = "connection-side command: needs a server connection";
+
 /// What a `Conn` handler sees: the shard's engine and connection side, and which
 /// connection is asking.
 pub struct ConnCtx<'a> {

@@ -12,8 +12,7 @@ use super::command::command;
 use super::config::config;
 use super::keys::all_shards;
 use super::table::{
-    table, CommandSpec, Exec, KeySpec, ADMIN, FAST, LOADING, NOSCRIPT, READONLY, STALE,
-    WRITE,
+    table, CommandSpec, Exec, KeySpec, ADMIN, FAST, LOADING, NOSCRIPT, READONLY, STALE, WRITE,
 };
 use super::ConnCtx;
 use crate::coord::multi;

@@ -57,6 +57,30 @@ pub struct Pulse {
 }
 
 impl Shared {
+    /// The state for `cfg.shards` shards serving on `port`; `events` reaches the main thread.
+    pub fn new(cfg: Config, port: u16, events: Sender<Event>) -> Shared {
+        Shared {
+            tun: Tunables::new(&cfg),
+            run_id: run_id(),
+            started: Instant::now(),
+            startup_memory: AtomicU64::new(0),
+            clients: AtomicUsize::new(0),
+            blocked_clients: AtomicUsize::new(0),
+            next_client_id: AtomicU64::new(1),
+            next_tx_id: AtomicU64::new(1),
+            shutdown: AtomicBool::new(false),
+            sig_shutdown: std::sync::atomic::AtomicU8::new(0),
+            signalled: AtomicBool::new(false),
+            events,
+            port,
+            mem: (0..cfg.shards).map(|_| ShardMem::default()).collect(),
+            pulse: (0..cfg.shards).map(|_| Pulse::default()).collect(),
+            persist: crate::persist::State::new(crate::persist::unix_secs()),
+            aof: Arc::new(crate::persist::aof::State::new(cfg.shards, cfg.appendonly)),
+            cfg,
+        }
+    }
+
     /// Milliseconds since startup plus one: a `Pulse` timestamp (never 0).
     pub fn pulse_now(&self) -> u64 {
         self.started.elapsed().as_millis() as u64 + 1
@@ -105,4 +129,20 @@ pub struct ShardMem {
     /// maxmemory-clients; published only while a limit is set).
     pub clients: AtomicU64,
     pub biggest_client: AtomicU64,
+}
+
+fn run_id() -> String {
+    let mut seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+        ^ ((std::process::id() as u64) << 32);
+    let mut s = String::with_capacity(40);
+    for _ in 0..40 {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        s.push(char::from_digit((seed % 16) as u32, 16).unwrap_or('0'));
+    }
+    s
 }

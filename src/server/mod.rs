@@ -21,12 +21,12 @@ pub mod worker;
 
 use std::net::SocketAddr;
 use std::os::fd::RawFd;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::config::{Config, Tunables};
+use crate::config::Config;
 use crate::engine::Msg;
 use crate::runtime::{mesh, sys};
 pub(crate) use crate::util::os_text;
@@ -115,22 +115,6 @@ fn adjust_open_files_limit(cfg: &mut Config) -> Result<u64, String> {
         cfg.maxclients
     ));
     Ok(reserved)
-}
-
-fn run_id() -> String {
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(1)
-        ^ ((std::process::id() as u64) << 32);
-    let mut s = String::with_capacity(40);
-    for _ in 0..40 {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        s.push(char::from_digit((seed % 16) as u32, 16).unwrap_or('0'));
-    }
-    s
 }
 
 /// Memory each ring may lock (SQ + CQ rings), to check RLIMIT_MEMLOCK at startup.
@@ -316,26 +300,7 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
     }
 
     let (events, events_rx) = mpsc::channel::<Event>();
-    let shared = Arc::new(Shared {
-        tun: Tunables::new(&cfg),
-        run_id: run_id(),
-        started: Instant::now(),
-        startup_memory: AtomicU64::new(0),
-        clients: AtomicUsize::new(0),
-        blocked_clients: AtomicUsize::new(0),
-        next_client_id: AtomicU64::new(1),
-        next_tx_id: AtomicU64::new(1),
-        shutdown: AtomicBool::new(false),
-        sig_shutdown: std::sync::atomic::AtomicU8::new(0),
-        signalled: AtomicBool::new(false),
-        events,
-        port,
-        mem: (0..cfg.shards).map(|_| ShardMem::default()).collect(),
-        pulse: (0..cfg.shards).map(|_| Pulse::default()).collect(),
-        persist: crate::persist::State::new(crate::persist::unix_secs()),
-        aof: Arc::new(crate::persist::aof::State::new(cfg.shards, cfg.appendonly)),
-        cfg,
-    });
+    let shared = Arc::new(Shared::new(cfg, port, events));
     if let Ok(mut t) = shared.tun.tls.lock() {
         *t = Some(live);
     }

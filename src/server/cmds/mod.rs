@@ -128,7 +128,7 @@ pub fn with_front<A>(
     f: fn(&mut FrontCtx, A) -> CmdResult,
 ) -> CmdResult {
     let Some(w) = ctx.w.as_any().downcast_mut::<Worker>() else {
-        return Err(CmdError::err("this command needs a server connection"));
+        return Err(CmdError::err(crate::commands::NEEDS_CONNECTION));
     };
     let mut fc = FrontCtx {
         w,
