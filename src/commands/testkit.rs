@@ -9,14 +9,14 @@
 //! semantics, values and exact error texts are checked across shards without sockets or
 //! threads. Out of scope, answered with a `testkit:` error so that no test passes by
 //! accident: the connection-side families (`server::cmds`: CLIENT, PUBSUB, MULTI...),
-//! scripts, and a command that is still waiting when the engines go quiet (a blocking
-//! pop with nothing to pop).
+//! scripts, admin commands (CONFIG, SAVE, SHUTDOWN, ACL: they reach files and process-wide
+//! settings), and a command that is still waiting when the engines go quiet.
 
 use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::table::{table, Exec};
+use super::table::{table, Exec, ADMIN};
 use super::{check_arity, finish, route, run_key, ClientInfo, ConnCtx, ConnSide, Route};
 use crate::config::Config;
 use crate::engine::shared::Shared;
@@ -216,6 +216,10 @@ impl Kit {
         };
         if let Err(e) = check_arity(spec, argv) {
             return e.into_reply();
+        }
+        if spec.has(ADMIN) && matches!(spec.exec, Exec::Conn(_)) {
+            // Process-wide effects (files, the working directory, settings, ACL users).
+            return Reply::error(format!("testkit: '{}' is an admin command", spec.name));
         }
         let (db, resp) = (self.db, self.resp);
         let reply = match spec.exec {
