@@ -587,3 +587,63 @@ fn automatic_rewrite_on_growth() {
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `appendfsync everysec`: each shard fdatasyncs its own log through its ring once a second
+/// after writes (no fsync thread), INFO counts them; nothing is synced while nothing is
+/// written, nor under `appendfsync no`.
+#[test]
+fn everysec_fsyncs_run_on_the_shards_rings() {
+    let dir = tmpdir("everysec");
+    let s = start(&dir, 2, &[]);
+    let mut c = s.client();
+    let done = |c: &mut redis::Connection| -> u64 {
+        common::info(c, "persistence")["aof_background_fsyncs"]
+            .parse()
+            .unwrap()
+    };
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(done(&mut c), 0, "nothing written, nothing synced");
+    for i in 0..200 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("k{i}"))
+            .arg(i)
+            .query(&mut c)
+            .unwrap();
+    }
+    // Both shards wrote (200 keys spread over them): each syncs within about a second.
+    assert!(
+        common::wait_for(Duration::from_secs(10), || done(&mut c) >= 2),
+        "{:?}",
+        common::info(&mut c, "persistence")
+    );
+    let i = common::info(&mut c, "persistence");
+    assert_eq!(i["aof_last_write_status"], "ok");
+    assert!(i["aof_pending_bio_fsync"].parse::<u64>().unwrap() <= 2);
+    let threads: Vec<String> = std::fs::read_dir(format!("/proc/{}/task", s.pid()))
+        .unwrap()
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("comm")).ok())
+        .collect();
+    assert!(!threads.iter().any(|t| t.starts_with("aof")), "{threads:?}");
+
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("appendfsync")
+        .arg("no")
+        .query(&mut c)
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1200));
+    let before = done(&mut c);
+    for i in 0..200 {
+        let _: () = redis::cmd("SET")
+            .arg(format!("n{i}"))
+            .arg(i)
+            .query(&mut c)
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(2500));
+    assert_eq!(done(&mut c), before, "appendfsync no: the kernel decides");
+    drop(c);
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -137,9 +137,6 @@ pub fn rewrite_aof(
         started(w, Err(format!("Can't rewrite the append only file: {e}")));
         return;
     }
-    if enabling {
-        aof::start_fsync_thread(shared.aof.clone(), shared.clone());
-    }
     // At the snapshot's moment, under the all-shard lock, every shard switches to its next
     // log; the shards then serialise the base while serving (`save::stepped`).
     let at_moment: save::AtMoment = std::sync::Arc::new(move |tw: &mut Engine| {

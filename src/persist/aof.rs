@@ -12,8 +12,9 @@
 //! Threads: startup loading runs on the main thread (decode) and on each shard's thread
 //! (replay of its own records); each shard's `Writer` runs on that shard after every loop
 //! pass (one `write` per pass carrying every new record, before the replies go out);
-//! `appendfsync everysec` is one std thread calling `fdatasync` on every shard's file once a
-//! second; `always` syncs in the pass, before the replies. BGREWRITEAOF takes a snapshot
+//! `appendfsync everysec` has each shard submit an `fdatasync` of its own file to its ring
+//! once a second (`Worker::submit_io`; the shard keeps serving while it runs); `always`
+//! syncs in the pass, before the replies; a shard's loop syncs its file when it stops. BGREWRITEAOF takes a snapshot
 //! under the all-shard lock, switches every shard to new logs at that same moment, then a std
 //! thread writes the base and the new manifest.
 //!
@@ -23,7 +24,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -42,16 +43,18 @@ pub struct Rec {
 pub struct State {
     /// `appendonly` as in force (CONFIG SET switches it).
     pub enabled: AtomicBool,
-    /// The everysec fsync thread runs.
-    fsync_thread: AtomicBool,
     /// Sequence number of the current files.
     pub seq: AtomicU64,
     pub rewriting: AtomicBool,
     pub rewrites: AtomicU64,
     pub last_rewrite_ok: AtomicBool,
     pub last_write_ok: AtomicBool,
-    /// Each shard's current log, for the everysec fsync thread.
-    files: Mutex<Vec<Option<std::fs::File>>>,
+    /// Everysec fdatasyncs in flight on the shards' rings (INFO aof_pending_bio_fsync),
+    /// completed (aof_background_fsyncs), and seconds a shard found its previous one still
+    /// running (aof_delayed_fsync).
+    pub fsyncs_pending: AtomicU64,
+    pub fsyncs_done: AtomicU64,
+    pub fsyncs_delayed: AtomicU64,
     /// Bytes in each shard's current log (auto-aof-rewrite, INFO aof_current_size).
     incr: Vec<AtomicU64>,
     /// Size of the current base file.
@@ -65,13 +68,14 @@ impl State {
     pub fn new(nshards: usize, enabled: bool) -> State {
         State {
             enabled: AtomicBool::new(enabled),
-            fsync_thread: AtomicBool::new(false),
             seq: AtomicU64::new(1),
             rewriting: AtomicBool::new(false),
             rewrites: AtomicU64::new(0),
             last_rewrite_ok: AtomicBool::new(true),
             last_write_ok: AtomicBool::new(true),
-            files: Mutex::new((0..nshards).map(|_| None).collect()),
+            fsyncs_pending: AtomicU64::new(0),
+            fsyncs_done: AtomicU64::new(0),
+            fsyncs_delayed: AtomicU64::new(0),
             incr: (0..nshards).map(|_| AtomicU64::new(0)).collect(),
             base_size: AtomicU64::new(0),
             rewrite_base: AtomicU64::new(0),
@@ -91,31 +95,6 @@ impl State {
     fn set_incr(&self, shard: usize, n: u64) {
         if let Some(c) = self.incr.get(shard) {
             c.store(n, Ordering::Relaxed);
-        }
-    }
-
-    fn register(&self, shard: usize, f: &std::fs::File) {
-        if let (Ok(mut v), Ok(dup)) = (self.files.lock(), f.try_clone()) {
-            if let Some(slot) = v.get_mut(shard) {
-                *slot = Some(dup);
-            }
-        }
-    }
-
-    /// fdatasync of every shard's log (the everysec thread).
-    pub fn sync_all(&self) {
-        let files: Vec<std::fs::File> = match self.files.lock() {
-            Ok(v) => v
-                .iter()
-                .flatten()
-                .filter_map(|f| f.try_clone().ok())
-                .collect(),
-            Err(_) => return,
-        };
-        for f in files {
-            if f.sync_data().is_err() {
-                self.last_write_ok.store(false, Ordering::Relaxed);
-            }
         }
     }
 }
@@ -613,7 +592,13 @@ pub fn create(cfg: &Config, rdb_loaded: bool) -> Result<u64, String> {
 /// A shard's open log and how far into its journal it has written.
 pub struct Writer {
     shard: usize,
-    file: std::fs::File,
+    /// Shared with an fdatasync in flight on the ring (everysec), which keeps it open.
+    file: Arc<std::fs::File>,
+    /// An everysec fdatasync of this log is in flight; when the last one started; bytes
+    /// were written since it started.
+    syncing: bool,
+    unsynced: bool,
+    last_sync: std::time::Instant,
     /// Journal offset of the next record to write.
     next: u64,
     /// Database of the last record written (a `SELECT` goes before a change).
@@ -637,11 +622,13 @@ impl Writer {
             .append(true)
             .open(&path)
             .map_err(|e| format!("Can't open the append-only file {}: {e}", path.display()))?;
-        state.register(shard, &file);
         state.set_incr(shard, file.metadata().map_or(0, |m| m.len()));
         Ok(Writer {
             shard,
-            file,
+            file: Arc::new(file),
+            syncing: false,
+            unsynced: false,
+            last_sync: std::time::Instant::now(),
             next: from,
             db: None,
             buf: Vec::new(),
@@ -685,8 +672,8 @@ impl Writer {
             self.buf.extend_from_slice(&r.cmd);
         }
         let next = j.next();
-        let ok =
-            self.file.write_all(&self.buf).is_ok() && (!always || self.file.sync_data().is_ok());
+        let mut file: &std::fs::File = &self.file;
+        let ok = file.write_all(&self.buf).is_ok() && (!always || file.sync_data().is_ok());
         if !ok {
             // As Redis: keep the data in memory and retry on the next pass.
             if self.state.last_write_ok.swap(false, Ordering::Relaxed) {
@@ -698,6 +685,7 @@ impl Writer {
             return;
         }
         self.state.last_write_ok.store(true, Ordering::Relaxed);
+        self.unsynced = !always;
         if let Some(c) = self.state.incr.get(self.shard) {
             c.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
         }
@@ -706,6 +694,31 @@ impl Writer {
         if self.buf.capacity() > 1 << 20 {
             self.buf = Vec::new();
         }
+    }
+
+    /// Everysec: the log to fdatasync now, when something was written since the last one
+    /// started, a second ago or more, and none is in flight (the caller submits it, then
+    /// calls `sync_done`).
+    pub fn sync_due(&mut self, now: std::time::Instant) -> Option<Arc<std::fs::File>> {
+        if !self.unsynced || now.saturating_duration_since(self.last_sync).as_secs() < 1 {
+            return None;
+        }
+        if self.syncing {
+            self.state.fsyncs_delayed.fetch_add(1, Ordering::Relaxed);
+            self.last_sync = now;
+            return None;
+        }
+        self.syncing = true;
+        self.unsynced = false;
+        self.last_sync = now;
+        self.state.fsyncs_pending.fetch_add(1, Ordering::Relaxed);
+        Some(self.file.clone())
+    }
+
+    /// An everysec fdatasync ended with `result` (0, or `-errno`).
+    pub fn sync_done(&mut self, result: i32) {
+        self.syncing = false;
+        sync_result(&self.state, self.shard, result);
     }
 
     /// Switches to the logs of sequence `seq` (BGREWRITEAOF's cut, under the lock).
@@ -718,17 +731,20 @@ impl Writer {
     }
 }
 
-/// Starts the everysec fsync thread.
-pub fn start_fsync_thread(state: Arc<State>, shared: Arc<crate::engine::shared::Shared>) {
-    if state.fsync_thread.swap(true, Ordering::SeqCst) {
+/// What an everysec fdatasync's `result` means for INFO (`aof_last_write_status`): an
+/// error is logged once until a write or sync succeeds again.
+pub fn sync_result(state: &State, shard: usize, result: i32) {
+    state.fsyncs_pending.fetch_sub(1, Ordering::Relaxed);
+    if result >= 0 {
+        state.fsyncs_done.fetch_add(1, Ordering::Relaxed);
         return;
     }
-    let _ = crate::runtime::sys::spawn_helper("aof-fsync", move || loop {
-        std::thread::sleep(std::time::Duration::from_secs(1));
-        if shared.tun.appendfsync.load(Ordering::Relaxed) == 1 {
-            state.sync_all();
-        }
-    });
+    if state.last_write_ok.swap(false, Ordering::Relaxed) {
+        crate::log::warning(&format!(
+            "shard {shard}: fdatasync of the append-only file failed: {}",
+            crate::util::os_text(&std::io::Error::from_raw_os_error(-result))
+        ));
+    }
 }
 
 /// After a rewrite's snapshot: writes the base file of `seq` and a manifest naming only it

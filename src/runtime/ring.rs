@@ -357,9 +357,15 @@ impl Ring {
         self.push(e, tag, OpBuf::Send { buf, off });
     }
 
-    /// Flushes a file's data and metadata to stable storage.
-    pub fn fsync(&mut self, fd: RawFd, tag: u64) {
-        let e = opcode::Fsync::new(types::Fd(fd)).build();
+    /// Flushes a file's data (and, unless `data_only`, its metadata: fdatasync vs fsync)
+    /// to stable storage.
+    pub fn fsync(&mut self, fd: RawFd, data_only: bool, tag: u64) {
+        let flags = if data_only {
+            types::FsyncFlags::DATASYNC
+        } else {
+            types::FsyncFlags::empty()
+        };
+        let e = opcode::Fsync::new(types::Fd(fd)).flags(flags).build();
         self.push(e, tag, OpBuf::None);
     }
 
@@ -802,7 +808,7 @@ mod tests {
         ring.write_at(f.as_raw_fd(), b"xxsnapshot".to_vec(), 2, 4, 1);
         let c = wait_one(&mut ring);
         assert_eq!((c.tag, c.result), (1, 8));
-        ring.fsync(f.as_raw_fd(), 2);
+        ring.fsync(f.as_raw_fd(), true, 2);
         assert_eq!(wait_one(&mut ring).result, 0);
         ring.read_at(f.as_raw_fd(), b"pre:".to_vec(), 64, 4, 3);
         let c = wait_one(&mut ring);

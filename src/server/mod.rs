@@ -348,9 +348,6 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
     // No shard serves before every shard has stored its keys.
     let loaded_all = Arc::new(std::sync::Barrier::new(cfg.shards));
     shared.aof.seq.store(aof_seq, Ordering::Relaxed);
-    if shared.cfg.appendonly {
-        crate::persist::aof::start_fsync_thread(shared.aof.clone(), shared.clone());
-    }
     for ((((i, ep), fd), keys), aof_recs) in endpoints
         .into_iter()
         .enumerate()

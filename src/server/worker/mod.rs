@@ -139,6 +139,11 @@ const TAG_RECV: u64 = 2;
 const TAG_SEND: u64 = 3;
 const TAG_WAKE: u64 = 4;
 const TAG_TIMER: u64 = 5;
+/// A subsystem's own ring operation (`Worker::submit_io`); the token is its `io_ops` key.
+const TAG_IO: u64 = 6;
+
+/// What runs on the worker when a subsystem's ring operation completes.
+type IoDone = Box<dyn FnOnce(&mut Worker, Completion)>;
 
 /// Provided buffers per shard for multishot receives (each `--recv-buffer` bytes, at most
 /// `POOL_BUF_MAX`). A pass that needs more gets `-ENOBUFS` for the rest, which fall back
@@ -216,6 +221,9 @@ pub struct Worker {
     /// Connections (tokens) whose input the busy pump left unparsed at a command it could
     /// not answer: parsed again once the script has ended.
     resume: Vec<u64>,
+    /// Subsystems' ring operations in flight and what runs when each completes
+    /// (`submit_io`).
+    io_ops: Slab<IoDone>,
 }
 
 /// Entries the worker's argument scratch vectors keep when the loop goes idle; one huge
@@ -282,6 +290,7 @@ impl Worker {
             postponed: Vec::new(),
             after_busy: Vec::new(),
             resume: Vec::new(),
+            io_ops: Slab::new(),
         })
     }
 
@@ -496,6 +505,11 @@ impl Worker {
             }
             self.close_pending();
         }
+        // As Redis at shutdown: what the log holds reaches the disk.
+        if let Some(a) = self.eng.aof.as_mut() {
+            crate::shard::journal::flush(&mut self.eng.shard);
+            a.write_pass(&mut self.eng.shard, true);
+        }
         self.shutdown_conns();
     }
 
@@ -703,6 +717,11 @@ impl Worker {
             }
             TAG_RECV => self.on_recv(token, c),
             TAG_SEND => self.on_send(token, c),
+            TAG_IO => {
+                if let Some(done) = self.io_ops.try_remove(token as usize) {
+                    done(self, c);
+                }
+            }
             TAG_WAKE => self.ring.read_eventfd(wake_fd, tag(TAG_WAKE, 0)),
             // Only the latest armed timeout clears the mark; an older one that fires later
             // just wakes the loop once.
@@ -1267,6 +1286,43 @@ impl Worker {
         self.timers.add(at, TimerKind::Front(Box::new(f)));
     }
 
+    /// A subsystem's own ring operation (a file write, an fsync): `op` queues it on the
+    /// ring under the tag it is given, and `done` runs here with its completion, in a later
+    /// pass. One-shot operations only (the tag is retired on the first completion).
+    pub fn submit_io(
+        &mut self,
+        op: impl FnOnce(&mut Ring, u64),
+        done: impl FnOnce(&mut Worker, Completion) + 'static,
+    ) {
+        let key = self.io_ops.insert(Box::new(done));
+        op(&mut self.ring, tag(TAG_IO, key as u64));
+    }
+
+    /// Everysec: starts this shard's background fdatasync of its append-only log through
+    /// the ring once a second (one at a time; the log's file stays open until it is done).
+    fn aof_sync_tick(&mut self) {
+        if self.eng.shared.tun.appendfsync.load(Ordering::Relaxed) != 1 {
+            return;
+        }
+        let now = self.eng.pass_now;
+        let Some(file) = self.eng.aof.as_mut().and_then(|a| a.sync_due(now)) else {
+            return;
+        };
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&*file);
+        self.submit_io(
+            |ring, tag| ring.fsync(fd, true, tag),
+            move |w: &mut Worker, c: Completion| {
+                drop(file);
+                let shard = w.eng.id;
+                let state = w.eng.shared.aof.clone();
+                match w.eng.aof.as_mut() {
+                    Some(a) => a.sync_done(c.result),
+                    None => crate::persist::aof::sync_result(&state, shard, c.result),
+                }
+            },
+        );
+    }
+
     fn on_timer(&mut self, t: TimerKind, now: Instant) {
         match t {
             TimerKind::ActiveExpire => {
@@ -1275,6 +1331,7 @@ impl Worker {
                     crate::runtime::alloc::used();
                 }
                 self.trim_scratch();
+                self.aof_sync_tick();
                 self.clients_bytes = self
                     .conns
                     .iter()
