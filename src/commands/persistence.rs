@@ -231,6 +231,7 @@ pub fn rewrite_aof(
 pub fn stop_aof(w: &mut Engine) {
     use crate::engine::ShardFn;
     w.shared.aof.enabled.store(false, Ordering::SeqCst);
+    crate::persist::aof_off();
     let jobs = (0..w.nshards)
         .map(|s| {
             let job: ShardFn<()> = Box::new(move |tw: &mut Engine| {

@@ -598,6 +598,11 @@ pub struct Writer {
     /// were written since it started.
     syncing: bool,
     unsynced: bool,
+    /// The log's length as this writer knows it (a failed write is cut back to it), and
+    /// how many bytes of the next pass's buffer already reached the file (a failed write
+    /// whose cut failed too).
+    size: u64,
+    carry: usize,
     last_sync: std::time::Instant,
     /// Journal offset of the next record to write.
     next: u64,
@@ -622,8 +627,11 @@ impl Writer {
             .append(true)
             .open(&path)
             .map_err(|e| format!("Can't open the append-only file {}: {e}", path.display()))?;
-        state.set_incr(shard, file.metadata().map_or(0, |m| m.len()));
+        let size = file.metadata().map_or(0, |m| m.len());
+        state.set_incr(shard, size);
         Ok(Writer {
+            size,
+            carry: 0,
             shard,
             file: Arc::new(file),
             syncing: false,
@@ -656,6 +664,7 @@ impl Writer {
                 return;
             }
         };
+        let db_before = self.db;
         self.buf.clear();
         for r in &recs {
             if self.db != Some(r.db) {
@@ -672,19 +681,37 @@ impl Writer {
             self.buf.extend_from_slice(&r.cmd);
         }
         let next = j.next();
-        let mut file: &std::fs::File = &self.file;
-        let ok = file.write_all(&self.buf).is_ok() && (!always || file.sync_data().is_ok());
-        if !ok {
-            // As Redis: keep the data in memory and retry on the next pass.
-            if self.state.last_write_ok.swap(false, Ordering::Relaxed) {
+        if let Err(e) = self.append(always) {
+            // As Redis's flushAppendOnlyFile: under `always` an acknowledged write could be
+            // lost, so the server stops before any reply of this pass leaves; otherwise the
+            // records stay in the journal and the next pass writes them again, and writes
+            // are refused meanwhile (MISCONF Errors writing to the AOF file).
+            self.db = db_before;
+            let text = crate::util::os_text(&e);
+            if always {
                 crate::log::warning(&format!(
-                    "shard {}: error writing to the append-only file",
+                    "shard {}: error writing to the AOF file: {text}",
+                    self.shard
+                ));
+                crate::log::warning(
+                    "Can't recover from AOF write error when the AOF fsync policy is 'always'. \
+                     Exiting...",
+                );
+                std::process::exit(1);
+            }
+            self.state.last_write_ok.store(false, Ordering::Relaxed);
+            if super::aof_error(false, Some(e.raw_os_error().unwrap_or(libc::EIO))) {
+                crate::log::warning(&format!(
+                    "shard {}: error writing to the AOF file: {text}",
                     self.shard
                 ));
             }
             return;
         }
         self.state.last_write_ok.store(true, Ordering::Relaxed);
+        if super::aof_error(false, None) {
+            crate::log::warning("AOF write error looks solved, Redis can write again.");
+        }
         self.unsynced = !always;
         if let Some(c) = self.state.incr.get(self.shard) {
             c.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
@@ -694,6 +721,47 @@ impl Writer {
         if self.buf.capacity() > 1 << 20 {
             self.buf = Vec::new();
         }
+    }
+
+    /// Writes `buf` at the end of the log (and syncs it under `always`). A write that fails
+    /// part-way is cut off again (the log ends at a record boundary), as Redis does; when
+    /// the cut fails too, the bytes that did reach the file are not written again.
+    fn append(&mut self, always: bool) -> std::io::Result<()> {
+        let mut file: &std::fs::File = &self.file;
+        let skip = std::mem::take(&mut self.carry).min(self.buf.len());
+        let mut done = skip;
+        let mut res = Ok(());
+        while done < self.buf.len() {
+            match file.write(&self.buf[done..]) {
+                Ok(0) => {
+                    res = Err(std::io::Error::from_raw_os_error(libc::ENOSPC));
+                    break;
+                }
+                Ok(n) => done += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    res = Err(e);
+                    break;
+                }
+            }
+        }
+        if let Err(e) = res {
+            let written = (done - skip) as u64;
+            if written > 0 {
+                if file.set_len(self.size).is_ok() {
+                    done = skip;
+                } else {
+                    self.size += written;
+                }
+            }
+            self.carry = done;
+            return Err(e);
+        }
+        self.size += (done - skip) as u64;
+        if always {
+            file.sync_data()?;
+        }
+        Ok(())
     }
 
     /// Everysec: the log to fdatasync now, when something was written since the last one
@@ -731,17 +799,20 @@ impl Writer {
     }
 }
 
-/// What an everysec fdatasync's `result` means for INFO (`aof_last_write_status`): an
-/// error is logged once until a write or sync succeeds again.
+/// What an everysec fdatasync's `result` means: a failure refuses writes (MISCONF, as
+/// Redis's aof_bio_fsync_status) until a later fdatasync succeeds; logged once.
 pub fn sync_result(state: &State, shard: usize, result: i32) {
     state.fsyncs_pending.fetch_sub(1, Ordering::Relaxed);
     if result >= 0 {
         state.fsyncs_done.fetch_add(1, Ordering::Relaxed);
+        if super::aof_error(true, None) {
+            crate::log::warning("AOF background fsync error looks solved, Redis can write again.");
+        }
         return;
     }
-    if state.last_write_ok.swap(false, Ordering::Relaxed) {
+    if super::aof_error(true, Some(-result)) {
         crate::log::warning(&format!(
-            "shard {shard}: fdatasync of the append-only file failed: {}",
+            "shard {shard}: error syncing the append-only file: {}",
             crate::util::os_text(&std::io::Error::from_raw_os_error(-result))
         ));
     }

@@ -25,7 +25,7 @@ pub mod rdb;
 pub mod read;
 pub mod save;
 
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
 
 /// What INFO persistence and LASTSAVE report, shared by all shards.
 #[derive(Default)]
@@ -73,18 +73,78 @@ impl State {
         let deny = tun.stop_writes_on_bgsave_error.load(Ordering::Relaxed)
             && tun.has_save_rules.load(Ordering::Relaxed)
             && self.last_failed.load(Ordering::Relaxed);
-        WRITES_REFUSED.store(deny, Ordering::Relaxed);
+        RDB_REFUSED.store(deny, Ordering::Relaxed);
+        update_gate();
     }
 }
 
-/// Write commands (and PING) are answered with MISCONF: see `State::refresh_gate`.
+/// Write commands (and PING) are answered with MISCONF: the last BGSAVE failed
+/// (`State::refresh_gate`) or writing the append-only file failed (`aof_error`).
 static WRITES_REFUSED: AtomicBool = AtomicBool::new(false);
+static RDB_REFUSED: AtomicBool = AtomicBool::new(false);
+/// The errno of the append-only file's last failed write, and of its last failed
+/// everysec fdatasync; 0 once one succeeds again (Redis's aof_last_write_status and
+/// aof_bio_fsync_status).
+static AOF_WRITE_ERRNO: AtomicI32 = AtomicI32::new(0);
+static AOF_FSYNC_ERRNO: AtomicI32 = AtomicI32::new(0);
 
-/// Whether writes are refused with `error::MISCONF`: one relaxed load, made only for write
-/// commands (and PING, as Redis), so nothing else pays for the gate.
+/// The errno refusing writes for the append-only file (0: none).
+pub fn aof_errno() -> i32 {
+    match AOF_WRITE_ERRNO.load(Ordering::Relaxed) {
+        0 => AOF_FSYNC_ERRNO.load(Ordering::Relaxed),
+        e => e,
+    }
+}
+
+fn update_gate() {
+    let deny = RDB_REFUSED.load(Ordering::Relaxed) || aof_errno() != 0;
+    WRITES_REFUSED.store(deny, Ordering::Relaxed);
+}
+
+/// Records how the append-only file's last write (`fsync` false) or everysec fdatasync
+/// (`fsync` true) went: `Some(errno)` failed, `None` succeeded. Returns whether that
+/// status changed (for the log).
+pub fn aof_error(fsync: bool, errno: Option<i32>) -> bool {
+    let slot = if fsync {
+        &AOF_FSYNC_ERRNO
+    } else {
+        &AOF_WRITE_ERRNO
+    };
+    let new = errno.unwrap_or(0);
+    let old = slot.swap(new, Ordering::Relaxed);
+    update_gate();
+    (old == 0) != (new == 0)
+}
+
+/// The AOF was turned off: its errors no longer refuse writes.
+pub fn aof_off() {
+    AOF_WRITE_ERRNO.store(0, Ordering::Relaxed);
+    AOF_FSYNC_ERRNO.store(0, Ordering::Relaxed);
+    update_gate();
+}
+
+/// Whether writes are refused (MISCONF): one relaxed load, made only for write commands
+/// (and PING, as Redis), so nothing else pays for the gate.
 #[inline]
 pub fn writes_refused() -> bool {
     WRITES_REFUSED.load(Ordering::Relaxed)
+}
+
+/// The refusal's text, as Redis's writeCommandsGetDiskErrorMessage: the BGSAVE one first,
+/// else `MISCONF Errors writing to the AOF file: <strerror>`.
+pub fn refusal_text() -> String {
+    match aof_errno() {
+        errno if errno != 0 && !RDB_REFUSED.load(Ordering::Relaxed) => format!(
+            "MISCONF Errors writing to the AOF file: {}",
+            crate::util::os_text(&std::io::Error::from_raw_os_error(errno))
+        ),
+        _ => crate::error::MISCONF.to_string(),
+    }
+}
+
+/// `refusal_text` as a command error.
+pub fn refusal() -> crate::error::CmdError {
+    crate::error::CmdError::coded(refusal_text())
 }
 
 /// Unix seconds now.

@@ -609,7 +609,7 @@ fn command(host: &mut Host, run: &RunInfo, args: &[Value]) -> Result<Reply, Stri
         return Err(READONLY_SCRIPT.into());
     }
     if spec.has(WRITE) && crate::persist::writes_refused() {
-        return Err(crate::error::MISCONF.into());
+        return Err(crate::persist::refusal_text());
     }
     // A read-only replica refuses a script's writes too (scripts reach a replica only from
     // its clients: a Redis 7 master replicates their effects, not the scripts).
@@ -799,7 +799,7 @@ pub fn eval(ctx: &mut Host, src: Source, keys: &[Bytes], args: &[Bytes], ro: boo
         // A script declaring it may write is refused before it runs (Redis 7.0's
         // scriptPrepareForRun); one without flags fails at its first write instead.
         if script.flags.shebang && !read_only && crate::persist::writes_refused() {
-            return Err(CmdError::coded(crate::error::MISCONF));
+            return Err(crate::persist::refusal());
         }
         run(vm, ctx, &script, Target::Eval(&sha), keys, args, read_only)
     })
@@ -951,7 +951,7 @@ pub fn fcall(
         // A function that may write is refused while writes are (MISCONF), as a shebang
         // script is: functions always declare their flags.
         if !read_only && crate::persist::writes_refused() {
-            return Err(CmdError::coded(crate::error::MISCONF));
+            return Err(crate::persist::refusal());
         }
         ctx.function = true;
         run(vm, ctx, &f, Target::Function(name), keys, args, read_only)

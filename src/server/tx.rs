@@ -130,7 +130,7 @@ pub fn queue(w: &mut Worker, idx: usize, argv: &mut Vec<Bytes>) -> bool {
     }
     // stop-writes-on-bgsave-error refuses a write while queuing too (EXEC then aborts).
     if spec.has(WRITE) && crate::persist::writes_refused() {
-        reject(w, idx, error::MISCONF.to_string());
+        reject(w, idx, crate::persist::refusal_text());
         return true;
     }
     // A replica refuses while queuing too (READONLY, MASTERDOWN); never its master link.
@@ -404,7 +404,9 @@ pub fn exec(ctx: &mut FrontCtx, exec_argv: &[Bytes]) -> Result<Option<Reply>, Cm
             .any(|q| table().get(q.id).is_some_and(|s| s.has(WRITE)))
     {
         unwatch_all(w, idx);
-        return Err(CmdError::coded(error::exec_abort_because(error::MISCONF)));
+        return Err(CmdError::coded(error::exec_abort_because(
+            &crate::persist::refusal_text(),
+        )));
     }
     // maxmemory: an EXEC queuing a command that may grow memory is refused when memory is
     // over the limit after eviction (EXECABORT ... OOM), as Redis's processCommand does;

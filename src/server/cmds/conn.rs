@@ -40,7 +40,7 @@ pub const COMMANDS: &[CommandSpec] = &[
 /// (Redis refuses it too, so health checks notice).
 fn ping(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     if crate::persist::writes_refused() {
-        return Err(CmdError::coded(crate::error::MISCONF));
+        return Err(crate::persist::refusal());
     }
     if argv.len() > 2 {
         return Err(CmdError::WrongArity("ping".into()));

@@ -276,7 +276,7 @@ pub(super) fn meta(w: &Engine) -> Meta {
             sh.aof.rewriting.load(Ordering::Relaxed),
             sh.aof.rewrites.load(Ordering::Relaxed),
             sh.aof.last_rewrite_ok.load(Ordering::Relaxed),
-            sh.aof.last_write_ok.load(Ordering::Relaxed),
+            sh.aof.last_write_ok.load(Ordering::Relaxed) && crate::persist::aof_errno() == 0,
         ),
         aof_sizes: (
             sh.aof.current_size(),

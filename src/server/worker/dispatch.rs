@@ -237,7 +237,7 @@ impl Worker {
         // stop-writes-on-bgsave-error: one relaxed load per write command (PING checks the
         // gate in its handler, as Redis refuses it too).
         if spec.has(WRITE) && crate::persist::writes_refused() {
-            self.reject(idx, Some(id), CmdError::coded(crate::error::MISCONF));
+            self.reject(idx, Some(id), crate::persist::refusal());
             return;
         }
         // A replica: READONLY for writes, MASTERDOWN while the link is down (one relaxed
