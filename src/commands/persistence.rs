@@ -153,7 +153,7 @@ pub fn rewrite_aof(
                     if let Some(j) = tw.shard.journal.as_mut() {
                         j.pin = Some(from);
                     }
-                    tw.aof = Some(wr);
+                    tw.set_aof(Some(wr));
                 })
             }
             None => Ok(()),
@@ -238,6 +238,7 @@ pub fn stop_aof(w: &mut Engine) {
                 if let Some(mut a) = tw.aof.take() {
                     a.write_pass(&mut tw.shard, true);
                 }
+                tw.set_aof(None);
                 if let Some(j) = tw.shard.journal.as_mut() {
                     j.pin = None;
                 }

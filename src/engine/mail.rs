@@ -120,6 +120,27 @@ pub struct Gather {
 }
 
 impl Engine {
+    /// Sends what this shard queued for other shards (and wakes them). With an append-only
+    /// file, the records of what this shard changed are written first (and synced under
+    /// `appendfsync always`): a reply or a fan-out result that leaves for another shard, whose
+    /// client may then see it, never outruns the log (`Endpoint::hold` keeps messages until
+    /// here). Returns true while some messages still wait for queue space.
+    pub fn flush_mesh(&mut self) -> bool {
+        if let Some(a) = self.aof.as_mut() {
+            crate::shard::journal::flush(&mut self.shard);
+            let always = self.shared.tun.appendfsync.load(Ordering::Relaxed) == 2;
+            a.write_pass(&mut self.shard, always);
+        }
+        self.mesh.flush()
+    }
+
+    /// Installs (or, with `None`, drops) this shard's append-only writer; messages to other
+    /// shards are held for `flush_mesh` while one is installed.
+    pub fn set_aof(&mut self, w: Option<crate::persist::aof::Writer>) {
+        self.mesh.hold = w.is_some();
+        self.aof = w;
+    }
+
     /// Sends a job to shard `to` (our own shard included: it runs later this pass).
     pub fn post(&mut self, to: usize, msg: Msg) {
         if to == self.id {
@@ -264,7 +285,7 @@ impl Engine {
         );
         let mut spins = 0u32;
         loop {
-            self.mesh.flush();
+            self.flush_mesh();
             if done.load(Ordering::Acquire) {
                 return cell.lock().ok().and_then(|mut g| g.take());
             }

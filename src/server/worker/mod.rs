@@ -326,7 +326,7 @@ impl Worker {
                     if let Some(j) = self.eng.shard.journal.as_mut() {
                         j.pin = Some(from);
                     }
-                    self.eng.aof = Some(w);
+                    self.eng.set_aof(Some(w));
                 }
                 Err(e) => {
                     // Without its log this shard would lose acknowledged writes: stop.
@@ -422,7 +422,8 @@ impl Worker {
             }
 
             if let Some(a) = self.eng.aof.as_mut() {
-                // The pass's writes reach the file before their replies leave.
+                // The pass's writes reach the file before their replies leave (replies to
+                // other shards' clients wait for it in the mesh: `Engine::flush_mesh`).
                 crate::shard::journal::flush(&mut self.eng.shard);
                 let always = self.eng.shared.tun.appendfsync.load(Ordering::Relaxed) == 2;
                 a.write_pass(&mut self.eng.shard, always);
@@ -446,7 +447,7 @@ impl Worker {
             // Replies engine work left without a job around it (timers, hooks).
             self.drain_outbox();
             self.flush_dirty();
-            let backlog = self.eng.mesh.flush();
+            let backlog = self.eng.flush_mesh();
 
             let busy = backlog
                 || self.eng.snap_run.is_some()

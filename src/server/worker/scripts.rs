@@ -100,7 +100,7 @@ impl Worker {
                 other => self.eng.inbox.push_back(other),
             }
         }
-        self.eng.mesh.flush();
+        self.eng.flush_mesh();
         // One send per connection that has output, as `flush_dirty` (closing ones wait).
         let dirty = std::mem::take(&mut self.dirty);
         let mut keep = Vec::new();
