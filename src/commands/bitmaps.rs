@@ -2,7 +2,7 @@
 //! on the key's shard and work on the stored string in place (`Db::str_mut`, `with_str`:
 //! no copy of a big value per command). BITOP reads its sources on their owners and, when
 //! they span shards, computes on the coordinator and stores on the destination's owner
-//! under `coord::multi::gather`'s locks, as SINTERSTORE does. Argument checks come in
+//! under `coord::lock::gather`'s locks, as SINTERSTORE does. Argument checks come in
 //! Redis's order, before the key is looked at, except where Redis looks first (BITCOUNT,
 //! BITPOS in 7.0).
 
@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::args::{arg, int, is};
 use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
-use crate::coord::multi::{gather_noting, Noting, WriteFn};
+use crate::coord::lock::{gather_noting, Noting, WriteFn};
 use crate::engine::Engine;
 use crate::error::{self, CmdError, CmdResult};
 use crate::protocol::parse_i64;

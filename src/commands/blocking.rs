@@ -2,11 +2,11 @@
 //! BRPOPLPUSH, BLMPOP, BZPOPMIN, BZPOPMAX, BZMPOP. This file holds what runs on the shard
 //! that owns a key: argument parsing with Redis's checks and texts, the pop a client makes
 //! when it finds (or is woken by) data, the replies, and putting data back. Waiting,
-//! waking, timeouts and disconnects across shards are `coord::block`'s.
+//! waking, timeouts and disconnects across shards are `coord::blocking`'s.
 //!
 //! The `Key` handlers are the non-blocking form, which is what these commands do inside
 //! MULTI/EXEC (as in Redis): pop if there is data, else answer the timeout reply at once.
-//! Outside a transaction `dispatch` sends every `BLOCKING` row to `coord::block::start`.
+//! Outside a transaction `dispatch` sends every `BLOCKING` row to `coord::blocking::start`.
 
 use bytes::Bytes;
 
@@ -28,39 +28,39 @@ const Z: &str = "sorted-set";
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("blpop", -3, WRITE | NOSCRIPT | BLOCKING, KeySpec::range(1, -2, 1), Exec::Key(now))
         .ev_hook(crate::shard::notify::ev_list_pop)
-        .cross(crate::coord::block::start)
+        .cross(crate::coord::blocking::start)
         .prop(crate::shard::journal::Prop::Rewrite(crate::shard::journal::rw_bpop))
         .doc(L, "2.0.0", "Removes and returns the first element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", "key [key ...] timeout"),
     CommandSpec::new("brpop", -3, WRITE | NOSCRIPT | BLOCKING, KeySpec::range(1, -2, 1), Exec::Key(now))
         .ev_hook(crate::shard::notify::ev_list_pop)
-        .cross(crate::coord::block::start)
+        .cross(crate::coord::blocking::start)
         .prop(crate::shard::journal::Prop::Rewrite(crate::shard::journal::rw_bpop))
         .doc(L, "2.0.0", "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", "key [key ...] timeout"),
     CommandSpec::new("brpoplpush", 4, WRITE | DENYOOM | NOSCRIPT | BLOCKING, KeySpec::range(1, 2, 1), Exec::Key(now))
         .ev_dst_first(crate::shard::notify::ev_lmove)
-        .cross(crate::coord::block::start)
+        .cross(crate::coord::blocking::start)
         .doc(L, "2.2.0", "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped.", "source destination timeout"),
     CommandSpec::new("blmove", 6, WRITE | DENYOOM | NOSCRIPT | BLOCKING, KeySpec::range(1, 2, 1), Exec::Key(now))
         .ev_dst_first(crate::shard::notify::ev_lmove)
-        .cross(crate::coord::block::start)
+        .cross(crate::coord::blocking::start)
         .doc(L, "6.2.0", "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.", "source destination LEFT|RIGHT LEFT|RIGHT timeout"),
     CommandSpec::new("blmpop", -5, WRITE | BLOCKING, KeySpec::numkeys(2), Exec::Key(now))
         .ev_hook(crate::shard::notify::ev_list_pop)
-        .cross(crate::coord::block::start)
+        .cross(crate::coord::blocking::start)
         .doc(L, "7.0.0", "Pops the first element from one of multiple lists. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", "timeout numkeys key [key ...] LEFT|RIGHT [COUNT count]"),
     CommandSpec::new("bzpopmin", -3, WRITE | FAST | NOSCRIPT | BLOCKING, KeySpec::range(1, -2, 1), Exec::Key(now))
         .ev_hook(crate::shard::notify::ev_zset_pop)
-        .cross(crate::coord::block::start)
+        .cross(crate::coord::blocking::start)
         .prop(crate::shard::journal::Prop::Rewrite(crate::shard::journal::rw_bzpop))
         .doc(Z, "5.0.0", "Removes and returns the member with the lowest score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.", "key [key ...] timeout"),
     CommandSpec::new("bzpopmax", -3, WRITE | FAST | NOSCRIPT | BLOCKING, KeySpec::range(1, -2, 1), Exec::Key(now))
         .ev_hook(crate::shard::notify::ev_zset_pop)
-        .cross(crate::coord::block::start)
+        .cross(crate::coord::blocking::start)
         .prop(crate::shard::journal::Prop::Rewrite(crate::shard::journal::rw_bzpop))
         .doc(Z, "5.0.0", "Removes and returns the member with the highest score from one or more sorted sets. Blocks until a member available otherwise.  Deletes the sorted set if the last element was popped.", "key [key ...] timeout"),
     CommandSpec::new("bzmpop", -5, WRITE | BLOCKING, KeySpec::numkeys(2), Exec::Key(now))
         .ev_hook(crate::shard::notify::ev_zset_pop)
-        .cross(crate::coord::block::start)
+        .cross(crate::coord::blocking::start)
         .doc(Z, "7.0.0", "Removes and returns a member by score from one or more sorted sets. Blocks until a member is available otherwise. Deletes the sorted set if the last element was popped.", "timeout numkeys key [key ...] MIN|MAX [COUNT count]"),
 ];
 
@@ -90,7 +90,7 @@ pub struct BlockOp {
     pub db: usize,
     /// When the wait ends (set when the wait starts; `None`: never).
     pub deadline: Option<std::time::Instant>,
-    /// Every waited key is on one shard: that shard decides (see `coord::block`).
+    /// Every waited key is on one shard: that shard decides (see `coord::blocking`).
     pub single: bool,
 }
 
@@ -180,7 +180,7 @@ pub fn parse(argv: &[Bytes], db: usize) -> Result<BlockOp, CmdError> {
             let dst = owned(arg(argv, 2)?);
             (Kind::Move { dst, from, to }, vec![arg(argv, 1)?.clone()], t)
         }
-        // The non-blocking forms, for their multi-shard path (`coord::block::mpop_cross`).
+        // The non-blocking forms, for their multi-shard path (`coord::blocking::mpop_cross`).
         b"lmpop" => {
             let (keys, end, count) = mpop_args(argv, |w| end_arg(w))?;
             (Kind::MPop(end, count), keys.to_vec(), 0)

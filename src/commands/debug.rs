@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::args::{arg, is, text};
 use super::keys::all_shards;
 use super::ConnCtx;
-use crate::coord::multi;
+use crate::coord::lock;
 use crate::engine::Engine;
 use crate::engine::ShardFn;
 use crate::error::{CmdError, CmdResult};
@@ -356,7 +356,7 @@ fn debug_reload(ctx: &mut ConnCtx, nosave: bool) -> CmdResult {
                     }
                     tw.shard.dbs.iter_mut().for_each(|d| d.clear());
                     persist::load::apply(&mut tw.shard, keys);
-                    multi::unlock(tw, txid);
+                    lock::unlock(tw, txid);
                 });
                 (s, job)
             })

@@ -3,7 +3,7 @@
 //! scores are 52-bit geohashes (`types::geohash` holds the arithmetic), so every ZSET
 //! command works on it too. Single-key commands run on the key's shard. A search with a
 //! STORE / STOREDIST destination (or GEOSEARCHSTORE) on another shard than its source runs
-//! through `coord::multi::gather`, as ZRANGESTORE does: the search runs on the source's
+//! through `coord::lock::gather`, as ZRANGESTORE does: the search runs on the source's
 //! shard under both shards' locks and the result is written on the destination's shard
 //! before they go.
 //!
@@ -18,7 +18,7 @@ use super::args::{arg, is, owned};
 use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, READONLY, WRITE};
 use super::zsets::store_zset;
 use super::{ConnCtx, KeyCtx};
-use crate::coord::multi::{gather_noting, Noting, WriteFn};
+use crate::coord::lock::{gather_noting, Noting, WriteFn};
 use crate::engine::Engine;
 use crate::error::{self as e, CmdError, CmdResult};
 use crate::protocol::reply::Reply;

@@ -2,7 +2,7 @@
 //! in Redis's exact representation (`types::hll`). PFADD runs on the key's shard, in place
 //! for a dense value. PFCOUNT of one key caches the count in the value's header, as Redis
 //! does. PFCOUNT of several keys and PFMERGE read each key's registers on its owner (one
-//! byte per register) under `coord::multi::gather`'s locks; the coordinator takes the
+//! byte per register) under `coord::lock::gather`'s locks; the coordinator takes the
 //! maximum, counts (PFCOUNT, nothing stored) or has the destination's owner apply it
 //! (PFMERGE).
 
@@ -13,7 +13,7 @@ use super::table::{
     CommandSpec, Exec, KeySpec, ADMIN, DENYOOM, FAST, MAY_REPLICATE, READONLY, WRITE,
 };
 use super::{ConnCtx, KeyCtx};
-use crate::coord::multi::{gather, gather_noting, Noting, WriteFn};
+use crate::coord::lock::{gather, gather_noting, Noting, WriteFn};
 use crate::engine::Engine;
 use crate::error::{self, CmdError, CmdResult};
 use crate::protocol::reply::Reply;

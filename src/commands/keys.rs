@@ -5,9 +5,9 @@
 use bytes::Bytes;
 
 use super::args::{arg, glob_match, int, is, text};
-use super::table::{CommandSpec, Exec, KeySpec, Merge, MultiSpec, DENYOOM, FAST, READONLY, WRITE};
+use super::table::{CommandSpec, Exec, KeySpec, Merge, SplitSpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
-use crate::coord::multi::{move_key, MoveCheck};
+use crate::coord::lock::{move_key, MoveCheck};
 use crate::engine::Engine;
 use crate::engine::ShardFn;
 use crate::error::{CmdError, CmdResult};
@@ -21,22 +21,22 @@ const G: &str = "generic";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("del", -2, WRITE, KeySpec::range(1, -1, 1),
-        Exec::Multi(MultiSpec { sub: del, step: 1, merge: Merge::Sum, atomic: true, nx: false }))
+        Exec::Split(SplitSpec { sub: del, step: 1, merge: Merge::Sum, atomic: true, nx: false }))
         .ev(crate::shard::notify::GENERIC, "del")
         .verbatim()
         .noop(super::table::NoOp::Int0)
         .doc(G, "1.0.0", "Deletes one or more keys.", "key [key ...]"),
     CommandSpec::new("unlink", -2, WRITE | FAST, KeySpec::range(1, -1, 1),
-        Exec::Multi(MultiSpec { sub: unlink, step: 1, merge: Merge::Sum, atomic: true, nx: false }))
+        Exec::Split(SplitSpec { sub: unlink, step: 1, merge: Merge::Sum, atomic: true, nx: false }))
         .ev(crate::shard::notify::GENERIC, "del")
         .verbatim()
         .noop(super::table::NoOp::Int0)
         .doc(G, "4.0.0", "Asynchronously deletes one or more keys.", "key [key ...]"),
     CommandSpec::new("exists", -2, READONLY | FAST, KeySpec::range(1, -1, 1),
-        Exec::Multi(MultiSpec { sub: exists, step: 1, merge: Merge::Sum, atomic: true, nx: false }))
+        Exec::Split(SplitSpec { sub: exists, step: 1, merge: Merge::Sum, atomic: true, nx: false }))
         .doc(G, "1.0.0", "Determines whether one or more keys exist.", "key [key ...]"),
     CommandSpec::new("touch", -2, READONLY | FAST, KeySpec::range(1, -1, 1),
-        Exec::Multi(MultiSpec { sub: touch, step: 1, merge: Merge::Sum, atomic: true, nx: false }))
+        Exec::Split(SplitSpec { sub: touch, step: 1, merge: Merge::Sum, atomic: true, nx: false }))
         .doc(G, "3.2.1", "Returns the number of existing keys out of those specified after updating the time they were last accessed.", "key [key ...]"),
     CommandSpec::new("type", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(type_))
         .doc(G, "1.0.0", "Determines the type of value stored at a key.", "key"),

@@ -1,16 +1,16 @@
 //! List commands (Redis's t_list.c), non-blocking ones. Single-key commands run on the
 //! key's shard. LMOVE and RPOPLPUSH run on one shard when both keys do, and otherwise
-//! through `coord::multi::gather` (as SMOVE): both shards are locked, the source's end
+//! through `coord::lock::gather` (as SMOVE): both shards are locked, the source's end
 //! element and the destination's type are read, and the pop and push are written before
 //! the locks go. LMPOP with keys on several shards takes the first key with data under the
-//! shards' locks (`coord::block::mpop_cross`).
+//! shards' locks (`coord::blocking::mpop_cross`).
 
 use bytes::Bytes;
 
 use super::args::{arg, int, is, owned};
 use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
-use crate::coord::multi::{gather_noting, Noting, WriteFn};
+use crate::coord::lock::{gather_noting, Noting, WriteFn};
 use crate::engine::Engine;
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
@@ -82,7 +82,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(L, "1.2.0", "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.", "source destination"),
     CommandSpec::new("lmpop", -4, WRITE, KeySpec::numkeys(1), Exec::Key(super::blocking::now))
         .ev_hook(crate::shard::notify::ev_list_pop)
-        .cross(crate::coord::block::mpop_cross)
+        .cross(crate::coord::blocking::mpop_cross)
         .verbatim()
         .doc(L, "7.0.0", "Returns multiple elements from a list after removing them. Deletes the list if the last element was popped.", "numkeys key [key ...] LEFT|RIGHT [COUNT count]"),
 ];

@@ -166,7 +166,7 @@ pub fn check_arity(spec: &CommandSpec, argv: &[Bytes]) -> Result<(), CmdError> {
     };
     // Key-value pair commands (MSET, MSETNX) need an even number of pair arguments.
     let pairs_ok = match spec.exec {
-        table::Exec::Multi(m) if m.step > 1 => argv.len().saturating_sub(1).is_multiple_of(m.step),
+        table::Exec::Split(m) if m.step > 1 => argv.len().saturating_sub(1).is_multiple_of(m.step),
         _ => true,
     };
     if ok && pairs_ok {

@@ -15,7 +15,7 @@ use super::table::{
     table, CommandSpec, Exec, KeySpec, ADMIN, FAST, LOADING, NOSCRIPT, READONLY, STALE, WRITE,
 };
 use super::ConnCtx;
-use crate::coord::multi;
+use crate::coord::lock;
 use crate::engine::Engine;
 use crate::engine::ShardFn;
 use crate::error::{CmdError, CmdResult};
@@ -139,7 +139,7 @@ fn every_shard_locked(
     done: impl FnOnce(&mut Engine) + Send + 'static,
 ) {
     let shards = (0..w.nshards).collect();
-    multi::lock_all(
+    lock::lock_all(
         w,
         shards,
         Box::new(move |w: &mut Engine, txid| {
@@ -148,7 +148,7 @@ fn every_shard_locked(
                     let f = f.clone();
                     let job: ShardFn<()> = Box::new(move |tw: &mut Engine| {
                         f(tw);
-                        multi::unlock(tw, txid);
+                        lock::unlock(tw, txid);
                     });
                     (s, job)
                 })
@@ -223,7 +223,7 @@ fn time(_ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     ]))
 }
 
-/// SWAPDB a b: locks every shard (in shard order, see `coord::multi`), swaps the two
+/// SWAPDB a b: locks every shard (in shard order, see `coord::lock`), swaps the two
 /// databases on each under the lock, and unlocks; no client sees a half-swapped keyspace.
 fn swapdb(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let parse = |i: usize, which: &str| {

@@ -1,6 +1,6 @@
 //! Set commands (Redis's t_set.c). Single-key commands run on the key's shard. The
 //! multi-key ones (SMOVE, SINTER/SUNION/SDIFF and their STORE forms, SINTERCARD) run on one
-//! shard when their keys do, and otherwise through `coord::multi::gather`: every involved
+//! shard when their keys do, and otherwise through `coord::lock::gather`: every involved
 //! shard is locked, the sets are read (cloned) on their owners, the result is computed on
 //! the coordinator and written on the destination's shard before the locks go.
 
@@ -10,7 +10,7 @@ use super::args::{arg, owned};
 use super::hashes::{bounded, cursor_arg, rand_count, scan_opts, scan_reply};
 use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
-use crate::coord::multi::{gather_noting, Noting, WriteFn};
+use crate::coord::lock::{gather_noting, Noting, WriteFn};
 use crate::engine::Engine;
 use crate::error::{self, CmdError, CmdResult};
 use crate::protocol::parse_i64;

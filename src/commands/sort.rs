@@ -13,7 +13,7 @@ use bytes::Bytes;
 use super::args::{arg, is};
 use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
-use crate::coord::multi::{lock_all, unlock};
+use crate::coord::lock::{lock_all, unlock};
 use crate::engine::Engine;
 use crate::engine::{ShardFn, Ticket};
 use crate::error::{CmdError, CmdResult};

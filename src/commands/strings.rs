@@ -5,7 +5,7 @@ use bytes::Bytes;
 
 use super::args::{arg, int, is};
 use super::ldouble;
-use super::table::{CommandSpec, Exec, KeySpec, Merge, MultiSpec, DENYOOM, FAST, READONLY, WRITE};
+use super::table::{CommandSpec, Exec, KeySpec, Merge, SplitSpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
@@ -48,15 +48,15 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(S, "6.2.0", "Returns the string value of a key after setting its expiration time.",
              "key [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | PERSIST]"),
     CommandSpec::new("mget", -2, READONLY | FAST, KeySpec::range(1, -1, 1),
-        Exec::Multi(MultiSpec { sub: mget, step: 1, merge: Merge::InOrder, atomic: true, nx: false }))
+        Exec::Split(SplitSpec { sub: mget, step: 1, merge: Merge::InOrder, atomic: true, nx: false }))
         .doc(S, "1.0.0", "Atomically returns the string values of one or more keys.", "key [key ...]"),
     CommandSpec::new("mset", -3, WRITE | DENYOOM, KeySpec::range(1, -1, 2),
-        Exec::Multi(MultiSpec { sub: mset, step: 2, merge: Merge::Ok, atomic: true, nx: false }))
+        Exec::Split(SplitSpec { sub: mset, step: 2, merge: Merge::Ok, atomic: true, nx: false }))
         .ev(crate::shard::notify::STRING, "set")
         .verbatim()
         .doc(S, "1.0.1", "Atomically creates or modifies the string values of one or more keys.", "key value [key value ...]"),
     CommandSpec::new("msetnx", -3, WRITE | DENYOOM, KeySpec::range(1, -1, 2),
-        Exec::Multi(MultiSpec { sub: msetnx, step: 2, merge: Merge::Ok, atomic: true, nx: true }))
+        Exec::Split(SplitSpec { sub: msetnx, step: 2, merge: Merge::Ok, atomic: true, nx: true }))
         .ev(crate::shard::notify::STRING, "set")
         .verbatim()
         .noop(super::table::NoOp::Int0)

@@ -282,7 +282,7 @@ pub enum Merge {
 
 /// A multi-key command the coordinator may split by shard.
 #[derive(Clone, Copy)]
-pub struct MultiSpec {
+pub struct SplitSpec {
     /// Handler that does the whole command for keys that all live on one shard; also run
     /// per shard on each part.
     pub sub: KeyFn,
@@ -300,7 +300,7 @@ pub struct MultiSpec {
 pub enum Exec {
     Key(KeyFn),
     Conn(ConnFn),
-    Multi(MultiSpec),
+    Split(SplitSpec),
     Script(ScriptFn),
 }
 
@@ -505,7 +505,7 @@ impl CommandSpec {
     }
 }
 
-pub struct Table {
+pub struct CommandTable {
     pub specs: Vec<CommandSpec>,
     /// Open-addressing index by [`name_hash`]: `id + 1` per slot, 0 = empty. Probed
     /// linearly, each candidate compared case-insensitively (no lowercased copy, no map).
@@ -530,8 +530,8 @@ fn name_hash(name: &[u8]) -> usize {
     (h.wrapping_mul(0x9E37_79B1) >> 16) as usize
 }
 
-impl Table {
-    fn build() -> Table {
+impl CommandTable {
+    fn build() -> CommandTable {
         let mut specs = Vec::new();
         // Unit tests see the whole table, as the binary does after `register`.
         #[cfg(test)]
@@ -551,7 +551,7 @@ impl Table {
             }
             index[at] = (i + 1) as u16;
         }
-        Table {
+        CommandTable {
             specs,
             index,
             longest,
@@ -590,7 +590,7 @@ impl Table {
     }
 }
 
-static TABLE: OnceLock<Table> = OnceLock::new();
+static TABLE: OnceLock<CommandTable> = OnceLock::new();
 /// Families of the layers above this one (the connection side, replication, scripting),
 /// added by `register` before the table is first used.
 static REGISTERED: OnceLock<&'static [&'static [CommandSpec]]> = OnceLock::new();
@@ -604,8 +604,8 @@ pub fn register(families: &'static [&'static [CommandSpec]]) -> bool {
 }
 
 /// The command table, built on first use.
-pub fn table() -> &'static Table {
-    TABLE.get_or_init(Table::build)
+pub fn table() -> &'static CommandTable {
+    TABLE.get_or_init(CommandTable::build)
 }
 
 #[cfg(test)]
@@ -626,7 +626,7 @@ mod tests {
                     assert!(s.keys.first < s.arity, "{} key beyond arity", s.name);
                 }
             }
-            if let Exec::Multi(m) = s.exec {
+            if let Exec::Split(m) = s.exec {
                 assert!(m.step == s.keys.step as usize, "{} multi step", s.name);
             }
             assert!(!s.summary.is_empty(), "{} has no summary", s.name);

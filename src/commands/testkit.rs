@@ -236,7 +236,7 @@ impl Kit {
                     None => Reply::error("CROSSSLOT Keys in request don't hash to the same slot"),
                 },
             },
-            Exec::Multi(m) => match route(&spec.keys, argv, SHARDS) {
+            Exec::Split(m) => match route(&spec.keys, argv, SHARDS) {
                 Route::NoKeys => self.on(0, |s| run_key(s, id, m.sub, db, resp, argv, None)),
                 Route::One(s) => self.on(s, |s| run_key(s, id, m.sub, db, resp, argv, None)),
                 Route::Many => self.conn(id, |ctx| {

@@ -3,16 +3,16 @@
 //! doubles); the ZRANGE family WITHSCORES replies flat in RESP2 and as [member, score]
 //! pairs in RESP3, as Redis 7.0 does. ZUNION/ZINTER/ZDIFF, their STORE forms, ZINTERCARD
 //! and ZRANGESTORE run on one shard when all their keys do, and otherwise through
-//! `coord::multi::gather` (as SINTERSTORE): the sources are read (cloned) under the shards'
+//! `coord::lock::gather` (as SINTERSTORE): the sources are read (cloned) under the shards'
 //! locks and the destination written on its shard before they go. ZMPOP with keys on
-//! several shards runs as LMPOP does (`coord::block::mpop_cross`).
+//! several shards runs as LMPOP does (`coord::blocking::mpop_cross`).
 use bytes::Bytes;
 
 use super::args::{arg, int, is, owned};
 use super::hashes::{bounded, cursor_arg, scan_opts, scan_reply};
 use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
-use crate::coord::multi::{gather_noting, Noting, WriteFn};
+use crate::coord::lock::{gather_noting, Noting, WriteFn};
 use crate::engine::Engine;
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::reply::Reply;
@@ -85,7 +85,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(Z, "5.0.0", "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", "key [count]"),
     CommandSpec::new("zmpop", -4, WRITE, KeySpec::numkeys(1), Exec::Key(super::blocking::now))
         .ev_hook(crate::shard::notify::ev_zset_pop)
-        .cross(crate::coord::block::mpop_cross)
+        .cross(crate::coord::blocking::mpop_cross)
         .verbatim()
         .doc(Z, "7.0.0", "Returns the highest- or lowest-scoring members from one or more sorted sets after removing them. Deletes the sorted set if the last member was popped.", "numkeys key [key ...] MIN|MAX [COUNT count]"),
     CommandSpec::new("zrandmember", -2, READONLY, KeySpec::single(1), Exec::Key(zrandmember))

@@ -4,8 +4,8 @@
 
 use bytes::Bytes;
 
-use super::multi;
-use crate::commands::table::{table, KeyFn, Merge, MultiSpec};
+use super::lock;
+use crate::commands::table::{table, KeyFn, Merge, SplitSpec};
 use crate::commands::{self, ConnCtx, KeyCtx};
 use crate::engine::Engine;
 use crate::engine::ShardFn;
@@ -125,7 +125,7 @@ pub fn merge(merge: Merge, parts_order: &[Vec<usize>], replies: Vec<Reply>, nkey
 }
 
 /// Entry point from the dispatcher for a multi-key command whose keys span shards.
-pub fn multi_key(ctx: &mut ConnCtx, id: usize, m: MultiSpec, argv: Vec<Bytes>) {
+pub fn multi_key(ctx: &mut ConnCtx, id: usize, m: SplitSpec, argv: Vec<Bytes>) {
     let (db, resp) = {
         let c = ctx.client();
         (c.db, c.resp)
@@ -155,9 +155,9 @@ pub fn multi_key(ctx: &mut ConnCtx, id: usize, m: MultiSpec, argv: Vec<Bytes>) {
         return;
     }
     if m.nx {
-        multi::msetnx(w, parts, db, resp, m.sub, finish);
+        lock::msetnx(w, parts, db, resp, m.sub, finish);
     } else {
-        multi::locked_parts(w, parts, db, resp, m.sub, move |w, replies| {
+        lock::locked_parts(w, parts, db, resp, m.sub, move |w, replies| {
             let r = merge(m.merge, &orders, replies, nkeys);
             finish(w, r)
         });

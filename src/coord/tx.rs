@@ -122,7 +122,7 @@ pub(crate) fn plan(spec: &CommandSpec, argv: &[Bytes], nshards: usize, home: usi
         {
             Plan::Coord
         }
-        Exec::Key(_) | Exec::Multi(_) | Exec::Script(_) => {
+        Exec::Key(_) | Exec::Split(_) | Exec::Script(_) => {
             match commands::route(&spec.keys, argv, nshards) {
                 Route::NoKeys => Plan::On(home),
                 Route::One(s) => Plan::On(s),

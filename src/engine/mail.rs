@@ -70,7 +70,7 @@ pub enum Out {
     /// A deferred reply for a connection of this shard (or a running EXEC).
     Reply(Ticket, Reply),
     /// Connection `conn` starts (`on`) or ends waiting in a blocking command as waiter
-    /// `wid` (`coord::block`): it stays read meanwhile, so a disconnect ends the wait.
+    /// `wid` (`coord::blocking`): it stays read meanwhile, so a disconnect ends the wait.
     Waiting { conn: usize, wid: u64, on: bool },
 }
 

@@ -80,8 +80,8 @@ pub struct Engine {
     pub gathers: Slab<Gather>,
     /// MULTI/EXEC runs coordinated from this shard (`coord::tx`).
     pub tx: crate::coord::tx::TxRuns,
-    /// Clients of this shard waiting in blocking commands (`coord::block`).
-    pub waiters: crate::coord::block::Waiters,
+    /// Clients of this shard waiting in blocking commands (`coord::blocking`).
+    pub waiters: crate::coord::blocking::Waiters,
     pub mesh: Endpoint<Msg>,
     pub local: VecDeque<Msg>,
     /// `Work` and `Batch` messages waiting for this shard's lock to go.

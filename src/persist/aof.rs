@@ -544,7 +544,7 @@ pub fn replay(shard: &mut Shard, recs: Vec<Rec>) {
         };
         let f = match spec.exec {
             Exec::Key(f) => f,
-            Exec::Multi(m) => m.sub,
+            Exec::Split(m) => m.sub,
             // Scripts are journaled as their effects, never as scripts.
             Exec::Conn(_) | Exec::Script(_) => {
                 failed += 1;

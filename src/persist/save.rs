@@ -2,7 +2,7 @@
 //! asked, or shard 0 for the save rules and signals); each shard's part is serialised on
 //! that shard's own thread, and a BGSAVE's file is written by a std thread.
 //!
-//! A point in time is marked under the all-shard lock (`coord::multi::lock_all`, the lock
+//! A point in time is marked under the all-shard lock (`coord::lock::lock_all`, the lock
 //! MULTI/EXEC uses, so cross-shard transactions are wholly in or out). For SAVE, BGSAVE and
 //! automatic saves the lock lasts only for the marking: each shard then serialises its
 //! keys a slice per loop pass while it serves (`step`, `shard::snapshot`) and hands its
@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::rdb::{Framer, PartWriter};
-use crate::coord::multi::{lock_all, unlock};
+use crate::coord::lock::{lock_all, unlock};
 use crate::engine::Engine;
 use crate::engine::{Msg, ShardFn};
 use crate::shard::Shard;

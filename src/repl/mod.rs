@@ -628,7 +628,7 @@ fn adopt(w: &mut Worker, h: Handover) {
     let all: Vec<usize> = (0..w.eng.nshards).collect();
     let started = Instant::now();
     // Every shard locked (as DEBUG RELOAD): no client sees a half-loaded dataset.
-    crate::coord::multi::lock_all(
+    crate::coord::lock::lock_all(
         &mut w.eng,
         all,
         Box::new(move |w, txid| {
@@ -646,7 +646,7 @@ fn adopt(w: &mut Worker, h: Handover) {
                             d.replica = true;
                         }
                         crate::persist::load::apply(&mut tw.shard, keys);
-                        crate::coord::multi::unlock(tw, txid);
+                        crate::coord::lock::unlock(tw, txid);
                     });
                     (s, job)
                 })

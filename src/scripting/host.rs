@@ -7,7 +7,7 @@
 //! - **Several shards.** Declared keys on several shards (or any script when undeclared
 //!   keys are allowed: `lua-allow-undeclared-keys yes` or the `allow-undeclared-keys`
 //!   shebang flag, which hold every shard) go through `cross`: the shards are locked in one
-//!   ordered step (`coord::multi::lock_all`, the order MULTI/EXEC and every atomic command
+//!   ordered step (`coord::lock::lock_all`, the order MULTI/EXEC and every atomic command
 //!   use), the script runs on one of them as a `Control` job (`Held::Locked`), and every
 //!   shard is released when it ends. Inside EXEC the transaction's locks already cover them.
 //! - **`redis.call`** runs on the owner of its keys: here inline; on another held shard as a
@@ -29,7 +29,7 @@ use bytes::Bytes;
 use crate::commands::table::{table, CommandSpec, Exec, ScriptFn, WRITE};
 use crate::commands::{self, run_key, ConnCtx};
 use crate::coord::fanout;
-use crate::coord::multi;
+use crate::coord::lock;
 use crate::engine::Engine;
 use crate::engine::Msg;
 use crate::error::CmdResult;
@@ -140,7 +140,7 @@ impl Host<'_> {
     ) -> Result<Reply, String> {
         let f = match spec.exec {
             Exec::Key(f) => f,
-            Exec::Multi(m) => m.sub,
+            Exec::Split(m) => m.sub,
             Exec::Conn(_) | Exec::Script(_) => {
                 return Err(super::vm::UNSUPPORTED_IN_SCRIPT.into());
             }
@@ -187,7 +187,7 @@ impl Host<'_> {
         resp: u8,
     ) -> Reply {
         let db = self.db;
-        let Exec::Multi(m) = spec.exec else {
+        let Exec::Split(m) = spec.exec else {
             return self.scratch(id, spec, f, argv, resp);
         };
         let parts = fanout::split(&argv, m.step, self.w.eng.nshards);
@@ -358,7 +358,7 @@ pub fn cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     };
     let ticket = ctx.defer();
     let w = ctx.eng();
-    multi::lock_all(
+    lock::lock_all(
         w,
         shards.clone(),
         Box::new(move |w: &mut Engine, txid| {
@@ -375,16 +375,16 @@ pub fn cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                 );
                 for &s in &shards {
                     if s == tw.eng.id {
-                        multi::unlock(&mut tw.eng, txid);
+                        lock::unlock(&mut tw.eng, txid);
                     } else {
                         tw.eng.post(
                             s,
-                            Msg::Control(Box::new(move |x: &mut Engine| multi::unlock(x, txid))),
+                            Msg::Control(Box::new(move |x: &mut Engine| lock::unlock(x, txid))),
                         );
                     }
                 }
                 if tw.eng.shard.blocked.has_ready() {
-                    crate::coord::block::serve_ready(&mut tw.eng);
+                    crate::coord::blocking::serve_ready(&mut tw.eng);
                 }
                 if tw.eng.id == home {
                     tw.eng.complete(ticket, reply);

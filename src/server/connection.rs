@@ -26,7 +26,7 @@ pub enum RecvState {
     /// A one-shot receive owns `rbuf`.
     Single,
     /// A multishot receive (its ring operation id) fills pool buffers; `rbuf` stays here.
-    Multi(u64),
+    Multishot(u64),
     /// The multishot receive was asked to stop; its final completion is still due.
     Cancelling,
 }
@@ -64,7 +64,7 @@ pub struct Conn {
     /// Parsing is paused until the reply with this sequence number arrives (a multi-shard
     /// command must finish before the next command of this client starts).
     pub blocked_on: Option<u64>,
-    /// Waiting in a blocking command (BLPOP...): the waiter id (`coord::block`). The socket
+    /// Waiting in a blocking command (BLPOP...): the waiter id (`coord::blocking`). The socket
     /// is still read meanwhile, so a disconnect ends the wait.
     pub waiting: Option<u64>,
     /// Batches of this client's commands sent to other shards whose replies are due.

@@ -9,7 +9,7 @@
 //! changes anything: a wrong guess (a SELECT in the window, a key written meanwhile) only
 //! wastes a prefetch.
 
-use crate::commands::table::{table, Exec, Table};
+use crate::commands::table::{table, CommandTable, Exec};
 use crate::protocol::parser::{self, Arg};
 use crate::shard::db::Db;
 
@@ -127,7 +127,11 @@ impl Window {
 }
 
 /// The command table id of a parsed command and, for a single-key command, its key.
-fn classify<'a>(t: &Table, buf: &'a [u8], args: &[Arg]) -> (Option<usize>, Option<&'a [u8]>) {
+fn classify<'a>(
+    t: &CommandTable,
+    buf: &'a [u8],
+    args: &[Arg],
+) -> (Option<usize>, Option<&'a [u8]>) {
     let range = |a: &Arg| match a {
         Arg::Range(s, e) => buf.get(*s..*e),
         Arg::Owned(_) => None,

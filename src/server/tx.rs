@@ -8,7 +8,7 @@
 //!   at once, as in Redis.
 //! - **EXEC.** The shards to lock are those of every queued command's keys, of every watched
 //!   key, and all shards when a queued command is a server-wide one (FLUSHALL, CLIENT KILL,
-//!   CONFIG...). `multi::lock_all` takes them in shard order (the global order every atomic
+//!   CONFIG...). `lock::lock_all` takes them in shard order (the global order every atomic
 //!   command uses, so no cycle). Then, under the locks: the WATCH check on each watched key's
 //!   shard, and the commands in order, each on its owner as a `Control` job (consecutive
 //!   commands for one shard travel together); the reply of one comes back before the next is
@@ -36,7 +36,7 @@ use crate::commands::table::{
     table, Exec, DENYOOM, MAY_REPLICATE, NO_MULTI, PROTECTED, READONLY, WRITE,
 };
 use crate::commands::{self, ConnCtx};
-use crate::coord::multi;
+use crate::coord::lock;
 use crate::coord::tx::*;
 use crate::engine::Engine;
 use crate::engine::{Msg, ShardFn, Ticket};
@@ -358,7 +358,7 @@ fn release(
                 tw.shard.watches.remove(*db, k, home, token, epoch);
             }
             if let Some(t) = txid {
-                multi::unlock(tw, t);
+                lock::unlock(tw, t);
             }
         };
         if txid.is_none() {
@@ -464,7 +464,7 @@ pub fn exec(ctx: &mut FrontCtx, exec_argv: &[Bytes]) -> Result<Option<Reply>, Cm
     if let Some(run) = w.eng.tx.runs.get_mut(rid) {
         run.ticket = Some(ticket);
     }
-    multi::lock_all(
+    lock::lock_all(
         &mut w.eng,
         locked,
         Box::new(move |e: &mut Engine, txid| {
@@ -647,7 +647,7 @@ fn run_batch(w: &mut Worker, batch: &[Queued], db: usize, resp: u8) -> Vec<Reply
             Some(Exec::Key(f)) => {
                 commands::run_key(&mut w.eng.shard, q.id, f, db, resp, &q.argv, None)
             }
-            Some(Exec::Multi(m)) => {
+            Some(Exec::Split(m)) => {
                 commands::run_key(&mut w.eng.shard, q.id, m.sub, db, resp, &q.argv, None)
             }
             Some(Exec::Script(f)) => crate::scripting::host::run(
@@ -688,7 +688,7 @@ fn run_nested(w: &mut Worker, rid: usize, step: u64, idx: usize, q: Queued) -> O
     };
     let res = match spec.exec {
         Exec::Conn(f) => f(&mut ctx, &q.argv),
-        Exec::Multi(m) => {
+        Exec::Split(m) => {
             crate::coord::fanout::multi_key(&mut ctx, q.id, m, q.argv);
             Ok(Reply::Ok)
         }

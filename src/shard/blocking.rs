@@ -5,7 +5,7 @@
 //! that this shard owns (`Reg`). Every key keeps its waiters in arrival order (Redis's
 //! fairness: the client blocked longest on a key is served first). A write that may feed a
 //! waiter (`signal`, called wherever WATCH is told about a write) records the key as ready;
-//! the worker later walks the ready keys and serves waiters (`coord::block::serve_ready`).
+//! the worker later walks the ready keys and serves waiters (`coord::blocking::serve_ready`).
 //! Signals cost one emptiness check while nobody is blocked.
 //!
 //! The type parameter is the waiter's command (kept opaque here).

@@ -2,7 +2,7 @@
 //! and hit/miss counters. Owned by one shard thread; knows nothing of RESP.
 //!
 //! Layout (about 70 bytes per small key, against ~220 for a boxed node + two `Bytes`):
-//! - `table` ([`Table`]): open addressing, one 8-byte slot (hash, loc) per key.
+//! - `table` ([`Dict`]): open addressing, one 8-byte slot (hash, loc) per key.
 //! - `arena` ([`Arena`]): every entry as one run of bytes in a size-class page, no
 //!   malloc header, no pointers:
 //!   `[flags u8][atime u24][expire_at u64, ttl index u32: only if HAS_TTL]`
@@ -25,7 +25,7 @@
 use bytes::{Bytes, BytesMut};
 
 use super::arena::{Arena, Loc};
-use super::dict::Table;
+use super::dict::Dict;
 use super::evict::{self, Access, EvictCfg, Policy};
 use super::objs::{ObjKind, Objs};
 use super::snapshot::{BigSave, DbSnap, Sink, SNAP_BIT, STREAM_CHUNK};
@@ -50,7 +50,7 @@ const HEAD: usize = 4;
 const HEAD_TTL: usize = 16;
 
 pub struct Db {
-    table: Table,
+    table: Dict,
     arena: Arena,
     /// Values that are not stored inline (non-string types), by type and index.
     objs: Objs,
@@ -364,7 +364,7 @@ fn key_hasher() -> ahash::RandomState {
 impl Default for Db {
     fn default() -> Self {
         Db {
-            table: Table::new(),
+            table: Dict::new(),
             arena: Arena::default(),
             objs: Objs::default(),
             ttls: Vec::new(),
@@ -1098,7 +1098,7 @@ impl Db {
         self.arena.free(loc);
         self.table.remove_at(pos);
         // Entries the backward shift moved behind the snapshot's walk: saved now, while
-        // they are certainly live (see `Table::crossed`).
+        // they are certainly live (see `Dict::crossed`).
         if !self.table.crossed.is_empty() {
             for l in std::mem::take(&mut self.table.crossed) {
                 self.snap_save(l);
@@ -1402,7 +1402,7 @@ impl Db {
         }
     }
 
-    /// Visits the keys of one home bucket named by `cursor` (see [`Table::scan`]) and
+    /// Visits the keys of one home bucket named by `cursor` (see [`Dict::scan`]) and
     /// returns the next cursor, 0 when done. Expired keys are visited too.
     pub fn scan(&self, cursor: u64, mut f: impl FnMut(&[u8], &KeyInfo)) -> u64 {
         self.table.scan(cursor, |loc| {
@@ -1853,7 +1853,7 @@ mod tests {
     #[test]
     fn stepped_snapshot_survives_deletes_that_shift_entries_back() {
         // Many deletions and insertions between tiny steps: backward shifts keep moving
-        // entries across the walk's position (`Table::crossed`), and the table shrinks and
+        // entries across the walk's position (`Dict::crossed`), and the table shrinks and
         // grows under it.
         for seed in 1..=12u64 {
             let mut rnd = xorshift(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));

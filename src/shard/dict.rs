@@ -19,7 +19,7 @@ const GROW_NUM: usize = 4;
 const GROW_DEN: usize = 5;
 const MIN_SLOTS: usize = 8;
 
-pub struct Table {
+pub struct Dict {
     slots: Vec<u64>,
     len: usize,
     /// Resizes so far: a walk by slot position (the snapshot stepper) restarts when this
@@ -32,7 +32,7 @@ pub struct Table {
     pub crossed: Vec<u32>,
 }
 
-impl Default for Table {
+impl Default for Dict {
     fn default() -> Self {
         Self::new()
     }
@@ -48,9 +48,9 @@ fn loc_of(s: u64) -> u32 {
     ((s >> 32) - 1) as u32
 }
 
-impl Table {
+impl Dict {
     pub fn new() -> Self {
-        Table {
+        Dict {
             slots: vec![0; MIN_SLOTS],
             len: 0,
             resizes: 0,
@@ -225,7 +225,7 @@ impl Table {
 
     pub fn clear(&mut self) {
         let (resizes, walk) = (self.resizes + 1, self.walk);
-        *self = Table::new();
+        *self = Dict::new();
         self.resizes = resizes;
         self.walk = walk;
     }
@@ -320,7 +320,7 @@ mod tests {
     /// A table over a side map of loc → key, as `Db` uses it over the arena.
     #[derive(Default)]
     struct Map {
-        t: Table,
+        t: Dict,
         keys: HashMap<u32, String>,
         next: u32,
     }

@@ -81,7 +81,7 @@ pub struct Shard {
     /// MONITOR lines from other shards received this pass (for this shard's monitors).
     pub mon_in: Vec<bytes::Bytes>,
     /// CLIENT TRACKING's table of keys read here and BCAST prefixes (`tracking.rs`).
-    pub tracking: Option<Box<tracking::Table>>,
+    pub tracking: Option<Box<tracking::TrackingTable>>,
 }
 
 impl Shard {
@@ -215,7 +215,7 @@ impl Shard {
     }
 
     /// The tracking table, created on first use.
-    pub fn tracking_mut(&mut self) -> &mut tracking::Table {
+    pub fn tracking_mut(&mut self) -> &mut tracking::TrackingTable {
         if self.tracking.is_none() {
             // Keys lost to expiry or eviction are invalidations from now on.
             self.dbs

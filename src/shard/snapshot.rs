@@ -43,7 +43,7 @@ pub struct DbSnap {
     pub now: u64,
     /// The slot the walk resumes at.
     pub cursor: u64,
-    /// `Table::resizes` when the walk (re)started: another value means a new layout.
+    /// `Dict::resizes` when the walk (re)started: another value means a new layout.
     pub layout: u64,
     /// The walk is over: every entry of the moment is in `w`.
     pub done: bool,

@@ -41,7 +41,7 @@ pub enum Inval {
 }
 
 #[derive(Default)]
-pub struct Table {
+pub struct TrackingTable {
     keys: AHashMap<Bytes, Vec<ClientRef>>,
     prefixes: Vec<Prefix>,
     /// Invalidations made since the last delivery.
@@ -52,7 +52,7 @@ pub struct Table {
     pub flushed: bool,
 }
 
-impl Table {
+impl TrackingTable {
     /// Remembers that `c` read `key` (one entry per client).
     pub fn remember(&mut self, key: &[u8], c: ClientRef) {
         match self.keys.get_mut(key) {
@@ -175,7 +175,7 @@ mod tests {
 
     #[test]
     fn one_invalidation_per_read_and_prefixes_collect() {
-        let mut t = Table::default();
+        let mut t = TrackingTable::default();
         t.remember(b"k", c(1));
         t.remember(b"k", c(1));
         t.remember(b"k", c(2));

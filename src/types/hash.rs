@@ -1,13 +1,13 @@
 //! Hash values: field → value, binary safe. Compact form `listpack` (a [`Pack`] of
 //! field, value, field, value ... in insertion order, one heap block, linear lookup) while there are at most `hash-max-listpack-entries` fields (512) and every field and value
-//! is at most `hash-max-listpack-value` bytes (64); otherwise `hashtable` ([`Table`]: O(1) lookup, O(1) random field,
+//! is at most `hash-max-listpack-value` bytes (64); otherwise `hashtable` ([`EntryTable`]: O(1) lookup, O(1) random field,
 //! no-miss SCAN). Never converts back. Owned by the key's shard thread.
 
 use bytes::Bytes;
 
 use super::limits;
 use super::pack::Pack;
-use super::table::{Slot, Table};
+use super::table::{EntryTable, Slot};
 use super::{err, random_positions, sampled_sum, Rng};
 use crate::protocol::parse_i64;
 use crate::util::glob::glob_match;
@@ -18,7 +18,7 @@ enum Repr {
     /// Fields and values alternating.
     Listpack(Pack),
     /// Boxed so a small hash stays three words.
-    Table(Box<Table<Pair>>),
+    Table(Box<EntryTable<Pair>>),
 }
 
 /// A big hash's field and value in one exact-size block (field bytes, then value bytes):
@@ -137,7 +137,7 @@ impl Hash {
             let max_value = limits::hash_max_value();
             let too_big = field_len > max_value || value_len > max_value;
             if too_many || too_big {
-                let mut t = Table::with_capacity(pairs + 1);
+                let mut t = EntryTable::with_capacity(pairs + 1);
                 for (f, x) in lp_pairs(p) {
                     t.insert(Pair::new(f, x));
                 }

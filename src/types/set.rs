@@ -1,7 +1,7 @@
 //! Set values, binary safe. Three forms, as Redis 7.2: `intset` (sorted `Vec<i64>`) while every
 //! member is an integer in `string2ll` form and there are at most 512; `listpack` (a
 //! [`Pack`]: one heap block, insertion order) for small non-integer sets (at most 128 members, each at most 64 bytes);
-//! `hashtable` ([`Table`]) otherwise. Conversions only go towards `hashtable`. Also the set
+//! `hashtable` ([`EntryTable`]) otherwise. Conversions only go towards `hashtable`. Also the set
 //! algebra over several sets (SINTER/SUNION/SDIFF/SINTERCARD) and SCAN. Owned by the key's
 //! shard thread.
 
@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::limits::{self, SET_MAX_LISTPACK_ENTRIES, SET_MAX_LISTPACK_VALUE};
 use super::pack::Pack;
-use super::table::Table;
+use super::table::EntryTable;
 use super::{random_positions, sampled_sum, Rng};
 use crate::protocol::parse_i64;
 use crate::util::glob::glob_match;
@@ -19,7 +19,7 @@ enum Repr {
     Intset(Vec<i64>),
     Listpack(Pack),
     /// Boxed so a small set stays three words.
-    Table(Box<Table<Box<[u8]>>>),
+    Table(Box<EntryTable<Box<[u8]>>>),
 }
 
 /// A Redis set.
@@ -142,7 +142,7 @@ impl Set {
     }
 
     fn convert_to_table(&mut self, extra: usize) {
-        let mut t = Table::with_capacity(self.len() + extra);
+        let mut t = EntryTable::with_capacity(self.len() + extra);
         for m in self.iter() {
             t.insert_absent(boxed(m));
         }

@@ -35,16 +35,16 @@ struct Entry<E> {
 }
 
 #[derive(Debug, Clone)]
-pub(crate) struct Table<E> {
+pub(crate) struct EntryTable<E> {
     entries: Vec<Entry<E>>,
     /// Positions in `entries`, hashed by their entry's `hash`.
     index: HashTable<u32>,
     hasher: ahash::RandomState,
 }
 
-impl<E: Slot> Table<E> {
-    pub fn with_capacity(n: usize) -> Table<E> {
-        Table {
+impl<E: Slot> EntryTable<E> {
+    pub fn with_capacity(n: usize) -> EntryTable<E> {
+        EntryTable {
             entries: Vec::with_capacity(n),
             index: HashTable::with_capacity(n),
             hasher: ahash::RandomState::new(),
@@ -221,7 +221,7 @@ mod tests {
 
     #[test]
     fn insert_remove_index_stays_consistent() {
-        let mut t = Table::with_capacity(0);
+        let mut t = EntryTable::with_capacity(0);
         for i in 0..100 {
             assert!(t.insert(Kv(b(&i.to_string()), i)).is_none());
         }
@@ -248,7 +248,7 @@ mod tests {
 
     #[test]
     fn scan_never_misses_entries_present_throughout() {
-        let mut t = Table::with_capacity(0);
+        let mut t = EntryTable::with_capacity(0);
         for i in 0..1000 {
             t.insert(b(&i.to_string()));
         }
@@ -278,7 +278,7 @@ mod tests {
     #[test]
     fn random_operations_match_a_hash_map() {
         use std::collections::HashMap;
-        let mut t: Table<Kv> = Table::with_capacity(0);
+        let mut t: EntryTable<Kv> = EntryTable::with_capacity(0);
         let mut model: HashMap<Vec<u8>, u32> = HashMap::new();
         let mut x = 12345u64;
         for step in 0..50_000u32 {

@@ -379,7 +379,7 @@ fn client_list(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
 fn client_unblock(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     let id = parse_i64(arg(argv, 2)?).ok_or(CmdError::NotInteger)?;
     let error = match argv.get(3) {
-        Some(r) => crate::coord::block::unblock_reason(r)?,
+        Some(r) => crate::coord::blocking::unblock_reason(r)?,
         None => false,
     };
     let ticket = ctx.defer();
@@ -390,7 +390,7 @@ fn client_unblock(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
                 .iter()
                 .find(|(_, c)| c.client.id as i64 == id)
                 .and_then(|(_, c)| c.waiting);
-            wid.is_some_and(|wid| crate::coord::block::unblock(&mut tw.eng, wid, error))
+            wid.is_some_and(|wid| crate::coord::blocking::unblock(&mut tw.eng, wid, error))
         },
         move |w, found: Vec<bool>| {
             let n = found.iter().filter(|f| **f).count();

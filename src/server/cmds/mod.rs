@@ -65,7 +65,7 @@ pub fn register() -> bool {
 }
 
 /// The whole command table, this layer's rows included (for tools and tests that walk it).
-pub fn full_table() -> &'static crate::commands::table::Table {
+pub fn full_table() -> &'static crate::commands::table::CommandTable {
     let whole = register();
     debug_assert!(whole, "the command table was built before registration");
     crate::commands::table::table()

@@ -224,7 +224,7 @@ impl Worker {
         // is checked there, by the shard whose keys it writes (`exec_batch`).
         // The master's writes are never refused (Redis obeys its master client).
         if self.eng.shared.tun.maxmemory.load(Ordering::Relaxed) > 0 && !self.conns[idx].master {
-            let elsewhere = matches!(spec.exec, Exec::Key(_) | Exec::Multi(_))
+            let elsewhere = matches!(spec.exec, Exec::Key(_) | Exec::Split(_))
                 && matches!(commands::route(&spec.keys, argv, self.eng.nshards),
                             Route::One(s) if s != self.eng.id || self.eng.lock.is_some());
             if !elsewhere {
@@ -354,7 +354,7 @@ impl Worker {
             Vec::new()
         };
         let me = crate::server::tracking::client_ref(self, idx);
-        let inline = matches!(spec.exec, Exec::Key(_) | Exec::Multi(_))
+        let inline = matches!(spec.exec, Exec::Key(_) | Exec::Split(_))
             && self.eng.lock.is_none()
             && matches!(commands::route(&spec.keys, argv, self.eng.nshards),
                         Route::One(s) if s == self.eng.id);
@@ -478,7 +478,7 @@ impl Worker {
                         crate::scripting::host::Held::Own,
                     );
                     if self.eng.shard.blocked.has_ready() {
-                        coord::block::serve_ready(&mut self.eng);
+                        coord::blocking::serve_ready(&mut self.eng);
                     }
                     if let Some(c) = self.conns.get_mut(idx) {
                         c.push_reply(&r);
@@ -489,7 +489,7 @@ impl Worker {
                     self.batch(idx, s, id, db, argv);
                 }
             }
-            Exec::Multi(m) => match commands::route(&spec.keys, argv, self.eng.nshards) {
+            Exec::Split(m) => match commands::route(&spec.keys, argv, self.eng.nshards) {
                 Route::One(s) => self.run_or_batch(idx, s, id, m.sub, db, resp, argv),
                 Route::NoKeys => {
                     self.run_here(idx, id, m.sub, db, resp, argv);
@@ -684,7 +684,7 @@ impl Worker {
     }
 
     /// Runs a key command on this shard for connection `idx` (its NO-TOUCH mode applies).
-    /// A blocking command (outside MULTI): `coord::block::start` replies now or waits.
+    /// A blocking command (outside MULTI): `coord::blocking::start` replies now or waits.
     pub(super) fn start_blocking(
         &mut self,
         idx: usize,
@@ -797,7 +797,7 @@ impl Worker {
         }
         // A push may have fed blocked clients: they are served before the next command.
         if self.eng.shard.blocked.has_ready() {
-            coord::block::serve_ready(&mut self.eng);
+            coord::blocking::serve_ready(&mut self.eng);
         }
         if let Some(c) = self.conns.get_mut(idx) {
             c.push_reply(&r);

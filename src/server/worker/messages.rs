@@ -369,7 +369,7 @@ pub(super) fn exec_batch(
             Some(Exec::Key(f)) => {
                 commands::run_key(&mut tw.eng.shard, c.id, f, c.db, resp, argv, None)
             }
-            Some(Exec::Multi(m)) => {
+            Some(Exec::Split(m)) => {
                 commands::run_key(&mut tw.eng.shard, c.id, m.sub, c.db, resp, argv, None)
             }
             Some(Exec::Script(f)) => crate::scripting::host::run(
@@ -392,7 +392,7 @@ pub(super) fn exec_batch(
             t.writer = 0;
         }
         if tw.eng.shard.blocked.has_ready() {
-            coord::block::serve_ready(&mut tw.eng);
+            coord::blocking::serve_ready(&mut tw.eng);
         }
         reply.encode(resp, &mut buf);
         marks.push((c.seq, buf.len()));

@@ -418,7 +418,7 @@ impl Worker {
 
             // Keys written by jobs and unlocked shards: serve their blocked clients.
             if self.eng.shard.blocked.has_ready() {
-                coord::block::serve_ready(&mut self.eng);
+                coord::blocking::serve_ready(&mut self.eng);
             }
 
             if let Some(a) = self.eng.aof.as_mut() {
@@ -905,7 +905,7 @@ impl Worker {
         }
         let t = tag(TAG_RECV, token_of(idx, conn.gen));
         if let Some(op) = self.ring.recv_multi(conn.fd, t) {
-            conn.recv = RecvState::Multi(op);
+            conn.recv = RecvState::Multishot(op);
             return;
         }
         self.arm_single(idx, true);
@@ -1035,7 +1035,7 @@ impl Worker {
         // read (back-pressure, a blocking command, closing). It is re-armed by `arm_recv`
         // once the client is readable again.
         if let Some(conn) = self.conns.get_mut(idx) {
-            if let RecvState::Multi(op) = conn.recv {
+            if let RecvState::Multishot(op) = conn.recv {
                 if !conn_readable(conn) {
                     self.ring.cancel(op);
                     conn.recv = RecvState::Cancelling;
@@ -1252,7 +1252,7 @@ impl Worker {
             return;
         }
         if let Some(wid) = self.conns.get(idx).and_then(|c| c.waiting) {
-            coord::block::on_close(&mut self.eng, wid);
+            coord::blocking::on_close(&mut self.eng, wid);
         }
         if self.conns.get(idx).is_some_and(|c| c.track.is_some()) {
             super::tracking::disable(self, idx);
@@ -1443,7 +1443,7 @@ fn intake(ring: &Ring, conn: &mut Conn, c: &mut Completion, min_free: usize) {
         }
         _ => {}
     }
-    if !c.more && matches!(conn.recv, RecvState::Multi(_) | RecvState::Cancelling) {
+    if !c.more && matches!(conn.recv, RecvState::Multishot(_) | RecvState::Cancelling) {
         conn.recv = RecvState::Idle;
     }
 }

@@ -142,7 +142,7 @@ impl Worker {
             if c.result == -libc::ENOBUFS {
                 // The pool ran dry (it is not refilled while the script runs).
                 if let Some(conn) = self.conns.get_mut(idx) {
-                    if !c.more && matches!(conn.recv, RecvState::Multi(_)) {
+                    if !c.more && matches!(conn.recv, RecvState::Multishot(_)) {
                         conn.recv = RecvState::Idle;
                     }
                     if conn_readable(conn) && conn.recv == RecvState::Idle {

@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use ahash::AHashMap;
 use bytes::Bytes;
 
-use super::multi::{lock_all, unlock};
+use super::lock::{lock_all, unlock};
 use crate::commands::blocking::{self, BlockOp, Kind, Served};
 use crate::commands::ConnCtx;
 use crate::engine::Engine;
