@@ -816,3 +816,25 @@ fn bgsave_under_cross_shard_transfers_keeps_the_sum() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// BGSAVE and SAVE write through an io_uring ring (`persist::ringfile`): the log never says
+/// the file fell back to plain writes, and both saves land.
+#[test]
+fn saves_write_through_the_ring() {
+    let d = tmpdir("ring");
+    let dir = d.to_str().unwrap().to_string();
+    let s = Server::start_logged(2, "true", &["--dir", &dir, "--save", ""]);
+    let mut c = s.client();
+    let mut p = redis::pipe();
+    for i in 0..20_000 {
+        p.cmd("SET").arg(format!("k{i}")).arg(i).ignore();
+    }
+    p.query::<()>(&mut c).unwrap();
+    bgsave_once(&mut c, &d);
+    let _: () = redis::cmd("SAVE").query(&mut c).unwrap();
+    check_rdb(&d.join("dump.rdb"));
+    let log = s.log();
+    assert_eq!(log.matches("DB saved on disk").count(), 2, "{log}");
+    assert!(!log.contains("Saving without io_uring"), "{log}");
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -5,6 +5,8 @@
 //! - `save`: SAVE / SHUTDOWN SAVE / DEBUG RELOAD on the coordinating shard: locks every
 //!   shard (one point in time across shards, as MULTI/EXEC), each shard serialises its own
 //!   keys in parallel, the coordinator writes the file (temp file, fsync, rename).
+//! - `ringfile`: how RDB files and AOF bases reach the disk: writes and the fsync through
+//!   an io_uring ring of the writing thread's own, several writes in flight.
 //! - `load`: reading `dir/dbfilename` at startup on the main thread, before any shard
 //!   serves, and splitting the keys by owner shard.
 //! - `cron`: the `save` rules (BGSAVE when one is met, checked once a second on shard 0)
@@ -23,6 +25,7 @@ pub mod lzf;
 pub mod packed;
 pub mod rdb;
 pub mod read;
+pub mod ringfile;
 pub mod save;
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};

@@ -323,14 +323,21 @@ pub fn release(w: &mut Engine, txid: u64, then: impl FnOnce(&mut Engine) + Send 
 /// An RDB file being written: a temp file in the target's directory, with the running
 /// CRC64 and size; `finish` syncs it and renames it over the target (then syncs the
 /// directory, as Redis), `abandon` removes it. A failed save never replaces a good file.
+/// The writes and the fsync go through an io_uring ring (`ringfile`); only where the kernel
+/// refuses a ring for it does the file fall back to plain writes.
 struct RdbOut {
-    f: std::fs::File,
+    f: FileOut,
     crc: u64,
     size: u64,
     checksum: bool,
     path: PathBuf,
     tmp: PathBuf,
     tmp_name: String,
+}
+
+enum FileOut {
+    Ring(Box<super::ringfile::RingFile>),
+    Plain(std::fs::File),
 }
 
 fn cwd_text() -> String {
@@ -352,6 +359,20 @@ impl RdbOut {
                 crate::util::os_text(&e)
             )
         })?;
+        let f = match f
+            .try_clone()
+            .and_then(super::ringfile::RingFile::new)
+            .map(Box::new)
+        {
+            Ok(r) => FileOut::Ring(r),
+            Err(e) => {
+                crate::log::warning(&format!(
+                    "Saving without io_uring (no ring for the file: {}): plain writes",
+                    crate::util::os_text(&e)
+                ));
+                FileOut::Plain(f)
+            }
+        };
         let mut out = RdbOut {
             f,
             crc: 0,
@@ -361,22 +382,40 @@ impl RdbOut {
             tmp,
             tmp_name,
         };
-        if let Err(e) = out.put(&Framer::header(ctime, used_mem)) {
+        if let Err(e) = out.put_owned(Framer::header(ctime, used_mem)) {
             return Err(out.abandon(&e));
         }
         Ok(out)
     }
 
     fn put(&mut self, b: &[u8]) -> std::io::Result<()> {
+        match &mut self.f {
+            FileOut::Ring(_) => self.put_owned(b.to_vec()),
+            FileOut::Plain(f) => {
+                if self.checksum {
+                    self.crc = super::crc64::update(self.crc, b);
+                }
+                self.size += b.len() as u64;
+                f.write_all(b)
+            }
+        }
+    }
+
+    /// `put` of bytes the file may keep until they are written (no copy on the ring).
+    fn put_owned(&mut self, b: Vec<u8>) -> std::io::Result<()> {
         if self.checksum {
-            self.crc = super::crc64::update(self.crc, b);
+            self.crc = super::crc64::update(self.crc, &b);
         }
         self.size += b.len() as u64;
-        self.f.write_all(b)
+        match &mut self.f {
+            FileOut::Ring(r) => r.write(b),
+            FileOut::Plain(f) => f.write_all(&b),
+        }
     }
 
     /// Removes the temp file; returns Redis's text for the write error.
     fn abandon(self, e: &std::io::Error) -> String {
+        drop(self.f);
         let _ = std::fs::remove_file(&self.tmp);
         format!("Write error saving DB on disk: {}", crate::util::os_text(e))
     }
@@ -386,7 +425,11 @@ impl RdbOut {
     fn finish(mut self) -> Result<u64, String> {
         let trailer = Framer::trailer(self.crc, self.checksum);
         self.size += trailer.len() as u64;
-        if let Err(e) = self.f.write_all(&trailer).and_then(|_| self.f.sync_all()) {
+        let written = match &mut self.f {
+            FileOut::Ring(r) => r.write(trailer).and_then(|_| r.sync()),
+            FileOut::Plain(f) => f.write_all(&trailer).and_then(|_| f.sync_all()),
+        };
+        if let Err(e) = written {
             return Err(self.abandon(&e));
         }
         let RdbOut {
@@ -474,16 +517,17 @@ pub fn write_streamed(
     let mut header = false;
     let mut pieces = 0usize;
     let mut failed: Option<std::io::Error> = None;
-    let put = |out: &mut Result<RdbOut, String>, b: &[u8], failed: &mut Option<std::io::Error>| {
-        if failed.is_some() {
-            return;
-        }
-        if let Ok(o) = out {
-            if let Err(e) = o.put(b) {
-                *failed = Some(e);
+    let put =
+        |out: &mut Result<RdbOut, String>, b: Vec<u8>, failed: &mut Option<std::io::Error>| {
+            if failed.is_some() {
+                return;
             }
-        }
-    };
+            if let Ok(o) = out {
+                if let Err(e) = o.put_owned(b) {
+                    *failed = Some(e);
+                }
+            }
+        };
     let parts = loop {
         let Ok(piece) = rx.recv() else {
             break None;
@@ -505,17 +549,17 @@ pub fn write_streamed(
                 }
                 if !header {
                     header = true;
-                    put(&mut out, &Framer::db(0, keys, expires), &mut failed);
+                    put(&mut out, Framer::db(0, keys, expires), &mut failed);
                     for e in std::mem::take(&mut early) {
-                        put(&mut out, &e, &mut failed);
+                        put(&mut out, e, &mut failed);
                     }
                 }
-                put(&mut out, &b, &mut failed);
+                put(&mut out, b, &mut failed);
             }
             Piece::End(parts) => break Some(parts),
         }
     };
-    let Some(parts) = parts else {
+    let Some(mut parts) = parts else {
         if let Ok(o) = out {
             let _ = std::fs::remove_file(&o.tmp);
         }
@@ -533,14 +577,14 @@ pub fn write_streamed(
         .filter_map(|p| p.dbs.first())
         .any(|d| !d.0.is_empty());
     if !header && (tails || !early.is_empty()) {
-        put(&mut out, &Framer::db(0, keys.max(1), expires), &mut failed);
+        put(&mut out, Framer::db(0, keys.max(1), expires), &mut failed);
     }
     for e in early {
-        put(&mut out, &e, &mut failed);
+        put(&mut out, e, &mut failed);
     }
-    for p in &parts {
-        if let Some(d) = p.dbs.first() {
-            put(&mut out, &d.0, &mut failed);
+    for p in parts.iter_mut() {
+        if let Some(d) = p.dbs.first_mut() {
+            put(&mut out, std::mem::take(&mut d.0), &mut failed);
         }
     }
     let res = match out {
