@@ -1,7 +1,9 @@
-//! Loading `dir/dbfilename` at startup: the main thread reads and decodes the file before any
-//! shard serves, and splits the keys by owner shard (`shard::route::shard_of`); each shard
-//! thread then stores its own keys as it starts (`apply`), all shards at once. A corrupt
-//! file stops the server with the reader's error; a missing file is an empty start.
+//! Loading `dir/dbfilename` at startup: a loader thread (`start_load`) reads and decodes the
+//! file, with a decoding pool for the collections, and streams each shard its keys (split
+//! by `shard::route::shard_of`) as they are decoded; each shard thread stores them as they
+//! come (`apply`), all shards at once, and serves only once the whole file checked out. A
+//! corrupt file stops the server with the reader's error; a missing file is an empty start.
+//! Replicas and DEBUG RELOAD split a file in memory (`split_at`).
 
 use std::path::Path;
 use std::time::Instant;
@@ -85,15 +87,58 @@ pub fn split_owned(
     now: u64,
 ) -> Result<Split, String> {
     let n = nshards.max(1);
+    let got: std::sync::Mutex<Vec<(usize, usize, Vec<KeyPart>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let summary = split_into(data, n, databases, check_crc, now, &|seq, s, part| {
+        if let Ok(mut all) = got.lock() {
+            all.push((seq, s, part));
+        }
+    })?;
+    let mut got = got
+        .into_inner()
+        .map_err(|_| "RDB decoding failed".to_string())?;
+    // In file order within each shard (the strings, numbered last, after the collections).
+    got.sort_unstable_by_key(|g| g.0);
+    let mut shards: Vec<Vec<KeyPart>> = (0..n).map(|_| Vec::new()).collect();
+    for (_, s, mut part) in got {
+        if let Some(mine) = shards.get_mut(s) {
+            if mine.is_empty() {
+                *mine = part;
+            } else {
+                mine.append(&mut part);
+            }
+        }
+    }
+    Ok(Split { shards, summary })
+}
+
+/// Decodes `data` for `nshards` shards, handing each shard's keys to `deliver` as soon as
+/// they are ready (from the main thread and the decoding pool, in no particular order, with
+/// the number of their chunk in file order: the strings come last), so the shards can store
+/// them while the rest is still being decoded. Returns the file's summary; on an error (the
+/// first the file shows) some keys may have been delivered.
+pub fn split_into(
+    data: Bytes,
+    nshards: usize,
+    databases: usize,
+    check_crc: bool,
+    now: u64,
+    deliver: &(dyn Fn(usize, usize, Vec<KeyPart>) + Sync),
+) -> Result<crate::persist::read::Summary, String> {
+    use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+    let n = nshards.max(1);
     let start = Instant::now();
     // The collections are decoded by a pool while the main thread still checks the file
-    // after them: each core busy from the start (the shards do not run yet).
+    // after them: each core busy from the start.
     let helpers = std::thread::available_parallelism()
         .map_or(1, |c| c.get().min(8))
         .saturating_sub(1);
     let (tx, rx) = std::sync::mpsc::channel::<(usize, Vec<Other>)>();
     let rx = std::sync::Mutex::new(rx);
-    let done: std::sync::Mutex<Vec<(usize, Decoded)>> = std::sync::Mutex::new(Vec::new());
+    let empty = AtomicU64::new(0);
+    let decoded = AtomicUsize::new(0);
+    // The error of the earliest chunk that failed (file order).
+    let failed: std::sync::Mutex<Option<(usize, String)>> = std::sync::Mutex::new(None);
     let body = &data[..];
     // Takes chunks off the queue until it is empty (and closed, if `wait`).
     let drain = |wait: bool| loop {
@@ -105,12 +150,26 @@ pub fn split_owned(
         let Some((seq, chunk)) = next else {
             return;
         };
-        let out = decode_chunk(body, &chunk, n);
-        if let Ok(mut d) = done.lock() {
-            d.push((seq, out));
+        match decode_chunk(body, &chunk, n) {
+            Ok((per_shard, e, count)) => {
+                empty.fetch_add(e, Ordering::Relaxed);
+                decoded.fetch_add(count, Ordering::Relaxed);
+                for (s, part) in per_shard.into_iter().enumerate() {
+                    if !part.is_empty() {
+                        deliver(seq, s, part);
+                    }
+                }
+            }
+            Err(e) => {
+                if let Ok(mut f) = failed.lock() {
+                    if f.as_ref().is_none_or(|(at, _)| seq < *at) {
+                        *f = Some((seq, e));
+                    }
+                }
+            }
         }
     };
-    let (framed, summary, mut strings) = std::thread::scope(|scope| {
+    let (framed, summary) = std::thread::scope(|scope| {
         for _ in 0..helpers {
             let spawned = std::thread::Builder::new()
                 .name("rdb-decode".into())
@@ -121,43 +180,33 @@ pub fn split_owned(
         }
         let res = frame(&data, n, databases, check_crc, now, tx);
         let framed = start.elapsed();
+        // The strings go to their shards now, while the pool may still decode collections.
+        let res = res.map(|(sum, strings)| {
+            for (s, per_db) in strings.into_iter().enumerate() {
+                let part: Vec<KeyPart> =
+                    per_db.into_iter().flatten().map(KeyPart::Strings).collect();
+                if !part.is_empty() {
+                    deliver(usize::MAX, s, part);
+                }
+            }
+            sum
+        });
         // The queue is closed (`tx` gone with `frame`): help with what is left.
         drain(false);
-        res.map(|(sum, strings)| (framed, sum, strings))
+        res.map(|sum| (framed, sum))
     })?;
-    let mut parts = done
-        .into_inner()
-        .map_err(|_| "RDB decoding failed".to_string())?;
-    parts.sort_unstable_by_key(|p| p.0);
-    let mut shards: Vec<Vec<KeyPart>> = (0..n).map(|_| Vec::new()).collect();
-    let mut empty = 0;
-    let mut decoded = 0;
-    // In file order: the first error is the one the file shows first.
-    for (_, r) in parts {
-        let (per_shard, e, count) = r?;
-        empty += e;
-        decoded += count;
-        for (all, mine) in shards.iter_mut().zip(per_shard) {
-            if all.is_empty() {
-                *all = mine;
-            } else {
-                all.extend(mine);
-            }
-        }
+    if let Some((_, e)) = failed.into_inner().ok().flatten() {
+        return Err(e);
     }
     crate::log::verbose(&format!(
-        "RDB checked in {} ms, {decoded} collections decoded by {} ms",
+        "RDB checked in {} ms, {} collections decoded by {} ms",
         framed.as_millis(),
+        decoded.load(Ordering::Relaxed),
         start.elapsed().as_millis()
     ));
     let mut summary = summary;
-    summary.keys = summary.keys.saturating_sub(empty);
-    // After the shard's decoded keys: a key twice in a file (corrupt; Redis refuses it)
-    // keeps one of its values.
-    for (v, per_db) in shards.iter_mut().zip(strings.drain(..)) {
-        v.extend(per_db.into_iter().flatten().map(KeyPart::Strings));
-    }
-    Ok(Split { shards, summary })
+    summary.keys = summary.keys.saturating_sub(empty.load(Ordering::Relaxed));
+    Ok(summary)
 }
 
 /// Per shard, per database: its located string keys (created on its first key).
@@ -266,13 +315,17 @@ fn decode_chunk(data: &[u8], chunk: &[Other], nshards: usize) -> Decoded {
     Ok((out, empty, chunk.len()))
 }
 
-/// Reads `path` if it exists (`Ok(None)` if not) and splits its keys, logging as Redis.
-pub fn load_file(
+/// Reads `path` if it exists (`Ok(None)` if not) and starts decoding it on a thread of its
+/// own, which sends each shard's keys to `sinks[shard]` as they are decoded (the shards
+/// store them meanwhile) and returns the file's summary, logging as Redis; the sinks close
+/// when it ends. A read error is returned at once, a decoding error by the thread.
+pub fn start_load(
     path: &Path,
     nshards: usize,
     databases: usize,
     check_crc: bool,
-) -> Result<Option<Split>, String> {
+    sinks: Vec<std::sync::mpsc::Sender<Vec<KeyPart>>>,
+) -> Result<Option<std::thread::JoinHandle<Result<Summary, String>>>, String> {
     let start = Instant::now();
     let data = match std::fs::read(path) {
         Ok(d) => d,
@@ -284,25 +337,48 @@ pub fn load_file(
             ))
         }
     };
+    let path = path.to_path_buf();
     let now = crate::shard::now_ms();
-    let split = split_owned(Bytes::from(data), nshards, databases, check_crc, now)
-        .map_err(|e| format!("Fatal error loading the DB {}: {e}", path.display()))?;
-    let s = &split.summary;
-    if let Some(v) = &s.redis_ver {
-        crate::log::notice(&format!("Loading RDB produced by version {v}"));
-    }
-    if s.unchecked {
-        crate::log::warning("RDB file was saved with checksum disabled: no check performed.");
-    }
-    crate::log::notice(&format!(
-        "Done loading RDB, keys loaded: {}, keys expired: {}.",
-        s.keys, s.expired
-    ));
-    crate::log::verbose(&format!(
-        "RDB decoded in {:.3} seconds; the shards store their keys as they start",
-        start.elapsed().as_secs_f64()
-    ));
-    Ok(Some(split))
+    std::thread::Builder::new()
+        .name("rdb-load".into())
+        .spawn(move || {
+            let sinks = std::sync::Mutex::new(sinks);
+            let deliver = |_seq: usize, s: usize, part: Vec<KeyPart>| {
+                if let Ok(v) = sinks.lock() {
+                    if let Some(tx) = v.get(s) {
+                        let _ = tx.send(part);
+                    }
+                }
+            };
+            let s = split_into(
+                Bytes::from(data),
+                nshards,
+                databases,
+                check_crc,
+                now,
+                &deliver,
+            )
+            .map_err(|e| format!("Fatal error loading the DB {}: {e}", path.display()))?;
+            if let Some(v) = &s.redis_ver {
+                crate::log::notice(&format!("Loading RDB produced by version {v}"));
+            }
+            if s.unchecked {
+                crate::log::warning(
+                    "RDB file was saved with checksum disabled: no check performed.",
+                );
+            }
+            crate::log::notice(&format!(
+                "Done loading RDB, keys loaded: {}, keys expired: {}.",
+                s.keys, s.expired
+            ));
+            crate::log::verbose(&format!(
+                "RDB decoded in {:.3} seconds, the shards storing their keys meanwhile",
+                start.elapsed().as_secs_f64()
+            ));
+            Ok(s)
+        })
+        .map(Some)
+        .map_err(|e| format!("cannot start the RDB loader thread: {e}"))
 }
 
 /// Stores a shard's share of a loaded file (its own thread).

@@ -195,27 +195,24 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         Some(a) => a.base.clone(),
         None => Some(std::path::PathBuf::from(&cfg.dbfilename)),
     };
-    let mut loaded = match &rdb_path {
-        Some(p) => crate::persist::load::load_file(p, cfg.shards, cfg.databases, cfg.rdbchecksum)?,
-        None => None,
-    };
+    // Each shard's keys reach it through a channel: the RDB is decoded once the shards are
+    // up, and each stores its keys as they come (see `persist::load::start_load`).
+    let (key_txs, key_rxs): (Vec<_>, Vec<_>) = (0..cfg.shards)
+        .map(|_| mpsc::channel::<Vec<crate::persist::load::KeyPart>>())
+        .unzip();
+    let mut key_txs = Some(key_txs);
     // A redis-server AOF directory comes converted: its keys, split by shard.
     let mut aof_loaded = aof_loaded;
+    let mut converted_keys = 0u64;
     if let Some(keys) = aof_loaded.as_mut().and_then(|a| a.keys.take()) {
-        let n = keys.iter().map(Vec::len).sum::<usize>() as u64;
-        loaded = Some(crate::persist::load::Split {
-            shards: keys,
-            summary: crate::persist::read::Summary {
-                keys: n,
-                ..Default::default()
-            },
-        });
+        converted_keys = keys.iter().map(Vec::len).sum::<usize>() as u64;
+        if let Some(txs) = &key_txs {
+            for (tx, part) in txs.iter().zip(keys) {
+                let _ = tx.send(part);
+            }
+        }
     }
-    let aof_seq = match &aof_loaded {
-        Some(a) => a.seq,
-        None if cfg.appendonly => crate::persist::aof::create(&cfg, loaded.is_some())?,
-        None => 0,
-    };
+    let aof_seq = aof_loaded.as_ref().map(|a| a.seq);
     let mut aof_records: Vec<Vec<crate::persist::aof::Rec>> =
         aof_loaded.map(|a| a.shards).unwrap_or_default();
     aof_records.resize_with(cfg.shards, Vec::new);
@@ -307,17 +304,10 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
     if shared.cfg.appendonly {
         crate::persist::aof::note_base_size(&shared.cfg, &shared.aof);
     }
-    if let Some(l) = &loaded {
-        let st = &shared.persist;
-        st.loaded_keys.store(l.summary.keys, Ordering::Relaxed);
-        st.loaded_expired
-            .store(l.summary.expired, Ordering::Relaxed);
-    }
-    let mut shard_keys: Vec<Vec<crate::persist::load::KeyPart>> = match loaded {
-        Some(l) => l.shards,
-        None => Vec::new(),
-    };
-    shard_keys.resize_with(shared.cfg.shards, Vec::new);
+    shared
+        .persist
+        .loaded_keys
+        .store(converted_keys, Ordering::Relaxed);
     shared
         .tun
         .reserved_fds
@@ -347,12 +337,13 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
     let mut go = Vec::new();
     // No shard serves before every shard has stored its keys.
     let loaded_all = Arc::new(std::sync::Barrier::new(cfg.shards));
-    shared.aof.seq.store(aof_seq, Ordering::Relaxed);
+    // After the load: whether it succeeded (a shard serves only then).
+    let mut verdict = Vec::new();
     for ((((i, ep), fd), keys), aof_recs) in endpoints
         .into_iter()
         .enumerate()
         .zip(listeners)
-        .zip(shard_keys.iter_mut().map(std::mem::take))
+        .zip(key_rxs)
         .zip(aof_records.iter_mut().map(std::mem::take))
     {
         let shared = shared.clone();
@@ -360,6 +351,8 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         let ready = ready_tx.clone();
         let (go_tx, go_rx) = mpsc::channel::<()>();
         go.push(go_tx);
+        let (ok_tx, ok_rx) = mpsc::channel::<()>();
+        verdict.push(ok_tx);
         let loaded_all = loaded_all.clone();
         let t = std::thread::Builder::new()
             .name(format!("shard-{i}"))
@@ -383,10 +376,16 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
                         if go_rx.recv().is_err() {
                             return;
                         }
-                        crate::persist::load::apply(&mut w.eng.shard, keys);
+                        for part in keys {
+                            crate::persist::load::apply(&mut w.eng.shard, part);
+                        }
                         crate::persist::aof::replay(&mut w.eng.shard, aof_recs);
                         loaded_all.wait();
                         let _ = ready.send(Ok(String::new()));
+                        // A file that failed to load part-way: this shard never serves.
+                        if ok_rx.recv().is_err() {
+                            return;
+                        }
                         w.run();
                         let _ = shared.events.send(Event::Exited(i));
                     }
@@ -441,10 +440,56 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
     for g in go.drain(..) {
         let _ = g.send(());
     }
+    // The shards store their keys while the file is decoded (the sinks close when it ends).
+    let loading = match (&rdb_path, key_txs.take()) {
+        (Some(p), Some(txs)) => {
+            crate::persist::load::start_load(p, cfg.shards, cfg.databases, cfg.rdbchecksum, txs)
+        }
+        _ => Ok(None),
+    };
+    let outcome = match loading {
+        Ok(Some(h)) => match h.join() {
+            Ok(Ok(summary)) => Ok(Some(summary)),
+            Ok(Err(e)) => Err(e),
+            Err(_) => Err("the RDB loader thread panicked".to_string()),
+        },
+        Ok(None) => Ok(None),
+        Err(e) => Err(e),
+    };
+    // With `appendonly yes` and no AOF yet, the files start now (from the loaded dump).
+    let aof_seq = match (&outcome, aof_seq) {
+        (Ok(_), Some(seq)) => Ok(seq),
+        (Ok(loaded), None) if cfg.appendonly => crate::persist::aof::create(cfg, loaded.is_some()),
+        (Ok(_), None) => Ok(0),
+        (Err(e), _) => Err(e.clone()),
+    };
+    let summary = match (outcome, aof_seq) {
+        (Ok(s), Ok(seq)) => {
+            shared.aof.seq.store(seq, Ordering::Relaxed);
+            s
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            shared.shutdown.store(true, Ordering::SeqCst);
+            verdict.clear();
+            wakers.iter().for_each(|w| w.wake());
+            for t in threads {
+                let _ = t.join();
+            }
+            return Err(e);
+        }
+    };
+    if let Some(s) = &summary {
+        let st = &shared.persist;
+        st.loaded_keys.store(s.keys, Ordering::Relaxed);
+        st.loaded_expired.store(s.expired, Ordering::Relaxed);
+    }
     for _ in 0..cfg.shards {
         if ready_rx.recv().is_err() {
             return Err("a shard thread exited during startup".into());
         }
+    }
+    for v in verdict.drain(..) {
+        let _ = v.send(());
     }
     if shared.persist.loaded_keys.load(Ordering::Relaxed) > 0 {
         crate::log::notice(&format!(
