@@ -838,3 +838,70 @@ fn saves_write_through_the_ring() {
     assert!(!log.contains("Saving without io_uring"), "{log}");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// SHUTDOWN during a BGSAVE stops that BGSAVE instead of waiting for it, as Redis kills
+/// its saving child: every shard drops its part, the temp file goes, the shutdown's own
+/// save writes the file, and a restart has every key. The same shards then serve a
+/// BGSAVE again in a server that did not stop (a failed shutdown save keeps it up).
+#[test]
+fn shutdown_stops_a_running_bgsave() {
+    const KEYS: u64 = 1_500_000;
+    let d = tmpdir("shutdown-bgsave");
+    let dir = d.to_str().unwrap().to_string();
+    let args = [
+        "--dir",
+        dir.as_str(),
+        "--save",
+        "",
+        "--enable-debug-command",
+        "yes",
+    ];
+    let mut s = Server::start_logged(2, "true", &args);
+    let mut c = s.client();
+    let _: () = redis::cmd("DEBUG")
+        .arg("POPULATE")
+        .arg(KEYS)
+        .query(&mut c)
+        .unwrap();
+    let r: String = redis::cmd("BGSAVE").query(&mut c).unwrap();
+    assert_eq!(r, "Background saving started");
+    // Right away: 1.5M keys take this debug build well over a second to serialise.
+    assert_eq!(info_field(&mut c, "rdb_bgsave_in_progress"), "1");
+    let _ = redis::cmd("SHUTDOWN").arg("SAVE").query::<()>(&mut c);
+    assert_eq!(s.wait_exit(Duration::from_secs(60)), Some(0));
+    let log = s.log();
+    assert!(
+        log.contains("A background save is running: stopping it for the shutdown."),
+        "{log}"
+    );
+    assert!(
+        log.contains("Background saving stopped for the shutdown"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("Background saving terminated with success"),
+        "{log}"
+    );
+    assert!(log.contains("DB saved on disk"), "{log}");
+    let temps: Vec<_> = std::fs::read_dir(&d)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("temp-"))
+        .collect();
+    assert!(temps.is_empty(), "a temp file was left: {temps:?}");
+    drop(s);
+    check_rdb(&d.join("dump.rdb"));
+    let s = Server::start_with(2, &args);
+    let mut c = s.client();
+    let n: u64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, KEYS);
+    // The stopped walk left every entry consistent: the next BGSAVE has every key.
+    let _ = std::fs::remove_file(d.join("dump.rdb"));
+    bgsave_once(&mut c, &d);
+    drop(s);
+    let s = Server::start_with(2, &args);
+    let mut c = s.client();
+    let n: u64 = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, KEYS);
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -8,8 +8,10 @@
 //!   `BGSAVE_RETRY_DELAY` seconds. The write count is the sum of the shards' counters as
 //!   each last published it (`ShardMem::dirty`, every 100 ms).
 //! - `shutdown` saves (when asked, or when save rules exist) and then stops every shard. A
-//!   save already running (a BGSAVE) is waited for: the request stays on the worker and is
-//!   tried again at each 100 ms tick. If the save fails the server keeps running, as Redis.
+//!   running BGSAVE is stopped (`persist::State::cancel_bg`, as Redis kills its saving
+//!   child); a SAVE or AOF rewrite in progress is waited for: the request stays on the
+//!   worker and is tried again at each 100 ms tick. If the save fails the server keeps
+//!   running, as Redis.
 
 use std::sync::atomic::Ordering;
 
@@ -149,11 +151,17 @@ pub fn shutdown(w: &mut Engine) {
         w.request_shutdown();
         return;
     }
-    if !w.shared.persist.try_begin() {
-        // A BGSAVE is writing: try again at the next tick, once it is done.
+    let st = &w.shared.persist;
+    if !st.try_begin() {
+        // A BGSAVE is running: it is stopped (as Redis kills its saving child) and this
+        // save follows at a next tick; another save (SAVE, an AOF rewrite) is waited for.
+        if st.bg_in_progress.load(Ordering::SeqCst) && !st.cancel_bg.swap(true, Ordering::SeqCst) {
+            crate::log::notice("A background save is running: stopping it for the shutdown.");
+        }
         w.shutdown_req = Some(req);
         return;
     }
+    st.cancel_bg.store(false, Ordering::SeqCst);
     crate::log::notice("Saving the final RDB snapshot before exiting.");
     // The shards stay locked after the snapshot: no write is acknowledged after the point
     // in time that is saved, as when Redis saves in SHUTDOWN.

@@ -49,6 +49,10 @@ pub struct State {
     pub saving: AtomicBool,
     /// The running save is a BGSAVE (INFO rdb_bgsave_in_progress).
     pub bg_in_progress: AtomicBool,
+    /// A shutdown stops the running BGSAVE instead of waiting for it (as Redis kills its
+    /// saving child): every shard drops its part (`save::step`), the writer removes the
+    /// temp file, and the shutdown's own save follows.
+    pub cancel_bg: AtomicBool,
     /// Seconds the last save took (INFO rdb_last_bgsave_time_sec; -1 before any).
     pub last_save_secs: AtomicI64,
     /// Keys loaded, and found expired, by the startup load.

@@ -80,6 +80,15 @@ const STEP_ENTRIES: usize = 256;
 
 /// One slice of this shard's running snapshot; hands the part over when it is complete.
 pub fn step(w: &mut Engine) {
+    if w.shared.persist.cancel_bg.load(Ordering::Relaxed)
+        && w.shared.persist.bg_in_progress.load(Ordering::Relaxed)
+    {
+        // Stopped for a shutdown: the part is dropped (and with it the hand-over, so the
+        // writer sees its stream end early and removes the temp file).
+        w.shard.snap_cancel();
+        w.snap_run = None;
+        return;
+    }
     let deadline = Instant::now() + STEP_BUDGET;
     loop {
         if w.shard.snap_step(STEP_ENTRIES) {
@@ -695,10 +704,15 @@ pub fn bgsave(
             now,
             crate::runtime::alloc::used(),
         );
-        record_save(&shared, &res, dirty, start, now, true);
-        match res {
-            Ok(_) => crate::log::notice("Background saving terminated with success"),
-            Err(_) => crate::log::warning("Background saving error"),
+        let stopped = shared.persist.cancel_bg.swap(false, Ordering::SeqCst);
+        if stopped && res.is_err() {
+            crate::log::notice("Background saving stopped for the shutdown");
+        } else {
+            record_save(&shared, &res, dirty, start, now, true);
+            match res {
+                Ok(_) => crate::log::notice("Background saving terminated with success"),
+                Err(_) => crate::log::warning("Background saving error"),
+            }
         }
         shared.persist.bg_in_progress.store(false, Ordering::SeqCst);
         shared.persist.saving.store(false, Ordering::SeqCst);

@@ -1582,9 +1582,33 @@ impl Db {
             .is_err()
         {
             // The writer is gone (its save failed): nothing reads the records any more.
-            snap.sink = None;
-            snap.w.buf.clear();
+            self.snap_discard();
         }
+    }
+
+    /// From now on the running snapshot keeps no records: the rest of the walk only marks
+    /// entries visited. A big collection in progress is dropped and its entry (which the
+    /// walk has already passed) marked visited here, or the next snapshot would skip it.
+    fn snap_discard(&mut self) {
+        let Some(snap) = self.snap.as_mut() else {
+            return;
+        };
+        snap.discard = true;
+        snap.sink = None;
+        snap.w.buf = Vec::new();
+        if let Some(big) = snap.big.take() {
+            if let Some(f) = self.arena.get_mut(big.loc).first_mut() {
+                *f = (*f & !SNAP_BIT) | self.parity;
+            }
+        }
+    }
+
+    /// The running snapshot is not wanted any more: its records are dropped, the rest of
+    /// the walk only marks entries visited (`snap_discard`), and it ends now.
+    pub fn snap_cancel(&mut self) {
+        self.snap_discard();
+        self.snap_finish();
+        self.snap = None;
     }
 
     /// Before the entry at `loc` changes or goes: a running snapshot saves it first.
@@ -1612,6 +1636,12 @@ impl Db {
         let b = self.arena.get(loc);
         let flags = b.first().copied().unwrap_or(0);
         if flags & SNAP_BIT == self.parity {
+            return false;
+        }
+        if snap.discard {
+            if let Some(f) = self.arena.get_mut(loc).first_mut() {
+                *f = (flags & !SNAP_BIT) | self.parity;
+            }
             return false;
         }
         if snap.big.as_ref().is_some_and(|g| g.loc == loc) {
@@ -1885,6 +1915,48 @@ mod tests {
             assert!(
                 got == expected,
                 "seed {seed}: snapshot differs from the moment"
+            );
+        }
+    }
+
+    #[test]
+    fn a_cancelled_snapshot_leaves_the_next_one_whole() {
+        // Stopped part-way (a shutdown stopping a BGSAVE), with writes and a big collection
+        // in progress: the next snapshot of the same database has every key of its moment.
+        use crate::persist::big::BIG_ELEMENTS;
+        for seed in 1..=8u64 {
+            let mut rnd = xorshift(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
+            let now = 1_000_000;
+            let mut db = Db::default();
+            let key = |i: u64| format!("key:{i}").into_bytes();
+            for i in 0..3000 {
+                db.set(&key(i), format!("v{i}").as_bytes(), 0, now);
+            }
+            for i in 0..BIG_ELEMENTS as u64 * 2 {
+                db.hash_or_create(b"h", now)
+                    .unwrap()
+                    .insert(b(&format!("f{i}")), b("v"));
+            }
+            db.snap_begin(seed % 2 == 0, now);
+            for _ in 0..(50 + rnd(400)) {
+                db.snap_step(1 + rnd(8) as usize);
+                if rnd(5) == 0 {
+                    db.set(&key(rnd(4000)), b"during", 0, now);
+                }
+            }
+            db.snap_cancel();
+            assert!(db.snap.is_none());
+            for _ in 0..200 {
+                db.set(&key(rnd(4000)), b"after", 0, now);
+            }
+            let expected = contents(&db, now);
+            db.snap_begin(false, now);
+            let (buf, keys, expires) = db.snap_take().unwrap();
+            let got = read_back(&buf, keys, expires);
+            assert_eq!(got.len(), expected.len(), "seed {seed}");
+            assert!(
+                got == expected,
+                "seed {seed}: the next snapshot misses keys"
             );
         }
     }

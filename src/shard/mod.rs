@@ -288,6 +288,12 @@ impl Shard {
         }
     }
 
+    /// Stops the running snapshot (a BGSAVE the shutdown does not wait for): every
+    /// database's walk ends at once, keeping nothing.
+    pub fn snap_cancel(&mut self) {
+        self.dbs.iter_mut().for_each(|d| d.snap_cancel());
+    }
+
     /// One slice of the running snapshot: about `budget` entries over the databases. True
     /// when every database is complete.
     pub fn snap_step(&mut self, budget: usize) -> bool {

@@ -55,6 +55,9 @@ pub struct DbSnap {
     /// A BGSAVE streams this database's records to its file writer as they grow
     /// (`persist::save::Piece`), instead of holding them all until the end.
     pub sink: Option<Sink>,
+    /// Nobody wants the records any more (the save was stopped, or its writer is gone): the
+    /// walk only marks entries visited, so the next snapshot starts from a clean walk.
+    pub discard: bool,
 }
 
 /// Where a streamed snapshot's records go: the BGSAVE writer thread.
@@ -86,6 +89,7 @@ impl DbSnap {
             compress,
             big: None,
             sink: None,
+            discard: false,
         }
     }
 }
