@@ -22,6 +22,8 @@ const SYNC_TAG: u64 = u64::MAX;
 pub struct RingFile {
     file: File,
     ring: Ring,
+    /// `MAX_IN_FLIGHT_BYTES`, smaller in tests.
+    limit: usize,
     /// Where the next write goes.
     offset: u64,
     in_flight: usize,
@@ -34,9 +36,15 @@ pub struct RingFile {
 impl RingFile {
     /// Writes `file` from its start through a new ring.
     pub fn new(file: File) -> io::Result<RingFile> {
+        RingFile::with_limit(file, MAX_IN_FLIGHT_BYTES)
+    }
+
+    /// `new` with `limit` bytes in flight at most before `write` waits.
+    pub fn with_limit(file: File, limit: usize) -> io::Result<RingFile> {
         Ok(RingFile {
             file,
             ring: Ring::new(ENTRIES)?,
+            limit,
             offset: 0,
             in_flight: 0,
             in_flight_bytes: 0,
@@ -59,7 +67,7 @@ impl RingFile {
         self.in_flight_bytes += len;
         // Submit now so the kernel starts while the producer goes on.
         self.reap(false)?;
-        while self.in_flight_bytes > MAX_IN_FLIGHT_BYTES {
+        while self.in_flight_bytes > self.limit {
             self.reap(true)?;
         }
         self.check()
@@ -157,21 +165,33 @@ fn clone_error(e: &io::Error) -> io::Error {
 mod tests {
     use super::*;
 
+    /// A directory on tmpfs when there is one: these tests must not load the disk (a
+    /// concurrent test measures the machine's iowait).
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let base = std::path::Path::new("/dev/shm");
+        let base = if base.is_dir() {
+            base.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        base.join(format!("shardis-ringfile-{name}-{}", std::process::id()))
+    }
+
     #[test]
     fn pieces_land_in_order_and_sync() {
-        let dir = std::env::temp_dir().join(format!("shardis-ringfile-{}", std::process::id()));
+        let dir = scratch("order");
         let _ = std::fs::create_dir_all(&dir);
         let path = dir.join("out");
         let file = File::create(&path).unwrap();
-        let mut w = RingFile::new(file).unwrap();
+        let mut w = RingFile::with_limit(file, 64 << 10).unwrap();
         let mut want = Vec::new();
         let mut x = 7u64;
-        // Many pieces of varied sizes, more than the in-flight bound in all.
+        // Many pieces of varied sizes, many times the in-flight bound in all.
         for i in 0..200 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let n = (x % 300_000) as usize + i;
+            let n = (x % 30_000) as usize + i;
             let piece: Vec<u8> = (0..n).map(|j| (j as u64 ^ x) as u8).collect();
             want.extend_from_slice(&piece);
             w.write(piece).unwrap();
@@ -186,7 +206,7 @@ mod tests {
     #[test]
     fn an_error_is_returned_and_kept() {
         // A read-only descriptor: every write fails with EBADF.
-        let dir = std::env::temp_dir().join(format!("shardis-ringfile-ro-{}", std::process::id()));
+        let dir = scratch("ro");
         let _ = std::fs::create_dir_all(&dir);
         let path = dir.join("ro");
         std::fs::write(&path, b"x").unwrap();
