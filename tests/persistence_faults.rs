@@ -210,22 +210,29 @@ fn assert_misconf(c: &mut redis::Connection) {
     assert!(reply(c, &["EXEC"]).starts_with("EXECABORT"));
 }
 
-/// A 1 MB tmpfs as `dir`, filled by another file: BGSAVE fails with ENOSPC; once the filler
-/// is removed, a BGSAVE succeeds and writes work again.
-#[test]
-fn disk_full_refuses_writes_until_a_save_succeeds() {
-    let d = tmpdir("tmpfs");
+/// A fresh directory with a 1 MB tmpfs mounted on it; `None` (and a note naming what covers
+/// the case instead) where mounting is not allowed.
+fn small_tmpfs(name: &str, instead: &str) -> Option<PathBuf> {
+    let d = tmpdir(name);
     let mounted = Command::new("mount")
         .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
         .arg(&d)
         .status()
         .is_ok_and(|s| s.success());
     if !mounted {
-        eprintln!(
-            "cannot mount a tmpfs here (not root?): skipped; the RLIMIT_FSIZE test covers it"
-        );
-        return;
+        eprintln!("cannot mount a tmpfs here (not root?): skipped; {instead}");
+        return None;
     }
+    Some(d)
+}
+
+/// A 1 MB tmpfs as `dir`, filled by another file: BGSAVE fails with ENOSPC; once the filler
+/// is removed, a BGSAVE succeeds and writes work again.
+#[test]
+fn disk_full_refuses_writes_until_a_save_succeeds() {
+    let Some(d) = small_tmpfs("tmpfs", "the RLIMIT_FSIZE test covers it") else {
+        return;
+    };
     let n = *shard_counts().last().unwrap_or(&1);
     {
         let s = Server::start_with(n, &["--dir", d.to_str().unwrap()]);
@@ -354,16 +361,9 @@ fn shutdown_on_signal_settings() {
 /// work again, and after `kill -9` the server restarts with every acknowledged write.
 #[test]
 fn aof_on_a_full_disk_refuses_writes_until_space_returns() {
-    let d = tmpdir("aof-tmpfs");
-    let mounted = Command::new("mount")
-        .args(["-t", "tmpfs", "-o", "size=1m", "tmpfs"])
-        .arg(&d)
-        .status()
-        .is_ok_and(|s| s.success());
-    if !mounted {
-        eprintln!("cannot mount a tmpfs here (not root?): skipped; the always test covers it");
+    let Some(d) = small_tmpfs("aof-tmpfs", "the always test covers it") else {
         return;
-    }
+    };
     let n = *shard_counts().last().unwrap_or(&1);
     let args = [
         "--dir",

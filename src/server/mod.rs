@@ -117,6 +117,23 @@ fn adjust_open_files_limit(cfg: &mut Config) -> Result<u64, String> {
     Ok(reserved)
 }
 
+/// A startup that cannot go on (a shard's ring, the data file): the shards are told to
+/// stop (their go or verdict senders dropped by the caller), woken and joined; `e` is the
+/// startup error.
+fn abandon_start(
+    shared: &Shared,
+    wakers: &[Arc<mesh::Waker>],
+    threads: Vec<std::thread::JoinHandle<()>>,
+    e: String,
+) -> Result<(), String> {
+    shared.shutdown.store(true, Ordering::SeqCst);
+    wakers.iter().for_each(|w| w.wake());
+    for t in threads {
+        let _ = t.join();
+    }
+    Err(e)
+}
+
 /// Memory each ring may lock (SQ + CQ rings), to check RLIMIT_MEMLOCK at startup.
 fn memlock_needed(cfg: &Config) -> u64 {
     (cfg.ring_entries as u64 * (64 + 4 * 16) + 64 * 1024) * cfg.shards as u64
@@ -423,13 +440,8 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
         match ready_rx.recv() {
             Ok(Ok(s)) => setup = s,
             Ok(Err(e)) => {
-                shared.shutdown.store(true, Ordering::SeqCst);
                 go.clear();
-                wakers.iter().for_each(|w| w.wake());
-                for t in threads {
-                    let _ = t.join();
-                }
-                return Err(e);
+                return abandon_start(&shared, &wakers, threads, e);
             }
             Err(_) => return Err("a shard thread exited during startup".into()),
         }
@@ -469,13 +481,8 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
             s
         }
         (Err(e), _) | (_, Err(e)) => {
-            shared.shutdown.store(true, Ordering::SeqCst);
             verdict.clear();
-            wakers.iter().for_each(|w| w.wake());
-            for t in threads {
-                let _ = t.join();
-            }
-            return Err(e);
+            return abandon_start(&shared, &wakers, threads, e);
         }
     };
     if let Some(s) = &summary {

@@ -1877,6 +1877,35 @@ mod tests {
         m
     }
 
+    /// A database of `n` string keys `key:<i>` = `v<i>`.
+    fn keyed_db(n: u64, now: u64) -> Db {
+        let mut db = Db::default();
+        for i in 0..n {
+            db.set(
+                format!("key:{i}").as_bytes(),
+                format!("v{i}").as_bytes(),
+                0,
+                now,
+            );
+        }
+        db
+    }
+
+    /// Completes the running snapshot and checks it holds exactly `expected`.
+    fn assert_snapshot(
+        db: &mut Db,
+        expected: &std::collections::BTreeMap<Vec<u8>, (Value, u64)>,
+        what: &str,
+    ) {
+        let (buf, keys, expires) = db.snap_take().unwrap();
+        let got = read_back(&buf, keys, expires);
+        assert_eq!(got.len(), expected.len(), "{what}");
+        assert!(
+            &got == expected,
+            "{what}: the snapshot differs from its moment"
+        );
+    }
+
     /// The stepper's snapshot holds exactly the moment's data while every kind of write
     /// (overwrites, new keys, deletions, TTL changes, in-place edits, collection edits,
     /// moves, expiry, table growth) runs between its slices.
@@ -1888,11 +1917,8 @@ mod tests {
         for seed in 1..=12u64 {
             let mut rnd = xorshift(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
             let now = 1_000_000;
-            let mut db = Db::default();
+            let mut db = keyed_db(3000, now);
             let key = |i: u64| format!("key:{i}").into_bytes();
-            for i in 0..3000 {
-                db.set(&key(i), format!("v{i}").as_bytes(), 0, now);
-            }
             let expected = contents(&db, now);
             db.snap_begin(false, now);
             for _ in 0..6000 {
@@ -1909,13 +1935,7 @@ mod tests {
                     }
                 }
             }
-            let (buf, keys, expires) = db.snap_take().unwrap();
-            let got = read_back(&buf, keys, expires);
-            assert_eq!(got.len(), expected.len(), "seed {seed}");
-            assert!(
-                got == expected,
-                "seed {seed}: snapshot differs from the moment"
-            );
+            assert_snapshot(&mut db, &expected, &format!("seed {seed}"));
         }
     }
 
@@ -1927,11 +1947,8 @@ mod tests {
         for seed in 1..=8u64 {
             let mut rnd = xorshift(seed.wrapping_mul(0x2545_F491_4F6C_DD1D));
             let now = 1_000_000;
-            let mut db = Db::default();
+            let mut db = keyed_db(3000, now);
             let key = |i: u64| format!("key:{i}").into_bytes();
-            for i in 0..3000 {
-                db.set(&key(i), format!("v{i}").as_bytes(), 0, now);
-            }
             for i in 0..BIG_ELEMENTS as u64 * 2 {
                 db.hash_or_create(b"h", now)
                     .unwrap()
@@ -1951,12 +1968,10 @@ mod tests {
             }
             let expected = contents(&db, now);
             db.snap_begin(false, now);
-            let (buf, keys, expires) = db.snap_take().unwrap();
-            let got = read_back(&buf, keys, expires);
-            assert_eq!(got.len(), expected.len(), "seed {seed}");
-            assert!(
-                got == expected,
-                "seed {seed}: the next snapshot misses keys"
+            assert_snapshot(
+                &mut db,
+                &expected,
+                &format!("seed {seed}: the next snapshot"),
             );
         }
     }
