@@ -94,9 +94,9 @@ impl KeyCtx<'_> {
 }
 
 /// The connection side a `Conn` handler runs beside: the shard's engine, and the asking
-/// connection's attributes and reply slots. `server::worker::Worker` is the implementation
-/// the server runs; connection-side families (`server::cmds`) reach it through `as_any`,
-/// and the in-process harness (`testkit`) has its own.
+/// connection's attributes and reply slots. The server's worker implements it; the
+/// connection-side families (`server::cmds`) reach the worker through `as_any`, and the
+/// in-process harness (`testkit`) has its own.
 pub trait ConnSide: std::any::Any {
     /// This shard's engine: data, locks, jobs, the mesh.
     fn eng(&mut self) -> &mut Engine;
