@@ -760,6 +760,17 @@ impl Config {
 
     /// Applies one `name value` setting (flag, config file line).
     pub fn apply(&mut self, name: &str, v: &str) -> Result<(), String> {
+        // A subsystem's settings (replication's): applied at once, shown by CONFIG GET.
+        if let Some(g) = setting_group(name) {
+            let shown = (g.set)(name, v)
+                .map_err(|e| format!("invalid value for '{name}': {e}"))?
+                .unwrap_or_default();
+            for n in std::iter::once(name).chain((g.alias)(name)) {
+                self.text.retain(|(k, _)| k != n);
+                self.text.push((n.to_string(), shown.clone()));
+            }
+            return Ok(());
+        }
         match name {
             "port" => self.port = parse_num(name, v)?,
             "bind" => {
@@ -1034,19 +1045,6 @@ impl Config {
             }
             "stop-writes-on-bgsave-error" => self.stop_writes_on_bgsave_error = parse_yes_no(v)?,
             "replicaof" | "slaveof" => self.replicaof = parse_replicaof(v)?,
-            // Replica settings (`repl`): applied at once, shown by CONFIG GET.
-            other if setting_group(other).is_some() => {
-                let Some(g) = setting_group(other) else {
-                    return Ok(());
-                };
-                let shown = (g.set)(other, v)
-                    .map_err(|e| format!("invalid value for '{other}': {e}"))?
-                    .unwrap_or_default();
-                for n in std::iter::once(other).chain((g.alias)(other)) {
-                    self.text.retain(|(k, _)| k != n);
-                    self.text.push((n.to_string(), shown.clone()));
-                }
-            }
             // TLS (`tls`): implemented, or accepted with a warning, or refused.
             other if crate::tls::DEFAULTS.iter().any(|(n, _)| *n == other) => {
                 if let Some((shown, warn)) = self.tls.apply(other, v)? {
@@ -1638,6 +1636,15 @@ impl Tunables {
     /// CONFIG SET one parameter. Errors carry Redis's wording after
     /// `ERR CONFIG SET failed (possibly related to argument '<name>') - `.
     pub fn set(&self, name: &str, value: &str) -> Result<(), String> {
+        // A subsystem's settings (replication's), as in `Config::apply`.
+        if let Some(g) = setting_group(name) {
+            let shown = (g.set)(name, value)?.unwrap_or_default();
+            let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+            for n in std::iter::once(name).chain((g.alias)(name)) {
+                m.insert(n.to_string(), shown.clone());
+            }
+            return Ok(());
+        }
         match name {
             "maxclients" => {
                 let n: usize = value
@@ -1807,16 +1814,6 @@ impl Tunables {
             | "syslog-ident"
             | "syslog-facility" => {
                 return Err("can't set immutable config".into());
-            }
-            name if setting_group(name).is_some() => {
-                let Some(g) = setting_group(name) else {
-                    return Err("internal error".into());
-                };
-                let shown = (g.set)(name, value)?.unwrap_or_default();
-                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
-                for n in std::iter::once(name).chain((g.alias)(name)) {
-                    m.insert(n.to_string(), shown.clone());
-                }
             }
             // Protected configs: `commands::config::config_set` checks
             // enable-protected-configs before it gets here.

@@ -254,10 +254,6 @@ impl KeySpec {
 pub type KeyFn = fn(&mut KeyCtx, &[Bytes]) -> CmdResult;
 /// Runs on the connection's own shard (connection state, server-wide fan-outs).
 pub type ConnFn = fn(&mut ConnCtx, &[Bytes]) -> CmdResult;
-/// A script (EVAL, FCALL...): routed like a key command, run on the shard that owns its
-/// keys with the whole worker, which its `redis.call`s and its busy hook use in turn.
-pub type ScriptFn = ScriptEntry;
-
 /// The script entry points (`Exec::Script` rows); the scripting layer runs each.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ScriptEntry {
@@ -301,7 +297,7 @@ pub enum Exec {
     Key(KeyFn),
     Conn(ConnFn),
     Split(SplitSpec),
-    Script(ScriptFn),
+    Script(ScriptEntry),
 }
 
 /// Cross-shard variant of a `Key` command whose keys may live on different shards

@@ -26,7 +26,7 @@
 
 use bytes::Bytes;
 
-use crate::commands::table::{table, CommandSpec, Exec, ScriptFn, WRITE};
+use crate::commands::table::{table, CommandSpec, Exec, ScriptEntry, WRITE};
 use crate::commands::{self, run_key, ConnCtx};
 use crate::coord::fanout;
 use crate::coord::lock;
@@ -297,7 +297,7 @@ impl Host<'_> {
 pub fn run(
     w: &mut Worker,
     id: usize,
-    f: ScriptFn,
+    f: ScriptEntry,
     db: usize,
     resp: u8,
     argv: &[Bytes],

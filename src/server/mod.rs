@@ -217,16 +217,13 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
     let (key_txs, key_rxs): (Vec<_>, Vec<_>) = (0..cfg.shards)
         .map(|_| mpsc::channel::<Vec<crate::persist::load::KeyPart>>())
         .unzip();
-    let mut key_txs = Some(key_txs);
     // A redis-server AOF directory comes converted: its keys, split by shard.
     let mut aof_loaded = aof_loaded;
     let mut converted_keys = 0u64;
     if let Some(keys) = aof_loaded.as_mut().and_then(|a| a.keys.take()) {
         converted_keys = keys.iter().map(Vec::len).sum::<usize>() as u64;
-        if let Some(txs) = &key_txs {
-            for (tx, part) in txs.iter().zip(keys) {
-                let _ = tx.send(part);
-            }
+        for (tx, part) in key_txs.iter().zip(keys) {
+            let _ = tx.send(part);
         }
     }
     let aof_seq = aof_loaded.as_ref().map(|a| a.seq);
@@ -452,12 +449,16 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
     for g in go.drain(..) {
         let _ = g.send(());
     }
-    // The shards store their keys while the file is decoded (the sinks close when it ends).
-    let loading = match (&rdb_path, key_txs.take()) {
-        (Some(p), Some(txs)) => {
-            crate::persist::load::start_load(p, cfg.shards, cfg.databases, cfg.rdbchecksum, txs)
+    // The shards store their keys while the file is decoded (the sinks close when it ends;
+    // without a file to read they close here).
+    let loading = match &rdb_path {
+        Some(p) => {
+            crate::persist::load::start_load(p, cfg.shards, cfg.databases, cfg.rdbchecksum, key_txs)
         }
-        _ => Ok(None),
+        None => {
+            drop(key_txs);
+            Ok(None)
+        }
     };
     let outcome = match loading {
         Ok(Some(h)) => match h.join() {
