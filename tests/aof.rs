@@ -647,3 +647,108 @@ fn everysec_fsyncs_run_on_the_shards_rings() {
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `appendfsync always` commits each loop pass's writes as one group on the shard's ring
+/// (a write, then an fdatasync): a write's reply, and the reply of a read that sees it,
+/// leave only once the group is synced, while the shard goes on taking commands, so many
+/// clients' writes share one sync. `DEBUG AOF-FSYNC-DELAY` makes the disk slow enough to
+/// see it.
+#[test]
+fn always_replies_wait_for_the_group_commit() {
+    let dir = tmpdir("group");
+    let s = start(&dir, 4, &["--appendfsync", "always"]);
+    let mut c = s.client();
+    let bad: redis::RedisResult<()> = redis::cmd("DEBUG")
+        .arg("AOF-FSYNC-DELAY")
+        .arg("-5")
+        .query(&mut c);
+    assert!(bad.is_err());
+    let _: () = redis::cmd("DEBUG")
+        .arg("AOF-FSYNC-DELAY")
+        .arg("300")
+        .query(&mut c)
+        .unwrap();
+
+    // A write's reply waits for its sync.
+    let t = std::time::Instant::now();
+    let _: () = redis::cmd("SET").arg("k1").arg("v1").query(&mut c).unwrap();
+    assert!(
+        t.elapsed() >= Duration::from_millis(280),
+        "{:?}",
+        t.elapsed()
+    );
+
+    // A read that sees a write still being synced waits for the same sync.
+    let port = s.port;
+    let writer = std::thread::spawn(move || {
+        let mut w = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let t = std::time::Instant::now();
+        let _: () = redis::cmd("SET").arg("k2").arg("v2").query(&mut w).unwrap();
+        t.elapsed()
+    });
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let (seen, waited) = loop {
+        let t = std::time::Instant::now();
+        let v: Option<String> = redis::cmd("GET").arg("k2").query(&mut c).unwrap();
+        if v.is_some() || std::time::Instant::now() > deadline {
+            break (v, t.elapsed());
+        }
+    };
+    let wrote = writer.join().unwrap();
+    assert_eq!(seen.as_deref(), Some("v2"));
+    assert!(wrote >= Duration::from_millis(280), "SET took {wrote:?}");
+    assert!(
+        waited >= Duration::from_millis(50),
+        "a GET that saw the unsynced write returned in {waited:?}"
+    );
+
+    // 20 clients, 5 sequential writes each: groups of many clients' writes, not one
+    // 300 ms sync per write (100 of them would take 30 s).
+    let t = std::time::Instant::now();
+    let clients: Vec<_> = (0..20)
+        .map(|i| {
+            std::thread::spawn(move || {
+                let mut w = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+                    .unwrap()
+                    .get_connection()
+                    .unwrap();
+                for j in 0..5 {
+                    let _: () = redis::cmd("SET")
+                        .arg(format!("g:{i}:{j}"))
+                        .arg(j)
+                        .query(&mut w)
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for h in clients {
+        h.join().unwrap();
+    }
+    let took = t.elapsed();
+    eprintln!("GET waited {waited:?}; 100 writes by 20 clients took {took:?}");
+    assert!(took < Duration::from_secs(12), "100 writes took {took:?}");
+    let _: () = redis::cmd("DEBUG")
+        .arg("AOF-FSYNC-DELAY")
+        .arg("0")
+        .query(&mut c)
+        .unwrap();
+    let info = common::info(&mut c, "persistence");
+    assert_eq!(info["aof_last_write_status"], "ok");
+
+    // Everything acknowledged is in the logs.
+    let want = digest(&mut c);
+    s.signal("KILL");
+    drop(s);
+    let s = start(&dir, 4, &[]);
+    let mut c = s.client();
+    assert_eq!(digest(&mut c), want);
+    let n: usize = redis::cmd("DBSIZE").query(&mut c).unwrap();
+    assert_eq!(n, 102);
+    drop(c);
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}

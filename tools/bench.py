@@ -1039,6 +1039,8 @@ def persist_main(args, binary, meta):
                     else sorted({1, len(cores.replace("-", ",").split(","))}))
     names = ([] if args.no_redis else ["redis"]) + [f"shardis-{n}sh" for n in shard_counts]
     rows, commands = [], []
+    if "save" not in args.persist_parts.split(","):
+        plan = []
     for dsets in plan:
         for name in names:
             d = tempfile.mkdtemp(prefix="bench-persist-")
@@ -1084,7 +1086,8 @@ def persist_main(args, binary, meta):
     # the same run without the BGSAVE.
     under = []
     n_str = args.string_keys
-    for name in names:
+    parts = set(args.persist_parts.split(","))
+    for name in names if "under" in parts else []:
         d = tempfile.mkdtemp(prefix="bench-persist-")
         srv = persist_start(name, binary, cores, d)
         pipe_load(srv.port, args.datasets["strings"][2](), args.client_cores)
@@ -1129,7 +1132,7 @@ def persist_main(args, binary, meta):
         under.append({"server": name, "without": res[False], "with": res[True]})
     # CPU per SET with the append-only file, per fsync policy.
     aof = []
-    for policy in ("everysec", "always"):
+    for policy in ("everysec", "always") if "aof" in parts else ():
         for name in names:
             d = tempfile.mkdtemp(prefix="bench-persist-")
             srv = persist_start(name, binary, cores, d, ["--appendonly", "yes", "--appendfsync", policy])
@@ -1538,6 +1541,9 @@ def main():
     ap.add_argument("--string-keys", type=int, default=1000000, help="memory-types: string keys")
     ap.add_argument("--coll-keys", type=int, default=100000, help="memory-types: hash/set/zset keys")
     ap.add_argument("--coll-members", type=int, default=10, help="memory-types: fields/members per collection")
+    ap.add_argument("--persist-parts", default="save,under,aof",
+                    help="persistence: which parts run (save = BGSAVE and load times, under = "
+                         "a BGSAVE during writes, aof = CPU per SET with appendonly)")
     ap.add_argument("--repeat", type=int, default=1, help="runs per workload; the median CPU/req is kept")
     ap.add_argument("--no-build", action="store_true")
     ap.add_argument("--no-redis", action="store_true", help="skip the stock Redis baseline")
@@ -1554,7 +1560,7 @@ def main():
     Server.nice = args.nice
     args.scenario = args.scenario or args.mode
     ensure_tools()
-    binary = os.path.join(ROOT, "target", "release", "shardis")
+    binary = os.environ.get("SHARDIS_BIN") or os.path.join(ROOT, "target", "release", "shardis")
     if not args.no_build:
         log("building shardis and the load generator (cargo build --release --bin shardis --example loadgen)")
         subprocess.run(["cargo", "build", "--release", "--quiet", "--bin", "shardis",

@@ -433,6 +433,9 @@ pub const DEBUG_HELP: &[&str] = &[
     "    Setting it to 0 disables expiring keys in background when they are not",
     "    accessed (otherwise the Redis behavior). Setting it to 1 reenables back the",
     "    default.",
+    "AOF-FSYNC-DELAY <ms>",
+    "    Delay the fdatasync of every appendfsync-always group commit by <ms>",
+    "    milliseconds (0, the default, for none): a slow disk, for tests.",
     "QUICKLIST-PACKED-THRESHOLD <size>",
     "    Sets the threshold for elements to be inserted as plain vs packed nodes",
     "    Default value is 1GB, allows values up to 4GB. Setting to 0 restores to default.",
@@ -461,6 +464,16 @@ pub(super) fn debug(ctx: &mut ConnCtx, argv: &[Bytes]) -> Option<CmdResult> {
     if is("set-active-expire") && n == 3 {
         let on = argv.get(2).is_some_and(|a| atoi(a) != 0);
         ACTIVE_EXPIRE.store(on, std::sync::atomic::Ordering::Relaxed);
+        return Some(Ok(Reply::Ok));
+    }
+    if is("aof-fsync-delay") && n == 3 {
+        let ms = argv.get(2).map_or(-1, |a| atoi(a));
+        if !(0..=60_000).contains(&ms) {
+            return Some(Err(CmdError::err(
+                "the delay must be between 0 and 60000 milliseconds",
+            )));
+        }
+        crate::persist::aof::set_sync_delay(ms as u64);
         return Some(Ok(Reply::Ok));
     }
     if is("quicklist-packed-threshold") && n == 3 {

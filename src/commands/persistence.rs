@@ -142,7 +142,7 @@ pub fn rewrite_aof(
     let at_moment: save::AtMoment = std::sync::Arc::new(move |tw: &mut Engine| {
         let cfg = tw.shared.cfg.clone();
         let r = match tw.aof.as_mut() {
-            Some(a) => a.switch(&cfg, &mut tw.shard, seq),
+            Some(_) => aof::switch(tw, &cfg, seq),
             None if enabling => {
                 crate::shard::journal::enable(
                     &mut tw.shard,
@@ -235,10 +235,7 @@ pub fn stop_aof(w: &mut Engine) {
     let jobs = (0..w.nshards)
         .map(|s| {
             let job: ShardFn<()> = Box::new(move |tw: &mut Engine| {
-                if let Some(mut a) = tw.aof.take() {
-                    a.write_pass(&mut tw.shard, true);
-                }
-                tw.set_aof(None);
+                crate::persist::aof::stop(tw);
                 if let Some(j) = tw.shard.journal.as_mut() {
                     j.pin = None;
                 }

@@ -121,32 +121,85 @@ pub struct Gather {
 
 impl Engine {
     /// Sends what this shard queued for other shards (and wakes them). With an append-only
-    /// file, the records of what this shard changed are written first (and synced under
-    /// `appendfsync always`): a reply or a fan-out result that leaves for another shard, whose
-    /// client may then see it, never outruns the log (`Endpoint::hold` keeps messages until
-    /// here). Returns true while some messages still wait for queue space.
+    /// file, the records of what this shard changed are written first: under `appendfsync
+    /// everysec|no` with one blocking `write` here; under `always` they are encoded here and
+    /// the connection side writes and syncs them as a group on its ring
+    /// (`server::worker::aof`). A message that waits for the log (`post`) leaves once the
+    /// records before it went through. Returns true while some messages still wait for
+    /// queue space.
     pub fn flush_mesh(&mut self) -> bool {
         if let Some(a) = self.aof.as_mut() {
             crate::shard::journal::flush(&mut self.shard);
-            let always = self.shared.tun.appendfsync.load(Ordering::Relaxed) == 2;
-            a.write_pass(&mut self.shard, always);
+            if self.shared.tun.appendfsync.load(Ordering::Relaxed) == 2 {
+                a.encode(&mut self.shard);
+            } else {
+                a.write_pass(&mut self.shard, false);
+            }
+        }
+        if !self.held.is_empty() {
+            let durable = self.aof_durable();
+            while self.held.front().is_some_and(|h| h.0 <= durable) {
+                if let Some((_, to, msg)) = self.held.pop_front() {
+                    self.mesh.send(to, msg);
+                }
+            }
         }
         self.mesh.flush()
     }
 
-    /// Installs (or, with `None`, drops) this shard's append-only writer; messages to other
-    /// shards are held for `flush_mesh` while one is installed.
+    /// The journal offset a reply or message produced now must wait for before it leaves
+    /// this shard: `Some` while records this shard wrote have not gone through the log.
+    #[inline]
+    pub fn aof_gate(&self) -> Option<u64> {
+        let a = self.aof.as_ref()?;
+        let next = self.shard.journal.as_ref()?.next();
+        (a.synced() < next).then_some(next)
+    }
+
+    /// The journal offset below which every record went through the log (`u64::MAX`
+    /// without one).
+    pub fn aof_durable(&self) -> u64 {
+        let mut d = self.aof.as_ref().map_or(u64::MAX, |a| a.synced());
+        for r in &self.aof_retired {
+            d = d.min(r.synced());
+        }
+        d
+    }
+
+    /// Records are encoded and no group carries them yet: the loop must not sleep.
+    pub fn aof_ready(&self) -> bool {
+        self.aof.as_ref().is_some_and(|a| a.ready()) || self.aof_retired.iter().any(|a| a.ready())
+    }
+
+    /// Installs (or, with `None`, drops) this shard's append-only writer.
     pub fn set_aof(&mut self, w: Option<crate::persist::aof::Writer>) {
-        self.mesh.hold = w.is_some();
         self.aof = w;
     }
 
-    /// Sends a job to shard `to` (our own shard included: it runs later this pass).
+    /// Sends a job to shard `to` (our own shard included: it runs later this pass). With
+    /// an append-only file, a message posted after a write waits until the write's record
+    /// went through the log (`flush_mesh`): a reply or a result that reaches another
+    /// shard's client never outruns it.
     pub fn post(&mut self, to: usize, msg: Msg) {
         if to == self.id {
             self.local.push_back(msg);
-        } else {
+        } else if self.aof.is_none() && self.held.is_empty() {
             self.mesh.send(to, msg);
+        } else {
+            self.post_gated(to, msg);
+        }
+    }
+
+    #[cold]
+    fn post_gated(&mut self, to: usize, msg: Msg) {
+        match self.aof_gate() {
+            Some(g) => self.held.push_back((g, to, msg)),
+            None if !self.held.is_empty() => {
+                // Behind what is held for the same or another shard: order is kept.
+                let g = self.held.back().map_or(0, |h| h.0);
+                self.held.push_back((g, to, msg));
+            }
+            None => self.mesh.send(to, msg),
         }
     }
 
@@ -273,16 +326,20 @@ impl Engine {
         let cell: Arc<Cell<T>> = Arc::new(std::sync::Mutex::new(None));
         let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let (c2, d2) = (cell.clone(), done.clone());
-        self.post(
-            to,
-            Msg::Control(Box::new(move |te: &mut Engine| {
-                let v = f(te);
-                if let Ok(mut g) = c2.lock() {
-                    *g = Some(v);
-                }
-                d2.store(true, Ordering::Release);
-            })),
-        );
+        // Not held for the log (`post`): this thread spins here and would never see the
+        // group it waits for complete. The shard it calls is locked for the caller.
+        let job = Msg::Control(Box::new(move |te: &mut Engine| {
+            let v = f(te);
+            if let Ok(mut g) = c2.lock() {
+                *g = Some(v);
+            }
+            d2.store(true, Ordering::Release);
+        }));
+        if to == self.id {
+            self.local.push_back(job);
+        } else {
+            self.mesh.send(to, job);
+        }
         let mut spins = 0u32;
         loop {
             self.flush_mesh();

@@ -93,6 +93,12 @@ pub struct Engine {
     pub inbox: VecDeque<Msg>,
     /// This shard's append-only log, with `appendonly yes` (see `persist::aof`).
     pub aof: Option<crate::persist::aof::Writer>,
+    /// Logs switched away from (a rewrite's cut, `appendonly no`) while a group was still
+    /// on the ring: kept until what they encoded is written.
+    pub aof_retired: Vec<crate::persist::aof::Writer>,
+    /// Messages for other shards that wait for the log (`post`): each with the journal
+    /// offset it waits for, in the order they were posted.
+    pub held: VecDeque<(u64, usize, Msg)>,
     /// A snapshot being serialised a slice per pass (`persist::save`); `None` costs one
     /// test per pass.
     pub snap_run: Option<crate::persist::save::Stepping>,
@@ -137,6 +143,8 @@ impl Engine {
             awaiting: 0,
             inbox: VecDeque::new(),
             aof: None,
+            aof_retired: Vec::new(),
+            held: VecDeque::new(),
             snap_run: None,
             shutdown_req: None,
             pass_now: Instant::now(),

@@ -13,8 +13,10 @@
 //! (replay of its own records); each shard's `Writer` runs on that shard after every loop
 //! pass (one `write` per pass carrying every new record, before the replies go out);
 //! `appendfsync everysec` has each shard submit an `fdatasync` of its own file to its ring
-//! once a second (`Worker::submit_io`; the shard keeps serving while it runs); `always`
-//! syncs in the pass, before the replies; a shard's loop syncs its file when it stops. BGREWRITEAOF takes a snapshot
+//! once a second (`Worker::submit_io`; the shard keeps serving while it runs); under
+//! `always` a pass's records are one group on the ring, and the replies that depend on them
+//! wait for it (`server::worker::aof`); a shard's loop syncs its file when it stops.
+//! BGREWRITEAOF takes a snapshot
 //! under the all-shard lock, switches every shard to new logs at that same moment, then a std
 //! thread writes the base and the new manifest.
 //!
@@ -592,24 +594,58 @@ pub fn create(cfg: &Config, rdb_loaded: bool) -> Result<u64, String> {
 /// A shard's open log and how far into its journal it has written.
 pub struct Writer {
     shard: usize,
-    /// Shared with an fdatasync in flight on the ring (everysec), which keeps it open.
+    /// Shared with an operation in flight on the ring (a group's write or fsync, an
+    /// everysec fdatasync), which keeps it open.
     file: Arc<std::fs::File>,
     /// An everysec fdatasync of this log is in flight; when the last one started; bytes
     /// were written since it started.
     syncing: bool,
     unsynced: bool,
-    /// The log's length as this writer knows it (a failed write is cut back to it), and
-    /// how many bytes of the next pass's buffer already reached the file (a failed write
-    /// whose cut failed too).
+    /// The log's length as this writer knows it (a failed write is cut back to it).
     size: u64,
-    carry: usize,
     last_sync: std::time::Instant,
-    /// Journal offset of the next record to write.
+    /// Journal offset of the next record to encode.
     next: u64,
-    /// Database of the last record written (a `SELECT` goes before a change).
+    /// Journal offset below which every record went through its write (and sync, under
+    /// `always`): what replies and messages held for the log wait for
+    /// (`Engine::aof_durable`). A failed write outside `always` counts too: as Redis,
+    /// its replies go out (writes are refused with MISCONF meanwhile) and the bytes are
+    /// written again later.
+    synced: u64,
+    /// A group on the ring (`appendfsync always`): it ends at this journal offset.
+    inflight: Option<u64>,
+    /// Tells this writer's ring completions from another's after a switch.
+    pub gen: u64,
+    /// Database of the last record encoded (a `SELECT` goes before a change).
     db: Option<u32>,
+    /// Encoded records not yet in the file.
     buf: Vec<u8>,
     state: Arc<State>,
+}
+
+/// One group commit handed to the ring: `buf` written at `offset`, then (with `sync`) an
+/// fdatasync; it covers the journal up to `end`.
+pub struct Group {
+    pub gen: u64,
+    pub file: Arc<std::fs::File>,
+    pub buf: Vec<u8>,
+    pub offset: u64,
+    pub end: u64,
+    pub sync: bool,
+}
+
+static WRITER_GEN: AtomicU64 = AtomicU64::new(1);
+
+/// `DEBUG AOF-FSYNC-DELAY`: milliseconds every `always` group waits before its fdatasync
+/// (a slow disk, for tests; 0 by default).
+static SYNC_DELAY_MS: AtomicU64 = AtomicU64::new(0);
+
+pub fn set_sync_delay(ms: u64) {
+    SYNC_DELAY_MS.store(ms, Ordering::Relaxed);
+}
+
+pub fn sync_delay() -> u64 {
+    SYNC_DELAY_MS.load(Ordering::Relaxed)
 }
 
 impl Writer {
@@ -631,21 +667,40 @@ impl Writer {
         state.set_incr(shard, size);
         Ok(Writer {
             size,
-            carry: 0,
             shard,
             file: Arc::new(file),
             syncing: false,
             unsynced: false,
             last_sync: std::time::Instant::now(),
             next: from,
+            synced: from,
+            inflight: None,
+            gen: WRITER_GEN.fetch_add(1, Ordering::Relaxed),
             db: None,
             buf: Vec::new(),
             state,
         })
     }
 
-    /// Appends every journal record not written yet (one write), syncing when `always`.
-    pub fn write_pass(&mut self, shard: &mut Shard, always: bool) {
+    /// Journal offset below which every record went through its write (see the field).
+    #[inline]
+    pub fn synced(&self) -> u64 {
+        self.synced
+    }
+
+    /// Encoded records wait and no group is in flight: the next one can start.
+    pub fn ready(&self) -> bool {
+        self.inflight.is_none() && !self.buf.is_empty()
+    }
+
+    /// Something encoded is not in the file yet (a retired writer lives until it is).
+    pub fn outstanding(&self) -> bool {
+        self.inflight.is_some() || !self.buf.is_empty()
+    }
+
+    /// Appends every journal record not encoded yet to the buffer (`SELECT` and
+    /// transaction annotations included); the journal may drop them from then on.
+    pub fn encode(&mut self, shard: &mut Shard) {
         let Some(j) = shard.journal.as_mut() else {
             return;
         };
@@ -664,8 +719,6 @@ impl Writer {
                 return;
             }
         };
-        let db_before = self.db;
-        self.buf.clear();
         for r in &recs {
             if self.db != Some(r.db) {
                 let n = r.db.to_string();
@@ -680,44 +733,67 @@ impl Writer {
             }
             self.buf.extend_from_slice(&r.cmd);
         }
-        let next = j.next();
+        self.next = j.next();
+        j.pin = Some(self.next);
+    }
+
+    /// Appends every record not written yet with one blocking `write` (syncing it when
+    /// `always`): `appendfsync everysec|no`, and the moments that must finish at once (a
+    /// rewrite's cut, `appendonly no`, the loop's end). With a group still on the ring the
+    /// records are only encoded: the group's completion writes them next.
+    pub fn write_pass(&mut self, shard: &mut Shard, always: bool) {
+        self.encode(shard);
+        if self.inflight.is_some() {
+            return;
+        }
+        if self.buf.is_empty() {
+            self.synced = self.next;
+            return;
+        }
         if let Err(e) = self.append(always) {
             // As Redis's flushAppendOnlyFile: under `always` an acknowledged write could be
             // lost, so the server stops before any reply of this pass leaves; otherwise the
-            // records stay in the journal and the next pass writes them again, and writes
+            // records stay in the buffer and the next pass writes them again, and writes
             // are refused meanwhile (MISCONF Errors writing to the AOF file).
-            self.db = db_before;
-            let text = crate::util::os_text(&e);
-            if always {
-                crate::log::warning(&format!(
-                    "shard {}: error writing to the AOF file: {text}",
-                    self.shard
-                ));
-                crate::log::warning(
-                    "Can't recover from AOF write error when the AOF fsync policy is 'always'. \
-                     Exiting...",
-                );
-                std::process::exit(1);
-            }
-            self.state.last_write_ok.store(false, Ordering::Relaxed);
-            if super::aof_error(false, Some(e.raw_os_error().unwrap_or(libc::EIO))) {
-                crate::log::warning(&format!(
-                    "shard {}: error writing to the AOF file: {text}",
-                    self.shard
-                ));
-            }
+            self.write_failed(always, &e);
+            self.synced = self.next;
             return;
         }
+        self.written(!always);
+        self.synced = self.next;
+    }
+
+    /// A write of this log failed: fatal under `always`, else MISCONF until one succeeds.
+    fn write_failed(&mut self, always: bool, e: &std::io::Error) {
+        let text = crate::util::os_text(e);
+        if always {
+            crate::log::warning(&format!(
+                "shard {}: error writing to the AOF file: {text}",
+                self.shard
+            ));
+            crate::log::warning(
+                "Can't recover from AOF write error when the AOF fsync policy is 'always'. \
+                 Exiting...",
+            );
+            std::process::exit(1);
+        }
+        self.state.last_write_ok.store(false, Ordering::Relaxed);
+        if super::aof_error(false, Some(e.raw_os_error().unwrap_or(libc::EIO))) {
+            crate::log::warning(&format!(
+                "shard {}: error writing to the AOF file: {text}",
+                self.shard
+            ));
+        }
+    }
+
+    /// Everything encoded up to `next` reached the file.
+    fn written(&mut self, unsynced: bool) {
         self.state.last_write_ok.store(true, Ordering::Relaxed);
         if super::aof_error(false, None) {
             crate::log::warning("AOF write error looks solved, Redis can write again.");
         }
-        self.unsynced = !always;
-        if let Some(c) = self.state.incr.get(self.shard) {
-            c.fetch_add(self.buf.len() as u64, Ordering::Relaxed);
-        }
-        self.next = next;
-        j.pin = Some(next);
+        self.unsynced |= unsynced;
+        self.state.set_incr(self.shard, self.size);
         if self.buf.capacity() > 1 << 20 {
             self.buf = Vec::new();
         }
@@ -725,11 +801,10 @@ impl Writer {
 
     /// Writes `buf` at the end of the log (and syncs it under `always`). A write that fails
     /// part-way is cut off again (the log ends at a record boundary), as Redis does; when
-    /// the cut fails too, the bytes that did reach the file are not written again.
+    /// the cut fails too, the bytes that did reach the file leave the buffer.
     fn append(&mut self, always: bool) -> std::io::Result<()> {
         let mut file: &std::fs::File = &self.file;
-        let skip = std::mem::take(&mut self.carry).min(self.buf.len());
-        let mut done = skip;
+        let mut done = 0;
         let mut res = Ok(());
         while done < self.buf.len() {
             match file.write(&self.buf[done..]) {
@@ -746,22 +821,68 @@ impl Writer {
             }
         }
         if let Err(e) = res {
-            let written = (done - skip) as u64;
-            if written > 0 {
-                if file.set_len(self.size).is_ok() {
-                    done = skip;
-                } else {
-                    self.size += written;
-                }
-            }
-            self.carry = done;
+            self.cut_back(done);
             return Err(e);
         }
-        self.size += (done - skip) as u64;
+        self.size += done as u64;
+        self.buf.clear();
         if always {
             file.sync_data()?;
         }
         Ok(())
+    }
+
+    /// `done` bytes of the buffer reached the file before a write failed: cut them off
+    /// again, or, when the cut fails, keep them and drop them from the buffer.
+    fn cut_back(&mut self, done: usize) {
+        if done == 0 {
+            return;
+        }
+        if self.file.set_len(self.size).is_err() {
+            self.size += done as u64;
+            self.buf.drain(..done.min(self.buf.len()));
+        }
+    }
+
+    /// `appendfsync always` (or the rest of a ring group's buffer after a switch of
+    /// policy): the next group for the ring, when none is in flight and records wait.
+    pub fn take_group(&mut self, sync: bool) -> Option<Group> {
+        if !self.ready() {
+            return None;
+        }
+        self.inflight = Some(self.next);
+        Some(Group {
+            gen: self.gen,
+            file: self.file.clone(),
+            buf: std::mem::take(&mut self.buf),
+            offset: self.size,
+            end: self.next,
+            sync,
+        })
+    }
+
+    /// A group's write and sync finished: its records are durable.
+    pub fn group_done(&mut self, g: &Group) {
+        self.inflight = None;
+        self.size += g.buf.len() as u64;
+        self.written(!g.sync);
+        self.synced = g.end;
+    }
+
+    /// A group's write failed after `done` of its bytes (never under `always`, which
+    /// exits): its bytes go back in front of the buffer and the next pass retries them.
+    pub fn group_failed(&mut self, mut g: Group, done: usize, e: &std::io::Error) {
+        self.inflight = None;
+        std::mem::swap(&mut self.buf, &mut g.buf);
+        self.buf.extend_from_slice(&g.buf);
+        self.cut_back(done);
+        self.write_failed(g.sync, e);
+        self.synced = g.end;
+    }
+
+    /// A group's write or sync failed under `always`: as Redis, stop.
+    pub fn fatal(&mut self, e: &std::io::Error) {
+        self.write_failed(true, e);
     }
 
     /// Everysec: the log to fdatasync now, when something was written since the last one
@@ -788,15 +909,35 @@ impl Writer {
         self.syncing = false;
         sync_result(&self.state, self.shard, result);
     }
+}
 
-    /// Switches to the logs of sequence `seq` (BGREWRITEAOF's cut, under the lock).
-    pub fn switch(&mut self, cfg: &Config, shard: &mut Shard, seq: u64) -> Result<(), String> {
-        self.write_pass(shard, true);
-        let from = shard.journal.as_ref().map_or(self.next, |j| j.next());
-        let w = Writer::open(cfg, self.state.clone(), self.shard, seq, from)?;
-        *self = w;
-        Ok(())
+/// Switches shard `e` to the logs of sequence `seq` (BGREWRITEAOF's cut, under the lock):
+/// what the old log has not written yet is written now, or, with a group still on the
+/// ring, after it (the old writer is kept in `Engine::aof_retired` until then).
+pub fn switch(e: &mut crate::engine::Engine, cfg: &Config, seq: u64) -> Result<(), String> {
+    let Some(a) = e.aof.as_mut() else {
+        return Ok(());
+    };
+    a.write_pass(&mut e.shard, true);
+    let from = e.shard.journal.as_ref().map_or(a.next, |j| j.next());
+    let w = Writer::open(cfg, a.state.clone(), a.shard, seq, from)?;
+    let old = std::mem::replace(a, w);
+    if old.outstanding() {
+        e.aof_retired.push(old);
     }
+    Ok(())
+}
+
+/// Stops shard `e`'s log (`appendonly no`): what it has not written is written now, or
+/// after the group on the ring.
+pub fn stop(e: &mut crate::engine::Engine) {
+    if let Some(mut a) = e.aof.take() {
+        a.write_pass(&mut e.shard, true);
+        if a.outstanding() {
+            e.aof_retired.push(a);
+        }
+    }
+    e.set_aof(None);
 }
 
 /// What an everysec fdatasync's `result` means: a failure refuses writes (MISCONF, as

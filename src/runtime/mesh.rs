@@ -162,9 +162,6 @@ impl Waker {
 /// One shard's view of the mesh.
 pub struct Endpoint<T> {
     pub id: usize,
-    /// Messages wait for `flush` instead of entering the queues at once (a shard with an
-    /// append-only file: nothing it sends may outrun the write of what it changed).
-    pub hold: bool,
     outboxes: Vec<Option<Producer<T>>>,
     inboxes: Vec<Option<Consumer<T>>>,
     overflow: Vec<VecDeque<T>>,
@@ -180,7 +177,6 @@ pub fn mesh<T>(n: usize, capacity: usize) -> io::Result<Vec<Endpoint<T>>> {
     let mut eps: Vec<Endpoint<T>> = (0..n)
         .map(|id| Endpoint {
             id,
-            hold: false,
             outboxes: (0..n).map(|_| None).collect(),
             inboxes: (0..n).map(|_| None).collect(),
             overflow: (0..n).map(|_| VecDeque::new()).collect(),
@@ -216,7 +212,7 @@ impl<T> Endpoint<T> {
             return;
         };
         let pending = &mut self.overflow[to];
-        if pending.is_empty() && !self.hold {
+        if pending.is_empty() {
             if let Err(m) = out.push(msg) {
                 pending.push_back(m);
             }

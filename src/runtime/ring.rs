@@ -357,6 +357,18 @@ impl Ring {
         self.push(e, tag, OpBuf::Send { buf, off });
     }
 
+    /// `write_at` with `RWF_DSYNC`: the data (and what reading it back needs) is on stable
+    /// storage when it completes, as a write followed by `fdatasync` (one operation).
+    pub fn write_dsync_at(&mut self, fd: RawFd, buf: Vec<u8>, off: usize, offset: u64, tag: u64) {
+        let rest = &buf[off.min(buf.len())..];
+        let (ptr, len) = (rest.as_ptr(), rest.len() as u32);
+        let e = opcode::Write::new(types::Fd(fd), ptr, len)
+            .offset(offset)
+            .rw_flags(libc::RWF_DSYNC)
+            .build();
+        self.push(e, tag, OpBuf::Send { buf, off });
+    }
+
     /// Flushes a file's data (and, unless `data_only`, its metadata: fdatasync vs fsync)
     /// to stable storage.
     pub fn fsync(&mut self, fd: RawFd, data_only: bool, tag: u64) {

@@ -71,6 +71,13 @@ pub struct Conn {
     pub batches_out: u32,
     /// Ready output was held back once for those replies (`Worker::flush_dirty`).
     pub held: bool,
+    /// Under `appendfsync always`: `out[..aof_free]` may be sent; each mark `(offset,
+    /// end)` holds `out[..end]` until the log is durable up to journal `offset`
+    /// (`server::worker::aof`). Empty for every other client.
+    pub aof_free: usize,
+    pub aof_marks: VecDeque<(u64, usize)>,
+    /// In the worker's list of connections to flush when the log moves on.
+    pub aof_listed: bool,
     /// Stop reading; close once every reply has been sent.
     pub closing: bool,
     /// The peer half-closed while input behind a blocking command was still unparsed
@@ -149,6 +156,9 @@ impl Conn {
             waiting: None,
             batches_out: 0,
             held: false,
+            aof_free: 0,
+            aof_marks: VecDeque::new(),
+            aof_listed: false,
             closing: false,
             eof: false,
             dirty: false,

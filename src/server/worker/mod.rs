@@ -47,6 +47,7 @@ use crate::runtime::timer::Timers;
 use crate::shard::now_ms;
 use crate::shard::route::shard_of;
 
+mod aof;
 mod dispatch;
 mod memory;
 mod messages;
@@ -224,6 +225,8 @@ pub struct Worker {
     /// Subsystems' ring operations in flight and what runs when each completes
     /// (`submit_io`).
     io_ops: Slab<IoDone>,
+    /// Connections whose output waits for the append-only log (`aof`).
+    aof_waiting: Vec<usize>,
 }
 
 /// Entries the worker's argument scratch vectors keep when the loop goes idle; one huge
@@ -291,6 +294,7 @@ impl Worker {
             after_busy: Vec::new(),
             resume: Vec::new(),
             io_ops: Slab::new(),
+            aof_waiting: Vec::new(),
         })
     }
 
@@ -421,12 +425,10 @@ impl Worker {
                 coord::blocking::serve_ready(&mut self.eng);
             }
 
-            if let Some(a) = self.eng.aof.as_mut() {
-                // The pass's writes reach the file before their replies leave (replies to
-                // other shards' clients wait for it in the mesh: `Engine::flush_mesh`).
-                crate::shard::journal::flush(&mut self.eng.shard);
-                let always = self.eng.shared.tun.appendfsync.load(Ordering::Relaxed) == 2;
-                a.write_pass(&mut self.eng.shard, always);
+            if self.eng.aof.is_some() || !self.eng.aof_retired.is_empty() {
+                // The pass's writes reach the log before their replies leave (`aof`;
+                // replies to other shards' clients wait in `Engine::held`).
+                self.aof_pass();
             }
             if self.eng.ship.is_some() {
                 crate::repl::master::on_pass(&mut self.eng);
@@ -454,6 +456,7 @@ impl Worker {
                 || !self.eng.local.is_empty()
                 || (self.eng.lock.is_none() && !self.eng.parked.is_empty())
                 || !self.eng.inbox.is_empty()
+                || self.eng.aof_ready()
                 || !self.after_busy.is_empty()
                 || !self.resume.is_empty();
             // While replies from other shards are due, wait for them briefly instead of
@@ -507,10 +510,7 @@ impl Worker {
             self.close_pending();
         }
         // As Redis at shutdown: what the log holds reaches the disk.
-        if let Some(a) = self.eng.aof.as_mut() {
-            crate::shard::journal::flush(&mut self.eng.shard);
-            a.write_pass(&mut self.eng.shard, true);
-        }
+        self.aof_finish(wake_fd);
         self.shutdown_conns();
     }
 
@@ -1096,12 +1096,25 @@ impl Worker {
 
     /// A TLS connection's flush: every ready reply, encrypted, plus the handshake records
     /// or alert due, in one send (the plain path's `flush_dirty` step for TLS).
-    fn tls_flush(&mut self, idx: usize) {
+    fn tls_flush(&mut self, idx: usize, gate: Option<u64>, durable: u64) {
+        // Output that waits for the append-only log stays (`aof`).
+        let free = match self.conns.get(idx) {
+            Some(c)
+                if !c.sending
+                    && (gate.is_some() || !c.aof_marks.is_empty())
+                    && c.replica_link.is_none()
+                    && !c.master =>
+            {
+                self.aof_sendable(idx, gate, durable)
+            }
+            _ => usize::MAX,
+        };
         let Some(conn) = self.conns.get_mut(idx) else {
             return;
         };
         if let (false, Some(tls)) = (conn.sending, conn.tls.as_mut()) {
-            if !conn.out.is_empty() || tls.wants_write() {
+            let free = free.min(conn.out.len());
+            if free > 0 || tls.wants_write() {
                 // Hold for replies from other shards once, as the plain path does.
                 if conn.batches_out > 0 && !conn.held && conn.out.len() < HOLD_MAX && !conn.closing
                 {
@@ -1110,14 +1123,20 @@ impl Worker {
                 }
                 conn.held = false;
                 let mut cipher = std::mem::take(&mut conn.spare);
-                if let Err(e) = tls.output(&conn.out, &mut cipher) {
+                if let Err(e) = tls.output(&conn.out[..free], &mut cipher) {
                     crate::log::verbose(&format!(
                         "Error writing to client: TLS: {e} (id={} addr={})",
                         conn.client.id, conn.client.addr
                     ));
                     conn.closing = true;
                 }
-                conn.out.clear();
+                if free < conn.out.len() {
+                    conn.out.drain(..free);
+                    aof::consumed(&mut conn.aof_marks, &mut conn.aof_free, free);
+                } else {
+                    conn.out.clear();
+                    conn.aof_free = 0;
+                }
                 if !cipher.is_empty() {
                     conn.sending = true;
                     conn.inflight = cipher.len();
@@ -1187,6 +1206,7 @@ impl Worker {
         // that sends requests without reading replies is closed once its pending output
         // passes the limit, instead of growing without bound.
         let normal = super::pubsub::Limits::of(&self.eng.shared.tun.normal_obuf_limit);
+        let (gate, durable) = (self.eng.aof_gate(), self.eng.aof_durable());
         for &idx in &dirty {
             if normal.any() {
                 let now = self.eng.pass_now;
@@ -1208,7 +1228,7 @@ impl Worker {
                 conn.out.append(&mut self.repl.ack);
             }
             if conn.tls.is_some() {
-                self.tls_flush(idx);
+                self.tls_flush(idx, gate, durable);
                 continue;
             }
             if conn.sending || conn.out.is_empty() {
@@ -1231,8 +1251,34 @@ impl Worker {
                 continue;
             }
             conn.held = false;
-            let next = std::mem::take(&mut conn.spare);
-            let buf = std::mem::replace(&mut conn.out, next);
+            let buf = if (gate.is_some() || !conn.aof_marks.is_empty())
+                && conn.replica_link.is_none()
+                && !conn.master
+            {
+                // Output that waits for the append-only log stays (`aof`).
+                let n = self.aof_sendable(idx, gate, durable);
+                let Some(conn) = self.conns.get_mut(idx) else {
+                    continue;
+                };
+                if n == 0 {
+                    continue;
+                }
+                if n < conn.out.len() {
+                    let rest = conn.out.split_off(n);
+                    aof::consumed(&mut conn.aof_marks, &mut conn.aof_free, n);
+                    std::mem::replace(&mut conn.out, rest)
+                } else {
+                    conn.aof_free = 0;
+                    let next = std::mem::take(&mut conn.spare);
+                    std::mem::replace(&mut conn.out, next)
+                }
+            } else {
+                let next = std::mem::take(&mut conn.spare);
+                std::mem::replace(&mut conn.out, next)
+            };
+            let Some(conn) = self.conns.get_mut(idx) else {
+                continue;
+            };
             conn.sending = true;
             conn.inflight = buf.len();
             let t = tag(TAG_SEND, token_of(idx, conn.gen));

@@ -104,11 +104,19 @@ impl Worker {
         // One send per connection that has output, as `flush_dirty` (closing ones wait).
         let dirty = std::mem::take(&mut self.dirty);
         let mut keep = Vec::new();
+        // Output that waits for the append-only log stays for the loop (`aof`).
+        let logged = self.eng.aof_gate().is_none();
         for idx in dirty {
             let Some(conn) = self.conns.get_mut(idx) else {
                 continue;
             };
-            if conn.closing || conn.master || conn.sending || conn.out.is_empty() {
+            if conn.closing
+                || conn.master
+                || conn.sending
+                || conn.out.is_empty()
+                || (conn.tls.is_some() || !logged || !conn.aof_marks.is_empty())
+                    && conn.replica_link.is_none()
+            {
                 keep.push(idx);
                 continue;
             }
