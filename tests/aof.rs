@@ -752,3 +752,54 @@ fn always_replies_wait_for_the_group_commit() {
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// FUNCTION LOAD / DELETE reach the shards' logs and replay after `kill -9`; a rewrite's
+/// base carries the libraries (as Redis's RDB-preamble base does).
+#[test]
+fn function_libraries_survive_kill_9_and_a_rewrite() {
+    let dir = tmpdir("functions");
+    let lib = |n: &str| {
+        format!("#!lua name={n}\nredis.register_function('{n}_f', function() return 7 end)")
+    };
+    let fcall = |c: &mut redis::Connection, f: &str| -> redis::RedisResult<i64> {
+        redis::cmd("FCALL").arg(f).arg(0).query(c)
+    };
+    {
+        let s = start(&dir, 2, &[]);
+        let mut c = s.client();
+        for n in ["a", "b"] {
+            let _: String = redis::cmd("FUNCTION")
+                .arg("LOAD")
+                .arg(lib(n))
+                .query(&mut c)
+                .unwrap();
+        }
+        let _: () = redis::cmd("FUNCTION")
+            .arg("DELETE")
+            .arg("b")
+            .query(&mut c)
+            .unwrap();
+        s.signal("KILL");
+    }
+    {
+        let s = start(&dir, 2, &[]);
+        let mut c = s.client();
+        assert_eq!(fcall(&mut c, "a_f").unwrap(), 7, "replayed from the log");
+        assert!(fcall(&mut c, "b_f").is_err());
+        let _: String = redis::cmd("BGREWRITEAOF").query(&mut c).unwrap();
+        assert!(common::wait_for(Duration::from_secs(20), || {
+            common::info(&mut c, "persistence")["aof_rewrite_in_progress"] == "0"
+        }));
+        s.signal("KILL");
+    }
+    let s = start(&dir, 2, &[]);
+    let mut c = s.client();
+    assert_eq!(
+        fcall(&mut c, "a_f").unwrap(),
+        7,
+        "loaded from the rewrite's base"
+    );
+    drop(c);
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -905,3 +905,93 @@ fn shutdown_stops_a_running_bgsave() {
     assert_eq!(n, KEYS);
     let _ = std::fs::remove_dir_all(&d);
 }
+
+const LIB: &str = "#!lua name=plib\nredis.register_function('f', function() return 1 end)\n\
+                   redis.register_function{function_name='g', callback=function() return 2 end, \
+                   flags={'no-writes'}}";
+
+fn fcall(c: &mut redis::Connection, name: &str) -> redis::RedisResult<i64> {
+    redis::cmd("FCALL").arg(name).arg(0).query(c)
+}
+
+/// Function libraries are saved in the RDB file as Redis 7.0 saves them
+/// (`RDB_OPCODE_FUNCTION2` after the AUX fields) and loaded back: a restart, DEBUG RELOAD,
+/// redis-server loading shardis's dump and shardis loading redis-server's all keep them.
+#[test]
+fn function_libraries_live_in_the_rdb_file() {
+    let d = tmpdir("functions");
+    let dir = d.to_str().unwrap().to_string();
+    {
+        let s = Server::start_with(2, &["--dir", &dir, "--enable-debug-command", "yes"]);
+        let mut c = s.client();
+        let name: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg(LIB)
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(name, "plib");
+        let _: () = redis::cmd("SET").arg("k").arg("v").query(&mut c).unwrap();
+        let _: () = redis::cmd("DEBUG").arg("RELOAD").query(&mut c).unwrap();
+        assert_eq!(fcall(&mut c, "g").unwrap(), 2, "after DEBUG RELOAD");
+        let _ = redis::cmd("SHUTDOWN").arg("SAVE").query::<()>(&mut c);
+    }
+    check_rdb(&d.join("dump.rdb"));
+    {
+        let s = Server::start_with(2, &["--dir", &dir]);
+        let mut c = s.client();
+        assert_eq!(fcall(&mut c, "f").unwrap(), 1, "after a restart");
+        assert_eq!(fcall(&mut c, "g").unwrap(), 2);
+        // A file saved without libraries loads without any.
+        let _: () = redis::cmd("FUNCTION").arg("FLUSH").query(&mut c).unwrap();
+        let _: () = redis::cmd("SAVE").query(&mut c).unwrap();
+    }
+    {
+        let s = Server::start_with(1, &["--dir", &dir, "--enable-debug-command", "yes"]);
+        let mut c = s.client();
+        assert!(fcall(&mut c, "f").is_err());
+        let _: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg(LIB)
+            .query(&mut c)
+            .unwrap();
+        let _: () = redis::cmd("SAVE").query(&mut c).unwrap();
+    }
+    if redis_server().is_some() {
+        // shardis's file in redis-server, then redis-server's file (its own LZF-compressed
+        // library record) back in shardis.
+        let r = Redis::start_with(&["--dir", &dir, "--dbfilename", "dump.rdb"]);
+        let mut rc = connect(r.port);
+        assert_eq!(
+            fcall(&mut rc, "g").unwrap(),
+            2,
+            "redis-server loading shardis's file"
+        );
+        let _: () = redis::cmd("FUNCTION")
+            .arg("DELETE")
+            .arg("plib")
+            .query(&mut rc)
+            .unwrap();
+        let lib = LIB
+            .replace("plib", "rlib")
+            .replace("'f'", "'rf'")
+            .replace("'g'", "'rg'");
+        let _: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg(&lib)
+            .query(&mut rc)
+            .unwrap();
+        let _: () = redis::cmd("SAVE").query(&mut rc).unwrap();
+        drop(r);
+        let s = Server::start_with(2, &["--dir", &dir]);
+        let mut c = s.client();
+        assert_eq!(
+            fcall(&mut c, "rg").unwrap(),
+            2,
+            "shardis loading redis-server's file"
+        );
+        assert!(fcall(&mut c, "g").is_err());
+        let v: String = redis::cmd("GET").arg("k").query(&mut c).unwrap();
+        assert_eq!(v, "v");
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -323,6 +323,13 @@ fn replicas_refuse_writes_from_clients() {
             &["EVAL", "return redis.call('SET', KEYS[1], 'x')", "1", "k"],
         );
         assert!(e.starts_with(ro), "{e}");
+        // FUNCTION's writing subcommands too (as Redis 7.0); its reads are served.
+        let lib = "#!lua name=rolib\nredis.register_function('f', function() return 1 end)";
+        assert_eq!(q_err(&mut rc, &["FUNCTION", "LOAD", lib]), ro);
+        assert_eq!(q_err(&mut rc, &["FUNCTION", "FLUSH"]), ro);
+        assert_eq!(q_err(&mut rc, &["FUNCTION", "DELETE", "rolib"]), ro);
+        q(&mut rc, &["FUNCTION", "LIST"]);
+        q(&mut rc, &["SCRIPT", "FLUSH"]);
         // Reads are served.
         assert_eq!(get(&mut rc, "k").as_deref(), Some("v"));
         // replica-read-only no: client writes apply locally.

@@ -1054,3 +1054,77 @@ fn info_counts_replication_traffic_apart() {
     assert!(num(&master, "total_writes_processed") >= 100);
     assert_eq!(stat(&master, "io_threaded_reads_processed"), "0");
 }
+
+fn functions(s: &Server) -> Vec<String> {
+    let v: redis::Value = redis::cmd("FUNCTION")
+        .arg("LIST")
+        .query(&mut s.client())
+        .unwrap();
+    let mut names = Vec::new();
+    if let redis::Value::Array(libs) = v {
+        for lib in libs {
+            if let redis::Value::Array(fields) = lib {
+                let mut it = fields.iter();
+                while let Some(k) = it.next() {
+                    let val = it.next();
+                    if matches!(k, redis::Value::BulkString(b) if b == b"library_name") {
+                        if let Some(redis::Value::BulkString(n)) = val {
+                            names.push(String::from_utf8_lossy(n).into_owned());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    names.sort();
+    names
+}
+
+/// Function libraries reach replicas as Redis's do: in the full sync's RDB, then FUNCTION
+/// LOAD / DELETE / FLUSH in the stream; a replica refuses them from clients.
+#[test]
+fn function_libraries_reach_replicas() {
+    let _one = serial();
+    let master = node(2, &[]);
+    let mut mc = master.client();
+    let lib = |n: &str| {
+        format!("#!lua name={n}\nredis.register_function('{n}_f', function() return 1 end)")
+    };
+    let _: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg(lib("early"))
+        .query(&mut mc)
+        .unwrap();
+    let replica = node(1, &[]);
+    replicaof(&replica, Some(&master));
+    assert!(common::wait_for(Duration::from_secs(20), || link_up(
+        &replica
+    )));
+    assert_eq!(functions(&replica), ["early"], "through the full sync");
+    let _: String = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg(lib("late"))
+        .query(&mut mc)
+        .unwrap();
+    let _: () = redis::cmd("FUNCTION")
+        .arg("DELETE")
+        .arg("early")
+        .query(&mut mc)
+        .unwrap();
+    assert!(
+        common::wait_for(Duration::from_secs(10), || functions(&replica) == ["late"]),
+        "through the stream: {:?}",
+        functions(&replica)
+    );
+    let e = redis::cmd("FUNCTION")
+        .arg("LOAD")
+        .arg(lib("local"))
+        .query::<String>(&mut replica.client())
+        .unwrap_err();
+    assert!(e.to_string().contains("read only replica"), "{e}");
+    let _: () = redis::cmd("FUNCTION").arg("FLUSH").query(&mut mc).unwrap();
+    assert!(common::wait_for(Duration::from_secs(10), || functions(
+        &replica
+    )
+    .is_empty()));
+}

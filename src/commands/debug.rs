@@ -328,7 +328,9 @@ fn debug_reload(ctx: &mut ConnCtx, nosave: bool) -> CmdResult {
             let data = std::fs::read(w.shared.tun.dbfilename())
                 .map_err(|e| format!("Error reading the RDB file: {e}"))?;
             let crc = w.shared.tun.rdbchecksum.load(Ordering::Relaxed);
-            persist::load::split(&data, w.nshards, cfg.databases, crc)
+            let split = persist::load::split(&data, w.nshards, cfg.databases, crc)?;
+            persist::install_functions(&split.summary.functions)?;
+            Ok(split)
         });
         let split = match loaded {
             Ok(s) => s,

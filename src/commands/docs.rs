@@ -474,6 +474,7 @@ pub fn command_info(spec: &CommandSpec) -> Reply {
             // The container's key positions belong to the subcommands that take a key
             // (OBJECT ENCODING, MEMORY USAGE), as Redis reports them.
             let keyed = spec.keys.first > 0 && args.starts_with("key");
+            let flags = spec.flags | spec.sub_flags_of(sub.as_bytes());
             let (first, last, step) = if keyed {
                 (spec.keys.first, spec.keys.last, spec.keys.step)
             } else {
@@ -482,11 +483,11 @@ pub fn command_info(spec: &CommandSpec) -> Reply {
             Reply::Array(vec![
                 Reply::bulk(format!("{}|{}", spec.name, sub)),
                 Reply::Int(*arity as i64),
-                Reply::Set(spec.flag_names()),
+                Reply::Set(spec.flag_names_of(flags)),
                 Reply::Int(first as i64),
                 Reply::Int(last as i64),
                 Reply::Int(step as i64),
-                Reply::Set(acl_categories(spec.flags, spec.group)),
+                Reply::Set(acl_categories(flags, spec.group)),
                 Reply::Set(Vec::new()),
                 Reply::Set(if keyed { key_specs(spec) } else { Vec::new() }),
                 Reply::Set(Vec::new()),

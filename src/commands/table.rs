@@ -319,6 +319,10 @@ pub struct CommandSpec {
     pub syntax: &'static str,
     /// Subcommands (name, arity, synopsis) for COMMAND INFO/DOCS of container commands.
     pub subcommands: &'static [(&'static str, i32, &'static str)],
+    /// Flags a subcommand adds to the container's (FUNCTION LOAD is a `write`): the gates
+    /// (READONLY on a replica, MISCONF, OOM, NOREPLICAS) and COMMAND INFO read them
+    /// through `flags_for`.
+    pub sub_flags: &'static [(&'static str, u32)],
     /// How the journal records a write (see `shard::journal`).
     pub prop: Prop,
     /// Which keyspace notification the command sends (see `shard::notify`).
@@ -387,6 +391,7 @@ impl CommandSpec {
             summary: "",
             syntax: "",
             subcommands: &[],
+            sub_flags: &[],
             prop: Prop::State,
             noop: NoOp::Never,
             touches: Touches::Keys,
@@ -417,6 +422,28 @@ impl CommandSpec {
     pub const fn subs(mut self, s: &'static [(&'static str, i32, &'static str)]) -> CommandSpec {
         self.subcommands = s;
         self
+    }
+
+    pub const fn sub_flags(mut self, f: &'static [(&'static str, u32)]) -> CommandSpec {
+        self.sub_flags = f;
+        self
+    }
+
+    /// The flags of the command `argv` names: the row's, plus its subcommand's.
+    #[inline]
+    pub fn flags_for(&self, argv: &[Bytes]) -> u32 {
+        if self.sub_flags.is_empty() {
+            return self.flags;
+        }
+        self.flags | argv.get(1).map_or(0, |sub| self.sub_flags_of(sub))
+    }
+
+    /// The flags subcommand `sub` adds (any case).
+    pub fn sub_flags_of(&self, sub: &[u8]) -> u32 {
+        self.sub_flags
+            .iter()
+            .find(|(n, _)| sub.eq_ignore_ascii_case(n.as_bytes()))
+            .map_or(0, |(_, f)| *f)
     }
 
     pub const fn noop(mut self, n: NoOp) -> CommandSpec {
@@ -488,9 +515,14 @@ impl CommandSpec {
     }
 
     pub fn flag_names(&self) -> Vec<Reply> {
+        self.flag_names_of(self.flags)
+    }
+
+    /// `flag_names` for `flags` (a subcommand's, see `flags_for`).
+    pub fn flag_names_of(&self, flags: u32) -> Vec<Reply> {
         let mut out: Vec<Reply> = FLAG_NAMES
             .iter()
-            .filter(|(bit, _)| self.flags & bit != 0)
+            .filter(|(bit, _)| flags & bit != 0)
             .map(|(_, n)| Reply::status(n))
             .collect();
         // Redis lists it last, derived from the key specs.

@@ -320,6 +320,7 @@ fn load_redis_dir(cfg: &Config, m: Manifest) -> Result<Loaded, String> {
         if data.starts_with(b"REDIS") {
             let split = super::load::split(&data, 1, cfg.databases, cfg.rdbchecksum)
                 .map_err(|e| format!("Bad base file {name}: {e}"))?;
+            super::install_functions(&split.summary.functions)?;
             for part in split.shards {
                 super::load::apply(&mut tmp, part);
             }
@@ -521,6 +522,19 @@ pub fn replay(shard: &mut Shard, recs: Vec<Rec>) {
                     d.clear();
                 }
                 done += 1;
+                continue;
+            }
+            b"function" => {
+                match super::replay_function(&r.argv) {
+                    Ok(()) => done += 1,
+                    Err(e) => {
+                        crate::log::warning(&format!(
+                            "shard {}: a FUNCTION record failed to replay: {e}",
+                            shard.id
+                        ));
+                        failed += 1;
+                    }
+                }
                 continue;
             }
             b"swapdb" => {

@@ -359,6 +359,9 @@ pub fn start_load(
                 &deliver,
             )
             .map_err(|e| format!("Fatal error loading the DB {}: {e}", path.display()))?;
+            // Before the sinks close: an append-only log replayed next may load more.
+            super::install_functions(&s.functions)
+                .map_err(|e| format!("Fatal error loading the DB {}: {e}", path.display()))?;
             if let Some(v) = &s.redis_ver {
                 crate::log::notice(&format!("Loading RDB produced by version {v}"));
             }

@@ -154,6 +154,46 @@ pub fn refusal() -> crate::error::CmdError {
     crate::error::CmdError::coded(refusal_text())
 }
 
+/// Function libraries (FUNCTION LOAD) ride in RDB files as `RDB_OPCODE_FUNCTION2` records
+/// after the AUX fields, as Redis 7.0 writes them, but belong to scripting, which registers
+/// at startup how to list their codes and how to replace the loaded set with a file's.
+pub struct FunctionHooks {
+    pub codes: fn() -> Vec<bytes::Bytes>,
+    pub replace: fn(&[bytes::Bytes]) -> Result<(), String>,
+    /// A FUNCTION LOAD / DELETE / FLUSH / RESTORE record of an append-only log.
+    pub replay: fn(&[bytes::Bytes]) -> Result<(), String>,
+}
+
+static FUNCTIONS: std::sync::OnceLock<FunctionHooks> = std::sync::OnceLock::new();
+
+/// Scripting's hooks (once, at startup).
+pub fn register_functions(h: FunctionHooks) {
+    let _ = FUNCTIONS.set(h);
+}
+
+/// The code of every loaded library, for a file being written.
+pub fn function_codes() -> Vec<bytes::Bytes> {
+    FUNCTIONS.get().map_or_else(Vec::new, |h| (h.codes)())
+}
+
+/// After a whole data set was loaded from a file (startup, DEBUG RELOAD, a full sync):
+/// the loaded libraries become the file's, as Redis empties its functions with the data.
+pub fn install_functions(codes: &[bytes::Bytes]) -> Result<(), String> {
+    match FUNCTIONS.get() {
+        Some(h) => (h.replace)(codes),
+        None if codes.is_empty() => Ok(()),
+        None => Err("The RDB file contains functions, and scripting is not available".into()),
+    }
+}
+
+/// Replays a FUNCTION record of an append-only log (startup, any shard thread).
+pub fn replay_function(argv: &[bytes::Bytes]) -> Result<(), String> {
+    match FUNCTIONS.get() {
+        Some(h) => (h.replay)(argv),
+        None => Err("scripting is not available".into()),
+    }
+}
+
 /// Unix seconds now.
 pub fn unix_secs() -> u64 {
     std::time::SystemTime::now()

@@ -35,8 +35,8 @@ pub const TYPE_STREAM_LISTPACKS_2: u8 = 19;
 pub const TYPE_SET_LISTPACK: u8 = 20;
 pub const TYPE_STREAM_LISTPACKS_3: u8 = 21;
 
-pub const OP_FUNCTION_PRE_GA: u8 = 0xF5;
-pub const OP_FUNCTION2: u8 = 0xF6;
+pub const OP_FUNCTION_PRE_GA: u8 = 0xF6;
+pub const OP_FUNCTION2: u8 = 0xF5;
 pub const OP_MODULE_AUX: u8 = 0xF7;
 pub const OP_IDLE: u8 = 0xF8;
 pub const OP_FREQ: u8 = 0xF9;
@@ -470,6 +470,11 @@ impl Framer {
             out.push(OP_AUX);
             put_plain_string(&mut out, k.as_bytes());
             put_plain_string(&mut out, v.as_bytes());
+        }
+        // Function libraries after the AUX fields, as Redis 7.0's rdbSaveFunctions.
+        for code in super::function_codes() {
+            out.push(OP_FUNCTION2);
+            put_plain_string(&mut out, &code);
         }
         out
     }

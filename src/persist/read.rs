@@ -27,6 +27,9 @@ pub struct Summary {
     pub redis_ver: Option<String>,
     /// The file's checksum was 0 (saved with `rdbchecksum no`): not checked.
     pub unchecked: bool,
+    /// The code of every function library in the file (`RDB_OPCODE_FUNCTION2`), for
+    /// `persist::install_functions`.
+    pub functions: Vec<Bytes>,
 }
 
 /// One key as loaded.
@@ -485,10 +488,14 @@ fn parse_inner(
                         .into(),
                 )
             }
-            OP_FUNCTION2 | OP_FUNCTION_PRE_GA => {
+            OP_FUNCTION2 => {
+                sum.functions.push(c.string()?);
+                continue;
+            }
+            OP_FUNCTION_PRE_GA => {
                 return Err(
-                    "The RDB file contains functions (FUNCTION LOAD libraries); \
-                            functions are not supported by shardis"
+                    "The RDB file contains functions in the format of Redis 7.0's release \
+                     candidates (RDB_OPCODE_FUNCTION); load and save it with Redis 7.0 first"
                         .into(),
                 )
             }

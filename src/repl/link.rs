@@ -180,6 +180,9 @@ fn session(gen: u64, host: &str, port: u16) -> Result<(), String> {
                 format!("Failed trying to load the MASTER synchronization DB from socket: {e}")
             })?;
         drop(data);
+        crate::persist::install_functions(&split.summary.functions).map_err(|e| {
+            format!("Failed trying to load the MASTER synchronization DB from socket: {e}")
+        })?;
         crate::log::notice(&format!(
             "Done loading RDB, keys loaded: {}, keys expired: {}.",
             split.summary.keys, split.summary.expired

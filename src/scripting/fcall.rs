@@ -13,7 +13,8 @@ use super::host::{self, Host};
 use super::{vm, Kill};
 use crate::commands::args::{arg, is};
 use crate::commands::table::{
-    CommandSpec, Exec, KeySpec, ScriptEntry, MAY_REPLICATE, NOSCRIPT, READONLY, STALE,
+    CommandSpec, Exec, KeySpec, ScriptEntry, DENYOOM, MAY_REPLICATE, NOSCRIPT, READONLY, STALE,
+    WRITE,
 };
 use crate::commands::ConnCtx;
 use crate::error::{CmdError, CmdResult};
@@ -43,7 +44,10 @@ pub const COMMANDS: &[CommandSpec] = &[
             ("restore", -3, "serialized-value [FLUSH | APPEND | REPLACE]"),
             ("stats", 2, ""),
             ("kill", 2, ""),
-        ]),
+        ])
+        // As Redis 7.0: these change the data set (refused on a read-only replica, under
+        // MISCONF or NOREPLICAS; LOAD and RESTORE under maxmemory too).
+        .sub_flags(&[("load", WRITE | DENYOOM), ("delete", WRITE), ("flush", WRITE), ("restore", WRITE | DENYOOM)]),
 ];
 
 const FUNCTION_HELP: &[&str] = &[
@@ -136,7 +140,36 @@ fn fcall_cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
 }
 
 fn function(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
-    match crate::commands::server::subcommand("function", argv)?.as_str() {
+    let sub = crate::commands::server::subcommand("function", argv)?;
+    let reply = run_function(ctx, &sub, argv)?;
+    // The changes go to the journal as sent, as Redis propagates them: replicas and the
+    // append-only file get them (`replay_from_log` runs them back).
+    if matches!(sub.as_str(), "load" | "delete" | "flush" | "restore") {
+        let db = ctx.client().db;
+        let args: Vec<&[u8]> = argv.iter().map(|a| &a[..]).collect();
+        crate::shard::journal::record(&mut ctx.eng().shard, db, &args);
+    }
+    Ok(reply)
+}
+
+/// A FUNCTION record of an append-only log, at startup: run as the command would.
+pub fn replay_from_log(argv: &[Bytes]) -> Result<(), String> {
+    let sub = crate::commands::server::subcommand("function", argv).map_err(|e| e.to_string())?;
+    match sub.as_str() {
+        "load" => load(argv).map(|_| ()),
+        "delete" => arg(argv, 2).and_then(|n| registry::delete(n)),
+        "flush" => {
+            registry::flush();
+            Ok(())
+        }
+        "restore" => restore(argv).map(|_| ()),
+        _ => Ok(()),
+    }
+    .map_err(|e| e.to_string())
+}
+
+fn run_function(ctx: &mut ConnCtx, sub: &str, argv: &[Bytes]) -> CmdResult {
+    match sub {
         "load" => load(argv),
         "delete" => {
             registry::delete(arg(argv, 2)?)?;
@@ -179,6 +212,44 @@ fn sub_syntax(argv: &[Bytes]) -> CmdError {
 
 /// FUNCTION LOAD [REPLACE] code: Redis's checks in its order (options, metadata, an
 /// existing library, compile, registration, name clashes).
+/// How `persist` lists the libraries for a file and installs a file's (see
+/// `persist::FunctionHooks`).
+pub fn persist_hooks() -> crate::persist::FunctionHooks {
+    crate::persist::FunctionHooks {
+        codes: || {
+            registry::snapshot()
+                .1
+                .iter()
+                .map(|l| l.code.clone())
+                .collect()
+        },
+        replace: replace_from_file,
+        replay: replay_from_log,
+    }
+}
+
+/// A loaded file's libraries replace the current ones: each compiled here first, then
+/// installed at once (nothing changes if one fails to compile).
+fn replace_from_file(codes: &[Bytes]) -> Result<(), String> {
+    if codes.is_empty() {
+        if !registry::snapshot().1.is_empty() {
+            registry::flush();
+        }
+        return Ok(());
+    }
+    let mut libs = Vec::with_capacity(codes.len());
+    for code in codes {
+        let lib = vm::compile_library(code).map_err(|e| {
+            format!(
+                "Failed loading a function library from the RDB file: {}",
+                e.to_string().trim_start_matches("ERR ")
+            )
+        })?;
+        libs.push(lib);
+    }
+    registry::restore(libs, Policy::Flush).map_err(|e| e.to_string())
+}
+
 fn load(argv: &[Bytes]) -> CmdResult {
     let mut replace = false;
     let mut i = 2;

@@ -11,7 +11,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
-use crate::commands::table::{table, CommandSpec, MAY_REPLICATE, WRITE};
+use crate::commands::table::{CommandSpec, MAY_REPLICATE, WRITE};
 
 /// No pause, `WRITE`, `ALL`.
 pub const NONE: u8 = 0;
@@ -54,16 +54,19 @@ pub fn current(now_ms: u64) -> (u8, u64) {
     }
 }
 
-/// Whether `mode` holds this command (`queued`: the ids an EXEC would run).
-pub fn holds(mode: u8, spec: &CommandSpec, queued: impl Iterator<Item = usize>) -> bool {
+/// Whether `mode` holds this command, of `flags` (`CommandSpec::flags_for`; `queued`: the
+/// flags of what an EXEC would run).
+pub fn holds(
+    mode: u8,
+    spec: &CommandSpec,
+    flags: u32,
+    mut queued: impl Iterator<Item = u32>,
+) -> bool {
     match mode {
         ALL => true,
         WRITES => {
-            (spec.flags & (WRITE | MAY_REPLICATE) != 0 && spec.name != "exec")
-                || (spec.name == "exec"
-                    && queued
-                        .filter_map(|id| table().get(id))
-                        .any(|s| s.flags & (WRITE | MAY_REPLICATE) != 0))
+            (flags & (WRITE | MAY_REPLICATE) != 0 && spec.name != "exec")
+                || (spec.name == "exec" && queued.any(|f| f & (WRITE | MAY_REPLICATE) != 0))
         }
         _ => false,
     }

@@ -129,14 +129,15 @@ pub fn queue(w: &mut Worker, idx: usize, argv: &mut Vec<Bytes>) -> bool {
         return true;
     }
     // stop-writes-on-bgsave-error refuses a write while queuing too (EXEC then aborts).
-    if spec.has(WRITE) && crate::persist::writes_refused() {
+    let flags = spec.flags_for(argv);
+    if flags & WRITE != 0 && crate::persist::writes_refused() {
         reject(w, idx, crate::persist::refusal_text());
         return true;
     }
     // A replica refuses while queuing too (READONLY, MASTERDOWN); never its master link.
     let gate = crate::repl::gate();
     if gate != 0 && !w.conns.get(idx).is_some_and(|c| c.master) {
-        if let Some(e) = crate::repl::refusal(gate, spec.flags) {
+        if let Some(e) = crate::repl::refusal(gate, flags) {
             reject(w, idx, e.to_string());
             return true;
         }
@@ -201,13 +202,14 @@ pub fn exec_flags(w: &Worker, idx: usize, exec: u32) -> u32 {
         .get(idx)
         .and_then(|c| c.tx.as_ref())
         .and_then(|t| t.queue.as_ref());
-    for s in queued
+    for (s, argv) in queued
         .into_iter()
         .flatten()
-        .filter_map(|q| table().get(q.id))
+        .filter_map(|q| table().get(q.id).map(|s| (s, &q.argv)))
     {
-        flags |= s.flags & WRITE;
-        if s.flags & MAY_REPLICATE != 0 && s.flags & READONLY == 0 {
+        let f = s.flags_for(argv);
+        flags |= f & WRITE;
+        if f & MAY_REPLICATE != 0 && f & READONLY == 0 {
             flags |= MAY_REPLICATE;
         }
     }
@@ -399,9 +401,11 @@ pub fn exec(ctx: &mut FrontCtx, exec_argv: &[Bytes]) -> Result<Option<Reply>, Cm
     }
     // Writes queued before a BGSAVE failed: Redis refuses the whole EXEC.
     if crate::persist::writes_refused()
-        && cmds
-            .iter()
-            .any(|q| table().get(q.id).is_some_and(|s| s.has(WRITE)))
+        && cmds.iter().any(|q| {
+            table()
+                .get(q.id)
+                .is_some_and(|s| s.flags_for(&q.argv) & WRITE != 0)
+        })
     {
         unwatch_all(w, idx);
         return Err(CmdError::coded(error::exec_abort_because(

@@ -60,6 +60,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
 /// configuration; call before either is first used. `false` when too late (the table was
 /// built without the rows).
 pub fn register() -> bool {
+    crate::persist::register_functions(crate::scripting::fcall::persist_hooks());
     crate::config::register_settings(crate::repl::SETTING_GROUPS)
         & crate::commands::table::register(FAMILIES)
 }

@@ -219,6 +219,8 @@ impl Worker {
             self.reject(idx, Some(id), e);
             return;
         }
+        // The row's flags, plus a subcommand's (FUNCTION LOAD writes).
+        let flags = spec.flags_for(argv);
         // maxmemory: evict, or refuse commands that may grow memory when nothing can be
         // evicted. A command bound for one other shard (or for this one while it is locked)
         // is checked there, by the shard whose keys it writes (`exec_batch`).
@@ -228,7 +230,7 @@ impl Worker {
                 && matches!(commands::route(&spec.keys, argv, self.eng.nshards),
                             Route::One(s) if s != self.eng.id || self.eng.lock.is_some());
             if !elsewhere {
-                if let Err(e) = self.memory_check(spec.has(DENYOOM)) {
+                if let Err(e) = self.memory_check(flags & DENYOOM != 0) {
                     self.reject(idx, Some(id), e);
                     return;
                 }
@@ -236,7 +238,7 @@ impl Worker {
         }
         // stop-writes-on-bgsave-error: one relaxed load per write command (PING checks the
         // gate in its handler, as Redis refuses it too).
-        if spec.has(WRITE) && crate::persist::writes_refused() {
+        if flags & WRITE != 0 && crate::persist::writes_refused() {
             self.reject(idx, Some(id), crate::persist::refusal());
             return;
         }
@@ -249,7 +251,7 @@ impl Worker {
             let flags = if is_exec {
                 crate::server::tx::exec_flags(self, idx, spec.flags)
             } else {
-                spec.flags
+                flags
             };
             if let Some(e) = crate::repl::refusal(gate, flags) {
                 // Redis's rejectCommand: an EXEC refused here discards the transaction.
@@ -915,9 +917,14 @@ impl Worker {
         let queued =
             c.tx.as_ref()
                 .and_then(|t| t.queue.as_ref())
-                .map(|q| q.iter().map(|q| q.id).collect::<Vec<_>>())
+                .map(|q| {
+                    q.iter()
+                        .filter_map(|q| t.get(q.id).map(|s| s.flags_for(&q.argv)))
+                        .collect::<Vec<_>>()
+                })
                 .unwrap_or_default();
-        if !crate::server::pause::holds(self.eng.pause, spec, queued.into_iter()) {
+        let flags = spec.flags_for(argv);
+        if !crate::server::pause::holds(self.eng.pause, spec, flags, queued.into_iter()) {
             return false;
         }
         if let Some(c) = self.conns.get_mut(idx) {
