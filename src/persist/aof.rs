@@ -755,14 +755,15 @@ impl Writer {
     /// `always`): `appendfsync everysec|no`, and the moments that must finish at once (a
     /// rewrite's cut, `appendonly no`, the loop's end). With a group still on the ring the
     /// records are only encoded: the group's completion writes them next.
-    pub fn write_pass(&mut self, shard: &mut Shard, always: bool) {
+    /// Returns whether it wrote.
+    pub fn write_pass(&mut self, shard: &mut Shard, always: bool) -> bool {
         self.encode(shard);
         if self.inflight.is_some() {
-            return;
+            return false;
         }
         if self.buf.is_empty() {
             self.synced = self.next;
-            return;
+            return false;
         }
         if let Err(e) = self.append(always) {
             // As Redis's flushAppendOnlyFile: under `always` an acknowledged write could be
@@ -771,10 +772,11 @@ impl Writer {
             // are refused meanwhile (MISCONF Errors writing to the AOF file).
             self.write_failed(always, &e);
             self.synced = self.next;
-            return;
+            return true;
         }
         self.written(!always);
         self.synced = self.next;
+        true
     }
 
     /// A write of this log failed: fatal under `always`, else MISCONF until one succeeds.

@@ -1,6 +1,6 @@
 //! The append-only log's ring side, on each shard thread. Under `appendfsync always` the
-//! records a loop pass encoded go to the ring as one group: a `write`, then an
-//! `fdatasync`. The shard keeps serving while they run, and what depends on those records
+//! records a loop pass encoded go to the ring as one group: one `write` with `RWF_DSYNC`
+//! (the write and its `fdatasync` in one operation). The shard keeps serving while they run, and what depends on those records
 //! waits for the group, as Redis sends no reply before its `fsync`:
 //! - a client's output is cut by marks (`Conn::aof_marks`: a journal offset and an end in
 //!   `out`); the bytes before the first unmet mark go out, the rest at the group's end;
@@ -64,27 +64,39 @@ impl Worker {
     }
 
     /// Writes `g.buf[off..]` at its place in the file: under `always` with `RWF_DSYNC`, so
-    /// one operation is the write and its fdatasync (`DEBUG AOF-FSYNC-DELAY` splits them
-    /// to put its delay between).
-    fn aof_write(&mut self, mut g: Group, off: usize) {
-        let buf = std::mem::take(&mut g.buf);
-        let fd = g.file.as_raw_fd();
-        let at = g.offset + off as u64;
-        if g.sync && crate::persist::aof::sync_delay() == 0 {
+    /// one operation is the write and its fdatasync. `DEBUG AOF-FSYNC-DELAY` puts its delay
+    /// (a ring timeout) before a group's write.
+    fn aof_write(&mut self, g: Group, off: usize) {
+        let delay = crate::persist::aof::sync_delay();
+        if g.sync && delay > 0 && off == 0 {
             self.submit_io(
-                move |ring, tag| ring.write_dsync_at(fd, buf, off, at, tag),
-                move |w: &mut Worker, c: Completion| w.aof_written(g, c, true),
+                move |ring, tag| ring.timeout(Duration::from_millis(delay), tag),
+                move |w: &mut Worker, _| w.aof_write_now(g, 0),
             );
             return;
         }
+        self.aof_write_now(g, off);
+    }
+
+    fn aof_write_now(&mut self, mut g: Group, off: usize) {
+        let buf = std::mem::take(&mut g.buf);
+        let fd = g.file.as_raw_fd();
+        let at = g.offset + off as u64;
+        let sync = g.sync;
         self.submit_io(
-            move |ring, tag| ring.write_at(fd, buf, off, at, tag),
-            move |w: &mut Worker, c: Completion| w.aof_written(g, c, false),
+            move |ring, tag| {
+                if sync {
+                    ring.write_dsync_at(fd, buf, off, at, tag)
+                } else {
+                    ring.write_at(fd, buf, off, at, tag)
+                }
+            },
+            move |w: &mut Worker, c: Completion| w.aof_written(g, c),
         );
     }
 
-    /// A write of the group completed (`dsync`: with RWF_DSYNC, so also synced).
-    fn aof_written(&mut self, mut g: Group, c: Completion, dsync: bool) {
+    /// A write of the group completed (synced too, under `always`: RWF_DSYNC).
+    fn aof_written(&mut self, mut g: Group, c: Completion) {
         let OpBuf::Send { buf, off } = c.buf else {
             return;
         };
@@ -100,39 +112,10 @@ impl Worker {
         }
         let off = off + c.result as usize;
         if off < g.buf.len() {
-            self.aof_write(g, off);
+            self.aof_write_now(g, off);
             return;
         }
-        if g.sync && !dsync {
-            let delay = crate::persist::aof::sync_delay();
-            if delay == 0 {
-                self.aof_sync(g);
-            } else {
-                // DEBUG AOF-FSYNC-DELAY: a slow disk, as a timeout before the sync.
-                self.submit_io(
-                    move |ring, tag| ring.timeout(Duration::from_millis(delay), tag),
-                    move |w: &mut Worker, _| w.aof_sync(g),
-                );
-            }
-        } else {
-            self.aof_done(g);
-        }
-    }
-
-    /// The group's bytes are written: its fdatasync.
-    fn aof_sync(&mut self, g: Group) {
-        let fd = g.file.as_raw_fd();
-        self.submit_io(
-            move |ring, tag| ring.fsync(fd, true, tag),
-            move |w: &mut Worker, c: Completion| {
-                if c.result < 0 {
-                    let e = std::io::Error::from_raw_os_error(-c.result);
-                    w.aof_failed(g, usize::MAX, &e);
-                } else {
-                    w.aof_done(g);
-                }
-            },
-        );
+        self.aof_done(g);
     }
 
     /// The writer a group belongs to (the current one, or one retired since).
@@ -153,7 +136,7 @@ impl Worker {
         self.aof_release();
     }
 
-    /// A group's write (or sync: `done` is `usize::MAX`) failed.
+    /// A group's write failed after `done` of its bytes.
     fn aof_failed(&mut self, g: Group, done: usize, e: &std::io::Error) {
         if g.sync {
             match self.aof_writer(g.gen) {
