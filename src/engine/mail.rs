@@ -152,7 +152,11 @@ impl Engine {
     #[inline]
     pub fn aof_gate(&self) -> Option<u64> {
         let a = self.aof.as_ref()?;
-        let next = self.shard.journal.as_ref()?.next();
+        let j = self.shard.journal.as_ref()?;
+        // Keys a step touched are recorded when it ends (`journal::flush`): a message posted
+        // before then (a batch's replies, a job's) waits for the byte past `next`, which
+        // only a sync of those records reaches.
+        let next = j.next() + u64::from(j.has_pending());
         (a.synced() < next).then_some(next)
     }
 
