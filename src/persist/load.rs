@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
-use super::read::{decode_record, parse_records, string_record, RawStr, Rec, Summary};
+use super::read::{decode_record_into, parse_records, string_record, RawStr, Rec, Summary};
 use crate::shard::value::Value;
 use crate::shard::Shard;
 
@@ -302,14 +302,19 @@ const CHUNK: usize = 2048;
 fn decode_chunk(data: &[u8], chunk: &[Other], nshards: usize) -> Decoded {
     let mut out: Vec<Vec<KeyPart>> = (0..nshards).map(|_| Vec::new()).collect();
     let mut empty = 0;
+    // The chunk's keys in one buffer (see `decode_record_into`).
+    let (mut keys, mut scratch) = (Vec::with_capacity(chunk.len() * 24), Vec::new());
+    let mut decoded = Vec::with_capacity(chunk.len());
     for o in chunk {
-        match decode_record(data, o.at)? {
-            (key, Some(val)) => {
-                if let Some(v) = out.get_mut(o.shard) {
-                    v.push(KeyPart::Key(o.db, key, val, o.expire_at));
-                }
-            }
+        match decode_record_into(data, o.at, &mut keys, &mut scratch)? {
+            (range, Some(val)) => decoded.push((o, range, val)),
             (_, None) => empty += 1,
+        }
+    }
+    let keys = Bytes::from(keys);
+    for (o, range, val) in decoded {
+        if let Some(v) = out.get_mut(o.shard) {
+            v.push(KeyPart::Key(o.db, keys.slice(range), val, o.expire_at));
         }
     }
     Ok((out, empty, chunk.len()))
