@@ -18,6 +18,8 @@ use crate::shard::Shard;
 pub enum KeyPart {
     /// One decoded key: (database, key, value, expiry in absolute Unix ms).
     Key(usize, Bytes, Value, u64),
+    /// A decoded collection, out of its box (`objs::Unboxed`), as `Key`.
+    Obj(usize, Bytes, crate::shard::objs::Unboxed, u64),
     /// The shard's string keys of one database, located in the file (checked, not copied):
     /// the shard decodes them straight into its keyspace.
     Strings(Strings),
@@ -314,7 +316,11 @@ fn decode_chunk(data: &[u8], chunk: &[Other], nshards: usize) -> Decoded {
     let keys = Bytes::from(keys);
     for (o, range, val) in decoded {
         if let Some(v) = out.get_mut(o.shard) {
-            v.push(KeyPart::Key(o.db, keys.slice(range), val, o.expire_at));
+            let key = keys.slice(range);
+            v.push(match crate::shard::objs::Unboxed::from_value(val) {
+                Ok(u) => KeyPart::Obj(o.db, key, u, o.expire_at),
+                Err(val) => KeyPart::Key(o.db, key, val, o.expire_at),
+            });
         }
     }
     Ok((out, empty, chunk.len()))
@@ -401,7 +407,7 @@ pub fn apply(shard: &mut Shard, keys: Vec<KeyPart>) {
     let mut keys = keys;
     for i in 0..keys.len() {
         // Decoded keys: the slot of the key AHEAD parts on is prefetched, as for strings.
-        if let Some(KeyPart::Key(db, k, ..)) = keys.get(i + AHEAD) {
+        if let Some(KeyPart::Key(db, k, ..) | KeyPart::Obj(db, k, ..)) = keys.get(i + AHEAD) {
             shard.db_mut(*db).prefetch_slot(k);
         }
         let Some(slot) = keys.get_mut(i) else {
@@ -413,6 +419,7 @@ pub fn apply(shard: &mut Shard, keys: Vec<KeyPart>) {
         );
         match p {
             KeyPart::Key(db, key, val, exp) => shard.db_mut(db).set_value(&key, val, exp, now),
+            KeyPart::Obj(db, key, val, exp) => shard.db_mut(db).set_unboxed(&key, val, exp, now),
             KeyPart::Strings(s) => store_strings(shard.db_mut(s.db), &s, now),
         }
     }
@@ -504,7 +511,7 @@ mod tests {
             for (s, parts) in split.shards.iter().enumerate() {
                 for p in parts {
                     match p {
-                        KeyPart::Key(db, k, ..) => {
+                        KeyPart::Key(db, k, ..) | KeyPart::Obj(db, k, ..) => {
                             assert_eq!((*db, k.as_ref()), (2, &b"h"[..]));
                             got += 1;
                         }
@@ -558,7 +565,7 @@ mod tests {
             for (s, parts) in split.shards.iter().enumerate() {
                 let mut last = None;
                 for p in parts {
-                    let KeyPart::Key(_, k, v, _) = p else {
+                    let KeyPart::Obj(_, k, v, _) = p else {
                         continue;
                     };
                     assert_eq!(crate::shard::route::shard_of(k, nshards), s);
@@ -566,7 +573,7 @@ mod tests {
                     // File order within a shard.
                     assert!(last < Some(i), "{last:?} then {i}");
                     last = Some(i);
-                    let Value::Hash(h) = v else {
+                    let crate::shard::objs::Unboxed::Hash(h) = v else {
                         panic!("not a hash")
                     };
                     assert_eq!(h.get(b"f"), Some(format!("value-{i}").as_bytes()));

@@ -206,6 +206,36 @@ pub fn read_listpack_shared(lp: &Bytes) -> Option<Vec<Bytes>> {
     Some(out)
 }
 
+/// A listpack's elements as slices: strings borrowed from `lp`, integers formatted into
+/// `ints` (no allocation per element, no reference count: for values that copy what they
+/// keep). `None` if malformed.
+pub fn listpack_slices<'a>(lp: &'a [u8], ints: &'a mut Vec<u8>) -> Option<Vec<&'a [u8]>> {
+    enum Span {
+        Lp(std::ops::Range<usize>),
+        Int(std::ops::Range<usize>),
+    }
+    let mut spans = Vec::new();
+    ints.clear();
+    listpack_entries(lp, |e| {
+        spans.push(match e {
+            LpEntry::Str(r) => Span::Lp(r),
+            LpEntry::Int(i) => {
+                let start = ints.len();
+                ints.extend_from_slice(i.to_string().as_bytes());
+                Span::Int(start..ints.len())
+            }
+        })
+    })?;
+    let ints: &'a [u8] = ints;
+    spans
+        .into_iter()
+        .map(|s| match s {
+            Span::Lp(r) => lp.get(r),
+            Span::Int(r) => ints.get(r),
+        })
+        .collect()
+}
+
 /// Hands every element of a listpack to `f`, in order; `None` if malformed (see
 /// `read_listpack`). String ranges given to `f` are within `lp`.
 pub fn listpack_entries(lp: &[u8], mut f: impl FnMut(LpEntry)) -> Option<()> {

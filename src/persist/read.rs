@@ -770,12 +770,26 @@ fn read_value(c: &mut Cursor<'_>, t: u8, key: &[u8]) -> R<Option<Value>> {
             list_of(v)
         }
         TYPE_SET => {
+            // The members in one buffer, copied only into the set.
             let n = c.count(1)?;
-            let mut v = Vec::with_capacity(n);
+            let (mut buf, mut scratch) = (Vec::new(), Vec::new());
+            let mut spans = Vec::with_capacity(n);
             for _ in 0..n {
-                v.push(c.string()?);
+                let pos = c.pos;
+                let m = c
+                    .raw_string()?
+                    .bytes(&mut scratch)
+                    .ok_or_else(|| corrupt(pos, "Invalid LZF compressed string"))?;
+                let start = buf.len();
+                buf.extend_from_slice(m);
+                spans.push(start..buf.len());
             }
-            set_of(v, c.pos)?
+            let items: Vec<&[u8]> = spans.into_iter().filter_map(|r| buf.get(r)).collect();
+            let s = Set::from_loaded_slices(&items);
+            if s.len() != n {
+                return Err(corrupt(c.pos, "Duplicate set members detected"));
+            }
+            (n > 0).then(|| Value::Set(Box::new(s)))
         }
         TYPE_ZSET | TYPE_ZSET_2 => {
             let n = c.count(2)?;
@@ -813,20 +827,63 @@ fn read_value(c: &mut Cursor<'_>, t: u8, key: &[u8]) -> R<Option<Value>> {
             true,
         )?,
         TYPE_ZSET_LISTPACK => {
-            let mut items = packed_shared(c, "Listpack")?;
-            // A big sorted set keeps its members as given: copies, not slices of the blob.
-            if items.len() / 2 > crate::types::limits::zset_max_entries() {
-                items = items.iter().map(|b| Bytes::copy_from_slice(b)).collect();
+            // Built straight from slices of the blob (see `packed::listpack_slices`).
+            let pos = c.pos;
+            let raw = c.raw_string()?;
+            let (mut buf, mut ints) = (Vec::new(), Vec::new());
+            let blob = raw
+                .bytes(&mut buf)
+                .ok_or_else(|| corrupt(pos, "Invalid LZF compressed string"))?;
+            let items = super::packed::listpack_slices(blob, &mut ints)
+                .ok_or_else(|| corrupt(c.pos, "Listpack integrity check failed."))?;
+            if !items.len().is_multiple_of(2) {
+                return Err(corrupt(
+                    c.pos,
+                    "Zset listpack with an odd number of elements",
+                ));
             }
-            zset_of(scored(items, c.pos)?, c.pos, true)?
+            let mut pairs = Vec::with_capacity(items.len() / 2);
+            for p in items.chunks_exact(2) {
+                let (m, s) = (p.first().copied(), p.get(1).copied());
+                let score = s
+                    .and_then(parse_score)
+                    .ok_or_else(|| corrupt(c.pos, "Zset listpack with a bad score"))?;
+                if score.is_nan() {
+                    return Err(corrupt(c.pos, "Zset with NAN score detected"));
+                }
+                pairs.push((m.unwrap_or_default(), score));
+            }
+            let z = ZSet::from_packed_slices(&pairs);
+            if z.len() != pairs.len() {
+                return Err(corrupt(c.pos, "Duplicate zset fields detected"));
+            }
+            (!pairs.is_empty()).then(|| Value::ZSet(Box::new(z)))
         }
         TYPE_HASH_ZIPLIST => {
             let items = packed(c, "Ziplist", read_ziplist)?;
             hash_of(pairs_of(items, c.pos, "Hash ziplist")?, c.pos, true)?
         }
         TYPE_HASH_LISTPACK => {
-            let items = packed_shared(c, "Listpack")?;
-            hash_of(pairs_of(items, c.pos, "Hash listpack")?, c.pos, true)?
+            // Built straight from slices of the blob (see `packed::listpack_slices`).
+            let pos = c.pos;
+            let raw = c.raw_string()?;
+            let (mut buf, mut ints) = (Vec::new(), Vec::new());
+            let blob = raw
+                .bytes(&mut buf)
+                .ok_or_else(|| corrupt(pos, "Invalid LZF compressed string"))?;
+            let items = super::packed::listpack_slices(blob, &mut ints)
+                .ok_or_else(|| corrupt(c.pos, "Listpack integrity check failed."))?;
+            if !items.len().is_multiple_of(2) {
+                return Err(corrupt(
+                    c.pos,
+                    "Hash listpack with an odd number of elements",
+                ));
+            }
+            let n = items.len() / 2;
+            match Hash::from_loaded_items(&items) {
+                Some(h) => (n > 0).then(|| Value::Hash(Box::new(h))),
+                None => return Err(corrupt(c.pos, "Duplicate hash fields detected")),
+            }
         }
         TYPE_LIST_QUICKLIST | TYPE_LIST_QUICKLIST_2 => {
             let nodes = c.count(1)?;

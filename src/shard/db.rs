@@ -853,6 +853,20 @@ impl Db {
         }
     }
 
+    /// `set_value` for a collection already out of its box (the RDB loader).
+    pub fn set_unboxed(&mut self, key: &[u8], val: super::objs::Unboxed, expire_at: u64, now: u64) {
+        let h = self.hash(key);
+        let slot = self.find_h(h, key);
+        if let Some((_, loc)) = slot {
+            self.pre_write(loc);
+            self.drop_obj(loc);
+        }
+        let atime = self.write_atime(slot, now);
+        let (kind, idx) = self.objs.insert_unboxed(val);
+        let flags = obj_flags(kind);
+        self.store(h, slot, key, flags, &idx.to_le_bytes(), atime, expire_at);
+    }
+
     /// Stores a new empty collection of `kind` at `key` (no TTL), replacing any value.
     fn create(&mut self, key: &[u8], kind: ObjKind, now: u64) {
         let h = self.hash(key);

@@ -107,7 +107,40 @@ pub struct Objs {
     zsets: Store<ZSet>,
 }
 
+/// A collection moved out of its `Value` box on the thread that built it (the RDB
+/// loader's decoders): the shard stores it without freeing an allocation of another
+/// thread (glibc would lock that thread's arena for each).
+pub enum Unboxed {
+    Hash(Hash),
+    Set(Set),
+    List(Box<List>),
+    ZSet(ZSet),
+}
+
+impl Unboxed {
+    /// A string is given back.
+    pub fn from_value(v: Value) -> Result<Unboxed, Value> {
+        Ok(match v {
+            Value::Str(_) => return Err(v),
+            Value::Hash(h) => Unboxed::Hash(*h),
+            Value::Set(s) => Unboxed::Set(*s),
+            Value::List(l) => Unboxed::List(l),
+            Value::ZSet(z) => Unboxed::ZSet(*z),
+        })
+    }
+}
+
 impl Objs {
+    /// `insert` for a collection already out of its box.
+    pub fn insert_unboxed(&mut self, u: Unboxed) -> (ObjKind, u32) {
+        match u {
+            Unboxed::Hash(h) => (ObjKind::Hash, self.hashes.insert(h)),
+            Unboxed::Set(s) => (ObjKind::Set, self.sets.insert(s)),
+            Unboxed::List(l) => (ObjKind::List, self.lists.insert(Some(l))),
+            Unboxed::ZSet(z) => (ObjKind::ZSet, self.zsets.insert(z)),
+        }
+    }
+
     /// Stores a collection and returns where; a string is given back (it belongs inline).
     pub fn insert(&mut self, v: Value) -> Result<(ObjKind, u32), Value> {
         Ok(match v {

@@ -192,6 +192,32 @@ impl Hash {
         })
     }
 
+    /// `from_loaded_pairs` for a listpack's elements as slices (field, value, field...):
+    /// the listpack is built straight from them. `None` on a duplicate field.
+    pub fn from_loaded_items(items: &[&[u8]]) -> Option<Hash> {
+        if items.len() / 2 > limits::hash_max_entries() {
+            let pairs = items
+                .chunks_exact(2)
+                .map(|p| {
+                    let (f, v) = (p.first().copied(), p.get(1).copied());
+                    (
+                        Bytes::copy_from_slice(f.unwrap_or_default()),
+                        Bytes::copy_from_slice(v.unwrap_or_default()),
+                    )
+                })
+                .collect();
+            return Hash::from_loaded_pairs(pairs);
+        }
+        let mut fields: Vec<&[u8]> = items.iter().step_by(2).copied().collect();
+        fields.sort_unstable();
+        if fields.windows(2).any(|w| w.first() == w.get(1)) {
+            return None;
+        }
+        Some(Hash {
+            repr: Repr::Listpack(Pack::from_items(items)),
+        })
+    }
+
     /// Adds a pair read from a listpack payload (RDB file, RESTORE): converts only past
     /// `hash-max-listpack-entries`, not on long fields or values, as Redis 7.0's loader
     /// keeps a listpack whatever its elements' lengths. True when the field is new.

@@ -62,20 +62,36 @@ impl Set {
     /// they were, then the rest in order) instead of a copy per member. Repeated members
     /// take `from_members` (the loader refuses the set on the count).
     pub fn from_loaded(members: Vec<Bytes>) -> Set {
-        let mut refs: Vec<&[u8]> = members.iter().map(|m| m.as_ref()).collect();
+        let refs: Vec<&[u8]> = members.iter().map(|m| m.as_ref()).collect();
+        match Set::packed_from(&refs) {
+            Some(s) => s,
+            None => Set::from_members(members),
+        }
+    }
+
+    /// `from_loaded` for members as slices (copied only into the set).
+    pub fn from_loaded_slices(members: &[&[u8]]) -> Set {
+        match Set::packed_from(members) {
+            Some(s) => s,
+            None => Set::from_members(members.iter().map(|m| Bytes::copy_from_slice(m))),
+        }
+    }
+
+    /// The one-listpack form of a loaded set (see `from_loaded`); `None` when it takes
+    /// `from_members`' way (repeated members, only integers, too big for a listpack).
+    fn packed_from(members: &[&[u8]]) -> Option<Set> {
+        let mut refs: Vec<&[u8]> = members.to_vec();
         refs.sort_unstable();
         if refs.windows(2).any(|w| w.first() == w.get(1)) {
-            return Set::from_members(members);
+            return None;
         }
-        let Some(k) = members.iter().position(|m| parse_i64(m).is_none()) else {
-            return Set::from_members(members);
-        };
+        let k = members.iter().position(|m| parse_i64(m).is_none())?;
         let (ints, rest) = members.split_at(k);
         let fits = members.len() <= SET_MAX_LISTPACK_ENTRIES
             && k <= limits::set_max_intset_entries()
             && rest.iter().all(|m| m.len() <= SET_MAX_LISTPACK_VALUE);
         if !fits {
-            return Set::from_members(members);
+            return None;
         }
         let mut sorted: Vec<i64> = ints.iter().filter_map(|m| parse_i64(m)).collect();
         sorted.sort_unstable();
@@ -83,11 +99,11 @@ impl Set {
         let items: Vec<&[u8]> = int_b
             .iter()
             .map(|b| b.as_ref())
-            .chain(rest.iter().map(|m| m.as_ref()))
+            .chain(rest.iter().copied())
             .collect();
-        Set {
+        Some(Set {
             repr: Repr::Listpack(Pack::from_items(&items)),
-        }
+        })
     }
 
     pub fn len(&self) -> usize {

@@ -63,12 +63,12 @@ fn lp_pairs(p: &Pack) -> impl Iterator<Item = (usize, f64, &[u8])> + '_ {
 }
 
 /// A compact sorted set holding `v` (already sorted).
-fn lp_build(v: &[(f64, Bytes)]) -> Pack {
+fn lp_build<M: AsRef<[u8]>>(v: &[(f64, M)]) -> Pack {
     let scores: Vec<[u8; 8]> = v.iter().map(|(s, _)| s.to_le_bytes()).collect();
     let mut items: Vec<&[u8]> = Vec::with_capacity(v.len() * 2);
     for (sc, (_, m)) in scores.iter().zip(v) {
         items.push(sc);
-        items.push(m);
+        items.push(m.as_ref());
     }
     let mut p = Pack::new();
     p.push(&items);
@@ -199,6 +199,24 @@ impl ZSet {
     /// loader checks only the count there).
     pub fn from_packed_pairs<I: IntoIterator<Item = (Bytes, f64)>>(pairs: I) -> ZSet {
         Self::build(pairs, false)
+    }
+
+    /// `from_packed_pairs` for members as slices (copied only into the set).
+    pub fn from_packed_slices(pairs: &[(&[u8], f64)]) -> ZSet {
+        if pairs.len() > limits::zset_max_entries() {
+            return Self::from_packed_pairs(
+                pairs.iter().map(|(m, s)| (Bytes::copy_from_slice(m), *s)),
+            );
+        }
+        // As `build`'s small case: the last pair of a member wins.
+        let mut v: Vec<(&[u8], f64)> = pairs.iter().rev().copied().collect();
+        v.sort_by(|a, b| a.0.cmp(b.0));
+        v.dedup_by(|later, kept| later.0 == kept.0);
+        let mut v: Vec<(f64, &[u8])> = v.into_iter().map(|(m, s)| (canon(s), m)).collect();
+        v.sort_by(|a, b| cmp_key(a.0, a.1, b.0, b.1));
+        ZSet {
+            repr: Repr::Listpack(lp_build(&v)),
+        }
     }
 
     fn build<I: IntoIterator<Item = (Bytes, f64)>>(pairs: I, check_len: bool) -> ZSet {
