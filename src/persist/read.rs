@@ -619,6 +619,31 @@ fn packed_shared(c: &mut Cursor<'_>, what: &str) -> R<Vec<Bytes>> {
         .ok_or_else(|| corrupt(c.pos, &format!("{what} integrity check failed.")))
 }
 
+/// A listpack of pairs (a hash's, a small sorted set's) as slices, built straight from the
+/// blob (see `packed::listpack_slices`): `buf` holds the blob when it was compressed,
+/// `ints` the integers' text.
+fn paired_slices<'a: 'b, 'b>(
+    c: &mut Cursor<'a>,
+    buf: &'b mut Vec<u8>,
+    ints: &'b mut Vec<u8>,
+    what: &str,
+) -> R<Vec<&'b [u8]>> {
+    let pos = c.pos;
+    let blob = c
+        .raw_string()?
+        .bytes(buf)
+        .ok_or_else(|| corrupt(pos, "Invalid LZF compressed string"))?;
+    let items = super::packed::listpack_slices(blob, ints)
+        .ok_or_else(|| corrupt(c.pos, "Listpack integrity check failed."))?;
+    if !items.len().is_multiple_of(2) {
+        return Err(corrupt(
+            c.pos,
+            &format!("{what} with an odd number of elements"),
+        ));
+    }
+    Ok(items)
+}
+
 fn pairs_of(items: Vec<Bytes>, pos: usize, what: &str) -> R<Vec<(Bytes, Bytes)>> {
     if !items.len().is_multiple_of(2) {
         return Err(corrupt(
@@ -827,21 +852,8 @@ fn read_value(c: &mut Cursor<'_>, t: u8, key: &[u8]) -> R<Option<Value>> {
             true,
         )?,
         TYPE_ZSET_LISTPACK => {
-            // Built straight from slices of the blob (see `packed::listpack_slices`).
-            let pos = c.pos;
-            let raw = c.raw_string()?;
             let (mut buf, mut ints) = (Vec::new(), Vec::new());
-            let blob = raw
-                .bytes(&mut buf)
-                .ok_or_else(|| corrupt(pos, "Invalid LZF compressed string"))?;
-            let items = super::packed::listpack_slices(blob, &mut ints)
-                .ok_or_else(|| corrupt(c.pos, "Listpack integrity check failed."))?;
-            if !items.len().is_multiple_of(2) {
-                return Err(corrupt(
-                    c.pos,
-                    "Zset listpack with an odd number of elements",
-                ));
-            }
+            let items = paired_slices(c, &mut buf, &mut ints, "Zset listpack")?;
             let mut pairs = Vec::with_capacity(items.len() / 2);
             for p in items.chunks_exact(2) {
                 let (m, s) = (p.first().copied(), p.get(1).copied());
@@ -864,21 +876,8 @@ fn read_value(c: &mut Cursor<'_>, t: u8, key: &[u8]) -> R<Option<Value>> {
             hash_of(pairs_of(items, c.pos, "Hash ziplist")?, c.pos, true)?
         }
         TYPE_HASH_LISTPACK => {
-            // Built straight from slices of the blob (see `packed::listpack_slices`).
-            let pos = c.pos;
-            let raw = c.raw_string()?;
             let (mut buf, mut ints) = (Vec::new(), Vec::new());
-            let blob = raw
-                .bytes(&mut buf)
-                .ok_or_else(|| corrupt(pos, "Invalid LZF compressed string"))?;
-            let items = super::packed::listpack_slices(blob, &mut ints)
-                .ok_or_else(|| corrupt(c.pos, "Listpack integrity check failed."))?;
-            if !items.len().is_multiple_of(2) {
-                return Err(corrupt(
-                    c.pos,
-                    "Hash listpack with an odd number of elements",
-                ));
-            }
+            let items = paired_slices(c, &mut buf, &mut ints, "Hash listpack")?;
             let n = items.len() / 2;
             match Hash::from_loaded_items(&items) {
                 Some(h) => (n > 0).then(|| Value::Hash(Box::new(h))),

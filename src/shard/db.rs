@@ -836,13 +836,7 @@ impl Db {
     /// Stores any value, replacing `key` (the path of the non-string types): the key
     /// stays inline, a collection goes to `objs`; a string is stored inline as by `set`.
     pub fn set_value(&mut self, key: &[u8], val: Value, expire_at: u64, now: u64) {
-        let h = self.hash(key);
-        let slot = self.find_h(h, key);
-        if let Some((_, loc)) = slot {
-            self.pre_write(loc);
-            self.drop_obj(loc);
-        }
-        let atime = self.write_atime(slot, now);
+        let (h, slot, atime) = self.replace_slot(key, now);
         match self.objs.insert(val) {
             Ok((kind, idx)) => {
                 let flags = obj_flags(kind);
@@ -855,6 +849,15 @@ impl Db {
 
     /// `set_value` for a collection already out of its box (the RDB loader).
     pub fn set_unboxed(&mut self, key: &[u8], val: super::objs::Unboxed, expire_at: u64, now: u64) {
+        let (h, slot, atime) = self.replace_slot(key, now);
+        let (kind, idx) = self.objs.insert_unboxed(val);
+        let flags = obj_flags(kind);
+        self.store(h, slot, key, flags, &idx.to_le_bytes(), atime, expire_at);
+    }
+
+    /// Where a new value of `key` goes: its hash, its current slot (whose collection is
+    /// dropped first) and the access time to store.
+    fn replace_slot(&mut self, key: &[u8], now: u64) -> (u32, Option<(usize, Loc)>, u32) {
         let h = self.hash(key);
         let slot = self.find_h(h, key);
         if let Some((_, loc)) = slot {
@@ -862,9 +865,7 @@ impl Db {
             self.drop_obj(loc);
         }
         let atime = self.write_atime(slot, now);
-        let (kind, idx) = self.objs.insert_unboxed(val);
-        let flags = obj_flags(kind);
-        self.store(h, slot, key, flags, &idx.to_le_bytes(), atime, expire_at);
+        (h, slot, atime)
     }
 
     /// Stores a new empty collection of `kind` at `key` (no TTL), replacing any value.
