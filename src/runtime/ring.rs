@@ -626,16 +626,25 @@ mod tests {
         // A receive in flight, as a server always has: that is what made waits iowait.
         ring.recv(a.as_raw_fd(), BytesMut::with_capacity(64), 64, 1, true);
         ring.submit_and_wait(false, None).unwrap();
-        let before = iowait_ticks();
-        let until = std::time::Instant::now() + Duration::from_millis(300);
-        while std::time::Instant::now() < until {
-            ring.submit_and_wait(true, Some(Duration::from_millis(100)))
-                .unwrap();
+        // The ticks are the whole machine's: other tests writing files at the same moment
+        // add theirs. Without the flag every attempt grows by about 30; one quiet attempt
+        // out of three shows the flag works.
+        let mut grew = Vec::new();
+        for _ in 0..3 {
+            let before = iowait_ticks();
+            let until = std::time::Instant::now() + Duration::from_millis(300);
+            while std::time::Instant::now() < until {
+                ring.submit_and_wait(true, Some(Duration::from_millis(100)))
+                    .unwrap();
+            }
+            grew.push(iowait_ticks() - before);
+            if grew.last().is_some_and(|&g| g < 10) {
+                break;
+            }
         }
-        let grew = iowait_ticks() - before;
         assert!(
-            grew < 10,
-            "iowait grew by {grew} ticks during a 300 ms idle wait"
+            grew.iter().any(|&g| g < 10),
+            "iowait grew by {grew:?} ticks during 300 ms idle waits"
         );
     }
 
