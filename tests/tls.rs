@@ -760,3 +760,44 @@ fn tls_settings_change_at_run_time() {
         "{err}"
     );
 }
+
+/// `appendfsync always` over TLS: a pipeline of writes and a read comes back whole and in
+/// order, and only once the group holding the writes is synced (a 200 ms slow disk).
+#[test]
+fn always_replies_over_tls_wait_for_the_sync() {
+    let dir = std::env::temp_dir().join(format!("shardis-tls-aof-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.to_string_lossy().into_owned();
+    let extra = [
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "always",
+        "--dir",
+        &d,
+        "--enable-debug-command",
+        "yes",
+    ];
+    let (s, tls_port) = start_with(2, "no", &extra);
+    let _: () = redis::cmd("DEBUG")
+        .arg("AOF-FSYNC-DELAY")
+        .arg("200")
+        .query(&mut s.client())
+        .unwrap();
+    let mut t = connect(tls_port, false).unwrap();
+    let mut req = Vec::new();
+    for i in 0..10 {
+        req.extend(resp(&[b"SET", format!("k{i}").as_bytes(), b"v"]));
+    }
+    req.extend(resp(&[b"GET", b"k9"]));
+    let start = std::time::Instant::now();
+    t.write_all(&req).unwrap();
+    t.flush().unwrap();
+    let want = [&b"+OK\r\n".repeat(10)[..], b"$1\r\nv\r\n"].concat();
+    assert_eq!(read_exactly(&mut t, want.len()), want);
+    let took = start.elapsed();
+    assert!(took >= Duration::from_millis(180), "replies after {took:?}");
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1123,7 +1123,7 @@ impl Worker {
                 }
                 conn.held = false;
                 let mut cipher = std::mem::take(&mut conn.spare);
-                if let Err(e) = tls.output(&conn.out[..free], &mut cipher) {
+                if let Err(e) = tls.output(conn.out.get(..free).unwrap_or_default(), &mut cipher) {
                     crate::log::verbose(&format!(
                         "Error writing to client: TLS: {e} (id={} addr={})",
                         conn.client.id, conn.client.addr
