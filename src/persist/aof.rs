@@ -637,8 +637,9 @@ pub struct Writer {
     state: Arc<State>,
 }
 
-/// One group commit handed to the ring: `buf` written at `offset`, then (with `sync`) an
-/// fdatasync; it covers the journal up to `end`.
+/// One group commit handed to the ring: `buf` written at `offset` (with `sync`, as one
+/// `RWF_DSYNC` write: the data is on disk when it completes); it covers the journal up to
+/// `end`.
 pub struct Group {
     pub gen: u64,
     pub file: Arc<std::fs::File>,
@@ -755,15 +756,14 @@ impl Writer {
     /// `always`): `appendfsync everysec|no`, and the moments that must finish at once (a
     /// rewrite's cut, `appendonly no`, the loop's end). With a group still on the ring the
     /// records are only encoded: the group's completion writes them next.
-    /// Returns whether it wrote.
-    pub fn write_pass(&mut self, shard: &mut Shard, always: bool) -> bool {
+    pub fn write_pass(&mut self, shard: &mut Shard, always: bool) {
         self.encode(shard);
         if self.inflight.is_some() {
-            return false;
+            return;
         }
         if self.buf.is_empty() {
             self.synced = self.next;
-            return false;
+            return;
         }
         if let Err(e) = self.append(always) {
             // As Redis's flushAppendOnlyFile: under `always` an acknowledged write could be
@@ -772,11 +772,10 @@ impl Writer {
             // are refused meanwhile (MISCONF Errors writing to the AOF file).
             self.write_failed(always, &e);
             self.synced = self.next;
-            return true;
+            return;
         }
         self.written(!always);
         self.synced = self.next;
-        true
     }
 
     /// A write of this log failed: fatal under `always`, else MISCONF until one succeeds.
