@@ -1128,3 +1128,53 @@ fn function_libraries_reach_replicas() {
     )
     .is_empty()));
 }
+
+/// The master batches the stream for its replicas over a short window (one send per
+/// window, not per loop pass); a lone write on an idle master must still leave when the
+/// window ends, not with the next write or the next PING (10 s here). Twenty writes, each
+/// alone, each seen on the replica (a stock Redis one and a shardis one) well within a
+/// second; the median within 50 ms.
+#[test]
+fn a_lone_write_reaches_the_replicas_promptly() {
+    let _one_at_a_time = serial();
+    let master = node(2, &[]);
+    let mport = master.port.to_string();
+    let r = node(1, &["--replicaof", "127.0.0.1", &mport]);
+    let stock = StockReplica::of(master.port, "lone");
+    assert!(common::wait_for(Duration::from_secs(20), || link_up(&r)));
+    assert!(common::wait_for(Duration::from_secs(20), || {
+        info(&master, "connected_slaves") == "2"
+    }));
+    let mut c = master.client();
+    let mut rc = r.client();
+    let mut sc = redis::Client::open(format!("redis://127.0.0.1:{}", stock.port))
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let mut took = Vec::new();
+    for i in 0..20 {
+        let key = format!("lone{i}");
+        let t = std::time::Instant::now();
+        let _: () = redis::cmd("SET").arg(&key).arg(i).query(&mut c).unwrap();
+        for conn in [&mut rc, &mut sc] {
+            let seen = common::wait_for(Duration::from_secs(5), || {
+                redis::cmd("EXISTS")
+                    .arg(&key)
+                    .query::<i64>(&mut *conn)
+                    .unwrap_or(0)
+                    == 1
+            });
+            assert!(seen, "{key} did not reach a replica within 5 s");
+        }
+        took.push(t.elapsed());
+        // Idle between writes: nothing else would carry the stream out.
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    took.sort();
+    assert!(took[19] < Duration::from_secs(1), "slowest: {:?}", took[19]);
+    assert!(
+        took[10] < Duration::from_millis(50),
+        "median: {:?}",
+        took[10]
+    );
+}

@@ -298,7 +298,18 @@ pub struct ShardRepl {
     /// Replica connections of this shard (tokens).
     conns: Vec<u64>,
     hub: Option<Box<Hub>>,
+    /// When this shard's replica output is next written, if some waits (`deliver`).
+    flush_at: Option<Instant>,
 }
+
+/// How long stream bytes may wait in a replica's output buffer for more to join them: one
+/// send per window instead of one per loop pass, so a master at pipeline 1 is not paying a
+/// loopback send (the receiver's TCP work included) for every few writes. WAIT and
+/// `min-replicas-ack` send at once.
+const FLUSH_WINDOW: Duration = Duration::from_micros(FLUSH_US);
+const FLUSH_US: u64 = 300;
+/// A replica's pending output past this goes out at once.
+const FLUSH_BYTES: usize = 32 * 1024;
 
 /// One journal record on its way through the hub.
 struct Rec {
@@ -574,31 +585,70 @@ fn is_global(cmd: &[u8]) -> bool {
 // ----- every shard: pushing records, writing to replica connections -------------------------
 
 /// The loop pass's hook (only while this shard has replication state): pushes new journal
-/// records to the hub.
+/// records to the hub. The hub's own records merge in place, so the stream leaves with this
+/// pass's replies instead of two passes later (each of them an extra `io_uring_enter`).
 #[inline]
-pub fn on_pass(w: &mut Engine) {
-    let Some(cursor) = w.ship else {
+pub fn on_pass(w: &mut Worker) {
+    let Some(cursor) = w.eng.ship else {
         return;
     };
-    let newer = w.shard.journal.as_ref().is_some_and(|j| j.next() > cursor);
-    if newer {
-        push_now(w);
+    let newer = w
+        .eng
+        .shard
+        .journal
+        .as_ref()
+        .is_some_and(|j| j.next() > cursor);
+    if !newer {
+        return;
     }
+    // A job already queued here may carry an earlier push: then order says post behind it.
+    if w.eng.id != HUB || !w.eng.local.is_empty() {
+        push_now(&mut w.eng);
+        return;
+    }
+    match take_records(&mut w.eng) {
+        Some(Taken::Recs(recs, to)) => hub_push(w, HUB, recs, to),
+        Some(Taken::Lost(to)) => hub_lost(w, HUB, to),
+        None => {}
+    }
+}
+
+/// What `take_records` found since the last push.
+enum Taken {
+    Recs(Vec<Rec>, u64),
+    /// The journal dropped records before they were pushed; the stream resumes at this offset.
+    Lost(u64),
 }
 
 /// Pushes every complete record since the last push to the hub; returns the journal offset
 /// pushed up to. A transaction still holding this shard's lock keeps its run here until it
 /// ends, so the hub always gets whole runs.
 pub fn push_now(w: &mut Engine) -> u64 {
-    let Some(cursor) = w.ship else {
-        return 0;
-    };
+    let cursor = w.ship.unwrap_or(0);
+    let s = w.id;
+    match take_records(w) {
+        Some(Taken::Lost(to)) => {
+            w.post(HUB, front(move |hw: &mut Worker| hub_lost(hw, s, to)));
+            to
+        }
+        Some(Taken::Recs(recs, to)) => {
+            if !recs.is_empty() {
+                w.post(HUB, front(move |hw: &mut Worker| hub_push(hw, s, recs, to)));
+            }
+            to
+        }
+        None => cursor,
+    }
+}
+
+/// Takes the complete records since the last push out of the journal (or copies them, when
+/// the append-only file also reads it) and moves the push cursor past them.
+fn take_records(w: &mut Engine) -> Option<Taken> {
+    let cursor = w.ship?;
     journal::flush(&mut w.shard);
-    let Some(j) = w.shard.journal.as_mut() else {
-        return cursor;
-    };
+    let j = w.shard.journal.as_mut()?;
     if j.next() == cursor {
-        return cursor;
+        return None;
     }
     // The only consumer (no append-only file pinning the backlog): the records move to
     // the hub, which keeps the backlog, instead of being copied and trimmed 16 MB later.
@@ -645,17 +695,15 @@ pub fn push_now(w: &mut Engine) -> u64 {
         },
     };
     w.ship = Some(to);
-    let s = w.id;
     if lost {
+        let s = w.id;
         crate::log::warning(&format!(
             "Replication: shard {s} wrote more than its journal backlog holds between two \
              pushes; replicas must resync"
         ));
-        w.post(HUB, front(move |hw: &mut Worker| hub_lost(hw, s, to)));
-    } else if !recs.is_empty() {
-        w.post(HUB, front(move |hw: &mut Worker| hub_push(hw, s, recs, to)));
+        return Some(Taken::Lost(to));
     }
-    to
+    Some(Taken::Recs(recs, to))
 }
 
 /// A stream chunk from the hub: written to this shard's replicas that are past their sync.
@@ -666,6 +714,7 @@ fn deliver(w: &mut Worker, start: u64, b: Bytes) {
         .map(|r| r.conns.clone())
         .unwrap_or_default();
     let end = start + b.len() as u64;
+    let mut later = false;
     for t in tokens {
         let Some(idx) = w.conn_by_token(t) else {
             continue;
@@ -714,8 +763,44 @@ fn deliver(w: &mut Worker, start: u64, b: Bytes) {
             *n += part.len() as u64;
         }
         c.push_raw(part);
-        w.mark_dirty(idx);
+        let now_due = c.pending_output() >= FLUSH_BYTES
+            || WAITS.load(Ordering::Relaxed) > 0
+            || crate::repl::SETTINGS
+                .min_replicas_ack
+                .load(Ordering::Relaxed)
+                > 0;
+        if now_due {
+            w.mark_dirty(idx);
+        } else {
+            later = true;
+        }
         check_obuf(w, idx);
+    }
+    if later {
+        let r = w.master_repl.get_or_insert_with(Default::default);
+        if r.flush_at.is_none() {
+            let at = Instant::now() + FLUSH_WINDOW;
+            r.flush_at = Some(at);
+            w.after(at, flush_replicas);
+        }
+    }
+}
+
+/// The flush window ended: this shard's replicas get what waits for them.
+fn flush_replicas(w: &mut Worker) {
+    let tokens = match w.master_repl.as_mut() {
+        Some(r) => {
+            r.flush_at = None;
+            r.conns.clone()
+        }
+        None => return,
+    };
+    for t in tokens {
+        if let Some(idx) = w.conn_by_token(t) {
+            if w.conns[idx].pending_output() > 0 {
+                w.mark_dirty(idx);
+            }
+        }
     }
 }
 
@@ -990,8 +1075,13 @@ fn broadcast(w: &mut Worker, chunk: Option<(u64, Bytes)>) {
     shards.dedup();
     for s in shards {
         let b = b.clone();
-        w.eng
-            .post(s, front(move |tw: &mut Worker| deliver(tw, start, b)));
+        // Here, with nothing queued ahead of it: written this pass.
+        if s == w.eng.id && w.eng.local.is_empty() {
+            deliver(w, start, b);
+        } else {
+            w.eng
+                .post(s, front(move |tw: &mut Worker| deliver(tw, start, b)));
+        }
     }
 }
 

@@ -431,7 +431,7 @@ impl Worker {
                 self.aof_pass();
             }
             if self.eng.ship.is_some() {
-                crate::repl::master::on_pass(&mut self.eng);
+                crate::repl::master::on_pass(self);
             }
 
             if self.eng.shard.notify != 0 {
