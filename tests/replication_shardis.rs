@@ -1178,3 +1178,91 @@ fn a_lone_write_reaches_the_replicas_promptly() {
         took[10]
     );
 }
+
+/// A master command that spans the replica's shards must see the keys the master saw. A
+/// replica that falls behind (SIGSTOP) applies the master's writes after a key's TTL has
+/// passed on its own clock; the master ran them while the key was live, and only the
+/// master's `DEL` (which comes after them in the stream) removes it. Set algebra, RENAME
+/// and MULTI/EXEC across the replica's four shards must use the key, or the replica keeps a
+/// different `dst` for good.
+#[test]
+fn cross_shard_commands_from_the_master_see_keys_the_replica_clock_expired() {
+    use shardis::shard::route::shard_of;
+    let _one_at_a_time = serial();
+    let master = node(1, &[]);
+    let mport = master.port.to_string();
+    let r = node(4, &["--replicaof", "127.0.0.1", &mport]);
+    assert!(common::wait_for(Duration::from_secs(20), || link_up(&r)));
+    // Keys on distinct replica shards: src (expiring), other, and destinations.
+    let pick = |shard: usize, tag: &str| {
+        (0..)
+            .map(|i| format!("{tag}{i}"))
+            .find(|k| shard_of(k.as_bytes(), 4) == shard)
+            .unwrap()
+    };
+    let (src, other, dst, moved, txdst) = (
+        pick(0, "src"),
+        pick(1, "other"),
+        pick(2, "dst"),
+        pick(3, "moved"),
+        pick(3, "txdst"),
+    );
+    let mut c = master.client();
+    let _: () = redis::cmd("SADD")
+        .arg(&other)
+        .arg("y")
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("plain")
+        .arg("1")
+        .query(&mut c)
+        .unwrap();
+    converge(&[&master, &r], "before the pause");
+    r.signal("STOP");
+    let _: () = redis::cmd("SADD").arg(&src).arg("x").query(&mut c).unwrap();
+    let _: () = redis::cmd("PEXPIRE")
+        .arg(&src)
+        .arg(400)
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SUNIONSTORE")
+        .arg(&dst)
+        .arg(&src)
+        .arg(&other)
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("SMEMBERS").arg(&dst).query(&mut c).unwrap();
+    // MULTI/EXEC across shards reading the expiring key.
+    let _: () = redis::pipe()
+        .atomic()
+        .cmd("SINTERSTORE")
+        .arg(&txdst)
+        .arg(&src)
+        .arg(&src)
+        .ignore()
+        .cmd("SET")
+        .arg("plain")
+        .arg("2")
+        .ignore()
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("COPY")
+        .arg(&src)
+        .arg(&moved)
+        .query(&mut c)
+        .unwrap();
+    let _: () = redis::cmd("PERSIST").arg(&moved).query(&mut c).unwrap();
+    // The replica wakes after the TTL: it applies all of the above on a clock past it.
+    std::thread::sleep(Duration::from_millis(700));
+    r.signal("CONT");
+    converge(&[&master, &r], "after the replica resumed");
+    let mut rc = r.client();
+    let mut members: Vec<String> = redis::cmd("SMEMBERS").arg(&dst).query(&mut rc).unwrap();
+    members.sort();
+    assert_eq!(members, ["x", "y"]);
+    let tx: Vec<String> = redis::cmd("SMEMBERS").arg(&txdst).query(&mut rc).unwrap();
+    assert_eq!(tx, ["x"]);
+    let copied: Vec<String> = redis::cmd("SMEMBERS").arg(&moved).query(&mut rc).unwrap();
+    assert_eq!(copied, ["x"]);
+}

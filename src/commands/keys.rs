@@ -256,7 +256,9 @@ fn expire_generic(
     {
         return Ok(Reply::Int(0));
     }
-    if when <= now as i64 {
+    // A replica keeps the key with its past TTL, hidden from readers, until the master's
+    // DEL: later commands from the master still see it (Redis's checkAlreadyExpired).
+    if when <= now as i64 && !db.replica {
         db.remove(key);
         return Ok(Reply::Int(1));
     }
@@ -508,11 +510,12 @@ fn restore(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
         t if absttl => t as u64,
         t => now.saturating_add(t as u64),
     };
-    // Already expired: the key is just gone (and OK), as Redis.
-    if expire_at != 0 && expire_at <= now {
+    let db = ctx.db();
+    // Already expired: the key is just gone (and OK), as Redis; a replica keeps it until
+    // the master's DEL, as for EXPIRE.
+    if expire_at != 0 && expire_at <= now && !db.replica {
         return Ok(Reply::Ok);
     }
-    let db = ctx.db();
     db.set_value(key, val, expire_at, now);
     db.seed_access(key, now, idle.map(|i| i as u64), freq.map(|f| f as u8));
     Ok(Reply::Ok)

@@ -209,8 +209,9 @@ fn set(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     match at {
         None if o.keepttl => db.set_keep_ttl(key, val, now),
         None => db.set(key, val, 0, now),
-        Some(at) if at <= now as i64 => {
+        Some(at) if at <= now as i64 && !db.replica => {
             // Already expired: Redis's value would never be seen again; drop any old one.
+            // (A replica keeps it until the master's DEL, as for EXPIRE.)
             db.remove(key);
         }
         Some(at) => db.set(key, val, at as u64, now),
@@ -285,7 +286,7 @@ fn getex(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     };
     let db = ctx.db();
     match at {
-        Some(at) if at <= now as i64 => {
+        Some(at) if at <= now as i64 && !db.replica => {
             db.remove(key);
         }
         Some(at) => {

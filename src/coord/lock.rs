@@ -37,10 +37,13 @@ pub fn lock_all(w: &mut Engine, mut shards: Vec<usize>, body: Body) {
         .shared
         .next_tx_id
         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    lock_step(w, txid, shards, 0, body);
+    // A replica applying its master's command: the locked shards see its keys as the master
+    // did, expired by the replica's clock or not (the master's DEL removes them).
+    let master = w.from_master;
+    lock_step(w, txid, shards, 0, master, body);
 }
 
-fn lock_step(w: &mut Engine, txid: u64, shards: Vec<usize>, i: usize, body: Body) {
+fn lock_step(w: &mut Engine, txid: u64, shards: Vec<usize>, i: usize, master: bool, body: Body) {
     let Some(&target) = shards.get(i) else {
         body(w, txid);
         return;
@@ -50,6 +53,9 @@ fn lock_step(w: &mut Engine, txid: u64, shards: Vec<usize>, i: usize, body: Body
         target,
         Msg::Work(Box::new(move |tw: &mut Engine| {
             tw.set_lock(Some(txid));
+            if master {
+                tw.set_master_view(true);
+            }
             crate::shard::journal::begin_tx(
                 &mut tw.shard,
                 crate::shard::journal::TxTag {
@@ -60,7 +66,7 @@ fn lock_step(w: &mut Engine, txid: u64, shards: Vec<usize>, i: usize, body: Body
             tw.post(
                 origin,
                 Msg::Control(Box::new(move |ow: &mut Engine| {
-                    lock_step(ow, txid, shards, i + 1, body)
+                    lock_step(ow, txid, shards, i + 1, master, body)
                 })),
             );
         })),

@@ -77,6 +77,12 @@ pub struct Engine {
     pub shared: Arc<Shared>,
     /// Held by a multi-shard atomic command while it runs (its transaction id).
     pub lock: Option<u64>,
+    /// A command from the master link is being dispatched here (a replica): the shard
+    /// locks it takes make its keys look as the master saw them (`coord::lock`).
+    pub from_master: bool,
+    /// This shard is locked by such a command: every database is in `master_view` until
+    /// the lock is released.
+    pub master_locked: bool,
     pub gathers: Slab<Gather>,
     /// MULTI/EXEC runs coordinated from this shard (`coord::tx`).
     pub tx: crate::coord::tx::TxRuns,
@@ -134,6 +140,8 @@ impl Engine {
             shard: Shard::new(id, nshards, shared.cfg.databases, commands),
             shared,
             lock: None,
+            from_master: false,
+            master_locked: false,
             gathers: Slab::new(),
             tx: Default::default(),
             waiters: Default::default(),
@@ -184,6 +192,19 @@ impl Engine {
         self.lock = lock;
         if lock.is_none() {
             crate::shard::journal::end_tx(&mut self.shard);
+            if self.master_locked {
+                self.set_master_view(false);
+            }
+        }
+    }
+
+    /// Puts every database in (or out of) `master_view`: a replica's keys that its own clock
+    /// expired are live for the master's command holding this shard's lock.
+    #[cold]
+    pub fn set_master_view(&mut self, on: bool) {
+        self.master_locked = on;
+        for d in self.shard.dbs.iter_mut() {
+            d.master_view = on;
         }
     }
 

@@ -404,26 +404,10 @@ impl Worker {
     ) {
         match spec.exec {
             Exec::Conn(f) => {
-                // Earlier commands of this client bound for other shards go first.
-                self.flush_batches(idx);
-                let start = clock::ticks();
-                let mut ctx = ConnCtx {
-                    w: self,
-                    conn: idx,
-                    deferred: None,
-                };
-                let res = f(&mut ctx, argv);
-                let deferred = ctx.deferred.is_some();
-                let nanos = clock::to_nanos(clock::ticks().wrapping_sub(start));
-                // A deferred reply's time is the handler's own (the fan-out it started runs
-                // on other shards and is not attributed).
-                self.conclude(idx, id, res, deferred);
-                if let Some(st) = self.eng.shard.cmd_stats.get_mut(id) {
-                    st.nanos += nanos;
-                }
-                self.eng.shard.observe(id, argv, nanos);
-                if !self.eng.shard.slow.pending.is_empty() {
-                    self.slow_commit(idx);
+                if self.conns.get(idx).is_some_and(|c| c.master) {
+                    self.as_master(|w| w.execute_conn(idx, id, f, argv));
+                } else {
+                    self.execute_conn(idx, id, f, argv);
                 }
             }
             Exec::Key(f) => match commands::route(&spec.keys, argv, self.eng.nshards) {
@@ -435,16 +419,18 @@ impl Worker {
                 Route::Many => match spec.cross {
                     Some(cross) => {
                         self.flush_batches(idx);
-                        let mut ctx = ConnCtx {
-                            w: self,
-                            conn: idx,
-                            deferred: None,
-                        };
-                        let res = cross(&mut ctx, std::mem::take(argv));
-                        if ctx.deferred.is_none() {
-                            let reply = commands::finish(&mut self.eng.shard, id, res);
-                            self.conns[idx].push_reply(&reply);
-                        }
+                        self.as_master_if(idx, |w| {
+                            let mut ctx = ConnCtx {
+                                w,
+                                conn: idx,
+                                deferred: None,
+                            };
+                            let res = cross(&mut ctx, std::mem::take(argv));
+                            if ctx.deferred.is_none() {
+                                let reply = commands::finish(&mut w.eng.shard, id, res);
+                                w.conns[idx].push_reply(&reply);
+                            }
+                        });
                     }
                     None => self.conns[idx].push_reply(&Reply::error(
                         "CROSSSLOT Keys in request don't hash to the same slot",
@@ -463,7 +449,7 @@ impl Worker {
                     Route::NoKeys => self.eng.id,
                     Route::One(s) => s,
                     Route::Many => {
-                        self.run_cross(idx, id, spec, argv);
+                        self.as_master_if(idx, |w| w.run_cross(idx, id, spec, argv));
                         return;
                     }
                 };
@@ -499,15 +485,66 @@ impl Worker {
                 Route::Many if self.refused_busy(idx, id, spec, argv) => {}
                 Route::Many => {
                     self.flush_batches(idx);
-                    let mut ctx = ConnCtx {
-                        w: self,
-                        conn: idx,
-                        deferred: None,
-                    };
-                    coord::fanout::multi_key(&mut ctx, id, m, std::mem::take(argv));
+                    self.as_master_if(idx, |w| {
+                        let mut ctx = ConnCtx {
+                            w,
+                            conn: idx,
+                            deferred: None,
+                        };
+                        coord::fanout::multi_key(&mut ctx, id, m, std::mem::take(argv));
+                    });
                 }
             },
         }
+    }
+
+    /// A connection-level command (the `Exec::Conn` row): runs with statistics, its reply
+    /// now or deferred.
+    fn execute_conn(
+        &mut self,
+        idx: usize,
+        id: usize,
+        f: crate::commands::table::ConnFn,
+        argv: &mut [Bytes],
+    ) {
+        // Earlier commands of this client bound for other shards go first.
+        self.flush_batches(idx);
+        let start = clock::ticks();
+        let mut ctx = ConnCtx {
+            w: self,
+            conn: idx,
+            deferred: None,
+        };
+        let res = f(&mut ctx, argv);
+        let deferred = ctx.deferred.is_some();
+        let nanos = clock::to_nanos(clock::ticks().wrapping_sub(start));
+        // A deferred reply's time is the handler's own (the fan-out it started runs
+        // on other shards and is not attributed).
+        self.conclude(idx, id, res, deferred);
+        if let Some(st) = self.eng.shard.cmd_stats.get_mut(id) {
+            st.nanos += nanos;
+        }
+        self.eng.shard.observe(id, argv, nanos);
+        if !self.eng.shard.slow.pending.is_empty() {
+            self.slow_commit(idx);
+        }
+    }
+
+    /// Runs `f` with `Engine::from_master` set when the connection is the master link: the
+    /// shard locks a cross-shard command takes then show keys as the master saw them.
+    fn as_master_if(&mut self, idx: usize, f: impl FnOnce(&mut Worker)) {
+        if self.conns.get(idx).is_some_and(|c| c.master) {
+            self.as_master(f);
+        } else {
+            f(self);
+        }
+    }
+
+    #[cold]
+    fn as_master(&mut self, f: impl FnOnce(&mut Worker)) {
+        self.eng.from_master = true;
+        f(self);
+        self.eng.from_master = false;
     }
 
     /// A key or script command whose keys span shards: its `cross` handler coordinates.
