@@ -1266,3 +1266,43 @@ fn cross_shard_commands_from_the_master_see_keys_the_replica_clock_expired() {
     let copied: Vec<String> = redis::cmd("SMEMBERS").arg(&moved).query(&mut rc).unwrap();
     assert_eq!(copied, ["x"]);
 }
+
+/// `repl-timeout` on the master: a replica frozen (SIGSTOP) past it is dropped (Redis's
+/// "Disconnecting timedout replica"), the master keeps taking writes, and once the replica
+/// resumes it reconnects, continues with a partial resync and converges.
+#[test]
+fn a_frozen_replica_is_dropped_past_repl_timeout_and_resyncs() {
+    let _one_at_a_time = serial();
+    let master = node(2, &["--repl-timeout", "2"]);
+    let mport = master.port.to_string();
+    let r = node(1, &["--replicaof", "127.0.0.1", &mport]);
+    assert!(common::wait_for(Duration::from_secs(20), || link_up(&r)));
+    let mut c = master.client();
+    workload(&mut c, 0);
+    converge(&[&master, &r], "before the freeze");
+    let partial = stat(&master, "sync_partial_ok").parse::<u64>().unwrap_or(0);
+    r.signal("STOP");
+    let frozen = std::time::Instant::now();
+    let dropped = common::wait_for(Duration::from_secs(8), || {
+        let _: () = redis::cmd("INCR").arg("during").query(&mut c).unwrap();
+        info(&master, "connected_slaves") == "0"
+    });
+    assert!(dropped, "the frozen replica was never dropped");
+    // Dropped past the timeout (2 s), not before it.
+    assert!(
+        frozen.elapsed() >= Duration::from_secs(2),
+        "{:?}",
+        frozen.elapsed()
+    );
+    workload(&mut c, 1);
+    r.signal("CONT");
+    assert!(common::wait_for(Duration::from_secs(20), || {
+        info(&master, "connected_slaves") == "1" && link_up(&r)
+    }));
+    converge(&[&master, &r], "after the replica resumed");
+    assert_eq!(
+        stat(&master, "sync_partial_ok").parse::<u64>().unwrap_or(0),
+        partial + 1,
+        "the replica should continue partially"
+    );
+}

@@ -29,7 +29,16 @@ pub(super) fn run(gen: u64, host: String, port: u16, rx: Receiver<()>) {
         if !super::current(gen) {
             return;
         }
-        match session(gen, &host, port) {
+        let res = session(gen, &host, port);
+        if let Err(e) = &res {
+            if super::failover_psync(gen) {
+                // The FAILOVER target refused or did not answer: this node is the master
+                // again (`failover::abort`, on the home shard).
+                super::failover_refused(gen, e.clone());
+                return;
+            }
+        }
+        match res {
             Ok(()) => {
                 backoff = BACKOFF_MIN;
                 // The home shard owns the link now; wait until it reports it lost.
@@ -152,7 +161,12 @@ fn session(gen: u64, host: &str, port: u16) -> Result<(), String> {
             ("?".to_string(), "-1".to_string())
         }
     };
-    r.send(&["PSYNC", &id, &from])?;
+    if super::failover_psync(gen) {
+        // A FAILOVER: the target becomes the master if it follows us at this offset.
+        r.send(&["PSYNC", &id, &from, "FAILOVER"])?;
+    } else {
+        r.send(&["PSYNC", &id, &from])?;
+    }
     let l = r.line_skipping_empty()?;
     if !super::current(gen) {
         return Err("REPLICAOF changed during the handshake".into());

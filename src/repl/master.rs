@@ -42,7 +42,7 @@ use crate::server::connection::Conn;
 use crate::server::worker::{front, to_front, Worker};
 use crate::shard::journal::{self, TxTag};
 
-const HUB: usize = 0;
+pub(super) const HUB: usize = 0;
 const RP: &str = "replication";
 
 /// Each shard's journal backlog while replication runs: records wait there only until the
@@ -97,6 +97,9 @@ struct Replica {
     listed: bool,
     ack: u64,
     ack_at: Instant,
+    /// Attached with SYNC (`redis-cli --replica`): it never acknowledges, so
+    /// `repl-timeout` does not drop it (Redis's CLIENT_PRE_PSYNC).
+    pre_psync: bool,
 }
 
 static REPLICAS: Mutex<Vec<Replica>> = Mutex::new(Vec::new());
@@ -196,6 +199,64 @@ fn acked(offset: u64) -> i64 {
     })
 }
 
+/// FAILOVER's target: the replica at `to` (or the first online one, when `None`) if it has
+/// acknowledged `offset`, by the address FAILOVER TO names it with.
+fn caught_up(to: Option<&(String, u16)>, offset: u64) -> Option<(String, u16)> {
+    replicas(|v| {
+        v.iter()
+            .filter(|r| r.listed && r.online && r.ack >= offset)
+            .find(|r| to.is_none_or(|(h, p)| r.ip.eq_ignore_ascii_case(h) && r.port == *p))
+            .map(|r| (r.ip.clone(), r.port))
+    })
+}
+
+/// FAILOVER's checks of its target: `Some(online)` when a listed replica has that address.
+pub(super) fn find_replica(host: &str, port: u16) -> Option<bool> {
+    replicas(|v| {
+        v.iter()
+            .find(|r| r.listed && r.ip.eq_ignore_ascii_case(host) && r.port == port)
+            .map(|r| r.online)
+    })
+}
+
+/// Whether any replica is attached (FAILOVER needs one).
+pub(super) fn any_replica() -> bool {
+    replicas(|v| v.iter().any(|r| r.listed))
+}
+
+/// FAILOVER's wait: once every shard's journal up to `wants` is merged, until the target
+/// acknowledges the merged offset or `deadline`; then `failover::wait_over` on the hub.
+pub(super) fn failover_wait(
+    w: &mut Worker,
+    wants: Vec<u64>,
+    to: Option<(String, u16)>,
+    deadline: Option<Instant>,
+) {
+    hub_wait(
+        w,
+        Wait {
+            origin: HUB,
+            for_: Waiter::Failover(to),
+            wants,
+            num: 1,
+            deadline,
+            target: None,
+        },
+    );
+}
+
+/// FAILOVER ABORT while waiting: the wait is dropped.
+pub(super) fn failover_unwait(w: &mut Worker) {
+    let h = hub(w);
+    h.waits.retain(|wt| !matches!(wt.for_, Waiter::Failover(_)));
+    WAITS.store(h.waits.len(), Ordering::Relaxed);
+}
+
+/// The merged offset this master's stream is at (master_repl_offset).
+pub(super) fn offset() -> u64 {
+    OFFSET.load(Ordering::Relaxed)
+}
+
 /// INFO stats: sync_full, sync_partial_ok, sync_partial_err.
 pub fn sync_stats() -> [u64; 3] {
     [
@@ -238,7 +299,7 @@ pub fn info_replication(f: &mut dyn FnMut(&str, &dyn std::fmt::Display)) {
             f(k, &v);
         }
     }
-    f("master_failover_state", &"no-failover");
+    f("master_failover_state", &super::failover::state_name());
     let (replid, replid2, second) = {
         let m = crate::repl::master_fields();
         (m.replid.clone(), m.replid2.clone(), m.second_offset)
@@ -349,6 +410,8 @@ enum Waiter {
     /// `min-replicas-ack`: the connection (token) and its held replies, released or
     /// replaced by `-NOREPLICAS`.
     Hold(u64, Vec<Hold>),
+    /// FAILOVER: its target replica (or any, when `None`) must acknowledge the offset.
+    Failover(Option<(String, u16)>),
 }
 
 /// A connection's write replies held for the replicas (`min-replicas-ack`).
@@ -1169,6 +1232,7 @@ fn hub_psync(w: &mut Worker, req: SyncReq) {
             listed: !req.rdb_only,
             ack: 0,
             ack_at: Instant::now(),
+            pre_psync: req.sync,
         })
     });
     if let Some((id, off)) = &req.psync {
@@ -1445,12 +1509,44 @@ pub fn on_timer(w: &mut Worker) {
     broadcast(w, chunk);
     if refresh {
         refresh_config(w);
+        drop_timed_out(w, now);
     }
     if waits {
         check_waits(w);
     }
     let again = if hub(w).waits.is_empty() { 100 } else { 10 };
     w.after(now + Duration::from_millis(again), on_timer);
+}
+
+/// `repl-timeout`: an online replica that has not acknowledged for that long is closed (it
+/// reconnects and resyncs), as Redis's replicationCron does. Once a second, on the hub.
+fn drop_timed_out(w: &mut Worker, now: Instant) {
+    let limit = Duration::from_secs(
+        crate::repl::SETTINGS
+            .timeout_secs
+            .load(Ordering::Relaxed)
+            .max(1),
+    );
+    let late: Vec<(usize, u64, String)> = replicas(|v| {
+        v.iter()
+            .filter(|r| r.online && !r.pre_psync)
+            .filter(|r| now.saturating_duration_since(r.ack_at) > limit)
+            .map(|r| (r.shard, r.token, format!("{}:{}", r.ip, r.port)))
+            .collect()
+    });
+    for (shard, token, name) in late {
+        crate::log::warning(&format!(
+            "Disconnecting timedout replica (streaming sync): {name}"
+        ));
+        w.eng.post(
+            shard,
+            front(move |tw: &mut Worker| {
+                if let Some(idx) = tw.conn_by_token(token) {
+                    tw.close_conn(idx);
+                }
+            }),
+        );
+    }
 }
 
 fn hub_wait(w: &mut Worker, wait: Wait) {
@@ -1479,13 +1575,22 @@ fn check_waits(w: &mut Worker) {
             // Held writes ask at most once per 100 ms: replicas then acknowledge each
             // batch they apply for a second.
             getack |= match wt.for_ {
-                Waiter::Wait(_) => true,
+                Waiter::Wait(_) | Waiter::Failover(_) => true,
                 Waiter::Hold(..) => h
                     .last_getack
                     .is_none_or(|t| now.saturating_duration_since(t) >= GETACK_EVERY),
             };
         }
-        let count = wt.target.map_or(0, acked);
+        let count = match (&mut wt.for_, wt.target) {
+            (Waiter::Failover(to), Some(t)) => match caught_up(to.as_ref(), t) {
+                Some(found) => {
+                    *to = Some(found);
+                    1
+                }
+                None => 0,
+            },
+            (_, t) => t.map_or(0, acked),
+        };
         let enough = wt.target.is_some() && count >= wt.num;
         if enough || wt.deadline.is_some_and(|d| now >= d) {
             done.push((wt.origin, wt.for_, count, enough));
@@ -1497,7 +1602,7 @@ fn check_waits(w: &mut Worker) {
     // acknowledges only on GETACK (or once a second).
     getack |= keep
         .iter()
-        .any(|w| matches!(w.for_, Waiter::Hold(..)) && w.target.is_some())
+        .any(|w| matches!(w.for_, Waiter::Hold(..) | Waiter::Failover(_)) && w.target.is_some())
         && h.last_getack
             .is_none_or(|t| now.saturating_duration_since(t) >= GETACK_EVERY);
     h.waits = keep;
@@ -1514,6 +1619,9 @@ fn check_waits(w: &mut Worker) {
         let job: Box<dyn FnOnce(&mut Worker) + Send> = match for_ {
             Waiter::Wait(ticket) => Box::new(move |ow| ow.eng.complete(ticket, Reply::Int(count))),
             Waiter::Hold(token, holds) => Box::new(move |ow| release(ow, token, holds, enough)),
+            Waiter::Failover(to) => {
+                Box::new(move |ow| super::failover::wait_over(ow, to.filter(|_| enough)))
+            }
         };
         w.eng.post(origin, front(job));
     }
@@ -1708,6 +1816,9 @@ fn replconf(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
 fn psync(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     let id = argv.get(1).cloned().unwrap_or_default();
     let off = argv.get(2).and_then(|a| parse_i64(a)).unwrap_or(-1);
+    if argv.get(3).is_some_and(|a| is(a, "failover")) {
+        return super::failover::psync_failover(ctx, id, off);
+    }
     start_sync(ctx, Some((id, off)))
 }
 
@@ -1716,7 +1827,6 @@ fn sync(ctx: &mut FrontCtx, _argv: &[Bytes]) -> CmdResult {
 }
 
 fn start_sync(ctx: &mut FrontCtx, psync: Option<(Bytes, i64)>) -> CmdResult {
-    let idx = ctx.conn;
     if ctx.eng().tx.nested() {
         return Err(CmdError::err("Replica can't interact with the keyspace"));
     }
@@ -1725,10 +1835,15 @@ fn start_sync(ctx: &mut FrontCtx, psync: Option<(Bytes, i64)>) -> CmdResult {
     if crate::repl::is_replica() && !crate::repl::master_link_up() {
         return Err(CmdError::coded(crate::error::NOMASTERLINK));
     }
-    let Some(token) = ctx.w.conn_token(idx) else {
+    begin_sync(ctx.w, ctx.conn, psync)
+}
+
+/// Makes connection `idx` a replica link and asks the hub for its RDB or continuation.
+pub(super) fn begin_sync(w: &mut Worker, idx: usize, psync: Option<(Bytes, i64)>) -> CmdResult {
+    let Some(token) = w.conn_token(idx) else {
         return Ok(Reply::Raw(Bytes::new()));
     };
-    let conn = &mut ctx.w.conns[idx];
+    let conn = &mut w.conns[idx];
     if is_replica(conn) {
         // A second PSYNC on a replica link is ignored, as Redis does.
         return Ok(Reply::Raw(Bytes::new()));
@@ -1748,7 +1863,7 @@ fn start_sync(ctx: &mut FrontCtx, psync: Option<(Bytes, i64)>) -> CmdResult {
             .map_or(conn.client.addr.clone(), |(h, _)| h.to_string())
     });
     let req = SyncReq {
-        shard: ctx.w.eng.id,
+        shard: w.eng.id,
         token,
         id: conn.client.id,
         sync: psync.is_none(),
@@ -1757,12 +1872,11 @@ fn start_sync(ctx: &mut FrontCtx, psync: Option<(Bytes, i64)>) -> CmdResult {
         ip,
         port: link.port,
     };
-    ctx.w
-        .master_repl
+    w.master_repl
         .get_or_insert_with(Default::default)
         .conns
         .push(token);
-    ctx.eng()
+    w.eng
         .post(HUB, front(move |hw: &mut Worker| hub_psync(hw, req)));
     Ok(Reply::Raw(Bytes::new()))
 }

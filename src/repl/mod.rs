@@ -27,6 +27,7 @@
 //! ROLE and INFO replication while this server is a master, and takes its replication ids
 //! from `master_fields()` (a promotion moves them there).
 
+pub mod failover;
 pub mod link;
 pub mod master;
 
@@ -128,6 +129,9 @@ struct Following {
     sync_last_io: Option<Instant>,
     /// Tells the link thread the link was lost (it reconnects). Dropping it stops the thread.
     wake: Option<Sender<()>>,
+    /// A FAILOVER made this node follow its target: the PSYNC says so, and a refusal (or
+    /// no answer) makes this node a master again.
+    failover: bool,
 }
 
 struct State {
@@ -258,6 +262,28 @@ fn inbox() -> MutexGuard<'static, VecDeque<Handover>> {
     lock(&Q)
 }
 
+/// FAILOVER targets that refused (or never answered) this node's `PSYNC ... FAILOVER`, by
+/// REPLICAOF generation, for the home shard.
+fn refusals() -> MutexGuard<'static, Vec<(u64, String)>> {
+    static Q: Mutex<Vec<(u64, String)>> = Mutex::new(Vec::new());
+    lock(&Q)
+}
+
+/// Whether the link of generation `gen` was started by a FAILOVER (its PSYNC says so).
+pub(super) fn failover_psync(gen: u64) -> bool {
+    let st = state();
+    st.gen == gen && st.following.as_ref().is_some_and(|f| f.failover)
+}
+
+/// The link thread's PSYNC ... FAILOVER failed: the home shard ends the failover.
+pub(super) fn failover_refused(gen: u64, why: String) {
+    refusals().push((gen, why));
+    PENDING.store(true, Ordering::Release);
+    if let Some(rt) = RUNTIME.get() {
+        rt.home.wake();
+    }
+}
+
 /// What the link thread needs from the running server (set once by `server::run`).
 struct Runtime {
     shared: Arc<Shared>,
@@ -304,6 +330,7 @@ impl Following {
             sync_read: 0,
             sync_last_io: None,
             wake: None,
+            failover: false,
         }
     }
 }
@@ -606,11 +633,21 @@ fn take_handovers(w: &mut Worker) {
     for h in items {
         adopt(w, h);
     }
+    let refused: Vec<(u64, String)> = refusals().drain(..).collect();
+    for (gen, why) in refused {
+        if current(gen) {
+            failover::abort(w, &why);
+        }
+    }
 }
 
 fn adopt(w: &mut Worker, h: Handover) {
     if !current(h.gen) {
         return;
+    }
+    if failover::in_progress() {
+        // The target accepted this node's PSYNC: the failover is over.
+        failover::finish(w);
     }
     let Handover {
         gen,
@@ -879,6 +916,22 @@ fn switch_shards(w: &mut Worker, replica: bool, gen: u64) {
     );
 }
 
+/// The FAILOVER is over: a later reconnection of this link is an ordinary PSYNC.
+pub(super) fn failover_link_done() {
+    if let Some(f) = state().following.as_mut() {
+        f.failover = false;
+    }
+}
+
+/// FAILOVER: this master follows its caught-up replica, with `PSYNC ... FAILOVER`.
+pub(super) fn follow_failover(w: &mut Worker, host: String, port: u16) {
+    follow(w, host.clone(), port);
+    if let Some(f) = state().following.as_mut() {
+        f.failover = true;
+    }
+    set_config_text(w, &format!("{host} {port}"));
+}
+
 /// Starts following `host:port`.
 fn follow(w: &mut Worker, host: String, port: u16) {
     let (gen, rx) = {
@@ -889,9 +942,17 @@ fn follow(w: &mut Worker, host: String, port: u16) {
         let m = master_fields();
         let off = if st.following.is_some() {
             OFFSET.load(Ordering::Relaxed)
+        } else if master::is_active() {
+            // This node's own stream as a master, up to its last byte.
+            master::offset() as i64
         } else {
             m.offset
         };
+        if st.following.is_none() {
+            // Until a link attaches, this node's processed offset is where its own stream
+            // ended (Redis's cached master made from itself).
+            OFFSET.store(off, Ordering::Relaxed);
+        }
         let cached = (off > 0).then(|| (m.replid.clone(), off));
         drop(m);
         let (tx, rx) = std::sync::mpsc::channel();
@@ -914,19 +975,31 @@ fn follow(w: &mut Worker, host: String, port: u16) {
 /// offset, and only then does the node accept writes and the REPLICAOF get its `+OK`:
 /// so every write after the promotion is in the stream the old replicas continue with.
 fn promote(ctx: &mut FrontCtx) {
+    let ticket = ctx.defer();
+    promote_then(
+        ctx.w,
+        Box::new(move |w: &mut Worker| w.eng.complete(ticket, Reply::Ok)),
+    );
+}
+
+/// What runs on the home shard once a promotion is complete.
+pub(super) type Then = Box<dyn FnOnce(&mut Worker) + Send>;
+
+/// Makes this replica a master (as REPLICAOF NO ONE does), then runs `then` on the home
+/// shard.
+pub(super) fn promote_then(w: &mut Worker, then: Then) {
     let gen = {
         let mut st = state();
         st.gen += 1;
         st.gen
     };
-    let ticket = ctx.defer();
-    ctx.eng().post(
+    w.eng.post(
         HOME,
-        front(move |hw: &mut Worker| promote_home(hw, gen, ticket)),
+        front(move |hw: &mut Worker| promote_home(hw, gen, then)),
     );
 }
 
-fn promote_home(w: &mut Worker, gen: u64, ticket: crate::engine::Ticket) {
+fn promote_home(w: &mut Worker, gen: u64, then: Then) {
     close_link(w, gen);
     publish(w);
     let off = OFFSET.load(Ordering::Relaxed);
@@ -947,7 +1020,7 @@ fn promote_home(w: &mut Worker, gen: u64, ticket: crate::engine::Ticket) {
         false,
         move |e, cursors: Vec<u64>| {
             to_front(e, move |w: &mut Worker| {
-                promoted(w, off, backlog, cursors, gen, ticket)
+                promoted(w, off, backlog, cursors, gen, then)
             })
         },
     );
@@ -961,7 +1034,7 @@ fn promoted(
     backlog: VecDeque<(i64, Bytes)>,
     cursors: Vec<u64>,
     gen: u64,
-    ticket: crate::engine::Ticket,
+    then: Then,
 ) {
     {
         {
@@ -986,7 +1059,7 @@ fn promoted(
             // a partial resync (`+CONTINUE <new id>`).
             master::drop_replicas(w);
             set_config_text(w, "");
-            w.eng.complete(ticket, Reply::Ok);
+            then(w);
         }
     }
 }
@@ -1202,7 +1275,7 @@ pub fn info_fields() -> Vec<(String, String)> {
             ),
         );
     }
-    f("master_failover_state", "no-failover".into());
+    f("master_failover_state", failover::state_name().into());
     f("master_replid", m.replid.clone());
     f("master_replid2", m.replid2.clone());
     let master_off = if following.is_some() {

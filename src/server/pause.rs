@@ -9,7 +9,7 @@
 //! `write` and `MAY_REPLICATE` ones (EVAL, FCALL, PUBLISH, PFCOUNT...), and an EXEC whose
 //! queue holds one, as Redis 7.0 does. Replication links are never paused.
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 use crate::commands::table::{CommandSpec, MAY_REPLICATE, WRITE};
 
@@ -21,6 +21,14 @@ pub const ALL: u8 = 2;
 static MODE: AtomicU8 = AtomicU8::new(NONE);
 /// Unix milliseconds the pause lasts until.
 static END_MS: AtomicU64 = AtomicU64::new(0);
+/// A FAILOVER holds writes until it ends, apart from CLIENT PAUSE (which CLIENT UNPAUSE
+/// does not end), as Redis's pause purposes are.
+static FAILOVER: AtomicBool = AtomicBool::new(false);
+
+/// FAILOVER's pause of writes, on or off (the caller wakes the shards when it ends).
+pub fn failover(on: bool) {
+    FAILOVER.store(on, Ordering::SeqCst);
+}
 
 /// CLIENT PAUSE: the mode is the new one, the end the later of the two (Redis's rule).
 pub fn start(mode: u8, end_ms: u64) {
@@ -37,21 +45,23 @@ pub fn stop() {
 /// A pause was started and not stopped (it may have timed out): one atomic load.
 #[inline]
 pub fn maybe() -> bool {
-    MODE.load(Ordering::Acquire) != NONE
+    MODE.load(Ordering::Acquire) != NONE || FAILOVER.load(Ordering::Acquire)
 }
 
-/// The pause in force at `now_ms` (NONE once its time has passed), and its end.
+/// The pause in force at `now_ms` (NONE once its time has passed), and its end (`u64::MAX`
+/// for a FAILOVER's, which lasts until the failover ends).
 pub fn current(now_ms: u64) -> (u8, u64) {
     let mode = MODE.load(Ordering::Acquire);
-    if mode == NONE {
-        return (NONE, 0);
-    }
     let end = END_MS.load(Ordering::Acquire);
-    if now_ms >= end {
+    let client = if mode == NONE || now_ms >= end {
         (NONE, 0)
     } else {
         (mode, end)
+    };
+    if FAILOVER.load(Ordering::Acquire) && client.0 != ALL {
+        return (WRITES, u64::MAX);
     }
+    client
 }
 
 /// Whether `mode` holds this command, of `flags` (`CommandSpec::flags_for`; `queued`: the

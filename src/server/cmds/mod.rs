@@ -51,6 +51,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     observe::COMMANDS,
     debug::COMMANDS,
     crate::repl::master::COMMANDS,
+    crate::repl::failover::COMMANDS,
     crate::repl::COMMANDS,
     crate::scripting::eval::COMMANDS,
     crate::scripting::fcall::COMMANDS,

@@ -969,9 +969,18 @@ impl Worker {
         }
         self.flush_batches(idx);
         self.postponed.push(idx);
-        let at = self.eng.pass_now
-            + Duration::from_millis(self.pause_end.saturating_sub(self.eng.shard.now_ms).max(1));
-        self.timers.add(at, TimerKind::PauseEnd);
+        self.arm_pause_timer();
         true
+    }
+
+    /// Wakes this shard when the pause ends, to run what it holds. A FAILOVER's pause has no
+    /// end of its own (its end wakes the shards): the timer looks again every second.
+    pub(super) fn arm_pause_timer(&mut self) {
+        let ms = self
+            .pause_end
+            .saturating_sub(self.eng.shard.now_ms)
+            .clamp(1, 1000);
+        let at = self.eng.pass_now + Duration::from_millis(ms);
+        self.timers.add(at, TimerKind::PauseEnd);
     }
 }

@@ -1417,7 +1417,12 @@ impl Worker {
                 f(self);
                 self.drain_outbox();
             }
-            TimerKind::PauseEnd => self.refresh_pause(),
+            TimerKind::PauseEnd => {
+                self.refresh_pause();
+                if !self.postponed.is_empty() && self.eng.pause != crate::server::pause::NONE {
+                    self.arm_pause_timer();
+                }
+            }
             TimerKind::AcceptRetry(li) => {
                 if !self.eng.shared.shutdown.load(Ordering::Relaxed) {
                     self.arm_accept(li);
