@@ -723,3 +723,70 @@ fn a_link_cut_during_the_transfer_keeps_the_data_served() {
         assert!(wait_for(DEADLINE, || link_up(replica.port)));
     }
 }
+
+/// A link cut in the middle of a master's MULTI/EXEC (its writes span the replica's shards):
+/// no reader of the replica ever sees part of it, the replica asks to continue from before
+/// the MULTI, and once the master resends the whole transaction it is applied whole.
+#[test]
+fn a_link_cut_inside_a_transaction_applies_none_of_it() {
+    use std::io::Write;
+    let rdb: &[u8] = b"REDIS0010\xff\0\0\0\0\0\0\0\0";
+    for shards in shard_counts() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let replica = start_replica(shards, port, &[]);
+        let id = "e".repeat(40);
+        let mut s = accept_within(&l);
+        let (_r, _) = handshake(&s);
+        let mut out = format!("+FULLRESYNC {id} 0\r\n${}\r\n", rdb.len()).into_bytes();
+        out.extend_from_slice(rdb);
+        let before = resp(&["SET", "k", "v"]);
+        out.extend_from_slice(&before);
+        // Keys on distinct shards of a 4-shard replica.
+        let tx: Vec<Vec<u8>> = vec![
+            resp(&["MULTI"]),
+            resp(&["SET", "{a}x", "1"]),
+            resp(&["SET", "{b}y", "1"]),
+            resp(&["INCR", "{c}z"]),
+        ];
+        for part in &tx {
+            out.extend_from_slice(part);
+        }
+        s.write_all(&out).unwrap();
+        let mut c = connect(replica.port);
+        assert!(wait_for(DEADLINE, || get(&mut c, "k").as_deref() == Some("v")));
+        // The EXEC never comes: the link drops.
+        std::thread::sleep(Duration::from_millis(200));
+        for k in ["{a}x", "{b}y", "{c}z"] {
+            assert_eq!(get(&mut c, k), None, "{k} applied without its EXEC");
+        }
+        drop((s, _r));
+        assert!(wait_for(DEADLINE, || info(
+            replica.port,
+            "master_link_status"
+        ) == "down"));
+        for k in ["{a}x", "{b}y", "{c}z"] {
+            assert_eq!(get(&mut c, k), None, "{k} applied after the cut");
+        }
+        // The replica continues from the end of what it applied: before the MULTI.
+        let mut s = accept_within(&l);
+        let (_r, psync) = handshake(&s);
+        assert_eq!(
+            psync,
+            [
+                "PSYNC".to_string(),
+                id.clone(),
+                (before.len() + 1).to_string()
+            ]
+        );
+        let mut out = format!("+CONTINUE {id}\r\n").into_bytes();
+        for part in &tx {
+            out.extend_from_slice(part);
+        }
+        out.extend_from_slice(&resp(&["EXEC"]));
+        s.write_all(&out).unwrap();
+        assert!(wait_for(DEADLINE, || get(&mut c, "{c}z").as_deref() == Some("1")));
+        assert_eq!(get(&mut c, "{a}x").as_deref(), Some("1"));
+        assert_eq!(get(&mut c, "{b}y").as_deref(), Some("1"));
+    }
+}

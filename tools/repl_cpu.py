@@ -1,18 +1,28 @@
 #!/usr/bin/env python3
-"""Master CPU per SET with a stock Redis replica attached, against none (issue 13).
+"""Master CPU per SET with a replica attached, against none (issue 13).
 
-Usage: tools/repl_cpu.py BIN[,BIN...] [ROUNDS] [--redis]
+Usage: tools/repl_cpu.py BIN[,BIN...] [ROUNDS] [--redis] [--replica=redis|shardis] [--ack]
 
 Each round starts every binary in turn as a 1-shard master pinned to core 0, runs
 redis-benchmark (-c 50 -t set -d 32 -r 100000, P1 and P16) on core 1 with no replica and
-then with a stock redis-server replica (on core 1), and reads the master's CPU time from
+then with a replica (on core 1): a stock redis-server (the default) or, with
+--replica=shardis, a 1-shard shardis of the same binary. It reads the master's CPU time from
 /proc/PID/task/*/schedstat. With --redis, stock redis-server is measured the same way as
-the last "binary". Prints medians per binary: us/req without and with the replica, ratio.
+the last "binary" (its replica is always a stock redis-server). With --ack, the shardis
+masters run with `min-replicas-ack 1` while the replica is attached (zero acknowledged-write
+loss: each write's reply waits for the replica's acknowledgement), so "replica" is the cost
+of the setting plus the replica. Prints medians per binary: us/req without and with the
+replica, ratio.
 """
 import subprocess, time, socket, os, sys
 args=[a for a in sys.argv[1:] if not a.startswith("--")]
 BINS=args[0].split(",")
 ROUNDS=int(args[1]) if len(args)>1 else 3
+REPLICA="redis"
+for a in sys.argv[1:]:
+    if a.startswith("--replica="):
+        REPLICA=a.split("=",1)[1]
+ACK="--ack" in sys.argv
 if "--redis" in sys.argv:
     BINS.append("redis-server")
 def cpu(pid):
@@ -26,6 +36,12 @@ def ping(p):
             s=socket.create_connection(("127.0.0.1",p),timeout=0.5); s.sendall(b"PING\r\n")
             if s.recv(10).startswith(b"+PONG"): return
         except OSError: pass
+        time.sleep(0.05)
+def cli(port,*a):
+    return subprocess.run(["redis-cli","-p",str(port),*a],capture_output=True,text=True).stdout
+def online(port):
+    for _ in range(100):
+        if "state=online" in cli(port,"info","replication"): return
         time.sleep(0.05)
 def bench(port,pid,P):
     n=1000000 if P>1 else 200000
@@ -43,12 +59,19 @@ for rnd in range(ROUNDS):
         ping(7810)
         for P in (1,16):
             res.setdefault((b,"none",P),[]).append(bench(7810,m.pid,P))
-        r=subprocess.Popen(["taskset","-c","1","redis-server","--port","7811","--save","","--replicaof","127.0.0.1","7810","--loglevel","warning","--dir","/tmp"],stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)
-        ping(7811); time.sleep(1.5)
+        if REPLICA=="shardis" and b!="redis-server":
+            rcmd=["taskset","-c","1",b,"--port","7811","--shards","1","--save","","--replicaof","127.0.0.1","7810","--loglevel","warning","--dir","/tmp"]
+        else:
+            rcmd=["taskset","-c","1","redis-server","--port","7811","--save","","--replicaof","127.0.0.1","7810","--loglevel","warning","--dir","/tmp"]
+        r=subprocess.Popen(rcmd,stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)
+        ping(7811); online(7810); time.sleep(1.0)
+        if ACK and b!="redis-server":
+            cli(7810,"config","set","min-replicas-ack","1")
         for P in (1,16):
             res.setdefault((b,"replica",P),[]).append(bench(7810,m.pid,P))
         r.terminate(); m.terminate(); r.wait(); m.wait()
 import statistics as st
+print(f"replica: {REPLICA}{', min-replicas-ack 1' if ACK else ''}; {ROUNDS} rounds")
 for b in BINS:
     for P in (1,16):
         a,c=st.median(res[(b,"none",P)]),st.median(res[(b,"replica",P)])

@@ -771,6 +771,13 @@ fn processed(w: &Worker) -> Option<(i64, i64)> {
     if let Some(argv) = c.postponed.as_ref() {
         pending += encoded_len(argv);
     }
+    // Inside the master's MULTI nothing is applied until EXEC (Redis advances the master
+    // client's offset only outside MULTI): a link cut here continues from before the MULTI,
+    // and the master resends the whole transaction.
+    if let Some(q) = c.tx.as_ref().and_then(|t| t.queue.as_ref()) {
+        const MULTI: i64 = b"*1\r\n$5\r\nMULTI\r\n".len() as i64;
+        pending += MULTI + q.iter().map(|x| encoded_len(&x.argv)).sum::<i64>();
+    }
     Some((read - pending, read))
 }
 
@@ -853,10 +860,9 @@ pub fn on_close(w: &mut Worker, idx: usize) {
     if w.repl.conn != Some(idx) {
         return;
     }
+    // The offset of what was applied: a transaction cut in half is left out (`processed`),
+    // so the master resends it whole.
     publish(w);
-    // A transaction cut in half: its MULTI is counted but not applied, so the offset
-    // cannot be continued from; a full resync is the safe way back.
-    let in_multi = w.conns.get(idx).is_some_and(crate::server::tx::in_multi);
     w.repl.conn = None;
     w.repl.ack.clear();
     LAST_IO_SECS.store(-1, Ordering::Relaxed);
@@ -869,12 +875,8 @@ pub fn on_close(w: &mut Worker, idx: usize) {
         crate::log::warning("Connection with master lost.");
         f.link = LinkState::Connect;
         f.down_since = Some(Instant::now());
-        f.cached = if in_multi {
-            None
-        } else {
-            crate::log::notice("Caching the disconnected master state.");
-            Some((replid, OFFSET.load(Ordering::Relaxed)))
-        };
+        crate::log::notice("Caching the disconnected master state.");
+        f.cached = Some((replid, OFFSET.load(Ordering::Relaxed)));
         // Reconnect, unless the server is stopping (its shards close every connection).
         if !w.eng.shared.shutdown.load(Ordering::Relaxed) {
             if let Some(tx) = &f.wake {

@@ -1292,6 +1292,11 @@ impl Worker {
     }
 
     pub fn close_conn(&mut self, idx: usize) {
+        // The master link first: its offset leaves out a MULTI still queuing, which the
+        // transaction's discard below would forget.
+        if self.conns.get(idx).is_some_and(|c| c.master) {
+            crate::repl::on_close(self, idx);
+        }
         if self.conns.get(idx).is_some_and(|c| c.tx.is_some())
             && crate::server::tx::on_close(self, idx)
         {
@@ -1304,9 +1309,6 @@ impl Worker {
             super::tracking::disable(self, idx);
         }
         let token = self.conn_token(idx);
-        if self.conns.get(idx).is_some_and(|c| c.master) {
-            crate::repl::on_close(self, idx);
-        }
         if self.conns.get(idx).is_some_and(|c| c.monitor) {
             super::monitor::stop(self, idx);
         }
