@@ -790,3 +790,40 @@ fn a_link_cut_inside_a_transaction_applies_none_of_it() {
         assert_eq!(get(&mut c, "{b}y").as_deref(), Some("1"));
     }
 }
+
+/// Commands of the master's stream that fail here (one shardis lacks, a wrong arity, a
+/// wrong type) are what Redis calls unexpected error replies: counted in INFO stats, the
+/// rest of the stream applied.
+#[test]
+fn errors_answering_the_master_are_counted() {
+    use std::io::Write;
+    let rdb: &[u8] = b"REDIS0010\xff\0\0\0\0\0\0\0\0";
+    for shards in shard_counts() {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let replica = start_replica(shards, port, &[]);
+        let mut s = accept_within(&l);
+        let (_r, _) = handshake(&s);
+        let id = "f".repeat(40);
+        let mut out = format!("+FULLRESYNC {id} 0\r\n${}\r\n", rdb.len()).into_bytes();
+        out.extend_from_slice(rdb);
+        for cmd in [
+            &["SET", "k", "v"][..],
+            &["XADD", "events", "*", "f", "v"],
+            &["SET", "lonely"],
+            &["LPUSH", "k", "x"],
+            &["SET", "done", "1"],
+        ] {
+            out.extend_from_slice(&resp(cmd));
+        }
+        s.write_all(&out).unwrap();
+        let mut c = connect(replica.port);
+        assert!(wait_for(DEADLINE, || get(&mut c, "done").as_deref() == Some("1")));
+        assert_eq!(get(&mut c, "k").as_deref(), Some("v"));
+        let stats: String = redis::cmd("INFO").arg("stats").query(&mut c).unwrap();
+        assert!(
+            stats.contains("unexpected_error_replies:3\r\n"),
+            "shards {shards}: {stats}"
+        );
+    }
+}

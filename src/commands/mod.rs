@@ -33,6 +33,7 @@ pub mod watch;
 pub mod zsets;
 
 use crate::runtime::clock;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
@@ -335,6 +336,7 @@ pub fn finish(shard: &mut Shard, id: usize, res: CmdResult) -> Reply {
         Ok(r) => {
             if let Reply::Error(e) = &r {
                 count_error(shard, e);
+                note_master_error(shard, id, e);
             } else if table::table().get(id).is_some_and(|s| s.has(table::WRITE)) {
                 shard.dirty += 1;
             }
@@ -346,8 +348,50 @@ pub fn finish(shard: &mut Shard, id: usize, res: CmdResult) -> Reply {
             }
             let text = e.to_string();
             count_error(shard, &text);
+            note_master_error(shard, id, &text);
             Reply::Error(text)
         }
+    }
+}
+
+/// An error from a command of the master link (its databases are in `master_view` while
+/// it runs, here or under its shard locks): see `master_error`.
+#[cold]
+fn note_master_error(shard: &Shard, id: usize, text: &str) {
+    if shard.dbs.iter().any(|d| d.master_view) {
+        let name = table::table().get(id).map_or("<unknown>", |s| s.name);
+        master_error(text, name);
+    }
+}
+
+static UNEXPECTED: AtomicU64 = AtomicU64::new(0);
+/// The second the last `master_error` lines were logged in, and how many.
+static LOGGED: AtomicU64 = AtomicU64::new(0);
+
+/// INFO stats `unexpected_error_replies`: errors this replica answered its master with.
+pub fn unexpected_error_replies() -> u64 {
+    UNEXPECTED.load(Ordering::Relaxed)
+}
+
+/// A command of the master's stream failed here: the master applied a write this replica
+/// did not (a command shardis lacks, such as a stream's). Counted, and logged as Redis logs
+/// it (at most 10 lines a second, so a stream of them cannot flood the log).
+#[cold]
+pub fn master_error(text: &str, cmd: &str) {
+    UNEXPECTED.fetch_add(1, Ordering::Relaxed);
+    let sec = crate::shard::now_ms() / 1000;
+    let prev = LOGGED.load(Ordering::Relaxed);
+    let n = if prev >> 8 == sec {
+        (prev & 0xff) + 1
+    } else {
+        1
+    };
+    LOGGED.store((sec << 8) | n.min(0xff), Ordering::Relaxed);
+    if n <= 10 {
+        crate::log::warning(&format!(
+            "== CRITICAL == This replica is sending an error to its master: '{text}' after \
+             processing the command '{cmd}'"
+        ));
     }
 }
 

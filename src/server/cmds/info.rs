@@ -574,7 +574,10 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 f("tracking_total_keys", &0);
                 f("tracking_total_items", &0);
                 f("tracking_total_prefixes", &0);
-                f("unexpected_error_replies", &0);
+                f(
+                    "unexpected_error_replies",
+                    &crate::commands::unexpected_error_replies(),
+                );
                 f("total_error_replies", &errors);
                 f("dump_payload_sanitizations", &0);
                 f("total_reads_processed", &s.net.reads_processed);

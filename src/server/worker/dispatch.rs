@@ -212,6 +212,10 @@ impl Worker {
             // The raw bytes go back, as Redis echoes them (the stats count an ERR).
             commands::count_error(&mut self.eng.shard, "ERR");
             let reply = crate::error::unknown_command_reply(argv);
+            if self.conns[idx].master {
+                let text = String::from_utf8_lossy(reply.get(1..).unwrap_or_default());
+                commands::master_error(text.trim_end(), "<unknown>");
+            }
             self.conns[idx].push_reply(&Reply::Raw(reply));
             return;
         };
@@ -669,6 +673,12 @@ impl Worker {
         }
         let e = e.to_string();
         commands::count_error(&mut self.eng.shard, &e);
+        if self.conns[idx].master {
+            let name = id
+                .and_then(|id| table().get(id))
+                .map_or("<unknown>", |s| s.name);
+            commands::master_error(&e, name);
+        }
         self.conns[idx].push_reply(&Reply::Error(e));
     }
 
