@@ -1599,6 +1599,17 @@ impl Tunables {
     pub fn all(&self) -> Vec<(String, String)> {
         let mut out: BTreeMap<String, String> =
             self.text.lock().map(|m| m.clone()).unwrap_or_default();
+        // Directives shardis accepts only with the value that asks for nothing: that value
+        // is what it does, shown until one is set (Redis's default, as CONFIG GET shows).
+        for (name, treat) in crate::directives::DIRECTIVES {
+            if let crate::directives::Treat::Same(ok, _) | crate::directives::Treat::Only(ok, _) =
+                treat
+            {
+                if let Some(v) = ok.first() {
+                    out.entry(name.to_string()).or_insert_with(|| v.to_string());
+                }
+            }
+        }
         out.insert(
             "maxclients".into(),
             self.maxclients.load(Ordering::Relaxed).to_string(),
@@ -1960,14 +1971,15 @@ impl Tunables {
             other => {
                 // A directive shardis does not implement: accepted with a warning in the
                 // log, or refused with the reason (`directives`).
-                let warning = match crate::directives::lookup(other) {
-                    Some(_) => crate::directives::check(other, value)?,
-                    None => None,
+                let known = crate::directives::lookup(other).is_some();
+                let warning = match known {
+                    true => crate::directives::check(other, value)?,
+                    false => None,
                 };
                 let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
                 match m.get_mut(other) {
                     Some(slot) => *slot = value.to_string(),
-                    None if warning.is_some() => {
+                    None if known => {
                         m.insert(other.to_string(), value.to_string());
                     }
                     None => {

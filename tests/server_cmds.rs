@@ -217,6 +217,41 @@ fn config_set_get_resetstat() {
                 .query::<()>(&mut c),
         );
         assert!(e.ends_with("- duplicate parameter"), "{e}");
+        // Redis 7.0 parameters shardis does not act on: the value that asks for nothing is
+        // shown and accepted, another is accepted with a logged warning or refused with the
+        // reason, never "Unknown option" (they used to be, unless set in the config file).
+        let got: HashMap<String, String> = redis::cmd("CONFIG")
+            .arg(&[
+                "GET",
+                "lazyfree-lazy-eviction",
+                "propagation-error-behavior",
+            ])
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(got["lazyfree-lazy-eviction"], "no");
+        assert_eq!(got["propagation-error-behavior"], "ignore");
+        let _: () = redis::cmd("CONFIG")
+            .arg(&[
+                "SET",
+                "lazyfree-lazy-eviction",
+                "yes",
+                "set-proc-title",
+                "no",
+            ])
+            .query(&mut c)
+            .unwrap();
+        let got: HashMap<String, String> = redis::cmd("CONFIG")
+            .arg(&["GET", "lazyfree-lazy-eviction", "set-proc-title"])
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(got["lazyfree-lazy-eviction"], "yes");
+        assert_eq!(got["set-proc-title"], "no");
+        let e = err_text(
+            redis::cmd("CONFIG")
+                .arg(&["SET", "propagation-error-behavior", "panic"])
+                .query::<()>(&mut c),
+        );
+        assert!(e.contains("is refused: "), "{e}");
         let e = err_text(redis::cmd("CONFIG").arg("REWRITE").query::<()>(&mut c));
         assert_eq!(e, "ERR The server is running without a config file");
         let e = err_text(redis::cmd("CONFIG").arg("GET").query::<()>(&mut c));

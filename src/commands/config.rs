@@ -96,7 +96,9 @@ fn config_set(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             return Err(CmdError::Syntax);
         };
         let (name, value) = (text(raw_name).to_ascii_lowercase(), text(raw_value));
-        if !current.contains_key(&name) {
+        // A directive of `directives` is accepted (with its warning) or refused with its
+        // reason by `Tunables::set`, set before or not.
+        if !current.contains_key(&name) && crate::directives::lookup(&name).is_none() {
             return Err(CmdError::err(format!(
                 "Unknown option or number of arguments for CONFIG SET - '{}'",
                 text(raw_name)
