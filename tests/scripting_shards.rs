@@ -703,3 +703,51 @@ fn job_queue_scripts_with_undeclared_keys_on_four_shards() {
             .collect();
     assert!(shards.len() > 1);
 }
+
+/// A connection accepted in the same batch of completions as the request that starts a
+/// script: once the script is busy it is answered `-BUSY`, not left unaccepted until the
+/// script ends. (`DEBUG SLEEP` holds the shard so that the script's request and the new
+/// connection arrive together; before the fix the GET waited for the script, which spins
+/// until SCRIPT KILL, and this test timed out.)
+#[test]
+fn a_connection_accepted_with_the_scripts_request_gets_busy() {
+    let s = Server::start_with(1, &["--enable-debug-command", "yes"]);
+    let port = s.port;
+    let mut con = s.client();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("busy-reply-threshold")
+        .arg(100)
+        .query(&mut con)
+        .expect("config");
+    let mut sleeper = patient(port);
+    let mut looper = patient(port);
+    sleeper
+        .send(&encode_command(&args(&["DEBUG", "SLEEP", "0.5"])))
+        .expect("send");
+    std::thread::sleep(Duration::from_millis(150));
+    looper
+        .send(&encode_command(&args(&["EVAL", "while true do end", "0"])))
+        .expect("send");
+    std::thread::sleep(Duration::from_millis(30));
+    let mut late = Client::connect(port);
+    late.r
+        .get_ref()
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok();
+    late.send(&encode_command(&args(&["GET", "k"])))
+        .expect("send");
+    let got = late
+        .read_reply()
+        .map(|r| String::from_utf8_lossy(&r).into_owned());
+    // Whatever happened, stop the script so the server can stop.
+    assert_eq!(ask(port, &["SCRIPT", "KILL"]), "+OK\r\n");
+    let got = got.expect("the new connection was never answered while the script ran");
+    assert!(got.starts_with("-BUSY"), "{got}");
+    assert_eq!(
+        String::from_utf8_lossy(&sleeper.read_reply().expect("sleep")),
+        "+OK\r\n"
+    );
+    let killed = String::from_utf8_lossy(&looper.read_reply().expect("eval")).into_owned();
+    assert!(killed.starts_with("-ERR Script killed"), "{killed}");
+}

@@ -82,6 +82,18 @@ pub struct Completion {
     pub buf: OpBuf,
 }
 
+impl Completion {
+    /// A placeholder left where a completion was taken out of a list.
+    pub fn empty() -> Completion {
+        Completion {
+            tag: 0,
+            result: 0,
+            more: false,
+            buf: OpBuf::None,
+        }
+    }
+}
+
 type SetupFn = fn(&mut io_uring::Builder);
 
 /// A per-core ring and the table of its in-flight operations.

@@ -188,7 +188,10 @@ pub struct Worker {
     argv_scratch: Vec<Bytes>,
     /// The look-ahead window of `process_input` (kept for its allocations).
     window: lookahead::Window,
+    /// The pass's completions, handled in order from `comp_at` on (`handle_completions`);
+    /// a busy script's pump takes the ones the pass has not reached (`take_unhandled`).
     completions: Vec<Completion>,
+    comp_at: usize,
     timers: Timers<TimerKind>,
     /// Where this shard listens: one socket per `bind` address (the kernel spreads each
     /// port's connections over the shards, SO_REUSEPORT) and, on shard 0, the
@@ -267,6 +270,7 @@ impl Worker {
             argv_scratch: Vec::new(),
             window: lookahead::Window::default(),
             completions: Vec::with_capacity(256),
+            comp_at: 0,
             timers: Timers::default(),
             listeners: listen_fds
                 .into_iter()
@@ -392,10 +396,8 @@ impl Worker {
             // sees the pause.
             self.refresh_pause();
             self.prefetch_received(&comps);
-            for c in comps.drain(..) {
-                self.on_completion(c, wake_fd);
-            }
             self.completions = comps;
+            self.handle_completions(wake_fd);
 
             self.run_messages();
             if !self.postponed.is_empty() || self.eng.pause != 0 {
@@ -634,6 +636,27 @@ impl Worker {
         }
     }
 
+    /// Handles `self.completions` in order. A command among them may run a script that
+    /// turns busy; its pump then takes the rest (`take_unhandled`), so a connection accepted
+    /// or a request received in the same batch is answered (`-BUSY`) instead of waiting
+    /// for the script's end.
+    fn handle_completions(&mut self, wake_fd: RawFd) {
+        self.comp_at = 0;
+        while let Some(slot) = self.completions.get_mut(self.comp_at) {
+            self.comp_at += 1;
+            let c = std::mem::replace(slot, Completion::empty());
+            self.on_completion(c, wake_fd);
+        }
+        self.completions.clear();
+        self.comp_at = 0;
+    }
+
+    /// The pass's completions not handled yet (for a busy script's pump), in order.
+    pub(super) fn take_unhandled(&mut self) -> Vec<Completion> {
+        let at = self.comp_at.min(self.completions.len());
+        self.completions.drain(at..).collect()
+    }
+
     /// Busy-poll: look for completions or messages for up to `d` before sleeping.
     fn spin(&mut self, d: Duration) -> bool {
         let until = Instant::now() + d;
@@ -648,13 +671,8 @@ impl Worker {
             self.completions = comps;
             if got || !self.eng.mesh.prepare_sleep() {
                 self.eng.mesh.awake();
-                // Completions already drained are handled at the top of the next pass.
-                let mut comps = std::mem::take(&mut self.completions);
                 let wake_fd = self.eng.mesh.waker().fd();
-                for c in comps.drain(..) {
-                    self.on_completion(c, wake_fd);
-                }
-                self.completions = comps;
+                self.handle_completions(wake_fd);
                 return true;
             }
             self.eng.mesh.awake();

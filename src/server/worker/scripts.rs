@@ -64,7 +64,9 @@ impl Worker {
     /// (`in_input`, `caller`) are only read into their buffers.
     pub fn busy_pump(&mut self, caller: Option<usize>, function: bool) {
         let _ = self.ring.submit_and_wait(false, None);
-        let mut comps = Vec::new();
+        // What the loop pass drained but had not reached when the script started comes
+        // first (a connection accepted in the same batch would otherwise wait for the end).
+        let mut comps = self.take_unhandled();
         self.ring.drain_nested(&mut comps);
         let wake_fd = self.eng.mesh.waker().fd();
         for c in comps {
