@@ -199,24 +199,28 @@ fn acked(offset: u64) -> i64 {
     })
 }
 
+impl Replica {
+    /// Whether it is the replica FAILOVER TO names (Redis's findReplica: the address it
+    /// announced or connected from, and its listening port).
+    fn is_at(&self, host: &str, port: u16) -> bool {
+        self.listed && self.ip.eq_ignore_ascii_case(host) && self.port == port
+    }
+}
+
 /// FAILOVER's target: the replica at `to` (or the first online one, when `None`) if it has
 /// acknowledged `offset`, by the address FAILOVER TO names it with.
 fn caught_up(to: Option<&(String, u16)>, offset: u64) -> Option<(String, u16)> {
     replicas(|v| {
         v.iter()
             .filter(|r| r.listed && r.online && r.ack >= offset)
-            .find(|r| to.is_none_or(|(h, p)| r.ip.eq_ignore_ascii_case(h) && r.port == *p))
+            .find(|r| to.is_none_or(|(h, p)| r.is_at(h, *p)))
             .map(|r| (r.ip.clone(), r.port))
     })
 }
 
 /// FAILOVER's checks of its target: `Some(online)` when a listed replica has that address.
 pub(super) fn find_replica(host: &str, port: u16) -> Option<bool> {
-    replicas(|v| {
-        v.iter()
-            .find(|r| r.listed && r.ip.eq_ignore_ascii_case(host) && r.port == port)
-            .map(|r| r.online)
-    })
+    replicas(|v| v.iter().find(|r| r.is_at(host, port)).map(|r| r.online))
 }
 
 /// Whether any replica is attached (FAILOVER needs one).
@@ -778,6 +782,12 @@ fn deliver(w: &mut Worker, start: u64, b: Bytes) {
         .unwrap_or_default();
     let end = start + b.len() as u64;
     let mut later = false;
+    // Someone waits for acknowledgements (WAIT, min-replicas-ack, FAILOVER): no window.
+    let urgent = WAITS.load(Ordering::Relaxed) > 0
+        || crate::repl::SETTINGS
+            .min_replicas_ack
+            .load(Ordering::Relaxed)
+            > 0;
     for t in tokens {
         let Some(idx) = w.conn_by_token(t) else {
             continue;
@@ -826,13 +836,7 @@ fn deliver(w: &mut Worker, start: u64, b: Bytes) {
             *n += part.len() as u64;
         }
         c.push_raw(part);
-        let now_due = c.pending_output() >= FLUSH_BYTES
-            || WAITS.load(Ordering::Relaxed) > 0
-            || crate::repl::SETTINGS
-                .min_replicas_ack
-                .load(Ordering::Relaxed)
-                > 0;
-        if now_due {
+        if urgent || c.pending_output() >= FLUSH_BYTES {
             w.mark_dirty(idx);
         } else {
             later = true;

@@ -927,15 +927,13 @@ pub(super) fn failover_link_done() {
 
 /// FAILOVER: this master follows its caught-up replica, with `PSYNC ... FAILOVER`.
 pub(super) fn follow_failover(w: &mut Worker, host: String, port: u16) {
-    follow(w, host.clone(), port);
-    if let Some(f) = state().following.as_mut() {
-        f.failover = true;
-    }
+    follow(w, host.clone(), port, true);
     set_config_text(w, &format!("{host} {port}"));
 }
 
-/// Starts following `host:port`.
-fn follow(w: &mut Worker, host: String, port: u16) {
+/// Starts following `host:port` (`failover`: for a FAILOVER, whose PSYNC says so; set
+/// before the link thread starts, which reads it).
+fn follow(w: &mut Worker, host: String, port: u16, failover: bool) {
     let (gen, rx) = {
         let mut st = state();
         st.gen += 1;
@@ -960,6 +958,7 @@ fn follow(w: &mut Worker, host: String, port: u16) {
         let (tx, rx) = std::sync::mpsc::channel();
         let mut f = Following::new(host.clone(), port, cached);
         f.wake = Some(tx);
+        f.failover = failover;
         // The old link thread (if any) sees its sender dropped and its generation gone.
         st.following = Some(f);
         refresh_gate(&st);
@@ -1109,7 +1108,7 @@ fn replicaof(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
         );
         return Ok(Reply::status(error::ALREADY_CONNECTED));
     }
-    follow(ctx.w, host.clone(), port);
+    follow(ctx.w, host.clone(), port, false);
     set_config_text(ctx.w, &format!("{host} {port}"));
     crate::log::notice(&format!(
         "REPLICAOF {host}:{port} enabled (user request from '{who}')"
