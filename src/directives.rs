@@ -92,7 +92,6 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ("stream-node-max-bytes", Warn("streams are not supported yet")),
     ("stream-node-max-entries", Warn("streams are not supported yet")),
     ("propagation-error-behavior", Only(&["ignore"], "a command of the master's stream that fails on a replica is logged and counted (INFO unexpected_error_replies) and the stream goes on, as ignore; shardis never panics on it")),
-    ("shutdown-timeout", Warn("shards that do not stop within 2 s are abandoned at shutdown")),
     ("locale-collate", Warn("strings compare byte by byte")),
     ("ignore-warnings", Warn("shardis has no startup self-checks to silence")),
 ];

@@ -3,8 +3,6 @@
 //! (`debug`) and INFO (`info`). They run on the connection's shard and fan out to every
 //! shard where the answer spans the keyspace (SWAPDB under a lock on every shard).
 
-use std::sync::atomic::Ordering;
-
 use bytes::Bytes;
 
 use super::args::is;
@@ -19,7 +17,6 @@ use crate::coord::lock;
 use crate::engine::Engine;
 use crate::engine::ShardFn;
 use crate::error::{CmdError, CmdResult};
-use crate::persist;
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
 
@@ -173,41 +170,47 @@ pub fn subcommand(container: &str, argv: &[Bytes]) -> Result<String, CmdError> {
 // ----- SHUTDOWN -----------------------------------------------------------------------------
 
 fn shutdown(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    use crate::config::{SHUTDOWN_FORCE, SHUTDOWN_NOSAVE, SHUTDOWN_NOW, SHUTDOWN_SAVE};
+    let (mut flags, mut abort) = (0u8, false);
     for a in argv.iter().skip(1) {
-        if !(is(a, "nosave") || is(a, "save") || is(a, "now") || is(a, "force") || is(a, "abort")) {
+        flags |= if is(a, "nosave") {
+            SHUTDOWN_NOSAVE
+        } else if is(a, "save") {
+            SHUTDOWN_SAVE
+        } else if is(a, "now") {
+            SHUTDOWN_NOW
+        } else if is(a, "force") {
+            SHUTDOWN_FORCE
+        } else if is(a, "abort") {
+            abort = true;
+            0
+        } else {
             return Err(CmdError::Syntax);
-        }
+        };
     }
-    let has = |w: &str| argv.iter().skip(1).any(|a| is(a, w));
-    if has("abort") {
-        return Err(CmdError::err("No shutdown in progress."));
-    }
-    if has("save") && has("nosave") {
+    // ABORT stands alone; SAVE and NOSAVE exclude each other (Redis's "illegal combo").
+    if (abort && flags != 0) || (flags & SHUTDOWN_SAVE != 0 && flags & SHUTDOWN_NOSAVE != 0) {
         return Err(CmdError::Syntax);
     }
+    if abort {
+        return if crate::repl::shutdown::abort(ctx.eng()) {
+            Ok(Reply::Ok)
+        } else {
+            Err(CmdError::err("No shutdown in progress."))
+        };
+    }
     // While a script is busy only SHUTDOWN NOSAVE goes ahead (Redis's shutdownCommand).
-    if !has("nosave") {
+    if flags & SHUTDOWN_NOSAVE == 0 {
         if let Some(busy) = crate::engine::scripts::busy_text() {
             return Err(CmdError::coded(busy));
         }
     }
     crate::log::notice("User requested shutdown...");
-    // As Redis: SAVE always saves, NOSAVE never, no argument saves when save rules exist.
-    // Redis closes the connection without a reply when the shutdown goes ahead; a failed
-    // save answers through the ticket (`persist::cron::shutdown`).
-    let saves = has("save")
-        || (!has("nosave") && ctx.eng().shared.tun.has_save_rules.load(Ordering::Relaxed));
+    // As Redis: the caller waits (for lagging replicas, then the final save when SAVE asks
+    // for it or save rules exist); the connection closes without a reply when the server
+    // exits, and a shutdown that does not happen answers through the ticket.
     let ticket = ctx.defer();
-    if !saves {
-        ctx.eng().request_shutdown();
-        return Ok(Reply::Ok);
-    }
-    ctx.eng().shutdown_req = Some(persist::cron::ShutdownReq {
-        save: true,
-        force: has("force"),
-        ticket: Some(ticket),
-    });
-    persist::cron::shutdown(ctx.eng());
+    crate::repl::shutdown::begin(ctx.eng(), flags, Some(ticket));
     Ok(Reply::Ok)
 }
 

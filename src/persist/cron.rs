@@ -128,11 +128,8 @@ pub fn tick(w: &mut Engine) {
     if w.id == 0 {
         let sig = w.shared.sig_shutdown.swap(0, Ordering::SeqCst);
         if sig != 0 {
-            w.shutdown_req.get_or_insert(ShutdownReq {
-                save: sig & crate::config::SHUTDOWN_SAVE != 0,
-                force: sig & crate::config::SHUTDOWN_FORCE != 0,
-                ticket: None,
-            });
+            // Waits for lagging replicas first, or saves (or stops) at once.
+            crate::repl::shutdown::begin(w, sig & !crate::server::SIG_SHUTDOWN, None);
         }
     }
     if w.shutdown_req.is_some() {
@@ -180,13 +177,17 @@ pub fn shutdown(w: &mut Engine) {
             "Errors trying to shut down the server. Check the logs for more information.",
         );
         let ticket = req.ticket;
-        save::release(w, txid, move |w| match ticket {
-            Some(t) => w.complete(
-                t,
-                Reply::Error("ERR Errors trying to SHUTDOWN. Check logs.".into()),
-            ),
-            // A later signal may try again (and a second Ctrl-C is not "insisting").
-            None => w.shared.signalled.store(false, Ordering::SeqCst),
+        save::release(w, txid, move |w| {
+            match ticket {
+                Some(t) => w.complete(
+                    t,
+                    Reply::Error("ERR Errors trying to SHUTDOWN. Check logs.".into()),
+                ),
+                // A later signal may try again (and a second Ctrl-C is not "insisting").
+                None => w.shared.signalled.store(false, Ordering::SeqCst),
+            }
+            // Writes paused for the replicas resume; other SHUTDOWN callers get the error.
+            crate::repl::shutdown::failed(w);
         });
     });
 }

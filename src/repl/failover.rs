@@ -171,7 +171,7 @@ fn failover(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
 
 /// Every shard pushes its journal after everything any shard sent it before the pause
 /// (see the module note); `done` gets, per shard, the journal offset the stream must reach.
-fn barrier(e: &mut Engine, done: impl FnOnce(&mut Engine, Vec<u64>) + 'static) {
+pub(super) fn barrier(e: &mut Engine, done: impl FnOnce(&mut Engine, Vec<u64>) + 'static) {
     let n = e.nshards;
     let origin = e.id;
     let gid = e.gather_start(n, move |e: &mut Engine, per: Vec<Vec<u64>>| {

@@ -256,6 +256,79 @@ pub(super) fn failover_unwait(w: &mut Worker) {
     WAITS.store(h.waits.len(), Ordering::Relaxed);
 }
 
+/// SHUTDOWN's wait: once every shard's journal up to `wants` is merged, until every replica
+/// acknowledges the merged offset or `deadline`; then `shutdown::wait_over` on the hub.
+pub(super) fn shutdown_wait(w: &mut Worker, wants: Vec<u64>, deadline: Instant) {
+    hub_wait(
+        w,
+        Wait {
+            origin: HUB,
+            for_: Waiter::Shutdown,
+            wants,
+            num: 1,
+            deadline: Some(deadline),
+            target: None,
+        },
+    );
+}
+
+/// SHUTDOWN ABORT while waiting: the wait is dropped.
+pub(super) fn shutdown_unwait(w: &mut Worker) {
+    let h = hub(w);
+    h.waits.retain(|wt| !matches!(wt.for_, Waiter::Shutdown));
+    WAITS.store(h.waits.len(), Ordering::Relaxed);
+}
+
+/// Whether every replica (online or still syncing) has acknowledged `offset`: Redis's
+/// isReadyToShutdown. True with none.
+fn all_acked(offset: u64) -> bool {
+    replicas(|v| {
+        v.iter()
+            .filter(|r| r.listed)
+            .all(|r| r.online && r.ack >= offset)
+    })
+}
+
+/// At shutdown, Redis's lines for the replicas that have not acknowledged `target` (the
+/// offset holding every write), then how many are in sync; nothing without replicas.
+pub(super) fn log_lagging(target: u64) {
+    let now = Instant::now();
+    let cur = offset();
+    let (lines, total) = replicas(|v| {
+        let listed: Vec<&Replica> = v.iter().filter(|r| r.listed).collect();
+        let lines: Vec<String> = listed
+            .iter()
+            .filter(|r| !(r.online && r.ack >= target))
+            .map(|r| {
+                let lag = if r.online {
+                    now.saturating_duration_since(r.ack_at).as_secs()
+                } else {
+                    0
+                };
+                format!(
+                    "Lagging replica {}:{} reported offset {} behind master, lag={lag}, \
+                     state={}.",
+                    r.ip,
+                    r.port,
+                    cur.saturating_sub(r.ack),
+                    if r.online { "online" } else { "wait_bgsave" }
+                )
+            })
+            .collect();
+        (lines, listed.len())
+    });
+    if total == 0 {
+        return;
+    }
+    for l in &lines {
+        crate::log::warning(l);
+    }
+    crate::log::notice(&format!(
+        "{} of {total} replicas are in sync when shutting down.",
+        total - lines.len()
+    ));
+}
+
 /// The merged offset this master's stream is at (master_repl_offset).
 pub(super) fn offset() -> u64 {
     OFFSET.load(Ordering::Relaxed)
@@ -416,6 +489,8 @@ enum Waiter {
     Hold(u64, Vec<Hold>),
     /// FAILOVER: its target replica (or any, when `None`) must acknowledge the offset.
     Failover(Option<(String, u16)>),
+    /// SHUTDOWN's grace period: every replica must acknowledge the offset.
+    Shutdown,
 }
 
 /// A connection's write replies held for the replicas (`min-replicas-ack`).
@@ -949,12 +1024,22 @@ pub fn on_close(w: &mut Worker, token: Option<u64>, c: &Conn) {
         return;
     }
     let id = c.client.id;
-    replicas(|v| v.retain(|r| r.id != id));
+    // Named as Redis's replicationGetSlaveName: its address and the port it listens on,
+    // when it said (REPLCONF listening-port), else the connection's.
+    let name = replicas(|v| {
+        let name = v
+            .iter()
+            .find(|r| r.id == id && r.port != 0)
+            .map(|r| format!("{}:{}", r.ip, r.port));
+        v.retain(|r| r.id != id);
+        name
+    })
+    .unwrap_or_else(|| c.client.addr.to_string());
     count_online();
     if let Some(r) = w.master_repl.as_mut() {
         r.conns.retain(|t| Some(*t) != token);
     }
-    crate::log::notice(&format!("Connection with replica {} lost.", c.client.addr));
+    crate::log::notice(&format!("Connection with replica {name} lost."));
 }
 
 // ----- relaying a master's stream to sub-replicas (this node a replica) ------------------
@@ -1565,7 +1650,7 @@ fn check_waits(w: &mut Worker) {
     let now = Instant::now();
     let h = hub(w);
     let mut getack = false;
-    let mut done: Vec<(usize, Waiter, i64, bool)> = Vec::new();
+    let mut done: Vec<(usize, Waiter, i64, bool, u64)> = Vec::new();
     let mut keep = Vec::new();
     for mut wt in std::mem::take(&mut h.waits) {
         if wt.target.is_none()
@@ -1579,13 +1664,14 @@ fn check_waits(w: &mut Worker) {
             // Held writes ask at most once per 100 ms: replicas then acknowledge each
             // batch they apply for a second.
             getack |= match wt.for_ {
-                Waiter::Wait(_) | Waiter::Failover(_) => true,
+                Waiter::Wait(_) | Waiter::Failover(_) | Waiter::Shutdown => true,
                 Waiter::Hold(..) => h
                     .last_getack
                     .is_none_or(|t| now.saturating_duration_since(t) >= GETACK_EVERY),
             };
         }
         let count = match (&mut wt.for_, wt.target) {
+            (Waiter::Shutdown, Some(t)) => i64::from(all_acked(t)),
             (Waiter::Failover(to), Some(t)) => match caught_up(to.as_ref(), t) {
                 Some(found) => {
                     *to = Some(found);
@@ -1597,18 +1683,27 @@ fn check_waits(w: &mut Worker) {
         };
         let enough = wt.target.is_some() && count >= wt.num;
         if enough || wt.deadline.is_some_and(|d| now >= d) {
-            done.push((wt.origin, wt.for_, count, enough));
+            done.push((
+                wt.origin,
+                wt.for_,
+                count,
+                enough,
+                wt.target.unwrap_or_else(offset),
+            ));
         } else {
             keep.push(wt);
         }
     }
     // Held writes still waiting ask again every 100 ms: a stock Redis replica
     // acknowledges only on GETACK (or once a second).
-    getack |= keep
-        .iter()
-        .any(|w| matches!(w.for_, Waiter::Hold(..) | Waiter::Failover(_)) && w.target.is_some())
-        && h.last_getack
-            .is_none_or(|t| now.saturating_duration_since(t) >= GETACK_EVERY);
+    getack |= keep.iter().any(|w| {
+        matches!(
+            w.for_,
+            Waiter::Hold(..) | Waiter::Failover(_) | Waiter::Shutdown
+        ) && w.target.is_some()
+    }) && h
+        .last_getack
+        .is_none_or(|t| now.saturating_duration_since(t) >= GETACK_EVERY);
     h.waits = keep;
     WAITS.store(h.waits.len(), Ordering::Relaxed);
     let any = replicas(|v| v.iter().any(|r| r.online));
@@ -1619,13 +1714,14 @@ fn check_waits(w: &mut Worker) {
         None
     };
     broadcast(w, chunk);
-    for (origin, for_, count, enough) in done {
+    for (origin, for_, count, enough, target) in done {
         let job: Box<dyn FnOnce(&mut Worker) + Send> = match for_ {
             Waiter::Wait(ticket) => Box::new(move |ow| ow.eng.complete(ticket, Reply::Int(count))),
             Waiter::Hold(token, holds) => Box::new(move |ow| release(ow, token, holds, enough)),
             Waiter::Failover(to) => {
                 Box::new(move |ow| super::failover::wait_over(ow, to.filter(|_| enough)))
             }
+            Waiter::Shutdown => Box::new(move |ow| super::shutdown::wait_over(ow, target)),
         };
         w.eng.post(origin, front(job));
     }

@@ -30,6 +30,7 @@
 pub mod failover;
 pub mod link;
 pub mod master;
+pub mod shutdown;
 
 use std::collections::VecDeque;
 use std::net::TcpStream;
@@ -172,6 +173,9 @@ pub struct Settings {
     pub min_replicas_ack: AtomicU64,
     /// `min-replicas-ack-timeout` (ms): past it the held reply becomes `-NOREPLICAS`.
     pub ack_timeout_ms: AtomicU64,
+    /// `shutdown-timeout` (seconds): how long a master's shutdown waits for lagging
+    /// replicas (0: not at all).
+    pub shutdown_timeout_secs: AtomicU64,
     /// Replicas online (past their sync), kept by the master side.
     pub online_replicas: AtomicU64,
     /// (masteruser, masterauth).
@@ -217,6 +221,7 @@ pub static SETTINGS: Settings = Settings {
     good_replicas: AtomicU64::new(0),
     min_replicas_ack: AtomicU64::new(0),
     ack_timeout_ms: AtomicU64::new(1000),
+    shutdown_timeout_secs: AtomicU64::new(10),
     online_replicas: AtomicU64::new(0),
     auth: Mutex::new((String::new(), String::new())),
     announce_ip: Mutex::new(String::new()),
@@ -1323,6 +1328,7 @@ pub const SETTING_DEFAULTS: &[(&str, &str)] = &[
     ("min-slaves-max-lag", "10"),
     ("min-replicas-ack", "0"),
     ("min-replicas-ack-timeout", "1000"),
+    ("shutdown-timeout", "10"),
 ];
 
 /// The other name of an aliased setting.
@@ -1408,6 +1414,11 @@ pub fn set_setting(name: &str, value: &str) -> Result<Option<String>, String> {
         "min-replicas-ack-timeout" => {
             let n = num(value, 1)?;
             SETTINGS.ack_timeout_ms.store(n, Ordering::Relaxed);
+            n.to_string()
+        }
+        "shutdown-timeout" => {
+            let n = num(value, 0)?;
+            SETTINGS.shutdown_timeout_secs.store(n, Ordering::Relaxed);
             n.to_string()
         }
         "masterauth" => {

@@ -585,8 +585,8 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
             sig_shared.signalled.store(true, Ordering::SeqCst);
             crate::log::notice(&format!("Received {name}, scheduling shutdown..."));
             // shutdown-on-sigint / shutdown-on-sigterm: `default` saves when save rules
-            // exist, `save` always, `nosave` never; `force` exits even if the save fails
-            // (`now` asks for nothing more: shutdown never waits for replicas here).
+            // exist, `save` always, `nosave` never; `force` exits even if the save fails;
+            // without `now` a master first waits for lagging replicas (`shutdown-timeout`).
             let tun = &sig_shared.tun;
             let flags = if sig == libc::SIGINT {
                 tun.shutdown_on_sigint.load(Ordering::Relaxed)
@@ -596,10 +596,10 @@ pub fn run(mut cfg: Config) -> Result<(), String> {
             let save = flags & crate::config::SHUTDOWN_NOSAVE == 0
                 && (flags & crate::config::SHUTDOWN_SAVE != 0
                     || tun.has_save_rules.load(Ordering::Relaxed));
-            if save {
-                // Save first: shard 0 takes the snapshot at its next tick and stops every
-                // shard once the file is written. The grace period starts then, not now: a
-                // big save may take a while.
+            if save || crate::repl::shutdown::would_wait(flags) {
+                // Wait for replicas and save first: shard 0 takes the request at its next
+                // tick and stops every shard once that is done. The grace period starts
+                // then, not now: a big save may take a while.
                 sig_shared
                     .sig_shutdown
                     .store(SIG_SHUTDOWN | flags, Ordering::SeqCst);

@@ -9,7 +9,7 @@
 //! `write` and `MAY_REPLICATE` ones (EVAL, FCALL, PUBLISH, PFCOUNT...), and an EXEC whose
 //! queue holds one, as Redis 7.0 does. Replication links are never paused.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use crate::commands::table::{CommandSpec, MAY_REPLICATE, WRITE};
 
@@ -21,13 +21,30 @@ pub const ALL: u8 = 2;
 static MODE: AtomicU8 = AtomicU8::new(NONE);
 /// Unix milliseconds the pause lasts until.
 static END_MS: AtomicU64 = AtomicU64::new(0);
-/// A FAILOVER holds writes until it ends, apart from CLIENT PAUSE (which CLIENT UNPAUSE
-/// does not end), as Redis's pause purposes are.
-static FAILOVER: AtomicBool = AtomicBool::new(false);
+/// A FAILOVER, and a SHUTDOWN waiting for its replicas, hold writes until they end, apart
+/// from CLIENT PAUSE (which CLIENT UNPAUSE does not end), as Redis's pause purposes are:
+/// one bit each.
+static HELD: AtomicU8 = AtomicU8::new(0);
+const BY_FAILOVER: u8 = 1;
+const BY_SHUTDOWN: u8 = 2;
+
+fn hold_writes(bit: u8, on: bool) {
+    if on {
+        HELD.fetch_or(bit, Ordering::SeqCst);
+    } else {
+        HELD.fetch_and(!bit, Ordering::SeqCst);
+    }
+}
 
 /// FAILOVER's pause of writes, on or off (the caller wakes the shards when it ends).
 pub fn failover(on: bool) {
-    FAILOVER.store(on, Ordering::SeqCst);
+    hold_writes(BY_FAILOVER, on);
+}
+
+/// SHUTDOWN's pause of writes while it waits for lagging replicas, on or off (the caller
+/// wakes the shards when it ends).
+pub fn shutdown(on: bool) {
+    hold_writes(BY_SHUTDOWN, on);
 }
 
 /// CLIENT PAUSE: the mode is the new one, the end the later of the two (Redis's rule).
@@ -45,11 +62,11 @@ pub fn stop() {
 /// A pause was started and not stopped (it may have timed out): one atomic load.
 #[inline]
 pub fn maybe() -> bool {
-    MODE.load(Ordering::Acquire) != NONE || FAILOVER.load(Ordering::Acquire)
+    MODE.load(Ordering::Acquire) != NONE || HELD.load(Ordering::Acquire) != 0
 }
 
 /// The pause in force at `now_ms` (NONE once its time has passed), and its end (`u64::MAX`
-/// for a FAILOVER's, which lasts until the failover ends).
+/// for a FAILOVER's or SHUTDOWN's, which lasts until they end).
 pub fn current(now_ms: u64) -> (u8, u64) {
     let mode = MODE.load(Ordering::Acquire);
     let end = END_MS.load(Ordering::Acquire);
@@ -58,7 +75,7 @@ pub fn current(now_ms: u64) -> (u8, u64) {
     } else {
         (mode, end)
     };
-    if FAILOVER.load(Ordering::Acquire) && client.0 != ALL {
+    if HELD.load(Ordering::Acquire) != 0 && client.0 != ALL {
         return (WRITES, u64::MAX);
     }
     client

@@ -387,6 +387,10 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 f("executable", &m.executable);
                 f("config_file", &m.config_file);
                 f("io_threads_active", &0);
+                // Only while a shutdown waits for lagging replicas, as Redis 7.0.
+                if let Some(ms) = crate::repl::shutdown::remaining_ms() {
+                    f("shutdown_in_milliseconds", &ms);
+                }
                 f("shardis_version", &env!("CARGO_PKG_VERSION"));
                 f("shards", &m.shards);
                 "Server"
