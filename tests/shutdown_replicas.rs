@@ -254,3 +254,28 @@ fn shutdown_now_skips_the_wait() {
         "{log}"
     );
 }
+
+/// A lagging replica that goes away during the wait leaves none to wait for: the master
+/// exits then, not at the timeout.
+#[test]
+fn a_replica_lost_during_the_wait_ends_it() {
+    let _one = serial();
+    let mut m = master(&["--shutdown-timeout", "60"]);
+    let r = replica_of(&m);
+    let mut c = m.client();
+    r.signal("STOP");
+    fill(&mut c, 2_000);
+    let _shut = send(&m, "SHUTDOWN\r\n");
+    assert!(common::wait_for(Duration::from_secs(5), || {
+        !field(&m, "server", "shutdown_in_milliseconds").is_empty()
+    }));
+    let killed = Instant::now();
+    drop(r); // SIGKILL
+    let code = m.wait_exit(Duration::from_secs(20));
+    assert_eq!(code, Some(0), "log:\n{}", m.log());
+    assert!(
+        killed.elapsed() < Duration::from_secs(10),
+        "{:?}",
+        killed.elapsed()
+    );
+}
