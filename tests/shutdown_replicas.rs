@@ -279,3 +279,42 @@ fn a_replica_lost_during_the_wait_ends_it() {
         killed.elapsed()
     );
 }
+
+/// A replica relaying its master's stream to a replica of its own waits for that one too
+/// (as Redis does): the chained replica ends with everything the middle one had.
+#[test]
+fn a_relaying_replica_waits_for_its_own_replica() {
+    let _one = serial();
+    let m = Server::start_with(1, &["--save", ""]);
+    let p = m.port.to_string();
+    let mut mid = Server::start_logged(1, "true", &["--save", "", "--replicaof", "127.0.0.1", &p]);
+    let end = replica_of(&mid);
+    let mut c = m.client();
+    end.signal("STOP");
+    fill(&mut c, 32_000);
+    let caught_up = common::wait_for(Duration::from_secs(20), || {
+        field(&mid, "replication", "slave_repl_offset")
+            == field(&m, "replication", "master_repl_offset")
+    });
+    assert!(caught_up, "the middle replica never caught up");
+    let _shut = send(&mid, "SHUTDOWN\r\n");
+    assert!(
+        common::wait_for(Duration::from_secs(5), || {
+            !field(&mid, "server", "shutdown_in_milliseconds").is_empty()
+        }),
+        "log:\n{}",
+        mid.log()
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(mid.alive(), "exited before its replica caught up");
+    end.signal("CONT");
+    assert_eq!(
+        mid.wait_exit(Duration::from_secs(30)),
+        Some(0),
+        "{}",
+        mid.log()
+    );
+    let mut ec = end.client();
+    let dbsize: i64 = redis::cmd("DBSIZE").query(&mut ec).unwrap();
+    assert_eq!(dbsize, 32_000);
+}

@@ -348,10 +348,11 @@ fn current_replid() -> String {
     crate::repl::master_fields().replid.clone()
 }
 
-/// The `# Replication` fields of a master, in Redis's order.
-pub fn info_replication(f: &mut dyn FnMut(&str, &dyn std::fmt::Display)) {
+/// INFO replication's `slaveN:` lines (with the `slaveN:` prefix) for the attached
+/// replicas: a master's, or a replica's own replicas that it relays the stream to.
+pub(super) fn replica_lines() -> Vec<String> {
     let now = Instant::now();
-    let lines: Vec<String> = replicas(|v| {
+    replicas(|v| {
         v.iter()
             .filter(|r| r.listed)
             .enumerate()
@@ -367,7 +368,12 @@ pub fn info_replication(f: &mut dyn FnMut(&str, &dyn std::fmt::Display)) {
                 )
             })
             .collect()
-    });
+    })
+}
+
+/// The `# Replication` fields of a master, in Redis's order.
+pub fn info_replication(f: &mut dyn FnMut(&str, &dyn std::fmt::Display)) {
+    let lines = replica_lines();
     let active = ACTIVE.load(Ordering::Relaxed);
     f("role", &"master");
     f("connected_slaves", &lines.len());
@@ -2041,6 +2047,11 @@ fn role(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
     if crate::repl::is_replica() {
         return crate::repl::role(ctx, argv);
     }
+    Ok(role_master())
+}
+
+/// ROLE's master form.
+pub(super) fn role_master() -> Reply {
     let list: Vec<Reply> = replicas(|v| {
         v.iter()
             .filter(|r| r.listed && r.online)
@@ -2053,11 +2064,11 @@ fn role(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
             })
             .collect()
     });
-    Ok(Reply::Array(vec![
+    Reply::Array(vec![
         Reply::bulk("master"),
         Reply::Int(OFFSET.load(Ordering::Relaxed) as i64),
         Reply::Array(list),
-    ]))
+    ])
 }
 
 #[cfg(test)]

@@ -100,18 +100,6 @@ pub struct MasterFields {
     pub backlog_size: u64,
     pub backlog_first_byte: u64,
     pub backlog_histlen: u64,
-    /// `slaveN:` lines (without the `slaveN:` prefix) and ROLE's [ip, port, offset] rows.
-    pub replicas: Vec<ReplicaRow>,
-}
-
-/// One attached replica, as INFO's `slaveN:` line and ROLE show it.
-#[derive(Clone, Debug)]
-pub struct ReplicaRow {
-    pub ip: String,
-    pub port: u16,
-    pub state: &'static str,
-    pub offset: i64,
-    pub lag: u64,
 }
 
 /// Where this server replicates from.
@@ -255,7 +243,6 @@ pub fn master_fields() -> MutexGuard<'static, MasterFields> {
             backlog_size: 1 << 20,
             backlog_first_byte: 0,
             backlog_histlen: 0,
-            replicas: Vec::new(),
         })
     })
     .lock()
@@ -1147,24 +1134,8 @@ pub fn role(_ctx: &mut FrontCtx, _argv: &[Bytes]) -> CmdResult {
         ]));
     }
     drop(st);
-    let m = master_fields();
-    let rows = m
-        .replicas
-        .iter()
-        .filter(|r| r.state == "online")
-        .map(|r| {
-            Reply::Array(vec![
-                Reply::bulk(r.ip.clone()),
-                Reply::bulk(r.port.to_string()),
-                Reply::bulk(r.offset.to_string()),
-            ])
-        })
-        .collect();
-    Ok(Reply::Array(vec![
-        Reply::bulk("master"),
-        Reply::Int(m.offset),
-        Reply::Array(rows),
-    ]))
+    // Promoted meanwhile.
+    Ok(master::role_master())
 }
 
 /// REPLCONF: on a replica, `GETACK` from the master link queues `REPLCONF ACK <offset>`
@@ -1271,15 +1242,13 @@ pub fn info_fields() -> Vec<(String, String)> {
         }
         None => f("role", "master".into()),
     }
-    f("connected_slaves", m.replicas.len().to_string());
-    for (i, r) in m.replicas.iter().enumerate() {
-        f(
-            &format!("slave{i}"),
-            format!(
-                "ip={},port={},state={},offset={},lag={}",
-                r.ip, r.port, r.state, r.offset, r.lag
-            ),
-        );
+    // Replicas of this node (a replica relays its master's stream to them).
+    let lines = master::replica_lines();
+    f("connected_slaves", lines.len().to_string());
+    for l in lines {
+        if let Some((k, v)) = l.split_once(':') {
+            f(k, v.to_string());
+        }
     }
     f("master_failover_state", failover::state_name().into());
     f("master_replid", m.replid.clone());

@@ -1,5 +1,5 @@
 //! SHUTDOWN's grace period for lagging replicas (Redis 7.0's `shutdown-timeout`): a master
-//! with replicas that is asked to stop (SHUTDOWN without NOW, SIGTERM, SIGINT) first pauses
+//! (or a replica relaying its master's stream) with replicas that is asked to stop (SHUTDOWN without NOW, SIGTERM, SIGINT) first pauses
 //! writes, then waits up to `shutdown-timeout` seconds until every replica has acknowledged
 //! the stream up to its last write, so a restart or a failover that follows loses nothing
 //! the replicas could still have taken. SHUTDOWN ABORT ends the wait and writes resume.
@@ -61,14 +61,14 @@ fn state() -> std::sync::MutexGuard<'static, State> {
 }
 
 /// Whether a shutdown with `flags` waits for replicas first: not with NOW, not with
-/// `shutdown-timeout 0`, and only on a master that has replicas.
+/// `shutdown-timeout 0`, and only on a node that has replicas (a replica relaying its
+/// master's stream to replicas of its own waits for them too, as in Redis).
 pub fn would_wait(flags: u8) -> bool {
     flags & SHUTDOWN_NOW == 0
         && super::SETTINGS
             .shutdown_timeout_secs
             .load(Ordering::Relaxed)
             > 0
-        && !super::is_replica()
         && super::master::any_replica()
 }
 
@@ -106,6 +106,15 @@ pub fn begin(e: &mut Engine, flags: u8, ticket: Option<Ticket>) {
     crate::log::notice("Waiting for replicas before shutting down.");
     crate::server::pause::shutdown(true);
     wake_shards(e);
+    if super::is_replica() {
+        // The stream is the master's, relayed as applied: what is relayed now is the
+        // offset to reach (no journal of ours to wait for).
+        e.post(
+            super::master::HUB,
+            front(move |hw: &mut Worker| super::master::shutdown_wait(hw, Vec::new(), deadline)),
+        );
+        return;
+    }
     super::failover::barrier(e, move |e, wants| {
         e.post(
             super::master::HUB,
