@@ -206,15 +206,22 @@ fn elements(ctx: &mut KeyCtx, key: &[u8]) -> Result<Option<(Vec<Bytes>, bool)>, 
     if let Ok(found) = db.get_set(key, now) {
         return Ok(found.map(|s| (s.iter().collect(), true)));
     }
-    if let Ok(found) = db.get_zset(key, now) {
-        return Ok(found.map(|z| (z.to_vec().into_iter().map(|(m, _)| m).collect(), false)));
+    if let Ok(found) = db.get_zset_for_sort(key, now) {
+        return Ok(found.map(|z| {
+            z.convert_for_sort();
+            (z.to_vec().into_iter().map(|(m, _)| m).collect(), false)
+        }));
     }
     Err(CmdError::WrongType)
 }
 
 /// strtod as sort.c uses it: leading spaces skipped, the whole rest must be the number,
-/// no overflow, no NaN.
+/// no overflow, no NaN. An empty string converts nothing and stops at its end: 0, as in
+/// Redis (all spaces stop at the first one: an error).
 fn weight(b: &[u8]) -> Option<f64> {
+    if b.is_empty() {
+        return Some(0.0);
+    }
     let start = b
         .iter()
         .position(|c| !c.is_ascii_whitespace())

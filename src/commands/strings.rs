@@ -414,10 +414,11 @@ fn decrby(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 /// INCRBYFLOAT in `long double`, as Redis computes it (see `ldouble`).
 fn incrbyfloat(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let key = arg(argv, 1)?;
-    let by = ldouble::parse(arg(argv, 2)?).ok_or(CmdError::NotFloat)?;
     let now = ctx.now();
     let db = ctx.db();
-    // A write's lookup (Redis's lookupKeyWrite): no hit or miss, no keymiss.
+    // A write's lookup (Redis's lookupKeyWrite): no hit or miss, no keymiss. The key's
+    // type and value are checked before the increment, in Redis's order (WRONGTYPE wins
+    // over a bad increment).
     let cur = match db.get_str_for_write(key, now)? {
         None => ldouble::Ld::Finite {
             neg: false,
@@ -426,6 +427,7 @@ fn incrbyfloat(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
         },
         Some(b) => ldouble::parse(&b).ok_or(CmdError::NotFloat)?,
     };
+    let by = ldouble::parse(arg(argv, 2)?).ok_or(CmdError::NotFloat)?;
     let new = ldouble::add(cur, by)
         .filter(|v| !v.is_inf())
         .ok_or_else(|| CmdError::err("increment would produce NaN or Infinity"))?;
@@ -909,6 +911,11 @@ mod family {
         );
         assert_eq!(k.run(&["SET", "s", "1e4933"]), Reply::Ok);
         assert_eq!(k.run(&["INCRBYFLOAT", "s", "1"]), err(NOT_FLOAT));
+        // The key's type before the increment, as Redis.
+        assert_eq!(k.run(&["LPUSH", "l", "x"]), Reply::Int(1));
+        assert!(
+            matches!(k.run(&["INCRBYFLOAT", "l", "abc"]), Reply::Error(e) if e.starts_with("WRONGTYPE"))
+        );
     }
 
     #[test]

@@ -1318,6 +1318,20 @@ impl Db {
         }
     }
 
+    /// The sorted set at `key` for SORT: a read (counts a hit or miss) that may change its
+    /// encoding (`ZSet::convert_for_sort`), WRONGTYPE for other types.
+    pub fn get_zset_for_sort(
+        &mut self,
+        key: &[u8],
+        now: u64,
+    ) -> Result<Option<&mut ZSet>, CmdError> {
+        match self.obj_mut(key, now, true)? {
+            None => Ok(None),
+            Some(ObjMut::ZSet(z)) => Ok(Some(z)),
+            Some(_) => Err(CmdError::WrongType),
+        }
+    }
+
     /// The sorted set at `key` for a write command, WRONGTYPE for other types.
     pub fn get_zset_mut(&mut self, key: &[u8], now: u64) -> Result<Option<&mut ZSet>, CmdError> {
         match self.obj_mut(key, now, false)? {

@@ -308,6 +308,13 @@ impl ZSet {
         }
     }
 
+    /// SORT's conversion (Redis's `zsetConvert(sortval, OBJ_ENCODING_SKIPLIST)` in
+    /// sortCommandGeneric): a small sorted set that SORT read reports `skiplist` from then
+    /// on, as in Redis. The members and scores stay as they are.
+    pub fn convert_for_sort(&mut self) {
+        self.convert_to_skiplist();
+    }
+
     fn convert_to_skiplist(&mut self) {
         if let Repr::Listpack(p) = &self.repr {
             let mut big = Big::with_capacity(p.len() / 2 + 1);

@@ -1,0 +1,261 @@
+#!/usr/bin/env python3
+"""Random differential test: the same random commands go to a stock redis-server and to
+shardis over raw RESP (one connection each, RESP3 with RESP3=1 in the environment), and the
+replies must match; unordered replies (SMEMBERS, HGETALL...) are compared sorted and
+positive TTLs as "positive". Keys are few (six spread over the shards, three sharing a
+hash tag) and members and numbers come from small hostile pools, so wrong types, edge
+values and cross-shard commands come up often.
+
+Usage: tools/difffuzz.py REDIS_PORT SHARDIS_PORT [N] [SEED] [SKIP,COMMANDS]
+
+On a mismatch it prints the command, both replies and the last commands that named its
+keys (HN=40 in the environment for more), copies Redis's keys over (DUMP/RESTORE) and goes
+on; it stops after 16 and exits 1 if any. tests/differential_random.rs runs it bounded.
+Found so far: INCRBYFLOAT's type check order, SORT reading "" as 0, SORT's zset
+conversion (session 18)."""
+import random, socket, sys
+
+def enc(args):
+    out = [b"*%d\r\n" % len(args)]
+    for a in args:
+        if isinstance(a, str):
+            a = a.encode()
+        elif isinstance(a, int):
+            a = str(a).encode()
+        out.append(b"$%d\r\n%s\r\n" % (len(a), a))
+    return b"".join(out)
+
+class Conn:
+    def __init__(self, port):
+        self.s = socket.create_connection(("127.0.0.1", port))
+        self.f = self.s.makefile("rb")
+    def cmd(self, args):
+        self.s.sendall(enc(args))
+        return self.read()
+    def read(self):
+        line = self.f.readline()
+        t, rest = line[:1], line[1:-2]
+        if t in (b"+", b"-", b":"):
+            return (t, rest)
+        if t == b"$":
+            n = int(rest)
+            if n < 0:
+                return (b"$", None)
+            d = self.f.read(n + 2)
+            return (b"$", d[:-2])
+        if t in (b"*", b"~", b">"):
+            n = int(rest)
+            if n < 0:
+                return (t, None)
+            return (t, [self.read() for _ in range(n)])
+        if t == b"%" or t == b"|":
+            n = int(rest)
+            return (t, [(self.read(), self.read()) for _ in range(n)])
+        if t in (b"_",):
+            return (t, None)
+        if t in (b",", b"#", b"("):
+            return (t, rest)
+        if t in (b"=", b"!"):
+            n = int(rest)
+            d = self.f.read(n + 2)
+            return (t, d[:-2])
+        raise Exception("bad reply %r" % line)
+
+KEYS = ["k%d" % i for i in range(6)] + ["{t}a", "{t}b", "{t}c"]
+MEMBERS = ["a", "b", "c", "d", "1", "2", "-1", "3.5", "x" * 70, ""]
+NUMS = ["0", "1", "-1", "2", "10", "-5", "100", "3", "inf", "-inf", "+inf", "1.5", "abc", "9223372036854775807", "-9223372036854775808", "(1", "[a", "-", "+", "(2"]
+
+def K(r): return r.choice(KEYS)
+def M(r): return r.choice(MEMBERS)
+def N(r): return r.choice(NUMS)
+def I(r): return str(r.choice([0, 1, 2, -1, -2, 3, 5, 10, -100, 100]))
+
+def gen(r):
+    c = r.randrange(100)
+    k = K(r)
+    choices = [
+        lambda: ["SET", k, M(r)] + r.choice([[], ["NX"], ["XX"], ["GET"], ["KEEPTTL"], ["EX", "100"], ["NX", "GET"], ["XX", "GET"], ["EX", "0"], ["PX", "-1"]]),
+        lambda: ["GET", k],
+        lambda: ["GETDEL", k],
+        lambda: ["GETSET", k, M(r)],
+        lambda: ["APPEND", k, M(r)],
+        lambda: ["STRLEN", k],
+        lambda: ["INCR", k],
+        lambda: ["INCRBY", k, N(r)],
+        lambda: ["DECRBY", k, N(r)],
+        lambda: ["INCRBYFLOAT", k, N(r)],
+        lambda: ["SETRANGE", k, I(r), M(r)],
+        lambda: ["GETRANGE", k, I(r), I(r)],
+        lambda: ["MSET", K(r), M(r), K(r), M(r)],
+        lambda: ["MGET", K(r), K(r), K(r)],
+        lambda: ["MSETNX", K(r), M(r), K(r), M(r)],
+        lambda: ["SETNX", k, M(r)],
+        lambda: ["LCS", "{t}a", "{t}b"] + r.choice([[], ["LEN"], ["IDX"], ["IDX", "MINMATCHLEN", "1", "WITHMATCHLEN"]]),
+        lambda: [r.choice(["LPUSH", "RPUSH", "LPUSHX", "RPUSHX"]), k, M(r), M(r)],
+        lambda: [r.choice(["LPOP", "RPOP"]), k] + r.choice([[], [I(r)]]),
+        lambda: ["LRANGE", k, I(r), I(r)],
+        lambda: ["LINDEX", k, I(r)],
+        lambda: ["LSET", k, I(r), M(r)],
+        lambda: ["LINSERT", k, r.choice(["BEFORE", "AFTER", "MIDDLE"]), M(r), M(r)],
+        lambda: ["LREM", k, I(r), M(r)],
+        lambda: ["LTRIM", k, I(r), I(r)],
+        lambda: ["LPOS", k, M(r)] + r.choice([[], ["RANK", I(r)], ["COUNT", I(r)], ["MAXLEN", I(r)], ["RANK", "-1", "COUNT", "0"]]),
+        lambda: ["LMOVE", K(r), K(r), r.choice(["LEFT", "RIGHT"]), r.choice(["LEFT", "RIGHT"])],
+        lambda: ["LLEN", k],
+        lambda: ["LMPOP", "2", K(r), K(r), r.choice(["LEFT", "RIGHT"])] + r.choice([[], ["COUNT", I(r)]]),
+        lambda: ["HSET", k, M(r), M(r)] + r.choice([[], [M(r), M(r)]]),
+        lambda: ["HGET", k, M(r)],
+        lambda: ["HDEL", k, M(r), M(r)],
+        lambda: ["HGETALL", k],
+        lambda: ["HINCRBY", k, M(r), N(r)],
+        lambda: ["HINCRBYFLOAT", k, M(r), N(r)],
+        lambda: ["HKEYS", k],
+        lambda: ["HVALS", k],
+        lambda: ["HLEN", k],
+        lambda: ["HMGET", k, M(r), M(r)],
+        lambda: ["HSETNX", k, M(r), M(r)],
+        lambda: ["HSTRLEN", k, M(r)],
+        lambda: ["SADD", k, M(r), M(r)],
+        lambda: ["SREM", k, M(r)],
+        lambda: ["SMEMBERS", k],
+        lambda: ["SISMEMBER", k, M(r)],
+        lambda: ["SMISMEMBER", k, M(r), M(r)],
+        lambda: ["SCARD", k],
+        lambda: [r.choice(["SINTER", "SUNION", "SDIFF"]), "{t}a", "{t}b"],
+        lambda: [r.choice(["SINTERSTORE", "SUNIONSTORE", "SDIFFSTORE"]), "{t}c", "{t}a", "{t}b"],
+        lambda: ["SINTERCARD", "2", "{t}a", "{t}b"] + r.choice([[], ["LIMIT", I(r)]]),
+        lambda: ["SMOVE", K(r), K(r), M(r)],
+        lambda: ["ZADD", k] + r.choice([[], ["NX"], ["XX"], ["GT"], ["LT"], ["CH"], ["INCR"], ["XX", "CH"], ["NX", "GT"]]) + [N(r), M(r)],
+        lambda: ["ZINCRBY", k, N(r), M(r)],
+        lambda: ["ZRANGE", k, N(r), N(r)] + r.choice([[], ["WITHSCORES"], ["BYSCORE"], ["BYLEX"], ["REV"], ["BYSCORE", "REV", "LIMIT", I(r), I(r)], ["BYSCORE", "WITHSCORES", "LIMIT", "0", "2"]]),
+        lambda: ["ZRANGEBYSCORE", k, N(r), N(r)] + r.choice([[], ["WITHSCORES"], ["LIMIT", I(r), I(r)]]),
+        lambda: ["ZREVRANGEBYSCORE", k, N(r), N(r)],
+        lambda: ["ZRANGEBYLEX", k, N(r), N(r)],
+        lambda: ["ZREVRANGE", k, I(r), I(r), "WITHSCORES"],
+        lambda: [r.choice(["ZRANK", "ZREVRANK"]), k, M(r)],
+        lambda: ["ZSCORE", k, M(r)],
+        lambda: ["ZMSCORE", k, M(r), M(r)],
+        lambda: ["ZREM", k, M(r)],
+        lambda: ["ZREMRANGEBYSCORE", k, N(r), N(r)],
+        lambda: ["ZREMRANGEBYRANK", k, I(r), I(r)],
+        lambda: ["ZREMRANGEBYLEX", k, N(r), N(r)],
+        lambda: ["ZCOUNT", k, N(r), N(r)],
+        lambda: ["ZLEXCOUNT", k, N(r), N(r)],
+        lambda: [r.choice(["ZPOPMIN", "ZPOPMAX"]), k] + r.choice([[], [I(r)]]),
+        lambda: [r.choice(["ZUNIONSTORE", "ZINTERSTORE", "ZDIFFSTORE"]), "{t}c", "2", "{t}a", "{t}b"] + r.choice([[], ["WEIGHTS", N(r), N(r)], ["AGGREGATE", r.choice(["MIN", "MAX", "SUM"])]]),
+        lambda: [r.choice(["ZUNION", "ZINTER", "ZDIFF"]), "2", "{t}a", "{t}b"] + r.choice([[], ["WITHSCORES"]]),
+        lambda: ["ZRANGESTORE", "{t}c", "{t}a", I(r), I(r)],
+        lambda: ["ZCARD", k],
+        lambda: ["ZMPOP", "2", K(r), K(r), r.choice(["MIN", "MAX"])] + r.choice([[], ["COUNT", I(r)]]),
+        lambda: ["DEL", K(r), K(r)],
+        lambda: ["EXISTS", K(r), K(r)],
+        lambda: ["TYPE", k],
+        lambda: [r.choice(["RENAME", "RENAMENX"]), K(r), K(r)],
+        lambda: ["COPY", K(r), K(r)] + r.choice([[], ["REPLACE"]]),
+        lambda: ["EXPIRE", k, r.choice(["100", "200", "-1", "0", "abc"])] + r.choice([[], ["NX"], ["XX"], ["GT"], ["LT"]]),
+        lambda: ["PERSIST", k],
+        lambda: ["TTL", k],
+        lambda: ["SETBIT", k, r.choice(["0", "7", "100", "-1"]), r.choice(["0", "1", "2"])],
+        lambda: ["GETBIT", k, I(r)],
+        lambda: ["BITCOUNT", k] + r.choice([[], [I(r), I(r)], [I(r), I(r), r.choice(["BIT", "BYTE"])]]),
+        lambda: ["BITPOS", k, r.choice(["0", "1"])] + r.choice([[], [I(r)], [I(r), I(r)]]),
+        lambda: ["BITOP", r.choice(["AND", "OR", "XOR", "NOT"]), "{t}c", "{t}a"] + r.choice([[], ["{t}b"]]),
+        lambda: ["BITFIELD", k, "INCRBY", r.choice(["u8", "i5", "u63", "i64"]), I(r), N(r)],
+        lambda: ["PFADD", k, M(r), M(r)],
+        lambda: ["PFCOUNT", k],
+        lambda: ["SORT", k] + r.choice([[], ["ALPHA"], ["DESC", "ALPHA"], ["LIMIT", "0", "2", "ALPHA"]]),
+        lambda: ["DBSIZE"],
+        lambda: ["OBJECT", "ENCODING", k],
+        lambda: ["HRANDFIELD", k, "0"],
+        lambda: ["GETEX", k] + r.choice([[], ["PERSIST"], ["EX", "100"], ["PX", "0"], ["EX", "abc"], ["PERSIST", "EX", "10"]]),
+        lambda: ["SET", k, M(r)] + r.choice([["EXAT", "99999999999"], ["EX", "10", "PX", "10"], ["EX"], ["NX", "XX"], ["KEEPTTL", "EX", "5"], ["GET", "NX"]]),
+        lambda: [r.choice(["SETEX", "PSETEX"]), k, r.choice(["0", "-1", "abc", "100000", "1.5", "9223372036854775807"]), M(r)],
+        lambda: [r.choice(["DECR", "INCR"]), k],
+        lambda: ["SUBSTR", k, I(r), I(r)],
+        lambda: ["GEOADD", k] + r.choice([[], ["NX"], ["XX"], ["CH"]]) + [r.choice(["13.36", "200", "-73.9", "abc"]), r.choice(["38.1", "40.7", "90", "0"]), M(r)],
+        lambda: ["GEOPOS", k, M(r), M(r)],
+        lambda: ["GEODIST", k, M(r), M(r)] + r.choice([[], ["km"], ["mi"], ["ft"], ["xx"]]),
+        lambda: ["GEOHASH", k, M(r)],
+        lambda: ["GEOSEARCH", k, "FROMLONLAT", "13", "38", "BYRADIUS", r.choice(["100", "5000", "-1"]), "km"] + r.choice([[], ["ASC"], ["WITHCOORD", "WITHDIST"], ["COUNT", "1"], ["COUNT", "0"]]),
+        lambda: ["PFMERGE", "{t}c", "{t}a", "{t}b"],
+        lambda: ["BITFIELD", k] + r.choice([["GET", "u8", "0"], ["SET", "i8", "#1", "-100"], ["OVERFLOW", "FAIL", "INCRBY", "u2", "0", "5"], ["OVERFLOW", "SAT", "INCRBY", "i8", "0", "300"], ["GET", "u64", "0"], ["GET", "i65", "0"]]),
+        lambda: ["BITFIELD_RO", k, "GET", "u4", I(r)],
+        lambda: ["HSET", k] + [M(r) for _ in range(r.choice([1, 3]))],
+        lambda: ["ZADD", k, N(r), M(r), N(r), M(r)],
+        lambda: ["ZRANGE", k, "0", "-1", "WITHSCORES"],
+        lambda: ["ZSCORE", k, M(r)],
+        lambda: ["ZINCRBY", k, r.choice(["1e308", "-1e308", "nan", "0.1"]), M(r)],
+        lambda: ["LINDEX", k, r.choice(["9223372036854775807", "-9223372036854775808", "x"])],
+        lambda: ["EXPIRETIME", k],
+        lambda: ["PEXPIRETIME", k],
+        lambda: ["EXPIREAT", k, r.choice(["1", "99999999999", "-5"])] + r.choice([[], ["NX"], ["GT"]]),
+        lambda: ["TOUCH", K(r), K(r)],
+        lambda: ["UNLINK", K(r)],
+        lambda: ["LPOP", k, r.choice(["0", "-1", "abc"])],
+        lambda: ["SPOP", k, "0"],
+        lambda: ["SRANDMEMBER", k, "0"],
+        lambda: ["ZRANDMEMBER", k, "0"],
+        lambda: ["STRLEN", k],
+        lambda: ["ECHO", M(r)],
+        lambda: ["EXISTS", k],
+        lambda: ["HEXISTS", k, M(r)],
+        lambda: ["SMOVE", k, k, M(r)],
+        lambda: ["LMOVE", k, k, "LEFT", "RIGHT"],
+        lambda: ["RENAME", k, k],
+        lambda: ["COPY", k, k],
+    ]
+    return r.choice(choices)()
+
+def norm(cmd, rep):
+    name = cmd[0].upper()
+    if name in ("SMEMBERS", "SINTER", "SUNION", "SDIFF", "HKEYS", "HVALS") and rep[0] in (b"*", b"~") and rep[1] is not None:
+        return (rep[0], sorted(x[1] or b"" for x in rep[1]))
+    if name == "HGETALL" and rep[0] == b"%":
+        return (b"%", sorted(rep[1]))
+    if name == "HGETALL" and rep[0] == b"*" and rep[1]:
+        v = [x[1] for x in rep[1]]
+        return (b"*", sorted(zip(v[0::2], v[1::2])))
+    if name in ("TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME") and rep[0] == b":" and int(rep[1]) > 0:
+        return (b":", b"positive")
+    return rep
+
+def main():
+    rp, sp = int(sys.argv[1]), int(sys.argv[2])
+    n = int(sys.argv[3]) if len(sys.argv) > 3 else 20000
+    seed = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+    r = random.Random(seed)
+    a, b = Conn(rp), Conn(sp)
+    a.cmd(["FLUSHALL"]); b.cmd(["FLUSHALL"])
+    import os
+    if os.environ.get("RESP3"):
+        a.cmd(["HELLO", "3"]); b.cmd(["HELLO", "3"])
+    bad = 0
+    hist = []
+    skip = set(sys.argv[5].split(",")) if len(sys.argv) > 5 else set()
+    for i in range(n):
+        cmd = gen(r)
+        if cmd[0] in skip:
+            continue
+        hist.append((i, cmd))
+        x, y = norm(cmd, a.cmd(cmd)), norm(cmd, b.cmd(cmd))
+        if x != y:
+            bad += 1
+            print("#%d %s\n  redis:   %r\n  shardis: %r" % (i, cmd, x, y))
+            keys = [c for c in cmd[1:] if c in KEYS]
+            rel = [h for h in hist[:-1] if any(k in h[1][1:] for k in keys)][-int(__import__("os").environ.get("HN","6")):]
+            for h in rel:
+                print("     before #%d %s" % h)
+            if bad > 15:
+                break
+            # resync state
+            for k in KEYS:
+                d = a.cmd(["DUMP", k])
+                t = a.cmd(["PEXPIRETIME", k])
+                b.cmd(["DEL", k])
+                if d[1] is not None:
+                    ttl = int(t[1]) if int(t[1]) > 0 else 0
+                    b.cmd(["RESTORE", k, str(ttl), d[1]] + (["ABSTTL"] if ttl else []))
+    print("done", n, "mismatches", bad)
+    sys.exit(1 if bad else 0)
+
+main()
