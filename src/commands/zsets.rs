@@ -247,7 +247,16 @@ fn zadd(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 
 fn zincrby(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let (key, m) = (arg(argv, 1)?, arg(argv, 3)?);
-    let by = parse_f64(arg(argv, 2)?).ok_or(CmdError::NotFloat)?;
+    // Redis runs ZINCRBY through ZADD's parser: a ZADD flag in the score's place is taken
+    // as a flag, which leaves one argument for a score-member pair: a syntax error.
+    let by = arg(argv, 2)?;
+    if ["nx", "xx", "ch", "incr", "gt", "lt"]
+        .iter()
+        .any(|f| is(by, f))
+    {
+        return Err(CmdError::Syntax);
+    }
+    let by = parse_f64(by).ok_or(CmdError::NotFloat)?;
     let now = ctx.now();
     let db = ctx.db();
     let z = db.zset_or_create(key, now)?;
@@ -566,12 +575,14 @@ fn zrandmember(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
             z.and_then(|z| z.random_member(&mut rng)).map(|p| p.0),
         ));
     }
+    // The count first, then the option (Redis's zrandmemberCommand order).
+    let count = int(argv, 2)?;
+    types::check_rand_count(count, false).map_err(CmdError::coded)?;
     let withscores = match argv.get(3) {
         None => false,
         Some(a) if is(a, "withscores") && argv.len() == 4 => true,
         Some(_) => return Err(CmdError::Syntax),
     };
-    let count = int(argv, 2)?;
     types::check_rand_count(count, withscores).map_err(CmdError::coded)?;
     let resp = ctx.resp;
     let Some(z) = ctx.db().get_zset(key, now)? else {
