@@ -66,6 +66,26 @@ LEXKEYS = ["lex1", "lex2"]
 MEMBERS = ["a", "b", "c", "d", "1", "2", "-1", "3.5", "x" * 70, ""]
 NUMS = ["0", "1", "-1", "2", "10", "-5", "100", "3", "inf", "-inf", "+inf", "1.5", "abc", "9223372036854775807", "-9223372036854775808", "(1", "[a", "-", "+", "(2"]
 
+SCRIPTS = [
+    "return redis.call('GET', KEYS[1])",
+    "return redis.call('INCR', KEYS[1])",
+    "return redis.pcall('INCR', KEYS[1])",
+    "return redis.call('SET', KEYS[1], ARGV[1])",
+    "return redis.call('LPUSH', KEYS[1], ARGV[1])",
+    "return redis.pcall('LPUSH', KEYS[1], ARGV[1])",
+    "return redis.call('HGETALL', KEYS[1])",
+    "return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')",
+    "return redis.call('TYPE', KEYS[1])",
+    "return redis.call('EXISTS', KEYS[1])",
+    "local v = redis.call('GET', KEYS[1]); if v then return tonumber(v) end; return -1",
+    "return redis.call('NOSUCH', KEYS[1])",
+    "return redis.pcall('NOSUCH', KEYS[1])",
+    "return redis.call('GET')",
+    "return redis.call('SET', KEYS[1])",
+    "return redis.call('ZADD', KEYS[1], ARGV[1], 'm')",
+    "return redis.call('INCRBYFLOAT', KEYS[1], '1.5')",
+]
+
 def K(r): return r.choice(KEYS)
 def M(r): return r.choice(MEMBERS)
 def N(r): return r.choice(NUMS)
@@ -205,6 +225,12 @@ def gen(r):
         lambda: ["LMOVE", k, k, "LEFT", "RIGHT"],
         lambda: ["RENAME", k, k],
         lambda: ["COPY", k, k],
+        # Transactions: the connection's MULTI state carries over to the next commands.
+        lambda: [r.choice(["MULTI", "MULTI", "EXEC", "EXEC", "DISCARD", "UNWATCH"])],
+        lambda: ["WATCH", K(r)],
+        # Scripts: conversions both ways, errors raised and caught, writes.
+        lambda: ["EVAL", r.choice(SCRIPTS), "1", k, M(r)],
+        lambda: ["EVAL", r.choice(["return 3.99", "return -0.5", "return {1, 2, {3, 'x'}, nil, 5}", "return {err='my error'}", "return {ok='fine'}", "return false", "return true", "return nil", "return 'x'", "return redis.error_reply('E custom')", "return redis.status_reply('DONE')", "return #ARGV", "return {1e20}", "return tostring(1/0)"]), "0", M(r)],
     ]
     return r.choice(choices)()
 
@@ -254,6 +280,7 @@ def main():
         a.cmd(["HELLO", "3"]); b.cmd(["HELLO", "3"])
     bad = 0
     hist = []
+    queued = None
     skip = set(sys.argv[5].split(",")) if len(sys.argv) > 5 else set()
     mutating = bool(os.environ.get("MUTATE"))
     for i in range(n):
@@ -263,7 +290,21 @@ def main():
         if cmd[0] in skip:
             continue
         hist.append((i, cmd))
-        x, y = norm(cmd, a.cmd(cmd)), norm(cmd, b.cmd(cmd))
+        ra, rb = a.cmd(cmd), b.cmd(cmd)
+        name = cmd[0].upper()
+        if name == "MULTI" and ra == (b"+", b"OK"):
+            queued = []
+        elif queued is not None and ra == (b"+", b"QUEUED"):
+            queued.append(cmd)
+        elif name == "EXEC" and queued is not None:
+            # Each result normalised as its command's reply would be.
+            if ra[0] == b"*" and rb[0] == b"*" and ra[1] and rb[1] and len(ra[1]) == len(rb[1]) == len(queued):
+                ra = (b"*", [norm(q, v) for q, v in zip(queued, ra[1])])
+                rb = (b"*", [norm(q, v) for q, v in zip(queued, rb[1])])
+            queued = None
+        elif name == "DISCARD":
+            queued = None
+        x, y = norm(cmd, ra), norm(cmd, rb)
         if x != y:
             bad += 1
             print("#%d %s\n  redis:   %r\n  shardis: %r" % (i, cmd, x, y))
@@ -273,7 +314,10 @@ def main():
                 print("     before #%d %s" % h)
             if bad > 15:
                 break
-            # resync state
+            # resync state (outside any transaction)
+            if queued is not None or name == "MULTI":
+                a.cmd(["DISCARD"]); b.cmd(["DISCARD"])
+                queued = None
             for k in KEYS + LEXKEYS:
                 d = a.cmd(["DUMP", k])
                 t = a.cmd(["PEXPIRETIME", k])

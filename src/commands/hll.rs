@@ -27,6 +27,7 @@ const G: &str = "hyperloglog";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("pfadd", -2, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(pfadd))
+        .noop(super::table::NoOp::Int0)
         .ev_counted(crate::shard::notify::STRING, "pfadd")
         .verbatim()
         .doc(G, "2.8.9", "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist.", "key [element [element ...]]"),

@@ -31,18 +31,22 @@ pub const COMMANDS: &[CommandSpec] = &[
         .verbatim()
         .doc(L, "1.0.0", "Appends one or more elements to a list. Creates the key if it doesn't exist.", "key element [element ...]"),
     CommandSpec::new("lpushx", -3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(lpushx))
+        .noop(super::table::NoOp::Int0)
         .ev(crate::shard::notify::LIST, "lpush")
         .verbatim()
         .doc(L, "2.2.0", "Prepends one or more elements to a list only when the list exists.", "key element [element ...]"),
     CommandSpec::new("rpushx", -3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(rpushx))
+        .noop(super::table::NoOp::Int0)
         .ev(crate::shard::notify::LIST, "rpush")
         .verbatim()
         .doc(L, "2.2.0", "Appends an element to a list only when the list exists.", "key element [element ...]"),
     CommandSpec::new("lpop", -2, WRITE | FAST, KeySpec::single(1), Exec::Key(lpop))
+        .noop(super::table::NoOp::NullOrEmpty)
         .ev(crate::shard::notify::LIST, "lpop")
         .verbatim()
         .doc(L, "1.0.0", "Returns the first elements in a list after removing it. Deletes the list if the last element was popped.", "key [count]"),
     CommandSpec::new("rpop", -2, WRITE | FAST, KeySpec::single(1), Exec::Key(rpop))
+        .noop(super::table::NoOp::NullOrEmpty)
         .ev(crate::shard::notify::LIST, "rpop")
         .verbatim()
         .doc(L, "1.0.0", "Returns and removes the last elements of a list. Deletes the list if the last element was popped.", "key [count]"),
@@ -57,10 +61,12 @@ pub const COMMANDS: &[CommandSpec] = &[
         .verbatim()
         .doc(L, "1.0.0", "Sets the value of an element in a list by its index.", "key index element"),
     CommandSpec::new("linsert", 5, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(linsert))
+        .noop(super::table::NoOp::IntAtMost0)
         .ev_counted(crate::shard::notify::LIST, "linsert")
         .verbatim()
         .doc(L, "2.2.0", "Inserts an element before or after another element in a list.", "key BEFORE|AFTER pivot element"),
     CommandSpec::new("lrem", 4, WRITE, KeySpec::single(1), Exec::Key(lrem))
+        .noop(super::table::NoOp::Int0)
         .ev_counted(crate::shard::notify::LIST, "lrem")
         .verbatim()
         .doc(L, "1.0.0", "Removes elements from a list. Deletes the list if the last element was removed.", "key count element"),
@@ -71,16 +77,19 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("lpos", -3, READONLY, KeySpec::single(1), Exec::Key(lpos))
         .doc(L, "6.0.6", "Returns the index of matching elements in a list.", "key element [RANK rank] [COUNT num-matches] [MAXLEN len]"),
     CommandSpec::new("lmove", 5, WRITE | DENYOOM, KeySpec::range(1, 2, 1), Exec::Key(lmove))
+        .noop(super::table::NoOp::Null)
         .ev_dst_first(crate::shard::notify::ev_lmove)
         .cross(lmove_cross)
         .verbatim()
         .doc(L, "6.2.0", "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.", "source destination LEFT|RIGHT LEFT|RIGHT"),
     CommandSpec::new("rpoplpush", 3, WRITE | DENYOOM, KeySpec::range(1, 2, 1), Exec::Key(rpoplpush))
+        .noop(super::table::NoOp::Null)
         .ev_dst_first(crate::shard::notify::ev_lmove)
         .cross(rpoplpush_cross)
         .verbatim()
         .doc(L, "1.2.0", "Returns the last element of a list after removing and pushing it to another list. Deletes the list if the last element was popped.", "source destination"),
     CommandSpec::new("lmpop", -4, WRITE, KeySpec::numkeys(1), Exec::Key(super::blocking::now))
+        .noop(super::table::NoOp::NullOrEmpty)
         .ev_hook(crate::shard::notify::ev_list_pop)
         .cross(crate::coord::blocking::mpop_cross)
         .verbatim()

@@ -159,21 +159,36 @@ impl ConnCtx<'_> {
 
 /// Checks Redis arity rules; the error names the command (or `container|sub`).
 pub fn check_arity(spec: &CommandSpec, argv: &[Bytes]) -> Result<(), CmdError> {
+    check_table_arity(spec, argv)?;
+    check_pairs(spec, argv)
+}
+
+/// The row's arity alone: what Redis checks before queuing a command in MULTI (and
+/// before a script's call runs it).
+pub fn check_table_arity(spec: &CommandSpec, argv: &[Bytes]) -> Result<(), CmdError> {
     let n = argv.len() as i32;
     let ok = if spec.arity > 0 {
         n == spec.arity
     } else {
         n >= -spec.arity
     };
-    // Key-value pair commands (MSET, MSETNX) need an even number of pair arguments.
-    let pairs_ok = match spec.exec {
-        table::Exec::Split(m) if m.step > 1 => argv.len().saturating_sub(1).is_multiple_of(m.step),
-        _ => true,
-    };
-    if ok && pairs_ok {
+    if ok {
         Ok(())
     } else {
         Err(CmdError::WrongArity(spec.name.to_string()))
+    }
+}
+
+/// Key-value pair commands (MSET, MSETNX) need an even number of pair arguments: in Redis
+/// the command itself says so when it runs (inside EXEC, the one failed command's reply).
+pub fn check_pairs(spec: &CommandSpec, argv: &[Bytes]) -> Result<(), CmdError> {
+    match spec.exec {
+        table::Exec::Split(m)
+            if m.step > 1 && !argv.len().saturating_sub(1).is_multiple_of(m.step) =>
+        {
+            Err(CmdError::WrongArity(spec.name.to_string()))
+        }
+        _ => Ok(()),
     }
 }
 

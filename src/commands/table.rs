@@ -344,12 +344,15 @@ pub enum NoOp {
     Int0OrSameKeys,
     /// The same key twice (RENAME k k).
     SameKeys,
-    /// A null or empty reply (SPOP of a missing key).
+    /// A null or empty reply, a null array included (SPOP, LPOP, ZPOPMIN of a missing
+    /// key).
     NullOrEmpty,
     /// A null reply (GETDEL of a missing key).
     Null,
     /// A null reply, or no options at all (GETEX k only reads).
     NullOrNoOptions,
+    /// An integer at most 0 (LINSERT: 0 for a missing key, -1 for a missing pivot).
+    IntAtMost0,
     /// A null reply without GET among the options (SET ... NX that did not set).
     NullWithoutGet,
 }

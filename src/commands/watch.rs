@@ -62,8 +62,9 @@ fn unchanged(rule: NoOp, argv: &[Bytes], reply: &Reply) -> bool {
         NoOp::Int0 => matches!(reply, Reply::Int(0)),
         NoOp::Int0OrSameKeys => matches!(reply, Reply::Int(0)) || same_keys(),
         NoOp::SameKeys => same_keys(),
+        NoOp::IntAtMost0 => matches!(reply, Reply::Int(n) if *n <= 0),
         NoOp::NullOrEmpty => match reply {
-            Reply::Null => true,
+            Reply::Null | Reply::NullArray => true,
             Reply::Set(v) | Reply::Array(v) => v.is_empty(),
             _ => false,
         },
@@ -154,6 +155,33 @@ mod tests {
         assert!(un("getex", &["getex", "k"], Reply::bulk("v")));
         assert!(un("spop", &["spop", "k"], Reply::Null));
         assert!(un("renamenx", &["renamenx", "k", "j"], Reply::Int(0)));
+        // Pops of a missing key, LINSERT without its pivot, LREM of nothing (found by the
+        // random differential test: they made EXEC fail where Redis's runs).
+        assert!(un("lpop", &["lpop", "k"], Reply::Null));
+        assert!(un("rpop", &["rpop", "k", "2"], Reply::NullArray));
+        assert!(!un("lpop", &["lpop", "k"], Reply::bulk("v")));
+        assert!(un("zpopmin", &["zpopmin", "k"], Reply::Array(Vec::new())));
+        assert!(un(
+            "linsert",
+            &["linsert", "k", "before", "p", "v"],
+            Reply::Int(-1)
+        ));
+        assert!(!un(
+            "linsert",
+            &["linsert", "k", "before", "p", "v"],
+            Reply::Int(2)
+        ));
+        assert!(un("lrem", &["lrem", "k", "0", "v"], Reply::Int(0)));
+        assert!(un(
+            "lmove",
+            &["lmove", "k", "j", "left", "left"],
+            Reply::Null
+        ));
+        assert!(un(
+            "zremrangebyscore",
+            &["zremrangebyscore", "k", "0", "1"],
+            Reply::Int(0)
+        ));
         assert_eq!(copy_db(&argv(&["copy", "a", "b", "db", "3"])), Some(3));
         assert_eq!(copy_db(&argv(&["copy", "a", "b"])), None);
     }

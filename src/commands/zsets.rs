@@ -41,6 +41,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .verbatim()
         .doc(Z, "1.2.0", "Increments the score of a member in a sorted set.", "key increment member"),
     CommandSpec::new("zrem", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(zrem))
+        .noop(super::table::NoOp::Int0)
         .ev_counted(crate::shard::notify::ZSET, "zrem")
         .verbatim()
         .doc(Z, "1.2.0", "Removes one or more members from a sorted set. Deletes the sorted set if all members were removed.", "key member [member ...]"),
@@ -76,14 +77,17 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("zrevrange", -4, READONLY, KeySpec::single(1), Exec::Key(zrevrange))
         .doc(Z, "1.2.0", "Returns members in a sorted set within a range of indexes in reverse order.", "key start stop [WITHSCORES]"),
     CommandSpec::new("zpopmin", -2, WRITE | FAST, KeySpec::single(1), Exec::Key(zpopmin))
+        .noop(super::table::NoOp::NullOrEmpty)
         .ev(crate::shard::notify::ZSET, "zpopmin")
         .verbatim()
         .doc(Z, "5.0.0", "Returns the lowest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", "key [count]"),
     CommandSpec::new("zpopmax", -2, WRITE | FAST, KeySpec::single(1), Exec::Key(zpopmax))
+        .noop(super::table::NoOp::NullOrEmpty)
         .ev(crate::shard::notify::ZSET, "zpopmax")
         .verbatim()
         .doc(Z, "5.0.0", "Returns the highest-scoring members from a sorted set after removing them. Deletes the sorted set if the last member was popped.", "key [count]"),
     CommandSpec::new("zmpop", -4, WRITE, KeySpec::numkeys(1), Exec::Key(super::blocking::now))
+        .noop(super::table::NoOp::NullOrEmpty)
         .ev_hook(crate::shard::notify::ev_zset_pop)
         .cross(crate::coord::blocking::mpop_cross)
         .verbatim()
@@ -91,14 +95,17 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("zrandmember", -2, READONLY, KeySpec::single(1), Exec::Key(zrandmember))
         .doc(Z, "6.2.0", "Returns one or more random members from a sorted set.", "key [count [WITHSCORES]]"),
     CommandSpec::new("zremrangebyscore", 4, WRITE, KeySpec::single(1), Exec::Key(zremrangebyscore))
+        .noop(super::table::NoOp::Int0)
         .ev_counted(crate::shard::notify::ZSET, "zremrangebyscore")
         .verbatim()
         .doc(Z, "1.2.0", "Removes members in a sorted set within a range of scores. Deletes the sorted set if all members were removed.", "key min max"),
     CommandSpec::new("zremrangebyrank", 4, WRITE, KeySpec::single(1), Exec::Key(zremrangebyrank))
+        .noop(super::table::NoOp::Int0)
         .ev_counted(crate::shard::notify::ZSET, "zremrangebyrank")
         .verbatim()
         .doc(Z, "2.0.0", "Removes members in a sorted set within a range of indexes. Deletes the sorted set if all members were removed.", "key start stop"),
     CommandSpec::new("zremrangebylex", 4, WRITE, KeySpec::single(1), Exec::Key(zremrangebylex))
+        .noop(super::table::NoOp::Int0)
         .ev_counted(crate::shard::notify::ZSET, "zremrangebylex")
         .verbatim()
         .doc(Z, "2.8.9", "Removes members in a sorted set within a lexicographical range. Deletes the sorted set if all members were removed.", "key min max"),

@@ -86,7 +86,8 @@ pub fn queue(w: &mut Worker, idx: usize, argv: &mut Vec<Bytes>) -> bool {
         }
         return true;
     };
-    if let Err(e) = commands::check_arity(spec, argv) {
+    // The row's arity only: MSET's pairing is the command's own check when EXEC runs it.
+    if let Err(e) = commands::check_table_arity(spec, argv) {
         if let Some(st) = w.eng.shard.cmd_stats.get_mut(id) {
             st.rejected += 1;
         }
@@ -540,14 +541,27 @@ fn advance(w: &mut Worker, rid: usize) {
             run.add(Reply::error("ERR internal routing error"));
             continue;
         };
+        // MSET/MSETNX with an odd pair count: that command fails alone, as in Redis.
+        if let Err(e) = commands::check_pairs(spec, &first.argv) {
+            run.cmds.pop_front();
+            let e = e.to_string();
+            commands::count_error(&mut w.eng.shard, &e);
+            if let Some(run) = w.eng.tx.runs.get_mut(rid) {
+                run.add(Reply::Error(e));
+            }
+            continue;
+        }
         match plan(spec, &first.argv, nshards, home) {
             Plan::On(s) => {
                 // This command and the following ones for the same shard travel together.
                 let mut batch = Vec::new();
                 while let Some(q) = run.cmds.front() {
-                    let same = table()
-                        .get(q.id)
-                        .is_some_and(|sp| plan(sp, &q.argv, nshards, home) == Plan::On(s));
+                    // A command failing its pair check ends the batch: it answers
+                    // alone when it comes first.
+                    let same = table().get(q.id).is_some_and(|sp| {
+                        commands::check_pairs(sp, &q.argv).is_ok()
+                            && plan(sp, &q.argv, nshards, home) == Plan::On(s)
+                    });
                     if !same {
                         break;
                     }
