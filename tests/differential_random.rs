@@ -59,3 +59,68 @@ fn random_commands_answer_as_redis_does() {
         }
     }
 }
+
+fn info_field(port: u16, field: &str) -> String {
+    let Ok(mut c) = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .and_then(|c| c.get_connection_with_timeout(std::time::Duration::from_secs(2)))
+    else {
+        return String::new();
+    };
+    common::info(&mut c, "replication")
+        .get(field)
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn digest(port: u16) -> String {
+    let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+        .and_then(|c| c.get_connection_with_timeout(std::time::Duration::from_secs(2)))
+        .expect("connect");
+    redis::cmd("DEBUG").arg("DIGEST").query(&mut c).unwrap()
+}
+
+/// The same random commands (transactions, scripts, SWAPDB, MOVE, COPY ... DB, expiry and
+/// wrong-type errors included) against a 4-shard shardis master: its 2-shard shardis
+/// replica and its stock redis-server replica end with the master's offset and digest.
+#[test]
+fn replicas_of_a_randomly_driven_master_end_equal() {
+    if common::redis_server().is_none() {
+        println!("note: redis-server missing, differential test skipped");
+        return;
+    }
+    let debug = ["--save", "", "--enable-debug-command", "yes"];
+    let m = Server::start_with(4, &debug);
+    let mp = m.port.to_string();
+    let mut rargs = debug.to_vec();
+    rargs.extend(["--replicaof", "127.0.0.1", &mp]);
+    let r = Server::start_with(2, &rargs);
+    let stock = Redis::start_with(&[
+        "--replicaof",
+        "127.0.0.1",
+        &mp,
+        "--enable-debug-command",
+        "yes",
+    ]);
+    let up = common::wait_for(std::time::Duration::from_secs(20), || {
+        [r.port, stock.port]
+            .iter()
+            .all(|p| info_field(*p, "master_link_status") == "up")
+    });
+    assert!(up, "the replicas never came up");
+    let reference = Redis::start();
+    for (seed, resp3, mutate) in [(7, false, false), (8, true, true)] {
+        let (ok, text) = run(reference.port, m.port, seed, resp3, mutate);
+        assert!(ok, "seed={seed}: replies differ from Redis's:\n{text}");
+    }
+    let caught_up = common::wait_for(std::time::Duration::from_secs(20), || {
+        let off = info_field(m.port, "master_repl_offset");
+        [r.port, stock.port]
+            .iter()
+            .all(|p| info_field(*p, "slave_repl_offset") == off)
+    });
+    assert!(caught_up, "the replicas never reached the master's offset");
+    let want = digest(m.port);
+    assert_ne!(want, "0".repeat(40), "empty data set");
+    assert_eq!(digest(r.port), want, "shardis replica");
+    assert_eq!(digest(stock.port), want, "stock Redis replica");
+}
