@@ -124,3 +124,43 @@ fn replicas_of_a_randomly_driven_master_end_equal() {
     assert_eq!(digest(r.port), want, "shardis replica");
     assert_eq!(digest(stock.port), want, "stock Redis replica");
 }
+
+/// The other way: a stock redis-server master driven by the random commands (compared with
+/// a standalone shardis meanwhile) and its 4-shard shardis replica end equal.
+#[test]
+fn a_shardis_replica_of_a_randomly_driven_redis_ends_equal() {
+    if common::redis_server().is_none() {
+        println!("note: redis-server missing, differential test skipped");
+        return;
+    }
+    let master = Redis::start_with(&["--enable-debug-command", "yes"]);
+    let mp = master.port.to_string();
+    let r = Server::start_with(
+        4,
+        &[
+            "--save",
+            "",
+            "--enable-debug-command",
+            "yes",
+            "--replicaof",
+            "127.0.0.1",
+            &mp,
+        ],
+    );
+    let up = common::wait_for(std::time::Duration::from_secs(20), || {
+        info_field(r.port, "master_link_status") == "up"
+    });
+    assert!(up, "the replica never came up");
+    let standalone = Server::start_with(4, &["--save", ""]);
+    for (seed, resp3, mutate) in [(9, false, true), (10, true, false)] {
+        let (ok, text) = run(master.port, standalone.port, seed, resp3, mutate);
+        assert!(ok, "seed={seed}: replies differ from Redis's:\n{text}");
+    }
+    let caught_up = common::wait_for(std::time::Duration::from_secs(20), || {
+        info_field(r.port, "slave_repl_offset") == info_field(master.port, "master_repl_offset")
+    });
+    assert!(caught_up, "the replica never reached the master's offset");
+    let want = digest(master.port);
+    assert_ne!(want, "0".repeat(40), "empty data set");
+    assert_eq!(digest(r.port), want);
+}
