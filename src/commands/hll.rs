@@ -198,9 +198,13 @@ fn pfcount(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     };
     let (card, fresh) = read?;
     if fresh {
-        // The count goes into the header (Redis changes the value on a read here).
+        // The count goes into the header (Redis changes the value on a read here), and as
+        // in Redis that is a modification: WATCHers and tracking clients see it, and the
+        // journal records `PFCOUNT key` so the append-only file and the replicas hold the
+        // same bytes.
         if let Some(v) = db.str_mut(key, now, 0)? {
             hll::set_cached(v, card);
+            ctx.shard.touch_effect(ctx.db, key, &[b"PFCOUNT", key]);
         }
     } else {
         db.set_enc(key, StrEnc::Raw);
