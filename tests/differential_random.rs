@@ -256,3 +256,86 @@ fn swapdb_under_watch_and_pfcount_replay_as_they_ran() {
     drop(s);
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// RDB both ways after random commands: shardis's dump.rdb loads into redis-server with the
+/// same digest, and redis-server's into shardis (1 and 3 shards).
+#[test]
+fn dumps_of_randomly_driven_servers_load_across() {
+    if common::redis_server().is_none() {
+        println!("note: redis-server missing, differential test skipped");
+        return;
+    }
+    let dir = common::fresh_dir("shardis-difffuzz-rdb", 0);
+    let d = dir.to_string_lossy().into_owned();
+    // shardis writes, Redis loads.
+    let reference = Redis::start();
+    let s = Server::start_with(
+        4,
+        &[
+            "--save",
+            "",
+            "--enable-debug-command",
+            "yes",
+            "--dir",
+            &d,
+            "--dbfilename",
+            "s.rdb",
+        ],
+    );
+    let (ok, text) = run(reference.port, s.port, 13, false, true);
+    assert!(ok, "replies differ from Redis's:\n{text}");
+    let want = digest(s.port);
+    assert_ne!(want, "0".repeat(40), "empty data set");
+    let _: () = redis::cmd("SAVE").query(&mut s.client()).unwrap();
+    drop(s);
+    let loaded = Redis::start_with(&[
+        "--dir",
+        &d,
+        "--dbfilename",
+        "s.rdb",
+        "--enable-debug-command",
+        "yes",
+    ]);
+    assert_eq!(digest(loaded.port), want, "shardis's dump in redis-server");
+    drop(loaded);
+    // Redis writes, shardis loads.
+    let r = Redis::start_with(&[
+        "--dir",
+        &d,
+        "--dbfilename",
+        "r.rdb",
+        "--enable-debug-command",
+        "yes",
+    ]);
+    let other = Server::start_with(2, &["--save", ""]);
+    let (ok, text) = run(r.port, other.port, 14, true, true);
+    assert!(ok, "replies differ from Redis's:\n{text}");
+    let want = digest(r.port);
+    let _: () = redis::cmd("FLUSHALL").query(&mut other.client()).unwrap();
+    let mut rc = redis::Client::open(format!("redis://127.0.0.1:{}/", r.port))
+        .and_then(|c| c.get_connection())
+        .unwrap();
+    let _: () = redis::cmd("SAVE").query(&mut rc).unwrap();
+    drop(r);
+    for n in [1, 3] {
+        let s = Server::start_with(
+            n,
+            &[
+                "--save",
+                "",
+                "--enable-debug-command",
+                "yes",
+                "--dir",
+                &d,
+                "--dbfilename",
+                "r.rdb",
+            ],
+        );
+        assert_eq!(
+            digest(s.port),
+            want,
+            "redis-server's dump in shardis --shards {n}"
+        );
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
