@@ -64,6 +64,8 @@ impl Mode {
 enum Fault {
     Kill9,
     StopCont,
+    /// SIGTERM: a graceful stop, which waits for the replicas (`shutdown-timeout`).
+    Term,
 }
 
 /// Writer threads following the master the live sentinels name.
@@ -241,6 +243,10 @@ fn run(mode: Mode, fault: Fault, kill_sentinel: bool, check_rejoin: bool) -> Out
     match fault {
         Fault::Kill9 => c.master.kill9(),
         Fault::StopCont => c.master.signal("STOP"),
+        Fault::Term => {
+            c.master.signal("TERM");
+            let _ = c.master.child.wait();
+        }
     }
     // The failover: a sentinel names a replica, and writes are acknowledged after it.
     let mut new_port = None;
@@ -284,7 +290,7 @@ fn run(mode: Mode, fault: Fault, kill_sentinel: bool, check_rejoin: bool) -> Out
     if check_rejoin {
         let back;
         let node = match fault {
-            Fault::Kill9 => {
+            Fault::Kill9 | Fault::Term => {
                 back = node_with(old, 2, None, mode.flags());
                 &back
             }
@@ -338,6 +344,18 @@ fn zero_loss_sigstop_then_sigcont() {
     assert_eq!(o.lost, 0, "acknowledged writes lost");
 }
 
+/// A graceful stop of the master (SIGTERM) with Redis's default asynchronous replication:
+/// the master pauses writes and waits for its replicas before it exits (`shutdown-timeout`),
+/// so the replica the sentinels promote has every write the old master acknowledged, and
+/// the old master, restarted, rejoins as its replica. With `shutdown-timeout 0` the same
+/// run lost 3 acknowledged writes in 1 of 3 tries (the stream's last 300 us window).
+#[test]
+fn async_sigterm_of_the_master_loses_nothing() {
+    let o = run(Mode::Async, Fault::Term, false, true);
+    report(Mode::Async, Fault::Term, &o);
+    assert_eq!(o.lost, 0, "acknowledged writes lost");
+}
+
 /// The figures for the README and bench-results: every mode and fault, `SHARDIS_HA_RUNS`
 /// times (default 1).
 #[test]
@@ -355,7 +373,7 @@ fn measure_acknowledged_write_loss() {
         .into_iter()
         .filter(|m| pick.is_empty() || pick.contains(&format!("{m:?}").to_lowercase()));
     for mode in modes {
-        for fault in [Fault::Kill9, Fault::StopCont] {
+        for fault in [Fault::Kill9, Fault::StopCont, Fault::Term] {
             for _ in 0..runs {
                 let o = run(mode, fault, false, false);
                 report(mode, fault, &o);
