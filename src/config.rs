@@ -1601,15 +1601,20 @@ impl Tunables {
             self.text.lock().map(|m| m.clone()).unwrap_or_default();
         // Directives shardis accepts only with the value that asks for nothing: that value
         // is what it does, shown until one is set (Redis's default, as CONFIG GET shows).
+        // The others show Redis's default until set, so CONFIG GET * lists what Redis's does.
         for (name, treat) in crate::directives::DIRECTIVES {
-            if let crate::directives::Treat::Same(ok, _) | crate::directives::Treat::Only(ok, _) =
-                treat
-            {
-                if let Some(v) = ok.first() {
-                    out.entry(name.to_string()).or_insert_with(|| v.to_string());
+            let shown = match treat {
+                crate::directives::Treat::Same(ok, _) | crate::directives::Treat::Only(ok, _) => {
+                    ok.first().copied()
                 }
+                crate::directives::Treat::Warn(default, _) => *default,
+            };
+            if let Some(v) = shown {
+                out.entry(name.to_string()).or_insert_with(|| v.to_string());
             }
         }
+        out.entry("supervised".into())
+            .or_insert_with(|| "no".into());
         out.insert(
             "maxclients".into(),
             self.maxclients.load(Ordering::Relaxed).to_string(),

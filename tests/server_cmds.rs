@@ -1078,3 +1078,52 @@ fn restore_idletime_and_freq_seed_eviction_data() {
         assert_eq!(freq, 100, "shards={n}");
     }
 }
+
+/// CONFIG GET * names every parameter redis-server 7.0's does (tools that read the whole
+/// configuration see no gaps), and a Redis 7.0 directive shardis does not act on is known:
+/// accepted with a warning or refused with its reason, never "unknown".
+#[test]
+fn config_get_star_covers_redis_parameters() {
+    if common::redis_server().is_none() {
+        println!("note: redis-server missing, skipped");
+        return;
+    }
+    let r = common::resp::Redis::start();
+    let mut rc = redis::Client::open(format!("redis://127.0.0.1:{}/", r.port))
+        .and_then(|c| c.get_connection())
+        .unwrap();
+    let theirs: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("*")
+        .query(&mut rc)
+        .unwrap();
+    let s = common::Server::start(1);
+    let mut c = s.client();
+    let ours: Vec<String> = redis::cmd("CONFIG")
+        .arg("GET")
+        .arg("*")
+        .query(&mut c)
+        .unwrap();
+    let ours: std::collections::HashSet<&str> =
+        ours.iter().step_by(2).map(|s| s.as_str()).collect();
+    let missing: Vec<&str> = theirs
+        .iter()
+        .step_by(2)
+        .map(|s| s.as_str())
+        .filter(|k| !ours.contains(k))
+        .collect();
+    assert!(missing.is_empty(), "CONFIG GET * lacks {missing:?}");
+    for name in [
+        "cluster-announce-ip",
+        "aof-disable-auto-gc",
+        "server_cpulist",
+        "bind-source-addr",
+    ] {
+        let got: Vec<String> = redis::cmd("CONFIG")
+            .arg("GET")
+            .arg(name)
+            .query(&mut c)
+            .unwrap();
+        assert_eq!(got.len(), 2, "{name}");
+    }
+}
