@@ -73,7 +73,6 @@ SCRIPTS = [
     "return redis.call('SET', KEYS[1], ARGV[1])",
     "return redis.call('LPUSH', KEYS[1], ARGV[1])",
     "return redis.pcall('LPUSH', KEYS[1], ARGV[1])",
-    "return redis.call('HGETALL', KEYS[1])",
     "return redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')",
     "return redis.call('TYPE', KEYS[1])",
     "return redis.call('EXISTS', KEYS[1])",
@@ -238,6 +237,15 @@ def gen(r):
         lambda: ["ZCOUNT", k, str(r.randrange(-5, 50)), str(r.randrange(-5, 50))],
         lambda: ["ZRANK", k, "m%d" % r.randrange(300)],
         lambda: ["SISMEMBER", k, str(r.randrange(300))],
+        # Blocking forms with a short timeout: at once when there is data, nil after the
+        # timeout when not (no other client here to serve them). Rare: Redis checks
+        # timeouts 10 times a second, so each empty one costs 100 ms there.
+        lambda: r.choice([
+            [r.choice(["BLPOP", "BRPOP", "BZPOPMIN", "BZPOPMAX"]), K(r), K(r), r.choice(["0.001", "-1", "abc"])],
+            ["BLMOVE", K(r), K(r), r.choice(["LEFT", "RIGHT"]), r.choice(["LEFT", "RIGHT"]), "0.001"],
+            ["BRPOPLPUSH", K(r), K(r), "0.001"],
+            [r.choice(["BLMPOP", "BZMPOP"]), "0.001", "2", K(r), K(r), r.choice(["LEFT", "MIN", "MAX", "RIGHT"])] + r.choice([[], ["COUNT", "2"]]),
+        ]) if r.randrange(4) == 0 else ["LLEN", k],
         # Databases: the connection's SELECT carries over too.
         lambda: ["SELECT", r.choice(["0", "0", "0", "1", "2", "16", "-1", "x"])],
         lambda: ["MOVE", k, r.choice(["0", "1", "2", "16", "x"])],

@@ -240,6 +240,11 @@ fn swapdb(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         return Err(CmdError::DbIndex);
     }
     let (a, b) = (a as usize, b as usize);
+    // A database swapped with itself: nothing changes, and WATCHers of its keys keep their
+    // transactions (Redis's dbSwapDatabases returns at once).
+    if a == b {
+        return Ok(Reply::Ok);
+    }
     let ticket = ctx.defer();
     every_shard_locked(
         ctx.eng(),
