@@ -39,9 +39,6 @@ pub const COMMANDS: &[CommandSpec] = &[
             ("rewrite", 2, ""),
             ("help", 2, ""),
         ]),
-    CommandSpec::new("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE, KeySpec::none(), Exec::Conn(shutdown))
-        .doc(SV, "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server.",
-             "[NOSAVE | SAVE] [NOW] [FORCE] [ABORT]"),
     CommandSpec::new("command", -1, LOADING | STALE, KeySpec::none(), Exec::Conn(command))
         .doc(SV, "2.8.13", "Returns detailed information about all commands.", "subcommand [argument ...]")
         .subs(&[
@@ -165,53 +162,6 @@ pub fn subcommand(container: &str, argv: &[Bytes]) -> Result<String, CmdError> {
         .map(|(_, s)| s)
         .ok_or(CmdError::Syntax)?;
     super::check_subcommand(spec, argv)
-}
-
-// ----- SHUTDOWN -----------------------------------------------------------------------------
-
-fn shutdown(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
-    use crate::config::{SHUTDOWN_FORCE, SHUTDOWN_NOSAVE, SHUTDOWN_NOW, SHUTDOWN_SAVE};
-    let (mut flags, mut abort) = (0u8, false);
-    for a in argv.iter().skip(1) {
-        flags |= if is(a, "nosave") {
-            SHUTDOWN_NOSAVE
-        } else if is(a, "save") {
-            SHUTDOWN_SAVE
-        } else if is(a, "now") {
-            SHUTDOWN_NOW
-        } else if is(a, "force") {
-            SHUTDOWN_FORCE
-        } else if is(a, "abort") {
-            abort = true;
-            0
-        } else {
-            return Err(CmdError::Syntax);
-        };
-    }
-    // ABORT stands alone; SAVE and NOSAVE exclude each other (Redis's "illegal combo").
-    if (abort && flags != 0) || (flags & SHUTDOWN_SAVE != 0 && flags & SHUTDOWN_NOSAVE != 0) {
-        return Err(CmdError::Syntax);
-    }
-    if abort {
-        return if crate::repl::shutdown::abort(ctx.eng()) {
-            Ok(Reply::Ok)
-        } else {
-            Err(CmdError::err("No shutdown in progress."))
-        };
-    }
-    // While a script is busy only SHUTDOWN NOSAVE goes ahead (Redis's shutdownCommand).
-    if flags & SHUTDOWN_NOSAVE == 0 {
-        if let Some(busy) = crate::engine::scripts::busy_text() {
-            return Err(CmdError::coded(busy));
-        }
-    }
-    crate::log::notice("User requested shutdown...");
-    // As Redis: the caller waits (for lagging replicas, then the final save when SAVE asks
-    // for it or save rules exist); the connection closes without a reply when the server
-    // exits, and a shutdown that does not happen answers through the ticket.
-    let ticket = ctx.defer();
-    crate::repl::shutdown::begin(ctx.eng(), flags, Some(ticket));
-    Ok(Reply::Ok)
 }
 
 // ----- TIME / DEBUG / SWAPDB ----------------------------------------------------------------

@@ -25,7 +25,8 @@ pub struct Shared {
     pub next_client_id: AtomicU64,
     pub next_tx_id: AtomicU64,
     pub shutdown: AtomicBool,
-    /// A SIGTERM/SIGINT asks shard 0 to save and then stop (`persist::cron::tick`):
+    /// A SIGTERM/SIGINT asks shard 0 to wait for replicas, save and stop
+    /// (`repl::shutdown::on_tick`, then `persist::cron::tick`):
     /// `server::SIG_SHUTDOWN` with the signal's `config::SHUTDOWN_*` flags, 0 when none.
     pub sig_shutdown: std::sync::atomic::AtomicU8,
     /// A signal's shutdown is under way (a second SIGINT then exits at once).

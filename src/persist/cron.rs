@@ -32,6 +32,9 @@ pub struct ShutdownReq {
     pub force: bool,
     /// Where the error goes when the save fails (SHUTDOWN); `None` for a signal.
     pub ticket: Option<Ticket>,
+    /// Run when the save fails and the server keeps going (the front layer's clean-up:
+    /// writes paused for the replicas resume, other SHUTDOWN callers get the error).
+    pub on_fail: Option<fn(&mut Engine)>,
 }
 
 /// The save rule met now, if any: Redis's serverCron test.
@@ -122,16 +125,9 @@ pub fn check_aof_growth(w: &mut Engine) {
     }
 }
 
-/// Every 100 ms tick: shard 0 takes a signal's shutdown request, and any shard runs its
-/// waiting shutdown once no other save is running.
+/// Every 100 ms tick: any shard runs its waiting shutdown once no other save is running
+/// (shard 0 takes a signal's request just before: `repl::shutdown::on_tick`).
 pub fn tick(w: &mut Engine) {
-    if w.id == 0 {
-        let sig = w.shared.sig_shutdown.swap(0, Ordering::SeqCst);
-        if sig != 0 {
-            // Waits for lagging replicas first, or saves (or stops) at once.
-            crate::repl::shutdown::begin(w, sig & !crate::server::SIG_SHUTDOWN, None);
-        }
-    }
     if w.shutdown_req.is_some() {
         shutdown(w);
     }
@@ -176,7 +172,7 @@ pub fn shutdown(w: &mut Engine) {
         crate::log::warning(
             "Errors trying to shut down the server. Check the logs for more information.",
         );
-        let ticket = req.ticket;
+        let (ticket, on_fail) = (req.ticket, req.on_fail);
         save::release(w, txid, move |w| {
             match ticket {
                 Some(t) => w.complete(
@@ -186,8 +182,9 @@ pub fn shutdown(w: &mut Engine) {
                 // A later signal may try again (and a second Ctrl-C is not "insisting").
                 None => w.shared.signalled.store(false, Ordering::SeqCst),
             }
-            // Writes paused for the replicas resume; other SHUTDOWN callers get the error.
-            crate::repl::shutdown::failed(w);
+            if let Some(f) = on_fail {
+                f(w);
+            }
         });
     });
 }

@@ -20,10 +20,80 @@ use std::sync::atomic::Ordering;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
+
+use crate::commands::args::is;
+use crate::commands::table::{CommandSpec, Exec, KeySpec, ADMIN, LOADING, NOSCRIPT, STALE};
+use crate::commands::ConnCtx;
 use crate::config::{SHUTDOWN_FORCE, SHUTDOWN_NOSAVE, SHUTDOWN_NOW, SHUTDOWN_SAVE};
 use crate::engine::{Engine, Ticket};
+use crate::error::{CmdError, CmdResult};
 use crate::protocol::reply::Reply;
 use crate::server::worker::{front, Worker};
+
+#[rustfmt::skip]
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec::new("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE, KeySpec::none(), Exec::Conn(shutdown))
+        .doc("server", "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server.",
+             "[NOSAVE | SAVE] [NOW] [FORCE] [ABORT]"),
+];
+
+/// SHUTDOWN [NOSAVE | SAVE] [NOW] [FORCE] [ABORT], with Redis 7.0's argument checks.
+fn shutdown(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let (mut flags, mut abort_it) = (0u8, false);
+    for a in argv.iter().skip(1) {
+        flags |= if is(a, "nosave") {
+            SHUTDOWN_NOSAVE
+        } else if is(a, "save") {
+            SHUTDOWN_SAVE
+        } else if is(a, "now") {
+            SHUTDOWN_NOW
+        } else if is(a, "force") {
+            SHUTDOWN_FORCE
+        } else if is(a, "abort") {
+            abort_it = true;
+            0
+        } else {
+            return Err(CmdError::Syntax);
+        };
+    }
+    // ABORT stands alone; SAVE and NOSAVE exclude each other (Redis's "illegal combo").
+    if (abort_it && flags != 0) || (flags & SHUTDOWN_SAVE != 0 && flags & SHUTDOWN_NOSAVE != 0) {
+        return Err(CmdError::Syntax);
+    }
+    if abort_it {
+        return if abort(ctx.eng()) {
+            Ok(Reply::Ok)
+        } else {
+            Err(CmdError::err("No shutdown in progress."))
+        };
+    }
+    // While a script is busy only SHUTDOWN NOSAVE goes ahead (Redis's shutdownCommand).
+    if flags & SHUTDOWN_NOSAVE == 0 {
+        if let Some(busy) = crate::engine::scripts::busy_text() {
+            return Err(CmdError::coded(busy));
+        }
+    }
+    crate::log::notice("User requested shutdown...");
+    // As Redis: the caller waits (for lagging replicas, then the final save when SAVE asks
+    // for it or save rules exist); the connection closes without a reply when the server
+    // exits, and a shutdown that does not happen answers through the ticket.
+    let ticket = ctx.defer();
+    begin(ctx.eng(), flags, Some(ticket));
+    Ok(Reply::Ok)
+}
+
+/// A signal's shutdown request (`Shared::sig_shutdown`, set by the signal thread), taken
+/// up by shard 0's 100 ms tick: waits for replicas first, or saves (or stops) at once.
+pub fn on_tick(e: &mut Engine) {
+    if e.id != 0 {
+        return;
+    }
+    let sig = e.shared.sig_shutdown.swap(0, Ordering::SeqCst);
+    if sig != 0 {
+        begin(e, sig & !crate::server::SIG_SHUTDOWN, None);
+    }
+}
 
 /// The error SHUTDOWN callers get when the shutdown does not happen (Redis's text).
 const FAILED: &str = "ERR Errors trying to SHUTDOWN. Check logs.";
@@ -151,6 +221,7 @@ fn proceed(e: &mut Engine, flags: u8, ticket: Option<Ticket>) {
         save: true,
         force: flags & SHUTDOWN_FORCE != 0,
         ticket,
+        on_fail: Some(failed),
     });
     crate::persist::cron::shutdown(e);
 }

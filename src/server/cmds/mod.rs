@@ -52,6 +52,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     debug::COMMANDS,
     crate::repl::master::COMMANDS,
     crate::repl::failover::COMMANDS,
+    crate::repl::shutdown::COMMANDS,
     crate::repl::COMMANDS,
     crate::scripting::eval::COMMANDS,
     crate::scripting::fcall::COMMANDS,

@@ -1429,6 +1429,7 @@ impl Worker {
                 let ms = clock::to_nanos(clock::ticks().wrapping_sub(cycle)) / 1_000_000;
                 self.eng.shard.lat.event("expire-cycle", ms);
                 crate::shard::journal::flush(&mut self.eng.shard);
+                crate::repl::shutdown::on_tick(&mut self.eng);
                 crate::persist::cron::tick(&mut self.eng);
                 self.timers
                     .add(now + Duration::from_millis(100), TimerKind::ActiveExpire);
