@@ -167,6 +167,20 @@ fn a_shardis_replica_of_a_randomly_driven_redis_ends_equal() {
 
 /// The append-only files of a randomly driven server load back to the same digest, before
 /// and after BGREWRITEAOF.
+/// A server with append-only files in `dir` and DEBUG allowed.
+fn aof_args(dir: &str) -> [&str; 8] {
+    [
+        "--save",
+        "",
+        "--appendonly",
+        "yes",
+        "--enable-debug-command",
+        "yes",
+        "--dir",
+        dir,
+    ]
+}
+
 #[test]
 fn the_append_only_files_of_a_randomly_driven_server_load_back_equal() {
     if common::redis_server().is_none() {
@@ -175,16 +189,7 @@ fn the_append_only_files_of_a_randomly_driven_server_load_back_equal() {
     }
     let dir = common::fresh_dir("shardis-difffuzz-aof", 0);
     let d = dir.to_string_lossy().into_owned();
-    let args = [
-        "--save",
-        "",
-        "--appendonly",
-        "yes",
-        "--enable-debug-command",
-        "yes",
-        "--dir",
-        &d,
-    ];
+    let args = aof_args(&d);
     let reference = Redis::start();
     let s = Server::start_with(4, &args);
     for (seed, resp3, mutate) in [(11, false, true), (12, true, false)] {
@@ -219,16 +224,7 @@ fn the_append_only_files_of_a_randomly_driven_server_load_back_equal() {
 fn swapdb_under_watch_and_pfcount_replay_as_they_ran() {
     let dir = common::fresh_dir("shardis-journal-pins", 0);
     let d = dir.to_string_lossy().into_owned();
-    let args = [
-        "--save",
-        "",
-        "--appendonly",
-        "yes",
-        "--enable-debug-command",
-        "yes",
-        "--dir",
-        &d,
-    ];
+    let args = aof_args(&d);
     let s = Server::start_with(4, &args);
     let mut c = s.client();
     let mut watcher = s.client();

@@ -43,6 +43,15 @@ fn field(s: &Server, section: &str, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A master with `extra` flags and a replica frozen (SIGSTOP) 2,000 writes behind it.
+fn frozen_replica_behind(extra: &[&str]) -> (Server, Server) {
+    let m = master(extra);
+    let r = replica_of(&m);
+    r.signal("STOP");
+    fill(&mut m.client(), 2_000);
+    (m, r)
+}
+
 /// Sends one request on a fresh connection and returns the connection.
 fn send(s: &Server, req: &str) -> TcpStream {
     let mut c = s.raw();
@@ -236,11 +245,7 @@ fn shutdown_abort_resumes_and_the_timeout_ends_the_wait() {
 #[test]
 fn shutdown_now_skips_the_wait() {
     let _one = serial();
-    let mut m = master(&["--shutdown-timeout", "60"]);
-    let r = replica_of(&m);
-    let mut c = m.client();
-    r.signal("STOP");
-    fill(&mut c, 2_000);
+    let (mut m, r) = frozen_replica_behind(&["--shutdown-timeout", "60"]);
     let started = Instant::now();
     let _shut = send(&m, "SHUTDOWN NOW\r\n");
     let code = m.wait_exit(Duration::from_secs(10));
@@ -260,11 +265,7 @@ fn shutdown_now_skips_the_wait() {
 #[test]
 fn a_replica_lost_during_the_wait_ends_it() {
     let _one = serial();
-    let mut m = master(&["--shutdown-timeout", "60"]);
-    let r = replica_of(&m);
-    let mut c = m.client();
-    r.signal("STOP");
-    fill(&mut c, 2_000);
+    let (mut m, r) = frozen_replica_behind(&["--shutdown-timeout", "60"]);
     let _shut = send(&m, "SHUTDOWN\r\n");
     assert!(common::wait_for(Duration::from_secs(5), || {
         !field(&m, "server", "shutdown_in_milliseconds").is_empty()
