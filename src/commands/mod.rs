@@ -302,7 +302,10 @@ pub fn run_key(
             crate::shard::notify::before_command(shard, spec, db, argv);
         }
     }
-    let start = clock::ticks();
+    let start = match std::mem::take(&mut shard.tick_start) {
+        0 => clock::ticks(),
+        t => t,
+    };
     let res = f(
         &mut KeyCtx {
             shard,
@@ -317,7 +320,9 @@ pub fn run_key(
         shard.dbs.iter_mut().for_each(|d| d.no_touch = false);
     }
     let reply = finish(shard, id, res);
-    let nanos = clock::to_nanos(clock::ticks().wrapping_sub(start));
+    let end = clock::ticks();
+    shard.tick_end = end;
+    let nanos = clock::to_nanos(end.wrapping_sub(start));
     if let Some(st) = shard.cmd_stats.get_mut(id) {
         st.nanos += nanos;
     }

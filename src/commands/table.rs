@@ -545,6 +545,9 @@ pub struct CommandTable {
     longest: usize,
     /// Built with the registered families (`register`).
     registered: bool,
+    /// Each row's name in upper case (made once, at build): with `specs[id].name`, the two
+    /// spellings clients send, handed out as static bytes by [`CommandTable::static_name`].
+    upper: Vec<&'static str>,
 }
 
 /// Slots of the command index (a power of two, over four times the command count).
@@ -582,11 +585,17 @@ impl CommandTable {
             }
             index[at] = (i + 1) as u16;
         }
+        // Built once per process (the table is a static): leaking the names is bounded.
+        let upper = specs
+            .iter()
+            .map(|s| &*Box::leak(s.name.to_ascii_uppercase().into_boxed_str()))
+            .collect();
         CommandTable {
             specs,
             index,
             longest,
             registered: registered.is_some(),
+            upper,
         }
     }
 
@@ -610,6 +619,18 @@ impl CommandTable {
 
     pub fn get(&self, id: usize) -> Option<&CommandSpec> {
         self.specs.get(id)
+    }
+
+    /// Row `id`'s name as static bytes when `typed` spells it exactly so (all lower or all
+    /// upper case): the argument vector can then hold it without a reference count.
+    #[inline]
+    pub fn static_name(&self, id: usize, typed: &[u8]) -> Option<&'static [u8]> {
+        let lower = self.specs.get(id)?.name;
+        if lower.as_bytes() == typed {
+            return Some(lower.as_bytes());
+        }
+        let upper = *self.upper.get(id)?;
+        (upper.as_bytes() == typed).then_some(upper.as_bytes())
     }
 
     pub fn len(&self) -> usize {

@@ -73,6 +73,10 @@ pub fn parse_f64(s: &[u8]) -> Option<f64> {
 
 /// Formats an i64 into `out` without allocating.
 pub fn write_i64(out: &mut Vec<u8>, v: i64) {
+    if (0..10).contains(&v) {
+        out.push(b'0' + v as u8);
+        return;
+    }
     let mut buf = [0u8; 20];
     let mut i = buf.len();
     let neg = v < 0;

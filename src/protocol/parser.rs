@@ -151,8 +151,36 @@ fn parse_from(
 }
 
 /// Finds the `\r` that ends a header line starting at `from`; Redis looks for `\r` only.
+/// Header lines are a few bytes: a plain scan of the first ones beats memchr's call and
+/// setup; longer lines (and the missing-`\r` case) fall back to it.
+#[inline]
 fn line_end(buf: &[u8], from: usize) -> Option<usize> {
-    memchr::memchr(b'\r', buf.get(from..)?).map(|i| from + i)
+    const SHORT: usize = 24;
+    let rest = buf.get(from..)?;
+    if let Some(i) = rest.iter().take(SHORT).position(|&b| b == b'\r') {
+        return Some(from + i);
+    }
+    memchr::memchr(b'\r', rest.get(SHORT..)?).map(|i| from + SHORT + i)
+}
+
+/// The common header line, read in one pass: after the tag at `tag_at`, up to 10 digits in
+/// canonical form (no sign, no leading zero) ended by `\r`. Returns the `\r`'s index and
+/// the value; anything else (a sign, a long or bad number, no `\r` yet) is `None`, for the
+/// general path (`line_end` and `parse_i64`), which decides what it is.
+#[inline]
+fn short_header(buf: &[u8], tag_at: usize) -> Option<(usize, usize)> {
+    let digits = buf.get(tag_at + 1..)?;
+    let mut n = 0usize;
+    for (i, &c) in digits.iter().take(11).enumerate() {
+        match c {
+            b'0'..=b'9' if i < 10 => n = n * 10 + usize::from(c - b'0'),
+            b'\r' if i == 1 || (i > 1 && digits.first() != Some(&b'0')) => {
+                return Some((tag_at + 1 + i, n));
+            }
+            _ => return None,
+        }
+    }
+    None
 }
 
 fn parse_multibulk(
@@ -161,6 +189,19 @@ fn parse_multibulk(
     args: &mut Vec<Arg>,
     at: &mut Resume,
 ) -> Result<Option<usize>, ProtocolError> {
+    if *at == Resume::default() {
+        if let Some((cr, count)) = short_header(buf, 0) {
+            if cr + 1 < buf.len() && count > 0 && count <= i32::MAX as usize {
+                let pos = cr + 2;
+                args.reserve(count.min(1024));
+                *at = Resume {
+                    pos,
+                    remaining: count,
+                    scanned: pos,
+                };
+            }
+        }
+    }
     if at.pos == 0 {
         let Some(cr) = line_end(buf, at.scanned) else {
             if buf.len() > INLINE_MAX {
@@ -194,6 +235,20 @@ fn parse_multibulk(
     // Locals in the loop; `at` is written only when the request stops short.
     let (mut pos, mut remaining, mut scanned) = (at.pos, at.remaining, at.scanned);
     while remaining > 0 {
+        // The usual case first: a complete `$<len>\r\n` header and its payload in the buffer.
+        if buf.get(pos) == Some(&b'$') {
+            if let Some((cr, len)) = short_header(buf, pos) {
+                let start = cr + 2;
+                let end = start + len;
+                if len <= max_bulk && buf.len() >= end + 2 {
+                    args.push(Arg::Range(start, end));
+                    pos = end + 2;
+                    scanned = pos;
+                    remaining -= 1;
+                    continue;
+                }
+            }
+        }
         let Some(cr) = line_end(buf, scanned.max(pos)) else {
             if buf.len() - pos > INLINE_MAX {
                 return Err(ProtocolError::TooBigBulkCount);
@@ -512,6 +567,30 @@ mod tests {
             parse(&hdr, 1 << 20, &mut a).unwrap_err(),
             ProtocolError::InvalidMultibulkLength
         );
+        // Headers the one-pass reader (`short_header`) hands to the general path, as
+        // redis-server 7.0.15 answers them: leading zeros, signs, past i32.
+        for (input, want) in [
+            (
+                &b"*1\r\n$04\r\nPING\r\n"[..],
+                ProtocolError::InvalidBulkLength,
+            ),
+            (b"*1\r\n$+4\r\nPING\r\n", ProtocolError::InvalidBulkLength),
+            (
+                b"*01\r\n$4\r\nPING\r\n",
+                ProtocolError::InvalidMultibulkLength,
+            ),
+            (
+                b"*+1\r\n$4\r\nPING\r\n",
+                ProtocolError::InvalidMultibulkLength,
+            ),
+            (b"*2147483648\r\n", ProtocolError::InvalidMultibulkLength),
+            (b"*1\r\n$12345678901\r\n", ProtocolError::InvalidBulkLength),
+        ] {
+            assert_eq!(parse(input, 1 << 20, &mut a), Err(want), "{input:?}");
+        }
+        assert_eq!(parse(b"*1\r\n$0\r\n\r\n", 1 << 20, &mut a), Ok(Some(10)));
+        assert_eq!(a, vec![Arg::Range(8, 8)]);
+        assert_eq!(parse(b"*2147483647\r\n$1\r\n", 1 << 20, &mut a), Ok(None));
         let mut ok = b"ECHO ".to_vec();
         ok.extend(vec![b'a'; INLINE_MAX - 10]);
         ok.extend_from_slice(b"\r\n");

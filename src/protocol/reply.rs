@@ -153,6 +153,16 @@ impl Reply {
 }
 
 pub fn header(out: &mut Vec<u8>, tag: u8, n: usize) {
+    // Lengths under 100 (most replies) as fixed-size stores, without a copy call.
+    if n < 10 {
+        out.extend_from_slice(&[tag, b'0' + n as u8, b'\r', b'\n']);
+        return;
+    }
+    if n < 100 {
+        let (t, u) = ((n / 10) as u8, (n % 10) as u8);
+        out.extend_from_slice(&[tag, b'0' + t, b'0' + u, b'\r', b'\n']);
+        return;
+    }
     out.push(tag);
     write_i64(out, n as i64);
     out.extend_from_slice(b"\r\n");
@@ -160,6 +170,7 @@ pub fn header(out: &mut Vec<u8>, tag: u8, n: usize) {
 
 /// `$<len>\r\n<bytes>\r\n`
 pub fn encode_bulk(out: &mut Vec<u8>, b: &[u8]) {
+    out.reserve(b.len() + 16);
     header(out, b'$', b.len());
     out.extend_from_slice(b);
     out.extend_from_slice(b"\r\n");
