@@ -72,6 +72,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(L, "1.0.0", "Removes elements from a list. Deletes the list if the last element was removed.", "key count element"),
     CommandSpec::new("ltrim", 4, WRITE, KeySpec::single(1), Exec::Key(ltrim))
         .ev(crate::shard::notify::LIST, "ltrim")
+        .noop(super::table::NoOp::Flagged)
         .verbatim()
         .doc(L, "1.0.0", "Removes elements from both ends a list. Deletes the list if all elements were trimmed.", "key start stop"),
     CommandSpec::new("lpos", -3, READONLY, KeySpec::single(1), Exec::Key(lpos))
@@ -240,10 +241,15 @@ fn ltrim(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let (start, stop) = (int(argv, 2)?, int(argv, 3)?);
     let now = ctx.now();
     let db = ctx.db();
-    if let Some(l) = db.get_list_mut(key, now)? {
-        l.trim(start, stop);
-        db.remove_if_empty(key);
-    }
+    let found = match db.get_list_mut(key, now)? {
+        Some(l) => {
+            l.trim(start, stop);
+            db.remove_if_empty(key);
+            true
+        }
+        None => false,
+    };
+    ctx.unchanged(!found);
     Ok(Reply::Ok)
 }
 

@@ -89,6 +89,12 @@ impl KeyCtx<'_> {
         db
     }
 
+    /// For a row whose rule is `NoOp::Flagged`: whether this call changed nothing (WATCH
+    /// then sees no modification). Such a handler sets it on every successful path.
+    pub fn unchanged(&mut self, yes: bool) {
+        self.shard.unchanged = yes;
+    }
+
     pub fn now(&self) -> u64 {
         self.shard.now_ms
     }

@@ -92,6 +92,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(S, "1.0.0", "Returns a substring from a string value.", "key start end"),
     CommandSpec::new("setrange", 4, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(setrange))
         .ev(crate::shard::notify::STRING, "setrange")
+        .noop(super::table::NoOp::EmptyArg(3))
         .verbatim()
         .doc(S, "2.2.0", "Overwrites a part of a string value with another by an offset. Creates the key if it doesn't exist.", "key offset value"),
     CommandSpec::new("lcs", -3, READONLY, KeySpec::range(1, 2, 1), Exec::Key(lcs))

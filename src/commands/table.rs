@@ -355,6 +355,11 @@ pub enum NoOp {
     IntAtMost0,
     /// A null reply without GET among the options (SET ... NX that did not set).
     NullWithoutGet,
+    /// The argument at this position is empty (SETRANGE k off "" writes nothing).
+    EmptyArg(usize),
+    /// The handler says, through `KeyCtx::unchanged` (LTRIM of a missing key: Redis
+    /// answers OK, and only a key that exists counts as modified).
+    Flagged,
 }
 
 /// Which keys a successful write changes.

@@ -23,7 +23,8 @@ pub fn after_write(
     argv: &[Bytes],
     reply: &Reply,
 ) {
-    if !spec.has(WRITE) || reply.is_error() || unchanged(spec.noop, argv, reply) {
+    let flagged = std::mem::take(&mut shard.unchanged);
+    if !spec.has(WRITE) || reply.is_error() || unchanged(spec.noop, argv, reply, flagged) {
         return;
     }
     if spec.touches == Touches::Own {
@@ -55,7 +56,7 @@ pub fn after_write(
 }
 
 /// The reply says the write changed nothing (the row's `NoOp` rule).
-fn unchanged(rule: NoOp, argv: &[Bytes], reply: &Reply) -> bool {
+fn unchanged(rule: NoOp, argv: &[Bytes], reply: &Reply, flagged: bool) -> bool {
     let same_keys = || argv.get(1) == argv.get(2);
     match rule {
         NoOp::Never => false,
@@ -74,6 +75,8 @@ fn unchanged(rule: NoOp, argv: &[Bytes], reply: &Reply) -> bool {
             matches!(reply, Reply::Null)
                 && !argv.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"get"))
         }
+        NoOp::EmptyArg(i) => argv.get(i).is_some_and(|a| a.is_empty()),
+        NoOp::Flagged => flagged,
     }
 }
 
@@ -149,7 +152,7 @@ mod tests {
 
     #[test]
     fn unchanged_replies() {
-        let un = |name: &str, a: &[&str], r: Reply| unchanged(rule(name), &argv(a), &r);
+        let un = |name: &str, a: &[&str], r: Reply| unchanged(rule(name), &argv(a), &r, false);
         assert!(un("del", &["del", "k"], Reply::Int(0)));
         assert!(!un("del", &["del", "k"], Reply::Int(1)));
         assert!(!un("incr", &["incr", "k"], Reply::Int(0)));
@@ -186,6 +189,16 @@ mod tests {
             "zremrangebyscore",
             &["zremrangebyscore", "k", "0", "1"],
             Reply::Int(0)
+        ));
+        // SETRANGE with an empty value; LTRIM as its handler says.
+        assert!(un("setrange", &["setrange", "k", "3", ""], Reply::Int(0)));
+        assert!(!un("setrange", &["setrange", "k", "3", "x"], Reply::Int(4)));
+        assert!(!un("ltrim", &["ltrim", "k", "0", "1"], Reply::Ok));
+        assert!(unchanged(
+            rule("ltrim"),
+            &argv(&["ltrim", "k", "0", "1"]),
+            &Reply::Ok,
+            true
         ));
         assert_eq!(copy_db(&argv(&["copy", "a", "b", "db", "3"])), Some(3));
         assert_eq!(copy_db(&argv(&["copy", "a", "b"])), None);

@@ -63,6 +63,8 @@ pub struct Shard {
     /// tick `run_key` takes as the command's start instead of reading the clock (the end
     /// of the pipelined command just before it: see `Worker::run_here`); taken once.
     pub tick_start: u64,
+    /// What a `NoOp::Flagged` handler said about its call (see `KeyCtx::unchanged`).
+    pub unchanged: bool,
     /// The tick at which the last `run_key` call's command ended.
     pub tick_end: u64,
     /// The write journal, when something consumes it (see `journal.rs`).
@@ -107,6 +109,7 @@ impl Shard {
             evict: evict::State::default(),
             no_touch: false,
             tick_start: 0,
+            unchanged: false,
             tick_end: 0,
             journal: None,
             notify: 0,
