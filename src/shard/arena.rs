@@ -236,8 +236,16 @@ impl Arena {
     #[inline]
     pub fn prefetch(&self, loc: Loc) {
         let b = self.get(loc);
-        if !b.is_empty() {
-            crate::runtime::prefetch::prefetch(b.as_ptr());
+        if b.is_empty() {
+            return;
+        }
+        crate::runtime::prefetch::prefetch(b.as_ptr());
+        // An entry that runs into the next cache line (most small entries do, from where
+        // they sit in their page): that line too, for the key's compare and the value's
+        // copy or overwrite. At most two lines.
+        let next = 64 - (b.as_ptr() as usize) % 64;
+        if let Some(rest) = b.get(next..).filter(|r| !r.is_empty()) {
+            crate::runtime::prefetch::prefetch(rest.as_ptr());
         }
     }
 
