@@ -308,10 +308,7 @@ pub fn run_key(
             crate::shard::notify::before_command(shard, spec, db, argv);
         }
     }
-    let start = match std::mem::take(&mut shard.tick_start) {
-        0 => clock::ticks(),
-        t => t,
-    };
+    let start = clock::ticks();
     let res = f(
         &mut KeyCtx {
             shard,
@@ -326,9 +323,7 @@ pub fn run_key(
         shard.dbs.iter_mut().for_each(|d| d.no_touch = false);
     }
     let reply = finish(shard, id, res);
-    let end = clock::ticks();
-    shard.tick_end = end;
-    let nanos = clock::to_nanos(end.wrapping_sub(start));
+    let nanos = clock::to_nanos(clock::ticks().wrapping_sub(start));
     if let Some(st) = shard.cmd_stats.get_mut(id) {
         st.nanos += nanos;
     }

@@ -59,14 +59,8 @@ pub struct Shard {
     /// The running command comes from a CLIENT NO-TOUCH client (copied into the `Db` the
     /// command uses by `KeyCtx::db`).
     pub no_touch: bool,
-    /// Per-command timing (INFO commandstats, latency histograms, SLOWLOG): when not 0, the
-    /// tick `run_key` takes as the command's start instead of reading the clock (the end
-    /// of the pipelined command just before it: see `Worker::run_here`); taken once.
-    pub tick_start: u64,
     /// What a `NoOp::Flagged` handler said about its call (see `KeyCtx::unchanged`).
     pub unchanged: bool,
-    /// The tick at which the last `run_key` call's command ended.
-    pub tick_end: u64,
     /// The write journal, when something consumes it (see `journal.rs`).
     pub journal: Option<Box<journal::Journal>>,
     /// `notify-keyspace-events` flags in force (0: off, see `notify.rs`).
@@ -108,9 +102,7 @@ impl Shard {
             blocked: Default::default(),
             evict: evict::State::default(),
             no_touch: false,
-            tick_start: 0,
             unchanged: false,
-            tick_end: 0,
             journal: None,
             notify: 0,
             notes: notify::Notes::default(),

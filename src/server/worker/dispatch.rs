@@ -8,7 +8,6 @@ use super::*;
 impl Worker {
     /// Parses and runs every complete command in the connection's read buffer.
     pub(super) fn process_input(&mut self, idx: usize) {
-        self.chain = 0;
         let max_bulk = self.max_bulk();
         let qlimit = self
             .eng
@@ -67,7 +66,6 @@ impl Worker {
                             c.in_input = c.in_input.saturating_sub(1);
                         }
                         self.close_conn(idx);
-                        self.chain = 0;
                         self.args_scratch = args;
                         self.window = win;
                         return;
@@ -152,7 +150,6 @@ impl Worker {
             }
         }
         self.args_scratch = args;
-        self.chain = 0;
         win.clear();
         self.window = win;
         self.flush_batches(idx);
@@ -215,16 +212,15 @@ impl Worker {
     /// Runs one command: checks, then inline, batched to its owner, or coordinated.
     /// `known`: the command's table id, when the look-ahead already looked it up.
     pub(super) fn dispatch(&mut self, idx: usize, argv: &mut Vec<Bytes>, known: Option<usize>) {
-        // The previous command's end, usable as this one's start only if nothing but the
-        // fast checks below runs in between (see `chain`).
-        let chain = std::mem::take(&mut self.chain);
         if (self.eng.pause != 0 || self.repl.hold) && self.pause_holds(idx, argv) {
             return;
         }
         let c = &self.conns[idx].client;
-        let acl_checked = !c.authed || c.restricted || c.acl_epoch != crate::acl::epoch();
         // The master link is not subject to authentication or ACLs (as in Redis).
-        if acl_checked && !self.conns[idx].master && !self.acl_gate(idx, argv) {
+        if (!c.authed || c.restricted || c.acl_epoch != crate::acl::epoch())
+            && !self.conns[idx].master
+            && !self.acl_gate(idx, argv)
+        {
             return;
         }
         if crate::server::tx::in_multi(&self.conns[idx])
@@ -258,8 +254,7 @@ impl Worker {
         // evicted. A command bound for one other shard (or for this one while it is locked)
         // is checked there, by the shard whose keys it writes (`exec_batch`).
         // The master's writes are never refused (Redis obeys its master client).
-        let maxmemory = self.eng.shared.tun.maxmemory.load(Ordering::Relaxed) > 0;
-        if maxmemory && !self.conns[idx].master {
+        if self.eng.shared.tun.maxmemory.load(Ordering::Relaxed) > 0 && !self.conns[idx].master {
             let elsewhere = matches!(spec.exec, Exec::Key(_) | Exec::Split(_))
                 && matches!(commands::route(&spec.keys, argv, self.eng.nshards),
                             Route::One(s) if s != self.eng.id || self.eng.lock.is_some());
@@ -354,20 +349,11 @@ impl Worker {
         } else {
             None
         };
-        // A key command run here may start its timing at the previous command's end: what
-        // ran in between is that command's reply and this one's parsing and checks (not an
-        // ACL lookup, an eviction, a MONITOR line or a script).
-        if chain != 0 && !acl_checked && !maxmemory && mon.is_none() {
-            if let Exec::Key(_) = spec.exec {
-                self.chain_armed = chain;
-            }
-        }
         if self.conns[idx].track.is_some() {
             self.execute_tracked(idx, id, spec, argv, db, resp);
         } else {
             self.execute(idx, id, spec, argv, db, resp);
         }
-        self.chain_armed = 0;
         if let Some(b) = barrier {
             crate::repl::master::hold(self, idx, b);
         }
@@ -860,7 +846,6 @@ impl Worker {
         resp: u8,
         argv: &[Bytes],
     ) {
-        self.eng.shard.tick_start = std::mem::take(&mut self.chain_armed);
         self.eng.shard.no_touch = self.conns.get(idx).is_some_and(|c| c.client.no_touch);
         // The reply goes to the connection right below: with nothing pending ahead of it, a
         // handler may encode straight into the output instead.
@@ -877,11 +862,6 @@ impl Worker {
             .filter(|c| c.slots.is_empty() && !c.mute)
             .map(|c| &mut c.out);
         let r = commands::run_key(&mut self.eng.shard, id, f, db, resp, argv, out);
-        // The next pipelined command may start its timing here, unless more work than this
-        // reply follows (a SLOWLOG entry, blocked clients served, tracking messages).
-        let quiet = self.eng.shard.slow.pending.is_empty()
-            && !self.eng.shard.blocked.has_ready()
-            && self.eng.shard.tracking.is_none();
         if !self.eng.shard.slow.pending.is_empty() {
             self.slow_commit(idx);
         }
@@ -903,9 +883,6 @@ impl Worker {
             if !t.out.is_empty() {
                 crate::server::tracking::deliver(self, false);
             }
-        }
-        if quiet {
-            self.chain = self.eng.shard.tick_end;
         }
     }
 

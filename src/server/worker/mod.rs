@@ -186,12 +186,6 @@ pub struct Worker {
     batch_targets: Vec<usize>,
     args_scratch: Vec<Arg>,
     argv_scratch: Vec<Bytes>,
-    /// The end tick of the command `run_here` just ran, while nothing else ran after it:
-    /// the next pipelined command's start (one clock read per command instead of two).
-    /// Taken by every `dispatch`; 0 outside `process_input`.
-    chain: u64,
-    /// `chain`, handed by `dispatch` to the `run_here` of the key command it runs.
-    chain_armed: u64,
     /// The look-ahead window of `process_input` (kept for its allocations).
     window: lookahead::Window,
     /// The pass's completions, handled in order from `comp_at` on (`handle_completions`);
@@ -274,8 +268,6 @@ impl Worker {
             batch_targets: Vec::new(),
             args_scratch: Vec::new(),
             argv_scratch: Vec::new(),
-            chain: 0,
-            chain_armed: 0,
             window: lookahead::Window::default(),
             completions: Vec::with_capacity(256),
             comp_at: 0,
