@@ -1127,3 +1127,44 @@ fn config_get_star_covers_redis_parameters() {
         assert_eq!(got.len(), 2, "{name}");
     }
 }
+
+/// INFO cpu names Redis 7.0's fields in Redis's order, the main-thread pair included (the
+/// answering shard's thread here): each a number, the thread's share at most the process's.
+#[test]
+fn info_cpu_fields_match_redis() {
+    let field_names = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter(|l| !l.starts_with('#') && l.contains(':'))
+            .filter_map(|l| l.split(':').next().map(str::to_string))
+            .collect()
+    };
+    let s = common::Server::start(2);
+    let mut c = s.client();
+    // Some work for the thread to have spent time on.
+    for i in 0..2000 {
+        let _: () = redis::cmd("SET").arg(i).arg(i).query(&mut c).unwrap();
+    }
+    let text: String = redis::cmd("INFO").arg("cpu").query(&mut c).unwrap();
+    let ours = field_names(&text);
+    if common::redis_server().is_some() {
+        let r = common::resp::Redis::start();
+        let mut rc = redis::Client::open(format!("redis://127.0.0.1:{}/", r.port))
+            .and_then(|c| c.get_connection())
+            .unwrap();
+        let theirs: String = redis::cmd("INFO").arg("cpu").query(&mut rc).unwrap();
+        assert_eq!(ours, field_names(&theirs));
+    }
+    let cpu = common::info(&mut c, "cpu");
+    let num = |k: &str| -> f64 {
+        cpu.get(k)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{k} missing or not a number: {cpu:?}"))
+    };
+    let (user, user_main) = (num("used_cpu_user"), num("used_cpu_user_main_thread"));
+    let (sys, sys_main) = (num("used_cpu_sys"), num("used_cpu_sys_main_thread"));
+    assert!(user_main + sys_main > 0.0, "{cpu:?}");
+    assert!(
+        user_main <= user + 1e-6 && sys_main <= sys + 1e-6,
+        "{cpu:?}"
+    );
+}

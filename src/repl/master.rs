@@ -192,11 +192,7 @@ fn count_online() {
 
 /// Online replicas that acknowledged `offset`.
 fn acked(offset: u64) -> i64 {
-    replicas(|v| {
-        v.iter()
-            .filter(|r| r.listed && r.online && r.ack >= offset)
-            .count() as i64
-    })
+    replicas(|v| v.iter().filter(|r| r.listed && r.has_acked(offset)).count() as i64)
 }
 
 impl Replica {
@@ -205,6 +201,11 @@ impl Replica {
     fn is_at(&self, host: &str, port: u16) -> bool {
         self.listed && self.ip.eq_ignore_ascii_case(host) && self.port == port
     }
+
+    /// Online and has acknowledged `offset` (WAIT, FAILOVER's target, SHUTDOWN's wait).
+    fn has_acked(&self, offset: u64) -> bool {
+        self.online && self.ack >= offset
+    }
 }
 
 /// FAILOVER's target: the replica at `to` (or the first online one, when `None`) if it has
@@ -212,7 +213,7 @@ impl Replica {
 fn caught_up(to: Option<&(String, u16)>, offset: u64) -> Option<(String, u16)> {
     replicas(|v| {
         v.iter()
-            .filter(|r| r.listed && r.online && r.ack >= offset)
+            .filter(|r| r.listed && r.has_acked(offset))
             .find(|r| to.is_none_or(|(h, p)| r.is_at(h, *p)))
             .map(|r| (r.ip.clone(), r.port))
     })
@@ -282,11 +283,7 @@ pub(super) fn shutdown_unwait(w: &mut Worker) {
 /// Whether every replica (online or still syncing) has acknowledged `offset`: Redis's
 /// isReadyToShutdown. True with none.
 fn all_acked(offset: u64) -> bool {
-    replicas(|v| {
-        v.iter()
-            .filter(|r| r.listed)
-            .all(|r| r.online && r.ack >= offset)
-    })
+    replicas(|v| v.iter().filter(|r| r.listed).all(|r| r.has_acked(offset)))
 }
 
 /// At shutdown, Redis's lines for the replicas that have not acknowledged `target` (the
@@ -298,7 +295,7 @@ pub(super) fn log_lagging(target: u64) {
         let listed: Vec<&Replica> = v.iter().filter(|r| r.listed).collect();
         let lines: Vec<String> = listed
             .iter()
-            .filter(|r| !(r.online && r.ack >= target))
+            .filter(|r| !r.has_acked(target))
             .map(|r| {
                 let lag = if r.online {
                     now.saturating_duration_since(r.ack_at).as_secs()

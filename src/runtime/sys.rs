@@ -317,10 +317,20 @@ pub fn set_sched_batch() -> io::Result<()> {
 
 /// Process CPU time (user, system) in seconds, for INFO's used_cpu_* fields.
 pub fn cpu_times() -> (f64, f64) {
+    rusage(libc::RUSAGE_SELF)
+}
+
+/// The calling thread's CPU time (user, system) in seconds: INFO's
+/// `used_cpu_*_main_thread`, read on the shard thread that answers it.
+pub fn thread_cpu_times() -> (f64, f64) {
+    rusage(libc::RUSAGE_THREAD)
+}
+
+fn rusage(who: libc::c_int) -> (f64, f64) {
     // SAFETY: zeroed rusage is valid; getrusage fills it.
     let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: valid pointer to a live rusage.
-    if unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut ru) } != 0 {
+    // SAFETY: valid pointer to a live rusage; `who` is RUSAGE_SELF or RUSAGE_THREAD.
+    if unsafe { libc::getrusage(who, &mut ru) } != 0 {
         return (0.0, 0.0);
     }
     let t = |tv: libc::timeval| tv.tv_sec as f64 + tv.tv_usec as f64 / 1e6;

@@ -211,6 +211,9 @@ pub struct Meta {
     pub maxmemory_policy: String,
     pub cpu_user: f64,
     pub cpu_sys: f64,
+    /// The answering shard thread's CPU time (INFO's `*_main_thread`).
+    pub cpu_user_main: f64,
+    pub cpu_sys_main: f64,
     /// `Shared::stalls`: (longest loop pass, longest lock) in ms.
     pub stalls: (u64, u64),
     /// `persist::State`: (last save, saves, dirty at last save, last failed, BGSAVE running,
@@ -254,6 +257,7 @@ pub(super) fn meta(w: &Engine) -> Meta {
     let tun = sh.tun.all();
     let param = |n: &str| tun.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
     let (cpu_user, cpu_sys) = sys::cpu_times();
+    let (cpu_user_main, cpu_sys_main) = sys::thread_cpu_times();
     let read = |p: &str| {
         std::fs::read_to_string(p)
             .map(|s| s.trim().to_string())
@@ -321,6 +325,8 @@ pub(super) fn meta(w: &Engine) -> Meta {
         maxmemory_policy: param("maxmemory-policy").unwrap_or_else(|| "noeviction".into()),
         cpu_user,
         cpu_sys,
+        cpu_user_main,
+        cpu_sys_main,
     }
 }
 
@@ -611,6 +617,16 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 f("used_cpu_user", &format!("{:.6}", m.cpu_user));
                 f("used_cpu_sys_children", &"0.000000");
                 f("used_cpu_user_children", &"0.000000");
+                // Redis's main thread: here the shard thread that answers (each shard
+                // runs its own clients, commands and timers).
+                f(
+                    "used_cpu_sys_main_thread",
+                    &format!("{:.6}", m.cpu_sys_main),
+                );
+                f(
+                    "used_cpu_user_main_thread",
+                    &format!("{:.6}", m.cpu_user_main),
+                );
                 "CPU"
             }
             "modules" => "Modules",
