@@ -268,6 +268,18 @@ pub enum Route {
 }
 
 pub fn route(keys: &KeySpec, argv: &[Bytes], nshards: usize) -> Route {
+    // One fixed key (GET, SET, INCR, HSET ...): no walk over the key positions.
+    if keys.first > 0
+        && keys.first == keys.last
+        && keys.numkeys == 0
+        && keys.store_from == 0
+        && !keys.sort
+    {
+        return match argv.get(keys.first as usize) {
+            Some(k) => Route::One(shard_of(k, nshards)),
+            None => Route::NoKeys,
+        };
+    }
     let mut owner = None;
     for i in keys.key_positions(argv) {
         let Some(k) = argv.get(i) else { break };
