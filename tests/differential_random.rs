@@ -265,19 +265,7 @@ fn dumps_of_randomly_driven_servers_load_across() {
     let d = dir.to_string_lossy().into_owned();
     // shardis writes, Redis loads.
     let reference = Redis::start();
-    let s = Server::start_with(
-        4,
-        &[
-            "--save",
-            "",
-            "--enable-debug-command",
-            "yes",
-            "--dir",
-            &d,
-            "--dbfilename",
-            "s.rdb",
-        ],
-    );
+    let s = rdb_server(4, &d, "s.rdb");
     let (ok, text) = run(reference.port, s.port, 13, false, true);
     assert!(ok, "replies differ from Redis's:\n{text}");
     let want = digest(s.port);
@@ -314,19 +302,7 @@ fn dumps_of_randomly_driven_servers_load_across() {
     let _: () = redis::cmd("SAVE").query(&mut rc).unwrap();
     drop(r);
     for n in [1, 3] {
-        let s = Server::start_with(
-            n,
-            &[
-                "--save",
-                "",
-                "--enable-debug-command",
-                "yes",
-                "--dir",
-                &d,
-                "--dbfilename",
-                "r.rdb",
-            ],
-        );
+        let s = rdb_server(n, &d, "r.rdb");
         assert_eq!(
             digest(s.port),
             want,
@@ -334,4 +310,21 @@ fn dumps_of_randomly_driven_servers_load_across() {
         );
     }
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A shardis with `n` shards whose RDB file is `dir/file` (no save rules, DEBUG allowed).
+fn rdb_server(n: usize, dir: &str, file: &str) -> Server {
+    Server::start_with(
+        n,
+        &[
+            "--save",
+            "",
+            "--enable-debug-command",
+            "yes",
+            "--dir",
+            dir,
+            "--dbfilename",
+            file,
+        ],
+    )
 }
