@@ -71,10 +71,10 @@ pub fn parse_f64(s: &[u8]) -> Option<f64> {
     }
 }
 
-/// Formats an i64 into `out` without allocating.
-pub fn write_i64(out: &mut Vec<u8>, v: i64) {
+/// Formats an i64 into `out` (a `Vec<u8>` or a `BytesMut`) without allocating.
+pub fn write_i64(out: &mut impl bytes::BufMut, v: i64) {
     if (0..10).contains(&v) {
-        out.push(b'0' + v as u8);
+        out.put_u8(b'0' + v as u8);
         return;
     }
     let mut buf = [0u8; 20];
@@ -90,9 +90,9 @@ pub fn write_i64(out: &mut Vec<u8>, v: i64) {
         }
     }
     if neg {
-        out.push(b'-');
+        out.put_u8(b'-');
     }
-    out.extend_from_slice(&buf[i..]);
+    out.put_slice(&buf[i..]);
 }
 
 /// Formats a double like C's `%.17g` (what Redis 7.0 uses for double replies).

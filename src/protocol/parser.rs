@@ -151,16 +151,8 @@ fn parse_from(
 }
 
 /// Finds the `\r` that ends a header line starting at `from`; Redis looks for `\r` only.
-/// Header lines are a few bytes: a plain scan of the first ones beats memchr's call and
-/// setup; longer lines (and the missing-`\r` case) fall back to it.
-#[inline]
 fn line_end(buf: &[u8], from: usize) -> Option<usize> {
-    const SHORT: usize = 24;
-    let rest = buf.get(from..)?;
-    if let Some(i) = rest.iter().take(SHORT).position(|&b| b == b'\r') {
-        return Some(from + i);
-    }
-    memchr::memchr(b'\r', rest.get(SHORT..)?).map(|i| from + SHORT + i)
+    memchr::memchr(b'\r', buf.get(from..)?).map(|i| from + i)
 }
 
 /// The common header line, read in one pass: after the tag at `tag_at`, up to 10 digits in

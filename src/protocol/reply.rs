@@ -152,20 +152,21 @@ impl Reply {
     }
 }
 
-pub fn header(out: &mut Vec<u8>, tag: u8, n: usize) {
+/// `<tag><n>\r\n` into a reply (`Vec<u8>`) or a journal block (`BytesMut`).
+pub fn header(out: &mut impl bytes::BufMut, tag: u8, n: usize) {
     // Lengths under 100 (most replies) as fixed-size stores, without a copy call.
     if n < 10 {
-        out.extend_from_slice(&[tag, b'0' + n as u8, b'\r', b'\n']);
+        out.put_slice(&[tag, b'0' + n as u8, b'\r', b'\n']);
         return;
     }
     if n < 100 {
         let (t, u) = ((n / 10) as u8, (n % 10) as u8);
-        out.extend_from_slice(&[tag, b'0' + t, b'0' + u, b'\r', b'\n']);
+        out.put_slice(&[tag, b'0' + t, b'0' + u, b'\r', b'\n']);
         return;
     }
-    out.push(tag);
+    out.put_u8(tag);
     write_i64(out, n as i64);
-    out.extend_from_slice(b"\r\n");
+    out.put_slice(b"\r\n");
 }
 
 /// `$<len>\r\n<bytes>\r\n`

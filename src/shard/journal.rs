@@ -324,10 +324,10 @@ impl Journal {
         if self.chunk.capacity() - self.chunk.len() < size {
             self.chunk = BytesMut::with_capacity(size.max(CHUNK));
         }
-        put_header(&mut self.chunk, b'*', args.len());
+        crate::protocol::reply::header(&mut self.chunk, b'*', args.len());
         for a in args {
             let a = a.as_ref();
-            put_header(&mut self.chunk, b'$', a.len());
+            crate::protocol::reply::header(&mut self.chunk, b'$', a.len());
             self.chunk.extend_from_slice(a);
             self.chunk.extend_from_slice(b"\r\n");
         }
@@ -386,40 +386,6 @@ impl Journal {
     pub fn read(&self, from: u64, max: usize) -> Result<Vec<&Record>, OutOfRange> {
         let start = self.index_of(from)?;
         Ok(self.recs.iter().skip(start).take(max).collect())
-    }
-}
-
-/// `<tag><n>\r\n`; counts and lengths under 100 (most) as one fixed-size store.
-#[inline]
-fn put_header(out: &mut BytesMut, tag: u8, n: usize) {
-    if n < 10 {
-        out.extend_from_slice(&[tag, b'0' + n as u8, b'\r', b'\n']);
-    } else if n < 100 {
-        out.extend_from_slice(&[
-            tag,
-            b'0' + (n / 10) as u8,
-            b'0' + (n % 10) as u8,
-            b'\r',
-            b'\n',
-        ]);
-    } else {
-        let mut digits = [0u8; 20];
-        out.extend_from_slice(&[tag]);
-        out.extend_from_slice(ascii(n, &mut digits));
-        out.extend_from_slice(b"\r\n");
-    }
-}
-
-/// The decimal digits of `n`, written at the end of `buf`.
-fn ascii(mut n: usize, buf: &mut [u8; 20]) -> &[u8] {
-    let mut i = buf.len();
-    loop {
-        i -= 1;
-        buf[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return &buf[i..];
-        }
     }
 }
 
