@@ -464,12 +464,17 @@ pub fn parse_log(data: &[u8]) -> Result<(Vec<Rec>, usize), String> {
                 return Ok((out, start));
             };
             pos += 1 + used;
-            let Some(arg) = data.get(pos..pos + len) else {
+            // A length past the end of the file (u64::MAX included, which would overflow
+            // the sum) is a cut-off record, as one a little too long is.
+            let Some(end) = pos
+                .checked_add(len)
+                .filter(|e| e.saturating_add(2) <= data.len())
+            else {
                 return Ok((out, start));
             };
-            if data.get(pos + len..pos + len + 2).is_none() {
+            let Some(arg) = data.get(pos..end) else {
                 return Ok((out, start));
-            }
+            };
             argv.push(Bytes::copy_from_slice(arg));
             pos += len + 2;
         }
@@ -1084,6 +1089,12 @@ mod tests {
         assert!(used < log.len());
         assert_eq!(&log[used..used + 1], b"*");
         assert!(parse_log(b"hello").is_err());
+        // A bulk length of u64::MAX (found by the aof fuzz target: the sum overflowed) is a
+        // cut-off record like any length past the end.
+        let cut = b"*1\r\n$4\r\nPING\r\n*1\r\n$18446744073709551615\r\nx\r\n";
+        let (recs, used) = parse_log(cut).unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!(used, 14);
     }
 
     #[test]
