@@ -66,19 +66,48 @@ fn read_journal(c: &mut redis::Connection, shard: usize) -> Vec<Rec> {
                 panic!("bad command")
             };
             from = int(&f[0]) + cmd.len() as u64;
-            out.push(Rec {
-                offset: int(&f[0]),
-                tx: int(&f[1]),
-                parts: int(&f[2]),
-                db: int(&f[3]),
-                cmd: cmd.clone(),
-            });
+            // A record is one command, or a run of untagged commands on one database.
+            let mut at = int(&f[0]);
+            for one in split_commands(cmd) {
+                out.push(Rec {
+                    offset: at,
+                    tx: int(&f[1]),
+                    parts: int(&f[2]),
+                    db: int(&f[3]),
+                    cmd: one.to_vec(),
+                });
+                at += one.len() as u64;
+            }
         }
         if from >= next || recs.is_empty() {
             assert_eq!(from, next);
             return out;
         }
     }
+}
+
+/// The RESP commands (arrays of bulk strings) a record's bytes hold, in order.
+fn split_commands(mut b: &[u8]) -> Vec<&[u8]> {
+    fn line(b: &[u8], at: usize) -> (usize, usize) {
+        let end = at + b[at..].windows(2).position(|w| w == b"\r\n").unwrap();
+        let n = std::str::from_utf8(&b[at + 1..end])
+            .unwrap()
+            .parse()
+            .unwrap();
+        (n, end + 2)
+    }
+    let mut out = Vec::new();
+    while !b.is_empty() {
+        assert_eq!(b[0], b'*', "a record holds RESP arrays");
+        let (n, mut at) = line(b, 0);
+        for _ in 0..n {
+            let (len, body) = line(b, at);
+            at = body + len + 2;
+        }
+        out.push(&b[..at]);
+        b = &b[at..];
+    }
+    out
 }
 
 fn is_global(cmd: &[u8]) -> bool {

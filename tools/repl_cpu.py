@@ -55,7 +55,8 @@ for rnd in range(ROUNDS):
             cmd=["taskset","-c","0","redis-server","--port","7810","--save","","--loglevel","warning"]
         else:
             cmd=[b,"--port","7810","--shards","1","--cores","0","--save","","--loglevel","warning"]
-        m=subprocess.Popen(cmd,stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)
+        # Logs go to /tmp/repl_cpu.{master,replica}.log (a run that stalls says why there).
+        m=subprocess.Popen(cmd,stdout=open("/tmp/repl_cpu.master.log","w"),stderr=subprocess.STDOUT)
         ping(7810)
         for P in (1,16):
             res.setdefault((b,"none",P),[]).append(bench(7810,m.pid,P))
@@ -63,7 +64,7 @@ for rnd in range(ROUNDS):
             rcmd=["taskset","-c","1",b,"--port","7811","--shards","1","--save","","--replicaof","127.0.0.1","7810","--loglevel","warning","--dir","/tmp"]
         else:
             rcmd=["taskset","-c","1","redis-server","--port","7811","--save","","--replicaof","127.0.0.1","7810","--loglevel","warning","--dir","/tmp"]
-        r=subprocess.Popen(rcmd,stdout=subprocess.DEVNULL,stderr=subprocess.DEVNULL)
+        r=subprocess.Popen(rcmd,stdout=open("/tmp/repl_cpu.replica.log","w"),stderr=subprocess.STDOUT)
         ping(7811); online(7810); time.sleep(1.0)
         if ACK and b!="redis-server":
             cli(7810,"config","set","min-replicas-ack","1")

@@ -199,9 +199,10 @@ fn debug_journal(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let ticket = ctx.defer();
     let job: ShardFn<Reply> = Box::new(move |tw: &mut Engine| {
         journal::flush(&mut tw.shard);
-        let Some(j) = tw.shard.journal.as_ref() else {
+        let Some(j) = tw.shard.journal.as_mut() else {
             return Reply::Error("ERR the journal is off".into());
         };
+        j.seal();
         let int = |n: u64| Reply::Int(n as i64);
         match j.read(from, max) {
             Ok(recs) => Reply::Array(vec![

@@ -727,6 +727,7 @@ impl Writer {
         if j.next() == self.next {
             return;
         }
+        j.seal();
         let recs = match j.read(self.next, usize::MAX) {
             Ok(r) => r,
             Err(e) => {

@@ -580,12 +580,11 @@ impl Hub {
     }
 
     /// Appends merged bytes to the backlog; returns the chunk and its first offset.
-    fn append(&mut self, out: Vec<u8>) -> Option<(u64, Bytes)> {
-        if out.is_empty() {
+    fn append(&mut self, b: Bytes) -> Option<(u64, Bytes)> {
+        if b.is_empty() {
             return None;
         }
         let start = self.offset + 1;
-        let b = Bytes::from(out);
         self.offset += b.len() as u64;
         self.held += b.len();
         self.chunks.push_back((start, b.clone()));
@@ -641,6 +640,27 @@ impl Hub {
             self.last_db = Some(db);
         }
         out.extend_from_slice(cmd);
+    }
+
+    /// What is queued when it is one untagged run in the database the stream is in (the
+    /// usual loop pass with one shard writing): the stream continues with its bytes as they
+    /// are, with no copy.
+    fn take_single(&mut self) -> Option<Bytes> {
+        let mut found = None;
+        for (s, q) in self.queues.iter().enumerate() {
+            match (q.len(), found) {
+                (0, _) => {}
+                (1, None) => found = Some(s),
+                _ => return None,
+            }
+        }
+        let q = self.queues.get_mut(found?)?;
+        if q.front()
+            .is_some_and(|r| r.tx.is_none() && Some(r.db) == self.last_db)
+        {
+            return q.pop_front().map(|r| r.cmd);
+        }
+        None
     }
 
     /// Merges what can be merged (records before `limit[s]` only, when given) into stream
@@ -795,6 +815,7 @@ fn take_records(w: &mut Engine) -> Option<Taken> {
     if j.next() == cursor {
         return None;
     }
+    j.seal();
     // The only consumer (no append-only file pinning the backlog): the records move to
     // the hub, which keeps the backlog, instead of being copied and trimmed 16 MB later.
     let taken = if j.pin.is_none() {
@@ -1077,7 +1098,7 @@ pub fn relay(w: &mut Worker) {
     }
     match crate::repl::stream_range(w, from, done) {
         Some(bytes) => {
-            let chunk = hub(w).append(bytes);
+            let chunk = hub(w).append(Bytes::from(bytes));
             broadcast(w, chunk);
         }
         None => relay_attach(w, -1),
@@ -1245,7 +1266,10 @@ fn merge_and_send(w: &mut Worker) {
     if h.cutting {
         return;
     }
-    let out = h.merge(None);
+    let out = match h.take_single() {
+        Some(run) => run,
+        None => Bytes::from(h.merge(None)),
+    };
     let chunk = h.append(out);
     broadcast(w, chunk);
     if WAITS.load(Ordering::Relaxed) > 0 {
@@ -1458,7 +1482,7 @@ fn cut_taken(w: &mut Worker, cuts: Vec<u64>) {
             q.pop_front();
         }
     }
-    let chunk = h.append(out);
+    let chunk = h.append(Bytes::from(out));
     let offset = h.offset;
     // As Redis after a full sync: the next command says its database.
     h.last_db = None;
@@ -1595,7 +1619,7 @@ pub fn on_timer(w: &mut Worker) {
     // A replica relays its master's PINGs instead of sending its own.
     if any && !h.cutting && !h.relay && now.saturating_duration_since(h.last_ping) >= period {
         h.last_ping = now;
-        chunk = h.append(b"*1\r\n$4\r\nPING\r\n".to_vec());
+        chunk = h.append(Bytes::from_static(b"*1\r\n$4\r\nPING\r\n"));
     }
     let waits = !h.waits.is_empty();
     broadcast(w, chunk);
@@ -1712,7 +1736,9 @@ fn check_waits(w: &mut Worker) {
     let any = replicas(|v| v.iter().any(|r| r.online));
     let chunk = if getack && any && !h.waits.is_empty() && !h.cutting {
         h.last_getack = Some(now);
-        h.append(b"*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n".to_vec())
+        h.append(Bytes::from_static(
+            b"*3\r\n$8\r\nREPLCONF\r\n$6\r\nGETACK\r\n$1\r\n*\r\n",
+        ))
     } else {
         None
     };
@@ -2120,7 +2146,7 @@ mod tests {
         h.queues[0].push_back(rec(28, 0, None, SET_B));
         let out = h.merge(Some(&[28]));
         assert!(out.ends_with(SET_A));
-        let first = h.append(out).map(|c| c.0);
+        let first = h.append(Bytes::from(out)).map(|c| c.0);
         assert_eq!(first, Some(1));
         assert_eq!(h.merged_to(0), 28);
         let end = h.offset + 1;

@@ -147,7 +147,10 @@ pub struct TxTag {
     pub parts: u32,
 }
 
-/// One effect: a command in RESP form, for database `db`.
+/// One effect, or a run of untagged effects on one database: commands in RESP form, for
+/// database `db`. Consecutive untagged commands of one database are one record (a run), so
+/// a write costs no `Bytes` of its own and consumers handle one record per loop pass;
+/// offsets are record boundaries only at a run's start.
 pub struct Record {
     /// Offset of the record's first byte.
     pub offset: u64,
@@ -204,6 +207,9 @@ pub struct Journal {
     chunk: BytesMut,
     /// What this journal has added to `HELD_TOTAL` (`publish_held`).
     published: usize,
+    /// The untagged run being encoded at the end of `chunk` (its offset and database): not
+    /// a record until `seal` splits it off, which every reader does first.
+    open: Option<(u64, u32)>,
 }
 
 /// Bytes of one journal block (records larger than this get a block of their own).
@@ -225,12 +231,17 @@ impl Journal {
             touched_any: false,
             chunk: BytesMut::new(),
             published: 0,
+            open: None,
         }
     }
 
     /// Offset of the oldest record held.
     pub fn first(&self) -> u64 {
-        self.recs.front().map_or(self.next, |r| r.offset)
+        match (self.recs.front(), self.open) {
+            (Some(r), _) => r.offset,
+            (None, Some((off, _))) => off,
+            (None, None) => self.next,
+        }
     }
 
     /// Keys touched and not recorded yet.
@@ -253,10 +264,63 @@ impl Journal {
     }
 
     fn push(&mut self, db: usize, tx: Option<TxTag>, cmd: Vec<u8>) {
+        if tx.is_none() {
+            let at = self.open_run(db, cmd.len());
+            self.chunk.extend_from_slice(&cmd);
+            self.grew(at);
+            return;
+        }
         self.push_bytes(db, tx, Bytes::from(cmd));
     }
 
+    /// Makes room for `size` more bytes of an untagged record of `db` at the end of the
+    /// open run (sealing the run first when its database differs or the block is full);
+    /// returns the block's length before the record.
+    #[inline]
+    fn open_run(&mut self, db: usize, size: usize) -> usize {
+        if self.open.is_some_and(|(_, d)| d != db as u32) {
+            self.seal();
+        }
+        if self.chunk.capacity() - self.chunk.len() < size {
+            self.seal();
+            self.chunk = BytesMut::with_capacity(size.max(CHUNK));
+        }
+        if self.open.is_none() {
+            self.open = Some((self.next, db as u32));
+        }
+        self.chunk.len()
+    }
+
+    /// The open run grew by one record, from `at` in the block.
+    #[inline]
+    fn grew(&mut self, at: usize) {
+        let len = self.chunk.len() - at;
+        self.next += len as u64;
+        self.held += len;
+        self.written += 1;
+        if self.held > self.cap {
+            // The bound holds for runs too (readers seal once a loop pass).
+            self.seal();
+        }
+    }
+
+    /// Splits the open run off as a record: before any reader looks at the records, and
+    /// before a tagged record is appended.
+    pub fn seal(&mut self) {
+        if let Some((offset, db)) = self.open.take() {
+            let cmd = self.chunk.split().freeze();
+            self.recs.push_back(Record {
+                offset,
+                db,
+                tx: None,
+                cmd,
+            });
+            self.trim();
+        }
+    }
+
     fn push_bytes(&mut self, db: usize, tx: Option<TxTag>, cmd: Bytes) {
+        self.seal();
         let len = cmd.len();
         if tx.is_some() && tx == self.tx {
             self.tx_wrote = true;
@@ -305,25 +369,38 @@ impl Journal {
 
     /// Records a command given as its arguments.
     pub fn emit(&mut self, db: usize, tx: Option<TxTag>, args: &[&[u8]]) {
-        let cmd = self.encode_in_chunk(args);
-        self.push_bytes(db, tx, cmd);
+        self.emit_args(db, tx, args);
     }
 
     /// Records a command given as its arguments (`Bytes`, as parsed).
     pub fn emit_argv(&mut self, db: usize, tx: Option<TxTag>, argv: &[Bytes]) {
-        let cmd = self.encode_in_chunk(argv);
-        self.push_bytes(db, tx, cmd);
+        self.emit_args(db, tx, argv);
     }
 
-    /// Encodes a RESP array of bulk strings at the end of the current block and splits it
-    /// off (a fresh block when this one has no room).
-    fn encode_in_chunk<A: AsRef<[u8]>>(&mut self, args: &[A]) -> Bytes {
+    /// An untagged record joins the open run; a tagged one is a record of its own.
+    #[inline]
+    fn emit_args<A: AsRef<[u8]>>(&mut self, db: usize, tx: Option<TxTag>, args: &[A]) {
         // An upper bound is enough here (counting digits per argument cost 1% of a SET
         // with a replica attached): 20 digits and 5 bytes of framing at most per header.
         let size = 25 + args.iter().map(|a| 25 + a.as_ref().len()).sum::<usize>();
+        if tx.is_none() {
+            let at = self.open_run(db, size);
+            self.encode_args(args);
+            self.grew(at);
+            return;
+        }
+        self.seal();
         if self.chunk.capacity() - self.chunk.len() < size {
             self.chunk = BytesMut::with_capacity(size.max(CHUNK));
         }
+        self.encode_args(args);
+        let cmd = self.chunk.split().freeze();
+        self.push_bytes(db, tx, cmd);
+    }
+
+    /// Encodes a RESP array of bulk strings at the end of the block (which has room).
+    #[inline]
+    fn encode_args<A: AsRef<[u8]>>(&mut self, args: &[A]) {
         crate::protocol::reply::header(&mut self.chunk, b'*', args.len());
         for a in args {
             let a = a.as_ref();
@@ -331,7 +408,6 @@ impl Journal {
             self.chunk.extend_from_slice(a);
             self.chunk.extend_from_slice(b"\r\n");
         }
-        self.chunk.split().freeze()
     }
 
     /// Where the record at `from` stands in the backlog, or where the backlog stands if it
@@ -361,6 +437,7 @@ impl Journal {
         from: u64,
         open: Option<TxTag>,
     ) -> Result<(Vec<Record>, u64), OutOfRange> {
+        self.seal();
         let start = self.index_of(from)?;
         for r in self.recs.drain(..start) {
             self.held -= r.cmd.len();
@@ -383,7 +460,9 @@ impl Journal {
 
     /// The records from `from` on (at most `max`), or where the backlog stands if it does
     /// not hold `from`.
+    /// The open run is not a record yet: readers `seal` first.
     pub fn read(&self, from: u64, max: usize) -> Result<Vec<&Record>, OutOfRange> {
+        debug_assert!(self.open.is_none(), "read before seal");
         let start = self.index_of(from)?;
         Ok(self.recs.iter().skip(start).take(max).collect())
     }
@@ -676,13 +755,17 @@ mod tests {
         j.emit(0, None, &[b"SET", b"k", b"v"]);
         // *3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n = 4 + 9 + 7 + 7
         assert_eq!(j.next(), 1 + 27);
+        assert_eq!(j.first(), 1, "the open run counts");
+        j.seal();
         assert_eq!(j.read(1, 10).map(|v| v.len()), Ok(1));
         assert_eq!(j.read(28, 10).map(|v| v.len()), Ok(0));
         assert!(j.read(2, 10).is_err(), "not a record boundary");
         for _ in 0..10 {
             j.emit(0, None, &[b"SET", b"k", b"v"]);
         }
-        assert!(j.held_bytes() <= 64);
+        // One run past the bound is sealed and trimmed as it grows.
+        assert!(j.held_bytes() <= 64 + 27, "{}", j.held_bytes());
+        j.seal();
         assert!(j.first() > 1);
         assert_eq!(
             j.read(1, 10).err(),
@@ -698,6 +781,7 @@ mod tests {
         let mut j = Journal::new(1 << 20, 1);
         for _ in 0..3 {
             j.emit(0, None, &[b"SET", b"k", b"v"]);
+            j.seal();
         }
         // Records before the cursor go, the rest move out.
         let (recs, to) = j.take_from(28, None).unwrap();
@@ -719,6 +803,47 @@ mod tests {
         assert_eq!(j.read(to, 10).map(|v| v.len()), Ok(1));
         assert!(j.take_from(to + 1, None).is_err(), "not a record boundary");
         assert!(j.take_from(1, None).is_err(), "taken already");
+    }
+
+    #[test]
+    fn untagged_records_of_one_database_are_one_run() {
+        let mut j = Journal::new(1 << 20, 1);
+        for _ in 0..3 {
+            j.emit(0, None, &[b"SET", b"k", b"v"]);
+        }
+        j.emit(1, None, &[b"DEL", b"a"]);
+        let tag = TxTag { id: 3, parts: 2 };
+        j.emit(1, Some(tag), &[b"DEL", b"b"]);
+        j.emit(1, Some(tag), &[b"DEL", b"c"]);
+        j.emit(1, None, &[b"DEL", b"d"]);
+        assert_eq!(j.written, 7);
+        let (recs, to) = j.take_from(1, None).unwrap();
+        assert_eq!(to, j.next());
+        let shape: Vec<(u64, u32, Option<u64>, usize)> = recs
+            .iter()
+            .map(|r| (r.offset, r.db, r.tx.map(|t| t.id), r.cmd.len()))
+            .collect();
+        // 3 SETs (81 bytes), then a DEL on db 1 (20), two tagged DELs, one more DEL.
+        assert_eq!(
+            shape,
+            vec![
+                (1, 0, None, 81),
+                (82, 1, None, 20),
+                (102, 1, Some(3), 20),
+                (122, 1, Some(3), 20),
+                (142, 1, None, 20)
+            ]
+        );
+        assert_eq!(
+            &recs[0].cmd[..],
+            &b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n".repeat(3)[..]
+        );
+        // State records join the run too; a new run starts where the last one was taken.
+        j.push(0, None, b"*2\r\n$3\r\nDEL\r\n$1\r\nz\r\n".to_vec());
+        j.emit(0, None, &[b"DEL", b"y"]);
+        let (recs, _) = j.take_from(to, None).unwrap();
+        assert_eq!(recs.len(), 1);
+        assert_eq!((recs[0].offset, recs[0].cmd.len()), (to, 40));
     }
 
     #[test]
