@@ -30,6 +30,19 @@ pub fn after_write(
     if spec.touches == Touches::Own {
         return;
     }
+    // Only the journal listens, and it records this command as sent: it needs to know that
+    // something changed, not which keys (a replica attached, no watcher, no notification).
+    if shard.watches.is_empty()
+        && shard.blocked.is_empty()
+        && shard.notify == 0
+        && shard.tracking.is_none()
+        && shard
+            .journal
+            .as_mut()
+            .is_some_and(|j| crate::shard::journal::changed_as_sent(j))
+    {
+        return;
+    }
     for i in spec.keys.key_positions(argv) {
         let Some(k) = argv.get(i) else {
             continue;

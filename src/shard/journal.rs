@@ -550,6 +550,16 @@ pub fn record(shard: &mut Shard, db: usize, args: &[&[u8]]) {
     }
 }
 
+/// The running command changed something and is recorded as sent: notes it (what
+/// `touched` would do for each of its keys) and says so; `false` when its keys are needed.
+#[inline]
+pub fn changed_as_sent(j: &mut Journal) -> bool {
+    if j.keys_off {
+        j.touched_any = true;
+    }
+    j.keys_off
+}
+
 /// A write changed `key` (the shard's `touch`): remember it until the step ends.
 #[inline]
 pub fn touched(j: &mut Journal, db: usize, key: &[u8]) {
