@@ -1675,10 +1675,19 @@ fn hub_wait(w: &mut Worker, wait: Wait) {
 /// Settles the WAITs that can be: their target merged, then enough ACKs or the deadline.
 fn check_waits(w: &mut Worker) {
     let now = Instant::now();
+    // The acknowledged offsets of the online replicas, read once (one lock) for every
+    // wait: with `min-replicas-ack`, every connection's batch of writes is a wait.
+    let acks: Vec<u64> = replicas(|v| {
+        v.iter()
+            .filter(|r| r.listed && r.online)
+            .map(|r| r.ack)
+            .collect()
+    });
+    let acked = |t: u64| acks.iter().filter(|&&a| a >= t).count() as i64;
     let h = hub(w);
     let mut getack = false;
     let mut done: Vec<(usize, Waiter, i64, bool, u64)> = Vec::new();
-    let mut keep = Vec::new();
+    let mut keep = Vec::with_capacity(h.waits.len());
     for mut wt in std::mem::take(&mut h.waits) {
         if wt.target.is_none()
             && wt

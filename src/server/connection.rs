@@ -35,6 +35,9 @@ pub enum RecvState {
 /// hands them back (Redis's PROTO_RESIZE_THRESHOLD is 32 KiB; receives reserve 16 KiB).
 pub const KEEP_BUF: usize = 64 * 1024;
 
+/// Bytes of a block that replies waiting in slots are kept in (`Conn::slot_bytes`).
+const SLOT_BLOCK: usize = 2048;
+
 pub struct Conn {
     pub fd: RawFd,
     pub gen: u32,
@@ -59,6 +62,8 @@ pub struct Conn {
     pub inflight: usize,
     /// Replies waiting for an earlier one (from another shard) before they can go out.
     pub slots: VecDeque<Option<Bytes>>,
+    /// Where this shard's own replies waiting in `slots` are kept (`slot_bytes`).
+    slot_buf: BytesMut,
     /// Sequence number of `slots[0]`.
     pub slot_base: u64,
     /// Parsing is paused until the reply with this sequence number arrives (a multi-shard
@@ -151,6 +156,7 @@ impl Conn {
             sending: false,
             inflight: 0,
             slots: VecDeque::new(),
+            slot_buf: BytesMut::new(),
             slot_base: 0,
             blocked_on: None,
             waiting: None,
@@ -194,10 +200,25 @@ impl Conn {
         if self.slots.is_empty() {
             r.encode(self.client.resp, &mut self.out);
         } else {
-            let mut v = Vec::new();
-            r.encode(self.client.resp, &mut v);
-            self.slots.push_back(Some(Bytes::from(v)));
+            // Encoded at the output buffer's end (the send in flight has its own buffer),
+            // then kept as a view of the slot block: no allocation per waiting reply.
+            let start = self.out.len();
+            r.encode(self.client.resp, &mut self.out);
+            let b = self.slot_bytes(start);
+            self.slots.push_back(Some(b));
         }
+    }
+
+    /// The bytes at `out[start..]`, moved into the slot block (a fresh block when this one
+    /// has no room; the old one is freed with its last waiting reply).
+    fn slot_bytes(&mut self, start: usize) -> Bytes {
+        let enc = self.out.get(start..).unwrap_or_default();
+        if self.slot_buf.capacity() - self.slot_buf.len() < enc.len() {
+            self.slot_buf = BytesMut::with_capacity(enc.len().max(SLOT_BLOCK));
+        }
+        self.slot_buf.extend_from_slice(enc);
+        self.out.truncate(start);
+        self.slot_buf.split().freeze()
     }
 
     /// Appends raw, already-encoded bytes in request order.
@@ -205,7 +226,10 @@ impl Conn {
         if self.slots.is_empty() {
             self.out.extend_from_slice(b);
         } else {
-            self.slots.push_back(Some(Bytes::copy_from_slice(b)));
+            let start = self.out.len();
+            self.out.extend_from_slice(b);
+            let b = self.slot_bytes(start);
+            self.slots.push_back(Some(b));
         }
     }
 
@@ -279,7 +303,7 @@ impl Conn {
             .map_or(0, |b| b.capacity())
             .max(self.qalloc);
         let slots: usize = self.slots.iter().flatten().map(|b| b.len()).sum();
-        rbuf + self.out.capacity() + self.spare.capacity() + slots
+        rbuf + self.out.capacity() + self.spare.capacity() + slots + self.slot_buf.capacity()
     }
 
     /// The client cron's resize (Redis's `clientsCronResizeQueryBuffer` and output-buffer
@@ -305,6 +329,9 @@ impl Conn {
         }
         if self.slots.is_empty() && self.slots.capacity() > 64 {
             self.slots = VecDeque::new();
+        }
+        if self.slots.is_empty() {
+            self.slot_buf = BytesMut::new();
         }
     }
 
