@@ -204,6 +204,72 @@ fn bgrewriteaof_starts_new_logs_from_a_base() {
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// As Redis 7: BGREWRITEAOF with `appendonly no` writes a base and a manifest (no logs
+/// are opened), and a restart with `appendonly yes` loads them.
+#[test]
+fn bgrewriteaof_with_appendonly_off_writes_a_loadable_base() {
+    let dir = tmpdir("rewrite-off");
+    let d = dir.to_string_lossy().into_owned();
+    let s = Server::start_with(
+        2,
+        &[
+            "--dir",
+            &d,
+            "--appendonly",
+            "no",
+            "--save",
+            "",
+            "--enable-debug-command",
+            "yes",
+        ],
+    );
+    let mut c = s.client();
+    workload(&mut c, 1);
+    for round in 0..2 {
+        let r: String = redis::cmd("BGREWRITEAOF").query(&mut c).unwrap();
+        assert_eq!(r, "Background append only file rewriting started");
+        assert!(common::wait_for(Duration::from_secs(20), || {
+            common::info(&mut c, "persistence")["aof_rewrite_in_progress"] == "0"
+        }));
+        let info = common::info(&mut c, "persistence");
+        assert_eq!(info["aof_enabled"], "0");
+        assert_eq!(info["aof_rewrites"], (round + 1).to_string());
+        assert_eq!(info["aof_last_bgrewrite_status"], "ok");
+    }
+    let manifest =
+        std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest")).unwrap();
+    assert!(
+        manifest.contains("appendonly.aof.2.base.rdb seq 2 type b"),
+        "{manifest}"
+    );
+    assert!(
+        !dir.join("appendonlydir/appendonly.aof.1.base.rdb").exists(),
+        "the first base goes"
+    );
+    assert!(
+        !dir.join("appendonlydir/appendonly.aof.2.s0.incr.aof")
+            .exists(),
+        "no logs while off"
+    );
+    let want = digest(&mut c);
+    drop(c);
+    drop(s);
+    // Started with the files on, it loads that base, then appends to its logs.
+    let s = start(&dir, 2, &[]);
+    let mut c = s.client();
+    assert_eq!(digest(&mut c), want, "the base loads");
+    workload(&mut c, 2);
+    let want = digest(&mut c);
+    s.signal("KILL");
+    drop(s);
+    let s = start(&dir, 2, &[]);
+    let mut c = s.client();
+    assert_eq!(digest(&mut c), want, "base + logs after kill -9");
+    drop(c);
+    drop(s);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 #[test]
 fn torn_tail_and_half_written_transaction() {
     let dir = tmpdir("torn");

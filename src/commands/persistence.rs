@@ -82,14 +82,9 @@ fn lastsave(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
     Ok(Reply::Int(t as i64))
 }
 
-/// BGREWRITEAOF: see `rewrite_aof`.
+/// BGREWRITEAOF: see `rewrite_aof`. With `appendonly no` it writes the base and a manifest
+/// only (as Redis 7 does): a later start with `appendonly yes` loads it.
 fn bgrewriteaof(ctx: &mut ConnCtx, _argv: &[Bytes]) -> CmdResult {
-    if !ctx.eng().shared.aof.enabled.load(Ordering::SeqCst) {
-        return Err(CmdError::err(
-            "append-only files are off: CONFIG SET appendonly yes (or appendonly yes at startup) \
-             turns them on with a first rewrite",
-        ));
-    }
     let ticket = ctx.defer();
     rewrite_aof(ctx.eng(), false, move |w, r| {
         let reply = match r {
@@ -119,9 +114,19 @@ pub fn rewrite_aof(
         );
         return;
     }
-    let old = shared.aof.seq.load(Ordering::SeqCst);
+    // With the files off (and not being turned on) only a base and its manifest are
+    // written, after whatever sequence the directory already has.
+    let off = !enabling && !shared.aof.enabled.load(Ordering::SeqCst);
+    let old = match off {
+        true => shared
+            .aof
+            .seq
+            .load(Ordering::SeqCst)
+            .max(aof::last_seq(&shared.cfg).unwrap_or(0)),
+        false => shared.aof.seq.load(Ordering::SeqCst),
+    };
     let seq = old + 1;
-    let prepared = if enabling {
+    let prepared = if enabling || off {
         std::fs::create_dir_all(aof::dir(&shared.cfg)).map_err(|e| {
             format!(
                 "Can't create the append-only directory {}: {e}",

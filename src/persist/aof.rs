@@ -1063,6 +1063,19 @@ pub fn note_base_size(cfg: &Config, state: &State) {
     state.rewrite_base.store(total.max(1), Ordering::Relaxed);
 }
 
+/// The highest sequence the current manifest names (base or logs), if there is one.
+pub fn last_seq(cfg: &Config) -> Option<u64> {
+    let text = std::fs::read_to_string(manifest_path(cfg)).ok()?;
+    let m = parse_manifest(&text, cfg.shards).ok()?;
+    let logs = m
+        .incr
+        .iter()
+        .flatten()
+        .chain(&m.redis_incr)
+        .map(|(s, _)| *s);
+    m.base.map(|(s, _)| s).into_iter().chain(logs).max()
+}
+
 /// The current manifest's base sequence, if it names a base.
 pub fn current_base(cfg: &Config) -> Option<u64> {
     let text = std::fs::read_to_string(manifest_path(cfg)).ok()?;
