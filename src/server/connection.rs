@@ -243,6 +243,27 @@ impl Conn {
         seq
     }
 
+    /// `fill` with borrowed bytes (a part of a batch's replies): the reply the output buffer
+    /// waits for goes straight into it; one that must wait is copied into the slot block.
+    pub fn fill_slice(&mut self, seq: u64, data: &[u8]) {
+        let front = seq == self.slot_base
+            && self.slots.front().is_some_and(|s| s.is_none())
+            && !self.muted_slots.contains(&seq);
+        if !front {
+            let start = self.out.len();
+            self.out.extend_from_slice(data);
+            let b = self.slot_bytes(start);
+            self.fill(seq, b);
+            return;
+        }
+        self.slots.pop_front();
+        if !self.dropped(seq) {
+            self.out.extend_from_slice(data);
+        }
+        self.slot_base += 1;
+        self.drain_ready(seq);
+    }
+
     /// Fills a reserved place and moves every reply now in order to the output buffer.
     pub fn fill(&mut self, seq: u64, bytes: Bytes) {
         let Some(idx) = seq.checked_sub(self.slot_base) else {
@@ -258,6 +279,11 @@ impl Conn {
         if let Some(slot) = self.slots.get_mut(idx as usize) {
             *slot = Some(bytes);
         }
+        self.drain_ready(seq);
+    }
+
+    /// Moves every reply now in order to the output buffer (`seq` was just filled).
+    fn drain_ready(&mut self, seq: u64) {
         while let Some(Some(_)) = self.slots.front() {
             if let Some(Some(b)) = self.slots.pop_front() {
                 if !self.dropped(self.slot_base) {

@@ -125,9 +125,19 @@ impl Worker {
     }
 
     pub fn fill(&mut self, idx: usize, seq: u64, bytes: Bytes) {
+        self.fill_with(idx, |c| c.fill(seq, bytes));
+    }
+
+    /// `fill` with borrowed bytes (`Conn::fill_slice`).
+    pub fn fill_slice(&mut self, idx: usize, seq: u64, data: &[u8]) {
+        self.fill_with(idx, |c| c.fill_slice(seq, data));
+    }
+
+    #[inline]
+    fn fill_with(&mut self, idx: usize, f: impl FnOnce(&mut crate::server::connection::Conn)) {
         let conn = &mut self.conns[idx];
         let was_blocked = conn.blocked_on.is_some();
-        conn.fill(seq, bytes);
+        f(conn);
         let unblocked = was_blocked && conn.blocked_on.is_none();
         if conn.acks.is_some() {
             // A held write's reply arrived: its acknowledgement wait can start.
@@ -164,11 +174,13 @@ impl Worker {
         };
         let c = &mut self.conns[idx];
         c.batches_out = c.batches_out.saturating_sub(1);
+        // Parts are copied out (straight into the output buffer when in order) rather than
+        // sliced: no reference count per reply, and `buf` is freed whole.
         let mut start = 0;
         for (seq, end) in marks {
-            let part = buf.slice(start..end);
+            let part = buf.get(start..end).unwrap_or_default();
             start = end;
-            self.fill(idx, seq, part);
+            self.fill_slice(idx, seq, part);
             if !self.conns.contains(idx) {
                 return;
             }
