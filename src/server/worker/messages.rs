@@ -350,7 +350,8 @@ pub(super) fn exec_batch(
     batch: Batch,
 ) {
     let t = table();
-    let mut buf = Vec::with_capacity(batch.cmds.len() * 16);
+    let per = tw.batch_reply_bytes.clamp(8, 512);
+    let mut buf = Vec::with_capacity(batch.cmds.len() * per + 16);
     let mut marks = Vec::with_capacity(batch.cmds.len());
     if batch.cmds.len() > 1 {
         prefetch_batch(tw, &batch);
@@ -409,6 +410,7 @@ pub(super) fn exec_batch(
         reply.encode(resp, &mut buf);
         marks.push((c.seq, buf.len()));
     }
+    tw.batch_reply_bytes = buf.len() / batch.cmds.len().max(1) + 1;
     let buf = Bytes::from(buf);
     let remote = tw.eng.id != origin;
     // Slow commands are logged where their client lives (its address and name).

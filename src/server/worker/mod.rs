@@ -186,6 +186,9 @@ pub struct Worker {
     batch_targets: Vec<usize>,
     args_scratch: Vec<Arg>,
     argv_scratch: Vec<Bytes>,
+    /// Bytes per reply in the last batch run here for another shard: sizes the next one's
+    /// reply buffer (no growth by doubling for GETs of larger values).
+    pub(super) batch_reply_bytes: usize,
     /// The look-ahead window of `process_input` (kept for its allocations).
     window: lookahead::Window,
     /// The pass's completions, handled in order from `comp_at` on (`handle_completions`);
@@ -268,6 +271,7 @@ impl Worker {
             batch_targets: Vec::new(),
             args_scratch: Vec::new(),
             argv_scratch: Vec::new(),
+            batch_reply_bytes: 16,
             window: lookahead::Window::default(),
             completions: Vec::with_capacity(256),
             comp_at: 0,
