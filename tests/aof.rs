@@ -38,6 +38,38 @@ fn digest(c: &mut redis::Connection) -> String {
     redis::cmd("DEBUG").arg("DIGEST").query(c).unwrap()
 }
 
+/// The manifest's text, which must name the base of sequence `seq`.
+fn manifest_with_base(dir: &Path, seq: u64) -> String {
+    let manifest =
+        std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest")).unwrap();
+    let line = format!("appendonly.aof.{seq}.base.rdb seq {seq} type b");
+    assert!(manifest.contains(&line), "{manifest}");
+    manifest
+}
+
+/// BGREWRITEAOF, then INFO persistence once it has finished.
+fn rewrite(c: &mut redis::Connection) -> std::collections::HashMap<String, String> {
+    let r: String = redis::cmd("BGREWRITEAOF").query(c).unwrap();
+    assert_eq!(r, "Background append only file rewriting started");
+    assert!(common::wait_for(Duration::from_secs(20), || {
+        common::info(c, "persistence")["aof_rewrite_in_progress"] == "0"
+    }));
+    common::info(c, "persistence")
+}
+
+/// Writes a round of the workload, kills the server with SIGKILL, restarts it (`shards`,
+/// appendonly yes) and checks the digest came back.
+fn survives_kill_9(s: Server, dir: &Path, shards: usize, what: &str) {
+    let mut c = s.client();
+    workload(&mut c, 2);
+    let want = digest(&mut c);
+    s.signal("KILL");
+    drop(s);
+    let s = start(dir, shards, &[]);
+    let mut c = s.client();
+    assert_eq!(digest(&mut c), want, "{what}");
+}
+
 /// Writes of every family over every shard, in two databases, with a cross-shard
 /// transaction, SWAPDB and FLUSHDB.
 fn workload(c: &mut redis::Connection, round: usize) {
@@ -159,20 +191,10 @@ fn bgrewriteaof_starts_new_logs_from_a_base() {
         .query(&mut c)
         .unwrap();
     workload(&mut c, 1);
-    let r: String = redis::cmd("BGREWRITEAOF").query(&mut c).unwrap();
-    assert_eq!(r, "Background append only file rewriting started");
-    assert!(common::wait_for(Duration::from_secs(20), || {
-        common::info(&mut c, "persistence")["aof_rewrite_in_progress"] == "0"
-    }));
-    let info = common::info(&mut c, "persistence");
+    let info = rewrite(&mut c);
     assert_eq!(info["aof_rewrites"], "1");
     assert_eq!(info["aof_last_bgrewrite_status"], "ok");
-    let manifest =
-        std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest")).unwrap();
-    assert!(
-        manifest.contains("appendonly.aof.2.base.rdb seq 2 type b"),
-        "{manifest}"
-    );
+    let manifest = manifest_with_base(&dir, 2);
     assert!(
         !manifest.contains(".1."),
         "old files are out of the manifest: {manifest}"
@@ -192,15 +214,8 @@ fn bgrewriteaof_starts_new_logs_from_a_base() {
             String::from_utf8_lossy(&out.stdout)
         );
     }
-    workload(&mut c, 2);
-    let want = digest(&mut c);
-    s.signal("KILL");
-    drop(s);
-    let s = start(&dir, 4, &[]);
-    let mut c = s.client();
-    assert_eq!(digest(&mut c), want, "base + new logs after kill -9");
     drop(c);
-    drop(s);
+    survives_kill_9(s, &dir, 4, "base + new logs after kill -9");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -210,37 +225,29 @@ fn bgrewriteaof_starts_new_logs_from_a_base() {
 fn bgrewriteaof_with_appendonly_off_writes_a_loadable_base() {
     let dir = tmpdir("rewrite-off");
     let d = dir.to_string_lossy().into_owned();
-    let s = Server::start_with(
-        2,
-        &[
-            "--dir",
-            &d,
-            "--appendonly",
-            "no",
-            "--save",
-            "",
-            "--enable-debug-command",
-            "yes",
-        ],
-    );
+    let off = [
+        "--dir",
+        &d,
+        "--appendonly",
+        "no",
+        "--save",
+        "",
+        "--enable-debug-command",
+        "yes",
+    ];
+    let s = Server::start_with(2, &off);
     let mut c = s.client();
     workload(&mut c, 1);
     for round in 0..2 {
-        let r: String = redis::cmd("BGREWRITEAOF").query(&mut c).unwrap();
-        assert_eq!(r, "Background append only file rewriting started");
-        assert!(common::wait_for(Duration::from_secs(20), || {
-            common::info(&mut c, "persistence")["aof_rewrite_in_progress"] == "0"
-        }));
-        let info = common::info(&mut c, "persistence");
+        let info = rewrite(&mut c);
         assert_eq!(info["aof_enabled"], "0");
         assert_eq!(info["aof_rewrites"], (round + 1).to_string());
         assert_eq!(info["aof_last_bgrewrite_status"], "ok");
     }
-    let manifest =
-        std::fs::read_to_string(dir.join("appendonlydir/appendonly.aof.manifest")).unwrap();
+    let manifest = manifest_with_base(&dir, 2);
     assert!(
-        manifest.contains("appendonly.aof.2.base.rdb seq 2 type b"),
-        "{manifest}"
+        manifest.contains("appendonly.aof.2.s1.incr.aof seq 2 type i shard 1"),
+        "names the logs the first start with the files on appends to: {manifest}"
     );
     assert!(
         !dir.join("appendonlydir/appendonly.aof.1.base.rdb").exists(),
@@ -258,15 +265,8 @@ fn bgrewriteaof_with_appendonly_off_writes_a_loadable_base() {
     let s = start(&dir, 2, &[]);
     let mut c = s.client();
     assert_eq!(digest(&mut c), want, "the base loads");
-    workload(&mut c, 2);
-    let want = digest(&mut c);
-    s.signal("KILL");
-    drop(s);
-    let s = start(&dir, 2, &[]);
-    let mut c = s.client();
-    assert_eq!(digest(&mut c), want, "base + logs after kill -9");
     drop(c);
-    drop(s);
+    survives_kill_9(s, &dir, 2, "base + logs after kill -9");
     let _ = std::fs::remove_dir_all(&dir);
 }
 
