@@ -108,6 +108,14 @@ impl Batch {
     pub fn is_empty(&self) -> bool {
         self.cmds.is_empty()
     }
+
+    /// An empty batch with room for `cmds` commands of `args` arguments in all.
+    pub fn with_capacity((cmds, args): (usize, usize)) -> Batch {
+        Batch {
+            cmds: Vec::with_capacity(cmds),
+            args: Vec::with_capacity(args),
+        }
+    }
 }
 
 type GatherDone = Box<dyn FnOnce(&mut Engine, Vec<Box<dyn Any + Send>>)>;

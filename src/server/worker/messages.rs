@@ -76,7 +76,13 @@ impl Worker {
             if s != origin {
                 self.eng.awaiting += 1;
             }
-            let batch = std::mem::take(&mut self.batches[s]);
+            // The next batch for `s` starts with room for one like this (its vectors are
+            // not grown by doubling from empty again).
+            let room = self
+                .batches
+                .get(s)
+                .map_or((0, 0), |b| (b.cmds.len().min(256), b.args.len().min(1024)));
+            let batch = std::mem::replace(&mut self.batches[s], Batch::with_capacity(room));
             self.eng.post(
                 s,
                 Msg::Batch(Box::new(BatchMsg {
