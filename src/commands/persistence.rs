@@ -117,14 +117,10 @@ pub fn rewrite_aof(
     // With the files off (and not being turned on) only a base and its manifest are
     // written, after whatever sequence the directory already has.
     let off = !enabling && !shared.aof.enabled.load(Ordering::SeqCst);
-    let old = match off {
-        true => shared
-            .aof
-            .seq
-            .load(Ordering::SeqCst)
-            .max(aof::last_seq(&shared.cfg).unwrap_or(0)),
-        false => shared.aof.seq.load(Ordering::SeqCst),
-    };
+    let mut old = shared.aof.seq.load(Ordering::SeqCst);
+    if off {
+        old = old.max(aof::last_seq(&shared.cfg).unwrap_or(0));
+    }
     let seq = old + 1;
     let prepared = if enabling || off {
         std::fs::create_dir_all(aof::dir(&shared.cfg)).map_err(|e| {

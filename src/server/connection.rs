@@ -35,8 +35,19 @@ pub enum RecvState {
 /// hands them back (Redis's PROTO_RESIZE_THRESHOLD is 32 KiB; receives reserve 16 KiB).
 pub const KEEP_BUF: usize = 64 * 1024;
 
-/// Bytes of a block that replies waiting in slots are kept in (`Conn::slot_bytes`).
+/// Bytes of a block that replies waiting in slots are kept in (`slot_copy`).
 const SLOT_BLOCK: usize = 2048;
+
+/// `data` copied into the slot block and split off as a view of it: no allocation per
+/// waiting reply (a fresh block when this one has no room; the old one is freed with its
+/// last waiting reply).
+fn slot_copy(slot_buf: &mut BytesMut, data: &[u8]) -> Bytes {
+    if slot_buf.capacity() - slot_buf.len() < data.len() {
+        *slot_buf = BytesMut::with_capacity(data.len().max(SLOT_BLOCK));
+    }
+    slot_buf.extend_from_slice(data);
+    slot_buf.split().freeze()
+}
 
 pub struct Conn {
     pub fd: RawFd,
@@ -62,7 +73,7 @@ pub struct Conn {
     pub inflight: usize,
     /// Replies waiting for an earlier one (from another shard) before they can go out.
     pub slots: VecDeque<Option<Bytes>>,
-    /// Where this shard's own replies waiting in `slots` are kept (`slot_bytes`).
+    /// Where this shard's own replies waiting in `slots` are kept (`slot_copy`).
     slot_buf: BytesMut,
     /// Sequence number of `slots[0]`.
     pub slot_base: u64,
@@ -201,24 +212,16 @@ impl Conn {
             r.encode(self.client.resp, &mut self.out);
         } else {
             // Encoded at the output buffer's end (the send in flight has its own buffer),
-            // then kept as a view of the slot block: no allocation per waiting reply.
+            // then moved into the slot block.
             let start = self.out.len();
             r.encode(self.client.resp, &mut self.out);
-            let b = self.slot_bytes(start);
+            let b = slot_copy(
+                &mut self.slot_buf,
+                self.out.get(start..).unwrap_or_default(),
+            );
+            self.out.truncate(start);
             self.slots.push_back(Some(b));
         }
-    }
-
-    /// The bytes at `out[start..]`, moved into the slot block (a fresh block when this one
-    /// has no room; the old one is freed with its last waiting reply).
-    fn slot_bytes(&mut self, start: usize) -> Bytes {
-        let enc = self.out.get(start..).unwrap_or_default();
-        if self.slot_buf.capacity() - self.slot_buf.len() < enc.len() {
-            self.slot_buf = BytesMut::with_capacity(enc.len().max(SLOT_BLOCK));
-        }
-        self.slot_buf.extend_from_slice(enc);
-        self.out.truncate(start);
-        self.slot_buf.split().freeze()
     }
 
     /// Appends raw, already-encoded bytes in request order.
@@ -226,9 +229,7 @@ impl Conn {
         if self.slots.is_empty() {
             self.out.extend_from_slice(b);
         } else {
-            let start = self.out.len();
-            self.out.extend_from_slice(b);
-            let b = self.slot_bytes(start);
+            let b = slot_copy(&mut self.slot_buf, b);
             self.slots.push_back(Some(b));
         }
     }
@@ -250,9 +251,7 @@ impl Conn {
             && self.slots.front().is_some_and(|s| s.is_none())
             && !self.muted_slots.contains(&seq);
         if !front {
-            let start = self.out.len();
-            self.out.extend_from_slice(data);
-            let b = self.slot_bytes(start);
+            let b = slot_copy(&mut self.slot_buf, data);
             self.fill(seq, b);
             return;
         }
