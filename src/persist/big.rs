@@ -75,7 +75,7 @@ impl PartWriter {
                 cur.nodes = list_node_count(l.iter());
                 (TYPE_LIST_QUICKLIST_2, cur.nodes)
             }
-            ValRef::Str(_) => return None,
+            ValRef::Str(_) | ValRef::Obj(ObjRef::Stream(_)) => return None,
         };
         self.buf.push(kind);
         self.string(key);
@@ -134,7 +134,7 @@ impl PartWriter {
                     self.list_node(cur, depth);
                 }
             }
-            ValRef::Str(_) => {}
+            ValRef::Str(_) | ValRef::Obj(ObjRef::Stream(_)) => {}
         }
         cur.done = to;
         to == total

@@ -27,6 +27,7 @@ pub mod rdb;
 pub mod read;
 pub mod ringfile;
 pub mod save;
+pub mod stream_rdb;
 
 use std::sync::atomic::{AtomicBool, AtomicI32, AtomicI64, AtomicU64, Ordering};
 

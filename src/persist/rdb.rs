@@ -382,6 +382,13 @@ impl PartWriter {
                     }
                 }
             }
+            ValRef::Obj(ObjRef::Stream(x)) => {
+                self.buf.push(TYPE_STREAM_LISTPACKS_2);
+                if let Some(k) = key {
+                    self.string(k);
+                }
+                self.stream_body(x);
+            }
             ValRef::Obj(ObjRef::List(l)) => {
                 self.buf.push(TYPE_LIST_QUICKLIST_2);
                 if let Some(k) = key {

@@ -37,6 +37,7 @@ use crate::protocol::reply::Reply;
 use crate::types::hash::Hash;
 use crate::types::list::List;
 use crate::types::set::Set;
+use crate::types::stream::Stream;
 use crate::types::zset::ZSet;
 
 const KIND_MASK: u8 = 0b11;
@@ -45,6 +46,8 @@ const KIND_OBJ: u8 = 1;
 /// String entries: the [`StrEnc`] bits; object entries: the [`ObjKind`] bits.
 const ENC_SHIFT: u8 = 2;
 const HAS_TTL: u8 = 1 << 4;
+/// Object entries: the third [`ObjKind`] bit (a stream); bit 5 is the snapshot's.
+const OBJ_KIND_HI: u8 = 1 << 6;
 /// Offset of the key length: after flags + atime, and after expire_at + ttl index.
 const HEAD: usize = 4;
 const HEAD_TTL: usize = 16;
@@ -250,13 +253,14 @@ impl View<'_> {
     }
 
     fn obj_kind(&self) -> ObjKind {
-        ObjKind::from_bits(self.flags >> ENC_SHIFT)
+        ObjKind::from_bits(self.flags >> ENC_SHIFT & 3 | (self.flags & OBJ_KIND_HI) >> 4)
     }
 }
 
 /// The flags of an object entry holding a `kind` collection.
 fn obj_flags(kind: ObjKind) -> u8 {
-    KIND_OBJ | kind.to_bits() << ENC_SHIFT
+    let k = kind.to_bits();
+    KIND_OBJ | (k & 3) << ENC_SHIFT | (k & 4) << 4
 }
 
 fn head_len(flags: u8) -> usize {
@@ -1307,6 +1311,36 @@ impl Db {
             self.create(key, ObjKind::List, now);
         }
         self.get_list_mut(key, now)?.ok_or(CmdError::WrongType)
+    }
+
+    /// The stream at `key` for a read command (counts a hit or miss), WRONGTYPE for others.
+    pub fn get_stream(&mut self, key: &[u8], now: u64) -> Result<Option<&Stream>, CmdError> {
+        match self.obj_mut(key, now, true)? {
+            None => Ok(None),
+            Some(ObjMut::Stream(x)) => Ok(Some(x)),
+            Some(_) => Err(CmdError::WrongType),
+        }
+    }
+
+    /// The stream at `key` for a write command, WRONGTYPE for other types.
+    pub fn get_stream_mut(
+        &mut self,
+        key: &[u8],
+        now: u64,
+    ) -> Result<Option<&mut Stream>, CmdError> {
+        match self.obj_mut(key, now, false)? {
+            None => Ok(None),
+            Some(ObjMut::Stream(x)) => Ok(Some(x)),
+            Some(_) => Err(CmdError::WrongType),
+        }
+    }
+
+    /// The stream at `key`, created empty when missing (streams stay when empty).
+    pub fn stream_or_create(&mut self, key: &[u8], now: u64) -> Result<&mut Stream, CmdError> {
+        if self.get_stream_mut(key, now)?.is_none() {
+            self.create(key, ObjKind::Stream, now);
+        }
+        self.get_stream_mut(key, now)?.ok_or(CmdError::WrongType)
     }
 
     /// The sorted set at `key` for a read command (counts a hit or miss), WRONGTYPE for others.

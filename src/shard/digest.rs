@@ -41,6 +41,7 @@ pub fn mix_value(d: &mut Digest, v: &ValRef<'_>, has_expire: bool) {
         ValRef::Obj(ObjRef::Set(_)) => 2,
         ValRef::Obj(ObjRef::ZSet(_)) => 3,
         ValRef::Obj(ObjRef::Hash(_)) => 4,
+        ValRef::Obj(ObjRef::Stream(_)) => 6,
     };
     mix(d, &ty.to_be_bytes());
     match v {
@@ -61,6 +62,13 @@ pub fn mix_value(d: &mut Digest, v: &ValRef<'_>, has_expire: bool) {
                 mix(&mut e, f);
                 mix(&mut e, val);
                 xor(d, &e);
+            }
+        }
+        // Each entry's `ms.seq`, then its fields and values (groups are not digested).
+        ValRef::Obj(ObjRef::Stream(x)) => {
+            for (id, fields) in x.iter() {
+                mix(d, format!("{}.{}", id.ms, id.seq).as_bytes());
+                fields.iter().for_each(|f| mix(d, f));
             }
         }
     }

@@ -101,6 +101,7 @@ pub fn free_effort(v: &Value) -> usize {
         Value::Hash(h) => h.len(),
         Value::Set(s) => s.len(),
         Value::ZSet(z) => z.len(),
+        Value::Stream(x) => x.len() + x.groups.len(),
     }
 }
 

@@ -17,16 +17,18 @@ use super::value::{ObjMut, ObjRef, Value};
 use crate::types::hash::Hash;
 use crate::types::list::List;
 use crate::types::set::Set;
+use crate::types::stream::Stream;
 use crate::types::zset::ZSet;
 
-/// Which per-type vector an object entry's index points into (two bits of the entry's
-/// flags).
+/// Which per-type vector an object entry's index points into (three bits of the entry's
+/// flags: see `db.rs`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ObjKind {
     Hash = 0,
     Set = 1,
     List = 2,
     ZSet = 3,
+    Stream = 4,
 }
 
 impl ObjKind {
@@ -35,11 +37,12 @@ impl ObjKind {
     }
 
     pub fn from_bits(b: u8) -> ObjKind {
-        match b & 3 {
+        match b & 7 {
             0 => ObjKind::Hash,
             1 => ObjKind::Set,
             2 => ObjKind::List,
-            _ => ObjKind::ZSet,
+            3 => ObjKind::ZSet,
+            _ => ObjKind::Stream,
         }
     }
 }
@@ -105,6 +108,7 @@ pub struct Objs {
     sets: Store<Set>,
     lists: Store<Option<Box<List>>>,
     zsets: Store<ZSet>,
+    streams: Store<Option<Box<Stream>>>,
 }
 
 /// A collection moved out of its `Value` box on the thread that built it (the RDB
@@ -115,6 +119,7 @@ pub enum Unboxed {
     Set(Set),
     List(Box<List>),
     ZSet(ZSet),
+    Stream(Box<Stream>),
 }
 
 impl Unboxed {
@@ -126,6 +131,7 @@ impl Unboxed {
             Value::Set(s) => Unboxed::Set(*s),
             Value::List(l) => Unboxed::List(l),
             Value::ZSet(z) => Unboxed::ZSet(*z),
+            Value::Stream(x) => Unboxed::Stream(x),
         })
     }
 }
@@ -138,6 +144,7 @@ impl Objs {
             Unboxed::Set(s) => (ObjKind::Set, self.sets.insert(s)),
             Unboxed::List(l) => (ObjKind::List, self.lists.insert(Some(l))),
             Unboxed::ZSet(z) => (ObjKind::ZSet, self.zsets.insert(z)),
+            Unboxed::Stream(x) => (ObjKind::Stream, self.streams.insert(Some(x))),
         }
     }
 
@@ -149,6 +156,7 @@ impl Objs {
             Value::Set(s) => (ObjKind::Set, self.sets.insert(*s)),
             Value::List(l) => (ObjKind::List, self.lists.insert(Some(l))),
             Value::ZSet(z) => (ObjKind::ZSet, self.zsets.insert(*z)),
+            Value::Stream(x) => (ObjKind::Stream, self.streams.insert(Some(x))),
         })
     }
 
@@ -159,6 +167,7 @@ impl Objs {
             ObjKind::Set => self.sets.insert(Set::new()),
             ObjKind::List => self.lists.insert(Some(Box::default())),
             ObjKind::ZSet => self.zsets.insert(ZSet::new()),
+            ObjKind::Stream => self.streams.insert(Some(Box::default())),
         }
     }
 
@@ -169,6 +178,7 @@ impl Objs {
             ObjKind::Set => self.sets.take(i).map(|s| Value::Set(Box::new(s))),
             ObjKind::List => self.lists.take(i).flatten().map(Value::List),
             ObjKind::ZSet => self.zsets.take(i).map(|z| Value::ZSet(Box::new(z))),
+            ObjKind::Stream => self.streams.take(i).flatten().map(Value::Stream),
         }
     }
 
@@ -179,6 +189,7 @@ impl Objs {
             ObjKind::Set => drop(self.sets.take(i)),
             ObjKind::List => drop(self.lists.take(i)),
             ObjKind::ZSet => drop(self.zsets.take(i)),
+            ObjKind::Stream => drop(self.streams.take(i)),
         }
     }
 
@@ -188,6 +199,7 @@ impl Objs {
             ObjKind::Set => self.sets.get(i).map(ObjRef::Set),
             ObjKind::List => self.lists.get(i)?.as_deref().map(ObjRef::List),
             ObjKind::ZSet => self.zsets.get(i).map(ObjRef::ZSet),
+            ObjKind::Stream => self.streams.get(i)?.as_deref().map(ObjRef::Stream),
         }
     }
 
@@ -201,6 +213,10 @@ impl Objs {
                 .get(i)
                 .map(|x| (x as *const Option<Box<List>>).cast()),
             ObjKind::ZSet => self.zsets.get(i).map(|x| (x as *const ZSet).cast()),
+            ObjKind::Stream => self
+                .streams
+                .get(i)
+                .map(|x| (x as *const Option<Box<Stream>>).cast()),
         };
         if let Some(p) = p {
             crate::runtime::prefetch::prefetch(p);
@@ -227,12 +243,17 @@ impl Objs {
             ObjKind::Set => self.sets.get_mut(i).map(ObjMut::Set),
             ObjKind::List => self.lists.get_mut(i)?.as_deref_mut().map(ObjMut::List),
             ObjKind::ZSet => self.zsets.get_mut(i).map(ObjMut::ZSet),
+            ObjKind::Stream => self.streams.get_mut(i)?.as_deref_mut().map(ObjMut::Stream),
         }
     }
 
     /// Values stored (all types).
     pub fn len(&self) -> usize {
-        self.hashes.live() + self.sets.live() + self.lists.live() + self.zsets.live()
+        self.hashes.live()
+            + self.sets.live()
+            + self.lists.live()
+            + self.zsets.live()
+            + self.streams.live()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -245,6 +266,7 @@ impl Objs {
             + self.sets.heap_bytes()
             + self.lists.heap_bytes()
             + self.zsets.heap_bytes()
+            + self.streams.heap_bytes()
     }
 }
 

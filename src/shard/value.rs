@@ -12,6 +12,7 @@ use crate::protocol::parse_i64;
 use crate::types::hash::Hash;
 use crate::types::list::List;
 use crate::types::set::Set;
+use crate::types::stream::Stream;
 use crate::types::zset::ZSet;
 
 /// A value as a whole, owned (what crosses databases and shards). Collections are boxed;
@@ -23,6 +24,7 @@ pub enum Value {
     Set(Box<Set>),
     List(Box<List>),
     ZSet(Box<ZSet>),
+    Stream(Box<Stream>),
 }
 
 impl PartialEq for Value {
@@ -38,6 +40,7 @@ impl PartialEq for Value {
             }
             (Value::List(a), Value::List(b)) => a.len() == b.len() && a.iter().eq(b.iter()),
             (Value::ZSet(a), Value::ZSet(b)) => a.to_vec() == b.to_vec(),
+            (Value::Stream(a), Value::Stream(b)) => a == b,
             _ => false,
         }
     }
@@ -63,6 +66,7 @@ impl Value {
             Value::Set(s) => ObjRef::Set(s),
             Value::List(l) => ObjRef::List(l),
             Value::ZSet(z) => ObjRef::ZSet(z),
+            Value::Stream(x) => ObjRef::Stream(x),
         })
     }
 }
@@ -74,6 +78,7 @@ pub enum ObjRef<'a> {
     Set(&'a Set),
     List(&'a List),
     ZSet(&'a ZSet),
+    Stream(&'a Stream),
 }
 
 /// A collection lent for a write.
@@ -83,6 +88,7 @@ pub enum ObjMut<'a> {
     Set(&'a mut Set),
     List(&'a mut List),
     ZSet(&'a mut ZSet),
+    Stream(&'a mut Stream),
 }
 
 impl ObjRef<'_> {
@@ -93,6 +99,7 @@ impl ObjRef<'_> {
             ObjRef::Set(_) => "set",
             ObjRef::List(_) => "list",
             ObjRef::ZSet(_) => "zset",
+            ObjRef::Stream(_) => "stream",
         }
     }
 
@@ -110,6 +117,7 @@ impl ObjRef<'_> {
             ObjRef::List(_) => "quicklist",
             // `listpack` up to 128 members of at most 64 bytes (7.0's compiled defaults).
             ObjRef::ZSet(z) => z.encoding(),
+            ObjRef::Stream(_) => "stream",
         }
     }
 
@@ -125,6 +133,11 @@ impl ObjRef<'_> {
                     + l.heap_bytes()
             }
             ObjRef::ZSet(z) => std::mem::size_of::<ZSet>() + z.heap_bytes_sampled(samples),
+            ObjRef::Stream(x) => {
+                std::mem::size_of::<Option<Box<Stream>>>()
+                    + std::mem::size_of::<Stream>()
+                    + x.heap_bytes()
+            }
         }
     }
 
@@ -135,6 +148,7 @@ impl ObjRef<'_> {
             ObjRef::Set(s) => Value::Set(Box::new(s.clone())),
             ObjRef::List(l) => Value::List(Box::new(l.clone())),
             ObjRef::ZSet(z) => Value::ZSet(Box::new(z.clone())),
+            ObjRef::Stream(x) => Value::Stream(Box::new(x.clone())),
         }
     }
 
@@ -145,6 +159,8 @@ impl ObjRef<'_> {
             ObjRef::Set(s) => s.is_empty(),
             ObjRef::List(l) => l.is_empty(),
             ObjRef::ZSet(z) => z.is_empty(),
+            // A stream stays when emptied (XDEL, XTRIM), as in Redis.
+            ObjRef::Stream(_) => false,
         }
     }
 }

@@ -41,6 +41,7 @@ pub mod hll;
 pub mod list;
 mod pack;
 pub mod set;
+pub mod stream;
 mod table;
 pub mod zset;
 
