@@ -116,8 +116,6 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ("lazyfree-lazy-server-del", Same(&["no"], "values the server overwrites or deletes are freed at once (as no)")),
     ("maxmemory-eviction-tenacity", Warn(Some("10"), "eviction runs until memory is under the limit")),
     ("tracking-table-max-keys", Warn(Some("1000000"), "the keys tracking clients read are remembered without a limit")),
-    ("stream-node-max-bytes", Warn(Some("4096"), "streams are not supported yet")),
-    ("stream-node-max-entries", Warn(Some("100"), "streams are not supported yet")),
     ("propagation-error-behavior", Only(&["ignore"], "a command of the master's stream that fails on a replica is logged and counted (INFO unexpected_error_replies) and the stream goes on, as ignore; shardis never panics on it")),
     ("locale-collate", Warn(None, "strings compare byte by byte")),
     ("ignore-warnings", Warn(Some(""), "shardis has no startup self-checks to silence")),

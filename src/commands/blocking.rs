@@ -12,6 +12,7 @@ use bytes::Bytes;
 
 use super::args::{arg, is, mpop_args, owned};
 use super::lists::end_arg;
+use super::streams::{KeyRead, ReadOp};
 use super::table::{CommandSpec, Exec, KeySpec, BLOCKING, DENYOOM, FAST, NOSCRIPT, WRITE};
 use super::zsets::pairs_reply;
 use super::KeyCtx;
@@ -77,6 +78,9 @@ pub enum Kind {
     ZPop(bool),
     /// BZMPOP: up to `count` members.
     ZMPop(bool, usize),
+    /// XREAD / XREADGROUP: entries after an ID, read (and for a group, delivered) rather
+    /// than popped; every waiter whose ID is behind the stream's top is served.
+    Stream(Box<ReadOp>),
 }
 
 /// A parsed blocking command.
@@ -92,6 +96,8 @@ pub struct BlockOp {
     pub deadline: Option<std::time::Instant>,
     /// Every waited key is on one shard: that shard decides (see `coord::blocking`).
     pub single: bool,
+    /// XREAD / XREADGROUP without BLOCK: read now, never wait.
+    pub no_wait: bool,
 }
 
 /// Data a client took: what it replies with, and what goes back if it cannot be delivered.
@@ -106,12 +112,51 @@ pub enum Served {
         key: Bytes,
         items: Vec<(Bytes, f64)>,
     },
+    /// Stream reads: the `[key, entries]` pairs, and per key what a group read recorded
+    /// (journaled by the caller on the owning shard). Nothing is ever put back.
+    Stream {
+        key: Bytes,
+        pairs: Vec<Reply>,
+        effects: Vec<(Bytes, Vec<Vec<Bytes>>, bool)>,
+    },
 }
 
 impl Served {
     pub fn key(&self) -> &Bytes {
         match self {
-            Served::List { key, .. } | Served::ZSet { key, .. } => key,
+            Served::List { key, .. } | Served::ZSet { key, .. } | Served::Stream { key, .. } => key,
+        }
+    }
+
+    fn from_read(key: &[u8], r: KeyRead) -> Served {
+        Served::Stream {
+            key: Bytes::copy_from_slice(key),
+            pairs: vec![r.reply],
+            effects: vec![(Bytes::copy_from_slice(key), r.effects, r.created)],
+        }
+    }
+}
+
+/// What serving a stream read changed on the owning shard: a group read's effects are
+/// journaled (and wake WATCH), a created consumer is announced. A plain XREAD changed
+/// nothing.
+pub fn stream_served(shard: &mut crate::shard::Shard, db: usize, s: &Served) {
+    let Served::Stream { effects, .. } = s else {
+        return;
+    };
+    for (key, effs, created) in effects {
+        for e in effs {
+            let args: Vec<&[u8]> = e.iter().map(|a| a.as_ref()).collect();
+            shard.touch_effect(db, key, &args);
+        }
+        if *created && shard.notify != 0 {
+            crate::shard::notify::event(
+                shard,
+                db,
+                (crate::shard::notify::STREAM, "xgroup-createconsumer"),
+                key,
+                false,
+            );
         }
     }
 }
@@ -201,6 +246,18 @@ pub fn parse(argv: &[Bytes], db: usize) -> Result<BlockOp, CmdError> {
             };
             (kind, keys, parse_timeout(arg(argv, 1)?)?)
         }
+        b"xread" | b"xreadgroup" => {
+            let (op, keys, block) = super::streams::parse_read(argv)?;
+            return Ok(BlockOp {
+                kind: Kind::Stream(Box::new(op)),
+                keys,
+                timeout_ms: block.unwrap_or(0),
+                db,
+                deadline: None,
+                single: false,
+                no_wait: block.is_none(),
+            });
+        }
         _ => return Err(CmdError::Syntax),
     };
     // Keys are kept: registrations outlive the request buffer they were parsed from.
@@ -212,6 +269,7 @@ pub fn parse(argv: &[Bytes], db: usize) -> Result<BlockOp, CmdError> {
         db,
         deadline: None,
         single: false,
+        no_wait: false,
     })
 }
 
@@ -238,6 +296,7 @@ impl Kind {
     /// The reply for data taken from a key.
     pub fn reply(&self, s: Served) -> Reply {
         match (self, s) {
+            (_, Served::Stream { pairs, .. }) => Reply::Array(pairs),
             (Kind::Move { .. }, Served::List { items, .. }) => {
                 Reply::bulk_opt(items.into_iter().next())
             }
@@ -267,6 +326,9 @@ impl Kind {
 
 /// Whether `key` has data this kind can take; WRONGTYPE when it holds another type.
 pub fn probe(db: &mut Db, now: u64, kind: &Kind, key: &[u8]) -> Result<bool, CmdError> {
+    if let Kind::Stream(op) = kind {
+        return super::streams::has_data(db, now, op, key);
+    }
     Ok(if kind.wants_list() {
         db.get_list_mut(key, now)?.is_some()
     } else {
@@ -277,7 +339,23 @@ pub fn probe(db: &mut Db, now: u64, kind: &Kind, key: &[u8]) -> Result<bool, Cmd
 /// Takes data from `key` for `kind` (a missing key is empty; empty keys are deleted).
 /// BLMOVE's push is not done here.
 pub fn take(db: &mut Db, now: u64, kind: &Kind, key: &[u8]) -> Result<Option<Served>, CmdError> {
+    take_as(db, now, kind, key, false)
+}
+
+/// `take`, for a waiter woken by a write (`woken`: a stream read without COUNT is served
+/// at most 1000 entries, as Redis serves a blocked reader).
+pub fn take_as(
+    db: &mut Db,
+    now: u64,
+    kind: &Kind,
+    key: &[u8],
+    woken: bool,
+) -> Result<Option<Served>, CmdError> {
     let served = match kind {
+        Kind::Stream(op) => {
+            return Ok(super::streams::read_key(db, now, op, key, woken)?
+                .map(|r| Served::from_read(key, r)));
+        }
         Kind::Pop(end) | Kind::MPop(end, _) | Kind::Move { from: end, .. } => {
             let Some(l) = db.get_list_mut(key, now)? else {
                 return Ok(None);
@@ -325,6 +403,26 @@ pub fn push_dst(db: &mut Db, now: u64, dst: &[u8], to: End, v: Bytes) -> Result<
 /// too): the first key in order with data is taken; WRONGTYPE stops at the first key of
 /// another type, as Redis checks them in order. `Ok(None)`: nothing, the client waits.
 pub fn try_all(db: &mut Db, now: u64, op: &BlockOp) -> Result<Option<Served>, CmdError> {
+    if let Kind::Stream(rop) = &op.kind {
+        // Every key is checked first, then every key with data answers (in command order).
+        for key in &op.keys {
+            super::streams::check_key(db, now, rop, key)?;
+        }
+        let mut out: Option<Served> = None;
+        for key in &op.keys {
+            let Some(r) = super::streams::read_key(db, now, rop, key, false)? else {
+                continue;
+            };
+            match out.as_mut() {
+                Some(Served::Stream { pairs, effects, .. }) => {
+                    pairs.push(r.reply);
+                    effects.push((key.clone(), r.effects, r.created));
+                }
+                _ => out = Some(Served::from_read(key, r)),
+            }
+        }
+        return Ok(out);
+    }
     for key in &op.keys {
         if !probe(db, now, &op.kind, key)? {
             continue;
@@ -351,6 +449,8 @@ pub fn try_all(db: &mut Db, now: u64, op: &BlockOp) -> Result<Option<Served>, Cm
 /// the same order). Data is lost only if the key meanwhile holds another type.
 pub fn restore(db: &mut Db, now: u64, s: Served) -> bool {
     match s {
+        // Read, not taken (a group read's deliveries stay pending, as in Redis).
+        Served::Stream { .. } => true,
         Served::List { key, end, items } => match db.list_or_create(&key, now) {
             Ok(l) => {
                 for v in items.into_iter().rev() {
@@ -385,6 +485,10 @@ pub(crate) fn now(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let db = ctx.db;
     let served = try_all(ctx.db(), t, &op)?;
     Ok(match served {
+        Some(s @ Served::Stream { .. }) => {
+            stream_served(ctx.shard, db, &s);
+            op.kind.reply(s)
+        }
         Some(s) => {
             ctx.shard.touch(db, s.key());
             if let Kind::Move { dst, .. } = &op.kind {
@@ -472,6 +576,7 @@ mod tests {
                 db: 4,
                 deadline: None,
                 single: false,
+                no_wait: false,
             })
         );
         let op = parse(&argv(&["BRPOPLPUSH", "s", "d", "0"]), 0);

@@ -25,6 +25,7 @@ pub mod persistence;
 pub mod server;
 pub mod sets;
 pub mod sort;
+pub mod streams;
 pub mod strings;
 pub mod table;
 #[cfg(any(test, feature = "testkit"))]
@@ -59,6 +60,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     lists::COMMANDS,
     blocking::COMMANDS,
     zsets::COMMANDS,
+    streams::COMMANDS,
     server::COMMANDS,
     persistence::COMMANDS,
     acl::COMMANDS,

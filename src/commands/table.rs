@@ -72,6 +72,9 @@ pub struct KeySpec {
     /// SORT: BY/GET patterns name keys built from the elements, on any shard (routing
     /// sends the command cross-shard when they may leave the sorted key's shard).
     pub sort: bool,
+    /// XREAD / XREADGROUP (Redis's `keyword` spec): from this argument index on, the first
+    /// STREAMS is followed by the keys, then as many IDs; 0 for the others.
+    pub streams_from: i32,
 }
 
 impl KeySpec {
@@ -84,6 +87,7 @@ impl KeySpec {
             script: false,
             store_from: 0,
             sort: false,
+            streams_from: 0,
         }
     }
     pub const fn single(pos: i32) -> KeySpec {
@@ -95,6 +99,7 @@ impl KeySpec {
             script: false,
             store_from: 0,
             sort: false,
+            streams_from: 0,
         }
     }
     pub const fn range(first: i32, last: i32, step: i32) -> KeySpec {
@@ -106,6 +111,7 @@ impl KeySpec {
             script: false,
             store_from: 0,
             sort: false,
+            streams_from: 0,
         }
     }
 
@@ -119,6 +125,7 @@ impl KeySpec {
             script: false,
             store_from: 0,
             sort: false,
+            streams_from: 0,
         }
     }
 
@@ -132,6 +139,7 @@ impl KeySpec {
             script: true,
             store_from: 0,
             sort: false,
+            streams_from: 0,
         }
     }
 
@@ -146,6 +154,7 @@ impl KeySpec {
             script: false,
             store_from: 0,
             sort: false,
+            streams_from: 0,
         }
     }
 
@@ -159,6 +168,7 @@ impl KeySpec {
             script: false,
             store_from: from,
             sort: false,
+            streams_from: 0,
         }
     }
 
@@ -173,6 +183,21 @@ impl KeySpec {
             script: false,
             store_from: 2,
             sort: true,
+            streams_from: 0,
+        }
+    }
+
+    /// XREAD (`from` 1) and XREADGROUP (4): the keys after STREAMS, half of what follows.
+    pub const fn streams(from: i32) -> KeySpec {
+        KeySpec {
+            first: 0,
+            last: 0,
+            step: 0,
+            numkeys: 0,
+            script: false,
+            store_from: 0,
+            sort: false,
+            streams_from: from,
         }
     }
 
@@ -206,6 +231,29 @@ impl KeySpec {
         self.positions(argc)
             .chain(counted)
             .chain(self.store_positions(argv))
+            .chain(self.stream_positions(argv))
+    }
+
+    /// The keys of XREAD / XREADGROUP: after the first STREAMS (from `streams_from` on),
+    /// the first half of the remaining arguments (none when they do not pair up).
+    fn stream_positions(&self, argv: &[Bytes]) -> std::ops::Range<usize> {
+        if self.streams_from <= 0 {
+            return 0..0;
+        }
+        let from = self.streams_from as usize;
+        let Some(at) = argv
+            .iter()
+            .skip(from)
+            .position(|a| a.eq_ignore_ascii_case(b"streams"))
+        else {
+            return 0..0;
+        };
+        let first = from + at + 1;
+        let rest = argv.len().saturating_sub(first);
+        if rest == 0 || !rest.is_multiple_of(2) {
+            return 0..0;
+        }
+        first..first + rest / 2
     }
 
     /// The arguments after STORE / STOREDIST from `store_from` on, walking the options as
@@ -534,7 +582,7 @@ impl CommandSpec {
             .map(|(_, n)| Reply::status(n))
             .collect();
         // Redis lists it last, derived from the key specs.
-        if self.keys.numkeys > 0 || self.keys.store_from > 0 {
+        if self.keys.numkeys > 0 || self.keys.store_from > 0 || self.keys.streams_from > 0 {
             out.push(Reply::status("movablekeys"));
         }
         out

@@ -100,10 +100,31 @@ pub fn start(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
         shards.dedup();
     }
     op.single = owners.len() == 1;
+    let home = ctx.eng().id;
+    if op.no_wait && !nested {
+        // XREAD / XREADGROUP without BLOCK: a read now, on the owner (locked when the keys
+        // span shards, or live on another one).
+        let owner = shards.first().copied().unwrap_or(home);
+        if shards.len() == 1 && owner == home && ctx.eng().lock.is_none() {
+            let now = ctx.eng().shard.now_ms;
+            return Ok(
+                match blocking::try_all(ctx.eng().shard.db_mut(db), now, &op)? {
+                    Some(s) => {
+                        touch_served(ctx.eng(), &op, &s);
+                        serve_ready(ctx.eng());
+                        op.kind.reply(s)
+                    }
+                    None => op.kind.no_data_reply(),
+                },
+            );
+        }
+        let ticket = ctx.defer();
+        locked_attempt(ctx.eng(), shards, Arc::new(op), ticket, None);
+        return Ok(Reply::Ok);
+    }
     if op.timeout_ms > 0 {
         op.deadline = Some(Instant::now() + Duration::from_millis(op.timeout_ms.min(1 << 40)));
     }
-    let home = ctx.eng().id;
     if nested || shards.len() != 1 {
         let ticket = ctx.defer();
         let wid = if nested {
@@ -206,6 +227,17 @@ fn unregister(w: &mut Engine, wid: u64, owners: &[usize], except: Option<usize>)
 fn register_here(w: &mut Engine, keys: Vec<Bytes>, home: usize, wid: u64, op: Arc<BlockOp>) {
     let timer = if op.single { op.deadline } else { None };
     let db = op.db;
+    // XREAD's `$`: the stream's last ID now, when the read starts waiting.
+    let op = match &op.kind {
+        Kind::Stream(r) => {
+            let now = w.shard.now_ms;
+            let r = crate::commands::streams::resolve_last(w.shard.db_mut(db), now, r);
+            let mut o = (*op).clone();
+            o.kind = Kind::Stream(Box::new(r));
+            Arc::new(o)
+        }
+        _ => op,
+    };
     w.shard.blocked.add(db, keys, home, wid, op);
     if let Some(at) = timer {
         w.after(at, move |e: &mut Engine| on_timeout(e, wid));
@@ -253,6 +285,10 @@ fn send_home(w: &mut Engine, home: usize, wid: u64, outcome: Outcome) {
 
 /// WATCH and other waiters learn about the keys a served client changed.
 fn touch_served(w: &mut Engine, op: &BlockOp, s: &Served) {
+    if let Served::Stream { .. } = s {
+        blocking::stream_served(&mut w.shard, op.db, s);
+        return;
+    }
     if w.shard.notify != 0 {
         notify_served(w, op, s);
     }
@@ -272,6 +308,7 @@ fn pop_served(w: &mut Engine, op: &BlockOp, s: &Served) {
     use crate::shard::notify::{event, LIST, ZSET};
     let db = op.db;
     match s {
+        Served::Stream { .. } => blocking::stream_served(&mut w.shard, db, s),
         Served::List { key, end, items } => {
             let pop = crate::commands::lists::pop_cmd(*end);
             let n = items.len().to_string();
@@ -340,6 +377,7 @@ fn notify_served(w: &mut Engine, op: &BlockOp, s: &Served) {
             let name = if *max { "zpopmax" } else { "zpopmin" };
             event(&mut w.shard, op.db, (ZSET, name), key, true);
         }
+        Kind::Stream(_) => {}
     }
 }
 
@@ -492,7 +530,9 @@ fn serve_key(w: &mut Engine, db: usize, key: &Bytes) {
                     continue;
                 }
             }
-            match blocking::take(w.shard.db_mut(db), now, &op.kind, key) {
+            match blocking::take_as(w.shard.db_mut(db), now, &op.kind, key, true) {
+                // A stream read: this waiter wants entries after another ID.
+                Ok(None) if matches!(op.kind, Kind::Stream(_)) => continue,
                 // Missing or empty: nobody else can be served from this key.
                 Ok(None) => return,
                 // Holds another type than this waiter pops: try the next waiter.
@@ -523,7 +563,7 @@ fn move_served(w: &mut Engine, home: usize, wid: u64, db: usize, s: Served, dst:
     let job = move |tw: &mut Engine| {
         let v = match &s {
             Served::List { items, .. } => items.first().cloned(),
-            Served::ZSet { .. } => None,
+            Served::ZSet { .. } | Served::Stream { .. } => None,
         };
         let now = tw.shard.now_ms;
         let r = match v {
@@ -618,6 +658,15 @@ fn locked_attempt(
                         let r = Reply::Error(e);
                         unlock_then(w, all, txid, move |w| finish(w, wid, ticket, r));
                     }
+                    Some((_, Ok(_))) if matches!(op.kind, Kind::Stream(_)) => {
+                        let ready: Vec<usize> = states
+                            .iter()
+                            .enumerate()
+                            .filter(|(_, s)| matches!(s, Some(Ok(true))))
+                            .map(|(i, _)| i)
+                            .collect();
+                        locked_read(w, all, txid, op, ready, ticket, wid);
+                    }
                     Some((i, Ok(_))) => {
                         if let (Kind::Move { .. }, Err(e)) = (&op.kind, &dst_state) {
                             let r = Reply::Error(e.clone());
@@ -695,8 +744,12 @@ fn locked_take(
             let s = blocking::take(tw.shard.db_mut(op2.db), now, &op2.kind, &key)
                 .ok()
                 .flatten();
-            if s.is_some() {
-                tw.shard.touch(op2.db, &key);
+            match &s {
+                Some(st @ Served::Stream { .. }) => {
+                    blocking::stream_served(&mut tw.shard, op2.db, st)
+                }
+                Some(_) => tw.shard.touch(op2.db, &key),
+                None => {}
             }
             s
         }),
@@ -711,7 +764,7 @@ fn locked_take(
             Kind::Move { dst, to, .. } => {
                 let v = match &s {
                     Served::List { items, .. } => items.first().cloned(),
-                    Served::ZSet { .. } => None,
+                    Served::ZSet { .. } | Served::Stream { .. } => None,
                 };
                 let Some(v) = v else {
                     return;
@@ -746,6 +799,81 @@ fn locked_take(
                 });
             }
         }
+    });
+}
+
+/// One owner's stream reads: (key index, what it read).
+type ReadPart = Vec<(usize, Served)>;
+
+/// Stream reads under the locks: every key with data answers, in command order (each
+/// owner reads its keys and journals what a group read changed), then the shards go.
+#[allow(clippy::too_many_arguments)]
+fn locked_read(
+    w: &mut Engine,
+    all: Vec<usize>,
+    txid: u64,
+    op: Arc<BlockOp>,
+    ready: Vec<usize>,
+    ticket: Ticket,
+    wid: Option<u64>,
+) {
+    let n = w.nshards;
+    let mut owners: Vec<usize> = ready
+        .iter()
+        .filter_map(|&i| op.keys.get(i).map(|k| shard_of(k, n)))
+        .collect();
+    owners.sort_unstable();
+    owners.dedup();
+    let src = owners.first().copied().unwrap_or(w.id);
+    let jobs: Vec<(usize, ShardFn<ReadPart>)> = owners
+        .into_iter()
+        .map(|s| {
+            let op = op.clone();
+            let ready = ready.clone();
+            let job: ShardFn<ReadPart> = Box::new(move |tw| {
+                let now = tw.shard.now_ms;
+                let mut out = Vec::new();
+                for i in ready {
+                    let Some(key) = op.keys.get(i).filter(|k| shard_of(k, n) == s) else {
+                        continue;
+                    };
+                    let got = blocking::take(tw.shard.db_mut(op.db), now, &op.kind, key);
+                    if let Ok(Some(st)) = got {
+                        blocking::stream_served(&mut tw.shard, op.db, &st);
+                        out.push((i, st));
+                    }
+                }
+                out
+            });
+            (s, job)
+        })
+        .collect();
+    w.fan_out(jobs, false, move |w, parts| {
+        let mut got: Vec<(usize, Served)> = parts.into_iter().flatten().collect();
+        got.sort_by_key(|(i, _)| *i);
+        let mut pairs = Vec::new();
+        let mut first = None;
+        for (_, st) in got {
+            if let Served::Stream { key, pairs: p, .. } = st {
+                first.get_or_insert(key);
+                pairs.extend(p);
+            }
+        }
+        let Some(key) = first else {
+            let r = op.kind.no_data_reply();
+            unlock_then(w, all, txid, move |w| finish(w, wid, ticket, r));
+            return;
+        };
+        let s = Served::Stream {
+            key,
+            pairs,
+            effects: Vec::new(),
+        };
+        let (kind, db) = (op.kind.clone(), op.db);
+        unlock_then(w, all, txid, move |w| match wid {
+            Some(id) => deliver(w, id, Outcome::Served { s, from: src, db }),
+            None => w.complete(ticket, kind.reply(s)),
+        });
     });
 }
 

@@ -105,6 +105,8 @@ pub mod limits {
             "zset-max-listpack-value" => ZSET_VALUE.store(u, Relaxed),
             "list-max-listpack-size" => LIST_SIZE.store(v, Relaxed),
             "list-compress-depth" => LIST_COMPRESS_DEPTH.store(v, Relaxed),
+            "stream-node-max-bytes" => super::stream::set_node_max_bytes(u),
+            "stream-node-max-entries" => super::stream::set_node_max_entries(u),
             _ => return false,
         }
         true
@@ -144,6 +146,8 @@ pub mod limits {
             Kind::Int,
         ),
         ("list-compress-depth", None, 0, Kind::Depth),
+        ("stream-node-max-bytes", None, 4096, Kind::Bytes),
+        ("stream-node-max-entries", None, 100, Kind::Count),
     ];
 
     /// How a threshold's value is parsed (Redis's config types and ranges).

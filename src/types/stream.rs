@@ -6,11 +6,11 @@
 //!
 //! Redis keeps entries in listpack nodes of up to `stream-node-max-entries` entries
 //! (and `stream-node-max-bytes`); approximate trimming (`MAXLEN ~`, `MINID ~`) removes whole
-//! nodes only. The nodes are kept here as counts (`nodes`: entries ever placed in each node
-//! and how many are still live), so `~` removes what Redis would for streams of small
-//! entries: whole runs of `stream-node-max-entries` entries. (The byte bound that also closes
-//! a Redis node is not modelled; with entries of more than ~40 bytes Redis's nodes are
-//! smaller, and it trims in smaller steps.)
+//! nodes only. The nodes are kept here as counts (`nodes`: entries ever placed in each node,
+//! how many are still live, and about how many bytes their listpack would take), closed as
+//! Redis closes them (`stream-node-max-entries`, `stream-node-max-bytes`), so `~` removes
+//! about what Redis would. The byte size is an estimate of Redis's listpack, so with
+//! entries near the byte bound the node cuts may differ by an entry.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
@@ -19,7 +19,7 @@ use bytes::Bytes;
 
 /// `stream-node-max-entries` (0: no limit by count).
 static NODE_MAX_ENTRIES: AtomicUsize = AtomicUsize::new(100);
-/// `stream-node-max-bytes` (kept for CONFIG GET; see the module note).
+/// `stream-node-max-bytes` (0: no limit by size, as Redis then uses its 1 GB cap).
 static NODE_MAX_BYTES: AtomicUsize = AtomicUsize::new(4096);
 
 pub fn node_max_entries() -> usize {
@@ -276,6 +276,8 @@ struct Node {
     total: u32,
     /// Entries still in it.
     live: u32,
+    /// About the bytes of Redis's listpack for it.
+    bytes: usize,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -377,17 +379,29 @@ impl Stream {
     /// Appends an entry whose ID is above `last_id` (checked by `next_id`).
     pub fn append(&mut self, id: StreamId, fields: Vec<Bytes>) {
         let max = node_max_entries();
+        let max_bytes = match node_max_bytes() {
+            0 => 1 << 30,
+            n => n.min(1 << 30),
+        };
+        let raw: usize = fields.iter().map(|f| f.len()).sum();
         let open = self
             .nodes
             .back()
-            .is_some_and(|n| max == 0 || (n.total as usize) < max);
+            .is_some_and(|n| n.bytes + raw < max_bytes && (max == 0 || (n.total as usize) < max));
         if !open {
-            self.nodes.push_back(Node { total: 0, live: 0 });
+            // The master entry: counts, the field names, a terminator.
+            let names: usize = fields.iter().step_by(2).map(|f| f.len() + 2).sum();
+            self.nodes.push_back(Node {
+                total: 0,
+                live: 0,
+                bytes: 7 + 8 + names,
+            });
         }
         let node = self.node_base + self.nodes.len() as u64 - 1;
         if let Some(n) = self.nodes.back_mut() {
             n.total += 1;
             n.live += 1;
+            n.bytes += 8 + fields.iter().map(|f| f.len() + 2).sum::<usize>();
         }
         self.data_bytes += fields.iter().map(|f| f.len() + 8).sum::<usize>() + 32;
         self.entries.insert(
