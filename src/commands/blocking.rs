@@ -296,7 +296,20 @@ impl Kind {
     /// The reply for data taken from a key.
     pub fn reply(&self, s: Served) -> Reply {
         match (self, s) {
-            (_, Served::Stream { pairs, .. }) => Reply::Array(pairs),
+            // A map of key to entries in RESP3, `[key, entries]` pairs in RESP2.
+            (_, Served::Stream { pairs, .. }) => Reply::Pairs(
+                pairs
+                    .into_iter()
+                    .map(|p| match p {
+                        Reply::Array(mut kv) if kv.len() == 2 => {
+                            let v = kv.pop().unwrap_or(Reply::Null);
+                            let k = kv.pop().unwrap_or(Reply::Null);
+                            (k, v)
+                        }
+                        other => (other, Reply::Null),
+                    })
+                    .collect(),
+            ),
             (Kind::Move { .. }, Served::List { items, .. }) => {
                 Reply::bulk_opt(items.into_iter().next())
             }

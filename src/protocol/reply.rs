@@ -24,6 +24,8 @@ pub enum Reply {
     Array(Vec<Reply>),
     /// RESP3 map; a flat array in RESP2.
     Map(Vec<(Reply, Reply)>),
+    /// RESP3 map; in RESP2 an array of two-element arrays (XREAD's streams).
+    Pairs(Vec<(Reply, Reply)>),
     /// RESP3 set; an array in RESP2.
     Set(Vec<Reply>),
     /// RESP3 double; a bulk string (`%.17g`) in RESP2.
@@ -110,6 +112,16 @@ impl Reply {
                     header(out, b'*', pairs.len() * 2);
                 }
                 for (k, v) in pairs {
+                    k.encode(resp, out);
+                    v.encode(resp, out);
+                }
+            }
+            Reply::Pairs(pairs) => {
+                header(out, if r3 { b'%' } else { b'*' }, pairs.len());
+                for (k, v) in pairs {
+                    if !r3 {
+                        header(out, b'*', 2);
+                    }
                     k.encode(resp, out);
                     v.encode(resp, out);
                 }
@@ -205,6 +217,9 @@ mod tests {
         assert_eq!(enc(&Reply::Verbatim("hi".into()), 3), "=6\r\ntxt:hi\r\n");
         assert_eq!(enc(&Reply::Set(vec![]), 3), "~0\r\n");
         assert_eq!(enc(&Reply::Array(vec![]), 2), "*0\r\n");
+        let x = Reply::Pairs(vec![(Reply::bulk("s"), Reply::Array(vec![]))]);
+        assert_eq!(enc(&x, 2), "*1\r\n*2\r\n$1\r\ns\r\n*0\r\n");
+        assert_eq!(enc(&x, 3), "%1\r\n$1\r\ns\r\n*0\r\n");
         let p = Reply::Push(vec![Reply::bulk("message"), Reply::Null]);
         assert_eq!(enc(&p, 3), ">2\r\n$7\r\nmessage\r\n_\r\n");
         assert_eq!(enc(&p, 2), "*2\r\n$7\r\nmessage\r\n$-1\r\n");

@@ -58,7 +58,17 @@ pub fn reply_to_lua(lua: &Lua, r: &Reply, resp: u8) -> LuaResult<Value> {
                 list(lua, items, resp)?
             }
         }
-        Reply::Map(pairs) => {
+        Reply::Pairs(pairs) if !r3 => {
+            let t = lua.create_table_with_capacity(pairs.len(), 0)?;
+            for (n, (k, v)) in pairs.iter().enumerate() {
+                let pair = lua.create_table_with_capacity(2, 0)?;
+                pair.raw_set(1, reply_to_lua(lua, k, resp)?)?;
+                pair.raw_set(2, reply_to_lua(lua, v, resp)?)?;
+                t.raw_set(n + 1, pair)?;
+            }
+            Value::Table(t)
+        }
+        Reply::Map(pairs) | Reply::Pairs(pairs) => {
             if r3 {
                 let map = lua.create_table()?;
                 for (k, v) in pairs {
