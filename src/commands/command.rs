@@ -121,7 +121,7 @@ fn command_getkeys(cmd: &[Bytes]) -> CmdResult {
     let Some((_, spec)) = table().lookup(name) else {
         return Err(CmdError::err("Invalid command specified"));
     };
-    if spec.keys.first <= 0 {
+    if spec.keys.first <= 0 && spec.keys.streams_from <= 0 {
         return Err(CmdError::err("The command has no key arguments"));
     }
     if super::check_arity(spec, cmd).is_err() {

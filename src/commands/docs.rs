@@ -382,6 +382,7 @@ pub fn acl_categories(flags: u32, group: &str) -> Vec<Reply> {
         "geo" => c.push("@geo"),
         "connection" => c.push("@connection"),
         "pubsub" => c.push("@pubsub"),
+        "stream" => c.push("@stream"),
         _ => {}
     }
     if flags & ADMIN != 0 {

@@ -235,7 +235,7 @@ impl KeySpec {
     }
 
     /// The keys of XREAD / XREADGROUP: after the first STREAMS (from `streams_from` on),
-    /// the first half of the remaining arguments (none when they do not pair up).
+    /// the first half of the remaining arguments.
     fn stream_positions(&self, argv: &[Bytes]) -> std::ops::Range<usize> {
         if self.streams_from <= 0 {
             return 0..0;
@@ -249,10 +249,8 @@ impl KeySpec {
             return 0..0;
         };
         let first = from + at + 1;
+        // Half of what follows, rounded down (Redis's range spec with `limit 2`).
         let rest = argv.len().saturating_sub(first);
-        if rest == 0 || !rest.is_multiple_of(2) {
-            return 0..0;
-        }
         first..first + rest / 2
     }
 
