@@ -225,6 +225,68 @@ fn a_groups_new_entry_goes_to_one_blocked_consumer() {
 }
 
 #[test]
+fn a_blocked_group_read_ends_when_its_group_or_stream_goes() {
+    for n in common::shard_counts() {
+        let s = Server::start(n);
+        let mut admin = s.client();
+        for (k, end, want) in [
+            (
+                "gone-group",
+                "XGROUP",
+                "NOGROUP the consumer group this client was blocked on no longer exists",
+            ),
+            (
+                "gone-key",
+                "DEL",
+                "UNBLOCKED the stream key no longer exists",
+            ),
+        ] {
+            let _: () = redis::cmd("XGROUP")
+                .arg("CREATE")
+                .arg(k)
+                .arg("g")
+                .arg("$")
+                .arg("MKSTREAM")
+                .query(&mut admin)
+                .unwrap();
+            let mut c = s.client();
+            let key = k.to_string();
+            let h = thread::spawn(move || {
+                redis::cmd("XREADGROUP")
+                    .arg("GROUP")
+                    .arg("g")
+                    .arg("c")
+                    .arg("BLOCK")
+                    .arg(10_000)
+                    .arg("STREAMS")
+                    .arg(&key)
+                    .arg(">")
+                    .query::<Value>(&mut c)
+            });
+            wait_blocked(&mut admin, 1);
+            let t = std::time::Instant::now();
+            if end == "DEL" {
+                let _: i64 = redis::cmd("DEL").arg(k).query(&mut admin).unwrap();
+            } else {
+                let _: i64 = redis::cmd("XGROUP")
+                    .arg("DESTROY")
+                    .arg(k)
+                    .arg("g")
+                    .query(&mut admin)
+                    .unwrap();
+            }
+            let e = h.join().unwrap().unwrap_err();
+            assert!(
+                e.to_string().contains(want.split_once(' ').unwrap().1),
+                "shards={n}: {e}"
+            );
+            assert!(t.elapsed() < Duration::from_secs(5));
+            wait_blocked(&mut admin, 0);
+        }
+    }
+}
+
+#[test]
 fn keyspace_events_for_stream_writes() {
     let s = Server::start(1);
     let mut c = s.client();

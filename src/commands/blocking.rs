@@ -366,6 +366,23 @@ pub fn take_as(
 ) -> Result<Option<Served>, CmdError> {
     let served = match kind {
         Kind::Stream(op) => {
+            if woken {
+                if let Some((g, _)) = &op.group {
+                    // The group or the stream went while its consumer waited: the wait
+                    // ends with Redis 7.0's error.
+                    let gone = matches!(db.get_stream(key, now),
+                        Ok(Some(s)) if !s.groups.contains_key(g.as_ref()));
+                    if gone {
+                        return Err(CmdError::coded(
+                            "NOGROUP the consumer group this client was blocked on no longer exists",
+                        ));
+                    }
+                    // Deleted (or replaced by another type): 7.0.15 ends the wait too.
+                    if !matches!(db.get_stream(key, now), Ok(Some(_))) {
+                        return Err(CmdError::coded("UNBLOCKED the stream key no longer exists"));
+                    }
+                }
+            }
             return Ok(super::streams::read_key(db, now, op, key, woken)?
                 .map(|r| Served::from_read(key, r)));
         }

@@ -535,6 +535,25 @@ fn serve_key(w: &mut Engine, db: usize, key: &Bytes) {
                 Ok(None) if matches!(op.kind, Kind::Stream(_)) => continue,
                 // Missing or empty: nobody else can be served from this key.
                 Ok(None) => return,
+                // A group reader whose group or stream went: it gets the error.
+                Err(e)
+                    if matches!(op.kind, Kind::Stream(_))
+                        && (e.to_string().starts_with("NOGROUP")
+                            || e.to_string().starts_with("UNBLOCKED")) =>
+                {
+                    w.shard.blocked.remove(wid);
+                    let from = w.id;
+                    send_home(
+                        w,
+                        home,
+                        wid,
+                        Outcome::Reply {
+                            r: e.into_reply(),
+                            from,
+                        },
+                    );
+                    continue 'key;
+                }
                 // Holds another type than this waiter pops: try the next waiter.
                 Err(_) => continue,
                 Ok(Some(s)) => {
