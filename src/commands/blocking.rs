@@ -439,8 +439,8 @@ pub fn try_all(db: &mut Db, now: u64, op: &BlockOp) -> Result<Option<Served>, Cm
             super::streams::check_key(db, now, rop, key)?;
         }
         let mut out: Option<Served> = None;
-        for key in &op.keys {
-            let Some(r) = super::streams::read_key(db, now, rop, key, false)? else {
+        for (i, key) in op.keys.iter().enumerate() {
+            let Some(r) = super::streams::read_at(db, now, rop, i, false)? else {
                 continue;
             };
             match out.as_mut() {

@@ -426,6 +426,10 @@ fn xrevrange(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 
 fn xdel(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let key = arg(argv, 1)?;
+    // The key and its type first, then the IDs (7.0.15's order).
+    if stream_mut(ctx, key)?.is_none() {
+        return Ok(Reply::Int(0));
+    }
     let ids = argv
         .get(2..)
         .unwrap_or_default()
@@ -446,9 +450,7 @@ fn xdel(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 
 fn xtrim(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let key = arg(argv, 1)?;
-    if stream_mut(ctx, key)?.is_none() {
-        return Ok(Reply::Int(0));
-    }
+    // The options first, then the key (7.0.15's order).
     let a = trim_args(argv, false)?;
     let Some(s) = stream_mut(ctx, key)? else {
         return Ok(Reply::Int(0));
@@ -690,17 +692,17 @@ fn xgroup(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 fn xack(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let key = arg(argv, 1)?;
     let gname = arg(argv, 2)?;
-    // The type is checked before the IDs, as Redis does.
-    let exists = stream_mut(ctx, key)?.is_some();
+    // The key, its type and the group first; without them nothing is parsed (7.0.15).
+    let has = stream_mut(ctx, key)?.is_some_and(|s| s.groups.contains_key(gname.as_ref()));
+    if !has {
+        return Ok(Reply::Int(0));
+    }
     let ids = argv
         .get(3..)
         .unwrap_or_default()
         .iter()
         .map(|b| strict_id(b, 0))
         .collect::<Result<Vec<_>, _>>()?;
-    if !exists {
-        return Ok(Reply::Int(0));
-    }
     let acked = match stream_mut(ctx, key)?.and_then(|s| s.groups.get_mut(gname.as_ref())) {
         Some(g) => ids.iter().filter(|id| g.ack(**id)).count(),
         None => 0,
@@ -1328,6 +1330,9 @@ pub enum From {
     Last,
     /// XREADGROUP `>`: entries never delivered to the group.
     New,
+    /// An ID that does not parse (or `$`/`>` where they mean nothing): reported after the
+    /// key's type and group are checked, as Redis checks each key in turn.
+    Invalid(&'static str),
 }
 
 /// A parsed XREAD / XREADGROUP.
@@ -1421,16 +1426,21 @@ pub fn parse_read(argv: &[Bytes]) -> Result<(ReadOp, Vec<Bytes>, Option<u64>), C
     for (k, id) in keys.iter().zip(ids) {
         let f = if id.as_ref() == b"$" {
             if group_cmd {
-                return Err(CmdError::err("The $ ID is meaningless in the context of XREADGROUP: you want to read the history of this consumer by specifying a proper ID, or use the > ID to get new messages. The $ ID would just return an empty result set."));
+                From::Invalid("The $ ID is meaningless in the context of XREADGROUP: you want to read the history of this consumer by specifying a proper ID, or use the > ID to get new messages. The $ ID would just return an empty result set.")
+            } else {
+                From::Last
             }
-            From::Last
         } else if id.as_ref() == b">" {
-            if !group_cmd {
-                return Err(CmdError::err("The > ID can be specified only when calling XREADGROUP using the GROUP <group> <consumer> option."));
+            if group_cmd {
+                From::New
+            } else {
+                From::Invalid("The > ID can be specified only when calling XREADGROUP using the GROUP <group> <consumer> option.")
             }
-            From::New
         } else {
-            From::After(strict_id(id, 0)?)
+            match parse_plain(id, 0, false) {
+                Some(id) => From::After(id),
+                None => From::Invalid("Invalid stream ID specified as stream command argument"),
+            }
         };
         from.push((Bytes::copy_from_slice(k), f));
     }
@@ -1457,6 +1467,12 @@ pub fn check_key(db: &mut Db, now: u64, op: &ReadOp, key: &[u8]) -> Result<(), C
                 text(key),
                 text(g)
             )));
+        }
+    }
+    // Every position naming this key (a key may be named twice).
+    for (k, f) in &op.from {
+        if let (true, From::Invalid(m)) = (k.as_ref() == key, f) {
+            return Err(CmdError::err(*m));
         }
     }
     Ok(())
@@ -1500,7 +1516,7 @@ pub fn has_data(db: &mut Db, now: u64, op: &ReadOp, key: &[u8]) -> Result<bool, 
             .and_then(|(g, _)| s.groups.get(g.as_ref()))
             .is_some_and(|g| top > g.last_id),
         // `$` not resolved yet: nothing after the end.
-        Some(From::Last) | None => false,
+        Some(From::Last) | Some(From::Invalid(_)) | None => false,
     })
 }
 
@@ -1522,13 +1538,38 @@ pub fn read_key(
     key: &[u8],
     woken: bool,
 ) -> Result<Option<KeyRead>, CmdError> {
+    let from = op.from_of(key).unwrap_or(From::Last);
+    read_from(db, now, op, key, from, woken)
+}
+
+/// `read_key` for the key at position `i` of the command (its own ID).
+pub fn read_at(
+    db: &mut Db,
+    now: u64,
+    op: &ReadOp,
+    i: usize,
+    woken: bool,
+) -> Result<Option<KeyRead>, CmdError> {
+    let Some((key, from)) = op.from.get(i) else {
+        return Ok(None);
+    };
+    read_from(db, now, op, key, *from, woken)
+}
+
+fn read_from(
+    db: &mut Db,
+    now: u64,
+    op: &ReadOp,
+    key: &[u8],
+    from: From,
+    woken: bool,
+) -> Result<Option<KeyRead>, CmdError> {
     check_key(db, now, op, key)?;
     let count = match (op.count, woken) {
         (0, true) => Some(1000),
         (0, false) => None,
         (n, _) => Some(n),
     };
-    let from = op.from_of(key).unwrap_or(From::Last);
     let Some(s) = db.get_stream_mut(key, now)? else {
         return Ok(None);
     };
@@ -1644,7 +1685,7 @@ fn group_read(
                 }
             }
         }
-        From::New | From::Last => {
+        From::New | From::Last | From::Invalid(_) => {
             let start = g.last_id.next().unwrap_or(StreamId::MAX);
             let found: Vec<(StreamId, Vec<Bytes>)> = s
                 .range(start, StreamId::MAX, Some(limit), false)

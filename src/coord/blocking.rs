@@ -671,6 +671,20 @@ fn locked_attempt(
                     .iter()
                     .position(|s| !matches!(s, Some(Ok(false)) | None));
                 let alive = wid.is_none_or(|id| w.waiters.map.contains_key(&id));
+                // Stream reads check every key before serving any (Redis's order).
+                let stream_err = matches!(op.kind, Kind::Stream(_))
+                    .then(|| {
+                        states
+                            .iter()
+                            .flatten()
+                            .find_map(|s| s.as_ref().err().cloned())
+                    })
+                    .flatten();
+                if let Some(e) = stream_err.filter(|_| alive) {
+                    let r = Reply::Error(e);
+                    unlock_then(w, all, txid, move |w| finish(w, wid, ticket, r));
+                    return;
+                }
                 match first.and_then(|i| states.get(i).cloned().flatten().map(|s| (i, s))) {
                     _ if !alive => unlock_then(w, all, txid, |_| {}),
                     Some((_, Err(e))) => {
