@@ -63,6 +63,8 @@ class Conn:
 
 KEYS = ["k%d" % i for i in range(6)] + ["{t}a", "{t}b", "{t}c"]
 LEXKEYS = ["lex1", "lex2"]
+# Streams get keys of their own (and sometimes any key, for the type errors).
+SKEYS = ["s1", "s2", "{t}s"]
 MEMBERS = ["a", "b", "c", "d", "1", "2", "-1", "3.5", "x" * 70, ""]
 NUMS = ["0", "1", "-1", "2", "10", "-5", "100", "3", "inf", "-inf", "+inf", "1.5", "abc", "9223372036854775807", "-9223372036854775808", "(1", "[a", "-", "+", "(2"]
 
@@ -85,7 +87,14 @@ SCRIPTS = [
     "return redis.call('INCRBYFLOAT', KEYS[1], '1.5')",
 ]
 
+# Stream IDs: explicit ones (`*` makes each server its own ID), the special forms, bad ones.
+SIDS = ["1-1", "1-2", "2", "2-*", "3-0", "5-5", "0-1", "0", "99-99", "abc", "1-*"]
+RIDS = ["-", "+", "0", "1-1", "(1-1", "2-0", "(2", "5", "99", "x", "("]
+
 def K(r): return r.choice(KEYS)
+def SID(r): return r.choice(SIDS)
+def SK(r): return r.choice(SKEYS * 6 + KEYS)
+def RID(r): return r.choice(RIDS)
 def M(r): return r.choice(MEMBERS)
 def N(r): return r.choice(NUMS)
 def I(r): return str(r.choice([0, 1, 2, -1, -2, 3, 5, 10, -100, 100]))
@@ -246,6 +255,22 @@ def gen(r):
             ["BRPOPLPUSH", K(r), K(r), "0.001"],
             [r.choice(["BLMPOP", "BZMPOP"]), "0.001", "2", K(r), K(r), r.choice(["LEFT", "MIN", "MAX", "RIGHT"])] + r.choice([[], ["COUNT", "2"]]),
         ]) if r.randrange(4) == 0 else ["LLEN", k],
+        # Streams: explicit IDs, trimming, groups and their pending entries.
+        lambda: ["XADD", SK(r)] + r.choice([[], [], ["NOMKSTREAM"], ["MAXLEN", I(r)], ["MAXLEN", "~", "1"], ["MINID", SID(r)], ["MAXLEN", "=", "2", "LIMIT", "1"]]) + [SID(r), M(r), M(r)],
+        lambda: ["XLEN", SK(r)],
+        lambda: [r.choice(["XRANGE", "XREVRANGE"]), SK(r), RID(r), RID(r)] + r.choice([[], ["COUNT", I(r)]]),
+        lambda: ["XDEL", SK(r), SID(r), SID(r)],
+        lambda: ["XTRIM", SK(r), r.choice(["MAXLEN", "MINID"]), r.choice(["", "=", "~"]) or "=", r.choice(["0", "1", "2-0", "3"])],
+        lambda: ["XGROUP", "CREATE", SK(r), "g", r.choice(["0", "$", "1-1"])] + r.choice([[], ["MKSTREAM"], ["ENTRIESREAD", I(r)]]),
+        lambda: ["XGROUP", r.choice(["SETID", "DESTROY", "CREATECONSUMER", "DELCONSUMER"]), SK(r), r.choice(["g", "g2"])] + r.choice([[r.choice(["0", "$", "c1"])], ["c2"], []]),
+        lambda: ["XREADGROUP", "GROUP", "g", r.choice(["c1", "c2"])] + r.choice([[], ["COUNT", "1"], ["NOACK"]]) + ["STREAMS", SK(r), r.choice([">", ">", "0", "1-1", "$"])],
+        lambda: ["XREAD"] + r.choice([[], ["COUNT", "1"]]) + ["STREAMS", SK(r), r.choice(["0", "$", "1-1", ">"])],
+        lambda: ["XACK", SK(r), "g", SID(r), SID(r)],
+        lambda: ["XPENDING", SK(r), "g"] + r.choice([[], ["-", "+", "10"], ["-", "+", "10", "c1"], ["IDLE", "0", "-", "+", "5"]]),
+        lambda: ["XCLAIM", SK(r), "g", r.choice(["c1", "c3"]), "0", SID(r), SID(r)] + r.choice([[], ["JUSTID"], ["FORCE", "JUSTID"], ["RETRYCOUNT", "7", "JUSTID"], ["LASTID", "9-9", "JUSTID"]]),
+        lambda: ["XAUTOCLAIM", SK(r), "g", r.choice(["c1", "c4"]), "0", r.choice(["0", "1-1", "(1-1"])] + r.choice([[], ["COUNT", "1"], ["JUSTID"]]),
+        lambda: ["XINFO", r.choice(["GROUPS", "STREAM", "CONSUMERS"]), SK(r)] + r.choice([[], ["g"]]),
+        lambda: ["XSETID", SK(r), SID(r)] + r.choice([[], ["ENTRIESADDED", I(r)], ["MAXDELETEDID", SID(r)]]),
         # Databases: the connection's SELECT carries over too.
         lambda: ["SELECT", r.choice(["0", "0", "0", "1", "2", "16", "-1", "x"])],
         lambda: ["MOVE", k, r.choice(["0", "1", "2", "16", "x"])],
@@ -303,7 +328,34 @@ def norm(cmd, rep):
         return (b"*", sorted(zip(v[0::2], v[1::2])))
     if name in ("TTL", "PTTL", "EXPIRETIME", "PEXPIRETIME") and rep[0] == b":" and int(rep[1]) > 0:
         return (b":", b"positive")
+    if name == "XADD" and rep[0] == b"$" and any(a in ("*", "2-*", "1-*") for a in cmd[2:]):
+        return (b"$", b"an id")
+    if name in ("XPENDING", "XINFO") and rep[0] in (b"*", b"%") and rep[1]:
+        # Idle times and the radix tree counts are each server's own.
+        return strip_times(rep)
     return rep
+
+def strip_times(rep):
+    """Integers after `idle`/`radix-tree-*` keys and the third field of XPENDING rows."""
+    t, v = rep
+    if not isinstance(v, list):
+        return rep
+    out, skip = [], False
+    for i, x in enumerate(v):
+        if isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], tuple):
+            # A RESP3 map entry: (key, value).
+            k, val = x
+            timed = k[0] in (b"$", b"+") and k[1] in (b"idle", b"radix-tree-keys", b"radix-tree-nodes")
+            out.append((k, (b":", b"t") if timed else strip_times(val)))
+            continue
+        if skip:
+            out.append((b":", b"t")); skip = False; continue
+        if x[0] in (b"$", b"+") and x[1] in (b"idle", b"radix-tree-keys", b"radix-tree-nodes"):
+            skip = True
+        out.append(strip_times(x))
+    if len(v) == 4 and all(isinstance(x, tuple) for x in v) and v[2][0] == b":" and v[0][0] == b"$" and v[1][0] == b"$":
+        out[2] = (b":", b"t")
+    return (t, out)
 
 def resync(a, b, keys):
     """Copies Redis's keys (value and TTL) to shardis."""
@@ -357,7 +409,7 @@ def main():
         if x != y:
             bad += 1
             print("#%d %s\n  redis:   %r\n  shardis: %r" % (i, cmd, x, y))
-            keys = [c for c in cmd[1:] if c in KEYS or c in LEXKEYS]
+            keys = [c for c in cmd[1:] if c in KEYS or c in LEXKEYS or c in SKEYS]
             rel = [h for h in hist[:-1] if any(k in h[1][1:] for k in keys)][-int(__import__("os").environ.get("HN","6")):]
             for h in rel:
                 print("     before #%d %s" % h)
@@ -367,7 +419,7 @@ def main():
             if queued is not None or name == "MULTI":
                 a.cmd(["DISCARD"]); b.cmd(["DISCARD"])
                 queued = None
-            resync(a, b, KEYS + LEXKEYS)
+            resync(a, b, KEYS + LEXKEYS + SKEYS)
     print("done", n, "mismatches", bad)
     sys.exit(1 if bad else 0)
 
