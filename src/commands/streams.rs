@@ -582,7 +582,7 @@ fn xgroup(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     }
     let now = ctx.now();
     let exists = ctx.db().get_stream_mut(key, now)?.is_some();
-    if !exists && !(sub == "create" && mkstream) {
+    if !(exists || sub == "create" && mkstream) {
         return Err(CmdError::err(
             "The XGROUP subcommand requires the key to exist. Note that for CREATE you may want to use the MKSTREAM option to create an empty stream automatically.",
         ));
