@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit tests and integration tests (which start the
 # real shardis binary, redis-cli and a real redis-server for the differential test).
-# Installs redis-tools / redis-server from Debian if they are missing.
+# Installs redis-tools / redis-server / nodejs / npm from Debian if they are missing, and the
+# pinned BullMQ (tests/node) with npm.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,9 @@ ulimit -l unlimited 2>/dev/null || ulimit -l "$(ulimit -H -l)" 2>/dev/null || tr
 need=()
 command -v redis-cli >/dev/null 2>&1 || need+=(redis-tools)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
+# node and npm for tests/bullmq.rs (BullMQ, the Node.js job queue, run against shardis).
+command -v node >/dev/null 2>&1 || need+=(nodejs)
+command -v npm >/dev/null 2>&1 || need+=(npm)
 if [ ${#need[@]} -gt 0 ]; then
   echo "==> installing ${need[*]}"
   SUDO=""
@@ -23,6 +27,16 @@ fi
 if ! python3 -c 'import redis' >/dev/null 2>&1; then
   echo "==> installing redis-py"
   python3 -m pip install -q redis 2>/dev/null || pip3 install -q redis
+fi
+
+# BullMQ for tests/bullmq.rs, at the version tests/node/package.json pins (package-lock.json
+# fixes the rest of the tree); reinstalled when the pin changes.
+bullmq_dir=tests/node
+want=$(node -p "require('./$bullmq_dir/package.json').dependencies.bullmq")
+have=$(node -p "try { require('./$bullmq_dir/node_modules/bullmq/package.json').version } catch (e) { '' }")
+if [ "$have" != "$want" ]; then
+  echo "==> installing bullmq $want into $bullmq_dir/node_modules"
+  (cd "$bullmq_dir" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 echo "==> cargo fmt --check"
