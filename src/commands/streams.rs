@@ -273,8 +273,8 @@ fn entry_reply(id: StreamId, fields: &[Bytes]) -> Reply {
     ])
 }
 
-fn entries_reply(v: Vec<(StreamId, &[Bytes])>) -> Reply {
-    Reply::Array(v.into_iter().map(|(i, f)| entry_reply(i, f)).collect())
+fn entries_reply(v: Vec<(StreamId, Vec<Bytes>)>) -> Reply {
+    Reply::Array(v.into_iter().map(|(i, f)| entry_reply(i, &f)).collect())
 }
 
 fn map(pairs: Vec<(&'static str, Reply)>) -> Reply {
@@ -968,7 +968,7 @@ fn xclaim(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
         let Some(s) = stream_mut(ctx, key)? else {
             break;
         };
-        let exists = s.get(id).is_some();
+        let exists = s.contains(id);
         let Some(g) = s.groups.get_mut(gname.as_ref()) else {
             break;
         };
@@ -1015,7 +1015,7 @@ fn xclaim(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
         out.push(if justid {
             id_reply(id)
         } else {
-            entry_reply(id, s.get(id).unwrap_or_default())
+            entry_reply(id, &s.get(id).unwrap_or_default())
         });
         claim_effect(ctx, key, gname, id);
         propagate_last = false;
@@ -1074,7 +1074,7 @@ fn xautoclaim(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
         let Some(s) = stream_read(ctx, key)? else {
             break;
         };
-        let exists = s.get(id).is_some();
+        let exists = s.contains(id);
         let idle = s
             .groups
             .get(gname.as_ref())
@@ -1113,7 +1113,7 @@ fn xautoclaim(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
         claimed.push(if justid {
             id_reply(id)
         } else {
-            entry_reply(id, s.get(id).unwrap_or_default())
+            entry_reply(id, &s.get(id).unwrap_or_default())
         });
         count -= 1;
         claim_effect(ctx, key, gname, id);
@@ -1236,10 +1236,9 @@ fn xinfo_stream(s: &Stream, argv: &[Bytes], _now: u64) -> CmdResult {
         }
         _ => return Err(xinfo_stream_usage(argv)),
     }
-    // Redis's rax counts: one key per listpack node, and (roughly) a rax node per key plus
-    // the root; the node layout is Redis's own, so these are estimates.
-    let per = node_max_entries().max(1);
-    let keys = s.len().div_ceil(per);
+    // One rax key per listpack node, as Redis counts them; the rax's inner node count is
+    // Redis's own tree shape, estimated.
+    let keys = s.node_count();
     let mut out = vec![
         ("length", int(s.len() as u64)),
         ("radix-tree-keys", int(keys as u64)),
@@ -1254,12 +1253,12 @@ fn xinfo_stream(s: &Stream, argv: &[Bytes], _now: u64) -> CmdResult {
         out.push((
             "first-entry",
             s.first_entry()
-                .map_or(Reply::Null, |(i, f)| entry_reply(i, f)),
+                .map_or(Reply::Null, |(i, f)| entry_reply(i, &f)),
         ));
         out.push((
             "last-entry",
             s.last_entry()
-                .map_or(Reply::Null, |(i, f)| entry_reply(i, f)),
+                .map_or(Reply::Null, |(i, f)| entry_reply(i, &f)),
         ));
         return Ok(map(out));
     }

@@ -4,15 +4,16 @@
 //! with their pending entries lists (PEL) and consumers. Owned by the shard thread that owns
 //! the key; nothing here knows RESP or the keyspace.
 //!
-//! Redis keeps entries in listpack nodes of up to `stream-node-max-entries` entries
-//! (and `stream-node-max-bytes`); approximate trimming (`MAXLEN ~`, `MINID ~`) removes whole
-//! nodes only. The nodes are kept here as counts (`nodes`: entries ever placed in each node,
-//! how many are still live, and about how many bytes their listpack would take), closed as
-//! Redis closes them (`stream-node-max-entries`, `stream-node-max-bytes`), so `~` removes
-//! about what Redis would. The byte size is an estimate of Redis's listpack, so with
-//! entries near the byte bound the node cuts may differ by an entry.
+//! Entries live in nodes as Redis keeps them: up to `stream-node-max-entries` entries (and
+//! `stream-node-max-bytes` of listpack) per node, each entry packed into the node's buffer
+//! with its ID as a difference from the node's first ID and its field names left out when
+//! they repeat the node's first entry's (about 20 bytes for an entry of two short fields,
+//! as in Redis). Nodes are cut where Redis cuts them (the listpack size each would take is
+//! counted exactly), so approximate trimming (`MAXLEN ~`, `MINID ~`), which removes whole
+//! nodes only, removes what Redis removes; XDEL marks an entry deleted inside its node and
+//! frees the node with its last entry, as Redis.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering::Relaxed};
 
 use bytes::Bytes;
@@ -269,22 +270,205 @@ impl Group {
     }
 }
 
-/// One node of Redis's layout, as counts (see the module note).
-#[derive(Clone, Copy, Debug, PartialEq)]
+/// One node: entries packed one after another, as Redis keeps them in a listpack (IDs as
+/// differences from the node's master ID, field names left out when they are the master
+/// entry's), in our own compact byte format. `lp_bytes` is what Redis's listpack for the
+/// same entries would take, so nodes are cut where Redis cuts them.
+#[derive(Clone, Debug, PartialEq)]
 struct Node {
-    /// Entries placed in it (deleted ones included).
-    total: u32,
-    /// Entries still in it.
+    /// The first entry's ID when the node was made (the rax key in Redis).
+    master: StreamId,
+    /// The master entry's field names.
+    fields: Box<[Bytes]>,
+    /// Entries: `[flags][ms diff][seq diff]([n][field]...)?[value]...` (varints, and each
+    /// field or value as varint length + bytes).
+    buf: Vec<u8>,
     live: u32,
-    /// About the bytes of Redis's listpack for it.
-    bytes: usize,
+    deleted: u32,
+    /// The ID of the last entry placed (deleted or not).
+    last: StreamId,
+    /// Listpack bytes of the entries (the master entry's are computed from the counts).
+    lp_entries: usize,
 }
 
-#[derive(Clone, Debug, PartialEq)]
-struct Entry {
-    /// Sequence number of its node (`Stream::node_base` names `nodes[0]`).
-    node: u64,
-    fields: Box<[Bytes]>,
+const FLAG_DELETED: u8 = 1;
+const FLAG_SAMEFIELDS: u8 = 2;
+
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(buf: &[u8], pos: &mut usize) -> Option<u64> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *buf.get(*pos)?;
+        *pos += 1;
+        v |= u64::from(b & 0x7F) << shift;
+        if b < 0x80 {
+            return Some(v);
+        }
+    }
+    None
+}
+
+fn get_bytes(buf: &[u8], pos: &mut usize) -> Option<Bytes> {
+    let n = get_varint(buf, pos)? as usize;
+    let b = buf.get(*pos..pos.checked_add(n)?)?;
+    *pos += n;
+    Some(Bytes::copy_from_slice(b))
+}
+
+/// Bytes of a listpack integer entry (encoding and back length).
+fn lp_int(i: i64) -> usize {
+    match i {
+        0..=127 => 2,
+        -4096..=4095 => 3,
+        -32768..=32767 => 4,
+        -8_388_608..=8_388_607 => 5,
+        _ if i32::try_from(i).is_ok() => 6,
+        _ => 10,
+    }
+}
+
+fn lp_str(v: &[u8]) -> usize {
+    crate::persist::packed::ListpackWriter::entry_size(v)
+}
+
+/// One decoded entry: its ID, whether it is deleted, and its fields and values.
+struct Decoded {
+    id: StreamId,
+    deleted: bool,
+    /// Byte offset of its flags in the node's buffer.
+    at: usize,
+    fields: Vec<Bytes>,
+}
+
+impl Node {
+    fn new(id: StreamId, names: Box<[Bytes]>) -> Node {
+        Node {
+            master: id,
+            fields: names,
+            buf: Vec::new(),
+            live: 0,
+            deleted: 0,
+            last: id,
+            lp_entries: 0,
+        }
+    }
+
+    /// Redis's `lpBytes` for this node: header, master entry, entries, end byte.
+    fn lp_bytes(&self) -> usize {
+        let master = lp_int(i64::from(self.live))
+            + lp_int(i64::from(self.deleted))
+            + lp_int(self.fields.len() as i64)
+            + self.fields.iter().map(|f| lp_str(f)).sum::<usize>()
+            + lp_int(0);
+        6 + master + self.lp_entries + 1
+    }
+
+    fn push(&mut self, id: StreamId, fields: &[Bytes]) {
+        let same = fields.len() == self.fields.len() * 2
+            && fields
+                .iter()
+                .step_by(2)
+                .zip(self.fields.iter())
+                .all(|(a, b)| a == b);
+        let ms = id.ms.wrapping_sub(self.master.ms);
+        let seq = id.seq.wrapping_sub(self.master.seq);
+        self.buf.push(if same { FLAG_SAMEFIELDS } else { 0 });
+        put_varint(&mut self.buf, ms);
+        put_varint(&mut self.buf, seq);
+        let n = fields.len() / 2;
+        let mut lp = lp_int(if same { 2 } else { 0 }) + lp_int(ms as i64) + lp_int(seq as i64);
+        if !same {
+            put_varint(&mut self.buf, n as u64);
+            lp += lp_int(n as i64);
+        }
+        for (i, f) in fields.iter().enumerate() {
+            if same && i % 2 == 0 {
+                continue;
+            }
+            put_varint(&mut self.buf, f.len() as u64);
+            self.buf.extend_from_slice(f);
+            lp += lp_str(f);
+        }
+        let lp_count = if same { n + 3 } else { 2 * n + 4 };
+        lp += lp_int(lp_count as i64);
+        self.lp_entries += lp;
+        self.live += 1;
+        self.last = id;
+    }
+
+    /// Decodes the entry at `pos` (moving `pos` past it); deleted entries decode too.
+    fn decode(&self, pos: &mut usize, want_fields: bool) -> Option<Decoded> {
+        let at = *pos;
+        let flags = *self.buf.get(*pos)?;
+        *pos += 1;
+        let ms = get_varint(&self.buf, pos)?;
+        let seq = get_varint(&self.buf, pos)?;
+        let id = StreamId::new(
+            self.master.ms.wrapping_add(ms),
+            self.master.seq.wrapping_add(seq),
+        );
+        let same = flags & FLAG_SAMEFIELDS != 0;
+        let n = if same {
+            self.fields.len()
+        } else {
+            get_varint(&self.buf, pos)? as usize
+        };
+        let mut fields = Vec::new();
+        for i in 0..n {
+            let name = if same {
+                self.fields.get(i).cloned()
+            } else {
+                Some(get_bytes(&self.buf, pos)?)
+            };
+            let value = get_bytes(&self.buf, pos)?;
+            if want_fields {
+                fields.push(name.unwrap_or_default());
+                fields.push(value);
+            }
+        }
+        Some(Decoded {
+            id,
+            deleted: flags & FLAG_DELETED != 0,
+            at,
+            fields,
+        })
+    }
+
+    /// Every entry, deleted ones included, in order.
+    fn entries(&self, want_fields: bool) -> Vec<Decoded> {
+        let mut out = Vec::with_capacity((self.live + self.deleted) as usize);
+        let mut pos = 0;
+        while pos < self.buf.len() {
+            match self.decode(&mut pos, want_fields) {
+                Some(d) => out.push(d),
+                None => break,
+            }
+        }
+        out
+    }
+
+    /// Marks the entry at byte `at` deleted.
+    fn mark_deleted(&mut self, at: usize) {
+        if let Some(f) = self.buf.get_mut(at) {
+            *f |= FLAG_DELETED;
+        }
+        self.live = self.live.saturating_sub(1);
+        self.deleted += 1;
+    }
+
+    fn heap_bytes(&self) -> usize {
+        self.buf.capacity()
+            + self.fields.iter().map(|f| f.len() + 32).sum::<usize>()
+            + std::mem::size_of::<Node>()
+            + 16
+    }
 }
 
 /// Trimming: by length, or by lowest ID kept.
@@ -296,15 +480,13 @@ pub enum Trim {
 
 #[derive(Clone, Debug, PartialEq, Default)]
 pub struct Stream {
-    entries: BTreeMap<StreamId, Entry>,
-    nodes: VecDeque<Node>,
-    node_base: u64,
+    /// Nodes by master ID.
+    nodes: BTreeMap<StreamId, Node>,
+    length: usize,
     pub last_id: StreamId,
     pub max_deleted: StreamId,
     pub entries_added: u64,
     pub groups: BTreeMap<Bytes, Group>,
-    /// Bytes of fields and values (MEMORY USAGE's estimate).
-    data_bytes: usize,
 }
 
 /// Why an XADD ID is refused.
@@ -324,16 +506,21 @@ impl Stream {
     }
 
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.length
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
+        self.length == 0
     }
 
-    /// The first entry's ID (0-0 when empty, as Redis's `first_id`).
+    /// Listpack nodes (XINFO's `radix-tree-keys`).
+    pub fn node_count(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// The first live entry's ID (0-0 when empty, as Redis's `first_id`).
     pub fn first_id(&self) -> StreamId {
-        self.entries.keys().next().copied().unwrap_or_default()
+        self.first_entry().map(|e| e.0).unwrap_or_default()
     }
 
     /// The ID an XADD would use for `arg` at `now_ms`.
@@ -376,7 +563,8 @@ impl Stream {
         Ok(id)
     }
 
-    /// Appends an entry whose ID is above `last_id` (checked by `next_id`).
+    /// Appends an entry (`fields`: field, value, ...) whose ID is above every ID in the
+    /// stream (checked by `next_id`); a new node starts where Redis would start one.
     pub fn append(&mut self, id: StreamId, fields: Vec<Bytes>) {
         let max = node_max_entries();
         let max_bytes = match node_max_bytes() {
@@ -384,161 +572,200 @@ impl Stream {
             n => n.min(1 << 30),
         };
         let raw: usize = fields.iter().map(|f| f.len()).sum();
-        let open = self
-            .nodes
-            .back()
-            .is_some_and(|n| n.bytes + raw < max_bytes && (max == 0 || (n.total as usize) < max));
+        let open = self.nodes.values().next_back().is_some_and(|n| {
+            n.lp_bytes() + raw < max_bytes && (max == 0 || ((n.live + n.deleted) as usize) < max)
+        });
         if !open {
-            // The master entry: counts, the field names, a terminator.
-            let names: usize = fields.iter().step_by(2).map(|f| f.len() + 2).sum();
-            self.nodes.push_back(Node {
-                total: 0,
-                live: 0,
-                bytes: 7 + 8 + names,
-            });
+            let names: Box<[Bytes]> = fields.iter().step_by(2).cloned().collect();
+            self.nodes.insert(id, Node::new(id, names));
         }
-        let node = self.node_base + self.nodes.len() as u64 - 1;
-        if let Some(n) = self.nodes.back_mut() {
-            n.total += 1;
-            n.live += 1;
-            n.bytes += 8 + fields.iter().map(|f| f.len() + 2).sum::<usize>();
+        if let Some(n) = self.nodes.values_mut().next_back() {
+            n.push(id, &fields);
         }
-        self.data_bytes += fields.iter().map(|f| f.len() + 8).sum::<usize>() + 32;
-        self.entries.insert(
-            id,
-            Entry {
-                node,
-                fields: fields.into_boxed_slice(),
-            },
-        );
+        self.length += 1;
         self.last_id = id;
         self.entries_added += 1;
     }
 
-    pub fn get(&self, id: StreamId) -> Option<&[Bytes]> {
-        self.entries.get(&id).map(|e| &*e.fields)
+    /// The node that would hold `id` (the last one whose master ID is not above it).
+    fn node_of(&self, id: StreamId) -> Option<(&StreamId, &Node)> {
+        self.nodes.range(..=id).next_back()
     }
 
-    /// Entries with `start <= id <= end`, at most `count`, oldest first or (`rev`) newest
-    /// first.
+    pub fn contains(&self, id: StreamId) -> bool {
+        self.get(id).is_some()
+    }
+
+    pub fn get(&self, id: StreamId) -> Option<Vec<Bytes>> {
+        let (_, n) = self.node_of(id)?;
+        let mut pos = 0;
+        while pos < n.buf.len() {
+            let d = n.decode(&mut pos, false)?;
+            if d.id == id {
+                if d.deleted {
+                    return None;
+                }
+                let mut p = d.at;
+                return n.decode(&mut p, true).map(|d| d.fields);
+            }
+            if d.id > id {
+                return None;
+            }
+        }
+        None
+    }
+
+    /// Live entries with `start <= id <= end`, at most `count`, oldest first or (`rev`)
+    /// newest first.
     pub fn range(
         &self,
         start: StreamId,
         end: StreamId,
         count: Option<usize>,
         rev: bool,
-    ) -> Vec<(StreamId, &[Bytes])> {
+    ) -> Vec<(StreamId, Vec<Bytes>)> {
+        let mut out = Vec::new();
         if start > end {
-            return Vec::new();
+            return out;
         }
         let limit = count.unwrap_or(usize::MAX);
-        let it = self.entries.range(start..=end);
+        // The node holding `start` may begin before it.
+        let from = self.node_of(start).map_or(start, |(k, _)| *k);
+        let nodes = self.nodes.range(from..=end);
+        let take = |n: &Node, out: &mut Vec<(StreamId, Vec<Bytes>)>, rev: bool| {
+            let mut es = n.entries(true);
+            if rev {
+                es.reverse();
+            }
+            for d in es {
+                if out.len() >= limit {
+                    return;
+                }
+                if !d.deleted && d.id >= start && d.id <= end {
+                    out.push((d.id, d.fields));
+                }
+            }
+        };
         if rev {
-            it.rev()
-                .take(limit)
-                .map(|(i, e)| (*i, &*e.fields))
-                .collect()
+            for (_, n) in nodes.rev() {
+                if out.len() >= limit {
+                    break;
+                }
+                take(n, &mut out, true);
+            }
         } else {
-            it.take(limit).map(|(i, e)| (*i, &*e.fields)).collect()
+            for (_, n) in nodes {
+                if out.len() >= limit {
+                    break;
+                }
+                take(n, &mut out, false);
+            }
         }
+        out
     }
 
-    /// The last entry, if any.
-    pub fn last_entry(&self) -> Option<(StreamId, &[Bytes])> {
-        self.entries
-            .iter()
-            .next_back()
-            .map(|(i, e)| (*i, &*e.fields))
+    /// The last live entry, if any.
+    pub fn last_entry(&self) -> Option<(StreamId, Vec<Bytes>)> {
+        self.range(StreamId::MIN, StreamId::MAX, Some(1), true)
+            .into_iter()
+            .next()
     }
 
-    pub fn first_entry(&self) -> Option<(StreamId, &[Bytes])> {
-        self.entries.iter().next().map(|(i, e)| (*i, &*e.fields))
-    }
-
-    fn unlink(&mut self, e: &Entry) {
-        self.data_bytes = self
-            .data_bytes
-            .saturating_sub(e.fields.iter().map(|f| f.len() + 8).sum::<usize>() + 32);
-        let idx = e.node.wrapping_sub(self.node_base) as usize;
-        if let Some(n) = self.nodes.get_mut(idx) {
-            n.live = n.live.saturating_sub(1);
-        }
-        // Empty nodes at the head go (Redis frees a node whose entries are all deleted).
-        while self.nodes.front().is_some_and(|n| n.live == 0)
-            && (self.nodes.len() > 1 || self.entries.is_empty())
-        {
-            self.nodes.pop_front();
-            self.node_base += 1;
-        }
+    pub fn first_entry(&self) -> Option<(StreamId, Vec<Bytes>)> {
+        self.range(StreamId::MIN, StreamId::MAX, Some(1), false)
+            .into_iter()
+            .next()
     }
 
     /// XDEL of one ID: whether it was there. Moves `max_deleted` up.
     pub fn delete(&mut self, id: StreamId) -> bool {
-        let Some(e) = self.entries.remove(&id) else {
+        let Some(key) = self.node_of(id).map(|(k, _)| *k) else {
             return false;
         };
-        self.unlink(&e);
+        let Some(n) = self.nodes.get_mut(&key) else {
+            return false;
+        };
+        let mut pos = 0;
+        let mut found = None;
+        while pos < n.buf.len() {
+            let Some(d) = n.decode(&mut pos, false) else {
+                break;
+            };
+            if d.id == id {
+                found = (!d.deleted).then_some(d.at);
+                break;
+            }
+        }
+        let Some(at) = found else {
+            return false;
+        };
+        if n.live == 1 {
+            // Its last entry: the node goes (Redis frees the listpack).
+            self.nodes.remove(&key);
+        } else {
+            n.mark_deleted(at);
+        }
+        self.length -= 1;
         if id > self.max_deleted {
             self.max_deleted = id;
         }
         true
     }
 
-    /// Trims from the oldest end; `approx` removes whole nodes only; `limit` caps the
-    /// entries removed (0: none, `None`: no cap). Returns how many went.
+    /// Trims from the oldest end as Redis's `streamTrim`: whole nodes while they may go;
+    /// then, unless `approx`, entries inside the next node. `limit` caps the entries removed
+    /// (`None`: no cap). Returns how many went.
     pub fn trim(&mut self, how: Trim, approx: bool, limit: Option<u64>) -> u64 {
         let mut removed = 0u64;
-        let cap = limit.unwrap_or(u64::MAX);
-        if approx {
-            loop {
-                if self.nodes.is_empty() {
+        loop {
+            if let Trim::MaxLen(n) = how {
+                if self.length as u64 <= n {
                     break;
                 }
-                let base = self.node_base;
-                // The head node's live entries, oldest first.
-                let ids: Vec<StreamId> = self
-                    .entries
-                    .iter()
-                    .take_while(|(_, e)| e.node == base)
-                    .map(|(i, _)| *i)
-                    .collect();
-                if ids.is_empty() {
-                    // Unreachable (an emptied head node goes at once): never spin.
-                    self.nodes.pop_front();
-                    self.node_base += 1;
+            }
+            let Some((&key, node)) = self.nodes.iter().next() else {
+                break;
+            };
+            let entries = u64::from(node.live);
+            if limit.is_some_and(|l| removed + entries > l) {
+                break;
+            }
+            let whole = match how {
+                Trim::MaxLen(n) => self.length as u64 - entries >= n,
+                Trim::MinId(min) => node.last < min,
+            };
+            if whole {
+                self.nodes.remove(&key);
+                self.length -= entries as usize;
+                removed += entries;
+                continue;
+            }
+            if approx {
+                break;
+            }
+            // Exact: entries inside this node, oldest first; then stop.
+            let Some(node) = self.nodes.get_mut(&key) else {
+                break;
+            };
+            for d in node.entries(false) {
+                if d.deleted {
                     continue;
                 }
-                let fits = match how {
-                    Trim::MaxLen(n) => (self.entries.len() - ids.len()) as u64 >= n,
-                    Trim::MinId(min) => ids.last().is_some_and(|l| *l < min),
+                let go = match how {
+                    Trim::MaxLen(n) => self.length as u64 > n,
+                    Trim::MinId(min) => d.id < min,
                 };
-                if !fits || removed + ids.len() as u64 > cap {
+                if !go {
                     break;
                 }
-                for id in &ids {
-                    if let Some(e) = self.entries.remove(id) {
-                        self.unlink(&e);
-                    }
-                }
-                removed += ids.len() as u64;
+                node.mark_deleted(d.at);
+                self.length -= 1;
+                removed += 1;
             }
-            return removed;
-        }
-        while removed < cap {
-            let Some((&id, _)) = self.entries.iter().next() else {
-                break;
-            };
-            let go = match how {
-                Trim::MaxLen(n) => self.entries.len() as u64 > n,
-                Trim::MinId(min) => id < min,
-            };
-            if !go {
-                break;
+            if node.live == 0 {
+                self.nodes.remove(&key);
             }
-            if let Some(e) = self.entries.remove(&id) {
-                self.unlink(&e);
-            }
-            removed += 1;
+            break;
         }
         removed
     }
@@ -546,7 +773,7 @@ impl Stream {
     /// Whether an entry may have been deleted (XDEL) between `start` and `end` (Redis's
     /// `streamRangeHasTombstones`).
     pub fn has_tombstones(&self, start: StreamId, end: StreamId) -> bool {
-        if self.entries.is_empty() || self.max_deleted.is_zero() {
+        if self.length == 0 || self.max_deleted.is_zero() {
             return false;
         }
         start <= self.max_deleted && self.max_deleted <= end
@@ -559,7 +786,7 @@ impl Stream {
             return 0;
         }
         let added = self.entries_added as i64;
-        if self.entries.is_empty() && id <= self.last_id {
+        if self.length == 0 && id <= self.last_id {
             return added;
         }
         if id == self.last_id {
@@ -571,10 +798,10 @@ impl Stream {
         let first = self.first_id();
         if self.max_deleted.is_zero() || self.max_deleted < first {
             if id < first {
-                return added - self.entries.len() as i64;
+                return added - self.length as i64;
             }
             if id == first {
-                return added - self.entries.len() as i64 + 1;
+                return added - self.length as i64 + 1;
             }
         }
         ENTRIES_READ_UNKNOWN
@@ -610,12 +837,17 @@ impl Stream {
             .values()
             .map(|g| 96 + g.pel.len() * 64 + g.consumers.len() * 64)
             .sum();
-        self.data_bytes + self.nodes.len() * 8 + pel
+        self.nodes.values().map(Node::heap_bytes).sum::<usize>() + pel
     }
 
-    /// Entries in ID order, for serialisation.
-    pub fn iter(&self) -> impl Iterator<Item = (StreamId, &[Bytes])> {
-        self.entries.iter().map(|(i, e)| (*i, &*e.fields))
+    /// Live entries in ID order, for serialisation.
+    pub fn iter(&self) -> impl Iterator<Item = (StreamId, Vec<Bytes>)> + '_ {
+        self.nodes.values().flat_map(|n| {
+            n.entries(true)
+                .into_iter()
+                .filter(|d| !d.deleted)
+                .map(|d| (d.id, d.fields))
+        })
     }
 }
 
@@ -699,13 +931,59 @@ mod tests {
         );
         assert_eq!(s.trim(Trim::MaxLen(10), true, None), 100);
         assert_eq!(s.len(), 50);
-        assert_eq!(s.trim(Trim::MaxLen(10), false, Some(5)), 5);
+        assert_eq!(s.trim(Trim::MaxLen(45), false, None), 5);
         assert_eq!(s.trim(Trim::MaxLen(10), false, None), 35);
         assert_eq!(s.first_id(), StreamId::new(241, 0));
         assert_eq!(s.trim(Trim::MinId(StreamId::new(245, 0)), false, None), 4);
         assert_eq!(s.len(), 6);
         assert_eq!(s.entries_added, 250);
         assert!(s.max_deleted.is_zero(), "trimming is not deletion");
+    }
+
+    #[test]
+    fn nodes_are_cut_where_redis_cuts_them() {
+        // 200 entries `f` => 50 bytes: Redis 7.0.15 cuts its 4096-byte listpacks so that
+        // `XTRIM MAXLEN ~ 100` removes 68 entries (measured on redis-server).
+        let mut s = Stream::new();
+        for i in 1..=200 {
+            s.append(
+                StreamId::new(0, i),
+                vec![b("f"), Bytes::from(vec![b'x'; 50])],
+            );
+        }
+        assert_eq!(s.trim(Trim::MaxLen(100), true, None), 68);
+        // Small entries: 100 per node, and about 20 bytes each (Redis: 20).
+        let mut s = Stream::new();
+        for i in 0..1000u64 {
+            let v = format!("value{:03}", i % 1000);
+            let j = format!("{i:06}");
+            s.append(
+                StreamId::new(1_700_000_000_000 + i, 0),
+                vec![b("field"), b(&v), b("jobI"), b(&j)],
+            );
+        }
+        assert_eq!(s.node_count(), 10);
+        assert!(s.heap_bytes() < 1000 * 40, "{} bytes", s.heap_bytes());
+        assert_eq!(
+            s.get(StreamId::new(1_700_000_000_500, 0)).map(|f| f.len()),
+            Some(4)
+        );
+        assert!(s.delete(StreamId::new(1_700_000_000_500, 0)));
+        assert_eq!(s.get(StreamId::new(1_700_000_000_500, 0)), None);
+        assert_eq!(s.len(), 999);
+        let r = s.range(
+            StreamId::new(1_700_000_000_499, 0),
+            StreamId::new(1_700_000_000_501, 0),
+            None,
+            true,
+        );
+        assert_eq!(
+            r.iter()
+                .map(|e| e.0.ms - 1_700_000_000_000)
+                .collect::<Vec<_>>(),
+            [501, 499]
+        );
+        assert_eq!(r[0].1[3], b("000501"));
     }
 
     #[test]
