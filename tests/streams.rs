@@ -439,19 +439,15 @@ fn stream_workload(c: &mut Connection) {
 
 /// What a replica must agree on besides the digest (which covers entries only).
 fn group_state(c: &mut Connection) -> String {
-    let groups: Value = redis::cmd("XINFO")
-        .arg("GROUPS")
-        .arg("events")
-        .query(c)
-        .unwrap();
-    let pending: Value = redis::cmd("XPENDING")
-        .arg("events")
-        .arg("g")
-        .arg("-")
-        .arg("+")
-        .arg(1000)
-        .query(c)
-        .unwrap();
+    // Errors (a replica that has not synced yet) are part of the state compared.
+    let q = |c: &mut Connection, args: &[&str]| -> Value {
+        redis::cmd(args[0])
+            .arg(&args[1..])
+            .query::<Value>(c)
+            .unwrap_or_else(|e| Value::BulkString(e.to_string().into_bytes()))
+    };
+    let groups = q(c, &["XINFO", "GROUPS", "events"]);
+    let pending = q(c, &["XPENDING", "events", "g", "-", "+", "1000"]);
     // Idle times differ between nodes: keep IDs, owners and delivery counts.
     let pel: Vec<String> = match pending {
         Value::Array(v) => v
@@ -461,18 +457,14 @@ fn group_state(c: &mut Connection) -> String {
                 _ => String::new(),
             })
             .collect(),
-        _ => Vec::new(),
+        other => vec![format!("{other:?}")],
     };
-    let stream: Value = redis::cmd("XINFO")
-        .arg("STREAM")
-        .arg("events")
-        .query(c)
-        .unwrap();
-    // radix-tree-* are each server's own layout.
+    let stream = q(c, &["XINFO", "STREAM", "events"]);
+    // radix-tree-nodes is each server's own tree shape.
     let info = match stream {
         Value::Array(v) => v
             .chunks(2)
-            .filter(|p| !format!("{:?}", p[0]).contains("radix"))
+            .filter(|p| !format!("{:?}", p[0]).contains("radix-tree-nodes"))
             .map(|p| format!("{:?}={:?}", p[0], p[1]))
             .collect::<Vec<_>>()
             .join(" "),
@@ -576,5 +568,115 @@ fn the_append_only_file_replays_stream_writes() {
     let mut c = s.client();
     let got = (digest(&mut c), group_state(&mut c));
     assert_eq!(got, want, "after kill -9 and replay of the logs");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Streams written before a replica attaches travel in the full sync's RDB: to a shardis
+/// replica, to a stock redis-server replica of shardis, and from a stock redis-server
+/// master to a shardis replica (the migration path); DEBUG RELOAD and a restart from
+/// `dump.rdb` keep them too.
+#[test]
+fn streams_travel_in_full_syncs_and_snapshots() {
+    let dir = std::env::temp_dir().join(format!("shardis-streams-rdb-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let d = dir.to_str().unwrap().to_string();
+    let master = Server::start_with(4, &["--enable-debug-command", "yes", "--dir", &d]);
+    let mut m = master.client();
+    stream_workload(&mut m);
+    let want = (digest(&mut m), group_state(&mut m));
+    let port = master.port.to_string();
+    let replica = Server::start_with(
+        2,
+        &[
+            "--enable-debug-command",
+            "yes",
+            "--replicaof",
+            "127.0.0.1",
+            &port,
+        ],
+    );
+    let mut r = replica.client();
+    let mut last = (String::new(), String::new());
+    let ok = common::wait_for(Duration::from_secs(15), || {
+        last = (digest(&mut r), group_state(&mut r));
+        last == want
+    });
+    assert!(
+        ok,
+        "shardis replica after a full sync:\n{last:?}\nmaster:\n{want:?}"
+    );
+    if common::redis_server().is_some() {
+        let stock = common::resp::Redis::start_with(&[
+            "--replicaof",
+            "127.0.0.1",
+            &port,
+            "--enable-debug-command",
+            "yes",
+        ]);
+        let mut sc = redis::Client::open(format!("redis://127.0.0.1:{}/", stock.port))
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        let ok = common::wait_for(Duration::from_secs(15), || {
+            last = (digest(&mut sc), group_state(&mut sc));
+            last == want
+        });
+        assert!(
+            ok,
+            "redis-server replica after a full sync:\n{last:?}\nmaster:\n{want:?}"
+        );
+        // The other way: a stock master with streams, a shardis replica of it.
+        let _: () = redis::cmd("REPLICAOF")
+            .arg("NO")
+            .arg("ONE")
+            .query(&mut sc)
+            .unwrap();
+        let _: () = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg("events")
+            .arg("late")
+            .arg("0")
+            .query(&mut sc)
+            .unwrap();
+        let want_stock = (digest(&mut sc), group_state(&mut sc));
+        let follower = Server::start_with(
+            3,
+            &[
+                "--enable-debug-command",
+                "yes",
+                "--replicaof",
+                "127.0.0.1",
+                &stock.port.to_string(),
+            ],
+        );
+        let mut f = follower.client();
+        let ok = common::wait_for(Duration::from_secs(15), || {
+            last = (digest(&mut f), group_state(&mut f));
+            last == want_stock
+        });
+        assert!(
+            ok,
+            "shardis replica of redis-server:\n{last:?}\nstock:\n{want_stock:?}"
+        );
+    }
+    // DEBUG RELOAD, then a restart from the dump.
+    let _: () = redis::cmd("DEBUG").arg("RELOAD").query(&mut m).unwrap();
+    assert_eq!(
+        (digest(&mut m), group_state(&mut m)),
+        want,
+        "after DEBUG RELOAD"
+    );
+    let _: () = redis::cmd("SAVE").query(&mut m).unwrap();
+    drop(m);
+    drop(replica);
+    drop(master);
+    let again = Server::start_with(2, &["--enable-debug-command", "yes", "--dir", &d]);
+    let mut c = again.client();
+    assert_eq!(
+        (digest(&mut c), group_state(&mut c)),
+        want,
+        "after a restart from dump.rdb"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -51,6 +51,9 @@ pub struct Waiter {
     pub op: Arc<BlockOp>,
     /// Shards holding (or about to hold) a registration.
     pub owners: Vec<usize>,
+    /// Counted in INFO `blocked_clients`: once its registrations are in place (an owner on
+    /// another shard registers later), so a client seen blocked has its read pinned (`$`).
+    pub counted: bool,
 }
 
 /// The home side: this shard's blocked clients by waiter id.
@@ -130,7 +133,14 @@ pub fn start(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
         let wid = if nested {
             None
         } else {
-            Some(new_waiter(ctx.w.eng(), ctx.conn, ticket, &op, owners))
+            Some(new_waiter(
+                ctx.w.eng(),
+                ctx.conn,
+                ticket,
+                &op,
+                owners,
+                false,
+            ))
         };
         locked_attempt(ctx.eng(), shards, Arc::new(op), ticket, wid);
         return Ok(Reply::Ok);
@@ -145,13 +155,13 @@ pub fn start(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
             return Ok(op.kind.reply(s));
         }
         let ticket = ctx.defer();
-        let wid = new_waiter(ctx.w.eng(), ctx.conn, ticket, &op, vec![home]);
+        let wid = new_waiter(ctx.w.eng(), ctx.conn, ticket, &op, vec![home], true);
         let keys = op.keys.clone();
         register_here(ctx.eng(), keys, home, wid, Arc::new(op));
         return Ok(Reply::Ok);
     }
     let ticket = ctx.defer();
-    let wid = new_waiter(ctx.w.eng(), ctx.conn, ticket, &op, vec![owner]);
+    let wid = new_waiter(ctx.w.eng(), ctx.conn, ticket, &op, vec![owner], false);
     let op = Arc::new(op);
     ctx.eng().post(
         owner,
@@ -168,6 +178,7 @@ fn new_waiter(
     ticket: Ticket,
     op: &BlockOp,
     owners: Vec<usize>,
+    registered_here: bool,
 ) -> u64 {
     let wid = w.waiters.new_id(w.id);
     w.waiters.map.insert(
@@ -177,6 +188,7 @@ fn new_waiter(
             ticket,
             op: Arc::new(op.clone()),
             owners,
+            counted: false,
         },
     );
     w.outbox.push(Out::Waiting {
@@ -184,10 +196,20 @@ fn new_waiter(
         wid,
         on: true,
     });
-    w.shared
-        .blocked_clients
-        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    if registered_here {
+        count_waiter(w, wid);
+    }
     wid
+}
+
+/// The waiter's registrations are in place: it counts as blocked from now on.
+fn count_waiter(w: &mut Engine, wid: u64) {
+    if let Some(wt) = w.waiters.map.get_mut(&wid).filter(|wt| !wt.counted) {
+        wt.counted = true;
+        w.shared
+            .blocked_clients
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
 }
 
 /// Removes a waiter here (its reply is about to be given); tells nobody.
@@ -198,9 +220,11 @@ fn take_waiter(w: &mut Engine, wid: u64) -> Option<Waiter> {
         wid,
         on: false,
     });
-    w.shared
-        .blocked_clients
-        .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    if wt.counted {
+        w.shared
+            .blocked_clients
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
     Some(wt)
 }
 
@@ -270,6 +294,10 @@ fn owner_attempt(w: &mut Engine, home: usize, wid: u64, op: Arc<BlockOp>) {
         Ok(None) => {
             let keys = op.keys.clone();
             register_here(w, keys, home, wid, op);
+            w.post(
+                home,
+                Msg::Control(Box::new(move |hw: &mut Engine| count_waiter(hw, wid))),
+            );
             return;
         }
     };
@@ -946,6 +974,7 @@ fn register_everywhere(w: &mut Engine, all: Vec<usize>, txid: u64, op: Arc<Block
         })
         .collect();
     w.fan_out(jobs, false, move |w, _| {
+        count_waiter(w, wid);
         if !single {
             registered(w, wid);
         }

@@ -39,7 +39,9 @@ const ENTRIES_READ_UNKNOWN_LEN: u64 = u64::MAX;
 impl PartWriter {
     /// The body of a stream record (after its type byte and key), type 19.
     pub(crate) fn stream_body(&mut self, x: &Stream) {
-        let entries: Vec<(StreamId, &[Bytes])> = x.iter().collect();
+        let owned: Vec<(StreamId, Vec<Bytes>)> = x.iter().collect();
+        let entries: Vec<(StreamId, &[Bytes])> =
+            owned.iter().map(|(i, f)| (*i, f.as_slice())).collect();
         let nodes = node_ranges(&entries);
         put_len(&mut self.buf, nodes.len() as u64);
         let mut lp = ListpackWriter::default();
@@ -674,7 +676,7 @@ mod tests {
     fn corrupt_bodies_are_errors() {
         let good: &[&[u8]] = &[b"1", b"0", b"1", b"f", b"0", b"2", b"0", b"0", b"v", b"4"];
         let s = read(TYPE_STREAM_LISTPACKS_2, &one_node(&lp(good), &TAIL)).unwrap();
-        assert_eq!(s.get(id(5, 0)), Some(&[b("f"), b("v")][..]));
+        assert_eq!(s.get(id(5, 0)), Some(vec![b("f"), b("v")]));
         let bad: &[(&str, Items, &[u8])] = &[
             ("empty node", &[], &TAIL),
             (
