@@ -173,7 +173,8 @@ async function main() {
       await job.updateProgress(100);
       return result(job.name, job.data.i);
     },
-    { connection, prefix, concurrency: 8, drainDelay: 1 },
+    // Started once the prioritized jobs wait (see below).
+    { connection, prefix, concurrency: 8, drainDelay: 1, autorun: false },
   );
   worker.on('error', (e) => errorEvents.push(`worker: ${e && e.message}`));
   worker.on('completed', (job) => bump(workerCompleted, job.id));
@@ -212,10 +213,15 @@ async function main() {
   for (let k = 0; k < 10; k++) {
     await addOne({ name: 'delayed', data: { i: i++ }, opts: { delay: 200 + 40 * k } });
   }
-  // Prioritized (lower number first, FIFO within a priority), in one bulk add: a MULTI, so
-  // all of them wait together and the worker must take them in priority order.
+  // Prioritized (lower number first, FIFO within a priority), added in one bulk before the
+  // worker starts, so all of them wait together and it must take them in priority order.
+  // (addBulk is a pipeline, not a MULTI: a running worker may take each job as it arrives,
+  // on any server that serves other clients between pipelined commands; redis-server
+  // happens not to within one read.)
   const prioJobs = Array.from({ length: 10 }, (_, k) => ({ name: 'prio', data: { i: i++ }, opts: { priority: 1 + (k % 5) } }));
   await addMany(prioJobs);
+  const running = worker.run();
+  running.catch((e) => errorEvents.push(`worker run: ${e && e.message}`));
   const prioAdded = [...expected.keys()].slice(-prioJobs.length);
   prioIds.push(...prioAdded);
   // Failing twice, then succeeding on the third attempt: retried at once or after a backoff.
