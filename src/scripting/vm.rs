@@ -602,8 +602,16 @@ fn command(host: &mut Host, run: &RunInfo, args: &[Value]) -> Result<Reply, Stri
     if (spec.arity > 0 && spec.arity != n) || n < -spec.arity {
         return Err("ERR Wrong number of args calling Redis command from script".into());
     }
-    if spec.has(NOSCRIPT) || spec.has(BLOCKING) {
+    if spec.has(NOSCRIPT) {
         return Err(NOT_FROM_SCRIPT.into());
+    }
+    // Blocking rows a script may call (BLMPOP, BZMPOP, XREAD, XREADGROUP) run their
+    // non-blocking form, as in Redis; XREAD's BLOCK option is refused with Redis's text.
+    if spec.has(BLOCKING) && stream_block(&argv) {
+        return Err(format!(
+            "ERR {} command is not allowed with BLOCK option from scripts",
+            String::from_utf8_lossy(&name)
+        ));
     }
     if spec.has(WRITE) && run.read_only {
         return Err(READONLY_SCRIPT.into());
@@ -956,4 +964,17 @@ pub fn fcall(
         ctx.function = true;
         run(vm, ctx, &f, Target::Function(name), keys, args, read_only)
     })
+}
+
+/// XREAD / XREADGROUP with a BLOCK option (before STREAMS).
+fn stream_block(argv: &[Bytes]) -> bool {
+    let is_read = argv
+        .first()
+        .is_some_and(|n| n.eq_ignore_ascii_case(b"xread") || n.eq_ignore_ascii_case(b"xreadgroup"));
+    is_read
+        && argv
+            .iter()
+            .skip(1)
+            .take_while(|a| !a.eq_ignore_ascii_case(b"streams"))
+            .any(|a| a.eq_ignore_ascii_case(b"block"))
 }
