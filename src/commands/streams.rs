@@ -17,7 +17,7 @@ use super::table::{CommandSpec, Exec, KeySpec, Touches, BLOCKING, DENYOOM, FAST,
 use super::KeyCtx;
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
-use crate::protocol::reply::Reply;
+use crate::protocol::reply::{header, Reply};
 use crate::shard::db::Db;
 use crate::shard::notify::{event, NEW, STREAM};
 use crate::types::stream::{
@@ -273,6 +273,57 @@ fn entry_reply(id: StreamId, fields: &[Bytes]) -> Reply {
     ])
 }
 
+/// `ms-seq` as digits, without an allocation.
+fn push_id(out: &mut Vec<u8>, id: StreamId) {
+    let mut buf = [0u8; 41];
+    let mut at = buf.len();
+    for (i, mut v) in [id.seq, id.ms].into_iter().enumerate() {
+        if i == 1 {
+            at -= 1;
+            buf[at] = b'-';
+        }
+        loop {
+            at -= 1;
+            buf[at] = b'0' + (v % 10) as u8;
+            v /= 10;
+            if v == 0 {
+                break;
+            }
+        }
+    }
+    let digits = buf.get(at..).unwrap_or_default();
+    header(out, b'$', digits.len());
+    out.extend_from_slice(digits);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The entries in `start..=end` (at most `count`, `rev`: newest first) encoded straight
+/// from the stream's nodes, the same bytes in RESP2 and RESP3: `[[id, [f, v, ...]] ...]`;
+/// and how many.
+fn encoded_range(
+    s: &Stream,
+    start: StreamId,
+    end: StreamId,
+    count: Option<usize>,
+    rev: bool,
+) -> (Reply, usize) {
+    let mut body = Vec::new();
+    let n = s.visit(start, end, count, rev, &mut |id, fields| {
+        body.extend_from_slice(b"*2\r\n");
+        push_id(&mut body, id);
+        header(&mut body, b'*', fields.len());
+        for f in fields {
+            header(&mut body, b'$', f.len());
+            body.extend_from_slice(f);
+            body.extend_from_slice(b"\r\n");
+        }
+    });
+    let mut out = Vec::with_capacity(body.len() + 12);
+    header(&mut out, b'*', n);
+    out.extend_from_slice(&body);
+    (Reply::Raw(Bytes::from(out)), n)
+}
+
 fn entries_reply(v: Vec<(StreamId, Vec<Bytes>)>) -> Reply {
     Reply::Array(v.into_iter().map(|(i, f)| entry_reply(i, &f)).collect())
 }
@@ -413,7 +464,7 @@ fn range_generic(ctx: &mut KeyCtx, argv: &[Bytes], rev: bool) -> CmdResult {
         return Ok(Reply::NullArray);
     }
     let n = count.map(|c| usize::try_from(c).unwrap_or(usize::MAX));
-    Ok(entries_reply(s.range(start, end, n, rev)))
+    Ok(encoded_range(s, start, end, n, rev).0)
 }
 
 fn xrange(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
@@ -1584,15 +1635,12 @@ fn read_from(
         let Some(start) = after.next() else {
             return Ok(None);
         };
-        let v = s.range(start, StreamId::MAX, count, false);
-        if v.is_empty() {
+        let (entries, n) = encoded_range(s, start, StreamId::MAX, count, false);
+        if n == 0 {
             return Ok(None);
         }
         return Ok(Some(KeyRead {
-            reply: Reply::Array(vec![
-                Reply::Bulk(Bytes::copy_from_slice(key)),
-                entries_reply(v),
-            ]),
+            reply: Reply::Array(vec![Reply::Bulk(Bytes::copy_from_slice(key)), entries]),
             effects: Vec::new(),
             created: false,
         }));

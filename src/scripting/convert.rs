@@ -109,7 +109,49 @@ pub fn reply_to_lua(lua: &Lua, r: &Reply, resp: u8) -> LuaResult<Value> {
             }
         }
         // Handlers run for scripts get no output buffer, so they never answer pre-encoded.
-        Reply::Raw(_) => Value::Boolean(false),
+        // Replies a handler encoded itself (stream entries): read back, then converted.
+        Reply::Raw(b) => match parse_raw(b, &mut 0) {
+            Some(r) => return reply_to_lua(lua, &r, resp),
+            None => Value::Boolean(false),
+        },
+    })
+}
+
+/// One RESP2 reply (arrays, bulk and simple strings, integers, errors, nulls) from `b` at
+/// `pos`: what `Reply::Raw` holds when a handler encoded its reply itself.
+fn parse_raw(b: &[u8], pos: &mut usize) -> Option<Reply> {
+    let tag = *b.get(*pos)?;
+    let rest = b.get(*pos + 1..)?;
+    let eol = memchr::memchr(b'\r', rest)?;
+    let line = rest.get(..eol)?;
+    *pos += 1 + eol + 2;
+    let n = || crate::protocol::parse_i64(line);
+    Some(match tag {
+        b'+' => Reply::Status(Bytes::copy_from_slice(line)),
+        b'-' => Reply::Error(String::from_utf8_lossy(line).into_owned()),
+        b':' => Reply::Int(n()?),
+        b'$' => {
+            let len = n()?;
+            if len < 0 {
+                return Some(Reply::Null);
+            }
+            let len = len as usize;
+            let v = b.get(*pos..pos.checked_add(len)?)?;
+            *pos += len + 2;
+            Reply::Bulk(Bytes::copy_from_slice(v))
+        }
+        b'*' => {
+            let len = n()?;
+            if len < 0 {
+                return Some(Reply::NullArray);
+            }
+            let mut items = Vec::with_capacity((len as usize).min(1024));
+            for _ in 0..len {
+                items.push(parse_raw(b, pos)?);
+            }
+            Reply::Array(items)
+        }
+        _ => return None,
     })
 }
 
