@@ -285,8 +285,9 @@ struct Node {
     buf: Vec<u8>,
     live: u32,
     deleted: u32,
-    /// The ID of the last entry placed (deleted or not).
+    /// The ID of the last entry placed (deleted or not), and where it starts in `buf`.
     last: StreamId,
+    last_at: usize,
     /// Listpack bytes of the entries (the master entry's are computed from the counts).
     lp_entries: usize,
 }
@@ -349,6 +350,7 @@ impl Node {
             live: 0,
             deleted: 0,
             last: id,
+            last_at: 0,
             lp_entries: 0,
         }
     }
@@ -372,6 +374,7 @@ impl Node {
                 .all(|(a, b)| a == b);
         let ms = id.ms.wrapping_sub(self.master.ms);
         let seq = id.seq.wrapping_sub(self.master.seq);
+        self.last_at = self.buf.len();
         self.buf.push(if same { FLAG_SAMEFIELDS } else { 0 });
         put_varint(&mut self.buf, ms);
         put_varint(&mut self.buf, seq);
@@ -612,6 +615,10 @@ impl Stream {
             n.lp_bytes() + raw < max_bytes && (max == 0 || ((n.live + n.deleted) as usize) < max)
         });
         if !open {
+            // The node before is closed for good: its buffer gives back what it grew by.
+            if let Some(n) = self.nodes.values_mut().next_back() {
+                n.buf.shrink_to_fit();
+            }
             let names: Box<[Bytes]> = fields.iter().step_by(2).cloned().collect();
             self.nodes.insert(id, Node::new(id, names));
         }
@@ -689,6 +696,17 @@ impl Stream {
         if rev {
             let mut ats: Vec<(StreamId, usize)> = Vec::new();
             for (_, n) in self.nodes.range(from..=end).rev() {
+                // The newest entry alone (`XREVRANGE + - COUNT 1`): no scan of the node.
+                if limit - done == 1 && n.last <= end && n.last >= start {
+                    let mut p = n.last_at;
+                    if let Some(d) = n.decode(&mut p, false).filter(|d| !d.deleted) {
+                        slices.clear();
+                        if n.fields_into(&mut d.at.clone(), &mut slices).is_some() {
+                            f(d.id, &slices);
+                            return done + 1;
+                        }
+                    }
+                }
                 ats.clear();
                 let mut pos = 0;
                 while pos < n.buf.len() {
@@ -1060,6 +1078,14 @@ mod tests {
             [501, 499]
         );
         assert_eq!(r[0].1[3], b("000501"));
+        // The newest entry (read without a scan), and after it is deleted.
+        let top = StreamId::new(1_700_000_000_999, 0);
+        assert_eq!(s.last_entry().map(|e| e.0), Some(top));
+        assert!(s.delete(top));
+        assert_eq!(
+            s.last_entry().map(|e| e.0),
+            Some(StreamId::new(1_700_000_000_998, 0))
+        );
     }
 
     #[test]
