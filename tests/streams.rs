@@ -473,6 +473,16 @@ fn group_state(c: &mut Connection) -> String {
     format!("{groups:?}\n{pel:?}\n{info}")
 }
 
+/// Waits until `c` holds `want` (digest, group state), failing with both after 15 s.
+fn converge(c: &mut Connection, want: &(String, String), what: &str) {
+    let mut last = (String::new(), String::new());
+    let ok = common::wait_for(Duration::from_secs(15), || {
+        last = (digest(c), group_state(c));
+        last == *want
+    });
+    assert!(ok, "{what}:\n{last:?}\nwanted:\n{want:?}");
+}
+
 fn digest(c: &mut Connection) -> String {
     redis::cmd("DEBUG").arg("DIGEST").query(c).unwrap()
 }
@@ -510,25 +520,13 @@ fn replicas_end_with_the_masters_streams_and_groups() {
     let want = (digest(&mut m), group_state(&mut m));
     assert_ne!(want.0, "0".repeat(40));
     let mut r = replica.client();
-    let mut last = (String::new(), String::new());
-    let ok = common::wait_for(Duration::from_secs(15), || {
-        last = (digest(&mut r), group_state(&mut r));
-        last == want
-    });
-    assert!(ok, "shardis replica differs:\n{last:?}\nmaster:\n{want:?}");
+    converge(&mut r, &want, "shardis replica differs");
     if let Some(stock) = &stock {
         let mut sc = redis::Client::open(format!("redis://127.0.0.1:{}/", stock.port))
             .unwrap()
             .get_connection()
             .unwrap();
-        let ok = common::wait_for(Duration::from_secs(15), || {
-            last = (digest(&mut sc), group_state(&mut sc));
-            last == want
-        });
-        assert!(
-            ok,
-            "redis-server replica differs:\n{last:?}\nmaster:\n{want:?}"
-        );
+        converge(&mut sc, &want, "redis-server replica differs");
     }
     // The replica is read-only for stream writes and group reads, as Redis.
     let e = redis::cmd("XADD")
@@ -597,15 +595,7 @@ fn streams_travel_in_full_syncs_and_snapshots() {
         ],
     );
     let mut r = replica.client();
-    let mut last = (String::new(), String::new());
-    let ok = common::wait_for(Duration::from_secs(15), || {
-        last = (digest(&mut r), group_state(&mut r));
-        last == want
-    });
-    assert!(
-        ok,
-        "shardis replica after a full sync:\n{last:?}\nmaster:\n{want:?}"
-    );
+    converge(&mut r, &want, "shardis replica after a full sync");
     if common::redis_server().is_some() {
         let stock = common::resp::Redis::start_with(&[
             "--replicaof",
@@ -618,14 +608,7 @@ fn streams_travel_in_full_syncs_and_snapshots() {
             .unwrap()
             .get_connection()
             .unwrap();
-        let ok = common::wait_for(Duration::from_secs(15), || {
-            last = (digest(&mut sc), group_state(&mut sc));
-            last == want
-        });
-        assert!(
-            ok,
-            "redis-server replica after a full sync:\n{last:?}\nmaster:\n{want:?}"
-        );
+        converge(&mut sc, &want, "redis-server replica after a full sync");
         // The other way: a stock master with streams, a shardis replica of it.
         let _: () = redis::cmd("REPLICAOF")
             .arg("NO")
@@ -651,14 +634,7 @@ fn streams_travel_in_full_syncs_and_snapshots() {
             ],
         );
         let mut f = follower.client();
-        let ok = common::wait_for(Duration::from_secs(15), || {
-            last = (digest(&mut f), group_state(&mut f));
-            last == want_stock
-        });
-        assert!(
-            ok,
-            "shardis replica of redis-server:\n{last:?}\nstock:\n{want_stock:?}"
-        );
+        converge(&mut f, &want_stock, "shardis replica of redis-server");
     }
     // DEBUG RELOAD, then a restart from the dump.
     let _: () = redis::cmd("DEBUG").arg("RELOAD").query(&mut m).unwrap();

@@ -942,11 +942,56 @@ fn consumer_created(ctx: &mut KeyCtx, key: &[u8], gname: &[u8], cname: &[u8]) {
     notify(ctx, "xgroup-createconsumer", key);
 }
 
+/// What XCLAIM and XAUTOCLAIM claim for.
+struct Claim<'a> {
+    key: &'a [u8],
+    gname: &'a [u8],
+    cname: &'a [u8],
+    now: u64,
+    justid: bool,
+}
+
+/// Moves `id` to the claiming consumer (made, and announced, once per command) with
+/// `count` deliveries at `time`, records the effect, and returns its reply item (`None`:
+/// the stream or group went).
+fn claim_one(
+    ctx: &mut KeyCtx,
+    c: &Claim,
+    id: StreamId,
+    time: u64,
+    count: u64,
+    made: &mut bool,
+) -> Result<Option<Reply>, CmdError> {
+    let Some(g) = stream_mut(ctx, c.key)?.and_then(|s| s.groups.get_mut(c.gname)) else {
+        return Ok(None);
+    };
+    let created = !*made && g.consumer(c.cname, c.now).1;
+    *made = true;
+    g.deliver(id, c.cname, time, Some(count));
+    if let Some(con) = g.consumers.get_mut(c.cname) {
+        con.seen_time = c.now;
+    }
+    if created {
+        consumer_created(ctx, c.key, c.gname, c.cname);
+    }
+    let Some(s) = stream_mut(ctx, c.key)? else {
+        return Ok(None);
+    };
+    let item = if c.justid {
+        id_reply(id)
+    } else {
+        entry_reply(id, &s.get(id).unwrap_or_default())
+    };
+    claim_effect(ctx, c.key, c.gname, id);
+    Ok(Some(item))
+}
+
 fn xclaim(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let key = arg(argv, 1)?;
     let gname = arg(argv, 2)?;
     let cname = arg(argv, 3)?;
-    let has = stream_mut(ctx, key)?.is_some_and(|s| s.groups.contains_key(gname.as_ref()));
+    // One counted lookup (a keyspace hit or miss), as Redis's; the loop's are not.
+    let has = stream_read(ctx, key)?.is_some_and(|s| s.groups.contains_key(gname.as_ref()));
     if !has {
         return Err(nogroup(key, gname));
     }
@@ -1040,15 +1085,6 @@ fn xclaim(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
                 continue;
             }
         }
-        if !consumer_made {
-            consumer_made = true;
-            if g.consumer(cname, now).1 {
-                consumer_created(ctx, key, gname, cname);
-            }
-        }
-        let Some(g) = stream_mut(ctx, key)?.and_then(|s| s.groups.get_mut(gname.as_ref())) else {
-            break;
-        };
         // A NACK made by FORCE starts at one delivery (Redis's streamCreateNACK).
         let base = pending.map_or(1, |p| p.delivery_count);
         let count = match retry {
@@ -1056,19 +1092,17 @@ fn xclaim(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
             _ if justid => base,
             _ => base + 1,
         };
-        g.deliver(id, cname, delivery, Some(count));
-        if let Some(c) = g.consumers.get_mut(cname.as_ref()) {
-            c.seen_time = now;
-        }
-        let Some(s) = stream_read(ctx, key)? else {
-            break;
+        let c = Claim {
+            key,
+            gname,
+            cname,
+            now,
+            justid,
         };
-        out.push(if justid {
-            id_reply(id)
-        } else {
-            entry_reply(id, &s.get(id).unwrap_or_default())
-        });
-        claim_effect(ctx, key, gname, id);
+        match claim_one(ctx, &c, id, delivery, count, &mut consumer_made)? {
+            Some(r) => out.push(r),
+            None => break,
+        }
         propagate_last = false;
     }
     if propagate_last {
@@ -1104,12 +1138,13 @@ fn xautoclaim(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
             return Err(CmdError::Syntax);
         }
     }
-    let has = stream_mut(ctx, key)?.is_some_and(|s| s.groups.contains_key(gname.as_ref()));
+    // One counted lookup (a keyspace hit or miss), as Redis's; the loop's are not.
+    let has = stream_read(ctx, key)?.is_some_and(|s| s.groups.contains_key(gname.as_ref()));
     if !has {
         return Err(nogroup(key, gname));
     }
     let now = ctx.now();
-    let pel: Vec<StreamId> = stream_read(ctx, key)?
+    let pel: Vec<StreamId> = stream_mut(ctx, key)?
         .and_then(|s| s.groups.get(gname.as_ref()))
         .map(|g| g.pel.range(start..).map(|(i, _)| *i).collect())
         .unwrap_or_default();
@@ -1122,7 +1157,7 @@ fn xautoclaim(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     while attempts > 0 && count > 0 {
         let Some(id) = it.next() else { break };
         attempts -= 1;
-        let Some(s) = stream_read(ctx, key)? else {
+        let Some(s) = stream_mut(ctx, key)? else {
             break;
         };
         let exists = s.contains(id);
@@ -1140,34 +1175,23 @@ fn xautoclaim(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
         if min_idle > 0 && idle.is_some_and(|i| i < min_idle) {
             continue;
         }
-        let Some(g) = stream_mut(ctx, key)?.and_then(|s| s.groups.get_mut(gname.as_ref())) else {
-            break;
-        };
-        if !consumer_made {
-            consumer_made = true;
-            if g.consumer(cname, now).1 {
-                consumer_created(ctx, key, gname, cname);
-            }
-        }
-        let Some(g) = stream_mut(ctx, key)?.and_then(|s| s.groups.get_mut(gname.as_ref())) else {
-            break;
-        };
-        let prev = g.pel.get(&id).map_or(0, |p| p.delivery_count);
+        let prev = stream_mut(ctx, key)?
+            .and_then(|s| s.groups.get(gname.as_ref()))
+            .and_then(|g| g.pel.get(&id))
+            .map_or(0, |p| p.delivery_count);
         let n = if justid { prev } else { prev + 1 };
-        g.deliver(id, cname, now, Some(n));
-        if let Some(c) = g.consumers.get_mut(cname.as_ref()) {
-            c.seen_time = now;
-        }
-        let Some(s) = stream_read(ctx, key)? else {
-            break;
+        let c = Claim {
+            key,
+            gname,
+            cname,
+            now,
+            justid,
         };
-        claimed.push(if justid {
-            id_reply(id)
-        } else {
-            entry_reply(id, &s.get(id).unwrap_or_default())
-        });
+        match claim_one(ctx, &c, id, now, n, &mut consumer_made)? {
+            Some(r) => claimed.push(r),
+            None => break,
+        }
         count -= 1;
-        claim_effect(ctx, key, gname, id);
     }
     if let Some(n) = it.peek() {
         next = *n;
