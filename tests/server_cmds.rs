@@ -1163,8 +1163,7 @@ fn info_cpu_fields_match_redis() {
     let (user, user_main) = (num("used_cpu_user"), num("used_cpu_user_main_thread"));
     let (sys, sys_main) = (num("used_cpu_sys"), num("used_cpu_sys_main_thread"));
     assert!(user_main + sys_main > 0.0, "{cpu:?}");
-    assert!(
-        user_main <= user + 1e-6 && sys_main <= sys + 1e-6,
-        "{cpu:?}"
-    );
+    // The kernel splits each total into user and system time by its own tick samples, so
+    // only the totals compare: the thread's (read first) is within the process's.
+    assert!(user_main + sys_main <= user + sys + 1e-6, "{cpu:?}");
 }

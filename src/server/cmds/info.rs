@@ -256,8 +256,9 @@ pub(super) fn meta(w: &Engine) -> Meta {
     let uptime = sh.started.elapsed();
     let tun = sh.tun.all();
     let param = |n: &str| tun.iter().find(|(k, _)| k == n).map(|(_, v)| v.clone());
-    let (cpu_user, cpu_sys) = sys::cpu_times();
+    // The thread first: the process's figures, read after, include all of its time.
     let (cpu_user_main, cpu_sys_main) = sys::thread_cpu_times();
+    let (cpu_user, cpu_sys) = sys::cpu_times();
     let read = |p: &str| {
         std::fs::read_to_string(p)
             .map(|s| s.trim().to_string())
