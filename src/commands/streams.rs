@@ -137,6 +137,15 @@ fn strict_id(b: &[u8], missing_seq: u64) -> Result<StreamId, CmdError> {
     parse_plain(b, missing_seq, false).ok_or_else(invalid_id)
 }
 
+/// The strict IDs from argument `from` on (XDEL, XACK).
+fn strict_ids(argv: &[Bytes], from: usize) -> Result<Vec<StreamId>, CmdError> {
+    argv.get(from..)
+        .unwrap_or_default()
+        .iter()
+        .map(|b| strict_id(b, 0))
+        .collect()
+}
+
 /// A range bound: `-`, `+`, an ID, or `(`ID (exclusive: moved one step inward).
 fn bound(b: &[u8], missing_seq: u64, start: bool) -> Result<StreamId, CmdError> {
     if b.len() > 1 && b.first() == Some(&b'(') {
@@ -349,6 +358,12 @@ fn record(ctx: &mut KeyCtx, key: &[u8], effect: &[&[u8]]) {
     ctx.shard.touch_effect(db, key, effect);
 }
 
+/// Records the command itself as its effect (deterministic as sent).
+fn record_as_sent(ctx: &mut KeyCtx, key: &[u8], argv: &[Bytes]) {
+    let effect: Vec<&[u8]> = argv.iter().map(|a| a.as_ref()).collect();
+    record(ctx, key, &effect);
+}
+
 fn notify(ctx: &mut KeyCtx, name: &'static str, key: &[u8]) {
     if ctx.shard.notify != 0 {
         let db = ctx.db;
@@ -481,19 +496,13 @@ fn xdel(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     if stream_mut(ctx, key)?.is_none() {
         return Ok(Reply::Int(0));
     }
-    let ids = argv
-        .get(2..)
-        .unwrap_or_default()
-        .iter()
-        .map(|b| strict_id(b, 0))
-        .collect::<Result<Vec<_>, _>>()?;
+    let ids = strict_ids(argv, 2)?;
     let Some(s) = stream_mut(ctx, key)? else {
         return Ok(Reply::Int(0));
     };
     let deleted = ids.iter().filter(|id| s.delete(**id)).count();
     if deleted > 0 {
-        let effect: Vec<&[u8]> = argv.iter().map(|a| a.as_ref()).collect();
-        record(ctx, key, &effect);
+        record_as_sent(ctx, key, argv);
         notify(ctx, "xdel", key);
     }
     Ok(Reply::Int(deleted as i64))
@@ -566,8 +575,7 @@ fn xsetid(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     if !max_del.is_zero() {
         s.max_deleted = max_del;
     }
-    let effect: Vec<&[u8]> = argv.iter().map(|a| a.as_ref()).collect();
-    record(ctx, key, &effect);
+    record_as_sent(ctx, key, argv);
     notify(ctx, "xsetid", key);
     Ok(Reply::Ok)
 }
@@ -753,19 +761,13 @@ fn xack(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     if !has {
         return Ok(Reply::Int(0));
     }
-    let ids = argv
-        .get(3..)
-        .unwrap_or_default()
-        .iter()
-        .map(|b| strict_id(b, 0))
-        .collect::<Result<Vec<_>, _>>()?;
+    let ids = strict_ids(argv, 3)?;
     let acked = match stream_mut(ctx, key)?.and_then(|s| s.groups.get_mut(gname.as_ref())) {
         Some(g) => ids.iter().filter(|id| g.ack(**id)).count(),
         None => 0,
     };
     if acked > 0 {
-        let effect: Vec<&[u8]> = argv.iter().map(|a| a.as_ref()).collect();
-        record(ctx, key, &effect);
+        record_as_sent(ctx, key, argv);
     }
     Ok(Reply::Int(acked as i64))
 }
