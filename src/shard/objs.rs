@@ -7,7 +7,7 @@
 //! plus a tag) and its collection is boxed behind it (one more malloc, ~32 bytes with the
 //! header), so a small hash paid ~72 bytes besides its packed block. Here a small hash or
 //! sorted set costs one 16-byte slot ([`Hash`] and [`ZSet`] are one fat pointer to their
-//! packed block), a set 24; lists, rarely many and large anyway, stay boxed (8).
+//! packed block), a set 24; lists and streams, rarely many and large anyway, stay boxed (8).
 //!
 //! Freed slots hold the type's empty value (no heap) and go on a free list that `insert`
 //! reuses first; a store whose last value goes releases its vectors. Owned by the shard

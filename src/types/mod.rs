@@ -1,5 +1,6 @@
 //! Redis value data structures, self-contained: lists, hashes, sets and sorted sets with their
-//! compact ("listpack"/"intset") and big forms, Redis's conversion rules over the configurable
+//! compact ("listpack"/"intset") and big forms, streams (`stream`: entries packed in nodes as
+//! Redis's listpacks, consumer groups), Redis's conversion rules over the configurable
 //! thresholds of [`limits`] (defaults below), the
 //! encoding names OBJECT ENCODING reports and an approximate heap size. Nothing here knows RESP,
 //! the keyspace or clients: members are `Bytes`, errors are Redis's exact texts as `&'static str`

@@ -593,9 +593,6 @@ impl Stream {
                 id
             }
         };
-        if last == StreamId::MAX && arg == IdArg::Auto {
-            return Err(AddError::Exhausted);
-        }
         if id <= last {
             return Err(AddError::TooSmall);
         }
