@@ -220,6 +220,56 @@ fn protocol_errors_reply_once_and_close_that_connection_only() {
     }
 }
 
+/// With `requirepass`, a client that has not authenticated gets Redis 7.0's smaller bounds
+/// (10 arguments, 16 KB each), so a stranger cannot make the server buffer big requests;
+/// once AUTH has run, the same connection (the same read, pipelined) has the usual ones.
+/// Expected bytes from redis-server 7.0.15 with `requirepass`.
+#[test]
+fn unauthenticated_clients_have_smaller_request_bounds() {
+    for n in common::shard_counts() {
+        let s = Server::start_with(n, &["--requirepass", "sec"]);
+        let big = vec![b'v'; 20_000];
+        for (req, want) in [
+            (
+                b"*11\r\n".to_vec(),
+                &b"-ERR Protocol error: unauthenticated multibulk length\r\n"[..],
+            ),
+            (
+                resp(&[b"AUTH", &big]),
+                b"-ERR Protocol error: unauthenticated bulk length\r\n",
+            ),
+            (
+                b"*1\r\n$99999999999\r\n".to_vec(),
+                b"-ERR Protocol error: invalid bulk length\r\n",
+            ),
+        ] {
+            let mut raw = s.raw();
+            let _ = raw.write_all(&req);
+            let (got, closed) = read_until_close(&mut raw);
+            assert_eq!(
+                String::from_utf8_lossy(&got),
+                String::from_utf8_lossy(want),
+                "shards={n}"
+            );
+            assert!(closed, "shards={n}");
+        }
+        let mut raw = s.raw();
+        let mut req = resp(&[b"AUTH", b"sec"]);
+        let mut mset: Vec<&[u8]> = vec![b"MSET"];
+        for kv in [
+            b"k1", b"v1", b"k2", b"v2", b"k3", b"v3", b"k4", b"v4", b"k5", b"v5",
+        ] {
+            mset.push(kv);
+        }
+        req.extend(resp(&mset));
+        req.extend(resp(&[b"SET", b"big", &big]));
+        req.extend(resp(&[b"STRLEN", b"big"]));
+        let want = b"+OK\r\n+OK\r\n+OK\r\n:20000\r\n";
+        assert_eq!(roundtrip(&mut raw, &req, want.len()), want, "shards={n}");
+        assert_quiet(&mut raw);
+    }
+}
+
 #[test]
 fn proto_max_bulk_len_boundary() {
     for n in common::shard_counts() {

@@ -22,6 +22,10 @@ pub enum ProtocolError {
     TooBigInline,
     TooBigMbulkCount,
     TooBigBulkCount,
+    /// A client that must authenticate first sent more than 10 arguments.
+    UnauthMultibulkLength,
+    /// A client that must authenticate first sent an argument over 16 KB.
+    UnauthBulkLength,
 }
 
 impl fmt::Display for ProtocolError {
@@ -35,6 +39,46 @@ impl fmt::Display for ProtocolError {
             ProtocolError::TooBigInline => f.write_str("too big inline request"),
             ProtocolError::TooBigMbulkCount => f.write_str("too big mbulk count string"),
             ProtocolError::TooBigBulkCount => f.write_str("too big bulk count string"),
+            ProtocolError::UnauthMultibulkLength => f.write_str("unauthenticated multibulk length"),
+            ProtocolError::UnauthBulkLength => f.write_str("unauthenticated bulk length"),
+        }
+    }
+}
+
+/// What a request may carry: `proto-max-bulk-len`, and Redis's smaller bounds for a client
+/// that must still authenticate (at most 10 arguments of at most 16 KB each, so a stranger
+/// cannot make the server buffer big requests).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_bulk: usize,
+    pub unauth: bool,
+}
+
+impl Limits {
+    /// Most arguments an unauthenticated request may have.
+    pub const UNAUTH_ARGS: usize = 10;
+    /// Longest argument an unauthenticated request may have.
+    pub const UNAUTH_BULK: usize = 16384;
+
+    pub fn new(max_bulk: usize, unauth: bool) -> Limits {
+        Limits { max_bulk, unauth }
+    }
+
+    #[inline]
+    fn max_args(self) -> usize {
+        if self.unauth {
+            Self::UNAUTH_ARGS
+        } else {
+            i32::MAX as usize
+        }
+    }
+
+    #[inline]
+    fn max_len(self) -> usize {
+        if self.unauth {
+            self.max_bulk.min(Self::UNAUTH_BULK)
+        } else {
+            self.max_bulk
         }
     }
 }
@@ -97,7 +141,12 @@ pub fn parse(
     args: &mut Vec<Arg>,
 ) -> Result<Option<usize>, ProtocolError> {
     args.clear();
-    parse_from(buf, max_bulk, args, &mut Resume::default())
+    parse_from(
+        buf,
+        Limits::new(max_bulk, false),
+        args,
+        &mut Resume::default(),
+    )
 }
 
 /// [`parse`] for a connection's read buffer that grows between calls: an incomplete
@@ -113,6 +162,16 @@ pub fn parse_partial(
     args: &mut Vec<Arg>,
     partial: &mut Partial,
 ) -> Result<Option<usize>, ProtocolError> {
+    parse_partial_as(buf, Limits::new(max_bulk, false), args, partial)
+}
+
+/// [`parse_partial`] with the limits of a client that may have to authenticate first.
+pub fn parse_partial_as(
+    buf: &[u8],
+    lim: Limits,
+    args: &mut Vec<Arg>,
+    partial: &mut Partial,
+) -> Result<Option<usize>, ProtocolError> {
     args.clear();
     let mut at = Resume::default();
     if partial.active() {
@@ -124,7 +183,7 @@ pub fn parse_partial(
             partial.reset();
         }
     }
-    let r = parse_from(buf, max_bulk, args, &mut at);
+    let r = parse_from(buf, lim, args, &mut at);
     match r {
         Ok(None) if at != Resume::default() => {
             partial.at = at;
@@ -139,13 +198,13 @@ pub fn parse_partial(
 
 fn parse_from(
     buf: &[u8],
-    max_bulk: usize,
+    lim: Limits,
     args: &mut Vec<Arg>,
     at: &mut Resume,
 ) -> Result<Option<usize>, ProtocolError> {
     match buf.first() {
         None => Ok(None),
-        Some(b'*') => parse_multibulk(buf, max_bulk, args, at),
+        Some(b'*') => parse_multibulk(buf, lim, args, at),
         Some(_) => parse_inline(buf, args, at),
     }
 }
@@ -177,13 +236,13 @@ fn short_header(buf: &[u8], tag_at: usize) -> Option<(usize, usize)> {
 
 fn parse_multibulk(
     buf: &[u8],
-    max_bulk: usize,
+    lim: Limits,
     args: &mut Vec<Arg>,
     at: &mut Resume,
 ) -> Result<Option<usize>, ProtocolError> {
     if *at == Resume::default() {
         if let Some((cr, count)) = short_header(buf, 0) {
-            if cr + 1 < buf.len() && count > 0 && count <= i32::MAX as usize {
+            if cr + 1 < buf.len() && count > 0 && count <= lim.max_args() {
                 let pos = cr + 2;
                 args.reserve(count.min(1024));
                 *at = Resume {
@@ -213,6 +272,9 @@ fn parse_multibulk(
             Some(n) if n <= i32::MAX as i64 => n,
             _ => return Err(ProtocolError::InvalidMultibulkLength),
         };
+        if count > lim.max_args() as i64 {
+            return Err(ProtocolError::UnauthMultibulkLength);
+        }
         let pos = cr + 2;
         if count <= 0 {
             return Ok(Some(pos));
@@ -232,7 +294,7 @@ fn parse_multibulk(
             if let Some((cr, len)) = short_header(buf, pos) {
                 let start = cr + 2;
                 let end = start + len;
-                if len <= max_bulk && buf.len() >= end + 2 {
+                if len <= lim.max_len() && buf.len() >= end + 2 {
                     args.push(Arg::Range(start, end));
                     pos = end + 2;
                     scanned = pos;
@@ -267,9 +329,12 @@ fn parse_multibulk(
             other => return Err(ProtocolError::ExpectedDollar(other.copied().unwrap_or(0))),
         }
         let len = match buf.get(pos + 1..cr).and_then(super::parse_i64) {
-            Some(n) if n >= 0 && (n as u64) <= max_bulk as u64 => n as usize,
+            Some(n) if n >= 0 && (n as u64) <= lim.max_bulk as u64 => n as usize,
             _ => return Err(ProtocolError::InvalidBulkLength),
         };
+        if len > lim.max_len() {
+            return Err(ProtocolError::UnauthBulkLength);
+        }
         let start = cr + 2;
         // Redis skips the two bytes after the payload without looking at them.
         let end = start + len;
@@ -587,6 +652,52 @@ mod tests {
         ok.extend(vec![b'a'; INLINE_MAX - 10]);
         ok.extend_from_slice(b"\r\n");
         assert_eq!(parse(&ok, 1 << 20, &mut a), Ok(Some(ok.len())));
+    }
+
+    /// A client that must authenticate first gets Redis 7.0's smaller bounds (checked
+    /// against redis-server 7.0.15 with `requirepass`): 10 arguments, 16 KB each; the
+    /// general bounds are judged first.
+    #[test]
+    fn unauthenticated_requests_have_smaller_bounds() {
+        let un = Limits::new(1 << 20, true);
+        let run = |input: &[u8], lim: Limits| {
+            let (mut a, mut p) = (Vec::new(), Partial::default());
+            parse_partial_as(input, lim, &mut a, &mut p)
+        };
+        assert_eq!(
+            run(b"*11\r\n", un),
+            Err(ProtocolError::UnauthMultibulkLength)
+        );
+        assert_eq!(
+            run(b"*1\r\n$16385\r\n", un),
+            Err(ProtocolError::UnauthBulkLength)
+        );
+        assert_eq!(
+            run(b"*1\r\n$99999999999\r\n", un),
+            Err(ProtocolError::InvalidBulkLength)
+        );
+        assert_eq!(
+            run(b"*99999999999\r\n", un),
+            Err(ProtocolError::InvalidMultibulkLength)
+        );
+        assert_eq!(run(b"*10\r\n", un), Ok(None));
+        assert_eq!(run(b"*1\r\n$16384\r\n", un), Ok(None));
+        let authed = Limits::new(1 << 20, false);
+        assert_eq!(run(b"*11\r\n", authed), Ok(None));
+        assert_eq!(run(b"*1\r\n$16385\r\n", authed), Ok(None));
+        let mut big = b"*2\r\n$4\r\nECHO\r\n$20000\r\n".to_vec();
+        big.extend(vec![b'x'; 20000]);
+        big.extend_from_slice(b"\r\n");
+        assert_eq!(run(&big, authed), Ok(Some(big.len())));
+        assert_eq!(run(&big, un), Err(ProtocolError::UnauthBulkLength));
+        assert_eq!(
+            ProtocolError::UnauthMultibulkLength.to_string(),
+            "ERR Protocol error: unauthenticated multibulk length"
+        );
+        assert_eq!(
+            ProtocolError::UnauthBulkLength.to_string(),
+            "ERR Protocol error: unauthenticated bulk length"
+        );
     }
 
     #[test]

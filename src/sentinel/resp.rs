@@ -2,9 +2,11 @@
 //! client (`Conn`) for the commands it sends to monitored instances and other sentinels.
 //! Used only by sentinel threads (plain std sockets, never the shard runtime).
 
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::Duration;
+
+use crate::protocol::parser::{parse_partial_as, Arg, Limits, Partial, ProtocolError};
 
 /// One RESP2 value as read off the wire.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,8 +45,18 @@ fn read_line(r: &mut impl BufRead) -> io::Result<String> {
     Ok(String::from_utf8_lossy(&line).into_owned())
 }
 
+/// Longest bulk string taken from a monitored instance or another sentinel (Redis's
+/// `proto-max-bulk-len` default); a longer one is an error, never an allocation.
+const MAX_BULK: usize = 512 << 20;
+/// Deepest nesting of arrays in a reply (ours nest two levels).
+const MAX_DEPTH: usize = 8;
+
 /// Reads one value (any type).
 pub fn read_value(r: &mut impl BufRead) -> io::Result<Value> {
+    read_nested(r, 0)
+}
+
+fn read_nested(r: &mut impl BufRead, depth: usize) -> io::Result<Value> {
     let line = read_line(r)?;
     let (kind, rest) = line.split_at(line.len().min(1));
     let num = || rest.parse::<i64>().map_err(|_| bad("bad number"));
@@ -57,9 +69,17 @@ pub fn read_value(r: &mut impl BufRead) -> io::Result<Value> {
             if n < 0 {
                 return Ok(Value::Bulk(None));
             }
-            let mut buf = vec![0u8; n as usize + 2];
-            r.read_exact(&mut buf)?;
-            buf.truncate(n as usize);
+            let n = usize::try_from(n)
+                .ok()
+                .filter(|&n| n <= MAX_BULK)
+                .ok_or_else(|| bad("bulk too long"))?;
+            // Grows as the bytes arrive: a length alone allocates nothing.
+            let mut buf = Vec::with_capacity(n.min(64 << 10) + 2);
+            r.take(n as u64 + 2).read_to_end(&mut buf)?;
+            if buf.len() != n + 2 {
+                return Err(io::ErrorKind::UnexpectedEof.into());
+            }
+            buf.truncate(n);
             Value::Bulk(Some(buf))
         }
         "*" => {
@@ -67,9 +87,12 @@ pub fn read_value(r: &mut impl BufRead) -> io::Result<Value> {
             if n < 0 {
                 return Ok(Value::Array(None));
             }
+            if depth >= MAX_DEPTH {
+                return Err(bad("reply nested too deep"));
+            }
             let mut items = Vec::with_capacity(n.min(1024) as usize);
             for _ in 0..n {
-                items.push(read_value(r)?);
+                items.push(read_nested(r, depth + 1)?);
             }
             Value::Array(Some(items))
         }
@@ -77,28 +100,75 @@ pub fn read_value(r: &mut impl BufRead) -> io::Result<Value> {
     })
 }
 
-/// Reads one request: a multibulk of strings, or an inline command split on spaces.
-/// `Ok(None)` is an empty inline line.
-pub fn read_request(r: &mut impl BufRead) -> io::Result<Option<Vec<String>>> {
-    let line = read_line(r)?;
-    if let Some(n) = line.strip_prefix('*') {
-        let n: i64 = n.parse().map_err(|_| bad("invalid multibulk length"))?;
-        let mut args = Vec::new();
-        for _ in 0..n.max(0) {
-            let hdr = read_line(r)?;
-            let len: usize = hdr
-                .strip_prefix('$')
-                .and_then(|l| l.parse().ok())
-                .ok_or_else(|| bad("expected '$'"))?;
-            let mut buf = vec![0u8; len + 2];
-            r.read_exact(&mut buf)?;
-            buf.truncate(len);
-            args.push(String::from_utf8_lossy(&buf).into_owned());
+/// Why a client's request stream ended.
+#[derive(Debug)]
+pub enum ReqError {
+    /// The connection closed or failed.
+    Io,
+    /// The request broke the protocol: the error goes back, then the connection closes.
+    Protocol(ProtocolError),
+}
+
+/// A client's requests on the sentinel port, parsed by the data server's parser, so the
+/// limits and error texts are Redis's: `proto-max-bulk-len` (512 MB), and for a client
+/// that must still authenticate 10 arguments of 16 KB at most.
+pub struct Requests<R> {
+    r: R,
+    buf: Vec<u8>,
+    args: Vec<Arg>,
+    partial: Partial,
+}
+
+/// The most a client may have sent without completing a request (Redis's default
+/// `client-query-buffer-limit`).
+const QUERY_LIMIT: usize = 1 << 30;
+
+impl<R: Read> Requests<R> {
+    pub fn new(r: R) -> Requests<R> {
+        Requests {
+            r,
+            buf: Vec::new(),
+            args: Vec::new(),
+            partial: Partial::default(),
         }
-        return Ok(Some(args));
     }
-    let words: Vec<String> = line.split_whitespace().map(str::to_string).collect();
-    Ok(if words.is_empty() { None } else { Some(words) })
+
+    /// The next request's arguments; an empty vector for an empty line or `*0`, which
+    /// Redis ignores.
+    pub fn next(&mut self, unauth: bool) -> Result<Vec<String>, ReqError> {
+        let lim = Limits::new(MAX_BULK, unauth);
+        loop {
+            match parse_partial_as(&self.buf, lim, &mut self.args, &mut self.partial) {
+                Ok(Some(n)) => {
+                    let args = self
+                        .args
+                        .drain(..)
+                        .map(|a| match a {
+                            Arg::Range(s, e) => {
+                                String::from_utf8_lossy(self.buf.get(s..e).unwrap_or_default())
+                                    .into_owned()
+                            }
+                            Arg::Owned(v) => String::from_utf8_lossy(&v).into_owned(),
+                        })
+                        .collect();
+                    self.buf.drain(..n.min(self.buf.len()));
+                    return Ok(args);
+                }
+                Ok(None) => {}
+                Err(e) => return Err(ReqError::Protocol(e)),
+            }
+            if self.buf.len() > QUERY_LIMIT {
+                return Err(ReqError::Io);
+            }
+            let mut chunk = [0u8; 16 << 10];
+            match self.r.read(&mut chunk) {
+                Ok(0) | Err(_) => return Err(ReqError::Io),
+                Ok(n) => self
+                    .buf
+                    .extend_from_slice(chunk.get(..n).unwrap_or_default()),
+            }
+        }
+    }
 }
 
 /// Encodes a command as a multibulk.
@@ -129,6 +199,34 @@ pub fn bulk(s: &str) -> Vec<u8> {
     out
 }
 pub const NULL_ARRAY: &[u8] = b"*-1\r\n";
+/// A null reply: `$-1` (or `*-1` for an array) under RESP2, `_` under RESP3.
+pub fn null(proto: u8, array: bool) -> Vec<u8> {
+    match (proto, array) {
+        (3, _) => b"_\r\n".to_vec(),
+        (_, true) => NULL_ARRAY.to_vec(),
+        _ => b"$-1\r\n".to_vec(),
+    }
+}
+/// Field/value pairs of bulk strings: a map under RESP3, a flat array under RESP2.
+pub fn map_bulks<S: AsRef<str>>(pairs: &[S], proto: u8) -> Vec<u8> {
+    if proto != 3 {
+        return bulks(pairs);
+    }
+    let mut out = format!("%{}\r\n", pairs.len() / 2).into_bytes();
+    for s in pairs {
+        out.extend(bulk(s.as_ref()));
+    }
+    out
+}
+/// A pub/sub message or (un)subscribe confirmation: a push under RESP3, an array under
+/// RESP2.
+pub fn push(items: &[Vec<u8>], proto: u8) -> Vec<u8> {
+    let mut out = array(items);
+    if proto == 3 {
+        out[0] = b'>';
+    }
+    out
+}
 /// An array of already-encoded items.
 pub fn array(items: &[Vec<u8>]) -> Vec<u8> {
     let mut out = format!("*{}\r\n", items.len()).into_bytes();
@@ -210,14 +308,10 @@ mod tests {
             ]))
         );
         let req = encode_cmd(&["SENTINEL", "myid"]);
-        assert_eq!(
-            read_request(&mut &req[..]).unwrap(),
-            Some(vec!["SENTINEL".to_string(), "myid".to_string()])
-        );
-        assert_eq!(
-            read_request(&mut &b"ping  x\r\n"[..]).unwrap(),
-            Some(vec!["ping".to_string(), "x".to_string()])
-        );
+        let next = |bytes: &[u8], unauth: bool| Requests::new(bytes).next(unauth);
+        assert_eq!(next(&req, false).unwrap(), vec!["SENTINEL", "myid"]);
+        assert_eq!(next(b"ping  x\r\n", false).unwrap(), vec!["ping", "x"]);
+        assert_eq!(next(b"*0\r\n", false).unwrap(), Vec::<String>::new());
         assert_eq!(bulks(&["a"]), b"*1\r\n$1\r\na\r\n".to_vec());
     }
 }

@@ -1,22 +1,27 @@
 //! The sentinel's RESP port: an accept thread, one thread per client, and the event
 //! dispatcher thread that writes `+sdown`, `+switch-master`, ... to SUBSCRIBE/PSUBSCRIBE
-//! clients. Replies follow redis-sentinel 7.0's shapes (RESP2).
+//! clients. Replies follow redis-sentinel 7.0's shapes, in RESP2 or (after `HELLO 3`) RESP3:
+//! maps for instance and settings replies, `_` nulls, pushes for pub/sub.
 
 use std::collections::BTreeSet;
-use std::io::{BufReader, Write};
+use std::io::Write;
 use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Mutex, OnceLock};
 use std::time::Instant;
 
 use super::failover::{select_replica, start as start_failover, vote_leader, FailoverState};
-use super::resp::{array, bulk, bulks, error, int, read_request, simple, NULL_ARRAY};
+use super::resp::{
+    array, bulk, bulks, error, int, map_bulks, null, push, simple, ReqError, Requests,
+};
 use super::{conf, lock, Health, Inst, Master, Peer, Sentinel, Shared, HELLO_CHANNEL};
 use crate::commands::args::glob_match;
 
 struct Sub {
     id: u64,
     out: Arc<Mutex<TcpStream>>,
+    /// The client's protocol when it subscribed: messages are pushes under RESP3.
+    proto: u8,
     channels: BTreeSet<String>,
     patterns: BTreeSet<String>,
 }
@@ -58,11 +63,12 @@ fn dispatch(ch: &str, payload: &str) {
     subs.retain(|sub| {
         let mut msgs = Vec::new();
         if sub.channels.contains(ch) {
-            msgs.push(bulks(&["message", ch, payload]));
+            msgs.push(push(&[bulk("message"), bulk(ch), bulk(payload)], sub.proto));
         }
         for p in &sub.patterns {
             if glob_match(p.as_bytes(), ch.as_bytes(), false) {
-                msgs.push(bulks(&["pmessage", p, ch, payload]));
+                let m = [bulk("pmessage"), bulk(p), bulk(ch), bulk(payload)];
+                msgs.push(push(&m, sub.proto));
             }
         }
         let mut out = sub.out.lock().unwrap_or_else(|e| e.into_inner());
@@ -70,35 +76,60 @@ fn dispatch(ch: &str, payload: &str) {
     });
 }
 
+/// What the sentinel port keeps per client.
+struct Client {
+    id: u64,
+    authed: bool,
+    name: Option<String>,
+    /// 2 or 3, set by HELLO.
+    proto: u8,
+    /// Channels and patterns subscribed to: under RESP2 a subscribed client may only
+    /// (un)subscribe and PING.
+    subs: usize,
+}
+
 fn serve(shared: &Shared, stream: TcpStream) {
     let _ = stream.set_nodelay(true);
     let Ok(rd) = stream.try_clone() else { return };
     let _ = stream.set_write_timeout(Some(std::time::Duration::from_secs(5)));
-    let mut reader = BufReader::new(rd);
+    let mut reqs = Requests::new(rd);
     let out = Arc::new(Mutex::new(stream));
-    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
-    let mut subscribed = false;
-    let mut authed = lock(shared).requirepass.is_none();
-    let mut name: Option<String> = None;
-    while let Ok(req) = read_request(&mut reader) {
-        let Some(args) = req else { continue };
-        let cmd = args[0].to_ascii_lowercase();
-        let reply = match cmd.as_str() {
-            "auth" => auth(shared, &args[1..], &mut authed),
-            "hello" => hello(shared, &args, id, &mut authed, &mut name),
-            "quit" => {
-                let _ = out.lock().map(|mut o| o.write_all(b"+OK\r\n"));
+    let mut c = Client {
+        id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+        authed: lock(shared).requirepass.is_none(),
+        name: None,
+        proto: 2,
+        subs: 0,
+    };
+    loop {
+        let args = match reqs.next(!c.authed) {
+            Ok(args) => args,
+            Err(ReqError::Protocol(e)) => {
+                crate::log::verbose(&format!("sentinel: protocol error ({e}) from a client"));
+                let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
+                let _ = o.write_all(&error(&e.to_string()));
                 break;
             }
-            _ if !authed => error("NOAUTH Authentication required."),
-            "client" => client(&args, id, &mut name),
-            "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe" => {
-                let r = subscribe(id, &out, &cmd, &args[1..]);
-                subscribed = true;
-                r
+            Err(ReqError::Io) => break,
+        };
+        let Some(first) = args.first() else { continue };
+        let cmd = first.to_ascii_lowercase();
+        let reply = match cmd.as_str() {
+            "auth" => auth(shared, &args[1..], &mut c.authed),
+            "hello" => hello(shared, &args, &mut c),
+            _ if !KNOWN.contains(&cmd.as_str()) => unknown_command(&args),
+            _ if !c.authed => error("NOAUTH Authentication required."),
+            _ if c.subs > 0 && c.proto == 2 && !SUBSCRIBED_OK.contains(&cmd.as_str()) => {
+                not_when_subscribed(&args)
             }
-            "ping" if subscribed => bulks(&["pong", args.get(1).map_or("", |s| s.as_str())]),
-            _ => command(shared, &args),
+            "client" => client(&args, &mut c),
+            "subscribe" | "psubscribe" | "unsubscribe" | "punsubscribe" => {
+                subscribe(&out, &cmd, &args[1..], &mut c)
+            }
+            "ping" if c.subs > 0 && c.proto == 2 => {
+                bulks(&["pong", args.get(1).map_or("", |s| s.as_str())])
+            }
+            _ => command(shared, &args, c.proto),
         };
         let mut o = out.lock().unwrap_or_else(|e| e.into_inner());
         if o.write_all(&reply).is_err() {
@@ -108,7 +139,50 @@ fn serve(shared: &Shared, stream: TcpStream) {
     subs()
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .retain(|s| s.id != id);
+        .retain(|s| s.id != c.id);
+}
+
+/// The commands redis-sentinel 7.0 has (QUIT and RESET are not among them; COMMAND is,
+/// and is not implemented here).
+const KNOWN: &[&str] = &[
+    "auth",
+    "client",
+    "hello",
+    "info",
+    "ping",
+    "psubscribe",
+    "publish",
+    "punsubscribe",
+    "role",
+    "sentinel",
+    "shutdown",
+    "subscribe",
+    "unsubscribe",
+];
+
+/// What a RESP2 client may send while subscribed.
+const SUBSCRIBED_OK: &[&str] = &[
+    "subscribe",
+    "psubscribe",
+    "unsubscribe",
+    "punsubscribe",
+    "ping",
+];
+
+/// Redis's refusal of a command in a RESP2 subscribed context; a command with
+/// subcommands is named `command|subcommand`.
+fn not_when_subscribed(args: &[String]) -> Vec<u8> {
+    let mut name = args[0].to_ascii_lowercase();
+    if let Some(sub) = args
+        .get(1)
+        .filter(|_| matches!(name.as_str(), "sentinel" | "client"))
+    {
+        name = format!("{name}|{}", sub.to_ascii_lowercase());
+    }
+    error(&format!(
+        "ERR Can't execute '{name}': only (P|S)SUBSCRIBE / (P|S)UNSUBSCRIBE / PING / QUIT / \
+         RESET are allowed in this context"
+    ))
 }
 
 /// AUTH [user] password, as Redis's default user under `requirepass` (no other users).
@@ -134,18 +208,13 @@ fn auth(shared: &Shared, args: &[String], authed: &mut bool) -> Vec<u8> {
     simple("OK")
 }
 
-/// HELLO [protover [AUTH user pass] [SETNAME name]]: RESP2 only (`HELLO 3` gets NOPROTO,
-/// so clients stay on RESP2); the reply is redis-sentinel's map as a flat array.
-fn hello(
-    shared: &Shared,
-    args: &[String],
-    id: u64,
-    authed: &mut bool,
-    name: &mut Option<String>,
-) -> Vec<u8> {
+/// HELLO [protover [AUTH user pass] [SETNAME name]]: switches between RESP2 and RESP3; the
+/// reply is redis-sentinel's map (a flat array under RESP2).
+fn hello(shared: &Shared, args: &[String], c: &mut Client) -> Vec<u8> {
+    let mut proto = c.proto;
     if let Some(v) = args.get(1) {
         match v.parse::<i64>() {
-            Ok(2) => {}
+            Ok(p @ (2 | 3)) => proto = p as u8,
             Ok(_) => return error("NOPROTO unsupported protocol version"),
             Err(_) => return error("ERR Protocol version is not an integer or out of range"),
         }
@@ -156,7 +225,7 @@ fn hello(
         let opt = args[i].to_ascii_lowercase();
         match (opt.as_str(), args.get(i + 1), args.get(i + 2)) {
             ("auth", Some(u), Some(p)) => {
-                let r = auth(shared, &[u.clone(), p.clone()], authed);
+                let r = auth(shared, &[u.clone(), p.clone()], &mut c.authed);
                 if r.first() == Some(&b'-') {
                     return r;
                 }
@@ -169,7 +238,7 @@ fn hello(
             _ => return error(&format!("ERR Syntax error in HELLO option '{}'", args[i])),
         }
     }
-    if !*authed {
+    if !c.authed {
         return error(
             "NOAUTH HELLO must be called with the client already authenticated, otherwise the \
              HELLO AUTH <user> <pass> option can be used to authenticate the client and select \
@@ -177,38 +246,44 @@ fn hello(
         );
     }
     if setname.is_some() {
-        *name = setname;
+        c.name = setname;
     }
-    array(&[
+    c.proto = proto;
+    let mut out = array(&[
         bulk("server"),
         bulk("redis"),
         bulk("version"),
         bulk("7.0.15"),
         bulk("proto"),
-        int(2),
+        int(i64::from(proto)),
         bulk("id"),
-        int(id as i64),
+        int(c.id as i64),
         bulk("mode"),
         bulk("sentinel"),
         bulk("modules"),
         array(&[]),
-    ])
+    ]);
+    if proto == 3 {
+        // "*12" becomes "%6": the same items as pairs.
+        out.splice(..5, b"%6\r\n".iter().copied());
+    }
+    out
 }
 
 /// The CLIENT subcommands clients send on connect (SETNAME, GETNAME, ID, SETINFO).
-fn client(args: &[String], id: u64, name: &mut Option<String>) -> Vec<u8> {
+fn client(args: &[String], c: &mut Client) -> Vec<u8> {
     let sub = args
         .get(1)
         .map(|s| s.to_ascii_lowercase())
         .unwrap_or_default();
     match (sub.as_str(), args.len()) {
         ("setname", 3) => {
-            *name = (!args[2].is_empty()).then(|| args[2].clone());
+            c.name = (!args[2].is_empty()).then(|| args[2].clone());
             simple("OK")
         }
         ("setinfo", 4) => simple("OK"),
-        ("getname", 2) => name.as_deref().map_or_else(|| b"$-1\r\n".to_vec(), bulk),
-        ("id", 2) => int(id as i64),
+        ("getname", 2) => c.name.as_deref().map_or_else(|| null(c.proto, false), bulk),
+        ("id", 2) => int(c.id as i64),
         ("", _) => error("ERR wrong number of arguments for 'client' command"),
         _ => error(&format!(
             "ERR unknown subcommand '{}'. Try CLIENT HELP.",
@@ -217,22 +292,27 @@ fn client(args: &[String], id: u64, name: &mut Option<String>) -> Vec<u8> {
     }
 }
 
-fn subscribe(id: u64, out: &Arc<Mutex<TcpStream>>, cmd: &str, names: &[String]) -> Vec<u8> {
+/// SUBSCRIBE / PSUBSCRIBE / UNSUBSCRIBE / PUNSUBSCRIBE: one confirmation per name (an
+/// unsubscribe from nothing confirms a null name, as Redis does).
+fn subscribe(out: &Arc<Mutex<TcpStream>>, cmd: &str, names: &[String], c: &mut Client) -> Vec<u8> {
     let mut all = subs().lock().unwrap_or_else(|e| e.into_inner());
-    if !all.iter().any(|s| s.id == id) {
+    if !all.iter().any(|s| s.id == c.id) {
         all.push(Sub {
-            id,
+            id: c.id,
             out: out.clone(),
+            proto: c.proto,
             channels: BTreeSet::new(),
             patterns: BTreeSet::new(),
         });
     }
-    let Some(sub) = all.iter_mut().find(|s| s.id == id) else {
+    let Some(sub) = all.iter_mut().find(|s| s.id == c.id) else {
         return Vec::new();
     };
+    sub.proto = c.proto;
     let pattern = cmd.starts_with('p');
+    let unsub = cmd.contains("unsub");
     let mut reply = Vec::new();
-    let names: Vec<String> = if names.is_empty() && cmd.contains("unsub") {
+    let names: Vec<String> = if names.is_empty() && unsub {
         let set = if pattern {
             &sub.patterns
         } else {
@@ -242,20 +322,28 @@ fn subscribe(id: u64, out: &Arc<Mutex<TcpStream>>, cmd: &str, names: &[String]) 
     } else {
         names.to_vec()
     };
-    for n in names {
+    for n in &names {
         let set = if pattern {
             &mut sub.patterns
         } else {
             &mut sub.channels
         };
-        if cmd.contains("unsub") {
-            set.remove(&n);
+        if unsub {
+            set.remove(n);
         } else {
             set.insert(n.clone());
         }
         let count = (sub.channels.len() + sub.patterns.len()) as i64;
-        reply.extend(array(&[bulk(cmd), bulk(&n), int(count)]));
+        reply.extend(push(&[bulk(cmd), bulk(n), int(count)], c.proto));
     }
+    let count = sub.channels.len() + sub.patterns.len();
+    if names.is_empty() {
+        reply = push(
+            &[bulk(cmd), null(c.proto, false), int(count as i64)],
+            c.proto,
+        );
+    }
+    c.subs = count;
     reply
 }
 
@@ -270,7 +358,7 @@ fn unknown_command(args: &[String]) -> Vec<u8> {
     error(&text)
 }
 
-fn command(shared: &Shared, args: &[String]) -> Vec<u8> {
+fn command(shared: &Shared, args: &[String], proto: u8) -> Vec<u8> {
     let cmd = args[0].to_ascii_lowercase();
     match cmd.as_str() {
         "ping" => match args.get(1) {
@@ -290,7 +378,7 @@ fn command(shared: &Shared, args: &[String]) -> Vec<u8> {
             super::monitor::process_hello(&mut lock(shared), &args[2]);
             int(1)
         }
-        "sentinel" if args.len() >= 2 => sentinel(shared, args),
+        "sentinel" if args.len() >= 2 => sentinel(shared, args, proto),
         "sentinel" | "publish" => error(&format!(
             "ERR wrong number of arguments for '{cmd}' command"
         )),
@@ -552,7 +640,7 @@ fn no_master() -> Vec<u8> {
     error("ERR No such master with that name")
 }
 
-fn sentinel(shared: &Shared, args: &[String]) -> Vec<u8> {
+fn sentinel(shared: &Shared, args: &[String], proto: u8) -> Vec<u8> {
     let sub = args[1].to_ascii_lowercase();
     let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
     let arity = |n: usize| args.len() == n;
@@ -560,11 +648,13 @@ fn sentinel(shared: &Shared, args: &[String]) -> Vec<u8> {
     match sub.as_str() {
         "myid" if arity(2) => bulk(&s.myid),
         "masters" if arity(2) => {
-            let v: Vec<Vec<u8>> = s.masters.values().map(|m| bulks(&master_map(m))).collect();
+            let v: Vec<Vec<u8>> = (s.masters.values())
+                .map(|m| map_bulks(&master_map(m), proto))
+                .collect();
             array(&v)
         }
         "master" if arity(3) => match s.masters.get(arg(2)) {
-            Some(m) => bulks(&master_map(m)),
+            Some(m) => map_bulks(&master_map(m), proto),
             None => no_master(),
         },
         "replicas" | "slaves" if arity(3) => match s.masters.get(arg(2)) {
@@ -572,7 +662,7 @@ fn sentinel(shared: &Shared, args: &[String]) -> Vec<u8> {
                 let v: Vec<Vec<u8>> = m
                     .replicas()
                     .filter(|i| i.announced)
-                    .map(|i| bulks(&replica_map(m, i)))
+                    .map(|i| map_bulks(&replica_map(m, i), proto))
                     .collect();
                 array(&v)
             }
@@ -583,7 +673,7 @@ fn sentinel(shared: &Shared, args: &[String]) -> Vec<u8> {
                 let v: Vec<Vec<u8>> = m
                     .sentinels
                     .values()
-                    .map(|p| bulks(&peer_map(m, p)))
+                    .map(|p| map_bulks(&peer_map(m, p), proto))
                     .collect();
                 array(&v)
             }
@@ -594,7 +684,7 @@ fn sentinel(shared: &Shared, args: &[String]) -> Vec<u8> {
                 let (ip, port) = m.current_addr();
                 bulks(&[ip, port.to_string()])
             }
-            None => NULL_ARRAY.to_vec(),
+            None => null(proto, true),
         },
         "is-master-down-by-addr" if arity(6) => {
             let port: u16 = arg(3).parse().unwrap_or(0);
@@ -698,7 +788,7 @@ fn sentinel(shared: &Shared, args: &[String]) -> Vec<u8> {
             None => no_master(),
         },
         "set" if args.len() >= 5 => set(&mut s, args),
-        "config" if args.len() >= 3 => config(&mut s, args),
+        "config" if args.len() >= 3 => config(&mut s, args, proto),
         "info-cache" if args.len() >= 3 => {
             let mut names: Vec<&str> = Vec::new();
             for n in &args[2..] {
@@ -714,7 +804,7 @@ fn sentinel(shared: &Shared, args: &[String]) -> Vec<u8> {
                         int(i.info_time.map_or(0, |t| t.elapsed().as_millis() as i64)),
                         i.info_text
                             .as_deref()
-                            .map_or_else(|| b"$-1\r\n".to_vec(), bulk),
+                            .map_or_else(|| null(proto, false), bulk),
                     ])
                 };
                 let mut insts: Vec<Vec<u8>> = m.master_inst().map(entry).into_iter().collect();
@@ -741,7 +831,7 @@ fn sentinel(shared: &Shared, args: &[String]) -> Vec<u8> {
             ));
             simple("OK")
         }
-        "debug" => debug(args),
+        "debug" => debug(args, proto),
         "help" if arity(2) => help(),
         "reset" if arity(3) => {
             let pat = arg(2).to_string();
@@ -910,7 +1000,7 @@ const CONFIG_OPTIONS: [&str; 6] = [
     "sentinel-pass",
 ];
 
-fn config(s: &mut Sentinel, args: &[String]) -> Vec<u8> {
+fn config(s: &mut Sentinel, args: &[String], proto: u8) -> Vec<u8> {
     let usage =
         || error("ERR Only SENTINEL CONFIG GET <option> / SET <option> <value> are supported.");
     let op = args.get(2).map(|a| a.to_ascii_lowercase());
@@ -934,7 +1024,7 @@ fn config(s: &mut Sentinel, args: &[String]) -> Vec<u8> {
                 out.push(o.to_string());
                 out.push(v);
             }
-            bulks(&out)
+            map_bulks(&out, proto)
         }
         (Some("set"), 5) => {
             let opt = args[3].to_ascii_lowercase();
@@ -968,7 +1058,7 @@ fn config(s: &mut Sentinel, args: &[String]) -> Vec<u8> {
 }
 
 /// `SENTINEL DEBUG [<option> <ms> ...]`: the timing knobs, as redis-sentinel prints them.
-fn debug(args: &[String]) -> Vec<u8> {
+fn debug(args: &[String], proto: u8) -> Vec<u8> {
     use super::timing;
     if args.len() == 2 {
         let mut out = Vec::new();
@@ -976,7 +1066,7 @@ fn debug(args: &[String]) -> Vec<u8> {
             out.push(k.name.to_string());
             out.push(k.ms().to_string());
         }
-        return bulks(&out);
+        return map_bulks(&out, proto);
     }
     let mut todo = Vec::new();
     for pair in args[2..].chunks(2) {

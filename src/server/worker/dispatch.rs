@@ -40,7 +40,12 @@ impl Worker {
             let (parsed, hint) = match win.pop(rbuf, &mut args) {
                 Some((n, id)) => (Ok(Some(n)), Some(id)),
                 None => (
-                    parser::parse_partial(rbuf, max_bulk, &mut args, &mut conn.partial),
+                    parser::parse_partial_as(
+                        rbuf,
+                        parser::Limits::new(max_bulk, !conn.client.authed),
+                        &mut args,
+                        &mut conn.partial,
+                    ),
                     None,
                 ),
             };
@@ -75,7 +80,9 @@ impl Worker {
                 Ok(Some(n)) => {
                     // More commands behind this one: parse the next window of them and
                     // warm the keyspace for it (this one included) before running them.
-                    if hint.is_none() && rbuf.len() > n && !args.is_empty() {
+                    // Not for a client that must authenticate first: the commands behind
+                    // its AUTH are parsed with the smaller limits until AUTH has run.
+                    if hint.is_none() && rbuf.len() > n && !args.is_empty() && conn.client.authed {
                         let (id, nshards, locked) =
                             (self.eng.id, self.eng.nshards, self.eng.lock.is_some());
                         if let (Some(db), Some((cur, rest))) = (

@@ -206,7 +206,8 @@ impl Worker {
             let Some(rbuf) = conn.rbuf.as_mut() else {
                 break;
             };
-            let n = match parser::parse_partial(rbuf, max_bulk, &mut args, &mut conn.partial) {
+            let lim = parser::Limits::new(max_bulk, !conn.client.authed);
+            let n = match parser::parse_partial_as(rbuf, lim, &mut args, &mut conn.partial) {
                 Ok(Some(n)) => n,
                 Ok(None) => break,
                 Err(e) => {
