@@ -419,6 +419,71 @@ sys.exit(1)
     assert!(c.replicas.iter().any(|r| r.port == new_port), "{switched}");
 }
 
+/// ioredis, the client BullMQ is built on, in Sentinel mode (`tests/node/ioredis_sentinel_check.mjs`,
+/// pinned in `tests/node/package.json`): it finds the master through the shardis
+/// sentinels, keeps writing while the master is SIGKILLed, lands on the promoted replica
+/// and writes there; its replica-role client reads the new master's writes from the
+/// other replica.
+#[test]
+fn ioredis_sentinel_client_follows_a_failover() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    assert!(
+        dir.join("node_modules/ioredis/package.json").exists(),
+        "tests/node/node_modules/ioredis is missing: run tools/test.sh once (npm ci)"
+    );
+    let mut c = cluster();
+    let mut args = vec![
+        dir.join("ioredis_sentinel_check.mjs").display().to_string(),
+        NAME.to_string(),
+    ];
+    args.extend(c.sentinels.iter().map(|s| s.port.to_string()));
+    let mut child = Command::new("node")
+        .args(&args)
+        .current_dir(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("node (tools/test.sh installs it)");
+    let mut err = child.stderr.take().unwrap();
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut text);
+        text
+    });
+    let out = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(out));
+    let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+    assert_eq!(
+        first,
+        format!("MASTER {}", c.master.port),
+        "{}",
+        err.join().unwrap()
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    c.master.kill9();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let status = child.wait().unwrap();
+    let err = err.join().unwrap();
+    assert!(status.success(), "ioredis did not follow: {rest:?} {err}");
+    println!("ioredis: {rest:?}");
+    let field = |prefix: &str, i: usize| -> i64 {
+        let line = rest.iter().find(|l| l.starts_with(prefix)).unwrap();
+        line.split(' ').nth(i).unwrap().parse().unwrap()
+    };
+    let new_port = field("SWITCHED", 1) as u16;
+    assert!(c.replicas.iter().any(|r| r.port == new_port), "{rest:?}");
+    // Writes acknowledged before the kill may be lost (asynchronous replication), but the
+    // counter on the new master carries the writes it replicated and every one after.
+    let (acked, counter) = (field("SWITCHED", 2), field("SWITCHED", 4));
+    assert!(counter > 0 && counter <= acked, "{rest:?}");
+    let (after, replica_read) = (field("DONE", 1), field("DONE", 2));
+    assert_eq!(after, counter + 200, "{rest:?}");
+    assert_eq!(
+        replica_read, after,
+        "the replica client reads the new master's writes"
+    );
+}
+
 /// Sentinels embedded in the data nodes (`--sentinel-port` plus `--sentinel-*` flags): three
 /// nodes, each with its own sentinel. SIGKILL of the master's process takes its sentinel
 /// with it; the two left (quorum 2 of 3) promote a replica, and the third node follows it.

@@ -29,14 +29,19 @@ if ! python3 -c 'import redis' >/dev/null 2>&1; then
   python3 -m pip install -q redis 2>/dev/null || pip3 install -q redis
 fi
 
-# BullMQ for tests/bullmq.rs, at the version tests/node/package.json pins (package-lock.json
-# fixes the rest of the tree); reinstalled when the pin changes.
-bullmq_dir=tests/node
-want=$(node -p "require('./$bullmq_dir/package.json').dependencies.bullmq")
-have=$(node -p "try { require('./$bullmq_dir/node_modules/bullmq/package.json').version } catch (e) { '' }")
-if [ "$have" != "$want" ]; then
-  echo "==> installing bullmq $want into $bullmq_dir/node_modules"
-  (cd "$bullmq_dir" && npm ci --no-audit --no-fund --loglevel=error)
+# BullMQ for tests/bullmq.rs and ioredis for tests/sentinel.rs, at the versions
+# tests/node/package.json pins (package-lock.json fixes the rest of the tree); reinstalled
+# when a pin changes.
+node_dir=tests/node
+pinned=$(node -p "const d = require('./$node_dir/package.json').dependencies;
+  Object.keys(d).sort().map(k => k + '@' + d[k]).join(' ')")
+have=$(node -p "const d = require('./$node_dir/package.json').dependencies;
+  Object.keys(d).sort().map(k => { try { return k + '@' +
+    require('./$node_dir/node_modules/' + k + '/package.json').version } catch (e) { return '' } })
+  .join(' ')")
+if [ "$have" != "$pinned" ]; then
+  echo "==> installing $pinned into $node_dir/node_modules"
+  (cd "$node_dir" && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
 echo "==> cargo fmt --check"
