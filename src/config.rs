@@ -556,6 +556,16 @@ pub fn parse_memory(s: &str) -> Result<u64, String> {
         .ok_or_else(|| format!("argument must be a memory value: '{s}'"))
 }
 
+/// `repl-backlog-size` in bytes, as Redis takes it: a memory value of at least 1, raised to
+/// Redis's 16 KB floor (CONFIG GET then shows 16384 for `1kb`, as redis-server does).
+pub fn parse_backlog_size(v: &str) -> Result<u64, String> {
+    let n = parse_memory(v).map_err(|_| "argument must be a memory value".to_string())?;
+    if n == 0 || n > i64::MAX as u64 {
+        return Err("argument must be between 1 and 9223372036854775807 inclusive".into());
+    }
+    Ok(n.max(16 * 1024))
+}
+
 /// Parses a core list: "0,2,3", "0-3", "0-1,4".
 pub fn parse_cores(s: &str) -> Result<Vec<usize>, String> {
     let mut out = Vec::new();
@@ -1032,6 +1042,13 @@ impl Config {
             "aof-load-truncated" => self.aof_load_truncated = parse_yes_no(v)?,
             "auto-aof-rewrite-percentage" => self.auto_aof_pct = parse_percentage(v)?,
             "auto-aof-rewrite-min-size" => self.auto_aof_min = parse_memory(v)?,
+            "repl-backlog-size" => {
+                let n = parse_backlog_size(v)
+                    .map_err(|e| format!("invalid value for '{name}': {e}"))?;
+                crate::repl::master::note_backlog_size(n);
+                self.text.retain(|(k, _)| k != name);
+                self.text.push((name.to_string(), n.to_string()));
+            }
             "rdbcompression" => self.rdbcompression = parse_yes_no(v)?,
             "rdbchecksum" => self.rdbchecksum = parse_yes_no(v)?,
             "save" => {
@@ -1861,6 +1878,13 @@ impl Tunables {
             "auto-aof-rewrite-percentage" => {
                 let n = parse_percentage(value)?;
                 self.auto_aof_pct.store(n, Ordering::Relaxed);
+                let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
+                m.insert(name.into(), n.to_string());
+                return Ok(());
+            }
+            "repl-backlog-size" => {
+                let n = parse_backlog_size(value)?;
+                crate::repl::master::note_backlog_size(n);
                 let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
                 m.insert(name.into(), n.to_string());
                 return Ok(());

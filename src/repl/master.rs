@@ -1211,6 +1211,12 @@ fn ensure_hub(w: &mut Worker) {
     }
 }
 
+/// `repl-backlog-size` as set (startup or CONFIG SET): INFO shows it at once, as Redis
+/// does, and the hub takes it at its next timer.
+pub fn note_backlog_size(n: u64) {
+    BACKLOG_SIZE.store(n, Ordering::Relaxed);
+}
+
 /// repl-backlog-size and the replica output limits, from the CONFIG table.
 fn refresh_config(w: &Worker) {
     for (k, v) in w.eng.shared.tun.all() {
