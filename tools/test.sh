@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite: formatting, lints, unit tests and integration tests (which start the
 # real shardis binary, redis-cli and a real redis-server for the differential test).
-# Installs redis-tools / redis-server / nodejs / npm from Debian if they are missing, and the
-# pinned BullMQ (tests/node) with npm.
+# Installs redis-tools / redis-server / nodejs / npm from Debian if they are missing, the
+# pinned BullMQ and ioredis (tests/node) with npm, and redis-py and Celery with pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +27,13 @@ fi
 if ! python3 -c 'import redis' >/dev/null 2>&1; then
   echo "==> installing redis-py"
   python3 -m pip install -q redis 2>/dev/null || pip3 install -q redis
+fi
+
+# Celery for tests/celery.rs (a real worker with shardis as broker and result backend).
+if ! python3 -c 'import celery, packaging' >/dev/null 2>&1; then
+  echo "==> installing Celery"
+  python3 -m pip install -q 'celery==5.7.0' packaging 2>/dev/null \
+    || pip3 install -q 'celery==5.7.0' packaging
 fi
 
 # BullMQ for tests/bullmq.rs and ioredis for tests/sentinel.rs, at the versions
