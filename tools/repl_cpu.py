@@ -2,6 +2,7 @@
 """Master CPU per SET with a replica attached, against none (issue 13).
 
 Usage: tools/repl_cpu.py BIN[,BIN...] [ROUNDS] [--redis] [--replica=redis|shardis] [--ack]
+                          [--backlog=SIZE]
 
 Each round starts every binary in turn as a 1-shard master pinned to core 0, runs
 redis-benchmark (-c 50 -t set -d 32 -r 100000, P1 and P16) on core 1 with no replica and
@@ -11,8 +12,8 @@ then with a replica (on core 1): a stock redis-server (the default) or, with
 the last "binary" (its replica is always a stock redis-server). With --ack, the shardis
 masters run with `min-replicas-ack 1` while the replica is attached (zero acknowledged-write
 loss: each write's reply waits for the replica's acknowledgement), so "replica" is the cost
-of the setting plus the replica. Prints medians per binary: us/req without and with the
-replica, ratio.
+of the setting plus the replica. With --backlog=SIZE every master (stock Redis too) runs with `repl-backlog-size SIZE`
+(default: 1mb, Redis's). Prints medians per binary: us/req without and with the replica, ratio.
 """
 import subprocess, time, socket, os, sys
 args=[a for a in sys.argv[1:] if not a.startswith("--")]
@@ -23,6 +24,10 @@ for a in sys.argv[1:]:
     if a.startswith("--replica="):
         REPLICA=a.split("=",1)[1]
 ACK="--ack" in sys.argv
+BACKLOG=[]
+for a in sys.argv[1:]:
+    if a.startswith("--backlog="):
+        BACKLOG=["--repl-backlog-size",a.split("=",1)[1]]
 if "--redis" in sys.argv:
     BINS.append("redis-server")
 def cpu(pid):
@@ -52,9 +57,9 @@ res={}
 for rnd in range(ROUNDS):
     for b in BINS:
         if b=="redis-server":
-            cmd=["taskset","-c","0","redis-server","--port","7810","--save","","--loglevel","warning"]
+            cmd=["taskset","-c","0","redis-server","--port","7810","--save","","--loglevel","warning"]+BACKLOG
         else:
-            cmd=[b,"--port","7810","--shards","1","--cores","0","--save","","--loglevel","warning"]
+            cmd=[b,"--port","7810","--shards","1","--cores","0","--save","","--loglevel","warning"]+BACKLOG
         # Logs go to /tmp/repl_cpu.{master,replica}.log (a run that stalls says why there).
         m=subprocess.Popen(cmd,stdout=open("/tmp/repl_cpu.master.log","w"),stderr=subprocess.STDOUT)
         ping(7810)
@@ -72,7 +77,7 @@ for rnd in range(ROUNDS):
             res.setdefault((b,"replica",P),[]).append(bench(7810,m.pid,P))
         r.terminate(); m.terminate(); r.wait(); m.wait()
 import statistics as st
-print(f"replica: {REPLICA}{', min-replicas-ack 1' if ACK else ''}; {ROUNDS} rounds")
+print(f"replica: {REPLICA}{', min-replicas-ack 1' if ACK else ''}{', master ' + ' '.join(BACKLOG) if BACKLOG else ''}; {ROUNDS} rounds")
 for b in BINS:
     for P in (1,16):
         a,c=st.median(res[(b,"none",P)]),st.median(res[(b,"replica",P)])
