@@ -244,6 +244,50 @@ fn redis_replicates_from_shardis() {
             "{text}"
         );
     }
+    // redis-cli --functions-rdb (REPLCONF rdb-filter-only functions): the libraries and no
+    // keys; a stock redis-server loads it to the same libraries and an empty keyspace.
+    q(
+        &mut m,
+        &[
+            "FUNCTION",
+            "LOAD",
+            "#!lua name=clilib\nredis.register_function('one', function() return 1 end)",
+        ],
+    );
+    let ffile = dir.join("functions.rdb");
+    let out = Command::new(common::redis_cli().unwrap())
+        .args(["-p", &master.port.to_string(), "--functions-rdb"])
+        .arg(&ffile)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (full, only) = (
+        std::fs::metadata(&file).unwrap().len(),
+        std::fs::metadata(&ffile).unwrap().len(),
+    );
+    assert!(
+        only < 1024 && only * 10 < full,
+        "{only} bytes against {full}"
+    );
+    let loaded = Redis::start_with(&[
+        "--dbfilename",
+        "functions.rdb",
+        "--dir",
+        dir.to_str().unwrap(),
+    ]);
+    let mut lc = conn(loaded.port);
+    assert_eq!(q(&mut lc, &["DBSIZE"]), Value::Int(0));
+    assert_eq!(q(&mut lc, &["FCALL", "one", "0"]), Value::Int(1));
+    drop(loaded);
+    let bad = common::cli(
+        master.port,
+        &["REPLCONF", "rdb-filter-only", "functions keys"],
+    );
+    assert_eq!(bad.trim(), "ERR Unsupported rdb-filter-only option: keys");
     // redis-cli --replica prints the stream: a cross-shard MSET arrives as one transaction.
     let mut tail = Command::new(common::redis_cli().unwrap())
         .args(["-p", &master.port.to_string(), "--replica"])

@@ -416,6 +416,9 @@ pub struct Link {
     pub replica: bool,
     /// REPLCONF rdb-only 1: closed once the RDB is sent.
     pub rdb_only: bool,
+    /// REPLCONF rdb-filter-only functions: its RDB has the function libraries and no keys
+    /// (`redis-cli --functions-rdb`).
+    pub functions_only: bool,
     /// The next stream offset this replica needs; `None` until its RDB or CONTINUE is out.
     next: Option<u64>,
     /// When its pending output first passed the soft limit.
@@ -467,6 +470,7 @@ struct SyncReq {
     id: u64,
     sync: bool,
     rdb_only: bool,
+    functions_only: bool,
     psync: Option<(Bytes, i64)>,
     ip: String,
     port: u16,
@@ -1357,7 +1361,8 @@ fn hub_psync(w: &mut Worker, req: SyncReq) {
             pre_psync: req.sync,
         })
     });
-    if let Some((id, off)) = &req.psync {
+    // A filtered RDB is all such a client wants: never a partial resync.
+    if let Some((id, off)) = req.psync.as_ref().filter(|_| !req.functions_only) {
         // Our id, or the one we had as a replica up to where we were promoted (PSYNC2).
         let known = id.as_ref() == replid.as_bytes() || {
             let m = crate::repl::master_fields();
@@ -1531,14 +1536,22 @@ fn rdb_ready(w: &mut Worker, parts: Vec<ShardPart>) {
     let reqs = std::mem::take(&mut h.in_cut);
     let checksum = w.eng.shared.tun.rdbchecksum.load(Ordering::Relaxed);
     let rdb = rdb_bytes(&parts, checksum, offset);
+    let functions = reqs
+        .iter()
+        .any(|r| r.functions_only)
+        .then(|| rdb_bytes(&[], checksum, offset));
     let replid = current_replid();
     for req in reqs {
+        let rdb = match &functions {
+            Some(f) if req.functions_only => f,
+            _ => &rdb,
+        };
         let mut payload = Vec::with_capacity(rdb.len() + 80);
         if !req.sync {
             payload.extend_from_slice(format!("+FULLRESYNC {replid} {offset}\r\n").as_bytes());
         }
         payload.extend_from_slice(format!("${}\r\n", rdb.len()).as_bytes());
-        payload.extend_from_slice(&rdb);
+        payload.extend_from_slice(rdb);
         crate::log::notice(&format!(
             "Synchronization with replica {}:{} succeeded ({} bytes of RDB)",
             req.ip,
@@ -1919,6 +1932,17 @@ fn replconf(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
         } else if is(opt, "rdb-only") {
             link.rdb_only = parse_i64(val) == Some(1);
         } else if is(opt, "rdb-filter-only") {
+            // Words, each `functions` (Redis 7.0 has no other filter); empty: no filter.
+            let text = String::from_utf8_lossy(val);
+            if let Some(bad) = text
+                .split_whitespace()
+                .find(|w| !w.eq_ignore_ascii_case("functions"))
+            {
+                return Err(CmdError::err(format!(
+                    "Unsupported rdb-filter-only option: {bad}"
+                )));
+            }
+            link.functions_only = text.split_whitespace().next().is_some();
         } else if is(opt, "ack") {
             // Only from a replica, and never answered.
             if link.replica {
@@ -2012,6 +2036,7 @@ pub(super) fn begin_sync(w: &mut Worker, idx: usize, psync: Option<(Bytes, i64)>
         id: conn.client.id,
         sync: psync.is_none(),
         rdb_only: link.rdb_only,
+        functions_only: link.functions_only,
         psync,
         ip,
         port: link.port,
