@@ -134,6 +134,20 @@ fn start_replica(master: u16, dir: &std::path::Path) -> Redis {
     ])
 }
 
+/// `redis-cli -p PORT MODE FILE` (`--rdb`, `--functions-rdb`), which must succeed.
+fn cli_to_file(port: u16, mode: &str, file: &std::path::Path) {
+    let out = Command::new(common::redis_cli().unwrap())
+        .args(["-p", &port.to_string(), mode])
+        .arg(file)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 fn stat(c: &mut redis::Connection, name: &str) -> u64 {
     common::info(c, "stats")
         .get(name)
@@ -226,16 +240,7 @@ fn redis_replicates_from_shardis() {
 
     // redis-cli --rdb: a file redis-check-rdb accepts.
     let file = dir.join("cli.rdb");
-    let out = Command::new(common::redis_cli().unwrap())
-        .args(["-p", &master.port.to_string(), "--rdb"])
-        .arg(&file)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_to_file(master.port, "--rdb", &file);
     let check = Command::new("redis-check-rdb").arg(&file).output();
     if let Ok(check) = check {
         let text = String::from_utf8_lossy(&check.stdout);
@@ -255,16 +260,7 @@ fn redis_replicates_from_shardis() {
         ],
     );
     let ffile = dir.join("functions.rdb");
-    let out = Command::new(common::redis_cli().unwrap())
-        .args(["-p", &master.port.to_string(), "--functions-rdb"])
-        .arg(&ffile)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    cli_to_file(master.port, "--functions-rdb", &ffile);
     let (full, only) = (
         std::fs::metadata(&file).unwrap().len(),
         std::fs::metadata(&ffile).unwrap().len(),

@@ -909,7 +909,6 @@ fn shardis_sentinels_fail_over_stock_nodes_for_the_redis_crate_client() {
 /// `sentinel-pass`; directives for access rules the sentinel lacks stop it with the reason.
 #[test]
 fn requirepass_hello_and_client_match_redis_sentinel() {
-    use common::resp::{encode_command, Client};
     let master = node(free_port(), 1, None);
     let conf = |kind: &str, port: u16| {
         let dir = scratch(kind, port);
@@ -951,13 +950,9 @@ fn requirepass_hello_and_client_match_redis_sentinel() {
         &["PING"],
     ];
     let run = |port: u16| -> Vec<String> {
-        let mut c = Client::connect(port);
-        script
-            .iter()
-            .map(|a| {
-                let args: Vec<Vec<u8>> = a.iter().map(|s| s.as_bytes().to_vec()).collect();
-                c.send(&encode_command(&args)).unwrap();
-                let r = String::from_utf8_lossy(&c.read_reply().unwrap()).into_owned();
+        run_script(port, script)
+            .into_iter()
+            .map(|r| {
                 // HELLO's connection id differs between the two.
                 match r.split_once("$2\r\nid\r\n:") {
                     Some((head, tail)) => {
@@ -1028,6 +1023,20 @@ fn one_request(port: u16, bytes: &[u8]) -> (Vec<u8>, bool) {
             Err(_) => return (out, false),
         }
     }
+}
+
+/// Sends `script` on one connection, a command at a time, and returns each reply as text.
+fn run_script(port: u16, script: &[&[&str]]) -> Vec<String> {
+    use common::resp::{encode_command, Client};
+    let mut c = Client::connect(port);
+    script
+        .iter()
+        .map(|a| {
+            let args: Vec<Vec<u8>> = a.iter().map(|s| s.as_bytes().to_vec()).collect();
+            c.send(&encode_command(&args)).unwrap();
+            String::from_utf8_lossy(&c.read_reply().unwrap()).into_owned()
+        })
+        .collect()
 }
 
 /// Bad requests on the sentinel port get Redis's protocol errors and a closed connection,
@@ -1130,7 +1139,6 @@ fn bad_requests_get_protocol_errors_and_the_sentinel_lives_on() {
 /// connection each, byte for byte where the reply is deterministic.
 #[test]
 fn resp3_and_the_subscribed_context_match_redis_sentinel() {
-    use common::resp::{encode_command, Client};
     let master = node(free_port(), 1, None);
     let ours = sentinel(free_port(), master.port, None);
     let stock = have_stock().then(|| sentinel_of(Kind::Stock, free_port(), master.port, None));
@@ -1166,15 +1174,7 @@ fn resp3_and_the_subscribed_context_match_redis_sentinel() {
     let run = |port: u16| -> Vec<String> {
         assert!(wait_for(Duration::from_secs(10), || master_addr_at(port)
             == Some(master.port)));
-        let mut c = Client::connect(port);
-        script
-            .iter()
-            .map(|a| {
-                let args: Vec<Vec<u8>> = a.iter().map(|s| s.as_bytes().to_vec()).collect();
-                c.send(&encode_command(&args)).unwrap();
-                String::from_utf8_lossy(&c.read_reply().unwrap()).into_owned()
-            })
-            .collect()
+        run_script(port, script)
     };
     let got = run(ours.port);
     let expect: &[(usize, &str)] = &[
