@@ -346,6 +346,30 @@ fn config_file_rules() {
     );
 }
 
+/// Runs a client script that prints `MASTER <port>` once it writes to the master, then
+/// SIGKILLs that master and collects the rest of the script's output. Returns whether the
+/// script succeeded, its later lines and its stderr.
+fn follow_the_kill(c: &mut Cluster, mut child: std::process::Child) -> (bool, Vec<String>, String) {
+    let mut err = child.stderr.take().unwrap();
+    let err = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = std::io::Read::read_to_string(&mut err, &mut text);
+        text
+    });
+    let out = child.stdout.take().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(out));
+    let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
+    if first != format!("MASTER {}", c.master.port) {
+        let _ = child.kill();
+        return (false, vec![first], err.join().unwrap_or_default());
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    c.master.kill9();
+    let rest: Vec<String> = lines.map_while(Result::ok).collect();
+    let ok = child.wait().is_ok_and(|s| s.success());
+    (ok, rest, err.join().unwrap_or_default())
+}
+
 /// A real client library: redis-py's `Sentinel` discovers the master through the shardis
 /// sentinels, keeps writing while the master is SIGKILLed, and lands on the new master.
 #[test]
@@ -390,28 +414,14 @@ sys.exit(1)
 "#,
         sentinels.join(", ")
     );
-    let mut child = std::process::Command::new("python3")
+    let child = std::process::Command::new("python3")
         .args(["-c", &script])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let mut err = child.stderr.take().unwrap();
-    let err = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut err, &mut text);
-        text
-    });
-    let out = child.stdout.take().unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(out));
-    let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
-    assert_eq!(first, format!("MASTER {}", c.master.port));
-    std::thread::sleep(Duration::from_millis(300));
-    c.master.kill9();
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let status = child.wait().unwrap();
-    let err = err.join().unwrap();
-    assert!(status.success(), "redis-py did not follow: {rest:?} {err}");
+    let (ok, rest, err) = follow_the_kill(&mut c, child);
+    assert!(ok, "redis-py did not follow: {rest:?} {err}");
     // redis-py 6+ asks for RESP3 with HELLO 3 and warns when a server refuses it.
     assert!(!err.contains("HELLO"), "{err}");
     let switched = rest.iter().find(|l| l.starts_with("SWITCHED")).unwrap();
@@ -437,34 +447,15 @@ fn ioredis_sentinel_client_follows_a_failover() {
         NAME.to_string(),
     ];
     args.extend(c.sentinels.iter().map(|s| s.port.to_string()));
-    let mut child = Command::new("node")
+    let child = Command::new("node")
         .args(&args)
         .current_dir(&dir)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .expect("node (tools/test.sh installs it)");
-    let mut err = child.stderr.take().unwrap();
-    let err = std::thread::spawn(move || {
-        let mut text = String::new();
-        let _ = std::io::Read::read_to_string(&mut err, &mut text);
-        text
-    });
-    let out = child.stdout.take().unwrap();
-    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(out));
-    let first = lines.next().and_then(|l| l.ok()).unwrap_or_default();
-    assert_eq!(
-        first,
-        format!("MASTER {}", c.master.port),
-        "{}",
-        err.join().unwrap()
-    );
-    std::thread::sleep(Duration::from_millis(300));
-    c.master.kill9();
-    let rest: Vec<String> = lines.map_while(Result::ok).collect();
-    let status = child.wait().unwrap();
-    let err = err.join().unwrap();
-    assert!(status.success(), "ioredis did not follow: {rest:?} {err}");
+    let (ok, rest, err) = follow_the_kill(&mut c, child);
+    assert!(ok, "ioredis did not follow: {rest:?} {err}");
     println!("ioredis: {rest:?}");
     let field = |prefix: &str, i: usize| -> i64 {
         let line = rest.iter().find(|l| l.starts_with(prefix)).unwrap();
@@ -612,20 +603,25 @@ fn raw(port: u16, args: &[&str]) -> Vec<u8> {
     out
 }
 
+/// A 1-shard master watched by a shardis sentinel and, when redis-server is installed, a
+/// stock redis-sentinel, both once they know it.
+fn watched_master() -> (Proc, Proc, Option<Proc>) {
+    let master = node(free_port(), 1, None);
+    let ours = sentinel(free_port(), master.port, None);
+    let stock = have_stock().then(|| sentinel_of(Kind::Stock, free_port(), master.port, None));
+    for s in std::iter::once(&ours).chain(&stock) {
+        assert!(wait_for(Duration::from_secs(10), || master_addr(s)
+            == Some(master.port)));
+    }
+    (master, ours, stock)
+}
+
 /// SENTINEL CONFIG GET/SET, SET, INFO-CACHE, SIMULATE-FAILURE, DEBUG, PENDING-SCRIPTS,
 /// RESET: byte for byte against Debian's redis-sentinel where the reply is deterministic
 /// (both watch the same shardis master), and their effects on the shardis sentinel.
 #[test]
 fn admin_subcommands_match_redis_sentinel() {
-    let master = node(free_port(), 1, None);
-    let s = sentinel(free_port(), master.port, None);
-    let stock = have_stock().then(|| sentinel_of(Kind::Stock, free_port(), master.port, None));
-    assert!(wait_for(Duration::from_secs(10), || master_addr(&s)
-        == Some(master.port)));
-    if let Some(st) = &stock {
-        assert!(wait_for(Duration::from_secs(10), || master_addr(st)
-            == Some(master.port)));
-    }
+    let (master, s, stock) = watched_master();
     let cases: &[&[&str]] = &[
         &["sentinel", "config", "get", "*"],
         &["sentinel", "config", "GET", "ANNOUNCE*"],
@@ -1045,9 +1041,7 @@ fn run_script(port: u16, script: &[&[&str]]) -> Vec<String> {
 /// not authenticated gets Redis 7.0's smaller bounds. Byte for byte against redis-sentinel.
 #[test]
 fn bad_requests_get_protocol_errors_and_the_sentinel_lives_on() {
-    let master = node(free_port(), 1, None);
-    let ours = sentinel(free_port(), master.port, None);
-    let stock = have_stock().then(|| sentinel_of(Kind::Stock, free_port(), master.port, None));
+    let (master, ours, stock) = watched_master();
     let mut inline = vec![b'x'; 70_000];
     inline.extend_from_slice(b" ");
     let cases: Vec<(&[u8], &str)> = vec![
@@ -1139,9 +1133,7 @@ fn bad_requests_get_protocol_errors_and_the_sentinel_lives_on() {
 /// connection each, byte for byte where the reply is deterministic.
 #[test]
 fn resp3_and_the_subscribed_context_match_redis_sentinel() {
-    let master = node(free_port(), 1, None);
-    let ours = sentinel(free_port(), master.port, None);
-    let stock = have_stock().then(|| sentinel_of(Kind::Stock, free_port(), master.port, None));
+    let (master, ours, stock) = watched_master();
     let script: &[&[&str]] = &[
         &["HELLO", "3"],
         &["SENTINEL", "get-master-addr-by-name", "nope"],
@@ -1171,11 +1163,7 @@ fn resp3_and_the_subscribed_context_match_redis_sentinel() {
         &["SENTINEL", "masters"],
         &["SENTINEL", "debug"],
     ];
-    let run = |port: u16| -> Vec<String> {
-        assert!(wait_for(Duration::from_secs(10), || master_addr_at(port)
-            == Some(master.port)));
-        run_script(port, script)
-    };
+    let run = |port: u16| run_script(port, script);
     let got = run(ours.port);
     let expect: &[(usize, &str)] = &[
         (1, "_\r\n"),
