@@ -1045,7 +1045,6 @@ impl Config {
             "repl-backlog-size" => {
                 let n = parse_backlog_size(v)
                     .map_err(|e| format!("invalid value for '{name}': {e}"))?;
-                crate::repl::master::note_backlog_size(n);
                 self.text.retain(|(k, _)| k != name);
                 self.text.push((name.to_string(), n.to_string()));
             }
@@ -1884,7 +1883,6 @@ impl Tunables {
             }
             "repl-backlog-size" => {
                 let n = parse_backlog_size(value)?;
-                crate::repl::master::note_backlog_size(n);
                 let mut m = self.text.lock().map_err(|_| "internal error".to_string())?;
                 m.insert(name.into(), n.to_string());
                 return Ok(());

@@ -369,7 +369,9 @@ pub(super) fn replica_lines() -> Vec<String> {
 }
 
 /// The `# Replication` fields of a master, in Redis's order.
-pub fn info_replication(f: &mut dyn FnMut(&str, &dyn std::fmt::Display)) {
+/// `backlog_size` is `repl-backlog-size` as configured (Redis shows that; the hub takes a
+/// new value at its next timer).
+pub fn info_replication(f: &mut dyn FnMut(&str, &dyn std::fmt::Display), backlog_size: u64) {
     let lines = replica_lines();
     let active = ACTIVE.load(Ordering::Relaxed);
     f("role", &"master");
@@ -389,7 +391,7 @@ pub fn info_replication(f: &mut dyn FnMut(&str, &dyn std::fmt::Display)) {
     f("master_repl_offset", &OFFSET.load(Ordering::Relaxed));
     f("second_repl_offset", &second);
     f("repl_backlog_active", &u8::from(active));
-    f("repl_backlog_size", &BACKLOG_SIZE.load(Ordering::Relaxed));
+    f("repl_backlog_size", &backlog_size);
     f(
         "repl_backlog_first_byte_offset",
         &if active {
@@ -1213,12 +1215,6 @@ fn ensure_hub(w: &mut Worker) {
         refresh_config(w);
         w.after(Instant::now() + Duration::from_millis(100), on_timer);
     }
-}
-
-/// `repl-backlog-size` as set (startup or CONFIG SET): INFO shows it at once, as Redis
-/// does, and the hub takes it at its next timer.
-pub fn note_backlog_size(n: u64) {
-    BACKLOG_SIZE.store(n, Ordering::Relaxed);
 }
 
 /// repl-backlog-size and the replica output limits, from the CONFIG table.

@@ -319,11 +319,22 @@ pub fn switch_master(s: &mut Sentinel, name: &str, ip: &str, port: u16, config_e
     m.failover = Failover::default();
     m.odown_since = None;
     m.leader = None;
+    let new_master = m.addr();
     for i in m.insts.values_mut() {
         i.reconf = Reconf::None;
         // Leave an ex-master time to come back before it is corrected.
         i.last_fix = Some(Instant::now());
+        // As Redis re-creates its replicas under the new master: their down state is
+        // judged afresh (the old master's `+sdown slave ...` follows down-after).
+        if i.addr() != new_master {
+            let links = (i.health.connected, i.health.pubsub_up);
+            i.health = super::Health::new();
+            (i.health.connected, i.health.pubsub_up) = links;
+        }
     }
+    // Redis announces every replica of the new master, the old master included, with
+    // `+slave` right after `+switch-master`; clients (node-redis) re-read the topology on it.
+    let replicas: Vec<String> = m.replicas().map(|i| m.inst_event(&i.addr())).collect();
     for p in m.sentinels.values_mut() {
         p.master_down = false;
         p.down_reply = None;
@@ -334,6 +345,9 @@ pub fn switch_master(s: &mut Sentinel, name: &str, ip: &str, port: u16, config_e
         "+switch-master",
         &format!("{name} {old_ip} {old_port} {ip} {port}"),
     );
+    for ev in replicas {
+        s.event("+slave", &ev);
+    }
 }
 
 /// One step of the failover state machine, plus starting one and correcting replicas.

@@ -48,6 +48,11 @@ pub struct Health {
     pub last_ok: Option<Instant>,
     pub last_reply: Option<Instant>,
     pub connected: bool,
+    /// The pub/sub link (hello messages) is up. Together with `connected` this is Redis's
+    /// link state: a master that dies shows `disconnected` at once, from the pub/sub
+    /// link's EOF, not at the next PING (node-redis's Sentinel client skips such a
+    /// master instead of dialling it).
+    pub pubsub_up: bool,
     pub sdown_since: Option<Instant>,
 }
 
@@ -59,6 +64,7 @@ impl Health {
             last_ok: None,
             last_reply: None,
             connected: false,
+            pubsub_up: false,
             sdown_since: None,
         }
     }

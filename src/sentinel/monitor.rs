@@ -202,8 +202,12 @@ fn hello_link(s: &Shared, name: &str, addr: &str) {
                 Ok(c)
             });
             match c {
-                Ok(c) => conn = Some(c),
+                Ok(c) => {
+                    conn = Some(c);
+                    with_inst(s, name, addr, |i| i.health.pubsub_up = true);
+                }
                 Err(_) => {
+                    with_inst(s, name, addr, |i| i.health.pubsub_up = false);
                     std::thread::sleep(Duration::from_millis(200));
                     continue;
                 }
@@ -225,7 +229,10 @@ fn hello_link(s: &Shared, name: &str, addr: &str) {
                     e.kind(),
                     std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
                 ) => {}
-            Err(_) => conn = None,
+            Err(_) => {
+                conn = None;
+                with_inst(s, name, addr, |i| i.health.pubsub_up = false);
+            }
         }
     }
 }
@@ -469,6 +476,9 @@ pub fn apply_info(s: &mut Sentinel, name: &str, addr: &str, text: &str) {
         return;
     };
     let is_master_addr = addr == m.addr();
+    // The replica being promoted is expected to turn master (Redis's `-role-change`).
+    let expected = m.failover.in_progress() && m.failover.promoted.as_deref() == Some(addr);
+    let mut role_change = None;
     let Some(i) = m.insts.get_mut(addr) else {
         return;
     };
@@ -487,6 +497,18 @@ pub fn apply_info(s: &mut Sentinel, name: &str, addr: &str, text: &str) {
                     Role::Slave
                 };
                 if role != i.role {
+                    // A master reporting slave or a replica reporting master, as Redis
+                    // announces it (not the first INFO of an instance).
+                    if i.role != Role::Unknown && (role == Role::Master) != is_master_addr {
+                        role_change = Some((
+                            if expected {
+                                "-role-change"
+                            } else {
+                                "+role-change"
+                            },
+                            v.to_string(),
+                        ));
+                    }
                     i.role = role;
                     i.role_time = Instant::now();
                 }
@@ -520,10 +542,18 @@ pub fn apply_info(s: &mut Sentinel, name: &str, addr: &str, text: &str) {
     if i.role == Role::Master {
         i.master_link_up = false;
     }
+    let reported_master = i.role == Role::Master;
+    if let Some((kind, role)) = role_change {
+        let ev = format!("{} new reported role is {role}", m.inst_event(addr));
+        s.event(kind, &ev);
+    }
     // Replicas count only from what the current master reports.
-    if !is_master_addr || i.role != Role::Master {
+    if !is_master_addr || !reported_master {
         return;
     }
+    let Some(m) = s.masters.get_mut(name) else {
+        return;
+    };
     let mut events = Vec::new();
     for (ip, port) in new_replicas {
         if m.add_inst(&ip, port) {

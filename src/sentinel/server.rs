@@ -517,7 +517,7 @@ fn flags(base: &str, h: &Health, extra: &[(&str, bool)]) -> String {
         }
     }
     f.push(base);
-    if !h.connected {
+    if !h.connected || !h.pubsub_up {
         f.push("disconnected");
     }
     for (name, on) in extra.iter().skip(1) {

@@ -189,6 +189,8 @@ fn distinct(v: &[bytes::Bytes]) -> usize {
 /// Server-wide facts INFO prints next to the shard counters (read on the origin shard).
 #[derive(Clone, Debug, Default)]
 pub struct Meta {
+    /// `repl-backlog-size` as configured.
+    pub backlog_size: u64,
     pub run_id: String,
     pub replid: String,
     pub port: u16,
@@ -266,6 +268,9 @@ pub(super) fn meta(w: &Engine) -> Meta {
     };
     let p = &sh.persist;
     Meta {
+        backlog_size: param("repl-backlog-size")
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1 << 20),
         rdb: (
             p.last_save.load(Ordering::Relaxed),
             p.saves.load(Ordering::Relaxed),
@@ -609,7 +614,7 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                         f(&k, &v);
                     }
                 } else {
-                    crate::repl::master::info_replication(&mut f);
+                    crate::repl::master::info_replication(&mut f, m.backlog_size);
                 }
                 "Replication"
             }
