@@ -2,7 +2,7 @@
 # The whole test suite: formatting, lints, unit tests and integration tests (which start the
 # real shardis binary, redis-cli and a real redis-server for the differential test).
 # Installs redis-tools / redis-server / nodejs / npm from Debian if they are missing, the
-# pinned BullMQ and ioredis (tests/node) with npm, and redis-py and Celery with pip.
+# pinned BullMQ, ioredis and node-redis (tests/node) with npm, and redis-py and Celery with pip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -36,7 +36,7 @@ if ! python3 -c 'import celery, packaging' >/dev/null 2>&1; then
     || pip3 install -q 'celery==5.7.0' packaging
 fi
 
-# BullMQ for tests/bullmq.rs and ioredis for tests/sentinel.rs, at the versions
+# BullMQ for tests/bullmq.rs, ioredis and node-redis for tests/sentinel.rs, at the versions
 # tests/node/package.json pins (package-lock.json fixes the rest of the tree); reinstalled
 # when a pin changes.
 node_dir=tests/node
