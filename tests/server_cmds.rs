@@ -1207,3 +1207,78 @@ fn info_cpu_fields_match_redis() {
     // only the totals compare: the thread's (read first) is within the process's.
     assert!(user_main + sys_main <= user + sys + 1e-6, "{cpu:?}");
 }
+
+/// INFO commandstats and latencystats, and LATENCY HISTOGRAM, name a container's
+/// subcommands as Redis 7 does (`client|setname`, never `client`), and a subcommand's
+/// wrong arity is rejected before it runs (`rejected_calls`, and EXECABORT in MULTI), as
+/// redis-server 7.0.15 counts them.
+#[test]
+fn commandstats_name_subcommands_as_redis() {
+    if common::redis_server().is_none() {
+        println!("note: redis-server missing, skipped");
+        return;
+    }
+    let workload = |c: &mut redis::Connection| {
+        let _: () = redis::cmd("CONFIG").arg("RESETSTAT").query(c).unwrap();
+        for args in [
+            &["CLIENT", "SETNAME", "a"][..],
+            &["CLIENT", "GETNAME"],
+            &["CONFIG", "GET", "maxmemory"],
+            &["SET", "k", "v"],
+            &["OBJECT", "ENCODING", "k"],
+            &["XADD", "s", "*", "a", "1"],
+            &["XINFO", "STREAM", "s"],
+            &["CLIENT", "SETNAME", "a b"],
+            &["CLIENT", "SETNAME"],
+            &["CLIENT", "NOSUCH"],
+            &["MULTI"],
+            &["CLIENT", "SETNAME"],
+            &["EXEC"],
+        ] {
+            let _: RedisResult<Value> = redis::cmd(args[0]).arg(&args[1..]).query(c);
+        }
+        let stats: Vec<String> = info(c, "commandstats")
+            .into_iter()
+            // The INFO and CONFIG RESETSTAT calls themselves are counted at different
+            // moments (shardis runs both on every shard).
+            .filter(|(k, _)| k != "cmdstat_info" && k != "cmdstat_config|resetstat")
+            .map(|(k, v)| {
+                let keep: Vec<&str> = v.split(',').filter(|f| !f.starts_with("usec")).collect();
+                format!("{k}:{}", keep.join(","))
+            })
+            .collect();
+        let mut lat: Vec<String> = info(c, "latencystats")
+            .into_keys()
+            .filter(|k| !k.ends_with("_info") && !k.ends_with("config|resetstat"))
+            .collect();
+        lat.sort();
+        let hist: Vec<String> = redis::cmd("LATENCY")
+            .arg("HISTOGRAM")
+            .arg("client")
+            .query::<HashMap<String, Value>>(c)
+            .unwrap()
+            .into_keys()
+            .collect();
+        let mut stats = stats;
+        stats.sort();
+        let mut hist = hist;
+        hist.sort();
+        (stats, lat, hist)
+    };
+    let r = common::resp::Redis::start();
+    let mut rc = redis::Client::open(format!("redis://127.0.0.1:{}/", r.port))
+        .and_then(|c| c.get_connection())
+        .unwrap();
+    let want = workload(&mut rc);
+    assert!(
+        want.0.iter().any(
+            |l| l.starts_with("cmdstat_client|setname:calls=2,rejected_calls=2,failed_calls=1")
+        ),
+        "{want:?}"
+    );
+    for n in common::shard_counts() {
+        let s = common::Server::start(n);
+        let got = workload(&mut s.client());
+        assert_eq!(got, want, "shards={n}");
+    }
+}

@@ -180,11 +180,30 @@ pub fn check_table_arity(spec: &CommandSpec, argv: &[Bytes]) -> Result<(), CmdEr
     } else {
         n >= -spec.arity
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(CmdError::WrongArity(spec.name.to_string()))
+    if !ok {
+        return Err(CmdError::WrongArity(spec.name.to_string()));
     }
+    // A container's subcommand has its own arity, checked before it runs as Redis 7 does
+    // (rejected, not failed; inside MULTI the transaction aborts).
+    if !spec.subcommands.is_empty() {
+        if let Some(sub) = argv.get(1) {
+            let found = spec
+                .subcommands
+                .iter()
+                .find(|(name, _, _)| sub.eq_ignore_ascii_case(name.as_bytes()));
+            if let Some((name, arity, _)) = found {
+                let ok = if *arity > 0 {
+                    n == *arity
+                } else {
+                    n >= -*arity
+                };
+                if !ok {
+                    return Err(CmdError::WrongArity(format!("{}|{name}", spec.name)));
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Key-value pair commands (MSET, MSETNX) need an even number of pair arguments: in Redis
@@ -336,12 +355,13 @@ pub fn run_key(
         // Paths that reach a Db without `KeyCtx::db` must not inherit the flag.
         shard.dbs.iter_mut().for_each(|d| d.no_touch = false);
     }
-    let reply = finish(shard, id, res);
+    let slot = shard.stat_slot(id, argv);
+    let reply = finish_at(shard, id, slot, res);
     let nanos = clock::to_nanos(clock::ticks().wrapping_sub(start));
-    if let Some(st) = shard.cmd_stats.get_mut(id) {
+    if let Some(st) = shard.cmd_stats.get_mut(slot) {
         st.nanos += nanos;
     }
-    shard.observe(id, argv, nanos);
+    shard.observe(id, slot, argv, nanos);
     if !shard.watches.is_empty()
         || !shard.blocked.is_empty()
         || shard.journal.is_some()
@@ -363,8 +383,14 @@ pub fn run_key(
 
 /// Counts a call (and a failure) and turns the result into a reply.
 pub fn finish(shard: &mut Shard, id: usize, res: CmdResult) -> Reply {
+    finish_at(shard, id, id, res)
+}
+
+/// [`finish`] counting in statistics slot `slot` (`Shard::stat_slot`: a container's
+/// subcommand has its own).
+pub fn finish_at(shard: &mut Shard, id: usize, slot: usize, res: CmdResult) -> Reply {
     shard.commands_processed += 1;
-    if let Some(st) = shard.cmd_stats.get_mut(id) {
+    if let Some(st) = shard.cmd_stats.get_mut(slot) {
         st.calls += 1;
     }
     match res {
@@ -378,7 +404,7 @@ pub fn finish(shard: &mut Shard, id: usize, res: CmdResult) -> Reply {
             r
         }
         Err(e) => {
-            if let Some(st) = shard.cmd_stats.get_mut(id) {
+            if let Some(st) = shard.cmd_stats.get_mut(slot) {
                 st.failed += 1;
             }
             let text = e.to_string();

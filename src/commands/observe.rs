@@ -295,7 +295,8 @@ fn latency_cmd(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
                 .get(2..)
                 .unwrap_or_default()
                 .iter()
-                .filter_map(|a| table().lookup(a).map(|(id, _)| id))
+                .filter_map(|a| table().stat_slots_named(a))
+                .flatten()
                 .collect();
             let all = argv.len() == 2;
             every_shard(
@@ -315,7 +316,7 @@ fn latency_cmd(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
                         .into_iter()
                         .filter_map(|id| {
                             let (_, h) = merged.iter().find(|(i, h)| *i == id && !h.is_empty())?;
-                            let name = table().get(id)?.name;
+                            let name = table().stat_name(id)?;
                             Some((Reply::bulk(name), histogram_reply(h)))
                         })
                         .collect();
@@ -346,7 +347,7 @@ pub fn latencystats_lines(hists: &[(usize, Histogram<u64>)], percentiles: &[f64]
         .iter()
         .filter(|(_, h)| !h.is_empty())
         .filter_map(|(id, h)| {
-            let name = table().get(*id)?.name;
+            let name = table().stat_name(*id)?;
             let vals: Vec<String> = percentiles
                 .iter()
                 .map(|p| {

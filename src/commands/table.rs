@@ -599,7 +599,16 @@ pub struct CommandTable {
     /// Each row's name in upper case (made once, at build): with `specs[id].name`, the two
     /// spellings clients send, handed out as static bytes by [`CommandTable::static_name`].
     upper: Vec<&'static str>,
+    /// Statistics slots (INFO commandstats, latencystats): one per row, then one per
+    /// subcommand of a container row, as Redis 7 counts `client|setname` apart. Per row,
+    /// where its subcommands' slots start ([`NO_SUBS`] for a plain command).
+    pub sub_base: Vec<u32>,
+    /// `container|subcommand` for each slot after the rows.
+    sub_names: Vec<String>,
 }
+
+/// [`CommandTable::sub_base`] of a command without subcommands.
+pub const NO_SUBS: u32 = u32::MAX;
 
 /// Slots of the command index (a power of two, over four times the command count).
 const INDEX_SLOTS: usize = 1024;
@@ -641,12 +650,78 @@ impl CommandTable {
             .iter()
             .map(|s| &*Box::leak(s.name.to_ascii_uppercase().into_boxed_str()))
             .collect();
+        let mut sub_base = Vec::with_capacity(specs.len());
+        let mut sub_names = Vec::new();
+        for s in &specs {
+            if s.subcommands.is_empty() {
+                sub_base.push(NO_SUBS);
+                continue;
+            }
+            sub_base.push((specs.len() + sub_names.len()) as u32);
+            sub_names.extend(
+                s.subcommands
+                    .iter()
+                    .map(|(n, _, _)| format!("{}|{n}", s.name)),
+            );
+        }
         CommandTable {
             specs,
             index,
             longest,
             registered: registered.is_some(),
             upper,
+            sub_base,
+            sub_names,
+        }
+    }
+
+    /// How many statistics slots there are (rows, then subcommands).
+    pub fn stat_slots(&self) -> usize {
+        self.specs.len() + self.sub_names.len()
+    }
+
+    /// The slot of container `id`'s subcommand `argv[1]` (its slots start at `base`); the
+    /// row's own slot for an unknown subcommand (refused before it runs, and not shown).
+    #[cold]
+    pub fn sub_slot(&self, id: usize, base: u32, argv: &[Bytes]) -> usize {
+        let (Some(spec), Some(sub)) = (self.specs.get(id), argv.get(1)) else {
+            return id;
+        };
+        spec.subcommands
+            .iter()
+            .position(|(n, _, _)| sub.eq_ignore_ascii_case(n.as_bytes()))
+            .map_or(id, |i| base as usize + i)
+    }
+
+    /// The statistics slots a name given to LATENCY HISTOGRAM means: a command's own, every
+    /// subcommand's of a container, or one `container|subcommand`'s.
+    pub fn stat_slots_named(&self, name: &[u8]) -> Option<Vec<usize>> {
+        if let Some((id, _)) = self.lookup(name) {
+            return Some(match self.sub_base.get(id) {
+                Some(&b) if b != NO_SUBS => {
+                    let n = self.specs.get(id).map_or(0, |s| s.subcommands.len());
+                    (b as usize..b as usize + n).collect()
+                }
+                _ => vec![id],
+            });
+        }
+        let at = self
+            .sub_names
+            .iter()
+            .position(|n| n.as_bytes().eq_ignore_ascii_case(name))?;
+        Some(vec![self.specs.len() + at])
+    }
+
+    /// The name INFO shows for a statistics slot: the command's, or `container|sub`;
+    /// `None` for a container row (Redis counts only its subcommands).
+    pub fn stat_name(&self, slot: usize) -> Option<&str> {
+        match self.specs.get(slot) {
+            Some(s) if s.subcommands.is_empty() => Some(s.name),
+            Some(_) => None,
+            None => self
+                .sub_names
+                .get(slot - self.specs.len())
+                .map(String::as_str),
         }
     }
 

@@ -88,7 +88,8 @@ pub fn queue(w: &mut Worker, idx: usize, argv: &mut Vec<Bytes>) -> bool {
     };
     // The row's arity only: MSET's pairing is the command's own check when EXEC runs it.
     if let Err(e) = commands::check_table_arity(spec, argv) {
-        if let Some(st) = w.eng.shard.cmd_stats.get_mut(id) {
+        let slot = w.eng.shard.stat_slot(id, argv);
+        if let Some(st) = w.eng.shard.cmd_stats.get_mut(slot) {
             st.rejected += 1;
         }
         let e = e.to_string();
@@ -696,6 +697,7 @@ fn batch_done(w: &mut Worker, rid: usize, replies: Vec<Reply>) {
 /// transaction's locks. `None`: the handler deferred; its reply will be captured.
 fn run_nested(w: &mut Worker, rid: usize, step: u64, idx: usize, q: Queued) -> Option<Reply> {
     let spec = table().get(q.id)?;
+    let slot = w.eng.shard.stat_slot(q.id, &q.argv);
     let shown = (w.eng.shard.slow_floor != u64::MAX).then(|| q.argv.clone());
     let start = crate::runtime::clock::ticks();
     w.eng.tx.nest = Some((rid, step));
@@ -720,7 +722,7 @@ fn run_nested(w: &mut Worker, rid: usize, step: u64, idx: usize, q: Queued) -> O
     let nanos = crate::runtime::clock::to_nanos(crate::runtime::clock::ticks().wrapping_sub(start));
     w.eng
         .shard
-        .observe(q.id, shown.as_deref().unwrap_or_default(), nanos);
+        .observe(q.id, slot, shown.as_deref().unwrap_or_default(), nanos);
     if !w.eng.shard.slow.pending.is_empty() {
         w.slow_commit(idx);
     }
@@ -728,15 +730,15 @@ fn run_nested(w: &mut Worker, rid: usize, step: u64, idx: usize, q: Queued) -> O
         // Counted here (the fan-out's completion does not count connection commands).
         if matches!(spec.exec, Exec::Conn(_)) {
             w.eng.shard.commands_processed += 1;
-            if let Some(st) = w.eng.shard.cmd_stats.get_mut(q.id) {
+            if let Some(st) = w.eng.shard.cmd_stats.get_mut(slot) {
                 st.calls += 1;
                 st.nanos += nanos;
             }
         }
         return None;
     }
-    let reply = commands::finish(&mut w.eng.shard, q.id, res);
-    if let Some(st) = w.eng.shard.cmd_stats.get_mut(q.id) {
+    let reply = commands::finish_at(&mut w.eng.shard, q.id, slot, res);
+    if let Some(st) = w.eng.shard.cmd_stats.get_mut(slot) {
         st.nanos += nanos;
     }
     Some(reply)

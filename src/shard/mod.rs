@@ -41,7 +41,11 @@ pub struct Shard {
     /// Unix milliseconds, refreshed once per loop pass (Redis caches its clock per command).
     pub now_ms: u64,
     /// Indexed by command id (position in the command table).
+    /// By statistics slot (`CommandTable::stat_slot`): a row per command, then one per
+    /// subcommand of a container.
     pub cmd_stats: Vec<CmdStat>,
+    /// The table's `sub_base`: where a container's subcommand slots start.
+    pub sub_base: &'static [u32],
     /// Errors by code (first word), for INFO errorstats.
     pub error_stats: ahash::AHashMap<String, u64>,
     pub commands_processed: u64,
@@ -88,12 +92,14 @@ pub struct Shard {
 
 impl Shard {
     pub fn new(id: usize, nshards: usize, databases: usize, ncommands: usize) -> Shard {
+        let t = crate::commands::table::table();
         Shard {
             id,
             nshards,
             dbs: (0..databases).map(|_| Db::default()).collect(),
             now_ms: now_ms(),
-            cmd_stats: vec![CmdStat::default(); ncommands],
+            cmd_stats: vec![CmdStat::default(); ncommands.max(t.stat_slots())],
+            sub_base: &t.sub_base,
             error_stats: Default::default(),
             commands_processed: 0,
             dirty: 0,
@@ -139,12 +145,24 @@ impl Shard {
         self.slow_floor = self.slow.threshold_ns.min(lat_ns);
     }
 
-    /// After a command of id `id` ran for `nanos` (the commandstats clock reading): its
-    /// histogram, and the slow log / latency monitor when it was slow enough.
+    /// The statistics slot of command `id` run with `argv`: its own, or its subcommand's.
     #[inline]
-    pub fn observe(&mut self, id: usize, argv: &[bytes::Bytes], nanos: u64) {
+    pub fn stat_slot(&self, id: usize, argv: &[bytes::Bytes]) -> usize {
+        match self.sub_base.get(id) {
+            Some(&b) if b != crate::commands::table::NO_SUBS => {
+                crate::commands::table::table().sub_slot(id, b, argv)
+            }
+            _ => id,
+        }
+    }
+
+    /// After a command of id `id` ran for `nanos` (the commandstats clock reading): its
+    /// histogram (by statistics slot), and the slow log / latency monitor when it was slow
+    /// enough.
+    #[inline]
+    pub fn observe(&mut self, id: usize, slot: usize, argv: &[bytes::Bytes], nanos: u64) {
         if self.lat.tracking {
-            self.lat.record(id, nanos);
+            self.lat.record(slot, nanos);
         }
         if nanos >= self.slow_floor {
             self.observe_slow(id, argv, nanos);

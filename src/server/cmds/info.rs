@@ -637,17 +637,23 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
             }
             "modules" => "Modules",
             "commandstats" => {
-                for (spec, st) in table().specs.iter().zip(&s.cmd) {
+                let t = table();
+                for (slot, st) in s.cmd.iter().enumerate() {
                     if st.calls == 0 && st.failed == 0 && st.rejected == 0 {
                         continue;
                     }
+                    // Redis names a container's subcommands (`client|setname`), never the
+                    // container itself.
+                    let Some(name) = t.stat_name(slot) else {
+                        continue;
+                    };
                     let usec = st.nanos / 1000;
                     let per = st.nanos as f64 / 1000.0 / (st.calls.max(1) as f64);
                     let v = format!(
                         "calls={},usec={},usec_per_call={per:.2},rejected_calls={},failed_calls={}",
                         st.calls, usec, st.rejected, st.failed
                     );
-                    f(&format!("cmdstat_{}", spec.name), &v);
+                    f(&format!("cmdstat_{name}"), &v);
                 }
                 "Commandstats"
             }

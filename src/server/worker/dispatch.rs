@@ -252,7 +252,7 @@ impl Worker {
             return;
         };
         if let Err(e) = commands::check_arity(spec, argv) {
-            self.reject(idx, Some(id), e);
+            self.reject(idx, Some(id), argv, e);
             return;
         }
         // The row's flags, plus a subcommand's (FUNCTION LOAD writes).
@@ -267,7 +267,7 @@ impl Worker {
                             Route::One(s) if s != self.eng.id || self.eng.lock.is_some());
             if !elsewhere {
                 if let Err(e) = self.memory_check(flags & DENYOOM != 0) {
-                    self.reject(idx, Some(id), e);
+                    self.reject(idx, Some(id), argv, e);
                     return;
                 }
             }
@@ -275,7 +275,7 @@ impl Worker {
         // stop-writes-on-bgsave-error: one relaxed load per write command (PING checks the
         // gate in its handler, as Redis refuses it too).
         if flags & WRITE != 0 && crate::persist::writes_refused() {
-            self.reject(idx, Some(id), crate::persist::refusal());
+            self.reject(idx, Some(id), argv, crate::persist::refusal());
             return;
         }
         // A replica: READONLY for writes, MASTERDOWN while the link is down (one relaxed
@@ -297,7 +297,7 @@ impl Worker {
                 } else {
                     CmdError::coded(e)
                 };
-                self.reject(idx, Some(id), e);
+                self.reject(idx, Some(id), argv, e);
                 return;
             }
             hold = crate::repl::holds_reply(gate, flags);
@@ -319,7 +319,7 @@ impl Worker {
         if let Some(e) =
             super::super::cmds::pubsub::refused_when_subscribed(&self.conns[idx], spec, argv)
         {
-            self.reject(idx, Some(id), e);
+            self.reject(idx, Some(id), argv, e);
             return;
         }
         if spec.has(PROTECTED) {
@@ -327,7 +327,7 @@ impl Worker {
             if let Some(e) =
                 commands::protected_refusal(self.eng.shared.cfg.debug_command, &c.addr, spec.name)
             {
-                self.reject(idx, Some(id), e);
+                self.reject(idx, Some(id), argv, e);
                 return;
             }
         }
@@ -556,11 +556,12 @@ impl Worker {
         let nanos = clock::to_nanos(clock::ticks().wrapping_sub(start));
         // A deferred reply's time is the handler's own (the fan-out it started runs
         // on other shards and is not attributed).
-        self.conclude(idx, id, res, deferred);
-        if let Some(st) = self.eng.shard.cmd_stats.get_mut(id) {
+        let slot = self.eng.shard.stat_slot(id, argv);
+        self.conclude(idx, id, slot, res, deferred);
+        if let Some(st) = self.eng.shard.cmd_stats.get_mut(slot) {
             st.nanos += nanos;
         }
-        self.eng.shard.observe(id, argv, nanos);
+        self.eng.shard.observe(id, slot, argv, nanos);
         if !self.eng.shard.slow.pending.is_empty() {
             self.slow_commit(idx);
         }
@@ -699,8 +700,9 @@ impl Worker {
         false
     }
 
-    pub(super) fn reject(&mut self, idx: usize, id: Option<usize>, e: CmdError) {
-        if let Some(st) = id.and_then(|id| self.eng.shard.cmd_stats.get_mut(id)) {
+    pub(super) fn reject(&mut self, idx: usize, id: Option<usize>, argv: &[Bytes], e: CmdError) {
+        let slot = id.map(|id| self.eng.shard.stat_slot(id, argv));
+        if let Some(st) = slot.and_then(|s| self.eng.shard.cmd_stats.get_mut(s)) {
             st.rejected += 1;
         }
         let e = e.to_string();
@@ -784,12 +786,13 @@ impl Worker {
         let shown = argv.clone();
         let res = f(&mut ctx, std::mem::take(argv));
         let deferred = ctx.deferred.is_some();
-        self.conclude(idx, id, res, deferred);
+        let slot = self.eng.shard.stat_slot(id, &shown);
+        self.conclude(idx, id, slot, res, deferred);
         let nanos = clock::to_nanos(clock::ticks().wrapping_sub(start));
-        if let Some(st) = self.eng.shard.cmd_stats.get_mut(id) {
+        if let Some(st) = self.eng.shard.cmd_stats.get_mut(slot) {
             st.nanos += nanos;
         }
-        self.eng.shard.observe(id, &shown, nanos);
+        self.eng.shard.observe(id, slot, &shown, nanos);
         if !self.eng.shard.slow.pending.is_empty() {
             self.slow_commit(idx);
         }
@@ -798,15 +801,22 @@ impl Worker {
     /// A connection-side handler returned: its result becomes the reply and is counted, or,
     /// when it deferred its reply (which comes later through a ticket), the call is counted
     /// now.
-    fn conclude(&mut self, idx: usize, id: usize, res: crate::error::CmdResult, deferred: bool) {
+    fn conclude(
+        &mut self,
+        idx: usize,
+        id: usize,
+        slot: usize,
+        res: crate::error::CmdResult,
+        deferred: bool,
+    ) {
         if deferred {
             self.eng.shard.commands_processed += 1;
-            if let Some(st) = self.eng.shard.cmd_stats.get_mut(id) {
+            if let Some(st) = self.eng.shard.cmd_stats.get_mut(slot) {
                 st.calls += 1;
             }
             return;
         }
-        let reply = commands::finish(&mut self.eng.shard, id, res);
+        let reply = commands::finish_at(&mut self.eng.shard, id, slot, res);
         if let Some(c) = self.conns.get_mut(idx) {
             c.push_reply(&reply);
         }

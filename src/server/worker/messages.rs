@@ -368,7 +368,8 @@ pub(super) fn exec_batch(
         // The owner of the keys evicts (and refuses) for the commands it runs.
         let denyoom = !c.master && spec.is_some_and(|s| s.has(DENYOOM));
         if let Err(e) = tw.memory_check(denyoom) {
-            if let Some(st) = tw.eng.shard.cmd_stats.get_mut(c.id) {
+            let slot = tw.eng.shard.stat_slot(c.id, argv);
+            if let Some(st) = tw.eng.shard.cmd_stats.get_mut(slot) {
                 st.rejected += 1;
             }
             let e = e.to_string();

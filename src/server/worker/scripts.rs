@@ -25,7 +25,7 @@ impl Worker {
             .filter_map(|i| argv.get(i))
             .find_map(|k| crate::scripting::busy_reply(shard_of(k, self.eng.nshards)));
         if let Some(text) = text {
-            self.reject(idx, Some(id), CmdError::coded(text));
+            self.reject(idx, Some(id), argv, CmdError::coded(text));
         }
         text.is_some()
     }
@@ -41,7 +41,9 @@ impl Worker {
         Reply::error(text).encode(2, &mut v);
         let bytes = Bytes::from(v);
         for c in &batch.cmds {
-            if let Some(st) = self.eng.shard.cmd_stats.get_mut(c.id) {
+            let argv = batch.args.get(c.start..c.end).unwrap_or_default();
+            let slot = self.eng.shard.stat_slot(c.id, argv);
+            if let Some(st) = self.eng.shard.cmd_stats.get_mut(slot) {
                 st.rejected += 1;
             }
             commands::count_error(&mut self.eng.shard, text);
