@@ -35,6 +35,20 @@ def cpu(pid):
     for tid in os.listdir(f"/proc/{pid}/task"):
         t+=int(open(f"/proc/{pid}/task/{tid}/schedstat").read().split()[0])
     return t/1e9
+def bindable(p):
+    s=socket.socket(); s.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)
+    try:
+        s.bind(("0.0.0.0",p)); return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+def free(p):
+    # A shardis that just exited holds its port for a few ms (io_uring tears its
+    # registered files down after the process is gone).
+    for _ in range(500):
+        if bindable(p): return
+        time.sleep(0.01)
 def ping(p):
     for _ in range(100):
         try:
@@ -51,7 +65,9 @@ def online(port):
 def bench(port,pid,P):
     n=1000000 if P>1 else 200000
     c0=cpu(pid)
-    subprocess.run(["taskset","-c","1","redis-benchmark","-p",str(port),"-c","50","-n",str(n),"-P",str(P),"-t","set","-d","32","-r","100000","-q"],capture_output=True)
+    # A server that died (a port still taken) must stop the run, not leave the load
+    # generator retrying for ever.
+    subprocess.run(["taskset","-c","1","redis-benchmark","-p",str(port),"-c","50","-n",str(n),"-P",str(P),"-t","set","-d","32","-r","100000","-q"],capture_output=True,timeout=600)
     return (cpu(pid)-c0)*1e6/n
 res={}
 for rnd in range(ROUNDS):
@@ -61,8 +77,11 @@ for rnd in range(ROUNDS):
         else:
             cmd=[b,"--port","7810","--shards","1","--cores","0","--save","","--loglevel","warning"]+BACKLOG
         # Logs go to /tmp/repl_cpu.{master,replica}.log (a run that stalls says why there).
+        free(7810); free(7811)
         m=subprocess.Popen(cmd,stdout=open("/tmp/repl_cpu.master.log","w"),stderr=subprocess.STDOUT)
         ping(7810)
+        if m.poll() is not None:
+            sys.exit(f"{b} exited at start: see /tmp/repl_cpu.master.log")
         for P in (1,16):
             res.setdefault((b,"none",P),[]).append(bench(7810,m.pid,P))
         if REPLICA=="shardis" and b!="redis-server":
