@@ -451,29 +451,29 @@ sys.exit(1)
     assert!(c.replicas.iter().any(|r| r.port == new_port), "{switched}");
 }
 
-/// ioredis, the client BullMQ is built on, in Sentinel mode (`tests/node/ioredis_sentinel_check.mjs`,
+/// ioredis, the client BullMQ is built on, in Sentinel mode (`tests/node/sentinel_client_check.mjs`,
 /// pinned in `tests/node/package.json`): it finds the master through the shardis
 /// sentinels, keeps writing while the master is SIGKILLed, lands on the promoted replica
 /// and writes there; its replica-role client reads the new master's writes from the
 /// other replica.
 #[test]
 fn ioredis_sentinel_client_follows_a_failover() {
-    node_client_follows_a_failover("ioredis", "ioredis_sentinel_check.mjs");
+    node_client_follows_a_failover("ioredis", "ioredis");
 }
 
-/// node-redis's `createSentinel` (`tests/node/node_redis_sentinel_check.mjs`), which re-reads
+/// node-redis's `createSentinel` (the same script), which re-reads
 /// the topology on the sentinels' `+sdown`/`+odown`/`+slave` events and skips a master they
 /// report `disconnected`. Before, it hung: a shardis sentinel announced no `+slave` after
 /// `+switch-master` and showed a dead master as connected until its next PING, so the
 /// client dialled the dead master and waited there forever.
 #[test]
 fn node_redis_sentinel_client_follows_a_failover() {
-    node_client_follows_a_failover("redis", "node_redis_sentinel_check.mjs");
+    node_client_follows_a_failover("redis", "node-redis");
 }
 
-/// Runs a Node.js Sentinel client check (`tests/node/<script>`, output as the scripts
-/// describe) through a SIGKILL of the master.
-fn node_client_follows_a_failover(module: &str, script: &str) {
+/// Runs `tests/node/sentinel_client_check.mjs` for `client` (npm module `module`) through a
+/// SIGKILL of the master; its output is described there.
+fn node_client_follows_a_failover(module: &str, client: &str) {
     let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
     assert!(
         dir.join(format!("node_modules/{module}/package.json"))
@@ -481,7 +481,11 @@ fn node_client_follows_a_failover(module: &str, script: &str) {
         "tests/node/node_modules/{module} is missing: run tools/test.sh once (npm ci)"
     );
     let mut c = cluster();
-    let mut args = vec![dir.join(script).display().to_string(), NAME.to_string()];
+    let mut args = vec![
+        dir.join("sentinel_client_check.mjs").display().to_string(),
+        client.to_string(),
+        NAME.to_string(),
+    ];
     args.extend(c.sentinels.iter().map(|s| s.port.to_string()));
     let child = Command::new("node")
         .args(&args)
