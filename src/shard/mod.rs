@@ -40,9 +40,8 @@ pub struct Shard {
     pub dbs: Vec<Db>,
     /// Unix milliseconds, refreshed once per loop pass (Redis caches its clock per command).
     pub now_ms: u64,
-    /// Indexed by command id (position in the command table).
-    /// By statistics slot (`CommandTable::stat_slot`): a row per command, then one per
-    /// subcommand of a container.
+    /// By statistics slot ([`Shard::stat_slot`]): one per command (its position in the
+    /// command table), then one per subcommand of a container.
     pub cmd_stats: Vec<CmdStat>,
     /// The table's `sub_base`: where a container's subcommand slots start.
     pub sub_base: &'static [u32],
