@@ -1060,6 +1060,13 @@ fn xclaim(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
             propagate_last = true;
         }
     }
+    let c = Claim {
+        key,
+        gname,
+        cname,
+        now,
+        justid,
+    };
     let mut out = Vec::new();
     let mut consumer_made = false;
     for id in ids {
@@ -1093,13 +1100,6 @@ fn xclaim(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
             Some(r) if r >= 0 => r as u64,
             _ if justid => base,
             _ => base + 1,
-        };
-        let c = Claim {
-            key,
-            gname,
-            cname,
-            now,
-            justid,
         };
         match claim_one(ctx, &c, id, delivery, count, &mut consumer_made)? {
             Some(r) => out.push(r),
@@ -1153,6 +1153,13 @@ fn xautoclaim(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     let mut attempts = count.saturating_mul(10);
     let mut claimed = Vec::new();
     let mut deleted = Vec::new();
+    let c = Claim {
+        key,
+        gname,
+        cname,
+        now,
+        justid,
+    };
     let mut consumer_made = false;
     let mut next = StreamId::MIN;
     let mut it = pel.into_iter().peekable();
@@ -1182,13 +1189,6 @@ fn xautoclaim(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
             .and_then(|g| g.pel.get(&id))
             .map_or(0, |p| p.delivery_count);
         let n = if justid { prev } else { prev + 1 };
-        let c = Claim {
-            key,
-            gname,
-            cname,
-            now,
-            justid,
-        };
         match claim_one(ctx, &c, id, now, n, &mut consumer_made)? {
             Some(r) => claimed.push(r),
             None => break,

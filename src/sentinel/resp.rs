@@ -114,7 +114,10 @@ pub enum ReqError {
 /// that must still authenticate 10 arguments of 16 KB at most.
 pub struct Requests<R> {
     r: R,
+    /// Bytes read; requests before `start` are done (dropped once per read, not per
+    /// request, so a pipeline of small requests is not moved once for each).
     buf: Vec<u8>,
+    start: usize,
     args: Vec<Arg>,
     partial: Partial,
 }
@@ -128,6 +131,7 @@ impl<R: Read> Requests<R> {
         Requests {
             r,
             buf: Vec::new(),
+            start: 0,
             args: Vec::new(),
             partial: Partial::default(),
         }
@@ -138,28 +142,33 @@ impl<R: Read> Requests<R> {
     pub fn next(&mut self, unauth: bool) -> Result<Vec<String>, ReqError> {
         let lim = Limits::new(MAX_BULK, unauth);
         loop {
-            match parse_partial_as(&self.buf, lim, &mut self.args, &mut self.partial) {
+            let pending = self.buf.get(self.start..).unwrap_or_default();
+            match parse_partial_as(pending, lim, &mut self.args, &mut self.partial) {
                 Ok(Some(n)) => {
                     let args = self
                         .args
                         .drain(..)
                         .map(|a| match a {
                             Arg::Range(s, e) => {
-                                String::from_utf8_lossy(self.buf.get(s..e).unwrap_or_default())
+                                String::from_utf8_lossy(pending.get(s..e).unwrap_or_default())
                                     .into_owned()
                             }
                             Arg::Owned(v) => String::from_utf8_lossy(&v).into_owned(),
                         })
                         .collect();
-                    self.buf.drain(..n.min(self.buf.len()));
+                    self.start += n;
                     return Ok(args);
                 }
                 Ok(None) => {}
                 Err(e) => return Err(ReqError::Protocol(e)),
             }
-            if self.buf.len() > QUERY_LIMIT {
+            if pending.len() > QUERY_LIMIT {
                 return Err(ReqError::Io);
             }
+            // The parse's progress is relative to `start`, so moving the rest to the front
+            // keeps it valid.
+            self.buf.drain(..self.start);
+            self.start = 0;
             let mut chunk = [0u8; 16 << 10];
             match self.r.read(&mut chunk) {
                 Ok(0) | Err(_) => return Err(ReqError::Io),
@@ -312,6 +321,33 @@ mod tests {
         assert_eq!(next(&req, false).unwrap(), vec!["SENTINEL", "myid"]);
         assert_eq!(next(b"ping  x\r\n", false).unwrap(), vec!["ping", "x"]);
         assert_eq!(next(b"*0\r\n", false).unwrap(), Vec::<String>::new());
+        // Pipelined requests arriving 5 bytes at a time, cut anywhere.
+        struct Trickle(Vec<u8>);
+        impl Read for Trickle {
+            fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+                let n = self.0.len().min(5).min(out.len());
+                out[..n].copy_from_slice(&self.0[..n]);
+                self.0.drain(..n);
+                Ok(n)
+            }
+        }
+        let mut bytes = Vec::new();
+        for i in 0..50 {
+            bytes.extend(encode_cmd(&["PING", &format!("m{i}")]));
+            bytes.extend(format!("ECHO i{i}\r\n").as_bytes());
+        }
+        let mut reqs = Requests::new(Trickle(bytes));
+        for i in 0..50 {
+            assert_eq!(
+                reqs.next(false).unwrap(),
+                vec!["PING".to_string(), format!("m{i}")]
+            );
+            assert_eq!(
+                reqs.next(false).unwrap(),
+                vec!["ECHO".to_string(), format!("i{i}")]
+            );
+        }
+        assert!(matches!(reqs.next(false), Err(ReqError::Io)));
         assert_eq!(bulks(&["a"]), b"*1\r\n$1\r\na\r\n".to_vec());
     }
 }
