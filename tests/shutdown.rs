@@ -131,3 +131,26 @@ fn sigterm_on_an_idle_server_exits_cleanly() {
         assert!(!log.contains("did not stop"), "shards={n}: {log}");
     }
 }
+
+/// The port is free the moment the process is gone, as with redis-server: a server (or
+/// anything else) started right after a restart binds it. The rings used to keep the
+/// listeners open for 5-10 ms after exit, and a redis-server started then failed to bind.
+#[test]
+fn the_port_is_free_as_soon_as_the_process_has_exited() {
+    for n in common::shard_counts() {
+        for how in ["SHUTDOWN NOSAVE", "SIGTERM"] {
+            let mut srv = Server::start(n);
+            let port = srv.port;
+            let mut s = srv.raw();
+            if how == "SIGTERM" {
+                srv.signal("TERM");
+            } else {
+                s.write_all(b"SHUTDOWN NOSAVE\r\n").unwrap();
+            }
+            assert!(srv.wait_exit(EXIT_DEADLINE).is_some(), "shards={n} {how}");
+            // std's listener sets SO_REUSEADDR, as redis-server's does.
+            let bound = std::net::TcpListener::bind(("0.0.0.0", port));
+            assert!(bound.is_ok(), "shards={n} {how}: {:?}", bound.err());
+        }
+    }
+}

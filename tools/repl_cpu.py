@@ -44,8 +44,8 @@ def bindable(p):
     finally:
         s.close()
 def free(p):
-    # A shardis that just exited holds its port for a few ms (io_uring tears its
-    # registered files down after the process is gone).
+    # Builds before the twenty-third session held their port for a few ms after exit
+    # (io_uring tore the listeners down after the process was gone).
     for _ in range(500):
         if bindable(p): return
         time.sleep(0.01)
