@@ -432,6 +432,18 @@ fn scan_returns_the_same_keys() {
                 "shards={n} SCAN {opts:?} after {calls} calls"
             );
         }
+        // A keyspace smaller than COUNT comes back in one call, as from Redis (whose
+        // small table fits one COUNT), however many shards hold it.
+        for opts in [
+            &["COUNT", "100"][..],
+            &["MATCH", "scan:1*", "COUNT", "1000"][..],
+        ] {
+            let (want, redis_calls) = scan_all(&mut theirs, opts);
+            let (got, calls) = scan_all(&mut mine, opts);
+            assert_eq!(redis_calls, 1, "redis SCAN {opts:?}");
+            assert_eq!(calls, 1, "shards={n} SCAN {opts:?}");
+            assert_eq!(got, want, "shards={n} SCAN {opts:?}");
+        }
         // Errors are compared byte for byte.
         for args in [
             &["SCAN", "abc"][..],

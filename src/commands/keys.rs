@@ -9,7 +9,7 @@ use super::table::{CommandSpec, Exec, KeySpec, Merge, SplitSpec, DENYOOM, FAST, 
 use super::{ConnCtx, KeyCtx};
 use crate::coord::lock::{move_key, MoveCheck};
 use crate::engine::Engine;
-use crate::engine::ShardFn;
+use crate::engine::{ShardFn, Ticket};
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
@@ -724,16 +724,52 @@ fn scan(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
             Reply::Array(Vec::new()),
         ]));
     }
-    let db = ctx.client().db;
-    let ticket = ctx.defer();
-    let job: ShardFn<(Vec<Bytes>, u64)> = Box::new(move |tw| {
+    let step = ScanStep {
+        db: ctx.client().db,
+        ticket: ctx.defer(),
+        shard,
+        cursor: table_cursor,
+        count,
+        budget: count.saturating_mul(10).max(10),
+        pattern,
+        type_filter,
+        found: Vec::new(),
+    };
+    scan_step(ctx.eng(), step);
+    Ok(Reply::Ok)
+}
+
+/// Where a SCAN call is: the shard it reads next, from which table cursor, and what it
+/// found so far. A shard whose table ends before COUNT keys were found hands over to the
+/// next shard in the same call, so a small keyspace comes back in one call, as in Redis.
+struct ScanStep {
+    db: usize,
+    ticket: Ticket,
+    shard: usize,
+    cursor: u64,
+    count: usize,
+    /// Table buckets left to visit in this call (Redis's `COUNT * 10` iterations).
+    budget: usize,
+    pattern: Option<Bytes>,
+    type_filter: Option<Bytes>,
+    found: Vec<Bytes>,
+}
+
+fn scan_step(eng: &mut Engine, mut st: ScanStep) {
+    let (db, table_cursor, want, mut budget) = (
+        st.db,
+        st.cursor,
+        st.count.saturating_sub(st.found.len()),
+        st.budget,
+    );
+    let (pattern, type_filter) = (st.pattern.clone(), st.type_filter.clone());
+    let job: ShardFn<(Vec<Bytes>, u64, usize)> = Box::new(move |tw| {
         let now = tw.shard.now_ms;
         let Some(d) = tw.shard.dbs.get(db) else {
-            return (Vec::new(), 0);
+            return (Vec::new(), 0, budget);
         };
         let mut found = Vec::new();
         let mut c = table_cursor;
-        let mut budget = count.saturating_mul(10).max(10);
         loop {
             c = d.scan(c, |k, e| {
                 if e.expire_at != 0 && e.expire_at <= now {
@@ -751,32 +787,39 @@ fn scan(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
                 }
                 found.push(Bytes::copy_from_slice(k));
             });
-            budget -= 1;
-            if c == 0 || found.len() >= count || budget == 0 {
+            budget = budget.saturating_sub(1);
+            if c == 0 || found.len() >= want || budget == 0 {
                 break;
             }
         }
-        (found, c)
+        (found, c, budget)
     });
-    ctx.eng()
-        .fan_out(vec![(shard, job)], true, move |w, mut res| {
-            let (keys, next) = res.pop().unwrap_or_default();
-            let next_cursor = if next != 0 {
-                (next << SHARD_BITS) | shard as u64
-            } else if shard + 1 < nshards {
-                (shard + 1) as u64
-            } else {
-                0
-            };
-            w.complete(
-                ticket,
-                Reply::Array(vec![
-                    Reply::bulk(next_cursor.to_string()),
-                    Reply::Array(keys.into_iter().map(Reply::Bulk).collect()),
-                ]),
-            );
-        });
-    Ok(Reply::Ok)
+    let shard = st.shard;
+    eng.fan_out(vec![(shard, job)], true, move |e, mut res| {
+        let nshards = e.nshards;
+        let (keys, next, left) = res.pop().unwrap_or_default();
+        st.found.extend(keys);
+        if next == 0 && shard + 1 < nshards && st.found.len() < st.count && left > 0 {
+            st.shard = shard + 1;
+            st.cursor = 0;
+            st.budget = left;
+            return scan_step(e, st);
+        }
+        let next_cursor = if next != 0 {
+            (next << SHARD_BITS) | shard as u64
+        } else if shard + 1 < nshards {
+            (shard + 1) as u64
+        } else {
+            0
+        };
+        e.complete(
+            st.ticket,
+            Reply::Array(vec![
+                Reply::bulk(next_cursor.to_string()),
+                Reply::Array(st.found.into_iter().map(Reply::Bulk).collect()),
+            ]),
+        );
+    });
 }
 
 const OBJECT_HELP: &[&str] = &[
