@@ -1208,6 +1208,101 @@ fn info_cpu_fields_match_redis() {
     assert!(user_main + sys_main <= user + sys + 1e-6, "{cpu:?}");
 }
 
+/// INFO memory has redis-server 7.0's fields in its order (the `allocator_*` ones as a
+/// libc build of Redis fills them in), and its script and function figures count what is
+/// loaded, as Redis's do: monitoring tools watch `number_of_cached_scripts` for clients
+/// that EVAL a new script per call. They were constant zeros.
+#[test]
+fn info_memory_fields_and_script_counts_match_redis() {
+    let names = |c: &mut redis::Connection| -> Vec<String> {
+        let text: String = redis::cmd("INFO").arg("memory").query(c).unwrap();
+        text.lines()
+            .filter(|l| !l.starts_with('#') && l.contains(':'))
+            .filter_map(|l| l.split(':').next().map(str::to_string))
+            .collect()
+    };
+    let load = |c: &mut redis::Connection| {
+        for body in ["return 1", "return 2"] {
+            let _: String = redis::cmd("SCRIPT").arg("LOAD").arg(body).query(c).unwrap();
+        }
+        let _: i64 = redis::cmd("EVAL").arg("return 3").arg(0).query(c).unwrap();
+        let lib = "#!lua name=memlib\nredis.register_function('a', function() return 1 end)\n\
+                   redis.register_function('b', function() return 2 end)";
+        let _: String = redis::cmd("FUNCTION")
+            .arg("LOAD")
+            .arg(lib)
+            .query(c)
+            .unwrap();
+    };
+    let num = |m: &HashMap<String, String>, k: &str| -> u64 {
+        m.get(k)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{k} missing or not a number: {m:?}"))
+    };
+    let theirs = common::redis_server().map(|_| {
+        let r = common::resp::Redis::start();
+        let mut rc = redis::Client::open(format!("redis://127.0.0.1:{}/", r.port))
+            .and_then(|c| c.get_connection())
+            .unwrap();
+        load(&mut rc);
+        (names(&mut rc), info(&mut rc, "memory"))
+    });
+    for n in common::shard_counts() {
+        let s = common::Server::start(n);
+        let mut c = s.client();
+        let empty = info(&mut c, "memory");
+        assert_eq!(num(&empty, "number_of_cached_scripts"), 0);
+        assert_eq!(num(&empty, "used_memory_scripts"), 0);
+        load(&mut c);
+        let m = info(&mut c, "memory");
+        if let Some((fields, r)) = &theirs {
+            assert_eq!(&names(&mut c), fields, "shards={n}");
+            for k in [
+                "number_of_cached_scripts",
+                "number_of_functions",
+                "number_of_libraries",
+            ] {
+                assert_eq!(num(&m, k), num(r, k), "shards={n} {k}");
+            }
+        }
+        assert_eq!(num(&m, "number_of_cached_scripts"), 3, "shards={n}");
+        assert_eq!(num(&m, "number_of_functions"), 2, "shards={n}");
+        assert_eq!(num(&m, "number_of_libraries"), 1, "shards={n}");
+        assert!(num(&m, "used_memory_lua") > 0, "shards={n}: {m:?}");
+        assert!(num(&m, "used_memory_scripts_eval") >= 3 * 48, "{m:?}");
+        assert!(num(&m, "used_memory_functions") > 60, "{m:?}");
+        assert_eq!(
+            num(&m, "used_memory_scripts"),
+            num(&m, "used_memory_scripts_eval") + num(&m, "used_memory_functions")
+        );
+        // Redis's libc fallbacks: allocated is used_memory, resident the RSS less Lua.
+        assert_eq!(num(&m, "allocator_allocated"), num(&m, "used_memory"));
+        assert_eq!(
+            num(&m, "allocator_resident") + num(&m, "used_memory_lua"),
+            num(&m, "used_memory_rss"),
+            "{m:?}"
+        );
+        let stats: HashMap<String, redis::Value> = redis::cmd("MEMORY")
+            .arg("STATS")
+            .query::<Vec<(String, redis::Value)>>(&mut c)
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(
+            stats.get("lua.caches"),
+            Some(&redis::Value::Int(
+                num(&m, "used_memory_scripts_eval") as i64
+            ))
+        );
+        let _: () = redis::cmd("SCRIPT").arg("FLUSH").query(&mut c).unwrap();
+        let _: () = redis::cmd("FUNCTION").arg("FLUSH").query(&mut c).unwrap();
+        let m = info(&mut c, "memory");
+        assert_eq!(num(&m, "number_of_cached_scripts"), 0, "shards={n}");
+        assert_eq!(num(&m, "number_of_libraries"), 0, "shards={n}");
+        assert_eq!(num(&m, "used_memory_scripts"), 0, "shards={n}");
+    }
+}
+
 /// INFO commandstats and latencystats, and LATENCY HISTOGRAM, name a container's
 /// subcommands as Redis 7 does (`client|setname`, never `client`), and a subcommand's
 /// wrong arity is rejected before it runs (`rejected_calls`, and EXECABORT in MULTI), as

@@ -53,6 +53,14 @@ pub fn body_of(sha: &[u8; 40]) -> Option<Bytes> {
     bodies().lock().ok().and_then(|m| m.get(sha).cloned())
 }
 
+/// The script cache as INFO counts it: how many scripts, and the bytes their sha1s and
+/// bodies take (Redis's `used_memory_scripts_eval` counts the same two strings per script).
+pub fn cache_usage() -> (usize, usize) {
+    bodies().lock().map_or((0, 0), |m| {
+        (m.len(), m.values().map(|b| b.len() + 40).sum())
+    })
+}
+
 /// Forgets every script body (SCRIPT FLUSH); each shard clears its own cache by message.
 pub fn forget_all() {
     if let Ok(mut m) = bodies().lock() {

@@ -340,6 +340,26 @@ pub fn stats() -> Reply {
     ])
 }
 
+/// What INFO memory says of the libraries: how many, how many functions, and the bytes of
+/// their code and names.
+pub fn usage() -> (usize, usize, usize) {
+    let r = registry();
+    let funcs = r.libs.values().map(|l| l.funcs.len()).sum();
+    let bytes = r
+        .libs
+        .values()
+        .map(|l| {
+            l.name.len()
+                + l.code.len()
+                + l.funcs
+                    .iter()
+                    .map(|f| f.name.len() + f.desc.as_ref().map_or(0, |d| d.len()))
+                    .sum::<usize>()
+        })
+        .sum();
+    (r.libs.len(), funcs, bytes)
+}
+
 /// FUNCTION DUMP: each library's code as `RDB_OPCODE_FUNCTION2` + RDB string, then the RDB
 /// version (2 bytes, little endian) and the CRC64 of all before it (8 bytes, little endian).
 pub fn dump(compress: bool) -> Bytes {

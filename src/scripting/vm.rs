@@ -755,6 +755,17 @@ pub fn load(body: &Bytes) -> Result<[u8; 40], CmdError> {
     Ok(sha)
 }
 
+/// Bytes this shard's Lua VM holds (0 before its first script), for INFO's
+/// `used_memory_lua`.
+pub fn memory() -> usize {
+    VM.with(|cell| {
+        cell.try_borrow()
+            .ok()
+            .and_then(|g| g.as_ref().map(|vm| vm.lua.used_memory()))
+            .unwrap_or(0)
+    })
+}
+
 /// SCRIPT FLUSH on this shard: drops the VM (cache, globals, random state) like Redis's
 /// new Lua state; the next script creates a fresh one.
 pub fn reset() {

@@ -94,6 +94,8 @@ pub struct ShardInfo {
     pub clients_mem: u64,
     /// Successful writes run on this shard (`Shard::dirty`).
     pub dirty: u64,
+    /// Bytes this shard's Lua VM holds.
+    pub lua_mem: u64,
     /// How long this shard had been in its current loop pass when it answered (a command
     /// that held it is still counted then; the `Shared` reading may already be reset).
     pub pass_ms: u64,
@@ -128,6 +130,7 @@ pub(super) fn gather(tw: &mut Worker) -> ShardInfo {
             .sum(),
         pass_ms: tw.eng.pass_age_ms(),
         dirty: s.dirty,
+        lua_mem: crate::scripting::vm::memory() as u64,
         latency: Vec::new(),
         percentiles: Vec::new(),
     }
@@ -177,6 +180,7 @@ pub(super) fn merge(mut a: ShardInfo, b: ShardInfo) -> ShardInfo {
     a.clients_mem += b.clients_mem;
     a.pass_ms = a.pass_ms.max(b.pass_ms);
     a.dirty += b.dirty;
+    a.lua_mem += b.lua_mem;
     crate::shard::latency::merge_histograms(&mut a.latency, b.latency);
     a
 }
@@ -355,6 +359,46 @@ pub fn human_bytes(n: u64) -> String {
     }
 }
 
+/// The allocator's figures as redis-server reports them when its allocator gives none (a
+/// libc build, as ours): allocated is `used_memory`, active and resident are the RSS less
+/// the Lua VMs' memory, so the fragmentation INFO shows is the process's.
+pub(super) struct AllocatorView {
+    pub allocated: u64,
+    pub active: u64,
+    pub resident: u64,
+    pub rss: u64,
+}
+
+impl AllocatorView {
+    pub(super) fn new(used: u64, rss: u64, lua: u64) -> AllocatorView {
+        let resident = rss.saturating_sub(lua);
+        AllocatorView {
+            allocated: used,
+            active: resident,
+            resident,
+            rss,
+        }
+    }
+    pub(super) fn frag_ratio(&self) -> f64 {
+        ratio(self.active, self.allocated)
+    }
+    pub(super) fn frag_bytes(&self) -> i64 {
+        self.active as i64 - self.allocated as i64
+    }
+    pub(super) fn rss_ratio(&self) -> f64 {
+        ratio(self.resident, self.active)
+    }
+    pub(super) fn rss_bytes(&self) -> i64 {
+        self.resident as i64 - self.active as i64
+    }
+    pub(super) fn overhead_ratio(&self) -> f64 {
+        ratio(self.rss, self.resident)
+    }
+    pub(super) fn overhead_bytes(&self) -> i64 {
+        self.rss as i64 - self.resident as i64
+    }
+}
+
 fn ratio(a: u64, b: u64) -> f64 {
     if b == 0 {
         0.0
@@ -439,29 +483,42 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 f("used_memory_dataset", &dataset);
                 let dperc = 100.0 * ratio(dataset, m.used_memory.saturating_sub(startup));
                 f("used_memory_dataset_perc", &format!("{dperc:.2}%"));
+                let a = AllocatorView::new(m.used_memory, m.rss, s.lua_mem);
+                f("allocator_allocated", &a.allocated);
+                f("allocator_active", &a.active);
+                f("allocator_resident", &a.resident);
                 f("total_system_memory", &m.total_memory);
                 f("total_system_memory_human", &human_bytes(m.total_memory));
-                for k in ["used_memory_lua", "used_memory_vm_eval"] {
-                    f(k, &0);
-                }
-                f("used_memory_lua_human", &"0B");
-                for k in [
-                    "used_memory_scripts_eval",
-                    "number_of_cached_scripts",
-                    "number_of_functions",
-                    "number_of_libraries",
-                    "used_memory_vm_functions",
-                    "used_memory_vm_total",
-                ] {
-                    f(k, &0);
-                }
-                f("used_memory_vm_total_human", &"0B");
-                f("used_memory_functions", &0);
-                f("used_memory_scripts", &0);
-                f("used_memory_scripts_human", &"0B");
+                // One Lua VM per shard runs both EVAL scripts and function libraries:
+                // its memory is shown as the eval VM's.
+                let (scripts, scripts_mem) = crate::scripting::cache_usage();
+                let (libs, funcs, funcs_mem) = crate::scripting::functions::usage();
+                let (scripts_mem, funcs_mem) = (scripts_mem as u64, funcs_mem as u64);
+                f("used_memory_lua", &s.lua_mem);
+                f("used_memory_vm_eval", &s.lua_mem);
+                f("used_memory_lua_human", &human_bytes(s.lua_mem));
+                f("used_memory_scripts_eval", &scripts_mem);
+                f("number_of_cached_scripts", &scripts);
+                f("number_of_functions", &funcs);
+                f("number_of_libraries", &libs);
+                f("used_memory_vm_functions", &0);
+                f("used_memory_vm_total", &s.lua_mem);
+                f("used_memory_vm_total_human", &human_bytes(s.lua_mem));
+                f("used_memory_functions", &funcs_mem);
+                f("used_memory_scripts", &(scripts_mem + funcs_mem));
+                f(
+                    "used_memory_scripts_human",
+                    &human_bytes(scripts_mem + funcs_mem),
+                );
                 f("maxmemory", &m.maxmemory);
                 f("maxmemory_human", &human_bytes(m.maxmemory));
                 f("maxmemory_policy", &m.maxmemory_policy);
+                f("allocator_frag_ratio", &format!("{:.2}", a.frag_ratio()));
+                f("allocator_frag_bytes", &a.frag_bytes());
+                f("allocator_rss_ratio", &format!("{:.2}", a.rss_ratio()));
+                f("allocator_rss_bytes", &a.rss_bytes());
+                f("rss_overhead_ratio", &format!("{:.2}", a.overhead_ratio()));
+                f("rss_overhead_bytes", &a.overhead_bytes());
                 let frag = format!("{:.2}", ratio(m.rss, m.used_memory));
                 f("mem_fragmentation_ratio", &frag);
                 f(

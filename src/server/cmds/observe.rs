@@ -81,8 +81,14 @@ fn memory_stats(ctx: &mut FrontCtx) -> CmdResult {
             (Reply::bulk("clients.normal"), int(s.clients_mem)),
             (Reply::bulk("cluster.links"), int(0)),
             (Reply::bulk("aof.buffer"), int(0)),
-            (Reply::bulk("lua.caches"), int(0)),
-            (Reply::bulk("functions.caches"), int(0)),
+            (
+                Reply::bulk("lua.caches"),
+                int(crate::scripting::cache_usage().1 as u64),
+            ),
+            (
+                Reply::bulk("functions.caches"),
+                int(crate::scripting::functions::usage().2 as u64),
+            ),
         ];
         let mut overhead = startup + s.clients_mem;
         for (i, &(keys, expires)) in s.dbs.iter().enumerate() {
@@ -104,6 +110,7 @@ fn memory_stats(ctx: &mut FrontCtx) -> CmdResult {
         let keys: u64 = s.dbs.iter().map(|d| d.0).sum();
         let net = total.saturating_sub(startup);
         let dataset = total - overhead;
+        let a = info::AllocatorView::new(total, m.rss, s.lua_mem);
         rows.extend([
             (Reply::bulk("overhead.total"), int(overhead)),
             (Reply::bulk("keys.count"), int(keys)),
@@ -120,21 +127,27 @@ fn memory_stats(ctx: &mut FrontCtx) -> CmdResult {
                 Reply::bulk("peak.percentage"),
                 float(100.0 * ratio(total, peak)),
             ),
-            (Reply::bulk("allocator.allocated"), int(total)),
-            (Reply::bulk("allocator.active"), int(total)),
-            (Reply::bulk("allocator.resident"), int(m.rss)),
-            (Reply::bulk("allocator-fragmentation.ratio"), float(1.0)),
-            (Reply::bulk("allocator-fragmentation.bytes"), int(0)),
+            (Reply::bulk("allocator.allocated"), int(a.allocated)),
+            (Reply::bulk("allocator.active"), int(a.active)),
+            (Reply::bulk("allocator.resident"), int(a.resident)),
             (
-                Reply::bulk("allocator-rss.ratio"),
-                float(ratio(m.rss, total)),
+                Reply::bulk("allocator-fragmentation.ratio"),
+                float(a.frag_ratio()),
             ),
+            (
+                Reply::bulk("allocator-fragmentation.bytes"),
+                Reply::Int(a.frag_bytes()),
+            ),
+            (Reply::bulk("allocator-rss.ratio"), float(a.rss_ratio())),
             (
                 Reply::bulk("allocator-rss.bytes"),
-                Reply::Int(m.rss as i64 - total as i64),
+                Reply::Int(a.rss_bytes()),
             ),
-            (Reply::bulk("rss-overhead.ratio"), float(1.0)),
-            (Reply::bulk("rss-overhead.bytes"), int(0)),
+            (Reply::bulk("rss-overhead.ratio"), float(a.overhead_ratio())),
+            (
+                Reply::bulk("rss-overhead.bytes"),
+                Reply::Int(a.overhead_bytes()),
+            ),
             (Reply::bulk("fragmentation"), float(ratio(m.rss, total))),
             (
                 Reply::bulk("fragmentation.bytes"),
