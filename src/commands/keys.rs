@@ -725,6 +725,9 @@ fn scan(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         ]));
     }
     let step = ScanStep {
+        // Inside EXEC the transaction holds the shards: every step, the ones run from a
+        // reply after EXEC's own turn too, must not wait for their locks.
+        work: !ctx.eng().tx.nested(),
         db: ctx.client().db,
         ticket: ctx.defer(),
         shard,
@@ -743,6 +746,8 @@ fn scan(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 /// found so far. A shard whose table ends before COUNT keys were found hands over to the
 /// next shard in the same call, so a small keyspace comes back in one call, as in Redis.
 struct ScanStep {
+    /// Whether the steps wait for shard locks (not inside EXEC, which holds them).
+    work: bool,
     db: usize,
     ticket: Ticket,
     shard: usize,
@@ -795,7 +800,7 @@ fn scan_step(eng: &mut Engine, mut st: ScanStep) {
         (found, c, budget)
     });
     let shard = st.shard;
-    eng.fan_out(vec![(shard, job)], true, move |e, mut res| {
+    eng.fan_out(vec![(shard, job)], st.work, move |e, mut res| {
         let nshards = e.nshards;
         let (keys, next, left) = res.pop().unwrap_or_default();
         st.found.extend(keys);
