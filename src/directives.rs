@@ -86,7 +86,7 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
         "rename-command",
         Only(&[], "rename-command is not supported yet (a command meant to be hidden would stay reachable)"),
     ),
-    ("enable-module-command", Warn(Some("no"), "modules are not supported; MODULE is an unknown command")),
+    ("enable-module-command", Warn(Some("no"), "modules are not supported; MODULE LIST is empty and MODULE LOAD fails")),
     ("loadmodule", Only(&[], "modules are not supported")),
     // Tuning knobs of subsystems shardis has in its own form, or not at all.
     ("hz", Same(&["10"], "shardis runs its active expiry every 100 ms on every shard")),

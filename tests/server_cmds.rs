@@ -1377,3 +1377,39 @@ fn commandstats_name_subcommands_as_redis() {
         assert_eq!(got, want, "shards={n}");
     }
 }
+
+/// With `enable-module-command yes` (Redis's default, `no`, is in the compat script) MODULE
+/// LOAD fails as a module that does not load fails in Redis, and the log says why; UNLOAD
+/// finds no such module; LIST stays empty.
+#[test]
+fn module_load_fails_with_a_reason_when_enabled() {
+    let s = common::Server::start_logged(1, "true", &["--enable-module-command", "yes"]);
+    let mut c = s.client();
+    let e = err_text(
+        redis::cmd("MODULE")
+            .arg("LOAD")
+            .arg("/usr/lib/redis/modules/redisearch.so")
+            .query::<String>(&mut c),
+    );
+    assert_eq!(
+        e,
+        "ERR Error loading the extension. Please check the server logs."
+    );
+    let e = err_text(
+        redis::cmd("MODULE")
+            .arg("UNLOAD")
+            .arg("search")
+            .query::<String>(&mut c),
+    );
+    assert_eq!(
+        e,
+        "ERR Error unloading module: no such module with that name"
+    );
+    let list: Vec<Value> = redis::cmd("MODULE").arg("LIST").query(&mut c).unwrap();
+    assert!(list.is_empty());
+    assert!(common::wait_for(Duration::from_secs(5), || s
+        .log()
+        .contains(
+            "redisearch.so failed to load: shardis does not load Redis modules"
+        )));
+}

@@ -25,6 +25,7 @@ pub mod persistence;
 pub mod server;
 pub mod sets;
 pub mod sort;
+pub mod standalone;
 pub mod streams;
 pub mod strings;
 pub mod table;
@@ -69,6 +70,7 @@ pub const FAMILIES: &[&[CommandSpec]] = &[
     sort::COMMANDS,
     geo::COMMANDS,
     observe::COMMANDS,
+    standalone::COMMANDS,
 ];
 
 /// What a `Key` handler sees: the owning shard, the selected database, the client's protocol.
@@ -259,20 +261,30 @@ pub fn access_allows(access: crate::config::Access, local: bool) -> bool {
     }
 }
 
-/// Redis's refusal of a PROTECTED command (DEBUG) under `enable-debug-command`: `no`
-/// refuses everyone, `local` everyone but loopback clients.
+/// Redis's refusal of a PROTECTED command before it runs or is queued: DEBUG under
+/// `enable-debug-command`, MODULE LOAD / LOADEX / UNLOAD under `enable-module-command`
+/// (`standalone`); `no` refuses everyone, `local` everyone but loopback clients.
 pub fn protected_refusal(
-    access: crate::config::Access,
+    shared: &crate::engine::shared::Shared,
+    spec: &table::CommandSpec,
+    argv: &[Bytes],
     client_addr: &str,
-    name: &str,
 ) -> Option<CmdError> {
+    let (access, option) = if spec.name == "module" {
+        (
+            standalone::module_access(shared, argv)?,
+            "enable-module-command",
+        )
+    } else {
+        (shared.cfg.debug_command, "enable-debug-command")
+    };
     let allowed = access_allows(access, is_local(client_addr));
     (!allowed).then(|| {
         CmdError::err(format!(
-            "{} command not allowed. If the enable-debug-command option is set to \"local\", \
+            "{} command not allowed. If the {option} option is set to \"local\", \
              you can run it from a local connection, otherwise you need to set this option in \
              the configuration file, and then restart the server.",
-            name.to_ascii_uppercase()
+            spec.name.to_ascii_uppercase()
         ))
     })
 }

@@ -145,9 +145,10 @@ pub fn queue(w: &mut Worker, idx: usize, argv: &mut Vec<Bytes>) -> bool {
         }
     }
     if spec.has(PROTECTED) {
-        let refusal = w.conns.get(idx).and_then(|c| {
-            commands::protected_refusal(w.eng.shared.cfg.debug_command, &c.client.addr, spec.name)
-        });
+        let refusal = w
+            .conns
+            .get(idx)
+            .and_then(|c| commands::protected_refusal(&w.eng.shared, spec, argv, &c.client.addr));
         if let Some(e) = refusal {
             reject(w, idx, e.to_string());
             return true;

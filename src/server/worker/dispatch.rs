@@ -324,9 +324,7 @@ impl Worker {
         }
         if spec.has(PROTECTED) {
             let c = &self.conns[idx].client;
-            if let Some(e) =
-                commands::protected_refusal(self.eng.shared.cfg.debug_command, &c.addr, spec.name)
-            {
+            if let Some(e) = commands::protected_refusal(&self.eng.shared, spec, argv, &c.addr) {
                 self.reject(idx, Some(id), argv, e);
                 return;
             }

@@ -1,0 +1,151 @@
+//! What a standalone redis-server 7.0 (`cluster-enabled no`, no modules) answers for the
+//! cluster and module commands, so clients and tools that probe for them get Redis's
+//! replies instead of "unknown command": CLUSTER (every subcommand), READONLY, READWRITE
+//! and ASKING say cluster support is disabled; MODULE LIST is empty, and MODULE LOAD /
+//! LOADEX / UNLOAD are refused as Redis refuses them by default (`enable-module-command
+//! no`); with it enabled they fail as an unloadable module fails (the log says why) and
+//! UNLOAD finds no such module. Runs on the connection's shard; touches nothing.
+
+use bytes::Bytes;
+
+use super::args::{arg, text};
+use super::table::{CommandSpec, Exec, KeySpec, ADMIN, FAST, LOADING, NOSCRIPT, PROTECTED, STALE};
+use super::ConnCtx;
+use crate::config::Access;
+use crate::engine::shared::Shared;
+use crate::error::{CmdError, CmdResult};
+use crate::protocol::reply::Reply;
+
+/// The reply to every cluster command (`ERR ` is added by `CmdError::err`).
+pub const CLUSTER_DISABLED: &str = "This instance has cluster support disabled";
+
+#[rustfmt::skip]
+pub const COMMANDS: &[CommandSpec] = &[
+    CommandSpec::new("cluster", -2, STALE, KeySpec::none(), Exec::Conn(cluster))
+        .doc("cluster", "3.0.0", "A container for Redis Cluster commands.", "subcommand [argument ...]")
+        .subs(&[
+            ("addslots", -3, "slot [slot ...]"),
+            ("addslotsrange", -4, "start-slot end-slot [start-slot end-slot ...]"),
+            ("bumpepoch", 2, ""),
+            ("count-failure-reports", 3, "node-id"),
+            ("countkeysinslot", 3, "slot"),
+            ("delslots", -3, "slot [slot ...]"),
+            ("delslotsrange", -4, "start-slot end-slot [start-slot end-slot ...]"),
+            ("failover", -2, "[FORCE | TAKEOVER]"),
+            ("flushslots", 2, ""),
+            ("forget", 3, "node-id"),
+            ("getkeysinslot", 4, "slot count"),
+            ("help", 2, ""),
+            ("info", 2, ""),
+            ("keyslot", 3, "key"),
+            ("links", 2, ""),
+            ("meet", -4, "ip port [cluster-bus-port]"),
+            ("myid", 2, ""),
+            ("nodes", 2, ""),
+            ("replicas", 3, "node-id"),
+            ("replicate", 3, "node-id"),
+            ("reset", -2, "[HARD | SOFT]"),
+            ("saveconfig", 2, ""),
+            ("set-config-epoch", 3, "config-epoch"),
+            ("setslot", -4, "slot <IMPORTING node-id | MIGRATING node-id | NODE node-id | STABLE>"),
+            ("shards", 2, ""),
+            ("slaves", 3, "node-id"),
+            ("slots", 2, ""),
+        ]),
+    CommandSpec::new("readonly", 1, LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(cluster))
+        .doc("cluster", "3.0.0", "Enables read-only queries for a connection to a Redis Cluster replica node.", ""),
+    CommandSpec::new("readwrite", 1, LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(cluster))
+        .doc("cluster", "3.0.0", "Enables read-write queries for a connection to a Reids Cluster replica node.", ""),
+    CommandSpec::new("asking", 1, FAST, KeySpec::none(), Exec::Conn(cluster))
+        .doc("cluster", "3.0.0", "Signals that a cluster client is following an -ASK redirect.", ""),
+    CommandSpec::new("module", -2, ADMIN | NOSCRIPT | PROTECTED, KeySpec::none(), Exec::Conn(module))
+        .doc("server", "4.0.0", "A container for module commands.", "subcommand [argument ...]")
+        .subs(&[
+            ("help", 2, ""),
+            ("list", 2, ""),
+            ("load", -3, "path [arg [arg ...]]"),
+            ("loadex", -3, "path [CONFIGS name value [CONFIGS name value ...]] [ARGS args [args ...]]"),
+            ("unload", 3, "name"),
+        ]),
+];
+
+/// Every CLUSTER subcommand, READONLY, READWRITE and ASKING: as a standalone Redis.
+fn cluster(_ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let is_cluster = arg(argv, 0).is_ok_and(|n| n.eq_ignore_ascii_case(b"cluster"));
+    if is_cluster {
+        let sub = arg(argv, 1)?;
+        if !COMMANDS.first().is_some_and(|c| {
+            c.subcommands
+                .iter()
+                .any(|(n, _, _)| sub.eq_ignore_ascii_case(n.as_bytes()))
+        }) {
+            return Err(CmdError::UnknownSubcommand {
+                sub: text(sub),
+                cmd: "cluster".into(),
+            });
+        }
+    }
+    Err(CmdError::err(CLUSTER_DISABLED))
+}
+
+const MODULE_HELP: &[&str] = &[
+    "MODULE <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+    "LIST",
+    "    Return a list of loaded modules.",
+    "LOAD <path> [<arg> ...]",
+    "    Load a module library from <path>, passing to it any optional arguments.",
+    "LOADEX <path> [[CONFIG NAME VALUE] [CONFIG NAME VALUE]] [ARGS ...]",
+    "    Load a module library from <path>, while passing it module configurations and optional arguments.",
+    "UNLOAD <name>",
+    "    Unload a module.",
+    "HELP",
+    "    Prints this help.",
+];
+
+/// The `enable-module-command` gate for a MODULE call (checked before it runs or is
+/// queued, as Redis checks its PROTECTED commands): `None` for the subcommands it does not
+/// guard (LIST, HELP).
+pub fn module_access(shared: &Shared, argv: &[Bytes]) -> Option<Access> {
+    let sub = argv.get(1)?;
+    if !["load", "loadex", "unload"]
+        .iter()
+        .any(|n| sub.eq_ignore_ascii_case(n.as_bytes()))
+    {
+        return None;
+    }
+    let set = shared
+        .tun
+        .text
+        .lock()
+        .ok()
+        .and_then(|m| m.get("enable-module-command").cloned());
+    Some(set.as_deref().and_then(Access::parse).unwrap_or(Access::No))
+}
+
+/// MODULE: no module is ever loaded here. LOAD, LOADEX and UNLOAD reach this only where
+/// `enable-module-command` allows them (`module_access`; startup warns that modules are
+/// not supported), and then fail as an unloadable module and an unknown one fail in Redis.
+fn module(_ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
+    let sub = arg(argv, 1)?;
+    let low = text(sub).to_ascii_lowercase();
+    match low.as_str() {
+        "help" => Ok(Reply::help(MODULE_HELP)),
+        "list" => Ok(Reply::Array(Vec::new())),
+        "load" | "loadex" => {
+            crate::log::warning(&format!(
+                "Module {} failed to load: shardis does not load Redis modules",
+                text(arg(argv, 2)?)
+            ));
+            Err(CmdError::err(
+                "Error loading the extension. Please check the server logs.",
+            ))
+        }
+        "unload" => Err(CmdError::err(
+            "Error unloading module: no such module with that name",
+        )),
+        _ => Err(CmdError::UnknownSubcommand {
+            sub: text(sub),
+            cmd: "module".into(),
+        }),
+    }
+}
