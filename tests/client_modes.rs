@@ -452,3 +452,59 @@ fn exec_under_maxmemory_matches_redis() {
     ];
     compare("EXEC under maxmemory", &steps, 4, &[]);
 }
+
+/// INFO stats' `tracking_total_keys`, `_items` and `_prefixes` count the tracking table as
+/// redis-server's do (they were constant zeros): keys read by tracking clients, one item
+/// per client and key, BCAST prefixes once however many shards hold them; a write drops
+/// the key's entries.
+#[test]
+fn info_counts_tracked_keys_items_and_prefixes_as_redis() {
+    let figures = |port: u16| -> Vec<(u64, u64, u64)> {
+        let mut a = Client::connect(port);
+        let mut b = Client::connect(port);
+        let mut p = Client::connect(port);
+        let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .and_then(|c| c.get_connection())
+            .unwrap();
+        let read = |c: &mut Client, req: &str, n: usize| {
+            c.send(req.as_bytes()).unwrap();
+            for _ in 0..n {
+                c.read_reply().unwrap();
+            }
+        };
+        read(
+            &mut a,
+            "HELLO 3\r\nCLIENT TRACKING ON\r\nGET k1\r\nGET k2\r\nGET {k1}x\r\n",
+            5,
+        );
+        read(&mut b, "HELLO 3\r\nCLIENT TRACKING ON\r\nGET k1\r\n", 3);
+        read(
+            &mut p,
+            "HELLO 3\r\nCLIENT TRACKING ON BCAST PREFIX a PREFIX b\r\n",
+            2,
+        );
+        let now = |c: &mut redis::Connection| {
+            let m = common::info(c, "stats");
+            let n = |k: &str| m[k].parse::<u64>().unwrap();
+            (
+                n("tracking_total_keys"),
+                n("tracking_total_items"),
+                n("tracking_total_prefixes"),
+            )
+        };
+        let first = now(&mut c);
+        let _: () = redis::cmd("SET").arg("k1").arg("v").query(&mut c).unwrap();
+        // The invalidations reach a and b; the table forgets k1 at once.
+        let second = now(&mut c);
+        vec![first, second]
+    };
+    let want = vec![(3, 4, 2), (2, 2, 2)];
+    if common::redis_server().is_some() {
+        let r = Redis::start();
+        assert_eq!(figures(r.port), want, "redis-server");
+    }
+    for n in common::shard_counts() {
+        let s = Server::start(n);
+        assert_eq!(figures(s.port), want, "shards={n}");
+    }
+}

@@ -155,6 +155,11 @@ impl TrackingTable {
         self.keys.is_empty()
     }
 
+    /// Client entries over every remembered key (INFO `tracking_total_items`).
+    pub fn items(&self) -> usize {
+        self.keys.values().map(Vec::len).sum()
+    }
+
     /// Prefixes registered here (INFO `tracking_total_prefixes`).
     pub fn prefix_count(&self) -> usize {
         self.prefixes.len()

@@ -96,6 +96,9 @@ pub struct ShardInfo {
     pub dirty: u64,
     /// Bytes this shard's Lua VM holds.
     pub lua_mem: u64,
+    /// Client-side caching: keys remembered here, their client entries, and the BCAST
+    /// prefixes (registered on every shard, so merged by maximum).
+    pub tracking: (u64, u64, u64),
     /// How long this shard had been in its current loop pass when it answered (a command
     /// that held it is still counted then; the `Shared` reading may already be reset).
     pub pass_ms: u64,
@@ -131,6 +134,9 @@ pub(super) fn gather(tw: &mut Worker) -> ShardInfo {
         pass_ms: tw.eng.pass_age_ms(),
         dirty: s.dirty,
         lua_mem: crate::scripting::vm::memory() as u64,
+        tracking: s.tracking.as_ref().map_or((0, 0, 0), |t| {
+            (t.len() as u64, t.items() as u64, t.prefix_count() as u64)
+        }),
         latency: Vec::new(),
         percentiles: Vec::new(),
     }
@@ -181,6 +187,9 @@ pub(super) fn merge(mut a: ShardInfo, b: ShardInfo) -> ShardInfo {
     a.pass_ms = a.pass_ms.max(b.pass_ms);
     a.dirty += b.dirty;
     a.lua_mem += b.lua_mem;
+    a.tracking.0 += b.tracking.0;
+    a.tracking.1 += b.tracking.1;
+    a.tracking.2 = a.tracking.2.max(b.tracking.2);
     crate::shard::latency::merge_histograms(&mut a.latency, b.latency);
     a
 }
@@ -644,9 +653,9 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 f("active_defrag_key_misses", &0);
                 f("total_active_defrag_time", &0);
                 f("current_active_defrag_time", &0);
-                f("tracking_total_keys", &0);
-                f("tracking_total_items", &0);
-                f("tracking_total_prefixes", &0);
+                f("tracking_total_keys", &s.tracking.0);
+                f("tracking_total_items", &s.tracking.1);
+                f("tracking_total_prefixes", &s.tracking.2);
                 f(
                     "unexpected_error_replies",
                     &crate::commands::unexpected_error_replies(),
