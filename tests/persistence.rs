@@ -655,11 +655,6 @@ fn helper_threads_are_not_pinned_to_their_shards_core() {
             })
         })
     };
-    let mut lazy = None;
-    assert!(common::wait_for(Duration::from_secs(5), || {
-        lazy = task("lazyfree");
-        lazy.is_some()
-    }));
     let main = std::fs::read_to_string(format!("/proc/{}/status", s.pid())).unwrap();
     let main = main
         .lines()
@@ -667,6 +662,13 @@ fn helper_threads_are_not_pinned_to_their_shards_core() {
         .unwrap()
         .trim()
         .to_string();
+    // The thread has its name before its first instruction resets its CPUs (it starts
+    // with its creator's): poll until it shows the process's set, within the deadline.
+    let mut lazy = None;
+    common::wait_for(Duration::from_secs(5), || {
+        lazy = task("lazyfree");
+        lazy.as_deref() == Some(main.as_str())
+    });
     assert_eq!(task("shard-0").as_deref(), Some("0"), "the shard is pinned");
     assert_eq!(
         lazy.as_deref(),
