@@ -161,7 +161,7 @@ fn redis_replicates_from_shardis() {
         eprintln!("redis-server or redis-cli missing: skipped");
         return;
     }
-    let master = Server::start_with(4, &["--enable-debug-command", "yes"]);
+    let master = Server::start_logged(4, "true", &["--enable-debug-command", "yes"]);
     let mut m = master.client();
     // Before any replica: no journal, nothing replicated, WAIT 0 answers at once.
     assert_eq!(q(&mut m, &["WAIT", "0", "0"]), Value::Int(0));
@@ -260,7 +260,15 @@ fn redis_replicates_from_shardis() {
         ],
     );
     let ffile = dir.join("functions.rdb");
+    let count = |what: &str| master.log().matches(what).count();
+    let (cuts, synced) = ("Replication cut taken", "succeeded (");
+    let before = (count(cuts), count(synced));
+    assert!(before.0 > 0, "the log shows the cuts");
     cli_to_file(master.port, "--functions-rdb", &ffile);
+    // No key is sent, so none is serialised: the shards are not cut for it. (The log is
+    // read once it shows the sync, which is logged after any cut for it.)
+    assert!(common::wait_for(DEADLINE, || count(synced) > before.1));
+    assert_eq!(count(cuts), before.0, "a cut for a functions-only RDB");
     let (full, only) = (
         std::fs::metadata(&file).unwrap().len(),
         std::fs::metadata(&ffile).unwrap().len(),

@@ -1395,6 +1395,14 @@ fn hub_psync(w: &mut Worker, req: SyncReq) {
         "Replica {}:{} asks for synchronization; starting a full resync",
         req.ip, req.port
     ));
+    if req.functions_only && req.rdb_only {
+        // `redis-cli --functions-rdb`: the libraries and nothing after them. No key is
+        // read, so no cut of the shards is needed (it would serialise every key).
+        let offset = hub(w).offset;
+        let checksum = w.eng.shared.tun.rdbchecksum.load(Ordering::Relaxed);
+        send_rdb(w, req, &rdb_bytes(&[], checksum, offset), offset);
+        return;
+    }
     let h = hub(w);
     h.queued.push(req);
     if !h.cutting && !h.serialising {
@@ -1536,33 +1544,39 @@ fn rdb_ready(w: &mut Worker, parts: Vec<ShardPart>) {
         .iter()
         .any(|r| r.functions_only)
         .then(|| rdb_bytes(&[], checksum, offset));
-    let replid = current_replid();
     for req in reqs {
         let rdb = match &functions {
             Some(f) if req.functions_only => f,
             _ => &rdb,
         };
-        let mut payload = Vec::with_capacity(rdb.len() + 80);
-        if !req.sync {
-            payload.extend_from_slice(format!("+FULLRESYNC {replid} {offset}\r\n").as_bytes());
-        }
-        payload.extend_from_slice(format!("${}\r\n", rdb.len()).as_bytes());
-        payload.extend_from_slice(rdb);
-        crate::log::notice(&format!(
-            "Synchronization with replica {}:{} succeeded ({} bytes of RDB)",
-            req.ip,
-            req.port,
-            rdb.len()
-        ));
-        let (t, id) = (req.token, req.id);
-        w.eng.post(
-            req.shard,
-            front(move |tw: &mut Worker| deliver_payload(tw, id, t, payload, offset + 1)),
-        );
+        send_rdb(w, req, rdb, offset);
     }
     if !hub(w).queued.is_empty() {
         start_cut(w);
     }
+}
+
+/// Sends `rdb` (taken at `offset`) to the replica that asked with `req`, as a full sync's
+/// reply; the connection's shard then sends what follows the offset.
+fn send_rdb(w: &mut Worker, req: SyncReq, rdb: &[u8], offset: u64) {
+    let mut payload = Vec::with_capacity(rdb.len() + 80);
+    if !req.sync {
+        let replid = current_replid();
+        payload.extend_from_slice(format!("+FULLRESYNC {replid} {offset}\r\n").as_bytes());
+    }
+    payload.extend_from_slice(format!("${}\r\n", rdb.len()).as_bytes());
+    payload.extend_from_slice(rdb);
+    crate::log::notice(&format!(
+        "Synchronization with replica {}:{} succeeded ({} bytes of RDB)",
+        req.ip,
+        req.port,
+        rdb.len()
+    ));
+    let (t, id) = (req.token, req.id);
+    w.eng.post(
+        req.shard,
+        front(move |tw: &mut Worker| deliver_payload(tw, id, t, payload, offset + 1)),
+    );
 }
 
 /// The shards' parts as one RDB file in memory (the layout `persist::save` writes).

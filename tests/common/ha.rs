@@ -66,8 +66,8 @@ pub fn scratch(tag: &str, port: u16) -> PathBuf {
 /// Starts the shardis binary (`SHARDIS_BIN` overrides the one cargo built, so long
 /// measurements can run a fixed copy while the tree is rebuilt).
 pub fn spawn(args: &[String], port: u16, dir: PathBuf) -> Proc {
-    let bin = std::env::var("SHARDIS_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_shardis").into());
-    spawn_prog(&bin, args, port, dir)
+    let bin = common::bin();
+    spawn_prog(&bin.to_string_lossy(), args, port, dir)
 }
 
 pub fn spawn_prog(prog: &str, args: &[String], port: u16, dir: PathBuf) -> Proc {

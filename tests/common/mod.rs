@@ -23,7 +23,11 @@ pub fn shard_counts() -> Vec<usize> {
 /// The shardis binary under test: cargo's build, or `SHARDIS_BIN` (a copy kept stable while
 /// a test loops in the background and the tree rebuilds).
 pub fn bin() -> std::ffi::OsString {
-    std::env::var_os("SHARDIS_BIN").unwrap_or_else(|| env!("CARGO_BIN_EXE_shardis").into())
+    // Absolute, since some servers start in a directory of their own.
+    match std::env::var_os("SHARDIS_BIN") {
+        Some(p) => std::fs::canonicalize(&p).map_or(p, std::ffi::OsString::from),
+        None => env!("CARGO_BIN_EXE_shardis").into(),
+    }
 }
 
 /// A free TCP port on 127.0.0.1 for a server a test starts, released right away. It is
@@ -158,10 +162,10 @@ impl Server {
                     let mut c = Command::new("sh");
                     c.arg("-c")
                         .arg(format!("{sh}; exec \"$0\" \"$@\""))
-                        .arg(env!("CARGO_BIN_EXE_shardis"));
+                        .arg(bin());
                     c
                 }
-                None => Command::new(env!("CARGO_BIN_EXE_shardis")),
+                None => Command::new(bin()),
             };
             let mut child = cmd
                 .current_dir(&dir)
