@@ -214,6 +214,15 @@ fn redis_replicates_from_shardis() {
     std::thread::sleep(Duration::from_millis(400));
     wait_converged(&mut m, replica.port, "stream");
 
+    // INFO memory counts the backlog INFO replication shows (they were 0 and missing).
+    let histlen: u64 = common::info(&mut m, "replication")["repl_backlog_histlen"]
+        .parse()
+        .unwrap();
+    let mem = common::info(&mut m, "memory");
+    assert!(histlen > 0);
+    assert_eq!(mem["mem_replication_backlog"], histlen.to_string());
+    assert_eq!(mem["mem_total_replication_buffers"], histlen.to_string());
+
     // WAIT: the replica acknowledges this client's writes.
     q(&mut m, &["SET", "waited", "1"]);
     assert_eq!(q(&mut m, &["WAIT", "1", "5000"]), Value::Int(1));

@@ -368,6 +368,11 @@ pub(super) fn replica_lines() -> Vec<String> {
     })
 }
 
+/// Bytes the master's backlog holds (INFO `repl_backlog_histlen`; 0 before a replica).
+pub fn backlog_histlen() -> u64 {
+    BACKLOG_HISTLEN.load(Ordering::Relaxed)
+}
+
 /// The `# Replication` fields of a master, in Redis's order.
 /// `backlog_size` is `repl-backlog-size` as configured (Redis shows that; the hub takes a
 /// new value at its next timer).

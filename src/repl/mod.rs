@@ -1179,6 +1179,16 @@ pub fn replconf(ctx: &mut FrontCtx, argv: &[Bytes]) -> CmdResult {
 
 // ----- INFO and CONFIG ---------------------------------------------------------------------
 
+/// Bytes of replication backlog this node holds, as INFO replication's
+/// `repl_backlog_histlen` shows them (a replica's is its master's stream kept for PSYNC2).
+pub fn backlog_bytes() -> u64 {
+    if is_replica() {
+        master_fields().backlog_histlen
+    } else {
+        master::backlog_histlen()
+    }
+}
+
 /// INFO replication's lines, in Redis 7.0's order.
 pub fn info_fields() -> Vec<(String, String)> {
     let mut out: Vec<(String, String)> = Vec::new();

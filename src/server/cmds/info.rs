@@ -534,14 +534,13 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                     "mem_fragmentation_bytes",
                     &(m.rss as i64 - m.used_memory as i64),
                 );
-                for k in [
-                    "mem_not_counted_for_evict",
-                    "mem_replication_backlog",
-                    "mem_total_replication_buffers",
-                    "mem_clients_slaves",
-                ] {
-                    f(k, &0);
-                }
+                // Redis 7.0 shares one buffer between the backlog and its replicas; ours
+                // is the backlog, so the total is the backlog and no replica holds more.
+                let backlog = crate::repl::backlog_bytes();
+                f("mem_not_counted_for_evict", &0);
+                f("mem_replication_backlog", &backlog);
+                f("mem_total_replication_buffers", &backlog);
+                f("mem_clients_slaves", &0);
                 f("mem_clients_normal", &s.clients_mem);
                 f("mem_cluster_links", &0);
                 f("mem_aof_buffer", &0);

@@ -76,7 +76,10 @@ fn memory_stats(ctx: &mut FrontCtx) -> CmdResult {
             (Reply::bulk("peak.allocated"), int(peak)),
             (Reply::bulk("total.allocated"), int(total)),
             (Reply::bulk("startup.allocated"), int(startup)),
-            (Reply::bulk("replication.backlog"), int(0)),
+            (
+                Reply::bulk("replication.backlog"),
+                int(crate::repl::backlog_bytes()),
+            ),
             (Reply::bulk("clients.slaves"), int(0)),
             (Reply::bulk("clients.normal"), int(s.clients_mem)),
             (Reply::bulk("cluster.links"), int(0)),
