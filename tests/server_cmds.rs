@@ -1413,3 +1413,57 @@ fn module_load_fails_with_a_reason_when_enabled() {
             "redisearch.so failed to load: shardis does not load Redis modules"
         )));
 }
+
+/// INFO clients' `client_recent_max_input_buffer` / `_output_buffer` show the biggest
+/// client buffers of the last seconds, as Redis's do (they were constant zeros): a client
+/// that sent a 100 KB value and left 200 replies of it unread (20 MB: more than the
+/// kernel's socket buffers take), then disconnected, is still seen there.
+#[test]
+fn info_recent_max_client_buffers_see_a_big_client() {
+    let check = |port: u16, who: &str| {
+        let mut c = redis::Client::open(format!("redis://127.0.0.1:{port}/"))
+            .and_then(|c| c.get_connection())
+            .unwrap();
+        let idle = info(&mut c, "clients");
+        let out0: u64 = idle["client_recent_max_output_buffer"].parse().unwrap();
+        assert!(out0 < 50_000, "{who}: {idle:?}");
+        {
+            use std::io::{Read, Write};
+            let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+            let big = "x".repeat(100_000);
+            let set = format!("*3\r\n$3\r\nSET\r\n$3\r\nbig\r\n$100000\r\n{big}\r\n");
+            s.write_all(set.as_bytes()).unwrap();
+            let mut ok = [0u8; 5];
+            s.read_exact(&mut ok).unwrap();
+            s.write_all("*2\r\n$3\r\nGET\r\n$3\r\nbig\r\n".repeat(200).as_bytes())
+                .unwrap();
+            // Sampled within a second (Redis's cron, our 100 ms one).
+            assert!(
+                common::wait_for(Duration::from_secs(3), || {
+                    let m = info(&mut c, "clients");
+                    m["client_recent_max_output_buffer"].parse::<u64>().unwrap() > 1_000_000
+                }),
+                "{who}: {:?}",
+                info(&mut c, "clients")
+            );
+        }
+        let m = info(&mut c, "clients");
+        let num = |k: &str| m[k].parse::<u64>().unwrap();
+        assert!(
+            num("client_recent_max_input_buffer") >= 100_000,
+            "{who}: {m:?}"
+        );
+        assert!(
+            num("client_recent_max_output_buffer") > 1_000_000,
+            "{who}: {m:?}"
+        );
+    };
+    if common::redis_server().is_some() {
+        let r = common::resp::Redis::start();
+        check(r.port, "redis-server");
+    }
+    for n in common::shard_counts() {
+        let s = common::Server::start(n);
+        check(s.port, &format!("shards={n}"));
+    }
+}

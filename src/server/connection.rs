@@ -331,6 +331,21 @@ impl Conn {
         rbuf + self.out.capacity() + self.spare.capacity() + slots + self.slot_buf.capacity()
     }
 
+    /// What INFO's `client_recent_max_input_buffer` samples: the read buffer's block.
+    pub fn input_bytes(&self) -> usize {
+        self.rbuf
+            .as_ref()
+            .map_or(0, |b| b.capacity())
+            .max(self.qalloc)
+    }
+
+    /// What INFO's `client_recent_max_output_buffer` samples: replies not yet sent
+    /// (waiting, and in the send in flight).
+    pub fn output_bytes(&self) -> usize {
+        let slots: usize = self.slots.iter().flatten().map(|b| b.len()).sum();
+        self.out.len() + if self.sending { self.inflight } else { 0 } + slots
+    }
+
     /// The client cron's resize (Redis's `clientsCronResizeQueryBuffer` and output-buffer
     /// trim): an empty read buffer whose block is over [`KEEP_BUF`] is dropped when the
     /// client has been idle for `idle`, or when the block is more than twice the most input

@@ -112,3 +112,52 @@ mod tests {
         assert_eq!(s.rates(), Rates::default());
     }
 }
+
+/// The biggest client input and output buffers seen in each of the last eight seconds
+/// (Redis's `CLIENTS_PEAK_MEM_USAGE_SLOTS`), sampled by the shard's 100 ms cron over its
+/// connections: INFO's `client_recent_max_input_buffer` / `_output_buffer`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct RecentPeaks {
+    /// (unix second, input bytes, output bytes) per slot `second % 8`.
+    slots: [(u64, u64, u64); 8],
+}
+
+impl RecentPeaks {
+    /// Notes one sample taken at unix second `sec`.
+    pub fn note(&mut self, sec: u64, input: u64, output: u64) {
+        let Some(s) = self.slots.get_mut((sec % 8) as usize) else {
+            return;
+        };
+        if s.0 != sec {
+            *s = (sec, 0, 0);
+        }
+        s.1 = s.1.max(input);
+        s.2 = s.2.max(output);
+    }
+
+    /// The biggest input and output seen in the eight seconds up to `sec`.
+    pub fn max(&self, sec: u64) -> (u64, u64) {
+        self.slots
+            .iter()
+            .filter(|s| s.0 + 8 > sec && s.0 <= sec)
+            .fold((0, 0), |(i, o), s| (i.max(s.1), o.max(s.2)))
+    }
+}
+
+#[cfg(test)]
+mod peak_tests {
+    use super::RecentPeaks;
+
+    #[test]
+    fn peaks_last_eight_seconds() {
+        let mut p = RecentPeaks::default();
+        p.note(100, 5, 50);
+        p.note(100, 9, 10);
+        p.note(103, 7, 70);
+        assert_eq!(p.max(103), (9, 70));
+        assert_eq!(p.max(107), (9, 70));
+        assert_eq!(p.max(108), (7, 70), "second 100 has left the window");
+        p.note(111, 1, 1);
+        assert_eq!(p.max(111), (1, 1), "slot 103 is stale, 111 reused slot 7");
+    }
+}

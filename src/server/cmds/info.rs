@@ -96,6 +96,8 @@ pub struct ShardInfo {
     pub dirty: u64,
     /// Bytes this shard's Lua VM holds.
     pub lua_mem: u64,
+    /// The biggest client input and output buffers of the last eight seconds.
+    pub recent_max: (u64, u64),
     /// Client-side caching: keys remembered here, their client entries, and the BCAST
     /// prefixes (registered on every shard, so merged by maximum).
     pub tracking: (u64, u64, u64),
@@ -134,6 +136,19 @@ pub(super) fn gather(tw: &mut Worker) -> ShardInfo {
         pass_ms: tw.eng.pass_age_ms(),
         dirty: s.dirty,
         lua_mem: crate::scripting::vm::memory() as u64,
+        recent_max: {
+            // Sampled now too, so a buffer of this moment counts before the cron's next
+            // sample (and stays counted after it is gone).
+            let sec = crate::persist::unix_secs();
+            let now = tw.conns.iter().fold((0u64, 0u64), |(i, o), (_, c)| {
+                (
+                    i.max(c.input_bytes() as u64),
+                    o.max(c.output_bytes() as u64),
+                )
+            });
+            tw.peaks.note(sec, now.0, now.1);
+            tw.peaks.max(sec)
+        },
         tracking: s.tracking.as_ref().map_or((0, 0, 0), |t| {
             (t.len() as u64, t.items() as u64, t.prefix_count() as u64)
         }),
@@ -187,6 +202,10 @@ pub(super) fn merge(mut a: ShardInfo, b: ShardInfo) -> ShardInfo {
     a.pass_ms = a.pass_ms.max(b.pass_ms);
     a.dirty += b.dirty;
     a.lua_mem += b.lua_mem;
+    a.recent_max = (
+        a.recent_max.0.max(b.recent_max.0),
+        a.recent_max.1.max(b.recent_max.1),
+    );
     a.tracking.0 += b.tracking.0;
     a.tracking.1 += b.tracking.1;
     a.tracking.2 = a.tracking.2.max(b.tracking.2);
@@ -464,8 +483,8 @@ pub fn render(sections: &[&str], m: &Meta, s: &ShardInfo) -> String {
                 f("connected_clients", &m.clients);
                 f("cluster_connections", &0);
                 f("maxclients", &m.maxclients);
-                f("client_recent_max_input_buffer", &0);
-                f("client_recent_max_output_buffer", &0);
+                f("client_recent_max_input_buffer", &s.recent_max.0);
+                f("client_recent_max_output_buffer", &s.recent_max.1);
                 f("blocked_clients", &m.blocked_clients);
                 f("tracking_clients", &crate::server::tracking::clients());
                 f("clients_in_timeout_table", &0);

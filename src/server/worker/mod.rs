@@ -212,6 +212,8 @@ pub struct Worker {
     pending_close: Vec<RawFd>,
     /// The connections' buffer bytes, summed by the 100 ms tick (`Conn::buffer_bytes`).
     clients_bytes: u64,
+    /// Recent biggest client buffers, for INFO clients.
+    pub peaks: crate::server::metrics::RecentPeaks,
     /// Replication state, once a replica attached (`repl::master`); `None` costs one test
     /// per pass.
     pub master_repl: Option<Box<crate::repl::master::ShardRepl>>,
@@ -294,6 +296,7 @@ impl Worker {
             clock: PassClock::new(),
             pending_close: Vec::new(),
             clients_bytes: 0,
+            peaks: Default::default(),
             master_repl: None,
             repl: Default::default(),
             monitors: Vec::new(),
@@ -1408,11 +1411,14 @@ impl Worker {
                 }
                 self.trim_scratch();
                 self.aof_sync_tick();
-                self.clients_bytes = self
-                    .conns
-                    .iter()
-                    .map(|(_, c)| c.buffer_bytes() as u64)
-                    .sum();
+                let (mut total, mut input, mut output) = (0u64, 0u64, 0u64);
+                for (_, c) in self.conns.iter() {
+                    total += c.buffer_bytes() as u64;
+                    input = input.max(c.input_bytes() as u64);
+                    output = output.max(c.output_bytes() as u64);
+                }
+                self.clients_bytes = total;
+                self.peaks.note(crate::persist::unix_secs(), input, output);
                 self.publish_mem();
                 super::client_evict::tick(self);
                 self.rates.sample(
