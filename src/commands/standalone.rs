@@ -22,7 +22,7 @@ pub const CLUSTER_DISABLED: &str = "This instance has cluster support disabled";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("cluster", -2, STALE, KeySpec::none(), Exec::Conn(cluster))
-        .doc("cluster", "3.0.0", "A container for Redis Cluster commands.", "subcommand [argument ...]")
+        .doc("cluster", "3.0.0", "A container for cluster commands", "subcommand [argument ...]")
         .subs(&[
             ("addslots", -3, "slot [slot ...]"),
             ("addslotsrange", -4, "start-slot end-slot [start-slot end-slot ...]"),
@@ -53,13 +53,13 @@ pub const COMMANDS: &[CommandSpec] = &[
             ("slots", 2, ""),
         ]),
     CommandSpec::new("readonly", 1, LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(cluster))
-        .doc("cluster", "3.0.0", "Enables read-only queries for a connection to a Redis Cluster replica node.", ""),
+        .doc("cluster", "3.0.0", "Enables read queries for a connection to a cluster replica node", ""),
     CommandSpec::new("readwrite", 1, LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(cluster))
-        .doc("cluster", "3.0.0", "Enables read-write queries for a connection to a Reids Cluster replica node.", ""),
+        .doc("cluster", "3.0.0", "Disables read queries for a connection to a cluster replica node", ""),
     CommandSpec::new("asking", 1, FAST, KeySpec::none(), Exec::Conn(cluster))
-        .doc("cluster", "3.0.0", "Signals that a cluster client is following an -ASK redirect.", ""),
+        .doc("cluster", "3.0.0", "Sent by cluster clients after an -ASK redirect", ""),
     CommandSpec::new("module", -2, ADMIN | NOSCRIPT | PROTECTED, KeySpec::none(), Exec::Conn(module))
-        .doc("server", "4.0.0", "A container for module commands.", "subcommand [argument ...]")
+        .doc("server", "4.0.0", "A container for module commands", "subcommand [argument ...]")
         .subs(&[
             ("help", 2, ""),
             ("list", 2, ""),
