@@ -261,20 +261,17 @@ pub fn access_allows(access: crate::config::Access, local: bool) -> bool {
     }
 }
 
-/// Redis's refusal of a PROTECTED command before it runs or is queued: DEBUG under
-/// `enable-debug-command`, MODULE LOAD / LOADEX / UNLOAD under `enable-module-command`
-/// (`standalone`); `no` refuses everyone, `local` everyone but loopback clients.
+/// Redis's refusal of a PROTECTED command (a row's or a subcommand's flag) before it runs
+/// or is queued: DEBUG under `enable-debug-command`, MODULE LOAD / LOADEX / UNLOAD under
+/// `enable-module-command` (`standalone`); `no` refuses everyone, `local` everyone but
+/// loopback clients.
 pub fn protected_refusal(
     shared: &crate::engine::shared::Shared,
     spec: &table::CommandSpec,
-    argv: &[Bytes],
     client_addr: &str,
 ) -> Option<CmdError> {
     let (access, option) = if spec.name == "module" {
-        (
-            standalone::module_access(shared, argv)?,
-            "enable-module-command",
-        )
+        (standalone::module_access(shared), "enable-module-command")
     } else {
         (shared.cfg.debug_command, "enable-debug-command")
     };

@@ -58,7 +58,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc("cluster", "3.0.0", "Disables read queries for a connection to a cluster replica node", ""),
     CommandSpec::new("asking", 1, FAST, KeySpec::none(), Exec::Conn(cluster))
         .doc("cluster", "3.0.0", "Sent by cluster clients after an -ASK redirect", ""),
-    CommandSpec::new("module", -2, ADMIN | NOSCRIPT | PROTECTED, KeySpec::none(), Exec::Conn(module))
+    CommandSpec::new("module", -2, ADMIN | NOSCRIPT, KeySpec::none(), Exec::Conn(module))
         .doc("server", "4.0.0", "A container for module commands", "subcommand [argument ...]")
         .subs(&[
             ("help", 2, ""),
@@ -66,7 +66,9 @@ pub const COMMANDS: &[CommandSpec] = &[
             ("load", -3, "path [arg [arg ...]]"),
             ("loadex", -3, "path [CONFIGS name value [CONFIGS name value ...]] [ARGS args [args ...]]"),
             ("unload", 3, "name"),
-        ]),
+        ])
+        // Refused unless `enable-module-command` allows them, before they run or queue.
+        .sub_flags(&[("load", PROTECTED), ("loadex", PROTECTED), ("unload", PROTECTED)]),
 ];
 
 /// Every CLUSTER subcommand, READONLY, READWRITE and ASKING: as a standalone Redis.
@@ -102,24 +104,16 @@ const MODULE_HELP: &[&str] = &[
     "    Prints this help.",
 ];
 
-/// The `enable-module-command` gate for a MODULE call (checked before it runs or is
-/// queued, as Redis checks its PROTECTED commands): `None` for the subcommands it does not
-/// guard (LIST, HELP).
-pub fn module_access(shared: &Shared, argv: &[Bytes]) -> Option<Access> {
-    let sub = argv.get(1)?;
-    if !["load", "loadex", "unload"]
-        .iter()
-        .any(|n| sub.eq_ignore_ascii_case(n.as_bytes()))
-    {
-        return None;
-    }
+/// What `enable-module-command` allows (MODULE's PROTECTED subcommands check it before
+/// they run or are queued, as Redis does).
+pub fn module_access(shared: &Shared) -> Access {
     let set = shared
         .tun
         .text
         .lock()
         .ok()
         .and_then(|m| m.get("enable-module-command").cloned());
-    Some(set.as_deref().and_then(Access::parse).unwrap_or(Access::No))
+    set.as_deref().and_then(Access::parse).unwrap_or(Access::No)
 }
 
 /// MODULE: no module is ever loaded here. LOAD, LOADEX and UNLOAD reach this only where

@@ -144,11 +144,11 @@ pub fn queue(w: &mut Worker, idx: usize, argv: &mut Vec<Bytes>) -> bool {
             return true;
         }
     }
-    if spec.has(PROTECTED) {
+    if flags & PROTECTED != 0 {
         let refusal = w
             .conns
             .get(idx)
-            .and_then(|c| commands::protected_refusal(&w.eng.shared, spec, argv, &c.client.addr));
+            .and_then(|c| commands::protected_refusal(&w.eng.shared, spec, &c.client.addr));
         if let Some(e) = refusal {
             reject(w, idx, e.to_string());
             return true;

@@ -322,9 +322,9 @@ impl Worker {
             self.reject(idx, Some(id), argv, e);
             return;
         }
-        if spec.has(PROTECTED) {
+        if flags & PROTECTED != 0 {
             let c = &self.conns[idx].client;
-            if let Some(e) = commands::protected_refusal(&self.eng.shared, spec, argv, &c.addr) {
+            if let Some(e) = commands::protected_refusal(&self.eng.shared, spec, &c.addr) {
                 self.reject(idx, Some(id), argv, e);
                 return;
             }
