@@ -504,9 +504,12 @@ fn node_client_follows_a_failover(module: &str, client: &str) {
     let new_port = field("SWITCHED", 1) as u16;
     assert!(c.replicas.iter().any(|r| r.port == new_port), "{rest:?}");
     // Writes acknowledged before the kill may be lost (asynchronous replication), but the
-    // counter on the new master carries the writes it replicated and every one after.
+    // counter on the new master carries the writes it replicated and every one after. The
+    // one INCR in flight at the kill may have run and replicated without its reply reaching
+    // the client (and ioredis resends it): at most one more than the acknowledged ones
+    // (seen once in CI: 641 against 640).
     let (acked, counter) = (field("SWITCHED", 2), field("SWITCHED", 4));
-    assert!(counter > 0 && counter <= acked, "{rest:?}");
+    assert!(counter > 0 && counter <= acked + 1, "{rest:?}");
     let (after, replica_read) = (field("DONE", 1), field("DONE", 2));
     assert_eq!(after, counter + 200, "{rest:?}");
     assert_eq!(
