@@ -32,10 +32,10 @@ pub struct KeyPattern {
 /// all of it (command, keys and channels), as in Redis 7.0.
 #[derive(Clone, Debug)]
 pub struct Selector {
-    /// Allowed, per command id of the command table.
+    /// Allowed, per statistics slot of the command table: each row, then each subcommand
+    /// of a container (Redis gives subcommands their own bits: `-@dangerous` takes CLIENT
+    /// KILL and leaves CLIENT ID).
     allowed: Vec<bool>,
-    /// `+cmd|sub` / `-cmd|sub` exceptions: (command id, lower-case subcommand, allowed).
-    subs: Vec<(usize, String, bool)>,
     /// The command rules as given since the last reset (ACL LIST/GETUSER show them after
     /// `+@all` or `-@all`).
     rules: Vec<String>,
@@ -60,8 +60,7 @@ impl Selector {
     /// Nothing allowed (a new user's root selector, or a new `(...)` selector).
     fn new() -> Selector {
         Selector {
-            allowed: vec![false; table().specs.len()],
-            subs: Vec::new(),
+            allowed: vec![false; table().stat_slots()],
             rules: Vec::new(),
             all_base: false,
             allkeys: false,
@@ -73,7 +72,6 @@ impl Selector {
 
     fn reset_commands(&mut self, all: bool) {
         self.allowed.iter_mut().for_each(|a| *a = all);
-        self.subs.clear();
         self.rules.clear();
         self.all_base = all;
     }
@@ -171,6 +169,21 @@ impl Selector {
         Ok(())
     }
 
+    /// Sets a slot (see `allowed`).
+    fn set(&mut self, slot: usize, allow: bool) {
+        if let Some(a) = self.allowed.get_mut(slot) {
+            *a = allow;
+        }
+    }
+
+    /// Sets command `id` and every subcommand of it (Redis's `ACLChangeSelectorPerm`).
+    fn set_command(&mut self, id: usize, allow: bool) {
+        self.set(id, allow);
+        for slot in table().sub_slots(id) {
+            self.set(slot, allow);
+        }
+    }
+
     fn command_rule(&mut self, what: &str, allow: bool) -> Result<(), String> {
         let sign = if allow { '+' } else { '-' };
         let t = table();
@@ -179,12 +192,17 @@ impl Selector {
             if !CATEGORIES.contains(&cat.as_str()) {
                 return Err("Unknown command or category name in ACL".into());
             }
+            let bit = crate::commands::table::category_bit(&cat).unwrap_or(0);
+            // A container in the category takes all its subcommands with it; each
+            // subcommand in it is taken on its own (Redis's order).
             for (id, spec) in t.specs.iter().enumerate() {
-                if crate::commands::docs::in_category(spec, &cat) {
-                    if let Some(a) = self.allowed.get_mut(id) {
-                        *a = allow;
-                    }
-                    self.subs.retain(|(i, _, _)| *i != id);
+                if spec.categories() & bit != 0 {
+                    self.set_command(id, allow);
+                }
+            }
+            for (_, slot, cats) in t.entries() {
+                if slot >= t.specs.len() && cats & bit != 0 {
+                    self.set(slot, allow);
                 }
             }
             self.rules.push(format!("{sign}@{cat}"));
@@ -196,20 +214,20 @@ impl Selector {
                 let (id, spec) = t
                     .lookup(cmd.as_bytes())
                     .ok_or("Unknown command or category name in ACL")?;
-                if !spec.subcommands.iter().any(|(n, _, _)| *n == sub) {
-                    return Err("Unknown command or category name in ACL".into());
+                let at = spec
+                    .subcommands
+                    .iter()
+                    .position(|(n, _, _)| *n == sub)
+                    .ok_or("Unknown command or category name in ACL")?;
+                if let Some(slot) = t.sub_slots(id).nth(at) {
+                    self.set(slot, allow);
                 }
-                self.subs.retain(|(i, s, _)| !(*i == id && s == sub));
-                self.subs.push((id, sub.to_string(), allow));
             }
             None => {
                 let (id, _) = t
                     .lookup(lower.as_bytes())
                     .ok_or("Unknown command or category name in ACL")?;
-                if let Some(a) = self.allowed.get_mut(id) {
-                    *a = allow;
-                }
-                self.subs.retain(|(i, _, _)| *i != id);
+                self.set_command(id, allow);
             }
         }
         self.rules.push(format!("{sign}{lower}"));
@@ -218,18 +236,15 @@ impl Selector {
 
     /// May this selector run `spec` (with `argv`, for a container's subcommand)?
     pub fn may_run(&self, id: usize, spec: &CommandSpec, argv: &[Bytes]) -> bool {
-        if !spec.subcommands.is_empty() {
-            if let Some(sub) = argv.get(1) {
-                if let Some((_, _, allow)) = self
-                    .subs
-                    .iter()
-                    .find(|(i, s, _)| *i == id && s.as_bytes().eq_ignore_ascii_case(sub))
-                {
-                    return *allow;
-                }
+        let t = table();
+        let slot = match t.sub_base.get(id) {
+            Some(&base) if base != crate::commands::table::NO_SUBS && argv.len() > 1 => {
+                t.sub_slot(id, base, argv)
             }
-        }
-        self.allowed.get(id).copied().unwrap_or(false)
+            _ => id,
+        };
+        let _ = spec;
+        self.allowed.get(slot).copied().unwrap_or(false)
     }
 
     /// May this selector touch `key` as `spec` does?

@@ -17,6 +17,21 @@ use crate::protocol::reply::Reply;
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("acl", -2, ADMIN | NOSCRIPT | LOADING | STALE, KeySpec::none(), Exec::Conn(acl_cmd))
+        .sub_flags(&[
+            ("cat", NOSCRIPT | LOADING | STALE, 0),
+            ("deluser", ADMIN | NOSCRIPT | LOADING | STALE, 0),
+            ("dryrun", ADMIN | NOSCRIPT | LOADING | STALE, 0),
+            ("genpass", NOSCRIPT | LOADING | STALE, 0),
+            ("getuser", ADMIN | NOSCRIPT | LOADING | STALE, 0),
+            ("list", ADMIN | NOSCRIPT | LOADING | STALE, 0),
+            ("load", ADMIN | NOSCRIPT | LOADING | STALE, 0),
+            ("log", ADMIN | NOSCRIPT | LOADING | STALE, 0),
+            ("save", ADMIN | NOSCRIPT | LOADING | STALE, 0),
+            ("setuser", ADMIN | NOSCRIPT | LOADING | STALE, 0),
+            ("users", ADMIN | NOSCRIPT | LOADING | STALE, 0),
+            ("whoami", NOSCRIPT | LOADING | STALE, 0),
+            ("help", LOADING | STALE, 0),
+        ])
         .doc("server", "6.0.0", "A container for Access List Control commands.", "subcommand [argument ...]")
         .subs(&[
             ("cat", -2, "[category]"),
@@ -162,12 +177,12 @@ fn acl_cmd(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
                 if !acl::CATEGORIES.contains(&cat.as_str()) || cat == "all" {
                     return Err(CmdError::err(format!("Unknown category '{}'", text(c))));
                 }
+                let bit = crate::commands::table::category_bit(&cat).unwrap_or(0);
                 Reply::Array(
                     table()
-                        .specs
-                        .iter()
-                        .filter(|s| super::docs::in_category(s, &cat))
-                        .map(|s| Reply::bulk(s.name))
+                        .entries()
+                        .filter(|(_, _, c)| c & bit != 0)
+                        .map(|(n, _, _)| Reply::bulk(n))
                         .collect(),
                 )
             }

@@ -9,7 +9,7 @@
 use bytes::Bytes;
 
 use super::args::{arg, int, is};
-use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
+use super::table::{CommandSpec, Exec, KeySpec, CAT_BITMAP, DENYOOM, FAST, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
 use crate::coord::lock::{gather_noting, Noting, WriteFn};
 use crate::engine::Engine;
@@ -25,23 +25,29 @@ const G: &str = "bitmap";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("setbit", 4, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(setbit))
+        .acl(CAT_BITMAP)
         .ev(crate::shard::notify::STRING, "setbit")
         // A change when the bit flipped or the string was created or grown (Redis 7.0).
         .touches(super::table::Touches::Own)
         .verbatim()
         .doc(G, "2.2.0", "Sets or clears the bit at offset of the string value. Creates the key if it doesn't exist.", "key offset value"),
     CommandSpec::new("getbit", 3, READONLY | FAST, KeySpec::single(1), Exec::Key(getbit))
+        .acl(CAT_BITMAP)
         .doc(G, "2.2.0", "Returns a bit value by offset.", "key offset"),
     CommandSpec::new("bitcount", -2, READONLY, KeySpec::single(1), Exec::Key(bitcount))
+        .acl(CAT_BITMAP)
         .doc(G, "2.6.0", "Counts the number of set bits (population counting) in a string.", "key [start end [BYTE | BIT]]"),
     CommandSpec::new("bitpos", -3, READONLY, KeySpec::single(1), Exec::Key(bitpos))
+        .acl(CAT_BITMAP)
         .doc(G, "2.8.7", "Finds the first set (1) or clear (0) bit in a string.", "key bit [start [end [BYTE | BIT]]]"),
     CommandSpec::new("bitop", -4, WRITE | DENYOOM, KeySpec::range(2, -1, 1), Exec::Key(bitop))
+        .acl(CAT_BITMAP)
         .ev_store(crate::shard::notify::STRING, "set", 2)
         .cross(bitop_cross)
         .verbatim()
         .doc(G, "2.6.0", "Performs bitwise operations on multiple strings, and stores the result.", "AND | OR | XOR | NOT destkey key [key ...]"),
     CommandSpec::new("bitfield", -2, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(bitfield))
+        .acl(CAT_BITMAP)
         .ev(crate::shard::notify::STRING, "setbit")
         // A change only when a SET or INCRBY did not fail (Redis's `changes`).
         .touches(super::table::Touches::Own)
@@ -49,6 +55,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(G, "3.2.0", "Performs arbitrary bitfield integer operations on strings.",
              "key [GET encoding offset | [OVERFLOW WRAP | SAT | FAIL] SET encoding offset value | INCRBY encoding offset increment [GET encoding offset | [OVERFLOW WRAP | SAT | FAIL] SET encoding offset value | INCRBY encoding offset increment ...]]"),
     CommandSpec::new("bitfield_ro", -2, READONLY | FAST, KeySpec::single(1), Exec::Key(bitfield_ro))
+        .acl(CAT_BITMAP)
         .doc(G, "6.0.0", "Performs arbitrary read-only bitfield integer operations on strings.", "key [GET encoding offset [GET encoding offset ...]]"),
 ];
 

@@ -100,10 +100,11 @@ fn command_list(argv: &[Bytes]) -> CmdResult {
                     .map(|(n, _)| Reply::bulk(n))
                     .collect()
             } else if is(kind, "aclcat") {
-                let cat = text(value);
-                all_names()
-                    .filter(|(_, s)| docs::in_category(s, &cat))
-                    .map(|(n, _)| Reply::bulk(n))
+                let bit = super::table::category_bit(&text(value)).unwrap_or(0);
+                table()
+                    .entries()
+                    .filter(|(_, _, c)| c & bit != 0)
+                    .map(|(n, _, _)| Reply::bulk(n))
                     .collect()
             } else if is(kind, "module") {
                 Vec::new()

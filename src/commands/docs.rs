@@ -7,7 +7,7 @@
 //! `pure-token`, and an UPPERCASE word before a lowercase one that argument's `token`.
 //! redis-cli 7 builds its interactive hints from this tree.
 
-use super::table::{CommandSpec, KeySpec, ADMIN, BLOCKING, FAST, PUBSUB, READONLY, WRITE};
+use super::table::{CommandSpec, KeySpec, CATEGORY_NAMES, WRITE};
 use crate::protocol::reply::Reply;
 
 /// An argument's type, as COMMAND DOCS names it.
@@ -363,50 +363,14 @@ pub fn arg_reply(a: &DocArg) -> Reply {
     Reply::Map(m)
 }
 
-/// ACL categories Redis derives from a command's flags and group.
-pub fn acl_categories(flags: u32, group: &str) -> Vec<Reply> {
-    let mut c: Vec<&'static str> = Vec::new();
-    if flags & WRITE != 0 {
-        c.push("@write");
-    }
-    if flags & READONLY != 0 {
-        c.push("@read");
-    }
-    match group {
-        "string" => c.push("@string"),
-        "generic" => c.push("@keyspace"),
-        "hash" => c.push("@hash"),
-        "list" => c.push("@list"),
-        "set" => c.push("@set"),
-        "sorted-set" => c.push("@sortedset"),
-        "geo" => c.push("@geo"),
-        "connection" => c.push("@connection"),
-        "pubsub" => c.push("@pubsub"),
-        "stream" => c.push("@stream"),
-        _ => {}
-    }
-    if flags & ADMIN != 0 {
-        c.push("@admin");
-    }
-    if flags & PUBSUB != 0 && group != "pubsub" {
-        c.push("@pubsub");
-    }
-    c.push(if flags & FAST != 0 { "@fast" } else { "@slow" });
-    if flags & BLOCKING != 0 {
-        c.push("@blocking");
-    }
-    if flags & ADMIN != 0 {
-        c.push("@dangerous");
-    }
-    c.into_iter().map(Reply::status).collect()
-}
-
-/// Whether a command belongs to an ACL category (`@read` or `read`, any case).
-pub fn in_category(spec: &CommandSpec, cat: &str) -> bool {
-    let want = format!("@{}", cat.trim_start_matches('@').to_ascii_lowercase());
-    acl_categories(spec.flags, spec.group)
+/// ACL categories as COMMAND INFO prints them (`@name`, Redis's order).
+pub fn category_replies(cats: u32) -> Vec<Reply> {
+    CATEGORY_NAMES
         .iter()
-        .any(|r| matches!(r, Reply::Status(s) if s.as_ref() == want.as_bytes()))
+        .enumerate()
+        .filter(|(i, _)| cats & (1 << i) != 0)
+        .map(|(_, n)| Reply::Status(bytes::Bytes::from(format!("@{n}"))))
+        .collect()
 }
 
 fn key_specs(spec: &CommandSpec) -> Vec<Reply> {
@@ -475,7 +439,9 @@ pub fn command_info(spec: &CommandSpec) -> Reply {
             // The container's key positions belong to the subcommands that take a key
             // (OBJECT ENCODING, MEMORY USAGE), as Redis reports them.
             let keyed = spec.keys.first > 0 && args.starts_with("key");
-            let flags = spec.flags | spec.sub_flags_of(sub.as_bytes());
+            let (flags, cats) = spec
+                .sub_info(sub.as_bytes())
+                .unwrap_or((spec.flags, spec.categories()));
             let (first, last, step) = if keyed {
                 (spec.keys.first, spec.keys.last, spec.keys.step)
             } else {
@@ -488,18 +454,19 @@ pub fn command_info(spec: &CommandSpec) -> Reply {
                 Reply::Int(first as i64),
                 Reply::Int(last as i64),
                 Reply::Int(step as i64),
-                Reply::Set(acl_categories(flags, spec.group)),
+                Reply::Set(category_replies(cats)),
                 Reply::Set(Vec::new()),
                 Reply::Set(if keyed { key_specs(spec) } else { Vec::new() }),
                 Reply::Set(Vec::new()),
             ])
         })
         .collect();
-    // A container's own row carries no flags or categories beyond @slow, as in Redis.
-    let (flags, cats) = if spec.subcommands.is_empty() {
-        (spec.flag_names(), acl_categories(spec.flags, spec.group))
+    // A container's own row carries no flags (but COMMAND's), as in Redis.
+    let cats = category_replies(spec.categories());
+    let flags = if spec.subcommands.is_empty() {
+        spec.flag_names()
     } else {
-        (Vec::new(), vec![Reply::status("@slow")])
+        spec.flag_names_of(spec.container_flags)
     };
     // Movable-key commands report 0 0 0 (and the `movablekeys` flag), as Redis does.
     // A destination before the count (ZUNIONSTORE) is reported as `1 1 1`, as Redis does.

@@ -10,7 +10,8 @@ use bytes::Bytes;
 
 use super::args::arg;
 use super::table::{
-    CommandSpec, Exec, KeySpec, ADMIN, DENYOOM, FAST, MAY_REPLICATE, READONLY, WRITE,
+    CommandSpec, Exec, KeySpec, ADMIN, CAT_HYPERLOGLOG, DENYOOM, FAST, MAY_REPLICATE, READONLY,
+    WRITE,
 };
 use super::{ConnCtx, KeyCtx};
 use crate::coord::lock::{gather, gather_noting, Noting, WriteFn};
@@ -27,21 +28,26 @@ const G: &str = "hyperloglog";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("pfadd", -2, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(pfadd))
+        .acl(CAT_HYPERLOGLOG)
         .noop(super::table::NoOp::Int0)
         .ev_counted(crate::shard::notify::STRING, "pfadd")
         .verbatim()
         .doc(G, "2.8.9", "Adds elements to a HyperLogLog key. Creates the key if it doesn't exist.", "key [element [element ...]]"),
     CommandSpec::new("pfcount", -2, READONLY | MAY_REPLICATE, KeySpec::range(1, -1, 1), Exec::Key(pfcount))
+        .acl(CAT_HYPERLOGLOG)
         .cross(pfcount_cross)
         .doc(G, "2.8.9", "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s).", "key [key ...]"),
     CommandSpec::new("pfmerge", -2, WRITE | DENYOOM, KeySpec::range(1, -1, 1), Exec::Key(pfmerge))
+        .acl(CAT_HYPERLOGLOG)
         .ev_hook(crate::shard::notify::ev_pfmerge)
         .cross(pfmerge_cross)
         .verbatim()
         .doc(G, "2.8.9", "Merges one or more HyperLogLog values into a single key.", "destkey [sourcekey [sourcekey ...]]"),
     CommandSpec::new("pfdebug", 3, WRITE | DENYOOM | ADMIN, KeySpec::single(2), Exec::Key(pfdebug))
+        .acl(CAT_HYPERLOGLOG)
         .doc(G, "2.8.9", "Internal commands for debugging HyperLogLog values.", "subcommand key"),
     CommandSpec::new("pfselftest", 1, ADMIN, KeySpec::none(), Exec::Key(pfselftest))
+        .acl(CAT_HYPERLOGLOG)
         .doc(G, "2.8.9", "An internal command for testing HyperLogLog values.", ""),
 ];
 

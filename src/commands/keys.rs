@@ -5,7 +5,10 @@
 use bytes::Bytes;
 
 use super::args::{arg, glob_match, int, is, text};
-use super::table::{CommandSpec, Exec, KeySpec, Merge, SplitSpec, DENYOOM, FAST, READONLY, WRITE};
+use super::table::{
+    CommandSpec, Exec, KeySpec, Merge, SplitSpec, CAT_DANGEROUS, CAT_KEYSPACE, DENYOOM, FAST,
+    LOADING, READONLY, STALE, WRITE,
+};
 use super::{ConnCtx, KeyCtx};
 use crate::coord::lock::{move_key, MoveCheck};
 use crate::engine::Engine;
@@ -85,7 +88,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .verbatim()
         .noop(super::table::NoOp::Int0OrSameKeys)
         .doc(G, "1.0.0", "Renames a key only when the target key name doesn't exist.", "key newkey"),
-    CommandSpec::new("copy", -3, WRITE, KeySpec::range(1, 2, 1), Exec::Key(copy))
+    CommandSpec::new("copy", -3, WRITE | DENYOOM, KeySpec::range(1, 2, 1), Exec::Key(copy))
         .ev_hook(crate::shard::notify::ev_copy)
         .cross(copy_cross)
         .verbatim()
@@ -95,6 +98,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("dump", 2, READONLY, KeySpec::single(1), Exec::Key(dump))
         .doc(G, "2.6.0", "Returns a serialized representation of the value stored at a key.", "key"),
     CommandSpec::new("restore", -4, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(restore))
+        .acl(CAT_KEYSPACE | CAT_DANGEROUS)
         .ev(crate::shard::notify::GENERIC, "restore")
         .doc(G, "2.6.0", "Creates a key from the serialized representation of a value.",
              "key ttl serialized-value [REPLACE] [ABSTTL] [IDLETIME seconds] [FREQ frequency]"),
@@ -105,6 +109,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .touches(super::table::Touches::MoveDb)
         .doc(G, "1.0.0", "Moves a key to another database.", "key db"),
     CommandSpec::new("keys", 2, READONLY, KeySpec::none(), Exec::Conn(keys))
+        .acl(CAT_KEYSPACE | CAT_DANGEROUS)
         .doc(G, "1.0.0", "Returns all key names that match a pattern.", "pattern"),
     CommandSpec::new("scan", -2, READONLY, KeySpec::none(), Exec::Conn(scan))
         .doc(G, "2.8.0", "Iterates over the key names in the database.", "cursor [MATCH pattern] [COUNT count] [TYPE type]"),
@@ -113,6 +118,13 @@ pub const COMMANDS: &[CommandSpec] = &[
     // A connection command (MEMORY STATS reads every shard); USAGE runs `memory` on the
     // key's shard (`observe::memory`).
     CommandSpec::new("object", -2, READONLY, KeySpec::single(2), Exec::Key(object))
+        .sub_flags(&[
+            ("encoding", READONLY, CAT_KEYSPACE),
+            ("freq", READONLY, CAT_KEYSPACE),
+            ("idletime", READONLY, CAT_KEYSPACE),
+            ("refcount", READONLY, CAT_KEYSPACE),
+            ("help", LOADING | STALE, CAT_KEYSPACE),
+        ])
         .doc("generic", "2.2.3", "A container for object introspection commands.", "subcommand [key]")
         .subs(&[
             ("encoding", 3, "key"),

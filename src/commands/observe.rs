@@ -21,6 +21,12 @@ const SV: &str = "server";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("slowlog", -2, ADMIN | LOADING | STALE, KeySpec::none(), Exec::Conn(slowlog))
+        .sub_flags(&[
+            ("get", ADMIN | LOADING | STALE, 0),
+            ("len", ADMIN | LOADING | STALE, 0),
+            ("reset", ADMIN | LOADING | STALE, 0),
+            ("help", LOADING | STALE, 0),
+        ])
         .doc(SV, "2.2.12", "A container for slow log commands.", "subcommand [argument ...]")
         .subs(&[
             ("get", -2, "[count]"),
@@ -29,6 +35,15 @@ pub const COMMANDS: &[CommandSpec] = &[
             ("help", 2, ""),
         ]),
     CommandSpec::new("latency", -2, ADMIN | NOSCRIPT | LOADING | STALE, KeySpec::none(), Exec::Conn(latency_cmd))
+        .sub_flags(&[
+            ("doctor", ADMIN | NOSCRIPT | LOADING | STALE, 0),
+            ("graph", ADMIN | NOSCRIPT | LOADING | STALE, 0),
+            ("histogram", ADMIN | NOSCRIPT | LOADING | STALE, 0),
+            ("history", ADMIN | NOSCRIPT | LOADING | STALE, 0),
+            ("latest", ADMIN | NOSCRIPT | LOADING | STALE, 0),
+            ("reset", ADMIN | NOSCRIPT | LOADING | STALE, 0),
+            ("help", LOADING | STALE, 0),
+        ])
         .doc(SV, "2.8.13", "A container for latency diagnostics commands.", "subcommand [argument ...]")
         .subs(&[
             ("doctor", 2, ""),

@@ -9,7 +9,10 @@ use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 
-use super::table::{CommandSpec, Exec, KeySpec, ADMIN, FAST, LOADING, NOSCRIPT, NO_MULTI, STALE};
+use super::table::{
+    CommandSpec, Exec, KeySpec, ADMIN, CAT_ADMIN, CAT_DANGEROUS, FAST, LOADING, NOSCRIPT,
+    NO_ASYNC_LOADING, NO_MULTI, STALE,
+};
 use super::ConnCtx;
 use crate::engine::Engine;
 use crate::error::{CmdError, CmdResult};
@@ -20,13 +23,14 @@ const SV: &str = "server";
 
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("save", 1, ADMIN | NOSCRIPT | NO_MULTI, KeySpec::none(), Exec::Conn(save))
+    CommandSpec::new("save", 1, ADMIN | NOSCRIPT | NO_ASYNC_LOADING | NO_MULTI, KeySpec::none(), Exec::Conn(save))
         .doc(SV, "1.0.0", "Synchronously save the dataset to disk", ""),
-    CommandSpec::new("bgsave", -1, ADMIN | NOSCRIPT, KeySpec::none(), Exec::Conn(bgsave))
+    CommandSpec::new("bgsave", -1, ADMIN | NOSCRIPT | NO_ASYNC_LOADING, KeySpec::none(), Exec::Conn(bgsave))
         .doc(SV, "1.0.0", "Asynchronously save the dataset to disk", "[SCHEDULE]"),
-    CommandSpec::new("bgrewriteaof", 1, ADMIN | NOSCRIPT, KeySpec::none(), Exec::Conn(bgrewriteaof))
+    CommandSpec::new("bgrewriteaof", 1, ADMIN | NOSCRIPT | NO_ASYNC_LOADING, KeySpec::none(), Exec::Conn(bgrewriteaof))
         .doc(SV, "1.0.0", "Asynchronously rewrite the append-only file to disk", ""),
     CommandSpec::new("lastsave", 1, LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(lastsave))
+        .acl(CAT_ADMIN | CAT_DANGEROUS)
         .doc(SV, "1.0.0", "Get the UNIX time stamp of the last successful save to disk", ""),
 ];
 

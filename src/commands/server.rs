@@ -10,7 +10,8 @@ use super::command::command;
 use super::config::config;
 use super::keys::all_shards;
 use super::table::{
-    table, CommandSpec, Exec, KeySpec, ADMIN, FAST, LOADING, NOSCRIPT, READONLY, STALE, WRITE,
+    table, CommandSpec, Exec, KeySpec, ADMIN, CAT_CONNECTION, CAT_DANGEROUS, CAT_KEYSPACE, FAST,
+    LOADING, NOSCRIPT, READONLY, STALE, WRITE,
 };
 use super::ConnCtx;
 use crate::coord::lock;
@@ -25,12 +26,22 @@ const SV: &str = "server";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("dbsize", 1, READONLY | FAST, KeySpec::none(), Exec::Conn(dbsize))
+        .acl(CAT_KEYSPACE)
         .doc(SV, "1.0.0", "Returns the number of keys in the database.", ""),
     CommandSpec::new("flushdb", -1, WRITE, KeySpec::none(), Exec::Conn(flushdb))
+        .acl(CAT_KEYSPACE | CAT_DANGEROUS)
         .doc(SV, "1.0.0", "Removes all keys from the current database.", "[ASYNC | SYNC]"),
     CommandSpec::new("flushall", -1, WRITE, KeySpec::none(), Exec::Conn(flushall))
+        .acl(CAT_KEYSPACE | CAT_DANGEROUS)
         .doc(SV, "1.0.0", "Removes all keys from all databases.", "[ASYNC | SYNC]"),
     CommandSpec::new("config", -2, ADMIN | NOSCRIPT | LOADING | STALE, KeySpec::none(), Exec::Conn(config))
+        .sub_flags(&[
+            ("get", ADMIN | NOSCRIPT | LOADING | STALE, 0),
+            ("set", ADMIN | NOSCRIPT | LOADING | STALE, 0),
+            ("resetstat", ADMIN | NOSCRIPT | LOADING | STALE, 0),
+            ("rewrite", ADMIN | NOSCRIPT | LOADING | STALE, 0),
+            ("help", LOADING | STALE, 0),
+        ])
         .doc(SV, "2.0.0", "A container for server configuration commands.", "subcommand [argument ...]")
         .subs(&[
             ("get", -3, "parameter [parameter ...]"),
@@ -40,6 +51,16 @@ pub const COMMANDS: &[CommandSpec] = &[
             ("help", 2, ""),
         ]),
     CommandSpec::new("command", -1, LOADING | STALE, KeySpec::none(), Exec::Conn(command))
+        .sub_flags(&[
+            ("count", LOADING | STALE, CAT_CONNECTION),
+            ("list", LOADING | STALE, CAT_CONNECTION),
+            ("info", LOADING | STALE, CAT_CONNECTION),
+            ("docs", LOADING | STALE, CAT_CONNECTION),
+            ("getkeys", LOADING | STALE, CAT_CONNECTION),
+            ("help", LOADING | STALE, CAT_CONNECTION),
+        ])
+        .acl(CAT_CONNECTION)
+        .shows(LOADING | STALE)
         .doc(SV, "2.8.13", "Returns detailed information about all commands.", "subcommand [argument ...]")
         .subs(&[
             ("count", 2, ""),
@@ -52,6 +73,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("time", 1, LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(time))
         .doc(SV, "2.6.0", "Returns the server time.", ""),
     CommandSpec::new("swapdb", 3, WRITE | FAST, KeySpec::none(), Exec::Conn(swapdb))
+        .acl(CAT_KEYSPACE | CAT_DANGEROUS)
         .doc(SV, "4.0.0", "Swaps two Redis databases.", "index1 index2"),
 ];
 

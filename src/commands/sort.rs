@@ -11,7 +11,10 @@
 use bytes::Bytes;
 
 use super::args::{arg, is};
-use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, READONLY, WRITE};
+use super::table::{
+    CommandSpec, Exec, KeySpec, CAT_DANGEROUS, CAT_LIST, CAT_SET, CAT_SORTEDSET, DENYOOM, READONLY,
+    WRITE,
+};
 use super::{ConnCtx, KeyCtx};
 use crate::coord::lock::{lock_all, unlock};
 use crate::engine::Engine;
@@ -29,12 +32,14 @@ const G: &str = "generic";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("sort", -2, WRITE | DENYOOM, KeySpec::sort(), Exec::Key(sort))
+        .acl(CAT_SET | CAT_SORTEDSET | CAT_LIST | CAT_DANGEROUS)
         .cross(sort_cross)
         .touches(super::table::Touches::Own)
         .ev_store(crate::shard::notify::LIST, "sortstore", 0)
         .doc(G, "1.0.0", "Sorts the elements in a list, a set, or a sorted set, optionally storing the result.",
              "key [BY pattern] [LIMIT offset count] [GET pattern [GET pattern ...]] [ASC | DESC] [ALPHA] [STORE destination]"),
     CommandSpec::new("sort_ro", -2, READONLY, KeySpec::sort(), Exec::Key(sort_ro))
+        .acl(CAT_SET | CAT_SORTEDSET | CAT_LIST | CAT_DANGEROUS)
         .cross(sort_cross)
         .doc(G, "7.0.0", "Returns the sorted elements of a list, a set, or a sorted set.",
              "key [BY pattern] [LIMIT offset count] [GET pattern [GET pattern ...]] [ASC | DESC] [ALPHA]"),

@@ -9,7 +9,10 @@
 use bytes::Bytes;
 
 use super::args::{arg, text};
-use super::table::{CommandSpec, Exec, KeySpec, ADMIN, FAST, LOADING, NOSCRIPT, PROTECTED, STALE};
+use super::table::{
+    CommandSpec, Exec, KeySpec, ADMIN, CAT_CONNECTION, FAST, LOADING, NOSCRIPT, NO_ASYNC_LOADING,
+    PROTECTED, STALE,
+};
 use super::ConnCtx;
 use crate::config::Access;
 use crate::engine::shared::Shared;
@@ -55,15 +58,54 @@ const CLUSTER_SUBS: &[(&str, i32, &str)] = &[
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("cluster", -2, STALE, KeySpec::none(), Exec::Conn(cluster))
+        .sub_flags(&[
+            ("addslots", ADMIN | STALE | NO_ASYNC_LOADING, 0),
+            ("addslotsrange", ADMIN | STALE | NO_ASYNC_LOADING, 0),
+            ("bumpepoch", ADMIN | STALE | NO_ASYNC_LOADING, 0),
+            ("count-failure-reports", ADMIN | STALE, 0),
+            ("countkeysinslot", STALE, 0),
+            ("delslots", ADMIN | STALE | NO_ASYNC_LOADING, 0),
+            ("delslotsrange", ADMIN | STALE | NO_ASYNC_LOADING, 0),
+            ("failover", ADMIN | STALE | NO_ASYNC_LOADING, 0),
+            ("flushslots", ADMIN | STALE | NO_ASYNC_LOADING, 0),
+            ("forget", ADMIN | STALE | NO_ASYNC_LOADING, 0),
+            ("getkeysinslot", STALE, 0),
+            ("help", LOADING | STALE, 0),
+            ("info", STALE, 0),
+            ("keyslot", STALE, 0),
+            ("links", STALE, 0),
+            ("meet", ADMIN | STALE | NO_ASYNC_LOADING, 0),
+            ("myid", STALE, 0),
+            ("nodes", STALE, 0),
+            ("replicas", ADMIN | STALE, 0),
+            ("replicate", ADMIN | STALE | NO_ASYNC_LOADING, 0),
+            ("reset", ADMIN | NOSCRIPT | STALE, 0),
+            ("saveconfig", ADMIN | STALE | NO_ASYNC_LOADING, 0),
+            ("set-config-epoch", ADMIN | STALE | NO_ASYNC_LOADING, 0),
+            ("setslot", ADMIN | STALE | NO_ASYNC_LOADING, 0),
+            ("shards", STALE, 0),
+            ("slaves", ADMIN | STALE, 0),
+            ("slots", STALE, 0),
+        ])
         .doc("cluster", "3.0.0", "A container for cluster commands", "subcommand [argument ...]")
         .subs(CLUSTER_SUBS),
     CommandSpec::new("readonly", 1, LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(cluster))
+        .acl(CAT_CONNECTION)
         .doc("cluster", "3.0.0", "Enables read queries for a connection to a cluster replica node", ""),
     CommandSpec::new("readwrite", 1, LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(cluster))
+        .acl(CAT_CONNECTION)
         .doc("cluster", "3.0.0", "Disables read queries for a connection to a cluster replica node", ""),
     CommandSpec::new("asking", 1, FAST, KeySpec::none(), Exec::Conn(cluster))
+        .acl(CAT_CONNECTION)
         .doc("cluster", "3.0.0", "Sent by cluster clients after an -ASK redirect", ""),
     CommandSpec::new("module", -2, ADMIN | NOSCRIPT, KeySpec::none(), Exec::Conn(module))
+        .sub_flags(&[
+            ("help", LOADING | STALE, 0),
+            ("list", ADMIN | NOSCRIPT, 0),
+            ("load", ADMIN | NOSCRIPT | NO_ASYNC_LOADING | PROTECTED, 0),
+            ("loadex", ADMIN | NOSCRIPT | NO_ASYNC_LOADING | PROTECTED, 0),
+            ("unload", ADMIN | NOSCRIPT | NO_ASYNC_LOADING | PROTECTED, 0),
+        ])
         .doc("server", "4.0.0", "A container for module commands", "subcommand [argument ...]")
         .subs(&[
             ("help", 2, ""),
@@ -72,8 +114,7 @@ pub const COMMANDS: &[CommandSpec] = &[
             ("loadex", -3, "path [CONFIGS name value [CONFIGS name value ...]] [ARGS args [args ...]]"),
             ("unload", 3, "name"),
         ])
-        // Refused unless `enable-module-command` allows them, before they run or queue.
-        .sub_flags(&[("load", PROTECTED), ("loadex", PROTECTED), ("unload", PROTECTED)]),
+        // Refused unless `enable-module-command` allows them, before they run or queue.,
 ];
 
 /// Every CLUSTER subcommand, READONLY, READWRITE and ASKING: as a standalone Redis.

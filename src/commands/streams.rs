@@ -13,7 +13,10 @@
 use bytes::Bytes;
 
 use super::args::{arg, is, text};
-use super::table::{CommandSpec, Exec, KeySpec, Touches, BLOCKING, DENYOOM, FAST, READONLY, WRITE};
+use super::table::{
+    CommandSpec, Exec, KeySpec, Touches, BLOCKING, CAT_STREAM, DENYOOM, FAST, LOADING, READONLY,
+    STALE, WRITE,
+};
 use super::KeyCtx;
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
@@ -59,6 +62,14 @@ pub const COMMANDS: &[CommandSpec] = &[
         .touches(Touches::Own)
         .doc(X, "6.2.0", "Changes, or acquires, ownership of messages in a consumer group, as if the messages were delivered to as consumer group member.", "key group consumer min-idle-time start [COUNT count] [JUSTID]"),
     CommandSpec::new("xgroup", -2, 0, KeySpec::single(2), Exec::Key(xgroup))
+        .sub_flags(&[
+            ("create", WRITE | DENYOOM, CAT_STREAM),
+            ("createconsumer", WRITE | DENYOOM, CAT_STREAM),
+            ("delconsumer", WRITE, CAT_STREAM),
+            ("destroy", WRITE, CAT_STREAM),
+            ("help", LOADING | STALE, CAT_STREAM),
+            ("setid", WRITE, CAT_STREAM),
+        ])
         .touches(Touches::Own)
         .doc(X, "5.0.0", "A container for consumer groups commands.", "subcommand [key]")
         .subs(&[
@@ -68,23 +79,21 @@ pub const COMMANDS: &[CommandSpec] = &[
             ("destroy", 4, "key group"),
             ("help", 2, ""),
             ("setid", -5, "key group <id | $> [ENTRIESREAD entries-read]"),
-        ])
-        .sub_flags(&[
-            ("create", WRITE | DENYOOM),
-            ("createconsumer", WRITE | DENYOOM),
-            ("delconsumer", WRITE),
-            ("destroy", WRITE),
-            ("setid", WRITE),
         ]),
     CommandSpec::new("xinfo", -2, 0, KeySpec::single(2), Exec::Key(xinfo))
+        .sub_flags(&[
+            ("consumers", READONLY, CAT_STREAM),
+            ("groups", READONLY, CAT_STREAM),
+            ("help", LOADING | STALE, CAT_STREAM),
+            ("stream", READONLY, CAT_STREAM),
+        ])
         .doc(X, "5.0.0", "A container for stream introspection commands.", "subcommand [key]")
         .subs(&[
             ("consumers", 4, "key group"),
             ("groups", 3, "key"),
             ("help", 2, ""),
             ("stream", -3, "key [FULL [COUNT count]]"),
-        ])
-        .sub_flags(&[("consumers", READONLY), ("groups", READONLY), ("stream", READONLY)]),
+        ]),
     CommandSpec::new("xread", -4, READONLY | BLOCKING, KeySpec::streams(1), Exec::Key(super::blocking::now))
         .cross(crate::coord::blocking::start)
         .doc(X, "5.0.0", "Returns messages from multiple streams with IDs greater than the ones requested. Blocks until a message is available otherwise.", "[COUNT count] [BLOCK milliseconds] STREAMS key [key ...] id [id ...]"),

@@ -35,8 +35,14 @@ pub const PROTECTED: u32 = 1 << 14;
 /// (unless READONLY). Not shown by COMMAND INFO, as in Redis 7.0. A high bit, clear of the
 /// flags COMMAND INFO prints.
 pub const MAY_REPLICATE: u32 = 1 << 24;
+/// Shown by COMMAND INFO as Redis declares them; nothing here acts on them (MONITOR reads
+/// ADMIN; there is no async loading; EVAL's keys are optional anyway).
+pub const SKIP_MONITOR: u32 = 1 << 15;
+pub const NO_ASYNC_LOADING: u32 = 1 << 16;
+pub const NO_MANDATORY_KEYS: u32 = 1 << 17;
 
-/// Flag bits and the names COMMAND INFO prints for them.
+/// Flag bits and the names COMMAND INFO prints for them, in Redis's order (`movablekeys`,
+/// derived from the key specs, goes before `allow_busy`).
 pub const FLAG_NAMES: &[(u32, &str)] = &[
     (WRITE, "write"),
     (READONLY, "readonly"),
@@ -47,12 +53,122 @@ pub const FLAG_NAMES: &[(u32, &str)] = &[
     (BLOCKING, "blocking"),
     (LOADING, "loading"),
     (STALE, "stale"),
+    (SKIP_MONITOR, "skip_monitor"),
     (SKIP_SLOWLOG, "skip_slowlog"),
-    (NO_MULTI, "no_multi"),
-    (NOAUTH, "no_auth"),
-    (ALLOW_BUSY, "allow_busy"),
     (FAST, "fast"),
+    (NOAUTH, "no_auth"),
+    (NO_MANDATORY_KEYS, "no_mandatory_keys"),
+    (NO_ASYNC_LOADING, "no_async_loading"),
+    (NO_MULTI, "no_multi"),
 ];
+
+/// ACL categories, as bits: a row's explicit ones (Redis's `acl_categories`) are data on the
+/// row (`CommandSpec::acl`); the ones Redis derives from the flags are added by
+/// [`CommandSpec::categories`]. `CATEGORY_NAMES` is Redis's order (ACL CAT, COMMAND INFO).
+pub const CAT_KEYSPACE: u32 = 1 << 0;
+pub const CAT_READ: u32 = 1 << 1;
+pub const CAT_WRITE: u32 = 1 << 2;
+pub const CAT_SET: u32 = 1 << 3;
+pub const CAT_SORTEDSET: u32 = 1 << 4;
+pub const CAT_LIST: u32 = 1 << 5;
+pub const CAT_HASH: u32 = 1 << 6;
+pub const CAT_STRING: u32 = 1 << 7;
+pub const CAT_BITMAP: u32 = 1 << 8;
+pub const CAT_HYPERLOGLOG: u32 = 1 << 9;
+pub const CAT_GEO: u32 = 1 << 10;
+pub const CAT_STREAM: u32 = 1 << 11;
+pub const CAT_PUBSUB: u32 = 1 << 12;
+pub const CAT_ADMIN: u32 = 1 << 13;
+pub const CAT_FAST: u32 = 1 << 14;
+pub const CAT_SLOW: u32 = 1 << 15;
+pub const CAT_BLOCKING: u32 = 1 << 16;
+pub const CAT_DANGEROUS: u32 = 1 << 17;
+pub const CAT_CONNECTION: u32 = 1 << 18;
+pub const CAT_TRANSACTION: u32 = 1 << 19;
+pub const CAT_SCRIPTING: u32 = 1 << 20;
+
+pub const CATEGORY_NAMES: [&str; 21] = [
+    "keyspace",
+    "read",
+    "write",
+    "set",
+    "sortedset",
+    "list",
+    "hash",
+    "string",
+    "bitmap",
+    "hyperloglog",
+    "geo",
+    "stream",
+    "pubsub",
+    "admin",
+    "fast",
+    "slow",
+    "blocking",
+    "dangerous",
+    "connection",
+    "transaction",
+    "scripting",
+];
+
+/// The category bit of a name (`read` or `@read`, any case).
+pub fn category_bit(name: &str) -> Option<u32> {
+    let name = name.strip_prefix('@').unwrap_or(name);
+    CATEGORY_NAMES
+        .iter()
+        .position(|n| n.eq_ignore_ascii_case(name))
+        .map(|i| 1 << i)
+}
+
+/// Redis's `setImplicitACLCategories`: the categories a command's flags imply, added to its
+/// explicit ones (a scripting command is not `@read` for being read-only).
+pub const fn implied_categories(flags: u32, explicit: u32) -> u32 {
+    let mut c = explicit;
+    if flags & WRITE != 0 {
+        c |= CAT_WRITE;
+    }
+    if flags & READONLY != 0 && explicit & CAT_SCRIPTING == 0 {
+        c |= CAT_READ;
+    }
+    if flags & ADMIN != 0 {
+        c |= CAT_ADMIN | CAT_DANGEROUS;
+    }
+    if flags & PUBSUB != 0 {
+        c |= CAT_PUBSUB;
+    }
+    if flags & FAST != 0 {
+        c |= CAT_FAST;
+    }
+    if flags & BLOCKING != 0 {
+        c |= CAT_BLOCKING;
+    }
+    if c & CAT_FAST == 0 {
+        c |= CAT_SLOW;
+    }
+    c
+}
+
+/// The explicit category of a documentation group, for rows that declare none.
+fn group_category(group: &str) -> u32 {
+    match group {
+        "string" => CAT_STRING,
+        "generic" => CAT_KEYSPACE,
+        "hash" => CAT_HASH,
+        "list" => CAT_LIST,
+        "set" => CAT_SET,
+        "sorted-set" => CAT_SORTEDSET,
+        "geo" => CAT_GEO,
+        "connection" => CAT_CONNECTION,
+        "pubsub" => CAT_PUBSUB,
+        "stream" => CAT_STREAM,
+        _ => 0,
+    }
+}
+
+/// One subcommand of a container, as Redis declares it: its own flags (COMMAND INFO shows
+/// them; the gates see them added to the container's, see `flags_for`) and its explicit ACL
+/// categories.
+pub type SubFlags = (&'static str, u32, u32);
 
 /// Key positions as Redis declares them: first, last (negative counts from the end), step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -365,10 +481,16 @@ pub struct CommandSpec {
     pub syntax: &'static str,
     /// Subcommands (name, arity, synopsis) for COMMAND INFO/DOCS of container commands.
     pub subcommands: &'static [(&'static str, i32, &'static str)],
-    /// Flags a subcommand adds to the container's (FUNCTION LOAD is a `write`): the gates
-    /// (READONLY on a replica, MISCONF, OOM, NOREPLICAS) and COMMAND INFO read them
-    /// through `flags_for`.
-    pub sub_flags: &'static [(&'static str, u32)],
+    /// Every subcommand's flags and explicit ACL categories (see [`SubFlags`]). The gates
+    /// (READONLY on a replica, MISCONF, OOM, NOREPLICAS) read the flags added to the
+    /// row's through `flags_for` (FUNCTION LOAD is a `write`); COMMAND INFO and ACL
+    /// categories read them alone, as Redis does.
+    pub sub_flags: &'static [SubFlags],
+    /// Explicit ACL categories (Redis's `acl_categories`); `None`: the group's.
+    pub acl: Option<u32>,
+    /// The flags COMMAND INFO shows for a container's own row (Redis declares them for
+    /// COMMAND only); the row's `flags` are what its subcommands share here.
+    pub container_flags: u32,
     /// How the journal records a write (see `shard::journal`).
     pub prop: Prop,
     /// Which keyspace notification the command sends (see `shard::notify`).
@@ -446,6 +568,8 @@ impl CommandSpec {
             syntax: "",
             subcommands: &[],
             sub_flags: &[],
+            acl: None,
+            container_flags: 0,
             prop: Prop::State,
             noop: NoOp::Never,
             touches: Touches::Keys,
@@ -478,9 +602,40 @@ impl CommandSpec {
         self
     }
 
-    pub const fn sub_flags(mut self, f: &'static [(&'static str, u32)]) -> CommandSpec {
+    pub const fn sub_flags(mut self, f: &'static [SubFlags]) -> CommandSpec {
         self.sub_flags = f;
         self
+    }
+
+    /// The flags a container shows for its own row (see `container_flags`).
+    pub const fn shows(mut self, flags: u32) -> CommandSpec {
+        self.container_flags = flags;
+        self
+    }
+
+    /// Explicit ACL categories, in place of the group's (`CAT_*` bits).
+    pub const fn acl(mut self, cats: u32) -> CommandSpec {
+        self.acl = Some(cats);
+        self
+    }
+
+    /// The row's ACL categories (explicit ones and those its flags imply). A container's
+    /// own row is `@slow` plus its explicit ones: its subcommands carry theirs.
+    pub fn categories(&self) -> u32 {
+        if !self.subcommands.is_empty() {
+            return self.acl.unwrap_or(0) | CAT_SLOW;
+        }
+        let explicit = self.acl.unwrap_or_else(|| group_category(self.group));
+        implied_categories(self.flags, explicit)
+    }
+
+    /// A subcommand's own flags and ACL categories (any case); `None` for one the row
+    /// does not declare.
+    pub fn sub_info(&self, sub: &[u8]) -> Option<(u32, u32)> {
+        self.sub_flags
+            .iter()
+            .find(|(n, _, _)| sub.eq_ignore_ascii_case(n.as_bytes()))
+            .map(|(_, f, c)| (*f, implied_categories(*f, *c)))
     }
 
     /// The flags of the command `argv` names: the row's, plus its subcommand's.
@@ -496,8 +651,8 @@ impl CommandSpec {
     pub fn sub_flags_of(&self, sub: &[u8]) -> u32 {
         self.sub_flags
             .iter()
-            .find(|(n, _)| sub.eq_ignore_ascii_case(n.as_bytes()))
-            .map_or(0, |(_, f)| *f)
+            .find(|(n, _, _)| sub.eq_ignore_ascii_case(n.as_bytes()))
+            .map_or(0, |(_, f, _)| *f)
     }
 
     pub const fn noop(mut self, n: NoOp) -> CommandSpec {
@@ -579,9 +734,12 @@ impl CommandSpec {
             .filter(|(bit, _)| flags & bit != 0)
             .map(|(_, n)| Reply::status(n))
             .collect();
-        // Redis lists it last, derived from the key specs.
+        // Derived from the key specs; Redis lists it after the others but `allow_busy`.
         if self.keys.numkeys > 0 || self.keys.store_from > 0 || self.keys.streams_from > 0 {
             out.push(Reply::status("movablekeys"));
+        }
+        if flags & ALLOW_BUSY != 0 {
+            out.push(Reply::status("allow_busy"));
         }
         out
     }
@@ -691,6 +849,33 @@ impl CommandTable {
             .iter()
             .position(|(n, _, _)| sub.eq_ignore_ascii_case(n.as_bytes()))
             .map_or(id, |i| base as usize + i)
+    }
+
+    /// The statistics slots of container `id`'s subcommands (empty for a plain command).
+    pub fn sub_slots(&self, id: usize) -> std::ops::Range<usize> {
+        match (self.sub_base.get(id), self.specs.get(id)) {
+            (Some(&b), Some(s)) if b != NO_SUBS => b as usize..b as usize + s.subcommands.len(),
+            _ => 0..0,
+        }
+    }
+
+    /// Every row and subcommand with its statistics slot and ACL categories, named as ACL
+    /// CAT and COMMAND LIST name them (`container|sub`).
+    pub fn entries(&self) -> impl Iterator<Item = (String, usize, u32)> + '_ {
+        self.specs.iter().enumerate().flat_map(move |(id, s)| {
+            let slots = self.sub_slots(id);
+            std::iter::once((s.name.to_string(), id, s.categories())).chain(
+                s.subcommands
+                    .iter()
+                    .zip(slots)
+                    .map(move |((sub, _, _), slot)| {
+                        let cats = s
+                            .sub_info(sub.as_bytes())
+                            .map_or(s.categories(), |(_, c)| c);
+                        (format!("{}|{sub}", s.name), slot, cats)
+                    }),
+            )
+        })
     }
 
     /// The statistics slots a name given to LATENCY HISTOGRAM means: a command's own, every

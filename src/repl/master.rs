@@ -29,7 +29,8 @@ use bytes::Bytes;
 
 use crate::commands::args::is;
 use crate::commands::table::{
-    CommandSpec, Exec, KeySpec, ADMIN, ALLOW_BUSY, FAST, LOADING, NOSCRIPT, NO_MULTI, STALE,
+    CommandSpec, Exec, KeySpec, ADMIN, ALLOW_BUSY, CAT_ADMIN, CAT_CONNECTION, CAT_DANGEROUS, FAST,
+    LOADING, NOSCRIPT, NO_ASYNC_LOADING, NO_MULTI, STALE,
 };
 use crate::engine::Engine;
 use crate::engine::{ShardFn, Ticket};
@@ -54,13 +55,15 @@ const JOURNAL_CAP: usize = 16 << 20;
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("replconf", -1, ADMIN | NOSCRIPT | LOADING | STALE | ALLOW_BUSY, KeySpec::none(), Exec::Conn(crate::front!(replconf)))
         .doc(RP, "3.0.0", "An internal command for configuring the replication stream.", ""),
-    CommandSpec::new("psync", -3, ADMIN | NOSCRIPT | NO_MULTI, KeySpec::none(), Exec::Conn(crate::front!(psync)))
+    CommandSpec::new("psync", -3, ADMIN | NOSCRIPT | NO_ASYNC_LOADING | NO_MULTI, KeySpec::none(), Exec::Conn(crate::front!(psync)))
         .doc(RP, "2.8.0", "An internal command used in replication.", "replicationid offset"),
-    CommandSpec::new("sync", 1, ADMIN | NOSCRIPT | NO_MULTI, KeySpec::none(), Exec::Conn(crate::front!(sync)))
+    CommandSpec::new("sync", 1, ADMIN | NOSCRIPT | NO_ASYNC_LOADING | NO_MULTI, KeySpec::none(), Exec::Conn(crate::front!(sync)))
         .doc(RP, "1.0.0", "An internal command used in replication.", ""),
     CommandSpec::new("wait", 3, NOSCRIPT, KeySpec::none(), Exec::Conn(crate::front!(wait)))
+        .acl(CAT_CONNECTION)
         .doc("generic", "3.0.0", "Blocks until the asynchronous replication of all preceding write commands sent by the connection is completed.", "numreplicas timeout"),
     CommandSpec::new("role", 1, NOSCRIPT | LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(crate::front!(role)))
+        .acl(CAT_ADMIN | CAT_DANGEROUS)
         .doc("server", "2.8.12", "Returns the replication role.", ""),
 ];
 

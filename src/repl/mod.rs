@@ -45,7 +45,7 @@ use bytes::Bytes;
 use crate::commands::args::text;
 use crate::commands::table::Exec;
 use crate::commands::table::{
-    CommandSpec, KeySpec, ADMIN, MAY_REPLICATE, NOSCRIPT, READONLY, STALE, WRITE,
+    CommandSpec, KeySpec, ADMIN, MAY_REPLICATE, NOSCRIPT, NO_ASYNC_LOADING, READONLY, STALE, WRITE,
 };
 use crate::engine::shared::Shared;
 use crate::engine::ShardFn;
@@ -1062,9 +1062,9 @@ fn promoted(
 /// REPLICAOF / SLAVEOF / ROLE / REPLCONF.
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("replicaof", 3, ADMIN | NOSCRIPT | STALE, KeySpec::none(), Exec::Conn(crate::front!(replicaof)))
+    CommandSpec::new("replicaof", 3, ADMIN | NOSCRIPT | STALE | NO_ASYNC_LOADING, KeySpec::none(), Exec::Conn(crate::front!(replicaof)))
         .doc("server", "5.0.0", "Configures a server as replica of another, or promotes it to a master.", "host port"),
-    CommandSpec::new("slaveof", 3, ADMIN | NOSCRIPT | STALE, KeySpec::none(), Exec::Conn(crate::front!(replicaof)))
+    CommandSpec::new("slaveof", 3, ADMIN | NOSCRIPT | STALE | NO_ASYNC_LOADING, KeySpec::none(), Exec::Conn(crate::front!(replicaof)))
         .doc("server", "1.0.0", "Sets a Redis server as a replica of another, or promotes it to being a master.", "host port"),
 ];
 

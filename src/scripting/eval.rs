@@ -11,7 +11,8 @@ use super::host::{self, Host};
 use super::{vm, Kill};
 use crate::commands::args::{arg, is};
 use crate::commands::table::{
-    CommandSpec, Exec, KeySpec, ScriptEntry, MAY_REPLICATE, NOSCRIPT, READONLY, STALE,
+    CommandSpec, Exec, KeySpec, ScriptEntry, ALLOW_BUSY, CAT_SCRIPTING, LOADING, MAY_REPLICATE,
+    NOSCRIPT, NO_MANDATORY_KEYS, READONLY, SKIP_MONITOR, STALE,
 };
 use crate::commands::ConnCtx;
 use crate::error::{CmdError, CmdResult, NUMKEYS_TOO_MANY};
@@ -19,23 +20,35 @@ use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
 
 const G: &str = "scripting";
-const EVAL_FLAGS: u32 = NOSCRIPT | STALE;
+const EVAL_FLAGS: u32 = NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS;
 
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("eval", -3, EVAL_FLAGS | MAY_REPLICATE, KeySpec::script(2), Exec::Script(ScriptEntry::Eval))
+        .acl(CAT_SCRIPTING)
         .cross(eval_cross)
         .doc(G, "2.6.0", "Execute a Lua script server side", "script numkeys [key [key ...]] [arg [arg ...]]"),
     CommandSpec::new("evalsha", -3, EVAL_FLAGS | MAY_REPLICATE, KeySpec::script(2), Exec::Script(ScriptEntry::EvalSha))
+        .acl(CAT_SCRIPTING)
         .cross(evalsha_cross)
         .doc(G, "2.6.0", "Execute a Lua script server side", "sha1 numkeys [key [key ...]] [arg [arg ...]]"),
     CommandSpec::new("eval_ro", -3, EVAL_FLAGS | READONLY, KeySpec::script(2), Exec::Script(ScriptEntry::EvalRo))
+        .acl(CAT_SCRIPTING)
         .cross(eval_cross)
         .doc(G, "7.0.0", "Execute a read-only Lua script server side", "script numkeys [key [key ...]] [arg [arg ...]]"),
     CommandSpec::new("evalsha_ro", -3, EVAL_FLAGS | READONLY, KeySpec::script(2), Exec::Script(ScriptEntry::EvalShaRo))
+        .acl(CAT_SCRIPTING)
         .cross(evalsha_cross)
         .doc(G, "7.0.0", "Execute a read-only Lua script server side", "sha1 numkeys [key [key ...]] [arg [arg ...]]"),
     CommandSpec::new("script", -2, NOSCRIPT, KeySpec::none(), Exec::Conn(script))
+        .sub_flags(&[
+            ("help", LOADING | STALE, CAT_SCRIPTING),
+            ("load", NOSCRIPT | STALE, CAT_SCRIPTING),
+            ("exists", NOSCRIPT, CAT_SCRIPTING),
+            ("flush", NOSCRIPT, CAT_SCRIPTING),
+            ("kill", NOSCRIPT | ALLOW_BUSY, CAT_SCRIPTING),
+            ("debug", NOSCRIPT, CAT_SCRIPTING),
+        ])
         .doc(G, "2.6.0", "A container for Lua scripts management commands", "subcommand [argument ...]")
         .subs(&[
             ("help", 2, ""),

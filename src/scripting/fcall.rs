@@ -13,8 +13,8 @@ use super::host::{self, Host};
 use super::{vm, Kill};
 use crate::commands::args::{arg, is};
 use crate::commands::table::{
-    CommandSpec, Exec, KeySpec, ScriptEntry, DENYOOM, MAY_REPLICATE, NOSCRIPT, READONLY, STALE,
-    WRITE,
+    CommandSpec, Exec, KeySpec, ScriptEntry, ALLOW_BUSY, CAT_SCRIPTING, DENYOOM, LOADING,
+    MAY_REPLICATE, NOSCRIPT, NO_MANDATORY_KEYS, READONLY, SKIP_MONITOR, STALE, WRITE,
 };
 use crate::commands::ConnCtx;
 use crate::error::{CmdError, CmdResult};
@@ -22,17 +22,30 @@ use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
 
 const G: &str = "scripting";
-const FCALL_FLAGS: u32 = NOSCRIPT | STALE;
+const FCALL_FLAGS: u32 = NOSCRIPT | STALE | SKIP_MONITOR | NO_MANDATORY_KEYS;
 
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("fcall", -3, FCALL_FLAGS | MAY_REPLICATE, KeySpec::script(2), Exec::Script(ScriptEntry::FCall))
+        .acl(CAT_SCRIPTING)
         .cross(fcall_cross)
         .doc(G, "7.0.0", "Invoke a function", "function numkeys [key [key ...]] [arg [arg ...]]"),
     CommandSpec::new("fcall_ro", -3, FCALL_FLAGS | READONLY, KeySpec::script(2), Exec::Script(ScriptEntry::FCallRo))
+        .acl(CAT_SCRIPTING)
         .cross(fcall_cross)
         .doc(G, "7.0.0", "Invoke a read-only function", "function numkeys [key [key ...]] [arg [arg ...]]"),
     CommandSpec::new("function", -2, NOSCRIPT, KeySpec::none(), Exec::Conn(function))
+        .sub_flags(&[
+            ("help", LOADING | STALE, CAT_SCRIPTING),
+            ("load", WRITE | DENYOOM | NOSCRIPT, CAT_SCRIPTING),
+            ("delete", WRITE | NOSCRIPT, CAT_SCRIPTING),
+            ("flush", WRITE | NOSCRIPT, CAT_SCRIPTING),
+            ("list", NOSCRIPT, CAT_SCRIPTING),
+            ("dump", NOSCRIPT, CAT_SCRIPTING),
+            ("restore", WRITE | DENYOOM | NOSCRIPT, CAT_SCRIPTING),
+            ("stats", NOSCRIPT | ALLOW_BUSY, CAT_SCRIPTING),
+            ("kill", NOSCRIPT | ALLOW_BUSY, CAT_SCRIPTING),
+        ])
         .doc(G, "7.0.0", "A container for function commands", "subcommand [argument ...]")
         .subs(&[
             ("help", 2, ""),
@@ -46,8 +59,7 @@ pub const COMMANDS: &[CommandSpec] = &[
             ("kill", 2, ""),
         ])
         // As Redis 7.0: these change the data set (refused on a read-only replica, under
-        // MISCONF or NOREPLICAS; LOAD and RESTORE under maxmemory too).
-        .sub_flags(&[("load", WRITE | DENYOOM), ("delete", WRITE), ("flush", WRITE), ("restore", WRITE | DENYOOM)]),
+        // MISCONF or NOREPLICAS; LOAD and RESTORE under maxmemory too).,
 ];
 
 const FUNCTION_HELP: &[&str] = &[

@@ -7,7 +7,9 @@ use bytes::Bytes;
 
 use super::FrontCtx;
 use crate::commands::args::{arg, is, text};
-use crate::commands::table::{CommandSpec, Exec, KeySpec, LOADING, NOSCRIPT, STALE};
+use crate::commands::table::{
+    CommandSpec, Exec, KeySpec, ADMIN, CAT_CONNECTION, LOADING, NOSCRIPT, STALE,
+};
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
@@ -19,6 +21,26 @@ const C: &str = "connection";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("client", -2, NOSCRIPT | LOADING | STALE, KeySpec::none(), Exec::Conn(front!(client)))
+        .sub_flags(&[
+            ("id", NOSCRIPT | LOADING | STALE, CAT_CONNECTION),
+            ("getname", NOSCRIPT | LOADING | STALE, CAT_CONNECTION),
+            ("setname", NOSCRIPT | LOADING | STALE, CAT_CONNECTION),
+            ("list", ADMIN | NOSCRIPT | LOADING | STALE, CAT_CONNECTION),
+            ("info", NOSCRIPT | LOADING | STALE, CAT_CONNECTION),
+            ("kill", ADMIN | NOSCRIPT | LOADING | STALE, CAT_CONNECTION),
+            ("setinfo", NOSCRIPT | LOADING | STALE, CAT_CONNECTION),
+            ("unblock", ADMIN | NOSCRIPT | LOADING | STALE, CAT_CONNECTION),
+            ("no-evict", ADMIN | NOSCRIPT | LOADING | STALE, CAT_CONNECTION),
+            ("no-touch", NOSCRIPT | LOADING | STALE, CAT_CONNECTION),
+            ("help", LOADING | STALE, CAT_CONNECTION),
+            ("reply", NOSCRIPT | LOADING | STALE, CAT_CONNECTION),
+            ("pause", ADMIN | NOSCRIPT | LOADING | STALE, CAT_CONNECTION),
+            ("unpause", ADMIN | NOSCRIPT | LOADING | STALE, CAT_CONNECTION),
+            ("tracking", NOSCRIPT | LOADING | STALE, CAT_CONNECTION),
+            ("caching", NOSCRIPT | LOADING | STALE, CAT_CONNECTION),
+            ("getredir", NOSCRIPT | LOADING | STALE, CAT_CONNECTION),
+            ("trackinginfo", NOSCRIPT | LOADING | STALE, CAT_CONNECTION),
+        ])
         .doc(C, "2.4.0", "A container for client connection commands.", "subcommand [argument ...]")
         .subs(&[
             ("id", 2, ""),

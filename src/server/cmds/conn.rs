@@ -20,7 +20,7 @@ pub use crate::commands::REDIS_COMPAT_VERSION;
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("ping", -1, FAST, KeySpec::none(), Exec::Conn(front!(ping)))
         .doc(C, "1.0.0", "Returns the server's liveliness response.", "[message]"),
-    CommandSpec::new("echo", 2, FAST, KeySpec::none(), Exec::Conn(front!(echo)))
+    CommandSpec::new("echo", 2, FAST | LOADING | STALE, KeySpec::none(), Exec::Conn(front!(echo)))
         .doc(C, "1.0.0", "Returns the given string.", "message"),
     CommandSpec::new("quit", -1, NOSCRIPT | LOADING | STALE | FAST | NOAUTH, KeySpec::none(), Exec::Conn(front!(quit)))
         .doc(C, "1.0.0", "Closes the connection.", ""),

@@ -9,7 +9,7 @@ use bytes::Bytes;
 
 use super::FrontCtx;
 use crate::commands::args::is;
-use crate::commands::table::{table, CommandSpec, Exec, KeySpec, LOADING, STALE};
+use crate::commands::table::{table, CommandSpec, Exec, KeySpec, CAT_DANGEROUS, LOADING, STALE};
 use crate::engine::Engine;
 use crate::engine::NetStats;
 use crate::error::CmdResult;
@@ -24,6 +24,7 @@ use crate::shard::CmdStat;
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("info", -1, LOADING | STALE, KeySpec::none(), Exec::Conn(front!(info)))
+        .acl(CAT_DANGEROUS)
         .doc("server", "1.0.0", "Returns information and statistics about the server.", "[section [section ...]]"),
 ];
 

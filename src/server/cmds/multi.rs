@@ -5,8 +5,8 @@ use bytes::Bytes;
 
 use super::FrontCtx;
 use crate::commands::table::{
-    CommandSpec, Exec, KeySpec, ALLOW_BUSY, FAST, LOADING, MAY_REPLICATE, NOSCRIPT, SKIP_SLOWLOG,
-    STALE,
+    CommandSpec, Exec, KeySpec, ALLOW_BUSY, CAT_TRANSACTION, FAST, LOADING, MAY_REPLICATE,
+    NOSCRIPT, SKIP_SLOWLOG, STALE,
 };
 use crate::error::{self, CmdError, CmdResult};
 use crate::protocol::reply::Reply;
@@ -16,14 +16,19 @@ const T: &str = "transactions";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("multi", 1, NOSCRIPT | LOADING | STALE | FAST | ALLOW_BUSY, KeySpec::none(), Exec::Conn(front!(multi)))
+        .acl(CAT_TRANSACTION)
         .doc(T, "1.2.0", "Mark the start of a transaction block", ""),
     CommandSpec::new("exec", 1, NOSCRIPT | LOADING | STALE | SKIP_SLOWLOG | MAY_REPLICATE, KeySpec::none(), Exec::Conn(front!(exec)))
+        .acl(CAT_TRANSACTION)
         .doc(T, "1.2.0", "Execute all commands issued after MULTI", ""),
     CommandSpec::new("discard", 1, NOSCRIPT | LOADING | STALE | FAST | ALLOW_BUSY, KeySpec::none(), Exec::Conn(front!(discard)))
+        .acl(CAT_TRANSACTION)
         .doc(T, "2.0.0", "Discard all commands issued after MULTI", ""),
     CommandSpec::new("watch", -2, NOSCRIPT | LOADING | STALE | FAST | ALLOW_BUSY, KeySpec::range(1, -1, 1), Exec::Conn(front!(watch)))
+        .acl(CAT_TRANSACTION)
         .doc(T, "2.2.0", "Watch the given keys to determine execution of the MULTI/EXEC block", "key [key ...]"),
     CommandSpec::new("unwatch", 1, NOSCRIPT | LOADING | STALE | FAST | ALLOW_BUSY, KeySpec::none(), Exec::Conn(front!(unwatch)))
+        .acl(CAT_TRANSACTION)
         .doc(T, "2.2.0", "Forget about all watched keys", ""),
 ];
 

@@ -10,8 +10,8 @@ use bytes::Bytes;
 use super::FrontCtx;
 use crate::commands::args::{arg, owned, text};
 use crate::commands::table::{
-    CommandSpec, Exec, KeySpec, FAST, LOADING, MAY_REPLICATE, NOSCRIPT, PUBSUB as PUBSUB_FLAG,
-    STALE,
+    CommandSpec, Exec, KeySpec, FAST, LOADING, MAY_REPLICATE, NOSCRIPT, PUBSUB,
+    PUBSUB as PUBSUB_FLAG, STALE,
 };
 use crate::engine::Engine;
 use crate::error::{CmdError, CmdResult};
@@ -42,6 +42,14 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("spublish", 3, MAY_REPLICATE | PUBSUB_FLAG | LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(front!(spublish)))
         .doc(G, "7.0.0", "Post a message to a shard channel", "shardchannel message"),
     CommandSpec::new("pubsub", -2, 0, KeySpec::none(), Exec::Conn(front!(pubsub_cmd)))
+        .sub_flags(&[
+            ("help", LOADING | STALE, 0),
+            ("numsub", PUBSUB | LOADING | STALE, 0),
+            ("channels", PUBSUB | LOADING | STALE, 0),
+            ("numpat", PUBSUB | LOADING | STALE, 0),
+            ("shardnumsub", PUBSUB | LOADING | STALE, 0),
+            ("shardchannels", PUBSUB | LOADING | STALE, 0),
+        ])
         .doc(G, "2.8.0", "A container for Pub/Sub commands", "subcommand [argument ...]")
         .subs(&[
             ("help", 2, ""),

@@ -644,6 +644,15 @@ impl Worker {
         if spec.has(crate::commands::table::NOAUTH) && spec.name != "hello" {
             return true;
         }
+        // Redis answers an arity error, an unknown subcommand and a protected command's
+        // refusal before the ACL check (the dispatcher gives them).
+        if commands::check_arity(spec, argv).is_err()
+            || (!spec.subcommands.is_empty() && commands::check_subcommand(spec, argv).is_err())
+            || (spec.flags_for(argv) & crate::commands::table::PROTECTED != 0
+                && commands::protected_refusal(&self.eng.shared, spec, &c.addr).is_some())
+        {
+            return true;
+        }
         let Some((text, reason, object)) = crate::acl::denied(&c.user, id, spec, argv) else {
             return true;
         };
