@@ -757,6 +757,72 @@ pub fn log_max() -> usize {
 
 /// Records a denial in the ACL LOG (merged with a like entry of the last minute, at most
 /// `acllog-max-len` entries).
+/// Restricted clients that sent a script, by client id: their user and CLIENT LIST line,
+/// for the checks of each `redis.call` on whichever shard runs the script (Redis checks a
+/// script's calls against its caller's user). Set by the dispatcher's ACL gate when such a
+/// client sends EVAL, FCALL or EXEC; dropped when the client closes or stops being
+/// restricted. Never touched for unrestricted clients: a script run reads one relaxed
+/// counter while the map is empty.
+static SCRIPT_CALLERS: Mutex<BTreeMap<u64, (Arc<User>, String)>> = Mutex::new(BTreeMap::new());
+static SCRIPT_CALLER_COUNT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+fn script_callers<T>(f: impl FnOnce(&mut BTreeMap<u64, (Arc<User>, String)>) -> T) -> T {
+    let mut m = SCRIPT_CALLERS.lock().unwrap_or_else(|p| p.into_inner());
+    let r = f(&mut m);
+    SCRIPT_CALLER_COUNT.store(m.len(), Ordering::Relaxed);
+    r
+}
+
+/// Client `id` (restricted, as `user`) is about to run a script.
+pub fn set_script_caller(id: u64, user: Arc<User>, client_info: String) {
+    script_callers(|m| m.insert(id, (user, client_info)));
+}
+
+/// Client `id` closed or is no longer restricted.
+pub fn forget_script_caller(id: u64) {
+    script_callers(|m| m.remove(&id));
+}
+
+/// The restricted user (and CLIENT LIST line) a script of client `id` runs as; `None`:
+/// its calls are not checked.
+pub fn script_caller(id: u64) -> Option<(Arc<User>, String)> {
+    if SCRIPT_CALLER_COUNT.load(Ordering::Relaxed) == 0 {
+        return None;
+    }
+    script_callers(|m| m.get(&id).cloned())
+}
+
+/// Why `user` may not run `argv` from a script (`None`: allowed): Redis's text for a
+/// script's call, and an ACL LOG entry with context `lua`.
+pub fn script_denial(
+    user: &User,
+    client_info: &str,
+    id: usize,
+    spec: &CommandSpec,
+    argv: &[Bytes],
+) -> Option<String> {
+    let (_, reason, object) = denied(user, id, spec, argv)?;
+    let text = match reason {
+        "command" => "ERR The user executing the script can't run this command or subcommand",
+        "key" => {
+            "ERR The user executing the script can't access at least one of the keys \
+             mentioned in the command arguments"
+        }
+        _ => {
+            "ERR The user executing the script can't publish to the channel mentioned in \
+              the command"
+        }
+    };
+    log_denial(
+        reason,
+        "lua",
+        object,
+        user.name.clone(),
+        client_info.to_string(),
+    );
+    Some(text.to_string())
+}
+
 pub fn log_denial(
     reason: &'static str,
     context: &'static str,

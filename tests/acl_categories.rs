@@ -58,9 +58,21 @@ fn walk(e: &Value, out: &mut BTreeMap<String, Entry>) {
     let name = f.first().map(text).unwrap_or_default();
     let entry = Entry {
         arity: f.get(1).map(text).unwrap_or_default(),
-        flags: f.get(2).map(items).unwrap_or_default().iter().map(text).collect(),
+        flags: f
+            .get(2)
+            .map(items)
+            .unwrap_or_default()
+            .iter()
+            .map(text)
+            .collect(),
         keys: [3, 4, 5].map(|i| f.get(i).map(text).unwrap_or_default()),
-        cats: f.get(6).map(items).unwrap_or_default().iter().map(text).collect(),
+        cats: f
+            .get(6)
+            .map(items)
+            .unwrap_or_default()
+            .iter()
+            .map(text)
+            .collect(),
     };
     out.insert(name, entry);
     for s in f.get(9).map(items).unwrap_or_default() {
@@ -115,7 +127,12 @@ fn command_flags_and_categories_match_redis() {
             bad.push(format!("{name}: not in redis-server"));
         }
     }
-    assert!(bad.is_empty(), "{} difference(s):\n{}", bad.len(), bad.join("\n"));
+    assert!(
+        bad.is_empty(),
+        "{} difference(s):\n{}",
+        bad.len(),
+        bad.join("\n")
+    );
 }
 
 fn names(v: Value) -> BTreeSet<String> {
@@ -169,7 +186,11 @@ fn run_as(port: u16, rules: &[&str], cmds: &[&[&str]]) -> Vec<String> {
         .query(&mut admin)
         .unwrap();
     let mut c = connect(port);
-    let _: () = redis::cmd("AUTH").arg("app").arg("x").query(&mut c).unwrap();
+    let _: () = redis::cmd("AUTH")
+        .arg("app")
+        .arg("x")
+        .query(&mut c)
+        .unwrap();
     cmds.iter()
         .map(|argv| {
             let r: redis::RedisResult<Value> = redis::cmd(argv[0]).arg(&argv[1..]).query(&mut c);
@@ -221,7 +242,13 @@ fn users_built_from_categories_may_run_what_redis_lets_them() {
     let users: &[&[&str]] = &[
         &["+@all", "-@dangerous"],
         &["-@all", "+@read", "+@connection"],
-        &["+@all", "-@scripting", "-@transaction", "-@hyperloglog", "-@bitmap"],
+        &[
+            "+@all",
+            "-@scripting",
+            "-@transaction",
+            "-@hyperloglog",
+            "-@bitmap",
+        ],
         &["-@all", "+client", "-client|kill", "+config|get"],
         &["+@all", "-@slow"],
         &["-@all", "+@admin", "-@connection"],
@@ -263,4 +290,136 @@ fn arity_and_unknown_subcommands_come_before_the_acl_check() {
         run_as(ours.port, rules, cmds),
         run_as(reference.port, rules, cmds)
     );
+}
+
+/// What `app` (made of `rules`) gets for each script, with the ACL LOG's reason, context and
+/// object per entry afterwards.
+fn scripts_as(port: u16, rules: &[&str], scripts: &[&[&str]]) -> (Vec<String>, Vec<String>) {
+    let mut admin = connect(port);
+    let _: () = redis::cmd("ACL")
+        .arg("LOG")
+        .arg("RESET")
+        .query(&mut admin)
+        .unwrap();
+    let mut out = run_as(port, rules, scripts);
+    // The same in MULTI/EXEC (the calls run where EXEC sends them).
+    let mut c = connect(port);
+    let _: () = redis::cmd("AUTH")
+        .arg("app")
+        .arg("x")
+        .query(&mut c)
+        .unwrap();
+    let mut pipe = redis::pipe();
+    pipe.atomic();
+    for s in scripts {
+        pipe.cmd(s[0]).arg(&s[1..]);
+    }
+    let r: redis::RedisResult<Vec<Value>> = pipe.query(&mut c);
+    out.push(match r {
+        Ok(v) => format!("{v:?}"),
+        Err(e) => format!("ERR {}", e.detail().unwrap_or_default()),
+    });
+    let log: Vec<Vec<Value>> = redis::cmd("ACL").arg("LOG").query(&mut admin).unwrap();
+    let entries = log
+        .iter()
+        .map(|e| {
+            let field = |name: &str| {
+                e.chunks(2)
+                    .find(|kv| text(&kv[0]) == name)
+                    .map(|kv| text(&kv[1]))
+                    .unwrap_or_default()
+            };
+            format!(
+                "{} {} {} {}",
+                field("reason"),
+                field("context"),
+                field("object"),
+                field("username")
+            )
+        })
+        .collect();
+    (out, entries)
+}
+
+#[test]
+fn a_scripts_calls_are_checked_against_its_callers_acl_user() {
+    let reference = Redis::start();
+    let rules: &[&str] = &[
+        "resetkeys",
+        "~app:*",
+        "resetchannels",
+        "&allowed",
+        "+@all",
+        "-@dangerous",
+        "-del",
+    ];
+    let scripts: &[&[&str]] = &[
+        &["EVAL", "return redis.call('flushdb')", "0"],
+        &["EVAL", "return redis.call('get', 'other')", "0"],
+        &[
+            "EVAL",
+            "return redis.call('set', KEYS[1], 'v')",
+            "1",
+            "app:1",
+        ],
+        &["EVAL", "return redis.call('get', KEYS[1])", "1", "app:1"],
+        &["EVAL", "return redis.call('del', KEYS[1])", "1", "app:1"],
+        &["EVAL", "return redis.pcall('del', KEYS[1])", "1", "app:1"],
+        &["EVAL", "return redis.call('get', KEYS[1])", "1", "other"],
+        &["FCALL", "tryget", "1", "other"],
+        &["FCALL", "tryget", "1", "app:1"],
+    ];
+    let lib = "#!lua name=acltest\nredis.register_function('tryget', function(keys) return redis.call('get', keys[1]) end)";
+    let mut want = None;
+    for port in [reference.port, 0] {
+        for shards in if port == 0 { vec![1, 3] } else { vec![0] } {
+            let ours = (port == 0).then(|| common::Server::start(shards));
+            let port = ours.as_ref().map_or(port, |s| s.port);
+            let mut admin = connect(port);
+            let _: () = redis::cmd("FUNCTION")
+                .arg("LOAD")
+                .arg(lib)
+                .query(&mut admin)
+                .unwrap();
+            let got = scripts_as(port, rules, scripts);
+            match &want {
+                None => want = Some(got),
+                Some(w) => assert_eq!(&got, w, "{shards} shard(s)"),
+            }
+            // Logged in again as the default user, the same client's scripts are not
+            // checked: the DEL goes through.
+            let mut c = connect(port);
+            let _: () = redis::cmd("AUTH")
+                .arg("app")
+                .arg("x")
+                .query(&mut c)
+                .unwrap();
+            let denied: redis::RedisResult<Value> = redis::cmd("EVAL")
+                .arg("return redis.call('del', KEYS[1])")
+                .arg(1)
+                .arg("app:1")
+                .query(&mut c);
+            assert!(denied.is_err(), "{denied:?}");
+            let _: () = redis::cmd("AUTH")
+                .arg("default")
+                .arg("x")
+                .query(&mut c)
+                .unwrap_or(());
+            let _: () = redis::cmd("AUTH").arg("x").query(&mut c).unwrap_or(());
+            let _: () = redis::cmd("RESET").query(&mut c).unwrap_or(());
+            let n: i64 = redis::cmd("EVAL")
+                .arg("return redis.call('del', KEYS[1])")
+                .arg(1)
+                .arg("app:1")
+                .query(&mut c)
+                .unwrap();
+            assert!(n <= 1);
+        }
+    }
+    let (replies, log) = want.unwrap();
+    assert!(
+        replies.iter().filter(|r| r.contains("can't")).count() >= 4,
+        "{replies:?}"
+    );
+    assert!(log.iter().any(|l| l.starts_with("command lua")), "{log:?}");
 }

@@ -32,6 +32,8 @@ pub struct ClientInfo {
     pub acl_epoch: u64,
     /// The user may not run everything: commands are checked against it.
     pub restricted: bool,
+    /// Listed with `acl::set_script_caller` (dropped at close and when unrestricted).
+    pub script_caller: bool,
     /// Connected through the Unix socket (CLIENT LIST flag `U`; always local).
     pub unix: bool,
 }
@@ -53,6 +55,7 @@ impl ClientInfo {
             user: std::sync::Arc::new(crate::acl::User::default_user()),
             acl_epoch: 0,
             restricted: false,
+            script_caller: false,
             last_sub: "",
             lib_name: None,
             lib_ver: None,

@@ -63,6 +63,9 @@ pub struct Host<'a> {
     pub function: bool,
     /// The held shards are published as busy.
     busy: bool,
+    /// The restricted user the script runs as (and its CLIENT LIST line, for the ACL LOG):
+    /// each call is checked against it. `None` for a user that may run everything.
+    pub acl: Option<(std::sync::Arc<crate::acl::User>, String)>,
 }
 
 /// Error for a key on a shard the script does not hold.
@@ -292,7 +295,8 @@ impl Host<'_> {
 }
 
 /// Runs a script row (`Exec::Script`) on this shard, with statistics. `caller`: the local
-/// connection whose input is being processed, when the script runs inline for it.
+/// connection whose input is being processed, when the script runs inline for it;
+/// `client`: the id of the client that sent it (its ACL user checks the script's calls).
 #[allow(clippy::too_many_arguments)]
 pub fn run(
     w: &mut Worker,
@@ -303,6 +307,7 @@ pub fn run(
     argv: &[Bytes],
     caller: Option<usize>,
     held: Held,
+    client: u64,
 ) -> Reply {
     let start = clock::ticks();
     let mut h = Host {
@@ -313,6 +318,7 @@ pub fn run(
         held,
         function: false,
         busy: false,
+        acl: crate::acl::script_caller(client),
     };
     let res = super::entry(f)(&mut h, argv);
     if h.busy {
@@ -340,9 +346,9 @@ pub fn cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
     let Exec::Script(f) = spec.exec else {
         return Err(crate::error::CmdError::err("internal routing error"));
     };
-    let (db, resp) = {
+    let (db, resp, client) = {
         let c = ctx.client();
-        (c.db, c.resp)
+        (c.db, c.resp, c.id)
     };
     let (home, nshards) = (ctx.eng().id, ctx.eng().nshards);
     let shards = super::shards_for(spec, &argv, nshards);
@@ -372,6 +378,7 @@ pub fn cross(ctx: &mut ConnCtx, argv: Vec<Bytes>) -> CmdResult {
                     &argv,
                     None,
                     Held::Locked(shards.clone()),
+                    client,
                 );
                 for &s in &shards {
                     if s == tw.eng.id {

@@ -605,6 +605,12 @@ fn command(host: &mut Host, run: &RunInfo, args: &[Value]) -> Result<Reply, Stri
     if spec.has(NOSCRIPT) {
         return Err(NOT_FROM_SCRIPT.into());
     }
+    // The caller's ACL user (Redis's scriptVerifyACL), when it is restricted.
+    if let Some((user, info)) = &host.acl {
+        if let Some(e) = crate::acl::script_denial(user, info, id, spec, &argv) {
+            return Err(e);
+        }
+    }
     // Blocking rows a script may call (BLMPOP, BZMPOP, XREAD, XREADGROUP) run their
     // non-blocking form, as in Redis; XREAD's BLOCK option is refused with Redis's text.
     if spec.has(BLOCKING) && stream_block(&argv) {

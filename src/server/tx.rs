@@ -572,6 +572,7 @@ fn advance(w: &mut Worker, rid: usize) {
                     }
                 }
                 let (db, resp) = (run.db, run.resp);
+                let client = w.conns.get(run.idx).map_or(0, |c| c.client.id);
                 if w.eng.shard.monitor {
                     let idx = run.idx;
                     for q in &batch {
@@ -579,7 +580,7 @@ fn advance(w: &mut Worker, rid: usize) {
                     }
                 }
                 if s == home {
-                    let replies = run_batch(w, &batch, db, resp);
+                    let replies = run_batch(w, &batch, db, resp, client);
                     if !w.eng.shard.slow.pending.is_empty() {
                         if let Some(idx) = w.eng.tx.runs.get(rid).map(|r| r.idx) {
                             w.slow_commit(idx);
@@ -598,7 +599,7 @@ fn advance(w: &mut Worker, rid: usize) {
                 w.eng.post(
                     s,
                     front(move |tw: &mut Worker| {
-                        let replies = run_batch(tw, &batch, db, resp);
+                        let replies = run_batch(tw, &batch, db, resp, client);
                         // Slow entries go back to be logged with the client's address.
                         let slow = std::mem::take(&mut tw.eng.shard.slow.pending);
                         tw.eng.post(
@@ -660,7 +661,7 @@ fn advance(w: &mut Worker, rid: usize) {
 }
 
 /// Runs key commands on this shard (each with statistics and the WATCH hook).
-fn run_batch(w: &mut Worker, batch: &[Queued], db: usize, resp: u8) -> Vec<Reply> {
+fn run_batch(w: &mut Worker, batch: &[Queued], db: usize, resp: u8, client: u64) -> Vec<Reply> {
     batch
         .iter()
         .map(|q| match table().get(q.id).map(|s| s.exec) {
@@ -679,6 +680,7 @@ fn run_batch(w: &mut Worker, batch: &[Queued], db: usize, resp: u8) -> Vec<Reply
                 &q.argv,
                 None,
                 crate::scripting::host::Held::Own,
+                client,
             ),
             _ => Reply::error("ERR internal routing error"),
         })

@@ -98,6 +98,11 @@ fn check_password(
             let c = ctx.client();
             c.restricted = !u.unrestricted();
             c.user = u;
+            if c.script_caller {
+                // Listed again by the next script it sends, as the new user.
+                c.script_caller = false;
+                crate::acl::forget_script_caller(c.id);
+            }
             c.acl_epoch = crate::acl::epoch();
             c.authed = true;
             Ok(())

@@ -489,6 +489,7 @@ impl Worker {
                 };
                 if s == self.eng.id && self.eng.lock.is_none() {
                     self.flush_batches(idx);
+                    let client = self.conns[idx].client.id;
                     let r = crate::scripting::host::run(
                         self,
                         id,
@@ -498,6 +499,7 @@ impl Worker {
                         argv,
                         Some(idx),
                         crate::scripting::host::Held::Own,
+                        client,
                     );
                     if self.eng.shard.blocked.has_ready() {
                         coord::blocking::serve_ready(&mut self.eng);
@@ -630,6 +632,10 @@ impl Worker {
             }
             c.restricted = !c.user.unrestricted();
             c.acl_epoch = epoch;
+            if c.script_caller && !c.restricted {
+                c.script_caller = false;
+                crate::acl::forget_script_caller(c.id);
+            }
         }
         if !c.authed {
             return self.auth_allows(idx, argv);
@@ -654,6 +660,13 @@ impl Worker {
             return true;
         }
         let Some((text, reason, object)) = crate::acl::denied(&c.user, id, spec, argv) else {
+            // A script's calls are checked against this user where it runs.
+            if matches!(spec.exec, Exec::Script(_)) || spec.name == "exec" {
+                let (cid, user) = (c.id, c.user.clone());
+                self.conns[idx].client.script_caller = true;
+                let info = crate::server::cmds::client::client_line(&self.conns[idx]);
+                crate::acl::set_script_caller(cid, user, info);
+            }
             return true;
         };
         let context = if crate::server::tx::in_multi(&self.conns[idx]) {

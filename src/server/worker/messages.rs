@@ -401,6 +401,7 @@ pub(super) fn exec_batch(
                 argv,
                 None,
                 crate::scripting::host::Held::Own,
+                client,
             ),
             _ => Reply::error("ERR internal routing error"),
         };

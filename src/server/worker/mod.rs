@@ -1344,6 +1344,9 @@ impl Worker {
         }
         if let Some(conn) = self.conns.try_remove(idx) {
             self.pubsub.forget(idx, &conn.subs);
+            if conn.client.script_caller {
+                crate::acl::forget_script_caller(conn.client.id);
+            }
             if conn.replica_link.is_some() {
                 crate::repl::master::on_close(self, token, &conn);
             }
