@@ -323,6 +323,9 @@ pub struct Config {
     pub supervised_systemd: bool,
     /// `user` directives (each `user <name> <rules...>`), applied at startup.
     pub acl_users: Vec<String>,
+    /// `rename-command old new` lines in order (`new` empty: the command is hidden), given
+    /// to the command table before it is built (`commands::table::set_renames`).
+    pub renames: Vec<(String, String)>,
     /// `aclfile`: users loaded at startup and by ACL LOAD, written by ACL SAVE.
     pub aclfile: Option<String>,
     /// `bind` as given (CONFIG GET and REWRITE show every address).
@@ -445,6 +448,7 @@ impl Default for Config {
             dir: None,
             supervised_systemd: false,
             acl_users: Vec::new(),
+            renames: Vec::new(),
             aclfile: None,
             bind_text: "127.0.0.1".into(),
             dbfilename: "dump.rdb".into(),
@@ -940,6 +944,18 @@ impl Config {
             }
             "requirepass" => self.requirepass = v.to_string(),
             "user" => self.acl_users.push(format!("user {v}")),
+            "rename-command" => {
+                // The words were joined with single spaces (an empty new name leaves a
+                // trailing one): exactly two, as Redis takes them.
+                let (old, new) = v
+                    .split_once(' ')
+                    .filter(|(_, n)| !n.contains(' '))
+                    .ok_or("wrong number of arguments for 'rename-command'")?;
+                let mut all = self.renames.clone();
+                all.push((old.to_string(), new.to_string()));
+                crate::commands::table::resolve_renames(&all)?;
+                self.renames = all;
+            }
             "aclfile" => self.aclfile = (!v.is_empty()).then(|| v.to_string()),
             "protected-mode" => self.protected_mode = parse_yes_no(v)?,
             "enable-debug-command" => {

@@ -6,7 +6,7 @@
 //! accepted with one warning naming what happens instead (only where ignoring the value is
 //! harmless: tuning knobs of subsystems shardis does not have, or has in its own form), or
 //! refused with the reason unless the value is the one that asks for nothing
-//! (`appendonly yes`, a replica setting, a renamed command: ignoring those would lose data or
+//! (`appendonly yes`, a replica setting, a module: ignoring those would lose data or
 //! weaken security). Nothing is ignored silently.
 
 /// What happens to a directive's value.
@@ -82,10 +82,6 @@ pub const DIRECTIVES: &[(&str, Treat)] = &[
     ("bgsave_cpulist", Warn(Some(""), "shard threads are pinned with --cores; other threads are left to the scheduler")),
     // Security: refusing is the only safe answer until these exist.
     ("acl-pubsub-default", Only(&["resetchannels"], "new users start with no channels (resetchannels), as Redis 7.0's default")),
-    (
-        "rename-command",
-        Only(&[], "rename-command is not supported yet (a command meant to be hidden would stay reachable)"),
-    ),
     ("enable-module-command", Warn(Some("no"), "modules are not supported; MODULE LIST is empty and MODULE LOAD fails")),
     ("loadmodule", Only(&[], "modules are not supported")),
     // Tuning knobs of subsystems shardis has in its own form, or not at all.
@@ -171,7 +167,7 @@ mod tests {
             .unwrap()
             .unwrap()
             .contains("io-threads"));
-        assert!(check("rename-command", "FLUSHALL \"\"").is_err());
+        assert!(check("loadmodule", "/x.so").is_err());
         // What shardis does anyway is accepted without a word; anything else warns.
         assert_eq!(check("hz", "10"), Ok(None));
         assert_eq!(check("lazyfree-lazy-expire", "\"no\""), Ok(None));

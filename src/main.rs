@@ -39,6 +39,10 @@ fn main() {
             std::process::exit(1);
         }
     };
+    if let Err(e) = shardis::commands::table::set_renames(&cfg.renames) {
+        eprintln!("shardis: {e}");
+        std::process::exit(1);
+    }
     if let Err(e) = prepare(&cfg) {
         eprintln!("shardis: {e}");
         std::process::exit(1);

@@ -85,13 +85,7 @@ const ACL_HELP: &[&str] = &[
 const NO_ACLFILE: &str = "This Redis instance is not configured to use an ACL file. You may want to specify users via the ACL SETUSER command and then issue a CONFIG REWRITE (assuming you have a Redis configuration file set) in order to store users in the Redis configuration.";
 
 fn acl_cmd(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
-    let sub = super::check_subcommand(
-        table()
-            .lookup(b"acl")
-            .map(|(_, s)| s)
-            .ok_or(CmdError::Syntax)?,
-        argv,
-    )?;
+    let sub = super::check_subcommand(table().row("acl").ok_or(CmdError::Syntax)?, argv)?;
     let r = match sub.as_str() {
         "help" => Reply::help(ACL_HELP),
         "whoami" => Reply::bulk(ctx.client().user.name.clone()),

@@ -38,16 +38,14 @@ const COMMAND_HELP: &[&str] = &[
 pub(super) fn command(_ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
     let t = table();
     if argv.len() == 1 {
-        return Ok(Reply::Array(
-            t.specs.iter().map(docs::command_info).collect(),
-        ));
+        return Ok(Reply::Array(t.visible().map(docs::command_info).collect()));
     }
     let names = argv.get(2..).unwrap_or_default();
     match subcommand("command", argv)?.as_str() {
-        "count" => Ok(Reply::Int(t.len() as i64)),
-        "info" if names.is_empty() => Ok(Reply::Array(
-            t.specs.iter().map(docs::command_info).collect(),
-        )),
+        "count" => Ok(Reply::Int(t.visible().count() as i64)),
+        "info" if names.is_empty() => {
+            Ok(Reply::Array(t.visible().map(docs::command_info).collect()))
+        }
         "info" => Ok(Reply::Array(
             names
                 .iter()
@@ -59,7 +57,7 @@ pub(super) fn command(_ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         )),
         "docs" => {
             let specs: Vec<&CommandSpec> = if names.is_empty() {
-                t.specs.iter().collect()
+                t.visible().collect()
             } else {
                 names
                     .iter()
@@ -81,7 +79,7 @@ pub(super) fn command(_ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
 
 /// Every command name, subcommands as `container|sub`, as COMMAND LIST prints them.
 fn all_names() -> impl Iterator<Item = (String, &'static CommandSpec)> {
-    table().specs.iter().flat_map(|s| {
+    table().visible().flat_map(|s| {
         std::iter::once((s.name.to_string(), s)).chain(
             s.subcommands
                 .iter()

@@ -229,9 +229,12 @@ pub fn check_subcommand(spec: &CommandSpec, argv: &[Bytes]) -> Result<String, Cm
         .ok_or_else(|| CmdError::WrongArity(spec.name.into()))?;
     let sub = String::from_utf8_lossy(raw).to_ascii_lowercase();
     let Some((_, arity, _)) = spec.subcommands.iter().find(|(n, _, _)| *n == sub) else {
+        // Redis names the command as the client typed it (a renamed one by its new name).
         return Err(CmdError::UnknownSubcommand {
             sub: String::from_utf8_lossy(raw).into_owned(),
-            cmd: spec.name.into(),
+            cmd: argv.first().map_or(spec.name.into(), |n| {
+                String::from_utf8_lossy(n).into_owned()
+            }),
         });
     };
     let n = argv.len() as i32;

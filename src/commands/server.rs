@@ -179,10 +179,7 @@ fn every_shard_locked(
 /// Looks up `argv[1]` among the container's declared subcommands and checks its arity,
 /// with Redis's errors (`unknown subcommand`, `wrong number of arguments for 'config|get'`).
 pub fn subcommand(container: &str, argv: &[Bytes]) -> Result<String, CmdError> {
-    let spec = table()
-        .lookup(container.as_bytes())
-        .map(|(_, s)| s)
-        .ok_or(CmdError::Syntax)?;
+    let spec = table().row(container).ok_or(CmdError::Syntax)?;
     super::check_subcommand(spec, argv)
 }
 

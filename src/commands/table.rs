@@ -754,6 +754,8 @@ pub struct CommandTable {
     longest: usize,
     /// Built with the registered families (`register`).
     registered: bool,
+    /// Per row, its name under `rename-command` (`""`: hidden), if renamed.
+    renamed: Vec<Option<&'static str>>,
     /// Each row's name in upper case (made once, at build): with `specs[id].name`, the two
     /// spellings clients send, handed out as static bytes by [`CommandTable::static_name`].
     upper: Vec<&'static str>,
@@ -782,26 +784,88 @@ fn name_hash(name: &[u8]) -> usize {
     (h.wrapping_mul(0x9E37_79B1) >> 16) as usize
 }
 
+/// Every row, in table order: this layer's families, then the registered ones.
+fn rows() -> (Vec<CommandSpec>, bool) {
+    let mut specs = Vec::new();
+    // Unit tests see the whole table, as the binary does after `register`.
+    #[cfg(test)]
+    let _ = REGISTERED.get_or_init(|| crate::server::cmds::FAMILIES);
+    let registered = REGISTERED.get().copied();
+    for family in super::FAMILIES.iter().chain(registered.unwrap_or_default()) {
+        specs.extend_from_slice(family);
+    }
+    (specs, registered.is_some())
+}
+
+/// An index slot of a renamed row (`rename-command`): its name is in `renamed`.
+const RENAMED: u16 = 0x8000;
+
+/// Applies `rename-command` lines in order, as Redis does on its command dictionary: each
+/// names a command by its current name; an empty new name hides it. Returns the new name
+/// per renamed row (`""`: hidden), or Redis's error for the first bad line.
+pub fn resolve_renames(lines: &[(String, String)]) -> Result<Vec<(usize, String)>, String> {
+    let (specs, _) = rows();
+    let mut names: Vec<String> = specs.iter().map(|s| s.name.to_string()).collect();
+    for (old, new) in lines {
+        let id = names
+            .iter()
+            .position(|n| !n.is_empty() && n.eq_ignore_ascii_case(old))
+            .ok_or("No such command in rename-command")?;
+        if !new.is_empty() && names.iter().any(|n| n.eq_ignore_ascii_case(new)) {
+            return Err("Target command name already exists".into());
+        }
+        if let Some(n) = names.get_mut(id) {
+            *n = new.to_ascii_lowercase();
+        }
+    }
+    Ok(specs
+        .iter()
+        .zip(names)
+        .enumerate()
+        .filter(|(_, (s, n))| s.name != n)
+        .map(|(id, (_, n))| (id, n))
+        .collect())
+}
+
+static RENAMES: OnceLock<Vec<(usize, String)>> = OnceLock::new();
+
+/// Sets the `rename-command` lines (the config file's, once at startup): they must come
+/// before the table is first built.
+pub fn set_renames(lines: &[(String, String)]) -> Result<(), String> {
+    let r = resolve_renames(lines)?;
+    if TABLE.get().is_some() || RENAMES.set(r).is_err() {
+        return Err(
+            "internal error: rename-command applied after the command table was built".into(),
+        );
+    }
+    Ok(())
+}
+
 impl CommandTable {
     fn build() -> CommandTable {
-        let mut specs = Vec::new();
-        // Unit tests see the whole table, as the binary does after `register`.
-        #[cfg(test)]
-        let _ = REGISTERED.get_or_init(|| crate::server::cmds::FAMILIES);
-        let registered = REGISTERED.get().copied();
-        for family in super::FAMILIES.iter().chain(registered.unwrap_or_default()) {
-            specs.extend_from_slice(family);
-        }
+        let (specs, registered) = rows();
         assert!(specs.len() * 4 < INDEX_SLOTS, "command index too small");
+        let renames = RENAMES.get().map(Vec::as_slice).unwrap_or_default();
+        let mut renamed: Vec<Option<&'static str>> = vec![None; specs.len()];
+        for (id, n) in renames {
+            if let Some(r) = renamed.get_mut(*id) {
+                *r = Some(&*Box::leak(n.clone().into_boxed_str()));
+            }
+        }
         let mut index = vec![0u16; INDEX_SLOTS].into_boxed_slice();
         let mut longest = 0;
         for (i, s) in specs.iter().enumerate() {
-            longest = longest.max(s.name.len());
-            let mut at = name_hash(s.name.as_bytes()) & (INDEX_SLOTS - 1);
+            let (name, tag) = match renamed.get(i).copied().flatten() {
+                Some("") => continue,
+                Some(n) => (n, RENAMED),
+                None => (s.name, 0),
+            };
+            longest = longest.max(name.len());
+            let mut at = name_hash(name.as_bytes()) & (INDEX_SLOTS - 1);
             while index[at] != 0 {
                 at = (at + 1) & (INDEX_SLOTS - 1);
             }
-            index[at] = (i + 1) as u16;
+            index[at] = (i + 1) as u16 | tag;
         }
         // Built once per process (the table is a static): leaking the names is bounded.
         let upper = specs
@@ -826,7 +890,8 @@ impl CommandTable {
             specs,
             index,
             longest,
-            registered: registered.is_some(),
+            registered,
+            renamed,
             upper,
             sub_base,
             sub_names,
@@ -919,9 +984,15 @@ impl CommandTable {
         let mut at = name_hash(name);
         loop {
             at &= INDEX_SLOTS - 1;
-            let id = usize::from(*self.index.get(at)?).checked_sub(1)?;
+            let slot = *self.index.get(at)?;
+            let id = usize::from(slot & !RENAMED).checked_sub(1)?;
             let spec = self.specs.get(id)?;
-            if spec.name.as_bytes().eq_ignore_ascii_case(name) {
+            let known = if slot & RENAMED == 0 {
+                spec.name
+            } else {
+                self.renamed.get(id).copied().flatten().unwrap_or_default()
+            };
+            if known.as_bytes().eq_ignore_ascii_case(name) {
                 return Some((id, spec));
             }
             at += 1;
@@ -930,6 +1001,29 @@ impl CommandTable {
 
     pub fn get(&self, id: usize) -> Option<&CommandSpec> {
         self.specs.get(id)
+    }
+
+    /// The row named `name` in the code (its original name, whatever `rename-command`
+    /// made of it): for handlers that find their own row.
+    pub fn row(&self, name: &str) -> Option<&CommandSpec> {
+        match self.lookup(name.as_bytes()) {
+            Some((_, s)) if s.name == name => Some(s),
+            _ => self.specs.iter().find(|s| s.name == name),
+        }
+    }
+
+    /// The rows COMMAND lists: all but those `rename-command X ""` hid.
+    pub fn visible(&self) -> impl Iterator<Item = &CommandSpec> {
+        self.specs
+            .iter()
+            .enumerate()
+            .filter(|(id, _)| !self.hidden(*id))
+            .map(|(_, s)| s)
+    }
+
+    /// Row `id` was hidden by `rename-command X ""` (COMMAND leaves it out, as Redis does).
+    pub fn hidden(&self, id: usize) -> bool {
+        self.renamed.get(id).copied().flatten() == Some("")
     }
 
     /// Row `id`'s name as static bytes when `typed` spells it exactly so (all lower or all
