@@ -407,6 +407,9 @@ fn busy_script_gets_busy_replies_and_script_kill() {
         let mut req = encode_command(&args(&["GET", busy_key]));
         req.extend(encode_command(&args(&["NOSUCHCMD"])));
         req.extend(encode_command(&args(&["GET", busy_key])));
+        // QUIT is answered while busy and closes, as in Redis (it was -BUSY).
+        req.extend(encode_command(&args(&["QUIT"])));
+        req.extend(encode_command(&args(&["PING"])));
         c.send(&req).expect("send");
         let r1 = String::from_utf8_lossy(&c.read_reply().expect("r1")).into_owned();
         let r2 = String::from_utf8_lossy(&c.read_reply().expect("r2")).into_owned();
@@ -416,6 +419,8 @@ fn busy_script_gets_busy_replies_and_script_kill() {
             "{r1} {r3}"
         );
         assert!(r2.starts_with("-ERR unknown command 'NOSUCHCMD'"), "{r2}");
+        let r4 = String::from_utf8_lossy(&c.read_reply().expect("r4")).into_owned();
+        assert_eq!(r4, "+OK\r\n", "--shards {n}: QUIT while busy");
         // SCRIPT KILL from any connection (on the busy shard too, even the only one).
         assert_eq!(ask(port, &["SCRIPT", "KILL"]), "+OK\r\n", "--shards {n}");
         let reply = looping.join().expect("script thread");
@@ -423,6 +428,9 @@ fn busy_script_gets_busy_replies_and_script_kill() {
             reply.starts_with("-ERR Script killed by user with SCRIPT KILL... script: "),
             "{reply}"
         );
+        // The QUIT's connection is closed (by the end of the script at the latest), and
+        // the PING after it was never answered.
+        assert!(c.closed(), "--shards {n}: open after QUIT");
         // The server serves every shard afterwards, the busy one first.
         assert_eq!(ask(port, &["SET", busy_key, "after"]), "+OK\r\n");
         assert_eq!(ask(port, &["GET", busy_key]), "$5\r\nafter\r\n");

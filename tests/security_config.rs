@@ -284,7 +284,10 @@ fn daemonize_include_and_refused_directives() {
         (&["--save", "900"], "Invalid save parameters"),
         (&["--appendonly", "maybe"], "yes"),
         (&["--replicaof", "127.0.0.1 port"], "Invalid master port"),
-        (&["--rename-command", "FLUSHALL x"], "rename-command"),
+        (
+            &["--rename-command", "NOSUCH", "x"],
+            "No such command in rename-command",
+        ),
         (
             &["--notify-keyspace-events", "KEAQ"],
             "Invalid event class character",

@@ -105,7 +105,8 @@ impl Worker {
             }
         }
         self.eng.flush_mesh();
-        // One send per connection that has output, as `flush_dirty` (closing ones wait).
+        // One send per connection that has output, as `flush_dirty` (a closing one's too: a
+        // QUIT's +OK goes out now, the close comes after the script).
         let dirty = std::mem::take(&mut self.dirty);
         let mut keep = Vec::new();
         // Output that waits for the append-only log stays for the loop (`aof`).
@@ -114,8 +115,7 @@ impl Worker {
             let Some(conn) = self.conns.get_mut(idx) else {
                 continue;
             };
-            if conn.closing
-                || conn.master
+            if conn.master
                 || conn.sending
                 || conn.out.is_empty()
                 || (conn.tls.is_some() || !logged || !conn.aof_marks.is_empty())
@@ -306,6 +306,11 @@ pub(super) fn busy_answer(
             crate::scripting::Kill::NotBusy => Reply::error(crate::scripting::NOTBUSY),
             crate::scripting::Kill::Unkillable => Reply::error(crate::scripting::UNKILLABLE),
         }));
+    }
+    // QUIT is answered and closes the connection while busy (Redis's `allow_busy`).
+    if spec.name == "quit" {
+        conn.closing = true;
+        return Some(Some(Reply::Ok));
     }
     let nosave = argv
         .iter()
