@@ -24,7 +24,7 @@ use bytes::Bytes;
 
 use crate::commands::args::is;
 use crate::commands::table::{
-    CommandSpec, Exec, KeySpec, ADMIN, LOADING, NOSCRIPT, NO_MULTI, STALE,
+    CommandSpec, Exec, KeySpec, ADMIN, ALLOW_BUSY, LOADING, NOSCRIPT, NO_MULTI, STALE,
 };
 use crate::commands::ConnCtx;
 use crate::config::{SHUTDOWN_FORCE, SHUTDOWN_NOSAVE, SHUTDOWN_NOW, SHUTDOWN_SAVE};
@@ -35,7 +35,7 @@ use crate::server::worker::{front, Worker};
 
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
-    CommandSpec::new("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI, KeySpec::none(), Exec::Conn(shutdown))
+    CommandSpec::new("shutdown", -1, ADMIN | NOSCRIPT | LOADING | STALE | NO_MULTI | ALLOW_BUSY, KeySpec::none(), Exec::Conn(shutdown))
         .doc("server", "1.0.0", "Synchronously saves the database(s) to disk and shuts down the Redis server.",
              "[NOSAVE | SAVE] [NOW] [FORCE] [ABORT]"),
 ];

@@ -6,7 +6,9 @@ use bytes::Bytes;
 use super::client::{client_line, validate_name};
 use super::FrontCtx;
 use crate::commands::args::{arg, is, text};
-use crate::commands::table::{CommandSpec, Exec, KeySpec, FAST, LOADING, NOAUTH, NOSCRIPT, STALE};
+use crate::commands::table::{
+    CommandSpec, Exec, KeySpec, ALLOW_BUSY, FAST, LOADING, NOAUTH, NOSCRIPT, STALE,
+};
 use crate::error::{self, CmdError, CmdResult};
 use crate::protocol::parse_i64;
 use crate::protocol::reply::Reply;
@@ -22,7 +24,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(C, "1.0.0", "Returns the server's liveliness response.", "[message]"),
     CommandSpec::new("echo", 2, FAST | LOADING | STALE, KeySpec::none(), Exec::Conn(front!(echo)))
         .doc(C, "1.0.0", "Returns the given string.", "message"),
-    CommandSpec::new("quit", -1, NOSCRIPT | LOADING | STALE | FAST | NOAUTH, KeySpec::none(), Exec::Conn(front!(quit)))
+    CommandSpec::new("quit", -1, NOSCRIPT | LOADING | STALE | FAST | NOAUTH | ALLOW_BUSY, KeySpec::none(), Exec::Conn(front!(quit)))
         .doc(C, "1.0.0", "Closes the connection.", ""),
     CommandSpec::new("select", 2, LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(front!(select)))
         .doc(C, "1.0.0", "Changes the selected database.", "index"),
