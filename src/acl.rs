@@ -17,7 +17,7 @@ use bytes::Bytes;
 use sha2::{Digest, Sha256};
 
 use crate::commands::args::glob_match;
-use crate::commands::table::{table, CommandSpec, PUBSUB, READONLY};
+use crate::commands::table::{table, CommandSpec, KEY_R, KEY_W, PUBSUB};
 
 /// One key pattern and what it allows.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -247,17 +247,17 @@ impl Selector {
         self.allowed.get(slot).copied().unwrap_or(false)
     }
 
-    /// May this selector touch `key` as `spec` does?
-    pub fn may_access_key(&self, spec: &CommandSpec, key: &[u8]) -> bool {
+    /// May this selector touch `key` with permissions `perm` (`KEY_R`, `KEY_W`; see
+    /// `CommandSpec::key_perm`)? A pattern must grant all of them, as Redis's
+    /// ACLSelectorCheckKey requires.
+    pub fn may_access_key(&self, perm: u8, key: &[u8]) -> bool {
         if self.allkeys {
             return true;
         }
-        // Read-only commands read; everything else reads and writes (Redis 7.0's key
-        // specs mark most writing commands RW).
-        let write = spec.flags & READONLY == 0;
+        let (read, write) = (perm & KEY_R != 0, perm & KEY_W != 0);
         self.keys
             .iter()
-            .any(|k| k.read && (!write || k.write) && glob_match(&k.pattern, key, false))
+            .any(|k| (k.read || !read) && (k.write || !write) && glob_match(&k.pattern, key, false))
     }
 
     /// May this selector publish to or subscribe to `channel` (`pattern`: PSUBSCRIBE, which
@@ -278,9 +278,9 @@ impl Selector {
         if !self.may_run(id, spec, argv) {
             return Err(Denial::Command);
         }
-        for i in spec.keys.key_positions(argv) {
+        for (nth, i) in spec.keys.key_positions(argv).enumerate() {
             if let Some(k) = argv.get(i) {
-                if !self.may_access_key(spec, k) {
+                if !self.may_access_key(spec.key_perm(argv, nth), k) {
                     return Err(Denial::Key(i));
                 }
             }
@@ -484,9 +484,9 @@ impl User {
         self.root.may_run(id, spec, argv)
     }
 
-    /// May the root selector touch `key` as `spec` does?
-    pub fn may_access_key(&self, spec: &CommandSpec, key: &[u8]) -> bool {
-        self.root.may_access_key(spec, key)
+    /// May the root selector touch `key` with permissions `perm`?
+    pub fn may_access_key(&self, perm: u8, key: &[u8]) -> bool {
+        self.root.may_access_key(perm, key)
     }
 
     /// May the root selector publish to or subscribe to `channel`?
@@ -992,10 +992,23 @@ mod tests {
         let (get_id, get) = table().lookup(b"get").unwrap();
         let (_, set) = table().lookup(b"set").unwrap();
         assert!(u.may_run(get_id, get, &[]));
-        assert!(u.may_access_key(get, b"k1"));
-        assert!(u.may_access_key(get, b"r1"));
-        assert!(!u.may_access_key(set, b"r1"));
-        assert!(!u.may_access_key(get, b"x"));
+        let argv = |a: &[&str]| {
+            a.iter()
+                .map(|s| Bytes::from(s.to_string()))
+                .collect::<Vec<_>>()
+        };
+        let read = get.key_perm(&argv(&["get", "k"]), 0);
+        let write = set.key_perm(&argv(&["set", "k", "v"]), 0);
+        assert_eq!((read, write), (KEY_R, KEY_W));
+        assert_eq!(
+            set.key_perm(&argv(&["set", "k", "v", "get"]), 0),
+            KEY_R | KEY_W
+        );
+        assert!(u.may_access_key(read, b"k1"));
+        assert!(u.may_access_key(read, b"r1"));
+        assert!(!u.may_access_key(write, b"r1"));
+        assert!(u.may_access_key(0, b"r1"));
+        assert!(!u.may_access_key(read, b"x"));
         assert!(u.may_use_channel(b"ch", false));
         assert!(!u.may_use_channel(b"c*", true));
         assert!(u.check(b"pw") && !u.check(b"nope"));

@@ -423,3 +423,73 @@ fn a_scripts_calls_are_checked_against_its_callers_acl_user() {
     );
     assert!(log.iter().any(|l| l.starts_with("command lua")), "{log:?}");
 }
+
+#[test]
+fn key_patterns_grant_what_each_key_spec_needs() {
+    // Redis's key specs: LPUSH, DEL, SET only write their key; INCR, LPOP, GETDEL read it
+    // too; EXISTS and TYPE need neither; COPY and SUNIONSTORE read their sources and write
+    // their destination; SET ... GET and BITFIELD ... SET read and write.
+    let cmds: &[&[&str]] = &[
+        &["SET", "src:k", "v"],
+        &["SET", "dst:k", "v"],
+        &["SET", "dst:k", "v", "GET"],
+        &["GET", "src:k"],
+        &["LPUSH", "src:l", "a", "b"],
+        &["RPUSH", "dst:l", "c"],
+        &["LPOP", "dst:l"],
+        &["INCR", "dst:n"],
+        &["GETDEL", "dst:k"],
+        &["APPEND", "dst:k", "x"],
+        &["EXPIRE", "dst:k", "100"],
+        &["EXISTS", "src:k", "dst:k"],
+        &["TYPE", "src:k"],
+        &["OBJECT", "ENCODING", "src:k"],
+        &["COPY", "src:k", "dst:k2"],
+        &["COPY", "dst:k", "src:k2"],
+        &["SADD", "src:s", "a"],
+        &["SUNIONSTORE", "dst:u", "src:s"],
+        &["SUNIONSTORE", "src:u", "dst:u"],
+        &["LMOVE", "src:l", "dst:l", "LEFT", "RIGHT"],
+        &["SORT", "src:l", "ALPHA", "STORE", "dst:sorted"],
+        &["BITFIELD", "src:b", "GET", "u8", "0"],
+        &["BITFIELD", "dst:b", "SET", "u8", "0", "1"],
+        &["PFADD", "dst:h", "a"],
+        &["XADD", "dst:x", "1-1", "f", "v"],
+        &["DEL", "dst:k2", "dst:u"],
+        &["UNLINK", "src:k2"],
+        &["EVAL", "return 1", "1", "dst:k"],
+        &["EVAL_RO", "return 1", "1", "src:k"],
+    ];
+    let users: &[&[&str]] = &[
+        &["resetkeys", "%W~*", "+@all"],
+        &["resetkeys", "%R~*", "+@all"],
+        &["resetkeys", "%R~src:*", "%W~dst:*", "+@all"],
+        &["resetkeys", "~src:*", "%R~dst:*", "+@all"],
+    ];
+    let reference = Redis::start();
+    for shards in [1, 3] {
+        let ours = common::Server::start(shards);
+        for rules in users {
+            let want = run_as(reference.port, rules, cmds);
+            let got = run_as(ours.port, rules, cmds);
+            let diff: Vec<String> = cmds
+                .iter()
+                .zip(want.iter().zip(&got))
+                .filter(|(_, (w, g))| w != g)
+                .map(|(c, (w, g))| format!("  {}: redis {w} / shardis {g}", c.join(" ")))
+                .collect();
+            assert!(
+                diff.is_empty(),
+                "user {rules:?}, {shards} shard(s):\n{}",
+                diff.join("\n")
+            );
+            assert!(
+                want.iter().any(|w| w.contains("no permissions")),
+                "{want:?}"
+            );
+            assert!(want.iter().any(|w| !w.starts_with("ERR")), "{want:?}");
+        }
+        let mut c = connect(reference.port);
+        let _: () = redis::cmd("FLUSHALL").query(&mut c).unwrap();
+    }
+}

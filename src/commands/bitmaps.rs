@@ -9,7 +9,9 @@
 use bytes::Bytes;
 
 use super::args::{arg, int, is};
-use super::table::{CommandSpec, Exec, KeySpec, CAT_BITMAP, DENYOOM, FAST, READONLY, WRITE};
+use super::table::{
+    CommandSpec, Exec, KeySpec, CAT_BITMAP, DENYOOM, FAST, KEY_R, KEY_W, READONLY, WRITE,
+};
 use super::{ConnCtx, KeyCtx};
 use crate::coord::lock::{gather_noting, Noting, WriteFn};
 use crate::engine::Engine;
@@ -41,12 +43,14 @@ pub const COMMANDS: &[CommandSpec] = &[
         .acl(CAT_BITMAP)
         .doc(G, "2.8.7", "Finds the first set (1) or clear (0) bit in a string.", "key bit [start [end [BYTE | BIT]]]"),
     CommandSpec::new("bitop", -4, WRITE | DENYOOM, KeySpec::range(2, -1, 1), Exec::Key(bitop))
+        .key_perms(&[KEY_W, KEY_R])
         .acl(CAT_BITMAP)
         .ev_store(crate::shard::notify::STRING, "set", 2)
         .cross(bitop_cross)
         .verbatim()
         .doc(G, "2.6.0", "Performs bitwise operations on multiple strings, and stores the result.", "AND | OR | XOR | NOT destkey key [key ...]"),
     CommandSpec::new("bitfield", -2, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(bitfield))
+        .key_perms_by(bitfield_key_perms)
         .acl(CAT_BITMAP)
         .ev(crate::shard::notify::STRING, "setbit")
         // A change only when a SET or INCRBY did not fail (Redis's `changes`).
@@ -478,6 +482,25 @@ fn bitfield(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
 
 fn bitfield_ro(ctx: &mut KeyCtx, argv: &[Bytes]) -> CmdResult {
     bitfield_generic(ctx, argv, true)
+}
+
+/// BITFIELD's ACL key permission (Redis's variable-flags key spec): read only when every
+/// operation is a GET (OVERFLOW aside), else read and write; a malformed list counts as a
+/// write.
+pub fn bitfield_key_perms(argv: &[Bytes]) -> u8 {
+    use super::table::{KEY_R, KEY_RW};
+    let mut i = 2;
+    while let Some(op) = argv.get(i) {
+        let rest = argv.len() - i - 1;
+        if op.eq_ignore_ascii_case(b"get") && rest >= 2 {
+            i += 3;
+        } else if op.eq_ignore_ascii_case(b"overflow") && rest >= 1 {
+            i += 2;
+        } else {
+            return KEY_RW;
+        }
+    }
+    KEY_R
 }
 
 /// Bitmap family tests through the in-process kit (3 shards).

@@ -13,7 +13,9 @@ use bytes::Bytes;
 use super::args::{arg, is, mpop_args, owned};
 use super::lists::end_arg;
 use super::streams::{KeyRead, ReadOp};
-use super::table::{CommandSpec, Exec, KeySpec, BLOCKING, DENYOOM, FAST, NOSCRIPT, WRITE};
+use super::table::{
+    CommandSpec, Exec, KeySpec, BLOCKING, DENYOOM, FAST, KEY_RW, KEY_W, NOSCRIPT, WRITE,
+};
 use super::zsets::pairs_reply;
 use super::KeyCtx;
 use crate::error::{CmdError, CmdResult};
@@ -38,10 +40,12 @@ pub const COMMANDS: &[CommandSpec] = &[
         .prop(crate::shard::journal::Prop::Rewrite(crate::shard::journal::rw_bpop))
         .doc(L, "2.0.0", "Removes and returns the last element in a list. Blocks until an element is available otherwise. Deletes the list if the last element was popped.", "key [key ...] timeout"),
     CommandSpec::new("brpoplpush", 4, WRITE | DENYOOM | NOSCRIPT | BLOCKING, KeySpec::range(1, 2, 1), Exec::Key(now))
+        .key_perms(&[KEY_RW, KEY_W])
         .ev_dst_first(crate::shard::notify::ev_lmove)
         .cross(crate::coord::blocking::start)
         .doc(L, "2.2.0", "Pops an element from a list, pushes it to another list and returns it. Block until an element is available otherwise. Deletes the list if the last element was popped.", "source destination timeout"),
     CommandSpec::new("blmove", 6, WRITE | DENYOOM | NOSCRIPT | BLOCKING, KeySpec::range(1, 2, 1), Exec::Key(now))
+        .key_perms(&[KEY_RW, KEY_W])
         .ev_dst_first(crate::shard::notify::ev_lmove)
         .cross(crate::coord::blocking::start)
         .doc(L, "6.2.0", "Pops an element from a list, pushes it to another list and returns it. Blocks until an element is available otherwise. Deletes the list if the last element was moved.", "source destination LEFT|RIGHT LEFT|RIGHT timeout"),

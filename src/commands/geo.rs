@@ -15,7 +15,7 @@
 use bytes::Bytes;
 
 use super::args::{arg, is, owned};
-use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, READONLY, WRITE};
+use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, KEY_R, KEY_W, READONLY, WRITE};
 use super::zsets::store_zset;
 use super::{ConnCtx, KeyCtx};
 use crate::coord::lock::{gather_noting, Noting, WriteFn};
@@ -38,6 +38,7 @@ const MEMBER_KEYS: KeySpec = KeySpec::single_store(1, 5);
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("geoadd", -5, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(geoadd))
+        .key_perms(&[KEY_W])
         // Redis runs GEOADD as a ZADD: its event, and a change only when a member moved.
         .ev(crate::shard::notify::ZSET, "zadd")
         .touches(super::table::Touches::Own)
@@ -54,6 +55,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(G, "3.2.0", "Returns the longitude and latitude of members from a geospatial index.",
              "key [member [member ...]]"),
     CommandSpec::new("georadius", -6, WRITE | DENYOOM, RADIUS_KEYS, Exec::Key(search))
+        .key_perms(&[KEY_R, KEY_W])
         .ev_store(crate::shard::notify::ZSET, "georadiusstore", 0)
         .cross(search_cross)
         .touches(super::table::Touches::AllBut(1))
@@ -63,6 +65,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(G, "3.2.10", "Returns members from a geospatial index that are within a distance from a coordinate.",
              "key longitude latitude radius <M | KM | FT | MI> [WITHCOORD] [WITHDIST] [WITHHASH] [COUNT count [ANY]] [ASC | DESC]"),
     CommandSpec::new("georadiusbymember", -5, WRITE | DENYOOM, MEMBER_KEYS, Exec::Key(search))
+        .key_perms(&[KEY_R, KEY_W])
         .ev_store(crate::shard::notify::ZSET, "georadiusstore", 0)
         .cross(search_cross)
         .touches(super::table::Touches::AllBut(1))
@@ -75,6 +78,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(G, "6.2.0", "Queries a geospatial index for members inside an area of a box or a circle.",
              "key <FROMMEMBER member | FROMLONLAT longitude latitude> <BYRADIUS radius <M | KM | FT | MI> | BYBOX width height <M | KM | FT | MI>> [ASC | DESC] [COUNT count [ANY]] [WITHCOORD] [WITHDIST] [WITHHASH]"),
     CommandSpec::new("geosearchstore", -8, WRITE | DENYOOM, KeySpec::range(1, 2, 1), Exec::Key(search))
+        .key_perms(&[KEY_W, KEY_R])
         .ev_store(crate::shard::notify::ZSET, "geosearchstore", 1)
         .cross(search_cross)
         .touches(super::table::Touches::AllBut(2))

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::args::{arg, int, is, owned};
 use super::keys::parse_cursor;
 use super::ldouble;
-use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
+use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, KEY_W, READONLY, WRITE};
 use super::KeyCtx;
 use crate::error::{self, CmdError, CmdResult};
 use crate::protocol::reply::Reply;
@@ -18,14 +18,17 @@ const H: &str = "hash";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("hset", -4, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(hset))
+        .key_perms(&[KEY_W])
         .ev(crate::shard::notify::HASH, "hset")
         .verbatim()
         .doc(H, "2.0.0", "Creates or modifies the value of a field in a hash.", "key field value [field value ...]"),
     CommandSpec::new("hmset", -4, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(hmset))
+        .key_perms(&[KEY_W])
         .ev(crate::shard::notify::HASH, "hset")
         .verbatim()
         .doc(H, "2.0.0", "Sets the values of multiple fields.", "key field value [field value ...]"),
     CommandSpec::new("hsetnx", 4, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(hsetnx))
+        .key_perms(&[KEY_W])
         .ev(crate::shard::notify::HASH, "hset")
         .verbatim()
         .noop(super::table::NoOp::Int0)
@@ -35,15 +38,19 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("hmget", -3, READONLY | FAST, KeySpec::single(1), Exec::Key(hmget))
         .doc(H, "2.0.0", "Returns the values of all fields in a hash.", "key field [field ...]"),
     CommandSpec::new("hdel", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(hdel))
+        .key_perms(&[KEY_W])
         .ev_counted(crate::shard::notify::HASH, "hdel")
         .verbatim()
         .noop(super::table::NoOp::Int0)
         .doc(H, "2.0.0", "Deletes one or more fields and their values from a hash. Deletes the hash if no fields remain.", "key field [field ...]"),
     CommandSpec::new("hexists", 3, READONLY | FAST, KeySpec::single(1), Exec::Key(hexists))
+        .key_perms(&[0])
         .doc(H, "2.0.0", "Determines whether a field exists in a hash.", "key field"),
     CommandSpec::new("hlen", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(hlen))
+        .key_perms(&[0])
         .doc(H, "2.0.0", "Returns the number of fields in a hash.", "key"),
     CommandSpec::new("hstrlen", 3, READONLY | FAST, KeySpec::single(1), Exec::Key(hstrlen))
+        .key_perms(&[0])
         .doc(H, "3.2.0", "Returns the length of the value of a field.", "key field"),
     CommandSpec::new("hkeys", 2, READONLY, KeySpec::single(1), Exec::Key(hkeys))
         .doc(H, "2.0.0", "Returns all fields in a hash.", "key"),

@@ -10,8 +10,8 @@ use bytes::Bytes;
 
 use super::args::arg;
 use super::table::{
-    CommandSpec, Exec, KeySpec, ADMIN, CAT_HYPERLOGLOG, DENYOOM, FAST, MAY_REPLICATE, READONLY,
-    WRITE,
+    CommandSpec, Exec, KeySpec, ADMIN, CAT_HYPERLOGLOG, DENYOOM, FAST, KEY_R, KEY_RW, KEY_W,
+    MAY_REPLICATE, READONLY, WRITE,
 };
 use super::{ConnCtx, KeyCtx};
 use crate::coord::lock::{gather, gather_noting, Noting, WriteFn};
@@ -28,6 +28,7 @@ const G: &str = "hyperloglog";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("pfadd", -2, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(pfadd))
+        .key_perms(&[KEY_W])
         .acl(CAT_HYPERLOGLOG)
         .noop(super::table::NoOp::Int0)
         .ev_counted(crate::shard::notify::STRING, "pfadd")
@@ -38,12 +39,14 @@ pub const COMMANDS: &[CommandSpec] = &[
         .cross(pfcount_cross)
         .doc(G, "2.8.9", "Returns the approximated cardinality of the set(s) observed by the HyperLogLog key(s).", "key [key ...]"),
     CommandSpec::new("pfmerge", -2, WRITE | DENYOOM, KeySpec::range(1, -1, 1), Exec::Key(pfmerge))
+        .key_perms(&[KEY_RW, KEY_R])
         .acl(CAT_HYPERLOGLOG)
         .ev_hook(crate::shard::notify::ev_pfmerge)
         .cross(pfmerge_cross)
         .verbatim()
         .doc(G, "2.8.9", "Merges one or more HyperLogLog values into a single key.", "destkey [sourcekey [sourcekey ...]]"),
     CommandSpec::new("pfdebug", 3, WRITE | DENYOOM | ADMIN, KeySpec::single(2), Exec::Key(pfdebug))
+        .key_perms(&[KEY_R])
         .acl(CAT_HYPERLOGLOG)
         .doc(G, "2.8.9", "Internal commands for debugging HyperLogLog values.", "subcommand key"),
     CommandSpec::new("pfselftest", 1, ADMIN, KeySpec::none(), Exec::Key(pfselftest))

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use super::args::{arg, glob_match, int, is, text};
 use super::table::{
     CommandSpec, Exec, KeySpec, Merge, SplitSpec, CAT_DANGEROUS, CAT_KEYSPACE, DENYOOM, FAST,
-    LOADING, READONLY, STALE, WRITE,
+    KEY_R, KEY_RW, KEY_W, LOADING, READONLY, STALE, WRITE,
 };
 use super::{ConnCtx, KeyCtx};
 use crate::coord::lock::{move_key, MoveCheck};
@@ -25,40 +25,49 @@ const G: &str = "generic";
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("del", -2, WRITE, KeySpec::range(1, -1, 1),
         Exec::Split(SplitSpec { sub: del, step: 1, merge: Merge::Sum, atomic: true, nx: false }))
+        .key_perms(&[KEY_W])
         .ev(crate::shard::notify::GENERIC, "del")
         .verbatim()
         .noop(super::table::NoOp::Int0)
         .doc(G, "1.0.0", "Deletes one or more keys.", "key [key ...]"),
     CommandSpec::new("unlink", -2, WRITE | FAST, KeySpec::range(1, -1, 1),
         Exec::Split(SplitSpec { sub: unlink, step: 1, merge: Merge::Sum, atomic: true, nx: false }))
+        .key_perms(&[KEY_W])
         .ev(crate::shard::notify::GENERIC, "del")
         .verbatim()
         .noop(super::table::NoOp::Int0)
         .doc(G, "4.0.0", "Asynchronously deletes one or more keys.", "key [key ...]"),
     CommandSpec::new("exists", -2, READONLY | FAST, KeySpec::range(1, -1, 1),
         Exec::Split(SplitSpec { sub: exists, step: 1, merge: Merge::Sum, atomic: true, nx: false }))
+        .key_perms(&[0])
         .doc(G, "1.0.0", "Determines whether one or more keys exist.", "key [key ...]"),
     CommandSpec::new("touch", -2, READONLY | FAST, KeySpec::range(1, -1, 1),
         Exec::Split(SplitSpec { sub: touch, step: 1, merge: Merge::Sum, atomic: true, nx: false }))
+        .key_perms(&[0])
         .doc(G, "3.2.1", "Returns the number of existing keys out of those specified after updating the time they were last accessed.", "key [key ...]"),
     CommandSpec::new("type", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(type_))
+        .key_perms(&[0])
         .doc(G, "1.0.0", "Determines the type of value stored at a key.", "key"),
     CommandSpec::new("expire", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(expire))
+        .key_perms(&[KEY_W])
         .ev_hook(crate::shard::notify::ev_expire)
         .ttl_prop()
         .noop(super::table::NoOp::Int0)
         .doc(G, "1.0.0", "Sets the expiration time of a key in seconds.", "key seconds [NX | XX | GT | LT]"),
     CommandSpec::new("pexpire", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(pexpire))
+        .key_perms(&[KEY_W])
         .ev_hook(crate::shard::notify::ev_expire)
         .ttl_prop()
         .noop(super::table::NoOp::Int0)
         .doc(G, "2.6.0", "Sets the expiration time of a key in milliseconds.", "key milliseconds [NX | XX | GT | LT]"),
     CommandSpec::new("expireat", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(expireat))
+        .key_perms(&[KEY_W])
         .ev_hook(crate::shard::notify::ev_expire)
         .ttl_prop()
         .noop(super::table::NoOp::Int0)
         .doc(G, "1.2.0", "Sets the expiration time of a key to a Unix timestamp.", "key unix-time-seconds [NX | XX | GT | LT]"),
     CommandSpec::new("pexpireat", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(pexpireat))
+        .key_perms(&[KEY_W])
         .ev_hook(crate::shard::notify::ev_expire)
         .ttl_prop()
         .noop(super::table::NoOp::Int0)
@@ -72,23 +81,27 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("pexpiretime", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(pexpiretime))
         .doc(G, "7.0.0", "Returns the expiration time of a key as a Unix milliseconds timestamp.", "key"),
     CommandSpec::new("persist", 2, WRITE | FAST, KeySpec::single(1), Exec::Key(persist))
+        .key_perms(&[KEY_W])
         .ev(crate::shard::notify::GENERIC, "persist")
         .ttl_prop()
         .noop(super::table::NoOp::Int0)
         .doc(G, "2.2.0", "Removes the expiration time of a key.", "key"),
     CommandSpec::new("rename", 3, WRITE, KeySpec::range(1, 2, 1), Exec::Key(rename))
+        .key_perms(&[KEY_RW, KEY_W])
         .ev_move(crate::shard::notify::ev_rename)
         .cross(rename_cross)
         .verbatim()
         .noop(super::table::NoOp::SameKeys)
         .doc(G, "1.0.0", "Renames a key and overwrites the destination.", "key newkey"),
     CommandSpec::new("renamenx", 3, WRITE | FAST, KeySpec::range(1, 2, 1), Exec::Key(renamenx))
+        .key_perms(&[KEY_RW, KEY_W])
         .ev_move(crate::shard::notify::ev_rename)
         .cross(rename_cross)
         .verbatim()
         .noop(super::table::NoOp::Int0OrSameKeys)
         .doc(G, "1.0.0", "Renames a key only when the target key name doesn't exist.", "key newkey"),
     CommandSpec::new("copy", -3, WRITE | DENYOOM, KeySpec::range(1, 2, 1), Exec::Key(copy))
+        .key_perms(&[KEY_R, KEY_W])
         .ev_hook(crate::shard::notify::ev_copy)
         .cross(copy_cross)
         .verbatim()
@@ -98,6 +111,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("dump", 2, READONLY, KeySpec::single(1), Exec::Key(dump))
         .doc(G, "2.6.0", "Returns a serialized representation of the value stored at a key.", "key"),
     CommandSpec::new("restore", -4, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(restore))
+        .key_perms(&[KEY_W])
         .acl(CAT_KEYSPACE | CAT_DANGEROUS)
         .ev(crate::shard::notify::GENERIC, "restore")
         .doc(G, "2.6.0", "Creates a key from the serialized representation of a value.",
@@ -118,6 +132,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     // A connection command (MEMORY STATS reads every shard); USAGE runs `memory` on the
     // key's shard (`observe::memory`).
     CommandSpec::new("object", -2, READONLY, KeySpec::single(2), Exec::Key(object))
+        .key_perms(&[0])
         .sub_flags(&[
             ("encoding", READONLY, CAT_KEYSPACE),
             ("freq", READONLY, CAT_KEYSPACE),

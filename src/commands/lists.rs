@@ -8,7 +8,7 @@
 use bytes::Bytes;
 
 use super::args::{arg, int, is, owned};
-use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
+use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, KEY_RW, KEY_W, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
 use crate::coord::lock::{gather_noting, Noting, WriteFn};
 use crate::engine::Engine;
@@ -23,19 +23,23 @@ const L: &str = "list";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("lpush", -3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(lpush))
+        .key_perms(&[KEY_W])
         .ev(crate::shard::notify::LIST, "lpush")
         .verbatim()
         .doc(L, "1.0.0", "Prepends one or more elements to a list. Creates the key if it doesn't exist.", "key element [element ...]"),
     CommandSpec::new("rpush", -3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(rpush))
+        .key_perms(&[KEY_W])
         .ev(crate::shard::notify::LIST, "rpush")
         .verbatim()
         .doc(L, "1.0.0", "Appends one or more elements to a list. Creates the key if it doesn't exist.", "key element [element ...]"),
     CommandSpec::new("lpushx", -3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(lpushx))
+        .key_perms(&[KEY_W])
         .noop(super::table::NoOp::Int0)
         .ev(crate::shard::notify::LIST, "lpush")
         .verbatim()
         .doc(L, "2.2.0", "Prepends one or more elements to a list only when the list exists.", "key element [element ...]"),
     CommandSpec::new("rpushx", -3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(rpushx))
+        .key_perms(&[KEY_W])
         .noop(super::table::NoOp::Int0)
         .ev(crate::shard::notify::LIST, "rpush")
         .verbatim()
@@ -51,26 +55,31 @@ pub const COMMANDS: &[CommandSpec] = &[
         .verbatim()
         .doc(L, "1.0.0", "Returns and removes the last elements of a list. Deletes the list if the last element was popped.", "key [count]"),
     CommandSpec::new("llen", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(llen))
+        .key_perms(&[0])
         .doc(L, "1.0.0", "Returns the length of a list.", "key"),
     CommandSpec::new("lrange", 4, READONLY, KeySpec::single(1), Exec::Key(lrange))
         .doc(L, "1.0.0", "Returns a range of elements from a list.", "key start stop"),
     CommandSpec::new("lindex", 3, READONLY, KeySpec::single(1), Exec::Key(lindex))
         .doc(L, "1.0.0", "Returns an element from a list by its index.", "key index"),
     CommandSpec::new("lset", 4, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(lset))
+        .key_perms(&[KEY_W])
         .ev(crate::shard::notify::LIST, "lset")
         .verbatim()
         .doc(L, "1.0.0", "Sets the value of an element in a list by its index.", "key index element"),
     CommandSpec::new("linsert", 5, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(linsert))
+        .key_perms(&[KEY_W])
         .noop(super::table::NoOp::IntAtMost0)
         .ev_counted(crate::shard::notify::LIST, "linsert")
         .verbatim()
         .doc(L, "2.2.0", "Inserts an element before or after another element in a list.", "key BEFORE|AFTER pivot element"),
     CommandSpec::new("lrem", 4, WRITE, KeySpec::single(1), Exec::Key(lrem))
+        .key_perms(&[KEY_W])
         .noop(super::table::NoOp::Int0)
         .ev_counted(crate::shard::notify::LIST, "lrem")
         .verbatim()
         .doc(L, "1.0.0", "Removes elements from a list. Deletes the list if the last element was removed.", "key count element"),
     CommandSpec::new("ltrim", 4, WRITE, KeySpec::single(1), Exec::Key(ltrim))
+        .key_perms(&[KEY_W])
         .ev(crate::shard::notify::LIST, "ltrim")
         .noop(super::table::NoOp::Flagged)
         .verbatim()
@@ -78,12 +87,14 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("lpos", -3, READONLY, KeySpec::single(1), Exec::Key(lpos))
         .doc(L, "6.0.6", "Returns the index of matching elements in a list.", "key element [RANK rank] [COUNT num-matches] [MAXLEN len]"),
     CommandSpec::new("lmove", 5, WRITE | DENYOOM, KeySpec::range(1, 2, 1), Exec::Key(lmove))
+        .key_perms(&[KEY_RW, KEY_W])
         .noop(super::table::NoOp::Null)
         .ev_dst_first(crate::shard::notify::ev_lmove)
         .cross(lmove_cross)
         .verbatim()
         .doc(L, "6.2.0", "Returns an element after popping it from one list and pushing it to another. Deletes the list if the last element was moved.", "source destination LEFT|RIGHT LEFT|RIGHT"),
     CommandSpec::new("rpoplpush", 3, WRITE | DENYOOM, KeySpec::range(1, 2, 1), Exec::Key(rpoplpush))
+        .key_perms(&[KEY_RW, KEY_W])
         .noop(super::table::NoOp::Null)
         .ev_dst_first(crate::shard::notify::ev_lmove)
         .cross(rpoplpush_cross)

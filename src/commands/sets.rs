@@ -8,7 +8,9 @@ use bytes::Bytes;
 
 use super::args::{arg, owned};
 use super::hashes::{bounded, cursor_arg, rand_count, scan_opts, scan_reply};
-use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
+use super::table::{
+    CommandSpec, Exec, KeySpec, DENYOOM, FAST, KEY_R, KEY_RW, KEY_W, READONLY, WRITE,
+};
 use super::{ConnCtx, KeyCtx};
 use crate::coord::lock::{gather_noting, Noting, WriteFn};
 use crate::engine::Engine;
@@ -26,11 +28,13 @@ const S: &str = "set";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("sadd", -3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(sadd))
+        .key_perms(&[KEY_W])
         .ev_counted(crate::shard::notify::SET, "sadd")
         .verbatim()
         .noop(super::table::NoOp::Int0)
         .doc(S, "1.0.0", "Adds one or more members to a set. Creates the key if it doesn't exist.", "key member [member ...]"),
     CommandSpec::new("srem", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(srem))
+        .key_perms(&[KEY_W])
         .ev_counted(crate::shard::notify::SET, "srem")
         .verbatim()
         .noop(super::table::NoOp::Int0)
@@ -38,10 +42,12 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("smembers", 2, READONLY, KeySpec::single(1), Exec::Key(smembers))
         .doc(S, "1.0.0", "Returns all members of a set.", "key"),
     CommandSpec::new("sismember", 3, READONLY | FAST, KeySpec::single(1), Exec::Key(sismember))
+        .key_perms(&[0])
         .doc(S, "1.0.0", "Determines whether a member belongs to a set.", "key member"),
     CommandSpec::new("smismember", -3, READONLY | FAST, KeySpec::single(1), Exec::Key(smismember))
         .doc(S, "6.2.0", "Determines whether multiple members belong to a set.", "key member [member ...]"),
     CommandSpec::new("scard", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(scard))
+        .key_perms(&[0])
         .doc(S, "1.0.0", "Returns the number of members in a set.", "key"),
     CommandSpec::new("spop", -2, WRITE | FAST, KeySpec::single(1), Exec::Key(spop))
         .ev(crate::shard::notify::SET, "spop")
@@ -51,6 +57,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("srandmember", -2, READONLY, KeySpec::single(1), Exec::Key(srandmember))
         .doc(S, "1.0.0", "Get one or multiple random members from a set", "key [count]"),
     CommandSpec::new("smove", 4, WRITE | FAST, KeySpec::range(1, 2, 1), Exec::Key(smove))
+        .key_perms(&[KEY_RW, KEY_W])
         .ev_hook(crate::shard::notify::ev_smove)
         .cross(smove_cross)
         .verbatim()
@@ -69,18 +76,21 @@ pub const COMMANDS: &[CommandSpec] = &[
         .cross(algebra_cross)
         .doc(S, "1.0.0", "Returns the difference of multiple sets.", "key [key ...]"),
     CommandSpec::new("sinterstore", -3, WRITE | DENYOOM, KeySpec::range(1, -1, 1), Exec::Key(sinterstore))
+        .key_perms(&[KEY_W, KEY_R])
         .ev_store(crate::shard::notify::SET, "sinterstore", 1)
         .cross(algebra_cross)
         .verbatim()
         .touches(super::table::Touches::Only(1))
         .doc(S, "1.0.0", "Stores the intersect of multiple sets in a key.", "destination key [key ...]"),
     CommandSpec::new("sunionstore", -3, WRITE | DENYOOM, KeySpec::range(1, -1, 1), Exec::Key(sunionstore))
+        .key_perms(&[KEY_W, KEY_R])
         .ev_store(crate::shard::notify::SET, "sunionstore", 1)
         .cross(algebra_cross)
         .verbatim()
         .touches(super::table::Touches::Only(1))
         .doc(S, "1.0.0", "Stores the union of multiple sets in a key.", "destination key [key ...]"),
     CommandSpec::new("sdiffstore", -3, WRITE | DENYOOM, KeySpec::range(1, -1, 1), Exec::Key(sdiffstore))
+        .key_perms(&[KEY_W, KEY_R])
         .ev_store(crate::shard::notify::SET, "sdiffstore", 1)
         .cross(algebra_cross)
         .verbatim()

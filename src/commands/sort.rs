@@ -12,8 +12,8 @@ use bytes::Bytes;
 
 use super::args::{arg, is};
 use super::table::{
-    CommandSpec, Exec, KeySpec, CAT_DANGEROUS, CAT_LIST, CAT_SET, CAT_SORTEDSET, DENYOOM, READONLY,
-    WRITE,
+    CommandSpec, Exec, KeySpec, CAT_DANGEROUS, CAT_LIST, CAT_SET, CAT_SORTEDSET, DENYOOM, KEY_R,
+    KEY_W, READONLY, WRITE,
 };
 use super::{ConnCtx, KeyCtx};
 use crate::coord::lock::{lock_all, unlock};
@@ -32,6 +32,7 @@ const G: &str = "generic";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("sort", -2, WRITE | DENYOOM, KeySpec::sort(), Exec::Key(sort))
+        .key_perms(&[KEY_R, KEY_W])
         .acl(CAT_SET | CAT_SORTEDSET | CAT_LIST | CAT_DANGEROUS)
         .cross(sort_cross)
         .touches(super::table::Touches::Own)
@@ -39,6 +40,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(G, "1.0.0", "Sorts the elements in a list, a set, or a sorted set, optionally storing the result.",
              "key [BY pattern] [LIMIT offset count] [GET pattern [GET pattern ...]] [ASC | DESC] [ALPHA] [STORE destination]"),
     CommandSpec::new("sort_ro", -2, READONLY, KeySpec::sort(), Exec::Key(sort_ro))
+        .key_perms(&[KEY_R])
         .acl(CAT_SET | CAT_SORTEDSET | CAT_LIST | CAT_DANGEROUS)
         .cross(sort_cross)
         .doc(G, "7.0.0", "Returns the sorted elements of a list, a set, or a sorted set.",

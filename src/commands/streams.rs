@@ -14,8 +14,8 @@ use bytes::Bytes;
 
 use super::args::{arg, is, text};
 use super::table::{
-    CommandSpec, Exec, KeySpec, Touches, BLOCKING, CAT_STREAM, DENYOOM, FAST, LOADING, READONLY,
-    STALE, WRITE,
+    CommandSpec, Exec, KeySpec, Touches, BLOCKING, CAT_STREAM, DENYOOM, FAST, KEY_R, KEY_W,
+    LOADING, READONLY, STALE, WRITE,
 };
 use super::KeyCtx;
 use crate::error::{CmdError, CmdResult};
@@ -33,35 +33,44 @@ const X: &str = "stream";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("xadd", -5, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(xadd))
+        .key_perms(&[KEY_W])
         .touches(Touches::Own)
         .doc(X, "5.0.0", "Appends a new message to a stream. Creates the key if it doesn't exist.", "key [NOMKSTREAM] [<MAXLEN | MINID> [= | ~] threshold [LIMIT count]] <* | id> field value [field value ...]"),
     CommandSpec::new("xlen", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(xlen))
+        .key_perms(&[0])
         .doc(X, "5.0.0", "Return the number of messages in a stream.", "key"),
     CommandSpec::new("xrange", -4, READONLY, KeySpec::single(1), Exec::Key(xrange))
         .doc(X, "5.0.0", "Returns the messages from a stream within a range of IDs.", "key start end [COUNT count]"),
     CommandSpec::new("xrevrange", -4, READONLY, KeySpec::single(1), Exec::Key(xrevrange))
         .doc(X, "5.0.0", "Returns the messages from a stream within a range of IDs in reverse order.", "key end start [COUNT count]"),
     CommandSpec::new("xdel", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(xdel))
+        .key_perms(&[KEY_W])
         .touches(Touches::Own)
         .doc(X, "5.0.0", "Returns the number of messages after removing them from a stream.", "key id [id ...]"),
     CommandSpec::new("xtrim", -4, WRITE, KeySpec::single(1), Exec::Key(xtrim))
+        .key_perms(&[KEY_W])
         .touches(Touches::Own)
         .doc(X, "5.0.0", "Deletes messages from the beginning of a stream.", "key <MAXLEN | MINID> [= | ~] threshold [LIMIT count]"),
     CommandSpec::new("xsetid", -3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(xsetid))
+        .key_perms(&[KEY_W])
         .touches(Touches::Own)
         .doc(X, "5.0.0", "An internal command for replicating stream values.", "key last-id [ENTRIESADDED entries-added] [MAXDELETEDID max-deleted-id]"),
     CommandSpec::new("xack", -4, WRITE | FAST, KeySpec::single(1), Exec::Key(xack))
+        .key_perms(&[KEY_W])
         .touches(Touches::Own)
         .doc(X, "5.0.0", "Returns the number of messages that were successfully acknowledged by the consumer group member of a stream.", "key group id [id ...]"),
     CommandSpec::new("xpending", -3, READONLY, KeySpec::single(1), Exec::Key(xpending))
         .doc(X, "5.0.0", "Returns the information and entries from a stream consumer group's pending entries list.", "key group [[IDLE min-idle-time] start end count [consumer]]"),
     CommandSpec::new("xclaim", -6, WRITE | FAST, KeySpec::single(1), Exec::Key(xclaim))
+        .key_perms(&[KEY_W])
         .touches(Touches::Own)
         .doc(X, "5.0.0", "Changes, or acquires, ownership of a message in a consumer group, as if the message was delivered a consumer group member.", "key group consumer min-idle-time id [id ...] [IDLE ms] [TIME unix-time-milliseconds] [RETRYCOUNT count] [FORCE] [JUSTID] [LASTID lastid]"),
     CommandSpec::new("xautoclaim", -6, WRITE | FAST, KeySpec::single(1), Exec::Key(xautoclaim))
+        .key_perms(&[KEY_W])
         .touches(Touches::Own)
         .doc(X, "6.2.0", "Changes, or acquires, ownership of messages in a consumer group, as if the messages were delivered to as consumer group member.", "key group consumer min-idle-time start [COUNT count] [JUSTID]"),
     CommandSpec::new("xgroup", -2, 0, KeySpec::single(2), Exec::Key(xgroup))
+        .key_perms(&[KEY_W])
         .sub_flags(&[
             ("create", WRITE | DENYOOM, CAT_STREAM),
             ("createconsumer", WRITE | DENYOOM, CAT_STREAM),
@@ -98,6 +107,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .cross(crate::coord::blocking::start)
         .doc(X, "5.0.0", "Returns messages from multiple streams with IDs greater than the ones requested. Blocks until a message is available otherwise.", "[COUNT count] [BLOCK milliseconds] STREAMS key [key ...] id [id ...]"),
     CommandSpec::new("xreadgroup", -7, WRITE | BLOCKING, KeySpec::streams(4), Exec::Key(super::blocking::now))
+        .key_perms(&[KEY_R])
         .touches(Touches::Own)
         .cross(crate::coord::blocking::start)
         .doc(X, "5.0.0", "Returns new or historical messages from a stream for a consumer in a group. Blocks until a message is available otherwise.", "GROUP group consumer [COUNT count] [BLOCK milliseconds] [NOACK] STREAMS key [key ...] id [id ...]"),

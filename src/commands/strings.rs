@@ -5,7 +5,9 @@ use bytes::Bytes;
 
 use super::args::{arg, int, is};
 use super::ldouble;
-use super::table::{CommandSpec, Exec, KeySpec, Merge, SplitSpec, DENYOOM, FAST, READONLY, WRITE};
+use super::table::{
+    CommandSpec, Exec, KeySpec, Merge, SplitSpec, DENYOOM, FAST, KEY_W, READONLY, WRITE,
+};
 use super::{ConnCtx, KeyCtx};
 use crate::error::{CmdError, CmdResult};
 use crate::protocol::parse_i64;
@@ -19,19 +21,23 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("get", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(get))
         .doc(S, "1.0.0", "Returns the string value of a key.", "key"),
     CommandSpec::new("set", -3, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(set))
+        .key_perms_by(set_key_perms)
         .ev_hook(crate::shard::notify::ev_set)
         .prop(crate::shard::journal::Prop::VerbatimIf(crate::shard::journal::set_is_verbatim))
         .noop(super::table::NoOp::NullWithoutGet)
         .doc(S, "1.0.0", "Sets the string value of a key, ignoring its type. The key is created if it doesn't exist.",
              "key value [NX | XX] [GET] [EX seconds | PX milliseconds | EXAT unix-time-seconds | PXAT unix-time-milliseconds | KEEPTTL]"),
     CommandSpec::new("setnx", 3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(setnx))
+        .key_perms(&[KEY_W])
         .noop(super::table::NoOp::Int0)
         .ev(crate::shard::notify::STRING, "set")
         .doc(S, "1.0.0", "Set the string value of a key only when the key doesn't exist.", "key value"),
     CommandSpec::new("setex", 4, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(setex))
+        .key_perms(&[KEY_W])
         .ev_hook(crate::shard::notify::ev_setex)
         .doc(S, "2.0.0", "Sets the string value and expiration time of a key. Creates the key if it doesn't exist.", "key seconds value"),
     CommandSpec::new("psetex", 4, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(psetex))
+        .key_perms(&[KEY_W])
         .ev_hook(crate::shard::notify::ev_setex)
         .doc(S, "2.6.0", "Sets both string value and expiration time in milliseconds of a key. The key is created if it doesn't exist.", "key milliseconds value"),
     CommandSpec::new("getset", 3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(getset))
@@ -52,20 +58,24 @@ pub const COMMANDS: &[CommandSpec] = &[
         .doc(S, "1.0.0", "Atomically returns the string values of one or more keys.", "key [key ...]"),
     CommandSpec::new("mset", -3, WRITE | DENYOOM, KeySpec::range(1, -1, 2),
         Exec::Split(SplitSpec { sub: mset, step: 2, merge: Merge::Ok, atomic: true, nx: false }))
+        .key_perms(&[KEY_W])
         .ev(crate::shard::notify::STRING, "set")
         .verbatim()
         .doc(S, "1.0.1", "Atomically creates or modifies the string values of one or more keys.", "key value [key value ...]"),
     CommandSpec::new("msetnx", -3, WRITE | DENYOOM, KeySpec::range(1, -1, 2),
         Exec::Split(SplitSpec { sub: msetnx, step: 2, merge: Merge::Ok, atomic: true, nx: true }))
+        .key_perms(&[KEY_W])
         .ev(crate::shard::notify::STRING, "set")
         .verbatim()
         .noop(super::table::NoOp::Int0)
         .doc(S, "1.0.1", "Atomically modifies the string values of one or more keys only when all keys don't exist.", "key value [key value ...]"),
     CommandSpec::new("append", 3, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(append))
+        .key_perms(&[KEY_W])
         .ev(crate::shard::notify::STRING, "append")
         .verbatim()
         .doc(S, "2.0.0", "Appends a string to the value of a key. Creates the key if it doesn't exist.", "key value"),
     CommandSpec::new("strlen", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(strlen))
+        .key_perms(&[0])
         .doc(S, "2.2.0", "Returns the length of a string value.", "key"),
     CommandSpec::new("incr", 2, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(incr))
         .ev(crate::shard::notify::STRING, "incrby")
@@ -91,6 +101,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("substr", 4, READONLY, KeySpec::single(1), Exec::Key(getrange))
         .doc(S, "1.0.0", "Returns a substring from a string value.", "key start end"),
     CommandSpec::new("setrange", 4, WRITE | DENYOOM, KeySpec::single(1), Exec::Key(setrange))
+        .key_perms(&[KEY_W])
         .ev(crate::shard::notify::STRING, "setrange")
         .noop(super::table::NoOp::EmptyArg(3))
         .verbatim()
@@ -651,6 +662,17 @@ fn lcs_reply(a: &[u8], b: &[u8], argv: &[Bytes]) -> CmdResult {
         ]));
     }
     Ok(Reply::Bulk(Bytes::from(result)))
+}
+
+/// SET's ACL key permission (Redis's variable-flags key spec): it only writes its key,
+/// unless GET makes it read it too.
+pub fn set_key_perms(argv: &[Bytes]) -> u8 {
+    use super::table::{KEY_RW, KEY_W};
+    if argv.iter().skip(3).any(|a| a.eq_ignore_ascii_case(b"get")) {
+        KEY_RW
+    } else {
+        KEY_W
+    }
 }
 
 /// String family tests through the in-process kit (3 shards): values and exact error texts.

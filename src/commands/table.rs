@@ -165,6 +165,13 @@ fn group_category(group: &str) -> u32 {
     }
 }
 
+/// ACL key permissions a key argument needs (Redis's key-spec flags: ACCESS reads; INSERT,
+/// DELETE and UPDATE write). A key with neither (EXISTS, TYPE, OBJECT ENCODING) matches any
+/// key pattern, `%R~` or `%W~`.
+pub const KEY_R: u8 = 1;
+pub const KEY_W: u8 = 2;
+pub const KEY_RW: u8 = KEY_R | KEY_W;
+
 /// One subcommand of a container, as Redis declares it: its own flags (COMMAND INFO shows
 /// them; the gates see them added to the container's, see `flags_for`) and its explicit ACL
 /// categories.
@@ -491,6 +498,14 @@ pub struct CommandSpec {
     /// The flags COMMAND INFO shows for a container's own row (Redis declares them for
     /// COMMAND only); the row's `flags` are what its subcommands share here.
     pub container_flags: u32,
+    /// The ACL key permissions of the command's keys, in the order `KeySpec::key_positions`
+    /// yields them, the last repeating (Redis's key specs: COPY reads its source and writes
+    /// its destination, LPUSH only writes). Empty: a read-only command reads, any other
+    /// reads and writes. For a container, its subcommands' keys.
+    pub key_perms: &'static [u8],
+    /// Permissions that depend on the arguments (Redis's `VARIABLE_FLAGS` key specs: SET
+    /// reads its key only with GET); overrides `key_perms`.
+    pub key_perms_by: Option<fn(&[Bytes]) -> u8>,
     /// How the journal records a write (see `shard::journal`).
     pub prop: Prop,
     /// Which keyspace notification the command sends (see `shard::notify`).
@@ -570,6 +585,8 @@ impl CommandSpec {
             sub_flags: &[],
             acl: None,
             container_flags: 0,
+            key_perms: &[],
+            key_perms_by: None,
             prop: Prop::State,
             noop: NoOp::Never,
             touches: Touches::Keys,
@@ -605,6 +622,30 @@ impl CommandSpec {
     pub const fn sub_flags(mut self, f: &'static [SubFlags]) -> CommandSpec {
         self.sub_flags = f;
         self
+    }
+
+    /// ACL key permissions of the keys in order (see `key_perms`).
+    pub const fn key_perms(mut self, p: &'static [u8]) -> CommandSpec {
+        self.key_perms = p;
+        self
+    }
+
+    /// ACL key permissions that depend on the arguments (see `key_perms_by`).
+    pub const fn key_perms_by(mut self, f: fn(&[Bytes]) -> u8) -> CommandSpec {
+        self.key_perms_by = Some(f);
+        self
+    }
+
+    /// The ACL permissions the `nth` key of `argv` needs.
+    pub fn key_perm(&self, argv: &[Bytes], nth: usize) -> u8 {
+        if let Some(f) = self.key_perms_by {
+            return f(argv);
+        }
+        match self.key_perms.get(nth).or(self.key_perms.last()) {
+            Some(p) => *p,
+            None if self.flags_for(argv) & READONLY != 0 => KEY_R,
+            None => KEY_RW,
+        }
     }
 
     /// The flags a container shows for its own row (see `container_flags`).

@@ -10,7 +10,7 @@ use bytes::Bytes;
 
 use super::args::{arg, int, is, owned};
 use super::hashes::{bounded, cursor_arg, scan_opts, scan_reply};
-use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, READONLY, WRITE};
+use super::table::{CommandSpec, Exec, KeySpec, DENYOOM, FAST, KEY_R, KEY_W, READONLY, WRITE};
 use super::{ConnCtx, KeyCtx};
 use crate::coord::lock::{gather_noting, Noting, WriteFn};
 use crate::engine::Engine;
@@ -31,6 +31,7 @@ const Z: &str = "sorted-set";
 #[rustfmt::skip]
 pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("zadd", -4, WRITE | DENYOOM | FAST, KeySpec::single(1), Exec::Key(zadd))
+        .key_perms(&[KEY_W])
         .ev_hook(crate::shard::notify::ev_zadd)
         // Only a ZADD that added or updated a member is a change (WATCH, events, journal).
         .touches(super::table::Touches::Own)
@@ -41,11 +42,13 @@ pub const COMMANDS: &[CommandSpec] = &[
         .verbatim()
         .doc(Z, "1.2.0", "Increments the score of a member in a sorted set.", "key increment member"),
     CommandSpec::new("zrem", -3, WRITE | FAST, KeySpec::single(1), Exec::Key(zrem))
+        .key_perms(&[KEY_W])
         .noop(super::table::NoOp::Int0)
         .ev_counted(crate::shard::notify::ZSET, "zrem")
         .verbatim()
         .doc(Z, "1.2.0", "Removes one or more members from a sorted set. Deletes the sorted set if all members were removed.", "key member [member ...]"),
     CommandSpec::new("zcard", 2, READONLY | FAST, KeySpec::single(1), Exec::Key(zcard))
+        .key_perms(&[0])
         .doc(Z, "1.2.0", "Returns the number of members in a sorted set.", "key"),
     CommandSpec::new("zcount", 4, READONLY | FAST, KeySpec::single(1), Exec::Key(zcount))
         .doc(Z, "2.0.0", "Returns the count of members in a sorted set that have scores within a range.", "key min max"),
@@ -62,6 +65,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("zrange", -4, READONLY, KeySpec::single(1), Exec::Key(zrange))
         .doc(Z, "1.2.0", "Returns members in a sorted set within a range of indexes.", "key start stop [BYSCORE|BYLEX] [REV] [LIMIT offset count] [WITHSCORES]"),
     CommandSpec::new("zrangestore", -5, WRITE | DENYOOM, KeySpec::range(1, 2, 1), Exec::Key(zrangestore))
+        .key_perms(&[KEY_W, KEY_R])
         .ev_store(crate::shard::notify::ZSET, "zrangestore", 1)
         .cross(zrangestore_cross)
         .verbatim()
@@ -95,16 +99,19 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("zrandmember", -2, READONLY, KeySpec::single(1), Exec::Key(zrandmember))
         .doc(Z, "6.2.0", "Returns one or more random members from a sorted set.", "key [count [WITHSCORES]]"),
     CommandSpec::new("zremrangebyscore", 4, WRITE, KeySpec::single(1), Exec::Key(zremrangebyscore))
+        .key_perms(&[KEY_W])
         .noop(super::table::NoOp::Int0)
         .ev_counted(crate::shard::notify::ZSET, "zremrangebyscore")
         .verbatim()
         .doc(Z, "1.2.0", "Removes members in a sorted set within a range of scores. Deletes the sorted set if all members were removed.", "key min max"),
     CommandSpec::new("zremrangebyrank", 4, WRITE, KeySpec::single(1), Exec::Key(zremrangebyrank))
+        .key_perms(&[KEY_W])
         .noop(super::table::NoOp::Int0)
         .ev_counted(crate::shard::notify::ZSET, "zremrangebyrank")
         .verbatim()
         .doc(Z, "2.0.0", "Removes members in a sorted set within a range of indexes. Deletes the sorted set if all members were removed.", "key start stop"),
     CommandSpec::new("zremrangebylex", 4, WRITE, KeySpec::single(1), Exec::Key(zremrangebylex))
+        .key_perms(&[KEY_W])
         .noop(super::table::NoOp::Int0)
         .ev_counted(crate::shard::notify::ZSET, "zremrangebylex")
         .verbatim()
@@ -124,16 +131,19 @@ pub const COMMANDS: &[CommandSpec] = &[
         .cross(zalgebra_cross)
         .doc(Z, "7.0.0", "Returns the number of members of the intersect of multiple sorted sets.", "numkeys key [key ...] [LIMIT limit]"),
     CommandSpec::new("zunionstore", -4, WRITE | DENYOOM, KeySpec::dst_numkeys(1, 2), Exec::Key(zalgebra))
+        .key_perms(&[KEY_W, KEY_R])
         .ev_store(crate::shard::notify::ZSET, "zunionstore", 1)
         .cross(zalgebra_cross)
         .verbatim()
         .doc(Z, "2.0.0", "Stores the union of multiple sorted sets in a key.", "destination numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE SUM|MIN|MAX]"),
     CommandSpec::new("zinterstore", -4, WRITE | DENYOOM, KeySpec::dst_numkeys(1, 2), Exec::Key(zalgebra))
+        .key_perms(&[KEY_W, KEY_R])
         .ev_store(crate::shard::notify::ZSET, "zinterstore", 1)
         .cross(zalgebra_cross)
         .verbatim()
         .doc(Z, "2.0.0", "Stores the intersect of multiple sorted sets in a key.", "destination numkeys key [key ...] [WEIGHTS weight [weight ...]] [AGGREGATE SUM|MIN|MAX]"),
     CommandSpec::new("zdiffstore", -4, WRITE | DENYOOM, KeySpec::dst_numkeys(1, 2), Exec::Key(zalgebra))
+        .key_perms(&[KEY_W, KEY_R])
         .ev_store(crate::shard::notify::ZSET, "zdiffstore", 1)
         .cross(zalgebra_cross)
         .verbatim()

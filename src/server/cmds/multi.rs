@@ -25,6 +25,7 @@ pub const COMMANDS: &[CommandSpec] = &[
         .acl(CAT_TRANSACTION)
         .doc(T, "2.0.0", "Discard all commands issued after MULTI", ""),
     CommandSpec::new("watch", -2, NOSCRIPT | LOADING | STALE | FAST | ALLOW_BUSY, KeySpec::range(1, -1, 1), Exec::Conn(front!(watch)))
+        .key_perms(&[0])
         .acl(CAT_TRANSACTION)
         .doc(T, "2.2.0", "Watch the given keys to determine execution of the MULTI/EXEC block", "key [key ...]"),
     CommandSpec::new("unwatch", 1, NOSCRIPT | LOADING | STALE | FAST | ALLOW_BUSY, KeySpec::none(), Exec::Conn(front!(unwatch)))

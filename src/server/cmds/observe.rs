@@ -18,6 +18,7 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("monitor", 1, ADMIN | NOSCRIPT | LOADING | STALE, KeySpec::none(), Exec::Conn(front!(monitor)))
         .doc("server", "1.0.0", "Listen for all requests received by the server in real time", ""),
     CommandSpec::new("memory", -2, READONLY, KeySpec::single(2), Exec::Conn(front!(memory)))
+        .key_perms(&[0])
         .sub_flags(&[
             ("doctor", 0, 0),
             ("malloc-stats", 0, 0),

@@ -36,10 +36,13 @@ pub const COMMANDS: &[CommandSpec] = &[
     CommandSpec::new("publish", 3, MAY_REPLICATE | PUBSUB_FLAG | LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(front!(publish)))
         .doc(G, "2.0.0", "Post a message to a channel", "channel message"),
     CommandSpec::new("ssubscribe", -2, SUB_FLAGS, KeySpec::none(), Exec::Conn(front!(ssubscribe)))
+        .key_perms(&[0])
         .doc(G, "7.0.0", "Listens for messages published to shard channels.", "shardchannel [shardchannel ...]"),
     CommandSpec::new("sunsubscribe", -1, SUB_FLAGS, KeySpec::none(), Exec::Conn(front!(sunsubscribe)))
+        .key_perms(&[0])
         .doc(G, "7.0.0", "Stops listening to messages posted to shard channels.", "[shardchannel [shardchannel ...]]"),
     CommandSpec::new("spublish", 3, MAY_REPLICATE | PUBSUB_FLAG | LOADING | STALE | FAST, KeySpec::none(), Exec::Conn(front!(spublish)))
+        .key_perms(&[0])
         .doc(G, "7.0.0", "Post a message to a shard channel", "shardchannel message"),
     CommandSpec::new("pubsub", -2, 0, KeySpec::none(), Exec::Conn(front!(pubsub_cmd)))
         .sub_flags(&[
