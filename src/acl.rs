@@ -189,10 +189,9 @@ impl Selector {
         let t = table();
         if let Some(cat) = what.strip_prefix('@') {
             let cat = cat.to_ascii_lowercase();
-            if !CATEGORIES.contains(&cat.as_str()) {
-                return Err("Unknown command or category name in ACL".into());
-            }
-            let bit = crate::commands::table::category_bit(&cat).unwrap_or(0);
+            // `@all` never gets here (`apply` takes it as allcommands / nocommands).
+            let bit = crate::commands::table::category_bit(&cat)
+                .ok_or("Unknown command or category name in ACL")?;
             // A container in the category takes all its subcommands with it; each
             // subcommand in it is taken on its own (Redis's order).
             for (id, spec) in t.specs.iter().enumerate() {
@@ -588,32 +587,6 @@ pub fn merge_selectors(rules: &[String]) -> Result<Vec<String>, String> {
         None => Ok(out),
     }
 }
-
-/// The categories ACL CAT lists, in Redis 7.0's order.
-pub const CATEGORIES: &[&str] = &[
-    "keyspace",
-    "read",
-    "write",
-    "set",
-    "sortedset",
-    "list",
-    "hash",
-    "string",
-    "bitmap",
-    "hyperloglog",
-    "geo",
-    "stream",
-    "pubsub",
-    "admin",
-    "fast",
-    "slow",
-    "blocking",
-    "dangerous",
-    "connection",
-    "transaction",
-    "scripting",
-    "all",
-];
 
 pub fn sha256(b: &[u8]) -> [u8; 32] {
     Sha256::digest(b).into()

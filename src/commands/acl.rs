@@ -160,18 +160,19 @@ fn acl_cmd(ctx: &mut ConnCtx, argv: &[Bytes]) -> CmdResult {
         }
         "cat" => match argv.get(2) {
             None => Reply::Array(
-                acl::CATEGORIES
+                crate::commands::table::CATEGORY_NAMES
                     .iter()
-                    .filter(|c| **c != "all")
                     .map(|c| Reply::bulk(*c))
                     .collect(),
             ),
             Some(c) => {
                 let cat = text(c).to_ascii_lowercase();
-                if !acl::CATEGORIES.contains(&cat.as_str()) || cat == "all" {
+                // Redis takes the name without `@` only.
+                let Some(bit) =
+                    crate::commands::table::category_bit(&cat).filter(|_| !cat.starts_with('@'))
+                else {
                     return Err(CmdError::err(format!("Unknown category '{}'", text(c))));
-                }
-                let bit = crate::commands::table::category_bit(&cat).unwrap_or(0);
+                };
                 Reply::Array(
                     table()
                         .entries()

@@ -98,7 +98,11 @@ fn command_list(argv: &[Bytes]) -> CmdResult {
                     .map(|(n, _)| Reply::bulk(n))
                     .collect()
             } else if is(kind, "aclcat") {
-                let bit = super::table::category_bit(&text(value)).unwrap_or(0);
+                // As in Redis: any case, no `@` (then nothing matches).
+                let cat = text(value);
+                let bit = super::table::category_bit(&cat)
+                    .filter(|_| !cat.starts_with('@'))
+                    .unwrap_or(0);
                 table()
                     .entries()
                     .filter(|(_, _, c)| c & bit != 0)
