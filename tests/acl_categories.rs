@@ -200,12 +200,7 @@ fn run_as(port: u16, rules: &[&str], cmds: &[&[&str]]) -> Vec<String> {
         .arg(rules)
         .query(&mut admin)
         .unwrap();
-    let mut c = connect(port);
-    let _: () = redis::cmd("AUTH")
-        .arg("app")
-        .arg("x")
-        .query(&mut c)
-        .unwrap();
+    let mut c = app_conn(port);
     cmds.iter()
         .map(|argv| {
             let r: redis::RedisResult<Value> = redis::cmd(argv[0]).arg(&argv[1..]).query(&mut c);
@@ -300,12 +295,7 @@ fn scripts_as(port: u16, rules: &[&str], scripts: &[&[&str]]) -> (Vec<String>, V
         .unwrap();
     let mut out = run_as(port, rules, scripts);
     // The same in MULTI/EXEC (the calls run where EXEC sends them).
-    let mut c = connect(port);
-    let _: () = redis::cmd("AUTH")
-        .arg("app")
-        .arg("x")
-        .query(&mut c)
-        .unwrap();
+    let mut c = app_conn(port);
     let mut pipe = redis::pipe();
     pipe.atomic();
     for s in scripts {
@@ -385,12 +375,7 @@ fn a_scripts_calls_are_checked_against_its_callers_acl_user() {
             }
             // Logged in again as the default user, the same client's scripts are not
             // checked: the DEL goes through.
-            let mut c = connect(port);
-            let _: () = redis::cmd("AUTH")
-                .arg("app")
-                .arg("x")
-                .query(&mut c)
-                .unwrap();
+            let mut c = app_conn(port);
             let denied: redis::RedisResult<Value> = redis::cmd("EVAL")
                 .arg("return redis.call('del', KEYS[1])")
                 .arg(1)
@@ -497,4 +482,15 @@ fn same_as_redis_for_users(users: &[&[&str]], cmds: &[&[&str]], check: impl Fn(&
             check(&want);
         }
     }
+}
+
+/// A connection logged in as `app` (a `nopass` user).
+fn app_conn(port: u16) -> redis::Connection {
+    let mut c = connect(port);
+    let _: () = redis::cmd("AUTH")
+        .arg("app")
+        .arg("x")
+        .query(&mut c)
+        .unwrap();
+    c
 }
