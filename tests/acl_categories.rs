@@ -382,6 +382,24 @@ fn a_scripts_calls_are_checked_against_its_callers_acl_user() {
                 .arg("app:1")
                 .query(&mut c);
             assert!(denied.is_err(), "{denied:?}");
+            // A change to the user applies to the same connection's next script, both ways.
+            let eval_del = |c: &mut redis::Connection| -> redis::RedisResult<Value> {
+                redis::cmd("EVAL")
+                    .arg("return redis.call('del', KEYS[1])")
+                    .arg(1)
+                    .arg("app:1")
+                    .query(c)
+            };
+            for (rule, allowed) in [("+del", true), ("-del", false)] {
+                let _: () = redis::cmd("ACL")
+                    .arg("SETUSER")
+                    .arg("app")
+                    .arg(rule)
+                    .query(&mut admin)
+                    .unwrap();
+                let r = eval_del(&mut c);
+                assert_eq!(r.is_ok(), allowed, "after {rule}: {r:?}");
+            }
             let _: () = redis::cmd("AUTH")
                 .arg("default")
                 .arg("x")

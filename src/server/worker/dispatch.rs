@@ -632,7 +632,8 @@ impl Worker {
             }
             c.restricted = !c.user.unrestricted();
             c.acl_epoch = epoch;
-            if c.script_caller && !c.restricted {
+            // The listed user is the old one: listed again by the next script.
+            if c.script_caller {
                 c.script_caller = false;
                 crate::acl::forget_script_caller(c.id);
             }
@@ -661,7 +662,8 @@ impl Worker {
         }
         let Some((text, reason, object)) = crate::acl::denied(&c.user, id, spec, argv) else {
             // A script's calls are checked against this user where it runs.
-            if matches!(spec.exec, Exec::Script(_)) || spec.name == "exec" {
+            // Listed once per user (its CLIENT LIST line, for the ACL LOG, as it was then).
+            if !c.script_caller && (matches!(spec.exec, Exec::Script(_)) || spec.name == "exec") {
                 let (cid, user) = (c.id, c.user.clone());
                 self.conns[idx].client.script_caller = true;
                 let info = crate::server::cmds::client::client_line(&self.conns[idx]);
