@@ -233,16 +233,13 @@ impl Selector {
         Ok(())
     }
 
-    /// May this selector run `spec` (with `argv`, for a container's subcommand)?
-    pub fn may_run(&self, id: usize, spec: &CommandSpec, argv: &[Bytes]) -> bool {
+    /// May this selector run command `id` (with `argv`, for a container's subcommand)?
+    pub fn may_run(&self, id: usize, argv: &[Bytes]) -> bool {
         let t = table();
         let slot = match t.sub_base.get(id) {
-            Some(&base) if base != crate::commands::table::NO_SUBS && argv.len() > 1 => {
-                t.sub_slot(id, base, argv)
-            }
+            Some(&base) if base != crate::commands::table::NO_SUBS => t.sub_slot(id, base, argv),
             _ => id,
         };
-        let _ = spec;
         self.allowed.get(slot).copied().unwrap_or(false)
     }
 
@@ -274,7 +271,7 @@ impl Selector {
 
     /// Whether this selector allows all of the command: `Err` with the first refusal.
     fn check(&self, id: usize, spec: &CommandSpec, argv: &[Bytes]) -> Result<(), Denial> {
-        if !self.may_run(id, spec, argv) {
+        if !self.may_run(id, argv) {
             return Err(Denial::Command);
         }
         for (nth, i) in spec.keys.key_positions(argv).enumerate() {
@@ -478,9 +475,9 @@ impl User {
         Ok(())
     }
 
-    /// May the root selector run `spec` (key and channel rules aside)?
-    pub fn may_run(&self, id: usize, spec: &CommandSpec, argv: &[Bytes]) -> bool {
-        self.root.may_run(id, spec, argv)
+    /// May the root selector run command `id` (key and channel rules aside)?
+    pub fn may_run(&self, id: usize, argv: &[Bytes]) -> bool {
+        self.root.may_run(id, argv)
     }
 
     /// May the root selector touch `key` with permissions `perm`?
@@ -964,7 +961,7 @@ mod tests {
         );
         let (get_id, get) = table().lookup(b"get").unwrap();
         let (_, set) = table().lookup(b"set").unwrap();
-        assert!(u.may_run(get_id, get, &[]));
+        assert!(u.may_run(get_id, &[]));
         let argv = |a: &[&str]| {
             a.iter()
                 .map(|s| Bytes::from(s.to_string()))

@@ -673,9 +673,7 @@ impl CommandSpec {
     /// A subcommand's own flags and ACL categories (any case); `None` for one the row
     /// does not declare.
     pub fn sub_info(&self, sub: &[u8]) -> Option<(u32, u32)> {
-        self.sub_flags
-            .iter()
-            .find(|(n, _, _)| sub.eq_ignore_ascii_case(n.as_bytes()))
+        self.sub_entry(sub)
             .map(|(_, f, c)| (*f, implied_categories(*f, *c)))
     }
 
@@ -690,10 +688,14 @@ impl CommandSpec {
 
     /// The flags subcommand `sub` adds (any case).
     pub fn sub_flags_of(&self, sub: &[u8]) -> u32 {
+        self.sub_entry(sub).map_or(0, |(_, f, _)| *f)
+    }
+
+    /// Subcommand `sub`'s row of `sub_flags` (any case).
+    fn sub_entry(&self, sub: &[u8]) -> Option<&SubFlags> {
         self.sub_flags
             .iter()
             .find(|(n, _, _)| sub.eq_ignore_ascii_case(n.as_bytes()))
-            .map_or(0, |(_, f, _)| *f)
     }
 
     pub const fn noop(mut self, n: NoOp) -> CommandSpec {
